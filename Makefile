@@ -1,0 +1,53 @@
+# resvae_keras: make demo | test | lab | figures | bench | report
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PROFILE ?= demo
+STAMP := $(VENV)/.installed
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export MPLBACKEND ?= Agg
+
+.PHONY: venv demo test lint lab figures bench report clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+# The main job on the embedded demo faces: data, training, evaluation, figures.
+demo: $(STAMP)
+	RESVAE_PROFILE=demo $(MAKE) --no-print-directory figures PROFILE=demo
+	@echo "demo outputs: figures/ (report figures), runs/demo/ (model, history, metrics), data/cache/demo/ (cache)"
+
+test: $(STAMP)
+	RESVAE_PROFILE=demo $(BIN)/python -m pytest -q tests
+	RESVAE_PROFILE=demo $(BIN)/python -m pytest -q --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
+
+lint: $(STAMP)
+	$(BIN)/ruff check resvae_keras tests notebooks
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks
+
+# Executes every notebook in order, headless, in place; their figures land in figures/.
+figures: $(STAMP)
+	@for nb in $(NOTEBOOKS); do \
+	  echo "== $$nb ($(PROFILE))"; \
+	  RESVAE_PROFILE=$(PROFILE) $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+	    --ExecutePreprocessor.timeout=-1 $$nb || exit 1; \
+	done
+
+bench: $(STAMP)
+	$(BIN)/python -m resvae_keras bench data
+	$(BIN)/python -m resvae_keras bench train
+	$(BIN)/python -m resvae_keras bench eval
+
+report: $(STAMP)
+	$(BIN)/python -m resvae_keras report
+
+clean:
+	rm -rf $(VENV) .pytest_cache

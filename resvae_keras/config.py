@@ -1,0 +1,197 @@
+"""One dataclass for a whole run, plus the named profiles.
+
+A profile is a set of overrides on top of the defaults:
+
+| profile         | data                                       | meant for                      |
+| --------------- | ------------------------------------------ | ------------------------------ |
+| ``demo``        | the embedded synthetic faces (``data/demo``) | all of training in < 60 s, CPU |
+| ``celeba-subset`` | any partial CelebA (``CELEBA_DIR``)      | a CPU run of about an hour     |
+| ``celeba``      | full CelebA (``CELEBA_DIR``)               | a GPU run                      |
+
+Paths in a config are relative to the project root (the folder holding
+``pyproject.toml``), so notebooks running inside ``notebooks/`` and the CLI
+running at the top level share one ``runs/`` and one ``figures/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROFILES = ("demo", "celeba-subset", "celeba")
+
+
+def project_root() -> Path:
+    """The folder holding this project's ``pyproject.toml``.
+
+    ``RESVAE_HOME`` wins when set. Otherwise the current directory and its parents
+    are searched (so a notebook in ``notebooks/`` finds the top level), then the
+    checkout this package was imported from; the current directory is the fallback.
+    """
+    if os.environ.get("RESVAE_HOME"):
+        return Path(os.environ["RESVAE_HOME"]).resolve()
+    here = Path.cwd().resolve()
+    package_parent = Path(__file__).resolve().parents[1]
+    for folder in (here, *here.parents, package_parent):
+        if (folder / "pyproject.toml").is_file() and (folder / "resvae_keras").is_dir():
+            return folder
+    return here
+
+
+@dataclass
+class Config:
+    """Everything a run needs; saved as ``config.json`` in the run dir.
+
+    Data:
+        data_dir: CelebA root (any layout ``data.find_celeba`` knows). ``None`` means
+            ``CELEBA_DIR``, else ``data/celeba``; the ``demo`` profile uses ``data/demo``
+            and generates it when missing.
+        cache_dir: where the preprocessed uint8 cache goes.
+        image_size: side of the square images, pixels (64; 32 and 128 also work).
+        max_images: keep only the first N images (``None``: all), for quick runs.
+    Model:
+        widths: channels per resolution stage of the encoder (the decoder mirrors it).
+        blocks_per_stage: residual blocks per stage.
+        latent_dim: size of z.
+        residual: ``False`` drops every shortcut (the plain-VAE ablation).
+        kind: ``"vae"``, or ``"ae"`` for the deterministic autoencoder baseline.
+        likelihood: ``"gaussian_learned"``, ``"gaussian"`` or ``"bernoulli"``
+            (see ``model.RECONSTRUCTION_LIKELIHOODS``).
+        beta: weight of the KL term (>= 0).
+        kl_warmup_steps: beta ramps linearly from 0 over this many steps (0: off).
+    Training:
+        batch_size, epochs, learning_rate, seed: as usual; seed fixes data order,
+            weights and sampling noise.
+        strategy: ``"none"``, ``"mirrored"`` or ``"auto"`` (see ``train.make_strategy``).
+        mixed_precision: ``None``, ``"mixed_float16"`` (GPU) or ``"mixed_bfloat16"``.
+        run_dir: output folder; ``None`` means ``runs/<profile>``.
+    """
+
+    profile: str = "demo"
+    # data
+    data_dir: str | None = None
+    cache_dir: str = "data/cache"
+    image_size: int = 64
+    max_images: int | None = None
+    demo_images: int = 3000
+    # model
+    widths: tuple[int, ...] = (64, 128, 256)
+    blocks_per_stage: int = 1
+    latent_dim: int = 128
+    residual: bool = True
+    kind: str = "vae"
+    likelihood: str = "gaussian_learned"
+    beta: float = 1.0
+    kl_warmup_steps: int = 0
+    # training
+    batch_size: int = 64
+    epochs: int = 10
+    learning_rate: float = 1e-3
+    seed: int = 0
+    strategy: str = "none"
+    mixed_precision: str | None = None
+    run_dir: str | None = None
+    grid_every: int = 1
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.widths = tuple(int(w) for w in self.widths)
+
+    # -- paths ---------------------------------------------------------------
+    def resolve(self, path: str | os.PathLike) -> Path:
+        """A path from this config, made absolute against the project root."""
+        path = Path(path).expanduser()
+        return path if path.is_absolute() else project_root() / path
+
+    @property
+    def run_path(self) -> Path:
+        return self.resolve(self.run_dir or f"runs/{self.profile}")
+
+    @property
+    def cache_path(self) -> Path:
+        return self.resolve(self.cache_dir)
+
+    @property
+    def is_demo(self) -> bool:
+        return self.profile == "demo"
+
+    # -- (de)serialisation ---------------------------------------------------
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | os.PathLike) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Config:
+        values = json.loads(Path(path).read_text())
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    def replace(self, **overrides) -> Config:
+        unknown = set(overrides) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ValueError(
+                f"unknown config field(s) {sorted(unknown)}; "
+                f"known: {[f.name for f in dataclasses.fields(self)]}"
+            )
+        return dataclasses.replace(self, **overrides)
+
+
+_PROFILE_OVERRIDES: dict[str, dict] = {
+    "demo": dict(
+        data_dir="data/demo",
+        cache_dir="data/cache/demo",
+        demo_images=3000,
+        widths=(32, 64, 128),
+        latent_dim=32,
+        batch_size=64,
+        epochs=4,
+        learning_rate=2e-3,
+    ),
+    "celeba-subset": dict(
+        cache_dir="data/cache/celeba-subset",
+        epochs=30,
+        kl_warmup_steps=1000,
+    ),
+    "celeba": dict(
+        cache_dir="data/cache/celeba",
+        widths=(64, 128, 256, 512),
+        blocks_per_stage=2,
+        batch_size=128,
+        epochs=40,
+        kl_warmup_steps=5000,
+        mixed_precision="mixed_float16",
+    ),
+}
+
+
+def get_profile(name: str, **overrides) -> Config:
+    """The named profile with ``overrides`` applied on top."""
+    if name not in _PROFILE_OVERRIDES:
+        raise ValueError(f"profile={name!r} is not one of {list(PROFILES)}")
+    return Config(profile=name, **_PROFILE_OVERRIDES[name]).replace(**overrides)
+
+
+def profile_from_env(default: str | None = None) -> str:
+    """The profile named by ``RESVAE_PROFILE``.
+
+    When unset: ``default`` if given, else ``celeba`` when ``CELEBA_DIR`` is set and
+    ``demo`` otherwise.
+    """
+    name = os.environ.get("RESVAE_PROFILE")
+    if name:
+        if name not in PROFILES:
+            raise ValueError(f"RESVAE_PROFILE={name!r} is not one of {list(PROFILES)}")
+        return name
+    if default:
+        return default
+    return "celeba" if os.environ.get("CELEBA_DIR") else "demo"
+
+
+def config_from_env(**overrides) -> Config:
+    """The config a notebook uses: ``RESVAE_PROFILE`` (see ``profile_from_env``)."""
+    return get_profile(profile_from_env(), **overrides)

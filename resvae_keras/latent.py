@@ -1,0 +1,503 @@
+"""Tools for the latent space of a trained VAE: samplers, interpolation, attribute
+vectors, active units, traversals and a 2-D projection.
+
+Everything here works on any model with the ``ResVAE`` API:
+
+- ``model.encode(x) -> (z_mean, z_log_var)``, each shape (N, latent_dim);
+- ``model.decode(z) -> images`` float32 in [0, 1], shape (N, H, W, 3);
+- ``model.latent_dim``.
+
+Inputs may be Keras/TensorFlow tensors or numpy arrays; outputs are numpy float32.
+Latent codes ``z`` are in units of the prior's standard deviation (the prior is
+N(0, I)), so a value of 2 along one dimension means "two prior standard deviations".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+_PARALLEL_EPS = 1e-6  # |sin(angle)| below this: treat z0 and z1 as parallel, use lerp
+
+
+def _to_numpy(x, dtype=np.float32) -> np.ndarray:
+    """A numpy array from a numpy array, list or Keras/TF tensor."""
+    if not isinstance(x, (np.ndarray, list, tuple, int, float, np.generic)):
+        import keras
+
+        x = keras.ops.convert_to_numpy(x)
+    return np.asarray(x, dtype=dtype)
+
+
+def _as_float_images(images) -> np.ndarray:
+    """Images as float32 in [0, 1]; uint8 input (the cache) is divided by 255."""
+    array = _to_numpy(images, None)
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) / 255.0
+    return array.astype(np.float32, copy=False)
+
+
+def _check_count(n, argument: str = "n") -> int:
+    if int(n) < 1:
+        raise ValueError(f"{argument}={n!r}: ask for at least one sample")
+    return int(n)
+
+
+def _decode(model, z, batch_size: int = 256) -> np.ndarray:
+    """``model.decode`` in batches. z: (N, d) -> images float32 [0, 1], (N, H, W, 3)."""
+    z = _to_numpy(z)
+    if z.ndim != 2:
+        raise ValueError(f"z must have shape (N, latent_dim), got shape {z.shape}")
+    parts = [_to_numpy(model.decode(z[i : i + batch_size])) for i in range(0, len(z), batch_size)]
+    return np.concatenate(parts, axis=0)
+
+
+def _decode_grid(model, z, batch_size: int = 256) -> np.ndarray:
+    """Decode codes of shape (a, b, d) into images of shape (a, b, H, W, 3)."""
+    z = _to_numpy(z)
+    images = _decode(model, z.reshape(-1, z.shape[-1]), batch_size)
+    return images.reshape(*z.shape[:-1], *images.shape[1:])
+
+
+def _image_batch(images) -> np.ndarray:
+    """One image (H, W, 3) or a batch (N, H, W, 3) -> a float batch (N, H, W, 3)."""
+    images = _as_float_images(images)
+    return images[None] if images.ndim == 3 else images
+
+
+# -- encoding -------------------------------------------------------------------
+
+
+def encode_dataset(model, images, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Encode a whole data set.
+
+    Args:
+        model: anything with ``encode(x) -> (z_mean, z_log_var)``.
+        images: float32 images in [0, 1] (or uint8 in [0, 255], e.g. ``Cache.images``),
+            shape (N, H, W, 3); or an iterable of batches such as a ``tf.data.Dataset``
+            whose elements are image batches or ``(images, attributes)`` pairs.
+        batch_size: images per ``encode`` call for array input.
+
+    Returns:
+        ``(z_mean, z_log_var)``, float32 numpy arrays of shape (N, latent_dim).
+    """
+    if hasattr(images, "shape") and hasattr(images, "__getitem__"):
+        batches: Iterable = (images[i : i + batch_size] for i in range(0, len(images), batch_size))
+    else:
+        batches = images
+    means, log_vars = [], []
+    for batch in batches:
+        if isinstance(batch, (tuple, list)):
+            batch = batch[0]
+        z_mean, z_log_var = model.encode(_as_float_images(batch))
+        means.append(_to_numpy(z_mean))
+        log_vars.append(_to_numpy(z_log_var))
+    if not means:
+        raise ValueError("images is empty: pass at least one image to encode")
+    return np.concatenate(means), np.concatenate(log_vars)
+
+
+# -- samplers -------------------------------------------------------------------
+
+
+def prior_samples(n: int, latent_dim: int, temperature: float = 1.0, seed: int = 0) -> np.ndarray:
+    """Draws from the prior N(0, temperature^2 I): float32, shape (n, latent_dim).
+
+    A temperature below 1 trades diversity for realism (samples nearer the mode).
+    """
+    n = _check_count(n)
+    if temperature < 0:
+        raise ValueError(f"temperature={temperature!r} must be >= 0 (1.0 is the prior itself)")
+    rng = np.random.default_rng(seed)
+    return (temperature * rng.standard_normal((n, int(latent_dim)))).astype(np.float32)
+
+
+class PriorSampler:
+    """The prior N(0, I) with the same ``sample`` API as ``GaussianMixtureSampler``."""
+
+    def __init__(self, latent_dim: int):
+        self.latent_dim = int(latent_dim)
+
+    def sample(self, n: int, seed: int = 0, temperature: float = 1.0) -> np.ndarray:
+        """float32 codes, shape (n, latent_dim)."""
+        return prior_samples(n, self.latent_dim, temperature=temperature, seed=seed)
+
+
+class GaussianMixtureSampler:
+    """Ex-post density estimate: a Gaussian mixture fitted to the encoder means.
+
+    A VAE's aggregate posterior rarely fills the whole prior, so decoding prior
+    samples lands partly in "holes". Fitting a small mixture to ``z_mean`` of the
+    training images and sampling from it instead lowers FID (Ghosh et al. 2020,
+    "From Variational to Deterministic Autoencoders").
+
+    Args:
+        n_components: mixture components (10 as in Ghosh et al.).
+        covariance_type: ``"full"``, ``"diag"``, ``"tied"`` or ``"spherical"``
+            (see ``sklearn.mixture.GaussianMixture``).
+        seed: seed of the fit (k-means initialisation).
+    """
+
+    def __init__(self, n_components: int = 10, covariance_type: str = "full", seed: int = 0):
+        self.n_components = int(n_components)
+        self.covariance_type = covariance_type
+        self.seed = seed
+        self.mixture_ = None
+
+    def fit(self, z_means) -> GaussianMixtureSampler:
+        """Fit on encoder means, shape (N, latent_dim) with N >= n_components."""
+        from sklearn.mixture import GaussianMixture
+
+        z_means = _to_numpy(z_means, np.float64)
+        if z_means.ndim != 2 or len(z_means) < self.n_components:
+            raise ValueError(
+                f"z_means has shape {z_means.shape}; need (N, latent_dim) with "
+                f"N >= n_components={self.n_components} (encode more images or use fewer components)"
+            )
+        self.mixture_ = GaussianMixture(
+            n_components=self.n_components,
+            covariance_type=self.covariance_type,
+            random_state=self.seed,
+            reg_covar=1e-5,
+        ).fit(z_means)
+        return self
+
+    @property
+    def latent_dim(self) -> int:
+        self._check_fitted()
+        return int(self.mixture_.means_.shape[1])
+
+    def _check_fitted(self) -> None:
+        if self.mixture_ is None:
+            raise RuntimeError("GaussianMixtureSampler is not fitted: call .fit(z_means) first")
+
+    def sample(self, n: int, seed: int = 0, temperature: float = 1.0) -> np.ndarray:
+        """float32 codes, shape (n, latent_dim), in random order.
+
+        ``temperature`` scales each draw's distance to its component mean (1.0: the
+        fitted mixture itself).
+        """
+        self._check_fitted()
+        n = _check_count(n)
+        self.mixture_.set_params(random_state=seed)
+        z, component = self.mixture_.sample(n)
+        means = self.mixture_.means_[component]
+        z = means + temperature * (z - means)
+        # sklearn returns the draws grouped by component; shuffle so any slice is representative
+        order = np.random.default_rng(seed).permutation(n)
+        return z[order].astype(np.float32)
+
+
+def sample_images(
+    model,
+    sampler_or_z="prior",
+    n: int = 16,
+    temperature: float = 1.0,
+    seed: int = 0,
+    batch_size: int = 256,
+) -> np.ndarray:
+    """Decode samples into images.
+
+    Args:
+        model: a model with ``decode`` and ``latent_dim``.
+        sampler_or_z: ``"prior"``, an object with ``sample(n, seed=, temperature=)``
+            (``PriorSampler``, a fitted ``GaussianMixtureSampler``), or codes of shape
+            (N, latent_dim), in which case ``n``, ``temperature`` and ``seed`` are unused.
+        n: number of images.
+
+    Returns:
+        images float32 in [0, 1], shape (n, H, W, 3).
+    """
+    if isinstance(sampler_or_z, str):
+        if sampler_or_z != "prior":
+            raise ValueError(
+                f"sampler_or_z={sampler_or_z!r}: use 'prior', a sampler with .sample, or an array of codes"
+            )
+        z = prior_samples(n, model.latent_dim, temperature=temperature, seed=seed)
+    elif hasattr(sampler_or_z, "sample"):
+        z = sampler_or_z.sample(n, seed=seed, temperature=temperature)
+    else:
+        z = sampler_or_z
+    return _decode(model, z, batch_size)
+
+
+# -- interpolation --------------------------------------------------------------
+
+
+def _path_t(t) -> tuple[np.ndarray, bool]:
+    t = np.asarray(t, dtype=np.float64)
+    if t.ndim > 1:
+        raise ValueError(f"t must be a number or a 1-D array, got shape {t.shape}")
+    return t, t.ndim == 1
+
+
+def _stack_path(weight0, weight1, z0, z1, is_path: bool, dtype) -> np.ndarray:
+    """weight0 * z0 + weight1 * z1, with the steps axis placed before the last (d) axis."""
+    if is_path:
+        z0, z1 = z0[..., None, :], z1[..., None, :]
+        weight0, weight1 = weight0[..., :, None], weight1[..., :, None]
+    return (weight0 * z0 + weight1 * z1).astype(dtype)
+
+
+def lerp(z0, z1, t) -> np.ndarray:
+    """Linear interpolation (1 - t) z0 + t z1.
+
+    Args:
+        z0, z1: codes of shape (..., d) (broadcastable).
+        t: a number in [0, 1], or a 1-D array of T of them.
+
+    Returns:
+        shape (..., d) for a number; (..., T, d) for an array (a path per pair).
+    """
+    z0, z1 = _to_numpy(z0, None), _to_numpy(z1, None)
+    dtype = np.result_type(z0, z1, np.float32)
+    t, is_path = _path_t(t)
+    return _stack_path(1.0 - t, t, z0.astype(np.float64), z1.astype(np.float64), is_path, dtype)
+
+
+def slerp(z0, z1, t) -> np.ndarray:
+    """Spherical linear interpolation along the great circle from z0 to z1.
+
+    For z0, z1 of equal norm every point keeps that norm, so the path stays on the
+    shell where N(0, I) puts its mass (see ``norm_along_path``). The endpoints are
+    exact; (anti)parallel or zero vectors fall back to ``lerp``.
+
+    Args and returns: as ``lerp``.
+    """
+    z0, z1 = _to_numpy(z0, None), _to_numpy(z1, None)
+    dtype = np.result_type(z0, z1, np.float32)
+    t, is_path = _path_t(t)
+    a, b = np.broadcast_arrays(z0.astype(np.float64), z1.astype(np.float64))
+    norms = np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)
+    cos = np.sum(a * b, axis=-1) / np.where(norms > 0, norms, 1.0)
+    omega = np.arccos(np.clip(cos, -1.0, 1.0))
+    if is_path:
+        omega = omega[..., None]  # broadcast against the T values of t
+    sin = np.sin(omega)
+    parallel = np.abs(sin) < _PARALLEL_EPS
+    safe_sin = np.where(parallel, 1.0, sin)
+    weight0 = np.where(parallel, 1.0 - t, np.sin((1.0 - t) * omega) / safe_sin)
+    weight1 = np.where(parallel, t, np.sin(t * omega) / safe_sin)
+    if not is_path:
+        weight0, weight1 = weight0[..., None], weight1[..., None]
+    return _stack_path(weight0, weight1, a, b, is_path, dtype)
+
+
+_INTERPOLATORS = {"slerp": slerp, "lerp": lerp}
+
+
+def interpolate(z0, z1, steps: int = 8, method: str = "slerp") -> np.ndarray:
+    """A path of ``steps`` codes from z0 to z1 (both included): shape (..., steps, d)."""
+    if method not in _INTERPOLATORS:
+        raise ValueError(f"method={method!r} is not one of {sorted(_INTERPOLATORS)}")
+    if int(steps) < 2:
+        raise ValueError(f"steps={steps!r}: a path needs at least 2 points (start and end)")
+    return _INTERPOLATORS[method](z0, z1, np.linspace(0.0, 1.0, int(steps)))
+
+
+def interpolation_paths(
+    model, x_start, x_end, steps: int = 8, method: str = "slerp", batch_size: int = 256
+) -> np.ndarray:
+    """Decoded interpolations between the codes (``z_mean``) of image pairs.
+
+    Args:
+        x_start, x_end: images float32 in [0, 1], shape (n_pairs, H, W, 3) (or one
+            image (H, W, 3) each).
+        steps: images per path, endpoints included.
+        method: ``"slerp"`` or ``"lerp"``.
+
+    Returns:
+        images float32 in [0, 1], shape (n_pairs, steps, H, W, 3); column 0 and column
+        ``steps - 1`` are the reconstructions of x_start and x_end.
+    """
+    x_start, x_end = _image_batch(x_start), _image_batch(x_end)
+    if x_start.shape != x_end.shape:
+        raise ValueError(
+            f"x_start has shape {x_start.shape} but x_end has {x_end.shape}: pass pairs of equal count"
+        )
+    z_start = _to_numpy(model.encode(x_start)[0])
+    z_end = _to_numpy(model.encode(x_end)[0])
+    return _decode_grid(model, interpolate(z_start, z_end, steps, method), batch_size)
+
+
+def norm_along_path(z0, z1, steps: int = 21) -> pd.DataFrame:
+    """Norm ||z|| along the lerp and slerp paths from z0 to z1.
+
+    Why slerp looks better: in d dimensions N(0, I) samples concentrate on a thin
+    shell of radius ~ sqrt(d). The lerp midpoint of two independent samples has norm
+    ~ sqrt(d / 2), well inside the shell where the decoder saw almost no codes;
+    slerp stays on the shell.
+
+    Args:
+        z0, z1: codes of shape (d,), or (n, d) for n pairs (their norms are averaged).
+
+    Returns:
+        DataFrame indexed by ``t`` in [0, 1] (``steps`` rows) with columns
+        ``lerp`` and ``slerp`` (norms, in prior standard deviations).
+    """
+    columns = {}
+    for method in ("lerp", "slerp"):
+        norms = np.linalg.norm(interpolate(z0, z1, steps, method), axis=-1)
+        columns[method] = norms.reshape(-1, int(steps)).mean(axis=0)
+    index = pd.Index(np.linspace(0.0, 1.0, int(steps)), name="t")
+    return pd.DataFrame(columns, index=index)
+
+
+# -- attribute vectors ----------------------------------------------------------
+
+
+def attribute_vector(z_means, has_attribute) -> np.ndarray:
+    """mean(z | attribute) - mean(z | no attribute): float32, shape (d,).
+
+    Args:
+        z_means: encoder means, shape (N, d).
+        has_attribute: shape (N,), bool (or CelebA's -1/1, or 0/1).
+    """
+    z_means = _to_numpy(z_means, np.float64)
+    has = np.asarray(has_attribute)
+    has = has if has.dtype == bool else has > 0
+    if has.shape != (len(z_means),):
+        raise ValueError(
+            f"has_attribute has shape {has.shape} but z_means has {len(z_means)} rows; "
+            "pass one flag per encoded image"
+        )
+    if has.all() or not has.any():
+        raise ValueError(
+            f"has_attribute is {'all True' if has.all() else 'all False'}: an attribute vector "
+            "needs images with and without the attribute (encode more images)"
+        )
+    return (z_means[has].mean(axis=0) - z_means[~has].mean(axis=0)).astype(np.float32)
+
+
+def attribute_vectors(z_means, attributes: pd.DataFrame, names: Sequence[str]) -> dict:
+    """``{name: attribute_vector(z_means, attributes[name])}`` for each name.
+
+    ``attributes`` has one row per row of ``z_means`` (e.g. ``Cache.attributes_of(split)``).
+    """
+    missing = [name for name in names if name not in attributes.columns]
+    if missing:
+        raise KeyError(f"attributes has no column(s) {missing}; known: {list(attributes.columns)}")
+    return {name: attribute_vector(z_means, attributes[name].to_numpy()) for name in names}
+
+
+def apply_attribute(z, vector, strengths) -> np.ndarray:
+    """z + s * vector for each strength s: float32, shape (n, len(strengths), d).
+
+    z has shape (n, d) or (d,) (then n = 1).
+    """
+    z = np.atleast_2d(_to_numpy(z))
+    vector = _to_numpy(vector)
+    strengths = np.atleast_1d(_to_numpy(strengths))
+    if vector.shape != z.shape[-1:]:
+        raise ValueError(f"vector has shape {vector.shape}; expected ({z.shape[-1]},) to match z")
+    return z[:, None, :] + strengths[None, :, None] * vector
+
+
+def attribute_arithmetic(
+    model, images, vector, strengths=(-2, -1, 0, 1, 2), batch_size: int = 256
+) -> np.ndarray:
+    """Add an attribute vector to the codes of images and decode.
+
+    Args:
+        images: float32 in [0, 1], shape (n, H, W, 3).
+        vector: attribute vector, shape (d,) (see ``attribute_vector``).
+        strengths: multiples of ``vector`` to add (0: the plain reconstruction).
+
+    Returns:
+        images float32 in [0, 1], shape (n, len(strengths), H, W, 3).
+    """
+    z_mean = _to_numpy(model.encode(_image_batch(images))[0])
+    return _decode_grid(model, apply_attribute(z_mean, vector, strengths), batch_size)
+
+
+# -- active units and traversals ------------------------------------------------
+
+
+def kl_per_dimension(z_mean, z_log_var) -> np.ndarray:
+    """KL(q(z_j | x) || N(0, 1)) averaged over the images: nats, shape (d,).
+
+    Per dimension: 0.5 * (mu^2 + sigma^2 - 1 - log sigma^2). A dimension with a
+    KL near 0 carries no information about x (posterior collapse).
+    """
+    z_mean, z_log_var = _to_numpy(z_mean, np.float64), _to_numpy(z_log_var, np.float64)
+    kl = 0.5 * (np.square(z_mean) + np.exp(z_log_var) - 1.0 - z_log_var)
+    return kl.reshape(-1, kl.shape[-1]).mean(axis=0)
+
+
+def unit_activity(z_mean) -> np.ndarray:
+    """Variance over the images of E[z_j | x] (Burda et al. 2016): shape (d,)."""
+    z_mean = _to_numpy(z_mean, np.float64)
+    return z_mean.reshape(-1, z_mean.shape[-1]).var(axis=0)
+
+
+def active_units(z_mean, threshold: float = 0.01, z_log_var=None) -> tuple[np.ndarray, np.ndarray]:
+    """Which latent dimensions the model uses (Burda et al. 2016).
+
+    A unit is active when ``unit_activity`` (the variance over the data of E[z_j | x])
+    exceeds ``threshold`` (0.01).
+
+    Args:
+        z_mean: encoder means, shape (N, d).
+        z_log_var: optional, shape (N, d); when given the ranking is by
+            ``kl_per_dimension``, otherwise by activity.
+
+    Returns:
+        ``(mask, ranking)``: bool array (d,) of active units, and int array (d,) of the
+        dimensions from most to least used.
+    """
+    activity = unit_activity(z_mean)
+    score = activity if z_log_var is None else kl_per_dimension(z_mean, z_log_var)
+    ranking = np.argsort(-score, kind="stable")
+    return activity > threshold, ranking
+
+
+def traverse(model, z, dims: Sequence[int], values, batch_size: int = 256) -> np.ndarray:
+    """Vary one latent dimension at a time around a base code and decode.
+
+    Args:
+        z: base code, shape (d,) or (1, d) (e.g. the ``z_mean`` of one image).
+        dims: dimensions to vary (e.g. the first few of ``active_units``' ranking).
+        values: values (prior standard deviations) the dimension is set to.
+
+    Returns:
+        images float32 in [0, 1], shape (len(dims), len(values), H, W, 3).
+    """
+    z = _to_numpy(z)
+    if z.ndim == 2 and len(z) == 1:
+        z = z[0]
+    if z.ndim != 1:
+        raise ValueError(f"z has shape {z.shape}; traverse takes one base code of shape (d,)")
+    values = np.atleast_1d(_to_numpy(values))
+    dims = [int(dim) for dim in dims]
+    out_of_range = [dim for dim in dims if not -len(z) <= dim < len(z)]
+    if out_of_range:
+        raise ValueError(f"dims {out_of_range} are outside the latent size {len(z)}")
+    codes = np.repeat(np.repeat(z[None, None, :], len(dims), 0), len(values), 1)
+    for row, dim in enumerate(dims):
+        codes[row, :, dim] = values
+    return _decode_grid(model, codes, batch_size)
+
+
+# -- projection -----------------------------------------------------------------
+
+
+def pca_2d(z, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Project codes on their two main principal axes.
+
+    Args:
+        z: codes, shape (N, d) with N >= 2 and d >= 2.
+
+    Returns:
+        ``(coords, explained_variance_ratio)``: float32 (N, 2) and float (2,), the
+        share of the total variance along each axis.
+    """
+    from sklearn.decomposition import PCA
+
+    z = _to_numpy(z, np.float64)
+    if z.ndim != 2 or min(z.shape) < 2:
+        raise ValueError(f"z has shape {z.shape}; pca_2d needs (N, d) with N >= 2 and d >= 2")
+    pca = PCA(n_components=2, random_state=seed)
+    coords = pca.fit_transform(z).astype(np.float32)
+    return coords, pca.explained_variance_ratio_

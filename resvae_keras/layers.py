@@ -1,0 +1,224 @@
+"""Serializable Keras layers of the ResVAE: the residual block, the resampling
+layers and the reparameterization ``Sampling`` layer.
+
+Every layer is registered under the ``resvae_keras`` package, so a saved
+``.keras`` file loads back with ``keras.models.load_model`` (safe mode on) once
+``resvae_keras`` is imported.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers, ops
+
+NORMALIZATIONS = ("group", "batch", "none")
+
+
+def _check_choice(name, value, choices):
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not one of {list(choices)}")
+
+
+def _make_norm(norm, groups, name):
+    if norm == "group":
+        return layers.GroupNormalization(groups=groups, epsilon=1e-5, name=name)
+    if norm == "batch":
+        # synchronized: under tf.distribute every replica normalizes with the
+        # statistics of the global batch, so the loss does not depend on the
+        # number of devices.
+        return layers.BatchNormalization(synchronized=True, name=name)
+    return layers.Identity(name=name)
+
+
+@keras.saving.register_keras_serializable(package="resvae_keras")
+class ResidualBlock(layers.Layer):
+    """Pre-activation residual block (He et al., 2016, "Identity Mappings").
+
+    ``y = shortcut(x) + conv(act(norm(conv(act(norm(x))))))``. The shortcut is the
+    identity, or a 1x1 convolution when the channel count changes. With
+    ``residual=False`` the shortcut is dropped and the block is a plain stack of the
+    same two convolutions, which gives the ablation equal depth and widths.
+
+    Args:
+        filters: output channels (> 0).
+        kernel_size: side of both convolutions (odd, default 3).
+        norm: ``"group"`` (GroupNormalization, default), ``"batch"`` (synchronized
+            BatchNormalization) or ``"none"``.
+        groups: groups of GroupNormalization; must divide the channel counts.
+        activation: any Keras activation name (default ``"silu"``).
+        residual: keep the shortcut (default ``True``).
+
+    Input shape: ``(batch, H, W, C_in)``. Output shape: ``(batch, H, W, filters)``.
+    """
+
+    def __init__(
+        self,
+        filters,
+        kernel_size=3,
+        norm="group",
+        groups=8,
+        activation="silu",
+        residual=True,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if int(filters) <= 0:
+            raise ValueError(f"filters={filters!r} must be a positive integer")
+        if int(kernel_size) % 2 != 1:
+            raise ValueError(f"kernel_size={kernel_size!r} must be odd")
+        _check_choice("norm", norm, NORMALIZATIONS)
+        self.filters = int(filters)
+        self.kernel_size = int(kernel_size)
+        self.norm = norm
+        self.groups = int(groups)
+        self.activation = activation
+        self.residual = bool(residual)
+        self.norm1 = _make_norm(norm, self.groups, "norm1")
+        self.norm2 = _make_norm(norm, self.groups, "norm2")
+        self.act = layers.Activation(activation, name="act")
+        self.conv1 = layers.Conv2D(self.filters, self.kernel_size, padding="same", name="conv1")
+        self.conv2 = layers.Conv2D(self.filters, self.kernel_size, padding="same", name="conv2")
+        self.projection = None
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        self.norm1.build(input_shape)
+        self.conv1.build(input_shape)
+        inner_shape = (*input_shape[:-1], self.filters)
+        self.norm2.build(inner_shape)
+        self.conv2.build(inner_shape)
+        if self.residual and channels != self.filters:
+            self.projection = layers.Conv2D(self.filters, 1, name="projection")
+            self.projection.build(input_shape)
+
+    def call(self, x, training=None):
+        h = self.conv1(self.act(self.norm1(x, training=training)))
+        h = self.conv2(self.act(self.norm2(h, training=training)))
+        if not self.residual:
+            return h
+        shortcut = x if self.projection is None else self.projection(x)
+        return shortcut + h
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.filters)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            filters=self.filters,
+            kernel_size=self.kernel_size,
+            norm=self.norm,
+            groups=self.groups,
+            activation=self.activation,
+            residual=self.residual,
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="resvae_keras")
+class Upsample(layers.Layer):
+    """Nearest-neighbour 2x resize followed by a 3x3 convolution.
+
+    Chosen over a transposed convolution because a stride-2 transposed 3x3 kernel
+    overlaps unevenly and paints checkerboard artefacts into smooth skin and
+    background (Odena et al., 2016, "Deconvolution and Checkerboard Artifacts");
+    resize-then-convolve gives every output pixel the same kernel footprint.
+
+    Args:
+        filters: output channels (> 0).
+
+    Input shape: ``(batch, H, W, C)``. Output shape: ``(batch, 2H, 2W, filters)``.
+    """
+
+    def __init__(self, filters, **kwargs):
+        super().__init__(**kwargs)
+        if int(filters) <= 0:
+            raise ValueError(f"filters={filters!r} must be a positive integer")
+        self.filters = int(filters)
+        self.resize = layers.UpSampling2D(2, interpolation="nearest", name="resize")
+        self.conv = layers.Conv2D(self.filters, 3, padding="same", name="conv")
+
+    def build(self, input_shape):
+        self.conv.build((input_shape[0], None, None, input_shape[-1]))
+
+    def call(self, x):
+        return self.conv(self.resize(x))
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, _ = input_shape
+        return (b, None if h is None else 2 * h, None if w is None else 2 * w, self.filters)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(filters=self.filters)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="resvae_keras")
+class DepthToSpace(layers.Layer):
+    """Sub-pixel shuffle (Shi et al., 2016): ``(H, W, C*r*r) -> (rH, rW, C)``.
+
+    The decoder's last convolution runs at half resolution with ``3 * 4`` channels
+    and this layer rearranges them into the full-resolution image, which costs a
+    quarter of a full-resolution convolution and gives every output pixel its own
+    weights.
+
+    Args:
+        block_size: the upscaling factor r (>= 2).
+    """
+
+    def __init__(self, block_size=2, **kwargs):
+        super().__init__(**kwargs)
+        if int(block_size) < 2:
+            raise ValueError(f"block_size={block_size!r} must be >= 2")
+        self.block_size = int(block_size)
+
+    def call(self, x):
+        r = self.block_size
+        _, h, w, c = ops.shape(x)
+        x = ops.reshape(x, (-1, h, w, r, r, c // (r * r)))
+        x = ops.transpose(x, (0, 1, 3, 2, 4, 5))
+        return ops.reshape(x, (-1, h * r, w * r, c // (r * r)))
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, c = input_shape
+        r = self.block_size
+        return (b, None if h is None else h * r, None if w is None else w * r, c // (r * r))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(block_size=self.block_size)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="resvae_keras")
+class Sampling(layers.Layer):
+    """Reparameterization trick: ``z = z_mean + exp(0.5 * z_log_var) * eps``, eps ~ N(0, I).
+
+    The noise comes from a ``keras.random.SeedGenerator``, so a fixed ``seed`` gives
+    the same sequence of draws on every run.
+
+    Args:
+        seed: integer seed of the noise (default 0).
+
+    Inputs: ``[z_mean, z_log_var]``, each ``(batch, latent_dim)``. Output: ``z`` of the
+    same shape, in float32.
+    """
+
+    def __init__(self, seed=0, **kwargs):
+        super().__init__(**kwargs)
+        self.seed = int(seed)
+        self.seed_generator = keras.random.SeedGenerator(self.seed)
+
+    def call(self, inputs):
+        z_mean, z_log_var = inputs
+        eps = keras.random.normal(ops.shape(z_mean), dtype=z_mean.dtype, seed=self.seed_generator)
+        return z_mean + ops.exp(0.5 * z_log_var) * eps
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(seed=self.seed)
+        return config

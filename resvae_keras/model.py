@@ -1,0 +1,420 @@
+r"""The ResVAE: encoder and decoder builders and the ``ResVAE(keras.Model)`` class.
+
+Architecture for an ``S x S`` image and ``widths = (w_1, ..., w_K)``::
+
+    encoder  x (S,S,3) -> conv 3x3 stride 2 -> [ResidualBlock(w_k) x B -> conv stride 2] k=1..K
+             -> norm, act, flatten -> Dense(latent) z_mean, Dense(latent) z_log_var
+    decoder  z -> Dense -> (S/2^(K+1), S/2^(K+1), w_K)
+             -> [Upsample(w_k) -> ResidualBlock(w_k) x B] k=K..1      (ends at S/2)
+             -> norm, act, conv 3x3 to 3*4 channels -> DepthToSpace(2) -> logits (S,S,3)
+
+The first convolution halves the resolution and the last layer is a sub-pixel
+shuffle, so no convolution runs at full resolution: most of the work is done at
+``S/2`` (32x32 for 64x64 faces) and below, which buys quality per FLOP.
+
+The loss per image, in nats, is the negative ELBO
+
+.. math::  -\mathrm{ELBO}(x) = \mathbb{E}_{q(z|x)}[-\log p(x|z)]
+           + \beta\,\mathrm{KL}(q(z|x)\,\|\,\mathcal N(0, I))
+
+with the KL in closed form for a diagonal Gaussian posterior:
+``KL = 0.5 * sum_j (exp(lv_j) + mu_j^2 - 1 - lv_j)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+from resvae_keras.layers import NORMALIZATIONS, DepthToSpace, ResidualBlock, Sampling, Upsample
+
+#: Reconstruction likelihoods p(x|z) and what each one means.
+RECONSTRUCTION_LIKELIHOODS = {
+    "gaussian_learned": (
+        "Gaussian N(x; mu(z), sigma^2 I) with ONE learned sigma shared by all pixels "
+        "(the calibrated decoder / sigma-VAE, Rybkin et al. 2021). sigma settles near the "
+        "RMS reconstruction error, which balances reconstruction against KL without "
+        "hand-tuning beta. A proper density on pixel values: the ELBO is a likelihood bound."
+    ),
+    "gaussian": (
+        "Gaussian with fixed variance sigma^2 = 1/2, so -log p(x|z) = sum of squared errors "
+        "+ D/2 log(pi): the classic 'MSE' VAE. With pixels in [0, 1] the SSE is small "
+        "against the KL, so faces come out blurry unless beta is lowered."
+    ),
+    "bernoulli": (
+        "Bernoulli per pixel channel with mean mu(z): -log p(x|z) = binary cross-entropy. "
+        "Common in tutorials, but it is not a normalized density for continuous x in "
+        "[0, 1], so its ELBO is not a likelihood bound and bits/dim are not comparable."
+    ),
+}
+KINDS = ("vae", "ae")
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+def _check_architecture(image_size, widths, blocks_per_stage, latent_dim):
+    if not widths:
+        raise ValueError(f"widths={widths!r} must be a non-empty list of channel counts")
+    if any(int(w) <= 0 for w in widths):
+        raise ValueError(f"widths={widths!r} must hold positive channel counts")
+    if int(blocks_per_stage) < 0:
+        raise ValueError(f"blocks_per_stage={blocks_per_stage!r} must be >= 0")
+    if int(latent_dim) <= 0:
+        raise ValueError(f"latent_dim={latent_dim!r} must be a positive integer")
+    factor = 2 ** (len(widths) + 1)
+    if int(image_size) <= 0 or int(image_size) % factor:
+        raise ValueError(
+            f"image_size={image_size!r} must be a positive multiple of 2**{len(widths) + 1}"
+            f"={factor}: the stem and each of the {len(widths)} stages in widths={tuple(widths)} "
+            "halve the resolution"
+        )
+
+
+def build_encoder(
+    image_size=64,
+    widths=(64, 128, 256),
+    blocks_per_stage=1,
+    latent_dim=128,
+    residual=True,
+    norm="group",
+    name="encoder",
+):
+    """Encoder ``x -> (z_mean, z_log_var)``.
+
+    Args:
+        image_size: side S of the square input, a multiple of ``2**(len(widths)+1)``.
+        widths: channels per stage; stage k works at ``S / 2**k``.
+        blocks_per_stage: residual blocks per stage (>= 0).
+        latent_dim: size of z.
+        residual: keep the residual shortcuts (``False``: plain CNN of equal depth).
+        norm: normalization inside the blocks (see ``layers.ResidualBlock``).
+
+    Input: images float32 in [0, 1], shape ``(N, S, S, 3)``.
+    Outputs: ``z_mean``, ``z_log_var``, each ``(N, latent_dim)`` float32.
+    """
+    _check_architecture(image_size, widths, blocks_per_stage, latent_dim)
+    x_in = keras.Input((image_size, image_size, 3), name="image")
+    h = layers.Rescaling(2.0, offset=-1.0, name="to_pm1")(x_in)
+    h = layers.Conv2D(widths[0], 3, strides=2, padding="same", name="stem")(h)
+    for k, width in enumerate(widths):
+        for b in range(blocks_per_stage):
+            h = ResidualBlock(width, norm=norm, residual=residual, name=f"stage{k}_block{b}")(h)
+        out_width = widths[min(k + 1, len(widths) - 1)]
+        h = layers.Conv2D(out_width, 3, strides=2, padding="same", name=f"stage{k}_down")(h)
+    h = _norm_act(h, norm, "head")
+    h = layers.Flatten(name="flatten")(h)
+    z_mean = layers.Dense(latent_dim, dtype="float32", name="z_mean")(h)
+    z_log_var = layers.Dense(
+        latent_dim, dtype="float32", kernel_initializer="zeros", name="z_log_var"
+    )(h)
+    return keras.Model(x_in, [z_mean, z_log_var], name=name)
+
+
+def build_decoder(
+    image_size=64,
+    widths=(64, 128, 256),
+    blocks_per_stage=1,
+    latent_dim=128,
+    residual=True,
+    norm="group",
+    name="decoder",
+):
+    """Decoder ``z -> logits`` of the pixel means; the mirror of ``build_encoder``.
+
+    Output: logits float32 ``(N, S, S, 3)``; ``sigmoid(logits)`` is the mean image in [0, 1].
+    """
+    _check_architecture(image_size, widths, blocks_per_stage, latent_dim)
+    base = image_size // 2 ** (len(widths) + 1)
+    z_in = keras.Input((latent_dim,), name="z")
+    h = layers.Dense(base * base * widths[-1], name="project")(z_in)
+    h = layers.Reshape((base, base, widths[-1]), name="reshape")(h)
+    for k in reversed(range(len(widths))):
+        h = Upsample(widths[k], name=f"stage{k}_up")(h)
+        for b in range(blocks_per_stage):
+            h = ResidualBlock(widths[k], norm=norm, residual=residual, name=f"stage{k}_block{b}")(h)
+    h = _norm_act(h, norm, "head")
+    h = layers.Conv2D(3 * 4, 3, padding="same", name="to_subpixels")(h)
+    logits = DepthToSpace(2, dtype="float32", name="logits")(h)
+    return keras.Model(z_in, logits, name=name)
+
+
+def _norm_act(h, norm, name):
+    if norm == "group":
+        h = layers.GroupNormalization(groups=8, name=f"{name}_norm")(h)
+    elif norm == "batch":
+        h = layers.BatchNormalization(synchronized=True, name=f"{name}_norm")(h)
+    return layers.Activation("silu", name=f"{name}_act")(h)
+
+
+def kl_divergence(z_mean, z_log_var):
+    """KL(N(z_mean, exp(z_log_var)) || N(0, I)) per image, in nats, summed over latent dims."""
+    return 0.5 * ops.sum(ops.exp(z_log_var) + ops.square(z_mean) - 1.0 - z_log_var, axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="resvae_keras")
+class ResVAE(keras.Model):
+    """Variational autoencoder with residual encoder and decoder.
+
+    ``train_step`` minimizes ``reconstruction + beta * KL`` (both per image, in nats,
+    averaged over the batch); ``test_step`` reports the same terms without an update.
+    Three ``keras.metrics.Mean`` trackers (``loss``, ``reconstruction_loss``,
+    ``kl_loss``) are exposed through ``metrics``, so History holds epoch means.
+
+    Args:
+        image_size: side of the square images (64; 32 and 128 also work).
+        widths: channels per stage (non-empty).
+        blocks_per_stage: residual blocks per stage.
+        latent_dim: size of z (default 128).
+        residual: ``False`` drops every shortcut (plain-VAE ablation).
+        kind: ``"vae"``, or ``"ae"``: a deterministic autoencoder, z = z_mean, no KL
+            and no sampling noise (the reconstruction baseline).
+        likelihood: a key of ``RECONSTRUCTION_LIKELIHOODS``.
+        beta: KL weight (>= 0); ``beta_weight`` holds the current value, which the
+            ``train.KLWarmup`` callback ramps.
+        norm: normalization inside the blocks.
+        seed: seed of the sampling noise.
+
+    Inputs: images float32 in [0, 1], ``(N, S, S, 3)``.
+    """
+
+    def __init__(
+        self,
+        image_size=64,
+        widths=(64, 128, 256),
+        blocks_per_stage=1,
+        latent_dim=128,
+        residual=True,
+        kind="vae",
+        likelihood="gaussian_learned",
+        beta=1.0,
+        norm="group",
+        seed=0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if kind not in KINDS:
+            raise ValueError(f"kind={kind!r} is not one of {list(KINDS)}")
+        if likelihood not in RECONSTRUCTION_LIKELIHOODS:
+            raise ValueError(
+                f"likelihood={likelihood!r} is not one of {list(RECONSTRUCTION_LIKELIHOODS)}"
+            )
+        if not float(beta) >= 0.0:
+            raise ValueError(f"beta={beta!r} must be >= 0")
+        if norm not in NORMALIZATIONS:
+            raise ValueError(f"norm={norm!r} is not one of {list(NORMALIZATIONS)}")
+        widths = tuple(int(w) for w in widths)
+        arch = dict(
+            image_size=int(image_size),
+            widths=widths,
+            blocks_per_stage=int(blocks_per_stage),
+            latent_dim=int(latent_dim),
+            residual=bool(residual),
+            norm=norm,
+        )
+        self.image_size = arch["image_size"]
+        self.widths = widths
+        self.blocks_per_stage = arch["blocks_per_stage"]
+        self.latent_dim = arch["latent_dim"]
+        self.residual = arch["residual"]
+        self.norm = norm
+        self.kind = kind
+        self.likelihood = likelihood
+        self.beta = float(beta)
+        self.seed = int(seed)
+        self.encoder = build_encoder(**arch)
+        self.decoder = build_decoder(**arch)
+        self.sampling = Sampling(seed=self.seed, name="sampling")
+        self.beta_weight = self.add_weight(
+            shape=(), initializer=keras.initializers.Constant(self.beta),
+            trainable=False, dtype="float32", name="beta",
+        )
+        self.log_sigma = None
+        if likelihood == "gaussian_learned":
+            # log of the decoder's shared standard deviation; starts at sigma = 0.1.
+            self.log_sigma = self.add_weight(
+                shape=(), initializer=keras.initializers.Constant(math.log(0.1)),
+                trainable=True, dtype="float32", name="log_sigma",
+            )
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.reconstruction_loss_tracker = keras.metrics.Mean(name="reconstruction_loss")
+        self.kl_loss_tracker = keras.metrics.Mean(name="kl_loss")
+        self.build((None, self.image_size, self.image_size, 3))
+
+    # -- building blocks -----------------------------------------------------
+    def build(self, input_shape=None):
+        # The encoder and decoder are functional models, built on creation.
+        self.built = True
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.reconstruction_loss_tracker, self.kl_loss_tracker]
+
+    def encode(self, x, training=False):
+        """Images ``(N, S, S, 3)`` in [0, 1] -> ``(z_mean, z_log_var)``, each ``(N, latent_dim)``.
+
+        For ``kind="ae"`` the log-variance is ignored (the code is deterministic).
+        """
+        z_mean, z_log_var = self.encoder(x, training=training)
+        return z_mean, z_log_var
+
+    def decode_logits(self, z, training=False):
+        return self.decoder(z, training=training)
+
+    def decode(self, z, training=False):
+        """Latents ``(N, latent_dim)`` -> mean images float32 in [0, 1], ``(N, S, S, 3)``."""
+        return ops.sigmoid(self.decode_logits(z, training=training))
+
+    def call(self, x, training=False):
+        """The reconstruction of ``x`` through a sampled z (z = z_mean when not training)."""
+        z_mean, z_log_var = self.encode(x, training=training)
+        z = self._posterior_sample(z_mean, z_log_var) if training else z_mean
+        return self.decode(z, training=training)
+
+    def reconstruct(self, x, batch_size=256):
+        """Decode the posterior means of ``x``; returns numpy float32 in [0, 1]."""
+        out = [
+            ops.convert_to_numpy(self.decode(self.encode(x[i : i + batch_size])[0]))
+            for i in range(0, len(x), batch_size)
+        ]
+        return np.concatenate(out) if out else np.zeros((0, *self.image_shape), np.float32)
+
+    def sample(self, n, temperature=1.0, seed=0, batch_size=256):
+        """``n`` faces decoded from z ~ N(0, temperature^2 I); numpy float32 in [0, 1]."""
+        rng = np.random.default_rng(seed)
+        z = (temperature * rng.standard_normal((int(n), self.latent_dim))).astype("float32")
+        out = [
+            ops.convert_to_numpy(self.decode(z[i : i + batch_size]))
+            for i in range(0, int(n), batch_size)
+        ]
+        return np.concatenate(out) if out else np.zeros((0, *self.image_shape), np.float32)
+
+    @property
+    def image_shape(self):
+        return (self.image_size, self.image_size, 3)
+
+    @property
+    def decoder_sigma(self):
+        """Standard deviation of the Gaussian decoder (None for Bernoulli)."""
+        if self.likelihood == "gaussian_learned":
+            return float(ops.convert_to_numpy(ops.exp(self.log_sigma)))
+        if self.likelihood == "gaussian":
+            return math.sqrt(0.5)
+        return None
+
+    # -- the loss --------------------------------------------------------------
+    def _posterior_sample(self, z_mean, z_log_var):
+        if self.kind == "ae":
+            return z_mean
+        return self.sampling([z_mean, z_log_var])
+
+    def reconstruction_nll(self, x, logits):
+        """``-log p(x|z)`` per image, in nats, summed over the pixels and channels."""
+        x = ops.cast(x, "float32")
+        logits = ops.cast(logits, "float32")
+        axes = (1, 2, 3)
+        num_dims = float(np.prod(self.image_shape))
+        if self.likelihood == "bernoulli":
+            bce = ops.maximum(logits, 0.0) - logits * x + ops.log1p(ops.exp(-ops.abs(logits)))
+            return ops.sum(bce, axis=axes)
+        sse = ops.sum(ops.square(x - ops.sigmoid(logits)), axis=axes)
+        if self.likelihood == "gaussian":  # sigma^2 = 1/2
+            return sse + 0.5 * num_dims * math.log(math.pi)
+        log_sigma = ops.cast(self.log_sigma, "float32")
+        return 0.5 * sse / ops.exp(2.0 * log_sigma) + num_dims * (log_sigma + 0.5 * _LOG_2PI)
+
+    def _loss_terms(self, x, training):
+        z_mean, z_log_var = self.encode(x, training=training)
+        z = self._posterior_sample(z_mean, z_log_var)
+        logits = self.decode_logits(z, training=training)
+        reconstruction = self.reconstruction_nll(x, logits)
+        if self.kind == "ae":
+            kl = ops.zeros_like(reconstruction)
+        else:
+            kl = kl_divergence(ops.cast(z_mean, "float32"), ops.cast(z_log_var, "float32"))
+        return reconstruction, kl
+
+    def elbo(self, x, batch_size=256):
+        """Per-image negative ELBO of ``x`` (one posterior sample), in nats.
+
+        Returns a dict of numpy arrays ``loss`` (= reconstruction + KL, the negative
+        ELBO with beta = 1), ``reconstruction`` and ``kl``, each of shape ``(N,)``.
+        """
+        parts = {"reconstruction": [], "kl": []}
+        for i in range(0, len(x), batch_size):
+            rec, kl = self._loss_terms(ops.convert_to_tensor(x[i : i + batch_size]), False)
+            parts["reconstruction"].append(ops.convert_to_numpy(rec))
+            parts["kl"].append(ops.convert_to_numpy(kl))
+        out = {k: np.concatenate(v) if v else np.zeros(0, np.float32) for k, v in parts.items()}
+        out["loss"] = out["reconstruction"] + out["kl"]
+        return out
+
+    def _update_trackers(self, loss, reconstruction, kl, batch):
+        self.loss_tracker.update_state(loss, sample_weight=batch)
+        self.reconstruction_loss_tracker.update_state(reconstruction, sample_weight=batch)
+        self.kl_loss_tracker.update_state(kl, sample_weight=batch)
+        return {m.name: m.result() for m in self.metrics}
+
+    def train_step(self, data):
+        import tensorflow as tf
+
+        x = data[0] if isinstance(data, (tuple, list)) else data
+        batch = ops.cast(ops.shape(x)[0], "float32")
+        with tf.GradientTape() as tape:
+            reconstruction, kl = self._loss_terms(x, training=True)
+            reconstruction = ops.mean(reconstruction)
+            kl = ops.mean(kl)
+            loss = reconstruction + self.beta_weight * kl
+            # Each replica holds a slice of the global batch; gradients are summed
+            # across replicas, so each replica's mean is divided by their number.
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            scaled = self.optimizer.scale_loss(loss / replicas)
+        gradients = tape.gradient(scaled, self.trainable_weights)
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_weights, strict=True))
+        return self._update_trackers(loss, reconstruction, kl, batch)
+
+    def test_step(self, data):
+        x = data[0] if isinstance(data, (tuple, list)) else data
+        batch = ops.cast(ops.shape(x)[0], "float32")
+        reconstruction, kl = self._loss_terms(x, training=False)
+        reconstruction = ops.mean(reconstruction)
+        kl = ops.mean(kl)
+        loss = reconstruction + self.beta_weight * kl
+        return self._update_trackers(loss, reconstruction, kl, batch)
+
+    # -- serialisation -----------------------------------------------------------
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            image_size=self.image_size,
+            widths=list(self.widths),
+            blocks_per_stage=self.blocks_per_stage,
+            latent_dim=self.latent_dim,
+            residual=self.residual,
+            kind=self.kind,
+            likelihood=self.likelihood,
+            beta=self.beta,
+            norm=self.norm,
+            seed=self.seed,
+        )
+        return config
+
+
+def build_model(config):
+    """A compiled-ready ``ResVAE`` from a ``config.Config``."""
+    if not float(config.beta) >= 0:
+        raise ValueError(f"beta={config.beta!r} must be >= 0")
+    model = ResVAE(
+        image_size=config.image_size,
+        widths=config.widths,
+        blocks_per_stage=config.blocks_per_stage,
+        latent_dim=config.latent_dim,
+        residual=config.residual,
+        kind=config.kind,
+        likelihood=config.likelihood,
+        beta=config.beta,
+        norm=config.extra.get("norm", "group"),
+        seed=config.seed,
+    )
+    return model

@@ -1,0 +1,429 @@
+"""Every kind of figure the notebooks and the report use, each drawn once.
+
+Each function returns the matplotlib Figure. With ``name="..."`` it is also saved
+as ``figures/<name>.png`` under the project root (see ``config.project_root``).
+With ``demo=True`` the title gets the suffix " (demo data)", so no figure made
+from the synthetic demo faces can pass for a CelebA result.
+
+Figures are made with pyplot so notebooks show them inline; a script that makes
+many should ``plt.close(fig)`` each one after saving.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from resvae_keras.config import project_root
+
+DPI = 120
+DEMO_LABEL = "(demo data)"
+
+
+def _pyplot():
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def figures_dir() -> Path:
+    """``figures/`` under the project root (created by ``save_figure`` when missing)."""
+    return project_root() / "figures"
+
+
+def _set_title(fig, title: str | None, demo: bool) -> None:
+    """Set the suptitle to ``title`` (or keep the current one), adding the demo label."""
+    text = title if title is not None else fig.get_suptitle()
+    if demo and DEMO_LABEL not in text:
+        text = f"{text} {DEMO_LABEL}".strip()
+    if text:
+        fig.suptitle(text)
+
+
+def save_figure(fig, name: str, demo: bool = False) -> Path:
+    """Save ``fig`` as ``figures/<name>.png`` (dpi 120, tight box); returns the path.
+
+    ``demo=True`` adds " (demo data)" to the suptitle first (once).
+    """
+    if not name or Path(name).is_absolute():
+        raise ValueError(
+            f"name={name!r}: give a file name relative to figures/, e.g. 'loss_curves'"
+        )
+    _set_title(fig, None, demo)
+    path = figures_dir() / (name if name.endswith(".png") else f"{name}.png")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    return path
+
+
+def _finish(fig, title: str | None, name: str | None, demo: bool):
+    """Common ending of every plot function: title, demo label, optional save."""
+    _set_title(fig, title, demo)
+    if name:
+        save_figure(fig, name)
+    return fig
+
+
+# -- image grids ----------------------------------------------------------------
+
+
+def _as_grid(images, nrow: int | None) -> np.ndarray:
+    """(N, H, W, C) or (rows, cols, H, W, C) float [0, 1] -> (rows, cols, H, W, C)."""
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim == 5:
+        return images
+    if images.ndim != 4 or images.shape[-1] not in (1, 3):
+        raise ValueError(
+            f"images has shape {images.shape}; expected (N, H, W, 3) or (rows, cols, H, W, 3)"
+        )
+    count = len(images)
+    rows = nrow or math.ceil(count / math.ceil(math.sqrt(count)))
+    cols = math.ceil(count / rows)
+    blank = np.ones((rows * cols - count, *images.shape[1:]), np.float32)
+    return np.concatenate([images, blank]).reshape(rows, cols, *images.shape[1:])
+
+
+def _mosaic(grid: np.ndarray, pad: int, pad_below: int) -> np.ndarray:
+    """One image of all tiles with white gaps (``pad_below`` extra pixels under each row)."""
+    padded = np.pad(
+        np.clip(grid, 0.0, 1.0),
+        ((0, 0), (0, 0), (pad, pad_below), (pad, 0), (0, 0)),
+        constant_values=1.0,
+    )
+    rows, cols, height, width, channels = padded.shape
+    mosaic = padded.transpose(0, 2, 1, 3, 4).reshape(rows * height, cols * width, channels)
+    return np.pad(mosaic, ((0, pad), (0, pad), (0, 0)), constant_values=1.0)
+
+
+def image_grid(
+    images,
+    nrow: int | None = None,
+    captions: Sequence[str] | None = None,
+    row_labels: Sequence[str] | None = None,
+    col_labels: Sequence[str] | None = None,
+    xlabel: str | None = None,
+    ylabel: str | None = None,
+    *,
+    title: str | None = None,
+    name: str | None = None,
+    demo: bool = False,
+):
+    """Images in a grid, drawn as one mosaic (fast even for hundreds of faces).
+
+    Args:
+        images: float in [0, 1], shape (N, H, W, 3) (laid out in ``nrow`` rows, about
+            square by default) or (rows, cols, H, W, 3) (kept as given).
+        captions: one short text under each image, in reading order.
+        row_labels, col_labels: text left of each row / under each column.
+    """
+    grid = _as_grid(images, nrow)
+    rows, cols, height, width, _ = grid.shape
+    pad = max(1, height // 32)
+    pad_below = pad + (height // 4 if captions is not None else 0)
+    mosaic = _mosaic(grid, pad, pad_below)
+    tile_inches = min(1.1, 12.0 / cols)
+    plt = _pyplot()
+    fig, ax = plt.subplots(
+        figsize=(tile_inches * cols + 0.5, tile_inches * rows * (height + pad_below) / height + 0.3)
+    )
+    ax.imshow(mosaic.squeeze(-1) if mosaic.shape[-1] == 1 else mosaic, cmap="gray", vmin=0, vmax=1)
+    step_y, step_x = height + pad + pad_below, width + pad
+    centers_x = pad + step_x * np.arange(cols) + width / 2
+    centers_y = pad + step_y * np.arange(rows) + height / 2
+    ax.set_xticks(centers_x if col_labels is not None else [], col_labels)
+    ax.set_yticks(centers_y if row_labels is not None else [], row_labels)
+    ax.tick_params(length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    ax.set_xlabel(xlabel or "")
+    ax.set_ylabel(ylabel or "")
+    for index, caption in enumerate(captions if captions is not None else []):
+        row, col = divmod(index, cols)
+        top = pad + step_y * row + height + 1
+        ax.text(centers_x[col], top, str(caption), ha="center", va="top", fontsize=7)
+    return _finish(fig, title, name, demo)
+
+
+def interpolation_strips(
+    paths,
+    row_labels: Sequence[str] | None = None,
+    *,
+    title: str | None = None,
+    name: str | None = None,
+    demo: bool = False,
+):
+    """One interpolation per row. paths: float [0, 1], shape (n, steps, H, W, 3)."""
+    steps = np.asarray(paths).shape[1]
+    t_labels = [f"{t:.2f}" for t in np.linspace(0.0, 1.0, steps)]
+    return image_grid(
+        paths,
+        row_labels=row_labels,
+        col_labels=t_labels,
+        xlabel="t (0: start image, 1: end image)",
+        title=title,
+        name=name,
+        demo=demo,
+    )
+
+
+def attribute_grid(
+    grid,
+    strengths: Sequence[float],
+    attribute: str | None = None,
+    row_labels: Sequence[str] | None = None,
+    *,
+    title: str | None = None,
+    name: str | None = None,
+    demo: bool = False,
+):
+    """Attribute arithmetic: grid float [0, 1], shape (n, len(strengths), H, W, 3)."""
+    vector = f"'{attribute}' vector" if attribute else "attribute vector"
+    return image_grid(
+        grid,
+        row_labels=row_labels,
+        col_labels=[f"{s:+g}" if s else "0" for s in strengths],
+        xlabel=f"strength of the {vector} added to z",
+        title=title,
+        name=name,
+        demo=demo,
+    )
+
+
+# -- curves and charts ----------------------------------------------------------
+
+_LOSS_PANELS = {
+    "loss": "total loss (negative ELBO)",
+    "reconstruction_loss": "reconstruction",
+    "kl_loss": "KL divergence",
+}
+
+
+def loss_curves(
+    history: pd.DataFrame,
+    unit: str = "nats per image",
+    *,
+    title: str | None = None,
+    name: str | None = None,
+    demo: bool = False,
+):
+    """Training curves: one panel each for loss, reconstruction_loss and kl_loss.
+
+    Args:
+        history: one row per epoch (``History.history`` as a DataFrame, or the run's
+            ``history.csv``); ``val_<column>`` is drawn as validation when present,
+            an ``epoch`` column as x when present (else 1, 2, ...).
+        unit: unit of the losses, for the y labels.
+    """
+    panels = [column for column in _LOSS_PANELS if column in history.columns]
+    if not panels:
+        raise ValueError(
+            f"history has none of the columns {list(_LOSS_PANELS)}; got {list(history.columns)}"
+        )
+    epochs = history["epoch"] if "epoch" in history.columns else np.arange(1, len(history) + 1)
+    plt = _pyplot()
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False, layout="constrained"
+    )
+    for ax, column in zip(axes[0], panels, strict=True):
+        ax.plot(epochs, history[column], marker=".", label="train")
+        if f"val_{column}" in history.columns:
+            ax.plot(epochs, history[f"val_{column}"], marker=".", label="validation")
+        ax.set(title=_LOSS_PANELS[column], xlabel="epoch", ylabel=f"{column} ({unit})")
+        ax.legend()
+    return _finish(fig, title, name, demo)
+
+
+def metric_bars(
+    table,
+    value: str | None = None,
+    error: str | None = None,
+    xlabel: str | None = None,
+    ylabel: str | None = None,
+    *,
+    title: str | None = None,
+    name: str | None = None,
+    demo: bool = False,
+):
+    """One bar per row of a metric table, with optional error bars.
+
+    Args:
+        table: Series (index: names, values: the metric) or DataFrame with the
+            metric in column ``value`` (default: the first column) and, optionally,
+            error bar half-widths in column ``error`` (default: ``"error"`` if present).
+    """
+    if isinstance(table, pd.Series):
+        values, errors = table, None
+    else:
+        error = error or ("error" if "error" in table.columns else None)
+        value = value or next(column for column in table.columns if column != error)
+        values, errors = table[value], (table[error] if error else None)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(max(3.5, 0.8 * len(values) + 1.5), 3.4))
+    labels = [str(label) for label in values.index]
+    yerr = None if errors is None else errors.to_numpy(float)
+    bars = ax.bar(labels, values.to_numpy(float), yerr=yerr, capsize=4, color="tab:blue")
+    ax.bar_label(bars, fmt="%.3g", label_type="center", color="white", fontsize=8)
+    ax.set_xlabel(xlabel or values.index.name or "run")
+    ax.set_ylabel(ylabel or str(values.name or value or "value"))
+    if max((len(label) for label in labels), default=0) > 8:
+        ax.tick_params(axis="x", labelrotation=30)
+    return _finish(fig, title, name, demo)
+
+
+def line_plot(
+    x,
+    ys,
+    xlabel: str,
+    ylabel: str,
+    hlines: Mapping[str, float] | None = None,
+    logx: bool = False,
+    logy: bool = False,
+    marker: str | None = None,
+    *,
+    title: str | None = None,
+    name: str | None = None,
+    demo: bool = False,
+):
+    """Several curves on one pair of axes (norms along paths, rate-distortion, time).
+
+    Args:
+        x: shared x values, or ``None`` to use ``ys.index`` of a DataFrame.
+        ys: ``{label: y}`` or a DataFrame (one curve per column); a value may also
+            be an ``(x, y)`` pair, for curves with their own x (e.g. wall-clock).
+        hlines: ``{label: y}`` dashed reference lines.
+    """
+    if x is None:
+        x = ys.index
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for label, curve in ys.items():
+        curve_x, curve_y = curve if isinstance(curve, tuple) else (x, curve)
+        ax.plot(np.asarray(curve_x), np.asarray(curve_y), marker=marker, label=str(label))
+    for index, (label, level) in enumerate((hlines or {}).items()):
+        ax.axhline(level, linestyle=("--", ":", "-.")[index % 3], color="gray", label=label)
+    ax.set(
+        xlabel=xlabel,
+        ylabel=ylabel,
+        xscale="log" if logx else "linear",
+        yscale="log" if logy else "linear",
+    )
+    ax.legend()
+    return _finish(fig, title, name, demo)
+
+
+def norm_plot(
+    norms: pd.DataFrame,
+    latent_dim: int,
+    *,
+    title: str | None = None,
+    name: str | None = None,
+    demo: bool = False,
+):
+    """``latent.norm_along_path`` output, with the typical-set radius sqrt(d) marked."""
+    return line_plot(
+        None,
+        norms,
+        xlabel="t (position along the path)",
+        ylabel="norm of z",
+        hlines={
+            "sqrt(d): typical N(0, I) norm": math.sqrt(latent_dim),
+            "sqrt(d / 2)": math.sqrt(latent_dim / 2),
+        },
+        title=title,
+        name=name,
+        demo=demo,
+    )
+
+
+def latent_scatter(
+    coords,
+    labels=None,
+    label_name: str | None = None,
+    explained_variance_ratio=None,
+    *,
+    title: str | None = None,
+    name: str | None = None,
+    demo: bool = False,
+):
+    """2-D projection of codes (e.g. ``latent.pca_2d``), coloured by a label.
+
+    Args:
+        coords: shape (N, 2).
+        labels: None, bool (N,) (e.g. an attribute), categorical (N,), or numbers
+            with many distinct values (drawn with a colour bar).
+        explained_variance_ratio: two shares, shown in the axis labels.
+    """
+    coords = np.asarray(coords)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.2, 4.4))
+    style = dict(s=6, alpha=0.6)
+    if labels is None:
+        ax.scatter(coords[:, 0], coords[:, 1], **style)
+    else:
+        labels = np.asarray(labels)
+        if labels.dtype == bool:
+            groups = [(f"not {label_name or 'label'}", ~labels), (label_name or "label", labels)]
+        elif labels.dtype.kind in "fiu" and len(np.unique(labels)) > 10:
+            points = ax.scatter(coords[:, 0], coords[:, 1], c=labels, cmap="viridis", **style)
+            fig.colorbar(points, ax=ax, label=label_name or "")
+            groups = []
+        else:
+            groups = [(str(value), labels == value) for value in np.unique(labels)]
+        for group, mask in groups:
+            ax.scatter(coords[mask, 0], coords[mask, 1], label=f"{group} (n={mask.sum()})", **style)
+        if groups:
+            ax.legend(title=label_name if labels.dtype != bool else None, markerscale=2)
+    axis_names = ["PC 1", "PC 2"]
+    if explained_variance_ratio is not None:
+        axis_names = [
+            f"{n} ({100 * r:.1f}% of variance)"
+            for n, r in zip(axis_names, explained_variance_ratio, strict=True)
+        ]
+    ax.set(xlabel=axis_names[0], ylabel=axis_names[1])
+    return _finish(fig, title, name, demo)
+
+
+def score_histograms(
+    scores_by_group: Mapping[str, np.ndarray],
+    xlabel: str = "score",
+    bins: int = 40,
+    *,
+    title: str | None = None,
+    name: str | None = None,
+    demo: bool = False,
+):
+    """Overlaid density histograms on shared bins, e.g. anomaly scores per group."""
+    scores = {
+        group: np.asarray(values, dtype=float).ravel() for group, values in scores_by_group.items()
+    }
+    edges = np.histogram_bin_edges(np.concatenate(list(scores.values())), bins=bins)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for group, values in scores.items():
+        ax.hist(values, bins=edges, density=True, alpha=0.45, label=f"{group} (n={len(values)})")
+    ax.set(xlabel=xlabel, ylabel="density")
+    ax.legend()
+    return _finish(fig, title, name, demo)
+
+
+def roc_curves(
+    curves: Mapping[str, tuple],
+    *,
+    title: str | None = None,
+    name: str | None = None,
+    demo: bool = False,
+):
+    """ROC curves: ``{name: (fpr, tpr, auc)}``, with the chance diagonal."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.6, 4.4))
+    for label, (fpr, tpr, auc) in curves.items():
+        ax.plot(fpr, tpr, label=f"{label} (AUC {auc:.3f})")
+    ax.plot([0, 1], [0, 1], linestyle="--", color="gray", linewidth=1, label="chance (AUC 0.5)")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", xlim=(0, 1), ylim=(0, 1.01))
+    ax.set_aspect("equal")
+    ax.legend(loc="lower right", fontsize=8)
+    return _finish(fig, title, name, demo)

@@ -1,0 +1,227 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from resvae_keras import latent
+
+LATENT_DIM = 6
+SIZE = 4  # image side of the fake model, pixels
+
+
+class LinearModel:
+    """A stand-in with the model API: a fixed linear map each way, no training."""
+
+    latent_dim = LATENT_DIM
+
+    def __init__(self, seed=0):
+        rng = np.random.default_rng(seed)
+        self.pixels = SIZE * SIZE * 3
+        self.encoder = rng.normal(size=(self.pixels, LATENT_DIM)).astype(np.float32) / 10
+        self.decoder = rng.normal(size=(LATENT_DIM, self.pixels)).astype(np.float32)
+
+    def encode(self, x):
+        x = np.asarray(x, np.float32).reshape(len(x), -1)
+        z_mean = x @ self.encoder
+        return z_mean, np.full_like(z_mean, -1.0)
+
+    def decode(self, z):
+        logits = np.asarray(z, np.float32) @ self.decoder
+        return (1 / (1 + np.exp(-logits))).reshape(len(z), SIZE, SIZE, 3)
+
+
+@pytest.fixture
+def model():
+    return LinearModel()
+
+
+@pytest.fixture
+def images():
+    return np.random.default_rng(1).uniform(size=(5, SIZE, SIZE, 3)).astype(np.float32)
+
+
+# -- interpolation ----------------------------------------------------------------
+
+
+def test_slerp_keeps_the_norm_of_equal_norm_endpoints():
+    rng = np.random.default_rng(0)
+    z0, z1 = rng.normal(size=(2, 32))
+    z1 *= np.linalg.norm(z0) / np.linalg.norm(z1)
+    path = latent.slerp(z0, z1, np.linspace(0, 1, 9))
+    assert path.shape == (9, 32)
+    np.testing.assert_allclose(np.linalg.norm(path, axis=-1), np.linalg.norm(z0), rtol=1e-5)
+
+
+@pytest.mark.parametrize("interpolate", [latent.lerp, latent.slerp])
+def test_endpoints_are_exact(interpolate):
+    rng = np.random.default_rng(0)
+    z0, z1 = rng.normal(size=(2, 3, 16)).astype(np.float32)
+    path = interpolate(z0, z1, np.linspace(0, 1, 5))
+    assert path.shape == (3, 5, 16) and path.dtype == np.float32
+    np.testing.assert_array_equal(path[:, 0], z0)
+    np.testing.assert_array_equal(path[:, -1], z1)
+    np.testing.assert_array_equal(interpolate(z0, z1, 0.0), z0)
+    np.testing.assert_array_equal(interpolate(z0, z1, 1.0), z1)
+
+
+def test_slerp_falls_back_to_lerp_for_parallel_vectors():
+    z0 = np.array([1.0, 2.0, 3.0])
+    np.testing.assert_allclose(latent.slerp(z0, 2 * z0, 0.5), latent.lerp(z0, 2 * z0, 0.5))
+    assert np.isfinite(latent.slerp(z0, -z0, np.linspace(0, 1, 4))).all()
+
+
+def test_lerp_midpoint_falls_inside_the_typical_shell():
+    rng = np.random.default_rng(0)
+    d = 512
+    z0, z1 = rng.normal(size=(2, 200, d))
+    norms = latent.norm_along_path(z0, z1, steps=5)
+    assert list(norms.columns) == ["lerp", "slerp"] and norms.index.name == "t"
+    middle = norms.iloc[2]
+    assert middle["lerp"] == pytest.approx(np.sqrt(d / 2), rel=0.05)
+    assert middle["slerp"] == pytest.approx(np.sqrt(d), rel=0.05)
+    assert middle["lerp"] < 0.75 * middle["slerp"]
+
+
+def test_interpolation_paths_shape_and_endpoints(model, images):
+    paths = latent.interpolation_paths(model, images[:3], images[2:], steps=4, method="lerp")
+    assert paths.shape == (3, 4, SIZE, SIZE, 3)
+    reconstruction = model.decode(model.encode(images[:3])[0])
+    np.testing.assert_allclose(paths[:, 0], reconstruction, atol=1e-6)
+    with pytest.raises(ValueError, match="method"):
+        latent.interpolation_paths(model, images[:1], images[1:2], method="cubic")
+
+
+# -- samplers ---------------------------------------------------------------------
+
+
+def test_prior_temperature_scales_the_std():
+    cold = latent.prior_samples(4000, 8, temperature=0.5, seed=3)
+    assert cold.shape == (4000, 8) and cold.dtype == np.float32
+    assert cold.std() == pytest.approx(0.5, rel=0.05)
+    assert latent.prior_samples(4000, 8, temperature=1.0, seed=3).std() == pytest.approx(
+        1.0, rel=0.05
+    )
+    np.testing.assert_array_equal(cold, latent.prior_samples(4000, 8, temperature=0.5, seed=3))
+
+
+def test_gaussian_mixture_sampler_follows_the_data():
+    rng = np.random.default_rng(0)
+    centers = np.array([[4.0, 0.0, 0.0], [-4.0, 2.0, 1.0]])
+    z_means = np.concatenate([rng.normal(c, 0.3, size=(300, 3)) for c in centers])
+    sampler = latent.GaussianMixtureSampler(n_components=2, seed=0).fit(z_means)
+    z = sampler.sample(1000, seed=1)
+    assert z.shape == (1000, 3) and z.dtype == np.float32
+    np.testing.assert_allclose(z.mean(axis=0), z_means.mean(axis=0), atol=0.4)
+    # shuffled: both clusters appear among the first draws
+    assert (z[:50, 0] > 0).any() and (z[:50, 0] < 0).any()
+    np.testing.assert_array_equal(z, sampler.sample(1000, seed=1))
+
+
+def test_gaussian_mixture_sampler_needs_fit():
+    with pytest.raises(RuntimeError, match="fit"):
+        latent.GaussianMixtureSampler().sample(3)
+
+
+def test_sample_images_from_prior_sampler_and_codes(model):
+    sampler = latent.PriorSampler(LATENT_DIM)
+    assert latent.sample_images(model, "prior", n=3).shape == (3, SIZE, SIZE, 3)
+    from_sampler = latent.sample_images(model, sampler, n=3, seed=2, batch_size=2)
+    np.testing.assert_allclose(from_sampler, model.decode(sampler.sample(3, seed=2)), atol=1e-6)
+    z = np.zeros((2, LATENT_DIM), np.float32)
+    np.testing.assert_allclose(latent.sample_images(model, z), 0.5)
+
+
+def test_encode_dataset_from_array_and_batches(model, images):
+    z_mean, z_log_var = latent.encode_dataset(model, images, batch_size=2)
+    assert z_mean.shape == z_log_var.shape == (5, LATENT_DIM)
+    batches = [(images[:3], None), (images[3:], None)]
+    np.testing.assert_allclose(latent.encode_dataset(model, batches)[0], z_mean, rtol=1e-6)
+    uint8 = np.round(images * 255).astype(np.uint8)
+    np.testing.assert_allclose(latent.encode_dataset(model, uint8)[0], z_mean, atol=1e-2)
+
+
+# -- attribute vectors ------------------------------------------------------------
+
+
+def test_attribute_vector_points_along_the_planted_direction():
+    rng = np.random.default_rng(0)
+    direction = np.zeros(16)
+    direction[3] = 1.0
+    has = rng.uniform(size=2000) < 0.3
+    z_means = rng.normal(size=(2000, 16)) + 2.0 * has[:, None] * direction
+    vector = latent.attribute_vector(z_means, has)
+    assert vector.shape == (16,)
+    assert vector @ direction / np.linalg.norm(vector) > 0.95
+    assert vector[3] == pytest.approx(2.0, abs=0.2)
+    # CelebA's -1/1 coding gives the same vector
+    np.testing.assert_allclose(latent.attribute_vector(z_means, np.where(has, 1, -1)), vector)
+
+
+def test_attribute_vector_needs_both_groups():
+    with pytest.raises(ValueError, match="all True"):
+        latent.attribute_vector(np.zeros((4, 2)), np.ones(4, bool))
+
+
+def test_attribute_vectors_by_name():
+    z_means = np.arange(8.0).reshape(4, 2)
+    table = pd.DataFrame({"Smiling": [True, True, False, False], "Male": [True, False] * 2})
+    vectors = latent.attribute_vectors(z_means, table, ["Smiling", "Male"])
+    np.testing.assert_allclose(vectors["Smiling"], [-4.0, -4.0])
+    with pytest.raises(KeyError, match="Eyeglasses"):
+        latent.attribute_vectors(z_means, table, ["Eyeglasses"])
+
+
+def test_apply_attribute_and_arithmetic_shapes(model, images):
+    z = np.zeros((2, LATENT_DIM))
+    vector = np.ones(LATENT_DIM)
+    moved = latent.apply_attribute(z, vector, [-1, 0, 2])
+    assert moved.shape == (2, 3, LATENT_DIM)
+    np.testing.assert_allclose(moved[1, 2], 2.0)
+    grid = latent.attribute_arithmetic(model, images[:2], vector, strengths=[-1, 0, 1])
+    assert grid.shape == (2, 3, SIZE, SIZE, 3)
+    np.testing.assert_allclose(grid[:, 1], model.decode(model.encode(images[:2])[0]), atol=1e-6)
+
+
+# -- active units, traversals, projection -------------------------------------------
+
+
+def test_kl_per_dimension_matches_the_closed_form():
+    z_mean = np.array([[1.0, 0.0], [3.0, 0.0]])
+    z_log_var = np.array([[0.0, np.log(2.0)], [0.0, np.log(2.0)]])
+    # dim 0: sigma = 1, KL = mu^2 / 2 -> mean(0.5, 4.5) = 2.5
+    # dim 1: mu = 0, sigma^2 = 2, KL = 0.5 * (2 - 1 - log 2)
+    expected = [2.5, 0.5 * (1.0 - np.log(2.0))]
+    np.testing.assert_allclose(latent.kl_per_dimension(z_mean, z_log_var), expected)
+    np.testing.assert_allclose(latent.kl_per_dimension(np.zeros((3, 4)), np.zeros((3, 4))), 0.0)
+
+
+def test_active_units_mask_and_ranking():
+    rng = np.random.default_rng(0)
+    scales = np.array([0.0, 2.0, 0.05, 1.0])  # variances 0, 4, 0.0025, 1
+    z_mean = rng.normal(size=(3000, 4)) * scales
+    mask, ranking = latent.active_units(z_mean)
+    np.testing.assert_array_equal(mask, [False, True, False, True])
+    np.testing.assert_array_equal(ranking, [1, 3, 2, 0])
+    # ranked by KL when z_log_var is given: dim 0 has the largest KL from a wide posterior
+    z_log_var = np.zeros_like(z_mean)
+    z_log_var[:, 0] = 3.0
+    assert latent.active_units(z_mean, z_log_var=z_log_var)[1][0] == 0
+
+
+def test_traverse_sets_one_dimension_per_row(model):
+    base = np.zeros(LATENT_DIM, np.float32)
+    images = latent.traverse(model, base, dims=[0, 4], values=[-2, 0, 2])
+    assert images.shape == (2, 3, SIZE, SIZE, 3)
+    np.testing.assert_allclose(images[0, 1], images[1, 1])  # value 0 is the base code
+    expected = model.decode(np.eye(LATENT_DIM, dtype=np.float32)[[4]] * 2)
+    np.testing.assert_allclose(images[1, 2], expected[0], atol=1e-6)
+    with pytest.raises(ValueError, match="outside"):
+        latent.traverse(model, base, dims=[LATENT_DIM], values=[0])
+
+
+def test_pca_2d_shape_and_variance_ratio():
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(500, 5)) * np.array([5.0, 2.0, 0.1, 0.1, 0.1])
+    coords, ratio = latent.pca_2d(z)
+    assert coords.shape == (500, 2) and ratio.shape == (2,)
+    assert ratio[0] > ratio[1] > 0 and ratio.sum() > 0.95
+    assert coords[:, 0].std() == pytest.approx(5.0, rel=0.1)

@@ -1,0 +1,114 @@
+import keras
+import numpy as np
+import pytest
+
+from resvae_keras.model import ResVAE, build_decoder, build_encoder, kl_divergence
+
+TINY = dict(image_size=16, widths=(8, 16), blocks_per_stage=1, latent_dim=4)
+
+
+def _images(n=8, size=16, seed=0):
+    return np.random.default_rng(seed).uniform(size=(n, size, size, 3)).astype("float32")
+
+
+def _tiny_model(**kwargs):
+    model = ResVAE(**{**TINY, **kwargs})
+    model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    return model
+
+
+@pytest.mark.parametrize("image_size,widths", [(32, (8, 16)), (64, (8, 16, 32)), (128, (8, 8, 16))])
+def test_encoder_decoder_shapes(image_size, widths):
+    enc = build_encoder(image_size, widths, 1, latent_dim=6)
+    dec = build_decoder(image_size, widths, 1, latent_dim=6)
+    z_mean, z_log_var = enc(np.zeros((2, image_size, image_size, 3), "float32"))
+    assert tuple(z_mean.shape) == tuple(z_log_var.shape) == (2, 6)
+    assert tuple(dec(z_mean).shape) == (2, image_size, image_size, 3)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(image_size=60), "image_size=60"),
+        (dict(widths=()), "widths=()"),
+        (dict(beta=-1.0), "beta=-1.0"),
+        (dict(latent_dim=0), "latent_dim=0"),
+        (dict(likelihood="laplace"), "likelihood='laplace'"),
+        (dict(kind="gan"), "kind='gan'"),
+    ],
+)
+def test_bad_configs_raise_value_error_naming_the_argument(kwargs, match):
+    with pytest.raises(ValueError, match=match.replace("(", r"\(").replace(")", r"\)")):
+        ResVAE(**{**dict(image_size=64, widths=(8, 16, 32), latent_dim=4), **kwargs})
+
+
+def test_analytic_kl_matches_monte_carlo():
+    rng = np.random.default_rng(0)
+    mu = rng.normal(size=(1, 3)).astype("float32")
+    log_var = rng.normal(scale=0.5, size=(1, 3)).astype("float32")
+    analytic = float(kl_divergence(mu, log_var)[0])
+    z = mu + np.exp(0.5 * log_var) * rng.standard_normal((400_000, 3))
+    log_q = -0.5 * (((z - mu) ** 2) / np.exp(log_var) + log_var + np.log(2 * np.pi)).sum(1)
+    log_p = -0.5 * (z**2 + np.log(2 * np.pi)).sum(1)
+    assert analytic == pytest.approx(np.mean(log_q - log_p), abs=0.01)
+
+
+@pytest.mark.parametrize("likelihood", ["gaussian_learned", "gaussian", "bernoulli"])
+def test_train_step_lowers_the_loss_on_a_tiny_batch(likelihood):
+    keras.utils.set_random_seed(0)
+    model = _tiny_model(likelihood=likelihood)
+    x = _images()
+    before = model.evaluate(x, verbose=0, return_dict=True)["loss"]
+    history = model.fit(x, epochs=30, batch_size=8, verbose=0)
+    assert set(history.history) >= {"loss", "reconstruction_loss", "kl_loss"}
+    after = model.evaluate(x, verbose=0, return_dict=True)["loss"]
+    assert after < before - 2.0  # nats per image
+
+
+def test_elbo_terms_are_per_image_and_add_up():
+    model = _tiny_model()
+    x = _images(5)
+    out = model.elbo(x, batch_size=2)
+    assert {k: v.shape for k, v in out.items()} == {k: (5,) for k in ("loss", "reconstruction", "kl")}
+    np.testing.assert_allclose(out["loss"], out["reconstruction"] + out["kl"], rtol=1e-6)
+    assert np.all(out["kl"] >= 0)
+
+
+def test_gaussian_fixed_variance_is_sse_plus_constant():
+    model = _tiny_model(likelihood="gaussian")
+    x = _images(2)
+    logits = np.zeros_like(x)  # mean 0.5 everywhere
+    nll = keras.ops.convert_to_numpy(model.reconstruction_nll(x, logits))
+    sse = ((x - 0.5) ** 2).sum(axis=(1, 2, 3))
+    np.testing.assert_allclose(nll, sse + 0.5 * x[0].size * np.log(np.pi), rtol=1e-5)
+
+
+def test_autoencoder_has_no_kl_and_no_noise():
+    model = _tiny_model(kind="ae")
+    x = _images(4)
+    out = model.elbo(x)
+    np.testing.assert_array_equal(out["kl"], 0.0)
+    np.testing.assert_allclose(model(x, training=True), model(x, training=True), atol=1e-6)
+
+
+def test_sample_and_reconstruct_shapes_and_range():
+    model = _tiny_model()
+    samples = model.sample(3, temperature=0.5, seed=1)
+    assert samples.shape == (3, 16, 16, 3) and samples.min() >= 0 and samples.max() <= 1
+    np.testing.assert_array_equal(samples, model.sample(3, temperature=0.5, seed=1))
+    assert model.reconstruct(_images(3)).shape == (3, 16, 16, 3)
+
+
+def test_save_and_load_gives_identical_outputs(tmp_path):
+    model = _tiny_model(residual=False, likelihood="gaussian_learned")
+    x = _images(4)
+    model.fit(x, epochs=1, batch_size=4, verbose=0)
+    path = tmp_path / "x.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path, safe_mode=True)
+    assert isinstance(loaded, ResVAE) and loaded.residual is False
+    np.testing.assert_array_equal(loaded.reconstruct(x), model.reconstruct(x))
+    np.testing.assert_array_equal(loaded.sample(2, seed=5), model.sample(2, seed=5))
+    assert loaded.decoder_sigma == pytest.approx(model.decoder_sigma)
+    # The optimizer state travels with the file: training resumes where it stopped.
+    assert int(loaded.optimizer.iterations) == int(model.optimizer.iterations) == 1

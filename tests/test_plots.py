@@ -1,0 +1,122 @@
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from resvae_keras import plots  # noqa: E402
+
+RNG = np.random.default_rng(0)
+FACES = RNG.uniform(size=(6, 8, 8, 3)).astype(np.float32)
+
+
+@pytest.fixture(autouse=True)
+def project(tmp_path, monkeypatch):
+    """A throw-away project root, so figures land in tmp_path/figures."""
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "resvae_keras").mkdir()
+    monkeypatch.setenv("RESVAE_HOME", str(tmp_path))
+    yield tmp_path
+    plt.close("all")
+
+
+def _history():
+    epochs = np.arange(1, 5)
+    return pd.DataFrame(
+        {
+            "loss": 100 / epochs,
+            "reconstruction_loss": 90 / epochs,
+            "kl_loss": 10 + epochs,
+            "val_loss": 110 / epochs,
+            "val_reconstruction_loss": 99 / epochs,
+            "val_kl_loss": 11 + epochs,
+        }
+    )
+
+
+FIGURES = {
+    "image_grid": lambda: plots.image_grid(FACES, captions=[f"{i}" for i in range(6)]),
+    "image_grid_rows": lambda: plots.image_grid(
+        FACES.reshape(2, 3, 8, 8, 3), row_labels=["a", "b"], col_labels=["1", "2", "3"]
+    ),
+    "loss_curves": lambda: plots.loss_curves(_history()),
+    "metric_bars": lambda: plots.metric_bars(
+        pd.DataFrame({"fid": [40.0, 55.0], "error": [1.0, 2.0]}, index=["gmm", "prior"])
+    ),
+    "metric_bars_series": lambda: plots.metric_bars(pd.Series({"a": 1.0, "b": 2.0}, name="psnr")),
+    "interpolation_strips": lambda: plots.interpolation_strips(
+        FACES.reshape(2, 3, 8, 8, 3), row_labels=["pair 1", "pair 2"]
+    ),
+    "attribute_grid": lambda: plots.attribute_grid(
+        FACES.reshape(2, 3, 8, 8, 3), strengths=[-1, 0, 1], attribute="Smiling"
+    ),
+    "latent_scatter_bool": lambda: plots.latent_scatter(
+        RNG.normal(size=(50, 2)), RNG.uniform(size=50) < 0.5, "Eyeglasses", [0.3, 0.2]
+    ),
+    "latent_scatter_categories": lambda: plots.latent_scatter(
+        RNG.normal(size=(50, 2)), np.array(["train", "val"] * 25), "split"
+    ),
+    "score_histograms": lambda: plots.score_histograms(
+        {"normal": RNG.normal(size=100), "anomalous": RNG.normal(2, size=100)}
+    ),
+    "roc_curves": lambda: plots.roc_curves(
+        {"VAE": (np.array([0, 0.2, 1]), np.array([0, 0.7, 1]), 0.75)}
+    ),
+    "line_plot": lambda: plots.line_plot(
+        [1, 2, 3],
+        {"beta 1": [3, 2, 1], "beta 4": ([0.5, 1.5], [2, 1])},
+        xlabel="wall-clock (s)",
+        ylabel="loss",
+        hlines={"target": 1.5},
+    ),
+    "norm_plot": lambda: plots.norm_plot(
+        pd.DataFrame({"lerp": [4, 2.8, 4], "slerp": [4, 4, 4]}, index=[0, 0.5, 1]), 16
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(FIGURES))
+def test_each_figure_saves_a_png_with_the_demo_label(kind, project):
+    fig = FIGURES[kind]()
+    assert fig.get_suptitle() == ""
+    path = plots.save_figure(fig, kind, demo=True)
+    assert path == project / "figures" / f"{kind}.png"
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert fig.get_suptitle() == "(demo data)"
+    for ax in fig.axes:
+        if ax.images:  # image grids label only what they are given
+            continue
+        assert ax.get_xlabel() and ax.get_ylabel()
+
+
+def test_name_saves_and_demo_suffixes_the_title(project):
+    fig = plots.loss_curves(_history(), title="Training", name="curves", demo=True)
+    assert fig.get_suptitle() == "Training (demo data)"
+    assert (project / "figures" / "curves.png").is_file()
+    plots.save_figure(fig, "again", demo=True)
+    assert fig.get_suptitle() == "Training (demo data)"  # the label is added once
+
+
+def test_without_demo_the_title_is_unchanged(project):
+    fig = plots.image_grid(FACES, nrow=2, title="Samples", name="samples")
+    assert fig.get_suptitle() == "Samples"
+    assert (project / "figures" / "samples.png").is_file()
+
+
+def test_image_grid_rejects_a_wrong_shape():
+    with pytest.raises(ValueError, match="shape"):
+        plots.image_grid(np.zeros((8, 8, 3)))
+
+
+def test_loss_curves_need_a_loss_column():
+    with pytest.raises(ValueError, match="kl_loss"):
+        plots.loss_curves(pd.DataFrame({"accuracy": [0.5]}))
+
+
+def test_loss_curves_draw_train_and_validation():
+    fig = plots.loss_curves(_history())
+    assert len(fig.axes) == 3
+    assert [line.get_label() for line in fig.axes[2].lines] == ["train", "validation"]
