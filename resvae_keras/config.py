@@ -78,8 +78,8 @@ class Config:
     max_images: int | None = None
     demo_images: int = 3000
     # model
-    widths: tuple[int, ...] = (64, 128, 256)
-    blocks_per_stage: int = 1
+    widths: tuple[int, ...] = (32, 64, 128)
+    blocks_per_stage: int = 2
     latent_dim: int = 128
     residual: bool = True
     kind: str = "vae"
@@ -146,15 +146,16 @@ _PROFILE_OVERRIDES: dict[str, dict] = {
         data_dir="data/demo",
         cache_dir="data/cache/demo",
         demo_images=3000,
-        widths=(32, 64, 128),
+        widths=(16, 32, 64),
+        blocks_per_stage=1,
         latent_dim=32,
         batch_size=64,
-        epochs=4,
+        epochs=5,
         learning_rate=2e-3,
     ),
     "celeba-subset": dict(
         cache_dir="data/cache/celeba-subset",
-        epochs=30,
+        epochs=25,
         kl_warmup_steps=1000,
     ),
     "celeba": dict(
