@@ -155,8 +155,8 @@ _PROFILE_OVERRIDES: dict[str, dict] = {
     ),
     "celeba-subset": dict(
         cache_dir="data/cache/celeba-subset",
-        epochs=25,
-        kl_warmup_steps=1000,
+        epochs=20,
+        kl_warmup_steps=500,
     ),
     "celeba": dict(
         cache_dir="data/cache/celeba",

@@ -240,6 +240,7 @@ def train(config: Config, verbose="auto", callbacks=()):
         initial_epoch=initial_epoch,
         callbacks=all_callbacks,
         verbose=verbose,
+        shuffle=False,  # the tf.data pipeline shuffles, with the run's seed
     )
     if nan_stop.message:
         raise TrainingDivergedError(nan_stop.message)

@@ -1,0 +1,210 @@
+"""Command line: ``python -m resvae_keras <command> ...`` (``--help`` on each command).
+
+| command     | does                                                        |
+| ----------- | ----------------------------------------------------------- |
+| demo-data   | write the synthetic demo faces in the official CelebA layout |
+| prepare     | preprocess a CelebA folder or zip into the uint8 cache       |
+| train       | train a profile into ``runs/<name>``                         |
+| evaluate    | write ``runs/<name>/metrics.json``                           |
+| sample      | write sampled faces as PNG files                             |
+| bench       | measure data, training or evaluation speed                   |
+| report      | fill the report's tables from ``report/results``             |
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+
+def _print_table(result: dict, title: str) -> None:
+    width = max(len(k) for k in result)
+    print(title)
+    for key, value in result.items():
+        shown = f"{value:,.3f}" if isinstance(value, float) else str(value)
+        print(f"  {key:<{width}}  {shown}")
+
+
+def _overrides(args) -> dict:
+    """Config overrides given on the command line (only those set)."""
+    names = (
+        "epochs", "batch_size", "learning_rate", "beta", "latent_dim", "seed", "max_images",
+        "kl_warmup_steps", "likelihood", "kind", "strategy", "mixed_precision", "run_dir",
+        "data_dir", "image_size", "blocks_per_stage",
+    )
+    values = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+    if getattr(args, "widths", None):
+        values["widths"] = tuple(int(w) for w in args.widths.split(","))
+    if getattr(args, "plain", False):
+        values["residual"] = False
+    return values
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", default="demo", choices=["demo", "celeba-subset", "celeba"])
+    p.add_argument("--run-dir", dest="run_dir", help="output folder (default runs/<profile>)")
+    p.add_argument("--data-dir", dest="data_dir", help="CelebA root (default CELEBA_DIR)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", dest="batch_size", type=int)
+    p.add_argument("--learning-rate", dest="learning_rate", type=float)
+    p.add_argument("--beta", type=float)
+    p.add_argument("--kl-warmup-steps", dest="kl_warmup_steps", type=int)
+    p.add_argument("--latent-dim", dest="latent_dim", type=int)
+    p.add_argument("--widths", help="channels per stage, e.g. 32,64,128")
+    p.add_argument("--blocks-per-stage", dest="blocks_per_stage", type=int)
+    p.add_argument("--image-size", dest="image_size", type=int)
+    p.add_argument("--likelihood", choices=["gaussian_learned", "gaussian", "bernoulli"])
+    p.add_argument("--kind", choices=["vae", "ae"])
+    p.add_argument("--plain", action="store_true", help="drop the residual shortcuts")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--max-images", dest="max_images", type=int)
+    p.add_argument("--strategy", choices=["none", "mirrored", "auto"])
+    p.add_argument("--mixed-precision", dest="mixed_precision",
+                   choices=["mixed_float16", "mixed_bfloat16"])
+
+
+def cmd_demo_data(args):
+    from resvae_keras import data
+
+    out = data.write_demo_dataset(args.out, n=args.n, seed=args.seed)
+    print(f"demo faces written to {out} ({args.n} images, seed {args.seed})")
+
+
+def cmd_prepare(args):
+    from resvae_keras import data
+
+    kwargs = dict(data_dir=args.data_dir, size=args.size, max_images=args.max_images)
+    if args.cache_dir:
+        kwargs["cache_dir"] = args.cache_dir
+    print(data.prepare(**kwargs).summary())
+
+
+def cmd_train(args):
+    from resvae_keras.config import get_profile
+    from resvae_keras.train import TrainingDivergedError, train
+
+    config = get_profile(args.profile, **_overrides(args))
+    try:
+        verbose = int(args.verbose) if args.verbose.isdigit() else args.verbose
+        model, history = train(config, verbose=verbose)
+    except TrainingDivergedError as err:
+        sys.exit(str(err))
+    last = history.iloc[-1].to_dict() if len(history) else {}
+    print(f"run saved to {config.run_dir or 'runs/' + config.profile}: model.keras, "
+          f"history.csv ({len(history)} epochs), grids/; last val_loss "
+          f"{last.get('val_loss', float('nan')):.2f} nats/image")
+
+
+def cmd_evaluate(args):
+    from resvae_keras import evaluate
+
+    metrics = evaluate.evaluate_run(
+        args.run_dir, n_samples=args.n_samples, allow_download=args.allow_download,
+        sampler=args.sampler,
+    )
+    print(f"wrote {os.path.join(args.run_dir, 'metrics.json')}")
+    print(json.dumps(metrics.get("summary", {}), indent=2))
+
+
+def cmd_sample(args):
+    from resvae_keras import evaluate
+
+    paths = evaluate.write_samples(
+        args.run_dir, n=args.n, out_dir=args.out, temperature=args.temperature,
+        sampler=args.sampler, seed=args.seed,
+    )
+    print(f"wrote {len(paths)} PNG files to {args.out}")
+
+
+def cmd_bench(args):
+    if args.what == "data":
+        from resvae_keras import data
+
+        result = data.benchmark()
+    elif args.what == "train":
+        from resvae_keras.config import get_profile
+        from resvae_keras.train import benchmark
+
+        overrides = {"mixed_precision": args.mixed_precision} if args.mixed_precision else {}
+        result = benchmark(get_profile(args.profile, **overrides), batch_size=args.batch_size)
+    else:
+        from resvae_keras import evaluate
+
+        result = evaluate.benchmark()
+    if args.json:
+        print(json.dumps(result))
+    else:
+        _print_table(result, f"bench {args.what}")
+
+
+def cmd_report(args):
+    from resvae_keras import report
+
+    for path in report.build_report():
+        print(f"updated {path}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m resvae_keras", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo-data", help="write the synthetic demo faces")
+    p.add_argument("--out", required=True)
+    p.add_argument("--n", type=int, default=3000)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_demo_data)
+
+    p = sub.add_parser("prepare", help="build the preprocessed cache")
+    p.add_argument("--data-dir", dest="data_dir")
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--cache-dir", dest="cache_dir")
+    p.add_argument("--max-images", dest="max_images", type=int)
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("train", help="train a profile")
+    _add_config_args(p)
+    p.add_argument("--verbose", default="auto", help="Keras fit verbosity: auto, 0, 1 or 2")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a run into metrics.json")
+    p.add_argument("--run-dir", dest="run_dir", required=True)
+    p.add_argument("--n-samples", dest="n_samples", type=int)
+    p.add_argument("--sampler", choices=["prior", "gmm"], default=None)
+    p.add_argument("--allow-download", action="store_true",
+                   help="fetch the InceptionV3 ImageNet weights when missing (for FID/KID)")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("sample", help="write sampled faces as PNGs")
+    p.add_argument("--run-dir", dest="run_dir", required=True)
+    p.add_argument("--n", type=int, default=64)
+    p.add_argument("--out", required=True)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--sampler", choices=["prior", "gmm"], default="prior")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("bench", help="measure speed")
+    p.add_argument("what", choices=["data", "train", "eval"])
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--profile", default="celeba-subset",
+                   help="architecture to time (bench train; default: the 64x64 default)")
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=64)
+    p.add_argument("--mixed-precision", dest="mixed_precision",
+                   choices=["mixed_float16", "mixed_bfloat16"])
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("report", help="fill the report tables from report/results")
+    p.set_defaults(func=cmd_report)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""CelebA data: find it, crop and cache it once, feed it to Keras through tf.data.
+
+One path from files to batches::
+
+    CelebA folder or zip (official / Google Drive / Kaggle layout)   write_demo_dataset (same layout)
+                     \\                                                 /
+          find_celeba -> annotations -> crop + resize (crop.py) -> cache (uint8 memmap + table + manifest)
+                                                 |
+                                   make_dataset(cache, split, batch_size)
+
+Typical use::
+
+    from resvae_keras import data
+    cache = data.load_cache(config)            # or data.prepare(celeba_dir, size=64)
+    train = data.make_dataset(cache, "train", batch_size=64)
+
+Modules: ``celeba`` (layouts, annotation files), ``crop`` (the crop rule, decoding),
+``cache`` (the cache, splits), ``pipeline`` (tf.data), ``demo`` (synthetic faces),
+``figures`` (notebook 01 figures), ``bench`` (throughput).
+"""
+
+from .bench import benchmark
+from .cache import Cache, assign_splits, cache_folder, load_cache, open_cache, prepare
+from .celeba import (
+    ATTRIBUTE_NAMES,
+    README_SECTION,
+    SPLITS,
+    AnnotationError,
+    CelebaDataWarning,
+    CelebaNotFoundError,
+    CelebaSource,
+    find_celeba,
+    read_attributes,
+    read_partition,
+)
+from .crop import CROP_RULE, crop_and_resize, crop_box, load_face
+from .demo import demo_marker, detect_demo_eyeglasses, draw_demo_face, write_demo_dataset
+from .figures import attribute_frequency_figure, crop_figure, faces_grid_figure, montage
+from .pipeline import make_dataset
+
+__all__ = [
+    "ATTRIBUTE_NAMES",
+    "CROP_RULE",
+    "README_SECTION",
+    "SPLITS",
+    "AnnotationError",
+    "Cache",
+    "CelebaDataWarning",
+    "CelebaNotFoundError",
+    "CelebaSource",
+    "assign_splits",
+    "attribute_frequency_figure",
+    "benchmark",
+    "cache_folder",
+    "crop_and_resize",
+    "crop_box",
+    "crop_figure",
+    "demo_marker",
+    "detect_demo_eyeglasses",
+    "draw_demo_face",
+    "faces_grid_figure",
+    "find_celeba",
+    "load_cache",
+    "load_face",
+    "make_dataset",
+    "montage",
+    "open_cache",
+    "prepare",
+    "read_attributes",
+    "read_partition",
+    "write_demo_dataset",
+]

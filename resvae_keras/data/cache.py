@@ -1,0 +1,500 @@
+"""The preprocessed cache: CelebA (or demo) images cropped and resized once, kept on disk.
+
+A cache is one folder ``<cache_dir>/<size>px`` (``<size>px-first<N>`` with ``max_images``):
+
+| file            | what                                                                  |
+| --------------- | --------------------------------------------------------------------- |
+| ``images.npy``  | uint8 (N, size, size, 3), opened memory-mapped (no load into RAM)     |
+| ``table.csv``   | one row per image, same order: 40 attributes (0/1), ``partition``, ``split`` |
+| ``manifest.json`` | source, layout, crop rule, size, count, skipped files, hashes, split rule |
+
+It is built in a temporary sibling folder and renamed into place, so a killed run never
+leaves a cache that loads. A cache is reused only while its manifest matches the request
+(size, ``max_images``, crop rule and a fingerprint of the source files); otherwise it is
+rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+import uuid
+import warnings
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ._io import (
+    cpu_count,
+    display_path,
+    process_pool,
+    remove_stale_temp_dirs,
+    replace_dir,
+    temp_dir_beside,
+)
+from .celeba import (
+    ATTRIBUTE_NAMES,
+    SPLITS,
+    CelebaDataWarning,
+    CelebaSource,
+    annotations_for,
+    find_celeba,
+)
+from .crop import CROP_RULE, decode_chunk
+from .demo import DEMO_SEED, DEMO_VERSION, demo_marker, write_demo_dataset
+
+CACHE_VERSION = 2
+SPLIT_FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
+_CHUNK = 64  # images per worker task
+
+
+@dataclass
+class Cache:
+    """A prepared cache (see the module docstring).
+
+    Attributes:
+        path: the cache folder.
+        images: uint8 memmap, shape (N, size, size, 3), values in [0, 255].
+        table: DataFrame indexed by image file name, row i describes ``images[i]``:
+            the 40 bool attribute columns, ``partition`` (int, official: 0 train, 1 val,
+            2 test, -1 unknown) and ``split`` ("train"/"val"/"test" after any fallback).
+        manifest: the manifest dict.
+    """
+
+    path: Path
+    images: np.ndarray
+    table: pd.DataFrame
+    manifest: dict
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    @property
+    def size(self) -> int:
+        """Side of the square images, pixels."""
+        return int(self.images.shape[1])
+
+    @property
+    def is_demo(self) -> bool:
+        """True for the synthetic demo faces; figures then say "(demo data)"."""
+        return bool(self.manifest.get("demo"))
+
+    def split_indices(self, split: str) -> np.ndarray:
+        """Rows of ``images`` in ``split`` ("train", "val" or "test"), int64, ascending."""
+        if split not in SPLITS:
+            raise ValueError(f"split={split!r} is not one of {list(SPLITS)}")
+        return np.flatnonzero(self.table["split"].to_numpy() == split).astype(np.int64)
+
+    def images_of(self, split: str) -> np.ndarray:
+        """The images of ``split`` loaded into memory, uint8 (n, size, size, 3)."""
+        return np.asarray(self.images[self.split_indices(split)])
+
+    def attributes_of(self, split: str) -> pd.DataFrame:
+        """The 40 bool attribute columns of ``split``, indexed by file name."""
+        return self.table.iloc[self.split_indices(split)][list(ATTRIBUTE_NAMES)]
+
+    def original(self, name: str):
+        """The source image ``name`` before cropping, as a PIL image (for figures)."""
+        from PIL import Image
+
+        from .crop import _open_zip
+
+        images = Path(self.manifest["images_path"])
+        if images.suffix.lower() == ".zip":
+            import io
+
+            archive = _open_zip(str(images))
+            member = next(m for m in archive.namelist() if m.rsplit("/", 1)[-1] == name)
+            return Image.open(io.BytesIO(archive.read(member))).convert("RGB")
+        with Image.open(images / name) as image:
+            return image.convert("RGB")
+
+    def summary(self) -> str:
+        """A few lines on what the cache holds (paths relative to the project root)."""
+        m = self.manifest
+        counts = self.table["split"].value_counts()
+        kind = "synthetic demo faces, not CelebA" if self.is_demo else "CelebA"
+        split_text = ", ".join(f"{s} {int(counts.get(s, 0))}" for s in SPLITS)
+        lines = [
+            f"{len(self)} images {self.size}x{self.size} uint8 ({self.images.nbytes / 2**20:.1f} MiB) "
+            f"in {display_path(self.path)}",
+            f"source: {m['source_display']} ({m['layout']} layout; {kind})",
+            f"splits: {split_text} ({'official partition' if m['split_rule'] == 'official' else 'fallback split'})",
+            f"skipped: {len(m['skipped'])} unreadable image(s)",
+        ]
+        return "\n".join(lines)
+
+
+def cache_folder(cache_dir: str | os.PathLike, size: int, max_images: int | None) -> Path:
+    """The folder a cache with these settings lives in."""
+    name = f"{size}px" + (f"-first{max_images}" if max_images else "")
+    return _absolute(cache_dir) / name
+
+
+def prepare(
+    data_dir: str | os.PathLike | None = None,
+    size: int = 64,
+    cache_dir: str | os.PathLike = "data/cache",
+    max_images: int | None = None,
+    progress: bool = True,
+    workers: int | None = None,
+) -> Cache:
+    """Build (or reuse) the cache of ``size`` x ``size`` faces for the CelebA copy in ``data_dir``.
+
+    Args:
+        data_dir: CelebA root (``None``: ``$CELEBA_DIR``, else ``data/celeba``); any
+            layout ``find_celeba`` knows.
+        size: side of the square output images, pixels.
+        cache_dir: parent folder of the cache; relative paths are under the project root.
+        max_images: keep only the first N images by file name (``None``: all).
+        progress: show a progress bar while decoding.
+        workers: decoding processes (``None``: one per core, up to 8; 1 below 256 images).
+
+    Returns:
+        the ``Cache``. Unreadable images are skipped, listed in the manifest and
+        reported with a ``CelebaDataWarning``; so is a fallback split.
+    """
+    if int(size) != size or size < 8:
+        raise ValueError(f"size={size!r}: expected an integer of at least 8 pixels (e.g. 64)")
+    if max_images is not None and max_images < 1:
+        raise ValueError(
+            f"max_images={max_images!r}: expected None (all images) or a positive count"
+        )
+    size = int(size)
+    source = find_celeba(data_dir)
+    members = source.list_images()
+    names = list(members)[:max_images] if max_images else list(members)
+    request = {
+        "version": CACHE_VERSION,
+        "size": size,
+        "max_images": max_images,
+        "crop_rule": CROP_RULE,
+        "source_fingerprint": source.fingerprint(names),
+    }
+    target = cache_folder(cache_dir, size, max_images)
+    cache, reason = open_cache(target, request)
+    if cache is not None:
+        _remind(cache)
+        return cache
+    if progress:
+        print(f"building {display_path(target)} ({reason})", file=sys.stderr)
+    _build(source, names, [members[n] for n in names], request, target, progress, workers)
+    cache, reason = open_cache(target, request)
+    if cache is None:  # pragma: no cover - would mean the build itself is broken
+        raise RuntimeError(f"the cache just built in {target} does not load: {reason}")
+    return cache
+
+
+def _remind(cache: Cache) -> None:
+    """Repeat, for a reused cache, the warnings its build gave: nothing about the data goes silent."""
+    m = cache.manifest
+    if m.get("skipped"):
+        warnings.warn(
+            f"this cache was built with {len(m['skipped'])} unreadable image(s) skipped; "
+            f"see 'skipped' in {display_path(cache.path / 'manifest.json')}",
+            CelebaDataWarning,
+            stacklevel=3,
+        )
+    if m.get("split_warning"):
+        warnings.warn(m["split_warning"], CelebaDataWarning, stacklevel=3)
+
+
+def open_cache(folder: str | os.PathLike, request: dict | None = None) -> tuple[Cache | None, str]:
+    """Load the cache in ``folder`` if it is complete (and matches ``request``).
+
+    Returns ``(cache, "ok")``, or ``(None, reason)`` saying why it cannot be used.
+    """
+    folder = Path(folder)
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())
+    except FileNotFoundError:
+        return None, "no cache yet" if not folder.exists() else "no manifest (interrupted build?)"
+    except (OSError, ValueError) as error:
+        return None, f"unreadable manifest ({error})"
+    if not manifest.get("complete"):
+        return None, "incomplete build"
+    if request is not None:
+        have = manifest.get("request", {})
+        changed = [k for k in request if have.get(k) != request[k]]
+        if changed:
+            detail = ", ".join(
+                "source files changed"
+                if k == "source_fingerprint"
+                else f"{k} {have.get(k)!r} -> {request[k]!r}"
+                for k in changed
+            )
+            return None, f"manifest does not match the request: {detail}"
+    try:
+        images = np.load(folder / "images.npy", mmap_mode="r")
+        table = _read_table(folder / "table.csv")
+    except (OSError, ValueError, KeyError) as error:
+        return None, f"unreadable cache files ({type(error).__name__}: {error})"
+    size = manifest["size"]
+    if (
+        images.dtype != np.uint8
+        or images.shape != (manifest["count"], size, size, 3)
+        or len(table) != manifest["count"]
+    ):
+        return (
+            None,
+            f"images {images.shape} / table {len(table)} rows do not match the manifest count {manifest['count']}",
+        )
+    return Cache(path=folder, images=images, table=table, manifest=manifest), "ok"
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    table = pd.read_csv(path, index_col="image", dtype={"image": str, "split": str})
+    table[list(ATTRIBUTE_NAMES)] = table[list(ATTRIBUTE_NAMES)].astype(bool)
+    table["partition"] = table["partition"].astype(np.int8)
+    return table
+
+
+def _build(source: CelebaSource, names, members, request, target: Path, progress, workers) -> None:
+    started = time.perf_counter()
+    table = annotations_for(source, names)  # annotation errors surface before any decoding
+    remove_stale_temp_dirs(target)
+    tmp = temp_dir_beside(target)
+    try:
+        size = request["size"]
+        images = np.lib.format.open_memmap(
+            tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(len(names), size, size, 3)
+        )
+        kept, skipped, source_sizes = [], [], {}
+        digest = hashlib.sha256()
+        if workers is None:
+            workers = min(cpu_count(), 8) if len(names) >= 256 else 1
+        for name, (face, error, source_size) in zip(
+            names, _decode_all(source, members, size, progress, workers), strict=True
+        ):
+            if face is None:
+                skipped.append({"file": name, "reason": error})
+                continue
+            images[len(kept)] = face
+            digest.update(face)
+            kept.append(name)
+            key = f"{source_size[0]}x{source_size[1]}"
+            source_sizes[key] = source_sizes.get(key, 0) + 1
+        images.flush()
+        del images
+        if not kept:
+            raise ValueError(
+                f"none of the {len(names)} images in {display_path(source.images)} could be read; see the errors in the warning"
+            )
+        if skipped:
+            _truncate_rows(tmp / "images.npy", len(kept))
+            listed = ", ".join(f"{s['file']} ({s['reason']})" for s in skipped[:5])
+            warnings.warn(
+                f"skipped {len(skipped)} unreadable image(s) of {len(names)} in {display_path(source.images)}: "
+                f"{listed}{' ...' if len(skipped) > 5 else ''}; all are listed in the manifest 'skipped' entry",
+                CelebaDataWarning,
+                stacklevel=3,
+            )
+        table = table.loc[kept]
+        split, split_rule, split_warning = _assign_splits(table["partition"].to_numpy())
+        if split_warning:
+            warnings.warn(split_warning, CelebaDataWarning, stacklevel=3)
+        table["split"] = split
+        out = table.copy()
+        out[list(ATTRIBUTE_NAMES)] = out[list(ATTRIBUTE_NAMES)].astype(np.int8)
+        out.to_csv(tmp / "table.csv")
+        seconds = time.perf_counter() - started
+        marker = demo_marker(source.root)
+        manifest = {
+            "version": CACHE_VERSION,
+            "complete": True,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "build_id": uuid.uuid4().hex,
+            "request": request,
+            "source": str(source.root.resolve()),
+            "source_display": display_path(source.root),
+            "layout": source.layout,
+            "images_path": str(source.images.resolve()),
+            "attributes_file": str(source.attributes_file.resolve()),
+            "partition_file": str(source.partition_file.resolve())
+            if source.partition_file
+            else None,
+            "demo": marker is not None,
+            "demo_generator": marker,
+            "crop_rule": CROP_RULE,
+            "size": size,
+            "count": len(kept),
+            "found": len(names),
+            "skipped": skipped,
+            "source_sizes": dict(sorted(source_sizes.items(), key=lambda kv: -kv[1])),
+            "split_rule": split_rule,
+            "split_warning": split_warning,
+            "split_counts": {s: int((split == s).sum()) for s in SPLITS},
+            "official_test_images_in_training": int(
+                ((table["partition"] == 2) & (table["split"] != "test")).sum()
+            ),
+            "images_sha256": digest.hexdigest(),
+            "workers": workers,
+            "seconds": round(seconds, 2),
+            "images_per_second": round(len(names) / seconds, 1),
+        }
+        # the manifest goes last: without it no reader accepts the folder
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        replace_dir(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _decode_all(source: CelebaSource, members, size, progress, workers):
+    """Yield ``(face, error, source_size)`` per member, in order, decoding in worker processes."""
+    from tqdm import tqdm
+
+    jobs = [
+        (str(source.images), source.is_zip, members[i : i + _CHUNK], size)
+        for i in range(0, len(members), _CHUNK)
+    ]
+    with tqdm(
+        total=len(members),
+        desc=f"cropping to {size}x{size}",
+        unit="img",
+        disable=not progress,
+        smoothing=0.1,
+    ) as bar:
+        if workers > 1:
+            with process_pool(workers) as pool:
+                for results in pool.imap(decode_chunk, jobs):
+                    bar.update(len(results))
+                    yield from results
+        else:
+            for job in jobs:
+                results = decode_chunk(job)
+                bar.update(len(results))
+                yield from results
+
+
+def _truncate_rows(path: Path, count: int) -> None:
+    """Rewrite ``images.npy`` keeping its first ``count`` rows (after skipped images)."""
+    full = np.load(path, mmap_mode="r")
+    compact_path = path.with_name("images.compact.npy")
+    compact = np.lib.format.open_memmap(
+        compact_path, mode="w+", dtype=np.uint8, shape=(count, *full.shape[1:])
+    )
+    for start in range(0, count, 4096):
+        compact[start : start + 4096] = full[start : min(start + 4096, count)]
+    compact.flush()
+    del compact, full
+    os.replace(compact_path, path)
+
+
+def assign_splits(partition: np.ndarray) -> tuple[np.ndarray, str]:
+    """Split names ("train"/"val"/"test") for rows sorted by file name, and the rule used.
+
+    Official rule: partition 0 -> train, 1 -> val, 2 -> test. If that leaves a split empty
+    (a CelebA subset, or no partition file: partition -1), the fallback applies:
+
+    - the *donor* is the largest non-empty official split (all images when no partition
+      is known);
+    - the donor's images, in file-name order, are cut into consecutive blocks for the
+      donor and each empty split, in train, val, test order, sized in proportion to
+      80 : 10 : 10 (each empty split gets at least one image when there are enough);
+    - images of the other official splits keep their split.
+
+    So 10,000 train-only images become train = first 8,000, val = next 1,000, test = last
+    1,000. A ``CelebaDataWarning`` says so, and says loudly when official test images end
+    up in train or val.
+    """
+    split, rule, message = _assign_splits(partition)
+    if message:
+        warnings.warn(message, CelebaDataWarning, stacklevel=2)
+    return split, rule
+
+
+def _assign_splits(partition: np.ndarray) -> tuple[np.ndarray, str, str | None]:
+    """``assign_splits`` without the warning: (split, rule, warning message or None)."""
+    partition = np.asarray(partition)
+    split = np.full(len(partition), "", dtype=object)
+    for pid, name in enumerate(SPLITS):
+        split[partition == pid] = name
+    counts = {name: int((split == name).sum()) for name in SPLITS}
+    missing = [name for name in SPLITS if counts[name] == 0]
+    if not missing:
+        return split.astype(str), "official", None
+
+    known = {name: n for name, n in counts.items() if n}
+    donor = max(known, key=known.get) if known else None
+    pool = np.flatnonzero(split == donor) if donor else np.flatnonzero(split == "")
+    group = [s for s in SPLITS if s in missing or s == donor]
+    total = sum(SPLIT_FRACTIONS[s] for s in group)
+    sizes = {
+        s: max(1 if s in missing else 0, round(len(pool) * SPLIT_FRACTIONS[s] / total))
+        for s in group
+    }
+    keeper = donor or "train"  # the block that absorbs rounding
+    sizes[keeper] = len(pool) - sum(n for s, n in sizes.items() if s != keeper)
+    if sizes[keeper] < (1 if donor else 0):
+        raise ValueError(
+            f"only {len(pool)} image(s): too few to fill the empty split(s) {missing}; use more images (max_images)"
+        )
+    start = 0
+    for s in group:
+        split[pool[start : start + sizes[s]]] = s
+        start += sizes[s]
+
+    source = (
+        f"the {len(pool)} official {donor} images"
+        if donor
+        else f"all {len(pool)} images (no partition file)"
+    )
+    rule = (
+        f"fallback: the official partition leaves {', '.join(missing)} empty, so {source}, in file-name "
+        f"order, are cut 80:10:10 into {', '.join(f'{s} {sizes[s]}' for s in group)}"
+    )
+    message = rule + " (see data.assign_splits)."
+    leaked = int(((partition == 2) & (split != "test")).sum())
+    if leaked:
+        message += (
+            f" {leaked} of them are OFFICIAL TEST images now used for training/validation: "
+            "results on this data are not CelebA test results."
+        )
+    return split.astype(str), rule, message
+
+
+def load_cache(config, progress: bool = True) -> Cache:
+    """The cache for a ``Config``: everything a notebook needs in one call.
+
+    Demo profile: generates ``config.demo_images`` faces with ``DEMO_SEED`` into
+    ``config.data_dir`` (default ``data/demo``) when they are missing or were made with
+    other settings. Then prepares the cache at ``config.image_size`` under
+    ``config.cache_path``, respecting ``config.max_images``.
+    """
+    if config.is_demo:
+        root = config.resolve(config.data_dir or "data/demo")
+        marker = demo_marker(root)
+        # The faces are always drawn with DEMO_SEED: runs with different training
+        # seeds (the ablation) must see the same data.
+        wanted = {"n": config.demo_images, "seed": DEMO_SEED, "version": DEMO_VERSION}
+        if marker is None or any(marker.get(k) != v for k, v in wanted.items()):
+            if progress:
+                print(
+                    f"drawing {config.demo_images} demo faces into {display_path(root)}",
+                    file=sys.stderr,
+                )
+            write_demo_dataset(root, n=config.demo_images, seed=DEMO_SEED, progress=progress)
+    else:
+        root = config.resolve(config.data_dir) if config.data_dir else None
+    return prepare(
+        root,
+        size=config.image_size,
+        cache_dir=config.cache_path,
+        max_images=config.max_images,
+        progress=progress,
+    )
+
+
+def _absolute(path: str | os.PathLike) -> Path:
+    from ..config import project_root
+
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else project_root() / path

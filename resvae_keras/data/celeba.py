@@ -1,0 +1,399 @@
+"""Finding CelebA on disk and reading its annotation files.
+
+CelebA (Liu et al., ICCV 2015) holds 202,599 aligned face images (178x218 JPEG), 40 binary
+attributes per image and an official train/val/test partition by id (0: 1-162,770,
+1: 162,771-182,637, 2: 182,638-202,599). Three download layouts are accepted under one
+root folder:
+
+| layout         | images                                   | annotations                                   |
+| -------------- | ---------------------------------------- | --------------------------------------------- |
+| ``official``   | ``img_align_celeba/*.jpg``               | ``list_attr_celeba.txt``, ``list_eval_partition.txt`` |
+| ``google-drive`` | ``Img/img_align_celeba/*.jpg``         | ``Anno/list_attr_celeba.txt``, ``Eval/list_eval_partition.txt`` |
+| ``kaggle``     | ``img_align_celeba/img_align_celeba/*.jpg`` | ``list_attr_celeba.csv``, ``list_eval_partition.csv`` |
+| ``zip``        | ``img_align_celeba.zip`` (or ``Img/img_align_celeba.zip``), read without extracting | any of the above, beside it |
+
+The annotation files are found independently of the image layout (root first, then
+``Anno/`` and ``Eval/``; ``.txt`` before ``.csv``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..config import project_root
+from ._io import display_path
+
+ATTRIBUTE_NAMES: tuple[str, ...] = (
+    "5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive", "Bags_Under_Eyes", "Bald",
+    "Bangs", "Big_Lips", "Big_Nose", "Black_Hair", "Blond_Hair",
+    "Blurry", "Brown_Hair", "Bushy_Eyebrows", "Chubby", "Double_Chin",
+    "Eyeglasses", "Goatee", "Gray_Hair", "Heavy_Makeup", "High_Cheekbones",
+    "Male", "Mouth_Slightly_Open", "Mustache", "Narrow_Eyes", "No_Beard",
+    "Oval_Face", "Pale_Skin", "Pointy_Nose", "Receding_Hairline", "Rosy_Cheeks",
+    "Sideburns", "Smiling", "Straight_Hair", "Wavy_Hair", "Wearing_Earrings",
+    "Wearing_Hat", "Wearing_Lipstick", "Wearing_Necklace", "Wearing_Necktie", "Young",
+)  # fmt: skip
+"""The 40 official CelebA attribute names, in the order of ``list_attr_celeba.txt``."""
+
+SPLITS = ("train", "val", "test")
+"""Split names; the official partition ids 0, 1, 2 map to them in this order."""
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+README_SECTION = 'README.md, section "Getting CelebA"'
+
+# (layout, folder or zip relative to the root); the first one that holds images wins
+_IMAGE_CANDIDATES = (
+    ("official", "img_align_celeba"),
+    ("kaggle", "img_align_celeba/img_align_celeba"),
+    ("google-drive", "Img/img_align_celeba"),
+    ("zip", "img_align_celeba.zip"),
+    ("zip", "Img/img_align_celeba.zip"),
+)
+_ATTRIBUTE_CANDIDATES = (
+    "list_attr_celeba.txt",
+    "Anno/list_attr_celeba.txt",
+    "list_attr_celeba.csv",
+    "Anno/list_attr_celeba.csv",
+)
+_PARTITION_CANDIDATES = (
+    "list_eval_partition.txt", "Eval/list_eval_partition.txt", "Anno/list_eval_partition.txt",
+    "list_eval_partition.csv", "Eval/list_eval_partition.csv",
+)  # fmt: skip
+
+
+class CelebaNotFoundError(FileNotFoundError):
+    """No usable CelebA folder; the message lists every path tried."""
+
+
+class AnnotationError(ValueError):
+    """An annotation file is malformed or lacks a row; the message names the file and line."""
+
+
+class CelebaDataWarning(UserWarning):
+    """Something about the data the user should know (skipped images, fallback split)."""
+
+
+@dataclass(frozen=True)
+class CelebaSource:
+    """Where one CelebA copy lives.
+
+    Attributes:
+        root: the folder given (or found).
+        layout: ``"official"``, ``"google-drive"``, ``"kaggle"`` or ``"zip"``.
+        images: the folder of image files, or the zip file.
+        attributes_file: ``list_attr_celeba.txt`` or ``.csv``.
+        partition_file: ``list_eval_partition.txt`` or ``.csv``; ``None`` if absent.
+    """
+
+    root: Path
+    layout: str
+    images: Path
+    attributes_file: Path
+    partition_file: Path | None
+
+    @property
+    def is_zip(self) -> bool:
+        return self.images.suffix.lower() == ".zip"
+
+    def list_images(self) -> dict[str, str]:
+        """Present images: file name -> name inside the folder or zip, sorted by file name."""
+        if self.is_zip:
+            with zipfile.ZipFile(self.images) as archive:
+                members = {}
+                for info in archive.infolist():
+                    name = info.filename.rsplit("/", 1)[-1]
+                    if (
+                        not info.is_dir()
+                        and name.lower().endswith(IMAGE_SUFFIXES)
+                        and not name.startswith(".")
+                    ):
+                        members.setdefault(name, info.filename)
+        else:
+            members = {e.name: e.name for e in os.scandir(self.images) if _is_image_entry(e)}
+        return dict(sorted(members.items()))
+
+    def fingerprint(self, names: list[str]) -> str:
+        """sha256 over the chosen image names and byte sizes plus both annotation files.
+
+        Changes when an image is added, removed or replaced by one of another size, or
+        when an annotation file changes; stays the same when the folder moves.
+        """
+        digest = hashlib.sha256()
+        if self.is_zip:
+            with zipfile.ZipFile(self.images) as archive:
+                by_name = {i.filename.rsplit("/", 1)[-1]: i for i in archive.infolist()}
+                for name in names:
+                    info = by_name[name]
+                    digest.update(f"{name}:{info.file_size}:{info.CRC}\n".encode())
+        else:
+            for name in names:
+                digest.update(f"{name}:{os.stat(self.images / name).st_size}\n".encode())
+        for path in (self.attributes_file, self.partition_file):
+            digest.update((_file_sha256(path) if path else "none").encode())
+        return digest.hexdigest()
+
+
+def _is_image_entry(entry: os.DirEntry) -> bool:
+    return (
+        entry.name.lower().endswith(IMAGE_SUFFIXES)
+        and not entry.name.startswith(".")
+        and entry.is_file()
+    )
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def celeba_root(celeba_dir: str | os.PathLike | None = None) -> tuple[Path, str]:
+    """The CelebA root and where it came from: the argument, else ``CELEBA_DIR``, else ``data/celeba``."""
+    if celeba_dir is not None:
+        return Path(celeba_dir).expanduser(), "argument"
+    if os.environ.get("CELEBA_DIR"):
+        return Path(os.environ["CELEBA_DIR"]).expanduser(), "CELEBA_DIR"
+    return project_root() / "data" / "celeba", "default data/celeba"
+
+
+def find_celeba(celeba_dir: str | os.PathLike | None = None) -> CelebaSource:
+    """Locate CelebA images and annotation files.
+
+    Args:
+        celeba_dir: the root folder; ``None`` means ``$CELEBA_DIR``, else
+            ``data/celeba`` under the project root. Layouts: see the module docstring.
+
+    Raises:
+        CelebaNotFoundError: (a ``FileNotFoundError``) naming every path tried and the
+            README section on downloading CelebA.
+    """
+    root, origin = celeba_root(celeba_dir)
+    tried = []
+    images = layout = None
+    if root.is_dir():
+        for candidate_layout, relative in _IMAGE_CANDIDATES:
+            path = root / relative
+            tried.append(path)
+            if _holds_images(path):
+                images, layout = path, candidate_layout
+                break
+    else:
+        tried.append(root)
+    if images is None:
+        raise CelebaNotFoundError(_not_found_message("CelebA images", root, origin, tried))
+
+    attributes = _first_file(root, _ATTRIBUTE_CANDIDATES)
+    if attributes is None:
+        tried = [root / c for c in _ATTRIBUTE_CANDIDATES]
+        raise CelebaNotFoundError(_not_found_message("the attribute file", root, origin, tried))
+    partition = _first_file(root, _PARTITION_CANDIDATES)
+    return CelebaSource(
+        root=root,
+        layout=layout,
+        images=images,
+        attributes_file=attributes,
+        partition_file=partition,
+    )
+
+
+def _holds_images(path: Path) -> bool:
+    if path.suffix.lower() == ".zip":
+        return path.is_file() and zipfile.is_zipfile(path)
+    if not path.is_dir():
+        return False
+    with os.scandir(path) as entries:
+        return any(_is_image_entry(e) for e in entries)
+
+
+def _first_file(root: Path, candidates) -> Path | None:
+    for relative in candidates:
+        if (root / relative).is_file():
+            return root / relative
+    return None
+
+
+def _not_found_message(what: str, root: Path, origin: str, tried: list[Path]) -> str:
+    lines = "\n".join(f"  - {display_path(p)}" for p in tried)
+    return (
+        f"could not find {what} for CelebA root {display_path(root)} (from {origin}). Paths tried:\n{lines}\n"
+        f"Download CelebA and point CELEBA_DIR (or data_dir) at it; see {README_SECTION} "
+        "for the accepted layouts. For a quick start without CelebA use the demo profile "
+        "(RESVAE_PROFILE=demo), which generates synthetic faces."
+    )
+
+
+# -- annotation files -----------------------------------------------------------------
+
+
+def read_attributes(path: str | os.PathLike) -> pd.DataFrame:
+    """``list_attr_celeba.txt`` (official) or ``.csv`` (Kaggle) as 40 bool columns.
+
+    Index: image file name. Values 1 -> True, -1 (or 0) -> False.
+
+    Raises:
+        AnnotationError: naming the file and line of a wrong header, a row with the
+            wrong number of values, a value other than 1/-1/0, or a repeated image.
+    """
+    path = Path(path)
+    csv = path.suffix.lower() == ".csv"
+    text = _read_text(path)
+    lines = text.splitlines()
+    if csv:
+        header_lines = 1
+        header = lines[0].split(",") if lines else []
+        _check_header(path, 1, header[1:], ATTRIBUTE_NAMES)
+    else:
+        first = lines[0].split() if lines else []
+        count_line = len(first) == 1 and first[0].isdigit()
+        header_lines = 2 if count_line else 1
+        header = lines[header_lines - 1].split() if len(lines) >= header_lines else []
+        _check_header(path, header_lines, header, ATTRIBUTE_NAMES)
+    table = _read_rows(path, text, header_lines, ATTRIBUTE_NAMES, csv, allowed=(-1, 0, 1))
+    if not csv and count_line and int(first[0]) != len(table):
+        import warnings
+
+        warnings.warn(
+            f"{path.name} line 1 says {first[0]} images but the file has {len(table)} rows; using the rows",
+            CelebaDataWarning,
+            stacklevel=2,
+        )
+    table = table.eq(1)
+    table.attrs["first_row_line"] = header_lines + 1
+    return table
+
+
+def read_partition(path: str | os.PathLike) -> pd.Series:
+    """``list_eval_partition.txt`` or ``.csv`` as an int8 Series (0 train, 1 val, 2 test) indexed by file name.
+
+    Raises:
+        AnnotationError: naming the file and line of a malformed row.
+    """
+    path = Path(path)
+    csv = path.suffix.lower() == ".csv"
+    text = _read_text(path)
+    header_lines = 0
+    if csv:
+        header = text.split("\n", 1)[0].strip().split(",")
+        _check_header(path, 1, header[1:], ("partition",))
+        header_lines = 1
+    table = _read_rows(path, text, header_lines, ("partition",), csv, allowed=(0, 1, 2))
+    partition = table["partition"].astype(np.int8)
+    partition.attrs["first_row_line"] = header_lines + 1
+    return partition
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = path.read_bytes()[: error.start].count(b"\n") + 1
+        raise AnnotationError(
+            f"{path}, line {line}: not UTF-8 text ({error.reason}); is this an annotation file?"
+        ) from None
+
+
+def _check_header(path: Path, line: int, found: list[str], expected: tuple[str, ...]) -> None:
+    found = [name.strip() for name in found]
+    if tuple(found) == expected:
+        return
+    if len(found) != len(expected):
+        problem = f"found {len(found)} names, expected {len(expected)}"
+    else:
+        i = next(i for i, (f, e) in enumerate(zip(found, expected, strict=True)) if f != e)
+        problem = f"column {i + 1} is {found[i]!r}, expected {expected[i]!r}"
+    raise AnnotationError(
+        f"{path}, line {line}: wrong header ({problem}). Expected the official names "
+        f"{' '.join(expected[:3])} ... {expected[-1]}; re-download the file (see {README_SECTION})."
+    )
+
+
+def _read_rows(
+    path: Path, text: str, header_lines: int, columns, csv: bool, allowed
+) -> pd.DataFrame:
+    """The data rows, parsed by pandas; on any problem a line scan names the first bad line."""
+    names = ["image", *columns]
+    try:
+        table = pd.read_csv(
+            io.StringIO(text), sep="," if csv else r"\s+", header=None, names=names,
+            skiprows=header_lines, index_col=False, dtype={"image": str}, engine="c",
+        )  # fmt: skip
+        values = table[list(columns)]
+        ok = (
+            table["image"].notna().all()
+            and all(pd.api.types.is_integer_dtype(t) for t in values.dtypes)
+            and values.isin(allowed).all().all()
+            and not table["image"].duplicated().any()
+        )
+    except (pd.errors.ParserError, ValueError):
+        ok = False
+    if not ok:
+        _scan_rows(path, text, header_lines, columns, csv, allowed)  # raises with the line
+        raise AnnotationError(f"{path}: could not parse the rows after line {header_lines}")
+    return table.set_index("image").astype(np.int8)
+
+
+def _scan_rows(path: Path, text: str, header_lines: int, columns, csv: bool, allowed) -> None:
+    seen: dict[str, int] = {}
+    allowed_text = {str(v) for v in allowed}
+    for number, line in enumerate(text.splitlines()[header_lines:], start=header_lines + 1):
+        if not line.strip():
+            continue
+        parts = [p.strip() for p in line.split(",")] if csv else line.split()
+        where = f"{path}, line {number}"
+        if len(parts) != len(columns) + 1:
+            raise AnnotationError(
+                f"{where}: expected an image name and {len(columns)} values, found {len(parts) - 1} values"
+            )
+        for column, value in zip(columns, parts[1:], strict=True):
+            if value not in allowed_text:
+                raise AnnotationError(
+                    f"{where}: {column} is {value!r}, expected one of {sorted(allowed_text)}"
+                )
+        if parts[0] in seen:
+            raise AnnotationError(f"{where}: {parts[0]} already has a row on line {seen[parts[0]]}")
+        seen[parts[0]] = number
+
+
+def annotations_for(source: CelebaSource, names: list[str]) -> pd.DataFrame:
+    """40 bool attribute columns plus ``partition`` (int8; -1 when there is no partition file) for ``names``.
+
+    Raises:
+        AnnotationError: for the first image with no row in an annotation file.
+    """
+    attributes = read_attributes(source.attributes_file)
+    _check_rows(names, attributes, source.attributes_file, source)
+    table = attributes.loc[names].copy()
+    if source.partition_file is not None:
+        partition = read_partition(source.partition_file)
+        _check_rows(names, partition, source.partition_file, source)
+        table["partition"] = partition.loc[names].to_numpy()
+    else:
+        table["partition"] = np.int8(-1)
+    table.index.name = "image"
+    return table
+
+
+def _check_rows(
+    names: list[str], rows: pd.DataFrame | pd.Series, path: Path, source: CelebaSource
+) -> None:
+    index = rows.index
+    missing = pd.Index(names).difference(index)
+    if len(missing):
+        first = missing[0]
+        start = rows.attrs.get("first_row_line", 1)
+        raise AnnotationError(
+            f"image {display_path(source.images)}/{first} has no row in {path} "
+            f"(rows on lines {start}-{start + len(index) - 1}; {len(missing)} present image(s) lack one). "
+            "Images and annotation files must come from the same CelebA release; "
+            f"re-download the annotations (see {README_SECTION}) or remove the extra images."
+        )

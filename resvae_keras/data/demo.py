@@ -1,0 +1,462 @@
+"""Synthetic demo faces, written in the official CelebA layout.
+
+``write_demo_dataset`` draws simple cartoon faces with numpy and PIL (no network, no
+CelebA file) and writes them exactly like the official release: 178x218 JPEGs in
+``img_align_celeba/``, ``list_attr_celeba.txt`` and ``list_eval_partition.txt``. The
+rest of the library cannot tell the two apart, so the whole course runs on a laptop
+in minutes; every figure made from them says "(demo data)".
+
+What varies, and is labelled exactly as drawn (every other attribute is -1):
+
+- ``Male`` (short hair, heavier brows), with ``Mustache`` or ``No_Beard``;
+  women always have ``No_Beard`` and some have ``Wearing_Lipstick``;
+- ``Smiling`` (open smile with teeth) against a closed mouth;
+- ``Eyeglasses``: thick dark-blue frames at the eye line (see
+  ``detect_demo_eyeglasses``);
+- hair colour, exactly one of ``Black_Hair``, ``Blond_Hair``, ``Brown_Hair``,
+  ``Gray_Hair``; ``Bangs``; ``Wearing_Hat``; ``Pale_Skin``;
+- unlabelled nuisances: face size, position, roll, yaw, side lighting, brightness,
+  background, eye and shirt colours.
+
+Faces stay inside the 148x148 crop box (15, 40, 163, 188) that the cache cuts out, and
+the eyes sit near y = 112 as in the aligned CelebA images. Image ``i`` depends only on
+``(seed, i)``, so the same seed gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from ._io import cpu_count, process_pool, remove_stale_temp_dirs, replace_dir, temp_dir_beside
+from .celeba import ATTRIBUTE_NAMES
+
+DEMO_VERSION = 2
+#: Seed of the demo faces a profile uses, whatever the training seed.
+DEMO_SEED = 0
+DEMO_MARKER = "demo_faces.json"
+WIDTH, HEIGHT = 178, 218
+_SUPERSAMPLE = 2  # draw at 2x and downsample, for smooth edges
+_JPEG_QUALITY = 90
+
+# Eyeglass frames are the only saturated blue that can reach the eye region: backgrounds,
+# hats, skin, hair and irises never have blue above max(red, green).
+_GLASSES_RGB = (25, 45, 165)
+_HAIR_RGB = {
+    "Black_Hair": (28, 22, 20),
+    "Brown_Hair": (105, 62, 35),
+    "Blond_Hair": (222, 190, 120),
+    "Gray_Hair": (172, 170, 166),
+}
+_PALE_SKIN = ((250, 232, 220), (244, 224, 210), (238, 220, 214))
+_SKIN = (
+    (232, 190, 160),
+    (214, 160, 120),
+    (190, 135, 95),
+    (160, 108, 72),
+    (120, 80, 52),
+    (88, 58, 40),
+)
+_IRIS = ((92, 58, 32), (52, 36, 26), (72, 108, 62), (124, 92, 48))
+
+
+def _rgb(values) -> tuple[int, int, int]:
+    return tuple(min(255, max(0, round(float(v)))) for v in values)
+
+
+def _not_blue_colour(
+    rng: np.random.Generator, saturation, value, half: int | None = None
+) -> tuple[int, int, int]:
+    """A random colour whose blue never exceeds max(red, green).
+
+    ``half`` 0 draws hues in [300, 360) or [0, 120) degrees (blue <= red), 1 in [60, 180)
+    (blue <= green). Each half is convex, so a gradient between two colours of one half
+    never turns blue.
+    """
+    half = rng.integers(2) if half is None else half
+    hue = (rng.uniform(-1 / 6, 1 / 3) % 1.0) if half == 0 else rng.uniform(1 / 6, 1 / 2)
+    r, g, b = colorsys.hsv_to_rgb(hue, rng.uniform(*saturation), rng.uniform(*value))
+    return _rgb((255 * r, 255 * g, 255 * b))
+
+
+def _sample_attributes(rng: np.random.Generator) -> dict[str, bool]:
+    male = rng.random() < 0.45
+    hair = rng.choice(
+        list(_HAIR_RGB), p=[0.3, 0.3, 0.25 if not male else 0.12, 0.15 if not male else 0.28]
+    )
+    moustache = bool(male and rng.random() < 0.4)
+    return {
+        "Male": male,
+        "Smiling": rng.random() < 0.5,
+        "Eyeglasses": rng.random() < 0.25,
+        hair: True,
+        "Bangs": rng.random() < (0.15 if male else 0.35),
+        "Mustache": moustache,
+        "No_Beard": not moustache,
+        "Wearing_Hat": rng.random() < 0.12,
+        "Pale_Skin": rng.random() < 0.2,
+        "Wearing_Lipstick": bool(not male and rng.random() < 0.5),
+    }
+
+
+def draw_demo_face(seed: int, index: int) -> tuple[Image.Image, dict[str, bool]]:
+    """One synthetic face: an RGB 178x218 PIL image and its attributes (True where drawn).
+
+    Depends only on ``(seed, index)``.
+    """
+    rng = np.random.default_rng([int(seed), int(index)])
+    attrs = _sample_attributes(rng)
+    k = _SUPERSAMPLE
+    w, h = WIDTH * k, HEIGHT * k
+
+    # background: a vertical gradient between two colours that are never blue
+    half = rng.integers(2)
+    top_c = np.array(_not_blue_colour(rng, (0.05, 0.6), (0.35, 0.95), half), float)
+    bottom_c = np.array(_not_blue_colour(rng, (0.05, 0.6), (0.3, 0.9), half), float)
+    t = np.linspace(0.0, 1.0, h)[:, None]
+    column = ((1 - t) * top_c + t * bottom_c + 0.5).astype(np.uint8)
+    canvas = Image.fromarray(np.repeat(column[:, None, :], w, axis=1), "RGB")
+
+    # geometry in 178x218 pixels: eyes near y = 112 like aligned CelebA
+    fw = rng.uniform(74, 90)  # face width; eye distance 31-38 px as in CelebA
+    a = fw / 2
+    fh = fw * rng.uniform(1.25, 1.35)  # face height
+    cx = 89 + rng.uniform(-5, 5)
+    ye = 112 + rng.uniform(-4, 4)  # eye line
+    top = ye - 0.46 * fh
+    bottom = top + fh
+    yaw = rng.uniform(-1, 1) * 0.12 * a  # features slide sideways
+    roll = rng.uniform(-6, 6)  # degrees
+
+    skin = np.array(
+        _PALE_SKIN[rng.integers(3)] if attrs["Pale_Skin"] else _SKIN[rng.integers(len(_SKIN))],
+        float,
+    )
+    skin = _rgb(skin + rng.uniform(-6, 6, 3))
+    shade = _rgb(np.array(skin) * 0.8)
+    hair_name = next(n for n in _HAIR_RGB if attrs.get(n))
+    hair = _rgb(np.array(_HAIR_RGB[hair_name]) + rng.uniform(-10, 10, 3))
+    brow = _rgb(np.array(hair) * (0.7 if hair_name in ("Blond_Hair", "Gray_Hair") else 0.9))
+
+    layer = Image.new("RGBA", (w, h), (0, 0, 0, 0))
+    d = ImageDraw.Draw(layer)
+
+    def box(x0, y0, x1, y1):
+        return [x0 * k, y0 * k, x1 * k, y1 * k]
+
+    def pts(*xy):
+        return [(x * k, y * k) for x, y in xy]
+
+    male = attrs["Male"]
+    # hair behind the head: long for women, short for men
+    if male:
+        d.ellipse(box(cx - 1.1 * a, top - 0.1 * fh, cx + 1.1 * a, top + 0.6 * fh), fill=hair)
+    else:
+        d.ellipse(box(cx - 1.3 * a, top - 0.12 * fh, cx + 1.3 * a, top + 1.25 * fh), fill=hair)
+    # neck and shoulders
+    shirt = _rgb(
+        np.array(colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.2, 0.8), rng.uniform(0.3, 0.9)))
+        * 255
+    )
+    d.rectangle(box(cx - 0.42 * a, bottom - 0.15 * fh, cx + 0.42 * a, HEIGHT), fill=shade)
+    d.ellipse(box(cx - 2.5 * a, bottom + 0.1 * fh, cx + 2.5 * a, bottom + 1.1 * fh), fill=shirt)
+    # ears, face
+    for side in (-1, 1):
+        d.ellipse(
+            box(cx + side * a - 0.16 * a, ye - 0.02 * fh, cx + side * a + 0.16 * a, ye + 0.2 * fh),
+            fill=shade,
+        )
+    d.ellipse(box(cx - a, top, cx + a, bottom), fill=skin)
+
+    # eyes and brows
+    iris = _IRIS[rng.integers(len(_IRIS))]
+    yb = ye - 0.1 * fh
+    for side in (-1, 1):
+        ex = cx + yaw + side * 0.42 * a
+        d.ellipse(
+            box(ex - 0.19 * a, ye - 0.09 * a, ex + 0.19 * a, ye + 0.09 * a), fill=(240, 238, 232)
+        )
+        d.ellipse(box(ex - 0.09 * a, ye - 0.09 * a, ex + 0.09 * a, ye + 0.09 * a), fill=iris)
+        d.ellipse(
+            box(ex - 0.045 * a, ye - 0.045 * a, ex + 0.045 * a, ye + 0.045 * a), fill=(15, 12, 12)
+        )
+        d.arc(
+            box(ex - 0.2 * a, ye - 0.11 * a, ex + 0.2 * a, ye + 0.11 * a),
+            190,
+            350,
+            fill=shade,
+            width=k,
+        )
+        bw = (0.1 if male else 0.065) * a
+        d.line(
+            pts(
+                (ex - side * 0.22 * a, yb + 0.02 * fh),
+                (ex, yb - 0.012 * fh),
+                (ex + side * 0.24 * a, yb + 0.012 * fh),
+            ),
+            fill=brow,
+            width=max(2, round(bw * k)),
+            joint="curve",
+        )
+    # nose
+    ny = top + 0.68 * fh
+    nx = cx + 1.5 * yaw
+    d.line(
+        pts((nx - 0.02 * a, ye + 0.06 * fh), (nx + 0.05 * a, ny - 0.02 * fh)), fill=shade, width=k
+    )
+    for side in (-1, 1):
+        d.ellipse(
+            box(
+                nx + side * 0.12 * a - 0.06 * a,
+                ny - 0.025 * fh,
+                nx + side * 0.12 * a + 0.06 * a,
+                ny + 0.01 * fh,
+            ),
+            fill=shade,
+        )
+    # mouth
+    my = top + 0.81 * fh
+    mx = cx + yaw
+    lips = (185, 40, 62) if attrs["Wearing_Lipstick"] else _rgb(np.array(skin) * (0.82, 0.58, 0.58))
+    if attrs["Smiling"]:
+        d.chord(
+            box(mx - 0.36 * a, my - 0.07 * fh, mx + 0.36 * a, my + 0.07 * fh),
+            0,
+            180,
+            fill=(110, 28, 38),
+            outline=lips,
+            width=2 * k,
+        )
+        d.chord(
+            box(mx - 0.28 * a, my - 0.035 * fh, mx + 0.28 * a, my + 0.035 * fh),
+            0,
+            180,
+            fill=(245, 245, 240),
+        )
+        d.line(
+            pts((mx - 0.37 * a, my - 0.01 * fh), (mx + 0.37 * a, my - 0.01 * fh)),
+            fill=lips,
+            width=2 * k,
+        )
+    else:
+        d.ellipse(box(mx - 0.28 * a, my - 0.03 * fh, mx + 0.28 * a, my + 0.035 * fh), fill=lips)
+        d.line(
+            pts((mx - 0.29 * a, my), (mx, my + 0.006 * fh), (mx + 0.29 * a, my)),
+            fill=_rgb(np.array(lips) * 0.55),
+            width=k,
+        )
+    if attrs["Mustache"]:
+        d.polygon(
+            pts(
+                (mx - 0.4 * a, my - 0.02 * fh),
+                (mx - 0.3 * a, ny + 0.03 * fh),
+                (mx + 0.3 * a, ny + 0.03 * fh),
+                (mx + 0.4 * a, my - 0.02 * fh),
+                (mx, my - 0.045 * fh),
+            ),
+            fill=brow,
+        )
+
+    # hair over the forehead: a cap down to the hairline, jagged for bangs
+    hairline = top + (0.3 if attrs["Bangs"] else 0.17) * fh
+    cap_top = top - 0.1 * fh
+    d.chord(box(cx - 1.08 * a, cap_top, cx + 1.08 * a, 2 * hairline - cap_top), 180, 360, fill=hair)
+    if attrs["Bangs"]:
+        teeth = 9
+        xs = np.linspace(cx - 0.95 * a, cx + 0.95 * a, 2 * teeth + 1)
+        ys = [hairline + (0.06 * fh if j % 2 else -0.01 * fh) for j in range(len(xs))]
+        d.polygon(
+            pts(
+                (xs[0], hairline - 0.05 * fh),
+                *zip(xs, ys, strict=True),
+                (xs[-1], hairline - 0.05 * fh),
+            ),
+            fill=hair,
+        )
+    else:
+        d.ellipse(
+            box(cx - 0.62 * a, hairline - 0.07 * fh, cx + 0.62 * a, hairline + 0.25 * fh), fill=skin
+        )
+
+    # glasses: thick blue frames around both eyes, a bridge and the temples
+    if attrs["Eyeglasses"]:
+        frame = _rgb(np.array(_GLASSES_RGB) + rng.uniform(-10, 10, 3))
+        fwid = max(3, round(0.13 * a * k))
+        for side in (-1, 1):
+            ex = cx + yaw + side * 0.42 * a
+            d.rounded_rectangle(
+                box(ex - 0.3 * a, ye - 0.2 * a, ex + 0.3 * a, ye + 0.2 * a),
+                radius=0.1 * a * k,
+                outline=frame,
+                width=fwid,
+            )
+            d.line(
+                pts((ex + side * 0.3 * a, ye - 0.08 * a), (cx + side * 0.98 * a, ye - 0.1 * a)),
+                fill=frame,
+                width=fwid,
+            )
+        d.line(
+            pts((cx + yaw - 0.12 * a, ye - 0.06 * a), (cx + yaw + 0.12 * a, ye - 0.06 * a)),
+            fill=frame,
+            width=fwid,
+        )
+
+    # hat: crown and brim over the top of the head
+    if attrs["Wearing_Hat"]:
+        hat = _not_blue_colour(rng, (0.1, 0.8), (0.15, 0.85))
+        base = top + 0.07 * fh  # where the crown meets the brim
+        crown_top = max(top - 0.2 * fh, 43.0)  # stays inside the crop box
+        d.chord(
+            box(cx - 0.98 * a, crown_top, cx + 0.98 * a, 2 * base - crown_top), 180, 360, fill=hat
+        )
+        d.rectangle(
+            box(cx - 0.97 * a, base - 0.05 * fh, cx + 0.97 * a, base),
+            fill=_rgb(np.array(hat) * 0.6),
+        )
+        d.ellipse(box(cx - 1.4 * a, base - 0.035 * fh, cx + 1.4 * a, base + 0.065 * fh), fill=hat)
+
+    layer = layer.rotate(
+        roll,
+        resample=Image.Resampling.NEAREST,  # smoothed by the 2x downsample
+        center=(cx * k, ye * k),
+    )
+    canvas.paste(layer, (0, 0), layer)
+    image = canvas.reduce(_SUPERSAMPLE)  # box filter: each pixel averages a 2x2 block
+
+    # lighting: overall gain times a left-right ramp (side light)
+    gain = rng.uniform(0.8, 1.15)
+    side_light = rng.uniform(-0.25, 0.25)
+    ramp = gain * (1 + side_light * (np.arange(WIDTH) - WIDTH / 2) / (WIDTH / 2))
+    lit = np.asarray(image, np.float32) * ramp[None, :, None].astype(np.float32)
+    image = Image.fromarray(np.clip(lit + 0.5, 0, 255).astype(np.uint8), "RGB")
+    return image, {name: bool(attrs.get(name, False)) for name in ATTRIBUTE_NAMES}
+
+
+def _write_faces(args) -> list[dict[str, bool]]:
+    images_dir, seed, indices = args
+    labels = []
+    for i in indices:
+        image, attrs = draw_demo_face(seed, i)
+        image.save(Path(images_dir) / f"{i + 1:06d}.jpg", quality=_JPEG_QUALITY)
+        labels.append(attrs)
+    return labels
+
+
+def demo_partition(n: int) -> np.ndarray:
+    """Official-style partition ids for ``n`` demo images: first 80% 0 (train), then 10% 1 (val), 10% 2 (test)."""
+    n_eval = round(0.1 * n)
+    return np.repeat([0, 1, 2], [n - 2 * n_eval, n_eval, n_eval])
+
+
+def write_demo_dataset(
+    out_dir: str | os.PathLike, n: int = 3000, seed: int = 0, progress: bool = False
+) -> Path:
+    """Write ``n`` synthetic faces to ``out_dir`` in the official CelebA layout; returns ``out_dir``.
+
+    Writes ``img_align_celeba/000001.jpg`` ... (RGB 178x218 JPEG), ``list_attr_celeba.txt``
+    (count line, the 40 official names, rows of 1/-1), ``list_eval_partition.txt``
+    (80/10/10 train/val/test by id, like the official id ranges) and a
+    ``demo_faces.json`` marker that tells the cache these are demo faces. The folder is
+    built in a temporary sibling and renamed into place, so a killed run leaves nothing
+    half-written. An existing ``out_dir`` is replaced only if it holds earlier demo data.
+    """
+    if n < 1:
+        raise ValueError(f"n={n!r}: the demo dataset needs at least 1 image")
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()) and not (out / DEMO_MARKER).is_file():
+        raise FileExistsError(
+            f"out_dir={str(out)!r} exists and does not hold demo data (no {DEMO_MARKER}); "
+            "choose an empty or new folder so nothing else is overwritten"
+        )
+    remove_stale_temp_dirs(out)
+    tmp = temp_dir_beside(out)
+    try:
+        images_dir = tmp / "img_align_celeba"
+        images_dir.mkdir()
+        chunks = [range(s, min(s + 100, n)) for s in range(0, n, 100)]
+        jobs = [(str(images_dir), seed, c) for c in chunks]
+        from tqdm import tqdm
+
+        bar = tqdm(total=n, desc="drawing demo faces", unit="img", disable=not progress)
+        labels = []
+        workers = min(2, cpu_count())
+        if workers > 1 and n >= 400:
+            with process_pool(workers) as pool:
+                for part in pool.imap(_write_faces, jobs):
+                    labels.extend(part)
+                    bar.update(len(part))
+        else:
+            for job in jobs:
+                part = _write_faces(job)
+                labels.extend(part)
+                bar.update(len(part))
+        bar.close()
+
+        names = [f"{i + 1:06d}.jpg" for i in range(n)]
+        lines = [str(n), " ".join(ATTRIBUTE_NAMES)]
+        for name, attrs in zip(names, labels, strict=True):
+            lines.append(name + " " + " ".join(" 1" if attrs[a] else "-1" for a in ATTRIBUTE_NAMES))
+        (tmp / "list_attr_celeba.txt").write_text("\n".join(lines) + "\n")
+        partition = demo_partition(n)
+        (tmp / "list_eval_partition.txt").write_text(
+            "".join(f"{name} {p}\n" for name, p in zip(names, partition, strict=True))
+        )
+        (tmp / "README.md").write_text(
+            "# Synthetic demo faces (not CelebA)\n\n"
+            f"Drawn by `resvae_keras.data.write_demo_dataset(n={n}, seed={seed})` in the official "
+            "CelebA layout. Regenerate them any time; nothing here is real data.\n"
+        )
+        marker = {
+            "generator": "resvae_keras.data.write_demo_dataset",
+            "version": DEMO_VERSION,
+            "n": n,
+            "seed": seed,
+        }
+        (tmp / DEMO_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+        replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def demo_marker(root: str | os.PathLike) -> dict | None:
+    """The ``demo_faces.json`` contents of a demo dataset root, or ``None`` for real data."""
+    path = Path(root) / DEMO_MARKER
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+# The eye band of a cropped 64x64 demo face (rows, columns) holds the glasses frames for
+# every pose and scale the generator draws.
+_EYE_ROWS = slice(22, 42)
+_EYE_COLS = slice(14, 50)
+
+
+def detect_demo_eyeglasses(images, min_pixels: int = 20) -> np.ndarray:
+    """Which demo faces wear glasses: bool array of shape (N,).
+
+    Args:
+        images: float images in [0, 1], shape (N, 64, 64, 3), cropped and resized like
+            the cache (uint8 in [0, 255] is accepted too).
+        min_pixels: how many frame-blue pixels the eye band must hold.
+
+    Counts pixels in the eye band (rows 22-41, columns 14-49) whose blue exceeds both red
+    and green by more than 0.12: only the demo glasses frames are that blue there. Meant
+    for the demo faces only; it says nothing about real photographs.
+    """
+    x = np.asarray(images)
+    if x.ndim != 4 or x.shape[1:] != (64, 64, 3):
+        raise ValueError(f"images shape {x.shape}: expected (N, 64, 64, 3) cropped demo faces")
+    x = x.astype(np.float32) / (255.0 if x.dtype == np.uint8 else 1.0)
+    band = x[:, _EYE_ROWS, _EYE_COLS, :]
+    blue_margin = band[..., 2] - np.maximum(band[..., 0], band[..., 1])
+    return (blue_margin > 0.12).sum(axis=(1, 2)) >= min_pixels

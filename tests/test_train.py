@@ -1,0 +1,182 @@
+import json
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from resvae_keras.config import Config
+from resvae_keras.train import (
+    KLWarmup,
+    TrainingDivergedError,
+    load_history,
+    make_strategy,
+    set_precision,
+    train,
+)
+
+
+@pytest.fixture
+def tiny_config(demo_root, tmp_path):
+    return Config(
+        profile="celeba-subset",
+        data_dir=str(demo_root),
+        cache_dir=str(tmp_path / "cache"),
+        run_dir=str(tmp_path / "run"),
+        image_size=32,
+        widths=(8, 16),
+        blocks_per_stage=1,
+        latent_dim=4,
+        batch_size=8,
+        epochs=2,
+        seed=0,
+    )
+
+
+class _EpochRecorder(keras.callbacks.Callback):
+    def __init__(self, stop_after=None):
+        super().__init__()
+        self.epochs = []
+        self.stop_after = stop_after
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epochs.append(epoch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.stop_after is not None and epoch == self.stop_after:
+            raise KeyboardInterrupt("simulated kill")
+
+
+def test_train_writes_the_run_dir_and_a_loadable_model(tiny_config):
+    model, history = train(tiny_config, verbose=0)
+    run = tiny_config.run_path
+    assert {"config.json", "history.csv", "model.keras", "last.keras"} <= {
+        p.name for p in run.iterdir()
+    }
+    assert sorted(p.name for p in (run / "grids").iterdir()) == ["epoch_001.png", "epoch_002.png"]
+    assert not (run / "backup").exists()  # removed once the run completed
+    assert Config.load(run / "config.json") == tiny_config
+    assert list(history["epoch"]) == [0, 1]
+    assert {"loss", "reconstruction_loss", "kl_loss", "val_loss", "beta", "wall_time_s"} <= set(
+        history.columns
+    )
+    loaded = keras.models.load_model(run / "model.keras")
+    assert loaded.reconstruct(np.zeros((1, 32, 32, 3), "float32")).shape == (1, 32, 32, 3)
+
+
+def test_same_seed_gives_the_same_first_epoch_loss(tiny_config, tmp_path):
+    first = train(tiny_config.replace(epochs=1), verbose=0)[1]
+    again = train(tiny_config.replace(epochs=1, run_dir=str(tmp_path / "again")), verbose=0)[1]
+    assert first["loss"].iloc[0] == pytest.approx(again["loss"].iloc[0], rel=1e-5)
+
+
+def test_killed_run_resumes_from_the_last_completed_epoch(tiny_config):
+    config = tiny_config.replace(epochs=3)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, verbose=0, callbacks=[_EpochRecorder(stop_after=1)])
+    assert (config.run_path / "backup").exists()
+    recorder = _EpochRecorder()
+    _, history = train(config, verbose=0, callbacks=[recorder])
+    assert recorder.epochs == [2]  # epochs 0 and 1 were kept, not redone
+    assert list(history["epoch"]) == [0, 1, 2]
+
+
+def test_finished_run_continues_with_its_optimizer_state(tiny_config):
+    train(tiny_config, verbose=0)
+    steps_per_epoch = 48 // 8  # 60 demo faces -> 48 train images
+    recorder = _EpochRecorder()
+    model, history = train(tiny_config.replace(epochs=3), verbose=0, callbacks=[recorder])
+    assert recorder.epochs == [2]
+    last = keras.models.load_model(tiny_config.run_path / "last.keras")
+    assert int(last.optimizer.iterations) == 3 * steps_per_epoch
+    assert list(history["epoch"]) == [0, 1, 2]
+
+
+def test_nan_loss_stops_training_with_a_clear_message(tiny_config):
+    class PoisonWeights(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            if batch == 2:
+                kernel = self.model.decoder.get_layer("to_subpixels").kernel
+                kernel.assign(np.full(kernel.shape, np.nan, "float32"))
+
+    with pytest.raises(TrainingDivergedError, match="learning_rate"):
+        train(tiny_config, verbose=0, callbacks=[PoisonWeights()])
+
+
+def test_kl_warmup_ramps_linearly_and_history_records_beta(tiny_config):
+    warmup = KLWarmup(beta=2.0, warmup_steps=10)
+    assert [warmup.value_at(s) for s in (0, 5, 10, 50)] == [0.0, 1.0, 2.0, 2.0]
+    _, history = train(tiny_config.replace(beta=2.0, kl_warmup_steps=24), verbose=0)
+    # 6 steps per epoch: the beta at the end of epoch 1 is 2 * 5/24, at the end of epoch 2 2 * 11/24.
+    np.testing.assert_allclose(history["beta"], [2 * 5 / 24, 2 * 11 / 24], rtol=1e-6)
+    with pytest.raises(ValueError, match="warmup_steps=-1"):
+        KLWarmup(1.0, -1)
+
+
+def test_bad_strategy_and_precision_names():
+    with pytest.raises(ValueError, match="strategy='tpu'"):
+        make_strategy("tpu")
+    with pytest.raises(ValueError, match="mixed_precision='float8'"):
+        set_precision("float8")
+
+
+def test_load_history_keeps_the_last_row_per_epoch(tmp_path):
+    pd.DataFrame({"epoch": [0, 1, 1], "loss": [3.0, 2.0, 1.5]}).to_csv(tmp_path / "history.csv")
+    assert list(load_history(tmp_path)["loss"]) == [3.0, 1.5]
+
+
+def test_two_logical_devices_give_the_single_device_loss():
+    """One mirrored step on 2 logical CPUs matches the single-device loss and update.
+
+    The deterministic autoencoder is used so that no sampling noise enters: each
+    replica draws its own noise, so a VAE step differs by design, not by a bug.
+    """
+    script = textwrap.dedent(
+        """
+        import json
+        import numpy as np
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        import keras
+        from resvae_keras.model import ResVAE
+        from resvae_keras.train import make_strategy
+
+        x = np.random.default_rng(0).uniform(size=(8, 16, 16, 3)).astype("float32")
+        def one_step(strategy):
+            keras.utils.set_random_seed(0)
+            with strategy.scope():
+                model = ResVAE(image_size=16, widths=(8, 16), latent_dim=4, kind="ae")
+                model.compile(optimizer=keras.optimizers.SGD(0.01))
+            weights = np.load("weights.npy", allow_pickle=True) if init else None
+            if weights is not None:
+                model.set_weights(list(weights))
+            ds = tf.data.Dataset.from_tensor_slices(x).batch(8)
+            loss = model.fit(ds, epochs=1, verbose=0, shuffle=False).history["loss"][0]
+            return loss, model.get_weights()
+        init = False
+        keras.utils.set_random_seed(0)
+        ref = ResVAE(image_size=16, widths=(8, 16), latent_dim=4, kind="ae")
+        np.save("weights.npy", np.array(ref.get_weights(), dtype=object), allow_pickle=True)
+        init = True
+        single_loss, single_w = one_step(tf.distribute.get_strategy())
+        strategy = make_strategy("mirrored")
+        mirrored_loss, mirrored_w = one_step(strategy)
+        diff = max(float(np.max(np.abs(a - b))) for a, b in zip(single_w, mirrored_w))
+        print(json.dumps({"replicas": strategy.num_replicas_in_sync, "single": single_loss,
+                          "mirrored": mirrored_loss, "max_weight_diff": diff}))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+        cwd=pytest.importorskip("tempfile").mkdtemp(),
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["replicas"] == 2
+    assert result["mirrored"] == pytest.approx(result["single"], rel=1e-5)
+    assert result["max_weight_diff"] < 1e-5
