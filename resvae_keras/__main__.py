@@ -8,6 +8,7 @@
 | evaluate    | write ``runs/<name>/metrics.json``                           |
 | sample      | write sampled faces as PNG files                             |
 | bench       | measure data, training or evaluation speed                   |
+| study       | the residual/plain, likelihood and beta comparison           |
 | report      | fill the report's tables from ``report/results``             |
 """
 
@@ -139,6 +140,12 @@ def cmd_bench(args):
         _print_table(result, f"bench {args.what}")
 
 
+def cmd_study(args):
+    from resvae_keras import study
+
+    study.run_study(only=args.only)
+
+
 def cmd_report(args):
     from resvae_keras import report
 
@@ -196,6 +203,10 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=["mixed_float16", "mixed_bfloat16"])
     p.set_defaults(func=cmd_bench)
 
+    p = sub.add_parser("study", help="train and collect the residual/plain/beta study")
+    p.add_argument("--only", nargs="+", help="run names (default: every unfinished run)")
+    p.set_defaults(func=cmd_study)
+
     p = sub.add_parser("report", help="fill the report tables from report/results")
     p.set_defaults(func=cmd_report)
     return parser
@@ -203,7 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    args.func(args)
+    try:
+        args.func(args)
+    except (FileNotFoundError, ValueError) as err:
+        # Bad input (a missing CelebA folder, a malformed annotation file, a bad
+        # setting): the message says what to do; a traceback would bury it.
+        sys.exit(f"error: {err}")
 
 
 if __name__ == "__main__":

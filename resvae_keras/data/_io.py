@@ -14,12 +14,19 @@ from ..config import project_root
 
 
 def display_path(path: str | os.PathLike) -> str:
-    """``path`` relative to the project root (``../`` allowed), for messages and notebook output."""
+    """``path`` relative to the project root, for messages and notebook output.
+
+    Folders beside the checkout keep one ``../`` (``../shared/data``); a path further
+    away is shown absolute, as the user gave it.
+    """
     path = Path(path)
     try:
-        return Path(os.path.relpath(path.resolve(), project_root())).as_posix()
+        relative = Path(os.path.relpath(path.resolve(), project_root()))
     except ValueError:  # another drive on Windows
         return str(path)
+    if relative.parts[:2] == ("..", ".."):
+        return str(path.resolve())
+    return relative.as_posix()
 
 
 def cpu_count() -> int:

@@ -1,0 +1,148 @@
+"""The comparison study behind the report: residual vs. plain, autoencoder baseline,
+reconstruction likelihoods and beta, all at one equal budget.
+
+Every run uses the ``celeba-subset`` profile with ``STUDY_EPOCHS`` epochs, the same data,
+widths, depth and latent size; runs differ only in what their name says. Each run trains
+into ``runs/study/<name>`` and its compact results (config, history, metrics) are copied to
+``report/results/study/<name>/``, which is committed and read by notebook 07.
+
+    python -m resvae_keras study                 # every run not finished yet
+    python -m resvae_keras study --only residual_s0 plain_s0
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from resvae_keras.config import Config, get_profile, project_root
+
+STUDY_EPOCHS = 4
+STUDY_WARMUP_STEPS = 250
+SEEDS = (0, 1, 2)
+BETAS = (0.25, 0.5, 1.0, 2.0, 4.0)
+N_EVAL = 1000  # test images and prior samples per run
+
+
+def study_runs() -> dict[str, dict]:
+    """Run name -> config overrides, in the order they are trained."""
+    runs = {"residual_s0": {}, "plain_s0": dict(residual=False)}
+    runs["likelihood_gaussian_s0"] = dict(likelihood="gaussian")
+    runs["likelihood_bernoulli_s0"] = dict(likelihood="bernoulli")
+    for seed in SEEDS[1:]:
+        runs[f"residual_s{seed}"] = dict(seed=seed)
+        runs[f"plain_s{seed}"] = dict(seed=seed, residual=False)
+    runs["autoencoder_s0"] = dict(kind="ae")
+    for beta in BETAS:
+        if beta != 1.0:  # beta = 1 is residual_s0
+            runs[f"beta_{beta:g}_s0"] = dict(beta=beta)
+    return runs
+
+
+def study_config(name: str, **extra) -> Config:
+    overrides = study_runs()[name]
+    return get_profile(
+        "celeba-subset",
+        epochs=STUDY_EPOCHS,
+        kl_warmup_steps=STUDY_WARMUP_STEPS,
+        run_dir=f"runs/study/{name}",
+        **{**overrides, **extra},
+    )
+
+
+def results_dir() -> Path:
+    return project_root() / "report" / "results"
+
+
+def sharpness(images) -> np.ndarray:
+    """Per-image variance of the 3x3 Laplacian of the grey image (higher = sharper)."""
+    grey = np.asarray(images, dtype="float64").mean(axis=-1)
+    lap = (
+        -4 * grey[:, 1:-1, 1:-1]
+        + grey[:, :-2, 1:-1] + grey[:, 2:, 1:-1] + grey[:, 1:-1, :-2] + grey[:, 1:-1, 2:]
+    )
+    return lap.reshape(len(lap), -1).var(axis=1)
+
+
+def run_metrics(model, cache, history, n=N_EVAL, seed=0) -> dict:
+    """Compact metrics of one run on the held-out test split (numbers only)."""
+    from resvae_keras import metrics
+
+    test = cache.images_of("test")[:n].astype("float32") / 255.0
+    recon = model.reconstruct(test)
+    table = metrics.reconstruction_metrics(test, recon)
+    elbo = model.elbo(test)
+    num_dims = int(np.prod(test.shape[1:]))
+    samples = model.sample(len(test), seed=seed)
+    swd = metrics.sliced_wasserstein(test, samples, seed=seed)
+    sharp_orig = sharpness(test)
+    out = {
+        "n_test_images": len(test),
+        "n_samples": len(samples),
+        "sampler": "prior N(0, I), temperature 1",
+        "psnr": float(table["psnr"].mean()),
+        "psnr_std": float(table["psnr"].std()),
+        "ssim": float(table["ssim"].mean()),
+        "ssim_std": float(table["ssim"].std()),
+        "mse": float(table["mse"].mean()),
+        "neg_elbo_nats": float(elbo["loss"].mean()),
+        "neg_elbo_bits_per_dim": float(
+            np.mean(metrics.bits_per_dim(elbo["loss"], num_dims))
+        ),
+        "reconstruction_nats": float(elbo["reconstruction"].mean()),
+        "kl_nats": float(elbo["kl"].mean()),
+        "recon_sharpness_ratio": float(sharpness(recon).mean() / sharp_orig.mean()),
+        "sample_sharpness_ratio": float(sharpness(samples).mean() / sharp_orig.mean()),
+        "sample_swd_mean_x1e3": float(swd["swd_mean"]),
+        "sample_pixel_diversity": float(metrics.mean_pairwise_distance(
+            samples.reshape(len(samples), -1), max_pairs=20_000, seed=seed)),
+        "epochs": int(len(history)),
+        "median_epoch_time_s": float(history["epoch_time_s"].median()),
+        "wall_time_s": float(history["wall_time_s"].iloc[-1]),
+        "best_val_loss": float(history["val_loss"].min()),
+    }
+    return out
+
+
+def collect(config: Config, name: str, dest: Path) -> dict:
+    """Evaluate a finished run and copy its compact results into ``dest``."""
+    import keras
+
+    from resvae_keras import data
+    from resvae_keras.train import load_history
+
+    run = config.run_path
+    model = keras.models.load_model(run / "model.keras")
+    history = load_history(run)
+    values = run_metrics(model, data.load_cache(config, progress=False), history)
+    values["name"] = name
+    values["decoder_sigma"] = model.decoder_sigma
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy(run / "config.json", dest / "config.json")
+    history.to_csv(dest / "history.csv", index=False)
+    (dest / "metrics.json").write_text(json.dumps(values, indent=2) + "\n")
+    return values
+
+
+def run_study(only=None, verbose=2) -> None:
+    """Train and collect every study run (or those in ``only``) that has no results yet."""
+    from resvae_keras.train import train
+
+    names = list(only or study_runs())
+    for name in names:
+        dest = results_dir() / "study" / name
+        if (dest / "metrics.json").exists():
+            print(f"{name}: results exist, skipped")
+            continue
+        config = study_config(name)
+        start = time.perf_counter()
+        print(f"== {name}: training {config.epochs} epochs into runs/study/{name}", flush=True)
+        train(config, verbose=verbose)
+        values = collect(config, name, dest)
+        print(f"== {name}: done in {time.perf_counter() - start:.0f} s: "
+              f"PSNR {values['psnr']:.2f} dB, SSIM {values['ssim']:.3f}, "
+              f"-ELBO {values['neg_elbo_bits_per_dim']:.3f} bits/dim", flush=True)
