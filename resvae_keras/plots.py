@@ -30,9 +30,14 @@ def _pyplot():
     return plt
 
 
-def figures_dir() -> Path:
-    """``figures/`` under the project root (created by ``save_figure`` when missing)."""
-    return project_root() / "figures"
+def figures_dir(demo: bool = False) -> Path:
+    """``figures/`` under the project root; ``figures/demo/`` for figures of demo data.
+
+    Demo figures go to their own (git-ignored) folder so that running the notebooks on
+    the demo profile, as ``make test`` does, never overwrites the report's figures.
+    """
+    root = project_root() / "figures"
+    return root / "demo" if demo else root
 
 
 def _set_title(fig, title: str | None, demo: bool) -> None:
@@ -47,14 +52,15 @@ def _set_title(fig, title: str | None, demo: bool) -> None:
 def save_figure(fig, name: str, demo: bool = False) -> Path:
     """Save ``fig`` as ``figures/<name>.png`` (dpi 120, tight box); returns the path.
 
-    ``demo=True`` adds " (demo data)" to the suptitle first (once).
+    ``demo=True`` adds " (demo data)" to the suptitle first (once) and saves into
+    ``figures/demo/`` instead.
     """
     if not name or Path(name).is_absolute():
         raise ValueError(
             f"name={name!r}: give a file name relative to figures/, e.g. 'loss_curves'"
         )
     _set_title(fig, None, demo)
-    path = figures_dir() / (name if name.endswith(".png") else f"{name}.png")
+    path = figures_dir(demo) / (name if name.endswith(".png") else f"{name}.png")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI, bbox_inches="tight")
     return path
@@ -64,7 +70,7 @@ def _finish(fig, title: str | None, name: str | None, demo: bool):
     """Common ending of every plot function: title, demo label, optional save."""
     _set_title(fig, title, demo)
     if name:
-        save_figure(fig, name)
+        save_figure(fig, name, demo)
     return fig
 
 

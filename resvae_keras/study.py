@@ -40,6 +40,8 @@ def study_runs() -> dict[str, dict]:
     for beta in BETAS:
         if beta != 1.0:  # beta = 1 is residual_s0
             runs[f"beta_{beta:g}_s0"] = dict(beta=beta)
+    # bfloat16 on a CPU with AVX512-BF16: faster, but does the quality hold?
+    runs["residual_bf16_s0"] = dict(mixed_precision="mixed_bfloat16")
     return runs
 
 
@@ -146,3 +148,116 @@ def run_study(only=None, verbose=2) -> None:
         print(f"== {name}: done in {time.perf_counter() - start:.0f} s: "
               f"PSNR {values['psnr']:.2f} dB, SSIM {values['ssim']:.3f}, "
               f"-ELBO {values['neg_elbo_bits_per_dim']:.3f} bits/dim", flush=True)
+
+
+# -- reading the committed results (notebook 07, the report) ----------------------------
+ARMS = {"residual": "ResVAE (residual)", "plain": "plain VAE", "autoencoder": "autoencoder"}
+
+
+def load_results(root: Path | None = None) -> dict[str, dict]:
+    """``report/results/study/<name>/`` -> {name: {"metrics": dict, "history": DataFrame}}."""
+    import pandas as pd
+
+    root = Path(root or results_dir() / "study")
+    out = {}
+    for folder in sorted(root.glob("*/metrics.json")):
+        name = folder.parent.name
+        out[name] = {
+            "metrics": json.loads(folder.read_text()),
+            "history": pd.read_csv(folder.parent / "history.csv"),
+        }
+    return out
+
+
+def arm_of(name: str) -> str:
+    return name.split("_")[0]
+
+
+ABLATION_COLUMNS = (
+    "psnr", "ssim", "neg_elbo_bits_per_dim", "kl_nats", "recon_sharpness_ratio",
+    "sample_swd_mean_x1e3", "sample_pixel_diversity", "median_epoch_time_s", "best_val_loss",
+)
+
+
+def ablation_table(results: dict[str, dict]):
+    """Per-seed rows of the residual, plain and autoencoder runs (DataFrame, index = run)."""
+    import pandas as pd
+
+    rows = {
+        name: {"arm": arm_of(name), "seed": r["metrics"].get("seed", int(name[-1])),
+               **{c: r["metrics"][c] for c in ABLATION_COLUMNS}}
+        for name, r in results.items()
+        if arm_of(name) in ARMS and not name.startswith("residual_bf16")
+    }
+    columns = ["arm", "seed", *ABLATION_COLUMNS]
+    table = pd.DataFrame.from_dict(rows, orient="index", columns=columns)
+    return table.sort_values(["arm", "seed"])
+
+
+def arm_summary(table):
+    """Mean and sample standard deviation per arm, over seeds; ``n`` seeds per arm."""
+    grouped = table.groupby("arm")[list(ABLATION_COLUMNS)]
+    summary = grouped.mean().add_suffix("_mean").join(grouped.std(ddof=1).add_suffix("_std"))
+    summary["n_seeds"] = table.groupby("arm").size()
+    return summary
+
+
+def welch_t(a, b) -> tuple[float, float]:
+    """Welch's t statistic and two-sided p-value for mean(a) - mean(b)."""
+    from scipy import stats
+
+    result = stats.ttest_ind(np.asarray(a, float), np.asarray(b, float), equal_var=False)
+    return float(result.statistic), float(result.pvalue)
+
+
+def verdict(table, alpha=0.05) -> list[str]:
+    """Plain-language comparison of residual vs. plain, one sentence per measure."""
+    lines = []
+    res, plain = table[table.arm == "residual"], table[table.arm == "plain"]
+    if len(res) < 2 or len(plain) < 2:
+        return ["not enough seeds per arm for a comparison yet"]
+    better_high = {"psnr": True, "ssim": True, "neg_elbo_bits_per_dim": False,
+                   "recon_sharpness_ratio": True, "sample_swd_mean_x1e3": False,
+                   "median_epoch_time_s": False, "best_val_loss": False}
+    for column, higher_is_better in better_high.items():
+        t, p = welch_t(res[column], plain[column])
+        diff = res[column].mean() - plain[column].mean()
+        if p >= alpha:
+            word = "no significant difference"
+        else:
+            word = "residual better" if (diff > 0) == higher_is_better else "plain better"
+        lines.append(f"{column}: residual {res[column].mean():.4g} ± {res[column].std():.2g}, "
+                     f"plain {plain[column].mean():.4g} ± {plain[column].std():.2g} "
+                     f"(n={len(res)}/{len(plain)}, Welch t={t:.2f}, p={p:.3f}): {word}")
+    return lines
+
+
+def beta_table(results: dict[str, dict]):
+    """Rate (KL), distortion and sample realism for each beta (beta = 1 is residual_s0)."""
+    import pandas as pd
+
+    rows = {}
+    for name, r in results.items():
+        if name.startswith("beta_") or name == "residual_s0":
+            beta = 1.0 if name == "residual_s0" else float(name.split("_")[1])
+            m = r["metrics"]
+            rows[beta] = {"kl_nats": m["kl_nats"], "reconstruction_nats": m["reconstruction_nats"],
+                          "mse": m["mse"], "psnr": m["psnr"],
+                          "sample_swd_mean_x1e3": m["sample_swd_mean_x1e3"]}
+    columns = ["kl_nats", "reconstruction_nats", "mse", "psnr", "sample_swd_mean_x1e3"]
+    return pd.DataFrame.from_dict(rows, orient="index", columns=columns).rename_axis(
+        "beta").sort_index()
+
+
+def likelihood_table(results: dict[str, dict]):
+    """The three reconstruction likelihoods at beta = 1, seed 0."""
+    import pandas as pd
+
+    names = {"gaussian_learned": "residual_s0", "gaussian": "likelihood_gaussian_s0",
+             "bernoulli": "likelihood_bernoulli_s0"}
+    cols = ("psnr", "ssim", "recon_sharpness_ratio", "sample_sharpness_ratio",
+            "sample_swd_mean_x1e3", "kl_nats")
+    rows = {lik: {c: results[run]["metrics"][c] for c in cols}
+            for lik, run in names.items() if run in results}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=list(cols)).rename_axis(
+        "likelihood")

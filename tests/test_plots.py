@@ -83,7 +83,7 @@ def test_each_figure_saves_a_png_with_the_demo_label(kind, project):
     fig = FIGURES[kind]()
     assert fig.get_suptitle() == ""
     path = plots.save_figure(fig, kind, demo=True)
-    assert path == project / "figures" / f"{kind}.png"
+    assert path == project / "figures" / "demo" / f"{kind}.png"
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert fig.get_suptitle() == "(demo data)"
     for ax in fig.axes:
@@ -95,7 +95,7 @@ def test_each_figure_saves_a_png_with_the_demo_label(kind, project):
 def test_name_saves_and_demo_suffixes_the_title(project):
     fig = plots.loss_curves(_history(), title="Training", name="curves", demo=True)
     assert fig.get_suptitle() == "Training (demo data)"
-    assert (project / "figures" / "curves.png").is_file()
+    assert (project / "figures" / "demo" / "curves.png").is_file()
     plots.save_figure(fig, "again", demo=True)
     assert fig.get_suptitle() == "Training (demo data)"  # the label is added once
 
