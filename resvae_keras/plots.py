@@ -297,12 +297,13 @@ def line_plot(
     """Several curves on one pair of axes (norms along paths, rate-distortion, time).
 
     Args:
-        x: shared x values, or ``None`` to use ``ys.index`` of a DataFrame.
+        x: shared x values, or ``None``: the index of a DataFrame ``ys``, or no shared x
+            when every curve is an ``(x, y)`` pair.
         ys: ``{label: y}`` or a DataFrame (one curve per column); a value may also
             be an ``(x, y)`` pair, for curves with their own x (e.g. wall-clock).
         hlines: ``{label: y}`` dashed reference lines.
     """
-    if x is None:
+    if x is None and isinstance(ys, pd.DataFrame):
         x = ys.index
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.6))

@@ -24,6 +24,8 @@ import keras
 import numpy as np
 import pandas as pd
 
+# Registers ResVAE and its layers, so load_model works in a fresh process.
+import resvae_keras.model  # noqa: F401
 from resvae_keras.config import Config
 
 STRATEGIES = ("none", "mirrored", "auto")

@@ -1,0 +1,1086 @@
+"""Every number that judges a trained run, computed in one place.
+
+Notebooks 03-06 and ``python -m resvae_keras evaluate`` call these functions; the
+measures themselves live in ``metrics`` (reconstruction, realism, diversity, AUROC)
+and ``latent`` (samplers, active units). What this module adds is the orchestration:
+which images, how many, which sampler, and one ``metrics.json`` per run.
+
+| piece | what | used by |
+| --- | --- | --- |
+| ``reconstruction_report`` | per-image MSE/PSNR/SSIM/MS-SSIM and negative ELBO, summary, per-attribute breakdown | notebook 03 |
+| ``sample_report`` | samples of a sampler, their realism, diversity and memorization | notebook 04 |
+| ``encode_split``, ``attribute_strength_effect`` | codes of a split, what an attribute vector does | notebook 05 |
+| ``corrupt``, ``non_face_images``, ``anomaly_scores``, ``anomaly_table`` | anomaly detection | notebook 06 |
+| ``evaluate_run`` | all of the above on the test split, into ``<run_dir>/metrics.json`` | CLI ``evaluate`` |
+| ``write_samples``, ``benchmark`` | CLI ``sample`` and ``bench eval`` | CLI |
+
+Conventions: images are float32 in [0, 1], shape (N, H, W, 3) (uint8 from the cache
+is accepted and divided by 255); ELBO terms are per image, in nats; anomaly scores are
+"higher = more anomalous". Nothing here reaches the network unless
+``allow_download=True`` is passed (it fetches the InceptionV3 weights for FID).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import resvae_keras.model  # noqa: F401  (registers ResVAE and its layers for load_model)
+from resvae_keras import latent, metrics
+from resvae_keras.config import Config, get_profile, project_root
+
+METRICS_VERSION = 1
+MAX_DEFAULT_SAMPLES = metrics.FID_COMPARABLE_SAMPLES
+"""Default sample count is the size of the test split, capped here (10,000: the FID minimum
+for numbers comparable across runs; ``metrics.fid`` warns below 2,048)."""
+CELEBA_TEST_IMAGES = 19_962
+SAMPLERS = ("prior", "gmm")
+TEMPERATURES = {"prior": (1.0, 0.7), "gmm": (1.0,)}
+"""Temperatures ``evaluate_run`` samples each sampler at."""
+CORRUPTIONS = ("noise", "occlusion", "rotation")
+CORRUPTION_STRENGTHS = {"noise": 0.1, "occlusion": 0.35, "rotation": None}
+"""Default ``strength`` per corruption: the std of the noise (intensity units), the side
+of the occluding square (fraction of the image side), the rotation angle in degrees
+(``None``: uniform in [90, 270] per image, i.e. the face ends up upside down)."""
+NON_FACE_KINDS = ("gradient", "stripes", "checkerboard", "texture", "shapes", "flat")
+ANOMALY_SETS = ("clean", *CORRUPTIONS, "non_face")
+ANOMALY_SCORES = {
+    "neg_elbo": "negative ELBO, nats per image (the likelihood bound; higher = less likely)",
+    "reconstruction_mse": "mean squared error of the reconstruction from z_mean",
+    "complexity_corrected": "bits/dim of the negative ELBO minus the PNG bits/dim of the image "
+    "(Serra et al. 2020: discounts how simple an image is)",
+}
+
+
+# -- small helpers ------------------------------------------------------------------
+
+
+def as_float_images(images) -> np.ndarray:
+    """Images as float32 in [0, 1], shape (N, H, W, 3); uint8 (the cache) is divided by 255."""
+    array = np.asarray(images)
+    if array.ndim != 4 or array.shape[-1] != 3:
+        raise ValueError(
+            f"images has shape {array.shape}; expected a batch (N, H, W, 3). "
+            "Add a batch axis with images[None] for a single image."
+        )
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) / 255.0
+    return array.astype(np.float32, copy=False)
+
+
+def _to_numpy(x) -> np.ndarray:
+    import keras
+
+    return np.asarray(keras.ops.convert_to_numpy(x))
+
+
+def _display_text(text: str) -> str:
+    """``text`` with the project root and the home folder made relative (no absolute paths)."""
+    root = str(project_root())
+    text = text.replace(root + os.sep, "").replace(root, ".")
+    home = str(Path.home())
+    return text.replace(home, "~") if home not in ("/", "") else text
+
+
+def _jsonable(value):
+    """``value`` with numpy scalars and arrays turned into Python, NaN and inf into None."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, Path):
+        return _display_text(str(value))
+    if isinstance(value, str):
+        return _display_text(value)
+    return value
+
+
+def _mean_std(values) -> dict:
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return {"mean": None, "std": None}
+    return {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0}
+
+
+def _quantiles(values) -> dict:
+    values = np.asarray(values, dtype=np.float64)
+    return {
+        "mean": float(values.mean()),
+        "median": float(np.median(values)),
+        "p01": float(np.quantile(values, 0.01)),
+        "p05": float(np.quantile(values, 0.05)),
+        "min": float(values.min()),
+    }
+
+
+def _blas_threads(limit: int | None = None):
+    """A context that caps numpy's BLAS threads: at ``limit``, or at 1 on machines with at
+    most 4 cores, where BLAS threads spinning against TensorFlow's own threads make the
+    patch projections and distance blocks of the sample metrics several times slower."""
+    from threadpoolctl import threadpool_limits
+
+    if limit is None and (os.cpu_count() or 1) > 4:
+        return threadpool_limits(limits=None)
+    return threadpool_limits(limits=limit or 1, user_api="blas")
+
+
+def resolve_run_dir(run_dir) -> Path:
+    """The run folder: ``run_dir`` as given, else relative to the project root."""
+    path = Path(run_dir).expanduser()
+    if not (path / "config.json").is_file() and not path.is_absolute():
+        path = project_root() / path
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(
+            f"run_dir={str(run_dir)!r} holds no config.json: train it first "
+            "(python -m resvae_keras train --profile demo) or pass the folder of a finished run."
+        )
+    return path
+
+
+def load_run(run_dir):
+    """``(config, model)`` of a finished run: ``config.json`` and the best ``model.keras``."""
+    import keras
+
+    path = resolve_run_dir(run_dir)
+    config = Config.load(path / "config.json")
+    if not (path / "model.keras").is_file():
+        raise FileNotFoundError(
+            f"{_display_text(str(path / 'model.keras'))} is missing: the run has not finished an "
+            "epoch yet. Train it (python -m resvae_keras train) and evaluate again."
+        )
+    return config, keras.models.load_model(path / "model.keras")
+
+
+def split_images(cache, split: str, limit: int | None = None) -> np.ndarray:
+    """The first ``limit`` images (all with ``None``) of a cache split, uint8 (n, S, S, 3)."""
+    rows = cache.split_indices(split)
+    if limit is not None:
+        rows = rows[: int(limit)]
+    if not len(rows):
+        raise ValueError(f"split={split!r} of the cache has no images; see cache.summary()")
+    return np.asarray(cache.images[rows])
+
+
+def split_view(cache, split: str) -> np.ndarray:
+    """All images of a cache split, uint8 (n, S, S, 3), without loading them when the split
+    is one contiguous block of the memmap (the official CelebA partition is)."""
+    rows = cache.split_indices(split)
+    if len(rows) and rows[-1] - rows[0] + 1 == len(rows):
+        return cache.images[rows[0] : rows[-1] + 1]
+    return np.asarray(cache.images[rows])
+
+
+# -- one pass of the model ----------------------------------------------------------
+
+
+def _forward(model, x, rng: np.random.Generator, batch_size: int = 256) -> dict:
+    """Encode once; decode z_mean (the reconstruction) and one posterior sample (the ELBO).
+
+    The posterior noise comes from ``rng``, so the same seed gives the same ELBO.
+    Returns numpy arrays: ``x_hat`` (N, H, W, 3), ``z_mean``, ``z_log_var`` (N, d),
+    ``reconstruction`` and ``kl`` (N,) in nats.
+    """
+    from keras import ops
+
+    from resvae_keras.model import kl_divergence
+
+    parts = {"x_hat": [], "z_mean": [], "z_log_var": [], "reconstruction": [], "kl": []}
+    for start in range(0, len(x), batch_size):
+        batch = as_float_images(x[start : start + batch_size])
+        z_mean, z_log_var = (_to_numpy(t).astype(np.float32) for t in model.encode(batch))
+        logits_mean = model.decode_logits(z_mean)
+        if getattr(model, "kind", "vae") == "ae":
+            logits_sample = logits_mean
+            kl = np.zeros(len(batch), np.float32)
+        else:
+            eps = rng.standard_normal(z_mean.shape).astype(np.float32)
+            logits_sample = model.decode_logits(z_mean + np.exp(0.5 * z_log_var) * eps)
+            kl = _to_numpy(kl_divergence(z_mean, z_log_var))
+        parts["x_hat"].append(_to_numpy(ops.sigmoid(logits_mean)))
+        parts["reconstruction"].append(_to_numpy(model.reconstruction_nll(batch, logits_sample)))
+        parts["kl"].append(kl)
+        parts["z_mean"].append(z_mean)
+        parts["z_log_var"].append(z_log_var)
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+# -- reconstruction -------------------------------------------------------------------
+
+
+def reconstruction_report(model, images, attributes: pd.DataFrame | None = None, *,
+                          batch_size: int = 256, chunk_size: int = 2048, seed: int = 0):
+    """How well ``model`` reconstructs ``images``.
+
+    Args:
+        images: float32 in [0, 1] or uint8 (the cache), shape (N, S, S, 3); worked through
+            ``chunk_size`` images at a time, so a whole CelebA split fits in memory.
+        attributes: optional bool attribute columns, one row per image (e.g.
+            ``cache.attributes_of("test")``); its index labels the rows.
+        seed: seed of the one posterior sample per image behind the ELBO.
+
+    Returns:
+        ``(per_image, summary, breakdown)``:
+
+        - per_image: one row per image: ``mse`` ([0, 1]), ``psnr`` (dB), ``ssim``,
+          ``ms_ssim``, ``neg_elbo`` (nats, = ``reconstruction_nll`` + ``kl``) and
+          ``bits_per_dim`` (the negative ELBO as an 8-bit code length, see
+          ``metrics.bits_per_dim``);
+        - summary: ``metrics.summarize(per_image)``: mean, std and count per column;
+        - breakdown: ``metrics.per_attribute_breakdown`` of the MSE (empty without
+          ``attributes``), largest gap first.
+    """
+    if attributes is not None and len(attributes) != len(images):
+        raise ValueError(
+            f"attributes has {len(attributes)} rows but images has {len(images)}; pass one "
+            "row per image (e.g. cache.attributes_of(split) with cache.images_of(split))"
+        )
+    rng = np.random.default_rng(seed)
+    num_dims = int(np.prod(images.shape[1:]))
+    frames = []
+    for start in range(0, len(images), chunk_size):
+        x = as_float_images(images[start : start + chunk_size])
+        out = _forward(model, x, rng, batch_size)
+        frame = metrics.reconstruction_metrics(x, np.clip(out["x_hat"], 0.0, 1.0), batch_size)
+        frame["neg_elbo"] = out["reconstruction"] + out["kl"]
+        frame["reconstruction_nll"] = out["reconstruction"]
+        frame["kl"] = out["kl"]
+        frame["bits_per_dim"] = metrics.bits_per_dim(frame["neg_elbo"].to_numpy(), num_dims)
+        frames.append(frame)
+    if not frames:
+        raise ValueError("images is empty: pass at least one image")
+    per_image = pd.concat(frames, ignore_index=True)
+    if attributes is not None:
+        per_image.index = attributes.index
+    per_image.index.name = "image" if attributes is not None else None
+    summary = metrics.summarize(per_image)
+    breakdown = (
+        metrics.per_attribute_breakdown(per_image["mse"], attributes)
+        if attributes is not None else pd.DataFrame()
+    )
+    return per_image, summary, breakdown
+
+
+def reconstruction_dict(per_image: pd.DataFrame, model=None) -> dict:
+    """The reconstruction numbers of ``reconstruction_report`` as a JSON-ready dict."""
+    num_dims = int(np.prod(model.image_shape)) if model is not None else None
+    result = {"n_images": len(per_image)}
+    for column in ("mse", "psnr", "ssim", "ms_ssim"):
+        result[column] = _mean_std(per_image[column])
+    result["neg_elbo_nats"] = _mean_std(per_image["neg_elbo"])
+    result["reconstruction_nll_nats"] = _mean_std(per_image["reconstruction_nll"])
+    result["kl_nats"] = _mean_std(per_image["kl"])
+    result["bits_per_dim"] = _mean_std(per_image["bits_per_dim"])
+    if model is not None:
+        result.update(
+            num_dims=num_dims,
+            likelihood=model.likelihood,
+            bits_per_dim_is_bound=model.likelihood != "bernoulli",
+            decoder_sigma=model.decoder_sigma,
+        )
+    return result
+
+
+def evaluate_reconstruction_on(model, images, seed: int = 0) -> dict:
+    """Reconstruction numbers of ``model`` on any images (e.g. a folder of other face crops).
+
+    Args:
+        images: float32 in [0, 1] or uint8, shape (N, S, S, 3) with S = ``model.image_size``.
+
+    Returns:
+        JSON-ready dict: ``n_images``; mean and std of ``mse``, ``psnr``, ``ssim``,
+        ``ms_ssim``, ``neg_elbo_nats``, its ``reconstruction_nll_nats`` and ``kl_nats``
+        parts, ``bits_per_dim``; and the likelihood it was computed with.
+    """
+    if tuple(np.shape(images)[1:]) != tuple(model.image_shape):
+        raise ValueError(
+            f"images have shape {np.shape(images)[1:]} per image but the model takes "
+            f"{tuple(model.image_shape)}; crop and resize them like the cache (data.prepare)"
+        )
+    per_image, _, _ = reconstruction_report(model, images, seed=seed)
+    return reconstruction_dict(per_image, model)
+
+
+def originals_and_reconstructions(model, images) -> np.ndarray:
+    """A 2-row grid: the images over their reconstructions, float32 (2, n, S, S, 3)."""
+    x = as_float_images(images)
+    return np.stack([x, np.clip(model.reconstruct(x), 0.0, 1.0)])
+
+
+# -- latent codes -----------------------------------------------------------------------
+
+
+def encode_split(model, cache, split: str = "train", limit: int | None = None,
+                 batch_size: int = 256):
+    """Encode the first ``limit`` images of a cache split.
+
+    Returns:
+        ``(z_mean, z_log_var, attributes)``: float32 (n, latent_dim) twice and the
+        split's bool attribute table for the same rows.
+    """
+    images = split_images(cache, split, limit)
+    z_mean, z_log_var = latent.encode_dataset(model, images, batch_size)
+    return z_mean, z_log_var, cache.attributes_of(split).iloc[: len(images)]
+
+
+def latent_report(z_mean, z_log_var, threshold: float = 0.01, top: int = 10) -> dict:
+    """Active units (Burda et al. 2016) and the KL per dimension, JSON-ready.
+
+    ``active_units`` counts dimensions whose E[z_j | x] varies over the images by more
+    than ``threshold``; ``top_units`` are the dimensions with the largest mean KL (nats).
+    """
+    mask, ranking = latent.active_units(z_mean, threshold, z_log_var)
+    kl = latent.kl_per_dimension(z_mean, z_log_var)
+    return {
+        "n_images": len(z_mean),
+        "latent_dim": int(np.shape(z_mean)[1]),
+        "threshold": threshold,
+        "active_units": int(mask.sum()),
+        "kl_total_nats": float(kl.sum()),
+        "top_units": ranking[:top].tolist(),
+        "top_units_kl_nats": kl[ranking[:top]].tolist(),
+    }
+
+
+def attribute_strength_effect(model, images, vector, strengths, detector) -> pd.DataFrame:
+    """What adding an attribute vector does, measured by a detector.
+
+    Args:
+        images: faces float32 in [0, 1], shape (n, S, S, 3).
+        vector: attribute vector (d,), e.g. from ``latent.attribute_vector``.
+        strengths: multiples of ``vector`` to add to each face's ``z_mean``.
+        detector: images (n, S, S, 3) -> bool (n,), e.g. ``data.detect_demo_eyeglasses``.
+
+    Returns:
+        DataFrame indexed by ``strength`` with ``rate`` (share of decoded faces the
+        detector fires on, in [0, 1]) and ``n_images``.
+    """
+    grid = latent.attribute_arithmetic(model, as_float_images(images), vector, strengths)
+    rates = [float(np.mean(detector(grid[:, j]))) for j in range(grid.shape[1])]
+    index = pd.Index(np.asarray(strengths, dtype=float), name="strength")
+    return pd.DataFrame({"rate": rates, "n_images": len(grid)}, index=index)
+
+
+# -- samples: realism, diversity, memorization ------------------------------------------
+
+
+class _MemoizedFeatures:
+    """A feature extractor that remembers the features of arrays it has seen (the real
+    images are compared with several samplers) and a failure to load (so a missing file
+    is reported once, not retried per sampler)."""
+
+    def __init__(self, extractor):
+        self.extractor = extractor
+        self.name = getattr(extractor, "name", type(extractor).__name__)
+        self._memo: list[tuple[np.ndarray, np.ndarray]] = []
+        self._failure: Exception | None = None
+
+    def __call__(self, images) -> np.ndarray:
+        for seen, features in self._memo:
+            if seen is images:
+                return features
+        if self._failure is not None:
+            raise self._failure
+        try:
+            features = self.extractor(images)
+        except metrics.FeatureExtractorUnavailable as exc:
+            self._failure = metrics.FeatureExtractorUnavailable(_display_text(str(exc)))
+            raise self._failure from exc
+        self._memo.append((images, features))
+        return features
+
+
+def feature_extractor(allow_download: bool = False, extractor=None):
+    """The feature network for FID/KID/precision/recall, remembering features it computed.
+
+    Default: ``metrics.InceptionFeatures()`` with weights from the local Keras cache only,
+    or fetched when ``allow_download=True``. When they are missing, the realism functions
+    report ``available: false`` with the reason instead of failing.
+    """
+    if extractor is None:
+        extractor = metrics.InceptionFeatures(allow_download=allow_download)
+    return extractor if isinstance(extractor, _MemoizedFeatures) else _MemoizedFeatures(extractor)
+
+
+def nearest_training_neighbours(images, train_images, k: int = 1):
+    """Nearest training images of ``images`` in pixel L2.
+
+    Args:
+        images: float32 in [0, 1], shape (n, S, S, 3).
+        train_images: uint8 (e.g. ``split_images(cache, "train")``, a memmap is fine) or
+            float in [0, 1].
+
+    Returns:
+        ``(indices, distances)`` into ``train_images``; distances are pixel L2 in [0, 1]
+        intensity units (at most sqrt(S*S*3) = 110.9 for 64x64).
+    """
+    x = as_float_images(images)
+    with _blas_threads():
+        if np.asarray(train_images[:1]).dtype == np.uint8:
+            indices, distances = metrics.nearest_neighbours(x * 255.0, train_images, k=k)
+            return indices, distances / 255.0
+        return metrics.nearest_neighbours(x, train_images, k=k)
+
+
+class SampleReferences:
+    """The real images samples are judged against, with the numbers about them kept.
+
+    Args:
+        real_images: held-out faces (the test split), float32 in [0, 1] or uint8.
+        train_images: the training faces (uint8, a memmap is fine) for the memorization
+            check: a sample much nearer to a training face than held-out faces are is a copy.
+        memorization_queries: how many samples (and test faces) search all training faces.
+        seed: seed of the random pairs and subsets.
+    """
+
+    def __init__(self, real_images, train_images, memorization_queries: int = 500, seed: int = 0):
+        self.real = as_float_images(real_images)
+        self.train = train_images
+        self.memorization_queries = int(memorization_queries)
+        self.seed = seed
+        self._real_ms_ssim: float | None = None
+        self._test_to_train: np.ndarray | None = None
+
+    @classmethod
+    def from_cache(cls, cache, max_real: int | None = MAX_DEFAULT_SAMPLES,
+                   memorization_queries: int = 500, seed: int = 0) -> SampleReferences:
+        """Real images: the first ``max_real`` test images; training images: all of train."""
+        return cls(split_images(cache, "test", max_real), split_view(cache, "train"),
+                   memorization_queries, seed)
+
+    @property
+    def real_ms_ssim(self) -> float:
+        """Mean MS-SSIM of random pairs of real images (the diversity of the data)."""
+        if self._real_ms_ssim is None:
+            self._real_ms_ssim = metrics.mean_pairwise_ms_ssim(self.real, seed=self.seed)
+        return self._real_ms_ssim
+
+    @property
+    def test_to_train(self) -> np.ndarray:
+        """Distances of held-out faces to their nearest training face (the reference)."""
+        if self._test_to_train is None:
+            queries = self.real[: self.memorization_queries]
+            self._test_to_train = nearest_training_neighbours(queries, self.train)[1]
+        return self._test_to_train
+
+    def memorization(self, samples) -> dict:
+        """Nearest-training-face distances of samples against those of held-out faces."""
+        queries = as_float_images(samples)[: self.memorization_queries]
+        sample_to_train = nearest_training_neighbours(queries, self.train)[1]
+        reference = self.test_to_train
+        return {
+            "n_queries": len(queries),
+            "n_train": len(self.train),
+            "distance": "pixel L2, intensities in [0, 1]",
+            "sample_to_train": _quantiles(sample_to_train),
+            "test_to_train": _quantiles(reference),
+            "median_ratio": float(np.median(sample_to_train) / np.median(reference)),
+            "share_closer_than_test_p01": float(
+                np.mean(sample_to_train < np.quantile(reference, 0.01))
+            ),
+        }
+
+
+def make_sampler(model, sampler="prior", cache=None, n_components: int = 10,
+                 max_fit_images: int = 20_000, seed: int = 0):
+    """A latent sampler: ``"prior"`` (N(0, I)) or ``"gmm"``, a Gaussian mixture fitted to
+    the ``z_mean`` of up to ``max_fit_images`` training faces (needs ``cache``). A sampler
+    object is returned as is."""
+    if not isinstance(sampler, str):
+        return sampler
+    if sampler == "prior":
+        return latent.PriorSampler(model.latent_dim)
+    if sampler == "gmm":
+        if cache is None:
+            raise ValueError("sampler='gmm' is fitted to training codes: pass cache=")
+        z_mean, _, _ = encode_split(model, cache, "train", max_fit_images)
+        # EM on small matrices: BLAS threads only compete (25x slower on a busy 2-core machine)
+        with _blas_threads(1):
+            return latent.GaussianMixtureSampler(n_components=n_components, seed=seed).fit(z_mean)
+    raise ValueError(f"sampler={sampler!r} is not one of {list(SAMPLERS)}")
+
+
+def _sampler_name(sampler) -> str:
+    if isinstance(sampler, str):
+        return sampler
+    if isinstance(sampler, latent.GaussianMixtureSampler):
+        return "gmm"
+    if isinstance(sampler, latent.PriorSampler):
+        return "prior"
+    return type(sampler).__name__
+
+
+def sample_report(model, references, sampler="prior", n: int | None = None, *,
+                  temperature: float = 1.0, seed: int = 0, extractor=None):
+    """Draw ``n`` samples and judge them against held-out faces.
+
+    Args:
+        references: a ``SampleReferences`` or a cache (its test and train splits are used).
+        sampler: ``"prior"``, ``"gmm"`` (fitted here on the training codes; needs a
+            cache as ``references``) or a fitted sampler object (see ``make_sampler``).
+        n: number of samples; default the number of real images (at most 10,000).
+        temperature: scales the latent draws (< 1: nearer the mode, less diverse).
+        extractor: feature network for FID/KID/precision/recall (see ``feature_extractor``);
+            ``None`` reports the offline measures only.
+
+    Returns:
+        ``(report, samples)``: a JSON-ready dict with ``sampler``, ``temperature``,
+        ``n_images``, ``realism`` (SWD always; FID, KID, precision, recall when
+        ``available``), ``diversity`` (pixel L2, MS-SSIM, feature distance, each for the
+        samples and the real images) and ``memorization``; and the samples, float32 in
+        [0, 1], shape (n, S, S, 3).
+    """
+    cache = None
+    if not isinstance(references, SampleReferences):
+        cache, references = references, SampleReferences.from_cache(references, seed=seed)
+    n = min(len(references.real), MAX_DEFAULT_SAMPLES) if n is None else int(n)
+    sampler_object = make_sampler(model, sampler, cache, seed=seed)
+    samples = latent.sample_images(model, sampler_object, n=n, temperature=temperature, seed=seed)
+    samples = np.clip(samples, 0.0, 1.0)
+    with _blas_threads():
+        realism = metrics.realism_metrics(references.real, samples, extractor, seed=seed)
+        memorization = references.memorization(samples)
+    diversity = {
+        "pixel_l2_fake": realism.pop("pixel_l2_diversity_fake"),
+        "pixel_l2_real": realism.pop("pixel_l2_diversity_real"),
+        "ms_ssim_fake": metrics.mean_pairwise_ms_ssim(samples, seed=seed),
+        "ms_ssim_real": references.real_ms_ssim,
+    }
+    for side in ("fake", "real"):
+        if f"feature_diversity_{side}" in realism:
+            diversity[f"feature_l2_{side}"] = realism.pop(f"feature_diversity_{side}")
+    if "reason" in realism:
+        realism["reason"] = _display_text(realism["reason"])
+    report = {
+        "sampler": _sampler_name(sampler),
+        "temperature": float(temperature),
+        "seed": seed,
+        "n_images": n,
+        "n_real": len(references.real),
+        "fid_comparable": bool(n >= metrics.FID_COMPARABLE_SAMPLES),
+        "realism": realism,
+        "diversity": diversity,
+        "memorization": memorization,
+    }
+    return report, samples
+
+
+def sample_table(reports) -> pd.DataFrame:
+    """One row per ``sample_report`` dict: the headline numbers side by side."""
+    rows = []
+    for report in reports:
+        realism, diversity = report["realism"], report["diversity"]
+        rows.append({
+            "sampler": report["sampler"],
+            "temperature": report["temperature"],
+            "n_images": report["n_images"],
+            "swd_mean_x1e3": realism["swd"]["swd_mean"],
+            "fid": realism.get("fid", np.nan),
+            "kid_mean": realism.get("kid_mean", np.nan),
+            "precision": realism.get("precision", np.nan),
+            "recall": realism.get("recall", np.nan),
+            "pixel_l2_diversity": diversity["pixel_l2_fake"],
+            "ms_ssim_between_samples": diversity["ms_ssim_fake"],
+            "nearest_train_median": report["memorization"]["sample_to_train"]["median"],
+        })
+    return pd.DataFrame(rows).set_index(["sampler", "temperature"])
+
+
+def real_reference_row(references: SampleReferences) -> dict:
+    """The same diversity and nearest-training numbers for held-out real faces."""
+    return {
+        "pixel_l2_diversity": metrics.mean_pairwise_distance(references.real, seed=references.seed),
+        "ms_ssim_between_samples": references.real_ms_ssim,
+        "nearest_train_median": float(np.median(references.test_to_train)),
+    }
+
+
+# -- anomaly detection ------------------------------------------------------------------
+
+
+def corrupt(images, kind: str, seed: int = 0, strength: float | None = None) -> np.ndarray:
+    """Corrupted copies of ``images`` (the anomalies of notebook 06).
+
+    Args:
+        images: float32 in [0, 1] or uint8, shape (N, H, W, 3).
+        kind: ``"noise"`` (add Gaussian noise of std ``strength``, clip to [0, 1]),
+            ``"occlusion"`` (a square of side ``strength`` x H at a random place, filled
+            with one random colour) or ``"rotation"`` (rotate by ``strength`` degrees
+            about the centre, reflecting at the border; ``None``: a random angle in
+            [90, 270] per image, so faces end up roughly upside down).
+        seed: the same seed gives the same corruptions.
+        strength: see ``kind``; ``None`` uses ``CORRUPTION_STRENGTHS``.
+
+    Returns:
+        float32 in [0, 1], the shape of ``images``.
+    """
+    if kind not in CORRUPTIONS:
+        raise ValueError(f"kind={kind!r} is not one of {list(CORRUPTIONS)}")
+    x = as_float_images(images).copy()
+    strength = CORRUPTION_STRENGTHS[kind] if strength is None else strength
+    rng = np.random.default_rng([seed, CORRUPTIONS.index(kind)])
+    n, height, width, _ = x.shape
+    if kind == "noise":
+        if not strength >= 0:
+            raise ValueError(f"strength={strength!r}: the noise std must be >= 0")
+        noise = rng.standard_normal(x.shape, dtype=np.float32) * np.float32(strength)
+        return np.clip(x + noise, 0.0, 1.0)
+    if kind == "occlusion":
+        if not 0 < strength <= 1:
+            raise ValueError(f"strength={strength!r}: the square side must be in (0, 1] of the image")
+        side = max(1, round(strength * min(height, width)))
+        tops = rng.integers(0, height - side + 1, size=n)
+        lefts = rng.integers(0, width - side + 1, size=n)
+        colours = rng.random((n, 3), dtype=np.float32)
+        for i in range(n):
+            x[i, tops[i] : tops[i] + side, lefts[i] : lefts[i] + side] = colours[i]
+        return x
+    from scipy import ndimage
+
+    angles = rng.uniform(90.0, 270.0, size=n) if strength is None else np.full(n, float(strength))
+    for i in range(n):
+        x[i] = ndimage.rotate(x[i], angles[i], axes=(1, 0), reshape=False, order=1, mode="reflect")
+    return np.clip(x, 0.0, 1.0)
+
+
+def non_face_images(n: int, size: int = 64, seed: int = 0) -> np.ndarray:
+    """Procedural images with no face: the out-of-distribution set of notebook 06.
+
+    Image ``i`` is of kind ``NON_FACE_KINDS[i % 6]``: a two-colour ``gradient``,
+    sinusoidal ``stripes``, a ``checkerboard``, a smoothed-noise ``texture``, random
+    ``shapes`` (discs and rectangles) on a plain background, or a ``flat`` colour.
+    Image ``i`` depends only on ``(seed, i)``.
+
+    Returns:
+        float32 in [0, 1], shape (n, size, size, 3).
+    """
+    from scipy import ndimage
+
+    if int(n) < 1:
+        raise ValueError(f"n={n!r}: ask for at least one image")
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    out = np.empty((int(n), size, size, 3), np.float32)
+    for i in range(int(n)):
+        rng = np.random.default_rng([seed, i])
+        kind = NON_FACE_KINDS[i % len(NON_FACE_KINDS)]
+        c0, c1 = rng.random(3, dtype=np.float32), rng.random(3, dtype=np.float32)
+        angle = rng.uniform(0, 2 * np.pi)
+        along = xx * np.cos(angle) + yy * np.sin(angle)
+        if kind == "gradient":
+            t = (along - along.min()) / (along.max() - along.min())
+        elif kind == "stripes":
+            t = 0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(2, 8) * along + rng.uniform(0, 2 * np.pi))
+        elif kind == "checkerboard":
+            cell = int(rng.integers(4, 17))
+            rows, cols = np.mgrid[0:size, 0:size]
+            t = ((rows // cell + cols // cell) % 2).astype(np.float32)
+        elif kind == "texture":
+            noise = ndimage.gaussian_filter(rng.standard_normal((size, size)), rng.uniform(1, 4))
+            t = (noise - noise.min()) / (noise.max() - noise.min())
+        elif kind == "shapes":
+            t = np.zeros((size, size), np.float32)
+            image = np.broadcast_to(c0, (size, size, 3)).copy()
+            for _ in range(int(rng.integers(3, 9))):
+                colour = rng.random(3, dtype=np.float32)
+                cy, cx, r = rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(0.05, 0.3)
+                if rng.random() < 0.5:
+                    mask = (yy - cy) ** 2 + (xx - cx) ** 2 < r**2
+                else:
+                    mask = (np.abs(yy - cy) < r) & (np.abs(xx - cx) < rng.uniform(0.05, 0.3))
+                image[mask] = colour
+            out[i] = image
+            continue
+        else:  # flat
+            t = np.zeros((size, size), np.float32)
+        out[i] = c0 * (1 - t[..., None]) + c1 * t[..., None]
+    return np.clip(out, 0.0, 1.0)
+
+
+def non_face_labels(n: int) -> np.ndarray:
+    """The kind of each image of ``non_face_images(n)``: str array of shape (n,)."""
+    return np.resize(np.array(NON_FACE_KINDS), int(n))
+
+
+def png_bits(images) -> np.ndarray:
+    """PNG size of each image as 8-bit RGB, in bits: a rough measure of how complex it is.
+
+    Returns float64 (N,). A flat colour compresses to a few hundred bits; a 64x64 photo
+    to tens of thousands.
+    """
+    from PIL import Image
+
+    x = np.clip(as_float_images(images) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    sizes = np.empty(len(x))
+    for i, image in enumerate(x):
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="PNG", compress_level=9)
+        sizes[i] = 8 * buffer.tell()
+    return sizes
+
+
+def anomaly_scores(model, images, seed: int = 0, batch_size: int = 256) -> pd.DataFrame:
+    """Anomaly scores per image (higher = more anomalous).
+
+    Returns:
+        DataFrame, one row per image: ``neg_elbo`` (nats), ``bits_per_dim`` (the same
+        as an 8-bit code length), ``reconstruction_mse`` (from z_mean), ``png_bits`` and
+        ``complexity_corrected`` (= bits_per_dim - png_bits / D, Serra et al. 2020).
+    """
+    x = as_float_images(images)
+    out = _forward(model, x, np.random.default_rng(seed), batch_size)
+    num_dims = int(np.prod(x.shape[1:]))
+    neg_elbo = out["reconstruction"] + out["kl"]
+    bpd = metrics.bits_per_dim(neg_elbo, num_dims)
+    png = png_bits(x)
+    return pd.DataFrame({
+        "neg_elbo": neg_elbo.astype(np.float64),
+        "bits_per_dim": bpd,
+        "reconstruction_mse": metrics.mse(x, np.clip(out["x_hat"], 0.0, 1.0)),
+        "png_bits": png,
+        "complexity_corrected": bpd - png / num_dims,
+    })
+
+
+def anomaly_sets(clean_images, seed: int = 0, n_non_face: int | None = None) -> dict:
+    """``{"clean", "noise", "occlusion", "rotation", "non_face"}`` -> images float32 [0, 1].
+
+    The corrupted sets are corrupted copies of ``clean_images``; ``non_face`` holds
+    ``n_non_face`` (default: as many as clean) procedural images.
+    """
+    clean = as_float_images(clean_images)
+    sets = {"clean": clean}
+    for kind in CORRUPTIONS:
+        sets[kind] = corrupt(clean, kind, seed=seed)
+    sets["non_face"] = non_face_images(n_non_face or len(clean), clean.shape[1], seed=seed)
+    return sets
+
+
+def score_sets(model, sets: dict, seed: int = 0) -> dict:
+    """``anomaly_scores`` of each set of ``anomaly_sets``: ``{name: DataFrame}``."""
+    return {name: anomaly_scores(model, images, seed=seed) for name, images in sets.items()}
+
+
+def _labelled(scores: dict, anomaly: str, score: str, clean: str):
+    normal = scores[clean][score].to_numpy()
+    abnormal = scores[anomaly][score].to_numpy()
+    labels = np.r_[np.zeros(len(normal)), np.ones(len(abnormal))]
+    return labels, np.r_[normal, abnormal]
+
+
+def anomaly_table(scores: dict, score_names=tuple(ANOMALY_SCORES), clean: str = "clean"):
+    """AUROC and average precision of each score, clean against each other set.
+
+    Args:
+        scores: ``{set name: anomaly_scores DataFrame}``, e.g. from ``score_sets``.
+
+    Returns:
+        DataFrame indexed by (``anomaly``, ``score``): ``auroc`` (0.5 = chance), ``ap``
+        (chance = the share of anomalies), ``n_clean``, ``n_anomalous``, ``mean_clean``,
+        ``mean_anomalous``.
+    """
+    rows = []
+    for anomaly in scores:
+        if anomaly == clean:
+            continue
+        for score in score_names:
+            labels, values = _labelled(scores, anomaly, score, clean)
+            rows.append({
+                "anomaly": anomaly, "score": score,
+                "auroc": metrics.auroc(labels, values),
+                "ap": metrics.average_precision(labels, values),
+                "n_clean": len(scores[clean]), "n_anomalous": len(scores[anomaly]),
+                "mean_clean": float(scores[clean][score].mean()),
+                "mean_anomalous": float(scores[anomaly][score].mean()),
+            })
+    return pd.DataFrame(rows).set_index(["anomaly", "score"])
+
+
+def roc_curves_of(scores: dict, score: str = "neg_elbo", clean: str = "clean") -> dict:
+    """``{anomaly: (fpr, tpr, auroc)}`` for ``plots.roc_curves``."""
+    curves = {}
+    for anomaly in scores:
+        if anomaly != clean:
+            labels, values = _labelled(scores, anomaly, score, clean)
+            fpr, tpr, _ = metrics.roc_curve(labels, values)
+            curves[anomaly] = (fpr, tpr, metrics.auroc(labels, values))
+    return curves
+
+
+def anomaly_report(model, clean_images, seed: int = 0) -> pd.DataFrame:
+    """``anomaly_table`` of held-out faces against their corruptions and non-face images."""
+    return anomaly_table(score_sets(model, anomaly_sets(clean_images, seed), seed=seed))
+
+
+# -- the whole run ----------------------------------------------------------------------
+
+
+def _log(verbose: bool, text: str) -> None:
+    if verbose:
+        print(text, file=sys.stderr, flush=True)
+
+
+def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = False,
+                 sampler: str | None = None, extractor=None, *, data_dir=None, cache_dir=None,
+                 out=None, seed: int = 0, n_anomaly: int = 2000,
+                 memorization_queries: int = 500, verbose: bool = True) -> dict:
+    """Evaluate a finished run on its held-out test split; write and return ``metrics.json``.
+
+    Args:
+        run_dir: the run folder (``config.json``, ``model.keras``).
+        n_samples: samples per sampler; default the size of the test split, capped at
+            10,000 (needed for FIDs comparable across runs; below 2,048 FID is biased and
+            ``metrics.fid`` warns).
+        allow_download: fetch the InceptionV3 weights when missing (the only network use).
+            Without them FID/KID/precision/recall are ``available: false`` with the reason.
+        sampler: ``"prior"`` or ``"gmm"`` for one sampler; ``None`` for both (the prior at
+            temperatures 1.0 and 0.7, the GMM at 1.0).
+        extractor: a feature extractor to use instead of InceptionV3.
+        data_dir, cache_dir: evaluate on another dataset (another CelebA folder, prepared
+            into ``cache_dir``). The result then goes to ``metrics_<folder name>.json``
+            unless ``out`` says otherwise, so the run's own ``metrics.json`` stays.
+        out: path of the JSON file.
+        n_anomaly: clean test faces (and as many of each anomaly) for anomaly detection.
+        memorization_queries: samples whose nearest training face is searched.
+
+    Returns:
+        the dict written: ``version``, ``created``, ``run``, ``profile``, ``demo``,
+        ``model``, ``data``, ``settings``, ``reconstruction``, ``per_attribute``,
+        ``latent``, ``samples``, ``anomaly``, ``timings_s`` and ``summary``.
+    """
+    from resvae_keras import data
+
+    started = time.perf_counter()
+    timings = {}
+    path = resolve_run_dir(run_dir)
+    config, model = load_run(path)
+    overrides = {k: v for k, v in {"data_dir": data_dir, "cache_dir": cache_dir}.items() if v}
+    config = config.replace(**overrides) if overrides else config
+    if out is None:
+        other = Path(str(data_dir or cache_dir)).name if overrides else None
+        out = path / (f"metrics_{other}.json" if other else "metrics.json")
+    cache = data.load_cache(config, progress=verbose)
+    test_images = split_images(cache, "test")
+    attributes = cache.attributes_of("test")
+    n_samples = min(len(test_images), MAX_DEFAULT_SAMPLES) if n_samples is None else int(n_samples)
+    if n_samples < metrics.FID_MIN_SAMPLES:
+        _log(verbose, f"note: {n_samples} samples per sampler; FID needs >= "
+                      f"{metrics.FID_COMPARABLE_SAMPLES:,} to compare across runs")
+    samplers = SAMPLERS if sampler is None else (sampler,)
+    for name in samplers:
+        if name not in SAMPLERS:
+            raise ValueError(f"sampler={name!r} is not one of {list(SAMPLERS)} (or None for both)")
+
+    tick = time.perf_counter()
+    per_image, _, breakdown = reconstruction_report(model, test_images, attributes, seed=seed)
+    timings["reconstruction"] = time.perf_counter() - tick
+    _log(verbose, f"reconstruction of {len(test_images)} test images: {timings['reconstruction']:.1f} s")
+
+    tick = time.perf_counter()
+    z_mean, z_log_var = latent.encode_dataset(model, test_images)
+    latent_numbers = latent_report(z_mean, z_log_var)
+    timings["latent"] = time.perf_counter() - tick
+
+    features = feature_extractor(allow_download, extractor)
+    references = SampleReferences.from_cache(cache, MAX_DEFAULT_SAMPLES, memorization_queries, seed)
+    samples = {}
+    for name in samplers:
+        tick = time.perf_counter()
+        sampler_object = make_sampler(model, name, cache, seed=seed)
+        for temperature in TEMPERATURES[name]:
+            report, _ = sample_report(model, references, sampler_object, n_samples,
+                                      temperature=temperature, seed=seed, extractor=features)
+            samples[f"{name}_t{temperature:g}"] = report
+        timings[f"samples_{name}"] = time.perf_counter() - tick
+        _log(verbose, f"samples from {name}: {timings[f'samples_{name}']:.1f} s")
+
+    tick = time.perf_counter()
+    n_clean = min(len(test_images), int(n_anomaly))
+    table = anomaly_report(model, test_images[:n_clean], seed=seed)
+    timings["anomaly"] = time.perf_counter() - tick
+    results: dict = {}
+    for (anomaly, score), row in table.iterrows():
+        results.setdefault(anomaly, {})[score] = {
+            k: row[k] for k in ("auroc", "ap", "mean_clean", "mean_anomalous")
+        }
+    anomaly = {
+        "n_clean": n_clean,
+        "n_anomalous_per_set": n_clean,
+        "seed": seed,
+        "corruption_strengths": CORRUPTION_STRENGTHS,
+        "non_face_kinds": list(NON_FACE_KINDS),
+        "scores": ANOMALY_SCORES,
+        "results": results,
+    }
+    timings["total"] = time.perf_counter() - started
+
+    reconstruction = reconstruction_dict(per_image, model)
+    result = {
+        "version": METRICS_VERSION,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "run": path.name,
+        "profile": config.profile,
+        "demo": bool(cache.is_demo),
+        "model": {
+            "params": int(model.count_params()),
+            "latent_dim": model.latent_dim,
+            "image_size": model.image_size,
+            "widths": list(model.widths),
+            "residual": model.residual,
+            "kind": model.kind,
+            "likelihood": model.likelihood,
+            "beta": model.beta,
+            "decoder_sigma": model.decoder_sigma,
+        },
+        "data": {
+            "source": cache.manifest.get("source_display"),
+            "split": "test",
+            "split_rule": cache.manifest.get("split_rule"),
+            "split_counts": cache.manifest.get("split_counts"),
+        },
+        "settings": {
+            "n_samples": n_samples,
+            "samplers": list(samplers),
+            "temperatures": {name: list(TEMPERATURES[name]) for name in samplers},
+            "seed": seed,
+            "allow_download": allow_download,
+            "extractor": features.name,
+            "memorization_queries": memorization_queries,
+        },
+        "reconstruction": reconstruction,
+        "per_attribute": {
+            "error": "mse",
+            "n_images": len(per_image),
+            "rows": breakdown.to_dict(orient="index"),
+        },
+        "latent": latent_numbers,
+        "samples": samples,
+        "anomaly": anomaly,
+        "timings_s": timings,
+    }
+    result["summary"] = _summary(result)
+    result = _jsonable(result)
+    out = Path(out)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    os.replace(tmp, out)
+    _log(verbose, f"wrote {_display_text(str(out))} in {timings['total']:.1f} s")
+    return result
+
+
+def _summary(result: dict) -> dict:
+    """The headline numbers of a metrics dict, flat, for the report tables."""
+    rec = result["reconstruction"]
+    summary = {
+        "profile": result["profile"],
+        "demo": result["demo"],
+        "n_test_images": rec["n_images"],
+        "mse": rec["mse"]["mean"],
+        "psnr_db": rec["psnr"]["mean"],
+        "ssim": rec["ssim"]["mean"],
+        "ms_ssim": rec["ms_ssim"]["mean"],
+        "neg_elbo_nats": rec["neg_elbo_nats"]["mean"],
+        "bits_per_dim": rec["bits_per_dim"]["mean"],
+        "active_units": result["latent"]["active_units"],
+        "latent_dim": result["latent"]["latent_dim"],
+        "n_samples": result["settings"]["n_samples"],
+    }
+    for key, report in result["samples"].items():
+        realism = report["realism"]
+        summary[f"swd_{key}"] = realism["swd"]["swd_mean"]
+        summary[f"fid_{key}"] = realism.get("fid")
+        summary[f"kid_{key}"] = realism.get("kid_mean")
+        summary[f"precision_{key}"] = realism.get("precision")
+        summary[f"recall_{key}"] = realism.get("recall")
+    summary["fid_available"] = any(r["realism"]["available"] for r in result["samples"].values())
+    for anomaly, by_score in result["anomaly"]["results"].items():
+        summary[f"auroc_{anomaly}"] = by_score["neg_elbo"]["auroc"]
+    return summary
+
+
+# -- CLI helpers ------------------------------------------------------------------------
+
+
+def write_samples(run_dir, n: int = 64, out_dir="samples", temperature: float = 1.0,
+                  sampler: str = "prior", seed: int = 0) -> list[Path]:
+    """Decode ``n`` samples of a run and write them as ``sample_00000.png`` ... in ``out_dir``.
+
+    ``sampler="gmm"`` fits the mixture on the run's training codes first (loads the cache).
+    Returns the paths written.
+    """
+    from PIL import Image
+
+    config, model = load_run(run_dir)
+    cache = None
+    if sampler == "gmm":
+        from resvae_keras import data
+
+        cache = data.load_cache(config, progress=False)
+    sampler_object = make_sampler(model, sampler, cache, seed=seed)
+    images = latent.sample_images(model, sampler_object, n=int(n), temperature=temperature, seed=seed)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, image in enumerate(np.clip(images * 255.0 + 0.5, 0, 255).astype(np.uint8)):
+        path = out / f"sample_{i:05d}.png"
+        Image.fromarray(image).save(path)
+        paths.append(path)
+    return paths
+
+
+def benchmark(n: int = 512, n_features: int = 64, config: Config | None = None,
+              seed: int = 0) -> dict:
+    """Evaluation speed, no network: random weights and random images.
+
+    Times ``reconstruction_report`` (encode, two decodes, MSE/PSNR/SSIM/MS-SSIM and the
+    ELBO) on ``n`` images with ``config``'s architecture (default: the 64x64 default
+    architecture, as ``bench train``), and InceptionV3 feature extraction (random
+    weights, ``metrics.benchmark_features``) on ``n_features`` images. One warm-up
+    batch is not counted.
+
+    Returns:
+        dict: ``architecture``, ``n``, ``reconstruction_img_per_s``,
+        ``celeba_test_split_s`` (the 19,962 CelebA test images at that rate),
+        ``inception_features_img_per_s``, ``metrics_only_img_per_s``, ``device``.
+    """
+    import keras
+
+    from resvae_keras.model import build_model
+
+    config = config or get_profile("celeba-subset")
+    keras.utils.set_random_seed(seed)
+    model = build_model(config)
+    size = config.image_size
+    images = np.random.default_rng(seed).random((int(n), size, size, 3), dtype=np.float32)
+    reconstruction_report(model, images[:64])
+    start = time.perf_counter()
+    reconstruction_report(model, images)
+    rate = n / (time.perf_counter() - start)
+    features = metrics.benchmark_features(n=int(n_features), image_size=size, seed=seed)
+    return {
+        "architecture": f"{size}x{size}, widths={list(config.widths)}, "
+        f"blocks={config.blocks_per_stage}, latent={config.latent_dim}",
+        "n": int(n),
+        "reconstruction_img_per_s": rate,
+        "celeba_test_split_s": CELEBA_TEST_IMAGES / rate,
+        "inception_features_img_per_s": features["features_images_per_s"],
+        "inception_n": int(n_features),
+        "metrics_only_img_per_s": features["reconstruction_metrics_images_per_s"],
+        "device": features["device"],
+    }

@@ -1,0 +1,1582 @@
+"""The written report: fill the generated regions of ``report/laporan.md`` from the committed
+results, redraw the result figures with Indonesian labels, and render HTML with pandoc.
+
+Every number in the report comes from a file under ``report/results/``:
+
+    report/results/celeba-subset/   the main run: config.json, history.csv, metrics.json
+                                    (``evaluate.evaluate_run``), metrics_<data>.json (other data)
+    report/results/study/<run>/     the comparison study: config.json, history.csv, metrics.json
+
+``laporan.md`` marks what is generated; ``build_report`` rewrites only the text between the
+markers and leaves the prose around them alone::
+
+    <!-- BEGIN TABLE: rekonstruksi -->
+    | Metrik | Rata-rata | ...           (written by make report)
+    <!-- END TABLE: rekonstruksi -->
+
+    <!-- BEGIN FIGURE: laporan_rate_distorsi "Gambar 4.9. Caption in the marker" -->
+    ![Gambar 4.9. Caption in the marker](../figures/laporan_rate_distorsi.png)
+    <!-- END FIGURE: laporan_rate_distorsi -->
+
+``TABLE`` and ``TEXT`` regions are filled by the function of that name in ``REGIONS``;
+``FIGURE`` regions reference ``figures/<name>.png`` once it exists. When a results file is
+missing, the region holds one line that says so and which command produces it: never a
+number that was not measured.
+
+    python -m resvae_keras report      # or: make report
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from functools import cache, cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from resvae_keras import study
+from resvae_keras.config import project_root
+
+MAIN_RUN = "celeba-subset"
+REGION = re.compile(
+    r"(?P<begin><!-- BEGIN (?P<kind>TABLE|TEXT|FIGURE): (?P<name>[A-Za-z0-9_]+)"
+    r'(?: "(?P<caption>[^"]*)")? -->\n)(?P<body>.*?)(?P<end><!-- END (?P=kind): (?P=name) -->)',
+    re.S,
+)
+DASH = "—"  # a cell with no value (not measured, or not applicable)
+NBSP = "\u00a0"  # thousands separator of integers: unambiguous with a decimal point
+
+# Commands that produce each kind of result (quoted in the "not available yet" lines).
+MAIN_COMMAND = (
+    "python -m resvae_keras train --profile celeba-subset && "
+    "python -m resvae_keras evaluate --run-dir runs/celeba-subset"
+)
+STUDY_COMMAND = "python -m resvae_keras study"
+
+ARM_NAMES = {"residual": "ResVAE (residual)", "plain": "VAE polos", "autoencoder": "autoencoder"}
+# study column -> (Indonesian label, decimals, higher is better; None: neither)
+STUDY_MEASURES = {
+    "psnr": ("PSNR (dB)", 2, True),
+    "ssim": ("SSIM", 4, True),
+    "neg_elbo_bits_per_dim": ("−ELBO (bit/dim)", 4, False),
+    "kl_nats": ("KL (nats)", 1, None),
+    "recon_sharpness_ratio": ("Rasio ketajaman rekonstruksi", 3, True),
+    "sample_swd_mean_x1e3": ("SWD sampel (×10³)", 2, False),
+    "sample_pixel_diversity": ("Keragaman piksel sampel (L2)", 2, None),
+    "median_epoch_time_s": ("Median waktu/epoch (s)", 1, False),
+    "best_val_loss": ("Val loss terbaik (nats)", 1, False),
+}
+PROSE_NAMES = {  # the same measures inside a sentence
+    "psnr": "PSNR", "ssim": "SSIM", "neg_elbo_bits_per_dim": "−ELBO (bit/dim)",
+    "recon_sharpness_ratio": "rasio ketajaman rekonstruksi", "sample_swd_mean_x1e3": "SWD sampel",
+    "median_epoch_time_s": "waktu per epoch", "best_val_loss": "loss validasi terbaik",
+}
+# the measures of study.verdict, in its order
+VERDICT_MEASURES = (
+    "psnr", "ssim", "neg_elbo_bits_per_dim", "recon_sharpness_ratio", "sample_swd_mean_x1e3",
+    "median_epoch_time_s", "best_val_loss",
+)
+ALPHA = 0.05
+SAMPLER_NAMES = {"prior": "prior N(0, I)", "gmm": "GMM ex-post 10 komponen"}
+ANOMALY_NAMES = {
+    "noise": "derau Gaussian", "occlusion": "oklusi kotak", "rotation": "rotasi terbalik",
+    "non_face": "bukan wajah",
+}
+SCORE_NAMES = {
+    "neg_elbo": "−ELBO", "reconstruction_mse": "MSE rekonstruksi",
+    "complexity_corrected": "−ELBO terkoreksi kompleksitas",
+}
+LIKELIHOOD_NAMES = {
+    "gaussian_learned": "Gaussian, σ dipelajari", "gaussian": "Gaussian, σ² = 1/2 tetap",
+    "bernoulli": "Bernoulli",
+}
+
+
+# -- formatting -------------------------------------------------------------------------
+
+
+def _finite(value) -> bool:
+    return value is not None and isinstance(value, (int, float, np.number)) and math.isfinite(value)
+
+
+def num(value, decimals: int, scale: float = 1.0) -> str:
+    """``value * scale`` with a fixed number of decimals; a dash when missing or not finite."""
+    if not _finite(value):
+        return DASH
+    return f"{float(value) * scale:.{decimals}f}"
+
+
+def integer(value) -> str:
+    """An integer with non-breaking spaces between thousands (``1 542 464``)."""
+    if not _finite(value):
+        return DASH
+    return f"{int(round(float(value))):,}".replace(",", NBSP)
+
+
+def plus_minus(mean, std, decimals: int, scale: float = 1.0) -> str:
+    """``mean ± std``; the mean alone when the std is missing (a single run)."""
+    if not _finite(std):
+        return num(mean, decimals, scale)
+    return f"{num(mean, decimals, scale)} ± {num(std, decimals, scale)}"
+
+
+def p_value(p) -> str:
+    """Three decimals, or scientific notation below 0.001 (``7.2e-06``)."""
+    if not _finite(p):
+        return DASH
+    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
+
+
+def shape(dims) -> str:
+    """A tensor shape without the batch axis: ``32×32×64``."""
+    return "×".join(str(d) for d in dims)
+
+
+def markdown_table(columns, rows, numeric=None) -> str:
+    """A pipe table; ``numeric`` columns (indices) are right-aligned."""
+    numeric = set(range(1, len(columns))) if numeric is None else set(numeric)
+    align = ["---:" if i in numeric else ":---" for i in range(len(columns))]
+
+    def line(cells):  # a "|" inside a cell (p(x|z)) must not end the cell
+        return "| " + " | ".join(str(cell).replace("|", "\\|") for cell in cells) + " |"
+
+    return "\n".join([line(columns), "| " + " | ".join(align) + " |", *map(line, rows)])
+
+
+def not_available(what: str, command: str) -> str:
+    """The one honest line a region holds while its results are missing."""
+    return (f"*Hasil ini belum tersedia: {what} belum ada. Hasil ini dibuat oleh "
+            f"`{command}`, lalu `make report`.*")
+
+
+def _path_text(path: Path, root: Path) -> str:
+    try:
+        return str(Path("report") / "results" / path.relative_to(root))
+    except ValueError:
+        return path.name
+
+
+def _get(mapping, dotted: str):
+    """``mapping["a"]["b"]`` for ``"a.b"``; None when any key is missing."""
+    value = mapping
+    for key in dotted.split("."):
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return value
+
+
+# -- the results ------------------------------------------------------------------------
+
+
+class Results:
+    """The committed results under ``root`` (default ``report/results``), read lazily."""
+
+    def __init__(self, root: Path | str | None = None):
+        self.root = Path(root) if root is not None else study.results_dir()
+        self.main_dir = self.root / MAIN_RUN
+        self.study_dir = self.root / "study"
+
+    def _json(self, path: Path):
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    @cached_property
+    def main_metrics(self) -> dict | None:
+        return self._json(self.main_dir / "metrics.json")
+
+    @cached_property
+    def main_config(self) -> dict | None:
+        return self._json(self.main_dir / "config.json")
+
+    @cached_property
+    def main_history(self) -> pd.DataFrame | None:
+        path = self.main_dir / "history.csv"
+        if not path.is_file():
+            return None
+        history = pd.read_csv(path)
+        return history.drop_duplicates("epoch", keep="last").reset_index(drop=True)
+
+    @cached_property
+    def other_metrics(self) -> dict[str, dict]:
+        """``metrics_<data>.json`` of the main run: the model on other data, by name."""
+        return {
+            path.stem.removeprefix("metrics_"): json.loads(path.read_text())
+            for path in sorted(self.main_dir.glob("metrics_*.json"))
+        }
+
+    @cached_property
+    def study(self) -> dict[str, dict]:
+        """``study.load_results`` of ``root/study``, in the order the study trains them."""
+        loaded = study.load_results(self.study_dir) if self.study_dir.is_dir() else {}
+        for name, result in loaded.items():
+            result["config"] = self._json(self.study_dir / name / "config.json") or {}
+        order = list(study.study_runs())
+        return dict(sorted(loaded.items(), key=lambda kv: (
+            order.index(kv[0]) if kv[0] in order else len(order), kv[0])))
+
+    @property
+    def missing_study_runs(self) -> list[str]:
+        return [name for name in study.study_runs() if name not in self.study]
+
+    def main_file(self, name: str) -> str:
+        return _path_text(self.main_dir / name, self.root)
+
+    @cached_property
+    def ablation(self) -> pd.DataFrame:
+        runs = {k: v for k, v in self.study.items()
+                if study.arm_of(k) in study.ARMS and not k.startswith("residual_bf16")}
+        return study.ablation_table(runs) if runs else pd.DataFrame()
+
+
+# -- the architecture (needs Keras, no results) -----------------------------------------
+
+
+@cache
+def architecture() -> dict:
+    """Layers of the default architecture (``Config()``, also the ``celeba-subset`` one).
+
+    Returns a dict: ``rows`` ``[(part, layer, kind, output shape tuple, params)]``,
+    ``encoder``/``decoder``/``total``/``trainable`` parameter counts, ``plain_total`` (the
+    same network without shortcuts, the ablation's plain arm) and ``config`` (widths, blocks,
+    latent size, image size).
+    """
+    from resvae_keras.config import Config
+    from resvae_keras.model import build_model
+
+    config = Config()
+    model = build_model(config)
+    rows = []
+    for part, network in (("enkoder", model.encoder), ("dekoder", model.decoder)):
+        for layer in network.layers:
+            rows.append((part, layer.name, _layer_kind(layer), tuple(layer.output.shape[1:]),
+                         int(layer.count_params())))
+    trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
+    plain = build_model(config.replace(residual=False))
+    result = {
+        "rows": rows,
+        "encoder": int(model.encoder.count_params()),
+        "decoder": int(model.decoder.count_params()),
+        "total": int(model.count_params()),
+        "trainable": trainable,
+        "plain_total": int(plain.count_params()),
+        "config": {"widths": list(config.widths), "blocks_per_stage": config.blocks_per_stage,
+                   "latent_dim": config.latent_dim, "image_size": config.image_size},
+    }
+    return result
+
+
+def _layer_kind(layer) -> str:
+    kind = type(layer).__name__
+    if kind == "Conv2D":
+        k, s = layer.kernel_size[0], layer.strides[0]
+        return f"konvolusi {k}×{k}" + (f", langkah {s}" if s > 1 else "")
+    return {
+        "InputLayer": "masukan",
+        "Rescaling": "skala [0, 1] → [−1, 1]",
+        "ResidualBlock": "blok residual pra-aktivasi",
+        "GroupNormalization": "GroupNorm",
+        "Activation": "SiLU",
+        "Flatten": "perataan",
+        "Dense": "lapisan padat",
+        "Reshape": "ubah bentuk",
+        "Upsample": "tetangga terdekat ×2 + konvolusi 3×3",
+        "DepthToSpace": "sub-piksel (depth-to-space ×2)",
+    }.get(kind, kind)
+
+
+def table_arsitektur(results: Results) -> str:
+    arch = architecture()
+    rows = [(part, f"`{name}`", kind, shape(out), integer(params))
+            for part, name, kind, out, params in arch["rows"]]
+    rows += [
+        ("total", "enkoder", "", "", integer(arch["encoder"])),
+        ("total", "dekoder", "", "", integer(arch["decoder"])),
+        ("total", "model (termasuk log σ dan β)", "", "", integer(arch["total"])),
+        ("total", "dapat dilatih", "", "", integer(arch["trainable"])),
+        ("total", "VAE polos (tanpa shortcut)", "", "", integer(arch["plain_total"])),
+    ]
+    return markdown_table(
+        ["Bagian", "Lapisan", "Jenis", "Bentuk keluaran", "Parameter"], rows, numeric=[4])
+
+
+def text_diagram(results: Results) -> str:
+    """The encoder-decoder flow with the real output shapes, stages folded into one line."""
+    arch = architecture()
+    lines = ["```text"]
+    for part, title in (("enkoder", "ENKODER  q(z | x)"), ("dekoder", "DEKODER  p(x | z)")):
+        lines.append(title)
+        layers = [row for row in arch["rows"] if row[0] == part]
+        i = 0
+        while i < len(layers):
+            _, name, kind, out, _ = layers[i]
+            j = i
+            while (kind.startswith("blok residual") and j + 1 < len(layers)
+                   and layers[j + 1][2] == kind and layers[j + 1][3] == out):
+                j += 1
+            label = f"{j - i + 1} × {kind}" if j > i else kind
+            lines.append(f"  │ {label:<44} → {shape(out)}")
+            i = j + 1
+        if part == "enkoder":
+            lines.append("  │ z = z_mean + exp(½ · z_log_var) ⊙ ε,  ε ~ N(0, I)   "
+                         "(reparameterisasi)")
+        else:
+            lines.append("  │ sigmoid → citra rerata x̂ ∈ [0, 1]")
+    lines.append("```")
+    return "\n".join(lines)
+
+
+# -- BAB III: data and training ---------------------------------------------------------
+
+
+def table_data(results: Results) -> str:
+    m = results.main_metrics
+    counts = _get(m, "data.split_counts") if m else None
+    if not counts:
+        return not_available(f"`{results.main_file('metrics.json')}`", MAIN_COMMAND)
+    names = {"train": "latih (train)", "val": "validasi (val)", "test": "uji (test)"}
+    total = sum(counts.values())
+    rows = [(names.get(k, k), integer(v), num(100 * v / total, 1)) for k, v in counts.items()]
+    rows.append(("jumlah", integer(total), num(100.0, 1)))
+    return markdown_table(["Split", "Jumlah citra", "Porsi (%)"], rows)
+
+
+HYPERPARAMETERS = (  # config key -> Indonesian label
+    ("image_size", "Ukuran citra (piksel)"),
+    ("widths", "Lebar kanal per tahap"),
+    ("blocks_per_stage", "Blok residual per tahap"),
+    ("latent_dim", "Dimensi laten d"),
+    ("likelihood", "Likelihood rekonstruksi"),
+    ("beta", "β (bobot KL)"),
+    ("kl_warmup_steps", "Pemanasan KL (langkah)"),
+    ("batch_size", "Ukuran batch"),
+    ("learning_rate", "Laju belajar Adam"),
+    ("epochs", "Epoch"),
+    ("seed", "Seed"),
+    ("mixed_precision", "Presisi"),
+)
+
+
+def _config_value(key: str, value) -> str:
+    if key == "widths":
+        return "–".join(str(w) for w in value)
+    if key == "likelihood":
+        return LIKELIHOOD_NAMES.get(value, str(value))
+    if key == "mixed_precision":
+        return "float32" if value is None else str(value)
+    if key == "seed" and isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    if key == "learning_rate":
+        return f"{value:g}"
+    if key == "beta":
+        return f"{value:g}"
+    return str(value)
+
+
+def table_hiperparameter(results: Results) -> str:
+    main = results.main_config
+    runs = results.study
+    reference = runs.get("residual_s0", {}).get("config") or next(
+        (r["config"] for r in runs.values() if r.get("config")), None)
+    if main is None and reference is None:
+        return not_available(
+            f"`{results.main_file('config.json')}` dan `report/results/study/*/config.json`",
+            f"{MAIN_COMMAND}` atau `{STUDY_COMMAND}")
+    seeds = sorted({r["config"]["seed"] for r in runs.values() if "seed" in r.get("config", {})})
+    rows = []
+    for key, label in HYPERPARAMETERS:
+        main_cell = _config_value(key, main[key]) if main and key in main else DASH
+        if reference and key in reference:
+            value = seeds if key == "seed" and seeds else reference[key]
+            study_cell = _config_value(key, value)
+            if key == "mixed_precision" and "residual_bf16_s0" in runs:
+                study_cell += " (dan mixed_bfloat16 pada `residual_bf16_s0`)"
+        else:
+            study_cell = DASH
+        rows.append((label, main_cell, study_cell))
+    return markdown_table(["Hiperparameter", "Run utama", "Studi perbandingan (run acuan)"], rows,
+                          numeric=[])
+
+
+def _time_row(label, history: pd.DataFrame, config: dict):
+    return (
+        label,
+        integer(len(history)),
+        _config_value("mixed_precision", config.get("mixed_precision")) if config else DASH,
+        num(history["epoch_time_s"].median(), 1),
+        num(history["wall_time_s"].iloc[-1] / 60.0, 1),
+        num(history["val_loss"].min(), 1),
+    )
+
+
+def table_waktu(results: Results) -> str:
+    rows = []
+    if results.main_history is not None and len(results.main_history):
+        rows.append(_time_row(f"`{MAIN_RUN}` (run utama)", results.main_history,
+                              results.main_config or {}))
+    for name, r in results.study.items():
+        if len(r["history"]):
+            rows.append(_time_row(f"`{name}`", r["history"], r.get("config", {})))
+    if not rows:
+        return not_available("`history.csv` run utama maupun run studi",
+                             f"{MAIN_COMMAND}` atau `{STUDY_COMMAND}")
+    return markdown_table(
+        ["Run", "Epoch", "Presisi", "Median waktu/epoch (s)", "Total waktu latih (menit)",
+         "Val loss terbaik (nats)"], rows, numeric=[1, 3, 4, 5])
+
+
+def text_waktu_teks(results: Results) -> str:
+    parts = []
+    h = results.main_history
+    if h is not None and len(h):
+        parts.append(
+            f"Run utama berlatih {len(h)} epoch dalam {num(h['wall_time_s'].iloc[-1] / 60, 1)} "
+            f"menit (median {num(h['epoch_time_s'].median(), 1)} s per epoch).")
+    runs = {k: r for k, r in results.study.items() if len(r["history"])}
+    if runs:
+        total = sum(float(r["history"]["wall_time_s"].iloc[-1]) for r in runs.values())
+        parts.append(f"Sebanyak {len(runs)} run studi yang tersedia memakan total "
+                     f"{num(total / 3600, 2)} jam CPU untuk pelatihan saja (tanpa evaluasi).")
+    base, bf16 = runs.get("residual_s0"), runs.get("residual_bf16_s0")
+    if base and bf16:
+        t0 = float(base["history"]["epoch_time_s"].median())
+        t1 = float(bf16["history"]["epoch_time_s"].median())
+        faster = "lebih cepat" if t1 < t0 else "lebih lambat"
+        parts.append(
+            f"Dengan presisi campuran bfloat16, median waktu per epoch menjadi {num(t1, 1)} s "
+            f"dibanding {num(t0, 1)} s pada float32 ({num(t0 / t1, 2)}×, {faster}); "
+            "pengaruhnya pada mutu tercantum pada Tabel 4.12.")
+    if not parts:
+        return not_available("riwayat pelatihan (`history.csv`)", MAIN_COMMAND)
+    return " ".join(parts)
+
+
+def text_kurva_teks(results: Results) -> str:
+    h = results.main_history
+    if h is None or not len(h):
+        return not_available(f"`{results.main_file('history.csv')}`", MAIN_COMMAND)
+    first, last = h.iloc[0], h.iloc[-1]
+    parts = []
+    if {"val_reconstruction_loss", "val_kl_loss"} <= set(h.columns):
+        parts.append(
+            f"Selama {len(h)} epoch, suku rekonstruksi validasi berubah dari "
+            f"{num(first['val_reconstruction_loss'], 1)} menjadi "
+            f"{num(last['val_reconstruction_loss'], 1)} nats per citra "
+            f"({_trend_word(h['val_reconstruction_loss'])}), dan KL validasi dari "
+            f"{num(first['val_kl_loss'], 1)} menjadi {num(last['val_kl_loss'], 1)} nats "
+            f"({_trend_word(h['val_kl_loss'])}).")
+    target = (results.main_config or {}).get("beta")
+    if "beta" in h.columns and _finite(target) and target > 0:
+        reached = np.flatnonzero(h["beta"].to_numpy() >= 0.999 * target)
+        if len(reached):
+            parts.append(f"β mencapai nilai targetnya ({target:g}) pada akhir epoch "
+                         f"{reached[0] + 1}; sebelum itu KL diberi bobot lebih kecil.")
+    best = int(h["val_loss"].to_numpy().argmin()) + 1
+    if best == len(h):
+        parts.append(f"Loss validasi terendah dicapai pada epoch terakhir ({best}): model belum "
+                     "jenuh, dan pelatihan yang lebih panjang kemungkinan masih memperbaikinya.")
+    else:
+        parts.append(f"Loss validasi terendah dicapai pada epoch {best} dari {len(h)}; model "
+                     "terbaik itulah yang dievaluasi.")
+    return " ".join(parts)
+
+
+def _trend_word(values) -> str:
+    values = np.asarray(values, float)
+    if len(values) < 2:
+        return "satu epoch saja"
+    return {"turun secara monoton": "turun setiap epoch",
+            "naik secara monoton": "naik setiap epoch"}.get(
+        _trend(values), "turun secara keseluruhan" if values[-1] < values[0]
+        else "naik secara keseluruhan")
+
+
+# -- BAB IV: reconstruction -------------------------------------------------------------
+
+RECONSTRUCTION_ROWS = (  # key in metrics.json "reconstruction" -> (label, decimals)
+    ("mse", "MSE per piksel", 5),
+    ("psnr", "PSNR (dB)", 2),
+    ("ssim", "SSIM", 4),
+    ("ms_ssim", "MS-SSIM", 4),
+    ("neg_elbo_nats", "−ELBO (nats per citra)", 1),
+    ("reconstruction_nll_nats", "−log p(x|z) (nats per citra)", 1),
+    ("kl_nats", "KL (nats per citra)", 1),
+    ("bits_per_dim", "−ELBO (bit per dimensi)", 4),
+)
+
+
+def table_rekonstruksi(results: Results) -> str:
+    m = results.main_metrics
+    rec = m and m.get("reconstruction")
+    if not rec:
+        return not_available(f"`{results.main_file('metrics.json')}`", MAIN_COMMAND)
+    rows = [(label, num(_get(rec, f"{key}.mean"), d), num(_get(rec, f"{key}.std"), d))
+            for key, label, d in RECONSTRUCTION_ROWS]
+    rows.append(("σ dekoder (satuan intensitas [0, 1])", num(rec.get("decoder_sigma"), 4), DASH))
+    table = markdown_table(["Metrik", "Rata-rata", "Simpangan baku"], rows)
+    return f"Dihitung pada {integer(rec.get('n_images'))} citra uji.\n\n{table}"
+
+
+def text_rekonstruksi_teks(results: Results) -> str:
+    rec = _get(results.main_metrics or {}, "reconstruction")
+    sigma, mse = (rec or {}).get("decoder_sigma"), _get(rec or {}, "mse.mean")
+    if not (_finite(sigma) and _finite(mse)):
+        return not_available(f"`{results.main_file('metrics.json')}`", MAIN_COMMAND)
+    rmse = math.sqrt(mse)
+    return (f"σ dekoder yang dipelajari ({num(sigma, 4)}) dapat dibandingkan dengan akar MSE "
+            f"rata-rata pada data uji ({num(rmse, 4)}); rasionya {num(sigma / rmse, 2)}. "
+            "Menurut Subbab 3.3 nilai optimum σ² adalah MSE rekonstruksi dari z yang disampel "
+            "pada data latih, sedangkan MSE di sini dihitung dari z_mean pada data uji, sehingga "
+            "keduanya diharapkan berorde sama tetapi tidak identik.")
+
+
+def table_generalisasi(results: Results) -> str:
+    m = results.main_metrics
+    if not m or not m.get("reconstruction"):
+        return not_available(f"`{results.main_file('metrics.json')}`", MAIN_COMMAND)
+    sets = [("split uji (fallback 80:10:10)", m["reconstruction"])]
+    for name, other in results.other_metrics.items():
+        rec = other.get("reconstruction", other)
+        sets.append((f"`{name}`", rec))
+    rows = [(label, integer(rec.get("n_images")), num(_get(rec, "mse.mean"), 5),
+             num(_get(rec, "psnr.mean"), 2), num(_get(rec, "ssim.mean"), 4),
+             num(_get(rec, "ms_ssim.mean"), 4), num(_get(rec, "bits_per_dim.mean"), 4))
+            for label, rec in sets]
+    table = markdown_table(["Data", "n", "MSE", "PSNR (dB)", "SSIM", "MS-SSIM", "bit/dim"], rows)
+    if len(sets) == 1:
+        table += "\n\n" + not_available(
+            f"evaluasi pada potongan wajah partisi uji resmi (`{results.main_file('metrics_*.json')}`)",
+            "evaluate.evaluate_run('runs/celeba-subset', data_dir=<folder potongan wajah>, "
+            "cache_dir=<folder cache>)")
+    return table
+
+
+def per_attribute_rows(results: Results, k: int = 10) -> pd.DataFrame | None:
+    """The ``k`` attributes with the largest |t| of the MSE gap, largest gap first."""
+    rows = _get(results.main_metrics or {}, "per_attribute.rows")
+    if not rows:
+        return None
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table = table[np.isfinite(table["t"].astype(float))]
+    top = table.reindex(table["t"].abs().sort_values(ascending=False).index[:k])
+    return top.sort_values("difference", ascending=False)
+
+
+def table_per_atribut(results: Results) -> str:
+    top = per_attribute_rows(results)
+    if top is None:
+        return not_available(f"`{results.main_file('metrics.json')}`", MAIN_COMMAND)
+    rows = [(f"`{name}`", integer(r.n_with), integer(r.n_without), num(r.mean_with, 3, 1e3),
+             num(r.mean_without, 3, 1e3), num(r.difference, 3, 1e3), num(r.t, 2),
+             p_value(r.p_value)) for name, r in top.iterrows()]
+    return markdown_table(
+        ["Atribut", "n dengan", "n tanpa", "MSE dengan (×10³)", "MSE tanpa (×10³)",
+         "Selisih (×10³)", "t Welch", "p"], rows)
+
+
+def text_per_atribut_teks(results: Results) -> str:
+    rows = _get(results.main_metrics or {}, "per_attribute.rows")
+    if not rows:
+        return not_available(f"`{results.main_file('metrics.json')}`", MAIN_COMMAND)
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table = table[np.isfinite(table["p_value"].astype(float))]
+    bonferroni = ALPHA / max(1, len(table))
+    significant = table[table["p_value"] < bonferroni].sort_values("difference", ascending=False)
+    harder = [f"`{a}`" for a in significant.index[significant["difference"] > 0]]
+    easier = [f"`{a}`" for a in significant.index[significant["difference"] < 0]]
+    text = (f"Dengan koreksi Bonferroni untuk {len(table)} atribut (p < {bonferroni:.5f}), "
+            f"{len(significant)} atribut memiliki selisih MSE yang nyata.")
+    if harder:
+        text += f" Wajah dengan atribut {_join(harder)} direkonstruksi lebih buruk."
+    if easier:
+        text += f" Wajah dengan atribut {_join(easier)} direkonstruksi lebih baik."
+    return text
+
+
+# -- BAB IV: samples --------------------------------------------------------------------
+
+
+def _samples(results: Results) -> dict:
+    return _get(results.main_metrics or {}, "samples") or {}
+
+
+def _sampler_label(key: str, report: dict) -> str:
+    sampler = report.get("sampler", key.split("_")[0])
+    return f"{SAMPLER_NAMES.get(sampler, sampler)}, T = {report.get('temperature', 1.0):g}"
+
+
+def table_sampel(results: Results) -> str:
+    samples = _samples(results)
+    if not samples:
+        return not_available(f"`{results.main_file('metrics.json')}`", MAIN_COMMAND)
+    rows = []
+    for key, s in samples.items():
+        r = s.get("realism", {})
+        swd = r.get("swd", {})
+        rows.append((_sampler_label(key, s), integer(s.get("n_images")),
+                     num(swd.get("swd_64"), 1), num(swd.get("swd_32"), 1),
+                     num(swd.get("swd_16"), 1), num(swd.get("swd_mean"), 1),
+                     num(r.get("fid"), 2), num(r.get("kid_mean"), 2, 1e3),
+                     num(r.get("precision"), 3), num(r.get("recall"), 3)))
+    return markdown_table(
+        ["Sampler", "n", "SWD 64 px", "SWD 32 px", "SWD 16 px", "SWD rata-rata", "FID",
+         "KID (×10³)", "Presisi", "Recall"], rows)
+
+
+def table_keragaman(results: Results) -> str:
+    samples = _samples(results)
+    if not samples:
+        return not_available(f"`{results.main_file('metrics.json')}`", MAIN_COMMAND)
+    rows = []
+    for key, s in samples.items():
+        d, mem = s.get("diversity", {}), s.get("memorization", {})
+        rows.append((_sampler_label(key, s), num(d.get("pixel_l2_fake"), 2),
+                     num(d.get("ms_ssim_fake"), 4), num(_get(mem, "sample_to_train.median"), 2),
+                     num(mem.get("median_ratio"), 3),
+                     num(_pct(mem.get("share_closer_than_test_p01")), 1)))
+    first = next(iter(samples.values()))
+    d, mem = first.get("diversity", {}), first.get("memorization", {})
+    rows.append(("wajah uji nyata (acuan)", num(d.get("pixel_l2_real"), 2),
+                 num(d.get("ms_ssim_real"), 4), num(_get(mem, "test_to_train.median"), 2),
+                 DASH, DASH))
+    return markdown_table(
+        ["Sampler", "Jarak L2 antar-pasangan", "MS-SSIM antar-pasangan",
+         "Median jarak ke citra latih terdekat", "Rasio median terhadap wajah uji",
+         "Sampel lebih dekat dari persentil 1% uji (%)"], rows)
+
+
+def _pct(value):
+    return None if value is None else 100.0 * value
+
+
+def _sampler_phrase(key: str, report: dict) -> str:
+    sampler = report.get("sampler", key.split("_")[0])
+    return f"{SAMPLER_NAMES.get(sampler, sampler)} pada T = {report.get('temperature', 1.0):g}"
+
+
+def _samples_sentences(samples: dict) -> list[str]:
+    """Realism, diversity and memorization of the samples, one sentence each."""
+    parts = []
+    best = min(samples.items(), key=lambda kv: _get(kv[1], "realism.swd.swd_mean") or math.inf)
+    parts.append(f"SWD ×10³ terendah, {num(_get(best[1], 'realism.swd.swd_mean'), 1)}, dicapai "
+                 f"oleh sampel dari {_sampler_phrase(*best)}.")
+    with_fid = {k: s for k, s in samples.items() if _finite(_get(s, "realism.fid"))}
+    if with_fid:
+        k, s = min(with_fid.items(), key=lambda kv: kv[1]["realism"]["fid"])
+        parts.append(f"FID terendah, {num(s['realism']['fid'], 2)}, dicapai oleh sampel dari "
+                     f"{_sampler_phrase(k, s)}, "
+                     f"dengan presisi {num(_get(s, 'realism.precision'), 3)} dan recall "
+                     f"{num(_get(s, 'realism.recall'), 3)}.")
+    key, s = next(iter(samples.items()))
+    d, mem = s.get("diversity", {}), s.get("memorization", {})
+    if _finite(d.get("pixel_l2_fake")) and _finite(d.get("pixel_l2_real")):
+        parts.append(
+            f"Sampel dari {_sampler_phrase(key, s)} berjarak rata-rata {num(d['pixel_l2_fake'], 2)} "
+            f"satu sama lain, yaitu {num(100 * d['pixel_l2_fake'] / d['pixel_l2_real'], 1)}% dari "
+            f"jarak antar-wajah nyata ({num(d['pixel_l2_real'], 2)}); MS-SSIM antar-pasangannya "
+            f"{num(d.get('ms_ssim_fake'), 4)} dibanding {num(d.get('ms_ssim_real'), 4)} pada "
+            "wajah nyata (lebih tinggi berarti kurang beragam).")
+    ratio, share = mem.get("median_ratio"), mem.get("share_closer_than_test_p01")
+    if _finite(ratio) and _finite(share):
+        verdict = ("tidak menunjukkan tanda penghafalan data latih" if ratio >= 0.9
+                   and share <= 0.05 else "perlu diperiksa lebih lanjut untuk penghafalan")
+        parts.append(
+            f"Median jarak sampel itu ke citra latih terdekat adalah {num(ratio, 3)} kali median "
+            f"jarak wajah uji ke citra latih terdekat, dan {num(100 * share, 1)}% sampel lebih "
+            "dekat ke data latih daripada persentil 1% wajah uji; dengan kriteria rasio ≥ 0.9 "
+            f"dan porsi ≤ 5%, sampel ini {verdict}.")
+    return parts
+
+
+def _samples_conclusion(results: Results) -> str:
+    return " ".join(_samples_sentences(_samples(results))).removesuffix(".") + \
+        " (Tabel 4.4 dan 4.5)."
+
+
+def text_sampel_teks(results: Results) -> str:
+    samples = _samples(results)
+    if not samples:
+        return not_available(f"`{results.main_file('metrics.json')}`", MAIN_COMMAND)
+    parts = []
+    if not any(_get(s, "realism.available") for s in samples.values()):
+        parts.append(
+            "FID, KID, presisi dan recall tidak dihitung untuk run ini (sel bertanda "
+            f"“{DASH}”): bobot InceptionV3 tidak tersedia secara luring saat evaluasi, "
+            "sehingga realisme diukur dengan SWD saja (lihat Subbab 4.7).")
+    else:
+        n = next(iter(samples.values())).get("n_images")
+        parts.append(f"FID dan KID dihitung pada {integer(n)} sampel per sampler; di bawah "
+                     f"10{NBSP}000 sampel FID bias ke atas, sehingga hanya sebanding antar-baris "
+                     "tabel ini.")
+    return " ".join(parts + _samples_sentences(samples))
+
+
+def table_laten(results: Results) -> str:
+    lat = _get(results.main_metrics or {}, "latent")
+    if not lat:
+        return not_available(f"`{results.main_file('metrics.json')}`", MAIN_COMMAND)
+    top = ", ".join(f"z{u} ({num(kl, 2)})" for u, kl in
+                    zip(lat.get("top_units", [])[:5], lat.get("top_units_kl_nats", [])[:5],
+                        strict=False))
+    rows = [
+        ("Dimensi laten d", integer(lat.get("latent_dim"))),
+        (f"Unit aktif (variansi E[z_j | x] > {lat.get('threshold', 0.01):g})",
+         integer(lat.get("active_units"))),
+        ("KL total rata-rata (nats per citra)", num(lat.get("kl_total_nats"), 1)),
+        ("Lima dimensi dengan KL terbesar (nats)", top or DASH),
+    ]
+    table = markdown_table(["Besaran", "Nilai"], rows)
+    active, d = lat.get("active_units"), lat.get("latent_dim")
+    if not (_finite(active) and _finite(d)):
+        return table
+    if active < d:
+        note = (f"Sebanyak {integer(active)} dari {integer(d)} dimensi laten aktif; "
+                f"{integer(d - active)} dimensi lainnya hampir tidak membawa informasi tentang "
+                "x, gejala yang dikenal sebagai *posterior collapse* parsial (Burda dkk., 2016).")
+    else:
+        note = f"Semua {integer(d)} dimensi laten aktif."
+    return f"{table}\n\n{note}"
+
+
+# -- BAB IV: anomaly detection ----------------------------------------------------------
+
+
+def _anomaly_label(kind: str, strengths: dict) -> str:
+    name = ANOMALY_NAMES.get(kind, kind)
+    strength = strengths.get(kind)
+    if kind == "noise" and _finite(strength):
+        return f"{name} (σ = {strength:g})"
+    if kind == "occlusion" and _finite(strength):
+        return f"{name} (sisi {100 * strength:g}% citra)"
+    return name
+
+
+def table_anomali(results: Results) -> str:
+    anomaly = _get(results.main_metrics or {}, "anomaly")
+    if not anomaly or not anomaly.get("results"):
+        return not_available(f"`{results.main_file('metrics.json')}`", MAIN_COMMAND)
+    strengths = anomaly.get("corruption_strengths", {})
+    rows = []
+    for kind, by_score in anomaly["results"].items():
+        for score, r in by_score.items():
+            rows.append((_anomaly_label(kind, strengths), SCORE_NAMES.get(score, score),
+                         num(r.get("auroc"), 3), num(r.get("ap"), 3)))
+    head = (f"Setiap himpunan: {integer(anomaly.get('n_clean'))} wajah uji bersih melawan "
+            f"{integer(anomaly.get('n_anomalous_per_set'))} citra anomali.")
+    return head + "\n\n" + markdown_table(["Anomali", "Skor", "AUROC", "AP"], rows, numeric=[2, 3])
+
+
+def text_anomali_teks(results: Results) -> str:
+    anomaly = _get(results.main_metrics or {}, "anomaly")
+    if not anomaly or not anomaly.get("results"):
+        return not_available(f"`{results.main_file('metrics.json')}`", MAIN_COMMAND)
+    strengths = anomaly.get("corruption_strengths", {})
+    parts, below = [], []
+    for kind, by_score in anomaly["results"].items():
+        scored = {s: r["auroc"] for s, r in by_score.items() if _finite(r.get("auroc"))}
+        if not scored:
+            continue
+        best = max(scored, key=scored.get)
+        elbo = scored.get("neg_elbo")
+        parts.append(f"{_anomaly_label(kind, strengths)}: AUROC −ELBO {num(elbo, 3)}, "
+                     f"terbaik {SCORE_NAMES.get(best, best)} ({num(scored[best], 3)})")
+        below += [f"{_anomaly_label(kind, strengths)} dengan skor {SCORE_NAMES.get(s, s)}"
+                  for s, v in scored.items() if v < 0.5]
+    text = "Ringkasnya, per jenis anomali: " + "; ".join(parts) + "."
+    if below:
+        text += (" AUROC di bawah 0.5 (lebih buruk daripada menebak) muncul pada "
+                 + ", ".join(below) + ": skor itu memberi nilai lebih *rendah* kepada anomali "
+                 "daripada kepada wajah bersih, gejala yang dijelaskan oleh Nalisnick dkk. (2019).")
+    else:
+        text += " Tidak ada skor yang AUROC-nya di bawah 0.5."
+    return text
+
+
+# -- BAB IV: the study ------------------------------------------------------------------
+
+
+def _study_missing(results: Results, names=None) -> str:
+    missing = [n for n in (names or study.study_runs()) if n not in results.study]
+    if not missing:
+        return ""
+    listed = ", ".join(f"`{n}`" for n in missing)
+    return (f"\n\n*Run yang belum tersedia: {listed}. Dibuat oleh `{STUDY_COMMAND}`, "
+            "lalu `make report`.*")
+
+
+def table_ablasi(results: Results) -> str:
+    table = results.ablation
+    if table.empty:
+        return not_available("`report/results/study/*/metrics.json`", STUDY_COMMAND)
+    columns = ["psnr", "ssim", "neg_elbo_bits_per_dim", "kl_nats", "recon_sharpness_ratio",
+               "sample_swd_mean_x1e3", "median_epoch_time_s"]
+    rows = [(f"`{name}`", ARM_NAMES[r["arm"]], integer(r["seed"]),
+             *(num(r[c], STUDY_MEASURES[c][1]) for c in columns)) for name, r in table.iterrows()]
+    names = [n for n in study.study_runs() if study.arm_of(n) in study.ARMS
+             and not n.startswith("residual_bf16")]
+    return markdown_table(["Run", "Lengan", "Seed", *(STUDY_MEASURES[c][0] for c in columns)],
+                          rows, numeric=range(2, 3 + len(columns))) + _study_missing(results, names)
+
+
+def table_ablasi_ringkasan(results: Results) -> str:
+    table = results.ablation
+    if table.empty:
+        return not_available("`report/results/study/*/metrics.json`", STUDY_COMMAND)
+    summary = study.arm_summary(table)
+    arms = [a for a in study.ARMS if a in summary.index]
+    rows = [(STUDY_MEASURES[c][0], *(plus_minus(summary.loc[a, f"{c}_mean"],
+                                                summary.loc[a, f"{c}_std"], STUDY_MEASURES[c][1])
+                                     for a in arms)) for c in study.ABLATION_COLUMNS]
+    rows.append(("Jumlah seed", *(integer(summary.loc[a, "n_seeds"]) for a in arms)))
+    return markdown_table(["Ukuran", *(ARM_NAMES[a] for a in arms)], rows)
+
+
+def welch_rows(table: pd.DataFrame) -> list[dict] | None:
+    """Residual against plain per measure, as ``study.verdict`` decides it; None below 2 seeds."""
+    if table.empty:
+        return None
+    res, plain = table[table.arm == "residual"], table[table.arm == "plain"]
+    if len(res) < 2 or len(plain) < 2:
+        return None
+    rows = []
+    for column in VERDICT_MEASURES:
+        higher_is_better = STUDY_MEASURES[column][2]
+        t, p = study.welch_t(res[column], plain[column])
+        diff = res[column].mean() - plain[column].mean()
+        if not math.isfinite(p):
+            outcome = "tidak dapat diuji"
+        elif p >= ALPHA:
+            outcome = "tidak berbeda nyata"
+        else:
+            outcome = ("ResVAE lebih baik" if (diff > 0) == higher_is_better
+                       else "VAE polos lebih baik")
+        rows.append({"column": column, "res_mean": res[column].mean(), "res_std": res[column].std(),
+                     "plain_mean": plain[column].mean(), "plain_std": plain[column].std(),
+                     "n_res": len(res), "n_plain": len(plain), "t": t, "p": p, "outcome": outcome})
+    return rows
+
+
+def _not_enough_seeds(results: Results) -> str:
+    table = results.ablation
+    n_res = int((table.arm == "residual").sum()) if not table.empty else 0
+    n_plain = int((table.arm == "plain").sum()) if not table.empty else 0
+    return (f"*Uji Welch memerlukan sekurang-kurangnya dua seed per lengan; saat ini tersedia "
+            f"{n_res} run residual dan {n_plain} run polos. Run lainnya dibuat oleh "
+            f"`{STUDY_COMMAND}`, lalu `make report`.*")
+
+
+def table_uji_welch(results: Results) -> str:
+    rows = welch_rows(results.ablation)
+    if rows is None:
+        return _not_enough_seeds(results)
+    cells = [(STUDY_MEASURES[r["column"]][0],
+              plus_minus(r["res_mean"], r["res_std"], STUDY_MEASURES[r["column"]][1]),
+              plus_minus(r["plain_mean"], r["plain_std"], STUDY_MEASURES[r["column"]][1]),
+              f"{r['n_res']}/{r['n_plain']}", num(r["t"], 2), p_value(r["p"]), r["outcome"])
+             for r in rows]
+    return markdown_table(["Ukuran", "ResVAE", "VAE polos", "n", "t Welch", "p", "Kesimpulan"],
+                          cells, numeric=[1, 2, 3, 4, 5])
+
+
+def _join(words) -> str:
+    """``a``, ``a dan b``, ``a, b dan c``."""
+    words = list(words)
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " dan " + words[-1]
+
+
+def _names(columns) -> str:
+    return _join(PROSE_NAMES[c] for c in columns)
+
+
+def verdict_summary(results: Results) -> str | None:
+    """One Indonesian sentence: where the residual arm wins, loses and ties (None: too few seeds)."""
+    rows = welch_rows(results.ablation)
+    if rows is None:
+        return None
+    groups = {}
+    for r in rows:
+        groups.setdefault(r["outcome"], []).append(r["column"])
+    n = rows[0]["n_res"], rows[0]["n_plain"]
+    parts = []
+    if groups.get("ResVAE lebih baik"):
+        parts.append(f"ResVAE lebih baik secara nyata pada {_names(groups['ResVAE lebih baik'])}")
+    if groups.get("VAE polos lebih baik"):
+        parts.append(f"VAE polos lebih baik secara nyata pada "
+                     f"{_names(groups['VAE polos lebih baik'])}")
+    if groups.get("tidak berbeda nyata"):
+        parts.append(f"tidak ada perbedaan nyata pada {_names(groups['tidak berbeda nyata'])}")
+    if groups.get("tidak dapat diuji"):
+        parts.append(f"{_names(groups['tidak dapat diuji'])} tidak dapat diuji (variansi nol)")
+    return (f"dengan {n[0]} seed residual dan {n[1]} seed polos (uji Welch dua sisi, "
+            f"α = {ALPHA:g}), " + "; ".join(parts))
+
+
+def text_verdict(results: Results) -> str:
+    summary = verdict_summary(results)
+    if summary is None:
+        return _not_enough_seeds(results)
+    text = summary[0].upper() + summary[1:] + "."
+    return text + (" Dengan jumlah seed sekecil ini uji hanya mampu menangkap selisih yang besar "
+                   "dibanding variasi antar-seed: “tidak berbeda nyata” berarti selisihnya tidak "
+                   "melampaui variasi itu, bukan bukti bahwa kedua lengan setara.")
+
+
+def text_autoencoder_teks(results: Results) -> str:
+    table = results.ablation
+    if table.empty or not {"autoencoder", "residual"} <= set(table.arm):
+        return not_available("run `autoencoder_s0` dan `residual_s*`", STUDY_COMMAND)
+    ae, res = table[table.arm == "autoencoder"], table[table.arm == "residual"]
+    psnr = "lebih tinggi" if ae.psnr.mean() > res.psnr.mean() else "tidak lebih tinggi"
+    swd = ("lebih buruk (SWD lebih tinggi)"
+           if ae.sample_swd_mean_x1e3.mean() > res.sample_swd_mean_x1e3.mean()
+           else "tidak lebih buruk (SWD tidak lebih tinggi)")
+    return (f"Autoencoder deterministik mencapai PSNR {num(ae.psnr.mean(), 2)} dB, {psnr} "
+            f"daripada rata-rata ResVAE ({num(res.psnr.mean(), 2)} dB), dan sampel prior-nya "
+            f"{swd}: SWD ×10³ {num(ae.sample_swd_mean_x1e3.mean(), 2)} dibanding "
+            f"{num(res.sample_swd_mean_x1e3.mean(), 2)}.")
+
+
+def table_likelihood(results: Results) -> str:
+    table = study.likelihood_table(results.study) if results.study else pd.DataFrame()
+    if table.empty:
+        return not_available("`report/results/study/likelihood_*/metrics.json`", STUDY_COMMAND)
+    rows = [(LIKELIHOOD_NAMES.get(lik, lik), num(r["psnr"], 2), num(r["ssim"], 4),
+             num(r["recon_sharpness_ratio"], 3), num(r["sample_sharpness_ratio"], 3),
+             num(r["sample_swd_mean_x1e3"], 2), num(r["kl_nats"], 1))
+            for lik, r in table.iterrows()]
+    names = ["residual_s0", "likelihood_gaussian_s0", "likelihood_bernoulli_s0"]
+    return markdown_table(
+        ["Likelihood", "PSNR (dB)", "SSIM", "Ketajaman rekonstruksi", "Ketajaman sampel",
+         "SWD sampel (×10³)", "KL (nats)"], rows) + _study_missing(results, names)
+
+
+def text_likelihood_teks(results: Results) -> str:
+    table = study.likelihood_table(results.study) if results.study else pd.DataFrame()
+    if len(table) < 2:
+        return not_available("dua atau lebih run likelihood", STUDY_COMMAND)
+    best = {
+        "PSNR tertinggi": table["psnr"].idxmax(),
+        "ketajaman sampel tertinggi": table["sample_sharpness_ratio"].idxmax(),
+        "SWD sampel terendah": table["sample_swd_mean_x1e3"].idxmin(),
+    }
+    parts = [f"{what} dicapai oleh likelihood {LIKELIHOOD_NAMES.get(lik, lik)}"
+             for what, lik in best.items()]
+    return "Di antara likelihood yang tersedia, " + "; ".join(parts) + "."
+
+
+def table_beta(results: Results) -> str:
+    table = study.beta_table(results.study) if results.study else pd.DataFrame()
+    if table.empty:
+        return not_available("`report/results/study/beta_*/metrics.json`", STUDY_COMMAND)
+    rows = [(f"{beta:g}", num(r["kl_nats"], 1), num(r["reconstruction_nats"], 1),
+             num(r["mse"], 5), num(r["psnr"], 2), num(r["sample_swd_mean_x1e3"], 2))
+            for beta, r in table.iterrows()]
+    names = ["residual_s0", *(n for n in study.study_runs() if n.startswith("beta_"))]
+    return markdown_table(
+        ["β", "Laju: KL (nats)", "−log p(x|z) (nats)", "Distorsi: MSE", "PSNR (dB)",
+         "SWD sampel (×10³)"], rows) + _study_missing(results, names)
+
+
+def _trend(values) -> str:
+    diffs = np.diff(np.asarray(values, float))
+    if np.all(diffs < 0):
+        return "turun secara monoton"
+    if np.all(diffs > 0):
+        return "naik secara monoton"
+    return "tidak monoton"
+
+
+def text_beta_teks(results: Results) -> str:
+    table = study.beta_table(results.study) if results.study else pd.DataFrame()
+    if len(table) < 2:
+        return not_available("dua atau lebih run β", STUDY_COMMAND)
+    lo, hi = table.index.min(), table.index.max()
+    best = table["sample_swd_mean_x1e3"].idxmin()
+    return (f"Ketika β naik dari {lo:g} ke {hi:g}, laju (KL) {_trend(table['kl_nats'])} "
+            f"({num(table.loc[lo, 'kl_nats'], 1)} → {num(table.loc[hi, 'kl_nats'], 1)} nats), "
+            f"distorsi (MSE) {_trend(table['mse'])} ({num(table.loc[lo, 'mse'], 5)} → "
+            f"{num(table.loc[hi, 'mse'], 5)}), dan SWD sampel {_trend(table['sample_swd_mean_x1e3'])}"
+            f"; SWD terendah dicapai pada β = {best:g} "
+            f"({num(table.loc[best, 'sample_swd_mean_x1e3'], 2)}).")
+
+
+def table_presisi(results: Results) -> str:
+    runs = results.study
+    names = [n for n in ("residual_s0", "residual_bf16_s0") if n in runs]
+    if len(names) < 2:
+        return not_available("`report/results/study/residual_bf16_s0/metrics.json`",
+                             f"{STUDY_COMMAND} --only residual_bf16_s0")
+    columns = ["psnr", "ssim", "neg_elbo_bits_per_dim", "sample_swd_mean_x1e3",
+               "median_epoch_time_s"]
+    rows = [(f"`{n}`", _config_value("mixed_precision", runs[n]["config"].get("mixed_precision")),
+             *(num(runs[n]["metrics"][c], STUDY_MEASURES[c][1]) for c in columns)) for n in names]
+    return markdown_table(["Run", "Presisi", *(STUDY_MEASURES[c][0] for c in columns)], rows,
+                          numeric=range(2, 2 + len(columns)))
+
+
+# -- generated prose: status, abstract, conclusions -------------------------------------
+
+
+def text_status(results: Results) -> str:
+    lines = []
+    main = [f for f in ("config.json", "history.csv", "metrics.json")
+            if (results.main_dir / f).is_file()]
+    lines.append(f"- Run utama (`report/results/{MAIN_RUN}/`): "
+                 + (", ".join(f"`{f}`" for f in main) if main else "belum ada berkas") + ".")
+    total = len(study.study_runs())
+    lines.append(f"- Studi perbandingan (`report/results/study/`): {len(results.study)} dari "
+                 f"{total} run tersedia.")
+    if results.missing_study_runs:
+        lines.append("- Belum tersedia: " + ", ".join(f"`{n}`" for n in results.missing_study_runs)
+                     + f" (dibuat oleh `{STUDY_COMMAND}`).")
+    if results.main_metrics and results.main_metrics.get("demo"):
+        lines.append("- **Peringatan:** `metrics.json` run utama berasal dari data demo sintetis, "
+                     "bukan CelebA.")
+    return "\n".join(lines)
+
+
+def _main_numbers(results: Results) -> dict | None:
+    m = results.main_metrics
+    if not m or not m.get("reconstruction"):
+        return None
+    rec = m["reconstruction"]
+    out = {k: _get(rec, f"{k}.mean") for k in ("psnr", "ssim", "ms_ssim", "bits_per_dim", "mse")}
+    out["n"] = rec.get("n_images")
+    samples = _samples(results)
+    out["swd"] = {key: _get(s, "realism.swd.swd_mean") for key, s in samples.items()}
+    out["labels"] = {key: _sampler_label(key, s) for key, s in samples.items()}
+    auroc = {kind: _get(by, "neg_elbo.auroc")
+             for kind, by in (_get(m, "anomaly.results") or {}).items()}
+    out["auroc"] = {k: v for k, v in auroc.items() if _finite(v)}
+    out["active"] = _get(m, "latent.active_units")
+    out["latent_dim"] = _get(m, "latent.latent_dim")
+    return out
+
+
+def text_abstrak_hasil(results: Results) -> str:
+    parts = []
+    main = _main_numbers(results)
+    if main:
+        parts.append(
+            f"Pada {integer(main['n'])} citra uji, rekonstruksi mencapai PSNR "
+            f"{num(main['psnr'], 2)} dB, SSIM {num(main['ssim'], 3)} dan MS-SSIM "
+            f"{num(main['ms_ssim'], 3)}, dengan batas atas panjang kode {num(main['bits_per_dim'], 3)} "
+            "bit per dimensi.")
+        if main["swd"]:
+            swd = ", ".join(f"{num(v, 1)} ({main['labels'][k]})" for k, v in main["swd"].items())
+            parts.append(f"Realisme sampel diukur secara luring dengan SWD ×10³: {swd}.")
+        if main["auroc"]:
+            lo, hi = min(main["auroc"].values()), max(main["auroc"].values())
+            parts.append(f"Sebagai detektor anomali, −ELBO mencapai AUROC {num(lo, 3)} sampai "
+                         f"{num(hi, 3)} pada {len(main['auroc'])} jenis anomali.")
+    else:
+        parts.append(not_available("hasil evaluasi run utama", MAIN_COMMAND))
+    summary = verdict_summary(results)
+    if summary:
+        parts.append(f"Dalam ablasi pada anggaran pelatihan yang sama, {summary}.")
+    else:
+        parts.append(_not_enough_seeds(results))
+    return " ".join(parts)
+
+
+def _sharpness_sentence(results: Results) -> str:
+    run = results.study.get("residual_s0")
+    ratio = run and run["metrics"].get("recon_sharpness_ratio")
+    if not _finite(ratio):
+        return ""
+    look = "lebih halus (lebih kabur)" if ratio < 1 else "setajam atau lebih tajam"
+    return (f" Rasio ketajaman rekonstruksi {num(ratio, 3)} pada run studi `residual_s0` "
+            f"(Tabel 4.7) berarti rekonstruksi {look} daripada citra aslinya.")
+
+
+def text_kesimpulan(results: Results) -> str:
+    arch = architecture()
+    c = arch["config"]
+    items = [
+        "**Implementasi (rumusan masalah 1).** ResVAE diimplementasikan dalam Keras 3 sebagai "
+        "`keras.Model` dengan enkoder dan dekoder konvolusional residual (lebar kanal "
+        f"{'–'.join(map(str, c['widths']))}, {c['blocks_per_stage']} blok per tahap, "
+        f"d = {c['latent_dim']}, {integer(arch['total'])} parameter), dekoder Gaussian "
+        "dengan σ yang dipelajari, dan `train_step` yang meminimalkan −ELBO dengan pemanasan "
+        "β. Seluruh alur (data, pelatihan, evaluasi, gambar, laporan) dapat diulang dengan "
+        "satu perintah per tahap.",
+    ]
+    main = _main_numbers(results)
+    if main:
+        items.append(
+            f"**Mutu rekonstruksi (rumusan masalah 2).** Pada {integer(main['n'])} citra uji, PSNR rata-rata "
+            f"{num(main['psnr'], 2)} dB, SSIM {num(main['ssim'], 3)}, MS-SSIM "
+            f"{num(main['ms_ssim'], 3)} dan {num(main['bits_per_dim'], 3)} bit/dim (Tabel 4.1)."
+            + _sharpness_sentence(results))
+        if main["swd"]:
+            items.append("**Realisme dan keragaman sampel (rumusan masalah 3).** "
+                         + _samples_conclusion(results))
+        if main["auroc"]:
+            best = max(main["auroc"], key=main["auroc"].get)
+            worst = min(main["auroc"], key=main["auroc"].get)
+            items.append(
+                f"**Deteksi anomali.** AUROC skor −ELBO berkisar dari "
+                f"{num(main['auroc'][worst], 3)} ({ANOMALY_NAMES.get(worst, worst)}) sampai "
+                f"{num(main['auroc'][best], 3)} ({ANOMALY_NAMES.get(best, best)}); skor lain "
+                "dan AP tercantum pada Tabel 4.13.")
+    else:
+        items.append(not_available("hasil evaluasi run utama (rumusan masalah 2 dan 3)",
+                                   MAIN_COMMAND))
+    summary = verdict_summary(results)
+    items.append(f"**Ablasi residual.** {summary[0].upper() + summary[1:]} (Tabel 4.9)."
+                 if summary else _not_enough_seeds(results))
+    beta = study.beta_table(results.study) if results.study else pd.DataFrame()
+    if len(beta) >= 2:
+        items.append(f"**Trade-off β.** {text_beta_teks(results)}")
+    return "\n".join(f"{i}. {item}" for i, item in enumerate(items, 1))
+
+
+def text_findings(results: Results) -> str:
+    """The README's one-paragraph summary of the findings, in English, from the same results."""
+    parts = []
+    main = _main_numbers(results)
+    if main:
+        parts.append(
+            f"On {integer(main['n'])} held-out faces the ResVAE reconstructs with PSNR "
+            f"{num(main['psnr'], 2)} dB, SSIM {num(main['ssim'], 3)} and MS-SSIM "
+            f"{num(main['ms_ssim'], 3)}; its negative ELBO is {num(main['bits_per_dim'], 3)} "
+            "bits/dim.")
+        if main["swd"]:
+            best = min(main["swd"], key=main["swd"].get)
+            s = _samples(results)[best]
+            mem = s.get("memorization", {})
+            parts.append(
+                f"The most realistic samples by the offline sliced Wasserstein distance come "
+                f"from the {s.get('sampler', best)} sampler at temperature "
+                f"{s.get('temperature', 1.0):g} (SWD x1e3 {num(main['swd'][best], 1)})"
+                + (f"; their median distance to the nearest training face is "
+                   f"{num(mem['median_ratio'], 2)} times that of held-out faces"
+                   if _finite(mem.get("median_ratio")) else "") + ".")
+        if main["auroc"]:
+            parts.append(f"As an anomaly score, the negative ELBO reaches AUROC "
+                         f"{num(min(main['auroc'].values()), 3)} to "
+                         f"{num(max(main['auroc'].values()), 3)}.")
+    else:
+        parts.append(f"The main run's evaluation is not in report/results yet (`{MAIN_COMMAND}`).")
+    rows = welch_rows(results.ablation)
+    english = {"ResVAE lebih baik": "residual better", "VAE polos lebih baik": "plain better",
+               "tidak berbeda nyata": "no significant difference",
+               "tidak dapat diuji": "not testable"}
+    if rows:
+        verdicts = "; ".join(f"{r['column']}: {english[r['outcome']]}" for r in rows)
+        parts.append(f"Residual against plain at an equal budget ({rows[0]['n_res']} and "
+                     f"{rows[0]['n_plain']} seeds, Welch t-test, alpha {ALPHA:g}): {verdicts}.")
+    else:
+        parts.append("The residual-vs-plain comparison needs at least two seeds per arm "
+                     f"(`{STUDY_COMMAND}`).")
+    return " ".join(parts)
+
+
+REGIONS: dict[str, Callable[[Results], str]] = {
+    "arsitektur": table_arsitektur,
+    "diagram": text_diagram,
+    "data": table_data,
+    "hiperparameter": table_hiperparameter,
+    "waktu": table_waktu,
+    "waktu_teks": text_waktu_teks,
+    "kurva_teks": text_kurva_teks,
+    "rekonstruksi": table_rekonstruksi,
+    "rekonstruksi_teks": text_rekonstruksi_teks,
+    "generalisasi": table_generalisasi,
+    "per_atribut": table_per_atribut,
+    "per_atribut_teks": text_per_atribut_teks,
+    "sampel": table_sampel,
+    "keragaman": table_keragaman,
+    "sampel_teks": text_sampel_teks,
+    "laten": table_laten,
+    "anomali": table_anomali,
+    "anomali_teks": text_anomali_teks,
+    "ablasi": table_ablasi,
+    "ablasi_ringkasan": table_ablasi_ringkasan,
+    "uji_welch": table_uji_welch,
+    "verdict": text_verdict,
+    "autoencoder_teks": text_autoencoder_teks,
+    "likelihood": table_likelihood,
+    "likelihood_teks": text_likelihood_teks,
+    "beta": table_beta,
+    "beta_teks": text_beta_teks,
+    "presisi": table_presisi,
+    "status": text_status,
+    "abstrak_hasil": text_abstrak_hasil,
+    "kesimpulan": text_kesimpulan,
+    "findings": text_findings,  # in the top-level README.md
+}
+
+
+# -- figures with Indonesian labels -----------------------------------------------------
+
+
+def _arm_colour(name: str) -> str:
+    return {"residual": "tab:blue", "plain": "tab:orange"}.get(study.arm_of(name), "tab:gray")
+
+
+def _run_label(name: str) -> str:
+    arm = study.arm_of(name)
+    return f"{ARM_NAMES.get(arm, arm)}, seed {name.rsplit('_s', 1)[-1]}"
+
+
+def figure_kurva_loss(results: Results):
+    from resvae_keras import plots
+
+    history = results.main_history
+    if history is None or not len(history):
+        return None
+    history = history.assign(epoch=history["epoch"] + 1)
+    fig = plots.loss_curves(history, title="Kurva pelatihan run utama (CelebA 64×64)")
+    titles = {"loss": "loss total (−ELBO dengan β)", "reconstruction_loss": "rekonstruksi −log p(x|z)",
+              "kl_loss": "divergensi KL"}
+    panels = [c for c in ("loss", "reconstruction_loss", "kl_loss") if c in history.columns]
+    from matplotlib.ticker import MaxNLocator
+
+    for ax, column in zip(fig.axes, panels, strict=False):
+        ax.set(title=titles[column], xlabel="epoch", ylabel="nats per citra")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        for line, label in zip(ax.get_lines(), ("latih", "validasi"), strict=False):
+            line.set_label(label)
+        ax.legend()
+    return fig
+
+
+def _study_curves(results: Results, x: str):
+    curves = {}
+    for name, r in results.study.items():
+        if study.arm_of(name) in ("residual", "plain") and not name.startswith("residual_bf16"):
+            h = r["history"]
+            xs = h["epoch"] + 1 if x == "epoch" else h["wall_time_s"] / 60.0
+            curves[name] = (xs.to_numpy(), h["val_loss"].to_numpy())
+    return curves
+
+
+def _line_figure(curves, xlabel, title):
+    from resvae_keras import plots
+
+    if not curves:
+        return None
+    labelled = {_run_label(n): c for n, c in curves.items()}
+    # every curve carries its own x, so the shared x is unused
+    fig = plots.line_plot((), labelled, xlabel=xlabel, ylabel="loss validasi (nats per citra)",
+                          marker="o", title=title)
+    if xlabel == "epoch":
+        from matplotlib.ticker import MaxNLocator
+
+        fig.axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))
+    for line, name in zip(fig.axes[0].get_lines(), curves, strict=False):
+        line.set_color(_arm_colour(name))
+        line.set_linestyle("-" if name.endswith("s0") else ("--" if name.endswith("s1") else ":"))
+    fig.axes[0].legend(fontsize=8)
+    return fig
+
+
+def figure_val_loss_epoch(results: Results):
+    return _line_figure(_study_curves(results, "epoch"), "epoch",
+                        "Residual vs. polos: loss validasi per epoch")
+
+
+def figure_val_loss_waktu(results: Results):
+    return _line_figure(_study_curves(results, "time"), "waktu latih (menit, CPU 2 inti)",
+                        "Residual vs. polos: loss validasi terhadap waktu")
+
+
+def _ablation_bars(results: Results, column: str, ylabel: str):
+    from resvae_keras import plots
+
+    table = results.ablation
+    if table.empty:
+        return None
+    summary = study.arm_summary(table)
+    arms = [a for a in study.ARMS if a in summary.index]
+    bars = pd.DataFrame({
+        "nilai": [summary.loc[a, f"{column}_mean"] for a in arms],
+        "galat": [summary.loc[a, f"{column}_std"] for a in arms],
+    }, index=pd.Index([ARM_NAMES[a] for a in arms], name="lengan")).fillna({"galat": 0.0})
+    return plots.metric_bars(bars, value="nilai", error="galat", xlabel="lengan", ylabel=ylabel,
+                             title=f"{ylabel}: rata-rata ± simpangan baku antar-seed")
+
+
+def figure_ablasi_psnr(results: Results):
+    return _ablation_bars(results, "psnr", "PSNR uji (dB)")
+
+
+def figure_ablasi_swd(results: Results):
+    return _ablation_bars(results, "sample_swd_mean_x1e3", "SWD sampel (×10³)")
+
+
+def figure_ablasi_waktu(results: Results):
+    return _ablation_bars(results, "median_epoch_time_s", "waktu per epoch (s)")
+
+
+def figure_rate_distorsi(results: Results):
+    from resvae_keras import plots
+
+    table = study.beta_table(results.study) if results.study else pd.DataFrame()
+    if table.empty:
+        return None
+    fig = plots.line_plot(table["kl_nats"].to_numpy(), {"MSE uji": table["mse"].to_numpy()},
+                          xlabel="laju: KL (nats per citra)", ylabel="distorsi: MSE per piksel",
+                          marker="o", title="Laju–distorsi untuk beberapa nilai β")
+    ax = fig.axes[0]
+    for beta, row in table.iterrows():
+        ax.annotate(f"β = {beta:g}", (row["kl_nats"], row["mse"]), textcoords="offset points",
+                    xytext=(5, 5), fontsize=8)
+    return fig
+
+
+def figure_swd_beta(results: Results):
+    from resvae_keras import plots
+
+    table = study.beta_table(results.study) if results.study else pd.DataFrame()
+    if table.empty:
+        return None
+    return plots.line_plot(table.index.to_numpy(),
+                           {"SWD sampel (×10³)": table["sample_swd_mean_x1e3"].to_numpy()},
+                           xlabel="β (skala log)", ylabel="SWD ×10³ (lebih rendah lebih baik)",
+                           logx=True, marker="o", title="Realisme sampel terhadap β")
+
+
+def figure_per_atribut(results: Results):
+    from resvae_keras import plots
+
+    top = per_attribute_rows(results)
+    if top is None or top.empty:
+        return None
+    bars = pd.DataFrame({"selisih": 1e3 * top["difference"].astype(float),
+                         "galat": 1e3 * top["se_difference"].astype(float)})
+    bars.index.name = "atribut"
+    return plots.metric_bars(bars, value="selisih", error="galat", xlabel="atribut",
+                             ylabel="selisih MSE ×10³ (dengan − tanpa)",
+                             title="Atribut dan galat rekonstruksi (± galat baku)")
+
+
+def figure_auroc(results: Results):
+    from resvae_keras import plots
+
+    anomaly = _get(results.main_metrics or {}, "anomaly")
+    if not anomaly or not anomaly.get("results"):
+        return None
+    strengths = anomaly.get("corruption_strengths", {})
+    values = pd.Series({_anomaly_label(k, strengths): _get(v, "neg_elbo.auroc")
+                        for k, v in anomaly["results"].items()}, dtype=float, name="AUROC")
+    values.index.name = "jenis anomali"
+    fig = plots.metric_bars(values, xlabel="jenis anomali", ylabel="AUROC skor −ELBO",
+                            title="Deteksi anomali dengan −ELBO")
+    ax = fig.axes[0]
+    ax.axhline(0.5, linestyle="--", color="gray", linewidth=1, label="tebakan acak (0.5)")
+    ax.set_ylim(0, 1.05)
+    ax.legend(fontsize=8, loc="lower right")
+    return fig
+
+
+def figure_norma_interpolasi(results: Results):
+    """Norm of z along lerp and slerp paths between prior samples: needs only the latent size."""
+    from resvae_keras import latent, plots
+    from resvae_keras.config import Config
+
+    d = int((results.main_config or {}).get("latent_dim") or Config().latent_dim)
+    z0, z1 = latent.prior_samples(200, d, seed=1), latent.prior_samples(200, d, seed=2)
+    fig = plots.norm_plot(latent.norm_along_path(z0, z1, steps=21), d,
+                          title=f"Norma z sepanjang lintasan antara dua sampel prior (d = {d})")
+    ax = fig.axes[0]
+    ax.set(xlabel="t (posisi sepanjang lintasan)", ylabel="norma ‖z‖ (rata-rata 200 pasang)")
+    labels = ["lerp", "slerp", "√d: norma khas sampel N(0, I)", "√(d/2)"]
+    for line, label in zip(ax.get_lines(), labels, strict=False):
+        line.set_label(label)
+    ax.legend(fontsize=8)
+    return fig
+
+
+FIGURES: dict[str, Callable[[Results], object]] = {
+    "laporan_kurva_loss": figure_kurva_loss,
+    "laporan_val_loss_epoch": figure_val_loss_epoch,
+    "laporan_val_loss_waktu": figure_val_loss_waktu,
+    "laporan_ablasi_psnr": figure_ablasi_psnr,
+    "laporan_ablasi_swd": figure_ablasi_swd,
+    "laporan_ablasi_waktu": figure_ablasi_waktu,
+    "laporan_rate_distorsi": figure_rate_distorsi,
+    "laporan_swd_beta": figure_swd_beta,
+    "laporan_per_atribut": figure_per_atribut,
+    "laporan_auroc": figure_auroc,
+    "laporan_norma_interpolasi": figure_norma_interpolasi,
+}
+
+
+def _write_if_changed(path: Path, content: bytes) -> bool:
+    if path.is_file() and path.read_bytes() == content:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    return True
+
+
+def draw_figures(results: Results, figures_dir: Path) -> list[Path]:
+    """Draw every ``FIGURES`` entry whose results exist into ``figures_dir/<name>.png``.
+
+    Returns the paths whose bytes changed. Figures whose results are missing are skipped
+    (the report then says so in their region).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from resvae_keras import plots
+
+    updated = []
+    for name, draw in FIGURES.items():
+        fig = draw(results)
+        if fig is None:
+            continue
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=plots.DPI, bbox_inches="tight",
+                    metadata={"Software": None})
+        plt.close(fig)
+        path = figures_dir / f"{name}.png"
+        if _write_if_changed(path, buffer.getvalue()):
+            updated.append(path)
+    return updated
+
+
+# -- filling the report -----------------------------------------------------------------
+
+
+FIGURE_SOURCES = {  # what a figure is drawn from, for its "not available yet" line
+    "laporan_kurva_loss": (f"`report/results/{MAIN_RUN}/history.csv`", MAIN_COMMAND),
+    "laporan_per_atribut": (f"`report/results/{MAIN_RUN}/metrics.json`", MAIN_COMMAND),
+    "laporan_auroc": (f"`report/results/{MAIN_RUN}/metrics.json`", MAIN_COMMAND),
+    "laporan_rate_distorsi": ("`report/results/study/beta_*/`", STUDY_COMMAND),
+    "laporan_swd_beta": ("`report/results/study/beta_*/`", STUDY_COMMAND),
+}
+
+
+def _figure_body(name: str, caption: str | None, results: Results, figures_dir: Path) -> str:
+    if (figures_dir / f"{name}.png").is_file():
+        return f"![{caption or name}](../figures/{name}.png)"
+    source, command = FIGURE_SOURCES.get(
+        name, ("`report/results/study/{residual,plain}_s*/`", STUDY_COMMAND))
+    return not_available(f"gambar `figures/{name}.png` (digambar dari {source})", command)
+
+
+def fill_regions(text: str, results: Results, figures_dir: Path) -> str:
+    """``text`` with every generated region rewritten from ``results``.
+
+    Raises ValueError for a region name that has no generator, so a typo in the report shows.
+    """
+    def replace(match: re.Match) -> str:
+        kind, name = match["kind"], match["name"]
+        if kind == "FIGURE":
+            body = _figure_body(name, match["caption"], results, figures_dir)
+        elif name in REGIONS:
+            body = REGIONS[name](results)
+        else:
+            raise ValueError(
+                f"laporan.md has a region {kind}: {name} but report.REGIONS has no {name!r}; "
+                f"known: {sorted(REGIONS)}")
+        return f"{match['begin']}\n{body.strip()}\n\n{match['end']}"
+
+    return REGION.sub(replace, text)
+
+
+def regions(text: str) -> dict[str, str]:
+    """``{name: body}`` of every generated region of ``text`` (bodies without the markers)."""
+    return {m["name"]: m["body"] for m in REGION.finditer(text)}
+
+
+def figure_references(text: str) -> list[str]:
+    """File names of the figures a report references as ``../figures/NAME.png``."""
+    return re.findall(r"!\[[^\]]*\]\(\.\./figures/([^)\s]+\.png)\)", text)
+
+
+def report_dir() -> Path:
+    return project_root() / "report"
+
+
+def collect_run(run_dir, name: str = MAIN_RUN, results_root=None) -> list[Path]:
+    """Copy an evaluated run's ``config.json``, ``history.csv`` and ``metrics*.json`` into
+    ``report/results/<name>/`` (the files the report reads); returns the paths written."""
+    run = Path(run_dir)
+    run = run if run.is_absolute() else project_root() / run
+    if not (run / "metrics.json").is_file():
+        raise FileNotFoundError(
+            f"run_dir={str(run_dir)!r} has no metrics.json: evaluate it first with "
+            f"python -m resvae_keras evaluate --run-dir {run_dir}")
+    dest = Path(results_root or study.results_dir()) / name
+    dest.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in [run / "config.json", run / "history.csv", *sorted(run.glob("metrics*.json"))]:
+        if path.is_file():
+            shutil.copy(path, dest / path.name)
+            written.append(dest / path.name)
+    return written
+
+
+def render_html(report_path: Path | None = None) -> Path | None:
+    """Render ``laporan.md`` to ``laporan.html`` beside it with pandoc; None without pandoc."""
+    report_path = Path(report_path or report_dir() / "laporan.md")
+    pandoc = shutil.which("pandoc")
+    if pandoc is None:
+        print("pandoc not found: report/laporan.md is up to date but was not rendered to HTML. "
+              "Install it with `sudo apt-get install pandoc` (Debian/Ubuntu) and run "
+              "`make report` again.")
+        return None
+    out = report_path.with_suffix(".html")
+    root = report_path.resolve().parent.parent
+    subprocess.run(
+        [pandoc, report_path.name, "--standalone", "--toc", "--mathml",
+         "-V", "maxwidth=60em", f"--resource-path=.:{root}",
+         "-o", out.name],
+        cwd=report_path.parent, check=True)
+    return out
+
+
+def build_report(results_root: Path | str | None = None, report_path: Path | str | None = None,
+                 figures_dir: Path | str | None = None, figures: bool = True,
+                 html: bool = True, readme_path: Path | str | None = None) -> list[Path]:
+    """Redraw the figures, refill every generated region of ``laporan.md``, render HTML.
+
+    Args:
+        results_root: folder with ``celeba-subset/`` and ``study/`` (default ``report/results``).
+        report_path: the report to fill in place (default ``report/laporan.md``).
+        figures_dir: where ``laporan_*.png`` go and where figure references are checked
+            (default ``figures/``).
+        figures: redraw the ``laporan_*`` figures first.
+        html: render ``laporan.html`` with pandoc when it is installed.
+        readme_path: a README whose marked regions (e.g. ``findings``) are filled too; by
+            default the project's ``README.md`` when ``report_path`` is the default one.
+
+    Returns:
+        the paths whose contents changed (figures, the report, the HTML).
+    """
+    if readme_path is None and report_path is None:
+        readme_path = project_root() / "README.md"
+    report_path = Path(report_path or report_dir() / "laporan.md")
+    if not report_path.is_file():
+        raise FileNotFoundError(
+            f"report_path={str(report_path)!r} does not exist: the report with its marked regions "
+            "is report/laporan.md in the project root")
+    figures_dir = Path(figures_dir or project_root() / "figures")
+    results = Results(results_root)
+    updated = draw_figures(results, figures_dir) if figures else []
+    text = report_path.read_text()
+    filled = fill_regions(text, results, figures_dir)
+    if _write_if_changed(report_path, filled.encode()):
+        updated.append(report_path)
+    if readme_path is not None and Path(readme_path).is_file():
+        readme = Path(readme_path)
+        if _write_if_changed(readme, fill_regions(readme.read_text(), results,
+                                                  figures_dir).encode()):
+            updated.append(readme)
+    if html:
+        out = render_html(report_path)
+        if out is not None:
+            updated.append(out)
+    return updated

@@ -1,0 +1,213 @@
+"""Tests for resvae_keras.evaluate: corruptions, non-face images, anomaly scores, attribute
+vectors and the metrics.json of a run, on a small ResVAE trained on generated demo faces."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+
+import numpy as np
+import pytest
+
+from resvae_keras import data, evaluate, latent
+
+# The smallest setting found where the Eyeglasses vector visibly draws glasses: 800 demo
+# faces (640 for training), the demo architecture, batch 16 for enough optimizer steps.
+TINY_RUN = dict(demo_images=800, epochs=5, batch_size=16, learning_rate=2e-3, grid_every=1000)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """``(config, model, cache)`` of a ResVAE trained for a few seconds on demo faces."""
+    from resvae_keras.config import get_profile
+    from resvae_keras.train import train
+
+    root = tmp_path_factory.mktemp("tiny_run")
+    config = get_profile(
+        "demo", data_dir=str(root / "demo"), cache_dir=str(root / "cache"),
+        run_dir=str(root / "run"), **TINY_RUN,
+    )
+    model, _ = train(config, verbose=0)
+    return config, model, data.load_cache(config, progress=False)
+
+
+@pytest.fixture
+def faces():
+    """Smooth random images float32 in [0, 1], (6, 64, 64, 3)."""
+    from scipy import ndimage
+
+    x = np.random.default_rng(0).random((6, 64, 64, 3), dtype=np.float32)
+    return ndimage.gaussian_filter(x, (0, 3, 3, 0)).astype(np.float32)
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """An empty Keras cache and no network: any download attempt fails the test."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("evaluate reached for the network")
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+
+
+# -- corruptions and non-face images ------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", evaluate.CORRUPTIONS)
+def test_corruptions_keep_shape_and_range_and_are_seeded(faces, kind):
+    out = evaluate.corrupt(faces, kind, seed=1)
+    assert out.shape == faces.shape and out.dtype == np.float32
+    assert out.min() >= 0.0 and out.max() <= 1.0
+    assert np.abs(out - faces).mean() > 0.01
+    np.testing.assert_array_equal(out, evaluate.corrupt(faces, kind, seed=1))
+    assert not np.array_equal(out, evaluate.corrupt(faces, kind, seed=2))
+    uint8 = np.round(faces * 255).astype(np.uint8)
+    assert evaluate.corrupt(uint8, kind, seed=1).dtype == np.float32
+
+
+def test_noise_has_the_requested_std():
+    grey = np.full((4, 64, 64, 3), 0.5, np.float32)
+    noisy = evaluate.corrupt(grey, "noise", strength=0.1)
+    assert (noisy - grey).std() == pytest.approx(0.1, rel=0.03)
+    assert abs((noisy - grey).mean()) < 0.005
+
+
+def test_occlusion_paints_one_square_of_one_colour(faces):
+    out = evaluate.corrupt(faces, "occlusion", seed=3, strength=0.25)
+    side = 16
+    for before, after in zip(faces, out, strict=True):
+        rows, cols = np.nonzero(np.any(before != after, axis=-1))
+        top, left = rows.min(), cols.min()
+        assert rows.max() - top < side and cols.max() - left < side
+        square = after[top : top + side, left : left + side]
+        if square.shape[:2] == (side, side):
+            assert np.ptp(square.reshape(-1, 3), axis=0).max() == 0.0
+        outside = np.ones(before.shape[:2], bool)
+        outside[top : top + side, left : left + side] = False
+        np.testing.assert_array_equal(after[outside], before[outside])
+
+
+def test_rotation_by_180_degrees_turns_the_image_upside_down(faces):
+    out = evaluate.corrupt(faces, "rotation", strength=180)
+    np.testing.assert_allclose(out, np.rot90(faces, 2, axes=(1, 2)), atol=1e-5)
+
+
+def test_unknown_corruption_names_the_argument(faces):
+    with pytest.raises(ValueError, match="kind='blur'"):
+        evaluate.corrupt(faces, "blur")
+
+
+def test_non_face_images_are_deterministic_and_varied():
+    images = evaluate.non_face_images(12, size=32, seed=0)
+    assert images.shape == (12, 32, 32, 3) and images.dtype == np.float32
+    assert images.min() >= 0.0 and images.max() <= 1.0
+    np.testing.assert_array_equal(images, evaluate.non_face_images(12, size=32, seed=0))
+    np.testing.assert_array_equal(images[:4], evaluate.non_face_images(4, size=32, seed=0))
+    assert not np.array_equal(images, evaluate.non_face_images(12, size=32, seed=1))
+    spread = np.ptp(images.reshape(12, -1, 3), axis=1).max(axis=1)
+    flat = evaluate.NON_FACE_KINDS.index("flat")
+    assert spread[flat] == 0.0 and (np.delete(spread, [flat, flat + 6]) > 0.05).all()
+
+
+def test_png_bits_rank_flat_below_noise():
+    flat = np.full((1, 64, 64, 3), 0.3, np.float32)
+    noise = np.random.default_rng(0).random((1, 64, 64, 3), dtype=np.float32)
+    bits = evaluate.png_bits(np.concatenate([flat, noise]))
+    assert bits[0] < 0.05 * bits[1]
+    assert bits[1] > 6 * 64 * 64 * 3  # random bytes do not compress
+
+
+# -- with a trained model ------------------------------------------------------------------
+
+
+def test_reconstruction_report_rows_and_attribute_breakdown(trained):
+    _, model, cache = trained
+    images, attributes = cache.images_of("test")[:40], cache.attributes_of("test").iloc[:40]
+    per_image, summary, breakdown = evaluate.reconstruction_report(model, images, attributes)
+    assert list(per_image.index) == list(attributes.index)
+    for column in ("mse", "psnr", "ssim", "ms_ssim", "neg_elbo", "kl", "bits_per_dim"):
+        assert per_image[column].notna().all(), column
+    np.testing.assert_allclose(per_image["neg_elbo"], per_image["reconstruction_nll"] + per_image["kl"])
+    assert summary.loc["mse", "count"] == 40
+    assert "Eyeglasses" in breakdown.index and breakdown.loc["Eyeglasses", "n_with"] > 0
+    again, _, _ = evaluate.reconstruction_report(model, images, attributes)
+    np.testing.assert_allclose(again["neg_elbo"], per_image["neg_elbo"])  # seeded ELBO
+
+
+def test_anomaly_scores_are_higher_for_corrupted_and_noise_images(trained):
+    _, model, cache = trained
+    clean = cache.images_of("test")[:48]
+    scores = evaluate.score_sets(model, evaluate.anomaly_sets(clean, seed=0))
+    assert set(scores) == set(evaluate.ANOMALY_SETS)
+    for anomaly in ("noise", "occlusion"):
+        assert scores[anomaly]["neg_elbo"].mean() > scores["clean"]["neg_elbo"].mean(), anomaly
+        assert (scores[anomaly]["reconstruction_mse"].mean()
+                > scores["clean"]["reconstruction_mse"].mean()), anomaly
+    table = evaluate.anomaly_table(scores)
+    assert table.loc[("noise", "neg_elbo"), "auroc"] > 0.9
+    assert table.loc[("occlusion", "neg_elbo"), "auroc"] > 0.7
+    assert ((table["auroc"] >= 0) & (table["auroc"] <= 1)).all()
+    curves = evaluate.roc_curves_of(scores)
+    assert curves["noise"][2] == pytest.approx(table.loc[("noise", "neg_elbo"), "auroc"])
+
+
+def test_eyeglasses_vector_draws_glasses_on_demo_faces(trained):
+    """Attribute vectors on the demo data point towards the attribute: adding the
+    Eyeglasses vector raises the fraction of decoded demo faces with glasses drawn,
+    judged by data.detect_demo_eyeglasses."""
+    _, model, cache = trained
+    z_mean, _, attributes = evaluate.encode_split(model, cache, "train")
+    vector = latent.attribute_vector(z_mean, attributes["Eyeglasses"].to_numpy())
+    faces = np.concatenate([
+        cache.images_of(split)[~cache.attributes_of(split)["Eyeglasses"].to_numpy()]
+        for split in ("val", "test")
+    ])
+    assert not data.detect_demo_eyeglasses(faces).any()
+    effect = evaluate.attribute_strength_effect(
+        model, faces, vector, [0.0, 2.0], data.detect_demo_eyeglasses
+    )
+    assert effect.loc[0.0, "rate"] <= 0.05
+    assert effect.loc[2.0, "rate"] >= effect.loc[0.0, "rate"] + 0.2
+
+
+def test_evaluate_run_writes_metrics_json_offline(trained, offline):
+    config, _, _ = trained
+    result = evaluate.evaluate_run(
+        config.run_path, n_samples=32, n_anomaly=32, memorization_queries=32, verbose=False
+    )
+    written = json.loads((config.run_path / "metrics.json").read_text())
+    assert written == result
+    expected = {"version", "profile", "demo", "model", "data", "settings", "reconstruction",
+                "per_attribute", "latent", "samples", "anomaly", "timings_s", "summary"}
+    assert expected <= set(written)
+    assert written["demo"] is True and written["profile"] == "demo"
+    rec = written["reconstruction"]
+    assert rec["n_images"] == 80 and rec["bits_per_dim"]["mean"] > 0
+    assert {"mean", "std"} == set(rec["psnr"])
+    assert set(written["samples"]) == {"prior_t1", "prior_t0.7", "gmm_t1"}
+    for report in written["samples"].values():
+        realism = report["realism"]
+        assert report["n_images"] == 32 and realism["swd"]["swd_mean"] > 0
+        assert realism["available"] is False and "InceptionV3" in realism["reason"]
+        assert "fid" not in realism
+        assert report["memorization"]["n_queries"] == 32
+    assert written["summary"]["fid_available"] is False
+    assert written["summary"]["fid_prior_t1"] is None
+    assert set(written["anomaly"]["results"]) == {"noise", "occlusion", "rotation", "non_face"}
+    assert 0 < written["latent"]["active_units"] <= config.latent_dim
+
+
+def test_write_samples_writes_pngs(trained, tmp_path):
+    from PIL import Image
+
+    config, _, _ = trained
+    paths = evaluate.write_samples(config.run_path, n=3, out_dir=tmp_path / "png", seed=1)
+    assert [p.name for p in paths] == ["sample_00000.png", "sample_00001.png", "sample_00002.png"]
+    with Image.open(paths[0]) as image:
+        assert image.size == (64, 64) and image.mode == "RGB"
+
+
+def test_missing_run_dir_says_what_to_do(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train it first"):
+        evaluate.load_run(tmp_path / "nothing")

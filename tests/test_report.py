@@ -1,0 +1,617 @@
+"""The report: generated tables equal the results files, figures exist, regions are honest.
+
+The expectations below read the results with json/pandas/scipy directly, not through
+``report``, so a table that shows a number the files do not hold fails here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from resvae_keras import report, study
+from resvae_keras.config import get_profile
+
+ROOT = Path(__file__).resolve().parents[1]
+LAPORAN = ROOT / "report" / "laporan.md"
+REAL_RESULTS = ROOT / "report" / "results"
+NUMBER = re.compile(r"-?\d+(?:[\u00a0]\d{3})*(?:\.\d+)?(?:e[-+]?\d+)?")
+
+# -- a small fake set of results ----------------------------------------------------------
+
+STUDY_RUNS = (  # likelihood_bernoulli_s0, beta_0.5_s0 and beta_2_s0 stay missing on purpose
+    "residual_s0", "residual_s1", "residual_s2", "plain_s0", "plain_s1", "plain_s2",
+    "autoencoder_s0", "likelihood_gaussian_s0", "beta_0.25_s0", "beta_4_s0", "residual_bf16_s0",
+)
+ATTRIBUTES = ("Eyeglasses", "Wearing_Hat", "Smiling", "Male", "Bangs", "Blond_Hair", "Pale_Skin",
+              "Young", "Bald", "Mustache", "Goatee", "Heavy_Makeup", "No_Beard", "Chubby")
+
+
+def _history(rng, epochs, time_per_epoch):
+    epoch_time = time_per_epoch * rng.uniform(0.9, 1.1, epochs)
+    val_loss = -5000 - 900 * np.arange(epochs) + rng.normal(0, 50, epochs)
+    return pd.DataFrame({
+        "epoch": np.arange(epochs), "beta": np.minimum(1.0, (np.arange(epochs) + 1) / 2),
+        "epoch_time_s": epoch_time, "kl_loss": 300 + rng.normal(0, 5, epochs),
+        "loss": val_loss + 100, "reconstruction_loss": val_loss - 200,
+        "val_kl_loss": 290 - 3 * np.arange(epochs), "val_loss": val_loss,
+        "val_reconstruction_loss": val_loss - 290, "wall_time_s": np.cumsum(epoch_time),
+    })
+
+
+def _study_metrics(rng, name, history):
+    arm = study.arm_of(name)
+    psnr = {"residual": 25.0, "plain": 24.0, "autoencoder": 27.0}.get(arm, 24.5)
+    return {
+        "n_test_images": 1000, "n_samples": 1000, "sampler": "prior N(0, I), temperature 1",
+        "psnr": psnr + rng.normal(0, 0.05), "psnr_std": 2.0, "ssim": 0.7 + rng.normal(0, 0.01),
+        "ssim_std": 0.05, "mse": 10 ** (-psnr / 10), "neg_elbo_nats": -9000 + rng.normal(0, 40),
+        "neg_elbo_bits_per_dim": 6.9 + rng.normal(0, 0.01),
+        "reconstruction_nats": -9300 + rng.normal(0, 40), "kl_nats": 300 + rng.normal(0, 20),
+        "recon_sharpness_ratio": 0.45 + rng.normal(0, 0.01),
+        "sample_sharpness_ratio": 0.4 + rng.normal(0, 0.01),
+        "sample_swd_mean_x1e3": 90 + rng.normal(0, 3), "sample_pixel_diversity": 25 + rng.normal(),
+        "epochs": len(history), "median_epoch_time_s": float(history["epoch_time_s"].median()),
+        "wall_time_s": float(history["wall_time_s"].iloc[-1]),
+        "best_val_loss": float(history["val_loss"].min()), "name": name, "decoder_sigma": 0.08,
+    }
+
+
+def _main_metrics(rng):
+    def ms(mean, std):
+        return {"mean": mean + rng.normal(0, abs(mean) * 0.01 + 1e-4), "std": std}
+
+    rows = {}
+    for i, attribute in enumerate(ATTRIBUTES):
+        n_with = 1 if attribute == "Chubby" else int(rng.integers(20, 500))
+        difference = float(rng.normal(0, 0.0015))
+        t = float("nan") if n_with == 1 else difference / 0.0002
+        p = float("nan") if n_with == 1 else float(2 * stats.norm.sf(abs(t)))
+        rows[attribute] = {"n_with": n_with, "n_without": 1000 - n_with,
+                           "mean_with": 0.004 + difference, "mean_without": 0.004 - i * 1e-5,
+                           "difference": difference, "se_difference": 0.0002, "t": t,
+                           "p_value": p}
+    samples = {}
+    for key, sampler, temperature in (("prior_t1", "prior", 1.0), ("prior_t0.7", "prior", 0.7),
+                                      ("gmm_t1", "gmm", 1.0)):
+        swd = {"swd_64": 100 + rng.normal(0, 5), "swd_32": 60 + rng.normal(0, 5),
+               "swd_16": 40 + rng.normal(0, 5)}
+        swd["swd_mean"] = float(np.mean(list(swd.values())))
+        realism = {"n_real": 1000, "n_fake": 1000, "swd": swd, "extractor": "inception_v3",
+                   "available": key == "gmm_t1"}
+        if key == "gmm_t1":  # one sampler with the Inception measures, to check those columns
+            realism.update(fid=42.123, kid_mean=0.0312, kid_std=0.001, precision=0.61,
+                           recall=0.35)
+        samples[key] = {
+            "sampler": sampler, "temperature": temperature, "seed": 0, "n_images": 1000,
+            "n_real": 1000, "fid_comparable": False, "realism": realism,
+            "diversity": {"pixel_l2_fake": 22 + rng.normal(), "pixel_l2_real": 30.5,
+                          "ms_ssim_fake": 0.2 + rng.normal(0, 0.01), "ms_ssim_real": 0.15},
+            "memorization": {
+                "n_queries": 500, "n_train": 8000, "distance": "pixel L2, intensities in [0, 1]",
+                "sample_to_train": {"mean": 14.0, "median": 13.5 + rng.normal(), "p01": 9.0,
+                                    "p05": 10.0, "min": 8.0},
+                "test_to_train": {"mean": 14.2, "median": 13.93, "p01": 8.7, "p05": 9.9,
+                                  "min": 7.7},
+                "median_ratio": 0.97 + rng.normal(0, 0.01),
+                "share_closer_than_test_p01": 0.004,
+            },
+        }
+    results = {}
+    for kind in ("noise", "occlusion", "rotation", "non_face"):
+        results[kind] = {score: {"auroc": float(rng.uniform(0.3, 1.0)),
+                                 "ap": float(rng.uniform(0.3, 1.0)), "mean_clean": -9000.0,
+                                 "mean_anomalous": -5000.0}
+                         for score in ("neg_elbo", "reconstruction_mse", "complexity_corrected")}
+    return {
+        "version": 1, "run": "celeba-subset", "profile": "celeba-subset", "demo": False,
+        "model": {"params": 2826862, "latent_dim": 128, "decoder_sigma": 0.0712},
+        "data": {"source": "celeba", "split": "test", "split_rule": "fallback 80:10:10",
+                 "split_counts": {"train": 8000, "val": 1000, "test": 1000}},
+        "reconstruction": {
+            "n_images": 1000, "mse": ms(0.0041, 0.002), "psnr": ms(24.61, 2.1),
+            "ssim": ms(0.7312, 0.06), "ms_ssim": ms(0.8123, 0.05),
+            "neg_elbo_nats": ms(-10123.4, 1500.0), "reconstruction_nll_nats": ms(-10400.2, 1500.0),
+            "kl_nats": ms(276.5, 20.0), "bits_per_dim": ms(6.8123, 0.18), "num_dims": 12288,
+            "likelihood": "gaussian_learned", "bits_per_dim_is_bound": True,
+            "decoder_sigma": 0.0712,
+        },
+        "per_attribute": {"error": "mse", "n_images": 1000, "rows": rows},
+        "latent": {"n_images": 1000, "latent_dim": 128, "threshold": 0.01, "active_units": 57,
+                   "kl_total_nats": 276.5, "top_units": [12, 3, 99, 7, 64, 1],
+                   "top_units_kl_nats": [9.81, 8.2, 7.77, 6.5, 6.25, 5.0]},
+        "samples": samples,
+        "anomaly": {"n_clean": 1000, "n_anomalous_per_set": 1000, "seed": 0,
+                    "corruption_strengths": {"noise": 0.1, "occlusion": 0.35, "rotation": None},
+                    "results": results},
+    }
+
+
+def write_fixture(root: Path, seed: int = 0) -> Path:
+    """Fake ``report/results``: the main run and most study runs; returns ``root``."""
+    rng = np.random.default_rng(seed)
+    main = root / "celeba-subset"
+    main.mkdir(parents=True)
+    get_profile("celeba-subset", epochs=5).save(main / "config.json")
+    history = _history(rng, 5, 120.0)
+    stale = history.iloc[:2].assign(val_loss=0.0)  # epochs logged before a resume
+    pd.concat([stale, history]).to_csv(main / "history.csv", index=False)
+    (main / "metrics.json").write_text(json.dumps(_main_metrics(rng), indent=2))
+    other = _main_metrics(rng)
+    other["reconstruction"]["n_images"] = 3000
+    (main / "metrics_celeba_test_facecrops.json").write_text(json.dumps(other))
+    for name in STUDY_RUNS:
+        folder = root / "study" / name
+        folder.mkdir(parents=True)
+        study.study_config(name).save(folder / "config.json")
+        history = _history(rng, 4, 60.0 if "bf16" in name else 100.0)
+        history.to_csv(folder / "history.csv", index=False)
+        (folder / "metrics.json").write_text(json.dumps(_study_metrics(rng, name, history)))
+    return root
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """The report built from the fake results: ``(text, results root, figures dir)``."""
+    tmp = tmp_path_factory.mktemp("report")
+    results = write_fixture(tmp / "results")
+    copy = tmp / "report" / "laporan.md"
+    copy.parent.mkdir()
+    shutil.copy(LAPORAN, copy)
+    report.build_report(results_root=results, report_path=copy, figures_dir=tmp / "figures",
+                        html=False)
+    return copy.read_text(), results, tmp / "figures"
+
+
+# -- reading the generated markdown back ---------------------------------------------------
+
+
+def parse_table(body: str) -> tuple[list[str], list[list[str]]]:
+    """The first pipe table of a region: header and rows of cell texts."""
+    lines = [line for line in body.splitlines() if line.startswith("|")]
+    assert len(lines) >= 2, f"no table in:\n{body}"
+    cells = [[cell.strip().replace("\\|", "|") for cell in re.split(r"(?<!\\)\|", line)[1:-1]]
+             for line in lines]
+    return cells[0], cells[2:]
+
+
+def numbers_in(cell: str) -> list[str]:
+    return NUMBER.findall(cell)
+
+
+def assert_shows(cell: str, expected, where: str) -> None:
+    """``cell`` shows exactly the numbers ``expected``, each equal after the printed rounding;
+    ``None`` (or an empty list) means the cell shows no number (a dash or text)."""
+    expected = [] if expected is None else list(np.atleast_1d(np.asarray(expected, float)))
+    shown = numbers_in(cell)
+    assert len(shown) == len(expected), f"{where}: cell {cell!r} should show {expected}"
+    for token, value in zip(shown, expected, strict=True):
+        mantissa, _, exponent = token.replace("\u00a0", "").partition("e")
+        decimals = len(mantissa.partition(".")[2])
+        tolerance = 0.5 * 10.0 ** -decimals * 10.0 ** int(exponent or 0)
+        assert abs(float(token.replace("\u00a0", "")) - value) <= tolerance * (1 + 1e-9), (
+            f"{where}: cell {cell!r} shows {token}, results file holds {value}")
+
+
+def check_table(text: str, name: str, expected_rows: list[dict], free: tuple = ()) -> None:
+    """Region ``name`` of ``text`` has one row per expected dict, in order; every column not
+    in ``free`` is checked (columns an expected row leaves out must show no number, and ``...``
+    skips a cell of free text)."""
+    header, rows = parse_table(report.regions(text)[name])
+    assert len(rows) == len(expected_rows), f"{name}: {len(rows)} rows, expected {len(expected_rows)}"
+    for i, (row, expected) in enumerate(zip(rows, expected_rows, strict=True)):
+        unknown = set(expected) - set(header)
+        assert not unknown, f"{name}: no column(s) {unknown} in {header}"
+        for column, cell in zip(header, row, strict=True):
+            if column in free or expected.get(column, 0) is ...:
+                if column in expected and expected[column] is not ...:
+                    shown = cell.replace("`", "")
+                    assert shown == expected[column], f"{name} row {i}: {cell!r}"
+                continue
+            assert_shows(cell, expected.get(column), f"{name} row {i} column {column!r}")
+
+
+# -- expectations, read from the files directly ----------------------------------------------
+
+
+def _json(path: Path):
+    return json.loads(path.read_text())
+
+
+def _study_runs(root: Path) -> dict:
+    out = {}
+    for path in sorted((root / "study").glob("*/metrics.json")):
+        out[path.parent.name] = {"metrics": _json(path),
+                                 "config": _json(path.parent / "config.json"),
+                                 "history": pd.read_csv(path.parent / "history.csv")}
+    order = list(study.study_runs())
+    return dict(sorted(out.items(), key=lambda kv: order.index(kv[0])))
+
+
+def _ms(record, key):
+    return [record[key]["mean"]], [record[key]["std"]]
+
+
+def expected_tables(root: Path) -> dict:
+    """``{region: (expected rows, free-text columns)}`` for every table whose files exist."""
+    tables = {}
+    main = root / "celeba-subset"
+    runs = _study_runs(root)
+    if (main / "metrics.json").is_file():
+        m = _json(main / "metrics.json")
+        counts = m["data"]["split_counts"]
+        total = sum(counts.values())
+        tables["data"] = ([{"Jumlah citra": v, "Porsi (%)": 100 * v / total}
+                           for v in counts.values()] + [{"Jumlah citra": total, "Porsi (%)": 100}],
+                          ("Split",))
+        rec = m["reconstruction"]
+        rows = []
+        for key in ("mse", "psnr", "ssim", "ms_ssim", "neg_elbo_nats", "reconstruction_nll_nats",
+                    "kl_nats", "bits_per_dim"):
+            mean, std = _ms(rec, key)
+            rows.append({"Rata-rata": mean, "Simpangan baku": std})
+        rows.append({"Rata-rata": rec["decoder_sigma"]})
+        tables["rekonstruksi"] = (rows, ("Metrik",))
+        others = [_json(p)["reconstruction"] for p in sorted(main.glob("metrics_*.json"))]
+        tables["generalisasi"] = ([
+            {"n": r["n_images"], "MSE": r["mse"]["mean"], "PSNR (dB)": r["psnr"]["mean"],
+             "SSIM": r["ssim"]["mean"], "MS-SSIM": r["ms_ssim"]["mean"],
+             "bit/dim": r["bits_per_dim"]["mean"]} for r in [rec, *others]], ("Data",))
+        attrs = pd.DataFrame.from_dict(m["per_attribute"]["rows"], orient="index")
+        attrs = attrs[np.isfinite(attrs["t"].astype(float))]
+        top = attrs.loc[attrs["t"].abs().sort_values(ascending=False).index[:10]]
+        top = top.sort_values("difference", ascending=False)
+        tables["per_atribut"] = ([
+            {"Atribut": name, "n dengan": r.n_with, "n tanpa": r.n_without,
+             "MSE dengan (×10³)": 1e3 * r.mean_with, "MSE tanpa (×10³)": 1e3 * r.mean_without,
+             "Selisih (×10³)": 1e3 * r.difference, "t Welch": r.t, "p": r.p_value}
+            for name, r in top.iterrows()], ("Atribut",))
+        sample_rows, diversity_rows = [], []
+        for s in m["samples"].values():
+            r, swd = s["realism"], s["realism"]["swd"]
+            sample_rows.append({
+                "n": s["n_images"], "SWD 64 px": swd["swd_64"], "SWD 32 px": swd["swd_32"],
+                "SWD 16 px": swd["swd_16"], "SWD rata-rata": swd["swd_mean"],
+                "FID": r.get("fid"), "KID (×10³)": None if "kid_mean" not in r
+                else 1e3 * r["kid_mean"], "Presisi": r.get("precision"),
+                "Recall": r.get("recall")})
+            d, mem = s["diversity"], s["memorization"]
+            diversity_rows.append({
+                "Jarak L2 antar-pasangan": d["pixel_l2_fake"],
+                "MS-SSIM antar-pasangan": d["ms_ssim_fake"],
+                "Median jarak ke citra latih terdekat": mem["sample_to_train"]["median"],
+                "Rasio median terhadap wajah uji": mem["median_ratio"],
+                "Sampel lebih dekat dari persentil 1% uji (%)":
+                    100 * mem["share_closer_than_test_p01"]})
+        first = next(iter(m["samples"].values()))
+        diversity_rows.append({
+            "Jarak L2 antar-pasangan": first["diversity"]["pixel_l2_real"],
+            "MS-SSIM antar-pasangan": first["diversity"]["ms_ssim_real"],
+            "Median jarak ke citra latih terdekat": first["memorization"]["test_to_train"]["median"]})
+        tables["sampel"] = (sample_rows, ("Sampler",))
+        tables["keragaman"] = (diversity_rows, ("Sampler",))
+        lat = m["latent"]
+        top_units = [v for pair in zip(lat["top_units"][:5], lat["top_units_kl_nats"][:5],
+                                       strict=True) for v in pair]
+        tables["laten"] = ([{"Nilai": lat["latent_dim"]}, {"Nilai": lat["active_units"]},
+                            {"Nilai": lat["kl_total_nats"]}, {"Nilai": top_units}], ("Besaran",))
+        tables["anomali"] = ([{"AUROC": r["auroc"], "AP": r["ap"]}
+                              for by_score in m["anomaly"]["results"].values()
+                              for r in by_score.values()], ("Anomali", "Skor"))
+    histories = []
+    if (main / "history.csv").is_file():
+        history = pd.read_csv(main / "history.csv")  # a resumed run may log an epoch twice
+        histories.append(("celeba-subset (run utama)",
+                          history.drop_duplicates("epoch", keep="last")))
+    histories += [(name, r["history"]) for name, r in runs.items()]
+    if histories:
+        tables["waktu"] = ([{"Run": name, "Epoch": len(h),
+                             "Median waktu/epoch (s)": h["epoch_time_s"].median(),
+                             "Total waktu latih (menit)": h["wall_time_s"].iloc[-1] / 60,
+                             "Val loss terbaik (nats)": h["val_loss"].min()}
+                            for name, h in histories], ("Run", "Presisi"))
+    if (main / "config.json").is_file() and "residual_s0" in runs:
+        config, ref = _json(main / "config.json"), runs["residual_s0"]["config"]
+        seeds = sorted({r["config"]["seed"] for r in runs.values()})
+        keys = ("image_size", "widths", "blocks_per_stage", "latent_dim", None, "beta",
+                "kl_warmup_steps", "batch_size", "learning_rate", "epochs", "seed", None)
+        tables["hiperparameter"] = ([
+            {"Run utama": ..., "Studi perbandingan (run acuan)": ...} if key is None
+            else {"Run utama": config[key],
+                                    "Studi perbandingan (run acuan)":
+                                        seeds if key == "seed" else ref[key]}
+            for key in keys], ("Hiperparameter",))
+    ablation = {n: r["metrics"] for n, r in runs.items()
+                if n.split("_")[0] in ("residual", "plain", "autoencoder") and "bf16" not in n}
+    columns = {"PSNR (dB)": "psnr", "SSIM": "ssim", "−ELBO (bit/dim)": "neg_elbo_bits_per_dim",
+               "KL (nats)": "kl_nats", "Rasio ketajaman rekonstruksi": "recon_sharpness_ratio",
+               "SWD sampel (×10³)": "sample_swd_mean_x1e3",
+               "Median waktu/epoch (s)": "median_epoch_time_s"}
+    if ablation:
+        order = sorted(ablation, key=lambda n: (n.split("_")[0], int(n[-1])))
+        tables["ablasi"] = ([{"Run": n, "Seed": int(n[-1]),
+                              **{h: ablation[n][k] for h, k in columns.items()}} for n in order],
+                            ("Run", "Lengan"))
+        arms = [a for a in ("residual", "plain", "autoencoder")
+                if any(n.split("_")[0] == a for n in ablation)]
+        summary_columns = {
+            "PSNR (dB)": "psnr", "SSIM": "ssim", "−ELBO (bit/dim)": "neg_elbo_bits_per_dim",
+            "KL (nats)": "kl_nats", "Rasio ketajaman rekonstruksi": "recon_sharpness_ratio",
+            "SWD sampel (×10³)": "sample_swd_mean_x1e3",
+            "Keragaman piksel sampel (L2)": "sample_pixel_diversity",
+            "Median waktu/epoch (s)": "median_epoch_time_s",
+            "Val loss terbaik (nats)": "best_val_loss"}
+        names = {"residual": "ResVAE (residual)", "plain": "VAE polos",
+                 "autoencoder": "autoencoder"}
+        rows = []
+        for key in summary_columns.values():
+            row = {}
+            for arm in arms:
+                values = np.array([ablation[n][key] for n in ablation if n.split("_")[0] == arm])
+                row[names[arm]] = ([values.mean(), values.std(ddof=1)] if len(values) > 1
+                                   else [values.mean()])
+            rows.append(row)
+        rows.append({names[a]: sum(n.split("_")[0] == a for n in ablation) for a in arms})
+        tables["ablasi_ringkasan"] = (rows, ("Ukuran",))
+        res = [ablation[n] for n in ablation if n.startswith("residual")]
+        plain = [ablation[n] for n in ablation if n.startswith("plain")]
+        if len(res) >= 2 and len(plain) >= 2:
+            rows = []
+            for key in ("psnr", "ssim", "neg_elbo_bits_per_dim", "recon_sharpness_ratio",
+                        "sample_swd_mean_x1e3", "median_epoch_time_s", "best_val_loss"):
+                a = np.array([r[key] for r in res])
+                b = np.array([r[key] for r in plain])
+                test = stats.ttest_ind(a, b, equal_var=False)
+                rows.append({"ResVAE": [a.mean(), a.std(ddof=1)],
+                             "VAE polos": [b.mean(), b.std(ddof=1)], "n": [len(a), len(b)],
+                             "t Welch": test.statistic, "p": test.pvalue})
+            tables["uji_welch"] = (rows, ("Ukuran", "Kesimpulan"))
+    likelihoods = [n for n in ("residual_s0", "likelihood_gaussian_s0", "likelihood_bernoulli_s0")
+                   if n in runs]
+    if likelihoods:
+        tables["likelihood"] = ([
+            {"PSNR (dB)": runs[n]["metrics"]["psnr"], "SSIM": runs[n]["metrics"]["ssim"],
+             "Ketajaman rekonstruksi": runs[n]["metrics"]["recon_sharpness_ratio"],
+             "Ketajaman sampel": runs[n]["metrics"]["sample_sharpness_ratio"],
+             "SWD sampel (×10³)": runs[n]["metrics"]["sample_swd_mean_x1e3"],
+             "KL (nats)": runs[n]["metrics"]["kl_nats"]} for n in likelihoods], ("Likelihood",))
+    betas = {1.0 if n == "residual_s0" else float(n.split("_")[1]): runs[n]["metrics"]
+             for n in runs if n.startswith("beta_") or n == "residual_s0"}
+    if betas:
+        tables["beta"] = ([
+            {"β": b, "Laju: KL (nats)": betas[b]["kl_nats"],
+             "−log p(x|z) (nats)": betas[b]["reconstruction_nats"],
+             "Distorsi: MSE": betas[b]["mse"], "PSNR (dB)": betas[b]["psnr"],
+             "SWD sampel (×10³)": betas[b]["sample_swd_mean_x1e3"]} for b in sorted(betas)], ())
+    if "residual_s0" in runs and "residual_bf16_s0" in runs:
+        tables["presisi"] = ([
+            {"Run": n, "PSNR (dB)": runs[n]["metrics"]["psnr"], "SSIM": runs[n]["metrics"]["ssim"],
+             "−ELBO (bit/dim)": runs[n]["metrics"]["neg_elbo_bits_per_dim"],
+             "SWD sampel (×10³)": runs[n]["metrics"]["sample_swd_mean_x1e3"],
+             "Median waktu/epoch (s)": runs[n]["metrics"]["median_epoch_time_s"]}
+            for n in ("residual_s0", "residual_bf16_s0")], ("Run", "Presisi"))
+    return tables
+
+
+def check_all_tables(text: str, root: Path) -> set:
+    expected = expected_tables(root)
+    for name, (rows, free) in expected.items():
+        check_table(text, name, rows, free)
+    return set(expected)
+
+
+# -- the tests --------------------------------------------------------------------------------
+
+
+def test_every_table_number_equals_the_results_files(built):
+    text, results, _ = built
+    checked = check_all_tables(text, results)
+    tables = {m["name"] for m in report.REGION.finditer(text) if m["kind"] == "TABLE"}
+    assert checked == tables - {"arsitektur"}, "every results table is checked (arsitektur below)"
+
+
+def test_the_missing_study_runs_are_named_not_invented(built):
+    text, _, _ = built
+    regions = report.regions(text)
+    assert "`beta_0.5_s0`" in regions["beta"] and "`beta_2_s0`" in regions["beta"]
+    assert "`likelihood_bernoulli_s0`" in regions["likelihood"]
+    assert "Bernoulli" not in parse_table(regions["likelihood"])[1][-1][0]
+    assert f"{len(STUDY_RUNS)} dari {len(study.study_runs())} run" in regions["status"]
+
+
+def test_region_text_lines_quote_the_results(built):
+    text, results, _ = built
+    regions = report.regions(text)
+    m = _json(results / "celeba-subset" / "metrics.json")
+    assert f"Dihitung pada 1{report.NBSP}000 citra uji" in regions["rekonstruksi"]
+    assert f"PSNR {m['reconstruction']['psnr']['mean']:.2f} dB" in regions["abstrak_hasil"]
+    assert f"PSNR rata-rata {m['reconstruction']['psnr']['mean']:.2f} dB" in regions["kesimpulan"]
+    # the fixture makes residual PSNR 1 dB above plain with a tiny spread: significant
+    assert "ResVAE lebih baik secara nyata pada PSNR;" in regions["verdict"]
+    assert "FID, KID" not in regions["sampel_teks"]  # one sampler has them in the fixture
+    h = pd.read_csv(results / "celeba-subset" / "history.csv")
+    assert f"Selama {h['epoch'].nunique()} epoch" in regions["kurva_teks"]
+
+
+def test_welch_conclusions_agree_with_study_verdict(built):
+    _, results, _ = built
+    table = report.Results(results).ablation
+    english = {"residual better": "ResVAE lebih baik", "plain better": "VAE polos lebih baik",
+               "no significant difference": "tidak berbeda nyata"}
+    ours = report.welch_rows(table)
+    theirs = study.verdict(table)
+    assert len(ours) == len(theirs)
+    for row, line in zip(ours, theirs, strict=True):
+        assert line.startswith(row["column"] + ":")
+        assert row["outcome"] == english[line.rsplit(": ", 1)[1]]
+
+
+def test_missing_results_give_one_honest_line_each(tmp_path):
+    copy = tmp_path / "laporan.md"
+    shutil.copy(LAPORAN, copy)
+    report.build_report(results_root=tmp_path / "nothing", report_path=copy,
+                        figures_dir=tmp_path / "figures", html=False)
+    regions = report.regions(copy.read_text())
+    needs_no_results = ("arsitektur", "diagram", "status", "laporan_norma_interpolasi")
+    for name, body in regions.items():
+        if name in needs_no_results:
+            continue
+        assert "belum tersedia" in body or "memerlukan sekurang-kurangnya" in body, name
+        if name != "kesimpulan":
+            assert "|" not in body and "![" not in body, f"{name} shows a table or figure"
+    drawn = [p.name for p in (tmp_path / "figures").glob("*.png")]
+    assert drawn == ["laporan_norma_interpolasi.png"]  # the only figure that needs no results
+
+
+def test_architecture_table_matches_the_keras_model(tmp_path):
+    from resvae_keras.config import Config
+    from resvae_keras.model import build_model
+
+    model = build_model(Config())
+    text = report.fill_regions(LAPORAN.read_text(), report.Results(tmp_path), tmp_path)
+    header, rows = parse_table(report.regions(text)["arsitektur"])
+    layers = [layer for net in (model.encoder, model.decoder) for layer in net.layers]
+    assert len(rows) == len(layers) + 5
+    for row, layer in zip(rows, layers, strict=False):
+        assert row[1].strip("`") == layer.name
+        assert_shows(row[3], list(layer.output.shape[1:]), layer.name)
+        assert_shows(row[4], layer.count_params(), layer.name)
+    plain = build_model(Config(residual=False))
+    totals = [model.encoder.count_params(), model.decoder.count_params(), model.count_params(),
+              sum(int(np.prod(w.shape)) for w in model.trainable_weights), plain.count_params()]
+    for row, total in zip(rows[-5:], totals, strict=True):
+        assert_shows(row[4], total, row[1])
+    assert totals[2] == totals[0] + totals[1] + 2  # log sigma and beta
+
+
+def test_figures_are_drawn_and_every_reference_resolves(built):
+    text, _, figures = built
+    drawn = {p.name for p in figures.glob("*.png")}
+    assert drawn == {f"{name}.png" for name in report.FIGURES}
+    referenced = set(report.figure_references(text))
+    assert drawn <= referenced
+    for name in referenced - drawn:  # the notebooks' figures: the project's own folder
+        assert name[:3] in ("01_", "02_", "03_", "04_", "05_", "06_", "07_"), name
+
+
+def test_table_figure_and_section_references_exist(built):
+    text, _, _ = built
+    captions = set(re.findall(r"\*\*Tabel (\d+\.\d+)\.\*\*", text))
+    figures = set(re.findall(r"Gambar (\d+\.\d+)\. ", text))
+    sections = set(re.findall(r"^### (\d+\.\d+) ", text, re.M))
+    for kind, known in (("Tabel", captions), ("Gambar", figures), ("Subbab", sections)):
+        for ref in set(re.findall(rf"{kind} (\d+\.\d+)", text)):
+            assert ref in known, f"{kind} {ref} is referenced but has no caption or heading"
+    numbers = [tuple(map(int, n.split("."))) for n in re.findall(r"\*\*Tabel (\d+\.\d+)\.\*\*", text)]
+    assert numbers == sorted(numbers) and len(numbers) == len(set(numbers))
+
+
+def test_every_region_has_a_generator_and_every_generator_a_region():
+    names = {m["name"] for m in report.REGION.finditer(LAPORAN.read_text())
+             if m["kind"] != "FIGURE"}
+    assert names | {"findings"} == set(report.REGIONS)  # findings: the top-level README
+    figures = {m["name"] for m in report.REGION.finditer(LAPORAN.read_text())
+               if m["kind"] == "FIGURE"}
+    assert figures == set(report.FIGURES)
+
+
+def test_unknown_region_name_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="no 'tabel_salah'"):
+        report.fill_regions("<!-- BEGIN TABLE: tabel_salah -->\n<!-- END TABLE: tabel_salah -->",
+                            report.Results(tmp_path), tmp_path)
+
+
+def test_render_html_without_pandoc_says_how_to_install(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(report.shutil, "which", lambda name: None)
+    copy = tmp_path / "laporan.md"
+    copy.write_text("# x\n")
+    assert report.render_html(copy) is None
+    assert "sudo apt-get install pandoc" in capsys.readouterr().out
+
+
+def test_build_report_returns_only_what_changed(built, tmp_path):
+    _, results, _ = built
+    copy = tmp_path / "laporan.md"
+    shutil.copy(LAPORAN, copy)
+    kwargs = dict(results_root=results, report_path=copy, figures_dir=tmp_path / "f", html=False)
+    first = report.build_report(**kwargs)
+    assert copy in first and len(first) == len(report.FIGURES) + 1
+    assert report.build_report(**kwargs) == []
+
+
+# -- the committed report and results ------------------------------------------------------
+
+needs_results = pytest.mark.skipif(
+    not (REAL_RESULTS / "study").is_dir() and not (REAL_RESULTS / "celeba-subset").is_dir(),
+    reason="no committed results in report/results yet")
+
+
+@needs_results
+def test_real_results_tables_match_their_files(tmp_path):
+    copy = tmp_path / "laporan.md"
+    shutil.copy(LAPORAN, copy)
+    report.build_report(results_root=REAL_RESULTS, report_path=copy, figures=False, html=False,
+                        figures_dir=ROOT / "figures")
+    checked = check_all_tables(copy.read_text(), REAL_RESULTS)
+    assert checked, "report/results exists but no table was checked"
+
+
+@needs_results
+def test_committed_report_is_up_to_date_with_the_results():
+    text = LAPORAN.read_text()
+    fresh = report.fill_regions(text, report.Results(REAL_RESULTS), ROOT / "figures")
+    assert fresh == text, "report/laporan.md is stale: run `make report` and commit the result"
+    readme = (ROOT / "README.md").read_text()
+    fresh = report.fill_regions(readme, report.Results(REAL_RESULTS), ROOT / "figures")
+    assert fresh == readme, "README.md's findings are stale: run `make report`"
+
+
+def test_every_figure_the_report_references_exists():
+    missing = [name for name in report.figure_references(LAPORAN.read_text())
+               if not (ROOT / "figures" / name).is_file()]
+    assert not missing, f"figures/ lacks {missing}: run `make figures` / `make report`"
+
+
+def test_number_parser_reads_what_the_formatters_write():
+    assert numbers_in(report.integer(1542464)) == ["1\u00a0542\u00a0464"]
+    assert_shows(report.p_value(7.23e-6), 7.23e-6, "p")
+    assert_shows(report.plus_minus(24.614, 0.0567, 2), [24.614, 0.0567], "pm")
+    assert_shows(report.num(None, 2), None, "dash")
+    with pytest.raises(AssertionError):
+        assert_shows(report.num(24.614, 2), 24.63, "wrong")
+
+
+def test_collect_run_copies_what_the_report_reads(tmp_path):
+    run = tmp_path / "runs" / "celeba-subset"
+    run.mkdir(parents=True)
+    for name in ("config.json", "history.csv", "metrics.json", "metrics_facecrops.json"):
+        (run / name).write_text("{}")
+    (run / "model.keras").write_text("weights")
+    written = report.collect_run(run, results_root=tmp_path / "results")
+    assert sorted(p.name for p in written) == [
+        "config.json", "history.csv", "metrics.json", "metrics_facecrops.json"]
+    assert not (tmp_path / "results" / "celeba-subset" / "model.keras").exists()
+    with pytest.raises(FileNotFoundError, match="evaluate it first"):
+        report.collect_run(tmp_path / "runs" / "none", results_root=tmp_path / "results")
+
+
+def test_readme_findings_are_filled_from_the_same_results(built, tmp_path):
+    _, results, _ = built
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\n<!-- BEGIN TEXT: findings -->\n<!-- END TEXT: findings -->\n")
+    copy = tmp_path / "laporan.md"
+    shutil.copy(LAPORAN, copy)
+    updated = report.build_report(results_root=results, report_path=copy, figures=False,
+                                  html=False, readme_path=readme, figures_dir=tmp_path)
+    assert readme in updated
+    m = _json(results / "celeba-subset" / "metrics.json")
+    body = report.regions(readme.read_text())["findings"]
+    assert f"PSNR {m['reconstruction']['psnr']['mean']:.2f} dB" in body
+    assert "psnr: residual better" in body
