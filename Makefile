@@ -37,7 +37,8 @@ lab: $(STAMP)
 figures: $(STAMP)
 	@for nb in $(NOTEBOOKS); do \
 	  echo "== $$nb ($(PROFILE))"; \
-	  RESVAE_PROFILE=$(PROFILE) $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+	  RESVAE_PROFILE=$(PROFILE) MPLBACKEND=module://matplotlib_inline.backend_inline \
+	    $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 	    --ExecutePreprocessor.timeout=-1 $$nb || exit 1; \
 	done
 

@@ -101,6 +101,10 @@ def cmd_train(args):
 def cmd_evaluate(args):
     from resvae_keras import evaluate
 
+    if args.data_dir:
+        path = evaluate.evaluate_folder(args.run_dir, args.data_dir)
+        print(f"wrote {path}")
+        return
     metrics = evaluate.evaluate_run(
         args.run_dir, n_samples=args.n_samples, allow_download=args.allow_download,
         sampler=args.sampler,
@@ -180,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", dest="run_dir", required=True)
     p.add_argument("--n-samples", dest="n_samples", type=int)
     p.add_argument("--sampler", choices=["prior", "gmm"], default=None)
+    p.add_argument("--data-dir", dest="data_dir",
+                   help="only reconstruction metrics on every image of this CelebA-layout folder")
     p.add_argument("--allow-download", action="store_true",
                    help="fetch the InceptionV3 ImageNet weights when missing (for FID/KID)")
     p.set_defaults(func=cmd_evaluate)

@@ -1017,6 +1017,31 @@ def _summary(result: dict) -> dict:
 # -- CLI helpers ------------------------------------------------------------------------
 
 
+def evaluate_folder(run_dir, data_dir, cache_dir=None) -> Path:
+    """Reconstruction metrics of a run on EVERY image of another CelebA-layout folder.
+
+    The folder is cropped and cached like the training data (``data.prepare``, into
+    ``cache_dir``, default ``data/cache/<folder name>``); splits are ignored. Writes
+    ``run_dir/metrics_<folder name>.json`` with ``data`` and ``reconstruction`` and
+    returns its path. Used for the generalization check on other face crops.
+    """
+    from resvae_keras import data
+
+    config, model = load_run(run_dir)
+    folder = Path(data_dir).name
+    cache = data.prepare(data_dir, size=config.image_size,
+                         cache_dir=cache_dir or config.resolve(f"data/cache/{folder}"),
+                         progress=False)
+    result = {
+        "data": {"source": _display_text(str(data_dir)), "n_images": len(cache),
+                 "crop_rule": cache.manifest.get("crop_rule")},
+        "reconstruction": evaluate_reconstruction_on(model, np.asarray(cache.images)),
+    }
+    out = resolve_run_dir(run_dir) / f"metrics_{folder}.json"
+    out.write_text(json.dumps(_jsonable(result), indent=2) + "\n")
+    return out
+
+
 def write_samples(run_dir, n: int = 64, out_dir="samples", temperature: float = 1.0,
                   sampler: str = "prior", seed: int = 0) -> list[Path]:
     """Decode ``n`` samples of a run and write them as ``sample_00000.png`` ... in ``out_dir``.

@@ -1178,6 +1178,36 @@ def text_findings(results: Results) -> str:
     return " ".join(parts)
 
 
+def table_readme_results(results: Results) -> str:
+    """The README's headline table, in English, from the main run's committed results."""
+    main = _main_numbers(results)
+    config, history = results.main_config, results.main_history
+    if not main or not config or history is None:
+        return f"The main run is not in report/results yet (`{MAIN_COMMAND}`)."
+    counts = _get(results.main_metrics, "data.split_counts") or {}
+    rows = [
+        ("profile", f"`{config['profile']}`"),
+        ("data", "CelebA subset: " + ", ".join(f"{k} {integer(v)}" for k, v in counts.items())),
+        ("image size", f"{config['image_size']}x{config['image_size']}"),
+        ("model", f"widths {'-'.join(str(w) for w in config['widths'])}, "
+                  f"{config['blocks_per_stage']} blocks/stage, latent {config['latent_dim']}, "
+                  f"{config['likelihood']} decoder, beta {config['beta']:g}"),
+        ("training", f"{len(history)} epochs, {num(history['wall_time_s'].iloc[-1] / 60, 1)} min "
+                     "on a shared 2-core CPU"),
+        ("test PSNR / SSIM / MS-SSIM", f"{num(main['psnr'], 2)} dB / {num(main['ssim'], 3)} / "
+                                       f"{num(main['ms_ssim'], 3)} ({integer(main['n'])} images)"),
+        ("negative ELBO", f"{num(main['bits_per_dim'], 3)} bits/dim"),
+        ("sample realism, SWD x1e3 (lower is better)",
+         ", ".join(f"{main['labels'][k]} {num(v, 1)}" for k, v in main["swd"].items())),
+        ("FID / KID", "not computed: needs the InceptionV3 ImageNet weights "
+                      "(`evaluate --allow-download`)"
+         if not _get(results.main_metrics, "summary.fid_available") else "see metrics.json"),
+        ("anomaly AUROC (negative ELBO)",
+         ", ".join(f"{k} {num(v, 3)}" for k, v in main["auroc"].items())),
+    ]
+    return markdown_table(["", "value"], rows)
+
+
 REGIONS: dict[str, Callable[[Results], str]] = {
     "arsitektur": table_arsitektur,
     "diagram": text_diagram,
@@ -1211,6 +1241,7 @@ REGIONS: dict[str, Callable[[Results], str]] = {
     "abstrak_hasil": text_abstrak_hasil,
     "kesimpulan": text_kesimpulan,
     "findings": text_findings,  # in the top-level README.md
+    "readme_results": table_readme_results,  # in the top-level README.md
 }
 
 

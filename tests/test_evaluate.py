@@ -198,6 +198,16 @@ def test_evaluate_run_writes_metrics_json_offline(trained, offline):
     assert 0 < written["latent"]["active_units"] <= config.latent_dim
 
 
+def test_evaluate_folder_scores_every_image_of_another_folder(trained, tmp_path):
+    config, _, _ = trained
+    other = data.write_demo_dataset(tmp_path / "other_faces", n=12, seed=5)
+    path = evaluate.evaluate_folder(config.run_path, other, cache_dir=tmp_path / "cache")
+    assert path.name == "metrics_other_faces.json"
+    written = json.loads(path.read_text())
+    assert written["data"]["n_images"] == written["reconstruction"]["n_images"] == 12
+    assert written["reconstruction"]["psnr"]["mean"] > 0
+
+
 def test_write_samples_writes_pngs(trained, tmp_path):
     from PIL import Image
 

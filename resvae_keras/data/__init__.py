@@ -19,6 +19,8 @@ Modules: ``celeba`` (layouts, annotation files), ``crop`` (the crop rule, decodi
 ``figures`` (notebook 01 figures), ``bench`` (throughput).
 """
 
+import warnings as _warnings
+
 from .bench import benchmark
 from .cache import Cache, assign_splits, cache_folder, load_cache, open_cache, prepare
 from .celeba import (
@@ -70,3 +72,17 @@ __all__ = [
     "read_partition",
     "write_demo_dataset",
 ]
+
+
+_default_formatwarning = _warnings.formatwarning
+
+
+def _formatwarning(message, category, filename, lineno, line=None):
+    """Data warnings print as ``CelebaDataWarning: ...``, without this file's absolute path
+    (which would otherwise land in every notebook output)."""
+    if issubclass(category, CelebaDataWarning):
+        return f"{category.__name__}: {message}\n"
+    return _default_formatwarning(message, category, filename, lineno, line)
+
+
+_warnings.formatwarning = _formatwarning
