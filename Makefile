@@ -10,6 +10,17 @@ export MPLBACKEND ?= Agg
 
 .PHONY: venv demo test lint lab figures bench report clean
 
+# $(call run_notebooks,PROFILE,NBCONVERT_OUTPUT_FLAGS): execute every notebook in order, headless,
+# with inline figures (the notebooks also save them under figures/).
+define run_notebooks
+	@for nb in $(NOTEBOOKS); do \
+	  echo "== $$nb ($(1))"; \
+	  RESVAE_PROFILE=$(1) MPLBACKEND=module://matplotlib_inline.backend_inline \
+	    $(BIN)/jupyter nbconvert --to notebook --execute $(2) \
+	    --ExecutePreprocessor.timeout=-1 $$nb || exit 1; \
+	done
+endef
+
 venv: $(STAMP)
 
 $(STAMP): requirements.txt pyproject.toml
@@ -18,10 +29,14 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
-# The main job on the embedded demo faces: data, training, evaluation, figures.
+# The main job on the embedded demo faces: data, training, evaluation and every notebook.
+# The executed copies go to runs/demo/notebooks/, so the committed notebooks keep their
+# celeba-subset outputs.
 demo: $(STAMP)
-	RESVAE_PROFILE=demo $(MAKE) --no-print-directory figures PROFILE=demo
-	@echo "demo outputs: figures/ (report figures), runs/demo/ (model, history, metrics), data/cache/demo/ (cache)"
+	@mkdir -p runs/demo/notebooks
+	$(call run_notebooks,demo,--output-dir runs/demo/notebooks)
+	@echo "demo outputs: runs/demo/notebooks/ (executed notebooks), figures/demo/ (figures),"
+	@echo "              runs/demo/ (model.keras, history.csv, grids/), data/demo/ and data/cache/demo/ (data)"
 
 test: $(STAMP)
 	RESVAE_PROFILE=demo $(BIN)/python -m pytest -q tests
@@ -35,12 +50,7 @@ lab: $(STAMP)
 
 # Executes every notebook in order, headless, in place; their figures land in figures/.
 figures: $(STAMP)
-	@for nb in $(NOTEBOOKS); do \
-	  echo "== $$nb ($(PROFILE))"; \
-	  RESVAE_PROFILE=$(PROFILE) MPLBACKEND=module://matplotlib_inline.backend_inline \
-	    $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
-	    --ExecutePreprocessor.timeout=-1 $$nb || exit 1; \
-	done
+	$(call run_notebooks,$(PROFILE),--inplace)
 
 bench: $(STAMP)
 	$(BIN)/python -m resvae_keras bench data
