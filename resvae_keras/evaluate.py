@@ -1026,6 +1026,7 @@ def evaluate_folder(run_dir, data_dir, cache_dir=None) -> Path:
     returns its path. Used for the generalization check on other face crops.
     """
     from resvae_keras import data
+    from resvae_keras.data._io import display_path
 
     config, model = load_run(run_dir)
     folder = Path(data_dir).name
@@ -1033,7 +1034,7 @@ def evaluate_folder(run_dir, data_dir, cache_dir=None) -> Path:
                          cache_dir=cache_dir or config.resolve(f"data/cache/{folder}"),
                          progress=False)
     result = {
-        "data": {"source": _display_text(str(data_dir)), "n_images": len(cache),
+        "data": {"source": display_path(data_dir), "n_images": len(cache),
                  "crop_rule": cache.manifest.get("crop_rule")},
         "reconstruction": evaluate_reconstruction_on(model, np.asarray(cache.images)),
     }
