@@ -153,6 +153,9 @@ def cmd_study(args):
 def cmd_report(args):
     from resvae_keras import report
 
+    if args.collect:
+        for path in report.collect_run(args.collect):
+            print(f"copied {path.relative_to(report.project_root())}")
     for path in report.build_report():
         print(f"updated {path}")
 
@@ -214,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_study)
 
     p = sub.add_parser("report", help="fill the report tables from report/results")
+    p.add_argument("--collect", metavar="RUN_DIR",
+                   help="first copy an evaluated run's results into report/results/celeba-subset")
     p.set_defaults(func=cmd_report)
     return parser
 

@@ -1198,7 +1198,8 @@ def table_readme_results(results: Results) -> str:
                                        f"{num(main['ms_ssim'], 3)} ({integer(main['n'])} images)"),
         ("negative ELBO", f"{num(main['bits_per_dim'], 3)} bits/dim"),
         ("sample realism, SWD x1e3 (lower is better)",
-         ", ".join(f"{main['labels'][k]} {num(v, 1)}" for k, v in main["swd"].items())),
+         ", ".join(f"{k.replace('_t', ' sampler, T = ')} {num(v, 1)}"
+                   for k, v in main["swd"].items())),
         ("FID / KID", "not computed: needs the InceptionV3 ImageNet weights "
                       "(`evaluate --allow-download`)"
          if not _get(results.main_metrics, "summary.fid_available") else "see metrics.json"),
@@ -1532,7 +1533,8 @@ def report_dir() -> Path:
 
 
 def collect_run(run_dir, name: str = MAIN_RUN, results_root=None) -> list[Path]:
-    """Copy an evaluated run's ``config.json``, ``history.csv`` and ``metrics*.json`` into
+    """Copy an evaluated run's ``config.json``, ``history.csv``, ``metrics*.json`` and its last
+    per-epoch grid (originals / reconstructions / samples, as ``grid_last_epoch.png``) into
     ``report/results/<name>/`` (the files the report reads); returns the paths written."""
     run = Path(run_dir)
     run = run if run.is_absolute() else project_root() / run
@@ -1547,6 +1549,10 @@ def collect_run(run_dir, name: str = MAIN_RUN, results_root=None) -> list[Path]:
         if path.is_file():
             shutil.copy(path, dest / path.name)
             written.append(dest / path.name)
+    grids = sorted((run / "grids").glob("epoch_*.png"))
+    if grids:
+        shutil.copy(grids[-1], dest / "grid_last_epoch.png")
+        written.append(dest / "grid_last_epoch.png")
     return written
 
 
