@@ -166,7 +166,8 @@ def save_png_grid(grid, path):
 def load_history(run_dir):
     """The run's ``history.csv`` as a DataFrame (one row per epoch, last write wins)."""
     path = Path(run_dir) / "history.csv"
-    if not path.exists():
+    # A run killed before its first epoch ended leaves an empty file behind.
+    if not path.exists() or path.stat().st_size == 0:
         return pd.DataFrame()
     history = pd.read_csv(path)
     return history.drop_duplicates("epoch", keep="last").reset_index(drop=True)

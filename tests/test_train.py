@@ -123,6 +123,11 @@ def test_bad_strategy_and_precision_names():
         set_precision("float8")
 
 
+def test_load_history_of_a_run_killed_before_its_first_epoch(tmp_path):
+    (tmp_path / "history.csv").write_text("")
+    assert load_history(tmp_path).empty
+
+
 def test_load_history_keeps_the_last_row_per_epoch(tmp_path):
     pd.DataFrame({"epoch": [0, 1, 1], "loss": [3.0, 2.0, 1.5]}).to_csv(tmp_path / "history.csv")
     assert list(load_history(tmp_path)["loss"]) == [3.0, 1.5]
