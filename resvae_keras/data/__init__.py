@@ -37,7 +37,7 @@ from .celeba import (
 )
 from .crop import CROP_RULE, crop_and_resize, crop_box, load_face
 from .demo import demo_marker, detect_demo_eyeglasses, draw_demo_face, write_demo_dataset
-from .figures import attribute_frequency_figure, crop_figure, faces_grid_figure, montage
+from .figures import attribute_frequency_figure, crop_figure, faces_grid_figure
 from .pipeline import make_dataset
 
 __all__ = [
@@ -65,7 +65,6 @@ __all__ = [
     "load_cache",
     "load_face",
     "make_dataset",
-    "montage",
     "open_cache",
     "prepare",
     "read_attributes",

@@ -10,8 +10,6 @@ import math
 import os
 from pathlib import Path
 
-import numpy as np
-
 from .cache import Cache
 from .celeba import ATTRIBUTE_NAMES
 from .crop import crop_box
@@ -27,29 +25,16 @@ def _save(fig, path: str | os.PathLike | None) -> None:
         fig.savefig(path, dpi=120, bbox_inches="tight", metadata={"Software": None})
 
 
-def montage(images: np.ndarray, cols: int = 8, gap: int = 2) -> np.ndarray:
-    """Tile images (N, H, W, 3) into one (rows*(H+gap)-gap, cols*(W+gap)-gap, 3) array, white gaps."""
-    images = np.asarray(images)
-    n, h, w, c = images.shape
-    rows = math.ceil(n / cols)
-    white = 255 if images.dtype == np.uint8 else 1.0
-    sheet = np.full((rows * (h + gap) - gap, cols * (w + gap) - gap, c), white, dtype=images.dtype)
-    for i, image in enumerate(images):
-        r, q = divmod(i, cols)
-        sheet[r * (h + gap) : r * (h + gap) + h, q * (w + gap) : q * (w + gap) + w] = image
-    return sheet
-
-
 def faces_grid_figure(cache: Cache, n: int = 32, cols: int = 8, split: str = "train", path=None):
-    """The first ``n`` cached faces of ``split`` in a grid."""
-    import matplotlib.pyplot as plt
+    """The first ``n`` cached faces of ``split`` in a grid of ``cols`` columns."""
+    from resvae_keras import plots
 
     rows = cache.split_indices(split)[:n]
-    sheet = montage(cache.images[rows], cols=cols)
-    fig, ax = plt.subplots(figsize=(cols * 1.1, math.ceil(len(rows) / cols) * 1.1 + 0.5))
-    ax.imshow(sheet)
-    ax.axis("off")
-    ax.set_title(_title(cache, f"First {len(rows)} {split} faces, {cache.size}x{cache.size}"))
+    fig = plots.image_grid(
+        cache.images[rows].astype("float32") / 255.0,
+        nrow=math.ceil(len(rows) / cols),
+        title=_title(cache, f"First {len(rows)} {split} faces, {cache.size}x{cache.size}"),
+    )
     _save(fig, path)
     return fig
 
