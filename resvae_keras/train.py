@@ -322,11 +322,11 @@ def benchmark(config: Config | None = None, batch_size=64, steps=20, warmup=3, r
     size = config.image_size
     images = np.random.default_rng(0).uniform(size=(batch_size, size, size, 3)).astype("float32")
     ds = tf.data.Dataset.from_tensors(images).repeat()
-    model.fit(ds, steps_per_epoch=warmup, epochs=1, verbose=0)
+    model.fit(ds, steps_per_epoch=warmup, epochs=1, verbose=0, shuffle=False)
     rates = []
     for _ in range(repeats):
         start = time.perf_counter()
-        model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
+        model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
         rates.append(steps * batch_size / (time.perf_counter() - start))
     img_per_s = float(np.median(rates))
     forward = flops_per_image(model, training=False)
