@@ -5,7 +5,7 @@ A profile is a set of overrides on top of the defaults:
 | profile         | data                                       | meant for                      |
 | --------------- | ------------------------------------------ | ------------------------------ |
 | ``demo``        | the embedded synthetic faces (``data/demo``) | all of training in < 60 s, CPU |
-| ``celeba-subset`` | any partial CelebA (``CELEBA_DIR``)      | a CPU run of about an hour     |
+| ``celeba-subset`` | any partial CelebA (``CELEBA_DIR``)      | 20 CPU epochs, 25-45 min      |
 | ``celeba``      | full CelebA (``CELEBA_DIR``)               | a GPU run                      |
 
 Paths in a config are relative to the project root (the folder holding
