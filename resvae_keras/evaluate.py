@@ -261,7 +261,7 @@ def reconstruction_dict(per_image: pd.DataFrame, model=None) -> dict:
         result.update(
             num_dims=num_dims,
             likelihood=model.likelihood,
-            bits_per_dim_is_bound=model.likelihood != "bernoulli",
+            bits_per_dim_is_bound=model.likelihood != "bernoulli" and model.kind == "vae",
             decoder_sigma=model.decoder_sigma,
         )
     return result
@@ -761,7 +761,8 @@ def anomaly_table(scores: dict, score_names=tuple(ANOMALY_SCORES), clean: str = 
     Returns:
         DataFrame indexed by (``anomaly``, ``score``): ``auroc`` (0.5 = chance), ``ap``
         (chance = the share of anomalies), ``n_clean``, ``n_anomalous``, ``mean_clean``,
-        ``mean_anomalous``.
+        ``mean_anomalous``; NaN where the score does not apply (the ELBO scores of the
+        autoencoder).
     """
     rows = []
     for anomaly in scores:
@@ -769,10 +770,11 @@ def anomaly_table(scores: dict, score_names=tuple(ANOMALY_SCORES), clean: str = 
             continue
         for score in score_names:
             labels, values = _labelled(scores, anomaly, score, clean)
+            applicable = bool(np.isfinite(values).all())  # the autoencoder has no ELBO
             rows.append({
                 "anomaly": anomaly, "score": score,
-                "auroc": metrics.auroc(labels, values),
-                "ap": metrics.average_precision(labels, values),
+                "auroc": metrics.auroc(labels, values) if applicable else np.nan,
+                "ap": metrics.average_precision(labels, values) if applicable else np.nan,
                 "n_clean": len(scores[clean]), "n_anomalous": len(scores[anomaly]),
                 "mean_clean": float(scores[clean][score].mean()),
                 "mean_anomalous": float(scores[anomaly][score].mean()),
@@ -781,11 +783,14 @@ def anomaly_table(scores: dict, score_names=tuple(ANOMALY_SCORES), clean: str = 
 
 
 def roc_curves_of(scores: dict, score: str = "neg_elbo", clean: str = "clean") -> dict:
-    """``{anomaly: (fpr, tpr, auroc)}`` for ``plots.roc_curves``."""
+    """``{anomaly: (fpr, tpr, auroc)}`` for ``plots.roc_curves``; empty where ``score`` does
+    not apply (NaN, e.g. the ELBO of the autoencoder)."""
     curves = {}
     for anomaly in scores:
         if anomaly != clean:
             labels, values = _labelled(scores, anomaly, score, clean)
+            if not np.isfinite(values).all():
+                continue
             fpr, tpr, _ = metrics.roc_curve(labels, values)
             curves[anomaly] = (fpr, tpr, metrics.auroc(labels, values))
     return curves

@@ -118,6 +118,17 @@ def test_png_bits_rank_flat_below_noise():
     assert bits[1] > 6 * 64 * 64 * 3  # random bytes do not compress
 
 
+def test_the_autoencoder_has_no_elbo_score_but_a_reconstruction_score(faces):
+    from resvae_keras.model import ResVAE
+
+    model = ResVAE(image_size=64, widths=(8, 8, 8), blocks_per_stage=0, latent_dim=4, kind="ae")
+    sets = evaluate.anomaly_sets(faces, seed=0)
+    table = evaluate.anomaly_table(evaluate.score_sets(model, sets))
+    assert table.xs("neg_elbo", level="score")["auroc"].isna().all()
+    assert table.xs("complexity_corrected", level="score")["auroc"].isna().all()
+    assert table.xs("reconstruction_mse", level="score")["auroc"].between(0, 1).all()
+
+
 # -- with a trained model ------------------------------------------------------------------
 
 
