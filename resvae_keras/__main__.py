@@ -32,7 +32,7 @@ def _overrides(args) -> dict:
     """Config overrides given on the command line (only those set)."""
     names = (
         "epochs", "batch_size", "learning_rate", "beta", "latent_dim", "seed", "max_images",
-        "kl_warmup_steps", "likelihood", "kind", "strategy", "mixed_precision", "run_dir",
+        "kl_warmup_steps", "sigma_min", "likelihood", "kind", "strategy", "mixed_precision", "run_dir",
         "data_dir", "image_size", "blocks_per_stage",
     )
     values = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
@@ -52,6 +52,8 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--learning-rate", dest="learning_rate", type=float)
     p.add_argument("--beta", type=float)
     p.add_argument("--kl-warmup-steps", dest="kl_warmup_steps", type=int)
+    p.add_argument("--sigma-min", dest="sigma_min", type=float,
+                   help="floor on the learned decoder sigma (0: none)")
     p.add_argument("--latent-dim", dest="latent_dim", type=int)
     p.add_argument("--widths", help="channels per stage, e.g. 32,64,128")
     p.add_argument("--blocks-per-stage", dest="blocks_per_stage", type=int)

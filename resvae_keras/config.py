@@ -61,6 +61,7 @@ class Config:
         likelihood: ``"gaussian_learned"``, ``"gaussian"`` or ``"bernoulli"``
             (see ``model.RECONSTRUCTION_LIKELIHOODS``).
         beta: weight of the KL term (>= 0).
+        sigma_min: floor on the learned decoder sigma (0: none; see ``model.ResVAE``).
         kl_warmup_steps: beta ramps linearly from 0 over this many steps (0: off).
     Training:
         batch_size, epochs, learning_rate, seed: as usual; seed fixes data order,
@@ -85,6 +86,7 @@ class Config:
     kind: str = "vae"
     likelihood: str = "gaussian_learned"
     beta: float = 1.0
+    sigma_min: float = 0.0
     kl_warmup_steps: int = 0
     # training
     batch_size: int = 64

@@ -180,6 +180,10 @@ class ResVAE(keras.Model):
         likelihood: a key of ``RECONSTRUCTION_LIKELIHOODS``.
         beta: KL weight (>= 0); ``beta_weight`` holds the current value, which the
             ``train.KLWarmup`` callback ramps.
+        sigma_min: floor on the learned decoder sigma (``gaussian_learned`` only; 0: none).
+            The loss of a Gaussian decoder times ``2 sigma^2`` is ``SSE + 2 sigma^2 KL``, so a
+            floor on sigma is a floor on the effective beta: it stops the KL from growing
+            until prior samples fall where the decoder never trained.
         norm: normalization inside the blocks.
         seed: seed of the sampling noise.
 
@@ -198,6 +202,7 @@ class ResVAE(keras.Model):
         beta=1.0,
         norm="group",
         seed=0,
+        sigma_min=0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -211,6 +216,12 @@ class ResVAE(keras.Model):
             raise ValueError(f"beta={beta!r} must be >= 0")
         if norm not in NORMALIZATIONS:
             raise ValueError(f"norm={norm!r} is not one of {list(NORMALIZATIONS)}")
+        if not 0.0 <= float(sigma_min) < 1.0:
+            raise ValueError(f"sigma_min={sigma_min!r} must be in [0, 1) (0: no floor)")
+        if float(sigma_min) > 0 and likelihood != "gaussian_learned":
+            raise ValueError(
+                f"sigma_min={sigma_min!r} needs likelihood='gaussian_learned', got {likelihood!r}"
+            )
         widths = tuple(int(w) for w in widths)
         arch = dict(
             image_size=int(image_size),
@@ -230,6 +241,7 @@ class ResVAE(keras.Model):
         self.likelihood = likelihood
         self.beta = float(beta)
         self.seed = int(seed)
+        self.sigma_min = float(sigma_min)
         self.encoder = build_encoder(**arch)
         self.decoder = build_decoder(**arch)
         self.sampling = Sampling(seed=self.seed, name="sampling")  # float32 under any policy
@@ -306,12 +318,19 @@ class ResVAE(keras.Model):
     def decoder_sigma(self):
         """Standard deviation of the Gaussian decoder (None for Bernoulli)."""
         if self.likelihood == "gaussian_learned":
-            return float(ops.convert_to_numpy(ops.exp(self.log_sigma)))
+            return float(ops.convert_to_numpy(ops.exp(self._log_sigma())))
         if self.likelihood == "gaussian":
             return math.sqrt(0.5)
         return None
 
     # -- the loss --------------------------------------------------------------
+    def _log_sigma(self):
+        """log of the learned decoder sigma, held at or above ``log(sigma_min)``."""
+        log_sigma = ops.cast(self.log_sigma, "float32")
+        if self.sigma_min > 0:
+            log_sigma = ops.maximum(log_sigma, math.log(self.sigma_min))
+        return log_sigma
+
     def reconstruction_nll(self, x, logits):
         """``-log p(x|z)`` per image, in nats, summed over the pixels and channels."""
         x = ops.cast(x, "float32")
@@ -324,7 +343,7 @@ class ResVAE(keras.Model):
         sse = ops.sum(ops.square(x - ops.sigmoid(logits)), axis=axes)
         if self.likelihood == "gaussian":  # sigma^2 = 1/2
             return sse + 0.5 * num_dims * math.log(math.pi)
-        log_sigma = ops.cast(self.log_sigma, "float32")
+        log_sigma = self._log_sigma()
         return 0.5 * sse / ops.exp(2.0 * log_sigma) + num_dims * (log_sigma + 0.5 * _LOG_2PI)
 
     def elbo_terms(self, x, training=False, seed=None):
@@ -433,6 +452,7 @@ class ResVAE(keras.Model):
             beta=self.beta,
             norm=self.norm,
             seed=self.seed,
+            sigma_min=self.sigma_min,
         )
         return config
 
@@ -452,5 +472,6 @@ def build_model(config):
         beta=config.beta,
         norm=config.extra.get("norm", "group"),
         seed=config.seed,
+        sigma_min=config.sigma_min,
     )
     return model

@@ -35,6 +35,8 @@ def test_encoder_decoder_shapes(image_size, widths):
         (dict(latent_dim=0), "latent_dim=0"),
         (dict(likelihood="laplace"), "likelihood='laplace'"),
         (dict(kind="gan"), "kind='gan'"),
+        (dict(sigma_min=-0.1), "sigma_min=-0.1"),
+        (dict(sigma_min=0.1, likelihood="gaussian"), "sigma_min=0.1 needs"),
     ],
 )
 def test_bad_configs_raise_value_error_naming_the_argument(kwargs, match):
@@ -171,3 +173,26 @@ def test_save_and_load_gives_identical_outputs(tmp_path):
     assert loaded.decoder_sigma == pytest.approx(model.decoder_sigma)
     # The optimizer state travels with the file: training resumes where it stopped.
     assert int(loaded.optimizer.iterations) == int(model.optimizer.iterations) == 1
+
+
+def test_sigma_floor_holds_the_decoder_sigma_and_the_nll():
+    floored = _tiny_model(sigma_min=0.2)
+    free = _tiny_model()
+    for model in (floored, free):
+        model.log_sigma.assign(np.log(0.05))  # below the floor
+    assert floored.decoder_sigma == pytest.approx(0.2)
+    assert free.decoder_sigma == pytest.approx(0.05)
+    x = _images(2)
+    logits = np.zeros((2, 16, 16, 3), "float32")  # mean image 0.5 everywhere
+    sse = ((x - 0.5) ** 2).sum(axis=(1, 2, 3))
+    d = 16 * 16 * 3
+    expected = sse / (2 * 0.2**2) + d * np.log(0.2 * np.sqrt(2 * np.pi))
+    got = keras.ops.convert_to_numpy(floored.reconstruction_nll(x, logits))
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def test_sigma_floor_survives_save_and_load(tmp_path):
+    model = _tiny_model(sigma_min=0.15)
+    model.save(tmp_path / "m.keras")
+    again = keras.models.load_model(tmp_path / "m.keras")
+    assert again.sigma_min == pytest.approx(0.15)
