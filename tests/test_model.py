@@ -176,3 +176,18 @@ def test_conv_architecture_trains_and_round_trips_through_save_and_load(tmp_path
     assert loaded.architecture == "conv" and loaded.encoder.get_layer("conv0")
     np.testing.assert_allclose(loaded.reconstruct(x), model.reconstruct(x), atol=1e-6)
     assert int(loaded.optimizer.iterations) == 1
+
+
+def test_effective_beta_is_the_weight_of_the_kl_against_the_sse():
+    model = _tiny_model(beta=0.5, sigma_min=0.2)
+    model.log_sigma.assign(np.log(0.05))  # held at the floor
+    assert model.effective_beta == pytest.approx(2 * 0.2**2 * 0.5)
+    # 2 sigma^2 (-log p(x|z)) = SSE + a constant that does not depend on x: the MSE-VAE loss.
+    x = _images(3)
+    logits = np.random.default_rng(1).normal(size=x.shape).astype("float32")
+    nll = keras.ops.convert_to_numpy(model.reconstruction_nll(x, logits))
+    sse = ((x - 1 / (1 + np.exp(-logits))) ** 2).sum(axis=(1, 2, 3))
+    offset = 2 * model.decoder_sigma**2 * nll - sse
+    np.testing.assert_allclose(offset, offset[0], rtol=1e-4)
+    assert _tiny_model(likelihood="gaussian", beta=3.0).effective_beta == pytest.approx(3.0)
+    assert _tiny_model(likelihood="bernoulli").effective_beta is None
