@@ -164,6 +164,16 @@ def gaussian_nll(sse, num_dims, log_sigma):
     return 0.5 * sse / ops.exp(2.0 * log_sigma) + num_dims * (log_sigma + 0.5 * _LOG_2PI)
 
 
+def effective_beta(sigma, beta=1.0):
+    """The KL weight of the equivalent MSE-VAE: ``2 sigma^2 beta`` (dimensionless, >= 0).
+
+    A Gaussian decoder's loss ``SSE / (2 sigma^2) + D log sigma + beta KL``, multiplied by
+    ``2 sigma^2``, reads ``SSE + 2 sigma^2 beta KL`` plus a term free of the weights: at a
+    given sigma (pixel units, in (0, 1)) it trains like a sum-of-squares VAE with this beta.
+    """
+    return 2.0 * float(sigma) ** 2 * float(beta)
+
+
 def kl_divergence(z_mean, z_log_var):
     """KL(N(z_mean, exp(z_log_var)) || N(0, I)) per image, in nats, summed over latent dims."""
     return 0.5 * ops.sum(ops.exp(z_log_var) + ops.square(z_mean) - 1.0 - z_log_var, axis=-1)
@@ -330,6 +340,15 @@ class ResVAE(keras.Model):
         if self.likelihood == "gaussian":
             return math.sqrt(0.5)
         return None
+
+    @property
+    def effective_beta(self):
+        """``2 sigma^2 beta`` of the Gaussian decoders (see ``effective_beta``); None for Bernoulli.
+
+        The fixed-sigma ``gaussian`` likelihood has ``2 sigma^2 = 1``, so there it is ``beta``.
+        """
+        sigma = self.decoder_sigma
+        return None if sigma is None else effective_beta(sigma, self.beta)
 
     # -- the loss --------------------------------------------------------------
     def _log_sigma(self):

@@ -137,3 +137,18 @@ def test_sigma_floor_survives_save_and_load(tmp_path):
     model.save(tmp_path / "m.keras")
     again = keras.models.load_model(tmp_path / "m.keras")
     assert again.sigma_min == pytest.approx(0.15)
+
+
+def test_effective_beta_is_the_weight_of_the_kl_against_the_sse():
+    model = _tiny_model(beta=0.5, sigma_min=0.2)
+    model.log_sigma.assign(np.log(0.05))  # held at the floor
+    assert model.effective_beta == pytest.approx(2 * 0.2**2 * 0.5)
+    # 2 sigma^2 (-log p(x|z)) = SSE + a constant that does not depend on x: the MSE-VAE loss.
+    x = _images(3)
+    logits = np.random.default_rng(1).normal(size=x.shape).astype("float32")
+    nll = keras.ops.convert_to_numpy(model.reconstruction_nll(x, logits))
+    sse = ((x - 1 / (1 + np.exp(-logits))) ** 2).sum(axis=(1, 2, 3))
+    offset = 2 * model.decoder_sigma**2 * nll - sse
+    np.testing.assert_allclose(offset, offset[0], rtol=1e-4)
+    assert _tiny_model(likelihood="gaussian", beta=3.0).effective_beta == pytest.approx(3.0)
+    assert _tiny_model(likelihood="bernoulli").effective_beta is None
