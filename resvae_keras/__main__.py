@@ -33,7 +33,7 @@ def _overrides(args) -> dict:
     names = (
         "epochs", "batch_size", "learning_rate", "beta", "latent_dim", "seed", "max_images",
         "kl_warmup_steps", "sigma_min", "likelihood", "kind", "strategy", "mixed_precision", "run_dir",
-        "data_dir", "image_size", "blocks_per_stage",
+        "data_dir", "image_size", "blocks_per_stage", "architecture",
     )
     values = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
     if getattr(args, "widths", None):
@@ -61,6 +61,8 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--likelihood", choices=["gaussian_learned", "gaussian", "bernoulli"])
     p.add_argument("--kind", choices=["vae", "ae"])
     p.add_argument("--plain", action="store_true", help="drop the residual shortcuts")
+    p.add_argument("--architecture", choices=["resnet", "conv"],
+                   help="resnet: the ResVAE; conv: the shallow textbook convolutional VAE")
     p.add_argument("--seed", type=int)
     p.add_argument("--max-images", dest="max_images", type=int)
     p.add_argument("--strategy", choices=["none", "mirrored", "auto"])

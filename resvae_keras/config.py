@@ -57,6 +57,9 @@ class Config:
         blocks_per_stage: residual blocks per stage.
         latent_dim: size of z.
         residual: ``False`` drops every shortcut (the plain-VAE ablation).
+        architecture: ``"resnet"`` (the ResVAE) or ``"conv"``, the shallow textbook
+            convolutional VAE (see ``model.ARCHITECTURES``); ``blocks_per_stage`` and
+            ``residual`` apply to ``"resnet"`` only.
         kind: ``"vae"``, or ``"ae"`` for the deterministic autoencoder baseline.
         likelihood: ``"gaussian_learned"``, ``"gaussian"`` or ``"bernoulli"``
             (see ``model.RECONSTRUCTION_LIKELIHOODS``).
@@ -83,6 +86,7 @@ class Config:
     blocks_per_stage: int = 2
     latent_dim: int = 128
     residual: bool = True
+    architecture: str = "resnet"
     kind: str = "vae"
     likelihood: str = "gaussian_learned"
     beta: float = 1.0

@@ -12,6 +12,20 @@ The first convolution halves the resolution and the last layer is a sub-pixel
 shuffle, so no convolution runs at full resolution: most of the work is done at
 ``S/2`` (32x32 for 64x64 faces) and below, which buys quality per FLOP.
 
+``architecture="conv"`` swaps both networks for the conventional shallow convolutional VAE
+of the keras.io example and the textbooks (e.g. Foster, *Generative Deep Learning*, the
+CelebA VAE), the study's baseline::
+
+    encoder  x -> [conv 3x3 stride 2 -> BatchNorm -> LeakyReLU] x (K+1), channels
+             (w_1, ..., w_K, 2 w_K) -> flatten -> Dense z_mean, Dense z_log_var
+    decoder  z -> Dense -> BatchNorm -> LeakyReLU -> (S/2^(K+1), S/2^(K+1), 2 w_K)
+             -> [transposed conv 3x3 stride 2 -> BatchNorm -> LeakyReLU] x (K+1),
+             channels (w_K, ..., w_1, w_1) -> conv 3x3 to 3 channels -> logits (S,S,3)
+
+With the default ``widths=(32, 64, 128)`` that is four strided convolutions of 32, 64, 128
+and 256 channels and their mirror: no residual blocks, no normalization choice, the same
+latent size, likelihood and loss (``train_step`` is shared).
+
 The loss per image, in nats, is the negative ELBO
 
 .. math::  -\mathrm{ELBO}(x) = \mathbb{E}_{q(z|x)}[-\log p(x|z)]
@@ -58,6 +72,9 @@ RECONSTRUCTION_LIKELIHOODS = {
 #: (``latent.GaussianMixtureSampler``) closes most of that gap.
 DEFAULT_LIKELIHOOD = "gaussian_learned"
 KINDS = ("vae", "ae")
+#: ``"resnet"``: the residual encoder and decoder above (``residual=False`` drops the
+#: shortcuts); ``"conv"``: the shallow textbook convolutional VAE (``build_conv_encoder``).
+ARCHITECTURES = ("resnet", "conv")
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
@@ -147,6 +164,59 @@ def build_decoder(
     return keras.Model(z_in, logits, name=name)
 
 
+def _conv_widths(widths):
+    """Channels of the conv architecture's strided layers: ``widths`` and twice the last."""
+    return (*(int(w) for w in widths), 2 * int(widths[-1]))
+
+
+def _batch_norm_leaky(h, name):
+    h = layers.BatchNormalization(synchronized=True, name=f"{name}_norm")(h)
+    return layers.LeakyReLU(0.2, name=f"{name}_act")(h)
+
+
+def build_conv_encoder(image_size=64, widths=(32, 64, 128), latent_dim=128, name="encoder"):
+    """The textbook convolutional encoder ``x -> (z_mean, z_log_var)``: no residual blocks.
+
+    ``len(widths) + 1`` stride-2 3x3 convolutions with ``widths`` and ``2 * widths[-1]``
+    channels, each followed by BatchNormalization and LeakyReLU(0.2); then flatten and two
+    Dense heads. Input and outputs as ``build_encoder``.
+    """
+    _check_architecture(image_size, widths, 0, latent_dim)
+    x_in = keras.Input((image_size, image_size, 3), name="image")
+    h = layers.Rescaling(2.0, offset=-1.0, name="to_pm1")(x_in)
+    for k, width in enumerate(_conv_widths(widths)):
+        h = layers.Conv2D(width, 3, strides=2, padding="same", name=f"conv{k}")(h)
+        h = _batch_norm_leaky(h, f"conv{k}")
+    h = layers.Flatten(name="flatten")(h)
+    z_mean = layers.Dense(latent_dim, dtype="float32", name="z_mean")(h)
+    z_log_var = layers.Dense(
+        latent_dim, dtype="float32", kernel_initializer="zeros", name="z_log_var"
+    )(h)
+    return keras.Model(x_in, [z_mean, z_log_var], name=name)
+
+
+def build_conv_decoder(image_size=64, widths=(32, 64, 128), latent_dim=128, name="decoder"):
+    """The mirror of ``build_conv_encoder``: ``z -> logits`` through transposed convolutions.
+
+    Dense to ``(S / 2**(K+1))^2 x 2 w_K``, then ``len(widths) + 1`` stride-2 3x3 transposed
+    convolutions (channels ``w_K, ..., w_1, w_1``), each with BatchNormalization and
+    LeakyReLU(0.2), and a 3x3 convolution to the 3 logit channels at full resolution.
+    Output as ``build_decoder``.
+    """
+    _check_architecture(image_size, widths, 0, latent_dim)
+    channels = _conv_widths(widths)
+    base = image_size // 2 ** len(channels)
+    z_in = keras.Input((latent_dim,), name="z")
+    h = layers.Dense(base * base * channels[-1], name="project")(z_in)
+    h = _batch_norm_leaky(h, "project")
+    h = layers.Reshape((base, base, channels[-1]), name="reshape")(h)
+    for k, width in enumerate((*channels[-2::-1], channels[0])):
+        h = layers.Conv2DTranspose(width, 3, strides=2, padding="same", name=f"deconv{k}")(h)
+        h = _batch_norm_leaky(h, f"deconv{k}")
+    logits = layers.Conv2D(3, 3, padding="same", dtype="float32", name="logits")(h)
+    return keras.Model(z_in, logits, name=name)
+
+
 def _norm_act(h, norm, name):
     if norm == "group":
         h = layers.GroupNormalization(groups=8, name=f"{name}_norm")(h)
@@ -191,9 +261,12 @@ class ResVAE(keras.Model):
     Args:
         image_size: side of the square images (64; 32 and 128 also work).
         widths: channels per stage (non-empty).
-        blocks_per_stage: residual blocks per stage.
+        blocks_per_stage: residual blocks per stage (``architecture="resnet"`` only).
         latent_dim: size of z (default 128).
-        residual: ``False`` drops every shortcut (plain-VAE ablation).
+        residual: ``False`` drops every shortcut (plain-VAE ablation; ``"resnet"`` only).
+        architecture: ``"resnet"`` (``build_encoder``/``build_decoder``) or ``"conv"``, the
+            shallow textbook convolutional VAE (``build_conv_encoder``/``build_conv_decoder``)
+            with the same latent size, likelihood and loss.
         kind: ``"vae"``, or ``"ae"``: a deterministic autoencoder, z = z_mean, no KL
             and no sampling noise (the reconstruction baseline).
         likelihood: a key of ``RECONSTRUCTION_LIKELIHOODS``.
@@ -222,9 +295,12 @@ class ResVAE(keras.Model):
         norm="group",
         seed=0,
         sigma_min=0.0,
+        architecture="resnet",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture={architecture!r} is not one of {list(ARCHITECTURES)}")
         if kind not in KINDS:
             raise ValueError(f"kind={kind!r} is not one of {list(KINDS)}")
         if likelihood not in RECONSTRUCTION_LIKELIHOODS:
@@ -261,8 +337,14 @@ class ResVAE(keras.Model):
         self.beta = float(beta)
         self.seed = int(seed)
         self.sigma_min = float(sigma_min)
-        self.encoder = build_encoder(**arch)
-        self.decoder = build_decoder(**arch)
+        self.architecture = architecture
+        if architecture == "conv":
+            conv = dict(image_size=arch["image_size"], widths=widths, latent_dim=arch["latent_dim"])
+            self.encoder = build_conv_encoder(**conv)
+            self.decoder = build_conv_decoder(**conv)
+        else:
+            self.encoder = build_encoder(**arch)
+            self.decoder = build_decoder(**arch)
         self.sampling = Sampling(seed=self.seed, name="sampling")
         self.beta_weight = self.add_weight(
             shape=(), initializer=keras.initializers.Constant(self.beta),
@@ -451,6 +533,7 @@ class ResVAE(keras.Model):
             norm=self.norm,
             seed=self.seed,
             sigma_min=self.sigma_min,
+            architecture=self.architecture,
         )
         return config
 
@@ -471,5 +554,6 @@ def build_model(config):
         norm=config.extra.get("norm", "group"),
         seed=config.seed,
         sigma_min=config.sigma_min,
+        architecture=config.architecture,
     )
     return model

@@ -2,7 +2,14 @@ import keras
 import numpy as np
 import pytest
 
-from resvae_keras.model import ResVAE, build_decoder, build_encoder, kl_divergence
+from resvae_keras.model import (
+    ResVAE,
+    build_conv_decoder,
+    build_conv_encoder,
+    build_decoder,
+    build_encoder,
+    kl_divergence,
+)
 
 TINY = dict(image_size=16, widths=(8, 16), blocks_per_stage=1, latent_dim=4)
 
@@ -37,6 +44,8 @@ def test_encoder_decoder_shapes(image_size, widths):
         (dict(kind="gan"), "kind='gan'"),
         (dict(sigma_min=-0.1), "sigma_min=-0.1"),
         (dict(sigma_min=0.1, likelihood="gaussian"), "sigma_min=0.1 needs"),
+        (dict(architecture="vgg"), "architecture='vgg'"),
+        (dict(architecture="conv", image_size=40), "image_size=40"),
     ],
 )
 def test_bad_configs_raise_value_error_naming_the_argument(kwargs, match):
@@ -137,6 +146,36 @@ def test_sigma_floor_survives_save_and_load(tmp_path):
     model.save(tmp_path / "m.keras")
     again = keras.models.load_model(tmp_path / "m.keras")
     assert again.sigma_min == pytest.approx(0.15)
+
+
+def test_conv_architecture_is_four_strided_convolutions_and_their_mirror():
+    enc = build_conv_encoder(64, (32, 64, 128), latent_dim=6)
+    dec = build_conv_decoder(64, (32, 64, 128), latent_dim=6)
+    strided = [layer for layer in enc.layers if type(layer).__name__ == "Conv2D"]
+    assert [(layer.filters, layer.strides) for layer in strided] == [
+        (32, (2, 2)), (64, (2, 2)), (128, (2, 2)), (256, (2, 2))]
+    transposed = [layer for layer in dec.layers if type(layer).__name__ == "Conv2DTranspose"]
+    assert [layer.filters for layer in transposed] == [128, 64, 32, 32]
+    kinds = {type(layer).__name__ for layer in [*enc.layers, *dec.layers]}
+    assert {"BatchNormalization", "LeakyReLU"} <= kinds and "ResidualBlock" not in kinds
+    z_mean, z_log_var = enc(np.zeros((2, 64, 64, 3), "float32"))
+    assert tuple(z_mean.shape) == tuple(z_log_var.shape) == (2, 6)
+    assert tuple(dec(z_mean).shape) == (2, 64, 64, 3)
+
+
+def test_conv_architecture_trains_and_round_trips_through_save_and_load(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = _tiny_model(architecture="conv")
+    x = _images(4)
+    before = [w.numpy().copy() for w in model.encoder.trainable_weights]
+    model.fit(x, epochs=1, batch_size=4, verbose=0)
+    after = model.encoder.trainable_weights
+    assert any(not np.allclose(b, a.numpy()) for b, a in zip(before, after, strict=True))
+    model.save(tmp_path / "conv.keras")
+    loaded = keras.models.load_model(tmp_path / "conv.keras", safe_mode=True)
+    assert loaded.architecture == "conv" and loaded.encoder.get_layer("conv0")
+    np.testing.assert_allclose(loaded.reconstruct(x), model.reconstruct(x), atol=1e-6)
+    assert int(loaded.optimizer.iterations) == 1
 
 
 def test_effective_beta_is_the_weight_of_the_kl_against_the_sse():
