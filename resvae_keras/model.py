@@ -225,6 +225,15 @@ def _norm_act(h, norm, name):
     return layers.Activation("silu", name=f"{name}_act")(h)
 
 
+def gaussian_nll(sse, num_dims, log_sigma):
+    """``-log N(x; mean, sigma^2 I)`` in nats, summed over the ``num_dims`` values of x.
+
+    ``sse`` is ``||x - mean||^2`` per row, ``log_sigma`` the log of the shared standard
+    deviation: ``sse / (2 sigma^2) + num_dims * (log sigma + log(2 pi) / 2)``.
+    """
+    return 0.5 * sse / ops.exp(2.0 * log_sigma) + num_dims * (log_sigma + 0.5 * _LOG_2PI)
+
+
 def effective_beta(sigma, beta=1.0):
     """The KL weight of the equivalent MSE-VAE: ``2 sigma^2 beta`` (dimensionless, >= 0).
 
@@ -444,8 +453,7 @@ class ResVAE(keras.Model):
         sse = ops.sum(ops.square(x - ops.sigmoid(logits)), axis=axes)
         if self.likelihood == "gaussian":  # sigma^2 = 1/2
             return sse + 0.5 * num_dims * math.log(math.pi)
-        log_sigma = self._log_sigma()
-        return 0.5 * sse / ops.exp(2.0 * log_sigma) + num_dims * (log_sigma + 0.5 * _LOG_2PI)
+        return gaussian_nll(sse, num_dims, self._log_sigma())
 
     def elbo_terms(self, x, training=False, seed=None):
         """The one pass behind every loss and ELBO: encode, draw z, decode, score.
