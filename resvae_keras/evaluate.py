@@ -37,6 +37,7 @@ import pandas as pd
 import resvae_keras.model  # noqa: F401  (registers ResVAE and its layers for load_model)
 from resvae_keras import latent, metrics
 from resvae_keras.config import Config, get_profile, project_root
+from resvae_keras.data.images import as_float_images, to_uint8
 
 METRICS_VERSION = 1
 MAX_DEFAULT_SAMPLES = metrics.FID_COMPARABLE_SAMPLES
@@ -62,19 +63,6 @@ ANOMALY_SCORES = {
 
 
 # -- small helpers ------------------------------------------------------------------
-
-
-def as_float_images(images) -> np.ndarray:
-    """Images as float32 in [0, 1], shape (N, H, W, 3); uint8 (the cache) is divided by 255."""
-    array = np.asarray(images)
-    if array.ndim != 4 or array.shape[-1] != 3:
-        raise ValueError(
-            f"images has shape {array.shape}; expected a batch (N, H, W, 3). "
-            "Add a batch axis with images[None] for a single image."
-        )
-    if array.dtype == np.uint8:
-        return array.astype(np.float32) / 255.0
-    return array.astype(np.float32, copy=False)
 
 
 def _to_numpy(x) -> np.ndarray:
@@ -777,7 +765,7 @@ def png_bits(images) -> np.ndarray:
     """
     from PIL import Image
 
-    x = np.clip(as_float_images(images) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    x = to_uint8(as_float_images(images))
     sizes = np.empty(len(x))
     for i, image in enumerate(x):
         buffer = io.BytesIO()
@@ -1171,7 +1159,7 @@ def write_samples(run_dir, n: int = 64, out_dir="samples", temperature: float = 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for i, image in enumerate(np.clip(images * 255.0 + 0.5, 0, 255).astype(np.uint8)):
+    for i, image in enumerate(to_uint8(images)):
         path = out / f"sample_{i:05d}.png"
         Image.fromarray(image).save(path)
         paths.append(path)

@@ -42,6 +42,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
+from resvae_keras.data.images import as_float_images, to_uint8
+
 # --------------------------------------------------------------------------------------
 # Constants
 # --------------------------------------------------------------------------------------
@@ -72,30 +74,9 @@ INCEPTION_WEIGHTS_MD5 = "bcbd6486424b2319ff4ef7d526e38f63"
 # --------------------------------------------------------------------------------------
 
 
-def _as_images(images, name: str) -> np.ndarray:
-    """Images as float32 in [0, 1], shape (N, H, W, C); uint8 is divided by 255."""
-    array = np.asarray(images)
-    if array.ndim != 4:
-        raise ValueError(
-            f"`{name}` must be a batch of images of shape (N, H, W, C); got shape {array.shape}. "
-            "Add a batch axis with images[None] for a single image."
-        )
-    if array.dtype == np.uint8:
-        return array.astype(np.float32) / 255.0
-    array = array.astype(np.float32, copy=False)
-    if array.size:
-        low, high = float(array.min()), float(array.max())
-        if low < -1e-3 or high > 1 + 1e-3:
-            raise ValueError(
-                f"`{name}` must hold values in [0, 1]; got range [{low:.3g}, {high:.3g}]. "
-                "Divide 8-bit images by 255 (or pass them as uint8)."
-            )
-    return array
-
-
 def _as_pair(x, x_hat) -> tuple[np.ndarray, np.ndarray]:
-    x = _as_images(x, "x")
-    x_hat = _as_images(x_hat, "x_hat")
+    x = as_float_images(x, "x")
+    x_hat = as_float_images(x_hat, "x_hat")
     if x.shape != x_hat.shape:
         raise ValueError(
             f"`x` and `x_hat` must have the same shape; got {x.shape} and {x_hat.shape}."
@@ -286,7 +267,7 @@ def laplacian_variance(images) -> np.ndarray:
     Returns:
         float64 (N,), >= 0, in squared intensity units.
     """
-    grey = _as_images(images, "images").astype(np.float64).mean(axis=-1)
+    grey = as_float_images(images, "images").astype(np.float64).mean(axis=-1)
     laplacian = (
         4.0 * grey[:, 1:-1, 1:-1]
         - grey[:, :-2, 1:-1] - grey[:, 2:, 1:-1] - grey[:, 1:-1, :-2] - grey[:, 1:-1, 2:]
@@ -629,7 +610,7 @@ class InceptionFeatures:
 
     def __call__(self, images) -> np.ndarray:
         """Features float32, shape (N, 2048), of images float32 in [0, 1], shape (N, H, W, 3)."""
-        images = _as_images(images, "images")
+        images = as_float_images(images, "images")
         self.load()
         out = [
             self._forward(images[i : i + self.batch_size]).numpy()
@@ -848,7 +829,7 @@ def mean_pairwise_ms_ssim(images, n_pairs: int = 1000, seed: int = 0,
     Compare with the same number on real images: a model that collapses to a few faces has a
     clearly higher value than the data.
     """
-    images = _as_images(images, "images")
+    images = as_float_images(images, "images")
     i, j = _random_pairs(len(images), n_pairs, np.random.default_rng(seed))
     return float(np.mean(_ms_ssim(images[i], images[j], batch_size)))
 
@@ -1064,8 +1045,8 @@ def sliced_wasserstein(real_images, fake_images, *, patch_size: int = 7,
     Returns:
         ``{"swd_<res>": ... for each level, "swd_mean": ...}``, all x 1e3, >= 0; lower = closer.
     """
-    real = _as_images(real_images, "real_images")
-    fake = _as_images(fake_images, "fake_images")
+    real = as_float_images(real_images, "real_images")
+    fake = as_float_images(fake_images, "fake_images")
     if real.shape[1:] != fake.shape[1:]:
         raise ValueError(f"Image shapes differ: real {real.shape[1:]}, fake {fake.shape[1:]}.")
     side = min(real.shape[1:3])
@@ -1167,7 +1148,7 @@ def face_detections(images, *, upscale: int = FACE_UPSCALE,
     Returns:
         bool array (N,).
     """
-    x = _as_images(images, "images")
+    x = as_float_images(images, "images")
     if x.shape[-1] != 3:
         raise ValueError(f"`images` must be RGB, shape (N, H, W, 3); got shape {x.shape}.")
     if int(upscale) < 1:
@@ -1178,7 +1159,7 @@ def face_detections(images, *, upscale: int = FACE_UPSCALE,
     side = max(1, int(min(height, width) * min_size_fraction))
     found = np.zeros(len(x), dtype=bool)
     for i, image in enumerate(x):
-        rgb = np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        rgb = to_uint8(image)
         grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
         if int(upscale) > 1:
             grey = cv2.resize(grey, (width, height), interpolation=cv2.INTER_CUBIC)
@@ -1223,8 +1204,8 @@ def realism_metrics(real_images, fake_images, extractor: FeatureExtractor | None
         real_images, fake_images: images float32 in [0, 1], shape (N, H, W, 3).
         extractor: e.g. ``InceptionFeatures()``; None skips the feature measures.
     """
-    real = _as_images(real_images, "real_images")
-    fake = _as_images(fake_images, "fake_images")
+    real = as_float_images(real_images, "real_images")
+    fake = as_float_images(fake_images, "fake_images")
     result: dict = {"n_real": len(real), "n_fake": len(fake)}
     if swd:
         result["swd"] = sliced_wasserstein(real, fake, seed=seed)

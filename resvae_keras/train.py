@@ -28,6 +28,7 @@ import pandas as pd
 # Registers ResVAE and its layers, so load_model works in a fresh process.
 import resvae_keras.model  # noqa: F401
 from resvae_keras.config import Config
+from resvae_keras.data.images import to_uint8
 
 STRATEGIES = ("none", "mirrored", "auto")
 PRECISIONS = (None, "mixed_float16", "mixed_bfloat16")
@@ -173,7 +174,7 @@ def save_png_grid(grid, path):
 
     rows, cols, h, w, c = grid.shape
     tiled = grid.transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, c)
-    Image.fromarray(np.clip(tiled * 255 + 0.5, 0, 255).astype("uint8")).save(path)
+    Image.fromarray(to_uint8(tiled)).save(path)
 
 
 def load_history(run_dir):
@@ -216,7 +217,7 @@ def _train(config: Config, verbose, callbacks):
         cache, "train", config.batch_size, shuffle=True, seed=config.seed, drop_remainder=True
     )
     val_ds = data.make_dataset(cache, "val", config.batch_size, shuffle=False)
-    val_images = cache.images_of("val")[:8].astype("float32") / 255.0
+    val_images = data.as_float_images(cache.images_of("val")[:8])
 
     history = load_history(run_dir)
     interrupted = (run_dir / "backup").exists()

@@ -16,7 +16,8 @@ Typical use::
 
 Modules: ``celeba`` (layouts, annotation files), ``crop`` (the crop rule, decoding),
 ``cache`` (the cache, splits), ``pipeline`` (tf.data), ``demo`` (synthetic faces),
-``figures`` (notebook 01 figures), ``bench`` (throughput).
+``images`` (uint8 <-> float conversions), ``figures`` (notebook 01 figures), ``bench``
+(throughput).
 """
 
 import warnings as _warnings
@@ -39,6 +40,7 @@ from .celeba import (
 from .crop import CROP_RULE, crop_and_resize, crop_box, load_face
 from .demo import demo_marker, detect_demo_eyeglasses, draw_demo_face, write_demo_dataset
 from .figures import attribute_frequency_figure, crop_figure, faces_grid_figure
+from .images import as_float_images, dequantize, to_uint8
 from .pipeline import make_dataset
 
 __all__ = [
@@ -51,6 +53,7 @@ __all__ = [
     "CelebaDataWarning",
     "CelebaNotFoundError",
     "CelebaSource",
+    "as_float_images",
     "assign_splits",
     "attribute_frequency_figure",
     "benchmark",
@@ -59,6 +62,7 @@ __all__ = [
     "crop_box",
     "crop_figure",
     "demo_marker",
+    "dequantize",
     "detect_demo_eyeglasses",
     "draw_demo_face",
     "faces_grid_figure",
@@ -71,6 +75,7 @@ __all__ = [
     "read_attributes",
     "read_identities",
     "read_partition",
+    "to_uint8",
     "write_demo_dataset",
 ]
 
