@@ -1,13 +1,12 @@
-"""Numbers that judge a VAE: reconstruction, realism and diversity of samples, anomaly scores.
+"""Numbers that judge a VAE: reconstruction, realism and diversity of samples.
 
 Conventions, for every function here:
 
 - images are float32 in [0, 1], NHWC, shape (N, H, W, 3) (uint8 in [0, 255] is accepted and
   divided by 255);
-- features are float arrays of shape (N, D), one row per image;
-- "higher score = more anomalous", and labels 1 = anomaly, 0 = normal.
+- features are float arrays of shape (N, D), one row per image.
 
-Three groups:
+Two groups (anomaly scores and their AUROC live in ``anomaly``):
 
 1. Reconstruction: ``mse``, ``psnr`` (capped at ``PSNR_CAP_DB``), ``ssim``, ``ms_ssim``,
    ``reconstruction_metrics`` (one row per image), ``laplacian_variance`` and
@@ -20,7 +19,6 @@ Three groups:
    (``mean_pairwise_distance``, ``mean_pairwise_ms_ssim``) and memorization
    (``nearest_neighbours``, ``nearest_by_identity``); ``realism_metrics`` runs them all and never raises when the
    feature network is missing.
-3. Anomaly detection: ``roc_curve``, ``auroc``, ``average_precision``.
 
 TensorFlow, Keras and OpenCV are imported inside the functions that need them, so importing this
 module is cheap.
@@ -1232,79 +1230,6 @@ def realism_metrics(real_images, fake_images, extractor: FeatureExtractor | None
         feature_diversity_fake=mean_pairwise_distance(fake_feats, seed=seed),
     )
     return result
-
-
-# --------------------------------------------------------------------------------------
-# 3. Anomaly detection
-# --------------------------------------------------------------------------------------
-
-
-def _labels_scores(labels, scores) -> tuple[np.ndarray, np.ndarray]:
-    labels = np.asarray(labels).reshape(-1)
-    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-    if labels.shape != scores.shape:
-        raise ValueError(f"`labels` and `scores` differ in length: {labels.size} vs {scores.size}.")
-    if not np.isin(labels, (0, 1)).all():
-        raise ValueError(f"`labels` must be 0 (normal) or 1 (anomaly); got values {np.unique(labels)[:5]}.")
-    labels = labels.astype(bool)
-    if labels.all() or not labels.any():
-        raise ValueError("`labels` need both classes (some 0 and some 1) for ROC and AP.")
-    if not np.isfinite(scores).all():
-        raise ValueError("`scores` contain NaN or infinity; drop or fix those images first.")
-    return labels, scores
-
-
-def _counts_at_thresholds(labels, scores):
-    order = np.argsort(-scores, kind="stable")
-    sorted_scores, sorted_labels = scores[order], labels[order]
-    last_of_value = np.r_[np.flatnonzero(np.diff(sorted_scores)), len(scores) - 1]
-    tps = np.cumsum(sorted_labels)[last_of_value]
-    fps = (last_of_value + 1) - tps
-    return tps, fps, sorted_scores[last_of_value]
-
-
-def roc_curve(labels, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """ROC curve; a sample counts as anomalous when its score >= threshold.
-
-    Args:
-        labels: 1 = anomaly, 0 = normal, shape (N,).
-        scores: higher = more anomalous, shape (N,).
-
-    Returns:
-        (fpr, tpr, thresholds), one point per distinct score plus (0, 0) at threshold +inf;
-        fpr and tpr in [0, 1], increasing.
-    """
-    labels, scores = _labels_scores(labels, scores)
-    tps, fps, thresholds = _counts_at_thresholds(labels, scores)
-    fpr = np.r_[0.0, fps / fps[-1]]
-    tpr = np.r_[0.0, tps / tps[-1]]
-    return fpr, tpr, np.r_[np.inf, thresholds]
-
-
-def auroc(labels, scores) -> float:
-    """Area under the ROC curve, in [0, 1] (0.5 = chance, 1 = every anomaly scores higher).
-
-    Equal to the Mann-Whitney U statistic / (n_anomalies * n_normal): the probability that a
-    random anomaly scores higher than a random normal sample, ties counting 1/2.
-    """
-    from scipy import stats
-
-    labels, scores = _labels_scores(labels, scores)
-    ranks = stats.rankdata(scores)  # ties get their average rank
-    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
-    u = ranks[labels].sum() - n_pos * (n_pos + 1) / 2.0
-    return float(u / (n_pos * n_neg))
-
-
-def average_precision(labels, scores) -> float:
-    """Average precision, in [0, 1]: sum over thresholds of (R_n - R_(n-1)) * P_n, the
-    step-wise area under the precision-recall curve (as scikit-learn; no interpolation).
-    Chance level is the share of anomalies."""
-    labels, scores = _labels_scores(labels, scores)
-    tps, fps, _ = _counts_at_thresholds(labels, scores)
-    precision = tps / (tps + fps)
-    recall = tps / tps[-1]
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
 # --------------------------------------------------------------------------------------
