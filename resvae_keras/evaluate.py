@@ -11,7 +11,7 @@ which images, how many, which sampler, and one ``metrics.json`` per run.
 | ``sample_report`` | samples of a sampler, their realism, diversity and memorization | notebook 04 |
 | ``encode_split``, ``attribute_strength_effect`` | codes of a split, what an attribute vector does | notebook 05 |
 | ``evaluate_run`` | all of the above on the test split, into ``<run_dir>/metrics.json`` | CLI ``evaluate`` |
-| ``write_samples``, ``benchmark`` | CLI ``sample`` and ``bench eval`` | CLI |
+| ``write_samples`` | CLI ``sample`` | CLI |
 
 Conventions: images are float32 in [0, 1], shape (N, H, W, 3) (uint8 from the cache
 is accepted and divided by 255); ELBO terms are per image, in nats; anomaly scores are
@@ -40,14 +40,13 @@ from resvae_keras.anomaly import (
     NON_FACE_KINDS,
     anomaly_report,
 )
-from resvae_keras.config import Config, get_profile, project_root
+from resvae_keras.config import Config, project_root
 from resvae_keras.data.images import as_float_images, to_uint8
 
 METRICS_VERSION = 1
 MAX_DEFAULT_SAMPLES = metrics.FID_COMPARABLE_SAMPLES
 """Default sample count is the size of the test split, capped here (10,000: the FID minimum
 for numbers comparable across runs; ``metrics.fid`` warns below 2,048)."""
-CELEBA_TEST_IMAGES = 19_962
 SAMPLERS = ("prior", "gmm")
 TEMPERATURES = {"prior": (1.0, 0.7), "gmm": (1.0,)}
 """Temperatures ``evaluate_run`` samples each sampler at."""
@@ -935,45 +934,3 @@ def write_samples(run_dir, n: int = 64, out_dir="samples", temperature: float = 
         Image.fromarray(image).save(path)
         paths.append(path)
     return paths
-
-
-def benchmark(n: int = 512, n_features: int = 64, config: Config | None = None,
-              seed: int = 0) -> dict:
-    """Evaluation speed, no network: random weights and random images.
-
-    Times ``reconstruction_report`` (encode, two decodes, MSE/PSNR/SSIM/MS-SSIM and the
-    ELBO) on ``n`` images with ``config``'s architecture (default: the 64x64 default
-    architecture, as ``bench train``), and InceptionV3 feature extraction (random
-    weights, ``metrics.benchmark_features``) on ``n_features`` images. One warm-up
-    batch is not counted.
-
-    Returns:
-        dict: ``architecture``, ``n``, ``reconstruction_img_per_s``,
-        ``celeba_test_split_s`` (the 19,962 CelebA test images at that rate),
-        ``inception_features_img_per_s``, ``metrics_only_img_per_s``, ``device``.
-    """
-    import keras
-
-    from resvae_keras.model import build_model
-
-    config = config or get_profile("celeba-subset")
-    keras.utils.set_random_seed(seed)
-    model = build_model(config)
-    size = config.image_size
-    images = np.random.default_rng(seed).random((int(n), size, size, 3), dtype=np.float32)
-    reconstruction_report(model, images[:64])
-    start = time.perf_counter()
-    reconstruction_report(model, images)
-    rate = n / (time.perf_counter() - start)
-    features = metrics.benchmark_features(n=int(n_features), image_size=size, seed=seed)
-    return {
-        "architecture": f"{size}x{size}, widths={list(config.widths)}, "
-        f"blocks={config.blocks_per_stage}, latent={config.latent_dim}",
-        "n": int(n),
-        "reconstruction_img_per_s": rate,
-        "celeba_test_split_s": CELEBA_TEST_IMAGES / rate,
-        "inception_features_img_per_s": features["features_images_per_s"],
-        "inception_n": int(n_features),
-        "metrics_only_img_per_s": features["reconstruction_metrics_images_per_s"],
-        "device": features["device"],
-    }

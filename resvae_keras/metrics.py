@@ -30,7 +30,6 @@ import hashlib
 import math
 import os
 import tempfile
-import time
 import urllib.request
 import warnings
 from collections.abc import Callable
@@ -1230,45 +1229,3 @@ def realism_metrics(real_images, fake_images, extractor: FeatureExtractor | None
         feature_diversity_fake=mean_pairwise_distance(fake_feats, seed=seed),
     )
     return result
-
-
-# --------------------------------------------------------------------------------------
-# Speed
-# --------------------------------------------------------------------------------------
-
-
-def benchmark_features(n: int = 256, extractor: FeatureExtractor | None = None,
-                       image_size: int = 64, seed: int = 0) -> dict:
-    """Images per second of feature extraction and of ``reconstruction_metrics`` here.
-
-    The extractor defaults to ``InceptionFeatures(weights=None)`` (random weights: same cost
-    as the real network, no download), fed ``image_size`` images that it resizes to 299x299.
-    One warm-up batch is run first and not counted.
-
-    Returns:
-        dict with ``extractor``, ``n``, ``image_size``, ``features_images_per_s``,
-        ``reconstruction_metrics_images_per_s`` and ``device`` (the TensorFlow devices seen).
-    """
-    import tensorflow as tf
-
-    rng = np.random.default_rng(seed)
-    images = rng.random((n, image_size, image_size, 3), dtype=np.float32)
-    noisy = np.clip(images + 0.05 * rng.standard_normal(images.shape, dtype=np.float32), 0, 1)
-    extractor = extractor if extractor is not None else InceptionFeatures(weights=None)
-    warm = min(n, getattr(extractor, "batch_size", 8))
-    extractor(images[:warm])
-    start = time.perf_counter()
-    extractor(images)
-    features_rate = n / (time.perf_counter() - start)
-    reconstruction_metrics(images[:warm], noisy[:warm])
-    start = time.perf_counter()
-    reconstruction_metrics(images, noisy)
-    metrics_rate = n / (time.perf_counter() - start)
-    return {
-        "extractor": getattr(extractor, "name", type(extractor).__name__),
-        "n": n,
-        "image_size": image_size,
-        "features_images_per_s": features_rate,
-        "reconstruction_metrics_images_per_s": metrics_rate,
-        "device": ", ".join(d.device_type for d in tf.config.list_logical_devices()),
-    }

@@ -602,7 +602,7 @@ def test_csv_annotations_and_their_header(demo_root, tmp_path):
         data.read_attributes(csv)
 
 
-# -- figures and benchmark ------------------------------------------------------------
+# -- figures ------------------------------------------------------------------------
 
 
 def test_figures_say_demo_data(demo_cache, tmp_path):
@@ -620,12 +620,6 @@ def test_figures_say_demo_data(demo_cache, tmp_path):
         assert any(t.endswith("(demo data)") for t in titles), name
         assert (tmp_path / f"{name}.png").stat().st_size > 1000
         plt.close(fig)
-
-
-def test_benchmark_reports_both_rates():
-    result = data.benchmark(n=24, workers=1, min_seconds=0.05)
-    assert result["n"] == 24 and result["size"] == 64
-    assert result["preprocess_img_per_s"] > 0 and result["pipeline_img_per_s"] > 0
 
 
 # -- the real CelebA samples (skipped when absent) ------------------------------------

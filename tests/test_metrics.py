@@ -453,9 +453,3 @@ def test_realism_metrics_with_a_working_extractor():
     for key in ("fid", "kid_mean", "kid_std", "precision", "recall", "feature_diversity_fake"):
         assert np.isfinite(result[key])
     assert 0 <= result["precision"] <= 1 and result["n_fake"] == 40
-
-
-def test_benchmark_reports_positive_rates():
-    result = metrics.benchmark_features(n=4, extractor=PixelMeans(), image_size=32)
-    assert result["features_images_per_s"] > 0 and result["reconstruction_metrics_images_per_s"] > 0
-    assert result["extractor"] == "pixel_moments" and result["n"] == 4

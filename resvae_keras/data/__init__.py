@@ -16,13 +16,11 @@ Typical use::
 
 Modules: ``celeba`` (layouts, annotation files), ``crop`` (the crop rule, decoding),
 ``cache`` (the cache, splits), ``pipeline`` (tf.data), ``demo`` (synthetic faces),
-``images`` (uint8 <-> float conversions), ``figures`` (notebook 01 figures), ``bench``
-(throughput).
+``images`` (uint8 <-> float conversions), ``figures`` (notebook 01 figures).
 """
 
 import warnings as _warnings
 
-from .bench import benchmark
 from .cache import Cache, assign_splits, cache_folder, load_cache, open_cache, prepare
 from .celeba import (
     ATTRIBUTE_NAMES,
@@ -56,7 +54,6 @@ __all__ = [
     "as_float_images",
     "assign_splits",
     "attribute_frequency_figure",
-    "benchmark",
     "cache_folder",
     "crop_and_resize",
     "crop_box",
