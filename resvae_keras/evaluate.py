@@ -184,14 +184,15 @@ def reconstruction_report(model, images, attributes: pd.DataFrame | None = None,
             ``chunk_size`` images at a time, so a whole CelebA split fits in memory.
         attributes: optional bool attribute columns, one row per image (e.g.
             ``cache.attributes_of("test")``); its index labels the rows.
-        seed: seed of the one posterior sample per image behind the ELBO.
+        seed: seed of the dequantization and posterior draws behind the ELBO.
 
     Returns:
         ``(per_image, summary, breakdown)``:
 
         - per_image: one row per image: ``mse`` ([0, 1]), ``psnr`` (dB), ``ssim``,
-          ``ms_ssim``, ``neg_elbo`` (nats, = ``reconstruction_nll`` + ``kl``),
-          ``bits_per_dim`` (the negative ELBO as an 8-bit code length, see
+          ``ms_ssim``, ``neg_elbo`` (nats, = ``reconstruction_nll`` + ``kl``, of the
+          dequantized image, see ``ResVAE.elbo``; NaN for the autoencoder),
+          ``bits_per_dim`` (an upper bound on the 8-bit code length, see
           ``metrics.bits_per_dim``), and ``sharpness`` / ``sharpness_original``
           (``metrics.laplacian_variance`` of the reconstruction and of the image);
         - summary: ``metrics.summarize(per_image)``: mean, std and count per column;

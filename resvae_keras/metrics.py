@@ -305,21 +305,26 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def bits_per_dim(nll_nats, num_dims: int):
-    """Negative ELBO of [0, 1]-scaled images, in nats, as bits per dimension of the 8-bit image.
+    """Negative ELBO of dequantized 8-bit images, in nats, as bits per dimension.
 
-    The model is a density p on the continuous cube [0, 1]^D. An 8-bit image x8 owns the bin of
-    width 1/256 around each of its D values; with uniform dequantization (Theis et al. 2016,
-    Ho et al. 2019) its probability is at least the density times the bin volume, so
+    An 8-bit value k sits at k/255 in [0, 1], so it owns a bin of width 1/255 around that
+    point. The model is a density p on continuous values. Score y = (k + u - 1/2)/255 with
+    u ~ U[0, 1)^D (``ResVAE.elbo`` does, by default) and Jensen's inequality gives (Theis et
+    al. 2016)
 
-        -log P(x8) <= nll_[0,1] + D log 256      (nats)
-        bpd = (nll_[0,1] + D log 256) / (D log 2),
+        -log P(k) = -log E_u[p(y)] + D log 255 <= E_u[-ELBO(y)] + D log 255      (nats)
+        bpd = (nll + D log 255) / (D log 2),
 
-    an upper bound on the 8-bit code length (8 bpd = a uniform model). This only holds for a
-    real density on [0, 1] (e.g. the Gaussian likelihoods); the Bernoulli "likelihood" on
-    continuous values is not one, so its bpd is not a bound.
+    an upper bound on the 8-bit code length (a uniform density on [0, 1] gives log2(255) =
+    7.99 bpd). ``nll`` is one draw of u per image, an unbiased estimate of the expectation.
+    The bin width is 1/255, not 1/256, because the images are k/255. Without the noise
+    (density at the bin centre times its width) the number would be an approximation only;
+    for sigma >> 1/255 it differs by about 1/(24 sigma^2 255^2) nats per dimension.
+    The bound needs a real density (the Gaussian likelihoods); the Bernoulli "likelihood" on
+    continuous values is not one, and the autoencoder has no ELBO (NaN in, NaN out).
 
     Args:
-        nll_nats: negative ELBO per image in nats (scalar or array), from images in [0, 1].
+        nll_nats: negative ELBO per image in nats (scalar or array) of dequantized images.
         num_dims: D = H * W * C (12288 for 64x64x3).
 
     Returns:
@@ -328,7 +333,7 @@ def bits_per_dim(nll_nats, num_dims: int):
     if int(num_dims) < 1:
         raise ValueError(f"`num_dims` must be >= 1 (H * W * C); got {num_dims}.")
     nll = np.asarray(nll_nats, dtype=np.float64)
-    result = (nll + num_dims * np.log(256.0)) / (num_dims * np.log(2.0))
+    result = (nll + num_dims * np.log(255.0)) / (num_dims * np.log(2.0))
     return float(result) if result.ndim == 0 else result
 
 

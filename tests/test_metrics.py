@@ -109,11 +109,13 @@ def test_reconstruction_metrics_table_and_summary():
 
 
 def test_bits_per_dim_hand_example():
-    assert metrics.bits_per_dim(0.0, 1) == pytest.approx(8.0)  # a uniform density on [0, 1]
+    # a uniform density on [0, 1]: each 8-bit bin of width 1/255 gets 1/255 -> log2(255) bits
+    assert metrics.bits_per_dim(0.0, 1) == pytest.approx(math.log2(255))
     num_dims = 64 * 64 * 3
-    nll = num_dims * (1.5 * math.log(2) - math.log(256))  # chosen to give 1.5 bpd
+    nll = num_dims * (1.5 * math.log(2) - math.log(255))  # chosen to give 1.5 bpd
     assert metrics.bits_per_dim(nll, num_dims) == pytest.approx(1.5)
-    np.testing.assert_allclose(metrics.bits_per_dim(np.array([0.0, num_dims * math.log(2)]), num_dims), [8.0, 9.0])
+    two = metrics.bits_per_dim(np.array([0.0, num_dims * math.log(2)]), num_dims)
+    np.testing.assert_allclose(two, [math.log2(255), math.log2(255) + 1])
     with pytest.raises(ValueError, match="num_dims"):
         metrics.bits_per_dim(1.0, 0)
 

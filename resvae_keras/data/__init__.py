@@ -38,7 +38,7 @@ from .celeba import (
 from .crop import CROP_RULE, crop_and_resize, crop_box, load_face
 from .demo import demo_marker, detect_demo_eyeglasses, draw_demo_face, write_demo_dataset
 from .figures import attribute_frequency_figure, crop_figure, faces_grid_figure
-from .images import as_float_images, dequantize, to_uint8
+from .images import as_float_images, to_uint8
 from .pipeline import make_dataset
 
 __all__ = [
@@ -59,7 +59,6 @@ __all__ = [
     "crop_box",
     "crop_figure",
     "demo_marker",
-    "dequantize",
     "detect_demo_eyeglasses",
     "draw_demo_face",
     "faces_grid_figure",

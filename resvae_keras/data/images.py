@@ -1,16 +1,15 @@
 """8-bit images and the float images the model sees: every conversion in one place.
 
 The cache stores uint8 values k in [0, 255]; the model, the metrics and the figures take
-float32 ``k / 255`` in [0, 1]. ``as_float_images`` goes one way, ``to_uint8`` the other, and
-``dequantize`` spreads each 8-bit value over its quantization bin (for bits/dim, see
-``metrics.bits_per_dim``).
+float32 ``k / 255`` in [0, 1]. ``as_float_images`` goes one way, ``to_uint8`` the other.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-#: Half an 8-bit step: float images may stray this far outside [0, 1] (dequantized ones do).
+#: Half an 8-bit step: float images may stray this far outside [0, 1]
+#: (``model.dequantized`` images do).
 RANGE_TOLERANCE = 0.5 / 255
 
 
@@ -51,23 +50,3 @@ def to_uint8(images) -> np.ndarray:
     if array.dtype == np.uint8:
         return array
     return np.clip(array.astype(np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-
-
-def dequantize(images, seed=0) -> np.ndarray:
-    """8-bit images spread uniformly over their quantization bins.
-
-    The value ``k`` (``k / 255`` as a float) becomes ``(k + u - 1/2) / 255`` with
-    ``u ~ U[0, 1)``, one draw per value: a point drawn uniformly from the bin of width
-    1/255 centred on ``k / 255``. Float input is first rounded to 8 bits (``to_uint8``).
-
-    Args:
-        images: (N, H, W, 3) uint8, or float in [0, 1].
-        seed: an int or a ``numpy.random.Generator`` (to continue one stream over chunks).
-
-    Returns:
-        float32 (N, H, W, 3), within half a step (1/510) of the 8-bit values.
-    """
-    x8 = to_uint8(images)
-    rng = np.random.default_rng(seed)
-    u = rng.random(x8.shape, dtype=np.float32)
-    return (x8.astype(np.float32) + u - np.float32(0.5)) / np.float32(255.0)
