@@ -16,7 +16,7 @@ Typical use::
 
 Modules: ``celeba`` (layouts, annotation files), ``crop`` (the crop rule, decoding),
 ``cache`` (the cache, splits), ``pipeline`` (tf.data), ``demo`` (synthetic faces),
-``images`` (uint8 <-> float conversions), ``figures`` (notebook 01 figures).
+``images`` (uint8 <-> float conversions). No plotting: every figure is drawn by ``plots``.
 """
 
 import warnings as _warnings
@@ -37,7 +37,6 @@ from .celeba import (
 )
 from .crop import CROP_RULE, crop_and_resize, crop_box, load_face
 from .demo import demo_marker, detect_demo_eyeglasses, draw_demo_face, write_demo_dataset
-from .figures import attribute_frequency_figure, crop_figure, faces_grid_figure
 from .images import as_float_images, to_uint8
 from .pipeline import make_dataset
 
@@ -53,15 +52,12 @@ __all__ = [
     "CelebaSource",
     "as_float_images",
     "assign_splits",
-    "attribute_frequency_figure",
     "cache_folder",
     "crop_and_resize",
     "crop_box",
-    "crop_figure",
     "demo_marker",
     "detect_demo_eyeglasses",
     "draw_demo_face",
-    "faces_grid_figure",
     "find_celeba",
     "load_cache",
     "load_face",
