@@ -458,7 +458,7 @@ class ResVAE(keras.Model):
     def elbo_terms(self, x, training=False, seed=None):
         """The one pass behind every loss and ELBO: encode, draw z, decode, score.
 
-        ``train_step``, ``test_step``, ``elbo``, ``evaluate`` and ``train.flops_per_image``
+        ``train_step``, ``test_step``, ``elbo``, ``evaluate`` and ``bench.flops_per_image``
         all call this, so they cannot disagree.
 
         Args:

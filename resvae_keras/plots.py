@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from resvae_keras.config import project_root
+from resvae_keras.data.images import to_uint8
 
 DPI = 120
 DEMO_LABEL = "(demo data)"
@@ -459,7 +460,7 @@ def _png_bytes(image, scale: int) -> bytes:
 
     from PIL import Image
 
-    pixels = np.clip(np.asarray(image) * 255 + 0.5, 0, 255).astype("uint8")
+    pixels = to_uint8(image)
     pixels = pixels.repeat(scale, axis=0).repeat(scale, axis=1)
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG")

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from resvae_keras.config import Config, get_profile, project_root
+from resvae_keras.data.images import as_float_images
 
 STUDY_EPOCHS = 4
 STUDY_WARMUP_STEPS = 250
@@ -116,7 +117,7 @@ def run_metrics(model, cache, history, n=N_EVAL, seed=0) -> dict:
     """Compact metrics of one run on the held-out test split (numbers only)."""
     from resvae_keras import metrics
 
-    test = cache.images_of("test")[:n].astype("float32") / 255.0
+    test = as_float_images(cache.images_of("test")[:n])
     recon = model.reconstruct(test)
     table = metrics.reconstruction_metrics(test, recon)
     elbo = model.elbo(test)

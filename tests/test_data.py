@@ -602,7 +602,7 @@ def test_csv_annotations_and_their_header(demo_root, tmp_path):
         data.read_attributes(csv)
 
 
-# -- figures and benchmark ------------------------------------------------------------
+# -- figures ------------------------------------------------------------------------
 
 
 def test_figures_say_demo_data(demo_cache, tmp_path):
@@ -620,12 +620,6 @@ def test_figures_say_demo_data(demo_cache, tmp_path):
         assert any(t.endswith("(demo data)") for t in titles), name
         assert (tmp_path / f"{name}.png").stat().st_size > 1000
         plt.close(fig)
-
-
-def test_benchmark_reports_both_rates():
-    result = data.benchmark(n=24, workers=1, min_seconds=0.05)
-    assert result["n"] == 24 and result["size"] == 64
-    assert result["preprocess_img_per_s"] > 0 and result["pipeline_img_per_s"] > 0
 
 
 # -- the real CelebA samples (skipped when absent) ------------------------------------
@@ -653,3 +647,34 @@ def test_real_test_partition_images_warn_when_trained_on(shared_data, tmp_path):
     with pytest.warns(data.CelebaDataWarning, match="OFFICIAL TEST"):
         cache = _prepare(root, tmp_path, max_images=10)
     assert cache.images.shape == (10, 64, 64, 3)
+
+
+# -- image conversions ------------------------------------------------------------------
+
+
+def _all_byte_values():
+    return np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1).repeat(3, axis=-1)
+
+
+def test_float_and_uint8_conversions_round_trip_and_name_the_argument():
+    x8 = _all_byte_values()
+    x = data.as_float_images(x8)
+    assert x.dtype == np.float32 and x.min() == 0.0 and x.max() == 1.0
+    assert data.as_float_images(x) is x  # float32 input is not copied
+    np.testing.assert_array_equal(data.to_uint8(x), x8)
+    with pytest.raises(ValueError, match="`faces` must be a batch"):
+        data.as_float_images(x[0], name="faces")
+    with pytest.raises(ValueError, match=r"`images` must hold values in \[0, 1\]"):
+        data.as_float_images(x * 255.0)
+
+
+def test_dequantize_draws_uniformly_inside_each_8_bit_bin():
+    x8 = np.repeat(_all_byte_values(), 40, axis=0)
+    y = data.dequantize(x8, seed=0)
+    offset = y * 255.0 - x8  # in 8-bit steps
+    assert offset.min() >= -0.5 - 1e-4 and offset.max() <= 0.5 + 1e-4
+    assert abs(offset.mean()) < 0.01 and offset.std() == pytest.approx(np.sqrt(1 / 12), rel=0.02)
+    np.testing.assert_array_equal(y, data.dequantize(x8, seed=0))
+    assert not np.array_equal(y, data.dequantize(x8, seed=1))
+    # float input is first rounded to 8 bits, so it lands in the same bins
+    np.testing.assert_array_equal(data.dequantize(x8 / 255.0, seed=0), y)
