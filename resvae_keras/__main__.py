@@ -33,7 +33,7 @@ def _overrides(args) -> dict:
     names = (
         "epochs", "batch_size", "learning_rate", "beta", "latent_dim", "seed", "max_images",
         "kl_warmup_steps", "sigma_min", "likelihood", "kind", "strategy", "mixed_precision", "run_dir",
-        "data_dir", "image_size", "blocks_per_stage", "architecture",
+        "data_dir", "image_size", "blocks_per_stage", "architecture", "norm",
     )
     values = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
     if getattr(args, "widths", None):
@@ -59,6 +59,8 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--blocks-per-stage", dest="blocks_per_stage", type=int)
     p.add_argument("--image-size", dest="image_size", type=int)
     p.add_argument("--likelihood", choices=["gaussian_learned", "gaussian", "bernoulli"])
+    p.add_argument("--norm", choices=["group", "batch", "none"],
+                   help="normalization in the residual blocks (default group)")
     p.add_argument("--kind", choices=["vae", "ae"])
     p.add_argument("--plain", action="store_true", help="drop the residual shortcuts")
     p.add_argument("--architecture", choices=["resnet", "conv"],
