@@ -112,3 +112,21 @@ def test_save_and_load_gives_identical_outputs(tmp_path):
     assert loaded.decoder_sigma == pytest.approx(model.decoder_sigma)
     # The optimizer state travels with the file: training resumes where it stopped.
     assert int(loaded.optimizer.iterations) == int(model.optimizer.iterations) == 1
+
+
+def test_import_registers_the_model_in_a_fresh_process_and_stays_light(tmp_path):
+    import subprocess
+    import sys
+
+    _tiny_model().save(tmp_path / "model.keras")
+    script = (
+        "import sys, resvae_keras\n"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
+        "import keras\n"
+        "print(type(keras.models.load_model(sys.argv[1])).__name__)\n"
+        "print(type(resvae_keras.load_model(sys.argv[1])).__name__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "model.keras")],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["ResVAE", "ResVAE"]
