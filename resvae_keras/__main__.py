@@ -72,6 +72,8 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--learning-rate", dest="learning_rate", type=float)
     p.add_argument("--beta", type=float)
     p.add_argument("--kl-warmup-steps", dest="kl_warmup_steps", type=int)
+    p.add_argument("--sigma-min", dest="sigma_min", type=float,
+                   help="floor on the learned decoder sigma (0: none)")
     p.add_argument("--latent-dim", dest="latent_dim", type=int)
     p.add_argument("--widths", type=_widths, help="channels per stage, e.g. 32,64,128")
     p.add_argument("--blocks-per-stage", dest="blocks_per_stage", type=int)

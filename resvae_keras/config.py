@@ -25,9 +25,9 @@ from pathlib import Path
 
 PROFILES = ("demo", "celeba-subset", "celeba")
 CLI_OPTIONS = (
-    "epochs", "batch_size", "learning_rate", "beta", "kl_warmup_steps", "latent_dim", "widths",
-    "blocks_per_stage", "image_size", "likelihood", "kind", "residual", "seed", "max_images",
-    "strategy", "mixed_precision", "data_dir", "run_dir",
+    "epochs", "batch_size", "learning_rate", "beta", "kl_warmup_steps", "sigma_min", "latent_dim",
+    "widths", "blocks_per_stage", "image_size", "likelihood", "kind", "residual", "seed",
+    "max_images", "strategy", "mixed_precision", "data_dir", "run_dir",
 )  # fmt: skip
 """Config fields the ``train`` command line sets, each through ``option_name(field)``."""
 
@@ -75,6 +75,7 @@ class Config:
         likelihood: ``"gaussian_learned"``, ``"gaussian"`` or ``"bernoulli"``
             (see ``model.RECONSTRUCTION_LIKELIHOODS``).
         beta: weight of the KL term (>= 0).
+        sigma_min: floor on the learned decoder sigma (0: none; see ``model.ResVAE``).
         kl_warmup_steps: beta ramps linearly from 0 over this many steps (0: off).
     Training:
         batch_size, epochs, learning_rate, seed: as usual; seed fixes data order,
@@ -99,6 +100,7 @@ class Config:
     kind: str = "vae"
     likelihood: str = "gaussian_learned"
     beta: float = 1.0
+    sigma_min: float = 0.0
     kl_warmup_steps: int = 0
     # training
     batch_size: int = 64

@@ -556,8 +556,8 @@ def sample_report(model, references, sampler="prior", n: int | None = None, *,
 
     Returns:
         ``(report, samples)``: a JSON-ready dict with ``sampler``, ``temperature``,
-        ``n_images``, ``realism`` (SWD always; FID, KID, precision, recall when
-        ``available``), ``diversity`` (pixel L2, MS-SSIM, feature distance, each for the
+        ``n_images``, ``realism`` (SWD per level and face rate always; FID, KID, precision,
+        recall when ``available``), ``diversity`` (pixel L2, MS-SSIM, feature distance, each for the
         samples and the real images) and ``memorization``; and the samples, float32 in
         [0, 1], shape (n, S, S, 3).
     """
@@ -597,14 +597,18 @@ def sample_report(model, references, sampler="prior", n: int | None = None, *,
 
 
 def sample_table(reports) -> pd.DataFrame:
-    """One row per ``sample_report`` dict: the headline numbers side by side."""
+    """One row per ``sample_report`` dict: the headline numbers side by side (face rate in
+    [0, 1]; SWD x 1e3 per pyramid level, coarsest first, and their mean)."""
     rows = []
     for report in reports:
         realism, diversity = report["realism"], report["diversity"]
+        levels = {f"{k}_x1e3": v for k, v in realism["swd"].items() if k != "swd_mean"}
         rows.append({
             "sampler": report["sampler"],
             "temperature": report["temperature"],
             "n_images": report["n_images"],
+            "face_rate": realism.get("face_rate", np.nan),
+            **dict(sorted(levels.items(), key=lambda kv: int(kv[0].split("_")[1]))),
             "swd_mean_x1e3": realism["swd"]["swd_mean"],
             "fid": realism.get("fid", np.nan),
             "kid_mean": realism.get("kid_mean", np.nan),
@@ -1018,6 +1022,10 @@ def _summary(result: dict) -> dict:
     for key, report in result["samples"].items():
         realism = report["realism"]
         summary[f"swd_{key}"] = realism["swd"]["swd_mean"]
+        for level, value in realism["swd"].items():
+            if level != "swd_mean":
+                summary[f"{level}_{key}"] = value  # e.g. swd_16_prior_t1
+        summary[f"face_rate_{key}"] = realism.get("face_rate")
         summary[f"fid_{key}"] = realism.get("fid")
         summary[f"kid_{key}"] = realism.get("kid_mean")
         summary[f"precision_{key}"] = realism.get("precision")

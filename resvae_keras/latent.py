@@ -14,6 +14,7 @@ N(0, I)), so a value of 2 along one dimension means "two prior standard deviatio
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -505,3 +506,71 @@ def pca_2d(z, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     pca = PCA(n_components=2, random_state=seed)
     coords = pca.fit_transform(z).astype(np.float32)
     return coords, pca.explained_variance_ratio_
+
+
+# -- the aggregate posterior ----------------------------------------------------
+
+
+def aggregate_posterior_std(z_mean, z_log_var) -> np.ndarray:
+    """Standard deviation of the aggregate posterior q(z) = mean_n q(z | x_n), per dimension.
+
+    By the law of total variance, ``Var_q(z_j) = Var_n(mu_nj) + mean_n(sigma_nj^2)``. The
+    prior N(0, I) has 1 in every dimension; drawing it at temperature T gives T in every
+    dimension, so no single T matches a q(z) whose dimensions have different scales.
+
+    Args:
+        z_mean, z_log_var: encoder outputs of N images, shape (N, d) each.
+
+    Returns:
+        float64, shape (d,), in prior standard deviations.
+    """
+    z_mean, z_log_var = _to_numpy(z_mean, np.float64), _to_numpy(z_log_var, np.float64)
+    if z_mean.shape != z_log_var.shape or z_mean.ndim != 2:
+        raise ValueError(
+            f"z_mean {z_mean.shape} and z_log_var {z_log_var.shape} must both be (N, d)"
+        )
+    return np.sqrt(z_mean.var(axis=0) + np.exp(z_log_var).mean(axis=0))
+
+
+def aggregate_kl_lower_bound(mean_kl: float, n_images: int) -> float:
+    """How far q(z) is at least from the prior: a lower bound on KL(q(z) || N(0, I)), nats.
+
+    ELBO surgery (Hoffman & Johnson 2016) with x uniform over N training images:
+    ``E_x KL(q(z|x) || p(z)) = I(x; z) + KL(q(z) || p(z))`` and ``I(x; z) <= log N``, so
+    ``KL(q(z) || p(z)) >= mean_kl - log N`` (0 when that is negative).
+
+    Args:
+        mean_kl: KL(q(z|x) || N(0, I)) averaged over those N images, nats (>= 0).
+        n_images: N, the number of training images (>= 1).
+    """
+    if int(n_images) < 1:
+        raise ValueError(f"n_images={n_images!r}: the bound needs at least one training image")
+    return max(float(mean_kl) - math.log(int(n_images)), 0.0)
+
+
+# -- editing one code -------------------------------------------------------------
+
+
+def edit_code(z, vectors=None, strengths=None, unit_offsets=None) -> np.ndarray:
+    """``z + sum_a s_a v_a + sum_j delta_j e_j``: one edited code, float32 (d,).
+
+    Args:
+        z: base code, shape (d,) (e.g. the ``z_mean`` of one face).
+        vectors: ``{name: attribute vector (d,)}`` (see ``attribute_vectors``).
+        strengths: ``{name: s}`` multiples of those vectors (a missing name: 0).
+        unit_offsets: ``{unit j: delta_j}``, shifts of single units in prior standard
+            deviations.
+    """
+    z = _to_numpy(z).copy()
+    if z.ndim != 1:
+        raise ValueError(f"z has shape {z.shape}; edit_code takes one code of shape (d,)")
+    vectors = vectors or {}
+    for name, strength in (strengths or {}).items():
+        if name not in vectors:
+            raise KeyError(f"no attribute vector {name!r}; known: {sorted(vectors)}")
+        z += float(strength) * _to_numpy(vectors[name])
+    for unit, offset in (unit_offsets or {}).items():
+        if not -len(z) <= int(unit) < len(z):
+            raise ValueError(f"unit {unit} is outside the latent size {len(z)}")
+        z[int(unit)] += float(offset)
+    return z

@@ -14,13 +14,14 @@ Three groups:
    ``per_attribute_breakdown``, ``best_and_worst``.
 2. Samples: ``fid``, ``kid``, ``precision_recall`` on features of a ``FeatureExtractor``
    (``InceptionFeatures``, whose weights are fetched only when asked for);
-   ``sliced_wasserstein`` (numpy only, works offline); diversity
+   ``sliced_wasserstein`` (numpy only, works offline, per pyramid level);
+   ``face_detection_rate`` (OpenCV's Haar cascade, offline: "is it a face?"); diversity
    (``mean_pairwise_distance``, ``mean_pairwise_ms_ssim``) and memorization
    (``nearest_neighbours``); ``realism_metrics`` runs them all and never raises when the
    feature network is missing.
 3. Anomaly detection: ``roc_curve``, ``auroc``, ``average_precision``.
 
-TensorFlow and Keras are imported inside the functions that need them, so importing this
+TensorFlow, Keras and OpenCV are imported inside the functions that need them, so importing this
 module is cheap.
 """
 
@@ -1004,16 +1005,111 @@ def sliced_wasserstein(real_images, fake_images, *, patch_size: int = 7,
 
 
 # --------------------------------------------------------------------------------------
-# 2e. Everything about samples at once
+# 2e. Is it a face? (OpenCV's Haar frontal-face cascade, offline)
+# --------------------------------------------------------------------------------------
+
+FACE_CASCADE_FILE = "haarcascade_frontalface_default.xml"
+FACE_UPSCALE = 2
+FACE_SCALE_FACTOR = 1.1
+FACE_MIN_NEIGHBORS = 5
+FACE_MIN_SIZE_FRACTION = 1.0 / 3.0
+"""Settings of ``face_detections``: every set is upscaled 2x (bicubic) before the cascade
+(Viola & Jones 2001, trained on 24x24 windows) looks at it; ``scaleFactor`` 1.1 and
+``minNeighbors`` 5 are OpenCV's usual values; a face must cover at least a third of the side."""
+
+_face_cascade = None
+
+
+def _opencv():
+    try:
+        import cv2
+    except ImportError as exc:
+        raise ImportError(
+            "face_detection_rate needs OpenCV 4.x with its Haar cascades: "
+            "pip install opencv-python-headless==4.14.0.94 (the pin in requirements.txt)."
+        ) from exc
+    return cv2
+
+
+def face_cascade():
+    """OpenCV's frontal-face Haar cascade, loaded on first use and kept."""
+    global _face_cascade
+    if _face_cascade is None:
+        cv2 = _opencv()
+        folder = getattr(getattr(cv2, "data", None), "haarcascades", None)
+        path = Path(folder or "") / FACE_CASCADE_FILE
+        cascade = cv2.CascadeClassifier(str(path)) if path.is_file() else None
+        if cascade is None or cascade.empty():
+            raise FileNotFoundError(
+                f"OpenCV {cv2.__version__} ships no {FACE_CASCADE_FILE} (5.x dropped the Haar "
+                "cascades): pip install opencv-python-headless==4.14.0.94 (requirements.txt)."
+            )
+        _face_cascade = cascade
+    return _face_cascade
+
+
+def face_detections(images, *, upscale: int = FACE_UPSCALE,
+                    scale_factor: float = FACE_SCALE_FACTOR,
+                    min_neighbors: int = FACE_MIN_NEIGHBORS,
+                    min_size_fraction: float = FACE_MIN_SIZE_FRACTION) -> np.ndarray:
+    """Whether OpenCV's Haar frontal-face cascade finds at least one face in each image.
+
+    Each image is rounded to 8 bits, turned to grey, upscaled ``upscale`` times (bicubic)
+    and searched with ``scale_factor``, ``min_neighbors`` and a minimum face side of
+    ``min_size_fraction`` of the upscaled side (64x64: 128 px searched, faces >= 42 px).
+    Compare only rates measured with the same settings and image size.
+
+    Args:
+        images: float32 in [0, 1] (or uint8), shape (N, H, W, 3).
+
+    Returns:
+        bool array (N,).
+    """
+    x = _as_images(images, "images")
+    if x.shape[-1] != 3:
+        raise ValueError(f"`images` must be RGB, shape (N, H, W, 3); got shape {x.shape}.")
+    if int(upscale) < 1:
+        raise ValueError(f"`upscale` must be >= 1; got {upscale}.")
+    cv2 = _opencv()
+    cascade = face_cascade()
+    height, width = x.shape[1] * int(upscale), x.shape[2] * int(upscale)
+    side = max(1, int(min(height, width) * min_size_fraction))
+    found = np.zeros(len(x), dtype=bool)
+    for i, image in enumerate(x):
+        rgb = np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        if int(upscale) > 1:
+            grey = cv2.resize(grey, (width, height), interpolation=cv2.INTER_CUBIC)
+        faces = cascade.detectMultiScale(grey, scaleFactor=scale_factor,
+                                         minNeighbors=int(min_neighbors), minSize=(side, side))
+        found[i] = len(faces) > 0
+    return found
+
+
+def face_detection_rate(images, **settings) -> float:
+    """Share of ``images`` in which the Haar cascade finds a face, in [0, 1].
+
+    A coarse, offline "is it a face?" check (``face_detections`` with ``settings``). On
+    64x64 CelebA crops real faces score about 0.9, blurred faces nearly as much (it does
+    not rank blurry faces), uniform noise 0; a collage of colour blobs scores low. Keep SWD
+    and the diversity measures beside it.
+    """
+    found = face_detections(images, **settings)
+    return float(found.mean()) if len(found) else float("nan")
+
+
+# --------------------------------------------------------------------------------------
+# 2f. Everything about samples at once
 # --------------------------------------------------------------------------------------
 
 
 def realism_metrics(real_images, fake_images, extractor: FeatureExtractor | None = None, *,
                     k: int = 3, kid_subsets: int = 100, kid_subset_size: int = 1000,
-                    seed: int = 0, swd: bool = True) -> dict:
+                    seed: int = 0, swd: bool = True, face_rate: bool = True) -> dict:
     """Realism and diversity of ``fake_images`` against ``real_images``, as a JSON-ready dict.
 
-    Always there (no network): ``swd`` (``sliced_wasserstein``, x 1e3), pixel diversity
+    Always there (no network): ``swd`` (``sliced_wasserstein``, x 1e3, per level and mean),
+    ``face_rate`` (``face_detection_rate`` of the fakes, in [0, 1]), pixel diversity
     ``pixel_l2_diversity_real`` / ``_fake`` (``mean_pairwise_distance`` on pixels). With a
     working ``extractor`` also ``fid``, ``kid_mean``, ``kid_std``, ``precision``, ``recall``
     and ``feature_diversity_real`` / ``_fake``; ``available`` says which case it is, and
@@ -1030,6 +1126,8 @@ def realism_metrics(real_images, fake_images, extractor: FeatureExtractor | None
     result: dict = {"n_real": len(real), "n_fake": len(fake)}
     if swd:
         result["swd"] = sliced_wasserstein(real, fake, seed=seed)
+    if face_rate:
+        result["face_rate"] = face_detection_rate(fake)
     result["pixel_l2_diversity_real"] = mean_pairwise_distance(real, seed=seed)
     result["pixel_l2_diversity_fake"] = mean_pairwise_distance(fake, seed=seed)
     if extractor is None:

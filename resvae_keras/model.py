@@ -157,6 +157,16 @@ def _norm_act(h, norm, name):
     return layers.Activation("silu", name=f"{name}_act")(h)
 
 
+def effective_beta(sigma, beta=1.0):
+    """The KL weight of the equivalent MSE-VAE: ``2 sigma^2 beta`` (dimensionless, >= 0).
+
+    A Gaussian decoder's loss ``SSE / (2 sigma^2) + D log sigma + beta KL``, multiplied by
+    ``2 sigma^2``, reads ``SSE + 2 sigma^2 beta KL`` plus a term free of the weights: at a
+    given sigma (pixel units, in (0, 1)) it trains like a sum-of-squares VAE with this beta.
+    """
+    return 2.0 * float(sigma) ** 2 * float(beta)
+
+
 def kl_divergence(z_mean, z_log_var):
     """KL(N(z_mean, exp(z_log_var)) || N(0, I)) per image, in nats, summed over latent dims."""
     return 0.5 * ops.sum(ops.exp(z_log_var) + ops.square(z_mean) - 1.0 - z_log_var, axis=-1)
@@ -184,6 +194,10 @@ class ResVAE(keras.Model):
         likelihood: a key of ``RECONSTRUCTION_LIKELIHOODS``.
         beta: KL weight (>= 0); ``beta_weight`` holds the current value, which the
             ``train.KLWarmup`` callback ramps.
+        sigma_min: floor on the learned decoder sigma (``gaussian_learned`` only; 0: none).
+            The loss of a Gaussian decoder times ``2 sigma^2`` is ``SSE + 2 sigma^2 KL``, so a
+            floor on sigma is a floor on the effective beta: it stops the KL from growing
+            until prior samples fall where the decoder never trained.
         norm: normalization inside the blocks.
         seed: seed of the sampling noise.
 
@@ -202,6 +216,7 @@ class ResVAE(keras.Model):
         beta=1.0,
         norm="group",
         seed=0,
+        sigma_min=0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -215,6 +230,12 @@ class ResVAE(keras.Model):
             raise ValueError(f"beta={beta!r} must be >= 0")
         if norm not in NORMALIZATIONS:
             raise ValueError(f"norm={norm!r} is not one of {list(NORMALIZATIONS)}")
+        if not 0.0 <= float(sigma_min) < 1.0:
+            raise ValueError(f"sigma_min={sigma_min!r} must be in [0, 1) (0: no floor)")
+        if float(sigma_min) > 0 and likelihood != "gaussian_learned":
+            raise ValueError(
+                f"sigma_min={sigma_min!r} needs likelihood='gaussian_learned', got {likelihood!r}"
+            )
         widths = tuple(int(w) for w in widths)
         arch = dict(
             image_size=int(image_size),
@@ -234,6 +255,7 @@ class ResVAE(keras.Model):
         self.likelihood = likelihood
         self.beta = float(beta)
         self.seed = int(seed)
+        self.sigma_min = float(sigma_min)
         self.encoder = build_encoder(**arch)
         self.decoder = build_decoder(**arch)
         self.sampling = Sampling(seed=self.seed, name="sampling")
@@ -315,12 +337,28 @@ class ResVAE(keras.Model):
     def decoder_sigma(self):
         """Standard deviation of the Gaussian decoder (None for Bernoulli)."""
         if self.likelihood == "gaussian_learned":
-            return float(ops.convert_to_numpy(ops.exp(self.log_sigma)))
+            return float(ops.convert_to_numpy(ops.exp(self._log_sigma())))
         if self.likelihood == "gaussian":
             return math.sqrt(0.5)
         return None
 
+    @property
+    def effective_beta(self):
+        """``2 sigma^2 beta`` of the Gaussian decoders (see ``effective_beta``); None for Bernoulli.
+
+        The fixed-sigma ``gaussian`` likelihood has ``2 sigma^2 = 1``, so there it is ``beta``.
+        """
+        sigma = self.decoder_sigma
+        return None if sigma is None else effective_beta(sigma, self.beta)
+
     # -- the loss --------------------------------------------------------------
+    def _log_sigma(self):
+        """log of the learned decoder sigma, held at or above ``log(sigma_min)``."""
+        log_sigma = ops.cast(self.log_sigma, "float32")
+        if self.sigma_min > 0:
+            log_sigma = ops.maximum(log_sigma, math.log(self.sigma_min))
+        return log_sigma
+
     def _posterior_sample(self, z_mean, z_log_var):
         if self.kind == "ae":
             return z_mean
@@ -338,7 +376,7 @@ class ResVAE(keras.Model):
         sse = ops.sum(ops.square(x - ops.sigmoid(logits)), axis=axes)
         if self.likelihood == "gaussian":  # sigma^2 = 1/2
             return sse + 0.5 * num_dims * math.log(math.pi)
-        log_sigma = ops.cast(self.log_sigma, "float32")
+        log_sigma = self._log_sigma()
         return 0.5 * sse / ops.exp(2.0 * log_sigma) + num_dims * (log_sigma + 0.5 * _LOG_2PI)
 
     def _loss_terms(self, x, training):
@@ -415,6 +453,7 @@ class ResVAE(keras.Model):
             beta=self.beta,
             norm=self.norm,
             seed=self.seed,
+            sigma_min=self.sigma_min,
         )
         return config
 
@@ -434,6 +473,7 @@ def build_model(config):
         beta=config.beta,
         norm=config.extra.get("norm", "group"),
         seed=config.seed,
+        sigma_min=config.sigma_min,
     )
     return model
 

@@ -434,3 +434,130 @@ def roc_curves(
     ax.set_aspect("equal")
     ax.legend(loc="lower right", fontsize=8)
     return _finish(fig, title, name, demo)
+
+
+# -- interactive latent explorer ------------------------------------------------
+
+
+def interactive_frontend() -> bool:
+    """True when live widgets can be shown: ``ipywidgets`` is installed and the kernel was
+    started by a Jupyter server (JupyterLab or Notebook set ``JPY_SESSION_NAME``).
+
+    Headless runs (nbval, ``jupyter nbconvert --execute``, plain Python) return False.
+    """
+    import importlib.util
+    import os
+
+    return bool(os.environ.get("JPY_SESSION_NAME")) and (
+        importlib.util.find_spec("ipywidgets") is not None
+    )
+
+
+def _png_bytes(image, scale: int) -> bytes:
+    """One float [0, 1] image (H, W, 3) as PNG bytes, enlarged ``scale`` times (nearest)."""
+    import io
+
+    from PIL import Image
+
+    pixels = np.clip(np.asarray(image) * 255 + 0.5, 0, 255).astype("uint8")
+    pixels = pixels.repeat(scale, axis=0).repeat(scale, axis=1)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def latent_explorer(
+    model,
+    base_codes,
+    vectors: Mapping[str, np.ndarray],
+    units: Sequence[int],
+    value_range: tuple[float, float] = (-3.0, 3.0),
+    interactive: bool | None = None,
+    scale: int = 4,
+    *,
+    title: str | None = None,
+    demo: bool = False,
+):
+    """Edit a face's code with sliders and see the decoded face live.
+
+    The code shown is ``latent.edit_code(base, vectors, strengths, unit_offsets)``: one
+    slider per attribute vector (its strength s) and one per latent unit (an offset in
+    prior standard deviations), all within ``value_range``, plus a slider that picks the
+    base face.
+
+    Args:
+        model: a model with ``decode`` (e.g. the trained ``ResVAE``).
+        base_codes: codes to start from, shape (n, d) (e.g. ``z_mean`` of test faces).
+        vectors: ``{attribute name: vector (d,)}`` (see ``latent.attribute_vectors``).
+        units: latent units to offer (e.g. the first few of ``latent.active_units``' ranking).
+        interactive: ``None`` asks ``interactive_frontend()``; True forces the widget
+            (e.g. in an editor that renders widgets without a Jupyter server).
+        scale: the face is shown ``scale`` times enlarged.
+
+    Returns:
+        an ``ipywidgets.VBox`` when interactive; otherwise the static stand-in, a matplotlib
+        Figure of the first base face with one row per slider at five values of its range.
+    """
+    from resvae_keras import latent
+
+    base_codes = np.atleast_2d(np.asarray(base_codes, dtype=np.float32))
+    names, units = list(vectors), [int(unit) for unit in units]
+    if not names and not units:
+        raise ValueError("give at least one attribute vector or one latent unit to explore")
+    low, high = (float(v) for v in value_range)
+    if interactive is None:
+        interactive = interactive_frontend()
+    if not interactive:
+        values = np.linspace(low, high, 5)
+        codes = [
+            [latent.edit_code(base_codes[0], vectors, {name: v}) for v in values] for name in names
+        ] + [[latent.edit_code(base_codes[0], unit_offsets={unit: v}) for v in values]
+             for unit in units]
+        codes = np.asarray(codes, dtype=np.float32)
+        faces = latent.sample_images(model, codes.reshape(-1, codes.shape[-1]))
+        return image_grid(
+            faces.reshape(*codes.shape[:2], *faces.shape[1:]),
+            row_labels=[f"{name} (s)" for name in names] + [f"z{unit} (offset)" for unit in units],
+            col_labels=[f"{v:+g}" for v in values],
+            xlabel="slider value (the other sliders at 0)",
+            title=title or "Latent explorer, static view (open the notebook in JupyterLab to drag)",
+            demo=demo,
+        )
+
+    import ipywidgets as widgets
+
+    def slider(description, low_value, high_value, step):
+        return widgets.FloatSlider(
+            value=0.0, min=low_value, max=high_value, step=step, description=description,
+            continuous_update=True, style={"description_width": "120px"},
+            layout=widgets.Layout(width="420px"),
+        )
+
+    face = widgets.IntSlider(value=0, min=0, max=len(base_codes) - 1, description="base face",
+                             style={"description_width": "120px"},
+                             layout=widgets.Layout(width="420px"))
+    strength = {name: slider(f"{name} (s)", low, high, 0.1) for name in names}
+    offset = {unit: slider(f"z{unit} (offset)", low, high, 0.1) for unit in units}
+    reset = widgets.Button(description="reset sliders")
+    image = widgets.Image(format="png")
+
+    def update(_change=None):
+        code = latent.edit_code(
+            base_codes[face.value], vectors,
+            {name: s.value for name, s in strength.items()},
+            {unit: s.value for unit, s in offset.items()},
+        )
+        image.value = _png_bytes(latent.sample_images(model, code[None])[0], scale)
+
+    def reset_all(_button=None):
+        for control in [*strength.values(), *offset.values()]:
+            control.value = 0.0
+
+    for control in [face, *strength.values(), *offset.values()]:
+        control.observe(update, names="value")
+    reset.on_click(reset_all)
+    update()
+    heading = widgets.HTML(f"<b>{title or 'Latent explorer'}</b>"
+                           + (f" {DEMO_LABEL}" if demo else ""))
+    controls = widgets.VBox([face, *strength.values(), *offset.values(), reset])
+    return widgets.VBox([heading, widgets.HBox([controls, image])])

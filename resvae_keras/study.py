@@ -27,6 +27,48 @@ SEEDS = (0, 1, 2)
 BETAS = (0.25, 0.5, 1.0, 2.0, 4.0)
 N_EVAL = 1000  # test images and prior samples per run
 
+# The default-model sweep (which decoder setting makes prior samples faces without giving up
+# reconstructions): every run at one equal budget, on the celeba-subset profile.
+SWEEP_EPOCHS = 6
+SWEEP_WARMUP_STEPS = 150  # 20 % of the budget, as in the profile (500 of 2,500 steps)
+
+
+def sweep_runs() -> dict[str, dict]:
+    """Sweep run name -> config overrides, in the order they are trained."""
+    return {
+        "sigma_free": {},
+        "sigma_min_0.1": dict(sigma_min=0.1),
+        "sigma_min_0.2": dict(sigma_min=0.2),
+        "sigma_min_0.15": dict(sigma_min=0.15),
+        "sigma_min_0.15_latent64": dict(sigma_min=0.15, latent_dim=64),
+    }
+
+
+def sweep_config(name: str, **extra) -> Config:
+    return get_profile(
+        "celeba-subset",
+        epochs=SWEEP_EPOCHS,
+        kl_warmup_steps=SWEEP_WARMUP_STEPS,
+        run_dir=f"runs/sweep/{name}",
+        **{**sweep_runs()[name], **extra},
+    )
+
+
+def train_sweep(only=None, verbose=2) -> None:
+    """Train every sweep run (or those in ``only``) whose results are not committed yet.
+
+    An interrupted run resumes from its last completed epoch; a finished one is skipped.
+    """
+    from resvae_keras.train import train
+
+    for name in only or sweep_runs():
+        if (results_dir() / "sweep" / name / "metrics.json").exists():
+            print(f"{name}: results exist, skipped", flush=True)
+            continue
+        config = sweep_config(name)
+        print(f"== sweep {name}: {config.epochs} epochs into {config.run_dir}", flush=True)
+        train(config, verbose=verbose)
+
 
 def study_runs() -> dict[str, dict]:
     """Run name -> config overrides, in the order they are trained."""

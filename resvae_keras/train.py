@@ -331,6 +331,8 @@ def check_config(config: Config) -> None:
         fail("learning_rate", "a positive number, e.g. 0.001")
     if not (math.isfinite(config.beta) and config.beta >= 0):
         fail("beta", "a number >= 0")
+    if not 0 <= config.sigma_min < 1:
+        fail("sigma_min", "a number in [0, 1) (0: no floor)")
     choices = {"kind": KINDS, "likelihood": tuple(RECONSTRUCTION_LIKELIHOODS),
                "strategy": STRATEGIES, "mixed_precision": PRECISIONS}
     for name, allowed in choices.items():

@@ -194,6 +194,13 @@ def test_evaluate_run_writes_metrics_json_offline(trained, offline):
         assert report["memorization"]["n_queries"] == 32
     assert written["summary"]["fid_available"] is False
     assert written["summary"]["fid_prior_t1"] is None
+    for key in written["samples"]:
+        for level in ("swd_16", "swd_32", "swd_64"):
+            assert written["summary"][f"{level}_{key}"] == written["samples"][key]["realism"]["swd"][level]
+        assert 0.0 <= written["summary"][f"face_rate_{key}"] <= 1.0
+    table = evaluate.sample_table(written["samples"].values())
+    assert list(table.columns[:5]) == ["n_images", "face_rate", "swd_16_x1e3", "swd_32_x1e3",
+                                       "swd_64_x1e3"]
     assert set(written["anomaly"]["results"]) == {"noise", "occlusion", "rotation", "non_face"}
     assert 0 < written["latent"]["active_units"] <= config.latent_dim
 

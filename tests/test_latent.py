@@ -225,3 +225,36 @@ def test_pca_2d_shape_and_variance_ratio():
     assert coords.shape == (500, 2) and ratio.shape == (2,)
     assert ratio[0] > ratio[1] > 0 and ratio.sum() > 0.95
     assert coords[:, 0].std() == pytest.approx(5.0, rel=0.1)
+
+
+def test_aggregate_posterior_std_is_the_law_of_total_variance():
+    rng = np.random.default_rng(3)
+    z_mean = rng.normal(scale=[0.5, 2.0, 1.0], size=(20_000, 3))
+    z_log_var = np.log(np.full_like(z_mean, 0.25))
+    std = latent.aggregate_posterior_std(z_mean, z_log_var)
+    np.testing.assert_allclose(std, np.sqrt(np.array([0.25, 4.0, 1.0]) + 0.25), rtol=0.03)
+    # Monte-Carlo draws from q(z) have the same spread.
+    draws = z_mean + 0.5 * rng.standard_normal(z_mean.shape)
+    np.testing.assert_allclose(draws.std(axis=0), std, rtol=0.03)
+
+
+def test_aggregate_kl_lower_bound_subtracts_log_n():
+    assert latent.aggregate_kl_lower_bound(390.0, 8000) == pytest.approx(390.0 - np.log(8000))
+    assert latent.aggregate_kl_lower_bound(3.0, 8000) == 0.0  # log N exceeds the KL: no bound
+    with pytest.raises(ValueError, match="n_images"):
+        latent.aggregate_kl_lower_bound(10.0, 0)
+
+
+def test_edit_code_adds_vectors_and_unit_offsets():
+    z = np.zeros(LATENT_DIM, np.float32)
+    vectors = {"Smiling": np.arange(LATENT_DIM, dtype=np.float32)}
+    edited = latent.edit_code(z, vectors, {"Smiling": 2.0}, {0: 1.5, -1: -1.0})
+    expected = 2.0 * vectors["Smiling"]
+    expected[0] += 1.5
+    expected[-1] -= 1.0
+    np.testing.assert_allclose(edited, expected)
+    np.testing.assert_array_equal(z, 0.0)  # the base code is left alone
+    with pytest.raises(KeyError, match="Eyeglasses"):
+        latent.edit_code(z, vectors, {"Eyeglasses": 1.0})
+    with pytest.raises(ValueError, match="outside"):
+        latent.edit_code(z, unit_offsets={LATENT_DIM: 1.0})

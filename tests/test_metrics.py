@@ -37,10 +37,10 @@ def test_import_does_not_load_tensorflow():
         "import importlib.util, sys\n"
         f"spec = importlib.util.spec_from_file_location('metrics_only', {str(path)!r})\n"
         "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)\n"
-        "print('tensorflow' in sys.modules, 'keras' in sys.modules)\n"
+        "print('tensorflow' in sys.modules, 'keras' in sys.modules, 'cv2' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "False"]
+    assert out.stdout.split() == ["False", "False", "False"]
     assert importlib.util.find_spec("resvae_keras.metrics") is not None
 
 
@@ -279,12 +279,58 @@ def test_sliced_wasserstein_small_for_same_distribution_large_for_different():
     assert metrics.sliced_wasserstein(a, b, **settings) == same  # seeded
 
 
+def test_sliced_wasserstein_per_level_floor_of_real_faces_is_below_noise(demo_cache):
+    faces = demo_cache.images  # two halves of the demo faces: real against real
+    noise = np.random.default_rng(0).random((30, 64, 64, 3), dtype=np.float32)
+    settings = {"patches_per_image": 32, "n_repeats": 2, "dirs_per_repeat": 64}
+    floor = metrics.sliced_wasserstein(faces[:30], faces[30:], **settings)
+    against_noise = metrics.sliced_wasserstein(faces[:30], noise, **settings)
+    assert list(floor) == ["swd_64", "swd_32", "swd_16", "swd_mean"]
+    for level in ("swd_16", "swd_32", "swd_64"):
+        assert floor[level] < 0.5 * against_noise[level], level
+    assert floor["swd_mean"] == pytest.approx(np.mean([floor[f"swd_{r}"] for r in (16, 32, 64)]))
+
+
 def test_laplacian_pyramid_of_a_constant_image_has_no_detail():
     x = np.full((2, 32, 32, 3), 0.6, np.float32)
     high, low = metrics.laplacian_pyramid(x, 2)
     assert low.shape == (2, 16, 16, 3) and high.shape == x.shape
     np.testing.assert_allclose(low, 0.6, atol=1e-6)
     np.testing.assert_allclose(high, 0.0, atol=1e-6)
+
+
+# --------------------------------------------------------------------------------------
+# Is it a face? (Haar cascade)
+# --------------------------------------------------------------------------------------
+
+
+def test_face_detection_rate_finds_demo_faces_and_not_noise(demo_cache):
+    faces = demo_cache.images  # uint8, the 60 generated demo faces (no CelebA image)
+    found = metrics.face_detections(faces)
+    assert found.dtype == bool and found.shape == (len(faces),)
+    face_rate = metrics.face_detection_rate(faces)
+    assert face_rate == pytest.approx(found.mean())
+    noise = np.random.default_rng(0).random((len(faces), 64, 64, 3), dtype=np.float32)
+    flat = np.full((4, 64, 64, 3), 0.5, np.float32)
+    noise_rate = metrics.face_detection_rate(noise)
+    assert face_rate >= 0.4 and noise_rate <= 0.05 and face_rate > noise_rate + 0.3
+    assert metrics.face_detection_rate(flat) == 0.0
+    # a face smaller than a third of the searched image does not count
+    assert not metrics.face_detections(faces[found][:4], min_size_fraction=0.99).any()
+
+
+def test_face_detection_without_opencv_says_what_to_install(monkeypatch):
+    monkeypatch.setattr(metrics, "_face_cascade", None)
+    monkeypatch.setitem(sys.modules, "cv2", None)  # import cv2 now raises ImportError
+    with pytest.raises(ImportError, match="opencv-python-headless==4"):
+        metrics.face_detection_rate(np.zeros((1, 64, 64, 3), np.float32))
+
+
+def test_face_detection_checks_its_input():
+    with pytest.raises(ValueError, match=r"\(N, H, W, C\)"):
+        metrics.face_detections(np.zeros((64, 64, 3), np.float32))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        metrics.face_detections(np.full((1, 64, 64, 3), 2.0, np.float32))
 
 
 # --------------------------------------------------------------------------------------

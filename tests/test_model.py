@@ -35,6 +35,8 @@ def test_encoder_decoder_shapes(image_size, widths):
         (dict(latent_dim=0), "latent_dim=0"),
         (dict(likelihood="laplace"), "likelihood='laplace'"),
         (dict(kind="gan"), "kind='gan'"),
+        (dict(sigma_min=-0.1), "sigma_min=-0.1"),
+        (dict(sigma_min=0.1, likelihood="gaussian"), "sigma_min=0.1 needs"),
     ],
 )
 def test_bad_configs_raise_value_error_naming_the_argument(kwargs, match):
@@ -130,3 +132,41 @@ def test_import_registers_the_model_in_a_fresh_process_and_stays_light(tmp_path)
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["ResVAE", "ResVAE"]
+
+
+def test_sigma_floor_holds_the_decoder_sigma_and_the_nll():
+    floored = _tiny_model(sigma_min=0.2)
+    free = _tiny_model()
+    for model in (floored, free):
+        model.log_sigma.assign(np.log(0.05))  # below the floor
+    assert floored.decoder_sigma == pytest.approx(0.2)
+    assert free.decoder_sigma == pytest.approx(0.05)
+    x = _images(2)
+    logits = np.zeros((2, 16, 16, 3), "float32")  # mean image 0.5 everywhere
+    sse = ((x - 0.5) ** 2).sum(axis=(1, 2, 3))
+    d = 16 * 16 * 3
+    expected = sse / (2 * 0.2**2) + d * np.log(0.2 * np.sqrt(2 * np.pi))
+    got = keras.ops.convert_to_numpy(floored.reconstruction_nll(x, logits))
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def test_sigma_floor_survives_save_and_load(tmp_path):
+    model = _tiny_model(sigma_min=0.15)
+    model.save(tmp_path / "m.keras")
+    again = keras.models.load_model(tmp_path / "m.keras")
+    assert again.sigma_min == pytest.approx(0.15)
+
+
+def test_effective_beta_is_the_weight_of_the_kl_against_the_sse():
+    model = _tiny_model(beta=0.5, sigma_min=0.2)
+    model.log_sigma.assign(np.log(0.05))  # held at the floor
+    assert model.effective_beta == pytest.approx(2 * 0.2**2 * 0.5)
+    # 2 sigma^2 (-log p(x|z)) = SSE + a constant that does not depend on x: the MSE-VAE loss.
+    x = _images(3)
+    logits = np.random.default_rng(1).normal(size=x.shape).astype("float32")
+    nll = keras.ops.convert_to_numpy(model.reconstruction_nll(x, logits))
+    sse = ((x - 1 / (1 + np.exp(-logits))) ** 2).sum(axis=(1, 2, 3))
+    offset = 2 * model.decoder_sigma**2 * nll - sse
+    np.testing.assert_allclose(offset, offset[0], rtol=1e-4)
+    assert _tiny_model(likelihood="gaussian", beta=3.0).effective_beta == pytest.approx(3.0)
+    assert _tiny_model(likelihood="bernoulli").effective_beta is None

@@ -33,6 +33,7 @@ from .celeba import (
     CelebaSource,
     find_celeba,
     read_attributes,
+    read_identities,
     read_partition,
 )
 from .crop import CROP_RULE, crop_and_resize, crop_box, load_face
@@ -68,6 +69,7 @@ __all__ = [
     "open_cache",
     "prepare",
     "read_attributes",
+    "read_identities",
     "read_partition",
     "write_demo_dataset",
 ]
