@@ -81,6 +81,8 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--likelihood", choices=["gaussian_learned", "gaussian", "bernoulli"])
     p.add_argument("--kind", choices=["vae", "ae"])
     p.add_argument("--plain", action="store_true", help="drop the residual shortcuts")
+    p.add_argument("--architecture", choices=["resnet", "conv"],
+                   help="resnet: the ResVAE; conv: the shallow textbook convolutional VAE")
     p.add_argument("--seed", type=int)
     p.add_argument("--max-images", dest="max_images", type=int)
     p.add_argument("--strategy", choices=["none", "mirrored", "auto"])

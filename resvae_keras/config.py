@@ -27,7 +27,7 @@ PROFILES = ("demo", "celeba-subset", "celeba")
 CLI_OPTIONS = (
     "epochs", "batch_size", "learning_rate", "beta", "kl_warmup_steps", "sigma_min", "latent_dim",
     "widths", "blocks_per_stage", "image_size", "likelihood", "kind", "residual", "seed",
-    "max_images", "strategy", "mixed_precision", "data_dir", "run_dir",
+    "max_images", "architecture", "strategy", "mixed_precision", "data_dir", "run_dir",
 )  # fmt: skip
 """Config fields the ``train`` command line sets, each through ``option_name(field)``."""
 
@@ -71,6 +71,9 @@ class Config:
         blocks_per_stage: residual blocks per stage.
         latent_dim: size of z.
         residual: ``False`` drops every shortcut (the plain-VAE ablation).
+        architecture: ``"resnet"`` (the ResVAE) or ``"conv"``, the shallow textbook
+            convolutional VAE (see ``model.ARCHITECTURES``); ``blocks_per_stage`` and
+            ``residual`` apply to ``"resnet"`` only.
         kind: ``"vae"``, or ``"ae"`` for the deterministic autoencoder baseline.
         likelihood: ``"gaussian_learned"``, ``"gaussian"`` or ``"bernoulli"``
             (see ``model.RECONSTRUCTION_LIKELIHOODS``).
@@ -97,6 +100,7 @@ class Config:
     blocks_per_stage: int = 2
     latent_dim: int = 128
     residual: bool = True
+    architecture: str = "resnet"
     kind: str = "vae"
     likelihood: str = "gaussian_learned"
     beta: float = 1.0

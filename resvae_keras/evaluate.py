@@ -132,7 +132,11 @@ def _mean_std(values) -> dict:
 
 def _quantiles(values) -> dict:
     values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return {"n": 0}
     return {
+        "n": len(values),
         "mean": float(values.mean()),
         "median": float(np.median(values)),
         "p01": float(np.quantile(values, 0.01)),
@@ -165,22 +169,24 @@ def resolve_run_dir(run_dir) -> Path:
     return path
 
 
-def load_run(run_dir):
-    """``(config, model)`` of a finished run: ``config.json`` and the best ``model.keras``.
+def load_run(run_dir, checkpoint: str = "model.keras"):
+    """``(config, model)`` of a finished run: ``config.json`` and a saved model, by default the
+    best by the validation negative ELBO (``model.keras``); ``checkpoint="last.keras"`` is the
+    model after the last epoch (all runs of a study at the same number of steps).
 
-    Raises ``model.ModelFileError`` (a ``ValueError``) when ``model.keras`` is damaged, not
-    a ResVAE, or holds NaN weights: nothing is computed from a broken model.
+    Raises ``model.ModelFileError`` (a ``ValueError``) when the file is damaged, not a
+    ResVAE, or holds NaN weights: nothing is computed from a broken model.
     """
     from resvae_keras.model import load_model
 
     path = resolve_run_dir(run_dir)
     config = Config.load(path / "config.json")
-    if not (path / "model.keras").is_file():
+    if not (path / checkpoint).is_file():
         raise FileNotFoundError(
-            f"{_display_text(str(path / 'model.keras'))} is missing: the run has not finished an "
+            f"{_display_text(str(path / checkpoint))} is missing: the run has not finished an "
             "epoch yet. Train it (python -m resvae_keras train) and evaluate again."
         )
-    return config, load_model(path / "model.keras")
+    return config, load_model(path / checkpoint)
 
 
 def split_images(cache, split: str, limit: int | None = None) -> np.ndarray:
@@ -202,40 +208,6 @@ def split_view(cache, split: str) -> np.ndarray:
     return np.asarray(cache.images[rows])
 
 
-# -- one pass of the model ----------------------------------------------------------
-
-
-def _forward(model, x, rng: np.random.Generator, batch_size: int = 256) -> dict:
-    """Encode once; decode z_mean (the reconstruction) and one posterior sample (the ELBO).
-
-    The posterior noise comes from ``rng``, so the same seed gives the same ELBO.
-    Returns numpy arrays: ``x_hat`` (N, H, W, 3), ``z_mean``, ``z_log_var`` (N, d),
-    ``reconstruction`` and ``kl`` (N,) in nats.
-    """
-    from keras import ops
-
-    from resvae_keras.model import kl_divergence
-
-    parts = {"x_hat": [], "z_mean": [], "z_log_var": [], "reconstruction": [], "kl": []}
-    for start in range(0, len(x), batch_size):
-        batch = as_float_images(x[start : start + batch_size])
-        z_mean, z_log_var = (_to_numpy(t).astype(np.float32) for t in model.encode(batch))
-        logits_mean = model.decode_logits(z_mean)
-        if getattr(model, "kind", "vae") == "ae":
-            logits_sample = logits_mean
-            kl = np.zeros(len(batch), np.float32)
-        else:
-            eps = rng.standard_normal(z_mean.shape).astype(np.float32)
-            logits_sample = model.decode_logits(z_mean + np.exp(0.5 * z_log_var) * eps)
-            kl = _to_numpy(kl_divergence(z_mean, z_log_var))
-        parts["x_hat"].append(_to_numpy(ops.sigmoid(logits_mean)))
-        parts["reconstruction"].append(_to_numpy(model.reconstruction_nll(batch, logits_sample)))
-        parts["kl"].append(kl)
-        parts["z_mean"].append(z_mean)
-        parts["z_log_var"].append(z_log_var)
-    return {k: np.concatenate(v) for k, v in parts.items()}
-
-
 # -- reconstruction -------------------------------------------------------------------
 
 
@@ -254,9 +226,10 @@ def reconstruction_report(model, images, attributes: pd.DataFrame | None = None,
         ``(per_image, summary, breakdown)``:
 
         - per_image: one row per image: ``mse`` ([0, 1]), ``psnr`` (dB), ``ssim``,
-          ``ms_ssim``, ``neg_elbo`` (nats, = ``reconstruction_nll`` + ``kl``) and
+          ``ms_ssim``, ``neg_elbo`` (nats, = ``reconstruction_nll`` + ``kl``),
           ``bits_per_dim`` (the negative ELBO as an 8-bit code length, see
-          ``metrics.bits_per_dim``);
+          ``metrics.bits_per_dim``), and ``sharpness`` / ``sharpness_original``
+          (``metrics.laplacian_variance`` of the reconstruction and of the image);
         - summary: ``metrics.summarize(per_image)``: mean, std and count per column;
         - breakdown: ``metrics.per_attribute_breakdown`` of the MSE (empty without
           ``attributes``), largest gap first.
@@ -266,17 +239,22 @@ def reconstruction_report(model, images, attributes: pd.DataFrame | None = None,
             f"attributes has {len(attributes)} rows but images has {len(images)}; pass one "
             "row per image (e.g. cache.attributes_of(split) with cache.images_of(split))"
         )
-    rng = np.random.default_rng(seed)
+    import keras
+
+    noise = keras.random.SeedGenerator(seed)
     num_dims = int(np.prod(images.shape[1:]))
     frames = []
     for start in range(0, len(images), chunk_size):
         x = as_float_images(images[start : start + chunk_size])
-        out = _forward(model, x, rng, batch_size)
-        frame = metrics.reconstruction_metrics(x, np.clip(out["x_hat"], 0.0, 1.0), batch_size)
-        frame["neg_elbo"] = out["reconstruction"] + out["kl"]
-        frame["reconstruction_nll"] = out["reconstruction"]
-        frame["kl"] = out["kl"]
-        frame["bits_per_dim"] = metrics.bits_per_dim(frame["neg_elbo"].to_numpy(), num_dims)
+        x_hat = np.clip(model.reconstruct(x, batch_size), 0.0, 1.0)
+        elbo = model.elbo(x, batch_size, seed=noise)
+        frame = metrics.reconstruction_metrics(x, x_hat, batch_size)
+        frame["neg_elbo"] = elbo["neg_elbo"]
+        frame["reconstruction_nll"] = elbo["reconstruction"]
+        frame["kl"] = elbo["kl"]
+        frame["bits_per_dim"] = metrics.bits_per_dim(elbo["neg_elbo"], num_dims)
+        frame["sharpness"] = metrics.laplacian_variance(x_hat)
+        frame["sharpness_original"] = metrics.laplacian_variance(x)
         frames.append(frame)
     if not frames:
         raise ValueError("images is empty: pass at least one image")
@@ -302,11 +280,13 @@ def reconstruction_dict(per_image: pd.DataFrame, model=None) -> dict:
     result["reconstruction_nll_nats"] = _mean_std(per_image["reconstruction_nll"])
     result["kl_nats"] = _mean_std(per_image["kl"])
     result["bits_per_dim"] = _mean_std(per_image["bits_per_dim"])
+    result["sharpness_ratio"] = metrics.sharpness_ratio(
+        per_image["sharpness"], per_image["sharpness_original"])
     if model is not None:
         result.update(
             num_dims=num_dims,
             likelihood=model.likelihood,
-            bits_per_dim_is_bound=model.likelihood != "bernoulli",
+            bits_per_dim_is_bound=model.likelihood != "bernoulli" and model.kind == "vae",
             decoder_sigma=model.decoder_sigma,
         )
     return result
@@ -453,6 +433,26 @@ def nearest_training_neighbours(images, train_images, k: int = 1):
         return metrics.nearest_neighbours(x, train_images, k=k)
 
 
+def split_identities(cache, split: str, limit: int | None = None) -> np.ndarray | None:
+    """Person ids (int, -1 unknown) of the rows ``split_images`` returns; None when the cache
+    knows no identities (the demo faces, a CelebA folder without ``identity_CelebA.txt``)."""
+    if "identity" not in cache.table.columns:
+        return None
+    ids = cache.table["identity"].to_numpy()[cache.split_indices(split)]
+    ids = ids[: int(limit)] if limit is not None else ids
+    return ids.astype(np.int64) if (ids >= 0).any() else None
+
+
+def _identity_neighbours(images, ids, train_images, train_ids, query_rows=None) -> dict:
+    """``metrics.nearest_by_identity`` in [0, 1] intensity units (uint8 training images too)."""
+    x = as_float_images(images)
+    with _blas_threads():
+        if np.asarray(train_images[:1]).dtype == np.uint8:
+            out = metrics.nearest_by_identity(x * 255.0, ids, train_images, train_ids, query_rows)
+            return {key: value / 255.0 for key, value in out.items()}
+        return metrics.nearest_by_identity(x, ids, train_images, train_ids, query_rows)
+
+
 class SampleReferences:
     """The real images samples are judged against, with the numbers about them kept.
 
@@ -462,22 +462,30 @@ class SampleReferences:
             check: a sample much nearer to a training face than held-out faces are is a copy.
         memorization_queries: how many samples (and test faces) search all training faces.
         seed: seed of the random pairs and subsets.
+        real_ids, train_ids: person ids of the real and training images (-1 unknown), for
+            the same- and different-person distances; None when unknown.
     """
 
-    def __init__(self, real_images, train_images, memorization_queries: int = 500, seed: int = 0):
+    def __init__(self, real_images, train_images, memorization_queries: int = 500, seed: int = 0,
+                 real_ids=None, train_ids=None):
         self.real = as_float_images(real_images)
         self.train = train_images
         self.memorization_queries = int(memorization_queries)
         self.seed = seed
+        self.real_ids = None if real_ids is None else np.asarray(real_ids)
+        self.train_ids = None if train_ids is None else np.asarray(train_ids)
         self._real_ms_ssim: float | None = None
         self._test_to_train: np.ndarray | None = None
+        self._identity: dict | None = None
 
     @classmethod
     def from_cache(cls, cache, max_real: int | None = MAX_DEFAULT_SAMPLES,
                    memorization_queries: int = 500, seed: int = 0) -> SampleReferences:
-        """Real images: the first ``max_real`` test images; training images: all of train."""
+        """Real images: the first ``max_real`` test images; training images: all of train;
+        person ids from the cache when it has them."""
         return cls(split_images(cache, "test", max_real), split_view(cache, "train"),
-                   memorization_queries, seed)
+                   memorization_queries, seed, real_ids=split_identities(cache, "test", max_real),
+                   train_ids=split_identities(cache, "train"))
 
     @property
     def real_ms_ssim(self) -> float:
@@ -494,11 +502,47 @@ class SampleReferences:
             self._test_to_train = nearest_training_neighbours(queries, self.train)[1]
         return self._test_to_train
 
+    @property
+    def identity(self) -> dict:
+        """Nearest-training-face distances split by person: of held-out faces, and of training
+        faces to the other training faces, to the nearest face of the same person and of another
+        person (``metrics.nearest_by_identity``). JSON-ready; ``available: false`` without ids."""
+        if self._identity is None:
+            if self.real_ids is None or self.train_ids is None:
+                self._identity = {
+                    "available": False,
+                    "reason": "the data has no person identities (identity_CelebA.txt), so "
+                              "same- and different-person distances are not available",
+                }
+                return self._identity
+            n = min(self.memorization_queries, len(self.train))
+            train_rows = np.sort(np.random.default_rng(self.seed).choice(
+                len(self.train), n, replace=False))
+            test = _identity_neighbours(self.real[: self.memorization_queries],
+                                        self.real_ids[: self.memorization_queries],
+                                        self.train, self.train_ids)
+            train = _identity_neighbours(np.asarray(self.train[train_rows]),
+                                         self.train_ids[train_rows], self.train, self.train_ids,
+                                         query_rows=train_rows)
+            self._identity = {
+                "available": True,
+                "n_test_queries": int(min(self.memorization_queries, len(self.real))),
+                "n_train_queries": int(n),
+                "test_to_train_same_identity": _quantiles(test["same"]),
+                "test_to_train_different_identity": _quantiles(test["different"]),
+                "train_to_train_same_identity": _quantiles(train["same"]),
+                "train_to_train_different_identity": _quantiles(train["different"]),
+            }
+        return self._identity
+
     def memorization(self, samples) -> dict:
-        """Nearest-training-face distances of samples against those of held-out faces."""
+        """Nearest-training-face distances of samples against those of held-out faces, and
+        (with person ids) against photos of the same person and of other people."""
         queries = as_float_images(samples)[: self.memorization_queries]
         sample_to_train = nearest_training_neighbours(queries, self.train)[1]
         reference = self.test_to_train
+        identity = self.identity
+        same = (identity.get("train_to_train_same_identity") or {}).get("median")
         return {
             "n_queries": len(queries),
             "n_train": len(self.train),
@@ -509,6 +553,9 @@ class SampleReferences:
             "share_closer_than_test_p01": float(
                 np.mean(sample_to_train < np.quantile(reference, 0.01))
             ),
+            "identity": identity,
+            "median_ratio_to_same_identity": (
+                float(np.median(sample_to_train) / same) if same else None),
         }
 
 
@@ -762,15 +809,14 @@ def anomaly_scores(model, images, seed: int = 0, batch_size: int = 256) -> pd.Da
         ``complexity_corrected`` (= bits_per_dim - png_bits / D, Serra et al. 2020).
     """
     x = as_float_images(images)
-    out = _forward(model, x, np.random.default_rng(seed), batch_size)
+    neg_elbo = model.elbo(x, batch_size, seed=seed)["neg_elbo"]
     num_dims = int(np.prod(x.shape[1:]))
-    neg_elbo = out["reconstruction"] + out["kl"]
     bpd = metrics.bits_per_dim(neg_elbo, num_dims)
     png = png_bits(x)
     return pd.DataFrame({
         "neg_elbo": neg_elbo.astype(np.float64),
         "bits_per_dim": bpd,
-        "reconstruction_mse": metrics.mse(x, np.clip(out["x_hat"], 0.0, 1.0)),
+        "reconstruction_mse": metrics.mse(x, np.clip(model.reconstruct(x, batch_size), 0.0, 1.0)),
         "png_bits": png,
         "complexity_corrected": bpd - png / num_dims,
     })
@@ -811,7 +857,8 @@ def anomaly_table(scores: dict, score_names=tuple(ANOMALY_SCORES), clean: str = 
     Returns:
         DataFrame indexed by (``anomaly``, ``score``): ``auroc`` (0.5 = chance), ``ap``
         (chance = the share of anomalies), ``n_clean``, ``n_anomalous``, ``mean_clean``,
-        ``mean_anomalous``.
+        ``mean_anomalous``; NaN where the score does not apply (the ELBO scores of the
+        autoencoder).
     """
     rows = []
     for anomaly in scores:
@@ -819,10 +866,11 @@ def anomaly_table(scores: dict, score_names=tuple(ANOMALY_SCORES), clean: str = 
             continue
         for score in score_names:
             labels, values = _labelled(scores, anomaly, score, clean)
+            applicable = bool(np.isfinite(values).all())  # the autoencoder has no ELBO
             rows.append({
                 "anomaly": anomaly, "score": score,
-                "auroc": metrics.auroc(labels, values),
-                "ap": metrics.average_precision(labels, values),
+                "auroc": metrics.auroc(labels, values) if applicable else np.nan,
+                "ap": metrics.average_precision(labels, values) if applicable else np.nan,
                 "n_clean": len(scores[clean]), "n_anomalous": len(scores[anomaly]),
                 "mean_clean": float(scores[clean][score].mean()),
                 "mean_anomalous": float(scores[anomaly][score].mean()),
@@ -831,11 +879,14 @@ def anomaly_table(scores: dict, score_names=tuple(ANOMALY_SCORES), clean: str = 
 
 
 def roc_curves_of(scores: dict, score: str = "neg_elbo", clean: str = "clean") -> dict:
-    """``{anomaly: (fpr, tpr, auroc)}`` for ``plots.roc_curves``."""
+    """``{anomaly: (fpr, tpr, auroc)}`` for ``plots.roc_curves``; empty where ``score`` does
+    not apply (NaN, e.g. the ELBO of the autoencoder)."""
     curves = {}
     for anomaly in scores:
         if anomaly != clean:
             labels, values = _labelled(scores, anomaly, score, clean)
+            if not np.isfinite(values).all():
+                continue
             fpr, tpr, _ = metrics.roc_curve(labels, values)
             curves[anomaly] = (fpr, tpr, metrics.auroc(labels, values))
     return curves
@@ -857,14 +908,25 @@ def _log(verbose: bool, text: str) -> None:
 def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = False,
                  sampler: str | None = None, extractor=None, *, data_dir=None, cache_dir=None,
                  out=None, seed: int = 0, n_anomaly: int = 2000,
-                 memorization_queries: int = 500, verbose: bool = True) -> dict:
+                 memorization_queries: int = 500, verbose: bool = True,
+                 n_test: int | None = None, anomaly: bool = True,
+                 checkpoint: str = "model.keras") -> dict:
     """Evaluate a finished run on its held-out test split; write and return ``metrics.json``.
+
+    The one evaluator: the main run and every run of the study write this schema. A smaller
+    evaluation (the study's) sets ``n_test``, ``n_samples`` and ``anomaly=False``.
 
     Args:
         run_dir: the run folder (``config.json``, ``model.keras``).
         n_samples: samples per sampler; default the size of the test split, capped at
             10,000 (needed for FIDs comparable across runs; below 2,048 FID is biased and
             ``metrics.fid`` warns).
+        n_test: use the first ``n_test`` test images (reconstruction, latent statistics and
+            the real images samples are compared with); default all.
+        anomaly: run the anomaly detection part (the slowest); ``False`` writes
+            ``anomaly: {"skipped": true, "results": {}}``.
+        checkpoint: the saved model to evaluate (``model.keras``, the best by validation
+            loss, or ``last.keras``, the model after the last epoch).
         allow_download: fetch the InceptionV3 weights when missing (the only network use).
             Without them FID/KID/precision/recall are ``available: false`` with the reason.
         sampler: ``"prior"`` or ``"gmm"`` for one sampler; ``None`` for both (the prior at
@@ -879,23 +941,23 @@ def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = F
 
     Returns:
         the dict written: ``version``, ``created``, ``run``, ``profile``, ``demo``,
-        ``model``, ``data``, ``settings``, ``reconstruction``, ``per_attribute``,
-        ``latent``, ``samples``, ``anomaly``, ``timings_s`` and ``summary``.
+        ``model``, ``data``, ``settings``, ``training``, ``reconstruction``,
+        ``per_attribute``, ``latent``, ``samples``, ``anomaly``, ``timings_s`` and ``summary``.
     """
     from resvae_keras import data
 
     started = time.perf_counter()
     timings = {}
     path = resolve_run_dir(run_dir)
-    config, model = load_run(path)
+    config, model = load_run(path, checkpoint)
     overrides = {k: v for k, v in {"data_dir": data_dir, "cache_dir": cache_dir}.items() if v}
     config = config.replace(**overrides) if overrides else config
     if out is None:
         other = Path(str(data_dir or cache_dir)).name if overrides else None
         out = path / (f"metrics_{other}.json" if other else "metrics.json")
     cache = data.load_cache(config, progress=verbose)
-    test_images = split_images(cache, "test")
-    attributes = cache.attributes_of("test")
+    test_images = split_images(cache, "test", n_test)
+    attributes = cache.attributes_of("test").iloc[: len(test_images)]
     n_samples = min(len(test_images), MAX_DEFAULT_SAMPLES) if n_samples is None else int(n_samples)
     if n_samples < metrics.FID_MIN_SAMPLES:
         _log(verbose, f"note: {n_samples} samples per sampler; FID needs >= "
@@ -916,7 +978,8 @@ def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = F
     timings["latent"] = time.perf_counter() - tick
 
     features = feature_extractor(allow_download, extractor)
-    references = SampleReferences.from_cache(cache, MAX_DEFAULT_SAMPLES, memorization_queries, seed)
+    references = SampleReferences.from_cache(
+        cache, min(len(test_images), MAX_DEFAULT_SAMPLES), memorization_queries, seed)
     samples = {}
     for name in samplers:
         tick = time.perf_counter()
@@ -928,24 +991,27 @@ def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = F
         timings[f"samples_{name}"] = time.perf_counter() - tick
         _log(verbose, f"samples from {name}: {timings[f'samples_{name}']:.1f} s")
 
-    tick = time.perf_counter()
-    n_clean = min(len(test_images), int(n_anomaly))
-    table = anomaly_report(model, test_images[:n_clean], seed=seed)
-    timings["anomaly"] = time.perf_counter() - tick
-    results: dict = {}
-    for (anomaly, score), row in table.iterrows():
-        results.setdefault(anomaly, {})[score] = {
-            k: row[k] for k in ("auroc", "ap", "mean_clean", "mean_anomalous")
+    if anomaly:
+        tick = time.perf_counter()
+        n_clean = min(len(test_images), int(n_anomaly))
+        table = anomaly_report(model, test_images[:n_clean], seed=seed)
+        timings["anomaly"] = time.perf_counter() - tick
+        results: dict = {}
+        for (kind, score), row in table.iterrows():
+            results.setdefault(kind, {})[score] = {
+                k: row[k] for k in ("auroc", "ap", "mean_clean", "mean_anomalous")
+            }
+        anomaly_numbers = {
+            "n_clean": n_clean,
+            "n_anomalous_per_set": n_clean,
+            "seed": seed,
+            "corruption_strengths": CORRUPTION_STRENGTHS,
+            "non_face_kinds": list(NON_FACE_KINDS),
+            "scores": ANOMALY_SCORES,
+            "results": results,
         }
-    anomaly = {
-        "n_clean": n_clean,
-        "n_anomalous_per_set": n_clean,
-        "seed": seed,
-        "corruption_strengths": CORRUPTION_STRENGTHS,
-        "non_face_kinds": list(NON_FACE_KINDS),
-        "scores": ANOMALY_SCORES,
-        "results": results,
-    }
+    else:
+        anomaly_numbers = {"skipped": True, "results": {}}
     timings["total"] = time.perf_counter() - started
 
     reconstruction = reconstruction_dict(per_image, model)
@@ -960,6 +1026,7 @@ def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = F
             "latent_dim": model.latent_dim,
             "image_size": model.image_size,
             "widths": list(model.widths),
+            "architecture": getattr(model, "architecture", "resnet"),
             "residual": model.residual,
             "kind": model.kind,
             "likelihood": model.likelihood,
@@ -973,7 +1040,9 @@ def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = F
             "split_counts": cache.manifest.get("split_counts"),
         },
         "settings": {
+            "n_test": len(test_images),
             "n_samples": n_samples,
+            "checkpoint": checkpoint,
             "samplers": list(samplers),
             "temperatures": {name: list(TEMPERATURES[name]) for name in samplers},
             "seed": seed,
@@ -981,6 +1050,7 @@ def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = F
             "extractor": features.name,
             "memorization_queries": memorization_queries,
         },
+        "training": training_summary(path, model),
         "reconstruction": reconstruction,
         "per_attribute": {
             "error": "mse",
@@ -989,7 +1059,7 @@ def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = F
         },
         "latent": latent_numbers,
         "samples": samples,
-        "anomaly": anomaly,
+        "anomaly": anomaly_numbers,
         "timings_s": timings,
     }
     result["summary"] = _summary(result)
@@ -1000,6 +1070,34 @@ def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = F
     os.replace(tmp, out)
     _log(verbose, f"wrote {_display_text(str(out))} in {timings['total']:.1f} s")
     return result
+
+
+def training_summary(run_dir, model=None) -> dict:
+    """How the run was trained, from its ``history.csv`` (and the evaluated model's optimizer).
+
+    Returns a JSON-ready dict: ``epochs``, ``steps`` (optimizer steps of the evaluated model;
+    None without an optimizer), ``wall_time_s`` and ``median_epoch_time_s`` (as measured,
+    under whatever load the machine had), ``best_val_loss`` and ``final_val_neg_elbo`` (the
+    validation negative ELBO at beta = 1 after the last epoch, nats per image).
+    """
+    from resvae_keras.train import load_history
+
+    history = load_history(run_dir)
+    optimizer = getattr(model, "optimizer", None)
+    steps = int(_to_numpy(optimizer.iterations)) if optimizer is not None else None
+    if not len(history):
+        return {"epochs": 0, "steps": steps}
+    neg_elbo = (history["val_reconstruction_loss"] + history["val_kl_loss"]
+                if {"val_reconstruction_loss", "val_kl_loss"} <= set(history.columns) else None)
+    return {
+        "epochs": len(history),
+        "steps": steps,
+        "wall_time_s": float(history["wall_time_s"].iloc[-1]) if "wall_time_s" in history else None,
+        "median_epoch_time_s": (float(history["epoch_time_s"].median())
+                                if "epoch_time_s" in history else None),
+        "best_val_loss": float(history["val_loss"].min()) if "val_loss" in history else None,
+        "final_val_neg_elbo": float(neg_elbo.iloc[-1]) if neg_elbo is not None else None,
+    }
 
 
 def _summary(result: dict) -> dict:
@@ -1015,6 +1113,8 @@ def _summary(result: dict) -> dict:
         "ms_ssim": rec["ms_ssim"]["mean"],
         "neg_elbo_nats": rec["neg_elbo_nats"]["mean"],
         "bits_per_dim": rec["bits_per_dim"]["mean"],
+        "kl_nats": rec["kl_nats"]["mean"],
+        "sharpness_ratio": rec.get("sharpness_ratio"),
         "active_units": result["latent"]["active_units"],
         "latent_dim": result["latent"]["latent_dim"],
         "n_samples": result["settings"]["n_samples"],

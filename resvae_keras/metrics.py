@@ -10,14 +10,15 @@ Conventions, for every function here:
 Three groups:
 
 1. Reconstruction: ``mse``, ``psnr`` (capped at ``PSNR_CAP_DB``), ``ssim``, ``ms_ssim``,
-   ``reconstruction_metrics`` (one row per image), ``summarize``, ``bits_per_dim``,
-   ``per_attribute_breakdown``, ``best_and_worst``.
+   ``reconstruction_metrics`` (one row per image), ``laplacian_variance`` and
+   ``sharpness_ratio`` (how sharp reconstructions are next to the real images),
+   ``summarize``, ``bits_per_dim``, ``per_attribute_breakdown``, ``best_and_worst``.
 2. Samples: ``fid``, ``kid``, ``precision_recall`` on features of a ``FeatureExtractor``
    (``InceptionFeatures``, whose weights are fetched only when asked for);
    ``sliced_wasserstein`` (numpy only, works offline, per pyramid level);
    ``face_detection_rate`` (OpenCV's Haar cascade, offline: "is it a face?"); diversity
    (``mean_pairwise_distance``, ``mean_pairwise_ms_ssim``) and memorization
-   (``nearest_neighbours``); ``realism_metrics`` runs them all and never raises when the
+   (``nearest_neighbours``, ``nearest_by_identity``); ``realism_metrics`` runs them all and never raises when the
    feature network is missing.
 3. Anomaly detection: ``roc_curve``, ``auroc``, ``average_precision``.
 
@@ -270,6 +271,47 @@ def reconstruction_metrics(x, x_hat, batch_size: int = 256, index=None) -> pd.Da
         },
         index=index,
     )
+
+
+def laplacian_variance(images) -> np.ndarray:
+    """Sharpness of each image: the variance of the 3x3 Laplacian of its grey image.
+
+    The grey image is the mean of the three channels (values in [0, 1]); the Laplacian
+    ``4 x[i, j] - x[i-1, j] - x[i+1, j] - x[i, j-1] - x[i, j+1]`` is taken on the interior
+    pixels. A blurred image has weaker edges, hence a smaller variance.
+
+    Args:
+        images: float32 in [0, 1] (or uint8), shape (N, H, W, 3).
+
+    Returns:
+        float64 (N,), >= 0, in squared intensity units.
+    """
+    grey = _as_images(images, "images").astype(np.float64).mean(axis=-1)
+    laplacian = (
+        4.0 * grey[:, 1:-1, 1:-1]
+        - grey[:, :-2, 1:-1] - grey[:, 2:, 1:-1] - grey[:, 1:-1, :-2] - grey[:, 1:-1, 2:]
+    )
+    return laplacian.reshape(len(laplacian), -1).var(axis=1)
+
+
+def sharpness_ratio(laplacian_var, reference_laplacian_var) -> float:
+    """How sharp a set of images is next to a reference set (e.g. reconstructions against the
+    real test faces they reconstruct): mean ``laplacian_variance`` of the images over the mean
+    ``laplacian_variance`` of the reference.
+
+    1 means as sharp as the reference, below 1 blurrier (a VAE's reconstructions typically
+    score well below 1), above 1 more high-frequency content than the real images (noise,
+    ringing). A ratio of means, so one flat image cannot dominate it.
+
+    Args:
+        laplacian_var: per-image ``laplacian_variance`` of the images, shape (N,).
+        reference_laplacian_var: the same for the reference images, shape (M,).
+    """
+    reference = float(np.mean(reference_laplacian_var))
+    if not reference > 0:
+        raise ValueError("the reference images have no edges (Laplacian variance 0); "
+                         "pass real images as the reference")
+    return float(np.mean(laplacian_var)) / reference
 
 
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
@@ -826,6 +868,64 @@ def nearest_neighbours(queries, references, k: int = 1,
         nearest first. Distances are in the input's units (pixel values in [0, 1] or
         [0, 255] as given).
     """
+    return _nearest(queries, references, k, batch_size)
+
+
+def nearest_by_identity(queries, query_ids, references, reference_ids, query_rows=None,
+                        batch_size: int = 512) -> dict[str, np.ndarray]:
+    """Distance of each query to its nearest reference of the same person and of another person.
+
+    The scale a memorization check needs: two photos of one person are usually much closer
+    than photos of two people, so a sample is suspicious only when it is nearer to a training
+    face than another photo of the same person typically is.
+
+    Args:
+        queries: (N, ...) images (flattened: pixel L2), as ``nearest_neighbours``.
+        query_ids: person id of each query, int (N,); -1 = unknown (both distances NaN).
+        references: (M, ...) e.g. the training images (a uint8 memmap is fine).
+        reference_ids: person id of each reference, int (M,); -1 = unknown (never a neighbour).
+        query_rows: when the queries are references themselves (e.g. training faces against
+            the other training faces), the row of each query in ``references``, so that a
+            query is never its own neighbour; None otherwise.
+
+    Returns:
+        ``{"same": (N,), "different": (N,)}`` float64 distances in the input's units; NaN
+        where the query has no reference of that kind (with identity-disjoint splits, a test
+        face has no same-person training face).
+    """
+    q_ids = np.asarray(query_ids).reshape(-1)
+    r_ids = np.asarray(reference_ids).reshape(-1)
+    if len(q_ids) != len(queries) or len(r_ids) != len(references):
+        raise ValueError(
+            f"one id per image: {len(q_ids)} query_ids for {len(queries)} queries, "
+            f"{len(r_ids)} reference_ids for {len(references)} references."
+        )
+    rows = np.full(len(q_ids), -1) if query_rows is None else np.asarray(query_rows).reshape(-1)
+    known = q_ids >= 0
+    result = {"same": np.full(len(q_ids), np.nan), "different": np.full(len(q_ids), np.nan)}
+    if not known.any():
+        return result
+    # Same person: only the references of the queries' people can qualify (a few per person).
+    subset = np.flatnonzero(np.isin(r_ids, q_ids[known]) & (r_ids >= 0))
+    if len(subset):
+        def same(qi, ri):
+            return ((q_ids[qi][:, None] == r_ids[subset[ri]][None, :])
+                    & (rows[qi][:, None] != subset[ri][None, :]))
+
+        result["same"] = _nearest(queries, np.asarray(references[subset]), 1, batch_size, same)[1]
+
+    def different(qi, ri):
+        return ((q_ids[qi][:, None] != r_ids[ri][None, :]) & (r_ids[ri][None, :] >= 0)
+                & known[qi][:, None])
+
+    result["different"] = _nearest(queries, references, 1, batch_size, different)[1]
+    return {key: np.where(np.isfinite(d), d, np.nan) for key, d in result.items()}
+
+
+def _nearest(queries, references, k: int, batch_size: int,
+             allowed: Callable | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``nearest_neighbours`` among the pairs ``allowed(query rows, reference rows)`` permits
+    (a bool matrix per block; None: all); a query with no permitted reference gets inf."""
     queries = _flatten(queries, "queries")
     references = _flatten(references, "references")
     if queries.shape[1] != references.shape[1]:
@@ -843,17 +943,18 @@ def nearest_neighbours(queries, references, k: int = 1,
     distances = np.zeros((len(queries), k))
     for q_start in range(0, len(queries), batch_size):
         q = queries[q_start : q_start + batch_size].astype(np.float64)
+        q_rows = np.arange(q_start, q_start + len(q))
         q_norms = _squared_norms(q)
         best_d2 = np.full((len(q), k), np.inf)
         best_idx = np.zeros((len(q), k), dtype=np.int64)
         for r_start in range(0, len(references), batch_size):
             ref = references[r_start : r_start + batch_size].astype(np.float64)
+            r_rows = np.arange(r_start, r_start + len(ref))
             d2 = q_norms[:, None] + ref_norms[None, r_start : r_start + len(ref)] - 2.0 * q @ ref.T
+            if allowed is not None:
+                d2 = np.where(allowed(q_rows, r_rows), np.maximum(d2, 0.0), np.inf)
             all_d2 = np.concatenate([best_d2, d2], axis=1)
-            all_idx = np.concatenate(
-                [best_idx, np.broadcast_to(np.arange(r_start, r_start + len(ref)), d2.shape)],
-                axis=1,
-            )
+            all_idx = np.concatenate([best_idx, np.broadcast_to(r_rows, d2.shape)], axis=1)
             keep = np.argsort(all_d2, axis=1, kind="stable")[:, :k]
             best_d2 = np.take_along_axis(all_d2, keep, axis=1)
             best_idx = np.take_along_axis(all_idx, keep, axis=1)
@@ -864,6 +965,7 @@ def nearest_neighbours(queries, references, k: int = 1,
              for c in range(k)],
             axis=1,
         )
+        exact = np.where(np.isfinite(best_d2), exact, np.inf)
         order = np.argsort(exact, axis=1, kind="stable")
         indices[q_start : q_start + len(q)] = np.take_along_axis(best_idx, order, axis=1)
         distances[q_start : q_start + len(q)] = np.take_along_axis(exact, order, axis=1)
@@ -1090,9 +1192,9 @@ def face_detection_rate(images, **settings) -> float:
     """Share of ``images`` in which the Haar cascade finds a face, in [0, 1].
 
     A coarse, offline "is it a face?" check (``face_detections`` with ``settings``). On
-    64x64 CelebA crops real faces score about 0.9, blurred faces nearly as much (it does
-    not rank blurry faces), uniform noise 0; a collage of colour blobs scores low. Keep SWD
-    and the diversity measures beside it.
+    965 held-out 64x64 CelebA crops: real faces 0.95, blurred with sigma 1 px 0.94 and
+    sigma 2 px 0.91 (it does not rank blurry faces), uniform noise 0.00, and the mean face
+    is found (it does not see diversity either). Keep SWD and the diversity measures beside it.
     """
     found = face_detections(images, **settings)
     return float(found.mean()) if len(found) else float("nan")

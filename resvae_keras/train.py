@@ -25,6 +25,7 @@ warning, and training continues from ``last.keras``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -86,6 +87,18 @@ def set_precision(policy):
     if policy not in PRECISIONS:
         raise ValueError(f"mixed_precision={policy!r} is not one of {list(PRECISIONS)}")
     keras.mixed_precision.set_dtype_policy(policy or "float32")
+
+
+@contextlib.contextmanager
+def precision(policy):
+    """``set_precision(policy)`` for a block; the previous global policy comes back after,
+    so a bfloat16 run does not leave the rest of a notebook or test session in bfloat16."""
+    previous = keras.mixed_precision.dtype_policy()
+    set_precision(policy)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_dtype_policy(previous)
 
 
 class KLWarmup(keras.callbacks.Callback):
@@ -313,7 +326,12 @@ def check_config(config: Config) -> None:
 
     ``train`` calls it before it reads data or writes anything.
     """
-    from resvae_keras.model import KINDS, RECONSTRUCTION_LIKELIHOODS, _check_architecture
+    from resvae_keras.model import (
+        ARCHITECTURES,
+        KINDS,
+        RECONSTRUCTION_LIKELIHOODS,
+        _check_architecture,
+    )
 
     def fail(name, expected):
         raise ValueError(
@@ -334,7 +352,8 @@ def check_config(config: Config) -> None:
     if not 0 <= config.sigma_min < 1:
         fail("sigma_min", "a number in [0, 1) (0: no floor)")
     choices = {"kind": KINDS, "likelihood": tuple(RECONSTRUCTION_LIKELIHOODS),
-               "strategy": STRATEGIES, "mixed_precision": PRECISIONS}
+               "architecture": ARCHITECTURES, "strategy": STRATEGIES,
+               "mixed_precision": PRECISIONS}
     for name, allowed in choices.items():
         if getattr(config, name) not in allowed:
             fail(name, f"one of {list(allowed)}")
@@ -423,7 +442,13 @@ def train(config: Config, verbose="auto", callbacks=()):
     the training split) and ``RunSettingsError`` when the run dir holds a run with other
     settings; ``TrainingDivergedError`` when the loss becomes NaN (the last good epoch
     is kept); ``OSError`` when a file cannot be written (e.g. ``DiskFullError``).
+    Runs under ``config.mixed_precision`` and restores the previous dtype policy afterwards.
     """
+    with precision(config.mixed_precision):
+        return _train(config, verbose, callbacks)
+
+
+def _train(config: Config, verbose, callbacks):
     from resvae_keras import data
     from resvae_keras.model import build_model, load_model
 
@@ -436,7 +461,6 @@ def train(config: Config, verbose="auto", callbacks=()):
             raise RunSettingsError(_settings_message(run_dir, saved, config, changed))
 
     keras.utils.set_random_seed(config.seed)
-    set_precision(config.mixed_precision)
     cache = data.load_cache(config)
     n_train = len(cache.split_indices("train"))
     if n_train < config.batch_size:
@@ -531,20 +555,19 @@ def load_or_train(config: Config):
 def flops_per_image(model, training=False):
     """FLOPs for one image, counted by TensorFlow's profiler on the traced graph.
 
-    ``training=False``: one forward pass (encoder, sampling, decoder).
-    ``training=True``: forward, loss and the gradients of every trainable weight.
+    ``training=False``: one pass of ``model.elbo_terms`` (encoder, sampling, decoder, loss).
+    ``training=True``: that pass and the gradients of every trainable weight.
     """
     import tensorflow as tf
 
     spec = tf.TensorSpec((1, *model.image_shape), tf.float32)
 
     def forward(x):
-        return model.decode(model.encode(x)[0])
+        return model.elbo_terms(x)["loss"]
 
     def gradients(x):
         with tf.GradientTape() as tape:
-            reconstruction, kl = model._loss_terms(x, training=True)
-            loss = tf.reduce_mean(reconstruction + model.beta_weight * kl)
+            loss = tf.reduce_mean(model.elbo_terms(x, training=True)["loss"])
         return tape.gradient(loss, model.trainable_weights)
 
     concrete = tf.function(gradients if training else forward).get_concrete_function(spec)
@@ -580,13 +603,18 @@ def benchmark(config: Config | None = None, batch_size=64, steps=20, warmup=3, r
     achieved GFLOP/s, the float32 matmul peak measured in the same run, and
     ``ratio_to_peak``.
     """
-    import tensorflow as tf
-
     from resvae_keras.config import get_profile
-    from resvae_keras.model import build_model
 
     config = config or get_profile("celeba-subset")
-    set_precision(config.mixed_precision)
+    with precision(config.mixed_precision):
+        return _benchmark(config, batch_size, steps, warmup, repeats)
+
+
+def _benchmark(config, batch_size, steps, warmup, repeats):
+    import tensorflow as tf
+
+    from resvae_keras.model import build_model
+
     keras.utils.set_random_seed(0)
     model = compile_model(build_model(config), config)
     size = config.image_size
@@ -603,7 +631,6 @@ def benchmark(config: Config | None = None, batch_size=64, steps=20, warmup=3, r
     training = flops_per_image(model, training=True)
     achieved = img_per_s * training / 1e9
     peak = matmul_peak_gflops()
-    set_precision(None)
     return {
         "architecture": f"{size}x{size}, widths={list(config.widths)}, "
         f"blocks={config.blocks_per_stage}, latent={config.latent_dim}",

@@ -118,6 +118,17 @@ def test_png_bits_rank_flat_below_noise():
     assert bits[1] > 6 * 64 * 64 * 3  # random bytes do not compress
 
 
+def test_the_autoencoder_has_no_elbo_score_but_a_reconstruction_score(faces):
+    from resvae_keras.model import ResVAE
+
+    model = ResVAE(image_size=64, widths=(8, 8, 8), blocks_per_stage=0, latent_dim=4, kind="ae")
+    sets = evaluate.anomaly_sets(faces, seed=0)
+    table = evaluate.anomaly_table(evaluate.score_sets(model, sets))
+    assert table.xs("neg_elbo", level="score")["auroc"].isna().all()
+    assert table.xs("complexity_corrected", level="score")["auroc"].isna().all()
+    assert table.xs("reconstruction_mse", level="score")["auroc"].between(0, 1).all()
+
+
 # -- with a trained model ------------------------------------------------------------------
 
 
@@ -128,7 +139,9 @@ def test_reconstruction_report_rows_and_attribute_breakdown(trained):
     assert list(per_image.index) == list(attributes.index)
     for column in ("mse", "psnr", "ssim", "ms_ssim", "neg_elbo", "kl", "bits_per_dim"):
         assert per_image[column].notna().all(), column
-    np.testing.assert_allclose(per_image["neg_elbo"], per_image["reconstruction_nll"] + per_image["kl"])
+    # the evaluation ELBO is the model's own (ResVAE.elbo_terms), with the same seeded draw
+    same_path = model.elbo(images.astype(np.float32) / 255.0, seed=0)
+    np.testing.assert_allclose(per_image["neg_elbo"], same_path["neg_elbo"], rtol=1e-6)
     assert summary.loc["mse", "count"] == 40
     assert "Eyeglasses" in breakdown.index and breakdown.loc["Eyeglasses", "n_with"] > 0
     again, _, _ = evaluate.reconstruction_report(model, images, attributes)
@@ -203,6 +216,46 @@ def test_evaluate_run_writes_metrics_json_offline(trained, offline):
                                        "swd_64_x1e3"]
     assert set(written["anomaly"]["results"]) == {"noise", "occlusion", "rotation", "non_face"}
     assert 0 < written["latent"]["active_units"] <= config.latent_dim
+
+
+def test_evaluate_run_small_without_anomaly_at_the_last_checkpoint(trained, offline, tmp_path):
+    config, _, _ = trained
+    out = tmp_path / "small.json"
+    result = evaluate.evaluate_run(
+        config.run_path, n_samples=16, n_test=24, anomaly=False, checkpoint="last.keras",
+        sampler="prior", memorization_queries=8, out=out, verbose=False,
+    )
+    assert json.loads(out.read_text()) == result
+    assert result["reconstruction"]["n_images"] == result["settings"]["n_test"] == 24
+    assert result["anomaly"] == {"skipped": True, "results": {}}
+    assert 0 < result["reconstruction"]["sharpness_ratio"] < 2
+    assert result["summary"]["sharpness_ratio"] == result["reconstruction"]["sharpness_ratio"]
+    training = result["training"]
+    assert training["epochs"] == config.epochs and training["steps"] == config.epochs * 40
+    assert training["final_val_neg_elbo"] is not None
+    assert result["model"]["architecture"] == "resnet"
+    memorization = result["samples"]["prior_t1"]["memorization"]
+    assert memorization["identity"]["available"] is False  # demo faces have no person ids
+    assert memorization["median_ratio_to_same_identity"] is None
+
+
+def test_sample_references_report_same_and_different_person_distances():
+    rng = np.random.default_rng(0)
+    train = rng.integers(0, 256, size=(6, 4, 4, 3), dtype=np.uint8)
+    train[1] = np.clip(train[0].astype(int) + 3, 0, 255)  # a second photo of person 0
+    train_ids = np.array([0, 0, 1, 1, 2, 2])
+    real = rng.random((3, 4, 4, 3), dtype=np.float32)
+    references = evaluate.SampleReferences(real, train, memorization_queries=6, seed=0,
+                                           real_ids=np.array([5, 6, 7]), train_ids=train_ids)
+    identity = references.identity
+    assert identity["available"] is True
+    assert identity["test_to_train_same_identity"] == {"n": 0}  # no test person in train
+    assert identity["test_to_train_different_identity"]["n"] == 3
+    same = identity["train_to_train_same_identity"]
+    assert same["n"] == 6 and same["min"] < 0.3 < identity["train_to_train_different_identity"]["min"]
+    memorization = references.memorization(real)
+    assert memorization["identity"] is identity
+    assert memorization["median_ratio_to_same_identity"] > 0
 
 
 def test_evaluate_folder_scores_every_image_of_another_folder(trained, tmp_path):

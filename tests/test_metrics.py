@@ -267,6 +267,39 @@ def test_nearest_neighbours_exact_on_a_tiny_set():
     np.testing.assert_array_equal(metrics.nearest_neighbours(images, images)[0], np.arange(4))
 
 
+def test_nearest_by_identity_on_a_tiny_fixture():
+    # references: person 7 at x = 0 and x = 1, person 8 at x = 3, an unknown face at x = 0.5
+    references = np.array([[0.0, 0.0], [1.0, 0.0], [3.0, 0.0], [0.5, 0.0]])
+    reference_ids = np.array([7, 7, 8, -1])
+    queries = np.array([[0.2, 0.0], [2.0, 0.0], [5.0, 0.0], [9.0, 9.0]])
+    query_ids = np.array([7, 8, 9, -1])  # 9: nobody of that person among the references
+    out = metrics.nearest_by_identity(queries, query_ids, references, reference_ids, batch_size=2)
+    np.testing.assert_allclose(out["same"], [0.2, 1.0, np.nan, np.nan])
+    # the unknown face at 0.5 never counts as "another person"
+    np.testing.assert_allclose(out["different"], [2.8, 1.0, 2.0, np.nan])
+    # training faces against the others: a face is never its own neighbour
+    own = metrics.nearest_by_identity(references[:3], reference_ids[:3], references,
+                                      reference_ids, query_rows=[0, 1, 2])
+    np.testing.assert_allclose(own["same"], [1.0, 1.0, np.nan])
+    np.testing.assert_allclose(own["different"], [3.0, 2.0, 2.0])
+    with pytest.raises(ValueError, match="one id per image"):
+        metrics.nearest_by_identity(queries, query_ids[:2], references, reference_ids)
+
+
+def test_laplacian_variance_and_sharpness_ratio_drop_when_images_are_blurred():
+    rng = np.random.default_rng(0)
+    sharp = rng.uniform(size=(3, 16, 16, 3))
+    blurred = (sharp + np.roll(sharp, 1, axis=1) + np.roll(sharp, 1, axis=2)) / 3
+    assert np.all(metrics.laplacian_variance(blurred) < metrics.laplacian_variance(sharp))
+    flat = np.full((1, 16, 16, 3), 0.5)
+    assert metrics.laplacian_variance(flat)[0] == 0.0
+    reference = metrics.laplacian_variance(sharp)
+    assert metrics.sharpness_ratio(reference, reference) == 1.0
+    assert metrics.sharpness_ratio(metrics.laplacian_variance(blurred), reference) < 0.5
+    with pytest.raises(ValueError, match="no edges"):
+        metrics.sharpness_ratio(reference, metrics.laplacian_variance(flat))
+
+
 def test_sliced_wasserstein_small_for_same_distribution_large_for_different():
     settings = {"patches_per_image": 64, "n_repeats": 2, "dirs_per_repeat": 64}
     a, b = smooth_images(64, 1, seed=13), smooth_images(64, 1, seed=14)
