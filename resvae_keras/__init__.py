@@ -15,6 +15,7 @@ import importlib.abc
 import importlib.util
 import os
 import sys
+import warnings
 
 # Keep TensorFlow's C++ start-up chatter out of notebooks and CLI output; set before
 # TensorFlow is imported. An explicit TF_CPP_MIN_LOG_LEVEL in the environment wins.
@@ -49,7 +50,11 @@ class _RegisterAfterKeras(importlib.abc.MetaPathFinder):
 
         def exec_then_register(module):
             exec_module(module)
-            _register()
+            try:
+                _register()
+            except Exception as error:  # never break the import of Keras itself
+                warnings.warn(f"resvae_keras could not register its Keras classes: {error!r}",
+                              stacklevel=2)
 
         spec.loader.exec_module = exec_then_register
         return spec
