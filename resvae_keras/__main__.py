@@ -84,14 +84,20 @@ def cmd_prepare(args):
 
 def cmd_train(args):
     from resvae_keras.config import get_profile
-    from resvae_keras.train import TrainingDivergedError, train
+    from resvae_keras.train import TrainingDivergedError, describe_tf_config, train
 
     config = get_profile(args.profile, **_overrides(args))
     try:
         verbose = int(args.verbose) if args.verbose.isdigit() else args.verbose
+        # train makes the strategy itself, before any TensorFlow op runs
         model, history = train(config, verbose=verbose)
     except TrainingDivergedError as err:
         sys.exit(str(err))
+    if config.strategy == "auto" and os.environ.get("TF_CONFIG"):
+        role = describe_tf_config(os.environ["TF_CONFIG"])
+        if not role["chief"]:
+            print(f"{role['task_type']} {role['task_index']} done; the chief wrote the run dir")
+            return
     last = history.iloc[-1].to_dict() if len(history) else {}
     print(f"run saved to {config.run_dir or 'runs/' + config.profile}: model.keras, "
           f"history.csv ({len(history)} epochs), grids/; last val_loss "
