@@ -32,8 +32,8 @@ def _overrides(args) -> dict:
     """Config overrides given on the command line (only those set)."""
     names = (
         "epochs", "batch_size", "learning_rate", "beta", "latent_dim", "seed", "max_images",
-        "kl_warmup_steps", "likelihood", "kind", "strategy", "mixed_precision", "run_dir",
-        "data_dir", "image_size", "blocks_per_stage",
+        "kl_warmup_steps", "sigma_min", "likelihood", "kind", "strategy", "mixed_precision", "run_dir",
+        "data_dir", "image_size", "blocks_per_stage", "architecture",
     )
     values = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
     if getattr(args, "widths", None):
@@ -52,6 +52,8 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--learning-rate", dest="learning_rate", type=float)
     p.add_argument("--beta", type=float)
     p.add_argument("--kl-warmup-steps", dest="kl_warmup_steps", type=int)
+    p.add_argument("--sigma-min", dest="sigma_min", type=float,
+                   help="floor on the learned decoder sigma (0: none)")
     p.add_argument("--latent-dim", dest="latent_dim", type=int)
     p.add_argument("--widths", help="channels per stage, e.g. 32,64,128")
     p.add_argument("--blocks-per-stage", dest="blocks_per_stage", type=int)
@@ -59,6 +61,8 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--likelihood", choices=["gaussian_learned", "gaussian", "bernoulli"])
     p.add_argument("--kind", choices=["vae", "ae"])
     p.add_argument("--plain", action="store_true", help="drop the residual shortcuts")
+    p.add_argument("--architecture", choices=["resnet", "conv"],
+                   help="resnet: the ResVAE; conv: the shallow textbook convolutional VAE")
     p.add_argument("--seed", type=int)
     p.add_argument("--max-images", dest="max_images", type=int)
     p.add_argument("--strategy", choices=["none", "mirrored", "auto"])
@@ -130,20 +134,17 @@ def cmd_sample(args):
 
 
 def cmd_bench(args):
+    from resvae_keras import bench
+    from resvae_keras.config import get_profile
+
     if args.what == "data":
-        from resvae_keras import data
-
-        result = data.benchmark()
+        result = bench.data_speed()
     elif args.what == "train":
-        from resvae_keras.config import get_profile
-        from resvae_keras.train import benchmark
-
         overrides = {"mixed_precision": args.mixed_precision} if args.mixed_precision else {}
-        result = benchmark(get_profile(args.profile, **overrides), batch_size=args.batch_size)
+        result = bench.training_speed(get_profile(args.profile, **overrides),
+                                      batch_size=args.batch_size)
     else:
-        from resvae_keras import evaluate
-
-        result = evaluate.benchmark()
+        result = bench.evaluation_speed()
     if args.json:
         print(json.dumps(result))
     else:

@@ -57,10 +57,14 @@ class Config:
         blocks_per_stage: residual blocks per stage.
         latent_dim: size of z.
         residual: ``False`` drops every shortcut (the plain-VAE ablation).
+        architecture: ``"resnet"`` (the ResVAE) or ``"conv"``, the shallow textbook
+            convolutional VAE (see ``model.ARCHITECTURES``); ``blocks_per_stage`` and
+            ``residual`` apply to ``"resnet"`` only.
         kind: ``"vae"``, or ``"ae"`` for the deterministic autoencoder baseline.
         likelihood: ``"gaussian_learned"``, ``"gaussian"`` or ``"bernoulli"``
             (see ``model.RECONSTRUCTION_LIKELIHOODS``).
         beta: weight of the KL term (>= 0).
+        sigma_min: floor on the learned decoder sigma (0: none; see ``model.ResVAE``).
         kl_warmup_steps: beta ramps linearly from 0 over this many steps (0: off).
     Training:
         batch_size, epochs, learning_rate, seed: as usual; seed fixes data order,
@@ -82,9 +86,11 @@ class Config:
     blocks_per_stage: int = 2
     latent_dim: int = 128
     residual: bool = True
+    architecture: str = "resnet"
     kind: str = "vae"
     likelihood: str = "gaussian_learned"
     beta: float = 1.0
+    sigma_min: float = 0.0
     kl_warmup_steps: int = 0
     # training
     batch_size: int = 64

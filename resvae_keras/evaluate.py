@@ -1,8 +1,8 @@
 """Every number that judges a trained run, computed in one place.
 
-Notebooks 03-06 and ``python -m resvae_keras evaluate`` call these functions; the
-measures themselves live in ``metrics`` (reconstruction, realism, diversity, AUROC)
-and ``latent`` (samplers, active units). What this module adds is the orchestration:
+Notebooks 03-05 and ``python -m resvae_keras evaluate`` call these functions; the
+measures themselves live in ``metrics`` (reconstruction, realism, diversity), ``anomaly``
+(anomalous images, scores, AUROC) and ``latent`` (samplers, active units). What this module adds is the orchestration:
 which images, how many, which sampler, and one ``metrics.json`` per run.
 
 | piece | what | used by |
@@ -10,9 +10,8 @@ which images, how many, which sampler, and one ``metrics.json`` per run.
 | ``reconstruction_report`` | per-image MSE/PSNR/SSIM/MS-SSIM and negative ELBO, summary, per-attribute breakdown | notebook 03 |
 | ``sample_report`` | samples of a sampler, their realism, diversity and memorization | notebook 04 |
 | ``encode_split``, ``attribute_strength_effect`` | codes of a split, what an attribute vector does | notebook 05 |
-| ``corrupt``, ``non_face_images``, ``anomaly_scores``, ``anomaly_table`` | anomaly detection | notebook 06 |
 | ``evaluate_run`` | all of the above on the test split, into ``<run_dir>/metrics.json`` | CLI ``evaluate`` |
-| ``write_samples``, ``benchmark`` | CLI ``sample`` and ``bench eval`` | CLI |
+| ``write_samples`` | CLI ``sample`` | CLI |
 
 Conventions: images are float32 in [0, 1], shape (N, H, W, 3) (uint8 from the cache
 is accepted and divided by 255); ELBO terms are per image, in nats; anomaly scores are
@@ -22,7 +21,6 @@ is accepted and divided by 255); ELBO terms are per image, in nats; anomaly scor
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
@@ -36,45 +34,25 @@ import pandas as pd
 
 import resvae_keras.model  # noqa: F401  (registers ResVAE and its layers for load_model)
 from resvae_keras import latent, metrics
-from resvae_keras.config import Config, get_profile, project_root
+from resvae_keras.anomaly import (
+    ANOMALY_SCORES,
+    CORRUPTION_STRENGTHS,
+    NON_FACE_KINDS,
+    anomaly_report,
+)
+from resvae_keras.config import Config, project_root
+from resvae_keras.data.images import as_float_images, to_uint8
 
 METRICS_VERSION = 1
 MAX_DEFAULT_SAMPLES = metrics.FID_COMPARABLE_SAMPLES
 """Default sample count is the size of the test split, capped here (10,000: the FID minimum
 for numbers comparable across runs; ``metrics.fid`` warns below 2,048)."""
-CELEBA_TEST_IMAGES = 19_962
 SAMPLERS = ("prior", "gmm")
 TEMPERATURES = {"prior": (1.0, 0.7), "gmm": (1.0,)}
 """Temperatures ``evaluate_run`` samples each sampler at."""
-CORRUPTIONS = ("noise", "occlusion", "rotation")
-CORRUPTION_STRENGTHS = {"noise": 0.1, "occlusion": 0.35, "rotation": None}
-"""Default ``strength`` per corruption: the std of the noise (intensity units), the side
-of the occluding square (fraction of the image side), the rotation angle in degrees
-(``None``: uniform in [90, 270] per image, i.e. the face ends up upside down)."""
-NON_FACE_KINDS = ("gradient", "stripes", "checkerboard", "texture", "shapes", "flat")
-ANOMALY_SETS = ("clean", *CORRUPTIONS, "non_face")
-ANOMALY_SCORES = {
-    "neg_elbo": "negative ELBO, nats per image (the likelihood bound; higher = less likely)",
-    "reconstruction_mse": "mean squared error of the reconstruction from z_mean",
-    "complexity_corrected": "bits/dim of the negative ELBO minus the PNG bits/dim of the image "
-    "(Serra et al. 2020: discounts how simple an image is)",
-}
 
 
 # -- small helpers ------------------------------------------------------------------
-
-
-def as_float_images(images) -> np.ndarray:
-    """Images as float32 in [0, 1], shape (N, H, W, 3); uint8 (the cache) is divided by 255."""
-    array = np.asarray(images)
-    if array.ndim != 4 or array.shape[-1] != 3:
-        raise ValueError(
-            f"images has shape {array.shape}; expected a batch (N, H, W, 3). "
-            "Add a batch axis with images[None] for a single image."
-        )
-    if array.dtype == np.uint8:
-        return array.astype(np.float32) / 255.0
-    return array.astype(np.float32, copy=False)
 
 
 def _to_numpy(x) -> np.ndarray:
@@ -122,7 +100,11 @@ def _mean_std(values) -> dict:
 
 def _quantiles(values) -> dict:
     values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return {"n": 0}
     return {
+        "n": len(values),
         "mean": float(values.mean()),
         "median": float(np.median(values)),
         "p01": float(np.quantile(values, 0.01)),
@@ -155,18 +137,20 @@ def resolve_run_dir(run_dir) -> Path:
     return path
 
 
-def load_run(run_dir):
-    """``(config, model)`` of a finished run: ``config.json`` and the best ``model.keras``."""
+def load_run(run_dir, checkpoint: str = "model.keras"):
+    """``(config, model)`` of a finished run: ``config.json`` and a saved model, by default the
+    best by validation loss (``model.keras``); ``checkpoint="last.keras"`` is the model after
+    the last epoch (all runs of a study at the same number of steps)."""
     import keras
 
     path = resolve_run_dir(run_dir)
     config = Config.load(path / "config.json")
-    if not (path / "model.keras").is_file():
+    if not (path / checkpoint).is_file():
         raise FileNotFoundError(
-            f"{_display_text(str(path / 'model.keras'))} is missing: the run has not finished an "
+            f"{_display_text(str(path / checkpoint))} is missing: the run has not finished an "
             "epoch yet. Train it (python -m resvae_keras train) and evaluate again."
         )
-    return config, keras.models.load_model(path / "model.keras")
+    return config, keras.models.load_model(path / checkpoint)
 
 
 def split_images(cache, split: str, limit: int | None = None) -> np.ndarray:
@@ -188,40 +172,6 @@ def split_view(cache, split: str) -> np.ndarray:
     return np.asarray(cache.images[rows])
 
 
-# -- one pass of the model ----------------------------------------------------------
-
-
-def _forward(model, x, rng: np.random.Generator, batch_size: int = 256) -> dict:
-    """Encode once; decode z_mean (the reconstruction) and one posterior sample (the ELBO).
-
-    The posterior noise comes from ``rng``, so the same seed gives the same ELBO.
-    Returns numpy arrays: ``x_hat`` (N, H, W, 3), ``z_mean``, ``z_log_var`` (N, d),
-    ``reconstruction`` and ``kl`` (N,) in nats.
-    """
-    from keras import ops
-
-    from resvae_keras.model import kl_divergence
-
-    parts = {"x_hat": [], "z_mean": [], "z_log_var": [], "reconstruction": [], "kl": []}
-    for start in range(0, len(x), batch_size):
-        batch = as_float_images(x[start : start + batch_size])
-        z_mean, z_log_var = (_to_numpy(t).astype(np.float32) for t in model.encode(batch))
-        logits_mean = model.decode_logits(z_mean)
-        if getattr(model, "kind", "vae") == "ae":
-            logits_sample = logits_mean
-            kl = np.zeros(len(batch), np.float32)
-        else:
-            eps = rng.standard_normal(z_mean.shape).astype(np.float32)
-            logits_sample = model.decode_logits(z_mean + np.exp(0.5 * z_log_var) * eps)
-            kl = _to_numpy(kl_divergence(z_mean, z_log_var))
-        parts["x_hat"].append(_to_numpy(ops.sigmoid(logits_mean)))
-        parts["reconstruction"].append(_to_numpy(model.reconstruction_nll(batch, logits_sample)))
-        parts["kl"].append(kl)
-        parts["z_mean"].append(z_mean)
-        parts["z_log_var"].append(z_log_var)
-    return {k: np.concatenate(v) for k, v in parts.items()}
-
-
 # -- reconstruction -------------------------------------------------------------------
 
 
@@ -234,15 +184,17 @@ def reconstruction_report(model, images, attributes: pd.DataFrame | None = None,
             ``chunk_size`` images at a time, so a whole CelebA split fits in memory.
         attributes: optional bool attribute columns, one row per image (e.g.
             ``cache.attributes_of("test")``); its index labels the rows.
-        seed: seed of the one posterior sample per image behind the ELBO.
+        seed: seed of the dequantization and posterior draws behind the ELBO.
 
     Returns:
         ``(per_image, summary, breakdown)``:
 
         - per_image: one row per image: ``mse`` ([0, 1]), ``psnr`` (dB), ``ssim``,
-          ``ms_ssim``, ``neg_elbo`` (nats, = ``reconstruction_nll`` + ``kl``) and
-          ``bits_per_dim`` (the negative ELBO as an 8-bit code length, see
-          ``metrics.bits_per_dim``);
+          ``ms_ssim``, ``neg_elbo`` (nats, = ``reconstruction_nll`` + ``kl``, of the
+          dequantized image, see ``ResVAE.elbo``; NaN for the autoencoder),
+          ``bits_per_dim`` (an upper bound on the 8-bit code length, see
+          ``metrics.bits_per_dim``), and ``sharpness`` / ``sharpness_original``
+          (``metrics.laplacian_variance`` of the reconstruction and of the image);
         - summary: ``metrics.summarize(per_image)``: mean, std and count per column;
         - breakdown: ``metrics.per_attribute_breakdown`` of the MSE (empty without
           ``attributes``), largest gap first.
@@ -252,17 +204,22 @@ def reconstruction_report(model, images, attributes: pd.DataFrame | None = None,
             f"attributes has {len(attributes)} rows but images has {len(images)}; pass one "
             "row per image (e.g. cache.attributes_of(split) with cache.images_of(split))"
         )
-    rng = np.random.default_rng(seed)
+    import keras
+
+    noise = keras.random.SeedGenerator(seed)
     num_dims = int(np.prod(images.shape[1:]))
     frames = []
     for start in range(0, len(images), chunk_size):
         x = as_float_images(images[start : start + chunk_size])
-        out = _forward(model, x, rng, batch_size)
-        frame = metrics.reconstruction_metrics(x, np.clip(out["x_hat"], 0.0, 1.0), batch_size)
-        frame["neg_elbo"] = out["reconstruction"] + out["kl"]
-        frame["reconstruction_nll"] = out["reconstruction"]
-        frame["kl"] = out["kl"]
-        frame["bits_per_dim"] = metrics.bits_per_dim(frame["neg_elbo"].to_numpy(), num_dims)
+        x_hat = np.clip(model.reconstruct(x, batch_size), 0.0, 1.0)
+        elbo = model.elbo(x, batch_size, seed=noise)
+        frame = metrics.reconstruction_metrics(x, x_hat, batch_size)
+        frame["neg_elbo"] = elbo["neg_elbo"]
+        frame["reconstruction_nll"] = elbo["reconstruction"]
+        frame["kl"] = elbo["kl"]
+        frame["bits_per_dim"] = metrics.bits_per_dim(elbo["neg_elbo"], num_dims)
+        frame["sharpness"] = metrics.laplacian_variance(x_hat)
+        frame["sharpness_original"] = metrics.laplacian_variance(x)
         frames.append(frame)
     if not frames:
         raise ValueError("images is empty: pass at least one image")
@@ -288,11 +245,13 @@ def reconstruction_dict(per_image: pd.DataFrame, model=None) -> dict:
     result["reconstruction_nll_nats"] = _mean_std(per_image["reconstruction_nll"])
     result["kl_nats"] = _mean_std(per_image["kl"])
     result["bits_per_dim"] = _mean_std(per_image["bits_per_dim"])
+    result["sharpness_ratio"] = metrics.sharpness_ratio(
+        per_image["sharpness"], per_image["sharpness_original"])
     if model is not None:
         result.update(
             num_dims=num_dims,
             likelihood=model.likelihood,
-            bits_per_dim_is_bound=model.likelihood != "bernoulli",
+            bits_per_dim_is_bound=model.likelihood != "bernoulli" and model.kind == "vae",
             decoder_sigma=model.decoder_sigma,
         )
     return result
@@ -439,6 +398,26 @@ def nearest_training_neighbours(images, train_images, k: int = 1):
         return metrics.nearest_neighbours(x, train_images, k=k)
 
 
+def split_identities(cache, split: str, limit: int | None = None) -> np.ndarray | None:
+    """Person ids (int, -1 unknown) of the rows ``split_images`` returns; None when the cache
+    knows no identities (the demo faces, a CelebA folder without ``identity_CelebA.txt``)."""
+    if "identity" not in cache.table.columns:
+        return None
+    ids = cache.table["identity"].to_numpy()[cache.split_indices(split)]
+    ids = ids[: int(limit)] if limit is not None else ids
+    return ids.astype(np.int64) if (ids >= 0).any() else None
+
+
+def _identity_neighbours(images, ids, train_images, train_ids, query_rows=None) -> dict:
+    """``metrics.nearest_by_identity`` in [0, 1] intensity units (uint8 training images too)."""
+    x = as_float_images(images)
+    with _blas_threads():
+        if np.asarray(train_images[:1]).dtype == np.uint8:
+            out = metrics.nearest_by_identity(x * 255.0, ids, train_images, train_ids, query_rows)
+            return {key: value / 255.0 for key, value in out.items()}
+        return metrics.nearest_by_identity(x, ids, train_images, train_ids, query_rows)
+
+
 class SampleReferences:
     """The real images samples are judged against, with the numbers about them kept.
 
@@ -448,22 +427,30 @@ class SampleReferences:
             check: a sample much nearer to a training face than held-out faces are is a copy.
         memorization_queries: how many samples (and test faces) search all training faces.
         seed: seed of the random pairs and subsets.
+        real_ids, train_ids: person ids of the real and training images (-1 unknown), for
+            the same- and different-person distances; None when unknown.
     """
 
-    def __init__(self, real_images, train_images, memorization_queries: int = 500, seed: int = 0):
+    def __init__(self, real_images, train_images, memorization_queries: int = 500, seed: int = 0,
+                 real_ids=None, train_ids=None):
         self.real = as_float_images(real_images)
         self.train = train_images
         self.memorization_queries = int(memorization_queries)
         self.seed = seed
+        self.real_ids = None if real_ids is None else np.asarray(real_ids)
+        self.train_ids = None if train_ids is None else np.asarray(train_ids)
         self._real_ms_ssim: float | None = None
         self._test_to_train: np.ndarray | None = None
+        self._identity: dict | None = None
 
     @classmethod
     def from_cache(cls, cache, max_real: int | None = MAX_DEFAULT_SAMPLES,
                    memorization_queries: int = 500, seed: int = 0) -> SampleReferences:
-        """Real images: the first ``max_real`` test images; training images: all of train."""
+        """Real images: the first ``max_real`` test images; training images: all of train;
+        person ids from the cache when it has them."""
         return cls(split_images(cache, "test", max_real), split_view(cache, "train"),
-                   memorization_queries, seed)
+                   memorization_queries, seed, real_ids=split_identities(cache, "test", max_real),
+                   train_ids=split_identities(cache, "train"))
 
     @property
     def real_ms_ssim(self) -> float:
@@ -480,11 +467,47 @@ class SampleReferences:
             self._test_to_train = nearest_training_neighbours(queries, self.train)[1]
         return self._test_to_train
 
+    @property
+    def identity(self) -> dict:
+        """Nearest-training-face distances split by person: of held-out faces, and of training
+        faces to the other training faces, to the nearest face of the same person and of another
+        person (``metrics.nearest_by_identity``). JSON-ready; ``available: false`` without ids."""
+        if self._identity is None:
+            if self.real_ids is None or self.train_ids is None:
+                self._identity = {
+                    "available": False,
+                    "reason": "the data has no person identities (identity_CelebA.txt), so "
+                              "same- and different-person distances are not available",
+                }
+                return self._identity
+            n = min(self.memorization_queries, len(self.train))
+            train_rows = np.sort(np.random.default_rng(self.seed).choice(
+                len(self.train), n, replace=False))
+            test = _identity_neighbours(self.real[: self.memorization_queries],
+                                        self.real_ids[: self.memorization_queries],
+                                        self.train, self.train_ids)
+            train = _identity_neighbours(np.asarray(self.train[train_rows]),
+                                         self.train_ids[train_rows], self.train, self.train_ids,
+                                         query_rows=train_rows)
+            self._identity = {
+                "available": True,
+                "n_test_queries": int(min(self.memorization_queries, len(self.real))),
+                "n_train_queries": int(n),
+                "test_to_train_same_identity": _quantiles(test["same"]),
+                "test_to_train_different_identity": _quantiles(test["different"]),
+                "train_to_train_same_identity": _quantiles(train["same"]),
+                "train_to_train_different_identity": _quantiles(train["different"]),
+            }
+        return self._identity
+
     def memorization(self, samples) -> dict:
-        """Nearest-training-face distances of samples against those of held-out faces."""
+        """Nearest-training-face distances of samples against those of held-out faces, and
+        (with person ids) against photos of the same person and of other people."""
         queries = as_float_images(samples)[: self.memorization_queries]
         sample_to_train = nearest_training_neighbours(queries, self.train)[1]
         reference = self.test_to_train
+        identity = self.identity
+        same = (identity.get("train_to_train_same_identity") or {}).get("median")
         return {
             "n_queries": len(queries),
             "n_train": len(self.train),
@@ -495,6 +518,9 @@ class SampleReferences:
             "share_closer_than_test_p01": float(
                 np.mean(sample_to_train < np.quantile(reference, 0.01))
             ),
+            "identity": identity,
+            "median_ratio_to_same_identity": (
+                float(np.median(sample_to_train) / same) if same else None),
         }
 
 
@@ -542,8 +568,8 @@ def sample_report(model, references, sampler="prior", n: int | None = None, *,
 
     Returns:
         ``(report, samples)``: a JSON-ready dict with ``sampler``, ``temperature``,
-        ``n_images``, ``realism`` (SWD always; FID, KID, precision, recall when
-        ``available``), ``diversity`` (pixel L2, MS-SSIM, feature distance, each for the
+        ``n_images``, ``realism`` (SWD per level and face rate always; FID, KID, precision,
+        recall when ``available``), ``diversity`` (pixel L2, MS-SSIM, feature distance, each for the
         samples and the real images) and ``memorization``; and the samples, float32 in
         [0, 1], shape (n, S, S, 3).
     """
@@ -583,14 +609,18 @@ def sample_report(model, references, sampler="prior", n: int | None = None, *,
 
 
 def sample_table(reports) -> pd.DataFrame:
-    """One row per ``sample_report`` dict: the headline numbers side by side."""
+    """One row per ``sample_report`` dict: the headline numbers side by side (face rate in
+    [0, 1]; SWD x 1e3 per pyramid level, coarsest first, and their mean)."""
     rows = []
     for report in reports:
         realism, diversity = report["realism"], report["diversity"]
+        levels = {f"{k}_x1e3": v for k, v in realism["swd"].items() if k != "swd_mean"}
         rows.append({
             "sampler": report["sampler"],
             "temperature": report["temperature"],
             "n_images": report["n_images"],
+            "face_rate": realism.get("face_rate", np.nan),
+            **dict(sorted(levels.items(), key=lambda kv: int(kv[0].split("_")[1]))),
             "swd_mean_x1e3": realism["swd"]["swd_mean"],
             "fid": realism.get("fid", np.nan),
             "kid_mean": realism.get("kid_mean", np.nan),
@@ -612,222 +642,6 @@ def real_reference_row(references: SampleReferences) -> dict:
     }
 
 
-# -- anomaly detection ------------------------------------------------------------------
-
-
-def corrupt(images, kind: str, seed: int = 0, strength: float | None = None) -> np.ndarray:
-    """Corrupted copies of ``images`` (the anomalies of notebook 06).
-
-    Args:
-        images: float32 in [0, 1] or uint8, shape (N, H, W, 3).
-        kind: ``"noise"`` (add Gaussian noise of std ``strength``, clip to [0, 1]),
-            ``"occlusion"`` (a square of side ``strength`` x H at a random place, filled
-            with one random colour) or ``"rotation"`` (rotate by ``strength`` degrees
-            about the centre, reflecting at the border; ``None``: a random angle in
-            [90, 270] per image, so faces end up roughly upside down).
-        seed: the same seed gives the same corruptions.
-        strength: see ``kind``; ``None`` uses ``CORRUPTION_STRENGTHS``.
-
-    Returns:
-        float32 in [0, 1], the shape of ``images``.
-    """
-    if kind not in CORRUPTIONS:
-        raise ValueError(f"kind={kind!r} is not one of {list(CORRUPTIONS)}")
-    x = as_float_images(images).copy()
-    strength = CORRUPTION_STRENGTHS[kind] if strength is None else strength
-    rng = np.random.default_rng([seed, CORRUPTIONS.index(kind)])
-    n, height, width, _ = x.shape
-    if kind == "noise":
-        if not strength >= 0:
-            raise ValueError(f"strength={strength!r}: the noise std must be >= 0")
-        noise = rng.standard_normal(x.shape, dtype=np.float32) * np.float32(strength)
-        return np.clip(x + noise, 0.0, 1.0)
-    if kind == "occlusion":
-        if not 0 < strength <= 1:
-            raise ValueError(f"strength={strength!r}: the square side must be in (0, 1] of the image")
-        side = max(1, round(strength * min(height, width)))
-        tops = rng.integers(0, height - side + 1, size=n)
-        lefts = rng.integers(0, width - side + 1, size=n)
-        colours = rng.random((n, 3), dtype=np.float32)
-        for i in range(n):
-            x[i, tops[i] : tops[i] + side, lefts[i] : lefts[i] + side] = colours[i]
-        return x
-    from scipy import ndimage
-
-    angles = rng.uniform(90.0, 270.0, size=n) if strength is None else np.full(n, float(strength))
-    for i in range(n):
-        x[i] = ndimage.rotate(x[i], angles[i], axes=(1, 0), reshape=False, order=1, mode="reflect")
-    return np.clip(x, 0.0, 1.0)
-
-
-def non_face_images(n: int, size: int = 64, seed: int = 0) -> np.ndarray:
-    """Procedural images with no face: the out-of-distribution set of notebook 06.
-
-    Image ``i`` is of kind ``NON_FACE_KINDS[i % 6]``: a two-colour ``gradient``,
-    sinusoidal ``stripes``, a ``checkerboard``, a smoothed-noise ``texture``, random
-    ``shapes`` (discs and rectangles) on a plain background, or a ``flat`` colour.
-    Image ``i`` depends only on ``(seed, i)``.
-
-    Returns:
-        float32 in [0, 1], shape (n, size, size, 3).
-    """
-    from scipy import ndimage
-
-    if int(n) < 1:
-        raise ValueError(f"n={n!r}: ask for at least one image")
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
-    out = np.empty((int(n), size, size, 3), np.float32)
-    for i in range(int(n)):
-        rng = np.random.default_rng([seed, i])
-        kind = NON_FACE_KINDS[i % len(NON_FACE_KINDS)]
-        c0, c1 = rng.random(3, dtype=np.float32), rng.random(3, dtype=np.float32)
-        angle = rng.uniform(0, 2 * np.pi)
-        along = xx * np.cos(angle) + yy * np.sin(angle)
-        if kind == "gradient":
-            t = (along - along.min()) / (along.max() - along.min())
-        elif kind == "stripes":
-            t = 0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(2, 8) * along + rng.uniform(0, 2 * np.pi))
-        elif kind == "checkerboard":
-            cell = int(rng.integers(4, 17))
-            rows, cols = np.mgrid[0:size, 0:size]
-            t = ((rows // cell + cols // cell) % 2).astype(np.float32)
-        elif kind == "texture":
-            noise = ndimage.gaussian_filter(rng.standard_normal((size, size)), rng.uniform(1, 4))
-            t = (noise - noise.min()) / (noise.max() - noise.min())
-        elif kind == "shapes":
-            t = np.zeros((size, size), np.float32)
-            image = np.broadcast_to(c0, (size, size, 3)).copy()
-            for _ in range(int(rng.integers(3, 9))):
-                colour = rng.random(3, dtype=np.float32)
-                cy, cx, r = rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(0.05, 0.3)
-                if rng.random() < 0.5:
-                    mask = (yy - cy) ** 2 + (xx - cx) ** 2 < r**2
-                else:
-                    mask = (np.abs(yy - cy) < r) & (np.abs(xx - cx) < rng.uniform(0.05, 0.3))
-                image[mask] = colour
-            out[i] = image
-            continue
-        else:  # flat
-            t = np.zeros((size, size), np.float32)
-        out[i] = c0 * (1 - t[..., None]) + c1 * t[..., None]
-    return np.clip(out, 0.0, 1.0)
-
-
-def non_face_labels(n: int) -> np.ndarray:
-    """The kind of each image of ``non_face_images(n)``: str array of shape (n,)."""
-    return np.resize(np.array(NON_FACE_KINDS), int(n))
-
-
-def png_bits(images) -> np.ndarray:
-    """PNG size of each image as 8-bit RGB, in bits: a rough measure of how complex it is.
-
-    Returns float64 (N,). A flat colour compresses to a few hundred bits; a 64x64 photo
-    to tens of thousands.
-    """
-    from PIL import Image
-
-    x = np.clip(as_float_images(images) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    sizes = np.empty(len(x))
-    for i, image in enumerate(x):
-        buffer = io.BytesIO()
-        Image.fromarray(image).save(buffer, format="PNG", compress_level=9)
-        sizes[i] = 8 * buffer.tell()
-    return sizes
-
-
-def anomaly_scores(model, images, seed: int = 0, batch_size: int = 256) -> pd.DataFrame:
-    """Anomaly scores per image (higher = more anomalous).
-
-    Returns:
-        DataFrame, one row per image: ``neg_elbo`` (nats), ``bits_per_dim`` (the same
-        as an 8-bit code length), ``reconstruction_mse`` (from z_mean), ``png_bits`` and
-        ``complexity_corrected`` (= bits_per_dim - png_bits / D, Serra et al. 2020).
-    """
-    x = as_float_images(images)
-    out = _forward(model, x, np.random.default_rng(seed), batch_size)
-    num_dims = int(np.prod(x.shape[1:]))
-    neg_elbo = out["reconstruction"] + out["kl"]
-    bpd = metrics.bits_per_dim(neg_elbo, num_dims)
-    png = png_bits(x)
-    return pd.DataFrame({
-        "neg_elbo": neg_elbo.astype(np.float64),
-        "bits_per_dim": bpd,
-        "reconstruction_mse": metrics.mse(x, np.clip(out["x_hat"], 0.0, 1.0)),
-        "png_bits": png,
-        "complexity_corrected": bpd - png / num_dims,
-    })
-
-
-def anomaly_sets(clean_images, seed: int = 0, n_non_face: int | None = None) -> dict:
-    """``{"clean", "noise", "occlusion", "rotation", "non_face"}`` -> images float32 [0, 1].
-
-    The corrupted sets are corrupted copies of ``clean_images``; ``non_face`` holds
-    ``n_non_face`` (default: as many as clean) procedural images.
-    """
-    clean = as_float_images(clean_images)
-    sets = {"clean": clean}
-    for kind in CORRUPTIONS:
-        sets[kind] = corrupt(clean, kind, seed=seed)
-    sets["non_face"] = non_face_images(n_non_face or len(clean), clean.shape[1], seed=seed)
-    return sets
-
-
-def score_sets(model, sets: dict, seed: int = 0) -> dict:
-    """``anomaly_scores`` of each set of ``anomaly_sets``: ``{name: DataFrame}``."""
-    return {name: anomaly_scores(model, images, seed=seed) for name, images in sets.items()}
-
-
-def _labelled(scores: dict, anomaly: str, score: str, clean: str):
-    normal = scores[clean][score].to_numpy()
-    abnormal = scores[anomaly][score].to_numpy()
-    labels = np.r_[np.zeros(len(normal)), np.ones(len(abnormal))]
-    return labels, np.r_[normal, abnormal]
-
-
-def anomaly_table(scores: dict, score_names=tuple(ANOMALY_SCORES), clean: str = "clean"):
-    """AUROC and average precision of each score, clean against each other set.
-
-    Args:
-        scores: ``{set name: anomaly_scores DataFrame}``, e.g. from ``score_sets``.
-
-    Returns:
-        DataFrame indexed by (``anomaly``, ``score``): ``auroc`` (0.5 = chance), ``ap``
-        (chance = the share of anomalies), ``n_clean``, ``n_anomalous``, ``mean_clean``,
-        ``mean_anomalous``.
-    """
-    rows = []
-    for anomaly in scores:
-        if anomaly == clean:
-            continue
-        for score in score_names:
-            labels, values = _labelled(scores, anomaly, score, clean)
-            rows.append({
-                "anomaly": anomaly, "score": score,
-                "auroc": metrics.auroc(labels, values),
-                "ap": metrics.average_precision(labels, values),
-                "n_clean": len(scores[clean]), "n_anomalous": len(scores[anomaly]),
-                "mean_clean": float(scores[clean][score].mean()),
-                "mean_anomalous": float(scores[anomaly][score].mean()),
-            })
-    return pd.DataFrame(rows).set_index(["anomaly", "score"])
-
-
-def roc_curves_of(scores: dict, score: str = "neg_elbo", clean: str = "clean") -> dict:
-    """``{anomaly: (fpr, tpr, auroc)}`` for ``plots.roc_curves``."""
-    curves = {}
-    for anomaly in scores:
-        if anomaly != clean:
-            labels, values = _labelled(scores, anomaly, score, clean)
-            fpr, tpr, _ = metrics.roc_curve(labels, values)
-            curves[anomaly] = (fpr, tpr, metrics.auroc(labels, values))
-    return curves
-
-
-def anomaly_report(model, clean_images, seed: int = 0) -> pd.DataFrame:
-    """``anomaly_table`` of held-out faces against their corruptions and non-face images."""
-    return anomaly_table(score_sets(model, anomaly_sets(clean_images, seed), seed=seed))
-
-
 # -- the whole run ----------------------------------------------------------------------
 
 
@@ -839,14 +653,25 @@ def _log(verbose: bool, text: str) -> None:
 def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = False,
                  sampler: str | None = None, extractor=None, *, data_dir=None, cache_dir=None,
                  out=None, seed: int = 0, n_anomaly: int = 2000,
-                 memorization_queries: int = 500, verbose: bool = True) -> dict:
+                 memorization_queries: int = 500, verbose: bool = True,
+                 n_test: int | None = None, anomaly: bool = True,
+                 checkpoint: str = "model.keras") -> dict:
     """Evaluate a finished run on its held-out test split; write and return ``metrics.json``.
+
+    The one evaluator: the main run and every run of the study write this schema. A smaller
+    evaluation (the study's) sets ``n_test``, ``n_samples`` and ``anomaly=False``.
 
     Args:
         run_dir: the run folder (``config.json``, ``model.keras``).
         n_samples: samples per sampler; default the size of the test split, capped at
             10,000 (needed for FIDs comparable across runs; below 2,048 FID is biased and
             ``metrics.fid`` warns).
+        n_test: use the first ``n_test`` test images (reconstruction, latent statistics and
+            the real images samples are compared with); default all.
+        anomaly: run the anomaly detection part (the slowest); ``False`` writes
+            ``anomaly: {"skipped": true, "results": {}}``.
+        checkpoint: the saved model to evaluate (``model.keras``, the best by validation
+            loss, or ``last.keras``, the model after the last epoch).
         allow_download: fetch the InceptionV3 weights when missing (the only network use).
             Without them FID/KID/precision/recall are ``available: false`` with the reason.
         sampler: ``"prior"`` or ``"gmm"`` for one sampler; ``None`` for both (the prior at
@@ -861,23 +686,23 @@ def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = F
 
     Returns:
         the dict written: ``version``, ``created``, ``run``, ``profile``, ``demo``,
-        ``model``, ``data``, ``settings``, ``reconstruction``, ``per_attribute``,
-        ``latent``, ``samples``, ``anomaly``, ``timings_s`` and ``summary``.
+        ``model``, ``data``, ``settings``, ``training``, ``reconstruction``,
+        ``per_attribute``, ``latent``, ``samples``, ``anomaly``, ``timings_s`` and ``summary``.
     """
     from resvae_keras import data
 
     started = time.perf_counter()
     timings = {}
     path = resolve_run_dir(run_dir)
-    config, model = load_run(path)
+    config, model = load_run(path, checkpoint)
     overrides = {k: v for k, v in {"data_dir": data_dir, "cache_dir": cache_dir}.items() if v}
     config = config.replace(**overrides) if overrides else config
     if out is None:
         other = Path(str(data_dir or cache_dir)).name if overrides else None
         out = path / (f"metrics_{other}.json" if other else "metrics.json")
     cache = data.load_cache(config, progress=verbose)
-    test_images = split_images(cache, "test")
-    attributes = cache.attributes_of("test")
+    test_images = split_images(cache, "test", n_test)
+    attributes = cache.attributes_of("test").iloc[: len(test_images)]
     n_samples = min(len(test_images), MAX_DEFAULT_SAMPLES) if n_samples is None else int(n_samples)
     if n_samples < metrics.FID_MIN_SAMPLES:
         _log(verbose, f"note: {n_samples} samples per sampler; FID needs >= "
@@ -898,7 +723,8 @@ def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = F
     timings["latent"] = time.perf_counter() - tick
 
     features = feature_extractor(allow_download, extractor)
-    references = SampleReferences.from_cache(cache, MAX_DEFAULT_SAMPLES, memorization_queries, seed)
+    references = SampleReferences.from_cache(
+        cache, min(len(test_images), MAX_DEFAULT_SAMPLES), memorization_queries, seed)
     samples = {}
     for name in samplers:
         tick = time.perf_counter()
@@ -910,24 +736,27 @@ def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = F
         timings[f"samples_{name}"] = time.perf_counter() - tick
         _log(verbose, f"samples from {name}: {timings[f'samples_{name}']:.1f} s")
 
-    tick = time.perf_counter()
-    n_clean = min(len(test_images), int(n_anomaly))
-    table = anomaly_report(model, test_images[:n_clean], seed=seed)
-    timings["anomaly"] = time.perf_counter() - tick
-    results: dict = {}
-    for (anomaly, score), row in table.iterrows():
-        results.setdefault(anomaly, {})[score] = {
-            k: row[k] for k in ("auroc", "ap", "mean_clean", "mean_anomalous")
+    if anomaly:
+        tick = time.perf_counter()
+        n_clean = min(len(test_images), int(n_anomaly))
+        table = anomaly_report(model, test_images[:n_clean], seed=seed)
+        timings["anomaly"] = time.perf_counter() - tick
+        results: dict = {}
+        for (kind, score), row in table.iterrows():
+            results.setdefault(kind, {})[score] = {
+                k: row[k] for k in ("auroc", "ap", "mean_clean", "mean_anomalous")
+            }
+        anomaly_numbers = {
+            "n_clean": n_clean,
+            "n_anomalous_per_set": n_clean,
+            "seed": seed,
+            "corruption_strengths": CORRUPTION_STRENGTHS,
+            "non_face_kinds": list(NON_FACE_KINDS),
+            "scores": ANOMALY_SCORES,
+            "results": results,
         }
-    anomaly = {
-        "n_clean": n_clean,
-        "n_anomalous_per_set": n_clean,
-        "seed": seed,
-        "corruption_strengths": CORRUPTION_STRENGTHS,
-        "non_face_kinds": list(NON_FACE_KINDS),
-        "scores": ANOMALY_SCORES,
-        "results": results,
-    }
+    else:
+        anomaly_numbers = {"skipped": True, "results": {}}
     timings["total"] = time.perf_counter() - started
 
     reconstruction = reconstruction_dict(per_image, model)
@@ -942,6 +771,7 @@ def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = F
             "latent_dim": model.latent_dim,
             "image_size": model.image_size,
             "widths": list(model.widths),
+            "architecture": getattr(model, "architecture", "resnet"),
             "residual": model.residual,
             "kind": model.kind,
             "likelihood": model.likelihood,
@@ -955,7 +785,9 @@ def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = F
             "split_counts": cache.manifest.get("split_counts"),
         },
         "settings": {
+            "n_test": len(test_images),
             "n_samples": n_samples,
+            "checkpoint": checkpoint,
             "samplers": list(samplers),
             "temperatures": {name: list(TEMPERATURES[name]) for name in samplers},
             "seed": seed,
@@ -963,6 +795,7 @@ def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = F
             "extractor": features.name,
             "memorization_queries": memorization_queries,
         },
+        "training": training_summary(path, model),
         "reconstruction": reconstruction,
         "per_attribute": {
             "error": "mse",
@@ -971,7 +804,7 @@ def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = F
         },
         "latent": latent_numbers,
         "samples": samples,
-        "anomaly": anomaly,
+        "anomaly": anomaly_numbers,
         "timings_s": timings,
     }
     result["summary"] = _summary(result)
@@ -982,6 +815,34 @@ def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = F
     os.replace(tmp, out)
     _log(verbose, f"wrote {_display_text(str(out))} in {timings['total']:.1f} s")
     return result
+
+
+def training_summary(run_dir, model=None) -> dict:
+    """How the run was trained, from its ``history.csv`` (and the evaluated model's optimizer).
+
+    Returns a JSON-ready dict: ``epochs``, ``steps`` (optimizer steps of the evaluated model;
+    None without an optimizer), ``wall_time_s`` and ``median_epoch_time_s`` (as measured,
+    under whatever load the machine had), ``best_val_loss`` and ``final_val_neg_elbo`` (the
+    validation negative ELBO at beta = 1 after the last epoch, nats per image).
+    """
+    from resvae_keras.train import load_history
+
+    history = load_history(run_dir)
+    optimizer = getattr(model, "optimizer", None)
+    steps = int(_to_numpy(optimizer.iterations)) if optimizer is not None else None
+    if not len(history):
+        return {"epochs": 0, "steps": steps}
+    neg_elbo = (history["val_reconstruction_loss"] + history["val_kl_loss"]
+                if {"val_reconstruction_loss", "val_kl_loss"} <= set(history.columns) else None)
+    return {
+        "epochs": len(history),
+        "steps": steps,
+        "wall_time_s": float(history["wall_time_s"].iloc[-1]) if "wall_time_s" in history else None,
+        "median_epoch_time_s": (float(history["epoch_time_s"].median())
+                                if "epoch_time_s" in history else None),
+        "best_val_loss": float(history["val_loss"].min()) if "val_loss" in history else None,
+        "final_val_neg_elbo": float(neg_elbo.iloc[-1]) if neg_elbo is not None else None,
+    }
 
 
 def _summary(result: dict) -> dict:
@@ -997,6 +858,8 @@ def _summary(result: dict) -> dict:
         "ms_ssim": rec["ms_ssim"]["mean"],
         "neg_elbo_nats": rec["neg_elbo_nats"]["mean"],
         "bits_per_dim": rec["bits_per_dim"]["mean"],
+        "kl_nats": rec["kl_nats"]["mean"],
+        "sharpness_ratio": rec.get("sharpness_ratio"),
         "active_units": result["latent"]["active_units"],
         "latent_dim": result["latent"]["latent_dim"],
         "n_samples": result["settings"]["n_samples"],
@@ -1004,6 +867,10 @@ def _summary(result: dict) -> dict:
     for key, report in result["samples"].items():
         realism = report["realism"]
         summary[f"swd_{key}"] = realism["swd"]["swd_mean"]
+        for level, value in realism["swd"].items():
+            if level != "swd_mean":
+                summary[f"{level}_{key}"] = value  # e.g. swd_16_prior_t1
+        summary[f"face_rate_{key}"] = realism.get("face_rate")
         summary[f"fid_{key}"] = realism.get("fid")
         summary[f"kid_{key}"] = realism.get("kid_mean")
         summary[f"precision_{key}"] = realism.get("precision")
@@ -1063,50 +930,8 @@ def write_samples(run_dir, n: int = 64, out_dir="samples", temperature: float = 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for i, image in enumerate(np.clip(images * 255.0 + 0.5, 0, 255).astype(np.uint8)):
+    for i, image in enumerate(to_uint8(images)):
         path = out / f"sample_{i:05d}.png"
         Image.fromarray(image).save(path)
         paths.append(path)
     return paths
-
-
-def benchmark(n: int = 512, n_features: int = 64, config: Config | None = None,
-              seed: int = 0) -> dict:
-    """Evaluation speed, no network: random weights and random images.
-
-    Times ``reconstruction_report`` (encode, two decodes, MSE/PSNR/SSIM/MS-SSIM and the
-    ELBO) on ``n`` images with ``config``'s architecture (default: the 64x64 default
-    architecture, as ``bench train``), and InceptionV3 feature extraction (random
-    weights, ``metrics.benchmark_features``) on ``n_features`` images. One warm-up
-    batch is not counted.
-
-    Returns:
-        dict: ``architecture``, ``n``, ``reconstruction_img_per_s``,
-        ``celeba_test_split_s`` (the 19,962 CelebA test images at that rate),
-        ``inception_features_img_per_s``, ``metrics_only_img_per_s``, ``device``.
-    """
-    import keras
-
-    from resvae_keras.model import build_model
-
-    config = config or get_profile("celeba-subset")
-    keras.utils.set_random_seed(seed)
-    model = build_model(config)
-    size = config.image_size
-    images = np.random.default_rng(seed).random((int(n), size, size, 3), dtype=np.float32)
-    reconstruction_report(model, images[:64])
-    start = time.perf_counter()
-    reconstruction_report(model, images)
-    rate = n / (time.perf_counter() - start)
-    features = metrics.benchmark_features(n=int(n_features), image_size=size, seed=seed)
-    return {
-        "architecture": f"{size}x{size}, widths={list(config.widths)}, "
-        f"blocks={config.blocks_per_stage}, latent={config.latent_dim}",
-        "n": int(n),
-        "reconstruction_img_per_s": rate,
-        "celeba_test_split_s": CELEBA_TEST_IMAGES / rate,
-        "inception_features_img_per_s": features["features_images_per_s"],
-        "inception_n": int(n_features),
-        "metrics_only_img_per_s": features["reconstruction_metrics_images_per_s"],
-        "device": features["device"],
-    }

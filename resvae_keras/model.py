@@ -12,6 +12,20 @@ The first convolution halves the resolution and the last layer is a sub-pixel
 shuffle, so no convolution runs at full resolution: most of the work is done at
 ``S/2`` (32x32 for 64x64 faces) and below, which buys quality per FLOP.
 
+``architecture="conv"`` swaps both networks for the conventional shallow convolutional VAE
+of the keras.io example and the textbooks (e.g. Foster, *Generative Deep Learning*, the
+CelebA VAE), the study's baseline::
+
+    encoder  x -> [conv 3x3 stride 2 -> BatchNorm -> LeakyReLU] x (K+1), channels
+             (w_1, ..., w_K, 2 w_K) -> flatten -> Dense z_mean, Dense z_log_var
+    decoder  z -> Dense -> BatchNorm -> LeakyReLU -> (S/2^(K+1), S/2^(K+1), 2 w_K)
+             -> [transposed conv 3x3 stride 2 -> BatchNorm -> LeakyReLU] x (K+1),
+             channels (w_K, ..., w_1, w_1) -> conv 3x3 to 3 channels -> logits (S,S,3)
+
+With the default ``widths=(32, 64, 128)`` that is four strided convolutions of 32, 64, 128
+and 256 channels and their mirror: no residual blocks, no normalization choice, the same
+latent size, likelihood and loss (``train_step`` is shared).
+
 The loss per image, in nats, is the negative ELBO
 
 .. math::  -\mathrm{ELBO}(x) = \mathbb{E}_{q(z|x)}[-\log p(x|z)]
@@ -58,6 +72,9 @@ RECONSTRUCTION_LIKELIHOODS = {
 #: (``latent.GaussianMixtureSampler``) closes most of that gap.
 DEFAULT_LIKELIHOOD = "gaussian_learned"
 KINDS = ("vae", "ae")
+#: ``"resnet"``: the residual encoder and decoder above (``residual=False`` drops the
+#: shortcuts); ``"conv"``: the shallow textbook convolutional VAE (``build_conv_encoder``).
+ARCHITECTURES = ("resnet", "conv")
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
@@ -147,12 +164,99 @@ def build_decoder(
     return keras.Model(z_in, logits, name=name)
 
 
+def _conv_widths(widths):
+    """Channels of the conv architecture's strided layers: ``widths`` and twice the last."""
+    return (*(int(w) for w in widths), 2 * int(widths[-1]))
+
+
+def _batch_norm_leaky(h, name):
+    h = layers.BatchNormalization(synchronized=True, name=f"{name}_norm")(h)
+    return layers.LeakyReLU(0.2, name=f"{name}_act")(h)
+
+
+def build_conv_encoder(image_size=64, widths=(32, 64, 128), latent_dim=128, name="encoder"):
+    """The textbook convolutional encoder ``x -> (z_mean, z_log_var)``: no residual blocks.
+
+    ``len(widths) + 1`` stride-2 3x3 convolutions with ``widths`` and ``2 * widths[-1]``
+    channels, each followed by BatchNormalization and LeakyReLU(0.2); then flatten and two
+    Dense heads. Input and outputs as ``build_encoder``.
+    """
+    _check_architecture(image_size, widths, 0, latent_dim)
+    x_in = keras.Input((image_size, image_size, 3), name="image")
+    h = layers.Rescaling(2.0, offset=-1.0, name="to_pm1")(x_in)
+    for k, width in enumerate(_conv_widths(widths)):
+        h = layers.Conv2D(width, 3, strides=2, padding="same", name=f"conv{k}")(h)
+        h = _batch_norm_leaky(h, f"conv{k}")
+    h = layers.Flatten(name="flatten")(h)
+    z_mean = layers.Dense(latent_dim, dtype="float32", name="z_mean")(h)
+    z_log_var = layers.Dense(
+        latent_dim, dtype="float32", kernel_initializer="zeros", name="z_log_var"
+    )(h)
+    return keras.Model(x_in, [z_mean, z_log_var], name=name)
+
+
+def build_conv_decoder(image_size=64, widths=(32, 64, 128), latent_dim=128, name="decoder"):
+    """The mirror of ``build_conv_encoder``: ``z -> logits`` through transposed convolutions.
+
+    Dense to ``(S / 2**(K+1))^2 x 2 w_K``, then ``len(widths) + 1`` stride-2 3x3 transposed
+    convolutions (channels ``w_K, ..., w_1, w_1``), each with BatchNormalization and
+    LeakyReLU(0.2), and a 3x3 convolution to the 3 logit channels at full resolution.
+    Output as ``build_decoder``.
+    """
+    _check_architecture(image_size, widths, 0, latent_dim)
+    channels = _conv_widths(widths)
+    base = image_size // 2 ** len(channels)
+    z_in = keras.Input((latent_dim,), name="z")
+    h = layers.Dense(base * base * channels[-1], name="project")(z_in)
+    h = _batch_norm_leaky(h, "project")
+    h = layers.Reshape((base, base, channels[-1]), name="reshape")(h)
+    for k, width in enumerate((*channels[-2::-1], channels[0])):
+        h = layers.Conv2DTranspose(width, 3, strides=2, padding="same", name=f"deconv{k}")(h)
+        h = _batch_norm_leaky(h, f"deconv{k}")
+    logits = layers.Conv2D(3, 3, padding="same", dtype="float32", name="logits")(h)
+    return keras.Model(z_in, logits, name=name)
+
+
 def _norm_act(h, norm, name):
     if norm == "group":
         h = layers.GroupNormalization(groups=8, name=f"{name}_norm")(h)
     elif norm == "batch":
         h = layers.BatchNormalization(synchronized=True, name=f"{name}_norm")(h)
     return layers.Activation("silu", name=f"{name}_act")(h)
+
+
+def gaussian_nll(sse, num_dims, log_sigma):
+    """``-log N(x; mean, sigma^2 I)`` in nats, summed over the ``num_dims`` values of x.
+
+    ``sse`` is ``||x - mean||^2`` per row, ``log_sigma`` the log of the shared standard
+    deviation: ``sse / (2 sigma^2) + num_dims * (log sigma + log(2 pi) / 2)``.
+    """
+    return 0.5 * sse / ops.exp(2.0 * log_sigma) + num_dims * (log_sigma + 0.5 * _LOG_2PI)
+
+
+def effective_beta(sigma, beta=1.0):
+    """The KL weight of the equivalent MSE-VAE: ``2 sigma^2 beta`` (dimensionless, >= 0).
+
+    A Gaussian decoder's loss ``SSE / (2 sigma^2) + D log sigma + beta KL``, multiplied by
+    ``2 sigma^2``, reads ``SSE + 2 sigma^2 beta KL`` plus a term free of the weights: at a
+    given sigma (pixel units, in (0, 1)) it trains like a sum-of-squares VAE with this beta.
+    """
+    return 2.0 * float(sigma) ** 2 * float(beta)
+
+
+def dequantized(x, seed=None):
+    """8-bit images spread uniformly over their bins: ``k / 255 -> (k + u - 1/2) / 255``.
+
+    Args:
+        x: images float32 k/255 in [0, 1] (other values are first rounded to 8 bits).
+        seed: int or ``keras.random.SeedGenerator`` of u ~ U[0, 1), one draw per value.
+
+    Returns:
+        float32 tensor of ``x``'s shape, within half a step (1/510) of the 8-bit values.
+    """
+    x = ops.convert_to_tensor(x, "float32")
+    u = keras.random.uniform(ops.shape(x), seed=seed)
+    return (ops.round(x * 255.0) + u - 0.5) / 255.0
 
 
 def kl_divergence(z_mean, z_log_var):
@@ -172,14 +276,21 @@ class ResVAE(keras.Model):
     Args:
         image_size: side of the square images (64; 32 and 128 also work).
         widths: channels per stage (non-empty).
-        blocks_per_stage: residual blocks per stage.
+        blocks_per_stage: residual blocks per stage (``architecture="resnet"`` only).
         latent_dim: size of z (default 128).
-        residual: ``False`` drops every shortcut (plain-VAE ablation).
+        residual: ``False`` drops every shortcut (plain-VAE ablation; ``"resnet"`` only).
+        architecture: ``"resnet"`` (``build_encoder``/``build_decoder``) or ``"conv"``, the
+            shallow textbook convolutional VAE (``build_conv_encoder``/``build_conv_decoder``)
+            with the same latent size, likelihood and loss.
         kind: ``"vae"``, or ``"ae"``: a deterministic autoencoder, z = z_mean, no KL
             and no sampling noise (the reconstruction baseline).
         likelihood: a key of ``RECONSTRUCTION_LIKELIHOODS``.
         beta: KL weight (>= 0); ``beta_weight`` holds the current value, which the
             ``train.KLWarmup`` callback ramps.
+        sigma_min: floor on the learned decoder sigma (``gaussian_learned`` only; 0: none).
+            The loss of a Gaussian decoder times ``2 sigma^2`` is ``SSE + 2 sigma^2 KL``, so a
+            floor on sigma is a floor on the effective beta: it stops the KL from growing
+            until prior samples fall where the decoder never trained.
         norm: normalization inside the blocks.
         seed: seed of the sampling noise.
 
@@ -198,9 +309,13 @@ class ResVAE(keras.Model):
         beta=1.0,
         norm="group",
         seed=0,
+        sigma_min=0.0,
+        architecture="resnet",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture={architecture!r} is not one of {list(ARCHITECTURES)}")
         if kind not in KINDS:
             raise ValueError(f"kind={kind!r} is not one of {list(KINDS)}")
         if likelihood not in RECONSTRUCTION_LIKELIHOODS:
@@ -211,6 +326,12 @@ class ResVAE(keras.Model):
             raise ValueError(f"beta={beta!r} must be >= 0")
         if norm not in NORMALIZATIONS:
             raise ValueError(f"norm={norm!r} is not one of {list(NORMALIZATIONS)}")
+        if not 0.0 <= float(sigma_min) < 1.0:
+            raise ValueError(f"sigma_min={sigma_min!r} must be in [0, 1) (0: no floor)")
+        if float(sigma_min) > 0 and likelihood != "gaussian_learned":
+            raise ValueError(
+                f"sigma_min={sigma_min!r} needs likelihood='gaussian_learned', got {likelihood!r}"
+            )
         widths = tuple(int(w) for w in widths)
         arch = dict(
             image_size=int(image_size),
@@ -230,9 +351,16 @@ class ResVAE(keras.Model):
         self.likelihood = likelihood
         self.beta = float(beta)
         self.seed = int(seed)
-        self.encoder = build_encoder(**arch)
-        self.decoder = build_decoder(**arch)
-        self.sampling = Sampling(seed=self.seed, name="sampling")
+        self.sigma_min = float(sigma_min)
+        self.architecture = architecture
+        if architecture == "conv":
+            conv = dict(image_size=arch["image_size"], widths=widths, latent_dim=arch["latent_dim"])
+            self.encoder = build_conv_encoder(**conv)
+            self.decoder = build_conv_decoder(**conv)
+        else:
+            self.encoder = build_encoder(**arch)
+            self.decoder = build_decoder(**arch)
+        self.sampling = Sampling(seed=self.seed, name="sampling")  # float32 under any policy
         self.beta_weight = self.add_weight(
             shape=(), initializer=keras.initializers.Constant(self.beta),
             trainable=False, dtype="float32", name="beta",
@@ -276,7 +404,8 @@ class ResVAE(keras.Model):
     def call(self, x, training=False):
         """The reconstruction of ``x`` through a sampled z (z = z_mean when not training)."""
         z_mean, z_log_var = self.encode(x, training=training)
-        z = self._posterior_sample(z_mean, z_log_var) if training else z_mean
+        sample = training and self.kind == "vae"
+        z = self.sampling([z_mean, z_log_var]) if sample else z_mean
         return self.decode(z, training=training)
 
     def reconstruct(self, x, batch_size=256):
@@ -305,16 +434,27 @@ class ResVAE(keras.Model):
     def decoder_sigma(self):
         """Standard deviation of the Gaussian decoder (None for Bernoulli)."""
         if self.likelihood == "gaussian_learned":
-            return float(ops.convert_to_numpy(ops.exp(self.log_sigma)))
+            return float(ops.convert_to_numpy(ops.exp(self._log_sigma())))
         if self.likelihood == "gaussian":
             return math.sqrt(0.5)
         return None
 
+    @property
+    def effective_beta(self):
+        """``2 sigma^2 beta`` of the Gaussian decoders (see ``effective_beta``); None for Bernoulli.
+
+        The fixed-sigma ``gaussian`` likelihood has ``2 sigma^2 = 1``, so there it is ``beta``.
+        """
+        sigma = self.decoder_sigma
+        return None if sigma is None else effective_beta(sigma, self.beta)
+
     # -- the loss --------------------------------------------------------------
-    def _posterior_sample(self, z_mean, z_log_var):
-        if self.kind == "ae":
-            return z_mean
-        return self.sampling([z_mean, z_log_var])
+    def _log_sigma(self):
+        """log of the learned decoder sigma, held at or above ``log(sigma_min)``."""
+        log_sigma = ops.cast(self.log_sigma, "float32")
+        if self.sigma_min > 0:
+            log_sigma = ops.maximum(log_sigma, math.log(self.sigma_min))
+        return log_sigma
 
     def reconstruction_nll(self, x, logits):
         """``-log p(x|z)`` per image, in nats, summed over the pixels and channels."""
@@ -328,39 +468,85 @@ class ResVAE(keras.Model):
         sse = ops.sum(ops.square(x - ops.sigmoid(logits)), axis=axes)
         if self.likelihood == "gaussian":  # sigma^2 = 1/2
             return sse + 0.5 * num_dims * math.log(math.pi)
-        log_sigma = ops.cast(self.log_sigma, "float32")
-        return 0.5 * sse / ops.exp(2.0 * log_sigma) + num_dims * (log_sigma + 0.5 * _LOG_2PI)
+        return gaussian_nll(sse, num_dims, self._log_sigma())
 
-    def _loss_terms(self, x, training):
+    def elbo_terms(self, x, training=False, seed=None):
+        """The one pass behind every loss and ELBO: encode, draw z, decode, score.
+
+        ``train_step``, ``test_step``, ``elbo``, ``evaluate`` and ``bench.flops_per_image``
+        all call this, so they cannot disagree.
+
+        Args:
+            x: images float32 in [0, 1], shape ``(N, S, S, 3)``.
+            training: passed to the layers (normalization statistics).
+            seed: the noise of the posterior draw z ~ q(z|x): ``None`` uses the model's
+                own seed generator (training), an int or a ``keras.random.SeedGenerator``
+                gives reproducible draws (evaluation). Ignored for ``kind="ae"`` (z = z_mean).
+
+        Returns:
+            dict of float32 tensors: ``z_mean``, ``z_log_var`` ``(N, latent_dim)``;
+            ``reconstruction`` = -log p(x|z) and ``kl`` = KL(q(z|x) || N(0, I)) per image,
+            ``(N,)``, in nats (``kl`` is 0 for ``kind="ae"``); ``loss`` =
+            ``reconstruction + beta_weight * kl``, the training objective per image.
+        """
         z_mean, z_log_var = self.encode(x, training=training)
-        z = self._posterior_sample(z_mean, z_log_var)
-        logits = self.decode_logits(z, training=training)
-        reconstruction = self.reconstruction_nll(x, logits)
+        if self.kind == "ae":
+            z = z_mean
+        else:
+            z = self.sampling([z_mean, z_log_var], seed=seed)
+        reconstruction = self.reconstruction_nll(x, self.decode_logits(z, training=training))
         if self.kind == "ae":
             kl = ops.zeros_like(reconstruction)
         else:
             kl = kl_divergence(ops.cast(z_mean, "float32"), ops.cast(z_log_var, "float32"))
-        return reconstruction, kl
+        return {
+            "z_mean": z_mean,
+            "z_log_var": z_log_var,
+            "reconstruction": reconstruction,
+            "kl": kl,
+            "loss": reconstruction + ops.cast(self.beta_weight, "float32") * kl,
+        }
 
-    def elbo(self, x, batch_size=256):
-        """Per-image negative ELBO of ``x`` (one posterior sample), in nats.
+    def elbo(self, x, batch_size=256, seed=0, dequantize=True):
+        """Per-image negative ELBO of 8-bit images ``x`` (one draw per image), in nats.
 
-        Returns a dict of numpy arrays ``loss`` (= reconstruction + KL, the negative
-        ELBO with beta = 1), ``reconstruction`` and ``kl``, each of shape ``(N,)``.
+        With ``dequantize`` (the default) each value ``k / 255`` is replaced by a point drawn
+        uniformly from its 8-bit bin, ``(k + u - 1/2) / 255`` with u ~ U[0, 1): the expected
+        negative ELBO of those points, plus ``D log 255``, bounds the code length of the 8-bit
+        image from above (``metrics.bits_per_dim`` explains why). One draw per image is an
+        unbiased estimate of that expectation. ``dequantize=False`` scores ``x`` as given,
+        like ``test_step``.
+
+        Args:
+            x: images float32 in [0, 1], shape ``(N, S, S, 3)``.
+            seed: int or ``keras.random.SeedGenerator`` of the dequantization and posterior
+                draws (pass one generator to continue a stream over chunks).
+
+        Returns:
+            dict of numpy float32 arrays of shape ``(N,)``: ``neg_elbo`` (=
+            ``reconstruction + kl``, beta = 1), ``reconstruction`` and ``kl``. The
+            autoencoder (``kind="ae"``) has no prior, so no ELBO: its ``neg_elbo`` is NaN.
         """
+        seed = keras.random.SeedGenerator(seed) if isinstance(seed, int) else seed
         parts = {"reconstruction": [], "kl": []}
         for i in range(0, len(x), batch_size):
-            rec, kl = self._loss_terms(ops.convert_to_tensor(x[i : i + batch_size]), False)
-            parts["reconstruction"].append(ops.convert_to_numpy(rec))
-            parts["kl"].append(ops.convert_to_numpy(kl))
+            batch = ops.convert_to_tensor(x[i : i + batch_size], "float32")
+            terms = self.elbo_terms(dequantized(batch, seed) if dequantize else batch, seed=seed)
+            for key, values in parts.items():
+                values.append(ops.convert_to_numpy(terms[key]))
         out = {k: np.concatenate(v) if v else np.zeros(0, np.float32) for k, v in parts.items()}
-        out["loss"] = out["reconstruction"] + out["kl"]
+        not_a_bound = self.kind == "ae"
+        out["neg_elbo"] = np.full_like(out["kl"], np.nan) if not_a_bound else (
+            out["reconstruction"] + out["kl"]
+        )
         return out
 
-    def _update_trackers(self, loss, reconstruction, kl, batch):
+    def _update_trackers(self, terms, loss, batch):
         self.loss_tracker.update_state(loss, sample_weight=batch)
-        self.reconstruction_loss_tracker.update_state(reconstruction, sample_weight=batch)
-        self.kl_loss_tracker.update_state(kl, sample_weight=batch)
+        self.reconstruction_loss_tracker.update_state(
+            ops.mean(terms["reconstruction"]), sample_weight=batch
+        )
+        self.kl_loss_tracker.update_state(ops.mean(terms["kl"]), sample_weight=batch)
         return {m.name: m.result() for m in self.metrics}
 
     def train_step(self, data):
@@ -369,26 +555,21 @@ class ResVAE(keras.Model):
         x = data[0] if isinstance(data, (tuple, list)) else data
         batch = ops.cast(ops.shape(x)[0], "float32")
         with tf.GradientTape() as tape:
-            reconstruction, kl = self._loss_terms(x, training=True)
-            reconstruction = ops.mean(reconstruction)
-            kl = ops.mean(kl)
-            loss = reconstruction + self.beta_weight * kl
+            terms = self.elbo_terms(x, training=True)
+            loss = ops.mean(terms["loss"])
             # Each replica holds a slice of the global batch; gradients are summed
             # across replicas, so each replica's mean is divided by their number.
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
             scaled = self.optimizer.scale_loss(loss / replicas)
         gradients = tape.gradient(scaled, self.trainable_weights)
         self.optimizer.apply_gradients(zip(gradients, self.trainable_weights, strict=True))
-        return self._update_trackers(loss, reconstruction, kl, batch)
+        return self._update_trackers(terms, loss, batch)
 
     def test_step(self, data):
         x = data[0] if isinstance(data, (tuple, list)) else data
         batch = ops.cast(ops.shape(x)[0], "float32")
-        reconstruction, kl = self._loss_terms(x, training=False)
-        reconstruction = ops.mean(reconstruction)
-        kl = ops.mean(kl)
-        loss = reconstruction + self.beta_weight * kl
-        return self._update_trackers(loss, reconstruction, kl, batch)
+        terms = self.elbo_terms(x, training=False)
+        return self._update_trackers(terms, ops.mean(terms["loss"]), batch)
 
     # -- serialisation -----------------------------------------------------------
     def get_config(self):
@@ -404,6 +585,8 @@ class ResVAE(keras.Model):
             beta=self.beta,
             norm=self.norm,
             seed=self.seed,
+            sigma_min=self.sigma_min,
+            architecture=self.architecture,
         )
         return config
 
@@ -423,5 +606,7 @@ def build_model(config):
         beta=config.beta,
         norm=config.extra.get("norm", "group"),
         seed=config.seed,
+        sigma_min=config.sigma_min,
+        architecture=config.architecture,
     )
     return model

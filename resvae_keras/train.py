@@ -16,6 +16,7 @@ again with more ``epochs`` continues from ``last.keras`` with its optimizer stat
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -32,6 +33,7 @@ import pandas as pd
 import resvae_keras.model  # noqa: F401
 from resvae_keras import data
 from resvae_keras.config import Config
+from resvae_keras.data.images import to_uint8
 
 try:
     import fcntl
@@ -231,6 +233,18 @@ def set_precision(policy):
     keras.mixed_precision.set_dtype_policy(policy or "float32")
 
 
+@contextlib.contextmanager
+def precision(policy):
+    """``set_precision(policy)`` for a block; the previous global policy comes back after,
+    so a bfloat16 run does not leave the rest of a notebook or test session in bfloat16."""
+    previous = keras.mixed_precision.dtype_policy()
+    set_precision(policy)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_dtype_policy(previous)
+
+
 class KLWarmup(keras.callbacks.Callback):
     """Ramp beta linearly from 0 to ``beta`` over ``warmup_steps`` optimizer steps.
 
@@ -323,7 +337,7 @@ def save_png_grid(grid, path):
 
     rows, cols, h, w, c = grid.shape
     tiled = grid.transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, c)
-    Image.fromarray(np.clip(tiled * 255 + 0.5, 0, 255).astype("uint8")).save(path)
+    Image.fromarray(to_uint8(tiled)).save(path)
 
 
 def load_history(run_dir):
@@ -361,7 +375,8 @@ def train(config: Config, verbose="auto", callbacks=(), strategy=None):
     """Train ``config`` into ``config.run_path``; returns ``(model, history DataFrame)``.
 
     The best model by validation loss is ``model.keras`` in the run dir. Raises
-    ``TrainingDivergedError`` when the loss becomes NaN.
+    ``TrainingDivergedError`` when the loss becomes NaN. Runs under
+    ``config.mixed_precision`` and restores the previous dtype policy afterwards.
 
     ``strategy``: a ``tf.distribute`` strategy, or ``None`` for ``make_strategy(config.strategy)``.
     The order matters for several workers (``TF_CONFIG``): the data first (no TensorFlow op
@@ -370,6 +385,11 @@ def train(config: Config, verbose="auto", callbacks=(), strategy=None):
     one worker: each step trains on a global batch of ``batch_size * workers`` images,
     sharded by ``shard_by_data``. Only the chief writes the run dir.
     """
+    with precision(config.mixed_precision):
+        return _train(config, verbose, callbacks, strategy)
+
+
+def _train(config: Config, verbose, callbacks, strategy):
     from resvae_keras.model import ResVAE, build_model
 
     cache = prepare_data(config)
@@ -377,7 +397,6 @@ def train(config: Config, verbose="auto", callbacks=(), strategy=None):
         strategy = make_strategy(config.strategy)
     role = worker_role(strategy)
     keras.utils.set_random_seed(config.seed)
-    set_precision(config.mixed_precision)
     run_dir = config.run_path
     # Only the chief writes the run dir. Any other worker writes the same files (its
     # callbacks run in step with the chief's) into a temporary folder of its own.
@@ -391,7 +410,7 @@ def train(config: Config, verbose="auto", callbacks=(), strategy=None):
     )
     val_ds = data.make_dataset(cache, "val", global_batch, shuffle=False)
     train_ds, val_ds = shard_by_data(train_ds), shard_by_data(val_ds)
-    val_images = cache.images_of("val")[:8].astype("float32") / 255.0
+    val_images = data.as_float_images(cache.images_of("val")[:8])
 
     interrupted = (out_dir / "backup").exists()
     # A finished run that is continued: another worker reads the chief's files where it
@@ -470,94 +489,3 @@ def load_or_train(config: Config):
     if not path.exists() or (config.run_path / "backup").exists():
         return train(config)[0]
     return keras.models.load_model(path)
-
-
-def flops_per_image(model, training=False):
-    """FLOPs for one image, counted by TensorFlow's profiler on the traced graph.
-
-    ``training=False``: one forward pass (encoder, sampling, decoder).
-    ``training=True``: forward, loss and the gradients of every trainable weight.
-    """
-    import tensorflow as tf
-
-    spec = tf.TensorSpec((1, *model.image_shape), tf.float32)
-
-    def forward(x):
-        return model.decode(model.encode(x)[0])
-
-    def gradients(x):
-        with tf.GradientTape() as tape:
-            reconstruction, kl = model._loss_terms(x, training=True)
-            loss = tf.reduce_mean(reconstruction + model.beta_weight * kl)
-        return tape.gradient(loss, model.trainable_weights)
-
-    concrete = tf.function(gradients if training else forward).get_concrete_function(spec)
-    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
-    options["output"] = "none"
-    profile = tf.compat.v1.profiler.profile(
-        graph=concrete.graph, run_meta=tf.compat.v1.RunMetadata(), cmd="op", options=options
-    )
-    return int(profile.total_float_ops)
-
-
-def matmul_peak_gflops(n=2048, repeats=10):
-    """Median float32 GFLOP/s of an ``n x n`` matmul on this machine (the roofline)."""
-    import tensorflow as tf
-
-    a = tf.random.normal((n, n), seed=1)
-    b = tf.random.normal((n, n), seed=2)
-    step = tf.function(lambda a, b: tf.reduce_sum(tf.matmul(a, b)))
-    step(a, b).numpy()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step(a, b).numpy()
-        times.append(time.perf_counter() - start)
-    return 2 * n**3 / float(np.median(times)) / 1e9
-
-
-def benchmark(config: Config | None = None, batch_size=64, steps=20, warmup=3, repeats=3):
-    """Training throughput of ``config``'s architecture on random images.
-
-    Returns a dict: ``img_per_s`` (median over ``repeats`` timings of ``steps``
-    steps at ``batch_size``), forward and training GFLOPs per image (profiler counts),
-    achieved GFLOP/s, the float32 matmul peak measured in the same run, and
-    ``ratio_to_peak``.
-    """
-    import tensorflow as tf
-
-    from resvae_keras.config import get_profile
-    from resvae_keras.model import build_model
-
-    config = config or get_profile("celeba-subset")
-    set_precision(config.mixed_precision)
-    keras.utils.set_random_seed(0)
-    model = compile_model(build_model(config), config)
-    size = config.image_size
-    images = np.random.default_rng(0).uniform(size=(batch_size, size, size, 3)).astype("float32")
-    ds = tf.data.Dataset.from_tensors(images).repeat()
-    model.fit(ds, steps_per_epoch=warmup, epochs=1, verbose=0, shuffle=False)
-    rates = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
-        rates.append(steps * batch_size / (time.perf_counter() - start))
-    img_per_s = float(np.median(rates))
-    forward = flops_per_image(model, training=False)
-    training = flops_per_image(model, training=True)
-    achieved = img_per_s * training / 1e9
-    peak = matmul_peak_gflops()
-    set_precision(None)
-    return {
-        "architecture": f"{size}x{size}, widths={list(config.widths)}, "
-        f"blocks={config.blocks_per_stage}, latent={config.latent_dim}",
-        "precision": config.mixed_precision or "float32",
-        "batch_size": batch_size,
-        "params": int(model.count_params()),
-        "img_per_s": img_per_s,
-        "forward_gflops_per_image": forward / 1e9,
-        "train_gflops_per_image": training / 1e9,
-        "achieved_gflop_per_s": achieved,
-        "matmul_peak_gflop_per_s": peak,
-        "ratio_to_peak": achieved / peak,
-    }

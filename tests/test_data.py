@@ -342,6 +342,74 @@ def test_assign_splits_rules():
         data.assign_splits(np.array([0, 0]))
 
 
+def test_assign_splits_by_identity_keeps_every_person_in_one_split():
+    identity = np.repeat(np.arange(40), 3)  # 40 people, 3 images each
+    with pytest.warns(data.CelebaDataWarning, match="by identity"):
+        split, rule = data.assign_splits(np.zeros(120, int), identity)
+    people = {s: set(identity[split == s]) for s in data.SPLITS}
+    assert [len(people[s]) for s in data.SPLITS] == [32, 4, 4]  # 80:10:10 of the people
+    assert not people["train"] & people["val"] and not people["train"] & people["test"]
+    assert not people["val"] & people["test"]
+    assert "no person is in two splits" in rule
+    again, _ = cache_module._assign_splits(np.zeros(120, int), identity)[:2]
+    assert list(again) == list(split)  # deterministic
+    assert set(split[:3]) != {"train"} or set(split[-30:]) != {"train"}  # not a file-name cut
+
+
+def test_unknown_identity_falls_back_to_the_file_name_split():
+    identity = np.r_[np.repeat(np.arange(6), 3), -1, -1]
+    with pytest.warns(data.CelebaDataWarning, match="in file-name order"):
+        split, _ = data.assign_splits(np.zeros(20, int), identity)
+    assert list(split) == ["train"] * 16 + ["val"] * 2 + ["test"] * 2
+
+
+def _write_identities(root: Path, per_person: int = 3) -> np.ndarray:
+    names = sorted(p.name for p in (root / "img_align_celeba").iterdir())
+    identity = np.arange(len(names)) // per_person + 100
+    (root / "identity_CelebA.txt").write_text(
+        "".join(f"{n} {i}\n" for n, i in zip(names, identity, strict=True))
+    )
+    (root / "list_eval_partition.txt").write_text("".join(f"{n} 0\n" for n in names))
+    return identity
+
+
+def test_identity_file_gives_a_person_disjoint_cache(demo_copy, tmp_path):
+    _write_identities(demo_copy)
+    with pytest.warns(data.CelebaDataWarning, match="split by person"):
+        cache = _prepare(demo_copy, tmp_path)
+    table = cache.table
+    assert table["identity"].min() == 100
+    splits_per_person = table.groupby("identity")["split"].nunique()
+    assert (splits_per_person == 1).all()
+    m = cache.manifest
+    assert m["identities_in_several_splits"] == 0
+    assert m["split_identities"] == {"train": 16, "val": 2, "test": 2}
+    assert sum(m["split_counts"].values()) == len(table)
+    assert "people: train 16, val 2, test 2 (0 in more than one split)" in cache.summary()
+
+
+def test_identity_file_change_rebuilds_the_cache(demo_copy, tmp_path):
+    _write_identities(demo_copy)
+    (demo_copy / "identity_CelebA.txt").rename(tmp_path / "identity_CelebA.txt")
+    with pytest.warns(data.CelebaDataWarning, match="in file-name order"):
+        first = _prepare(demo_copy, tmp_path)
+    assert (first.table["identity"] == -1).all()
+    (tmp_path / "identity_CelebA.txt").rename(demo_copy / "identity_CelebA.txt")
+    with pytest.warns(data.CelebaDataWarning, match="split by person"):
+        second = _prepare(demo_copy, tmp_path)
+    assert second.manifest["build_id"] != first.manifest["build_id"]
+
+
+def test_bad_identity_row_names_file_and_line(demo_copy):
+    _write_identities(demo_copy)
+    path = demo_copy / "identity_CelebA.txt"
+    lines = path.read_text().splitlines()
+    lines[4] = lines[4].split()[0] + " x7"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(data.AnnotationError, match=r"identity_CelebA.txt, line 5: identity is 'x7'"):
+        data.read_identities(path)
+
+
 # -- tf.data --------------------------------------------------------------------------
 
 
@@ -534,32 +602,6 @@ def test_csv_annotations_and_their_header(demo_root, tmp_path):
         data.read_attributes(csv)
 
 
-# -- figures and benchmark ------------------------------------------------------------
-
-
-def test_figures_say_demo_data(demo_cache, tmp_path):
-    import matplotlib.pyplot as plt
-
-    for name, make in [
-        ("grid", data.faces_grid_figure),
-        ("freq", data.attribute_frequency_figure),
-        ("crop", data.crop_figure),
-    ]:
-        fig = make(demo_cache, path=tmp_path / f"{name}.png")
-        titles = [ax.get_title() for ax in fig.axes] + [
-            fig._suptitle.get_text() if fig._suptitle else ""
-        ]
-        assert any(t.endswith("(demo data)") for t in titles), name
-        assert (tmp_path / f"{name}.png").stat().st_size > 1000
-        plt.close(fig)
-
-
-def test_benchmark_reports_both_rates():
-    result = data.benchmark(n=24, workers=1, min_seconds=0.05)
-    assert result["n"] == 24 and result["size"] == 64
-    assert result["preprocess_img_per_s"] > 0 and result["pipeline_img_per_s"] > 0
-
-
 # -- the real CelebA samples (skipped when absent) ------------------------------------
 
 
@@ -574,6 +616,8 @@ def test_real_subset_prepares_a_handful(shared_data, tmp_path):
     first = cache.table.loc["000001.jpg"]
     assert first["Smiling"] and first["Brown_Hair"] and first["Young"] and not first["Male"]
     assert 40 < cache.images.mean() < 215  # a real photo, neither blank nor saturated
+    assert cache.table["identity"].min() >= 0  # identity_CelebA.txt was read
+    assert cache.manifest["identities_in_several_splits"] == 0
 
 
 def test_real_test_partition_images_warn_when_trained_on(shared_data, tmp_path):
@@ -583,3 +627,22 @@ def test_real_test_partition_images_warn_when_trained_on(shared_data, tmp_path):
     with pytest.warns(data.CelebaDataWarning, match="OFFICIAL TEST"):
         cache = _prepare(root, tmp_path, max_images=10)
     assert cache.images.shape == (10, 64, 64, 3)
+
+
+# -- image conversions ------------------------------------------------------------------
+
+
+def _all_byte_values():
+    return np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1).repeat(3, axis=-1)
+
+
+def test_float_and_uint8_conversions_round_trip_and_name_the_argument():
+    x8 = _all_byte_values()
+    x = data.as_float_images(x8)
+    assert x.dtype == np.float32 and x.min() == 0.0 and x.max() == 1.0
+    assert data.as_float_images(x) is x  # float32 input is not copied
+    np.testing.assert_array_equal(data.to_uint8(x), x8)
+    with pytest.raises(ValueError, match="`faces` must be a batch"):
+        data.as_float_images(x[0], name="faces")
+    with pytest.raises(ValueError, match=r"`images` must hold values in \[0, 1\]"):
+        data.as_float_images(x * 255.0)

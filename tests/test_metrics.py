@@ -37,10 +37,10 @@ def test_import_does_not_load_tensorflow():
         "import importlib.util, sys\n"
         f"spec = importlib.util.spec_from_file_location('metrics_only', {str(path)!r})\n"
         "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)\n"
-        "print('tensorflow' in sys.modules, 'keras' in sys.modules)\n"
+        "print('tensorflow' in sys.modules, 'keras' in sys.modules, 'cv2' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "False"]
+    assert out.stdout.split() == ["False", "False", "False"]
     assert importlib.util.find_spec("resvae_keras.metrics") is not None
 
 
@@ -109,11 +109,13 @@ def test_reconstruction_metrics_table_and_summary():
 
 
 def test_bits_per_dim_hand_example():
-    assert metrics.bits_per_dim(0.0, 1) == pytest.approx(8.0)  # a uniform density on [0, 1]
+    # a uniform density on [0, 1]: each 8-bit bin of width 1/255 gets 1/255 -> log2(255) bits
+    assert metrics.bits_per_dim(0.0, 1) == pytest.approx(math.log2(255))
     num_dims = 64 * 64 * 3
-    nll = num_dims * (1.5 * math.log(2) - math.log(256))  # chosen to give 1.5 bpd
+    nll = num_dims * (1.5 * math.log(2) - math.log(255))  # chosen to give 1.5 bpd
     assert metrics.bits_per_dim(nll, num_dims) == pytest.approx(1.5)
-    np.testing.assert_allclose(metrics.bits_per_dim(np.array([0.0, num_dims * math.log(2)]), num_dims), [8.0, 9.0])
+    two = metrics.bits_per_dim(np.array([0.0, num_dims * math.log(2)]), num_dims)
+    np.testing.assert_allclose(two, [math.log2(255), math.log2(255) + 1])
     with pytest.raises(ValueError, match="num_dims"):
         metrics.bits_per_dim(1.0, 0)
 
@@ -267,6 +269,39 @@ def test_nearest_neighbours_exact_on_a_tiny_set():
     np.testing.assert_array_equal(metrics.nearest_neighbours(images, images)[0], np.arange(4))
 
 
+def test_nearest_by_identity_on_a_tiny_fixture():
+    # references: person 7 at x = 0 and x = 1, person 8 at x = 3, an unknown face at x = 0.5
+    references = np.array([[0.0, 0.0], [1.0, 0.0], [3.0, 0.0], [0.5, 0.0]])
+    reference_ids = np.array([7, 7, 8, -1])
+    queries = np.array([[0.2, 0.0], [2.0, 0.0], [5.0, 0.0], [9.0, 9.0]])
+    query_ids = np.array([7, 8, 9, -1])  # 9: nobody of that person among the references
+    out = metrics.nearest_by_identity(queries, query_ids, references, reference_ids, batch_size=2)
+    np.testing.assert_allclose(out["same"], [0.2, 1.0, np.nan, np.nan])
+    # the unknown face at 0.5 never counts as "another person"
+    np.testing.assert_allclose(out["different"], [2.8, 1.0, 2.0, np.nan])
+    # training faces against the others: a face is never its own neighbour
+    own = metrics.nearest_by_identity(references[:3], reference_ids[:3], references,
+                                      reference_ids, query_rows=[0, 1, 2])
+    np.testing.assert_allclose(own["same"], [1.0, 1.0, np.nan])
+    np.testing.assert_allclose(own["different"], [3.0, 2.0, 2.0])
+    with pytest.raises(ValueError, match="one id per image"):
+        metrics.nearest_by_identity(queries, query_ids[:2], references, reference_ids)
+
+
+def test_laplacian_variance_and_sharpness_ratio_drop_when_images_are_blurred():
+    rng = np.random.default_rng(0)
+    sharp = rng.uniform(size=(3, 16, 16, 3))
+    blurred = (sharp + np.roll(sharp, 1, axis=1) + np.roll(sharp, 1, axis=2)) / 3
+    assert np.all(metrics.laplacian_variance(blurred) < metrics.laplacian_variance(sharp))
+    flat = np.full((1, 16, 16, 3), 0.5)
+    assert metrics.laplacian_variance(flat)[0] == 0.0
+    reference = metrics.laplacian_variance(sharp)
+    assert metrics.sharpness_ratio(reference, reference) == 1.0
+    assert metrics.sharpness_ratio(metrics.laplacian_variance(blurred), reference) < 0.5
+    with pytest.raises(ValueError, match="no edges"):
+        metrics.sharpness_ratio(reference, metrics.laplacian_variance(flat))
+
+
 def test_sliced_wasserstein_small_for_same_distribution_large_for_different():
     settings = {"patches_per_image": 64, "n_repeats": 2, "dirs_per_repeat": 64}
     a, b = smooth_images(64, 1, seed=13), smooth_images(64, 1, seed=14)
@@ -279,12 +314,58 @@ def test_sliced_wasserstein_small_for_same_distribution_large_for_different():
     assert metrics.sliced_wasserstein(a, b, **settings) == same  # seeded
 
 
+def test_sliced_wasserstein_per_level_floor_of_real_faces_is_below_noise(demo_cache):
+    faces = demo_cache.images  # two halves of the demo faces: real against real
+    noise = np.random.default_rng(0).random((30, 64, 64, 3), dtype=np.float32)
+    settings = {"patches_per_image": 32, "n_repeats": 2, "dirs_per_repeat": 64}
+    floor = metrics.sliced_wasserstein(faces[:30], faces[30:], **settings)
+    against_noise = metrics.sliced_wasserstein(faces[:30], noise, **settings)
+    assert list(floor) == ["swd_64", "swd_32", "swd_16", "swd_mean"]
+    for level in ("swd_16", "swd_32", "swd_64"):
+        assert floor[level] < 0.5 * against_noise[level], level
+    assert floor["swd_mean"] == pytest.approx(np.mean([floor[f"swd_{r}"] for r in (16, 32, 64)]))
+
+
 def test_laplacian_pyramid_of_a_constant_image_has_no_detail():
     x = np.full((2, 32, 32, 3), 0.6, np.float32)
     high, low = metrics.laplacian_pyramid(x, 2)
     assert low.shape == (2, 16, 16, 3) and high.shape == x.shape
     np.testing.assert_allclose(low, 0.6, atol=1e-6)
     np.testing.assert_allclose(high, 0.0, atol=1e-6)
+
+
+# --------------------------------------------------------------------------------------
+# Is it a face? (Haar cascade)
+# --------------------------------------------------------------------------------------
+
+
+def test_face_detection_rate_finds_demo_faces_and_not_noise(demo_cache):
+    faces = demo_cache.images  # uint8, the 60 generated demo faces (no CelebA image)
+    found = metrics.face_detections(faces)
+    assert found.dtype == bool and found.shape == (len(faces),)
+    face_rate = metrics.face_detection_rate(faces)
+    assert face_rate == pytest.approx(found.mean())
+    noise = np.random.default_rng(0).random((len(faces), 64, 64, 3), dtype=np.float32)
+    flat = np.full((4, 64, 64, 3), 0.5, np.float32)
+    noise_rate = metrics.face_detection_rate(noise)
+    assert face_rate >= 0.4 and noise_rate <= 0.05 and face_rate > noise_rate + 0.3
+    assert metrics.face_detection_rate(flat) == 0.0
+    # a face smaller than a third of the searched image does not count
+    assert not metrics.face_detections(faces[found][:4], min_size_fraction=0.99).any()
+
+
+def test_face_detection_without_opencv_says_what_to_install(monkeypatch):
+    monkeypatch.setattr(metrics, "_face_cascade", None)
+    monkeypatch.setitem(sys.modules, "cv2", None)  # import cv2 now raises ImportError
+    with pytest.raises(ImportError, match="opencv-python-headless==4"):
+        metrics.face_detection_rate(np.zeros((1, 64, 64, 3), np.float32))
+
+
+def test_face_detection_checks_its_input():
+    with pytest.raises(ValueError, match=r"\(N, H, W, C\)"):
+        metrics.face_detections(np.zeros((64, 64, 3), np.float32))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        metrics.face_detections(np.full((1, 64, 64, 3), 2.0, np.float32))
 
 
 # --------------------------------------------------------------------------------------
@@ -374,46 +455,3 @@ def test_realism_metrics_with_a_working_extractor():
     for key in ("fid", "kid_mean", "kid_std", "precision", "recall", "feature_diversity_fake"):
         assert np.isfinite(result[key])
     assert 0 <= result["precision"] <= 1 and result["n_fake"] == 40
-
-
-def test_benchmark_reports_positive_rates():
-    result = metrics.benchmark_features(n=4, extractor=PixelMeans(), image_size=32)
-    assert result["features_images_per_s"] > 0 and result["reconstruction_metrics_images_per_s"] > 0
-    assert result["extractor"] == "pixel_moments" and result["n"] == 4
-
-
-# --------------------------------------------------------------------------------------
-# Anomaly detection
-# --------------------------------------------------------------------------------------
-
-
-def test_auroc_hand_example_and_ties():
-    assert metrics.auroc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == pytest.approx(0.75)
-    assert metrics.auroc([0, 1, 0, 1], [0.5, 0.5, 0.5, 0.5]) == pytest.approx(0.5)
-    assert metrics.auroc([0, 0, 1], [0.2, 0.5, 0.5]) == pytest.approx(0.75)  # 1 win + 1 tie
-    with pytest.raises(ValueError, match="both classes"):
-        metrics.auroc([1, 1], [0.1, 0.2])
-
-
-def test_roc_curve_hand_example_and_area():
-    fpr, tpr, thresholds = metrics.roc_curve([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
-    np.testing.assert_allclose(fpr, [0, 0, 0.5, 0.5, 1])
-    np.testing.assert_allclose(tpr, [0, 0.5, 0.5, 1, 1])
-    np.testing.assert_allclose(thresholds, [np.inf, 0.8, 0.4, 0.35, 0.1])
-    rng = np.random.default_rng(22)
-    labels = rng.integers(0, 2, 200)
-    scores = np.round(rng.random(200), 1) + 0.2 * labels  # many ties
-    fpr, tpr, _ = metrics.roc_curve(labels, scores)
-    assert np.trapezoid(tpr, fpr) == pytest.approx(metrics.auroc(labels, scores))
-
-
-def test_average_precision_hand_example_and_sklearn():
-    # thresholds 0.8: P=1, R=.5; 0.4: P=.5, R=.5; 0.35: P=2/3, R=1 -> .5 * 1 + .5 * 2/3
-    assert metrics.average_precision([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == pytest.approx(5 / 6)
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
-    rng = np.random.default_rng(23)
-    labels = rng.integers(0, 2, 300)
-    scores = np.round(rng.random(300), 1) + 0.3 * labels
-    assert metrics.average_precision(labels, scores) == pytest.approx(average_precision_score(labels, scores))
-    assert metrics.auroc(labels, scores) == pytest.approx(roc_auc_score(labels, scores))

@@ -19,6 +19,7 @@ from resvae_keras.train import (
     describe_tf_config,
     load_history,
     make_strategy,
+    precision,
     set_precision,
     train,
     worker_dir,
@@ -127,6 +128,27 @@ def test_bad_strategy_and_precision_names():
         make_strategy("tpu")
     with pytest.raises(ValueError, match="mixed_precision='float8'"):
         set_precision("float8")
+
+
+def test_precision_restores_the_previous_policy_even_after_an_error():
+    with pytest.raises(RuntimeError, match="inside"):
+        with precision("mixed_bfloat16"):
+            assert keras.mixed_precision.dtype_policy().name == "mixed_bfloat16"
+            raise RuntimeError("inside")
+    assert keras.mixed_precision.dtype_policy().name == "float32"
+
+
+def test_train_runs_under_the_config_policy_and_restores_it(tiny_config, monkeypatch):
+    import resvae_keras.train as train_module
+
+    seen = []
+    monkeypatch.setattr(
+        train_module, "_train",
+        lambda *args: seen.append(keras.mixed_precision.dtype_policy().name) or (None, None),
+    )
+    train(tiny_config.replace(mixed_precision="mixed_bfloat16"))
+    assert seen == ["mixed_bfloat16"]
+    assert keras.mixed_precision.dtype_policy().name == "float32"
 
 
 def test_load_history_of_a_run_killed_before_its_first_epoch(tmp_path):

@@ -50,8 +50,9 @@ from .celeba import (
 from .crop import CROP_RULE, decode_chunk
 from .demo import DEMO_SEED, DEMO_VERSION, demo_marker, write_demo_dataset
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: identity column and identity-disjoint fallback split
 SPLIT_FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
+SPLIT_SEED = 0  # shuffles identities before an identity fallback split
 _CHUNK = 64  # images per worker task
 
 
@@ -129,6 +130,11 @@ class Cache:
             f"splits: {split_text} ({'official partition' if m['split_rule'] == 'official' else 'fallback split'})",
             f"skipped: {len(m['skipped'])} unreadable image(s)",
         ]
+        people = m.get("split_identities") or {}
+        if any(people.values()):
+            shared = m.get("identities_in_several_splits")
+            lines.insert(3, "people: " + ", ".join(f"{s} {people[s]}" for s in SPLITS)
+                         + f" ({shared} in more than one split)")
         return "\n".join(lines)
 
 
@@ -253,6 +259,7 @@ def _read_table(path: Path) -> pd.DataFrame:
     table = pd.read_csv(path, index_col="image", dtype={"image": str, "split": str})
     table[list(ATTRIBUTE_NAMES)] = table[list(ATTRIBUTE_NAMES)].astype(bool)
     table["partition"] = table["partition"].astype(np.int8)
+    table["identity"] = table["identity"].astype(np.int32)
     return table
 
 
@@ -297,7 +304,10 @@ def _build(source: CelebaSource, names, members, request, target: Path, progress
                 stacklevel=3,
             )
         table = table.loc[kept]
-        split, split_rule, split_warning = _assign_splits(table["partition"].to_numpy())
+        identity = table["identity"].to_numpy()
+        split, split_rule, split_warning = _assign_splits(
+            table["partition"].to_numpy(), identity if source.identity_file else None
+        )
         if split_warning:
             warnings.warn(split_warning, CelebaDataWarning, stacklevel=3)
         table["split"] = split
@@ -331,6 +341,11 @@ def _build(source: CelebaSource, names, members, request, target: Path, progress
             "split_rule": split_rule,
             "split_warning": split_warning,
             "split_counts": {s: int((split == s).sum()) for s in SPLITS},
+            "identity_file": str(source.identity_file.resolve()) if source.identity_file else None,
+            "split_identities": {
+                s: int(len(np.unique(identity[(split == s) & (identity >= 0)]))) for s in SPLITS
+            },
+            "identities_in_several_splits": _shared_identities(identity, split),
             "official_test_images_in_training": int(
                 ((table["partition"] == 2) & (table["split"] != "test")).sum()
             ),
@@ -345,6 +360,15 @@ def _build(source: CelebaSource, names, members, request, target: Path, progress
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _shared_identities(identity: np.ndarray, split: np.ndarray) -> int | None:
+    """How many known people have images in more than one split (``None``: identities unknown)."""
+    known = identity >= 0
+    if not known.any():
+        return None
+    pairs = pd.DataFrame({"identity": identity[known], "split": split[known]}).drop_duplicates()
+    return int((pairs["identity"].value_counts() > 1).sum())
 
 
 def _decode_all(source: CelebaSource, members, size, progress, workers):
@@ -388,7 +412,7 @@ def _truncate_rows(path: Path, count: int) -> None:
     os.replace(compact_path, path)
 
 
-def assign_splits(partition: np.ndarray) -> tuple[np.ndarray, str]:
+def assign_splits(partition: np.ndarray, identity: np.ndarray | None = None) -> tuple[np.ndarray, str]:
     """Split names ("train"/"val"/"test") for rows sorted by file name, and the rule used.
 
     Official rule: partition 0 -> train, 1 -> val, 2 -> test. If that leaves a split empty
@@ -396,22 +420,48 @@ def assign_splits(partition: np.ndarray) -> tuple[np.ndarray, str]:
 
     - the *donor* is the largest non-empty official split (all images when no partition
       is known);
-    - the donor's images, in file-name order, are cut into consecutive blocks for the
-      donor and each empty split, in train, val, test order, sized in proportion to
-      80 : 10 : 10 (each empty split gets at least one image when there are enough);
+    - **by identity** when every donor image has a known person id (``identity`` >= 0,
+      from ``identity_CelebA.txt``): the donor's distinct identities, shuffled with seed
+      ``SPLIT_SEED``, are cut into consecutive blocks for the donor and each empty split,
+      in train, val, test order, sized in proportion to 80 : 10 : 10 of the identities.
+      Every image goes where its person goes, so no person appears in two splits (CelebA
+      has about 20 images per person: a file-name cut would put most test people in
+      training too);
+    - otherwise **by file name**: the donor's images, in file-name order, are cut into
+      consecutive blocks in the same proportions;
+    - each empty split gets at least one identity (image) when there are enough;
     - images of the other official splits keep their split.
 
-    So 10,000 train-only images become train = first 8,000, val = next 1,000, test = last
-    1,000. A ``CelebaDataWarning`` says so, and says loudly when official test images end
-    up in train or val.
+    So 10,000 train-only images with identities become about 8,000 / 1,000 / 1,000 images
+    of disjoint people; without the identity file, the first 8,000 / next 1,000 / last
+    1,000 by file name. A ``CelebaDataWarning`` says which, and says loudly when official
+    test images end up in train or val.
     """
-    split, rule, message = _assign_splits(partition)
+    split, rule, message = _assign_splits(partition, identity)
     if message:
         warnings.warn(message, CelebaDataWarning, stacklevel=2)
     return split, rule
 
 
-def _assign_splits(partition: np.ndarray) -> tuple[np.ndarray, str, str | None]:
+def _block_sizes(n: int, group: list[str], missing: list[str], keeper: str, need: int, what: str) -> dict:
+    """Sizes of consecutive blocks of ``n`` items for the splits in ``group`` (80:10:10);
+    ``keeper`` absorbs the rounding and must keep at least ``need`` items."""
+    total = sum(SPLIT_FRACTIONS[s] for s in group)
+    sizes = {
+        s: max(1 if s in missing else 0, round(n * SPLIT_FRACTIONS[s] / total)) for s in group
+    }
+    sizes[keeper] = n - sum(k for s, k in sizes.items() if s != keeper)
+    if sizes[keeper] < need:
+        raise ValueError(
+            f"only {n} {what}: too few to fill the empty split(s) {missing}; "
+            "use more images (max_images)"
+        )
+    return sizes
+
+
+def _assign_splits(
+    partition: np.ndarray, identity: np.ndarray | None = None
+) -> tuple[np.ndarray, str, str | None]:
     """``assign_splits`` without the warning: (split, rule, warning message or None)."""
     partition = np.asarray(partition)
     split = np.full(len(partition), "", dtype=object)
@@ -426,31 +476,38 @@ def _assign_splits(partition: np.ndarray) -> tuple[np.ndarray, str, str | None]:
     donor = max(known, key=known.get) if known else None
     pool = np.flatnonzero(split == donor) if donor else np.flatnonzero(split == "")
     group = [s for s in SPLITS if s in missing or s == donor]
-    total = sum(SPLIT_FRACTIONS[s] for s in group)
-    sizes = {
-        s: max(1 if s in missing else 0, round(len(pool) * SPLIT_FRACTIONS[s] / total))
-        for s in group
-    }
-    keeper = donor or "train"  # the block that absorbs rounding
-    sizes[keeper] = len(pool) - sum(n for s, n in sizes.items() if s != keeper)
-    if sizes[keeper] < (1 if donor else 0):
-        raise ValueError(
-            f"only {len(pool)} image(s): too few to fill the empty split(s) {missing}; use more images (max_images)"
-        )
-    start = 0
-    for s in group:
-        split[pool[start : start + sizes[s]]] = s
-        start += sizes[s]
-
+    keeper, need = donor or "train", 1 if donor else 0  # the block that absorbs rounding
     source = (
         f"the {len(pool)} official {donor} images"
         if donor
         else f"all {len(pool)} images (no partition file)"
     )
-    rule = (
-        f"fallback: the official partition leaves {', '.join(missing)} empty, so {source}, in file-name "
-        f"order, are cut 80:10:10 into {', '.join(f'{s} {sizes[s]}' for s in group)}"
-    )
+    by_identity = identity is not None and bool((np.asarray(identity)[pool] >= 0).all())
+    if by_identity:
+        people = np.asarray(identity)[pool]
+        shuffled = np.random.default_rng(SPLIT_SEED).permutation(np.unique(people))
+        sizes = _block_sizes(len(shuffled), group, missing, keeper, need, "identities")
+        start, described = 0, []
+        for s in group:
+            members = np.isin(people, shuffled[start : start + sizes[s]])
+            split[pool[members]] = s
+            start += sizes[s]
+            described.append(f"{s} {int(members.sum())} images of {sizes[s]} people")
+        rule = (
+            f"fallback by identity: the official partition leaves {', '.join(missing)} empty, so "
+            f"{source} are split by person: their {len(shuffled)} identities, shuffled with seed "
+            f"{SPLIT_SEED}, are cut 80:10:10 into {', '.join(described)}; no person is in two splits"
+        )
+    else:
+        sizes = _block_sizes(len(pool), group, missing, keeper, need, "image(s)")
+        start = 0
+        for s in group:
+            split[pool[start : start + sizes[s]]] = s
+            start += sizes[s]
+        rule = (
+            f"fallback: the official partition leaves {', '.join(missing)} empty, so {source}, in file-name "
+            f"order, are cut 80:10:10 into {', '.join(f'{s} {sizes[s]}' for s in group)}"
+        )
     message = rule + " (see data.assign_splits)."
     leaked = int(((partition == 2) & (split != "test")).sum())
     if leaked:

@@ -67,6 +67,7 @@ _PARTITION_CANDIDATES = (
     "list_eval_partition.txt", "Eval/list_eval_partition.txt", "Anno/list_eval_partition.txt",
     "list_eval_partition.csv", "Eval/list_eval_partition.csv",
 )  # fmt: skip
+_IDENTITY_CANDIDATES = ("identity_CelebA.txt", "Anno/identity_CelebA.txt")
 
 
 class CelebaNotFoundError(FileNotFoundError):
@@ -91,6 +92,7 @@ class CelebaSource:
         images: the folder of image files, or the zip file.
         attributes_file: ``list_attr_celeba.txt`` or ``.csv``.
         partition_file: ``list_eval_partition.txt`` or ``.csv``; ``None`` if absent.
+        identity_file: ``identity_CelebA.txt`` (who is in each image); ``None`` if absent.
     """
 
     root: Path
@@ -98,6 +100,7 @@ class CelebaSource:
     images: Path
     attributes_file: Path
     partition_file: Path | None
+    identity_file: Path | None = None
 
     @property
     def is_zip(self) -> bool:
@@ -121,7 +124,7 @@ class CelebaSource:
         return dict(sorted(members.items()))
 
     def fingerprint(self, names: list[str]) -> str:
-        """sha256 over the chosen image names and byte sizes plus both annotation files.
+        """sha256 over the chosen image names and byte sizes plus the annotation files.
 
         Changes when an image is added, removed or replaced by one of another size, or
         when an annotation file changes; stays the same when the folder moves.
@@ -136,7 +139,7 @@ class CelebaSource:
         else:
             for name in names:
                 digest.update(f"{name}:{os.stat(self.images / name).st_size}\n".encode())
-        for path in (self.attributes_file, self.partition_file):
+        for path in (self.attributes_file, self.partition_file, self.identity_file):
             digest.update((_file_sha256(path) if path else "none").encode())
         return digest.hexdigest()
 
@@ -196,13 +199,13 @@ def find_celeba(celeba_dir: str | os.PathLike | None = None) -> CelebaSource:
     if attributes is None:
         tried = [root / c for c in _ATTRIBUTE_CANDIDATES]
         raise CelebaNotFoundError(_not_found_message("the attribute file", root, origin, tried))
-    partition = _first_file(root, _PARTITION_CANDIDATES)
     return CelebaSource(
         root=root,
         layout=layout,
         images=images,
         attributes_file=attributes,
-        partition_file=partition,
+        partition_file=_first_file(root, _PARTITION_CANDIDATES),
+        identity_file=_first_file(root, _IDENTITY_CANDIDATES),
     )
 
 
@@ -287,9 +290,22 @@ def read_partition(path: str | os.PathLike) -> pd.Series:
         _check_header(path, 1, header[1:], ("partition",))
         header_lines = 1
     table = _read_rows(path, text, header_lines, ("partition",), csv, allowed=(0, 1, 2))
-    partition = table["partition"].astype(np.int8)
+    partition = table["partition"]
     partition.attrs["first_row_line"] = header_lines + 1
     return partition
+
+
+def read_identities(path: str | os.PathLike) -> pd.Series:
+    """``identity_CelebA.txt`` as an int32 Series of person ids (>= 0) indexed by file name.
+
+    Raises:
+        AnnotationError: naming the file and line of a malformed row.
+    """
+    path = Path(path)
+    table = _read_rows(path, _read_text(path), 0, ("identity",), False, allowed=None)
+    identity = table["identity"]
+    identity.attrs["first_row_line"] = 1
+    return identity
 
 
 def _read_text(path: Path) -> str:
@@ -320,7 +336,11 @@ def _check_header(path: Path, line: int, found: list[str], expected: tuple[str, 
 def _read_rows(
     path: Path, text: str, header_lines: int, columns, csv: bool, allowed
 ) -> pd.DataFrame:
-    """The data rows, parsed by pandas; on any problem a line scan names the first bad line."""
+    """The data rows, parsed by pandas; on any problem a line scan names the first bad line.
+
+    ``allowed``: the values a column may take (int8 columns), or ``None`` for any
+    non-negative integer (int32 columns, e.g. identities).
+    """
     names = ["image", *columns]
     try:
         table = pd.read_csv(
@@ -331,7 +351,7 @@ def _read_rows(
         ok = (
             table["image"].notna().all()
             and all(pd.api.types.is_integer_dtype(t) for t in values.dtypes)
-            and values.isin(allowed).all().all()
+            and (values.isin(allowed).all().all() if allowed else (values >= 0).all().all())
             and not table["image"].duplicated().any()
         )
     except (pd.errors.ParserError, ValueError):
@@ -339,12 +359,12 @@ def _read_rows(
     if not ok:
         _scan_rows(path, text, header_lines, columns, csv, allowed)  # raises with the line
         raise AnnotationError(f"{path}: could not parse the rows after line {header_lines}")
-    return table.set_index("image").astype(np.int8)
+    return table.set_index("image").astype(np.int8 if allowed else np.int32)
 
 
 def _scan_rows(path: Path, text: str, header_lines: int, columns, csv: bool, allowed) -> None:
     seen: dict[str, int] = {}
-    allowed_text = {str(v) for v in allowed}
+    allowed_text = {str(v) for v in allowed} if allowed else None
     for number, line in enumerate(text.splitlines()[header_lines:], start=header_lines + 1):
         if not line.strip():
             continue
@@ -355,7 +375,11 @@ def _scan_rows(path: Path, text: str, header_lines: int, columns, csv: bool, all
                 f"{where}: expected an image name and {len(columns)} values, found {len(parts) - 1} values"
             )
         for column, value in zip(columns, parts[1:], strict=True):
-            if value not in allowed_text:
+            if allowed_text is None and not value.isdigit():
+                raise AnnotationError(
+                    f"{where}: {column} is {value!r}, expected a non-negative integer"
+                )
+            if allowed_text is not None and value not in allowed_text:
                 raise AnnotationError(
                     f"{where}: {column} is {value!r}, expected one of {sorted(allowed_text)}"
                 )
@@ -365,7 +389,8 @@ def _scan_rows(path: Path, text: str, header_lines: int, columns, csv: bool, all
 
 
 def annotations_for(source: CelebaSource, names: list[str]) -> pd.DataFrame:
-    """40 bool attribute columns plus ``partition`` (int8; -1 when there is no partition file) for ``names``.
+    """40 bool attribute columns plus ``partition`` (int8; -1 when there is no partition file)
+    and ``identity`` (int32 person id; -1 when there is no identity file) for ``names``.
 
     Raises:
         AnnotationError: for the first image with no row in an annotation file.
@@ -379,6 +404,12 @@ def annotations_for(source: CelebaSource, names: list[str]) -> pd.DataFrame:
         table["partition"] = partition.loc[names].to_numpy()
     else:
         table["partition"] = np.int8(-1)
+    if source.identity_file is not None:
+        identity = read_identities(source.identity_file)
+        _check_rows(names, identity, source.identity_file, source)
+        table["identity"] = identity.loc[names].to_numpy()
+    else:
+        table["identity"] = np.int32(-1)
     table.index.name = "image"
     return table
 
