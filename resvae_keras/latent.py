@@ -1,6 +1,11 @@
 """Tools for the latent space of a trained VAE: samplers, interpolation, attribute
 vectors, active units, traversals and a 2-D projection.
 
+Samplers, all with ``sample(n, seed=, temperature=) -> z`` of shape (n, latent_dim):
+``PriorSampler`` (N(0, I)), ``GaussianMixtureSampler`` (ex-post mixture on the encoder
+means) and ``TwoStageSampler`` (u ~ N(0, I) decoded by a ``SecondStageVAE`` trained on the
+codes, Dai & Wipf 2019). ``sample_images`` decodes their codes with the first stage.
+
 Everything here works on any model with the ``ResVAE`` API:
 
 - ``model.encode(x) -> (z_mean, z_log_var)``, each shape (N, latent_dim);
@@ -17,8 +22,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
+import keras
 import numpy as np
 import pandas as pd
+from keras import layers, ops
+
+from resvae_keras.layers import Sampling
+from resvae_keras.model import gaussian_nll, kl_divergence
 
 _PARALLEL_EPS = 1e-6  # |sin(angle)| below this: treat z0 and z1 as parallel, use lerp
 
@@ -195,6 +205,256 @@ class GaussianMixtureSampler:
         return z[order].astype(np.float32)
 
 
+# -- two-stage VAE (Dai & Wipf 2019) --------------------------------------------
+
+
+def _dense_stack(h, width: int, depth: int, seed: int, prefix: str):
+    """``depth`` ReLU layers of ``width`` units, then the input concatenated back on."""
+    x = h
+    for i in range(depth):
+        h = layers.Dense(width, activation="relu", name=f"{prefix}_fc{i}",
+                         kernel_initializer=keras.initializers.GlorotUniform(seed + i))(h)
+    return layers.Concatenate(name=f"{prefix}_skip")([x, h])
+
+
+@keras.saving.register_keras_serializable(package="resvae_keras")
+class SecondStageVAE(keras.Model):
+    """The second stage of a two-stage VAE (Dai & Wipf 2019): a small MLP VAE whose data are
+    the first stage's latent codes z.
+
+    encoder ``z -> [Dense(width, relu)] x depth -> concat(z, h) -> (u_mean, u_log_var)``;
+    decoder ``u -> [Dense(width, relu)] x depth -> concat(u, h) -> z_hat``; ``u`` has the
+    size of ``z``. ``p(z|u) = N(z_hat, gamma^2 I)`` with ONE learned ``gamma``, as stage one's
+    learned sigma: Dai & Wipf show gamma -> 0 is what lets the second stage match the
+    aggregate posterior q(z) that prior draws miss. The MLPs work on the codes standardized
+    per dimension (``adapt``; a fixed affine map, saved with the model), so ``gamma`` and
+    the loss are in those standard units.
+
+    ``train_step`` follows ``model.ResVAE``: under a GradientTape it minimizes
+    ``-log p(z|u) + KL(q(u|z) || N(0, I))`` (nats per code, batch mean), and three
+    ``keras.metrics.Mean`` trackers (``loss``, ``reconstruction_loss``, ``kl_loss``) are
+    exposed through ``metrics``. Its data are samples of q(z|x), as in the paper, not the
+    encoder means: each batch is ``(z_mean, z_std)`` of stage one's posteriors and the step
+    draws a fresh ``z = z_mean + z_std * eps`` (the authors' code also redraws every epoch).
+    So the second stage learns the aggregate posterior q(z) itself; ``z_std = 0`` trains on
+    the means (for a deterministic autoencoder).
+
+    Args:
+        latent_dim: size of z (and of u).
+        width: units per hidden layer.
+        depth: hidden layers in the encoder and in the decoder.
+        seed: seed of the weights and of the sampling noise.
+    """
+
+    def __init__(self, latent_dim=128, width=512, depth=2, seed=0, **kwargs):
+        super().__init__(**kwargs)
+        if int(latent_dim) <= 0 or int(width) <= 0 or int(depth) < 0:
+            raise ValueError(
+                f"latent_dim={latent_dim!r} and width={width!r} must be positive and "
+                f"depth={depth!r} >= 0"
+            )
+        self.latent_dim, self.width, self.depth = int(latent_dim), int(width), int(depth)
+        self.seed = int(seed)
+        z_in = keras.Input((self.latent_dim,), name="z")
+        h = _dense_stack(z_in, self.width, self.depth, self.seed, "encoder")
+        u_mean = layers.Dense(self.latent_dim, name="u_mean")(h)
+        u_log_var = layers.Dense(self.latent_dim, kernel_initializer="zeros", name="u_log_var")(h)
+        self.encoder = keras.Model(z_in, [u_mean, u_log_var], name="encoder")
+        u_in = keras.Input((self.latent_dim,), name="u")
+        h = _dense_stack(u_in, self.width, self.depth, self.seed + 100, "decoder")
+        self.decoder = keras.Model(u_in, layers.Dense(self.latent_dim, name="z_hat")(h),
+                                   name="decoder")
+        self.sampling = Sampling(seed=self.seed, name="sampling")
+        self.code_noise = keras.random.SeedGenerator(self.seed + 1)
+        self.log_gamma = self.add_weight(shape=(), initializer="zeros", trainable=True,
+                                         dtype="float32", name="log_gamma")
+        # A fixed affine map to standard units per dimension (set by ``adapt``): the MLPs
+        # then start near the codes' location and scale instead of spending epochs on it.
+        self.code_mean = self.add_weight(shape=(self.latent_dim,), initializer="zeros",
+                                         trainable=False, dtype="float32", name="code_mean")
+        self.code_std = self.add_weight(shape=(self.latent_dim,), initializer="ones",
+                                        trainable=False, dtype="float32", name="code_std")
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.reconstruction_loss_tracker = keras.metrics.Mean(name="reconstruction_loss")
+        self.kl_loss_tracker = keras.metrics.Mean(name="kl_loss")
+        self.build((None, self.latent_dim))
+
+    def build(self, input_shape=None):
+        self.built = True  # the encoder and decoder are functional models, built on creation
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.reconstruction_loss_tracker, self.kl_loss_tracker]
+
+    @property
+    def gamma(self) -> float:
+        """The learned standard deviation of p(z|u), in standard units of the codes."""
+        return float(ops.convert_to_numpy(ops.exp(self.log_gamma)))
+
+    def adapt(self, z_mean, z_std) -> None:
+        """Set the standardization from the posteriors: the mean and the standard deviation
+        of the aggregate posterior, per dimension (numpy arrays of shape (N, d))."""
+        z_mean = np.asarray(z_mean, np.float64)
+        variance = z_mean.var(axis=0) + np.mean(np.square(np.asarray(z_std, np.float64)), axis=0)
+        self.code_mean.assign(z_mean.mean(axis=0).astype(np.float32))
+        self.code_std.assign(np.sqrt(np.maximum(variance, 1e-12)).astype(np.float32))
+
+    def decode(self, u):
+        """``u (N, d) -> z (N, d)``: the mean of p(z|u), in the units of the codes."""
+        return self.decoder(u) * self.code_std + self.code_mean
+
+    def call(self, z, training=False):
+        """The reconstruction of codes ``z`` (N, d) through u (its mean unless training)."""
+        u_mean, u_log_var = self.encoder((z - self.code_mean) / self.code_std, training=training)
+        u = self.sampling([u_mean, u_log_var]) if training else u_mean
+        return self.decode(u)
+
+    def _loss_terms(self, z, training):
+        u_mean, u_log_var = self.encoder(z, training=training)
+        z_hat = self.decoder(self.sampling([u_mean, u_log_var]), training=training)
+        sse = ops.sum(ops.square(z - z_hat), axis=-1)
+        reconstruction = gaussian_nll(sse, float(self.latent_dim), self.log_gamma)
+        return reconstruction, kl_divergence(u_mean, u_log_var)
+
+    def _update_trackers(self, loss, reconstruction, kl, batch):
+        self.loss_tracker.update_state(loss, sample_weight=batch)
+        self.reconstruction_loss_tracker.update_state(reconstruction, sample_weight=batch)
+        self.kl_loss_tracker.update_state(kl, sample_weight=batch)
+        return {m.name: m.result() for m in self.metrics}
+
+    def _codes(self, data):
+        z_mean, z_std = data
+        eps = keras.random.normal(ops.shape(z_mean), seed=self.code_noise)
+        z = (z_mean + z_std * eps - self.code_mean) / self.code_std  # standard units
+        return z, ops.cast(ops.shape(z_mean)[0], "float32")
+
+    def train_step(self, data):
+        import tensorflow as tf
+
+        z, batch = self._codes(data)
+        with tf.GradientTape() as tape:
+            reconstruction, kl = self._loss_terms(z, training=True)
+            reconstruction, kl = ops.mean(reconstruction), ops.mean(kl)
+            loss = reconstruction + kl
+        gradients = tape.gradient(loss, self.trainable_weights)
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_weights, strict=True))
+        logs = self._update_trackers(loss, reconstruction, kl, batch)
+        return {**logs, "gamma": ops.exp(self.log_gamma)}  # -> 0 as q(z) is learned
+
+    def test_step(self, data):
+        z, batch = self._codes(data)
+        reconstruction, kl = self._loss_terms(z, training=False)
+        reconstruction, kl = ops.mean(reconstruction), ops.mean(kl)
+        return self._update_trackers(reconstruction + kl, reconstruction, kl, batch)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(latent_dim=self.latent_dim, width=self.width, depth=self.depth,
+                      seed=self.seed)
+        return config
+
+
+class TwoStageSampler:
+    """Codes from the two-stage VAE: u ~ N(0, T^2 I) -> second-stage decoder -> z.
+
+    Decoding z with the first stage then gives an image that really starts from a random
+    vector. Same ``sample`` API as ``PriorSampler`` and ``GaussianMixtureSampler``.
+
+    Args:
+        width, depth: size of the ``SecondStageVAE`` MLPs.
+        epochs, batch_size, learning_rate: the fit (Adam, cosine decay to 0).
+        seed: seed of the weights, the noise and the data order.
+    """
+
+    FILE = "two_stage.keras"
+
+    def __init__(self, width: int = 512, depth: int = 2, epochs: int = 50,
+                 batch_size: int = 128, learning_rate: float = 3e-3, seed: int = 0):
+        self.width, self.depth = int(width), int(depth)
+        self.epochs, self.batch_size = int(epochs), int(batch_size)
+        self.learning_rate = float(learning_rate)
+        self.seed = int(seed)
+        self.vae_: SecondStageVAE | None = None
+        self.history_: pd.DataFrame | None = None
+
+    def fit(self, z_mean, z_log_var=None, verbose=0) -> TwoStageSampler:
+        """Fit the second stage on stage one's posteriors of the training images.
+
+        Args:
+            z_mean, z_log_var: (N, latent_dim) each, e.g. from ``encode_dataset``; each epoch
+                sees a fresh ``z ~ N(z_mean, exp(z_log_var))`` per image. ``z_log_var=None``
+                fits the means themselves (a deterministic autoencoder's codes).
+        """
+        import tensorflow as tf
+
+        z_mean = _to_numpy(z_mean)
+        if z_mean.ndim != 2 or len(z_mean) < 2:
+            raise ValueError(
+                f"z_mean has shape {z_mean.shape}; need (N, latent_dim) with N >= 2 codes "
+                "(encode the training images first)"
+            )
+        z_std = (np.zeros_like(z_mean) if z_log_var is None
+                 else np.exp(0.5 * _to_numpy(z_log_var)).astype(np.float32))
+        if z_std.shape != z_mean.shape:
+            raise ValueError(f"z_log_var has shape {z_std.shape}; expected {z_mean.shape}")
+        batch_size = min(self.batch_size, len(z_mean))
+        steps = max(1, self.epochs * (len(z_mean) // batch_size))
+        schedule = keras.optimizers.schedules.CosineDecay(self.learning_rate, steps)
+        self.vae_ = SecondStageVAE(z_mean.shape[1], self.width, self.depth, self.seed,
+                                   name="second_stage_vae")
+        self.vae_.adapt(z_mean, z_std)
+        self.vae_.compile(optimizer=keras.optimizers.Adam(schedule))
+        dataset = (tf.data.Dataset.from_tensor_slices((z_mean, z_std))
+                   .shuffle(len(z_mean), seed=self.seed).batch(batch_size, drop_remainder=True))
+        history = self.vae_.fit(dataset, epochs=self.epochs, verbose=verbose, shuffle=False)
+        self.history_ = pd.DataFrame(history.history)
+        return self
+
+    @property
+    def latent_dim(self) -> int:
+        self._check_fitted()
+        return self.vae_.latent_dim
+
+    def _check_fitted(self) -> None:
+        if self.vae_ is None:
+            raise RuntimeError(
+                "TwoStageSampler is not fitted: call .fit(z_mean, z_log_var) or "
+                "TwoStageSampler.load(path) first"
+            )
+
+    def sample(self, n: int, seed: int = 0, temperature: float = 1.0,
+               batch_size: int = 1024) -> np.ndarray:
+        """float32 codes, shape (n, latent_dim): z ~ N(z_hat(u), gamma^2) at
+        u ~ N(0, T^2 I), as Dai & Wipf sample; ``temperature`` T scales both draws (0: the
+        code decoded from u = 0)."""
+        self._check_fitted()
+        n = _check_count(n)
+        if temperature < 0:
+            raise ValueError(f"temperature={temperature!r} must be >= 0 (1.0: the model itself)")
+        rng = np.random.default_rng(seed)
+        u = (temperature * rng.standard_normal((n, self.latent_dim))).astype(np.float32)
+        eps = rng.standard_normal((n, self.latent_dim))
+        z_hat = np.concatenate([_to_numpy(self.vae_.decode(u[i : i + batch_size]))
+                                for i in range(0, n, batch_size)])
+        noise_std = self.vae_.gamma * _to_numpy(self.vae_.code_std)  # gamma in units of z
+        return (z_hat + temperature * noise_std * eps).astype(np.float32)
+
+    def save(self, path) -> None:
+        """Write the second-stage model as one ``.keras`` file."""
+        self._check_fitted()
+        self.vae_.save(path)
+
+    @classmethod
+    def load(cls, path) -> TwoStageSampler:
+        """A fitted sampler from a ``.keras`` file written by ``save``."""
+        vae = keras.models.load_model(path)
+        if not isinstance(vae, SecondStageVAE):
+            raise TypeError(f"{path} holds a {type(vae).__name__}, not a SecondStageVAE")
+        sampler = cls(width=vae.width, depth=vae.depth, seed=vae.seed)
+        sampler.vae_ = vae
+        return sampler
+
+
 def sample_images(
     model,
     sampler_or_z="prior",
@@ -208,7 +468,8 @@ def sample_images(
     Args:
         model: a model with ``decode`` and ``latent_dim``.
         sampler_or_z: ``"prior"``, an object with ``sample(n, seed=, temperature=)``
-            (``PriorSampler``, a fitted ``GaussianMixtureSampler``), or codes of shape
+            (``PriorSampler``, a fitted ``GaussianMixtureSampler`` or ``TwoStageSampler``),
+            or codes of shape
             (N, latent_dim), in which case ``n``, ``temperature`` and ``seed`` are unused.
         n: number of images.
 

@@ -1192,9 +1192,9 @@ def face_detection_rate(images, **settings) -> float:
     """Share of ``images`` in which the Haar cascade finds a face, in [0, 1].
 
     A coarse, offline "is it a face?" check (``face_detections`` with ``settings``). On
-    64x64 CelebA crops real faces score about 0.9, blurred faces nearly as much (it does
-    not rank blurry faces), uniform noise 0; a collage of colour blobs scores low. Keep SWD
-    and the diversity measures beside it.
+    965 held-out 64x64 CelebA crops: real faces 0.95, blurred with sigma 1 px 0.94 and
+    sigma 2 px 0.91 (it does not rank blurry faces), uniform noise 0.00, and the mean face
+    is found (it does not see diversity either). Keep SWD and the diversity measures beside it.
     """
     found = face_detections(images, **settings)
     return float(found.mean()) if len(found) else float("nan")

@@ -121,6 +121,57 @@ def test_gaussian_mixture_sampler_needs_fit():
         latent.GaussianMixtureSampler().sample(3)
 
 
+def _codes(n=400, d=LATENT_DIM, seed=0):
+    """Posteriors whose aggregate q(z) is far from N(0, I): shifted to +3, scaled, and with
+    dimension 1 a copy of dimension 0 / 2 (correlation 0.99, which no per-dimension
+    standardization captures)."""
+    rng = np.random.default_rng(seed)
+    z_mean = 3.0 + rng.normal(size=(n, d)) * np.linspace(2.0, 0.5, d)
+    z_mean[:, 1] = z_mean[:, 0] / 2 + 0.1 * rng.normal(size=n)
+    z_mean = z_mean.astype(np.float32)
+    return z_mean, np.full_like(z_mean, np.log(0.1**2))
+
+
+def test_two_stage_sampler_follows_the_codes_not_the_prior(model):
+    z_mean, z_log_var = _codes()
+    sampler = latent.TwoStageSampler(width=32, depth=1, epochs=60, batch_size=32,
+                                     learning_rate=1e-2).fit(z_mean, z_log_var)
+    z = sampler.sample(2000, seed=1)
+    assert z.shape == (2000, LATENT_DIM) and z.dtype == np.float32
+    np.testing.assert_allclose(z.mean(axis=0), z_mean.mean(axis=0), atol=0.4)
+    np.testing.assert_allclose(z.std(axis=0), z_mean.std(axis=0), rtol=0.3)
+    assert np.corrcoef(z[:, 0], z[:, 1])[0, 1] > 0.6  # learned, not a diagonal Gaussian (0)
+    history = sampler.history_
+    assert {"loss", "reconstruction_loss", "kl_loss", "gamma"} == set(history.columns)
+    assert history["loss"].iloc[-1] < history["loss"].iloc[0]
+    assert history["gamma"].iloc[-1] < 0.6  # p(z|u) narrows from gamma = 1
+    images = latent.sample_images(model, sampler, n=3, seed=2)
+    np.testing.assert_allclose(images, model.decode(sampler.sample(3, seed=2)), atol=1e-6)
+
+
+def test_two_stage_sampler_save_load_round_trip(tmp_path):
+    z_mean, z_log_var = _codes(n=128)
+    sampler = latent.TwoStageSampler(width=16, depth=2, epochs=2, batch_size=32, seed=3)
+    sampler.fit(z_mean, z_log_var)
+    path = tmp_path / latent.TwoStageSampler.FILE
+    sampler.save(path)
+    loaded = latent.TwoStageSampler.load(path)
+    assert isinstance(loaded.vae_, latent.SecondStageVAE)
+    assert (loaded.width, loaded.depth, loaded.seed, loaded.latent_dim) == (16, 2, 3, LATENT_DIM)
+    assert loaded.vae_.gamma == pytest.approx(sampler.vae_.gamma)
+    np.testing.assert_array_equal(loaded.sample(10, seed=4), sampler.sample(10, seed=4))
+    assert not np.allclose(loaded.sample(10, seed=5), sampler.sample(10, seed=4))
+    cold = loaded.sample(10, seed=4, temperature=0.0)
+    np.testing.assert_allclose(cold, np.repeat(cold[:1], 10, axis=0))  # every u = 0
+
+
+def test_two_stage_sampler_needs_fit_and_codes():
+    with pytest.raises(RuntimeError, match="fit"):
+        latent.TwoStageSampler().sample(3)
+    with pytest.raises(ValueError, match="latent_dim"):
+        latent.TwoStageSampler().fit(np.zeros(8, np.float32))
+
+
 def test_sample_images_from_prior_sampler_and_codes(model):
     sampler = latent.PriorSampler(LATENT_DIM)
     assert latent.sample_images(model, "prior", n=3).shape == (3, SIZE, SIZE, 3)
