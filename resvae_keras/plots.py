@@ -480,6 +480,8 @@ def arm_points(
                 ax.errorbar(i + 0.3, values.mean(), yerr=half, fmt="D", color=colour, capsize=4)
         ax.set_xticks(range(len(arms)), [f"{label}\n(n={int((table['arm'] == arm).sum())})"
                                          for arm, label in arms.items()])
+        if max(len(label) for label in arms.values()) > 10:
+            ax.tick_params(axis="x", labelrotation=20)
         ax.set(xlabel="arm", ylabel=ylabel, xlim=(-0.5, len(arms) - 0.3))
     return _finish(fig, title, name, demo)
 
@@ -526,7 +528,7 @@ def trend_with_spread(
     columns: Mapping[str, str],
     xlabel: str,
     logx: bool = False,
-    spread_label: str = "+-1 SD between seeds",
+    spread_label: str = "±1 SD between seeds",
     *,
     title: str | None = None,
     name: str | None = None,
@@ -553,10 +555,11 @@ def trend_with_spread(
                        label=f"mean of {int(trend['n_seeds'].max())} seeds")
         if np.isfinite(sd).any():
             ax.fill_between(x, y - sd, y + sd, color="tab:blue", alpha=0.15, label=spread_label)
-        if not numeric:
-            ax.set_xticks(x, [str(v) for v in trend["x"]])
-            ax.tick_params(axis="x", labelrotation=20)
         ax.set(xlabel=xlabel, ylabel=ylabel, xscale="log" if logx and numeric else "linear")
+        ax.set_xticks(x, [f"{v:g}" if numeric else str(v) for v in trend["x"]])
+        ax.minorticks_off()
+        if not numeric:
+            ax.tick_params(axis="x", labelrotation=20)
         ax.legend(fontsize=7)
     return _finish(fig, title, name, demo)
 

@@ -71,13 +71,14 @@ BENCHMARK_FILE = "benchmark.json"
 
 def study_settings(profile: str = STUDY_PROFILE) -> dict:
     """Budget and evaluation size of the study on ``profile``; ``demo`` is a seconds-sized run
-    of the same code (600 demo faces, 2 epochs, 50 test images and samples) for notebooks and
-    tests."""
+    of the same code (600 demo faces, 2 epochs, 50 test images and prior samples) for notebooks
+    and tests. ``sampler`` None evaluates every sampler of ``evaluate.SAMPLERS``."""
     if profile == "demo":
         return dict(epochs=2, kl_warmup_steps=10, max_images=600, n_test=50, n_samples=50,
-                    memorization_queries=25, benchmark_steps=2, benchmark_rounds=3)
+                    sampler="prior", memorization_queries=25, benchmark_steps=2,
+                    benchmark_rounds=3)
     return dict(epochs=STUDY_EPOCHS, kl_warmup_steps=STUDY_WARMUP_STEPS, max_images=None,
-                n_test=N_TEST, n_samples=N_SAMPLES, memorization_queries=500,
+                n_test=N_TEST, n_samples=N_SAMPLES, sampler=None, memorization_queries=500,
                 benchmark_steps=10, benchmark_rounds=8)
 
 
@@ -104,6 +105,15 @@ def design() -> pd.DataFrame:
     rows += [(f"likelihood_{lik}_s0", "likelihood", f"likelihood_{lik}", 0, {"likelihood": lik})
              for lik in LIKELIHOODS]
     return pd.DataFrame(rows, columns=list(RUNS_COLUMNS))
+
+
+def demo_plan(runs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The runs a demo of the study trains: every arm with seeds 0 and 1 (two seeds: the
+    fewest a Welch test takes) and the first beta run, so every table and figure has data."""
+    runs = design() if runs is None else runs
+    arms = (runs["group"] == "arms") & (runs["seed"] < 2)
+    first_beta = runs.index == runs.index[runs["group"] == "beta"].min()
+    return runs[arms | first_beta].reset_index(drop=True)
 
 
 def runs_path() -> Path:
@@ -179,6 +189,7 @@ def collect(config: Config, dest: Path, profile: str = STUDY_PROFILE) -> dict:
     run = config.run_path
     metrics = evaluate.evaluate_run(
         run, n_samples=settings["n_samples"], n_test=settings["n_test"], anomaly=False,
+        sampler=settings["sampler"],
         checkpoint="last.keras", memorization_queries=settings["memorization_queries"],
         out=run / "metrics.json", verbose=False,
     )

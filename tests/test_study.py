@@ -59,6 +59,17 @@ def test_committed_runs_table_has_every_arm_with_three_seeds_of_ten_epochs():
         assert config["seed"] == row.seed and config["run_dir"] == f"runs/study/{row.name}"
 
 
+def test_the_demo_plan_has_two_seeds_per_arm_and_a_sweep_run():
+    plan = study.demo_plan()
+    arms = plan[plan["group"] == "arms"]
+    assert arms.groupby("arm")["seed"].apply(sorted).to_dict() == {
+        "residual": [0, 1], "plain": [0, 1], "conv": [0, 1]}
+    assert list(plan.loc[plan["group"] != "arms", "group"]) == ["beta"]
+    demo = study.study_config("conv_s1", plan, profile="demo")
+    assert demo.profile == "demo" and demo.max_images == 600 and demo.architecture == "conv"
+    assert demo.run_dir == "runs/demo/study/conv_s1"
+
+
 def test_runs_table_round_trips_and_rejects_a_duplicate(tmp_path):
     path = study.write_runs(study.design(), tmp_path / "runs.csv")
     again = study.load_runs(path)
