@@ -128,20 +128,17 @@ def cmd_sample(args):
 
 
 def cmd_bench(args):
+    from resvae_keras import bench
+    from resvae_keras.config import get_profile
+
     if args.what == "data":
-        from resvae_keras import data
-
-        result = data.benchmark()
+        result = bench.data_speed()
     elif args.what == "train":
-        from resvae_keras.config import get_profile
-        from resvae_keras.train import benchmark
-
         overrides = {"mixed_precision": args.mixed_precision} if args.mixed_precision else {}
-        result = benchmark(get_profile(args.profile, **overrides), batch_size=args.batch_size)
+        result = bench.training_speed(get_profile(args.profile, **overrides),
+                                      batch_size=args.batch_size)
     else:
-        from resvae_keras import evaluate
-
-        result = evaluate.benchmark()
+        result = bench.evaluation_speed()
     if args.json:
         print(json.dumps(result))
     else:
@@ -154,7 +151,9 @@ def cmd_study(args):
     if args.status:
         print(study.status_text(profile=args.profile))
     elif args.benchmark:
-        result = study.run_benchmark(profile=args.profile)
+        from resvae_keras import bench
+
+        result = bench.study_step_times(profile=args.profile)
         for arm, row in result["arms"].items():
             print(f"{arm}: {row['seconds_per_step']:.3f} s/step (IQR {row['q25']:.3f}-"
                   f"{row['q75']:.3f}), {row['train_gflops_per_image']:.2f} training GFLOP/image")

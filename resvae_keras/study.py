@@ -18,7 +18,7 @@ name: a row added there is a run of that arm.
 
     python -m resvae_keras study                  # every unfinished run, in table order
     python -m resvae_keras study --max-runs 1     # one run, then stop (commit it, go on later)
-    python -m resvae_keras study --benchmark      # per-step cost of each arm, one controlled run
+    python -m resvae_keras study --benchmark      # per-step cost of each arm (bench.study_step_times)
     python -m resvae_keras study --status         # what is done and the next command
 
 Each run trains into ``runs/study/<name>`` (an interrupted run resumes there), is evaluated at
@@ -247,28 +247,24 @@ def run_study(only=None, profile: str = STUDY_PROFILE, root=None, runs=None,
     return finished
 
 
-def run_benchmark(profile: str = STUDY_PROFILE, root=None, runs=None, rounds=None,
-                  steps=None) -> dict:
-    """Per-step cost of each arm in one controlled run (``train.benchmark_alternating``),
-    written to ``root/benchmark.json``; returns what was written."""
-    from resvae_keras.train import benchmark_alternating
-
+def arm_configs(runs: pd.DataFrame | None = None, profile: str = STUDY_PROFILE) -> dict:
+    """``{arm: Config}``: the lowest-seed run of each arm, for timing the arms
+    (``bench.study_step_times``)."""
     table = load_runs() if runs is None else runs
-    settings = study_settings(profile)
-    arms = table[table["group"] == "arms"].sort_values("seed").drop_duplicates("arm")
-    configs = {row.arm: study_config(row.name, table, profile) for row in arms.itertuples()}
-    frame = benchmark_alternating(configs, steps=steps or settings["benchmark_steps"],
-                                  rounds=rounds or settings["benchmark_rounds"])
-    import tensorflow as tf
+    arms = table[table["group"] == "arms"].sort_values("seed", kind="stable").drop_duplicates("arm")
+    arms = arms.sort_index()
+    return {row.arm: study_config(row.name, table, profile) for row in arms.itertuples()}
 
+
+def write_benchmark(step_times: pd.DataFrame, root=None, profile: str = STUDY_PROFILE,
+                    **about) -> dict:
+    """Write the per-step cost of each arm (``bench.alternating_step_time`` rows, index = arm)
+    to ``root/benchmark.json``, with ``about`` (e.g. the machine); returns what was written."""
     result = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "profile": profile,
-        "cpu_count": os.cpu_count(),
-        "tensorflow": tf.__version__,
-        "note": "arms timed in one process, alternating, on one random batch (see "
-                "train.benchmark_alternating)",
-        "arms": frame.to_dict(orient="index"),
+        **about,
+        "arms": step_times.to_dict(orient="index"),
     }
     root = Path(root or results_root(profile))
     root.mkdir(parents=True, exist_ok=True)
@@ -739,11 +735,12 @@ SWEEP_WARMUP_STEPS = 150  # 20 % of the budget, as in the profile (500 of 2,500 
 def sweep_runs() -> dict[str, dict]:
     """Sweep run name -> config overrides, in the order they are trained."""
     return {
-        "sigma_free": {},
-        "sigma_min_0.1": dict(sigma_min=0.1),
+        "sigma_free": {},  # sigma settles near 0.1 at this budget (0.075 after 20 epochs)
         "sigma_min_0.2": dict(sigma_min=0.2),
+        "sigma_min_0.3": dict(sigma_min=0.3),
         "sigma_min_0.15": dict(sigma_min=0.15),
-        "sigma_min_0.15_latent64": dict(sigma_min=0.15, latent_dim=64),
+        "sigma_min_0.1": dict(sigma_min=0.1),
+        "sigma_min_0.2_latent64": dict(sigma_min=0.2, latent_dim=64),
     }
 
 

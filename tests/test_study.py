@@ -233,17 +233,3 @@ def test_run_study_skips_finished_runs_and_resumes_an_interrupted_one(tmp_path, 
     assert counts.loc[("arms", "plain")].tolist() == [1, 3]
     with pytest.raises(ValueError, match="unknown run"):
         study.run_study(only=["nope"], profile="demo", root=root, runs=runs)
-
-
-def test_benchmark_alternates_the_arms_and_counts_their_flops():
-    from resvae_keras.config import get_profile
-    from resvae_keras.train import benchmark_alternating
-
-    tiny = dict(image_size=16, widths=(8, 16), blocks_per_stage=1, latent_dim=4, batch_size=4)
-    configs = {"residual": get_profile("demo", **tiny),
-               "conv": get_profile("demo", architecture="conv", **tiny)}
-    table = benchmark_alternating(configs, steps=1, rounds=2, warmup=1)
-    assert list(table.index) == ["residual", "conv"]
-    assert (table["seconds_per_step"] > 0).all() and (table["rounds"] == 2).all()
-    assert (table["train_gflops_per_image"] > table["forward_gflops_per_image"]).all()
-    assert table.loc["residual", "params"] != table.loc["conv", "params"]
