@@ -557,13 +557,14 @@ def arm_points(
     table: pd.DataFrame,
     columns: Mapping[str, str],
     arms: Mapping[str, str] | None = None,
+    xlabel: str = "arm",
     *,
     title: str | None = None,
     name: str | None = None,
     demo: bool = False,
 ):
     """One panel per measure: every seed of every arm as a dot, and the arm's mean with its
-    95 % t interval (no interval below 2 seeds).
+    95 % t interval (no interval below 2 seeds); tick labels say the seeds (n).
 
     Args:
         table: one row per run with an ``arm`` column and the measure columns.
@@ -589,7 +590,7 @@ def arm_points(
                                          for arm, label in arms.items()])
         if max(len(label) for label in arms.values()) > 10:
             ax.tick_params(axis="x", labelrotation=20)
-        ax.set(xlabel="arm", ylabel=ylabel, xlim=(-0.5, len(arms) - 0.3))
+        ax.set(xlabel=xlabel, ylabel=ylabel, xlim=(-0.5, len(arms) - 0.3))
     return _finish(fig, title, name, demo)
 
 
@@ -636,6 +637,8 @@ def trend_with_spread(
     xlabel: str,
     logx: bool = False,
     spread_label: str = "±1 SD between seeds",
+    point_label: str = "one seed per point",
+    mean_label: str = "mean of {n} seeds",
     *,
     title: str | None = None,
     name: str | None = None,
@@ -648,6 +651,7 @@ def trend_with_spread(
             ``<column>_seed_sd``. Points of several seeds are drawn larger. A non-numeric
             ``x`` (e.g. likelihood names) is drawn at positions 0, 1, ...
         columns: ``{column: y label}``, one panel each.
+        spread_label, point_label, mean_label: legend entries (``{n}``: the seeds).
     """
     numeric = pd.api.types.is_numeric_dtype(trend["x"])
     x = trend["x"].to_numpy(float) if numeric else np.arange(len(trend))
@@ -655,11 +659,11 @@ def trend_with_spread(
     for ax, (column, ylabel) in zip(axes, columns.items(), strict=True):
         y = trend[column].to_numpy(float)
         sd = trend[f"{column}_seed_sd"].to_numpy(float)
-        ax.plot(x, y, marker="o", color="tab:blue", label="one seed per point")
+        ax.plot(x, y, marker="o", color="tab:blue", label=point_label)
         several = trend["n_seeds"].to_numpy() > 1
         if several.any():
             ax.scatter(x[several], y[several], s=80, facecolors="none", edgecolors="tab:blue",
-                       label=f"mean of {int(trend['n_seeds'].max())} seeds")
+                       label=mean_label.format(n=int(trend["n_seeds"].max())))
         if np.isfinite(sd).any():
             ax.fill_between(x, y - sd, y + sd, color="tab:blue", alpha=0.15, label=spread_label)
         ax.set(xlabel=xlabel, ylabel=ylabel, xscale="log" if logx and numeric else "linear")

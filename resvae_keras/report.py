@@ -1256,7 +1256,8 @@ def _arm_points(results: Results, columns, title: str):
     if table.empty or not columns:
         return None
     arms = {a: ARM_NAMES.get(a, a) for a in table["arm"].unique()}
-    return plots.arm_points(table, {c: _label(c)[0] for c in columns}, arms, title=title)
+    return plots.arm_points(table, {c: _label(c)[0] for c in columns}, arms, xlabel="lengan",
+                            title=title)
 
 
 def figure_ablasi_psnr(results: Results):
@@ -1285,7 +1286,8 @@ def _beta_trend(results: Results, columns, title: str):
     trend = study.sweep_trend(table, "beta", "beta", list(columns))
     return plots.trend_with_spread(trend, {c: _label(c)[0] for c in columns}, "β (skala log)",
                                    logx=True, spread_label="±1 SD antar-seed (lengan residual)",
-                                   title=title)
+                                   point_label="satu seed per titik",
+                                   mean_label="rata-rata {n} seed", title=title)
 
 
 def figure_rate_distorsi(results: Results):
