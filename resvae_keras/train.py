@@ -2,9 +2,10 @@
 
 A run directory (``runs/<profile>`` unless ``config.run_dir`` says otherwise) holds::
 
-    config.json      the Config of the run
-    history.csv      one row per epoch: loss terms, val_ terms, beta, epoch time, wall time
-    model.keras      the best model by validation loss (ModelCheckpoint)
+    config.json      the Config of the saved model (rewritten only when training starts)
+    history.csv      one row per epoch: loss terms, neg_elbo, val_ terms, beta, epoch time, wall time
+    model.keras      the best model by validation negative ELBO at beta = 1 (``val_neg_elbo``;
+                     ``val_loss`` for the autoencoder), comparable across a KL warm-up
     last.keras       the model after the last completed epoch, optimizer state included
     grids/epoch_NNN.png   originals / reconstructions / samples after each epoch
     backup/          BackupAndRestore state while a run is in progress
@@ -12,12 +13,30 @@ A run directory (``runs/<profile>`` unless ``config.run_dir`` says otherwise) ho
 A run killed mid-way restarts from its last completed epoch when ``train`` is
 called again with the same run dir (``BackupAndRestore``). A finished run called
 again with more ``epochs`` continues from ``last.keras`` with its optimizer state.
+Either may change only the settings in ``CONTINUABLE``; any other difference from
+the run's ``config.json`` is refused with a message naming each setting.
+
+Checkpoints and backups are written to a temporary file and renamed into place, after
+a free-space check, and never after an epoch whose loss or weights are not finite:
+a diverged run keeps its last good epoch, and a full disk never leaves a truncated
+file. An unreadable ``backup/`` (e.g. from an older version) is set aside with a
+warning, and training continues from ``last.keras``.
+
+With several workers (``TF_CONFIG``, strategy ``auto``) only the chief writes the run
+dir; every other worker writes the same files into ``worker_dir``, a temporary folder
+that keeps its ``backup/`` across a restart and is removed when the run completes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
+import math
 import os
+import shutil
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,40 +46,202 @@ import pandas as pd
 
 # Registers ResVAE and its layers, so load_model works in a fresh process.
 import resvae_keras.model  # noqa: F401
-from resvae_keras.config import Config
+from resvae_keras import data
+from resvae_keras.config import Config, option_name
+from resvae_keras.data._io import check_free_space, display_path
 from resvae_keras.data.images import to_uint8
+
+try:
+    import fcntl
+except ImportError:  # Windows: workers on one machine must not build the data at once
+    fcntl = None
 
 STRATEGIES = ("none", "mirrored", "auto")
 PRECISIONS = (None, "mixed_float16", "mixed_bfloat16")
+CONTINUABLE = ("epochs", "learning_rate", "strategy", "grid_every", "run_dir", "cache_dir")
+"""Settings a run may change when it continues; any other one needs a new run dir."""
 
 
 class TrainingDivergedError(RuntimeError):
-    """The loss became NaN or infinite."""
+    """The loss became NaN or infinite; the message says what was kept and what to run next."""
+
+
+class RunSettingsError(ValueError):
+    """A run dir asked to continue with settings other than those it was trained with."""
+
+
+def describe_tf_config(text):
+    """The cluster that a ``TF_CONFIG`` JSON string names, checked.
+
+    Returns a dict: ``workers`` (chief plus workers, >= 1), ``task_type``, ``task_index``
+    and ``chief`` (True for the task that writes the run dir: the ``chief`` task, or
+    worker 0 when the cluster has no chief). Raises ``ValueError`` saying what is wrong.
+    """
+    help_text = 'see README section "Training on several machines" for an example'
+    try:
+        tf_config = json.loads(text)
+        cluster, task = tf_config["cluster"], tf_config["task"]
+        task_type, task_index = task["type"], int(task["index"])
+    except (ValueError, TypeError, KeyError) as err:
+        raise ValueError(
+            f"TF_CONFIG={text!r} is not a JSON object with 'cluster' and 'task' "
+            f"{{'type', 'index'}} ({err}); {help_text}"
+        ) from None
+    if task_type not in ("chief", "worker"):
+        raise ValueError(f"TF_CONFIG task type {task_type!r}: only 'chief' and 'worker' "
+                         f"tasks train; {help_text}")
+    if not 0 <= task_index < len(cluster.get(task_type, [])):
+        raise ValueError(f"TF_CONFIG task {task_type} {task_index} is not in its cluster "
+                         f"{cluster}; {help_text}")
+    return cluster_role(cluster, task_type, task_index)
+
+
+def cluster_role(cluster, task_type, task_index):
+    """``describe_tf_config``'s dict for a cluster ``{job: [address, ...]}`` and one task;
+    ``rank`` numbers the training tasks 0 .. workers - 1, the chief first."""
+    chiefs = len(cluster.get("chief", []))
+    task_index = int(task_index or 0)
+    return {
+        "workers": max(1, chiefs + len(cluster.get("worker", []))),
+        "task_type": task_type,
+        "task_index": task_index,
+        "rank": task_index + (chiefs if task_type == "worker" else 0),  # chief first
+        "chief": task_type == "chief" or (task_type == "worker" and task_index == 0 and not chiefs),
+    }
+
+
+def worker_role(strategy):
+    """``describe_tf_config``'s dict for this process under ``strategy``.
+
+    One process without a cluster (the default or a mirrored strategy) is the chief of
+    a one-worker cluster.
+    """
+    resolver = getattr(strategy, "cluster_resolver", None)
+    cluster = resolver.cluster_spec().as_dict() if resolver is not None else {}
+    if not cluster:
+        return cluster_role({}, "chief", 0)
+    return cluster_role(cluster, resolver.task_type, resolver.task_id)
+
+
+_multi_worker_strategy = None  # one per process: collectives are configured once, at startup
 
 
 def make_strategy(name="none"):
-    """A ``tf.distribute`` strategy.
+    """A ``tf.distribute`` strategy; create it before any other TensorFlow op runs.
 
     ``"none"``: the default strategy (one device). ``"mirrored"``: MirroredStrategy
     over every visible GPU (or every logical CPU device when there is no GPU).
     ``"auto"``: MultiWorkerMirroredStrategy when ``TF_CONFIG`` is set, else
-    MirroredStrategy when more than one GPU is visible, else the default.
+    MirroredStrategy when more than one GPU is visible, else the default; it prints
+    its choice and the reason to stderr.
+
+    MultiWorkerMirroredStrategy configures TensorFlow's collective ops, which is only
+    possible before the first op runs, so it is created once per process and reused.
     """
     import tensorflow as tf
 
+    global _multi_worker_strategy
     if name not in STRATEGIES:
         raise ValueError(f"strategy={name!r} is not one of {list(STRATEGIES)}")
     if name == "auto":
         if os.environ.get("TF_CONFIG"):
-            return tf.distribute.MultiWorkerMirroredStrategy()
-        if len(tf.config.list_logical_devices("GPU")) > 1:
+            role = describe_tf_config(os.environ["TF_CONFIG"])
+            _say(
+                f"strategy auto: MultiWorkerMirroredStrategy, because TF_CONFIG names "
+                f"{role['workers']} workers; this is {role['task_type']} {role['task_index']}"
+                f" ({'the chief, writing the run dir' if role['chief'] else 'not the chief'})"
+            )
+            if _multi_worker_strategy is None:
+                try:
+                    _multi_worker_strategy = tf.distribute.MultiWorkerMirroredStrategy()
+                except RuntimeError as err:
+                    raise RuntimeError(
+                        f"{err}. TensorFlow already ran an op in this process: create the "
+                        "strategy first, in a fresh process (python -m resvae_keras train "
+                        "does), before loading data or setting seeds."
+                    ) from err
+            return _multi_worker_strategy
+        # physical, not logical, devices: listing logical ones would start TensorFlow's
+        # runtime and rule out a multi-worker strategy later in this process
+        gpus = len(tf.config.list_physical_devices("GPU"))
+        if gpus > 1:
+            _say(f"strategy auto: MirroredStrategy over {gpus} GPUs (TF_CONFIG is not set)")
             return tf.distribute.MirroredStrategy()
+        _say(f"strategy auto: the default strategy (one device), because TF_CONFIG is not "
+             f"set and {gpus} GPU{'' if gpus == 1 else 's'} {'is' if gpus == 1 else 'are'} "
+             "visible")
         return tf.distribute.get_strategy()
+    if os.environ.get("TF_CONFIG"):
+        _say(f"strategy {name}: TF_CONFIG is set but ignored; this process trains alone "
+             "(use strategy 'auto' to train with the cluster)")
     if name == "mirrored":
         gpus = tf.config.list_logical_devices("GPU")
         devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
         return tf.distribute.MirroredStrategy(devices=devices)
     return tf.distribute.get_strategy()
+
+
+def _say(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def worker_dir(run_dir, role):
+    """The temporary folder where a worker other than the chief writes its run files.
+
+    Its name is fixed by the run dir and the task, so a worker restarted after a kill
+    finds its ``backup/`` again; ``train`` removes it once the run completes.
+    """
+    run_dir = Path(run_dir).resolve()
+    digest = hashlib.sha1(str(run_dir).encode()).hexdigest()[:8]
+    name = f"resvae-{run_dir.name}-{digest}-{role['task_type']}{role['task_index']}"
+    return Path(tempfile.gettempdir()) / name
+
+
+def _from_every_worker(strategy, role, value):
+    """``value`` (a number) of every worker, in task order; also a barrier.
+
+    One all-reduce: each worker contributes its value at its own position.
+    """
+    import tensorflow as tf
+
+    slots = np.zeros(role["workers"], "float64")
+    slots[role["rank"]] = value
+    per_worker = strategy.num_replicas_in_sync // role["workers"]
+    total = strategy.reduce(
+        tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.constant(slots)), axis=None
+    )
+    return keras.ops.convert_to_numpy(total) / per_worker
+
+
+def _backup_epoch(backup_dir):
+    """The epoch a ``BackupAndRestore`` folder resumes at (0 when it holds none)."""
+    path = Path(backup_dir) / "training_metadata.json"
+    return int(json.loads(path.read_text())["epoch"]) if path.exists() else 0
+
+
+def _scalar_results_with_a_batch_axis(model):
+    """Work around Keras 3 under several workers: it averages a step's per-replica results
+    with ``strategy.reduce(MEAN, axis=0)``, which fails on scalar metrics ("Invalid
+    reduction dimension 0", tensorflow/tensorflow#72388). With a leading axis of one
+    that reduction is the plain mean over the replicas. The saved model is unchanged."""
+    for name in ("train_step", "test_step"):
+        step = getattr(model, name)
+
+        def with_axis(data, step=step):
+            return {key: keras.ops.reshape(value, (1,)) for key, value in step(data).items()}
+
+        setattr(model, name, with_axis)
+
+
+def shard_by_data(dataset):
+    """``dataset`` with AutoShardPolicy.DATA: under MultiWorkerMirroredStrategy every worker
+    runs the same (same-seed) pipeline of global batches and keeps its own slice of each.
+    No effect with one worker."""
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
 
 
 def set_precision(policy):
@@ -129,21 +310,131 @@ class EpochTimer(keras.callbacks.Callback):
 
 
 class StopOnNaN(keras.callbacks.TerminateOnNaN):
-    """TerminateOnNaN that remembers why, so ``train`` can raise a clear error."""
+    """TerminateOnNaN that remembers where, so ``train`` can raise a clear error."""
 
-    message = None
+    def __init__(self):
+        super().__init__()
+        self.where = None
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
 
     def on_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
-        if loss is not None and not np.isfinite(float(loss)):
-            self.message = (
-                f"training stopped: the loss became {float(loss)} at batch {batch}. "
-                "Try a lower learning_rate, a KL warm-up (kl_warmup_steps), "
-                "likelihood='gaussian' instead of the learned variance, or float32 "
-                "instead of mixed precision; check the data for NaNs."
-            )
-            print(self.message)
+        if loss is not None and not np.isfinite(float(loss)) and self.where is None:
+            self.where = (self._epoch, batch, float(loss))
+            print(f"the loss became {float(loss)} in epoch {self._epoch + 1}, batch {batch}: "
+                  "stopping", file=sys.stderr)
             self.model.stop_training = True
+
+
+def finite_epoch(model, logs) -> bool:
+    """True when the epoch's loss and every weight of ``model`` are finite (safe to save)."""
+    from resvae_keras.model import nonfinite_weights
+
+    return bool(np.isfinite((logs or {}).get("loss", 0.0))) and not nonfinite_weights(model)
+
+
+def _state_bytes(model) -> int:
+    """About the bytes a checkpoint of ``model`` takes: weights, optimizer state, 1 MiB slack."""
+    variables = list(model.weights) + list(getattr(model.optimizer, "variables", []))
+    return sum(int(np.prod(v.shape)) * 4 for v in variables) + 2**20
+
+
+def save_model(model, path):
+    """``model.save(path)`` through a temporary file beside ``path``, after a free-space
+    check: ``path`` always holds either its old content or the complete new model."""
+    path = Path(path)
+    check_free_space(path.parent, _state_bytes(model), f"saving {path.name}")
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    except OSError as error:
+        raise OSError(error.errno, error.strerror or str(error), display_path(path)) from error
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class Checkpoints(keras.callbacks.Callback):
+    """After each epoch: ``last.keras``, and ``model.keras`` when ``monitor`` improved on ``best``.
+
+    Epochs whose loss or weights are not finite are not saved. ``last_epoch`` is the last
+    epoch saved in this ``fit`` (``None`` when none was) and ``first_epoch`` the first one run.
+    """
+
+    def __init__(self, run_dir, monitor, best=math.inf):
+        super().__init__()
+        self.run_dir = Path(run_dir)
+        self.monitor = monitor
+        self.best = best
+        self.first_epoch = self.last_epoch = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.first_epoch is None:
+            self.first_epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not finite_epoch(self.model, logs):
+            return
+        save_model(self.model, self.run_dir / "last.keras")
+        self.last_epoch = epoch
+        value = (logs or {}).get(self.monitor)
+        if value is not None and np.isfinite(value) and value < self.best:
+            self.best = float(value)
+            save_model(self.model, self.run_dir / "model.keras")
+
+
+class Backup(keras.callbacks.BackupAndRestore):
+    """``BackupAndRestore`` that writes atomically after a free-space check, skips
+    non-finite epochs, and sets ``learning_rate`` after restoring (it may have changed)."""
+
+    def __init__(self, backup_dir, learning_rate):
+        super().__init__(str(backup_dir))
+        self.learning_rate = float(learning_rate)
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self.model.optimizer.learning_rate = self.learning_rate
+
+    def on_epoch_end(self, epoch, logs=None):
+        if finite_epoch(self.model, logs):
+            super().on_epoch_end(epoch, logs)
+
+    def _save_model(self):
+        folder = Path(self.backup_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        check_free_space(folder, _state_bytes(self.model), "the training backup")
+        tmp_weights = folder / f".latest.tmp-{os.getpid()}.weights.h5"
+        tmp_meta = folder / f".metadata.tmp-{os.getpid()}.json"
+        try:
+            self.model.save_weights(str(tmp_weights), overwrite=True)
+            tmp_meta.write_text(json.dumps({"epoch": self._current_epoch, "batch": 0}))
+            # weights first: a crash between the renames redoes an epoch, never skips one
+            os.replace(tmp_weights, self._weights_path)
+            os.replace(tmp_meta, self._training_metadata_path)
+        except OSError as error:
+            raise OSError(error.errno, error.strerror or str(error), display_path(folder)) from error
+        finally:
+            tmp_weights.unlink(missing_ok=True)
+            tmp_meta.unlink(missing_ok=True)
+
+
+def unreadable_backup(backup_dir) -> str | None:
+    """Why ``backup_dir`` cannot be restored (``None`` when it can): every weight is read."""
+    import h5py
+
+    folder = Path(backup_dir)
+    try:
+        epoch = json.loads((folder / "training_metadata.json").read_text())["epoch"]
+        if int(epoch) < 0:
+            raise ValueError(f"epoch {epoch}")
+        with h5py.File(folder / "latest.weights.h5", "r") as weights:
+            weights.visititems(lambda _, item: item[()] if isinstance(item, h5py.Dataset) else None)
+    except Exception as error:  # any damage means: do not restore from it
+        return f"{type(error).__name__}: {error}"
+    return None
 
 
 class SaveGrids(keras.callbacks.Callback):
@@ -157,7 +448,7 @@ class SaveGrids(keras.callbacks.Callback):
         self.seed = seed
 
     def on_epoch_end(self, epoch, logs=None):
-        if (epoch + 1) % self.every:
+        if (epoch + 1) % self.every or not finite_epoch(self.model, logs):
             return
         rows = [
             self.images,
@@ -187,72 +478,256 @@ def load_history(run_dir):
     return history.drop_duplicates("epoch", keep="last").reset_index(drop=True)
 
 
+def prepare_data(config):
+    """``data.load_cache(config)``, one process at a time on this machine.
+
+    Workers started together on one machine share the data and cache folders: the
+    first builds them, the others wait for it and reuse them (an exclusive lock on
+    ``<cache_dir>/.prepare.lock``; no lock where ``fcntl`` is missing). Runs no
+    TensorFlow op.
+    """
+    lock_path = config.cache_path / ".prepare.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as lock:
+        if fcntl is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+        return data.load_cache(config)
+
+
 def compile_model(model, config):
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
     return model
 
 
-def train(config: Config, verbose="auto", callbacks=()):
+def check_config(config: Config) -> None:
+    """Raise ``ValueError`` naming the first setting of ``config`` that cannot work.
+
+    ``train`` calls it before it reads data or writes anything.
+    """
+    from resvae_keras.model import (
+        ARCHITECTURES,
+        KINDS,
+        RECONSTRUCTION_LIKELIHOODS,
+        _check_architecture,
+    )
+
+    def fail(name, expected):
+        raise ValueError(
+            f"{name}={getattr(config, name)!r} ({option_name(name)}): expected {expected}"
+        )
+
+    counts = ["epochs", "batch_size", "latent_dim", "image_size", "grid_every"]
+    for name in counts + (["max_images"] if config.max_images is not None else []):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            fail(name, "a positive integer")
+    if not (isinstance(config.kl_warmup_steps, (int, np.integer)) and config.kl_warmup_steps >= 0):
+        fail("kl_warmup_steps", "an integer >= 0")
+    if not (math.isfinite(config.learning_rate) and config.learning_rate > 0):
+        fail("learning_rate", "a positive number, e.g. 0.001")
+    if not (math.isfinite(config.beta) and config.beta >= 0):
+        fail("beta", "a number >= 0")
+    if not 0 <= config.sigma_min < 1:
+        fail("sigma_min", "a number in [0, 1) (0: no floor)")
+    choices = {"kind": KINDS, "likelihood": tuple(RECONSTRUCTION_LIKELIHOODS),
+               "architecture": ARCHITECTURES, "strategy": STRATEGIES,
+               "mixed_precision": PRECISIONS}
+    for name, allowed in choices.items():
+        if getattr(config, name) not in allowed:
+            fail(name, f"one of {list(allowed)}")
+    _check_architecture(config.image_size, config.widths, config.blocks_per_stage,
+                        config.latent_dim)
+
+
+def has_trained_state(run_dir) -> bool:
+    """True when ``run_dir`` holds anything a re-run would continue from."""
+    run_dir = Path(run_dir)
+    return any((run_dir / name).exists() for name in ("model.keras", "last.keras", "backup")) or (
+        not load_history(run_dir).empty
+    )
+
+
+def changed_settings(saved: Config, asked: Config) -> list[str]:
+    """Config fields in which ``asked`` differs from the run's ``saved`` one, other than
+    ``CONTINUABLE``; paths are compared after resolving them."""
+    changed = []
+    for name, value in saved.to_dict().items():
+        if name in CONTINUABLE:
+            continue
+        new = getattr(asked, name)
+        if name == "data_dir":
+            value, new = (saved.resolve(value) if value else None), (asked.resolve(new) if new else None)
+        elif name == "widths":
+            value, new = tuple(value), tuple(new)
+        if value != new:
+            changed.append(name)
+    return changed
+
+
+def _settings_message(run_dir: Path, saved: Config, asked: Config, changed: list[str]) -> str:
+    shown = display_path(run_dir)
+    lines = [f"{shown} holds a run trained with other settings; it was not changed:"]
+    lines += [f"  {option_name(n)}: {getattr(saved, n)!r} in the run, {getattr(asked, n)!r} now"
+              for n in changed]
+    suffix = 2
+    while run_dir.with_name(f"{run_dir.name}-{suffix}").exists():
+        suffix += 1
+    new_dir = str(Path(asked.run_dir or f"runs/{asked.profile}").with_name(f"{run_dir.name}-{suffix}"))
+    lines += [
+        "To continue it, drop those options (a run may change only --epochs and "
+        "--learning-rate). To train these settings, start a new run in another folder:",
+        f"  {asked.train_command(run_dir=new_dir)}",
+        f"or delete {shown} to start it over.",
+    ]
+    return "\n".join(lines)
+
+
+def _best_model(run_dir):
+    """``model.keras`` of a run (``last.keras`` if no epoch improved the monitored loss)."""
+    from resvae_keras.model import load_model
+
+    path = Path(run_dir) / "model.keras"
+    return load_model(path if path.exists() else Path(run_dir) / "last.keras")
+
+
+def _diverged_message(config: Config, where, kept_epochs: int) -> str:
+    epoch, batch, loss = where
+    shown = display_path(config.run_path)
+    lower = float(f"{config.learning_rate / 2:.2g}")
+    if kept_epochs:
+        kept = (f"{shown} keeps its last good state: last.keras after epoch {kept_epochs} "
+                "and the best model.keras. Re-run with a lower learning_rate to continue from "
+                "there:")
+    else:
+        kept = "No epoch had finished, so nothing was saved. Re-run with a lower learning_rate:"
+    return "\n".join([
+        f"training diverged: the loss became {loss} in epoch {epoch + 1}, batch {batch}; "
+        "nothing of that epoch was saved.",
+        kept,
+        f"  {config.train_command(learning_rate=lower)}",
+        "If it diverges again, start a new run with a KL warm-up (--kl-warmup-steps 500), "
+        "--likelihood gaussian or --mixed-precision float32, in another folder "
+        "(--run-dir), and check the data for NaNs.",
+    ])
+
+
+def train(config: Config, verbose="auto", callbacks=(), strategy=None):
     """Train ``config`` into ``config.run_path``; returns ``(model, history DataFrame)``.
 
-    The best model by validation loss is ``model.keras`` in the run dir. Raises
-    ``TrainingDivergedError`` when the loss becomes NaN. Runs under
-    ``config.mixed_precision`` and restores the previous dtype policy afterwards.
+    The best model by validation negative ELBO (``val_neg_elbo``; ``val_loss`` for the
+    autoencoder) is ``model.keras`` in the run dir. Raises, before anything is written,
+    ``ValueError`` for a setting that cannot work (``check_config``, a batch larger than
+    the training split) and ``RunSettingsError`` when the run dir holds a run with other
+    settings; ``TrainingDivergedError`` when the loss becomes NaN (the last good epoch
+    is kept); ``OSError`` when a file cannot be written (e.g. ``DiskFullError``).
+    Runs under ``config.mixed_precision`` and restores the previous dtype policy afterwards.
+
+    ``strategy``: a ``tf.distribute`` strategy, or ``None`` for ``make_strategy(config.strategy)``.
+    The order matters for several workers (``TF_CONFIG``): the data first (no TensorFlow op
+    runs there, and its decoding processes fork before the strategy's network threads
+    exist), then the strategy, then everything else. ``config.batch_size`` is the batch of
+    one worker: each step trains on a global batch of ``batch_size * workers`` images,
+    sharded by ``shard_by_data``. Only the chief writes the run dir.
     """
     with precision(config.mixed_precision):
-        return _train(config, verbose, callbacks)
+        return _train(config, verbose, callbacks, strategy)
 
 
-def _train(config: Config, verbose, callbacks):
-    from resvae_keras import data
-    from resvae_keras.model import ResVAE, build_model
+def _train(config: Config, verbose, callbacks, strategy):
+    from resvae_keras.model import build_model, load_model
 
-    keras.utils.set_random_seed(config.seed)
+    check_config(config)
     run_dir = config.run_path
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config.save(run_dir / "config.json")
+    if (run_dir / "config.json").is_file() and has_trained_state(run_dir):
+        saved = Config.load(run_dir / "config.json")
+        changed = changed_settings(saved, config)
+        if changed:
+            raise RunSettingsError(_settings_message(run_dir, saved, config, changed))
 
-    cache = data.load_cache(config)
+    cache = prepare_data(config)
+    if strategy is None:
+        strategy = make_strategy(config.strategy)
+    role = worker_role(strategy)
+    keras.utils.set_random_seed(config.seed)
+    # Only the chief writes the run dir. Any other worker writes the same files (its
+    # callbacks run in step with the chief's) into a temporary folder of its own.
+    out_dir = run_dir if role["chief"] else worker_dir(run_dir, role)
+    n_train = len(cache.split_indices("train"))
+    global_batch = config.batch_size * role["workers"]
+    if n_train < global_batch:
+        workers = f" x {role['workers']} workers" if role["workers"] > 1 else ""
+        raise ValueError(
+            f"batch_size={config.batch_size}{workers} (--batch-size) is larger than the "
+            f"{n_train} training images, so not one full batch exists and nothing would be "
+            f"trained; use --batch-size {n_train // role['workers']} or less, or more images "
+            "(--max-images)"
+        )
     train_ds = data.make_dataset(
-        cache, "train", config.batch_size, shuffle=True, seed=config.seed, drop_remainder=True
+        cache, "train", global_batch, shuffle=True, seed=config.seed, drop_remainder=True
     )
-    val_ds = data.make_dataset(cache, "val", config.batch_size, shuffle=False)
+    val_ds = data.make_dataset(cache, "val", global_batch, shuffle=False)
+    train_ds, val_ds = shard_by_data(train_ds), shard_by_data(val_ds)
     val_images = data.as_float_images(cache.images_of("val")[:8])
 
-    history = load_history(run_dir)
-    interrupted = (run_dir / "backup").exists()
-    last = run_dir / "last.keras"
-    strategy = make_strategy(config.strategy)
+    backup = out_dir / "backup"
+    reason = unreadable_backup(backup) if backup.exists() else None
+    if reason:
+        shutil.rmtree(backup)
+        print(f"warning: {display_path(backup)} could not be read ({reason}); it was removed, "
+              "and training continues from last.keras", file=sys.stderr)
+    interrupted = backup.exists()
+    # A finished run that is continued: another worker reads the chief's files where it
+    # sees them (one machine, or a shared folder).
+    state_dir = out_dir if interrupted or role["chief"] else run_dir
+    history = load_history(state_dir)
+    last = state_dir / "last.keras"
+    continued = last.exists() and len(history) > 0 and not interrupted
+    if role["workers"] > 1:  # also waits until every worker is ready
+        start = _backup_epoch(backup) if interrupted else len(history) if continued else 0
+        starts = _from_every_worker(strategy, role, start)
+        if len(set(starts)) > 1:
+            raise RuntimeError(
+                f"the workers would resume at different epochs {starts.astype(int).tolist()} "
+                "(chief first). Restart every worker with its backup in place, or, to continue "
+                f"a finished run, give every worker a copy of the chief's run dir {run_dir}."
+            )
     with strategy.scope():
-        if last.exists() and len(history) and not interrupted:
+        if continued:
             # A finished run asked for more epochs: continue with the optimizer state.
-            model = keras.models.load_model(last)
-            if not isinstance(model, ResVAE):
-                raise TypeError(f"{last} does not hold a ResVAE")
+            model = load_model(last)
+            model.optimizer.learning_rate = config.learning_rate
             initial_epoch = len(history)
         else:
             model = compile_model(build_model(config), config)
             initial_epoch = 0  # BackupAndRestore moves it to the last completed epoch
             if not interrupted:
-                (run_dir / "history.csv").unlink(missing_ok=True)
+                (out_dir / "history.csv").unlink(missing_ok=True)
                 history = history.iloc[0:0]
+    if role["workers"] > 1:
+        _scalar_results_with_a_batch_axis(model)
     if initial_epoch >= config.epochs:
         print(f"{run_dir.name}: already trained for {initial_epoch} epochs; nothing to do.")
-        return keras.models.load_model(run_dir / "model.keras"), history
+        model = _best_model(state_dir)
+        if not role["chief"]:
+            shutil.rmtree(out_dir, ignore_errors=True)
+        return model, history
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config.save(out_dir / "config.json")
 
+    monitor = "val_loss" if config.kind == "ae" else "val_neg_elbo"
+    best = float(history[monitor].min()) if monitor in history and len(history) else math.inf
     nan_stop = StopOnNaN()
+    checkpoints = Checkpoints(out_dir, monitor, best=best if math.isfinite(best) else math.inf)
     wall_offset = float(history["wall_time_s"].iloc[-1]) if "wall_time_s" in history else 0.0
     all_callbacks = [
         EpochTimer(wall_offset),
         KLWarmup(config.beta, config.kl_warmup_steps),
         nan_stop,
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
-        keras.callbacks.ModelCheckpoint(
-            str(run_dir / "model.keras"), monitor="val_loss", save_best_only=True
-        ),
-        keras.callbacks.ModelCheckpoint(str(run_dir / "last.keras")),
-        SaveGrids(val_images, run_dir / "grids", every=config.grid_every, seed=config.seed),
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+        checkpoints,
+        SaveGrids(val_images, out_dir / "grids", every=config.grid_every, seed=config.seed),
+        keras.callbacks.CSVLogger(str(out_dir / "history.csv"), append=True),
+        # last of the writers: a crash before it redoes the epoch from the previous backup
+        Backup(backup, config.learning_rate),
         *callbacks,
     ]
     model.fit(
@@ -264,14 +739,29 @@ def _train(config: Config, verbose, callbacks):
         verbose=verbose,
         shuffle=False,  # the tf.data pipeline shuffles, with the run's seed
     )
-    if nan_stop.message:
-        raise TrainingDivergedError(nan_stop.message)
-    return keras.models.load_model(run_dir / "model.keras"), load_history(run_dir)
+    try:
+        if nan_stop.where:
+            # history.csv keeps only the epochs whose state was saved
+            saved_until = (checkpoints.last_epoch + 1 if checkpoints.last_epoch is not None
+                           else checkpoints.first_epoch or 0)
+            history = load_history(out_dir)
+            history = history[history["epoch"] < saved_until] if len(history) else history
+            if len(history):
+                history.to_csv(out_dir / "history.csv", index=False)
+            else:
+                (out_dir / "history.csv").unlink(missing_ok=True)
+            raise TrainingDivergedError(_diverged_message(config, nan_stop.where, len(history)))
+        return _best_model(out_dir), load_history(out_dir)
+    finally:
+        if not role["chief"]:
+            shutil.rmtree(out_dir, ignore_errors=True)  # the chief's run dir has the run
 
 
 def load_or_train(config: Config):
     """The run's best model, training it first when ``model.keras`` is missing."""
+    from resvae_keras.model import load_model
+
     path = config.run_path / "model.keras"
     if not path.exists() or (config.run_path / "backup").exists():
         return train(config)[0]
-    return keras.models.load_model(path)
+    return load_model(path)

@@ -1,22 +1,32 @@
+import errno
 import json
+import math
+import os
+import socket
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import keras
 import numpy as np
 import pandas as pd
 import pytest
 
-from resvae_keras.config import Config
+from resvae_keras.config import Config, get_profile
+from resvae_keras.model import ResVAE, load_model
 from resvae_keras.train import (
+    Checkpoints,
     KLWarmup,
+    RunSettingsError,
     TrainingDivergedError,
+    describe_tf_config,
     load_history,
     make_strategy,
     precision,
     set_precision,
     train,
+    worker_dir,
 )
 
 
@@ -96,15 +106,116 @@ def test_finished_run_continues_with_its_optimizer_state(tiny_config):
     assert list(history["epoch"]) == [0, 1, 2]
 
 
-def test_nan_loss_stops_training_with_a_clear_message(tiny_config):
-    class PoisonWeights(keras.callbacks.Callback):
-        def on_train_batch_begin(self, batch, logs=None):
-            if batch == 2:
-                kernel = self.model.decoder.get_layer("to_subpixels").kernel
-                kernel.assign(np.full(kernel.shape, np.nan, "float32"))
+class _PoisonWeights(keras.callbacks.Callback):
+    """Sets a decoder kernel to NaN at ``batch`` of ``epoch``: the loss diverges there."""
 
-    with pytest.raises(TrainingDivergedError, match="learning_rate"):
-        train(tiny_config, verbose=0, callbacks=[PoisonWeights()])
+    def __init__(self, epoch, batch=2):
+        super().__init__()
+        self.epoch, self.batch, self._now = epoch, batch, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._now = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if (self._now, batch) == (self.epoch, self.batch):
+            kernel = self.model.decoder.get_layer("to_subpixels").kernel
+            kernel.assign(np.full(kernel.shape, np.nan, "float32"))
+
+
+def test_diverged_run_keeps_its_last_good_epoch_and_the_advice_works(tiny_config):
+    with pytest.raises(TrainingDivergedError) as info:
+        train(tiny_config, verbose=0, callbacks=[_PoisonWeights(epoch=1)])
+    message = str(info.value)
+    assert "epoch 2, batch 2" in message and "after epoch 1" in message
+    assert "--learning-rate 0.0005" in message  # half of 1e-3, the command to run next
+    run = tiny_config.run_path
+    assert not (run / "backup").exists()
+    assert list(load_history(run)["epoch"]) == [0]  # the diverged epoch is not recorded
+    for name in ("model.keras", "last.keras"):
+        load_model(run / name)  # finite: load_model refuses NaN weights
+
+    # As the message says: the same run with a lower learning rate continues from epoch 1.
+    recorder = _EpochRecorder()
+    _, history = train(tiny_config.replace(learning_rate=5e-4), verbose=0, callbacks=[recorder])
+    assert recorder.epochs == [1] and list(history["epoch"]) == [0, 1]
+    last = load_model(run / "last.keras")
+    assert float(last.optimizer.learning_rate) == pytest.approx(5e-4)
+
+    # Other settings are refused, even with nothing left to train; config.json stays.
+    with pytest.raises(RunSettingsError, match="--latent-dim: 4 in the run, 8 now"):
+        train(tiny_config.replace(epochs=1, latent_dim=8), verbose=0)
+    train(tiny_config.replace(epochs=1, learning_rate=1e-4), verbose=0)  # nothing to do
+    assert Config.load(run / "config.json") == tiny_config.replace(learning_rate=5e-4)
+
+
+def test_full_disk_keeps_the_last_checkpoint_and_the_rerun_resumes(tiny_config, monkeypatch, capsys):
+    saves, original_save = [], ResVAE.save
+
+    def save_until_the_disk_is_full(self, path, *args, **kwargs):
+        saves.append(path)
+        if len(saves) > 2:  # epoch 0 wrote last.keras and model.keras; epoch 1 fails
+            open(path, "wb").write(b"PK\x03\x04 cut short")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original_save(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(ResVAE, "save", save_until_the_disk_is_full)
+    with pytest.raises(OSError) as info:
+        train(tiny_config, verbose=0)
+    monkeypatch.undo()
+    assert info.value.errno == errno.ENOSPC and "last.keras" in str(info.value)
+    run = tiny_config.run_path
+    assert not [p.name for p in run.rglob(".*")]  # no temporary file left behind
+    load_model(run / "last.keras")  # still the complete epoch-1 checkpoint
+    assert list(load_history(run)["epoch"]) == [0]
+
+    # Resuming with other settings is refused by name, before any work.
+    with pytest.raises(RunSettingsError, match="--latent-dim: 4 in the run, 8 now") as refused:
+        train(tiny_config.replace(latent_dim=8), verbose=0)
+    assert "--run-dir" in str(refused.value) and "-2" in str(refused.value)
+    assert Config.load(run / "config.json") == tiny_config
+
+    # A damaged backup (as an older version left it) is set aside with a warning.
+    (run / "backup" / "latest.weights.h5").write_bytes(b"\x89HDF\r\n\x1a\n cut short")
+    recorder = _EpochRecorder()
+    _, history = train(tiny_config, verbose=0, callbacks=[recorder])
+    assert "could not be read" in capsys.readouterr().err
+    assert recorder.epochs == [1] and list(history["epoch"]) == [0, 1]
+
+
+def test_checkpoints_follow_the_neg_elbo_and_skip_non_finite_weights(tmp_path):
+    model = ResVAE(image_size=16, widths=(8,), blocks_per_stage=0, latent_dim=2)
+    model.compile(optimizer=keras.optimizers.Adam())
+    model.optimizer.build(model.trainable_variables)
+    checkpoints = Checkpoints(tmp_path, monitor="val_neg_elbo")
+    checkpoints.set_model(model)
+    checkpoints.on_epoch_end(0, {"loss": 50.0, "val_loss": 40.0, "val_neg_elbo": 60.0})
+    first = (tmp_path / "model.keras").read_bytes()
+    # During a KL warm-up val_loss can fall while the negative ELBO rises: not "better".
+    model.log_sigma.assign(-1.0)
+    checkpoints.on_epoch_end(1, {"loss": 45.0, "val_loss": 30.0, "val_neg_elbo": 65.0})
+    assert (tmp_path / "model.keras").read_bytes() == first
+    assert float(load_model(tmp_path / "last.keras").log_sigma) == -1.0
+    model.log_sigma.assign(np.nan)
+    checkpoints.on_epoch_end(2, {"loss": 40.0, "val_loss": 20.0, "val_neg_elbo": 55.0})
+    assert checkpoints.last_epoch == 1  # nothing saved from non-finite weights
+    assert float(load_model(tmp_path / "last.keras").log_sigma) == -1.0
+
+
+@pytest.mark.parametrize(
+    "override, match",
+    [
+        ({"image_size": 63}, "image_size=63"),
+        ({"epochs": 0}, r"epochs=0 \(--epochs\)"),
+        ({"learning_rate": 0.0}, "learning_rate=0.0"),
+        ({"batch_size": 64}, "larger than the 48 training images"),
+    ],
+)
+def test_bad_settings_are_refused_before_anything_is_written(tiny_config, override, match):
+    with pytest.raises(ValueError, match=match):
+        train(tiny_config.replace(**override), verbose=0)
+    assert not tiny_config.run_path.exists()
+    if "batch_size" not in override:  # refused before the data is even read
+        assert not tiny_config.cache_path.exists()
 
 
 def test_kl_warmup_ramps_linearly_and_history_records_beta(tiny_config):
@@ -113,6 +224,7 @@ def test_kl_warmup_ramps_linearly_and_history_records_beta(tiny_config):
     _, history = train(tiny_config.replace(beta=2.0, kl_warmup_steps=24), verbose=0)
     # 6 steps per epoch: the beta at the end of epoch 1 is 2 * 5/24, at the end of epoch 2 2 * 11/24.
     np.testing.assert_allclose(history["beta"], [2 * 5 / 24, 2 * 11 / 24], rtol=1e-6)
+    assert "val_neg_elbo" in history  # the checkpoint criterion, at beta = 1 throughout
     with pytest.raises(ValueError, match="warmup_steps=-1"):
         KLWarmup(1.0, -1)
 
@@ -207,3 +319,147 @@ def test_two_logical_devices_give_the_single_device_loss():
     assert result["replicas"] == 2
     assert result["mirrored"] == pytest.approx(result["single"], rel=1e-5)
     assert result["max_weight_diff"] < 1e-5
+
+
+def _tf_config(task_type, index, cluster=None):
+    cluster = cluster or {"worker": ["localhost:1", "localhost:2"]}
+    return json.dumps({"cluster": cluster, "task": {"type": task_type, "index": index}})
+
+
+def test_tf_config_names_the_chief_and_counts_the_workers():
+    assert describe_tf_config(_tf_config("worker", 0)) == {
+        "workers": 2, "task_type": "worker", "task_index": 0, "rank": 0, "chief": True
+    }
+    assert not describe_tf_config(_tf_config("worker", 1))["chief"]
+    with_chief = {"chief": ["a:1"], "worker": ["b:1", "c:1"]}
+    assert describe_tf_config(_tf_config("chief", 0, with_chief))["chief"]
+    second = describe_tf_config(_tf_config("worker", 1, with_chief))
+    assert (second["workers"], second["rank"], second["chief"]) == (3, 2, False)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("{not json", "not a JSON object"),
+        (json.dumps({"cluster": {"worker": ["a:1"]}}), "not a JSON object"),
+        (_tf_config("worker", 2), "worker 2 is not in its cluster"),
+        (_tf_config("evaluator", 0, {"worker": ["a:1"], "evaluator": ["b:1"]}), "only 'chief'"),
+    ],
+)
+def test_bad_tf_config_says_what_is_wrong(text, message):
+    with pytest.raises(ValueError, match=message) as err:
+        describe_tf_config(text)
+    assert "Training on several machines" in str(err.value)
+
+
+def test_auto_strategy_says_what_it_chose_and_why(monkeypatch, capsys):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    strategy = make_strategy("auto")
+    assert strategy.num_replicas_in_sync == 1  # no GPU on the test machine
+    assert "strategy auto: the default strategy (one device), because TF_CONFIG is not set" in (
+        capsys.readouterr().err
+    )
+
+
+def test_worker_dir_is_fixed_per_run_and_task_and_outside_the_run_dir(tmp_path):
+    role = describe_tf_config(_tf_config("worker", 1))
+    first = worker_dir(tmp_path / "run", role)
+    assert first == worker_dir(tmp_path / "run", role)  # a restarted worker finds its backup
+    assert first != worker_dir(tmp_path / "other", role)
+    assert first != worker_dir(tmp_path / "run", describe_tf_config(_tf_config("worker", 0)))
+    assert tmp_path / "run" not in first.parents
+
+
+# The demo profile with 300 faces instead of 3000 (drawing them is most of the cost), then
+# the command line exactly as a user runs it.
+_CLI_WITH_300_DEMO_FACES = (
+    "import resvae_keras.config as c; c._PROFILE_OVERRIDES['demo']['demo_images'] = 300; "
+    "from resvae_keras.__main__ import main; main()"
+)
+
+
+def _free_localhost_ports(n):
+    sockets = []
+    try:
+        for _ in range(n):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sockets.append(sock)
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    except OSError as err:
+        pytest.skip(f"sockets on localhost are unavailable here ({err}); two workers need them")
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def test_two_workers_over_loopback_train_like_one_process(tmp_path, monkeypatch):
+    """Two worker processes (MultiWorkerMirroredStrategy over localhost) train one epoch.
+
+    Both exit 0, only the chief writes its run dir, and the loss matches this process
+    training the same global batch (2 x 16) with the same seed. This process uses a
+    one-device MirroredStrategy: Keras draws one batch to build a model made under any
+    strategy, so such runs start one shuffle later than a run without one. The
+    deterministic autoencoder keeps sampling noise out (each worker draws its own);
+    the agreement is then float round-off, about 1e-6 relative, checked at 1e-4.
+    """
+    ports = _free_localhost_ports(2)
+    cluster = {"worker": [f"localhost:{port}" for port in ports]}
+    monkeypatch.setenv("RESVAE_HOME", str(tmp_path))  # data, cache and runs land under tmp_path
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {
+        **os.environ,
+        "TMPDIR": str(temp),
+        "PYTHONPATH": os.pathsep.join(
+            [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]
+        ),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+    settings = dict(kind="ae", image_size=32, max_images=300, epochs=1, seed=0)
+    args = ["train", "--profile", "demo", "--kind", "ae", "--image-size", "32",
+            "--max-images", "300", "--epochs", "1", "--seed", "0", "--batch-size", "16",
+            "--strategy", "auto", "--verbose", "0"]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _CLI_WITH_300_DEMO_FACES, *args, "--run-dir", f"runs/mw{i}"],
+            env={**env, "TF_CONFIG": json.dumps(
+                {"cluster": cluster, "task": {"type": "worker", "index": i}})},
+            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for i in (0, 1)
+    ]
+    try:
+        single = train(
+            get_profile("demo", demo_images=300, batch_size=32, strategy="mirrored",
+                        run_dir=str(tmp_path / "runs" / "single"), **settings),
+            verbose=0,
+        )[1].iloc[0]
+        outputs = [worker.communicate(timeout=300) for worker in workers]
+    except subprocess.TimeoutExpired:
+        for worker in workers:
+            worker.kill()
+        pytest.fail("the two workers did not finish in 300 s: "
+                    + " | ".join(worker.communicate()[1][-1500:] for worker in workers))
+    finally:
+        for worker in workers:
+            if worker.poll() is None:  # the reference run above failed
+                worker.kill()
+    for worker, (_, err) in zip(workers, outputs, strict=True):
+        assert worker.returncode == 0, f"{worker.args[-1]} failed:\n{err[-3000:]}"
+    assert "MultiWorkerMirroredStrategy, because TF_CONFIG names 2 workers" in outputs[0][1]
+    assert "worker 1 done; the chief wrote the run dir" in outputs[1][0]
+
+    chief = tmp_path / "runs" / "mw0"
+    assert {"config.json", "history.csv", "model.keras", "last.keras", "grids"} == {
+        p.name for p in chief.iterdir()
+    }
+    assert not (tmp_path / "runs" / "mw1").exists()
+    assert list(temp.iterdir()) == []  # worker 1's temporary folder is removed
+    assert Config.load(chief / "config.json").batch_size == 16  # per worker
+
+    both = load_history(chief).iloc[0]
+    assert math.isfinite(both["loss"]) and math.isfinite(both["val_loss"])
+    assert both["loss"] == pytest.approx(single["loss"], rel=1e-4)
+    assert both["val_loss"] == pytest.approx(single["val_loss"], rel=1e-4)
