@@ -417,15 +417,19 @@ def load_sweep(root=None) -> pd.DataFrame:
 def validation_curve(history: pd.DataFrame, steps: float) -> tuple[np.ndarray, np.ndarray]:
     """``(optimizer steps, validation negative ELBO at beta = 1)`` after each epoch.
 
-    The ELBO at beta = 1 (``val_reconstruction_loss + val_kl_loss``), not ``val_loss``: the
-    latter is weighted by the warm-up's beta, so early epochs would not compare.
+    The ELBO at beta = 1 (``val_neg_elbo`` = ``val_reconstruction_loss + val_kl_loss``), not
+    ``val_loss``: the latter is weighted by the warm-up's beta, so early epochs would not
+    compare.
     ``steps`` is the run's total; every epoch has the same number of steps.
     """
     if not len(history):
         return np.zeros(0), np.zeros(0)
     per_epoch = float(steps) / len(history)
     x = per_epoch * (np.arange(len(history)) + 1)
-    y = (history["val_reconstruction_loss"] + history["val_kl_loss"]).to_numpy(float)
+    if "val_neg_elbo" in history:  # logged by train since it checkpoints on it
+        y = history["val_neg_elbo"].to_numpy(float)
+    else:
+        y = (history["val_reconstruction_loss"] + history["val_kl_loss"]).to_numpy(float)
     return x, y
 
 
