@@ -534,7 +534,11 @@ def prepare_data(config):
 
 
 def compile_model(model, config):
+    """Compile ``model`` with Adam at ``config.learning_rate`` and create the optimizer's
+    slots now: created inside the first traced train step instead, they make TensorFlow
+    trace that step twice (a few seconds per run on a CPU)."""
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+    model.optimizer.build(model.trainable_variables)
     return model
 
 

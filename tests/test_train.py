@@ -247,6 +247,16 @@ def test_bad_strategy_and_precision_names():
         set_precision("float8")
 
 
+def test_compile_model_creates_the_optimizer_slots_before_the_first_step(tiny_config):
+    from resvae_keras.model import build_model
+    from resvae_keras.train import compile_model
+
+    model = compile_model(build_model(tiny_config), tiny_config)
+    assert model.optimizer.built
+    # Adam: a first and a second moment for every trainable weight
+    assert len(model.optimizer.variables) >= 2 * len(model.trainable_variables)
+
+
 def test_precision_restores_the_previous_policy_even_after_an_error():
     with pytest.raises(RuntimeError, match="inside"):
         with precision("mixed_bfloat16"):
