@@ -115,6 +115,12 @@ def cmd_evaluate(args):
     )
     print(f"wrote {os.path.join(args.run_dir, 'metrics.json')}")
     print(json.dumps(metrics.get("summary", {}), indent=2))
+    rows = [*metrics["samples"].values(), *metrics.get("sample_references", {}).values()]
+    columns = ["face_rate", "swd_16_x1e3", "swd_32_x1e3", "swd_64_x1e3", "swd_mean_x1e3",
+               "ms_ssim_between_samples"]
+    table = evaluate.sample_table(rows)
+    print("\nsamples and references (face rate in [0, 1], SWD x1e3 per level, pairwise MS-SSIM):")
+    print(table[[c for c in columns if c in table.columns]].round(3).to_string())
 
 
 def cmd_sample(args):
@@ -190,7 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="evaluate a run into metrics.json")
     p.add_argument("--run-dir", dest="run_dir", required=True)
     p.add_argument("--n-samples", dest="n_samples", type=int)
-    p.add_argument("--sampler", choices=["prior", "gmm"], default=None)
+    p.add_argument("--sampler", choices=["prior", "two_stage", "gmm"], default=None,
+                   help="one sampler (default: all)")
     p.add_argument("--data-dir", dest="data_dir",
                    help="only reconstruction metrics on every image of this CelebA-layout folder")
     p.add_argument("--allow-download", action="store_true",
@@ -202,7 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=64)
     p.add_argument("--out", required=True)
     p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--sampler", choices=["prior", "gmm"], default="prior")
+    p.add_argument("--sampler", choices=["prior", "two_stage", "gmm"], default="prior",
+                   help="two_stage loads the run's two_stage.keras (fits it first if missing)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_sample)
 

@@ -72,6 +72,8 @@ class Config:
         strategy: ``"none"``, ``"mirrored"`` or ``"auto"`` (see ``train.make_strategy``).
         mixed_precision: ``None``, ``"mixed_float16"`` (GPU) or ``"mixed_bfloat16"``.
         run_dir: output folder; ``None`` means ``runs/<profile>``.
+        two_stage_epochs: epochs of the second-stage VAE fitted on the codes after
+            training (``latent.TwoStageSampler``; seconds to minutes); 0 skips it.
     """
 
     profile: str = "demo"
@@ -101,6 +103,7 @@ class Config:
     mixed_precision: str | None = None
     run_dir: str | None = None
     grid_every: int = 1
+    two_stage_epochs: int = 50
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -158,6 +161,7 @@ _PROFILE_OVERRIDES: dict[str, dict] = {
         batch_size=64,
         epochs=5,
         learning_rate=2e-3,
+        two_stage_epochs=20,
     ),
     "celeba-subset": dict(
         cache_dir="data/cache/celeba-subset",

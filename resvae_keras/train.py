@@ -6,6 +6,8 @@ A run directory (``runs/<profile>`` unless ``config.run_dir`` says otherwise) ho
     history.csv      one row per epoch: loss terms, val_ terms, beta, epoch time, wall time
     model.keras      the best model by validation loss (ModelCheckpoint)
     last.keras       the model after the last completed epoch, optimizer state included
+    two_stage.keras  the second-stage VAE on model.keras's codes (``two_stage_sampler``),
+                     with two_stage_history.csv; refitted when model.keras is newer
     grids/epoch_NNN.png   originals / reconstructions / samples after each epoch
     backup/          BackupAndRestore state while a run is in progress
 
@@ -219,7 +221,10 @@ def train(config: Config, verbose="auto", callbacks=()):
                 history = history.iloc[0:0]
     if initial_epoch >= config.epochs:
         print(f"{run_dir.name}: already trained for {initial_epoch} epochs; nothing to do.")
-        return keras.models.load_model(run_dir / "model.keras"), history
+        model = keras.models.load_model(run_dir / "model.keras")
+        if config.two_stage_epochs > 0 and not two_stage_is_current(run_dir):
+            two_stage_sampler(config, model, cache, verbose=bool(verbose))
+        return model, history
 
     nan_stop = StopOnNaN()
     wall_offset = float(history["wall_time_s"].iloc[-1]) if "wall_time_s" in history else 0.0
@@ -247,7 +252,64 @@ def train(config: Config, verbose="auto", callbacks=()):
     )
     if nan_stop.message:
         raise TrainingDivergedError(nan_stop.message)
-    return keras.models.load_model(run_dir / "model.keras"), load_history(run_dir)
+    model = keras.models.load_model(run_dir / "model.keras")
+    if config.two_stage_epochs > 0 and not two_stage_is_current(run_dir):
+        two_stage_sampler(config, model, cache, verbose=bool(verbose))
+    return model, load_history(run_dir)
+
+
+def two_stage_path(run_dir, checkpoint: str = "model.keras") -> Path:
+    """The second stage fitted on the codes of ``checkpoint``: ``two_stage.keras`` for the
+    best model, ``two_stage_<checkpoint stem>.keras`` for another one (e.g. ``last.keras``)."""
+    stem = Path(checkpoint).stem
+    return Path(run_dir) / ("two_stage.keras" if stem == "model" else f"two_stage_{stem}.keras")
+
+
+def two_stage_is_current(run_dir, checkpoint: str = "model.keras") -> bool:
+    """True when the second stage exists and is not older than ``checkpoint``."""
+    path, source = two_stage_path(run_dir, checkpoint), Path(run_dir) / checkpoint
+    return path.exists() and (not source.exists()
+                              or path.stat().st_mtime >= source.stat().st_mtime)
+
+
+def two_stage_sampler(config: Config, model=None, cache=None, checkpoint: str = "model.keras",
+                      verbose: bool = True):
+    """The run's two-stage sampler (Dai & Wipf 2019, ``latent.TwoStageSampler``).
+
+    Loaded from ``two_stage_path`` when that is current; otherwise fitted for
+    ``config.two_stage_epochs`` (at least 1) on the posteriors of the training split under
+    ``checkpoint``'s encoder, saved there (with ``two_stage_history.csv``), and returned.
+    ``model`` and ``cache`` are loaded when not given.
+    """
+    from resvae_keras import data
+    from resvae_keras.latent import TwoStageSampler, encode_dataset
+
+    run_dir = config.run_path
+    path = two_stage_path(run_dir, checkpoint)
+    if two_stage_is_current(run_dir, checkpoint):
+        return TwoStageSampler.load(path)
+    model = model if model is not None else keras.models.load_model(run_dir / checkpoint)
+    cache = cache if cache is not None else data.load_cache(config, progress=False)
+    rows = cache.split_indices("train")
+    epochs = max(1, int(config.two_stage_epochs))
+    if verbose:
+        state = "is older than " + checkpoint if path.exists() else "is missing"
+        print(f"{path.name} {state}: fitting the second-stage VAE on {len(rows)} training "
+              f"codes for {epochs} epochs", flush=True)
+    start = time.perf_counter()
+    batches = (cache.images[rows[i : i + 256]] for i in range(0, len(rows), 256))
+    z_mean, z_log_var = encode_dataset(model, batches)
+    deterministic = getattr(model, "kind", "vae") == "ae"
+    sampler = TwoStageSampler(epochs=epochs, seed=config.seed)
+    sampler.fit(z_mean, None if deterministic else z_log_var)
+    partial = path.with_name(path.stem + ".partial.keras")  # never a half-written file
+    sampler.save(partial)
+    os.replace(partial, path)
+    sampler.history_.to_csv(path.with_name(path.stem + "_history.csv"), index_label="epoch")
+    if verbose:
+        print(f"{path.name}: fitted in {time.perf_counter() - start:.0f} s, "
+              f"gamma {sampler.vae_.gamma:.3f} (standard units of z)", flush=True)
+    return sampler
 
 
 def load_or_train(config: Config):

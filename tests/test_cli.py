@@ -25,3 +25,12 @@ def test_train_overrides_are_parsed_into_the_config():
         ["train", "--profile", "demo", "--epochs", "3", "--plain", "--widths", "8,16", "--beta", "0.5"]
     )
     assert _overrides(args) == {"epochs": 3, "beta": 0.5, "widths": (8, 16), "residual": False}
+
+
+def test_evaluate_and_sample_accept_the_two_stage_sampler():
+    parser = build_parser()
+    assert parser.parse_args(["evaluate", "--run-dir", "r", "--sampler", "two_stage"]).sampler == "two_stage"
+    args = parser.parse_args(["sample", "--run-dir", "r", "--out", "o", "--sampler", "two_stage"])
+    assert args.sampler == "two_stage"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["sample", "--run-dir", "r", "--out", "o", "--sampler", "flow"])

@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -16,6 +17,9 @@ from resvae_keras.train import (
     make_strategy,
     set_precision,
     train,
+    two_stage_is_current,
+    two_stage_path,
+    two_stage_sampler,
 )
 
 
@@ -33,6 +37,7 @@ def tiny_config(demo_root, tmp_path):
         batch_size=8,
         epochs=2,
         seed=0,
+        two_stage_epochs=0,  # the second stage has its own test
     )
 
 
@@ -65,6 +70,29 @@ def test_train_writes_the_run_dir_and_a_loadable_model(tiny_config):
     )
     loaded = keras.models.load_model(run / "model.keras")
     assert loaded.reconstruct(np.zeros((1, 32, 32, 3), "float32")).shape == (1, 32, 32, 3)
+
+
+def test_train_fits_the_second_stage_once_and_again_when_the_model_is_newer(tiny_config):
+    config = tiny_config.replace(two_stage_epochs=2)
+    model, _ = train(config, verbose=0)
+    run = config.run_path
+    path = two_stage_path(run)
+    assert path.name == "two_stage.keras" and two_stage_is_current(run)
+    assert sorted(p.name for p in run.glob("two_stage*")) == [
+        "two_stage.keras", "two_stage_history.csv"]  # no partial file left behind
+    history = pd.read_csv(run / "two_stage_history.csv")
+    assert list(history["epoch"]) == [0, 1] and {"loss", "gamma"} <= set(history.columns)
+    stamp = path.stat().st_mtime_ns
+    train(config, verbose=0)  # finished run, current second stage: nothing is refitted
+    assert path.stat().st_mtime_ns == stamp
+    z = two_stage_sampler(config).sample(5, seed=1)
+    assert z.shape == (5, config.latent_dim) and path.stat().st_mtime_ns == stamp
+    os.utime(path, ns=(stamp - 10**10, stamp - 10**10))  # model.keras is now the newer file
+    assert not two_stage_is_current(run)
+    refitted = two_stage_sampler(config, model, verbose=False)
+    assert two_stage_is_current(run) and path.stat().st_mtime_ns > stamp - 10**10
+    assert refitted.sample(5, seed=1).shape == z.shape
+    assert two_stage_path(run, "last.keras").name == "two_stage_last.keras"
 
 
 def test_same_seed_gives_the_same_first_epoch_loss(tiny_config, tmp_path):
