@@ -200,40 +200,6 @@ def split_view(cache, split: str) -> np.ndarray:
     return np.asarray(cache.images[rows])
 
 
-# -- one pass of the model ----------------------------------------------------------
-
-
-def _forward(model, x, rng: np.random.Generator, batch_size: int = 256) -> dict:
-    """Encode once; decode z_mean (the reconstruction) and one posterior sample (the ELBO).
-
-    The posterior noise comes from ``rng``, so the same seed gives the same ELBO.
-    Returns numpy arrays: ``x_hat`` (N, H, W, 3), ``z_mean``, ``z_log_var`` (N, d),
-    ``reconstruction`` and ``kl`` (N,) in nats.
-    """
-    from keras import ops
-
-    from resvae_keras.model import kl_divergence
-
-    parts = {"x_hat": [], "z_mean": [], "z_log_var": [], "reconstruction": [], "kl": []}
-    for start in range(0, len(x), batch_size):
-        batch = as_float_images(x[start : start + batch_size])
-        z_mean, z_log_var = (_to_numpy(t).astype(np.float32) for t in model.encode(batch))
-        logits_mean = model.decode_logits(z_mean)
-        if getattr(model, "kind", "vae") == "ae":
-            logits_sample = logits_mean
-            kl = np.zeros(len(batch), np.float32)
-        else:
-            eps = rng.standard_normal(z_mean.shape).astype(np.float32)
-            logits_sample = model.decode_logits(z_mean + np.exp(0.5 * z_log_var) * eps)
-            kl = _to_numpy(kl_divergence(z_mean, z_log_var))
-        parts["x_hat"].append(_to_numpy(ops.sigmoid(logits_mean)))
-        parts["reconstruction"].append(_to_numpy(model.reconstruction_nll(batch, logits_sample)))
-        parts["kl"].append(kl)
-        parts["z_mean"].append(z_mean)
-        parts["z_log_var"].append(z_log_var)
-    return {k: np.concatenate(v) for k, v in parts.items()}
-
-
 # -- reconstruction -------------------------------------------------------------------
 
 
@@ -265,18 +231,21 @@ def reconstruction_report(model, images, attributes: pd.DataFrame | None = None,
             f"attributes has {len(attributes)} rows but images has {len(images)}; pass one "
             "row per image (e.g. cache.attributes_of(split) with cache.images_of(split))"
         )
-    rng = np.random.default_rng(seed)
+    import keras
+
+    noise = keras.random.SeedGenerator(seed)
     num_dims = int(np.prod(images.shape[1:]))
     frames = []
     for start in range(0, len(images), chunk_size):
         x = as_float_images(images[start : start + chunk_size])
-        out = _forward(model, x, rng, batch_size)
-        frame = metrics.reconstruction_metrics(x, np.clip(out["x_hat"], 0.0, 1.0), batch_size)
-        frame["neg_elbo"] = out["reconstruction"] + out["kl"]
-        frame["reconstruction_nll"] = out["reconstruction"]
-        frame["kl"] = out["kl"]
-        frame["bits_per_dim"] = metrics.bits_per_dim(frame["neg_elbo"].to_numpy(), num_dims)
-        frame["sharpness"] = metrics.laplacian_variance(np.clip(out["x_hat"], 0.0, 1.0))
+        x_hat = np.clip(model.reconstruct(x, batch_size), 0.0, 1.0)
+        elbo = model.elbo(x, batch_size, seed=noise)
+        frame = metrics.reconstruction_metrics(x, x_hat, batch_size)
+        frame["neg_elbo"] = elbo["neg_elbo"]
+        frame["reconstruction_nll"] = elbo["reconstruction"]
+        frame["kl"] = elbo["kl"]
+        frame["bits_per_dim"] = metrics.bits_per_dim(elbo["neg_elbo"], num_dims)
+        frame["sharpness"] = metrics.laplacian_variance(x_hat)
         frame["sharpness_original"] = metrics.laplacian_variance(x)
         frames.append(frame)
     if not frames:
@@ -309,7 +278,7 @@ def reconstruction_dict(per_image: pd.DataFrame, model=None) -> dict:
         result.update(
             num_dims=num_dims,
             likelihood=model.likelihood,
-            bits_per_dim_is_bound=model.likelihood != "bernoulli",
+            bits_per_dim_is_bound=model.likelihood != "bernoulli" and model.kind == "vae",
             decoder_sigma=model.decoder_sigma,
         )
     return result
@@ -889,15 +858,14 @@ def anomaly_scores(model, images, seed: int = 0, batch_size: int = 256) -> pd.Da
         ``complexity_corrected`` (= bits_per_dim - png_bits / D, Serra et al. 2020).
     """
     x = as_float_images(images)
-    out = _forward(model, x, np.random.default_rng(seed), batch_size)
+    neg_elbo = model.elbo(x, batch_size, seed=seed)["neg_elbo"]
     num_dims = int(np.prod(x.shape[1:]))
-    neg_elbo = out["reconstruction"] + out["kl"]
     bpd = metrics.bits_per_dim(neg_elbo, num_dims)
     png = png_bits(x)
     return pd.DataFrame({
         "neg_elbo": neg_elbo.astype(np.float64),
         "bits_per_dim": bpd,
-        "reconstruction_mse": metrics.mse(x, np.clip(out["x_hat"], 0.0, 1.0)),
+        "reconstruction_mse": metrics.mse(x, np.clip(model.reconstruct(x, batch_size), 0.0, 1.0)),
         "png_bits": png,
         "complexity_corrected": bpd - png / num_dims,
     })
@@ -938,7 +906,8 @@ def anomaly_table(scores: dict, score_names=tuple(ANOMALY_SCORES), clean: str = 
     Returns:
         DataFrame indexed by (``anomaly``, ``score``): ``auroc`` (0.5 = chance), ``ap``
         (chance = the share of anomalies), ``n_clean``, ``n_anomalous``, ``mean_clean``,
-        ``mean_anomalous``.
+        ``mean_anomalous``; NaN where the score does not apply (the ELBO scores of the
+        autoencoder).
     """
     rows = []
     for anomaly in scores:
@@ -946,10 +915,11 @@ def anomaly_table(scores: dict, score_names=tuple(ANOMALY_SCORES), clean: str = 
             continue
         for score in score_names:
             labels, values = _labelled(scores, anomaly, score, clean)
+            applicable = bool(np.isfinite(values).all())  # the autoencoder has no ELBO
             rows.append({
                 "anomaly": anomaly, "score": score,
-                "auroc": metrics.auroc(labels, values),
-                "ap": metrics.average_precision(labels, values),
+                "auroc": metrics.auroc(labels, values) if applicable else np.nan,
+                "ap": metrics.average_precision(labels, values) if applicable else np.nan,
                 "n_clean": len(scores[clean]), "n_anomalous": len(scores[anomaly]),
                 "mean_clean": float(scores[clean][score].mean()),
                 "mean_anomalous": float(scores[anomaly][score].mean()),
@@ -958,11 +928,14 @@ def anomaly_table(scores: dict, score_names=tuple(ANOMALY_SCORES), clean: str = 
 
 
 def roc_curves_of(scores: dict, score: str = "neg_elbo", clean: str = "clean") -> dict:
-    """``{anomaly: (fpr, tpr, auroc)}`` for ``plots.roc_curves``."""
+    """``{anomaly: (fpr, tpr, auroc)}`` for ``plots.roc_curves``; empty where ``score`` does
+    not apply (NaN, e.g. the ELBO of the autoencoder)."""
     curves = {}
     for anomaly in scores:
         if anomaly != clean:
             labels, values = _labelled(scores, anomaly, score, clean)
+            if not np.isfinite(values).all():
+                continue
             fpr, tpr, _ = metrics.roc_curve(labels, values)
             curves[anomaly] = (fpr, tpr, metrics.auroc(labels, values))
     return curves

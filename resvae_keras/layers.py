@@ -196,23 +196,33 @@ class Sampling(layers.Layer):
     """Reparameterization trick: ``z = z_mean + exp(0.5 * z_log_var) * eps``, eps ~ N(0, I).
 
     The noise comes from a ``keras.random.SeedGenerator``, so a fixed ``seed`` gives
-    the same sequence of draws on every run.
+    the same sequence of draws on every run. The layer computes in float32 whatever the
+    global dtype policy (``dtype="float32"`` unless another is passed), so under
+    ``mixed_bfloat16`` the draw and the KL keep full precision.
 
     Args:
         seed: integer seed of the noise (default 0).
 
-    Inputs: ``[z_mean, z_log_var]``, each ``(batch, latent_dim)``. Output: ``z`` of the
-    same shape, in float32.
+    Call args:
+        inputs: ``[z_mean, z_log_var]``, each ``(batch, latent_dim)``.
+        seed: optional int or ``SeedGenerator`` that replaces the layer's own one for this
+            call (reproducible evaluation draws that leave the training sequence alone).
+
+    Output: ``z``, ``(batch, latent_dim)`` float32.
     """
 
     def __init__(self, seed=0, **kwargs):
+        kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self.seed = int(seed)
         self.seed_generator = keras.random.SeedGenerator(self.seed)
 
-    def call(self, inputs):
+    def call(self, inputs, seed=None):
         z_mean, z_log_var = inputs
-        eps = keras.random.normal(ops.shape(z_mean), dtype=z_mean.dtype, seed=self.seed_generator)
+        eps = keras.random.normal(
+            ops.shape(z_mean), dtype=z_mean.dtype,
+            seed=self.seed_generator if seed is None else seed,
+        )
         return z_mean + ops.exp(0.5 * z_log_var) * eps
 
     def compute_output_shape(self, input_shape):

@@ -345,7 +345,7 @@ class ResVAE(keras.Model):
         else:
             self.encoder = build_encoder(**arch)
             self.decoder = build_decoder(**arch)
-        self.sampling = Sampling(seed=self.seed, name="sampling")
+        self.sampling = Sampling(seed=self.seed, name="sampling")  # float32 under any policy
         self.beta_weight = self.add_weight(
             shape=(), initializer=keras.initializers.Constant(self.beta),
             trainable=False, dtype="float32", name="beta",
@@ -389,7 +389,8 @@ class ResVAE(keras.Model):
     def call(self, x, training=False):
         """The reconstruction of ``x`` through a sampled z (z = z_mean when not training)."""
         z_mean, z_log_var = self.encode(x, training=training)
-        z = self._posterior_sample(z_mean, z_log_var) if training else z_mean
+        sample = training and self.kind == "vae"
+        z = self.sampling([z_mean, z_log_var]) if sample else z_mean
         return self.decode(z, training=training)
 
     def reconstruct(self, x, batch_size=256):
@@ -440,11 +441,6 @@ class ResVAE(keras.Model):
             log_sigma = ops.maximum(log_sigma, math.log(self.sigma_min))
         return log_sigma
 
-    def _posterior_sample(self, z_mean, z_log_var):
-        if self.kind == "ae":
-            return z_mean
-        return self.sampling([z_mean, z_log_var])
-
     def reconstruction_nll(self, x, logits):
         """``-log p(x|z)`` per image, in nats, summed over the pixels and channels."""
         x = ops.cast(x, "float32")
@@ -459,36 +455,74 @@ class ResVAE(keras.Model):
             return sse + 0.5 * num_dims * math.log(math.pi)
         return gaussian_nll(sse, num_dims, self._log_sigma())
 
-    def _loss_terms(self, x, training):
+    def elbo_terms(self, x, training=False, seed=None):
+        """The one pass behind every loss and ELBO: encode, draw z, decode, score.
+
+        ``train_step``, ``test_step``, ``elbo``, ``evaluate`` and ``train.flops_per_image``
+        all call this, so they cannot disagree.
+
+        Args:
+            x: images float32 in [0, 1], shape ``(N, S, S, 3)``.
+            training: passed to the layers (normalization statistics).
+            seed: the noise of the posterior draw z ~ q(z|x): ``None`` uses the model's
+                own seed generator (training), an int or a ``keras.random.SeedGenerator``
+                gives reproducible draws (evaluation). Ignored for ``kind="ae"`` (z = z_mean).
+
+        Returns:
+            dict of float32 tensors: ``z_mean``, ``z_log_var`` ``(N, latent_dim)``;
+            ``reconstruction`` = -log p(x|z) and ``kl`` = KL(q(z|x) || N(0, I)) per image,
+            ``(N,)``, in nats (``kl`` is 0 for ``kind="ae"``); ``loss`` =
+            ``reconstruction + beta_weight * kl``, the training objective per image.
+        """
         z_mean, z_log_var = self.encode(x, training=training)
-        z = self._posterior_sample(z_mean, z_log_var)
-        logits = self.decode_logits(z, training=training)
-        reconstruction = self.reconstruction_nll(x, logits)
+        if self.kind == "ae":
+            z = z_mean
+        else:
+            z = self.sampling([z_mean, z_log_var], seed=seed)
+        reconstruction = self.reconstruction_nll(x, self.decode_logits(z, training=training))
         if self.kind == "ae":
             kl = ops.zeros_like(reconstruction)
         else:
             kl = kl_divergence(ops.cast(z_mean, "float32"), ops.cast(z_log_var, "float32"))
-        return reconstruction, kl
+        return {
+            "z_mean": z_mean,
+            "z_log_var": z_log_var,
+            "reconstruction": reconstruction,
+            "kl": kl,
+            "loss": reconstruction + ops.cast(self.beta_weight, "float32") * kl,
+        }
 
-    def elbo(self, x, batch_size=256):
-        """Per-image negative ELBO of ``x`` (one posterior sample), in nats.
+    def elbo(self, x, batch_size=256, seed=0):
+        """Per-image negative ELBO of ``x`` (one posterior draw per image), in nats.
 
-        Returns a dict of numpy arrays ``loss`` (= reconstruction + KL, the negative
-        ELBO with beta = 1), ``reconstruction`` and ``kl``, each of shape ``(N,)``.
+        Args:
+            x: images float32 in [0, 1], shape ``(N, S, S, 3)``.
+            seed: int or ``keras.random.SeedGenerator`` of the posterior draws.
+
+        Returns:
+            dict of numpy float32 arrays of shape ``(N,)``: ``neg_elbo`` (=
+            ``reconstruction + kl``, beta = 1), ``reconstruction`` and ``kl``. The
+            autoencoder (``kind="ae"``) has no prior, so no ELBO: its ``neg_elbo`` is NaN.
         """
+        seed = keras.random.SeedGenerator(seed) if isinstance(seed, int) else seed
         parts = {"reconstruction": [], "kl": []}
         for i in range(0, len(x), batch_size):
-            rec, kl = self._loss_terms(ops.convert_to_tensor(x[i : i + batch_size]), False)
-            parts["reconstruction"].append(ops.convert_to_numpy(rec))
-            parts["kl"].append(ops.convert_to_numpy(kl))
+            terms = self.elbo_terms(ops.convert_to_tensor(x[i : i + batch_size]), seed=seed)
+            for key, values in parts.items():
+                values.append(ops.convert_to_numpy(terms[key]))
         out = {k: np.concatenate(v) if v else np.zeros(0, np.float32) for k, v in parts.items()}
-        out["loss"] = out["reconstruction"] + out["kl"]
+        not_a_bound = self.kind == "ae"
+        out["neg_elbo"] = np.full_like(out["kl"], np.nan) if not_a_bound else (
+            out["reconstruction"] + out["kl"]
+        )
         return out
 
-    def _update_trackers(self, loss, reconstruction, kl, batch):
+    def _update_trackers(self, terms, loss, batch):
         self.loss_tracker.update_state(loss, sample_weight=batch)
-        self.reconstruction_loss_tracker.update_state(reconstruction, sample_weight=batch)
-        self.kl_loss_tracker.update_state(kl, sample_weight=batch)
+        self.reconstruction_loss_tracker.update_state(
+            ops.mean(terms["reconstruction"]), sample_weight=batch
+        )
+        self.kl_loss_tracker.update_state(ops.mean(terms["kl"]), sample_weight=batch)
         return {m.name: m.result() for m in self.metrics}
 
     def train_step(self, data):
@@ -497,26 +531,21 @@ class ResVAE(keras.Model):
         x = data[0] if isinstance(data, (tuple, list)) else data
         batch = ops.cast(ops.shape(x)[0], "float32")
         with tf.GradientTape() as tape:
-            reconstruction, kl = self._loss_terms(x, training=True)
-            reconstruction = ops.mean(reconstruction)
-            kl = ops.mean(kl)
-            loss = reconstruction + self.beta_weight * kl
+            terms = self.elbo_terms(x, training=True)
+            loss = ops.mean(terms["loss"])
             # Each replica holds a slice of the global batch; gradients are summed
             # across replicas, so each replica's mean is divided by their number.
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
             scaled = self.optimizer.scale_loss(loss / replicas)
         gradients = tape.gradient(scaled, self.trainable_weights)
         self.optimizer.apply_gradients(zip(gradients, self.trainable_weights, strict=True))
-        return self._update_trackers(loss, reconstruction, kl, batch)
+        return self._update_trackers(terms, loss, batch)
 
     def test_step(self, data):
         x = data[0] if isinstance(data, (tuple, list)) else data
         batch = ops.cast(ops.shape(x)[0], "float32")
-        reconstruction, kl = self._loss_terms(x, training=False)
-        reconstruction = ops.mean(reconstruction)
-        kl = ops.mean(kl)
-        loss = reconstruction + self.beta_weight * kl
-        return self._update_trackers(loss, reconstruction, kl, batch)
+        terms = self.elbo_terms(x, training=False)
+        return self._update_trackers(terms, ops.mean(terms["loss"]), batch)
 
     # -- serialisation -----------------------------------------------------------
     def get_config(self):

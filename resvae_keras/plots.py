@@ -495,8 +495,9 @@ def latent_explorer(
         scale: the face is shown ``scale`` times enlarged.
 
     Returns:
-        an ``ipywidgets.VBox`` when interactive; otherwise the static stand-in, a matplotlib
-        Figure of the first base face with one row per slider at five values of its range.
+        an ``ipywidgets.VBox`` when interactive; otherwise the static stand-in, a (closed)
+        matplotlib Figure of the first base face with one row per slider at five values of
+        its range. Either one shows when it is the last value of a notebook cell.
     """
     from resvae_keras import latent
 
@@ -515,14 +516,17 @@ def latent_explorer(
              for unit in units]
         codes = np.asarray(codes, dtype=np.float32)
         faces = latent.sample_images(model, codes.reshape(-1, codes.shape[-1]))
-        return image_grid(
+        fig = image_grid(
             faces.reshape(*codes.shape[:2], *faces.shape[1:]),
             row_labels=[f"{name} (s)" for name in names] + [f"z{unit} (offset)" for unit in units],
             col_labels=[f"{v:+g}" for v in values],
             xlabel="slider value (the other sliders at 0)",
-            title=title or "Latent explorer, static view (open the notebook in JupyterLab to drag)",
+            title=f"{title or 'Latent explorer'} (static view; sliders in JupyterLab)",
             demo=demo,
         )
+        # Closed, so that a notebook shows it once: as the cell's value, like the widget.
+        _pyplot().close(fig)
+        return fig
 
     import ipywidgets as widgets
 

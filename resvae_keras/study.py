@@ -133,9 +133,9 @@ def run_metrics(model, cache, history, n=N_EVAL, seed=0) -> dict:
         "ssim": float(table["ssim"].mean()),
         "ssim_std": float(table["ssim"].std()),
         "mse": float(table["mse"].mean()),
-        "neg_elbo_nats": float(elbo["loss"].mean()),
+        "neg_elbo_nats": float(elbo["neg_elbo"].mean()),
         "neg_elbo_bits_per_dim": float(
-            np.mean(metrics.bits_per_dim(elbo["loss"], num_dims))
+            np.mean(metrics.bits_per_dim(elbo["neg_elbo"], num_dims))
         ),
         "reconstruction_nats": float(elbo["reconstruction"].mean()),
         "kl_nats": float(elbo["kl"].mean()),

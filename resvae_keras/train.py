@@ -18,6 +18,7 @@ again with more ``epochs`` continues from ``last.keras`` with its optimizer stat
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -68,6 +69,18 @@ def set_precision(policy):
     if policy not in PRECISIONS:
         raise ValueError(f"mixed_precision={policy!r} is not one of {list(PRECISIONS)}")
     keras.mixed_precision.set_dtype_policy(policy or "float32")
+
+
+@contextlib.contextmanager
+def precision(policy):
+    """``set_precision(policy)`` for a block; the previous global policy comes back after,
+    so a bfloat16 run does not leave the rest of a notebook or test session in bfloat16."""
+    previous = keras.mixed_precision.dtype_policy()
+    set_precision(policy)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_dtype_policy(previous)
 
 
 class KLWarmup(keras.callbacks.Callback):
@@ -184,13 +197,18 @@ def train(config: Config, verbose="auto", callbacks=()):
     """Train ``config`` into ``config.run_path``; returns ``(model, history DataFrame)``.
 
     The best model by validation loss is ``model.keras`` in the run dir. Raises
-    ``TrainingDivergedError`` when the loss becomes NaN.
+    ``TrainingDivergedError`` when the loss becomes NaN. Runs under
+    ``config.mixed_precision`` and restores the previous dtype policy afterwards.
     """
+    with precision(config.mixed_precision):
+        return _train(config, verbose, callbacks)
+
+
+def _train(config: Config, verbose, callbacks):
     from resvae_keras import data
     from resvae_keras.model import ResVAE, build_model
 
     keras.utils.set_random_seed(config.seed)
-    set_precision(config.mixed_precision)
     run_dir = config.run_path
     run_dir.mkdir(parents=True, exist_ok=True)
     config.save(run_dir / "config.json")
@@ -323,20 +341,19 @@ def load_or_train(config: Config):
 def flops_per_image(model, training=False):
     """FLOPs for one image, counted by TensorFlow's profiler on the traced graph.
 
-    ``training=False``: one forward pass (encoder, sampling, decoder).
-    ``training=True``: forward, loss and the gradients of every trainable weight.
+    ``training=False``: one pass of ``model.elbo_terms`` (encoder, sampling, decoder, loss).
+    ``training=True``: that pass and the gradients of every trainable weight.
     """
     import tensorflow as tf
 
     spec = tf.TensorSpec((1, *model.image_shape), tf.float32)
 
     def forward(x):
-        return model.decode(model.encode(x)[0])
+        return model.elbo_terms(x)["loss"]
 
     def gradients(x):
         with tf.GradientTape() as tape:
-            reconstruction, kl = model._loss_terms(x, training=True)
-            loss = tf.reduce_mean(reconstruction + model.beta_weight * kl)
+            loss = tf.reduce_mean(model.elbo_terms(x, training=True)["loss"])
         return tape.gradient(loss, model.trainable_weights)
 
     concrete = tf.function(gradients if training else forward).get_concrete_function(spec)
@@ -372,13 +389,18 @@ def benchmark(config: Config | None = None, batch_size=64, steps=20, warmup=3, r
     achieved GFLOP/s, the float32 matmul peak measured in the same run, and
     ``ratio_to_peak``.
     """
-    import tensorflow as tf
-
     from resvae_keras.config import get_profile
-    from resvae_keras.model import build_model
 
     config = config or get_profile("celeba-subset")
-    set_precision(config.mixed_precision)
+    with precision(config.mixed_precision):
+        return _benchmark(config, batch_size, steps, warmup, repeats)
+
+
+def _benchmark(config, batch_size, steps, warmup, repeats):
+    import tensorflow as tf
+
+    from resvae_keras.model import build_model
+
     keras.utils.set_random_seed(0)
     model = compile_model(build_model(config), config)
     size = config.image_size
@@ -395,7 +417,6 @@ def benchmark(config: Config | None = None, batch_size=64, steps=20, warmup=3, r
     training = flops_per_image(model, training=True)
     achieved = img_per_s * training / 1e9
     peak = matmul_peak_gflops()
-    set_precision(None)
     return {
         "architecture": f"{size}x{size}, widths={list(config.widths)}, "
         f"blocks={config.blocks_per_stage}, latent={config.latent_dim}",

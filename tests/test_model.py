@@ -76,13 +76,27 @@ def test_train_step_lowers_the_loss_on_a_tiny_batch(likelihood):
     assert after < before - 2.0  # nats per image
 
 
-def test_elbo_terms_are_per_image_and_add_up():
+def test_elbo_is_per_image_seeded_and_independent_of_the_batch_size():
     model = _tiny_model()
     x = _images(5)
-    out = model.elbo(x, batch_size=2)
-    assert {k: v.shape for k, v in out.items()} == {k: (5,) for k in ("loss", "reconstruction", "kl")}
-    np.testing.assert_allclose(out["loss"], out["reconstruction"] + out["kl"], rtol=1e-6)
+    out = model.elbo(x, batch_size=5, seed=3)
+    assert {k: v.shape for k, v in out.items()} == {k: (5,) for k in ("neg_elbo", "reconstruction", "kl")}
     assert np.all(out["kl"] >= 0)
+    again = model.elbo(x, batch_size=5, seed=3)
+    np.testing.assert_array_equal(out["neg_elbo"], again["neg_elbo"])
+    other = model.elbo(x, batch_size=5, seed=4)
+    assert not np.allclose(out["reconstruction"], other["reconstruction"])
+
+
+def test_test_step_reports_the_mean_of_elbo_terms():
+    # Keras' val_loss and the evaluation ELBO come from the same elbo_terms: with beta = 1
+    # and the same posterior draw, test_step's loss is the mean negative ELBO of model.elbo.
+    model = _tiny_model(seed=7)
+    x = _images(6)
+    logs = model.test_step(keras.ops.convert_to_tensor(x))  # the layer's first draw, seed 7
+    out = model.elbo(x, batch_size=6, seed=7)  # a fresh generator with the same seed
+    assert float(logs["loss"]) == pytest.approx(float(out["neg_elbo"].mean()), rel=1e-6)
+    assert float(logs["kl_loss"]) == pytest.approx(float(out["kl"].mean()), rel=1e-6)
 
 
 def test_gaussian_fixed_variance_is_sse_plus_constant():
@@ -94,12 +108,57 @@ def test_gaussian_fixed_variance_is_sse_plus_constant():
     np.testing.assert_allclose(nll, sse + 0.5 * x[0].size * np.log(np.pi), rtol=1e-5)
 
 
-def test_autoencoder_has_no_kl_and_no_noise():
+def test_learned_sigma_gaussian_nll_matches_the_closed_form():
+    model = _tiny_model(likelihood="gaussian_learned")
+    sigma = 0.2
+    model.log_sigma.assign(np.log(sigma))
+    x = np.full((1, 16, 16, 3), 0.25, "float32")
+    x[0, :8] = 0.75  # half the pixels 0.25 above the mean, half 0.25 below
+    logits = np.zeros_like(x)  # mean 0.5 everywhere
+    nll = float(keras.ops.convert_to_numpy(model.reconstruction_nll(x, logits))[0])
+    # D pixels, each -log N(x; 0.5, sigma^2) = (0.25 / sigma)^2 / 2 + log(sigma) + log(2 pi) / 2
+    per_pixel = 0.5 * (0.25 / sigma) ** 2 + np.log(sigma) + 0.5 * np.log(2 * np.pi)
+    assert nll == pytest.approx(x.size * per_pixel, rel=1e-5)
+    assert model.decoder_sigma == pytest.approx(sigma)
+
+
+def test_bernoulli_nll_matches_the_closed_form():
+    model = _tiny_model(likelihood="bernoulli")
+    x = np.zeros((1, 16, 16, 3), "float32")
+    x[0, :4] = 1.0  # a quarter of the values are 1, the rest 0
+    logits = np.full_like(x, np.log(3.0))  # p = sigmoid(log 3) = 3/4 everywhere
+    nll = float(keras.ops.convert_to_numpy(model.reconstruction_nll(x, logits))[0])
+    # -log p for the ones, -log(1 - p) for the zeros
+    expected = x.size * (0.25 * -np.log(0.75) + 0.75 * -np.log(0.25))
+    assert nll == pytest.approx(expected, rel=1e-5)
+    # A continuous x in (0, 1) is scored by the cross-entropy, not a density.
+    half = np.full_like(x, 0.5)
+    nll_half = float(keras.ops.convert_to_numpy(model.reconstruction_nll(half, logits))[0])
+    assert nll_half == pytest.approx(x.size * -(0.5 * np.log(0.75) + 0.5 * np.log(0.25)), rel=1e-5)
+
+
+def test_autoencoder_has_no_kl_no_noise_and_no_elbo():
     model = _tiny_model(kind="ae")
     x = _images(4)
     out = model.elbo(x)
     np.testing.assert_array_equal(out["kl"], 0.0)
+    assert np.isnan(out["neg_elbo"]).all()  # no prior, so no bound to report
+    assert np.isfinite(out["reconstruction"]).all()
     np.testing.assert_allclose(model(x, training=True), model(x, training=True), atol=1e-6)
+
+
+def test_mixed_bfloat16_keeps_the_latent_draw_and_the_loss_in_float32():
+    from resvae_keras.train import precision
+
+    with precision("mixed_bfloat16"):
+        model = _tiny_model()
+        terms = model.elbo_terms(_images(2))
+        z = model.sampling([terms["z_mean"], terms["z_log_var"]])
+        assert model.encoder.get_layer("stem").compute_dtype == "bfloat16"
+    assert keras.mixed_precision.dtype_policy().name == "float32"  # restored
+    assert z.dtype == "float32"
+    for key in ("z_mean", "z_log_var", "reconstruction", "kl", "loss"):
+        assert terms[key].dtype == "float32", key
 
 
 def test_sample_and_reconstruct_shapes_and_range():

@@ -13,8 +13,10 @@ from resvae_keras.config import Config
 from resvae_keras.train import (
     KLWarmup,
     TrainingDivergedError,
+    flops_per_image,
     load_history,
     make_strategy,
+    precision,
     set_precision,
     train,
     two_stage_is_current,
@@ -149,6 +151,37 @@ def test_bad_strategy_and_precision_names():
         make_strategy("tpu")
     with pytest.raises(ValueError, match="mixed_precision='float8'"):
         set_precision("float8")
+
+
+def test_precision_restores_the_previous_policy_even_after_an_error():
+    with pytest.raises(RuntimeError, match="inside"):
+        with precision("mixed_bfloat16"):
+            assert keras.mixed_precision.dtype_policy().name == "mixed_bfloat16"
+            raise RuntimeError("inside")
+    assert keras.mixed_precision.dtype_policy().name == "float32"
+
+
+def test_train_runs_under_the_config_policy_and_restores_it(tiny_config, monkeypatch):
+    import resvae_keras.train as train_module
+
+    seen = []
+    monkeypatch.setattr(
+        train_module, "_train",
+        lambda *args: seen.append(keras.mixed_precision.dtype_policy().name) or (None, None),
+    )
+    train(tiny_config.replace(mixed_precision="mixed_bfloat16"))
+    assert seen == ["mixed_bfloat16"]
+    assert keras.mixed_precision.dtype_policy().name == "float32"
+
+
+def test_flop_counter_counts_the_elbo_pass_and_its_gradients():
+    from resvae_keras.model import ResVAE
+
+    model = ResVAE(image_size=16, widths=(8,), blocks_per_stage=1, latent_dim=4)
+    forward = flops_per_image(model)
+    # the stem convolution alone: 8 x 8 outputs x 8 channels x 3 x 3 x 3 inputs x 2
+    assert forward > 8 * 8 * 8 * 27 * 2
+    assert flops_per_image(model, training=True) > 2 * forward
 
 
 def test_load_history_of_a_run_killed_before_its_first_epoch(tmp_path):
