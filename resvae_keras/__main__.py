@@ -134,20 +134,17 @@ def cmd_sample(args):
 
 
 def cmd_bench(args):
+    from resvae_keras import bench
+    from resvae_keras.config import get_profile
+
     if args.what == "data":
-        from resvae_keras import data
-
-        result = data.benchmark()
+        result = bench.data_speed()
     elif args.what == "train":
-        from resvae_keras.config import get_profile
-        from resvae_keras.train import benchmark
-
         overrides = {"mixed_precision": args.mixed_precision} if args.mixed_precision else {}
-        result = benchmark(get_profile(args.profile, **overrides), batch_size=args.batch_size)
+        result = bench.training_speed(get_profile(args.profile, **overrides),
+                                      batch_size=args.batch_size)
     else:
-        from resvae_keras import evaluate
-
-        result = evaluate.benchmark()
+        result = bench.evaluation_speed()
     if args.json:
         print(json.dumps(result))
     else:

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 from keras import layers, ops
 
+from resvae_keras.data.images import as_float_images
 from resvae_keras.layers import Sampling
 from resvae_keras.model import gaussian_nll, kl_divergence
 
@@ -40,14 +41,6 @@ def _to_numpy(x, dtype=np.float32) -> np.ndarray:
 
         x = keras.ops.convert_to_numpy(x)
     return np.asarray(x, dtype=dtype)
-
-
-def _as_float_images(images) -> np.ndarray:
-    """Images as float32 in [0, 1]; uint8 input (the cache) is divided by 255."""
-    array = _to_numpy(images, None)
-    if array.dtype == np.uint8:
-        return array.astype(np.float32) / 255.0
-    return array.astype(np.float32, copy=False)
 
 
 def _check_count(n, argument: str = "n") -> int:
@@ -74,8 +67,8 @@ def _decode_grid(model, z, batch_size: int = 256) -> np.ndarray:
 
 def _image_batch(images) -> np.ndarray:
     """One image (H, W, 3) or a batch (N, H, W, 3) -> a float batch (N, H, W, 3)."""
-    images = _as_float_images(images)
-    return images[None] if images.ndim == 3 else images
+    images = _to_numpy(images, None)
+    return as_float_images(images[None] if images.ndim == 3 else images)
 
 
 # -- encoding -------------------------------------------------------------------
@@ -102,7 +95,7 @@ def encode_dataset(model, images, batch_size: int = 256) -> tuple[np.ndarray, np
     for batch in batches:
         if isinstance(batch, (tuple, list)):
             batch = batch[0]
-        z_mean, z_log_var = model.encode(_as_float_images(batch))
+        z_mean, z_log_var = model.encode(as_float_images(batch))
         means.append(_to_numpy(z_mean))
         log_vars.append(_to_numpy(z_log_var))
     if not means:

@@ -1,13 +1,12 @@
-"""Numbers that judge a VAE: reconstruction, realism and diversity of samples, anomaly scores.
+"""Numbers that judge a VAE: reconstruction, realism and diversity of samples.
 
 Conventions, for every function here:
 
 - images are float32 in [0, 1], NHWC, shape (N, H, W, 3) (uint8 in [0, 255] is accepted and
   divided by 255);
-- features are float arrays of shape (N, D), one row per image;
-- "higher score = more anomalous", and labels 1 = anomaly, 0 = normal.
+- features are float arrays of shape (N, D), one row per image.
 
-Three groups:
+Two groups (anomaly scores and their AUROC live in ``anomaly``):
 
 1. Reconstruction: ``mse``, ``psnr`` (capped at ``PSNR_CAP_DB``), ``ssim``, ``ms_ssim``,
    ``reconstruction_metrics`` (one row per image), ``laplacian_variance`` and
@@ -20,7 +19,6 @@ Three groups:
    (``mean_pairwise_distance``, ``mean_pairwise_ms_ssim``) and memorization
    (``nearest_neighbours``, ``nearest_by_identity``); ``realism_metrics`` runs them all and never raises when the
    feature network is missing.
-3. Anomaly detection: ``roc_curve``, ``auroc``, ``average_precision``.
 
 TensorFlow, Keras and OpenCV are imported inside the functions that need them, so importing this
 module is cheap.
@@ -32,7 +30,6 @@ import hashlib
 import math
 import os
 import tempfile
-import time
 import urllib.request
 import warnings
 from collections.abc import Callable
@@ -41,6 +38,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
+
+from resvae_keras.data.images import as_float_images, to_uint8
 
 # --------------------------------------------------------------------------------------
 # Constants
@@ -72,30 +71,9 @@ INCEPTION_WEIGHTS_MD5 = "bcbd6486424b2319ff4ef7d526e38f63"
 # --------------------------------------------------------------------------------------
 
 
-def _as_images(images, name: str) -> np.ndarray:
-    """Images as float32 in [0, 1], shape (N, H, W, C); uint8 is divided by 255."""
-    array = np.asarray(images)
-    if array.ndim != 4:
-        raise ValueError(
-            f"`{name}` must be a batch of images of shape (N, H, W, C); got shape {array.shape}. "
-            "Add a batch axis with images[None] for a single image."
-        )
-    if array.dtype == np.uint8:
-        return array.astype(np.float32) / 255.0
-    array = array.astype(np.float32, copy=False)
-    if array.size:
-        low, high = float(array.min()), float(array.max())
-        if low < -1e-3 or high > 1 + 1e-3:
-            raise ValueError(
-                f"`{name}` must hold values in [0, 1]; got range [{low:.3g}, {high:.3g}]. "
-                "Divide 8-bit images by 255 (or pass them as uint8)."
-            )
-    return array
-
-
 def _as_pair(x, x_hat) -> tuple[np.ndarray, np.ndarray]:
-    x = _as_images(x, "x")
-    x_hat = _as_images(x_hat, "x_hat")
+    x = as_float_images(x, "x")
+    x_hat = as_float_images(x_hat, "x_hat")
     if x.shape != x_hat.shape:
         raise ValueError(
             f"`x` and `x_hat` must have the same shape; got {x.shape} and {x_hat.shape}."
@@ -286,7 +264,7 @@ def laplacian_variance(images) -> np.ndarray:
     Returns:
         float64 (N,), >= 0, in squared intensity units.
     """
-    grey = _as_images(images, "images").astype(np.float64).mean(axis=-1)
+    grey = as_float_images(images, "images").astype(np.float64).mean(axis=-1)
     laplacian = (
         4.0 * grey[:, 1:-1, 1:-1]
         - grey[:, :-2, 1:-1] - grey[:, 2:, 1:-1] - grey[:, 1:-1, :-2] - grey[:, 1:-1, 2:]
@@ -327,21 +305,26 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def bits_per_dim(nll_nats, num_dims: int):
-    """Negative ELBO of [0, 1]-scaled images, in nats, as bits per dimension of the 8-bit image.
+    """Negative ELBO of dequantized 8-bit images, in nats, as bits per dimension.
 
-    The model is a density p on the continuous cube [0, 1]^D. An 8-bit image x8 owns the bin of
-    width 1/256 around each of its D values; with uniform dequantization (Theis et al. 2016,
-    Ho et al. 2019) its probability is at least the density times the bin volume, so
+    An 8-bit value k sits at k/255 in [0, 1], so it owns a bin of width 1/255 around that
+    point. The model is a density p on continuous values. Score y = (k + u - 1/2)/255 with
+    u ~ U[0, 1)^D (``ResVAE.elbo`` does, by default) and Jensen's inequality gives (Theis et
+    al. 2016)
 
-        -log P(x8) <= nll_[0,1] + D log 256      (nats)
-        bpd = (nll_[0,1] + D log 256) / (D log 2),
+        -log P(k) = -log E_u[p(y)] + D log 255 <= E_u[-ELBO(y)] + D log 255      (nats)
+        bpd = (nll + D log 255) / (D log 2),
 
-    an upper bound on the 8-bit code length (8 bpd = a uniform model). This only holds for a
-    real density on [0, 1] (e.g. the Gaussian likelihoods); the Bernoulli "likelihood" on
-    continuous values is not one, so its bpd is not a bound.
+    an upper bound on the 8-bit code length (a uniform density on [0, 1] gives log2(255) =
+    7.99 bpd). ``nll`` is one draw of u per image, an unbiased estimate of the expectation.
+    The bin width is 1/255, not 1/256, because the images are k/255. Without the noise
+    (density at the bin centre times its width) the number would be an approximation only;
+    for sigma >> 1/255 it differs by about 1/(24 sigma^2 255^2) nats per dimension.
+    The bound needs a real density (the Gaussian likelihoods); the Bernoulli "likelihood" on
+    continuous values is not one, and the autoencoder has no ELBO (NaN in, NaN out).
 
     Args:
-        nll_nats: negative ELBO per image in nats (scalar or array), from images in [0, 1].
+        nll_nats: negative ELBO per image in nats (scalar or array) of dequantized images.
         num_dims: D = H * W * C (12288 for 64x64x3).
 
     Returns:
@@ -350,7 +333,7 @@ def bits_per_dim(nll_nats, num_dims: int):
     if int(num_dims) < 1:
         raise ValueError(f"`num_dims` must be >= 1 (H * W * C); got {num_dims}.")
     nll = np.asarray(nll_nats, dtype=np.float64)
-    result = (nll + num_dims * np.log(256.0)) / (num_dims * np.log(2.0))
+    result = (nll + num_dims * np.log(255.0)) / (num_dims * np.log(2.0))
     return float(result) if result.ndim == 0 else result
 
 
@@ -629,7 +612,7 @@ class InceptionFeatures:
 
     def __call__(self, images) -> np.ndarray:
         """Features float32, shape (N, 2048), of images float32 in [0, 1], shape (N, H, W, 3)."""
-        images = _as_images(images, "images")
+        images = as_float_images(images, "images")
         self.load()
         out = [
             self._forward(images[i : i + self.batch_size]).numpy()
@@ -848,7 +831,7 @@ def mean_pairwise_ms_ssim(images, n_pairs: int = 1000, seed: int = 0,
     Compare with the same number on real images: a model that collapses to a few faces has a
     clearly higher value than the data.
     """
-    images = _as_images(images, "images")
+    images = as_float_images(images, "images")
     i, j = _random_pairs(len(images), n_pairs, np.random.default_rng(seed))
     return float(np.mean(_ms_ssim(images[i], images[j], batch_size)))
 
@@ -1064,8 +1047,8 @@ def sliced_wasserstein(real_images, fake_images, *, patch_size: int = 7,
     Returns:
         ``{"swd_<res>": ... for each level, "swd_mean": ...}``, all x 1e3, >= 0; lower = closer.
     """
-    real = _as_images(real_images, "real_images")
-    fake = _as_images(fake_images, "fake_images")
+    real = as_float_images(real_images, "real_images")
+    fake = as_float_images(fake_images, "fake_images")
     if real.shape[1:] != fake.shape[1:]:
         raise ValueError(f"Image shapes differ: real {real.shape[1:]}, fake {fake.shape[1:]}.")
     side = min(real.shape[1:3])
@@ -1167,7 +1150,7 @@ def face_detections(images, *, upscale: int = FACE_UPSCALE,
     Returns:
         bool array (N,).
     """
-    x = _as_images(images, "images")
+    x = as_float_images(images, "images")
     if x.shape[-1] != 3:
         raise ValueError(f"`images` must be RGB, shape (N, H, W, 3); got shape {x.shape}.")
     if int(upscale) < 1:
@@ -1178,7 +1161,7 @@ def face_detections(images, *, upscale: int = FACE_UPSCALE,
     side = max(1, int(min(height, width) * min_size_fraction))
     found = np.zeros(len(x), dtype=bool)
     for i, image in enumerate(x):
-        rgb = np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        rgb = to_uint8(image)
         grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
         if int(upscale) > 1:
             grey = cv2.resize(grey, (width, height), interpolation=cv2.INTER_CUBIC)
@@ -1223,8 +1206,8 @@ def realism_metrics(real_images, fake_images, extractor: FeatureExtractor | None
         real_images, fake_images: images float32 in [0, 1], shape (N, H, W, 3).
         extractor: e.g. ``InceptionFeatures()``; None skips the feature measures.
     """
-    real = _as_images(real_images, "real_images")
-    fake = _as_images(fake_images, "fake_images")
+    real = as_float_images(real_images, "real_images")
+    fake = as_float_images(fake_images, "fake_images")
     result: dict = {"n_real": len(real), "n_fake": len(fake)}
     if swd:
         result["swd"] = sliced_wasserstein(real, fake, seed=seed)
@@ -1251,118 +1234,3 @@ def realism_metrics(real_images, fake_images, extractor: FeatureExtractor | None
         feature_diversity_fake=mean_pairwise_distance(fake_feats, seed=seed),
     )
     return result
-
-
-# --------------------------------------------------------------------------------------
-# 3. Anomaly detection
-# --------------------------------------------------------------------------------------
-
-
-def _labels_scores(labels, scores) -> tuple[np.ndarray, np.ndarray]:
-    labels = np.asarray(labels).reshape(-1)
-    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-    if labels.shape != scores.shape:
-        raise ValueError(f"`labels` and `scores` differ in length: {labels.size} vs {scores.size}.")
-    if not np.isin(labels, (0, 1)).all():
-        raise ValueError(f"`labels` must be 0 (normal) or 1 (anomaly); got values {np.unique(labels)[:5]}.")
-    labels = labels.astype(bool)
-    if labels.all() or not labels.any():
-        raise ValueError("`labels` need both classes (some 0 and some 1) for ROC and AP.")
-    if not np.isfinite(scores).all():
-        raise ValueError("`scores` contain NaN or infinity; drop or fix those images first.")
-    return labels, scores
-
-
-def _counts_at_thresholds(labels, scores):
-    order = np.argsort(-scores, kind="stable")
-    sorted_scores, sorted_labels = scores[order], labels[order]
-    last_of_value = np.r_[np.flatnonzero(np.diff(sorted_scores)), len(scores) - 1]
-    tps = np.cumsum(sorted_labels)[last_of_value]
-    fps = (last_of_value + 1) - tps
-    return tps, fps, sorted_scores[last_of_value]
-
-
-def roc_curve(labels, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """ROC curve; a sample counts as anomalous when its score >= threshold.
-
-    Args:
-        labels: 1 = anomaly, 0 = normal, shape (N,).
-        scores: higher = more anomalous, shape (N,).
-
-    Returns:
-        (fpr, tpr, thresholds), one point per distinct score plus (0, 0) at threshold +inf;
-        fpr and tpr in [0, 1], increasing.
-    """
-    labels, scores = _labels_scores(labels, scores)
-    tps, fps, thresholds = _counts_at_thresholds(labels, scores)
-    fpr = np.r_[0.0, fps / fps[-1]]
-    tpr = np.r_[0.0, tps / tps[-1]]
-    return fpr, tpr, np.r_[np.inf, thresholds]
-
-
-def auroc(labels, scores) -> float:
-    """Area under the ROC curve, in [0, 1] (0.5 = chance, 1 = every anomaly scores higher).
-
-    Equal to the Mann-Whitney U statistic / (n_anomalies * n_normal): the probability that a
-    random anomaly scores higher than a random normal sample, ties counting 1/2.
-    """
-    from scipy import stats
-
-    labels, scores = _labels_scores(labels, scores)
-    ranks = stats.rankdata(scores)  # ties get their average rank
-    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
-    u = ranks[labels].sum() - n_pos * (n_pos + 1) / 2.0
-    return float(u / (n_pos * n_neg))
-
-
-def average_precision(labels, scores) -> float:
-    """Average precision, in [0, 1]: sum over thresholds of (R_n - R_(n-1)) * P_n, the
-    step-wise area under the precision-recall curve (as scikit-learn; no interpolation).
-    Chance level is the share of anomalies."""
-    labels, scores = _labels_scores(labels, scores)
-    tps, fps, _ = _counts_at_thresholds(labels, scores)
-    precision = tps / (tps + fps)
-    recall = tps / tps[-1]
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
-
-
-# --------------------------------------------------------------------------------------
-# Speed
-# --------------------------------------------------------------------------------------
-
-
-def benchmark_features(n: int = 256, extractor: FeatureExtractor | None = None,
-                       image_size: int = 64, seed: int = 0) -> dict:
-    """Images per second of feature extraction and of ``reconstruction_metrics`` here.
-
-    The extractor defaults to ``InceptionFeatures(weights=None)`` (random weights: same cost
-    as the real network, no download), fed ``image_size`` images that it resizes to 299x299.
-    One warm-up batch is run first and not counted.
-
-    Returns:
-        dict with ``extractor``, ``n``, ``image_size``, ``features_images_per_s``,
-        ``reconstruction_metrics_images_per_s`` and ``device`` (the TensorFlow devices seen).
-    """
-    import tensorflow as tf
-
-    rng = np.random.default_rng(seed)
-    images = rng.random((n, image_size, image_size, 3), dtype=np.float32)
-    noisy = np.clip(images + 0.05 * rng.standard_normal(images.shape, dtype=np.float32), 0, 1)
-    extractor = extractor if extractor is not None else InceptionFeatures(weights=None)
-    warm = min(n, getattr(extractor, "batch_size", 8))
-    extractor(images[:warm])
-    start = time.perf_counter()
-    extractor(images)
-    features_rate = n / (time.perf_counter() - start)
-    reconstruction_metrics(images[:warm], noisy[:warm])
-    start = time.perf_counter()
-    reconstruction_metrics(images, noisy)
-    metrics_rate = n / (time.perf_counter() - start)
-    return {
-        "extractor": getattr(extractor, "name", type(extractor).__name__),
-        "n": n,
-        "image_size": image_size,
-        "features_images_per_s": features_rate,
-        "reconstruction_metrics_images_per_s": metrics_rate,
-        "device": ", ".join(d.device_type for d in tf.config.list_logical_devices()),
-    }

@@ -244,6 +244,21 @@ def effective_beta(sigma, beta=1.0):
     return 2.0 * float(sigma) ** 2 * float(beta)
 
 
+def dequantized(x, seed=None):
+    """8-bit images spread uniformly over their bins: ``k / 255 -> (k + u - 1/2) / 255``.
+
+    Args:
+        x: images float32 k/255 in [0, 1] (other values are first rounded to 8 bits).
+        seed: int or ``keras.random.SeedGenerator`` of u ~ U[0, 1), one draw per value.
+
+    Returns:
+        float32 tensor of ``x``'s shape, within half a step (1/510) of the 8-bit values.
+    """
+    x = ops.convert_to_tensor(x, "float32")
+    u = keras.random.uniform(ops.shape(x), seed=seed)
+    return (ops.round(x * 255.0) + u - 0.5) / 255.0
+
+
 def kl_divergence(z_mean, z_log_var):
     """KL(N(z_mean, exp(z_log_var)) || N(0, I)) per image, in nats, summed over latent dims."""
     return 0.5 * ops.sum(ops.exp(z_log_var) + ops.square(z_mean) - 1.0 - z_log_var, axis=-1)
@@ -458,7 +473,7 @@ class ResVAE(keras.Model):
     def elbo_terms(self, x, training=False, seed=None):
         """The one pass behind every loss and ELBO: encode, draw z, decode, score.
 
-        ``train_step``, ``test_step``, ``elbo``, ``evaluate`` and ``train.flops_per_image``
+        ``train_step``, ``test_step``, ``elbo``, ``evaluate`` and ``bench.flops_per_image``
         all call this, so they cannot disagree.
 
         Args:
@@ -492,12 +507,20 @@ class ResVAE(keras.Model):
             "loss": reconstruction + ops.cast(self.beta_weight, "float32") * kl,
         }
 
-    def elbo(self, x, batch_size=256, seed=0):
-        """Per-image negative ELBO of ``x`` (one posterior draw per image), in nats.
+    def elbo(self, x, batch_size=256, seed=0, dequantize=True):
+        """Per-image negative ELBO of 8-bit images ``x`` (one draw per image), in nats.
+
+        With ``dequantize`` (the default) each value ``k / 255`` is replaced by a point drawn
+        uniformly from its 8-bit bin, ``(k + u - 1/2) / 255`` with u ~ U[0, 1): the expected
+        negative ELBO of those points, plus ``D log 255``, bounds the code length of the 8-bit
+        image from above (``metrics.bits_per_dim`` explains why). One draw per image is an
+        unbiased estimate of that expectation. ``dequantize=False`` scores ``x`` as given,
+        like ``test_step``.
 
         Args:
             x: images float32 in [0, 1], shape ``(N, S, S, 3)``.
-            seed: int or ``keras.random.SeedGenerator`` of the posterior draws.
+            seed: int or ``keras.random.SeedGenerator`` of the dequantization and posterior
+                draws (pass one generator to continue a stream over chunks).
 
         Returns:
             dict of numpy float32 arrays of shape ``(N,)``: ``neg_elbo`` (=
@@ -507,7 +530,8 @@ class ResVAE(keras.Model):
         seed = keras.random.SeedGenerator(seed) if isinstance(seed, int) else seed
         parts = {"reconstruction": [], "kl": []}
         for i in range(0, len(x), batch_size):
-            terms = self.elbo_terms(ops.convert_to_tensor(x[i : i + batch_size]), seed=seed)
+            batch = ops.convert_to_tensor(x[i : i + batch_size], "float32")
+            terms = self.elbo_terms(dequantized(batch, seed) if dequantize else batch, seed=seed)
             for key, values in parts.items():
                 values.append(ops.convert_to_numpy(terms[key]))
         out = {k: np.concatenate(v) if v else np.zeros(0, np.float32) for k, v in parts.items()}

@@ -5,6 +5,9 @@ as ``figures/<name>.png`` under the project root (see ``config.project_root``).
 With ``demo=True`` the title gets the suffix " (demo data)", so no figure made
 from the synthetic demo faces can pass for a CelebA result.
 
+Every word drawn (titles, axis labels, legend entries) is a parameter with an English
+default, so the report's Indonesian figures come from the same functions.
+
 Figures are made with pyplot so notebooks show them inline; a script that makes
 many should ``plt.close(fig)`` each one after saving.
 """
@@ -19,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from resvae_keras.config import project_root
+from resvae_keras.data.images import to_uint8
 
 DPI = 120
 DEMO_LABEL = "(demo data)"
@@ -157,6 +161,7 @@ def image_grid(
 def interpolation_strips(
     paths,
     row_labels: Sequence[str] | None = None,
+    xlabel: str = "t (0: start image, 1: end image)",
     *,
     title: str | None = None,
     name: str | None = None,
@@ -169,7 +174,7 @@ def interpolation_strips(
         paths,
         row_labels=row_labels,
         col_labels=t_labels,
-        xlabel="t (0: start image, 1: end image)",
+        xlabel=xlabel,
         title=title,
         name=name,
         demo=demo,
@@ -181,28 +186,69 @@ def attribute_grid(
     strengths: Sequence[float],
     attribute: str | None = None,
     row_labels: Sequence[str] | None = None,
+    xlabel: str | None = None,
     *,
     title: str | None = None,
     name: str | None = None,
     demo: bool = False,
 ):
-    """Attribute arithmetic: grid float [0, 1], shape (n, len(strengths), H, W, 3)."""
+    """Attribute arithmetic: grid float [0, 1], shape (n, len(strengths), H, W, 3).
+
+    ``xlabel`` defaults to "strength of the '<attribute>' vector added to z".
+    """
     vector = f"'{attribute}' vector" if attribute else "attribute vector"
     return image_grid(
         grid,
         row_labels=row_labels,
         col_labels=[f"{s:+g}" if s else "0" for s in strengths],
-        xlabel=f"strength of the {vector} added to z",
+        xlabel=xlabel or f"strength of the {vector} added to z",
         title=title,
         name=name,
         demo=demo,
     )
 
 
+def crop_examples(
+    cache,
+    n: int = 4,
+    *,
+    title: str | None = "Crop rule: square of 148/178 of the width, then resize",
+    name: str | None = None,
+    demo: bool | None = None,
+):
+    """Top row: the first ``n`` source images of a cache with the crop box drawn in red;
+    bottom row: the cached faces. ``demo`` defaults to ``cache.is_demo``."""
+    from matplotlib.patches import Rectangle
+
+    from resvae_keras.data import crop_box
+
+    names = list(cache.table.index[:n])
+    plt = _pyplot()
+    fig, axes = plt.subplots(2, len(names), figsize=(2.2 * len(names), 5.2), squeeze=False)
+    for i, image_name in enumerate(names):
+        original = cache.original(image_name)
+        left, top, right, bottom = crop_box(*original.size)
+        axes[0, i].imshow(original)
+        axes[0, i].add_patch(
+            Rectangle(
+                (left - 0.5, top - 0.5), right - left, bottom - top, fill=False, color="red", lw=2
+            )
+        )
+        axes[0, i].set_title(f"{image_name}\n{original.size[0]}x{original.size[1]}", fontsize=8)
+        axes[1, i].imshow(cache.images[i])
+        axes[1, i].set_title(f"{cache.size}x{cache.size}", fontsize=8)
+        for ax in axes[:, i]:
+            ax.axis("off")
+    demo = cache.is_demo if demo is None else demo
+    _set_title(fig, title, demo)
+    fig.tight_layout()
+    return _finish(fig, None, name, demo)
+
+
 # -- curves and charts ----------------------------------------------------------
 
 _LOSS_PANELS = {
-    "loss": "total loss (negative ELBO)",
+    "loss": "total loss (reconstruction + beta KL)",
     "reconstruction_loss": "reconstruction",
     "kl_loss": "KL divergence",
 }
@@ -211,6 +257,10 @@ _LOSS_PANELS = {
 def loss_curves(
     history: pd.DataFrame,
     unit: str = "nats per image",
+    panel_titles: Mapping[str, str] | None = None,
+    xlabel: str = "epoch",
+    ylabel: str | None = None,
+    series_labels: tuple[str, str] = ("train", "validation"),
     *,
     title: str | None = None,
     name: str | None = None,
@@ -223,7 +273,13 @@ def loss_curves(
             ``history.csv``); ``val_<column>`` is drawn as validation when present,
             an ``epoch`` column as x when present (else 1, 2, ...).
         unit: unit of the losses, for the y labels.
+        panel_titles: ``{column: title}``, default ``_LOSS_PANELS``.
+        ylabel: the y label of every panel (default "<column> (<unit>)").
+        series_labels: legend names of the training and the validation curve.
     """
+    from matplotlib.ticker import MaxNLocator
+
+    panel_titles = {**_LOSS_PANELS, **(panel_titles or {})}
     panels = [column for column in _LOSS_PANELS if column in history.columns]
     if not panels:
         raise ValueError(
@@ -235,10 +291,11 @@ def loss_curves(
         1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False, layout="constrained"
     )
     for ax, column in zip(axes[0], panels, strict=True):
-        ax.plot(epochs, history[column], marker=".", label="train")
+        ax.plot(epochs, history[column], marker=".", label=series_labels[0])
         if f"val_{column}" in history.columns:
-            ax.plot(epochs, history[f"val_{column}"], marker=".", label="validation")
-        ax.set(title=_LOSS_PANELS[column], xlabel="epoch", ylabel=f"{column} ({unit})")
+            ax.plot(epochs, history[f"val_{column}"], marker=".", label=series_labels[1])
+        ax.set(title=panel_titles[column], xlabel=xlabel, ylabel=ylabel or f"{column} ({unit})")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend()
     return _finish(fig, title, name, demo)
 
@@ -249,6 +306,9 @@ def metric_bars(
     error: str | None = None,
     xlabel: str | None = None,
     ylabel: str | None = None,
+    hlines: Mapping[str, float] | None = None,
+    limits: tuple[float, float] | None = None,
+    horizontal: bool = False,
     *,
     title: str | None = None,
     name: str | None = None,
@@ -260,6 +320,10 @@ def metric_bars(
         table: Series (index: names, values: the metric) or DataFrame with the
             metric in column ``value`` (default: the first column) and, optionally,
             error bar half-widths in column ``error`` (default: ``"error"`` if present).
+        xlabel, ylabel: labels of the category axis and of the value axis.
+        hlines: ``{label: value}`` dashed reference lines across the bars (e.g. chance).
+        limits: ``(low, high)`` of the value axis.
+        horizontal: bars along x, first row at the bottom (for many long names).
     """
     if isinstance(table, pd.Series):
         values, errors = table, None
@@ -268,15 +332,28 @@ def metric_bars(
         value = value or next(column for column in table.columns if column != error)
         values, errors = table[value], (table[error] if error else None)
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(max(3.5, 0.8 * len(values) + 1.5), 3.4))
     labels = [str(label) for label in values.index]
-    yerr = None if errors is None else errors.to_numpy(float)
-    bars = ax.bar(labels, values.to_numpy(float), yerr=yerr, capsize=4, color="tab:blue")
+    spread = None if errors is None else errors.to_numpy(float)
+    if horizontal:
+        fig, ax = plt.subplots(figsize=(6.0, max(2.5, 0.2 * len(values) + 1.0)), layout="constrained")
+        bars = ax.barh(labels, values.to_numpy(float), xerr=spread, capsize=4, color="tab:blue")
+        ax.tick_params(axis="y", labelsize=8)
+    else:
+        fig, ax = plt.subplots(figsize=(max(3.5, 0.8 * len(values) + 1.5), 3.4))
+        bars = ax.bar(labels, values.to_numpy(float), yerr=spread, capsize=4, color="tab:blue")
+        if max((len(label) for label in labels), default=0) > 8:
+            ax.tick_params(axis="x", labelrotation=30)
     ax.bar_label(bars, fmt="%.3g", label_type="center", color="white", fontsize=8)
-    ax.set_xlabel(xlabel or values.index.name or "run")
-    ax.set_ylabel(ylabel or str(values.name or value or "value"))
-    if max((len(label) for label in labels), default=0) > 8:
-        ax.tick_params(axis="x", labelrotation=30)
+    category_axis, value_axis = (ax.yaxis, ax.xaxis) if horizontal else (ax.xaxis, ax.yaxis)
+    category_axis.set_label_text(xlabel or values.index.name or "run")
+    value_axis.set_label_text(ylabel or str(values.name or value or "value"))
+    for index, (label, level) in enumerate((hlines or {}).items()):
+        line = ax.axvline if horizontal else ax.axhline
+        line(level, linestyle=("--", ":", "-.")[index % 3], color="gray", linewidth=1, label=label)
+    if hlines:
+        ax.legend(fontsize=8, loc="lower right")
+    if limits is not None:
+        (ax.set_xlim if horizontal else ax.set_ylim)(*limits)
     return _finish(fig, title, name, demo)
 
 
@@ -289,6 +366,9 @@ def line_plot(
     logx: bool = False,
     logy: bool = False,
     marker: str | None = None,
+    styles: Mapping[str, Mapping] | None = None,
+    point_labels: Mapping[str, Sequence[str]] | None = None,
+    integer_x: bool = False,
     *,
     title: str | None = None,
     name: str | None = None,
@@ -302,14 +382,25 @@ def line_plot(
         ys: ``{label: y}`` or a DataFrame (one curve per column); a value may also
             be an ``(x, y)`` pair, for curves with their own x (e.g. wall-clock).
         hlines: ``{label: y}`` dashed reference lines.
+        styles: ``{label: matplotlib line options}``, e.g. ``{"plain, seed 1":
+            {"color": "tab:orange", "linestyle": "--"}}``.
+        point_labels: ``{label: one text per point}`` written beside the points of a curve.
+        integer_x: only whole numbers on the x axis (epochs).
     """
+    from matplotlib.ticker import MaxNLocator
+
     if x is None and isinstance(ys, pd.DataFrame):
         x = ys.index
+    styles, point_labels = styles or {}, point_labels or {}
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     for label, curve in ys.items():
         curve_x, curve_y = curve if isinstance(curve, tuple) else (x, curve)
-        ax.plot(np.asarray(curve_x), np.asarray(curve_y), marker=marker, label=str(label))
+        curve_x, curve_y = np.asarray(curve_x), np.asarray(curve_y)
+        ax.plot(curve_x, curve_y, **{"marker": marker, **styles.get(label, {})}, label=str(label))
+        points = zip(curve_x, curve_y, strict=True)
+        for text, point in zip(point_labels.get(label, ()), points, strict=False):
+            ax.annotate(text, point, textcoords="offset points", xytext=(5, 5), fontsize=8)
     for index, (label, level) in enumerate((hlines or {}).items()):
         ax.axhline(level, linestyle=("--", ":", "-.")[index % 3], color="gray", label=label)
     ax.set(
@@ -318,6 +409,8 @@ def line_plot(
         xscale="log" if logx else "linear",
         yscale="log" if logy else "linear",
     )
+    if integer_x:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend()
     return _finish(fig, title, name, demo)
 
@@ -325,20 +418,26 @@ def line_plot(
 def norm_plot(
     norms: pd.DataFrame,
     latent_dim: int,
+    xlabel: str = "t (position along the path)",
+    ylabel: str = "norm of z",
+    hline_labels: tuple[str, str] = ("sqrt(d): typical N(0, I) norm", "sqrt(d / 2)"),
     *,
     title: str | None = None,
     name: str | None = None,
     demo: bool = False,
 ):
-    """``latent.norm_along_path`` output, with the typical-set radius sqrt(d) marked."""
+    """``latent.norm_along_path`` output, with the typical-set radius sqrt(d) marked.
+
+    ``hline_labels`` names the two reference lines, at sqrt(d) and sqrt(d / 2).
+    """
     return line_plot(
         None,
         norms,
-        xlabel="t (position along the path)",
-        ylabel="norm of z",
+        xlabel=xlabel,
+        ylabel=ylabel,
         hlines={
-            "sqrt(d): typical N(0, I) norm": math.sqrt(latent_dim),
-            "sqrt(d / 2)": math.sqrt(latent_dim / 2),
+            hline_labels[0]: math.sqrt(latent_dim),
+            hline_labels[1]: math.sqrt(latent_dim / 2),
         },
         title=title,
         name=name,
@@ -351,6 +450,9 @@ def latent_scatter(
     labels=None,
     label_name: str | None = None,
     explained_variance_ratio=None,
+    axis_names: tuple[str, str] = ("PC 1", "PC 2"),
+    variance_text: str = "{axis} ({percent:.1f}% of variance)",
+    absent_label: str = "not {label}",
     *,
     title: str | None = None,
     name: str | None = None,
@@ -362,7 +464,8 @@ def latent_scatter(
         coords: shape (N, 2).
         labels: None, bool (N,) (e.g. an attribute), categorical (N,), or numbers
             with many distinct values (drawn with a colour bar).
-        explained_variance_ratio: two shares, shown in the axis labels.
+        explained_variance_ratio: two shares, shown in the axis labels (``variance_text``).
+        absent_label: legend name of the ``False`` group of bool labels.
     """
     coords = np.asarray(coords)
     plt = _pyplot()
@@ -373,7 +476,8 @@ def latent_scatter(
     else:
         labels = np.asarray(labels)
         if labels.dtype == bool:
-            groups = [(f"not {label_name or 'label'}", ~labels), (label_name or "label", labels)]
+            present = label_name or "label"
+            groups = [(absent_label.format(label=present), ~labels), (present, labels)]
         elif labels.dtype.kind in "fiu" and len(np.unique(labels)) > 10:
             points = ax.scatter(coords[:, 0], coords[:, 1], c=labels, cmap="viridis", **style)
             fig.colorbar(points, ax=ax, label=label_name or "")
@@ -384,10 +488,9 @@ def latent_scatter(
             ax.scatter(coords[mask, 0], coords[mask, 1], label=f"{group} (n={mask.sum()})", **style)
         if groups:
             ax.legend(title=label_name if labels.dtype != bool else None, markerscale=2)
-    axis_names = ["PC 1", "PC 2"]
     if explained_variance_ratio is not None:
         axis_names = [
-            f"{n} ({100 * r:.1f}% of variance)"
+            variance_text.format(axis=n, percent=100 * r)
             for n, r in zip(axis_names, explained_variance_ratio, strict=True)
         ]
     ax.set(xlabel=axis_names[0], ylabel=axis_names[1])
@@ -398,6 +501,7 @@ def score_histograms(
     scores_by_group: Mapping[str, np.ndarray],
     xlabel: str = "score",
     bins: int = 40,
+    ylabel: str = "density",
     *,
     title: str | None = None,
     name: str | None = None,
@@ -412,13 +516,16 @@ def score_histograms(
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     for group, values in scores.items():
         ax.hist(values, bins=edges, density=True, alpha=0.45, label=f"{group} (n={len(values)})")
-    ax.set(xlabel=xlabel, ylabel="density")
+    ax.set(xlabel=xlabel, ylabel=ylabel)
     ax.legend()
     return _finish(fig, title, name, demo)
 
 
 def roc_curves(
     curves: Mapping[str, tuple],
+    xlabel: str = "false positive rate",
+    ylabel: str = "true positive rate",
+    chance_label: str = "chance (AUC 0.5)",
     *,
     title: str | None = None,
     name: str | None = None,
@@ -429,8 +536,8 @@ def roc_curves(
     fig, ax = plt.subplots(figsize=(4.6, 4.4))
     for label, (fpr, tpr, auc) in curves.items():
         ax.plot(fpr, tpr, label=f"{label} (AUC {auc:.3f})")
-    ax.plot([0, 1], [0, 1], linestyle="--", color="gray", linewidth=1, label="chance (AUC 0.5)")
-    ax.set(xlabel="false positive rate", ylabel="true positive rate", xlim=(0, 1), ylim=(0, 1.01))
+    ax.plot([0, 1], [0, 1], linestyle="--", color="gray", linewidth=1, label=chance_label)
+    ax.set(xlabel=xlabel, ylabel=ylabel, xlim=(0, 1), ylim=(0, 1.01))
     ax.set_aspect("equal")
     ax.legend(loc="lower right", fontsize=8)
     return _finish(fig, title, name, demo)
@@ -459,7 +566,7 @@ def _png_bytes(image, scale: int) -> bytes:
 
     from PIL import Image
 
-    pixels = np.clip(np.asarray(image) * 255 + 0.5, 0, 255).astype("uint8")
+    pixels = to_uint8(image)
     pixels = pixels.repeat(scale, axis=0).repeat(scale, axis=1)
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG")

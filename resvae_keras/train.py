@@ -30,6 +30,7 @@ import pandas as pd
 # Registers ResVAE and its layers, so load_model works in a fresh process.
 import resvae_keras.model  # noqa: F401
 from resvae_keras.config import Config
+from resvae_keras.data.images import to_uint8
 
 STRATEGIES = ("none", "mirrored", "auto")
 PRECISIONS = (None, "mixed_float16", "mixed_bfloat16")
@@ -175,7 +176,7 @@ def save_png_grid(grid, path):
 
     rows, cols, h, w, c = grid.shape
     tiled = grid.transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, c)
-    Image.fromarray(np.clip(tiled * 255 + 0.5, 0, 255).astype("uint8")).save(path)
+    Image.fromarray(to_uint8(tiled)).save(path)
 
 
 def load_history(run_dir):
@@ -218,7 +219,7 @@ def _train(config: Config, verbose, callbacks):
         cache, "train", config.batch_size, shuffle=True, seed=config.seed, drop_remainder=True
     )
     val_ds = data.make_dataset(cache, "val", config.batch_size, shuffle=False)
-    val_images = cache.images_of("val")[:8].astype("float32") / 255.0
+    val_images = data.as_float_images(cache.images_of("val")[:8])
 
     history = load_history(run_dir)
     interrupted = (run_dir / "backup").exists()
@@ -336,97 +337,3 @@ def load_or_train(config: Config):
     if not path.exists() or (config.run_path / "backup").exists():
         return train(config)[0]
     return keras.models.load_model(path)
-
-
-def flops_per_image(model, training=False):
-    """FLOPs for one image, counted by TensorFlow's profiler on the traced graph.
-
-    ``training=False``: one pass of ``model.elbo_terms`` (encoder, sampling, decoder, loss).
-    ``training=True``: that pass and the gradients of every trainable weight.
-    """
-    import tensorflow as tf
-
-    spec = tf.TensorSpec((1, *model.image_shape), tf.float32)
-
-    def forward(x):
-        return model.elbo_terms(x)["loss"]
-
-    def gradients(x):
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(model.elbo_terms(x, training=True)["loss"])
-        return tape.gradient(loss, model.trainable_weights)
-
-    concrete = tf.function(gradients if training else forward).get_concrete_function(spec)
-    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
-    options["output"] = "none"
-    profile = tf.compat.v1.profiler.profile(
-        graph=concrete.graph, run_meta=tf.compat.v1.RunMetadata(), cmd="op", options=options
-    )
-    return int(profile.total_float_ops)
-
-
-def matmul_peak_gflops(n=2048, repeats=10):
-    """Median float32 GFLOP/s of an ``n x n`` matmul on this machine (the roofline)."""
-    import tensorflow as tf
-
-    a = tf.random.normal((n, n), seed=1)
-    b = tf.random.normal((n, n), seed=2)
-    step = tf.function(lambda a, b: tf.reduce_sum(tf.matmul(a, b)))
-    step(a, b).numpy()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step(a, b).numpy()
-        times.append(time.perf_counter() - start)
-    return 2 * n**3 / float(np.median(times)) / 1e9
-
-
-def benchmark(config: Config | None = None, batch_size=64, steps=20, warmup=3, repeats=3):
-    """Training throughput of ``config``'s architecture on random images.
-
-    Returns a dict: ``img_per_s`` (median over ``repeats`` timings of ``steps``
-    steps at ``batch_size``), forward and training GFLOPs per image (profiler counts),
-    achieved GFLOP/s, the float32 matmul peak measured in the same run, and
-    ``ratio_to_peak``.
-    """
-    from resvae_keras.config import get_profile
-
-    config = config or get_profile("celeba-subset")
-    with precision(config.mixed_precision):
-        return _benchmark(config, batch_size, steps, warmup, repeats)
-
-
-def _benchmark(config, batch_size, steps, warmup, repeats):
-    import tensorflow as tf
-
-    from resvae_keras.model import build_model
-
-    keras.utils.set_random_seed(0)
-    model = compile_model(build_model(config), config)
-    size = config.image_size
-    images = np.random.default_rng(0).uniform(size=(batch_size, size, size, 3)).astype("float32")
-    ds = tf.data.Dataset.from_tensors(images).repeat()
-    model.fit(ds, steps_per_epoch=warmup, epochs=1, verbose=0, shuffle=False)
-    rates = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
-        rates.append(steps * batch_size / (time.perf_counter() - start))
-    img_per_s = float(np.median(rates))
-    forward = flops_per_image(model, training=False)
-    training = flops_per_image(model, training=True)
-    achieved = img_per_s * training / 1e9
-    peak = matmul_peak_gflops()
-    return {
-        "architecture": f"{size}x{size}, widths={list(config.widths)}, "
-        f"blocks={config.blocks_per_stage}, latent={config.latent_dim}",
-        "precision": config.mixed_precision or "float32",
-        "batch_size": batch_size,
-        "params": int(model.count_params()),
-        "img_per_s": img_per_s,
-        "forward_gflops_per_image": forward / 1e9,
-        "train_gflops_per_image": training / 1e9,
-        "achieved_gflop_per_s": achieved,
-        "matmul_peak_gflop_per_s": peak,
-        "ratio_to_peak": achieved / peak,
-    }

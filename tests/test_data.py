@@ -602,32 +602,6 @@ def test_csv_annotations_and_their_header(demo_root, tmp_path):
         data.read_attributes(csv)
 
 
-# -- figures and benchmark ------------------------------------------------------------
-
-
-def test_figures_say_demo_data(demo_cache, tmp_path):
-    import matplotlib.pyplot as plt
-
-    for name, make in [
-        ("grid", data.faces_grid_figure),
-        ("freq", data.attribute_frequency_figure),
-        ("crop", data.crop_figure),
-    ]:
-        fig = make(demo_cache, path=tmp_path / f"{name}.png")
-        titles = [ax.get_title() for ax in fig.axes] + [
-            fig._suptitle.get_text() if fig._suptitle else ""
-        ]
-        assert any(t.endswith("(demo data)") for t in titles), name
-        assert (tmp_path / f"{name}.png").stat().st_size > 1000
-        plt.close(fig)
-
-
-def test_benchmark_reports_both_rates():
-    result = data.benchmark(n=24, workers=1, min_seconds=0.05)
-    assert result["n"] == 24 and result["size"] == 64
-    assert result["preprocess_img_per_s"] > 0 and result["pipeline_img_per_s"] > 0
-
-
 # -- the real CelebA samples (skipped when absent) ------------------------------------
 
 
@@ -653,3 +627,22 @@ def test_real_test_partition_images_warn_when_trained_on(shared_data, tmp_path):
     with pytest.warns(data.CelebaDataWarning, match="OFFICIAL TEST"):
         cache = _prepare(root, tmp_path, max_images=10)
     assert cache.images.shape == (10, 64, 64, 3)
+
+
+# -- image conversions ------------------------------------------------------------------
+
+
+def _all_byte_values():
+    return np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1).repeat(3, axis=-1)
+
+
+def test_float_and_uint8_conversions_round_trip_and_name_the_argument():
+    x8 = _all_byte_values()
+    x = data.as_float_images(x8)
+    assert x.dtype == np.float32 and x.min() == 0.0 and x.max() == 1.0
+    assert data.as_float_images(x) is x  # float32 input is not copied
+    np.testing.assert_array_equal(data.to_uint8(x), x8)
+    with pytest.raises(ValueError, match="`faces` must be a batch"):
+        data.as_float_images(x[0], name="faces")
+    with pytest.raises(ValueError, match=r"`images` must hold values in \[0, 1\]"):
+        data.as_float_images(x * 255.0)

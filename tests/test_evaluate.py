@@ -1,5 +1,6 @@
-"""Tests for resvae_keras.evaluate: corruptions, non-face images, anomaly scores, attribute
-vectors and the metrics.json of a run, on a small ResVAE trained on generated demo faces."""
+"""Tests for resvae_keras.evaluate: reconstruction reports, attribute vectors, sample
+references and the metrics.json of a run, on a small ResVAE trained on generated demo faces
+(the ``trained`` fixture of conftest.py)."""
 
 from __future__ import annotations
 
@@ -11,34 +12,6 @@ import pytest
 
 from resvae_keras import data, evaluate, latent, metrics
 
-# The smallest setting found where the Eyeglasses vector visibly draws glasses: 800 demo
-# faces (640 for training), the demo architecture, batch 16 for enough optimizer steps.
-TINY_RUN = dict(demo_images=800, epochs=5, batch_size=16, learning_rate=2e-3, grid_every=1000)
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """``(config, model, cache)`` of a ResVAE trained for a few seconds on demo faces."""
-    from resvae_keras.config import get_profile
-    from resvae_keras.train import train
-
-    root = tmp_path_factory.mktemp("tiny_run")
-    config = get_profile(
-        "demo", data_dir=str(root / "demo"), cache_dir=str(root / "cache"),
-        run_dir=str(root / "run"), **TINY_RUN,
-    )
-    model, _ = train(config, verbose=0)
-    return config, model, data.load_cache(config, progress=False)
-
-
-@pytest.fixture
-def faces():
-    """Smooth random images float32 in [0, 1], (6, 64, 64, 3)."""
-    from scipy import ndimage
-
-    x = np.random.default_rng(0).random((6, 64, 64, 3), dtype=np.float32)
-    return ndimage.gaussian_filter(x, (0, 3, 3, 0)).astype(np.float32)
-
 
 @pytest.fixture
 def offline(monkeypatch, tmp_path):
@@ -49,84 +22,6 @@ def offline(monkeypatch, tmp_path):
         raise AssertionError("evaluate reached for the network")
 
     monkeypatch.setattr(urllib.request, "urlopen", no_network)
-
-
-# -- corruptions and non-face images ------------------------------------------------------
-
-
-@pytest.mark.parametrize("kind", evaluate.CORRUPTIONS)
-def test_corruptions_keep_shape_and_range_and_are_seeded(faces, kind):
-    out = evaluate.corrupt(faces, kind, seed=1)
-    assert out.shape == faces.shape and out.dtype == np.float32
-    assert out.min() >= 0.0 and out.max() <= 1.0
-    assert np.abs(out - faces).mean() > 0.01
-    np.testing.assert_array_equal(out, evaluate.corrupt(faces, kind, seed=1))
-    assert not np.array_equal(out, evaluate.corrupt(faces, kind, seed=2))
-    uint8 = np.round(faces * 255).astype(np.uint8)
-    assert evaluate.corrupt(uint8, kind, seed=1).dtype == np.float32
-
-
-def test_noise_has_the_requested_std():
-    grey = np.full((4, 64, 64, 3), 0.5, np.float32)
-    noisy = evaluate.corrupt(grey, "noise", strength=0.1)
-    assert (noisy - grey).std() == pytest.approx(0.1, rel=0.03)
-    assert abs((noisy - grey).mean()) < 0.005
-
-
-def test_occlusion_paints_one_square_of_one_colour(faces):
-    out = evaluate.corrupt(faces, "occlusion", seed=3, strength=0.25)
-    side = 16
-    for before, after in zip(faces, out, strict=True):
-        rows, cols = np.nonzero(np.any(before != after, axis=-1))
-        top, left = rows.min(), cols.min()
-        assert rows.max() - top < side and cols.max() - left < side
-        square = after[top : top + side, left : left + side]
-        if square.shape[:2] == (side, side):
-            assert np.ptp(square.reshape(-1, 3), axis=0).max() == 0.0
-        outside = np.ones(before.shape[:2], bool)
-        outside[top : top + side, left : left + side] = False
-        np.testing.assert_array_equal(after[outside], before[outside])
-
-
-def test_rotation_by_180_degrees_turns_the_image_upside_down(faces):
-    out = evaluate.corrupt(faces, "rotation", strength=180)
-    np.testing.assert_allclose(out, np.rot90(faces, 2, axes=(1, 2)), atol=1e-5)
-
-
-def test_unknown_corruption_names_the_argument(faces):
-    with pytest.raises(ValueError, match="kind='blur'"):
-        evaluate.corrupt(faces, "blur")
-
-
-def test_non_face_images_are_deterministic_and_varied():
-    images = evaluate.non_face_images(12, size=32, seed=0)
-    assert images.shape == (12, 32, 32, 3) and images.dtype == np.float32
-    assert images.min() >= 0.0 and images.max() <= 1.0
-    np.testing.assert_array_equal(images, evaluate.non_face_images(12, size=32, seed=0))
-    np.testing.assert_array_equal(images[:4], evaluate.non_face_images(4, size=32, seed=0))
-    assert not np.array_equal(images, evaluate.non_face_images(12, size=32, seed=1))
-    spread = np.ptp(images.reshape(12, -1, 3), axis=1).max(axis=1)
-    flat = evaluate.NON_FACE_KINDS.index("flat")
-    assert spread[flat] == 0.0 and (np.delete(spread, [flat, flat + 6]) > 0.05).all()
-
-
-def test_png_bits_rank_flat_below_noise():
-    flat = np.full((1, 64, 64, 3), 0.3, np.float32)
-    noise = np.random.default_rng(0).random((1, 64, 64, 3), dtype=np.float32)
-    bits = evaluate.png_bits(np.concatenate([flat, noise]))
-    assert bits[0] < 0.05 * bits[1]
-    assert bits[1] > 6 * 64 * 64 * 3  # random bytes do not compress
-
-
-def test_the_autoencoder_has_no_elbo_score_but_a_reconstruction_score(faces):
-    from resvae_keras.model import ResVAE
-
-    model = ResVAE(image_size=64, widths=(8, 8, 8), blocks_per_stage=0, latent_dim=4, kind="ae")
-    sets = evaluate.anomaly_sets(faces, seed=0)
-    table = evaluate.anomaly_table(evaluate.score_sets(model, sets))
-    assert table.xs("neg_elbo", level="score")["auroc"].isna().all()
-    assert table.xs("complexity_corrected", level="score")["auroc"].isna().all()
-    assert table.xs("reconstruction_mse", level="score")["auroc"].between(0, 1).all()
 
 
 # -- with a trained model ------------------------------------------------------------------
@@ -146,23 +41,6 @@ def test_reconstruction_report_rows_and_attribute_breakdown(trained):
     assert "Eyeglasses" in breakdown.index and breakdown.loc["Eyeglasses", "n_with"] > 0
     again, _, _ = evaluate.reconstruction_report(model, images, attributes)
     np.testing.assert_allclose(again["neg_elbo"], per_image["neg_elbo"])  # seeded ELBO
-
-
-def test_anomaly_scores_are_higher_for_corrupted_and_noise_images(trained):
-    _, model, cache = trained
-    clean = cache.images_of("test")[:48]
-    scores = evaluate.score_sets(model, evaluate.anomaly_sets(clean, seed=0))
-    assert set(scores) == set(evaluate.ANOMALY_SETS)
-    for anomaly in ("noise", "occlusion"):
-        assert scores[anomaly]["neg_elbo"].mean() > scores["clean"]["neg_elbo"].mean(), anomaly
-        assert (scores[anomaly]["reconstruction_mse"].mean()
-                > scores["clean"]["reconstruction_mse"].mean()), anomaly
-    table = evaluate.anomaly_table(scores)
-    assert table.loc[("noise", "neg_elbo"), "auroc"] > 0.9
-    assert table.loc[("occlusion", "neg_elbo"), "auroc"] > 0.7
-    assert ((table["auroc"] >= 0) & (table["auroc"] <= 1)).all()
-    curves = evaluate.roc_curves_of(scores)
-    assert curves["noise"][2] == pytest.approx(table.loc[("noise", "neg_elbo"), "auroc"])
 
 
 def test_eyeglasses_vector_draws_glasses_on_demo_faces(trained):

@@ -8,6 +8,7 @@ from resvae_keras.model import (
     build_conv_encoder,
     build_decoder,
     build_encoder,
+    dequantized,
     kl_divergence,
 )
 
@@ -88,13 +89,23 @@ def test_elbo_is_per_image_seeded_and_independent_of_the_batch_size():
     assert not np.allclose(out["reconstruction"], other["reconstruction"])
 
 
+def test_dequantized_draws_uniformly_inside_each_8_bit_bin():
+    x8 = np.repeat(np.arange(256, dtype=np.float32).reshape(1, 16, 16, 1), 40, axis=0)
+    y = keras.ops.convert_to_numpy(dequantized(x8 / 255.0, seed=0))
+    offset = y * 255.0 - x8  # in 8-bit steps
+    assert offset.min() >= -0.5 - 1e-4 and offset.max() <= 0.5 + 1e-4
+    assert abs(offset.mean()) < 0.01 and offset.std() == pytest.approx(np.sqrt(1 / 12), rel=0.02)
+    np.testing.assert_array_equal(y, keras.ops.convert_to_numpy(dequantized(x8 / 255.0, seed=0)))
+    assert not np.array_equal(y, keras.ops.convert_to_numpy(dequantized(x8 / 255.0, seed=1)))
+
+
 def test_test_step_reports_the_mean_of_elbo_terms():
     # Keras' val_loss and the evaluation ELBO come from the same elbo_terms: with beta = 1
     # and the same posterior draw, test_step's loss is the mean negative ELBO of model.elbo.
     model = _tiny_model(seed=7)
     x = _images(6)
     logs = model.test_step(keras.ops.convert_to_tensor(x))  # the layer's first draw, seed 7
-    out = model.elbo(x, batch_size=6, seed=7)  # a fresh generator with the same seed
+    out = model.elbo(x, batch_size=6, seed=7, dequantize=False)  # a fresh generator, same seed
     assert float(logs["loss"]) == pytest.approx(float(out["neg_elbo"].mean()), rel=1e-6)
     assert float(logs["kl_loss"]) == pytest.approx(float(out["kl"].mean()), rel=1e-6)
 

@@ -47,6 +47,10 @@ FIGURES = {
         pd.DataFrame({"fid": [40.0, 55.0], "error": [1.0, 2.0]}, index=["gmm", "prior"])
     ),
     "metric_bars_series": lambda: plots.metric_bars(pd.Series({"a": 1.0, "b": 2.0}, name="psnr")),
+    "metric_bars_horizontal": lambda: plots.metric_bars(
+        pd.Series({"Smiling": 48.0, "Eyeglasses": 6.5}, name="share"), xlabel="attribute",
+        ylabel="images (%)", hlines={"half": 50.0}, limits=(0, 100), horizontal=True,
+    ),
     "interpolation_strips": lambda: plots.interpolation_strips(
         FACES.reshape(2, 3, 8, 8, 3), row_labels=["pair 1", "pair 2"]
     ),
@@ -120,6 +124,47 @@ def test_loss_curves_draw_train_and_validation():
     fig = plots.loss_curves(_history())
     assert len(fig.axes) == 3
     assert [line.get_label() for line in fig.axes[2].lines] == ["train", "validation"]
+
+
+def test_every_word_drawn_is_a_parameter():
+    # The report draws its Indonesian figures with the same functions.
+    fig = plots.loss_curves(
+        _history(), panel_titles={"loss": "loss total"}, xlabel="epoch ke-", ylabel="nats per citra",
+        series_labels=("latih", "validasi"),
+    )
+    assert fig.axes[0].get_title() == "loss total" and fig.axes[0].get_xlabel() == "epoch ke-"
+    assert [line.get_label() for line in fig.axes[0].lines] == ["latih", "validasi"]
+    assert all(ax.get_ylabel() == "nats per citra" for ax in fig.axes)
+    fig = plots.roc_curves({"derau": (np.array([0, 1]), np.array([0, 1]), 0.5)},
+                           xlabel="FPR", ylabel="TPR", chance_label="tebakan acak")
+    assert "tebakan acak" in [line.get_label() for line in fig.axes[0].lines]
+    norms = pd.DataFrame({"lerp": [4, 2.8, 4]}, index=[0, 0.5, 1])
+    fig = plots.norm_plot(norms, 16, xlabel="t", ylabel="norma", hline_labels=("khas", "separuh"))
+    assert [line.get_label() for line in fig.axes[0].lines] == ["lerp", "khas", "separuh"]
+    fig = plots.latent_scatter(RNG.normal(size=(20, 2)), np.arange(20) < 10, "Kacamata",
+                               [0.3, 0.2], axis_names=("KU 1", "KU 2"),
+                               variance_text="{axis} ({percent:.0f}% varians)",
+                               absent_label="tanpa {label}")
+    assert fig.axes[0].get_xlabel() == "KU 1 (30% varians)"
+    assert fig.axes[0].get_legend().get_texts()[0].get_text() == "tanpa Kacamata (n=10)"
+
+
+def test_line_plot_styles_and_point_labels():
+    fig = plots.line_plot(
+        [1, 2], {"plain": [3.0, 2.0]}, xlabel="epoch", ylabel="loss", integer_x=True,
+        styles={"plain": {"color": "tab:orange", "linestyle": "--"}},
+        point_labels={"plain": ["beta = 1", "beta = 4"]},
+    )
+    line = fig.axes[0].lines[0]
+    assert line.get_color() == "tab:orange" and line.get_linestyle() == "--"
+    assert [text.get_text() for text in fig.axes[0].texts] == ["beta = 1", "beta = 4"]
+
+
+def test_crop_examples_show_the_box_and_say_demo_data(demo_cache, project):
+    fig = plots.crop_examples(demo_cache, n=3, name="crop")
+    assert fig.get_suptitle().endswith("(demo data)")
+    assert len(fig.axes) == 6 and len(fig.axes[0].patches) == 1  # the red crop box
+    assert (project / "figures" / "demo" / "crop.png").stat().st_size > 1000
 
 
 class _UnitModel:

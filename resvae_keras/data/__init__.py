@@ -16,12 +16,11 @@ Typical use::
 
 Modules: ``celeba`` (layouts, annotation files), ``crop`` (the crop rule, decoding),
 ``cache`` (the cache, splits), ``pipeline`` (tf.data), ``demo`` (synthetic faces),
-``figures`` (notebook 01 figures), ``bench`` (throughput).
+``images`` (uint8 <-> float conversions). No plotting: every figure is drawn by ``plots``.
 """
 
 import warnings as _warnings
 
-from .bench import benchmark
 from .cache import Cache, assign_splits, cache_folder, load_cache, open_cache, prepare
 from .celeba import (
     ATTRIBUTE_NAMES,
@@ -38,7 +37,7 @@ from .celeba import (
 )
 from .crop import CROP_RULE, crop_and_resize, crop_box, load_face
 from .demo import demo_marker, detect_demo_eyeglasses, draw_demo_face, write_demo_dataset
-from .figures import attribute_frequency_figure, crop_figure, faces_grid_figure
+from .images import as_float_images, to_uint8
 from .pipeline import make_dataset
 
 __all__ = [
@@ -51,17 +50,14 @@ __all__ = [
     "CelebaDataWarning",
     "CelebaNotFoundError",
     "CelebaSource",
+    "as_float_images",
     "assign_splits",
-    "attribute_frequency_figure",
-    "benchmark",
     "cache_folder",
     "crop_and_resize",
     "crop_box",
-    "crop_figure",
     "demo_marker",
     "detect_demo_eyeglasses",
     "draw_demo_face",
-    "faces_grid_figure",
     "find_celeba",
     "load_cache",
     "load_face",
@@ -71,6 +67,7 @@ __all__ = [
     "read_attributes",
     "read_identities",
     "read_partition",
+    "to_uint8",
     "write_demo_dataset",
 ]
 

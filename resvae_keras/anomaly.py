@@ -1,0 +1,259 @@
+"""Anomaly detection with a trained VAE: the anomalous images and the scores that find them.
+
+Notebook 06 and ``evaluate.evaluate_run`` call these functions:
+
+| piece | what |
+| --- | --- |
+| ``corrupt``, ``non_face_images``, ``anomaly_sets`` | the anomalies: corrupted faces and images with no face |
+| ``anomaly_scores``, ``score_sets`` | per-image scores, "higher = more anomalous" |
+| ``anomaly_table``, ``roc_curves_of``, ``anomaly_report`` | AUROC and average precision (scikit-learn), ROC curves |
+
+Images are float32 in [0, 1], shape (N, H, W, 3) (uint8 is accepted and divided by 255);
+labels are 1 = anomaly, 0 = normal.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+
+from resvae_keras import metrics
+from resvae_keras.data.images import as_float_images, to_uint8
+
+CORRUPTIONS = ("noise", "occlusion", "rotation")
+CORRUPTION_STRENGTHS = {"noise": 0.1, "occlusion": 0.35, "rotation": None}
+"""Default ``strength`` per corruption: the std of the noise (intensity units), the side
+of the occluding square (fraction of the image side), the rotation angle in degrees
+(``None``: uniform in [90, 270] per image, i.e. the face ends up upside down)."""
+NON_FACE_KINDS = ("gradient", "stripes", "checkerboard", "texture", "shapes", "flat")
+ANOMALY_SETS = ("clean", *CORRUPTIONS, "non_face")
+ANOMALY_SCORES = {
+    "neg_elbo": "negative ELBO, nats per image (the likelihood bound; higher = less likely)",
+    "reconstruction_mse": "mean squared error of the reconstruction from z_mean",
+    "complexity_corrected": "bits/dim of the negative ELBO minus the PNG bits/dim of the image "
+    "(Serra et al. 2020: discounts how simple an image is)",
+}
+
+
+def corrupt(images, kind: str, seed: int = 0, strength: float | None = None) -> np.ndarray:
+    """Corrupted copies of ``images`` (the anomalies of notebook 06).
+
+    Args:
+        images: float32 in [0, 1] or uint8, shape (N, H, W, 3).
+        kind: ``"noise"`` (add Gaussian noise of std ``strength``, clip to [0, 1]),
+            ``"occlusion"`` (a square of side ``strength`` x H at a random place, filled
+            with one random colour) or ``"rotation"`` (rotate by ``strength`` degrees
+            about the centre, reflecting at the border; ``None``: a random angle in
+            [90, 270] per image, so faces end up roughly upside down).
+        seed: the same seed gives the same corruptions.
+        strength: see ``kind``; ``None`` uses ``CORRUPTION_STRENGTHS``.
+
+    Returns:
+        float32 in [0, 1], the shape of ``images``.
+    """
+    if kind not in CORRUPTIONS:
+        raise ValueError(f"kind={kind!r} is not one of {list(CORRUPTIONS)}")
+    x = as_float_images(images).copy()
+    strength = CORRUPTION_STRENGTHS[kind] if strength is None else strength
+    rng = np.random.default_rng([seed, CORRUPTIONS.index(kind)])
+    n, height, width, _ = x.shape
+    if kind == "noise":
+        if not strength >= 0:
+            raise ValueError(f"strength={strength!r}: the noise std must be >= 0")
+        noise = rng.standard_normal(x.shape, dtype=np.float32) * np.float32(strength)
+        return np.clip(x + noise, 0.0, 1.0)
+    if kind == "occlusion":
+        if not 0 < strength <= 1:
+            raise ValueError(f"strength={strength!r}: the square side must be in (0, 1] of the image")
+        side = max(1, round(strength * min(height, width)))
+        tops = rng.integers(0, height - side + 1, size=n)
+        lefts = rng.integers(0, width - side + 1, size=n)
+        colours = rng.random((n, 3), dtype=np.float32)
+        for i in range(n):
+            x[i, tops[i] : tops[i] + side, lefts[i] : lefts[i] + side] = colours[i]
+        return x
+    from scipy import ndimage
+
+    angles = rng.uniform(90.0, 270.0, size=n) if strength is None else np.full(n, float(strength))
+    for i in range(n):
+        x[i] = ndimage.rotate(x[i], angles[i], axes=(1, 0), reshape=False, order=1, mode="reflect")
+    return np.clip(x, 0.0, 1.0)
+
+
+def non_face_images(n: int, size: int = 64, seed: int = 0) -> np.ndarray:
+    """Procedural images with no face: the out-of-distribution set of notebook 06.
+
+    Image ``i`` is of kind ``NON_FACE_KINDS[i % 6]``: a two-colour ``gradient``,
+    sinusoidal ``stripes``, a ``checkerboard``, a smoothed-noise ``texture``, random
+    ``shapes`` (discs and rectangles) on a plain background, or a ``flat`` colour.
+    Image ``i`` depends only on ``(seed, i)``.
+
+    Returns:
+        float32 in [0, 1], shape (n, size, size, 3).
+    """
+    from scipy import ndimage
+
+    if int(n) < 1:
+        raise ValueError(f"n={n!r}: ask for at least one image")
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    out = np.empty((int(n), size, size, 3), np.float32)
+    for i in range(int(n)):
+        rng = np.random.default_rng([seed, i])
+        kind = NON_FACE_KINDS[i % len(NON_FACE_KINDS)]
+        c0, c1 = rng.random(3, dtype=np.float32), rng.random(3, dtype=np.float32)
+        angle = rng.uniform(0, 2 * np.pi)
+        along = xx * np.cos(angle) + yy * np.sin(angle)
+        if kind == "gradient":
+            t = (along - along.min()) / (along.max() - along.min())
+        elif kind == "stripes":
+            t = 0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(2, 8) * along + rng.uniform(0, 2 * np.pi))
+        elif kind == "checkerboard":
+            cell = int(rng.integers(4, 17))
+            rows, cols = np.mgrid[0:size, 0:size]
+            t = ((rows // cell + cols // cell) % 2).astype(np.float32)
+        elif kind == "texture":
+            noise = ndimage.gaussian_filter(rng.standard_normal((size, size)), rng.uniform(1, 4))
+            t = (noise - noise.min()) / (noise.max() - noise.min())
+        elif kind == "shapes":
+            t = np.zeros((size, size), np.float32)
+            image = np.broadcast_to(c0, (size, size, 3)).copy()
+            for _ in range(int(rng.integers(3, 9))):
+                colour = rng.random(3, dtype=np.float32)
+                cy, cx, r = rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(0.05, 0.3)
+                if rng.random() < 0.5:
+                    mask = (yy - cy) ** 2 + (xx - cx) ** 2 < r**2
+                else:
+                    mask = (np.abs(yy - cy) < r) & (np.abs(xx - cx) < rng.uniform(0.05, 0.3))
+                image[mask] = colour
+            out[i] = image
+            continue
+        else:  # flat
+            t = np.zeros((size, size), np.float32)
+        out[i] = c0 * (1 - t[..., None]) + c1 * t[..., None]
+    return np.clip(out, 0.0, 1.0)
+
+
+def non_face_labels(n: int) -> np.ndarray:
+    """The kind of each image of ``non_face_images(n)``: str array of shape (n,)."""
+    return np.resize(np.array(NON_FACE_KINDS), int(n))
+
+
+def png_bits(images) -> np.ndarray:
+    """PNG size of each image as 8-bit RGB, in bits: a rough measure of how complex it is.
+
+    Returns float64 (N,). A flat colour compresses to a few hundred bits; a 64x64 photo
+    to tens of thousands.
+    """
+    from PIL import Image
+
+    x = to_uint8(as_float_images(images))
+    sizes = np.empty(len(x))
+    for i, image in enumerate(x):
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="PNG", compress_level=9)
+        sizes[i] = 8 * buffer.tell()
+    return sizes
+
+
+def anomaly_scores(model, images, seed: int = 0, batch_size: int = 256) -> pd.DataFrame:
+    """Anomaly scores per image (higher = more anomalous).
+
+    Returns:
+        DataFrame, one row per image: ``neg_elbo`` (nats), ``bits_per_dim`` (the same
+        as an 8-bit code length), ``reconstruction_mse`` (from z_mean), ``png_bits`` and
+        ``complexity_corrected`` (= bits_per_dim - png_bits / D, Serra et al. 2020).
+    """
+    x = as_float_images(images)
+    neg_elbo = model.elbo(x, batch_size, seed=seed)["neg_elbo"]
+    num_dims = int(np.prod(x.shape[1:]))
+    bpd = metrics.bits_per_dim(neg_elbo, num_dims)
+    png = png_bits(x)
+    return pd.DataFrame({
+        "neg_elbo": neg_elbo.astype(np.float64),
+        "bits_per_dim": bpd,
+        "reconstruction_mse": metrics.mse(x, np.clip(model.reconstruct(x, batch_size), 0.0, 1.0)),
+        "png_bits": png,
+        "complexity_corrected": bpd - png / num_dims,
+    })
+
+
+def anomaly_sets(clean_images, seed: int = 0, n_non_face: int | None = None) -> dict:
+    """``{"clean", "noise", "occlusion", "rotation", "non_face"}`` -> images float32 [0, 1].
+
+    The corrupted sets are corrupted copies of ``clean_images``; ``non_face`` holds
+    ``n_non_face`` (default: as many as clean) procedural images.
+    """
+    clean = as_float_images(clean_images)
+    sets = {"clean": clean}
+    for kind in CORRUPTIONS:
+        sets[kind] = corrupt(clean, kind, seed=seed)
+    sets["non_face"] = non_face_images(n_non_face or len(clean), clean.shape[1], seed=seed)
+    return sets
+
+
+def score_sets(model, sets: dict, seed: int = 0) -> dict:
+    """``anomaly_scores`` of each set of ``anomaly_sets``: ``{name: DataFrame}``."""
+    return {name: anomaly_scores(model, images, seed=seed) for name, images in sets.items()}
+
+
+def _labelled(scores: dict, anomaly: str, score: str, clean: str):
+    normal = scores[clean][score].to_numpy()
+    abnormal = scores[anomaly][score].to_numpy()
+    labels = np.r_[np.zeros(len(normal)), np.ones(len(abnormal))]
+    return labels, np.r_[normal, abnormal]
+
+
+def anomaly_table(scores: dict, score_names=tuple(ANOMALY_SCORES), clean: str = "clean"):
+    """AUROC and average precision of each score, clean against each other set.
+
+    AUROC is the probability that a random anomaly scores higher than a random clean image
+    (ties count 1/2); AP is the step-wise area under the precision-recall curve. Both are
+    scikit-learn's (``roc_auc_score``, ``average_precision_score``).
+
+    Args:
+        scores: ``{set name: anomaly_scores DataFrame}``, e.g. from ``score_sets``.
+
+    Returns:
+        DataFrame indexed by (``anomaly``, ``score``): ``auroc`` (0.5 = chance), ``ap``
+        (chance = the share of anomalies), ``n_clean``, ``n_anomalous``, ``mean_clean``,
+        ``mean_anomalous``; NaN where the score does not apply (the ELBO scores of the
+        autoencoder).
+    """
+    rows = []
+    for anomaly in scores:
+        if anomaly == clean:
+            continue
+        for score in score_names:
+            labels, values = _labelled(scores, anomaly, score, clean)
+            applicable = bool(np.isfinite(values).all())  # the autoencoder has no ELBO
+            rows.append({
+                "anomaly": anomaly, "score": score,
+                "auroc": roc_auc_score(labels, values) if applicable else np.nan,
+                "ap": average_precision_score(labels, values) if applicable else np.nan,
+                "n_clean": len(scores[clean]), "n_anomalous": len(scores[anomaly]),
+                "mean_clean": float(scores[clean][score].mean()),
+                "mean_anomalous": float(scores[anomaly][score].mean()),
+            })
+    return pd.DataFrame(rows).set_index(["anomaly", "score"])
+
+
+def roc_curves_of(scores: dict, score: str = "neg_elbo", clean: str = "clean") -> dict:
+    """``{anomaly: (fpr, tpr, auroc)}`` for ``plots.roc_curves``; empty where ``score`` does
+    not apply (NaN, e.g. the ELBO of the autoencoder)."""
+    curves = {}
+    for anomaly in scores:
+        if anomaly != clean:
+            labels, values = _labelled(scores, anomaly, score, clean)
+            if not np.isfinite(values).all():
+                continue
+            fpr, tpr, _ = roc_curve(labels, values)
+            curves[anomaly] = (fpr, tpr, roc_auc_score(labels, values))
+    return curves
+
+
+def anomaly_report(model, clean_images, seed: int = 0) -> pd.DataFrame:
+    """``anomaly_table`` of held-out faces against their corruptions and non-face images."""
+    return anomaly_table(score_sets(model, anomaly_sets(clean_images, seed), seed=seed))

@@ -1,0 +1,260 @@
+"""Every speed measurement in one place: ``python -m resvae_keras bench data|train|eval``.
+
+| function | measures | CLI |
+| --- | --- | --- |
+| ``data_speed`` | JPEG -> cache preprocessing and the tf.data pipeline, on demo JPEGs | ``bench data`` |
+| ``training_speed`` | training images/s, FLOPs per image, achieved FLOP/s against the matmul peak | ``bench train`` |
+| ``evaluation_speed`` | ``evaluate.reconstruction_report`` and InceptionV3 features | ``bench eval`` |
+| ``feature_speed`` | a feature extractor and the reconstruction metrics alone | (part of ``bench eval``) |
+| ``flops_per_image``, ``matmul_peak_gflops`` | the profiler's FLOP count, the float32 roofline | |
+
+Nothing here reaches the network: random weights, random or synthetic images, temp folders.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from resvae_keras.config import Config, get_profile
+
+CELEBA_TEST_IMAGES = 19_962
+"""Images in the official CelebA test partition (for the time an evaluation takes)."""
+
+
+def _architecture(config: Config) -> str:
+    size = config.image_size
+    return (f"{size}x{size}, widths={list(config.widths)}, "
+            f"blocks={config.blocks_per_stage}, latent={config.latent_dim}")
+
+
+# -- data ------------------------------------------------------------------------------
+
+
+def data_speed(n: int = 2000, size: int = 64, batch_size: int = 64, workers: int | None = None,
+               min_seconds: float = 2.0, progress: bool = False) -> dict:
+    """Measure the data layer on ``n`` freshly drawn 178x218 demo JPEGs in a temp folder.
+
+    Returns a dict:
+        ``n``, ``size``, ``batch_size``, ``workers``;
+        ``preprocess_img_per_s``: JPEG -> cropped ``size`` x ``size`` cache, the whole
+        ``prepare`` call (listing, annotations, decoding, writing);
+        ``pipeline_img_per_s``: float32 training batches from that cache (shuffled train
+        split, repeated for at least ``min_seconds``).
+
+    The temp folder is deleted afterwards.
+    """
+    from resvae_keras import data
+
+    with tempfile.TemporaryDirectory(prefix="resvae-bench-") as tmp:
+        root = data.write_demo_dataset(Path(tmp) / "demo", n=n, seed=0, progress=progress)
+        started = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", data.CelebaDataWarning)
+            cache = data.prepare(
+                root, size=size, cache_dir=Path(tmp) / "cache", progress=progress, workers=workers
+            )
+        preprocess_s = time.perf_counter() - started
+
+        dataset = data.make_dataset(cache, "train", batch_size=batch_size, seed=0)
+        for _ in dataset.take(2):  # build the pipeline and fill the prefetch buffer
+            pass
+        seen, started = 0, time.perf_counter()
+        while time.perf_counter() - started < min_seconds:
+            for images in dataset:
+                seen += int(images.shape[0])
+        pipeline_s = time.perf_counter() - started
+        return {
+            "n": n,
+            "size": size,
+            "batch_size": batch_size,
+            "workers": cache.manifest["workers"],
+            "preprocess_img_per_s": round(n / preprocess_s, 1),
+            "pipeline_img_per_s": round(seen / pipeline_s, 1),
+            "preprocess_s": round(preprocess_s, 2),
+        }
+
+
+# -- training ----------------------------------------------------------------------------
+
+
+def flops_per_image(model, training=False):
+    """FLOPs for one image, counted by TensorFlow's profiler on the traced graph.
+
+    ``training=False``: one pass of ``model.elbo_terms`` (encoder, sampling, decoder, loss).
+    ``training=True``: that pass and the gradients of every trainable weight.
+    """
+    import tensorflow as tf
+
+    spec = tf.TensorSpec((1, *model.image_shape), tf.float32)
+
+    def forward(x):
+        return model.elbo_terms(x)["loss"]
+
+    def gradients(x):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(model.elbo_terms(x, training=True)["loss"])
+        return tape.gradient(loss, model.trainable_weights)
+
+    concrete = tf.function(gradients if training else forward).get_concrete_function(spec)
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    profile = tf.compat.v1.profiler.profile(
+        graph=concrete.graph, run_meta=tf.compat.v1.RunMetadata(), cmd="op", options=options
+    )
+    return int(profile.total_float_ops)
+
+
+def matmul_peak_gflops(n=2048, repeats=10):
+    """Median float32 GFLOP/s of an ``n x n`` matmul on this machine (the roofline)."""
+    import tensorflow as tf
+
+    a = tf.random.normal((n, n), seed=1)
+    b = tf.random.normal((n, n), seed=2)
+    step = tf.function(lambda a, b: tf.reduce_sum(tf.matmul(a, b)))
+    step(a, b).numpy()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step(a, b).numpy()
+        times.append(time.perf_counter() - start)
+    return 2 * n**3 / float(np.median(times)) / 1e9
+
+
+def training_speed(config: Config | None = None, batch_size=64, steps=20, warmup=3, repeats=3):
+    """Training throughput of ``config``'s architecture (default: the ``celeba-subset``
+    profile, the 64x64 default) on random images, under ``config.mixed_precision``.
+
+    Returns a dict: ``img_per_s`` (median over ``repeats`` timings of ``steps``
+    steps at ``batch_size``), forward and training GFLOPs per image (profiler counts),
+    achieved GFLOP/s, the float32 matmul peak measured in the same run, and
+    ``ratio_to_peak``.
+    """
+    from resvae_keras.train import precision
+
+    config = config or get_profile("celeba-subset")
+    with precision(config.mixed_precision):
+        return _training_speed(config, batch_size, steps, warmup, repeats)
+
+
+def _training_speed(config, batch_size, steps, warmup, repeats):
+    import keras
+    import tensorflow as tf
+
+    from resvae_keras.model import build_model
+    from resvae_keras.train import compile_model
+
+    keras.utils.set_random_seed(0)
+    model = compile_model(build_model(config), config)
+    size = config.image_size
+    images = np.random.default_rng(0).uniform(size=(batch_size, size, size, 3)).astype("float32")
+    ds = tf.data.Dataset.from_tensors(images).repeat()
+    model.fit(ds, steps_per_epoch=warmup, epochs=1, verbose=0, shuffle=False)
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
+        rates.append(steps * batch_size / (time.perf_counter() - start))
+    img_per_s = float(np.median(rates))
+    forward = flops_per_image(model, training=False)
+    training = flops_per_image(model, training=True)
+    achieved = img_per_s * training / 1e9
+    peak = matmul_peak_gflops()
+    return {
+        "architecture": _architecture(config),
+        "precision": config.mixed_precision or "float32",
+        "batch_size": batch_size,
+        "params": int(model.count_params()),
+        "img_per_s": img_per_s,
+        "forward_gflops_per_image": forward / 1e9,
+        "train_gflops_per_image": training / 1e9,
+        "achieved_gflop_per_s": achieved,
+        "matmul_peak_gflop_per_s": peak,
+        "ratio_to_peak": achieved / peak,
+    }
+
+
+# -- evaluation ----------------------------------------------------------------------------
+
+
+def feature_speed(n: int = 256, extractor=None, image_size: int = 64, seed: int = 0) -> dict:
+    """Images per second of feature extraction and of ``metrics.reconstruction_metrics``.
+
+    The extractor defaults to ``metrics.InceptionFeatures(weights=None)`` (random weights:
+    same cost as the real network, no download), fed ``image_size`` images that it resizes
+    to 299x299. One warm-up batch is run first and not counted.
+
+    Returns:
+        dict with ``extractor``, ``n``, ``image_size``, ``features_images_per_s``,
+        ``reconstruction_metrics_images_per_s`` and ``device`` (the TensorFlow devices seen).
+    """
+    import tensorflow as tf
+
+    from resvae_keras import metrics
+
+    rng = np.random.default_rng(seed)
+    images = rng.random((n, image_size, image_size, 3), dtype=np.float32)
+    noisy = np.clip(images + 0.05 * rng.standard_normal(images.shape, dtype=np.float32), 0, 1)
+    extractor = extractor if extractor is not None else metrics.InceptionFeatures(weights=None)
+    warm = min(n, getattr(extractor, "batch_size", 8))
+    extractor(images[:warm])
+    start = time.perf_counter()
+    extractor(images)
+    features_rate = n / (time.perf_counter() - start)
+    metrics.reconstruction_metrics(images[:warm], noisy[:warm])
+    start = time.perf_counter()
+    metrics.reconstruction_metrics(images, noisy)
+    metrics_rate = n / (time.perf_counter() - start)
+    return {
+        "extractor": getattr(extractor, "name", type(extractor).__name__),
+        "n": n,
+        "image_size": image_size,
+        "features_images_per_s": features_rate,
+        "reconstruction_metrics_images_per_s": metrics_rate,
+        "device": ", ".join(d.device_type for d in tf.config.list_logical_devices()),
+    }
+
+
+def evaluation_speed(n: int = 512, n_features: int = 64, config: Config | None = None,
+                     seed: int = 0, extractor=None) -> dict:
+    """Evaluation speed, no network: random weights and random images.
+
+    Times ``evaluate.reconstruction_report`` (the reconstruction from z_mean, the ELBO
+    pass, MSE/PSNR/SSIM/MS-SSIM) on ``n`` images with ``config``'s architecture (default:
+    the 64x64 default architecture, as ``bench train``), and ``feature_speed`` on
+    ``n_features`` images. One warm-up batch is not counted.
+
+    Returns:
+        dict: ``architecture``, ``n``, ``reconstruction_img_per_s``,
+        ``celeba_test_split_s`` (the 19,962 CelebA test images at that rate),
+        ``inception_features_img_per_s``, ``metrics_only_img_per_s``, ``device``.
+    """
+    import keras
+
+    from resvae_keras import evaluate
+    from resvae_keras.model import build_model
+
+    config = config or get_profile("celeba-subset")
+    keras.utils.set_random_seed(seed)
+    model = build_model(config)
+    size = config.image_size
+    images = np.random.default_rng(seed).random((int(n), size, size, 3), dtype=np.float32)
+    evaluate.reconstruction_report(model, images[:64])
+    start = time.perf_counter()
+    evaluate.reconstruction_report(model, images)
+    rate = n / (time.perf_counter() - start)
+    features = feature_speed(n=int(n_features), extractor=extractor, image_size=size, seed=seed)
+    return {
+        "architecture": _architecture(config),
+        "n": int(n),
+        "reconstruction_img_per_s": rate,
+        "celeba_test_split_s": CELEBA_TEST_IMAGES / rate,
+        "inception_features_img_per_s": features["features_images_per_s"],
+        "inception_n": int(n_features),
+        "metrics_only_img_per_s": features["reconstruction_metrics_images_per_s"],
+        "device": features["device"],
+    }

@@ -1,0 +1,49 @@
+"""Tests for resvae_keras.bench: every speed measurement runs offline and reports rates."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from resvae_keras import bench
+from resvae_keras.config import get_profile
+
+
+class PixelMeans:
+    """A test-only feature extractor: per-channel means and stds."""
+
+    name = "pixel_moments"
+    batch_size = 8
+
+    def __call__(self, images):
+        images = np.asarray(images, np.float64)
+        return np.concatenate([images.mean(axis=(1, 2)), images.std(axis=(1, 2))], axis=1)
+
+
+def test_data_speed_reports_both_rates():
+    result = bench.data_speed(n=24, workers=1, min_seconds=0.05)
+    assert result["n"] == 24 and result["size"] == 64
+    assert result["preprocess_img_per_s"] > 0 and result["pipeline_img_per_s"] > 0
+
+
+def test_feature_speed_reports_positive_rates():
+    result = bench.feature_speed(n=4, extractor=PixelMeans(), image_size=32)
+    assert result["features_images_per_s"] > 0 and result["reconstruction_metrics_images_per_s"] > 0
+    assert result["extractor"] == "pixel_moments" and result["n"] == 4
+
+
+def test_evaluation_speed_times_the_reconstruction_report():
+    config = get_profile("demo", image_size=32, widths=(8, 16), latent_dim=4)
+    result = bench.evaluation_speed(n=8, n_features=4, config=config, extractor=PixelMeans())
+    assert result["architecture"].startswith("32x32, widths=[8, 16]")
+    assert result["reconstruction_img_per_s"] > 0 and result["metrics_only_img_per_s"] > 0
+    assert result["celeba_test_split_s"] == bench.CELEBA_TEST_IMAGES / result["reconstruction_img_per_s"]
+
+
+def test_flop_counter_counts_the_elbo_pass_and_its_gradients():
+    from resvae_keras.model import ResVAE
+
+    model = ResVAE(image_size=16, widths=(8,), blocks_per_stage=1, latent_dim=4)
+    forward = bench.flops_per_image(model)
+    # the stem convolution alone: 8 x 8 outputs x 8 channels x 3 x 3 x 3 inputs x 2
+    assert forward > 8 * 8 * 8 * 27 * 2
+    assert bench.flops_per_image(model, training=True) > 2 * forward
