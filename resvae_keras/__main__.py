@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -30,21 +31,40 @@ def _print_table(result: dict, title: str) -> None:
 
 def _overrides(args) -> dict:
     """Config overrides given on the command line (only those set)."""
-    names = (
-        "epochs", "batch_size", "learning_rate", "beta", "latent_dim", "seed", "max_images",
-        "kl_warmup_steps", "sigma_min", "likelihood", "kind", "strategy", "mixed_precision", "run_dir",
-        "data_dir", "image_size", "blocks_per_stage", "architecture",
-    )
-    values = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
-    if getattr(args, "widths", None):
-        values["widths"] = tuple(int(w) for w in args.widths.split(","))
+    from resvae_keras.config import CLI_OPTIONS
+
+    values = {n: getattr(args, n) for n in CLI_OPTIONS if getattr(args, n, None) is not None}
+    if values.get("mixed_precision") == "float32":
+        values["mixed_precision"] = None
     if getattr(args, "plain", False):
         values["residual"] = False
     return values
 
 
+def _widths(text: str) -> tuple[int, ...]:
+    """``--widths 32,64,128`` -> (32, 64, 128)."""
+    try:
+        widths = tuple(int(w) for w in text.split(","))
+    except ValueError:
+        widths = ()
+    if not widths or min(widths) < 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected positive channel counts separated by commas, e.g. 32,64,128"
+        )
+    return widths
+
+
+def _profile(args) -> str:
+    """``--profile``, else the rule of ``config.profile_from_env`` (``RESVAE_PROFILE`` first)."""
+    from resvae_keras.config import profile_from_env
+
+    return args.profile or profile_from_env()
+
+
 def _add_config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--profile", default="demo", choices=["demo", "celeba-subset", "celeba"])
+    p.add_argument("--profile", choices=["demo", "celeba-subset", "celeba"],
+                   help="default: RESVAE_PROFILE, else celeba (GPU) or celeba-subset (CPU) "
+                   "when CELEBA_DIR is set, else demo")
     p.add_argument("--run-dir", dest="run_dir", help="output folder (default runs/<profile>)")
     p.add_argument("--data-dir", dest="data_dir", help="CelebA root (default CELEBA_DIR)")
     p.add_argument("--epochs", type=int)
@@ -55,7 +75,7 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sigma-min", dest="sigma_min", type=float,
                    help="floor on the learned decoder sigma (0: none)")
     p.add_argument("--latent-dim", dest="latent_dim", type=int)
-    p.add_argument("--widths", help="channels per stage, e.g. 32,64,128")
+    p.add_argument("--widths", type=_widths, help="channels per stage, e.g. 32,64,128")
     p.add_argument("--blocks-per-stage", dest="blocks_per_stage", type=int)
     p.add_argument("--image-size", dest="image_size", type=int)
     p.add_argument("--likelihood", choices=["gaussian_learned", "gaussian", "bernoulli"])
@@ -67,7 +87,7 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-images", dest="max_images", type=int)
     p.add_argument("--strategy", choices=["none", "mirrored", "auto"])
     p.add_argument("--mixed-precision", dest="mixed_precision",
-                   choices=["mixed_float16", "mixed_bfloat16"])
+                   choices=["mixed_float16", "mixed_bfloat16", "float32"])
 
 
 def cmd_demo_data(args):
@@ -90,16 +110,16 @@ def cmd_train(args):
     from resvae_keras.config import get_profile
     from resvae_keras.train import TrainingDivergedError, train
 
-    config = get_profile(args.profile, **_overrides(args))
+    config = get_profile(_profile(args), **_overrides(args))
     try:
         verbose = int(args.verbose) if args.verbose.isdigit() else args.verbose
         model, history = train(config, verbose=verbose)
     except TrainingDivergedError as err:
         sys.exit(str(err))
-    last = history.iloc[-1].to_dict() if len(history) else {}
-    print(f"run saved to {config.run_dir or 'runs/' + config.profile}: model.keras, "
-          f"history.csv ({len(history)} epochs), grids/; last val_loss "
-          f"{last.get('val_loss', float('nan')):.2f} nats/image")
+    monitor = "val_loss" if config.kind == "ae" else "val_neg_elbo"
+    best = history[monitor].min() if monitor in history else float("nan")
+    print(f"run saved to {config.run_dir or 'runs/' + config.profile}: model.keras (best "
+          f"{monitor} {best:.2f} nats/image), last.keras, history.csv ({len(history)} epochs), grids/")
 
 
 def cmd_evaluate(args):
@@ -141,6 +161,8 @@ def cmd_bench(args):
         result = bench.data_speed()
     elif args.what == "train":
         overrides = {"mixed_precision": args.mixed_precision} if args.mixed_precision else {}
+        if overrides.get("mixed_precision") == "float32":
+            overrides["mixed_precision"] = None
         result = bench.training_speed(get_profile(args.profile, **overrides),
                                       batch_size=args.batch_size)
     else:
@@ -171,26 +193,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m resvae_keras", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true",
+                        help="show the full traceback of any error")
 
-    p = sub.add_parser("demo-data", help="write the synthetic demo faces")
+    p = sub.add_parser("demo-data", parents=[common], help="write the synthetic demo faces")
     p.add_argument("--out", required=True)
     p.add_argument("--n", type=int, default=3000)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo_data)
 
-    p = sub.add_parser("prepare", help="build the preprocessed cache")
+    p = sub.add_parser("prepare", parents=[common], help="build the preprocessed cache")
     p.add_argument("--data-dir", dest="data_dir")
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--cache-dir", dest="cache_dir")
     p.add_argument("--max-images", dest="max_images", type=int)
     p.set_defaults(func=cmd_prepare)
 
-    p = sub.add_parser("train", help="train a profile")
+    p = sub.add_parser("train", parents=[common], help="train a profile")
     _add_config_args(p)
-    p.add_argument("--verbose", default="auto", help="Keras fit verbosity: auto, 0, 1 or 2")
+    p.add_argument("--verbose", default="auto", choices=["auto", "0", "1", "2"],
+                   help="Keras fit verbosity")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="evaluate a run into metrics.json")
+    p = sub.add_parser("evaluate", parents=[common], help="evaluate a run into metrics.json")
     p.add_argument("--run-dir", dest="run_dir", required=True)
     p.add_argument("--n-samples", dest="n_samples", type=int)
     p.add_argument("--sampler", choices=["prior", "two_stage", "gmm"], default=None,
@@ -201,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fetch the InceptionV3 ImageNet weights when missing (for FID/KID)")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("sample", help="write sampled faces as PNGs")
+    p = sub.add_parser("sample", parents=[common], help="write sampled faces as PNGs")
     p.add_argument("--run-dir", dest="run_dir", required=True)
     p.add_argument("--n", type=int, default=64)
     p.add_argument("--out", required=True)
@@ -211,35 +237,80 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_sample)
 
-    p = sub.add_parser("bench", help="measure speed")
+    p = sub.add_parser("bench", parents=[common], help="measure speed")
     p.add_argument("what", choices=["data", "train", "eval"])
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--profile", default="celeba-subset",
                    help="architecture to time (bench train; default: the 64x64 default)")
     p.add_argument("--batch-size", dest="batch_size", type=int, default=64)
     p.add_argument("--mixed-precision", dest="mixed_precision",
-                   choices=["mixed_float16", "mixed_bfloat16"])
+                   choices=["mixed_float16", "mixed_bfloat16", "float32"])
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("study", help="train and collect the residual/plain/beta study")
+    p = sub.add_parser("study", parents=[common], help="train and collect the residual/plain/beta study")
     p.add_argument("--only", nargs="+", help="run names (default: every unfinished run)")
     p.set_defaults(func=cmd_study)
 
-    p = sub.add_parser("report", help="fill the report tables from report/results")
+    p = sub.add_parser("report", parents=[common], help="fill the report tables from report/results")
     p.add_argument("--collect", metavar="RUN_DIR",
                    help="first copy an evaluated run's results into report/results/celeba-subset")
     p.set_defaults(func=cmd_report)
     return parser
 
 
+def _error_line(err: BaseException) -> str:
+    """A short message for an expected error, with what to do next."""
+    if not isinstance(err, OSError):
+        return f"error: {err}"
+    if err.__class__.__module__.startswith("resvae_keras"):  # our messages say it all
+        return f"error: {err.strerror or err}"
+    from resvae_keras.data._io import display_path
+
+    text = str(err)
+    if err.strerror:
+        text = err.strerror + (f": {display_path(err.filename)}" if err.filename else "")
+    hints = {
+        errno.ENOSPC: "free some space (df -h shows where) and run the same command again; "
+        "a training run continues from its last completed epoch",
+        errno.EACCES: "check the folder's permissions, or choose another folder "
+        "(--run-dir, --cache-dir, --out)",
+        errno.EPERM: "check the folder's permissions, or choose another folder "
+        "(--run-dir, --cache-dir, --out)",
+        errno.EROFS: "that file system is read-only; choose another folder "
+        "(--run-dir, --cache-dir, --out)",
+        errno.EEXIST: "a file is in the way of a folder; remove it or choose another name",
+        errno.ENOTDIR: "a file is in the way of a folder; remove it or choose another name",
+    }
+    hint = hints.get(err.errno)
+    return f"error: {text}" + (f"\n{hint}" if hint else "")
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    tf = sys.modules.get("tensorflow")
+    return tf is not None and isinstance(err, tf.errors.ResourceExhaustedError)
+
+
 def main(argv=None):
+    """Run one command. Expected errors print a short message and exit 1 (Ctrl-C: 130);
+    an unexpected one says it is a bug and shows its traceback with ``--debug``."""
     args = build_parser().parse_args(argv)
+    if args.debug:
+        return args.func(args)
     try:
         args.func(args)
-    except (FileNotFoundError, ValueError) as err:
-        # Bad input (a missing CelebA folder, a malformed annotation file, a bad
-        # setting): the message says what to do; a traceback would bury it.
-        sys.exit(f"error: {err}")
+    except KeyboardInterrupt:
+        print("\ninterrupted; run the same command again to continue (a training run resumes "
+              "from its last completed epoch)", file=sys.stderr)
+        sys.exit(130)
+    except (OSError, ValueError) as err:
+        # Bad input (a missing CelebA folder, a malformed annotation file, a bad setting,
+        # an unwritable folder, a full disk): the message says what to do.
+        sys.exit(_error_line(err))
+    except Exception as err:
+        if _out_of_memory(err):
+            sys.exit("error: out of memory; lower --batch-size (or the model size) and run again")
+        sys.exit(f"error: unexpected {type(err).__name__}: {err}\n"
+                 f"This is probably a bug; run the command again with --debug to see the traceback.")
 
 
 if __name__ == "__main__":

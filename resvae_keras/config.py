@@ -18,10 +18,24 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shlex
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 PROFILES = ("demo", "celeba-subset", "celeba")
+CLI_OPTIONS = (
+    "epochs", "batch_size", "learning_rate", "beta", "kl_warmup_steps", "sigma_min", "latent_dim",
+    "widths", "blocks_per_stage", "image_size", "likelihood", "kind", "residual", "seed",
+    "max_images", "architecture", "strategy", "mixed_precision", "data_dir", "run_dir",
+)  # fmt: skip
+"""Config fields the ``train`` command line sets, each through ``option_name(field)``."""
+
+
+def option_name(field_name: str) -> str:
+    """The command-line option of a config field: ``latent_dim`` -> ``--latent-dim``
+    (``residual`` -> ``--plain``, which sets it to False)."""
+    return "--plain" if field_name == "residual" else "--" + field_name.replace("_", "-")
 
 
 def project_root() -> Path:
@@ -132,7 +146,14 @@ class Config:
         return dataclasses.asdict(self)
 
     def save(self, path: str | os.PathLike) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        """Write ``config.json`` through a temporary file: ``path`` is never half written."""
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        try:
+            tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Config:
@@ -148,6 +169,24 @@ class Config:
                 f"known: {[f.name for f in dataclasses.fields(self)]}"
             )
         return dataclasses.replace(self, **overrides)
+
+    def train_command(self, **overrides) -> str:
+        """The ``python -m resvae_keras train`` command that trains this config (with
+        ``overrides``): options for every ``CLI_OPTIONS`` field that differs from the profile."""
+        config = self.replace(**overrides)
+        base = get_profile(config.profile)
+        words = ["python", "-m", "resvae_keras", "train", "--profile", config.profile]
+        for name in CLI_OPTIONS:
+            value, default = getattr(config, name), getattr(base, name)
+            if value == default or (value is None and name != "mixed_precision"):
+                continue
+            if name == "residual":
+                words.append("--plain")
+            elif name == "widths":
+                words += ["--widths", ",".join(str(w) for w in value)]
+            else:
+                words += [option_name(name), "float32" if value is None else str(value)]
+        return shlex.join(words)
 
 
 _PROFILE_OVERRIDES: dict[str, dict] = {
@@ -188,10 +227,13 @@ def get_profile(name: str, **overrides) -> Config:
 
 
 def profile_from_env(default: str | None = None) -> str:
-    """The profile named by ``RESVAE_PROFILE``.
+    """The profile to use when none is named; the one rule of the CLI and the notebooks.
 
-    When unset: ``default`` if given, else ``celeba`` when ``CELEBA_DIR`` is set and
-    ``demo`` otherwise.
+    1. ``RESVAE_PROFILE``, when set, wins.
+    2. Else ``default``, when given.
+    3. Else, with ``CELEBA_DIR`` set: ``celeba`` when TensorFlow sees a GPU, otherwise
+       ``celeba-subset`` (the CPU-sized model); the choice is printed to stderr.
+    4. Else ``demo``.
     """
     name = os.environ.get("RESVAE_PROFILE")
     if name:
@@ -200,7 +242,23 @@ def profile_from_env(default: str | None = None) -> str:
         return name
     if default:
         return default
-    return "celeba" if os.environ.get("CELEBA_DIR") else "demo"
+    if not os.environ.get("CELEBA_DIR"):
+        return "demo"
+    gpu = gpu_visible()
+    name = "celeba" if gpu else "celeba-subset"
+    print(
+        f"profile {name}: CELEBA_DIR is set and {'a' if gpu else 'no'} GPU is visible "
+        "(set RESVAE_PROFILE to choose another)",
+        file=sys.stderr,
+    )
+    return name
+
+
+def gpu_visible() -> bool:
+    """True when TensorFlow sees at least one GPU (imports TensorFlow; runs no op)."""
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
 
 
 def config_from_env(**overrides) -> Config:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
 import time
 from datetime import datetime, timezone
@@ -67,11 +68,18 @@ def _to_numpy(x) -> np.ndarray:
 
 
 def _display_text(text: str) -> str:
-    """``text`` with the project root and the home folder made relative (no absolute paths)."""
-    root = str(project_root())
-    text = text.replace(root + os.sep, "").replace(root, ".")
+    """``text`` with paths under the project root made relative and the home folder shown
+    as ``~`` (no absolute paths). Only whole path components match: a sibling folder
+    whose name merely starts with the root's name is left as it is."""
+    text = _shorten_folder(text, str(project_root()), "")
     home = str(Path.home())
-    return text.replace(home, "~") if home not in ("/", "") else text
+    return _shorten_folder(text, home, "~/") if home not in ("/", "") else text
+
+
+def _shorten_folder(text: str, folder: str, prefix: str) -> str:
+    """``folder/x`` -> ``prefix + x`` and a bare ``folder`` -> ``prefix`` or ``.`` in ``text``."""
+    pattern = re.escape(folder.rstrip(os.sep)) + r"(?![^\s/'\"),:;\]])(/)?"
+    return re.sub(pattern, lambda m: prefix if m.group(1) else (prefix.rstrip("/") or "."), text)
 
 
 def _jsonable(value):
@@ -89,7 +97,9 @@ def _jsonable(value):
     if isinstance(value, (float, np.floating)):
         return float(value) if math.isfinite(value) else None
     if isinstance(value, Path):
-        return _display_text(str(value))
+        from resvae_keras.data._io import display_path
+
+        return display_path(value)
     if isinstance(value, str):
         return _display_text(value)
     return value
@@ -144,9 +154,13 @@ def resolve_run_dir(run_dir) -> Path:
 
 def load_run(run_dir, checkpoint: str = "model.keras"):
     """``(config, model)`` of a finished run: ``config.json`` and a saved model, by default the
-    best by validation loss (``model.keras``); ``checkpoint="last.keras"`` is the model after
-    the last epoch (all runs of a study at the same number of steps)."""
-    import keras
+    best by the validation negative ELBO (``model.keras``); ``checkpoint="last.keras"`` is the
+    model after the last epoch (all runs of a study at the same number of steps).
+
+    Raises ``model.ModelFileError`` (a ``ValueError``) when the file is damaged, not a
+    ResVAE, or holds NaN weights: nothing is computed from a broken model.
+    """
+    from resvae_keras.model import load_model
 
     path = resolve_run_dir(run_dir)
     # run_dir says where the run is now (it may have moved since config.json was written)
@@ -156,7 +170,7 @@ def load_run(run_dir, checkpoint: str = "model.keras"):
             f"{_display_text(str(path / checkpoint))} is missing: the run has not finished an "
             "epoch yet. Train it (python -m resvae_keras train) and evaluate again."
         )
-    return config, keras.models.load_model(path / checkpoint)
+    return config, load_model(path / checkpoint)
 
 
 def split_images(cache, split: str, limit: int | None = None) -> np.ndarray:
@@ -996,6 +1010,9 @@ def write_samples(run_dir, n: int = 64, out_dir="samples", temperature: float = 
     """
     from PIL import Image
 
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"out_dir={str(out_dir)!r} (--out) is a file; give a folder for the PNGs")
     config, model = load_run(run_dir)
     cache = None
     if sampler == "gmm":
@@ -1004,7 +1021,6 @@ def write_samples(run_dir, n: int = 64, out_dir="samples", temperature: float = 
         cache = data.load_cache(config, progress=False)
     sampler_object = make_sampler(model, sampler, cache, seed=seed, config=config)
     images = latent.sample_images(model, sampler_object, n=int(n), temperature=temperature, seed=seed)
-    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for i, image in enumerate(to_uint8(images)):

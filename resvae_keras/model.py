@@ -38,6 +38,8 @@ with the KL in closed form for a diagonal Gaussian posterior:
 from __future__ import annotations
 
 import math
+import zipfile
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -270,8 +272,10 @@ class ResVAE(keras.Model):
 
     ``train_step`` minimizes ``reconstruction + beta * KL`` (both per image, in nats,
     averaged over the batch); ``test_step`` reports the same terms without an update.
-    Three ``keras.metrics.Mean`` trackers (``loss``, ``reconstruction_loss``,
-    ``kl_loss``) are exposed through ``metrics``, so History holds epoch means.
+    Four ``keras.metrics.Mean`` trackers (``loss``, ``reconstruction_loss``,
+    ``kl_loss`` and ``neg_elbo`` = reconstruction + KL, the negative ELBO at beta = 1,
+    comparable across a KL warm-up) are exposed through ``metrics``, so History holds
+    epoch means.
 
     Args:
         image_size: side of the square images (64; 32 and 128 also work).
@@ -375,6 +379,7 @@ class ResVAE(keras.Model):
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.reconstruction_loss_tracker = keras.metrics.Mean(name="reconstruction_loss")
         self.kl_loss_tracker = keras.metrics.Mean(name="kl_loss")
+        self.neg_elbo_tracker = keras.metrics.Mean(name="neg_elbo")
         self.build((None, self.image_size, self.image_size, 3))
 
     # -- building blocks -----------------------------------------------------
@@ -384,7 +389,12 @@ class ResVAE(keras.Model):
 
     @property
     def metrics(self):
-        return [self.loss_tracker, self.reconstruction_loss_tracker, self.kl_loss_tracker]
+        return [
+            self.loss_tracker,
+            self.reconstruction_loss_tracker,
+            self.kl_loss_tracker,
+            self.neg_elbo_tracker,
+        ]
 
     def encode(self, x, training=False):
         """Images ``(N, S, S, 3)`` in [0, 1] -> ``(z_mean, z_log_var)``, each ``(N, latent_dim)``.
@@ -547,6 +557,9 @@ class ResVAE(keras.Model):
             ops.mean(terms["reconstruction"]), sample_weight=batch
         )
         self.kl_loss_tracker.update_state(ops.mean(terms["kl"]), sample_weight=batch)
+        self.neg_elbo_tracker.update_state(
+            ops.mean(terms["reconstruction"] + terms["kl"]), sample_weight=batch
+        )
         return {m.name: m.result() for m in self.metrics}
 
     def train_step(self, data):
@@ -609,4 +622,49 @@ def build_model(config):
         sigma_min=config.sigma_min,
         architecture=config.architecture,
     )
+    return model
+
+
+class ModelFileError(ValueError):
+    """A ``.keras`` file that cannot be used; the message names it and says what to do."""
+
+
+def nonfinite_weights(model) -> list[str]:
+    """Paths of the weights of ``model`` holding NaN or infinity (empty when all are finite)."""
+    return [w.path for w in model.weights if not np.isfinite(ops.convert_to_numpy(w)).all()]
+
+
+def load_model(path, check_finite=True):
+    """The ``ResVAE`` saved in the ``.keras`` file ``path``, checked.
+
+    Works in a fresh process (``resvae_keras.load_model``). Raises
+    ``FileNotFoundError`` when the file is missing, and ``ModelFileError`` (a
+    ``ValueError``) when it is damaged (e.g. truncated), holds another kind of model,
+    or, with ``check_finite``, holds NaN or infinite weights (a diverged run).
+    """
+    from resvae_keras.data._io import display_path
+
+    path = Path(path)
+    shown = display_path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{shown} does not exist: train the run first (python -m resvae_keras train)")
+    if not zipfile.is_zipfile(path):
+        raise ModelFileError(
+            f"{shown} is damaged: not a complete .keras (zip) file ({path.stat().st_size:,} bytes), "
+            "e.g. cut short by a full disk or an interrupted copy. Restore it, or train the run "
+            "again (README, section \"When things go wrong\")."
+        )
+    model = keras.models.load_model(path)
+    if not isinstance(model, ResVAE):
+        raise ModelFileError(
+            f"{shown} holds a {type(model).__name__}, not a ResVAE; give the model.keras of a "
+            "run trained by resvae_keras"
+        )
+    bad = nonfinite_weights(model) if check_finite else []
+    if bad:
+        raise ModelFileError(
+            f"{shown} holds NaN or infinite weights ({len(bad)} of {len(model.weights)}, e.g. "
+            f"{bad[0]}): its training diverged, so its samples and scores would be meaningless. "
+            "Train the run again with a lower learning rate (README, section \"When things go wrong\")."
+        )
     return model

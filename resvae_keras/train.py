@@ -2,9 +2,10 @@
 
 A run directory (``runs/<profile>`` unless ``config.run_dir`` says otherwise) holds::
 
-    config.json      the Config of the run
-    history.csv      one row per epoch: loss terms, val_ terms, beta, epoch time, wall time
-    model.keras      the best model by validation loss (ModelCheckpoint)
+    config.json      the Config of the saved model (rewritten only when training starts)
+    history.csv      one row per epoch: loss terms, neg_elbo, val_ terms, beta, epoch time, wall time
+    model.keras      the best model by validation negative ELBO at beta = 1 (``val_neg_elbo``;
+                     ``val_loss`` for the autoencoder), comparable across a KL warm-up
     last.keras       the model after the last completed epoch, optimizer state included
     two_stage.keras  the second-stage VAE on model.keras's codes (``two_stage_sampler``),
                      with two_stage_history.csv; refitted when model.keras is newer
@@ -14,12 +15,24 @@ A run directory (``runs/<profile>`` unless ``config.run_dir`` says otherwise) ho
 A run killed mid-way restarts from its last completed epoch when ``train`` is
 called again with the same run dir (``BackupAndRestore``). A finished run called
 again with more ``epochs`` continues from ``last.keras`` with its optimizer state.
+Either may change only the settings in ``CONTINUABLE``; any other difference from
+the run's ``config.json`` is refused with a message naming each setting.
+
+Checkpoints and backups are written to a temporary file and renamed into place, after
+a free-space check, and never after an epoch whose loss or weights are not finite:
+a diverged run keeps its last good epoch, and a full disk never leaves a truncated
+file. An unreadable ``backup/`` (e.g. from an older version) is set aside with a
+warning, and training continues from ``last.keras``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
+import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -29,15 +42,23 @@ import pandas as pd
 
 # Registers ResVAE and its layers, so load_model works in a fresh process.
 import resvae_keras.model  # noqa: F401
-from resvae_keras.config import Config
+from resvae_keras.config import Config, option_name
+from resvae_keras.data._io import check_free_space, display_path
 from resvae_keras.data.images import to_uint8
 
 STRATEGIES = ("none", "mirrored", "auto")
 PRECISIONS = (None, "mixed_float16", "mixed_bfloat16")
+CONTINUABLE = ("epochs", "learning_rate", "strategy", "grid_every", "run_dir", "cache_dir",
+               "two_stage_epochs")
+"""Settings a run may change when it continues; any other one needs a new run dir."""
 
 
 class TrainingDivergedError(RuntimeError):
-    """The loss became NaN or infinite."""
+    """The loss became NaN or infinite; the message says what was kept and what to run next."""
+
+
+class RunSettingsError(ValueError):
+    """A run dir asked to continue with settings other than those it was trained with."""
 
 
 def make_strategy(name="none"):
@@ -131,21 +152,131 @@ class EpochTimer(keras.callbacks.Callback):
 
 
 class StopOnNaN(keras.callbacks.TerminateOnNaN):
-    """TerminateOnNaN that remembers why, so ``train`` can raise a clear error."""
+    """TerminateOnNaN that remembers where, so ``train`` can raise a clear error."""
 
-    message = None
+    def __init__(self):
+        super().__init__()
+        self.where = None
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
 
     def on_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
-        if loss is not None and not np.isfinite(float(loss)):
-            self.message = (
-                f"training stopped: the loss became {float(loss)} at batch {batch}. "
-                "Try a lower learning_rate, a KL warm-up (kl_warmup_steps), "
-                "likelihood='gaussian' instead of the learned variance, or float32 "
-                "instead of mixed precision; check the data for NaNs."
-            )
-            print(self.message)
+        if loss is not None and not np.isfinite(float(loss)) and self.where is None:
+            self.where = (self._epoch, batch, float(loss))
+            print(f"the loss became {float(loss)} in epoch {self._epoch + 1}, batch {batch}: "
+                  "stopping", file=sys.stderr)
             self.model.stop_training = True
+
+
+def finite_epoch(model, logs) -> bool:
+    """True when the epoch's loss and every weight of ``model`` are finite (safe to save)."""
+    from resvae_keras.model import nonfinite_weights
+
+    return bool(np.isfinite((logs or {}).get("loss", 0.0))) and not nonfinite_weights(model)
+
+
+def _state_bytes(model) -> int:
+    """About the bytes a checkpoint of ``model`` takes: weights, optimizer state, 1 MiB slack."""
+    variables = list(model.weights) + list(getattr(model.optimizer, "variables", []))
+    return sum(int(np.prod(v.shape)) * 4 for v in variables) + 2**20
+
+
+def save_model(model, path):
+    """``model.save(path)`` through a temporary file beside ``path``, after a free-space
+    check: ``path`` always holds either its old content or the complete new model."""
+    path = Path(path)
+    check_free_space(path.parent, _state_bytes(model), f"saving {path.name}")
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    except OSError as error:
+        raise OSError(error.errno, error.strerror or str(error), display_path(path)) from error
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class Checkpoints(keras.callbacks.Callback):
+    """After each epoch: ``last.keras``, and ``model.keras`` when ``monitor`` improved on ``best``.
+
+    Epochs whose loss or weights are not finite are not saved. ``last_epoch`` is the last
+    epoch saved in this ``fit`` (``None`` when none was) and ``first_epoch`` the first one run.
+    """
+
+    def __init__(self, run_dir, monitor, best=math.inf):
+        super().__init__()
+        self.run_dir = Path(run_dir)
+        self.monitor = monitor
+        self.best = best
+        self.first_epoch = self.last_epoch = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.first_epoch is None:
+            self.first_epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not finite_epoch(self.model, logs):
+            return
+        save_model(self.model, self.run_dir / "last.keras")
+        self.last_epoch = epoch
+        value = (logs or {}).get(self.monitor)
+        if value is not None and np.isfinite(value) and value < self.best:
+            self.best = float(value)
+            save_model(self.model, self.run_dir / "model.keras")
+
+
+class Backup(keras.callbacks.BackupAndRestore):
+    """``BackupAndRestore`` that writes atomically after a free-space check, skips
+    non-finite epochs, and sets ``learning_rate`` after restoring (it may have changed)."""
+
+    def __init__(self, backup_dir, learning_rate):
+        super().__init__(str(backup_dir))
+        self.learning_rate = float(learning_rate)
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self.model.optimizer.learning_rate = self.learning_rate
+
+    def on_epoch_end(self, epoch, logs=None):
+        if finite_epoch(self.model, logs):
+            super().on_epoch_end(epoch, logs)
+
+    def _save_model(self):
+        folder = Path(self.backup_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        check_free_space(folder, _state_bytes(self.model), "the training backup")
+        tmp_weights = folder / f".latest.tmp-{os.getpid()}.weights.h5"
+        tmp_meta = folder / f".metadata.tmp-{os.getpid()}.json"
+        try:
+            self.model.save_weights(str(tmp_weights), overwrite=True)
+            tmp_meta.write_text(json.dumps({"epoch": self._current_epoch, "batch": 0}))
+            # weights first: a crash between the renames redoes an epoch, never skips one
+            os.replace(tmp_weights, self._weights_path)
+            os.replace(tmp_meta, self._training_metadata_path)
+        except OSError as error:
+            raise OSError(error.errno, error.strerror or str(error), display_path(folder)) from error
+        finally:
+            tmp_weights.unlink(missing_ok=True)
+            tmp_meta.unlink(missing_ok=True)
+
+
+def unreadable_backup(backup_dir) -> str | None:
+    """Why ``backup_dir`` cannot be restored (``None`` when it can): every weight is read."""
+    import h5py
+
+    folder = Path(backup_dir)
+    try:
+        epoch = json.loads((folder / "training_metadata.json").read_text())["epoch"]
+        if int(epoch) < 0:
+            raise ValueError(f"epoch {epoch}")
+        with h5py.File(folder / "latest.weights.h5", "r") as weights:
+            weights.visititems(lambda _, item: item[()] if isinstance(item, h5py.Dataset) else None)
+    except Exception as error:  # any damage means: do not restore from it
+        return f"{type(error).__name__}: {error}"
+    return None
 
 
 class SaveGrids(keras.callbacks.Callback):
@@ -159,7 +290,7 @@ class SaveGrids(keras.callbacks.Callback):
         self.seed = seed
 
     def on_epoch_end(self, epoch, logs=None):
-        if (epoch + 1) % self.every:
+        if (epoch + 1) % self.every or not finite_epoch(self.model, logs):
             return
         rows = [
             self.images,
@@ -194,12 +325,128 @@ def compile_model(model, config):
     return model
 
 
+def check_config(config: Config) -> None:
+    """Raise ``ValueError`` naming the first setting of ``config`` that cannot work.
+
+    ``train`` calls it before it reads data or writes anything.
+    """
+    from resvae_keras.model import (
+        ARCHITECTURES,
+        KINDS,
+        RECONSTRUCTION_LIKELIHOODS,
+        _check_architecture,
+    )
+
+    def fail(name, expected):
+        raise ValueError(
+            f"{name}={getattr(config, name)!r} ({option_name(name)}): expected {expected}"
+        )
+
+    counts = ["epochs", "batch_size", "latent_dim", "image_size", "grid_every"]
+    for name in counts + (["max_images"] if config.max_images is not None else []):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            fail(name, "a positive integer")
+    if not (isinstance(config.kl_warmup_steps, (int, np.integer)) and config.kl_warmup_steps >= 0):
+        fail("kl_warmup_steps", "an integer >= 0")
+    if not (math.isfinite(config.learning_rate) and config.learning_rate > 0):
+        fail("learning_rate", "a positive number, e.g. 0.001")
+    if not (math.isfinite(config.beta) and config.beta >= 0):
+        fail("beta", "a number >= 0")
+    if not 0 <= config.sigma_min < 1:
+        fail("sigma_min", "a number in [0, 1) (0: no floor)")
+    choices = {"kind": KINDS, "likelihood": tuple(RECONSTRUCTION_LIKELIHOODS),
+               "architecture": ARCHITECTURES, "strategy": STRATEGIES,
+               "mixed_precision": PRECISIONS}
+    for name, allowed in choices.items():
+        if getattr(config, name) not in allowed:
+            fail(name, f"one of {list(allowed)}")
+    _check_architecture(config.image_size, config.widths, config.blocks_per_stage,
+                        config.latent_dim)
+
+
+def has_trained_state(run_dir) -> bool:
+    """True when ``run_dir`` holds anything a re-run would continue from."""
+    run_dir = Path(run_dir)
+    return any((run_dir / name).exists() for name in ("model.keras", "last.keras", "backup")) or (
+        not load_history(run_dir).empty
+    )
+
+
+def changed_settings(saved: Config, asked: Config) -> list[str]:
+    """Config fields in which ``asked`` differs from the run's ``saved`` one, other than
+    ``CONTINUABLE``; paths are compared after resolving them."""
+    changed = []
+    for name, value in saved.to_dict().items():
+        if name in CONTINUABLE:
+            continue
+        new = getattr(asked, name)
+        if name == "data_dir":
+            value, new = (saved.resolve(value) if value else None), (asked.resolve(new) if new else None)
+        elif name == "widths":
+            value, new = tuple(value), tuple(new)
+        if value != new:
+            changed.append(name)
+    return changed
+
+
+def _settings_message(run_dir: Path, saved: Config, asked: Config, changed: list[str]) -> str:
+    shown = display_path(run_dir)
+    lines = [f"{shown} holds a run trained with other settings; it was not changed:"]
+    lines += [f"  {option_name(n)}: {getattr(saved, n)!r} in the run, {getattr(asked, n)!r} now"
+              for n in changed]
+    suffix = 2
+    while run_dir.with_name(f"{run_dir.name}-{suffix}").exists():
+        suffix += 1
+    new_dir = str(Path(asked.run_dir or f"runs/{asked.profile}").with_name(f"{run_dir.name}-{suffix}"))
+    lines += [
+        "To continue it, drop those options (a run may change only --epochs and "
+        "--learning-rate). To train these settings, start a new run in another folder:",
+        f"  {asked.train_command(run_dir=new_dir)}",
+        f"or delete {shown} to start it over.",
+    ]
+    return "\n".join(lines)
+
+
+def _best_model(run_dir):
+    """``model.keras`` of a run (``last.keras`` if no epoch improved the monitored loss)."""
+    from resvae_keras.model import load_model
+
+    path = Path(run_dir) / "model.keras"
+    return load_model(path if path.exists() else Path(run_dir) / "last.keras")
+
+
+def _diverged_message(config: Config, where, kept_epochs: int) -> str:
+    epoch, batch, loss = where
+    shown = display_path(config.run_path)
+    lower = float(f"{config.learning_rate / 2:.2g}")
+    if kept_epochs:
+        kept = (f"{shown} keeps its last good state: last.keras after epoch {kept_epochs} "
+                "and the best model.keras. Re-run with a lower learning_rate to continue from "
+                "there:")
+    else:
+        kept = "No epoch had finished, so nothing was saved. Re-run with a lower learning_rate:"
+    return "\n".join([
+        f"training diverged: the loss became {loss} in epoch {epoch + 1}, batch {batch}; "
+        "nothing of that epoch was saved.",
+        kept,
+        f"  {config.train_command(learning_rate=lower)}",
+        "If it diverges again, start a new run with a KL warm-up (--kl-warmup-steps 500), "
+        "--likelihood gaussian or --mixed-precision float32, in another folder "
+        "(--run-dir), and check the data for NaNs.",
+    ])
+
+
 def train(config: Config, verbose="auto", callbacks=()):
     """Train ``config`` into ``config.run_path``; returns ``(model, history DataFrame)``.
 
-    The best model by validation loss is ``model.keras`` in the run dir. Raises
-    ``TrainingDivergedError`` when the loss becomes NaN. Runs under
-    ``config.mixed_precision`` and restores the previous dtype policy afterwards.
+    The best model by validation negative ELBO (``val_neg_elbo``; ``val_loss`` for the
+    autoencoder) is ``model.keras`` in the run dir. Raises, before anything is written,
+    ``ValueError`` for a setting that cannot work (``check_config``, a batch larger than
+    the training split) and ``RunSettingsError`` when the run dir holds a run with other
+    settings; ``TrainingDivergedError`` when the loss becomes NaN (the last good epoch
+    is kept); ``OSError`` when a file cannot be written (e.g. ``DiskFullError``).
+    Runs under ``config.mixed_precision`` and restores the previous dtype policy afterwards.
     """
     with precision(config.mixed_precision):
         return _train(config, verbose, callbacks)
@@ -207,30 +454,46 @@ def train(config: Config, verbose="auto", callbacks=()):
 
 def _train(config: Config, verbose, callbacks):
     from resvae_keras import data
-    from resvae_keras.model import ResVAE, build_model
+    from resvae_keras.model import build_model, load_model
+
+    check_config(config)
+    run_dir = config.run_path
+    if (run_dir / "config.json").is_file() and has_trained_state(run_dir):
+        saved = Config.load(run_dir / "config.json")
+        changed = changed_settings(saved, config)
+        if changed:
+            raise RunSettingsError(_settings_message(run_dir, saved, config, changed))
 
     keras.utils.set_random_seed(config.seed)
-    run_dir = config.run_path
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config.save(run_dir / "config.json")
-
     cache = data.load_cache(config)
+    n_train = len(cache.split_indices("train"))
+    if n_train < config.batch_size:
+        raise ValueError(
+            f"batch_size={config.batch_size} (--batch-size) is larger than the {n_train} "
+            "training images, so not one full batch exists and nothing would be trained; use "
+            f"--batch-size {n_train} or less, or more images (--max-images)"
+        )
     train_ds = data.make_dataset(
         cache, "train", config.batch_size, shuffle=True, seed=config.seed, drop_remainder=True
     )
     val_ds = data.make_dataset(cache, "val", config.batch_size, shuffle=False)
     val_images = data.as_float_images(cache.images_of("val")[:8])
 
+    backup = run_dir / "backup"
+    reason = unreadable_backup(backup) if backup.exists() else None
+    if reason:
+        shutil.rmtree(backup)
+        print(f"warning: {display_path(backup)} could not be read ({reason}); it was removed, "
+              "and training continues from last.keras", file=sys.stderr)
     history = load_history(run_dir)
-    interrupted = (run_dir / "backup").exists()
+    interrupted = backup.exists()
     last = run_dir / "last.keras"
     strategy = make_strategy(config.strategy)
     with strategy.scope():
         if last.exists() and len(history) and not interrupted:
             # A finished run asked for more epochs: continue with the optimizer state.
-            model = keras.models.load_model(last)
-            if not isinstance(model, ResVAE):
-                raise TypeError(f"{last} does not hold a ResVAE")
+            model = load_model(last)
+            model.optimizer.learning_rate = config.learning_rate
             initial_epoch = len(history)
         else:
             model = compile_model(build_model(config), config)
@@ -240,24 +503,27 @@ def _train(config: Config, verbose, callbacks):
                 history = history.iloc[0:0]
     if initial_epoch >= config.epochs:
         print(f"{run_dir.name}: already trained for {initial_epoch} epochs; nothing to do.")
-        model = keras.models.load_model(run_dir / "model.keras")
+        model = _best_model(run_dir)
         if config.two_stage_epochs > 0 and not two_stage_is_current(run_dir):
             two_stage_sampler(config, model, cache, verbose=bool(verbose))
         return model, history
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config.save(run_dir / "config.json")
 
+    monitor = "val_loss" if config.kind == "ae" else "val_neg_elbo"
+    best = float(history[monitor].min()) if monitor in history and len(history) else math.inf
     nan_stop = StopOnNaN()
+    checkpoints = Checkpoints(run_dir, monitor, best=best if math.isfinite(best) else math.inf)
     wall_offset = float(history["wall_time_s"].iloc[-1]) if "wall_time_s" in history else 0.0
     all_callbacks = [
         EpochTimer(wall_offset),
         KLWarmup(config.beta, config.kl_warmup_steps),
         nan_stop,
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
-        keras.callbacks.ModelCheckpoint(
-            str(run_dir / "model.keras"), monitor="val_loss", save_best_only=True
-        ),
-        keras.callbacks.ModelCheckpoint(str(run_dir / "last.keras")),
+        checkpoints,
         SaveGrids(val_images, run_dir / "grids", every=config.grid_every, seed=config.seed),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+        # last of the writers: a crash before it redoes the epoch from the previous backup
+        Backup(backup, config.learning_rate),
         *callbacks,
     ]
     model.fit(
@@ -269,9 +535,18 @@ def _train(config: Config, verbose, callbacks):
         verbose=verbose,
         shuffle=False,  # the tf.data pipeline shuffles, with the run's seed
     )
-    if nan_stop.message:
-        raise TrainingDivergedError(nan_stop.message)
-    model = keras.models.load_model(run_dir / "model.keras")
+    if nan_stop.where:
+        # history.csv keeps only the epochs whose state was saved
+        saved_until = (checkpoints.last_epoch + 1 if checkpoints.last_epoch is not None
+                       else checkpoints.first_epoch or 0)
+        history = load_history(run_dir)
+        history = history[history["epoch"] < saved_until] if len(history) else history
+        if len(history):
+            history.to_csv(run_dir / "history.csv", index=False)
+        else:
+            (run_dir / "history.csv").unlink(missing_ok=True)
+        raise TrainingDivergedError(_diverged_message(config, nan_stop.where, len(history)))
+    model = _best_model(run_dir)
     if config.two_stage_epochs > 0 and not two_stage_is_current(run_dir):
         two_stage_sampler(config, model, cache, verbose=bool(verbose))
     return model, load_history(run_dir)
@@ -307,7 +582,9 @@ def two_stage_sampler(config: Config, model=None, cache=None, checkpoint: str = 
     path = two_stage_path(run_dir, checkpoint)
     if two_stage_is_current(run_dir, checkpoint):
         return TwoStageSampler.load(path)
-    model = model if model is not None else keras.models.load_model(run_dir / checkpoint)
+    if model is None:
+        model = (_best_model(run_dir) if checkpoint == "model.keras"
+                 else resvae_keras.model.load_model(run_dir / checkpoint))
     cache = cache if cache is not None else data.load_cache(config, progress=False)
     rows = cache.split_indices("train")
     epochs = max(1, int(config.two_stage_epochs))
@@ -321,9 +598,7 @@ def two_stage_sampler(config: Config, model=None, cache=None, checkpoint: str = 
     deterministic = getattr(model, "kind", "vae") == "ae"
     sampler = TwoStageSampler(epochs=epochs, seed=config.seed)
     sampler.fit(z_mean, None if deterministic else z_log_var)
-    partial = path.with_name(path.stem + ".partial.keras")  # never a half-written file
-    sampler.save(partial)
-    os.replace(partial, path)
+    save_model(sampler.vae_, path)
     sampler.history_.to_csv(path.with_name(path.stem + "_history.csv"), index_label="epoch")
     if verbose:
         print(f"{path.name}: fitted in {time.perf_counter() - start:.0f} s, "
@@ -333,7 +608,9 @@ def two_stage_sampler(config: Config, model=None, cache=None, checkpoint: str = 
 
 def load_or_train(config: Config):
     """The run's best model, training it first when ``model.keras`` is missing."""
+    from resvae_keras.model import load_model
+
     path = config.run_path / "model.keras"
     if not path.exists() or (config.run_path / "backup").exists():
         return train(config)[0]
-    return keras.models.load_model(path)
+    return load_model(path)

@@ -27,6 +27,90 @@ def test_train_overrides_are_parsed_into_the_config():
     assert _overrides(args) == {"epochs": 3, "beta": 0.5, "widths": (8, 16), "residual": False}
 
 
+def _exit_message(argv):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    return exit_info.value.code
+
+
+@pytest.mark.parametrize(
+    "error, expected",
+    [
+        (PermissionError(13, "Permission denied", "/somewhere/cache"),
+         "error: Permission denied: /somewhere/cache\ncheck the folder's permissions"),
+        (OSError(28, "No space left on device"), "error: No space left on device\nfree some space"),
+        (FileExistsError(17, "File exists", "/somewhere/out"), "error: File exists: /somewhere/out"),
+    ],
+)
+def test_os_errors_print_one_clear_message(monkeypatch, error, expected):
+    from resvae_keras import data
+
+    def fail(**kwargs):
+        raise error
+
+    monkeypatch.setattr(data, "prepare", fail)
+    assert _exit_message(["prepare", "--data-dir", "x"]).startswith(expected)
+
+
+def test_ctrl_c_exits_130_and_a_bug_shows_its_traceback_with_debug(monkeypatch, capsys):
+    from resvae_keras import data
+
+    def interrupted(**kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(data, "prepare", interrupted)
+    assert _exit_message(["prepare"]) == 130
+    assert "interrupted" in capsys.readouterr().err
+
+    def bug(**kwargs):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(data, "prepare", bug)
+    message = _exit_message(["prepare"])
+    assert "unexpected ZeroDivisionError" in message and "--debug" in message
+    with pytest.raises(ZeroDivisionError):
+        main(["prepare", "--debug"])
+
+
+@pytest.mark.parametrize(
+    "argv, option",
+    [(["--widths", "abc"], "--widths"), (["--widths", "32,0"], "--widths"),
+     (["--verbose", "abc"], "--verbose")],
+)
+def test_malformed_options_are_named_by_argparse(argv, option, capsys):
+    assert _exit_message(["train", *argv]) == 2
+    assert f"argument {option}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [(["--image-size", "63"], "image_size=63"), (["--epochs", "0"], "epochs=0 (--epochs)")],
+)
+def test_bad_train_settings_stop_before_any_work(demo_root, tmp_path, monkeypatch, argv, expected):
+    monkeypatch.setenv("RESVAE_HOME", str(tmp_path))
+    run = tmp_path / "runs" / "bad"
+    message = _exit_message(["train", "--profile", "celeba-subset", "--data-dir", str(demo_root),
+                             "--run-dir", str(run), *argv])
+    assert message.startswith(f"error: {expected}")
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "data").exists()
+
+
+def test_sample_into_an_existing_file_and_from_another_keras_model(tmp_path):
+    import keras
+
+    from resvae_keras.config import Config
+
+    out = tmp_path / "samples.png"
+    out.write_bytes(b"")
+    message = _exit_message(["sample", "--run-dir", str(tmp_path), "--out", str(out)])
+    assert "is a file; give a folder" in message
+
+    Config().save(tmp_path / "config.json")
+    keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]).save(tmp_path / "model.keras")
+    message = _exit_message(["sample", "--run-dir", str(tmp_path), "--out", str(tmp_path / "s")])
+    assert message.startswith("error: ") and "holds a Sequential, not a ResVAE" in message
+
+
 def test_evaluate_and_sample_accept_the_two_stage_sampler():
     parser = build_parser()
     assert parser.parse_args(["evaluate", "--run-dir", "r", "--sampler", "two_stage"]).sampler == "two_stage"

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -131,6 +134,21 @@ def test_missing_attribute_file_lists_the_candidates(demo_copy):
     assert "list_attr_celeba.csv" in str(error.value)
 
 
+
+def test_truncated_zip_is_named_as_corrupt(demo_copy):
+    folder = demo_copy / "img_align_celeba"
+    archive = demo_copy / "img_align_celeba.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for path in sorted(folder.iterdir())[:5]:
+            zipped.write(path, f"img_align_celeba/{path.name}")
+    shutil.rmtree(folder)
+    archive.write_bytes(archive.read_bytes()[:-200])  # cut short, e.g. an interrupted download
+    with pytest.raises(data.CelebaNotFoundError) as error:
+        data.find_celeba(demo_copy)
+    assert "img_align_celeba.zip (exists" in str(error.value)
+    assert "not a readable zip: truncated or corrupt" in str(error.value)
+
+
 # -- crop and resize ------------------------------------------------------------------
 
 
@@ -168,6 +186,14 @@ def test_resize_is_antialiased(tmp_path):
     assert abs(face.mean() - 127.5) < 3  # a 1-pixel checkerboard averages to grey...
     assert face[2:-2, 2:-2].std() < 8  # ...instead of aliasing into a pattern
 
+
+
+def test_16_bit_png_keeps_its_grey_level(tmp_path):
+    path = tmp_path / "grey16.png"
+    Image.fromarray(np.full((109, 89), 32768, np.uint16)).save(path)  # mid grey, 16 bit
+    face, size = data.load_face(path, size=16)
+    assert size == (89, 109) and face.dtype == np.uint8
+    assert np.abs(face.astype(int) - 128).max() <= 1  # not clipped to white
 
 def test_draft_decoding_matches_full_decoding(demo_root):
     path = demo_root / "img_align_celeba" / "000001.jpg"
@@ -223,6 +249,40 @@ def test_manifest_mismatch_rebuilds(demo_copy, tmp_path):
     extra.unlink()
     assert _prepare(demo_copy, tmp_path).manifest["build_id"] == rebuilt.manifest["build_id"]
 
+
+
+def test_an_image_replaced_by_one_of_the_same_size_rebuilds_the_cache(demo_copy, tmp_path):
+    first = _prepare(demo_copy, tmp_path)
+    image = demo_copy / "img_align_celeba" / "000016.jpg"
+    content = bytearray(image.read_bytes())
+    content[len(content) // 2] ^= 0xFF  # same name, same size, other content
+    image.write_bytes(bytes(content))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", data.CelebaDataWarning)
+        again = _prepare(demo_copy, tmp_path)
+    assert again.manifest["build_id"] != first.manifest["build_id"]
+
+
+def test_too_little_free_space_is_refused_before_writing(demo_root, tmp_path, monkeypatch):
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=300_000))
+    with pytest.raises(OSError, match=r"needs 1\.8 MB in .*cache, 0\.3 MB free") as error:
+        _prepare(demo_root, tmp_path)
+    assert error.value.errno == errno.ENOSPC
+    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())
+
+
+def test_a_disk_filling_up_during_the_build_is_an_error_not_a_crash(
+    demo_root, tmp_path, monkeypatch
+):
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full, raising=False)
+    with pytest.raises(OSError, match="No space left") as error:
+        _prepare(demo_root, tmp_path)
+    assert error.value.errno == errno.ENOSPC
+    assert list((tmp_path / "cache").iterdir()) == []  # the temporary folder is gone
 
 def test_interrupted_build_leaves_nothing_that_loads(demo_root, tmp_path, monkeypatch):
     calls = []

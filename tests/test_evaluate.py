@@ -182,3 +182,52 @@ def test_write_samples_writes_pngs(trained, tmp_path):
 def test_missing_run_dir_says_what_to_do(tmp_path):
     with pytest.raises(FileNotFoundError, match="train it first"):
         evaluate.load_run(tmp_path / "nothing")
+
+
+@pytest.fixture
+def untrained_run(tmp_path):
+    """A run dir holding ``config.json`` and the ``model.keras`` of an untrained tiny ResVAE."""
+    import keras
+
+    from resvae_keras.config import Config
+    from resvae_keras.model import build_model
+
+    config = Config(image_size=16, widths=(8,), blocks_per_stage=0, latent_dim=2,
+                    run_dir=str(tmp_path / "run"))
+    config.run_path.mkdir()
+    config.save(config.run_path / "config.json")
+    model = build_model(config)
+    model.compile(optimizer=keras.optimizers.Adam())
+    return config.run_path, model
+
+
+def test_a_model_with_nan_weights_is_refused_not_sampled(untrained_run, tmp_path):
+    from resvae_keras.model import ModelFileError
+
+    run, model = untrained_run
+    model.log_sigma.assign(float("nan"))
+    model.save(run / "model.keras")
+    with pytest.raises(ModelFileError, match="NaN or infinite weights .*diverged"):
+        evaluate.write_samples(run, n=2, out_dir=tmp_path / "png")
+    assert not (tmp_path / "png").exists()  # no black PNGs
+    with pytest.raises(ModelFileError, match="diverged"):
+        evaluate.evaluate_run(run, verbose=False)
+
+
+def test_a_truncated_model_file_is_called_damaged(untrained_run):
+    from resvae_keras.model import ModelFileError
+
+    run, model = untrained_run
+    model.save(run / "model.keras")
+    content = (run / "model.keras").read_bytes()
+    (run / "model.keras").write_bytes(content[: len(content) // 2])
+    with pytest.raises(ModelFileError, match="model.keras is damaged: not a complete .keras"):
+        evaluate.load_run(run)
+
+
+def test_paths_beside_the_project_keep_their_name(tmp_path, monkeypatch):
+    root = tmp_path / "proj"
+    monkeypatch.setenv("RESVAE_HOME", str(root))
+    assert evaluate._display_text(f"{root}/runs/x") == "runs/x"
+    assert evaluate._display_text(f"in '{root}'") == "in '.'"
+    assert evaluate._display_text(f"{root}_cases/runs/x") == f"{root}_cases/runs/x"

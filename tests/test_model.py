@@ -195,6 +195,24 @@ def test_save_and_load_gives_identical_outputs(tmp_path):
     assert int(loaded.optimizer.iterations) == int(model.optimizer.iterations) == 1
 
 
+def test_import_registers_the_model_in_a_fresh_process_and_stays_light(tmp_path):
+    import subprocess
+    import sys
+
+    _tiny_model().save(tmp_path / "model.keras")
+    script = (
+        "import sys, resvae_keras\n"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
+        "import keras\n"
+        "print(type(keras.models.load_model(sys.argv[1])).__name__)\n"
+        "print(type(resvae_keras.load_model(sys.argv[1])).__name__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "model.keras")],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["ResVAE", "ResVAE"]
+
+
 def test_sigma_floor_holds_the_decoder_sigma_and_the_nll():
     floored = _tiny_model(sigma_min=0.2)
     free = _tiny_model()

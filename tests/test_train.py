@@ -1,3 +1,4 @@
+import errno
 import json
 import os
 import subprocess
@@ -10,8 +11,11 @@ import pandas as pd
 import pytest
 
 from resvae_keras.config import Config
+from resvae_keras.model import ResVAE, load_model
 from resvae_keras.train import (
+    Checkpoints,
     KLWarmup,
+    RunSettingsError,
     TrainingDivergedError,
     load_history,
     make_strategy,
@@ -124,15 +128,116 @@ def test_finished_run_continues_with_its_optimizer_state(tiny_config):
     assert list(history["epoch"]) == [0, 1, 2]
 
 
-def test_nan_loss_stops_training_with_a_clear_message(tiny_config):
-    class PoisonWeights(keras.callbacks.Callback):
-        def on_train_batch_begin(self, batch, logs=None):
-            if batch == 2:
-                kernel = self.model.decoder.get_layer("to_subpixels").kernel
-                kernel.assign(np.full(kernel.shape, np.nan, "float32"))
+class _PoisonWeights(keras.callbacks.Callback):
+    """Sets a decoder kernel to NaN at ``batch`` of ``epoch``: the loss diverges there."""
 
-    with pytest.raises(TrainingDivergedError, match="learning_rate"):
-        train(tiny_config, verbose=0, callbacks=[PoisonWeights()])
+    def __init__(self, epoch, batch=2):
+        super().__init__()
+        self.epoch, self.batch, self._now = epoch, batch, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._now = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if (self._now, batch) == (self.epoch, self.batch):
+            kernel = self.model.decoder.get_layer("to_subpixels").kernel
+            kernel.assign(np.full(kernel.shape, np.nan, "float32"))
+
+
+def test_diverged_run_keeps_its_last_good_epoch_and_the_advice_works(tiny_config):
+    with pytest.raises(TrainingDivergedError) as info:
+        train(tiny_config, verbose=0, callbacks=[_PoisonWeights(epoch=1)])
+    message = str(info.value)
+    assert "epoch 2, batch 2" in message and "after epoch 1" in message
+    assert "--learning-rate 0.0005" in message  # half of 1e-3, the command to run next
+    run = tiny_config.run_path
+    assert not (run / "backup").exists()
+    assert list(load_history(run)["epoch"]) == [0]  # the diverged epoch is not recorded
+    for name in ("model.keras", "last.keras"):
+        load_model(run / name)  # finite: load_model refuses NaN weights
+
+    # As the message says: the same run with a lower learning rate continues from epoch 1.
+    recorder = _EpochRecorder()
+    _, history = train(tiny_config.replace(learning_rate=5e-4), verbose=0, callbacks=[recorder])
+    assert recorder.epochs == [1] and list(history["epoch"]) == [0, 1]
+    last = load_model(run / "last.keras")
+    assert float(last.optimizer.learning_rate) == pytest.approx(5e-4)
+
+    # Other settings are refused, even with nothing left to train; config.json stays.
+    with pytest.raises(RunSettingsError, match="--latent-dim: 4 in the run, 8 now"):
+        train(tiny_config.replace(epochs=1, latent_dim=8), verbose=0)
+    train(tiny_config.replace(epochs=1, learning_rate=1e-4), verbose=0)  # nothing to do
+    assert Config.load(run / "config.json") == tiny_config.replace(learning_rate=5e-4)
+
+
+def test_full_disk_keeps_the_last_checkpoint_and_the_rerun_resumes(tiny_config, monkeypatch, capsys):
+    saves, original_save = [], ResVAE.save
+
+    def save_until_the_disk_is_full(self, path, *args, **kwargs):
+        saves.append(path)
+        if len(saves) > 2:  # epoch 0 wrote last.keras and model.keras; epoch 1 fails
+            open(path, "wb").write(b"PK\x03\x04 cut short")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original_save(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(ResVAE, "save", save_until_the_disk_is_full)
+    with pytest.raises(OSError) as info:
+        train(tiny_config, verbose=0)
+    monkeypatch.undo()
+    assert info.value.errno == errno.ENOSPC and "last.keras" in str(info.value)
+    run = tiny_config.run_path
+    assert not [p.name for p in run.rglob(".*")]  # no temporary file left behind
+    load_model(run / "last.keras")  # still the complete epoch-1 checkpoint
+    assert list(load_history(run)["epoch"]) == [0]
+
+    # Resuming with other settings is refused by name, before any work.
+    with pytest.raises(RunSettingsError, match="--latent-dim: 4 in the run, 8 now") as refused:
+        train(tiny_config.replace(latent_dim=8), verbose=0)
+    assert "--run-dir" in str(refused.value) and "-2" in str(refused.value)
+    assert Config.load(run / "config.json") == tiny_config
+
+    # A damaged backup (as an older version left it) is set aside with a warning.
+    (run / "backup" / "latest.weights.h5").write_bytes(b"\x89HDF\r\n\x1a\n cut short")
+    recorder = _EpochRecorder()
+    _, history = train(tiny_config, verbose=0, callbacks=[recorder])
+    assert "could not be read" in capsys.readouterr().err
+    assert recorder.epochs == [1] and list(history["epoch"]) == [0, 1]
+
+
+def test_checkpoints_follow_the_neg_elbo_and_skip_non_finite_weights(tmp_path):
+    model = ResVAE(image_size=16, widths=(8,), blocks_per_stage=0, latent_dim=2)
+    model.compile(optimizer=keras.optimizers.Adam())
+    model.optimizer.build(model.trainable_variables)
+    checkpoints = Checkpoints(tmp_path, monitor="val_neg_elbo")
+    checkpoints.set_model(model)
+    checkpoints.on_epoch_end(0, {"loss": 50.0, "val_loss": 40.0, "val_neg_elbo": 60.0})
+    first = (tmp_path / "model.keras").read_bytes()
+    # During a KL warm-up val_loss can fall while the negative ELBO rises: not "better".
+    model.log_sigma.assign(-1.0)
+    checkpoints.on_epoch_end(1, {"loss": 45.0, "val_loss": 30.0, "val_neg_elbo": 65.0})
+    assert (tmp_path / "model.keras").read_bytes() == first
+    assert float(load_model(tmp_path / "last.keras").log_sigma) == -1.0
+    model.log_sigma.assign(np.nan)
+    checkpoints.on_epoch_end(2, {"loss": 40.0, "val_loss": 20.0, "val_neg_elbo": 55.0})
+    assert checkpoints.last_epoch == 1  # nothing saved from non-finite weights
+    assert float(load_model(tmp_path / "last.keras").log_sigma) == -1.0
+
+
+@pytest.mark.parametrize(
+    "override, match",
+    [
+        ({"image_size": 63}, "image_size=63"),
+        ({"epochs": 0}, r"epochs=0 \(--epochs\)"),
+        ({"learning_rate": 0.0}, "learning_rate=0.0"),
+        ({"batch_size": 64}, "larger than the 48 training images"),
+    ],
+)
+def test_bad_settings_are_refused_before_anything_is_written(tiny_config, override, match):
+    with pytest.raises(ValueError, match=match):
+        train(tiny_config.replace(**override), verbose=0)
+    assert not tiny_config.run_path.exists()
+    if "batch_size" not in override:  # refused before the data is even read
+        assert not tiny_config.cache_path.exists()
 
 
 def test_kl_warmup_ramps_linearly_and_history_records_beta(tiny_config):
@@ -141,6 +246,7 @@ def test_kl_warmup_ramps_linearly_and_history_records_beta(tiny_config):
     _, history = train(tiny_config.replace(beta=2.0, kl_warmup_steps=24), verbose=0)
     # 6 steps per epoch: the beta at the end of epoch 1 is 2 * 5/24, at the end of epoch 2 2 * 11/24.
     np.testing.assert_allclose(history["beta"], [2 * 5 / 24, 2 * 11 / 24], rtol=1e-6)
+    assert "val_neg_elbo" in history  # the checkpoint criterion, at beta = 1 throughout
     with pytest.raises(ValueError, match="warmup_steps=-1"):
         KLWarmup(1.0, -1)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import multiprocessing
 import os
 import shutil
@@ -27,6 +28,26 @@ def display_path(path: str | os.PathLike) -> str:
     if relative.parts[:2] == ("..", ".."):
         return str(path.resolve())
     return relative.as_posix()
+
+
+class DiskFullError(OSError):
+    """Too little free space for what is about to be written; the message says how much."""
+
+
+def check_free_space(folder: str | os.PathLike, needed: int, what: str) -> None:
+    """Raise ``DiskFullError`` (errno ENOSPC) before writing ``needed`` bytes into ``folder``
+    when its disk has less free space; ``what`` names the file(s) for the message."""
+    probe = Path(folder)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if free < needed:
+        raise DiskFullError(
+            errno.ENOSPC,
+            f"{what} needs {needed / 1e6:,.1f} MB in {display_path(folder)}, "
+            f"{free / 1e6:,.1f} MB free: free some space (or choose a folder on another disk) "
+            "and run the command again",
+        )
 
 
 def cpu_count() -> int:

