@@ -88,6 +88,8 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strategy", choices=["none", "mirrored", "auto"])
     p.add_argument("--mixed-precision", dest="mixed_precision",
                    choices=["mixed_float16", "mixed_bfloat16", "float32"])
+    p.add_argument("--two-stage-epochs", dest="two_stage_epochs", type=int,
+                   help="epochs of the second-stage VAE fitted after training (0: skip it)")
 
 
 def cmd_demo_data(args):
@@ -108,14 +110,20 @@ def cmd_prepare(args):
 
 def cmd_train(args):
     from resvae_keras.config import get_profile
-    from resvae_keras.train import TrainingDivergedError, train
+    from resvae_keras.train import TrainingDivergedError, describe_tf_config, train
 
     config = get_profile(_profile(args), **_overrides(args))
     try:
         verbose = int(args.verbose) if args.verbose.isdigit() else args.verbose
+        # train makes the strategy itself, before any TensorFlow op runs
         model, history = train(config, verbose=verbose)
     except TrainingDivergedError as err:
         sys.exit(str(err))
+    if config.strategy == "auto" and os.environ.get("TF_CONFIG"):
+        role = describe_tf_config(os.environ["TF_CONFIG"])
+        if not role["chief"]:
+            print(f"{role['task_type']} {role['task_index']} done; the chief wrote the run dir")
+            return
     monitor = "val_loss" if config.kind == "ae" else "val_neg_elbo"
     best = history[monitor].min() if monitor in history else float("nan")
     print(f"run saved to {config.run_dir or 'runs/' + config.profile}: model.keras (best "
@@ -245,6 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", dest="batch_size", type=int, default=64)
     p.add_argument("--mixed-precision", dest="mixed_precision",
                    choices=["mixed_float16", "mixed_bfloat16", "float32"])
+    p.add_argument("--two-stage-epochs", dest="two_stage_epochs", type=int,
+                   help="epochs of the second-stage VAE fitted after training (0: skip it)")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("study", parents=[common], help="train and collect the residual/plain/beta study")

@@ -28,6 +28,7 @@ CLI_OPTIONS = (
     "epochs", "batch_size", "learning_rate", "beta", "kl_warmup_steps", "sigma_min", "latent_dim",
     "widths", "blocks_per_stage", "image_size", "likelihood", "kind", "residual", "seed",
     "max_images", "architecture", "strategy", "mixed_precision", "data_dir", "run_dir",
+    "two_stage_epochs",
 )  # fmt: skip
 """Config fields the ``train`` command line sets, each through ``option_name(field)``."""
 

@@ -23,16 +23,22 @@ a free-space check, and never after an epoch whose loss or weights are not finit
 a diverged run keeps its last good epoch, and a full disk never leaves a truncated
 file. An unreadable ``backup/`` (e.g. from an older version) is set aside with a
 warning, and training continues from ``last.keras``.
+
+With several workers (``TF_CONFIG``, strategy ``auto``) only the chief writes the run
+dir; every other worker writes the same files into ``worker_dir``, a temporary folder
+that keeps its ``backup/`` across a restart and is removed when the run completes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -42,9 +48,15 @@ import pandas as pd
 
 # Registers ResVAE and its layers, so load_model works in a fresh process.
 import resvae_keras.model  # noqa: F401
+from resvae_keras import data
 from resvae_keras.config import Config, option_name
 from resvae_keras.data._io import check_free_space, display_path
 from resvae_keras.data.images import to_uint8
+
+try:
+    import fcntl
+except ImportError:  # Windows: workers on one machine must not build the data at once
+    fcntl = None
 
 STRATEGIES = ("none", "mirrored", "auto")
 PRECISIONS = (None, "mixed_float16", "mixed_bfloat16")
@@ -61,29 +73,178 @@ class RunSettingsError(ValueError):
     """A run dir asked to continue with settings other than those it was trained with."""
 
 
+def describe_tf_config(text):
+    """The cluster that a ``TF_CONFIG`` JSON string names, checked.
+
+    Returns a dict: ``workers`` (chief plus workers, >= 1), ``task_type``, ``task_index``
+    and ``chief`` (True for the task that writes the run dir: the ``chief`` task, or
+    worker 0 when the cluster has no chief). Raises ``ValueError`` saying what is wrong.
+    """
+    help_text = 'see README section "Training on several machines" for an example'
+    try:
+        tf_config = json.loads(text)
+        cluster, task = tf_config["cluster"], tf_config["task"]
+        task_type, task_index = task["type"], int(task["index"])
+    except (ValueError, TypeError, KeyError) as err:
+        raise ValueError(
+            f"TF_CONFIG={text!r} is not a JSON object with 'cluster' and 'task' "
+            f"{{'type', 'index'}} ({err}); {help_text}"
+        ) from None
+    if task_type not in ("chief", "worker"):
+        raise ValueError(f"TF_CONFIG task type {task_type!r}: only 'chief' and 'worker' "
+                         f"tasks train; {help_text}")
+    if not 0 <= task_index < len(cluster.get(task_type, [])):
+        raise ValueError(f"TF_CONFIG task {task_type} {task_index} is not in its cluster "
+                         f"{cluster}; {help_text}")
+    return cluster_role(cluster, task_type, task_index)
+
+
+def cluster_role(cluster, task_type, task_index):
+    """``describe_tf_config``'s dict for a cluster ``{job: [address, ...]}`` and one task;
+    ``rank`` numbers the training tasks 0 .. workers - 1, the chief first."""
+    chiefs = len(cluster.get("chief", []))
+    task_index = int(task_index or 0)
+    return {
+        "workers": max(1, chiefs + len(cluster.get("worker", []))),
+        "task_type": task_type,
+        "task_index": task_index,
+        "rank": task_index + (chiefs if task_type == "worker" else 0),  # chief first
+        "chief": task_type == "chief" or (task_type == "worker" and task_index == 0 and not chiefs),
+    }
+
+
+def worker_role(strategy):
+    """``describe_tf_config``'s dict for this process under ``strategy``.
+
+    One process without a cluster (the default or a mirrored strategy) is the chief of
+    a one-worker cluster.
+    """
+    resolver = getattr(strategy, "cluster_resolver", None)
+    cluster = resolver.cluster_spec().as_dict() if resolver is not None else {}
+    if not cluster:
+        return cluster_role({}, "chief", 0)
+    return cluster_role(cluster, resolver.task_type, resolver.task_id)
+
+
+_multi_worker_strategy = None  # one per process: collectives are configured once, at startup
+
+
 def make_strategy(name="none"):
-    """A ``tf.distribute`` strategy.
+    """A ``tf.distribute`` strategy; create it before any other TensorFlow op runs.
 
     ``"none"``: the default strategy (one device). ``"mirrored"``: MirroredStrategy
     over every visible GPU (or every logical CPU device when there is no GPU).
     ``"auto"``: MultiWorkerMirroredStrategy when ``TF_CONFIG`` is set, else
-    MirroredStrategy when more than one GPU is visible, else the default.
+    MirroredStrategy when more than one GPU is visible, else the default; it prints
+    its choice and the reason to stderr.
+
+    MultiWorkerMirroredStrategy configures TensorFlow's collective ops, which is only
+    possible before the first op runs, so it is created once per process and reused.
     """
     import tensorflow as tf
 
+    global _multi_worker_strategy
     if name not in STRATEGIES:
         raise ValueError(f"strategy={name!r} is not one of {list(STRATEGIES)}")
     if name == "auto":
         if os.environ.get("TF_CONFIG"):
-            return tf.distribute.MultiWorkerMirroredStrategy()
-        if len(tf.config.list_logical_devices("GPU")) > 1:
+            role = describe_tf_config(os.environ["TF_CONFIG"])
+            _say(
+                f"strategy auto: MultiWorkerMirroredStrategy, because TF_CONFIG names "
+                f"{role['workers']} workers; this is {role['task_type']} {role['task_index']}"
+                f" ({'the chief, writing the run dir' if role['chief'] else 'not the chief'})"
+            )
+            if _multi_worker_strategy is None:
+                try:
+                    _multi_worker_strategy = tf.distribute.MultiWorkerMirroredStrategy()
+                except RuntimeError as err:
+                    raise RuntimeError(
+                        f"{err}. TensorFlow already ran an op in this process: create the "
+                        "strategy first, in a fresh process (python -m resvae_keras train "
+                        "does), before loading data or setting seeds."
+                    ) from err
+            return _multi_worker_strategy
+        # physical, not logical, devices: listing logical ones would start TensorFlow's
+        # runtime and rule out a multi-worker strategy later in this process
+        gpus = len(tf.config.list_physical_devices("GPU"))
+        if gpus > 1:
+            _say(f"strategy auto: MirroredStrategy over {gpus} GPUs (TF_CONFIG is not set)")
             return tf.distribute.MirroredStrategy()
+        _say(f"strategy auto: the default strategy (one device), because TF_CONFIG is not "
+             f"set and {gpus} GPU{'' if gpus == 1 else 's'} {'is' if gpus == 1 else 'are'} "
+             "visible")
         return tf.distribute.get_strategy()
+    if os.environ.get("TF_CONFIG"):
+        _say(f"strategy {name}: TF_CONFIG is set but ignored; this process trains alone "
+             "(use strategy 'auto' to train with the cluster)")
     if name == "mirrored":
         gpus = tf.config.list_logical_devices("GPU")
         devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
         return tf.distribute.MirroredStrategy(devices=devices)
     return tf.distribute.get_strategy()
+
+
+def _say(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def worker_dir(run_dir, role):
+    """The temporary folder where a worker other than the chief writes its run files.
+
+    Its name is fixed by the run dir and the task, so a worker restarted after a kill
+    finds its ``backup/`` again; ``train`` removes it once the run completes.
+    """
+    run_dir = Path(run_dir).resolve()
+    digest = hashlib.sha1(str(run_dir).encode()).hexdigest()[:8]
+    name = f"resvae-{run_dir.name}-{digest}-{role['task_type']}{role['task_index']}"
+    return Path(tempfile.gettempdir()) / name
+
+
+def _from_every_worker(strategy, role, value):
+    """``value`` (a number) of every worker, in task order; also a barrier.
+
+    One all-reduce: each worker contributes its value at its own position.
+    """
+    import tensorflow as tf
+
+    slots = np.zeros(role["workers"], "float64")
+    slots[role["rank"]] = value
+    per_worker = strategy.num_replicas_in_sync // role["workers"]
+    total = strategy.reduce(
+        tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.constant(slots)), axis=None
+    )
+    return keras.ops.convert_to_numpy(total) / per_worker
+
+
+def _backup_epoch(backup_dir):
+    """The epoch a ``BackupAndRestore`` folder resumes at (0 when it holds none)."""
+    path = Path(backup_dir) / "training_metadata.json"
+    return int(json.loads(path.read_text())["epoch"]) if path.exists() else 0
+
+
+def _scalar_results_with_a_batch_axis(model):
+    """Work around Keras 3 under several workers: it averages a step's per-replica results
+    with ``strategy.reduce(MEAN, axis=0)``, which fails on scalar metrics ("Invalid
+    reduction dimension 0", tensorflow/tensorflow#72388). With a leading axis of one
+    that reduction is the plain mean over the replicas. The saved model is unchanged."""
+    for name in ("train_step", "test_step"):
+        step = getattr(model, name)
+
+        def with_axis(data, step=step):
+            return {key: keras.ops.reshape(value, (1,)) for key, value in step(data).items()}
+
+        setattr(model, name, with_axis)
+
+
+def shard_by_data(dataset):
+    """``dataset`` with AutoShardPolicy.DATA: under MultiWorkerMirroredStrategy every worker
+    runs the same (same-seed) pipeline of global batches and keeps its own slice of each.
+    No effect with one worker."""
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
 
 
 def set_precision(policy):
@@ -320,6 +481,22 @@ def load_history(run_dir):
     return history.drop_duplicates("epoch", keep="last").reset_index(drop=True)
 
 
+def prepare_data(config):
+    """``data.load_cache(config)``, one process at a time on this machine.
+
+    Workers started together on one machine share the data and cache folders: the
+    first builds them, the others wait for it and reuse them (an exclusive lock on
+    ``<cache_dir>/.prepare.lock``; no lock where ``fcntl`` is missing). Runs no
+    TensorFlow op.
+    """
+    lock_path = config.cache_path / ".prepare.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as lock:
+        if fcntl is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+        return data.load_cache(config)
+
+
 def compile_model(model, config):
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
     return model
@@ -349,6 +526,9 @@ def check_config(config: Config) -> None:
             fail(name, "a positive integer")
     if not (isinstance(config.kl_warmup_steps, (int, np.integer)) and config.kl_warmup_steps >= 0):
         fail("kl_warmup_steps", "an integer >= 0")
+    if not (isinstance(config.two_stage_epochs, (int, np.integer))
+            and config.two_stage_epochs >= 0):
+        fail("two_stage_epochs", "an integer >= 0 (0: no second stage)")
     if not (math.isfinite(config.learning_rate) and config.learning_rate > 0):
         fail("learning_rate", "a positive number, e.g. 0.001")
     if not (math.isfinite(config.beta) and config.beta >= 0):
@@ -437,7 +617,7 @@ def _diverged_message(config: Config, where, kept_epochs: int) -> str:
     ])
 
 
-def train(config: Config, verbose="auto", callbacks=()):
+def train(config: Config, verbose="auto", callbacks=(), strategy=None):
     """Train ``config`` into ``config.run_path``; returns ``(model, history DataFrame)``.
 
     The best model by validation negative ELBO (``val_neg_elbo``; ``val_loss`` for the
@@ -447,13 +627,19 @@ def train(config: Config, verbose="auto", callbacks=()):
     settings; ``TrainingDivergedError`` when the loss becomes NaN (the last good epoch
     is kept); ``OSError`` when a file cannot be written (e.g. ``DiskFullError``).
     Runs under ``config.mixed_precision`` and restores the previous dtype policy afterwards.
+
+    ``strategy``: a ``tf.distribute`` strategy, or ``None`` for ``make_strategy(config.strategy)``.
+    The order matters for several workers (``TF_CONFIG``): the data first (no TensorFlow op
+    runs there, and its decoding processes fork before the strategy's network threads
+    exist), then the strategy, then everything else. ``config.batch_size`` is the batch of
+    one worker: each step trains on a global batch of ``batch_size * workers`` images,
+    sharded by ``shard_by_data``. Only the chief writes the run dir.
     """
     with precision(config.mixed_precision):
-        return _train(config, verbose, callbacks)
+        return _train(config, verbose, callbacks, strategy)
 
 
-def _train(config: Config, verbose, callbacks):
-    from resvae_keras import data
+def _train(config: Config, verbose, callbacks, strategy):
     from resvae_keras.model import build_model, load_model
 
     check_config(config)
@@ -464,33 +650,55 @@ def _train(config: Config, verbose, callbacks):
         if changed:
             raise RunSettingsError(_settings_message(run_dir, saved, config, changed))
 
+    cache = prepare_data(config)
+    if strategy is None:
+        strategy = make_strategy(config.strategy)
+    role = worker_role(strategy)
     keras.utils.set_random_seed(config.seed)
-    cache = data.load_cache(config)
+    # Only the chief writes the run dir. Any other worker writes the same files (its
+    # callbacks run in step with the chief's) into a temporary folder of its own.
+    out_dir = run_dir if role["chief"] else worker_dir(run_dir, role)
     n_train = len(cache.split_indices("train"))
-    if n_train < config.batch_size:
+    global_batch = config.batch_size * role["workers"]
+    if n_train < global_batch:
+        workers = f" x {role['workers']} workers" if role["workers"] > 1 else ""
         raise ValueError(
-            f"batch_size={config.batch_size} (--batch-size) is larger than the {n_train} "
-            "training images, so not one full batch exists and nothing would be trained; use "
-            f"--batch-size {n_train} or less, or more images (--max-images)"
+            f"batch_size={config.batch_size}{workers} (--batch-size) is larger than the "
+            f"{n_train} training images, so not one full batch exists and nothing would be "
+            f"trained; use --batch-size {n_train // role['workers']} or less, or more images "
+            "(--max-images)"
         )
     train_ds = data.make_dataset(
-        cache, "train", config.batch_size, shuffle=True, seed=config.seed, drop_remainder=True
+        cache, "train", global_batch, shuffle=True, seed=config.seed, drop_remainder=True
     )
-    val_ds = data.make_dataset(cache, "val", config.batch_size, shuffle=False)
+    val_ds = data.make_dataset(cache, "val", global_batch, shuffle=False)
+    train_ds, val_ds = shard_by_data(train_ds), shard_by_data(val_ds)
     val_images = data.as_float_images(cache.images_of("val")[:8])
 
-    backup = run_dir / "backup"
+    backup = out_dir / "backup"
     reason = unreadable_backup(backup) if backup.exists() else None
     if reason:
         shutil.rmtree(backup)
         print(f"warning: {display_path(backup)} could not be read ({reason}); it was removed, "
               "and training continues from last.keras", file=sys.stderr)
-    history = load_history(run_dir)
     interrupted = backup.exists()
-    last = run_dir / "last.keras"
-    strategy = make_strategy(config.strategy)
+    # A finished run that is continued: another worker reads the chief's files where it
+    # sees them (one machine, or a shared folder).
+    state_dir = out_dir if interrupted or role["chief"] else run_dir
+    history = load_history(state_dir)
+    last = state_dir / "last.keras"
+    continued = last.exists() and len(history) > 0 and not interrupted
+    if role["workers"] > 1:  # also waits until every worker is ready
+        start = _backup_epoch(backup) if interrupted else len(history) if continued else 0
+        starts = _from_every_worker(strategy, role, start)
+        if len(set(starts)) > 1:
+            raise RuntimeError(
+                f"the workers would resume at different epochs {starts.astype(int).tolist()} "
+                "(chief first). Restart every worker with its backup in place, or, to continue "
+                f"a finished run, give every worker a copy of the chief's run dir {run_dir}."
+            )
     with strategy.scope():
-        if last.exists() and len(history) and not interrupted:
+        if continued:
             # A finished run asked for more epochs: continue with the optimizer state.
             model = load_model(last)
             model.optimizer.learning_rate = config.learning_rate
@@ -499,29 +707,33 @@ def _train(config: Config, verbose, callbacks):
             model = compile_model(build_model(config), config)
             initial_epoch = 0  # BackupAndRestore moves it to the last completed epoch
             if not interrupted:
-                (run_dir / "history.csv").unlink(missing_ok=True)
+                (out_dir / "history.csv").unlink(missing_ok=True)
                 history = history.iloc[0:0]
+    if role["workers"] > 1:
+        _scalar_results_with_a_batch_axis(model)
     if initial_epoch >= config.epochs:
         print(f"{run_dir.name}: already trained for {initial_epoch} epochs; nothing to do.")
-        model = _best_model(run_dir)
-        if config.two_stage_epochs > 0 and not two_stage_is_current(run_dir):
+        model = _best_model(state_dir)
+        if not role["chief"]:
+            shutil.rmtree(out_dir, ignore_errors=True)
+        elif config.two_stage_epochs > 0 and not two_stage_is_current(run_dir):
             two_stage_sampler(config, model, cache, verbose=bool(verbose))
         return model, history
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config.save(run_dir / "config.json")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config.save(out_dir / "config.json")
 
     monitor = "val_loss" if config.kind == "ae" else "val_neg_elbo"
     best = float(history[monitor].min()) if monitor in history and len(history) else math.inf
     nan_stop = StopOnNaN()
-    checkpoints = Checkpoints(run_dir, monitor, best=best if math.isfinite(best) else math.inf)
+    checkpoints = Checkpoints(out_dir, monitor, best=best if math.isfinite(best) else math.inf)
     wall_offset = float(history["wall_time_s"].iloc[-1]) if "wall_time_s" in history else 0.0
     all_callbacks = [
         EpochTimer(wall_offset),
         KLWarmup(config.beta, config.kl_warmup_steps),
         nan_stop,
         checkpoints,
-        SaveGrids(val_images, run_dir / "grids", every=config.grid_every, seed=config.seed),
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+        SaveGrids(val_images, out_dir / "grids", every=config.grid_every, seed=config.seed),
+        keras.callbacks.CSVLogger(str(out_dir / "history.csv"), append=True),
         # last of the writers: a crash before it redoes the epoch from the previous backup
         Backup(backup, config.learning_rate),
         *callbacks,
@@ -535,21 +747,25 @@ def _train(config: Config, verbose, callbacks):
         verbose=verbose,
         shuffle=False,  # the tf.data pipeline shuffles, with the run's seed
     )
-    if nan_stop.where:
-        # history.csv keeps only the epochs whose state was saved
-        saved_until = (checkpoints.last_epoch + 1 if checkpoints.last_epoch is not None
-                       else checkpoints.first_epoch or 0)
-        history = load_history(run_dir)
-        history = history[history["epoch"] < saved_until] if len(history) else history
-        if len(history):
-            history.to_csv(run_dir / "history.csv", index=False)
-        else:
-            (run_dir / "history.csv").unlink(missing_ok=True)
-        raise TrainingDivergedError(_diverged_message(config, nan_stop.where, len(history)))
-    model = _best_model(run_dir)
-    if config.two_stage_epochs > 0 and not two_stage_is_current(run_dir):
-        two_stage_sampler(config, model, cache, verbose=bool(verbose))
-    return model, load_history(run_dir)
+    try:
+        if nan_stop.where:
+            # history.csv keeps only the epochs whose state was saved
+            saved_until = (checkpoints.last_epoch + 1 if checkpoints.last_epoch is not None
+                           else checkpoints.first_epoch or 0)
+            history = load_history(out_dir)
+            history = history[history["epoch"] < saved_until] if len(history) else history
+            if len(history):
+                history.to_csv(out_dir / "history.csv", index=False)
+            else:
+                (out_dir / "history.csv").unlink(missing_ok=True)
+            raise TrainingDivergedError(_diverged_message(config, nan_stop.where, len(history)))
+        model = _best_model(out_dir)
+        if role["chief"] and config.two_stage_epochs > 0 and not two_stage_is_current(run_dir):
+            two_stage_sampler(config, model, cache, verbose=bool(verbose))
+        return model, load_history(out_dir)
+    finally:
+        if not role["chief"]:
+            shutil.rmtree(out_dir, ignore_errors=True)  # the chief's run dir has the run
 
 
 def two_stage_path(run_dir, checkpoint: str = "model.keras") -> Path:

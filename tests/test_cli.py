@@ -118,3 +118,14 @@ def test_evaluate_and_sample_accept_the_two_stage_sampler():
     assert args.sampler == "two_stage"
     with pytest.raises(SystemExit):
         parser.parse_args(["sample", "--run-dir", "r", "--out", "o", "--sampler", "flow"])
+
+
+def test_two_stage_epochs_option_sets_the_config_and_is_checked():
+    from resvae_keras.__main__ import _overrides
+    from resvae_keras.config import get_profile
+    from resvae_keras.train import check_config
+
+    args = build_parser().parse_args(["train", "--profile", "demo", "--two-stage-epochs", "0"])
+    assert _overrides(args) == {"two_stage_epochs": 0}
+    with pytest.raises(ValueError, match=r"two_stage_epochs=-1 \(--two-stage-epochs\)"):
+        check_config(get_profile("demo", two_stage_epochs=-1))

@@ -1,22 +1,26 @@
 import errno
 import json
+import math
 import os
+import socket
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import keras
 import numpy as np
 import pandas as pd
 import pytest
 
-from resvae_keras.config import Config
+from resvae_keras.config import Config, get_profile
 from resvae_keras.model import ResVAE, load_model
 from resvae_keras.train import (
     Checkpoints,
     KLWarmup,
     RunSettingsError,
     TrainingDivergedError,
+    describe_tf_config,
     load_history,
     make_strategy,
     precision,
@@ -25,6 +29,7 @@ from resvae_keras.train import (
     two_stage_is_current,
     two_stage_path,
     two_stage_sampler,
+    worker_dir,
 )
 
 
@@ -341,3 +346,146 @@ def test_two_logical_devices_give_the_single_device_loss():
     assert result["replicas"] == 2
     assert result["mirrored"] == pytest.approx(result["single"], rel=1e-5)
     assert result["max_weight_diff"] < 1e-5
+
+
+def _tf_config(task_type, index, cluster=None):
+    cluster = cluster or {"worker": ["localhost:1", "localhost:2"]}
+    return json.dumps({"cluster": cluster, "task": {"type": task_type, "index": index}})
+
+
+def test_tf_config_names_the_chief_and_counts_the_workers():
+    assert describe_tf_config(_tf_config("worker", 0)) == {
+        "workers": 2, "task_type": "worker", "task_index": 0, "rank": 0, "chief": True
+    }
+    assert not describe_tf_config(_tf_config("worker", 1))["chief"]
+    with_chief = {"chief": ["a:1"], "worker": ["b:1", "c:1"]}
+    assert describe_tf_config(_tf_config("chief", 0, with_chief))["chief"]
+    second = describe_tf_config(_tf_config("worker", 1, with_chief))
+    assert (second["workers"], second["rank"], second["chief"]) == (3, 2, False)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("{not json", "not a JSON object"),
+        (json.dumps({"cluster": {"worker": ["a:1"]}}), "not a JSON object"),
+        (_tf_config("worker", 2), "worker 2 is not in its cluster"),
+        (_tf_config("evaluator", 0, {"worker": ["a:1"], "evaluator": ["b:1"]}), "only 'chief'"),
+    ],
+)
+def test_bad_tf_config_says_what_is_wrong(text, message):
+    with pytest.raises(ValueError, match=message) as err:
+        describe_tf_config(text)
+    assert "Training on several machines" in str(err.value)
+
+
+def test_auto_strategy_says_what_it_chose_and_why(monkeypatch, capsys):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    strategy = make_strategy("auto")
+    assert strategy.num_replicas_in_sync == 1  # no GPU on the test machine
+    assert "strategy auto: the default strategy (one device), because TF_CONFIG is not set" in (
+        capsys.readouterr().err
+    )
+
+
+def test_worker_dir_is_fixed_per_run_and_task_and_outside_the_run_dir(tmp_path):
+    role = describe_tf_config(_tf_config("worker", 1))
+    first = worker_dir(tmp_path / "run", role)
+    assert first == worker_dir(tmp_path / "run", role)  # a restarted worker finds its backup
+    assert first != worker_dir(tmp_path / "other", role)
+    assert first != worker_dir(tmp_path / "run", describe_tf_config(_tf_config("worker", 0)))
+    assert tmp_path / "run" not in first.parents
+
+
+# The demo profile with 300 faces instead of 3000 (drawing them is most of the cost), then
+# the command line exactly as a user runs it.
+_CLI_WITH_300_DEMO_FACES = (
+    "import resvae_keras.config as c; c._PROFILE_OVERRIDES['demo']['demo_images'] = 300; "
+    "from resvae_keras.__main__ import main; main()"
+)
+
+
+def _free_localhost_ports(n):
+    sockets = []
+    try:
+        for _ in range(n):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sockets.append(sock)
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    except OSError as err:
+        pytest.skip(f"sockets on localhost are unavailable here ({err}); two workers need them")
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def test_two_workers_over_loopback_train_like_one_process(tmp_path, monkeypatch):
+    """Two worker processes (MultiWorkerMirroredStrategy over localhost) train one epoch.
+
+    Both exit 0, only the chief writes its run dir, and the loss matches this process
+    training the same global batch (2 x 16) with the same seed. This process uses a
+    one-device MirroredStrategy: Keras draws one batch to build a model made under any
+    strategy, so such runs start one shuffle later than a run without one. The
+    deterministic autoencoder keeps sampling noise out (each worker draws its own);
+    the agreement is then float round-off, about 1e-6 relative, checked at 1e-4.
+    """
+    ports = _free_localhost_ports(2)
+    cluster = {"worker": [f"localhost:{port}" for port in ports]}
+    monkeypatch.setenv("RESVAE_HOME", str(tmp_path))  # data, cache and runs land under tmp_path
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {
+        **os.environ,
+        "TMPDIR": str(temp),
+        "PYTHONPATH": os.pathsep.join(
+            [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]
+        ),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+    settings = dict(kind="ae", image_size=32, max_images=300, epochs=1, seed=0)
+    args = ["train", "--profile", "demo", "--kind", "ae", "--image-size", "32",
+            "--max-images", "300", "--epochs", "1", "--seed", "0", "--batch-size", "16",
+            "--strategy", "auto", "--verbose", "0"]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _CLI_WITH_300_DEMO_FACES, *args, "--run-dir", f"runs/mw{i}"],
+            env={**env, "TF_CONFIG": json.dumps(
+                {"cluster": cluster, "task": {"type": "worker", "index": i}})},
+            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for i in (0, 1)
+    ]
+    try:
+        single = train(
+            get_profile("demo", demo_images=300, batch_size=32, strategy="mirrored",
+                        run_dir=str(tmp_path / "runs" / "single"), **settings),
+            verbose=0,
+        )[1].iloc[0]
+        outputs = [worker.communicate(timeout=300) for worker in workers]
+    except subprocess.TimeoutExpired:
+        for worker in workers:
+            worker.kill()
+        pytest.fail("the two workers did not finish in 300 s: "
+                    + " | ".join(worker.communicate()[1][-1500:] for worker in workers))
+    finally:
+        for worker in workers:
+            if worker.poll() is None:  # the reference run above failed
+                worker.kill()
+    for worker, (_, err) in zip(workers, outputs, strict=True):
+        assert worker.returncode == 0, f"{worker.args[-1]} failed:\n{err[-3000:]}"
+    assert "MultiWorkerMirroredStrategy, because TF_CONFIG names 2 workers" in outputs[0][1]
+    assert "worker 1 done; the chief wrote the run dir" in outputs[1][0]
+
+    chief = tmp_path / "runs" / "mw0"
+    assert {"config.json", "history.csv", "model.keras", "last.keras", "grids",
+            "two_stage.keras", "two_stage_history.csv"} == {p.name for p in chief.iterdir()}
+    assert not (tmp_path / "runs" / "mw1").exists()
+    assert list(temp.iterdir()) == []  # worker 1's temporary folder is removed
+    assert Config.load(chief / "config.json").batch_size == 16  # per worker
+
+    both = load_history(chief).iloc[0]
+    assert math.isfinite(both["loss"]) and math.isfinite(both["val_loss"])
+    assert both["loss"] == pytest.approx(single["loss"], rel=1e-4)
+    assert both["val_loss"] == pytest.approx(single["val_loss"], rel=1e-4)
