@@ -8,7 +8,7 @@
 | evaluate    | write ``runs/<name>/metrics.json``                           |
 | sample      | write sampled faces as PNG files                             |
 | bench       | measure data, training or evaluation speed                   |
-| study       | the residual/plain, likelihood and beta comparison           |
+| study       | the residual / plain / conv study, its beta and likelihood sweeps |
 | report      | fill the report's tables from ``report/results``             |
 """
 
@@ -79,6 +79,8 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--blocks-per-stage", dest="blocks_per_stage", type=int)
     p.add_argument("--image-size", dest="image_size", type=int)
     p.add_argument("--likelihood", choices=["gaussian_learned", "gaussian", "bernoulli"])
+    p.add_argument("--norm", choices=["group", "batch", "none"],
+                   help="normalization in the residual blocks (default group)")
     p.add_argument("--kind", choices=["vae", "ae"])
     p.add_argument("--plain", action="store_true", help="drop the residual shortcuts")
     p.add_argument("--architecture", choices=["resnet", "conv"],
@@ -184,7 +186,18 @@ def cmd_bench(args):
 def cmd_study(args):
     from resvae_keras import study
 
-    study.run_study(only=args.only)
+    if args.status:
+        print(study.status_text(profile=args.profile))
+    elif args.benchmark:
+        from resvae_keras import bench
+
+        result = bench.study_step_times(profile=args.profile)
+        for arm, row in result["arms"].items():
+            print(f"{arm}: {row['seconds_per_step']:.3f} s/step (IQR {row['q25']:.3f}-"
+                  f"{row['q75']:.3f}), {row['train_gflops_per_image']:.2f} training GFLOP/image")
+        print(study.status_text(profile=args.profile))
+    else:
+        study.run_study(only=args.only, profile=args.profile, max_runs=args.max_runs)
 
 
 def cmd_report(args):
@@ -257,8 +270,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="epochs of the second-stage VAE fitted after training (0: skip it)")
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("study", parents=[common], help="train and collect the residual/plain/beta study")
+    p = sub.add_parser("study", parents=[common],
+                       help="train, evaluate and collect the study's unfinished runs")
     p.add_argument("--only", nargs="+", help="run names (default: every unfinished run)")
+    p.add_argument("--max-runs", dest="max_runs", type=int,
+                   help="stop after this many runs (commit their results, continue later)")
+    p.add_argument("--benchmark", action="store_true",
+                   help="time every arm in one controlled run into benchmark.json")
+    p.add_argument("--status", action="store_true", help="print what is done and what is next")
+    p.add_argument("--profile", default="celeba-subset", choices=["celeba-subset", "demo"],
+                   help="demo: the same study, minute-sized, into runs/demo/")
     p.set_defaults(func=cmd_study)
 
     p = sub.add_parser("report", parents=[common], help="fill the report tables from report/results")

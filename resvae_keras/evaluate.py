@@ -919,8 +919,12 @@ def training_summary(run_dir, model=None) -> dict:
     steps = int(_to_numpy(optimizer.iterations)) if optimizer is not None else None
     if not len(history):
         return {"epochs": 0, "steps": steps}
-    neg_elbo = (history["val_reconstruction_loss"] + history["val_kl_loss"]
-                if {"val_reconstruction_loss", "val_kl_loss"} <= set(history.columns) else None)
+    if "val_neg_elbo" in history.columns:
+        neg_elbo = history["val_neg_elbo"]
+    elif {"val_reconstruction_loss", "val_kl_loss"} <= set(history.columns):
+        neg_elbo = history["val_reconstruction_loss"] + history["val_kl_loss"]
+    else:
+        neg_elbo = None
     return {
         "epochs": len(history),
         "steps": steps,

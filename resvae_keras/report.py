@@ -5,7 +5,8 @@ Every number in the report comes from a file under ``report/results/``:
 
     report/results/celeba-subset/   the main run: config.json, history.csv, metrics.json
                                     (``evaluate.evaluate_run``), metrics_<data>.json (other data)
-    report/results/study/<run>/     the comparison study: config.json, history.csv, metrics.json
+    report/results/study/           the study: runs.csv (which run is which arm), benchmark.json,
+                                    and per run config.json, history.csv, metrics.json
 
 ``laporan.md`` marks what is generated; ``build_report`` rewrites only the text between the
 markers and leaves the prose around them alone::
@@ -60,30 +61,32 @@ MAIN_COMMAND = (
 )
 STUDY_COMMAND = "python -m resvae_keras study"
 
-ARM_NAMES = {"residual": "ResVAE (residual)", "plain": "VAE polos", "autoencoder": "autoencoder"}
-# study column -> (Indonesian label, decimals, higher is better; None: neither)
+ARM_NAMES = {"residual": "ResVAE (residual)", "plain": "VAE polos", "conv": "VAE konvolusional"}
+# study measure -> (Indonesian label, decimals)
 STUDY_MEASURES = {
-    "psnr": ("PSNR (dB)", 2, True),
-    "ssim": ("SSIM", 4, True),
-    "neg_elbo_bits_per_dim": ("−ELBO (bit/dim)", 4, False),
-    "kl_nats": ("KL (nats)", 1, None),
-    "recon_sharpness_ratio": ("Rasio ketajaman rekonstruksi", 3, True),
-    "sample_swd_mean_x1e3": ("SWD sampel (×10³)", 2, False),
-    "sample_pixel_diversity": ("Keragaman piksel sampel (L2)", 2, None),
-    "median_epoch_time_s": ("Median waktu/epoch (s)", 1, False),
-    "best_val_loss": ("Val loss terbaik (nats)", 1, False),
+    "psnr": ("PSNR (dB)", 2),
+    "ssim": ("SSIM", 4),
+    "ms_ssim": ("MS-SSIM", 4),
+    "neg_elbo_bpd": ("−ELBO (bit/dim)", 4),
+    "kl_nats": ("KL (nats)", 1),
+    "sharpness_ratio": ("Rasio ketajaman rekonstruksi", 3),
+    "face_rate_prior_t1": ("Laju deteksi wajah, prior", 3),
+    "swd_mean_prior_t1": ("SWD prior (×10³)", 2),
+    "face_rate_gmm_t1": ("Laju deteksi wajah, GMM", 3),
+    "swd_mean_gmm_t1": ("SWD GMM (×10³)", 2),
+    "steps_to_threshold": ("Langkah sampai ambang loss", 0),
+    "seconds_to_threshold": ("Detik sampai ambang loss", 1),
+    "val_neg_elbo_at_equal_time": ("−ELBO validasi pada waktu sama (nats)", 1),
 }
-PROSE_NAMES = {  # the same measures inside a sentence
-    "psnr": "PSNR", "ssim": "SSIM", "neg_elbo_bits_per_dim": "−ELBO (bit/dim)",
-    "recon_sharpness_ratio": "rasio ketajaman rekonstruksi", "sample_swd_mean_x1e3": "SWD sampel",
-    "median_epoch_time_s": "waktu per epoch", "best_val_loss": "loss validasi terbaik",
+VERDICT_WORDS = {
+    "supported": "didukung", "contradicted": "dibantah", "mixed": "campuran",
+    "no significant difference": "tidak berbeda nyata", "not testable": "belum dapat diuji",
 }
-# the measures of study.verdict, in its order
-VERDICT_MEASURES = (
-    "psnr", "ssim", "neg_elbo_bits_per_dim", "recon_sharpness_ratio", "sample_swd_mean_x1e3",
-    "median_epoch_time_s", "best_val_loss",
-)
-ALPHA = 0.05
+HYPOTHESIS_NAMES = {
+    "a": "(a) rekonstruksi lebih akurat", "b": "(b) rekonstruksi lebih tajam",
+    "c": "(c) sampel lebih realistis", "d": "(d) pelatihan lebih cepat per langkah dan per detik",
+}
+ALPHA = study.ALPHA
 SAMPLER_NAMES = {"prior": "prior N(0, I)", "two_stage": "VAE dua tahap",
                  "gmm": "GMM ex-post 10 komponen"}
 REFERENCE_NAMES = {"real_test": "wajah uji nyata terhadap wajah latih (batas bawah)",
@@ -215,28 +218,39 @@ class Results:
         }
 
     @cached_property
-    def study(self) -> dict[str, dict]:
-        """``study.load_results`` of ``root/study``, in the order the study trains them."""
-        loaded = study.load_results(self.study_dir) if self.study_dir.is_dir() else {}
-        for name, result in loaded.items():
-            result["config"] = self._json(self.study_dir / name / "config.json") or {}
-        order = list(study.study_runs())
-        return dict(sorted(loaded.items(), key=lambda kv: (
-            order.index(kv[0]) if kv[0] in order else len(order), kv[0])))
+    def study_runs(self) -> pd.DataFrame:
+        """The runs table (``study/runs.csv``; the study's design when it is missing)."""
+        return study.load_runs(self.study_dir / "runs.csv")
 
-    @property
-    def missing_study_runs(self) -> list[str]:
-        return [name for name in study.study_runs() if name not in self.study]
+    @cached_property
+    def study(self) -> dict[str, dict]:
+        """``study.load_results`` of ``root/study``, in the order of the runs table."""
+        return study.load_results(self.study_dir, self.study_runs) if self.study_dir.is_dir() else {}
+
+    @cached_property
+    def benchmark(self) -> dict | None:
+        return study.load_benchmark(self.study_dir)
+
+    @cached_property
+    def study_table(self) -> pd.DataFrame:
+        return study.study_table(self.study, self.benchmark)
+
+    @cached_property
+    def arms(self) -> pd.DataFrame:
+        """``study_table`` rows of the arms (residual, plain, conv)."""
+        table = self.study_table
+        return table[table["group"] == "arms"] if len(table) else table
+
+    @cached_property
+    def verdicts(self) -> pd.DataFrame:
+        return study.verdict(self.study_table)
+
+    @cached_property
+    def seeds(self) -> pd.DataFrame:
+        return study.seeds_per_arm(self.study_dir, self.study_runs)
 
     def main_file(self, name: str) -> str:
         return _path_text(self.main_dir / name, self.root)
-
-    @cached_property
-    def ablation(self) -> pd.DataFrame:
-        runs = {k: v for k, v in self.study.items()
-                if study.arm_of(k) in study.ARMS and not k.startswith("residual_bf16")}
-        return study.ablation_table(runs) if runs else pd.DataFrame()
-
 
 # -- the architecture (needs Keras, no results) -----------------------------------------
 
@@ -398,8 +412,6 @@ def table_hiperparameter(results: Results) -> str:
         if reference and key in reference:
             value = seeds if key == "seed" and seeds else reference[key]
             study_cell = _config_value(key, value)
-            if key == "mixed_precision" and "residual_bf16_s0" in runs:
-                study_cell += " (dan mixed_bfloat16 pada `residual_bf16_s0`)"
         else:
             study_cell = DASH
         rows.append((label, main_cell, study_cell))
@@ -446,15 +458,6 @@ def text_waktu_teks(results: Results) -> str:
         total = sum(float(r["history"]["wall_time_s"].iloc[-1]) for r in runs.values())
         parts.append(f"Sebanyak {len(runs)} run studi yang tersedia memakan total "
                      f"{num(total / 3600, 2)} jam CPU untuk pelatihan saja (tanpa evaluasi).")
-    base, bf16 = runs.get("residual_s0"), runs.get("residual_bf16_s0")
-    if base and bf16:
-        t0 = float(base["history"]["epoch_time_s"].median())
-        t1 = float(bf16["history"]["epoch_time_s"].median())
-        faster = "lebih cepat" if t1 < t0 else "lebih lambat"
-        parts.append(
-            f"Dengan presisi campuran bfloat16, median waktu per epoch menjadi {num(t1, 1)} s "
-            f"dibanding {num(t0, 1)} s pada float32 ({num(t0 / t1, 2)}×, {faster}); "
-            "pengaruhnya pada mutu tercantum pada Tabel 4.12.")
     if not parts:
         return not_available("riwayat pelatihan (`history.csv`)", MAIN_COMMAND)
     return " ".join(parts)
@@ -811,186 +814,147 @@ def text_anomali_teks(results: Results) -> str:
 # -- BAB IV: the study ------------------------------------------------------------------
 
 
-def _study_missing(results: Results, names=None) -> str:
-    missing = [n for n in (names or study.study_runs()) if n not in results.study]
-    if not missing:
+def _seed_counts(results: Results, group: str = "arms") -> str:
+    """``ResVAE (residual) 2 dari 3 seed, ...`` for the arms (or a sweep group)."""
+    counts = results.seeds.loc[group] if group in results.seeds.index.get_level_values(0) else None
+    if counts is None:
         return ""
-    listed = ", ".join(f"`{n}`" for n in missing)
-    return (f"\n\n*Run yang belum tersedia: {listed}. Dibuat oleh `{STUDY_COMMAND}`, "
-            "lalu `make report`.*")
+    return ", ".join(f"{ARM_NAMES.get(arm, arm)} {int(r.finished)} dari {int(r.planned)} "
+                     f"{'seed' if group == 'arms' else 'run'}" for arm, r in counts.iterrows())
 
 
-def table_ablasi(results: Results) -> str:
-    table = results.ablation
-    if table.empty:
-        return not_available("`report/results/study/*/metrics.json`", STUDY_COMMAND)
-    columns = ["psnr", "ssim", "neg_elbo_bits_per_dim", "kl_nats", "recon_sharpness_ratio",
-               "sample_swd_mean_x1e3", "median_epoch_time_s"]
-    rows = [(f"`{name}`", ARM_NAMES[r["arm"]], integer(r["seed"]),
-             *(num(r[c], STUDY_MEASURES[c][1]) for c in columns)) for name, r in table.iterrows()]
-    names = [n for n in study.study_runs() if study.arm_of(n) in study.ARMS
-             and not n.startswith("residual_bf16")]
-    return markdown_table(["Run", "Lengan", "Seed", *(STUDY_MEASURES[c][0] for c in columns)],
-                          rows, numeric=range(2, 3 + len(columns))) + _study_missing(results, names)
+def _study_not_run(results: Results, what: str, group: str = "arms") -> str:
+    """The "not available yet" line of a study region, with how many seeds each arm has."""
+    return not_available(what, STUDY_COMMAND).rstrip("*") + (
+        f" Saat ini tersedia: {_seed_counts(results, group)}.*")
 
 
-def table_ablasi_ringkasan(results: Results) -> str:
-    table = results.ablation
-    if table.empty:
-        return not_available("`report/results/study/*/metrics.json`", STUDY_COMMAND)
-    summary = study.arm_summary(table)
-    arms = [a for a in study.ARMS if a in summary.index]
-    rows = [(STUDY_MEASURES[c][0], *(plus_minus(summary.loc[a, f"{c}_mean"],
-                                                summary.loc[a, f"{c}_std"], STUDY_MEASURES[c][1])
-                                     for a in arms)) for c in study.ABLATION_COLUMNS]
-    rows.append(("Jumlah seed", *(integer(summary.loc[a, "n_seeds"]) for a in arms)))
-    return markdown_table(["Ukuran", *(ARM_NAMES[a] for a in arms)], rows)
-
-
-def welch_rows(table: pd.DataFrame) -> list[dict] | None:
-    """Residual against plain per measure, as ``study.verdict`` decides it; None below 2 seeds."""
-    if table.empty:
-        return None
-    res, plain = table[table.arm == "residual"], table[table.arm == "plain"]
-    if len(res) < 2 or len(plain) < 2:
-        return None
-    rows = []
-    for column in VERDICT_MEASURES:
-        higher_is_better = STUDY_MEASURES[column][2]
-        t, p = study.welch_t(res[column], plain[column])
-        diff = res[column].mean() - plain[column].mean()
-        if not math.isfinite(p):
-            outcome = "tidak dapat diuji"
-        elif p >= ALPHA:
-            outcome = "tidak berbeda nyata"
-        else:
-            outcome = ("ResVAE lebih baik" if (diff > 0) == higher_is_better
-                       else "VAE polos lebih baik")
-        rows.append({"column": column, "res_mean": res[column].mean(), "res_std": res[column].std(),
-                     "plain_mean": plain[column].mean(), "plain_std": plain[column].std(),
-                     "n_res": len(res), "n_plain": len(plain), "t": t, "p": p, "outcome": outcome})
-    return rows
-
-
-def _not_enough_seeds(results: Results) -> str:
-    table = results.ablation
-    n_res = int((table.arm == "residual").sum()) if not table.empty else 0
-    n_plain = int((table.arm == "plain").sum()) if not table.empty else 0
-    return (f"*Uji Welch memerlukan sekurang-kurangnya dua seed per lengan; saat ini tersedia "
-            f"{n_res} run residual dan {n_plain} run polos. Run lainnya dibuat oleh "
+def _seeds_note(results: Results, group: str = "arms") -> str:
+    counts = results.seeds.loc[group]
+    if (counts["finished"] == counts["planned"]).all():
+        return ""
+    return (f"\n\n*Belum lengkap: {_seed_counts(results, group)}. Run lainnya dibuat oleh "
             f"`{STUDY_COMMAND}`, lalu `make report`.*")
 
 
+def _label(measure: str) -> tuple[str, int]:
+    return STUDY_MEASURES.get(measure, (measure, 3))
+
+
+ABLATION_COLUMNS = ("psnr", "ssim", "ms_ssim", "neg_elbo_bpd", "sharpness_ratio",
+                    "face_rate_prior_t1", "swd_mean_prior_t1", "steps_to_threshold")
+
+
+def table_ablasi(results: Results) -> str:
+    table = results.arms
+    if table.empty:
+        return _study_not_run(results, "run lengan studi (`report/results/study/*/metrics.json`)")
+    columns = [c for c in ABLATION_COLUMNS if c in table]
+    rows = [(f"`{name}`", ARM_NAMES.get(r["arm"], r["arm"]), integer(r["seed"]),
+             *(num(r[c], _label(c)[1]) for c in columns)) for name, r in table.iterrows()]
+    return markdown_table(["Run", "Lengan", "Seed", *(_label(c)[0] for c in columns)], rows,
+                          numeric=range(2, 3 + len(columns))) + _seeds_note(results)
+
+
+def _arm_columns(table: pd.DataFrame) -> list[str]:
+    keys = [c for c in STUDY_MEASURES if c in table and table[c].notna().any()]
+    return keys
+
+
+def table_ablasi_ringkasan(results: Results) -> str:
+    table = results.arms
+    if table.empty:
+        return _study_not_run(results, "run lengan studi (`report/results/study/*/metrics.json`)")
+    columns = _arm_columns(table)
+    summary = study.arm_summary(table, columns)
+    arms = list(summary.index)
+    rows = [(_label(c)[0], *(plus_minus(summary.loc[a, f"{c}_mean"], summary.loc[a, f"{c}_sd"],
+                                        _label(c)[1]) for a in arms)) for c in columns]
+    counts = results.seeds.loc["arms"]
+    rows.append(("Jumlah seed", *(f"{integer(summary.loc[a, 'n'])} dari "
+                                  f"{integer(counts.loc[a, 'planned'])}" for a in arms)))
+    return markdown_table(["Ukuran", *(ARM_NAMES.get(a, a) for a in arms)], rows)
+
+
+def _interval(value, low, high, decimals: int) -> str:
+    if not _finite(value):
+        return DASH
+    if not (_finite(low) and _finite(high)):
+        return num(value, decimals)
+    return f"{num(value, decimals)} [{num(low, decimals)}, {num(high, decimals)}]"
+
+
+def _testable(results: Results) -> bool:
+    return bool((results.verdicts["verdict"] != "not testable").any()) if len(
+        results.verdicts) else False
+
+
 def table_uji_welch(results: Results) -> str:
-    rows = welch_rows(results.ablation)
-    if rows is None:
-        return _not_enough_seeds(results)
-    cells = [(STUDY_MEASURES[r["column"]][0],
-              plus_minus(r["res_mean"], r["res_std"], STUDY_MEASURES[r["column"]][1]),
-              plus_minus(r["plain_mean"], r["plain_std"], STUDY_MEASURES[r["column"]][1]),
-              f"{r['n_res']}/{r['n_plain']}", num(r["t"], 2), p_value(r["p"]), r["outcome"])
-             for r in rows]
-    return markdown_table(["Ukuran", "ResVAE", "VAE polos", "n", "t Welch", "p", "Kesimpulan"],
-                          cells, numeric=[1, 2, 3, 4, 5])
+    if not _testable(results):
+        return _study_not_run(results, "sekurang-kurangnya dua seed per lengan untuk uji Welch")
+    rows = []
+    for r in results.verdicts.itertuples():
+        label, decimals = _label(r.measure)
+        rows.append((HYPOTHESIS_NAMES[r.hypothesis].split(" ")[0],
+                     f"{ARM_NAMES.get(r.arm, r.arm)} − {ARM_NAMES.get(r.baseline, r.baseline)}",
+                     label, f"{r.n_arm}/{r.n_baseline}",
+                     _interval(r.diff, r.diff_ci_low, r.diff_ci_high, decimals),
+                     _interval(r.hedges_g, r.g_ci_low, r.g_ci_high, 2), p_value(r.p),
+                     p_value(r.p_holm), VERDICT_WORDS[r.verdict]))
+    return markdown_table(["Hipotesis", "Perbandingan", "Ukuran", "n", "Selisih [IK 95%]",
+                           "g Hedges [IK 95%]", "p", "p Holm", "Kesimpulan"], rows,
+                          numeric=[3, 4, 5, 6, 7])
+
+
+def _claims(results: Results) -> pd.DataFrame | None:
+    return study.claims(results.verdicts) if _testable(results) else None
+
+
+def text_verdict(results: Results) -> str:
+    claims = _claims(results)
+    if claims is None:
+        return _study_not_run(results, "sekurang-kurangnya dua seed per lengan untuk uji Welch")
+    lines = [f"- {HYPOTHESIS_NAMES[c.hypothesis]}, {ARM_NAMES.get(c.arm, c.arm)} terhadap "
+             f"{ARM_NAMES.get(c.baseline, c.baseline)}: **{VERDICT_WORDS[c.verdict]}** "
+             f"({c.n_supported} ukuran mendukung, {c.n_contradicted} membantah, "
+             f"{c.n_no_significant_difference} tidak berbeda nyata, {c.n_not_testable} belum "
+             "dapat diuji)." for c in claims.itertuples()]
+    return "\n".join(lines)
+
+
+SWEEP_COLUMNS = ("psnr", "ssim", "sharpness_ratio", "kl_nats", "face_rate_prior_t1",
+                 "swd_mean_prior_t1")
+
+
+def _sweep_table(results: Results, group: str, x: str, header: str, show) -> str:
+    table = results.study_table
+    if table.empty or not (table["group"] == group).any():
+        return _study_not_run(results, f"run `{group}_*` (`report/results/study/`)", group)
+    columns = [c for c in SWEEP_COLUMNS if c in table]
+    trend = study.sweep_trend(table, group, x, columns)
+    rows = []
+    for r in trend.itertuples(index=False):
+        values = r._asdict()
+        cells = [plus_minus(values[c], values[f"{c}_seed_sd"], _label(c)[1]) if r.n_seeds > 1
+                 else num(values[c], _label(c)[1]) for c in columns]
+        rows.append((show(r.x), integer(r.n_seeds), *cells))
+    return markdown_table([header, "n seed", *(_label(c)[0] for c in columns)], rows,
+                          numeric=range(1, 2 + len(columns))) + _seeds_note(results, group)
+
+
+def table_likelihood(results: Results) -> str:
+    return _sweep_table(results, "likelihood", "likelihood", "Likelihood",
+                        lambda x: LIKELIHOOD_NAMES.get(x, str(x)))
+
+
+def table_beta(results: Results) -> str:
+    return _sweep_table(results, "beta", "beta", "β", lambda x: f"{float(x):g}")
 
 
 def _join(words) -> str:
     """``a``, ``a dan b``, ``a, b dan c``."""
     words = list(words)
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " dan " + words[-1]
-
-
-def _names(columns) -> str:
-    return _join(PROSE_NAMES[c] for c in columns)
-
-
-def verdict_summary(results: Results) -> str | None:
-    """One Indonesian sentence: where the residual arm wins, loses and ties (None: too few seeds)."""
-    rows = welch_rows(results.ablation)
-    if rows is None:
-        return None
-    groups = {}
-    for r in rows:
-        groups.setdefault(r["outcome"], []).append(r["column"])
-    n = rows[0]["n_res"], rows[0]["n_plain"]
-    parts = []
-    if groups.get("ResVAE lebih baik"):
-        parts.append(f"ResVAE lebih baik secara nyata pada {_names(groups['ResVAE lebih baik'])}")
-    if groups.get("VAE polos lebih baik"):
-        parts.append(f"VAE polos lebih baik secara nyata pada "
-                     f"{_names(groups['VAE polos lebih baik'])}")
-    if groups.get("tidak berbeda nyata"):
-        parts.append(f"tidak ada perbedaan nyata pada {_names(groups['tidak berbeda nyata'])}")
-    if groups.get("tidak dapat diuji"):
-        parts.append(f"{_names(groups['tidak dapat diuji'])} tidak dapat diuji (variansi nol)")
-    return (f"dengan {n[0]} seed residual dan {n[1]} seed polos (uji Welch dua sisi, "
-            f"α = {ALPHA:g}), " + "; ".join(parts))
-
-
-def text_verdict(results: Results) -> str:
-    summary = verdict_summary(results)
-    if summary is None:
-        return _not_enough_seeds(results)
-    text = summary[0].upper() + summary[1:] + "."
-    return text + (" Dengan jumlah seed sekecil ini uji hanya mampu menangkap selisih yang besar "
-                   "dibanding variasi antar-seed: “tidak berbeda nyata” berarti selisihnya tidak "
-                   "melampaui variasi itu, bukan bukti bahwa kedua lengan setara.")
-
-
-def text_autoencoder_teks(results: Results) -> str:
-    table = results.ablation
-    if table.empty or not {"autoencoder", "residual"} <= set(table.arm):
-        return not_available("run `autoencoder_s0` dan `residual_s*`", STUDY_COMMAND)
-    ae, res = table[table.arm == "autoencoder"], table[table.arm == "residual"]
-    psnr = "lebih tinggi" if ae.psnr.mean() > res.psnr.mean() else "tidak lebih tinggi"
-    swd = ("lebih buruk (SWD lebih tinggi)"
-           if ae.sample_swd_mean_x1e3.mean() > res.sample_swd_mean_x1e3.mean()
-           else "tidak lebih buruk (SWD tidak lebih tinggi)")
-    return (f"Autoencoder deterministik mencapai PSNR {num(ae.psnr.mean(), 2)} dB, {psnr} "
-            f"daripada rata-rata ResVAE ({num(res.psnr.mean(), 2)} dB), dan sampel prior-nya "
-            f"{swd}: SWD ×10³ {num(ae.sample_swd_mean_x1e3.mean(), 2)} dibanding "
-            f"{num(res.sample_swd_mean_x1e3.mean(), 2)}.")
-
-
-def table_likelihood(results: Results) -> str:
-    table = study.likelihood_table(results.study) if results.study else pd.DataFrame()
-    if table.empty:
-        return not_available("`report/results/study/likelihood_*/metrics.json`", STUDY_COMMAND)
-    rows = [(LIKELIHOOD_NAMES.get(lik, lik), num(r["psnr"], 2), num(r["ssim"], 4),
-             num(r["recon_sharpness_ratio"], 3), num(r["sample_sharpness_ratio"], 3),
-             num(r["sample_swd_mean_x1e3"], 2), num(r["kl_nats"], 1))
-            for lik, r in table.iterrows()]
-    names = ["residual_s0", "likelihood_gaussian_s0", "likelihood_bernoulli_s0"]
-    return markdown_table(
-        ["Likelihood", "PSNR (dB)", "SSIM", "Ketajaman rekonstruksi", "Ketajaman sampel",
-         "SWD sampel (×10³)", "KL (nats)"], rows) + _study_missing(results, names)
-
-
-def text_likelihood_teks(results: Results) -> str:
-    table = study.likelihood_table(results.study) if results.study else pd.DataFrame()
-    if len(table) < 2:
-        return not_available("dua atau lebih run likelihood", STUDY_COMMAND)
-    best = {
-        "PSNR tertinggi": table["psnr"].idxmax(),
-        "ketajaman sampel tertinggi": table["sample_sharpness_ratio"].idxmax(),
-        "SWD sampel terendah": table["sample_swd_mean_x1e3"].idxmin(),
-    }
-    parts = [f"{what} dicapai oleh likelihood {LIKELIHOOD_NAMES.get(lik, lik)}"
-             for what, lik in best.items()]
-    return "Di antara likelihood yang tersedia, " + "; ".join(parts) + "."
-
-
-def table_beta(results: Results) -> str:
-    table = study.beta_table(results.study) if results.study else pd.DataFrame()
-    if table.empty:
-        return not_available("`report/results/study/beta_*/metrics.json`", STUDY_COMMAND)
-    rows = [(f"{beta:g}", num(r["kl_nats"], 1), num(r["reconstruction_nats"], 1),
-             num(r["mse"], 5), num(r["psnr"], 2), num(r["sample_swd_mean_x1e3"], 2))
-            for beta, r in table.iterrows()]
-    names = ["residual_s0", *(n for n in study.study_runs() if n.startswith("beta_"))]
-    return markdown_table(
-        ["β", "Laju: KL (nats)", "−log p(x|z) (nats)", "Distorsi: MSE", "PSNR (dB)",
-         "SWD sampel (×10³)"], rows) + _study_missing(results, names)
 
 
 def _trend(values) -> str:
@@ -1002,34 +966,6 @@ def _trend(values) -> str:
     return "tidak monoton"
 
 
-def text_beta_teks(results: Results) -> str:
-    table = study.beta_table(results.study) if results.study else pd.DataFrame()
-    if len(table) < 2:
-        return not_available("dua atau lebih run β", STUDY_COMMAND)
-    lo, hi = table.index.min(), table.index.max()
-    best = table["sample_swd_mean_x1e3"].idxmin()
-    return (f"Ketika β naik dari {lo:g} ke {hi:g}, laju (KL) {_trend(table['kl_nats'])} "
-            f"({num(table.loc[lo, 'kl_nats'], 1)} → {num(table.loc[hi, 'kl_nats'], 1)} nats), "
-            f"distorsi (MSE) {_trend(table['mse'])} ({num(table.loc[lo, 'mse'], 5)} → "
-            f"{num(table.loc[hi, 'mse'], 5)}), dan SWD sampel {_trend(table['sample_swd_mean_x1e3'])}"
-            f"; SWD terendah dicapai pada β = {best:g} "
-            f"({num(table.loc[best, 'sample_swd_mean_x1e3'], 2)}).")
-
-
-def table_presisi(results: Results) -> str:
-    runs = results.study
-    names = [n for n in ("residual_s0", "residual_bf16_s0") if n in runs]
-    if len(names) < 2:
-        return not_available("`report/results/study/residual_bf16_s0/metrics.json`",
-                             f"{STUDY_COMMAND} --only residual_bf16_s0")
-    columns = ["psnr", "ssim", "neg_elbo_bits_per_dim", "sample_swd_mean_x1e3",
-               "median_epoch_time_s"]
-    rows = [(f"`{n}`", _config_value("mixed_precision", runs[n]["config"].get("mixed_precision")),
-             *(num(runs[n]["metrics"][c], STUDY_MEASURES[c][1]) for c in columns)) for n in names]
-    return markdown_table(["Run", "Presisi", *(STUDY_MEASURES[c][0] for c in columns)], rows,
-                          numeric=range(2, 2 + len(columns)))
-
-
 # -- generated prose: status, abstract, conclusions -------------------------------------
 
 
@@ -1039,12 +975,11 @@ def text_status(results: Results) -> str:
             if (results.main_dir / f).is_file()]
     lines.append(f"- Run utama (`report/results/{MAIN_RUN}/`): "
                  + (", ".join(f"`{f}`" for f in main) if main else "belum ada berkas") + ".")
-    total = len(study.study_runs())
-    lines.append(f"- Studi perbandingan (`report/results/study/`): {len(results.study)} dari "
-                 f"{total} run tersedia.")
-    if results.missing_study_runs:
-        lines.append("- Belum tersedia: " + ", ".join(f"`{n}`" for n in results.missing_study_runs)
-                     + f" (dibuat oleh `{STUDY_COMMAND}`).")
+    counts = results.seeds
+    lines.append(f"- Studi perbandingan (`report/results/study/`): {int(counts['finished'].sum())} "
+                 f"dari {int(counts['planned'].sum())} run tersedia; lengan: "
+                 f"{_seed_counts(results)}; pengukuran biaya per langkah (`benchmark.json`): "
+                 + ("tersedia." if results.benchmark else "belum ada."))
     if results.main_metrics and results.main_metrics.get("demo"):
         lines.append("- **Peringatan:** `metrics.json` run utama berasal dari data demo sintetis, "
                      "bukan CelebA.")
@@ -1087,22 +1022,29 @@ def text_abstrak_hasil(results: Results) -> str:
                          f"{num(hi, 3)} pada {len(main['auroc'])} jenis anomali.")
     else:
         parts.append(not_available("hasil evaluasi run utama", MAIN_COMMAND))
-    summary = verdict_summary(results)
-    if summary:
-        parts.append(f"Dalam ablasi pada anggaran pelatihan yang sama, {summary}.")
-    else:
-        parts.append(_not_enough_seeds(results))
+    parts.append(_claims_sentence(results))
     return " ".join(parts)
 
 
+def _claims_sentence(results: Results) -> str:
+    """The claims about residual blocks with their verdicts, in one Indonesian sentence."""
+    claims = _claims(results)
+    if claims is None:
+        return _study_not_run(results, "sekurang-kurangnya dua seed per lengan untuk uji Welch")
+    parts = [f"{HYPOTHESIS_NAMES[c.hypothesis]} terhadap {ARM_NAMES.get(c.baseline, c.baseline)}: "
+             f"{VERDICT_WORDS[c.verdict]}" for c in claims.itertuples()]
+    return ("Klaim tentang blok residual, diuji dengan uji Welch dan koreksi Holm "
+            f"(α = {ALPHA:g}; Tabel 4.9): " + "; ".join(parts) + ".")
+
+
 def _sharpness_sentence(results: Results) -> str:
-    run = results.study.get("residual_s0")
-    ratio = run and run["metrics"].get("recon_sharpness_ratio")
+    ratio = _get(results.main_metrics or {}, "reconstruction.sharpness_ratio")
     if not _finite(ratio):
         return ""
     look = "lebih halus (lebih kabur)" if ratio < 1 else "setajam atau lebih tajam"
-    return (f" Rasio ketajaman rekonstruksi {num(ratio, 3)} pada run studi `residual_s0` "
-            f"(Tabel 4.7) berarti rekonstruksi {look} daripada citra aslinya.")
+    return (f" Rasio ketajaman rekonstruksi {num(ratio, 3)} (variansi Laplacian rekonstruksi "
+            f"dibagi variansi Laplacian citra aslinya) berarti rekonstruksi {look} daripada "
+            "citra aslinya.")
 
 
 def text_kesimpulan(results: Results) -> str:
@@ -1134,16 +1076,11 @@ def text_kesimpulan(results: Results) -> str:
                 f"**Deteksi anomali.** AUROC skor −ELBO berkisar dari "
                 f"{num(main['auroc'][worst], 3)} ({ANOMALY_NAMES.get(worst, worst)}) sampai "
                 f"{num(main['auroc'][best], 3)} ({ANOMALY_NAMES.get(best, best)}); skor lain "
-                "dan AP tercantum pada Tabel 4.13.")
+                "dan AP tercantum pada Tabel 4.12.")
     else:
         items.append(not_available("hasil evaluasi run utama (rumusan masalah 2 dan 3)",
                                    MAIN_COMMAND))
-    summary = verdict_summary(results)
-    items.append(f"**Ablasi residual.** {summary[0].upper() + summary[1:]} (Tabel 4.9)."
-                 if summary else _not_enough_seeds(results))
-    beta = study.beta_table(results.study) if results.study else pd.DataFrame()
-    if len(beta) >= 2:
-        items.append(f"**Trade-off β.** {text_beta_teks(results)}")
+    items.append(f"**Ablasi residual.** {_claims_sentence(results)}")
     return "\n".join(f"{i}. {item}" for i, item in enumerate(items, 1))
 
 
@@ -1174,17 +1111,18 @@ def text_findings(results: Results) -> str:
                          f"{num(max(main['auroc'].values()), 3)}.")
     else:
         parts.append(f"The main run's evaluation is not in report/results yet (`{MAIN_COMMAND}`).")
-    rows = welch_rows(results.ablation)
-    english = {"ResVAE lebih baik": "residual better", "VAE polos lebih baik": "plain better",
-               "tidak berbeda nyata": "no significant difference",
-               "tidak dapat diuji": "not testable"}
-    if rows:
-        verdicts = "; ".join(f"{r['column']}: {english[r['outcome']]}" for r in rows)
-        parts.append(f"Residual against plain at an equal budget ({rows[0]['n_res']} and "
-                     f"{rows[0]['n_plain']} seeds, Welch t-test, alpha {ALPHA:g}): {verdicts}.")
+    claims = _claims(results)
+    if claims is not None:
+        verdicts = "; ".join(f"({c.hypothesis}) {c.claim.removeprefix('residual blocks ')}, "
+                             f"against {c.baseline}: {c.verdict}" for c in claims.itertuples())
+        parts.append(f"The claims about residual blocks (Welch tests, Holm-corrected over the "
+                     f"family, alpha {ALPHA:g}): {verdicts}.")
     else:
-        parts.append("The residual-vs-plain comparison needs at least two seeds per arm "
-                     f"(`{STUDY_COMMAND}`).")
+        counts = results.seeds.loc["arms"]
+        parts.append("The study of residual blocks has not run yet ("
+                     + ", ".join(f"{arm} {int(r.finished)} of {int(r.planned)} seeds"
+                                 for arm, r in counts.iterrows())
+                     + f"; `{STUDY_COMMAND}`).")
     return " ".join(parts)
 
 
@@ -1242,12 +1180,8 @@ REGIONS: dict[str, Callable[[Results], str]] = {
     "ablasi_ringkasan": table_ablasi_ringkasan,
     "uji_welch": table_uji_welch,
     "verdict": text_verdict,
-    "autoencoder_teks": text_autoencoder_teks,
     "likelihood": table_likelihood,
-    "likelihood_teks": text_likelihood_teks,
     "beta": table_beta,
-    "beta_teks": text_beta_teks,
-    "presisi": table_presisi,
     "status": text_status,
     "abstrak_hasil": text_abstrak_hasil,
     "kesimpulan": text_kesimpulan,
@@ -1257,15 +1191,6 @@ REGIONS: dict[str, Callable[[Results], str]] = {
 
 
 # -- figures with Indonesian labels -----------------------------------------------------
-
-
-def _arm_colour(name: str) -> str:
-    return {"residual": "tab:blue", "plain": "tab:orange"}.get(study.arm_of(name), "tab:gray")
-
-
-def _run_label(name: str) -> str:
-    arm = study.arm_of(name)
-    return f"{ARM_NAMES.get(arm, arm)}, seed {name.rsplit('_s', 1)[-1]}"
 
 
 def figure_kurva_loss(results: Results):
@@ -1290,100 +1215,99 @@ def figure_kurva_loss(results: Results):
     return fig
 
 
-def _study_curves(results: Results, x: str):
-    curves = {}
+def _validation_curves(results: Results, seconds: bool):
+    """``({run: (x, y)}, {run: arm label})`` of the arms' validation −ELBO; x in steps, or in
+    benchmarked seconds (steps × the arm's seconds per step)."""
+    cost = study.seconds_per_step(results.benchmark)
+    curves, groups = {}, {}
     for name, r in results.study.items():
-        if study.arm_of(name) in ("residual", "plain") and not name.startswith("residual_bf16"):
-            h = r["history"]
-            xs = h["epoch"] + 1 if x == "epoch" else h["wall_time_s"] / 60.0
-            curves[name] = (xs.to_numpy(), h["val_loss"].to_numpy())
-    return curves
-
-
-def _line_figure(curves, xlabel, title):
-    from resvae_keras import plots
-
-    if not curves:
-        return None
-    labelled = {_run_label(n): c for n, c in curves.items()}
-    # every curve carries its own x, so the shared x is unused
-    fig = plots.line_plot((), labelled, xlabel=xlabel, ylabel="loss validasi (nats per citra)",
-                          marker="o", title=title)
-    if xlabel == "epoch":
-        from matplotlib.ticker import MaxNLocator
-
-        fig.axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))
-    for line, name in zip(fig.axes[0].get_lines(), curves, strict=False):
-        line.set_color(_arm_colour(name))
-        line.set_linestyle("-" if name.endswith("s0") else ("--" if name.endswith("s1") else ":"))
-    fig.axes[0].legend(fontsize=8)
-    return fig
+        if r["group"] != "arms" or not len(r["history"]):
+            continue
+        x, y = study.validation_curve(r["history"], r["metrics"]["training"]["steps"])
+        if seconds:
+            if r["arm"] not in cost:
+                return {}, {}
+            x = x * cost[r["arm"]] / 60.0
+        curves[name], groups[name] = (x, y), ARM_NAMES.get(r["arm"], r["arm"])
+    return curves, groups
 
 
 def figure_val_loss_epoch(results: Results):
-    return _line_figure(_study_curves(results, "epoch"), "epoch",
-                        "Residual vs. polos: loss validasi per epoch")
+    from resvae_keras import plots
+
+    curves, groups = _validation_curves(results, seconds=False)
+    if not curves:
+        return None
+    threshold = results.arms["threshold"].iloc[0]
+    return plots.grouped_curves(curves, groups, "langkah optimasi",
+                                "−ELBO validasi (β = 1, nats per citra)",
+                                hlines={"ambang loss": threshold},
+                                title="−ELBO validasi per langkah, setiap seed setiap lengan")
 
 
 def figure_val_loss_waktu(results: Results):
-    return _line_figure(_study_curves(results, "time"), "waktu latih (menit, CPU 2 inti)",
-                        "Residual vs. polos: loss validasi terhadap waktu")
-
-
-def _ablation_bars(results: Results, column: str, ylabel: str):
     from resvae_keras import plots
 
-    table = results.ablation
-    if table.empty:
+    curves, groups = _validation_curves(results, seconds=True)
+    if not curves:
         return None
-    summary = study.arm_summary(table)
-    arms = [a for a in study.ARMS if a in summary.index]
-    bars = pd.DataFrame({
-        "nilai": [summary.loc[a, f"{column}_mean"] for a in arms],
-        "galat": [summary.loc[a, f"{column}_std"] for a in arms],
-    }, index=pd.Index([ARM_NAMES[a] for a in arms], name="lengan")).fillna({"galat": 0.0})
-    return plots.metric_bars(bars, value="nilai", error="galat", xlabel="lengan", ylabel=ylabel,
-                             title=f"{ylabel}: rata-rata ± simpangan baku antar-seed")
+    equal = results.arms["equal_time_s"].iloc[0] / 60.0
+    return plots.grouped_curves(curves, groups, "waktu latih terukur (menit, biaya per langkah "
+                                "dari satu benchmark)", "−ELBO validasi (β = 1, nats per citra)",
+                                vlines={"waktu yang sama": equal},
+                                title="−ELBO validasi terhadap waktu")
+
+
+def _arm_points(results: Results, columns, title: str):
+    from resvae_keras import plots
+
+    table = results.arms
+    columns = [c for c in columns if c in table and table[c].notna().any()]
+    if table.empty or not columns:
+        return None
+    arms = {a: ARM_NAMES.get(a, a) for a in table["arm"].unique()}
+    return plots.arm_points(table, {c: _label(c)[0] for c in columns}, arms, xlabel="lengan",
+                            title=title)
 
 
 def figure_ablasi_psnr(results: Results):
-    return _ablation_bars(results, "psnr", "PSNR uji (dB)")
+    return _arm_points(results, ("psnr", "ssim", "sharpness_ratio"),
+                       "Rekonstruksi per lengan: setiap seed dan rata-rata dengan IK 95%")
 
 
 def figure_ablasi_swd(results: Results):
-    return _ablation_bars(results, "sample_swd_mean_x1e3", "SWD sampel (×10³)")
+    columns = [f"{kind}_{key}" for key in study.sampler_keys(results.arms)
+               for kind in ("face_rate", "swd_mean")] if len(results.arms) else []
+    return _arm_points(results, columns, "Sampel per lengan: setiap seed dan rata-rata dengan IK 95%")
 
 
 def figure_ablasi_waktu(results: Results):
-    return _ablation_bars(results, "median_epoch_time_s", "waktu per epoch (s)")
+    return _arm_points(results, ("steps_to_threshold", "seconds_to_threshold",
+                                 "val_neg_elbo_at_equal_time"),
+                       "Kecepatan pelatihan per lengan")
+
+
+def _beta_trend(results: Results, columns, title: str):
+    from resvae_keras import plots
+
+    table = results.study_table
+    if table.empty or not (table["group"] == "beta").any():
+        return None
+    trend = study.sweep_trend(table, "beta", "beta", list(columns))
+    return plots.trend_with_spread(trend, {c: _label(c)[0] for c in columns}, "β (skala log)",
+                                   logx=True, spread_label="±1 SD antar-seed (lengan residual)",
+                                   point_label="satu seed per titik",
+                                   mean_label="rata-rata {n} seed", title=title)
 
 
 def figure_rate_distorsi(results: Results):
-    from resvae_keras import plots
-
-    table = study.beta_table(results.study) if results.study else pd.DataFrame()
-    if table.empty:
-        return None
-    fig = plots.line_plot(table["kl_nats"].to_numpy(), {"MSE uji": table["mse"].to_numpy()},
-                          xlabel="laju: KL (nats per citra)", ylabel="distorsi: MSE per piksel",
-                          marker="o", title="Laju–distorsi untuk beberapa nilai β")
-    ax = fig.axes[0]
-    for beta, row in table.iterrows():
-        ax.annotate(f"β = {beta:g}", (row["kl_nats"], row["mse"]), textcoords="offset points",
-                    xytext=(5, 5), fontsize=8)
-    return fig
+    return _beta_trend(results, ("kl_nats", "psnr"),
+                       "Laju (KL) dan distorsi (PSNR) terhadap β, satu seed per titik")
 
 
 def figure_swd_beta(results: Results):
-    from resvae_keras import plots
-
-    table = study.beta_table(results.study) if results.study else pd.DataFrame()
-    if table.empty:
-        return None
-    return plots.line_plot(table.index.to_numpy(),
-                           {"SWD sampel (×10³)": table["sample_swd_mean_x1e3"].to_numpy()},
-                           xlabel="β (skala log)", ylabel="SWD ×10³ (lebih rendah lebih baik)",
-                           logx=True, marker="o", title="Realisme sampel terhadap β")
+    return _beta_trend(results, ("swd_mean_prior_t1", "face_rate_prior_t1"),
+                       "Realisme sampel prior terhadap β, satu seed per titik")
 
 
 def figure_per_atribut(results: Results):
@@ -1497,6 +1421,8 @@ FIGURE_SOURCES = {  # what a figure is drawn from, for its "not available yet" l
     "laporan_auroc": (f"`report/results/{MAIN_RUN}/metrics.json`", MAIN_COMMAND),
     "laporan_rate_distorsi": ("`report/results/study/beta_*/`", STUDY_COMMAND),
     "laporan_swd_beta": ("`report/results/study/beta_*/`", STUDY_COMMAND),
+    "laporan_val_loss_waktu": ("`report/results/study/benchmark.json` dan run lengan",
+                               f"{STUDY_COMMAND} --benchmark"),
 }
 
 
@@ -1504,7 +1430,7 @@ def _figure_body(name: str, caption: str | None, results: Results, figures_dir: 
     if (figures_dir / f"{name}.png").is_file():
         return f"![{caption or name}](../figures/{name}.png)"
     source, command = FIGURE_SOURCES.get(
-        name, ("`report/results/study/{residual,plain}_s*/`", STUDY_COMMAND))
+        name, ("`report/results/study/` (run lengan)", STUDY_COMMAND))
     return not_available(f"gambar `figures/{name}.png` (digambar dari {source})", command)
 
 

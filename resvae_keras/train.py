@@ -9,7 +9,8 @@ A run directory (``runs/<profile>`` unless ``config.run_dir`` says otherwise) ho
     last.keras       the model after the last completed epoch, optimizer state included
     two_stage.keras  the second-stage VAE on model.keras's codes (``two_stage_sampler``),
                      with two_stage_history.csv; refitted when model.keras is newer
-    grids/epoch_NNN.png   originals / reconstructions / samples after each epoch
+    grids/epoch_NNN.png   originals / reconstructions / samples after each epoch (and .npz:
+                          the same grid as a uint8 array, see load_grid)
     backup/          BackupAndRestore state while a run is in progress
 
 A run killed mid-way restarts from its last completed epoch when ``train`` is
@@ -60,9 +61,12 @@ except ImportError:  # Windows: workers on one machine must not build the data a
 
 STRATEGIES = ("none", "mirrored", "auto")
 PRECISIONS = (None, "mixed_float16", "mixed_bfloat16")
-CONTINUABLE = ("epochs", "learning_rate", "strategy", "grid_every", "run_dir", "cache_dir",
-               "two_stage_epochs")
-"""Settings a run may change when it continues; any other one needs a new run dir."""
+CONTINUABLE = (
+    "epochs", "learning_rate", "strategy", "grid_every", "run_dir", "cache_dir",
+    "eval_images", "eval_samples", "latent_codes", "anomaly_images", "two_stage_epochs",
+)  # fmt: skip
+"""Settings a run may change when it continues (the evaluation sizes and the second stage
+do not touch the first stage's training); any other one needs a new run dir."""
 
 
 class TrainingDivergedError(RuntimeError):
@@ -440,8 +444,12 @@ def unreadable_backup(backup_dir) -> str | None:
     return None
 
 
+GRID_ROWS = ("validation", "reconstruction", "prior sample")
+
+
 class SaveGrids(keras.callbacks.Callback):
-    """After each epoch, saves originals / reconstructions / samples as one PNG."""
+    """After each epoch, saves validation faces, their reconstructions and prior samples
+    (the rows ``GRID_ROWS``) with ``save_grid``: ``epoch_NNN.png`` and ``epoch_NNN.npz``."""
 
     def __init__(self, images, out_dir, every=1, seed=0):
         super().__init__()
@@ -459,16 +467,46 @@ class SaveGrids(keras.callbacks.Callback):
             self.model.sample(len(self.images), seed=self.seed),
         ]
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        save_png_grid(np.stack(rows), self.out_dir / f"epoch_{epoch + 1:03d}.png")
+        save_grid(np.stack(rows), self.out_dir / f"epoch_{epoch + 1:03d}.png")
 
 
-def save_png_grid(grid, path):
-    """Tile ``grid`` float [0, 1] of shape (rows, cols, H, W, 3) into one PNG at ``path``."""
+def save_grid(grid, path):
+    """Save ``grid`` float [0, 1] of shape (rows, cols, H, W, 3) twice: tiled into one PNG
+    at ``path`` (to look at) and as the uint8 array ``grid`` in ``path`` with suffix .npz
+    (for ``load_grid`` and ``plots.image_grid``)."""
     from PIL import Image
 
+    grid = to_uint8(grid)
     rows, cols, h, w, c = grid.shape
-    tiled = grid.transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, c)
-    Image.fromarray(to_uint8(tiled)).save(path)
+    Image.fromarray(grid.transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, c)).save(path)
+    np.savez_compressed(Path(path).with_suffix(".npz"), grid=grid)
+
+
+def load_grid(run_dir, epoch: int | None = None) -> tuple[np.ndarray, int]:
+    """The grid ``SaveGrids`` saved after ``epoch`` (1-based; default: the last one saved).
+
+    Returns:
+        ``(grid, epoch)``: float32 in [0, 1], shape (rows, cols, H, W, 3) with the rows
+        ``GRID_ROWS``, and the epoch it was saved after.
+    """
+    from PIL import Image
+
+    from resvae_keras.data.images import as_float_images
+
+    grids = Path(run_dir) / "grids"
+    saved = sorted(grids.glob("epoch_*.png"))
+    if not saved:
+        raise FileNotFoundError(f"{grids} holds no epoch_NNN grid: train the run first")
+    png = saved[-1] if epoch is None else grids / f"epoch_{int(epoch):03d}.png"
+    if png.with_suffix(".npz").is_file():
+        with np.load(png.with_suffix(".npz")) as stored:
+            grid = stored["grid"]
+    else:  # a run saved before the arrays were: cut the tiled PNG back into its tiles
+        tiled = np.asarray(Image.open(png).convert("RGB"))
+        side = tiled.shape[0] // len(GRID_ROWS)
+        grid = tiled.reshape(len(GRID_ROWS), side, -1, side, 3).transpose(0, 2, 1, 3, 4)
+    shape = grid.shape
+    return as_float_images(grid.reshape(-1, *shape[2:])).reshape(shape), int(png.stem[6:])
 
 
 def load_history(run_dir):

@@ -111,6 +111,22 @@ def test_sample_into_an_existing_file_and_from_another_keras_model(tmp_path):
     assert message.startswith("error: ") and "holds a Sequential, not a ResVAE" in message
 
 
+def test_train_takes_the_conv_architecture():
+    from resvae_keras.__main__ import _overrides
+
+    args = build_parser().parse_args(["train", "--architecture", "conv"])
+    assert _overrides(args) == {"architecture": "conv"}
+
+
+def test_study_status_says_what_is_left_and_the_next_command(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RESVAE_HOME", str(tmp_path))  # no results: the whole design is left
+    (tmp_path / "pyproject.toml").write_text("")
+    main(["study", "--status"])
+    out = capsys.readouterr().out
+    assert "study: 0 of 15 runs finished (residual 0/3, plain 0/3, conv 0/3" in out
+    assert out.rstrip().endswith("next: python -m resvae_keras study")
+
+
 def test_evaluate_and_sample_accept_the_two_stage_sampler():
     parser = build_parser()
     assert parser.parse_args(["evaluate", "--run-dir", "r", "--sampler", "two_stage"]).sampler == "two_stage"

@@ -13,17 +13,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from resvae_keras import data
 from resvae_keras.config import Config, get_profile
 from resvae_keras.model import ResVAE, load_model
 from resvae_keras.train import (
+    GRID_ROWS,
     Checkpoints,
     KLWarmup,
     RunSettingsError,
     TrainingDivergedError,
     describe_tf_config,
+    load_grid,
     load_history,
     make_strategy,
     precision,
+    save_grid,
     set_precision,
     train,
     two_stage_is_current,
@@ -71,7 +75,14 @@ def test_train_writes_the_run_dir_and_a_loadable_model(tiny_config):
     assert {"config.json", "history.csv", "model.keras", "last.keras"} <= {
         p.name for p in run.iterdir()
     }
-    assert sorted(p.name for p in (run / "grids").iterdir()) == ["epoch_001.png", "epoch_002.png"]
+    assert sorted(p.name for p in (run / "grids").iterdir()) == [
+        "epoch_001.npz", "epoch_001.png", "epoch_002.npz", "epoch_002.png"
+    ]
+    grid, epoch = load_grid(run)
+    assert epoch == 2 and grid.dtype == np.float32
+    assert grid.shape[0] == len(GRID_ROWS) and grid.shape[2:] == (32, 32, 3)
+    validation = data.load_cache(tiny_config, progress=False).images_of("val")[:8]
+    np.testing.assert_array_equal(grid[0], data.as_float_images(validation))
     assert not (run / "backup").exists()  # removed once the run completed
     assert Config.load(run / "config.json") == tiny_config
     assert list(history["epoch"]) == [0, 1]
@@ -282,6 +293,17 @@ def test_train_runs_under_the_config_policy_and_restores_it(tiny_config, monkeyp
     train(tiny_config.replace(mixed_precision="mixed_bfloat16"))
     assert seen == ["mixed_bfloat16"]
     assert keras.mixed_precision.dtype_policy().name == "float32"
+
+
+def test_load_grid_reads_the_arrays_and_old_runs_pngs(tmp_path):
+    grid = np.random.default_rng(0).random((3, 2, 4, 4, 3)).astype(np.float32)
+    (tmp_path / "grids").mkdir()
+    save_grid(grid, tmp_path / "grids" / "epoch_007.png")
+    loaded, epoch = load_grid(tmp_path)
+    assert epoch == 7 and loaded.shape == grid.shape
+    np.testing.assert_allclose(loaded, grid, atol=0.5 / 255)
+    (tmp_path / "grids" / "epoch_007.npz").unlink()  # a run saved before the arrays were
+    np.testing.assert_array_equal(load_grid(tmp_path, epoch=7)[0], loaded)
 
 
 def test_load_history_of_a_run_killed_before_its_first_epoch(tmp_path):
