@@ -83,7 +83,10 @@ HYPOTHESIS_NAMES = {
     "c": "(c) sampel lebih realistis", "d": "(d) pelatihan lebih cepat per langkah dan per detik",
 }
 ALPHA = study.ALPHA
-SAMPLER_NAMES = {"prior": "prior N(0, I)", "gmm": "GMM ex-post 10 komponen"}
+SAMPLER_NAMES = {"prior": "prior N(0, I)", "two_stage": "VAE dua tahap",
+                 "gmm": "GMM ex-post 10 komponen"}
+REFERENCE_NAMES = {"real_test": "wajah uji nyata terhadap wajah latih (batas bawah)",
+                   "reconstructions": "rekonstruksi wajah uji"}
 ANOMALY_NAMES = {
     "noise": "derau Gaussian", "occlusion": "oklusi kotak", "rotation": "rotasi terbalik",
     "non_face": "bukan wajah",
@@ -521,18 +524,25 @@ def table_sampel(results: Results) -> str:
     samples = _samples(results)
     if not samples:
         return not_available(f"`{results.main_file('metrics.json')}`", MAIN_COMMAND)
+    # metrics.json files written before the face-detection rate have neither the column
+    # nor the reference rows; their table stays as it was
+    references = _get(results.main_metrics, "sample_references") or {}
+    with_faces = any("face_rate" in s.get("realism", {}) for s in samples.values())
     rows = []
-    for key, s in samples.items():
+    for key, s in [*samples.items(), *references.items()]:
         r = s.get("realism", {})
         swd = r.get("swd", {})
-        rows.append((_sampler_label(key, s), integer(s.get("n_images")),
+        label = REFERENCE_NAMES.get(key) if key in references else _sampler_label(key, s)
+        faces = (num(r.get("face_rate"), 3),) if with_faces else ()
+        rows.append((label, integer(s.get("n_images")), *faces,
                      num(swd.get("swd_64"), 1), num(swd.get("swd_32"), 1),
                      num(swd.get("swd_16"), 1), num(swd.get("swd_mean"), 1),
                      num(r.get("fid"), 2), num(r.get("kid_mean"), 2, 1e3),
                      num(r.get("precision"), 3), num(r.get("recall"), 3)))
     return markdown_table(
-        ["Sampler", "n", "SWD 64 px", "SWD 32 px", "SWD 16 px", "SWD rata-rata", "FID",
-         "KID (×10³)", "Presisi", "Recall"], rows)
+        ["Sampler", "n", *(("Laju deteksi wajah",) if with_faces else ()), "SWD 64 px",
+         "SWD 32 px", "SWD 16 px", "SWD rata-rata", "FID", "KID (×10³)", "Presisi", "Recall"],
+        rows)
 
 
 def table_keragaman(results: Results) -> str:

@@ -740,3 +740,36 @@ def test_readme_findings_are_filled_from_the_same_results(built, tmp_path):
     body = report.regions(readme.read_text())["findings"]
     assert f"PSNR {m['reconstruction']['psnr']['mean']:.2f} dB" in body
     assert "faces not measured yet" in body
+
+
+def test_sample_table_carries_the_face_rate_and_the_reference_rows(tmp_path):
+    def row(sampler, temperature, face_rate, swd_16):
+        swd = {"swd_64": 30.0, "swd_32": 20.0, "swd_16": swd_16}
+        swd["swd_mean"] = float(np.mean(list(swd.values())))
+        return {"sampler": sampler, "temperature": temperature, "n_images": 965,
+                "realism": {"swd": swd, "face_rate": face_rate}}
+
+    metrics = {
+        "samples": {"prior_t1": row("prior", 1.0, 0.181, 106.0),
+                    "two_stage_t1": row("two_stage", 1.0, 0.912, 21.0)},
+        "sample_references": {"real_test": row("real_test", None, 0.953, 14.0),
+                              "reconstructions": row("reconstructions", None, 0.93, 10.0)},
+    }
+    folder = tmp_path / report.MAIN_RUN
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    lines = report.table_sampel(report.Results(tmp_path)).splitlines()
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    assert header[:4] == ["Sampler", "n", "Laju deteksi wajah", "SWD 64 px"]
+    cells = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:]]
+    assert [c[0] for c in cells] == [
+        "prior N(0, I), T = 1", "VAE dua tahap, T = 1", report.REFERENCE_NAMES["real_test"],
+        report.REFERENCE_NAMES["reconstructions"]]
+    assert [c[2] for c in cells] == ["0.181", "0.912", "0.953", "0.930"]
+    assert [c[5] for c in cells] == ["106.0", "21.0", "14.0", "10.0"]
+    del metrics["sample_references"]  # an older metrics.json: no face rate, no reference rows
+    for sample in metrics["samples"].values():
+        del sample["realism"]["face_rate"]
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    older = report.table_sampel(report.Results(tmp_path)).splitlines()
+    assert "Laju deteksi wajah" not in older[0] and len(older) == 2 + 2
