@@ -371,7 +371,7 @@ HYPERPARAMETERS = (  # config key -> Indonesian label
     ("batch_size", "Ukuran batch"),
     ("learning_rate", "Laju belajar Adam"),
     ("epochs", "Epoch"),
-    ("seed", "Seed"),
+    ("seed", "*Seed*"),
     ("mixed_precision", "Presisi"),
 )
 
@@ -411,7 +411,7 @@ def table_hiperparameter(results: Results) -> str:
         else:
             study_cell = DASH
         rows.append((label, main_cell, study_cell))
-    return markdown_table(["Hiperparameter", "Run utama", "Studi perbandingan (run acuan)"], rows,
+    return markdown_table(["Hiperparameter", "Percobaan utama", "Studi perbandingan (percobaan acuan)"], rows,
                           numeric=[])
 
 
@@ -429,16 +429,16 @@ def _time_row(label, history: pd.DataFrame, config: dict):
 def table_waktu(results: Results) -> str:
     rows = []
     if results.main_history is not None and len(results.main_history):
-        rows.append(_time_row(f"`{MAIN_RUN}` (run utama)", results.main_history,
+        rows.append(_time_row(f"`{MAIN_RUN}` (percobaan utama)", results.main_history,
                               results.main_config or {}))
     for name, r in results.study.items():
         if len(r["history"]):
             rows.append(_time_row(f"`{name}`", r["history"], r.get("config", {})))
     if not rows:
-        return not_available("`history.csv` run utama maupun run studi",
+        return not_available("`history.csv` percobaan utama maupun percobaan studi",
                              f"{MAIN_COMMAND}` atau `{STUDY_COMMAND}")
     return markdown_table(
-        ["Run", "Epoch", "Presisi", "Median waktu/epoch (s)", "Total waktu latih (menit)",
+        ["Percobaan", "Epoch", "Presisi", "Median waktu/epoch (s)", "Total waktu latih (menit)",
          "Val loss terbaik (nats)"], rows, numeric=[1, 3, 4, 5])
 
 
@@ -471,7 +471,7 @@ def table_generalisasi(results: Results) -> str:
     m = results.main_metrics
     if not m or not m.get("reconstruction"):
         return not_available(f"`{results.main_file('metrics.json')}`", MAIN_COMMAND)
-    sets = [("split uji (fallback 80:10:10)", m["reconstruction"])]
+    sets = [("split uji (aturan cadangan)", m["reconstruction"])]
     for name, other in results.other_metrics.items():
         rec = other.get("reconstruction", other)
         sets.append((f"`{name}`", rec))
@@ -617,7 +617,7 @@ def _seed_counts(results: Results, group: str = "arms") -> str:
     if counts is None:
         return ""
     return ", ".join(f"{ARM_NAMES.get(arm, arm)} {int(r.finished)} dari {int(r.planned)} "
-                     f"{'seed' if group == 'arms' else 'run'}" for arm, r in counts.iterrows())
+                     f"{'seed' if group == 'arms' else 'percobaan'}" for arm, r in counts.iterrows())
 
 
 def _study_not_run(results: Results, what: str, group: str = "arms") -> str:
@@ -645,11 +645,11 @@ ABLATION_COLUMNS = ("psnr", "ssim", "ms_ssim", "neg_elbo_bpd", "sharpness_ratio"
 def table_ablasi(results: Results) -> str:
     table = results.arms
     if table.empty:
-        return _study_not_run(results, "run lengan studi (`report/results/study/*/metrics.json`)")
+        return _study_not_run(results, "percobaan kelompok studi (`report/results/study/*/metrics.json`)")
     columns = [c for c in ABLATION_COLUMNS if c in table]
     rows = [(f"`{name}`", ARM_NAMES.get(r["arm"], r["arm"]), integer(r["seed"]),
              *(num(r[c], _label(c)[1]) for c in columns)) for name, r in table.iterrows()]
-    return markdown_table(["Run", "Lengan", "Seed", *(_label(c)[0] for c in columns)], rows,
+    return markdown_table(["Percobaan", "Kelompok", "Seed", *(_label(c)[0] for c in columns)], rows,
                           numeric=range(2, 3 + len(columns))) + _seeds_note(results)
 
 
@@ -661,7 +661,7 @@ def _arm_columns(table: pd.DataFrame) -> list[str]:
 def table_ablasi_ringkasan(results: Results) -> str:
     table = results.arms
     if table.empty:
-        return _study_not_run(results, "run lengan studi (`report/results/study/*/metrics.json`)")
+        return _study_not_run(results, "percobaan kelompok studi (`report/results/study/*/metrics.json`)")
     columns = _arm_columns(table)
     summary = study.arm_summary(table, columns)
     arms = list(summary.index)
@@ -688,7 +688,7 @@ def _testable(results: Results) -> bool:
 
 def table_uji_welch(results: Results) -> str:
     if not _testable(results):
-        return _study_not_run(results, "sekurang-kurangnya dua seed per lengan untuk uji Welch")
+        return _study_not_run(results, "sekurang-kurangnya dua seed per kelompok untuk uji Welch")
     rows = []
     for r in results.verdicts.itertuples():
         label, decimals = _label(r.measure)
@@ -739,7 +739,7 @@ SWEEP_COLUMNS = ("psnr", "ssim", "sharpness_ratio", "kl_nats", "face_rate_prior_
 def _sweep_table(results: Results, group: str, x: str, header: str, show) -> str:
     table = results.study_table
     if table.empty or not (table["group"] == group).any():
-        return _study_not_run(results, f"run `{group}_*` (`report/results/study/`)", group)
+        return _study_not_run(results, f"percobaan `{group}_*` (`report/results/study/`)", group)
     columns = [c for c in SWEEP_COLUMNS if c in table]
     trend = study.sweep_trend(table, group, x, columns)
     rows = []
@@ -969,7 +969,7 @@ def figure_kurva_loss(results: Results):
     if history is None or not len(history):
         return None
     history = history.assign(epoch=history["epoch"] + 1)
-    fig = plots.loss_curves(history, title="Kurva pelatihan run utama (CelebA 64×64)")
+    fig = plots.loss_curves(history, title="Kurva pelatihan percobaan utama (CelebA 64×64)")
     titles = {"loss": "loss total (−ELBO dengan β)", "reconstruction_loss": "rekonstruksi −log p(x|z)",
               "kl_loss": "divergensi KL"}
     panels = [c for c in ("loss", "reconstruction_loss", "kl_loss") if c in history.columns]
@@ -1011,7 +1011,7 @@ def figure_val_loss_epoch(results: Results):
     return plots.grouped_curves(curves, groups, "langkah optimasi",
                                 "−ELBO validasi (β = 1, nats per citra)",
                                 hlines={"ambang loss": threshold},
-                                title="−ELBO validasi per langkah, setiap seed setiap lengan")
+                                title="−ELBO validasi per langkah, setiap seed setiap kelompok")
 
 
 def figure_val_loss_waktu(results: Results):
@@ -1035,25 +1035,25 @@ def _arm_points(results: Results, columns, title: str):
     if table.empty or not columns:
         return None
     arms = {a: ARM_NAMES.get(a, a) for a in table["arm"].unique()}
-    return plots.arm_points(table, {c: _label(c)[0] for c in columns}, arms, xlabel="lengan",
+    return plots.arm_points(table, {c: _label(c)[0] for c in columns}, arms, xlabel="kelompok",
                             title=title)
 
 
 def figure_ablasi_psnr(results: Results):
     return _arm_points(results, ("psnr", "ssim", "sharpness_ratio"),
-                       "Rekonstruksi per lengan: setiap seed dan rata-rata dengan IK 95%")
+                       "Rekonstruksi per kelompok: setiap seed dan rata-rata dengan IK 95%")
 
 
 def figure_ablasi_swd(results: Results):
     columns = [f"{kind}_{key}" for key in study.sampler_keys(results.arms)
                for kind in ("face_rate", "swd_mean")] if len(results.arms) else []
-    return _arm_points(results, columns, "Sampel per lengan: setiap seed dan rata-rata dengan IK 95%")
+    return _arm_points(results, columns, "Sampel per kelompok: setiap seed dan rata-rata dengan IK 95%")
 
 
 def figure_ablasi_waktu(results: Results):
     return _arm_points(results, ("steps_to_threshold", "seconds_to_threshold",
                                  "val_neg_elbo_at_equal_time"),
-                       "Kecepatan pelatihan per lengan")
+                       "Kecepatan pelatihan per kelompok")
 
 
 def _beta_trend(results: Results, columns, title: str):
@@ -1064,7 +1064,7 @@ def _beta_trend(results: Results, columns, title: str):
         return None
     trend = study.sweep_trend(table, "beta", "beta", list(columns))
     return plots.trend_with_spread(trend, {c: _label(c)[0] for c in columns}, "β (skala log)",
-                                   logx=True, spread_label="±1 SD antar-seed (lengan residual)",
+                                   logx=True, spread_label="±1 SD antar-seed (kelompok residual)",
                                    point_label="satu seed per titik",
                                    mean_label="rata-rata {n} seed", title=title)
 
