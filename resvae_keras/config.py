@@ -90,7 +90,8 @@ class Config:
         mixed_precision: ``None``, ``"mixed_float16"`` (GPU) or ``"mixed_bfloat16"``.
         run_dir: output folder; ``None`` means ``runs/<profile>``.
         two_stage_epochs: epochs of the second-stage VAE fitted on the codes after
-            training (``latent.TwoStageSampler``; seconds to minutes); 0 skips it.
+            training (``latent.TwoStageSampler``; seconds to minutes); 0 skips it after
+            training, and ``evaluate`` then fits it with the sampler's default epochs.
     Evaluation (how many images notebooks 03-06 use; the ``demo`` profile shrinks them):
         eval_images: test faces whose reconstructions are measured (notebook 03).
         eval_samples: samples per sampler, and real faces to compare them with (notebook

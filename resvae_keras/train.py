@@ -825,8 +825,9 @@ def two_stage_sampler(config: Config, model=None, cache=None, checkpoint: str = 
     """The run's two-stage sampler (Dai & Wipf 2019, ``latent.TwoStageSampler``).
 
     Loaded from ``two_stage_path`` when that is current; otherwise fitted for
-    ``config.two_stage_epochs`` (at least 1) on the posteriors of the training split under
-    ``checkpoint``'s encoder, saved there (with ``two_stage_history.csv``), and returned.
+    ``config.two_stage_epochs`` (0, "not after training", means the sampler's default) on the
+    posteriors of the training split under ``checkpoint``'s encoder, saved there (with
+    ``two_stage_history.csv``), and returned.
     ``model`` and ``cache`` are loaded when not given.
     """
     from resvae_keras import data
@@ -841,7 +842,7 @@ def two_stage_sampler(config: Config, model=None, cache=None, checkpoint: str = 
                  else resvae_keras.model.load_model(run_dir / checkpoint))
     cache = cache if cache is not None else data.load_cache(config, progress=False)
     rows = cache.split_indices("train")
-    epochs = max(1, int(config.two_stage_epochs))
+    epochs = int(config.two_stage_epochs) or TwoStageSampler().epochs
     if verbose:
         state = "is older than " + checkpoint if path.exists() else "is missing"
         print(f"{path.name} {state}: fitting the second-stage VAE on {len(rows)} training "

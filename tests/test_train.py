@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from resvae_keras import data
+from resvae_keras import data, latent
 from resvae_keras.config import Config, get_profile
 from resvae_keras.model import ResVAE, load_model
 from resvae_keras.train import (
@@ -114,6 +114,9 @@ def test_train_fits_the_second_stage_once_and_again_when_the_model_is_newer(tiny
     assert two_stage_is_current(run) and path.stat().st_mtime_ns > stamp - 10**10
     assert refitted.sample(5, seed=1).shape == z.shape
     assert two_stage_path(run, "last.keras").name == "two_stage_last.keras"
+    path.unlink()  # 0 epochs: none after training, the sampler's default when one is asked for
+    two_stage_sampler(config.replace(two_stage_epochs=0), model, verbose=False)
+    assert len(pd.read_csv(run / "two_stage_history.csv")) == latent.TwoStageSampler().epochs
 
 
 def test_same_seed_gives_the_same_first_epoch_loss(tiny_config, tmp_path):
