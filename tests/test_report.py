@@ -638,8 +638,7 @@ def test_table_figure_and_section_references_exist(built):
 def test_every_region_has_a_generator_and_every_generator_a_region():
     names = {m["name"] for m in report.REGION.finditer(LAPORAN.read_text())
              if m["kind"] == "TABLE"}
-    # readme_results fills the top-level README
-    assert names | {"readme_results"} == set(report.REGIONS)
+    assert names == set(report.REGIONS)
     figures = {m["name"] for m in report.REGION.finditer(LAPORAN.read_text())
                if m["kind"] == "FIGURE"}
     assert figures == set(report.FIGURES)
