@@ -603,29 +603,6 @@ def table_anomali(results: Results) -> str:
     return markdown_table(["Anomali", "Skor", "AUROC", "AP"], rows, numeric=[2, 3])
 
 
-def _seed_counts(results: Results, group: str = "arms") -> str:
-    """``ResVAE (residual) 2 dari 3 seed, ...`` for the arms (or a sweep group)."""
-    counts = results.seeds.loc[group] if group in results.seeds.index.get_level_values(0) else None
-    if counts is None:
-        return ""
-    return ", ".join(f"{ARM_NAMES.get(arm, arm)} {int(r.finished)} dari {int(r.planned)} "
-                     f"{'seed' if group == 'arms' else 'percobaan'}" for arm, r in counts.iterrows())
-
-
-def _study_not_run(results: Results, what: str, group: str = "arms") -> str:
-    """The "not available yet" line of a study region, with how many seeds each arm has."""
-    return not_available(what, STUDY_COMMAND).rstrip("*") + (
-        f" Saat ini tersedia: {_seed_counts(results, group)}.*")
-
-
-def _seeds_note(results: Results, group: str = "arms") -> str:
-    counts = results.seeds.loc[group]
-    if (counts["finished"] == counts["planned"]).all():
-        return ""
-    return (f"\n\n*Belum lengkap: {_seed_counts(results, group)}. Run lainnya dibuat oleh "
-            f"`{STUDY_COMMAND}`, lalu `make report`.*")
-
-
 def _label(measure: str) -> tuple[str, int]:
     return STUDY_MEASURES.get(measure, (measure, 3))
 
@@ -637,24 +614,19 @@ ABLATION_COLUMNS = ("psnr", "ssim", "ms_ssim", "neg_elbo_bpd", "sharpness_ratio"
 def table_ablasi(results: Results) -> str:
     table = results.arms
     if table.empty:
-        return _study_not_run(results, "percobaan kelompok studi (`report/results/study/*/metrics.json`)")
+        return not_available("percobaan kelompok studi (`report/results/study/*/metrics.json`)", STUDY_COMMAND)
     columns = [c for c in ABLATION_COLUMNS if c in table]
     rows = [(f"`{name}`", ARM_NAMES.get(r["arm"], r["arm"]), integer(r["seed"]),
              *(num(r[c], _label(c)[1]) for c in columns)) for name, r in table.iterrows()]
     return markdown_table(["Percobaan", "Kelompok", "Seed", *(_label(c)[0] for c in columns)], rows,
-                          numeric=range(2, 3 + len(columns))) + _seeds_note(results)
-
-
-def _arm_columns(table: pd.DataFrame) -> list[str]:
-    keys = [c for c in STUDY_MEASURES if c in table and table[c].notna().any()]
-    return keys
+                          numeric=range(2, 3 + len(columns)))
 
 
 def table_ablasi_ringkasan(results: Results) -> str:
     table = results.arms
     if table.empty:
-        return _study_not_run(results, "percobaan kelompok studi (`report/results/study/*/metrics.json`)")
-    columns = _arm_columns(table)
+        return not_available("percobaan kelompok studi (`report/results/study/*/metrics.json`)", STUDY_COMMAND)
+    columns = [c for c in STUDY_MEASURES if c in table and table[c].notna().any()]
     summary = study.arm_summary(table, columns)
     arms = list(summary.index)
     rows = [(_label(c)[0], *(plus_minus(summary.loc[a, f"{c}_mean"], summary.loc[a, f"{c}_sd"],
@@ -680,7 +652,7 @@ def _testable(results: Results) -> bool:
 
 def table_uji_welch(results: Results) -> str:
     if not _testable(results):
-        return _study_not_run(results, "sekurang-kurangnya dua seed per kelompok untuk uji Welch")
+        return not_available("sekurang-kurangnya dua seed per kelompok untuk uji Welch", STUDY_COMMAND)
     rows = []
     for r in results.verdicts.itertuples():
         label, decimals = _label(r.measure)
@@ -713,7 +685,7 @@ def table_status(results: Results) -> str:
 def table_klaim(results: Results) -> str:
     """One row per hypothesis and comparison (``study.claims``), its verdict as a word."""
     if not _testable(results):
-        return _study_not_run(results, "sekurang-kurangnya dua seed per kelompok")
+        return not_available("sekurang-kurangnya dua seed per kelompok", STUDY_COMMAND)
     rows = [(HYPOTHESIS_NAMES[c.hypothesis], f"{ARM_NAMES.get(c.arm, c.arm)} − "
              f"{ARM_NAMES.get(c.baseline, c.baseline)}", VERDICT_WORDS[c.verdict],
              integer(c.n_supported), integer(c.n_contradicted),
@@ -731,7 +703,7 @@ SWEEP_COLUMNS = ("psnr", "ssim", "sharpness_ratio", "kl_nats", "face_rate_prior_
 def _sweep_table(results: Results, group: str, x: str, header: str, show) -> str:
     table = results.study_table
     if table.empty or not (table["group"] == group).any():
-        return _study_not_run(results, f"percobaan `{group}_*` (`report/results/study/`)", group)
+        return not_available(f"percobaan `{group}_*` (`report/results/study/`)", STUDY_COMMAND)
     columns = [c for c in SWEEP_COLUMNS if c in table]
     trend = study.sweep_trend(table, group, x, columns)
     rows = []
@@ -741,7 +713,7 @@ def _sweep_table(results: Results, group: str, x: str, header: str, show) -> str
                  else num(values[c], _label(c)[1]) for c in columns]
         rows.append((show(r.x), integer(r.n_seeds), *cells))
     return markdown_table([header, "n seed", *(_label(c)[0] for c in columns)], rows,
-                          numeric=range(1, 2 + len(columns))) + _seeds_note(results, group)
+                          numeric=range(1, 2 + len(columns)))
 
 
 def table_likelihood(results: Results) -> str:
