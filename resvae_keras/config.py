@@ -28,6 +28,7 @@ CLI_OPTIONS = (
     "epochs", "batch_size", "learning_rate", "beta", "kl_warmup_steps", "sigma_min", "latent_dim",
     "widths", "blocks_per_stage", "image_size", "likelihood", "kind", "residual", "seed",
     "max_images", "architecture", "norm", "strategy", "mixed_precision", "data_dir", "run_dir",
+    "two_stage_epochs",
 )  # fmt: skip
 """Config fields the ``train`` command line sets, each through ``option_name(field)``."""
 
@@ -88,6 +89,9 @@ class Config:
         strategy: ``"none"``, ``"mirrored"`` or ``"auto"`` (see ``train.make_strategy``).
         mixed_precision: ``None``, ``"mixed_float16"`` (GPU) or ``"mixed_bfloat16"``.
         run_dir: output folder; ``None`` means ``runs/<profile>``.
+        two_stage_epochs: epochs of the second-stage VAE fitted on the codes after
+            training (``latent.TwoStageSampler``; seconds to minutes); 0 skips it after
+            training, and ``evaluate`` then fits it with the sampler's default epochs.
     Evaluation (how many images notebooks 03-06 use; the ``demo`` profile shrinks them):
         eval_images: test faces whose reconstructions are measured (notebook 03).
         eval_samples: samples per sampler, and real faces to compare them with (notebook
@@ -125,6 +129,7 @@ class Config:
     mixed_precision: str | None = None
     run_dir: str | None = None
     grid_every: int = 1
+    two_stage_epochs: int = 50
     # evaluation sizes
     eval_images: int = 10_000
     eval_samples: int = 10_000
@@ -216,6 +221,7 @@ _PROFILE_OVERRIDES: dict[str, dict] = {
         batch_size=64,
         epochs=5,
         learning_rate=2e-3,
+        two_stage_epochs=20,
         eval_images=300,
         eval_samples=120,
         latent_codes=2400,

@@ -7,6 +7,8 @@ A run directory (``runs/<profile>`` unless ``config.run_dir`` says otherwise) ho
     model.keras      the best model by validation negative ELBO at beta = 1 (``val_neg_elbo``;
                      ``val_loss`` for the autoencoder), comparable across a KL warm-up
     last.keras       the model after the last completed epoch, optimizer state included
+    two_stage.keras  the second-stage VAE on model.keras's codes (``two_stage_sampler``),
+                     with two_stage_history.csv; refitted when model.keras is newer
     grids/epoch_NNN.png   originals / reconstructions / samples after each epoch (and .npz:
                           the same grid as a uint8 array, see load_grid)
     backup/          BackupAndRestore state while a run is in progress
@@ -61,10 +63,10 @@ STRATEGIES = ("none", "mirrored", "auto")
 PRECISIONS = (None, "mixed_float16", "mixed_bfloat16")
 CONTINUABLE = (
     "epochs", "learning_rate", "strategy", "grid_every", "run_dir", "cache_dir",
-    "eval_images", "eval_samples", "latent_codes", "anomaly_images",
+    "eval_images", "eval_samples", "latent_codes", "anomaly_images", "two_stage_epochs",
 )  # fmt: skip
-"""Settings a run may change when it continues (the evaluation sizes do not touch training);
-any other one needs a new run dir."""
+"""Settings a run may change when it continues (the evaluation sizes and the second stage
+do not touch the first stage's training); any other one needs a new run dir."""
 
 
 class TrainingDivergedError(RuntimeError):
@@ -566,6 +568,9 @@ def check_config(config: Config) -> None:
             fail(name, "a positive integer")
     if not (isinstance(config.kl_warmup_steps, (int, np.integer)) and config.kl_warmup_steps >= 0):
         fail("kl_warmup_steps", "an integer >= 0")
+    if not (isinstance(config.two_stage_epochs, (int, np.integer))
+            and config.two_stage_epochs >= 0):
+        fail("two_stage_epochs", "an integer >= 0 (0: no second stage)")
     if not (math.isfinite(config.learning_rate) and config.learning_rate > 0):
         fail("learning_rate", "a positive number, e.g. 0.001")
     if not (math.isfinite(config.beta) and config.beta >= 0):
@@ -753,6 +758,8 @@ def _train(config: Config, verbose, callbacks, strategy):
         model = _best_model(state_dir)
         if not role["chief"]:
             shutil.rmtree(out_dir, ignore_errors=True)
+        elif config.two_stage_epochs > 0 and not two_stage_is_current(run_dir):
+            two_stage_sampler(config, model, cache, verbose=bool(verbose))
         return model, history
     out_dir.mkdir(parents=True, exist_ok=True)
     config.save(out_dir / "config.json")
@@ -794,10 +801,68 @@ def _train(config: Config, verbose, callbacks, strategy):
             else:
                 (out_dir / "history.csv").unlink(missing_ok=True)
             raise TrainingDivergedError(_diverged_message(config, nan_stop.where, len(history)))
-        return _best_model(out_dir), load_history(out_dir)
+        model = _best_model(out_dir)
+        if role["chief"] and config.two_stage_epochs > 0 and not two_stage_is_current(run_dir):
+            two_stage_sampler(config, model, cache, verbose=bool(verbose))
+        return model, load_history(out_dir)
     finally:
         if not role["chief"]:
             shutil.rmtree(out_dir, ignore_errors=True)  # the chief's run dir has the run
+
+
+def two_stage_path(run_dir, checkpoint: str = "model.keras") -> Path:
+    """The second stage fitted on the codes of ``checkpoint``: ``two_stage.keras`` for the
+    best model, ``two_stage_<checkpoint stem>.keras`` for another one (e.g. ``last.keras``)."""
+    stem = Path(checkpoint).stem
+    return Path(run_dir) / ("two_stage.keras" if stem == "model" else f"two_stage_{stem}.keras")
+
+
+def two_stage_is_current(run_dir, checkpoint: str = "model.keras") -> bool:
+    """True when the second stage exists and is not older than ``checkpoint``."""
+    path, source = two_stage_path(run_dir, checkpoint), Path(run_dir) / checkpoint
+    return path.exists() and (not source.exists()
+                              or path.stat().st_mtime >= source.stat().st_mtime)
+
+
+def two_stage_sampler(config: Config, model=None, cache=None, checkpoint: str = "model.keras",
+                      verbose: bool = True):
+    """The run's two-stage sampler (Dai & Wipf 2019, ``latent.TwoStageSampler``).
+
+    Loaded from ``two_stage_path`` when that is current; otherwise fitted for
+    ``config.two_stage_epochs`` (0, "not after training", means the sampler's default) on the
+    posteriors of the training split under ``checkpoint``'s encoder, saved there (with
+    ``two_stage_history.csv``), and returned.
+    ``model`` and ``cache`` are loaded when not given.
+    """
+    from resvae_keras import data
+    from resvae_keras.latent import TwoStageSampler, encode_dataset
+
+    run_dir = config.run_path
+    path = two_stage_path(run_dir, checkpoint)
+    if two_stage_is_current(run_dir, checkpoint):
+        return TwoStageSampler.load(path)
+    if model is None:
+        model = (_best_model(run_dir) if checkpoint == "model.keras"
+                 else resvae_keras.model.load_model(run_dir / checkpoint))
+    cache = cache if cache is not None else data.load_cache(config, progress=False)
+    rows = cache.split_indices("train")
+    epochs = int(config.two_stage_epochs) or TwoStageSampler().epochs
+    if verbose:
+        state = "is older than " + checkpoint if path.exists() else "is missing"
+        print(f"{path.name} {state}: fitting the second-stage VAE on {len(rows)} training "
+              f"codes for {epochs} epochs", flush=True)
+    start = time.perf_counter()
+    batches = (cache.images[rows[i : i + 256]] for i in range(0, len(rows), 256))
+    z_mean, z_log_var = encode_dataset(model, batches)
+    deterministic = getattr(model, "kind", "vae") == "ae"
+    sampler = TwoStageSampler(epochs=epochs, seed=config.seed)
+    sampler.fit(z_mean, None if deterministic else z_log_var)
+    save_model(sampler.vae_, path)
+    sampler.history_.to_csv(path.with_name(path.stem + "_history.csv"), index_label="epoch")
+    if verbose:
+        print(f"{path.name}: fitted in {time.perf_counter() - start:.0f} s, "
+              f"gamma {sampler.vae_.gamma:.3f} (standard units of z)", flush=True)
+    return sampler
 
 
 def load_or_train(config: Config):

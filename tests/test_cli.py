@@ -125,3 +125,23 @@ def test_study_status_says_what_is_left_and_the_next_command(tmp_path, monkeypat
     out = capsys.readouterr().out
     assert "study: 0 of 15 runs finished (residual 0/3, plain 0/3, conv 0/3" in out
     assert out.rstrip().endswith("next: python -m resvae_keras study")
+
+
+def test_evaluate_and_sample_accept_the_two_stage_sampler():
+    parser = build_parser()
+    assert parser.parse_args(["evaluate", "--run-dir", "r", "--sampler", "two_stage"]).sampler == "two_stage"
+    args = parser.parse_args(["sample", "--run-dir", "r", "--out", "o", "--sampler", "two_stage"])
+    assert args.sampler == "two_stage"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["sample", "--run-dir", "r", "--out", "o", "--sampler", "flow"])
+
+
+def test_two_stage_epochs_option_sets_the_config_and_is_checked():
+    from resvae_keras.__main__ import _overrides
+    from resvae_keras.config import get_profile
+    from resvae_keras.train import check_config
+
+    args = build_parser().parse_args(["train", "--profile", "demo", "--two-stage-epochs", "0"])
+    assert _overrides(args) == {"two_stage_epochs": 0}
+    with pytest.raises(ValueError, match=r"two_stage_epochs=-1 \(--two-stage-epochs\)"):
+        check_config(get_profile("demo", two_stage_epochs=-1))

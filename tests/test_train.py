@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from resvae_keras import data
+from resvae_keras import data, latent
 from resvae_keras.config import Config, get_profile
 from resvae_keras.model import ResVAE, load_model
 from resvae_keras.train import (
@@ -30,6 +30,9 @@ from resvae_keras.train import (
     save_grid,
     set_precision,
     train,
+    two_stage_is_current,
+    two_stage_path,
+    two_stage_sampler,
     worker_dir,
 )
 
@@ -48,6 +51,7 @@ def tiny_config(demo_root, tmp_path):
         batch_size=8,
         epochs=2,
         seed=0,
+        two_stage_epochs=0,  # the second stage has its own test
     )
 
 
@@ -87,6 +91,32 @@ def test_train_writes_the_run_dir_and_a_loadable_model(tiny_config):
     )
     loaded = keras.models.load_model(run / "model.keras")
     assert loaded.reconstruct(np.zeros((1, 32, 32, 3), "float32")).shape == (1, 32, 32, 3)
+
+
+def test_train_fits_the_second_stage_once_and_again_when_the_model_is_newer(tiny_config):
+    config = tiny_config.replace(two_stage_epochs=2)
+    model, _ = train(config, verbose=0)
+    run = config.run_path
+    path = two_stage_path(run)
+    assert path.name == "two_stage.keras" and two_stage_is_current(run)
+    assert sorted(p.name for p in run.glob("two_stage*")) == [
+        "two_stage.keras", "two_stage_history.csv"]  # no partial file left behind
+    history = pd.read_csv(run / "two_stage_history.csv")
+    assert list(history["epoch"]) == [0, 1] and {"loss", "gamma"} <= set(history.columns)
+    stamp = path.stat().st_mtime_ns
+    train(config, verbose=0)  # finished run, current second stage: nothing is refitted
+    assert path.stat().st_mtime_ns == stamp
+    z = two_stage_sampler(config).sample(5, seed=1)
+    assert z.shape == (5, config.latent_dim) and path.stat().st_mtime_ns == stamp
+    os.utime(path, ns=(stamp - 10**10, stamp - 10**10))  # model.keras is now the newer file
+    assert not two_stage_is_current(run)
+    refitted = two_stage_sampler(config, model, verbose=False)
+    assert two_stage_is_current(run) and path.stat().st_mtime_ns > stamp - 10**10
+    assert refitted.sample(5, seed=1).shape == z.shape
+    assert two_stage_path(run, "last.keras").name == "two_stage_last.keras"
+    path.unlink()  # 0 epochs: none after training, the sampler's default when one is asked for
+    two_stage_sampler(config.replace(two_stage_epochs=0), model, verbose=False)
+    assert len(pd.read_csv(run / "two_stage_history.csv")) == latent.TwoStageSampler().epochs
 
 
 def test_same_seed_gives_the_same_first_epoch_loss(tiny_config, tmp_path):
@@ -484,9 +514,8 @@ def test_two_workers_over_loopback_train_like_one_process(tmp_path, monkeypatch)
     assert "worker 1 done; the chief wrote the run dir" in outputs[1][0]
 
     chief = tmp_path / "runs" / "mw0"
-    assert {"config.json", "history.csv", "model.keras", "last.keras", "grids"} == {
-        p.name for p in chief.iterdir()
-    }
+    assert {"config.json", "history.csv", "model.keras", "last.keras", "grids",
+            "two_stage.keras", "two_stage_history.csv"} == {p.name for p in chief.iterdir()}
     assert not (tmp_path / "runs" / "mw1").exists()
     assert list(temp.iterdir()) == []  # worker 1's temporary folder is removed
     assert Config.load(chief / "config.json").batch_size == 16  # per worker
