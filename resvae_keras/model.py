@@ -81,6 +81,12 @@ RECONSTRUCTION_LIKELIHOODS = {
 #: (``latent.GaussianMixtureSampler``) closes most of that gap.
 DEFAULT_LIKELIHOOD = "gaussian_learned"
 KINDS = ("vae", "ae")
+#: ``ResVAE`` arguments that are ``config.Config`` fields of the same name and meaning:
+#: ``build_model`` passes them on and ``get_config`` saves them.
+CONFIG_ARGUMENTS = (
+    "image_size", "widths", "blocks_per_stage", "latent_dim", "residual", "kind",
+    "likelihood", "beta", "norm", "seed", "sigma_min", "architecture",
+)  # fmt: skip
 #: ``"resnet"``: the residual encoder and decoder above (``residual=False`` drops the
 #: shortcuts); ``"conv"``: the shallow textbook convolutional VAE (``build_conv_encoder``).
 ARCHITECTURES = ("resnet", "conv")
@@ -106,10 +112,10 @@ def _check_architecture(image_size, widths, blocks_per_stage, latent_dim):
 
 
 def build_encoder(
-    image_size=64,
-    widths=(32, 64, 128),
-    blocks_per_stage=2,
-    latent_dim=128,
+    image_size,
+    widths,
+    blocks_per_stage,
+    latent_dim,
     residual=True,
     norm="group",
     name="encoder",
@@ -146,10 +152,10 @@ def build_encoder(
 
 
 def build_decoder(
-    image_size=64,
-    widths=(32, 64, 128),
-    blocks_per_stage=2,
-    latent_dim=128,
+    image_size,
+    widths,
+    blocks_per_stage,
+    latent_dim,
     residual=True,
     norm="group",
     name="decoder",
@@ -183,7 +189,7 @@ def _batch_norm_leaky(h, name):
     return layers.LeakyReLU(0.2, name=f"{name}_act")(h)
 
 
-def build_conv_encoder(image_size=64, widths=(32, 64, 128), latent_dim=128, name="encoder"):
+def build_conv_encoder(image_size, widths, latent_dim, name="encoder"):
     """The textbook convolutional encoder ``x -> (z_mean, z_log_var)``: no residual blocks.
 
     ``len(widths) + 1`` stride-2 3x3 convolutions with ``widths`` and ``2 * widths[-1]``
@@ -204,7 +210,7 @@ def build_conv_encoder(image_size=64, widths=(32, 64, 128), latent_dim=128, name
     return keras.Model(x_in, [z_mean, z_log_var], name=name)
 
 
-def build_conv_decoder(image_size=64, widths=(32, 64, 128), latent_dim=128, name="decoder"):
+def build_conv_decoder(image_size, widths, latent_dim, name="decoder"):
     """The mirror of ``build_conv_encoder``: ``z -> logits`` through transposed convolutions.
 
     Dense to ``(S / 2**(K+1))^2 x 2 w_K``, then ``len(widths) + 1`` stride-2 3x3 transposed
@@ -596,42 +602,14 @@ class ResVAE(keras.Model):
     # -- serialisation -----------------------------------------------------------
     def get_config(self):
         config = super().get_config()
-        config.update(
-            image_size=self.image_size,
-            widths=list(self.widths),
-            blocks_per_stage=self.blocks_per_stage,
-            latent_dim=self.latent_dim,
-            residual=self.residual,
-            kind=self.kind,
-            likelihood=self.likelihood,
-            beta=self.beta,
-            norm=self.norm,
-            seed=self.seed,
-            sigma_min=self.sigma_min,
-            architecture=self.architecture,
-        )
+        config.update({name: getattr(self, name) for name in CONFIG_ARGUMENTS})
+        config["widths"] = list(self.widths)
         return config
 
 
 def build_model(config):
-    """A compiled-ready ``ResVAE`` from a ``config.Config``."""
-    if not float(config.beta) >= 0:
-        raise ValueError(f"beta={config.beta!r} must be >= 0")
-    model = ResVAE(
-        image_size=config.image_size,
-        widths=config.widths,
-        blocks_per_stage=config.blocks_per_stage,
-        latent_dim=config.latent_dim,
-        residual=config.residual,
-        kind=config.kind,
-        likelihood=config.likelihood,
-        beta=config.beta,
-        norm=config.norm,
-        seed=config.seed,
-        sigma_min=config.sigma_min,
-        architecture=config.architecture,
-    )
-    return model
+    """A compiled-ready ``ResVAE`` from a ``config.Config`` (its ``CONFIG_ARGUMENTS``)."""
+    return ResVAE(**{name: getattr(config, name) for name in CONFIG_ARGUMENTS})
 
 
 class ModelFileError(ValueError):

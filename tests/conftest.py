@@ -70,3 +70,20 @@ def trained(tmp_path_factory):
     )
     model, _ = train(config, verbose=0)
     return config, model, data.load_cache(config, progress=False)
+
+
+@pytest.fixture
+def pixel_means():
+    """A cheap feature extractor for the realism and speed code: per-channel means and
+    stds of each image (not a realism measure), ``name`` "pixel_moments"."""
+    import numpy as np
+
+    class PixelMeans:
+        name = "pixel_moments"
+        batch_size = 8
+
+        def __call__(self, images):
+            images = np.asarray(images, np.float64)
+            return np.concatenate([images.mean(axis=(1, 2)), images.std(axis=(1, 2))], axis=1)
+
+    return PixelMeans()

@@ -2,22 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from resvae_keras import bench
 from resvae_keras.config import get_profile
-
-
-class PixelMeans:
-    """A test-only feature extractor: per-channel means and stds."""
-
-    name = "pixel_moments"
-    batch_size = 8
-
-    def __call__(self, images):
-        images = np.asarray(images, np.float64)
-        return np.concatenate([images.mean(axis=(1, 2)), images.std(axis=(1, 2))], axis=1)
 
 
 def test_data_speed_reports_both_rates():
@@ -26,15 +14,15 @@ def test_data_speed_reports_both_rates():
     assert result["preprocess_img_per_s"] > 0 and result["pipeline_img_per_s"] > 0
 
 
-def test_feature_speed_reports_positive_rates():
-    result = bench.feature_speed(n=4, extractor=PixelMeans(), image_size=32)
+def test_feature_speed_reports_positive_rates(pixel_means):
+    result = bench.feature_speed(n=4, extractor=pixel_means, image_size=32)
     assert result["features_images_per_s"] > 0 and result["reconstruction_metrics_images_per_s"] > 0
     assert result["extractor"] == "pixel_moments" and result["n"] == 4
 
 
-def test_evaluation_speed_times_the_reconstruction_report():
+def test_evaluation_speed_times_the_reconstruction_report(pixel_means):
     config = get_profile("demo", image_size=32, widths=(8, 16), latent_dim=4)
-    result = bench.evaluation_speed(n=8, n_features=4, config=config, extractor=PixelMeans())
+    result = bench.evaluation_speed(n=8, n_features=4, config=config, extractor=pixel_means)
     assert result["architecture"].startswith("32x32, widths=[8, 16]")
     assert result["reconstruction_img_per_s"] > 0 and result["metrics_only_img_per_s"] > 0
     assert result["celeba_test_split_s"] == bench.CELEBA_TEST_IMAGES / result["reconstruction_img_per_s"]

@@ -436,21 +436,10 @@ def test_weights_in_the_keras_cache_are_used_without_network(offline):
     np.testing.assert_array_equal(extractor._model.get_weights()[0], model.get_weights()[0])
 
 
-class PixelMeans:
-    """A test-only extractor: per-channel means and stds (not a realism measure)."""
-
-    name = "pixel_moments"
-    batch_size = 8
-
-    def __call__(self, images):
-        images = np.asarray(images, np.float64)
-        return np.concatenate([images.mean(axis=(1, 2)), images.std(axis=(1, 2))], axis=1)
-
-
-def test_realism_metrics_with_a_working_extractor():
+def test_realism_metrics_with_a_working_extractor(pixel_means):
     real, fake = smooth_images(40, 1, seed=20), smooth_images(40, 1, seed=21)
     with pytest.warns(UserWarning, match="2,048"):
-        result = metrics.realism_metrics(real, fake, PixelMeans(), kid_subsets=5, kid_subset_size=20)
+        result = metrics.realism_metrics(real, fake, pixel_means, kid_subsets=5, kid_subset_size=20)
     assert result["available"] is True and result["extractor"] == "pixel_moments"
     for key in ("fid", "kid_mean", "kid_std", "precision", "recall", "feature_diversity_fake"):
         assert np.isfinite(result[key])

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from resvae_keras.model import (
+    CONFIG_ARGUMENTS,
     ResVAE,
     build_conv_decoder,
     build_conv_encoder,
@@ -61,12 +62,16 @@ def test_resvae_and_config_share_one_default_architecture():
     from resvae_keras.config import Config
 
     defaults = Config()
-    for function in (ResVAE.__init__, build_encoder, build_decoder):
-        parameters = inspect.signature(function).parameters
-        for name, parameter in parameters.items():
-            if hasattr(defaults, name) and parameter.default is not inspect.Parameter.empty:
-                assert parameter.default == getattr(defaults, name), (function.__name__, name)
-    assert "norm" in inspect.signature(ResVAE.__init__).parameters
+    for name, parameter in inspect.signature(ResVAE.__init__).parameters.items():
+        if hasattr(defaults, name):
+            assert parameter.default == getattr(defaults, name), name
+    # the builders take the architecture from ResVAE: no second set of defaults
+    for builder in (build_encoder, build_decoder, build_conv_encoder, build_conv_decoder):
+        assert inspect.signature(builder).parameters["widths"].default is inspect.Parameter.empty
+    resvae_arguments = inspect.signature(ResVAE.__init__).parameters
+    assert set(CONFIG_ARGUMENTS) <= set(resvae_arguments) and all(
+        hasattr(defaults, name) for name in CONFIG_ARGUMENTS
+    )
 
 
 def test_the_head_uses_the_blocks_normalization():
