@@ -196,6 +196,8 @@ def cmd_study(args):
             print(f"{arm}: {row['seconds_per_step']:.3f} s/step (IQR {row['q25']:.3f}-"
                   f"{row['q75']:.3f}), {row['train_gflops_per_image']:.2f} training GFLOP/image")
         print(study.status_text(profile=args.profile))
+    elif args.sweep:
+        study.run_sweep(only=args.only)
     else:
         study.run_study(only=args.only, profile=args.profile, max_runs=args.max_runs)
 
@@ -278,6 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--benchmark", action="store_true",
                    help="time every arm in one controlled run into benchmark.json")
     p.add_argument("--status", action="store_true", help="print what is done and what is next")
+    p.add_argument("--sweep", action="store_true",
+                   help="the default-model sweep (decoder sigma floor, latent size) instead")
     p.add_argument("--profile", default="celeba-subset", choices=["celeba-subset", "demo"],
                    help="demo: the same study, minute-sized, into runs/demo/")
     p.set_defaults(func=cmd_study)
