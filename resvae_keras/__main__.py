@@ -8,7 +8,7 @@
 | evaluate    | write ``runs/<name>/metrics.json``                           |
 | sample      | write sampled faces as PNG files                             |
 | bench       | measure data, training or evaluation speed                   |
-| study       | the residual/plain, likelihood and beta comparison           |
+| study       | the residual / plain / conv study, its beta and likelihood sweeps |
 | report      | fill the report's tables from ``report/results``             |
 """
 
@@ -81,6 +81,8 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--blocks-per-stage", dest="blocks_per_stage", type=int)
     p.add_argument("--image-size", dest="image_size", type=int)
     p.add_argument("--likelihood", choices=["gaussian_learned", "gaussian", "bernoulli"])
+    p.add_argument("--norm", choices=["group", "batch", "none"],
+                   help="normalization in the residual blocks (default group)")
     p.add_argument("--kind", choices=["vae", "ae"])
     p.add_argument("--plain", action="store_true", help="drop the residual shortcuts")
     p.add_argument("--architecture", choices=["resnet", "conv"],
@@ -92,6 +94,8 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
                         "are several, else one device (it prints which and why)")
     p.add_argument("--mixed-precision", dest="mixed_precision",
                    choices=["mixed_float16", "mixed_bfloat16", "float32"])
+    p.add_argument("--two-stage-epochs", dest="two_stage_epochs", type=int,
+                   help="epochs of the second-stage VAE fitted after training (0: skip it)")
 
 
 def cmd_demo_data(args):
@@ -145,6 +149,12 @@ def cmd_evaluate(args):
     )
     print(f"wrote {os.path.join(args.run_dir, 'metrics.json')}")
     print(json.dumps(metrics.get("summary", {}), indent=2))
+    rows = [*metrics["samples"].values(), *metrics.get("sample_references", {}).values()]
+    columns = ["face_rate", "swd_16_x1e3", "swd_32_x1e3", "swd_64_x1e3", "swd_mean_x1e3",
+               "ms_ssim_between_samples"]
+    table = evaluate.sample_table(rows)
+    print("\nsamples and references (face rate in [0, 1], SWD x1e3 per level, pairwise MS-SSIM):")
+    print(table[[c for c in columns if c in table.columns]].round(3).to_string())
 
 
 def cmd_sample(args):
@@ -180,7 +190,18 @@ def cmd_bench(args):
 def cmd_study(args):
     from resvae_keras import study
 
-    study.run_study(only=args.only)
+    if args.status:
+        print(study.status_text(profile=args.profile))
+    elif args.benchmark:
+        from resvae_keras import bench
+
+        result = bench.study_step_times(profile=args.profile)
+        for arm, row in result["arms"].items():
+            print(f"{arm}: {row['seconds_per_step']:.3f} s/step (IQR {row['q25']:.3f}-"
+                  f"{row['q75']:.3f}), {row['train_gflops_per_image']:.2f} training GFLOP/image")
+        print(study.status_text(profile=args.profile))
+    else:
+        study.run_study(only=args.only, profile=args.profile, max_runs=args.max_runs)
 
 
 def cmd_report(args):
@@ -223,7 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", parents=[common], help="evaluate a run into metrics.json")
     p.add_argument("--run-dir", dest="run_dir", required=True)
     p.add_argument("--n-samples", dest="n_samples", type=int)
-    p.add_argument("--sampler", choices=["prior", "gmm"], default=None)
+    p.add_argument("--sampler", choices=["prior", "two_stage", "gmm"], default=None,
+                   help="one sampler (default: all)")
     p.add_argument("--data-dir", dest="data_dir",
                    help="only reconstruction metrics on every image of this CelebA-layout folder")
     p.add_argument("--allow-download", action="store_true",
@@ -235,7 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=64)
     p.add_argument("--out", required=True)
     p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--sampler", choices=["prior", "gmm"], default="prior")
+    p.add_argument("--sampler", choices=["prior", "two_stage", "gmm"], default="prior",
+                   help="two_stage loads the run's two_stage.keras (fits it first if missing)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_sample)
 
@@ -247,10 +270,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", dest="batch_size", type=int, default=64)
     p.add_argument("--mixed-precision", dest="mixed_precision",
                    choices=["mixed_float16", "mixed_bfloat16", "float32"])
+    p.add_argument("--two-stage-epochs", dest="two_stage_epochs", type=int,
+                   help="epochs of the second-stage VAE fitted after training (0: skip it)")
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("study", parents=[common], help="train and collect the residual/plain/beta study")
+    p = sub.add_parser("study", parents=[common],
+                       help="train, evaluate and collect the study's unfinished runs")
     p.add_argument("--only", nargs="+", help="run names (default: every unfinished run)")
+    p.add_argument("--max-runs", dest="max_runs", type=int,
+                   help="stop after this many runs (commit their results, continue later)")
+    p.add_argument("--benchmark", action="store_true",
+                   help="time every arm in one controlled run into benchmark.json")
+    p.add_argument("--status", action="store_true", help="print what is done and what is next")
+    p.add_argument("--profile", default="celeba-subset", choices=["celeba-subset", "demo"],
+                   help="demo: the same study, minute-sized, into runs/demo/")
     p.set_defaults(func=cmd_study)
 
     p = sub.add_parser("report", parents=[common], help="fill the report tables from report/results")

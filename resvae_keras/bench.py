@@ -6,6 +6,8 @@
 | ``training_speed`` | training images/s, FLOPs per image, achieved FLOP/s against the matmul peak | ``bench train`` |
 | ``evaluation_speed`` | ``evaluate.reconstruction_report`` and InceptionV3 features | ``bench eval`` |
 | ``feature_speed`` | a feature extractor and the reconstruction metrics alone | (part of ``bench eval``) |
+| ``alternating_step_time`` | seconds per training step of several architectures in one run, alternating | |
+| ``study_step_times`` | the study's arms, into ``report/results/study/benchmark.json`` | ``study --benchmark`` |
 | ``flops_per_image``, ``matmul_peak_gflops`` | the profiler's FLOP count, the float32 roofline | |
 
 Nothing here reaches the network: random weights, random or synthetic images, temp folders.
@@ -176,6 +178,95 @@ def _training_speed(config, batch_size, steps, warmup, repeats):
         "matmul_peak_gflop_per_s": peak,
         "ratio_to_peak": achieved / peak,
     }
+
+
+def alternating_step_time(configs: dict, batch_size: int | None = None, steps: int = 10,
+                          rounds: int = 6, warmup: int = 3, seed: int = 0):
+    """Seconds per training step of several architectures, measured in ONE controlled run.
+
+    Every config's model is built and warmed up first; then each of ``rounds`` rounds times
+    ``steps`` optimizer steps of every model on the same random batch, in an order rotated
+    by one each round (A B C, B C A, C A B, ...). Load on the machine that changes during
+    the run then falls on every arm alike, which separate runs (and epoch times taken from
+    training histories) cannot promise.
+
+    Args:
+        configs: ``{name: Config}``; the architecture, likelihood and precision of each.
+        batch_size: images per step (default: the first config's ``batch_size``).
+
+    Returns:
+        DataFrame indexed by name: ``seconds_per_step`` (median over rounds), ``q25`` and
+        ``q75`` of the per-round values, ``img_per_s``, ``rounds``, ``steps_per_round``,
+        ``batch_size``, ``params``, ``forward_gflops_per_image`` and
+        ``train_gflops_per_image`` (``flops_per_image``).
+    """
+    import keras
+    import pandas as pd
+    import tensorflow as tf
+
+    from resvae_keras.model import build_model
+    from resvae_keras.train import compile_model, precision
+
+    if not configs:
+        raise ValueError("configs is empty: pass {name: Config} for at least one architecture")
+    first = next(iter(configs.values()))
+    batch_size = int(batch_size or first.batch_size)
+    models = {}
+    for name, config in configs.items():
+        with precision(config.mixed_precision):
+            keras.utils.set_random_seed(seed)
+            models[name] = compile_model(build_model(config), config)
+    size = first.image_size
+    images = tf.constant(
+        np.random.default_rng(seed).uniform(size=(batch_size, size, size, 3)).astype("float32"))
+    for model in models.values():
+        for _ in range(int(warmup)):
+            model.train_on_batch(images)
+    names = list(models)
+    per_step = {name: [] for name in names}
+    for r in range(int(rounds)):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            start = time.perf_counter()
+            for _ in range(int(steps)):
+                models[name].train_on_batch(images)  # returns numbers: the step has finished
+            per_step[name].append((time.perf_counter() - start) / int(steps))
+    rows = {}
+    for name, model in models.items():
+        values = np.asarray(per_step[name])
+        rows[name] = {
+            "seconds_per_step": float(np.median(values)),
+            "q25": float(np.quantile(values, 0.25)),
+            "q75": float(np.quantile(values, 0.75)),
+            "img_per_s": batch_size / float(np.median(values)),
+            "rounds": int(rounds),
+            "steps_per_round": int(steps),
+            "batch_size": batch_size,
+            "params": int(model.count_params()),
+            "forward_gflops_per_image": flops_per_image(model, training=False) / 1e9,
+            "train_gflops_per_image": flops_per_image(model, training=True) / 1e9,
+        }
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def study_step_times(profile: str = "celeba-subset", runs=None, root=None) -> dict:
+    """The study's per-step cost of each arm (``study.arm_configs``), measured by
+    ``alternating_step_time`` at the study's settings and written to ``benchmark.json``
+    (``study.write_benchmark``); returns what was written."""
+    import os
+
+    import tensorflow as tf
+
+    from resvae_keras import study
+
+    settings = study.study_settings(profile)
+    frame = alternating_step_time(study.arm_configs(runs, profile),
+                                  steps=settings["benchmark_steps"],
+                                  rounds=settings["benchmark_rounds"])
+    return study.write_benchmark(
+        frame, root, profile, cpu_count=os.cpu_count(), tensorflow=tf.__version__,
+        note="arms timed in one process, alternating, on one random batch "
+             "(bench.alternating_step_time)")
 
 
 # -- evaluation ----------------------------------------------------------------------------

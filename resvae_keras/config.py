@@ -20,14 +20,15 @@ import json
 import os
 import shlex
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 PROFILES = ("demo", "celeba-subset", "celeba")
 CLI_OPTIONS = (
     "epochs", "batch_size", "learning_rate", "beta", "kl_warmup_steps", "sigma_min", "latent_dim",
     "widths", "blocks_per_stage", "image_size", "likelihood", "kind", "residual", "seed",
-    "max_images", "architecture", "strategy", "mixed_precision", "data_dir", "run_dir",
+    "max_images", "architecture", "norm", "strategy", "mixed_precision", "data_dir", "run_dir",
+    "two_stage_epochs",
 )  # fmt: skip
 """Config fields the ``train`` command line sets, each through ``option_name(field)``."""
 
@@ -71,6 +72,8 @@ class Config:
         blocks_per_stage: residual blocks per stage.
         latent_dim: size of z.
         residual: ``False`` drops every shortcut (the plain-VAE ablation).
+        norm: ``"group"``, ``"batch"`` or ``"none"``: the normalization in the residual
+            blocks and before the heads (see ``layers.make_normalization``).
         architecture: ``"resnet"`` (the ResVAE) or ``"conv"``, the shallow textbook
             convolutional VAE (see ``model.ARCHITECTURES``); ``blocks_per_stage`` and
             ``residual`` apply to ``"resnet"`` only.
@@ -87,6 +90,16 @@ class Config:
         strategy: ``"none"``, ``"mirrored"`` or ``"auto"`` (see ``train.make_strategy``).
         mixed_precision: ``None``, ``"mixed_float16"`` (GPU) or ``"mixed_bfloat16"``.
         run_dir: output folder; ``None`` means ``runs/<profile>``.
+        two_stage_epochs: epochs of the second-stage VAE fitted on the codes after
+            training (``latent.TwoStageSampler``; seconds to minutes); 0 skips it after
+            training, and ``evaluate`` then fits it with the sampler's default epochs.
+    Evaluation (how many images notebooks 03-06 use; the ``demo`` profile shrinks them):
+        eval_images: test faces whose reconstructions are measured (notebook 03).
+        eval_samples: samples per sampler, and real faces to compare them with (notebook
+            04); 10,000 is the least for FIDs comparable across papers.
+        latent_codes: training faces encoded for attribute vectors and latent fits
+            (notebook 05).
+        anomaly_images: clean test faces, and as many of each anomaly (notebook 06).
     """
 
     profile: str = "demo"
@@ -101,6 +114,7 @@ class Config:
     blocks_per_stage: int = 2
     latent_dim: int = 128
     residual: bool = True
+    norm: str = "group"
     architecture: str = "resnet"
     kind: str = "vae"
     likelihood: str = "gaussian_learned"
@@ -116,7 +130,12 @@ class Config:
     mixed_precision: str | None = None
     run_dir: str | None = None
     grid_every: int = 1
-    extra: dict = field(default_factory=dict)
+    two_stage_epochs: int = 50
+    # evaluation sizes
+    eval_images: int = 10_000
+    eval_samples: int = 10_000
+    latent_codes: int = 20_000
+    anomaly_images: int = 2_000
 
     def __post_init__(self):
         self.widths = tuple(int(w) for w in self.widths)
@@ -155,7 +174,12 @@ class Config:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Config:
+        """A saved ``config.json``. Unknown keys are ignored; files written before ``norm``
+        was a field keep it in ``extra`` and load the same."""
         values = json.loads(Path(path).read_text())
+        extra = values.pop("extra", None) or {}
+        if "norm" in extra:
+            values.setdefault("norm", extra["norm"])
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
 
@@ -198,6 +222,11 @@ _PROFILE_OVERRIDES: dict[str, dict] = {
         batch_size=64,
         epochs=5,
         learning_rate=2e-3,
+        two_stage_epochs=20,
+        eval_images=300,
+        eval_samples=120,
+        latent_codes=2400,
+        anomaly_images=150,
     ),
     "celeba-subset": dict(
         cache_dir="data/cache/celeba-subset",

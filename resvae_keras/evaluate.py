@@ -8,7 +8,7 @@ which images, how many, which sampler, and one ``metrics.json`` per run.
 | piece | what | used by |
 | --- | --- | --- |
 | ``reconstruction_report`` | per-image MSE/PSNR/SSIM/MS-SSIM and negative ELBO, summary, per-attribute breakdown | notebook 03 |
-| ``sample_report`` | samples of a sampler, their realism, diversity and memorization | notebook 04 |
+| ``sample_report``, ``reference_report`` | samples of a sampler (prior, two-stage, GMM): face rate, SWD per level, diversity, memorization; the same for real faces and reconstructions | notebook 04 |
 | ``encode_split``, ``attribute_strength_effect`` | codes of a split, what an attribute vector does | notebook 05 |
 | ``evaluate_run`` | all of the above on the test split, into ``<run_dir>/metrics.json`` | CLI ``evaluate`` |
 | ``write_samples`` | CLI ``sample`` | CLI |
@@ -48,9 +48,14 @@ METRICS_VERSION = 1
 MAX_DEFAULT_SAMPLES = metrics.FID_COMPARABLE_SAMPLES
 """Default sample count is the size of the test split, capped here (10,000: the FID minimum
 for numbers comparable across runs; ``metrics.fid`` warns below 2,048)."""
-SAMPLERS = ("prior", "gmm")
-TEMPERATURES = {"prior": (1.0, 0.7), "gmm": (1.0,)}
+SAMPLERS = ("prior", "two_stage", "gmm")
+TEMPERATURES = {"prior": (1.0, 0.7), "two_stage": (1.0,), "gmm": (1.0,)}
 """Temperatures ``evaluate_run`` samples each sampler at."""
+REFERENCE_SETS = {
+    "real_test": "held-out test faces, against as many training faces (other people): the floor",
+    "reconstructions": "the test faces' reconstructions from z_mean: blurry, but faces",
+}
+"""The reference rows ``reference_report`` measures beside the samplers."""
 
 
 # -- small helpers ------------------------------------------------------------------
@@ -158,7 +163,8 @@ def load_run(run_dir, checkpoint: str = "model.keras"):
     from resvae_keras.model import load_model
 
     path = resolve_run_dir(run_dir)
-    config = Config.load(path / "config.json")
+    # run_dir says where the run is now (it may have moved since config.json was written)
+    config = Config.load(path / "config.json").replace(run_dir=str(path))
     if not (path / checkpoint).is_file():
         raise FileNotFoundError(
             f"{_display_text(str(path / checkpoint))} is missing: the run has not finished an "
@@ -539,14 +545,31 @@ class SampleReferences:
 
 
 def make_sampler(model, sampler="prior", cache=None, n_components: int = 10,
-                 max_fit_images: int = 20_000, seed: int = 0):
-    """A latent sampler: ``"prior"`` (N(0, I)) or ``"gmm"``, a Gaussian mixture fitted to
-    the ``z_mean`` of up to ``max_fit_images`` training faces (needs ``cache``). A sampler
-    object is returned as is."""
+                 max_fit_images: int = 20_000, seed: int = 0, config: Config | None = None,
+                 checkpoint: str = "model.keras"):
+    """A latent sampler: ``"prior"`` (N(0, I)); ``"two_stage"``, the run's second-stage VAE
+    (``train.two_stage_sampler``: loads ``two_stage.keras`` of ``config``'s run dir, fitting and
+    saving it first when missing or older than ``checkpoint``; without ``config`` it is fitted
+    on ``cache``'s training codes and not saved); or ``"gmm"``, a Gaussian mixture fitted to the
+    ``z_mean`` of up to ``max_fit_images`` training faces (needs ``cache``). A sampler object
+    is returned as is."""
     if not isinstance(sampler, str):
         return sampler
     if sampler == "prior":
         return latent.PriorSampler(model.latent_dim)
+    if sampler == "two_stage":
+        from resvae_keras.train import two_stage_sampler
+
+        if config is not None:
+            return two_stage_sampler(config, model, cache, checkpoint)
+        if cache is None:
+            raise ValueError("sampler='two_stage' needs config= (the run's, to load or save "
+                             "two_stage.keras) or cache= (to fit it on the training codes)")
+        print("fitting a second-stage VAE on the training codes (not saved: pass config= "
+              "to keep it in the run dir)", file=sys.stderr, flush=True)
+        z_mean, z_log_var, _ = encode_split(model, cache, "train")
+        deterministic = getattr(model, "kind", "vae") == "ae"
+        return latent.TwoStageSampler(seed=seed).fit(z_mean, None if deterministic else z_log_var)
     if sampler == "gmm":
         if cache is None:
             raise ValueError("sampler='gmm' is fitted to training codes: pass cache=")
@@ -564,6 +587,8 @@ def _sampler_name(sampler) -> str:
         return "gmm"
     if isinstance(sampler, latent.PriorSampler):
         return "prior"
+    if isinstance(sampler, latent.TwoStageSampler):
+        return "two_stage"
     return type(sampler).__name__
 
 
@@ -573,8 +598,8 @@ def sample_report(model, references, sampler="prior", n: int | None = None, *,
 
     Args:
         references: a ``SampleReferences`` or a cache (its test and train splits are used).
-        sampler: ``"prior"``, ``"gmm"`` (fitted here on the training codes; needs a
-            cache as ``references``) or a fitted sampler object (see ``make_sampler``).
+        sampler: ``"prior"``, ``"two_stage"`` or ``"gmm"`` (both fitted here on the training
+            codes; need a cache as ``references``) or a sampler object (see ``make_sampler``).
         n: number of samples; default the number of real images (at most 10,000).
         temperature: scales the latent draws (< 1: nearer the mode, less diverse).
         extractor: feature network for FID/KID/precision/recall (see ``feature_extractor``);
@@ -622,16 +647,54 @@ def sample_report(model, references, sampler="prior", n: int | None = None, *,
     return report, samples
 
 
+def reference_report(model, references: SampleReferences, seed: int = 0) -> dict:
+    """The reference rows beside the samplers, measured against the same held-out faces.
+
+    ``real_test``: the held-out faces themselves (face rate, pairwise MS-SSIM), with the SWD
+    between them and as many random training faces: the floor SWD reaches for two real sets.
+    ``reconstructions``: the decoded ``z_mean`` of the held-out faces, the "blurry but a face"
+    row (at 64 px the SWD mostly measures blur; at 16 px layout and colour).
+
+    Returns:
+        ``{name: {"sampler": name, "description", "temperature": None, "n_images",
+        "realism": {"swd": {...}, "face_rate"}, "diversity": {"ms_ssim_fake"}}}`` for each
+        name of ``REFERENCE_SETS``; SWD x 1e3 per level and mean, face rate in [0, 1].
+    """
+    real = references.real
+    rows = np.sort(np.random.default_rng(seed).choice(
+        len(references.train), min(len(real), len(references.train)), replace=False))
+    sets = {
+        "real_test": (as_float_images(np.asarray(references.train[rows])), real),
+        "reconstructions": (real, np.clip(model.reconstruct(real), 0.0, 1.0)),
+    }
+    out = {}
+    for name, (reference, images) in sets.items():
+        with _blas_threads():
+            swd = metrics.sliced_wasserstein(reference, images, seed=seed)
+        ms_ssim = (references.real_ms_ssim if name == "real_test"
+                   else metrics.mean_pairwise_ms_ssim(images, seed=seed))
+        out[name] = {
+            "sampler": name, "description": REFERENCE_SETS[name], "temperature": None,
+            "n_images": len(images),
+            "realism": {"swd": swd, "face_rate": metrics.face_detection_rate(images)},
+            "diversity": {"ms_ssim_fake": ms_ssim},
+        }
+    return out
+
+
 def sample_table(reports) -> pd.DataFrame:
-    """One row per ``sample_report`` dict: the headline numbers side by side (face rate in
-    [0, 1]; SWD x 1e3 per pyramid level, coarsest first, and their mean)."""
+    """One row per ``sample_report`` (or ``reference_report`` row) dict: the headline numbers
+    side by side (face rate in [0, 1]; SWD x 1e3 per pyramid level, coarsest first, and their
+    mean); NaN where a row has no such number."""
     rows = []
     for report in reports:
         realism, diversity = report["realism"], report["diversity"]
         levels = {f"{k}_x1e3": v for k, v in realism["swd"].items() if k != "swd_mean"}
+        nearest = (report.get("memorization") or {}).get("sample_to_train") or {}
+        temperature = report.get("temperature")
         rows.append({
             "sampler": report["sampler"],
-            "temperature": report["temperature"],
+            "temperature": np.nan if temperature is None else temperature,
             "n_images": report["n_images"],
             "face_rate": realism.get("face_rate", np.nan),
             **dict(sorted(levels.items(), key=lambda kv: int(kv[0].split("_")[1]))),
@@ -640,9 +703,9 @@ def sample_table(reports) -> pd.DataFrame:
             "kid_mean": realism.get("kid_mean", np.nan),
             "precision": realism.get("precision", np.nan),
             "recall": realism.get("recall", np.nan),
-            "pixel_l2_diversity": diversity["pixel_l2_fake"],
+            "pixel_l2_diversity": diversity.get("pixel_l2_fake", np.nan),
             "ms_ssim_between_samples": diversity["ms_ssim_fake"],
-            "nearest_train_median": report["memorization"]["sample_to_train"]["median"],
+            "nearest_train_median": nearest.get("median", np.nan),
         })
     return pd.DataFrame(rows).set_index(["sampler", "temperature"])
 
@@ -688,8 +751,9 @@ def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = F
             loss, or ``last.keras``, the model after the last epoch).
         allow_download: fetch the InceptionV3 weights when missing (the only network use).
             Without them FID/KID/precision/recall are ``available: false`` with the reason.
-        sampler: ``"prior"`` or ``"gmm"`` for one sampler; ``None`` for both (the prior at
-            temperatures 1.0 and 0.7, the GMM at 1.0).
+        sampler: ``"prior"``, ``"two_stage"`` or ``"gmm"`` for one sampler; ``None`` for all
+            (the prior at temperatures 1.0 and 0.7, the others at 1.0). The two-stage VAE is
+            the run's ``two_stage.keras``, fitted and saved first when missing or stale.
         extractor: a feature extractor to use instead of InceptionV3.
         data_dir, cache_dir: evaluate on another dataset (another CelebA folder, prepared
             into ``cache_dir``). The result then goes to ``metrics_<folder name>.json``
@@ -701,16 +765,19 @@ def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = F
     Returns:
         the dict written: ``version``, ``created``, ``run``, ``profile``, ``demo``,
         ``model``, ``data``, ``settings``, ``training``, ``reconstruction``,
-        ``per_attribute``, ``latent``, ``samples``, ``anomaly``, ``timings_s`` and ``summary``.
+        ``per_attribute``, ``latent``, ``samples`` (one report per sampler and temperature,
+        key ``<sampler>_t<T>``), ``sample_references`` (``reference_report``: the real-face
+        floor and the reconstructions, with the same face rate, SWD and MS-SSIM),
+        ``anomaly``, ``timings_s`` and ``summary``.
     """
     from resvae_keras import data
 
     started = time.perf_counter()
     timings = {}
     path = resolve_run_dir(run_dir)
-    config, model = load_run(path, checkpoint)
+    run_config, model = load_run(path, checkpoint)
     overrides = {k: v for k, v in {"data_dir": data_dir, "cache_dir": cache_dir}.items() if v}
-    config = config.replace(**overrides) if overrides else config
+    config = run_config.replace(**overrides) if overrides else run_config
     if out is None:
         other = Path(str(data_dir or cache_dir)).name if overrides else None
         out = path / (f"metrics_{other}.json" if other else "metrics.json")
@@ -724,7 +791,7 @@ def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = F
     samplers = SAMPLERS if sampler is None else (sampler,)
     for name in samplers:
         if name not in SAMPLERS:
-            raise ValueError(f"sampler={name!r} is not one of {list(SAMPLERS)} (or None for both)")
+            raise ValueError(f"sampler={name!r} is not one of {list(SAMPLERS)} (or None for all)")
 
     tick = time.perf_counter()
     per_image, _, breakdown = reconstruction_report(model, test_images, attributes, seed=seed)
@@ -742,13 +809,18 @@ def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = F
     samples = {}
     for name in samplers:
         tick = time.perf_counter()
-        sampler_object = make_sampler(model, name, cache, seed=seed)
+        # the second stage belongs to the run: fitted on (and saved with) its own training codes
+        sampler_object = make_sampler(model, name, None if overrides else cache, seed=seed,
+                                      config=run_config, checkpoint=checkpoint)
         for temperature in TEMPERATURES[name]:
             report, _ = sample_report(model, references, sampler_object, n_samples,
                                       temperature=temperature, seed=seed, extractor=features)
             samples[f"{name}_t{temperature:g}"] = report
         timings[f"samples_{name}"] = time.perf_counter() - tick
         _log(verbose, f"samples from {name}: {timings[f'samples_{name}']:.1f} s")
+    tick = time.perf_counter()
+    sample_references = reference_report(model, references, seed=seed)
+    timings["sample_references"] = time.perf_counter() - tick
 
     if anomaly:
         tick = time.perf_counter()
@@ -818,6 +890,7 @@ def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = F
         },
         "latent": latent_numbers,
         "samples": samples,
+        "sample_references": sample_references,
         "anomaly": anomaly_numbers,
         "timings_s": timings,
     }
@@ -846,8 +919,12 @@ def training_summary(run_dir, model=None) -> dict:
     steps = int(_to_numpy(optimizer.iterations)) if optimizer is not None else None
     if not len(history):
         return {"epochs": 0, "steps": steps}
-    neg_elbo = (history["val_reconstruction_loss"] + history["val_kl_loss"]
-                if {"val_reconstruction_loss", "val_kl_loss"} <= set(history.columns) else None)
+    if "val_neg_elbo" in history.columns:
+        neg_elbo = history["val_neg_elbo"]
+    elif {"val_reconstruction_loss", "val_kl_loss"} <= set(history.columns):
+        neg_elbo = history["val_reconstruction_loss"] + history["val_kl_loss"]
+    else:
+        neg_elbo = None
     return {
         "epochs": len(history),
         "steps": steps,
@@ -878,13 +955,15 @@ def _summary(result: dict) -> dict:
         "latent_dim": result["latent"]["latent_dim"],
         "n_samples": result["settings"]["n_samples"],
     }
-    for key, report in result["samples"].items():
+    for key, report in {**result["samples"], **result.get("sample_references", {})}.items():
         realism = report["realism"]
         summary[f"swd_{key}"] = realism["swd"]["swd_mean"]
         for level, value in realism["swd"].items():
             if level != "swd_mean":
-                summary[f"{level}_{key}"] = value  # e.g. swd_16_prior_t1
+                summary[f"{level}_{key}"] = value  # e.g. swd_16_prior_t1, swd_16_real_test
         summary[f"face_rate_{key}"] = realism.get("face_rate")
+    for key, report in result["samples"].items():
+        realism = report["realism"]
         summary[f"fid_{key}"] = realism.get("fid")
         summary[f"kid_{key}"] = realism.get("kid_mean")
         summary[f"precision_{key}"] = realism.get("precision")
@@ -928,8 +1007,10 @@ def write_samples(run_dir, n: int = 64, out_dir="samples", temperature: float = 
                   sampler: str = "prior", seed: int = 0) -> list[Path]:
     """Decode ``n`` samples of a run and write them as ``sample_00000.png`` ... in ``out_dir``.
 
-    ``sampler="gmm"`` fits the mixture on the run's training codes first (loads the cache).
-    Returns the paths written.
+    ``sampler="gmm"`` fits the mixture on the run's training codes first (loads the cache);
+    ``sampler="two_stage"`` loads the run's ``two_stage.keras`` (fitting and saving it first,
+    with a message, when it is missing or older than ``model.keras``). Returns the paths
+    written.
     """
     from PIL import Image
 
@@ -942,7 +1023,7 @@ def write_samples(run_dir, n: int = 64, out_dir="samples", temperature: float = 
         from resvae_keras import data
 
         cache = data.load_cache(config, progress=False)
-    sampler_object = make_sampler(model, sampler, cache, seed=seed)
+    sampler_object = make_sampler(model, sampler, cache, seed=seed, config=config)
     images = latent.sample_images(model, sampler_object, n=int(n), temperature=temperature, seed=seed)
     out.mkdir(parents=True, exist_ok=True)
     paths = []

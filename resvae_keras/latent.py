@@ -205,9 +205,9 @@ def _dense_stack(h, width: int, depth: int, seed: int, prefix: str):
     """``depth`` ReLU layers of ``width`` units, then the input concatenated back on."""
     x = h
     for i in range(depth):
-        h = layers.Dense(width, activation="relu", name=f"{prefix}_fc{i}",
+        h = layers.Dense(width, activation="relu", name=f"{prefix}_fc{i}", dtype="float32",
                          kernel_initializer=keras.initializers.GlorotUniform(seed + i))(h)
-    return layers.Concatenate(name=f"{prefix}_skip")([x, h])
+    return layers.Concatenate(name=f"{prefix}_skip", dtype="float32")([x, h])
 
 
 @keras.saving.register_keras_serializable(package="resvae_keras")
@@ -232,6 +232,8 @@ class SecondStageVAE(keras.Model):
     So the second stage learns the aggregate posterior q(z) itself; ``z_std = 0`` trains on
     the means (for a deterministic autoencoder).
 
+    Every layer computes in float32, whatever the global mixed-precision policy.
+
     Args:
         latent_dim: size of z (and of u).
         width: units per hidden layer.
@@ -250,14 +252,15 @@ class SecondStageVAE(keras.Model):
         self.seed = int(seed)
         z_in = keras.Input((self.latent_dim,), name="z")
         h = _dense_stack(z_in, self.width, self.depth, self.seed, "encoder")
-        u_mean = layers.Dense(self.latent_dim, name="u_mean")(h)
-        u_log_var = layers.Dense(self.latent_dim, kernel_initializer="zeros", name="u_log_var")(h)
+        u_mean = layers.Dense(self.latent_dim, name="u_mean", dtype="float32")(h)
+        u_log_var = layers.Dense(self.latent_dim, kernel_initializer="zeros", name="u_log_var",
+                                 dtype="float32")(h)
         self.encoder = keras.Model(z_in, [u_mean, u_log_var], name="encoder")
         u_in = keras.Input((self.latent_dim,), name="u")
         h = _dense_stack(u_in, self.width, self.depth, self.seed + 100, "decoder")
-        self.decoder = keras.Model(u_in, layers.Dense(self.latent_dim, name="z_hat")(h),
-                                   name="decoder")
-        self.sampling = Sampling(seed=self.seed, name="sampling")
+        z_hat = layers.Dense(self.latent_dim, name="z_hat", dtype="float32")(h)
+        self.decoder = keras.Model(u_in, z_hat, name="decoder")
+        self.sampling = Sampling(seed=self.seed, name="sampling", dtype="float32")
         self.code_noise = keras.random.SeedGenerator(self.seed + 1)
         self.log_gamma = self.add_weight(shape=(), initializer="zeros", trainable=True,
                                          dtype="float32", name="log_gamma")

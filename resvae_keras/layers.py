@@ -19,7 +19,10 @@ def _check_choice(name, value, choices):
         raise ValueError(f"{name}={value!r} is not one of {list(choices)}")
 
 
-def _make_norm(norm, groups, name):
+def make_normalization(norm, groups, name):
+    """The normalization layer ``norm`` names: ``"group"`` (GroupNormalization with
+    ``groups`` groups, epsilon 1e-5), ``"batch"`` (synchronized BatchNormalization) or
+    ``"none"`` (Identity). Used inside the residual blocks and before each head."""
     if norm == "group":
         return layers.GroupNormalization(groups=groups, epsilon=1e-5, name=name)
     if norm == "batch":
@@ -73,8 +76,8 @@ class ResidualBlock(layers.Layer):
         self.groups = int(groups)
         self.activation = activation
         self.residual = bool(residual)
-        self.norm1 = _make_norm(norm, self.groups, "norm1")
-        self.norm2 = _make_norm(norm, self.groups, "norm2")
+        self.norm1 = make_normalization(norm, self.groups, "norm1")
+        self.norm2 = make_normalization(norm, self.groups, "norm2")
         self.act = layers.Activation(activation, name="act")
         self.conv1 = layers.Conv2D(self.filters, self.kernel_size, padding="same", name="conv1")
         self.conv2 = layers.Conv2D(self.filters, self.kernel_size, padding="same", name="conv2")

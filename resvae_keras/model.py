@@ -45,7 +45,14 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from resvae_keras.layers import NORMALIZATIONS, DepthToSpace, ResidualBlock, Sampling, Upsample
+from resvae_keras.layers import (
+    NORMALIZATIONS,
+    DepthToSpace,
+    ResidualBlock,
+    Sampling,
+    Upsample,
+    make_normalization,
+)
 
 #: Reconstruction likelihoods p(x|z) and what each one means.
 RECONSTRUCTION_LIKELIHOODS = {
@@ -100,8 +107,8 @@ def _check_architecture(image_size, widths, blocks_per_stage, latent_dim):
 
 def build_encoder(
     image_size=64,
-    widths=(64, 128, 256),
-    blocks_per_stage=1,
+    widths=(32, 64, 128),
+    blocks_per_stage=2,
     latent_dim=128,
     residual=True,
     norm="group",
@@ -140,8 +147,8 @@ def build_encoder(
 
 def build_decoder(
     image_size=64,
-    widths=(64, 128, 256),
-    blocks_per_stage=1,
+    widths=(32, 64, 128),
+    blocks_per_stage=2,
     latent_dim=128,
     residual=True,
     norm="group",
@@ -220,10 +227,8 @@ def build_conv_decoder(image_size=64, widths=(32, 64, 128), latent_dim=128, name
 
 
 def _norm_act(h, norm, name):
-    if norm == "group":
-        h = layers.GroupNormalization(groups=8, name=f"{name}_norm")(h)
-    elif norm == "batch":
-        h = layers.BatchNormalization(synchronized=True, name=f"{name}_norm")(h)
+    """Normalization (the blocks' own, ``layers.make_normalization``) and SiLU."""
+    h = make_normalization(norm, 8, f"{name}_norm")(h)
     return layers.Activation("silu", name=f"{name}_act")(h)
 
 
@@ -277,11 +282,14 @@ class ResVAE(keras.Model):
     comparable across a KL warm-up) are exposed through ``metrics``, so History holds
     epoch means.
 
+    The defaults are the default architecture, the same as ``config.Config``'s (the
+    ``celeba-subset`` profile trains it).
+
     Args:
         image_size: side of the square images (64; 32 and 128 also work).
         widths: channels per stage (non-empty).
         blocks_per_stage: residual blocks per stage (``architecture="resnet"`` only).
-        latent_dim: size of z (default 128).
+        latent_dim: size of z.
         residual: ``False`` drops every shortcut (plain-VAE ablation; ``"resnet"`` only).
         architecture: ``"resnet"`` (``build_encoder``/``build_decoder``) or ``"conv"``, the
             shallow textbook convolutional VAE (``build_conv_encoder``/``build_conv_decoder``)
@@ -295,7 +303,8 @@ class ResVAE(keras.Model):
             The loss of a Gaussian decoder times ``2 sigma^2`` is ``SSE + 2 sigma^2 KL``, so a
             floor on sigma is a floor on the effective beta: it stops the KL from growing
             until prior samples fall where the decoder never trained.
-        norm: normalization inside the blocks.
+        norm: normalization inside the blocks and before the heads (``"group"``,
+            ``"batch"`` or ``"none"``; ``"resnet"`` only).
         seed: seed of the sampling noise.
 
     Inputs: images float32 in [0, 1], ``(N, S, S, 3)``.
@@ -304,8 +313,8 @@ class ResVAE(keras.Model):
     def __init__(
         self,
         image_size=64,
-        widths=(64, 128, 256),
-        blocks_per_stage=1,
+        widths=(32, 64, 128),
+        blocks_per_stage=2,
         latent_dim=128,
         residual=True,
         kind="vae",
@@ -617,7 +626,7 @@ def build_model(config):
         kind=config.kind,
         likelihood=config.likelihood,
         beta=config.beta,
-        norm=config.extra.get("norm", "group"),
+        norm=config.norm,
         seed=config.seed,
         sigma_min=config.sigma_min,
         architecture=config.architecture,

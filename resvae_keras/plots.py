@@ -543,6 +543,160 @@ def roc_curves(
     return _finish(fig, title, name, demo)
 
 
+# -- comparisons of runs (the study) ---------------------------------------------
+
+
+def _panels(n: int, width: float = 3.6, height: float = 3.4):
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, n, figsize=(width * n, height), squeeze=False,
+                             layout="constrained")
+    return fig, axes[0]
+
+
+def arm_points(
+    table: pd.DataFrame,
+    columns: Mapping[str, str],
+    arms: Mapping[str, str] | None = None,
+    xlabel: str = "arm",
+    *,
+    title: str | None = None,
+    name: str | None = None,
+    demo: bool = False,
+):
+    """One panel per measure: every seed of every arm as a dot, and the arm's mean with its
+    95 % t interval (no interval below 2 seeds); tick labels say the seeds (n).
+
+    Args:
+        table: one row per run with an ``arm`` column and the measure columns.
+        columns: ``{column: y label}``, one panel each.
+        arms: ``{arm: label}`` in drawing order (default: the arms of ``table`` as they come).
+    """
+    from scipy import stats
+
+    arms = dict(arms or {a: a for a in table["arm"].unique()})
+    fig, axes = _panels(len(columns))
+    colours = _pyplot().rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, (column, ylabel) in zip(axes, columns.items(), strict=True):
+        for i, arm in enumerate(arms):
+            values = table.loc[table["arm"] == arm, column].dropna().to_numpy(float)
+            colour = colours[i % len(colours)]
+            jitter = np.linspace(-0.12, 0.12, len(values)) if len(values) > 1 else np.zeros(1)
+            ax.scatter(i + jitter[: len(values)], values, color=colour, alpha=0.6, s=18)
+            if len(values):
+                half = (stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1)
+                        / math.sqrt(len(values))) if len(values) > 1 else 0.0
+                ax.errorbar(i + 0.3, values.mean(), yerr=half, fmt="D", color=colour, capsize=4)
+        ax.set_xticks(range(len(arms)), [f"{label}\n(n={int((table['arm'] == arm).sum())})"
+                                         for arm, label in arms.items()])
+        if max(len(label) for label in arms.values()) > 10:
+            ax.tick_params(axis="x", labelrotation=20)
+        ax.set(xlabel=xlabel, ylabel=ylabel, xlim=(-0.5, len(arms) - 0.3))
+    return _finish(fig, title, name, demo)
+
+
+def grouped_curves(
+    curves: Mapping[str, tuple],
+    groups: Mapping[str, str],
+    xlabel: str,
+    ylabel: str,
+    vlines: Mapping[str, float] | None = None,
+    hlines: Mapping[str, float] | None = None,
+    *,
+    title: str | None = None,
+    name: str | None = None,
+    demo: bool = False,
+):
+    """Curves coloured by group (e.g. every seed of every arm), one legend entry per group.
+
+    Args:
+        curves: ``{run: (x, y)}``.
+        groups: ``{run: group}``; runs of a group share a colour.
+        vlines, hlines: ``{label: position}`` dotted reference lines (an equal time, a loss).
+    """
+    fig, axes = _panels(1, width=5.8, height=3.8)
+    ax = axes[0]
+    colours = _pyplot().rcParams["axes.prop_cycle"].by_key()["color"]
+    order = list(dict.fromkeys(groups[run] for run in curves))
+    for run, (x, y) in curves.items():
+        index = order.index(groups[run])
+        first = run == next(r for r in curves if groups[r] == groups[run])
+        ax.plot(np.asarray(x), np.asarray(y), marker=".", color=colours[index % len(colours)],
+                alpha=0.8, label=groups[run] if first else None)
+    for label, x in (vlines or {}).items():
+        ax.axvline(x, linestyle=":", color="gray", label=label)
+    for label, y in (hlines or {}).items():
+        ax.axhline(y, linestyle="--", color="gray", label=label)
+    ax.set(xlabel=xlabel, ylabel=ylabel)
+    ax.legend(fontsize=8)
+    return _finish(fig, title, name, demo)
+
+
+def trend_with_spread(
+    trend: pd.DataFrame,
+    columns: Mapping[str, str],
+    xlabel: str,
+    logx: bool = False,
+    spread_label: str = "±1 SD between seeds",
+    point_label: str = "one seed per point",
+    mean_label: str = "mean of {n} seeds",
+    *,
+    title: str | None = None,
+    name: str | None = None,
+    demo: bool = False,
+):
+    """A single-seed sweep as a trend line, with a band of the seed-to-seed spread around it.
+
+    Args:
+        trend: ``study.sweep_trend`` output: ``x``, ``n_seeds``, each column and
+            ``<column>_seed_sd``. Points of several seeds are drawn larger. A non-numeric
+            ``x`` (e.g. likelihood names) is drawn at positions 0, 1, ...
+        columns: ``{column: y label}``, one panel each.
+        spread_label, point_label, mean_label: legend entries (``{n}``: the seeds).
+    """
+    numeric = pd.api.types.is_numeric_dtype(trend["x"])
+    x = trend["x"].to_numpy(float) if numeric else np.arange(len(trend))
+    fig, axes = _panels(len(columns))
+    for ax, (column, ylabel) in zip(axes, columns.items(), strict=True):
+        y = trend[column].to_numpy(float)
+        sd = trend[f"{column}_seed_sd"].to_numpy(float)
+        ax.plot(x, y, marker="o", color="tab:blue", label=point_label)
+        several = trend["n_seeds"].to_numpy() > 1
+        if several.any():
+            ax.scatter(x[several], y[several], s=80, facecolors="none", edgecolors="tab:blue",
+                       label=mean_label.format(n=int(trend["n_seeds"].max())))
+        if np.isfinite(sd).any():
+            ax.fill_between(x, y - sd, y + sd, color="tab:blue", alpha=0.15, label=spread_label)
+        ax.set(xlabel=xlabel, ylabel=ylabel, xscale="log" if logx and numeric else "linear")
+        ax.set_xticks(x, [f"{v:g}" if numeric else str(v) for v in trend["x"]])
+        ax.minorticks_off()
+        if not numeric:
+            ax.tick_params(axis="x", labelrotation=20)
+        ax.legend(fontsize=7)
+    return _finish(fig, title, name, demo)
+
+
+def tradeoff(
+    table: pd.DataFrame,
+    x: str,
+    columns: Mapping[str, str],
+    xlabel: str,
+    *,
+    title: str | None = None,
+    name: str | None = None,
+    demo: bool = False,
+):
+    """One panel per measure against a shared x (e.g. rate against distortion and realism),
+    one labelled point per row (the row's index: the run name)."""
+    fig, axes = _panels(len(columns))
+    for ax, (column, ylabel) in zip(axes, columns.items(), strict=True):
+        ax.scatter(table[x].to_numpy(float), table[column].to_numpy(float), color="tab:blue")
+        for label, row in table.iterrows():
+            ax.annotate(str(label), (row[x], row[column]), textcoords="offset points",
+                        xytext=(4, 4), fontsize=7)
+        ax.set(xlabel=xlabel, ylabel=ylabel)
+    return _finish(fig, title, name, demo)
+
+
 # -- interactive latent explorer ------------------------------------------------
 
 

@@ -1,27 +1,22 @@
-"""The written report: fill the generated regions of ``report/laporan.md`` from the committed
-results, redraw the result figures with Indonesian labels, and render HTML with pandoc.
+"""The written report: fill ``report/laporan.md`` (and the README) from the committed results.
 
-Every number in the report comes from a file under ``report/results/``:
+Prose lives in the markdown. The generator writes only tables, figures and numbers, in three
+kinds of marked regions that ``build_report`` rewrites in place::
+
+    <!-- BEGIN TABLE: rekonstruksi -->          a table from the function in ``REGIONS``
+    <!-- BEGIN FIGURE: laporan_auroc "caption" -->   ``figures/<name>.png`` once drawn
+    <!-- BEGIN TEXT: rq2
+    Pada {{n_uji}} citra uji, PSNR rata-rata {{psnr}} dB ...
+    -->                                          the template, kept in the marker, with every
+    ...filled text...                            ``{{key}}`` replaced from ``values(results)``
+    <!-- END TEXT: rq2 -->
+
+``values`` is one flat ``{key: formatted number}`` dict; a value the results files lack reads
+``belum diukur``. A ``{{key}}`` that ``values`` does not know is an error, so a typo in the
+report fails ``make report``. Every number comes from a file under ``report/results/``:
 
     report/results/celeba-subset/   the main run: config.json, history.csv, metrics.json
-                                    (``evaluate.evaluate_run``), metrics_<data>.json (other data)
-    report/results/study/<run>/     the comparison study: config.json, history.csv, metrics.json
-
-``laporan.md`` marks what is generated; ``build_report`` rewrites only the text between the
-markers and leaves the prose around them alone::
-
-    <!-- BEGIN TABLE: rekonstruksi -->
-    | Metrik | Rata-rata | ...           (written by make report)
-    <!-- END TABLE: rekonstruksi -->
-
-    <!-- BEGIN FIGURE: laporan_rate_distorsi "Gambar 4.9. Caption in the marker" -->
-    ![Gambar 4.9. Caption in the marker](../figures/laporan_rate_distorsi.png)
-    <!-- END FIGURE: laporan_rate_distorsi -->
-
-``TABLE`` and ``TEXT`` regions are filled by the function of that name in ``REGIONS``;
-``FIGURE`` regions reference ``figures/<name>.png`` once it exists. When a results file is
-missing, the region holds one line that says so and which command produces it: never a
-number that was not measured.
+    report/results/study/           runs.csv, benchmark.json, per run config/history/metrics
 
     python -m resvae_keras report      # or: make report
 """
@@ -47,44 +42,51 @@ from resvae_keras.config import project_root
 MAIN_RUN = "celeba-subset"
 REGION = re.compile(
     r"(?P<begin><!-- BEGIN (?P<kind>TABLE|TEXT|FIGURE): (?P<name>[A-Za-z0-9_]+)"
-    r'(?: "(?P<caption>[^"]*)")? -->\n)(?P<body>.*?)(?P<end><!-- END (?P=kind): (?P=name) -->)',
+    r'(?: "(?P<caption>[^"]*)")?(?:\n(?P<template>(?:(?!-->).)*?)\n| )-->\n)'
+    r"(?P<body>.*?)(?P<end><!-- END (?P=kind): (?P=name) -->)",
     re.S,
 )
-DASH = "—"  # a cell with no value (not measured, or not applicable)
+PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
+DASH = "—"  # a table cell with no value (not measured, or not applicable)
+MISSING = "belum diukur"  # a {{key}} whose value the results files lack
 NBSP = "\u00a0"  # thousands separator of integers: unambiguous with a decimal point
 
-# Commands that produce each kind of result (quoted in the "not available yet" lines).
 MAIN_COMMAND = (
     "python -m resvae_keras train --profile celeba-subset && "
     "python -m resvae_keras evaluate --run-dir runs/celeba-subset"
 )
 STUDY_COMMAND = "python -m resvae_keras study"
 
-ARM_NAMES = {"residual": "ResVAE (residual)", "plain": "VAE polos", "autoencoder": "autoencoder"}
-# study column -> (Indonesian label, decimals, higher is better; None: neither)
-STUDY_MEASURES = {
-    "psnr": ("PSNR (dB)", 2, True),
-    "ssim": ("SSIM", 4, True),
-    "neg_elbo_bits_per_dim": ("−ELBO (bit/dim)", 4, False),
-    "kl_nats": ("KL (nats)", 1, None),
-    "recon_sharpness_ratio": ("Rasio ketajaman rekonstruksi", 3, True),
-    "sample_swd_mean_x1e3": ("SWD sampel (×10³)", 2, False),
-    "sample_pixel_diversity": ("Keragaman piksel sampel (L2)", 2, None),
-    "median_epoch_time_s": ("Median waktu/epoch (s)", 1, False),
-    "best_val_loss": ("Val loss terbaik (nats)", 1, False),
+# Labels of names in the results files (words, not sentences).
+ARM_NAMES = {"residual": "ResVAE (residual)", "plain": "VAE polos", "conv": "VAE konvolusional"}
+STUDY_MEASURES = {  # study measure -> (Indonesian label, decimals)
+    "psnr": ("PSNR (dB)", 2),
+    "ssim": ("SSIM", 4),
+    "ms_ssim": ("MS-SSIM", 4),
+    "neg_elbo_bpd": ("−ELBO (bit/dim)", 4),
+    "kl_nats": ("KL (nats)", 1),
+    "sharpness_ratio": ("Rasio ketajaman rekonstruksi", 3),
+    "face_rate_prior_t1": ("Laju deteksi wajah, prior", 3),
+    "swd_mean_prior_t1": ("SWD prior (×10³)", 2),
+    "face_rate_gmm_t1": ("Laju deteksi wajah, GMM", 3),
+    "swd_mean_gmm_t1": ("SWD GMM (×10³)", 2),
+    "steps_to_threshold": ("Langkah sampai ambang loss", 0),
+    "seconds_to_threshold": ("Detik sampai ambang loss", 1),
+    "val_neg_elbo_at_equal_time": ("−ELBO validasi pada waktu sama (nats)", 1),
 }
-PROSE_NAMES = {  # the same measures inside a sentence
-    "psnr": "PSNR", "ssim": "SSIM", "neg_elbo_bits_per_dim": "−ELBO (bit/dim)",
-    "recon_sharpness_ratio": "rasio ketajaman rekonstruksi", "sample_swd_mean_x1e3": "SWD sampel",
-    "median_epoch_time_s": "waktu per epoch", "best_val_loss": "loss validasi terbaik",
+VERDICT_WORDS = {  # study.verdict / study.claims verdict -> the word the report shows
+    "supported": "didukung", "contradicted": "dibantah", "mixed": "campuran",
+    "no significant difference": "tidak berbeda nyata", "not testable": "belum dapat diuji",
 }
-# the measures of study.verdict, in its order
-VERDICT_MEASURES = (
-    "psnr", "ssim", "neg_elbo_bits_per_dim", "recon_sharpness_ratio", "sample_swd_mean_x1e3",
-    "median_epoch_time_s", "best_val_loss",
-)
-ALPHA = 0.05
-SAMPLER_NAMES = {"prior": "prior N(0, I)", "gmm": "GMM ex-post 10 komponen"}
+HYPOTHESIS_NAMES = {
+    "a": "(a) rekonstruksi lebih akurat", "b": "(b) rekonstruksi lebih tajam",
+    "c": "(c) sampel lebih realistis", "d": "(d) pelatihan lebih cepat per langkah dan per detik",
+}
+ALPHA = study.ALPHA
+SAMPLER_NAMES = {"prior": "prior N(0, I)", "two_stage": "VAE dua tahap",
+                 "gmm": "GMM ex-post 10 komponen"}
+REFERENCE_NAMES = {"real_test": "wajah uji nyata terhadap wajah latih (batas bawah)",
+                   "reconstructions": "rekonstruksi wajah uji"}
 ANOMALY_NAMES = {
     "noise": "derau Gaussian", "occlusion": "oklusi kotak", "rotation": "rotasi terbalik",
     "non_face": "bukan wajah",
@@ -212,28 +214,39 @@ class Results:
         }
 
     @cached_property
-    def study(self) -> dict[str, dict]:
-        """``study.load_results`` of ``root/study``, in the order the study trains them."""
-        loaded = study.load_results(self.study_dir) if self.study_dir.is_dir() else {}
-        for name, result in loaded.items():
-            result["config"] = self._json(self.study_dir / name / "config.json") or {}
-        order = list(study.study_runs())
-        return dict(sorted(loaded.items(), key=lambda kv: (
-            order.index(kv[0]) if kv[0] in order else len(order), kv[0])))
+    def study_runs(self) -> pd.DataFrame:
+        """The runs table (``study/runs.csv``; the study's design when it is missing)."""
+        return study.load_runs(self.study_dir / "runs.csv")
 
-    @property
-    def missing_study_runs(self) -> list[str]:
-        return [name for name in study.study_runs() if name not in self.study]
+    @cached_property
+    def study(self) -> dict[str, dict]:
+        """``study.load_results`` of ``root/study``, in the order of the runs table."""
+        return study.load_results(self.study_dir, self.study_runs) if self.study_dir.is_dir() else {}
+
+    @cached_property
+    def benchmark(self) -> dict | None:
+        return study.load_benchmark(self.study_dir)
+
+    @cached_property
+    def study_table(self) -> pd.DataFrame:
+        return study.study_table(self.study, self.benchmark)
+
+    @cached_property
+    def arms(self) -> pd.DataFrame:
+        """``study_table`` rows of the arms (residual, plain, conv)."""
+        table = self.study_table
+        return table[table["group"] == "arms"] if len(table) else table
+
+    @cached_property
+    def verdicts(self) -> pd.DataFrame:
+        return study.verdict(self.study_table)
+
+    @cached_property
+    def seeds(self) -> pd.DataFrame:
+        return study.seeds_per_arm(self.study_dir, self.study_runs)
 
     def main_file(self, name: str) -> str:
         return _path_text(self.main_dir / name, self.root)
-
-    @cached_property
-    def ablation(self) -> pd.DataFrame:
-        runs = {k: v for k, v in self.study.items()
-                if study.arm_of(k) in study.ARMS and not k.startswith("residual_bf16")}
-        return study.ablation_table(runs) if runs else pd.DataFrame()
-
 
 # -- the architecture (needs Keras, no results) -----------------------------------------
 
@@ -306,7 +319,7 @@ def table_arsitektur(results: Results) -> str:
         ["Bagian", "Lapisan", "Jenis", "Bentuk keluaran", "Parameter"], rows, numeric=[4])
 
 
-def text_diagram(results: Results) -> str:
+def table_diagram(results: Results) -> str:
     """The encoder-decoder flow with the real output shapes, stages folded into one line."""
     arch = architecture()
     lines = ["```text"]
@@ -332,7 +345,7 @@ def text_diagram(results: Results) -> str:
     return "\n".join(lines)
 
 
-# -- BAB III: data and training ---------------------------------------------------------
+# -- BAB III: data and training -----------------------------------------
 
 
 def table_data(results: Results) -> str:
@@ -395,8 +408,6 @@ def table_hiperparameter(results: Results) -> str:
         if reference and key in reference:
             value = seeds if key == "seed" and seeds else reference[key]
             study_cell = _config_value(key, value)
-            if key == "mixed_precision" and "residual_bf16_s0" in runs:
-                study_cell += " (dan mixed_bfloat16 pada `residual_bf16_s0`)"
         else:
             study_cell = DASH
         rows.append((label, main_cell, study_cell))
@@ -431,73 +442,7 @@ def table_waktu(results: Results) -> str:
          "Val loss terbaik (nats)"], rows, numeric=[1, 3, 4, 5])
 
 
-def text_waktu_teks(results: Results) -> str:
-    parts = []
-    h = results.main_history
-    if h is not None and len(h):
-        parts.append(
-            f"Run utama berlatih {len(h)} epoch dalam {num(h['wall_time_s'].iloc[-1] / 60, 1)} "
-            f"menit (median {num(h['epoch_time_s'].median(), 1)} s per epoch).")
-    runs = {k: r for k, r in results.study.items() if len(r["history"])}
-    if runs:
-        total = sum(float(r["history"]["wall_time_s"].iloc[-1]) for r in runs.values())
-        parts.append(f"Sebanyak {len(runs)} run studi yang tersedia memakan total "
-                     f"{num(total / 3600, 2)} jam CPU untuk pelatihan saja (tanpa evaluasi).")
-    base, bf16 = runs.get("residual_s0"), runs.get("residual_bf16_s0")
-    if base and bf16:
-        t0 = float(base["history"]["epoch_time_s"].median())
-        t1 = float(bf16["history"]["epoch_time_s"].median())
-        faster = "lebih cepat" if t1 < t0 else "lebih lambat"
-        parts.append(
-            f"Dengan presisi campuran bfloat16, median waktu per epoch menjadi {num(t1, 1)} s "
-            f"dibanding {num(t0, 1)} s pada float32 ({num(t0 / t1, 2)}×, {faster}); "
-            "pengaruhnya pada mutu tercantum pada Tabel 4.12.")
-    if not parts:
-        return not_available("riwayat pelatihan (`history.csv`)", MAIN_COMMAND)
-    return " ".join(parts)
-
-
-def text_kurva_teks(results: Results) -> str:
-    h = results.main_history
-    if h is None or not len(h):
-        return not_available(f"`{results.main_file('history.csv')}`", MAIN_COMMAND)
-    first, last = h.iloc[0], h.iloc[-1]
-    parts = []
-    if {"val_reconstruction_loss", "val_kl_loss"} <= set(h.columns):
-        parts.append(
-            f"Selama {len(h)} epoch, suku rekonstruksi validasi berubah dari "
-            f"{num(first['val_reconstruction_loss'], 1)} menjadi "
-            f"{num(last['val_reconstruction_loss'], 1)} nats per citra "
-            f"({_trend_word(h['val_reconstruction_loss'])}), dan KL validasi dari "
-            f"{num(first['val_kl_loss'], 1)} menjadi {num(last['val_kl_loss'], 1)} nats "
-            f"({_trend_word(h['val_kl_loss'])}).")
-    target = (results.main_config or {}).get("beta")
-    if "beta" in h.columns and _finite(target) and target > 0:
-        reached = np.flatnonzero(h["beta"].to_numpy() >= 0.999 * target)
-        if len(reached):
-            parts.append(f"β mencapai nilai targetnya ({target:g}) pada akhir epoch "
-                         f"{reached[0] + 1}; sebelum itu KL diberi bobot lebih kecil.")
-    best = int(h["val_loss"].to_numpy().argmin()) + 1
-    if best == len(h):
-        parts.append(f"Loss validasi terendah dicapai pada epoch terakhir ({best}): model belum "
-                     "jenuh, dan pelatihan yang lebih panjang kemungkinan masih memperbaikinya.")
-    else:
-        parts.append(f"Loss validasi terendah dicapai pada epoch {best} dari {len(h)}; model "
-                     "terbaik itulah yang dievaluasi.")
-    return " ".join(parts)
-
-
-def _trend_word(values) -> str:
-    values = np.asarray(values, float)
-    if len(values) < 2:
-        return "satu epoch saja"
-    return {"turun secara monoton": "turun setiap epoch",
-            "naik secara monoton": "naik setiap epoch"}.get(
-        _trend(values), "turun secara keseluruhan" if values[-1] < values[0]
-        else "naik secara keseluruhan")
-
-
-# -- BAB IV: reconstruction -------------------------------------------------------------
+# -- BAB IV: tables --------------------------------------------------------------------
 
 RECONSTRUCTION_ROWS = (  # key in metrics.json "reconstruction" -> (label, decimals)
     ("mse", "MSE per piksel", 5),
@@ -519,21 +464,7 @@ def table_rekonstruksi(results: Results) -> str:
     rows = [(label, num(_get(rec, f"{key}.mean"), d), num(_get(rec, f"{key}.std"), d))
             for key, label, d in RECONSTRUCTION_ROWS]
     rows.append(("σ dekoder (satuan intensitas [0, 1])", num(rec.get("decoder_sigma"), 4), DASH))
-    table = markdown_table(["Metrik", "Rata-rata", "Simpangan baku"], rows)
-    return f"Dihitung pada {integer(rec.get('n_images'))} citra uji.\n\n{table}"
-
-
-def text_rekonstruksi_teks(results: Results) -> str:
-    rec = _get(results.main_metrics or {}, "reconstruction")
-    sigma, mse = (rec or {}).get("decoder_sigma"), _get(rec or {}, "mse.mean")
-    if not (_finite(sigma) and _finite(mse)):
-        return not_available(f"`{results.main_file('metrics.json')}`", MAIN_COMMAND)
-    rmse = math.sqrt(mse)
-    return (f"σ dekoder yang dipelajari ({num(sigma, 4)}) dapat dibandingkan dengan akar MSE "
-            f"rata-rata pada data uji ({num(rmse, 4)}); rasionya {num(sigma / rmse, 2)}. "
-            "Menurut Subbab 3.3 nilai optimum σ² adalah MSE rekonstruksi dari z yang disampel "
-            "pada data latih, sedangkan MSE di sini dihitung dari z_mean pada data uji, sehingga "
-            "keduanya diharapkan berorde sama tetapi tidak identik.")
+    return markdown_table(["Metrik", "Rata-rata", "Simpangan baku"], rows)
 
 
 def table_generalisasi(results: Results) -> str:
@@ -580,28 +511,6 @@ def table_per_atribut(results: Results) -> str:
          "Selisih (×10³)", "t Welch", "p"], rows)
 
 
-def text_per_atribut_teks(results: Results) -> str:
-    rows = _get(results.main_metrics or {}, "per_attribute.rows")
-    if not rows:
-        return not_available(f"`{results.main_file('metrics.json')}`", MAIN_COMMAND)
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    table = table[np.isfinite(table["p_value"].astype(float))]
-    bonferroni = ALPHA / max(1, len(table))
-    significant = table[table["p_value"] < bonferroni].sort_values("difference", ascending=False)
-    harder = [f"`{a}`" for a in significant.index[significant["difference"] > 0]]
-    easier = [f"`{a}`" for a in significant.index[significant["difference"] < 0]]
-    text = (f"Dengan koreksi Bonferroni untuk {len(table)} atribut (p < {bonferroni:.5f}), "
-            f"{len(significant)} atribut memiliki selisih MSE yang nyata.")
-    if harder:
-        text += f" Wajah dengan atribut {_join(harder)} direkonstruksi lebih buruk."
-    if easier:
-        text += f" Wajah dengan atribut {_join(easier)} direkonstruksi lebih baik."
-    return text
-
-
-# -- BAB IV: samples --------------------------------------------------------------------
-
-
 def _samples(results: Results) -> dict:
     return _get(results.main_metrics or {}, "samples") or {}
 
@@ -615,18 +524,25 @@ def table_sampel(results: Results) -> str:
     samples = _samples(results)
     if not samples:
         return not_available(f"`{results.main_file('metrics.json')}`", MAIN_COMMAND)
+    # metrics.json files written before the face-detection rate have neither the column
+    # nor the reference rows; their table stays as it was
+    references = _get(results.main_metrics, "sample_references") or {}
+    with_faces = any("face_rate" in s.get("realism", {}) for s in samples.values())
     rows = []
-    for key, s in samples.items():
+    for key, s in [*samples.items(), *references.items()]:
         r = s.get("realism", {})
         swd = r.get("swd", {})
-        rows.append((_sampler_label(key, s), integer(s.get("n_images")),
+        label = REFERENCE_NAMES.get(key) if key in references else _sampler_label(key, s)
+        faces = (num(r.get("face_rate"), 3),) if with_faces else ()
+        rows.append((label, integer(s.get("n_images")), *faces,
                      num(swd.get("swd_64"), 1), num(swd.get("swd_32"), 1),
                      num(swd.get("swd_16"), 1), num(swd.get("swd_mean"), 1),
                      num(r.get("fid"), 2), num(r.get("kid_mean"), 2, 1e3),
                      num(r.get("precision"), 3), num(r.get("recall"), 3)))
     return markdown_table(
-        ["Sampler", "n", "SWD 64 px", "SWD 32 px", "SWD 16 px", "SWD rata-rata", "FID",
-         "KID (×10³)", "Presisi", "Recall"], rows)
+        ["Sampler", "n", *(("Laju deteksi wajah",) if with_faces else ()), "SWD 64 px",
+         "SWD 32 px", "SWD 16 px", "SWD rata-rata", "FID", "KID (×10³)", "Presisi", "Recall"],
+        rows)
 
 
 def table_keragaman(results: Results) -> str:
@@ -655,68 +571,6 @@ def _pct(value):
     return None if value is None else 100.0 * value
 
 
-def _sampler_phrase(key: str, report: dict) -> str:
-    sampler = report.get("sampler", key.split("_")[0])
-    return f"{SAMPLER_NAMES.get(sampler, sampler)} pada T = {report.get('temperature', 1.0):g}"
-
-
-def _samples_sentences(samples: dict) -> list[str]:
-    """Realism, diversity and memorization of the samples, one sentence each."""
-    parts = []
-    best = min(samples.items(), key=lambda kv: _get(kv[1], "realism.swd.swd_mean") or math.inf)
-    parts.append(f"SWD ×10³ terendah, {num(_get(best[1], 'realism.swd.swd_mean'), 1)}, dicapai "
-                 f"oleh sampel dari {_sampler_phrase(*best)}.")
-    with_fid = {k: s for k, s in samples.items() if _finite(_get(s, "realism.fid"))}
-    if with_fid:
-        k, s = min(with_fid.items(), key=lambda kv: kv[1]["realism"]["fid"])
-        parts.append(f"FID terendah, {num(s['realism']['fid'], 2)}, dicapai oleh sampel dari "
-                     f"{_sampler_phrase(k, s)}, "
-                     f"dengan presisi {num(_get(s, 'realism.precision'), 3)} dan recall "
-                     f"{num(_get(s, 'realism.recall'), 3)}.")
-    key, s = next(iter(samples.items()))
-    d, mem = s.get("diversity", {}), s.get("memorization", {})
-    if _finite(d.get("pixel_l2_fake")) and _finite(d.get("pixel_l2_real")):
-        parts.append(
-            f"Sampel dari {_sampler_phrase(key, s)} berjarak rata-rata {num(d['pixel_l2_fake'], 2)} "
-            f"satu sama lain, yaitu {num(100 * d['pixel_l2_fake'] / d['pixel_l2_real'], 1)}% dari "
-            f"jarak antar-wajah nyata ({num(d['pixel_l2_real'], 2)}); MS-SSIM antar-pasangannya "
-            f"{num(d.get('ms_ssim_fake'), 4)} dibanding {num(d.get('ms_ssim_real'), 4)} pada "
-            "wajah nyata (lebih tinggi berarti kurang beragam).")
-    ratio, share = mem.get("median_ratio"), mem.get("share_closer_than_test_p01")
-    if _finite(ratio) and _finite(share):
-        verdict = ("tidak menunjukkan tanda penghafalan data latih" if ratio >= 0.9
-                   and share <= 0.05 else "perlu diperiksa lebih lanjut untuk penghafalan")
-        parts.append(
-            f"Median jarak sampel itu ke citra latih terdekat adalah {num(ratio, 3)} kali median "
-            f"jarak wajah uji ke citra latih terdekat, dan {num(100 * share, 1)}% sampel lebih "
-            "dekat ke data latih daripada persentil 1% wajah uji; dengan kriteria rasio ≥ 0.9 "
-            f"dan porsi ≤ 5%, sampel ini {verdict}.")
-    return parts
-
-
-def _samples_conclusion(results: Results) -> str:
-    return " ".join(_samples_sentences(_samples(results))).removesuffix(".") + \
-        " (Tabel 4.4 dan 4.5)."
-
-
-def text_sampel_teks(results: Results) -> str:
-    samples = _samples(results)
-    if not samples:
-        return not_available(f"`{results.main_file('metrics.json')}`", MAIN_COMMAND)
-    parts = []
-    if not any(_get(s, "realism.available") for s in samples.values()):
-        parts.append(
-            "FID, KID, presisi dan recall tidak dihitung untuk run ini (sel bertanda "
-            f"“{DASH}”): bobot InceptionV3 tidak tersedia secara luring saat evaluasi, "
-            "sehingga realisme diukur dengan SWD saja (lihat Subbab 4.7).")
-    else:
-        n = next(iter(samples.values())).get("n_images")
-        parts.append(f"FID dan KID dihitung pada {integer(n)} sampel per sampler; di bawah "
-                     f"10{NBSP}000 sampel FID bias ke atas, sehingga hanya sebanding antar-baris "
-                     "tabel ini.")
-    return " ".join(parts + _samples_sentences(samples))
-
-
 def table_laten(results: Results) -> str:
     lat = _get(results.main_metrics or {}, "latent")
     if not lat:
@@ -731,20 +585,7 @@ def table_laten(results: Results) -> str:
         ("KL total rata-rata (nats per citra)", num(lat.get("kl_total_nats"), 1)),
         ("Lima dimensi dengan KL terbesar (nats)", top or DASH),
     ]
-    table = markdown_table(["Besaran", "Nilai"], rows)
-    active, d = lat.get("active_units"), lat.get("latent_dim")
-    if not (_finite(active) and _finite(d)):
-        return table
-    if active < d:
-        note = (f"Sebanyak {integer(active)} dari {integer(d)} dimensi laten aktif; "
-                f"{integer(d - active)} dimensi lainnya hampir tidak membawa informasi tentang "
-                "x, gejala yang dikenal sebagai *posterior collapse* parsial (Burda dkk., 2016).")
-    else:
-        note = f"Semua {integer(d)} dimensi laten aktif."
-    return f"{table}\n\n{note}"
-
-
-# -- BAB IV: anomaly detection ----------------------------------------------------------
+    return markdown_table(["Besaran", "Nilai"], rows)
 
 
 def _anomaly_label(kind: str, strengths: dict) -> str:
@@ -767,422 +608,163 @@ def table_anomali(results: Results) -> str:
         for score, r in by_score.items():
             rows.append((_anomaly_label(kind, strengths), SCORE_NAMES.get(score, score),
                          num(r.get("auroc"), 3), num(r.get("ap"), 3)))
-    head = (f"Setiap himpunan: {integer(anomaly.get('n_clean'))} wajah uji bersih melawan "
-            f"{integer(anomaly.get('n_anomalous_per_set'))} citra anomali.")
-    return head + "\n\n" + markdown_table(["Anomali", "Skor", "AUROC", "AP"], rows, numeric=[2, 3])
+    return markdown_table(["Anomali", "Skor", "AUROC", "AP"], rows, numeric=[2, 3])
 
 
-def text_anomali_teks(results: Results) -> str:
-    anomaly = _get(results.main_metrics or {}, "anomaly")
-    if not anomaly or not anomaly.get("results"):
-        return not_available(f"`{results.main_file('metrics.json')}`", MAIN_COMMAND)
-    strengths = anomaly.get("corruption_strengths", {})
-    parts, below = [], []
-    for kind, by_score in anomaly["results"].items():
-        scored = {s: r["auroc"] for s, r in by_score.items() if _finite(r.get("auroc"))}
-        if not scored:
-            continue
-        best = max(scored, key=scored.get)
-        elbo = scored.get("neg_elbo")
-        parts.append(f"{_anomaly_label(kind, strengths)}: AUROC −ELBO {num(elbo, 3)}, "
-                     f"terbaik {SCORE_NAMES.get(best, best)} ({num(scored[best], 3)})")
-        below += [f"{_anomaly_label(kind, strengths)} dengan skor {SCORE_NAMES.get(s, s)}"
-                  for s, v in scored.items() if v < 0.5]
-    text = "Ringkasnya, per jenis anomali: " + "; ".join(parts) + "."
-    if below:
-        text += (" AUROC di bawah 0.5 (lebih buruk daripada menebak) muncul pada "
-                 + ", ".join(below) + ": skor itu memberi nilai lebih *rendah* kepada anomali "
-                 "daripada kepada wajah bersih, gejala yang dijelaskan oleh Nalisnick dkk. (2019).")
-    else:
-        text += " Tidak ada skor yang AUROC-nya di bawah 0.5."
-    return text
-
-
-# -- BAB IV: the study ------------------------------------------------------------------
-
-
-def _study_missing(results: Results, names=None) -> str:
-    missing = [n for n in (names or study.study_runs()) if n not in results.study]
-    if not missing:
+def _seed_counts(results: Results, group: str = "arms") -> str:
+    """``ResVAE (residual) 2 dari 3 seed, ...`` for the arms (or a sweep group)."""
+    counts = results.seeds.loc[group] if group in results.seeds.index.get_level_values(0) else None
+    if counts is None:
         return ""
-    listed = ", ".join(f"`{n}`" for n in missing)
-    return (f"\n\n*Run yang belum tersedia: {listed}. Dibuat oleh `{STUDY_COMMAND}`, "
-            "lalu `make report`.*")
+    return ", ".join(f"{ARM_NAMES.get(arm, arm)} {int(r.finished)} dari {int(r.planned)} "
+                     f"{'seed' if group == 'arms' else 'run'}" for arm, r in counts.iterrows())
 
 
-def table_ablasi(results: Results) -> str:
-    table = results.ablation
-    if table.empty:
-        return not_available("`report/results/study/*/metrics.json`", STUDY_COMMAND)
-    columns = ["psnr", "ssim", "neg_elbo_bits_per_dim", "kl_nats", "recon_sharpness_ratio",
-               "sample_swd_mean_x1e3", "median_epoch_time_s"]
-    rows = [(f"`{name}`", ARM_NAMES[r["arm"]], integer(r["seed"]),
-             *(num(r[c], STUDY_MEASURES[c][1]) for c in columns)) for name, r in table.iterrows()]
-    names = [n for n in study.study_runs() if study.arm_of(n) in study.ARMS
-             and not n.startswith("residual_bf16")]
-    return markdown_table(["Run", "Lengan", "Seed", *(STUDY_MEASURES[c][0] for c in columns)],
-                          rows, numeric=range(2, 3 + len(columns))) + _study_missing(results, names)
+def _study_not_run(results: Results, what: str, group: str = "arms") -> str:
+    """The "not available yet" line of a study region, with how many seeds each arm has."""
+    return not_available(what, STUDY_COMMAND).rstrip("*") + (
+        f" Saat ini tersedia: {_seed_counts(results, group)}.*")
 
 
-def table_ablasi_ringkasan(results: Results) -> str:
-    table = results.ablation
-    if table.empty:
-        return not_available("`report/results/study/*/metrics.json`", STUDY_COMMAND)
-    summary = study.arm_summary(table)
-    arms = [a for a in study.ARMS if a in summary.index]
-    rows = [(STUDY_MEASURES[c][0], *(plus_minus(summary.loc[a, f"{c}_mean"],
-                                                summary.loc[a, f"{c}_std"], STUDY_MEASURES[c][1])
-                                     for a in arms)) for c in study.ABLATION_COLUMNS]
-    rows.append(("Jumlah seed", *(integer(summary.loc[a, "n_seeds"]) for a in arms)))
-    return markdown_table(["Ukuran", *(ARM_NAMES[a] for a in arms)], rows)
-
-
-def welch_rows(table: pd.DataFrame) -> list[dict] | None:
-    """Residual against plain per measure, as ``study.verdict`` decides it; None below 2 seeds."""
-    if table.empty:
-        return None
-    res, plain = table[table.arm == "residual"], table[table.arm == "plain"]
-    if len(res) < 2 or len(plain) < 2:
-        return None
-    rows = []
-    for column in VERDICT_MEASURES:
-        higher_is_better = STUDY_MEASURES[column][2]
-        t, p = study.welch_t(res[column], plain[column])
-        diff = res[column].mean() - plain[column].mean()
-        if not math.isfinite(p):
-            outcome = "tidak dapat diuji"
-        elif p >= ALPHA:
-            outcome = "tidak berbeda nyata"
-        else:
-            outcome = ("ResVAE lebih baik" if (diff > 0) == higher_is_better
-                       else "VAE polos lebih baik")
-        rows.append({"column": column, "res_mean": res[column].mean(), "res_std": res[column].std(),
-                     "plain_mean": plain[column].mean(), "plain_std": plain[column].std(),
-                     "n_res": len(res), "n_plain": len(plain), "t": t, "p": p, "outcome": outcome})
-    return rows
-
-
-def _not_enough_seeds(results: Results) -> str:
-    table = results.ablation
-    n_res = int((table.arm == "residual").sum()) if not table.empty else 0
-    n_plain = int((table.arm == "plain").sum()) if not table.empty else 0
-    return (f"*Uji Welch memerlukan sekurang-kurangnya dua seed per lengan; saat ini tersedia "
-            f"{n_res} run residual dan {n_plain} run polos. Run lainnya dibuat oleh "
+def _seeds_note(results: Results, group: str = "arms") -> str:
+    counts = results.seeds.loc[group]
+    if (counts["finished"] == counts["planned"]).all():
+        return ""
+    return (f"\n\n*Belum lengkap: {_seed_counts(results, group)}. Run lainnya dibuat oleh "
             f"`{STUDY_COMMAND}`, lalu `make report`.*")
 
 
+def _label(measure: str) -> tuple[str, int]:
+    return STUDY_MEASURES.get(measure, (measure, 3))
+
+
+ABLATION_COLUMNS = ("psnr", "ssim", "ms_ssim", "neg_elbo_bpd", "sharpness_ratio",
+                    "face_rate_prior_t1", "swd_mean_prior_t1", "steps_to_threshold")
+
+
+def table_ablasi(results: Results) -> str:
+    table = results.arms
+    if table.empty:
+        return _study_not_run(results, "run lengan studi (`report/results/study/*/metrics.json`)")
+    columns = [c for c in ABLATION_COLUMNS if c in table]
+    rows = [(f"`{name}`", ARM_NAMES.get(r["arm"], r["arm"]), integer(r["seed"]),
+             *(num(r[c], _label(c)[1]) for c in columns)) for name, r in table.iterrows()]
+    return markdown_table(["Run", "Lengan", "Seed", *(_label(c)[0] for c in columns)], rows,
+                          numeric=range(2, 3 + len(columns))) + _seeds_note(results)
+
+
+def _arm_columns(table: pd.DataFrame) -> list[str]:
+    keys = [c for c in STUDY_MEASURES if c in table and table[c].notna().any()]
+    return keys
+
+
+def table_ablasi_ringkasan(results: Results) -> str:
+    table = results.arms
+    if table.empty:
+        return _study_not_run(results, "run lengan studi (`report/results/study/*/metrics.json`)")
+    columns = _arm_columns(table)
+    summary = study.arm_summary(table, columns)
+    arms = list(summary.index)
+    rows = [(_label(c)[0], *(plus_minus(summary.loc[a, f"{c}_mean"], summary.loc[a, f"{c}_sd"],
+                                        _label(c)[1]) for a in arms)) for c in columns]
+    counts = results.seeds.loc["arms"]
+    rows.append(("Jumlah seed", *(f"{integer(summary.loc[a, 'n'])} dari "
+                                  f"{integer(counts.loc[a, 'planned'])}" for a in arms)))
+    return markdown_table(["Ukuran", *(ARM_NAMES.get(a, a) for a in arms)], rows)
+
+
+def _interval(value, low, high, decimals: int) -> str:
+    if not _finite(value):
+        return DASH
+    if not (_finite(low) and _finite(high)):
+        return num(value, decimals)
+    return f"{num(value, decimals)} [{num(low, decimals)}, {num(high, decimals)}]"
+
+
+def _testable(results: Results) -> bool:
+    return bool((results.verdicts["verdict"] != "not testable").any()) if len(
+        results.verdicts) else False
+
+
 def table_uji_welch(results: Results) -> str:
-    rows = welch_rows(results.ablation)
-    if rows is None:
-        return _not_enough_seeds(results)
-    cells = [(STUDY_MEASURES[r["column"]][0],
-              plus_minus(r["res_mean"], r["res_std"], STUDY_MEASURES[r["column"]][1]),
-              plus_minus(r["plain_mean"], r["plain_std"], STUDY_MEASURES[r["column"]][1]),
-              f"{r['n_res']}/{r['n_plain']}", num(r["t"], 2), p_value(r["p"]), r["outcome"])
-             for r in rows]
-    return markdown_table(["Ukuran", "ResVAE", "VAE polos", "n", "t Welch", "p", "Kesimpulan"],
-                          cells, numeric=[1, 2, 3, 4, 5])
+    if not _testable(results):
+        return _study_not_run(results, "sekurang-kurangnya dua seed per lengan untuk uji Welch")
+    rows = []
+    for r in results.verdicts.itertuples():
+        label, decimals = _label(r.measure)
+        rows.append((HYPOTHESIS_NAMES[r.hypothesis].split(" ")[0],
+                     f"{ARM_NAMES.get(r.arm, r.arm)} − {ARM_NAMES.get(r.baseline, r.baseline)}",
+                     label, f"{r.n_arm}/{r.n_baseline}",
+                     _interval(r.diff, r.diff_ci_low, r.diff_ci_high, decimals),
+                     _interval(r.hedges_g, r.g_ci_low, r.g_ci_high, 2), p_value(r.p),
+                     p_value(r.p_holm), VERDICT_WORDS[r.verdict]))
+    return markdown_table(["Hipotesis", "Perbandingan", "Ukuran", "n", "Selisih [IK 95%]",
+                           "g Hedges [IK 95%]", "p", "p Holm", "Kesimpulan"], rows,
+                          numeric=[3, 4, 5, 6, 7])
 
 
-def _join(words) -> str:
-    """``a``, ``a dan b``, ``a, b dan c``."""
-    words = list(words)
-    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " dan " + words[-1]
+def table_status(results: Results) -> str:
+    """Which results files exist: the main run's, and the study runs per arm."""
+    main = [f for f in ("config.json", "history.csv", "metrics.json")
+            if (results.main_dir / f).is_file()]
+    counts = results.seeds
+    rows = [(f"percobaan utama (`report/results/{MAIN_RUN}/`)",
+             ", ".join(f"`{f}`" for f in main) or DASH)]
+    for group, arm in counts.index:
+        r = counts.loc[(group, arm)]
+        rows.append((f"studi: {ARM_NAMES.get(arm, arm)}" if group == "arms" else f"studi: {arm}",
+                     f"{integer(r.finished)} dari {integer(r.planned)}"))
+    rows.append(("studi: `benchmark.json`", "ada" if results.benchmark else DASH))
+    return markdown_table(["Hasil", "Tersedia"], rows, numeric=[])
 
 
-def _names(columns) -> str:
-    return _join(PROSE_NAMES[c] for c in columns)
+def table_klaim(results: Results) -> str:
+    """One row per hypothesis and comparison (``study.claims``), its verdict as a word."""
+    if not _testable(results):
+        return _study_not_run(results, "sekurang-kurangnya dua seed per kelompok")
+    rows = [(HYPOTHESIS_NAMES[c.hypothesis], f"{ARM_NAMES.get(c.arm, c.arm)} − "
+             f"{ARM_NAMES.get(c.baseline, c.baseline)}", VERDICT_WORDS[c.verdict],
+             integer(c.n_supported), integer(c.n_contradicted),
+             integer(c.n_no_significant_difference), integer(c.n_not_testable))
+            for c in study.claims(results.verdicts).itertuples()]
+    return markdown_table(["Hipotesis", "Perbandingan", "Kesimpulan", "Ukuran mendukung",
+                           "Ukuran membantah", "Tidak berbeda nyata", "Belum dapat diuji"], rows,
+                          numeric=[3, 4, 5, 6])
 
 
-def verdict_summary(results: Results) -> str | None:
-    """One Indonesian sentence: where the residual arm wins, loses and ties (None: too few seeds)."""
-    rows = welch_rows(results.ablation)
-    if rows is None:
-        return None
-    groups = {}
-    for r in rows:
-        groups.setdefault(r["outcome"], []).append(r["column"])
-    n = rows[0]["n_res"], rows[0]["n_plain"]
-    parts = []
-    if groups.get("ResVAE lebih baik"):
-        parts.append(f"ResVAE lebih baik secara nyata pada {_names(groups['ResVAE lebih baik'])}")
-    if groups.get("VAE polos lebih baik"):
-        parts.append(f"VAE polos lebih baik secara nyata pada "
-                     f"{_names(groups['VAE polos lebih baik'])}")
-    if groups.get("tidak berbeda nyata"):
-        parts.append(f"tidak ada perbedaan nyata pada {_names(groups['tidak berbeda nyata'])}")
-    if groups.get("tidak dapat diuji"):
-        parts.append(f"{_names(groups['tidak dapat diuji'])} tidak dapat diuji (variansi nol)")
-    return (f"dengan {n[0]} seed residual dan {n[1]} seed polos (uji Welch dua sisi, "
-            f"α = {ALPHA:g}), " + "; ".join(parts))
+SWEEP_COLUMNS = ("psnr", "ssim", "sharpness_ratio", "kl_nats", "face_rate_prior_t1",
+                 "swd_mean_prior_t1")
 
 
-def text_verdict(results: Results) -> str:
-    summary = verdict_summary(results)
-    if summary is None:
-        return _not_enough_seeds(results)
-    text = summary[0].upper() + summary[1:] + "."
-    return text + (" Dengan jumlah seed sekecil ini uji hanya mampu menangkap selisih yang besar "
-                   "dibanding variasi antar-seed: “tidak berbeda nyata” berarti selisihnya tidak "
-                   "melampaui variasi itu, bukan bukti bahwa kedua lengan setara.")
-
-
-def text_autoencoder_teks(results: Results) -> str:
-    table = results.ablation
-    if table.empty or not {"autoencoder", "residual"} <= set(table.arm):
-        return not_available("run `autoencoder_s0` dan `residual_s*`", STUDY_COMMAND)
-    ae, res = table[table.arm == "autoencoder"], table[table.arm == "residual"]
-    psnr = "lebih tinggi" if ae.psnr.mean() > res.psnr.mean() else "tidak lebih tinggi"
-    swd = ("lebih buruk (SWD lebih tinggi)"
-           if ae.sample_swd_mean_x1e3.mean() > res.sample_swd_mean_x1e3.mean()
-           else "tidak lebih buruk (SWD tidak lebih tinggi)")
-    return (f"Autoencoder deterministik mencapai PSNR {num(ae.psnr.mean(), 2)} dB, {psnr} "
-            f"daripada rata-rata ResVAE ({num(res.psnr.mean(), 2)} dB), dan sampel prior-nya "
-            f"{swd}: SWD ×10³ {num(ae.sample_swd_mean_x1e3.mean(), 2)} dibanding "
-            f"{num(res.sample_swd_mean_x1e3.mean(), 2)}.")
+def _sweep_table(results: Results, group: str, x: str, header: str, show) -> str:
+    table = results.study_table
+    if table.empty or not (table["group"] == group).any():
+        return _study_not_run(results, f"run `{group}_*` (`report/results/study/`)", group)
+    columns = [c for c in SWEEP_COLUMNS if c in table]
+    trend = study.sweep_trend(table, group, x, columns)
+    rows = []
+    for r in trend.itertuples(index=False):
+        values = r._asdict()
+        cells = [plus_minus(values[c], values[f"{c}_seed_sd"], _label(c)[1]) if r.n_seeds > 1
+                 else num(values[c], _label(c)[1]) for c in columns]
+        rows.append((show(r.x), integer(r.n_seeds), *cells))
+    return markdown_table([header, "n seed", *(_label(c)[0] for c in columns)], rows,
+                          numeric=range(1, 2 + len(columns))) + _seeds_note(results, group)
 
 
 def table_likelihood(results: Results) -> str:
-    table = study.likelihood_table(results.study) if results.study else pd.DataFrame()
-    if table.empty:
-        return not_available("`report/results/study/likelihood_*/metrics.json`", STUDY_COMMAND)
-    rows = [(LIKELIHOOD_NAMES.get(lik, lik), num(r["psnr"], 2), num(r["ssim"], 4),
-             num(r["recon_sharpness_ratio"], 3), num(r["sample_sharpness_ratio"], 3),
-             num(r["sample_swd_mean_x1e3"], 2), num(r["kl_nats"], 1))
-            for lik, r in table.iterrows()]
-    names = ["residual_s0", "likelihood_gaussian_s0", "likelihood_bernoulli_s0"]
-    return markdown_table(
-        ["Likelihood", "PSNR (dB)", "SSIM", "Ketajaman rekonstruksi", "Ketajaman sampel",
-         "SWD sampel (×10³)", "KL (nats)"], rows) + _study_missing(results, names)
-
-
-def text_likelihood_teks(results: Results) -> str:
-    table = study.likelihood_table(results.study) if results.study else pd.DataFrame()
-    if len(table) < 2:
-        return not_available("dua atau lebih run likelihood", STUDY_COMMAND)
-    best = {
-        "PSNR tertinggi": table["psnr"].idxmax(),
-        "ketajaman sampel tertinggi": table["sample_sharpness_ratio"].idxmax(),
-        "SWD sampel terendah": table["sample_swd_mean_x1e3"].idxmin(),
-    }
-    parts = [f"{what} dicapai oleh likelihood {LIKELIHOOD_NAMES.get(lik, lik)}"
-             for what, lik in best.items()]
-    return "Di antara likelihood yang tersedia, " + "; ".join(parts) + "."
+    return _sweep_table(results, "likelihood", "likelihood", "Likelihood",
+                        lambda x: LIKELIHOOD_NAMES.get(x, str(x)))
 
 
 def table_beta(results: Results) -> str:
-    table = study.beta_table(results.study) if results.study else pd.DataFrame()
-    if table.empty:
-        return not_available("`report/results/study/beta_*/metrics.json`", STUDY_COMMAND)
-    rows = [(f"{beta:g}", num(r["kl_nats"], 1), num(r["reconstruction_nats"], 1),
-             num(r["mse"], 5), num(r["psnr"], 2), num(r["sample_swd_mean_x1e3"], 2))
-            for beta, r in table.iterrows()]
-    names = ["residual_s0", *(n for n in study.study_runs() if n.startswith("beta_"))]
-    return markdown_table(
-        ["β", "Laju: KL (nats)", "−log p(x|z) (nats)", "Distorsi: MSE", "PSNR (dB)",
-         "SWD sampel (×10³)"], rows) + _study_missing(results, names)
-
-
-def _trend(values) -> str:
-    diffs = np.diff(np.asarray(values, float))
-    if np.all(diffs < 0):
-        return "turun secara monoton"
-    if np.all(diffs > 0):
-        return "naik secara monoton"
-    return "tidak monoton"
-
-
-def text_beta_teks(results: Results) -> str:
-    table = study.beta_table(results.study) if results.study else pd.DataFrame()
-    if len(table) < 2:
-        return not_available("dua atau lebih run β", STUDY_COMMAND)
-    lo, hi = table.index.min(), table.index.max()
-    best = table["sample_swd_mean_x1e3"].idxmin()
-    return (f"Ketika β naik dari {lo:g} ke {hi:g}, laju (KL) {_trend(table['kl_nats'])} "
-            f"({num(table.loc[lo, 'kl_nats'], 1)} → {num(table.loc[hi, 'kl_nats'], 1)} nats), "
-            f"distorsi (MSE) {_trend(table['mse'])} ({num(table.loc[lo, 'mse'], 5)} → "
-            f"{num(table.loc[hi, 'mse'], 5)}), dan SWD sampel {_trend(table['sample_swd_mean_x1e3'])}"
-            f"; SWD terendah dicapai pada β = {best:g} "
-            f"({num(table.loc[best, 'sample_swd_mean_x1e3'], 2)}).")
-
-
-def table_presisi(results: Results) -> str:
-    runs = results.study
-    names = [n for n in ("residual_s0", "residual_bf16_s0") if n in runs]
-    if len(names) < 2:
-        return not_available("`report/results/study/residual_bf16_s0/metrics.json`",
-                             f"{STUDY_COMMAND} --only residual_bf16_s0")
-    columns = ["psnr", "ssim", "neg_elbo_bits_per_dim", "sample_swd_mean_x1e3",
-               "median_epoch_time_s"]
-    rows = [(f"`{n}`", _config_value("mixed_precision", runs[n]["config"].get("mixed_precision")),
-             *(num(runs[n]["metrics"][c], STUDY_MEASURES[c][1]) for c in columns)) for n in names]
-    return markdown_table(["Run", "Presisi", *(STUDY_MEASURES[c][0] for c in columns)], rows,
-                          numeric=range(2, 2 + len(columns)))
-
-
-# -- generated prose: status, abstract, conclusions -------------------------------------
-
-
-def text_status(results: Results) -> str:
-    lines = []
-    main = [f for f in ("config.json", "history.csv", "metrics.json")
-            if (results.main_dir / f).is_file()]
-    lines.append(f"- Run utama (`report/results/{MAIN_RUN}/`): "
-                 + (", ".join(f"`{f}`" for f in main) if main else "belum ada berkas") + ".")
-    total = len(study.study_runs())
-    lines.append(f"- Studi perbandingan (`report/results/study/`): {len(results.study)} dari "
-                 f"{total} run tersedia.")
-    if results.missing_study_runs:
-        lines.append("- Belum tersedia: " + ", ".join(f"`{n}`" for n in results.missing_study_runs)
-                     + f" (dibuat oleh `{STUDY_COMMAND}`).")
-    if results.main_metrics and results.main_metrics.get("demo"):
-        lines.append("- **Peringatan:** `metrics.json` run utama berasal dari data demo sintetis, "
-                     "bukan CelebA.")
-    return "\n".join(lines)
-
-
-def _main_numbers(results: Results) -> dict | None:
-    m = results.main_metrics
-    if not m or not m.get("reconstruction"):
-        return None
-    rec = m["reconstruction"]
-    out = {k: _get(rec, f"{k}.mean") for k in ("psnr", "ssim", "ms_ssim", "bits_per_dim", "mse")}
-    out["n"] = rec.get("n_images")
-    samples = _samples(results)
-    out["swd"] = {key: _get(s, "realism.swd.swd_mean") for key, s in samples.items()}
-    out["labels"] = {key: _sampler_label(key, s) for key, s in samples.items()}
-    auroc = {kind: _get(by, "neg_elbo.auroc")
-             for kind, by in (_get(m, "anomaly.results") or {}).items()}
-    out["auroc"] = {k: v for k, v in auroc.items() if _finite(v)}
-    out["active"] = _get(m, "latent.active_units")
-    out["latent_dim"] = _get(m, "latent.latent_dim")
-    return out
-
-
-def text_abstrak_hasil(results: Results) -> str:
-    parts = []
-    main = _main_numbers(results)
-    if main:
-        parts.append(
-            f"Pada {integer(main['n'])} citra uji, rekonstruksi mencapai PSNR "
-            f"{num(main['psnr'], 2)} dB, SSIM {num(main['ssim'], 3)} dan MS-SSIM "
-            f"{num(main['ms_ssim'], 3)}, dengan batas atas panjang kode {num(main['bits_per_dim'], 3)} "
-            "bit per dimensi.")
-        if main["swd"]:
-            swd = ", ".join(f"{num(v, 1)} ({main['labels'][k]})" for k, v in main["swd"].items())
-            parts.append(f"Realisme sampel diukur secara luring dengan SWD ×10³: {swd}.")
-        if main["auroc"]:
-            lo, hi = min(main["auroc"].values()), max(main["auroc"].values())
-            parts.append(f"Sebagai detektor anomali, −ELBO mencapai AUROC {num(lo, 3)} sampai "
-                         f"{num(hi, 3)} pada {len(main['auroc'])} jenis anomali.")
-    else:
-        parts.append(not_available("hasil evaluasi run utama", MAIN_COMMAND))
-    summary = verdict_summary(results)
-    if summary:
-        parts.append(f"Dalam ablasi pada anggaran pelatihan yang sama, {summary}.")
-    else:
-        parts.append(_not_enough_seeds(results))
-    return " ".join(parts)
-
-
-def _sharpness_sentence(results: Results) -> str:
-    run = results.study.get("residual_s0")
-    ratio = run and run["metrics"].get("recon_sharpness_ratio")
-    if not _finite(ratio):
-        return ""
-    look = "lebih halus (lebih kabur)" if ratio < 1 else "setajam atau lebih tajam"
-    return (f" Rasio ketajaman rekonstruksi {num(ratio, 3)} pada run studi `residual_s0` "
-            f"(Tabel 4.7) berarti rekonstruksi {look} daripada citra aslinya.")
-
-
-def text_kesimpulan(results: Results) -> str:
-    arch = architecture()
-    c = arch["config"]
-    items = [
-        "**Implementasi (rumusan masalah 1).** ResVAE diimplementasikan dalam Keras 3 sebagai "
-        "`keras.Model` dengan enkoder dan dekoder konvolusional residual (lebar kanal "
-        f"{'–'.join(map(str, c['widths']))}, {c['blocks_per_stage']} blok per tahap, "
-        f"d = {c['latent_dim']}, {integer(arch['total'])} parameter), dekoder Gaussian "
-        "dengan σ yang dipelajari, dan `train_step` yang meminimalkan −ELBO dengan pemanasan "
-        "β. Seluruh alur (data, pelatihan, evaluasi, gambar, laporan) dapat diulang dengan "
-        "satu perintah per tahap.",
-    ]
-    main = _main_numbers(results)
-    if main:
-        items.append(
-            f"**Mutu rekonstruksi (rumusan masalah 2).** Pada {integer(main['n'])} citra uji, PSNR rata-rata "
-            f"{num(main['psnr'], 2)} dB, SSIM {num(main['ssim'], 3)}, MS-SSIM "
-            f"{num(main['ms_ssim'], 3)} dan {num(main['bits_per_dim'], 3)} bit/dim (Tabel 4.1)."
-            + _sharpness_sentence(results))
-        if main["swd"]:
-            items.append("**Realisme dan keragaman sampel (rumusan masalah 3).** "
-                         + _samples_conclusion(results))
-        if main["auroc"]:
-            best = max(main["auroc"], key=main["auroc"].get)
-            worst = min(main["auroc"], key=main["auroc"].get)
-            items.append(
-                f"**Deteksi anomali.** AUROC skor −ELBO berkisar dari "
-                f"{num(main['auroc'][worst], 3)} ({ANOMALY_NAMES.get(worst, worst)}) sampai "
-                f"{num(main['auroc'][best], 3)} ({ANOMALY_NAMES.get(best, best)}); skor lain "
-                "dan AP tercantum pada Tabel 4.13.")
-    else:
-        items.append(not_available("hasil evaluasi run utama (rumusan masalah 2 dan 3)",
-                                   MAIN_COMMAND))
-    summary = verdict_summary(results)
-    items.append(f"**Ablasi residual.** {summary[0].upper() + summary[1:]} (Tabel 4.9)."
-                 if summary else _not_enough_seeds(results))
-    beta = study.beta_table(results.study) if results.study else pd.DataFrame()
-    if len(beta) >= 2:
-        items.append(f"**Trade-off β.** {text_beta_teks(results)}")
-    return "\n".join(f"{i}. {item}" for i, item in enumerate(items, 1))
-
-
-def text_findings(results: Results) -> str:
-    """The README's one-paragraph summary of the findings, in English, from the same results."""
-    parts = []
-    main = _main_numbers(results)
-    if main:
-        parts.append(
-            f"On {integer(main['n'])} held-out faces the ResVAE reconstructs with PSNR "
-            f"{num(main['psnr'], 2)} dB, SSIM {num(main['ssim'], 3)} and MS-SSIM "
-            f"{num(main['ms_ssim'], 3)}; its negative ELBO is {num(main['bits_per_dim'], 3)} "
-            "bits/dim.")
-        if main["swd"]:
-            best = min(main["swd"], key=main["swd"].get)
-            s = _samples(results)[best]
-            mem = s.get("memorization", {})
-            parts.append(
-                f"The most realistic samples by the offline sliced Wasserstein distance come "
-                f"from the {s.get('sampler', best)} sampler at temperature "
-                f"{s.get('temperature', 1.0):g} (SWD x1e3 {num(main['swd'][best], 1)})"
-                + (f"; their median distance to the nearest training face is "
-                   f"{num(mem['median_ratio'], 2)} times that of held-out faces"
-                   if _finite(mem.get("median_ratio")) else "") + ".")
-        if main["auroc"]:
-            parts.append(f"As an anomaly score, the negative ELBO reaches AUROC "
-                         f"{num(min(main['auroc'].values()), 3)} to "
-                         f"{num(max(main['auroc'].values()), 3)}.")
-    else:
-        parts.append(f"The main run's evaluation is not in report/results yet (`{MAIN_COMMAND}`).")
-    rows = welch_rows(results.ablation)
-    english = {"ResVAE lebih baik": "residual better", "VAE polos lebih baik": "plain better",
-               "tidak berbeda nyata": "no significant difference",
-               "tidak dapat diuji": "not testable"}
-    if rows:
-        verdicts = "; ".join(f"{r['column']}: {english[r['outcome']]}" for r in rows)
-        parts.append(f"Residual against plain at an equal budget ({rows[0]['n_res']} and "
-                     f"{rows[0]['n_plain']} seeds, Welch t-test, alpha {ALPHA:g}): {verdicts}.")
-    else:
-        parts.append("The residual-vs-plain comparison needs at least two seeds per arm "
-                     f"(`{STUDY_COMMAND}`).")
-    return " ".join(parts)
+    return _sweep_table(results, "beta", "beta", "β", lambda x: f"{float(x):g}")
 
 
 def table_readme_results(results: Results) -> str:
     """The README's headline table, in English, from the main run's committed results."""
-    main = _main_numbers(results)
-    config, history = results.main_config, results.main_history
-    if not main or not config or history is None:
+    v, config, history = values(results), results.main_config, results.main_history
+    if "psnr" not in v or not config or history is None:
         return f"The main run is not in report/results yet (`{MAIN_COMMAND}`)."
     counts = _get(results.main_metrics, "data.split_counts") or {}
     rows = [
@@ -1194,68 +776,190 @@ def table_readme_results(results: Results) -> str:
                   f"{config['likelihood']} decoder, beta {config['beta']:g}"),
         ("training", f"{len(history)} epochs, {num(history['wall_time_s'].iloc[-1] / 60, 1)} min "
                      "on a shared 2-core CPU"),
-        ("test PSNR / SSIM / MS-SSIM", f"{num(main['psnr'], 2)} dB / {num(main['ssim'], 3)} / "
-                                       f"{num(main['ms_ssim'], 3)} ({integer(main['n'])} images)"),
-        ("negative ELBO", f"{num(main['bits_per_dim'], 3)} bits/dim"),
+        ("test PSNR / SSIM / MS-SSIM", f"{v['psnr']} dB / {v['ssim']} / {v['ms_ssim']} "
+                                       f"({v['n_uji']} images)"),
+        ("negative ELBO", f"{v.get('bpd', DASH)} bits/dim"),
         ("sample realism, SWD x1e3 (lower is better)",
-         ", ".join(f"{k.replace('_t', ' sampler, T = ')} {num(v, 1)}"
-                   for k, v in main["swd"].items())),
+         ", ".join(f"{k.replace('_t', ' sampler, T = ')} {num(_get(s, 'realism.swd.swd_mean'), 1)}"
+                   for k, s in _samples(results).items())),
         ("FID / KID", "not computed: needs the InceptionV3 ImageNet weights "
                       "(`evaluate --allow-download`)"
          if not _get(results.main_metrics, "summary.fid_available") else "see metrics.json"),
         ("anomaly AUROC (negative ELBO)",
-         ", ".join(f"{k} {num(v, 3)}" for k, v in main["auroc"].items())),
+         ", ".join(f"{k} {num(_get(r, 'neg_elbo.auroc'), 3)}"
+                   for k, r in (_get(results.main_metrics, "anomaly.results") or {}).items())),
     ]
     return markdown_table(["", "value"], rows)
 
 
+# -- the numbers of the prose ---------------------------------------------------------------
+
+
+def _percent(value, decimals: int = 1) -> str:
+    """``12.3 %``; a dash when missing."""
+    text = num(value, decimals, 100.0)
+    return text if text == DASH else f"{text} %"
+
+
+def _sampler_values(samples: dict) -> dict[str, str]:
+    """Per sampler key ``k`` (``prior_t1``, ``prior_t07``, ``gmm_t1``): realism, diversity and
+    the nearest-training-face check; the face rate only where the evaluator measured it."""
+    out = {}
+    for key, s in samples.items():
+        k = key.replace(".", "")
+        d, mem = s.get("diversity", {}), s.get("memorization", {})
+        out[f"swd_{k}"] = num(_get(s, "realism.swd.swd_mean"), 1)
+        out[f"wajah_{k}"] = _percent(_get(s, "realism.face_rate"))
+        out[f"l2_{k}"] = num(d.get("pixel_l2_fake"), 2)
+        out[f"msssim_{k}"] = num(d.get("ms_ssim_fake"), 4)
+        out[f"rasio_latih_{k}"] = num(mem.get("median_ratio"), 3)
+        out[f"dekat_latih_{k}"] = _percent(mem.get("share_closer_than_test_p01"))
+        if _finite(d.get("pixel_l2_fake")) and _finite(d.get("pixel_l2_real")):
+            out[f"l2_persen_{k}"] = _percent(d["pixel_l2_fake"] / d["pixel_l2_real"])
+        out["l2_nyata"] = num(d.get("pixel_l2_real"), 2)
+        out["msssim_nyata"] = num(d.get("ms_ssim_real"), 4)
+    return out
+
+
+def _history_values(h: pd.DataFrame, beta) -> dict[str, str]:
+    """Length and shape of the main run's training curves (the KL is U-shaped with warm-up:
+    it rises while β is small, falls as β reaches its target, and may rise again)."""
+    out = {"epoch": integer(len(h)), "menit_latih": num(h["wall_time_s"].iloc[-1] / 60.0, 1),
+           "detik_per_epoch": num(h["epoch_time_s"].median(), 1),
+           "epoch_terbaik": integer(int(h["val_loss"].to_numpy().argmin()) + 1)}
+    if {"val_reconstruction_loss", "val_kl_loss"} <= set(h.columns):
+        kl = h["val_kl_loss"].to_numpy(float)
+        low = int(kl[1:].argmin()) + 1 if len(kl) > 1 else 0
+        out.update(rek_awal=num(h["val_reconstruction_loss"].iloc[0], 1),
+                   rek_akhir=num(h["val_reconstruction_loss"].iloc[-1], 1),
+                   kl_awal=num(kl[0], 1), kl_puncak=num(kl[: low + 1].max(), 1),
+                   kl_min=num(kl[low], 1), epoch_kl_min=integer(low + 1),
+                   kl_akhir=num(kl[-1], 1))
+    if "beta" in h.columns and _finite(beta) and beta > 0:
+        reached = np.flatnonzero(h["beta"].to_numpy() >= 0.999 * beta)
+        if len(reached):
+            out["epoch_beta"] = integer(reached[0] + 1)
+    return out
+
+
+def _attribute_values(rows: dict) -> dict[str, str]:
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table = table[np.isfinite(table["p_value"].astype(float))]
+    threshold = ALPHA / max(1, len(table))
+    significant = table[table["p_value"] < threshold].sort_values("difference", ascending=False)
+    names = significant.index.to_series()
+    return {"n_atribut": integer(len(table)), "ambang_bonferroni": f"{threshold:.5f}",
+            "n_atribut_nyata": integer(len(significant)),
+            "atribut_lebih_buruk": ", ".join(f"`{a}`" for a in names[significant["difference"] > 0])
+            or DASH,
+            "atribut_lebih_baik": ", ".join(f"`{a}`" for a in names[significant["difference"] < 0])
+            or DASH}
+
+
+def _anomaly_values(anomaly: dict) -> dict[str, str]:
+    out = {"n_bersih": integer(anomaly.get("n_clean")),
+           "n_anomali_per_set": integer(anomaly.get("n_anomalous_per_set"))}
+    elbo = {}
+    for kind, by_score in anomaly.get("results", {}).items():
+        for score, short in (("neg_elbo", "elbo"), ("reconstruction_mse", "mse"),
+                             ("complexity_corrected", "kompleksitas")):
+            out[f"auroc_{short}_{kind}"] = num(_get(by_score, f"{score}.auroc"), 3)
+        if _finite(_get(by_score, "neg_elbo.auroc")):
+            elbo[kind] = by_score["neg_elbo"]["auroc"]
+    if elbo:
+        out.update(auroc_min=num(min(elbo.values()), 3), auroc_maks=num(max(elbo.values()), 3),
+                   n_jenis_anomali=integer(len(elbo)))
+    return out
+
+
+def _study_values(results: Results) -> dict[str, str]:
+    counts = results.seeds
+    out = {"n_run_studi": integer(counts["finished"].sum()),
+           "n_run_rencana": integer(counts["planned"].sum()),
+           "benchmark": "tersedia" if results.benchmark else "belum ada"}
+    claims = study.claims(results.verdicts) if len(results.verdicts) else pd.DataFrame()
+    for c in claims.itertuples():
+        out[f"klaim_{c.hypothesis}_{c.baseline}"] = VERDICT_WORDS[c.verdict]
+    return out
+
+
+def values(results: Results) -> dict[str, str]:
+    """Every number the report's prose quotes, formatted, under one flat key each.
+
+    Keys whose results are missing are absent; ``fill_text`` shows them as ``belum diukur``.
+    Decimals use a point, as in the tables and figures (the report says so once).
+    """
+    arch = architecture()
+    c = arch["config"]
+    out = {"n_param": integer(arch["total"]), "lebar": "–".join(map(str, c["widths"])),
+           "blok": integer(c["blocks_per_stage"]), "d": integer(c["latent_dim"]),
+           "alpha": f"{ALPHA:g}"}
+    m = results.main_metrics or {}
+    rec = m.get("reconstruction") or {}
+    if rec:
+        out.update(n_uji=integer(rec.get("n_images")), psnr=num(_get(rec, "psnr.mean"), 2),
+                   ssim=num(_get(rec, "ssim.mean"), 3), ms_ssim=num(_get(rec, "ms_ssim.mean"), 3),
+                   bpd=num(_get(rec, "bits_per_dim.mean"), 3), kl=num(_get(rec, "kl_nats.mean"), 1),
+                   sigma=num(rec.get("decoder_sigma"), 4))
+        mse, sigma = _get(rec, "mse.mean"), rec.get("decoder_sigma")
+        if _finite(mse) and _finite(sigma):
+            out.update(rmse=num(math.sqrt(mse), 4), rasio_sigma=num(sigma / math.sqrt(mse), 2))
+    for name, other in results.other_metrics.items():
+        o = other.get("reconstruction", other)
+        out.update({f"{name}_n": integer(o.get("n_images")),
+                    f"{name}_psnr": num(_get(o, "psnr.mean"), 2),
+                    f"{name}_ssim": num(_get(o, "ssim.mean"), 3)})
+    if results.main_history is not None and len(results.main_history):
+        out.update(_history_values(results.main_history, (results.main_config or {}).get("beta")))
+    if _get(m, "per_attribute.rows"):
+        out.update(_attribute_values(m["per_attribute"]["rows"]))
+    out.update(_sampler_values(_samples(results)))
+    if m.get("latent"):
+        out.update(unit_aktif=integer(m["latent"].get("active_units")),
+                   d_laten=integer(m["latent"].get("latent_dim")))
+    if _get(m, "anomaly.results"):
+        out.update(_anomaly_values(m["anomaly"]))
+    out.update(_study_values(results))
+    return {k: v for k, v in out.items() if v != DASH}
+
+
+KEYS = (  # the keys values() can make (regular expressions): any other {{key}} is a typo
+    "n_param|lebar|blok|d|alpha|n_uji|psnr|ssim|ms_ssim|bpd|kl|sigma|rmse|rasio_sigma",
+    r"[a-z0-9_]+_(?:n|psnr|ssim)",
+    "epoch|menit_latih|detik_per_epoch|epoch_terbaik|epoch_beta|epoch_kl_min",
+    "rek_awal|rek_akhir|kl_awal|kl_puncak|kl_min|kl_akhir",
+    "n_atribut|ambang_bonferroni|n_atribut_nyata|atribut_lebih_buruk|atribut_lebih_baik",
+    r"(?:swd|wajah|l2|msssim|rasio_latih|dekat_latih|l2_persen)_[a-z_]+_t\d+",
+    "l2_nyata|msssim_nyata|unit_aktif|d_laten",
+    r"n_bersih|n_anomali_per_set|auroc_(?:elbo|mse|kompleksitas)_[a-z_]+|auroc_min|auroc_maks",
+    "n_jenis_anomali|n_run_studi|n_run_rencana|benchmark",
+    r"klaim_[a-d]_[a-z]+",
+)
+
 REGIONS: dict[str, Callable[[Results], str]] = {
     "arsitektur": table_arsitektur,
-    "diagram": text_diagram,
+    "diagram": table_diagram,
     "data": table_data,
     "hiperparameter": table_hiperparameter,
     "waktu": table_waktu,
-    "waktu_teks": text_waktu_teks,
-    "kurva_teks": text_kurva_teks,
     "rekonstruksi": table_rekonstruksi,
-    "rekonstruksi_teks": text_rekonstruksi_teks,
     "generalisasi": table_generalisasi,
     "per_atribut": table_per_atribut,
-    "per_atribut_teks": text_per_atribut_teks,
     "sampel": table_sampel,
     "keragaman": table_keragaman,
-    "sampel_teks": text_sampel_teks,
     "laten": table_laten,
     "anomali": table_anomali,
-    "anomali_teks": text_anomali_teks,
+    "status": table_status,
     "ablasi": table_ablasi,
     "ablasi_ringkasan": table_ablasi_ringkasan,
     "uji_welch": table_uji_welch,
-    "verdict": text_verdict,
-    "autoencoder_teks": text_autoencoder_teks,
+    "klaim": table_klaim,
     "likelihood": table_likelihood,
-    "likelihood_teks": text_likelihood_teks,
     "beta": table_beta,
-    "beta_teks": text_beta_teks,
-    "presisi": table_presisi,
-    "status": text_status,
-    "abstrak_hasil": text_abstrak_hasil,
-    "kesimpulan": text_kesimpulan,
-    "findings": text_findings,  # in the top-level README.md
     "readme_results": table_readme_results,  # in the top-level README.md
 }
 
-
 # -- figures with Indonesian labels -----------------------------------------------------
-
-
-def _arm_colour(name: str) -> str:
-    return {"residual": "tab:blue", "plain": "tab:orange"}.get(study.arm_of(name), "tab:gray")
-
-
-def _run_label(name: str) -> str:
-    arm = study.arm_of(name)
-    return f"{ARM_NAMES.get(arm, arm)}, seed {name.rsplit('_s', 1)[-1]}"
 
 
 def figure_kurva_loss(results: Results):
@@ -1280,100 +984,99 @@ def figure_kurva_loss(results: Results):
     return fig
 
 
-def _study_curves(results: Results, x: str):
-    curves = {}
+def _validation_curves(results: Results, seconds: bool):
+    """``({run: (x, y)}, {run: arm label})`` of the arms' validation −ELBO; x in steps, or in
+    benchmarked seconds (steps × the arm's seconds per step)."""
+    cost = study.seconds_per_step(results.benchmark)
+    curves, groups = {}, {}
     for name, r in results.study.items():
-        if study.arm_of(name) in ("residual", "plain") and not name.startswith("residual_bf16"):
-            h = r["history"]
-            xs = h["epoch"] + 1 if x == "epoch" else h["wall_time_s"] / 60.0
-            curves[name] = (xs.to_numpy(), h["val_loss"].to_numpy())
-    return curves
-
-
-def _line_figure(curves, xlabel, title):
-    from resvae_keras import plots
-
-    if not curves:
-        return None
-    labelled = {_run_label(n): c for n, c in curves.items()}
-    # every curve carries its own x, so the shared x is unused
-    fig = plots.line_plot((), labelled, xlabel=xlabel, ylabel="loss validasi (nats per citra)",
-                          marker="o", title=title)
-    if xlabel == "epoch":
-        from matplotlib.ticker import MaxNLocator
-
-        fig.axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))
-    for line, name in zip(fig.axes[0].get_lines(), curves, strict=False):
-        line.set_color(_arm_colour(name))
-        line.set_linestyle("-" if name.endswith("s0") else ("--" if name.endswith("s1") else ":"))
-    fig.axes[0].legend(fontsize=8)
-    return fig
+        if r["group"] != "arms" or not len(r["history"]):
+            continue
+        x, y = study.validation_curve(r["history"], r["metrics"]["training"]["steps"])
+        if seconds:
+            if r["arm"] not in cost:
+                return {}, {}
+            x = x * cost[r["arm"]] / 60.0
+        curves[name], groups[name] = (x, y), ARM_NAMES.get(r["arm"], r["arm"])
+    return curves, groups
 
 
 def figure_val_loss_epoch(results: Results):
-    return _line_figure(_study_curves(results, "epoch"), "epoch",
-                        "Residual vs. polos: loss validasi per epoch")
+    from resvae_keras import plots
+
+    curves, groups = _validation_curves(results, seconds=False)
+    if not curves:
+        return None
+    threshold = results.arms["threshold"].iloc[0]
+    return plots.grouped_curves(curves, groups, "langkah optimasi",
+                                "−ELBO validasi (β = 1, nats per citra)",
+                                hlines={"ambang loss": threshold},
+                                title="−ELBO validasi per langkah, setiap seed setiap lengan")
 
 
 def figure_val_loss_waktu(results: Results):
-    return _line_figure(_study_curves(results, "time"), "waktu latih (menit, CPU 2 inti)",
-                        "Residual vs. polos: loss validasi terhadap waktu")
-
-
-def _ablation_bars(results: Results, column: str, ylabel: str):
     from resvae_keras import plots
 
-    table = results.ablation
-    if table.empty:
+    curves, groups = _validation_curves(results, seconds=True)
+    if not curves:
         return None
-    summary = study.arm_summary(table)
-    arms = [a for a in study.ARMS if a in summary.index]
-    bars = pd.DataFrame({
-        "nilai": [summary.loc[a, f"{column}_mean"] for a in arms],
-        "galat": [summary.loc[a, f"{column}_std"] for a in arms],
-    }, index=pd.Index([ARM_NAMES[a] for a in arms], name="lengan")).fillna({"galat": 0.0})
-    return plots.metric_bars(bars, value="nilai", error="galat", xlabel="lengan", ylabel=ylabel,
-                             title=f"{ylabel}: rata-rata ± simpangan baku antar-seed")
+    equal = results.arms["equal_time_s"].iloc[0] / 60.0
+    return plots.grouped_curves(curves, groups, "waktu latih terukur (menit, biaya per langkah "
+                                "dari satu benchmark)", "−ELBO validasi (β = 1, nats per citra)",
+                                vlines={"waktu yang sama": equal},
+                                title="−ELBO validasi terhadap waktu")
+
+
+def _arm_points(results: Results, columns, title: str):
+    from resvae_keras import plots
+
+    table = results.arms
+    columns = [c for c in columns if c in table and table[c].notna().any()]
+    if table.empty or not columns:
+        return None
+    arms = {a: ARM_NAMES.get(a, a) for a in table["arm"].unique()}
+    return plots.arm_points(table, {c: _label(c)[0] for c in columns}, arms, xlabel="lengan",
+                            title=title)
 
 
 def figure_ablasi_psnr(results: Results):
-    return _ablation_bars(results, "psnr", "PSNR uji (dB)")
+    return _arm_points(results, ("psnr", "ssim", "sharpness_ratio"),
+                       "Rekonstruksi per lengan: setiap seed dan rata-rata dengan IK 95%")
 
 
 def figure_ablasi_swd(results: Results):
-    return _ablation_bars(results, "sample_swd_mean_x1e3", "SWD sampel (×10³)")
+    columns = [f"{kind}_{key}" for key in study.sampler_keys(results.arms)
+               for kind in ("face_rate", "swd_mean")] if len(results.arms) else []
+    return _arm_points(results, columns, "Sampel per lengan: setiap seed dan rata-rata dengan IK 95%")
 
 
 def figure_ablasi_waktu(results: Results):
-    return _ablation_bars(results, "median_epoch_time_s", "waktu per epoch (s)")
+    return _arm_points(results, ("steps_to_threshold", "seconds_to_threshold",
+                                 "val_neg_elbo_at_equal_time"),
+                       "Kecepatan pelatihan per lengan")
+
+
+def _beta_trend(results: Results, columns, title: str):
+    from resvae_keras import plots
+
+    table = results.study_table
+    if table.empty or not (table["group"] == "beta").any():
+        return None
+    trend = study.sweep_trend(table, "beta", "beta", list(columns))
+    return plots.trend_with_spread(trend, {c: _label(c)[0] for c in columns}, "β (skala log)",
+                                   logx=True, spread_label="±1 SD antar-seed (lengan residual)",
+                                   point_label="satu seed per titik",
+                                   mean_label="rata-rata {n} seed", title=title)
 
 
 def figure_rate_distorsi(results: Results):
-    from resvae_keras import plots
-
-    table = study.beta_table(results.study) if results.study else pd.DataFrame()
-    if table.empty:
-        return None
-    fig = plots.line_plot(table["kl_nats"].to_numpy(), {"MSE uji": table["mse"].to_numpy()},
-                          xlabel="laju: KL (nats per citra)", ylabel="distorsi: MSE per piksel",
-                          marker="o", title="Laju–distorsi untuk beberapa nilai β")
-    ax = fig.axes[0]
-    for beta, row in table.iterrows():
-        ax.annotate(f"β = {beta:g}", (row["kl_nats"], row["mse"]), textcoords="offset points",
-                    xytext=(5, 5), fontsize=8)
-    return fig
+    return _beta_trend(results, ("kl_nats", "psnr"),
+                       "Laju (KL) dan distorsi (PSNR) terhadap β, satu seed per titik")
 
 
 def figure_swd_beta(results: Results):
-    from resvae_keras import plots
-
-    table = study.beta_table(results.study) if results.study else pd.DataFrame()
-    if table.empty:
-        return None
-    return plots.line_plot(table.index.to_numpy(),
-                           {"SWD sampel (×10³)": table["sample_swd_mean_x1e3"].to_numpy()},
-                           xlabel="β (skala log)", ylabel="SWD ×10³ (lebih rendah lebih baik)",
-                           logx=True, marker="o", title="Realisme sampel terhadap β")
+    return _beta_trend(results, ("swd_mean_prior_t1", "face_rate_prior_t1"),
+                       "Realisme sampel prior terhadap β, satu seed per titik")
 
 
 def figure_per_atribut(results: Results):
@@ -1487,35 +1190,64 @@ FIGURE_SOURCES = {  # what a figure is drawn from, for its "not available yet" l
     "laporan_auroc": (f"`report/results/{MAIN_RUN}/metrics.json`", MAIN_COMMAND),
     "laporan_rate_distorsi": ("`report/results/study/beta_*/`", STUDY_COMMAND),
     "laporan_swd_beta": ("`report/results/study/beta_*/`", STUDY_COMMAND),
+    "laporan_val_loss_waktu": ("`report/results/study/benchmark.json`",
+                               f"{STUDY_COMMAND} --benchmark"),
 }
 
 
-def _figure_body(name: str, caption: str | None, results: Results, figures_dir: Path) -> str:
+def _figure_body(name: str, caption: str | None, figures_dir: Path) -> str:
     if (figures_dir / f"{name}.png").is_file():
         return f"![{caption or name}](../figures/{name}.png)"
-    source, command = FIGURE_SOURCES.get(
-        name, ("`report/results/study/{residual,plain}_s*/`", STUDY_COMMAND))
-    return not_available(f"gambar `figures/{name}.png` (digambar dari {source})", command)
+    source, command = FIGURE_SOURCES.get(name, ("`report/results/study/`", STUDY_COMMAND))
+    return not_available(f"`figures/{name}.png` ({source})", command)
 
 
-def fill_regions(text: str, results: Results, figures_dir: Path) -> str:
-    """``text`` with every generated region rewritten from ``results``.
+def fill_text(template: str, known: dict[str, str], missing: str = MISSING) -> str:
+    """``template`` with every ``{{key}}`` replaced by ``known[key]`` (``belum diukur`` for a
+    key of ``KEYS`` the results lack). Raises KeyError for a key ``values`` never makes."""
+    def replace(match: re.Match) -> str:
+        key = match[1]
+        if key in known:
+            return known[key]
+        if not any(re.fullmatch(pattern, key) for pattern in KEYS):
+            raise KeyError(f"{{{{{key}}}}} in the report is no key of report.values(); "
+                           f"fix the name or add it to report.values and report.KEYS")
+        return missing
 
-    Raises ValueError for a region name that has no generator, so a typo in the report shows.
+    return PLACEHOLDER.sub(replace, template)
+
+
+def fill_regions(text: str, results: Results, figures_dir: Path, missing: str = MISSING) -> str:
+    """``text`` with every marked region rewritten from ``results``.
+
+    Raises ValueError for a TABLE region without a generator, or a ``{{key}}`` outside a TEXT
+    marker (it would be lost when filled); KeyError for an unknown ``{{key}}``.
     """
+    known = {}
+    if any(m["kind"] == "TEXT" for m in REGION.finditer(text)):
+        known = values(results)
+
     def replace(match: re.Match) -> str:
         kind, name = match["kind"], match["name"]
         if kind == "FIGURE":
-            body = _figure_body(name, match["caption"], results, figures_dir)
+            body = _figure_body(name, match["caption"], figures_dir)
+        elif kind == "TEXT":
+            body = fill_text(match["template"] or "", known, missing)
         elif name in REGIONS:
             body = REGIONS[name](results)
         else:
             raise ValueError(
-                f"laporan.md has a region {kind}: {name} but report.REGIONS has no {name!r}; "
+                f"a region TABLE: {name} has no generator in report.REGIONS; "
                 f"known: {sorted(REGIONS)}")
         return f"{match['begin']}\n{body.strip()}\n\n{match['end']}"
 
-    return REGION.sub(replace, text)
+    filled = REGION.sub(replace, text)
+    outside = REGION.sub("", filled)
+    stray = PLACEHOLDER.search(outside)
+    if stray:
+        raise ValueError(f"{stray[0]} stands outside a TEXT marker and would be lost: move it "
+                         "into the template of a <!-- BEGIN TEXT: name ... --> region")
+    return filled
 
 
 def regions(text: str) -> dict[str, str]:
@@ -1526,7 +1258,6 @@ def regions(text: str) -> dict[str, str]:
 def figure_references(text: str) -> list[str]:
     """File names of the figures a report references as ``../figures/NAME.png``."""
     return re.findall(r"!\[[^\]]*\]\(\.\./figures/([^)\s]+\.png)\)", text)
-
 
 def report_dir() -> Path:
     return project_root() / "report"
@@ -1609,8 +1340,8 @@ def build_report(results_root: Path | str | None = None, report_path: Path | str
         updated.append(report_path)
     if readme_path is not None and Path(readme_path).is_file():
         readme = Path(readme_path)
-        if _write_if_changed(readme, fill_regions(readme.read_text(), results,
-                                                  figures_dir).encode()):
+        filled = fill_regions(readme.read_text(), results, figures_dir, "not measured yet")
+        if _write_if_changed(readme, filled.encode()):
             updated.append(readme)
     if html:
         out = render_html(report_path)

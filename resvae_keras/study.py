@@ -1,35 +1,737 @@
-"""The comparison study behind the report: residual vs. plain, autoencoder baseline,
-reconstruction likelihoods and beta, all at one equal budget.
+"""The study behind the claims about residual blocks, and the default-model sweep.
 
-Every run uses the ``celeba-subset`` profile with ``STUDY_EPOCHS`` epochs, the same data,
-widths, depth and latent size; runs differ only in what their name says. Each run trains
-into ``runs/study/<name>`` and its compact results (config, history, metrics) are copied to
-``report/results/study/<name>/``, which is committed and read by notebook 07.
+Three arms, at the same likelihood, latent size, optimizer, data (the identity-disjoint split),
+epochs and seeds:
 
-    python -m resvae_keras study                 # every run not finished yet
-    python -m resvae_keras study --only residual_s0 plain_s0
+| arm        | model                                                                  |
+| ---------- | ---------------------------------------------------------------------- |
+| ``residual`` | the ResVAE, the default config                                       |
+| ``plain``    | the same network with ``residual=False`` (no shortcut, equal depth)  |
+| ``conv``     | the shallow textbook convolutional VAE (``architecture="conv"``)     |
+
+and two single-seed sweeps on the residual arm (``beta`` and ``likelihood``), read as trends
+next to the seed spread of the residual arm.
+
+Which run belongs to which arm is stored in the runs table ``report/results/study/runs.csv``
+(``name, group, arm, seed, overrides`` with the overrides as JSON), never parsed from a folder
+name: a row added there is a run of that arm.
+
+    python -m resvae_keras study                  # every unfinished run, in table order
+    python -m resvae_keras study --max-runs 1     # one run, then stop (commit it, go on later)
+    python -m resvae_keras study --benchmark      # per-step cost of each arm (bench.study_step_times)
+    python -m resvae_keras study --status         # what is done and the next command
+
+Each run trains into ``runs/study/<name>`` (an interrupted run resumes there), is evaluated at
+its last checkpoint by ``evaluate.evaluate_run`` (the one evaluator, at the study's size:
+``N_TEST`` test images, ``N_SAMPLES`` samples per sampler, no anomaly part), and its
+``config.json``, ``history.csv`` and ``metrics.json`` are copied to
+``report/results/study/<name>/`` as soon as it finishes; a run whose ``metrics.json`` is there is
+skipped. ``benchmark.json`` beside them holds the per-step cost of each arm.
+
+Reading the results: ``load_results`` -> ``measures`` (one row per run, every measure a column)
+-> ``speed_measures`` (steps and seconds to a fixed validation loss, the validation loss at an
+equal time) -> ``verdict`` (Welch tests, Holm correction, effect sizes with 95 % intervals, one
+structured row per hypothesis, comparison and measure) and ``claims`` (one row per hypothesis).
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
 import shutil
 import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from resvae_keras.config import Config, get_profile, project_root
-from resvae_keras.data.images import as_float_images
 
-STUDY_EPOCHS = 4
-STUDY_WARMUP_STEPS = 250
+STUDY_PROFILE = "celeba-subset"
+STUDY_EPOCHS = 10
+STUDY_WARMUP_STEPS = 250  # 20 % of the 1,250 steps (8,000 training faces, batch 64)
 SEEDS = (0, 1, 2)
-BETAS = (0.25, 0.5, 1.0, 2.0, 4.0)
-N_EVAL = 1000  # test images and prior samples per run
+ARMS = {
+    "residual": {},
+    "plain": {"residual": False},
+    "conv": {"architecture": "conv"},
+}
+"""Arm -> config overrides on top of the profile."""
+REFERENCE_ARM = "residual"
+COMPARISONS = (("residual", "plain"), ("residual", "conv"))
+BETAS = (0.25, 0.5, 2.0, 4.0)  # beta = 1 is the residual arm
+LIKELIHOODS = ("gaussian", "bernoulli")  # gaussian_learned is the residual arm
+N_TEST = 1000  # test images per evaluation
+N_SAMPLES = 1000  # samples per sampler
+ALPHA = 0.05
+RUNS_COLUMNS = ("name", "group", "arm", "seed", "overrides")
+BENCHMARK_FILE = "benchmark.json"
 
-# The default-model sweep (which decoder setting makes prior samples faces without giving up
-# reconstructions): every run at one equal budget, on the celeba-subset profile.
+
+def study_settings(profile: str = STUDY_PROFILE) -> dict:
+    """Budget and evaluation size of the study on ``profile``; ``demo`` is a seconds-sized run
+    of the same code (600 demo faces, 2 epochs, 50 test images and prior samples) for notebooks
+    and tests. ``sampler`` None evaluates every sampler of ``evaluate.SAMPLERS``."""
+    if profile == "demo":
+        return dict(epochs=2, kl_warmup_steps=10, max_images=600, n_test=50, n_samples=50,
+                    sampler="prior", memorization_queries=25, benchmark_steps=2,
+                    benchmark_rounds=3)
+    return dict(epochs=STUDY_EPOCHS, kl_warmup_steps=STUDY_WARMUP_STEPS, max_images=None,
+                n_test=N_TEST, n_samples=N_SAMPLES, sampler=None, memorization_queries=500,
+                benchmark_steps=10, benchmark_rounds=8)
+
+
+def results_dir() -> Path:
+    return project_root() / "report" / "results"
+
+
+def results_root(profile: str = STUDY_PROFILE) -> Path:
+    """Where finished runs' results go: ``report/results/study`` for the study's profile
+    (committed), ``runs/<profile>/study-results`` for any other (e.g. the demo)."""
+    if profile == STUDY_PROFILE:
+        return results_dir() / "study"
+    return project_root() / "runs" / profile / "study-results"
+
+
+# -- the runs table ------------------------------------------------------------------------
+
+
+def design() -> pd.DataFrame:
+    """The study's runs table as designed: every arm x ``SEEDS``, then the sweeps."""
+    rows = [(f"{arm}_s{seed}", "arms", arm, seed, overrides)
+            for seed in SEEDS for arm, overrides in ARMS.items()]
+    rows += [(f"beta_{beta:g}_s0", "beta", f"beta_{beta:g}", 0, {"beta": beta}) for beta in BETAS]
+    rows += [(f"likelihood_{lik}_s0", "likelihood", f"likelihood_{lik}", 0, {"likelihood": lik})
+             for lik in LIKELIHOODS]
+    return pd.DataFrame(rows, columns=list(RUNS_COLUMNS))
+
+
+def demo_plan(runs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The runs a demo of the study trains: every arm with seeds 0 and 1 (two seeds: the
+    fewest a Welch test takes) and the first beta run, so every table and figure has data."""
+    runs = design() if runs is None else runs
+    arms = (runs["group"] == "arms") & (runs["seed"] < 2)
+    first_beta = runs.index == runs.index[runs["group"] == "beta"].min()
+    return runs[arms | first_beta].reset_index(drop=True)
+
+
+def runs_path() -> Path:
+    return results_dir() / "study" / "runs.csv"
+
+
+def write_runs(table: pd.DataFrame, path: str | os.PathLike | None = None) -> Path:
+    """Write a runs table (overrides as JSON) to ``path`` (default ``runs_path()``)."""
+    path = Path(path or runs_path())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out = table.assign(overrides=[json.dumps(o, sort_keys=True) for o in table["overrides"]])
+    out[list(RUNS_COLUMNS)].to_csv(path, index=False)
+    return path
+
+
+def load_runs(path: str | os.PathLike | None = None) -> pd.DataFrame:
+    """The runs table (default the committed ``report/results/study/runs.csv``; ``design()``
+    when it does not exist), overrides parsed into dicts, one row per run, in training order."""
+    path = Path(path or runs_path())
+    if not path.is_file():
+        return design()
+    table = pd.read_csv(path, dtype={"name": str, "group": str, "arm": str, "seed": int,
+                                     "overrides": str}, keep_default_na=False)
+    missing = set(RUNS_COLUMNS) - set(table.columns)
+    if missing:
+        raise ValueError(f"{path.name} lacks the column(s) {sorted(missing)}; "
+                         f"a runs table has {list(RUNS_COLUMNS)}")
+    if table["name"].duplicated().any():
+        raise ValueError(f"{path.name} names a run twice: "
+                         f"{sorted(table.loc[table['name'].duplicated(), 'name'])}")
+    table["overrides"] = [json.loads(o) if o else {} for o in table["overrides"]]
+    return table[list(RUNS_COLUMNS)].reset_index(drop=True)
+
+
+def _row(name: str, runs: pd.DataFrame) -> pd.Series:
+    match = runs[runs["name"] == name]
+    if match.empty:
+        raise ValueError(f"run {name!r} is not in the runs table; known: {list(runs['name'])}")
+    return match.iloc[0]
+
+
+def study_config(name: str, runs: pd.DataFrame | None = None, profile: str = STUDY_PROFILE,
+                 **extra) -> Config:
+    """The Config of run ``name``: the profile at the study's budget, the run's seed and its
+    overrides from the runs table, trained into ``runs/study/<name>``
+    (``runs/<profile>/study/<name>`` for another profile)."""
+    row = _row(name, load_runs() if runs is None else runs)
+    settings = study_settings(profile)
+    folder = "runs/study" if profile == STUDY_PROFILE else f"runs/{profile}/study"
+    return get_profile(
+        profile,
+        epochs=settings["epochs"],
+        kl_warmup_steps=settings["kl_warmup_steps"],
+        max_images=settings["max_images"],
+        run_dir=f"{folder}/{name}",
+        seed=int(row["seed"]),
+        **{**row["overrides"], **extra},
+    )
+
+
+# -- running it ----------------------------------------------------------------------------
+
+
+def collect(config: Config, dest: Path, profile: str = STUDY_PROFILE) -> dict:
+    """Evaluate a trained run at its last checkpoint and copy its results into ``dest``.
+
+    ``metrics.json`` is written last: its presence marks the run as finished.
+    """
+    from resvae_keras import evaluate
+    from resvae_keras.train import load_history
+
+    settings = study_settings(profile)
+    run = config.run_path
+    metrics = evaluate.evaluate_run(
+        run, n_samples=settings["n_samples"], n_test=settings["n_test"], anomaly=False,
+        sampler=settings["sampler"],
+        checkpoint="last.keras", memorization_queries=settings["memorization_queries"],
+        out=run / "metrics.json", verbose=False,
+    )
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy(run / "config.json", dest / "config.json")
+    load_history(run).to_csv(dest / "history.csv", index=False)
+    tmp = dest / "metrics.json.tmp"
+    tmp.write_text(json.dumps(metrics, indent=2) + "\n")
+    os.replace(tmp, dest / "metrics.json")
+    return metrics
+
+
+def run_study(only=None, profile: str = STUDY_PROFILE, root=None, runs=None,
+              max_runs: int | None = None, verbose=2) -> list[str]:
+    """Train, evaluate and collect every run of the table that has no results yet.
+
+    Args:
+        only: run names to consider (default: the whole table, in its order).
+        profile: ``celeba-subset`` (the study) or ``demo`` (the same code, minute-sized).
+        root: results folder (default ``results_root(profile)``).
+        runs: a runs table (default ``load_runs()``).
+        max_runs: stop after training this many runs (to commit between sessions).
+
+    A run whose ``root/<name>/metrics.json`` exists is skipped; an interrupted one resumes
+    from its last completed epoch in its run folder. Returns the names finished by this call
+    and prints where things stand and the next command.
+    """
+    from resvae_keras.train import train
+
+    table = load_runs() if runs is None else runs
+    if only:
+        unknown = sorted(set(only) - set(table["name"]))
+        if unknown:
+            raise ValueError(f"unknown run(s) {unknown}; the runs table has {list(table['name'])}")
+        table = table[table["name"].isin(only)]
+    root = Path(root or results_root(profile))
+    finished = []
+    for name in table["name"]:
+        dest = root / name
+        if (dest / "metrics.json").is_file():
+            print(f"{name}: results exist, skipped", flush=True)
+            continue
+        if max_runs is not None and len(finished) >= int(max_runs):
+            break
+        config = study_config(name, table, profile)
+        started = time.perf_counter()
+        print(f"== {name}: {config.epochs} epochs into {config.run_dir}", flush=True)
+        train(config, verbose=verbose)
+        metrics = collect(config, dest, profile)
+        rec = metrics["reconstruction"]
+        print(f"== {name}: done in {time.perf_counter() - started:.0f} s, test PSNR "
+              f"{rec['psnr']['mean']:.2f} dB; results in {_shown(dest)}", flush=True)
+        finished.append(name)
+    print(status_text(root, load_runs() if runs is None else runs, profile), flush=True)
+    return finished
+
+
+def arm_configs(runs: pd.DataFrame | None = None, profile: str = STUDY_PROFILE) -> dict:
+    """``{arm: Config}``: the lowest-seed run of each arm, for timing the arms
+    (``bench.study_step_times``)."""
+    table = load_runs() if runs is None else runs
+    arms = table[table["group"] == "arms"].sort_values("seed", kind="stable").drop_duplicates("arm")
+    arms = arms.sort_index()
+    return {row.arm: study_config(row.name, table, profile) for row in arms.itertuples()}
+
+
+def write_benchmark(step_times: pd.DataFrame, root=None, profile: str = STUDY_PROFILE,
+                    **about) -> dict:
+    """Write the per-step cost of each arm (``bench.alternating_step_time`` rows, index = arm)
+    to ``root/benchmark.json``, with ``about`` (e.g. the machine); returns what was written."""
+    result = {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "profile": profile,
+        **about,
+        "arms": step_times.to_dict(orient="index"),
+    }
+    root = Path(root or results_root(profile))
+    root.mkdir(parents=True, exist_ok=True)
+    (root / BENCHMARK_FILE).write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(project_root()))
+    except ValueError:
+        return Path(path).name
+
+
+def status(root=None, runs=None) -> pd.DataFrame:
+    """The runs table with ``finished`` (its ``metrics.json`` exists under ``root``)."""
+    table = load_runs() if runs is None else runs
+    root = Path(root or results_root())
+    return table.assign(finished=[(root / n / "metrics.json").is_file() for n in table["name"]])
+
+
+def seeds_per_arm(root=None, runs=None) -> pd.DataFrame:
+    """Per arm of every group: ``finished`` and ``planned`` runs (seeds)."""
+    table = status(root, runs)
+    grouped = table.groupby(["group", "arm"], sort=False)["finished"]
+    return pd.DataFrame({"finished": grouped.sum().astype(int), "planned": grouped.size()})
+
+
+def next_command(root=None, runs=None, profile: str = STUDY_PROFILE) -> str:
+    root = Path(root or results_root(profile))
+    flag = "" if profile == STUDY_PROFILE else f" --profile {profile}"
+    if not status(root, runs)["finished"].all():
+        return f"python -m resvae_keras study{flag}"
+    if not (root / BENCHMARK_FILE).is_file():
+        return f"python -m resvae_keras study --benchmark{flag}"
+    return "python -m resvae_keras report"
+
+
+def status_text(root=None, runs=None, profile: str = STUDY_PROFILE) -> str:
+    """Where the study stands, in a few lines, ending with the next command."""
+    root = Path(root or results_root(profile))
+    counts = seeds_per_arm(root, runs)
+    arms = ", ".join(f"{arm} {row.finished}/{row.planned}" for (_, arm), row in counts.iterrows())
+    benchmark = "done" if (root / BENCHMARK_FILE).is_file() else "not run"
+    lines = [f"study: {int(counts['finished'].sum())} of {int(counts['planned'].sum())} runs "
+             f"finished ({arms}); benchmark: {benchmark}"]
+    if profile == STUDY_PROFILE:
+        lines.append(f"commit what finished: git add {_shown(root)} && git commit")
+    lines.append(f"next: {next_command(root, runs, profile)}")
+    return "\n".join(lines)
+
+
+# -- reading the results ---------------------------------------------------------------------
+
+
+def load_results(root=None, runs=None) -> dict[str, dict]:
+    """Finished runs of the table under ``root`` (default ``report/results/study``).
+
+    Returns ``{name: {"group", "arm", "seed", "config", "history", "metrics"}}`` in table
+    order; a folder that is not in the runs table is not read.
+    """
+    from resvae_keras.train import load_history
+
+    table = load_runs() if runs is None else runs
+    root = Path(root or results_root())
+    out = {}
+    for row in table.itertuples():
+        folder = root / row.name
+        if not (folder / "metrics.json").is_file():
+            continue
+        out[row.name] = {
+            "group": row.group, "arm": row.arm, "seed": int(row.seed),
+            "config": json.loads((folder / "config.json").read_text()),
+            "history": load_history(folder),
+            "metrics": json.loads((folder / "metrics.json").read_text()),
+        }
+    return out
+
+
+def _get(mapping, *keys):
+    for key in keys:
+        if not isinstance(mapping, dict) or key not in mapping:
+            return None
+        mapping = mapping[key]
+    return mapping
+
+
+def run_measures(metrics: dict, config: dict | None = None) -> dict:
+    """The numbers of one evaluator ``metrics.json`` (and its config) as one flat row.
+
+    Columns: ``psnr``, ``ssim``, ``ms_ssim``, ``neg_elbo_bpd`` (bits/dim), ``kl_nats``,
+    ``sharpness_ratio``; per sampler key ``<k>`` (e.g. ``prior_t1``): ``face_rate_<k>``,
+    ``swd_<res>_<k>`` per pyramid level, ``swd_mean_<k>``, ``ms_ssim_<k>`` (between samples);
+    ``steps``, ``epochs``, ``wall_time_s``; and from the config ``beta``, ``likelihood``,
+    ``architecture``, ``residual``, ``sigma_min``, ``latent_dim``.
+    """
+    rec = metrics.get("reconstruction", {})
+    row = {
+        "psnr": _get(rec, "psnr", "mean"), "ssim": _get(rec, "ssim", "mean"),
+        "ms_ssim": _get(rec, "ms_ssim", "mean"),
+        "neg_elbo_bpd": _get(rec, "bits_per_dim", "mean"),
+        "kl_nats": _get(rec, "kl_nats", "mean"), "sharpness_ratio": rec.get("sharpness_ratio"),
+    }
+    for key, report in (metrics.get("samples") or {}).items():
+        realism = report.get("realism", {})
+        row[f"face_rate_{key}"] = realism.get("face_rate")
+        for level, value in (realism.get("swd") or {}).items():
+            row[f"{level}_{key}"] = value  # swd_16_prior_t1, ..., swd_mean_prior_t1
+        row[f"ms_ssim_{key}"] = _get(report, "diversity", "ms_ssim_fake")
+    training = metrics.get("training") or {}
+    row.update(steps=training.get("steps"), epochs=training.get("epochs"),
+               wall_time_s=training.get("wall_time_s"))
+    for key in ("beta", "likelihood", "architecture", "residual", "sigma_min", "latent_dim"):
+        row[key] = (config or {}).get(key)
+    return {k: (np.nan if v is None else v) for k, v in row.items()}
+
+
+def measures(results: dict[str, dict]) -> pd.DataFrame:
+    """One row per finished run (index: name): ``group``, ``arm``, ``seed`` and
+    ``run_measures``; empty with those columns when nothing has finished."""
+    rows = {name: {"group": r["group"], "arm": r["arm"], "seed": r["seed"],
+                   **run_measures(r["metrics"], r["config"])} for name, r in results.items()}
+    if not rows:
+        return pd.DataFrame(columns=["group", "arm", "seed"])
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def sampler_keys(table: pd.DataFrame, temperature: str = "t1") -> list[str]:
+    """Sampler keys (e.g. ``prior_t1``, ``gmm_t1``) measured in every row of ``table``."""
+    keys = [c.removeprefix("face_rate_") for c in table.columns if c.startswith("face_rate_")]
+    return [k for k in keys if k.endswith(f"_{temperature}")
+            and table[f"face_rate_{k}"].notna().all()]
+
+
+def load_sweep(root=None) -> pd.DataFrame:
+    """The default-model sweep (``report/results/sweep/<name>/``) as ``run_measures`` rows."""
+    root = Path(root or results_dir() / "sweep")
+    rows = {}
+    for path in sorted(root.glob("*/metrics.json")):
+        config = path.parent / "config.json"
+        rows[path.parent.name] = run_measures(
+            json.loads(path.read_text()),
+            json.loads(config.read_text()) if config.is_file() else None)
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+# -- speed: steps and seconds to a validation loss, and the loss at an equal time -------------
+
+
+def validation_curve(history: pd.DataFrame, steps: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(optimizer steps, validation negative ELBO at beta = 1)`` after each epoch.
+
+    The ELBO at beta = 1 (``val_neg_elbo`` = ``val_reconstruction_loss + val_kl_loss``), not
+    ``val_loss``: the latter is weighted by the warm-up's beta, so early epochs would not
+    compare.
+    ``steps`` is the run's total; every epoch has the same number of steps.
+    """
+    if not len(history):
+        return np.zeros(0), np.zeros(0)
+    per_epoch = float(steps) / len(history)
+    x = per_epoch * (np.arange(len(history)) + 1)
+    if "val_neg_elbo" in history:  # logged by train since it checkpoints on it
+        y = history["val_neg_elbo"].to_numpy(float)
+    else:
+        y = (history["val_reconstruction_loss"] + history["val_kl_loss"]).to_numpy(float)
+    return x, y
+
+
+def steps_to_reach(steps, values, threshold: float) -> float:
+    """First step at which the curve reaches ``threshold`` (linear between epoch ends; the first
+    epoch end when it is already below); NaN when it never does."""
+    steps, values = np.asarray(steps, float), np.asarray(values, float)
+    below = np.flatnonzero(values <= threshold)
+    if not len(below):
+        return float("nan")
+    i = int(below[0])
+    if i == 0:
+        return float(steps[0])
+    fraction = (values[i - 1] - threshold) / (values[i - 1] - values[i])
+    return float(steps[i - 1] + fraction * (steps[i] - steps[i - 1]))
+
+
+def value_at(steps, values, step: float) -> float:
+    """The curve at ``step`` (linear between epoch ends); NaN outside the measured range."""
+    steps, values = np.asarray(steps, float), np.asarray(values, float)
+    if not len(steps) or step < steps[0] - 1e-9 or step > steps[-1] + 1e-9:
+        return float("nan")
+    return float(np.interp(step, steps, values))
+
+
+def load_benchmark(root=None) -> dict | None:
+    path = Path(root or results_root()) / BENCHMARK_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def seconds_per_step(benchmark: dict | None) -> dict[str, float]:
+    """``{arm: seconds per step}`` from ``benchmark.json`` (empty without it)."""
+    arms = (benchmark or {}).get("arms") or {}
+    return {arm: float(row["seconds_per_step"]) for arm, row in arms.items()}
+
+
+def speed_measures(results: dict[str, dict], benchmark: dict | None = None,
+                   threshold: float | None = None, group: str = "arms") -> pd.DataFrame:
+    """Training speed of each run of ``group`` (index: name), from its validation curve.
+
+    Columns: ``arm``, ``seed``, ``threshold`` (nats per image; default the highest of the
+    runs' best validation negative ELBOs, so every run reaches it), ``steps_to_threshold``,
+    ``seconds_to_threshold`` (steps x the arm's benchmarked seconds per step),
+    ``equal_time_s`` (the time every arm reached: the shortest of steps x seconds per step)
+    and ``val_neg_elbo_at_equal_time``. Seconds are NaN without a benchmark.
+    """
+    runs = {n: r for n, r in results.items() if r["group"] == group and len(r["history"])}
+    columns = ["arm", "seed", "threshold", "steps_to_threshold", "seconds_to_threshold",
+               "equal_time_s", "val_neg_elbo_at_equal_time"]
+    if not runs:
+        return pd.DataFrame(columns=columns)
+    curves = {n: validation_curve(r["history"], r["metrics"]["training"]["steps"])
+              for n, r in runs.items()}
+    if threshold is None:
+        threshold = max(float(np.min(y)) for _, y in curves.values())
+    cost = seconds_per_step(benchmark)
+    ends = [curves[n][0][-1] * cost[r["arm"]] for n, r in runs.items() if r["arm"] in cost]
+    equal_time = min(ends) if ends and len(ends) == len(runs) else float("nan")
+    rows = {}
+    for name, r in runs.items():
+        x, y = curves[name]
+        step_cost = cost.get(r["arm"], float("nan"))
+        steps = steps_to_reach(x, y, threshold)
+        rows[name] = {
+            "arm": r["arm"], "seed": r["seed"], "threshold": threshold,
+            "steps_to_threshold": steps, "seconds_to_threshold": steps * step_cost,
+            "equal_time_s": equal_time,
+            "val_neg_elbo_at_equal_time": (value_at(x, y, equal_time / step_cost)
+                                           if math.isfinite(equal_time) else float("nan")),
+        }
+    return pd.DataFrame.from_dict(rows, orient="index")[columns]
+
+
+def study_table(results: dict[str, dict], benchmark: dict | None = None) -> pd.DataFrame:
+    """``measures`` with the ``speed_measures`` columns joined (NaN outside the arms)."""
+    table = measures(results)
+    speed = speed_measures(results, benchmark)
+    return table.join(speed.drop(columns=["arm", "seed"]), how="left")
+
+
+# -- statistics --------------------------------------------------------------------------------
+
+
+def welch(a, b, confidence: float = 0.95) -> dict:
+    """Welch's t-test of mean(a) - mean(b) with the interval of the difference.
+
+    Returns a dict: ``diff``, ``se``, ``df`` (Welch-Satterthwaite), ``t``, ``p`` (two-sided),
+    ``ci_low``, ``ci_high`` (the ``confidence`` interval of the difference, t with ``df``).
+    NaN where it cannot be computed (fewer than 2 values in an arm, or no variance at all).
+    """
+    from scipy import stats
+
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    nan = dict(diff=float("nan"), se=float("nan"), df=float("nan"), t=float("nan"),
+               p=float("nan"), ci_low=float("nan"), ci_high=float("nan"))
+    if len(a) < 2 or len(b) < 2:
+        return {**nan, "diff": float(a.mean() - b.mean()) if len(a) and len(b) else float("nan")}
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    diff = float(a.mean() - b.mean())
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return {**nan, "diff": diff}
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    t = diff / se
+    half = stats.t.ppf(0.5 + confidence / 2, df) * se
+    return dict(diff=diff, se=se, df=float(df), t=float(t), p=float(2 * stats.t.sf(abs(t), df)),
+                ci_low=diff - half, ci_high=diff + half)
+
+
+def hedges_g(a, b, confidence: float = 0.95) -> tuple[float, float, float]:
+    """Hedges' g of mean(a) - mean(b) (pooled-SD standardized difference with the small-sample
+    correction J = 1 - 3 / (4 (n_a + n_b) - 9)) and its normal-approximation interval,
+    g +- z sqrt((n_a + n_b) / (n_a n_b) + g^2 / (2 (n_a + n_b))) (Hedges & Olkin 1985).
+
+    Returns ``(g, low, high)``; NaN below 2 values per arm or with no variance.
+    """
+    from scipy import stats
+
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    na, nb = len(a), len(b)
+    if na < 2 or nb < 2:
+        return (float("nan"),) * 3
+    pooled = math.sqrt(((na - 1) * a.var(ddof=1) + (nb - 1) * b.var(ddof=1)) / (na + nb - 2))
+    if pooled == 0:
+        return (float("nan"),) * 3
+    g = (1 - 3 / (4 * (na + nb) - 9)) * (a.mean() - b.mean()) / pooled
+    se = math.sqrt((na + nb) / (na * nb) + g**2 / (2 * (na + nb)))
+    z = stats.norm.ppf(0.5 + confidence / 2)
+    return float(g), float(g - z * se), float(g + z * se)
+
+
+def holm(pvalues) -> np.ndarray:
+    """Holm's step-down adjusted p-values (family-wise error), in the input's order.
+
+    The i-th smallest of m p-values is multiplied by (m - i + 1), running maxima keep the
+    order, values are capped at 1. NaN p-values are not part of the family and stay NaN.
+    """
+    p = np.asarray(pvalues, float)
+    out = np.full(p.shape, np.nan)
+    finite = np.flatnonzero(np.isfinite(p))
+    m = len(finite)
+    order = finite[np.argsort(p[finite], kind="stable")]
+    running = 0.0
+    for i, index in enumerate(order):
+        running = max(running, (m - i) * p[index])
+        out[index] = min(1.0, running)
+    return out
+
+
+# -- the hypotheses ------------------------------------------------------------------------------
+
+HYPOTHESES = {
+    "a": "residual blocks give more accurate reconstructions",
+    "b": "residual blocks give sharper reconstructions",
+    "c": "residual blocks give more realistic samples",
+    "d": "residual blocks make training faster, per step and per second",
+}
+LOWER_IS_BETTER = ("neg_elbo_bpd", "swd_", "steps_to_threshold", "seconds_to_threshold",
+                   "val_neg_elbo_at_equal_time")
+
+
+VERDICT_COLUMNS = (
+    "hypothesis", "claim", "arm", "baseline", "measure", "higher_is_better", "n_arm",
+    "n_baseline", "mean_arm", "mean_baseline", "sd_arm", "sd_baseline", "diff", "diff_ci_low",
+    "diff_ci_high", "hedges_g", "g_ci_low", "g_ci_high", "t", "df", "p", "p_holm", "verdict",
+)
+VERDICTS = ("supported", "contradicted", "no significant difference", "not testable")
+
+
+def higher_is_better(measure: str) -> bool:
+    return not any(measure.startswith(prefix) for prefix in LOWER_IS_BETTER)
+
+
+def hypothesis_measures(table: pd.DataFrame) -> dict[str, list[str]]:
+    """Hypothesis -> the measures that test it (samplers: each one at temperature 1)."""
+    realism = [f"{kind}_{key}" for key in sampler_keys(table) for kind in ("face_rate", "swd_mean")]
+    return {
+        "a": ["psnr", "ssim", "ms_ssim", "neg_elbo_bpd"],
+        "b": ["sharpness_ratio"],
+        "c": realism,
+        "d": ["steps_to_threshold", "seconds_to_threshold", "val_neg_elbo_at_equal_time"],
+    }
+
+
+def verdict(table: pd.DataFrame, comparisons=COMPARISONS, alpha: float = ALPHA) -> pd.DataFrame:
+    """The hypotheses tested: one row per hypothesis, comparison and measure.
+
+    Welch tests on the per-seed values (``study_table`` rows of group ``arms``), with Holm's
+    correction over the whole family of rows. Columns: ``hypothesis``, ``claim``, ``arm``,
+    ``baseline``, ``measure``, ``higher_is_better``, ``n_arm``, ``n_baseline``, ``mean_arm``,
+    ``mean_baseline``, ``sd_arm``, ``sd_baseline``, ``diff`` (arm - baseline), ``diff_ci_low``,
+    ``diff_ci_high`` (95 %), ``hedges_g``, ``g_ci_low``, ``g_ci_high``, ``t``, ``df``, ``p``,
+    ``p_holm`` and ``verdict``: ``"supported"`` (Holm-adjusted p < alpha, in the claimed
+    direction), ``"contradicted"`` (significant the other way), ``"no significant
+    difference"``, or ``"not testable"`` (fewer than 2 seeds in an arm, no variance, or a
+    measure not there yet, e.g. seconds without ``benchmark.json``).
+    """
+    arms = table[table["group"] == "arms"] if "group" in table else table
+    rows = []
+    for hypothesis, names in hypothesis_measures(arms).items():
+        for arm, baseline in comparisons:
+            for measure in names:
+                values = arms[measure] if measure in arms else pd.Series(np.nan, arms.index)
+                a = values[arms["arm"] == arm].dropna().to_numpy(float)
+                b = values[arms["arm"] == baseline].dropna().to_numpy(float)
+                test = welch(a, b)
+                g, g_low, g_high = hedges_g(a, b)
+                rows.append({
+                    "hypothesis": hypothesis, "claim": HYPOTHESES[hypothesis], "arm": arm,
+                    "baseline": baseline, "measure": measure,
+                    "higher_is_better": higher_is_better(measure),
+                    "n_arm": len(a), "n_baseline": len(b),
+                    "mean_arm": a.mean() if len(a) else np.nan,
+                    "mean_baseline": b.mean() if len(b) else np.nan,
+                    "sd_arm": a.std(ddof=1) if len(a) > 1 else np.nan,
+                    "sd_baseline": b.std(ddof=1) if len(b) > 1 else np.nan,
+                    "diff": test["diff"], "diff_ci_low": test["ci_low"],
+                    "diff_ci_high": test["ci_high"], "hedges_g": g, "g_ci_low": g_low,
+                    "g_ci_high": g_high, "t": test["t"], "df": test["df"], "p": test["p"],
+                })
+    frame = pd.DataFrame(rows, columns=list(VERDICT_COLUMNS[:-2]))
+    frame["p_holm"] = holm(frame["p"]) if len(frame) else []
+    frame["verdict"] = [_verdict_word(r, alpha) for r in frame.itertuples()]
+    return frame
+
+
+def _verdict_word(row, alpha: float) -> str:
+    if not math.isfinite(row.p_holm):
+        return "not testable"
+    if row.p_holm >= alpha:
+        return "no significant difference"
+    return "supported" if (row.diff > 0) == row.higher_is_better else "contradicted"
+
+
+def claims(verdicts: pd.DataFrame) -> pd.DataFrame:
+    """One row per hypothesis and comparison: ``verdict`` ``"supported"`` (some measure
+    supports it, none contradicts), ``"contradicted"`` (the reverse), ``"mixed"`` (both),
+    ``"no significant difference"``, or ``"not testable"`` (no measure testable); and the
+    number of measures of each verdict."""
+    rows = []
+    for (hypothesis, arm, baseline), group in verdicts.groupby(
+            ["hypothesis", "arm", "baseline"], sort=False):
+        counts = group["verdict"].value_counts()
+        support, against = counts.get("supported", 0), counts.get("contradicted", 0)
+        if support and against:
+            word = "mixed"
+        elif support or against:
+            word = "supported" if support else "contradicted"
+        elif counts.get("no significant difference", 0):
+            word = "no significant difference"
+        else:
+            word = "not testable"
+        rows.append({"hypothesis": hypothesis, "claim": HYPOTHESES[hypothesis], "arm": arm,
+                     "baseline": baseline, "verdict": word,
+                     **{f"n_{v.replace(' ', '_')}": int(counts.get(v, 0)) for v in VERDICTS}})
+    return pd.DataFrame(rows)
+
+
+def arm_summary(table: pd.DataFrame, columns) -> pd.DataFrame:
+    """Per arm (index, in table order): ``n`` seeds and, per column, ``<c>_mean``, ``<c>_sd``
+    and ``<c>_ci`` (half-width of the 95 % t interval of the mean; NaN below 2 seeds)."""
+    from scipy import stats
+
+    out = {}
+    for arm, group in table.groupby("arm", sort=False):
+        row = {"n": len(group)}
+        for column in columns:
+            values = group[column].dropna().to_numpy(float)
+            n = len(values)
+            row[f"{column}_mean"] = values.mean() if n else np.nan
+            row[f"{column}_sd"] = values.std(ddof=1) if n > 1 else np.nan
+            row[f"{column}_ci"] = (stats.t.ppf(0.975, n - 1) * values.std(ddof=1) / math.sqrt(n)
+                                   if n > 1 else np.nan)
+        out[arm] = row
+    return pd.DataFrame.from_dict(out, orient="index")
+
+
+def sweep_trend(table: pd.DataFrame, group: str, x: str, columns) -> pd.DataFrame:
+    """A single-seed sweep as a trend, with the reference arm's seeds beside it.
+
+    Rows: each run of ``group`` at its config value ``x`` (e.g. ``beta``), and the reference
+    arm (``REFERENCE_ARM``, every seed) at its own ``x`` as the mean of its seeds. Columns:
+    ``x``, ``n_seeds``, and per column its value and ``<c>_seed_sd``: the seed-to-seed SD of
+    the reference arm, the spread a single-seed difference has to exceed to mean anything.
+    """
+    reference = table[(table["group"] == "arms") & (table["arm"] == REFERENCE_ARM)]
+    runs = table[table["group"] == group]
+    rows = [{"x": r[x], "n_seeds": 1, **{c: r[c] for c in columns}} for _, r in runs.iterrows()]
+    if len(reference):
+        rows.append({"x": reference[x].iloc[0], "n_seeds": len(reference),
+                     **{c: reference[c].mean() for c in columns}})
+    out = pd.DataFrame(rows, columns=["x", "n_seeds", *columns])
+    for c in columns:
+        out[f"{c}_seed_sd"] = reference[c].std(ddof=1) if len(reference) > 1 else np.nan
+    try:
+        return out.sort_values("x", key=lambda s: s.astype(float)).reset_index(drop=True)
+    except (TypeError, ValueError):
+        return out.reset_index(drop=True)
+
+
+# -- the default-model sweep (one equal budget, celeba-subset) -----------------------------
+
 SWEEP_EPOCHS = 6
 SWEEP_WARMUP_STEPS = 150  # 20 % of the budget, as in the profile (500 of 2,500 steps)
 
@@ -70,238 +772,3 @@ def train_sweep(only=None, verbose=2) -> None:
         config = sweep_config(name)
         print(f"== sweep {name}: {config.epochs} epochs into {config.run_dir}", flush=True)
         train(config, verbose=verbose)
-
-
-def study_runs() -> dict[str, dict]:
-    """Run name -> config overrides, in the order they are trained."""
-    runs = {"residual_s0": {}, "plain_s0": dict(residual=False)}
-    runs["likelihood_gaussian_s0"] = dict(likelihood="gaussian")
-    runs["likelihood_bernoulli_s0"] = dict(likelihood="bernoulli")
-    for seed in SEEDS[1:]:
-        runs[f"residual_s{seed}"] = dict(seed=seed)
-        runs[f"plain_s{seed}"] = dict(seed=seed, residual=False)
-    runs["autoencoder_s0"] = dict(kind="ae")
-    for beta in BETAS:
-        if beta != 1.0:  # beta = 1 is residual_s0
-            runs[f"beta_{beta:g}_s0"] = dict(beta=beta)
-    # bfloat16 on a CPU with AVX512-BF16: faster, but does the quality hold?
-    runs["residual_bf16_s0"] = dict(mixed_precision="mixed_bfloat16")
-    return runs
-
-
-def study_config(name: str, **extra) -> Config:
-    overrides = study_runs()[name]
-    return get_profile(
-        "celeba-subset",
-        epochs=STUDY_EPOCHS,
-        kl_warmup_steps=STUDY_WARMUP_STEPS,
-        run_dir=f"runs/study/{name}",
-        **{**overrides, **extra},
-    )
-
-
-def results_dir() -> Path:
-    return project_root() / "report" / "results"
-
-
-def sharpness(images) -> np.ndarray:
-    """Per-image variance of the 3x3 Laplacian of the grey image (higher = sharper)."""
-    grey = np.asarray(images, dtype="float64").mean(axis=-1)
-    lap = (
-        -4 * grey[:, 1:-1, 1:-1]
-        + grey[:, :-2, 1:-1] + grey[:, 2:, 1:-1] + grey[:, 1:-1, :-2] + grey[:, 1:-1, 2:]
-    )
-    return lap.reshape(len(lap), -1).var(axis=1)
-
-
-def run_metrics(model, cache, history, n=N_EVAL, seed=0) -> dict:
-    """Compact metrics of one run on the held-out test split (numbers only)."""
-    from resvae_keras import metrics
-
-    test = as_float_images(cache.images_of("test")[:n])
-    recon = model.reconstruct(test)
-    table = metrics.reconstruction_metrics(test, recon)
-    elbo = model.elbo(test)
-    num_dims = int(np.prod(test.shape[1:]))
-    samples = model.sample(len(test), seed=seed)
-    swd = metrics.sliced_wasserstein(test, samples, seed=seed)
-    sharp_orig = sharpness(test)
-    out = {
-        "n_test_images": len(test),
-        "n_samples": len(samples),
-        "sampler": "prior N(0, I), temperature 1",
-        "psnr": float(table["psnr"].mean()),
-        "psnr_std": float(table["psnr"].std()),
-        "ssim": float(table["ssim"].mean()),
-        "ssim_std": float(table["ssim"].std()),
-        "mse": float(table["mse"].mean()),
-        "neg_elbo_nats": float(elbo["neg_elbo"].mean()),
-        "neg_elbo_bits_per_dim": float(
-            np.mean(metrics.bits_per_dim(elbo["neg_elbo"], num_dims))
-        ),
-        "reconstruction_nats": float(elbo["reconstruction"].mean()),
-        "kl_nats": float(elbo["kl"].mean()),
-        "recon_sharpness_ratio": float(sharpness(recon).mean() / sharp_orig.mean()),
-        "sample_sharpness_ratio": float(sharpness(samples).mean() / sharp_orig.mean()),
-        "sample_swd_mean_x1e3": float(swd["swd_mean"]),
-        "sample_pixel_diversity": float(metrics.mean_pairwise_distance(
-            samples.reshape(len(samples), -1), max_pairs=20_000, seed=seed)),
-        "epochs": int(len(history)),
-        "median_epoch_time_s": float(history["epoch_time_s"].median()),
-        "wall_time_s": float(history["wall_time_s"].iloc[-1]),
-        "best_val_loss": float(history["val_loss"].min()),
-    }
-    return out
-
-
-def collect(config: Config, name: str, dest: Path) -> dict:
-    """Evaluate a finished run and copy its compact results into ``dest``."""
-    import keras
-
-    from resvae_keras import data
-    from resvae_keras.train import load_history
-
-    run = config.run_path
-    model = keras.models.load_model(run / "model.keras")
-    history = load_history(run)
-    values = run_metrics(model, data.load_cache(config, progress=False), history)
-    values["name"] = name
-    values["decoder_sigma"] = model.decoder_sigma
-    dest.mkdir(parents=True, exist_ok=True)
-    shutil.copy(run / "config.json", dest / "config.json")
-    history.to_csv(dest / "history.csv", index=False)
-    (dest / "metrics.json").write_text(json.dumps(values, indent=2) + "\n")
-    return values
-
-
-def run_study(only=None, verbose=2) -> None:
-    """Train and collect every study run (or those in ``only``) that has no results yet."""
-    from resvae_keras.train import train
-
-    names = list(only or study_runs())
-    for name in names:
-        dest = results_dir() / "study" / name
-        if (dest / "metrics.json").exists():
-            print(f"{name}: results exist, skipped")
-            continue
-        config = study_config(name)
-        start = time.perf_counter()
-        print(f"== {name}: training {config.epochs} epochs into runs/study/{name}", flush=True)
-        train(config, verbose=verbose)
-        values = collect(config, name, dest)
-        print(f"== {name}: done in {time.perf_counter() - start:.0f} s: "
-              f"PSNR {values['psnr']:.2f} dB, SSIM {values['ssim']:.3f}, "
-              f"-ELBO {values['neg_elbo_bits_per_dim']:.3f} bits/dim", flush=True)
-
-
-# -- reading the committed results (notebook 07, the report) ----------------------------
-ARMS = {"residual": "ResVAE (residual)", "plain": "plain VAE", "autoencoder": "autoencoder"}
-
-
-def load_results(root: Path | None = None) -> dict[str, dict]:
-    """``report/results/study/<name>/`` -> {name: {"metrics": dict, "history": DataFrame}}."""
-    import pandas as pd
-
-    root = Path(root or results_dir() / "study")
-    out = {}
-    for folder in sorted(root.glob("*/metrics.json")):
-        name = folder.parent.name
-        out[name] = {
-            "metrics": json.loads(folder.read_text()),
-            "history": pd.read_csv(folder.parent / "history.csv"),
-        }
-    return out
-
-
-def arm_of(name: str) -> str:
-    return name.split("_")[0]
-
-
-ABLATION_COLUMNS = (
-    "psnr", "ssim", "neg_elbo_bits_per_dim", "kl_nats", "recon_sharpness_ratio",
-    "sample_swd_mean_x1e3", "sample_pixel_diversity", "median_epoch_time_s", "best_val_loss",
-)
-
-
-def ablation_table(results: dict[str, dict]):
-    """Per-seed rows of the residual, plain and autoencoder runs (DataFrame, index = run)."""
-    import pandas as pd
-
-    rows = {
-        name: {"arm": arm_of(name), "seed": r["metrics"].get("seed", int(name[-1])),
-               **{c: r["metrics"][c] for c in ABLATION_COLUMNS}}
-        for name, r in results.items()
-        if arm_of(name) in ARMS and not name.startswith("residual_bf16")
-    }
-    columns = ["arm", "seed", *ABLATION_COLUMNS]
-    table = pd.DataFrame.from_dict(rows, orient="index", columns=columns)
-    return table.sort_values(["arm", "seed"])
-
-
-def arm_summary(table):
-    """Mean and sample standard deviation per arm, over seeds; ``n`` seeds per arm."""
-    grouped = table.groupby("arm")[list(ABLATION_COLUMNS)]
-    summary = grouped.mean().add_suffix("_mean").join(grouped.std(ddof=1).add_suffix("_std"))
-    summary["n_seeds"] = table.groupby("arm").size()
-    return summary
-
-
-def welch_t(a, b) -> tuple[float, float]:
-    """Welch's t statistic and two-sided p-value for mean(a) - mean(b)."""
-    from scipy import stats
-
-    result = stats.ttest_ind(np.asarray(a, float), np.asarray(b, float), equal_var=False)
-    return float(result.statistic), float(result.pvalue)
-
-
-def verdict(table, alpha=0.05) -> list[str]:
-    """Plain-language comparison of residual vs. plain, one sentence per measure."""
-    lines = []
-    res, plain = table[table.arm == "residual"], table[table.arm == "plain"]
-    if len(res) < 2 or len(plain) < 2:
-        return ["not enough seeds per arm for a comparison yet"]
-    better_high = {"psnr": True, "ssim": True, "neg_elbo_bits_per_dim": False,
-                   "recon_sharpness_ratio": True, "sample_swd_mean_x1e3": False,
-                   "median_epoch_time_s": False, "best_val_loss": False}
-    for column, higher_is_better in better_high.items():
-        t, p = welch_t(res[column], plain[column])
-        diff = res[column].mean() - plain[column].mean()
-        if p >= alpha:
-            word = "no significant difference"
-        else:
-            word = "residual better" if (diff > 0) == higher_is_better else "plain better"
-        lines.append(f"{column}: residual {res[column].mean():.4g} ± {res[column].std():.2g}, "
-                     f"plain {plain[column].mean():.4g} ± {plain[column].std():.2g} "
-                     f"(n={len(res)}/{len(plain)}, Welch t={t:.2f}, p={p:.3f}): {word}")
-    return lines
-
-
-def beta_table(results: dict[str, dict]):
-    """Rate (KL), distortion and sample realism for each beta (beta = 1 is residual_s0)."""
-    import pandas as pd
-
-    rows = {}
-    for name, r in results.items():
-        if name.startswith("beta_") or name == "residual_s0":
-            beta = 1.0 if name == "residual_s0" else float(name.split("_")[1])
-            m = r["metrics"]
-            rows[beta] = {"kl_nats": m["kl_nats"], "reconstruction_nats": m["reconstruction_nats"],
-                          "mse": m["mse"], "psnr": m["psnr"],
-                          "sample_swd_mean_x1e3": m["sample_swd_mean_x1e3"]}
-    columns = ["kl_nats", "reconstruction_nats", "mse", "psnr", "sample_swd_mean_x1e3"]
-    return pd.DataFrame.from_dict(rows, orient="index", columns=columns).rename_axis(
-        "beta").sort_index()
-
-
-def likelihood_table(results: dict[str, dict]):
-    """The three reconstruction likelihoods at beta = 1, seed 0."""
-    import pandas as pd
-
-    names = {"gaussian_learned": "residual_s0", "gaussian": "likelihood_gaussian_s0",
-             "bernoulli": "likelihood_bernoulli_s0"}
-    cols = ("psnr", "ssim", "recon_sharpness_ratio", "sample_sharpness_ratio",
-            "sample_swd_mean_x1e3", "kl_nats")
-    rows = {lik: {c: results[run]["metrics"][c] for c in cols}
-            for lik, run in names.items() if run in results}
-    return pd.DataFrame.from_dict(rows, orient="index", columns=list(cols)).rename_axis(
-        "likelihood")

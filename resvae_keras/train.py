@@ -7,7 +7,10 @@ A run directory (``runs/<profile>`` unless ``config.run_dir`` says otherwise) ho
     model.keras      the best model by validation negative ELBO at beta = 1 (``val_neg_elbo``;
                      ``val_loss`` for the autoencoder), comparable across a KL warm-up
     last.keras       the model after the last completed epoch, optimizer state included
-    grids/epoch_NNN.png   originals / reconstructions / samples after each epoch
+    two_stage.keras  the second-stage VAE on model.keras's codes (``two_stage_sampler``),
+                     with two_stage_history.csv; refitted when model.keras is newer
+    grids/epoch_NNN.png   originals / reconstructions / samples after each epoch (and .npz:
+                          the same grid as a uint8 array, see load_grid)
     backup/          BackupAndRestore state while a run is in progress
 
 A run killed mid-way restarts from its last completed epoch when ``train`` is
@@ -58,8 +61,12 @@ except ImportError:  # Windows: workers on one machine must not build the data a
 
 STRATEGIES = ("none", "mirrored", "auto")
 PRECISIONS = (None, "mixed_float16", "mixed_bfloat16")
-CONTINUABLE = ("epochs", "learning_rate", "strategy", "grid_every", "run_dir", "cache_dir")
-"""Settings a run may change when it continues; any other one needs a new run dir."""
+CONTINUABLE = (
+    "epochs", "learning_rate", "strategy", "grid_every", "run_dir", "cache_dir",
+    "eval_images", "eval_samples", "latent_codes", "anomaly_images", "two_stage_epochs",
+)  # fmt: skip
+"""Settings a run may change when it continues (the evaluation sizes and the second stage
+do not touch the first stage's training); any other one needs a new run dir."""
 
 
 class TrainingDivergedError(RuntimeError):
@@ -459,8 +466,12 @@ def unreadable_backup(backup_dir) -> str | None:
     return None
 
 
+GRID_ROWS = ("validation", "reconstruction", "prior sample")
+
+
 class SaveGrids(keras.callbacks.Callback):
-    """After each epoch, saves originals / reconstructions / samples as one PNG."""
+    """After each epoch, saves validation faces, their reconstructions and prior samples
+    (the rows ``GRID_ROWS``) with ``save_grid``: ``epoch_NNN.png`` and ``epoch_NNN.npz``."""
 
     def __init__(self, images, out_dir, every=1, seed=0):
         super().__init__()
@@ -478,16 +489,46 @@ class SaveGrids(keras.callbacks.Callback):
             self.model.sample(len(self.images), seed=self.seed),
         ]
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        save_png_grid(np.stack(rows), self.out_dir / f"epoch_{epoch + 1:03d}.png")
+        save_grid(np.stack(rows), self.out_dir / f"epoch_{epoch + 1:03d}.png")
 
 
-def save_png_grid(grid, path):
-    """Tile ``grid`` float [0, 1] of shape (rows, cols, H, W, 3) into one PNG at ``path``."""
+def save_grid(grid, path):
+    """Save ``grid`` float [0, 1] of shape (rows, cols, H, W, 3) twice: tiled into one PNG
+    at ``path`` (to look at) and as the uint8 array ``grid`` in ``path`` with suffix .npz
+    (for ``load_grid`` and ``plots.image_grid``)."""
     from PIL import Image
 
+    grid = to_uint8(grid)
     rows, cols, h, w, c = grid.shape
-    tiled = grid.transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, c)
-    Image.fromarray(to_uint8(tiled)).save(path)
+    Image.fromarray(grid.transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, c)).save(path)
+    np.savez_compressed(Path(path).with_suffix(".npz"), grid=grid)
+
+
+def load_grid(run_dir, epoch: int | None = None) -> tuple[np.ndarray, int]:
+    """The grid ``SaveGrids`` saved after ``epoch`` (1-based; default: the last one saved).
+
+    Returns:
+        ``(grid, epoch)``: float32 in [0, 1], shape (rows, cols, H, W, 3) with the rows
+        ``GRID_ROWS``, and the epoch it was saved after.
+    """
+    from PIL import Image
+
+    from resvae_keras.data.images import as_float_images
+
+    grids = Path(run_dir) / "grids"
+    saved = sorted(grids.glob("epoch_*.png"))
+    if not saved:
+        raise FileNotFoundError(f"{grids} holds no epoch_NNN grid: train the run first")
+    png = saved[-1] if epoch is None else grids / f"epoch_{int(epoch):03d}.png"
+    if png.with_suffix(".npz").is_file():
+        with np.load(png.with_suffix(".npz")) as stored:
+            grid = stored["grid"]
+    else:  # a run saved before the arrays were: cut the tiled PNG back into its tiles
+        tiled = np.asarray(Image.open(png).convert("RGB"))
+        side = tiled.shape[0] // len(GRID_ROWS)
+        grid = tiled.reshape(len(GRID_ROWS), side, -1, side, 3).transpose(0, 2, 1, 3, 4)
+    shape = grid.shape
+    return as_float_images(grid.reshape(-1, *shape[2:])).reshape(shape), int(png.stem[6:])
 
 
 def load_history(run_dir):
@@ -545,6 +586,9 @@ def check_config(config: Config) -> None:
             fail(name, "a positive integer")
     if not (isinstance(config.kl_warmup_steps, (int, np.integer)) and config.kl_warmup_steps >= 0):
         fail("kl_warmup_steps", "an integer >= 0")
+    if not (isinstance(config.two_stage_epochs, (int, np.integer))
+            and config.two_stage_epochs >= 0):
+        fail("two_stage_epochs", "an integer >= 0 (0: no second stage)")
     if not (math.isfinite(config.learning_rate) and config.learning_rate > 0):
         fail("learning_rate", "a positive number, e.g. 0.001")
     if not (math.isfinite(config.beta) and config.beta >= 0):
@@ -727,6 +771,8 @@ def _train(config: Config, verbose, callbacks, strategy):
         model = _best_model(state_dir)
         if not role["chief"]:
             shutil.rmtree(out_dir, ignore_errors=True)
+        elif config.two_stage_epochs > 0 and not two_stage_is_current(run_dir):
+            two_stage_sampler(config, model, cache, verbose=bool(verbose))
         return model, history
     out_dir.mkdir(parents=True, exist_ok=True)
     config.save(out_dir / "config.json")
@@ -768,10 +814,68 @@ def _train(config: Config, verbose, callbacks, strategy):
             else:
                 (out_dir / "history.csv").unlink(missing_ok=True)
             raise TrainingDivergedError(_diverged_message(config, nan_stop.where, len(history)))
-        return _best_model(out_dir), load_history(out_dir)
+        model = _best_model(out_dir)
+        if role["chief"] and config.two_stage_epochs > 0 and not two_stage_is_current(run_dir):
+            two_stage_sampler(config, model, cache, verbose=bool(verbose))
+        return model, load_history(out_dir)
     finally:
         if not role["chief"]:
             shutil.rmtree(out_dir, ignore_errors=True)  # the chief's run dir has the run
+
+
+def two_stage_path(run_dir, checkpoint: str = "model.keras") -> Path:
+    """The second stage fitted on the codes of ``checkpoint``: ``two_stage.keras`` for the
+    best model, ``two_stage_<checkpoint stem>.keras`` for another one (e.g. ``last.keras``)."""
+    stem = Path(checkpoint).stem
+    return Path(run_dir) / ("two_stage.keras" if stem == "model" else f"two_stage_{stem}.keras")
+
+
+def two_stage_is_current(run_dir, checkpoint: str = "model.keras") -> bool:
+    """True when the second stage exists and is not older than ``checkpoint``."""
+    path, source = two_stage_path(run_dir, checkpoint), Path(run_dir) / checkpoint
+    return path.exists() and (not source.exists()
+                              or path.stat().st_mtime >= source.stat().st_mtime)
+
+
+def two_stage_sampler(config: Config, model=None, cache=None, checkpoint: str = "model.keras",
+                      verbose: bool = True):
+    """The run's two-stage sampler (Dai & Wipf 2019, ``latent.TwoStageSampler``).
+
+    Loaded from ``two_stage_path`` when that is current; otherwise fitted for
+    ``config.two_stage_epochs`` (0, "not after training", means the sampler's default) on the
+    posteriors of the training split under ``checkpoint``'s encoder, saved there (with
+    ``two_stage_history.csv``), and returned.
+    ``model`` and ``cache`` are loaded when not given.
+    """
+    from resvae_keras import data
+    from resvae_keras.latent import TwoStageSampler, encode_dataset
+
+    run_dir = config.run_path
+    path = two_stage_path(run_dir, checkpoint)
+    if two_stage_is_current(run_dir, checkpoint):
+        return TwoStageSampler.load(path)
+    if model is None:
+        model = (_best_model(run_dir) if checkpoint == "model.keras"
+                 else resvae_keras.model.load_model(run_dir / checkpoint))
+    cache = cache if cache is not None else data.load_cache(config, progress=False)
+    rows = cache.split_indices("train")
+    epochs = int(config.two_stage_epochs) or TwoStageSampler().epochs
+    if verbose:
+        state = "is older than " + checkpoint if path.exists() else "is missing"
+        print(f"{path.name} {state}: fitting the second-stage VAE on {len(rows)} training "
+              f"codes for {epochs} epochs", flush=True)
+    start = time.perf_counter()
+    batches = (cache.images[rows[i : i + 256]] for i in range(0, len(rows), 256))
+    z_mean, z_log_var = encode_dataset(model, batches)
+    deterministic = getattr(model, "kind", "vae") == "ae"
+    sampler = TwoStageSampler(epochs=epochs, seed=config.seed)
+    sampler.fit(z_mean, None if deterministic else z_log_var)
+    save_model(sampler.vae_, path)
+    sampler.history_.to_csv(path.with_name(path.stem + "_history.csv"), index_label="epoch")
+    if verbose:
+        print(f"{path.name}: fitted in {time.perf_counter() - start:.0f} s, "
+              f"gamma {sampler.vae_.gamma:.3f} (standard units of z)", flush=True)
+    return sampler
 
 
 def load_or_train(config: Config):

@@ -109,3 +109,39 @@ def test_sample_into_an_existing_file_and_from_another_keras_model(tmp_path):
     keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]).save(tmp_path / "model.keras")
     message = _exit_message(["sample", "--run-dir", str(tmp_path), "--out", str(tmp_path / "s")])
     assert message.startswith("error: ") and "holds a Sequential, not a ResVAE" in message
+
+
+def test_train_takes_the_conv_architecture():
+    from resvae_keras.__main__ import _overrides
+
+    args = build_parser().parse_args(["train", "--architecture", "conv"])
+    assert _overrides(args) == {"architecture": "conv"}
+
+
+def test_study_status_says_what_is_left_and_the_next_command(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RESVAE_HOME", str(tmp_path))  # no results: the whole design is left
+    (tmp_path / "pyproject.toml").write_text("")
+    main(["study", "--status"])
+    out = capsys.readouterr().out
+    assert "study: 0 of 15 runs finished (residual 0/3, plain 0/3, conv 0/3" in out
+    assert out.rstrip().endswith("next: python -m resvae_keras study")
+
+
+def test_evaluate_and_sample_accept_the_two_stage_sampler():
+    parser = build_parser()
+    assert parser.parse_args(["evaluate", "--run-dir", "r", "--sampler", "two_stage"]).sampler == "two_stage"
+    args = parser.parse_args(["sample", "--run-dir", "r", "--out", "o", "--sampler", "two_stage"])
+    assert args.sampler == "two_stage"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["sample", "--run-dir", "r", "--out", "o", "--sampler", "flow"])
+
+
+def test_two_stage_epochs_option_sets_the_config_and_is_checked():
+    from resvae_keras.__main__ import _overrides
+    from resvae_keras.config import get_profile
+    from resvae_keras.train import check_config
+
+    args = build_parser().parse_args(["train", "--profile", "demo", "--two-stage-epochs", "0"])
+    assert _overrides(args) == {"two_stage_epochs": 0}
+    with pytest.raises(ValueError, match=r"two_stage_epochs=-1 \(--two-stage-epochs\)"):
+        check_config(get_profile("demo", two_stage_epochs=-1))

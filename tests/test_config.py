@@ -1,13 +1,15 @@
-"""Tests for resvae_keras.config: profiles, the profile rule, and the train command of a config."""
+"""Tests for resvae_keras.config: profiles, the profile rule, the train command of a config,
+saving and loading (old config files included) and the evaluation sizes."""
 
 from __future__ import annotations
 
+import json
 import shlex
 
 import pytest
 
 from resvae_keras import config as config_module
-from resvae_keras.config import Config, get_profile, profile_from_env
+from resvae_keras.config import PROFILES, Config, get_profile, profile_from_env
 
 
 @pytest.mark.parametrize(
@@ -50,7 +52,36 @@ def test_train_command_gives_back_the_config():
 
 
 def test_config_json_round_trip(tmp_path):
-    config = Config(widths=(8, 16), extra={"norm": "batch"})
+    config = Config(widths=(8, 16), norm="batch", eval_images=50)
     config.save(tmp_path / "config.json")
     assert Config.load(tmp_path / "config.json") == config
     assert [p.name for p in tmp_path.iterdir()] == ["config.json"]  # no temporary file left
+
+
+def test_old_config_files_with_norm_in_extra_load_the_same(tmp_path):
+    # config.json files written before norm was a field kept it in "extra".
+    values = get_profile("demo").to_dict()
+    del values["norm"]
+    values["extra"] = {"norm": "batch"}
+    (tmp_path / "config.json").write_text(json.dumps(values))
+    assert Config.load(tmp_path / "config.json").norm == "batch"
+    values["extra"] = {}
+    (tmp_path / "config.json").write_text(json.dumps(values))
+    assert Config.load(tmp_path / "config.json") == get_profile("demo")
+
+
+def test_every_profile_sets_the_evaluation_sizes_its_notebooks_use():
+    demo, subset = get_profile("demo"), get_profile("celeba-subset")
+    assert (demo.eval_images, demo.eval_samples, demo.latent_codes, demo.anomaly_images) == (
+        300, 120, 2400, 150
+    )
+    assert subset.eval_samples == 10_000 and subset.latent_codes == 20_000
+    for name in PROFILES:
+        config = get_profile(name)
+        assert min(config.eval_images, config.eval_samples, config.latent_codes,
+                   config.anomaly_images) > 0
+
+
+def test_unknown_override_names_the_known_fields():
+    with pytest.raises(ValueError, match="unknown config field.*'norms'"):
+        get_profile("demo", norms="group")

@@ -10,7 +10,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from resvae_keras import data, evaluate, latent
+from resvae_keras import data, evaluate, latent, metrics
 
 
 @pytest.fixture
@@ -70,13 +70,16 @@ def test_evaluate_run_writes_metrics_json_offline(trained, offline):
     written = json.loads((config.run_path / "metrics.json").read_text())
     assert written == result
     expected = {"version", "profile", "demo", "model", "data", "settings", "reconstruction",
-                "per_attribute", "latent", "samples", "anomaly", "timings_s", "summary"}
+                "per_attribute", "latent", "samples", "sample_references", "anomaly",
+                "timings_s", "summary"}
     assert expected <= set(written)
     assert written["demo"] is True and written["profile"] == "demo"
     rec = written["reconstruction"]
     assert rec["n_images"] == 80 and rec["bits_per_dim"]["mean"] > 0
     assert {"mean", "std"} == set(rec["psnr"])
-    assert set(written["samples"]) == {"prior_t1", "prior_t0.7", "gmm_t1"}
+    assert set(written["samples"]) == {"prior_t1", "prior_t0.7", "two_stage_t1", "gmm_t1"}
+    assert written["samples"]["two_stage_t1"]["sampler"] == "two_stage"
+    assert (config.run_path / "two_stage.keras").exists()  # fitted by train, loaded here
     for report in written["samples"].values():
         realism = report["realism"]
         assert report["n_images"] == 32 and realism["swd"]["swd_mean"] > 0
@@ -85,13 +88,28 @@ def test_evaluate_run_writes_metrics_json_offline(trained, offline):
         assert report["memorization"]["n_queries"] == 32
     assert written["summary"]["fid_available"] is False
     assert written["summary"]["fid_prior_t1"] is None
-    for key in written["samples"]:
-        for level in ("swd_16", "swd_32", "swd_64"):
-            assert written["summary"][f"{level}_{key}"] == written["samples"][key]["realism"]["swd"][level]
+    references = written["sample_references"]
+    assert set(references) == set(evaluate.REFERENCE_SETS) == {"real_test", "reconstructions"}
+    rows = {**written["samples"], **references}
+    for key, row in rows.items():
+        swd = row["realism"]["swd"]
+        for res in (16, 32, 64):
+            assert written["summary"][f"swd_{res}_{key}"] == swd[f"swd_{res}"]
+        assert written["summary"][f"swd_{key}"] == swd["swd_mean"]
         assert 0.0 <= written["summary"][f"face_rate_{key}"] <= 1.0
-    table = evaluate.sample_table(written["samples"].values())
+    # the floor: real test faces against real training faces, far below uniform noise
+    real_test = references["real_test"]
+    assert real_test["n_images"] == 80 and real_test["realism"]["face_rate"] >= 0.4
+    noise = np.random.default_rng(0).random((80, 64, 64, 3), dtype=np.float32)
+    test_faces = data.load_cache(config, progress=False).images_of("test")
+    against_noise = metrics.sliced_wasserstein(test_faces, noise)
+    for level in ("swd_16", "swd_32", "swd_64"):
+        assert real_test["realism"]["swd"][level] < 0.5 * against_noise[level], level
+    table = evaluate.sample_table(rows.values())
     assert list(table.columns[:5]) == ["n_images", "face_rate", "swd_16_x1e3", "swd_32_x1e3",
                                        "swd_64_x1e3"]
+    assert table.loc[("real_test", np.nan), "ms_ssim_between_samples"] == pytest.approx(
+        written["samples"]["prior_t1"]["diversity"]["ms_ssim_real"])
     assert set(written["anomaly"]["results"]) == {"noise", "occlusion", "rotation", "non_face"}
     assert 0 < written["latent"]["active_units"] <= config.latent_dim
 
@@ -154,6 +172,11 @@ def test_write_samples_writes_pngs(trained, tmp_path):
     assert [p.name for p in paths] == ["sample_00000.png", "sample_00001.png", "sample_00002.png"]
     with Image.open(paths[0]) as image:
         assert image.size == (64, 64) and image.mode == "RGB"
+    two_stage = evaluate.write_samples(config.run_path, n=2, out_dir=tmp_path / "two",
+                                       sampler="two_stage", seed=1)
+    with Image.open(two_stage[0]) as image, Image.open(paths[0]) as prior:
+        assert np.asarray(image).shape == (64, 64, 3)
+        assert not np.array_equal(np.asarray(image), np.asarray(prior))
 
 
 def test_missing_run_dir_says_what_to_do(tmp_path):

@@ -54,6 +54,26 @@ def test_bad_configs_raise_value_error_naming_the_argument(kwargs, match):
         ResVAE(**{**dict(image_size=64, widths=(8, 16, 32), latent_dim=4), **kwargs})
 
 
+def test_resvae_and_config_share_one_default_architecture():
+    import inspect
+
+    from resvae_keras.config import Config
+
+    defaults = Config()
+    for function in (ResVAE.__init__, build_encoder, build_decoder):
+        parameters = inspect.signature(function).parameters
+        for name, parameter in parameters.items():
+            if hasattr(defaults, name) and parameter.default is not inspect.Parameter.empty:
+                assert parameter.default == getattr(defaults, name), (function.__name__, name)
+    assert "norm" in inspect.signature(ResVAE.__init__).parameters
+
+
+def test_the_head_uses_the_blocks_normalization():
+    model = ResVAE(image_size=16, widths=(8,), blocks_per_stage=1, latent_dim=4)
+    head, block = model.encoder.get_layer("head_norm"), model.encoder.get_layer("stage0_block0")
+    assert type(head) is type(block.norm1) and head.epsilon == block.norm1.epsilon
+
+
 def test_analytic_kl_matches_monte_carlo():
     rng = np.random.default_rng(0)
     mu = rng.normal(size=(1, 3)).astype("float32")

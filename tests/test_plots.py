@@ -76,6 +76,28 @@ FIGURES = {
         ylabel="loss",
         hlines={"target": 1.5},
     ),
+    "arm_points": lambda: plots.arm_points(
+        pd.DataFrame({"arm": ["residual"] * 3 + ["conv"], "psnr": [20.0, 20.5, 19.8, 18.0]}),
+        {"psnr": "test PSNR (dB)"}, {"residual": "ResVAE", "conv": "conv VAE"},
+    ),
+    "grouped_curves": lambda: plots.grouped_curves(
+        {"r0": ([1, 2], [5, 3]), "r1": ([1, 2], [5, 4]), "p0": ([1, 2], [6, 5])},
+        {"r0": "residual", "r1": "residual", "p0": "plain"}, "step", "loss",
+        vlines={"equal time": 1.5}, hlines={"threshold": 4.0},
+    ),
+    "trend_with_spread": lambda: plots.trend_with_spread(
+        pd.DataFrame({"x": [0.5, 1.0, 2.0], "n_seeds": [1, 3, 1], "kl": [400.0, 310.0, 200.0],
+                      "kl_seed_sd": [10.0] * 3}), {"kl": "KL (nats)"}, "beta", logx=True,
+    ),
+    "trend_with_spread_names": lambda: plots.trend_with_spread(
+        pd.DataFrame({"x": ["bernoulli", "gaussian"], "n_seeds": [1, 3], "psnr": [19.0, 20.0],
+                      "psnr_seed_sd": [np.nan, np.nan]}), {"psnr": "PSNR"}, "likelihood",
+    ),
+    "tradeoff": lambda: plots.tradeoff(
+        pd.DataFrame({"kl": [300.0, 200.0], "psnr": [20.0, 19.0], "face": [0.2, 0.6]},
+                     index=["free", "floor"]), "kl", {"psnr": "PSNR", "face": "face rate"},
+        "rate: KL (nats)",
+    ),
     "norm_plot": lambda: plots.norm_plot(
         pd.DataFrame({"lerp": [4, 2.8, 4], "slerp": [4, 4, 4]}, index=[0, 0.5, 1]), 16
     ),
@@ -208,3 +230,19 @@ def test_latent_explorer_widget_redraws_when_a_slider_moves():
     assert image.value != before
     controls.children[-1].click()  # reset
     assert sliders["Smiling (s)"].value == 0.0 and image.value == before
+
+
+def test_arm_points_draw_every_seed_and_label_the_seed_counts():
+    table = pd.DataFrame({"arm": ["residual"] * 3 + ["conv"], "psnr": [20.0, 20.5, 19.8, 18.0]})
+    fig = plots.arm_points(table, {"psnr": "PSNR"}, {"residual": "ResVAE", "conv": "conv"})
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["ResVAE\n(n=3)", "conv\n(n=1)"]
+    assert sum(len(c.get_offsets()) for c in ax.collections if c.get_offsets().ndim == 2) >= 4
+
+
+def test_trend_with_spread_draws_a_band_of_the_seed_spread():
+    trend = pd.DataFrame({"x": [0.5, 1.0, 2.0], "n_seeds": [1, 3, 1], "kl": [4.0, 3.0, 2.0],
+                          "kl_seed_sd": [0.5] * 3})
+    ax = plots.trend_with_spread(trend, {"kl": "KL"}, "beta").axes[0]
+    band = [c for c in ax.collections if type(c).__name__ in ("PolyCollection", "FillBetweenPolyCollection")]
+    assert band and "SD between seeds" in " ".join(t.get_text() for t in ax.get_legend().texts)

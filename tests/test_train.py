@@ -13,19 +13,26 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from resvae_keras import data, latent
 from resvae_keras.config import Config, get_profile
 from resvae_keras.model import ResVAE, load_model
 from resvae_keras.train import (
+    GRID_ROWS,
     Checkpoints,
     KLWarmup,
     RunSettingsError,
     TrainingDivergedError,
     describe_tf_config,
+    load_grid,
     load_history,
     make_strategy,
     precision,
+    save_grid,
     set_precision,
     train,
+    two_stage_is_current,
+    two_stage_path,
+    two_stage_sampler,
     worker_dir,
 )
 
@@ -44,6 +51,7 @@ def tiny_config(demo_root, tmp_path):
         batch_size=8,
         epochs=2,
         seed=0,
+        two_stage_epochs=0,  # the second stage has its own test
     )
 
 
@@ -67,7 +75,14 @@ def test_train_writes_the_run_dir_and_a_loadable_model(tiny_config):
     assert {"config.json", "history.csv", "model.keras", "last.keras"} <= {
         p.name for p in run.iterdir()
     }
-    assert sorted(p.name for p in (run / "grids").iterdir()) == ["epoch_001.png", "epoch_002.png"]
+    assert sorted(p.name for p in (run / "grids").iterdir()) == [
+        "epoch_001.npz", "epoch_001.png", "epoch_002.npz", "epoch_002.png"
+    ]
+    grid, epoch = load_grid(run)
+    assert epoch == 2 and grid.dtype == np.float32
+    assert grid.shape[0] == len(GRID_ROWS) and grid.shape[2:] == (32, 32, 3)
+    validation = data.load_cache(tiny_config, progress=False).images_of("val")[:8]
+    np.testing.assert_array_equal(grid[0], data.as_float_images(validation))
     assert not (run / "backup").exists()  # removed once the run completed
     assert Config.load(run / "config.json") == tiny_config
     assert list(history["epoch"]) == [0, 1]
@@ -76,6 +91,32 @@ def test_train_writes_the_run_dir_and_a_loadable_model(tiny_config):
     )
     loaded = keras.models.load_model(run / "model.keras")
     assert loaded.reconstruct(np.zeros((1, 32, 32, 3), "float32")).shape == (1, 32, 32, 3)
+
+
+def test_train_fits_the_second_stage_once_and_again_when_the_model_is_newer(tiny_config):
+    config = tiny_config.replace(two_stage_epochs=2)
+    model, _ = train(config, verbose=0)
+    run = config.run_path
+    path = two_stage_path(run)
+    assert path.name == "two_stage.keras" and two_stage_is_current(run)
+    assert sorted(p.name for p in run.glob("two_stage*")) == [
+        "two_stage.keras", "two_stage_history.csv"]  # no partial file left behind
+    history = pd.read_csv(run / "two_stage_history.csv")
+    assert list(history["epoch"]) == [0, 1] and {"loss", "gamma"} <= set(history.columns)
+    stamp = path.stat().st_mtime_ns
+    train(config, verbose=0)  # finished run, current second stage: nothing is refitted
+    assert path.stat().st_mtime_ns == stamp
+    z = two_stage_sampler(config).sample(5, seed=1)
+    assert z.shape == (5, config.latent_dim) and path.stat().st_mtime_ns == stamp
+    os.utime(path, ns=(stamp - 10**10, stamp - 10**10))  # model.keras is now the newer file
+    assert not two_stage_is_current(run)
+    refitted = two_stage_sampler(config, model, verbose=False)
+    assert two_stage_is_current(run) and path.stat().st_mtime_ns > stamp - 10**10
+    assert refitted.sample(5, seed=1).shape == z.shape
+    assert two_stage_path(run, "last.keras").name == "two_stage_last.keras"
+    path.unlink()  # 0 epochs: none after training, the sampler's default when one is asked for
+    two_stage_sampler(config.replace(two_stage_epochs=0), model, verbose=False)
+    assert len(pd.read_csv(run / "two_stage_history.csv")) == latent.TwoStageSampler().epochs
 
 
 def test_same_seed_gives_the_same_first_epoch_loss(tiny_config, tmp_path):
@@ -255,6 +296,17 @@ def test_train_runs_under_the_config_policy_and_restores_it(tiny_config, monkeyp
     train(tiny_config.replace(mixed_precision="mixed_bfloat16"))
     assert seen == ["mixed_bfloat16"]
     assert keras.mixed_precision.dtype_policy().name == "float32"
+
+
+def test_load_grid_reads_the_arrays_and_old_runs_pngs(tmp_path):
+    grid = np.random.default_rng(0).random((3, 2, 4, 4, 3)).astype(np.float32)
+    (tmp_path / "grids").mkdir()
+    save_grid(grid, tmp_path / "grids" / "epoch_007.png")
+    loaded, epoch = load_grid(tmp_path)
+    assert epoch == 7 and loaded.shape == grid.shape
+    np.testing.assert_allclose(loaded, grid, atol=0.5 / 255)
+    (tmp_path / "grids" / "epoch_007.npz").unlink()  # a run saved before the arrays were
+    np.testing.assert_array_equal(load_grid(tmp_path, epoch=7)[0], loaded)
 
 
 def test_load_history_of_a_run_killed_before_its_first_epoch(tmp_path):
@@ -452,9 +504,8 @@ def test_two_workers_over_loopback_train_like_one_process(tmp_path, monkeypatch)
     assert "worker 1 done; the chief wrote the run dir" in outputs[1][0]
 
     chief = tmp_path / "runs" / "mw0"
-    assert {"config.json", "history.csv", "model.keras", "last.keras", "grids"} == {
-        p.name for p in chief.iterdir()
-    }
+    assert {"config.json", "history.csv", "model.keras", "last.keras", "grids",
+            "two_stage.keras", "two_stage_history.csv"} == {p.name for p in chief.iterdir()}
     assert not (tmp_path / "runs" / "mw1").exists()
     assert not list(temp.glob("resvae-*"))  # worker 1's temporary folder is removed
     assert Config.load(chief / "config.json").batch_size == 16  # per worker

@@ -29,6 +29,7 @@ import colorsys
 import json
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -105,80 +106,109 @@ def _sample_attributes(rng: np.random.Generator) -> dict[str, bool]:
     }
 
 
-def draw_demo_face(seed: int, index: int) -> tuple[Image.Image, dict[str, bool]]:
-    """One synthetic face: an RGB 178x218 PIL image and its attributes (True where drawn).
+@dataclass(frozen=True)
+class _Geometry:
+    """Where the face sits, in 178x218 pixels; the eye line is near y = 112 as in CelebA."""
 
-    Depends only on ``(seed, index)``.
-    """
-    rng = np.random.default_rng([int(seed), int(index)])
-    attrs = _sample_attributes(rng)
-    k = _SUPERSAMPLE
-    w, h = WIDTH * k, HEIGHT * k
+    a: float  # half the face width (the eye distance is 31-38 px, as in CelebA)
+    fh: float  # face height
+    cx: float  # centre of the face
+    ye: float  # eye line
+    yaw: float  # sideways shift of eyes, nose and mouth (a turned head)
+    roll: float  # in-plane rotation, degrees
 
-    # background: a vertical gradient between two colours that are never blue
-    half = rng.integers(2)
-    top_c = np.array(_not_blue_colour(rng, (0.05, 0.6), (0.35, 0.95), half), float)
-    bottom_c = np.array(_not_blue_colour(rng, (0.05, 0.6), (0.3, 0.9), half), float)
-    t = np.linspace(0.0, 1.0, h)[:, None]
-    column = ((1 - t) * top_c + t * bottom_c + 0.5).astype(np.uint8)
-    canvas = Image.fromarray(np.repeat(column[:, None, :], w, axis=1), "RGB")
+    @property
+    def top(self) -> float:
+        return self.ye - 0.46 * self.fh
 
-    # geometry in 178x218 pixels: eyes near y = 112 like aligned CelebA
-    fw = rng.uniform(74, 90)  # face width; eye distance 31-38 px as in CelebA
-    a = fw / 2
-    fh = fw * rng.uniform(1.25, 1.35)  # face height
+    @property
+    def bottom(self) -> float:
+        return self.top + self.fh
+
+
+def _sample_geometry(rng: np.random.Generator) -> _Geometry:
+    fw = rng.uniform(74, 90)  # face width
+    fh = fw * rng.uniform(1.25, 1.35)
     cx = 89 + rng.uniform(-5, 5)
-    ye = 112 + rng.uniform(-4, 4)  # eye line
-    top = ye - 0.46 * fh
-    bottom = top + fh
-    yaw = rng.uniform(-1, 1) * 0.12 * a  # features slide sideways
-    roll = rng.uniform(-6, 6)  # degrees
+    ye = 112 + rng.uniform(-4, 4)
+    yaw = rng.uniform(-1, 1) * 0.12 * (fw / 2)
+    roll = rng.uniform(-6, 6)
+    return _Geometry(a=fw / 2, fh=fh, cx=cx, ye=ye, yaw=yaw, roll=roll)
 
+
+@dataclass(frozen=True)
+class _Palette:
+    skin: tuple[int, int, int]
+    shade: tuple[int, int, int]  # ears, neck, creases: the skin, darker
+    hair: tuple[int, int, int]
+    brow: tuple[int, int, int]  # brows and moustache
+
+
+def _sample_palette(rng: np.random.Generator, attrs: dict[str, bool]) -> _Palette:
     skin = np.array(
         _PALE_SKIN[rng.integers(3)] if attrs["Pale_Skin"] else _SKIN[rng.integers(len(_SKIN))],
         float,
     )
     skin = _rgb(skin + rng.uniform(-6, 6, 3))
-    shade = _rgb(np.array(skin) * 0.8)
     hair_name = next(n for n in _HAIR_RGB if attrs.get(n))
     hair = _rgb(np.array(_HAIR_RGB[hair_name]) + rng.uniform(-10, 10, 3))
     brow = _rgb(np.array(hair) * (0.7 if hair_name in ("Blond_Hair", "Gray_Hair") else 0.9))
+    return _Palette(skin=skin, shade=_rgb(np.array(skin) * 0.8), hair=hair, brow=brow)
 
-    layer = Image.new("RGBA", (w, h), (0, 0, 0, 0))
-    d = ImageDraw.Draw(layer)
 
-    def box(x0, y0, x1, y1):
+class _Pen:
+    """``ImageDraw`` on the supersampled layer, taking coordinates in 178x218 pixels."""
+
+    def __init__(self, layer: Image.Image, k: int = _SUPERSAMPLE):
+        self.draw = ImageDraw.Draw(layer)
+        self.k = k
+
+    def box(self, x0, y0, x1, y1) -> list[float]:
+        k = self.k
         return [x0 * k, y0 * k, x1 * k, y1 * k]
 
-    def pts(*xy):
-        return [(x * k, y * k) for x, y in xy]
+    def pts(self, *xy) -> list[tuple[float, float]]:
+        return [(x * self.k, y * self.k) for x, y in xy]
 
-    male = attrs["Male"]
-    # hair behind the head: long for women, short for men
+
+def _background(rng: np.random.Generator, w: int, h: int) -> Image.Image:
+    """A vertical gradient between two colours that are never blue, ``w`` x ``h``."""
+    half = rng.integers(2)
+    top_c = np.array(_not_blue_colour(rng, (0.05, 0.6), (0.35, 0.95), half), float)
+    bottom_c = np.array(_not_blue_colour(rng, (0.05, 0.6), (0.3, 0.9), half), float)
+    t = np.linspace(0.0, 1.0, h)[:, None]
+    column = ((1 - t) * top_c + t * bottom_c + 0.5).astype(np.uint8)
+    return Image.fromarray(np.repeat(column[:, None, :], w, axis=1), "RGB")
+
+
+def _draw_head(pen: _Pen, g: _Geometry, male: bool, p: _Palette, rng: np.random.Generator):
+    """Hair behind the head (short for men, long for women), neck, shirt, ears, face."""
+    d, box, a, fh, cx, top, bottom = pen.draw, pen.box, g.a, g.fh, g.cx, g.top, g.bottom
     if male:
-        d.ellipse(box(cx - 1.1 * a, top - 0.1 * fh, cx + 1.1 * a, top + 0.6 * fh), fill=hair)
+        d.ellipse(box(cx - 1.1 * a, top - 0.1 * fh, cx + 1.1 * a, top + 0.6 * fh), fill=p.hair)
     else:
-        d.ellipse(box(cx - 1.3 * a, top - 0.12 * fh, cx + 1.3 * a, top + 1.25 * fh), fill=hair)
-    # neck and shoulders
+        d.ellipse(box(cx - 1.3 * a, top - 0.12 * fh, cx + 1.3 * a, top + 1.25 * fh), fill=p.hair)
     shirt = _rgb(
         np.array(colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.2, 0.8), rng.uniform(0.3, 0.9)))
         * 255
     )
-    d.rectangle(box(cx - 0.42 * a, bottom - 0.15 * fh, cx + 0.42 * a, HEIGHT), fill=shade)
+    d.rectangle(box(cx - 0.42 * a, bottom - 0.15 * fh, cx + 0.42 * a, HEIGHT), fill=p.shade)
     d.ellipse(box(cx - 2.5 * a, bottom + 0.1 * fh, cx + 2.5 * a, bottom + 1.1 * fh), fill=shirt)
-    # ears, face
     for side in (-1, 1):
         d.ellipse(
-            box(cx + side * a - 0.16 * a, ye - 0.02 * fh, cx + side * a + 0.16 * a, ye + 0.2 * fh),
-            fill=shade,
+            box(cx + side * a - 0.16 * a, g.ye - 0.02 * fh, cx + side * a + 0.16 * a, g.ye + 0.2 * fh),
+            fill=p.shade,
         )
-    d.ellipse(box(cx - a, top, cx + a, bottom), fill=skin)
+    d.ellipse(box(cx - a, top, cx + a, bottom), fill=p.skin)
 
-    # eyes and brows
+
+def _draw_eyes(pen: _Pen, g: _Geometry, male: bool, p: _Palette, rng: np.random.Generator):
+    """White, iris and pupil of both eyes, an upper lid crease, and the brows."""
+    d, box, k, a, fh, ye = pen.draw, pen.box, pen.k, g.a, g.fh, g.ye
     iris = _IRIS[rng.integers(len(_IRIS))]
     yb = ye - 0.1 * fh
     for side in (-1, 1):
-        ex = cx + yaw + side * 0.42 * a
+        ex = g.cx + g.yaw + side * 0.42 * a
         d.ellipse(
             box(ex - 0.19 * a, ye - 0.09 * a, ex + 0.19 * a, ye + 0.09 * a), fill=(240, 238, 232)
         )
@@ -190,40 +220,50 @@ def draw_demo_face(seed: int, index: int) -> tuple[Image.Image, dict[str, bool]]
             box(ex - 0.2 * a, ye - 0.11 * a, ex + 0.2 * a, ye + 0.11 * a),
             190,
             350,
-            fill=shade,
+            fill=p.shade,
             width=k,
         )
         bw = (0.1 if male else 0.065) * a
         d.line(
-            pts(
+            pen.pts(
                 (ex - side * 0.22 * a, yb + 0.02 * fh),
                 (ex, yb - 0.012 * fh),
                 (ex + side * 0.24 * a, yb + 0.012 * fh),
             ),
-            fill=brow,
+            fill=p.brow,
             width=max(2, round(bw * k)),
             joint="curve",
         )
-    # nose
-    ny = top + 0.68 * fh
-    nx = cx + 1.5 * yaw
+
+
+def _draw_nose(pen: _Pen, g: _Geometry, p: _Palette):
+    """The bridge line and two nostrils."""
+    d, k, a, fh = pen.draw, pen.k, g.a, g.fh
+    ny = g.top + 0.68 * fh
+    nx = g.cx + 1.5 * g.yaw
     d.line(
-        pts((nx - 0.02 * a, ye + 0.06 * fh), (nx + 0.05 * a, ny - 0.02 * fh)), fill=shade, width=k
+        pen.pts((nx - 0.02 * a, g.ye + 0.06 * fh), (nx + 0.05 * a, ny - 0.02 * fh)),
+        fill=p.shade,
+        width=k,
     )
     for side in (-1, 1):
         d.ellipse(
-            box(
+            pen.box(
                 nx + side * 0.12 * a - 0.06 * a,
                 ny - 0.025 * fh,
                 nx + side * 0.12 * a + 0.06 * a,
                 ny + 0.01 * fh,
             ),
-            fill=shade,
+            fill=p.shade,
         )
-    # mouth
-    my = top + 0.81 * fh
-    mx = cx + yaw
-    lips = (185, 40, 62) if attrs["Wearing_Lipstick"] else _rgb(np.array(skin) * (0.82, 0.58, 0.58))
+
+
+def _draw_mouth(pen: _Pen, g: _Geometry, attrs: dict[str, bool], p: _Palette):
+    """An open smile with teeth or closed lips (red with lipstick), and the moustache."""
+    d, box, pts, k, a, fh = pen.draw, pen.box, pen.pts, pen.k, g.a, g.fh
+    my = g.top + 0.81 * fh
+    mx = g.cx + g.yaw
+    lips = (185, 40, 62) if attrs["Wearing_Lipstick"] else _rgb(np.array(p.skin) * (0.82, 0.58, 0.58))
     if attrs["Smiling"]:
         d.chord(
             box(mx - 0.36 * a, my - 0.07 * fh, mx + 0.36 * a, my + 0.07 * fh),
@@ -252,6 +292,7 @@ def draw_demo_face(seed: int, index: int) -> tuple[Image.Image, dict[str, bool]]
             width=k,
         )
     if attrs["Mustache"]:
+        ny = g.top + 0.68 * fh  # under the nose
         d.polygon(
             pts(
                 (mx - 0.4 * a, my - 0.02 * fh),
@@ -260,81 +301,115 @@ def draw_demo_face(seed: int, index: int) -> tuple[Image.Image, dict[str, bool]]
                 (mx + 0.4 * a, my - 0.02 * fh),
                 (mx, my - 0.045 * fh),
             ),
-            fill=brow,
+            fill=p.brow,
         )
 
-    # hair over the forehead: a cap down to the hairline, jagged for bangs
-    hairline = top + (0.3 if attrs["Bangs"] else 0.17) * fh
+
+def _draw_front_hair(pen: _Pen, g: _Geometry, bangs: bool, p: _Palette):
+    """Hair over the forehead: a cap down to the hairline, jagged for bangs."""
+    d, box, a, fh, cx, top = pen.draw, pen.box, g.a, g.fh, g.cx, g.top
+    hairline = top + (0.3 if bangs else 0.17) * fh
     cap_top = top - 0.1 * fh
-    d.chord(box(cx - 1.08 * a, cap_top, cx + 1.08 * a, 2 * hairline - cap_top), 180, 360, fill=hair)
-    if attrs["Bangs"]:
+    d.chord(box(cx - 1.08 * a, cap_top, cx + 1.08 * a, 2 * hairline - cap_top), 180, 360, fill=p.hair)
+    if bangs:
         teeth = 9
         xs = np.linspace(cx - 0.95 * a, cx + 0.95 * a, 2 * teeth + 1)
         ys = [hairline + (0.06 * fh if j % 2 else -0.01 * fh) for j in range(len(xs))]
         d.polygon(
-            pts(
+            pen.pts(
                 (xs[0], hairline - 0.05 * fh),
                 *zip(xs, ys, strict=True),
                 (xs[-1], hairline - 0.05 * fh),
             ),
-            fill=hair,
+            fill=p.hair,
         )
     else:
         d.ellipse(
-            box(cx - 0.62 * a, hairline - 0.07 * fh, cx + 0.62 * a, hairline + 0.25 * fh), fill=skin
+            box(cx - 0.62 * a, hairline - 0.07 * fh, cx + 0.62 * a, hairline + 0.25 * fh),
+            fill=p.skin,
         )
 
-    # glasses: thick blue frames around both eyes, a bridge and the temples
-    if attrs["Eyeglasses"]:
-        frame = _rgb(np.array(_GLASSES_RGB) + rng.uniform(-10, 10, 3))
-        fwid = max(3, round(0.13 * a * k))
-        for side in (-1, 1):
-            ex = cx + yaw + side * 0.42 * a
-            d.rounded_rectangle(
-                box(ex - 0.3 * a, ye - 0.2 * a, ex + 0.3 * a, ye + 0.2 * a),
-                radius=0.1 * a * k,
-                outline=frame,
-                width=fwid,
-            )
-            d.line(
-                pts((ex + side * 0.3 * a, ye - 0.08 * a), (cx + side * 0.98 * a, ye - 0.1 * a)),
-                fill=frame,
-                width=fwid,
-            )
+
+def _draw_glasses(pen: _Pen, g: _Geometry, rng: np.random.Generator):
+    """Thick blue frames around both eyes, a bridge and the temples."""
+    d, a, ye, cx, yaw = pen.draw, g.a, g.ye, g.cx, g.yaw
+    frame = _rgb(np.array(_GLASSES_RGB) + rng.uniform(-10, 10, 3))
+    fwid = max(3, round(0.13 * a * pen.k))
+    for side in (-1, 1):
+        ex = cx + yaw + side * 0.42 * a
+        d.rounded_rectangle(
+            pen.box(ex - 0.3 * a, ye - 0.2 * a, ex + 0.3 * a, ye + 0.2 * a),
+            radius=0.1 * a * pen.k,
+            outline=frame,
+            width=fwid,
+        )
         d.line(
-            pts((cx + yaw - 0.12 * a, ye - 0.06 * a), (cx + yaw + 0.12 * a, ye - 0.06 * a)),
+            pen.pts((ex + side * 0.3 * a, ye - 0.08 * a), (cx + side * 0.98 * a, ye - 0.1 * a)),
             fill=frame,
             width=fwid,
         )
-
-    # hat: crown and brim over the top of the head
-    if attrs["Wearing_Hat"]:
-        hat = _not_blue_colour(rng, (0.1, 0.8), (0.15, 0.85))
-        base = top + 0.07 * fh  # where the crown meets the brim
-        crown_top = max(top - 0.2 * fh, 43.0)  # stays inside the crop box
-        d.chord(
-            box(cx - 0.98 * a, crown_top, cx + 0.98 * a, 2 * base - crown_top), 180, 360, fill=hat
-        )
-        d.rectangle(
-            box(cx - 0.97 * a, base - 0.05 * fh, cx + 0.97 * a, base),
-            fill=_rgb(np.array(hat) * 0.6),
-        )
-        d.ellipse(box(cx - 1.4 * a, base - 0.035 * fh, cx + 1.4 * a, base + 0.065 * fh), fill=hat)
-
-    layer = layer.rotate(
-        roll,
-        resample=Image.Resampling.NEAREST,  # smoothed by the 2x downsample
-        center=(cx * k, ye * k),
+    d.line(
+        pen.pts((cx + yaw - 0.12 * a, ye - 0.06 * a), (cx + yaw + 0.12 * a, ye - 0.06 * a)),
+        fill=frame,
+        width=fwid,
     )
-    canvas.paste(layer, (0, 0), layer)
-    image = canvas.reduce(_SUPERSAMPLE)  # box filter: each pixel averages a 2x2 block
 
-    # lighting: overall gain times a left-right ramp (side light)
+
+def _draw_hat(pen: _Pen, g: _Geometry, rng: np.random.Generator):
+    """Crown and brim over the top of the head, inside the crop box."""
+    d, box, a, fh, cx, top = pen.draw, pen.box, g.a, g.fh, g.cx, g.top
+    hat = _not_blue_colour(rng, (0.1, 0.8), (0.15, 0.85))
+    base = top + 0.07 * fh  # where the crown meets the brim
+    crown_top = max(top - 0.2 * fh, 43.0)  # stays inside the crop box
+    d.chord(box(cx - 0.98 * a, crown_top, cx + 0.98 * a, 2 * base - crown_top), 180, 360, fill=hat)
+    d.rectangle(
+        box(cx - 0.97 * a, base - 0.05 * fh, cx + 0.97 * a, base),
+        fill=_rgb(np.array(hat) * 0.6),
+    )
+    d.ellipse(box(cx - 1.4 * a, base - 0.035 * fh, cx + 1.4 * a, base + 0.065 * fh), fill=hat)
+
+
+def _light(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Overall gain times a left-right ramp (side light)."""
     gain = rng.uniform(0.8, 1.15)
     side_light = rng.uniform(-0.25, 0.25)
     ramp = gain * (1 + side_light * (np.arange(WIDTH) - WIDTH / 2) / (WIDTH / 2))
     lit = np.asarray(image, np.float32) * ramp[None, :, None].astype(np.float32)
-    image = Image.fromarray(np.clip(lit + 0.5, 0, 255).astype(np.uint8), "RGB")
+    return Image.fromarray(np.clip(lit + 0.5, 0, 255).astype(np.uint8), "RGB")
+
+
+def draw_demo_face(seed: int, index: int) -> tuple[Image.Image, dict[str, bool]]:
+    """One synthetic face: an RGB 178x218 PIL image and its attributes (True where drawn).
+
+    Depends only on ``(seed, index)``. The parts are drawn back to front on a 2x layer
+    that is rotated by the roll, pasted on the background and box-filtered down; every
+    random number comes from one generator, in the order below.
+    """
+    rng = np.random.default_rng([int(seed), int(index)])
+    attrs = _sample_attributes(rng)
+    k = _SUPERSAMPLE
+    canvas = _background(rng, WIDTH * k, HEIGHT * k)
+    g = _sample_geometry(rng)
+    palette = _sample_palette(rng, attrs)
+    layer = Image.new("RGBA", (WIDTH * k, HEIGHT * k), (0, 0, 0, 0))
+    pen = _Pen(layer, k)
+    _draw_head(pen, g, attrs["Male"], palette, rng)
+    _draw_eyes(pen, g, attrs["Male"], palette, rng)
+    _draw_nose(pen, g, palette)
+    _draw_mouth(pen, g, attrs, palette)
+    _draw_front_hair(pen, g, attrs["Bangs"], palette)
+    if attrs["Eyeglasses"]:
+        _draw_glasses(pen, g, rng)
+    if attrs["Wearing_Hat"]:
+        _draw_hat(pen, g, rng)
+    layer = layer.rotate(
+        g.roll,
+        resample=Image.Resampling.NEAREST,  # smoothed by the 2x downsample
+        center=(g.cx * k, g.ye * k),
+    )
+    canvas.paste(layer, (0, 0), layer)
+    image = canvas.reduce(_SUPERSAMPLE)  # box filter: each pixel averages a 2x2 block
+    image = _light(image, rng)
     return image, {name: bool(attrs.get(name, False)) for name in ATTRIBUTE_NAMES}
 
 
