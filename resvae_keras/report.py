@@ -56,6 +56,7 @@ MAIN_COMMAND = (
     "python -m resvae_keras evaluate --run-dir runs/celeba-subset"
 )
 STUDY_COMMAND = "python -m resvae_keras study"
+MAIN_METRICS = f"`report/results/{MAIN_RUN}/metrics.json`"
 
 # Labels of names in the results files (words, not sentences).
 ARM_NAMES = {"residual": "ResVAE (residual)", "plain": "VAE polos", "conv": "VAE konvolusional"}
@@ -158,13 +159,6 @@ def not_available(what: str, command: str) -> str:
             f"`{command}`, lalu `make report`.*")
 
 
-def _path_text(path: Path, root: Path) -> str:
-    try:
-        return str(Path("report") / "results" / path.relative_to(root))
-    except ValueError:
-        return path.name
-
-
 def _get(mapping, dotted: str):
     """``mapping["a"]["b"]`` for ``"a.b"``; None when any key is missing."""
     value = mapping
@@ -245,8 +239,6 @@ class Results:
     def seeds(self) -> pd.DataFrame:
         return study.seeds_per_arm(self.study_dir, self.study_runs)
 
-    def main_file(self, name: str) -> str:
-        return _path_text(self.main_dir / name, self.root)
 
 # -- the architecture (needs Keras, no results) -----------------------------------------
 
@@ -352,7 +344,7 @@ def table_data(results: Results) -> str:
     m = results.main_metrics
     counts = _get(m, "data.split_counts") if m else None
     if not counts:
-        return not_available(f"`{results.main_file('metrics.json')}`", MAIN_COMMAND)
+        return not_available(MAIN_METRICS, MAIN_COMMAND)
     names = {"train": "latih (train)", "val": "validasi (val)", "test": "uji (test)"}
     total = sum(counts.values())
     rows = [(names.get(k, k), integer(v), num(100 * v / total, 1)) for k, v in counts.items()]
@@ -365,13 +357,13 @@ HYPERPARAMETERS = (  # config key -> Indonesian label
     ("widths", "Lebar kanal per tahap"),
     ("blocks_per_stage", "Blok residual per tahap"),
     ("latent_dim", "Dimensi laten d"),
-    ("likelihood", "Likelihood rekonstruksi"),
+    ("likelihood", "*Likelihood* rekonstruksi"),
     ("beta", "β (bobot KL)"),
     ("kl_warmup_steps", "Pemanasan KL (langkah)"),
     ("batch_size", "Ukuran batch"),
     ("learning_rate", "Laju belajar Adam"),
     ("epochs", "Epoch"),
-    ("seed", "Seed"),
+    ("seed", "*Seed*"),
     ("mixed_precision", "Presisi"),
 )
 
@@ -399,7 +391,7 @@ def table_hiperparameter(results: Results) -> str:
         (r["config"] for r in runs.values() if r.get("config")), None)
     if main is None and reference is None:
         return not_available(
-            f"`{results.main_file('config.json')}` dan `report/results/study/*/config.json`",
+            f"`report/results/{MAIN_RUN}/config.json` dan `report/results/study/*/config.json`",
             f"{MAIN_COMMAND}` atau `{STUDY_COMMAND}")
     seeds = sorted({r["config"]["seed"] for r in runs.values() if "seed" in r.get("config", {})})
     rows = []
@@ -411,7 +403,7 @@ def table_hiperparameter(results: Results) -> str:
         else:
             study_cell = DASH
         rows.append((label, main_cell, study_cell))
-    return markdown_table(["Hiperparameter", "Run utama", "Studi perbandingan (run acuan)"], rows,
+    return markdown_table(["Hiperparameter", "Percobaan utama", "Studi perbandingan (percobaan acuan)"], rows,
                           numeric=[])
 
 
@@ -429,16 +421,16 @@ def _time_row(label, history: pd.DataFrame, config: dict):
 def table_waktu(results: Results) -> str:
     rows = []
     if results.main_history is not None and len(results.main_history):
-        rows.append(_time_row(f"`{MAIN_RUN}` (run utama)", results.main_history,
+        rows.append(_time_row(f"`{MAIN_RUN}` (percobaan utama)", results.main_history,
                               results.main_config or {}))
     for name, r in results.study.items():
         if len(r["history"]):
             rows.append(_time_row(f"`{name}`", r["history"], r.get("config", {})))
     if not rows:
-        return not_available("`history.csv` run utama maupun run studi",
+        return not_available("`history.csv` percobaan utama maupun percobaan studi",
                              f"{MAIN_COMMAND}` atau `{STUDY_COMMAND}")
     return markdown_table(
-        ["Run", "Epoch", "Presisi", "Median waktu/epoch (s)", "Total waktu latih (menit)",
+        ["Percobaan", "Epoch", "Presisi", "Median waktu/epoch (s)", "Total waktu latih (menit)",
          "Val loss terbaik (nats)"], rows, numeric=[1, 3, 4, 5])
 
 
@@ -460,7 +452,7 @@ def table_rekonstruksi(results: Results) -> str:
     m = results.main_metrics
     rec = m and m.get("reconstruction")
     if not rec:
-        return not_available(f"`{results.main_file('metrics.json')}`", MAIN_COMMAND)
+        return not_available(MAIN_METRICS, MAIN_COMMAND)
     rows = [(label, num(_get(rec, f"{key}.mean"), d), num(_get(rec, f"{key}.std"), d))
             for key, label, d in RECONSTRUCTION_ROWS]
     rows.append(("σ dekoder (satuan intensitas [0, 1])", num(rec.get("decoder_sigma"), 4), DASH))
@@ -470,8 +462,8 @@ def table_rekonstruksi(results: Results) -> str:
 def table_generalisasi(results: Results) -> str:
     m = results.main_metrics
     if not m or not m.get("reconstruction"):
-        return not_available(f"`{results.main_file('metrics.json')}`", MAIN_COMMAND)
-    sets = [("split uji (fallback 80:10:10)", m["reconstruction"])]
+        return not_available(MAIN_METRICS, MAIN_COMMAND)
+    sets = [("split uji (aturan cadangan)", m["reconstruction"])]
     for name, other in results.other_metrics.items():
         rec = other.get("reconstruction", other)
         sets.append((f"`{name}`", rec))
@@ -482,7 +474,7 @@ def table_generalisasi(results: Results) -> str:
     table = markdown_table(["Data", "n", "MSE", "PSNR (dB)", "SSIM", "MS-SSIM", "bit/dim"], rows)
     if len(sets) == 1:
         table += "\n\n" + not_available(
-            f"evaluasi pada potongan wajah partisi uji resmi (`{results.main_file('metrics_*.json')}`)",
+            f"evaluasi pada potongan wajah partisi uji resmi (`report/results/{MAIN_RUN}/metrics_*.json`)",
             "evaluate.evaluate_run('runs/celeba-subset', data_dir=<folder potongan wajah>, "
             "cache_dir=<folder cache>)")
     return table
@@ -502,7 +494,7 @@ def per_attribute_rows(results: Results, k: int = 10) -> pd.DataFrame | None:
 def table_per_atribut(results: Results) -> str:
     top = per_attribute_rows(results)
     if top is None:
-        return not_available(f"`{results.main_file('metrics.json')}`", MAIN_COMMAND)
+        return not_available(MAIN_METRICS, MAIN_COMMAND)
     rows = [(f"`{name}`", integer(r.n_with), integer(r.n_without), num(r.mean_with, 3, 1e3),
              num(r.mean_without, 3, 1e3), num(r.difference, 3, 1e3), num(r.t, 2),
              p_value(r.p_value)) for name, r in top.iterrows()]
@@ -523,7 +515,7 @@ def _sampler_label(key: str, report: dict) -> str:
 def table_sampel(results: Results) -> str:
     samples = _samples(results)
     if not samples:
-        return not_available(f"`{results.main_file('metrics.json')}`", MAIN_COMMAND)
+        return not_available(MAIN_METRICS, MAIN_COMMAND)
     # metrics.json files written before the face-detection rate have neither the column
     # nor the reference rows; their table stays as it was
     references = _get(results.main_metrics, "sample_references") or {}
@@ -548,7 +540,7 @@ def table_sampel(results: Results) -> str:
 def table_keragaman(results: Results) -> str:
     samples = _samples(results)
     if not samples:
-        return not_available(f"`{results.main_file('metrics.json')}`", MAIN_COMMAND)
+        return not_available(MAIN_METRICS, MAIN_COMMAND)
     rows = []
     for key, s in samples.items():
         d, mem = s.get("diversity", {}), s.get("memorization", {})
@@ -574,7 +566,7 @@ def _pct(value):
 def table_laten(results: Results) -> str:
     lat = _get(results.main_metrics or {}, "latent")
     if not lat:
-        return not_available(f"`{results.main_file('metrics.json')}`", MAIN_COMMAND)
+        return not_available(MAIN_METRICS, MAIN_COMMAND)
     top = ", ".join(f"z{u} ({num(kl, 2)})" for u, kl in
                     zip(lat.get("top_units", [])[:5], lat.get("top_units_kl_nats", [])[:5],
                         strict=False))
@@ -601,7 +593,7 @@ def _anomaly_label(kind: str, strengths: dict) -> str:
 def table_anomali(results: Results) -> str:
     anomaly = _get(results.main_metrics or {}, "anomaly")
     if not anomaly or not anomaly.get("results"):
-        return not_available(f"`{results.main_file('metrics.json')}`", MAIN_COMMAND)
+        return not_available(MAIN_METRICS, MAIN_COMMAND)
     strengths = anomaly.get("corruption_strengths", {})
     rows = []
     for kind, by_score in anomaly["results"].items():
@@ -609,29 +601,6 @@ def table_anomali(results: Results) -> str:
             rows.append((_anomaly_label(kind, strengths), SCORE_NAMES.get(score, score),
                          num(r.get("auroc"), 3), num(r.get("ap"), 3)))
     return markdown_table(["Anomali", "Skor", "AUROC", "AP"], rows, numeric=[2, 3])
-
-
-def _seed_counts(results: Results, group: str = "arms") -> str:
-    """``ResVAE (residual) 2 dari 3 seed, ...`` for the arms (or a sweep group)."""
-    counts = results.seeds.loc[group] if group in results.seeds.index.get_level_values(0) else None
-    if counts is None:
-        return ""
-    return ", ".join(f"{ARM_NAMES.get(arm, arm)} {int(r.finished)} dari {int(r.planned)} "
-                     f"{'seed' if group == 'arms' else 'run'}" for arm, r in counts.iterrows())
-
-
-def _study_not_run(results: Results, what: str, group: str = "arms") -> str:
-    """The "not available yet" line of a study region, with how many seeds each arm has."""
-    return not_available(what, STUDY_COMMAND).rstrip("*") + (
-        f" Saat ini tersedia: {_seed_counts(results, group)}.*")
-
-
-def _seeds_note(results: Results, group: str = "arms") -> str:
-    counts = results.seeds.loc[group]
-    if (counts["finished"] == counts["planned"]).all():
-        return ""
-    return (f"\n\n*Belum lengkap: {_seed_counts(results, group)}. Run lainnya dibuat oleh "
-            f"`{STUDY_COMMAND}`, lalu `make report`.*")
 
 
 def _label(measure: str) -> tuple[str, int]:
@@ -645,24 +614,19 @@ ABLATION_COLUMNS = ("psnr", "ssim", "ms_ssim", "neg_elbo_bpd", "sharpness_ratio"
 def table_ablasi(results: Results) -> str:
     table = results.arms
     if table.empty:
-        return _study_not_run(results, "run lengan studi (`report/results/study/*/metrics.json`)")
+        return not_available("percobaan kelompok studi (`report/results/study/*/metrics.json`)", STUDY_COMMAND)
     columns = [c for c in ABLATION_COLUMNS if c in table]
     rows = [(f"`{name}`", ARM_NAMES.get(r["arm"], r["arm"]), integer(r["seed"]),
              *(num(r[c], _label(c)[1]) for c in columns)) for name, r in table.iterrows()]
-    return markdown_table(["Run", "Lengan", "Seed", *(_label(c)[0] for c in columns)], rows,
-                          numeric=range(2, 3 + len(columns))) + _seeds_note(results)
-
-
-def _arm_columns(table: pd.DataFrame) -> list[str]:
-    keys = [c for c in STUDY_MEASURES if c in table and table[c].notna().any()]
-    return keys
+    return markdown_table(["Percobaan", "Kelompok", "Seed", *(_label(c)[0] for c in columns)], rows,
+                          numeric=range(2, 3 + len(columns)))
 
 
 def table_ablasi_ringkasan(results: Results) -> str:
     table = results.arms
     if table.empty:
-        return _study_not_run(results, "run lengan studi (`report/results/study/*/metrics.json`)")
-    columns = _arm_columns(table)
+        return not_available("percobaan kelompok studi (`report/results/study/*/metrics.json`)", STUDY_COMMAND)
+    columns = [c for c in STUDY_MEASURES if c in table and table[c].notna().any()]
     summary = study.arm_summary(table, columns)
     arms = list(summary.index)
     rows = [(_label(c)[0], *(plus_minus(summary.loc[a, f"{c}_mean"], summary.loc[a, f"{c}_sd"],
@@ -688,7 +652,7 @@ def _testable(results: Results) -> bool:
 
 def table_uji_welch(results: Results) -> str:
     if not _testable(results):
-        return _study_not_run(results, "sekurang-kurangnya dua seed per lengan untuk uji Welch")
+        return not_available("sekurang-kurangnya dua seed per kelompok untuk uji Welch", STUDY_COMMAND)
     rows = []
     for r in results.verdicts.itertuples():
         label, decimals = _label(r.measure)
@@ -721,7 +685,7 @@ def table_status(results: Results) -> str:
 def table_klaim(results: Results) -> str:
     """One row per hypothesis and comparison (``study.claims``), its verdict as a word."""
     if not _testable(results):
-        return _study_not_run(results, "sekurang-kurangnya dua seed per kelompok")
+        return not_available("sekurang-kurangnya dua seed per kelompok", STUDY_COMMAND)
     rows = [(HYPOTHESIS_NAMES[c.hypothesis], f"{ARM_NAMES.get(c.arm, c.arm)} − "
              f"{ARM_NAMES.get(c.baseline, c.baseline)}", VERDICT_WORDS[c.verdict],
              integer(c.n_supported), integer(c.n_contradicted),
@@ -739,7 +703,7 @@ SWEEP_COLUMNS = ("psnr", "ssim", "sharpness_ratio", "kl_nats", "face_rate_prior_
 def _sweep_table(results: Results, group: str, x: str, header: str, show) -> str:
     table = results.study_table
     if table.empty or not (table["group"] == group).any():
-        return _study_not_run(results, f"run `{group}_*` (`report/results/study/`)", group)
+        return not_available(f"percobaan `{group}_*` (`report/results/study/`)", STUDY_COMMAND)
     columns = [c for c in SWEEP_COLUMNS if c in table]
     trend = study.sweep_trend(table, group, x, columns)
     rows = []
@@ -749,7 +713,7 @@ def _sweep_table(results: Results, group: str, x: str, header: str, show) -> str
                  else num(values[c], _label(c)[1]) for c in columns]
         rows.append((show(r.x), integer(r.n_seeds), *cells))
     return markdown_table([header, "n seed", *(_label(c)[0] for c in columns)], rows,
-                          numeric=range(1, 2 + len(columns))) + _seeds_note(results, group)
+                          numeric=range(1, 2 + len(columns)))
 
 
 def table_likelihood(results: Results) -> str:
@@ -759,37 +723,6 @@ def table_likelihood(results: Results) -> str:
 
 def table_beta(results: Results) -> str:
     return _sweep_table(results, "beta", "beta", "β", lambda x: f"{float(x):g}")
-
-
-def table_readme_results(results: Results) -> str:
-    """The README's headline table, in English, from the main run's committed results."""
-    v, config, history = values(results), results.main_config, results.main_history
-    if "psnr" not in v or not config or history is None:
-        return f"The main run is not in report/results yet (`{MAIN_COMMAND}`)."
-    counts = _get(results.main_metrics, "data.split_counts") or {}
-    rows = [
-        ("profile", f"`{config['profile']}`"),
-        ("data", "CelebA subset: " + ", ".join(f"{k} {integer(v)}" for k, v in counts.items())),
-        ("image size", f"{config['image_size']}x{config['image_size']}"),
-        ("model", f"widths {'-'.join(str(w) for w in config['widths'])}, "
-                  f"{config['blocks_per_stage']} blocks/stage, latent {config['latent_dim']}, "
-                  f"{config['likelihood']} decoder, beta {config['beta']:g}"),
-        ("training", f"{len(history)} epochs, {num(history['wall_time_s'].iloc[-1] / 60, 1)} min "
-                     "on a shared 2-core CPU"),
-        ("test PSNR / SSIM / MS-SSIM", f"{v['psnr']} dB / {v['ssim']} / {v['ms_ssim']} "
-                                       f"({v['n_uji']} images)"),
-        ("negative ELBO", f"{v.get('bpd', DASH)} bits/dim"),
-        ("sample realism, SWD x1e3 (lower is better)",
-         ", ".join(f"{k.replace('_t', ' sampler, T = ')} {num(_get(s, 'realism.swd.swd_mean'), 1)}"
-                   for k, s in _samples(results).items())),
-        ("FID / KID", "not computed: needs the InceptionV3 ImageNet weights "
-                      "(`evaluate --allow-download`)"
-         if not _get(results.main_metrics, "summary.fid_available") else "see metrics.json"),
-        ("anomaly AUROC (negative ELBO)",
-         ", ".join(f"{k} {num(_get(r, 'neg_elbo.auroc'), 3)}"
-                   for k, r in (_get(results.main_metrics, "anomaly.results") or {}).items())),
-    ]
-    return markdown_table(["", "value"], rows)
 
 
 # -- the numbers of the prose ---------------------------------------------------------------
@@ -896,6 +829,8 @@ def values(results: Results) -> dict[str, str]:
            "alpha": f"{ALPHA:g}"}
     m = results.main_metrics or {}
     rec = m.get("reconstruction") or {}
+    counts = _get(m, "data.split_counts") or {}
+    out.update(n_latih=integer(counts.get("train")), n_val=integer(counts.get("val")))
     if rec:
         out.update(n_uji=integer(rec.get("n_images")), psnr=num(_get(rec, "psnr.mean"), 2),
                    ssim=num(_get(rec, "ssim.mean"), 3), ms_ssim=num(_get(rec, "ms_ssim.mean"), 3),
@@ -924,7 +859,7 @@ def values(results: Results) -> dict[str, str]:
 
 
 KEYS = (  # the keys values() can make (regular expressions): any other {{key}} is a typo
-    "n_param|lebar|blok|d|alpha|n_uji|psnr|ssim|ms_ssim|bpd|kl|sigma|rmse|rasio_sigma",
+    "n_param|lebar|blok|d|alpha|n_latih|n_val|n_uji|psnr|ssim|ms_ssim|bpd|kl|sigma|rmse|rasio_sigma",
     r"[a-z0-9_]+_(?:n|psnr|ssim)",
     "epoch|menit_latih|detik_per_epoch|epoch_terbaik|epoch_beta|epoch_kl_min",
     "rek_awal|rek_akhir|kl_awal|kl_puncak|kl_min|kl_akhir",
@@ -956,7 +891,6 @@ REGIONS: dict[str, Callable[[Results], str]] = {
     "klaim": table_klaim,
     "likelihood": table_likelihood,
     "beta": table_beta,
-    "readme_results": table_readme_results,  # in the top-level README.md
 }
 
 # -- figures with Indonesian labels -----------------------------------------------------
@@ -968,20 +902,12 @@ def figure_kurva_loss(results: Results):
     history = results.main_history
     if history is None or not len(history):
         return None
-    history = history.assign(epoch=history["epoch"] + 1)
-    fig = plots.loss_curves(history, title="Kurva pelatihan run utama (CelebA 64×64)")
-    titles = {"loss": "loss total (−ELBO dengan β)", "reconstruction_loss": "rekonstruksi −log p(x|z)",
-              "kl_loss": "divergensi KL"}
-    panels = [c for c in ("loss", "reconstruction_loss", "kl_loss") if c in history.columns]
-    from matplotlib.ticker import MaxNLocator
-
-    for ax, column in zip(fig.axes, panels, strict=False):
-        ax.set(title=titles[column], xlabel="epoch", ylabel="nats per citra")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        for line, label in zip(ax.get_lines(), ("latih", "validasi"), strict=False):
-            line.set_label(label)
-        ax.legend()
-    return fig
+    return plots.loss_curves(
+        history.assign(epoch=history["epoch"] + 1), ylabel="nats per citra",
+        panel_titles={"loss": "loss total (−ELBO dengan β)", "kl_loss": "divergensi KL",
+                      "reconstruction_loss": "rekonstruksi −log p(x|z)"},
+        series_labels=("latih", "validasi"),
+        title="Kurva pelatihan percobaan utama (CelebA 64×64)")
 
 
 def _validation_curves(results: Results, seconds: bool):
@@ -1011,7 +937,7 @@ def figure_val_loss_epoch(results: Results):
     return plots.grouped_curves(curves, groups, "langkah optimasi",
                                 "−ELBO validasi (β = 1, nats per citra)",
                                 hlines={"ambang loss": threshold},
-                                title="−ELBO validasi per langkah, setiap seed setiap lengan")
+                                title="−ELBO validasi per langkah, setiap seed setiap kelompok")
 
 
 def figure_val_loss_waktu(results: Results):
@@ -1035,25 +961,25 @@ def _arm_points(results: Results, columns, title: str):
     if table.empty or not columns:
         return None
     arms = {a: ARM_NAMES.get(a, a) for a in table["arm"].unique()}
-    return plots.arm_points(table, {c: _label(c)[0] for c in columns}, arms, xlabel="lengan",
+    return plots.arm_points(table, {c: _label(c)[0] for c in columns}, arms, xlabel="kelompok",
                             title=title)
 
 
 def figure_ablasi_psnr(results: Results):
     return _arm_points(results, ("psnr", "ssim", "sharpness_ratio"),
-                       "Rekonstruksi per lengan: setiap seed dan rata-rata dengan IK 95%")
+                       "Rekonstruksi per kelompok: setiap seed dan rata-rata dengan IK 95%")
 
 
 def figure_ablasi_swd(results: Results):
     columns = [f"{kind}_{key}" for key in study.sampler_keys(results.arms)
                for kind in ("face_rate", "swd_mean")] if len(results.arms) else []
-    return _arm_points(results, columns, "Sampel per lengan: setiap seed dan rata-rata dengan IK 95%")
+    return _arm_points(results, columns, "Sampel per kelompok: setiap seed dan rata-rata dengan IK 95%")
 
 
 def figure_ablasi_waktu(results: Results):
     return _arm_points(results, ("steps_to_threshold", "seconds_to_threshold",
                                  "val_neg_elbo_at_equal_time"),
-                       "Kecepatan pelatihan per lengan")
+                       "Kecepatan pelatihan per kelompok")
 
 
 def _beta_trend(results: Results, columns, title: str):
@@ -1064,7 +990,7 @@ def _beta_trend(results: Results, columns, title: str):
         return None
     trend = study.sweep_trend(table, "beta", "beta", list(columns))
     return plots.trend_with_spread(trend, {c: _label(c)[0] for c in columns}, "β (skala log)",
-                                   logx=True, spread_label="±1 SD antar-seed (lengan residual)",
+                                   logx=True, spread_label="±1 SD antar-seed (kelompok residual)",
                                    point_label="satu seed per titik",
                                    mean_label="rata-rata {n} seed", title=title)
 
@@ -1100,16 +1026,11 @@ def figure_auroc(results: Results):
     if not anomaly or not anomaly.get("results"):
         return None
     strengths = anomaly.get("corruption_strengths", {})
-    values = pd.Series({_anomaly_label(k, strengths): _get(v, "neg_elbo.auroc")
-                        for k, v in anomaly["results"].items()}, dtype=float, name="AUROC")
-    values.index.name = "jenis anomali"
-    fig = plots.metric_bars(values, xlabel="jenis anomali", ylabel="AUROC skor −ELBO",
-                            title="Deteksi anomali dengan −ELBO")
-    ax = fig.axes[0]
-    ax.axhline(0.5, linestyle="--", color="gray", linewidth=1, label="tebakan acak (0.5)")
-    ax.set_ylim(0, 1.05)
-    ax.legend(fontsize=8, loc="lower right")
-    return fig
+    auroc = pd.Series({_anomaly_label(k, strengths): _get(v, "neg_elbo.auroc")
+                       for k, v in anomaly["results"].items()}, dtype=float, name="AUROC")
+    return plots.metric_bars(auroc, xlabel="jenis anomali", ylabel="AUROC skor −ELBO",
+                             hlines={"tebakan acak (0.5)": 0.5}, limits=(0, 1.05),
+                             title="Deteksi anomali dengan −ELBO")
 
 
 def figure_norma_interpolasi(results: Results):
@@ -1119,15 +1040,11 @@ def figure_norma_interpolasi(results: Results):
 
     d = int((results.main_config or {}).get("latent_dim") or Config().latent_dim)
     z0, z1 = latent.prior_samples(200, d, seed=1), latent.prior_samples(200, d, seed=2)
-    fig = plots.norm_plot(latent.norm_along_path(z0, z1, steps=21), d,
-                          title=f"Norma z sepanjang lintasan antara dua sampel prior (d = {d})")
-    ax = fig.axes[0]
-    ax.set(xlabel="t (posisi sepanjang lintasan)", ylabel="norma ‖z‖ (rata-rata 200 pasang)")
-    labels = ["lerp", "slerp", "√d: norma khas sampel N(0, I)", "√(d/2)"]
-    for line, label in zip(ax.get_lines(), labels, strict=False):
-        line.set_label(label)
-    ax.legend(fontsize=8)
-    return fig
+    return plots.norm_plot(latent.norm_along_path(z0, z1, steps=21), d,
+                           xlabel="t (posisi sepanjang lintasan)",
+                           ylabel="norma ‖z‖ (rata-rata 200 pasang)",
+                           hline_labels=("√d: norma khas sampel N(0, I)", "√(d/2)"),
+                           title=f"Norma z sepanjang lintasan antara dua sampel prior (d = {d})")
 
 
 FIGURES: dict[str, Callable[[Results], object]] = {
@@ -1184,22 +1101,10 @@ def draw_figures(results: Results, figures_dir: Path) -> list[Path]:
 # -- filling the report -----------------------------------------------------------------
 
 
-FIGURE_SOURCES = {  # what a figure is drawn from, for its "not available yet" line
-    "laporan_kurva_loss": (f"`report/results/{MAIN_RUN}/history.csv`", MAIN_COMMAND),
-    "laporan_per_atribut": (f"`report/results/{MAIN_RUN}/metrics.json`", MAIN_COMMAND),
-    "laporan_auroc": (f"`report/results/{MAIN_RUN}/metrics.json`", MAIN_COMMAND),
-    "laporan_rate_distorsi": ("`report/results/study/beta_*/`", STUDY_COMMAND),
-    "laporan_swd_beta": ("`report/results/study/beta_*/`", STUDY_COMMAND),
-    "laporan_val_loss_waktu": ("`report/results/study/benchmark.json`",
-                               f"{STUDY_COMMAND} --benchmark"),
-}
-
-
 def _figure_body(name: str, caption: str | None, figures_dir: Path) -> str:
     if (figures_dir / f"{name}.png").is_file():
         return f"![{caption or name}](../figures/{name}.png)"
-    source, command = FIGURE_SOURCES.get(name, ("`report/results/study/`", STUDY_COMMAND))
-    return not_available(f"`figures/{name}.png` ({source})", command)
+    return not_available(f"`figures/{name}.png`", f"{MAIN_COMMAND}` atau `{STUDY_COMMAND}")
 
 
 def fill_text(template: str, known: dict[str, str], missing: str = MISSING) -> str:

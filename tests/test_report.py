@@ -411,24 +411,24 @@ def expected_tables(root: Path) -> dict:
     histories = []
     if (main / "history.csv").is_file():
         history = pd.read_csv(main / "history.csv")  # a resumed run may log an epoch twice
-        histories.append(("celeba-subset (run utama)",
+        histories.append(("celeba-subset (percobaan utama)",
                           history.drop_duplicates("epoch", keep="last")))
     histories += [(name, r["history"]) for name, r in runs.items()]
     if histories:
-        tables["waktu"] = ([{"Run": name, "Epoch": len(h),
+        tables["waktu"] = ([{"Percobaan": name, "Epoch": len(h),
                              "Median waktu/epoch (s)": h["epoch_time_s"].median(),
                              "Total waktu latih (menit)": h["wall_time_s"].iloc[-1] / 60,
                              "Val loss terbaik (nats)": h["val_loss"].min()}
-                            for name, h in histories], ("Run", "Presisi"))
+                            for name, h in histories], ("Percobaan", "Presisi"))
     if (main / "config.json").is_file() and "residual_s0" in runs:
         config, ref = _json(main / "config.json"), runs["residual_s0"]["config"]
         seeds = sorted({r["config"]["seed"] for r in runs.values()})
         keys = ("image_size", "widths", "blocks_per_stage", "latent_dim", None, "beta",
                 "kl_warmup_steps", "batch_size", "learning_rate", "epochs", "seed", None)
         tables["hiperparameter"] = ([
-            {"Run utama": ..., "Studi perbandingan (run acuan)": ...} if key is None
-            else {"Run utama": config[key],
-                                    "Studi perbandingan (run acuan)":
+            {"Percobaan utama": ..., "Studi perbandingan (percobaan acuan)": ...} if key is None
+            else {"Percobaan utama": config[key],
+                                    "Studi perbandingan (percobaan acuan)":
                                         seeds if key == "seed" else ref[key]}
             for key in keys], ("Hiperparameter",))
     values = _study_values(root)
@@ -439,7 +439,7 @@ def expected_tables(root: Path) -> dict:
                "Langkah sampai ambang loss": "steps_to_threshold"}
     if values:
         tables["ablasi"] = ([{"Seed": v["seed"], **{h: v[k] for h, k in columns.items()}}
-                             for v in values.values()], ("Run", "Lengan"))
+                             for v in values.values()], ("Percobaan", "Kelompok"))
         names = {"residual": "ResVAE (residual)", "plain": "VAE polos", "conv": "VAE konvolusional"}
         arms = list(dict.fromkeys(v["arm"] for v in values.values()))
         table = pd.DataFrame.from_dict(values, orient="index")
@@ -512,14 +512,13 @@ def test_every_table_number_equals_the_results_files(built):
 def test_the_missing_study_runs_are_counted_not_invented(built):
     text, _, _ = built
     regions = report.regions(text)
-    assert "VAE konvolusional 2 dari 3 seed" in regions["ablasi"]
-    assert "beta_2 0 dari 1 run" in regions["beta"]
-    assert "likelihood_bernoulli 0 dari 1 run" in regions["likelihood"]
-    assert "Bernoulli" not in regions["likelihood"].split("*Belum")[0]
+    assert "conv_s2" not in regions["ablasi"] and "conv_s1" in regions["ablasi"]
+    assert "Bernoulli" not in regions["likelihood"]
     _, rows = parse_table(regions["status"])
     status = dict(rows)
     assert status["studi: VAE konvolusional"] == "2 dari 3"
     assert status["studi: beta_2"] == "0 dari 1"
+    assert status["studi: likelihood_bernoulli"] == "0 dari 1"
 
 
 def test_prose_numbers_are_the_values_of_the_results_files(built):
@@ -541,6 +540,18 @@ def test_prose_numbers_are_the_values_of_the_results_files(built):
     # the fixture makes residual PSNR 1 dB above plain with a tiny spread: significant after Holm
     assert "(a) rekonstruksi lebih\nakurat: didukung" in regions["ablasi_teks"]
     assert "{{" not in "".join(regions.values())
+
+
+def test_every_prose_number_is_a_value_or_typed_in_the_template(built):
+    text, results, _ = built
+    known = report.values(report.Results(results))
+    allowed = {n for v in known.values() for n in numbers_in(v)}
+    texts = [m for m in report.REGION.finditer(text) if m["kind"] == "TEXT"]
+    assert texts
+    for m in texts:
+        typed = set(numbers_in(report.PLACEHOLDER.sub(" ", m["template"])))
+        for n in numbers_in(m["body"]):
+            assert n in allowed or n in typed, f"{m['name']}: {n} is neither a value nor typed"
 
 
 def test_a_placeholder_values_does_not_know_fails_the_build(tmp_path):
@@ -638,8 +649,7 @@ def test_table_figure_and_section_references_exist(built):
 def test_every_region_has_a_generator_and_every_generator_a_region():
     names = {m["name"] for m in report.REGION.finditer(LAPORAN.read_text())
              if m["kind"] == "TABLE"}
-    # readme_results fills the top-level README
-    assert names | {"readme_results"} == set(report.REGIONS)
+    assert names == set(report.REGIONS)
     figures = {m["name"] for m in report.REGION.finditer(LAPORAN.read_text())
                if m["kind"] == "FIGURE"}
     assert figures == set(report.FIGURES)
