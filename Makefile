@@ -1,4 +1,4 @@
-# resvae_keras: make demo | test | lab | figures | bench | report
+# resvae_keras: make demo | test | lab | figures | bench | report | gpu-check
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,7 +8,7 @@ NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export MPLBACKEND ?= Agg
 
-.PHONY: venv demo test lint lab figures bench report clean
+.PHONY: venv demo test lint lab figures bench report gpu-check clean
 
 # $(call run_notebooks,PROFILE,NBCONVERT_OUTPUT_FLAGS): execute every notebook in order, headless,
 # with inline figures (the notebooks also save them under figures/).
@@ -57,8 +57,13 @@ bench: $(STAMP)
 	$(BIN)/python -m resvae_keras bench train
 	$(BIN)/python -m resvae_keras bench eval
 
+# On a machine with an NVIDIA GPU: the CUDA build of TensorFlow in .venv-gpu, a GPU training
+# benchmark and one demo epoch, then one JSON line (README, "GPU and several devices").
+gpu-check:
+	PYTHON=$(PYTHON) bash scripts/gpu_check.sh
+
 report: $(STAMP)
 	$(BIN)/python -m resvae_keras report
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .venv-gpu .pytest_cache

@@ -68,7 +68,9 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run-dir", dest="run_dir", help="output folder (default runs/<profile>)")
     p.add_argument("--data-dir", dest="data_dir", help="CelebA root (default CELEBA_DIR)")
     p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", dest="batch_size", type=int)
+    p.add_argument("--batch-size", dest="batch_size", type=int,
+                   help="images per step on each worker; with several workers (TF_CONFIG) "
+                        "a step trains on batch size x workers images")
     p.add_argument("--learning-rate", dest="learning_rate", type=float)
     p.add_argument("--beta", type=float)
     p.add_argument("--kl-warmup-steps", dest="kl_warmup_steps", type=int)
@@ -87,7 +89,9 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
                    help="resnet: the ResVAE; conv: the shallow textbook convolutional VAE")
     p.add_argument("--seed", type=int)
     p.add_argument("--max-images", dest="max_images", type=int)
-    p.add_argument("--strategy", choices=["none", "mirrored", "auto"])
+    p.add_argument("--strategy", choices=["none", "mirrored", "auto"],
+                   help="auto: several workers when TF_CONFIG is set, every GPU when there "
+                        "are several, else one device (it prints which and why)")
     p.add_argument("--mixed-precision", dest="mixed_precision",
                    choices=["mixed_float16", "mixed_bfloat16", "float32"])
     p.add_argument("--two-stage-epochs", dest="two_stage_epochs", type=int,
@@ -196,6 +200,8 @@ def cmd_study(args):
             print(f"{arm}: {row['seconds_per_step']:.3f} s/step (IQR {row['q25']:.3f}-"
                   f"{row['q75']:.3f}), {row['train_gflops_per_image']:.2f} training GFLOP/image")
         print(study.status_text(profile=args.profile))
+    elif args.sweep:
+        study.run_sweep(only=args.only)
     else:
         study.run_study(only=args.only, profile=args.profile, max_runs=args.max_runs)
 
@@ -278,6 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--benchmark", action="store_true",
                    help="time every arm in one controlled run into benchmark.json")
     p.add_argument("--status", action="store_true", help="print what is done and what is next")
+    p.add_argument("--sweep", action="store_true",
+                   help="the default-model sweep (decoder sigma floor, latent size) instead")
     p.add_argument("--profile", default="celeba-subset", choices=["celeba-subset", "demo"],
                    help="demo: the same study, minute-sized, into runs/demo/")
     p.set_defaults(func=cmd_study)

@@ -85,7 +85,8 @@ class Config:
         kl_warmup_steps: beta ramps linearly from 0 over this many steps (0: off).
     Training:
         batch_size, epochs, learning_rate, seed: as usual; seed fixes data order,
-            weights and sampling noise.
+            weights and sampling noise. batch_size is per worker: with several workers
+            (``TF_CONFIG``) a step trains on ``batch_size * workers`` images.
         strategy: ``"none"``, ``"mirrored"`` or ``"auto"`` (see ``train.make_strategy``).
         mixed_precision: ``None``, ``"mixed_float16"`` (GPU) or ``"mixed_bfloat16"``.
         run_dir: output folder; ``None`` means ``runs/<profile>``.

@@ -357,7 +357,7 @@ HYPERPARAMETERS = (  # config key -> Indonesian label
     ("widths", "Lebar kanal per tahap"),
     ("blocks_per_stage", "Blok residual per tahap"),
     ("latent_dim", "Dimensi laten d"),
-    ("likelihood", "Likelihood rekonstruksi"),
+    ("likelihood", "*Likelihood* rekonstruksi"),
     ("beta", "β (bobot KL)"),
     ("kl_warmup_steps", "Pemanasan KL (langkah)"),
     ("batch_size", "Ukuran batch"),

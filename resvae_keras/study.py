@@ -758,17 +758,24 @@ def sweep_config(name: str, **extra) -> Config:
     )
 
 
-def train_sweep(only=None, verbose=2) -> None:
-    """Train every sweep run (or those in ``only``) whose results are not committed yet.
+def run_sweep(only=None, verbose=2) -> list[str]:
+    """Train, evaluate and collect every sweep run (or those in ``only``) without results.
 
-    An interrupted run resumes from its last completed epoch; a finished one is skipped.
+    Results go to ``report/results/sweep/<name>/`` (the study's schema, evaluated at
+    ``last.keras`` like the study's runs) as soon as a run finishes; a run whose
+    ``metrics.json`` is there is skipped, an interrupted one resumes from its last epoch.
     """
     from resvae_keras.train import train
 
+    root, finished = results_dir() / "sweep", []
     for name in only or sweep_runs():
-        if (results_dir() / "sweep" / name / "metrics.json").exists():
+        if (root / name / "metrics.json").exists():
             print(f"{name}: results exist, skipped", flush=True)
             continue
         config = sweep_config(name)
         print(f"== sweep {name}: {config.epochs} epochs into {config.run_dir}", flush=True)
         train(config, verbose=verbose)
+        collect(config, root / name)
+        print(f"== sweep {name}: results in {_shown(root / name)}", flush=True)
+        finished.append(name)
+    return finished

@@ -77,6 +77,10 @@ class RunSettingsError(ValueError):
     """A run dir asked to continue with settings other than those it was trained with."""
 
 
+class WorkerStateError(ValueError):
+    """The workers of a multi-worker run would not start from the same saved state."""
+
+
 def describe_tf_config(text):
     """The cluster that a ``TF_CONFIG`` JSON string names, checked.
 
@@ -204,20 +208,38 @@ def worker_dir(run_dir, role):
     return Path(tempfile.gettempdir()) / name
 
 
-def _from_every_worker(strategy, role, value):
-    """``value`` (a number) of every worker, in task order; also a barrier.
-
-    One all-reduce: each worker contributes its value at its own position.
-    """
+def _from_every_worker(strategy, role, values):
+    """``values`` (a few numbers) of every worker, one row per worker in task order (the
+    chief first); also a barrier. One all-reduce: each worker fills its own row."""
     import tensorflow as tf
 
-    slots = np.zeros(role["workers"], "float64")
-    slots[role["rank"]] = value
+    rows = np.zeros((role["workers"], len(values)), "float64")
+    rows[role["rank"]] = values
     per_worker = strategy.num_replicas_in_sync // role["workers"]
     total = strategy.reduce(
-        tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.constant(slots)), axis=None
+        tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.constant(rows)), axis=None
     )
-    return keras.ops.convert_to_numpy(total) / per_worker
+    return (keras.ops.convert_to_numpy(total) / per_worker).round().astype(int)
+
+
+_STARTS = ("start afresh", "restore its backup", "continue from last.keras")
+
+
+def _check_same_start(strategy, role, start, epoch, run_dir):
+    """Raise ``WorkerStateError`` unless every worker starts the same way (``_STARTS[start]``)
+    at the same epoch: they must create and restore the model in step."""
+    rows = _from_every_worker(strategy, role, (start, epoch))
+    if len({tuple(row) for row in rows}) > 1:
+        found = "; ".join(f"worker {rank}: {_STARTS[s]} at epoch {e}"
+                          for rank, (s, e) in enumerate(rows))
+        raise WorkerStateError(
+            f"the workers would not start in step ({found}; the chief first). This happens when "
+            "a worker was killed while it wrote its end-of-epoch files, or lost its temporary "
+            f"folder. Remove every backup (the chief's {run_dir / 'backup'} and the other "
+            f"workers' {Path(tempfile.gettempdir()) / 'resvae-*'} folders) and run again: the "
+            "run continues from the chief's last.keras where every worker sees the chief's run "
+            "dir (one machine, a shared folder or a copy), and starts over otherwise."
+        )
 
 
 def _backup_epoch(backup_dir):
@@ -731,14 +753,9 @@ def _train(config: Config, verbose, callbacks, strategy):
     last = state_dir / "last.keras"
     continued = last.exists() and len(history) > 0 and not interrupted
     if role["workers"] > 1:  # also waits until every worker is ready
-        start = _backup_epoch(backup) if interrupted else len(history) if continued else 0
-        starts = _from_every_worker(strategy, role, start)
-        if len(set(starts)) > 1:
-            raise RuntimeError(
-                f"the workers would resume at different epochs {starts.astype(int).tolist()} "
-                "(chief first). Restart every worker with its backup in place, or, to continue "
-                f"a finished run, give every worker a copy of the chief's run dir {run_dir}."
-            )
+        start = 1 if interrupted else 2 if continued else 0
+        epoch = _backup_epoch(backup) if interrupted else len(history) if continued else 0
+        _check_same_start(strategy, role, start, epoch, run_dir)
     with strategy.scope():
         if continued:
             # A finished run asked for more epochs: continue with the optimizer state.

@@ -542,6 +542,18 @@ def test_prose_numbers_are_the_values_of_the_results_files(built):
     assert "{{" not in "".join(regions.values())
 
 
+def test_every_prose_number_is_a_value_or_typed_in_the_template(built):
+    text, results, _ = built
+    known = report.values(report.Results(results))
+    allowed = {n for v in known.values() for n in numbers_in(v)}
+    texts = [m for m in report.REGION.finditer(text) if m["kind"] == "TEXT"]
+    assert texts
+    for m in texts:
+        typed = set(numbers_in(report.PLACEHOLDER.sub(" ", m["template"])))
+        for n in numbers_in(m["body"]):
+            assert n in allowed or n in typed, f"{m['name']}: {n} is neither a value nor typed"
+
+
 def test_a_placeholder_values_does_not_know_fails_the_build(tmp_path):
     results = report.Results(tmp_path)
     template = "<!-- BEGIN TEXT: x\nPSNR {{pnsr}} dB\n-->\n<!-- END TEXT: x -->\n"
