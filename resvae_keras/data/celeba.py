@@ -415,18 +415,17 @@ def annotations_for(source: CelebaSource, names: list[str]) -> pd.DataFrame:
     attributes = read_attributes(source.attributes_file)
     _check_rows(names, attributes, source.attributes_file, source)
     table = attributes.loc[names].copy()
-    if source.partition_file is not None:
-        partition = read_partition(source.partition_file)
-        _check_rows(names, partition, source.partition_file, source)
-        table["partition"] = partition.loc[names].to_numpy()
-    else:
-        table["partition"] = np.int8(-1)
-    if source.identity_file is not None:
-        identity = read_identities(source.identity_file)
-        _check_rows(names, identity, source.identity_file, source)
-        table["identity"] = identity.loc[names].to_numpy()
-    else:
-        table["identity"] = np.int32(-1)
+    optional = (
+        ("partition", source.partition_file, read_partition, np.int8(-1)),
+        ("identity", source.identity_file, read_identities, np.int32(-1)),
+    )
+    for column, path, read, unknown in optional:
+        if path is None:
+            table[column] = unknown
+            continue
+        rows = read(path)
+        _check_rows(names, rows, path, source)
+        table[column] = rows.loc[names].to_numpy()
     table.index.name = "image"
     return table
 
