@@ -143,12 +143,7 @@ def build_encoder(
         out_width = widths[min(k + 1, len(widths) - 1)]
         h = layers.Conv2D(out_width, 3, strides=2, padding="same", name=f"stage{k}_down")(h)
     h = _norm_act(h, norm, "head")
-    h = layers.Flatten(name="flatten")(h)
-    z_mean = layers.Dense(latent_dim, dtype="float32", name="z_mean")(h)
-    z_log_var = layers.Dense(
-        latent_dim, dtype="float32", kernel_initializer="zeros", name="z_log_var"
-    )(h)
-    return keras.Model(x_in, [z_mean, z_log_var], name=name)
+    return keras.Model(x_in, _posterior_head(h, latent_dim), name=name)
 
 
 def build_decoder(
@@ -189,6 +184,16 @@ def _batch_norm_leaky(h, name):
     return layers.LeakyReLU(0.2, name=f"{name}_act")(h)
 
 
+def _posterior_head(h, latent_dim):
+    """Flatten the features into ``(z_mean, z_log_var)``, float32; the log-variance starts at 0."""
+    h = layers.Flatten(name="flatten")(h)
+    z_mean = layers.Dense(latent_dim, dtype="float32", name="z_mean")(h)
+    z_log_var = layers.Dense(
+        latent_dim, dtype="float32", kernel_initializer="zeros", name="z_log_var"
+    )(h)
+    return z_mean, z_log_var
+
+
 def build_conv_encoder(image_size, widths, latent_dim, name="encoder"):
     """The textbook convolutional encoder ``x -> (z_mean, z_log_var)``: no residual blocks.
 
@@ -202,12 +207,7 @@ def build_conv_encoder(image_size, widths, latent_dim, name="encoder"):
     for k, width in enumerate(_conv_widths(widths)):
         h = layers.Conv2D(width, 3, strides=2, padding="same", name=f"conv{k}")(h)
         h = _batch_norm_leaky(h, f"conv{k}")
-    h = layers.Flatten(name="flatten")(h)
-    z_mean = layers.Dense(latent_dim, dtype="float32", name="z_mean")(h)
-    z_log_var = layers.Dense(
-        latent_dim, dtype="float32", kernel_initializer="zeros", name="z_log_var"
-    )(h)
-    return keras.Model(x_in, [z_mean, z_log_var], name=name)
+    return keras.Model(x_in, _posterior_head(h, latent_dim), name=name)
 
 
 def build_conv_decoder(image_size, widths, latent_dim, name="decoder"):
