@@ -742,9 +742,8 @@ def sweep_runs() -> dict[str, dict]:
         "sigma_free": {},  # sigma settles near 0.1 at this budget (0.075 after 20 epochs)
         "sigma_min_0.2": dict(sigma_min=0.2),
         "sigma_min_0.3": dict(sigma_min=0.3),
-        "sigma_min_0.15": dict(sigma_min=0.15),
-        "sigma_min_0.1": dict(sigma_min=0.1),
-        "sigma_min_0.2_latent64": dict(sigma_min=0.2, latent_dim=64),
+        "sigma_min_0.5": dict(sigma_min=0.5),
+        "sigma_min_0.4": dict(sigma_min=0.4),
     }
 
 
