@@ -1,20 +1,11 @@
 """The written report: fill ``report/laporan.md`` (and the README) from the committed results.
 
-Prose lives in the markdown. The generator writes only tables, figures and numbers, in three
-kinds of marked regions that ``build_report`` rewrites in place::
-
-    <!-- BEGIN TABLE: rekonstruksi -->          a table from the function in ``REGIONS``
-    <!-- BEGIN FIGURE: laporan_auroc "caption" -->   ``figures/<name>.png`` from ``FIGURES``
-    <!-- BEGIN TEXT: rq2
-    Pada {{n_uji}} citra uji, PSNR rata-rata {{psnr}} dB ...
-    -->                                          the template, kept in the marker, with every
-    ...filled text...                            ``{{key}}`` replaced from ``values(results)``
-    <!-- END TEXT: rq2 -->
-
-``values`` is one flat ``{key: formatted number}`` dict; a value the results files lack reads
-``belum diukur``, and a ``{{key}}`` that ``values`` never makes fails ``make report``. Every
-number comes from ``report/results/``: ``celeba-subset/`` (the main run: config.json,
-history.csv, metrics.json) and ``study/`` (runs.csv, benchmark.json, one folder per run).
+Prose lives in the markdown; ``build_report`` rewrites only marked regions in place:
+``<!-- BEGIN TABLE: name -->`` (a table from ``REGIONS``), ``<!-- BEGIN FIGURE: name "caption"
+-->`` (``figures/<name>.png`` from ``FIGURES``) and ``<!-- BEGIN TEXT: name``, a template and
+``-->``, whose ``{{key}}`` placeholders are filled from ``values(results)``, one flat
+``{key: formatted number}`` dict (a missing value reads ``belum diukur``; an unknown key fails).
+Every number comes from ``report/results/``: ``celeba-subset/`` (the main run) and ``study/``.
 
     python -m resvae_keras report      # or: make report
 """
@@ -27,7 +18,6 @@ import math
 import re
 import shutil
 import subprocess
-from collections.abc import Callable
 from functools import cache, cached_property, partial
 from pathlib import Path
 from typing import NamedTuple
@@ -35,8 +25,8 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from resvae_keras import study
-from resvae_keras.config import project_root
+from resvae_keras import metrics, plots, study
+from resvae_keras.config import Config, project_root
 
 MAIN_RUN = "celeba-subset"
 REGION = re.compile(
@@ -51,10 +41,8 @@ MISSING = "belum diukur"  # a {{key}} whose value the results files lack
 NBSP = "\u00a0"  # thousands separator of integers: unambiguous with a decimal point
 ALPHA = study.ALPHA
 
-MAIN_COMMAND = (
-    "python -m resvae_keras train --profile celeba-subset && "
-    "python -m resvae_keras evaluate --run-dir runs/celeba-subset"
-)
+MAIN_COMMAND = ("python -m resvae_keras train --profile celeba-subset && "
+                "python -m resvae_keras evaluate --run-dir runs/celeba-subset")
 STUDY_COMMAND = "python -m resvae_keras study"
 EITHER_COMMAND = f"{MAIN_COMMAND}` atau `{STUDY_COMMAND}"
 MAIN_METRICS = f"`report/results/{MAIN_RUN}/metrics.json`"
@@ -62,16 +50,12 @@ MAIN_METRICS = f"`report/results/{MAIN_RUN}/metrics.json`"
 # Labels of names in the results files (words, not sentences).
 ARM_NAMES = {"residual": "ResVAE (residual)", "plain": "VAE polos", "conv": "VAE konvolusional"}
 STUDY_MEASURES = {  # study measure -> (Indonesian label, decimals)
-    "psnr": ("PSNR (dB)", 2),
-    "ssim": ("SSIM", 4),
-    "ms_ssim": ("MS-SSIM", 4),
-    "neg_elbo_bpd": ("−ELBO (bit/dim)", 4),
-    "kl_nats": ("KL (nats)", 1),
+    "psnr": ("PSNR (dB)", 2), "ssim": ("SSIM", 4), "ms_ssim": ("MS-SSIM", 4),
+    "neg_elbo_bpd": ("−ELBO (bit/dim)", 4), "kl_nats": ("KL (nats)", 1),
     "sharpness_ratio": ("Rasio ketajaman rekonstruksi", 3),
     "face_rate_prior_t1": ("Laju deteksi wajah, prior", 3),
     "swd_mean_prior_t1": ("SWD prior (×10³)", 2),
-    "face_rate_gmm_t1": ("Laju deteksi wajah, GMM", 3),
-    "swd_mean_gmm_t1": ("SWD GMM (×10³)", 2),
+    "face_rate_gmm_t1": ("Laju deteksi wajah, GMM", 3), "swd_mean_gmm_t1": ("SWD GMM (×10³)", 2),
     "steps_to_threshold": ("Langkah sampai ambang loss", 0),
     "seconds_to_threshold": ("Detik sampai ambang loss", 1),
     "val_neg_elbo_at_equal_time": ("−ELBO validasi pada waktu sama (nats)", 1),
@@ -94,14 +78,13 @@ SCORE_NAMES = {"neg_elbo": "−ELBO", "reconstruction_mse": "MSE rekonstruksi",
                "complexity_corrected": "−ELBO terkoreksi kompleksitas"}
 LIKELIHOOD_NAMES = {"gaussian_learned": "Gaussian, σ dipelajari",
                     "gaussian": "Gaussian, σ² = 1/2 tetap", "bernoulli": "Bernoulli"}
-LAYER_KINDS = {  # Keras class name -> what the architecture table calls it (Conv2D: its kernel)
+LAYER_KINDS = {  # Keras class -> the architecture table's word (a Conv2D: its kernel and stride)
     "InputLayer": "masukan", "Rescaling": "skala [0, 1] → [−1, 1]",
     "ResidualBlock": "blok residual pra-aktivasi", "GroupNormalization": "GroupNorm",
     "Activation": "SiLU", "Flatten": "perataan", "Dense": "lapisan padat", "Reshape": "ubah bentuk",
     "Upsample": "tetangga terdekat ×2 + konvolusi 3×3",
     "DepthToSpace": "sub-piksel (depth-to-space ×2)",
 }
-PARTS = {"encoder": "enkoder", "decoder": "dekoder"}
 
 
 # -- formatting -------------------------------------------------------------------------
@@ -113,16 +96,12 @@ def _finite(value) -> bool:
 
 def num(value, decimals: int, scale: float = 1.0) -> str:
     """``value * scale`` with a fixed number of decimals; a dash when missing or not finite."""
-    if not _finite(value):
-        return DASH
-    return f"{float(value) * scale:.{decimals}f}"
+    return f"{float(value) * scale:.{decimals}f}" if _finite(value) else DASH
 
 
 def integer(value) -> str:
     """An integer with non-breaking spaces between thousands (``1 542 464``)."""
-    if not _finite(value):
-        return DASH
-    return f"{int(round(float(value))):,}".replace(",", NBSP)
+    return f"{int(round(float(value))):,}".replace(",", NBSP) if _finite(value) else DASH
 
 
 def plus_minus(mean, std, decimals: int, scale: float = 1.0) -> str:
@@ -139,7 +118,13 @@ def p_value(p) -> str:
     return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
 
 
-def shape(dims) -> str:
+def _percent(value) -> str:
+    """``12.3 %``; a dash when missing."""
+    text = num(value, 1, 100.0)
+    return text if text == DASH else f"{text} %"
+
+
+def _shape(dims) -> str:
     """A tensor shape without the batch axis: ``32×32×64``."""
     return "×".join(str(d) for d in dims)
 
@@ -163,18 +148,11 @@ def not_available(what: str, command: str) -> str:
 
 def _get(mapping, dotted: str):
     """``mapping["a"]["b"]`` for ``"a.b"``; None when any key is missing."""
-    value = mapping
     for key in dotted.split("."):
-        if not isinstance(value, dict) or key not in value:
+        if not isinstance(mapping, dict) or key not in mapping:
             return None
-        value = value[key]
-    return value
-
-
-def _percent(value) -> str:
-    """``12.3 %``; a dash when missing."""
-    text = num(value, 1, 100.0)
-    return text if text == DASH else f"{text} %"
+        mapping = mapping[key]
+    return mapping
 
 
 def _has(mapping, dotted: str) -> bool:
@@ -186,9 +164,9 @@ def _has(mapping, dotted: str) -> bool:
 
 class Col(NamedTuple):
     """One formatted number: ``key`` (dotted path into a record), ``label`` (a table header or
-    a ``values`` key), ``decimals`` (None: an integer; ``"p"``: a p-value; ``"%"``: a percent
-    with one decimal), ``scale`` applied first; an ``optional`` column is left out of a table
-    when no record has its key."""
+    a ``values`` key), ``decimals`` (None: an integer; ``"p"``: a p-value; ``"%"``: a percent),
+    ``scale`` applied first; an ``optional`` column is left out of a table when no record
+    has its key."""
 
     key: str
     label: str
@@ -207,18 +185,21 @@ class Col(NamedTuple):
 
 def _table(headers, rows, columns) -> str:
     """A pipe table: ``rows`` are ``(label cell(s), record)``; the ``headers`` columns hold the
-    labels (left-aligned), one right-aligned column per ``Col`` read from each record."""
+    labels (left-aligned), then one right-aligned column per ``Col`` read from each record."""
     rows = [((labels,) if isinstance(labels, str) else tuple(labels), r) for labels, r in rows]
-    columns = [c for c in columns
-               if not c.optional or any(_has(r, c.key) for _, r in rows)]
+    columns = [c for c in columns if not c.optional or any(_has(r, c.key) for _, r in rows)]
     return markdown_table([*headers, *(c.label for c in columns)],
                           [(*labels, *(c.cell(r) for c in columns)) for labels, r in rows],
                           numeric=range(len(headers), len(headers) + len(columns)))
 
 
-def _measure(key: str, optional: bool = True) -> Col:
+def _measure(key: str) -> Col:
     """The column of a study measure, labelled and rounded as ``STUDY_MEASURES`` says."""
-    return Col(key, *STUDY_MEASURES.get(key, (key, 3)), optional=optional)
+    return Col(key, *STUDY_MEASURES.get(key, (key, 3)), optional=True)
+
+
+def _arm(arm) -> str:
+    return ARM_NAMES.get(arm, arm)
 
 
 # -- the results ------------------------------------------------------------------------
@@ -229,8 +210,7 @@ class Results:
 
     def __init__(self, root: Path | str | None = None):
         self.root = Path(root) if root is not None else study.results_dir()
-        self.main_dir = self.root / MAIN_RUN
-        self.study_dir = self.root / "study"
+        self.main_dir, self.study_dir = self.root / MAIN_RUN, self.root / "study"
 
     def _json(self, name: str):
         path = self.main_dir / name
@@ -245,18 +225,21 @@ class Results:
         return self._json("config.json")
 
     @cached_property
-    def main_history(self) -> pd.DataFrame | None:
-        """The main run's history, one row per epoch (the last one logged after a resume)."""
-        path = self.main_dir / "history.csv"
-        if not path.is_file():
-            return None
-        return pd.read_csv(path).drop_duplicates("epoch", keep="last").reset_index(drop=True)
+    def main_history(self) -> pd.DataFrame:
+        """One row per epoch (empty when the main run has no history)."""
+        from resvae_keras.train import load_history
+
+        return load_history(self.main_dir)
 
     @cached_property
     def other_metrics(self) -> dict[str, dict]:
         """``metrics_<data>.json`` of the main run: the model on other data, by name."""
         return {path.stem.removeprefix("metrics_"): json.loads(path.read_text())
                 for path in sorted(self.main_dir.glob("metrics_*.json"))}
+
+    @property
+    def samples(self) -> dict:
+        return _get(self.main_metrics or {}, "samples") or {}
 
     @cached_property
     def study_runs(self) -> pd.DataFrame:
@@ -290,20 +273,15 @@ class Results:
     def seeds(self) -> pd.DataFrame:
         return study.seeds_per_arm(self.study_dir, self.study_runs)
 
-    @property
-    def samples(self) -> dict:
-        return _get(self.main_metrics or {}, "samples") or {}
 
-
-# -- the architecture (the Keras model, no results) --------------------------------------
+# -- tables: the architecture (the Keras model, no results) ------------------------------
 
 
 @cache
 def architecture() -> tuple:
-    """``(config, layer rows, parameter counts)`` of the default architecture (``Config()``,
-    also the ``celeba-subset`` one); the counts add ``plain_total``, the same network without
-    shortcuts (the ablation's plain arm)."""
-    from resvae_keras.config import Config
+    """``(config, ResVAE.summary_rows, ResVAE.parameter_counts)`` of the default architecture
+    (``Config()``, the ``celeba-subset`` one); the counts add ``plain_total``, the same
+    network without shortcuts (the ablation's plain arm)."""
     from resvae_keras.model import build_model
 
     config = Config()
@@ -322,7 +300,8 @@ def _layer_kind(row: dict) -> str:
 
 def table_arsitektur(results: Results) -> str:
     _, layers, counts = architecture()
-    rows = [(PARTS[r["part"]], f"`{r['name']}`", _layer_kind(r), shape(r["output_shape"]),
+    parts = {"encoder": "enkoder", "decoder": "dekoder"}
+    rows = [(parts[r["part"]], f"`{r['name']}`", _layer_kind(r), _shape(r["output_shape"]),
              integer(r["params"])) for r in layers]
     rows += [("total", label, "", "", integer(counts[key])) for key, label in (
         ("encoder", "enkoder"), ("decoder", "dekoder"), ("total", "model (termasuk log σ dan β)"),
@@ -339,22 +318,28 @@ def table_diagram(results: Results) -> str:
             ("encoder", "ENKODER  q(z | x)",
              "z = z_mean + exp(½ · z_log_var) ⊙ ε,  ε ~ N(0, I)   (reparameterisasi)"),
             ("decoder", "DEKODER  p(x | z)", "sigmoid → citra rerata x̂ ∈ [0, 1]")):
-        lines.append(title)
-        folded: list[list] = []  # [kind, output shape, count]
+        folded: list[list] = []  # [kind, output shape, how many in a row]
         for r in (r for r in layers if r["part"] == part):
-            kind = _layer_kind(r)
-            if r["kind"] == "ResidualBlock" and folded and folded[-1][:2] == [kind, r["output_shape"]]:
+            step = [_layer_kind(r), r["output_shape"]]
+            if r["kind"] == "ResidualBlock" and folded and folded[-1][:2] == step:
                 folded[-1][2] += 1
             else:
-                folded.append([kind, r["output_shape"], 1])
-        lines += [f"  │ {(f'{n} × {kind}' if n > 1 else kind):<44} → {shape(out)}"
-                  for kind, out, n in folded]
-        lines.append(f"  │ {last}")
-    lines.append("```")
-    return "\n".join(lines)
+                folded.append([*step, 1])
+        lines += [title, *(f"  │ {(f'{n} × {kind}' if n > 1 else kind):<44} → {_shape(out)}"
+                           for kind, out, n in folded), f"  │ {last}"]
+    return "\n".join([*lines, "```"])
 
 
-# -- BAB III: data and training ---------------------------------------------------------
+# -- tables: data and training ----------------------------------------------------------
+
+HYPERPARAMETERS = (  # config key -> Indonesian label
+    ("image_size", "Ukuran citra (piksel)"), ("widths", "Lebar kanal per tahap"),
+    ("blocks_per_stage", "Blok residual per tahap"), ("latent_dim", "Dimensi laten d"),
+    ("likelihood", "*Likelihood* rekonstruksi"), ("beta", "β (bobot KL)"),
+    ("kl_warmup_steps", "Pemanasan KL (langkah)"), ("batch_size", "Ukuran batch"),
+    ("learning_rate", "Laju belajar Adam"), ("epochs", "Epoch"), ("seed", "*Seed*"),
+    ("mixed_precision", "Presisi"),
+)
 
 
 def table_data(results: Results) -> str | None:
@@ -364,24 +349,8 @@ def table_data(results: Results) -> str | None:
     names = {"train": "latih (train)", "val": "validasi (val)", "test": "uji (test)"}
     total = sum(counts.values())
     rows = [(names.get(k, k), {"n": v, "share": 100 * v / total}) for k, v in counts.items()]
-    rows.append(("jumlah", {"n": total, "share": 100.0}))
-    return _table(["Split"], rows, (Col("n", "Jumlah citra", None), Col("share", "Porsi (%)", 1)))
-
-
-HYPERPARAMETERS = (  # config key -> Indonesian label
-    ("image_size", "Ukuran citra (piksel)"),
-    ("widths", "Lebar kanal per tahap"),
-    ("blocks_per_stage", "Blok residual per tahap"),
-    ("latent_dim", "Dimensi laten d"),
-    ("likelihood", "*Likelihood* rekonstruksi"),
-    ("beta", "β (bobot KL)"),
-    ("kl_warmup_steps", "Pemanasan KL (langkah)"),
-    ("batch_size", "Ukuran batch"),
-    ("learning_rate", "Laju belajar Adam"),
-    ("epochs", "Epoch"),
-    ("seed", "*Seed*"),
-    ("mixed_precision", "Presisi"),
-)
+    return _table(["Split"], [*rows, ("jumlah", {"n": total, "share": 100.0})],
+                  (Col("n", "Jumlah citra", None), Col("share", "Porsi (%)", 1)))
 
 
 def _config_value(key: str, value) -> str:
@@ -405,11 +374,9 @@ def table_hiperparameter(results: Results) -> str | None:
     seeds = sorted({r["config"]["seed"] for r in runs.values() if "seed" in r.get("config", {})})
     rows = []
     for key, label in HYPERPARAMETERS:
-        main_cell = _config_value(key, main[key]) if main and key in main else DASH
-        study_cell = DASH
-        if reference and key in reference:
-            study_cell = _config_value(key, seeds if key == "seed" and seeds else reference[key])
-        rows.append((label, main_cell, study_cell))
+        study_value = seeds if key == "seed" and seeds else (reference or {}).get(key)
+        rows.append((label, _config_value(key, main[key]) if main and key in main else DASH,
+                     _config_value(key, study_value) if reference and key in reference else DASH))
     return markdown_table(["Hiperparameter", "Percobaan utama",
                            "Studi perbandingan (percobaan acuan)"], rows, numeric=[])
 
@@ -420,26 +387,19 @@ def table_waktu(results: Results) -> str | None:
     rows = [(label, integer(len(h)),
              _config_value("mixed_precision", config.get("mixed_precision")) if config else DASH,
              num(h["epoch_time_s"].median(), 1), num(h["wall_time_s"].iloc[-1] / 60.0, 1),
-             num(h["val_loss"].min(), 1))
-            for label, h, config in runs if h is not None and len(h)]
-    if not rows:
-        return None
+             num(h["val_loss"].min(), 1)) for label, h, config in runs if len(h)]
     return markdown_table(
         ["Percobaan", "Epoch", "Presisi", "Median waktu/epoch (s)", "Total waktu latih (menit)",
-         "Val loss terbaik (nats)"], rows, numeric=[1, 3, 4, 5])
+         "Val loss terbaik (nats)"], rows, numeric=[1, 3, 4, 5]) if rows else None
 
 
-# -- BAB IV: the main run --------------------------------------------------------------
+# -- tables: the main run ----------------------------------------------------------------
 
 RECONSTRUCTION_ROWS = (  # key in metrics.json "reconstruction" -> (label, decimals)
-    ("mse", "MSE per piksel", 5),
-    ("psnr", "PSNR (dB)", 2),
-    ("ssim", "SSIM", 4),
-    ("ms_ssim", "MS-SSIM", 4),
-    ("neg_elbo_nats", "−ELBO (nats per citra)", 1),
+    ("mse", "MSE per piksel", 5), ("psnr", "PSNR (dB)", 2), ("ssim", "SSIM", 4),
+    ("ms_ssim", "MS-SSIM", 4), ("neg_elbo_nats", "−ELBO (nats per citra)", 1),
     ("reconstruction_nll_nats", "−log p(x|z) (nats per citra)", 1),
-    ("kl_nats", "KL (nats per citra)", 1),
-    ("bits_per_dim", "−ELBO (bit per dimensi)", 4),
+    ("kl_nats", "KL (nats per citra)", 1), ("bits_per_dim", "−ELBO (bit per dimensi)", 4),
 )
 GENERALISATION_COLUMNS = (
     Col("n_images", "n", None), Col("mse.mean", "MSE", 5), Col("psnr.mean", "PSNR (dB)", 2),
@@ -497,14 +457,12 @@ def table_generalisasi(results: Results) -> str | None:
 
 
 def per_attribute_rows(results: Results, k: int = 10) -> pd.DataFrame | None:
-    """The ``k`` attributes with the largest |t| of the MSE gap, largest gap first."""
+    """``metrics.strongest_attributes`` of the main run, largest MSE gap first."""
     rows = _get(results.main_metrics or {}, "per_attribute.rows")
     if not rows:
         return None
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    table = table[np.isfinite(table["t"].astype(float))]
-    top = table.reindex(table["t"].abs().sort_values(ascending=False).index[:k])
-    return top.sort_values("difference", ascending=False)
+    breakdown = pd.DataFrame.from_dict(rows, orient="index")
+    return metrics.strongest_attributes(breakdown, k).sort_values("difference", ascending=False)
 
 
 def table_per_atribut(results: Results) -> str | None:
@@ -515,32 +473,33 @@ def table_per_atribut(results: Results) -> str | None:
                   ATTRIBUTE_COLUMNS)
 
 
-def _sampler_label(key: str, sample: dict) -> str:
-    sampler = sample.get("sampler", key.split("_")[0])
-    return f"{SAMPLER_NAMES.get(sampler, sampler)}, T = {sample.get('temperature', 1.0):g}"
+def _samplers(results: Results) -> list[tuple[str, dict]]:
+    """``(label, sampler report)`` of every sampler of the main run."""
+    rows = []
+    for key, s in results.samples.items():
+        sampler = s.get("sampler", key.split("_")[0])
+        rows.append((f"{SAMPLER_NAMES.get(sampler, sampler)}, T = {s.get('temperature', 1.0):g}", s))
+    return rows
 
 
 def table_sampel(results: Results) -> str | None:
-    samples = results.samples
-    if not samples:
+    if not results.samples:
         return None
     references = _get(results.main_metrics, "sample_references") or {}
-    rows = [(_sampler_label(k, s), s) for k, s in samples.items()]
-    rows += [(REFERENCE_NAMES.get(k, k), s) for k, s in references.items()]
-    return _table(["Sampler"], rows, SAMPLE_COLUMNS)
+    return _table(["Sampler"], [*_samplers(results), *(
+        (REFERENCE_NAMES.get(k, k), s) for k, s in references.items())], SAMPLE_COLUMNS)
 
 
 def table_keragaman(results: Results) -> str | None:
-    samples = results.samples
-    if not samples:
+    if not results.samples:
         return None
-    first = next(iter(samples.values()))
-    real = {  # the real test faces, read through the same columns as the samples
+    first = next(iter(results.samples.values()))
+    real = {  # the real test faces, read through the samples' columns
         "diversity": {"pixel_l2_fake": _get(first, "diversity.pixel_l2_real"),
                       "ms_ssim_fake": _get(first, "diversity.ms_ssim_real")},
         "memorization": {"sample_to_train": _get(first, "memorization.test_to_train")}}
-    rows = [(_sampler_label(k, s), s) for k, s in samples.items()]
-    return _table(["Sampler"], [*rows, ("wajah uji nyata (acuan)", real)], DIVERSITY_COLUMNS)
+    return _table(["Sampler"], [*_samplers(results), ("wajah uji nyata (acuan)", real)],
+                  DIVERSITY_COLUMNS)
 
 
 def table_laten(results: Results) -> str | None:
@@ -549,14 +508,12 @@ def table_laten(results: Results) -> str | None:
         return None
     top = ", ".join(f"z{u} ({num(kl, 2)})" for u, kl in zip(
         lat.get("top_units", [])[:5], lat.get("top_units_kl_nats", [])[:5], strict=False))
-    rows = [
+    return markdown_table(["Besaran", "Nilai"], [
         ("Dimensi laten d", integer(lat.get("latent_dim"))),
         (f"Unit aktif (variansi E[z_j | x] > {lat.get('threshold', 0.01):g})",
          integer(lat.get("active_units"))),
         ("KL total rata-rata (nats per citra)", num(lat.get("kl_total_nats"), 1)),
-        ("Lima dimensi dengan KL terbesar (nats)", top or DASH),
-    ]
-    return markdown_table(["Besaran", "Nilai"], rows)
+        ("Lima dimensi dengan KL terbesar (nats)", top or DASH)])
 
 
 def _anomaly_label(kind: str, strengths: dict) -> str:
@@ -568,26 +525,32 @@ def _anomaly_label(kind: str, strengths: dict) -> str:
     return name
 
 
+def _anomaly(results: Results) -> tuple[dict, dict]:
+    """``({kind: {score: result}}, corruption strengths)`` of the main run; empty when missing."""
+    anomaly = _get(results.main_metrics or {}, "anomaly") or {}
+    return anomaly.get("results") or {}, anomaly.get("corruption_strengths", {})
+
+
 def table_anomali(results: Results) -> str | None:
-    anomaly = _get(results.main_metrics or {}, "anomaly")
-    if not anomaly or not anomaly.get("results"):
+    by_kind, strengths = _anomaly(results)
+    if not by_kind:
         return None
-    strengths = anomaly.get("corruption_strengths", {})
     rows = [((_anomaly_label(kind, strengths), SCORE_NAMES.get(score, score)), r)
-            for kind, by_score in anomaly["results"].items() for score, r in by_score.items()]
+            for kind, by_score in by_kind.items() for score, r in by_score.items()]
     return _table(["Anomali", "Skor"], rows, (Col("auroc", "AUROC", 3), Col("ap", "AP", 3)))
 
 
-# -- BAB IV: the study -----------------------------------------------------------------
+# -- tables: the study -------------------------------------------------------------------
 
 ABLATION_COLUMNS = ("psnr", "ssim", "ms_ssim", "neg_elbo_bpd", "sharpness_ratio",
                     "face_rate_prior_t1", "swd_mean_prior_t1", "steps_to_threshold")
 SWEEP_COLUMNS = ("psnr", "ssim", "sharpness_ratio", "kl_nats", "face_rate_prior_t1",
                  "swd_mean_prior_t1")
-
-
-def _arm(arm) -> str:
-    return ARM_NAMES.get(arm, arm)
+CLAIM_COLUMNS = (
+    Col("n_supported", "Ukuran mendukung", None), Col("n_contradicted", "Ukuran membantah", None),
+    Col("n_no_significant_difference", "Tidak berbeda nyata", None),
+    Col("n_not_testable", "Belum dapat diuji", None),
+)
 
 
 def table_status(results: Results) -> str:
@@ -604,11 +567,9 @@ def table_status(results: Results) -> str:
 
 
 def table_ablasi(results: Results) -> str | None:
-    if results.arms.empty:
-        return None
     rows = [((f"`{name}`", _arm(r["arm"])), r.to_dict()) for name, r in results.arms.iterrows()]
-    return _table(["Percobaan", "Kelompok"], rows,
-                  (Col("seed", "Seed", None), *map(_measure, ABLATION_COLUMNS)))
+    return _table(["Percobaan", "Kelompok"], rows, (
+        Col("seed", "Seed", None), *map(_measure, ABLATION_COLUMNS))) if rows else None
 
 
 def table_ablasi_ringkasan(results: Results) -> str | None:
@@ -626,9 +587,7 @@ def table_ablasi_ringkasan(results: Results) -> str | None:
 
 
 def _interval(value, low, high, decimals: int) -> str:
-    if not _finite(value):
-        return DASH
-    if not (_finite(low) and _finite(high)):
+    if not (_finite(value) and _finite(low) and _finite(high)):
         return num(value, decimals)
     return f"{num(value, decimals)} [{num(low, decimals)}, {num(high, decimals)}]"
 
@@ -641,15 +600,11 @@ def _testable(results: Results) -> bool:
 def table_uji_welch(results: Results) -> str | None:
     if not _testable(results):
         return None
-    rows = []
-    for r in results.verdicts.itertuples():
-        measure = _measure(r.measure)
-        rows.append((HYPOTHESIS_NAMES[r.hypothesis].split(" ")[0],
-                     f"{_arm(r.arm)} − {_arm(r.baseline)}", measure.label,
-                     f"{r.n_arm}/{r.n_baseline}",
-                     _interval(r.diff, r.diff_ci_low, r.diff_ci_high, measure.decimals),
-                     _interval(r.hedges_g, r.g_ci_low, r.g_ci_high, 2), p_value(r.p),
-                     p_value(r.p_holm), VERDICT_WORDS[r.verdict]))
+    rows = [(HYPOTHESIS_NAMES[r.hypothesis].split(" ")[0], f"{_arm(r.arm)} − {_arm(r.baseline)}",
+             _measure(r.measure).label, f"{r.n_arm}/{r.n_baseline}",
+             _interval(r.diff, r.diff_ci_low, r.diff_ci_high, _measure(r.measure).decimals),
+             _interval(r.hedges_g, r.g_ci_low, r.g_ci_high, 2), p_value(r.p),
+             p_value(r.p_holm), VERDICT_WORDS[r.verdict]) for r in results.verdicts.itertuples()]
     return markdown_table(["Hipotesis", "Perbandingan", "Ukuran", "n", "Selisih [IK 95%]",
                            "g Hedges [IK 95%]", "p", "p Holm", "Kesimpulan"], rows,
                           numeric=[3, 4, 5, 6, 7])
@@ -662,79 +617,80 @@ def table_klaim(results: Results) -> str | None:
     rows = [((HYPOTHESIS_NAMES[c.hypothesis], f"{_arm(c.arm)} − {_arm(c.baseline)}",
               VERDICT_WORDS[c.verdict]), c._asdict())
             for c in study.claims(results.verdicts).itertuples()]
-    counts = [Col(f"n_{key}", label, None) for key, label in (
-        ("supported", "Ukuran mendukung"), ("contradicted", "Ukuran membantah"),
-        ("no_significant_difference", "Tidak berbeda nyata"),
-        ("not_testable", "Belum dapat diuji"))]
-    return _table(["Hipotesis", "Perbandingan", "Kesimpulan"], rows, counts)
+    return _table(["Hipotesis", "Perbandingan", "Kesimpulan"], rows, CLAIM_COLUMNS)
 
 
-def _sweep_table(results: Results, group: str, header: str, show) -> str | None:
+def table_sweep(results: Results, group: str, header: str, show) -> str | None:
+    """One row per value of the swept setting: the mean ± SD over seeds, or the one run."""
     table = results.study_table
     if table.empty or not (table["group"] == group).any():
         return None
     columns = [_measure(c) for c in SWEEP_COLUMNS if c in table]
-    rows = []
-    for r in study.sweep_trend(table, group, group, [c.key for c in columns]).to_dict("records"):
-        cells = [plus_minus(r[c.key], r[f"{c.key}_seed_sd"], c.decimals) if r["n_seeds"] > 1
-                 else num(r[c.key], c.decimals) for c in columns]
-        rows.append((show(r["x"]), integer(r["n_seeds"]), *cells))
+    rows = [(show(r["x"]), integer(r["n_seeds"]), *(
+        plus_minus(r[c.key], r[f"{c.key}_seed_sd"], c.decimals) if r["n_seeds"] > 1
+        else num(r[c.key], c.decimals) for c in columns))
+        for r in study.sweep_trend(table, group, group, [c.key for c in columns]).to_dict("records")]
     return markdown_table([header, "n seed", *(c.label for c in columns)], rows)
 
 
-def _missing_runs(group: str) -> tuple[str, str]:
-    return f"percobaan `{group}_*` (`report/results/study/`)", STUDY_COMMAND
-
-
-ARMS_MISSING = ("percobaan kelompok studi (`report/results/study/*/metrics.json`)", STUDY_COMMAND)
-REGIONS: dict[str, tuple[Callable[[Results], str | None], tuple[str, str] | None]] = {
-    # region -> (table or None while its results are missing, (what is missing, its command))
+_ARMS_LACKING = ("percobaan kelompok studi (`report/results/study/*/metrics.json`)", STUDY_COMMAND)
+_MAIN_LACKING = (MAIN_METRICS, MAIN_COMMAND)
+REGIONS = {  # region -> (its table, or None while its results are missing; what they are, how made)
     "arsitektur": (table_arsitektur, None),
     "diagram": (table_diagram, None),
-    "data": (table_data, (MAIN_METRICS, MAIN_COMMAND)),
+    "data": (table_data, _MAIN_LACKING),
     "hiperparameter": (table_hiperparameter, (
         f"`report/results/{MAIN_RUN}/config.json` dan `report/results/study/*/config.json`",
         EITHER_COMMAND)),
     "waktu": (table_waktu, ("`history.csv` percobaan utama maupun percobaan studi",
                             EITHER_COMMAND)),
-    "rekonstruksi": (table_rekonstruksi, (MAIN_METRICS, MAIN_COMMAND)),
-    "generalisasi": (table_generalisasi, (MAIN_METRICS, MAIN_COMMAND)),
-    "per_atribut": (table_per_atribut, (MAIN_METRICS, MAIN_COMMAND)),
-    "sampel": (table_sampel, (MAIN_METRICS, MAIN_COMMAND)),
-    "keragaman": (table_keragaman, (MAIN_METRICS, MAIN_COMMAND)),
-    "laten": (table_laten, (MAIN_METRICS, MAIN_COMMAND)),
-    "anomali": (table_anomali, (MAIN_METRICS, MAIN_COMMAND)),
+    "rekonstruksi": (table_rekonstruksi, _MAIN_LACKING),
+    "generalisasi": (table_generalisasi, _MAIN_LACKING),
+    "per_atribut": (table_per_atribut, _MAIN_LACKING),
+    "sampel": (table_sampel, _MAIN_LACKING),
+    "keragaman": (table_keragaman, _MAIN_LACKING),
+    "laten": (table_laten, _MAIN_LACKING),
+    "anomali": (table_anomali, _MAIN_LACKING),
     "status": (table_status, None),
-    "ablasi": (table_ablasi, ARMS_MISSING),
-    "ablasi_ringkasan": (table_ablasi_ringkasan, ARMS_MISSING),
-    "uji_welch": (table_uji_welch, (
-        "sekurang-kurangnya dua seed per kelompok untuk uji Welch", STUDY_COMMAND)),
+    "ablasi": (table_ablasi, _ARMS_LACKING),
+    "ablasi_ringkasan": (table_ablasi_ringkasan, _ARMS_LACKING),
+    "uji_welch": (table_uji_welch, ("sekurang-kurangnya dua seed per kelompok untuk uji Welch",
+                                    STUDY_COMMAND)),
     "klaim": (table_klaim, ("sekurang-kurangnya dua seed per kelompok", STUDY_COMMAND)),
-    "likelihood": (partial(_sweep_table, group="likelihood", header="Likelihood",
+    "likelihood": (partial(table_sweep, group="likelihood", header="Likelihood",
                            show=lambda x: LIKELIHOOD_NAMES.get(x, str(x))),
-                   _missing_runs("likelihood")),
-    "beta": (partial(_sweep_table, group="beta", header="β", show=lambda x: f"{float(x):g}"),
-             _missing_runs("beta")),
+                   ("percobaan `likelihood_*` (`report/results/study/`)", STUDY_COMMAND)),
+    "beta": (partial(table_sweep, group="beta", header="β", show=lambda x: f"{float(x):g}"),
+             ("percobaan `beta_*` (`report/results/study/`)", STUDY_COMMAND)),
 }
 
 
 # -- the numbers of the prose ---------------------------------------------------------------
 
-MAIN_VALUES = (  # values key (as label) <- the main metrics.json
+MAIN_VALUES = (  # Col(path in the main metrics.json, values key, decimals)
     Col("data.split_counts.train", "n_latih", None), Col("data.split_counts.val", "n_val", None),
     Col("latent.active_units", "unit_aktif", None), Col("latent.latent_dim", "d_laten", None),
 )
-RECONSTRUCTION_VALUES = (  # values key <- "reconstruction" of a metrics.json
+RECONSTRUCTION_VALUES = (  # Col(path in a metrics.json's "reconstruction", values key, decimals)
     Col("n_images", "n_uji", None), Col("psnr.mean", "psnr", 2), Col("ssim.mean", "ssim", 3),
     Col("ms_ssim.mean", "ms_ssim", 3), Col("bits_per_dim.mean", "bpd", 3),
     Col("kl_nats.mean", "kl", 1), Col("decoder_sigma", "sigma", 4),
 )
-SAMPLER_VALUES = (  # values key prefix <- one sampler of "samples"
-    Col("realism.swd.swd_mean", "swd", 1),
-    Col("realism.face_rate", "wajah", "%"),
+OTHER_DATA_VALUES = (Col("n_images", "n", None), Col("psnr.mean", "psnr", 2),
+                     Col("ssim.mean", "ssim", 3))
+SAMPLER_VALUES = (  # Col(path in one sampler's report, values key prefix, decimals)
+    Col("realism.swd.swd_mean", "swd", 1), Col("realism.face_rate", "wajah", "%"),
     Col("diversity.pixel_l2_fake", "l2", 2), Col("diversity.ms_ssim_fake", "msssim", 4),
     Col("memorization.median_ratio", "rasio_latih", 3),
     Col("memorization.share_closer_than_test_p01", "dekat_latih", "%"),
+)
+HISTORY_VALUES = (  # Col(train.history_summary key, values key, decimals)
+    Col("epochs", "epoch", None), Col("minutes", "menit_latih", 1),
+    Col("seconds_per_epoch", "detik_per_epoch", 1), Col("best_epoch", "epoch_terbaik", None),
+    Col("reconstruction_first", "rek_awal", 1), Col("reconstruction_last", "rek_akhir", 1),
+    Col("kl_first", "kl_awal", 1), Col("kl_peak", "kl_puncak", 1), Col("kl_min", "kl_min", 1),
+    Col("kl_min_epoch", "epoch_kl_min", None), Col("kl_last", "kl_akhir", 1),
+    Col("beta_epoch", "epoch_beta", None),
 )
 ANOMALY_SCORES = {"neg_elbo": "elbo", "reconstruction_mse": "mse",
                   "complexity_corrected": "kompleksitas"}
@@ -758,65 +714,28 @@ def _sampler_values(samples: dict) -> dict[str, str]:
     return out
 
 
-def _history_values(h: pd.DataFrame, beta) -> dict[str, str]:
-    """Length and shape of the main run's training curves (the KL is U-shaped with warm-up:
-    it rises while β is small, falls as β reaches its target, and may rise again)."""
-    out = {"epoch": integer(len(h)), "menit_latih": num(h["wall_time_s"].iloc[-1] / 60.0, 1),
-           "detik_per_epoch": num(h["epoch_time_s"].median(), 1),
-           "epoch_terbaik": integer(int(h["val_loss"].to_numpy().argmin()) + 1)}
-    if {"val_reconstruction_loss", "val_kl_loss"} <= set(h.columns):
-        kl = h["val_kl_loss"].to_numpy(float)
-        low = int(kl[1:].argmin()) + 1 if len(kl) > 1 else 0
-        out.update(rek_awal=num(h["val_reconstruction_loss"].iloc[0], 1),
-                   rek_akhir=num(h["val_reconstruction_loss"].iloc[-1], 1),
-                   kl_awal=num(kl[0], 1), kl_puncak=num(kl[: low + 1].max(), 1),
-                   kl_min=num(kl[low], 1), epoch_kl_min=integer(low + 1),
-                   kl_akhir=num(kl[-1], 1))
-    if "beta" in h.columns and _finite(beta) and beta > 0:
-        reached = np.flatnonzero(h["beta"].to_numpy() >= 0.999 * beta)
-        if len(reached):
-            out["epoch_beta"] = integer(reached[0] + 1)
-    return out
-
-
 def _attribute_values(rows: dict) -> dict[str, str]:
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    table = table[np.isfinite(table["p_value"].astype(float))]
-    threshold = ALPHA / max(1, len(table))
-    significant = table[table["p_value"] < threshold].sort_values("difference", ascending=False)
-    names = significant.index.to_series()
-
-    def listed(mask) -> str:
-        return ", ".join(f"`{a}`" for a in names[mask]) or DASH
-
-    return {"n_atribut": integer(len(table)), "ambang_bonferroni": f"{threshold:.5f}",
-            "n_atribut_nyata": integer(len(significant)),
-            "atribut_lebih_buruk": listed(significant["difference"] > 0),
-            "atribut_lebih_baik": listed(significant["difference"] < 0)}
+    found = metrics.significant_attributes(pd.DataFrame.from_dict(rows, orient="index"), ALPHA)
+    return {"n_atribut": integer(found["n_tested"]),
+            "ambang_bonferroni": f"{found['threshold']:.5f}",
+            "n_atribut_nyata": integer(found["n_significant"]),
+            "atribut_lebih_buruk": ", ".join(f"`{a}`" for a in found["worse"]) or DASH,
+            "atribut_lebih_baik": ", ".join(f"`{a}`" for a in found["better"]) or DASH}
 
 
-def _anomaly_values(anomaly: dict) -> dict[str, str]:
-    out = {"n_bersih": integer(anomaly.get("n_clean")),
-           "n_anomali_per_set": integer(anomaly.get("n_anomalous_per_set"))}
-    for kind, by_score in anomaly["results"].items():
+def _anomaly_values(results: Results) -> dict[str, str]:
+    by_kind, _ = _anomaly(results)
+    if not by_kind:
+        return {}
+    out = _values(results.main_metrics["anomaly"], (
+        Col("n_clean", "n_bersih", None), Col("n_anomalous_per_set", "n_anomali_per_set", None)))
+    for kind, by_score in by_kind.items():
         out.update({f"auroc_{short}_{kind}": num(_get(by_score, f"{score}.auroc"), 3)
                     for score, short in ANOMALY_SCORES.items()})
-    elbo = [_get(s, "neg_elbo.auroc") for s in anomaly["results"].values()]
-    elbo = [a for a in elbo if _finite(a)]
+    elbo = [a for a in (_get(s, "neg_elbo.auroc") for s in by_kind.values()) if _finite(a)]
     if elbo:
         out.update(auroc_min=num(min(elbo), 3), auroc_maks=num(max(elbo), 3),
                    n_jenis_anomali=integer(len(elbo)))
-    return out
-
-
-def _study_values(results: Results) -> dict[str, str]:
-    counts = results.seeds
-    out = {"n_run_studi": integer(counts["finished"].sum()),
-           "n_run_rencana": integer(counts["planned"].sum()),
-           "benchmark": "tersedia" if results.benchmark else "belum ada"}
-    if len(results.verdicts):
-        out.update({f"klaim_{c.hypothesis}_{c.baseline}": VERDICT_WORDS[c.verdict]
-                    for c in study.claims(results.verdicts).itertuples()})
     return out
 
 
@@ -830,51 +749,52 @@ def values(results: Results) -> dict[str, str]:
            "blok": integer(config.blocks_per_stage), "d": integer(config.latent_dim),
            "alpha": f"{ALPHA:g}"}
     m = results.main_metrics or {}
-    out.update(_values(m, MAIN_VALUES))
     rec = m.get("reconstruction") or {}
-    out.update(_values(rec, RECONSTRUCTION_VALUES))
+    out |= _values(m, MAIN_VALUES) | _values(rec, RECONSTRUCTION_VALUES)
     mse, sigma = _get(rec, "mse.mean"), rec.get("decoder_sigma")
     if _finite(mse) and _finite(sigma):
         out.update(rmse=num(math.sqrt(mse), 4), rasio_sigma=num(sigma / math.sqrt(mse), 2))
     for name, other in results.other_metrics.items():
-        out.update(_values(other.get("reconstruction", other), (
-            Col("n_images", "n", None), Col("psnr.mean", "psnr", 2), Col("ssim.mean", "ssim", 3)),
-            prefix=f"{name}_"))
-    if results.main_history is not None and len(results.main_history):
-        out.update(_history_values(results.main_history, (results.main_config or {}).get("beta")))
+        out.update(_values(other.get("reconstruction", other), OTHER_DATA_VALUES, f"{name}_"))
+    if len(results.main_history):
+        from resvae_keras.train import history_summary
+
+        beta = (results.main_config or {}).get("beta")
+        out |= _values(history_summary(results.main_history, beta), HISTORY_VALUES)
     if _get(m, "per_attribute.rows"):
         out.update(_attribute_values(m["per_attribute"]["rows"]))
-    out.update(_sampler_values(results.samples))
-    if _get(m, "anomaly.results"):
-        out.update(_anomaly_values(m["anomaly"]))
-    out.update(_study_values(results))
+    out |= _sampler_values(results.samples) | _anomaly_values(results)
+    out.update(n_run_studi=integer(results.seeds["finished"].sum()),
+               n_run_rencana=integer(results.seeds["planned"].sum()),
+               benchmark="tersedia" if results.benchmark else "belum ada")
+    if len(results.verdicts):
+        out.update({f"klaim_{c.hypothesis}_{c.baseline}": VERDICT_WORDS[c.verdict]
+                    for c in study.claims(results.verdicts).itertuples()})
     return {k: v for k, v in out.items() if v != DASH}
 
 
+def _labels(columns) -> str:
+    return "|".join(c.label for c in columns)
+
+
 KEYS = (  # the keys values() can make (regular expressions): any other {{key}} is a typo
-    "n_param|lebar|blok|d|alpha|n_latih|n_val|n_uji|psnr|ssim|ms_ssim|bpd|kl|sigma|rmse|rasio_sigma",
-    r"[a-z0-9_]+_(?:n|psnr|ssim)",
-    "epoch|menit_latih|detik_per_epoch|epoch_terbaik|epoch_beta|epoch_kl_min",
-    "rek_awal|rek_akhir|kl_awal|kl_puncak|kl_min|kl_akhir",
+    "n_param|lebar|blok|d|alpha|rmse|rasio_sigma|l2_nyata|msssim_nyata",
+    _labels((*MAIN_VALUES, *RECONSTRUCTION_VALUES, *HISTORY_VALUES)),
+    rf"[a-z0-9_]+_(?:{_labels(OTHER_DATA_VALUES)})",
+    rf"(?:{_labels(SAMPLER_VALUES)}|l2_persen)_[a-z_]+_t\d+",
     "n_atribut|ambang_bonferroni|n_atribut_nyata|atribut_lebih_buruk|atribut_lebih_baik",
-    r"(?:swd|wajah|l2|msssim|rasio_latih|dekat_latih|l2_persen)_[a-z_]+_t\d+",
-    "l2_nyata|msssim_nyata|unit_aktif|d_laten",
     r"n_bersih|n_anomali_per_set|auroc_(?:elbo|mse|kompleksitas)_[a-z_]+|auroc_min|auroc_maks",
     "n_jenis_anomali|n_run_studi|n_run_rencana|benchmark",
     r"klaim_[a-d]_[a-z]+",
 )
 
 
-# -- figures: plots.py with Indonesian labels ---------------------------------------------
-
-VAL_ELBO = "−ELBO validasi (β = 1, nats per citra)"
+# -- figures: plots.py with Indonesian labels; None while their results are missing ---------
 
 
 def figure_kurva_loss(results: Results):
-    from resvae_keras import plots
-
     history = results.main_history
-    if history is None or not len(history):
+    if not len(history):
         return None
     return plots.loss_curves(
         history.assign(epoch=history["epoch"] + 1), ylabel="nats per citra",
@@ -884,40 +804,29 @@ def figure_kurva_loss(results: Results):
         title="Kurva pelatihan percobaan utama (CelebA 64×64)")
 
 
-def figure_validation(results: Results, seconds: bool):
-    """The arms' validation −ELBO per step, or per benchmarked minute (steps × the arm's
-    seconds per step)."""
-    from resvae_keras import plots
-
-    cost = study.seconds_per_step(results.benchmark)
-    curves, groups = {}, {}
-    for name, r in results.study.items():
-        if r["group"] != "arms" or not len(r["history"]):
-            continue
-        if seconds and r["arm"] not in cost:
-            return None
-        x, y = study.validation_curve(r["history"], r["metrics"]["training"]["steps"])
-        curves[name] = (x * cost[r["arm"]] / 60.0 if seconds else x, y)
-        groups[name] = _arm(r["arm"])
+def figure_validation(results: Results, minutes: bool):
+    """The arms' validation −ELBO per optimizer step, or per benchmarked minute."""
+    curves, timed = study.arm_curves(results.study, results.benchmark)
+    if minutes:  # every arm on the time axis, or no figure
+        curves = timed if len(timed) == len(curves) else {}
     if not curves:
         return None
-    if seconds:
+    groups = {name: _arm(results.study[name]["arm"]) for name in curves}
+    ylabel, arms = "−ELBO validasi (β = 1, nats per citra)", results.arms
+    if minutes:
         return plots.grouped_curves(
             curves, groups, "waktu latih terukur (menit, biaya per langkah dari satu benchmark)",
-            VAL_ELBO, vlines={"waktu yang sama": results.arms["equal_time_s"].iloc[0] / 60.0},
+            ylabel, vlines={"waktu yang sama": arms["equal_time_s"].iloc[0] / 60.0},
             title="−ELBO validasi terhadap waktu")
-    return plots.grouped_curves(
-        curves, groups, "langkah optimasi", VAL_ELBO,
-        hlines={"ambang loss": results.arms["threshold"].iloc[0]},
-        title="−ELBO validasi per langkah, setiap seed setiap kelompok")
+    return plots.grouped_curves(curves, groups, "langkah optimasi", ylabel,
+                                hlines={"ambang loss": arms["threshold"].iloc[0]},
+                                title="−ELBO validasi per langkah, setiap seed setiap kelompok")
 
 
 def figure_arm_points(results: Results, columns, title: str):
-    from resvae_keras import plots
-
+    """Every seed and each arm's mean of the study measures ``columns`` (or ``columns(arms)``)."""
     table = results.arms
-    if callable(columns):
-        columns = columns(table)
+    columns = columns(table) if callable(columns) else columns
     columns = [c for c in columns if c in table and table[c].notna().any()]
     if table.empty or not columns:
         return None
@@ -926,14 +835,12 @@ def figure_arm_points(results: Results, columns, title: str):
                             title=title)
 
 
-def _sample_columns(arms: pd.DataFrame) -> list[str]:
+def _sample_measures(arms: pd.DataFrame) -> list[str]:
     return [f"{kind}_{key}" for key in study.sampler_keys(arms)
             for kind in ("face_rate", "swd_mean")] if len(arms) else []
 
 
 def figure_beta_trend(results: Results, columns, title: str):
-    from resvae_keras import plots
-
     table = results.study_table
     if table.empty or not (table["group"] == "beta").any():
         return None
@@ -945,8 +852,6 @@ def figure_beta_trend(results: Results, columns, title: str):
 
 
 def figure_per_atribut(results: Results):
-    from resvae_keras import plots
-
     top = per_attribute_rows(results)
     if top is None or top.empty:
         return None
@@ -959,14 +864,11 @@ def figure_per_atribut(results: Results):
 
 
 def figure_auroc(results: Results):
-    from resvae_keras import plots
-
-    anomaly = _get(results.main_metrics or {}, "anomaly")
-    if not anomaly or not anomaly.get("results"):
+    by_kind, strengths = _anomaly(results)
+    if not by_kind:
         return None
-    strengths = anomaly.get("corruption_strengths", {})
     auroc = pd.Series({_anomaly_label(k, strengths): _get(v, "neg_elbo.auroc")
-                       for k, v in anomaly["results"].items()}, dtype=float, name="AUROC")
+                       for k, v in by_kind.items()}, dtype=float, name="AUROC")
     return plots.metric_bars(auroc, xlabel="jenis anomali", ylabel="AUROC skor −ELBO",
                              hlines={"tebakan acak (0.5)": 0.5}, limits=(0, 1.05),
                              title="Deteksi anomali dengan −ELBO")
@@ -974,8 +876,7 @@ def figure_auroc(results: Results):
 
 def figure_norma_interpolasi(results: Results):
     """Norm of z along lerp and slerp paths between prior samples: needs only the latent size."""
-    from resvae_keras import latent, plots
-    from resvae_keras.config import Config
+    from resvae_keras import latent
 
     d = int((results.main_config or {}).get("latent_dim") or Config().latent_dim)
     z0, z1 = latent.prior_samples(200, d, seed=1), latent.prior_samples(200, d, seed=2)
@@ -986,15 +887,15 @@ def figure_norma_interpolasi(results: Results):
                            title=f"Norma z sepanjang lintasan antara dua sampel prior (d = {d})")
 
 
-FIGURES: dict[str, Callable[[Results], object]] = {  # figures/<name>.png; None: no results yet
+FIGURES = {  # figures/<name>.png -> its drawing function of the results
     "laporan_kurva_loss": figure_kurva_loss,
-    "laporan_val_loss_epoch": partial(figure_validation, seconds=False),
-    "laporan_val_loss_waktu": partial(figure_validation, seconds=True),
+    "laporan_val_loss_epoch": partial(figure_validation, minutes=False),
+    "laporan_val_loss_waktu": partial(figure_validation, minutes=True),
     "laporan_ablasi_psnr": partial(
         figure_arm_points, columns=("psnr", "ssim", "sharpness_ratio"),
         title="Rekonstruksi per kelompok: setiap seed dan rata-rata dengan IK 95%"),
     "laporan_ablasi_swd": partial(
-        figure_arm_points, columns=_sample_columns,
+        figure_arm_points, columns=_sample_measures,
         title="Sampel per kelompok: setiap seed dan rata-rata dengan IK 95%"),
     "laporan_ablasi_waktu": partial(
         figure_arm_points, title="Kecepatan pelatihan per kelompok",
@@ -1021,13 +922,11 @@ def _write_if_changed(path: Path, content: bytes) -> bool:
 
 def draw_figures(results: Results, figures_dir: Path) -> list[Path]:
     """Draw every ``FIGURES`` entry whose results exist into ``figures_dir/<name>.png``;
-    returns the paths whose bytes changed (a figure without results is not drawn)."""
+    returns the paths whose bytes changed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from resvae_keras import plots
 
     updated = []
     for name, draw in FIGURES.items():
@@ -1038,9 +937,8 @@ def draw_figures(results: Results, figures_dir: Path) -> list[Path]:
         fig.savefig(buffer, format="png", dpi=plots.DPI, bbox_inches="tight",
                     metadata={"Software": None})
         plt.close(fig)
-        path = figures_dir / f"{name}.png"
-        if _write_if_changed(path, buffer.getvalue()):
-            updated.append(path)
+        if _write_if_changed(figures_dir / f"{name}.png", buffer.getvalue()):
+            updated.append(figures_dir / f"{name}.png")
     return updated
 
 
@@ -1106,10 +1004,6 @@ def figure_references(text: str) -> list[str]:
     return re.findall(r"!\[[^\]]*\]\(\.\./figures/([^)\s]+\.png)\)", text)
 
 
-def report_dir() -> Path:
-    return project_root() / "report"
-
-
 def collect_run(run_dir, name: str = MAIN_RUN, results_root=None) -> list[Path]:
     """Copy an evaluated run's ``config.json``, ``history.csv``, ``metrics*.json`` and its last
     per-epoch grid (as ``grid_last_epoch.png``) into ``report/results/<name>/`` (the files the
@@ -1133,17 +1027,16 @@ def collect_run(run_dir, name: str = MAIN_RUN, results_root=None) -> list[Path]:
 
 def render_html(report_path: Path | None = None) -> Path | None:
     """Render ``laporan.md`` to ``laporan.html`` beside it with pandoc; None without pandoc."""
-    report_path = Path(report_path or report_dir() / "laporan.md")
+    report_path = Path(report_path or project_root() / "report" / "laporan.md")
     pandoc = shutil.which("pandoc")
     if pandoc is None:
         print("pandoc not found: report/laporan.md is up to date but was not rendered to HTML. "
               "Install it with `sudo apt-get install pandoc` (Debian/Ubuntu) and run "
               "`make report` again.")
         return None
-    out = report_path.with_suffix(".html")
-    root = report_path.resolve().parent.parent
-    subprocess.run([pandoc, report_path.name, "--standalone", "--toc", "--mathml",
-                    "-V", "maxwidth=60em", f"--resource-path=.:{root}", "-o", out.name],
+    out, root = report_path.with_suffix(".html"), report_path.resolve().parent.parent
+    subprocess.run([pandoc, report_path.name, "--standalone", "--toc", "--mathml", "-V",
+                    "maxwidth=60em", f"--resource-path=.:{root}", "-o", out.name],
                    cwd=report_path.parent, check=True)
     return out
 
@@ -1156,19 +1049,17 @@ def build_report(results_root: Path | str | None = None, report_path: Path | str
     Args:
         results_root: folder with ``celeba-subset/`` and ``study/`` (default ``report/results``).
         report_path: the report to fill in place (default ``report/laporan.md``).
-        figures_dir: where ``laporan_*.png`` go and where figure references are checked
-            (default ``figures/``).
+        figures_dir: where ``laporan_*.png`` go and figure references are checked (``figures/``).
         figures: redraw the ``laporan_*`` figures first.
         html: render ``laporan.html`` with pandoc when it is installed.
         readme_path: a README whose marked regions (e.g. ``findings``) are filled too; by
             default the project's ``README.md`` when ``report_path`` is the default one.
 
-    Returns:
-        the paths whose contents changed (figures, the report, the README, the HTML).
+    Returns the paths whose contents changed (figures, the report, the README, the HTML).
     """
     if readme_path is None and report_path is None:
         readme_path = project_root() / "README.md"
-    report_path = Path(report_path or report_dir() / "laporan.md")
+    report_path = Path(report_path or project_root() / "report" / "laporan.md")
     if not report_path.is_file():
         raise FileNotFoundError(
             f"report_path={str(report_path)!r} does not exist: the report with its marked regions "
@@ -1180,11 +1071,9 @@ def build_report(results_root: Path | str | None = None, report_path: Path | str
     if readme_path is not None and Path(readme_path).is_file():
         targets.append((Path(readme_path), "not measured yet"))
     for path, missing in targets:
-        filled = fill_regions(path.read_text(), results, figures_dir, missing)
-        if _write_if_changed(path, filled.encode()):
+        if _write_if_changed(path, fill_regions(path.read_text(), results, figures_dir,
+                                                missing).encode()):
             updated.append(path)
-    if html:
-        out = render_html(report_path)
-        if out is not None:
-            updated.append(out)
+    if html and (out := render_html(report_path)) is not None:
+        updated.append(out)
     return updated
