@@ -430,10 +430,17 @@ class TwoStageSampler:
         rng = np.random.default_rng(seed)
         u = (temperature * rng.standard_normal((n, self.latent_dim))).astype(np.float32)
         eps = rng.standard_normal((n, self.latent_dim))
-        z_hat = np.concatenate([_to_numpy(self.vae_.decode(u[i : i + batch_size]))
-                                for i in range(0, n, batch_size)])
+        z_hat = self.decode(u, batch_size)
         noise_std = self.vae_.gamma * _to_numpy(self.vae_.code_std)  # gamma in units of z
         return (z_hat + temperature * noise_std * eps).astype(np.float32)
+
+    def decode(self, u, batch_size: int = 1024) -> np.ndarray:
+        """Stage-one codes z_hat(u), shape (N, latent_dim), of second-stage codes ``u`` (N, d),
+        e.g. points on a path between two draws u ~ N(0, I)."""
+        self._check_fitted()
+        u = np.asarray(u, np.float32)
+        return np.concatenate([_to_numpy(self.vae_.decode(u[i : i + batch_size]))
+                               for i in range(0, len(u), batch_size)]).astype(np.float32)
 
     def save(self, path) -> None:
         """Write the second-stage model as one ``.keras`` file."""

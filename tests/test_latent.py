@@ -163,6 +163,9 @@ def test_two_stage_sampler_save_load_round_trip(tmp_path):
     assert not np.allclose(loaded.sample(10, seed=5), sampler.sample(10, seed=4))
     cold = loaded.sample(10, seed=4, temperature=0.0)
     np.testing.assert_allclose(cold, np.repeat(cold[:1], 10, axis=0))  # every u = 0
+    np.testing.assert_allclose(loaded.decode(np.zeros((2, LATENT_DIM))), cold[:2], atol=1e-6)
+    path_codes = loaded.decode(latent.interpolate(np.zeros(LATENT_DIM), np.ones(LATENT_DIM), 5))
+    assert path_codes.shape == (5, LATENT_DIM) and path_codes.dtype == np.float32
 
 
 def test_two_stage_sampler_needs_fit_and_codes():
