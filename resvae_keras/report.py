@@ -714,15 +714,6 @@ def _sampler_values(samples: dict) -> dict[str, str]:
     return out
 
 
-def _attribute_values(rows: dict) -> dict[str, str]:
-    found = metrics.significant_attributes(pd.DataFrame.from_dict(rows, orient="index"), ALPHA)
-    return {"n_atribut": integer(found["n_tested"]),
-            "ambang_bonferroni": f"{found['threshold']:.5f}",
-            "n_atribut_nyata": integer(found["n_significant"]),
-            "atribut_lebih_buruk": ", ".join(f"`{a}`" for a in found["worse"]) or DASH,
-            "atribut_lebih_baik": ", ".join(f"`{a}`" for a in found["better"]) or DASH}
-
-
 def _anomaly_values(results: Results) -> dict[str, str]:
     by_kind, _ = _anomaly(results)
     if not by_kind:
@@ -762,7 +753,12 @@ def values(results: Results) -> dict[str, str]:
         beta = (results.main_config or {}).get("beta")
         out |= _values(history_summary(results.main_history, beta), HISTORY_VALUES)
     if _get(m, "per_attribute.rows"):
-        out.update(_attribute_values(m["per_attribute"]["rows"]))
+        found = metrics.significant_attributes(
+            pd.DataFrame.from_dict(m["per_attribute"]["rows"], orient="index"), ALPHA)
+        out.update(n_atribut=integer(found["n_tested"]), n_atribut_nyata=integer(
+            found["n_significant"]), ambang_bonferroni=f"{found['threshold']:.5f}",
+            atribut_lebih_buruk=", ".join(f"`{a}`" for a in found["worse"]) or DASH,
+            atribut_lebih_baik=", ".join(f"`{a}`" for a in found["better"]) or DASH)
     out |= _sampler_values(results.samples) | _anomaly_values(results)
     out.update(n_run_studi=integer(results.seeds["finished"].sum()),
                n_run_rencana=integer(results.seeds["planned"].sum()),
@@ -960,23 +956,6 @@ def fill_text(template: str, known: dict[str, str], missing: str = MISSING) -> s
     return PLACEHOLDER.sub(replace, template)
 
 
-def _region_body(match: re.Match, results: Results, figures_dir: Path, known: dict,
-                 missing: str) -> str:
-    kind, name = match["kind"], match["name"]
-    if kind == "TEXT":
-        return fill_text(match["template"] or "", known, missing)
-    if kind == "FIGURE":
-        if (figures_dir / f"{name}.png").is_file():
-            return f"![{match['caption'] or name}](../figures/{name}.png)"
-        return not_available(f"`figures/{name}.png`", EITHER_COMMAND)
-    if name not in REGIONS:
-        raise ValueError(f"a region TABLE: {name} has no generator in report.REGIONS; "
-                         f"known: {sorted(REGIONS)}")
-    table, lacking = REGIONS[name]
-    body = table(results)
-    return not_available(*lacking) if body is None else body
-
-
 def fill_regions(text: str, results: Results, figures_dir: Path, missing: str = MISSING) -> str:
     """``text`` with every marked region rewritten from ``results``.
 
@@ -984,9 +963,23 @@ def fill_regions(text: str, results: Results, figures_dir: Path, missing: str = 
     marker (it would be lost when filled); KeyError for an unknown ``{{key}}``.
     """
     known = values(results) if any(m["kind"] == "TEXT" for m in REGION.finditer(text)) else {}
-    filled = REGION.sub(lambda m: f"{m['begin']}\n"
-                        f"{_region_body(m, results, figures_dir, known, missing).strip()}\n\n"
-                        f"{m['end']}", text)
+
+    def body(match: re.Match) -> str:
+        kind, name = match["kind"], match["name"]
+        if kind == "TEXT":
+            return fill_text(match["template"] or "", known, missing)
+        if kind == "FIGURE":
+            if (figures_dir / f"{name}.png").is_file():
+                return f"![{match['caption'] or name}](../figures/{name}.png)"
+            return not_available(f"`figures/{name}.png`", EITHER_COMMAND)
+        if name not in REGIONS:
+            raise ValueError(f"a region TABLE: {name} has no generator in report.REGIONS; "
+                             f"known: {sorted(REGIONS)}")
+        table, lacking = REGIONS[name]
+        filled = table(results)
+        return not_available(*lacking) if filled is None else filled
+
+    filled = REGION.sub(lambda m: f"{m['begin']}\n{body(m).strip()}\n\n{m['end']}", text)
     stray = PLACEHOLDER.search(REGION.sub("", filled))
     if stray:
         raise ValueError(f"{stray[0]} stands outside a TEXT marker and would be lost: move it "
