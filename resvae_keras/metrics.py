@@ -401,6 +401,26 @@ def per_attribute_breakdown(errors: pd.Series, attributes: pd.DataFrame) -> pd.D
     return table.sort_values("difference", ascending=False, na_position="last")
 
 
+def strongest_attributes(breakdown: pd.DataFrame, k: int = 10) -> pd.DataFrame:
+    """The ``k`` rows of ``per_attribute_breakdown`` with the largest |t| (finite t only),
+    largest first."""
+    tested = breakdown[np.isfinite(breakdown["t"].astype(float))]
+    return tested.reindex(tested["t"].abs().sort_values(ascending=False).index[:k])
+
+
+def significant_attributes(breakdown: pd.DataFrame, alpha: float = 0.05) -> dict:
+    """The attributes of ``per_attribute_breakdown`` whose gap is significant after Bonferroni
+    over the tested ones (finite p): ``n_tested``, ``threshold`` (alpha / n_tested),
+    ``n_significant``, ``worse`` (error higher with the attribute) and ``better``, each list
+    by the gap, largest first."""
+    tested = breakdown[np.isfinite(breakdown["p_value"].astype(float))]
+    threshold = alpha / max(1, len(tested))
+    significant = tested[tested["p_value"] < threshold].sort_values("difference", ascending=False)
+    return {"n_tested": len(tested), "threshold": threshold, "n_significant": len(significant),
+            "worse": list(significant.index[significant["difference"] > 0]),
+            "better": list(significant.index[significant["difference"] < 0])}
+
+
 def best_and_worst(scores, k: int, higher_is_better: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Positions of the k best and k worst images; NaN scores are skipped.
 

@@ -455,6 +455,26 @@ class ResVAE(keras.Model):
     def image_shape(self):
         return (self.image_size, self.image_size, 3)
 
+    def summary_rows(self) -> list[dict]:
+        """One dict per layer, encoder then decoder: ``part`` (``"encoder"``/``"decoder"``),
+        ``name``, ``kind`` (class name), ``kernel`` and ``strides`` (a ``Conv2D``'s, else None),
+        ``output_shape`` (without the batch axis) and ``params``."""
+        return [
+            {"part": part, "name": layer.name, "kind": type(layer).__name__,
+             "kernel": layer.kernel_size[0] if isinstance(layer, layers.Conv2D) else None,
+             "strides": layer.strides[0] if isinstance(layer, layers.Conv2D) else None,
+             "output_shape": tuple(layer.output.shape[1:]), "params": int(layer.count_params())}
+            for part, network in (("encoder", self.encoder), ("decoder", self.decoder))
+            for layer in network.layers
+        ]
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Parameters of the ``encoder``, the ``decoder``, the whole model (``total``: both plus
+        the decoder's log sigma and beta) and the ``trainable`` ones."""
+        return {"encoder": int(self.encoder.count_params()),
+                "decoder": int(self.decoder.count_params()), "total": int(self.count_params()),
+                "trainable": int(sum(np.prod(w.shape) for w in self.trainable_weights))}
+
     @property
     def decoder_sigma(self):
         """Standard deviation of the Gaussian decoder (None for Bernoulli)."""

@@ -1,22 +1,11 @@
 """The written report: fill ``report/laporan.md`` (and the README) from the committed results.
 
-Prose lives in the markdown. The generator writes only tables, figures and numbers, in three
-kinds of marked regions that ``build_report`` rewrites in place::
-
-    <!-- BEGIN TABLE: rekonstruksi -->          a table from the function in ``REGIONS``
-    <!-- BEGIN FIGURE: laporan_auroc "caption" -->   ``figures/<name>.png`` once drawn
-    <!-- BEGIN TEXT: rq2
-    Pada {{n_uji}} citra uji, PSNR rata-rata {{psnr}} dB ...
-    -->                                          the template, kept in the marker, with every
-    ...filled text...                            ``{{key}}`` replaced from ``values(results)``
-    <!-- END TEXT: rq2 -->
-
-``values`` is one flat ``{key: formatted number}`` dict; a value the results files lack reads
-``belum diukur``. A ``{{key}}`` that ``values`` does not know is an error, so a typo in the
-report fails ``make report``. Every number comes from a file under ``report/results/``:
-
-    report/results/celeba-subset/   the main run: config.json, history.csv, metrics.json
-    report/results/study/           runs.csv, benchmark.json, per run config/history/metrics
+Prose lives in the markdown; ``build_report`` rewrites only marked regions in place:
+``<!-- BEGIN TABLE: name -->`` (a table from ``REGIONS``), ``<!-- BEGIN FIGURE: name "caption"
+-->`` (``figures/<name>.png`` from ``FIGURES``) and ``<!-- BEGIN TEXT: name``, a template and
+``-->``, whose ``{{key}}`` placeholders are filled from ``values(results)``, one flat
+``{key: formatted number}`` dict (a missing value reads ``belum diukur``; an unknown key fails).
+Every number comes from ``report/results/``: ``celeba-subset/`` (the main run) and ``study/``.
 
     python -m resvae_keras report      # or: make report
 """
@@ -29,15 +18,15 @@ import math
 import re
 import shutil
 import subprocess
-from collections.abc import Callable
-from functools import cache, cached_property
+from functools import cache, cached_property, partial
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from resvae_keras import study
-from resvae_keras.config import project_root
+from resvae_keras import metrics, plots, study
+from resvae_keras.config import Config, project_root
 
 MAIN_RUN = "celeba-subset"
 REGION = re.compile(
@@ -50,27 +39,23 @@ PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
 DASH = "—"  # a table cell with no value (not measured, or not applicable)
 MISSING = "belum diukur"  # a {{key}} whose value the results files lack
 NBSP = "\u00a0"  # thousands separator of integers: unambiguous with a decimal point
+ALPHA = study.ALPHA
 
-MAIN_COMMAND = (
-    "python -m resvae_keras train --profile celeba-subset && "
-    "python -m resvae_keras evaluate --run-dir runs/celeba-subset"
-)
+MAIN_COMMAND = ("python -m resvae_keras train --profile celeba-subset && "
+                "python -m resvae_keras evaluate --run-dir runs/celeba-subset")
 STUDY_COMMAND = "python -m resvae_keras study"
+EITHER_COMMAND = f"{MAIN_COMMAND}` atau `{STUDY_COMMAND}"
 MAIN_METRICS = f"`report/results/{MAIN_RUN}/metrics.json`"
 
 # Labels of names in the results files (words, not sentences).
 ARM_NAMES = {"residual": "ResVAE (residual)", "plain": "VAE polos", "conv": "VAE konvolusional"}
 STUDY_MEASURES = {  # study measure -> (Indonesian label, decimals)
-    "psnr": ("PSNR (dB)", 2),
-    "ssim": ("SSIM", 4),
-    "ms_ssim": ("MS-SSIM", 4),
-    "neg_elbo_bpd": ("−ELBO (bit/dim)", 4),
-    "kl_nats": ("KL (nats)", 1),
+    "psnr": ("PSNR (dB)", 2), "ssim": ("SSIM", 4), "ms_ssim": ("MS-SSIM", 4),
+    "neg_elbo_bpd": ("−ELBO (bit/dim)", 4), "kl_nats": ("KL (nats)", 1),
     "sharpness_ratio": ("Rasio ketajaman rekonstruksi", 3),
     "face_rate_prior_t1": ("Laju deteksi wajah, prior", 3),
     "swd_mean_prior_t1": ("SWD prior (×10³)", 2),
-    "face_rate_gmm_t1": ("Laju deteksi wajah, GMM", 3),
-    "swd_mean_gmm_t1": ("SWD GMM (×10³)", 2),
+    "face_rate_gmm_t1": ("Laju deteksi wajah, GMM", 3), "swd_mean_gmm_t1": ("SWD GMM (×10³)", 2),
     "steps_to_threshold": ("Langkah sampai ambang loss", 0),
     "seconds_to_threshold": ("Detik sampai ambang loss", 1),
     "val_neg_elbo_at_equal_time": ("−ELBO validasi pada waktu sama (nats)", 1),
@@ -83,22 +68,22 @@ HYPOTHESIS_NAMES = {
     "a": "(a) rekonstruksi lebih akurat", "b": "(b) rekonstruksi lebih tajam",
     "c": "(c) sampel lebih realistis", "d": "(d) pelatihan lebih cepat per langkah dan per detik",
 }
-ALPHA = study.ALPHA
 SAMPLER_NAMES = {"prior": "prior N(0, I)", "two_stage": "VAE dua tahap",
                  "gmm": "GMM ex-post 10 komponen"}
 REFERENCE_NAMES = {"real_test": "wajah uji nyata terhadap wajah latih (batas bawah)",
                    "reconstructions": "rekonstruksi wajah uji"}
-ANOMALY_NAMES = {
-    "noise": "derau Gaussian", "occlusion": "oklusi kotak", "rotation": "rotasi terbalik",
-    "non_face": "bukan wajah",
-}
-SCORE_NAMES = {
-    "neg_elbo": "−ELBO", "reconstruction_mse": "MSE rekonstruksi",
-    "complexity_corrected": "−ELBO terkoreksi kompleksitas",
-}
-LIKELIHOOD_NAMES = {
-    "gaussian_learned": "Gaussian, σ dipelajari", "gaussian": "Gaussian, σ² = 1/2 tetap",
-    "bernoulli": "Bernoulli",
+ANOMALY_NAMES = {"noise": "derau Gaussian", "occlusion": "oklusi kotak",
+                 "rotation": "rotasi terbalik", "non_face": "bukan wajah"}
+SCORE_NAMES = {"neg_elbo": "−ELBO", "reconstruction_mse": "MSE rekonstruksi",
+               "complexity_corrected": "−ELBO terkoreksi kompleksitas"}
+LIKELIHOOD_NAMES = {"gaussian_learned": "Gaussian, σ dipelajari",
+                    "gaussian": "Gaussian, σ² = 1/2 tetap", "bernoulli": "Bernoulli"}
+LAYER_KINDS = {  # Keras class -> the architecture table's word (a Conv2D: its kernel and stride)
+    "InputLayer": "masukan", "Rescaling": "skala [0, 1] → [−1, 1]",
+    "ResidualBlock": "blok residual pra-aktivasi", "GroupNormalization": "GroupNorm",
+    "Activation": "SiLU", "Flatten": "perataan", "Dense": "lapisan padat", "Reshape": "ubah bentuk",
+    "Upsample": "tetangga terdekat ×2 + konvolusi 3×3",
+    "DepthToSpace": "sub-piksel (depth-to-space ×2)",
 }
 
 
@@ -111,16 +96,12 @@ def _finite(value) -> bool:
 
 def num(value, decimals: int, scale: float = 1.0) -> str:
     """``value * scale`` with a fixed number of decimals; a dash when missing or not finite."""
-    if not _finite(value):
-        return DASH
-    return f"{float(value) * scale:.{decimals}f}"
+    return f"{float(value) * scale:.{decimals}f}" if _finite(value) else DASH
 
 
 def integer(value) -> str:
     """An integer with non-breaking spaces between thousands (``1 542 464``)."""
-    if not _finite(value):
-        return DASH
-    return f"{int(round(float(value))):,}".replace(",", NBSP)
+    return f"{int(round(float(value))):,}".replace(",", NBSP) if _finite(value) else DASH
 
 
 def plus_minus(mean, std, decimals: int, scale: float = 1.0) -> str:
@@ -137,13 +118,19 @@ def p_value(p) -> str:
     return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
 
 
-def shape(dims) -> str:
+def _percent(value) -> str:
+    """``12.3 %``; a dash when missing."""
+    text = num(value, 1, 100.0)
+    return text if text == DASH else f"{text} %"
+
+
+def _shape(dims) -> str:
     """A tensor shape without the batch axis: ``32×32×64``."""
     return "×".join(str(d) for d in dims)
 
 
 def markdown_table(columns, rows, numeric=None) -> str:
-    """A pipe table; ``numeric`` columns (indices) are right-aligned."""
+    """A pipe table; ``numeric`` columns (indices, default all but the first) right-aligned."""
     numeric = set(range(1, len(columns))) if numeric is None else set(numeric)
     align = ["---:" if i in numeric else ":---" for i in range(len(columns))]
 
@@ -161,12 +148,58 @@ def not_available(what: str, command: str) -> str:
 
 def _get(mapping, dotted: str):
     """``mapping["a"]["b"]`` for ``"a.b"``; None when any key is missing."""
-    value = mapping
     for key in dotted.split("."):
-        if not isinstance(value, dict) or key not in value:
+        if not isinstance(mapping, dict) or key not in mapping:
             return None
-        value = value[key]
-    return value
+        mapping = mapping[key]
+    return mapping
+
+
+def _has(mapping, dotted: str) -> bool:
+    """Whether ``mapping`` holds the path ``"a.b"`` (its value may be None)."""
+    parent, _, last = dotted.rpartition(".")
+    parent = _get(mapping, parent) if parent else mapping
+    return isinstance(parent, dict) and last in parent
+
+
+class Col(NamedTuple):
+    """One formatted number: ``key`` (dotted path into a record), ``label`` (a table header or
+    a ``values`` key), ``decimals`` (None: an integer; ``"p"``: a p-value; ``"%"``: a percent),
+    ``scale`` applied first; an ``optional`` column is left out of a table when no record
+    has its key."""
+
+    key: str
+    label: str
+    decimals: int | str | None = 2
+    scale: float = 1.0
+    optional: bool = False
+
+    def cell(self, record) -> str:
+        value = _get(record, self.key)
+        if self.decimals is None:
+            return integer(value)
+        if self.decimals in ("p", "%"):
+            return p_value(value) if self.decimals == "p" else _percent(value)
+        return num(value, self.decimals, self.scale)
+
+
+def _table(headers, rows, columns) -> str:
+    """A pipe table: ``rows`` are ``(label cell(s), record)``; the ``headers`` columns hold the
+    labels (left-aligned), then one right-aligned column per ``Col`` read from each record."""
+    rows = [((labels,) if isinstance(labels, str) else tuple(labels), r) for labels, r in rows]
+    columns = [c for c in columns if not c.optional or any(_has(r, c.key) for _, r in rows)]
+    return markdown_table([*headers, *(c.label for c in columns)],
+                          [(*labels, *(c.cell(r) for c in columns)) for labels, r in rows],
+                          numeric=range(len(headers), len(headers) + len(columns)))
+
+
+def _measure(key: str) -> Col:
+    """The column of a study measure, labelled and rounded as ``STUDY_MEASURES`` says."""
+    return Col(key, *STUDY_MEASURES.get(key, (key, 3)), optional=True)
+
+
+def _arm(arm) -> str:
+    return ARM_NAMES.get(arm, arm)
 
 
 # -- the results ------------------------------------------------------------------------
@@ -177,35 +210,36 @@ class Results:
 
     def __init__(self, root: Path | str | None = None):
         self.root = Path(root) if root is not None else study.results_dir()
-        self.main_dir = self.root / MAIN_RUN
-        self.study_dir = self.root / "study"
+        self.main_dir, self.study_dir = self.root / MAIN_RUN, self.root / "study"
 
-    def _json(self, path: Path):
+    def _json(self, name: str):
+        path = self.main_dir / name
         return json.loads(path.read_text()) if path.is_file() else None
 
     @cached_property
     def main_metrics(self) -> dict | None:
-        return self._json(self.main_dir / "metrics.json")
+        return self._json("metrics.json")
 
     @cached_property
     def main_config(self) -> dict | None:
-        return self._json(self.main_dir / "config.json")
+        return self._json("config.json")
 
     @cached_property
-    def main_history(self) -> pd.DataFrame | None:
-        path = self.main_dir / "history.csv"
-        if not path.is_file():
-            return None
-        history = pd.read_csv(path)
-        return history.drop_duplicates("epoch", keep="last").reset_index(drop=True)
+    def main_history(self) -> pd.DataFrame:
+        """One row per epoch (empty when the main run has no history)."""
+        from resvae_keras.train import load_history
+
+        return load_history(self.main_dir)
 
     @cached_property
     def other_metrics(self) -> dict[str, dict]:
         """``metrics_<data>.json`` of the main run: the model on other data, by name."""
-        return {
-            path.stem.removeprefix("metrics_"): json.loads(path.read_text())
-            for path in sorted(self.main_dir.glob("metrics_*.json"))
-        }
+        return {path.stem.removeprefix("metrics_"): json.loads(path.read_text())
+                for path in sorted(self.main_dir.glob("metrics_*.json"))}
+
+    @property
+    def samples(self) -> dict:
+        return _get(self.main_metrics or {}, "samples") or {}
 
     @cached_property
     def study_runs(self) -> pd.DataFrame:
@@ -240,132 +274,83 @@ class Results:
         return study.seeds_per_arm(self.study_dir, self.study_runs)
 
 
-# -- the architecture (needs Keras, no results) -----------------------------------------
+# -- tables: the architecture (the Keras model, no results) ------------------------------
 
 
 @cache
-def architecture() -> dict:
-    """Layers of the default architecture (``Config()``, also the ``celeba-subset`` one).
-
-    Returns a dict: ``rows`` ``[(part, layer, kind, output shape tuple, params)]``,
-    ``encoder``/``decoder``/``total``/``trainable`` parameter counts, ``plain_total`` (the
-    same network without shortcuts, the ablation's plain arm) and ``config`` (widths, blocks,
-    latent size, image size).
-    """
-    from resvae_keras.config import Config
+def architecture() -> tuple:
+    """``(config, ResVAE.summary_rows, ResVAE.parameter_counts)`` of the default architecture
+    (``Config()``, the ``celeba-subset`` one); the counts add ``plain_total``, the same
+    network without shortcuts (the ablation's plain arm)."""
     from resvae_keras.model import build_model
 
     config = Config()
     model = build_model(config)
-    rows = []
-    for part, network in (("enkoder", model.encoder), ("dekoder", model.decoder)):
-        for layer in network.layers:
-            rows.append((part, layer.name, _layer_kind(layer), tuple(layer.output.shape[1:]),
-                         int(layer.count_params())))
-    trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
-    plain = build_model(config.replace(residual=False))
-    result = {
-        "rows": rows,
-        "encoder": int(model.encoder.count_params()),
-        "decoder": int(model.decoder.count_params()),
-        "total": int(model.count_params()),
-        "trainable": trainable,
-        "plain_total": int(plain.count_params()),
-        "config": {"widths": list(config.widths), "blocks_per_stage": config.blocks_per_stage,
-                   "latent_dim": config.latent_dim, "image_size": config.image_size},
-    }
-    return result
+    counts = model.parameter_counts()
+    counts["plain_total"] = int(build_model(config.replace(residual=False)).count_params())
+    return config, model.summary_rows(), counts
 
 
-def _layer_kind(layer) -> str:
-    kind = type(layer).__name__
-    if kind == "Conv2D":
-        k, s = layer.kernel_size[0], layer.strides[0]
+def _layer_kind(row: dict) -> str:
+    if row["kind"] == "Conv2D":
+        k, s = row["kernel"], row["strides"]
         return f"konvolusi {k}×{k}" + (f", langkah {s}" if s > 1 else "")
-    return {
-        "InputLayer": "masukan",
-        "Rescaling": "skala [0, 1] → [−1, 1]",
-        "ResidualBlock": "blok residual pra-aktivasi",
-        "GroupNormalization": "GroupNorm",
-        "Activation": "SiLU",
-        "Flatten": "perataan",
-        "Dense": "lapisan padat",
-        "Reshape": "ubah bentuk",
-        "Upsample": "tetangga terdekat ×2 + konvolusi 3×3",
-        "DepthToSpace": "sub-piksel (depth-to-space ×2)",
-    }.get(kind, kind)
+    return LAYER_KINDS.get(row["kind"], row["kind"])
 
 
 def table_arsitektur(results: Results) -> str:
-    arch = architecture()
-    rows = [(part, f"`{name}`", kind, shape(out), integer(params))
-            for part, name, kind, out, params in arch["rows"]]
-    rows += [
-        ("total", "enkoder", "", "", integer(arch["encoder"])),
-        ("total", "dekoder", "", "", integer(arch["decoder"])),
-        ("total", "model (termasuk log σ dan β)", "", "", integer(arch["total"])),
-        ("total", "dapat dilatih", "", "", integer(arch["trainable"])),
-        ("total", "VAE polos (tanpa shortcut)", "", "", integer(arch["plain_total"])),
-    ]
+    _, layers, counts = architecture()
+    parts = {"encoder": "enkoder", "decoder": "dekoder"}
+    rows = [(parts[r["part"]], f"`{r['name']}`", _layer_kind(r), _shape(r["output_shape"]),
+             integer(r["params"])) for r in layers]
+    rows += [("total", label, "", "", integer(counts[key])) for key, label in (
+        ("encoder", "enkoder"), ("decoder", "dekoder"), ("total", "model (termasuk log σ dan β)"),
+        ("trainable", "dapat dilatih"), ("plain_total", "VAE polos (tanpa shortcut)"))]
     return markdown_table(
         ["Bagian", "Lapisan", "Jenis", "Bentuk keluaran", "Parameter"], rows, numeric=[4])
 
 
 def table_diagram(results: Results) -> str:
-    """The encoder-decoder flow with the real output shapes, stages folded into one line."""
-    arch = architecture()
+    """The encoder-decoder flow with the real output shapes, a stage's blocks on one line."""
+    _, layers, _ = architecture()
     lines = ["```text"]
-    for part, title in (("enkoder", "ENKODER  q(z | x)"), ("dekoder", "DEKODER  p(x | z)")):
-        lines.append(title)
-        layers = [row for row in arch["rows"] if row[0] == part]
-        i = 0
-        while i < len(layers):
-            _, name, kind, out, _ = layers[i]
-            j = i
-            while (kind.startswith("blok residual") and j + 1 < len(layers)
-                   and layers[j + 1][2] == kind and layers[j + 1][3] == out):
-                j += 1
-            label = f"{j - i + 1} × {kind}" if j > i else kind
-            lines.append(f"  │ {label:<44} → {shape(out)}")
-            i = j + 1
-        if part == "enkoder":
-            lines.append("  │ z = z_mean + exp(½ · z_log_var) ⊙ ε,  ε ~ N(0, I)   "
-                         "(reparameterisasi)")
-        else:
-            lines.append("  │ sigmoid → citra rerata x̂ ∈ [0, 1]")
-    lines.append("```")
-    return "\n".join(lines)
+    for part, title, last in (
+            ("encoder", "ENKODER  q(z | x)",
+             "z = z_mean + exp(½ · z_log_var) ⊙ ε,  ε ~ N(0, I)   (reparameterisasi)"),
+            ("decoder", "DEKODER  p(x | z)", "sigmoid → citra rerata x̂ ∈ [0, 1]")):
+        folded: list[list] = []  # [kind, output shape, how many in a row]
+        for r in (r for r in layers if r["part"] == part):
+            step = [_layer_kind(r), r["output_shape"]]
+            if r["kind"] == "ResidualBlock" and folded and folded[-1][:2] == step:
+                folded[-1][2] += 1
+            else:
+                folded.append([*step, 1])
+        lines += [title, *(f"  │ {(f'{n} × {kind}' if n > 1 else kind):<44} → {_shape(out)}"
+                           for kind, out, n in folded), f"  │ {last}"]
+    return "\n".join([*lines, "```"])
 
 
-# -- BAB III: data and training -----------------------------------------
-
-
-def table_data(results: Results) -> str:
-    m = results.main_metrics
-    counts = _get(m, "data.split_counts") if m else None
-    if not counts:
-        return not_available(MAIN_METRICS, MAIN_COMMAND)
-    names = {"train": "latih (train)", "val": "validasi (val)", "test": "uji (test)"}
-    total = sum(counts.values())
-    rows = [(names.get(k, k), integer(v), num(100 * v / total, 1)) for k, v in counts.items()]
-    rows.append(("jumlah", integer(total), num(100.0, 1)))
-    return markdown_table(["Split", "Jumlah citra", "Porsi (%)"], rows)
-
+# -- tables: data and training ----------------------------------------------------------
 
 HYPERPARAMETERS = (  # config key -> Indonesian label
-    ("image_size", "Ukuran citra (piksel)"),
-    ("widths", "Lebar kanal per tahap"),
-    ("blocks_per_stage", "Blok residual per tahap"),
-    ("latent_dim", "Dimensi laten d"),
-    ("likelihood", "*Likelihood* rekonstruksi"),
-    ("beta", "β (bobot KL)"),
-    ("kl_warmup_steps", "Pemanasan KL (langkah)"),
-    ("batch_size", "Ukuran batch"),
-    ("learning_rate", "Laju belajar Adam"),
-    ("epochs", "Epoch"),
-    ("seed", "*Seed*"),
+    ("image_size", "Ukuran citra (piksel)"), ("widths", "Lebar kanal per tahap"),
+    ("blocks_per_stage", "Blok residual per tahap"), ("latent_dim", "Dimensi laten d"),
+    ("likelihood", "*Likelihood* rekonstruksi"), ("beta", "β (bobot KL)"),
+    ("kl_warmup_steps", "Pemanasan KL (langkah)"), ("batch_size", "Ukuran batch"),
+    ("learning_rate", "Laju belajar Adam"), ("epochs", "Epoch"), ("seed", "*Seed*"),
     ("mixed_precision", "Presisi"),
 )
+
+
+def table_data(results: Results) -> str | None:
+    counts = _get(results.main_metrics or {}, "data.split_counts")
+    if not counts:
+        return None
+    names = {"train": "latih (train)", "val": "validasi (val)", "test": "uji (test)"}
+    total = sum(counts.values())
+    rows = [(names.get(k, k), {"n": v, "share": 100 * v / total}) for k, v in counts.items()]
+    return _table(["Split"], [*rows, ("jumlah", {"n": total, "share": 100.0})],
+                  (Col("n", "Jumlah citra", None), Col("share", "Porsi (%)", 1)))
 
 
 def _config_value(key: str, value) -> str:
@@ -377,101 +362,92 @@ def _config_value(key: str, value) -> str:
         return "float32" if value is None else str(value)
     if key == "seed" and isinstance(value, list):
         return ", ".join(str(v) for v in value)
-    if key == "learning_rate":
-        return f"{value:g}"
-    if key == "beta":
-        return f"{value:g}"
-    return str(value)
+    return f"{value:g}" if key in ("learning_rate", "beta") else str(value)
 
 
-def table_hiperparameter(results: Results) -> str:
-    main = results.main_config
-    runs = results.study
+def table_hiperparameter(results: Results) -> str | None:
+    main, runs = results.main_config, results.study
     reference = runs.get("residual_s0", {}).get("config") or next(
         (r["config"] for r in runs.values() if r.get("config")), None)
     if main is None and reference is None:
-        return not_available(
-            f"`report/results/{MAIN_RUN}/config.json` dan `report/results/study/*/config.json`",
-            f"{MAIN_COMMAND}` atau `{STUDY_COMMAND}")
+        return None
     seeds = sorted({r["config"]["seed"] for r in runs.values() if "seed" in r.get("config", {})})
     rows = []
     for key, label in HYPERPARAMETERS:
-        main_cell = _config_value(key, main[key]) if main and key in main else DASH
-        if reference and key in reference:
-            value = seeds if key == "seed" and seeds else reference[key]
-            study_cell = _config_value(key, value)
-        else:
-            study_cell = DASH
-        rows.append((label, main_cell, study_cell))
-    return markdown_table(["Hiperparameter", "Percobaan utama", "Studi perbandingan (percobaan acuan)"], rows,
-                          numeric=[])
+        study_value = seeds if key == "seed" and seeds else (reference or {}).get(key)
+        rows.append((label, _config_value(key, main[key]) if main and key in main else DASH,
+                     _config_value(key, study_value) if reference and key in reference else DASH))
+    return markdown_table(["Hiperparameter", "Percobaan utama",
+                           "Studi perbandingan (percobaan acuan)"], rows, numeric=[])
 
 
-def _time_row(label, history: pd.DataFrame, config: dict):
-    return (
-        label,
-        integer(len(history)),
-        _config_value("mixed_precision", config.get("mixed_precision")) if config else DASH,
-        num(history["epoch_time_s"].median(), 1),
-        num(history["wall_time_s"].iloc[-1] / 60.0, 1),
-        num(history["val_loss"].min(), 1),
-    )
-
-
-def table_waktu(results: Results) -> str:
-    rows = []
-    if results.main_history is not None and len(results.main_history):
-        rows.append(_time_row(f"`{MAIN_RUN}` (percobaan utama)", results.main_history,
-                              results.main_config or {}))
-    for name, r in results.study.items():
-        if len(r["history"]):
-            rows.append(_time_row(f"`{name}`", r["history"], r.get("config", {})))
-    if not rows:
-        return not_available("`history.csv` percobaan utama maupun percobaan studi",
-                             f"{MAIN_COMMAND}` atau `{STUDY_COMMAND}")
+def table_waktu(results: Results) -> str | None:
+    runs = [(f"`{MAIN_RUN}` (percobaan utama)", results.main_history, results.main_config or {})]
+    runs += [(f"`{name}`", r["history"], r.get("config", {})) for name, r in results.study.items()]
+    rows = [(label, integer(len(h)),
+             _config_value("mixed_precision", config.get("mixed_precision")) if config else DASH,
+             num(h["epoch_time_s"].median(), 1), num(h["wall_time_s"].iloc[-1] / 60.0, 1),
+             num(h["val_loss"].min(), 1)) for label, h, config in runs if len(h)]
     return markdown_table(
         ["Percobaan", "Epoch", "Presisi", "Median waktu/epoch (s)", "Total waktu latih (menit)",
-         "Val loss terbaik (nats)"], rows, numeric=[1, 3, 4, 5])
+         "Val loss terbaik (nats)"], rows, numeric=[1, 3, 4, 5]) if rows else None
 
 
-# -- BAB IV: tables --------------------------------------------------------------------
+# -- tables: the main run ----------------------------------------------------------------
 
 RECONSTRUCTION_ROWS = (  # key in metrics.json "reconstruction" -> (label, decimals)
-    ("mse", "MSE per piksel", 5),
-    ("psnr", "PSNR (dB)", 2),
-    ("ssim", "SSIM", 4),
-    ("ms_ssim", "MS-SSIM", 4),
-    ("neg_elbo_nats", "−ELBO (nats per citra)", 1),
+    ("mse", "MSE per piksel", 5), ("psnr", "PSNR (dB)", 2), ("ssim", "SSIM", 4),
+    ("ms_ssim", "MS-SSIM", 4), ("neg_elbo_nats", "−ELBO (nats per citra)", 1),
     ("reconstruction_nll_nats", "−log p(x|z) (nats per citra)", 1),
-    ("kl_nats", "KL (nats per citra)", 1),
-    ("bits_per_dim", "−ELBO (bit per dimensi)", 4),
+    ("kl_nats", "KL (nats per citra)", 1), ("bits_per_dim", "−ELBO (bit per dimensi)", 4),
+)
+GENERALISATION_COLUMNS = (
+    Col("n_images", "n", None), Col("mse.mean", "MSE", 5), Col("psnr.mean", "PSNR (dB)", 2),
+    Col("ssim.mean", "SSIM", 4), Col("ms_ssim.mean", "MS-SSIM", 4),
+    Col("bits_per_dim.mean", "bit/dim", 4),
+)
+ATTRIBUTE_COLUMNS = (
+    Col("n_with", "n dengan", None), Col("n_without", "n tanpa", None),
+    Col("mean_with", "MSE dengan (×10³)", 3, 1e3), Col("mean_without", "MSE tanpa (×10³)", 3, 1e3),
+    Col("difference", "Selisih (×10³)", 3, 1e3), Col("t", "t Welch", 2), Col("p_value", "p", "p"),
+)
+SAMPLE_COLUMNS = (
+    Col("n_images", "n", None),
+    # metrics.json files from before the face-detection rate have no such column
+    Col("realism.face_rate", "Laju deteksi wajah", 3, optional=True),
+    *(Col(f"realism.swd.swd_{r}", f"SWD {r} px", 1) for r in (64, 32, 16)),
+    Col("realism.swd.swd_mean", "SWD rata-rata", 1), Col("realism.fid", "FID", 2),
+    Col("realism.kid_mean", "KID (×10³)", 2, 1e3), Col("realism.precision", "Presisi", 3),
+    Col("realism.recall", "Recall", 3),
+)
+DIVERSITY_COLUMNS = (
+    Col("diversity.pixel_l2_fake", "Jarak L2 antar-pasangan", 2),
+    Col("diversity.ms_ssim_fake", "MS-SSIM antar-pasangan", 4),
+    Col("memorization.sample_to_train.median", "Median jarak ke citra latih terdekat", 2),
+    Col("memorization.median_ratio", "Rasio median terhadap wajah uji", 3),
+    Col("memorization.share_closer_than_test_p01",
+        "Sampel lebih dekat dari persentil 1% uji (%)", 1, 100.0),
 )
 
 
-def table_rekonstruksi(results: Results) -> str:
-    m = results.main_metrics
-    rec = m and m.get("reconstruction")
+def table_rekonstruksi(results: Results) -> str | None:
+    rec = _get(results.main_metrics or {}, "reconstruction")
     if not rec:
-        return not_available(MAIN_METRICS, MAIN_COMMAND)
+        return None
     rows = [(label, num(_get(rec, f"{key}.mean"), d), num(_get(rec, f"{key}.std"), d))
             for key, label, d in RECONSTRUCTION_ROWS]
     rows.append(("σ dekoder (satuan intensitas [0, 1])", num(rec.get("decoder_sigma"), 4), DASH))
     return markdown_table(["Metrik", "Rata-rata", "Simpangan baku"], rows)
 
 
-def table_generalisasi(results: Results) -> str:
-    m = results.main_metrics
-    if not m or not m.get("reconstruction"):
-        return not_available(MAIN_METRICS, MAIN_COMMAND)
-    sets = [("split uji (aturan cadangan)", m["reconstruction"])]
-    for name, other in results.other_metrics.items():
-        rec = other.get("reconstruction", other)
-        sets.append((f"`{name}`", rec))
-    rows = [(label, integer(rec.get("n_images")), num(_get(rec, "mse.mean"), 5),
-             num(_get(rec, "psnr.mean"), 2), num(_get(rec, "ssim.mean"), 4),
-             num(_get(rec, "ms_ssim.mean"), 4), num(_get(rec, "bits_per_dim.mean"), 4))
-            for label, rec in sets]
-    table = markdown_table(["Data", "n", "MSE", "PSNR (dB)", "SSIM", "MS-SSIM", "bit/dim"], rows)
+def table_generalisasi(results: Results) -> str | None:
+    rec = _get(results.main_metrics or {}, "reconstruction")
+    if not rec:
+        return None
+    sets = [("split uji (aturan cadangan)", rec)]
+    sets += [(f"`{name}`", other.get("reconstruction", other))
+             for name, other in results.other_metrics.items()]
+    table = _table(["Data"], sets, GENERALISATION_COLUMNS)
     if len(sets) == 1:
         table += "\n\n" + not_available(
             f"evaluasi pada potongan wajah partisi uji resmi (`report/results/{MAIN_RUN}/metrics_*.json`)",
@@ -481,108 +457,67 @@ def table_generalisasi(results: Results) -> str:
 
 
 def per_attribute_rows(results: Results, k: int = 10) -> pd.DataFrame | None:
-    """The ``k`` attributes with the largest |t| of the MSE gap, largest gap first."""
+    """``metrics.strongest_attributes`` of the main run, largest MSE gap first."""
     rows = _get(results.main_metrics or {}, "per_attribute.rows")
     if not rows:
         return None
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    table = table[np.isfinite(table["t"].astype(float))]
-    top = table.reindex(table["t"].abs().sort_values(ascending=False).index[:k])
-    return top.sort_values("difference", ascending=False)
+    breakdown = pd.DataFrame.from_dict(rows, orient="index")
+    return metrics.strongest_attributes(breakdown, k).sort_values("difference", ascending=False)
 
 
-def table_per_atribut(results: Results) -> str:
+def table_per_atribut(results: Results) -> str | None:
     top = per_attribute_rows(results)
     if top is None:
-        return not_available(MAIN_METRICS, MAIN_COMMAND)
-    rows = [(f"`{name}`", integer(r.n_with), integer(r.n_without), num(r.mean_with, 3, 1e3),
-             num(r.mean_without, 3, 1e3), num(r.difference, 3, 1e3), num(r.t, 2),
-             p_value(r.p_value)) for name, r in top.iterrows()]
-    return markdown_table(
-        ["Atribut", "n dengan", "n tanpa", "MSE dengan (×10³)", "MSE tanpa (×10³)",
-         "Selisih (×10³)", "t Welch", "p"], rows)
+        return None
+    return _table(["Atribut"], [(f"`{name}`", r.to_dict()) for name, r in top.iterrows()],
+                  ATTRIBUTE_COLUMNS)
 
 
-def _samples(results: Results) -> dict:
-    return _get(results.main_metrics or {}, "samples") or {}
+def _samplers(results: Results) -> list[tuple[str, dict]]:
+    """``(label, sampler report)`` of every sampler of the main run."""
+    rows = []
+    for key, s in results.samples.items():
+        sampler = s.get("sampler", key.split("_")[0])
+        rows.append((f"{SAMPLER_NAMES.get(sampler, sampler)}, T = {s.get('temperature', 1.0):g}", s))
+    return rows
 
 
-def _sampler_label(key: str, report: dict) -> str:
-    sampler = report.get("sampler", key.split("_")[0])
-    return f"{SAMPLER_NAMES.get(sampler, sampler)}, T = {report.get('temperature', 1.0):g}"
-
-
-def table_sampel(results: Results) -> str:
-    samples = _samples(results)
-    if not samples:
-        return not_available(MAIN_METRICS, MAIN_COMMAND)
-    # metrics.json files written before the face-detection rate have neither the column
-    # nor the reference rows; their table stays as it was
+def table_sampel(results: Results) -> str | None:
+    if not results.samples:
+        return None
     references = _get(results.main_metrics, "sample_references") or {}
-    with_faces = any("face_rate" in s.get("realism", {}) for s in samples.values())
-    rows = []
-    for key, s in [*samples.items(), *references.items()]:
-        r = s.get("realism", {})
-        swd = r.get("swd", {})
-        label = REFERENCE_NAMES.get(key) if key in references else _sampler_label(key, s)
-        faces = (num(r.get("face_rate"), 3),) if with_faces else ()
-        rows.append((label, integer(s.get("n_images")), *faces,
-                     num(swd.get("swd_64"), 1), num(swd.get("swd_32"), 1),
-                     num(swd.get("swd_16"), 1), num(swd.get("swd_mean"), 1),
-                     num(r.get("fid"), 2), num(r.get("kid_mean"), 2, 1e3),
-                     num(r.get("precision"), 3), num(r.get("recall"), 3)))
-    return markdown_table(
-        ["Sampler", "n", *(("Laju deteksi wajah",) if with_faces else ()), "SWD 64 px",
-         "SWD 32 px", "SWD 16 px", "SWD rata-rata", "FID", "KID (×10³)", "Presisi", "Recall"],
-        rows)
+    return _table(["Sampler"], [*_samplers(results), *(
+        (REFERENCE_NAMES.get(k, k), s) for k, s in references.items())], SAMPLE_COLUMNS)
 
 
-def table_keragaman(results: Results) -> str:
-    samples = _samples(results)
-    if not samples:
-        return not_available(MAIN_METRICS, MAIN_COMMAND)
-    rows = []
-    for key, s in samples.items():
-        d, mem = s.get("diversity", {}), s.get("memorization", {})
-        rows.append((_sampler_label(key, s), num(d.get("pixel_l2_fake"), 2),
-                     num(d.get("ms_ssim_fake"), 4), num(_get(mem, "sample_to_train.median"), 2),
-                     num(mem.get("median_ratio"), 3),
-                     num(_pct(mem.get("share_closer_than_test_p01")), 1)))
-    first = next(iter(samples.values()))
-    d, mem = first.get("diversity", {}), first.get("memorization", {})
-    rows.append(("wajah uji nyata (acuan)", num(d.get("pixel_l2_real"), 2),
-                 num(d.get("ms_ssim_real"), 4), num(_get(mem, "test_to_train.median"), 2),
-                 DASH, DASH))
-    return markdown_table(
-        ["Sampler", "Jarak L2 antar-pasangan", "MS-SSIM antar-pasangan",
-         "Median jarak ke citra latih terdekat", "Rasio median terhadap wajah uji",
-         "Sampel lebih dekat dari persentil 1% uji (%)"], rows)
+def table_keragaman(results: Results) -> str | None:
+    if not results.samples:
+        return None
+    first = next(iter(results.samples.values()))
+    real = {  # the real test faces, read through the samples' columns
+        "diversity": {"pixel_l2_fake": _get(first, "diversity.pixel_l2_real"),
+                      "ms_ssim_fake": _get(first, "diversity.ms_ssim_real")},
+        "memorization": {"sample_to_train": _get(first, "memorization.test_to_train")}}
+    return _table(["Sampler"], [*_samplers(results), ("wajah uji nyata (acuan)", real)],
+                  DIVERSITY_COLUMNS)
 
 
-def _pct(value):
-    return None if value is None else 100.0 * value
-
-
-def table_laten(results: Results) -> str:
+def table_laten(results: Results) -> str | None:
     lat = _get(results.main_metrics or {}, "latent")
     if not lat:
-        return not_available(MAIN_METRICS, MAIN_COMMAND)
-    top = ", ".join(f"z{u} ({num(kl, 2)})" for u, kl in
-                    zip(lat.get("top_units", [])[:5], lat.get("top_units_kl_nats", [])[:5],
-                        strict=False))
-    rows = [
+        return None
+    top = ", ".join(f"z{u} ({num(kl, 2)})" for u, kl in zip(
+        lat.get("top_units", [])[:5], lat.get("top_units_kl_nats", [])[:5], strict=False))
+    return markdown_table(["Besaran", "Nilai"], [
         ("Dimensi laten d", integer(lat.get("latent_dim"))),
         (f"Unit aktif (variansi E[z_j | x] > {lat.get('threshold', 0.01):g})",
          integer(lat.get("active_units"))),
         ("KL total rata-rata (nats per citra)", num(lat.get("kl_total_nats"), 1)),
-        ("Lima dimensi dengan KL terbesar (nats)", top or DASH),
-    ]
-    return markdown_table(["Besaran", "Nilai"], rows)
+        ("Lima dimensi dengan KL terbesar (nats)", top or DASH)])
 
 
 def _anomaly_label(kind: str, strengths: dict) -> str:
-    name = ANOMALY_NAMES.get(kind, kind)
-    strength = strengths.get(kind)
+    name, strength = ANOMALY_NAMES.get(kind, kind), strengths.get(kind)
     if kind == "noise" and _finite(strength):
         return f"{name} (σ = {strength:g})"
     if kind == "occlusion" and _finite(strength):
@@ -590,229 +525,208 @@ def _anomaly_label(kind: str, strengths: dict) -> str:
     return name
 
 
-def table_anomali(results: Results) -> str:
-    anomaly = _get(results.main_metrics or {}, "anomaly")
-    if not anomaly or not anomaly.get("results"):
-        return not_available(MAIN_METRICS, MAIN_COMMAND)
-    strengths = anomaly.get("corruption_strengths", {})
-    rows = []
-    for kind, by_score in anomaly["results"].items():
-        for score, r in by_score.items():
-            rows.append((_anomaly_label(kind, strengths), SCORE_NAMES.get(score, score),
-                         num(r.get("auroc"), 3), num(r.get("ap"), 3)))
-    return markdown_table(["Anomali", "Skor", "AUROC", "AP"], rows, numeric=[2, 3])
+def _anomaly(results: Results) -> tuple[dict, dict]:
+    """``({kind: {score: result}}, corruption strengths)`` of the main run; empty when missing."""
+    anomaly = _get(results.main_metrics or {}, "anomaly") or {}
+    return anomaly.get("results") or {}, anomaly.get("corruption_strengths", {})
 
 
-def _label(measure: str) -> tuple[str, int]:
-    return STUDY_MEASURES.get(measure, (measure, 3))
+def table_anomali(results: Results) -> str | None:
+    by_kind, strengths = _anomaly(results)
+    if not by_kind:
+        return None
+    rows = [((_anomaly_label(kind, strengths), SCORE_NAMES.get(score, score)), r)
+            for kind, by_score in by_kind.items() for score, r in by_score.items()]
+    return _table(["Anomali", "Skor"], rows, (Col("auroc", "AUROC", 3), Col("ap", "AP", 3)))
 
+
+# -- tables: the study -------------------------------------------------------------------
 
 ABLATION_COLUMNS = ("psnr", "ssim", "ms_ssim", "neg_elbo_bpd", "sharpness_ratio",
                     "face_rate_prior_t1", "swd_mean_prior_t1", "steps_to_threshold")
-
-
-def table_ablasi(results: Results) -> str:
-    table = results.arms
-    if table.empty:
-        return not_available("percobaan kelompok studi (`report/results/study/*/metrics.json`)", STUDY_COMMAND)
-    columns = [c for c in ABLATION_COLUMNS if c in table]
-    rows = [(f"`{name}`", ARM_NAMES.get(r["arm"], r["arm"]), integer(r["seed"]),
-             *(num(r[c], _label(c)[1]) for c in columns)) for name, r in table.iterrows()]
-    return markdown_table(["Percobaan", "Kelompok", "Seed", *(_label(c)[0] for c in columns)], rows,
-                          numeric=range(2, 3 + len(columns)))
-
-
-def table_ablasi_ringkasan(results: Results) -> str:
-    table = results.arms
-    if table.empty:
-        return not_available("percobaan kelompok studi (`report/results/study/*/metrics.json`)", STUDY_COMMAND)
-    columns = [c for c in STUDY_MEASURES if c in table and table[c].notna().any()]
-    summary = study.arm_summary(table, columns)
-    arms = list(summary.index)
-    rows = [(_label(c)[0], *(plus_minus(summary.loc[a, f"{c}_mean"], summary.loc[a, f"{c}_sd"],
-                                        _label(c)[1]) for a in arms)) for c in columns]
-    counts = results.seeds.loc["arms"]
-    rows.append(("Jumlah seed", *(f"{integer(summary.loc[a, 'n'])} dari "
-                                  f"{integer(counts.loc[a, 'planned'])}" for a in arms)))
-    return markdown_table(["Ukuran", *(ARM_NAMES.get(a, a) for a in arms)], rows)
-
-
-def _interval(value, low, high, decimals: int) -> str:
-    if not _finite(value):
-        return DASH
-    if not (_finite(low) and _finite(high)):
-        return num(value, decimals)
-    return f"{num(value, decimals)} [{num(low, decimals)}, {num(high, decimals)}]"
-
-
-def _testable(results: Results) -> bool:
-    return bool((results.verdicts["verdict"] != "not testable").any()) if len(
-        results.verdicts) else False
-
-
-def table_uji_welch(results: Results) -> str:
-    if not _testable(results):
-        return not_available("sekurang-kurangnya dua seed per kelompok untuk uji Welch", STUDY_COMMAND)
-    rows = []
-    for r in results.verdicts.itertuples():
-        label, decimals = _label(r.measure)
-        rows.append((HYPOTHESIS_NAMES[r.hypothesis].split(" ")[0],
-                     f"{ARM_NAMES.get(r.arm, r.arm)} − {ARM_NAMES.get(r.baseline, r.baseline)}",
-                     label, f"{r.n_arm}/{r.n_baseline}",
-                     _interval(r.diff, r.diff_ci_low, r.diff_ci_high, decimals),
-                     _interval(r.hedges_g, r.g_ci_low, r.g_ci_high, 2), p_value(r.p),
-                     p_value(r.p_holm), VERDICT_WORDS[r.verdict]))
-    return markdown_table(["Hipotesis", "Perbandingan", "Ukuran", "n", "Selisih [IK 95%]",
-                           "g Hedges [IK 95%]", "p", "p Holm", "Kesimpulan"], rows,
-                          numeric=[3, 4, 5, 6, 7])
+SWEEP_COLUMNS = ("psnr", "ssim", "sharpness_ratio", "kl_nats", "face_rate_prior_t1",
+                 "swd_mean_prior_t1")
+CLAIM_COLUMNS = (
+    Col("n_supported", "Ukuran mendukung", None), Col("n_contradicted", "Ukuran membantah", None),
+    Col("n_no_significant_difference", "Tidak berbeda nyata", None),
+    Col("n_not_testable", "Belum dapat diuji", None),
+)
 
 
 def table_status(results: Results) -> str:
     """Which results files exist: the main run's, and the study runs per arm."""
     main = [f for f in ("config.json", "history.csv", "metrics.json")
             if (results.main_dir / f).is_file()]
-    counts = results.seeds
     rows = [(f"percobaan utama (`report/results/{MAIN_RUN}/`)",
              ", ".join(f"`{f}`" for f in main) or DASH)]
-    for group, arm in counts.index:
-        r = counts.loc[(group, arm)]
-        rows.append((f"studi: {ARM_NAMES.get(arm, arm)}" if group == "arms" else f"studi: {arm}",
-                     f"{integer(r.finished)} dari {integer(r.planned)}"))
+    rows += [(f"studi: {_arm(arm) if group == 'arms' else arm}",
+              f"{integer(r.finished)} dari {integer(r.planned)}")
+             for (group, arm), r in results.seeds.iterrows()]
     rows.append(("studi: `benchmark.json`", "ada" if results.benchmark else DASH))
     return markdown_table(["Hasil", "Tersedia"], rows, numeric=[])
 
 
-def table_klaim(results: Results) -> str:
+def table_ablasi(results: Results) -> str | None:
+    rows = [((f"`{name}`", _arm(r["arm"])), r.to_dict()) for name, r in results.arms.iterrows()]
+    return _table(["Percobaan", "Kelompok"], rows, (
+        Col("seed", "Seed", None), *map(_measure, ABLATION_COLUMNS))) if rows else None
+
+
+def table_ablasi_ringkasan(results: Results) -> str | None:
+    table = results.arms
+    if table.empty:
+        return None
+    columns = [_measure(c) for c in STUDY_MEASURES if c in table and table[c].notna().any()]
+    summary = study.arm_summary(table, [c.key for c in columns])
+    arms, counts = list(summary.index), results.seeds.loc["arms"]
+    rows = [(c.label, *(plus_minus(summary.loc[a, f"{c.key}_mean"], summary.loc[a, f"{c.key}_sd"],
+                                   c.decimals) for a in arms)) for c in columns]
+    rows.append(("Jumlah seed", *(f"{integer(summary.loc[a, 'n'])} dari "
+                                  f"{integer(counts.loc[a, 'planned'])}" for a in arms)))
+    return markdown_table(["Ukuran", *map(_arm, arms)], rows)
+
+
+def _interval(value, low, high, decimals: int) -> str:
+    if not (_finite(value) and _finite(low) and _finite(high)):
+        return num(value, decimals)
+    return f"{num(value, decimals)} [{num(low, decimals)}, {num(high, decimals)}]"
+
+
+def _testable(results: Results) -> bool:
+    verdicts = results.verdicts
+    return bool(len(verdicts)) and bool((verdicts["verdict"] != "not testable").any())
+
+
+def table_uji_welch(results: Results) -> str | None:
+    if not _testable(results):
+        return None
+    rows = [(HYPOTHESIS_NAMES[r.hypothesis].split(" ")[0], f"{_arm(r.arm)} − {_arm(r.baseline)}",
+             _measure(r.measure).label, f"{r.n_arm}/{r.n_baseline}",
+             _interval(r.diff, r.diff_ci_low, r.diff_ci_high, _measure(r.measure).decimals),
+             _interval(r.hedges_g, r.g_ci_low, r.g_ci_high, 2), p_value(r.p),
+             p_value(r.p_holm), VERDICT_WORDS[r.verdict]) for r in results.verdicts.itertuples()]
+    return markdown_table(["Hipotesis", "Perbandingan", "Ukuran", "n", "Selisih [IK 95%]",
+                           "g Hedges [IK 95%]", "p", "p Holm", "Kesimpulan"], rows,
+                          numeric=[3, 4, 5, 6, 7])
+
+
+def table_klaim(results: Results) -> str | None:
     """One row per hypothesis and comparison (``study.claims``), its verdict as a word."""
     if not _testable(results):
-        return not_available("sekurang-kurangnya dua seed per kelompok", STUDY_COMMAND)
-    rows = [(HYPOTHESIS_NAMES[c.hypothesis], f"{ARM_NAMES.get(c.arm, c.arm)} − "
-             f"{ARM_NAMES.get(c.baseline, c.baseline)}", VERDICT_WORDS[c.verdict],
-             integer(c.n_supported), integer(c.n_contradicted),
-             integer(c.n_no_significant_difference), integer(c.n_not_testable))
+        return None
+    rows = [((HYPOTHESIS_NAMES[c.hypothesis], f"{_arm(c.arm)} − {_arm(c.baseline)}",
+              VERDICT_WORDS[c.verdict]), c._asdict())
             for c in study.claims(results.verdicts).itertuples()]
-    return markdown_table(["Hipotesis", "Perbandingan", "Kesimpulan", "Ukuran mendukung",
-                           "Ukuran membantah", "Tidak berbeda nyata", "Belum dapat diuji"], rows,
-                          numeric=[3, 4, 5, 6])
+    return _table(["Hipotesis", "Perbandingan", "Kesimpulan"], rows, CLAIM_COLUMNS)
 
 
-SWEEP_COLUMNS = ("psnr", "ssim", "sharpness_ratio", "kl_nats", "face_rate_prior_t1",
-                 "swd_mean_prior_t1")
-
-
-def _sweep_table(results: Results, group: str, x: str, header: str, show) -> str:
+def table_sweep(results: Results, group: str, header: str, show) -> str | None:
+    """One row per value of the swept setting: the mean ± SD over seeds, or the one run."""
     table = results.study_table
     if table.empty or not (table["group"] == group).any():
-        return not_available(f"percobaan `{group}_*` (`report/results/study/`)", STUDY_COMMAND)
-    columns = [c for c in SWEEP_COLUMNS if c in table]
-    trend = study.sweep_trend(table, group, x, columns)
-    rows = []
-    for r in trend.itertuples(index=False):
-        values = r._asdict()
-        cells = [plus_minus(values[c], values[f"{c}_seed_sd"], _label(c)[1]) if r.n_seeds > 1
-                 else num(values[c], _label(c)[1]) for c in columns]
-        rows.append((show(r.x), integer(r.n_seeds), *cells))
-    return markdown_table([header, "n seed", *(_label(c)[0] for c in columns)], rows,
-                          numeric=range(1, 2 + len(columns)))
+        return None
+    columns = [_measure(c) for c in SWEEP_COLUMNS if c in table]
+    rows = [(show(r["x"]), integer(r["n_seeds"]), *(
+        plus_minus(r[c.key], r[f"{c.key}_seed_sd"], c.decimals) if r["n_seeds"] > 1
+        else num(r[c.key], c.decimals) for c in columns))
+        for r in study.sweep_trend(table, group, group, [c.key for c in columns]).to_dict("records")]
+    return markdown_table([header, "n seed", *(c.label for c in columns)], rows)
 
 
-def table_likelihood(results: Results) -> str:
-    return _sweep_table(results, "likelihood", "likelihood", "Likelihood",
-                        lambda x: LIKELIHOOD_NAMES.get(x, str(x)))
-
-
-def table_beta(results: Results) -> str:
-    return _sweep_table(results, "beta", "beta", "β", lambda x: f"{float(x):g}")
+_ARMS_LACKING = ("percobaan kelompok studi (`report/results/study/*/metrics.json`)", STUDY_COMMAND)
+_MAIN_LACKING = (MAIN_METRICS, MAIN_COMMAND)
+REGIONS = {  # region -> (its table, or None while its results are missing; what they are, how made)
+    "arsitektur": (table_arsitektur, None),
+    "diagram": (table_diagram, None),
+    "data": (table_data, _MAIN_LACKING),
+    "hiperparameter": (table_hiperparameter, (
+        f"`report/results/{MAIN_RUN}/config.json` dan `report/results/study/*/config.json`",
+        EITHER_COMMAND)),
+    "waktu": (table_waktu, ("`history.csv` percobaan utama maupun percobaan studi",
+                            EITHER_COMMAND)),
+    "rekonstruksi": (table_rekonstruksi, _MAIN_LACKING),
+    "generalisasi": (table_generalisasi, _MAIN_LACKING),
+    "per_atribut": (table_per_atribut, _MAIN_LACKING),
+    "sampel": (table_sampel, _MAIN_LACKING),
+    "keragaman": (table_keragaman, _MAIN_LACKING),
+    "laten": (table_laten, _MAIN_LACKING),
+    "anomali": (table_anomali, _MAIN_LACKING),
+    "status": (table_status, None),
+    "ablasi": (table_ablasi, _ARMS_LACKING),
+    "ablasi_ringkasan": (table_ablasi_ringkasan, _ARMS_LACKING),
+    "uji_welch": (table_uji_welch, ("sekurang-kurangnya dua seed per kelompok untuk uji Welch",
+                                    STUDY_COMMAND)),
+    "klaim": (table_klaim, ("sekurang-kurangnya dua seed per kelompok", STUDY_COMMAND)),
+    "likelihood": (partial(table_sweep, group="likelihood", header="Likelihood",
+                           show=lambda x: LIKELIHOOD_NAMES.get(x, str(x))),
+                   ("percobaan `likelihood_*` (`report/results/study/`)", STUDY_COMMAND)),
+    "beta": (partial(table_sweep, group="beta", header="β", show=lambda x: f"{float(x):g}"),
+             ("percobaan `beta_*` (`report/results/study/`)", STUDY_COMMAND)),
+}
 
 
 # -- the numbers of the prose ---------------------------------------------------------------
 
+MAIN_VALUES = (  # Col(path in the main metrics.json, values key, decimals)
+    Col("data.split_counts.train", "n_latih", None), Col("data.split_counts.val", "n_val", None),
+    Col("latent.active_units", "unit_aktif", None), Col("latent.latent_dim", "d_laten", None),
+)
+RECONSTRUCTION_VALUES = (  # Col(path in a metrics.json's "reconstruction", values key, decimals)
+    Col("n_images", "n_uji", None), Col("psnr.mean", "psnr", 2), Col("ssim.mean", "ssim", 3),
+    Col("ms_ssim.mean", "ms_ssim", 3), Col("bits_per_dim.mean", "bpd", 3),
+    Col("kl_nats.mean", "kl", 1), Col("decoder_sigma", "sigma", 4),
+)
+OTHER_DATA_VALUES = (Col("n_images", "n", None), Col("psnr.mean", "psnr", 2),
+                     Col("ssim.mean", "ssim", 3))
+SAMPLER_VALUES = (  # Col(path in one sampler's report, values key prefix, decimals)
+    Col("realism.swd.swd_mean", "swd", 1), Col("realism.face_rate", "wajah", "%"),
+    Col("diversity.pixel_l2_fake", "l2", 2), Col("diversity.ms_ssim_fake", "msssim", 4),
+    Col("memorization.median_ratio", "rasio_latih", 3),
+    Col("memorization.share_closer_than_test_p01", "dekat_latih", "%"),
+)
+HISTORY_VALUES = (  # Col(train.history_summary key, values key, decimals)
+    Col("epochs", "epoch", None), Col("minutes", "menit_latih", 1),
+    Col("seconds_per_epoch", "detik_per_epoch", 1), Col("best_epoch", "epoch_terbaik", None),
+    Col("reconstruction_first", "rek_awal", 1), Col("reconstruction_last", "rek_akhir", 1),
+    Col("kl_first", "kl_awal", 1), Col("kl_peak", "kl_puncak", 1), Col("kl_min", "kl_min", 1),
+    Col("kl_min_epoch", "epoch_kl_min", None), Col("kl_last", "kl_akhir", 1),
+    Col("beta_epoch", "epoch_beta", None),
+)
+ANOMALY_SCORES = {"neg_elbo": "elbo", "reconstruction_mse": "mse",
+                  "complexity_corrected": "kompleksitas"}
 
-def _percent(value, decimals: int = 1) -> str:
-    """``12.3 %``; a dash when missing."""
-    text = num(value, decimals, 100.0)
-    return text if text == DASH else f"{text} %"
+
+def _values(record, columns, prefix: str = "", suffix: str = "") -> dict[str, str]:
+    return {f"{prefix}{c.label}{suffix}": c.cell(record) for c in columns}
 
 
 def _sampler_values(samples: dict) -> dict[str, str]:
     """Per sampler key ``k`` (``prior_t1``, ``prior_t07``, ``gmm_t1``): realism, diversity and
-    the nearest-training-face check; the face rate only where the evaluator measured it."""
+    the nearest-training-face check."""
     out = {}
     for key, s in samples.items():
         k = key.replace(".", "")
-        d, mem = s.get("diversity", {}), s.get("memorization", {})
-        out[f"swd_{k}"] = num(_get(s, "realism.swd.swd_mean"), 1)
-        out[f"wajah_{k}"] = _percent(_get(s, "realism.face_rate"))
-        out[f"l2_{k}"] = num(d.get("pixel_l2_fake"), 2)
-        out[f"msssim_{k}"] = num(d.get("ms_ssim_fake"), 4)
-        out[f"rasio_latih_{k}"] = num(mem.get("median_ratio"), 3)
-        out[f"dekat_latih_{k}"] = _percent(mem.get("share_closer_than_test_p01"))
-        if _finite(d.get("pixel_l2_fake")) and _finite(d.get("pixel_l2_real")):
-            out[f"l2_persen_{k}"] = _percent(d["pixel_l2_fake"] / d["pixel_l2_real"])
-        out["l2_nyata"] = num(d.get("pixel_l2_real"), 2)
-        out["msssim_nyata"] = num(d.get("ms_ssim_real"), 4)
+        out.update(_values(s, SAMPLER_VALUES, suffix=f"_{k}"))
+        fake, real = _get(s, "diversity.pixel_l2_fake"), _get(s, "diversity.pixel_l2_real")
+        if _finite(fake) and _finite(real):
+            out[f"l2_persen_{k}"] = _percent(fake / real)
+        out.update(l2_nyata=num(real, 2), msssim_nyata=num(_get(s, "diversity.ms_ssim_real"), 4))
     return out
 
 
-def _history_values(h: pd.DataFrame, beta) -> dict[str, str]:
-    """Length and shape of the main run's training curves (the KL is U-shaped with warm-up:
-    it rises while β is small, falls as β reaches its target, and may rise again)."""
-    out = {"epoch": integer(len(h)), "menit_latih": num(h["wall_time_s"].iloc[-1] / 60.0, 1),
-           "detik_per_epoch": num(h["epoch_time_s"].median(), 1),
-           "epoch_terbaik": integer(int(h["val_loss"].to_numpy().argmin()) + 1)}
-    if {"val_reconstruction_loss", "val_kl_loss"} <= set(h.columns):
-        kl = h["val_kl_loss"].to_numpy(float)
-        low = int(kl[1:].argmin()) + 1 if len(kl) > 1 else 0
-        out.update(rek_awal=num(h["val_reconstruction_loss"].iloc[0], 1),
-                   rek_akhir=num(h["val_reconstruction_loss"].iloc[-1], 1),
-                   kl_awal=num(kl[0], 1), kl_puncak=num(kl[: low + 1].max(), 1),
-                   kl_min=num(kl[low], 1), epoch_kl_min=integer(low + 1),
-                   kl_akhir=num(kl[-1], 1))
-    if "beta" in h.columns and _finite(beta) and beta > 0:
-        reached = np.flatnonzero(h["beta"].to_numpy() >= 0.999 * beta)
-        if len(reached):
-            out["epoch_beta"] = integer(reached[0] + 1)
-    return out
-
-
-def _attribute_values(rows: dict) -> dict[str, str]:
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    table = table[np.isfinite(table["p_value"].astype(float))]
-    threshold = ALPHA / max(1, len(table))
-    significant = table[table["p_value"] < threshold].sort_values("difference", ascending=False)
-    names = significant.index.to_series()
-    return {"n_atribut": integer(len(table)), "ambang_bonferroni": f"{threshold:.5f}",
-            "n_atribut_nyata": integer(len(significant)),
-            "atribut_lebih_buruk": ", ".join(f"`{a}`" for a in names[significant["difference"] > 0])
-            or DASH,
-            "atribut_lebih_baik": ", ".join(f"`{a}`" for a in names[significant["difference"] < 0])
-            or DASH}
-
-
-def _anomaly_values(anomaly: dict) -> dict[str, str]:
-    out = {"n_bersih": integer(anomaly.get("n_clean")),
-           "n_anomali_per_set": integer(anomaly.get("n_anomalous_per_set"))}
-    elbo = {}
-    for kind, by_score in anomaly.get("results", {}).items():
-        for score, short in (("neg_elbo", "elbo"), ("reconstruction_mse", "mse"),
-                             ("complexity_corrected", "kompleksitas")):
-            out[f"auroc_{short}_{kind}"] = num(_get(by_score, f"{score}.auroc"), 3)
-        if _finite(_get(by_score, "neg_elbo.auroc")):
-            elbo[kind] = by_score["neg_elbo"]["auroc"]
+def _anomaly_values(results: Results) -> dict[str, str]:
+    by_kind, _ = _anomaly(results)
+    if not by_kind:
+        return {}
+    out = _values(results.main_metrics["anomaly"], (
+        Col("n_clean", "n_bersih", None), Col("n_anomalous_per_set", "n_anomali_per_set", None)))
+    for kind, by_score in by_kind.items():
+        out.update({f"auroc_{short}_{kind}": num(_get(by_score, f"{score}.auroc"), 3)
+                    for score, short in ANOMALY_SCORES.items()})
+    elbo = [a for a in (_get(s, "neg_elbo.auroc") for s in by_kind.values()) if _finite(a)]
     if elbo:
-        out.update(auroc_min=num(min(elbo.values()), 3), auroc_maks=num(max(elbo.values()), 3),
+        out.update(auroc_min=num(min(elbo), 3), auroc_maks=num(max(elbo), 3),
                    n_jenis_anomali=integer(len(elbo)))
-    return out
-
-
-def _study_values(results: Results) -> dict[str, str]:
-    counts = results.seeds
-    out = {"n_run_studi": integer(counts["finished"].sum()),
-           "n_run_rencana": integer(counts["planned"].sum()),
-           "benchmark": "tersedia" if results.benchmark else "belum ada"}
-    claims = study.claims(results.verdicts) if len(results.verdicts) else pd.DataFrame()
-    for c in claims.itertuples():
-        out[f"klaim_{c.hypothesis}_{c.baseline}"] = VERDICT_WORDS[c.verdict]
     return out
 
 
@@ -820,87 +734,63 @@ def values(results: Results) -> dict[str, str]:
     """Every number the report's prose quotes, formatted, under one flat key each.
 
     Keys whose results are missing are absent; ``fill_text`` shows them as ``belum diukur``.
-    Decimals use a point, as in the tables and figures (the report says so once).
     """
-    arch = architecture()
-    c = arch["config"]
-    out = {"n_param": integer(arch["total"]), "lebar": "–".join(map(str, c["widths"])),
-           "blok": integer(c["blocks_per_stage"]), "d": integer(c["latent_dim"]),
+    config, _, counts = architecture()
+    out = {"n_param": integer(counts["total"]), "lebar": "–".join(map(str, config.widths)),
+           "blok": integer(config.blocks_per_stage), "d": integer(config.latent_dim),
            "alpha": f"{ALPHA:g}"}
     m = results.main_metrics or {}
     rec = m.get("reconstruction") or {}
-    counts = _get(m, "data.split_counts") or {}
-    out.update(n_latih=integer(counts.get("train")), n_val=integer(counts.get("val")))
-    if rec:
-        out.update(n_uji=integer(rec.get("n_images")), psnr=num(_get(rec, "psnr.mean"), 2),
-                   ssim=num(_get(rec, "ssim.mean"), 3), ms_ssim=num(_get(rec, "ms_ssim.mean"), 3),
-                   bpd=num(_get(rec, "bits_per_dim.mean"), 3), kl=num(_get(rec, "kl_nats.mean"), 1),
-                   sigma=num(rec.get("decoder_sigma"), 4))
-        mse, sigma = _get(rec, "mse.mean"), rec.get("decoder_sigma")
-        if _finite(mse) and _finite(sigma):
-            out.update(rmse=num(math.sqrt(mse), 4), rasio_sigma=num(sigma / math.sqrt(mse), 2))
+    out |= _values(m, MAIN_VALUES) | _values(rec, RECONSTRUCTION_VALUES)
+    mse, sigma = _get(rec, "mse.mean"), rec.get("decoder_sigma")
+    if _finite(mse) and _finite(sigma):
+        out.update(rmse=num(math.sqrt(mse), 4), rasio_sigma=num(sigma / math.sqrt(mse), 2))
     for name, other in results.other_metrics.items():
-        o = other.get("reconstruction", other)
-        out.update({f"{name}_n": integer(o.get("n_images")),
-                    f"{name}_psnr": num(_get(o, "psnr.mean"), 2),
-                    f"{name}_ssim": num(_get(o, "ssim.mean"), 3)})
-    if results.main_history is not None and len(results.main_history):
-        out.update(_history_values(results.main_history, (results.main_config or {}).get("beta")))
+        out.update(_values(other.get("reconstruction", other), OTHER_DATA_VALUES, f"{name}_"))
+    if len(results.main_history):
+        from resvae_keras.train import history_summary
+
+        beta = (results.main_config or {}).get("beta")
+        out |= _values(history_summary(results.main_history, beta), HISTORY_VALUES)
     if _get(m, "per_attribute.rows"):
-        out.update(_attribute_values(m["per_attribute"]["rows"]))
-    out.update(_sampler_values(_samples(results)))
-    if m.get("latent"):
-        out.update(unit_aktif=integer(m["latent"].get("active_units")),
-                   d_laten=integer(m["latent"].get("latent_dim")))
-    if _get(m, "anomaly.results"):
-        out.update(_anomaly_values(m["anomaly"]))
-    out.update(_study_values(results))
+        found = metrics.significant_attributes(
+            pd.DataFrame.from_dict(m["per_attribute"]["rows"], orient="index"), ALPHA)
+        out.update(n_atribut=integer(found["n_tested"]), n_atribut_nyata=integer(
+            found["n_significant"]), ambang_bonferroni=f"{found['threshold']:.5f}",
+            atribut_lebih_buruk=", ".join(f"`{a}`" for a in found["worse"]) or DASH,
+            atribut_lebih_baik=", ".join(f"`{a}`" for a in found["better"]) or DASH)
+    out |= _sampler_values(results.samples) | _anomaly_values(results)
+    out.update(n_run_studi=integer(results.seeds["finished"].sum()),
+               n_run_rencana=integer(results.seeds["planned"].sum()),
+               benchmark="tersedia" if results.benchmark else "belum ada")
+    if len(results.verdicts):
+        out.update({f"klaim_{c.hypothesis}_{c.baseline}": VERDICT_WORDS[c.verdict]
+                    for c in study.claims(results.verdicts).itertuples()})
     return {k: v for k, v in out.items() if v != DASH}
 
 
+def _labels(columns) -> str:
+    return "|".join(c.label for c in columns)
+
+
 KEYS = (  # the keys values() can make (regular expressions): any other {{key}} is a typo
-    "n_param|lebar|blok|d|alpha|n_latih|n_val|n_uji|psnr|ssim|ms_ssim|bpd|kl|sigma|rmse|rasio_sigma",
-    r"[a-z0-9_]+_(?:n|psnr|ssim)",
-    "epoch|menit_latih|detik_per_epoch|epoch_terbaik|epoch_beta|epoch_kl_min",
-    "rek_awal|rek_akhir|kl_awal|kl_puncak|kl_min|kl_akhir",
+    "n_param|lebar|blok|d|alpha|rmse|rasio_sigma|l2_nyata|msssim_nyata",
+    _labels((*MAIN_VALUES, *RECONSTRUCTION_VALUES, *HISTORY_VALUES)),
+    rf"[a-z0-9_]+_(?:{_labels(OTHER_DATA_VALUES)})",
+    rf"(?:{_labels(SAMPLER_VALUES)}|l2_persen)_[a-z_]+_t\d+",
     "n_atribut|ambang_bonferroni|n_atribut_nyata|atribut_lebih_buruk|atribut_lebih_baik",
-    r"(?:swd|wajah|l2|msssim|rasio_latih|dekat_latih|l2_persen)_[a-z_]+_t\d+",
-    "l2_nyata|msssim_nyata|unit_aktif|d_laten",
     r"n_bersih|n_anomali_per_set|auroc_(?:elbo|mse|kompleksitas)_[a-z_]+|auroc_min|auroc_maks",
     "n_jenis_anomali|n_run_studi|n_run_rencana|benchmark",
     r"klaim_[a-d]_[a-z]+",
 )
 
-REGIONS: dict[str, Callable[[Results], str]] = {
-    "arsitektur": table_arsitektur,
-    "diagram": table_diagram,
-    "data": table_data,
-    "hiperparameter": table_hiperparameter,
-    "waktu": table_waktu,
-    "rekonstruksi": table_rekonstruksi,
-    "generalisasi": table_generalisasi,
-    "per_atribut": table_per_atribut,
-    "sampel": table_sampel,
-    "keragaman": table_keragaman,
-    "laten": table_laten,
-    "anomali": table_anomali,
-    "status": table_status,
-    "ablasi": table_ablasi,
-    "ablasi_ringkasan": table_ablasi_ringkasan,
-    "uji_welch": table_uji_welch,
-    "klaim": table_klaim,
-    "likelihood": table_likelihood,
-    "beta": table_beta,
-}
 
-# -- figures with Indonesian labels -----------------------------------------------------
+# -- figures: plots.py with Indonesian labels; None while their results are missing ---------
 
 
 def figure_kurva_loss(results: Results):
-    from resvae_keras import plots
-
     history = results.main_history
-    if history is None or not len(history):
+    if not len(history):
         return None
     return plots.loss_curves(
         history.assign(epoch=history["epoch"] + 1), ylabel="nats per citra",
@@ -910,104 +800,54 @@ def figure_kurva_loss(results: Results):
         title="Kurva pelatihan percobaan utama (CelebA 64×64)")
 
 
-def _validation_curves(results: Results, seconds: bool):
-    """``({run: (x, y)}, {run: arm label})`` of the arms' validation −ELBO; x in steps, or in
-    benchmarked seconds (steps × the arm's seconds per step)."""
-    cost = study.seconds_per_step(results.benchmark)
-    curves, groups = {}, {}
-    for name, r in results.study.items():
-        if r["group"] != "arms" or not len(r["history"]):
-            continue
-        x, y = study.validation_curve(r["history"], r["metrics"]["training"]["steps"])
-        if seconds:
-            if r["arm"] not in cost:
-                return {}, {}
-            x = x * cost[r["arm"]] / 60.0
-        curves[name], groups[name] = (x, y), ARM_NAMES.get(r["arm"], r["arm"])
-    return curves, groups
-
-
-def figure_val_loss_epoch(results: Results):
-    from resvae_keras import plots
-
-    curves, groups = _validation_curves(results, seconds=False)
+def figure_validation(results: Results, minutes: bool):
+    """The arms' validation −ELBO per optimizer step, or per benchmarked minute."""
+    curves, timed = study.arm_curves(results.study, results.benchmark)
+    if minutes:  # every arm on the time axis, or no figure
+        curves = timed if len(timed) == len(curves) else {}
     if not curves:
         return None
-    threshold = results.arms["threshold"].iloc[0]
-    return plots.grouped_curves(curves, groups, "langkah optimasi",
-                                "−ELBO validasi (β = 1, nats per citra)",
-                                hlines={"ambang loss": threshold},
+    groups = {name: _arm(results.study[name]["arm"]) for name in curves}
+    ylabel, arms = "−ELBO validasi (β = 1, nats per citra)", results.arms
+    if minutes:
+        return plots.grouped_curves(
+            curves, groups, "waktu latih terukur (menit, biaya per langkah dari satu benchmark)",
+            ylabel, vlines={"waktu yang sama": arms["equal_time_s"].iloc[0] / 60.0},
+            title="−ELBO validasi terhadap waktu")
+    return plots.grouped_curves(curves, groups, "langkah optimasi", ylabel,
+                                hlines={"ambang loss": arms["threshold"].iloc[0]},
                                 title="−ELBO validasi per langkah, setiap seed setiap kelompok")
 
 
-def figure_val_loss_waktu(results: Results):
-    from resvae_keras import plots
-
-    curves, groups = _validation_curves(results, seconds=True)
-    if not curves:
-        return None
-    equal = results.arms["equal_time_s"].iloc[0] / 60.0
-    return plots.grouped_curves(curves, groups, "waktu latih terukur (menit, biaya per langkah "
-                                "dari satu benchmark)", "−ELBO validasi (β = 1, nats per citra)",
-                                vlines={"waktu yang sama": equal},
-                                title="−ELBO validasi terhadap waktu")
-
-
-def _arm_points(results: Results, columns, title: str):
-    from resvae_keras import plots
-
+def figure_arm_points(results: Results, columns, title: str):
+    """Every seed and each arm's mean of the study measures ``columns`` (or ``columns(arms)``)."""
     table = results.arms
+    columns = columns(table) if callable(columns) else columns
     columns = [c for c in columns if c in table and table[c].notna().any()]
     if table.empty or not columns:
         return None
-    arms = {a: ARM_NAMES.get(a, a) for a in table["arm"].unique()}
-    return plots.arm_points(table, {c: _label(c)[0] for c in columns}, arms, xlabel="kelompok",
+    return plots.arm_points(table, {c: _measure(c).label for c in columns},
+                            {a: _arm(a) for a in table["arm"].unique()}, xlabel="kelompok",
                             title=title)
 
 
-def figure_ablasi_psnr(results: Results):
-    return _arm_points(results, ("psnr", "ssim", "sharpness_ratio"),
-                       "Rekonstruksi per kelompok: setiap seed dan rata-rata dengan IK 95%")
+def _sample_measures(arms: pd.DataFrame) -> list[str]:
+    return [f"{kind}_{key}" for key in study.sampler_keys(arms)
+            for kind in ("face_rate", "swd_mean")] if len(arms) else []
 
 
-def figure_ablasi_swd(results: Results):
-    columns = [f"{kind}_{key}" for key in study.sampler_keys(results.arms)
-               for kind in ("face_rate", "swd_mean")] if len(results.arms) else []
-    return _arm_points(results, columns, "Sampel per kelompok: setiap seed dan rata-rata dengan IK 95%")
-
-
-def figure_ablasi_waktu(results: Results):
-    return _arm_points(results, ("steps_to_threshold", "seconds_to_threshold",
-                                 "val_neg_elbo_at_equal_time"),
-                       "Kecepatan pelatihan per kelompok")
-
-
-def _beta_trend(results: Results, columns, title: str):
-    from resvae_keras import plots
-
+def figure_beta_trend(results: Results, columns, title: str):
     table = results.study_table
     if table.empty or not (table["group"] == "beta").any():
         return None
-    trend = study.sweep_trend(table, "beta", "beta", list(columns))
-    return plots.trend_with_spread(trend, {c: _label(c)[0] for c in columns}, "β (skala log)",
-                                   logx=True, spread_label="±1 SD antar-seed (kelompok residual)",
-                                   point_label="satu seed per titik",
-                                   mean_label="rata-rata {n} seed", title=title)
-
-
-def figure_rate_distorsi(results: Results):
-    return _beta_trend(results, ("kl_nats", "psnr"),
-                       "Laju (KL) dan distorsi (PSNR) terhadap β, satu seed per titik")
-
-
-def figure_swd_beta(results: Results):
-    return _beta_trend(results, ("swd_mean_prior_t1", "face_rate_prior_t1"),
-                       "Realisme sampel prior terhadap β, satu seed per titik")
+    return plots.trend_with_spread(
+        study.sweep_trend(table, "beta", "beta", list(columns)),
+        {c: _measure(c).label for c in columns}, "β (skala log)", logx=True,
+        spread_label="±1 SD antar-seed (kelompok residual)", point_label="satu seed per titik",
+        mean_label="rata-rata {n} seed", title=title)
 
 
 def figure_per_atribut(results: Results):
-    from resvae_keras import plots
-
     top = per_attribute_rows(results)
     if top is None or top.empty:
         return None
@@ -1020,14 +860,11 @@ def figure_per_atribut(results: Results):
 
 
 def figure_auroc(results: Results):
-    from resvae_keras import plots
-
-    anomaly = _get(results.main_metrics or {}, "anomaly")
-    if not anomaly or not anomaly.get("results"):
+    by_kind, strengths = _anomaly(results)
+    if not by_kind:
         return None
-    strengths = anomaly.get("corruption_strengths", {})
     auroc = pd.Series({_anomaly_label(k, strengths): _get(v, "neg_elbo.auroc")
-                       for k, v in anomaly["results"].items()}, dtype=float, name="AUROC")
+                       for k, v in by_kind.items()}, dtype=float, name="AUROC")
     return plots.metric_bars(auroc, xlabel="jenis anomali", ylabel="AUROC skor −ELBO",
                              hlines={"tebakan acak (0.5)": 0.5}, limits=(0, 1.05),
                              title="Deteksi anomali dengan −ELBO")
@@ -1035,8 +872,7 @@ def figure_auroc(results: Results):
 
 def figure_norma_interpolasi(results: Results):
     """Norm of z along lerp and slerp paths between prior samples: needs only the latent size."""
-    from resvae_keras import latent, plots
-    from resvae_keras.config import Config
+    from resvae_keras import latent
 
     d = int((results.main_config or {}).get("latent_dim") or Config().latent_dim)
     z0, z1 = latent.prior_samples(200, d, seed=1), latent.prior_samples(200, d, seed=2)
@@ -1047,15 +883,25 @@ def figure_norma_interpolasi(results: Results):
                            title=f"Norma z sepanjang lintasan antara dua sampel prior (d = {d})")
 
 
-FIGURES: dict[str, Callable[[Results], object]] = {
+FIGURES = {  # figures/<name>.png -> its drawing function of the results
     "laporan_kurva_loss": figure_kurva_loss,
-    "laporan_val_loss_epoch": figure_val_loss_epoch,
-    "laporan_val_loss_waktu": figure_val_loss_waktu,
-    "laporan_ablasi_psnr": figure_ablasi_psnr,
-    "laporan_ablasi_swd": figure_ablasi_swd,
-    "laporan_ablasi_waktu": figure_ablasi_waktu,
-    "laporan_rate_distorsi": figure_rate_distorsi,
-    "laporan_swd_beta": figure_swd_beta,
+    "laporan_val_loss_epoch": partial(figure_validation, minutes=False),
+    "laporan_val_loss_waktu": partial(figure_validation, minutes=True),
+    "laporan_ablasi_psnr": partial(
+        figure_arm_points, columns=("psnr", "ssim", "sharpness_ratio"),
+        title="Rekonstruksi per kelompok: setiap seed dan rata-rata dengan IK 95%"),
+    "laporan_ablasi_swd": partial(
+        figure_arm_points, columns=_sample_measures,
+        title="Sampel per kelompok: setiap seed dan rata-rata dengan IK 95%"),
+    "laporan_ablasi_waktu": partial(
+        figure_arm_points, title="Kecepatan pelatihan per kelompok",
+        columns=("steps_to_threshold", "seconds_to_threshold", "val_neg_elbo_at_equal_time")),
+    "laporan_rate_distorsi": partial(
+        figure_beta_trend, columns=("kl_nats", "psnr"),
+        title="Laju (KL) dan distorsi (PSNR) terhadap β, satu seed per titik"),
+    "laporan_swd_beta": partial(
+        figure_beta_trend, columns=("swd_mean_prior_t1", "face_rate_prior_t1"),
+        title="Realisme sampel prior terhadap β, satu seed per titik"),
     "laporan_per_atribut": figure_per_atribut,
     "laporan_auroc": figure_auroc,
     "laporan_norma_interpolasi": figure_norma_interpolasi,
@@ -1071,17 +917,12 @@ def _write_if_changed(path: Path, content: bytes) -> bool:
 
 
 def draw_figures(results: Results, figures_dir: Path) -> list[Path]:
-    """Draw every ``FIGURES`` entry whose results exist into ``figures_dir/<name>.png``.
-
-    Returns the paths whose bytes changed. Figures whose results are missing are skipped
-    (the report then says so in their region).
-    """
+    """Draw every ``FIGURES`` entry whose results exist into ``figures_dir/<name>.png``;
+    returns the paths whose bytes changed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from resvae_keras import plots
 
     updated = []
     for name, draw in FIGURES.items():
@@ -1092,24 +933,17 @@ def draw_figures(results: Results, figures_dir: Path) -> list[Path]:
         fig.savefig(buffer, format="png", dpi=plots.DPI, bbox_inches="tight",
                     metadata={"Software": None})
         plt.close(fig)
-        path = figures_dir / f"{name}.png"
-        if _write_if_changed(path, buffer.getvalue()):
-            updated.append(path)
+        if _write_if_changed(figures_dir / f"{name}.png", buffer.getvalue()):
+            updated.append(figures_dir / f"{name}.png")
     return updated
 
 
 # -- filling the report -----------------------------------------------------------------
 
 
-def _figure_body(name: str, caption: str | None, figures_dir: Path) -> str:
-    if (figures_dir / f"{name}.png").is_file():
-        return f"![{caption or name}](../figures/{name}.png)"
-    return not_available(f"`figures/{name}.png`", f"{MAIN_COMMAND}` atau `{STUDY_COMMAND}")
-
-
 def fill_text(template: str, known: dict[str, str], missing: str = MISSING) -> str:
-    """``template`` with every ``{{key}}`` replaced by ``known[key]`` (``belum diukur`` for a
-    key of ``KEYS`` the results lack). Raises KeyError for a key ``values`` never makes."""
+    """``template`` with every ``{{key}}`` replaced by ``known[key]`` (``missing`` for a key of
+    ``KEYS`` the results lack). Raises KeyError for a key ``values`` never makes."""
     def replace(match: re.Match) -> str:
         key = match[1]
         if key in known:
@@ -1128,27 +962,25 @@ def fill_regions(text: str, results: Results, figures_dir: Path, missing: str = 
     Raises ValueError for a TABLE region without a generator, or a ``{{key}}`` outside a TEXT
     marker (it would be lost when filled); KeyError for an unknown ``{{key}}``.
     """
-    known = {}
-    if any(m["kind"] == "TEXT" for m in REGION.finditer(text)):
-        known = values(results)
+    known = values(results) if any(m["kind"] == "TEXT" for m in REGION.finditer(text)) else {}
 
-    def replace(match: re.Match) -> str:
+    def body(match: re.Match) -> str:
         kind, name = match["kind"], match["name"]
+        if kind == "TEXT":
+            return fill_text(match["template"] or "", known, missing)
         if kind == "FIGURE":
-            body = _figure_body(name, match["caption"], figures_dir)
-        elif kind == "TEXT":
-            body = fill_text(match["template"] or "", known, missing)
-        elif name in REGIONS:
-            body = REGIONS[name](results)
-        else:
-            raise ValueError(
-                f"a region TABLE: {name} has no generator in report.REGIONS; "
-                f"known: {sorted(REGIONS)}")
-        return f"{match['begin']}\n{body.strip()}\n\n{match['end']}"
+            if (figures_dir / f"{name}.png").is_file():
+                return f"![{match['caption'] or name}](../figures/{name}.png)"
+            return not_available(f"`figures/{name}.png`", EITHER_COMMAND)
+        if name not in REGIONS:
+            raise ValueError(f"a region TABLE: {name} has no generator in report.REGIONS; "
+                             f"known: {sorted(REGIONS)}")
+        table, lacking = REGIONS[name]
+        filled = table(results)
+        return not_available(*lacking) if filled is None else filled
 
-    filled = REGION.sub(replace, text)
-    outside = REGION.sub("", filled)
-    stray = PLACEHOLDER.search(outside)
+    filled = REGION.sub(lambda m: f"{m['begin']}\n{body(m).strip()}\n\n{m['end']}", text)
+    stray = PLACEHOLDER.search(REGION.sub("", filled))
     if stray:
         raise ValueError(f"{stray[0]} stands outside a TEXT marker and would be lost: move it "
                          "into the template of a <!-- BEGIN TEXT: name ... --> region")
@@ -1164,14 +996,11 @@ def figure_references(text: str) -> list[str]:
     """File names of the figures a report references as ``../figures/NAME.png``."""
     return re.findall(r"!\[[^\]]*\]\(\.\./figures/([^)\s]+\.png)\)", text)
 
-def report_dir() -> Path:
-    return project_root() / "report"
-
 
 def collect_run(run_dir, name: str = MAIN_RUN, results_root=None) -> list[Path]:
     """Copy an evaluated run's ``config.json``, ``history.csv``, ``metrics*.json`` and its last
-    per-epoch grid (originals / reconstructions / samples, as ``grid_last_epoch.png``) into
-    ``report/results/<name>/`` (the files the report reads); returns the paths written."""
+    per-epoch grid (as ``grid_last_epoch.png``) into ``report/results/<name>/`` (the files the
+    report reads); returns the paths written."""
     run = Path(run_dir)
     run = run if run.is_absolute() else project_root() / run
     if not (run / "metrics.json").is_file():
@@ -1180,34 +1009,28 @@ def collect_run(run_dir, name: str = MAIN_RUN, results_root=None) -> list[Path]:
             f"python -m resvae_keras evaluate --run-dir {run_dir}")
     dest = Path(results_root or study.results_dir()) / name
     dest.mkdir(parents=True, exist_ok=True)
-    written = []
-    for path in [run / "config.json", run / "history.csv", *sorted(run.glob("metrics*.json"))]:
-        if path.is_file():
-            shutil.copy(path, dest / path.name)
-            written.append(dest / path.name)
+    copies = [(p, p.name) for p in [run / "config.json", run / "history.csv",
+                                    *sorted(run.glob("metrics*.json"))] if p.is_file()]
     grids = sorted((run / "grids").glob("epoch_*.png"))
-    if grids:
-        shutil.copy(grids[-1], dest / "grid_last_epoch.png")
-        written.append(dest / "grid_last_epoch.png")
-    return written
+    copies += [(grids[-1], "grid_last_epoch.png")] if grids else []
+    for source, target in copies:
+        shutil.copy(source, dest / target)
+    return [dest / target for _, target in copies]
 
 
 def render_html(report_path: Path | None = None) -> Path | None:
     """Render ``laporan.md`` to ``laporan.html`` beside it with pandoc; None without pandoc."""
-    report_path = Path(report_path or report_dir() / "laporan.md")
+    report_path = Path(report_path or project_root() / "report" / "laporan.md")
     pandoc = shutil.which("pandoc")
     if pandoc is None:
         print("pandoc not found: report/laporan.md is up to date but was not rendered to HTML. "
               "Install it with `sudo apt-get install pandoc` (Debian/Ubuntu) and run "
               "`make report` again.")
         return None
-    out = report_path.with_suffix(".html")
-    root = report_path.resolve().parent.parent
-    subprocess.run(
-        [pandoc, report_path.name, "--standalone", "--toc", "--mathml",
-         "-V", "maxwidth=60em", f"--resource-path=.:{root}",
-         "-o", out.name],
-        cwd=report_path.parent, check=True)
+    out, root = report_path.with_suffix(".html"), report_path.resolve().parent.parent
+    subprocess.run([pandoc, report_path.name, "--standalone", "--toc", "--mathml", "-V",
+                    "maxwidth=60em", f"--resource-path=.:{root}", "-o", out.name],
+                   cwd=report_path.parent, check=True)
     return out
 
 
@@ -1219,19 +1042,17 @@ def build_report(results_root: Path | str | None = None, report_path: Path | str
     Args:
         results_root: folder with ``celeba-subset/`` and ``study/`` (default ``report/results``).
         report_path: the report to fill in place (default ``report/laporan.md``).
-        figures_dir: where ``laporan_*.png`` go and where figure references are checked
-            (default ``figures/``).
+        figures_dir: where ``laporan_*.png`` go and figure references are checked (``figures/``).
         figures: redraw the ``laporan_*`` figures first.
         html: render ``laporan.html`` with pandoc when it is installed.
         readme_path: a README whose marked regions (e.g. ``findings``) are filled too; by
             default the project's ``README.md`` when ``report_path`` is the default one.
 
-    Returns:
-        the paths whose contents changed (figures, the report, the HTML).
+    Returns the paths whose contents changed (figures, the report, the README, the HTML).
     """
     if readme_path is None and report_path is None:
         readme_path = project_root() / "README.md"
-    report_path = Path(report_path or report_dir() / "laporan.md")
+    report_path = Path(report_path or project_root() / "report" / "laporan.md")
     if not report_path.is_file():
         raise FileNotFoundError(
             f"report_path={str(report_path)!r} does not exist: the report with its marked regions "
@@ -1239,17 +1060,13 @@ def build_report(results_root: Path | str | None = None, report_path: Path | str
     figures_dir = Path(figures_dir or project_root() / "figures")
     results = Results(results_root)
     updated = draw_figures(results, figures_dir) if figures else []
-    text = report_path.read_text()
-    filled = fill_regions(text, results, figures_dir)
-    if _write_if_changed(report_path, filled.encode()):
-        updated.append(report_path)
+    targets = [(report_path, MISSING)]
     if readme_path is not None and Path(readme_path).is_file():
-        readme = Path(readme_path)
-        filled = fill_regions(readme.read_text(), results, figures_dir, "not measured yet")
-        if _write_if_changed(readme, filled.encode()):
-            updated.append(readme)
-    if html:
-        out = render_html(report_path)
-        if out is not None:
-            updated.append(out)
+        targets.append((Path(readme_path), "not measured yet"))
+    for path, missing in targets:
+        if _write_if_changed(path, fill_regions(path.read_text(), results, figures_dir,
+                                                missing).encode()):
+            updated.append(path)
+    if html and (out := render_html(report_path)) is not None:
+        updated.append(out)
     return updated

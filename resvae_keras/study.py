@@ -433,6 +433,19 @@ def validation_curve(history: pd.DataFrame, steps: float) -> tuple[np.ndarray, n
     return x, y
 
 
+def arm_curves(results: dict[str, dict], benchmark: dict | None = None,
+               group: str = "arms") -> tuple[dict, dict]:
+    """``validation_curve`` of every run of ``group`` with a history: ``({run: (steps, loss)},
+    {run: (minutes, loss)})``, minutes = steps x the arm's benchmarked seconds per step / 60,
+    only for the arms the benchmark measured."""
+    cost = seconds_per_step(benchmark)
+    curves = {n: validation_curve(r["history"], r["metrics"]["training"]["steps"])
+              for n, r in results.items() if r["group"] == group and len(r["history"])}
+    timed = {n: (x * cost[results[n]["arm"]] / 60.0, y) for n, (x, y) in curves.items()
+             if results[n]["arm"] in cost}
+    return curves, timed
+
+
 def steps_to_reach(steps, values, threshold: float) -> float:
     """First step at which the curve reaches ``threshold`` (linear between epoch ends; the first
     epoch end when it is already below); NaN when it never does."""

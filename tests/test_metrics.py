@@ -145,6 +145,20 @@ def test_per_attribute_breakdown_finds_the_real_gap():
     pd.testing.assert_frame_equal(by_position, table)
 
 
+def test_strongest_and_significant_attributes_of_a_breakdown():
+    breakdown = pd.DataFrame(
+        {"difference": [0.5, -0.4, 0.1, 0.9, 0.0], "t": [12.0, -9.0, 1.0, np.nan, 0.5],
+         "p_value": [1e-6, 0.004, 0.3, np.nan, 0.6]},
+        index=["Eyeglasses", "Smiling", "Male", "Bald", "Young"])
+    strongest = metrics.strongest_attributes(breakdown, k=3)
+    assert list(strongest.index) == ["Eyeglasses", "Smiling", "Male"]  # by |t|, NaN t left out
+    found = metrics.significant_attributes(breakdown, alpha=0.05)
+    assert found["n_tested"] == 4 and found["threshold"] == pytest.approx(0.0125)
+    assert found["worse"] == ["Eyeglasses"] and found["better"] == ["Smiling"]
+    assert found["n_significant"] == 2
+    assert metrics.significant_attributes(breakdown, alpha=0.01)["better"] == []  # 0.004 > 0.0025
+
+
 def test_best_and_worst():
     best, worst = metrics.best_and_worst([0.3, 0.1, np.nan, 0.5, 0.2], k=2)
     assert list(best) == [1, 4] and list(worst) == [3, 0]

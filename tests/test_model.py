@@ -308,3 +308,19 @@ def test_effective_beta_is_the_weight_of_the_kl_against_the_sse():
     np.testing.assert_allclose(offset, offset[0], rtol=1e-4)
     assert _tiny_model(likelihood="gaussian", beta=3.0).effective_beta == pytest.approx(3.0)
     assert _tiny_model(likelihood="bernoulli").effective_beta is None
+
+
+def test_summary_rows_list_every_layer_and_add_up_to_the_parameter_counts():
+    model = ResVAE(**TINY)
+    rows = model.summary_rows()
+    layers = [*model.encoder.layers, *model.decoder.layers]
+    assert [r["name"] for r in rows] == [layer.name for layer in layers]
+    counts = model.parameter_counts()
+    for part in ("encoder", "decoder"):
+        assert sum(r["params"] for r in rows if r["part"] == part) == counts[part]
+    assert counts["total"] == counts["encoder"] + counts["decoder"] + 2  # log sigma and beta
+    assert counts["trainable"] == counts["total"] - 1  # beta is not trained
+    first_conv = next(r for r in rows if r["kind"] == "Conv2D")
+    assert (first_conv["kernel"], first_conv["strides"]) == (3, 2)
+    assert first_conv["output_shape"] == (8, 8, 8)
+    assert all(r["kernel"] is None for r in rows if r["kind"] != "Conv2D")

@@ -171,6 +171,20 @@ def test_steps_and_seconds_to_a_loss_and_the_loss_at_an_equal_time(tmp_path):
     assert math.isnan(study.steps_to_reach([100, 200], [3.0, 2.0], 1.0))  # never reached
 
 
+def test_arm_curves_in_steps_and_in_benchmarked_minutes(tmp_path):
+    root = tmp_path / "results"
+    write_run(root, "residual_s0", fake_metrics(steps=400), fake_history([10, 6, 4, 3]))
+    write_run(root, "conv_s0", fake_metrics(steps=400), fake_history([10, 8, 6, 5]))
+    write_run(root, "beta_2_s0", fake_metrics(steps=400))  # not an arm
+    results = study.load_results(root, study.design())
+    curves, timed = study.arm_curves(results, {"arms": {"residual": {"seconds_per_step": 1.5}}})
+    assert set(curves) == {"residual_s0", "conv_s0"} and set(timed) == {"residual_s0"}
+    np.testing.assert_allclose(curves["residual_s0"][0], [100, 200, 300, 400])
+    np.testing.assert_allclose(curves["conv_s0"][1], [10, 8, 6, 5])
+    np.testing.assert_allclose(timed["residual_s0"][0], [2.5, 5.0, 7.5, 10.0])  # 100 steps: 150 s
+    assert study.arm_curves(results, None)[1] == {}
+
+
 def test_sweep_trend_puts_the_reference_seeds_beside_the_single_seed_runs():
     rows = [{"group": "arms", "arm": "residual", "beta": 1.0, "kl_nats": v} for v in (300, 310, 320)]
     rows += [{"group": "beta", "arm": f"beta_{b:g}", "beta": b, "kl_nats": k}
