@@ -7,6 +7,7 @@ import pytest
 from scipy import stats
 
 from resvae_keras import study
+from resvae_keras.config import REAL_DATA_SIGMA_MIN
 
 
 def fake_metrics(psnr=20.0, face_rate=0.5, swd=100.0, sharpness=0.5, steps=100, kl=300.0):
@@ -247,3 +248,10 @@ def test_run_study_skips_finished_runs_and_resumes_an_interrupted_one(tmp_path, 
     assert counts.loc[("arms", "plain")].tolist() == [1, 3]
     with pytest.raises(ValueError, match="unknown run"):
         study.run_study(only=["nope"], profile="demo", root=root, runs=runs)
+
+
+def test_every_designed_run_has_a_floor_only_where_its_likelihood_learns_sigma():
+    for name in study.design()["name"]:
+        config = study.study_config(name)
+        assert config.sigma_min == 0 or config.likelihood == "gaussian_learned", name
+    assert study.study_config("residual_s0").sigma_min == REAL_DATA_SIGMA_MIN > 0
