@@ -65,7 +65,7 @@ def test_eyeglasses_vector_draws_glasses_on_demo_faces(trained):
 def test_evaluate_run_writes_metrics_json_offline(trained, offline):
     config, _, _ = trained
     result = evaluate.evaluate_run(
-        config.run_path, n_samples=32, n_anomaly=32, memorization_queries=32, verbose=False
+        config.run_path, n_samples=16, n_anomaly=16, memorization_queries=16, verbose=False
     )
     written = json.loads((config.run_path / "metrics.json").read_text())
     assert written == result
@@ -82,10 +82,10 @@ def test_evaluate_run_writes_metrics_json_offline(trained, offline):
     assert (config.run_path / "two_stage.keras").exists()  # fitted by train, loaded here
     for report in written["samples"].values():
         realism = report["realism"]
-        assert report["n_images"] == 32 and realism["swd"]["swd_mean"] > 0
+        assert report["n_images"] == 16 and realism["swd"]["swd_mean"] > 0
         assert realism["available"] is False and "InceptionV3" in realism["reason"]
         assert "fid" not in realism
-        assert report["memorization"]["n_queries"] == 32
+        assert report["memorization"]["n_queries"] == 16
     assert written["summary"]["fid_available"] is False
     assert written["summary"]["fid_prior_t1"] is None
     references = written["sample_references"]

@@ -2,6 +2,7 @@ import errno
 import json
 import math
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -38,22 +39,43 @@ from resvae_keras.train import (
 )
 
 
-@pytest.fixture
-def tiny_config(demo_root, tmp_path):
+def _tiny(demo_root, folder: Path) -> Config:
+    """2 epochs of a tiny ResVAE on the 60 demo faces (48 for training: 6 steps of 8);
+    no residual block, whose tracing would double the cost of every run here."""
     return Config(
         profile="celeba-subset",
         data_dir=str(demo_root),
-        cache_dir=str(tmp_path / "cache"),
-        run_dir=str(tmp_path / "run"),
+        cache_dir=str(folder / "cache"),
+        run_dir=str(folder / "run"),
         image_size=32,
         widths=(8, 16),
-        blocks_per_stage=1,
+        blocks_per_stage=0,
         latent_dim=4,
         batch_size=8,
         epochs=2,
         seed=0,
         two_stage_epochs=0,  # the second stage has its own test
     )
+
+
+@pytest.fixture
+def tiny_config(demo_root, tmp_path):
+    return _tiny(demo_root, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def finished_run(demo_root, tmp_path_factory):
+    """The config of a finished ``_tiny`` run with a 2-epoch second stage; do not modify
+    its run dir (``continued`` gives a copy)."""
+    config = _tiny(demo_root, tmp_path_factory.mktemp("finished")).replace(two_stage_epochs=2)
+    train(config, verbose=0)
+    return config
+
+
+def continued(config: Config, tmp_path) -> Config:
+    """``config`` pointed at a copy of its run dir (file times kept) under ``tmp_path``."""
+    copy = shutil.copytree(config.run_path, tmp_path / "run")
+    return config.replace(run_dir=str(copy))
 
 
 class _EpochRecorder(keras.callbacks.Callback):
@@ -70,9 +92,8 @@ class _EpochRecorder(keras.callbacks.Callback):
             raise KeyboardInterrupt("simulated kill")
 
 
-def test_train_writes_the_run_dir_and_a_loadable_model(tiny_config):
-    model, history = train(tiny_config, verbose=0)
-    run = tiny_config.run_path
+def test_train_writes_the_run_dir_and_a_loadable_model(finished_run):
+    run = finished_run.run_path
     assert {"config.json", "history.csv", "model.keras", "last.keras"} <= {
         p.name for p in run.iterdir()
     }
@@ -82,10 +103,11 @@ def test_train_writes_the_run_dir_and_a_loadable_model(tiny_config):
     grid, epoch = load_grid(run)
     assert epoch == 2 and grid.dtype == np.float32
     assert grid.shape[0] == len(GRID_ROWS) and grid.shape[2:] == (32, 32, 3)
-    validation = data.load_cache(tiny_config, progress=False).images_of("val")[:8]
+    validation = data.load_cache(finished_run, progress=False).images_of("val")[:8]
     np.testing.assert_array_equal(grid[0], data.as_float_images(validation))
     assert not (run / "backup").exists()  # removed once the run completed
-    assert Config.load(run / "config.json") == tiny_config
+    assert Config.load(run / "config.json") == finished_run
+    history = load_history(run)
     assert list(history["epoch"]) == [0, 1]
     assert {"loss", "reconstruction_loss", "kl_loss", "val_loss", "beta", "wall_time_s"} <= set(
         history.columns
@@ -94,9 +116,10 @@ def test_train_writes_the_run_dir_and_a_loadable_model(tiny_config):
     assert loaded.reconstruct(np.zeros((1, 32, 32, 3), "float32")).shape == (1, 32, 32, 3)
 
 
-def test_train_fits_the_second_stage_once_and_again_when_the_model_is_newer(tiny_config):
-    config = tiny_config.replace(two_stage_epochs=2)
-    model, _ = train(config, verbose=0)
+def test_train_fits_the_second_stage_once_and_again_when_the_model_is_newer(
+    finished_run, tmp_path
+):
+    config = continued(finished_run, tmp_path)  # trained with two_stage_epochs=2
     run = config.run_path
     path = two_stage_path(run)
     assert path.name == "two_stage.keras" and two_stage_is_current(run)
@@ -105,7 +128,7 @@ def test_train_fits_the_second_stage_once_and_again_when_the_model_is_newer(tiny
     history = pd.read_csv(run / "two_stage_history.csv")
     assert list(history["epoch"]) == [0, 1] and {"loss", "gamma"} <= set(history.columns)
     stamp = path.stat().st_mtime_ns
-    train(config, verbose=0)  # finished run, current second stage: nothing is refitted
+    model, _ = train(config, verbose=0)  # finished run, current second stage: nothing is refitted
     assert path.stat().st_mtime_ns == stamp
     z = two_stage_sampler(config).sample(5, seed=1)
     assert z.shape == (5, config.latent_dim) and path.stat().st_mtime_ns == stamp
@@ -120,30 +143,29 @@ def test_train_fits_the_second_stage_once_and_again_when_the_model_is_newer(tiny
     assert len(pd.read_csv(run / "two_stage_history.csv")) == latent.TwoStageSampler().epochs
 
 
-def test_same_seed_gives_the_same_first_epoch_loss(tiny_config, tmp_path):
-    first = train(tiny_config.replace(epochs=1), verbose=0)[1]
-    again = train(tiny_config.replace(epochs=1, run_dir=str(tmp_path / "again")), verbose=0)[1]
+def test_same_seed_gives_the_same_first_epoch_loss(finished_run, tiny_config):
+    again = train(tiny_config.replace(epochs=1), verbose=0)[1]
+    first = load_history(finished_run.run_path)
     assert first["loss"].iloc[0] == pytest.approx(again["loss"].iloc[0], rel=1e-5)
 
 
 def test_killed_run_resumes_from_the_last_completed_epoch(tiny_config):
-    config = tiny_config.replace(epochs=3)
     with pytest.raises(KeyboardInterrupt):
-        train(config, verbose=0, callbacks=[_EpochRecorder(stop_after=1)])
-    assert (config.run_path / "backup").exists()
+        train(tiny_config, verbose=0, callbacks=[_EpochRecorder(stop_after=0)])
+    assert (tiny_config.run_path / "backup").exists()
     recorder = _EpochRecorder()
-    _, history = train(config, verbose=0, callbacks=[recorder])
-    assert recorder.epochs == [2]  # epochs 0 and 1 were kept, not redone
-    assert list(history["epoch"]) == [0, 1, 2]
+    _, history = train(tiny_config, verbose=0, callbacks=[recorder])
+    assert recorder.epochs == [1]  # epoch 0 was kept, not redone
+    assert list(history["epoch"]) == [0, 1]
 
 
-def test_finished_run_continues_with_its_optimizer_state(tiny_config):
-    train(tiny_config, verbose=0)
+def test_finished_run_continues_with_its_optimizer_state(finished_run, tmp_path):
+    config = continued(finished_run, tmp_path).replace(epochs=3, two_stage_epochs=0)
     steps_per_epoch = 48 // 8  # 60 demo faces -> 48 train images
     recorder = _EpochRecorder()
-    model, history = train(tiny_config.replace(epochs=3), verbose=0, callbacks=[recorder])
+    model, history = train(config, verbose=0, callbacks=[recorder])
     assert recorder.epochs == [2]
-    last = keras.models.load_model(tiny_config.run_path / "last.keras")
+    last = keras.models.load_model(config.run_path / "last.keras")
     assert int(last.optimizer.iterations) == 3 * steps_per_epoch
     assert list(history["epoch"]) == [0, 1, 2]
 
@@ -369,7 +391,8 @@ def test_two_logical_devices_give_the_single_device_loss():
         def one_step(strategy):
             keras.utils.set_random_seed(0)
             with strategy.scope():
-                model = ResVAE(image_size=16, widths=(8, 16), latent_dim=4, kind="ae")
+                model = ResVAE(image_size=16, widths=(8, 16), blocks_per_stage=1, latent_dim=4,
+                               kind="ae")
                 model.compile(optimizer=keras.optimizers.SGD(0.01))
             weights = np.load("weights.npy", allow_pickle=True) if init else None
             if weights is not None:
@@ -379,7 +402,7 @@ def test_two_logical_devices_give_the_single_device_loss():
             return loss, model.get_weights()
         init = False
         keras.utils.set_random_seed(0)
-        ref = ResVAE(image_size=16, widths=(8, 16), latent_dim=4, kind="ae")
+        ref = ResVAE(image_size=16, widths=(8, 16), blocks_per_stage=1, latent_dim=4, kind="ae")
         np.save("weights.npy", np.array(ref.get_weights(), dtype=object), allow_pickle=True)
         init = True
         single_loss, single_w = one_step(tf.distribute.get_strategy())
@@ -450,10 +473,10 @@ def test_worker_dir_is_fixed_per_run_and_task_and_outside_the_run_dir(tmp_path):
     assert tmp_path / "run" not in first.parents
 
 
-# The demo profile with 300 faces instead of 3000 (drawing them is most of the cost), then
+# The demo profile with 100 faces instead of 3000 (drawing them is most of the cost), then
 # the command line exactly as a user runs it.
-_CLI_WITH_300_DEMO_FACES = (
-    "import resvae_keras.config as c; c._PROFILE_OVERRIDES['demo']['demo_images'] = 300; "
+_CLI_WITH_100_DEMO_FACES = (
+    "import resvae_keras.config as c; c._PROFILE_OVERRIDES['demo']['demo_images'] = 100; "
     "from resvae_keras.__main__ import main; main()"
 )
 
@@ -497,14 +520,17 @@ def test_two_workers_over_loopback_train_like_one_process(tmp_path, monkeypatch)
         ),
         "TF_CPP_MIN_LOG_LEVEL": "2",
     }
-    # no second-stage sampler: only the chief would fit one, after training
-    settings = dict(kind="ae", image_size=32, max_images=300, epochs=1, seed=0, two_stage_epochs=0)
+    # no second-stage sampler: only the chief would fit one, after training; a tiny model,
+    # as most of the time goes to starting the processes and tracing the steps
+    settings = dict(kind="ae", image_size=32, max_images=100, epochs=1, seed=0, two_stage_epochs=0,
+                    widths=(8, 16), blocks_per_stage=1, latent_dim=4)
     args = ["train", "--profile", "demo", "--kind", "ae", "--image-size", "32",
-            "--max-images", "300", "--epochs", "1", "--seed", "0", "--two-stage-epochs", "0",
+            "--max-images", "100", "--epochs", "1", "--seed", "0", "--two-stage-epochs", "0",
+            "--widths", "8,16", "--blocks-per-stage", "1", "--latent-dim", "4",
             "--batch-size", "16", "--strategy", "auto", "--verbose", "0"]
     workers = [
         subprocess.Popen(
-            [sys.executable, "-c", _CLI_WITH_300_DEMO_FACES, *args, "--run-dir", f"runs/mw{i}"],
+            [sys.executable, "-c", _CLI_WITH_100_DEMO_FACES, *args, "--run-dir", f"runs/mw{i}"],
             env={**env, "TF_CONFIG": json.dumps(
                 {"cluster": cluster, "task": {"type": "worker", "index": i}})},
             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -513,7 +539,7 @@ def test_two_workers_over_loopback_train_like_one_process(tmp_path, monkeypatch)
     ]
     try:
         single = train(
-            get_profile("demo", demo_images=300, batch_size=32, strategy="mirrored",
+            get_profile("demo", demo_images=100, batch_size=32, strategy="mirrored",
                         run_dir=str(tmp_path / "runs" / "single"), **settings),
             verbose=0,
         )[1].iloc[0]
