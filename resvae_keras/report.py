@@ -711,8 +711,8 @@ RECONSTRUCTION_VALUES = (  # Col(path in a metrics.json's "reconstruction", valu
 OTHER_DATA_VALUES = (Col("n_images", "n", None), Col("psnr.mean", "psnr", 2),
                      Col("ssim.mean", "ssim", 3))
 SAMPLER_VALUES = (  # Col(path in one sampler's report, values key prefix, decimals)
-    Col("realism.swd.swd_mean", "swd", 1), Col("realism.face_rate", "wajah", "%"),
-    Col("diversity.pixel_l2_fake", "l2", 2), Col("diversity.ms_ssim_fake", "msssim", 4),
+    Col("realism.swd.swd_mean", "swd", 1), Col("realism.swd.swd_16", "swd16", 1),
+    Col("realism.face_rate", "wajah", "%"), Col("diversity.pixel_l2_fake", "l2", 2), Col("diversity.ms_ssim_fake", "msssim", 4),
     Col("memorization.median_ratio", "rasio_latih", 3),
     Col("memorization.share_closer_than_test_p01", "dekat_latih", "%"),
 )
@@ -810,6 +810,8 @@ def values(results: Results) -> dict[str, str]:
             atribut_lebih_buruk=", ".join(f"`{a}`" for a in found["worse"]) or DASH,
             atribut_lebih_baik=", ".join(f"`{a}`" for a in found["better"]) or DASH)
     out |= _sampler_values(results.samples) | _anomaly_values(results) | _sweep_values(results)
+    for key, reference in (_get(m, "sample_references") or {}).items():  # real_test, reconstructions
+        out |= _values(reference, SAMPLER_VALUES[:3], suffix=f"_{key}")
     if _finite((results.main_config or {}).get("sigma_min")):
         out["lantai_sigma"] = f"{float(results.main_config['sigma_min']):g}"
     out.update(n_run_studi=integer(results.seeds["finished"].sum()),
@@ -830,6 +832,7 @@ KEYS = (  # the keys values() can make (regular expressions): any other {{key}} 
     _labels((*MAIN_VALUES, *RECONSTRUCTION_VALUES, *HISTORY_VALUES)),
     rf"[a-z0-9_]+_(?:{_labels(OTHER_DATA_VALUES)})",
     rf"(?:{_labels(SAMPLER_VALUES)}|l2_persen)_[a-z_]+_t\d+",
+    rf"(?:{_labels(SAMPLER_VALUES[:3])})_(?:real_test|reconstructions)",
     "n_atribut|ambang_bonferroni|n_atribut_nyata|atribut_lebih_buruk|atribut_lebih_baik",
     r"n_bersih|n_anomali_per_set|auroc_(?:elbo|mse|kompleksitas)_[a-z_]+|auroc_min|auroc_maks",
     "n_jenis_anomali|n_run_studi|n_run_rencana|benchmark|lantai_sigma",
