@@ -213,7 +213,7 @@ class Config:
 
 
 # The CelebA profiles' floor on the decoder sigma, chosen from the default-model sweep
-# (``study.sweep_runs``, notebook 07, report Subbab 4.5): at 6 epochs it raised the prior's face
+# (``study.sweep_runs``, notebook 07, report Subbab 4.3, Tabel 4.6): at 6 epochs it raised the prior's face
 # rate from 0.17 (no floor) to 0.69 and cut the KL from 334 to 83 nats for 0.6 dB of test PSNR,
 # while the two-stage and GMM samplers stayed at 0.97-0.98 faces.
 REAL_DATA_SIGMA_MIN = 0.5

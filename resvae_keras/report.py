@@ -242,6 +242,12 @@ class Results:
         return _get(self.main_metrics or {}, "samples") or {}
 
     @cached_property
+    def sweep(self) -> pd.DataFrame:
+        """The default-model sweep (``root/sweep``), one row per run, by the floor on sigma."""
+        table = study.load_sweep(self.root / "sweep")
+        return table.sort_values("sigma_min") if len(table) else table
+
+    @cached_property
     def study_runs(self) -> pd.DataFrame:
         """The runs table (``study/runs.csv``; the study's design when it is missing)."""
         return study.load_runs(self.study_dir / "runs.csv")
@@ -633,6 +639,30 @@ def table_sweep(results: Results, group: str, header: str, show) -> str | None:
     return markdown_table([header, "n seed", *(c.label for c in columns)], rows)
 
 
+SWEEP_DEFAULT_COLUMNS = (  # the default-model sweep: rate, distortion, realism per sampler
+    Col("kl_nats", "KL (nats)", 0), Col("psnr", "PSNR (dB)", 2), Col("ssim", "SSIM", 3),
+    Col("face_rate_prior_t1", "Wajah, prior T = 1", 3),
+    Col("face_rate_prior_t07", "Wajah, prior T = 0.7", 3),
+    Col("swd_16_prior_t1", "SWD 16 px, prior", 1), Col("ms_ssim_prior_t1", "MS-SSIM, prior", 3),
+    Col("face_rate_two_stage_t1", "Wajah, dua tahap", 3),
+    Col("swd_16_two_stage_t1", "SWD 16 px, dua tahap", 1),
+    Col("face_rate_gmm_t1", "Wajah, GMM", 3), Col("swd_16_gmm_t1", "SWD 16 px, GMM", 1),
+)
+
+
+def _floor(sigma_min) -> str:
+    return f"σ ≥ {float(sigma_min):g}" if float(sigma_min) > 0 else "tanpa lantai"
+
+
+def table_model_bawaan(results: Results) -> str | None:
+    sweep = results.sweep
+    if not len(sweep):
+        return None
+    rows = [(_floor(r["sigma_min"]), {k.replace(".", ""): v for k, v in r.items()})
+            for _, r in sweep.iterrows()]  # prior_t0.7 -> prior_t07: keys are dotted paths
+    return _table(["Lantai σ"], rows, SWEEP_DEFAULT_COLUMNS)
+
+
 _ARMS_LACKING = ("percobaan kelompok studi (`report/results/study/*/metrics.json`)", STUDY_COMMAND)
 _MAIN_LACKING = (MAIN_METRICS, MAIN_COMMAND)
 REGIONS = {  # region -> (its table, or None while its results are missing; what they are, how made)
@@ -657,6 +687,8 @@ REGIONS = {  # region -> (its table, or None while its results are missing; what
     "uji_welch": (table_uji_welch, ("sekurang-kurangnya dua seed per kelompok untuk uji Welch",
                                     STUDY_COMMAND)),
     "klaim": (table_klaim, ("sekurang-kurangnya dua seed per kelompok", STUDY_COMMAND)),
+    "model_bawaan": (table_model_bawaan, ("percobaan *sweep* (`report/results/sweep/`)",
+                                          f"{STUDY_COMMAND} --sweep")),
     "likelihood": (partial(table_sweep, group="likelihood", header="Likelihood",
                            show=lambda x: LIKELIHOOD_NAMES.get(x, str(x))),
                    ("percobaan `likelihood_*` (`report/results/study/`)", STUDY_COMMAND)),
@@ -730,6 +762,24 @@ def _anomaly_values(results: Results) -> dict[str, str]:
     return out
 
 
+SWEEP_VALUES = (  # Col(sweep column, values key prefix, decimals): key <prefix>_<run name>
+    Col("kl_nats", "sweep_kl", 0), Col("psnr", "sweep_psnr", 2),
+    Col("face_rate_prior_t1", "sweep_wajah_prior", "%"),
+    Col("face_rate_two_stage_t1", "sweep_wajah_dua_tahap", "%"),
+    Col("swd_16_two_stage_t1", "sweep_swd16_dua_tahap", 1),
+    Col("epochs", "sweep_epoch", None),
+)
+
+
+def _sweep_values(results: Results) -> dict[str, str]:
+    """Per sweep run ``sigma_free`` / ``sigma_min_0.5``: keys ``sweep_psnr_s0`` / ``..._s05``."""
+    out = {}
+    for _, row in results.sweep.iterrows():
+        suffix = "_s" + f"{float(row['sigma_min']):g}".replace(".", "")
+        out |= _values(row.to_dict(), SWEEP_VALUES, suffix=suffix)
+    return out
+
+
 def values(results: Results) -> dict[str, str]:
     """Every number the report's prose quotes, formatted, under one flat key each.
 
@@ -759,7 +809,9 @@ def values(results: Results) -> dict[str, str]:
             found["n_significant"]), ambang_bonferroni=f"{found['threshold']:.5f}",
             atribut_lebih_buruk=", ".join(f"`{a}`" for a in found["worse"]) or DASH,
             atribut_lebih_baik=", ".join(f"`{a}`" for a in found["better"]) or DASH)
-    out |= _sampler_values(results.samples) | _anomaly_values(results)
+    out |= _sampler_values(results.samples) | _anomaly_values(results) | _sweep_values(results)
+    if _finite((results.main_config or {}).get("sigma_min")):
+        out["lantai_sigma"] = f"{float(results.main_config['sigma_min']):g}"
     out.update(n_run_studi=integer(results.seeds["finished"].sum()),
                n_run_rencana=integer(results.seeds["planned"].sum()),
                benchmark="tersedia" if results.benchmark else "belum ada")
@@ -780,7 +832,8 @@ KEYS = (  # the keys values() can make (regular expressions): any other {{key}} 
     rf"(?:{_labels(SAMPLER_VALUES)}|l2_persen)_[a-z_]+_t\d+",
     "n_atribut|ambang_bonferroni|n_atribut_nyata|atribut_lebih_buruk|atribut_lebih_baik",
     r"n_bersih|n_anomali_per_set|auroc_(?:elbo|mse|kompleksitas)_[a-z_]+|auroc_min|auroc_maks",
-    "n_jenis_anomali|n_run_studi|n_run_rencana|benchmark",
+    "n_jenis_anomali|n_run_studi|n_run_rencana|benchmark|lantai_sigma",
+    rf"(?:{_labels(SWEEP_VALUES)})_s\d+",
     r"klaim_[a-d]_[a-z]+",
 )
 
@@ -883,6 +936,19 @@ def figure_norma_interpolasi(results: Results):
                            title=f"Norma z sepanjang lintasan antara dua sampel prior (d = {d})")
 
 
+def figure_model_bawaan(results: Results):
+    sweep = results.sweep
+    if not len(sweep):
+        return None
+    columns = {"psnr": "distorsi: PSNR uji (dB)", "face_rate_prior_t1": "laju wajah, prior T = 1",
+               "swd_16_prior_t1": "SWD 16 px ×10³, prior", "face_rate_two_stage_t1":
+               "laju wajah, dua tahap"}
+    return plots.tradeoff(sweep.set_index(sweep["sigma_min"].map(_floor)), "kl_nats",
+                          {c: label for c, label in columns.items() if c in sweep},
+                          "laju: KL (nats per citra)",
+                          title="Laju, distorsi dan realisme per lantai σ (satu percobaan per titik)")
+
+
 FIGURES = {  # figures/<name>.png -> its drawing function of the results
     "laporan_kurva_loss": figure_kurva_loss,
     "laporan_val_loss_epoch": partial(figure_validation, minutes=False),
@@ -902,6 +968,7 @@ FIGURES = {  # figures/<name>.png -> its drawing function of the results
     "laporan_swd_beta": partial(
         figure_beta_trend, columns=("swd_mean_prior_t1", "face_rate_prior_t1"),
         title="Realisme sampel prior terhadap β, satu seed per titik"),
+    "laporan_model_bawaan": figure_model_bawaan,
     "laporan_per_atribut": figure_per_atribut,
     "laporan_auroc": figure_auroc,
     "laporan_norma_interpolasi": figure_norma_interpolasi,

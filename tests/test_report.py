@@ -169,6 +169,13 @@ def write_fixture(root: Path, seed: int = 0) -> Path:
         (folder / "metrics.json").write_text(json.dumps(_study_metrics(rng, row.arm, history)))
     (root / "study" / "benchmark.json").write_text(json.dumps(
         {"arms": {arm: {"seconds_per_step": v} for arm, v in SECONDS_PER_STEP.items()}}))
+    for name, sigma_min in (("sigma_min_0.5", 0.5), ("sigma_free", 0.0)):  # not in floor order
+        folder = root / "sweep" / name
+        folder.mkdir(parents=True)
+        get_profile("celeba-subset", epochs=6, sigma_min=sigma_min).save(folder / "config.json")
+        metrics = _main_metrics(rng)
+        metrics["samples"]["prior_t1"]["realism"]["face_rate"] = 0.2 + sigma_min
+        (folder / "metrics.json").write_text(json.dumps(metrics))
     return root
 
 
@@ -475,6 +482,26 @@ def expected_tables(root: Path) -> dict:
             rows.sort(key=lambda r: r[0])
         tables[group] = ([{"n seed": n, **cells, **({"β": x} if group == "beta" else {})}
                           for x, n, cells in rows], ("Likelihood",) if group == "likelihood" else ())
+    sweep = sorted((_json(path.parent / "config.json")["sigma_min"], _json(path))
+                   for path in (root / "sweep").glob("*/metrics.json"))
+    if sweep:
+        def sampler(m, key, measure):
+            realism = m["samples"].get(key, {}).get("realism", {})
+            return realism.get("face_rate") if measure == "face" else realism["swd"]["swd_16"]
+
+        tables["model_bawaan"] = ([{
+            "KL (nats)": m["reconstruction"]["kl_nats"]["mean"],
+            "PSNR (dB)": m["reconstruction"]["psnr"]["mean"],
+            "SSIM": m["reconstruction"]["ssim"]["mean"],
+            "Wajah, prior T = 1": sampler(m, "prior_t1", "face"),
+            "Wajah, prior T = 0.7": sampler(m, "prior_t0.7", "face"),
+            "SWD 16 px, prior": sampler(m, "prior_t1", "swd"),
+            "MS-SSIM, prior": m["samples"]["prior_t1"]["diversity"]["ms_ssim_fake"],
+            **({"Wajah, dua tahap": sampler(m, "two_stage_t1", "face"),
+                "SWD 16 px, dua tahap": sampler(m, "two_stage_t1", "swd")}
+               if "two_stage_t1" in m["samples"] else {}),
+            "Wajah, GMM": sampler(m, "gmm_t1", "face"), "SWD 16 px, GMM": sampler(m, "gmm_t1", "swd"),
+        } for _, m in sweep], ("Lantai σ",))
     return tables
 
 
