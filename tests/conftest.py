@@ -51,12 +51,13 @@ def shared_data() -> Path:
     return path
 
 
-# The smallest setting found where the Eyeglasses vector visibly draws glasses: 800 demo
-# faces (640 for training), the demo architecture, batch 16 for enough optimizer steps
-# (4 epochs, or 3 at a learning rate of 3e-3, draw none). The second stage only has to
-# exist and sample: 3 epochs instead of the demo profile's 20.
-TINY_RUN = dict(demo_images=800, epochs=5, batch_size=16, learning_rate=2e-3, grid_every=1000,
-                two_stage_epochs=3)
+# A setting where the Eyeglasses vector clearly draws glasses (on 99 % of the faces, none
+# without it) and noise scores an AUROC of 0.96: 800 demo faces (640 for training), the
+# demo architecture without normalization, which learns the faces in fewer epochs (with
+# group normalization 5 epochs reached 42 % glasses, 4 epochs 6 %), batch 16 for enough
+# optimizer steps. The second stage only has to exist and sample: 3 epochs.
+TINY_RUN = dict(demo_images=800, epochs=4, batch_size=16, learning_rate=2e-3, norm="none",
+                grid_every=1000, two_stage_epochs=3)
 
 
 @pytest.fixture(scope="session")

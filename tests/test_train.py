@@ -65,9 +65,11 @@ def tiny_config(demo_root, tmp_path):
 
 @pytest.fixture(scope="module")
 def finished_run(demo_root, tmp_path_factory):
-    """The config of a finished ``_tiny`` run with a 2-epoch second stage; do not modify
-    its run dir (``continued`` gives a copy)."""
-    config = _tiny(demo_root, tmp_path_factory.mktemp("finished")).replace(two_stage_epochs=2)
+    """The config of a finished ``_tiny`` run with a KL warm-up to beta 2 over 24 steps
+    (4 of its 2 x 6) and a 2-epoch second stage; do not modify its run dir (``continued``
+    gives a copy)."""
+    config = _tiny(demo_root, tmp_path_factory.mktemp("finished")).replace(
+        beta=2.0, kl_warmup_steps=24, two_stage_epochs=2)
     train(config, verbose=0)
     return config
 
@@ -143,8 +145,9 @@ def test_train_fits_the_second_stage_once_and_again_when_the_model_is_newer(
     assert len(pd.read_csv(run / "two_stage_history.csv")) == latent.TwoStageSampler().epochs
 
 
-def test_same_seed_gives_the_same_first_epoch_loss(finished_run, tiny_config):
-    again = train(tiny_config.replace(epochs=1), verbose=0)[1]
+def test_same_seed_gives_the_same_first_epoch_loss(finished_run, tmp_path):
+    again = finished_run.replace(epochs=1, run_dir=str(tmp_path / "again"), two_stage_epochs=0)
+    again = train(again, verbose=0)[1]
     first = load_history(finished_run.run_path)
     assert first["loss"].iloc[0] == pytest.approx(again["loss"].iloc[0], rel=1e-5)
 
@@ -282,10 +285,11 @@ def test_bad_settings_are_refused_before_anything_is_written(tiny_config, overri
         assert not tiny_config.cache_path.exists()
 
 
-def test_kl_warmup_ramps_linearly_and_history_records_beta(tiny_config):
+def test_kl_warmup_ramps_linearly_and_history_records_beta(finished_run):
     warmup = KLWarmup(beta=2.0, warmup_steps=10)
     assert [warmup.value_at(s) for s in (0, 5, 10, 50)] == [0.0, 1.0, 2.0, 2.0]
-    _, history = train(tiny_config.replace(beta=2.0, kl_warmup_steps=24), verbose=0)
+    assert (finished_run.beta, finished_run.kl_warmup_steps) == (2.0, 24)
+    history = load_history(finished_run.run_path)
     # 6 steps per epoch: the beta at the end of epoch 1 is 2 * 5/24, at the end of epoch 2 2 * 11/24.
     np.testing.assert_allclose(history["beta"], [2 * 5 / 24, 2 * 11 / 24], rtol=1e-6)
     assert "val_neg_elbo" in history  # the checkpoint criterion, at beta = 1 throughout
