@@ -342,6 +342,7 @@ HYPERPARAMETERS = (  # config key -> Indonesian label
     ("image_size", "Ukuran citra (piksel)"), ("widths", "Lebar kanal per tahap"),
     ("blocks_per_stage", "Blok residual per tahap"), ("latent_dim", "Dimensi laten d"),
     ("likelihood", "*Likelihood* rekonstruksi"), ("beta", "β (bobot KL)"),
+    ("sigma_min", "Lantai σ dekoder"),
     ("kl_warmup_steps", "Pemanasan KL (langkah)"), ("batch_size", "Ukuran batch"),
     ("learning_rate", "Laju belajar Adam"), ("epochs", "Epoch"), ("seed", "*Seed*"),
     ("mixed_precision", "Presisi"),
@@ -368,7 +369,7 @@ def _config_value(key: str, value) -> str:
         return "float32" if value is None else str(value)
     if key == "seed" and isinstance(value, list):
         return ", ".join(str(v) for v in value)
-    return f"{value:g}" if key in ("learning_rate", "beta") else str(value)
+    return f"{value:g}" if key in ("learning_rate", "beta", "sigma_min") else str(value)
 
 
 def table_hiperparameter(results: Results) -> str | None:

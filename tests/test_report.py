@@ -431,7 +431,7 @@ def expected_tables(root: Path) -> dict:
         config, ref = _json(main / "config.json"), runs["residual_s0"]["config"]
         seeds = sorted({r["config"]["seed"] for r in runs.values()})
         keys = ("image_size", "widths", "blocks_per_stage", "latent_dim", None, "beta",
-                "kl_warmup_steps", "batch_size", "learning_rate", "epochs", "seed", None)
+                "sigma_min", "kl_warmup_steps", "batch_size", "learning_rate", "epochs", "seed", None)
         tables["hiperparameter"] = ([
             {"Percobaan utama": ..., "Studi perbandingan (percobaan acuan)": ...} if key is None
             else {"Percobaan utama": config[key],
