@@ -664,6 +664,59 @@ def table_model_bawaan(results: Results) -> str | None:
     return _table(["Lantai σ"], rows, SWEEP_DEFAULT_COLUMNS)
 
 
+class Target(NamedTuple):
+    """A quality target of the main run: ``measured(metrics)`` against ``bound(metrics)``."""
+
+    label: str
+    rule: str  # the target as the table shows it
+    measured: object
+    bound: object
+    at_least: bool  # True: measured >= bound; False: measured <= bound
+
+
+def _diversity_gap(key: str):
+    return lambda m: abs(_get(m, f"samples.{key}.diversity.ms_ssim_fake")
+                         - _get(m, f"samples.{key}.diversity.ms_ssim_real"))
+
+
+TARGETS = (
+    Target("laju deteksi wajah, *prior* T = 1", "≥ 0.85",
+           lambda m: _get(m, "summary.face_rate_prior_t1"), lambda m: 0.85, True),
+    Target("laju deteksi wajah, VAE dua tahap", "≥ 0.90",
+           lambda m: _get(m, "summary.face_rate_two_stage_t1"), lambda m: 0.90, True),
+    *(Target(f"SWD 16 px ×10³, {name}", "≤ 25", lambda m, k=key: _get(m, f"summary.swd_16_{k}"),
+             lambda m: 25.0, False) for key, name in (("prior_t1", "*prior*"),
+                                                       ("two_stage_t1", "dua tahap"))),
+    *(Target(f"SWD rata-rata ×10³, {name}", "≤ 1.1 × SWD rekonstruksi uji",
+             lambda m, k=key: _get(m, f"summary.swd_{k}"),
+             lambda m: 1.1 * _get(m, "summary.swd_reconstructions"), False)
+      for key, name in (("prior_t1", "*prior*"), ("two_stage_t1", "dua tahap"))),
+    *(Target(f"|MS-SSIM antar-sampel − wajah nyata|, {name}", "≤ 0.1", _diversity_gap(key),
+             lambda m: 0.1, False) for key, name in (("prior_t1", "*prior*"),
+                                                      ("two_stage_t1", "dua tahap"))),
+    Target("PSNR uji (dB)", "≥ 22.0", lambda m: _get(m, "summary.psnr_db"), lambda m: 22.0, True),
+)
+
+
+def table_target(results: Results) -> str | None:
+    m = results.main_metrics
+    if not m:
+        return None
+    rows = []
+    for t in TARGETS:
+        try:
+            value, bound = float(t.measured(m)), float(t.bound(m))
+        except (TypeError, KeyError):  # a sampler this run was not evaluated with
+            rows.append((t.label, t.rule, DASH, DASH, "belum diukur"))
+            continue
+        met = value >= bound if t.at_least else value <= bound
+        rows.append((t.label, t.rule, num(bound, 3 if bound < 1 else 1),
+                     num(value, 3 if abs(value) < 1 else 2),
+                     "ya" if met else "tidak"))
+    return markdown_table(["Ukuran", "Target", "Batas", "Terukur", "Tercapai"], rows,
+                          numeric=[2, 3])
+
+
 _ARMS_LACKING = ("percobaan kelompok studi (`report/results/study/*/metrics.json`)", STUDY_COMMAND)
 _MAIN_LACKING = (MAIN_METRICS, MAIN_COMMAND)
 REGIONS = {  # region -> (its table, or None while its results are missing; what they are, how made)
@@ -688,6 +741,7 @@ REGIONS = {  # region -> (its table, or None while its results are missing; what
     "uji_welch": (table_uji_welch, ("sekurang-kurangnya dua seed per kelompok untuk uji Welch",
                                     STUDY_COMMAND)),
     "klaim": (table_klaim, ("sekurang-kurangnya dua seed per kelompok", STUDY_COMMAND)),
+    "target": (table_target, _MAIN_LACKING),
     "model_bawaan": (table_model_bawaan, ("percobaan *sweep* (`report/results/sweep/`)",
                                           f"{STUDY_COMMAND} --sweep")),
     "likelihood": (partial(table_sweep, group="likelihood", header="Likelihood",

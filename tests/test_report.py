@@ -384,14 +384,17 @@ def expected_tables(root: Path) -> dict:
              "Selisih (×10³)": 1e3 * r.difference, "t Welch": r.t, "p": r.p_value}
             for name, r in top.iterrows()], ("Atribut",))
         sample_rows, diversity_rows = [], []
-        for s in m["samples"].values():
+        for s in [*m["samples"].values(), *m.get("sample_references", {}).values()]:
             r, swd = s["realism"], s["realism"]["swd"]
             sample_rows.append({
                 "n": s["n_images"], "SWD 64 px": swd["swd_64"], "SWD 32 px": swd["swd_32"],
                 "SWD 16 px": swd["swd_16"], "SWD rata-rata": swd["swd_mean"],
+                **({"Laju deteksi wajah": r["face_rate"]} if "face_rate" in r else {}),
                 "FID": r.get("fid"), "KID (×10³)": None if "kid_mean" not in r
                 else 1e3 * r["kid_mean"], "Presisi": r.get("precision"),
                 "Recall": r.get("recall")})
+            if "memorization" not in s:  # a reference row: realism only
+                continue
             d, mem = s["diversity"], s["memorization"]
             diversity_rows.append({
                 "Jarak L2 antar-pasangan": d["pixel_l2_fake"],
@@ -482,6 +485,24 @@ def expected_tables(root: Path) -> dict:
             rows.sort(key=lambda r: r[0])
         tables[group] = ([{"n seed": n, **cells, **({"β": x} if group == "beta" else {})}
                           for x, n, cells in rows], ("Likelihood",) if group == "likelihood" else ())
+    if (main / "metrics.json").is_file():
+        m = _json(main / "metrics.json")
+        summary, samples = m.get("summary", {}), m["samples"]
+
+        def gap(key):
+            d = samples.get(key, {}).get("diversity")
+            return abs(d["ms_ssim_fake"] - d["ms_ssim_real"]) if d else None
+
+        recon = summary.get("swd_reconstructions")
+        bounds_values = [
+            (0.85, summary.get("face_rate_prior_t1")), (0.90, summary.get("face_rate_two_stage_t1")),
+            (25.0, summary.get("swd_16_prior_t1")), (25.0, summary.get("swd_16_two_stage_t1")),
+            (recon and 1.1 * recon, summary.get("swd_prior_t1")),
+            (recon and 1.1 * recon, summary.get("swd_two_stage_t1")),
+            (0.1, gap("prior_t1")), (0.1, gap("two_stage_t1")), (22.0, summary.get("psnr_db"))]
+        tables["target"] = ([{"Batas": b, "Terukur": v} if b is not None and v is not None
+                             else {"Batas": None, "Terukur": None} for b, v in bounds_values],
+                            ("Ukuran", "Target", "Tercapai"))
     sweep = sorted((_json(path.parent / "config.json")["sigma_min"], _json(path))
                    for path in (root / "sweep").glob("*/metrics.json"))
     if sweep:
