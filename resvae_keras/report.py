@@ -68,7 +68,7 @@ HYPOTHESIS_NAMES = {
     "a": "(a) rekonstruksi lebih akurat", "b": "(b) rekonstruksi lebih tajam",
     "c": "(c) sampel lebih realistis", "d": "(d) pelatihan lebih cepat per langkah dan per detik",
 }
-SAMPLER_NAMES = {"prior": "prior N(0, I)", "two_stage": "VAE dua tahap",
+SAMPLER_NAMES = {"prior": "*prior* N(0, I)", "two_stage": "VAE dua tahap",
                  "gmm": "GMM ex-post 10 komponen"}
 REFERENCE_NAMES = {"real_test": "wajah uji nyata terhadap wajah latih (batas bawah)",
                    "reconstructions": "rekonstruksi wajah uji"}
@@ -642,9 +642,9 @@ def table_sweep(results: Results, group: str, header: str, show) -> str | None:
 
 SWEEP_DEFAULT_COLUMNS = (  # the default-model sweep: rate, distortion, realism per sampler
     Col("kl_nats", "KL (nats)", 0), Col("psnr", "PSNR (dB)", 2), Col("ssim", "SSIM", 3),
-    Col("face_rate_prior_t1", "Wajah, prior T = 1", 3),
-    Col("face_rate_prior_t07", "Wajah, prior T = 0.7", 3),
-    Col("swd_16_prior_t1", "SWD 16 px, prior", 1), Col("ms_ssim_prior_t1", "MS-SSIM, prior", 3),
+    Col("face_rate_prior_t1", "Wajah, *prior* T = 1", 3),
+    Col("face_rate_prior_t07", "Wajah, *prior* T = 0.7", 3),
+    Col("swd_16_prior_t1", "SWD 16 px, *prior*", 1), Col("ms_ssim_prior_t1", "MS-SSIM, *prior*", 3),
     Col("face_rate_two_stage_t1", "Wajah, dua tahap", 3),
     Col("swd_16_two_stage_t1", "SWD 16 px, dua tahap", 1),
     Col("face_rate_gmm_t1", "Wajah, GMM", 3), Col("swd_16_gmm_t1", "SWD 16 px, GMM", 1),
@@ -738,9 +738,9 @@ REGIONS = {  # region -> (its table, or None while its results are missing; what
     "status": (table_status, None),
     "ablasi": (table_ablasi, _ARMS_LACKING),
     "ablasi_ringkasan": (table_ablasi_ringkasan, _ARMS_LACKING),
-    "uji_welch": (table_uji_welch, ("sekurang-kurangnya dua seed per kelompok untuk uji Welch",
+    "uji_welch": (table_uji_welch, ("sekurang-kurangnya dua *seed* per kelompok untuk uji Welch",
                                     STUDY_COMMAND)),
-    "klaim": (table_klaim, ("sekurang-kurangnya dua seed per kelompok", STUDY_COMMAND)),
+    "klaim": (table_klaim, ("sekurang-kurangnya dua *seed* per kelompok", STUDY_COMMAND)),
     "target": (table_target, _MAIN_LACKING),
     "model_bawaan": (table_model_bawaan, ("percobaan *sweep* (`report/results/sweep/`)",
                                           f"{STUDY_COMMAND} --sweep")),

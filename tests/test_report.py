@@ -514,10 +514,10 @@ def expected_tables(root: Path) -> dict:
             "KL (nats)": m["reconstruction"]["kl_nats"]["mean"],
             "PSNR (dB)": m["reconstruction"]["psnr"]["mean"],
             "SSIM": m["reconstruction"]["ssim"]["mean"],
-            "Wajah, prior T = 1": sampler(m, "prior_t1", "face"),
-            "Wajah, prior T = 0.7": sampler(m, "prior_t0.7", "face"),
-            "SWD 16 px, prior": sampler(m, "prior_t1", "swd"),
-            "MS-SSIM, prior": m["samples"]["prior_t1"]["diversity"]["ms_ssim_fake"],
+            "Wajah, *prior* T = 1": sampler(m, "prior_t1", "face"),
+            "Wajah, *prior* T = 0.7": sampler(m, "prior_t0.7", "face"),
+            "SWD 16 px, *prior*": sampler(m, "prior_t1", "swd"),
+            "MS-SSIM, *prior*": m["samples"]["prior_t1"]["diversity"]["ms_ssim_fake"],
             **({"Wajah, dua tahap": sampler(m, "two_stage_t1", "face"),
                 "SWD 16 px, dua tahap": sampler(m, "two_stage_t1", "swd")}
                if "two_stage_t1" in m["samples"] else {}),
@@ -821,7 +821,7 @@ def test_sample_table_carries_the_face_rate_and_the_reference_rows(tmp_path):
     assert header[:4] == ["Sampler", "n", "Laju deteksi wajah", "SWD 64 px"]
     cells = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:]]
     assert [c[0] for c in cells] == [
-        "prior N(0, I), T = 1", "VAE dua tahap, T = 1", report.REFERENCE_NAMES["real_test"],
+        "*prior* N(0, I), T = 1", "VAE dua tahap, T = 1", report.REFERENCE_NAMES["real_test"],
         report.REFERENCE_NAMES["reconstructions"]]
     assert [c[2] for c in cells] == ["0.181", "0.912", "0.953", "0.930"]
     assert [c[5] for c in cells] == ["106.0", "21.0", "14.0", "10.0"]
