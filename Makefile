@@ -51,6 +51,7 @@ lab: $(STAMP)
 # Executes every notebook in order, headless, in place; their figures land in figures/.
 figures: $(STAMP)
 	$(call run_notebooks,$(PROFILE),--inplace)
+	$(BIN)/python scripts/strip_tf_logs.py $(NOTEBOOKS)
 
 bench: $(STAMP)
 	$(BIN)/python -m resvae_keras bench data
