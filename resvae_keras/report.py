@@ -55,6 +55,8 @@ STUDY_MEASURES = {  # study measure -> (Indonesian label, decimals)
     "sharpness_ratio": ("Rasio ketajaman rekonstruksi", 3),
     "face_rate_prior_t1": ("Laju deteksi wajah, prior", 3),
     "swd_mean_prior_t1": ("SWD prior (×10³)", 2),
+    "face_rate_two_stage_t1": ("Laju deteksi wajah, dua tahap", 3),
+    "swd_mean_two_stage_t1": ("SWD dua tahap (×10³)", 2),
     "face_rate_gmm_t1": ("Laju deteksi wajah, GMM", 3), "swd_mean_gmm_t1": ("SWD GMM (×10³)", 2),
     "steps_to_threshold": ("Langkah sampai ambang loss", 0),
     "seconds_to_threshold": ("Detik sampai ambang loss", 1),
