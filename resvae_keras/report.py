@@ -93,7 +93,7 @@ LAYER_KINDS = {  # Keras class -> the architecture table's word (a Conv2D: its k
 
 
 def _finite(value) -> bool:
-    return value is not None and isinstance(value, (int, float, np.number)) and math.isfinite(value)
+    return isinstance(value, (int, float, np.number)) and math.isfinite(value)
 
 
 def num(value, decimals: int, scale: float = 1.0) -> str:
@@ -106,24 +106,14 @@ def integer(value) -> str:
     return f"{int(round(float(value))):,}".replace(",", NBSP) if _finite(value) else DASH
 
 
-def plus_minus(mean, std, decimals: int, scale: float = 1.0) -> str:
+def plus_minus(mean, std, decimals: int) -> str:
     """``mean ± std``; the mean alone when the std is missing (a single run)."""
-    if not _finite(std):
-        return num(mean, decimals, scale)
-    return f"{num(mean, decimals, scale)} ± {num(std, decimals, scale)}"
+    return f"{num(mean, decimals)} ± {num(std, decimals)}" if _finite(std) else num(mean, decimals)
 
 
 def p_value(p) -> str:
     """Three decimals, or scientific notation below 0.001 (``7.2e-06``)."""
-    if not _finite(p):
-        return DASH
-    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
-
-
-def _percent(value) -> str:
-    """``12.3 %``; a dash when missing."""
-    text = num(value, 1, 100.0)
-    return text if text == DASH else f"{text} %"
+    return DASH if not _finite(p) else f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
 
 
 def _shape(dims) -> str:
@@ -157,18 +147,11 @@ def _get(mapping, dotted: str):
     return mapping
 
 
-def _has(mapping, dotted: str) -> bool:
-    """Whether ``mapping`` holds the path ``"a.b"`` (its value may be None)."""
-    parent, _, last = dotted.rpartition(".")
-    parent = _get(mapping, parent) if parent else mapping
-    return isinstance(parent, dict) and last in parent
-
-
 class Col(NamedTuple):
-    """One formatted number: ``key`` (dotted path into a record), ``label`` (a table header or
-    a ``values`` key), ``decimals`` (None: an integer; ``"p"``: a p-value; ``"%"``: a percent),
-    ``scale`` applied first; an ``optional`` column is left out of a table when no record
-    has its key."""
+    """One formatted value: ``key`` (dotted path into a record), ``label`` (a table header or a
+    ``values`` key), ``decimals`` (None: an integer; ``"p"``: a p-value; ``"%"``: a percent;
+    ``"g"``: shortest; ``"text"``: as it is), ``scale`` applied first; an ``optional`` column
+    is left out of a table when no record has a value for it."""
 
     key: str
     label: str
@@ -177,19 +160,27 @@ class Col(NamedTuple):
     optional: bool = False
 
     def cell(self, record) -> str:
-        value = _get(record, self.key)
-        if self.decimals is None:
-            return integer(value)
-        if self.decimals in ("p", "%"):
-            return p_value(value) if self.decimals == "p" else _percent(value)
-        return num(value, self.decimals, self.scale)
+        value, kind = _get(record, self.key), self.decimals
+        if kind == "text":
+            return str(value) if value not in (None, "") else DASH
+        if not _finite(value):
+            return DASH
+        if kind is None or kind == "p":
+            return integer(value) if kind is None else p_value(value)
+        if kind in ("%", "g"):
+            return f"{num(value, 1, 100.0)} %" if kind == "%" else f"{float(value):g}"
+        return num(value, kind, self.scale)
 
 
-def _table(headers, rows, columns) -> str:
+def _table(headers, rows, columns) -> str | None:
     """A pipe table: ``rows`` are ``(label cell(s), record)``; the ``headers`` columns hold the
-    labels (left-aligned), then one right-aligned column per ``Col`` read from each record."""
+    labels (left-aligned), then one right-aligned column per ``Col`` read from each record.
+    None without rows (their results are missing)."""
+    if not rows:
+        return None
     rows = [((labels,) if isinstance(labels, str) else tuple(labels), r) for labels, r in rows]
-    columns = [c for c in columns if not c.optional or any(_has(r, c.key) for _, r in rows)]
+    columns = [c for c in columns
+               if not c.optional or any(_get(r, c.key) is not None for _, r in rows)]
     return markdown_table([*headers, *(c.label for c in columns)],
                           [(*labels, *(c.cell(r) for c in columns)) for labels, r in rows],
                           numeric=range(len(headers), len(headers) + len(columns)))
@@ -352,26 +343,24 @@ HYPERPARAMETERS = (  # config key -> Indonesian label
 
 
 def table_data(results: Results) -> str | None:
-    counts = _get(results.main_metrics or {}, "data.split_counts")
-    if not counts:
-        return None
-    names = {"train": "latih (train)", "val": "validasi (val)", "test": "uji (test)"}
-    total = sum(counts.values())
-    rows = [(names.get(k, k), {"n": v, "share": 100 * v / total}) for k, v in counts.items()]
-    return _table(["Split"], [*rows, ("jumlah", {"n": total, "share": 100.0})],
+    counts = _get(results.main_metrics or {}, "data.split_counts") or {}
+    names = {"train": "latih (train)", "val": "validasi (val)", "test": "uji (test)", "": "jumlah"}
+    counts = {**counts, "": sum(counts.values())} if counts else {}
+    return _table(["Split"], [(names.get(k, k), {"n": v, "share": 100 * v / counts[""]})
+                              for k, v in counts.items()],
                   (Col("n", "Jumlah citra", None), Col("share", "Porsi (%)", 1)))
 
 
-def _config_value(key: str, value) -> str:
-    if key == "widths":
-        return "–".join(str(w) for w in value)
+def _config_value(key: str, config: dict | None) -> str:
+    """``config[key]`` as the tables show it; a dash when missing."""
+    value = (config or {}).get(key, DASH)
     if key == "likelihood":
         return LIKELIHOOD_NAMES.get(value, str(value))
     if key == "mixed_precision":
         return "float32" if value is None else str(value)
-    if key == "seed" and isinstance(value, list):
-        return ", ".join(str(v) for v in value)
-    return f"{value:g}" if key in ("learning_rate", "beta", "sigma_min") else str(value)
+    if isinstance(value, list):  # the widths per stage, or the study's seeds
+        return ("–" if key == "widths" else ", ").join(map(str, value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def table_hiperparameter(results: Results) -> str | None:
@@ -381,11 +370,10 @@ def table_hiperparameter(results: Results) -> str | None:
     if main is None and reference is None:
         return None
     seeds = sorted({r["config"]["seed"] for r in runs.values() if "seed" in r.get("config", {})})
-    rows = []
-    for key, label in HYPERPARAMETERS:
-        study_value = seeds if key == "seed" and seeds else (reference or {}).get(key)
-        rows.append((label, _config_value(key, main[key]) if main and key in main else DASH,
-                     _config_value(key, study_value) if reference and key in reference else DASH))
+    if reference and seeds and "seed" in reference:
+        reference = {**reference, "seed": seeds}
+    rows = [(label, _config_value(key, main), _config_value(key, reference))
+            for key, label in HYPERPARAMETERS]
     return markdown_table(["Hiperparameter", "Percobaan utama",
                            "Studi perbandingan (percobaan acuan)"], rows, numeric=[])
 
@@ -394,7 +382,7 @@ def table_waktu(results: Results) -> str | None:
     runs = [(f"`{MAIN_RUN}` (percobaan utama)", results.main_history, results.main_config or {})]
     runs += [(f"`{name}`", r["history"], r.get("config", {})) for name, r in results.study.items()]
     rows = [(label, integer(len(h)),
-             _config_value("mixed_precision", config.get("mixed_precision")) if config else DASH,
+             _config_value("mixed_precision", config) if config else DASH,
              num(h["epoch_time_s"].median(), 1), num(h["wall_time_s"].iloc[-1] / 60.0, 1),
              num(h["val_loss"].min(), 1)) for label, h, config in runs if len(h)]
     return markdown_table(
@@ -465,20 +453,19 @@ def table_generalisasi(results: Results) -> str | None:
     return table
 
 
-def per_attribute_rows(results: Results, k: int = 10) -> pd.DataFrame | None:
-    """``metrics.strongest_attributes`` of the main run, largest MSE gap first."""
+def per_attribute_rows(results: Results, k: int = 10) -> pd.DataFrame:
+    """``metrics.strongest_attributes`` of the main run, largest MSE gap first (empty when
+    missing)."""
     rows = _get(results.main_metrics or {}, "per_attribute.rows")
     if not rows:
-        return None
+        return pd.DataFrame()
     breakdown = pd.DataFrame.from_dict(rows, orient="index")
     return metrics.strongest_attributes(breakdown, k).sort_values("difference", ascending=False)
 
 
 def table_per_atribut(results: Results) -> str | None:
-    top = per_attribute_rows(results)
-    if top is None:
-        return None
-    return _table(["Atribut"], [(f"`{name}`", r.to_dict()) for name, r in top.iterrows()],
+    return _table(["Atribut"], [(f"`{name}`", r.to_dict())
+                                for name, r in per_attribute_rows(results).iterrows()],
                   ATTRIBUTE_COLUMNS)
 
 
@@ -542,8 +529,6 @@ def _anomaly(results: Results) -> tuple[dict, dict]:
 
 def table_anomali(results: Results) -> str | None:
     by_kind, strengths = _anomaly(results)
-    if not by_kind:
-        return None
     rows = [((_anomaly_label(kind, strengths), SCORE_NAMES.get(score, score)), r)
             for kind, by_score in by_kind.items() for score, r in by_score.items()]
     return _table(["Anomali", "Skor"], rows, (Col("auroc", "AUROC", 3), Col("ap", "AP", 3)))
@@ -578,7 +563,7 @@ def table_status(results: Results) -> str:
 def table_ablasi(results: Results) -> str | None:
     rows = [((f"`{name}`", _arm(r["arm"])), r.to_dict()) for name, r in results.arms.iterrows()]
     return _table(["Percobaan", "Kelompok"], rows, (
-        Col("seed", "Seed", None), *map(_measure, ABLATION_COLUMNS))) if rows else None
+        Col("seed", "Seed", None), *map(_measure, ABLATION_COLUMNS)))
 
 
 def table_ablasi_ringkasan(results: Results) -> str | None:
@@ -658,45 +643,23 @@ def _floor(sigma_min) -> str:
 
 
 def table_model_bawaan(results: Results) -> str | None:
-    sweep = results.sweep
-    if not len(sweep):
-        return None
     rows = [(_floor(r["sigma_min"]), {k.replace(".", ""): v for k, v in r.items()})
-            for _, r in sweep.iterrows()]  # prior_t0.7 -> prior_t07: keys are dotted paths
+            for _, r in results.sweep.iterrows()]  # prior_t0.7 -> prior_t07: keys are dotted paths
     return _table(["Lantai σ"], rows, SWEEP_DEFAULT_COLUMNS)
 
 
-class Target(NamedTuple):
-    """A quality target of the main run: ``measured(metrics)`` against ``bound(metrics)``."""
-
-    label: str
-    rule: str  # the target as the table shows it
-    measured: object
-    bound: object
-    at_least: bool  # True: measured >= bound; False: measured <= bound
-
-
-def _diversity_gap(key: str):
-    return lambda m: abs(_get(m, f"samples.{key}.diversity.ms_ssim_fake")
-                         - _get(m, f"samples.{key}.diversity.ms_ssim_real"))
-
-
-TARGETS = (
-    Target("laju deteksi wajah, *prior* T = 1", "≥ 0.85",
-           lambda m: _get(m, "summary.face_rate_prior_t1"), lambda m: 0.85, True),
-    Target("laju deteksi wajah, VAE dua tahap", "≥ 0.90",
-           lambda m: _get(m, "summary.face_rate_two_stage_t1"), lambda m: 0.90, True),
-    *(Target(f"SWD 16 px ×10³, {name}", "≤ 25", lambda m, k=key: _get(m, f"summary.swd_16_{k}"),
-             lambda m: 25.0, False) for key, name in (("prior_t1", "*prior*"),
-                                                       ("two_stage_t1", "dua tahap"))),
-    *(Target(f"SWD rata-rata ×10³, {name}", "≤ 1.1 × SWD rekonstruksi uji",
-             lambda m, k=key: _get(m, f"summary.swd_{k}"),
-             lambda m: 1.1 * _get(m, "summary.swd_reconstructions"), False)
-      for key, name in (("prior_t1", "*prior*"), ("two_stage_t1", "dua tahap"))),
-    *(Target(f"|MS-SSIM antar-sampel − wajah nyata|, {name}", "≤ 0.1", _diversity_gap(key),
-             lambda m: 0.1, False) for key, name in (("prior_t1", "*prior*"),
-                                                      ("two_stage_t1", "dua tahap"))),
-    Target("PSNR uji (dB)", "≥ 22.0", lambda m: _get(m, "summary.psnr_db"), lambda m: 22.0, True),
+SWD_RULE = "≤ 1.1 × SWD rekonstruksi uji"
+TARGETS = (  # (label, key in the main metrics.json "summary", the target as the table shows it)
+    ("laju deteksi wajah, *prior* T = 1", "face_rate_prior_t1", "≥ 0.85"),
+    ("laju deteksi wajah, VAE dua tahap", "face_rate_two_stage_t1", "≥ 0.90"),
+    ("SWD 16 px ×10³, *prior*", "swd_16_prior_t1", "≤ 25"),
+    ("SWD 16 px ×10³, dua tahap", "swd_16_two_stage_t1", "≤ 25"),
+    ("SWD rata-rata ×10³, *prior*", "swd_prior_t1", SWD_RULE),
+    ("SWD rata-rata ×10³, dua tahap", "swd_two_stage_t1", SWD_RULE),
+    # the one target not in the summary: a sampler's diversity against the real faces'
+    ("|MS-SSIM antar-sampel − wajah nyata|, *prior*", "prior_t1", "≤ 0.1"),
+    ("|MS-SSIM antar-sampel − wajah nyata|, dua tahap", "two_stage_t1", "≤ 0.1"),
+    ("PSNR uji (dB)", "psnr_db", "≥ 22.0"),
 )
 
 
@@ -704,17 +667,20 @@ def table_target(results: Results) -> str | None:
     m = results.main_metrics
     if not m:
         return None
-    rows = []
-    for t in TARGETS:
-        try:
-            value, bound = float(t.measured(m)), float(t.bound(m))
-        except (TypeError, KeyError):  # a sampler this run was not evaluated with
-            rows.append((t.label, t.rule, DASH, DASH, "belum diukur"))
+    summary, rows = m.get("summary") or {}, []
+    for label, key, rule in TARGETS:
+        value, bound = summary.get(key), float(rule[2:]) if rule != SWD_RULE else None
+        if label.startswith("|MS-SSIM"):
+            fake, real = (_get(m, f"samples.{key}.diversity.ms_ssim_{k}") for k in ("fake", "real"))
+            value = abs(fake - real) if _finite(fake) and _finite(real) else None
+        if rule == SWD_RULE and _finite(summary.get("swd_reconstructions")):
+            bound = 1.1 * summary["swd_reconstructions"]
+        if not (_finite(value) and _finite(bound)):  # a sampler this run was not evaluated with
+            rows.append((label, rule, DASH, DASH, "belum diukur"))
             continue
-        met = value >= bound if t.at_least else value <= bound
-        rows.append((t.label, t.rule, num(bound, 3 if bound < 1 else 1),
-                     num(value, 3 if abs(value) < 1 else 2),
-                     "ya" if met else "tidak"))
+        met = value >= bound if rule.startswith("≥") else value <= bound
+        rows.append((label, rule, num(bound, 3 if bound < 1 else 1),
+                     num(value, 3 if abs(value) < 1 else 2), "ya" if met else "tidak"))
     return markdown_table(["Ukuran", "Target", "Batas", "Terukur", "Tercapai"], rows,
                           numeric=[2, 3])
 
@@ -756,84 +722,105 @@ REGIONS = {  # region -> (its table, or None while its results are missing; what
 
 # -- the numbers of the prose ---------------------------------------------------------------
 
-MAIN_VALUES = (  # Col(path in the main metrics.json, values key, decimals)
-    Col("data.split_counts.train", "n_latih", None), Col("data.split_counts.val", "n_val", None),
-    Col("latent.active_units", "unit_aktif", None), Col("latent.latent_dim", "d_laten", None),
+VALUES = (  # Col(dotted path into _prose_record, values key, decimals); a "{}" in both stands
+    # for every key at that place of the record (a sampler, another data set, a sweep floor ...)
+    Col("arch.total", "n_param", None), Col("arch.widths", "lebar", "text"),
+    Col("arch.blocks", "blok", None), Col("arch.latent_dim", "d", None),
+    Col("main.data.split_counts.train", "n_latih", None),
+    Col("main.data.split_counts.val", "n_val", None), Col("main.config.sigma_min", "lantai_sigma", "g"),
+    Col("rec.n_images", "n_uji", None), Col("rec.psnr.mean", "psnr", 2), Col("rec.ssim.mean", "ssim", 3),
+    Col("rec.ms_ssim.mean", "ms_ssim", 3), Col("rec.bits_per_dim.mean", "bpd", 3),
+    Col("rec.decoder_sigma", "sigma", 4), Col("rec.rmse", "rmse", 4),
+    Col("rec.sigma_ratio", "rasio_sigma", 2), Col("other.{}.psnr.mean", "{}_psnr", 2),
+    # the samplers, and the reference rows (real test faces, reconstructions) read like them
+    Col("samples.{}.realism.swd.swd_mean", "swd_{}", 1),
+    Col("samples.{}.realism.swd.swd_16", "swd16_{}", 1),
+    Col("samples.{}.realism.face_rate", "wajah_{}", "%"),
+    Col("samples.{}.diversity.pixel_l2_fake", "l2_{}", 2),
+    Col("samples.{}.l2_share", "l2_persen_{}", "%"),
+    Col("samples.{}.diversity.ms_ssim_fake", "msssim_{}", 4),
+    Col("samples.{}.memorization.median_ratio", "rasio_latih_{}", 3),
+    Col("samples.{}.memorization.share_closer_than_test_p01", "dekat_latih_{}", "%"),
+    Col("real.pixel_l2_real", "l2_nyata", 2), Col("real.ms_ssim_real", "msssim_nyata", 4),
+    Col("history.epochs", "epoch", None), Col("history.minutes", "menit_latih", 1),
+    Col("history.seconds_per_epoch", "detik_per_epoch", 1),
+    Col("history.best_epoch", "epoch_terbaik", None),
+    Col("history.reconstruction_first", "rek_awal", 1),
+    Col("history.reconstruction_last", "rek_akhir", 1), Col("history.kl_peak", "kl_puncak", 1), Col("history.kl_min", "kl_min", 1),
+    Col("history.kl_min_epoch", "epoch_kl_min", None), Col("history.kl_last", "kl_akhir", 1),
+    Col("history.beta_epoch", "epoch_beta", None),
+    Col("attributes.n_tested", "n_atribut", None), Col("attributes.threshold", "ambang_bonferroni", 5),
+    Col("attributes.n_significant", "n_atribut_nyata", None),
+    Col("attributes.worse", "atribut_lebih_buruk", "text"),
+    Col("attributes.better", "atribut_lebih_baik", "text"),
+    Col("anomaly.n_clean", "n_bersih", None), Col("anomaly.n_anomalous_per_set", "n_anomali_per_set", None),
+    Col("anomaly.results.{}.neg_elbo.auroc", "auroc_elbo_{}", 3),
+    Col("anomaly.results.{}.complexity_corrected.auroc", "auroc_kompleksitas_{}", 3),
+    Col("anomaly.elbo_min", "auroc_min", 3), Col("anomaly.elbo_max", "auroc_maks", 3),
+    Col("anomaly.n_kinds", "n_jenis_anomali", None),
+    Col("sweep.{}.kl_nats", "sweep_kl_{}", 0), Col("sweep.{}.psnr", "sweep_psnr_{}", 2),
+    Col("sweep.{}.face_rate_prior_t1", "sweep_wajah_prior_{}", "%"),
+    Col("sweep.{}.face_rate_two_stage_t1", "sweep_wajah_dua_tahap_{}", "%"),
+    Col("sweep.{}.swd_16_two_stage_t1", "sweep_swd16_dua_tahap_{}", 1),
+    Col("sweep.{}.epochs", "sweep_epoch_{}", None),
+    Col("study.finished", "n_run_studi", None), Col("study.planned", "n_run_rencana", None),
+    Col("study.claims.{}", "klaim_{}", "text"),
 )
-RECONSTRUCTION_VALUES = (  # Col(path in a metrics.json's "reconstruction", values key, decimals)
-    Col("n_images", "n_uji", None), Col("psnr.mean", "psnr", 2), Col("ssim.mean", "ssim", 3),
-    Col("ms_ssim.mean", "ms_ssim", 3), Col("bits_per_dim.mean", "bpd", 3),
-    Col("kl_nats.mean", "kl", 1), Col("decoder_sigma", "sigma", 4),
-)
-OTHER_DATA_VALUES = (Col("n_images", "n", None), Col("psnr.mean", "psnr", 2),
-                     Col("ssim.mean", "ssim", 3))
-SAMPLER_VALUES = (  # Col(path in one sampler's report, values key prefix, decimals)
-    Col("realism.swd.swd_mean", "swd", 1), Col("realism.swd.swd_16", "swd16", 1),
-    Col("realism.face_rate", "wajah", "%"), Col("diversity.pixel_l2_fake", "l2", 2), Col("diversity.ms_ssim_fake", "msssim", 4),
-    Col("memorization.median_ratio", "rasio_latih", 3),
-    Col("memorization.share_closer_than_test_p01", "dekat_latih", "%"),
-)
-HISTORY_VALUES = (  # Col(train.history_summary key, values key, decimals)
-    Col("epochs", "epoch", None), Col("minutes", "menit_latih", 1),
-    Col("seconds_per_epoch", "detik_per_epoch", 1), Col("best_epoch", "epoch_terbaik", None),
-    Col("reconstruction_first", "rek_awal", 1), Col("reconstruction_last", "rek_akhir", 1),
-    Col("kl_first", "kl_awal", 1), Col("kl_peak", "kl_puncak", 1), Col("kl_min", "kl_min", 1),
-    Col("kl_min_epoch", "epoch_kl_min", None), Col("kl_last", "kl_akhir", 1),
-    Col("beta_epoch", "epoch_beta", None),
-)
-ANOMALY_SCORES = {"neg_elbo": "elbo", "reconstruction_mse": "mse",
-                  "complexity_corrected": "kompleksitas"}
+# the keys values() can make: any other {{key}} in the report is a typo
+KEYS = re.compile("|".join(c.label.replace("{}", "[a-z0-9_]+") for c in VALUES))
 
 
-def _values(record, columns, prefix: str = "", suffix: str = "") -> dict[str, str]:
-    return {f"{prefix}{c.label}{suffix}": c.cell(record) for c in columns}
-
-
-def _sampler_values(samples: dict) -> dict[str, str]:
-    """Per sampler key ``k`` (``prior_t1``, ``prior_t07``, ``gmm_t1``): realism, diversity and
-    the nearest-training-face check."""
-    out = {}
-    for key, s in samples.items():
-        k = key.replace(".", "")
-        out.update(_values(s, SAMPLER_VALUES, suffix=f"_{k}"))
+def _prose_record(results: Results) -> dict:
+    """The results the prose quotes, nested as ``VALUES`` reads them (keys without dots)."""
+    config, _, counts = architecture()
+    m = results.main_metrics or {}
+    rec = dict(m.get("reconstruction") or {})
+    mse, sigma = _get(rec, "mse.mean"), rec.get("decoder_sigma")
+    if _finite(mse) and _finite(sigma) and mse > 0:
+        rec.update(rmse=math.sqrt(mse), sigma_ratio=sigma / math.sqrt(mse))
+    samples = {k.replace(".", ""): dict(s) for k, s in {
+        **results.samples, **(m.get("sample_references") or {})}.items()}
+    for s in samples.values():
         fake, real = _get(s, "diversity.pixel_l2_fake"), _get(s, "diversity.pixel_l2_real")
-        if _finite(fake) and _finite(real):
-            out[f"l2_persen_{k}"] = _percent(fake / real)
-        out.update(l2_nyata=num(real, 2), msssim_nyata=num(_get(s, "diversity.ms_ssim_real"), 4))
-    return out
+        s["l2_share"] = fake / real if _finite(fake) and _finite(real) else None
+    record = {
+        "arch": {"total": counts["total"], "widths": "–".join(map(str, config.widths)),
+                 "blocks": config.blocks_per_stage, "latent_dim": config.latent_dim},
+        "main": {**m, "config": results.main_config}, "rec": rec,
+        "samples": samples, "real": _get(next(iter(samples.values()), {}), "diversity"),
+        "other": {k: v.get("reconstruction", v) for k, v in results.other_metrics.items()},
+        "sweep": {"s" + f"{float(r['sigma_min']):g}".replace(".", ""): r.to_dict()
+                  for _, r in results.sweep.iterrows()},
+        "study": {"finished": results.seeds["finished"].sum(),
+                  "planned": results.seeds["planned"].sum(),
+                  "claims": {f"{c.hypothesis}_{c.baseline}": VERDICT_WORDS[c.verdict]
+                             for c in study.claims(results.verdicts).itertuples()}
+                  if len(results.verdicts) else {}}}
+    if len(results.main_history):
+        from resvae_keras.train import history_summary
 
-
-def _anomaly_values(results: Results) -> dict[str, str]:
+        record["history"] = history_summary(results.main_history, _get(record, "main.config.beta"))
+    if _get(m, "per_attribute.rows"):
+        found = metrics.significant_attributes(
+            pd.DataFrame.from_dict(m["per_attribute"]["rows"], orient="index"), ALPHA)
+        record["attributes"] = {**found, **{k: ", ".join(f"`{a}`" for a in found[k])
+                                            for k in ("worse", "better")}}
     by_kind, _ = _anomaly(results)
-    if not by_kind:
-        return {}
-    out = _values(results.main_metrics["anomaly"], (
-        Col("n_clean", "n_bersih", None), Col("n_anomalous_per_set", "n_anomali_per_set", None)))
-    for kind, by_score in by_kind.items():
-        out.update({f"auroc_{short}_{kind}": num(_get(by_score, f"{score}.auroc"), 3)
-                    for score, short in ANOMALY_SCORES.items()})
     elbo = [a for a in (_get(s, "neg_elbo.auroc") for s in by_kind.values()) if _finite(a)]
-    if elbo:
-        out.update(auroc_min=num(min(elbo), 3), auroc_maks=num(max(elbo), 3),
-                   n_jenis_anomali=integer(len(elbo)))
-    return out
+    if by_kind:
+        record["anomaly"] = {**m["anomaly"], "n_kinds": len(elbo) or None,
+                             "elbo_min": min(elbo, default=None), "elbo_max": max(elbo, default=None)}
+    return record
 
 
-SWEEP_VALUES = (  # Col(sweep column, values key prefix, decimals): key <prefix>_<run name>
-    Col("kl_nats", "sweep_kl", 0), Col("psnr", "sweep_psnr", 2),
-    Col("face_rate_prior_t1", "sweep_wajah_prior", "%"),
-    Col("face_rate_two_stage_t1", "sweep_wajah_dua_tahap", "%"),
-    Col("swd_16_two_stage_t1", "sweep_swd16_dua_tahap", 1),
-    Col("epochs", "sweep_epoch", None),
-)
-
-
-def _sweep_values(results: Results) -> dict[str, str]:
-    """Per sweep run ``sigma_free`` / ``sigma_min_0.5``: keys ``sweep_psnr_s0`` / ``..._s05``."""
-    out = {}
-    for _, row in results.sweep.iterrows():
-        suffix = "_s" + f"{float(row['sigma_min']):g}".replace(".", "")
-        out |= _values(row.to_dict(), SWEEP_VALUES, suffix=suffix)
+def _expand(columns, record: dict) -> list[Col]:
+    """``columns`` with a ``{}`` repeated for every key at its place of ``record``."""
+    out = []
+    for c in columns:
+        head, brace, tail = c.key.partition(".{}")
+        keys = (_get(record, head) or {}) if brace else [None]
+        out += [c if k is None else c._replace(key=f"{head}.{k}{tail}", label=c.label.replace(
+            "{}", k)) for k in keys]
     return out
 
 
@@ -842,60 +829,8 @@ def values(results: Results) -> dict[str, str]:
 
     Keys whose results are missing are absent; ``fill_text`` shows them as ``belum diukur``.
     """
-    config, _, counts = architecture()
-    out = {"n_param": integer(counts["total"]), "lebar": "–".join(map(str, config.widths)),
-           "blok": integer(config.blocks_per_stage), "d": integer(config.latent_dim),
-           "alpha": f"{ALPHA:g}"}
-    m = results.main_metrics or {}
-    rec = m.get("reconstruction") or {}
-    out |= _values(m, MAIN_VALUES) | _values(rec, RECONSTRUCTION_VALUES)
-    mse, sigma = _get(rec, "mse.mean"), rec.get("decoder_sigma")
-    if _finite(mse) and _finite(sigma):
-        out.update(rmse=num(math.sqrt(mse), 4), rasio_sigma=num(sigma / math.sqrt(mse), 2))
-    for name, other in results.other_metrics.items():
-        out.update(_values(other.get("reconstruction", other), OTHER_DATA_VALUES, f"{name}_"))
-    if len(results.main_history):
-        from resvae_keras.train import history_summary
-
-        beta = (results.main_config or {}).get("beta")
-        out |= _values(history_summary(results.main_history, beta), HISTORY_VALUES)
-    if _get(m, "per_attribute.rows"):
-        found = metrics.significant_attributes(
-            pd.DataFrame.from_dict(m["per_attribute"]["rows"], orient="index"), ALPHA)
-        out.update(n_atribut=integer(found["n_tested"]), n_atribut_nyata=integer(
-            found["n_significant"]), ambang_bonferroni=f"{found['threshold']:.5f}",
-            atribut_lebih_buruk=", ".join(f"`{a}`" for a in found["worse"]) or DASH,
-            atribut_lebih_baik=", ".join(f"`{a}`" for a in found["better"]) or DASH)
-    out |= _sampler_values(results.samples) | _anomaly_values(results) | _sweep_values(results)
-    for key, reference in (_get(m, "sample_references") or {}).items():  # real_test, reconstructions
-        out |= _values(reference, SAMPLER_VALUES[:3], suffix=f"_{key}")
-    if _finite((results.main_config or {}).get("sigma_min")):
-        out["lantai_sigma"] = f"{float(results.main_config['sigma_min']):g}"
-    out.update(n_run_studi=integer(results.seeds["finished"].sum()),
-               n_run_rencana=integer(results.seeds["planned"].sum()),
-               benchmark="tersedia" if results.benchmark else "belum ada")
-    if len(results.verdicts):
-        out.update({f"klaim_{c.hypothesis}_{c.baseline}": VERDICT_WORDS[c.verdict]
-                    for c in study.claims(results.verdicts).itertuples()})
-    return {k: v for k, v in out.items() if v != DASH}
-
-
-def _labels(columns) -> str:
-    return "|".join(c.label for c in columns)
-
-
-KEYS = (  # the keys values() can make (regular expressions): any other {{key}} is a typo
-    "n_param|lebar|blok|d|alpha|rmse|rasio_sigma|l2_nyata|msssim_nyata",
-    _labels((*MAIN_VALUES, *RECONSTRUCTION_VALUES, *HISTORY_VALUES)),
-    rf"[a-z0-9_]+_(?:{_labels(OTHER_DATA_VALUES)})",
-    rf"(?:{_labels(SAMPLER_VALUES)}|l2_persen)_[a-z_]+_t\d+",
-    rf"(?:{_labels(SAMPLER_VALUES[:3])})_(?:real_test|reconstructions)",
-    "n_atribut|ambang_bonferroni|n_atribut_nyata|atribut_lebih_buruk|atribut_lebih_baik",
-    r"n_bersih|n_anomali_per_set|auroc_(?:elbo|mse|kompleksitas)_[a-z_]+|auroc_min|auroc_maks",
-    "n_jenis_anomali|n_run_studi|n_run_rencana|benchmark|lantai_sigma",
-    rf"(?:{_labels(SWEEP_VALUES)})_s\d+",
-    r"klaim_[a-d]_[a-z]+",
-)
+    record = _prose_record(results)
+    return {c.label: text for c in _expand(VALUES, record) if (text := c.cell(record)) != DASH}
 
 
 # -- figures: plots.py with Indonesian labels; None while their results are missing ---------
@@ -962,7 +897,7 @@ def figure_beta_trend(results: Results, columns, title: str):
 
 def figure_per_atribut(results: Results):
     top = per_attribute_rows(results)
-    if top is None or top.empty:
+    if top.empty:
         return None
     bars = pd.DataFrame({"selisih": 1e3 * top["difference"].astype(float),
                          "galat": 1e3 * top["se_difference"].astype(float)})
@@ -1068,33 +1003,26 @@ def draw_figures(results: Results, figures_dir: Path) -> list[Path]:
 # -- filling the report -----------------------------------------------------------------
 
 
-def fill_text(template: str, known: dict[str, str], missing: str = MISSING) -> str:
-    """``template`` with every ``{{key}}`` replaced by ``known[key]`` (``missing`` for a key of
-    ``KEYS`` the results lack). Raises KeyError for a key ``values`` never makes."""
-    def replace(match: re.Match) -> str:
-        key = match[1]
-        if key in known:
-            return known[key]
-        if not any(re.fullmatch(pattern, key) for pattern in KEYS):
-            raise KeyError(f"{{{{{key}}}}} in the report is no key of report.values(); "
-                           f"fix the name or add it to report.values and report.KEYS")
-        return missing
-
-    return PLACEHOLDER.sub(replace, template)
-
-
 def fill_regions(text: str, results: Results, figures_dir: Path, missing: str = MISSING) -> str:
     """``text`` with every marked region rewritten from ``results``.
 
-    Raises ValueError for a TABLE region without a generator, or a ``{{key}}`` outside a TEXT
-    marker (it would be lost when filled); KeyError for an unknown ``{{key}}``.
+    A TEXT region's ``{{key}}`` becomes ``values(results)[key]``, or ``missing`` for a key of
+    ``VALUES`` the results lack. Raises ValueError for a TABLE region without a generator, or a
+    ``{{key}}`` outside a TEXT marker (it would be lost when filled); KeyError for a key
+    ``VALUES`` never makes.
     """
     known = values(results) if any(m["kind"] == "TEXT" for m in REGION.finditer(text)) else {}
+
+    def value(match: re.Match) -> str:  # a {{key}}: its value, or ``missing`` while unmeasured
+        if match[1] not in known and not KEYS.fullmatch(match[1]):
+            raise KeyError(f"{match[0]} in the report is no key of report.values(); fix the "
+                           "name or add it to report.VALUES")
+        return known.get(match[1], missing)
 
     def body(match: re.Match) -> str:
         kind, name = match["kind"], match["name"]
         if kind == "TEXT":
-            return fill_text(match["template"] or "", known, missing)
+            return PLACEHOLDER.sub(value, match["template"] or "")
         if kind == "FIGURE":
             if (figures_dir / f"{name}.png").is_file():
                 return f"![{match['caption'] or name}](../figures/{name}.png)"
