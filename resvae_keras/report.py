@@ -471,11 +471,9 @@ def table_per_atribut(results: Results) -> str | None:
 
 def _samplers(results: Results) -> list[tuple[str, dict]]:
     """``(label, sampler report)`` of every sampler of the main run."""
-    rows = []
-    for key, s in results.samples.items():
-        sampler = s.get("sampler", key.split("_")[0])
-        rows.append((f"{SAMPLER_NAMES.get(sampler, sampler)}, T = {s.get('temperature', 1.0):g}", s))
-    return rows
+    names = {k: s.get("sampler", k.split("_")[0]) for k, s in results.samples.items()}
+    return [(f"{SAMPLER_NAMES.get(names[k], names[k])}, T = {s.get('temperature', 1.0):g}", s)
+            for k, s in results.samples.items()]
 
 
 def table_sampel(results: Results) -> str | None:
