@@ -55,9 +55,9 @@ def shared_data() -> Path:
 # without it) and noise scores an AUROC of 0.96: 800 demo faces (640 for training), the
 # demo architecture without normalization, which learns the faces in fewer epochs (with
 # group normalization 5 epochs reached 42 % glasses, 4 epochs 6 %), batch 16 for enough
-# optimizer steps. The second stage only has to exist and sample: 3 epochs.
+# optimizer steps. The second stage only has to exist and sample: 1 epoch.
 TINY_RUN = dict(demo_images=800, epochs=4, batch_size=16, learning_rate=2e-3, norm="none",
-                grid_every=1000, two_stage_epochs=3)
+                grid_every=1000, two_stage_epochs=1)
 
 
 @pytest.fixture(scope="session")

@@ -39,7 +39,7 @@ def test_flop_counter_counts_the_elbo_pass_and_its_gradients():
 
 
 def test_alternating_step_time_times_every_arm_and_counts_their_flops():
-    tiny = dict(image_size=16, widths=(8, 16), blocks_per_stage=1, latent_dim=4, batch_size=4)
+    tiny = dict(image_size=16, widths=(8,), blocks_per_stage=0, latent_dim=4, batch_size=4)
     configs = {"residual": get_profile("demo", **tiny),
                "conv": get_profile("demo", architecture="conv", **tiny)}
     table = bench.alternating_step_time(configs, steps=1, rounds=2, warmup=1)

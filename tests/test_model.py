@@ -94,7 +94,7 @@ def test_analytic_kl_matches_monte_carlo():
 @pytest.mark.parametrize("likelihood", ["gaussian_learned", "gaussian", "bernoulli"])
 def test_train_step_lowers_the_loss_on_a_tiny_batch(likelihood):
     keras.utils.set_random_seed(0)
-    model = _tiny_model(likelihood=likelihood, blocks_per_stage=0)  # the likelihood is tested
+    model = _tiny_model(likelihood=likelihood, widths=(8,), blocks_per_stage=0)  # the likelihood
     x = _images()
 
     def loss():  # the loss at beta = 1 with one fixed posterior draw, without tracing test_step
@@ -210,7 +210,7 @@ def test_sample_and_reconstruct_shapes_and_range():
 
 
 def test_save_and_load_gives_identical_outputs(tmp_path):
-    model = _tiny_model(residual=False, likelihood="gaussian_learned")
+    model = _tiny_model(residual=False, widths=(8,), likelihood="gaussian_learned")
     x = _images(4)
     model.fit(x, epochs=1, batch_size=4, verbose=0)
     path = tmp_path / "x.keras"
@@ -228,7 +228,7 @@ def test_import_registers_the_model_in_a_fresh_process_and_stays_light(tmp_path)
     import subprocess
     import sys
 
-    _tiny_model().save(tmp_path / "model.keras")
+    _tiny_model(widths=(8,), blocks_per_stage=0).save(tmp_path / "model.keras")  # any ResVAE
     script = (
         "import sys, resvae_keras\n"
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"

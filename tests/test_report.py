@@ -721,13 +721,14 @@ def test_render_html_without_pandoc_says_how_to_install(monkeypatch, tmp_path, c
 
 
 def test_build_report_returns_only_what_changed(built, tmp_path):
-    _, results, _ = built
-    copy = tmp_path / "laporan.md"
+    _, results, figures = built
+    copy, redrawn = tmp_path / "laporan.md", tmp_path / "f" / "laporan_auroc.png"
     shutil.copy(LAPORAN, copy)
+    shutil.copytree(figures, tmp_path / "f")
+    redrawn.unlink()  # the one figure whose bytes change; the others are drawn the same
     kwargs = dict(results_root=results, report_path=copy, figures_dir=tmp_path / "f", html=False)
-    first = report.build_report(**kwargs)
-    assert copy in first and len(first) == len(report.FIGURES) + 1
-    assert report.build_report(**kwargs) == []
+    assert report.build_report(**kwargs) == [redrawn, copy]
+    assert report.build_report(**kwargs, figures=False) == []
 
 
 # -- the committed report and results ------------------------------------------------------
