@@ -6,7 +6,9 @@ With ``demo=True`` the title gets the suffix " (demo data)", so no figure made
 from the synthetic demo faces can pass for a CelebA result.
 
 Every word drawn (titles, axis labels, legend entries) is a parameter with an English
-default, so the report's Indonesian figures come from the same functions.
+default, so the report's Indonesian figures come from the same functions: give a saved
+figure ``laporan={keyword: Indonesian words}`` and it is drawn a second time with those
+words, into ``figures/id/<name>.png`` (the copy the report shows).
 
 Figures are made with pyplot so notebooks show them inline; a script that makes
 many should ``plt.close(fig)`` each one after saving.
@@ -14,6 +16,7 @@ many should ``plt.close(fig)`` each one after saving.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -26,6 +29,7 @@ from resvae_keras.data.images import to_uint8
 
 DPI = 120
 DEMO_LABEL = "(demo data)"
+REPORT_COPIES = "id"  # figures/id/<name>.png: the report's copies, with Indonesian words
 
 
 def _pyplot():
@@ -70,6 +74,25 @@ def save_figure(fig, name: str, demo: bool = False) -> Path:
     return path
 
 
+def _with_report_copy(draw):
+    """Let the figure function ``draw`` take ``laporan={keyword: value}``.
+
+    With a ``name``, the figure is drawn once more with those keywords replaced (titles,
+    labels: keywords only) and saved as ``figures/id/<name>.png``; that copy is closed,
+    and the first figure is returned (and shown in a notebook).
+    """
+
+    @functools.wraps(draw)
+    def with_copy(*args, laporan: Mapping | None = None, **kwargs):
+        fig = draw(*args, **kwargs)
+        if laporan and kwargs.get("name"):
+            name = f"{REPORT_COPIES}/{kwargs['name']}"
+            _pyplot().close(draw(*args, **{**kwargs, **laporan, "name": name}))
+        return fig
+
+    return with_copy
+
+
 def _finish(fig, title: str | None, name: str | None, demo: bool):
     """Common ending of every plot function: title, demo label, optional save."""
     _set_title(fig, title, demo)
@@ -109,6 +132,7 @@ def _mosaic(grid: np.ndarray, pad: int, pad_below: int) -> np.ndarray:
     return np.pad(mosaic, ((0, pad), (0, pad), (0, 0)), constant_values=1.0)
 
 
+@_with_report_copy
 def image_grid(
     images,
     nrow: int | None = None,
@@ -158,6 +182,7 @@ def image_grid(
     return _finish(fig, title, name, demo)
 
 
+@_with_report_copy
 def interpolation_strips(
     paths,
     row_labels: Sequence[str] | None = None,
@@ -181,6 +206,7 @@ def interpolation_strips(
     )
 
 
+@_with_report_copy
 def attribute_grid(
     grid,
     strengths: Sequence[float],
@@ -208,6 +234,7 @@ def attribute_grid(
     )
 
 
+@_with_report_copy
 def crop_examples(
     cache,
     n: int = 4,
@@ -254,6 +281,7 @@ _LOSS_PANELS = {
 }
 
 
+@_with_report_copy
 def loss_curves(
     history: pd.DataFrame,
     unit: str = "nats per image",
@@ -300,6 +328,7 @@ def loss_curves(
     return _finish(fig, title, name, demo)
 
 
+@_with_report_copy
 def metric_bars(
     table,
     value: str | None = None,
@@ -357,6 +386,7 @@ def metric_bars(
     return _finish(fig, title, name, demo)
 
 
+@_with_report_copy
 def line_plot(
     x,
     ys,
@@ -415,6 +445,7 @@ def line_plot(
     return _finish(fig, title, name, demo)
 
 
+@_with_report_copy
 def norm_plot(
     norms: pd.DataFrame,
     latent_dim: int,
@@ -445,6 +476,7 @@ def norm_plot(
     )
 
 
+@_with_report_copy
 def latent_scatter(
     coords,
     labels=None,
@@ -497,6 +529,7 @@ def latent_scatter(
     return _finish(fig, title, name, demo)
 
 
+@_with_report_copy
 def score_histograms(
     scores_by_group: Mapping[str, np.ndarray],
     xlabel: str = "score",
@@ -521,6 +554,7 @@ def score_histograms(
     return _finish(fig, title, name, demo)
 
 
+@_with_report_copy
 def roc_curves(
     curves: Mapping[str, tuple],
     xlabel: str = "false positive rate",
@@ -553,6 +587,7 @@ def _panels(n: int, width: float = 3.6, height: float = 3.4):
     return fig, axes[0]
 
 
+@_with_report_copy
 def arm_points(
     table: pd.DataFrame,
     columns: Mapping[str, str],
@@ -594,6 +629,7 @@ def arm_points(
     return _finish(fig, title, name, demo)
 
 
+@_with_report_copy
 def grouped_curves(
     curves: Mapping[str, tuple],
     groups: Mapping[str, str],
@@ -631,6 +667,7 @@ def grouped_curves(
     return _finish(fig, title, name, demo)
 
 
+@_with_report_copy
 def trend_with_spread(
     trend: pd.DataFrame,
     columns: Mapping[str, str],
@@ -675,6 +712,7 @@ def trend_with_spread(
     return _finish(fig, title, name, demo)
 
 
+@_with_report_copy
 def tradeoff(
     table: pd.DataFrame,
     x: str,

@@ -132,6 +132,20 @@ def test_without_demo_the_title_is_unchanged(project):
     assert (project / "figures" / "samples.png").is_file()
 
 
+def test_laporan_saves_the_report_copy_with_its_own_words(project):
+    fig = plots.image_grid(FACES[:4], row_labels=["original", "reconstruction"], title="Faces",
+                           name="faces", laporan={"row_labels": ["asli", "rekonstruksi"],
+                                                  "title": "Wajah"})
+    assert fig.get_suptitle() == "Faces"  # the notebook shows the English figure
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["original", "reconstruction"]
+    assert (project / "figures" / "faces.png").is_file()
+    assert (project / "figures" / "id" / "faces.png").is_file()
+    assert plt.get_fignums() == [fig.number]  # the copy is drawn, saved and closed
+    plots.attribute_grid(FACES[:4].reshape(2, 2, 8, 8, 3), [0, 1], "Smiling", name="attr", demo=True,
+                         laporan={"xlabel": "kekuatan vektor"})
+    assert (project / "figures" / "demo" / "id" / "attr.png").is_file()
+
+
 def test_image_grid_rejects_a_wrong_shape():
     with pytest.raises(ValueError, match="shape"):
         plots.image_grid(np.zeros((8, 8, 3)))
