@@ -724,12 +724,14 @@ VALUES = (  # Col(dotted path into _prose_record, values key, decimals); a "{}" 
     # for every key at that place of the record (a sampler, another data set, a sweep floor ...)
     Col("arch.total", "n_param", None), Col("arch.widths", "lebar", "text"),
     Col("arch.blocks", "blok", None), Col("arch.latent_dim", "d", None),
+    Col("config.sigma_min", "lantai_sigma", "g"),
     Col("main.data.split_counts.train", "n_latih", None),
-    Col("main.data.split_counts.val", "n_val", None), Col("main.config.sigma_min", "lantai_sigma", "g"),
-    Col("rec.n_images", "n_uji", None), Col("rec.psnr.mean", "psnr", 2), Col("rec.ssim.mean", "ssim", 3),
-    Col("rec.ms_ssim.mean", "ms_ssim", 3), Col("rec.bits_per_dim.mean", "bpd", 3),
-    Col("rec.decoder_sigma", "sigma", 4), Col("rec.rmse", "rmse", 4),
-    Col("rec.sigma_ratio", "rasio_sigma", 2), Col("other.{}.psnr.mean", "{}_psnr", 2),
+    Col("main.data.split_counts.val", "n_val", None),
+    Col("rec.n_images", "n_uji", None), Col("rec.psnr.mean", "psnr", 2),
+    Col("rec.ssim.mean", "ssim", 3), Col("rec.ms_ssim.mean", "ms_ssim", 3),
+    Col("rec.bits_per_dim.mean", "bpd", 3), Col("rec.decoder_sigma", "sigma", 4),
+    Col("rec.rmse", "rmse", 4), Col("rec.sigma_ratio", "rasio_sigma", 2),
+    Col("other.{}.psnr.mean", "{}_psnr", 2),
     # the samplers, and the reference rows (real test faces, reconstructions) read like them
     Col("samples.{}.realism.swd.swd_mean", "swd_{}", 1),
     Col("samples.{}.realism.swd.swd_16", "swd16_{}", 1),
@@ -744,14 +746,17 @@ VALUES = (  # Col(dotted path into _prose_record, values key, decimals); a "{}" 
     Col("history.seconds_per_epoch", "detik_per_epoch", 1),
     Col("history.best_epoch", "epoch_terbaik", None),
     Col("history.reconstruction_first", "rek_awal", 1),
-    Col("history.reconstruction_last", "rek_akhir", 1), Col("history.kl_peak", "kl_puncak", 1), Col("history.kl_min", "kl_min", 1),
+    Col("history.reconstruction_last", "rek_akhir", 1),
+    Col("history.kl_peak", "kl_puncak", 1), Col("history.kl_min", "kl_min", 1),
     Col("history.kl_min_epoch", "epoch_kl_min", None), Col("history.kl_last", "kl_akhir", 1),
     Col("history.beta_epoch", "epoch_beta", None),
-    Col("attributes.n_tested", "n_atribut", None), Col("attributes.threshold", "ambang_bonferroni", 5),
+    Col("attributes.n_tested", "n_atribut", None),
     Col("attributes.n_significant", "n_atribut_nyata", None),
+    Col("attributes.threshold", "ambang_bonferroni", 5),
     Col("attributes.worse", "atribut_lebih_buruk", "text"),
     Col("attributes.better", "atribut_lebih_baik", "text"),
-    Col("anomaly.n_clean", "n_bersih", None), Col("anomaly.n_anomalous_per_set", "n_anomali_per_set", None),
+    Col("anomaly.n_clean", "n_bersih", None),
+    Col("anomaly.n_anomalous_per_set", "n_anomali_per_set", None),
     Col("anomaly.results.{}.neg_elbo.auroc", "auroc_elbo_{}", 3),
     Col("anomaly.results.{}.complexity_corrected.auroc", "auroc_kompleksitas_{}", 3),
     Col("anomaly.elbo_min", "auroc_min", 3), Col("anomaly.elbo_max", "auroc_maks", 3),
@@ -784,7 +789,7 @@ def _prose_record(results: Results) -> dict:
     record = {
         "arch": {"total": counts["total"], "widths": "–".join(map(str, config.widths)),
                  "blocks": config.blocks_per_stage, "latent_dim": config.latent_dim},
-        "main": {**m, "config": results.main_config}, "rec": rec,
+        "main": m, "config": results.main_config, "rec": rec,
         "samples": samples, "real": _get(next(iter(samples.values()), {}), "diversity"),
         "other": {k: v.get("reconstruction", v) for k, v in results.other_metrics.items()},
         "sweep": {"s" + f"{float(r['sigma_min']):g}".replace(".", ""): r.to_dict()
@@ -797,7 +802,7 @@ def _prose_record(results: Results) -> dict:
     if len(results.main_history):
         from resvae_keras.train import history_summary
 
-        record["history"] = history_summary(results.main_history, _get(record, "main.config.beta"))
+        record["history"] = history_summary(results.main_history, _get(record, "config.beta"))
     if _get(m, "per_attribute.rows"):
         found = metrics.significant_attributes(
             pd.DataFrame.from_dict(m["per_attribute"]["rows"], orient="index"), ALPHA)
@@ -807,25 +812,29 @@ def _prose_record(results: Results) -> dict:
     elbo = [a for a in (_get(s, "neg_elbo.auroc") for s in by_kind.values()) if _finite(a)]
     if by_kind:
         record["anomaly"] = {**m["anomaly"], "n_kinds": len(elbo) or None,
-                             "elbo_min": min(elbo, default=None), "elbo_max": max(elbo, default=None)}
+                             "elbo_min": min(elbo, default=None),
+                             "elbo_max": max(elbo, default=None)}
     return record
 
 
 def _expand(columns, record: dict) -> list[Col]:
-    """``columns`` with a ``{}`` repeated for every key at its place of ``record``."""
+    """``columns`` with each one holding ``{}`` repeated for every key at its place in
+    ``record`` (``samples.{}.x`` -> ``samples.prior_t1.x``, ``samples.gmm_t1.x``, ...)."""
     out = []
     for c in columns:
         head, brace, tail = c.key.partition(".{}")
-        keys = (_get(record, head) or {}) if brace else [None]
-        out += [c if k is None else c._replace(key=f"{head}.{k}{tail}", label=c.label.replace(
-            "{}", k)) for k in keys]
+        if not brace:
+            out.append(c)
+            continue
+        out += [c._replace(key=f"{head}.{k}{tail}", label=c.label.replace("{}", k))
+                for k in _get(record, head) or {}]
     return out
 
 
 def values(results: Results) -> dict[str, str]:
     """Every number the report's prose quotes, formatted, under one flat key each.
 
-    Keys whose results are missing are absent; ``fill_text`` shows them as ``belum diukur``.
+    Keys whose results are missing are absent; ``fill_regions`` shows them as ``belum diukur``.
     """
     record = _prose_record(results)
     return {c.label: text for c in _expand(VALUES, record) if (text := c.cell(record)) != DASH}
