@@ -767,7 +767,7 @@ VALUES = (  # Col(dotted path into _prose_record, values key, decimals); a "{}" 
     Col("sweep.{}.swd_16_two_stage_t1", "sweep_swd16_dua_tahap_{}", 1),
     Col("sweep.{}.epochs", "sweep_epoch_{}", None),
     Col("study.finished", "n_run_studi", None), Col("study.planned", "n_run_rencana", None),
-    Col("study.claims.{}", "klaim_{}", "text"),
+    Col("study.claims_id.{}", "klaim_{}", "text"), Col("study.claims.{}", "verdict_{}", "text"),
 )
 # the keys values() can make: any other {{key}} in the report is a typo
 KEYS = re.compile("|".join(c.label.replace("{}", "[a-z0-9_]+") for c in VALUES))
@@ -796,9 +796,10 @@ def _prose_record(results: Results) -> dict:
                   for _, r in results.sweep.iterrows()},
         "study": {"finished": results.seeds["finished"].sum(),
                   "planned": results.seeds["planned"].sum(),
-                  "claims": {f"{c.hypothesis}_{c.baseline}": VERDICT_WORDS[c.verdict]
+                  "claims": {f"{c.hypothesis}_{c.baseline}": c.verdict  # English, for the README
                              for c in study.claims(results.verdicts).itertuples()}
                   if len(results.verdicts) else {}}}
+    record["study"]["claims_id"] = {k: VERDICT_WORDS[v] for k, v in record["study"]["claims"].items()}
     if len(results.main_history):
         from resvae_keras.train import history_summary
 
