@@ -4,8 +4,10 @@ Prose lives in the markdown; ``build_report`` rewrites only marked regions in pl
 ``<!-- BEGIN TABLE: name -->`` (a table from ``REGIONS``), ``<!-- BEGIN FIGURE: name "caption"
 -->`` (``figures/<name>.png`` from ``FIGURES``) and ``<!-- BEGIN TEXT: name``, a template and
 ``-->``, whose ``{{key}}`` placeholders are filled from ``values(results)``, one flat
-``{key: formatted number}`` dict (a missing value reads ``belum diukur``; an unknown key fails).
+``{key: formatted number}`` dict (a missing value reads ``MISSING``; an unknown key fails).
 Every number comes from ``report/results/``: ``celeba-subset/`` (the main run) and ``study/``.
+Every word this module writes (labels, headers, titles, which number each ``{{key}}`` is)
+comes from ``report/laporan.toml``: this module computes, that file says it in Indonesian.
 
     python -m resvae_keras report      # or: make report
 """
@@ -18,12 +20,13 @@ import math
 import re
 import shutil
 import subprocess
-from functools import cache, cached_property, partial
+from functools import cache, cached_property
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
+import tomllib
 
 from resvae_keras import metrics, plots, study
 from resvae_keras.config import Config, project_root
@@ -36,57 +39,16 @@ REGION = re.compile(
     re.S,
 )
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
-DASH = "—"  # a table cell with no value (not measured, or not applicable)
-MISSING = "belum diukur"  # a {{key}} whose value the results files lack
 NBSP = "\u00a0"  # thousands separator of integers: unambiguous with a decimal point
 ALPHA = study.ALPHA
 
-MAIN_COMMAND = ("python -m resvae_keras train --profile celeba-subset && "
-                "python -m resvae_keras evaluate --run-dir runs/celeba-subset")
-STUDY_COMMAND = "python -m resvae_keras study"
-EITHER_COMMAND = f"{MAIN_COMMAND}` atau `{STUDY_COMMAND}"
-MAIN_METRICS = f"`report/results/{MAIN_RUN}/metrics.json`"
-
-# Labels of names in the results files (words, not sentences).
-ARM_NAMES = {"residual": "ResVAE (residual)", "plain": "VAE polos", "conv": "VAE konvolusional"}
-STUDY_MEASURES = {  # study measure -> (Indonesian label, decimals)
-    "psnr": ("PSNR (dB)", 2), "ssim": ("SSIM", 4), "ms_ssim": ("MS-SSIM", 4),
-    "neg_elbo_bpd": ("−ELBO (bit/dim)", 4), "kl_nats": ("KL (nats)", 1),
-    "sharpness_ratio": ("Rasio ketajaman rekonstruksi", 3),
-    "face_rate_prior_t1": ("Laju deteksi wajah, prior", 3),
-    "swd_mean_prior_t1": ("SWD prior (×10³)", 2),
-    "face_rate_two_stage_t1": ("Laju deteksi wajah, dua tahap", 3),
-    "swd_mean_two_stage_t1": ("SWD dua tahap (×10³)", 2),
-    "face_rate_gmm_t1": ("Laju deteksi wajah, GMM", 3), "swd_mean_gmm_t1": ("SWD GMM (×10³)", 2),
-    "steps_to_threshold": ("Langkah sampai ambang loss", 0),
-    "seconds_to_threshold": ("Detik sampai ambang loss", 1),
-    "val_neg_elbo_at_equal_time": ("−ELBO validasi pada waktu sama (nats)", 1),
-}
-VERDICT_WORDS = {  # study.verdict / study.claims verdict -> the word the report shows
-    "supported": "didukung", "contradicted": "dibantah", "mixed": "campuran",
-    "no significant difference": "tidak berbeda nyata", "not testable": "belum dapat diuji",
-}
-HYPOTHESIS_NAMES = {
-    "a": "(a) rekonstruksi lebih akurat", "b": "(b) rekonstruksi lebih tajam",
-    "c": "(c) sampel lebih realistis", "d": "(d) pelatihan lebih cepat per langkah dan per detik",
-}
-SAMPLER_NAMES = {"prior": "*prior* N(0, I)", "two_stage": "VAE dua tahap",
-                 "gmm": "GMM ex-post 10 komponen"}
-REFERENCE_NAMES = {"real_test": "wajah uji nyata terhadap wajah latih (batas bawah)",
-                   "reconstructions": "rekonstruksi wajah uji"}
-ANOMALY_NAMES = {"noise": "derau Gaussian", "occlusion": "oklusi kotak",
-                 "rotation": "rotasi terbalik", "non_face": "bukan wajah"}
-SCORE_NAMES = {"neg_elbo": "−ELBO", "reconstruction_mse": "MSE rekonstruksi",
-               "complexity_corrected": "−ELBO terkoreksi kompleksitas"}
-LIKELIHOOD_NAMES = {"gaussian_learned": "Gaussian, σ dipelajari",
-                    "gaussian": "Gaussian, σ² = 1/2 tetap", "bernoulli": "Bernoulli"}
-LAYER_KINDS = {  # Keras class -> the architecture table's word (a Conv2D: its kernel and stride)
-    "InputLayer": "masukan", "Rescaling": "skala [0, 1] → [−1, 1]",
-    "ResidualBlock": "blok residual pra-aktivasi", "GroupNormalization": "GroupNorm",
-    "Activation": "SiLU", "Flatten": "perataan", "Dense": "lapisan padat", "Reshape": "ubah bentuk",
-    "Upsample": "tetangga terdekat ×2 + konvolusi 3×3",
-    "DepthToSpace": "sub-piksel (depth-to-space ×2)",
-}
+WORDS_FILE = Path(__file__).resolve().parents[1] / "report" / "laporan.toml"
+WORDS = tomllib.loads(WORDS_FILE.read_text(encoding="utf-8"))
+TEXT, TABLES, NAMES = WORDS["text"], WORDS["tables"], WORDS["names"]
+DASH, MISSING = TEXT["dash"], TEXT["missing"]
+COMMANDS = {**WORDS["commands"], "either": TEXT["either"].format(**WORDS["commands"])}
+ARM_NAMES, VERDICT_WORDS, REFERENCE_NAMES = NAMES["arm"], NAMES["verdict"], NAMES["reference"]
+STUDY_MEASURES = {key: tuple(spec) for key, spec in WORDS["measures"].items()}  # (label, decimals)
 
 
 # -- formatting -------------------------------------------------------------------------
@@ -134,8 +96,7 @@ def markdown_table(columns, rows, numeric=None) -> str:
 
 def not_available(what: str, command: str) -> str:
     """The one honest line a region holds while its results are missing."""
-    return (f"*Hasil ini belum tersedia: {what} belum ada. Hasil ini dibuat oleh "
-            f"`{command}`, lalu `make report`.*")
+    return TEXT["not_available"].format(what=what, command=command)
 
 
 def _get(mapping, dotted: str):
@@ -149,13 +110,13 @@ def _get(mapping, dotted: str):
 
 class Col(NamedTuple):
     """One formatted value: ``key`` (dotted path into a record), ``label`` (a table header or a
-    ``values`` key), ``decimals`` (None: an integer; ``"p"``: a p-value; ``"%"``: a percent;
-    ``"g"``: shortest; ``"text"``: as it is), ``scale`` applied first; an ``optional`` column
-    is left out of a table when no record has a value for it."""
+    ``values`` key), ``decimals`` (``"int"``: an integer; ``"p"``: a p-value; ``"%"``: a
+    percent; ``"g"``: shortest; ``"text"``: as it is), ``scale`` applied first; an ``optional``
+    column is left out of a table when no record has a value for it."""
 
     key: str
     label: str
-    decimals: int | str | None = 2
+    decimals: int | str = 2
     scale: float = 1.0
     optional: bool = False
 
@@ -165,25 +126,33 @@ class Col(NamedTuple):
             return str(value) if value not in (None, "") else DASH
         if not _finite(value):
             return DASH
-        if kind is None or kind == "p":
-            return integer(value) if kind is None else p_value(value)
+        if kind in ("int", "p"):
+            return integer(value) if kind == "int" else p_value(value)
         if kind in ("%", "g"):
             return f"{num(value, 1, 100.0)} %" if kind == "%" else f"{float(value):g}"
         return num(value, kind, self.scale)
 
 
-def _table(headers, rows, columns) -> str | None:
-    """A pipe table: ``rows`` are ``(label cell(s), record)``; the ``headers`` columns hold the
-    labels (left-aligned), then one right-aligned column per ``Col`` read from each record.
-    None without rows (their results are missing)."""
+def _columns(name: str) -> list[Col]:
+    """The ``columns`` of table ``name`` in laporan.toml."""
+    return [Col(*spec) for spec in TABLES[name]["columns"]]
+
+
+def _table(name: str, rows, columns=None, headers=None) -> str | None:
+    """Table ``name``: ``rows`` are ``(label cell(s), record)``; its ``headers`` columns hold
+    the labels (left-aligned), then one column per ``Col`` (default: its laporan.toml
+    ``columns``) read from each record, right-aligned unless text. None without rows (their
+    results are missing)."""
     if not rows:
         return None
+    headers = TABLES[name]["headers"] if headers is None else headers
     rows = [((labels,) if isinstance(labels, str) else tuple(labels), r) for labels, r in rows]
-    columns = [c for c in columns
+    columns = [c for c in (_columns(name) if columns is None else columns)
                if not c.optional or any(_get(r, c.key) is not None for _, r in rows)]
     return markdown_table([*headers, *(c.label for c in columns)],
                           [(*labels, *(c.cell(r) for c in columns)) for labels, r in rows],
-                          numeric=range(len(headers), len(headers) + len(columns)))
+                          numeric=[len(headers) + i for i, c in enumerate(columns)
+                                   if c.decimals != "text"])
 
 
 def _measure(key: str) -> Col:
@@ -231,8 +200,12 @@ class Results:
                 for path in sorted(self.main_dir.glob("metrics_*.json"))}
 
     @property
+    def main(self) -> dict:
+        return self.main_metrics or {}
+
+    @property
     def samples(self) -> dict:
-        return _get(self.main_metrics or {}, "samples") or {}
+        return _get(self.main, "samples") or {}
 
     @cached_property
     def sweep(self) -> pd.DataFrame:
@@ -293,30 +266,25 @@ def architecture() -> tuple:
 def _layer_kind(row: dict) -> str:
     if row["kind"] == "Conv2D":
         k, s = row["kernel"], row["strides"]
-        return f"konvolusi {k}×{k}" + (f", langkah {s}" if s > 1 else "")
-    return LAYER_KINDS.get(row["kind"], row["kind"])
+        return NAMES["conv"][s > 1].format(k=k, s=s)
+    return NAMES["layer"].get(row["kind"], row["kind"])
 
 
 def table_arsitektur(results: Results) -> str:
     _, layers, counts = architecture()
-    parts = {"encoder": "enkoder", "decoder": "dekoder"}
-    rows = [(parts[r["part"]], f"`{r['name']}`", _layer_kind(r), _shape(r["output_shape"]),
+    rows = [(NAMES["part"][r["part"]], f"`{r['name']}`", _layer_kind(r), _shape(r["output_shape"]),
              integer(r["params"])) for r in layers]
-    rows += [("total", label, "", "", integer(counts[key])) for key, label in (
-        ("encoder", "enkoder"), ("decoder", "dekoder"), ("total", "model (termasuk log σ dan β)"),
-        ("trainable", "dapat dilatih"), ("plain_total", "VAE polos (tanpa shortcut)"))]
-    return markdown_table(
-        ["Bagian", "Lapisan", "Jenis", "Bentuk keluaran", "Parameter"], rows, numeric=[4])
+    rows += [("total", label, "", "", integer(counts[key]))
+             for key, label in TABLES["arsitektur"]["counts"]]
+    return markdown_table(TABLES["arsitektur"]["headers"], rows, numeric=[4])
 
 
 def table_diagram(results: Results) -> str:
     """The encoder-decoder flow with the real output shapes, a stage's blocks on one line."""
     _, layers, _ = architecture()
     lines = ["```text"]
-    for part, title, last in (
-            ("encoder", "ENKODER  q(z | x)",
-             "z = z_mean + exp(½ · z_log_var) ⊙ ε,  ε ~ N(0, I)   (reparameterisasi)"),
-            ("decoder", "DEKODER  p(x | z)", "sigmoid → citra rerata x̂ ∈ [0, 1]")):
+    for part in ("encoder", "decoder"):
+        title, last = TABLES["diagram"][part]
         folded: list[list] = []  # [kind, output shape, how many in a row]
         for r in (r for r in layers if r["part"] == part):
             step = [_layer_kind(r), r["output_shape"]]
@@ -331,31 +299,20 @@ def table_diagram(results: Results) -> str:
 
 # -- tables: data and training ----------------------------------------------------------
 
-HYPERPARAMETERS = (  # config key -> Indonesian label
-    ("image_size", "Ukuran citra (piksel)"), ("widths", "Lebar kanal per tahap"),
-    ("blocks_per_stage", "Blok residual per tahap"), ("latent_dim", "Dimensi laten d"),
-    ("likelihood", "*Likelihood* rekonstruksi"), ("beta", "β (bobot KL)"),
-    ("sigma_min", "Lantai σ dekoder"),
-    ("kl_warmup_steps", "Pemanasan KL (langkah)"), ("batch_size", "Ukuran batch"),
-    ("learning_rate", "Laju belajar Adam"), ("epochs", "Epoch"), ("seed", "*Seed*"),
-    ("mixed_precision", "Presisi"),
-)
-
 
 def table_data(results: Results) -> str | None:
-    counts = _get(results.main_metrics or {}, "data.split_counts") or {}
-    names = {"train": "latih (train)", "val": "validasi (val)", "test": "uji (test)", "": "jumlah"}
-    counts = {**counts, "": sum(counts.values())} if counts else {}
-    return _table(["Split"], [(names.get(k, k), {"n": v, "share": 100 * v / counts[""]})
-                              for k, v in counts.items()],
-                  (Col("n", "Jumlah citra", None), Col("share", "Porsi (%)", 1)))
+    counts = _get(results.main, "data.split_counts") or {}
+    total = sum(counts.values())
+    rows = [(NAMES["split"].get(k, k), {"n": v, "share": 100 * v / total})
+            for k, v in [*counts.items(), ("total", total)]] if counts else []
+    return _table("data", rows)
 
 
 def _config_value(key: str, config: dict | None) -> str:
     """``config[key]`` as the tables show it; a dash when missing."""
     value = (config or {}).get(key, DASH)
     if key == "likelihood":
-        return LIKELIHOOD_NAMES.get(value, str(value))
+        return NAMES["likelihood"].get(value, str(value))
     if key == "mixed_precision":
         return "float32" if value is None else str(value)
     if isinstance(value, list):  # the widths per stage, or the study's seeds
@@ -373,90 +330,56 @@ def table_hiperparameter(results: Results) -> str | None:
     if reference and seeds and "seed" in reference:
         reference = {**reference, "seed": seeds}
     rows = [(label, _config_value(key, main), _config_value(key, reference))
-            for key, label in HYPERPARAMETERS]
-    return markdown_table(["Hiperparameter", "Percobaan utama",
-                           "Studi perbandingan (percobaan acuan)"], rows, numeric=[])
+            for key, label in TABLES["hiperparameter"]["rows"]]
+    return markdown_table(TABLES["hiperparameter"]["headers"], rows, numeric=[])
 
 
 def table_waktu(results: Results) -> str | None:
-    runs = [(f"`{MAIN_RUN}` (percobaan utama)", results.main_history, results.main_config or {})]
+    runs = [(TABLES["waktu"]["main"], results.main_history, results.main_config or {})]
     runs += [(f"`{name}`", r["history"], r.get("config", {})) for name, r in results.study.items()]
-    rows = [(label, integer(len(h)),
-             _config_value("mixed_precision", config) if config else DASH,
-             num(h["epoch_time_s"].median(), 1), num(h["wall_time_s"].iloc[-1] / 60.0, 1),
-             num(h["val_loss"].min(), 1)) for label, h, config in runs if len(h)]
-    return markdown_table(
-        ["Percobaan", "Epoch", "Presisi", "Median waktu/epoch (s)", "Total waktu latih (menit)",
-         "Val loss terbaik (nats)"], rows, numeric=[1, 3, 4, 5]) if rows else None
+    return _table("waktu", [(label, {
+        "epochs": len(h), "seconds_per_epoch": h["epoch_time_s"].median(),
+        "precision": _config_value("mixed_precision", config) if config else None,
+        "minutes": h["wall_time_s"].iloc[-1] / 60.0, "best_val_loss": h["val_loss"].min()})
+        for label, h, config in runs if len(h)])
 
 
 # -- tables: the main run ----------------------------------------------------------------
 
-RECONSTRUCTION_ROWS = (  # key in metrics.json "reconstruction" -> (label, decimals)
-    ("mse", "MSE per piksel", 5), ("psnr", "PSNR (dB)", 2), ("ssim", "SSIM", 4),
-    ("ms_ssim", "MS-SSIM", 4), ("neg_elbo_nats", "−ELBO (nats per citra)", 1),
-    ("reconstruction_nll_nats", "−log p(x|z) (nats per citra)", 1),
-    ("kl_nats", "KL (nats per citra)", 1), ("bits_per_dim", "−ELBO (bit per dimensi)", 4),
-)
-GENERALISATION_COLUMNS = (
-    Col("n_images", "n", None), Col("mse.mean", "MSE", 5), Col("psnr.mean", "PSNR (dB)", 2),
-    Col("ssim.mean", "SSIM", 4), Col("ms_ssim.mean", "MS-SSIM", 4),
-    Col("bits_per_dim.mean", "bit/dim", 4),
-)
-ATTRIBUTE_COLUMNS = (
-    Col("n_with", "n dengan", None), Col("n_without", "n tanpa", None),
-    Col("mean_with", "MSE dengan (×10³)", 3, 1e3), Col("mean_without", "MSE tanpa (×10³)", 3, 1e3),
-    Col("difference", "Selisih (×10³)", 3, 1e3), Col("t", "t Welch", 2), Col("p_value", "p", "p"),
-)
-SAMPLE_COLUMNS = (
-    Col("n_images", "n", None),
-    # metrics.json files from before the face-detection rate have no such column
-    Col("realism.face_rate", "Laju deteksi wajah", 3, optional=True),
-    *(Col(f"realism.swd.swd_{r}", f"SWD {r} px", 1) for r in (64, 32, 16)),
-    Col("realism.swd.swd_mean", "SWD rata-rata", 1), Col("realism.fid", "FID", 2),
-    Col("realism.kid_mean", "KID (×10³)", 2, 1e3), Col("realism.precision", "Presisi", 3),
-    Col("realism.recall", "Recall", 3),
-)
-DIVERSITY_COLUMNS = (
-    Col("diversity.pixel_l2_fake", "Jarak L2 antar-pasangan", 2),
-    Col("diversity.ms_ssim_fake", "MS-SSIM antar-pasangan", 4),
-    Col("memorization.sample_to_train.median", "Median jarak ke citra latih terdekat", 2),
-    Col("memorization.median_ratio", "Rasio median terhadap wajah uji", 3),
-    Col("memorization.share_closer_than_test_p01",
-        "Sampel lebih dekat dari persentil 1% uji (%)", 1, 100.0),
-)
-
 
 def table_rekonstruksi(results: Results) -> str | None:
-    rec = _get(results.main_metrics or {}, "reconstruction")
+    rec = _get(results.main, "reconstruction")
     if not rec:
         return None
-    rows = [(label, num(_get(rec, f"{key}.mean"), d), num(_get(rec, f"{key}.std"), d))
-            for key, label, d in RECONSTRUCTION_ROWS]
-    rows.append(("σ dekoder (satuan intensitas [0, 1])", num(rec.get("decoder_sigma"), 4), DASH))
-    return markdown_table(["Metrik", "Rata-rata", "Simpangan baku"], rows)
+
+    def stat(key, which):  # a {mean, std} entry, or one number (the decoder's sigma)
+        value = rec.get(key)
+        return _get(value, which) if isinstance(value, dict) else value if which == "mean" else None
+
+    spec = TABLES["rekonstruksi"]
+    rows = [(label, *(num(stat(key, which), d) for which in ("mean", "std")))
+            for key, label, d in spec["rows"]]
+    return markdown_table(spec["headers"], rows)
 
 
 def table_generalisasi(results: Results) -> str | None:
-    rec = _get(results.main_metrics or {}, "reconstruction")
+    rec = _get(results.main, "reconstruction")
     if not rec:
         return None
-    sets = [("split uji (aturan cadangan)", rec)]
+    sets = [(TABLES["generalisasi"]["test_split"], rec)]
     sets += [(f"`{name}`", other.get("reconstruction", other))
              for name, other in results.other_metrics.items()]
-    table = _table(["Data"], sets, GENERALISATION_COLUMNS)
+    table = _table("generalisasi", sets)
     if len(sets) == 1:
-        table += "\n\n" + not_available(
-            f"evaluasi pada potongan wajah partisi uji resmi (`report/results/{MAIN_RUN}/metrics_*.json`)",
-            "evaluate.evaluate_run('runs/celeba-subset', data_dir=<folder potongan wajah>, "
-            "cache_dir=<folder cache>)")
+        table += "\n\n" + not_available(TABLES["generalisasi"]["other_data"],
+                                        COMMANDS["other_data"])
     return table
 
 
 def per_attribute_rows(results: Results, k: int = 10) -> pd.DataFrame:
     """``metrics.strongest_attributes`` of the main run, largest MSE gap first (empty when
     missing)."""
-    rows = _get(results.main_metrics or {}, "per_attribute.rows")
+    rows = _get(results.main, "per_attribute.rows")
     if not rows:
         return pd.DataFrame()
     breakdown = pd.DataFrame.from_dict(rows, orient="index")
@@ -464,24 +387,23 @@ def per_attribute_rows(results: Results, k: int = 10) -> pd.DataFrame:
 
 
 def table_per_atribut(results: Results) -> str | None:
-    return _table(["Atribut"], [(f"`{name}`", r.to_dict())
-                                for name, r in per_attribute_rows(results).iterrows()],
-                  ATTRIBUTE_COLUMNS)
+    return _table("per_atribut", [(f"`{name}`", r.to_dict())
+                                  for name, r in per_attribute_rows(results).iterrows()])
 
 
 def _samplers(results: Results) -> list[tuple[str, dict]]:
     """``(label, sampler report)`` of every sampler of the main run."""
     names = {k: s.get("sampler", k.split("_")[0]) for k, s in results.samples.items()}
-    return [(f"{SAMPLER_NAMES.get(names[k], names[k])}, T = {s.get('temperature', 1.0):g}", s)
+    return [(f"{NAMES['sampler'].get(names[k], names[k])}, T = {s.get('temperature', 1.0):g}", s)
             for k, s in results.samples.items()]
 
 
 def table_sampel(results: Results) -> str | None:
     if not results.samples:
         return None
-    references = _get(results.main_metrics, "sample_references") or {}
-    return _table(["Sampler"], [*_samplers(results), *(
-        (REFERENCE_NAMES.get(k, k), s) for k, s in references.items())], SAMPLE_COLUMNS)
+    references = _get(results.main, "sample_references") or {}
+    return _table("sampel", [*_samplers(results), *(
+        (REFERENCE_NAMES.get(k, k), s) for k, s in references.items())])
 
 
 def table_keragaman(results: Results) -> str | None:
@@ -492,76 +414,89 @@ def table_keragaman(results: Results) -> str | None:
         "diversity": {"pixel_l2_fake": _get(first, "diversity.pixel_l2_real"),
                       "ms_ssim_fake": _get(first, "diversity.ms_ssim_real")},
         "memorization": {"sample_to_train": _get(first, "memorization.test_to_train")}}
-    return _table(["Sampler"], [*_samplers(results), ("wajah uji nyata (acuan)", real)],
-                  DIVERSITY_COLUMNS)
+    return _table("keragaman", [*_samplers(results), (TABLES["keragaman"]["real"], real)])
 
 
 def table_laten(results: Results) -> str | None:
-    lat = _get(results.main_metrics or {}, "latent")
+    lat, spec = _get(results.main, "latent"), TABLES["laten"]
     if not lat:
         return None
     top = ", ".join(f"z{u} ({num(kl, 2)})" for u, kl in zip(
         lat.get("top_units", [])[:5], lat.get("top_units_kl_nats", [])[:5], strict=False))
-    return markdown_table(["Besaran", "Nilai"], [
-        ("Dimensi laten d", integer(lat.get("latent_dim"))),
-        (f"Unit aktif (variansi E[z_j | x] > {lat.get('threshold', 0.01):g})",
+    return markdown_table(spec["headers"], [
+        (spec["latent_dim"], integer(lat.get("latent_dim"))),
+        (spec["active_units"].format(threshold=f"{lat.get('threshold', 0.01):g}"),
          integer(lat.get("active_units"))),
-        ("KL total rata-rata (nats per citra)", num(lat.get("kl_total_nats"), 1)),
-        ("Lima dimensi dengan KL terbesar (nats)", top or DASH)])
+        (spec["kl_total_nats"], num(lat.get("kl_total_nats"), 1)), (spec["top_units"], top or DASH)])
 
 
 def _anomaly_label(kind: str, strengths: dict) -> str:
-    name, strength = ANOMALY_NAMES.get(kind, kind), strengths.get(kind)
-    if kind == "noise" and _finite(strength):
-        return f"{name} (σ = {strength:g})"
-    if kind == "occlusion" and _finite(strength):
-        return f"{name} (sisi {100 * strength:g}% citra)"
+    name, strength = NAMES["anomaly"].get(kind, kind), strengths.get(kind)
+    if kind in ("noise", "occlusion") and _finite(strength):
+        return TABLES["anomali"][kind].format(name=name, strength=f"{strength:g}",
+                                              percent=f"{100 * strength:g}")
     return name
 
 
 def _anomaly(results: Results) -> tuple[dict, dict]:
     """``({kind: {score: result}}, corruption strengths)`` of the main run; empty when missing."""
-    anomaly = _get(results.main_metrics or {}, "anomaly") or {}
+    anomaly = _get(results.main, "anomaly") or {}
     return anomaly.get("results") or {}, anomaly.get("corruption_strengths", {})
 
 
 def table_anomali(results: Results) -> str | None:
     by_kind, strengths = _anomaly(results)
-    rows = [((_anomaly_label(kind, strengths), SCORE_NAMES.get(score, score)), r)
-            for kind, by_score in by_kind.items() for score, r in by_score.items()]
-    return _table(["Anomali", "Skor"], rows, (Col("auroc", "AUROC", 3), Col("ap", "AP", 3)))
+    return _table("anomali", [((_anomaly_label(kind, strengths), NAMES["score"].get(score, score)), r)
+                              for kind, by_score in by_kind.items() for score, r in by_score.items()])
+
+
+def table_target(results: Results) -> str | None:
+    """Each target of laporan.toml's ``[tables.target]``, its bound, the run's value and
+    whether it is met."""
+    m, spec = results.main_metrics, TABLES["target"]
+    if not m:
+        return None
+    summary, rows = m.get("summary") or {}, []
+    for label, key, op, shown in spec["rows"]:
+        value = summary.get(key)
+        if shown == "swd":  # 1.1 x the test reconstructions' SWD
+            bound, rule = 1.1 * summary.get("swd_reconstructions", math.nan), spec["swd_rule"]
+        else:
+            bound, rule = float(shown), f"{'≥' if op == '>=' else '≤'} {shown}"
+        if key.startswith("diversity."):  # a sampler's MS-SSIM between samples vs real faces'
+            fake, real = (_get(m, f"samples.{key[10:]}.diversity.ms_ssim_{k}")
+                          for k in ("fake", "real"))
+            value = abs(fake - real) if _finite(fake) and _finite(real) else None
+        if not (_finite(value) and _finite(bound)):  # a sampler this run was not evaluated with
+            rows.append((label, rule, DASH, DASH, spec["not_measured"]))
+            continue
+        rows.append((label, rule, num(bound, 3 if bound < 1 else 1),
+                     num(value, 3 if abs(value) < 1 else 2),
+                     spec["met"][value >= bound if op == ">=" else value <= bound]))
+    return markdown_table(spec["headers"], rows, numeric=[2, 3])
 
 
 # -- tables: the study -------------------------------------------------------------------
 
-ABLATION_COLUMNS = ("psnr", "ssim", "ms_ssim", "neg_elbo_bpd", "sharpness_ratio",
-                    "face_rate_prior_t1", "swd_mean_prior_t1", "steps_to_threshold")
-SWEEP_COLUMNS = ("psnr", "ssim", "sharpness_ratio", "kl_nats", "face_rate_prior_t1",
-                 "swd_mean_prior_t1")
-CLAIM_COLUMNS = (
-    Col("n_supported", "Ukuran mendukung", None), Col("n_contradicted", "Ukuran membantah", None),
-    Col("n_no_significant_difference", "Tidak berbeda nyata", None),
-    Col("n_not_testable", "Belum dapat diuji", None),
-)
-
 
 def table_status(results: Results) -> str:
     """Which results files exist: the main run's, and the study runs per arm."""
+    spec = TABLES["status"]
     main = [f for f in ("config.json", "history.csv", "metrics.json")
             if (results.main_dir / f).is_file()]
-    rows = [(f"percobaan utama (`report/results/{MAIN_RUN}/`)",
-             ", ".join(f"`{f}`" for f in main) or DASH)]
-    rows += [(f"studi: {_arm(arm) if group == 'arms' else arm}",
-              f"{integer(r.finished)} dari {integer(r.planned)}")
+    rows = [(spec["main"], ", ".join(f"`{f}`" for f in main) or DASH)]
+    rows += [(spec["study"].format(_arm(arm) if group == "arms" else arm),
+              spec["counts"].format(integer(r.finished), integer(r.planned)))
              for (group, arm), r in results.seeds.iterrows()]
-    rows.append(("studi: `benchmark.json`", "ada" if results.benchmark else DASH))
-    return markdown_table(["Hasil", "Tersedia"], rows, numeric=[])
+    rows.append((spec["benchmark"], spec["present"] if results.benchmark else DASH))
+    return markdown_table(spec["headers"], rows, numeric=[])
 
 
 def table_ablasi(results: Results) -> str | None:
-    rows = [((f"`{name}`", _arm(r["arm"])), r.to_dict()) for name, r in results.arms.iterrows()]
-    return _table(["Percobaan", "Kelompok"], rows, (
-        Col("seed", "Seed", None), *map(_measure, ABLATION_COLUMNS)))
+    spec = TABLES["ablasi"]
+    return _table("ablasi", [((f"`{name}`", _arm(r["arm"])), r.to_dict())
+                             for name, r in results.arms.iterrows()],
+                  [Col("seed", spec["seed"], "int"), *map(_measure, spec["measures"])])
 
 
 def table_ablasi_ringkasan(results: Results) -> str | None:
@@ -573,9 +508,9 @@ def table_ablasi_ringkasan(results: Results) -> str | None:
     arms, counts = list(summary.index), results.seeds.loc["arms"]
     rows = [(c.label, *(plus_minus(summary.loc[a, f"{c.key}_mean"], summary.loc[a, f"{c.key}_sd"],
                                    c.decimals) for a in arms)) for c in columns]
-    rows.append(("Jumlah seed", *(f"{integer(summary.loc[a, 'n'])} dari "
-                                  f"{integer(counts.loc[a, 'planned'])}" for a in arms)))
-    return markdown_table(["Ukuran", *map(_arm, arms)], rows)
+    rows.append((TABLES["ablasi_ringkasan"]["seeds"], *(TABLES["status"]["counts"].format(
+        integer(summary.loc[a, "n"]), integer(counts.loc[a, "planned"])) for a in arms)))
+    return markdown_table([*TABLES["ablasi_ringkasan"]["headers"], *map(_arm, arms)], rows)
 
 
 def _interval(value, low, high, decimals: int) -> str:
@@ -592,183 +527,68 @@ def _testable(results: Results) -> bool:
 def table_uji_welch(results: Results) -> str | None:
     if not _testable(results):
         return None
-    rows = [(HYPOTHESIS_NAMES[r.hypothesis].split(" ")[0], f"{_arm(r.arm)} − {_arm(r.baseline)}",
+    rows = [(NAMES["hypothesis"][r.hypothesis].split(" ")[0], f"{_arm(r.arm)} − {_arm(r.baseline)}",
              _measure(r.measure).label, f"{r.n_arm}/{r.n_baseline}",
              _interval(r.diff, r.diff_ci_low, r.diff_ci_high, _measure(r.measure).decimals),
              _interval(r.hedges_g, r.g_ci_low, r.g_ci_high, 2), p_value(r.p),
              p_value(r.p_holm), VERDICT_WORDS[r.verdict]) for r in results.verdicts.itertuples()]
-    return markdown_table(["Hipotesis", "Perbandingan", "Ukuran", "n", "Selisih [IK 95%]",
-                           "g Hedges [IK 95%]", "p", "p Holm", "Kesimpulan"], rows,
-                          numeric=[3, 4, 5, 6, 7])
+    return markdown_table(TABLES["uji_welch"]["headers"], rows, numeric=[3, 4, 5, 6, 7])
 
 
 def table_klaim(results: Results) -> str | None:
     """One row per hypothesis and comparison (``study.claims``), its verdict as a word."""
     if not _testable(results):
         return None
-    rows = [((HYPOTHESIS_NAMES[c.hypothesis], f"{_arm(c.arm)} − {_arm(c.baseline)}",
-              VERDICT_WORDS[c.verdict]), c._asdict())
-            for c in study.claims(results.verdicts).itertuples()]
-    return _table(["Hipotesis", "Perbandingan", "Kesimpulan"], rows, CLAIM_COLUMNS)
+    return _table("klaim", [((NAMES["hypothesis"][c.hypothesis], f"{_arm(c.arm)} − {_arm(c.baseline)}",
+                              VERDICT_WORDS[c.verdict]), c._asdict())
+                            for c in study.claims(results.verdicts).itertuples()])
 
 
-def table_sweep(results: Results, group: str, header: str, show) -> str | None:
+def _sweep_table(results: Results, group: str, show) -> str | None:
     """One row per value of the swept setting: the mean ± SD over seeds, or the one run."""
     table = results.study_table
     if table.empty or not (table["group"] == group).any():
         return None
-    columns = [_measure(c) for c in SWEEP_COLUMNS if c in table]
+    columns = [_measure(c) for c in WORDS["sweep"]["measures"] if c in table]
     rows = [(show(r["x"]), integer(r["n_seeds"]), *(
         plus_minus(r[c.key], r[f"{c.key}_seed_sd"], c.decimals) if r["n_seeds"] > 1
         else num(r[c.key], c.decimals) for c in columns))
         for r in study.sweep_trend(table, group, group, [c.key for c in columns]).to_dict("records")]
-    return markdown_table([header, "n seed", *(c.label for c in columns)], rows)
+    return markdown_table([*TABLES[group]["headers"], *(c.label for c in columns)], rows)
 
 
-SWEEP_DEFAULT_COLUMNS = (  # the default-model sweep: rate, distortion, realism per sampler
-    Col("kl_nats", "KL (nats)", 0), Col("psnr", "PSNR (dB)", 2), Col("ssim", "SSIM", 3),
-    Col("face_rate_prior_t1", "Wajah, *prior* T = 1", 3),
-    Col("face_rate_prior_t07", "Wajah, *prior* T = 0.7", 3),
-    Col("swd_16_prior_t1", "SWD 16 px, *prior*", 1), Col("ms_ssim_prior_t1", "MS-SSIM, *prior*", 3),
-    Col("face_rate_two_stage_t1", "Wajah, dua tahap", 3),
-    Col("swd_16_two_stage_t1", "SWD 16 px, dua tahap", 1),
-    Col("face_rate_gmm_t1", "Wajah, GMM", 3), Col("swd_16_gmm_t1", "SWD 16 px, GMM", 1),
-)
+def table_likelihood(results: Results) -> str | None:
+    return _sweep_table(results, "likelihood", lambda x: NAMES["likelihood"].get(x, str(x)))
+
+
+def table_beta(results: Results) -> str | None:
+    return _sweep_table(results, "beta", lambda x: f"{float(x):g}")
 
 
 def _floor(sigma_min) -> str:
-    return f"σ ≥ {float(sigma_min):g}" if float(sigma_min) > 0 else "tanpa lantai"
+    return WORDS["sweep"]["floor"].format(f"{float(sigma_min):g}") if float(sigma_min) > 0 \
+        else WORDS["sweep"]["no_floor"]
 
 
 def table_model_bawaan(results: Results) -> str | None:
-    rows = [(_floor(r["sigma_min"]), {k.replace(".", ""): v for k, v in r.items()})
-            for _, r in results.sweep.iterrows()]  # prior_t0.7 -> prior_t07: keys are dotted paths
-    return _table(["Lantai σ"], rows, SWEEP_DEFAULT_COLUMNS)
+    return _table("model_bawaan", [(_floor(r["sigma_min"]), {k.replace(".", ""): v for k, v in r.items()})
+                                   for _, r in results.sweep.iterrows()])  # prior_t0.7 -> prior_t07
 
 
-SWD_RULE = "≤ 1.1 × SWD rekonstruksi uji"
-TARGETS = (  # (label, key in the main metrics.json "summary", the target as the table shows it)
-    ("laju deteksi wajah, *prior* T = 1", "face_rate_prior_t1", "≥ 0.85"),
-    ("laju deteksi wajah, VAE dua tahap", "face_rate_two_stage_t1", "≥ 0.90"),
-    ("SWD 16 px ×10³, *prior*", "swd_16_prior_t1", "≤ 25"),
-    ("SWD 16 px ×10³, dua tahap", "swd_16_two_stage_t1", "≤ 25"),
-    ("SWD rata-rata ×10³, *prior*", "swd_prior_t1", SWD_RULE),
-    ("SWD rata-rata ×10³, dua tahap", "swd_two_stage_t1", SWD_RULE),
-    # the one target not in the summary: a sampler's diversity against the real faces'
-    ("|MS-SSIM antar-sampel − wajah nyata|, *prior*", "prior_t1", "≤ 0.1"),
-    ("|MS-SSIM antar-sampel − wajah nyata|, dua tahap", "two_stage_t1", "≤ 0.1"),
-    ("PSNR uji (dB)", "psnr_db", "≥ 22.0"),
-)
+REGIONS = {name: globals()[f"table_{name}"] for name in TABLES}
+"""Region name -> its table function of the results (None while its results are missing)."""
 
 
-def table_target(results: Results) -> str | None:
-    m = results.main_metrics
-    if not m:
-        return None
-    summary, rows = m.get("summary") or {}, []
-    for label, key, rule in TARGETS:
-        value, bound = summary.get(key), float(rule[2:]) if rule != SWD_RULE else None
-        if label.startswith("|MS-SSIM"):
-            fake, real = (_get(m, f"samples.{key}.diversity.ms_ssim_{k}") for k in ("fake", "real"))
-            value = abs(fake - real) if _finite(fake) and _finite(real) else None
-        if rule == SWD_RULE and _finite(summary.get("swd_reconstructions")):
-            bound = 1.1 * summary["swd_reconstructions"]
-        if not (_finite(value) and _finite(bound)):  # a sampler this run was not evaluated with
-            rows.append((label, rule, DASH, DASH, "belum diukur"))
-            continue
-        met = value >= bound if rule.startswith("≥") else value <= bound
-        rows.append((label, rule, num(bound, 3 if bound < 1 else 1),
-                     num(value, 3 if abs(value) < 1 else 2), "ya" if met else "tidak"))
-    return markdown_table(["Ukuran", "Target", "Batas", "Terukur", "Tercapai"], rows,
-                          numeric=[2, 3])
-
-
-_ARMS_LACKING = ("percobaan kelompok studi (`report/results/study/*/metrics.json`)", STUDY_COMMAND)
-_MAIN_LACKING = (MAIN_METRICS, MAIN_COMMAND)
-REGIONS = {  # region -> (its table, or None while its results are missing; what they are, how made)
-    "arsitektur": (table_arsitektur, None),
-    "diagram": (table_diagram, None),
-    "data": (table_data, _MAIN_LACKING),
-    "hiperparameter": (table_hiperparameter, (
-        f"`report/results/{MAIN_RUN}/config.json` dan `report/results/study/*/config.json`",
-        EITHER_COMMAND)),
-    "waktu": (table_waktu, ("`history.csv` percobaan utama maupun percobaan studi",
-                            EITHER_COMMAND)),
-    "rekonstruksi": (table_rekonstruksi, _MAIN_LACKING),
-    "generalisasi": (table_generalisasi, _MAIN_LACKING),
-    "per_atribut": (table_per_atribut, _MAIN_LACKING),
-    "sampel": (table_sampel, _MAIN_LACKING),
-    "keragaman": (table_keragaman, _MAIN_LACKING),
-    "laten": (table_laten, _MAIN_LACKING),
-    "anomali": (table_anomali, _MAIN_LACKING),
-    "status": (table_status, None),
-    "ablasi": (table_ablasi, _ARMS_LACKING),
-    "ablasi_ringkasan": (table_ablasi_ringkasan, _ARMS_LACKING),
-    "uji_welch": (table_uji_welch, ("sekurang-kurangnya dua *seed* per kelompok untuk uji Welch",
-                                    STUDY_COMMAND)),
-    "klaim": (table_klaim, ("sekurang-kurangnya dua *seed* per kelompok", STUDY_COMMAND)),
-    "target": (table_target, _MAIN_LACKING),
-    "model_bawaan": (table_model_bawaan, ("percobaan *sweep* (`report/results/sweep/`)",
-                                          f"{STUDY_COMMAND} --sweep")),
-    "likelihood": (partial(table_sweep, group="likelihood", header="Likelihood",
-                           show=lambda x: LIKELIHOOD_NAMES.get(x, str(x))),
-                   ("percobaan `likelihood_*` (`report/results/study/`)", STUDY_COMMAND)),
-    "beta": (partial(table_sweep, group="beta", header="β", show=lambda x: f"{float(x):g}"),
-             ("percobaan `beta_*` (`report/results/study/`)", STUDY_COMMAND)),
-}
+def _lacking(name: str) -> tuple[str, str]:
+    """``(what results, the command that makes them)`` of table ``name`` (laporan.toml)."""
+    lacking = TABLES[name]["lacking"]
+    what, command = WORDS["lacking"][lacking] if isinstance(lacking, str) else lacking
+    return what, COMMANDS[command]
 
 
 # -- the numbers of the prose ---------------------------------------------------------------
 
-VALUES = (  # Col(dotted path into _prose_record, values key, decimals); a "{}" in both stands
-    # for every key at that place of the record (a sampler, another data set, a sweep floor ...)
-    Col("arch.total", "n_param", None), Col("arch.widths", "lebar", "text"),
-    Col("arch.blocks", "blok", None), Col("arch.latent_dim", "d", None),
-    Col("config.sigma_min", "lantai_sigma", "g"),
-    Col("main.data.split_counts.train", "n_latih", None),
-    Col("main.data.split_counts.val", "n_val", None),
-    Col("rec.n_images", "n_uji", None), Col("rec.psnr.mean", "psnr", 2),
-    Col("rec.ssim.mean", "ssim", 3), Col("rec.ms_ssim.mean", "ms_ssim", 3),
-    Col("rec.bits_per_dim.mean", "bpd", 3), Col("rec.decoder_sigma", "sigma", 4),
-    Col("rec.rmse", "rmse", 4), Col("rec.sigma_ratio", "rasio_sigma", 2),
-    Col("other.{}.psnr.mean", "{}_psnr", 2),
-    # the samplers, and the reference rows (real test faces, reconstructions) read like them
-    Col("samples.{}.realism.swd.swd_mean", "swd_{}", 1),
-    Col("samples.{}.realism.swd.swd_16", "swd16_{}", 1),
-    Col("samples.{}.realism.face_rate", "wajah_{}", "%"),
-    Col("samples.{}.diversity.pixel_l2_fake", "l2_{}", 2),
-    Col("samples.{}.l2_share", "l2_persen_{}", "%"),
-    Col("samples.{}.diversity.ms_ssim_fake", "msssim_{}", 4),
-    Col("samples.{}.memorization.median_ratio", "rasio_latih_{}", 3),
-    Col("samples.{}.memorization.share_closer_than_test_p01", "dekat_latih_{}", "%"),
-    Col("real.pixel_l2_real", "l2_nyata", 2), Col("real.ms_ssim_real", "msssim_nyata", 4),
-    Col("history.epochs", "epoch", None), Col("history.minutes", "menit_latih", 1),
-    Col("history.seconds_per_epoch", "detik_per_epoch", 1),
-    Col("history.best_epoch", "epoch_terbaik", None),
-    Col("history.reconstruction_first", "rek_awal", 1),
-    Col("history.reconstruction_last", "rek_akhir", 1),
-    Col("history.kl_peak", "kl_puncak", 1), Col("history.kl_min", "kl_min", 1),
-    Col("history.kl_min_epoch", "epoch_kl_min", None), Col("history.kl_last", "kl_akhir", 1),
-    Col("history.beta_epoch", "epoch_beta", None),
-    Col("attributes.n_tested", "n_atribut", None),
-    Col("attributes.n_significant", "n_atribut_nyata", None),
-    Col("attributes.threshold", "ambang_bonferroni", 5),
-    Col("attributes.worse", "atribut_lebih_buruk", "text"),
-    Col("attributes.better", "atribut_lebih_baik", "text"),
-    Col("anomaly.n_clean", "n_bersih", None),
-    Col("anomaly.n_anomalous_per_set", "n_anomali_per_set", None),
-    Col("anomaly.results.{}.neg_elbo.auroc", "auroc_elbo_{}", 3),
-    Col("anomaly.results.{}.complexity_corrected.auroc", "auroc_kompleksitas_{}", 3),
-    Col("anomaly.elbo_min", "auroc_min", 3), Col("anomaly.elbo_max", "auroc_maks", 3),
-    Col("anomaly.n_kinds", "n_jenis_anomali", None),
-    Col("sweep.{}.kl_nats", "sweep_kl_{}", 0), Col("sweep.{}.psnr", "sweep_psnr_{}", 2),
-    Col("sweep.{}.face_rate_prior_t1", "sweep_wajah_prior_{}", "%"),
-    Col("sweep.{}.face_rate_two_stage_t1", "sweep_wajah_dua_tahap_{}", "%"),
-    Col("sweep.{}.swd_16_two_stage_t1", "sweep_swd16_dua_tahap_{}", 1),
-    Col("sweep.{}.epochs", "sweep_epoch_{}", None),
-    Col("study.finished", "n_run_studi", None), Col("study.planned", "n_run_rencana", None),
-    Col("study.claims_id.{}", "klaim_{}", "text"), Col("study.claims.{}", "verdict_{}", "text"),
-)
+VALUES = tuple(Col(path, key, fmt) for key, (path, fmt) in WORDS["values"].items())
 # the keys values() can make: any other {{key}} in the report is a typo
 KEYS = re.compile("|".join(c.label.replace("{}", "[a-z0-9_]+") for c in VALUES))
 
@@ -776,7 +596,7 @@ KEYS = re.compile("|".join(c.label.replace("{}", "[a-z0-9_]+") for c in VALUES))
 def _prose_record(results: Results) -> dict:
     """The results the prose quotes, nested as ``VALUES`` reads them (keys without dots)."""
     config, _, counts = architecture()
-    m = results.main_metrics or {}
+    m = results.main
     rec = dict(m.get("reconstruction") or {})
     mse, sigma = _get(rec, "mse.mean"), rec.get("decoder_sigma")
     if _finite(mse) and _finite(sigma) and mse > 0:
@@ -786,6 +606,8 @@ def _prose_record(results: Results) -> dict:
     for s in samples.values():
         fake, real = _get(s, "diversity.pixel_l2_fake"), _get(s, "diversity.pixel_l2_real")
         s["l2_share"] = fake / real if _finite(fake) and _finite(real) else None
+    claims = {f"{c.hypothesis}_{c.baseline}": c.verdict  # English, for the README
+              for c in study.claims(results.verdicts).itertuples()} if len(results.verdicts) else {}
     record = {
         "arch": {"total": counts["total"], "widths": "–".join(map(str, config.widths)),
                  "blocks": config.blocks_per_stage, "latent_dim": config.latent_dim},
@@ -795,11 +617,8 @@ def _prose_record(results: Results) -> dict:
         "sweep": {"s" + f"{float(r['sigma_min']):g}".replace(".", ""): r.to_dict()
                   for _, r in results.sweep.iterrows()},
         "study": {"finished": results.seeds["finished"].sum(),
-                  "planned": results.seeds["planned"].sum(),
-                  "claims": {f"{c.hypothesis}_{c.baseline}": c.verdict  # English, for the README
-                             for c in study.claims(results.verdicts).itertuples()}
-                  if len(results.verdicts) else {}}}
-    record["study"]["claims_id"] = {k: VERDICT_WORDS[v] for k, v in record["study"]["claims"].items()}
+                  "planned": results.seeds["planned"].sum(), "claims": claims,
+                  "claims_id": {k: VERDICT_WORDS[v] for k, v in claims.items()}}}
     if len(results.main_history):
         from resvae_keras.train import history_summary
 
@@ -835,28 +654,23 @@ def _expand(columns, record: dict) -> list[Col]:
 def values(results: Results) -> dict[str, str]:
     """Every number the report's prose quotes, formatted, under one flat key each.
 
-    Keys whose results are missing are absent; ``fill_regions`` shows them as ``belum diukur``.
+    Keys whose results are missing are absent; ``fill_regions`` shows them as ``MISSING``.
     """
     record = _prose_record(results)
     return {c.label: text for c in _expand(VALUES, record) if (text := c.cell(record)) != DASH}
 
 
-# -- figures: plots.py with Indonesian labels; None while their results are missing ---------
+# -- figures: plots.py with the words of laporan.toml; None while their results are missing --
+# ``w`` is a figure's [figures.<name>] table: keyword arguments of its plots.py function, and
+# ``measures`` (the study measures it shows) or ``line`` (the label of its reference line).
 
 
-def figure_kurva_loss(results: Results):
+def figure_kurva_loss(results: Results, w: dict):
     history = results.main_history
-    if not len(history):
-        return None
-    return plots.loss_curves(
-        history.assign(epoch=history["epoch"] + 1), ylabel="nats per citra",
-        panel_titles={"loss": "loss total (−ELBO dengan β)", "kl_loss": "divergensi KL",
-                      "reconstruction_loss": "rekonstruksi −log p(x|z)"},
-        series_labels=("latih", "validasi"),
-        title="Kurva pelatihan percobaan utama (CelebA 64×64)")
+    return plots.loss_curves(history.assign(epoch=history["epoch"] + 1), **w) if len(history) else None
 
 
-def figure_validation(results: Results, minutes: bool):
+def figure_validation(results: Results, w: dict, minutes: bool):
     """The arms' validation −ELBO per optimizer step, or per benchmarked minute."""
     curves, timed = study.arm_curves(results.study, results.benchmark)
     if minutes:  # every arm on the time axis, or no figure
@@ -864,113 +678,85 @@ def figure_validation(results: Results, minutes: bool):
     if not curves:
         return None
     groups = {name: _arm(results.study[name]["arm"]) for name in curves}
-    ylabel, arms = "−ELBO validasi (β = 1, nats per citra)", results.arms
-    if minutes:
-        return plots.grouped_curves(
-            curves, groups, "waktu latih terukur (menit, biaya per langkah dari satu benchmark)",
-            ylabel, vlines={"waktu yang sama": arms["equal_time_s"].iloc[0] / 60.0},
-            title="−ELBO validasi terhadap waktu")
-    return plots.grouped_curves(curves, groups, "langkah optimasi", ylabel,
-                                hlines={"ambang loss": arms["threshold"].iloc[0]},
-                                title="−ELBO validasi per langkah, setiap seed setiap kelompok")
+    (line, w), arms = _pop(w, "line"), results.arms
+    lines = ({"vlines": {line: arms["equal_time_s"].iloc[0] / 60.0}} if minutes
+             else {"hlines": {line: arms["threshold"].iloc[0]}})
+    return plots.grouped_curves(curves, groups, **lines, **w)
 
 
-def figure_arm_points(results: Results, columns, title: str):
-    """Every seed and each arm's mean of the study measures ``columns`` (or ``columns(arms)``)."""
-    table = results.arms
-    columns = columns(table) if callable(columns) else columns
+def figure_arm_points(results: Results, w: dict):
+    """Every seed and each arm's mean of the study measures ``w["measures"]``."""
+    table, (columns, w) = results.arms, _pop(w, "measures")
+    if columns == "samplers":  # face rate and SWD of every sampler the arms were evaluated with
+        columns = [f"{kind}_{key}" for key in study.sampler_keys(table)
+                   for kind in ("face_rate", "swd_mean")] if len(table) else []
     columns = [c for c in columns if c in table and table[c].notna().any()]
     if table.empty or not columns:
         return None
     return plots.arm_points(table, {c: _measure(c).label for c in columns},
-                            {a: _arm(a) for a in table["arm"].unique()}, xlabel="kelompok",
-                            title=title)
+                            {a: _arm(a) for a in table["arm"].unique()}, **w)
 
 
-def _sample_measures(arms: pd.DataFrame) -> list[str]:
-    return [f"{kind}_{key}" for key in study.sampler_keys(arms)
-            for kind in ("face_rate", "swd_mean")] if len(arms) else []
-
-
-def figure_beta_trend(results: Results, columns, title: str):
-    table = results.study_table
+def figure_beta_trend(results: Results, w: dict):
+    table, (columns, w) = results.study_table, _pop(w, "measures")
     if table.empty or not (table["group"] == "beta").any():
         return None
-    return plots.trend_with_spread(
-        study.sweep_trend(table, "beta", "beta", list(columns)),
-        {c: _measure(c).label for c in columns}, "β (skala log)", logx=True,
-        spread_label="±1 SD antar-seed (kelompok residual)", point_label="satu seed per titik",
-        mean_label="rata-rata {n} seed", title=title)
+    return plots.trend_with_spread(study.sweep_trend(table, "beta", "beta", list(columns)),
+                                   {c: _measure(c).label for c in columns}, logx=True, **w)
 
 
-def figure_per_atribut(results: Results):
+def figure_per_atribut(results: Results, w: dict):
     top = per_attribute_rows(results)
     if top.empty:
         return None
-    bars = pd.DataFrame({"selisih": 1e3 * top["difference"].astype(float),
-                         "galat": 1e3 * top["se_difference"].astype(float)})
-    bars.index.name = "atribut"
-    return plots.metric_bars(bars, value="selisih", error="galat", xlabel="atribut",
-                             ylabel="selisih MSE ×10³ (dengan − tanpa)",
-                             title="Atribut dan galat rekonstruksi (± galat baku)")
+    bars = pd.DataFrame({w["value"]: 1e3 * top["difference"].astype(float),
+                         w["error"]: 1e3 * top["se_difference"].astype(float)})
+    bars.index.name = w["xlabel"]
+    return plots.metric_bars(bars, **w)
 
 
-def figure_auroc(results: Results):
+def figure_auroc(results: Results, w: dict):
     by_kind, strengths = _anomaly(results)
     if not by_kind:
         return None
+    (line, w) = _pop(w, "line")
     auroc = pd.Series({_anomaly_label(k, strengths): _get(v, "neg_elbo.auroc")
                        for k, v in by_kind.items()}, dtype=float, name="AUROC")
-    return plots.metric_bars(auroc, xlabel="jenis anomali", ylabel="AUROC skor −ELBO",
-                             hlines={"tebakan acak (0.5)": 0.5}, limits=(0, 1.05),
-                             title="Deteksi anomali dengan −ELBO")
+    return plots.metric_bars(auroc, hlines={line: 0.5}, limits=(0, 1.05), **w)
 
 
-def figure_norma_interpolasi(results: Results):
+def figure_norma_interpolasi(results: Results, w: dict):
     """Norm of z along lerp and slerp paths between prior samples: needs only the latent size."""
     from resvae_keras import latent
 
     d = int((results.main_config or {}).get("latent_dim") or Config().latent_dim)
     z0, z1 = latent.prior_samples(200, d, seed=1), latent.prior_samples(200, d, seed=2)
     return plots.norm_plot(latent.norm_along_path(z0, z1, steps=21), d,
-                           xlabel="t (posisi sepanjang lintasan)",
-                           ylabel="norma ‖z‖ (rata-rata 200 pasang)",
-                           hline_labels=("√d: norma khas sampel N(0, I)", "√(d/2)"),
-                           title=f"Norma z sepanjang lintasan antara dua sampel prior (d = {d})")
+                           **{**w, "title": w["title"].format(d=d)})
 
 
-def figure_model_bawaan(results: Results):
-    sweep = results.sweep
+def figure_model_bawaan(results: Results, w: dict):
+    sweep, (columns, w) = results.sweep, _pop(w, "measures")
     if not len(sweep):
         return None
-    columns = {"psnr": "distorsi: PSNR uji (dB)", "face_rate_prior_t1": "laju wajah, prior T = 1",
-               "swd_16_prior_t1": "SWD 16 px ×10³, prior", "face_rate_two_stage_t1":
-               "laju wajah, dua tahap"}
     return plots.tradeoff(sweep.set_index(sweep["sigma_min"].map(_floor)), "kl_nats",
-                          {c: label for c, label in columns.items() if c in sweep},
-                          "laju: KL (nats per citra)",
-                          title="Laju, distorsi dan realisme per lantai σ (satu percobaan per titik)")
+                          {c: label for c, label in columns.items() if c in sweep}, **w)
 
 
-FIGURES = {  # figures/<name>.png -> its drawing function of the results
+def _pop(w: dict, key: str) -> tuple:
+    """``(w[key], w without key)``: a figure's own entry, and its plots.py keyword arguments."""
+    return w[key], {k: v for k, v in w.items() if k != key}
+
+
+FIGURES = {  # figures/<name>.png -> its drawing function of the results and its words
     "laporan_kurva_loss": figure_kurva_loss,
-    "laporan_val_loss_epoch": partial(figure_validation, minutes=False),
-    "laporan_val_loss_waktu": partial(figure_validation, minutes=True),
-    "laporan_ablasi_psnr": partial(
-        figure_arm_points, columns=("psnr", "ssim", "sharpness_ratio"),
-        title="Rekonstruksi per kelompok: setiap seed dan rata-rata dengan IK 95%"),
-    "laporan_ablasi_swd": partial(
-        figure_arm_points, columns=_sample_measures,
-        title="Sampel per kelompok: setiap seed dan rata-rata dengan IK 95%"),
-    "laporan_ablasi_waktu": partial(
-        figure_arm_points, title="Kecepatan pelatihan per kelompok",
-        columns=("steps_to_threshold", "seconds_to_threshold", "val_neg_elbo_at_equal_time")),
-    "laporan_rate_distorsi": partial(
-        figure_beta_trend, columns=("kl_nats", "psnr"),
-        title="Laju (KL) dan distorsi (PSNR) terhadap β, satu seed per titik"),
-    "laporan_swd_beta": partial(
-        figure_beta_trend, columns=("swd_mean_prior_t1", "face_rate_prior_t1"),
-        title="Realisme sampel prior terhadap β, satu seed per titik"),
+    "laporan_val_loss_epoch": lambda results, w: figure_validation(results, w, minutes=False),
+    "laporan_val_loss_waktu": lambda results, w: figure_validation(results, w, minutes=True),
+    "laporan_ablasi_psnr": figure_arm_points,
+    "laporan_ablasi_swd": figure_arm_points,
+    "laporan_ablasi_waktu": figure_arm_points,
+    "laporan_rate_distorsi": figure_beta_trend,
+    "laporan_swd_beta": figure_beta_trend,
     "laporan_model_bawaan": figure_model_bawaan,
     "laporan_per_atribut": figure_per_atribut,
     "laporan_auroc": figure_auroc,
@@ -996,7 +782,7 @@ def draw_figures(results: Results, figures_dir: Path) -> list[Path]:
 
     updated = []
     for name, draw in FIGURES.items():
-        fig = draw(results)
+        fig = draw(results, WORDS["figures"][name])
         if fig is None:
             continue
         buffer = io.BytesIO()
@@ -1034,13 +820,12 @@ def fill_regions(text: str, results: Results, figures_dir: Path, missing: str = 
         if kind == "FIGURE":
             if (figures_dir / f"{name}.png").is_file():
                 return f"![{match['caption'] or name}](../figures/{name}.png)"
-            return not_available(f"`figures/{name}.png`", EITHER_COMMAND)
+            return not_available(f"`figures/{name}.png`", COMMANDS["either"])
         if name not in REGIONS:
             raise ValueError(f"a region TABLE: {name} has no generator in report.REGIONS; "
                              f"known: {sorted(REGIONS)}")
-        table, lacking = REGIONS[name]
-        filled = table(results)
-        return not_available(*lacking) if filled is None else filled
+        filled = REGIONS[name](results)
+        return not_available(*_lacking(name)) if filled is None else filled
 
     filled = REGION.sub(lambda m: f"{m['begin']}\n{body(m).strip()}\n\n{m['end']}", text)
     stray = PLACEHOLDER.search(REGION.sub("", filled))
@@ -1048,16 +833,6 @@ def fill_regions(text: str, results: Results, figures_dir: Path, missing: str = 
         raise ValueError(f"{stray[0]} stands outside a TEXT marker and would be lost: move it "
                          "into the template of a <!-- BEGIN TEXT: name ... --> region")
     return filled
-
-
-def regions(text: str) -> dict[str, str]:
-    """``{name: body}`` of every generated region of ``text`` (bodies without the markers)."""
-    return {m["name"]: m["body"] for m in REGION.finditer(text)}
-
-
-def figure_references(text: str) -> list[str]:
-    """File names of the figures a report references as ``../figures/NAME.png``."""
-    return re.findall(r"!\[[^\]]*\]\(\.\./figures/([^)\s]+\.png)\)", text)
 
 
 def collect_run(run_dir, name: str = MAIN_RUN, results_root=None) -> list[Path]:
@@ -1125,7 +900,7 @@ def build_report(results_root: Path | str | None = None, report_path: Path | str
     updated = draw_figures(results, figures_dir) if figures else []
     targets = [(report_path, MISSING)]
     if readme_path is not None and Path(readme_path).is_file():
-        targets.append((Path(readme_path), "not measured yet"))
+        targets.append((Path(readme_path), TEXT["missing_readme"]))
     for path, missing in targets:
         if _write_if_changed(path, fill_regions(path.read_text(), results, figures_dir,
                                                 missing).encode()):

@@ -24,6 +24,17 @@ LAPORAN = ROOT / "report" / "laporan.md"
 REAL_RESULTS = ROOT / "report" / "results"
 NUMBER = re.compile(r"-?\d+(?:[\u00a0]\d{3})*(?:\.\d+)?(?:e[-+]?\d+)?")
 
+
+def region_bodies(text: str) -> dict[str, str]:
+    """``{name: body}`` of every generated region of ``text`` (bodies without the markers)."""
+    return {m["name"]: m["body"] for m in report.REGION.finditer(text)}
+
+
+def figure_references(text: str) -> list[str]:
+    """File names of the figures a report references as ``../figures/NAME.png``."""
+    return re.findall(r"!\[[^\]]*\]\(\.\./figures/([^)\s]+\.png)\)", text)
+
+
 # -- a small fake set of results ----------------------------------------------------------
 
 STUDY_RUNS = (  # conv_s2, likelihood_bernoulli_s0, beta_0.5_s0 and beta_2_s0 stay missing
@@ -226,7 +237,7 @@ def check_table(text: str, name: str, expected_rows: list[dict], free: tuple = (
     """Region ``name`` of ``text`` has one row per expected dict, in order; every column not
     in ``free`` is checked (columns an expected row leaves out must show no number, and ``...``
     skips a cell of free text)."""
-    header, rows = parse_table(report.regions(text)[name])
+    header, rows = parse_table(region_bodies(text)[name])
     assert len(rows) == len(expected_rows), f"{name}: {len(rows)} rows, expected {len(expected_rows)}"
     for i, (row, expected) in enumerate(zip(rows, expected_rows, strict=True)):
         unknown = set(expected) - set(header)
@@ -318,7 +329,7 @@ def _holm(p):
 
 def expected_welch(text: str, root: Path) -> list[dict]:
     """The uji_welch rows, each number computed here from the files with scipy."""
-    _, rows = parse_table(report.regions(text)["uji_welch"])
+    _, rows = parse_table(region_bodies(text)["uji_welch"])
     values = pd.DataFrame.from_dict(_study_values(root), orient="index")
     expected = []
     for row in rows:
@@ -548,7 +559,7 @@ def _study_value(metrics: dict, key: str) -> float:
 
 def check_all_tables(text: str, root: Path) -> set:
     expected = expected_tables(root)
-    if _study_values(root) and "|" in report.regions(text)["uji_welch"]:
+    if _study_values(root) and "|" in region_bodies(text)["uji_welch"]:
         expected["uji_welch"] = (expected_welch(text, root), ("Hipotesis", "Perbandingan", "Ukuran",
                                                               "Kesimpulan"))
     for name, (rows, free) in expected.items():
@@ -569,7 +580,7 @@ def test_every_table_number_equals_the_results_files(built):
 
 def test_the_missing_study_runs_are_counted_not_invented(built):
     text, _, _ = built
-    regions = report.regions(text)
+    regions = region_bodies(text)
     assert "conv_s2" not in regions["ablasi"] and "conv_s1" in regions["ablasi"]
     assert "Bernoulli" not in regions["likelihood"]
     _, rows = parse_table(regions["status"])
@@ -581,7 +592,7 @@ def test_the_missing_study_runs_are_counted_not_invented(built):
 
 def test_prose_numbers_are_the_values_of_the_results_files(built):
     text, results, _ = built
-    regions = report.regions(text)
+    regions = region_bodies(text)
     m = _json(results / "celeba-subset" / "metrics.json")
     known = report.values(report.Results(results))
     assert_shows(known["psnr"], m["reconstruction"]["psnr"]["mean"], "psnr")
@@ -625,14 +636,14 @@ def test_a_placeholder_values_does_not_know_fails_the_build(tmp_path):
 
 def test_claims_table_rows_are_the_rows_of_study_claims(built):
     text, results, _ = built
-    _, rows = parse_table(report.regions(text)["klaim"])
+    _, rows = parse_table(region_bodies(text)["klaim"])
     claims = study.claims(report.Results(results).verdicts)
     assert [row[2] for row in rows] == [report.VERDICT_WORDS[v] for v in claims["verdict"]]
 
 
 def test_verdict_table_rows_are_the_rows_of_study_verdict(built):
     text, results, _ = built
-    _, rows = parse_table(report.regions(text)["uji_welch"])
+    _, rows = parse_table(region_bodies(text)["uji_welch"])
     verdicts = report.Results(results).verdicts
     assert len(rows) == len(verdicts)
     for row, v in zip(rows, verdicts.itertuples(), strict=True):
@@ -645,7 +656,7 @@ def test_missing_results_give_one_honest_line_each(tmp_path):
     shutil.copy(LAPORAN, copy)
     report.build_report(results_root=tmp_path / "nothing", report_path=copy,
                         figures_dir=tmp_path / "figures", html=False)
-    regions = report.regions(copy.read_text())
+    regions = region_bodies(copy.read_text())
     needs_no_results = ("arsitektur", "diagram", "status", "laporan_norma_interpolasi")
     texts = {m["name"] for m in report.REGION.finditer(copy.read_text()) if m["kind"] == "TEXT"}
     for name, body in regions.items():
@@ -667,7 +678,7 @@ def test_architecture_table_matches_the_keras_model(tmp_path):
 
     model = build_model(Config())
     text = report.fill_regions(LAPORAN.read_text(), report.Results(tmp_path), tmp_path)
-    header, rows = parse_table(report.regions(text)["arsitektur"])
+    header, rows = parse_table(region_bodies(text)["arsitektur"])
     layers = [layer for net in (model.encoder, model.decoder) for layer in net.layers]
     assert len(rows) == len(layers) + 5
     for row, layer in zip(rows, layers, strict=False):
@@ -686,7 +697,7 @@ def test_figures_are_drawn_and_every_reference_resolves(built):
     text, _, figures = built
     drawn = {p.name for p in figures.glob("*.png")}
     assert drawn == {f"{name}.png" for name in report.FIGURES}
-    referenced = set(report.figure_references(text))
+    referenced = set(figure_references(text))
     assert drawn <= referenced
     for name in referenced - drawn:  # the notebooks' figures, as their Indonesian copies
         folder, _, file = name.partition("/")
@@ -711,7 +722,24 @@ def test_every_region_has_a_generator_and_every_generator_a_region():
     assert names == set(report.REGIONS)
     figures = {m["name"] for m in report.REGION.finditer(LAPORAN.read_text())
                if m["kind"] == "FIGURE"}
-    assert figures == set(report.FIGURES)
+    assert figures == set(report.FIGURES) == set(report.WORDS["figures"])
+
+
+def test_every_word_of_the_tables_is_read_from_laporan_toml():
+    """report.py writes no Indonesian of its own: a changed label in laporan.toml shows."""
+    words = report.WORDS
+    before = report.table_hiperparameter(report.Results(REAL_RESULTS))
+    label = words["tables"]["hiperparameter"]["rows"][0][1]
+    try:
+        words["tables"]["hiperparameter"]["rows"][0][1] = "LABEL-UJI"
+        after = report.table_hiperparameter(report.Results(REAL_RESULTS))
+    finally:
+        words["tables"]["hiperparameter"]["rows"][0][1] = label
+    assert label in before and "LABEL-UJI" not in before
+    assert "LABEL-UJI" in after and label not in after
+    source = (ROOT / "resvae_keras" / "report.py").read_text()
+    for word in ("citra", "percobaan", "belum", "dengan", "kelompok", "wajah", "uji"):
+        assert not re.search(rf"\b{word}\b", source), word
 
 
 def test_unknown_region_name_is_an_error(tmp_path):
@@ -768,7 +796,7 @@ def test_committed_report_is_up_to_date_with_the_results():
 
 
 def test_every_figure_the_report_references_exists():
-    missing = [name for name in report.figure_references(LAPORAN.read_text())
+    missing = [name for name in figure_references(LAPORAN.read_text())
                if not (ROOT / "figures" / name).is_file()]
     assert not missing, f"figures/ lacks {missing}: run `make figures` / `make report`"
 
@@ -807,7 +835,7 @@ def test_readme_findings_are_filled_from_the_same_results(built, tmp_path):
                                   html=False, readme_path=readme, figures_dir=tmp_path)
     assert readme in updated
     m = _json(results / "celeba-subset" / "metrics.json")
-    body = report.regions(readme.read_text())["findings"]
+    body = region_bodies(readme.read_text())["findings"]
     assert f"PSNR {m['reconstruction']['psnr']['mean']:.2f} dB" in body
     assert "faces not measured yet" in body
 
