@@ -619,6 +619,11 @@ def _prose_record(results: Results) -> dict:
         "study": {"finished": results.seeds["finished"].sum(),
                   "planned": results.seeds["planned"].sum(), "claims": claims,
                   "claims_id": {k: VERDICT_WORDS[v] for k, v in claims.items()}}}
+    table = results.study_table
+    for group in ("beta", "likelihood"):  # one run per value, the reference arm's seeds beside
+        if len(table) and (table["group"] == group).any():
+            trend = study.sweep_trend(table, group, group, WORDS["sweep"]["measures"])
+            record[group] = {_slug(r["x"]): r for r in trend.to_dict("records")}
     if len(results.main_history):
         from resvae_keras.train import history_summary
 
@@ -635,6 +640,11 @@ def _prose_record(results: Results) -> dict:
                              "elbo_min": min(elbo, default=None),
                              "elbo_max": max(elbo, default=None)}
     return record
+
+
+def _slug(x) -> str:
+    """A swept value as part of a ``{{key}}``: ``0.25`` -> ``025``, ``"gaussian"`` as it is."""
+    return f"{float(x):g}".replace(".", "") if isinstance(x, (int, float)) else str(x)
 
 
 def _expand(columns, record: dict) -> list[Col]:
