@@ -207,10 +207,10 @@ def cmd_study(args):
 
 
 def cmd_report(args):
-    from resvae_keras import report
+    from resvae_keras import report, study
 
     if args.collect:
-        for path in report.collect_run(args.collect):
+        for path in study.collect_run(args.collect, study.results_dir() / report.MAIN_RUN):
             print(f"copied {path.relative_to(report.project_root())}")
     for path in report.build_report():
         print(f"updated {path}")

@@ -845,27 +845,6 @@ def fill_regions(text: str, results: Results, figures_dir: Path, missing: str = 
     return filled
 
 
-def collect_run(run_dir, name: str = MAIN_RUN, results_root=None) -> list[Path]:
-    """Copy an evaluated run's ``config.json``, ``history.csv``, ``metrics*.json`` and its last
-    per-epoch grid (as ``grid_last_epoch.png``) into ``report/results/<name>/`` (the files the
-    report reads); returns the paths written."""
-    run = Path(run_dir)
-    run = run if run.is_absolute() else project_root() / run
-    if not (run / "metrics.json").is_file():
-        raise FileNotFoundError(
-            f"run_dir={str(run_dir)!r} has no metrics.json: evaluate it first with "
-            f"python -m resvae_keras evaluate --run-dir {run_dir}")
-    dest = Path(results_root or study.results_dir()) / name
-    dest.mkdir(parents=True, exist_ok=True)
-    copies = [(p, p.name) for p in [run / "config.json", run / "history.csv",
-                                    *sorted(run.glob("metrics*.json"))] if p.is_file()]
-    grids = sorted((run / "grids").glob("epoch_*.png"))
-    copies += [(grids[-1], "grid_last_epoch.png")] if grids else []
-    for source, target in copies:
-        shutil.copy(source, dest / target)
-    return [dest / target for _, target in copies]
-
-
 def render_html(report_path: Path | None = None) -> Path | None:
     """Render ``laporan.md`` to ``laporan.html`` beside it with pandoc; None without pandoc."""
     report_path = Path(report_path or project_root() / "report" / "laporan.md")

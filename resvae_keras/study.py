@@ -179,28 +179,48 @@ def study_config(name: str, runs: pd.DataFrame | None = None, profile: str = STU
 
 
 def collect(config: Config, dest: Path, profile: str = STUDY_PROFILE) -> dict:
-    """Evaluate a trained run at its last checkpoint and copy its results into ``dest``.
-
-    ``metrics.json`` is written last: its presence marks the run as finished.
-    """
+    """Evaluate a trained run at its last checkpoint and copy its results into ``dest``
+    (``collect_run``); returns its metrics."""
     from resvae_keras import evaluate
-    from resvae_keras.train import load_history
 
     settings = study_settings(profile)
-    run = config.run_path
     metrics = evaluate.evaluate_run(
-        run, n_samples=settings["n_samples"], n_test=settings["n_test"], anomaly=False,
-        sampler=settings["sampler"],
-        checkpoint="last.keras", memorization_queries=settings["memorization_queries"],
-        out=run / "metrics.json", verbose=False,
+        config.run_path, n_samples=settings["n_samples"], n_test=settings["n_test"],
+        anomaly=False, sampler=settings["sampler"], checkpoint="last.keras",
+        memorization_queries=settings["memorization_queries"],
+        out=config.run_path / "metrics.json", verbose=False,
     )
-    dest.mkdir(parents=True, exist_ok=True)
-    shutil.copy(run / "config.json", dest / "config.json")
-    load_history(run).to_csv(dest / "history.csv", index=False)
-    tmp = dest / "metrics.json.tmp"
-    tmp.write_text(json.dumps(metrics, indent=2) + "\n")
-    os.replace(tmp, dest / "metrics.json")
+    collect_run(config.run_path, dest)
     return metrics
+
+
+def collect_run(run_dir, dest=None) -> list[Path]:
+    """Copy an evaluated run's ``config.json``, ``history.csv`` (an epoch logged twice across a
+    resume once), ``metrics_*.json``, its last per-epoch grid (as ``grid_last_epoch.png``) and,
+    last, ``metrics.json`` (whose presence marks the results as finished) into ``dest``
+    (default ``report/results/<run folder name>``); returns the paths written."""
+    from resvae_keras.train import load_history
+
+    run = Path(run_dir)
+    run = run if run.is_absolute() else project_root() / run
+    if not (run / "metrics.json").is_file():
+        raise FileNotFoundError(
+            f"run_dir={str(run_dir)!r} has no metrics.json: evaluate it first with "
+            f"python -m resvae_keras evaluate --run-dir {run_dir}")
+    dest = Path(dest) if dest is not None else results_dir() / run.name
+    dest.mkdir(parents=True, exist_ok=True)
+    grids = sorted((run / "grids").glob("epoch_*.png"))
+    copies = [(p, p.name) for p in [run / "config.json", *sorted(run.glob("metrics_*.json"))]
+              if p.is_file()] + ([(grids[-1], "grid_last_epoch.png")] if grids else [])
+    for source, target in copies:
+        shutil.copy(source, dest / target)
+    written = [dest / target for _, target in copies]
+    if (run / "history.csv").is_file():
+        load_history(run).to_csv(dest / "history.csv", index=False)
+        written.append(dest / "history.csv")
+    shutil.copy(run / "metrics.json", dest / "metrics.json.tmp")
+    os.replace(dest / "metrics.json.tmp", dest / "metrics.json")
+    return [*written, dest / "metrics.json"]
 
 
 def run_study(only=None, profile: str = STUDY_PROFILE, root=None, runs=None,

@@ -810,20 +810,6 @@ def test_number_parser_reads_what_the_formatters_write():
         assert_shows(report.num(24.614, 2), 24.63, "wrong")
 
 
-def test_collect_run_copies_what_the_report_reads(tmp_path):
-    run = tmp_path / "runs" / "celeba-subset"
-    run.mkdir(parents=True)
-    for name in ("config.json", "history.csv", "metrics.json", "metrics_facecrops.json"):
-        (run / name).write_text("{}")
-    (run / "model.keras").write_text("weights")
-    written = report.collect_run(run, results_root=tmp_path / "results")
-    assert sorted(p.name for p in written) == [
-        "config.json", "history.csv", "metrics.json", "metrics_facecrops.json"]
-    assert not (tmp_path / "results" / "celeba-subset" / "model.keras").exists()
-    with pytest.raises(FileNotFoundError, match="evaluate it first"):
-        report.collect_run(tmp_path / "runs" / "none", results_root=tmp_path / "results")
-
-
 def test_readme_findings_are_filled_from_the_same_results(built, tmp_path):
     _, results, _ = built
     readme = tmp_path / "README.md"

@@ -255,3 +255,22 @@ def test_every_designed_run_has_a_floor_only_where_its_likelihood_learns_sigma()
         config = study.study_config(name)
         assert config.sigma_min == 0 or config.likelihood == "gaussian_learned", name
     assert study.study_config("residual_s0").sigma_min == REAL_DATA_SIGMA_MIN > 0
+
+
+def test_collect_run_copies_what_the_report_reads(tmp_path):
+    run = tmp_path / "runs" / "celeba-subset"
+    run.mkdir(parents=True)
+    for name in ("config.json", "metrics.json", "metrics_facecrops.json"):
+        (run / name).write_text("{}")
+    # epoch 1 logged twice: before and after a resume; the later row wins
+    (run / "history.csv").write_text("epoch,val_loss\n0,5.0\n1,9.0\n1,4.0\n")
+    (run / "model.keras").write_text("weights")
+    dest = tmp_path / "results" / "celeba-subset"
+    written = study.collect_run(run, dest)
+    assert sorted(p.name for p in written) == [
+        "config.json", "history.csv", "metrics.json", "metrics_facecrops.json"]
+    assert written[-1].name == "metrics.json"  # last: its presence marks the results finished
+    assert pd.read_csv(dest / "history.csv")["val_loss"].tolist() == [5.0, 4.0]
+    assert not (dest / "model.keras").exists() and not (dest / "metrics.json.tmp").exists()
+    with pytest.raises(FileNotFoundError, match="evaluate it first"):
+        study.collect_run(tmp_path / "runs" / "none", dest)
