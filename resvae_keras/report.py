@@ -622,7 +622,7 @@ def _prose_record(results: Results) -> dict:
     table = results.study_table
     for group in ("beta", "likelihood"):  # one run per value, the reference arm's seeds beside
         if len(table) and (table["group"] == group).any():
-            trend = study.sweep_trend(table, group, group, WORDS["sweep"]["measures"])
+            trend = study.sweep_trend(table, group, group, [c for c in STUDY_MEASURES if c in table])
             record[group] = {_slug(r["x"]): r for r in trend.to_dict("records")}
     if len(results.main_history):
         from resvae_keras.train import history_summary
