@@ -681,7 +681,8 @@ def trend_with_spread(
     name: str | None = None,
     demo: bool = False,
 ):
-    """A single-seed sweep as a trend line, with a band of the seed-to-seed spread around it.
+    """A single-seed sweep as a trend line, with a band of the seed-to-seed spread around it
+    (for categories: points with the spread as error bars).
 
     Args:
         trend: ``study.sweep_trend`` output: ``x``, ``n_seeds``, each column and
@@ -696,13 +697,18 @@ def trend_with_spread(
     for ax, (column, ylabel) in zip(axes, columns.items(), strict=True):
         y = trend[column].to_numpy(float)
         sd = trend[f"{column}_seed_sd"].to_numpy(float)
-        ax.plot(x, y, marker="o", color="tab:blue", label=point_label)
+        # categories (likelihoods) are points, not a line: there is nothing between them
+        ax.plot(x, y, marker="o", linestyle="-" if numeric else "none", color="tab:blue",
+                label=point_label)
         several = trend["n_seeds"].to_numpy() > 1
         if several.any():
             ax.scatter(x[several], y[several], s=80, facecolors="none", edgecolors="tab:blue",
                        label=mean_label.format(n=int(trend["n_seeds"].max())))
-        if np.isfinite(sd).any():
+        if np.isfinite(sd).any() and numeric:
             ax.fill_between(x, y - sd, y + sd, color="tab:blue", alpha=0.15, label=spread_label)
+        elif np.isfinite(sd).any():  # the spread as an error bar at each category
+            ax.errorbar(x, y, yerr=sd, fmt="none", ecolor="tab:blue", alpha=0.5, capsize=6,
+                        label=spread_label)
         ax.set(xlabel=xlabel, ylabel=ylabel, xscale="log" if logx and numeric else "linear")
         ax.set_xticks(x, [f"{v:g}" if numeric else str(v) for v in trend["x"]])
         ax.minorticks_off()

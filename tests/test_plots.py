@@ -260,3 +260,12 @@ def test_trend_with_spread_draws_a_band_of_the_seed_spread():
     ax = plots.trend_with_spread(trend, {"kl": "KL"}, "beta").axes[0]
     band = [c for c in ax.collections if type(c).__name__ in ("PolyCollection", "FillBetweenPolyCollection")]
     assert band and "SD between seeds" in " ".join(t.get_text() for t in ax.get_legend().texts)
+
+
+def test_trend_with_spread_of_categories_draws_points_with_error_bars():
+    trend = pd.DataFrame({"x": ["bernoulli", "gaussian"], "n_seeds": [1, 3], "kl": [4.0, 3.0],
+                          "kl_seed_sd": [0.5, 0.5]})
+    ax = plots.trend_with_spread(trend, {"kl": "KL"}, "likelihood").axes[0]
+    assert ax.lines[0].get_linestyle() == "None"  # no line between two likelihoods
+    assert ax.containers and not [c for c in ax.collections if "Poly" in type(c).__name__]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["bernoulli", "gaussian"]
