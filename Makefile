@@ -63,8 +63,14 @@ bench: $(STAMP)
 gpu-check:
 	PYTHON=$(PYTHON) bash scripts/gpu_check.sh
 
+# Refills report/laporan.md and README.md from report/results/, then renders the HTML with pandoc.
 report: $(STAMP)
 	$(BIN)/python -m resvae_keras report
+	@if command -v pandoc >/dev/null; then \
+	  cd report && pandoc laporan.md --standalone --toc --mathml -V maxwidth=60em \
+	    --resource-path=.:.. -o laporan.html && echo "rendered report/laporan.html"; \
+	else echo "pandoc not found: report/laporan.md is up to date, laporan.html was not rendered" \
+	  "(install pandoc, e.g. apt-get install pandoc, and run make report again)"; fi
 
 clean:
 	rm -rf $(VENV) .venv-gpu .pytest_cache

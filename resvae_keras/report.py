@@ -18,8 +18,6 @@ import io
 import json
 import math
 import re
-import shutil
-import subprocess
 from functools import cache, cached_property
 from pathlib import Path
 from typing import NamedTuple
@@ -179,8 +177,9 @@ class Results:
         return json.loads(path.read_text()) if path.is_file() else None
 
     @cached_property
-    def main_metrics(self) -> dict | None:
-        return self._json("metrics.json")
+    def main(self) -> dict:
+        """The main run's ``metrics.json`` (empty when missing)."""
+        return self._json("metrics.json") or {}
 
     @cached_property
     def main_config(self) -> dict | None:
@@ -198,10 +197,6 @@ class Results:
         """``metrics_<data>.json`` of the main run: the model on other data, by name."""
         return {path.stem.removeprefix("metrics_"): json.loads(path.read_text())
                 for path in sorted(self.main_dir.glob("metrics_*.json"))}
-
-    @property
-    def main(self) -> dict:
-        return self.main_metrics or {}
 
     @property
     def samples(self) -> dict:
@@ -244,6 +239,14 @@ class Results:
     @cached_property
     def seeds(self) -> pd.DataFrame:
         return study.seeds_per_arm(self.study_dir, self.study_runs)
+
+    @cached_property
+    def trends(self) -> dict[str, pd.DataFrame]:
+        """``study.sweep_trend`` of each sweep with a finished run (``beta``, ``likelihood``),
+        over every study measure."""
+        table = self.study_table
+        return {group: study.sweep_trend(table, group, group, [c for c in STUDY_MEASURES if c in table])
+                for group in ("beta", "likelihood") if len(table) and (table["group"] == group).any()}
 
 
 # -- tables: the architecture (the Keras model, no results) ------------------------------
@@ -453,7 +456,7 @@ def table_anomali(results: Results) -> str | None:
 def table_target(results: Results) -> str | None:
     """Each target of laporan.toml's ``[tables.target]``, its bound, the run's value and
     whether it is met."""
-    m, spec = results.main_metrics, TABLES["target"]
+    m, spec = results.main, TABLES["target"]
     if not m:
         return None
     summary, rows = m.get("summary") or {}, []
@@ -546,14 +549,13 @@ def table_klaim(results: Results) -> str | None:
 
 def _sweep_table(results: Results, group: str, show) -> str | None:
     """One row per value of the swept setting: the mean ± SD over seeds, or the one run."""
-    table = results.study_table
-    if table.empty or not (table["group"] == group).any():
+    trend = results.trends.get(group)
+    if trend is None:
         return None
-    columns = [_measure(c) for c in WORDS["sweep"]["measures"] if c in table]
+    columns = [_measure(c) for c in WORDS["sweep"]["measures"] if c in trend]
     rows = [(show(r["x"]), integer(r["n_seeds"]), *(
         plus_minus(r[c.key], r[f"{c.key}_seed_sd"], c.decimals) if r["n_seeds"] > 1
-        else num(r[c.key], c.decimals) for c in columns))
-        for r in study.sweep_trend(table, group, group, [c.key for c in columns]).to_dict("records")]
+        else num(r[c.key], c.decimals) for c in columns)) for r in trend.to_dict("records")]
     return markdown_table([*TABLES[group]["headers"], *(c.label for c in columns)], rows)
 
 
@@ -619,11 +621,8 @@ def _prose_record(results: Results) -> dict:
         "study": {"finished": results.seeds["finished"].sum(),
                   "planned": results.seeds["planned"].sum(), "claims": claims,
                   "claims_id": {k: VERDICT_WORDS[v] for k, v in claims.items()}}}
-    table = results.study_table
-    for group in ("beta", "likelihood"):  # one run per value, the reference arm's seeds beside
-        if len(table) and (table["group"] == group).any():
-            trend = study.sweep_trend(table, group, group, [c for c in STUDY_MEASURES if c in table])
-            record[group] = {_slug(r["x"]): r for r in trend.to_dict("records")}
+    for group, trend in results.trends.items():  # one run per value, the reference arm beside
+        record[group] = {_slug(r["x"]): r for r in trend.to_dict("records")}
     if len(results.main_history):
         from resvae_keras.train import history_summary
 
@@ -671,51 +670,50 @@ def values(results: Results) -> dict[str, str]:
 
 
 # -- figures: plots.py with the words of laporan.toml; None while their results are missing --
-# ``w`` is a figure's [figures.<name>] table: keyword arguments of its plots.py function, and
-# ``measures`` (the study measures it shows) or ``line`` (the label of its reference line).
+# ``w`` are a figure's [figures.<name>] entries: keyword arguments of its plots.py function,
+# besides ``measures`` (the study measures it shows) and ``line`` (its reference line's label).
 
 
-def figure_kurva_loss(results: Results, w: dict):
+def figure_kurva_loss(results: Results, **w):
     history = results.main_history
     return plots.loss_curves(history.assign(epoch=history["epoch"] + 1), **w) if len(history) else None
 
 
-def figure_validation(results: Results, w: dict, minutes: bool):
+def figure_validation(results: Results, line: str, minutes: bool = False, **w):
     """The arms' validation −ELBO per optimizer step, or per benchmarked minute."""
     curves, timed = study.arm_curves(results.study, results.benchmark)
     if minutes:  # every arm on the time axis, or no figure
         curves = timed if len(timed) == len(curves) else {}
     if not curves:
         return None
-    groups = {name: _arm(results.study[name]["arm"]) for name in curves}
-    (line, w), arms = _pop(w, "line"), results.arms
+    groups, arms = {name: _arm(results.study[name]["arm"]) for name in curves}, results.arms
     lines = ({"vlines": {line: arms["equal_time_s"].iloc[0] / 60.0}} if minutes
              else {"hlines": {line: arms["threshold"].iloc[0]}})
     return plots.grouped_curves(curves, groups, **lines, **w)
 
 
-def figure_arm_points(results: Results, w: dict):
-    """Every seed and each arm's mean of the study measures ``w["measures"]``."""
-    table, (columns, w) = results.arms, _pop(w, "measures")
-    if columns == "samplers":  # face rate and SWD of every sampler the arms were evaluated with
-        columns = [f"{kind}_{key}" for key in study.sampler_keys(table)
-                   for kind in ("face_rate", "swd_mean")] if len(table) else []
-    columns = [c for c in columns if c in table and table[c].notna().any()]
-    if table.empty or not columns:
+def figure_arm_points(results: Results, measures, **w):
+    """Every seed and each arm's mean of the study ``measures``."""
+    table = results.arms
+    if measures == "samplers":  # face rate and SWD of every sampler the arms were evaluated with
+        measures = [f"{kind}_{key}" for key in study.sampler_keys(table)
+                    for kind in ("face_rate", "swd_mean")] if len(table) else []
+    measures = [c for c in measures if c in table and table[c].notna().any()]
+    if table.empty or not measures:
         return None
-    return plots.arm_points(table, {c: _measure(c).label for c in columns},
+    return plots.arm_points(table, {c: _measure(c).label for c in measures},
                             {a: _arm(a) for a in table["arm"].unique()}, **w)
 
 
-def figure_beta_trend(results: Results, w: dict):
-    table, (columns, w) = results.study_table, _pop(w, "measures")
-    if table.empty or not (table["group"] == "beta").any():
+def figure_beta_trend(results: Results, measures, **w):
+    trend = results.trends.get("beta")
+    if trend is None:
         return None
-    return plots.trend_with_spread(study.sweep_trend(table, "beta", "beta", list(columns)),
-                                   {c: _measure(c).label for c in columns}, logx=True, **w)
+    return plots.trend_with_spread(trend, {c: _measure(c).label for c in measures if c in trend},
+                                   logx=True, **w)
 
 
-def figure_per_atribut(results: Results, w: dict):
+def figure_per_atribut(results: Results, **w):
     top = per_attribute_rows(results)
     if top.empty:
         return None
@@ -725,43 +723,36 @@ def figure_per_atribut(results: Results, w: dict):
     return plots.metric_bars(bars, **w)
 
 
-def figure_auroc(results: Results, w: dict):
+def figure_auroc(results: Results, line: str, **w):
     by_kind, strengths = _anomaly(results)
     if not by_kind:
         return None
-    (line, w) = _pop(w, "line")
     auroc = pd.Series({_anomaly_label(k, strengths): _get(v, "neg_elbo.auroc")
                        for k, v in by_kind.items()}, dtype=float, name="AUROC")
     return plots.metric_bars(auroc, hlines={line: 0.5}, limits=(0, 1.05), **w)
 
 
-def figure_norma_interpolasi(results: Results, w: dict):
+def figure_norma_interpolasi(results: Results, title: str, **w):
     """Norm of z along lerp and slerp paths between prior samples: needs only the latent size."""
     from resvae_keras import latent
 
     d = int((results.main_config or {}).get("latent_dim") or Config().latent_dim)
     z0, z1 = latent.prior_samples(200, d, seed=1), latent.prior_samples(200, d, seed=2)
-    return plots.norm_plot(latent.norm_along_path(z0, z1, steps=21), d,
-                           **{**w, "title": w["title"].format(d=d)})
+    return plots.norm_plot(latent.norm_along_path(z0, z1, steps=21), d, title=title.format(d=d), **w)
 
 
-def figure_model_bawaan(results: Results, w: dict):
-    sweep, (columns, w) = results.sweep, _pop(w, "measures")
+def figure_model_bawaan(results: Results, measures: dict, **w):
+    sweep = results.sweep
     if not len(sweep):
         return None
     return plots.tradeoff(sweep.set_index(sweep["sigma_min"].map(_floor)), "kl_nats",
-                          {c: label for c, label in columns.items() if c in sweep}, **w)
+                          {c: label for c, label in measures.items() if c in sweep}, **w)
 
 
-def _pop(w: dict, key: str) -> tuple:
-    """``(w[key], w without key)``: a figure's own entry, and its plots.py keyword arguments."""
-    return w[key], {k: v for k, v in w.items() if k != key}
-
-
-FIGURES = {  # figures/<name>.png -> its drawing function of the results and its words
+FIGURES = {  # figures/<name>.png -> its drawing function of the results (and its words)
     "laporan_kurva_loss": figure_kurva_loss,
-    "laporan_val_loss_epoch": lambda results, w: figure_validation(results, w, minutes=False),
-    "laporan_val_loss_waktu": lambda results, w: figure_validation(results, w, minutes=True),
+    "laporan_val_loss_epoch": figure_validation,
+    "laporan_val_loss_waktu": lambda results, **w: figure_validation(results, minutes=True, **w),
     "laporan_ablasi_psnr": figure_arm_points,
     "laporan_ablasi_swd": figure_arm_points,
     "laporan_ablasi_waktu": figure_arm_points,
@@ -792,7 +783,7 @@ def draw_figures(results: Results, figures_dir: Path) -> list[Path]:
 
     updated = []
     for name, draw in FIGURES.items():
-        fig = draw(results, WORDS["figures"][name])
+        fig = draw(results, **WORDS["figures"][name])
         if fig is None:
             continue
         buffer = io.BytesIO()
@@ -845,37 +836,20 @@ def fill_regions(text: str, results: Results, figures_dir: Path, missing: str = 
     return filled
 
 
-def render_html(report_path: Path | None = None) -> Path | None:
-    """Render ``laporan.md`` to ``laporan.html`` beside it with pandoc; None without pandoc."""
-    report_path = Path(report_path or project_root() / "report" / "laporan.md")
-    pandoc = shutil.which("pandoc")
-    if pandoc is None:
-        print("pandoc not found: report/laporan.md is up to date but was not rendered to HTML. "
-              "Install it with `sudo apt-get install pandoc` (Debian/Ubuntu) and run "
-              "`make report` again.")
-        return None
-    out, root = report_path.with_suffix(".html"), report_path.resolve().parent.parent
-    subprocess.run([pandoc, report_path.name, "--standalone", "--toc", "--mathml", "-V",
-                    "maxwidth=60em", f"--resource-path=.:{root}", "-o", out.name],
-                   cwd=report_path.parent, check=True)
-    return out
-
-
 def build_report(results_root: Path | str | None = None, report_path: Path | str | None = None,
                  figures_dir: Path | str | None = None, figures: bool = True,
-                 html: bool = True, readme_path: Path | str | None = None) -> list[Path]:
-    """Redraw the figures, refill every generated region of ``laporan.md``, render HTML.
+                 readme_path: Path | str | None = None) -> list[Path]:
+    """Redraw the figures and refill every generated region of ``laporan.md`` (and the README).
 
     Args:
         results_root: folder with ``celeba-subset/`` and ``study/`` (default ``report/results``).
         report_path: the report to fill in place (default ``report/laporan.md``).
         figures_dir: where ``laporan_*.png`` go and figure references are checked (``figures/``).
         figures: redraw the ``laporan_*`` figures first.
-        html: render ``laporan.html`` with pandoc when it is installed.
         readme_path: a README whose marked regions (e.g. ``findings``) are filled too; by
             default the project's ``README.md`` when ``report_path`` is the default one.
 
-    Returns the paths whose contents changed (figures, the report, the README, the HTML).
+    Returns the paths whose contents changed (figures, the report, the README).
     """
     if readme_path is None and report_path is None:
         readme_path = project_root() / "README.md"
@@ -894,6 +868,4 @@ def build_report(results_root: Path | str | None = None, report_path: Path | str
         if _write_if_changed(path, fill_regions(path.read_text(), results, figures_dir,
                                                 missing).encode()):
             updated.append(path)
-    if html and (out := render_html(report_path)) is not None:
-        updated.append(out)
     return updated

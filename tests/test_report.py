@@ -198,8 +198,7 @@ def built(tmp_path_factory):
     copy = tmp / "report" / "laporan.md"
     copy.parent.mkdir()
     shutil.copy(LAPORAN, copy)
-    report.build_report(results_root=results, report_path=copy, figures_dir=tmp / "figures",
-                        html=False)
+    report.build_report(results_root=results, report_path=copy, figures_dir=tmp / "figures")
     return copy.read_text(), results, tmp / "figures"
 
 
@@ -655,7 +654,7 @@ def test_missing_results_give_one_honest_line_each(tmp_path):
     copy = tmp_path / "laporan.md"
     shutil.copy(LAPORAN, copy)
     report.build_report(results_root=tmp_path / "nothing", report_path=copy,
-                        figures_dir=tmp_path / "figures", html=False)
+                        figures_dir=tmp_path / "figures")
     regions = region_bodies(copy.read_text())
     needs_no_results = ("arsitektur", "diagram", "status", "laporan_norma_interpolasi")
     texts = {m["name"] for m in report.REGION.finditer(copy.read_text()) if m["kind"] == "TEXT"}
@@ -748,21 +747,13 @@ def test_unknown_region_name_is_an_error(tmp_path):
                             report.Results(tmp_path), tmp_path)
 
 
-def test_render_html_without_pandoc_says_how_to_install(monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(report.shutil, "which", lambda name: None)
-    copy = tmp_path / "laporan.md"
-    copy.write_text("# x\n")
-    assert report.render_html(copy) is None
-    assert "sudo apt-get install pandoc" in capsys.readouterr().out
-
-
 def test_build_report_returns_only_what_changed(built, tmp_path):
     _, results, figures = built
     copy, redrawn = tmp_path / "laporan.md", tmp_path / "f" / "laporan_auroc.png"
     shutil.copy(LAPORAN, copy)
     shutil.copytree(figures, tmp_path / "f")
     redrawn.unlink()  # the one figure whose bytes change; the others are drawn the same
-    kwargs = dict(results_root=results, report_path=copy, figures_dir=tmp_path / "f", html=False)
+    kwargs = dict(results_root=results, report_path=copy, figures_dir=tmp_path / "f")
     assert report.build_report(**kwargs) == [redrawn, copy]
     assert report.build_report(**kwargs, figures=False) == []
 
@@ -778,7 +769,7 @@ needs_results = pytest.mark.skipif(
 def test_real_results_tables_match_their_files(tmp_path):
     copy = tmp_path / "laporan.md"
     shutil.copy(LAPORAN, copy)
-    report.build_report(results_root=REAL_RESULTS, report_path=copy, figures=False, html=False,
+    report.build_report(results_root=REAL_RESULTS, report_path=copy, figures=False,
                         figures_dir=ROOT / "figures")
     checked = check_all_tables(copy.read_text(), REAL_RESULTS)
     assert checked, "report/results exists but no table was checked"
@@ -817,8 +808,7 @@ def test_readme_findings_are_filled_from_the_same_results(built, tmp_path):
                       "\n-->\n<!-- END TEXT: findings -->\n")
     copy = tmp_path / "laporan.md"
     shutil.copy(LAPORAN, copy)
-    updated = report.build_report(results_root=results, report_path=copy, figures=False,
-                                  html=False, readme_path=readme, figures_dir=tmp_path)
+    updated = report.build_report(results_root=results, report_path=copy, figures=False, readme_path=readme, figures_dir=tmp_path)
     assert readme in updated
     m = _json(results / "celeba-subset" / "metrics.json")
     body = region_bodies(readme.read_text())["findings"]
