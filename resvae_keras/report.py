@@ -245,7 +245,7 @@ class Results:
         """``study.sweep_trend`` of each sweep with a finished run (``beta``, ``likelihood``),
         over every study measure."""
         table = self.study_table
-        return {group: study.sweep_trend(table, group, group, [c for c in STUDY_MEASURES if c in table])
+        return {group: study.sweep_trend(table, group, [c for c in STUDY_MEASURES if c in table])
                 for group in ("beta", "likelihood") if len(table) and (table["group"] == group).any()}
 
 

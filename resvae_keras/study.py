@@ -741,19 +741,20 @@ def arm_summary(table: pd.DataFrame, columns) -> pd.DataFrame:
     return pd.DataFrame.from_dict(out, orient="index")
 
 
-def sweep_trend(table: pd.DataFrame, group: str, x: str, columns) -> pd.DataFrame:
+def sweep_trend(table: pd.DataFrame, group: str, columns) -> pd.DataFrame:
     """A single-seed sweep as a trend, with the reference arm's seeds beside it.
 
-    Rows: each run of ``group`` at its config value ``x`` (e.g. ``beta``), and the reference
-    arm (``REFERENCE_ARM``, every seed) at its own ``x`` as the mean of its seeds. Columns:
+    Rows: each run of ``group`` at its value ``x`` of the config setting the group is named
+    after and sweeps (``beta``, ``likelihood``), and the reference arm (``REFERENCE_ARM``,
+    every seed) at its own value as the mean of its seeds. Columns:
     ``x``, ``n_seeds``, and per column its value and ``<c>_seed_sd``: the seed-to-seed SD of
     the reference arm, the spread a single-seed difference has to exceed to mean anything.
     """
     reference = table[(table["group"] == "arms") & (table["arm"] == REFERENCE_ARM)]
     runs = table[table["group"] == group]
-    rows = [{"x": r[x], "n_seeds": 1, **{c: r[c] for c in columns}} for _, r in runs.iterrows()]
+    rows = [{"x": r[group], "n_seeds": 1, **{c: r[c] for c in columns}} for _, r in runs.iterrows()]
     if len(reference):
-        rows.append({"x": reference[x].iloc[0], "n_seeds": len(reference),
+        rows.append({"x": reference[group].iloc[0], "n_seeds": len(reference),
                      **{c: reference[c].mean() for c in columns}})
     out = pd.DataFrame(rows, columns=["x", "n_seeds", *columns])
     for c in columns:

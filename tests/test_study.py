@@ -191,7 +191,7 @@ def test_sweep_trend_puts_the_reference_seeds_beside_the_single_seed_runs():
     rows += [{"group": "beta", "arm": f"beta_{b:g}", "beta": b, "kl_nats": k}
              for b, k in ((0.5, 400.0), (2.0, 200.0))]
     rows += [{"group": "arms", "arm": "plain", "beta": 1.0, "kl_nats": 1.0}]
-    trend = study.sweep_trend(pd.DataFrame(rows), "beta", "beta", ["kl_nats"])
+    trend = study.sweep_trend(pd.DataFrame(rows), "beta", ["kl_nats"])
     assert list(trend["x"]) == [0.5, 1.0, 2.0]
     assert list(trend["n_seeds"]) == [1, 3, 1]
     assert trend.loc[1, "kl_nats"] == pytest.approx(310.0)
