@@ -28,6 +28,7 @@ import tomllib
 
 from resvae_keras import metrics, plots, study
 from resvae_keras.config import Config, project_root
+from resvae_keras.study import lookup
 
 MAIN_RUN = "celeba-subset"
 REGION = re.compile(
@@ -97,15 +98,6 @@ def not_available(what: str, command: str) -> str:
     return TEXT["not_available"].format(what=what, command=command)
 
 
-def _get(mapping, dotted: str):
-    """``mapping["a"]["b"]`` for ``"a.b"``; None when any key is missing."""
-    for key in dotted.split("."):
-        if not isinstance(mapping, dict) or key not in mapping:
-            return None
-        mapping = mapping[key]
-    return mapping
-
-
 class Col(NamedTuple):
     """One formatted value: ``key`` (dotted path into a record), ``label`` (a table header or a
     ``values`` key), ``decimals`` (``"int"``: an integer; ``"p"``: a p-value; ``"%"``: a
@@ -119,7 +111,7 @@ class Col(NamedTuple):
     optional: bool = False
 
     def cell(self, record) -> str:
-        value, kind = _get(record, self.key), self.decimals
+        value, kind = lookup(record, self.key), self.decimals
         if kind == "text":
             return str(value) if value not in (None, "") else DASH
         if not _finite(value):
@@ -146,7 +138,7 @@ def _table(name: str, rows, columns=None, headers=None) -> str | None:
     headers = TABLES[name]["headers"] if headers is None else headers
     rows = [((labels,) if isinstance(labels, str) else tuple(labels), r) for labels, r in rows]
     columns = [c for c in (_columns(name) if columns is None else columns)
-               if not c.optional or any(_get(r, c.key) is not None for _, r in rows)]
+               if not c.optional or any(lookup(r, c.key) is not None for _, r in rows)]
     return markdown_table([*headers, *(c.label for c in columns)],
                           [(*labels, *(c.cell(r) for c in columns)) for labels, r in rows],
                           numeric=[len(headers) + i for i, c in enumerate(columns)
@@ -200,7 +192,7 @@ class Results:
 
     @property
     def samples(self) -> dict:
-        return _get(self.main, "samples") or {}
+        return lookup(self.main, "samples") or {}
 
     @cached_property
     def sweep(self) -> pd.DataFrame:
@@ -304,7 +296,7 @@ def table_diagram(results: Results) -> str:
 
 
 def table_data(results: Results) -> str | None:
-    counts = _get(results.main, "data.split_counts") or {}
+    counts = lookup(results.main, "data.split_counts") or {}
     total = sum(counts.values())
     rows = [(NAMES["split"].get(k, k), {"n": v, "share": 100 * v / total})
             for k, v in [*counts.items(), ("total", total)]] if counts else []
@@ -351,13 +343,13 @@ def table_waktu(results: Results) -> str | None:
 
 
 def table_rekonstruksi(results: Results) -> str | None:
-    rec = _get(results.main, "reconstruction")
+    rec = lookup(results.main, "reconstruction")
     if not rec:
         return None
 
     def stat(key, which):  # a {mean, std} entry, or one number (the decoder's sigma)
         value = rec.get(key)
-        return _get(value, which) if isinstance(value, dict) else value if which == "mean" else None
+        return lookup(value, which) if isinstance(value, dict) else value if which == "mean" else None
 
     spec = TABLES["rekonstruksi"]
     rows = [(label, *(num(stat(key, which), d) for which in ("mean", "std")))
@@ -366,7 +358,7 @@ def table_rekonstruksi(results: Results) -> str | None:
 
 
 def table_generalisasi(results: Results) -> str | None:
-    rec = _get(results.main, "reconstruction")
+    rec = lookup(results.main, "reconstruction")
     if not rec:
         return None
     sets = [(TABLES["generalisasi"]["test_split"], rec)]
@@ -382,7 +374,7 @@ def table_generalisasi(results: Results) -> str | None:
 def per_attribute_rows(results: Results, k: int = 10) -> pd.DataFrame:
     """``metrics.strongest_attributes`` of the main run, largest MSE gap first (empty when
     missing)."""
-    rows = _get(results.main, "per_attribute.rows")
+    rows = lookup(results.main, "per_attribute.rows")
     if not rows:
         return pd.DataFrame()
     breakdown = pd.DataFrame.from_dict(rows, orient="index")
@@ -404,7 +396,7 @@ def _samplers(results: Results) -> list[tuple[str, dict]]:
 def table_sampel(results: Results) -> str | None:
     if not results.samples:
         return None
-    references = _get(results.main, "sample_references") or {}
+    references = lookup(results.main, "sample_references") or {}
     return _table("sampel", [*_samplers(results), *(
         (REFERENCE_NAMES.get(k, k), s) for k, s in references.items())])
 
@@ -414,14 +406,14 @@ def table_keragaman(results: Results) -> str | None:
         return None
     first = next(iter(results.samples.values()))
     real = {  # the real test faces, read through the samples' columns
-        "diversity": {"pixel_l2_fake": _get(first, "diversity.pixel_l2_real"),
-                      "ms_ssim_fake": _get(first, "diversity.ms_ssim_real")},
-        "memorization": {"sample_to_train": _get(first, "memorization.test_to_train")}}
+        "diversity": {"pixel_l2_fake": lookup(first, "diversity.pixel_l2_real"),
+                      "ms_ssim_fake": lookup(first, "diversity.ms_ssim_real")},
+        "memorization": {"sample_to_train": lookup(first, "memorization.test_to_train")}}
     return _table("keragaman", [*_samplers(results), (TABLES["keragaman"]["real"], real)])
 
 
 def table_laten(results: Results) -> str | None:
-    lat, spec = _get(results.main, "latent"), TABLES["laten"]
+    lat, spec = lookup(results.main, "latent"), TABLES["laten"]
     if not lat:
         return None
     top = ", ".join(f"z{u} ({num(kl, 2)})" for u, kl in zip(
@@ -443,7 +435,7 @@ def _anomaly_label(kind: str, strengths: dict) -> str:
 
 def _anomaly(results: Results) -> tuple[dict, dict]:
     """``({kind: {score: result}}, corruption strengths)`` of the main run; empty when missing."""
-    anomaly = _get(results.main, "anomaly") or {}
+    anomaly = lookup(results.main, "anomaly") or {}
     return anomaly.get("results") or {}, anomaly.get("corruption_strengths", {})
 
 
@@ -467,7 +459,7 @@ def table_target(results: Results) -> str | None:
         else:
             bound, rule = float(shown), f"{'≥' if op == '>=' else '≤'} {shown}"
         if key.startswith("diversity."):  # a sampler's MS-SSIM between samples vs real faces'
-            fake, real = (_get(m, f"samples.{key[10:]}.diversity.ms_ssim_{k}")
+            fake, real = (lookup(m, f"samples.{key[10:]}.diversity.ms_ssim_{k}")
                           for k in ("fake", "real"))
             value = abs(fake - real) if _finite(fake) and _finite(real) else None
         if not (_finite(value) and _finite(bound)):  # a sampler this run was not evaluated with
@@ -600,13 +592,13 @@ def _prose_record(results: Results) -> dict:
     config, _, counts = architecture()
     m = results.main
     rec = dict(m.get("reconstruction") or {})
-    mse, sigma = _get(rec, "mse.mean"), rec.get("decoder_sigma")
+    mse, sigma = lookup(rec, "mse.mean"), rec.get("decoder_sigma")
     if _finite(mse) and _finite(sigma) and mse > 0:
         rec.update(rmse=math.sqrt(mse), sigma_ratio=sigma / math.sqrt(mse))
     samples = {k.replace(".", ""): dict(s) for k, s in {
         **results.samples, **(m.get("sample_references") or {})}.items()}
     for s in samples.values():
-        fake, real = _get(s, "diversity.pixel_l2_fake"), _get(s, "diversity.pixel_l2_real")
+        fake, real = lookup(s, "diversity.pixel_l2_fake"), lookup(s, "diversity.pixel_l2_real")
         s["l2_share"] = fake / real if _finite(fake) and _finite(real) else None
     claims = {f"{c.hypothesis}_{c.baseline}": c.verdict  # English, for the README
               for c in study.claims(results.verdicts).itertuples()} if len(results.verdicts) else {}
@@ -614,7 +606,7 @@ def _prose_record(results: Results) -> dict:
         "arch": {"total": counts["total"], "widths": "–".join(map(str, config.widths)),
                  "blocks": config.blocks_per_stage, "latent_dim": config.latent_dim},
         "main": m, "config": results.main_config, "rec": rec,
-        "samples": samples, "real": _get(next(iter(samples.values()), {}), "diversity"),
+        "samples": samples, "real": lookup(next(iter(samples.values()), {}), "diversity"),
         "other": {k: v.get("reconstruction", v) for k, v in results.other_metrics.items()},
         "sweep": {"s" + f"{float(r['sigma_min']):g}".replace(".", ""): r.to_dict()
                   for _, r in results.sweep.iterrows()},
@@ -626,14 +618,14 @@ def _prose_record(results: Results) -> dict:
     if len(results.main_history):
         from resvae_keras.train import history_summary
 
-        record["history"] = history_summary(results.main_history, _get(record, "config.beta"))
-    if _get(m, "per_attribute.rows"):
+        record["history"] = history_summary(results.main_history, lookup(record, "config.beta"))
+    if lookup(m, "per_attribute.rows"):
         found = metrics.significant_attributes(
             pd.DataFrame.from_dict(m["per_attribute"]["rows"], orient="index"), ALPHA)
         record["attributes"] = {**found, **{k: ", ".join(f"`{a}`" for a in found[k])
                                             for k in ("worse", "better")}}
     by_kind, _ = _anomaly(results)
-    elbo = [a for a in (_get(s, "neg_elbo.auroc") for s in by_kind.values()) if _finite(a)]
+    elbo = [a for a in (lookup(s, "neg_elbo.auroc") for s in by_kind.values()) if _finite(a)]
     if by_kind:
         record["anomaly"] = {**m["anomaly"], "n_kinds": len(elbo) or None,
                              "elbo_min": min(elbo, default=None),
@@ -656,7 +648,7 @@ def _expand(columns, record: dict) -> list[Col]:
             out.append(c)
             continue
         out += [c._replace(key=f"{head}.{k}{tail}", label=c.label.replace("{}", k))
-                for k in _get(record, head) or {}]
+                for k in lookup(record, head) or {}]
     return out
 
 
@@ -727,7 +719,7 @@ def figure_auroc(results: Results, line: str, **w):
     by_kind, strengths = _anomaly(results)
     if not by_kind:
         return None
-    auroc = pd.Series({_anomaly_label(k, strengths): _get(v, "neg_elbo.auroc")
+    auroc = pd.Series({_anomaly_label(k, strengths): lookup(v, "neg_elbo.auroc")
                        for k, v in by_kind.items()}, dtype=float, name="AUROC")
     return plots.metric_bars(auroc, hlines={line: 0.5}, limits=(0, 1.05), **w)
 

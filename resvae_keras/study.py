@@ -365,8 +365,9 @@ def load_results(root=None, runs=None) -> dict[str, dict]:
     return out
 
 
-def _get(mapping, *keys):
-    for key in keys:
+def lookup(mapping, dotted: str):
+    """``mapping["a"]["b"]`` for ``"a.b"``; None when any key is missing."""
+    for key in dotted.split("."):
         if not isinstance(mapping, dict) or key not in mapping:
             return None
         mapping = mapping[key]
@@ -384,17 +385,17 @@ def run_measures(metrics: dict, config: dict | None = None) -> dict:
     """
     rec = metrics.get("reconstruction", {})
     row = {
-        "psnr": _get(rec, "psnr", "mean"), "ssim": _get(rec, "ssim", "mean"),
-        "ms_ssim": _get(rec, "ms_ssim", "mean"),
-        "neg_elbo_bpd": _get(rec, "bits_per_dim", "mean"),
-        "kl_nats": _get(rec, "kl_nats", "mean"), "sharpness_ratio": rec.get("sharpness_ratio"),
+        "psnr": lookup(rec, "psnr.mean"), "ssim": lookup(rec, "ssim.mean"),
+        "ms_ssim": lookup(rec, "ms_ssim.mean"),
+        "neg_elbo_bpd": lookup(rec, "bits_per_dim.mean"),
+        "kl_nats": lookup(rec, "kl_nats.mean"), "sharpness_ratio": rec.get("sharpness_ratio"),
     }
     for key, report in (metrics.get("samples") or {}).items():
         realism = report.get("realism", {})
         row[f"face_rate_{key}"] = realism.get("face_rate")
         for level, value in (realism.get("swd") or {}).items():
             row[f"{level}_{key}"] = value  # swd_16_prior_t1, ..., swd_mean_prior_t1
-        row[f"ms_ssim_{key}"] = _get(report, "diversity", "ms_ssim_fake")
+        row[f"ms_ssim_{key}"] = lookup(report, "diversity.ms_ssim_fake")
     training = metrics.get("training") or {}
     row.update(steps=training.get("steps"), epochs=training.get("epochs"),
                wall_time_s=training.get("wall_time_s"))
