@@ -258,7 +258,7 @@ def run_study(only=None, profile: str = STUDY_PROFILE, root=None, runs=None,
         config = study_config(name, table, profile)
         started = time.perf_counter()
         print(f"== {name}: {config.epochs} epochs into {config.run_dir}", flush=True)
-        train(config, verbose=verbose)
+        train(config, verbose=verbose, second_stage=False)  # it evaluates last.keras
         metrics = collect(config, dest, profile)
         rec = metrics["reconstruction"]
         print(f"== {name}: done in {time.perf_counter() - started:.0f} s, test PSNR "
@@ -809,7 +809,7 @@ def run_sweep(only=None, verbose=2) -> list[str]:
             continue
         config = sweep_config(name)
         print(f"== sweep {name}: {config.epochs} epochs into {config.run_dir}", flush=True)
-        train(config, verbose=verbose)
+        train(config, verbose=verbose, second_stage=False)  # evaluated at last.keras
         collect(config, root / name)
         print(f"== sweep {name}: results in {_shown(root / name)}", flush=True)
         finished.append(name)

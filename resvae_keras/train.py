@@ -708,7 +708,7 @@ def _diverged_message(config: Config, where, kept_epochs: int) -> str:
     ])
 
 
-def train(config: Config, verbose="auto", callbacks=(), strategy=None):
+def train(config: Config, verbose="auto", callbacks=(), strategy=None, second_stage=True):
     """Train ``config`` into ``config.run_path``; returns ``(model, history DataFrame)``.
 
     The best model by validation negative ELBO (``val_neg_elbo``; ``val_loss`` for the
@@ -720,6 +720,9 @@ def train(config: Config, verbose="auto", callbacks=(), strategy=None):
     Runs under ``config.mixed_precision`` and restores the previous dtype policy afterwards.
 
     ``strategy``: a ``tf.distribute`` strategy, or ``None`` for ``make_strategy(config.strategy)``.
+    ``second_stage``: afterwards fit the second-stage VAE on ``model.keras``'s codes (when
+    ``config.two_stage_epochs > 0``); the study passes False, as it evaluates ``last.keras``,
+    whose own second stage the evaluation fits.
     The order matters for several workers (``TF_CONFIG``): the data first (no TensorFlow op
     runs there, and its decoding processes fork before the strategy's network threads
     exist), then the strategy, then everything else. ``config.batch_size`` is the batch of
@@ -727,10 +730,10 @@ def train(config: Config, verbose="auto", callbacks=(), strategy=None):
     sharded by ``shard_by_data``. Only the chief writes the run dir.
     """
     with precision(config.mixed_precision):
-        return _train(config, verbose, callbacks, strategy)
+        return _train(config, verbose, callbacks, strategy, second_stage)
 
 
-def _train(config: Config, verbose, callbacks, strategy):
+def _train(config: Config, verbose, callbacks, strategy, second_stage):
     from resvae_keras.model import build_model, load_model
 
     check_config(config)
@@ -802,7 +805,7 @@ def _train(config: Config, verbose, callbacks, strategy):
         model = _best_model(state_dir)
         if not role["chief"]:
             shutil.rmtree(out_dir, ignore_errors=True)
-        elif config.two_stage_epochs > 0 and not two_stage_is_current(run_dir):
+        elif second_stage and config.two_stage_epochs > 0 and not two_stage_is_current(run_dir):
             two_stage_sampler(config, model, cache, verbose=bool(verbose))
         return model, history
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -846,7 +849,8 @@ def _train(config: Config, verbose, callbacks, strategy):
                 (out_dir / "history.csv").unlink(missing_ok=True)
             raise TrainingDivergedError(_diverged_message(config, nan_stop.where, len(history)))
         model = _best_model(out_dir)
-        if role["chief"] and config.two_stage_epochs > 0 and not two_stage_is_current(run_dir):
+        if (role["chief"] and second_stage and config.two_stage_epochs > 0
+                and not two_stage_is_current(run_dir)):
             two_stage_sampler(config, model, cache, verbose=bool(verbose))
         return model, load_history(out_dir)
     finally:

@@ -209,7 +209,8 @@ def test_run_study_skips_finished_runs_and_resumes_an_interrupted_one(tmp_path, 
     calls = []
     power_cut = {"plain_s0": 1}
 
-    def cheap_train(config, verbose=0):
+    def cheap_train(config, verbose=0, second_stage=True):
+        assert not second_stage  # the study evaluates last.keras, not model.keras
         run = config.run_path
         run.mkdir(parents=True, exist_ok=True)
         calls.append((run.name, (run / "history.csv").exists()))
