@@ -546,9 +546,10 @@ def history_summary(history: pd.DataFrame, beta: float | None = None) -> dict:
 
     ``epochs``, ``minutes`` (wall time), ``seconds_per_epoch`` (median), ``best_epoch`` (lowest
     ``val_loss``); with the validation terms ``reconstruction_first``/``_last`` and the KL's
-    ``kl_first``, ``kl_peak``, ``kl_min`` (lowest after the first epoch), ``kl_min_epoch`` and
-    ``kl_last``: with a warm-up the KL is U-shaped, rising while beta is small, falling as beta
-    reaches its target, maybe rising again; ``beta_epoch``, the first epoch at ``beta``.
+    ``kl_first``, ``kl_peak`` (highest up to the lowest), ``kl_peak_epoch``, ``kl_min`` (lowest
+    after the first epoch), ``kl_min_epoch`` and ``kl_last``: with a warm-up the KL is highest
+    while beta is small, falls as beta reaches its target, and then levels off, or climbs again
+    while a learned sigma keeps shrinking; ``beta_epoch``, the first epoch at ``beta``.
     """
     h = history
     out = {"epochs": len(h), "minutes": h["wall_time_s"].iloc[-1] / 60.0,
@@ -559,7 +560,8 @@ def history_summary(history: pd.DataFrame, beta: float | None = None) -> dict:
         low = int(kl[1:].argmin()) + 1 if len(kl) > 1 else 0
         out.update(reconstruction_first=h["val_reconstruction_loss"].iloc[0],
                    reconstruction_last=h["val_reconstruction_loss"].iloc[-1],
-                   kl_first=kl[0], kl_peak=kl[: low + 1].max(), kl_min=kl[low],
+                   kl_first=kl[0], kl_peak=kl[: low + 1].max(),
+                   kl_peak_epoch=int(kl[: low + 1].argmax()) + 1, kl_min=kl[low],
                    kl_min_epoch=low + 1, kl_last=kl[-1])
     if "beta" in h.columns and beta is not None and math.isfinite(beta) and beta > 0:
         reached = np.flatnonzero(h["beta"].to_numpy() >= 0.999 * beta)

@@ -368,8 +368,8 @@ def test_history_summary_reads_the_u_shaped_kl_and_the_warm_up():
     assert (s["epochs"], s["best_epoch"], s["beta_epoch"]) == (5, 3, 3)
     assert (s["minutes"], s["seconds_per_epoch"]) == (74 / 60, 11.0)
     # the peak before the lowest KL after the first epoch (epoch 4), not the first value
-    assert (s["kl_first"], s["kl_peak"], s["kl_min"], s["kl_min_epoch"], s["kl_last"]) == (
-        40.0, 55.0, 25.0, 4, 28.0)
+    assert (s["kl_first"], s["kl_peak"], s["kl_peak_epoch"], s["kl_min"], s["kl_min_epoch"],
+            s["kl_last"]) == (40.0, 55.0, 2, 25.0, 4, 28.0)
     assert (s["reconstruction_first"], s["reconstruction_last"]) == (900.0, 640.0)
     assert "beta_epoch" not in history_summary(history, beta=2.0)  # never reached
     assert "kl_min" not in history_summary(history.drop(columns="val_kl_loss"))
