@@ -335,8 +335,8 @@ def table_waktu(results: Results) -> str | None:
     return _table("waktu", [(label, {
         "epochs": len(h), "seconds_per_epoch": h["epoch_time_s"].median(),
         "precision": _config_value("mixed_precision", config) if config else None,
-        "minutes": h["wall_time_s"].iloc[-1] / 60.0,  # the checkpoint criterion (an AE: val_loss)
-        "best_val_neg_elbo": h.get("val_neg_elbo", h["val_loss"]).min()})
+        "minutes": h["wall_time_s"].iloc[-1] / 60.0,
+        "best_val_neg_elbo": study.validation_neg_elbo(h).min()})
         for label, h, config in runs if len(h)])
 
 

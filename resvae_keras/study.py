@@ -436,23 +436,23 @@ def load_sweep(root=None) -> pd.DataFrame:
 # -- speed: steps and seconds to a validation loss, and the loss at an equal time -------------
 
 
-def validation_curve(history: pd.DataFrame, steps: float) -> tuple[np.ndarray, np.ndarray]:
-    """``(optimizer steps, validation negative ELBO at beta = 1)`` after each epoch.
+def validation_neg_elbo(history: pd.DataFrame) -> np.ndarray:
+    """The validation negative ELBO at beta = 1 after each epoch (the checkpoint criterion):
+    ``val_neg_elbo`` (logged by train, which checkpoints on it), else
+    ``val_reconstruction_loss + val_kl_loss``. Not ``val_loss``: that is weighted by the run's
+    beta and the warm-up's, so neither early epochs nor runs of another beta would compare."""
+    if "val_neg_elbo" in history:
+        return history["val_neg_elbo"].to_numpy(float)
+    return (history["val_reconstruction_loss"] + history["val_kl_loss"]).to_numpy(float)
 
-    The ELBO at beta = 1 (``val_neg_elbo`` = ``val_reconstruction_loss + val_kl_loss``), not
-    ``val_loss``: the latter is weighted by the warm-up's beta, so early epochs would not
-    compare.
-    ``steps`` is the run's total; every epoch has the same number of steps.
-    """
+
+def validation_curve(history: pd.DataFrame, steps: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(optimizer steps, validation_neg_elbo)`` after each epoch; ``steps`` is the run's
+    total, and every epoch has the same number of steps."""
     if not len(history):
         return np.zeros(0), np.zeros(0)
     per_epoch = float(steps) / len(history)
-    x = per_epoch * (np.arange(len(history)) + 1)
-    if "val_neg_elbo" in history:  # logged by train since it checkpoints on it
-        y = history["val_neg_elbo"].to_numpy(float)
-    else:
-        y = (history["val_reconstruction_loss"] + history["val_kl_loss"]).to_numpy(float)
-    return x, y
+    return per_epoch * (np.arange(len(history)) + 1), validation_neg_elbo(history)
 
 
 def arm_curves(results: dict[str, dict], benchmark: dict | None = None,

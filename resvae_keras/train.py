@@ -559,9 +559,9 @@ def history_summary(history: pd.DataFrame, beta: float | None = None) -> dict:
         kl = h["val_kl_loss"].to_numpy(float)
         low = int(kl[1:].argmin()) + 1 if len(kl) > 1 else 0
         out.update(reconstruction_first=h["val_reconstruction_loss"].iloc[0],
-                   reconstruction_last=h["val_reconstruction_loss"].iloc[-1],
-                   kl_first=kl[0], kl_peak=kl[: low + 1].max(),
-                   kl_peak_epoch=int(kl[: low + 1].argmax()) + 1, kl_min=kl[low],
+                   reconstruction_last=h["val_reconstruction_loss"].iloc[-1])
+        peak = int(kl[: low + 1].argmax())
+        out.update(kl_first=kl[0], kl_peak=kl[peak], kl_peak_epoch=peak + 1, kl_min=kl[low],
                    kl_min_epoch=low + 1, kl_last=kl[-1])
     if "beta" in h.columns and beta is not None and math.isfinite(beta) and beta > 0:
         reached = np.flatnonzero(h["beta"].to_numpy() >= 0.999 * beta)
@@ -740,6 +740,7 @@ def _train(config: Config, verbose, callbacks, strategy, second_stage):
 
     check_config(config)
     run_dir = config.run_path
+    second_stage = second_stage and config.two_stage_epochs > 0  # fitted on model.keras after
     if (run_dir / "config.json").is_file() and has_trained_state(run_dir):
         saved = Config.load(run_dir / "config.json")
         changed = changed_settings(saved, config)
@@ -807,7 +808,7 @@ def _train(config: Config, verbose, callbacks, strategy, second_stage):
         model = _best_model(state_dir)
         if not role["chief"]:
             shutil.rmtree(out_dir, ignore_errors=True)
-        elif second_stage and config.two_stage_epochs > 0 and not two_stage_is_current(run_dir):
+        elif second_stage and not two_stage_is_current(run_dir):
             two_stage_sampler(config, model, cache, verbose=bool(verbose))
         return model, history
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -851,8 +852,7 @@ def _train(config: Config, verbose, callbacks, strategy, second_stage):
                 (out_dir / "history.csv").unlink(missing_ok=True)
             raise TrainingDivergedError(_diverged_message(config, nan_stop.where, len(history)))
         model = _best_model(out_dir)
-        if (role["chief"] and second_stage and config.two_stage_epochs > 0
-                and not two_stage_is_current(run_dir)):
+        if role["chief"] and second_stage and not two_stage_is_current(run_dir):
             two_stage_sampler(config, model, cache, verbose=bool(verbose))
         return model, load_history(out_dir)
     finally:
