@@ -157,32 +157,24 @@ def _arm(arm) -> str:
 # -- the results ------------------------------------------------------------------------
 
 
-class Results:
-    """The committed results under ``root`` (default ``report/results``), read lazily."""
+class Results(study.Study):
+    """The committed results under ``root`` (default ``report/results``), read lazily: the
+    study (``root/study``, a ``study.Study``), the main run and the default-model sweep."""
 
     def __init__(self, root: Path | str | None = None):
-        self.root = Path(root) if root is not None else study.results_dir()
-        self.main_dir, self.study_dir = self.root / MAIN_RUN, self.root / "study"
-
-    def _json(self, name: str):
-        path = self.main_dir / name
-        return json.loads(path.read_text()) if path.is_file() else None
+        root = Path(root) if root is not None else study.results_dir()
+        super().__init__(root / "study")
+        self.main_dir, self.sweep_dir = root / MAIN_RUN, root / "sweep"
 
     @cached_property
+    def main_run(self) -> dict:
+        """The main run's ``study.load_run``: ``config``, ``history`` and ``metrics``."""
+        return study.load_run(self.main_dir)
+
+    @property
     def main(self) -> dict:
         """The main run's ``metrics.json`` (empty when missing)."""
-        return self._json("metrics.json") or {}
-
-    @cached_property
-    def main_config(self) -> dict | None:
-        return self._json("config.json")
-
-    @cached_property
-    def main_history(self) -> pd.DataFrame:
-        """One row per epoch (empty when the main run has no history)."""
-        from resvae_keras.train import load_history
-
-        return load_history(self.main_dir)
+        return self.main_run["metrics"] or {}
 
     @cached_property
     def other_metrics(self) -> dict[str, dict]:
@@ -196,47 +188,15 @@ class Results:
 
     @cached_property
     def sweep(self) -> pd.DataFrame:
-        """The default-model sweep (``root/sweep``), one row per run, by the floor on sigma."""
-        table = study.load_sweep(self.root / "sweep")
+        """The default-model sweep, one row per run, by the floor on sigma."""
+        table = study.load_sweep(self.sweep_dir)
         return table.sort_values("sigma_min") if len(table) else table
-
-    @cached_property
-    def study_runs(self) -> pd.DataFrame:
-        """The runs table (``study/runs.csv``; the study's design when it is missing)."""
-        return study.load_runs(self.study_dir / "runs.csv")
-
-    @cached_property
-    def study(self) -> dict[str, dict]:
-        """``study.load_results`` of ``root/study``, in the order of the runs table."""
-        return study.load_results(self.study_dir, self.study_runs) if self.study_dir.is_dir() else {}
-
-    @cached_property
-    def benchmark(self) -> dict | None:
-        return study.load_benchmark(self.study_dir)
-
-    @cached_property
-    def study_table(self) -> pd.DataFrame:
-        return study.study_table(self.study, self.benchmark)
-
-    @cached_property
-    def arms(self) -> pd.DataFrame:
-        """``study_table`` rows of the arms (residual, plain, conv)."""
-        table = self.study_table
-        return table[table["group"] == "arms"] if len(table) else table
-
-    @cached_property
-    def verdicts(self) -> pd.DataFrame:
-        return study.verdict(self.study_table)
-
-    @cached_property
-    def seeds(self) -> pd.DataFrame:
-        return study.seeds_per_arm(self.study_dir, self.study_runs)
 
     @cached_property
     def trends(self) -> dict[str, pd.DataFrame]:
         """``study.sweep_trend`` of each sweep with a finished run (``beta``, ``likelihood``),
         over every study measure."""
-        table = self.study_table
+        table = self.table
         return {group: study.sweep_trend(table, group, [c for c in STUDY_MEASURES if c in table])
                 for group in ("beta", "likelihood") if len(table) and (table["group"] == group).any()}
 
@@ -316,28 +276,27 @@ def _config_value(key: str, config: dict | None) -> str:
 
 
 def table_hiperparameter(results: Results) -> str | None:
-    main, runs = results.main_config, results.study
-    reference = runs.get("residual_s0", {}).get("config") or next(
-        (r["config"] for r in runs.values() if r.get("config")), None)
+    """The main run's config beside the study's (``residual_s0``'s, with every seed)."""
+    main, runs = results.main_run["config"], results.runs
+    reference = (runs.get("residual_s0") or next(iter(runs.values()), {})).get("config")
     if main is None and reference is None:
         return None
-    seeds = sorted({r["config"]["seed"] for r in runs.values() if "seed" in r.get("config", {})})
-    if reference and seeds and "seed" in reference:
-        reference = {**reference, "seed": seeds}
+    if reference and "seed" in reference:
+        reference = {**reference, "seed": sorted({r["seed"] for r in runs.values()})}
     rows = [(label, _config_value(key, main), _config_value(key, reference))
             for key, label in TABLES["hiperparameter"]["rows"]]
     return markdown_table(TABLES["hiperparameter"]["headers"], rows, numeric=[])
 
 
 def table_waktu(results: Results) -> str | None:
-    runs = [(TABLES["waktu"]["main"], results.main_history, results.main_config or {})]
-    runs += [(f"`{name}`", r["history"], r.get("config", {})) for name, r in results.study.items()]
+    runs = [(TABLES["waktu"]["main"], results.main_run),
+            *((f"`{name}`", r) for name, r in results.runs.items())]
     return _table("waktu", [(label, {
         "epochs": len(h), "seconds_per_epoch": h["epoch_time_s"].median(),
-        "precision": _config_value("mixed_precision", config) if config else None,
+        "precision": _config_value("mixed_precision", r["config"]) if r["config"] else None,
         "minutes": h["wall_time_s"].iloc[-1] / 60.0,
         "best_val_neg_elbo": study.validation_neg_elbo(h).min()})
-        for label, h, config in runs if len(h)])
+        for label, r in runs if len(h := r["history"])])
 
 
 # -- tables: the main run ----------------------------------------------------------------
@@ -606,7 +565,7 @@ def _prose_record(results: Results) -> dict:
     record = {
         "arch": {"total": counts["total"], "widths": "–".join(map(str, config.widths)),
                  "blocks": config.blocks_per_stage, "latent_dim": config.latent_dim},
-        "main": m, "config": results.main_config, "rec": rec,
+        "main": m, "config": results.main_run["config"], "rec": rec,
         "samples": samples, "real": lookup(next(iter(samples.values()), {}), "diversity"),
         "other": {k: v.get("reconstruction", v) for k, v in results.other_metrics.items()},
         "sweep": {"s" + f"{float(r['sigma_min']):g}".replace(".", ""): r.to_dict()
@@ -616,10 +575,10 @@ def _prose_record(results: Results) -> dict:
                   "claims_id": {k: VERDICT_WORDS[v] for k, v in claims.items()}}}
     for group, trend in results.trends.items():  # one run per value, the reference arm beside
         record[group] = {_slug(r["x"]): r for r in trend.to_dict("records")}
-    if len(results.main_history):
+    if len(history := results.main_run["history"]):
         from resvae_keras.train import history_summary
 
-        record["history"] = history_summary(results.main_history, lookup(record, "config.beta"))
+        record["history"] = history_summary(history, lookup(record, "config.beta"))
     if lookup(m, "per_attribute.rows"):
         found = metrics.significant_attributes(
             pd.DataFrame.from_dict(m["per_attribute"]["rows"], orient="index"), ALPHA)
@@ -668,18 +627,18 @@ def values(results: Results) -> dict[str, str]:
 
 
 def figure_kurva_loss(results: Results, **w):
-    history = results.main_history
+    history = results.main_run["history"]
     return plots.loss_curves(history.assign(epoch=history["epoch"] + 1), **w) if len(history) else None
 
 
 def figure_validation(results: Results, line: str, minutes: bool = False, **w):
     """The arms' validation −ELBO per optimizer step, or per benchmarked minute."""
-    curves, timed = study.arm_curves(results.study, results.benchmark)
+    curves, timed = study.arm_curves(results.runs, results.benchmark)
     if minutes:  # every arm on the time axis, or no figure
         curves = timed if len(timed) == len(curves) else {}
     if not curves:
         return None
-    groups, arms = {name: _arm(results.study[name]["arm"]) for name in curves}, results.arms
+    groups, arms = {name: _arm(results.runs[name]["arm"]) for name in curves}, results.arms
     lines = ({"vlines": {line: arms["equal_time_s"].iloc[0] / 60.0}} if minutes
              else {"hlines": {line: arms["threshold"].iloc[0]}})
     return plots.grouped_curves(curves, groups, **lines, **w)
@@ -729,7 +688,7 @@ def figure_norma_interpolasi(results: Results, title: str, **w):
     """Norm of z along lerp and slerp paths between prior samples: needs only the latent size."""
     from resvae_keras import latent
 
-    d = int((results.main_config or {}).get("latent_dim") or Config().latent_dim)
+    d = int((results.main_run["config"] or {}).get("latent_dim") or Config().latent_dim)
     z0, z1 = latent.prior_samples(200, d, seed=1), latent.prior_samples(200, d, seed=2)
     return plots.norm_plot(latent.norm_along_path(z0, z1, steps=21), d, title=title.format(d=d), **w)
 

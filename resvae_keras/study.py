@@ -28,10 +28,11 @@ its last checkpoint by ``evaluate.evaluate_run`` (the one evaluator, at the stud
 ``report/results/study/<name>/`` as soon as it finishes; a run whose ``metrics.json`` is there is
 skipped. ``benchmark.json`` beside them holds the per-step cost of each arm.
 
-Reading the results: ``load_results`` -> ``measures`` (one row per run, every measure a column)
--> ``speed_measures`` (steps and seconds to a fixed validation loss, the validation loss at an
-equal time) -> ``verdict`` (Welch tests, Holm correction, effect sizes with 95 % intervals, one
-structured row per hypothesis, comparison and measure) and ``claims`` (one row per hypothesis).
+Reading the results, once for notebook 07 and the report (``Study``): ``load_results`` ->
+``measures`` (one row per run, every measure a column) -> ``speed_measures`` (steps and seconds
+to a fixed validation loss, the validation loss at an equal time) -> ``verdict`` (Welch tests,
+Holm correction, effect sizes with 95 % intervals, one structured row per hypothesis,
+comparison and measure) and ``claims`` (one row per hypothesis).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ import math
 import os
 import shutil
 import time
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -341,28 +343,67 @@ def status_text(root=None, runs=None, profile: str = STUDY_PROFILE) -> str:
 # -- reading the results ---------------------------------------------------------------------
 
 
+def load_run(folder) -> dict:
+    """A run's results folder: ``config`` and ``metrics`` (their JSON; None when missing) and
+    ``history`` (``train.load_history``: empty when missing)."""
+    from resvae_keras.train import load_history
+
+    folder = Path(folder)
+    config, metrics = (json.loads((folder / f).read_text()) if (folder / f).is_file() else None
+                       for f in ("config.json", "metrics.json"))
+    return {"config": config, "history": load_history(folder), "metrics": metrics}
+
+
 def load_results(root=None, runs=None) -> dict[str, dict]:
     """Finished runs of the table under ``root`` (default ``report/results/study``).
 
     Returns ``{name: {"group", "arm", "seed", "config", "history", "metrics"}}`` in table
     order; a folder that is not in the runs table is not read.
     """
-    from resvae_keras.train import load_history
-
     table = load_runs() if runs is None else runs
     root = Path(root or results_root())
-    out = {}
-    for row in table.itertuples():
-        folder = root / row.name
-        if not (folder / "metrics.json").is_file():
-            continue
-        out[row.name] = {
-            "group": row.group, "arm": row.arm, "seed": int(row.seed),
-            "config": json.loads((folder / "config.json").read_text()),
-            "history": load_history(folder),
-            "metrics": json.loads((folder / "metrics.json").read_text()),
-        }
-    return out
+    return {row.name: {"group": row.group, "arm": row.arm, "seed": int(row.seed),
+                       **load_run(root / row.name)}
+            for row in table.itertuples() if (root / row.name / "metrics.json").is_file()}
+
+
+class Study:
+    """The study's results under ``root`` (default ``report/results/study``) and what is
+    derived from them, each read or computed once, when first asked for: notebook 07 and
+    the report read the study through this one chain.
+
+    ``plan``: the runs table (default ``root/runs.csv``, the study's design when it is
+    missing); ``runs``: ``load_results``; ``benchmark``; ``table``: ``study_table``;
+    ``arms``: its rows of the arms; ``verdicts``: ``verdict``; ``seeds``: ``seeds_per_arm``.
+    """
+
+    def __init__(self, root=None, plan: pd.DataFrame | None = None):
+        self.root = Path(root or results_root())
+        self.plan = load_runs(self.root / "runs.csv") if plan is None else plan
+
+    @cached_property
+    def runs(self) -> dict[str, dict]:
+        return load_results(self.root, self.plan)
+
+    @cached_property
+    def benchmark(self) -> dict | None:
+        return load_benchmark(self.root)
+
+    @cached_property
+    def table(self) -> pd.DataFrame:
+        return study_table(self.runs, self.benchmark)
+
+    @cached_property
+    def arms(self) -> pd.DataFrame:
+        return self.table[self.table["group"] == "arms"] if len(self.table) else self.table
+
+    @cached_property
+    def verdicts(self) -> pd.DataFrame:
+        return verdict(self.table)
+
+    @cached_property
+    def seeds(self) -> pd.DataFrame:
+        return seeds_per_arm(self.root, self.plan)
 
 
 def lookup(mapping, dotted: str):

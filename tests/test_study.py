@@ -84,16 +84,18 @@ def test_a_run_added_to_the_table_lands_in_its_arm(tmp_path):
     table = pd.concat([study.design(), pd.DataFrame([{
         "name": "textbook_extra", "group": "arms", "arm": "conv", "seed": 7,
         "overrides": {"architecture": "conv", "learning_rate": 5e-4}}])], ignore_index=True)
-    runs = study.load_runs(study.write_runs(table, tmp_path / "runs.csv"))
     root = tmp_path / "results"
+    runs = study.load_runs(study.write_runs(table, root / "runs.csv"))
     for name, psnr in (("residual_s0", 21.0), ("conv_s0", 18.0), ("textbook_extra", 18.5),
-                       ("residual_like_name_s9", 30.0)):  # the last is in no table row
+                       ("beta_2_s0", 20.0), ("residual_like_name_s9", 30.0)):  # the last: no row
         write_run(root, name, fake_metrics(psnr=psnr))
-    results = study.load_results(root, runs)
-    assert list(results) == ["residual_s0", "conv_s0", "textbook_extra"]
-    table = study.measures(results)
-    assert table.loc["textbook_extra", "arm"] == "conv" and table.loc["textbook_extra", "seed"] == 7
-    verdict = study.verdict(table)
+    results = study.Study(root)  # reads its plan from root/runs.csv, not the design
+    assert list(results.runs) == ["residual_s0", "conv_s0", "beta_2_s0", "textbook_extra"]
+    assert list(results.arms.index) == ["residual_s0", "conv_s0", "textbook_extra"]
+    assert results.arms.loc["textbook_extra", "arm"] == "conv"
+    assert results.arms.loc["textbook_extra", "seed"] == 7
+    assert results.seeds.loc[("arms", "conv")].tolist() == [2, 4]  # finished, planned
+    verdict = results.verdicts
     row = verdict[(verdict.baseline == "conv") & (verdict.measure == "psnr")].iloc[0]
     assert row.n_baseline == 2 and row.mean_baseline == pytest.approx(18.25)
     assert study.study_config("textbook_extra", runs).learning_rate == 5e-4
