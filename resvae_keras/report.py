@@ -348,9 +348,8 @@ def table_per_atribut(results: Results) -> str | None:
 
 def _samplers(results: Results) -> list[tuple[str, dict]]:
     """``(label, sampler report)`` of every sampler of the main run."""
-    names = {k: s.get("sampler", k.split("_")[0]) for k, s in results.samples.items()}
-    return [(f"{NAMES['sampler'].get(names[k], names[k])}, T = {s.get('temperature', 1.0):g}", s)
-            for k, s in results.samples.items()]
+    return [(f"{NAMES['sampler'].get(s['sampler'], s['sampler'])}, T = {s['temperature']:g}", s)
+            for s in results.samples.values()]
 
 
 def table_sampel(results: Results) -> str | None:
