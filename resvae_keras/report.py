@@ -575,9 +575,7 @@ def _prose_record(results: Results) -> dict:
     for group, trend in results.trends.items():  # one run per value, the reference arm beside
         record[group] = {_slug(r["x"]): r for r in trend.to_dict("records")}
     if len(history := results.main_run["history"]):
-        from resvae_keras.train import history_summary
-
-        record["history"] = history_summary(history, lookup(record, "config.beta"))
+        record["history"] = study.history_summary(history, lookup(record, "config.beta"))
     if lookup(m, "per_attribute.rows"):
         found = metrics.significant_attributes(
             pd.DataFrame.from_dict(m["per_attribute"]["rows"], orient="index"), ALPHA)

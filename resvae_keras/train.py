@@ -541,35 +541,6 @@ def load_history(run_dir):
     return history.drop_duplicates("epoch", keep="last").reset_index(drop=True)
 
 
-def history_summary(history: pd.DataFrame, beta: float | None = None) -> dict:
-    """Length and shape of a ``load_history`` (epochs counted from 1, losses in nats per image).
-
-    ``epochs``, ``minutes`` (wall time), ``seconds_per_epoch`` (median), ``best_epoch`` (lowest
-    ``val_loss``); with the validation terms ``reconstruction_first``/``_last`` and the KL's
-    ``kl_first``, ``kl_peak`` (highest up to the lowest), ``kl_peak_epoch``, ``kl_min`` (lowest
-    after the first epoch), ``kl_min_epoch`` and ``kl_last``: with a warm-up the KL is highest
-    while beta is small, falls as beta reaches its target, and then levels off, or climbs again
-    while a learned sigma keeps shrinking; ``beta_epoch``, the first epoch at ``beta``.
-    """
-    h = history
-    out = {"epochs": len(h), "minutes": h["wall_time_s"].iloc[-1] / 60.0,
-           "seconds_per_epoch": h["epoch_time_s"].median(),
-           "best_epoch": int(h["val_loss"].to_numpy().argmin()) + 1}
-    if {"val_reconstruction_loss", "val_kl_loss"} <= set(h.columns):
-        kl = h["val_kl_loss"].to_numpy(float)
-        low = int(kl[1:].argmin()) + 1 if len(kl) > 1 else 0
-        out.update(reconstruction_first=h["val_reconstruction_loss"].iloc[0],
-                   reconstruction_last=h["val_reconstruction_loss"].iloc[-1])
-        peak = int(kl[: low + 1].argmax())
-        out.update(kl_first=kl[0], kl_peak=kl[peak], kl_peak_epoch=peak + 1, kl_min=kl[low],
-                   kl_min_epoch=low + 1, kl_last=kl[-1])
-    if "beta" in h.columns and beta is not None and math.isfinite(beta) and beta > 0:
-        reached = np.flatnonzero(h["beta"].to_numpy() >= 0.999 * beta)
-        if len(reached):
-            out["beta_epoch"] = int(reached[0]) + 1
-    return out
-
-
 def prepare_data(config):
     """``data.load_cache(config)``, one process at a time on this machine.
 

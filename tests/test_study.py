@@ -152,6 +152,26 @@ def test_verdict_rows_say_supported_contradicted_or_no_significant_difference():
     assert claims.loc[("b", "plain"), "verdict"] == "no significant difference"
 
 
+def test_history_summary_reads_the_u_shaped_kl_the_warm_up_and_the_checkpoint_epoch():
+    history = pd.DataFrame({
+        "epoch": range(5), "beta": [0.25, 0.5, 1.0, 1.0, 1.0],
+        "val_loss": [9.0, 7.0, 5.0, 6.0, 5.5], "val_kl_loss": [40.0, 55.0, 30.0, 25.0, 28.0],
+        "val_reconstruction_loss": [900.0, 800.0, 700.0, 650.0, 640.0],
+        "val_neg_elbo": [940.0, 855.0, 730.0, 675.0, 668.0],
+        "epoch_time_s": [10.0, 12.0, 11.0, 30.0, 11.0], "wall_time_s": [10, 22, 33, 63, 74]})
+    s = study.history_summary(history, beta=1.0)
+    # the epoch of model.keras: the lowest -ELBO at beta = 1, not the lowest beta-weighted
+    # val_loss (epoch 3)
+    assert (s["epochs"], s["best_epoch"], s["beta_epoch"]) == (5, 5, 3)
+    assert (s["minutes"], s["seconds_per_epoch"]) == (74 / 60, 11.0)
+    # the peak before the lowest KL after the first epoch (epoch 4), not the first value
+    assert (s["kl_first"], s["kl_peak"], s["kl_peak_epoch"], s["kl_min"], s["kl_min_epoch"],
+            s["kl_last"]) == (40.0, 55.0, 2, 25.0, 4, 28.0)
+    assert (s["reconstruction_first"], s["reconstruction_last"]) == (900.0, 640.0)
+    assert "beta_epoch" not in study.history_summary(history, beta=2.0)  # never reached
+    assert "kl_min" not in study.history_summary(history.drop(columns="val_kl_loss"))
+
+
 def test_steps_and_seconds_to_a_loss_and_the_loss_at_an_equal_time(tmp_path):
     root = tmp_path / "results"
     write_run(root, "residual_s0", fake_metrics(steps=400), fake_history([10, 6, 4, 3]))

@@ -24,7 +24,6 @@ from resvae_keras.train import (
     RunSettingsError,
     TrainingDivergedError,
     describe_tf_config,
-    history_summary,
     load_grid,
     load_history,
     make_strategy,
@@ -356,23 +355,6 @@ def test_load_history_of_a_run_killed_before_its_first_epoch(tmp_path):
 def test_load_history_keeps_the_last_row_per_epoch(tmp_path):
     pd.DataFrame({"epoch": [0, 1, 1], "loss": [3.0, 2.0, 1.5]}).to_csv(tmp_path / "history.csv")
     assert list(load_history(tmp_path)["loss"]) == [3.0, 1.5]
-
-
-def test_history_summary_reads_the_u_shaped_kl_and_the_warm_up():
-    history = pd.DataFrame({
-        "epoch": range(5), "beta": [0.25, 0.5, 1.0, 1.0, 1.0],
-        "val_loss": [9.0, 7.0, 5.0, 6.0, 5.5], "val_kl_loss": [40.0, 55.0, 30.0, 25.0, 28.0],
-        "val_reconstruction_loss": [900.0, 800.0, 700.0, 650.0, 640.0],
-        "epoch_time_s": [10.0, 12.0, 11.0, 30.0, 11.0], "wall_time_s": [10, 22, 33, 63, 74]})
-    s = history_summary(history, beta=1.0)
-    assert (s["epochs"], s["best_epoch"], s["beta_epoch"]) == (5, 3, 3)
-    assert (s["minutes"], s["seconds_per_epoch"]) == (74 / 60, 11.0)
-    # the peak before the lowest KL after the first epoch (epoch 4), not the first value
-    assert (s["kl_first"], s["kl_peak"], s["kl_peak_epoch"], s["kl_min"], s["kl_min_epoch"],
-            s["kl_last"]) == (40.0, 55.0, 2, 25.0, 4, 28.0)
-    assert (s["reconstruction_first"], s["reconstruction_last"]) == (900.0, 640.0)
-    assert "beta_epoch" not in history_summary(history, beta=2.0)  # never reached
-    assert "kl_min" not in history_summary(history.drop(columns="val_kl_loss"))
 
 
 def test_two_logical_devices_give_the_single_device_loss():
