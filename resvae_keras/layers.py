@@ -199,9 +199,12 @@ class Sampling(layers.Layer):
     """Reparameterization trick: ``z = z_mean + exp(0.5 * z_log_var) * eps``, eps ~ N(0, I).
 
     The noise comes from a ``keras.random.SeedGenerator``, so a fixed ``seed`` gives
-    the same sequence of draws on every run. The layer computes in float32 whatever the
-    global dtype policy (``dtype="float32"`` unless another is passed), so under
-    ``mixed_bfloat16`` the draw and the KL keep full precision.
+    the same sequence of draws on every run. Under a ``tf.distribute`` strategy with more
+    than one replica, every replica (and every worker) would read the same generator state
+    and draw the same noise for its slice of the batch; the replica's id is folded into the
+    seed instead, so the replicas' draws are independent. The layer computes in float32
+    whatever the global dtype policy (``dtype="float32"`` unless another is passed), so
+    under ``mixed_bfloat16`` the draw and the KL keep full precision.
 
     Args:
         seed: integer seed of the noise (default 0).
@@ -221,11 +224,19 @@ class Sampling(layers.Layer):
         self.seed_generator = keras.random.SeedGenerator(self.seed)
 
     def call(self, inputs, seed=None):
+        import tensorflow as tf
+
         z_mean, z_log_var = inputs
-        eps = keras.random.normal(
-            ops.shape(z_mean), dtype=z_mean.dtype,
-            seed=self.seed_generator if seed is None else seed,
-        )
+        seed = self.seed_generator if seed is None else seed
+        replica = tf.distribute.get_replica_context()
+        if replica is None or replica.num_replicas_in_sync == 1:
+            eps = keras.random.normal(ops.shape(z_mean), dtype=z_mean.dtype, seed=seed)
+        else:  # one draw of the generator, made distinct per replica
+            drawn = seed.next() if isinstance(seed, keras.random.SeedGenerator) else [seed, 0]
+            eps = tf.random.stateless_normal(
+                tf.shape(z_mean), dtype=z_mean.dtype,
+                seed=tf.random.experimental.stateless_fold_in(
+                    tf.cast(drawn, "int64"), replica.replica_id_in_sync_group))
         return z_mean + ops.exp(0.5 * z_log_var) * eps
 
     def compute_output_shape(self, input_shape):

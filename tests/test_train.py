@@ -361,7 +361,10 @@ def test_two_logical_devices_give_the_single_device_loss():
     """One mirrored step on 2 logical CPUs matches the single-device loss and update.
 
     The deterministic autoencoder is used so that no sampling noise enters: each
-    replica draws its own noise, so a VAE step differs by design, not by a bug.
+    replica draws its own noise, so a VAE step differs by design, not by a bug. The
+    same process checks that claim: the two replicas' ``Sampling`` draws differ (they
+    were equal when both read the same seed state), while each step of the generator
+    still moves both, and a VAE trains one mirrored step to a finite loss.
     """
     script = textwrap.dedent(
         """
@@ -397,8 +400,22 @@ def test_two_logical_devices_give_the_single_device_loss():
         strategy = make_strategy("mirrored")
         mirrored_loss, mirrored_w = one_step(strategy)
         diff = max(float(np.max(np.abs(a - b))) for a, b in zip(single_w, mirrored_w))
+        from resvae_keras.layers import Sampling
+        with strategy.scope():
+            layer = Sampling(seed=0)
+            vae = ResVAE(image_size=16, widths=(8,), blocks_per_stage=0, latent_dim=4)
+            vae.compile(optimizer=keras.optimizers.SGD(0.01))
+        zeros = tf.zeros((4, 3))
+        draw = tf.function(lambda: strategy.run(lambda: layer([zeros, zeros])))
+        first, second = ([v.numpy() for v in strategy.experimental_local_results(draw())]
+                         for _ in range(2))
+        vae_loss = vae.fit(tf.data.Dataset.from_tensor_slices(x).batch(8), epochs=1,
+                           verbose=0).history["loss"][0]
         print(json.dumps({"replicas": strategy.num_replicas_in_sync, "single": single_loss,
-                          "mirrored": mirrored_loss, "max_weight_diff": diff}))
+                          "mirrored": mirrored_loss, "max_weight_diff": diff,
+                          "replicas_draw_alike": bool(np.allclose(*first)),
+                          "steps_draw_alike": bool(np.allclose(first[0], second[0])),
+                          "vae_loss": vae_loss}))
         """
     )
     out = subprocess.run(
@@ -410,6 +427,8 @@ def test_two_logical_devices_give_the_single_device_loss():
     assert result["replicas"] == 2
     assert result["mirrored"] == pytest.approx(result["single"], rel=1e-5)
     assert result["max_weight_diff"] < 1e-5
+    assert not result["replicas_draw_alike"] and not result["steps_draw_alike"]
+    assert math.isfinite(result["vae_loss"])
 
 
 def _tf_config(task_type, index, cluster=None):
