@@ -324,9 +324,10 @@ def _error_line(err: BaseException) -> str:
     return f"error: {text}" + (f"\n{hint}" if hint else "")
 
 
-def _out_of_memory(err: BaseException) -> bool:
+def _tf_error(err: BaseException, name: str) -> bool:
+    """``err`` is TensorFlow's ``tf.errors.<name>`` (False when TensorFlow was never imported)."""
     tf = sys.modules.get("tensorflow")
-    return tf is not None and isinstance(err, tf.errors.ResourceExhaustedError)
+    return tf is not None and isinstance(err, getattr(tf.errors, name))
 
 
 def main(argv=None):
@@ -346,8 +347,13 @@ def main(argv=None):
         # an unwritable folder, a full disk): the message says what to do.
         sys.exit(_error_line(err))
     except Exception as err:
-        if _out_of_memory(err):
+        if _tf_error(err, "ResourceExhaustedError"):
             sys.exit("error: out of memory; lower --batch-size (or the model size) and run again")
+        if _tf_error(err, "UnavailableError"):  # a collective op lost a worker of the cluster
+            sys.exit("error: a worker of the cluster stopped or cannot be reached "
+                     "(UnavailableError; --debug shows TensorFlow's message)\nStart every "
+                     "worker again with the same command: the run resumes from its last "
+                     "completed epoch.")
         sys.exit(f"error: unexpected {type(err).__name__}: {err}\n"
                  f"This is probably a bug; run the command again with --debug to see the traceback.")
 

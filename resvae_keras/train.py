@@ -135,6 +135,7 @@ def worker_role(strategy):
 
 
 _multi_worker_strategy = None  # one per process: collectives are configured once, at startup
+CLUSTER_TIMEOUT_S = 300.0  # how long a worker waits for its peers to start (RESVAE_CLUSTER_TIMEOUT)
 
 
 def make_strategy(name="none"):
@@ -164,7 +165,7 @@ def make_strategy(name="none"):
             )
             if _multi_worker_strategy is None:
                 try:
-                    _multi_worker_strategy = tf.distribute.MultiWorkerMirroredStrategy()
+                    _multi_worker_strategy = _join_cluster(os.environ["TF_CONFIG"], role)
                 except RuntimeError as err:
                     raise RuntimeError(
                         f"{err}. TensorFlow already ran an op in this process: create the "
@@ -190,6 +191,54 @@ def make_strategy(name="none"):
         devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
         return tf.distribute.MirroredStrategy(devices=devices)
     return tf.distribute.get_strategy()
+
+
+def cluster_timeout_s() -> float:
+    """Seconds a worker waits for the rest of its cluster: ``RESVAE_CLUSTER_TIMEOUT``, else
+    ``CLUSTER_TIMEOUT_S``."""
+    text = os.environ.get("RESVAE_CLUSTER_TIMEOUT", "")
+    try:
+        seconds = float(text) if text else CLUSTER_TIMEOUT_S
+    except ValueError:
+        seconds = math.nan
+    if not seconds > 0:
+        raise ValueError(f"RESVAE_CLUSTER_TIMEOUT={text!r} is no positive number of seconds")
+    return seconds
+
+
+# Run in its own process: while TensorFlow waits for the cluster it holds the GIL, so no
+# thread of the waiting process runs. EOF on stdin (joined, or the worker ended): nothing to do.
+_WATCHDOG = """
+import os, select, signal, sys
+parent, timeout, message = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+if not select.select([sys.stdin], [], [], timeout)[0]:
+    sys.stderr.write(message + "\\n")
+    sys.stderr.flush()
+    os.kill(parent, signal.SIGKILL)
+"""
+
+
+def _join_cluster(tf_config: str, role: dict):
+    """``MultiWorkerMirroredStrategy()``, which waits until every task of ``TF_CONFIG`` has
+    started, with no limit, ignoring SIGTERM meanwhile. A watchdog process ends this one
+    with a message when the cluster has not come up within ``cluster_timeout_s()``: a
+    worker whose peer crashed or was never started stops instead of hanging."""
+    import subprocess
+
+    import tensorflow as tf
+
+    timeout = cluster_timeout_s()
+    addresses = ", ".join(a for tasks in json.loads(tf_config)["cluster"].values() for a in tasks)
+    message = (f"{role['task_type']} {role['task_index']}: the cluster of TF_CONFIG ({addresses}) "
+               f"did not come up within {timeout:g} s; start every task it names with the same "
+               "cluster, or set RESVAE_CLUSTER_TIMEOUT (seconds) to wait longer. Stopped.")
+    watchdog = subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(timeout),
+                                 message], stdin=subprocess.PIPE)
+    try:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    finally:
+        watchdog.stdin.close()
+        watchdog.wait()
 
 
 def _say(message):

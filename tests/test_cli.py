@@ -52,6 +52,26 @@ def test_os_errors_print_one_clear_message(monkeypatch, error, expected):
     assert _exit_message(["prepare", "--data-dir", "x"]).startswith(expected)
 
 
+def test_tensorflow_errors_of_memory_and_of_a_lost_worker_say_what_to_do(monkeypatch):
+    import tensorflow as tf
+
+    from resvae_keras import data
+
+    for error, expected in (
+        (tf.errors.ResourceExhaustedError(None, None, "OOM when allocating"),
+         "error: out of memory; lower --batch-size"),
+        (tf.errors.UnavailableError(None, None, "Collective ops is aborted by: failed to connect"
+                                    "\nAdditional GRPC error information"),
+         "error: a worker of the cluster stopped or cannot be reached (UnavailableError; "
+         "--debug shows TensorFlow's message)\nStart every worker again with the same command"),
+    ):
+        def fail(error=error, **kwargs):
+            raise error
+
+        monkeypatch.setattr(data, "prepare", fail)
+        assert _exit_message(["prepare", "--data-dir", "x"]).startswith(expected)
+
+
 def test_ctrl_c_exits_130_and_a_bug_shows_its_traceback_with_debug(monkeypatch, capsys):
     from resvae_keras import data
 

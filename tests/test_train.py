@@ -3,6 +3,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -18,11 +19,13 @@ from resvae_keras import data, latent
 from resvae_keras.config import Config, get_profile
 from resvae_keras.model import ResVAE, load_model
 from resvae_keras.train import (
+    CLUSTER_TIMEOUT_S,
     GRID_ROWS,
     Checkpoints,
     KLWarmup,
     RunSettingsError,
     TrainingDivergedError,
+    cluster_timeout_s,
     describe_tf_config,
     load_grid,
     load_history,
@@ -501,6 +504,39 @@ def _free_localhost_ports(n):
     finally:
         for sock in sockets:
             sock.close()
+
+
+def test_a_worker_whose_peer_never_starts_exits_with_a_message(tmp_path):
+    """TensorFlow waits for every worker of TF_CONFIG with no limit, holding the GIL and
+    ignoring SIGTERM; the watchdog process of ``make_strategy`` ends the lone worker."""
+    cluster = {"worker": [f"localhost:{port}" for port in _free_localhost_ports(2)]}
+    env = {**os.environ, "RESVAE_HOME": str(tmp_path), "RESVAE_CLUSTER_TIMEOUT": "2",
+           "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}}),
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+                                          os.environ.get("PYTHONPATH", "")]),
+           "TF_CPP_MIN_LOG_LEVEL": "2"}
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", _CLI_WITH_40_DEMO_FACES, "train", "--profile", "demo",
+             "--strategy", "auto", "--run-dir", "runs/alone"],
+            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the lone worker still waited for its peer after 120 s")
+    assert out.returncode == -signal.SIGKILL, out.stderr[-3000:]  # ended by the watchdog
+    assert (f"worker 0: the cluster of TF_CONFIG ({', '.join(cluster['worker'])}) did not come "
+            "up within 2 s") in out.stderr
+    assert not (tmp_path / "runs" / "alone").exists()
+
+
+def test_cluster_timeout_reads_the_environment(monkeypatch):
+    monkeypatch.delenv("RESVAE_CLUSTER_TIMEOUT", raising=False)
+    assert cluster_timeout_s() == CLUSTER_TIMEOUT_S
+    monkeypatch.setenv("RESVAE_CLUSTER_TIMEOUT", "45")
+    assert cluster_timeout_s() == 45.0
+    for bad in ("soon", "0", "-1"):
+        monkeypatch.setenv("RESVAE_CLUSTER_TIMEOUT", bad)
+        with pytest.raises(ValueError, match="RESVAE_CLUSTER_TIMEOUT"):
+            cluster_timeout_s()
 
 
 def test_two_workers_over_loopback_train_like_one_process(tmp_path, monkeypatch):
