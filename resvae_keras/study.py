@@ -196,6 +196,12 @@ def collect(config: Config, dest: Path, profile: str = STUDY_PROFILE) -> dict:
     return metrics
 
 
+def is_finished(folder) -> bool:
+    """A run's results folder is complete: ``metrics.json``, which ``collect_run`` writes
+    last, is there."""
+    return (Path(folder) / "metrics.json").is_file()
+
+
 def collect_run(run_dir, dest=None) -> list[Path]:
     """Copy an evaluated run's ``config.json``, ``history.csv`` (an epoch logged twice across a
     resume once), ``metrics_*.json``, its last per-epoch grid (as ``grid_last_epoch.png``) and,
@@ -252,7 +258,7 @@ def run_study(only=None, profile: str = STUDY_PROFILE, root=None, runs=None,
     finished = []
     for name in table["name"]:
         dest = root / name
-        if (dest / "metrics.json").is_file():
+        if is_finished(dest):
             print(f"{name}: results exist, skipped", flush=True)
             continue
         if max_runs is not None and len(finished) >= int(max_runs):
@@ -306,7 +312,7 @@ def status(root=None, runs=None) -> pd.DataFrame:
     """The runs table with ``finished`` (its ``metrics.json`` exists under ``root``)."""
     table = load_runs() if runs is None else runs
     root = Path(root or results_root())
-    return table.assign(finished=[(root / n / "metrics.json").is_file() for n in table["name"]])
+    return table.assign(finished=[is_finished(root / n) for n in table["name"]])
 
 
 def seeds_per_arm(root=None, runs=None) -> pd.DataFrame:
@@ -364,7 +370,7 @@ def load_results(root=None, runs=None) -> dict[str, dict]:
     root = Path(root or results_root())
     return {row.name: {"group": row.group, "arm": row.arm, "seed": int(row.seed),
                        **load_run(root / row.name)}
-            for row in table.itertuples() if (root / row.name / "metrics.json").is_file()}
+            for row in table.itertuples() if is_finished(root / row.name)}
 
 
 class Study:
