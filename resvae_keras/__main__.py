@@ -9,6 +9,7 @@
 | sample      | write sampled faces as PNG files                             |
 | bench       | measure data, training or evaluation speed                   |
 | study       | the residual / plain / conv study, its beta and likelihood sweeps |
+| levers      | the lever sweep that chose the default (validation split)    |
 | report      | fill the report's tables from ``report/results``             |
 """
 
@@ -96,6 +97,14 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
                    choices=["mixed_float16", "mixed_bfloat16", "float32"])
     p.add_argument("--two-stage-epochs", dest="two_stage_epochs", type=int,
                    help="epochs of the second-stage VAE fitted after training (0: skip it)")
+    p.add_argument("--flip", action="store_true", default=None,
+                   help="mirror training images left-right at random (augmentation)")
+    p.add_argument("--lr-schedule", dest="lr_schedule", choices=["constant", "cosine"],
+                   help="cosine: linear warm-up over --lr-warmup-steps, then cosine decay to 0")
+    p.add_argument("--lr-warmup-steps", dest="lr_warmup_steps", type=int)
+    p.add_argument("--optimizer", choices=["adam", "adamw"])
+    p.add_argument("--weight-decay", dest="weight_decay", type=float,
+                   help="decoupled weight decay of --optimizer adamw")
 
 
 def cmd_demo_data(args):
@@ -206,6 +215,13 @@ def cmd_study(args):
         study.run_study(only=args.only, profile=args.profile, max_runs=args.max_runs)
 
 
+def cmd_levers(args):
+    from resvae_keras import levers
+
+    table = levers.run_levers(only=args.only)
+    print(table.round(3).to_string(index=False))
+
+
 def cmd_report(args):
     from resvae_keras import report, study
 
@@ -259,8 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=64)
     p.add_argument("--out", required=True)
     p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--sampler", choices=["prior", "two_stage", "gmm"], default="prior",
-                   help="two_stage loads the run's two_stage.keras (fits it first if missing)")
+    p.add_argument("--sampler", choices=["two_stage", "prior", "gmm"], default="two_stage",
+                   help="two_stage (the generator) loads the run's two_stage.keras, fitting it "
+                        "first if missing; prior decodes z ~ N(0, I), the textbook baseline")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_sample)
 
@@ -289,6 +306,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="celeba-subset", choices=["celeba-subset", "demo"],
                    help="demo: the same study, minute-sized, into runs/demo/")
     p.set_defaults(func=cmd_study)
+
+    p = sub.add_parser("levers", parents=[common],
+                       help="the lever sweep that chose the default, scored on the validation split")
+    p.add_argument("--only", nargs="+", help="lever names (default: every row not yet run)")
+    p.set_defaults(func=cmd_levers)
 
     p = sub.add_parser("report", parents=[common], help="fill the report tables from report/results")
     p.add_argument("--collect", metavar="RUN_DIR",

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 import resvae_keras.model  # noqa: F401  (registers ResVAE and its layers for load_model)
-from resvae_keras import latent, metrics
+from resvae_keras import baselines, latent, metrics
 from resvae_keras.anomaly import (
     ANOMALY_SCORES,
     CORRUPTION_STRENGTHS,
@@ -799,6 +799,13 @@ def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = F
     _log(verbose, f"reconstruction of {len(test_images)} test images: {timings['reconstruction']:.1f} s")
 
     tick = time.perf_counter()
+    linear = baselines.pca_baselines(split_view(cache, "train"), test_images, model.latent_dim,
+                                     seed)
+    timings["baselines"] = time.perf_counter() - tick
+    _log(verbose, f"PCA baselines (k = {', '.join(str(b['n_components']) for b in linear.values())}):"
+                  f" {timings['baselines']:.1f} s")
+
+    tick = time.perf_counter()
     z_mean, z_log_var = latent.encode_dataset(model, test_images)
     latent_numbers = latent_report(z_mean, z_log_var)
     timings["latent"] = time.perf_counter() - tick
@@ -883,6 +890,7 @@ def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = F
         },
         "training": training_summary(path, model),
         "reconstruction": reconstruction,
+        "baselines": linear,
         "per_attribute": {
             "error": "mse",
             "n_images": len(per_image),
@@ -955,6 +963,9 @@ def _summary(result: dict) -> dict:
         "latent_dim": result["latent"]["latent_dim"],
         "n_samples": result["settings"]["n_samples"],
     }
+    for key, baseline in result.get("baselines", {}).items():
+        summary[f"psnr_db_{key}"] = baseline["psnr"]["mean"]  # e.g. psnr_db_pca_128
+        summary[f"bits_per_dim_{key}"] = baseline["ppca_bits_per_dim"]
     for key, report in {**result["samples"], **result.get("sample_references", {})}.items():
         realism = report["realism"]
         summary[f"swd_{key}"] = realism["swd"]["swd_mean"]
@@ -1004,7 +1015,7 @@ def evaluate_folder(run_dir, data_dir, cache_dir=None) -> Path:
 
 
 def write_samples(run_dir, n: int = 64, out_dir="samples", temperature: float = 1.0,
-                  sampler: str = "prior", seed: int = 0) -> list[Path]:
+                  sampler: str = "two_stage", seed: int = 0) -> list[Path]:
     """Decode ``n`` samples of a run and write them as ``sample_00000.png`` ... in ``out_dir``.
 
     ``sampler="gmm"`` fits the mixture on the run's training codes first (loads the cache);

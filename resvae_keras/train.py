@@ -468,13 +468,14 @@ class Backup(keras.callbacks.BackupAndRestore):
     """``BackupAndRestore`` that writes atomically after a free-space check, skips
     non-finite epochs, and sets ``learning_rate`` after restoring (it may have changed)."""
 
-    def __init__(self, backup_dir, learning_rate):
+    def __init__(self, backup_dir, learning_rate=None):
         super().__init__(str(backup_dir))
-        self.learning_rate = float(learning_rate)
+        self.learning_rate = learning_rate  # None: a schedule, restored with the optimizer
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
-        self.model.optimizer.learning_rate = self.learning_rate
+        if self.learning_rate is not None:
+            self.model.optimizer.learning_rate = float(self.learning_rate)
 
     def on_epoch_end(self, epoch, logs=None):
         if finite_epoch(self.model, logs):
@@ -606,11 +607,37 @@ def prepare_data(config):
         return data.load_cache(config)
 
 
-def compile_model(model, config):
-    """Compile ``model`` with Adam at ``config.learning_rate`` and create the optimizer's
-    slots now: created inside the first traced train step instead, they make TensorFlow
-    trace that step twice (a few seconds per run on a CPU)."""
-    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+OPTIMIZERS = ("adam", "adamw")
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def learning_rate(config, steps_per_epoch: int = 1):
+    """The optimizer's learning rate: ``config.learning_rate`` (``lr_schedule="constant"``),
+    or a linear warm-up from 0 over ``lr_warmup_steps`` to it and a cosine decay to 0 at step
+    ``epochs * steps_per_epoch`` (``"cosine"``: large steps early, small ones to settle)."""
+    if config.lr_schedule == "constant":
+        return config.learning_rate
+    total = max(int(steps_per_epoch) * config.epochs, 2)
+    warmup = min(int(config.lr_warmup_steps), total - 1)
+    return keras.optimizers.schedules.CosineDecay(
+        0.0, decay_steps=total - warmup, warmup_target=config.learning_rate, warmup_steps=warmup
+    )
+
+
+def compile_model(model, config, steps_per_epoch: int = 1):
+    """Compile ``model`` with ``config.optimizer`` at ``learning_rate(config, steps_per_epoch)``
+    and create the optimizer's slots now: created inside the first traced train step instead,
+    they make TensorFlow trace that step twice (a few seconds per run on a CPU).
+
+    AdamW decays the kernels only: not the biases, the normalization scales or the decoder's
+    log sigma, whose decay would pull sigma towards 1 and weaken the likelihood."""
+    rate = learning_rate(config, steps_per_epoch)
+    if config.optimizer == "adamw":
+        optimizer = keras.optimizers.AdamW(rate, weight_decay=config.weight_decay)
+        optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta", "log_sigma"])
+    else:
+        optimizer = keras.optimizers.Adam(rate)
+    model.compile(optimizer=optimizer)
     model.optimizer.build(model.trainable_variables)
     return model
 
@@ -648,9 +675,14 @@ def check_config(config: Config) -> None:
         fail("beta", "a number >= 0")
     if not 0 <= config.sigma_min < 1:
         fail("sigma_min", "a number in [0, 1) (0: no floor)")
+    if not (isinstance(config.lr_warmup_steps, (int, np.integer)) and config.lr_warmup_steps >= 0):
+        fail("lr_warmup_steps", "an integer >= 0")
+    if not (math.isfinite(config.weight_decay) and config.weight_decay >= 0):
+        fail("weight_decay", "a number >= 0")
     choices = {"kind": KINDS, "likelihood": tuple(RECONSTRUCTION_LIKELIHOODS),
                "architecture": ARCHITECTURES, "strategy": STRATEGIES,
-               "mixed_precision": PRECISIONS}
+               "mixed_precision": PRECISIONS, "optimizer": OPTIMIZERS,
+               "lr_schedule": LR_SCHEDULES, "flip": (True, False)}
     for name, allowed in choices.items():
         if getattr(config, name) not in allowed:
             fail(name, f"one of {list(allowed)}")
@@ -785,9 +817,8 @@ def _train(config: Config, verbose, callbacks, strategy, second_stage):
             f"trained; use --batch-size {n_train // role['workers']} or less, or more images "
             "(--max-images)"
         )
-    train_ds = data.make_dataset(
-        cache, "train", global_batch, shuffle=True, seed=config.seed, drop_remainder=True
-    )
+    train_ds = data.make_dataset(cache, "train", global_batch, shuffle=True, seed=config.seed,
+                                 drop_remainder=True, flip=config.flip)
     val_ds = data.make_dataset(cache, "val", global_batch, shuffle=False)
     train_ds, val_ds = shard_by_data(train_ds), shard_by_data(val_ds)
     val_images = data.as_float_images(cache.images_of("val")[:8])
@@ -813,10 +844,11 @@ def _train(config: Config, verbose, callbacks, strategy, second_stage):
         if continued:
             # A finished run asked for more epochs: continue with the optimizer state.
             model = load_model(last)
-            model.optimizer.learning_rate = config.learning_rate
+            if config.lr_schedule == "constant":
+                model.optimizer.learning_rate = config.learning_rate
             initial_epoch = len(history)
         else:
-            model = compile_model(build_model(config), config)
+            model = compile_model(build_model(config), config, n_train // global_batch)
             initial_epoch = 0  # BackupAndRestore moves it to the last completed epoch
             if not interrupted:
                 (out_dir / "history.csv").unlink(missing_ok=True)
@@ -847,7 +879,7 @@ def _train(config: Config, verbose, callbacks, strategy, second_stage):
         SaveGrids(val_images, out_dir / "grids", every=config.grid_every, seed=config.seed),
         keras.callbacks.CSVLogger(str(out_dir / "history.csv"), append=True),
         # last of the writers: a crash before it redoes the epoch from the previous backup
-        Backup(backup, config.learning_rate),
+        Backup(backup, config.learning_rate if config.lr_schedule == "constant" else None),
         *callbacks,
     ]
     model.fit(

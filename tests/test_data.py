@@ -508,6 +508,18 @@ def test_dataset_shuffle_is_seeded(demo_cache):
         data.make_dataset(demo_cache, "validation", batch_size=8)
 
 
+def test_flip_mirrors_some_images_of_a_batch_and_nothing_else(demo_cache):
+    def batch(flip):
+        dataset = data.make_dataset(demo_cache, "train", batch_size=32, shuffle=False, flip=flip)
+        return next(iter(dataset)).numpy()
+
+    plain, flipped = batch(False), batch(True)
+    mirrored = np.array([np.array_equal(f, p[:, ::-1]) for f, p in zip(flipped, plain, strict=True)])
+    same = np.array([np.array_equal(f, p) for f, p in zip(flipped, plain, strict=True)])
+    assert (mirrored | same).all()  # every image is itself or its mirror image
+    assert 0 < mirrored.sum() < len(plain)
+
+
 # -- demo faces -----------------------------------------------------------------------
 
 # sha256 of the pixels and drawn attributes of demo faces 0-15 of seed 0 (every one of the

@@ -7,7 +7,6 @@ import pytest
 from scipy import stats
 
 from resvae_keras import study
-from resvae_keras.config import REAL_DATA_SIGMA_MIN
 
 
 def fake_metrics(psnr=20.0, face_rate=0.5, swd=100.0, sharpness=0.5, steps=100, kl=300.0):
@@ -277,7 +276,6 @@ def test_every_designed_run_has_a_floor_only_where_its_likelihood_learns_sigma()
     for name in study.design()["name"]:
         config = study.study_config(name)
         assert config.sigma_min == 0 or config.likelihood == "gaussian_learned", name
-    assert study.study_config("residual_s0").sigma_min == REAL_DATA_SIGMA_MIN > 0
 
 
 def test_collect_run_copies_what_the_report_reads(tmp_path):

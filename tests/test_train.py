@@ -25,6 +25,7 @@ from resvae_keras.train import (
     KLWarmup,
     RunSettingsError,
     TrainingDivergedError,
+    check_config,
     cluster_timeout_s,
     describe_tf_config,
     load_grid,
@@ -615,3 +616,39 @@ def test_two_workers_over_loopback_train_like_one_process(tmp_path, monkeypatch)
     assert math.isfinite(both["loss"]) and math.isfinite(both["val_loss"])
     assert both["loss"] == pytest.approx(single["loss"], rel=1e-4)
     assert both["val_loss"] == pytest.approx(single["val_loss"], rel=1e-4)
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero(tiny_config):
+    from resvae_keras.train import learning_rate
+
+    assert learning_rate(tiny_config, 10) == tiny_config.learning_rate  # constant
+    config = tiny_config.replace(lr_schedule="cosine", lr_warmup_steps=4, epochs=2)
+    schedule = learning_rate(config, steps_per_epoch=10)  # 20 steps: 4 up, 16 down
+    rates = [float(keras.ops.convert_to_numpy(schedule(step))) for step in (0, 2, 4, 12, 20)]
+    assert rates[0] == pytest.approx(0.0)
+    assert rates[1] == pytest.approx(config.learning_rate / 2)
+    assert rates[2] == pytest.approx(config.learning_rate)
+    assert rates[2] > rates[3] > rates[4]
+    assert rates[4] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_adamw_decays_kernels_but_not_the_decoder_sigma(tiny_config):
+    from resvae_keras.model import build_model
+    from resvae_keras.train import compile_model
+
+    config = tiny_config.replace(optimizer="adamw", weight_decay=0.5, learning_rate=0.1)
+    model = compile_model(build_model(config), config)
+    kernel = model.decoder.get_layer("project").kernel
+    before = {"sigma": float(keras.ops.convert_to_numpy(model.log_sigma)),
+              "kernel": np.abs(keras.ops.convert_to_numpy(kernel)).sum()}
+    zeros = [keras.ops.zeros_like(w) for w in model.trainable_variables]
+    model.optimizer.apply_gradients(zip(zeros, model.trainable_variables, strict=True))
+    assert float(keras.ops.convert_to_numpy(model.log_sigma)) == before["sigma"]
+    assert np.abs(keras.ops.convert_to_numpy(kernel)).sum() < 0.99 * before["kernel"]
+
+
+def test_check_config_names_a_bad_training_lever(tiny_config):
+    with pytest.raises(ValueError, match="optimizer='sgd'"):
+        check_config(tiny_config.replace(optimizer="sgd"))
+    with pytest.raises(ValueError, match="lr_schedule='step'"):
+        check_config(tiny_config.replace(lr_schedule="step"))

@@ -16,6 +16,7 @@ def make_dataset(
     seed: int = 0,
     with_attributes: bool = False,
     drop_remainder: bool = False,
+    flip: bool = False,
 ):
     """A ``tf.data.Dataset`` over one split of ``cache``.
 
@@ -27,6 +28,8 @@ def make_dataset(
         seed: the shuffle seed (same seed, same order of batches).
         with_attributes: also yield the 40 attributes as float32 0/1, shape (batch, 40).
         drop_remainder: drop the last, smaller batch.
+        flip: mirror each image left-right with probability 1/2 (training augmentation;
+            the draws follow ``seed``).
 
     Yields:
         images float32 in [0, 1], shape (batch, size, size, 3); or ``(images, attributes)``.
@@ -61,6 +64,9 @@ def make_dataset(
             x = tf.numpy_function(gather, [index], tf.uint8, stateful=False)
         x.set_shape([batch, size, size, 3])
         x = tf.cast(x, tf.float32) / 255.0
+        if flip:
+            mirror = tf.random.uniform([tf.shape(x)[0], 1, 1, 1], seed=seed) < 0.5
+            x = tf.where(mirror, tf.reverse(x, axis=[2]), x)
         return (x, y) if with_attributes else x
 
     batch = batch_size if drop_remainder else None

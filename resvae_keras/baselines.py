@@ -1,0 +1,74 @@
+"""Linear baselines scored like the model: PCA, and its density reading, probabilistic PCA.
+
+A VAE with a k-dimensional code must reconstruct better than the best linear k-dimensional
+code, PCA, fitted on the same training faces; otherwise its non-linearity buys nothing. PCA
+with k = latent size and k = 2 x latent size sit beside the model in ``metrics.json``
+(``baselines``), the report's RQ2 table and notebook 03, scored by the same functions on the
+same test split: the mean over images of the per-image PSNR of the reconstructions clipped to
+[0, 1], and SSIM.
+
+Probabilistic PCA (Tipping & Bishop 1999) is a linear-Gaussian latent-variable model,
+``x = W z + mu + eps`` with ``z ~ N(0, I_k)`` and ``eps ~ N(0, s^2 I)``, whose exact
+log-likelihood has a closed form (``sklearn.decomposition.PCA.score_samples``); its bits/dim on
+dequantized test faces (``metrics.bits_per_dim``) is the linear reference for the VAE's bound.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from resvae_keras import metrics
+
+
+def _flat(images) -> np.ndarray:
+    x = np.asarray(images)
+    x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
+    return x.reshape(len(x), -1)
+
+
+def pca_baseline(train_images, test_images, n_components: int, seed: int = 0) -> dict:
+    """PCA with ``n_components`` fitted on ``train_images``, scored on ``test_images``.
+
+    Args:
+        train_images, test_images: uint8, or float32 in [0, 1], shape (N, S, S, 3).
+        n_components: k, the size of the linear code (1 <= k < number of training images).
+        seed: of the randomized SVD and of the dequantization noise.
+
+    Returns:
+        dict: ``n_components``; ``psnr`` and ``ssim`` (mean and std over test images, of the
+        reconstructions clipped to [0, 1]); ``ppca_bits_per_dim`` (mean over dequantized test
+        images of the exact probabilistic-PCA negative log-likelihood, as bits/dim); the PPCA
+        noise ``ppca_sigma`` (pixel units) and ``explained_variance`` (fraction in [0, 1]).
+    """
+    from sklearn.decomposition import PCA
+
+    x_train, x_test = _flat(train_images), _flat(test_images)
+    k = int(n_components)
+    if not 1 <= k < len(x_train):
+        raise ValueError(f"n_components={n_components!r}: expected 1 <= k < {len(x_train)} "
+                         "(the number of training images)")
+    pca = PCA(k, svd_solver="randomized", iterated_power=7, random_state=seed).fit(x_train)
+    shape = (len(x_test), *np.shape(test_images)[1:])
+    reconstructions = np.clip(pca.inverse_transform(pca.transform(x_test)), 0.0, 1.0)
+    x, x_hat = x_test.reshape(shape), reconstructions.reshape(shape).astype(np.float32)
+    psnr, ssim = metrics.psnr(x, x_hat), metrics.ssim(x, x_hat)
+    rng = np.random.default_rng(seed)
+    dequantized = (np.round(x_test * 255.0) + rng.random(x_test.shape) - 0.5) / 255.0
+    nll = -pca.score_samples(dequantized)
+    bpd = metrics.bits_per_dim(nll, x_test.shape[1])
+    return {
+        "n_components": k,
+        "psnr": {"mean": float(np.mean(psnr)), "std": float(np.std(psnr))},
+        "ssim": {"mean": float(np.mean(ssim)), "std": float(np.std(ssim))},
+        "ppca_bits_per_dim": float(np.mean(bpd)),
+        "ppca_sigma": float(np.sqrt(pca.noise_variance_)),
+        "explained_variance": float(np.sum(pca.explained_variance_ratio_)),
+    }
+
+
+def pca_baselines(train_images, test_images, latent_dim: int, seed: int = 0) -> dict:
+    """``pca_baseline`` at k = ``latent_dim`` and k = 2 x ``latent_dim`` (each capped below the
+    number of training images), keyed ``pca_<k>``."""
+    limit = len(train_images) - 1
+    ks = sorted({min(int(latent_dim), limit), min(2 * int(latent_dim), limit)})
+    return {f"pca_{k}": pca_baseline(train_images, test_images, k, seed) for k in ks}

@@ -1,0 +1,97 @@
+"""The lever sweep that chose the ``celeba-subset`` default: short runs at one equal budget,
+each adding one lever to the same base, scored on the **validation** split.
+
+The test split stays untouched until the main run is evaluated, so no setting is chosen on it.
+Each run trains ``LEVER_EPOCHS`` epochs (the same optimizer steps for every row) and is scored
+at ``last.keras`` on every validation face: PSNR of the posterior-mean reconstructions, and
+the dequantized negative ELBO in bits/dim (``metrics.bits_per_dim``), with its KL and the
+decoder sigma. One row per lever tried, kept or not, goes to
+``report/results/levers/levers.csv``; a finished row is skipped, so an interrupted sweep
+resumes where it stopped (``python -m resvae_keras levers``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from resvae_keras.config import Config, get_profile
+
+LEVER_EPOCHS = 2
+#: The base every lever starts from: the ``celeba-subset`` architecture with a learned decoder
+#: sigma and no floor on it, Adam at a constant rate, the KL warm-up at 20 % of the budget.
+BASE = dict(sigma_min=0.0, kl_warmup_steps=50, lr_schedule="constant", optimizer="adam",
+            weight_decay=0.0, flip=False, latent_dim=128, learning_rate=1e-3)
+#: Row name -> (overrides on ``BASE``, what the lever is). Trained in this order.
+LEVERS = {
+    "base": ({}, "learned sigma, no floor; Adam 1e-3 constant; latent 128"),
+    "latent_256": (dict(latent_dim=256), "latent size 256"),
+    "cosine": (dict(lr_schedule="cosine", lr_warmup_steps=25),
+               "cosine learning-rate decay after a 10 % linear warm-up"),
+    "ae": (dict(kind="ae"), "deterministic autoencoder (no KL): the reconstruction reference"),
+}
+COLUMNS = ["lever", "what", "val_psnr_db", "val_neg_elbo_bpd", "val_kl_nats", "decoder_sigma",
+           "epochs", "train_s"]
+
+
+def results_path() -> Path:
+    from resvae_keras.study import results_dir
+
+    return results_dir() / "levers" / "levers.csv"
+
+
+def lever_config(name: str) -> Config:
+    """The ``celeba-subset`` config of one sweep row, trained into ``runs/levers/<name>``."""
+    overrides, _ = LEVERS[name]
+    return get_profile("celeba-subset", **{**BASE, **overrides}, epochs=LEVER_EPOCHS,
+                       two_stage_epochs=0, run_dir=f"runs/levers/{name}")
+
+
+def score(model, images, seed: int = 0) -> dict:
+    """Validation numbers of one sweep row (``images`` uint8 or float32 in [0, 1])."""
+    from resvae_keras.evaluate import evaluate_reconstruction_on
+
+    result = evaluate_reconstruction_on(model, images, seed=seed)
+    bpd = result["bits_per_dim"]["mean"] if model.kind == "vae" else np.nan
+    return {"val_psnr_db": result["psnr"]["mean"], "val_neg_elbo_bpd": bpd,
+            "val_kl_nats": result["kl_nats"]["mean"] if model.kind == "vae" else np.nan,
+            "decoder_sigma": model.decoder_sigma}
+
+
+def load_table(path=None) -> pd.DataFrame:
+    """The committed sweep table (empty with ``COLUMNS`` when there is none yet)."""
+    path = Path(path or results_path())
+    return pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=COLUMNS)
+
+
+def run_levers(only=None, path=None, verbose=2) -> pd.DataFrame:
+    """Train and score every row of ``LEVERS`` (or those in ``only``) not in the table yet;
+    each finished row is written at once. Returns the table."""
+    from resvae_keras import data
+    from resvae_keras.model import load_model
+    from resvae_keras.train import load_history, train
+
+    path = Path(path or results_path())
+    table = load_table(path)
+    for name in only or LEVERS:
+        if name in set(table["lever"]):
+            print(f"{name}: in {path.name}, skipped", flush=True)
+            continue
+        config = lever_config(name)
+        print(f"== lever {name}: {LEVERS[name][1]}", flush=True)
+        train(config, verbose=verbose, second_stage=False)
+        model = load_model(config.run_path / "last.keras")
+        images = data.load_cache(config).images_of("val")
+        history = load_history(config.run_path)
+        row = {"lever": name, "what": LEVERS[name][1], **score(model, images),
+               "epochs": len(history), "train_s": float(history["wall_time_s"].iloc[-1])}
+        rows = [*table.to_dict("records"), row]
+        table = pd.DataFrame(rows, columns=COLUMNS)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        table.to_csv(tmp, index=False, float_format="%.4f")
+        tmp.replace(path)  # never a half-written table
+        print(pd.DataFrame([row]).round(3).to_string(index=False), flush=True)
+    return table
