@@ -324,15 +324,23 @@ def latent_report(z_mean, z_log_var, threshold: float = 0.01, top: int = 10) -> 
 
     ``active_units`` counts dimensions whose E[z_j | x] varies over the images by more
     than ``threshold``; ``top_units`` are the dimensions with the largest mean KL (nats).
+    ELBO surgery says why decoding prior draws can fail: ``aggregate_kl_lower_bound_nats``
+    bounds KL(q(z) || N(0, I)) from below, with q(z) the aggregate posterior of these images
+    (``latent.aggregate_kl_lower_bound``), and ``aggregate_std`` summarises q(z)'s standard
+    deviation per dimension (the prior has 1 in each).
     """
     mask, ranking = latent.active_units(z_mean, threshold, z_log_var)
     kl = latent.kl_per_dimension(z_mean, z_log_var)
+    spread = latent.aggregate_posterior_std(z_mean, z_log_var)
     return {
         "n_images": len(z_mean),
         "latent_dim": int(np.shape(z_mean)[1]),
         "threshold": threshold,
         "active_units": int(mask.sum()),
         "kl_total_nats": float(kl.sum()),
+        "aggregate_kl_lower_bound_nats": latent.aggregate_kl_lower_bound(kl.sum(), len(z_mean)),
+        "aggregate_std": {"min": float(spread.min()), "median": float(np.median(spread)),
+                          "max": float(spread.max())},
         "top_units": ranking[:top].tolist(),
         "top_units_kl_nats": kl[ranking[:top]].tolist(),
     }

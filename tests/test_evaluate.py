@@ -232,3 +232,15 @@ def test_paths_beside_the_project_keep_their_name(tmp_path, monkeypatch):
     assert evaluate._display_text(f"{root}/runs/x") == "runs/x"
     assert evaluate._display_text(f"in '{root}'") == "in '.'"
     assert evaluate._display_text(f"{root}_cases/runs/x") == f"{root}_cases/runs/x"
+
+
+def test_latent_report_elbo_surgery_is_zero_at_the_prior_and_positive_for_spread_codes():
+    n, d = 50, 4
+    at_prior = evaluate.latent_report(np.zeros((n, d)), np.zeros((n, d)))
+    assert at_prior["aggregate_kl_lower_bound_nats"] == 0.0
+    assert at_prior["aggregate_std"]["median"] == pytest.approx(1.0)
+    rng = np.random.default_rng(0)
+    spread = evaluate.latent_report(5 * rng.standard_normal((n, d)), np.full((n, d), -6.0))
+    # mean KL about 4 * (25 + 6 - 1) / 2 = 60 nats, far above log 50 = 3.9
+    assert spread["aggregate_kl_lower_bound_nats"] > 40
+    assert spread["aggregate_std"]["median"] > 3
