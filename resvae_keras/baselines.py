@@ -67,8 +67,10 @@ def pca_baseline(train_images, test_images, n_components: int, seed: int = 0) ->
 
 
 def pca_baselines(train_images, test_images, latent_dim: int, seed: int = 0) -> dict:
-    """``pca_baseline`` at k = ``latent_dim`` and k = 2 x ``latent_dim`` (each capped below the
-    number of training images), keyed ``pca_<k>``."""
+    """``pca_baseline`` at k = ``latent_dim`` / 2, ``latent_dim`` and 2 x ``latent_dim`` (each
+    capped below the number of training images), keyed ``pca_<k>``: the model's latent size,
+    twice it, and half it (the former default's latent size, 128, for the 256 of today)."""
     limit = len(train_images) - 1
-    ks = sorted({min(int(latent_dim), limit), min(2 * int(latent_dim), limit)})
+    ks = sorted({min(max(k, 1), limit) for k in (int(latent_dim) // 2, int(latent_dim),
+                                                 2 * int(latent_dim))})
     return {f"pca_{k}": pca_baseline(train_images, test_images, k, seed) for k in ks}
