@@ -28,7 +28,7 @@ CLI_OPTIONS = (
     "epochs", "batch_size", "learning_rate", "beta", "kl_warmup_steps", "sigma_min", "latent_dim",
     "widths", "blocks_per_stage", "image_size", "likelihood", "kind", "residual", "seed",
     "max_images", "architecture", "norm", "strategy", "mixed_precision", "data_dir", "run_dir",
-    "two_stage_epochs",
+    "two_stage_epochs", "cache_dir",
 )  # fmt: skip
 """Config fields the ``train`` command line sets, each through ``option_name(field)``."""
 
@@ -165,13 +165,10 @@ class Config:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write ``config.json`` through a temporary file: ``path`` is never half written."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        try:
+        from resvae_keras.data._io import atomic_write
+
+        with atomic_write(path) as tmp:
             tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Config:

@@ -42,6 +42,7 @@ from resvae_keras.anomaly import (
     anomaly_report,
 )
 from resvae_keras.config import Config, project_root
+from resvae_keras.data._io import atomic_write
 from resvae_keras.data.images import as_float_images, to_uint8
 
 METRICS_VERSION = 1
@@ -896,10 +897,8 @@ def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = F
     }
     result["summary"] = _summary(result)
     result = _jsonable(result)
-    out = Path(out)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, out)
+    with atomic_write(out) as tmp:
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
     _log(verbose, f"wrote {_display_text(str(out))} in {timings['total']:.1f} s")
     return result
 
@@ -999,7 +998,8 @@ def evaluate_folder(run_dir, data_dir, cache_dir=None) -> Path:
         "reconstruction": evaluate_reconstruction_on(model, np.asarray(cache.images)),
     }
     out = resolve_run_dir(run_dir) / f"metrics_{folder}.json"
-    out.write_text(json.dumps(_jsonable(result), indent=2) + "\n")
+    with atomic_write(out) as tmp:
+        tmp.write_text(json.dumps(_jsonable(result), indent=2) + "\n")
     return out
 
 
