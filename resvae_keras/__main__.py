@@ -339,6 +339,8 @@ def _error_line(err: BaseException) -> str:
         "(--run-dir, --cache-dir, --out)",
         errno.EEXIST: "a file is in the way of a folder; remove it or choose another name",
         errno.ENOTDIR: "a file is in the way of a folder; remove it or choose another name",
+        errno.ELOOP: "symbolic links there point at each other in a loop; remove them or point "
+        "them at real files",
     }
     hint = hints.get(err.errno)
     return f"error: {text}" + (f"\n{hint}" if hint else "")

@@ -174,12 +174,25 @@ class Config:
     def load(cls, path: str | os.PathLike) -> Config:
         """A saved ``config.json``. Unknown keys are ignored; files written before ``norm``
         was a field keep it in ``extra`` and load the same."""
-        values = json.loads(Path(path).read_text())
+        try:
+            values = json.loads(Path(path).read_text())
+        except ValueError as error:
+            raise ValueError(f"{path} is not valid JSON ({error}); restore it (a run's "
+                             "config.json is written by train) or fix it by hand") from None
+        if not isinstance(values, dict):
+            raise ValueError(f"{path} holds a JSON {type(values).__name__}, not an object "
+                             "of settings; restore it (train writes it)")
         extra = values.pop("extra", None) or {}
         if "norm" in extra:
             values.setdefault("norm", extra["norm"])
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+        known = {f.name: f.type for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in values.items() if k in known}
+        wrong = [f"{k}={v!r} (expected {known[k]})" for k, v in values.items()
+                 if not _has_type(v, known[k])]
+        if wrong:
+            raise ValueError(f"{path} holds settings of the wrong type: {', '.join(wrong)}; "
+                             "restore it, or fix those values by hand")
+        return cls(**values)
 
     def replace(self, **overrides) -> Config:
         unknown = set(overrides) - {f.name for f in dataclasses.fields(self)}
@@ -207,6 +220,20 @@ class Config:
             else:
                 words += [option_name(name), "float32" if value is None else str(value)]
         return shlex.join(words)
+
+
+def _has_type(value, annotation: str) -> bool:
+    """True when a JSON ``value`` fits a ``Config`` field annotated ``annotation``."""
+    if value is None:
+        return annotation.endswith("| None")
+    kind = annotation.split(" |")[0]
+    if kind == "tuple[int, ...]":
+        return isinstance(value, list) and all(_has_type(v, "int") for v in value)
+    if kind == "bool":
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, {"int": int, "float": (int, float), "str": str}.get(kind, object))
 
 
 # The CelebA profiles' floor on the decoder sigma, chosen from the default-model sweep

@@ -945,11 +945,17 @@ def two_stage_sampler(config: Config, model=None, cache=None, checkpoint: str = 
     """
     from resvae_keras import data
     from resvae_keras.latent import TwoStageSampler, encode_dataset
+    from resvae_keras.model import DamagedModelFileError
 
     run_dir = config.run_path
     path = two_stage_path(run_dir, checkpoint)
     if two_stage_is_current(run_dir, checkpoint):
-        return TwoStageSampler.load(path)
+        try:
+            return TwoStageSampler.load(path)
+        except DamagedModelFileError as error:  # NaN weights are refused, not refitted
+            _say(f"{display_path(path)} is damaged ({type(error).__name__}); fitting the "
+                 "second stage again")
+            path.unlink()
     if model is None:
         model = (_best_model(run_dir) if checkpoint == "model.keras"
                  else resvae_keras.model.load_model(run_dir / checkpoint))
