@@ -554,8 +554,11 @@ def save_grid(grid, path):
 
     grid = to_uint8(grid)
     rows, cols, h, w, c = grid.shape
-    Image.fromarray(grid.transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, c)).save(path)
-    np.savez_compressed(Path(path).with_suffix(".npz"), grid=grid)
+    with atomic_write(path) as tmp:
+        Image.fromarray(grid.transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, c)).save(
+            tmp, format="PNG")
+    with atomic_write(Path(path).with_suffix(".npz")) as tmp, open(tmp, "wb") as file:
+        np.savez_compressed(file, grid=grid)
 
 
 def load_grid(run_dir, epoch: int | None = None) -> tuple[np.ndarray, int]:
