@@ -19,7 +19,25 @@ import argparse
 import errno
 import json
 import os
+import signal
 import sys
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors take two lines (the error, and where the options are
+    listed) instead of the whole usage block; exit status 2 as usual."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n(run {self.prog} --help for the options)\n")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C, so every ``finally`` and ``with``
+    block cleans up (temporary files, worker processes) before the command exits 143."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
 
 
 def _print_table(result: dict, title: str) -> None:
@@ -68,6 +86,8 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
                    "when CELEBA_DIR is set, else demo")
     p.add_argument("--run-dir", dest="run_dir", help="output folder (default runs/<profile>)")
     p.add_argument("--data-dir", dest="data_dir", help="CelebA root (default CELEBA_DIR)")
+    p.add_argument("--cache-dir", dest="cache_dir",
+                   help="where the preprocessed cache goes (default data/cache/<profile>)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", dest="batch_size", type=int,
                    help="images per step on each worker; with several workers (TF_CONFIG) "
@@ -233,10 +253,10 @@ def cmd_report(args):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m resvae_keras", description=__doc__,
+    parser = _Parser(prog="python -m resvae_keras", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--debug", action="store_true",
                         help="show the full traceback of any error")
 
@@ -341,6 +361,8 @@ def _error_line(err: BaseException) -> str:
         "(--run-dir, --cache-dir, --out)",
         errno.EEXIST: "a file is in the way of a folder; remove it or choose another name",
         errno.ENOTDIR: "a file is in the way of a folder; remove it or choose another name",
+        errno.ELOOP: "symbolic links there point at each other in a loop; remove them or point "
+        "them at real files",
     }
     hint = hints.get(err.errno)
     return f"error: {text}" + (f"\n{hint}" if hint else "")
@@ -353,17 +375,29 @@ def _tf_error(err: BaseException, name: str) -> bool:
 
 
 def main(argv=None):
-    """Run one command. Expected errors print a short message and exit 1 (Ctrl-C: 130);
-    an unexpected one says it is a bug and shows its traceback with ``--debug``."""
+    """Run one command. Expected errors print a short message and exit 1 (Ctrl-C: 130,
+    SIGTERM: 143, each after cleaning up); an unexpected one says it is a bug and shows its
+    traceback with ``--debug``."""
     args = build_parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        _run(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args):
+    """``args.func(args)``, with every expected error turned into a message and an exit status."""
     if args.debug:
         return args.func(args)
     try:
         args.func(args)
-    except KeyboardInterrupt:
-        print("\ninterrupted; run the same command again to continue (a training run resumes "
-              "from its last completed epoch)", file=sys.stderr)
-        sys.exit(130)
+    except KeyboardInterrupt as err:
+        what = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted"
+        print(f"\n{what}; nothing half-written was kept. Run the same command again to "
+              "continue (a training run resumes from its last completed epoch)",
+              file=sys.stderr, flush=True)
+        sys.exit(143 if isinstance(err, Terminated) else 130)
     except (OSError, ValueError) as err:
         # Bad input (a missing CelebA folder, a malformed annotation file, a bad setting,
         # an unwritable folder, a full disk): the message says what to do.

@@ -28,7 +28,8 @@ CLI_OPTIONS = (
     "epochs", "batch_size", "learning_rate", "beta", "kl_warmup_steps", "sigma_min", "latent_dim",
     "widths", "blocks_per_stage", "image_size", "likelihood", "kind", "residual", "seed",
     "max_images", "architecture", "norm", "strategy", "mixed_precision", "data_dir", "run_dir",
-    "two_stage_epochs", "flip", "lr_schedule", "lr_warmup_steps", "optimizer", "weight_decay",
+    "two_stage_epochs", "cache_dir", "flip", "lr_schedule", "lr_warmup_steps", "optimizer",
+    "weight_decay",
 )  # fmt: skip
 """Config fields the ``train`` command line sets, each through ``option_name(field)``."""
 
@@ -181,24 +182,34 @@ class Config:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write ``config.json`` through a temporary file: ``path`` is never half written."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        try:
+        from resvae_keras.data._io import atomic_write
+
+        with atomic_write(path) as tmp:
             tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Config:
         """A saved ``config.json``. Unknown keys are ignored; files written before ``norm``
         was a field keep it in ``extra`` and load the same."""
-        values = json.loads(Path(path).read_text())
+        try:
+            values = json.loads(Path(path).read_text())
+        except ValueError as error:
+            raise ValueError(f"{path} is not valid JSON ({error}); restore it (a run's "
+                             "config.json is written by train) or fix it by hand") from None
+        if not isinstance(values, dict):
+            raise ValueError(f"{path} holds a JSON {type(values).__name__}, not an object "
+                             "of settings; restore it (train writes it)")
         extra = values.pop("extra", None) or {}
         if "norm" in extra:
             values.setdefault("norm", extra["norm"])
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+        known = {f.name: f.type for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in values.items() if k in known}
+        wrong = [f"{k}={v!r} (expected {known[k]})" for k, v in values.items()
+                 if not _has_type(v, known[k])]
+        if wrong:
+            raise ValueError(f"{path} holds settings of the wrong type: {', '.join(wrong)}; "
+                             "restore it, or fix those values by hand")
+        return cls(**values)
 
     def replace(self, **overrides) -> Config:
         unknown = set(overrides) - {f.name for f in dataclasses.fields(self)}
@@ -226,6 +237,20 @@ class Config:
             else:
                 words += [option_name(name), "float32" if value is None else str(value)]
         return shlex.join(words)
+
+
+def _has_type(value, annotation: str) -> bool:
+    """True when a JSON ``value`` fits a ``Config`` field annotated ``annotation``."""
+    if value is None:
+        return annotation.endswith("| None")
+    kind = annotation.split(" |")[0]
+    if kind == "tuple[int, ...]":
+        return isinstance(value, list) and all(_has_type(v, "int") for v in value)
+    if kind == "bool":
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, {"int": int, "float": (int, float), "str": str}.get(kind, object))
 
 
 _PROFILE_OVERRIDES: dict[str, dict] = {

@@ -42,6 +42,7 @@ from resvae_keras.anomaly import (
     anomaly_report,
 )
 from resvae_keras.config import Config, project_root
+from resvae_keras.data._io import atomic_write
 from resvae_keras.data.images import as_float_images, to_uint8
 
 METRICS_VERSION = 1
@@ -170,7 +171,28 @@ def load_run(run_dir, checkpoint: str = "model.keras"):
             f"{_display_text(str(path / checkpoint))} is missing: the run has not finished an "
             "epoch yet. Train it (python -m resvae_keras train) and evaluate again."
         )
-    return config, load_model(path / checkpoint)
+    model = load_model(path / checkpoint)
+    _check_config_matches(config, model, path / checkpoint)
+    return config, model
+
+
+def _check_config_matches(config: Config, model, model_path: Path) -> None:
+    """Raise ``ValueError`` when the run's ``config.json`` describes another model than the
+    saved one (an edited config.json)."""
+    from resvae_keras.model import CONFIG_ARGUMENTS
+
+    differ = [f"{name} {getattr(config, name)!r} in config.json, {getattr(model, name)!r} in "
+              f"{model_path.name}" for name in CONFIG_ARGUMENTS
+              if name in ("image_size", "latent_dim", "widths", "blocks_per_stage", "kind",
+                          "architecture", "likelihood", "norm", "residual")
+              and tuple(np.atleast_1d(getattr(config, name))) != tuple(
+                  np.atleast_1d(getattr(model, name)))]
+    if differ:
+        raise ValueError(
+            f"{_display_text(str(model_path.parent / 'config.json'))} does not describe the "
+            f"saved model ({'; '.join(differ)}): it was edited after training. Restore it "
+            "(set those values back) and run the command again."
+        )
 
 
 def split_images(cache, split: str, limit: int | None = None) -> np.ndarray:
@@ -790,6 +812,14 @@ def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = F
         other = Path(str(data_dir or cache_dir)).name if overrides else None
         out = path / (f"metrics_{other}.json" if other else "metrics.json")
     cache = data.load_cache(config, progress=verbose)
+    if not overrides:
+        from resvae_keras.run_dir import SPLIT_FILE, check_run_split
+
+        if not check_run_split(path, cache, "evaluate"):
+            print(f"warning: {_display_text(str(path))} has no {SPLIT_FILE} (trained by an "
+                  "older version), so its test split cannot be checked against the split it "
+                  "was trained on; if the data changed since training, test images may be "
+                  "images it trained on", file=sys.stderr, flush=True)
     test_images = split_images(cache, "test", n_test)
     attributes = cache.attributes_of("test").iloc[: len(test_images)]
     n_samples = min(len(test_images), MAX_DEFAULT_SAMPLES) if n_samples is None else int(n_samples)
@@ -912,10 +942,8 @@ def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = F
     }
     result["summary"] = _summary(result)
     result = _jsonable(result)
-    out = Path(out)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, out)
+    with atomic_write(out) as tmp:
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
     _log(verbose, f"wrote {_display_text(str(out))} in {timings['total']:.1f} s")
     return result
 
@@ -1018,36 +1046,59 @@ def evaluate_folder(run_dir, data_dir, cache_dir=None) -> Path:
         "reconstruction": evaluate_reconstruction_on(model, np.asarray(cache.images)),
     }
     out = resolve_run_dir(run_dir) / f"metrics_{folder}.json"
-    out.write_text(json.dumps(_jsonable(result), indent=2) + "\n")
+    with atomic_write(out) as tmp:
+        tmp.write_text(json.dumps(_jsonable(result), indent=2) + "\n")
     return out
 
 
 def write_samples(run_dir, n: int = 64, out_dir="samples", temperature: float = 1.0,
-                  sampler: str = "two_stage", seed: int = 0) -> list[Path]:
+                  sampler: str = "two_stage", seed: int = 0, batch_size: int = 256) -> list[Path]:
     """Decode ``n`` samples of a run and write them as ``sample_00000.png`` ... in ``out_dir``.
 
     ``sampler="gmm"`` fits the mixture on the run's training codes first (loads the cache);
     ``sampler="two_stage"`` loads the run's ``two_stage.keras`` (fitting and saving it first,
-    with a message, when it is missing or older than ``model.keras``). Returns the paths
-    written.
+    with a message, when it is missing or older than ``model.keras``). Samples are drawn,
+    decoded and written ``batch_size`` at a time (batch ``b > 0`` with a seed derived from
+    ``(seed, b)``), so memory does not grow with ``n``. Nothing is written for a
+    non-finite ``temperature``, a model or second stage with non-finite weights, or when
+    ``out_dir``'s disk lacks room for ``n`` images; a batch that decodes to non-finite
+    pixels removes this call's images and raises ``ValueError``. Returns the paths written.
     """
     from PIL import Image
 
+    from resvae_keras.data._io import check_free_space
+
+    n = latent._check_count(n, "n (--n)")
+    temperature = latent.check_temperature(temperature)
+    if isinstance(seed, bool) or not 0 <= int(seed) < 2**32:
+        raise ValueError(f"seed={seed!r} (--seed): expected an integer in [0, 4294967295]")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"out_dir={str(out_dir)!r} (--out) is a file; give a folder for the PNGs")
     config, model = load_run(run_dir)
+    # a face PNG takes about a quarter of its raw pixels; more files than that cannot fit
+    check_free_space(out, n * config.image_size**2 * 3 // 4, f"{n:,} samples (--n)")
     cache = None
     if sampler == "gmm":
         from resvae_keras import data
 
         cache = data.load_cache(config, progress=False)
     sampler_object = make_sampler(model, sampler, cache, seed=seed, config=config)
-    images = latent.sample_images(model, sampler_object, n=int(n), temperature=temperature, seed=seed)
     out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i, image in enumerate(to_uint8(images)):
-        path = out / f"sample_{i:05d}.png"
-        Image.fromarray(image).save(path)
-        paths.append(path)
+    width, paths = max(5, len(str(n - 1))), []
+    try:
+        for start in range(0, n, batch_size):
+            batch = start // batch_size
+            batch_seed = seed if batch == 0 else int(
+                np.random.SeedSequence([int(seed), batch]).generate_state(1)[0])
+            images = latent.sample_images(model, sampler_object, n=min(batch_size, n - start),
+                                          temperature=temperature, seed=batch_seed)
+            for i, image in enumerate(to_uint8(images), start):
+                paths.append(out / f"sample_{i:0{width}d}.png")
+                with atomic_write(paths[-1]) as tmp:
+                    Image.fromarray(image).save(tmp, format="PNG")
+    except Exception:
+        for path in paths:
+            path.unlink(missing_ok=True)
+        raise
     return paths

@@ -49,6 +49,16 @@ def _check_count(n, argument: str = "n") -> int:
     return int(n)
 
 
+def check_temperature(temperature) -> float:
+    """``temperature`` as a float, or ``ValueError`` when it is not a finite number >= 0
+    (NaN or infinity would decode into black images)."""
+    value = float(temperature)
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"temperature={temperature!r} (--temperature): expected a finite "
+                         "number >= 0 (1.0 is the sampler itself, 0.7 a common choice)")
+    return value
+
+
 def _decode(model, z, batch_size: int = 256) -> np.ndarray:
     """``model.decode`` in batches. z: (N, d) -> images float32 [0, 1], (N, H, W, 3)."""
     z = _to_numpy(z)
@@ -112,8 +122,7 @@ def prior_samples(n: int, latent_dim: int, temperature: float = 1.0, seed: int =
     A temperature below 1 trades diversity for realism (samples nearer the mode).
     """
     n = _check_count(n)
-    if temperature < 0:
-        raise ValueError(f"temperature={temperature!r} must be >= 0 (1.0 is the prior itself)")
+    temperature = check_temperature(temperature)
     rng = np.random.default_rng(seed)
     return (temperature * rng.standard_normal((n, int(latent_dim)))).astype(np.float32)
 
@@ -189,6 +198,7 @@ class GaussianMixtureSampler:
         """
         self._check_fitted()
         n = _check_count(n)
+        temperature = check_temperature(temperature)
         self.mixture_.set_params(random_state=seed)
         z, component = self.mixture_.sample(n)
         means = self.mixture_.means_[component]
@@ -425,8 +435,7 @@ class TwoStageSampler:
         code decoded from u = 0)."""
         self._check_fitted()
         n = _check_count(n)
-        if temperature < 0:
-            raise ValueError(f"temperature={temperature!r} must be >= 0 (1.0: the model itself)")
+        temperature = check_temperature(temperature)
         rng = np.random.default_rng(seed)
         u = (temperature * rng.standard_normal((n, self.latent_dim))).astype(np.float32)
         eps = rng.standard_normal((n, self.latent_dim))
@@ -449,10 +458,16 @@ class TwoStageSampler:
 
     @classmethod
     def load(cls, path) -> TwoStageSampler:
-        """A fitted sampler from a ``.keras`` file written by ``save``."""
-        vae = keras.models.load_model(path)
-        if not isinstance(vae, SecondStageVAE):
-            raise TypeError(f"{path} holds a {type(vae).__name__}, not a SecondStageVAE")
+        """A fitted sampler from a ``.keras`` file written by ``save``.
+
+        Raises ``model.ModelFileError`` when the file is damaged, holds another model, or
+        holds NaN or infinite weights (its samples would be black images).
+        """
+        from resvae_keras.model import load_keras_file
+
+        vae = load_keras_file(path, SecondStageVAE, remedy=(
+            "Delete it and run the command again: the second stage is fitted anew (seconds "
+            "to minutes)."))
         sampler = cls(width=vae.width, depth=vae.depth, seed=vae.seed)
         sampler.vae_ = vae
         return sampler
@@ -477,7 +492,8 @@ def sample_images(
         n: number of images.
 
     Returns:
-        images float32 in [0, 1], shape (n, H, W, 3).
+        images float32 in [0, 1], shape (n, H, W, 3). Raises ``ValueError`` when any is not
+        finite (a code of NaN or infinity): such images would be saved black.
     """
     if isinstance(sampler_or_z, str):
         if sampler_or_z != "prior":
@@ -489,7 +505,15 @@ def sample_images(
         z = sampler_or_z.sample(n, seed=seed, temperature=temperature)
     else:
         z = sampler_or_z
-    return _decode(model, z, batch_size)
+    images = _decode(model, z, batch_size)
+    if not np.isfinite(images).all():
+        bad = int((~np.isfinite(images)).any(axis=(1, 2, 3)).sum())
+        raise ValueError(
+            f"{bad} of {len(images)} decoded samples hold NaN or infinite pixels (their codes "
+            f"did: {int((~np.isfinite(_to_numpy(z))).any(axis=1).sum())}); nothing was saved. "
+            "Check the temperature and the sampler (a diverged second stage gives such codes)."
+        )
+    return images
 
 
 # -- interpolation --------------------------------------------------------------

@@ -29,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import tempfile
 import urllib.request
 import warnings
 from collections.abc import Callable
@@ -512,22 +511,21 @@ def download_inception_weights(
     path = Path(path) if path is not None else inception_weights_path()
     if path.is_file():
         return path
-    tmp_name = None
+    from resvae_keras.data._io import atomic_write
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".part")
         digest = hashlib.md5()
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
-            while chunk := response.read(1 << 20):
-                out.write(chunk)
-                digest.update(chunk)
-        if md5 is not None and digest.hexdigest() != md5:
-            raise FeatureExtractorUnavailable(
-                f"The file downloaded from {url} has MD5 {digest.hexdigest()}, expected {md5}; "
-                "it was discarded. " + _what_to_do(path)
-            )
-        os.replace(tmp_name, path)
-        tmp_name = None
+        with atomic_write(path) as tmp:
+            with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+                while chunk := response.read(1 << 20):
+                    out.write(chunk)
+                    digest.update(chunk)
+            if md5 is not None and digest.hexdigest() != md5:
+                raise FeatureExtractorUnavailable(
+                    f"The file downloaded from {url} has MD5 {digest.hexdigest()}, expected "
+                    f"{md5}; it was discarded. " + _what_to_do(path)
+                )
     except FeatureExtractorUnavailable:
         raise
     except Exception as exc:  # URLError, timeouts, HTTP and disk errors all end the same way
@@ -535,9 +533,6 @@ def download_inception_weights(
             f"Could not download the InceptionV3 weights ({type(exc).__name__}: {exc}). "
             + _what_to_do(path)
         ) from exc
-    finally:
-        if tmp_name is not None and os.path.exists(tmp_name):
-            os.remove(tmp_name)
     return path
 
 

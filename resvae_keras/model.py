@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import math
 import zipfile
+import zlib
 from pathlib import Path
 
 import keras
@@ -640,6 +641,10 @@ class ModelFileError(ValueError):
     """A ``.keras`` file that cannot be used; the message names it and says what to do."""
 
 
+class DamagedModelFileError(ModelFileError):
+    """A ``.keras`` file that cannot be read at all (cut short, a CRC error)."""
+
+
 def nonfinite_weights(model) -> list[str]:
     """Paths of the weights of ``model`` holding NaN or infinity (empty when all are finite)."""
     return [w.path for w in model.weights if not np.isfinite(ops.convert_to_numpy(w)).all()]
@@ -653,22 +658,35 @@ def load_model(path, check_finite=True):
     ``ValueError``) when it is damaged (e.g. truncated), holds another kind of model,
     or, with ``check_finite``, holds NaN or infinite weights (a diverged run).
     """
+    return load_keras_file(path, ResVAE, check_finite=check_finite)
+
+
+def load_keras_file(path, cls, check_finite=True, remedy=None):
+    """The Keras model of class ``cls`` saved in ``path``, checked as ``load_model`` says.
+
+    ``remedy``: what the messages of a damaged or non-finite file tell the user to do
+    (default: restore the file or train the run again).
+    """
     from resvae_keras.data._io import display_path
 
     path = Path(path)
     shown = display_path(path)
+    remedy = remedy or ("Restore it, or train the run again (README, section \"When things go "
+                        "wrong\").")
     if not path.is_file():
         raise FileNotFoundError(f"{shown} does not exist: train the run first (python -m resvae_keras train)")
+    damaged = (f"{shown} is damaged: not a complete .keras (zip) file ({path.stat().st_size:,} "
+               "bytes), e.g. cut short by a full disk or an interrupted copy. ")
     if not zipfile.is_zipfile(path):
+        raise DamagedModelFileError(damaged + remedy)
+    try:
+        model = keras.models.load_model(path)
+    except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as error:  # e.g. a CRC error
+        raise DamagedModelFileError(damaged.replace("not a complete .keras (zip) file",
+                                             f"{type(error).__name__}: {error}") + remedy) from None
+    if not isinstance(model, cls):
         raise ModelFileError(
-            f"{shown} is damaged: not a complete .keras (zip) file ({path.stat().st_size:,} bytes), "
-            "e.g. cut short by a full disk or an interrupted copy. Restore it, or train the run "
-            "again (README, section \"When things go wrong\")."
-        )
-    model = keras.models.load_model(path)
-    if not isinstance(model, ResVAE):
-        raise ModelFileError(
-            f"{shown} holds a {type(model).__name__}, not a ResVAE; give the model.keras of a "
+            f"{shown} holds a {type(model).__name__}, not a {cls.__name__}; give the model.keras of a "
             "run trained by resvae_keras"
         )
     bad = nonfinite_weights(model) if check_finite else []
@@ -676,6 +694,7 @@ def load_model(path, check_finite=True):
         raise ModelFileError(
             f"{shown} holds NaN or infinite weights ({len(bad)} of {len(model.weights)}, e.g. "
             f"{bad[0]}): its training diverged, so its samples and scores would be meaningless. "
-            "Train the run again with a lower learning rate (README, section \"When things go wrong\")."
+            + ("Train the run again with a lower learning rate (README, section \"When things "
+               "go wrong\")." if cls is ResVAE else remedy)
         )
     return model

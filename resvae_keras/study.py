@@ -49,6 +49,7 @@ import numpy as np
 import pandas as pd
 
 from resvae_keras.config import Config, get_profile, project_root
+from resvae_keras.data._io import atomic_write
 
 STUDY_PROFILE = "celeba-subset"
 STUDY_EPOCHS = 10
@@ -226,8 +227,8 @@ def collect_run(run_dir, dest=None) -> list[Path]:
     if (run / "history.csv").is_file():
         load_history(run).to_csv(dest / "history.csv", index=False)
         written.append(dest / "history.csv")
-    shutil.copy(run / "metrics.json", dest / "metrics.json.tmp")
-    os.replace(dest / "metrics.json.tmp", dest / "metrics.json")
+    with atomic_write(dest / "metrics.json") as tmp:  # last: it marks the copy complete
+        shutil.copy(run / "metrics.json", tmp)
     return [*written, dest / "metrics.json"]
 
 

@@ -33,6 +33,7 @@ that keeps its ``backup/`` across a restart and is removed when the run complete
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import hashlib
 import json
 import math
@@ -45,14 +46,24 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import pandas as pd
 
 # Registers ResVAE and its layers, so load_model works in a fresh process.
 import resvae_keras.model  # noqa: F401
 from resvae_keras import data
 from resvae_keras.config import Config, option_name
-from resvae_keras.data._io import check_free_space, display_path
+from resvae_keras.data._io import atomic_write, check_free_space, display_path
 from resvae_keras.data.images import to_uint8
+from resvae_keras.run_dir import (  # noqa: F401  (load_history: also train.load_history)
+    SPLIT_FILE,
+    RunDirError,
+    RunLockedError,
+    backup_epoch,
+    check_run_split,
+    load_history,
+    record_split,
+    resume_point,
+    run_lock,
+)
 
 try:
     import fcntl
@@ -207,14 +218,17 @@ def cluster_timeout_s() -> float:
 
 
 # Run in its own process: while TensorFlow waits for the cluster it holds the GIL, so no
-# thread of the waiting process runs. EOF on stdin (joined, or the worker ended): nothing to do.
+# Python thread of the waiting process runs. EOF on stdin (joined, or the worker ended):
+# nothing to do. The waiting process ends itself (faulthandler's C thread, exit status 1)
+# a little later; SIGKILL is the last resort.
 _WATCHDOG = """
-import os, select, signal, sys
+import os, select, signal, sys, time
 parent, timeout, message = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
 if not select.select([sys.stdin], [], [], timeout)[0]:
     sys.stderr.write(message + "\\n")
     sys.stderr.flush()
-    os.kill(parent, signal.SIGKILL)
+    if not select.select([sys.stdin], [], [], 30)[0]:
+        os.kill(parent, signal.SIGKILL)
 """
 
 
@@ -234,9 +248,14 @@ def _join_cluster(tf_config: str, role: dict):
                "cluster, or set RESVAE_CLUSTER_TIMEOUT (seconds) to wait longer. Stopped.")
     watchdog = subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(timeout),
                                  message], stdin=subprocess.PIPE)
+    # exit status 1 (an error), not 137: faulthandler's timer thread needs no GIL
+    silent = open(os.devnull, "w")  # noqa: SIM115  (closed below)
+    faulthandler.dump_traceback_later(timeout + 2, exit=True, file=silent)
     try:
         return tf.distribute.MultiWorkerMirroredStrategy()
     finally:
+        faulthandler.cancel_dump_traceback_later()
+        silent.close()
         watchdog.stdin.close()
         watchdog.wait()
 
@@ -289,12 +308,6 @@ def _check_same_start(strategy, role, start, epoch, run_dir):
             "run continues from the chief's last.keras where every worker sees the chief's run "
             "dir (one machine, a shared folder or a copy), and starts over otherwise."
         )
-
-
-def _backup_epoch(backup_dir):
-    """The epoch a ``BackupAndRestore`` folder resumes at (0 when it holds none)."""
-    path = Path(backup_dir) / "training_metadata.json"
-    return int(json.loads(path.read_text())["epoch"]) if path.exists() else 0
 
 
 def _scalar_results_with_a_batch_axis(model):
@@ -425,14 +438,11 @@ def save_model(model, path):
     check: ``path`` always holds either its old content or the complete new model."""
     path = Path(path)
     check_free_space(path.parent, _state_bytes(model), f"saving {path.name}")
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
     try:
-        model.save(tmp)
-        os.replace(tmp, path)
+        with atomic_write(path) as tmp:
+            model.save(tmp)
     except OSError as error:
         raise OSError(error.errno, error.strerror or str(error), display_path(path)) from error
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 class Checkpoints(keras.callbacks.Callback):
@@ -485,19 +495,14 @@ class Backup(keras.callbacks.BackupAndRestore):
         folder = Path(self.backup_dir)
         folder.mkdir(parents=True, exist_ok=True)
         check_free_space(folder, _state_bytes(self.model), "the training backup")
-        tmp_weights = folder / f".latest.tmp-{os.getpid()}.weights.h5"
-        tmp_meta = folder / f".metadata.tmp-{os.getpid()}.json"
         try:
-            self.model.save_weights(str(tmp_weights), overwrite=True)
-            tmp_meta.write_text(json.dumps({"epoch": self._current_epoch, "batch": 0}))
-            # weights first: a crash between the renames redoes an epoch, never skips one
-            os.replace(tmp_weights, self._weights_path)
-            os.replace(tmp_meta, self._training_metadata_path)
+            # weights first: a crash between the two writes redoes an epoch, never skips one
+            with atomic_write(self._weights_path) as tmp:
+                self.model.save_weights(str(tmp), overwrite=True)
+            with atomic_write(self._training_metadata_path) as tmp:
+                tmp.write_text(json.dumps({"epoch": self._current_epoch, "batch": 0}))
         except OSError as error:
             raise OSError(error.errno, error.strerror or str(error), display_path(folder)) from error
-        finally:
-            tmp_weights.unlink(missing_ok=True)
-            tmp_meta.unlink(missing_ok=True)
 
 
 def unreadable_backup(backup_dir) -> str | None:
@@ -550,8 +555,11 @@ def save_grid(grid, path):
 
     grid = to_uint8(grid)
     rows, cols, h, w, c = grid.shape
-    Image.fromarray(grid.transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, c)).save(path)
-    np.savez_compressed(Path(path).with_suffix(".npz"), grid=grid)
+    with atomic_write(path) as tmp:
+        Image.fromarray(grid.transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, c)).save(
+            tmp, format="PNG")
+    with atomic_write(Path(path).with_suffix(".npz")) as tmp, open(tmp, "wb") as file:
+        np.savez_compressed(file, grid=grid)
 
 
 def load_grid(run_dir, epoch: int | None = None) -> tuple[np.ndarray, int]:
@@ -579,16 +587,6 @@ def load_grid(run_dir, epoch: int | None = None) -> tuple[np.ndarray, int]:
         grid = tiled.reshape(len(GRID_ROWS), side, -1, side, 3).transpose(0, 2, 1, 3, 4)
     shape = grid.shape
     return as_float_images(grid.reshape(-1, *shape[2:])).reshape(shape), int(png.stem[6:])
-
-
-def load_history(run_dir):
-    """The run's ``history.csv`` as a DataFrame (one row per epoch, last write wins)."""
-    path = Path(run_dir) / "history.csv"
-    # A run killed before its first epoch ended leaves an empty file behind.
-    if not path.exists() or path.stat().st_size == 0:
-        return pd.DataFrame()
-    history = pd.read_csv(path)
-    return history.drop_duplicates("epoch", keep="last").reset_index(drop=True)
 
 
 def prepare_data(config):
@@ -669,6 +667,9 @@ def check_config(config: Config) -> None:
     if not (isinstance(config.two_stage_epochs, (int, np.integer))
             and config.two_stage_epochs >= 0):
         fail("two_stage_epochs", "an integer >= 0 (0: no second stage)")
+    if isinstance(config.seed, bool) or not isinstance(config.seed, (int, np.integer)) or not (
+            0 <= config.seed < 2**32):
+        fail("seed", "an integer in [0, 4294967295]")
     if not (math.isfinite(config.learning_rate) and config.learning_rate > 0):
         fail("learning_rate", "a positive number, e.g. 0.001")
     if not (math.isfinite(config.beta) and config.beta >= 0):
@@ -715,11 +716,16 @@ def changed_settings(saved: Config, asked: Config) -> list[str]:
     return changed
 
 
+def _option_value(config: Config, name: str):
+    """The value of ``name``'s command-line option: ``--plain`` is ``not residual``."""
+    return not config.residual if name == "residual" else getattr(config, name)
+
+
 def _settings_message(run_dir: Path, saved: Config, asked: Config, changed: list[str]) -> str:
     shown = display_path(run_dir)
     lines = [f"{shown} holds a run trained with other settings; it was not changed:"]
-    lines += [f"  {option_name(n)}: {getattr(saved, n)!r} in the run, {getattr(asked, n)!r} now"
-              for n in changed]
+    lines += [f"  {option_name(n)}: {_option_value(saved, n)!r} in the run, "
+              f"{_option_value(asked, n)!r} now" for n in changed]
     suffix = 2
     while run_dir.with_name(f"{run_dir.name}-{suffix}").exists():
         suffix += 1
@@ -788,8 +794,6 @@ def train(config: Config, verbose="auto", callbacks=(), strategy=None, second_st
 
 
 def _train(config: Config, verbose, callbacks, strategy, second_stage):
-    from resvae_keras.model import build_model, load_model
-
     check_config(config)
     run_dir = config.run_path
     second_stage = second_stage and config.two_stage_epochs > 0  # fitted on model.keras after
@@ -822,7 +826,17 @@ def _train(config: Config, verbose, callbacks, strategy, second_stage):
     val_ds = data.make_dataset(cache, "val", global_batch, shuffle=False)
     train_ds, val_ds = shard_by_data(train_ds), shard_by_data(val_ds)
     val_images = data.as_float_images(cache.images_of("val")[:8])
+    with run_lock(out_dir):
+        return _train_locked(config, verbose, callbacks, strategy, second_stage, cache, role,
+                             out_dir, (train_ds, val_ds, val_images), n_train // global_batch)
 
+
+def _train_locked(config: Config, verbose, callbacks, strategy, second_stage, cache, role,
+                  out_dir, datasets, steps_per_epoch):
+    """``_train`` once the run dir is locked: resume or start, fit, save."""
+    from resvae_keras.model import build_model, load_model
+
+    run_dir = config.run_path
     backup = out_dir / "backup"
     reason = unreadable_backup(backup) if backup.exists() else None
     if reason:
@@ -833,22 +847,22 @@ def _train(config: Config, verbose, callbacks, strategy, second_stage):
     # A finished run that is continued: another worker reads the chief's files where it
     # sees them (one machine, or a shared folder).
     state_dir = out_dir if interrupted or role["chief"] else run_dir
-    history = load_history(state_dir)
-    last = state_dir / "last.keras"
-    continued = last.exists() and len(history) > 0 and not interrupted
+    history, continued = resume_point(state_dir, backup, interrupted, steps_per_epoch)
+    if len(history) or interrupted:
+        check_run_split(run_dir, cache, "train")
     if role["workers"] > 1:  # also waits until every worker is ready
         start = 1 if interrupted else 2 if continued else 0
-        epoch = _backup_epoch(backup) if interrupted else len(history) if continued else 0
+        epoch = backup_epoch(backup) if interrupted else len(history) if continued else 0
         _check_same_start(strategy, role, start, epoch, run_dir)
     with strategy.scope():
         if continued:
             # A finished run asked for more epochs: continue with the optimizer state.
-            model = load_model(last)
+            model = load_model(state_dir / "last.keras")
             if config.lr_schedule == "constant":
                 model.optimizer.learning_rate = config.learning_rate
             initial_epoch = len(history)
         else:
-            model = compile_model(build_model(config), config, n_train // global_batch)
+            model = compile_model(build_model(config), config, steps_per_epoch)
             initial_epoch = 0  # BackupAndRestore moves it to the last completed epoch
             if not interrupted:
                 (out_dir / "history.csv").unlink(missing_ok=True)
@@ -861,11 +875,21 @@ def _train(config: Config, verbose, callbacks, strategy, second_stage):
         if not role["chief"]:
             shutil.rmtree(out_dir, ignore_errors=True)
         elif second_stage and not two_stage_is_current(run_dir):
-            two_stage_sampler(config, model, cache, verbose=bool(verbose))
+            model = _second_stage(config, model, cache, verbose)
         return model, history
-    out_dir.mkdir(parents=True, exist_ok=True)
     config.save(out_dir / "config.json")
+    if not (len(history) or interrupted) or not (out_dir / SPLIT_FILE).exists():
+        record_split(out_dir, cache, fresh=not (len(history) or interrupted))
+    return _fit(config, verbose, callbacks, role, second_stage, cache, out_dir, model, history,
+                datasets, initial_epoch)
 
+
+def _fit(config: Config, verbose, callbacks, role, second_stage, cache, out_dir, model, history,
+         datasets, initial_epoch):
+    """``model.fit`` with the run's callbacks from ``initial_epoch``; then the best model
+    (and its second stage). Raises ``TrainingDivergedError`` when the loss became NaN."""
+    train_ds, val_ds, val_images = datasets
+    backup = out_dir / "backup"
     monitor = "val_loss" if config.kind == "ae" else "val_neg_elbo"
     best = float(history[monitor].min()) if monitor in history and len(history) else math.inf
     nan_stop = StopOnNaN()
@@ -899,17 +923,35 @@ def _train(config: Config, verbose, callbacks, strategy, second_stage):
             history = load_history(out_dir)
             history = history[history["epoch"] < saved_until] if len(history) else history
             if len(history):
-                history.to_csv(out_dir / "history.csv", index=False)
+                with atomic_write(out_dir / "history.csv") as tmp:
+                    history.to_csv(tmp, index=False)
             else:
                 (out_dir / "history.csv").unlink(missing_ok=True)
             raise TrainingDivergedError(_diverged_message(config, nan_stop.where, len(history)))
         model = _best_model(out_dir)
-        if role["chief"] and second_stage and not two_stage_is_current(run_dir):
-            two_stage_sampler(config, model, cache, verbose=bool(verbose))
+        if role["chief"] and second_stage and not two_stage_is_current(config.run_path):
+            model = _second_stage(config, model, cache, verbose)
         return model, load_history(out_dir)
     finally:
         if not role["chief"]:
             shutil.rmtree(out_dir, ignore_errors=True)  # the chief's run dir has the run
+
+
+# The second stage's fit needs this many training codes (one batch of its default size
+# would do, but a handful of codes gives a degenerate fit of no use to anyone).
+MIN_SECOND_STAGE_CODES = 8
+
+
+def _second_stage(config: Config, model, cache, verbose):
+    """Fit the run's second stage after training, or say why it is skipped; returns ``model``."""
+    n_train = len(cache.split_indices("train"))
+    if n_train < MIN_SECOND_STAGE_CODES:
+        _say(f"second stage skipped: {n_train} training images are too few to fit it (it needs "
+             f"{MIN_SECOND_STAGE_CODES} or more; --max-images). The run itself is saved; "
+             "sample with --sampler prior.")
+        return model
+    two_stage_sampler(config, model, cache, verbose=bool(verbose))
+    return model
 
 
 def two_stage_path(run_dir, checkpoint: str = "model.keras") -> Path:
@@ -938,11 +980,17 @@ def two_stage_sampler(config: Config, model=None, cache=None, checkpoint: str = 
     """
     from resvae_keras import data
     from resvae_keras.latent import TwoStageSampler, encode_dataset
+    from resvae_keras.model import DamagedModelFileError
 
     run_dir = config.run_path
     path = two_stage_path(run_dir, checkpoint)
     if two_stage_is_current(run_dir, checkpoint):
-        return TwoStageSampler.load(path)
+        try:
+            return TwoStageSampler.load(path)
+        except DamagedModelFileError as error:  # NaN weights are refused, not refitted
+            _say(f"{display_path(path)} is damaged ({type(error).__name__}); fitting the "
+                 "second stage again")
+            path.unlink()
     if model is None:
         model = (_best_model(run_dir) if checkpoint == "model.keras"
                  else resvae_keras.model.load_model(run_dir / checkpoint))
@@ -960,7 +1008,8 @@ def two_stage_sampler(config: Config, model=None, cache=None, checkpoint: str = 
     sampler = TwoStageSampler(epochs=epochs, seed=config.seed)
     sampler.fit(z_mean, None if deterministic else z_log_var)
     save_model(sampler.vae_, path)
-    sampler.history_.to_csv(path.with_name(path.stem + "_history.csv"), index_label="epoch")
+    with atomic_write(path.with_name(path.stem + "_history.csv")) as tmp:
+        sampler.history_.to_csv(tmp, index_label="epoch")
     if verbose:
         print(f"{path.name}: fitted in {time.perf_counter() - start:.0f} s, "
               f"gamma {sampler.vae_.gamma:.3f} (standard units of z)", flush=True)

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from resvae_keras.__main__ import build_parser, main
@@ -165,3 +167,122 @@ def test_two_stage_epochs_option_sets_the_config_and_is_checked():
     assert _overrides(args) == {"two_stage_epochs": 0}
     with pytest.raises(ValueError, match=r"two_stage_epochs=-1 \(--two-stage-epochs\)"):
         check_config(get_profile("demo", two_stage_epochs=-1))
+
+
+def test_an_argparse_error_takes_two_lines_not_the_usage_block(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--epochs", "x"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "usage:" not in err
+    assert err.splitlines() == ["python -m resvae_keras train: error: argument --epochs: invalid "
+                                "int value: 'x'",
+                                "(run python -m resvae_keras train --help for the options)"]
+
+
+def test_train_takes_a_cache_dir():
+    from resvae_keras.__main__ import _overrides
+
+    args = build_parser().parse_args(["train", "--cache-dir", "elsewhere/cache"])
+    assert _overrides(args)["cache_dir"] == "elsewhere/cache"
+
+
+def test_a_symlink_loop_among_the_images_gives_a_message(demo_copy, tmp_path):
+    images = demo_copy / "img_align_celeba"
+    (images / "zz_a.jpg").symlink_to(images / "zz_b.jpg")
+    (images / "zz_b.jpg").symlink_to(images / "zz_a.jpg")
+    message = _exit_message(["prepare", "--data-dir", str(demo_copy),
+                             "--cache-dir", str(tmp_path / "cache")])
+    assert message.startswith("error: Too many levels of symbolic links")
+    assert "point at each other in a loop" in message
+
+
+# Prepare with slow decoding (so a signal always arrives mid-build): every task of the
+# worker processes first marks that decoding began. Ctrl-C works as in a terminal even when
+# the tests run in the background (whose processes start with SIGINT ignored).
+_SLOW_PREPARE = """
+import signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)
+from pathlib import Path
+import resvae_keras.data.cache as cache
+from resvae_keras.data.crop import decode_chunk
+
+def slow_decode(job):
+    Path(sys.argv[1]).touch()
+    time.sleep(0.5)
+    return decode_chunk(job)
+
+cache.decode_chunk, cache._CHUNK = slow_decode, 4
+from resvae_keras.__main__ import main
+main(sys.argv[2:])
+"""
+
+
+def _run_until(argv, started: Path, signal_number, group: bool, tmp_path):
+    """Run ``python -c <argv[0]> argv[1:]``, send ``signal_number`` once ``started`` exists
+    (to the process group when ``group``: Ctrl-C in a terminal); ``(exit status, stderr)``."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+           "TF_CPP_MIN_LOG_LEVEL": "2", "RESVAE_HOME": str(tmp_path)}
+    process = subprocess.Popen([sys.executable, "-c", *argv], env=env, cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        while not started.exists() and process.poll() is None:
+            time.sleep(0.2)
+        if group:
+            os.killpg(process.pid, signal_number)
+        else:
+            process.send_signal(signal_number)
+        _, err = process.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        pytest.fail(f"still running 120 s after signal {signal_number}")
+    return process.returncode, err
+
+
+@pytest.fixture(scope="module")
+def demo_300(tmp_path_factory):
+    """300 demo faces: enough for prepare to decode in worker processes."""
+    from resvae_keras import data
+
+    return data.write_demo_dataset(tmp_path_factory.mktemp("d300") / "celeba", n=300, seed=1)
+
+
+@pytest.mark.parametrize("signal_name, group, code", [("SIGINT", True, 130),
+                                                      ("SIGTERM", False, 143)])
+def test_an_interrupted_prepare_ends_with_one_message_and_no_half_cache(
+        demo_300, tmp_path, signal_name, group, code):
+    import signal
+
+    started = tmp_path / "decoding"
+    status, err = _run_until([_SLOW_PREPARE, str(started), "prepare", "--data-dir",
+                              str(demo_300), "--cache-dir", str(tmp_path / "cache")], started,
+                             getattr(signal, signal_name), group, tmp_path)
+    assert status == code, err[-3000:]
+    assert "Traceback" not in err and "BrokenPipe" not in err, err[-3000:]
+    assert err.count("Run the same command again") == 1
+    assert list((tmp_path / "cache").iterdir()) == []  # no folder left, complete or not
+
+
+def test_sigterm_ends_training_with_a_message_and_a_loadable_checkpoint(demo_300, tmp_path):
+    import signal
+
+    from resvae_keras.model import load_model
+
+    run = tmp_path / "run"
+    status, err = _run_until(
+        ["import sys; from resvae_keras.__main__ import main; main(sys.argv[1:])", "train",
+         "--profile", "celeba-subset", "--data-dir", str(demo_300), "--cache-dir",
+         str(tmp_path / "cache"), "--run-dir", str(run), "--image-size", "32", "--widths", "8",
+         "--blocks-per-stage", "0", "--latent-dim", "4", "--batch-size", "8", "--epochs", "500",
+         "--two-stage-epochs", "0", "--verbose", "0"],
+        run / "last.keras", signal.SIGTERM, False, tmp_path)  # after the first epoch
+    assert status == 143, err[-3000:]
+    assert "terminated (SIGTERM)" in err and "Traceback" not in err, err[-3000:]
+    assert not list(run.glob(".*.tmp-*")) and not list(run.glob("backup/.*.tmp-*"))
+    assert load_model(run / "last.keras").latent_dim == 4

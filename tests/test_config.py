@@ -85,3 +85,22 @@ def test_every_profile_sets_the_evaluation_sizes_its_notebooks_use():
 def test_unknown_override_names_the_known_fields():
     with pytest.raises(ValueError, match="unknown config field.*'norms'"):
         get_profile("demo", norms="group")
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [("{\"epochs\": 3,", r"config.json is not valid JSON"),
+     ("[1, 2]", r"config.json holds a JSON list, not an object"),
+     ('{"latent_dim": "32", "residual": 1, "widths": [8, "x"]}',
+      r"latent_dim='32' \(expected int\), residual=1 \(expected bool\), widths=\[8, 'x'\]"),
+     ],
+)
+def test_an_edited_config_json_names_the_file_and_the_setting(tmp_path, text, match):
+    (tmp_path / "config.json").write_text(text)
+    with pytest.raises(ValueError, match=match):
+        Config.load(tmp_path / "config.json")
+
+
+def test_the_cache_dir_is_a_train_option():
+    assert "cache_dir" in config_module.CLI_OPTIONS
+    assert "--cache-dir x" in get_profile("demo", cache_dir="x").train_command()

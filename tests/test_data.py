@@ -738,3 +738,24 @@ def test_float_and_uint8_conversions_round_trip_and_name_the_argument():
         data.as_float_images(x[0], name="faces")
     with pytest.raises(ValueError, match=r"`images` must hold values in \[0, 1\]"):
         data.as_float_images(x * 255.0)
+
+
+def test_display_path_survives_a_symlink_loop(tmp_path):
+    from resvae_keras.data._io import display_path
+
+    (tmp_path / "a.jpg").symlink_to(tmp_path / "b.jpg")
+    (tmp_path / "b.jpg").symlink_to(tmp_path / "a.jpg")
+    assert display_path(tmp_path / "a.jpg").endswith("a.jpg")
+
+
+def test_atomic_write_keeps_the_old_file_when_the_write_fails(tmp_path):
+    from resvae_keras.data._io import atomic_write
+
+    path = tmp_path / "metrics.json"
+    with atomic_write(path) as tmp:
+        assert tmp.name == f".metrics.tmp-{os.getpid()}.json"
+        tmp.write_text("old")
+    with pytest.raises(RuntimeError), atomic_write(path) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed")
+    assert path.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == [path.name]

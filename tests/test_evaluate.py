@@ -244,3 +244,56 @@ def test_latent_report_elbo_surgery_is_zero_at_the_prior_and_positive_for_spread
     # mean KL about 4 * (25 + 6 - 1) / 2 = 60 nats, far above log 50 = 3.9
     assert spread["aggregate_kl_lower_bound_nats"] > 40
     assert spread["aggregate_std"]["median"] > 3
+
+
+def test_a_nan_temperature_writes_nothing(untrained_run, tmp_path):
+    run, model = untrained_run
+    model.save(run / "model.keras")
+    for bad in ("nan", "inf"):
+        with pytest.raises(ValueError, match="--temperature"):
+            evaluate.write_samples(run, n=2, out_dir=tmp_path / "png", temperature=float(bad))
+    assert not (tmp_path / "png").exists()
+    with pytest.raises(ValueError, match=r"seed=-1 \(--seed\)"):
+        evaluate.write_samples(run, n=2, out_dir=tmp_path / "png", seed=-1)
+
+
+def test_sample_streams_to_disk_in_batches(untrained_run, tmp_path, monkeypatch):
+    run, model = untrained_run
+    model.save(run / "model.keras")
+    asked = []
+    sample_images = latent.sample_images
+    monkeypatch.setattr(latent, "sample_images",
+                        lambda *args, n, **kwargs: asked.append(n) or sample_images(
+                            *args, n=n, **kwargs))
+    paths = evaluate.write_samples(run, n=5, out_dir=tmp_path / "png", batch_size=2)
+    assert asked == [2, 2, 1] and [p.name for p in paths][-1] == "sample_00004.png"
+    assert len(list((tmp_path / "png").iterdir())) == 5
+    with pytest.raises(OSError, match=r"1,000,000,000 samples \(--n\) needs"):
+        evaluate.write_samples(run, n=10**9, out_dir=tmp_path / "many")
+
+
+def test_an_edited_image_size_in_config_json_is_named(untrained_run):
+    run, model = untrained_run
+    model.save(run / "model.keras")
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "image_size": 32}))
+    with pytest.raises(ValueError, match=r"image_size 32 in config.json, 16 in model.keras.*"
+                                         r"edited after training"):
+        evaluate.load_run(run)
+
+
+def test_evaluate_refuses_a_split_other_than_the_runs(demo_root, demo_cache, tmp_path):
+    from resvae_keras.config import Config
+    from resvae_keras.model import build_model
+    from resvae_keras.run_dir import SPLIT_FILE, RunDirError
+
+    config = Config(profile="celeba-subset", data_dir=str(demo_root), image_size=64,
+                    cache_dir=str(tmp_path / "cache"), max_images=50, widths=(8,),
+                    blocks_per_stage=0, latent_dim=2, run_dir=str(tmp_path / "run"))
+    config.run_path.mkdir()
+    config.save(config.run_path / "config.json")
+    build_model(config).save(config.run_path / "model.keras")
+    (config.run_path / SPLIT_FILE).write_text(json.dumps(data.split_record(demo_cache)))
+    with pytest.raises(RunDirError, match=r"the data changed since training: .*max_images None "
+                                          r"then, 50 now.*To evaluate it, restore"):
+        evaluate.evaluate_run(config.run_path, verbose=False)

@@ -312,3 +312,37 @@ def test_edit_code_adds_vectors_and_unit_offsets():
         latent.edit_code(z, vectors, {"Eyeglasses": 1.0})
     with pytest.raises(ValueError, match="outside"):
         latent.edit_code(z, unit_offsets={LATENT_DIM: 1.0})
+
+
+@pytest.mark.parametrize("temperature", [float("nan"), float("inf"), -1.0])
+def test_a_non_finite_or_negative_temperature_is_refused(temperature):
+    with pytest.raises(ValueError, match=r"\(--temperature\): expected a finite number >= 0"):
+        latent.prior_samples(2, LATENT_DIM, temperature=temperature)
+
+
+def test_codes_that_decode_to_nan_are_refused_not_returned_black():
+    class Decoder:
+        latent_dim = LATENT_DIM
+
+        def decode(self, z):
+            return np.where(np.isfinite(z).all(axis=1)[:, None, None, None], 0.5,
+                            np.nan) * np.ones((len(z), 4, 4, 3), np.float32)
+
+    z = np.zeros((3, LATENT_DIM), np.float32)
+    assert latent.sample_images(Decoder(), z).shape == (3, 4, 4, 3)
+    z[1] = np.nan
+    with pytest.raises(ValueError, match="1 of 3 decoded samples hold NaN"):
+        latent.sample_images(Decoder(), z)
+
+
+def test_a_second_stage_with_nan_weights_is_refused(tmp_path):
+    from resvae_keras.model import ModelFileError
+
+    z_mean, z_log_var = _codes(n=64)
+    sampler = latent.TwoStageSampler(width=8, depth=1, epochs=1, batch_size=32, seed=0)
+    sampler.fit(z_mean, z_log_var)
+    kernel = sampler.vae_.weights[0]
+    kernel.assign(np.full(kernel.shape, np.nan, "float32"))
+    sampler.save(tmp_path / "two_stage.keras")
+    with pytest.raises(ModelFileError, match="two_stage.keras holds NaN or infinite weights"):
+        latent.TwoStageSampler.load(tmp_path / "two_stage.keras")

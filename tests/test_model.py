@@ -324,3 +324,21 @@ def test_summary_rows_list_every_layer_and_add_up_to_the_parameter_counts():
     assert (first_conv["kernel"], first_conv["strides"]) == (3, 2)
     assert first_conv["output_shape"] == (8, 8, 8)
     assert all(r["kernel"] is None for r in rows if r["kind"] != "Conv2D")
+
+
+def test_a_model_file_with_a_crc_error_is_called_damaged(tmp_path):
+    import zipfile
+
+    from resvae_keras.model import DamagedModelFileError, load_model
+
+    path = tmp_path / "model.keras"
+    _tiny_model(widths=(8,)).save(path)
+    with zipfile.ZipFile(path) as archive:  # flip one byte inside the weights' data
+        info = archive.getinfo("model.weights.h5")
+        offset = info.header_offset + 30 + len(info.filename) + len(info.extra) + 100
+    content = bytearray(path.read_bytes())
+    content[offset] ^= 0xFF
+    path.write_bytes(bytes(content))
+    assert zipfile.is_zipfile(path)  # the directory is intact: only the data is not
+    with pytest.raises(DamagedModelFileError, match="model.keras is damaged"):
+        load_model(path)

@@ -21,7 +21,16 @@ Modules: ``celeba`` (layouts, annotation files), ``crop`` (the crop rule, decodi
 
 import warnings as _warnings
 
-from .cache import Cache, assign_splits, cache_folder, load_cache, open_cache, prepare
+from .cache import (
+    Cache,
+    assign_splits,
+    cache_folder,
+    load_cache,
+    open_cache,
+    prepare,
+    split_changes,
+    split_record,
+)
 from .celeba import (
     ATTRIBUTE_NAMES,
     README_SECTION,
@@ -67,6 +76,8 @@ __all__ = [
     "read_attributes",
     "read_identities",
     "read_partition",
+    "split_changes",
+    "split_record",
     "to_uint8",
     "write_demo_dataset",
 ]

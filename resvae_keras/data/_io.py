@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import multiprocessing
 import os
+import re
 import shutil
+import signal
 import sys
 import tempfile
 import uuid
@@ -22,12 +25,67 @@ def display_path(path: str | os.PathLike) -> str:
     """
     path = Path(path)
     try:
-        relative = Path(os.path.relpath(path.resolve(), project_root()))
+        absolute = path.resolve()
+    except (OSError, RuntimeError):  # a symlink loop: shown as given, never a crash
+        absolute = Path(os.path.abspath(path))
+    try:
+        relative = Path(os.path.relpath(absolute, project_root()))
     except ValueError:  # another drive on Windows
         return str(path)
     if relative.parts[:2] == ("..", ".."):
-        return str(path.resolve())
+        return str(absolute)
     return relative.as_posix()
+
+
+def temp_path_beside(path: str | os.PathLike) -> Path:
+    """``.<stem>.tmp-<pid><suffixes>`` next to ``path`` (``last.keras`` ->
+    ``.last.tmp-123.keras``): the suffixes stay, so Keras and h5py accept the name."""
+    path = Path(path)
+    stem, dot, suffixes = path.name.partition(".")
+    return path.with_name(f".{stem}.tmp-{os.getpid()}{dot}{suffixes}")
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike):
+    """Write ``path`` all at once or not at all: yields a temporary path beside it
+    (``temp_path_beside``) to write; renamed onto ``path`` when the block ends without an
+    error, removed otherwise. ``path`` always holds its old content or the complete new one.
+
+    Example::
+
+        with atomic_write(run_dir / "config.json") as tmp:
+            tmp.write_text(text)
+    """
+    path = Path(path)
+    tmp = temp_path_beside(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def process_is_gone(pid: int) -> bool:
+    """True when no process ``pid`` exists (one of another user counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive under another user
+        return False
+    return False
+
+
+def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
+    """Delete ``atomic_write``'s temporary files in ``folder`` whose process is gone (a run
+    killed during a write); returns the paths removed."""
+    removed = []
+    for path in Path(folder).glob(".*.tmp-*"):
+        match = re.match(r"\.[^.]*\.tmp-(\d+)(\.|$)", path.name)
+        if match and path.is_file() and process_is_gone(int(match.group(1))):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 class DiskFullError(OSError):
@@ -58,10 +116,23 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
+def _quiet_worker() -> None:
+    """Pool worker start-up: Ctrl-C (SIGINT to the whole process group) is left to the
+    parent, which stops the pool; SIGTERM ends the worker at once (no traceback), also when
+    the parent installed a handler of its own before forking."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def process_pool(workers: int):
-    """A process pool; fork on Linux (no re-import, starts in milliseconds), spawn elsewhere."""
+    """A process pool; fork on Linux (no re-import, starts in milliseconds), spawn elsewhere.
+
+    Its workers ignore Ctrl-C: the parent gets the ``KeyboardInterrupt`` and, leaving the
+    ``with`` block, terminates them, so an interrupt prints no worker tracebacks and never
+    leaves the pool waiting for a task that was cut off.
+    """
     method = "fork" if sys.platform.startswith("linux") else "spawn"
-    return multiprocessing.get_context(method).Pool(workers)
+    return multiprocessing.get_context(method).Pool(workers, initializer=_quiet_worker)
 
 
 def temp_dir_beside(target: Path) -> Path:
@@ -76,11 +147,11 @@ def remove_stale_temp_dirs(target: Path) -> None:
     """Delete ``temp_dir_beside(target)`` folders whose process is gone (a killed run)."""
     for folder in target.parent.glob(f".{target.name}.tmp-*"):
         try:
-            os.kill(int(folder.name.rsplit("-", 2)[-2]), 0)
-        except ProcessLookupError:
-            shutil.rmtree(folder, ignore_errors=True)
-        except (ValueError, OSError):  # not ours, or alive under another user
+            pid = int(folder.name.rsplit("-", 2)[-2])
+        except ValueError:  # not ours
             continue
+        if folder.is_dir() and process_is_gone(pid):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def replace_dir(new: Path, target: Path) -> None:

@@ -139,6 +139,45 @@ class Cache:
         return "\n".join(lines)
 
 
+def split_record(cache: Cache) -> dict:
+    """What a run trains and is evaluated on, for its ``split.json``: the cache's request
+    (``size``, ``max_images``, ``source_fingerprint``: a hash of the source files' names,
+    sizes and contents), the split rule, the split sizes, and ``members_sha256``, a hash of
+    every image's file name and split. The same data gives the same record on any machine."""
+    members = hashlib.sha256()
+    for name, split in zip(cache.table.index, cache.table["split"], strict=True):
+        members.update(f"{name}\t{split}\n".encode())
+    request = cache.manifest.get("request", {})
+    return {
+        "cache": {k: request.get(k) for k in ("size", "max_images", "source_fingerprint")},
+        "split_rule": cache.manifest.get("split_rule"),
+        "split_counts": {s: int((cache.table["split"] == s).sum()) for s in SPLITS},
+        "members_sha256": members.hexdigest(),
+    }
+
+
+def split_changes(recorded: dict, cache: Cache) -> list[str]:
+    """How ``cache``'s split differs from a ``split_record`` written earlier (empty: the
+    same images in the same splits). A changed source alone (e.g. an image edited in
+    place) is listed only when the split changed too."""
+    now = split_record(cache)
+    if now["members_sha256"] == recorded.get("members_sha256") and (
+            now["split_rule"] == recorded.get("split_rule")):
+        return []
+    changes = []
+    for key, value in now["cache"].items():
+        before = (recorded.get("cache") or {}).get(key)
+        if value != before:
+            changes.append("the source images changed" if key == "source_fingerprint"
+                           else f"{key} {before!r} then, {value!r} now")
+    before = recorded.get("split_counts") or {}
+    counts = ", ".join(f"{s} {before.get(s)} -> {now['split_counts'][s]}" for s in SPLITS)
+    changes.append(f"split sizes {counts}")
+    if now["split_rule"] != recorded.get("split_rule"):
+        changes.append(f"split rule now: {now['split_rule']}")
+    return changes
+
+
 def cache_folder(cache_dir: str | os.PathLike, size: int, max_images: int | None) -> Path:
     """The folder a cache with these settings lives in."""
     name = f"{size}px" + (f"-first{max_images}" if max_images else "")
@@ -433,7 +472,7 @@ def _truncate_rows(path: Path, count: int) -> None:
         compact[start : start + 4096] = full[start : min(start + 4096, count)]
     compact.flush()
     del compact, full
-    os.replace(compact_path, path)
+    os.replace(compact_path, path)  # inside the build's temporary folder: no reader sees it
 
 
 def assign_splits(partition: np.ndarray, identity: np.ndarray | None = None) -> tuple[np.ndarray, str]:
