@@ -18,16 +18,16 @@ import io
 import json
 import math
 import re
+import tomllib
 from functools import cache, cached_property
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-import tomllib
 
 from resvae_keras import metrics, plots, study
-from resvae_keras.config import Config, project_root
+from resvae_keras.config import Config, checkout_file, project_root
 from resvae_keras.study import lookup
 
 MAIN_RUN = "celeba-subset"
@@ -41,7 +41,8 @@ PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
 NBSP = "\u00a0"  # thousands separator of integers: unambiguous with a decimal point
 ALPHA = study.ALPHA
 
-WORDS_FILE = Path(__file__).resolve().parents[1] / "report" / "laporan.toml"
+# The report is built in a checkout: its words, template and results are not in the wheel.
+WORDS_FILE = checkout_file("report/laporan.toml")
 WORDS = tomllib.loads(WORDS_FILE.read_text(encoding="utf-8"))
 TEXT, TABLES, NAMES = WORDS["text"], WORDS["tables"], WORDS["names"]
 DASH, MISSING = TEXT["dash"], TEXT["missing"]

@@ -85,3 +85,16 @@ def test_every_profile_sets_the_evaluation_sizes_its_notebooks_use():
 def test_unknown_override_names_the_known_fields():
     with pytest.raises(ValueError, match="unknown config field.*'norms'"):
         get_profile("demo", norms="group")
+
+
+def test_checkout_file_finds_the_report_words_in_a_checkout_and_says_what_to_do_outside(
+        tmp_path, monkeypatch):
+    from resvae_keras.config import checkout_file, project_root
+
+    assert checkout_file("report/laporan.toml") == project_root() / "report" / "laporan.toml"
+    monkeypatch.setenv("RESVAE_HOME", str(tmp_path))  # a folder that is no checkout
+    with pytest.raises(FileNotFoundError) as error:
+        checkout_file("report/laporan.toml")
+    message = str(error.value)
+    assert "report/laporan.toml" in message and "checkout" in message
+    assert "RESVAE_HOME" in message
