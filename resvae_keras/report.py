@@ -103,7 +103,7 @@ class Col(NamedTuple):
     """One formatted value: ``key`` (dotted path into a record), ``label`` (a table header or a
     ``values`` key), ``decimals`` (``"int"``: an integer; ``"p"``: a p-value; ``"%"``: a
     percent; ``"g"``: shortest; ``"text"``: as it is), ``scale`` applied first; an ``optional``
-    column is left out of a table when no record has a value for it."""
+    column is left out of a table when no record has a value for it (every cell a dash)."""
 
     key: str
     label: str
@@ -139,7 +139,7 @@ def _table(name: str, rows, columns=None, headers=None) -> str | None:
     headers = TABLES[name]["headers"] if headers is None else headers
     rows = [((labels,) if isinstance(labels, str) else tuple(labels), r) for labels, r in rows]
     columns = [c for c in (_columns(name) if columns is None else columns)
-               if not c.optional or any(lookup(r, c.key) is not None for _, r in rows)]
+               if not c.optional or any(c.cell(r) != DASH for _, r in rows)]
     return markdown_table([*headers, *(c.label for c in columns)],
                           [(*labels, *(c.cell(r) for c in columns)) for labels, r in rows],
                           numeric=[len(headers) + i for i, c in enumerate(columns)
