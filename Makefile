@@ -45,8 +45,9 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check resvae_keras tests notebooks
 
+# Jupyter refuses to start as root without --allow-root (containers, Colab-like machines).
 lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks
+	$(BIN)/jupyter lab $$([ "$$(id -u)" = 0 ] && echo --allow-root) notebooks
 
 # Executes every notebook in order, headless, in place; their figures land in figures/.
 figures: $(STAMP)
@@ -63,12 +64,17 @@ bench: $(STAMP)
 gpu-check:
 	PYTHON=$(PYTHON) bash scripts/gpu_check.sh
 
-# Refills report/laporan.md and README.md from report/results/, then renders the HTML with pandoc.
+# Refills report/laporan.md and README.md from report/results/, then renders one self-contained
+# HTML file with pandoc: figures and report/laporan.css (wide tables scroll) embedded.
+# --embed-resources needs pandoc 2.19 or newer; older ones spell it --self-contained.
 report: $(STAMP)
 	$(BIN)/python -m resvae_keras report
 	@if command -v pandoc >/dev/null; then \
-	  cd report && pandoc laporan.md --standalone --toc --mathml -V maxwidth=60em \
-	    --resource-path=.:.. -o laporan.html && echo "rendered report/laporan.html"; \
+	  embed=$$(pandoc --help | grep -q -- --embed-resources && echo --embed-resources \
+	    || echo --self-contained); \
+	  cd report && pandoc laporan.md --standalone $$embed --toc --mathml \
+	    -V maxwidth=60em --css laporan.css --resource-path=.:.. -o laporan.html \
+	    && echo "rendered report/laporan.html (self-contained)"; \
 	else echo "pandoc not found: report/laporan.md is up to date, laporan.html was not rendered" \
 	  "(install pandoc, e.g. apt-get install pandoc, and run make report again)"; fi
 

@@ -1,16 +1,7 @@
-"""Command line: ``python -m resvae_keras <command> ...`` (``--help`` on each command).
+"""Command line: ``resvae <command> ...``, or ``python -m resvae_keras <command> ...``.
 
-| command     | does                                                        |
-| ----------- | ----------------------------------------------------------- |
-| demo-data   | write the synthetic demo faces in the official CelebA layout |
-| prepare     | preprocess a CelebA folder or zip into the uint8 cache       |
-| train       | train a profile into ``runs/<name>``                         |
-| evaluate    | write ``runs/<name>/metrics.json``                           |
-| sample      | write sampled faces as PNG files                             |
-| bench       | measure data, training or evaluation speed                   |
-| study       | the residual / plain / conv study, its beta and likelihood sweeps |
-| levers      | the lever sweep that chose the default (validation split)    |
-| report      | fill the report's tables from ``report/results``             |
+The commands (``resvae <command> --help`` shows each one's options and defaults):
+demo-data, prepare, train, evaluate, sample, bench, study, levers and report.
 """
 
 from __future__ import annotations
@@ -80,51 +71,135 @@ def _profile(args) -> str:
     return args.profile or profile_from_env()
 
 
+DESCRIPTION = """\
+A residual Variational Autoencoder (ResVAE) for 64x64 CelebA faces: data, training,
+evaluation, sampling and the report. Without CELEBA_DIR every command uses the demo
+profile: synthetic faces, minutes on a CPU."""
+EPILOG = """\
+Each command has its own help with every option and its default, e.g. resvae train --help.
+Settings not given on the command line come from the profile (--profile, else
+RESVAE_PROFILE)."""
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Adds "(default: X)" to an option's help when it has a default worth showing and its
+    help does not already say it; a wider first column than argparse's."""
+
+    def __init__(self, prog, max_help_position=30, **kwargs):
+        super().__init__(prog, max_help_position=max_help_position, **kwargs)
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if ("default" in text or default is None or default is False
+                or default is argparse.SUPPRESS or action.required
+                or not action.option_strings):
+            return text
+        return f"{text} (default: %(default)s)"
+
+    def add_argument(self, action):
+        super().add_argument(action)
+        # argparse measures a command's name one indent shallower than it prints it, so a
+        # long name (demo-data) would push its help onto the next line
+        for command in getattr(action, "_get_subactions", list)():
+            width = self._current_indent + 2 * self._indent_increment + len(command.dest)
+            self._action_max_length = max(self._action_max_length, width)
+
+
+def _shown(value, none: str) -> str:
+    """A config value as the command line writes it: ``(32, 64, 128)`` -> ``32,64,128``."""
+    if value is None:
+        return none
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def _by_profile(field: str, none: str = "none") -> str:
+    """``(default: 64)``, or ``(default: demo 5, celeba-subset 20, celeba 40)`` when the
+    profiles differ: config field ``field`` in each profile (``none`` shows a None)."""
+    from resvae_keras.config import PROFILES, get_profile
+
+    shown = {name: _shown(getattr(get_profile(name), field), none) for name in PROFILES}
+    if len(set(shown.values())) == 1:
+        return f"(default: {shown[PROFILES[0]]})"
+    return "(default: " + ", ".join(f"{name} {value}" for name, value in shown.items()) + ")"
+
+
 def _add_config_args(p: argparse.ArgumentParser) -> None:
+    d = _by_profile
     p.add_argument("--profile", choices=["demo", "celeba-subset", "celeba"],
-                   help="default: RESVAE_PROFILE, else celeba (GPU) or celeba-subset (CPU) "
-                   "when CELEBA_DIR is set, else demo")
-    p.add_argument("--run-dir", dest="run_dir", help="output folder (default runs/<profile>)")
-    p.add_argument("--data-dir", dest="data_dir", help="CelebA root (default CELEBA_DIR)")
+                   help="named settings (config.get_profile) every other option overrides "
+                   "(default: RESVAE_PROFILE, else celeba (GPU) or celeba-subset (CPU) "
+                   "when CELEBA_DIR is set, else demo)")
+    p.add_argument("--run-dir", dest="run_dir",
+                   help="output folder of the run (default: runs/<profile>)")
+    p.add_argument("--data-dir", dest="data_dir",
+                   help="CelebA root folder or zip (default: CELEBA_DIR, else data/celeba; "
+                   "the demo profile: data/demo, generated when missing)")
     p.add_argument("--cache-dir", dest="cache_dir",
-                   help="where the preprocessed cache goes (default data/cache/<profile>)")
-    p.add_argument("--epochs", type=int)
+                   help="where the preprocessed cache goes (default: data/cache/<profile>)")
+    p.add_argument("--epochs", type=int, help=f"passes over the training split {d('epochs')}")
     p.add_argument("--batch-size", dest="batch_size", type=int,
                    help="images per step on each worker; with several workers (TF_CONFIG) "
-                        "a step trains on batch size x workers images")
-    p.add_argument("--learning-rate", dest="learning_rate", type=float)
-    p.add_argument("--beta", type=float)
-    p.add_argument("--kl-warmup-steps", dest="kl_warmup_steps", type=int)
+                        f"a step trains on batch size x workers images {d('batch_size')}")
+    p.add_argument("--learning-rate", dest="learning_rate", type=float,
+                   help=f"Adam learning rate {d('learning_rate')}")
+    p.add_argument("--beta", type=float, help=f"weight of the KL term, >= 0 {d('beta')}")
+    p.add_argument("--kl-warmup-steps", dest="kl_warmup_steps", type=int,
+                   help=f"beta ramps up linearly from 0 over this many steps (0: off) "
+                   f"{d('kl_warmup_steps')}")
     p.add_argument("--sigma-min", dest="sigma_min", type=float,
-                   help="floor on the learned decoder sigma (0: none)")
-    p.add_argument("--latent-dim", dest="latent_dim", type=int)
-    p.add_argument("--widths", type=_widths, help="channels per stage, e.g. 32,64,128")
-    p.add_argument("--blocks-per-stage", dest="blocks_per_stage", type=int)
-    p.add_argument("--image-size", dest="image_size", type=int)
-    p.add_argument("--likelihood", choices=["gaussian_learned", "gaussian", "bernoulli"])
+                   help=f"floor on the learned decoder sigma, pixels in [0, 1] (0: none) "
+                   f"{d('sigma_min')}")
+    p.add_argument("--latent-dim", dest="latent_dim", type=int,
+                   help=f"size of the latent code z {d('latent_dim')}")
+    p.add_argument("--widths", type=_widths,
+                   help=f"channels per resolution stage of the encoder, e.g. 32,64,128; the "
+                   f"decoder mirrors them {d('widths')}")
+    p.add_argument("--blocks-per-stage", dest="blocks_per_stage", type=int,
+                   help=f"residual blocks per stage {d('blocks_per_stage')}")
+    p.add_argument("--image-size", dest="image_size", type=int,
+                   help=f"side of the square images, pixels (32, 64 or 128) {d('image_size')}")
+    p.add_argument("--likelihood", choices=["gaussian_learned", "gaussian", "bernoulli"],
+                   help="the decoder's pixel distribution: Gaussian with a learned sigma, "
+                   f"Gaussian with a fixed one, or Bernoulli {d('likelihood')}")
     p.add_argument("--norm", choices=["group", "batch", "none"],
-                   help="normalization in the residual blocks (default group)")
-    p.add_argument("--kind", choices=["vae", "ae"])
-    p.add_argument("--plain", action="store_true", help="drop the residual shortcuts")
+                   help=f"normalization in the residual blocks {d('norm')}")
+    p.add_argument("--kind", choices=["vae", "ae"],
+                   help=f"vae, or ae: the deterministic autoencoder baseline {d('kind')}")
+    p.add_argument("--plain", action="store_true",
+                   help="drop the residual shortcuts (default: shortcuts on)")
     p.add_argument("--architecture", choices=["resnet", "conv"],
-                   help="resnet: the ResVAE; conv: the shallow textbook convolutional VAE")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--max-images", dest="max_images", type=int)
+                   help="resnet: the ResVAE; conv: the shallow textbook convolutional VAE "
+                   f"{d('architecture')}")
+    p.add_argument("--seed", type=int,
+                   help=f"fixes data order, initial weights and sampling noise {d('seed')}")
+    p.add_argument("--max-images", dest="max_images", type=int,
+                   help=f"train on the first N images only {d('max_images', none='all')}")
     p.add_argument("--strategy", choices=["none", "mirrored", "auto"],
                    help="auto: several workers when TF_CONFIG is set, every GPU when there "
-                        "are several, else one device (it prints which and why)")
+                        "are several, else one device (it prints which and why) "
+                        f"{d('strategy')}")
     p.add_argument("--mixed-precision", dest="mixed_precision",
-                   choices=["mixed_float16", "mixed_bfloat16", "float32"])
+                   choices=["mixed_float16", "mixed_bfloat16", "float32"],
+                   help="compute precision: mixed_float16 on a GPU, mixed_bfloat16, or float32 "
+                   f"{d('mixed_precision', none='float32')}")
     p.add_argument("--two-stage-epochs", dest="two_stage_epochs", type=int,
-                   help="epochs of the second-stage VAE fitted after training (0: skip it)")
+                   help="epochs of the second-stage VAE fitted after training (0: skip it) "
+                   f"{d('two_stage_epochs')}")
     p.add_argument("--flip", action="store_true", default=None,
-                   help="mirror training images left-right at random (augmentation)")
+                   help="mirror training images left-right at random, augmentation "
+                   "(default: off)")
     p.add_argument("--lr-schedule", dest="lr_schedule", choices=["constant", "cosine"],
-                   help="cosine: linear warm-up over --lr-warmup-steps, then cosine decay to 0")
-    p.add_argument("--lr-warmup-steps", dest="lr_warmup_steps", type=int)
-    p.add_argument("--optimizer", choices=["adam", "adamw"])
+                   help="cosine: linear warm-up over --lr-warmup-steps, then cosine decay to 0 "
+                   f"{d('lr_schedule')}")
+    p.add_argument("--lr-warmup-steps", dest="lr_warmup_steps", type=int,
+                   help=f"steps of the cosine schedule's warm-up {d('lr_warmup_steps')}")
+    p.add_argument("--optimizer", choices=["adam", "adamw"],
+                   help=f"adam, or adamw with decoupled weight decay {d('optimizer')}")
     p.add_argument("--weight-decay", dest="weight_decay", type=float,
-                   help="decoupled weight decay of --optimizer adamw")
+                   help=f"decoupled weight decay of --optimizer adamw {d('weight_decay')}")
 
 
 def cmd_demo_data(args):
@@ -252,72 +327,122 @@ def cmd_report(args):
         print(f"updated {path}")
 
 
+def _version() -> str:
+    """The installed distribution's version, else the package's own (a bare checkout)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("resvae_keras")
+    except PackageNotFoundError:
+        from resvae_keras import __version__
+
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m resvae_keras", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="resvae", description=DESCRIPTION, epilog=EPILOG,
+                     formatter_class=_HelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, title="commands",
+                                metavar="<command>")
     common = _Parser(add_help=False)
     common.add_argument("--debug", action="store_true",
                         help="show the full traceback of any error")
 
-    p = sub.add_parser("demo-data", parents=[common], help="write the synthetic demo faces")
-    p.add_argument("--out", required=True)
-    p.add_argument("--n", type=int, default=3000)
-    p.add_argument("--seed", type=int, default=0)
+    def command(name, help, description):
+        return sub.add_parser(name, parents=[common], help=help, description=description,
+                              formatter_class=_HelpFormatter)
+
+    p = command("demo-data", "write the synthetic demo faces",
+                "Write synthetic demo faces in the official CelebA layout (images and the "
+                "annotation files), for trying everything without CelebA.")
+    p.add_argument("--out", required=True, help="folder to write, e.g. data/demo (created)")
+    p.add_argument("--n", type=int, default=3000, help="number of faces")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the faces")
     p.set_defaults(func=cmd_demo_data)
 
-    p = sub.add_parser("prepare", parents=[common], help="build the preprocessed cache")
-    p.add_argument("--data-dir", dest="data_dir")
-    p.add_argument("--size", type=int, default=64)
-    p.add_argument("--cache-dir", dest="cache_dir")
-    p.add_argument("--max-images", dest="max_images", type=int)
+    p = command("prepare", "build the preprocessed cache",
+                "Crop and resize a CelebA folder or zip once into the uint8 cache that "
+                "training and evaluation read; prints a summary.")
+    p.add_argument("--data-dir", dest="data_dir",
+                   help="CelebA root folder or zip (default: CELEBA_DIR, else data/celeba)")
+    p.add_argument("--size", type=int, default=64, help="side of the cached images, pixels")
+    p.add_argument("--cache-dir", dest="cache_dir",
+                   help="parent folder of the cache (default: data/cache)")
+    p.add_argument("--max-images", dest="max_images", type=int,
+                   help="cache the first N images by file name only (default: all)")
     p.set_defaults(func=cmd_prepare)
 
-    p = sub.add_parser("train", parents=[common], help="train a profile")
+    p = command("train", "train a profile",
+                "Train a profile into its run folder (model.keras, last.keras, history.csv, "
+                "grids/); an interrupted run resumes from its last completed epoch.")
     _add_config_args(p)
     p.add_argument("--verbose", default="auto", choices=["auto", "0", "1", "2"],
-                   help="Keras fit verbosity")
+                   help="Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", parents=[common], help="evaluate a run into metrics.json")
-    p.add_argument("--run-dir", dest="run_dir", required=True)
-    p.add_argument("--n-samples", dest="n_samples", type=int)
+    p = command("evaluate", "evaluate a run into metrics.json",
+                "Measure a trained run (reconstruction, samples, latent space, anomalies) "
+                "into <run-dir>/metrics.json.")
+    p.add_argument("--run-dir", dest="run_dir", required=True,
+                   help="the trained run's folder (holds model.keras)")
+    p.add_argument("--n-samples", dest="n_samples", type=int,
+                   help="samples per sampler (default: the test split's size, at most 10000)")
     p.add_argument("--sampler", choices=["prior", "two_stage", "gmm"], default=None,
                    help="one sampler (default: all)")
     p.add_argument("--data-dir", dest="data_dir",
-                   help="only reconstruction metrics on every image of this CelebA-layout folder")
+                   help="only reconstruction metrics on every image of this CelebA-layout "
+                   "folder (default: the run's own test split, all metrics)")
     p.add_argument("--allow-download", action="store_true",
-                   help="fetch the InceptionV3 ImageNet weights when missing (for FID/KID)")
+                   help="fetch the InceptionV3 ImageNet weights when missing, for FID/KID "
+                   "(default: no network; those metrics are then skipped)")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("sample", parents=[common], help="write sampled faces as PNGs")
-    p.add_argument("--run-dir", dest="run_dir", required=True)
-    p.add_argument("--n", type=int, default=64)
-    p.add_argument("--out", required=True)
-    p.add_argument("--temperature", type=float, default=1.0)
+    p = command("sample", "write sampled faces as PNGs",
+                "Decode random latent codes of a trained run into PNG files.")
+    p.add_argument("--run-dir", dest="run_dir", required=True,
+                   help="the trained run's folder (holds model.keras)")
+    p.add_argument("--n", type=int, default=64, help="number of faces")
+    p.add_argument("--out", required=True, help="folder for the PNG files (created)")
+    p.add_argument("--temperature", type=float, default=1.0,
+                   help="scales the codes' standard deviation; below 1 gives smoother, "
+                   "less varied faces")
     p.add_argument("--sampler", choices=["two_stage", "prior", "gmm"], default="two_stage",
-                   help="two_stage (the generator) loads the run's two_stage.keras, fitting it "
-                        "first if missing; prior decodes z ~ N(0, I), the textbook baseline")
-    p.add_argument("--seed", type=int, default=0)
+                   help="where the codes come from: two_stage (the generator) loads the run's "
+                   "two_stage.keras, fitting it first if missing; prior draws z ~ N(0, I), "
+                   "the textbook baseline")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the codes")
     p.set_defaults(func=cmd_sample)
 
-    p = sub.add_parser("bench", parents=[common], help="measure speed")
-    p.add_argument("what", choices=["data", "train", "eval"])
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p = command("bench", "measure speed",
+                "Measure the speed of the data pipeline, a training step or the evaluation "
+                "on this machine.")
+    p.add_argument("what", choices=["data", "train", "eval"],
+                   help="data: cached images per second through tf.data; train: images per "
+                   "second of a training step; eval: images per second of the metrics")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object (default: a table)")
     p.add_argument("--profile", default="celeba-subset",
-                   help="architecture to time (bench train; default: the 64x64 default)")
-    p.add_argument("--batch-size", dest="batch_size", type=int, default=64)
+                   help="architecture to time (bench train)")
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=64,
+                   help="images per step (bench train)")
     p.add_argument("--mixed-precision", dest="mixed_precision",
-                   choices=["mixed_float16", "mixed_bfloat16", "float32"])
+                   choices=["mixed_float16", "mixed_bfloat16", "float32"],
+                   help="compute precision (bench train; default: the profile's)")
     p.add_argument("--two-stage-epochs", dest="two_stage_epochs", type=int,
-                   help="epochs of the second-stage VAE fitted after training (0: skip it)")
+                   help="epochs of the second-stage VAE fitted after training (0: skip it; "
+                   "default: the profile's)")
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("study", parents=[common],
-                       help="train, evaluate and collect the study's unfinished runs")
-    p.add_argument("--only", nargs="+", help="run names (default: every unfinished run)")
+    p = command("study", "train, evaluate and collect the study's unfinished runs",
+                "The residual / plain / conv study with its beta and likelihood sweeps: "
+                "trains, evaluates and collects the runs not finished yet, one after the "
+                "other, resuming an interrupted one.")
+    p.add_argument("--only", nargs="+", metavar="RUN",
+                   help="run names (default: every unfinished run)")
     p.add_argument("--max-runs", dest="max_runs", type=int,
-                   help="stop after this many runs (commit their results, continue later)")
+                   help="stop after this many runs, to commit their results and continue "
+                   "later (default: no limit)")
     p.add_argument("--benchmark", action="store_true",
                    help="time every arm in one controlled run into benchmark.json")
     p.add_argument("--status", action="store_true", help="print what is done and what is next")
@@ -327,14 +452,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="demo: the same study, minute-sized, into runs/demo/")
     p.set_defaults(func=cmd_study)
 
-    p = sub.add_parser("levers", parents=[common],
-                       help="the lever sweep that chose the default, scored on the validation split")
+    p = command("levers", "the lever sweep that chose the default (validation split)",
+                "Train and score, on the validation split, each lever of levers.LEVERS not yet "
+                "in report/results/levers/levers.csv.")
     p.add_argument("--only", nargs="+", help="lever names (default: every row not yet run)")
     p.set_defaults(func=cmd_levers)
 
-    p = sub.add_parser("report", parents=[common], help="fill the report tables from report/results")
+    p = command("report", "fill the report tables from report/results",
+                "Rewrite the generated regions of report/laporan.md and README.md from "
+                "report/results/ (needs a checkout of the project).")
     p.add_argument("--collect", metavar="RUN_DIR",
-                   help="first copy an evaluated run's results into report/results/celeba-subset")
+                   help="first copy an evaluated run's results into "
+                   "report/results/celeba-subset (default: copy nothing)")
     p.set_defaults(func=cmd_report)
     return parser
 

@@ -45,11 +45,14 @@ FLAGS = {"residual": False, "flip": True}
 
 
 def project_root() -> Path:
-    """The folder holding this project's ``pyproject.toml``.
+    """The folder holding this project's ``pyproject.toml``: a checkout (clone) of the project.
 
     ``RESVAE_HOME`` wins when set. Otherwise the current directory and its parents
     are searched (so a notebook in ``notebooks/`` finds the top level), then the
-    checkout this package was imported from; the current directory is the fallback.
+    checkout this package was imported from. An installed package used outside any
+    checkout falls back to the current directory: ``runs/``, ``data/`` and ``figures/``
+    go there. What only a checkout has (the report's sources) goes through
+    ``checkout_file``, which says so instead of falling back.
     """
     if os.environ.get("RESVAE_HOME"):
         return Path(os.environ["RESVAE_HOME"]).resolve()
@@ -59,6 +62,25 @@ def project_root() -> Path:
         if (folder / "pyproject.toml").is_file() and (folder / "resvae_keras").is_dir():
             return folder
     return here
+
+
+def checkout_file(relative: str) -> Path:
+    """``relative`` (e.g. ``"report/laporan.toml"``) under ``project_root()``, for the files
+    that only a checkout of the project holds, not an installed wheel.
+
+    Raises:
+        FileNotFoundError: the file is not there; the message says to run inside a clone
+            of the repository or to set ``RESVAE_HOME`` to one.
+    """
+    root = project_root()
+    path = root / relative
+    if path.is_file():
+        return path
+    raise FileNotFoundError(
+        f"{relative} is not under {root}: this needs a checkout of the project (a clone of "
+        "its repository), which the installed package does not contain. Run the command "
+        "inside the clone, or set RESVAE_HOME to the clone's folder."
+    )
 
 
 @dataclass

@@ -27,7 +27,7 @@ import os
 import re
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -893,7 +893,7 @@ def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = F
     reconstruction = reconstruction_dict(per_image, model)
     result = {
         "version": METRICS_VERSION,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "run": path.name,
         "profile": config.profile,
         "demo": bool(cache.is_demo),

@@ -18,16 +18,16 @@ import io
 import json
 import math
 import re
+import tomllib
 from functools import cache, cached_property
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-import tomllib
 
 from resvae_keras import metrics, plots, study
-from resvae_keras.config import Config, project_root
+from resvae_keras.config import Config, checkout_file, project_root
 from resvae_keras.study import lookup
 
 MAIN_RUN = "celeba-subset"
@@ -41,7 +41,8 @@ PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
 NBSP = "\u00a0"  # thousands separator of integers: unambiguous with a decimal point
 ALPHA = study.ALPHA
 
-WORDS_FILE = Path(__file__).resolve().parents[1] / "report" / "laporan.toml"
+# The report is built in a checkout: its words, template and results are not in the wheel.
+WORDS_FILE = checkout_file("report/laporan.toml")
 WORDS = tomllib.loads(WORDS_FILE.read_text(encoding="utf-8"))
 TEXT, TABLES, NAMES = WORDS["text"], WORDS["tables"], WORDS["names"]
 DASH, MISSING = TEXT["dash"], TEXT["missing"]
@@ -102,7 +103,7 @@ class Col(NamedTuple):
     """One formatted value: ``key`` (dotted path into a record), ``label`` (a table header or a
     ``values`` key), ``decimals`` (``"int"``: an integer; ``"p"``: a p-value; ``"%"``: a
     percent; ``"g"``: shortest; ``"text"``: as it is), ``scale`` applied first; an ``optional``
-    column is left out of a table when no record has a value for it."""
+    column is left out of a table when no record has a value for it (every cell a dash)."""
 
     key: str
     label: str
@@ -138,7 +139,7 @@ def _table(name: str, rows, columns=None, headers=None) -> str | None:
     headers = TABLES[name]["headers"] if headers is None else headers
     rows = [((labels,) if isinstance(labels, str) else tuple(labels), r) for labels, r in rows]
     columns = [c for c in (_columns(name) if columns is None else columns)
-               if not c.optional or any(lookup(r, c.key) is not None for _, r in rows)]
+               if not c.optional or any(c.cell(r) != DASH for _, r in rows)]
     return markdown_table([*headers, *(c.label for c in columns)],
                           [(*labels, *(c.cell(r) for c in columns)) for labels, r in rows],
                           numeric=[len(headers) + i for i, c in enumerate(columns)

@@ -38,13 +38,13 @@ fi
 # 2. The CUDA build of TensorFlow at the pinned version, in its own venv.
 python=${PYTHON:-python3}
 venv=${GPU_VENV:-.venv-gpu}
-tf_version=$(sed -n 's/^tensorflow_cpu==//p' requirements.txt)
-[ -n "$tf_version" ] || fail "requirements.txt pins no tensorflow_cpu version to match"
+tf_version=$(sed -n 's/^tensorflow-cpu==\([^;[:space:]]*\).*/\1/p' requirements.txt)
+[ -n "$tf_version" ] || fail "requirements.txt pins no tensorflow-cpu version to match"
 stamp="$venv/.installed-$(cksum <requirements.txt | cut -d' ' -f1)"
 if [ ! -e "$stamp" ]; then
   say "installing tensorflow[and-cuda]==$tf_version and the pinned packages into $venv"
   [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
-  grep -v '^tensorflow_cpu==' requirements.txt >"$venv/requirements-gpu.txt"
+  grep -Ev '^tensorflow(-cpu)?==' requirements.txt >"$venv/requirements-gpu.txt"
   "$venv/bin/python" -m pip install --quiet -r "$venv/requirements-gpu.txt" \
     "tensorflow[and-cuda]==$tf_version" || fail "pip could not install tensorflow[and-cuda]==$tf_version into $venv (see its message above)"
   touch "$stamp"

@@ -1,3 +1,4 @@
+import argparse
 from pathlib import Path
 
 import pytest
@@ -174,9 +175,8 @@ def test_an_argparse_error_takes_two_lines_not_the_usage_block(capsys):
         main(["train", "--epochs", "x"])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and "usage:" not in err
-    assert err.splitlines() == ["python -m resvae_keras train: error: argument --epochs: invalid "
-                                "int value: 'x'",
-                                "(run python -m resvae_keras train --help for the options)"]
+    assert err.splitlines() == ["resvae train: error: argument --epochs: invalid int value: 'x'",
+                                "(run resvae train --help for the options)"]
 
 
 def test_train_takes_a_cache_dir():
@@ -286,3 +286,54 @@ def test_sigterm_ends_training_with_a_message_and_a_loadable_checkpoint(demo_300
     assert "terminated (SIGTERM)" in err and "Traceback" not in err, err[-3000:]
     assert not list(run.glob(".*.tmp-*")) and not list(run.glob("backup/.*.tmp-*"))
     assert load_model(run / "last.keras").latent_dim == 4
+
+
+def _commands():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return parser, sub.choices
+
+
+def test_every_option_of_every_command_has_help_and_shows_its_default():
+    _, commands = _commands()
+    assert set(commands) >= {"demo-data", "prepare", "train", "evaluate", "sample", "bench",
+                             "study", "report"}
+    for name, command in commands.items():
+        formatter = command._get_formatter()
+        for action in command._actions:
+            if "-h" in action.option_strings:
+                continue
+            assert (action.help or "").strip(), f"{name} {action.option_strings} has no help"
+            takes_value = action.nargs != 0 and action.option_strings and not action.required
+            if takes_value:
+                shown = formatter._get_help_string(action)
+                assert "default" in shown, f"{name} {action.option_strings[0]}: no default"
+
+
+def test_train_help_shows_each_profiles_default_where_they_differ():
+    from resvae_keras.config import PROFILES, get_profile
+
+    _, commands = _commands()
+    text = " ".join(commands["train"].format_help().split())  # undo the line wrapping
+    epochs = ", ".join(f"{p} {get_profile(p).epochs}" for p in PROFILES)
+    assert f"(default: {epochs})" in text
+    assert len({get_profile(p).epochs for p in PROFILES}) > 1  # the case being tested
+    assert f"(default: {get_profile('demo').beta})" in text  # the same in every profile
+
+
+def test_version_prints_the_package_version(capsys):
+    from resvae_keras import __version__
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"resvae {__version__}"
+
+
+def test_top_level_help_is_plain_text_and_names_the_entry_point():
+    parser, commands = _commands()
+    text = parser.format_help()
+    assert text.startswith("usage: resvae ")
+    assert "``" not in text and "| ---" not in text and "|" not in text.replace("[-h]", "")
+    for name in commands:
+        assert f"\n    {name} " in text  # each command listed with its one-line help

@@ -104,3 +104,16 @@ def test_an_edited_config_json_names_the_file_and_the_setting(tmp_path, text, ma
 def test_the_cache_dir_is_a_train_option():
     assert "cache_dir" in config_module.CLI_OPTIONS
     assert "--cache-dir x" in get_profile("demo", cache_dir="x").train_command()
+
+
+def test_checkout_file_finds_the_report_words_in_a_checkout_and_says_what_to_do_outside(
+        tmp_path, monkeypatch):
+    from resvae_keras.config import checkout_file, project_root
+
+    assert checkout_file("report/laporan.toml") == project_root() / "report" / "laporan.toml"
+    monkeypatch.setenv("RESVAE_HOME", str(tmp_path))  # a folder that is no checkout
+    with pytest.raises(FileNotFoundError) as error:
+        checkout_file("report/laporan.toml")
+    message = str(error.value)
+    assert "report/laporan.toml" in message and "checkout" in message
+    assert "RESVAE_HOME" in message

@@ -25,7 +25,7 @@ import time
 import uuid
 import warnings
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -363,7 +363,7 @@ def _build(source: CelebaSource, names, members, request, target: Path, progress
         manifest = {
             "version": CACHE_VERSION,
             "complete": True,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "build_id": uuid.uuid4().hex,
             "request": request,
             "source": str(source.root.resolve()),
