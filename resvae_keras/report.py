@@ -194,6 +194,13 @@ class Results(study.Study):
         return table.sort_values("sigma_min") if len(table) else table
 
     @cached_property
+    def levers(self) -> pd.DataFrame:
+        """The lever sweep's table (``levers.load_table``), one row per lever tried."""
+        from resvae_keras.levers import load_table
+
+        return load_table(self.main_dir.parent / "levers" / "levers.csv")
+
+    @cached_property
     def trends(self) -> dict[str, pd.DataFrame]:
         """``study.sweep_trend`` of each sweep with a finished run (``beta``, ``likelihood``),
         over every study measure."""
@@ -527,6 +534,37 @@ def _floor(sigma_min) -> str:
 def table_model_bawaan(results: Results) -> str | None:
     return _table("model_bawaan", [(_floor(r["sigma_min"]), {k.replace(".", ""): v for k, v in r.items()})
                                    for _, r in results.sweep.iterrows()])  # prior_t0.7 -> prior_t07
+
+
+def table_pembanding(results: Results) -> str | None:
+    """RQ2 against its baselines: the model and PCA at several k, scored on the same test split
+    by the same code (``baselines.pca_baselines``); PCA's bits/dim is probabilistic PCA's exact
+    negative log-likelihood, the model's its bound."""
+    m, words = results.main, TABLES["pembanding"]
+    if not lookup(m, "reconstruction.psnr"):
+        return None
+    rec = m["reconstruction"]
+    rows = [(words["model"].format(lookup(m, "model.latent_dim")),
+             {"psnr": rec["psnr"], "ssim": rec["ssim"], "bpd": lookup(rec, "bits_per_dim.mean")})]
+    rows += [(words["pca"].format(b["n_components"]),
+              {"psnr": b["psnr"], "ssim": b["ssim"], "bpd": b["ppca_bits_per_dim"]})
+             for b in (m.get("baselines") or {}).values()]
+    return _table("pembanding", rows)
+
+
+def table_tuas(results: Results) -> str | None:
+    """The lever sweep that chose the default (``levers.LEVERS``, validation split), one row
+    per lever tried; a lever is kept when it raises the validation PSNR over the base row."""
+    table, words = results.levers, TABLES["tuas"]
+    if not len(table):
+        return None
+    base = float(table.loc[table["lever"] == "base", "val_psnr_db"].iloc[0]) \
+        if (table["lever"] == "base").any() else math.nan
+    rows = [((r["lever"], words["what"].get(r["lever"], r["what"])),
+             {**r, "kept": words["base"] if r["lever"] == "base"
+              else words["kept"][int(r["val_psnr_db"] > base)]})
+            for r in table.to_dict("records")]
+    return _table("tuas", rows)
 
 
 REGIONS = {name: globals()[f"table_{name}"] for name in TABLES}
