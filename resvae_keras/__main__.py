@@ -8,7 +8,7 @@
 | evaluate    | write ``runs/<name>/metrics.json``                           |
 | sample      | write sampled faces as PNG files                             |
 | bench       | measure data, training or evaluation speed                   |
-| study       | the residual / plain / conv study, its beta and likelihood sweeps |
+| study       | the pre-registered residual / plain / conv study (plan.toml)      |
 | report      | fill the report's tables from ``report/results``             |
 """
 
@@ -188,22 +188,25 @@ def cmd_bench(args):
 
 
 def cmd_study(args):
-    from resvae_keras import study
+    from resvae_keras import plan, study
 
     if args.status:
-        print(study.status_text(profile=args.profile))
+        print(plan.status_text(profile=args.profile))
     elif args.benchmark:
         from resvae_keras import bench
 
-        result = bench.study_step_times(profile=args.profile)
+        spec = plan.load_plan()
+        arms = plan.runs_table(spec, args.profile)
+        result = bench.study_step_times(profile=args.profile, runs=arms[arms["group"] == "arms"],
+                                        root=plan.results_root(spec, args.profile))
         for arm, row in result["arms"].items():
             print(f"{arm}: {row['seconds_per_step']:.3f} s/step (IQR {row['q25']:.3f}-"
                   f"{row['q75']:.3f}), {row['train_gflops_per_image']:.2f} training GFLOP/image")
-        print(study.status_text(profile=args.profile))
+        print(plan.status_text(spec, profile=args.profile))
     elif args.sweep:
         study.run_sweep(only=args.only)
     else:
-        study.run_study(only=args.only, profile=args.profile, max_runs=args.max_runs)
+        plan.run_plan(only=args.only, profile=args.profile, max_runs=args.max_runs)
 
 
 def cmd_report(args):
@@ -277,7 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("study", parents=[common],
-                       help="train, evaluate and collect the study's unfinished runs")
+                       help="the pre-registered study (report/results/study/plan.toml): its "
+                            "learning-rate runs, then its seeds, each skipped when finished")
     p.add_argument("--only", nargs="+", help="run names (default: every unfinished run)")
     p.add_argument("--max-runs", dest="max_runs", type=int,
                    help="stop after this many runs (commit their results, continue later)")
