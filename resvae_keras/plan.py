@@ -332,9 +332,12 @@ def _time_matched(spec: dict, results, benchmark, arm: str, baseline: str, margi
     corners = [_test(*equal_time_values(results, arm, baseline, ca, cb)[:2], margin_value)
                for ca, cb in itertools.product(costs[arm], costs[baseline])
                if math.isfinite(ca) and math.isfinite(cb)]
-    diffs = [c["diff"] for c in corners]
-    return {**centre, "p": max(c["p"] for c in corners), "p_tost": max(c["p_tost"] for c in corners),
-            "timing_low": min(diffs), "timing_high": max(diffs)}
+    def over_corners(key, pick=max):  # a corner that cannot be tested (T before the first
+        values = [c[key] for c in corners]  # epoch end, a margin unknown) leaves NaN
+        return pick(values) if values and all(math.isfinite(v) for v in values) else float("nan")
+
+    return {**centre, "p": over_corners("p"), "p_tost": over_corners("p_tost"),
+            "timing_low": over_corners("diff", min), "timing_high": over_corners("diff")}
 
 
 def verdict_word(row: dict, alpha: float, complete: bool) -> str:
