@@ -557,8 +557,10 @@ def test_prose_numbers_are_the_values_of_the_results_files(built):
     assert f"PSNR {known['psnr']} dB" in regions["kesimpulan"]
     assert "wajah_prior_t1" not in known  # the fixture's main run has no face rate
     assert f"{report.MISSING}" in regions["kesimpulan"]
-    # the fixture makes residual PSNR 1 dB above plain with a tiny spread: significant after Holm
-    assert "(a) rekonstruksi lebih akurat: didukung" in " ".join(regions["ablasi_teks"].split())
+    # the fixture has runs of the first study only: the planned study's verdicts wait for its runs
+    prose = " ".join(regions["ablasi_teks"].split())
+    assert "0 dari 27 percobaan" in prose
+    assert f"(a) rekonstruksi lebih akurat: {report.MISSING}" in prose
     assert "{{" not in "".join(regions.values())
 
 
