@@ -292,22 +292,25 @@ def cmd_bench(args):
 
 
 def cmd_study(args):
-    from resvae_keras import study
+    from resvae_keras import plan, study
 
     if args.status:
-        print(study.status_text(profile=args.profile))
+        print(plan.status_text(profile=args.profile))
     elif args.benchmark:
         from resvae_keras import bench
 
-        result = bench.study_step_times(profile=args.profile)
+        spec = plan.load_plan()
+        arms = plan.runs_table(spec, args.profile)
+        result = bench.study_step_times(profile=args.profile, runs=arms[arms["group"] == "arms"],
+                                        root=plan.results_root(spec, args.profile))
         for arm, row in result["arms"].items():
             print(f"{arm}: {row['seconds_per_step']:.3f} s/step (IQR {row['q25']:.3f}-"
                   f"{row['q75']:.3f}), {row['train_gflops_per_image']:.2f} training GFLOP/image")
-        print(study.status_text(profile=args.profile))
+        print(plan.status_text(spec, profile=args.profile))
     elif args.sweep:
         study.run_sweep(only=args.only)
     else:
-        study.run_study(only=args.only, profile=args.profile, max_runs=args.max_runs)
+        plan.run_plan(only=args.only, profile=args.profile, max_runs=args.max_runs)
 
 
 def cmd_levers(args):
@@ -434,10 +437,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "default: the profile's)")
     p.set_defaults(func=cmd_bench)
 
-    p = command("study", "train, evaluate and collect the study's unfinished runs",
-                "The residual / plain / conv study with its beta and likelihood sweeps: "
-                "trains, evaluates and collects the runs not finished yet, one after the "
-                "other, resuming an interrupted one.")
+    p = command("study", "the pre-registered study (report/results/study/plan.toml)",
+                "The pre-registered residual / plain / conv study: its learning-rate runs, "
+                "then its seeds, each trained, evaluated and collected unless finished; an "
+                "interrupted run resumes.")
     p.add_argument("--only", nargs="+", metavar="RUN",
                    help="run names (default: every unfinished run)")
     p.add_argument("--max-runs", dest="max_runs", type=int,

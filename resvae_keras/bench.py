@@ -196,7 +196,8 @@ def alternating_step_time(configs: dict, batch_size: int | None = None, steps: i
 
     Returns:
         DataFrame indexed by name: ``seconds_per_step`` (median over rounds), ``q25`` and
-        ``q75`` of the per-round values, ``img_per_s``, ``rounds``, ``steps_per_round``,
+        ``q75`` of the per-round values, ``per_round_s`` (each round's seconds per step: the
+        spread the study's time-matched test carries), ``img_per_s``, ``rounds``, ``steps_per_round``,
         ``batch_size``, ``params``, ``forward_gflops_per_image`` and
         ``train_gflops_per_image`` (``flops_per_image``).
     """
@@ -238,6 +239,7 @@ def alternating_step_time(configs: dict, batch_size: int | None = None, steps: i
             "seconds_per_step": float(np.median(values)),
             "q25": float(np.quantile(values, 0.25)),
             "q75": float(np.quantile(values, 0.75)),
+            "per_round_s": [float(v) for v in values],
             "img_per_s": batch_size / float(np.median(values)),
             "rounds": int(rounds),
             "steps_per_round": int(steps),

@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from resvae_keras.data.images import as_float_images, to_uint8
+from resvae_keras.stats import welch
 
 # --------------------------------------------------------------------------------------
 # Constants
@@ -353,8 +354,6 @@ def per_attribute_breakdown(errors: pd.Series, attributes: pd.DataFrame) -> pd.D
         ``p_value`` (two-sided Welch). With 40 attributes about 2 reach p < 0.05 by chance
         alone: trust gaps with |t| well above 3 (Bonferroni: p < 0.05 / 40).
     """
-    from scipy import stats
-
     if not isinstance(errors, pd.Series):
         errors = pd.Series(np.asarray(errors, dtype=np.float64))
     bool_columns = [c for c in attributes.columns if pd.api.types.is_bool_dtype(attributes[c])]
@@ -383,12 +382,8 @@ def per_attribute_breakdown(errors: pd.Series, attributes: pd.DataFrame) -> pd.D
         n1, n2 = len(with_), len(without)
         mean1 = float(with_.mean()) if n1 else np.nan
         mean2 = float(without.mean()) if n2 else np.nan
-        if n1 >= 2 and n2 >= 2:
-            se = math.sqrt(with_.var(ddof=1) / n1 + without.var(ddof=1) / n2)
-            test = stats.ttest_ind(with_, without, equal_var=False)
-            t, p = float(test.statistic), float(test.pvalue)
-        else:
-            se, t, p = np.nan, np.nan, np.nan
+        test = welch(with_, without)
+        se, t, p = test["se"], test["t"], test["p"]
         rows.append(
             {
                 "attribute": column, "n_with": n1, "n_without": n2, "mean_with": mean1,

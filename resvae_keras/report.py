@@ -26,7 +26,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from resvae_keras import metrics, plots, study
+from resvae_keras import metrics, plan, plots, study
 from resvae_keras.config import Config, checkout_file, project_root
 from resvae_keras.study import lookup
 
@@ -199,6 +199,14 @@ class Results(study.Study):
         from resvae_keras.levers import load_table
 
         return load_table(self.main_dir.parent / "levers" / "levers.csv")
+
+    @cached_property
+    def planned(self) -> plan.PlannedStudy:
+        """The pre-registered study (``root/study/plan.toml`` when there, else the committed
+        plan), its runs under ``root/study/<plan name>``: the verdicts are computed from it."""
+        local = self.root / "plan.toml"
+        spec = plan.load_plan(local if local.is_file() else None)
+        return plan.PlannedStudy(spec, self.root / spec["study"]["name"])
 
     @cached_property
     def trends(self) -> dict[str, pd.DataFrame]:
@@ -481,29 +489,62 @@ def _interval(value, low, high, decimals: int) -> str:
     return f"{num(value, decimals)} [{num(low, decimals)}, {num(high, decimals)}]"
 
 
-def _testable(results: Results) -> bool:
-    verdicts = results.verdicts
-    return bool(len(verdicts)) and bool((verdicts["verdict"] != "not testable").any())
+def _comparison(arm: str, baseline: str) -> str:
+    return f"{_arm(arm)} − {_arm(baseline)}"
 
 
-def table_uji_welch(results: Results) -> str | None:
-    if not _testable(results):
+def _planned_measure(key: str) -> tuple[str, int]:
+    """(label, decimals) of a measure of the pre-registered study."""
+    return tuple(WORDS["planned_measures"].get(key, STUDY_MEASURES.get(key, (key, 3))))
+
+
+def table_uji_primer(results: Results) -> str | None:
+    """The primary test of each claim against each baseline (``plan.verdicts``), with the
+    difference, its timing interval, Hedges' g, the permutation and Welch p, Holm, the margin,
+    the TOST and the verdict. None until a seed run of the plan has finished."""
+    found = results.planned
+    if not found.finished[0] or not len(found.runs):
         return None
-    rows = [(NAMES["hypothesis"][r.hypothesis].split(" ")[0], f"{_arm(r.arm)} − {_arm(r.baseline)}",
-             _measure(r.measure).label, f"{r.n_arm}/{r.n_baseline}",
-             _interval(r.diff, r.diff_ci_low, r.diff_ci_high, _measure(r.measure).decimals),
-             _interval(r.hedges_g, r.g_ci_low, r.g_ci_high, 2), p_value(r.p),
-             p_value(r.p_holm), VERDICT_WORDS[r.verdict]) for r in results.verdicts.itertuples()]
-    return markdown_table(TABLES["uji_welch"]["headers"], rows, numeric=[3, 4, 5, 6, 7])
+    rows = []
+    for r in found.verdicts.itertuples():
+        label, decimals = _planned_measure(r.measure)
+        rows.append((NAMES["hypothesis"][r.claim].split(" ")[0], _comparison(r.arm, r.baseline),
+                     label, f"{r.n_arm}/{r.n_baseline} ({r.n_planned})",
+                     _interval(r.diff, r.diff_ci_low, r.diff_ci_high, decimals),
+                     _interval(r.diff, r.timing_low, r.timing_high, decimals)
+                     if _finite(r.timing_low) else DASH,
+                     _interval(r.hedges_g, r.g_ci_low, r.g_ci_high, 2), p_value(r.p),
+                     p_value(r.p_welch), p_value(r.p_holm), num(r.margin, decimals),
+                     p_value(r.p_tost_holm), VERDICT_WORDS[r.verdict]))
+    return markdown_table(TABLES["uji_primer"]["headers"], rows, numeric=range(3, 12))
 
 
 def table_klaim(results: Results) -> str | None:
-    """One row per hypothesis and comparison (``study.claims``), its verdict as a word."""
-    if not _testable(results):
+    """One row per claim and baseline: its primary measure and its verdict (``plan.verdicts``).
+    None until a seed run of the plan has finished."""
+    found = results.planned
+    if not found.finished[0] or not len(found.runs):
         return None
-    return _table("klaim", [((NAMES["hypothesis"][c.hypothesis], f"{_arm(c.arm)} − {_arm(c.baseline)}",
-                              VERDICT_WORDS[c.verdict]), c._asdict())
-                            for c in study.claims(results.verdicts).itertuples()])
+    return markdown_table(TABLES["klaim"]["headers"], [
+        (NAMES["hypothesis"][r.claim], _comparison(r.arm, r.baseline),
+         _planned_measure(r.measure)[0], VERDICT_WORDS[r.verdict])
+        for r in found.verdicts.itertuples()], numeric=[])
+
+
+def table_sekunder(results: Results) -> str | None:
+    """The secondary measures (``plan.secondary``): difference and Hedges' g with their 95 %
+    intervals, no p-value. None until a seed run of the plan has finished."""
+    found = results.planned
+    if not len(found.runs):
+        return None
+    rows = []
+    for r in found.secondary.itertuples():
+        label, decimals = _planned_measure(r.measure)
+        rows.append((label, _comparison(r.arm, r.baseline), f"{r.n_arm}/{r.n_baseline}",
+                     num(r.mean_arm, decimals), num(r.mean_baseline, decimals),
+                     _interval(r.diff, r.diff_ci_low, r.diff_ci_high, decimals),
+                     _interval(r.hedges_g, r.g_ci_low, r.g_ci_high, 2)))
+    return markdown_table(TABLES["sekunder"]["headers"], rows, numeric=range(2, 7))
 
 
 def _sweep_table(results: Results, group: str, show) -> str | None:
@@ -598,8 +639,9 @@ def _prose_record(results: Results) -> dict:
     for s in samples.values():
         fake, real = lookup(s, "diversity.pixel_l2_fake"), lookup(s, "diversity.pixel_l2_real")
         s["l2_share"] = fake / real if _finite(fake) and _finite(real) else None
-    claims = {f"{c.hypothesis}_{c.baseline}": c.verdict  # English, for the README
-              for c in study.claims(results.verdicts).itertuples()} if len(results.verdicts) else {}
+    planned = results.planned
+    claims = {f"{c.claim}_{c.baseline}": c.verdict  # English, for the README
+              for c in planned.verdicts.itertuples()} if len(planned.runs) else {}
     record = {
         "arch": {"total": counts["total"], "widths": "–".join(map(str, config.widths)),
                  "blocks": config.blocks_per_stage, "latent_dim": config.latent_dim},
@@ -608,8 +650,8 @@ def _prose_record(results: Results) -> dict:
         "other": {k: v.get("reconstruction", v) for k, v in results.other_metrics.items()},
         "sweep": {"s" + f"{float(r['sigma_min']):g}".replace(".", ""): r.to_dict()
                   for _, r in results.sweep.iterrows()},
-        "study": {"finished": results.seeds["finished"].sum(),
-                  "planned": results.seeds["planned"].sum(), "claims": claims,
+        "study": {"finished": planned.finished[0], "planned": planned.finished[1],
+                  "claims": claims,
                   "claims_id": {k: VERDICT_WORDS[v] for k, v in claims.items()}}}
     for group, trend in results.trends.items():  # one run per value, the reference arm beside
         record[group] = {_slug(r["x"]): r for r in trend.to_dict("records")}

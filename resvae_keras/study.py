@@ -30,9 +30,13 @@ skipped. ``benchmark.json`` beside them holds the per-step cost of each arm.
 
 Reading the results, once for notebook 07 and the report (``Study``): ``load_results`` ->
 ``measures`` (one row per run, every measure a column) -> ``speed_measures`` (steps and seconds
-to a fixed validation loss, the validation loss at an equal time) -> ``verdict`` (Welch tests,
-Holm correction, effect sizes with 95 % intervals, one structured row per hypothesis,
-comparison and measure) and ``claims`` (one row per hypothesis).
+to a fixed validation loss, the validation loss at an equal time).
+
+The runs above (``runs.csv``) are the first study, on the clamped default (sigma >= 0.5); they
+stay as they were measured and are read descriptively. The study that decides the claims is
+pre-registered in ``report/results/study/plan.toml`` and run by ``resvae_keras.plan``, which
+reuses this module's orchestration (``run_study``: skip finished runs, resume interrupted ones)
+under its own folder; its verdicts are computed there, from the plan.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ import pandas as pd
 
 from resvae_keras.config import Config, get_profile, project_root
 from resvae_keras.data._io import atomic_write
+from resvae_keras.stats import mean_interval
 
 STUDY_PROFILE = "celeba-subset"
 STUDY_EPOCHS = 10
@@ -62,7 +67,6 @@ ARMS = {
 }
 """Arm -> config overrides on top of the profile."""
 REFERENCE_ARM = "residual"
-COMPARISONS = (("residual", "plain"), ("residual", "conv"))
 BETAS = (0.25, 0.5, 2.0, 4.0)  # beta = 1 is the residual arm
 LIKELIHOODS = ("gaussian", "bernoulli")  # gaussian_learned is the residual arm
 N_TEST = 1000  # test images per evaluation
@@ -159,22 +163,27 @@ def _row(name: str, runs: pd.DataFrame) -> pd.Series:
     return match.iloc[0]
 
 
+def run_folder(profile: str = STUDY_PROFILE, subfolder: str | None = None) -> str:
+    """Where the study's runs train: ``runs/study`` (``runs/<profile>/study`` for another
+    profile), then ``subfolder`` (a plan's own, so its runs never resume another's)."""
+    folder = "runs/study" if profile == STUDY_PROFILE else f"runs/{profile}/study"
+    return f"{folder}/{subfolder}" if subfolder else folder
+
+
 def study_config(name: str, runs: pd.DataFrame | None = None, profile: str = STUDY_PROFILE,
-                 **extra) -> Config:
+                 subfolder: str | None = None, **extra) -> Config:
     """The Config of run ``name``: the profile at the study's budget, the run's seed and its
-    overrides from the runs table, trained into ``runs/study/<name>``
-    (``runs/<profile>/study/<name>`` for another profile)."""
+    overrides from the runs table (which may set the budget, e.g. ``epochs``), trained into
+    ``run_folder(profile, subfolder)/<name>``."""
     row = _row(name, load_runs() if runs is None else runs)
     settings = study_settings(profile)
-    folder = "runs/study" if profile == STUDY_PROFILE else f"runs/{profile}/study"
+    budget = dict(epochs=settings["epochs"], kl_warmup_steps=settings["kl_warmup_steps"],
+                  max_images=settings["max_images"])
     return get_profile(
         profile,
-        epochs=settings["epochs"],
-        kl_warmup_steps=settings["kl_warmup_steps"],
-        max_images=settings["max_images"],
-        run_dir=f"{folder}/{name}",
+        run_dir=f"{run_folder(profile, subfolder)}/{name}",
         seed=int(row["seed"]),
-        **{**row["overrides"], **extra},
+        **{**budget, **row["overrides"], **extra},
     )
 
 
@@ -197,10 +206,34 @@ def collect(config: Config, dest: Path, profile: str = STUDY_PROFILE) -> dict:
     return metrics
 
 
-def is_finished(folder) -> bool:
-    """A run's results folder is complete: ``metrics.json``, which ``collect_run`` writes
-    last, is there."""
-    return (Path(folder) / "metrics.json").is_file()
+HISTORY_ONLY = ("lr",)
+"""Groups whose runs are read by their validation curve only: trained, never evaluated."""
+
+
+def finished_marker(group: str) -> str:
+    """The file a finished run's results folder holds, written last: ``history.csv`` for a
+    group of ``HISTORY_ONLY`` (``collect_history``), else ``metrics.json`` (``collect_run``)."""
+    return "history.csv" if group in HISTORY_ONLY else "metrics.json"
+
+
+def is_finished(folder, group: str = "arms") -> bool:
+    """A run's results folder is complete: its ``finished_marker(group)``, written last, is
+    there."""
+    return (Path(folder) / finished_marker(group)).is_file()
+
+
+def collect_history(run_dir, dest) -> list[Path]:
+    """Copy a trained run's ``config.json`` and, last, its ``history.csv`` (whose presence marks
+    a ``HISTORY_ONLY`` run as finished) into ``dest``; returns the paths written."""
+    from resvae_keras.train import load_history
+
+    run, dest = Path(run_dir), Path(dest)
+    run = run if run.is_absolute() else project_root() / run
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy(run / "config.json", dest / "config.json")
+    load_history(run).to_csv(dest / "history.csv.tmp", index=False)
+    os.replace(dest / "history.csv.tmp", dest / "history.csv")
+    return [dest / "config.json", dest / "history.csv"]
 
 
 def collect_run(run_dir, dest=None) -> list[Path]:
@@ -233,7 +266,8 @@ def collect_run(run_dir, dest=None) -> list[Path]:
 
 
 def run_study(only=None, profile: str = STUDY_PROFILE, root=None, runs=None,
-              max_runs: int | None = None, verbose=2) -> list[str]:
+              max_runs: int | None = None, verbose=2, subfolder: str | None = None,
+              report: bool = True) -> list[str]:
     """Train, evaluate and collect every run of the table that has no results yet.
 
     Args:
@@ -242,10 +276,12 @@ def run_study(only=None, profile: str = STUDY_PROFILE, root=None, runs=None,
         root: results folder (default ``results_root(profile)``).
         runs: a runs table (default ``load_runs()``).
         max_runs: stop after training this many runs (to commit between sessions).
+        subfolder: train into ``run_folder(profile, subfolder)`` (a plan's runs).
+        report: print ``status_text`` at the end.
 
-    A run whose ``root/<name>/metrics.json`` exists is skipped; an interrupted one resumes
-    from its last completed epoch in its run folder. Returns the names finished by this call
-    and prints where things stand and the next command.
+    A run that ``is_finished`` under ``root`` is skipped; an interrupted one resumes from its
+    last completed epoch in its run folder. A run of a ``HISTORY_ONLY`` group is collected
+    without evaluation (``collect_history``). Returns the names finished by this call.
     """
     from resvae_keras.train import train
 
@@ -257,23 +293,28 @@ def run_study(only=None, profile: str = STUDY_PROFILE, root=None, runs=None,
         table = table[table["name"].isin(only)]
     root = Path(root or results_root(profile))
     finished = []
-    for name in table["name"]:
+    for name, group in zip(table["name"], table["group"], strict=True):
         dest = root / name
-        if is_finished(dest):
+        if is_finished(dest, group):
             print(f"{name}: results exist, skipped", flush=True)
             continue
         if max_runs is not None and len(finished) >= int(max_runs):
             break
-        config = study_config(name, table, profile)
+        config = study_config(name, table, profile, subfolder)
         started = time.perf_counter()
         print(f"== {name}: {config.epochs} epochs into {config.run_dir}", flush=True)
         train(config, verbose=verbose, second_stage=False)  # it evaluates last.keras
-        metrics = collect(config, dest, profile)
-        rec = metrics["reconstruction"]
-        print(f"== {name}: done in {time.perf_counter() - started:.0f} s, test PSNR "
-              f"{rec['psnr']['mean']:.2f} dB; results in {_shown(dest)}", flush=True)
+        if group in HISTORY_ONLY:
+            collect_history(config.run_path, dest)
+            done = f"best validation -ELBO {validation_neg_elbo(load_run(dest)['history']).min():.1f}"
+        else:
+            rec = collect(config, dest, profile)["reconstruction"]
+            done = f"test PSNR {rec['psnr']['mean']:.2f} dB"
+        print(f"== {name}: done in {time.perf_counter() - started:.0f} s, {done}; results in "
+              f"{_shown(dest)}", flush=True)
         finished.append(name)
-    print(status_text(root, load_runs() if runs is None else runs, profile), flush=True)
+    if report:
+        print(status_text(root, load_runs() if runs is None else runs, profile), flush=True)
     return finished
 
 
@@ -313,7 +354,8 @@ def status(root=None, runs=None) -> pd.DataFrame:
     """The runs table with ``finished`` (its ``metrics.json`` exists under ``root``)."""
     table = load_runs() if runs is None else runs
     root = Path(root or results_root())
-    return table.assign(finished=[is_finished(root / n) for n in table["name"]])
+    return table.assign(finished=[is_finished(root / n, g)
+                                  for n, g in zip(table["name"], table["group"], strict=True)])
 
 
 def seeds_per_arm(root=None, runs=None) -> pd.DataFrame:
@@ -371,7 +413,7 @@ def load_results(root=None, runs=None) -> dict[str, dict]:
     root = Path(root or results_root())
     return {row.name: {"group": row.group, "arm": row.arm, "seed": int(row.seed),
                        **load_run(root / row.name)}
-            for row in table.itertuples() if is_finished(root / row.name)}
+            for row in table.itertuples() if is_finished(root / row.name, row.group)}
 
 
 class Study:
@@ -381,7 +423,7 @@ class Study:
 
     ``plan``: the runs table (default ``root/runs.csv``, the study's design when it is
     missing); ``runs``: ``load_results``; ``benchmark``; ``table``: ``study_table``;
-    ``arms``: its rows of the arms; ``verdicts``: ``verdict``; ``seeds``: ``seeds_per_arm``.
+    ``arms``: its rows of the arms; ``seeds``: ``seeds_per_arm``.
     """
 
     def __init__(self, root=None, plan: pd.DataFrame | None = None):
@@ -403,10 +445,6 @@ class Study:
     @cached_property
     def arms(self) -> pd.DataFrame:
         return self.table[self.table["group"] == "arms"] if len(self.table) else self.table
-
-    @cached_property
-    def verdicts(self) -> pd.DataFrame:
-        return verdict(self.table)
 
     @cached_property
     def seeds(self) -> pd.DataFrame:
@@ -622,199 +660,16 @@ def study_table(results: dict[str, dict], benchmark: dict | None = None) -> pd.D
     return table.join(speed.drop(columns=["arm", "seed"]), how="left")
 
 
-# -- statistics --------------------------------------------------------------------------------
-
-
-def welch(a, b, confidence: float = 0.95) -> dict:
-    """Welch's t-test of mean(a) - mean(b) with the interval of the difference.
-
-    Returns a dict: ``diff``, ``se``, ``df`` (Welch-Satterthwaite), ``t``, ``p`` (two-sided),
-    ``ci_low``, ``ci_high`` (the ``confidence`` interval of the difference, t with ``df``).
-    NaN where it cannot be computed (fewer than 2 values in an arm, or no variance at all).
-    """
-    from scipy import stats
-
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    nan = dict(diff=float("nan"), se=float("nan"), df=float("nan"), t=float("nan"),
-               p=float("nan"), ci_low=float("nan"), ci_high=float("nan"))
-    if len(a) < 2 or len(b) < 2:
-        return {**nan, "diff": float(a.mean() - b.mean()) if len(a) and len(b) else float("nan")}
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    diff = float(a.mean() - b.mean())
-    se = math.sqrt(va + vb)
-    if se == 0:
-        return {**nan, "diff": diff}
-    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    t = diff / se
-    half = stats.t.ppf(0.5 + confidence / 2, df) * se
-    return dict(diff=diff, se=se, df=float(df), t=float(t), p=float(2 * stats.t.sf(abs(t), df)),
-                ci_low=diff - half, ci_high=diff + half)
-
-
-def hedges_g(a, b, confidence: float = 0.95) -> tuple[float, float, float]:
-    """Hedges' g of mean(a) - mean(b) (pooled-SD standardized difference with the small-sample
-    correction J = 1 - 3 / (4 (n_a + n_b) - 9)) and its normal-approximation interval,
-    g +- z sqrt((n_a + n_b) / (n_a n_b) + g^2 / (2 (n_a + n_b))) (Hedges & Olkin 1985).
-
-    Returns ``(g, low, high)``; NaN below 2 values per arm or with no variance.
-    """
-    from scipy import stats
-
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    na, nb = len(a), len(b)
-    if na < 2 or nb < 2:
-        return (float("nan"),) * 3
-    pooled = math.sqrt(((na - 1) * a.var(ddof=1) + (nb - 1) * b.var(ddof=1)) / (na + nb - 2))
-    if pooled == 0:
-        return (float("nan"),) * 3
-    g = (1 - 3 / (4 * (na + nb) - 9)) * (a.mean() - b.mean()) / pooled
-    se = math.sqrt((na + nb) / (na * nb) + g**2 / (2 * (na + nb)))
-    z = stats.norm.ppf(0.5 + confidence / 2)
-    return float(g), float(g - z * se), float(g + z * se)
-
-
-def holm(pvalues) -> np.ndarray:
-    """Holm's step-down adjusted p-values (family-wise error), in the input's order.
-
-    The i-th smallest of m p-values is multiplied by (m - i + 1), running maxima keep the
-    order, values are capped at 1. NaN p-values are not part of the family and stay NaN.
-    """
-    p = np.asarray(pvalues, float)
-    out = np.full(p.shape, np.nan)
-    finite = np.flatnonzero(np.isfinite(p))
-    m = len(finite)
-    order = finite[np.argsort(p[finite], kind="stable")]
-    running = 0.0
-    for i, index in enumerate(order):
-        running = max(running, (m - i) * p[index])
-        out[index] = min(1.0, running)
-    return out
-
-
-# -- the hypotheses ------------------------------------------------------------------------------
-
-HYPOTHESES = {
-    "a": "residual blocks give more accurate reconstructions",
-    "b": "residual blocks give sharper reconstructions",
-    "c": "residual blocks give more realistic samples",
-    "d": "residual blocks make training faster, per step and per second",
-}
-LOWER_IS_BETTER = ("neg_elbo_bpd", "swd_", "steps_to_threshold", "seconds_to_threshold",
-                   "val_neg_elbo_at_equal_time")
-
-
-VERDICT_COLUMNS = (
-    "hypothesis", "claim", "arm", "baseline", "measure", "higher_is_better", "n_arm",
-    "n_baseline", "mean_arm", "mean_baseline", "sd_arm", "sd_baseline", "diff", "diff_ci_low",
-    "diff_ci_high", "hedges_g", "g_ci_low", "g_ci_high", "t", "df", "p", "p_holm", "verdict",
-)
-VERDICTS = ("supported", "contradicted", "no significant difference", "not testable")
-
-
-def higher_is_better(measure: str) -> bool:
-    return not any(measure.startswith(prefix) for prefix in LOWER_IS_BETTER)
-
-
-def hypothesis_measures(table: pd.DataFrame) -> dict[str, list[str]]:
-    """Hypothesis -> the measures that test it (samplers: each one at temperature 1)."""
-    realism = [f"{kind}_{key}" for key in sampler_keys(table) for kind in ("face_rate", "swd_mean")]
-    return {
-        "a": ["psnr", "ssim", "ms_ssim", "neg_elbo_bpd"],
-        "b": ["sharpness_ratio"],
-        "c": realism,
-        "d": ["steps_to_threshold", "seconds_to_threshold", "val_neg_elbo_at_equal_time"],
-    }
-
-
-def verdict(table: pd.DataFrame, comparisons=COMPARISONS, alpha: float = ALPHA) -> pd.DataFrame:
-    """The hypotheses tested: one row per hypothesis, comparison and measure.
-
-    Welch tests on the per-seed values (``study_table`` rows of group ``arms``), with Holm's
-    correction over the whole family of rows. Columns: ``hypothesis``, ``claim``, ``arm``,
-    ``baseline``, ``measure``, ``higher_is_better``, ``n_arm``, ``n_baseline``, ``mean_arm``,
-    ``mean_baseline``, ``sd_arm``, ``sd_baseline``, ``diff`` (arm - baseline), ``diff_ci_low``,
-    ``diff_ci_high`` (95 %), ``hedges_g``, ``g_ci_low``, ``g_ci_high``, ``t``, ``df``, ``p``,
-    ``p_holm`` and ``verdict``: ``"supported"`` (Holm-adjusted p < alpha, in the claimed
-    direction), ``"contradicted"`` (significant the other way), ``"no significant
-    difference"``, or ``"not testable"`` (fewer than 2 seeds in an arm, no variance, or a
-    measure not there yet, e.g. seconds without ``benchmark.json``).
-    """
-    arms = table[table["group"] == "arms"] if "group" in table else table
-    rows = []
-    for hypothesis, names in hypothesis_measures(arms).items():
-        for arm, baseline in comparisons:
-            for measure in names:
-                values = arms[measure] if measure in arms else pd.Series(np.nan, arms.index)
-                a = values[arms["arm"] == arm].dropna().to_numpy(float)
-                b = values[arms["arm"] == baseline].dropna().to_numpy(float)
-                test = welch(a, b)
-                g, g_low, g_high = hedges_g(a, b)
-                rows.append({
-                    "hypothesis": hypothesis, "claim": HYPOTHESES[hypothesis], "arm": arm,
-                    "baseline": baseline, "measure": measure,
-                    "higher_is_better": higher_is_better(measure),
-                    "n_arm": len(a), "n_baseline": len(b),
-                    "mean_arm": a.mean() if len(a) else np.nan,
-                    "mean_baseline": b.mean() if len(b) else np.nan,
-                    "sd_arm": a.std(ddof=1) if len(a) > 1 else np.nan,
-                    "sd_baseline": b.std(ddof=1) if len(b) > 1 else np.nan,
-                    "diff": test["diff"], "diff_ci_low": test["ci_low"],
-                    "diff_ci_high": test["ci_high"], "hedges_g": g, "g_ci_low": g_low,
-                    "g_ci_high": g_high, "t": test["t"], "df": test["df"], "p": test["p"],
-                })
-    frame = pd.DataFrame(rows, columns=list(VERDICT_COLUMNS[:-2]))
-    frame["p_holm"] = holm(frame["p"]) if len(frame) else []
-    frame["verdict"] = [_verdict_word(r, alpha) for r in frame.itertuples()]
-    return frame
-
-
-def _verdict_word(row, alpha: float) -> str:
-    if not math.isfinite(row.p_holm):
-        return "not testable"
-    if row.p_holm >= alpha:
-        return "no significant difference"
-    return "supported" if (row.diff > 0) == row.higher_is_better else "contradicted"
-
-
-def claims(verdicts: pd.DataFrame) -> pd.DataFrame:
-    """One row per hypothesis and comparison: ``verdict`` ``"supported"`` (some measure
-    supports it, none contradicts), ``"contradicted"`` (the reverse), ``"mixed"`` (both),
-    ``"no significant difference"``, or ``"not testable"`` (no measure testable); and the
-    number of measures of each verdict."""
-    rows = []
-    for (hypothesis, arm, baseline), group in verdicts.groupby(
-            ["hypothesis", "arm", "baseline"], sort=False):
-        counts = group["verdict"].value_counts()
-        support, against = counts.get("supported", 0), counts.get("contradicted", 0)
-        if support and against:
-            word = "mixed"
-        elif support or against:
-            word = "supported" if support else "contradicted"
-        elif counts.get("no significant difference", 0):
-            word = "no significant difference"
-        else:
-            word = "not testable"
-        rows.append({"hypothesis": hypothesis, "claim": HYPOTHESES[hypothesis], "arm": arm,
-                     "baseline": baseline, "verdict": word,
-                     **{f"n_{v.replace(' ', '_')}": int(counts.get(v, 0)) for v in VERDICTS}})
-    return pd.DataFrame(rows)
-
-
 def arm_summary(table: pd.DataFrame, columns) -> pd.DataFrame:
     """Per arm (index, in table order): ``n`` seeds and, per column, ``<c>_mean``, ``<c>_sd``
     and ``<c>_ci`` (half-width of the 95 % t interval of the mean; NaN below 2 seeds)."""
-    from scipy import stats
-
     out = {}
     for arm, group in table.groupby("arm", sort=False):
         row = {"n": len(group)}
         for column in columns:
             values = group[column].dropna().to_numpy(float)
-            n = len(values)
-            row[f"{column}_mean"] = values.mean() if n else np.nan
-            row[f"{column}_sd"] = values.std(ddof=1) if n > 1 else np.nan
-            row[f"{column}_ci"] = (stats.t.ppf(0.975, n - 1) * values.std(ddof=1) / math.sqrt(n)
-                                   if n > 1 else np.nan)
+            row[f"{column}_mean"], row[f"{column}_ci"] = mean_interval(values)
+            row[f"{column}_sd"] = values.std(ddof=1) if len(values) > 1 else np.nan
         out[arm] = row
     return pd.DataFrame.from_dict(out, orient="index")
 

@@ -142,11 +142,17 @@ def test_train_takes_the_conv_architecture():
 
 
 def test_study_status_says_what_is_left_and_the_next_command(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("RESVAE_HOME", str(tmp_path))  # no results: the whole design is left
+    from resvae_keras import plan
+
+    committed = plan.plan_path().read_text()
+    monkeypatch.setenv("RESVAE_HOME", str(tmp_path))  # the plan, no results: all of it is left
     (tmp_path / "pyproject.toml").write_text("")
+    plan.plan_path().parent.mkdir(parents=True)
+    plan.plan_path().write_text(committed)
     main(["study", "--status"])
     out = capsys.readouterr().out
-    assert "study: 0 of 15 runs finished (residual 0/3, plain 0/3, conv 0/3" in out
+    assert "study faithful: 0 of 27 runs finished (lr residual 0/3, lr plain 0/3" in out
+    assert "learning rates: residual not chosen" in out
     assert out.rstrip().endswith("next: python -m resvae_keras study")
 
 

@@ -4,9 +4,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
 
-from resvae_keras import study
+from resvae_keras import plan, study
 
 
 def fake_metrics(psnr=20.0, face_rate=0.5, swd=100.0, sharpness=0.5, steps=100, kl=300.0):
@@ -94,61 +93,12 @@ def test_a_run_added_to_the_table_lands_in_its_arm(tmp_path):
     assert results.arms.loc["textbook_extra", "arm"] == "conv"
     assert results.arms.loc["textbook_extra", "seed"] == 7
     assert results.seeds.loc[("arms", "conv")].tolist() == [2, 4]  # finished, planned
-    verdict = results.verdicts
-    row = verdict[(verdict.baseline == "conv") & (verdict.measure == "psnr")].iloc[0]
-    assert row.n_baseline == 2 and row.mean_baseline == pytest.approx(18.25)
+    summary = study.arm_summary(results.arms, ["psnr"])
+    assert summary.loc["conv", "n"] == 2 and summary.loc["conv", "psnr_mean"] == pytest.approx(18.25)
     assert study.study_config("textbook_extra", runs).learning_rate == 5e-4
 
 
 # -- statistics -------------------------------------------------------------------------------
-
-
-def test_holm_against_a_hand_computed_example():
-    # sorted 0.005, 0.01, 0.03, 0.04 -> x4, x3, x2, x1 = 0.02, 0.03, 0.06, 0.04 -> running max
-    adjusted = study.holm([0.01, 0.04, 0.03, 0.005, float("nan")])
-    np.testing.assert_allclose(adjusted[:4], [0.03, 0.06, 0.06, 0.02])
-    assert math.isnan(adjusted[4])
-    assert study.holm([0.5, 0.9])[1] == 1.0  # capped at 1
-
-
-def test_welch_interval_and_p_match_scipy_and_hedges_g_matches_hand_computation():
-    a, b = np.array([20.1, 20.4, 19.8]), np.array([17.2, 17.9, 17.0, 17.5])
-    ours = study.welch(a, b)
-    theirs = stats.ttest_ind(a, b, equal_var=False)
-    interval = theirs.confidence_interval(0.95)
-    assert ours["p"] == pytest.approx(theirs.pvalue)
-    assert ours["t"] == pytest.approx(theirs.statistic)
-    assert (ours["ci_low"], ours["ci_high"]) == pytest.approx((interval.low, interval.high))
-    pooled = math.sqrt((2 * a.var(ddof=1) + 3 * b.var(ddof=1)) / 5)
-    g = (1 - 3 / (4 * 7 - 9)) * (a.mean() - b.mean()) / pooled
-    half = 1.959964 * math.sqrt(7 / 12 + g**2 / 14)
-    assert study.hedges_g(a, b) == pytest.approx((g, g - half, g + half), rel=1e-5)
-    assert math.isnan(study.welch([1.0], b)["p"])
-    assert math.isnan(study.welch([1.0, 1.0], [2.0, 2.0])["p"])  # no variance: not testable
-
-
-def test_verdict_rows_say_supported_contradicted_or_no_significant_difference():
-    rng = np.random.default_rng(0)
-    rows = []
-    for arm, psnr, swd, sharp in (("residual", 22.0, 50.0, 0.5), ("plain", 18.0, 20.0, 0.5),
-                                  ("conv", 22.0, 50.0, 0.5)):
-        for seed in range(3):
-            rows.append({"group": "arms", "arm": arm, "seed": seed,
-                         **study.run_measures(fake_metrics(psnr + rng.normal(0, 0.1),
-                                                           swd=swd + rng.normal(0, 0.5),
-                                                           sharpness=sharp + rng.normal(0, 0.2)))})
-    verdict = study.verdict(pd.DataFrame(rows))
-    assert tuple(verdict.columns) == study.VERDICT_COLUMNS
-    by = verdict.set_index(["baseline", "measure"])
-    assert by.loc[("plain", "psnr"), "verdict"] == "supported"
-    assert by.loc[("plain", "swd_mean_prior_t1"), "verdict"] == "contradicted"  # lower is better
-    assert by.loc[("plain", "sharpness_ratio"), "verdict"] == "no significant difference"
-    assert by.loc[("plain", "steps_to_threshold"), "verdict"] == "not testable"  # no column data
-    assert (verdict["p_holm"].dropna() >= verdict["p"][verdict["p_holm"].notna()]).all()
-    claims = study.claims(verdict).set_index(["hypothesis", "baseline"])
-    assert claims.loc[("a", "plain"), "verdict"] == "supported"
-    assert claims.loc[("c", "plain"), "verdict"] == "contradicted"
-    assert claims.loc[("b", "plain"), "verdict"] == "no significant difference"
 
 
 def test_history_summary_reads_the_u_shaped_kl_the_warm_up_and_the_checkpoint_epoch():
@@ -295,3 +245,158 @@ def test_collect_run_copies_what_the_report_reads(tmp_path):
     assert not (dest / "model.keras").exists() and not (dest / "metrics.json.tmp").exists()
     with pytest.raises(FileNotFoundError, match="evaluate it first"):
         study.collect_run(tmp_path / "runs" / "none", dest)
+
+
+# -- the pre-registered plan -------------------------------------------------------------------
+
+def test_the_committed_plan_fixes_arms_seeds_rates_and_one_primary_measure_per_claim():
+    spec = plan.load_plan()
+    head = spec["study"]
+    assert head["reference"] == "residual" and head["baselines"] == ["plain", "conv"]
+    assert len(head["seeds"]) >= 5 and head["alpha"] == 0.05
+    assert head["common"] == {"sigma_min": 0.0}  # the faithful default: no floor on sigma
+    assert spec["arms"]["plain"]["overrides"] == {"residual": False}
+    assert len(spec["learning_rate"]["grid"]) == 3
+    measures = {c: spec["claims"][c]["measure"] for c in plan.CLAIMS}
+    assert measures == {"a": "psnr", "b": "sharpness_log2", "c": "face_frechet_two_stage_t1",
+                        "d": plan.TIME_MEASURE}
+    assert [spec["claims"][c]["higher_is_better"] for c in plan.CLAIMS] == [True, True, False, False]
+    assert all("margin" in spec["claims"][c] or "margin_from" in spec["claims"][c]
+               for c in plan.CLAIMS)
+    # the smallest exact two-sided p, times the Holm factor of the 8 primary tests, is < alpha
+    n = len(head["seeds"])
+    assert 8 * 2 / math.comb(2 * n, n) < head["alpha"]
+    table = plan.runs_table(spec)
+    assert (table["group"] == "lr").sum() == 9 and (table["group"] == "arms").sum() == 3 * n
+    assert plan.results_root(spec).name == "faithful"  # not the clamped study's folders
+    config = study.study_config("plain_s3", table, subfolder="faithful")
+    assert config.run_dir == "runs/study/faithful/plain_s3" and config.sigma_min == 0.0
+    assert not config.residual and config.epochs == head["epochs"] and config.seed == 3
+    with pytest.raises(ValueError, match="claims.d"):
+        plan.check_plan({**spec, "claims": {k: v for k, v in spec["claims"].items() if k != "d"}})
+
+
+def _face_space(frechet):
+    return {"rows": {"two_stage_t1": {"frechet": frechet}, "blur_1": {"frechet": 14.0},
+                     "real_test": {"frechet": 4.0}}}
+
+
+ARM_VALUES = {  # per arm: PSNR, log2 sharpness ratio, face Frechet, validation curve (nats)
+    "residual": lambda s: (21 + 0.01 * s, -1 + 0.001 * s, 10 + 0.1 * s,
+                           [30000, 20000, 15000, 12000]),
+    "plain": lambda s: (19 + 0.01 * s, -1 + 0.001 * (5 - s), 20 + 0.1 * s,
+                        [31000, 21000, 16000, 13000]),
+    "conv": lambda s: (23 + 0.01 * s, -1 + (0.5, -0.5, 0.4, -0.4, 0.3, -0.3)[s],
+                       10 + (8, -8, 6, -6, 7, -7)[s], [14000, 11000, 9000, 8000]),
+}
+BENCHMARK = {"arms": {"residual": {"seconds_per_step": 1.0, "per_round_s": [0.9, 1.0, 1.1]},
+                      "plain": {"seconds_per_step": 1.0, "per_round_s": [0.9, 1.0, 1.1]},
+                      "conv": {"seconds_per_step": 0.5, "per_round_s": [0.45, 0.5, 0.55]}}}
+
+
+def write_plan_runs(root, seeds=range(6)):
+    """Fake finished seed runs of the committed plan: every verdict kind among the 8 rows."""
+    for arm, values in ARM_VALUES.items():
+        for seed in seeds:
+            psnr, log2_sharpness, frechet, curve = values(seed)
+            metrics = fake_metrics(psnr=psnr, sharpness=2.0**log2_sharpness, steps=400)
+            metrics["face_space"] = _face_space(frechet)
+            write_run(root, f"{arm}_s{seed}", metrics,
+                      fake_history(np.asarray(curve, float) + seed), {"image_size": 64})
+    (root / "benchmark.json").write_text(json.dumps(BENCHMARK))
+
+
+def test_verdicts_from_fake_committed_runs_cover_all_four_kinds(tmp_path):
+    root = tmp_path / "faithful"
+    write_plan_runs(root)
+    found = plan.PlannedStudy(root=root)
+    verdicts = found.verdicts.set_index(["claim", "baseline"])
+    assert tuple(found.verdicts.columns) == plan.VERDICT_COLUMNS
+    assert verdicts["verdict"].to_dict() == {
+        ("a", "plain"): "supported", ("a", "conv"): "contradicted",
+        ("b", "plain"): "equivalent", ("b", "conv"): "inconclusive",
+        ("c", "plain"): "supported", ("c", "conv"): "inconclusive",
+        ("d", "plain"): "supported", ("d", "conv"): "contradicted"}
+    assert set(verdicts["verdict"]) == set(plan.VERDICTS)
+    separated = verdicts.loc[("a", "plain")]
+    assert separated["p"] == pytest.approx(2 / 924)  # 6 vs 6, fully separated
+    assert separated["p_holm"] == pytest.approx(8 * 2 / 924)
+    assert separated["diff"] == pytest.approx(2.0) and separated["n_arm"] == 6
+    assert verdicts.loc[("c", "plain"), "margin"] == pytest.approx(0.5 * (14.0 - 4.0))
+    # time-matched against conv: T = 400 steps x conv's 0.5 s = 200 s, residual's step 200
+    time = verdicts.loc[("d", "conv")]
+    assert time["timing_low"] < time["diff"] < time["timing_high"]
+    assert time["mean_arm"] > time["mean_baseline"]  # higher -ELBO: slower, hence contradicted
+    assert found.secondary.set_index(["measure", "baseline"]).loc[("ssim", "plain"), "n_arm"] == 6
+    assert "p" not in found.secondary  # secondary measures decide nothing
+    assert found.convergence["best_is_last"].all()
+
+
+def test_every_verdict_is_inconclusive_until_all_planned_seeds_have_finished(tmp_path):
+    root = tmp_path / "faithful"
+    write_plan_runs(root, seeds=range(5))
+    verdicts = plan.PlannedStudy(root=root).verdicts
+    assert set(verdicts["verdict"]) == {"inconclusive"}
+    assert (verdicts["n_arm"] == 5).all() and (verdicts["n_planned"] == 6).all()
+    empty = plan.PlannedStudy(root=tmp_path / "none")
+    assert empty.finished == (0, 27) and set(empty.verdicts["verdict"]) == {"inconclusive"}
+    assert "0 of 27 runs finished" in plan.status_text(root=tmp_path / "none")
+
+
+def test_the_time_matched_values_read_each_curve_at_the_equal_time(tmp_path):
+    root = tmp_path / "faithful"
+    write_plan_runs(root, seeds=[0])
+    results = plan.PlannedStudy(root=root).runs
+    residual, conv, equal = plan.equal_time_values(results, "residual", "conv", 1.0, 0.5)
+    assert equal == pytest.approx(200.0)  # conv's 400 steps at 0.5 s
+    bpd = 1 / (12288 * math.log(2))
+    assert residual[0] - conv[0] == pytest.approx((20000 - 8000) * bpd)
+    costs = plan.step_costs(BENCHMARK, (0.25, 0.75))
+    assert costs["conv"] == pytest.approx((0.5, 0.475, 0.525))
+
+
+def test_run_plan_chooses_rates_first_then_trains_seeds_and_resumes(tmp_path, monkeypatch):
+    from resvae_keras import evaluate, train
+
+    spec, root = plan.load_plan(), tmp_path / "results"  # the committed plan
+    monkeypatch.setenv("RESVAE_HOME", str(tmp_path))
+    (tmp_path / "pyproject.toml").write_text("")
+    calls = []
+    power_cut = {"lr_plain_0.001": 1}
+    best = {5e-4: 12.0, 1e-3: 10.0, 2e-3: 11.0}  # 1e-3 wins everywhere but conv
+
+    def cheap_train(config, verbose=0, second_stage=True):
+        run = config.run_path
+        run.mkdir(parents=True, exist_ok=True)
+        calls.append((run.name, config.learning_rate, (run / "history.csv").exists()))
+        config.save(run / "config.json")
+        low = best[config.learning_rate] - (3.0 if config.architecture == "conv"
+                                            and config.learning_rate == 2e-3 else 0.0)
+        fake_history([20.0, low]).to_csv(run / "history.csv", index=False)
+        if power_cut.get(run.name, 0):
+            power_cut[run.name] -= 1
+            raise RuntimeError("power cut")
+
+    def cheap_evaluate(run_dir, out=None, **kwargs):
+        out.write_text(json.dumps(fake_metrics()))
+        return fake_metrics()
+
+    monkeypatch.setattr(train, "train", cheap_train)
+    monkeypatch.setattr(evaluate, "evaluate_run", cheap_evaluate)
+    with pytest.raises(RuntimeError, match="power cut"):
+        plan.run_plan(profile="demo", spec=spec, root=root, verbose=0)
+    assert (root / "lr_residual_0.002" / "history.csv").is_file()
+    assert not (root / "lr_plain_0.001").exists()
+    assert plan.run_plan(profile="demo", spec=spec, root=root, max_runs=2, verbose=0) == [
+        "lr_plain_0.001", "lr_plain_0.002"]
+    assert calls[-2][2]  # the interrupted run trained again in its own folder
+    finished = plan.run_plan(profile="demo", spec=spec, root=root, verbose=0)
+    assert finished[:3] == ["lr_conv_0.0005", "lr_conv_0.001", "lr_conv_0.002"]
+    assert finished[3:] == ["residual_s0", "plain_s0", "conv_s0", "residual_s1", "plain_s1",
+                            "conv_s1"]  # the demo: the first two seeds
+    rates = {name: rate for name, rate, _ in calls}
+    assert rates["residual_s1"] == 1e-3 and rates["conv_s0"] == 2e-3
+    assert not (root / "lr_conv_0.001" / "metrics.json").exists()  # never evaluated
+    assert plan.run_plan(profile="demo", spec=spec, root=root, verbose=0) == []
+    assert plan.PlannedStudy(spec, root, "demo").learning_rates == {
+        "residual": 1e-3, "plain": 1e-3, "conv": 2e-3}

@@ -1,0 +1,425 @@
+"""The pre-registered study: its plan, its runs, and the verdicts the plan's tests give.
+
+``report/results/study/plan.toml`` fixes, before any run: the arms (config overrides), the seeds,
+the budget, the learning-rate grid chosen per arm on the validation split, and for each of the
+four claims one primary measure, its direction and its equivalence margin. From it:
+
+- ``runs_table``: the learning-rate runs (group ``lr``: one seed, short, per arm and rate) and
+  the seed runs (group ``arms``), in the columns of ``study.RUNS_COLUMNS``;
+- ``run_plan``: trains them through ``study.run_study`` (finished runs skipped, interrupted ones
+  resumed), the learning-rate runs first, then every seed at its arm's chosen rate;
+- ``verdicts``: per claim and baseline, the exact permutation test (``stats.permutation_test``)
+  with Holm over the primary tests, the permutation TOST within the margin, and one verdict:
+  ``"supported"``, ``"contradicted"``, ``"equivalent"`` or ``"inconclusive"``;
+- ``secondary``: the other measures as effect sizes with intervals, never deciding a verdict.
+
+    python -m resvae_keras study             # the learning-rate runs, then the seeds
+    python -m resvae_keras study --status    # what is left
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import tomllib
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from resvae_keras import stats, study
+from resvae_keras.study import lookup
+
+VERDICTS = ("supported", "contradicted", "equivalent", "inconclusive")
+CLAIMS = ("a", "b", "c", "d")
+TIME_MEASURE = "val_bpd_at_equal_time"
+VERDICT_COLUMNS = (
+    "claim", "statement", "arm", "baseline", "measure", "higher_is_better", "n_arm",
+    "n_baseline", "n_planned", "mean_arm", "mean_baseline", "diff", "diff_ci_low",
+    "diff_ci_high", "timing_low", "timing_high", "hedges_g", "g_ci_low", "g_ci_high", "p",
+    "p_welch", "p_holm", "margin", "p_tost", "p_tost_holm", "verdict",
+)
+
+
+def plan_path() -> Path:
+    return study.results_dir() / "study" / "plan.toml"
+
+
+def load_plan(path=None) -> dict:
+    """The plan (``plan.toml``, default the committed one) as a dict, checked for what the
+    study reads: ``study`` (``name``, ``seeds``, ``reference``, ``baselines``, ``alpha``),
+    ``arms``, ``learning_rate`` (``grid``, ``seed``) and a ``claims`` entry for each of a-d."""
+    path = Path(path or plan_path())
+    if not path.is_file():
+        raise FileNotFoundError(f"no study plan at {path.name}: the pre-registration is "
+                                "report/results/study/plan.toml")
+    plan = tomllib.loads(path.read_text(encoding="utf-8"))
+    return check_plan(plan, path.name)
+
+
+def check_plan(plan: dict, where: str = "the plan") -> dict:
+    """``plan`` itself after checking it names what the study reads (ValueError otherwise)."""
+    head = plan.get("study", {})
+    missing = [f"study.{k}" for k in ("name", "seeds", "reference", "baselines", "alpha")
+               if k not in head]
+    missing += [f"claims.{c}" for c in CLAIMS if c not in plan.get("claims", {})]
+    missing += [f"learning_rate.{k}" for k in ("grid", "seed") if k not in plan.get("learning_rate", {})]
+    unknown = [a for a in [head.get("reference"), *head.get("baselines", [])]
+               if a not in plan.get("arms", {})]
+    if missing or unknown:
+        raise ValueError(f"{where} lacks {missing} or names arms without an [arms.<name>] "
+                         f"table: {unknown}; see report/results/study/plan.toml")
+    for key, claim in plan["claims"].items():
+        if "measure" not in claim or "higher_is_better" not in claim:
+            raise ValueError(f"{where}: claims.{key} needs a measure and higher_is_better")
+    return plan
+
+
+def comparisons(plan: dict) -> list[tuple[str, str]]:
+    return [(plan["study"]["reference"], b) for b in plan["study"]["baselines"]]
+
+
+def results_root(plan: dict, profile: str = study.STUDY_PROFILE) -> Path:
+    """``report/results/study/<plan name>`` (``runs/<profile>/study-results/<name>`` for
+    another profile)."""
+    return study.results_root(profile) / plan["study"]["name"]
+
+
+# -- the runs --------------------------------------------------------------------------------
+
+
+def _rate(rate: float) -> str:
+    return f"{float(rate):g}"
+
+
+def runs_table(plan: dict, profile: str = study.STUDY_PROFILE,
+               learning_rates: dict | None = None) -> pd.DataFrame:
+    """The plan's runs: per arm, one ``lr_<arm>_<rate>`` run per rate of the grid (group
+    ``lr``, the plan's ``learning_rate.seed``), then ``<arm>_s<seed>`` per seed (group
+    ``arms``) with the arm's rate from ``learning_rates`` when chosen. Overrides: the plan's
+    ``common``, the arm's, and the budget (``epochs``, ``kl_warmup_steps``) except on the demo
+    profile, whose seconds-sized budget ``study.study_settings`` sets (with the first two seeds).
+    """
+    head, lr = plan["study"], plan["learning_rate"]
+    demo = profile == "demo"
+    common = dict(head.get("common", {}))
+    short = {} if demo else {k: lr[k] for k in ("epochs", "kl_warmup_steps") if k in lr}
+    full = {} if demo else {k: head[k] for k in ("epochs", "kl_warmup_steps") if k in head}
+    seeds = head["seeds"][:2] if demo else head["seeds"]
+    rows = []
+    for arm, spec in plan["arms"].items():
+        base = {**common, **spec.get("overrides", {})}
+        rows += [(f"lr_{arm}_{_rate(r)}", "lr", arm, int(lr["seed"]),
+                  {**base, **short, "learning_rate": float(r)}) for r in lr["grid"]]
+    for seed in seeds:
+        for arm, spec in plan["arms"].items():
+            chosen = (learning_rates or {}).get(arm)
+            rate = {} if chosen is None else {"learning_rate": float(chosen)}
+            rows.append((f"{arm}_s{seed}", "arms", arm, int(seed),
+                         {**common, **spec.get("overrides", {}), **full, **rate}))
+    return pd.DataFrame(rows, columns=list(study.RUNS_COLUMNS))
+
+
+def choose_learning_rates(plan: dict, results: dict[str, dict]) -> dict[str, float | None]:
+    """``{arm: rate}``: the rate of the grid whose ``lr`` run has the lowest best validation
+    -ELBO (``study.validation_neg_elbo``), ties to the lower rate; None for an arm whose grid
+    has not finished. ``results``: ``study.load_results`` of the ``lr`` runs."""
+    chosen = {}
+    for arm in plan["arms"]:
+        best = {}
+        for rate in sorted(plan["learning_rate"]["grid"]):
+            run = results.get(f"lr_{arm}_{_rate(rate)}")
+            if run is None or not len(run["history"]):
+                break
+            best[rate] = float(np.nanmin(study.validation_neg_elbo(run["history"])))
+        complete = len(best) == len(plan["learning_rate"]["grid"])
+        chosen[arm] = min(best, key=lambda r: (best[r], r)) if complete else None
+    return chosen
+
+
+class PlannedStudy(study.Study):
+    """The plan's study under ``root`` (default ``results_root(plan)``): the runs finished so
+    far, the learning rates chosen, and what is derived from them, each computed once.
+
+    ``plan``: the runs table (``runs_table`` with the chosen rates); ``spec``: the plan dict;
+    ``learning_rates``; ``runs``: the finished seed runs; ``verdicts``; ``secondary``;
+    ``convergence``; and the inherited ``benchmark``, ``table``, ``arms``, ``seeds``.
+    """
+
+    def __init__(self, spec: dict | None = None, root=None, profile: str = study.STUDY_PROFILE):
+        self.spec = load_plan() if spec is None else check_plan(spec)
+        self.profile = profile
+        root = Path(root) if root is not None else results_root(self.spec, profile)
+        lr_runs = runs_table(self.spec, profile)
+        lr_runs = lr_runs[lr_runs["group"] == "lr"]
+        self.lr_results = study.load_results(root, lr_runs)
+        self.learning_rates = choose_learning_rates(self.spec, self.lr_results)
+        super().__init__(root, runs_table(self.spec, profile, self.learning_rates))
+
+    @cached_property
+    def runs(self) -> dict[str, dict]:
+        arms = self.plan[self.plan["group"] == "arms"]
+        return study.load_results(self.root, arms)
+
+    @cached_property
+    def table(self) -> pd.DataFrame:
+        return planned_measures(self.spec, self.runs, self.benchmark)
+
+    @cached_property
+    def verdicts(self) -> pd.DataFrame:
+        return verdicts(self.spec, self.table, self.runs, self.benchmark)
+
+    @cached_property
+    def secondary(self) -> pd.DataFrame:
+        return secondary(self.spec, self.table)
+
+    @cached_property
+    def convergence(self) -> pd.DataFrame:
+        return convergence(self.runs)
+
+    @property
+    def finished(self) -> tuple[int, int]:
+        """(finished, planned) runs of both groups."""
+        return int(self.seeds["finished"].sum()), int(self.seeds["planned"].sum())
+
+
+def status_text(spec: dict | None = None, profile: str = study.STUDY_PROFILE, root=None) -> str:
+    """Where the plan stands: runs finished per group and arm, the chosen rates, the next
+    command."""
+    found = PlannedStudy(spec, root, profile)
+    counts = found.seeds
+    parts = ", ".join(f"{group} {arm} {r.finished}/{r.planned}"
+                      for (group, arm), r in counts.iterrows())
+    done, planned = found.finished
+    rates = ", ".join(f"{a} {'not chosen' if r is None else _rate(r)}"
+                      for a, r in found.learning_rates.items())
+    flag = "" if profile == study.STUDY_PROFILE else f" --profile {profile}"
+    benchmark = found.benchmark is not None
+    if done < planned:
+        command = f"python -m resvae_keras study{flag}"
+    else:
+        command = "python -m resvae_keras report" if benchmark else \
+            f"python -m resvae_keras study --benchmark{flag}"
+    lines = [f"study {found.spec['study']['name']}: {done} of {planned} runs finished ({parts})",
+             f"learning rates: {rates}; benchmark: {'done' if benchmark else 'not run'}"]
+    if profile == study.STUDY_PROFILE:
+        lines.append(f"commit what finished: git add {study._shown(found.root)} && git commit")
+    return "\n".join([*lines, f"next: {command}"])
+
+
+def run_plan(only=None, profile: str = study.STUDY_PROFILE, spec: dict | None = None, root=None,
+             max_runs: int | None = None, verbose=2) -> list[str]:
+    """Train the plan's unfinished runs: the learning-rate runs, then (once every arm's rate
+    is chosen) the seed runs at those rates. ``only``, ``max_runs`` and ``verbose`` as in
+    ``study.run_study``, which each phase goes through (finished runs skipped, an interrupted
+    one resumed). Returns the names finished by this call."""
+    spec = load_plan() if spec is None else check_plan(spec)
+    root = Path(root) if root is not None else results_root(spec, profile)
+    name, finished = spec["study"]["name"], []
+    for group in ("lr", "arms"):
+        found = PlannedStudy(spec, root, profile)
+        if group == "arms" and None in found.learning_rates.values():
+            print("the learning-rate runs are not all finished: no seed run starts yet")
+            break
+        table = found.plan[found.plan["group"] == group]
+        todo = [n for n in table["name"] if only is None or n in only]
+        left = None if max_runs is None else int(max_runs) - len(finished)
+        if todo and left != 0:
+            finished += study.run_study(todo, profile, root, table, left, verbose,
+                                        subfolder=name, report=False)
+    print(status_text(spec, profile, root), flush=True)
+    return finished
+
+
+# -- the measures ----------------------------------------------------------------------------
+
+
+def planned_measures(spec: dict, results: dict[str, dict], benchmark=None) -> pd.DataFrame:
+    """``study.study_table`` of the finished seed runs, with ``sharpness_log2``
+    (-|log2 sharpness_ratio|) and every measure of the plan's ``keys`` (a dotted path into
+    the run's metrics.json; NaN where missing)."""
+    table = study.study_table(results, benchmark)
+    if table.empty:
+        return table
+    ratio = pd.to_numeric(table["sharpness_ratio"], errors="coerce").astype(float)
+    table["sharpness_log2"] = -np.abs(np.log2(ratio.where(ratio > 0)))
+    for measure, key in spec.get("keys", {}).items():
+        table[measure] = [_number(lookup(results[n]["metrics"], key)) for n in table.index]
+    return table
+
+
+def _number(value) -> float:
+    return float(value) if isinstance(value, (int, float)) and value is not None else np.nan
+
+
+def margin(spec: dict, claim: str, results: dict[str, dict]) -> float:
+    """The claim's equivalence margin: its ``margin``, or ``margin_fraction`` x the median
+    over finished runs of the difference of the two ``margin_from`` metrics.json values
+    (NaN when neither is there)."""
+    entry = spec["claims"][claim]
+    if "margin" in entry:
+        return float(entry["margin"])
+    if "margin_from" not in entry:
+        return float("nan")
+    high, low = entry["margin_from"]
+    gaps = [_number(lookup(r["metrics"], high)) - _number(lookup(r["metrics"], low))
+            for r in results.values()]
+    gaps = [g for g in gaps if math.isfinite(g)]
+    return float(entry.get("margin_fraction", 1.0) * np.median(gaps)) if gaps else float("nan")
+
+
+def step_costs(benchmark: dict | None, quantiles=(0.25, 0.75)) -> dict[str, tuple]:
+    """``{arm: (median, low, high)}`` seconds per step from ``benchmark.json``: ``low`` and
+    ``high`` are the ``quantiles`` of its per-round times (``per_round_s``), or its stored
+    ``q25``/``q75`` for the quartiles; NaN where neither is there."""
+    out = {}
+    for arm, row in ((benchmark or {}).get("arms") or {}).items():
+        low = high = float("nan")
+        if row.get("per_round_s"):
+            low, high = (float(q) for q in np.quantile(row["per_round_s"], list(quantiles)))
+        elif [float(q) for q in quantiles] == [0.25, 0.75] and "q25" in row:
+            low, high = float(row["q25"]), float(row["q75"])
+        out[arm] = (float(row["seconds_per_step"]), low, high)
+    return out
+
+
+def equal_time_values(results: dict[str, dict], arm: str, baseline: str, cost_arm: float,
+                      cost_baseline: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """Each seed run's validation -ELBO (beta = 1) in bits/dim at the equal wall time T of
+    ``arm`` and ``baseline``: T is the shorter of their runs' budgets (steps x seconds per
+    step), and each curve (``study.validation_curve``) is read at T / its seconds per step.
+    Returns the values of ``arm``'s runs, of ``baseline``'s, and T in seconds."""
+    from resvae_keras.metrics import bits_per_dim
+
+    cost = {arm: cost_arm, baseline: cost_baseline}
+    runs = {n: r for n, r in results.items() if r["arm"] in cost and len(r["history"])}
+    if not runs or not all(math.isfinite(c) and c > 0 for c in cost.values()):
+        return np.zeros(0), np.zeros(0), float("nan")
+    curves = {n: study.validation_curve(r["history"], r["metrics"]["training"]["steps"])
+              for n, r in runs.items()}
+    equal = min(curves[n][0][-1] * cost[r["arm"]] for n, r in runs.items())
+    values = {side: [] for side in cost}
+    for name, r in runs.items():
+        size = int((r["config"] or {}).get("image_size", 64))
+        nats = study.value_at(*curves[name], equal / cost[r["arm"]])
+        values[r["arm"]].append(bits_per_dim(nats, size * size * 3))
+    return np.asarray(values[arm], float), np.asarray(values[baseline], float), equal
+
+
+def _test(a, b, margin_value: float) -> dict:
+    """Every number a claim row reports for samples ``a`` (the arm) and ``b`` (the baseline)."""
+    welch = stats.welch(a, b)
+    g, g_low, g_high = stats.hedges_g(a, b)
+    return {"n_arm": len(a), "n_baseline": len(b),
+            "mean_arm": float(np.mean(a)) if len(a) else np.nan,
+            "mean_baseline": float(np.mean(b)) if len(b) else np.nan,
+            "diff": welch["diff"], "diff_ci_low": welch["ci_low"], "diff_ci_high": welch["ci_high"],
+            "hedges_g": g, "g_ci_low": g_low, "g_ci_high": g_high,
+            "p": stats.permutation_test(a, b), "p_welch": welch["p"], "margin": margin_value,
+            "p_tost": stats.tost(a, b, margin_value)["p"]}
+
+
+def _time_matched(spec: dict, results, benchmark, arm: str, baseline: str, margin_value) -> dict:
+    """``_test`` of the time-matched measure at the median per-step costs, with ``p`` and
+    ``p_tost`` the largest over every corner of the two arms' cost intervals and the
+    difference's range over them as ``timing_low``/``timing_high``."""
+    costs = step_costs(benchmark, spec["claims"]["d"].get("timing_quantiles", (0.25, 0.75)))
+    if arm not in costs or baseline not in costs:
+        return _test([], [], margin_value)
+    centre = _test(*equal_time_values(results, arm, baseline, costs[arm][0],
+                                      costs[baseline][0])[:2], margin_value)
+    corners = [_test(*equal_time_values(results, arm, baseline, ca, cb)[:2], margin_value)
+               for ca, cb in itertools.product(costs[arm], costs[baseline])
+               if math.isfinite(ca) and math.isfinite(cb)]
+    def over_corners(key, pick=max):  # a corner that cannot be tested (T before the first
+        values = [c[key] for c in corners]  # epoch end, a margin unknown) leaves NaN
+        return pick(values) if values and all(math.isfinite(v) for v in values) else float("nan")
+
+    return {**centre, "p": over_corners("p"), "p_tost": over_corners("p_tost"),
+            "timing_low": over_corners("diff", min), "timing_high": over_corners("diff")}
+
+
+def verdict_word(row: dict, alpha: float, complete: bool) -> str:
+    """The verdict of one claim against one baseline: ``"equivalent"`` when the TOST shows the
+    difference within +-margin (Holm-adjusted p < alpha); else ``"supported"`` or
+    ``"contradicted"`` when the permutation test's Holm-adjusted p < alpha, by the direction of
+    the difference; else ``"inconclusive"``, as is every verdict before all the planned seeds
+    of both arms have finished."""
+    if not complete:
+        return "inconclusive"
+    if row["p_tost_holm"] < alpha:
+        return "equivalent"
+    if row["p_holm"] < alpha:
+        return "supported" if (row["diff"] > 0) == bool(row["higher_is_better"]) else "contradicted"
+    return "inconclusive"
+
+
+def verdicts(spec: dict, table: pd.DataFrame, results: dict[str, dict], benchmark=None,
+             n_planned: int | None = None) -> pd.DataFrame:
+    """The claims tested as the plan says: one row per claim and baseline (``VERDICT_COLUMNS``).
+
+    ``p``: the exact two-sided permutation test of the primary measure (``p_welch`` beside it);
+    ``p_holm``: Holm over these primary tests only; ``p_tost``: the permutation TOST within
+    ``margin`` (Holm over its own family, ``p_tost_holm``); ``diff`` = arm - baseline with its
+    95 % Welch interval, Hedges' g with its 95 % interval; for the time-matched measure the
+    p-values are the largest over the benchmark's cost corners and ``timing_low``/``_high``
+    the difference's range over them. ``verdict``: ``verdict_word``.
+    ``n_planned``: seeds per arm (default the plan's).
+    """
+    n_planned = len(spec["study"]["seeds"]) if n_planned is None else int(n_planned)
+    rows = []
+    for claim in CLAIMS:
+        entry = spec["claims"][claim]
+        margin_value = margin(spec, claim, results)
+        for arm, baseline in comparisons(spec):
+            if entry["measure"] == TIME_MEASURE:
+                numbers = _time_matched(spec, results, benchmark, arm, baseline, margin_value)
+            else:
+                column = table[entry["measure"]] if entry["measure"] in table else None
+                a, b = ([] if column is None else column[table["arm"] == side].dropna().to_numpy(float)
+                        for side in (arm, baseline))
+                numbers = _test(a, b, margin_value)
+            rows.append({"claim": claim, "statement": entry.get("claim", ""), "arm": arm,
+                         "baseline": baseline, "measure": entry["measure"],
+                         "higher_is_better": bool(entry["higher_is_better"]),
+                         "n_planned": n_planned, **numbers})
+    frame = pd.DataFrame(rows).reindex(columns=list(VERDICT_COLUMNS))
+    frame["p_holm"] = stats.holm(frame["p"])
+    frame["p_tost_holm"] = stats.holm(frame["p_tost"])
+    alpha = float(spec["study"]["alpha"])
+    frame["verdict"] = [verdict_word(r, alpha, min(r["n_arm"], r["n_baseline"]) >= n_planned)
+                        for r in frame.to_dict("records")]
+    return frame
+
+
+def secondary(spec: dict, table: pd.DataFrame) -> pd.DataFrame:
+    """The plan's secondary measures, read descriptively: per measure and baseline, ``n_arm``,
+    ``n_baseline``, the means, ``diff`` with its 95 % Welch interval and Hedges' g with its
+    95 % interval. No p-value: they decide nothing."""
+    rows = []
+    for measure in spec.get("secondary", {}).get("measures", []):
+        for arm, baseline in comparisons(spec):
+            column = table[measure] if measure in table else pd.Series(np.nan, table.index)
+            a, b = (column[table["arm"] == side].dropna().to_numpy(float) if len(table) else []
+                    for side in (arm, baseline))
+            t = _test(a, b, float("nan"))
+            rows.append({"measure": measure, "arm": arm, "baseline": baseline,
+                         **{k: t[k] for k in ("n_arm", "n_baseline", "mean_arm", "mean_baseline",
+                                              "diff", "diff_ci_low", "diff_ci_high", "hedges_g",
+                                              "g_ci_low", "g_ci_high")}})
+    return pd.DataFrame(rows)
+
+
+def convergence(results: dict[str, dict]) -> pd.DataFrame:
+    """Per finished seed run (index: name): ``arm``, ``seed``, ``epochs``, ``best_epoch``
+    (lowest validation -ELBO, that of model.keras) and ``best_is_last``."""
+    rows = {}
+    for name, r in results.items():
+        if len(r["history"]):
+            curve = study.validation_neg_elbo(r["history"])
+            best = int(np.nanargmin(curve)) + 1
+            rows[name] = {"arm": r["arm"], "seed": r["seed"], "epochs": len(curve),
+                          "best_epoch": best, "best_is_last": best == len(curve)}
+    return pd.DataFrame.from_dict(rows, orient="index",
+                                  columns=["arm", "seed", "epochs", "best_epoch", "best_is_last"])

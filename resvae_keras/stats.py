@@ -1,0 +1,174 @@
+"""The statistics of the project, in one place: two-sample tests on per-seed or per-image values.
+
+- ``welch``: Welch's t-test with the interval of the difference of means;
+- ``hedges_g``: the standardized difference with its interval;
+- ``holm``: Holm's step-down adjustment of a family of p-values;
+- ``permutation_test``: the exact two-sample permutation test of the difference of means, over
+  every split of the pooled values (C(10, 5) = 252 for 5 vs 5, so the smallest two-sided p is
+  2/252);
+- ``tost``: two one-sided permutation tests for equivalence within a margin.
+
+Every function takes two 1-D samples ``a`` and ``b`` (lists or arrays of floats) and tests
+``mean(a) - mean(b)``; NaN where a test cannot be computed (too few values, no variance).
+"""
+
+from __future__ import annotations
+
+import math
+from itertools import combinations
+
+import numpy as np
+
+MAX_SPLITS = 200_000  # C(18, 9) = 48,620: every design of this project is enumerated exactly
+_TOLERANCE = 1e-12  # relative: a split's statistic this close to the observed one counts as equal
+
+
+def _pair(a, b) -> tuple[np.ndarray, np.ndarray]:
+    a, b = np.asarray(a, float).ravel(), np.asarray(b, float).ravel()
+    return a[np.isfinite(a)], b[np.isfinite(b)]
+
+
+def welch(a, b, confidence: float = 0.95) -> dict:
+    """Welch's t-test of mean(a) - mean(b) with the interval of the difference.
+
+    Returns a dict: ``diff``, ``se``, ``df`` (Welch-Satterthwaite), ``t``, ``p`` (two-sided),
+    ``ci_low``, ``ci_high`` (the ``confidence`` interval of the difference, t with ``df``).
+    NaN where it cannot be computed (fewer than 2 values in a sample, or no variance at all).
+    """
+    from scipy import stats
+
+    a, b = _pair(a, b)
+    nan = dict(diff=float("nan"), se=float("nan"), df=float("nan"), t=float("nan"),
+               p=float("nan"), ci_low=float("nan"), ci_high=float("nan"))
+    if len(a) < 2 or len(b) < 2:
+        return {**nan, "diff": float(a.mean() - b.mean()) if len(a) and len(b) else float("nan")}
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    diff = float(a.mean() - b.mean())
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return {**nan, "diff": diff}
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    t = diff / se
+    half = stats.t.ppf(0.5 + confidence / 2, df) * se
+    return dict(diff=diff, se=se, df=float(df), t=float(t), p=float(2 * stats.t.sf(abs(t), df)),
+                ci_low=diff - half, ci_high=diff + half)
+
+
+def hedges_g(a, b, confidence: float = 0.95) -> tuple[float, float, float]:
+    """Hedges' g of mean(a) - mean(b) (pooled-SD standardized difference with the small-sample
+    correction J = 1 - 3 / (4 (n_a + n_b) - 9)) and its normal-approximation interval,
+    g +- z sqrt((n_a + n_b) / (n_a n_b) + g^2 / (2 (n_a + n_b))) (Hedges & Olkin 1985).
+
+    Returns ``(g, low, high)``; NaN below 2 values per sample or with no variance.
+    """
+    from scipy import stats
+
+    a, b = _pair(a, b)
+    na, nb = len(a), len(b)
+    if na < 2 or nb < 2:
+        return (float("nan"),) * 3
+    pooled = math.sqrt(((na - 1) * a.var(ddof=1) + (nb - 1) * b.var(ddof=1)) / (na + nb - 2))
+    if pooled == 0:
+        return (float("nan"),) * 3
+    g = (1 - 3 / (4 * (na + nb) - 9)) * (a.mean() - b.mean()) / pooled
+    se = math.sqrt((na + nb) / (na * nb) + g**2 / (2 * (na + nb)))
+    z = stats.norm.ppf(0.5 + confidence / 2)
+    return float(g), float(g - z * se), float(g + z * se)
+
+
+def holm(pvalues) -> np.ndarray:
+    """Holm's step-down adjusted p-values (family-wise error), in the input's order.
+
+    The i-th smallest of m p-values is multiplied by (m - i + 1), running maxima keep the
+    order, values are capped at 1. NaN p-values are not part of the family and stay NaN.
+    """
+    p = np.asarray(pvalues, float)
+    out = np.full(p.shape, np.nan)
+    finite = np.flatnonzero(np.isfinite(p))
+    m = len(finite)
+    order = finite[np.argsort(p[finite], kind="stable")]
+    running = 0.0
+    for i, index in enumerate(order):
+        running = max(running, (m - i) * p[index])
+        out[index] = min(1.0, running)
+    return out
+
+
+def split_differences(a, b) -> tuple[float, np.ndarray]:
+    """The observed mean(a) - mean(b) and that of every split of the pooled values into groups
+    of len(a) and len(b) (the observed split included), shape (C(n_a + n_b, n_a),)."""
+    a, b = _pair(a, b)
+    pooled, na = np.concatenate([a, b]), len(a)
+    count = math.comb(len(pooled), na)
+    if count > MAX_SPLITS:
+        raise ValueError(f"{count} splits of {len(a)} vs {len(b)} values are too many to "
+                         f"enumerate (limit {MAX_SPLITS}); the exact test is for seed counts")
+    total = pooled.sum()
+    first = np.fromiter((pooled[list(c)].sum() for c in combinations(range(len(pooled)), na)),
+                        float, count)
+    return float(a.mean() - b.mean()), first / na - (total - first) / len(b)
+
+
+def permutation_test(a, b, alternative: str = "two-sided") -> float:
+    """Exact two-sample permutation test of the difference of means.
+
+    Every split of the pooled values into groups of len(a) and len(b) is equally likely under
+    the null hypothesis that the labels do not matter. The p-value is the share of splits whose
+    difference is at least as extreme as the observed one (the observed split counts, so
+    p >= 1 / C(n_a + n_b, n_a)). Fully separated 5 vs 5 values give 2/252 two-sided and 1/252
+    one-sided.
+
+    Args:
+        a, b: the two samples (e.g. one value per seed of two arms); NaNs are dropped.
+        alternative: ``"two-sided"`` (|diff| as large), ``"greater"`` (mean(a) - mean(b) as
+            large) or ``"less"`` (as small).
+
+    Returns:
+        p in (0, 1]; NaN when a sample is empty.
+    """
+    if alternative not in ("two-sided", "greater", "less"):
+        raise ValueError(f"alternative={alternative!r}: use 'two-sided', 'greater' or 'less'")
+    a, b = _pair(a, b)
+    if not len(a) or not len(b):
+        return float("nan")
+    observed, diffs = split_differences(a, b)
+    slack = _TOLERANCE * max(1.0, abs(observed))
+    if alternative == "two-sided":
+        extreme = np.abs(diffs) >= abs(observed) - slack
+    elif alternative == "greater":
+        extreme = diffs >= observed - slack
+    else:
+        extreme = diffs <= observed + slack
+    return float(extreme.mean())
+
+
+def tost(a, b, margin: float) -> dict:
+    """Equivalence of mean(a) and mean(b) within +-``margin``: two one-sided exact permutation
+    tests (Schuirmann's TOST with ``permutation_test`` in place of t-tests).
+
+    H0 low: mean(a) - mean(b) <= -margin, tested by shifting a down by -margin (a + margin
+    against b, ``"greater"``); H0 high: mean(a) - mean(b) >= margin (a - margin against b,
+    ``"less"``). Equivalence is shown at level alpha when both are rejected, i.e. when
+    ``p = max(p_low, p_high) < alpha``. The shift assumes the arms differ by a location shift.
+
+    Returns a dict: ``margin``, ``p_low``, ``p_high`` and ``p``; NaN p-values when ``margin``
+    is not a positive finite number or a sample is empty.
+    """
+    a, b = _pair(a, b)
+    if not (isinstance(margin, (int, float, np.number)) and math.isfinite(margin) and margin > 0):
+        return dict(margin=float("nan"), p_low=float("nan"), p_high=float("nan"), p=float("nan"))
+    p_low = permutation_test(a + margin, b, "greater")
+    p_high = permutation_test(a - margin, b, "less")
+    return dict(margin=float(margin), p_low=p_low, p_high=p_high, p=max(p_low, p_high))
+
+
+def mean_interval(values, confidence: float = 0.95) -> tuple[float, float]:
+    """The mean of ``values`` and the half-width of its t interval (NaN below 2 values)."""
+    from scipy import stats
+
+    values, _ = _pair(values, [])
+    n = len(values)
+    if n < 2:
+        return (float(values.mean()) if n else float("nan")), float("nan")
+    half = stats.t.ppf(0.5 + confidence / 2, n - 1) * values.std(ddof=1) / math.sqrt(n)
+    return float(values.mean()), float(half)
