@@ -850,8 +850,10 @@ def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = F
     sample_references = reference_report(model, references, seed=seed)
     timings["sample_references"] = time.perf_counter() - tick
     tick = time.perf_counter()
-    face_space_numbers = (face_space_report(model, references, sample_images, seed=seed)
-                          if face_space else {"skipped": "not asked for (face_space=False)"})
+    face_space_numbers = (
+        face_space_report(model, references, sample_images, seed=seed,
+                          progress=None if verbose else False)
+        if face_space else {"skipped": "not asked for (face_space=False)"})
     timings["face_space"] = time.perf_counter() - tick
     _log(verbose, f"face space: {timings['face_space']:.1f} s")
 
