@@ -169,9 +169,9 @@ def face_detections(images, progress: bool | None = None) -> np.ndarray:
 def detection_rate(images, progress: bool | None = None) -> float:
     """Share of ``images`` in which dlib's HOG detector finds a face, in [0, 1] (NaN if empty).
 
-    On 965 held-out 64 px CelebA crops it is 0.96. Unlike OpenCV's Haar cascade it is
-    stricter about what a face is, but it says nothing about identity or diversity: read it
-    beside the descriptor measures.
+    On 965 held-out 64 px CelebA crops it is 0.96; uniform noise gives 0. Like the Haar
+    cascade of ``metrics.face_detection_rate`` it answers "is it a frontal face?" and says
+    nothing about identity or diversity: read it beside the descriptor measures.
     """
     found = face_detections(images, progress)
     return float(found.mean()) if len(found) else float("nan")
@@ -192,7 +192,8 @@ def descriptors(images, batch_size: int = 64, progress: bool | None = None) -> n
     eyes and nose starting from the fixed ``FACE_BOX`` on the upscaled image, and the ResNet
     describes the 150 x 150 face chip cut along those points (dlib's default padding 0.25),
     ``batch_size`` images per call of dlib's batch API. Cost: about 0.12 s of one CPU core
-    per image (the ResNet); the shape predictor and upscaling add about 2 ms.
+    per image (the ResNet: 113 s per 1000 images measured); the shape predictor and the
+    upscaling add about 2 ms.
 
     Args:
         images: float32 in [0, 1] (or uint8), shape (N, S, S, 3).
@@ -213,12 +214,12 @@ def descriptors(images, batch_size: int = 64, progress: bool | None = None) -> n
     out = np.zeros((len(x), DESCRIPTOR_DIM), dtype=np.float32)
     with _progress(len(x), "dlib face descriptors", progress) as bar:
         for start in range(0, len(x), int(batch_size)):
-            chips = [_upscaled(image) for image in x[start : start + int(batch_size)]]
-            shapes = [dlib.full_object_detections([models["shape_predictor"](chip, box)])
-                      for chip in chips]
-            vectors = models["face_resnet"].compute_face_descriptor(chips, shapes)
-            out[start : start + len(chips)] = np.array([np.array(v[0]) for v in vectors])
-            bar.update(len(chips))
+            batch = [_upscaled(image) for image in x[start : start + int(batch_size)]]
+            shapes = [dlib.full_object_detections([models["shape_predictor"](image, box)])
+                      for image in batch]
+            vectors = models["face_resnet"].compute_face_descriptor(batch, shapes)
+            out[start : start + len(batch)] = np.array([np.array(v[0]) for v in vectors])
+            bar.update(len(batch))
     return out
 
 
