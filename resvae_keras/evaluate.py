@@ -9,6 +9,7 @@ which images, how many, which sampler, and one ``metrics.json`` per run.
 | --- | --- | --- |
 | ``reconstruction_report`` | per-image MSE/PSNR/SSIM/MS-SSIM and negative ELBO, summary, per-attribute breakdown | notebook 03 |
 | ``sample_report``, ``reference_report`` | samples of a sampler (prior, two-stage, GMM): face rate, SWD per level, diversity, memorization; the same for real faces and reconstructions | notebook 04 |
+| ``face_space_report`` | samples, reconstructions and calibration rows in dlib's face-descriptor space (``facespace``) | ``evaluate_run`` |
 | ``encode_split``, ``attribute_strength_effect`` | codes of a split, what an attribute vector does | notebook 05 |
 | ``evaluate_run`` | all of the above on the test split, into ``<run_dir>/metrics.json`` | CLI ``evaluate`` |
 | ``write_samples`` | CLI ``sample`` | CLI |
@@ -34,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 import resvae_keras.model  # noqa: F401  (registers ResVAE and its layers for load_model)
-from resvae_keras import baselines, latent, metrics
+from resvae_keras import baselines, facespace, latent, metrics
 from resvae_keras.anomaly import (
     ANOMALY_SCORES,
     CORRUPTION_STRENGTHS,
@@ -712,6 +713,28 @@ def reference_report(model, references: SampleReferences, seed: int = 0) -> dict
     return out
 
 
+def face_space_report(model, references: SampleReferences, samples: dict, seed: int = 0,
+                      **settings) -> dict:
+    """The samples, the test reconstructions and the calibration rows in dlib's face space.
+
+    ``facespace.face_space_table`` of ``references.real`` (the test faces) and
+    ``references.train``, with every sample set of ``samples`` (``{"<sampler>_t<T>":
+    images}``) and ``"reconstructions"`` (the decoded ``z_mean`` of the test faces).
+    ``settings`` go to ``face_space_table`` (``max_per_half``, ``max_train``, ...).
+
+    Returns:
+        ``{"rows": {...}, "settings": {...}}`` as ``face_space_table``, or ``{"skipped":
+        reason}`` when dlib or its models are not installed (the reason says what to install).
+    """
+    reason = facespace.unavailable_reason()
+    if reason is not None:
+        return {"skipped": reason}
+    sets = {**samples, "reconstructions": np.clip(model.reconstruct(references.real), 0.0, 1.0)}
+    with _blas_threads():
+        return facespace.face_space_table(references.real, references.train, sets, seed=seed,
+                                          **settings)
+
+
 def sample_table(reports) -> pd.DataFrame:
     """One row per ``sample_report`` (or ``reference_report`` row) dict: the headline numbers
     side by side (face rate in [0, 1]; SWD x 1e3 per pyramid level, coarsest first, and their
@@ -762,7 +785,7 @@ def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = F
                  out=None, seed: int = 0, n_anomaly: int = 2000,
                  memorization_queries: int = 500, verbose: bool = True,
                  n_test: int | None = None, anomaly: bool = True,
-                 checkpoint: str = "model.keras") -> dict:
+                 checkpoint: str = "model.keras", face_space: bool = True) -> dict:
     """Evaluate a finished run on its held-out test split; write and return ``metrics.json``.
 
     The one evaluator: the main run and every run of the study write this schema. A smaller
@@ -791,6 +814,9 @@ def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = F
         out: path of the JSON file.
         n_anomaly: clean test faces (and as many of each anomaly) for anomaly detection.
         memorization_queries: samples whose nearest training face is searched.
+        face_space: run ``face_space_report`` (dlib; about 0.12 s of one core per image, some
+            6,000 images for a 965-face test split); ``False`` writes ``face_space:
+            {"skipped": ...}``, as does a machine without dlib.
 
     Returns:
         the dict written: ``version``, ``created``, ``run``, ``profile``, ``demo``,
@@ -798,7 +824,7 @@ def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = F
         ``per_attribute``, ``latent``, ``samples`` (one report per sampler and temperature,
         key ``<sampler>_t<T>``), ``sample_references`` (``reference_report``: the real-face
         floor and the reconstructions, with the same face rate, SWD and MS-SSIM),
-        ``anomaly``, ``timings_s`` and ``summary``.
+        ``face_space`` (``face_space_report``), ``anomaly``, ``timings_s`` and ``summary``.
     """
     from resvae_keras import data
 
@@ -851,21 +877,30 @@ def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = F
     features = feature_extractor(allow_download, extractor)
     references = SampleReferences.from_cache(
         cache, min(len(test_images), MAX_DEFAULT_SAMPLES), memorization_queries, seed)
-    samples = {}
+    samples, sample_images = {}, {}
     for name in samplers:
         tick = time.perf_counter()
         # the second stage belongs to the run: fitted on (and saved with) its own training codes
         sampler_object = make_sampler(model, name, None if overrides else cache, seed=seed,
                                       config=run_config, checkpoint=checkpoint)
         for temperature in TEMPERATURES[name]:
-            report, _ = sample_report(model, references, sampler_object, n_samples,
-                                      temperature=temperature, seed=seed, extractor=features)
+            report, images = sample_report(model, references, sampler_object, n_samples,
+                                           temperature=temperature, seed=seed, extractor=features)
             samples[f"{name}_t{temperature:g}"] = report
+            # the face-space step uses at most MAX_PER_HALF of them, and reads 8-bit images
+            sample_images[f"{name}_t{temperature:g}"] = to_uint8(images[: facespace.MAX_PER_HALF])
         timings[f"samples_{name}"] = time.perf_counter() - tick
         _log(verbose, f"samples from {name}: {timings[f'samples_{name}']:.1f} s")
     tick = time.perf_counter()
     sample_references = reference_report(model, references, seed=seed)
     timings["sample_references"] = time.perf_counter() - tick
+    tick = time.perf_counter()
+    face_space_numbers = (
+        face_space_report(model, references, sample_images, seed=seed,
+                          progress=None if verbose else False)
+        if face_space else {"skipped": "not asked for (face_space=False)"})
+    timings["face_space"] = time.perf_counter() - tick
+    _log(verbose, f"face space: {timings['face_space']:.1f} s")
 
     if anomaly:
         tick = time.perf_counter()
@@ -937,6 +972,7 @@ def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = F
         "latent": latent_numbers,
         "samples": samples,
         "sample_references": sample_references,
+        "face_space": face_space_numbers,
         "anomaly": anomaly_numbers,
         "timings_s": timings,
     }

@@ -12,7 +12,8 @@ Two groups (anomaly scores and their AUROC live in ``anomaly``):
    ``reconstruction_metrics`` (one row per image), ``laplacian_variance`` and
    ``sharpness_ratio`` (how sharp reconstructions are next to the real images),
    ``summarize``, ``bits_per_dim``, ``per_attribute_breakdown``, ``best_and_worst``.
-2. Samples: ``fid``, ``kid``, ``precision_recall`` on features of a ``FeatureExtractor``
+2. Samples: ``fid``, ``kid``, ``precision_recall``, ``density_coverage`` on features of a
+   ``FeatureExtractor``
    (``InceptionFeatures``, whose weights are fetched only when asked for);
    ``sliced_wasserstein`` (numpy only, works offline, per pyramid level);
    ``face_detection_rate`` (OpenCV's Haar cascade, offline: "is it a face?"); diversity
@@ -796,6 +797,43 @@ def precision_recall(real_feats, fake_feats, k: int = 3,
     precision = _fraction_inside(fake, real, real_radii2, batch_size)
     recall = _fraction_inside(real, fake, fake_radii2, batch_size)
     return precision, recall
+
+
+def density_coverage(real_feats, fake_feats, k: int = 5,
+                     batch_size: int = 1024) -> tuple[float, float]:
+    """Density and coverage (Naeem et al. 2020) in feature space.
+
+    Only the real set's k-NN balls are used (radius: distance to the k-th nearest other real
+    sample), so outlying fakes do not inflate the fake manifold as in ``precision_recall``.
+    Density = sum over fakes of the number of real balls containing the fake, divided by
+    k x N_fake: about 1 when both sets come from one distribution, above 1 when fakes crowd
+    around dense real regions, near 0 for fakes away from the data. Coverage = share of real
+    samples whose ball contains at least one fake. A fake exactly on a ball's edge counts as
+    outside (strict <, as the authors' code). Naeem et al. recommend k = 5.
+
+    Returns:
+        (density, coverage): density >= 0 (unbounded, ~1 = matched), coverage in [0, 1].
+    """
+    real = _as_features(real_feats, "real_feats")
+    fake = _as_features(fake_feats, "fake_feats")
+    if real.shape[1] != fake.shape[1]:
+        raise ValueError(f"Feature sizes differ: real {real.shape}, fake {fake.shape}.")
+    if k < 1 or k >= len(real) or len(fake) < 1:
+        raise ValueError(
+            f"`k` must be in [1, N_real - 1] and there must be fakes; got k={k} with "
+            f"{len(real)} real and {len(fake)} fake samples."
+        )
+    radii2 = _knn_radii_squared(real, k, batch_size)
+    real_norms = _squared_norms(real)
+    inside_count = 0
+    covered = np.zeros(len(real), dtype=bool)
+    for i in range(0, len(fake), batch_size):
+        block = fake[i : i + batch_size]
+        d2 = _squared_norms(block)[:, None] + real_norms[None, :] - 2.0 * block @ real.T
+        inside = d2 < radii2[None, :]
+        inside_count += int(np.count_nonzero(inside))
+        covered |= inside.any(axis=0)
+    return inside_count / (k * len(fake)), float(covered.mean())
 
 
 # --------------------------------------------------------------------------------------

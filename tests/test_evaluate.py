@@ -66,15 +66,16 @@ def test_evaluate_run_writes_metrics_json_offline(trained, offline):
     config, _, _ = trained
     result = evaluate.evaluate_run(
         config.run_path, n_test=40, n_samples=16, n_anomaly=16, memorization_queries=16,
-        verbose=False,
+        verbose=False, face_space=False,  # tests/test_facespace.py runs the dlib step
     )
     written = json.loads((config.run_path / "metrics.json").read_text())
     assert written == result
     expected = {"version", "profile", "demo", "model", "data", "settings", "reconstruction",
-                "per_attribute", "latent", "samples", "sample_references", "anomaly",
-                "timings_s", "summary"}
+                "per_attribute", "latent", "samples", "sample_references", "face_space",
+                "anomaly", "timings_s", "summary"}
     assert expected <= set(written)
     assert written["demo"] is True and written["profile"] == "demo"
+    assert "face_space=False" in written["face_space"]["skipped"]
     rec = written["reconstruction"]
     assert rec["n_images"] == 40 and rec["bits_per_dim"]["mean"] > 0
     assert {"mean", "std"} == set(rec["psnr"])
@@ -120,7 +121,7 @@ def test_evaluate_run_small_without_anomaly_at_the_last_checkpoint(trained, offl
     out = tmp_path / "small.json"
     result = evaluate.evaluate_run(
         config.run_path, n_samples=16, n_test=24, anomaly=False, checkpoint="last.keras",
-        sampler="prior", memorization_queries=8, out=out, verbose=False,
+        sampler="prior", memorization_queries=8, out=out, verbose=False, face_space=False,
     )
     assert json.loads(out.read_text()) == result
     assert result["reconstruction"]["n_images"] == result["settings"]["n_test"] == 24

@@ -247,6 +247,26 @@ def test_precision_recall_sees_a_collapsed_generator():
     assert precision > 0.9 and recall < 0.3
 
 
+def test_density_coverage_counts_real_balls():
+    real = np.array([[0.0], [1.0], [3.0], [7.0]])  # radii k=1: 1, 1, 2, 4
+    fake = np.array([[0.5], [6.0], [20.0]])
+    density, coverage = metrics.density_coverage(real, fake, k=1)
+    # 0.5 lies in the balls of 0 and 1 (not of 3: 2.5 > 2); 6.0 in the ball of 7; 20.0 in none
+    assert density == pytest.approx(3 / (1 * 3))
+    assert coverage == pytest.approx(3 / 4)  # the balls of 0, 1 and 7 hold a fake; 3's none
+
+
+def test_density_coverage_of_one_distribution_and_of_a_collapse():
+    rng = np.random.default_rng(11)
+    real, same = rng.standard_normal((800, 4)), rng.standard_normal((800, 4))
+    density, coverage = metrics.density_coverage(real, same, k=5)
+    assert 0.8 < density < 1.2 and coverage > 0.9
+    collapsed = 0.05 * rng.standard_normal((800, 4))
+    assert metrics.density_coverage(real, collapsed, k=5)[1] < 0.1
+    with pytest.raises(ValueError, match="`k`"):
+        metrics.density_coverage(real[:3], same, k=5)
+
+
 # --------------------------------------------------------------------------------------
 # Diversity, memorization, SWD
 # --------------------------------------------------------------------------------------
