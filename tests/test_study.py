@@ -279,7 +279,7 @@ def test_the_committed_plan_fixes_arms_seeds_rates_and_one_primary_measure_per_c
 
 
 def _face_space(frechet):
-    return {"rows": {"two_stage_t1": {"frechet": frechet}, "blur_1": {"frechet": 14.0},
+    return {"rows": {"two_stage_t1": {"frechet": frechet}, "blur_1px": {"frechet": 14.0},
                      "real_test": {"frechet": 4.0}}}
 
 
