@@ -420,27 +420,33 @@ def table_anomali(results: Results) -> str | None:
                               for kind, by_score in by_kind.items() for score, r in by_score.items()])
 
 
+def _bound(m: dict, expression: str) -> float:
+    """A target's bound: a number, or a dotted path into ``m`` with an optional ``* f`` or
+    ``+ f`` (a bound measured in the same run, e.g. ``baselines.pca_128.psnr.mean + 1``)."""
+    path, op, factor = expression.partition(" * ") if " * " in expression \
+        else expression.partition(" + ")
+    try:
+        return float(path)
+    except ValueError:
+        value = lookup(m, path.strip())
+    if not _finite(value):
+        return math.nan
+    return value * float(factor) if op == " * " else value + float(factor) if op else value
+
+
 def table_target(results: Results) -> str | None:
-    """Each target of laporan.toml's ``[tables.target]``, its bound, the run's value and
-    whether it is met."""
+    """Each target of laporan.toml's ``[tables.target]``, its bound (measured in the same run
+    where it is relative), the run's value and whether it is met."""
     m, spec = results.main, TABLES["target"]
     if not m:
         return None
-    summary, rows = m.get("summary") or {}, []
-    for label, key, op, shown in spec["rows"]:
-        value = summary.get(key)
-        if shown == "swd":  # 1.1 x the test reconstructions' SWD
-            bound, rule = 1.1 * summary.get("swd_reconstructions", math.nan), spec["swd_rule"]
-        else:
-            bound, rule = float(shown), f"{'≥' if op == '>=' else '≤'} {shown}"
-        if key.startswith("diversity."):  # a sampler's MS-SSIM between samples vs real faces'
-            fake, real = (lookup(m, f"samples.{key[10:]}.diversity.ms_ssim_{k}")
-                          for k in ("fake", "real"))
-            value = abs(fake - real) if _finite(fake) and _finite(real) else None
-        if not (_finite(value) and _finite(bound)):  # a sampler this run was not evaluated with
+    rows = []
+    for label, key, op, expression, rule in spec["rows"]:
+        value, bound = lookup(m, key), _bound(m, expression)
+        if not (_finite(value) and _finite(bound)):  # not measured in this run
             rows.append((label, rule, DASH, DASH, spec["not_measured"]))
             continue
-        rows.append((label, rule, num(bound, 3 if bound < 1 else 1),
+        rows.append((label, rule, num(bound, 3 if bound < 1 else 2),
                      num(value, 3 if abs(value) < 1 else 2),
                      spec["met"][value >= bound if op == ">=" else value <= bound]))
     return markdown_table(spec["headers"], rows, numeric=[2, 3])
@@ -606,6 +612,16 @@ def table_tuas(results: Results) -> str | None:
               else words["kept"][int(r["val_psnr_db"] > base)]})
             for r in table.to_dict("records")]
     return _table("tuas", rows)
+
+
+def table_ruang_wajah(results: Results) -> str | None:
+    """RQ3 in dlib's face-descriptor space (``facespace.face_space_table``): each sampler's
+    row beside the calibration rows measured in the same run."""
+    rows = lookup(results.main, "face_space.rows")
+    if not rows:
+        return None
+    words = TABLES["ruang_wajah"]["names"]
+    return _table("ruang_wajah", [(words.get(name, name), row) for name, row in rows.items()])
 
 
 REGIONS = {name: globals()[f"table_{name}"] for name in TABLES}
