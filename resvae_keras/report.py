@@ -663,6 +663,7 @@ def _prose_record(results: Results) -> dict:
                  "blocks": config.blocks_per_stage, "latent_dim": config.latent_dim},
         "main": m, "config": results.main_run["config"], "rec": rec,
         "samples": samples, "real": lookup(next(iter(samples.values()), {}), "diversity"),
+        "fs": {k.replace(".", ""): v for k, v in (lookup(m, "face_space.rows") or {}).items()},
         "other": {k: v.get("reconstruction", v) for k, v in results.other_metrics.items()},
         "sweep": {"s" + f"{float(r['sigma_min']):g}".replace(".", ""): r.to_dict()
                   for _, r in results.sweep.iterrows()},
