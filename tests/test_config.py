@@ -85,3 +85,29 @@ def test_every_profile_sets_the_evaluation_sizes_its_notebooks_use():
 def test_unknown_override_names_the_known_fields():
     with pytest.raises(ValueError, match="unknown config field.*'norms'"):
         get_profile("demo", norms="group")
+
+
+@pytest.mark.parametrize(
+    ("env", "stops"),
+    [
+        ({"JPY_SESSION_NAME": "/x/notebooks/02_training.ipynb"}, True),  # Run All in lab, demo
+        ({"JPY_SESSION_NAME": "/x/notebooks/02_training.ipynb", "RESVAE_PROFILE": "demo"}, False),
+        ({"JPY_SESSION_NAME": "/x/notebooks/02_training-Copy1.ipynb"}, False),  # a copy
+        ({}, False),  # nbconvert, nbval, scripts
+        ({"JPY_SESSION_NAME": "/x/notebooks/02_training.ipynb", "CELEBA_DIR": "/celeba"}, False),
+    ],
+)
+def test_notebook_config_stops_run_all_from_overwriting_saved_outputs(monkeypatch, env, stops):
+    for name in ("JPY_SESSION_NAME", "RESVAE_PROFILE", "CELEBA_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(config_module, "gpu_visible", lambda: False)  # CELEBA_DIR: celeba-subset
+    if stops:
+        with pytest.raises(config_module.ProfileMismatchError, match="Save Notebook As.*RESVAE_P"):
+            config_module.notebook_config()
+    else:
+        config = config_module.notebook_config(epochs=3)
+        assert config.epochs == 3
+        assert config.profile == env.get("RESVAE_PROFILE", "celeba-subset" if "CELEBA_DIR" in env
+                                         else "demo")

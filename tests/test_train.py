@@ -615,3 +615,15 @@ def test_two_workers_over_loopback_train_like_one_process(tmp_path, monkeypatch)
     assert math.isfinite(both["loss"]) and math.isfinite(both["val_loss"])
     assert both["loss"] == pytest.approx(single["loss"], rel=1e-4)
     assert both["val_loss"] == pytest.approx(single["val_loss"], rel=1e-4)
+
+
+def test_log_verbosity_is_one_line_per_epoch_under_nbconvert(monkeypatch):
+    import io
+
+    from resvae_keras.train import log_verbosity
+
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    monkeypatch.setattr(sys, "stdout", io.StringIO())  # nbconvert, nbval, a pipe: no terminal
+    assert log_verbosity() == 2
+    monkeypatch.setenv("JPY_SESSION_NAME", "02_training.ipynb")  # JupyterLab
+    assert log_verbosity() == "auto"
