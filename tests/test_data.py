@@ -726,3 +726,15 @@ def test_float_and_uint8_conversions_round_trip_and_name_the_argument():
         data.as_float_images(x[0], name="faces")
     with pytest.raises(ValueError, match=r"`images` must hold values in \[0, 1\]"):
         data.as_float_images(x * 255.0)
+
+
+def test_data_notes_print_to_stdout_in_a_jupyter_kernel(monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ipykernel", sys)  # as inside a notebook's kernel
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        monkeypatch.setattr(warnings, "showwarning", data._showwarning)
+        warnings.warn("fallback by identity: split by person", data.CelebaDataWarning, stacklevel=1)
+    out, err = capsys.readouterr()
+    assert out == "CelebaDataWarning: fallback by identity: split by person\n" and err == ""
