@@ -38,6 +38,7 @@ demo: $(STAMP)
 	@echo "demo outputs: runs/demo/notebooks/ (executed notebooks), figures/demo/ (figures),"
 	@echo "              runs/demo/ (model.keras, history.csv, grids/), data/demo/ and data/cache/demo/ (data)"
 
+# nbval collects notebooks/ recursively: the seven notebooks, then notebooks/solutions/.
 test: $(STAMP)
 	RESVAE_PROFILE=demo $(BIN)/python -m pytest -q tests
 	RESVAE_PROFILE=demo $(BIN)/python -m pytest -q --nbval-lax --nbval-current-env -p no:cacheprovider notebooks

@@ -359,3 +359,38 @@ def gpu_visible() -> bool:
 def config_from_env(**overrides) -> Config:
     """The config a notebook uses: ``RESVAE_PROFILE`` (see ``profile_from_env``)."""
     return get_profile(profile_from_env(), **overrides)
+
+
+SAVED_PROFILE = "celeba-subset"
+"""The profile whose outputs the committed notebooks show."""
+
+
+class ProfileMismatchError(RuntimeError):
+    """Run All of a course notebook in JupyterLab would replace its saved outputs."""
+
+
+def notebook_config(saved_profile: str = SAVED_PROFILE, **overrides) -> Config:
+    """The config of a notebook's first cell: ``config_from_env(**overrides)``, guarded.
+
+    In JupyterLab (``JPY_SESSION_NAME`` names the notebook), a course notebook
+    (``NN_name.ipynb``) whose profile would be chosen implicitly and differs from
+    ``saved_profile`` raises ``ProfileMismatchError`` before any output is replaced.
+    ``RESVAE_PROFILE`` set, a renamed copy, nbconvert, nbval and scripts run unguarded.
+    """
+    import re
+
+    name = profile_from_env()
+    notebook = Path(os.environ.get("JPY_SESSION_NAME", "")).name
+    implicit = not os.environ.get("RESVAE_PROFILE")
+    if implicit and name != saved_profile and re.fullmatch(r"\d\d_[a-z0-9_]+\.ipynb", notebook):
+        raise ProfileMismatchError(
+            f"{notebook} menyimpan hasil profil {saved_profile!r}; profil sekarang {name!r}, dan "
+            "Run All akan menimpa hasil itu. Simpan salinan (File > Save Notebook As...), matikan "
+            "kernel (Kernel > Shut Down Kernel) dan jalankan salinannya; atau pilih profil dengan "
+            "`%env RESVAE_PROFILE=demo` di sel pertama.\n"
+            f"{notebook} holds the outputs of the {saved_profile!r} profile; this run would use "
+            f"{name!r} and Run All would overwrite them. Save a copy (File > Save Notebook As...), "
+            "shut its kernel down and run the copy, or choose the profile with "
+            "`%env RESVAE_PROFILE=demo` in a first cell."
+        )
+    return get_profile(name, **overrides)

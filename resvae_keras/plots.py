@@ -2,13 +2,12 @@
 
 Each function returns the matplotlib Figure. With ``name="..."`` it is also saved
 as ``figures/<name>.png`` under the project root (see ``config.project_root``).
-With ``demo=True`` the title gets the suffix " (demo data)", so no figure made
+With ``demo=True`` the title gets the suffix " (data demo)", so no figure made
 from the synthetic demo faces can pass for a CelebA result.
 
-Every word drawn (titles, axis labels, legend entries) is a parameter with an English
-default, so the report's Indonesian figures come from the same functions: give a saved
-figure ``laporan={keyword: Indonesian words}`` and it is drawn a second time with those
-words, into ``figures/id/<name>.png`` (the copy the report shows).
+Every word drawn (titles, axis labels, legend entries) is a parameter whose default is in
+Bahasa Indonesia, the language of the notebooks and of the report; the report shows the
+notebooks' own figures.
 
 Figures are made with pyplot so notebooks show them inline; a script that makes
 many should ``plt.close(fig)`` each one after saving.
@@ -16,7 +15,6 @@ many should ``plt.close(fig)`` each one after saving.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -28,8 +26,7 @@ from resvae_keras.config import project_root
 from resvae_keras.data.images import to_uint8
 
 DPI = 120
-DEMO_LABEL = "(demo data)"
-REPORT_COPIES = "id"  # figures/id/<name>.png: the report's copies, with Indonesian words
+DEMO_LABEL = "(data demo)"
 
 
 def _pyplot():
@@ -60,7 +57,7 @@ def _set_title(fig, title: str | None, demo: bool) -> None:
 def save_figure(fig, name: str, demo: bool = False) -> Path:
     """Save ``fig`` as ``figures/<name>.png`` (dpi 120, tight box); returns the path.
 
-    ``demo=True`` adds " (demo data)" to the suptitle first (once) and saves into
+    ``demo=True`` adds " (data demo)" to the suptitle first (once) and saves into
     ``figures/demo/`` instead.
     """
     if not name or Path(name).is_absolute():
@@ -72,25 +69,6 @@ def save_figure(fig, name: str, demo: bool = False) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI, bbox_inches="tight")
     return path
-
-
-def _with_report_copy(draw):
-    """Let the figure function ``draw`` take ``laporan={keyword: value}``.
-
-    With a ``name``, the figure is drawn once more with those keywords replaced (titles,
-    labels: keywords only) and saved as ``figures/id/<name>.png``; that copy is closed,
-    and the first figure is returned (and shown in a notebook).
-    """
-
-    @functools.wraps(draw)
-    def with_copy(*args, laporan: Mapping | None = None, **kwargs):
-        fig = draw(*args, **kwargs)
-        if laporan and kwargs.get("name"):
-            name = f"{REPORT_COPIES}/{kwargs['name']}"
-            _pyplot().close(draw(*args, **{**kwargs, **laporan, "name": name}))
-        return fig
-
-    return with_copy
 
 
 def _finish(fig, title: str | None, name: str | None, demo: bool):
@@ -132,7 +110,6 @@ def _mosaic(grid: np.ndarray, pad: int, pad_below: int) -> np.ndarray:
     return np.pad(mosaic, ((0, pad), (0, pad), (0, 0)), constant_values=1.0)
 
 
-@_with_report_copy
 def image_grid(
     images,
     nrow: int | None = None,
@@ -182,11 +159,10 @@ def image_grid(
     return _finish(fig, title, name, demo)
 
 
-@_with_report_copy
 def interpolation_strips(
     paths,
     row_labels: Sequence[str] | None = None,
-    xlabel: str = "t (0: start image, 1: end image)",
+    xlabel: str = "t (0: citra awal, 1: citra akhir)",
     *,
     title: str | None = None,
     name: str | None = None,
@@ -206,7 +182,6 @@ def interpolation_strips(
     )
 
 
-@_with_report_copy
 def attribute_grid(
     grid,
     strengths: Sequence[float],
@@ -220,26 +195,25 @@ def attribute_grid(
 ):
     """Attribute arithmetic: grid float [0, 1], shape (n, len(strengths), H, W, 3).
 
-    ``xlabel`` defaults to "strength of the '<attribute>' vector added to z".
+    ``xlabel`` defaults to "kekuatan vektor '<attribute>' yang ditambahkan ke z".
     """
-    vector = f"'{attribute}' vector" if attribute else "attribute vector"
+    vector = f"vektor '{attribute}'" if attribute else "vektor atribut"
     return image_grid(
         grid,
         row_labels=row_labels,
         col_labels=[f"{s:+g}" if s else "0" for s in strengths],
-        xlabel=xlabel or f"strength of the {vector} added to z",
+        xlabel=xlabel or f"kekuatan {vector} yang ditambahkan ke z",
         title=title,
         name=name,
         demo=demo,
     )
 
 
-@_with_report_copy
 def crop_examples(
     cache,
     n: int = 4,
     *,
-    title: str | None = "Crop rule: square of 148/178 of the width, then resize",
+    title: str | None = "Aturan potong: persegi bersisi 148/178 lebar, lalu diubah ukurannya",
     name: str | None = None,
     demo: bool | None = None,
 ):
@@ -275,20 +249,19 @@ def crop_examples(
 # -- curves and charts ----------------------------------------------------------
 
 _LOSS_PANELS = {
-    "loss": "total loss (reconstruction + beta KL)",
-    "reconstruction_loss": "reconstruction",
-    "kl_loss": "KL divergence",
+    "loss": "loss total (rekonstruksi + beta KL)",
+    "reconstruction_loss": "rekonstruksi",
+    "kl_loss": "divergensi KL",
 }
 
 
-@_with_report_copy
 def loss_curves(
     history: pd.DataFrame,
-    unit: str = "nats per image",
+    unit: str = "nats per citra",
     panel_titles: Mapping[str, str] | None = None,
     xlabel: str = "epoch",
     ylabel: str | None = None,
-    series_labels: tuple[str, str] = ("train", "validation"),
+    series_labels: tuple[str, str] = ("latih", "validasi"),
     *,
     title: str | None = None,
     name: str | None = None,
@@ -328,7 +301,6 @@ def loss_curves(
     return _finish(fig, title, name, demo)
 
 
-@_with_report_copy
 def metric_bars(
     table,
     value: str | None = None,
@@ -374,8 +346,8 @@ def metric_bars(
             ax.tick_params(axis="x", labelrotation=30)
     ax.bar_label(bars, fmt="%.3g", label_type="center", color="white", fontsize=8)
     category_axis, value_axis = (ax.yaxis, ax.xaxis) if horizontal else (ax.xaxis, ax.yaxis)
-    category_axis.set_label_text(xlabel or values.index.name or "run")
-    value_axis.set_label_text(ylabel or str(values.name or value or "value"))
+    category_axis.set_label_text(xlabel or values.index.name or "percobaan")
+    value_axis.set_label_text(ylabel or str(values.name or value or "nilai"))
     for index, (label, level) in enumerate((hlines or {}).items()):
         line = ax.axvline if horizontal else ax.axhline
         line(level, linestyle=("--", ":", "-.")[index % 3], color="gray", linewidth=1, label=label)
@@ -386,7 +358,6 @@ def metric_bars(
     return _finish(fig, title, name, demo)
 
 
-@_with_report_copy
 def line_plot(
     x,
     ys,
@@ -445,13 +416,12 @@ def line_plot(
     return _finish(fig, title, name, demo)
 
 
-@_with_report_copy
 def norm_plot(
     norms: pd.DataFrame,
     latent_dim: int,
-    xlabel: str = "t (position along the path)",
-    ylabel: str = "norm of z",
-    hline_labels: tuple[str, str] = ("sqrt(d): typical N(0, I) norm", "sqrt(d / 2)"),
+    xlabel: str = "t (posisi sepanjang lintasan)",
+    ylabel: str = "norma z",
+    hline_labels: tuple[str, str] = ("sqrt(d): norma khas N(0, I)", "sqrt(d / 2)"),
     *,
     title: str | None = None,
     name: str | None = None,
@@ -476,15 +446,14 @@ def norm_plot(
     )
 
 
-@_with_report_copy
 def latent_scatter(
     coords,
     labels=None,
     label_name: str | None = None,
     explained_variance_ratio=None,
-    axis_names: tuple[str, str] = ("PC 1", "PC 2"),
-    variance_text: str = "{axis} ({percent:.1f}% of variance)",
-    absent_label: str = "not {label}",
+    axis_names: tuple[str, str] = ("KU 1", "KU 2"),
+    variance_text: str = "{axis} ({percent:.1f}% varians)",
+    absent_label: str = "tanpa {label}",
     *,
     title: str | None = None,
     name: str | None = None,
@@ -529,12 +498,11 @@ def latent_scatter(
     return _finish(fig, title, name, demo)
 
 
-@_with_report_copy
 def score_histograms(
     scores_by_group: Mapping[str, np.ndarray],
-    xlabel: str = "score",
+    xlabel: str = "skor",
     bins: int = 40,
-    ylabel: str = "density",
+    ylabel: str = "densitas",
     *,
     title: str | None = None,
     name: str | None = None,
@@ -554,12 +522,11 @@ def score_histograms(
     return _finish(fig, title, name, demo)
 
 
-@_with_report_copy
 def roc_curves(
     curves: Mapping[str, tuple],
-    xlabel: str = "false positive rate",
-    ylabel: str = "true positive rate",
-    chance_label: str = "chance (AUC 0.5)",
+    xlabel: str = "laju positif palsu",
+    ylabel: str = "laju positif benar",
+    chance_label: str = "tebakan acak (AUC 0.5)",
     *,
     title: str | None = None,
     name: str | None = None,
@@ -587,12 +554,11 @@ def _panels(n: int, width: float = 3.6, height: float = 3.4):
     return fig, axes[0]
 
 
-@_with_report_copy
 def arm_points(
     table: pd.DataFrame,
     columns: Mapping[str, str],
     arms: Mapping[str, str] | None = None,
-    xlabel: str = "arm",
+    xlabel: str = "kelompok",
     *,
     title: str | None = None,
     name: str | None = None,
@@ -629,7 +595,6 @@ def arm_points(
     return _finish(fig, title, name, demo)
 
 
-@_with_report_copy
 def grouped_curves(
     curves: Mapping[str, tuple],
     groups: Mapping[str, str],
@@ -667,15 +632,14 @@ def grouped_curves(
     return _finish(fig, title, name, demo)
 
 
-@_with_report_copy
 def trend_with_spread(
     trend: pd.DataFrame,
     columns: Mapping[str, str],
     xlabel: str,
     logx: bool = False,
-    spread_label: str = "±1 SD between seeds",
-    point_label: str = "one seed per point",
-    mean_label: str = "mean of {n} seeds",
+    spread_label: str = "±1 SD antar-seed",
+    point_label: str = "satu seed per titik",
+    mean_label: str = "rata-rata {n} seed",
     *,
     title: str | None = None,
     name: str | None = None,
@@ -718,7 +682,6 @@ def trend_with_spread(
     return _finish(fig, title, name, demo)
 
 
-@_with_report_copy
 def tradeoff(
     table: pd.DataFrame,
     x: str,
@@ -823,10 +786,10 @@ def latent_explorer(
         faces = latent.sample_images(model, codes.reshape(-1, codes.shape[-1]))
         fig = image_grid(
             faces.reshape(*codes.shape[:2], *faces.shape[1:]),
-            row_labels=[f"{name} (s)" for name in names] + [f"z{unit} (offset)" for unit in units],
+            row_labels=[f"{name} (s)" for name in names] + [f"z{unit} (geser)" for unit in units],
             col_labels=[f"{v:+g}" for v in values],
-            xlabel="slider value (the other sliders at 0)",
-            title=f"{title or 'Latent explorer'} (static view; sliders in JupyterLab)",
+            xlabel="nilai slider (slider lain di 0)",
+            title=f"{title or 'Penjelajah laten'} (tampilan statis; slider di JupyterLab)",
             demo=demo,
         )
         # Closed, so that a notebook shows it once: as the cell's value, like the widget.
@@ -842,12 +805,12 @@ def latent_explorer(
             layout=widgets.Layout(width="420px"),
         )
 
-    face = widgets.IntSlider(value=0, min=0, max=len(base_codes) - 1, description="base face",
+    face = widgets.IntSlider(value=0, min=0, max=len(base_codes) - 1, description="wajah dasar",
                              style={"description_width": "120px"},
                              layout=widgets.Layout(width="420px"))
     strength = {name: slider(f"{name} (s)", low, high, 0.1) for name in names}
-    offset = {unit: slider(f"z{unit} (offset)", low, high, 0.1) for unit in units}
-    reset = widgets.Button(description="reset sliders")
+    offset = {unit: slider(f"z{unit} (geser)", low, high, 0.1) for unit in units}
+    reset = widgets.Button(description="reset slider")
     image = widgets.Image(format="png")
 
     def update(_change=None):
@@ -866,7 +829,7 @@ def latent_explorer(
         control.observe(update, names="value")
     reset.on_click(reset_all)
     update()
-    heading = widgets.HTML(f"<b>{title or 'Latent explorer'}</b>"
+    heading = widgets.HTML(f"<b>{title or 'Penjelajah laten'}</b>"
                            + (f" {DEMO_LABEL}" if demo else ""))
     controls = widgets.VBox([face, *strength.values(), *offset.values(), reset])
     return widgets.VBox([heading, widgets.HBox([controls, image])])

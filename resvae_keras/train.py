@@ -1016,11 +1016,19 @@ def two_stage_sampler(config: Config, model=None, cache=None, checkpoint: str = 
     return sampler
 
 
+def log_verbosity() -> str | int:
+    """Keras' ``verbose`` for a notebook: ``"auto"`` (a live progress bar) in JupyterLab or a
+    terminal; 2 (one line per epoch) under nbconvert, nbval or a pipe, whose saved output a
+    progress bar would fill with thousands of backspaces."""
+    interactive = os.environ.get("JPY_SESSION_NAME") or sys.stdout.isatty()
+    return "auto" if interactive else 2
+
+
 def load_or_train(config: Config):
     """The run's best model, training it first when ``model.keras`` is missing."""
     from resvae_keras.model import load_model
 
     path = config.run_path / "model.keras"
     if not path.exists() or (config.run_path / "backup").exists():
-        return train(config)[0]
+        return train(config, verbose=log_verbosity())[0]
     return load_model(path)

@@ -117,3 +117,28 @@ def test_checkout_file_finds_the_report_words_in_a_checkout_and_says_what_to_do_
     message = str(error.value)
     assert "report/laporan.toml" in message and "checkout" in message
     assert "RESVAE_HOME" in message
+
+
+    ("env", "stops"),
+    [
+        ({"JPY_SESSION_NAME": "/x/notebooks/02_training.ipynb"}, True),  # Run All in lab, demo
+        ({"JPY_SESSION_NAME": "/x/notebooks/02_training.ipynb", "RESVAE_PROFILE": "demo"}, False),
+        ({"JPY_SESSION_NAME": "/x/notebooks/02_training-Copy1.ipynb"}, False),  # a copy
+        ({}, False),  # nbconvert, nbval, scripts
+        ({"JPY_SESSION_NAME": "/x/notebooks/02_training.ipynb", "CELEBA_DIR": "/celeba"}, False),
+    ],
+)
+def test_notebook_config_stops_run_all_from_overwriting_saved_outputs(monkeypatch, env, stops):
+    for name in ("JPY_SESSION_NAME", "RESVAE_PROFILE", "CELEBA_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(config_module, "gpu_visible", lambda: False)  # CELEBA_DIR: celeba-subset
+    if stops:
+        with pytest.raises(config_module.ProfileMismatchError, match="Save Notebook As.*RESVAE_P"):
+            config_module.notebook_config()
+    else:
+        config = config_module.notebook_config(epochs=3)
+        assert config.epochs == 3
+        assert config.profile == env.get("RESVAE_PROFILE", "celeba-subset" if "CELEBA_DIR" in env
+                                         else "demo")

@@ -759,3 +759,15 @@ def test_atomic_write_keeps_the_old_file_when_the_write_fails(tmp_path):
         tmp.write_text("half")
         raise RuntimeError("killed")
     assert path.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+def test_data_notes_print_to_stdout_in_a_jupyter_kernel(monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ipykernel", sys)  # as inside a notebook's kernel
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        monkeypatch.setattr(warnings, "showwarning", data._showwarning)
+        warnings.warn("fallback by identity: split by person", data.CelebaDataWarning, stacklevel=1)
+    out, err = capsys.readouterr()
+    assert out == "CelebaDataWarning: fallback by identity: split by person\n" and err == ""

@@ -111,7 +111,7 @@ def test_each_figure_saves_a_png_with_the_demo_label(kind, project):
     path = plots.save_figure(fig, kind, demo=True)
     assert path == project / "figures" / "demo" / f"{kind}.png"
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert fig.get_suptitle() == "(demo data)"
+    assert fig.get_suptitle() == "(data demo)"
     for ax in fig.axes:
         if ax.images:  # image grids label only what they are given
             continue
@@ -120,10 +120,10 @@ def test_each_figure_saves_a_png_with_the_demo_label(kind, project):
 
 def test_name_saves_and_demo_suffixes_the_title(project):
     fig = plots.loss_curves(_history(), title="Training", name="curves", demo=True)
-    assert fig.get_suptitle() == "Training (demo data)"
+    assert fig.get_suptitle() == "Training (data demo)"
     assert (project / "figures" / "demo" / "curves.png").is_file()
     plots.save_figure(fig, "again", demo=True)
-    assert fig.get_suptitle() == "Training (demo data)"  # the label is added once
+    assert fig.get_suptitle() == "Training (data demo)"  # the label is added once
 
 
 def test_without_demo_the_title_is_unchanged(project):
@@ -132,18 +132,16 @@ def test_without_demo_the_title_is_unchanged(project):
     assert (project / "figures" / "samples.png").is_file()
 
 
-def test_laporan_saves_the_report_copy_with_its_own_words(project):
-    fig = plots.image_grid(FACES[:4], row_labels=["original", "reconstruction"], title="Faces",
-                           name="faces", laporan={"row_labels": ["asli", "rekonstruksi"],
-                                                  "title": "Wajah"})
-    assert fig.get_suptitle() == "Faces"  # the notebook shows the English figure
-    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["original", "reconstruction"]
-    assert (project / "figures" / "faces.png").is_file()
-    assert (project / "figures" / "id" / "faces.png").is_file()
-    assert plt.get_fignums() == [fig.number]  # the copy is drawn, saved and closed
-    plots.attribute_grid(FACES[:4].reshape(2, 2, 8, 8, 3), [0, 1], "Smiling", name="attr", demo=True,
-                         laporan={"xlabel": "kekuatan vektor"})
-    assert (project / "figures" / "demo" / "id" / "attr.png").is_file()
+def test_the_words_drawn_are_indonesian_and_there_is_one_drawing(project):
+    fig = plots.loss_curves(_history(), name="curves")
+    assert [ax.get_title() for ax in fig.axes] == ["loss total (rekonstruksi + beta KL)",
+                                                   "rekonstruksi", "divergensi KL"]
+    assert [line.get_label() for line in fig.axes[0].lines] == ["latih", "validasi"]
+    fig = plots.attribute_grid(FACES[:4].reshape(2, 2, 8, 8, 3), [0, 1], "Smiling", name="attr")
+    assert fig.axes[0].get_xlabel() == "kekuatan vektor 'Smiling' yang ditambahkan ke z"
+    assert plots.roc_curves({"x": ([0, 1], [0, 1], 0.5)}).axes[0].get_xlabel() == "laju positif palsu"
+    assert sorted(p.name for p in (project / "figures").rglob("*.png")) == ["attr.png", "curves.png"]
+    assert not hasattr(plots, "REPORT_COPIES")
 
 
 def test_image_grid_rejects_a_wrong_shape():
@@ -159,11 +157,11 @@ def test_loss_curves_need_a_loss_column():
 def test_loss_curves_draw_train_and_validation():
     fig = plots.loss_curves(_history())
     assert len(fig.axes) == 3
-    assert [line.get_label() for line in fig.axes[2].lines] == ["train", "validation"]
+    assert [line.get_label() for line in fig.axes[2].lines] == ["latih", "validasi"]
 
 
 def test_every_word_drawn_is_a_parameter():
-    # The report draws its Indonesian figures with the same functions.
+    # The report draws its figures with the same functions and the words of laporan.toml.
     fig = plots.loss_curves(
         _history(), panel_titles={"loss": "loss total"}, xlabel="epoch ke-", ylabel="nats per citra",
         series_labels=("latih", "validasi"),
@@ -198,7 +196,7 @@ def test_line_plot_styles_and_point_labels():
 
 def test_crop_examples_show_the_box_and_say_demo_data(demo_cache, project):
     fig = plots.crop_examples(demo_cache, n=3, name="crop")
-    assert fig.get_suptitle().endswith("(demo data)")
+    assert fig.get_suptitle().endswith("(data demo)")
     assert len(fig.axes) == 6 and len(fig.axes[0].patches) == 1  # the red crop box
     assert (project / "figures" / "demo" / "crop.png").stat().st_size > 1000
 
@@ -227,7 +225,7 @@ def test_latent_explorer_falls_back_to_a_static_figure(monkeypatch):
     fig = plots.latent_explorer(_UnitModel(), np.zeros((2, 4)), vectors, units=[1, 2])
     assert isinstance(fig, matplotlib.figure.Figure)
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
-    assert labels == ["Smiling (s)", "z1 (offset)", "z2 (offset)"]
+    assert labels == ["Smiling (s)", "z1 (geser)", "z2 (geser)"]
 
 
 def test_latent_explorer_widget_redraws_when_a_slider_moves():
@@ -238,7 +236,7 @@ def test_latent_explorer_widget_redraws_when_a_slider_moves():
     assert isinstance(box, widgets.VBox)
     controls, image = box.children[1].children
     sliders = {c.description: c for c in controls.children if hasattr(c, "value")}
-    assert set(sliders) == {"base face", "Smiling (s)", "z1 (offset)"}
+    assert set(sliders) == {"wajah dasar", "Smiling (s)", "z1 (geser)"}
     before = image.value
     sliders["Smiling (s)"].value = 2.5
     assert image.value != before
@@ -259,7 +257,7 @@ def test_trend_with_spread_draws_a_band_of_the_seed_spread():
                           "kl_seed_sd": [0.5] * 3})
     ax = plots.trend_with_spread(trend, {"kl": "KL"}, "beta").axes[0]
     band = [c for c in ax.collections if type(c).__name__ in ("PolyCollection", "FillBetweenPolyCollection")]
-    assert band and "SD between seeds" in " ".join(t.get_text() for t in ax.get_legend().texts)
+    assert band and "SD antar-seed" in " ".join(t.get_text() for t in ax.get_legend().texts)
 
 
 def test_trend_with_spread_of_categories_draws_points_with_error_bars():

@@ -683,3 +683,15 @@ def test_a_truncated_second_stage_is_called_damaged_and_refitted(finished_run, t
     assert "two_stage.keras is damaged" in capsys.readouterr().err
     assert sampler.sample(2).shape == (2, config.latent_dim)
     assert latent.TwoStageSampler.load(path).latent_dim == config.latent_dim
+
+
+def test_log_verbosity_is_one_line_per_epoch_under_nbconvert(monkeypatch):
+    import io
+
+    from resvae_keras.train import log_verbosity
+
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    monkeypatch.setattr(sys, "stdout", io.StringIO())  # nbconvert, nbval, a pipe: no terminal
+    assert log_verbosity() == 2
+    monkeypatch.setenv("JPY_SESSION_NAME", "02_training.ipynb")  # JupyterLab
+    assert log_verbosity() == "auto"

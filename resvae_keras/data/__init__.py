@@ -19,6 +19,7 @@ Modules: ``celeba`` (layouts, annotation files), ``crop`` (the crop rule, decodi
 ``images`` (uint8 <-> float conversions). No plotting: every figure is drawn by ``plots``.
 """
 
+import sys as _sys
 import warnings as _warnings
 
 from .cache import (
@@ -94,4 +95,17 @@ def _formatwarning(message, category, filename, lineno, line=None):
     return _default_formatwarning(message, category, filename, lineno, line)
 
 
+_default_showwarning = _warnings.showwarning
+
+
+def _showwarning(message, category, filename, lineno, file=None, line=None):
+    """In a Jupyter kernel, data warnings print to stdout as a plain note (stderr shows as an
+    error box there); everywhere else, and for other warnings, as Python shows them."""
+    if file is None and issubclass(category, CelebaDataWarning) and "ipykernel" in _sys.modules:
+        print(_formatwarning(message, category, filename, lineno), end="", file=_sys.stdout)
+        return
+    _default_showwarning(message, category, filename, lineno, file, line)
+
+
 _warnings.formatwarning = _formatwarning
+_warnings.showwarning = _showwarning
