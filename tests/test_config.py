@@ -119,6 +119,7 @@ def test_checkout_file_finds_the_report_words_in_a_checkout_and_says_what_to_do_
     assert "RESVAE_HOME" in message
 
 
+@pytest.mark.parametrize(
     ("env", "stops"),
     [
         ({"JPY_SESSION_NAME": "/x/notebooks/02_training.ipynb"}, True),  # Run All in lab, demo
