@@ -14,6 +14,7 @@ comes from ``report/laporan.toml``: this module computes, that file says it in I
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -27,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from resvae_keras import metrics, plan, plots, study
-from resvae_keras.config import Config, checkout_file, project_root
+from resvae_keras.config import Config, checkout_file, get_profile, project_root
 from resvae_keras.study import lookup
 
 MAIN_RUN = "celeba-subset"
@@ -220,14 +221,22 @@ class Results(study.Study):
 # -- tables: the architecture (the Keras model, no results) ------------------------------
 
 
+def architecture(results: Results | None = None) -> tuple:
+    """``(config, ResVAE.summary_rows, ResVAE.parameter_counts)`` of the main run's model, built
+    from its ``config.json`` (the ``celeba-subset`` profile while there is none); the counts add
+    ``plain_total``, the same network without shortcuts (the ablation's plain arm)."""
+    saved = (results.main_run.get("config") or {}) if results is not None else {}
+    config = get_profile("celeba-subset")
+    known = {f.name for f in dataclasses.fields(Config)}
+    config = config.replace(**{k: v for k, v in saved.items() if k in known})
+    return _architecture(json.dumps(config.to_dict(), sort_keys=True))
+
+
 @cache
-def architecture() -> tuple:
-    """``(config, ResVAE.summary_rows, ResVAE.parameter_counts)`` of the default architecture
-    (``Config()``, the ``celeba-subset`` one); the counts add ``plain_total``, the same
-    network without shortcuts (the ablation's plain arm)."""
+def _architecture(config_json: str) -> tuple:
     from resvae_keras.model import build_model
 
-    config = Config()
+    config = Config(**json.loads(config_json))
     model = build_model(config)
     counts = model.parameter_counts()
     counts["plain_total"] = int(build_model(config.replace(residual=False)).count_params())
@@ -242,7 +251,7 @@ def _layer_kind(row: dict) -> str:
 
 
 def table_arsitektur(results: Results) -> str:
-    _, layers, counts = architecture()
+    _, layers, counts = architecture(results)
     rows = [(NAMES["part"][r["part"]], f"`{r['name']}`", _layer_kind(r), _shape(r["output_shape"]),
              integer(r["params"])) for r in layers]
     rows += [("total", label, "", "", integer(counts[key]))
@@ -252,7 +261,7 @@ def table_arsitektur(results: Results) -> str:
 
 def table_diagram(results: Results) -> str:
     """The encoder-decoder flow with the real output shapes, a stage's blocks on one line."""
-    _, layers, _ = architecture()
+    _, layers, _ = architecture(results)
     lines = ["```text"]
     for part in ("encoder", "decoder"):
         title, last = TABLES["diagram"][part]
@@ -644,7 +653,7 @@ KEYS = re.compile("|".join(c.label.replace("{}", "[a-z0-9_]+") for c in VALUES))
 
 def _prose_record(results: Results) -> dict:
     """The results the prose quotes, nested as ``VALUES`` reads them (keys without dots)."""
-    config, _, counts = architecture()
+    config, _, counts = architecture(results)
     m = results.main
     rec = dict(m.get("reconstruction") or {})
     mse, sigma = lookup(rec, "mse.mean"), rec.get("decoder_sigma")

@@ -643,10 +643,11 @@ def test_missing_results_give_one_honest_line_each(tmp_path):
 
 
 def test_architecture_table_matches_the_keras_model(tmp_path):
-    from resvae_keras.config import Config
+    from resvae_keras.config import get_profile
     from resvae_keras.model import build_model
 
-    model = build_model(Config())
+    # without a main run's config.json, the celeba-subset profile's architecture
+    model = build_model(get_profile("celeba-subset"))
     text = report.fill_regions(LAPORAN.read_text(), report.Results(tmp_path), tmp_path)
     header, rows = parse_table(region_bodies(text)["arsitektur"])
     layers = [layer for net in (model.encoder, model.decoder) for layer in net.layers]
@@ -655,7 +656,7 @@ def test_architecture_table_matches_the_keras_model(tmp_path):
         assert row[1].strip("`") == layer.name
         assert_shows(row[3], list(layer.output.shape[1:]), layer.name)
         assert_shows(row[4], layer.count_params(), layer.name)
-    plain = build_model(Config(residual=False))
+    plain = build_model(get_profile("celeba-subset", residual=False))
     totals = [model.encoder.count_params(), model.decoder.count_params(), model.count_params(),
               sum(int(np.prod(w.shape)) for w in model.trainable_weights), plain.count_params()]
     for row, total in zip(rows[-5:], totals, strict=True):
