@@ -470,19 +470,28 @@ def expected_tables(root: Path) -> dict:
                           for x, n, cells in rows], ("Likelihood",) if group == "likelihood" else ())
     if (main / "metrics.json").is_file():
         m = _json(main / "metrics.json")
-        summary, samples = m.get("summary", {}), m["samples"]
 
-        def gap(key):
-            d = samples.get(key, {}).get("diversity")
-            return abs(d["ms_ssim_fake"] - d["ms_ssim_real"]) if d else None
+        def at(path):
+            value = m
+            for part in path.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            return value
 
-        recon = summary.get("swd_reconstructions")
+        def times(path, factor, plus=0.0):
+            value = at(path)
+            return None if value is None else value * factor + plus
+
+        rows = "face_space.rows"
         bounds_values = [
-            (0.85, summary.get("face_rate_prior_t1")), (0.90, summary.get("face_rate_two_stage_t1")),
-            (25.0, summary.get("swd_16_prior_t1")), (25.0, summary.get("swd_16_two_stage_t1")),
-            (recon and 1.1 * recon, summary.get("swd_prior_t1")),
-            (recon and 1.1 * recon, summary.get("swd_two_stage_t1")),
-            (0.1, gap("prior_t1")), (0.1, gap("two_stage_t1")), (22.0, summary.get("psnr_db"))]
+            (times("baselines.pca_128.psnr.mean", 1, 1.0), at("reconstruction.psnr.mean")),
+            (at("baselines.pca_256.psnr.mean"), at("reconstruction.psnr.mean")),
+            (6.3, at("reconstruction.bits_per_dim.mean")),
+            (times(f"{rows}.real_test.detection_rate", 0.97),
+             at(f"{rows}.two_stage_t1.detection_rate")),
+            (at(f"{rows}.blur_1px.frechet"), at(f"{rows}.two_stage_t1.frechet")),
+            (times(f"{rows}.reconstructions.precision", 0.9), at(f"{rows}.two_stage_t1.precision")),
+            (times(f"{rows}.reconstructions.recall", 0.9), at(f"{rows}.two_stage_t1.recall")),
+            (at(f"{rows}.real_test.nn_train_median"), at(f"{rows}.two_stage_t1.nn_train_median"))]
         tables["target"] = ([{"Batas": b, "Terukur": v} if b is not None and v is not None
                              else {"Batas": None, "Terukur": None} for b, v in bounds_values],
                             ("Ukuran", "Target", "Tercapai"))
