@@ -125,7 +125,8 @@ def run_lock(run_dir):
             yield path
         finally:
             lock.seek(0)
-            lock.truncate()  # a clean end leaves no PID; the lock goes with the file's close
+            lock.truncate()  # a clean end leaves no PID and no lock file
+            path.unlink(missing_ok=True)
 
 
 def saved_optimizer_steps(path) -> int:

@@ -542,9 +542,40 @@ def test_every_table_number_equals_the_results_files(built):
     text, results, _ = built
     checked = check_all_tables(text, results)
     tables = {m["name"] for m in report.REGION.finditer(text) if m["kind"] == "TABLE"}
-    # arsitektur and diagram: the Keras model, below; status and the planned study's tables
-    # (uji_primer, klaim, sekunder): their own tests
-    assert checked == tables - {"arsitektur", "diagram", "status", "uji_primer", "klaim", "sekunder"}
+    # arsitektur and diagram: the Keras model, below; status, the planned study's tables
+    # (uji_primer, klaim, sekunder) and the faithful default's (pembanding, tuas, ruang_wajah):
+    # their own tests
+    assert checked == tables - {"arsitektur", "diagram", "status", "uji_primer", "klaim",
+                                "sekunder", "pembanding", "tuas", "ruang_wajah"}
+
+
+def test_baseline_lever_and_face_space_tables_show_their_files(tmp_path):
+    main = tmp_path / "celeba-subset"
+    main.mkdir()
+    pca = {"n_components": 8, "psnr": {"mean": 21.5, "std": 1.0}, "ssim": {"mean": 0.6, "std": 0.1},
+           "ppca_bits_per_dim": 6.4}
+    rows = {"real_test": {"n": 10, "frechet": 0.02, "precision": 0.9, "recall": 0.8},
+            "two_stage_t1": {"n": 10, "frechet": 0.1, "precision": 0.95, "recall": 0.06}}
+    (main / "metrics.json").write_text(json.dumps({
+        "model": {"latent_dim": 16},
+        "reconstruction": {"psnr": {"mean": 22.25, "std": 1.5}, "ssim": {"mean": 0.7, "std": 0.1},
+                           "bits_per_dim": {"mean": 6.5}},
+        "baselines": {"pca_8": pca}, "face_space": {"rows": rows}}))
+    (tmp_path / "levers").mkdir()
+    pd.DataFrame({"lever": ["base", "latent_256", "cosine"], "what": ["b", "l", "c"],
+                  "val_psnr_db": [18.0, 19.0, 17.0], "val_neg_elbo_bpd": [7.0, 6.9, 7.1],
+                  "val_kl_nats": [300.0, 400.0, 250.0], "decoder_sigma": [0.1, 0.1, 0.1],
+                  "epochs": [2, 2, 2], "train_s": [500.0, 510.0, 520.0]}
+                 ).to_csv(tmp_path / "levers" / "levers.csv", index=False)
+    results = report.Results(tmp_path)
+    _, body = parse_table(report.table_pembanding(results))
+    assert [row[1] for row in body] == ["22.25", "21.50"]  # the model, then PCA k = 8
+    assert body[1][0] == "PCA, k = 8" and body[1][-1] == "6.4000"
+    _, body = parse_table(report.table_tuas(results))
+    assert [row[-1] for row in body] == ["acuan", "ya", "tidak"]  # kept: PSNR above the base's
+    _, body = parse_table(report.table_ruang_wajah(results))
+    assert [row[0] for row in body] == ["wajah uji nyata (lantai)", "VAE dua tahap, T = 1"]
+    assert body[1][2] == "0.100"
 
 
 def test_the_missing_study_runs_are_counted_not_invented(built):

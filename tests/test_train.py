@@ -604,9 +604,8 @@ def test_two_workers_over_loopback_train_like_one_process(tmp_path, monkeypatch)
     assert "worker 1 done; the chief wrote the run dir" in outputs[1][0]
 
     chief = tmp_path / "runs" / "mw0"
-    assert {"config.json", "history.csv", "model.keras", "last.keras", "grids"} == {
-        p.name for p in chief.iterdir()
-    }
+    assert {"config.json", "split.json", "history.csv", "model.keras", "last.keras",
+            "grids"} == {p.name for p in chief.iterdir()}
     assert not (tmp_path / "runs" / "mw1").exists()
     assert not list(temp.glob("resvae-*"))  # worker 1's temporary folder is removed
     assert Config.load(chief / "config.json").batch_size == 16  # per worker
