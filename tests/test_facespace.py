@@ -91,7 +91,7 @@ def test_face_space_table_has_the_calibration_rows(face_models, demo_faces):
     # the floor (other real faces) sits below the ceiling (noise), even with six faces
     assert rows["real_test"]["frechet"] < rows["noise"]["frechet"]
     assert rows["noise"]["detection_rate"] < rows["real_test"]["detection_rate"]
-    assert rows["noise"]["precision"] <= rows["real_test"]["precision"]
+    assert rows["noise"]["recall"] <= rows["real_test"]["recall"]
     assert settings["n_reference"] == 6 and settings["n_train"] == 2
     assert settings["precision_recall_k"] == 3 and settings["density_coverage_k"] == 5
     assert settings["timings_s_per_1000_images"]["descriptors"] > 0
