@@ -70,6 +70,7 @@ def run_levers(only=None, path=None, verbose=2) -> pd.DataFrame:
     """Train and score every row of ``LEVERS`` (or those in ``only``) not in the table yet;
     each finished row is written at once. Returns the table."""
     from resvae_keras import data
+    from resvae_keras.data._io import atomic_write
     from resvae_keras.model import load_model
     from resvae_keras.train import load_history, train
 
@@ -90,8 +91,7 @@ def run_levers(only=None, path=None, verbose=2) -> pd.DataFrame:
         rows = [*table.to_dict("records"), row]
         table = pd.DataFrame(rows, columns=COLUMNS)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        table.to_csv(tmp, index=False, float_format="%.4f")
-        tmp.replace(path)  # never a half-written table
+        with atomic_write(path) as tmp:  # never a half-written table
+            table.to_csv(tmp, index=False, float_format="%.4f")
         print(pd.DataFrame([row]).round(3).to_string(index=False), flush=True)
     return table
