@@ -896,7 +896,10 @@ def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = F
     timings["sample_references"] = time.perf_counter() - tick
     tick = time.perf_counter()
     face_space_numbers = (
+        # the memorization check describes at most 4 training faces per sample: all 2,000
+        # for the main run, a few hundred for a small (study or demo) evaluation
         face_space_report(model, references, sample_images, seed=seed,
+                          max_train=min(facespace.MAX_TRAIN, 4 * n_samples),
                           progress=None if verbose else False)
         if face_space else {"skipped": "not asked for (face_space=False)"})
     timings["face_space"] = time.perf_counter() - tick
