@@ -1,13 +1,11 @@
-"""The written report: fill ``report/laporan.md`` (and the README) from the committed results.
+"""The written report: render ``report/laporan.md`` and ``README.md`` from their Jinja2 templates.
 
-Prose lives in the markdown; ``build_report`` rewrites only marked regions in place:
-``<!-- BEGIN TABLE: name -->`` (a table from ``REGIONS``), ``<!-- BEGIN FIGURE: name "caption"
--->`` (``figures/<name>.png`` from ``FIGURES``) and ``<!-- BEGIN TEXT: name``, a template and
-``-->``, whose ``{{key}}`` placeholders are filled from ``values(results)``, one flat
-``{key: formatted number}`` dict (a missing value reads ``MISSING``; an unknown key fails).
-Every number comes from ``report/results/``: ``celeba-subset/`` (the main run) and ``study/``.
-Every word this module writes (labels, headers, titles, which number each ``{{key}}`` is)
-comes from ``report/laporan.toml``: this module computes, that file says it in Indonesian.
+``report/laporan.md.j2`` and ``README.md.j2`` are the sources the authors edit; ``build_report``
+renders them with the committed results under ``report/results/`` (``celeba-subset/``, the main
+run, and ``study/``): ``tables.<name>`` is the markdown of ``TABLES[name]`` (None while its results
+are missing), every other name is a part of ``prose_record`` formatted by a filter (``num``,
+``integer``, ``pct``, ``g``). An unknown name stops the build (``StrictUndefined``). The words of
+the tables and figures come from ``report/laporan.toml``; the prose is the templates'.
 
     python -m resvae_keras report      # or: make report
 """
@@ -18,12 +16,12 @@ import dataclasses
 import io
 import json
 import math
-import re
 import tomllib
 from functools import cache, cached_property
 from pathlib import Path
 from typing import NamedTuple
 
+import jinja2
 import numpy as np
 import pandas as pd
 
@@ -32,22 +30,13 @@ from resvae_keras.config import Config, checkout_file, get_profile, project_root
 from resvae_keras.study import lookup
 
 MAIN_RUN = "celeba-subset"
-REGION = re.compile(
-    r"(?P<begin><!-- BEGIN (?P<kind>TABLE|TEXT|FIGURE): (?P<name>[A-Za-z0-9_]+)"
-    r'(?: "(?P<caption>[^"]*)")?(?:\n(?P<template>(?:(?!-->).)*?)\n| )-->\n)'
-    r"(?P<body>.*?)(?P<end><!-- END (?P=kind): (?P=name) -->)",
-    re.S,
-)
-PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
 NBSP = "\u00a0"  # thousands separator of integers: unambiguous with a decimal point
 ALPHA = study.ALPHA
 
 # The report is built in a checkout: its words, template and results are not in the wheel.
 WORDS_FILE = checkout_file("report/laporan.toml")
 WORDS = tomllib.loads(WORDS_FILE.read_text(encoding="utf-8"))
-TEXT, TABLES, NAMES = WORDS["text"], WORDS["tables"], WORDS["names"]
-DASH, MISSING = TEXT["dash"], TEXT["missing"]
-COMMANDS = {**WORDS["commands"], "either": TEXT["either"].format(**WORDS["commands"])}
+DASH, TABLES, NAMES = WORDS["dash"], WORDS["tables"], WORDS["names"]
 ARM_NAMES, VERDICT_WORDS, REFERENCE_NAMES = NAMES["arm"], NAMES["verdict"], NAMES["reference"]
 STUDY_MEASURES = {key: tuple(spec) for key, spec in WORDS["measures"].items()}  # (label, decimals)
 
@@ -93,11 +82,6 @@ def markdown_table(columns, rows, numeric=None) -> str:
         return "| " + " | ".join(str(cell).replace("|", "\\|") for cell in cells) + " |"
 
     return "\n".join([line(columns), "| " + " | ".join(align) + " |", *map(line, rows)])
-
-
-def not_available(what: str, command: str) -> str:
-    """The one honest line a region holds while its results are missing."""
-    return TEXT["not_available"].format(what=what, command=command)
 
 
 class Col(NamedTuple):
@@ -349,11 +333,7 @@ def table_generalisasi(results: Results) -> str | None:
     sets = [(TABLES["generalisasi"]["test_split"], rec)]
     sets += [(f"`{name}`", other.get("reconstruction", other))
              for name, other in results.other_metrics.items()]
-    table = _table("generalisasi", sets)
-    if len(sets) == 1:
-        table += "\n\n" + not_available(TABLES["generalisasi"]["other_data"],
-                                        COMMANDS["other_data"])
-    return table
+    return _table("generalisasi", sets)
 
 
 def per_attribute_rows(results: Results, k: int = 10) -> pd.DataFrame:
@@ -633,26 +613,25 @@ def table_ruang_wajah(results: Results) -> str | None:
     return _table("ruang_wajah", [(words.get(name, name), row) for name, row in rows.items()])
 
 
-REGIONS = {name: globals()[f"table_{name}"] for name in TABLES}
-"""Region name -> its table function of the results (None while its results are missing)."""
-
-
-def _lacking(name: str) -> tuple[str, str]:
-    """``(what results, the command that makes them)`` of table ``name`` (laporan.toml)."""
-    lacking = TABLES[name]["lacking"]
-    what, command = WORDS["lacking"][lacking] if isinstance(lacking, str) else lacking
-    return what, COMMANDS[command]
+TABLES_OF = {  # the template's tables.<name> -> its function of the results (None: missing)
+    "data": table_data, "diagram": table_diagram, "arsitektur": table_arsitektur,
+    "hiperparameter": table_hiperparameter, "waktu": table_waktu, "tuas": table_tuas,
+    "status": table_status, "rekonstruksi": table_rekonstruksi, "pembanding": table_pembanding,
+    "generalisasi": table_generalisasi, "per_atribut": table_per_atribut,
+    "ruang_wajah": table_ruang_wajah, "sampel": table_sampel, "keragaman": table_keragaman,
+    "model_bawaan": table_model_bawaan, "laten": table_laten, "ablasi": table_ablasi,
+    "ablasi_ringkasan": table_ablasi_ringkasan, "uji_primer": table_uji_primer,
+    "klaim": table_klaim, "sekunder": table_sekunder, "likelihood": table_likelihood,
+    "beta": table_beta, "anomali": table_anomali, "target": table_target,
+}
 
 
 # -- the numbers of the prose ---------------------------------------------------------------
 
-VALUES = tuple(Col(path, key, fmt) for key, (path, fmt) in WORDS["values"].items())
-# the keys values() can make: any other {{key}} in the report is a typo
-KEYS = re.compile("|".join(c.label.replace("{}", "[a-z0-9_]+") for c in VALUES))
 
-
-def _prose_record(results: Results) -> dict:
-    """The results the prose quotes, nested as ``VALUES`` reads them (keys without dots)."""
+def prose_record(results: Results) -> dict:
+    """The results the prose quotes, by name; a sampler, sweep floor or swept value is a key
+    without dots (``prior_t07``, ``s05``, ``025``), so the templates can name it."""
     config, _, counts = architecture(results)
     m = results.main
     rec = dict(m.get("reconstruction") or {})
@@ -665,8 +644,10 @@ def _prose_record(results: Results) -> dict:
         fake, real = lookup(s, "diversity.pixel_l2_fake"), lookup(s, "diversity.pixel_l2_real")
         s["l2_share"] = fake / real if _finite(fake) and _finite(real) else None
     planned = results.planned
-    claims = {f"{c.claim}_{c.baseline}": c.verdict  # English, for the README
-              for c in planned.verdicts.itertuples()} if len(planned.runs) else {}
+    verdicts = {f"{claim}_{baseline}": None  # None until a seed run of the plan has finished
+                for claim in plan.CLAIMS for _, baseline in plan.comparisons(planned.spec)}
+    if len(planned.runs):  # plan.verdict_word's English word (laporan.toml's names.verdict: Indonesian)
+        verdicts.update({f"{c.claim}_{c.baseline}": c.verdict for c in planned.verdicts.itertuples()})
     record = {
         "arch": {"total": counts["total"], "widths": "–".join(map(str, config.widths)),
                  "blocks": config.blocks_per_stage, "latent_dim": config.latent_dim},
@@ -676,9 +657,8 @@ def _prose_record(results: Results) -> dict:
         "other": {k: v.get("reconstruction", v) for k, v in results.other_metrics.items()},
         "sweep": {"s" + f"{float(r['sigma_min']):g}".replace(".", ""): r.to_dict()
                   for _, r in results.sweep.iterrows()},
-        "study": {"finished": planned.finished[0], "planned": planned.finished[1],
-                  "claims": claims,
-                  "claims_id": {k: VERDICT_WORDS[v] for k, v in claims.items()}}}
+        "study": {"finished": planned.finished[0], "planned": planned.finished[1]},
+        "verdicts": verdicts}
     for group, trend in results.trends.items():  # one run per value, the reference arm beside
         record[group] = {_slug(r["x"]): r for r in trend.to_dict("records")}
     if len(history := results.main_run["history"]):
@@ -700,29 +680,6 @@ def _prose_record(results: Results) -> dict:
 def _slug(x) -> str:
     """A swept value as part of a ``{{key}}``: ``0.25`` -> ``025``, ``"gaussian"`` as it is."""
     return f"{float(x):g}".replace(".", "") if isinstance(x, (int, float)) else str(x)
-
-
-def _expand(columns, record: dict) -> list[Col]:
-    """``columns`` with each one holding ``{}`` repeated for every key at its place in
-    ``record`` (``samples.{}.x`` -> ``samples.prior_t1.x``, ``samples.gmm_t1.x``, ...)."""
-    out = []
-    for c in columns:
-        head, brace, tail = c.key.partition(".{}")
-        if not brace:
-            out.append(c)
-            continue
-        out += [c._replace(key=f"{head}.{k}{tail}", label=c.label.replace("{}", k))
-                for k in lookup(record, head) or {}]
-    return out
-
-
-def values(results: Results) -> dict[str, str]:
-    """Every number the report's prose quotes, formatted, under one flat key each.
-
-    Keys whose results are missing are absent; ``fill_regions`` shows them as ``MISSING``.
-    """
-    record = _prose_record(results)
-    return {c.label: text for c in _expand(VALUES, record) if (text := c.cell(record)) != DASH}
 
 
 # -- figures: plots.py with the words of laporan.toml; None while their results are missing --
@@ -851,77 +808,65 @@ def draw_figures(results: Results, figures_dir: Path) -> list[Path]:
     return updated
 
 
-# -- filling the report -----------------------------------------------------------------
+# -- rendering ------------------------------------------------------------------------------
 
 
-def fill_regions(text: str, results: Results, figures_dir: Path, missing: str = MISSING) -> str:
-    """``text`` with every marked region rewritten from ``results``.
-
-    A TEXT region's ``{{key}}`` becomes ``values(results)[key]``, or ``missing`` for a key of
-    ``VALUES`` the results lack. Raises ValueError for a TABLE region without a generator, or a
-    ``{{key}}`` outside a TEXT marker (it would be lost when filled); KeyError for a key
-    ``VALUES`` never makes.
-    """
-    known = values(results) if any(m["kind"] == "TEXT" for m in REGION.finditer(text)) else {}
-
-    def value(match: re.Match) -> str:  # a {{key}}: its value, or ``missing`` while unmeasured
-        if match[1] not in known and not KEYS.fullmatch(match[1]):
-            raise KeyError(f"{match[0]} in the report is no key of report.values(); fix the "
-                           "name or add it to report.VALUES")
-        return known.get(match[1], missing)
-
-    def body(match: re.Match) -> str:
-        kind, name = match["kind"], match["name"]
-        if kind == "TEXT":
-            return PLACEHOLDER.sub(value, match["template"] or "")
-        if kind == "FIGURE":
-            if (figures_dir / f"{name}.png").is_file():
-                return f"![{match['caption'] or name}](../figures/{name}.png)"
-            return not_available(f"`figures/{name}.png`", COMMANDS["either"])
-        if name not in REGIONS:
-            raise ValueError(f"a region TABLE: {name} has no generator in report.REGIONS; "
-                             f"known: {sorted(REGIONS)}")
-        filled = REGIONS[name](results)
-        return not_available(*_lacking(name)) if filled is None else filled
-
-    filled = REGION.sub(lambda m: f"{m['begin']}\n{body(m).strip()}\n\n{m['end']}", text)
-    stray = PLACEHOLDER.search(REGION.sub("", filled))
-    if stray:
-        raise ValueError(f"{stray[0]} stands outside a TEXT marker and would be lost: move it "
-                         "into the template of a <!-- BEGIN TEXT: name ... --> region")
-    return filled
+def _defined(value):
+    """``value``, or the UndefinedError of a name the results do not have (a typo)."""
+    if isinstance(value, jinja2.Undefined):
+        str(value)  # StrictUndefined raises here, naming what is missing
+    return value
 
 
-def build_report(results_root: Path | str | None = None, report_path: Path | str | None = None,
-                 figures_dir: Path | str | None = None, figures: bool = True,
-                 readme_path: Path | str | None = None) -> list[Path]:
-    """Redraw the figures and refill every generated region of ``laporan.md`` (and the README).
+def _filter(format_value):
+    return lambda value, *args: format_value(_defined(value), *args)
+
+
+FILTERS = {"num": _filter(num), "integer": _filter(integer), "g": _filter(
+    lambda v: f"{float(v):g}" if _finite(v) else DASH), "pct": _filter(
+    lambda v: f"{num(v, 1, 100.0)} %" if _finite(v) else DASH)}
+
+
+def _present(value):
+    if value is None:  # a table or a value the template quotes without its fallback
+        raise ValueError("the template shows None: give a missing table its fallback, "
+                         "`tables.<name> or belum(...)`")
+    return value
+
+
+def render(template: Path, results: Results, figures_dir: Path) -> str:
+    """``template`` (a Jinja2 file) rendered with ``results``: its tables, the
+    ``prose_record`` names, ``figures`` (the ``figures_dir`` PNG names) and ``verdict_words``."""
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(template.parent),
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                             trim_blocks=True, autoescape=False, finalize=_present)
+    env.filters.update(FILTERS)
+    context = {**prose_record(results), "verdict_words": VERDICT_WORDS,
+               "tables": {name: table(results) for name, table in TABLES_OF.items()},
+               "figures": {path.stem for path in figures_dir.glob("*.png")}}
+    try:
+        return env.get_template(template.name).render(context)
+    except jinja2.UndefinedError as error:
+        raise ValueError(f"{template.name}: {error.message}; a typo in the template, or a "
+                         "result report/results/ lacks (see report/README.md)") from error
+
+
+def build_report(results_root: Path | str | None = None, root: Path | str | None = None,
+                 figures: bool = True) -> list[Path]:
+    """Redraw the figures, then render ``report/laporan.md.j2`` and ``README.md.j2``.
 
     Args:
         results_root: folder with ``celeba-subset/`` and ``study/`` (default ``report/results``).
-        report_path: the report to fill in place (default ``report/laporan.md``).
-        figures_dir: where ``laporan_*.png`` go and figure references are checked (``figures/``).
+        root: the project folder holding both templates and ``figures/`` (default the checkout).
         figures: redraw the ``laporan_*`` figures first.
-        readme_path: a README whose marked regions (e.g. ``findings``) are filled too; by
-            default the project's ``README.md`` when ``report_path`` is the default one.
 
     Returns the paths whose contents changed (figures, the report, the README).
     """
-    if readme_path is None and report_path is None:
-        readme_path = project_root() / "README.md"
-    report_path = Path(report_path or project_root() / "report" / "laporan.md")
-    if not report_path.is_file():
-        raise FileNotFoundError(
-            f"report_path={str(report_path)!r} does not exist: the report with its marked regions "
-            "is report/laporan.md in the project root")
-    figures_dir = Path(figures_dir or project_root() / "figures")
+    root = Path(root or project_root())
     results = Results(results_root)
-    updated = draw_figures(results, figures_dir) if figures else []
-    targets = [(report_path, MISSING)]
-    if readme_path is not None and Path(readme_path).is_file():
-        targets.append((Path(readme_path), TEXT["missing_readme"]))
-    for path, missing in targets:
-        if _write_if_changed(path, fill_regions(path.read_text(), results, figures_dir,
-                                                missing).encode()):
+    updated = draw_figures(results, root / "figures") if figures else []
+    for path in (root / "report" / "laporan.md", root / "README.md"):
+        text = render(path.with_name(path.name + ".j2"), results, root / "figures")
+        if _write_if_changed(path, text.encode()):
             updated.append(path)
     return updated
