@@ -613,7 +613,7 @@ def table_ruang_wajah(results: Results) -> str | None:
     return _table("ruang_wajah", [(words.get(name, name), row) for name, row in rows.items()])
 
 
-TABLES_OF = {  # the template's tables.<name> -> its function of the results (None: missing)
+TABLE_FUNCTIONS = {  # the template's tables.<name> -> its function of the results (None: missing)
     "data": table_data, "diagram": table_diagram, "arsitektur": table_arsitektur,
     "hiperparameter": table_hiperparameter, "waktu": table_waktu, "tuas": table_tuas,
     "status": table_status, "rekonstruksi": table_rekonstruksi, "pembanding": table_pembanding,
@@ -842,7 +842,7 @@ def render(template: Path, results: Results, figures_dir: Path) -> str:
                              trim_blocks=True, autoescape=False, finalize=_present)
     env.filters.update(FILTERS)
     context = {**prose_record(results), "verdict_words": VERDICT_WORDS,
-               "tables": {name: table(results) for name, table in TABLES_OF.items()},
+               "tables": {name: table(results) for name, table in TABLE_FUNCTIONS.items()},
                "figures": {path.stem for path in figures_dir.glob("*.png")}}
     try:
         return env.get_template(template.name).render(context)
