@@ -65,8 +65,9 @@ bench: $(STAMP)
 gpu-check:
 	PYTHON=$(PYTHON) bash scripts/gpu_check.sh
 
-# Refills report/laporan.md and README.md from report/results/, then renders one self-contained
-# HTML file with pandoc: figures and report/laporan.css (wide tables scroll) embedded.
+# Renders report/laporan.md and README.md from their .j2 templates and report/results/, then
+# one self-contained HTML file with pandoc: figures and report/laporan.css (wide tables scroll)
+# embedded.
 # --embed-resources needs pandoc 2.19 or newer; older ones spell it --self-contained.
 report: $(STAMP)
 	$(BIN)/python -m resvae_keras report
