@@ -311,21 +311,6 @@ def table_waktu(results: Results) -> str | None:
 # -- tables: the main run ----------------------------------------------------------------
 
 
-def table_rekonstruksi(results: Results) -> str | None:
-    rec = lookup(results.main, "reconstruction")
-    if not rec:
-        return None
-
-    def stat(key, which):  # a {mean, std} entry, or one number (the decoder's sigma)
-        value = rec.get(key)
-        return lookup(value, which) if isinstance(value, dict) else value if which == "mean" else None
-
-    spec = TABLES["rekonstruksi"]
-    rows = [(label, *(num(stat(key, which), d) for which in ("mean", "std")))
-            for key, label, d in spec["rows"]]
-    return markdown_table(spec["headers"], rows)
-
-
 def table_generalisasi(results: Results) -> str | None:
     rec = lookup(results.main, "reconstruction")
     if not rec:
@@ -407,38 +392,6 @@ def table_anomali(results: Results) -> str | None:
     by_kind, strengths = _anomaly(results)
     return _table("anomali", [((_anomaly_label(kind, strengths), NAMES["score"].get(score, score)), r)
                               for kind, by_score in by_kind.items() for score, r in by_score.items()])
-
-
-def _bound(m: dict, expression: str) -> float:
-    """A target's bound: a number, or a dotted path into ``m`` with an optional ``* f`` or
-    ``+ f`` (a bound measured in the same run, e.g. ``baselines.pca_128.psnr.mean + 1``)."""
-    path, op, factor = expression.partition(" * ") if " * " in expression \
-        else expression.partition(" + ")
-    try:
-        return float(path)
-    except ValueError:
-        value = lookup(m, path.strip())
-    if not _finite(value):
-        return math.nan
-    return value * float(factor) if op == " * " else value + float(factor) if op else value
-
-
-def table_target(results: Results) -> str | None:
-    """Each target of laporan.toml's ``[tables.target]``, its bound (measured in the same run
-    where it is relative), the run's value and whether it is met."""
-    m, spec = results.main, TABLES["target"]
-    if not m:
-        return None
-    rows = []
-    for label, key, op, expression, rule in spec["rows"]:
-        value, bound = lookup(m, key), _bound(m, expression)
-        if not (_finite(value) and _finite(bound)):  # not measured in this run
-            rows.append((label, rule, DASH, DASH, spec["not_measured"]))
-            continue
-        rows.append((label, rule, num(bound, 3 if bound < 1 else 2),
-                     num(value, 3 if abs(value) < 1 else 2),
-                     spec["met"][value >= bound if op == ">=" else value <= bound]))
-    return markdown_table(spec["headers"], rows, numeric=[2, 3])
 
 
 # -- tables: the study -------------------------------------------------------------------
@@ -616,13 +569,13 @@ def table_ruang_wajah(results: Results) -> str | None:
 TABLE_FUNCTIONS = {  # the template's tables.<name> -> its function of the results (None: missing)
     "data": table_data, "diagram": table_diagram, "arsitektur": table_arsitektur,
     "hiperparameter": table_hiperparameter, "waktu": table_waktu, "tuas": table_tuas,
-    "status": table_status, "rekonstruksi": table_rekonstruksi, "pembanding": table_pembanding,
+    "status": table_status, "pembanding": table_pembanding,
     "generalisasi": table_generalisasi, "per_atribut": table_per_atribut,
     "ruang_wajah": table_ruang_wajah, "sampel": table_sampel, "keragaman": table_keragaman,
     "model_bawaan": table_model_bawaan, "laten": table_laten, "ablasi": table_ablasi,
     "ablasi_ringkasan": table_ablasi_ringkasan, "uji_primer": table_uji_primer,
     "klaim": table_klaim, "sekunder": table_sekunder, "likelihood": table_likelihood,
-    "beta": table_beta, "anomali": table_anomali, "target": table_target,
+    "beta": table_beta, "anomali": table_anomali,
 }
 
 
