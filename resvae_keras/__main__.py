@@ -324,7 +324,7 @@ def cmd_report(args):
     from resvae_keras import report, study
 
     if args.collect:
-        for path in study.collect_run(args.collect, study.results_dir() / report.MAIN_RUN):
+        for path in study.collect_run(args.collect, report.Results().main_dir):
             print(f"copied {path.relative_to(report.project_root())}")
     for path in report.build_report():
         print(f"updated {path}")

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from resvae_keras import report
+from resvae_keras import report, report_tables
 
 ROOT = Path(__file__).resolve().parents[1]
 LAPORAN, README = ROOT / "report" / "laporan.md", ROOT / "README.md"
@@ -25,7 +25,7 @@ METRICS = RESULTS / "celeba-subset" / "metrics.json"
 
 @pytest.fixture(scope="module")
 def results():
-    return report.Results(RESULTS)
+    return report_tables.Results(RESULTS)
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ def test_golden_numbers_are_the_results_files(rendered):
 
 def test_every_table_and_figure_is_in_the_report(rendered, results):
     missing = 0
-    for name, table in report.TABLE_FUNCTIONS.items():
+    for name, table in report_tables.TABLE_FUNCTIONS.items():
         body = table(results)
         missing += body is None
         assert body is None or body in rendered, f"table {name} is not in laporan.md.j2"
@@ -96,25 +96,25 @@ def test_a_typo_or_a_missing_fallback_stops_the_build(results, tmp_path, line, e
 
 
 def test_formatters():
-    assert report.integer(1542464) == "1\u00a0542\u00a0464"
-    assert report.num(None, 2) == report.num(float("nan"), 2) == report.DASH
-    assert report.plus_minus(24.614, 0.0567, 2) == "24.61 ± 0.06"
-    assert report.p_value(7.23e-6) == "7.2e-06" and report.p_value(0.0123) == "0.012"
+    assert report_tables.integer(1542464) == "1\u00a0542\u00a0464"
+    assert report_tables.num(None, 2) == report_tables.num(float("nan"), 2) == report_tables.DASH
+    assert report_tables.plus_minus(24.614, 0.0567, 2) == "24.61 ± 0.06"
+    assert report_tables.p_value(7.23e-6) == "7.2e-06" and report_tables.p_value(0.0123) == "0.012"
 
 
 def test_planned_study_tables_are_the_rows_of_plan_verdicts(tmp_path):
     from test_study import write_plan_runs
 
-    assert report.table_klaim(report.Results(tmp_path)) is None  # no seed run of the plan yet
-    results = report.Results(tmp_path)
+    assert report_tables.table_klaim(report_tables.Results(tmp_path)) is None  # no seed run of the plan yet
+    results = report_tables.Results(tmp_path)
     write_plan_runs(results.root / "faithful")
     verdicts = results.planned.verdicts
-    rows = rows_of(report.table_klaim(results))
-    assert [row[-1] for row in rows] == [report.VERDICT_WORDS[v] for v in verdicts["verdict"]]
-    rows = rows_of(report.table_uji_primer(results))
+    rows = rows_of(report_tables.table_klaim(results))
+    assert [row[-1] for row in rows] == [report_tables.VERDICT_WORDS[v] for v in verdicts["verdict"]]
+    rows = rows_of(report_tables.table_uji_primer(results))
     assert len(rows) == 8 and rows[0][3] == "6/6 (6)" and rows[0][7] == "0.002"  # 2/924
-    assert rows[-1][5] != report.DASH and rows[0][5] == report.DASH  # timing: claim d only
-    assert len(rows_of(report.table_sekunder(results))) == len(results.planned.secondary)
+    assert rows[-1][5] != report_tables.DASH and rows[0][5] == report_tables.DASH  # timing: claim d only
+    assert len(rows_of(report_tables.table_sekunder(results))) == len(results.planned.secondary)
     record = report.prose_record(results)
     assert (record["study"]["finished"], record["study"]["planned"]) == (18, 27)
     assert record["verdicts"]["b_plain"] == "equivalent"
@@ -126,17 +126,17 @@ def test_architecture_table_matches_the_keras_model(tmp_path):
 
     # without a main run's config.json, the celeba-subset profile's architecture
     model = build_model(get_profile("celeba-subset"))
-    rows = rows_of(report.table_arsitektur(report.Results(tmp_path)))
+    rows = rows_of(report_tables.table_arsitektur(report_tables.Results(tmp_path)))
     layers = [layer for net in (model.encoder, model.decoder) for layer in net.layers]
     assert len(rows) == len(layers) + 5
     for row, layer in zip(rows, layers, strict=False):
         assert row[1].strip("`") == layer.name, row
         assert row[3] == "×".join(map(str, layer.output.shape[1:])), row
-        assert row[4] == report.integer(layer.count_params()), row
+        assert row[4] == report_tables.integer(layer.count_params()), row
     plain = build_model(get_profile("celeba-subset", residual=False))
     totals = [model.encoder.count_params(), model.decoder.count_params(), model.count_params(),
               sum(int(np.prod(w.shape)) for w in model.trainable_weights), plain.count_params()]
-    assert [row[4] for row in rows[-5:]] == [report.integer(t) for t in totals]
+    assert [row[4] for row in rows[-5:]] == [report_tables.integer(t) for t in totals]
 
 
 def test_build_report_writes_only_what_changed(tmp_path):
