@@ -93,7 +93,7 @@ def prose_record(results: Results) -> dict:
 
 
 def _slug(x) -> str:
-    """A swept value as part of a ``{{key}}``: ``0.25`` -> ``025``, ``"gaussian"`` as it is."""
+    """A swept value as a template key: ``0.25`` -> ``025``, ``"gaussian"`` as it is."""
     return f"{float(x):g}".replace(".", "") if isinstance(x, (int, float)) else str(x)
 
 
