@@ -54,8 +54,11 @@ def test_golden_numbers_are_the_results_files(rendered):
     counts = m["data"]["split_counts"]
     share = 100 * counts["train"] / sum(counts.values())
     assert f"| latih (train) | {counts['train']:,} | {share:.1f} |".replace(",", "\u00a0") in rendered
-    pca = m["baselines"]["pca_128"]
-    assert f"PCA, k = 128 | {pca['psnr']['mean']:.2f} |" in rendered
+    pca = m["baselines"]["pca_128"]["psnr"]["mean"]
+    assert f"PCA, k = 128 | {pca:.2f} |" in rendered
+    met = "ya" if psnr >= pca + 1 else "tidak"
+    assert f"| ≥ PSNR PCA-128 + 1 dB | {pca + 1:.2f} | {psnr:.2f} | {met} |" in rendered
+    assert f"| Unit aktif (variansi E[z_j \\| x] > 0.01) | {m['latent']['active_units']} |" in rendered
     two_stage = m["face_space"]["rows"]["two_stage_t1"]
     assert f"{100 * two_stage['detection_rate']:.1f} %" in README.read_text()
 
