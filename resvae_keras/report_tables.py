@@ -175,6 +175,13 @@ class Results(study.Study):
         return table.sort_values("sigma_min") if len(table) else table
 
     @cached_property
+    def ae(self) -> dict:
+        """``metrics.json`` of the deterministic autoencoder at the main run's architecture and
+        budget (``root/celeba-subset-ae``, the reconstruction reference), empty when missing."""
+        path = self.main_dir.parent / f"{MAIN_RUN}-ae" / "metrics.json"
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    @cached_property
     def levers(self) -> pd.DataFrame:
         """The lever sweep's table (``levers.load_table``), one row per lever tried."""
         from resvae_keras.levers import load_table
@@ -509,9 +516,10 @@ def table_model_bawaan(results: Results) -> str | None:
 
 
 def table_pembanding(results: Results) -> str | None:
-    """RQ2 against its baselines: the model and PCA at several k, scored on the same test split
-    by the same code (``baselines.pca_baselines``); PCA's bits/dim is probabilistic PCA's exact
-    negative log-likelihood, the model's its bound."""
+    """RQ2 against its baselines: the model, PCA at several k and the deterministic autoencoder
+    of the same architecture and budget, scored on the same test split by the same code
+    (``baselines.pca_baselines``, ``evaluate.evaluate_run``); PCA's bits/dim is probabilistic
+    PCA's exact negative log-likelihood, the model's its bound, the autoencoder has none."""
     m, words = results.main, TABLES["pembanding"]
     if not lookup(m, "reconstruction.psnr"):
         return None
@@ -521,6 +529,10 @@ def table_pembanding(results: Results) -> str | None:
     rows += [(words["pca"].format(b["n_components"]),
               {"psnr": b["psnr"], "ssim": b["ssim"], "bpd": b["ppca_bits_per_dim"]})
              for b in (m.get("baselines") or {}).values()]
+    if results.ae:
+        ae = results.ae["reconstruction"]
+        rows.append((words["ae"].format(lookup(results.ae, "training.epochs")),
+                     {"psnr": ae["psnr"], "ssim": ae["ssim"], "bpd": None}))
     return _table("pembanding", rows)
 
 
