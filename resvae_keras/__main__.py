@@ -220,7 +220,8 @@ def cmd_prepare(args):
 
 def cmd_train(args):
     from resvae_keras.config import get_profile
-    from resvae_keras.train import TrainingDivergedError, describe_tf_config, train
+    from resvae_keras.distribute import describe_tf_config
+    from resvae_keras.train import TrainingDivergedError, train
 
     config = get_profile(_profile(args), **_overrides(args))
     try:

@@ -305,7 +305,7 @@ class ResVAE(keras.Model):
             and no sampling noise (the reconstruction baseline).
         likelihood: a key of ``RECONSTRUCTION_LIKELIHOODS``.
         beta: KL weight (>= 0); ``beta_weight`` holds the current value, which the
-            ``train.KLWarmup`` callback ramps.
+            ``callbacks.KLWarmup`` callback ramps.
         sigma_min: floor on the learned decoder sigma (``gaussian_learned`` only; 0: none,
             the default of every profile). The loss of a Gaussian decoder times ``2 sigma^2``
             is ``SSE + 2 sigma^2 KL``, so a floor on sigma is a floor on the effective beta: a
