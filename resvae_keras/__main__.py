@@ -220,7 +220,8 @@ def cmd_prepare(args):
 
 def cmd_train(args):
     from resvae_keras.config import get_profile
-    from resvae_keras.train import TrainingDivergedError, describe_tf_config, train
+    from resvae_keras.distribute import describe_tf_config
+    from resvae_keras.train import TrainingDivergedError, train
 
     config = get_profile(_profile(args), **_overrides(args))
     try:
@@ -356,6 +357,14 @@ def build_parser() -> argparse.ArgumentParser:
         return sub.add_parser(name, parents=[common], help=help, description=description,
                               formatter_class=_HelpFormatter)
 
+    _add_data_commands(command)
+    _add_run_commands(command)
+    _add_study_commands(command)
+    return parser
+
+
+def _add_data_commands(command):
+    """demo-data and prepare: the faces and their cache."""
     p = command("demo-data", "write the synthetic demo faces",
                 "Write synthetic demo faces in the official CelebA layout (images and the "
                 "annotation files), for trying everything without CelebA.")
@@ -376,6 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cache the first N images by file name only (default: all)")
     p.set_defaults(func=cmd_prepare)
 
+
+def _add_run_commands(command):
+    """train, evaluate and sample: one run."""
     p = command("train", "train a profile",
                 "Train a profile into its run folder (model.keras, last.keras, history.csv, "
                 "grids/); an interrupted run resumes from its last completed epoch.")
@@ -417,6 +429,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed of the codes")
     p.set_defaults(func=cmd_sample)
 
+
+def _add_study_commands(command):
+    """bench, study, levers and report: measurements across runs."""
     p = command("bench", "measure speed",
                 "Measure the speed of the data pipeline, a training step or the evaluation "
                 "on this machine.")
@@ -432,9 +447,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mixed-precision", dest="mixed_precision",
                    choices=["mixed_float16", "mixed_bfloat16", "float32"],
                    help="compute precision (bench train; default: the profile's)")
-    p.add_argument("--two-stage-epochs", dest="two_stage_epochs", type=int,
-                   help="epochs of the second-stage VAE fitted after training (0: skip it; "
-                   "default: the profile's)")
     p.set_defaults(func=cmd_bench)
 
     p = command("study", "the pre-registered study (report/results/study/plan.toml)",
@@ -468,7 +480,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="first copy an evaluated run's results into "
                    "report/results/celeba-subset (default: copy nothing)")
     p.set_defaults(func=cmd_report)
-    return parser
 
 
 def _error_line(err: BaseException) -> str:

@@ -122,7 +122,7 @@ class Config:
         batch_size, epochs, learning_rate, seed: as usual; seed fixes data order,
             weights and sampling noise. batch_size is per worker: with several workers
             (``TF_CONFIG``) a step trains on ``batch_size * workers`` images.
-        strategy: ``"none"``, ``"mirrored"`` or ``"auto"`` (see ``train.make_strategy``).
+        strategy: ``"none"``, ``"mirrored"`` or ``"auto"`` (see ``distribute.make_strategy``).
         mixed_precision: ``None``, ``"mixed_float16"`` (GPU) or ``"mixed_bfloat16"``.
         run_dir: output folder; ``None`` means ``runs/<profile>``.
         two_stage_epochs: epochs of the second-stage VAE fitted on the codes after

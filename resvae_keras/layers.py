@@ -1,9 +1,9 @@
 """Serializable Keras layers of the ResVAE: the residual block, the resampling
 layers and the reparameterization ``Sampling`` layer.
 
-Every layer is registered under the ``resvae_keras`` package, so a saved
-``.keras`` file loads back with ``keras.models.load_model`` (safe mode on) once
-``resvae_keras`` is imported.
+Every layer is registered under the ``resvae_keras`` package when this module is
+imported, so a saved ``.keras`` file loads back with ``keras.models.load_model`` (safe
+mode on) after ``import resvae_keras.model``, or with ``resvae_keras.load_model``.
 """
 
 from __future__ import annotations

@@ -278,6 +278,29 @@ def kl_divergence(z_mean, z_log_var):
     return 0.5 * ops.sum(ops.exp(z_log_var) + ops.square(z_mean) - 1.0 - z_log_var, axis=-1)
 
 
+def _check_model_settings(architecture, kind, likelihood, beta, norm, sigma_min):
+    """Raise ``ValueError`` naming the first of ``ResVAE``'s settings that cannot work."""
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"architecture={architecture!r} is not one of {list(ARCHITECTURES)}")
+    if kind not in KINDS:
+        raise ValueError(f"kind={kind!r} is not one of {list(KINDS)}")
+    if likelihood not in RECONSTRUCTION_LIKELIHOODS:
+        raise ValueError(
+            f"likelihood={likelihood!r} is not one of {list(RECONSTRUCTION_LIKELIHOODS)}"
+        )
+    if not float(beta) >= 0.0:
+        raise ValueError(f"beta={beta!r} must be >= 0")
+    if norm not in NORMALIZATIONS:
+        raise ValueError(f"norm={norm!r} is not one of {list(NORMALIZATIONS)}")
+    if not 0.0 <= float(sigma_min) < 1.0:
+        raise ValueError(f"sigma_min={sigma_min!r} must be in [0, 1) (0: no floor)")
+    if float(sigma_min) > 0 and likelihood != "gaussian_learned":
+        raise ValueError(
+            f"sigma_min={sigma_min!r} needs likelihood='gaussian_learned', got "
+            f"{likelihood!r}: pass sigma_min=0 (--sigma-min 0) with this likelihood"
+        )
+
+
 @keras.saving.register_keras_serializable(package="resvae_keras")
 class ResVAE(keras.Model):
     """Variational autoencoder with residual encoder and decoder.
@@ -305,7 +328,7 @@ class ResVAE(keras.Model):
             and no sampling noise (the reconstruction baseline).
         likelihood: a key of ``RECONSTRUCTION_LIKELIHOODS``.
         beta: KL weight (>= 0); ``beta_weight`` holds the current value, which the
-            ``train.KLWarmup`` callback ramps.
+            ``callbacks.KLWarmup`` callback ramps.
         sigma_min: floor on the learned decoder sigma (``gaussian_learned`` only; 0: none,
             the default of every profile). The loss of a Gaussian decoder times ``2 sigma^2``
             is ``SSE + 2 sigma^2 KL``, so a floor on sigma is a floor on the effective beta: a
@@ -337,39 +360,12 @@ class ResVAE(keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if architecture not in ARCHITECTURES:
-            raise ValueError(f"architecture={architecture!r} is not one of {list(ARCHITECTURES)}")
-        if kind not in KINDS:
-            raise ValueError(f"kind={kind!r} is not one of {list(KINDS)}")
-        if likelihood not in RECONSTRUCTION_LIKELIHOODS:
-            raise ValueError(
-                f"likelihood={likelihood!r} is not one of {list(RECONSTRUCTION_LIKELIHOODS)}"
-            )
-        if not float(beta) >= 0.0:
-            raise ValueError(f"beta={beta!r} must be >= 0")
-        if norm not in NORMALIZATIONS:
-            raise ValueError(f"norm={norm!r} is not one of {list(NORMALIZATIONS)}")
-        if not 0.0 <= float(sigma_min) < 1.0:
-            raise ValueError(f"sigma_min={sigma_min!r} must be in [0, 1) (0: no floor)")
-        if float(sigma_min) > 0 and likelihood != "gaussian_learned":
-            raise ValueError(
-                f"sigma_min={sigma_min!r} needs likelihood='gaussian_learned', got "
-                f"{likelihood!r}: pass sigma_min=0 (--sigma-min 0) with this likelihood"
-            )
-        widths = tuple(int(w) for w in widths)
-        arch = dict(
-            image_size=int(image_size),
-            widths=widths,
-            blocks_per_stage=int(blocks_per_stage),
-            latent_dim=int(latent_dim),
-            residual=bool(residual),
-            norm=norm,
-        )
-        self.image_size = arch["image_size"]
-        self.widths = widths
-        self.blocks_per_stage = arch["blocks_per_stage"]
-        self.latent_dim = arch["latent_dim"]
-        self.residual = arch["residual"]
+        _check_model_settings(architecture, kind, likelihood, beta, norm, sigma_min)
+        self.image_size = int(image_size)
+        self.widths = tuple(int(w) for w in widths)
+        self.blocks_per_stage = int(blocks_per_stage)
+        self.latent_dim = int(latent_dim)
+        self.residual = bool(residual)
         self.norm = norm
         self.kind = kind
         self.likelihood = likelihood
@@ -377,13 +373,14 @@ class ResVAE(keras.Model):
         self.seed = int(seed)
         self.sigma_min = float(sigma_min)
         self.architecture = architecture
+        shape = dict(image_size=self.image_size, widths=self.widths, latent_dim=self.latent_dim)
         if architecture == "conv":
-            conv = dict(image_size=arch["image_size"], widths=widths, latent_dim=arch["latent_dim"])
-            self.encoder = build_conv_encoder(**conv)
-            self.decoder = build_conv_decoder(**conv)
+            self.encoder = build_conv_encoder(**shape)
+            self.decoder = build_conv_decoder(**shape)
         else:
-            self.encoder = build_encoder(**arch)
-            self.decoder = build_decoder(**arch)
+            blocks = dict(blocks_per_stage=self.blocks_per_stage, residual=self.residual, norm=norm)
+            self.encoder = build_encoder(**shape, **blocks)
+            self.decoder = build_decoder(**shape, **blocks)
         self.sampling = Sampling(seed=self.seed, name="sampling")  # float32 under any policy
         self.beta_weight = self.add_weight(
             shape=(), initializer=keras.initializers.Constant(self.beta),

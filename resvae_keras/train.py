@@ -1,4 +1,4 @@
-"""``train(config)``: callbacks, checkpoints, resume, distribution and precision.
+"""``train(config)``: callbacks, checkpoints, resume and precision.
 
 A run directory (``runs/<profile>`` unless ``config.run_dir`` says otherwise) holds::
 
@@ -26,33 +26,45 @@ file. An unreadable ``backup/`` (e.g. from an older version) is set aside with a
 warning, and training continues from ``last.keras``.
 
 With several workers (``TF_CONFIG``, strategy ``auto``) only the chief writes the run
-dir; every other worker writes the same files into ``worker_dir``, a temporary folder
-that keeps its ``backup/`` across a restart and is removed when the run completes.
+dir; ``resvae_keras.distribute`` holds what the workers need.
 """
 
 from __future__ import annotations
 
 import contextlib
-import faulthandler
-import hashlib
-import json
 import math
 import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import keras
 import numpy as np
 
-# Registers ResVAE and its layers, so load_model works in a fresh process.
-import resvae_keras.model  # noqa: F401
-from resvae_keras import data
+from resvae_keras import data, distribute
+from resvae_keras.callbacks import (
+    Backup,
+    Checkpoints,
+    EpochTimer,
+    KLWarmup,
+    StopOnNaN,
+    finite_epoch,
+    save_model,
+    unreadable_backup,
+)
 from resvae_keras.config import Config, option_name
-from resvae_keras.data._io import atomic_write, check_free_space, display_path
+from resvae_keras.data._io import atomic_write, display_path
 from resvae_keras.data.images import to_uint8
+from resvae_keras.model import (
+    ARCHITECTURES,
+    KINDS,
+    RECONSTRUCTION_LIKELIHOODS,
+    DamagedModelFileError,
+    _check_architecture,
+    build_model,
+    load_model,
+)
 from resvae_keras.run_dir import (  # noqa: F401  (load_history: also train.load_history)
     SPLIT_FILE,
     RunDirError,
@@ -65,12 +77,6 @@ from resvae_keras.run_dir import (  # noqa: F401  (load_history: also train.load
     run_lock,
 )
 
-try:
-    import fcntl
-except ImportError:  # Windows: workers on one machine must not build the data at once
-    fcntl = None
-
-STRATEGIES = ("none", "mirrored", "auto")
 PRECISIONS = (None, "mixed_float16", "mixed_bfloat16")
 CONTINUABLE = (
     "epochs", "learning_rate", "strategy", "grid_every", "run_dir", "cache_dir",
@@ -86,253 +92,6 @@ class TrainingDivergedError(RuntimeError):
 
 class RunSettingsError(ValueError):
     """A run dir asked to continue with settings other than those it was trained with."""
-
-
-class WorkerStateError(ValueError):
-    """The workers of a multi-worker run would not start from the same saved state."""
-
-
-def describe_tf_config(text):
-    """The cluster that a ``TF_CONFIG`` JSON string names, checked.
-
-    Returns a dict: ``workers`` (chief plus workers, >= 1), ``task_type``, ``task_index``
-    and ``chief`` (True for the task that writes the run dir: the ``chief`` task, or
-    worker 0 when the cluster has no chief). Raises ``ValueError`` saying what is wrong.
-    """
-    help_text = 'see README section "Training on several machines" for an example'
-    try:
-        tf_config = json.loads(text)
-        cluster, task = tf_config["cluster"], tf_config["task"]
-        task_type, task_index = task["type"], int(task["index"])
-    except (ValueError, TypeError, KeyError) as err:
-        raise ValueError(
-            f"TF_CONFIG={text!r} is not a JSON object with 'cluster' and 'task' "
-            f"{{'type', 'index'}} ({err}); {help_text}"
-        ) from None
-    if task_type not in ("chief", "worker"):
-        raise ValueError(f"TF_CONFIG task type {task_type!r}: only 'chief' and 'worker' "
-                         f"tasks train; {help_text}")
-    if not 0 <= task_index < len(cluster.get(task_type, [])):
-        raise ValueError(f"TF_CONFIG task {task_type} {task_index} is not in its cluster "
-                         f"{cluster}; {help_text}")
-    return cluster_role(cluster, task_type, task_index)
-
-
-def cluster_role(cluster, task_type, task_index):
-    """``describe_tf_config``'s dict for a cluster ``{job: [address, ...]}`` and one task;
-    ``rank`` numbers the training tasks 0 .. workers - 1, the chief first."""
-    chiefs = len(cluster.get("chief", []))
-    task_index = int(task_index or 0)
-    return {
-        "workers": max(1, chiefs + len(cluster.get("worker", []))),
-        "task_type": task_type,
-        "task_index": task_index,
-        "rank": task_index + (chiefs if task_type == "worker" else 0),  # chief first
-        "chief": task_type == "chief" or (task_type == "worker" and task_index == 0 and not chiefs),
-    }
-
-
-def worker_role(strategy):
-    """``describe_tf_config``'s dict for this process under ``strategy``.
-
-    One process without a cluster (the default or a mirrored strategy) is the chief of
-    a one-worker cluster.
-    """
-    resolver = getattr(strategy, "cluster_resolver", None)
-    cluster = resolver.cluster_spec().as_dict() if resolver is not None else {}
-    if not cluster:
-        return cluster_role({}, "chief", 0)
-    return cluster_role(cluster, resolver.task_type, resolver.task_id)
-
-
-_multi_worker_strategy = None  # one per process: collectives are configured once, at startup
-CLUSTER_TIMEOUT_S = 300.0  # how long a worker waits for its peers to start (RESVAE_CLUSTER_TIMEOUT)
-
-
-def make_strategy(name="none"):
-    """A ``tf.distribute`` strategy; create it before any other TensorFlow op runs.
-
-    ``"none"``: the default strategy (one device). ``"mirrored"``: MirroredStrategy
-    over every visible GPU (or every logical CPU device when there is no GPU).
-    ``"auto"``: MultiWorkerMirroredStrategy when ``TF_CONFIG`` is set, else
-    MirroredStrategy when more than one GPU is visible, else the default; it prints
-    its choice and the reason to stderr.
-
-    MultiWorkerMirroredStrategy configures TensorFlow's collective ops, which is only
-    possible before the first op runs, so it is created once per process and reused.
-    """
-    import tensorflow as tf
-
-    global _multi_worker_strategy
-    if name not in STRATEGIES:
-        raise ValueError(f"strategy={name!r} is not one of {list(STRATEGIES)}")
-    if name == "auto":
-        if os.environ.get("TF_CONFIG"):
-            role = describe_tf_config(os.environ["TF_CONFIG"])
-            _say(
-                f"strategy auto: MultiWorkerMirroredStrategy, because TF_CONFIG names "
-                f"{role['workers']} workers; this is {role['task_type']} {role['task_index']}"
-                f" ({'the chief, writing the run dir' if role['chief'] else 'not the chief'})"
-            )
-            if _multi_worker_strategy is None:
-                try:
-                    _multi_worker_strategy = _join_cluster(os.environ["TF_CONFIG"], role)
-                except RuntimeError as err:
-                    raise RuntimeError(
-                        f"{err}. TensorFlow already ran an op in this process: create the "
-                        "strategy first, in a fresh process (python -m resvae_keras train "
-                        "does), before loading data or setting seeds."
-                    ) from err
-            return _multi_worker_strategy
-        # physical, not logical, devices: listing logical ones would start TensorFlow's
-        # runtime and rule out a multi-worker strategy later in this process
-        gpus = len(tf.config.list_physical_devices("GPU"))
-        if gpus > 1:
-            _say(f"strategy auto: MirroredStrategy over {gpus} GPUs (TF_CONFIG is not set)")
-            return tf.distribute.MirroredStrategy()
-        _say(f"strategy auto: the default strategy (one device), because TF_CONFIG is not "
-             f"set and {gpus} GPU{'' if gpus == 1 else 's'} {'is' if gpus == 1 else 'are'} "
-             "visible")
-        return tf.distribute.get_strategy()
-    if os.environ.get("TF_CONFIG"):
-        _say(f"strategy {name}: TF_CONFIG is set but ignored; this process trains alone "
-             "(use strategy 'auto' to train with the cluster)")
-    if name == "mirrored":
-        gpus = tf.config.list_logical_devices("GPU")
-        devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
-        return tf.distribute.MirroredStrategy(devices=devices)
-    return tf.distribute.get_strategy()
-
-
-def cluster_timeout_s() -> float:
-    """Seconds a worker waits for the rest of its cluster: ``RESVAE_CLUSTER_TIMEOUT``, else
-    ``CLUSTER_TIMEOUT_S``."""
-    text = os.environ.get("RESVAE_CLUSTER_TIMEOUT", "")
-    try:
-        seconds = float(text) if text else CLUSTER_TIMEOUT_S
-    except ValueError:
-        seconds = math.nan
-    if not seconds > 0:
-        raise ValueError(f"RESVAE_CLUSTER_TIMEOUT={text!r} is no positive number of seconds")
-    return seconds
-
-
-# Run in its own process: while TensorFlow waits for the cluster it holds the GIL, so no
-# Python thread of the waiting process runs. EOF on stdin (joined, or the worker ended):
-# nothing to do. The waiting process ends itself (faulthandler's C thread, exit status 1)
-# a little later; SIGKILL is the last resort.
-_WATCHDOG = """
-import os, select, signal, sys, time
-parent, timeout, message = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
-if not select.select([sys.stdin], [], [], timeout)[0]:
-    sys.stderr.write(message + "\\n")
-    sys.stderr.flush()
-    if not select.select([sys.stdin], [], [], 30)[0]:
-        os.kill(parent, signal.SIGKILL)
-"""
-
-
-def _join_cluster(tf_config: str, role: dict):
-    """``MultiWorkerMirroredStrategy()``, which waits until every task of ``TF_CONFIG`` has
-    started, with no limit, ignoring SIGTERM meanwhile. A watchdog process ends this one
-    with a message when the cluster has not come up within ``cluster_timeout_s()``: a
-    worker whose peer crashed or was never started stops instead of hanging."""
-    import subprocess
-
-    import tensorflow as tf
-
-    timeout = cluster_timeout_s()
-    addresses = ", ".join(a for tasks in json.loads(tf_config)["cluster"].values() for a in tasks)
-    message = (f"{role['task_type']} {role['task_index']}: the cluster of TF_CONFIG ({addresses}) "
-               f"did not come up within {timeout:g} s; start every task it names with the same "
-               "cluster, or set RESVAE_CLUSTER_TIMEOUT (seconds) to wait longer. Stopped.")
-    watchdog = subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(timeout),
-                                 message], stdin=subprocess.PIPE)
-    # exit status 1 (an error), not 137: faulthandler's timer thread needs no GIL
-    silent = open(os.devnull, "w")  # noqa: SIM115  (closed below)
-    faulthandler.dump_traceback_later(timeout + 2, exit=True, file=silent)
-    try:
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    finally:
-        faulthandler.cancel_dump_traceback_later()
-        silent.close()
-        watchdog.stdin.close()
-        watchdog.wait()
-
-
-def _say(message):
-    print(message, file=sys.stderr, flush=True)
-
-
-def worker_dir(run_dir, role):
-    """The temporary folder where a worker other than the chief writes its run files.
-
-    Its name is fixed by the run dir and the task, so a worker restarted after a kill
-    finds its ``backup/`` again; ``train`` removes it once the run completes.
-    """
-    run_dir = Path(run_dir).resolve()
-    digest = hashlib.sha1(str(run_dir).encode()).hexdigest()[:8]
-    name = f"resvae-{run_dir.name}-{digest}-{role['task_type']}{role['task_index']}"
-    return Path(tempfile.gettempdir()) / name
-
-
-def _from_every_worker(strategy, role, values):
-    """``values`` (a few numbers) of every worker, one row per worker in task order (the
-    chief first); also a barrier. One all-reduce: each worker fills its own row."""
-    import tensorflow as tf
-
-    rows = np.zeros((role["workers"], len(values)), "float64")
-    rows[role["rank"]] = values
-    per_worker = strategy.num_replicas_in_sync // role["workers"]
-    total = strategy.reduce(
-        tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.constant(rows)), axis=None
-    )
-    return (keras.ops.convert_to_numpy(total) / per_worker).round().astype(int)
-
-
-_STARTS = ("start afresh", "restore its backup", "continue from last.keras")
-
-
-def _check_same_start(strategy, role, start, epoch, run_dir):
-    """Raise ``WorkerStateError`` unless every worker starts the same way (``_STARTS[start]``)
-    at the same epoch: they must create and restore the model in step."""
-    rows = _from_every_worker(strategy, role, (start, epoch))
-    if len({tuple(row) for row in rows}) > 1:
-        found = "; ".join(f"worker {rank}: {_STARTS[s]} at epoch {e}"
-                          for rank, (s, e) in enumerate(rows))
-        raise WorkerStateError(
-            f"the workers would not start in step ({found}; the chief first). This happens when "
-            "a worker was killed while it wrote its end-of-epoch files, or lost its temporary "
-            f"folder. Remove every backup (the chief's {run_dir / 'backup'} and the other "
-            f"workers' {Path(tempfile.gettempdir()) / 'resvae-*'} folders) and run again: the "
-            "run continues from the chief's last.keras where every worker sees the chief's run "
-            "dir (one machine, a shared folder or a copy), and starts over otherwise."
-        )
-
-
-def _scalar_results_with_a_batch_axis(model):
-    """Work around Keras 3 under several workers: it averages a step's per-replica results
-    with ``strategy.reduce(MEAN, axis=0)``, which fails on scalar metrics ("Invalid
-    reduction dimension 0", tensorflow/tensorflow#72388). With a leading axis of one
-    that reduction is the plain mean over the replicas. The saved model is unchanged."""
-    for name in ("train_step", "test_step"):
-        step = getattr(model, name)
-
-        def with_axis(data, step=step):
-            return {key: keras.ops.reshape(value, (1,)) for key, value in step(data).items()}
-
-        setattr(model, name, with_axis)
-
-
-def shard_by_data(dataset):
-    """``dataset`` with AutoShardPolicy.DATA: under MultiWorkerMirroredStrategy every worker
-    runs the same (same-seed) pipeline of global batches and keeps its own slice of each.
-    No effect with one worker."""
-    import tensorflow as tf
-
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return dataset.with_options(options)
 
 
 def set_precision(policy):
@@ -352,173 +111,6 @@ def precision(policy):
         yield
     finally:
         keras.mixed_precision.set_dtype_policy(previous)
-
-
-class KLWarmup(keras.callbacks.Callback):
-    """Ramp beta linearly from 0 to ``beta`` over ``warmup_steps`` optimizer steps.
-
-    The current value is derived from ``optimizer.iterations``, so a resumed run
-    continues the ramp where it stopped.
-    """
-
-    def __init__(self, beta, warmup_steps):
-        super().__init__()
-        if warmup_steps < 0:
-            raise ValueError(f"warmup_steps={warmup_steps!r} must be >= 0")
-        self.target = float(beta)
-        self.warmup_steps = int(warmup_steps)
-
-    def value_at(self, step):
-        if self.warmup_steps == 0:
-            return self.target
-        return self.target * min(1.0, step / self.warmup_steps)
-
-    def on_train_batch_begin(self, batch, logs=None):
-        step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
-        self.model.beta_weight.assign(self.value_at(step))
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            logs["beta"] = float(keras.ops.convert_to_numpy(self.model.beta_weight))
-
-
-class EpochTimer(keras.callbacks.Callback):
-    """Adds ``epoch_time_s`` and cumulative ``wall_time_s`` to the epoch logs."""
-
-    def __init__(self, wall_offset=0.0):
-        super().__init__()
-        self.wall = float(wall_offset)
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        elapsed = time.perf_counter() - self._start
-        self.wall += elapsed
-        if logs is not None:
-            logs["epoch_time_s"] = elapsed
-            logs["wall_time_s"] = self.wall
-
-
-class StopOnNaN(keras.callbacks.TerminateOnNaN):
-    """TerminateOnNaN that remembers where, so ``train`` can raise a clear error."""
-
-    def __init__(self):
-        super().__init__()
-        self.where = None
-        self._epoch = 0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = epoch
-
-    def on_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not np.isfinite(float(loss)) and self.where is None:
-            self.where = (self._epoch, batch, float(loss))
-            print(f"the loss became {float(loss)} in epoch {self._epoch + 1}, batch {batch}: "
-                  "stopping", file=sys.stderr)
-            self.model.stop_training = True
-
-
-def finite_epoch(model, logs) -> bool:
-    """True when the epoch's loss and every weight of ``model`` are finite (safe to save)."""
-    from resvae_keras.model import nonfinite_weights
-
-    return bool(np.isfinite((logs or {}).get("loss", 0.0))) and not nonfinite_weights(model)
-
-
-def _state_bytes(model) -> int:
-    """About the bytes a checkpoint of ``model`` takes: weights, optimizer state, 1 MiB slack."""
-    variables = list(model.weights) + list(getattr(model.optimizer, "variables", []))
-    return sum(int(np.prod(v.shape)) * 4 for v in variables) + 2**20
-
-
-def save_model(model, path):
-    """``model.save(path)`` through a temporary file beside ``path``, after a free-space
-    check: ``path`` always holds either its old content or the complete new model."""
-    path = Path(path)
-    check_free_space(path.parent, _state_bytes(model), f"saving {path.name}")
-    try:
-        with atomic_write(path) as tmp:
-            model.save(tmp)
-    except OSError as error:
-        raise OSError(error.errno, error.strerror or str(error), display_path(path)) from error
-
-
-class Checkpoints(keras.callbacks.Callback):
-    """After each epoch: ``last.keras``, and ``model.keras`` when ``monitor`` improved on ``best``.
-
-    Epochs whose loss or weights are not finite are not saved. ``last_epoch`` is the last
-    epoch saved in this ``fit`` (``None`` when none was) and ``first_epoch`` the first one run.
-    """
-
-    def __init__(self, run_dir, monitor, best=math.inf):
-        super().__init__()
-        self.run_dir = Path(run_dir)
-        self.monitor = monitor
-        self.best = best
-        self.first_epoch = self.last_epoch = None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if self.first_epoch is None:
-            self.first_epoch = epoch
-
-    def on_epoch_end(self, epoch, logs=None):
-        if not finite_epoch(self.model, logs):
-            return
-        save_model(self.model, self.run_dir / "last.keras")
-        self.last_epoch = epoch
-        value = (logs or {}).get(self.monitor)
-        if value is not None and np.isfinite(value) and value < self.best:
-            self.best = float(value)
-            save_model(self.model, self.run_dir / "model.keras")
-
-
-class Backup(keras.callbacks.BackupAndRestore):
-    """``BackupAndRestore`` that writes atomically after a free-space check, skips
-    non-finite epochs, and sets ``learning_rate`` after restoring (it may have changed)."""
-
-    def __init__(self, backup_dir, learning_rate=None):
-        super().__init__(str(backup_dir))
-        self.learning_rate = learning_rate  # None: a schedule, restored with the optimizer
-
-    def on_train_begin(self, logs=None):
-        super().on_train_begin(logs)
-        if self.learning_rate is not None:
-            self.model.optimizer.learning_rate = float(self.learning_rate)
-
-    def on_epoch_end(self, epoch, logs=None):
-        if finite_epoch(self.model, logs):
-            super().on_epoch_end(epoch, logs)
-
-    def _save_model(self):
-        folder = Path(self.backup_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        check_free_space(folder, _state_bytes(self.model), "the training backup")
-        try:
-            # weights first: a crash between the two writes redoes an epoch, never skips one
-            with atomic_write(self._weights_path) as tmp:
-                self.model.save_weights(str(tmp), overwrite=True)
-            with atomic_write(self._training_metadata_path) as tmp:
-                tmp.write_text(json.dumps({"epoch": self._current_epoch, "batch": 0}))
-        except OSError as error:
-            raise OSError(error.errno, error.strerror or str(error), display_path(folder)) from error
-
-
-def unreadable_backup(backup_dir) -> str | None:
-    """Why ``backup_dir`` cannot be restored (``None`` when it can): every weight is read."""
-    import h5py
-
-    folder = Path(backup_dir)
-    try:
-        epoch = json.loads((folder / "training_metadata.json").read_text())["epoch"]
-        if int(epoch) < 0:
-            raise ValueError(f"epoch {epoch}")
-        with h5py.File(folder / "latest.weights.h5", "r") as weights:
-            weights.visititems(lambda _, item: item[()] if isinstance(item, h5py.Dataset) else None)
-    except Exception as error:  # any damage means: do not restore from it
-        return f"{type(error).__name__}: {error}"
-    return None
 
 
 GRID_ROWS = ("validation", "reconstruction", "prior sample")
@@ -589,22 +181,6 @@ def load_grid(run_dir, epoch: int | None = None) -> tuple[np.ndarray, int]:
     return as_float_images(grid.reshape(-1, *shape[2:])).reshape(shape), int(png.stem[6:])
 
 
-def prepare_data(config):
-    """``data.load_cache(config)``, one process at a time on this machine.
-
-    Workers started together on one machine share the data and cache folders: the
-    first builds them, the others wait for it and reuse them (an exclusive lock on
-    ``<cache_dir>/.prepare.lock``; no lock where ``fcntl`` is missing). Runs no
-    TensorFlow op.
-    """
-    lock_path = config.cache_path / ".prepare.lock"
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a") as lock:
-        if fcntl is not None:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
-        return data.load_cache(config)
-
-
 OPTIMIZERS = ("adam", "adamw")
 LR_SCHEDULES = ("constant", "cosine")
 
@@ -645,12 +221,6 @@ def check_config(config: Config) -> None:
 
     ``train`` calls it before it reads data or writes anything.
     """
-    from resvae_keras.model import (
-        ARCHITECTURES,
-        KINDS,
-        RECONSTRUCTION_LIKELIHOODS,
-        _check_architecture,
-    )
 
     def fail(name, expected):
         raise ValueError(
@@ -681,7 +251,7 @@ def check_config(config: Config) -> None:
     if not (math.isfinite(config.weight_decay) and config.weight_decay >= 0):
         fail("weight_decay", "a number >= 0")
     choices = {"kind": KINDS, "likelihood": tuple(RECONSTRUCTION_LIKELIHOODS),
-               "architecture": ARCHITECTURES, "strategy": STRATEGIES,
+               "architecture": ARCHITECTURES, "strategy": distribute.STRATEGIES,
                "mixed_precision": PRECISIONS, "optimizer": OPTIMIZERS,
                "lr_schedule": LR_SCHEDULES, "flip": (True, False)}
     for name, allowed in choices.items():
@@ -741,8 +311,6 @@ def _settings_message(run_dir: Path, saved: Config, asked: Config, changed: list
 
 def _best_model(run_dir):
     """``model.keras`` of a run (``last.keras`` if no epoch improved the monitored loss)."""
-    from resvae_keras.model import load_model
-
     path = Path(run_dir) / "model.keras"
     return load_model(path if path.exists() else Path(run_dir) / "last.keras")
 
@@ -779,15 +347,14 @@ def train(config: Config, verbose="auto", callbacks=(), strategy=None, second_st
     is kept); ``OSError`` when a file cannot be written (e.g. ``DiskFullError``).
     Runs under ``config.mixed_precision`` and restores the previous dtype policy afterwards.
 
-    ``strategy``: a ``tf.distribute`` strategy, or ``None`` for ``make_strategy(config.strategy)``.
+    ``strategy``: a ``tf.distribute`` strategy, or ``None`` for
+    ``distribute.make_strategy(config.strategy)``.
     ``second_stage``: afterwards fit the second-stage VAE on ``model.keras``'s codes (when
     ``config.two_stage_epochs > 0``); the study passes False, as it evaluates ``last.keras``,
     whose own second stage the evaluation fits.
-    The order matters for several workers (``TF_CONFIG``): the data first (no TensorFlow op
-    runs there, and its decoding processes fork before the strategy's network threads
-    exist), then the strategy, then everything else. ``config.batch_size`` is the batch of
-    one worker: each step trains on a global batch of ``batch_size * workers`` images,
-    sharded by ``shard_by_data``. Only the chief writes the run dir.
+    ``config.batch_size`` is the batch of one worker: with several workers (``TF_CONFIG``)
+    each step trains on a global batch of ``batch_size * workers`` images, and only the
+    chief writes the run dir (see ``resvae_keras.distribute``).
     """
     with precision(config.mixed_precision):
         return _train(config, verbose, callbacks, strategy, second_stage)
@@ -795,47 +362,79 @@ def train(config: Config, verbose="auto", callbacks=(), strategy=None, second_st
 
 def _train(config: Config, verbose, callbacks, strategy, second_stage):
     check_config(config)
+    _refuse_other_settings(config)
+    # The order matters for several workers: the data first (no TensorFlow op runs there,
+    # and its decoding processes fork before the strategy's network threads exist), then
+    # the strategy, then everything else.
+    cache = distribute.prepare_data(config)
+    if strategy is None:
+        strategy = distribute.make_strategy(config.strategy)
+    role = distribute.worker_role(strategy)
+    keras.utils.set_random_seed(config.seed)
     run_dir = config.run_path
-    second_stage = second_stage and config.two_stage_epochs > 0  # fitted on model.keras after
+    # Only the chief writes the run dir. Any other worker writes the same files (its
+    # callbacks run in step with the chief's) into a temporary folder of its own.
+    out_dir = run_dir if role["chief"] else distribute.worker_dir(run_dir, role)
+    datasets, steps_per_epoch = _datasets(config, cache, role["workers"])
+    with run_lock(out_dir):
+        model, history, initial_epoch = _resume_or_build(config, strategy, role, cache, out_dir,
+                                                         steps_per_epoch)
+        trained_dir, diverged = run_dir, None
+        if initial_epoch >= config.epochs:
+            print(f"{run_dir.name}: already trained for {initial_epoch} epochs; nothing to do.")
+        else:
+            diverged = _fit(config, verbose, callbacks, out_dir, model, history, datasets,
+                            initial_epoch)
+            trained_dir, history = out_dir, load_history(out_dir)
+        try:
+            if diverged:
+                raise TrainingDivergedError(diverged)
+            model = _best_model(trained_dir)
+            if (role["chief"] and second_stage and config.two_stage_epochs > 0
+                    and not two_stage_is_current(run_dir)):
+                model = _second_stage(config, model, cache, verbose)
+            return model, history
+        finally:
+            if not role["chief"]:
+                shutil.rmtree(out_dir, ignore_errors=True)  # the chief's run dir has the run
+
+
+def _refuse_other_settings(config: Config) -> None:
+    """Raise ``RunSettingsError`` when the run dir holds a run trained with other settings."""
+    run_dir = config.run_path
     if (run_dir / "config.json").is_file() and has_trained_state(run_dir):
         saved = Config.load(run_dir / "config.json")
         changed = changed_settings(saved, config)
         if changed:
             raise RunSettingsError(_settings_message(run_dir, saved, config, changed))
 
-    cache = prepare_data(config)
-    if strategy is None:
-        strategy = make_strategy(config.strategy)
-    role = worker_role(strategy)
-    keras.utils.set_random_seed(config.seed)
-    # Only the chief writes the run dir. Any other worker writes the same files (its
-    # callbacks run in step with the chief's) into a temporary folder of its own.
-    out_dir = run_dir if role["chief"] else worker_dir(run_dir, role)
+
+def _datasets(config: Config, cache, workers: int):
+    """``((train_ds, val_ds, val_images), steps_per_epoch)``: datasets of global batches of
+    ``batch_size * workers`` images (each worker keeps its own slice of every batch) and the
+    first 8 validation images, float32 in [0, 1], for the epoch grids."""
     n_train = len(cache.split_indices("train"))
-    global_batch = config.batch_size * role["workers"]
+    global_batch = config.batch_size * workers
     if n_train < global_batch:
-        workers = f" x {role['workers']} workers" if role["workers"] > 1 else ""
+        shown = f" x {workers} workers" if workers > 1 else ""
         raise ValueError(
-            f"batch_size={config.batch_size}{workers} (--batch-size) is larger than the "
+            f"batch_size={config.batch_size}{shown} (--batch-size) is larger than the "
             f"{n_train} training images, so not one full batch exists and nothing would be "
-            f"trained; use --batch-size {n_train // role['workers']} or less, or more images "
+            f"trained; use --batch-size {n_train // workers} or less, or more images "
             "(--max-images)"
         )
     train_ds = data.make_dataset(cache, "train", global_batch, shuffle=True, seed=config.seed,
                                  drop_remainder=True, flip=config.flip)
     val_ds = data.make_dataset(cache, "val", global_batch, shuffle=False)
-    train_ds, val_ds = shard_by_data(train_ds), shard_by_data(val_ds)
     val_images = data.as_float_images(cache.images_of("val")[:8])
-    with run_lock(out_dir):
-        return _train_locked(config, verbose, callbacks, strategy, second_stage, cache, role,
-                             out_dir, (train_ds, val_ds, val_images), n_train // global_batch)
+    return (train_ds, val_ds, val_images), n_train // global_batch
 
 
-def _train_locked(config: Config, verbose, callbacks, strategy, second_stage, cache, role,
-                  out_dir, datasets, steps_per_epoch):
-    """``_train`` once the run dir is locked: resume or start, fit, save."""
-    from resvae_keras.model import build_model, load_model
-
+def _resume_or_build(config: Config, strategy, role, cache, out_dir, steps_per_epoch):
+    """``(model, history so far, initial epoch)``: the model of an interrupted run (``Backup``
+    restores its weights in ``fit``), ``last.keras`` of a finished run given more epochs
+    (with its optimizer state), or a new compiled model. When there is training left, writes
+    ``config.json`` (and ``split.json`` for a new run) into ``out_dir``."""
     run_dir = config.run_path
     backup = out_dir / "backup"
     reason = unreadable_backup(backup) if backup.exists() else None
@@ -853,10 +452,9 @@ def _train_locked(config: Config, verbose, callbacks, strategy, second_stage, ca
     if role["workers"] > 1:  # also waits until every worker is ready
         start = 1 if interrupted else 2 if continued else 0
         epoch = backup_epoch(backup) if interrupted else len(history) if continued else 0
-        _check_same_start(strategy, role, start, epoch, run_dir)
+        distribute.check_same_start(strategy, role, start, epoch, run_dir)
     with strategy.scope():
         if continued:
-            # A finished run asked for more epochs: continue with the optimizer state.
             model = load_model(state_dir / "last.keras")
             if config.lr_schedule == "constant":
                 model.optimizer.learning_rate = config.learning_rate
@@ -868,28 +466,21 @@ def _train_locked(config: Config, verbose, callbacks, strategy, second_stage, ca
                 (out_dir / "history.csv").unlink(missing_ok=True)
                 history = history.iloc[0:0]
     if role["workers"] > 1:
-        _scalar_results_with_a_batch_axis(model)
-    if initial_epoch >= config.epochs:
-        print(f"{run_dir.name}: already trained for {initial_epoch} epochs; nothing to do.")
-        model = _best_model(state_dir)
-        if not role["chief"]:
-            shutil.rmtree(out_dir, ignore_errors=True)
-        elif second_stage and not two_stage_is_current(run_dir):
-            model = _second_stage(config, model, cache, verbose)
-        return model, history
-    config.save(out_dir / "config.json")
-    if not (len(history) or interrupted) or not (out_dir / SPLIT_FILE).exists():
-        record_split(out_dir, cache, fresh=not (len(history) or interrupted))
-    return _fit(config, verbose, callbacks, role, second_stage, cache, out_dir, model, history,
-                datasets, initial_epoch)
+        distribute.give_scalar_results_a_batch_axis(model)
+    if initial_epoch < config.epochs:
+        config.save(out_dir / "config.json")
+        fresh = not (len(history) or interrupted)
+        if fresh or not (out_dir / SPLIT_FILE).exists():
+            record_split(out_dir, cache, fresh=fresh)
+    return model, history, initial_epoch
 
 
-def _fit(config: Config, verbose, callbacks, role, second_stage, cache, out_dir, model, history,
-         datasets, initial_epoch):
-    """``model.fit`` with the run's callbacks from ``initial_epoch``; then the best model
-    (and its second stage). Raises ``TrainingDivergedError`` when the loss became NaN."""
+def _fit(config: Config, verbose, callbacks, out_dir, model, history, datasets, initial_epoch):
+    """``model.fit`` from ``initial_epoch`` with the run's callbacks, writing into ``out_dir``.
+
+    Returns ``None``, or, when the loss became NaN, the message for ``TrainingDivergedError``
+    after cutting ``history.csv`` back to the epochs whose state was saved."""
     train_ds, val_ds, val_images = datasets
-    backup = out_dir / "backup"
     monitor = "val_loss" if config.kind == "ae" else "val_neg_elbo"
     best = float(history[monitor].min()) if monitor in history and len(history) else math.inf
     nan_stop = StopOnNaN()
@@ -903,7 +494,8 @@ def _fit(config: Config, verbose, callbacks, role, second_stage, cache, out_dir,
         SaveGrids(val_images, out_dir / "grids", every=config.grid_every, seed=config.seed),
         keras.callbacks.CSVLogger(str(out_dir / "history.csv"), append=True),
         # last of the writers: a crash before it redoes the epoch from the previous backup
-        Backup(backup, config.learning_rate if config.lr_schedule == "constant" else None),
+        Backup(out_dir / "backup",
+               config.learning_rate if config.lr_schedule == "constant" else None),
         *callbacks,
     ]
     model.fit(
@@ -915,26 +507,18 @@ def _fit(config: Config, verbose, callbacks, role, second_stage, cache, out_dir,
         verbose=verbose,
         shuffle=False,  # the tf.data pipeline shuffles, with the run's seed
     )
-    try:
-        if nan_stop.where:
-            # history.csv keeps only the epochs whose state was saved
-            saved_until = (checkpoints.last_epoch + 1 if checkpoints.last_epoch is not None
-                           else checkpoints.first_epoch or 0)
-            history = load_history(out_dir)
-            history = history[history["epoch"] < saved_until] if len(history) else history
-            if len(history):
-                with atomic_write(out_dir / "history.csv") as tmp:
-                    history.to_csv(tmp, index=False)
-            else:
-                (out_dir / "history.csv").unlink(missing_ok=True)
-            raise TrainingDivergedError(_diverged_message(config, nan_stop.where, len(history)))
-        model = _best_model(out_dir)
-        if role["chief"] and second_stage and not two_stage_is_current(config.run_path):
-            model = _second_stage(config, model, cache, verbose)
-        return model, load_history(out_dir)
-    finally:
-        if not role["chief"]:
-            shutil.rmtree(out_dir, ignore_errors=True)  # the chief's run dir has the run
+    if not nan_stop.where:
+        return None
+    saved_until = (checkpoints.last_epoch + 1 if checkpoints.last_epoch is not None
+                   else checkpoints.first_epoch or 0)
+    history = load_history(out_dir)
+    history = history[history["epoch"] < saved_until] if len(history) else history
+    if len(history):
+        with atomic_write(out_dir / "history.csv") as tmp:
+            history.to_csv(tmp, index=False)
+    else:
+        (out_dir / "history.csv").unlink(missing_ok=True)
+    return _diverged_message(config, nan_stop.where, len(history))
 
 
 # The second stage's fit needs this many training codes (one batch of its default size
@@ -946,9 +530,9 @@ def _second_stage(config: Config, model, cache, verbose):
     """Fit the run's second stage after training, or say why it is skipped; returns ``model``."""
     n_train = len(cache.split_indices("train"))
     if n_train < MIN_SECOND_STAGE_CODES:
-        _say(f"second stage skipped: {n_train} training images are too few to fit it (it needs "
-             f"{MIN_SECOND_STAGE_CODES} or more; --max-images). The run itself is saved; "
-             "sample with --sampler prior.")
+        print(f"second stage skipped: {n_train} training images are too few to fit it (it "
+              f"needs {MIN_SECOND_STAGE_CODES} or more; --max-images). The run itself is saved; "
+              "sample with --sampler prior.", file=sys.stderr, flush=True)
         return model
     two_stage_sampler(config, model, cache, verbose=bool(verbose))
     return model
@@ -978,9 +562,7 @@ def two_stage_sampler(config: Config, model=None, cache=None, checkpoint: str = 
     ``two_stage_history.csv``), and returned.
     ``model`` and ``cache`` are loaded when not given.
     """
-    from resvae_keras import data
     from resvae_keras.latent import TwoStageSampler, encode_dataset
-    from resvae_keras.model import DamagedModelFileError
 
     run_dir = config.run_path
     path = two_stage_path(run_dir, checkpoint)
@@ -988,12 +570,12 @@ def two_stage_sampler(config: Config, model=None, cache=None, checkpoint: str = 
         try:
             return TwoStageSampler.load(path)
         except DamagedModelFileError as error:  # NaN weights are refused, not refitted
-            _say(f"{display_path(path)} is damaged ({type(error).__name__}); fitting the "
-                 "second stage again")
+            print(f"{display_path(path)} is damaged ({type(error).__name__}); fitting the "
+                  "second stage again", file=sys.stderr, flush=True)
             path.unlink()
     if model is None:
         model = (_best_model(run_dir) if checkpoint == "model.keras"
-                 else resvae_keras.model.load_model(run_dir / checkpoint))
+                 else load_model(run_dir / checkpoint))
     cache = cache if cache is not None else data.load_cache(config, progress=False)
     rows = cache.split_indices("train")
     epochs = int(config.two_stage_epochs) or TwoStageSampler().epochs
@@ -1026,8 +608,6 @@ def log_verbosity() -> str | int:
 
 def load_or_train(config: Config):
     """The run's best model, training it first when ``model.keras`` is missing."""
-    from resvae_keras.model import load_model
-
     path = config.run_path / "model.keras"
     if not path.exists() or (config.run_path / "backup").exists():
         return train(config, verbose=log_verbosity())[0]

@@ -224,7 +224,7 @@ def test_save_and_load_gives_identical_outputs(tmp_path):
     assert int(loaded.optimizer.iterations) == int(model.optimizer.iterations) == 1
 
 
-def test_import_registers_the_model_in_a_fresh_process_and_stays_light(tmp_path):
+def test_a_saved_model_loads_in_a_fresh_process_and_the_package_stays_light(tmp_path):
     import subprocess
     import sys
 
@@ -232,9 +232,9 @@ def test_import_registers_the_model_in_a_fresh_process_and_stays_light(tmp_path)
     script = (
         "import sys, resvae_keras\n"
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
-        "import keras\n"
-        "print(type(keras.models.load_model(sys.argv[1])).__name__)\n"
         "print(type(resvae_keras.load_model(sys.argv[1])).__name__)\n"
+        "import keras, resvae_keras.model\n"  # registers ResVAE and its layers
+        "print(type(keras.models.load_model(sys.argv[1])).__name__)\n"
     )
     out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "model.keras")],
                          capture_output=True, text=True, timeout=300)
