@@ -49,8 +49,9 @@ def run_record(metrics: dict, config: dict | None = None) -> dict:
 
     Keys: ``profile``, ``demo``, ``n_test``, ``n_samples``; the test reconstructions' means
     ``mse``, ``psnr`` (dB), ``ssim``, ``ms_ssim``, ``neg_elbo_nats``, ``neg_elbo_bpd``
-    (bits/dim), ``kl_nats``, and ``sharpness_ratio``; ``active_units``; per linear baseline
-    ``<b>`` (e.g. ``pca_128``) ``psnr_<b>`` and ``neg_elbo_bpd_<b>``; per sampler or reference
+    (bits/dim), ``kl_nats``, and ``sharpness_ratio``; ``decoder_sigma`` (the learned or fixed
+    Gaussian sigma, in [0, 1] pixel units); ``active_units``; per linear baseline ``<b>``
+    (e.g. ``pca_128``) ``psnr_<b>``, ``ssim_<b>`` and ``neg_elbo_bpd_<b>``; per sampler or reference
     set ``<k>`` (e.g. ``prior_t1``, ``real_test``) every ``sampler_record`` number as
     ``<name>_<k>`` (``face_rate_prior_t1``, ``swd_16_prior_t1``, ``swd_mean_prior_t1``, ...)
     and ``fid_available``; ``auroc_<kind>`` per anomaly kind (negative-ELBO score);
@@ -63,10 +64,11 @@ def run_record(metrics: dict, config: dict | None = None) -> dict:
                       ("neg_elbo_nats", "neg_elbo_nats"), ("neg_elbo_bpd", "bits_per_dim"),
                       ("kl_nats", "kl_nats")):
         row[name] = lookup(rec, f"{key}.mean")
-    row.update(sharpness_ratio=rec.get("sharpness_ratio"),
+    row.update(sharpness_ratio=rec.get("sharpness_ratio"), decoder_sigma=rec.get("decoder_sigma"),
                active_units=lookup(metrics, "latent.active_units"))
     for key, baseline in (metrics.get("baselines") or {}).items():
         row[f"psnr_{key}"] = lookup(baseline, "psnr.mean")
+        row[f"ssim_{key}"] = lookup(baseline, "ssim.mean")
         row[f"neg_elbo_bpd_{key}"] = baseline.get("ppca_bits_per_dim")
     samples = metrics.get("samples") or {}
     for key, report in {**samples, **(metrics.get("sample_references") or {})}.items():

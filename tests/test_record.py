@@ -20,7 +20,7 @@ def test_run_record_gives_every_number_one_flat_name():
                            "bits_per_dim": ms(5.9), "neg_elbo_nats": ms(7e4),
                            "kl_nats": ms(300.0), "sharpness_ratio": 0.4},
         "latent": {"active_units": 7},
-        "baselines": {"pca_128": {"psnr": ms(19.0), "ppca_bits_per_dim": 6.5}},
+        "baselines": {"pca_128": {"psnr": ms(19.0), "ssim": ms(0.5), "ppca_bits_per_dim": 6.5}},
         "samples": {"prior_t1": {"realism": {"face_rate": 0.8, "swd": swd, "available": False},
                                  "diversity": {"ms_ssim_fake": 0.2}}},
         "sample_references": {"real_test": {"realism": {"face_rate": 0.95, "swd": swd}}},
@@ -29,7 +29,7 @@ def test_run_record_gives_every_number_one_flat_name():
     }
     flat = record.run_record(metrics, {"beta": 2.0, "likelihood": "gaussian_learned"})
     assert (flat["psnr"], flat["neg_elbo_bpd"], flat["kl_nats"], flat["mse"]) == (21.5, 5.9, 300.0, 0.01)
-    assert (flat["psnr_pca_128"], flat["neg_elbo_bpd_pca_128"]) == (19.0, 6.5)
+    assert (flat["psnr_pca_128"], flat["ssim_pca_128"], flat["neg_elbo_bpd_pca_128"]) == (19.0, 0.5, 6.5)
     assert [k for k in flat if k.startswith("swd_") and k.endswith("_prior_t1")] == [
         "swd_16_prior_t1", "swd_32_prior_t1", "swd_64_prior_t1", "swd_mean_prior_t1"]
     assert (flat["face_rate_prior_t1"], flat["ms_ssim_prior_t1"]) == (0.8, 0.2)
