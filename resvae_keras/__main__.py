@@ -242,7 +242,7 @@ def cmd_train(args):
 
 
 def cmd_evaluate(args):
-    from resvae_keras import evaluate
+    from resvae_keras import evaluate, record
 
     if args.data_dir:
         path = evaluate.evaluate_folder(args.run_dir, args.data_dir)
@@ -253,9 +253,9 @@ def cmd_evaluate(args):
         sampler=args.sampler,
     )
     print(f"wrote {os.path.join(args.run_dir, 'metrics.json')}")
-    print(json.dumps(metrics.get("summary", {}), indent=2))
+    print(json.dumps(record.run_record(metrics), indent=2))
     rows = [*metrics["samples"].values(), *metrics.get("sample_references", {}).values()]
-    columns = ["face_rate", "swd_16_x1e3", "swd_32_x1e3", "swd_64_x1e3", "swd_mean_x1e3",
+    columns = ["face_rate", "swd_16", "swd_32", "swd_64", "swd_mean",
                "ms_ssim_between_samples"]
     table = evaluate.sample_table(rows)
     print("\nsamples and references (face rate in [0, 1], SWD x1e3 per level, pairwise MS-SSIM):")

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 import resvae_keras.model  # noqa: F401  (registers ResVAE and its layers for load_model)
-from resvae_keras import baselines, facespace, latent, metrics
+from resvae_keras import baselines, facespace, latent, metrics, record
 from resvae_keras.anomaly import (
     ANOMALY_SCORES,
     CORRUPTION_STRENGTHS,
@@ -736,30 +736,24 @@ def face_space_report(model, references: SampleReferences, samples: dict, seed: 
 
 
 def sample_table(reports) -> pd.DataFrame:
-    """One row per ``sample_report`` (or ``reference_report`` row) dict: the headline numbers
-    side by side (face rate in [0, 1]; SWD x 1e3 per pyramid level, coarsest first, and their
-    mean); NaN where a row has no such number."""
+    """One row per ``sample_report`` (or ``reference_report`` row) dict: its
+    ``record.sampler_record`` numbers side by side (face rate in [0, 1]; SWD x 1e3 per pyramid
+    level, coarsest first, and their mean; the between-samples MS-SSIM as
+    ``ms_ssim_between_samples``, the name ``real_reference_row`` gives it), the pixel diversity
+    and the median distance to the nearest training face; NaN where a row has no such number."""
     rows = []
     for report in reports:
-        realism, diversity = report["realism"], report["diversity"]
-        levels = {f"{k}_x1e3": v for k, v in realism["swd"].items() if k != "swd_mean"}
-        nearest = (report.get("memorization") or {}).get("sample_to_train") or {}
-        temperature = report.get("temperature")
-        rows.append({
-            "sampler": report["sampler"],
-            "temperature": np.nan if temperature is None else temperature,
+        numbers = record.sampler_record(report)
+        nearest = record.lookup(report, "memorization.sample_to_train") or {}
+        row = {
+            "sampler": report["sampler"], "temperature": report.get("temperature"),
             "n_images": report["n_images"],
-            "face_rate": realism.get("face_rate", np.nan),
-            **dict(sorted(levels.items(), key=lambda kv: int(kv[0].split("_")[1]))),
-            "swd_mean_x1e3": realism["swd"]["swd_mean"],
-            "fid": realism.get("fid", np.nan),
-            "kid_mean": realism.get("kid_mean", np.nan),
-            "precision": realism.get("precision", np.nan),
-            "recall": realism.get("recall", np.nan),
-            "pixel_l2_diversity": diversity.get("pixel_l2_fake", np.nan),
-            "ms_ssim_between_samples": diversity["ms_ssim_fake"],
-            "nearest_train_median": nearest.get("median", np.nan),
-        })
+            **{k: v for k, v in numbers.items() if k != "ms_ssim"},
+            "pixel_l2_diversity": record.lookup(report, "diversity.pixel_l2_fake"),
+            "ms_ssim_between_samples": numbers["ms_ssim"],
+            "nearest_train_median": nearest.get("median"),
+        }
+        rows.append({k: np.nan if v is None else v for k, v in row.items()})
     return pd.DataFrame(rows).set_index(["sampler", "temperature"])
 
 
@@ -824,7 +818,7 @@ def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = F
         ``per_attribute``, ``latent``, ``samples`` (one report per sampler and temperature,
         key ``<sampler>_t<T>``), ``sample_references`` (``reference_report``: the real-face
         floor and the reconstructions, with the same face rate, SWD and MS-SSIM),
-        ``face_space`` (``face_space_report``), ``anomaly``, ``timings_s`` and ``summary``.
+        ``face_space`` (``face_space_report``), ``anomaly`` and ``timings_s``.
     """
     from resvae_keras import data
 
@@ -979,7 +973,6 @@ def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = F
         "anomaly": anomaly_numbers,
         "timings_s": timings,
     }
-    result["summary"] = _summary(result)
     result = _jsonable(result)
     with atomic_write(out) as tmp:
         tmp.write_text(json.dumps(result, indent=2) + "\n")
@@ -988,76 +981,16 @@ def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = F
 
 
 def training_summary(run_dir, model=None) -> dict:
-    """How the run was trained, from its ``history.csv`` (and the evaluated model's optimizer).
-
-    Returns a JSON-ready dict: ``epochs``, ``steps`` (optimizer steps of the evaluated model;
-    None without an optimizer), ``wall_time_s`` and ``median_epoch_time_s`` (as measured,
-    under whatever load the machine had), ``best_val_loss`` and ``final_val_neg_elbo`` (the
-    validation negative ELBO at beta = 1 after the last epoch, nats per image).
-    """
+    """How the run was trained: ``steps`` (optimizer steps of the evaluated model; None
+    without an optimizer) and ``record.history_summary`` of its ``history.csv`` (``epochs``,
+    ``wall_time_s``, ``median_epoch_time_s``, ``best_val_loss``, ``final_val_neg_elbo``: the
+    validation negative ELBO at beta = 1 after the last epoch, nats per image, ...)."""
     from resvae_keras.train import load_history
 
-    history = load_history(run_dir)
     optimizer = getattr(model, "optimizer", None)
     steps = int(_to_numpy(optimizer.iterations)) if optimizer is not None else None
-    if not len(history):
-        return {"epochs": 0, "steps": steps}
-    if "val_neg_elbo" in history.columns:
-        neg_elbo = history["val_neg_elbo"]
-    elif {"val_reconstruction_loss", "val_kl_loss"} <= set(history.columns):
-        neg_elbo = history["val_reconstruction_loss"] + history["val_kl_loss"]
-    else:
-        neg_elbo = None
-    return {
-        "epochs": len(history),
-        "steps": steps,
-        "wall_time_s": float(history["wall_time_s"].iloc[-1]) if "wall_time_s" in history else None,
-        "median_epoch_time_s": (float(history["epoch_time_s"].median())
-                                if "epoch_time_s" in history else None),
-        "best_val_loss": float(history["val_loss"].min()) if "val_loss" in history else None,
-        "final_val_neg_elbo": float(neg_elbo.iloc[-1]) if neg_elbo is not None else None,
-    }
-
-
-def _summary(result: dict) -> dict:
-    """The headline numbers of a metrics dict, flat, for the report tables."""
-    rec = result["reconstruction"]
-    summary = {
-        "profile": result["profile"],
-        "demo": result["demo"],
-        "n_test_images": rec["n_images"],
-        "mse": rec["mse"]["mean"],
-        "psnr_db": rec["psnr"]["mean"],
-        "ssim": rec["ssim"]["mean"],
-        "ms_ssim": rec["ms_ssim"]["mean"],
-        "neg_elbo_nats": rec["neg_elbo_nats"]["mean"],
-        "bits_per_dim": rec["bits_per_dim"]["mean"],
-        "kl_nats": rec["kl_nats"]["mean"],
-        "sharpness_ratio": rec.get("sharpness_ratio"),
-        "active_units": result["latent"]["active_units"],
-        "latent_dim": result["latent"]["latent_dim"],
-        "n_samples": result["settings"]["n_samples"],
-    }
-    for key, baseline in result.get("baselines", {}).items():
-        summary[f"psnr_db_{key}"] = baseline["psnr"]["mean"]  # e.g. psnr_db_pca_128
-        summary[f"bits_per_dim_{key}"] = baseline["ppca_bits_per_dim"]
-    for key, report in {**result["samples"], **result.get("sample_references", {})}.items():
-        realism = report["realism"]
-        summary[f"swd_{key}"] = realism["swd"]["swd_mean"]
-        for level, value in realism["swd"].items():
-            if level != "swd_mean":
-                summary[f"{level}_{key}"] = value  # e.g. swd_16_prior_t1, swd_16_real_test
-        summary[f"face_rate_{key}"] = realism.get("face_rate")
-    for key, report in result["samples"].items():
-        realism = report["realism"]
-        summary[f"fid_{key}"] = realism.get("fid")
-        summary[f"kid_{key}"] = realism.get("kid_mean")
-        summary[f"precision_{key}"] = realism.get("precision")
-        summary[f"recall_{key}"] = realism.get("recall")
-    summary["fid_available"] = any(r["realism"]["available"] for r in result["samples"].values())
-    for anomaly, by_score in result["anomaly"]["results"].items():
-        summary[f"auroc_{anomaly}"] = by_score["neg_elbo"]["auroc"]
-    return summary
+    summary = record.history_summary(load_history(run_dir))
+    return {"epochs": summary["epochs"], "steps": steps, **summary}
 
 
 # -- CLI helpers ------------------------------------------------------------------------

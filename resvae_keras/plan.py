@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from resvae_keras import stats, study
-from resvae_keras.study import lookup
+from resvae_keras import record, stats, study, study_results
+from resvae_keras.record import lookup
 
 VERDICTS = ("supported", "contradicted", "equivalent", "inconclusive")
 CLAIMS = ("a", "b", "c", "d")
@@ -123,8 +123,8 @@ def runs_table(plan: dict, profile: str = study.STUDY_PROFILE,
 
 def choose_learning_rates(plan: dict, results: dict[str, dict]) -> dict[str, float | None]:
     """``{arm: rate}``: the rate of the grid whose ``lr`` run has the lowest best validation
-    -ELBO (``study.validation_neg_elbo``), ties to the lower rate; None for an arm whose grid
-    has not finished. ``results``: ``study.load_results`` of the ``lr`` runs."""
+    -ELBO (``record.validation_neg_elbo``), ties to the lower rate; None for an arm whose grid
+    has not finished. ``results``: ``study_results.load_results`` of the ``lr`` runs."""
     chosen = {}
     for arm in plan["arms"]:
         best = {}
@@ -132,13 +132,13 @@ def choose_learning_rates(plan: dict, results: dict[str, dict]) -> dict[str, flo
             run = results.get(f"lr_{arm}_{_rate(rate)}")
             if run is None or not len(run["history"]):
                 break
-            best[rate] = float(np.nanmin(study.validation_neg_elbo(run["history"])))
+            best[rate] = float(np.nanmin(record.validation_neg_elbo(run["history"])))
         complete = len(best) == len(plan["learning_rate"]["grid"])
         chosen[arm] = min(best, key=lambda r: (best[r], r)) if complete else None
     return chosen
 
 
-class PlannedStudy(study.Study):
+class PlannedStudy(study_results.Study):
     """The plan's study under ``root`` (default ``results_root(plan)``): the runs finished so
     far, the learning rates chosen, and what is derived from them, each computed once.
 
@@ -153,14 +153,14 @@ class PlannedStudy(study.Study):
         root = Path(root) if root is not None else results_root(self.spec, profile)
         lr_runs = runs_table(self.spec, profile)
         lr_runs = lr_runs[lr_runs["group"] == "lr"]
-        self.lr_results = study.load_results(root, lr_runs)
+        self.lr_results = study_results.load_results(root, lr_runs)
         self.learning_rates = choose_learning_rates(self.spec, self.lr_results)
         super().__init__(root, runs_table(self.spec, profile, self.learning_rates))
 
     @cached_property
     def runs(self) -> dict[str, dict]:
         arms = self.plan[self.plan["group"] == "arms"]
-        return study.load_results(self.root, arms)
+        return study_results.load_results(self.root, arms)
 
     @cached_property
     def table(self) -> pd.DataFrame:
@@ -236,10 +236,10 @@ def run_plan(only=None, profile: str = study.STUDY_PROFILE, spec: dict | None = 
 
 
 def planned_measures(spec: dict, results: dict[str, dict], benchmark=None) -> pd.DataFrame:
-    """``study.study_table`` of the finished seed runs, with ``sharpness_log2``
+    """``study_results.study_table`` of the finished seed runs, with ``sharpness_log2``
     (-|log2 sharpness_ratio|) and every measure of the plan's ``keys`` (a dotted path into
     the run's metrics.json; NaN where missing)."""
-    table = study.study_table(results, benchmark)
+    table = study_results.study_table(results, benchmark)
     if table.empty:
         return table
     ratio = pd.to_numeric(table["sharpness_ratio"], errors="coerce").astype(float)
@@ -288,7 +288,7 @@ def equal_time_values(results: dict[str, dict], arm: str, baseline: str, cost_ar
                       cost_baseline: float) -> tuple[np.ndarray, np.ndarray, float]:
     """Each seed run's validation -ELBO (beta = 1) in bits/dim at the equal wall time T of
     ``arm`` and ``baseline``: T is the shorter of their runs' budgets (steps x seconds per
-    step), and each curve (``study.validation_curve``) is read at T / its seconds per step.
+    step), and each curve (``study_results.validation_curve``) is read at T / its seconds per step.
     Returns the values of ``arm``'s runs, of ``baseline``'s, and T in seconds."""
     from resvae_keras.metrics import bits_per_dim
 
@@ -296,13 +296,13 @@ def equal_time_values(results: dict[str, dict], arm: str, baseline: str, cost_ar
     runs = {n: r for n, r in results.items() if r["arm"] in cost and len(r["history"])}
     if not runs or not all(math.isfinite(c) and c > 0 for c in cost.values()):
         return np.zeros(0), np.zeros(0), float("nan")
-    curves = {n: study.validation_curve(r["history"], r["metrics"]["training"]["steps"])
+    curves = {n: study_results.validation_curve(r["history"], r["metrics"]["training"]["steps"])
               for n, r in runs.items()}
     equal = min(curves[n][0][-1] * cost[r["arm"]] for n, r in runs.items())
     values = {side: [] for side in cost}
     for name, r in runs.items():
         size = int((r["config"] or {}).get("image_size", 64))
-        nats = study.value_at(*curves[name], equal / cost[r["arm"]])
+        nats = study_results.value_at(*curves[name], equal / cost[r["arm"]])
         values[r["arm"]].append(bits_per_dim(nats, size * size * 3))
     return np.asarray(values[arm], float), np.asarray(values[baseline], float), equal
 
@@ -417,9 +417,9 @@ def convergence(results: dict[str, dict]) -> pd.DataFrame:
     rows = {}
     for name, r in results.items():
         if len(r["history"]):
-            curve = study.validation_neg_elbo(r["history"])
-            best = int(np.nanargmin(curve)) + 1
-            rows[name] = {"arm": r["arm"], "seed": r["seed"], "epochs": len(curve),
-                          "best_epoch": best, "best_is_last": best == len(curve)}
+            h = record.history_summary(r["history"])
+            rows[name] = {"arm": r["arm"], "seed": r["seed"], "epochs": h["epochs"],
+                          "best_epoch": h["best_epoch"],
+                          "best_is_last": h["best_epoch"] == h["epochs"]}
     return pd.DataFrame.from_dict(rows, orient="index",
                                   columns=["arm", "seed", "epochs", "best_epoch", "best_is_last"])

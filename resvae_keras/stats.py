@@ -19,6 +19,7 @@ from itertools import combinations
 
 import numpy as np
 
+ALPHA = 0.05  # the significance level of every test the project reports
 MAX_SPLITS = 200_000  # C(18, 9) = 48,620: every design of this project is enumerated exactly
 _TOLERANCE = 1e-12  # relative: a split's statistic this close to the observed one counts as equal
 

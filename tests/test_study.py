@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from resvae_keras import plan, study
+from resvae_keras import plan, study, study_results
 
 
 def fake_metrics(psnr=20.0, face_rate=0.5, swd=100.0, sharpness=0.5, steps=100, kl=300.0):
@@ -89,13 +89,13 @@ def test_a_run_added_to_the_table_lands_in_its_arm(tmp_path):
     for name, psnr in (("residual_s0", 21.0), ("conv_s0", 18.0), ("textbook_extra", 18.5),
                        ("beta_2_s0", 20.0), ("residual_like_name_s9", 30.0)):  # the last: no row
         write_run(root, name, fake_metrics(psnr=psnr))
-    results = study.Study(root)  # reads its plan from root/runs.csv, not the design
+    results = study_results.Study(root)  # reads its plan from root/runs.csv, not the design
     assert list(results.runs) == ["residual_s0", "conv_s0", "beta_2_s0", "textbook_extra"]
     assert list(results.arms.index) == ["residual_s0", "conv_s0", "textbook_extra"]
     assert results.arms.loc["textbook_extra", "arm"] == "conv"
     assert results.arms.loc["textbook_extra", "seed"] == 7
     assert results.seeds.loc[("arms", "conv")].tolist() == [2, 4]  # finished, planned
-    summary = study.arm_summary(results.arms, ["psnr"])
+    summary = study_results.arm_summary(results.arms, ["psnr"])
     assert summary.loc["conv", "n"] == 2 and summary.loc["conv", "psnr_mean"] == pytest.approx(18.25)
     assert study.study_config("textbook_extra", runs).learning_rate == 5e-4
 
@@ -103,34 +103,14 @@ def test_a_run_added_to_the_table_lands_in_its_arm(tmp_path):
 # -- statistics -------------------------------------------------------------------------------
 
 
-def test_history_summary_reads_the_u_shaped_kl_the_warm_up_and_the_checkpoint_epoch():
-    history = pd.DataFrame({
-        "epoch": range(5), "beta": [0.25, 0.5, 1.0, 1.0, 1.0],
-        "val_loss": [9.0, 7.0, 5.0, 6.0, 5.5], "val_kl_loss": [40.0, 55.0, 30.0, 25.0, 28.0],
-        "val_reconstruction_loss": [900.0, 800.0, 700.0, 650.0, 640.0],
-        "val_neg_elbo": [940.0, 855.0, 730.0, 675.0, 668.0],
-        "epoch_time_s": [10.0, 12.0, 11.0, 30.0, 11.0], "wall_time_s": [10, 22, 33, 63, 74]})
-    s = study.history_summary(history, beta=1.0)
-    # the epoch of model.keras: the lowest -ELBO at beta = 1, not the lowest beta-weighted
-    # val_loss (epoch 3)
-    assert (s["epochs"], s["best_epoch"], s["beta_epoch"]) == (5, 5, 3)
-    assert (s["minutes"], s["seconds_per_epoch"]) == (74 / 60, 11.0)
-    # the peak before the lowest KL after the first epoch (epoch 4), not the first value
-    assert (s["kl_first"], s["kl_peak"], s["kl_peak_epoch"], s["kl_min"], s["kl_min_epoch"],
-            s["kl_last"]) == (40.0, 55.0, 2, 25.0, 4, 28.0)
-    assert (s["reconstruction_first"], s["reconstruction_last"]) == (900.0, 640.0)
-    assert "beta_epoch" not in study.history_summary(history, beta=2.0)  # never reached
-    assert "kl_min" not in study.history_summary(history.drop(columns="val_kl_loss"))
-
-
 def test_steps_and_seconds_to_a_loss_and_the_loss_at_an_equal_time(tmp_path):
     root = tmp_path / "results"
     write_run(root, "residual_s0", fake_metrics(steps=400), fake_history([10, 6, 4, 3]))
     write_run(root, "plain_s0", fake_metrics(steps=400), fake_history([10, 8, 6, 5]))
-    results = study.load_results(root, study.design())
+    results = study_results.load_results(root, study.design())
     benchmark = {"arms": {"residual": {"seconds_per_step": 2.0},
                           "plain": {"seconds_per_step": 1.0}}}
-    speed = study.speed_measures(results, benchmark)
+    speed = study_results.speed_measures(results, benchmark)
     # threshold: the highest best loss (5, plain's) -- residual reaches it between 200 and 300
     assert speed["threshold"].iloc[0] == 5.0
     assert speed.loc["residual_s0", "steps_to_threshold"] == pytest.approx(250.0)
@@ -140,9 +120,9 @@ def test_steps_and_seconds_to_a_loss_and_the_loss_at_an_equal_time(tmp_path):
     assert speed.loc["plain_s0", "equal_time_s"] == pytest.approx(400.0)
     assert speed.loc["residual_s0", "val_neg_elbo_at_equal_time"] == pytest.approx(6.0)
     assert speed.loc["plain_s0", "val_neg_elbo_at_equal_time"] == pytest.approx(5.0)
-    no_bench = study.speed_measures(results, None)
+    no_bench = study_results.speed_measures(results, None)
     assert no_bench["seconds_to_threshold"].isna().all()
-    assert math.isnan(study.steps_to_reach([100, 200], [3.0, 2.0], 1.0))  # never reached
+    assert math.isnan(study_results.steps_to_reach([100, 200], [3.0, 2.0], 1.0))  # never reached
 
 
 def test_arm_curves_in_steps_and_in_benchmarked_minutes(tmp_path):
@@ -150,13 +130,13 @@ def test_arm_curves_in_steps_and_in_benchmarked_minutes(tmp_path):
     write_run(root, "residual_s0", fake_metrics(steps=400), fake_history([10, 6, 4, 3]))
     write_run(root, "conv_s0", fake_metrics(steps=400), fake_history([10, 8, 6, 5]))
     write_run(root, "beta_2_s0", fake_metrics(steps=400))  # not an arm
-    results = study.load_results(root, study.design())
-    curves, timed = study.arm_curves(results, {"arms": {"residual": {"seconds_per_step": 1.5}}})
+    results = study_results.load_results(root, study.design())
+    curves, timed = study_results.arm_curves(results, {"arms": {"residual": {"seconds_per_step": 1.5}}})
     assert set(curves) == {"residual_s0", "conv_s0"} and set(timed) == {"residual_s0"}
     np.testing.assert_allclose(curves["residual_s0"][0], [100, 200, 300, 400])
     np.testing.assert_allclose(curves["conv_s0"][1], [10, 8, 6, 5])
     np.testing.assert_allclose(timed["residual_s0"][0], [2.5, 5.0, 7.5, 10.0])  # 100 steps: 150 s
-    assert study.arm_curves(results, None)[1] == {}
+    assert study_results.arm_curves(results, None)[1] == {}
 
 
 def test_sweep_trend_puts_the_reference_seeds_beside_the_single_seed_runs():
@@ -164,7 +144,7 @@ def test_sweep_trend_puts_the_reference_seeds_beside_the_single_seed_runs():
     rows += [{"group": "beta", "arm": f"beta_{b:g}", "beta": b, "kl_nats": k}
              for b, k in ((0.5, 400.0), (2.0, 200.0))]
     rows += [{"group": "arms", "arm": "plain", "beta": 1.0, "kl_nats": 1.0}]
-    trend = study.sweep_trend(pd.DataFrame(rows), "beta", ["kl_nats"])
+    trend = study_results.sweep_trend(pd.DataFrame(rows), "beta", ["kl_nats"])
     assert list(trend["x"]) == [0.5, 1.0, 2.0]
     assert list(trend["n_seeds"]) == [1, 3, 1]
     assert trend.loc[1, "kl_nats"] == pytest.approx(310.0)

@@ -1,0 +1,142 @@
+"""One run's results as one flat record: one name per number.
+
+``evaluate.evaluate_run`` writes a run's numbers nested (``metrics.json``); its ``history.csv``
+holds the per-epoch losses. Everything that needs them side by side (the study's tables, the
+sweep, the report, the CLI) reads them through these functions, under these names:
+
+- ``run_record``: ``metrics.json`` (and the run's config) -> one flat dict;
+- ``history_summary``: ``history.csv`` -> its length, timing, best epoch and loss shape;
+- ``validation_neg_elbo``: the per-epoch validation negative ELBO at beta = 1, the one
+  checkpoint criterion every summary uses.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+CONFIG_KEYS = ("beta", "likelihood", "architecture", "residual", "sigma_min", "latent_dim")
+"""The config settings a record carries (from the run's config, else the evaluated model's)."""
+
+
+def lookup(mapping, dotted: str):
+    """``mapping["a"]["b"]`` for ``"a.b"``; None when any key is missing."""
+    for key in dotted.split("."):
+        if not isinstance(mapping, dict) or key not in mapping:
+            return None
+        mapping = mapping[key]
+    return mapping
+
+
+def sampler_record(report: dict) -> dict:
+    """The headline numbers of one sampler's (or reference set's) report in ``metrics.json``:
+    ``face_rate`` in [0, 1]; ``swd_<res>`` per pyramid level (coarsest first) and ``swd_mean``,
+    as ``metrics.sliced_wasserstein`` gives them (x 1e3); ``fid``, ``kid``, ``precision``,
+    ``recall`` (None unless Inception features were available); ``ms_ssim`` between samples."""
+    realism = report.get("realism") or {}
+    swd = realism.get("swd") or {}
+    levels = sorted((k for k in swd if k != "swd_mean"), key=lambda k: int(k.split("_")[1]))
+    return {"face_rate": realism.get("face_rate"), **{k: swd[k] for k in levels},
+            "swd_mean": swd.get("swd_mean"), "fid": realism.get("fid"),
+            "kid": realism.get("kid_mean"), "precision": realism.get("precision"),
+            "recall": realism.get("recall"), "ms_ssim": lookup(report, "diversity.ms_ssim_fake")}
+
+
+def run_record(metrics: dict, config: dict | None = None) -> dict:
+    """The numbers of one ``evaluate.evaluate_run`` result as one flat dict; None -> NaN.
+
+    Keys: ``profile``, ``demo``, ``n_test``, ``n_samples``; the test reconstructions' means
+    ``mse``, ``psnr`` (dB), ``ssim``, ``ms_ssim``, ``neg_elbo_nats``, ``neg_elbo_bpd``
+    (bits/dim), ``kl_nats``, and ``sharpness_ratio``; ``decoder_sigma`` (the learned or fixed
+    Gaussian sigma, in [0, 1] pixel units); ``active_units``; per linear baseline ``<b>``
+    (e.g. ``pca_128``) ``psnr_<b>``, ``ssim_<b>`` and ``neg_elbo_bpd_<b>``; per sampler or reference
+    set ``<k>`` (e.g. ``prior_t1``, ``real_test``) every ``sampler_record`` number as
+    ``<name>_<k>`` (``face_rate_prior_t1``, ``swd_16_prior_t1``, ``swd_mean_prior_t1``, ...)
+    and ``fid_available``; ``auroc_<kind>`` per anomaly kind (negative-ELBO score);
+    ``steps``, ``epochs``, ``wall_time_s`` of training; and ``CONFIG_KEYS``.
+    """
+    rec, settings = metrics.get("reconstruction") or {}, metrics.get("settings") or {}
+    row = {"profile": metrics.get("profile"), "demo": metrics.get("demo"),
+           "n_test": settings.get("n_test"), "n_samples": settings.get("n_samples")}
+    for name, key in (("mse", "mse"), ("psnr", "psnr"), ("ssim", "ssim"), ("ms_ssim", "ms_ssim"),
+                      ("neg_elbo_nats", "neg_elbo_nats"), ("neg_elbo_bpd", "bits_per_dim"),
+                      ("kl_nats", "kl_nats")):
+        row[name] = lookup(rec, f"{key}.mean")
+    row.update(sharpness_ratio=rec.get("sharpness_ratio"), decoder_sigma=rec.get("decoder_sigma"),
+               active_units=lookup(metrics, "latent.active_units"))
+    for key, baseline in (metrics.get("baselines") or {}).items():
+        row[f"psnr_{key}"] = lookup(baseline, "psnr.mean")
+        row[f"ssim_{key}"] = lookup(baseline, "ssim.mean")
+        row[f"neg_elbo_bpd_{key}"] = baseline.get("ppca_bits_per_dim")
+    samples = metrics.get("samples") or {}
+    for key, report in {**samples, **(metrics.get("sample_references") or {})}.items():
+        row.update({f"{name}_{key}": v for name, v in sampler_record(report).items()})
+    row["fid_available"] = any(bool(lookup(r, "realism.available")) for r in samples.values())
+    for kind, by_score in (lookup(metrics, "anomaly.results") or {}).items():
+        row[f"auroc_{kind}"] = lookup(by_score, "neg_elbo.auroc")
+    training = metrics.get("training") or {}
+    row.update({k: training.get(k) for k in ("steps", "epochs", "wall_time_s")})
+    model = metrics.get("model") or {}
+    row.update({k: (config or model).get(k) for k in CONFIG_KEYS})
+    return {k: (np.nan if v is None else v) for k, v in row.items()}
+
+
+# -- the training history --------------------------------------------------------------------
+
+
+def validation_neg_elbo(history: pd.DataFrame) -> np.ndarray | None:
+    """The validation negative ELBO at beta = 1 after each epoch (nats per image; the
+    checkpoint criterion): ``val_neg_elbo`` (logged by train, which checkpoints on it), else
+    ``val_reconstruction_loss + val_kl_loss``; None when the history has neither. Not
+    ``val_loss``: that is weighted by the run's beta and the warm-up's, so neither early epochs
+    nor runs of another beta would compare."""
+    if "val_neg_elbo" in history:
+        return history["val_neg_elbo"].to_numpy(float)
+    if {"val_reconstruction_loss", "val_kl_loss"} <= set(history.columns):
+        return (history["val_reconstruction_loss"] + history["val_kl_loss"]).to_numpy(float)
+    return None
+
+
+def _last(history: pd.DataFrame, column: str) -> float | None:
+    return float(history[column].iloc[-1]) if column in history else None
+
+
+def history_summary(history: pd.DataFrame, beta: float | None = None) -> dict:
+    """Length and shape of a ``train.load_history`` (epochs counted from 1, losses in nats per
+    image); None where the history lacks the column.
+
+    ``epochs``; ``wall_time_s`` and ``median_epoch_time_s`` (as measured, under whatever load
+    the machine had); ``best_val_loss`` (lowest ``val_loss``); ``final_val_neg_elbo`` and
+    ``best_epoch`` (that of ``model.keras``: the lowest ``validation_neg_elbo``); with the
+    validation terms ``reconstruction_first``/``_last`` and the KL's ``kl_first``, ``kl_peak``
+    (highest up to the lowest), ``kl_peak_epoch``, ``kl_min`` (lowest after the first epoch),
+    ``kl_min_epoch`` and ``kl_last``: with a warm-up the KL is highest while beta is small,
+    falls as beta reaches its target, and then levels off, or climbs again while a learned
+    sigma keeps shrinking; ``beta_epoch``, the first epoch at ``beta``. ``{"epochs": 0}`` for
+    an empty history.
+    """
+    h = history
+    if not len(h):
+        return {"epochs": 0}
+    curve = validation_neg_elbo(h)
+    out = {"epochs": len(h), "wall_time_s": _last(h, "wall_time_s"),
+           "median_epoch_time_s": (float(h["epoch_time_s"].median())
+                                   if "epoch_time_s" in h else None),
+           "best_val_loss": float(h["val_loss"].min()) if "val_loss" in h else None,
+           "final_val_neg_elbo": None if curve is None else float(curve[-1]),
+           "best_epoch": None if curve is None else int(np.nanargmin(curve)) + 1}
+    if {"val_reconstruction_loss", "val_kl_loss"} <= set(h.columns):
+        kl = h["val_kl_loss"].to_numpy(float)
+        low = int(kl[1:].argmin()) + 1 if len(kl) > 1 else 0
+        peak = int(kl[: low + 1].argmax())
+        out.update(reconstruction_first=float(h["val_reconstruction_loss"].iloc[0]),
+                   reconstruction_last=_last(h, "val_reconstruction_loss"),
+                   kl_first=float(kl[0]), kl_peak=float(kl[peak]), kl_peak_epoch=peak + 1,
+                   kl_min=float(kl[low]), kl_min_epoch=low + 1, kl_last=float(kl[-1]))
+    if "beta" in h.columns and beta is not None and math.isfinite(beta) and beta > 0:
+        reached = np.flatnonzero(h["beta"].to_numpy() >= 0.999 * beta)
+        if len(reached):
+            out["beta_epoch"] = int(reached[0]) + 1
+    return out

@@ -1,0 +1,244 @@
+"""Reading the study's results: the finished runs, their measures, and what the report's
+verdicts and figures are computed from.
+
+``study`` designs and runs the study (its runs table, configs, training, collection); this
+module only reads what it wrote under ``report/results/study`` (or a demo's folder):
+``load_results`` -> ``measures`` (one row per run, every ``record.run_record`` number a column)
+-> ``speed_measures`` (steps and seconds to a fixed validation loss, the validation loss at an
+equal time) -> ``study_table``; ``arm_summary`` and ``sweep_trend`` summarise it per arm and
+per single-seed sweep. ``Study`` holds them for one results folder, each computed once, for
+notebook 07 and the report.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from resvae_keras import record, study
+from resvae_keras.stats import mean_interval
+
+REFERENCE_ARM = "residual"
+"""The arm a single-seed sweep varies, whose seeds give the spread beside it."""
+
+
+def load_run(folder) -> dict:
+    """A run's results folder: ``config`` and ``metrics`` (their JSON; None when missing) and
+    ``history`` (``train.load_history``: empty when missing)."""
+    from resvae_keras.train import load_history
+
+    folder = Path(folder)
+    config, metrics = (json.loads((folder / f).read_text()) if (folder / f).is_file() else None
+                       for f in ("config.json", "metrics.json"))
+    return {"config": config, "history": load_history(folder), "metrics": metrics}
+
+
+def load_results(root=None, runs=None) -> dict[str, dict]:
+    """Finished runs of the table under ``root`` (default ``report/results/study``).
+
+    Returns ``{name: {"group", "arm", "seed", "config", "history", "metrics"}}`` in table
+    order; a folder that is not in the runs table is not read.
+    """
+    table = study.load_runs() if runs is None else runs
+    root = Path(root or study.results_root())
+    return {row.name: {"group": row.group, "arm": row.arm, "seed": int(row.seed),
+                       **load_run(root / row.name)}
+            for row in table.itertuples() if study.is_finished(root / row.name, row.group)}
+
+
+class Study:
+    """The study's results under ``root`` (default ``report/results/study``) and what is
+    derived from them, each read or computed once, when first asked for: notebook 07 and
+    the report read the study through this one chain.
+
+    ``plan``: the runs table (default ``root/runs.csv``, the study's design when it is
+    missing); ``runs``: ``load_results``; ``benchmark``; ``table``: ``study_table``;
+    ``arms``: its rows of the arms; ``seeds``: ``seeds_per_arm``.
+    """
+
+    def __init__(self, root=None, plan: pd.DataFrame | None = None):
+        self.root = Path(root or study.results_root())
+        self.plan = study.load_runs(self.root / "runs.csv") if plan is None else plan
+
+    @cached_property
+    def runs(self) -> dict[str, dict]:
+        return load_results(self.root, self.plan)
+
+    @cached_property
+    def benchmark(self) -> dict | None:
+        return study.load_benchmark(self.root)
+
+    @cached_property
+    def table(self) -> pd.DataFrame:
+        return study_table(self.runs, self.benchmark)
+
+    @cached_property
+    def arms(self) -> pd.DataFrame:
+        return self.table[self.table["group"] == "arms"] if len(self.table) else self.table
+
+    @cached_property
+    def seeds(self) -> pd.DataFrame:
+        return study.seeds_per_arm(self.root, self.plan)
+
+
+def measures(results: dict[str, dict]) -> pd.DataFrame:
+    """One row per finished run (index: name): ``group``, ``arm``, ``seed`` and
+    ``record.run_record``; empty with those columns when nothing has finished."""
+    rows = {name: {"group": r["group"], "arm": r["arm"], "seed": r["seed"],
+                   **record.run_record(r["metrics"], r["config"])} for name, r in results.items()}
+    if not rows:
+        return pd.DataFrame(columns=["group", "arm", "seed"])
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def sampler_keys(table: pd.DataFrame, temperature: str = "t1") -> list[str]:
+    """Sampler keys (e.g. ``prior_t1``, ``gmm_t1``) measured in every row of ``table``."""
+    keys = [c.removeprefix("face_rate_") for c in table.columns if c.startswith("face_rate_")]
+    return [k for k in keys if k.endswith(f"_{temperature}")
+            and table[f"face_rate_{k}"].notna().all()]
+
+
+def load_sweep(root=None) -> pd.DataFrame:
+    """The default-model sweep (``report/results/sweep/<name>/``) as ``record.run_record`` rows."""
+    root = Path(root or study.results_dir() / "sweep")
+    rows = {}
+    for path in sorted(root.glob("*/metrics.json")):
+        config = path.parent / "config.json"
+        rows[path.parent.name] = record.run_record(
+            json.loads(path.read_text()),
+            json.loads(config.read_text()) if config.is_file() else None)
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+# -- speed: steps and seconds to a validation loss, and the loss at an equal time -------------
+
+
+def validation_curve(history: pd.DataFrame, steps: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(optimizer steps, validation_neg_elbo)`` after each epoch; ``steps`` is the run's
+    total, and every epoch has the same number of steps."""
+    if not len(history):
+        return np.zeros(0), np.zeros(0)
+    per_epoch = float(steps) / len(history)
+    return per_epoch * (np.arange(len(history)) + 1), record.validation_neg_elbo(history)
+
+
+def arm_curves(results: dict[str, dict], benchmark: dict | None = None,
+               group: str = "arms") -> tuple[dict, dict]:
+    """``validation_curve`` of every run of ``group`` with a history: ``({run: (steps, loss)},
+    {run: (minutes, loss)})``, minutes = steps x the arm's benchmarked seconds per step / 60,
+    only for the arms the benchmark measured."""
+    cost = study.seconds_per_step(benchmark)
+    curves = {n: validation_curve(r["history"], r["metrics"]["training"]["steps"])
+              for n, r in results.items() if r["group"] == group and len(r["history"])}
+    timed = {n: (x * cost[results[n]["arm"]] / 60.0, y) for n, (x, y) in curves.items()
+             if results[n]["arm"] in cost}
+    return curves, timed
+
+
+def steps_to_reach(steps, values, threshold: float) -> float:
+    """First step at which the curve reaches ``threshold`` (linear between epoch ends; the first
+    epoch end when it is already below); NaN when it never does."""
+    steps, values = np.asarray(steps, float), np.asarray(values, float)
+    below = np.flatnonzero(values <= threshold)
+    if not len(below):
+        return float("nan")
+    i = int(below[0])
+    if i == 0:
+        return float(steps[0])
+    fraction = (values[i - 1] - threshold) / (values[i - 1] - values[i])
+    return float(steps[i - 1] + fraction * (steps[i] - steps[i - 1]))
+
+
+def value_at(steps, values, step: float) -> float:
+    """The curve at ``step`` (linear between epoch ends); NaN outside the measured range."""
+    steps, values = np.asarray(steps, float), np.asarray(values, float)
+    if not len(steps) or step < steps[0] - 1e-9 or step > steps[-1] + 1e-9:
+        return float("nan")
+    return float(np.interp(step, steps, values))
+
+
+def speed_measures(results: dict[str, dict], benchmark: dict | None = None,
+                   threshold: float | None = None, group: str = "arms") -> pd.DataFrame:
+    """Training speed of each run of ``group`` (index: name), from its validation curve.
+
+    Columns: ``arm``, ``seed``, ``threshold`` (nats per image; default the highest of the
+    runs' best validation negative ELBOs, so every run reaches it), ``steps_to_threshold``,
+    ``seconds_to_threshold`` (steps x the arm's benchmarked seconds per step),
+    ``equal_time_s`` (the time every arm reached: the shortest of steps x seconds per step)
+    and ``val_neg_elbo_at_equal_time``. Seconds are NaN without a benchmark.
+    """
+    runs = {n: r for n, r in results.items() if r["group"] == group and len(r["history"])}
+    columns = ["arm", "seed", "threshold", "steps_to_threshold", "seconds_to_threshold",
+               "equal_time_s", "val_neg_elbo_at_equal_time"]
+    if not runs:
+        return pd.DataFrame(columns=columns)
+    curves = {n: validation_curve(r["history"], r["metrics"]["training"]["steps"])
+              for n, r in runs.items()}
+    if threshold is None:
+        threshold = max(float(np.min(y)) for _, y in curves.values())
+    cost = study.seconds_per_step(benchmark)
+    ends = [curves[n][0][-1] * cost[r["arm"]] for n, r in runs.items() if r["arm"] in cost]
+    equal_time = min(ends) if ends and len(ends) == len(runs) else float("nan")
+    rows = {}
+    for name, r in runs.items():
+        x, y = curves[name]
+        step_cost = cost.get(r["arm"], float("nan"))
+        steps = steps_to_reach(x, y, threshold)
+        rows[name] = {
+            "arm": r["arm"], "seed": r["seed"], "threshold": threshold,
+            "steps_to_threshold": steps, "seconds_to_threshold": steps * step_cost,
+            "equal_time_s": equal_time,
+            "val_neg_elbo_at_equal_time": (value_at(x, y, equal_time / step_cost)
+                                           if math.isfinite(equal_time) else float("nan")),
+        }
+    return pd.DataFrame.from_dict(rows, orient="index")[columns]
+
+
+def study_table(results: dict[str, dict], benchmark: dict | None = None) -> pd.DataFrame:
+    """``measures`` with the ``speed_measures`` columns joined (NaN outside the arms)."""
+    table = measures(results)
+    speed = speed_measures(results, benchmark)
+    return table.join(speed.drop(columns=["arm", "seed"]), how="left")
+
+
+def arm_summary(table: pd.DataFrame, columns) -> pd.DataFrame:
+    """Per arm (index, in table order): ``n`` seeds and, per column, ``<c>_mean``, ``<c>_sd``
+    and ``<c>_ci`` (half-width of the 95 % t interval of the mean; NaN below 2 seeds)."""
+    out = {}
+    for arm, group in table.groupby("arm", sort=False):
+        row = {"n": len(group)}
+        for column in columns:
+            values = group[column].dropna().to_numpy(float)
+            row[f"{column}_mean"], row[f"{column}_ci"] = mean_interval(values)
+            row[f"{column}_sd"] = values.std(ddof=1) if len(values) > 1 else np.nan
+        out[arm] = row
+    return pd.DataFrame.from_dict(out, orient="index")
+
+
+def sweep_trend(table: pd.DataFrame, group: str, columns) -> pd.DataFrame:
+    """A single-seed sweep as a trend, with the reference arm's seeds beside it.
+
+    Rows: each run of ``group`` at its value ``x`` of the config setting the group is named
+    after and sweeps (``beta``, ``likelihood``), and the reference arm (``REFERENCE_ARM``,
+    every seed) at its own value as the mean of its seeds. Columns:
+    ``x``, ``n_seeds``, and per column its value and ``<c>_seed_sd``: the seed-to-seed SD of
+    the reference arm, the spread a single-seed difference has to exceed to mean anything.
+    """
+    reference = table[(table["group"] == "arms") & (table["arm"] == REFERENCE_ARM)]
+    runs = table[table["group"] == group]
+    rows = [{"x": r[group], "n_seeds": 1, **{c: r[c] for c in columns}} for _, r in runs.iterrows()]
+    if len(reference):
+        rows.append({"x": reference[group].iloc[0], "n_seeds": len(reference),
+                     **{c: reference[c].mean() for c in columns}})
+    out = pd.DataFrame(rows, columns=["x", "n_seeds", *columns])
+    for c in columns:
+        out[f"{c}_seed_sd"] = reference[c].std(ddof=1) if len(reference) > 1 else np.nan
+    try:
+        return out.sort_values("x", key=lambda s: s.astype(float)).reset_index(drop=True)
+    except (TypeError, ValueError):
+        return out.reset_index(drop=True)
