@@ -19,8 +19,9 @@ from pathlib import Path
 import jinja2
 import pandas as pd
 
-from resvae_keras import metrics, plan, plots, study
+from resvae_keras import metrics, plan, plots, study_results
 from resvae_keras.config import Config, project_root
+from resvae_keras.record import history_summary, lookup
 from resvae_keras.report_tables import (
     ALPHA,
     TABLE_FUNCTIONS,
@@ -39,7 +40,6 @@ from resvae_keras.report_tables import (
     per_attribute_rows,
     percent,
 )
-from resvae_keras.study import lookup
 
 # -- the numbers of the prose ---------------------------------------------------------------
 
@@ -77,7 +77,7 @@ def prose_record(results: Results) -> dict:
     for group, trend in results.trends.items():  # one run per value, the reference arm beside
         record[group] = {_slug(r["x"]): r for r in trend.to_dict("records")}
     if len(history := results.main_run["history"]):
-        record["history"] = study.history_summary(history, lookup(record, "config.beta"))
+        record["history"] = history_summary(history, lookup(record, "config.beta"))
     if lookup(m, "per_attribute.rows"):
         found = metrics.significant_attributes(
             pd.DataFrame.from_dict(m["per_attribute"]["rows"], orient="index"), ALPHA)
@@ -109,7 +109,7 @@ def figure_kurva_loss(results: Results, **w):
 
 def figure_validation(results: Results, line: str, minutes: bool = False, **w):
     """The arms' validation −ELBO per optimizer step, or per benchmarked minute."""
-    curves, timed = study.arm_curves(results.runs, results.benchmark)
+    curves, timed = study_results.arm_curves(results.runs, results.benchmark)
     if minutes:  # every arm on the time axis, or no figure
         curves = timed if len(timed) == len(curves) else {}
     if not curves:
@@ -124,7 +124,7 @@ def figure_arm_points(results: Results, measures, **w):
     """Every seed and each arm's mean of the study ``measures``."""
     table = results.arms
     if measures == "samplers":  # face rate and SWD of every sampler the arms were evaluated with
-        measures = [f"{kind}_{key}" for key in study.sampler_keys(table)
+        measures = [f"{kind}_{key}" for key in study_results.sampler_keys(table)
                     for kind in ("face_rate", "swd_mean")] if len(table) else []
     measures = [c for c in measures if c in table and table[c].notna().any()]
     if table.empty or not measures:

@@ -19,13 +19,13 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from resvae_keras import metrics, plan, study
+from resvae_keras import metrics, plan, stats, study, study_results
 from resvae_keras.config import Config, checkout_file, get_profile
-from resvae_keras.study import lookup
+from resvae_keras.record import lookup, validation_neg_elbo
 
 MAIN_RUN = "celeba-subset"
 NBSP = "\u00a0"  # thousands separator of integers: unambiguous with a decimal point
-ALPHA = study.ALPHA
+ALPHA = stats.ALPHA
 
 # The report is built in a checkout: its words, template and results are not in the wheel.
 WORDS_FILE = checkout_file("report/laporan.toml")
@@ -139,7 +139,7 @@ def arm_name(arm) -> str:
 # -- the results ------------------------------------------------------------------------
 
 
-class Results(study.Study):
+class Results(study_results.Study):
     """The committed results under ``root`` (default ``report/results``), read lazily: the
     study (``root/study``, a ``study.Study``), the main run and the default-model sweep."""
 
@@ -151,7 +151,7 @@ class Results(study.Study):
     @cached_property
     def main_run(self) -> dict:
         """The main run's ``study.load_run``: ``config``, ``history`` and ``metrics``."""
-        return study.load_run(self.main_dir)
+        return study_results.load_run(self.main_dir)
 
     @property
     def main(self) -> dict:
@@ -171,7 +171,7 @@ class Results(study.Study):
     @cached_property
     def sweep(self) -> pd.DataFrame:
         """The default-model sweep, one row per run, by the floor on sigma."""
-        table = study.load_sweep(self.sweep_dir)
+        table = study_results.load_sweep(self.sweep_dir)
         return table.sort_values("sigma_min") if len(table) else table
 
     @cached_property
@@ -201,7 +201,7 @@ class Results(study.Study):
         """``study.sweep_trend`` of each sweep with a finished run (``beta``, ``likelihood``),
         over every study measure."""
         table = self.table
-        return {group: study.sweep_trend(table, group, [c for c in STUDY_MEASURES if c in table])
+        return {group: study_results.sweep_trend(table, group, [c for c in STUDY_MEASURES if c in table])
                 for group in ("beta", "likelihood") if len(table) and (table["group"] == group).any()}
 
 
@@ -307,7 +307,7 @@ def table_waktu(results: Results) -> str | None:
         "epochs": len(h), "seconds_per_epoch": h["epoch_time_s"].median(),
         "precision": _config_value("mixed_precision", r["config"]) if r["config"] else None,
         "minutes": h["wall_time_s"].iloc[-1] / 60.0,
-        "best_val_neg_elbo": study.validation_neg_elbo(h).min()})
+        "best_val_neg_elbo": validation_neg_elbo(h).min()})
         for label, r in runs if len(h := r["history"])])
 
 
@@ -412,7 +412,7 @@ def table_ablasi_ringkasan(results: Results) -> str | None:
     if table.empty:
         return None
     columns = [measure_column(c) for c in STUDY_MEASURES if c in table and table[c].notna().any()]
-    summary = study.arm_summary(table, [c.key for c in columns])
+    summary = study_results.arm_summary(table, [c.key for c in columns])
     arms, counts = list(summary.index), results.seeds.loc["arms"]
     rows = [(c.label, *(plus_minus(summary.loc[a, f"{c.key}_mean"], summary.loc[a, f"{c.key}_sd"],
                                    c.decimals) for a in arms)) for c in columns]
