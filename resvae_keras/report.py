@@ -67,6 +67,7 @@ def prose_record(results: Results) -> dict:
         "arch": {"total": counts["total"], "widths": "–".join(map(str, config.widths)),
                  "blocks": config.blocks_per_stage, "latent_dim": config.latent_dim},
         "main": m, "config": results.main_run["config"], "rec": rec,
+        "ae": {**(results.ae.get("reconstruction") or {}), **(results.ae.get("training") or {})},
         "samples": samples, "real": lookup(next(iter(samples.values()), {}), "diversity"),
         "fs": {k.replace(".", ""): v for k, v in (lookup(m, "face_space.rows") or {}).items()},
         "other": {k: v.get("reconstruction", v) for k, v in results.other_metrics.items()},
