@@ -1,18 +1,17 @@
 """Every number that judges a trained run, computed in one place.
 
-Notebooks 03-05 and ``python -m resvae_keras evaluate`` call these functions; the
-measures themselves live in ``metrics`` (reconstruction, realism, diversity), ``anomaly``
-(anomalous images, scores, AUROC) and ``latent`` (samplers, active units). What this module adds is the orchestration:
-which images, how many, which sampler, and one ``metrics.json`` per run.
+Notebook 03 and ``python -m resvae_keras evaluate`` call these functions; the measures
+themselves live in ``metrics`` (reconstruction, realism, diversity), ``sample_quality``
+(samples against held-out faces), ``anomaly`` (anomalous images, scores, AUROC) and
+``latent_space`` (active units, the aggregate posterior). What this module adds is the
+orchestration: which images, how many, which sampler, and one ``metrics.json`` per run.
 
 | piece | what | used by |
 | --- | --- | --- |
+| ``load_run`` | the config and saved model of a finished run | notebooks, report, study |
 | ``reconstruction_report`` | per-image MSE/PSNR/SSIM/MS-SSIM and negative ELBO, summary, per-attribute breakdown | notebook 03 |
-| ``sample_report``, ``reference_report`` | samples of a sampler (prior, two-stage, GMM): face rate, SWD per level, diversity, memorization; the same for real faces and reconstructions | notebook 04 |
-| ``face_space_report`` | samples, reconstructions and calibration rows in dlib's face-descriptor space (``facespace``) | ``evaluate_run`` |
-| ``encode_split``, ``attribute_strength_effect`` | codes of a split, what an attribute vector does | notebook 05 |
-| ``evaluate_run`` | all of the above on the test split, into ``<run_dir>/metrics.json`` | CLI ``evaluate`` |
-| ``write_samples`` | CLI ``sample`` | CLI |
+| ``evaluate_run`` | reconstruction, baselines, latent statistics, samples, face space and anomaly detection on the test split, into ``<run_dir>/metrics.json`` | CLI ``evaluate`` |
+| ``evaluate_folder``, ``write_samples`` | CLI ``evaluate --data-dir`` and ``sample`` | CLI |
 
 Conventions: images are float32 in [0, 1], shape (N, H, W, 3) (uint8 from the cache
 is accepted and divided by 255); ELBO terms are per image, in nats; anomaly scores are
@@ -22,10 +21,9 @@ is accepted and divided by 255); ELBO terms are per image, in nats; anomaly scor
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
-import os
-import re
 import sys
 import time
 from datetime import UTC, datetime
@@ -35,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 import resvae_keras.model  # noqa: F401  (registers ResVAE and its layers for load_model)
-from resvae_keras import baselines, facespace, latent, metrics, record
+from resvae_keras import baselines, facespace, latent, latent_space, metrics, record
 from resvae_keras.anomaly import (
     ANOMALY_SCORES,
     CORRUPTION_STRENGTHS,
@@ -43,21 +41,21 @@ from resvae_keras.anomaly import (
     anomaly_report,
 )
 from resvae_keras.config import Config, project_root
-from resvae_keras.data._io import atomic_write
+from resvae_keras.data._io import atomic_write, display_path
 from resvae_keras.data.images import as_float_images, to_uint8
+from resvae_keras.latent import SAMPLERS
+from resvae_keras.sample_quality import (
+    MAX_DEFAULT_SAMPLES,
+    SampleReferences,
+    face_space_report,
+    feature_extractor,
+    reference_report,
+    sample_report,
+)
 
 METRICS_VERSION = 1
-MAX_DEFAULT_SAMPLES = metrics.FID_COMPARABLE_SAMPLES
-"""Default sample count is the size of the test split, capped here (10,000: the FID minimum
-for numbers comparable across runs; ``metrics.fid`` warns below 2,048)."""
-SAMPLERS = ("prior", "two_stage", "gmm")
 TEMPERATURES = {"prior": (1.0, 0.7), "two_stage": (1.0,), "gmm": (1.0,)}
 """Temperatures ``evaluate_run`` samples each sampler at."""
-REFERENCE_SETS = {
-    "real_test": "held-out test faces, against as many training faces (other people): the floor",
-    "reconstructions": "the test faces' reconstructions from z_mean: blurry, but faces",
-}
-"""The reference rows ``reference_report`` measures beside the samplers."""
 
 
 # -- small helpers ------------------------------------------------------------------
@@ -67,21 +65,6 @@ def _to_numpy(x) -> np.ndarray:
     import keras
 
     return np.asarray(keras.ops.convert_to_numpy(x))
-
-
-def _display_text(text: str) -> str:
-    """``text`` with paths under the project root made relative and the home folder shown
-    as ``~`` (no absolute paths). Only whole path components match: a sibling folder
-    whose name merely starts with the root's name is left as it is."""
-    text = _shorten_folder(text, str(project_root()), "")
-    home = str(Path.home())
-    return _shorten_folder(text, home, "~/") if home not in ("/", "") else text
-
-
-def _shorten_folder(text: str, folder: str, prefix: str) -> str:
-    """``folder/x`` -> ``prefix + x`` and a bare ``folder`` -> ``prefix`` or ``.`` in ``text``."""
-    pattern = re.escape(folder.rstrip(os.sep)) + r"(?![^\s/'\"),:;\]])(/)?"
-    return re.sub(pattern, lambda m: prefix if m.group(1) else (prefix.rstrip("/") or "."), text)
 
 
 def _jsonable(value):
@@ -99,11 +82,7 @@ def _jsonable(value):
     if isinstance(value, (float, np.floating)):
         return float(value) if math.isfinite(value) else None
     if isinstance(value, Path):
-        from resvae_keras.data._io import display_path
-
         return display_path(value)
-    if isinstance(value, str):
-        return _display_text(value)
     return value
 
 
@@ -113,32 +92,6 @@ def _mean_std(values) -> dict:
     if not len(values):
         return {"mean": None, "std": None}
     return {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0}
-
-
-def _quantiles(values) -> dict:
-    values = np.asarray(values, dtype=np.float64)
-    values = values[np.isfinite(values)]
-    if not len(values):
-        return {"n": 0}
-    return {
-        "n": len(values),
-        "mean": float(values.mean()),
-        "median": float(np.median(values)),
-        "p01": float(np.quantile(values, 0.01)),
-        "p05": float(np.quantile(values, 0.05)),
-        "min": float(values.min()),
-    }
-
-
-def _blas_threads(limit: int | None = None):
-    """A context that caps numpy's BLAS threads: at ``limit``, or at 1 on machines with at
-    most 4 cores, where BLAS threads spinning against TensorFlow's own threads make the
-    patch projections and distance blocks of the sample metrics several times slower."""
-    from threadpoolctl import threadpool_limits
-
-    if limit is None and (os.cpu_count() or 1) > 4:
-        return threadpool_limits(limits=None)
-    return threadpool_limits(limits=limit or 1, user_api="blas")
 
 
 def resolve_run_dir(run_dir) -> Path:
@@ -169,7 +122,7 @@ def load_run(run_dir, checkpoint: str = "model.keras"):
     config = Config.load(path / "config.json").replace(run_dir=str(path))
     if not (path / checkpoint).is_file():
         raise FileNotFoundError(
-            f"{_display_text(str(path / checkpoint))} is missing: the run has not finished an "
+            f"{display_path(path / checkpoint)} is missing: the run has not finished an "
             "epoch yet. Train it (python -m resvae_keras train) and evaluate again."
         )
     model = load_model(path / checkpoint)
@@ -190,29 +143,10 @@ def _check_config_matches(config: Config, model, model_path: Path) -> None:
                   np.atleast_1d(getattr(model, name)))]
     if differ:
         raise ValueError(
-            f"{_display_text(str(model_path.parent / 'config.json'))} does not describe the "
+            f"{display_path(model_path.parent / 'config.json')} does not describe the "
             f"saved model ({'; '.join(differ)}): it was edited after training. Restore it "
             "(set those values back) and run the command again."
         )
-
-
-def split_images(cache, split: str, limit: int | None = None) -> np.ndarray:
-    """The first ``limit`` images (all with ``None``) of a cache split, uint8 (n, S, S, 3)."""
-    rows = cache.split_indices(split)
-    if limit is not None:
-        rows = rows[: int(limit)]
-    if not len(rows):
-        raise ValueError(f"split={split!r} of the cache has no images; see cache.summary()")
-    return np.asarray(cache.images[rows])
-
-
-def split_view(cache, split: str) -> np.ndarray:
-    """All images of a cache split, uint8 (n, S, S, 3), without loading them when the split
-    is one contiguous block of the memmap (the official CelebA partition is)."""
-    rows = cache.split_indices(split)
-    if len(rows) and rows[-1] - rows[0] + 1 == len(rows):
-        return cache.images[rows[0] : rows[-1] + 1]
-    return np.asarray(cache.images[rows])
 
 
 # -- reconstruction -------------------------------------------------------------------
@@ -326,413 +260,7 @@ def originals_and_reconstructions(model, images) -> np.ndarray:
     return np.stack([x, np.clip(model.reconstruct(x), 0.0, 1.0)])
 
 
-# -- latent codes -----------------------------------------------------------------------
-
-
-def encode_split(model, cache, split: str = "train", limit: int | None = None,
-                 batch_size: int = 256):
-    """Encode the first ``limit`` images of a cache split.
-
-    Returns:
-        ``(z_mean, z_log_var, attributes)``: float32 (n, latent_dim) twice and the
-        split's bool attribute table for the same rows.
-    """
-    images = split_images(cache, split, limit)
-    z_mean, z_log_var = latent.encode_dataset(model, images, batch_size)
-    return z_mean, z_log_var, cache.attributes_of(split).iloc[: len(images)]
-
-
-def latent_report(z_mean, z_log_var, threshold: float = 0.01, top: int = 10) -> dict:
-    """Active units (Burda et al. 2016) and the KL per dimension, JSON-ready.
-
-    ``active_units`` counts dimensions whose E[z_j | x] varies over the images by more
-    than ``threshold``; ``top_units`` are the dimensions with the largest mean KL (nats).
-    ELBO surgery says why decoding prior draws can fail: ``aggregate_kl_lower_bound_nats``
-    bounds KL(q(z) || N(0, I)) from below, with q(z) the aggregate posterior of these images
-    (``latent.aggregate_kl_lower_bound``), and ``aggregate_std`` summarises q(z)'s standard
-    deviation per dimension (the prior has 1 in each).
-    """
-    mask, ranking = latent.active_units(z_mean, threshold, z_log_var)
-    kl = latent.kl_per_dimension(z_mean, z_log_var)
-    spread = latent.aggregate_posterior_std(z_mean, z_log_var)
-    return {
-        "n_images": len(z_mean),
-        "latent_dim": int(np.shape(z_mean)[1]),
-        "threshold": threshold,
-        "active_units": int(mask.sum()),
-        "kl_total_nats": float(kl.sum()),
-        "aggregate_kl_lower_bound_nats": latent.aggregate_kl_lower_bound(kl.sum(), len(z_mean)),
-        "aggregate_std": {"min": float(spread.min()), "median": float(np.median(spread)),
-                          "max": float(spread.max())},
-        "top_units": ranking[:top].tolist(),
-        "top_units_kl_nats": kl[ranking[:top]].tolist(),
-    }
-
-
-def attribute_strength_effect(model, images, vector, strengths, detector) -> pd.DataFrame:
-    """What adding an attribute vector does, measured by a detector.
-
-    Args:
-        images: faces float32 in [0, 1], shape (n, S, S, 3).
-        vector: attribute vector (d,), e.g. from ``latent.attribute_vector``.
-        strengths: multiples of ``vector`` to add to each face's ``z_mean``.
-        detector: images (n, S, S, 3) -> bool (n,), e.g. ``data.detect_demo_eyeglasses``.
-
-    Returns:
-        DataFrame indexed by ``strength`` with ``rate`` (share of decoded faces the
-        detector fires on, in [0, 1]) and ``n_images``.
-    """
-    grid = latent.attribute_arithmetic(model, as_float_images(images), vector, strengths)
-    rates = [float(np.mean(detector(grid[:, j]))) for j in range(grid.shape[1])]
-    index = pd.Index(np.asarray(strengths, dtype=float), name="strength")
-    return pd.DataFrame({"rate": rates, "n_images": len(grid)}, index=index)
-
-
-# -- samples: realism, diversity, memorization ------------------------------------------
-
-
-class _MemoizedFeatures:
-    """A feature extractor that remembers the features of arrays it has seen (the real
-    images are compared with several samplers) and a failure to load (so a missing file
-    is reported once, not retried per sampler)."""
-
-    def __init__(self, extractor):
-        self.extractor = extractor
-        self.name = getattr(extractor, "name", type(extractor).__name__)
-        self._memo: list[tuple[np.ndarray, np.ndarray]] = []
-        self._failure: Exception | None = None
-
-    def __call__(self, images) -> np.ndarray:
-        for seen, features in self._memo:
-            if seen is images:
-                return features
-        if self._failure is not None:
-            raise self._failure
-        try:
-            features = self.extractor(images)
-        except metrics.FeatureExtractorUnavailable as exc:
-            self._failure = metrics.FeatureExtractorUnavailable(_display_text(str(exc)))
-            raise self._failure from exc
-        self._memo.append((images, features))
-        return features
-
-
-def feature_extractor(allow_download: bool = False, extractor=None):
-    """The feature network for FID/KID/precision/recall, remembering features it computed.
-
-    Default: ``metrics.InceptionFeatures()`` with weights from the local Keras cache only,
-    or fetched when ``allow_download=True``. When they are missing, the realism functions
-    report ``available: false`` with the reason instead of failing.
-    """
-    if extractor is None:
-        extractor = metrics.InceptionFeatures(allow_download=allow_download)
-    return extractor if isinstance(extractor, _MemoizedFeatures) else _MemoizedFeatures(extractor)
-
-
-def nearest_training_neighbours(images, train_images, k: int = 1):
-    """Nearest training images of ``images`` in pixel L2.
-
-    Args:
-        images: float32 in [0, 1], shape (n, S, S, 3).
-        train_images: uint8 (e.g. ``split_images(cache, "train")``, a memmap is fine) or
-            float in [0, 1].
-
-    Returns:
-        ``(indices, distances)`` into ``train_images``; distances are pixel L2 in [0, 1]
-        intensity units (at most sqrt(S*S*3) = 110.9 for 64x64).
-    """
-    x = as_float_images(images)
-    with _blas_threads():
-        if np.asarray(train_images[:1]).dtype == np.uint8:
-            indices, distances = metrics.nearest_neighbours(x * 255.0, train_images, k=k)
-            return indices, distances / 255.0
-        return metrics.nearest_neighbours(x, train_images, k=k)
-
-
-def split_identities(cache, split: str, limit: int | None = None) -> np.ndarray | None:
-    """Person ids (int, -1 unknown) of the rows ``split_images`` returns; None when the cache
-    knows no identities (the demo faces, a CelebA folder without ``identity_CelebA.txt``)."""
-    if "identity" not in cache.table.columns:
-        return None
-    ids = cache.table["identity"].to_numpy()[cache.split_indices(split)]
-    ids = ids[: int(limit)] if limit is not None else ids
-    return ids.astype(np.int64) if (ids >= 0).any() else None
-
-
-def _identity_neighbours(images, ids, train_images, train_ids, query_rows=None) -> dict:
-    """``metrics.nearest_by_identity`` in [0, 1] intensity units (uint8 training images too)."""
-    x = as_float_images(images)
-    with _blas_threads():
-        if np.asarray(train_images[:1]).dtype == np.uint8:
-            out = metrics.nearest_by_identity(x * 255.0, ids, train_images, train_ids, query_rows)
-            return {key: value / 255.0 for key, value in out.items()}
-        return metrics.nearest_by_identity(x, ids, train_images, train_ids, query_rows)
-
-
-class SampleReferences:
-    """The real images samples are judged against, with the numbers about them kept.
-
-    Args:
-        real_images: held-out faces (the test split), float32 in [0, 1] or uint8.
-        train_images: the training faces (uint8, a memmap is fine) for the memorization
-            check: a sample much nearer to a training face than held-out faces are is a copy.
-        memorization_queries: how many samples (and test faces) search all training faces.
-        seed: seed of the random pairs and subsets.
-        real_ids, train_ids: person ids of the real and training images (-1 unknown), for
-            the same- and different-person distances; None when unknown.
-    """
-
-    def __init__(self, real_images, train_images, memorization_queries: int = 500, seed: int = 0,
-                 real_ids=None, train_ids=None):
-        self.real = as_float_images(real_images)
-        self.train = train_images
-        self.memorization_queries = int(memorization_queries)
-        self.seed = seed
-        self.real_ids = None if real_ids is None else np.asarray(real_ids)
-        self.train_ids = None if train_ids is None else np.asarray(train_ids)
-        self._real_ms_ssim: float | None = None
-        self._test_to_train: np.ndarray | None = None
-        self._identity: dict | None = None
-
-    @classmethod
-    def from_cache(cls, cache, max_real: int | None = MAX_DEFAULT_SAMPLES,
-                   memorization_queries: int = 500, seed: int = 0) -> SampleReferences:
-        """Real images: the first ``max_real`` test images; training images: all of train;
-        person ids from the cache when it has them."""
-        return cls(split_images(cache, "test", max_real), split_view(cache, "train"),
-                   memorization_queries, seed, real_ids=split_identities(cache, "test", max_real),
-                   train_ids=split_identities(cache, "train"))
-
-    @property
-    def real_ms_ssim(self) -> float:
-        """Mean MS-SSIM of random pairs of real images (the diversity of the data)."""
-        if self._real_ms_ssim is None:
-            self._real_ms_ssim = metrics.mean_pairwise_ms_ssim(self.real, seed=self.seed)
-        return self._real_ms_ssim
-
-    @property
-    def test_to_train(self) -> np.ndarray:
-        """Distances of held-out faces to their nearest training face (the reference)."""
-        if self._test_to_train is None:
-            queries = self.real[: self.memorization_queries]
-            self._test_to_train = nearest_training_neighbours(queries, self.train)[1]
-        return self._test_to_train
-
-    @property
-    def identity(self) -> dict:
-        """Nearest-training-face distances split by person: of held-out faces, and of training
-        faces to the other training faces, to the nearest face of the same person and of another
-        person (``metrics.nearest_by_identity``). JSON-ready; ``available: false`` without ids."""
-        if self._identity is None:
-            if self.real_ids is None or self.train_ids is None:
-                self._identity = {
-                    "available": False,
-                    "reason": "the data has no person identities (identity_CelebA.txt), so "
-                              "same- and different-person distances are not available",
-                }
-                return self._identity
-            n = min(self.memorization_queries, len(self.train))
-            train_rows = np.sort(np.random.default_rng(self.seed).choice(
-                len(self.train), n, replace=False))
-            test = _identity_neighbours(self.real[: self.memorization_queries],
-                                        self.real_ids[: self.memorization_queries],
-                                        self.train, self.train_ids)
-            train = _identity_neighbours(np.asarray(self.train[train_rows]),
-                                         self.train_ids[train_rows], self.train, self.train_ids,
-                                         query_rows=train_rows)
-            self._identity = {
-                "available": True,
-                "n_test_queries": int(min(self.memorization_queries, len(self.real))),
-                "n_train_queries": int(n),
-                "test_to_train_same_identity": _quantiles(test["same"]),
-                "test_to_train_different_identity": _quantiles(test["different"]),
-                "train_to_train_same_identity": _quantiles(train["same"]),
-                "train_to_train_different_identity": _quantiles(train["different"]),
-            }
-        return self._identity
-
-    def memorization(self, samples) -> dict:
-        """Nearest-training-face distances of samples against those of held-out faces, and
-        (with person ids) against photos of the same person and of other people."""
-        queries = as_float_images(samples)[: self.memorization_queries]
-        sample_to_train = nearest_training_neighbours(queries, self.train)[1]
-        reference = self.test_to_train
-        identity = self.identity
-        same = (identity.get("train_to_train_same_identity") or {}).get("median")
-        return {
-            "n_queries": len(queries),
-            "n_train": len(self.train),
-            "distance": "pixel L2, intensities in [0, 1]",
-            "sample_to_train": _quantiles(sample_to_train),
-            "test_to_train": _quantiles(reference),
-            "median_ratio": float(np.median(sample_to_train) / np.median(reference)),
-            "share_closer_than_test_p01": float(
-                np.mean(sample_to_train < np.quantile(reference, 0.01))
-            ),
-            "identity": identity,
-            "median_ratio_to_same_identity": (
-                float(np.median(sample_to_train) / same) if same else None),
-        }
-
-
-def make_sampler(model, sampler="prior", cache=None, n_components: int = 10,
-                 max_fit_images: int = 20_000, seed: int = 0, config: Config | None = None,
-                 checkpoint: str = "model.keras"):
-    """A latent sampler: ``"prior"`` (N(0, I)); ``"two_stage"``, the run's second-stage VAE
-    (``train.two_stage_sampler``: loads ``two_stage.keras`` of ``config``'s run dir, fitting and
-    saving it first when missing or older than ``checkpoint``; without ``config`` it is fitted
-    on ``cache``'s training codes and not saved); or ``"gmm"``, a Gaussian mixture fitted to the
-    ``z_mean`` of up to ``max_fit_images`` training faces (needs ``cache``). A sampler object
-    is returned as is."""
-    if not isinstance(sampler, str):
-        return sampler
-    if sampler == "prior":
-        return latent.PriorSampler(model.latent_dim)
-    if sampler == "two_stage":
-        from resvae_keras.train import two_stage_sampler
-
-        if config is not None:
-            return two_stage_sampler(config, model, cache, checkpoint)
-        if cache is None:
-            raise ValueError("sampler='two_stage' needs config= (the run's, to load or save "
-                             "two_stage.keras) or cache= (to fit it on the training codes)")
-        print("fitting a second-stage VAE on the training codes (not saved: pass config= "
-              "to keep it in the run dir)", file=sys.stderr, flush=True)
-        z_mean, z_log_var, _ = encode_split(model, cache, "train")
-        deterministic = getattr(model, "kind", "vae") == "ae"
-        return latent.TwoStageSampler(seed=seed).fit(z_mean, None if deterministic else z_log_var)
-    if sampler == "gmm":
-        if cache is None:
-            raise ValueError("sampler='gmm' is fitted to training codes: pass cache=")
-        z_mean, _, _ = encode_split(model, cache, "train", max_fit_images)
-        # EM on small matrices: BLAS threads only compete (25x slower on a busy 2-core machine)
-        with _blas_threads(1):
-            return latent.GaussianMixtureSampler(n_components=n_components, seed=seed).fit(z_mean)
-    raise ValueError(f"sampler={sampler!r} is not one of {list(SAMPLERS)}")
-
-
-def _sampler_name(sampler) -> str:
-    if isinstance(sampler, str):
-        return sampler
-    if isinstance(sampler, latent.GaussianMixtureSampler):
-        return "gmm"
-    if isinstance(sampler, latent.PriorSampler):
-        return "prior"
-    if isinstance(sampler, latent.TwoStageSampler):
-        return "two_stage"
-    return type(sampler).__name__
-
-
-def sample_report(model, references, sampler="prior", n: int | None = None, *,
-                  temperature: float = 1.0, seed: int = 0, extractor=None):
-    """Draw ``n`` samples and judge them against held-out faces.
-
-    Args:
-        references: a ``SampleReferences`` or a cache (its test and train splits are used).
-        sampler: ``"prior"``, ``"two_stage"`` or ``"gmm"`` (both fitted here on the training
-            codes; need a cache as ``references``) or a sampler object (see ``make_sampler``).
-        n: number of samples; default the number of real images (at most 10,000).
-        temperature: scales the latent draws (< 1: nearer the mode, less diverse).
-        extractor: feature network for FID/KID/precision/recall (see ``feature_extractor``);
-            ``None`` reports the offline measures only.
-
-    Returns:
-        ``(report, samples)``: a JSON-ready dict with ``sampler``, ``temperature``,
-        ``n_images``, ``realism`` (SWD per level and face rate always; FID, KID, precision,
-        recall when ``available``), ``diversity`` (pixel L2, MS-SSIM, feature distance, each for the
-        samples and the real images) and ``memorization``; and the samples, float32 in
-        [0, 1], shape (n, S, S, 3).
-    """
-    cache = None
-    if not isinstance(references, SampleReferences):
-        cache, references = references, SampleReferences.from_cache(references, seed=seed)
-    n = min(len(references.real), MAX_DEFAULT_SAMPLES) if n is None else int(n)
-    sampler_object = make_sampler(model, sampler, cache, seed=seed)
-    samples = latent.sample_images(model, sampler_object, n=n, temperature=temperature, seed=seed)
-    samples = np.clip(samples, 0.0, 1.0)
-    with _blas_threads():
-        realism = metrics.realism_metrics(references.real, samples, extractor, seed=seed)
-        memorization = references.memorization(samples)
-    diversity = {
-        "pixel_l2_fake": realism.pop("pixel_l2_diversity_fake"),
-        "pixel_l2_real": realism.pop("pixel_l2_diversity_real"),
-        "ms_ssim_fake": metrics.mean_pairwise_ms_ssim(samples, seed=seed),
-        "ms_ssim_real": references.real_ms_ssim,
-    }
-    for side in ("fake", "real"):
-        if f"feature_diversity_{side}" in realism:
-            diversity[f"feature_l2_{side}"] = realism.pop(f"feature_diversity_{side}")
-    if "reason" in realism:
-        realism["reason"] = _display_text(realism["reason"])
-    report = {
-        "sampler": _sampler_name(sampler),
-        "temperature": float(temperature),
-        "seed": seed,
-        "n_images": n,
-        "n_real": len(references.real),
-        "fid_comparable": bool(n >= metrics.FID_COMPARABLE_SAMPLES),
-        "realism": realism,
-        "diversity": diversity,
-        "memorization": memorization,
-    }
-    return report, samples
-
-
-def reference_report(model, references: SampleReferences, seed: int = 0) -> dict:
-    """The reference rows beside the samplers, measured against the same held-out faces.
-
-    ``real_test``: the held-out faces themselves (face rate, pairwise MS-SSIM), with the SWD
-    between them and as many random training faces: the floor SWD reaches for two real sets.
-    ``reconstructions``: the decoded ``z_mean`` of the held-out faces, the "blurry but a face"
-    row (at 64 px the SWD mostly measures blur; at 16 px layout and colour).
-
-    Returns:
-        ``{name: {"sampler": name, "description", "temperature": None, "n_images",
-        "realism": {"swd": {...}, "face_rate"}, "diversity": {"ms_ssim_fake"}}}`` for each
-        name of ``REFERENCE_SETS``; SWD x 1e3 per level and mean, face rate in [0, 1].
-    """
-    real = references.real
-    rows = np.sort(np.random.default_rng(seed).choice(
-        len(references.train), min(len(real), len(references.train)), replace=False))
-    sets = {
-        "real_test": (as_float_images(np.asarray(references.train[rows])), real),
-        "reconstructions": (real, np.clip(model.reconstruct(real), 0.0, 1.0)),
-    }
-    out = {}
-    for name, (reference, images) in sets.items():
-        with _blas_threads():
-            swd = metrics.sliced_wasserstein(reference, images, seed=seed)
-        ms_ssim = (references.real_ms_ssim if name == "real_test"
-                   else metrics.mean_pairwise_ms_ssim(images, seed=seed))
-        out[name] = {
-            "sampler": name, "description": REFERENCE_SETS[name], "temperature": None,
-            "n_images": len(images),
-            "realism": {"swd": swd, "face_rate": metrics.face_detection_rate(images)},
-            "diversity": {"ms_ssim_fake": ms_ssim},
-        }
-    return out
-
-
-def face_space_report(model, references: SampleReferences, samples: dict, seed: int = 0,
-                      **settings) -> dict:
-    """The samples, the test reconstructions and the calibration rows in dlib's face space.
-
-    ``facespace.face_space_table`` of ``references.real`` (the test faces) and
-    ``references.train``, with every sample set of ``samples`` (``{"<sampler>_t<T>":
-    images}``) and ``"reconstructions"`` (the decoded ``z_mean`` of the test faces).
-    ``settings`` go to ``face_space_table`` (``max_per_half``, ``max_train``, ...).
-
-    Returns:
-        ``{"rows": {...}, "settings": {...}}`` as ``face_space_table``, or ``{"skipped":
-        reason}`` when dlib or its models are not installed (the reason says what to install).
-    """
-    reason = facespace.unavailable_reason()
-    if reason is not None:
-        return {"skipped": reason}
-    sets = {**samples, "reconstructions": np.clip(model.reconstruct(references.real), 0.0, 1.0)}
-    with _blas_threads():
-        return facespace.face_space_table(references.real, references.train, sets, seed=seed,
-                                          **settings)
+# -- samplers side by side ---------------------------------------------------------------
 
 
 def sample_table(reports) -> pd.DataFrame:
@@ -757,15 +285,6 @@ def sample_table(reports) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index(["sampler", "temperature"])
 
 
-def real_reference_row(references: SampleReferences) -> dict:
-    """The same diversity and nearest-training numbers for held-out real faces."""
-    return {
-        "pixel_l2_diversity": metrics.mean_pairwise_distance(references.real, seed=references.seed),
-        "ms_ssim_between_samples": references.real_ms_ssim,
-        "nearest_train_median": float(np.median(references.test_to_train)),
-    }
-
-
 # -- the whole run ----------------------------------------------------------------------
 
 
@@ -782,8 +301,9 @@ def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = F
                  checkpoint: str = "model.keras", face_space: bool = True) -> dict:
     """Evaluate a finished run on its held-out test split; write and return ``metrics.json``.
 
-    The one evaluator: the main run and every run of the study write this schema. A smaller
-    evaluation (the study's) sets ``n_test``, ``n_samples`` and ``anomaly=False``.
+    The one evaluator: the main run and every run of the study write this schema (its keys:
+    see ``_record``). A smaller evaluation (the study's) sets ``n_test``, ``n_samples`` and
+    ``anomaly=False``.
 
     Args:
         run_dir: the run folder (``config.json``, ``model.keras``).
@@ -811,118 +331,166 @@ def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = F
         face_space: run ``face_space_report`` (dlib; about 0.12 s of one core per image, some
             6,000 images for a 965-face test split); ``False`` writes ``face_space:
             {"skipped": ...}``, as does a machine without dlib.
-
-    Returns:
-        the dict written: ``version``, ``created``, ``run``, ``profile``, ``demo``,
-        ``model``, ``data``, ``settings``, ``training``, ``reconstruction``,
-        ``per_attribute``, ``latent``, ``samples`` (one report per sampler and temperature,
-        key ``<sampler>_t<T>``), ``sample_references`` (``reference_report``: the real-face
-        floor and the reconstructions, with the same face rate, SWD and MS-SSIM),
-        ``face_space`` (``face_space_report``), ``anomaly`` and ``timings_s``.
     """
-    from resvae_keras import data
-
-    started = time.perf_counter()
-    timings = {}
+    started, timings = time.perf_counter(), {}
     path = resolve_run_dir(run_dir)
     run_config, model = load_run(path, checkpoint)
     overrides = {k: v for k, v in {"data_dir": data_dir, "cache_dir": cache_dir}.items() if v}
-    config = run_config.replace(**overrides) if overrides else run_config
     if out is None:
         other = Path(str(data_dir or cache_dir)).name if overrides else None
         out = path / (f"metrics_{other}.json" if other else "metrics.json")
-    cache = data.load_cache(config, progress=verbose)
-    if not overrides:
-        from resvae_keras.run_dir import SPLIT_FILE, check_run_split
-
-        if not check_run_split(path, cache, "evaluate"):
-            print(f"warning: {_display_text(str(path))} has no {SPLIT_FILE} (trained by an "
-                  "older version), so its test split cannot be checked against the split it "
-                  "was trained on; if the data changed since training, test images may be "
-                  "images it trained on", file=sys.stderr, flush=True)
-    test_images = split_images(cache, "test", n_test)
-    attributes = cache.attributes_of("test").iloc[: len(test_images)]
-    n_samples = min(len(test_images), MAX_DEFAULT_SAMPLES) if n_samples is None else int(n_samples)
-    if n_samples < metrics.FID_MIN_SAMPLES:
-        _log(verbose, f"note: {n_samples} samples per sampler; FID needs >= "
-                      f"{metrics.FID_COMPARABLE_SAMPLES:,} to compare across runs")
+    cache = _test_cache(run_config.replace(**overrides), path, own_data=not overrides,
+                        verbose=verbose)
+    test_images = cache.images_of("test", n_test)
+    n_samples = _sample_count(n_samples, len(test_images), verbose)
     samplers = SAMPLERS if sampler is None else (sampler,)
-    for name in samplers:
-        if name not in SAMPLERS:
-            raise ValueError(f"sampler={name!r} is not one of {list(SAMPLERS)} (or None for all)")
+    if not set(samplers) <= set(SAMPLERS):
+        raise ValueError(f"sampler={sampler!r} is not one of {list(SAMPLERS)} (or None for all)")
 
-    tick = time.perf_counter()
-    per_image, _, breakdown = reconstruction_report(model, test_images, attributes, seed=seed)
-    timings["reconstruction"] = time.perf_counter() - tick
-    _log(verbose, f"reconstruction of {len(test_images)} test images: {timings['reconstruction']:.1f} s")
-
-    tick = time.perf_counter()
-    linear = baselines.pca_baselines(split_view(cache, "train"), test_images, model.latent_dim,
-                                     seed)
-    timings["baselines"] = time.perf_counter() - tick
-    _log(verbose, f"PCA baselines (k = {', '.join(str(b['n_components']) for b in linear.values())}):"
-                  f" {timings['baselines']:.1f} s")
-
-    tick = time.perf_counter()
-    z_mean, z_log_var = latent.encode_dataset(model, test_images)
-    latent_numbers = latent_report(z_mean, z_log_var)
-    timings["latent"] = time.perf_counter() - tick
-
+    parts = _reconstruction_step(model, cache, test_images, seed, timings, verbose)
+    with _timed(timings, "latent"):
+        parts["latent"] = latent_space.latent_report(*latent.encode_dataset(model, test_images))
     features = feature_extractor(allow_download, extractor)
     references = SampleReferences.from_cache(
         cache, min(len(test_images), MAX_DEFAULT_SAMPLES), memorization_queries, seed)
-    samples, sample_images = {}, {}
-    for name in samplers:
-        tick = time.perf_counter()
-        # the second stage belongs to the run: fitted on (and saved with) its own training codes
-        sampler_object = make_sampler(model, name, None if overrides else cache, seed=seed,
-                                      config=run_config, checkpoint=checkpoint)
-        for temperature in TEMPERATURES[name]:
-            report, images = sample_report(model, references, sampler_object, n_samples,
-                                           temperature=temperature, seed=seed, extractor=features)
-            samples[f"{name}_t{temperature:g}"] = report
-            # the face-space step uses at most MAX_PER_HALF of them, and reads 8-bit images
-            sample_images[f"{name}_t{temperature:g}"] = to_uint8(images[: facespace.MAX_PER_HALF])
-        timings[f"samples_{name}"] = time.perf_counter() - tick
-        _log(verbose, f"samples from {name}: {timings[f'samples_{name}']:.1f} s")
-    tick = time.perf_counter()
-    sample_references = reference_report(model, references, seed=seed)
-    timings["sample_references"] = time.perf_counter() - tick
-    tick = time.perf_counter()
-    face_space_numbers = (
-        # the memorization check describes at most 4 training faces per sample: all 2,000
-        # for the main run, a few hundred for a small (study or demo) evaluation
-        face_space_report(model, references, sample_images, seed=seed,
-                          max_train=min(facespace.MAX_TRAIN, 4 * n_samples),
-                          progress=None if verbose else False)
-        if face_space else {"skipped": "not asked for (face_space=False)"})
-    timings["face_space"] = time.perf_counter() - tick
-    _log(verbose, f"face space: {timings['face_space']:.1f} s")
-
-    if anomaly:
-        tick = time.perf_counter()
-        n_clean = min(len(test_images), int(n_anomaly))
-        table = anomaly_report(model, test_images[:n_clean], seed=seed)
-        timings["anomaly"] = time.perf_counter() - tick
-        results: dict = {}
-        for (kind, score), row in table.iterrows():
-            results.setdefault(kind, {})[score] = {
-                k: row[k] for k in ("auroc", "ap", "mean_clean", "mean_anomalous")
-            }
-        anomaly_numbers = {
-            "n_clean": n_clean,
-            "n_anomalous_per_set": n_clean,
-            "seed": seed,
-            "corruption_strengths": CORRUPTION_STRENGTHS,
-            "non_face_kinds": list(NON_FACE_KINDS),
-            "scores": ANOMALY_SCORES,
-            "results": results,
-        }
-    else:
-        anomaly_numbers = {"skipped": True, "results": {}}
+    # the second stage belongs to the run: fitted on (and saved with) its own training codes
+    parts.update(_samples_step(model, references, samplers, n_samples, features, seed, timings,
+                               verbose, face_space, cache=None if overrides else cache,
+                               config=run_config, checkpoint=checkpoint))
+    parts["anomaly"] = (_anomaly_step(model, test_images, n_anomaly, seed, timings) if anomaly
+                        else {"skipped": True, "results": {}})
     timings["total"] = time.perf_counter() - started
 
-    reconstruction = reconstruction_dict(per_image, model)
+    settings = {
+        "n_test": len(test_images), "n_samples": n_samples, "checkpoint": checkpoint,
+        "samplers": list(samplers),
+        "temperatures": {name: list(TEMPERATURES[name]) for name in samplers},
+        "seed": seed, "allow_download": allow_download, "extractor": features.name,
+        "memorization_queries": memorization_queries,
+    }
+    result = _record(run_config, model, cache, settings, parts, timings)
+    with atomic_write(out) as tmp:
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+    _log(verbose, f"wrote {display_path(out)} in {timings['total']:.1f} s")
+    return result
+
+
+@contextlib.contextmanager
+def _timed(timings: dict, key: str, label: str | None = None):
+    """Time the ``with`` block into ``timings[key]`` (seconds); print ``label: <s> s`` when
+    a label is given."""
+    tick = time.perf_counter()
+    yield
+    timings[key] = time.perf_counter() - tick
+    if label:
+        _log(True, f"{label}: {timings[key]:.1f} s")
+
+
+def _test_cache(config: Config, path: Path, own_data: bool, verbose: bool):
+    """The cache to evaluate on; for the run's own data, with a warning when the run folder
+    cannot prove the test split is the one it was trained beside."""
+    from resvae_keras import data
+    from resvae_keras.run_dir import SPLIT_FILE, check_run_split
+
+    cache = data.load_cache(config, progress=verbose)
+    if own_data and not check_run_split(path, cache, "evaluate"):
+        print(f"warning: {display_path(path)} has no {SPLIT_FILE} (trained by an "
+              "older version), so its test split cannot be checked against the split it "
+              "was trained on; if the data changed since training, test images may be "
+              "images it trained on", file=sys.stderr, flush=True)
+    return cache
+
+
+def _reconstruction_step(model, cache, test_images, seed: int, timings: dict,
+                         verbose: bool) -> dict:
+    """``reconstruction``, ``baselines`` (PCA at the latent size) and ``per_attribute`` of the
+    record."""
+    attributes = cache.attributes_of("test").iloc[: len(test_images)]
+    with _timed(timings, "reconstruction",
+                verbose and f"reconstruction of {len(test_images)} test images"):
+        per_image, _, breakdown = reconstruction_report(model, test_images, attributes, seed=seed)
+    with _timed(timings, "baselines"):
+        linear = baselines.pca_baselines(cache.view_of("train"), test_images, model.latent_dim,
+                                         seed)
+    _log(verbose, f"PCA baselines (k = {', '.join(str(b['n_components']) for b in linear.values())}):"
+                  f" {timings['baselines']:.1f} s")
+    return {
+        "reconstruction": reconstruction_dict(per_image, model),
+        "baselines": linear,
+        "per_attribute": {"error": "mse", "n_images": len(per_image),
+                          "rows": breakdown.to_dict(orient="index")},
+    }
+
+
+def _sample_count(n_samples: int | None, n_test: int, verbose: bool) -> int:
+    """Samples per sampler: ``n_samples``, by default as many as test images (at most
+    ``MAX_DEFAULT_SAMPLES``); says so when FIDs at that count are not comparable."""
+    n_samples = min(n_test, MAX_DEFAULT_SAMPLES) if n_samples is None else int(n_samples)
+    if n_samples < metrics.FID_MIN_SAMPLES:
+        _log(verbose, f"note: {n_samples} samples per sampler; FID needs >= "
+                      f"{metrics.FID_COMPARABLE_SAMPLES:,} to compare across runs")
+    return n_samples
+
+
+def _samples_step(model, references, samplers, n_samples: int, features, seed: int,
+                  timings: dict, verbose: bool, face_space: bool, **sampler_settings) -> dict:
+    """``samples``, ``sample_references`` and ``face_space`` of the record: ``sample_report``
+    of every sampler at each of its ``TEMPERATURES`` (by ``<sampler>_t<T>``), the reference
+    rows, and all of them in face space. ``sampler_settings`` go to ``latent.make_sampler``
+    (cache, config, checkpoint)."""
+    reports, images_by_key = {}, {}
+    for name in samplers:
+        with _timed(timings, f"samples_{name}", verbose and f"samples from {name}"):
+            sampler = latent.make_sampler(model, name, seed=seed, **sampler_settings)
+            for temperature in TEMPERATURES[name]:
+                key = f"{name}_t{temperature:g}"
+                reports[key], images = sample_report(model, references, sampler, n_samples,
+                                                     temperature=temperature, seed=seed,
+                                                     extractor=features)
+                # the face-space step uses at most MAX_PER_HALF of them, and reads 8-bit images
+                images_by_key[key] = to_uint8(images[: facespace.MAX_PER_HALF])
+    with _timed(timings, "sample_references"):
+        references_rows = reference_report(model, references, seed=seed)
+    with _timed(timings, "face_space", verbose and "face space"):
+        face_space_rows = (
+            # the memorization check describes at most 4 training faces per sample: all 2,000
+            # for the main run, a few hundred for a small (study or demo) evaluation
+            face_space_report(model, references, images_by_key, seed=seed,
+                              max_train=min(facespace.MAX_TRAIN, 4 * n_samples),
+                              progress=None if verbose else False)
+            if face_space else {"skipped": "not asked for (face_space=False)"})
+    return {"samples": reports, "sample_references": references_rows,
+            "face_space": face_space_rows}
+
+
+def _anomaly_step(model, test_images, n_anomaly: int, seed: int, timings: dict) -> dict:
+    """``anomaly_report`` on the first ``n_anomaly`` test faces, as the record's ``anomaly``."""
+    n_clean = min(len(test_images), int(n_anomaly))
+    with _timed(timings, "anomaly"):
+        table = anomaly_report(model, test_images[:n_clean], seed=seed)
+    results: dict = {}
+    for (kind, score), row in table.iterrows():
+        results.setdefault(kind, {})[score] = {
+            k: row[k] for k in ("auroc", "ap", "mean_clean", "mean_anomalous")
+        }
+    return {
+        "n_clean": n_clean,
+        "n_anomalous_per_set": n_clean,
+        "seed": seed,
+        "corruption_strengths": CORRUPTION_STRENGTHS,
+        "non_face_kinds": list(NON_FACE_KINDS),
+        "scores": ANOMALY_SCORES,
+        "results": results,
+    }
+
+
+def _record(config: Config, model, cache, settings: dict, parts: dict, timings: dict) -> dict:
+    """The ``metrics.json`` record, JSON-ready: ``version``, ``created``, ``run``, ``profile``,
+    ``demo``, ``model``, ``data``, ``settings``, ``training``; the steps' ``parts``
+    (``reconstruction``, ``baselines``, ``per_attribute``, ``latent``, ``samples`` by
+    ``<sampler>_t<T>``, ``sample_references``, ``face_space``, ``anomaly``); ``timings_s``
+    and the flat ``summary``."""
+    path = Path(config.run_dir)
     result = {
         "version": METRICS_VERSION,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -947,37 +515,13 @@ def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = F
             "split_rule": cache.manifest.get("split_rule"),
             "split_counts": cache.manifest.get("split_counts"),
         },
-        "settings": {
-            "n_test": len(test_images),
-            "n_samples": n_samples,
-            "checkpoint": checkpoint,
-            "samplers": list(samplers),
-            "temperatures": {name: list(TEMPERATURES[name]) for name in samplers},
-            "seed": seed,
-            "allow_download": allow_download,
-            "extractor": features.name,
-            "memorization_queries": memorization_queries,
-        },
+        "settings": settings,
         "training": training_summary(path, model),
-        "reconstruction": reconstruction,
-        "baselines": linear,
-        "per_attribute": {
-            "error": "mse",
-            "n_images": len(per_image),
-            "rows": breakdown.to_dict(orient="index"),
-        },
-        "latent": latent_numbers,
-        "samples": samples,
-        "sample_references": sample_references,
-        "face_space": face_space_numbers,
-        "anomaly": anomaly_numbers,
+        **{key: parts[key] for key in ("reconstruction", "baselines", "per_attribute", "latent",
+                                       "samples", "sample_references", "face_space", "anomaly")},
         "timings_s": timings,
     }
-    result = _jsonable(result)
-    with atomic_write(out) as tmp:
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
-    _log(verbose, f"wrote {_display_text(str(out))} in {timings['total']:.1f} s")
-    return result
+    return _jsonable(result)
 
 
 def training_summary(run_dir, model=None) -> dict:
@@ -1005,8 +549,6 @@ def evaluate_folder(run_dir, data_dir, cache_dir=None) -> Path:
     returns its path. Used for the generalization check on other face crops.
     """
     from resvae_keras import data
-    from resvae_keras.data._io import display_path
-
     config, model = load_run(run_dir)
     folder = Path(data_dir).name
     cache = data.prepare(data_dir, size=config.image_size,
@@ -1055,7 +597,7 @@ def write_samples(run_dir, n: int = 64, out_dir="samples", temperature: float = 
         from resvae_keras import data
 
         cache = data.load_cache(config, progress=False)
-    sampler_object = make_sampler(model, sampler, cache, seed=seed, config=config)
+    sampler_object = latent.make_sampler(model, sampler, cache, seed=seed, config=config)
     out.mkdir(parents=True, exist_ok=True)
     width, paths = max(5, len(str(n - 1))), []
     try:

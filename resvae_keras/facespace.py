@@ -278,6 +278,21 @@ def descriptor_measures(reference, queries, train,
             "nn_train_median": float(np.median(nearest))}
 
 
+def _check_sets(test: np.ndarray, sets: dict, paired) -> None:
+    """``ValueError`` unless ``face_space_table`` can make its two halves of ``test`` and every
+    row of ``sets`` (no calibration row name, paired sets one image per test face)."""
+    if len(test) < 2 * (DENSITY_COVERAGE_K + 1):
+        raise ValueError(f"`real_test` needs at least {2 * (DENSITY_COVERAGE_K + 1)} faces "
+                         f"(two halves, k = {DENSITY_COVERAGE_K}); got {len(test)}.")
+    reserved = {"real_test", "noise"} | {f"blur_{s:g}px" for s in BLUR_SIGMAS_PX}
+    for name, images in sets.items():
+        if name in reserved:
+            raise ValueError(f"`sets` may not use the calibration row name {name!r}.")
+        if name in paired and len(images) != len(test):
+            raise ValueError(f"paired set {name!r} has {len(images)} images; it needs one per "
+                             f"real_test face ({len(test)}), in the same order.")
+
+
 def face_space_table(real_test, real_train, sets, seed: int = 0, *,
                      paired=("reconstructions",), max_per_half: int = MAX_PER_HALF,
                      max_train: int = MAX_TRAIN, batch_size: int = 64,
@@ -313,16 +328,7 @@ def face_space_table(real_test, real_train, sets, seed: int = 0, *,
         upscale and the measured seconds per 1000 images), JSON-ready.
     """
     test = _as_faces(real_test, "real_test")
-    if len(test) < 2 * (DENSITY_COVERAGE_K + 1):
-        raise ValueError(f"`real_test` needs at least {2 * (DENSITY_COVERAGE_K + 1)} faces "
-                         f"(two halves, k = {DENSITY_COVERAGE_K}); got {len(test)}.")
-    reserved = {"real_test", "noise"} | {f"blur_{s:g}px" for s in BLUR_SIGMAS_PX}
-    for name, images in sets.items():
-        if name in reserved:
-            raise ValueError(f"`sets` may not use the calibration row name {name!r}.")
-        if name in paired and len(images) != len(test):
-            raise ValueError(f"paired set {name!r} has {len(images)} images; it needs one per "
-                             f"real_test face ({len(test)}), in the same order.")
+    _check_sets(test, sets, paired)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(test))
     half = min(len(test) // 2, int(max_per_half))

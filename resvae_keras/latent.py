@@ -1,10 +1,12 @@
-"""Tools for the latent space of a trained VAE: samplers, interpolation, attribute
-vectors, active units, traversals and a 2-D projection.
+"""Codes of a trained VAE: encoding, the samplers that draw new codes, and interpolation
+paths between codes. What the codes mean (active units, attribute vectors, traversals) is
+read in ``latent_space``.
 
 Samplers, all with ``sample(n, seed=, temperature=) -> z`` of shape (n, latent_dim):
 ``PriorSampler`` (N(0, I)), ``GaussianMixtureSampler`` (ex-post mixture on the encoder
 means) and ``TwoStageSampler`` (u ~ N(0, I) decoded by a ``SecondStageVAE`` trained on the
-codes, Dai & Wipf 2019). ``sample_images`` decodes their codes with the first stage.
+codes, Dai & Wipf 2019); ``make_sampler`` builds one by name. ``sample_images`` decodes
+their codes with the first stage.
 
 Everything here works on any model with the ``ResVAE`` API:
 
@@ -20,21 +22,25 @@ N(0, I)), so a value of 2 along one dimension means "two prior standard deviatio
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+import sys
+from collections.abc import Iterable
 
 import keras
 import numpy as np
 import pandas as pd
 from keras import layers, ops
 
+from resvae_keras.data._io import blas_threads
 from resvae_keras.data.images import as_float_images
 from resvae_keras.layers import Sampling
 from resvae_keras.model import gaussian_nll, kl_divergence
 
+SAMPLERS = ("prior", "two_stage", "gmm")
+"""The samplers ``make_sampler`` builds by name."""
 _PARALLEL_EPS = 1e-6  # |sin(angle)| below this: treat z0 and z1 as parallel, use lerp
 
 
-def _to_numpy(x, dtype=np.float32) -> np.ndarray:
+def to_numpy(x, dtype=np.float32) -> np.ndarray:
     """A numpy array from a numpy array, list or Keras/TF tensor."""
     if not isinstance(x, (np.ndarray, list, tuple, int, float, np.generic)):
         import keras
@@ -61,23 +67,23 @@ def check_temperature(temperature) -> float:
 
 def _decode(model, z, batch_size: int = 256) -> np.ndarray:
     """``model.decode`` in batches. z: (N, d) -> images float32 [0, 1], (N, H, W, 3)."""
-    z = _to_numpy(z)
+    z = to_numpy(z)
     if z.ndim != 2:
         raise ValueError(f"z must have shape (N, latent_dim), got shape {z.shape}")
-    parts = [_to_numpy(model.decode(z[i : i + batch_size])) for i in range(0, len(z), batch_size)]
+    parts = [to_numpy(model.decode(z[i : i + batch_size])) for i in range(0, len(z), batch_size)]
     return np.concatenate(parts, axis=0)
 
 
-def _decode_grid(model, z, batch_size: int = 256) -> np.ndarray:
+def decode_grid(model, z, batch_size: int = 256) -> np.ndarray:
     """Decode codes of shape (a, b, d) into images of shape (a, b, H, W, 3)."""
-    z = _to_numpy(z)
+    z = to_numpy(z)
     images = _decode(model, z.reshape(-1, z.shape[-1]), batch_size)
     return images.reshape(*z.shape[:-1], *images.shape[1:])
 
 
-def _image_batch(images) -> np.ndarray:
+def image_batch(images) -> np.ndarray:
     """One image (H, W, 3) or a batch (N, H, W, 3) -> a float batch (N, H, W, 3)."""
-    images = _to_numpy(images, None)
+    images = to_numpy(images, None)
     return as_float_images(images[None] if images.ndim == 3 else images)
 
 
@@ -106,11 +112,24 @@ def encode_dataset(model, images, batch_size: int = 256) -> tuple[np.ndarray, np
         if isinstance(batch, (tuple, list)):
             batch = batch[0]
         z_mean, z_log_var = model.encode(as_float_images(batch))
-        means.append(_to_numpy(z_mean))
-        log_vars.append(_to_numpy(z_log_var))
+        means.append(to_numpy(z_mean))
+        log_vars.append(to_numpy(z_log_var))
     if not means:
         raise ValueError("images is empty: pass at least one image to encode")
     return np.concatenate(means), np.concatenate(log_vars)
+
+
+def encode_split(model, cache, split: str = "train", limit: int | None = None,
+                 batch_size: int = 256):
+    """Encode the first ``limit`` images of a cache split.
+
+    Returns:
+        ``(z_mean, z_log_var, attributes)``: float32 (n, latent_dim) twice and the
+        split's bool attribute table for the same rows.
+    """
+    images = cache.images_of(split, limit)
+    z_mean, z_log_var = encode_dataset(model, images, batch_size)
+    return z_mean, z_log_var, cache.attributes_of(split).iloc[: len(images)]
 
 
 # -- samplers -------------------------------------------------------------------
@@ -164,7 +183,7 @@ class GaussianMixtureSampler:
         from sklearn.mixture import GaussianMixture
         from threadpoolctl import threadpool_limits
 
-        z_means = _to_numpy(z_means, np.float64)
+        z_means = to_numpy(z_means, np.float64)
         if z_means.ndim != 2 or len(z_means) < self.n_components:
             raise ValueError(
                 f"z_means has shape {z_means.shape}; need (N, latent_dim) with "
@@ -393,14 +412,14 @@ class TwoStageSampler:
         """
         import tensorflow as tf
 
-        z_mean = _to_numpy(z_mean)
+        z_mean = to_numpy(z_mean)
         if z_mean.ndim != 2 or len(z_mean) < 2:
             raise ValueError(
                 f"z_mean has shape {z_mean.shape}; need (N, latent_dim) with N >= 2 codes "
                 "(encode the training images first)"
             )
         z_std = (np.zeros_like(z_mean) if z_log_var is None
-                 else np.exp(0.5 * _to_numpy(z_log_var)).astype(np.float32))
+                 else np.exp(0.5 * to_numpy(z_log_var)).astype(np.float32))
         if z_std.shape != z_mean.shape:
             raise ValueError(f"z_log_var has shape {z_std.shape}; expected {z_mean.shape}")
         batch_size = min(self.batch_size, len(z_mean))
@@ -440,7 +459,7 @@ class TwoStageSampler:
         u = (temperature * rng.standard_normal((n, self.latent_dim))).astype(np.float32)
         eps = rng.standard_normal((n, self.latent_dim))
         z_hat = self.decode(u, batch_size)
-        noise_std = self.vae_.gamma * _to_numpy(self.vae_.code_std)  # gamma in units of z
+        noise_std = self.vae_.gamma * to_numpy(self.vae_.code_std)  # gamma in units of z
         return (z_hat + temperature * noise_std * eps).astype(np.float32)
 
     def decode(self, u, batch_size: int = 1024) -> np.ndarray:
@@ -448,7 +467,7 @@ class TwoStageSampler:
         e.g. points on a path between two draws u ~ N(0, I)."""
         self._check_fitted()
         u = np.asarray(u, np.float32)
-        return np.concatenate([_to_numpy(self.vae_.decode(u[i : i + batch_size]))
+        return np.concatenate([to_numpy(self.vae_.decode(u[i : i + batch_size]))
                                for i in range(0, len(u), batch_size)]).astype(np.float32)
 
     def save(self, path) -> None:
@@ -510,10 +529,61 @@ def sample_images(
         bad = int((~np.isfinite(images)).any(axis=(1, 2, 3)).sum())
         raise ValueError(
             f"{bad} of {len(images)} decoded samples hold NaN or infinite pixels (their codes "
-            f"did: {int((~np.isfinite(_to_numpy(z))).any(axis=1).sum())}); nothing was saved. "
+            f"did: {int((~np.isfinite(to_numpy(z))).any(axis=1).sum())}); nothing was saved. "
             "Check the temperature and the sampler (a diverged second stage gives such codes)."
         )
     return images
+
+
+def make_sampler(model, sampler="prior", cache=None, n_components: int = 10,
+                 max_fit_images: int = 20_000, seed: int = 0, config=None,
+                 checkpoint: str = "model.keras"):
+    """A latent sampler: ``"prior"`` (N(0, I)); ``"two_stage"``, the run's second-stage VAE
+    (``train.two_stage_sampler``: loads ``two_stage.keras`` of ``config``'s run dir, fitting and
+    saving it first when missing or older than ``checkpoint``; without ``config``, the run's
+    ``Config``, it is fitted
+    on ``cache``'s training codes and not saved); or ``"gmm"``, a Gaussian mixture fitted to the
+    ``z_mean`` of up to ``max_fit_images`` training faces (needs ``cache``). A sampler object
+    is returned as is."""
+    if not isinstance(sampler, str):
+        return sampler
+    if sampler == "prior":
+        return PriorSampler(model.latent_dim)
+    if sampler == "two_stage":
+        from resvae_keras.train import two_stage_sampler
+
+        if config is not None:
+            return two_stage_sampler(config, model, cache, checkpoint)
+        if cache is None:
+            raise ValueError("sampler='two_stage' needs config= (the run's, to load or save "
+                             "two_stage.keras) or cache= (to fit it on the training codes)")
+        print("fitting a second-stage VAE on the training codes (not saved: pass config= "
+              "to keep it in the run dir)", file=sys.stderr, flush=True)
+        z_mean, z_log_var = encode_dataset(model, cache.images_of("train"))
+        deterministic = getattr(model, "kind", "vae") == "ae"
+        return TwoStageSampler(seed=seed).fit(z_mean, None if deterministic else z_log_var)
+    if sampler == "gmm":
+        if cache is None:
+            raise ValueError("sampler='gmm' is fitted to training codes: pass cache=")
+        z_mean, _ = encode_dataset(model, cache.images_of("train", max_fit_images))
+        # EM on small matrices: BLAS threads only compete (25x slower on a busy 2-core machine)
+        with blas_threads(1):
+            return GaussianMixtureSampler(n_components=n_components, seed=seed).fit(z_mean)
+    raise ValueError(f"sampler={sampler!r} is not one of {list(SAMPLERS)}")
+
+
+def sampler_name(sampler) -> str:
+    """The name ``make_sampler`` knows ``sampler`` by (a class name for another object)."""
+    if isinstance(sampler, str):
+        return sampler
+    if isinstance(sampler, GaussianMixtureSampler):
+        return "gmm"
+    if isinstance(sampler, PriorSampler):
+        return "prior"
+    if isinstance(sampler, TwoStageSampler):
+        return "two_stage"
+    return type(sampler).__name__
+
 
 
 # -- interpolation --------------------------------------------------------------
@@ -544,7 +614,7 @@ def lerp(z0, z1, t) -> np.ndarray:
     Returns:
         shape (..., d) for a number; (..., T, d) for an array (a path per pair).
     """
-    z0, z1 = _to_numpy(z0, None), _to_numpy(z1, None)
+    z0, z1 = to_numpy(z0, None), to_numpy(z1, None)
     dtype = np.result_type(z0, z1, np.float32)
     t, is_path = _path_t(t)
     return _stack_path(1.0 - t, t, z0.astype(np.float64), z1.astype(np.float64), is_path, dtype)
@@ -559,7 +629,7 @@ def slerp(z0, z1, t) -> np.ndarray:
 
     Args and returns: as ``lerp``.
     """
-    z0, z1 = _to_numpy(z0, None), _to_numpy(z1, None)
+    z0, z1 = to_numpy(z0, None), to_numpy(z1, None)
     dtype = np.result_type(z0, z1, np.float32)
     t, is_path = _path_t(t)
     a, b = np.broadcast_arrays(z0.astype(np.float64), z1.astype(np.float64))
@@ -590,31 +660,6 @@ def interpolate(z0, z1, steps: int = 8, method: str = "slerp") -> np.ndarray:
     return _INTERPOLATORS[method](z0, z1, np.linspace(0.0, 1.0, int(steps)))
 
 
-def interpolation_paths(
-    model, x_start, x_end, steps: int = 8, method: str = "slerp", batch_size: int = 256
-) -> np.ndarray:
-    """Decoded interpolations between the codes (``z_mean``) of image pairs.
-
-    Args:
-        x_start, x_end: images float32 in [0, 1], shape (n_pairs, H, W, 3) (or one
-            image (H, W, 3) each).
-        steps: images per path, endpoints included.
-        method: ``"slerp"`` or ``"lerp"``.
-
-    Returns:
-        images float32 in [0, 1], shape (n_pairs, steps, H, W, 3); column 0 and column
-        ``steps - 1`` are the reconstructions of x_start and x_end.
-    """
-    x_start, x_end = _image_batch(x_start), _image_batch(x_end)
-    if x_start.shape != x_end.shape:
-        raise ValueError(
-            f"x_start has shape {x_start.shape} but x_end has {x_end.shape}: pass pairs of equal count"
-        )
-    z_start = _to_numpy(model.encode(x_start)[0])
-    z_end = _to_numpy(model.encode(x_end)[0])
-    return _decode_grid(model, interpolate(z_start, z_end, steps, method), batch_size)
-
-
 def norm_along_path(z0, z1, steps: int = 21) -> pd.DataFrame:
     """Norm ||z|| along the lerp and slerp paths from z0 to z1.
 
@@ -636,229 +681,3 @@ def norm_along_path(z0, z1, steps: int = 21) -> pd.DataFrame:
         columns[method] = norms.reshape(-1, int(steps)).mean(axis=0)
     index = pd.Index(np.linspace(0.0, 1.0, int(steps)), name="t")
     return pd.DataFrame(columns, index=index)
-
-
-# -- attribute vectors ----------------------------------------------------------
-
-
-def attribute_vector(z_means, has_attribute) -> np.ndarray:
-    """mean(z | attribute) - mean(z | no attribute): float32, shape (d,).
-
-    Args:
-        z_means: encoder means, shape (N, d).
-        has_attribute: shape (N,), bool (or CelebA's -1/1, or 0/1).
-    """
-    z_means = _to_numpy(z_means, np.float64)
-    has = np.asarray(has_attribute)
-    has = has if has.dtype == bool else has > 0
-    if has.shape != (len(z_means),):
-        raise ValueError(
-            f"has_attribute has shape {has.shape} but z_means has {len(z_means)} rows; "
-            "pass one flag per encoded image"
-        )
-    if has.all() or not has.any():
-        raise ValueError(
-            f"has_attribute is {'all True' if has.all() else 'all False'}: an attribute vector "
-            "needs images with and without the attribute (encode more images)"
-        )
-    return (z_means[has].mean(axis=0) - z_means[~has].mean(axis=0)).astype(np.float32)
-
-
-def attribute_vectors(z_means, attributes: pd.DataFrame, names: Sequence[str]) -> dict:
-    """``{name: attribute_vector(z_means, attributes[name])}`` for each name.
-
-    ``attributes`` has one row per row of ``z_means`` (e.g. ``Cache.attributes_of(split)``).
-    """
-    missing = [name for name in names if name not in attributes.columns]
-    if missing:
-        raise KeyError(f"attributes has no column(s) {missing}; known: {list(attributes.columns)}")
-    return {name: attribute_vector(z_means, attributes[name].to_numpy()) for name in names}
-
-
-def apply_attribute(z, vector, strengths) -> np.ndarray:
-    """z + s * vector for each strength s: float32, shape (n, len(strengths), d).
-
-    z has shape (n, d) or (d,) (then n = 1).
-    """
-    z = np.atleast_2d(_to_numpy(z))
-    vector = _to_numpy(vector)
-    strengths = np.atleast_1d(_to_numpy(strengths))
-    if vector.shape != z.shape[-1:]:
-        raise ValueError(f"vector has shape {vector.shape}; expected ({z.shape[-1]},) to match z")
-    return z[:, None, :] + strengths[None, :, None] * vector
-
-
-def attribute_arithmetic(
-    model, images, vector, strengths=(-2, -1, 0, 1, 2), batch_size: int = 256
-) -> np.ndarray:
-    """Add an attribute vector to the codes of images and decode.
-
-    Args:
-        images: float32 in [0, 1], shape (n, H, W, 3).
-        vector: attribute vector, shape (d,) (see ``attribute_vector``).
-        strengths: multiples of ``vector`` to add (0: the plain reconstruction).
-
-    Returns:
-        images float32 in [0, 1], shape (n, len(strengths), H, W, 3).
-    """
-    z_mean = _to_numpy(model.encode(_image_batch(images))[0])
-    return _decode_grid(model, apply_attribute(z_mean, vector, strengths), batch_size)
-
-
-# -- active units and traversals ------------------------------------------------
-
-
-def kl_per_dimension(z_mean, z_log_var) -> np.ndarray:
-    """KL(q(z_j | x) || N(0, 1)) averaged over the images: nats, shape (d,).
-
-    Per dimension: 0.5 * (mu^2 + sigma^2 - 1 - log sigma^2). A dimension with a
-    KL near 0 carries no information about x (posterior collapse).
-    """
-    z_mean, z_log_var = _to_numpy(z_mean, np.float64), _to_numpy(z_log_var, np.float64)
-    kl = 0.5 * (np.square(z_mean) + np.exp(z_log_var) - 1.0 - z_log_var)
-    return kl.reshape(-1, kl.shape[-1]).mean(axis=0)
-
-
-def unit_activity(z_mean) -> np.ndarray:
-    """Variance over the images of E[z_j | x] (Burda et al. 2016): shape (d,)."""
-    z_mean = _to_numpy(z_mean, np.float64)
-    return z_mean.reshape(-1, z_mean.shape[-1]).var(axis=0)
-
-
-def active_units(z_mean, threshold: float = 0.01, z_log_var=None) -> tuple[np.ndarray, np.ndarray]:
-    """Which latent dimensions the model uses (Burda et al. 2016).
-
-    A unit is active when ``unit_activity`` (the variance over the data of E[z_j | x])
-    exceeds ``threshold`` (0.01).
-
-    Args:
-        z_mean: encoder means, shape (N, d).
-        z_log_var: optional, shape (N, d); when given the ranking is by
-            ``kl_per_dimension``, otherwise by activity.
-
-    Returns:
-        ``(mask, ranking)``: bool array (d,) of active units, and int array (d,) of the
-        dimensions from most to least used.
-    """
-    activity = unit_activity(z_mean)
-    score = activity if z_log_var is None else kl_per_dimension(z_mean, z_log_var)
-    ranking = np.argsort(-score, kind="stable")
-    return activity > threshold, ranking
-
-
-def traverse(model, z, dims: Sequence[int], values, batch_size: int = 256) -> np.ndarray:
-    """Vary one latent dimension at a time around a base code and decode.
-
-    Args:
-        z: base code, shape (d,) or (1, d) (e.g. the ``z_mean`` of one image).
-        dims: dimensions to vary (e.g. the first few of ``active_units``' ranking).
-        values: values (prior standard deviations) the dimension is set to.
-
-    Returns:
-        images float32 in [0, 1], shape (len(dims), len(values), H, W, 3).
-    """
-    z = _to_numpy(z)
-    if z.ndim == 2 and len(z) == 1:
-        z = z[0]
-    if z.ndim != 1:
-        raise ValueError(f"z has shape {z.shape}; traverse takes one base code of shape (d,)")
-    values = np.atleast_1d(_to_numpy(values))
-    dims = [int(dim) for dim in dims]
-    out_of_range = [dim for dim in dims if not -len(z) <= dim < len(z)]
-    if out_of_range:
-        raise ValueError(f"dims {out_of_range} are outside the latent size {len(z)}")
-    codes = np.repeat(np.repeat(z[None, None, :], len(dims), 0), len(values), 1)
-    for row, dim in enumerate(dims):
-        codes[row, :, dim] = values
-    return _decode_grid(model, codes, batch_size)
-
-
-# -- projection -----------------------------------------------------------------
-
-
-def pca_2d(z, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Project codes on their two main principal axes.
-
-    Args:
-        z: codes, shape (N, d) with N >= 2 and d >= 2.
-
-    Returns:
-        ``(coords, explained_variance_ratio)``: float32 (N, 2) and float (2,), the
-        share of the total variance along each axis.
-    """
-    from sklearn.decomposition import PCA
-
-    z = _to_numpy(z, np.float64)
-    if z.ndim != 2 or min(z.shape) < 2:
-        raise ValueError(f"z has shape {z.shape}; pca_2d needs (N, d) with N >= 2 and d >= 2")
-    pca = PCA(n_components=2, random_state=seed)
-    coords = pca.fit_transform(z).astype(np.float32)
-    return coords, pca.explained_variance_ratio_
-
-
-# -- the aggregate posterior ----------------------------------------------------
-
-
-def aggregate_posterior_std(z_mean, z_log_var) -> np.ndarray:
-    """Standard deviation of the aggregate posterior q(z) = mean_n q(z | x_n), per dimension.
-
-    By the law of total variance, ``Var_q(z_j) = Var_n(mu_nj) + mean_n(sigma_nj^2)``. The
-    prior N(0, I) has 1 in every dimension; drawing it at temperature T gives T in every
-    dimension, so no single T matches a q(z) whose dimensions have different scales.
-
-    Args:
-        z_mean, z_log_var: encoder outputs of N images, shape (N, d) each.
-
-    Returns:
-        float64, shape (d,), in prior standard deviations.
-    """
-    z_mean, z_log_var = _to_numpy(z_mean, np.float64), _to_numpy(z_log_var, np.float64)
-    if z_mean.shape != z_log_var.shape or z_mean.ndim != 2:
-        raise ValueError(
-            f"z_mean {z_mean.shape} and z_log_var {z_log_var.shape} must both be (N, d)"
-        )
-    return np.sqrt(z_mean.var(axis=0) + np.exp(z_log_var).mean(axis=0))
-
-
-def aggregate_kl_lower_bound(mean_kl: float, n_images: int) -> float:
-    """How far q(z) is at least from the prior: a lower bound on KL(q(z) || N(0, I)), nats.
-
-    ELBO surgery (Hoffman & Johnson 2016) with x uniform over N training images:
-    ``E_x KL(q(z|x) || p(z)) = I(x; z) + KL(q(z) || p(z))`` and ``I(x; z) <= log N``, so
-    ``KL(q(z) || p(z)) >= mean_kl - log N`` (0 when that is negative).
-
-    Args:
-        mean_kl: KL(q(z|x) || N(0, I)) averaged over those N images, nats (>= 0).
-        n_images: N, the number of training images (>= 1).
-    """
-    if int(n_images) < 1:
-        raise ValueError(f"n_images={n_images!r}: the bound needs at least one training image")
-    return max(float(mean_kl) - math.log(int(n_images)), 0.0)
-
-
-# -- editing one code -------------------------------------------------------------
-
-
-def edit_code(z, vectors=None, strengths=None, unit_offsets=None) -> np.ndarray:
-    """``z + sum_a s_a v_a + sum_j delta_j e_j``: one edited code, float32 (d,).
-
-    Args:
-        z: base code, shape (d,) (e.g. the ``z_mean`` of one face).
-        vectors: ``{name: attribute vector (d,)}`` (see ``attribute_vectors``).
-        strengths: ``{name: s}`` multiples of those vectors (a missing name: 0).
-        unit_offsets: ``{unit j: delta_j}``, shifts of single units in prior standard
-            deviations.
-    """
-    z = _to_numpy(z).copy()
-    if z.ndim != 1:
-        raise ValueError(f"z has shape {z.shape}; edit_code takes one code of shape (d,)")
-    vectors = vectors or {}
-    for name, strength in (strengths or {}).items():
-        if name not in vectors:
-            raise KeyError(f"no attribute vector {name!r}; known: {sorted(vectors)}")
-        z += float(strength) * _to_numpy(vectors[name])
-    for unit, offset in (unit_offsets or {}).items():
-        if not -len(z) <= int(unit) < len(z):
-            raise ValueError(f"unit {unit} is outside the latent size {len(z)}")
-        z[int(unit)] += float(offset)
-    return z

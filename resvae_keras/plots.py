@@ -23,7 +23,6 @@ import numpy as np
 import pandas as pd
 
 from resvae_keras.config import project_root
-from resvae_keras.data.images import to_uint8
 
 DPI = 120
 DEMO_LABEL = "(data demo)"
@@ -171,15 +170,8 @@ def interpolation_strips(
     """One interpolation per row. paths: float [0, 1], shape (n, steps, H, W, 3)."""
     steps = np.asarray(paths).shape[1]
     t_labels = [f"{t:.2f}" for t in np.linspace(0.0, 1.0, steps)]
-    return image_grid(
-        paths,
-        row_labels=row_labels,
-        col_labels=t_labels,
-        xlabel=xlabel,
-        title=title,
-        name=name,
-        demo=demo,
-    )
+    return image_grid(paths, row_labels=row_labels, col_labels=t_labels, xlabel=xlabel,
+                      title=title, name=name, demo=demo)
 
 
 def attribute_grid(
@@ -198,15 +190,10 @@ def attribute_grid(
     ``xlabel`` defaults to "kekuatan vektor '<attribute>' yang ditambahkan ke z".
     """
     vector = f"vektor '{attribute}'" if attribute else "vektor atribut"
-    return image_grid(
-        grid,
-        row_labels=row_labels,
-        col_labels=[f"{s:+g}" if s else "0" for s in strengths],
-        xlabel=xlabel or f"kekuatan {vector} yang ditambahkan ke z",
-        title=title,
-        name=name,
-        demo=demo,
-    )
+    return image_grid(grid, row_labels=row_labels,
+                      col_labels=[f"{s:+g}" if s else "0" for s in strengths],
+                      xlabel=xlabel or f"kekuatan {vector} yang ditambahkan ke z",
+                      title=title, name=name, demo=demo)
 
 
 def crop_examples(
@@ -230,11 +217,8 @@ def crop_examples(
         original = cache.original(image_name)
         left, top, right, bottom = crop_box(*original.size)
         axes[0, i].imshow(original)
-        axes[0, i].add_patch(
-            Rectangle(
-                (left - 0.5, top - 0.5), right - left, bottom - top, fill=False, color="red", lw=2
-            )
-        )
+        axes[0, i].add_patch(Rectangle((left - 0.5, top - 0.5), right - left, bottom - top,
+                                       fill=False, color="red", lw=2))
         axes[0, i].set_title(f"{image_name}\n{original.size[0]}x{original.size[1]}", fontsize=8)
         axes[1, i].imshow(cache.images[i])
         axes[1, i].set_title(f"{cache.size}x{cache.size}", fontsize=8)
@@ -459,7 +443,7 @@ def latent_scatter(
     name: str | None = None,
     demo: bool = False,
 ):
-    """2-D projection of codes (e.g. ``latent.pca_2d``), coloured by a label.
+    """2-D projection of codes (e.g. ``latent_space.pca_2d``), coloured by a label.
 
     Args:
         coords: shape (N, 2).
@@ -702,134 +686,3 @@ def tradeoff(
                         xytext=(4, 4), fontsize=7)
         ax.set(xlabel=xlabel, ylabel=ylabel)
     return _finish(fig, title, name, demo)
-
-
-# -- interactive latent explorer ------------------------------------------------
-
-
-def interactive_frontend() -> bool:
-    """True when live widgets can be shown: ``ipywidgets`` is installed and the kernel was
-    started by a Jupyter server (JupyterLab or Notebook set ``JPY_SESSION_NAME``).
-
-    Headless runs (nbval, ``jupyter nbconvert --execute``, plain Python) return False.
-    """
-    import importlib.util
-    import os
-
-    return bool(os.environ.get("JPY_SESSION_NAME")) and (
-        importlib.util.find_spec("ipywidgets") is not None
-    )
-
-
-def _png_bytes(image, scale: int) -> bytes:
-    """One float [0, 1] image (H, W, 3) as PNG bytes, enlarged ``scale`` times (nearest)."""
-    import io
-
-    from PIL import Image
-
-    pixels = to_uint8(image)
-    pixels = pixels.repeat(scale, axis=0).repeat(scale, axis=1)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def latent_explorer(
-    model,
-    base_codes,
-    vectors: Mapping[str, np.ndarray],
-    units: Sequence[int],
-    value_range: tuple[float, float] = (-3.0, 3.0),
-    interactive: bool | None = None,
-    scale: int = 4,
-    *,
-    title: str | None = None,
-    demo: bool = False,
-):
-    """Edit a face's code with sliders and see the decoded face live.
-
-    The code shown is ``latent.edit_code(base, vectors, strengths, unit_offsets)``: one
-    slider per attribute vector (its strength s) and one per latent unit (an offset in
-    prior standard deviations), all within ``value_range``, plus a slider that picks the
-    base face.
-
-    Args:
-        model: a model with ``decode`` (e.g. the trained ``ResVAE``).
-        base_codes: codes to start from, shape (n, d) (e.g. ``z_mean`` of test faces).
-        vectors: ``{attribute name: vector (d,)}`` (see ``latent.attribute_vectors``).
-        units: latent units to offer (e.g. the first few of ``latent.active_units``' ranking).
-        interactive: ``None`` asks ``interactive_frontend()``; True forces the widget
-            (e.g. in an editor that renders widgets without a Jupyter server).
-        scale: the face is shown ``scale`` times enlarged.
-
-    Returns:
-        an ``ipywidgets.VBox`` when interactive; otherwise the static stand-in, a (closed)
-        matplotlib Figure of the first base face with one row per slider at five values of
-        its range. Either one shows when it is the last value of a notebook cell.
-    """
-    from resvae_keras import latent
-
-    base_codes = np.atleast_2d(np.asarray(base_codes, dtype=np.float32))
-    names, units = list(vectors), [int(unit) for unit in units]
-    if not names and not units:
-        raise ValueError("give at least one attribute vector or one latent unit to explore")
-    low, high = (float(v) for v in value_range)
-    if interactive is None:
-        interactive = interactive_frontend()
-    if not interactive:
-        values = np.linspace(low, high, 5)
-        codes = [
-            [latent.edit_code(base_codes[0], vectors, {name: v}) for v in values] for name in names
-        ] + [[latent.edit_code(base_codes[0], unit_offsets={unit: v}) for v in values]
-             for unit in units]
-        codes = np.asarray(codes, dtype=np.float32)
-        faces = latent.sample_images(model, codes.reshape(-1, codes.shape[-1]))
-        fig = image_grid(
-            faces.reshape(*codes.shape[:2], *faces.shape[1:]),
-            row_labels=[f"{name} (s)" for name in names] + [f"z{unit} (geser)" for unit in units],
-            col_labels=[f"{v:+g}" for v in values],
-            xlabel="nilai slider (slider lain di 0)",
-            title=f"{title or 'Penjelajah laten'} (tampilan statis; slider di JupyterLab)",
-            demo=demo,
-        )
-        # Closed, so that a notebook shows it once: as the cell's value, like the widget.
-        _pyplot().close(fig)
-        return fig
-
-    import ipywidgets as widgets
-
-    def slider(description, low_value, high_value, step):
-        return widgets.FloatSlider(
-            value=0.0, min=low_value, max=high_value, step=step, description=description,
-            continuous_update=True, style={"description_width": "120px"},
-            layout=widgets.Layout(width="420px"),
-        )
-
-    face = widgets.IntSlider(value=0, min=0, max=len(base_codes) - 1, description="wajah dasar",
-                             style={"description_width": "120px"},
-                             layout=widgets.Layout(width="420px"))
-    strength = {name: slider(f"{name} (s)", low, high, 0.1) for name in names}
-    offset = {unit: slider(f"z{unit} (geser)", low, high, 0.1) for unit in units}
-    reset = widgets.Button(description="reset slider")
-    image = widgets.Image(format="png")
-
-    def update(_change=None):
-        code = latent.edit_code(
-            base_codes[face.value], vectors,
-            {name: s.value for name, s in strength.items()},
-            {unit: s.value for unit, s in offset.items()},
-        )
-        image.value = _png_bytes(latent.sample_images(model, code[None])[0], scale)
-
-    def reset_all(_button=None):
-        for control in [*strength.values(), *offset.values()]:
-            control.value = 0.0
-
-    for control in [face, *strength.values(), *offset.values()]:
-        control.observe(update, names="value")
-    reset.on_click(reset_all)
-    update()
-    heading = widgets.HTML(f"<b>{title or 'Penjelajah laten'}</b>"
-                           + (f" {DEMO_LABEL}" if demo else ""))
-    controls = widgets.VBox([face, *strength.values(), *offset.values(), reset])
-    return widgets.VBox([heading, widgets.HBox([controls, image])])

@@ -740,6 +740,21 @@ def test_float_and_uint8_conversions_round_trip_and_name_the_argument():
         data.as_float_images(x * 255.0)
 
 
+def test_display_path_never_shows_the_machine_layout(tmp_path, monkeypatch):
+    from resvae_keras.data._io import display_path
+
+    home = tmp_path / "home"
+    root = home / "work" / "proj"
+    monkeypatch.setenv("RESVAE_HOME", str(root))
+    monkeypatch.setenv("HOME", str(home))
+    assert display_path(root / "runs" / "x") == "runs/x"
+    assert display_path(root) == "."
+    # a sibling whose name starts with the root's name is not inside the project
+    assert display_path(home / "work" / "proj_cases" / "x") == "../proj_cases/x"
+    assert display_path(home / ".keras" / "models" / "w.h5") == "~/.keras/models/w.h5"
+    assert display_path(tmp_path / "elsewhere") == str(tmp_path / "elsewhere")
+
+
 def test_display_path_survives_a_symlink_loop(tmp_path):
     from resvae_keras.data._io import display_path
 

@@ -1,5 +1,5 @@
-"""Tests for resvae_keras.evaluate: reconstruction reports, attribute vectors, sample
-references and the metrics.json of a run, on a small ResVAE trained on generated demo faces
+"""Tests for resvae_keras.evaluate: reconstruction reports, loading runs and the
+metrics.json of a run, on a small ResVAE trained on generated demo faces
 (the ``trained`` fixture of conftest.py)."""
 
 from __future__ import annotations
@@ -11,12 +11,14 @@ import urllib.request
 import numpy as np
 import pytest
 
-from resvae_keras import data, evaluate, latent, metrics, record
+from resvae_keras import data, evaluate, latent, metrics, record, sample_quality
 
 
 @pytest.fixture
 def offline(monkeypatch, tmp_path):
-    """An empty Keras cache and no network: any download attempt fails the test."""
+    """An empty Keras cache in the home folder and no network: any download attempt fails
+    the test."""
+    monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
 
     def no_network(*args, **kwargs):
@@ -44,33 +46,18 @@ def test_reconstruction_report_rows_and_attribute_breakdown(trained):
     np.testing.assert_allclose(again["neg_elbo"], per_image["neg_elbo"])  # seeded ELBO
 
 
-def test_eyeglasses_vector_draws_glasses_on_demo_faces(trained):
-    """Attribute vectors on the demo data point towards the attribute: adding the
-    Eyeglasses vector raises the fraction of decoded demo faces with glasses drawn,
-    judged by data.detect_demo_eyeglasses."""
-    _, model, cache = trained
-    z_mean, _, attributes = evaluate.encode_split(model, cache, "train")
-    vector = latent.attribute_vector(z_mean, attributes["Eyeglasses"].to_numpy())
-    faces = np.concatenate([
-        cache.images_of(split)[~cache.attributes_of(split)["Eyeglasses"].to_numpy()]
-        for split in ("val", "test")
-    ])
-    assert not data.detect_demo_eyeglasses(faces).any()
-    effect = evaluate.attribute_strength_effect(
-        model, faces, vector, [0.0, 2.0], data.detect_demo_eyeglasses
-    )
-    assert effect.loc[0.0, "rate"] <= 0.05
-    assert effect.loc[2.0, "rate"] >= effect.loc[0.0, "rate"] + 0.2
-
-
-def test_evaluate_run_writes_metrics_json_offline(trained, offline):
+def test_evaluate_run_writes_metrics_json_offline(trained, offline, tmp_path):
     config, _, _ = trained
     result = evaluate.evaluate_run(
         config.run_path, n_test=40, n_samples=16, n_anomaly=16, memorization_queries=16,
         verbose=False, face_space=False,  # tests/test_facespace.py runs the dlib step
     )
-    written = json.loads((config.run_path / "metrics.json").read_text())
+    text = (config.run_path / "metrics.json").read_text()
+    written = json.loads(text)
     assert written == result
+    # the missing weights file (in the home folder) is named in every sampler's reason as
+    # ~/..., never by this machine's absolute path
+    assert "~/keras/models/" in text and str(tmp_path) not in text
     expected = {"version", "profile", "demo", "model", "data", "settings", "reconstruction",
                 "per_attribute", "latent", "samples", "sample_references", "face_space",
                 "anomaly", "timings_s"}
@@ -92,7 +79,7 @@ def test_evaluate_run_writes_metrics_json_offline(trained, offline):
     flat = record.run_record(written)
     assert flat["fid_available"] is False and math.isnan(flat["fid_prior_t1"])
     references = written["sample_references"]
-    assert set(references) == set(evaluate.REFERENCE_SETS) == {"real_test", "reconstructions"}
+    assert set(references) == set(sample_quality.REFERENCE_SETS) == {"real_test", "reconstructions"}
     rows = {**written["samples"], **references}
     for key, row in rows.items():
         swd = row["realism"]["swd"]
@@ -136,25 +123,6 @@ def test_evaluate_run_small_without_anomaly_at_the_last_checkpoint(trained, offl
     memorization = result["samples"]["prior_t1"]["memorization"]
     assert memorization["identity"]["available"] is False  # demo faces have no person ids
     assert memorization["median_ratio_to_same_identity"] is None
-
-
-def test_sample_references_report_same_and_different_person_distances():
-    rng = np.random.default_rng(0)
-    train = rng.integers(0, 256, size=(6, 4, 4, 3), dtype=np.uint8)
-    train[1] = np.clip(train[0].astype(int) + 3, 0, 255)  # a second photo of person 0
-    train_ids = np.array([0, 0, 1, 1, 2, 2])
-    real = rng.random((3, 4, 4, 3), dtype=np.float32)
-    references = evaluate.SampleReferences(real, train, memorization_queries=6, seed=0,
-                                           real_ids=np.array([5, 6, 7]), train_ids=train_ids)
-    identity = references.identity
-    assert identity["available"] is True
-    assert identity["test_to_train_same_identity"] == {"n": 0}  # no test person in train
-    assert identity["test_to_train_different_identity"]["n"] == 3
-    same = identity["train_to_train_same_identity"]
-    assert same["n"] == 6 and same["min"] < 0.3 < identity["train_to_train_different_identity"]["min"]
-    memorization = references.memorization(real)
-    assert memorization["identity"] is identity
-    assert memorization["median_ratio_to_same_identity"] > 0
 
 
 def test_evaluate_folder_scores_every_image_of_another_folder(trained, tmp_path):
@@ -226,26 +194,6 @@ def test_a_truncated_model_file_is_called_damaged(untrained_run):
     (run / "model.keras").write_bytes(content[: len(content) // 2])
     with pytest.raises(ModelFileError, match="model.keras is damaged: not a complete .keras"):
         evaluate.load_run(run)
-
-
-def test_paths_beside_the_project_keep_their_name(tmp_path, monkeypatch):
-    root = tmp_path / "proj"
-    monkeypatch.setenv("RESVAE_HOME", str(root))
-    assert evaluate._display_text(f"{root}/runs/x") == "runs/x"
-    assert evaluate._display_text(f"in '{root}'") == "in '.'"
-    assert evaluate._display_text(f"{root}_cases/runs/x") == f"{root}_cases/runs/x"
-
-
-def test_latent_report_elbo_surgery_is_zero_at_the_prior_and_positive_for_spread_codes():
-    n, d = 50, 4
-    at_prior = evaluate.latent_report(np.zeros((n, d)), np.zeros((n, d)))
-    assert at_prior["aggregate_kl_lower_bound_nats"] == 0.0
-    assert at_prior["aggregate_std"]["median"] == pytest.approx(1.0)
-    rng = np.random.default_rng(0)
-    spread = evaluate.latent_report(5 * rng.standard_normal((n, d)), np.full((n, d), -6.0))
-    # mean KL about 4 * (25 + 6 - 1) / 2 = 60 nats, far above log 50 = 3.9
-    assert spread["aggregate_kl_lower_bound_nats"] > 40
-    assert spread["aggregate_std"]["median"] > 3
 
 
 def test_a_nan_temperature_writes_nothing(untrained_run, tmp_path):

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from resvae_keras import facespace
+from resvae_keras import facespace, sample_quality
 from resvae_keras.data.images import as_float_images
 
 INSTALL_REASON = ("dlib is not installed: pip install dlib-bin face-recognition-models "
@@ -115,21 +115,20 @@ def pixel_descriptors(images, batch_size=64, progress=None):
 
 def test_evaluate_step_adds_reconstructions_or_says_why_it_skipped(face_models, demo_faces,
                                                                    monkeypatch):
-    from resvae_keras import evaluate
 
     class Identity:  # a "model" whose reconstructions are its inputs
         def reconstruct(self, images):
             return np.asarray(images, np.float32)
 
     monkeypatch.setattr(facespace, "descriptors", pixel_descriptors)
-    references = evaluate.SampleReferences(demo_faces[:12], demo_faces[12:])
-    report = evaluate.face_space_report(Identity(), references,
-                                        {"prior_t1": demo_faces[6:12]}, seed=0)
+    references = sample_quality.SampleReferences(demo_faces[:12], demo_faces[12:])
+    report = sample_quality.face_space_report(Identity(), references,
+                                              {"prior_t1": demo_faces[6:12]}, seed=0)
     assert {"real_test", "reconstructions", "prior_t1", "noise"} <= set(report["rows"])
     # identical reconstructions are the real query half itself
     assert report["rows"]["reconstructions"] == report["rows"]["real_test"]
     monkeypatch.setattr(facespace, "unavailable_reason", lambda: "no dlib here")
-    assert evaluate.face_space_report(Identity(), references, {}) == {"skipped": "no dlib here"}
+    assert sample_quality.face_space_report(Identity(), references, {}) == {"skipped": "no dlib here"}
 
 
 def test_missing_dlib_names_the_packages_to_install(monkeypatch):

@@ -18,10 +18,12 @@ from ..config import project_root
 
 
 def display_path(path: str | os.PathLike) -> str:
-    """``path`` relative to the project root, for messages and notebook output.
+    """``path`` for messages, notebook output and ``metrics.json``: relative to the project
+    root, never the machine's absolute layout.
 
-    Folders beside the checkout keep one ``../`` (``../shared/data``); a path further
-    away is shown absolute, as the user gave it.
+    Folders beside the checkout keep one ``../`` (``../shared/data``); a path further away
+    is shown under ``~`` when it is in the home folder (``~/.keras/models/...``), else
+    absolute, as the user gave it.
     """
     path = Path(path)
     try:
@@ -32,9 +34,23 @@ def display_path(path: str | os.PathLike) -> str:
         relative = Path(os.path.relpath(absolute, project_root()))
     except ValueError:  # another drive on Windows
         return str(path)
-    if relative.parts[:2] == ("..", ".."):
-        return str(absolute)
-    return relative.as_posix()
+    if relative.parts[:2] != ("..", ".."):
+        return relative.as_posix()
+    home = Path.home().resolve()
+    if home != Path(home.anchor) and absolute.is_relative_to(home):
+        return ("~/" + absolute.relative_to(home).as_posix()).removesuffix("/.")
+    return str(absolute)
+
+
+def blas_threads(limit: int | None = None):
+    """A context that caps numpy's BLAS threads: at ``limit``, or at 1 on machines with at
+    most 4 cores, where BLAS threads spinning against TensorFlow's own threads make the
+    patch projections and distance blocks of the sample metrics several times slower."""
+    from threadpoolctl import threadpool_limits
+
+    if limit is None and (os.cpu_count() or 1) > 4:
+        return threadpool_limits(limits=None)
+    return threadpool_limits(limits=limit or 1, user_api="blas")
 
 
 def temp_path_beside(path: str | os.PathLike) -> Path:

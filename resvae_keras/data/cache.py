@@ -94,9 +94,30 @@ class Cache:
             raise ValueError(f"split={split!r} is not one of {list(SPLITS)}")
         return np.flatnonzero(self.table["split"].to_numpy() == split).astype(np.int64)
 
-    def images_of(self, split: str) -> np.ndarray:
-        """The images of ``split`` loaded into memory, uint8 (n, size, size, 3)."""
-        return np.asarray(self.images[self.split_indices(split)])
+    def images_of(self, split: str, limit: int | None = None) -> np.ndarray:
+        """The first ``limit`` images (all with ``None``) of ``split`` loaded into memory,
+        uint8 (n, size, size, 3); ``ValueError`` when the split is empty."""
+        rows = self.split_indices(split)[: None if limit is None else int(limit)]
+        if not len(rows):
+            raise ValueError(f"split={split!r} of the cache has no images; see cache.summary()")
+        return np.asarray(self.images[rows])
+
+    def view_of(self, split: str) -> np.ndarray:
+        """All images of ``split``, uint8 (n, size, size, 3), without loading them when the
+        split is one contiguous block of the memmap (the official CelebA partition is)."""
+        rows = self.split_indices(split)
+        if len(rows) and rows[-1] - rows[0] + 1 == len(rows):
+            return self.images[rows[0] : rows[-1] + 1]
+        return np.asarray(self.images[rows])
+
+    def identities_of(self, split: str, limit: int | None = None) -> np.ndarray | None:
+        """Person ids (int64, -1 unknown) of the rows ``images_of`` returns; None when the
+        cache knows no identities (the demo faces, CelebA without ``identity_CelebA.txt``)."""
+        if "identity" not in self.table.columns:
+            return None
+        ids = self.table["identity"].to_numpy()[self.split_indices(split)]
+        ids = ids[: None if limit is None else int(limit)]
+        return ids.astype(np.int64) if (ids >= 0).any() else None
 
     def attributes_of(self, split: str) -> pd.DataFrame:
         """The 40 bool attribute columns of ``split``, indexed by file name."""
@@ -314,40 +335,13 @@ def _build(source: CelebaSource, names, members, request, target: Path, progress
         len(names) * (size * size * 3 + 200) + 2**20,
         f"the {size}x{size} cache of {len(names):,} images",
     )
+    if workers is None:
+        workers = min(cpu_count(), 8) if len(names) >= 256 else 1
     tmp = temp_dir_beside(target)
     try:
-        images = _new_images_file(tmp / "images.npy", (len(names), size, size, 3))
-        kept, skipped, source_sizes = [], [], {}
-        digest = hashlib.sha256()
-        if workers is None:
-            workers = min(cpu_count(), 8) if len(names) >= 256 else 1
-        for name, (face, error, source_size) in zip(
-            names, _decode_all(source, members, size, progress, workers), strict=True
-        ):
-            if face is None:
-                skipped.append({"file": name, "reason": error})
-                continue
-            images[len(kept)] = face
-            digest.update(face)
-            kept.append(name)
-            key = f"{source_size[0]}x{source_size[1]}"
-            source_sizes[key] = source_sizes.get(key, 0) + 1
-        images.flush()
-        del images
-        if not kept:
-            raise ValueError(
-                f"none of the {len(names)} images in {display_path(source.images)} could be read; see the errors in the warning"
-            )
-        if skipped:
-            _truncate_rows(tmp / "images.npy", len(kept))
-            listed = ", ".join(f"{s['file']} ({s['reason']})" for s in skipped[:5])
-            warnings.warn(
-                f"skipped {len(skipped)} unreadable image(s) of {len(names)} in {display_path(source.images)}: "
-                f"{listed}{' ...' if len(skipped) > 5 else ''}; all are listed in the manifest 'skipped' entry",
-                CelebaDataWarning,
-                stacklevel=3,
-            )
-        table = table.loc[kept]
+        decoded = _decode_into(tmp / "images.npy", source, names, members, size, progress,
+                               workers)
+        table = table.loc[decoded["kept"]]
         identity = table["identity"].to_numpy()
         split, split_rule, split_warning = _assign_splits(
             table["partition"].to_numpy(), identity if source.identity_file else None
@@ -359,29 +353,12 @@ def _build(source: CelebaSource, names, members, request, target: Path, progress
         out[list(ATTRIBUTE_NAMES)] = out[list(ATTRIBUTE_NAMES)].astype(np.int8)
         out.to_csv(tmp / "table.csv")
         seconds = time.perf_counter() - started
-        marker = demo_marker(source.root)
         manifest = {
-            "version": CACHE_VERSION,
-            "complete": True,
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "build_id": uuid.uuid4().hex,
-            "request": request,
-            "source": str(source.root.resolve()),
-            "source_display": display_path(source.root),
-            "layout": source.layout,
-            "images_path": str(source.images.resolve()),
-            "attributes_file": str(source.attributes_file.resolve()),
-            "partition_file": str(source.partition_file.resolve())
-            if source.partition_file
-            else None,
-            "demo": marker is not None,
-            "demo_generator": marker,
-            "crop_rule": CROP_RULE,
-            "size": size,
-            "count": len(kept),
+            **_source_record(source, request),
+            "count": len(decoded["kept"]),
             "found": len(names),
-            "skipped": skipped,
-            "source_sizes": dict(sorted(source_sizes.items(), key=lambda kv: -kv[1])),
+            "skipped": decoded["skipped"],
+            "source_sizes": decoded["source_sizes"],
             "split_rule": split_rule,
             "split_warning": split_warning,
             "split_counts": {s: int((split == s).sum()) for s in SPLITS},
@@ -393,7 +370,7 @@ def _build(source: CelebaSource, names, members, request, target: Path, progress
             "official_test_images_in_training": int(
                 ((table["partition"] == 2) & (table["split"] != "test")).sum()
             ),
-            "images_sha256": digest.hexdigest(),
+            "images_sha256": decoded["sha256"],
             "workers": workers,
             "seconds": round(seconds, 2),
             "images_per_second": round(len(names) / seconds, 1),
@@ -404,6 +381,71 @@ def _build(source: CelebaSource, names, members, request, target: Path, progress
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _decode_into(path: Path, source: CelebaSource, names, members, size: int, progress,
+                 workers: int) -> dict:
+    """Crop and decode every image of ``names`` into the uint8 file ``path``; unreadable ones
+    are skipped (with a warning) and the file is cut to the faces kept.
+
+    Returns ``{"kept": names kept, "skipped": [{"file", "reason"}], "source_sizes": {"WxH":
+    count}, most common first, "sha256": hex digest of the kept faces' pixels}``.
+    """
+    images = _new_images_file(path, (len(names), size, size, 3))
+    kept, skipped, source_sizes = [], [], {}
+    digest = hashlib.sha256()
+    for name, (face, error, source_size) in zip(
+        names, _decode_all(source, members, size, progress, workers), strict=True
+    ):
+        if face is None:
+            skipped.append({"file": name, "reason": error})
+            continue
+        images[len(kept)] = face
+        digest.update(face)
+        kept.append(name)
+        key = f"{source_size[0]}x{source_size[1]}"
+        source_sizes[key] = source_sizes.get(key, 0) + 1
+    images.flush()
+    del images
+    if not kept:
+        raise ValueError(
+            f"none of the {len(names)} images in {display_path(source.images)} could be read; see the errors in the warning"
+        )
+    if skipped:
+        _truncate_rows(path, len(kept))
+        listed = ", ".join(f"{s['file']} ({s['reason']})" for s in skipped[:5])
+        warnings.warn(
+            f"skipped {len(skipped)} unreadable image(s) of {len(names)} in {display_path(source.images)}: "
+            f"{listed}{' ...' if len(skipped) > 5 else ''}; all are listed in the manifest 'skipped' entry",
+            CelebaDataWarning,
+            stacklevel=4,
+        )
+    return {"kept": kept, "skipped": skipped, "sha256": digest.hexdigest(),
+            "source_sizes": dict(sorted(source_sizes.items(), key=lambda kv: -kv[1]))}
+
+
+def _source_record(source: CelebaSource, request: dict) -> dict:
+    """The manifest's first entries: the build, the request and where the images came from."""
+    marker = demo_marker(source.root)
+    return {
+        "version": CACHE_VERSION,
+        "complete": True,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "build_id": uuid.uuid4().hex,
+        "request": request,
+        "source": str(source.root.resolve()),
+        "source_display": display_path(source.root),
+        "layout": source.layout,
+        "images_path": str(source.images.resolve()),
+        "attributes_file": str(source.attributes_file.resolve()),
+        "partition_file": str(source.partition_file.resolve())
+        if source.partition_file
+        else None,
+        "demo": marker is not None,
+        "demo_generator": marker,
+        "crop_rule": CROP_RULE,
+        "size": request["size"],
+    }
 
 
 def _shared_identities(identity: np.ndarray, split: np.ndarray) -> int | None:

@@ -1,0 +1,154 @@
+"""The latent explorer of notebook 05: edit a face's code with sliders and see the decoded
+face live (JupyterLab, with ``ipywidgets``), or, headless (nbval, nbconvert), a static grid
+of the same edits.
+
+The code shown is ``latent_space.edit_code(base, vectors, strengths, unit_offsets)``; faces
+are decoded by ``latent.sample_images`` (float32 in [0, 1]). Words shown are in Bahasa
+Indonesia, like every figure of ``plots``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from resvae_keras import latent, latent_space
+from resvae_keras.data.images import to_uint8
+from resvae_keras.plots import DEMO_LABEL, _pyplot, image_grid
+
+
+def interactive_frontend() -> bool:
+    """True when live widgets can be shown: ``ipywidgets`` is installed and the kernel was
+    started by a Jupyter server (JupyterLab or Notebook set ``JPY_SESSION_NAME``).
+
+    Headless runs (nbval, ``jupyter nbconvert --execute``, plain Python) return False.
+    """
+    import importlib.util
+    import os
+
+    return bool(os.environ.get("JPY_SESSION_NAME")) and (
+        importlib.util.find_spec("ipywidgets") is not None
+    )
+
+
+def _png_bytes(image, scale: int) -> bytes:
+    """One float [0, 1] image (H, W, 3) as PNG bytes, enlarged ``scale`` times (nearest)."""
+    import io
+
+    from PIL import Image
+
+    pixels = to_uint8(image)
+    pixels = pixels.repeat(scale, axis=0).repeat(scale, axis=1)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def latent_explorer(
+    model,
+    base_codes,
+    vectors: Mapping[str, np.ndarray],
+    units: Sequence[int],
+    value_range: tuple[float, float] = (-3.0, 3.0),
+    interactive: bool | None = None,
+    scale: int = 4,
+    *,
+    title: str | None = None,
+    demo: bool = False,
+):
+    """Edit a face's code with sliders and see the decoded face live.
+
+    One slider per attribute vector (its strength s) and one per latent unit (an offset in
+    prior standard deviations), all within ``value_range``, plus a slider that picks the
+    base face.
+
+    Args:
+        model: a model with ``decode`` (e.g. the trained ``ResVAE``).
+        base_codes: codes to start from, shape (n, d) (e.g. ``z_mean`` of test faces).
+        vectors: ``{attribute name: vector (d,)}`` (see ``latent_space.attribute_vectors``).
+        units: latent units to offer (e.g. the first few of ``latent_space.active_units``'
+            ranking).
+        interactive: ``None`` asks ``interactive_frontend()``; True forces the widget
+            (e.g. in an editor that renders widgets without a Jupyter server).
+        scale: the face is shown ``scale`` times enlarged.
+
+    Returns:
+        an ``ipywidgets.VBox`` when interactive; otherwise the static stand-in, a (closed)
+        matplotlib Figure of the first base face with one row per slider at five values of
+        its range. Either one shows when it is the last value of a notebook cell.
+    """
+    base_codes = np.atleast_2d(np.asarray(base_codes, dtype=np.float32))
+    names, units = list(vectors), [int(unit) for unit in units]
+    if not names and not units:
+        raise ValueError("give at least one attribute vector or one latent unit to explore")
+    value_range = tuple(float(v) for v in value_range)
+    title = title or "Penjelajah laten"
+    if interactive is None:
+        interactive = interactive_frontend()
+    if not interactive:
+        return _static_grid(model, base_codes[0], vectors, units, value_range, title, demo)
+    return _widget(model, base_codes, vectors, units, value_range, scale, title, demo)
+
+
+def _static_grid(model, base_code, vectors, units, value_range, title: str, demo: bool):
+    """The headless stand-in: one row per slider at five values of its range, the other
+    sliders at 0; a closed Figure, so a notebook shows it once, as the cell's value."""
+    values = np.linspace(*value_range, 5)
+    codes = [[latent_space.edit_code(base_code, vectors, {name: v}) for v in values]
+             for name in vectors]
+    codes += [[latent_space.edit_code(base_code, unit_offsets={unit: v}) for v in values]
+              for unit in units]
+    codes = np.asarray(codes, dtype=np.float32)
+    faces = latent.sample_images(model, codes.reshape(-1, codes.shape[-1]))
+    fig = image_grid(
+        faces.reshape(*codes.shape[:2], *faces.shape[1:]),
+        row_labels=[f"{name} (s)" for name in vectors] + [f"z{unit} (geser)" for unit in units],
+        col_labels=[f"{v:+g}" for v in values],
+        xlabel="nilai slider (slider lain di 0)",
+        title=f"{title} (tampilan statis; slider di JupyterLab)",
+        demo=demo,
+    )
+    _pyplot().close(fig)
+    return fig
+
+
+def _widget(model, base_codes, vectors, units, value_range, scale: int, title: str,
+            demo: bool):
+    """The live explorer: sliders, a reset button and the decoded face, redrawn on every
+    slider move."""
+    import ipywidgets as widgets
+
+    def slider(description):
+        return widgets.FloatSlider(value=0.0, min=value_range[0], max=value_range[1], step=0.1,
+                                   description=description, continuous_update=True,
+                                   style={"description_width": "120px"},
+                                   layout=widgets.Layout(width="420px"))
+
+    face = widgets.IntSlider(value=0, min=0, max=len(base_codes) - 1, description="wajah dasar",
+                             style={"description_width": "120px"},
+                             layout=widgets.Layout(width="420px"))
+    strength = {name: slider(f"{name} (s)") for name in vectors}
+    offset = {unit: slider(f"z{unit} (geser)") for unit in units}
+    reset = widgets.Button(description="reset slider")
+    image = widgets.Image(format="png")
+
+    def update(_change=None):
+        code = latent_space.edit_code(
+            base_codes[face.value], vectors,
+            {name: s.value for name, s in strength.items()},
+            {unit: s.value for unit, s in offset.items()},
+        )
+        image.value = _png_bytes(latent.sample_images(model, code[None])[0], scale)
+
+    def reset_all(_button=None):
+        for control in [*strength.values(), *offset.values()]:
+            control.value = 0.0
+
+    for control in [face, *strength.values(), *offset.values()]:
+        control.observe(update, names="value")
+    reset.on_click(reset_all)
+    update()
+    heading = widgets.HTML(f"<b>{title}</b>" + (f" {DEMO_LABEL}" if demo else ""))
+    controls = widgets.VBox([face, *strength.values(), *offset.values(), reset])
+    return widgets.VBox([heading, widgets.HBox([controls, image])])

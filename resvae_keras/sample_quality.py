@@ -1,0 +1,344 @@
+"""How good a sampler's faces are: realism, diversity and memorization, judged against
+held-out faces, with the reference rows (real faces, reconstructions) beside them.
+
+``SampleReferences`` holds the real images (the test split) and the training faces the
+memorization check searches; ``sample_report`` draws and judges one sampler at one
+temperature; ``reference_report`` measures the real-face floor and the reconstructions the
+same way; ``face_space_report`` places them all in dlib's face-descriptor space. Notebook 04
+and ``evaluate.evaluate_run`` call these; the measures themselves live in ``metrics`` and
+``facespace``.
+
+Images are float32 in [0, 1], shape (N, S, S, 3) (uint8 from the cache is accepted);
+distances are pixel L2 with intensities in [0, 1].
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from resvae_keras import facespace, latent, metrics
+from resvae_keras.data._io import blas_threads, display_path
+from resvae_keras.data.images import as_float_images
+
+MAX_DEFAULT_SAMPLES = metrics.FID_COMPARABLE_SAMPLES
+"""Default sample count is the size of the test split, capped here (10,000: the FID minimum
+for numbers comparable across runs; ``metrics.fid`` warns below 2,048)."""
+REFERENCE_SETS = {
+    "real_test": "held-out test faces, against as many training faces (other people): the floor",
+    "reconstructions": "the test faces' reconstructions from z_mean: blurry, but faces",
+}
+"""The reference rows ``reference_report`` measures beside the samplers."""
+
+
+def _quantiles(values) -> dict:
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return {"n": 0}
+    return {
+        "n": len(values),
+        "mean": float(values.mean()),
+        "median": float(np.median(values)),
+        "p01": float(np.quantile(values, 0.01)),
+        "p05": float(np.quantile(values, 0.05)),
+        "min": float(values.min()),
+    }
+
+
+class _MemoizedFeatures:
+    """A feature extractor that remembers the features of arrays it has seen (the real
+    images are compared with several samplers) and a failure to load (so a missing file
+    is reported once, not retried per sampler)."""
+
+    def __init__(self, extractor):
+        self.extractor = extractor
+        self.name = getattr(extractor, "name", type(extractor).__name__)
+        self._memo: list[tuple[np.ndarray, np.ndarray]] = []
+        self._failure: Exception | None = None
+
+    def __call__(self, images) -> np.ndarray:
+        for seen, features in self._memo:
+            if seen is images:
+                return features
+        if self._failure is not None:
+            raise self._failure
+        try:
+            features = self.extractor(images)
+        except metrics.FeatureExtractorUnavailable as exc:
+            # the message names the weights file; it reaches notebooks and metrics.json, so
+            # it is shown as display_path shows paths, never as this machine's layout
+            message, weights = str(exc), getattr(self.extractor, "weights_file", lambda: None)()
+            if weights is not None:
+                message = message.replace(str(weights), display_path(weights))
+            self._failure = metrics.FeatureExtractorUnavailable(message)
+            raise self._failure from exc
+        self._memo.append((images, features))
+        return features
+
+
+def feature_extractor(allow_download: bool = False, extractor=None):
+    """The feature network for FID/KID/precision/recall, remembering features it computed.
+
+    Default: ``metrics.InceptionFeatures()`` with weights from the local Keras cache only,
+    or fetched when ``allow_download=True``. When they are missing, the realism functions
+    report ``available: false`` with the reason instead of failing.
+    """
+    if extractor is None:
+        extractor = metrics.InceptionFeatures(allow_download=allow_download)
+    return extractor if isinstance(extractor, _MemoizedFeatures) else _MemoizedFeatures(extractor)
+
+
+def nearest_training_neighbours(images, train_images, k: int = 1):
+    """Nearest training images of ``images`` in pixel L2.
+
+    Args:
+        images: float32 in [0, 1], shape (n, S, S, 3).
+        train_images: uint8 (e.g. ``cache.view_of("train")``, a memmap is fine) or
+            float in [0, 1].
+
+    Returns:
+        ``(indices, distances)`` into ``train_images``; distances are pixel L2 in [0, 1]
+        intensity units (at most sqrt(S*S*3) = 110.9 for 64x64).
+    """
+    x = as_float_images(images)
+    with blas_threads():
+        if np.asarray(train_images[:1]).dtype == np.uint8:
+            indices, distances = metrics.nearest_neighbours(x * 255.0, train_images, k=k)
+            return indices, distances / 255.0
+        return metrics.nearest_neighbours(x, train_images, k=k)
+
+
+def _identity_neighbours(images, ids, train_images, train_ids, query_rows=None) -> dict:
+    """``metrics.nearest_by_identity`` in [0, 1] intensity units (uint8 training images too)."""
+    x = as_float_images(images)
+    with blas_threads():
+        if np.asarray(train_images[:1]).dtype == np.uint8:
+            out = metrics.nearest_by_identity(x * 255.0, ids, train_images, train_ids, query_rows)
+            return {key: value / 255.0 for key, value in out.items()}
+        return metrics.nearest_by_identity(x, ids, train_images, train_ids, query_rows)
+
+
+class SampleReferences:
+    """The real images samples are judged against, with the numbers about them kept.
+
+    Args:
+        real_images: held-out faces (the test split), float32 in [0, 1] or uint8.
+        train_images: the training faces (uint8, a memmap is fine) for the memorization
+            check: a sample much nearer to a training face than held-out faces are is a copy.
+        memorization_queries: how many samples (and test faces) search all training faces.
+        seed: seed of the random pairs and subsets.
+        real_ids, train_ids: person ids of the real and training images (-1 unknown), for
+            the same- and different-person distances; None when unknown.
+    """
+
+    def __init__(self, real_images, train_images, memorization_queries: int = 500, seed: int = 0,
+                 real_ids=None, train_ids=None):
+        self.real = as_float_images(real_images)
+        self.train = train_images
+        self.memorization_queries = int(memorization_queries)
+        self.seed = seed
+        self.real_ids = None if real_ids is None else np.asarray(real_ids)
+        self.train_ids = None if train_ids is None else np.asarray(train_ids)
+        self._real_ms_ssim: float | None = None
+        self._test_to_train: np.ndarray | None = None
+        self._identity: dict | None = None
+
+    @classmethod
+    def from_cache(cls, cache, max_real: int | None = MAX_DEFAULT_SAMPLES,
+                   memorization_queries: int = 500, seed: int = 0) -> SampleReferences:
+        """Real images: the first ``max_real`` test images; training images: all of train;
+        person ids from the cache when it has them."""
+        return cls(cache.images_of("test", max_real), cache.view_of("train"),
+                   memorization_queries, seed, real_ids=cache.identities_of("test", max_real),
+                   train_ids=cache.identities_of("train"))
+
+    @property
+    def real_ms_ssim(self) -> float:
+        """Mean MS-SSIM of random pairs of real images (the diversity of the data)."""
+        if self._real_ms_ssim is None:
+            self._real_ms_ssim = metrics.mean_pairwise_ms_ssim(self.real, seed=self.seed)
+        return self._real_ms_ssim
+
+    @property
+    def test_to_train(self) -> np.ndarray:
+        """Distances of held-out faces to their nearest training face (the reference)."""
+        if self._test_to_train is None:
+            queries = self.real[: self.memorization_queries]
+            self._test_to_train = nearest_training_neighbours(queries, self.train)[1]
+        return self._test_to_train
+
+    @property
+    def identity(self) -> dict:
+        """Nearest-training-face distances split by person: of held-out faces, and of training
+        faces to the other training faces, to the nearest face of the same person and of another
+        person (``metrics.nearest_by_identity``). JSON-ready; ``available: false`` without ids."""
+        if self._identity is None:
+            if self.real_ids is None or self.train_ids is None:
+                self._identity = {
+                    "available": False,
+                    "reason": "the data has no person identities (identity_CelebA.txt), so "
+                              "same- and different-person distances are not available",
+                }
+                return self._identity
+            n = min(self.memorization_queries, len(self.train))
+            train_rows = np.sort(np.random.default_rng(self.seed).choice(
+                len(self.train), n, replace=False))
+            test = _identity_neighbours(self.real[: self.memorization_queries],
+                                        self.real_ids[: self.memorization_queries],
+                                        self.train, self.train_ids)
+            train = _identity_neighbours(np.asarray(self.train[train_rows]),
+                                         self.train_ids[train_rows], self.train, self.train_ids,
+                                         query_rows=train_rows)
+            self._identity = {
+                "available": True,
+                "n_test_queries": int(min(self.memorization_queries, len(self.real))),
+                "n_train_queries": int(n),
+                "test_to_train_same_identity": _quantiles(test["same"]),
+                "test_to_train_different_identity": _quantiles(test["different"]),
+                "train_to_train_same_identity": _quantiles(train["same"]),
+                "train_to_train_different_identity": _quantiles(train["different"]),
+            }
+        return self._identity
+
+    def memorization(self, samples) -> dict:
+        """Nearest-training-face distances of samples against those of held-out faces, and
+        (with person ids) against photos of the same person and of other people."""
+        queries = as_float_images(samples)[: self.memorization_queries]
+        sample_to_train = nearest_training_neighbours(queries, self.train)[1]
+        reference = self.test_to_train
+        identity = self.identity
+        same = (identity.get("train_to_train_same_identity") or {}).get("median")
+        return {
+            "n_queries": len(queries),
+            "n_train": len(self.train),
+            "distance": "pixel L2, intensities in [0, 1]",
+            "sample_to_train": _quantiles(sample_to_train),
+            "test_to_train": _quantiles(reference),
+            "median_ratio": float(np.median(sample_to_train) / np.median(reference)),
+            "share_closer_than_test_p01": float(
+                np.mean(sample_to_train < np.quantile(reference, 0.01))
+            ),
+            "identity": identity,
+            "median_ratio_to_same_identity": (
+                float(np.median(sample_to_train) / same) if same else None),
+        }
+
+
+def sample_report(model, references, sampler="prior", n: int | None = None, *,
+                  temperature: float = 1.0, seed: int = 0, extractor=None):
+    """Draw ``n`` samples and judge them against held-out faces.
+
+    Args:
+        references: a ``SampleReferences`` or a cache (its test and train splits are used).
+        sampler: ``"prior"``, ``"two_stage"`` or ``"gmm"`` (both fitted here on the training
+            codes; need a cache as ``references``) or a sampler object (see ``latent.make_sampler``).
+        n: number of samples; default the number of real images (at most 10,000).
+        temperature: scales the latent draws (< 1: nearer the mode, less diverse).
+        extractor: feature network for FID/KID/precision/recall (see ``feature_extractor``);
+            ``None`` reports the offline measures only.
+
+    Returns:
+        ``(report, samples)``: a JSON-ready dict with ``sampler``, ``temperature``,
+        ``n_images``, ``realism`` (SWD per level and face rate always; FID, KID, precision,
+        recall when ``available``), ``diversity`` (pixel L2, MS-SSIM, feature distance, each for the
+        samples and the real images) and ``memorization``; and the samples, float32 in
+        [0, 1], shape (n, S, S, 3).
+    """
+    cache = None
+    if not isinstance(references, SampleReferences):
+        cache, references = references, SampleReferences.from_cache(references, seed=seed)
+    n = min(len(references.real), MAX_DEFAULT_SAMPLES) if n is None else int(n)
+    sampler_object = latent.make_sampler(model, sampler, cache, seed=seed)
+    extractor = None if extractor is None else feature_extractor(extractor=extractor)
+    samples = latent.sample_images(model, sampler_object, n=n, temperature=temperature, seed=seed)
+    samples = np.clip(samples, 0.0, 1.0)
+    with blas_threads():
+        realism = metrics.realism_metrics(references.real, samples, extractor, seed=seed)
+        memorization = references.memorization(samples)
+    diversity = {
+        "pixel_l2_fake": realism.pop("pixel_l2_diversity_fake"),
+        "pixel_l2_real": realism.pop("pixel_l2_diversity_real"),
+        "ms_ssim_fake": metrics.mean_pairwise_ms_ssim(samples, seed=seed),
+        "ms_ssim_real": references.real_ms_ssim,
+    }
+    for side in ("fake", "real"):
+        if f"feature_diversity_{side}" in realism:
+            diversity[f"feature_l2_{side}"] = realism.pop(f"feature_diversity_{side}")
+    report = {
+        "sampler": latent.sampler_name(sampler),
+        "temperature": float(temperature),
+        "seed": seed,
+        "n_images": n,
+        "n_real": len(references.real),
+        "fid_comparable": bool(n >= metrics.FID_COMPARABLE_SAMPLES),
+        "realism": realism,
+        "diversity": diversity,
+        "memorization": memorization,
+    }
+    return report, samples
+
+
+def reference_report(model, references: SampleReferences, seed: int = 0) -> dict:
+    """The reference rows beside the samplers, measured against the same held-out faces.
+
+    ``real_test``: the held-out faces themselves (face rate, pairwise MS-SSIM), with the SWD
+    between them and as many random training faces: the floor SWD reaches for two real sets.
+    ``reconstructions``: the decoded ``z_mean`` of the held-out faces, the "blurry but a face"
+    row (at 64 px the SWD mostly measures blur; at 16 px layout and colour).
+
+    Returns:
+        ``{name: {"sampler": name, "description", "temperature": None, "n_images",
+        "realism": {"swd": {...}, "face_rate"}, "diversity": {"ms_ssim_fake"}}}`` for each
+        name of ``REFERENCE_SETS``; SWD x 1e3 per level and mean, face rate in [0, 1].
+    """
+    real = references.real
+    rows = np.sort(np.random.default_rng(seed).choice(
+        len(references.train), min(len(real), len(references.train)), replace=False))
+    sets = {
+        "real_test": (as_float_images(np.asarray(references.train[rows])), real),
+        "reconstructions": (real, np.clip(model.reconstruct(real), 0.0, 1.0)),
+    }
+    out = {}
+    for name, (reference, images) in sets.items():
+        with blas_threads():
+            swd = metrics.sliced_wasserstein(reference, images, seed=seed)
+        ms_ssim = (references.real_ms_ssim if name == "real_test"
+                   else metrics.mean_pairwise_ms_ssim(images, seed=seed))
+        out[name] = {
+            "sampler": name, "description": REFERENCE_SETS[name], "temperature": None,
+            "n_images": len(images),
+            "realism": {"swd": swd, "face_rate": metrics.face_detection_rate(images)},
+            "diversity": {"ms_ssim_fake": ms_ssim},
+        }
+    return out
+
+
+def face_space_report(model, references: SampleReferences, samples: dict, seed: int = 0,
+                      **settings) -> dict:
+    """The samples, the test reconstructions and the calibration rows in dlib's face space.
+
+    ``facespace.face_space_table`` of ``references.real`` (the test faces) and
+    ``references.train``, with every sample set of ``samples`` (``{"<sampler>_t<T>":
+    images}``) and ``"reconstructions"`` (the decoded ``z_mean`` of the test faces).
+    ``settings`` go to ``face_space_table`` (``max_per_half``, ``max_train``, ...).
+
+    Returns:
+        ``{"rows": {...}, "settings": {...}}`` as ``face_space_table``, or ``{"skipped":
+        reason}`` when dlib or its models are not installed (the reason says what to install).
+    """
+    reason = facespace.unavailable_reason()
+    if reason is not None:
+        return {"skipped": reason}
+    sets = {**samples, "reconstructions": np.clip(model.reconstruct(references.real), 0.0, 1.0)}
+    with blas_threads():
+        return facespace.face_space_table(references.real, references.train, sets, seed=seed,
+                                          **settings)
+
+
+def real_reference_row(references: SampleReferences) -> dict:
+    """The same diversity and nearest-training numbers for held-out real faces."""
+    return {
+        "pixel_l2_diversity": metrics.mean_pairwise_distance(references.real, seed=references.seed),
+        "ms_ssim_between_samples": references.real_ms_ssim,
+        "nearest_train_median": float(np.median(references.test_to_train)),
+    }
