@@ -10,7 +10,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from resvae_keras import data, evaluate, latent, metrics
+from resvae_keras import data, evaluate, latent, sample_metrics
 
 
 @pytest.fixture
@@ -104,7 +104,7 @@ def test_evaluate_run_writes_metrics_json_offline(trained, offline):
     assert real_test["n_images"] == 40 and real_test["realism"]["face_rate"] >= 0.4
     noise = np.random.default_rng(0).random((40, 64, 64, 3), dtype=np.float32)
     test_faces = data.load_cache(config, progress=False).images_of("test")[:40]
-    against_noise = metrics.sliced_wasserstein(test_faces, noise)
+    against_noise = sample_metrics.sliced_wasserstein(test_faces, noise)
     for level in ("swd_16", "swd_32", "swd_64"):
         assert real_test["realism"]["swd"][level] < 0.5 * against_noise[level], level
     table = evaluate.sample_table(rows.values())
