@@ -277,7 +277,7 @@ def study_step_times(profile: str = "celeba-subset", runs=None, root=None) -> di
 def feature_speed(n: int = 256, extractor=None, image_size: int = 64, seed: int = 0) -> dict:
     """Images per second of feature extraction and of ``metrics.reconstruction_metrics``.
 
-    The extractor defaults to ``metrics.InceptionFeatures(weights=None)`` (random weights:
+    The extractor defaults to ``inception.InceptionFeatures(weights=None)`` (random weights:
     same cost as the real network, no download), fed ``image_size`` images that it resizes
     to 299x299. One warm-up batch is run first and not counted.
 
@@ -287,12 +287,12 @@ def feature_speed(n: int = 256, extractor=None, image_size: int = 64, seed: int 
     """
     import tensorflow as tf
 
-    from resvae_keras import metrics
+    from resvae_keras import inception, metrics
 
     rng = np.random.default_rng(seed)
     images = rng.random((n, image_size, image_size, 3), dtype=np.float32)
     noisy = np.clip(images + 0.05 * rng.standard_normal(images.shape, dtype=np.float32), 0, 1)
-    extractor = extractor if extractor is not None else metrics.InceptionFeatures(weights=None)
+    extractor = extractor if extractor is not None else inception.InceptionFeatures(weights=None)
     warm = min(n, getattr(extractor, "batch_size", 8))
     extractor(images[:warm])
     start = time.perf_counter()

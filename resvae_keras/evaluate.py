@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 import resvae_keras.model  # noqa: F401  (registers ResVAE and its layers for load_model)
-from resvae_keras import baselines, facespace, latent, latent_space, metrics, record
+from resvae_keras import baselines, facespace, latent, latent_space, metrics, record, sample_metrics
 from resvae_keras.anomaly import (
     ANOMALY_SCORES,
     CORRUPTION_STRENGTHS,
@@ -309,7 +309,7 @@ def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = F
         run_dir: the run folder (``config.json``, ``model.keras``).
         n_samples: samples per sampler; default the size of the test split, capped at
             10,000 (needed for FIDs comparable across runs; below 2,048 FID is biased and
-            ``metrics.fid`` warns).
+            ``sample_metrics.fid`` warns).
         n_test: use the first ``n_test`` test images (reconstruction, latent statistics and
             the real images samples are compared with); default all.
         anomaly: run the anomaly detection part (the slowest); ``False`` writes
@@ -426,9 +426,9 @@ def _sample_count(n_samples: int | None, n_test: int, verbose: bool) -> int:
     """Samples per sampler: ``n_samples``, by default as many as test images (at most
     ``MAX_DEFAULT_SAMPLES``); says so when FIDs at that count are not comparable."""
     n_samples = min(n_test, MAX_DEFAULT_SAMPLES) if n_samples is None else int(n_samples)
-    if n_samples < metrics.FID_MIN_SAMPLES:
+    if n_samples < sample_metrics.FID_MIN_SAMPLES:
         _log(verbose, f"note: {n_samples} samples per sampler; FID needs >= "
-                      f"{metrics.FID_COMPARABLE_SAMPLES:,} to compare across runs")
+                      f"{sample_metrics.FID_COMPARABLE_SAMPLES:,} to compare across runs")
     return n_samples
 
 

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from resvae_keras import metrics
+from resvae_keras import sample_metrics
 from resvae_keras.data.images import as_float_images, to_uint8
 
 INSTALL = ("pip install dlib-bin==20.0.1.post1 face-recognition-models==0.3.0 "
@@ -176,7 +176,7 @@ def detection_rate(images, progress: bool | None = None) -> float:
     """Share of ``images`` in which dlib's HOG detector finds a face, in [0, 1] (NaN if empty).
 
     On 965 held-out 64 px CelebA crops it is 0.96; uniform noise gives 0. Like the Haar
-    cascade of ``metrics.face_detection_rate`` it answers "is it a frontal face?" and says
+    cascade of ``sample_metrics.face_detection_rate`` it answers "is it a frontal face?" and says
     nothing about identity or diversity: read it beside the descriptor measures.
     """
     found = face_detections(images, progress)
@@ -258,21 +258,21 @@ def descriptor_measures(reference, queries, train,
         train: (T, 128) descriptors of training faces, for the memorization check.
 
     Returns:
-        ``{"frechet"`` (``metrics.frechet_distance`` of the two sets' means and covariances,
+        ``{"frechet"`` (``sample_metrics.frechet_distance`` of the two sets' means and covariances,
         squared descriptor units, >= 0, 0 = same Gaussian), ``"precision"``, ``"recall"``
-        (``metrics.precision_recall``, k = ``k_precision``, each in [0, 1]), ``"density"``
-        (>= 0, ~1 = matched), ``"coverage"`` ([0, 1]) (``metrics.density_coverage``,
+        (``sample_metrics.precision_recall``, k = ``k_precision``, each in [0, 1]), ``"density"``
+        (>= 0, ~1 = matched), ``"coverage"`` ([0, 1]) (``sample_metrics.density_coverage``,
         k = ``k_density``), ``"nn_train_median"}`` (median over queries of the distance to
         the nearest training descriptor, descriptor units: a set far below the real test
         faces' value copies training faces).
     """
     reference = np.asarray(reference, np.float64)
     queries = np.asarray(queries, np.float64)
-    frechet = metrics.frechet_distance(reference.mean(axis=0), np.cov(reference, rowvar=False),
+    frechet = sample_metrics.frechet_distance(reference.mean(axis=0), np.cov(reference, rowvar=False),
                                        queries.mean(axis=0), np.cov(queries, rowvar=False))
-    precision, recall = metrics.precision_recall(reference, queries, k=k_precision)
-    density, coverage = metrics.density_coverage(reference, queries, k=k_density)
-    nearest = metrics.nearest_neighbours(queries, np.asarray(train, np.float64))[1]
+    precision, recall = sample_metrics.precision_recall(reference, queries, k=k_precision)
+    density, coverage = sample_metrics.density_coverage(reference, queries, k=k_density)
+    nearest = sample_metrics.nearest_neighbours(queries, np.asarray(train, np.float64))[1]
     return {"frechet": max(frechet, 0.0), "precision": precision, "recall": recall,
             "density": density, "coverage": coverage,
             "nn_train_median": float(np.median(nearest))}

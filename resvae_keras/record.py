@@ -33,7 +33,7 @@ def lookup(mapping, dotted: str):
 def sampler_record(report: dict) -> dict:
     """The headline numbers of one sampler's (or reference set's) report in ``metrics.json``:
     ``face_rate`` in [0, 1]; ``swd_<res>`` per pyramid level (coarsest first) and ``swd_mean``,
-    as ``metrics.sliced_wasserstein`` gives them (x 1e3); ``fid``, ``kid``, ``precision``,
+    as ``sample_metrics.sliced_wasserstein`` gives them (x 1e3); ``fid``, ``kid``, ``precision``,
     ``recall`` (None unless Inception features were available); ``ms_ssim`` between samples."""
     realism = report.get("realism") or {}
     swd = realism.get("swd") or {}

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from resvae_keras import facespace, latent, metrics
+from resvae_keras import facespace, inception, latent, sample_metrics
 from resvae_keras.data._io import blas_threads, display_path
 from resvae_keras.data.images import as_float_images
 
-MAX_DEFAULT_SAMPLES = metrics.FID_COMPARABLE_SAMPLES
+MAX_DEFAULT_SAMPLES = sample_metrics.FID_COMPARABLE_SAMPLES
 """Default sample count is the size of the test split, capped here (10,000: the FID minimum
-for numbers comparable across runs; ``metrics.fid`` warns below 2,048)."""
+for numbers comparable across runs; ``sample_metrics.fid`` warns below 2,048)."""
 REFERENCE_SETS = {
     "real_test": "held-out test faces, against as many training faces (other people): the floor",
     "reconstructions": "the test faces' reconstructions from z_mean: blurry, but faces",
@@ -64,13 +64,13 @@ class _MemoizedFeatures:
             raise self._failure
         try:
             features = self.extractor(images)
-        except metrics.FeatureExtractorUnavailable as exc:
+        except inception.FeatureExtractorUnavailable as exc:
             # the message names the weights file; it reaches notebooks and metrics.json, so
             # it is shown as display_path shows paths, never as this machine's layout
             message, weights = str(exc), getattr(self.extractor, "weights_file", lambda: None)()
             if weights is not None:
                 message = message.replace(str(weights), display_path(weights))
-            self._failure = metrics.FeatureExtractorUnavailable(message)
+            self._failure = inception.FeatureExtractorUnavailable(message)
             raise self._failure from exc
         self._memo.append((images, features))
         return features
@@ -79,12 +79,12 @@ class _MemoizedFeatures:
 def feature_extractor(allow_download: bool = False, extractor=None):
     """The feature network for FID/KID/precision/recall, remembering features it computed.
 
-    Default: ``metrics.InceptionFeatures()`` with weights from the local Keras cache only,
+    Default: ``inception.InceptionFeatures()`` with weights from the local Keras cache only,
     or fetched when ``allow_download=True``. When they are missing, the realism functions
     report ``available: false`` with the reason instead of failing.
     """
     if extractor is None:
-        extractor = metrics.InceptionFeatures(allow_download=allow_download)
+        extractor = inception.InceptionFeatures(allow_download=allow_download)
     return extractor if isinstance(extractor, _MemoizedFeatures) else _MemoizedFeatures(extractor)
 
 
@@ -103,19 +103,19 @@ def nearest_training_neighbours(images, train_images, k: int = 1):
     x = as_float_images(images)
     with blas_threads():
         if np.asarray(train_images[:1]).dtype == np.uint8:
-            indices, distances = metrics.nearest_neighbours(x * 255.0, train_images, k=k)
+            indices, distances = sample_metrics.nearest_neighbours(x * 255.0, train_images, k=k)
             return indices, distances / 255.0
-        return metrics.nearest_neighbours(x, train_images, k=k)
+        return sample_metrics.nearest_neighbours(x, train_images, k=k)
 
 
 def _identity_neighbours(images, ids, train_images, train_ids, query_rows=None) -> dict:
-    """``metrics.nearest_by_identity`` in [0, 1] intensity units (uint8 training images too)."""
+    """``sample_metrics.nearest_by_identity`` in [0, 1] intensity units (uint8 training images too)."""
     x = as_float_images(images)
     with blas_threads():
         if np.asarray(train_images[:1]).dtype == np.uint8:
-            out = metrics.nearest_by_identity(x * 255.0, ids, train_images, train_ids, query_rows)
+            out = sample_metrics.nearest_by_identity(x * 255.0, ids, train_images, train_ids, query_rows)
             return {key: value / 255.0 for key, value in out.items()}
-        return metrics.nearest_by_identity(x, ids, train_images, train_ids, query_rows)
+        return sample_metrics.nearest_by_identity(x, ids, train_images, train_ids, query_rows)
 
 
 class SampleReferences:
@@ -156,7 +156,7 @@ class SampleReferences:
     def real_ms_ssim(self) -> float:
         """Mean MS-SSIM of random pairs of real images (the diversity of the data)."""
         if self._real_ms_ssim is None:
-            self._real_ms_ssim = metrics.mean_pairwise_ms_ssim(self.real, seed=self.seed)
+            self._real_ms_ssim = sample_metrics.mean_pairwise_ms_ssim(self.real, seed=self.seed)
         return self._real_ms_ssim
 
     @property
@@ -171,7 +171,7 @@ class SampleReferences:
     def identity(self) -> dict:
         """Nearest-training-face distances split by person: of held-out faces, and of training
         faces to the other training faces, to the nearest face of the same person and of another
-        person (``metrics.nearest_by_identity``). JSON-ready; ``available: false`` without ids."""
+        person (``sample_metrics.nearest_by_identity``). JSON-ready; ``available: false`` without ids."""
         if self._identity is None:
             if self.real_ids is None or self.train_ids is None:
                 self._identity = {
@@ -253,12 +253,12 @@ def sample_report(model, references, sampler="prior", n: int | None = None, *,
     samples = latent.sample_images(model, sampler_object, n=n, temperature=temperature, seed=seed)
     samples = np.clip(samples, 0.0, 1.0)
     with blas_threads():
-        realism = metrics.realism_metrics(references.real, samples, extractor, seed=seed)
+        realism = sample_metrics.realism_metrics(references.real, samples, extractor, seed=seed)
         memorization = references.memorization(samples)
     diversity = {
         "pixel_l2_fake": realism.pop("pixel_l2_diversity_fake"),
         "pixel_l2_real": realism.pop("pixel_l2_diversity_real"),
-        "ms_ssim_fake": metrics.mean_pairwise_ms_ssim(samples, seed=seed),
+        "ms_ssim_fake": sample_metrics.mean_pairwise_ms_ssim(samples, seed=seed),
         "ms_ssim_real": references.real_ms_ssim,
     }
     for side in ("fake", "real"):
@@ -270,7 +270,7 @@ def sample_report(model, references, sampler="prior", n: int | None = None, *,
         "seed": seed,
         "n_images": n,
         "n_real": len(references.real),
-        "fid_comparable": bool(n >= metrics.FID_COMPARABLE_SAMPLES),
+        "fid_comparable": bool(n >= sample_metrics.FID_COMPARABLE_SAMPLES),
         "realism": realism,
         "diversity": diversity,
         "memorization": memorization,
@@ -301,13 +301,13 @@ def reference_report(model, references: SampleReferences, seed: int = 0) -> dict
     out = {}
     for name, (reference, images) in sets.items():
         with blas_threads():
-            swd = metrics.sliced_wasserstein(reference, images, seed=seed)
+            swd = sample_metrics.sliced_wasserstein(reference, images, seed=seed)
         ms_ssim = (references.real_ms_ssim if name == "real_test"
-                   else metrics.mean_pairwise_ms_ssim(images, seed=seed))
+                   else sample_metrics.mean_pairwise_ms_ssim(images, seed=seed))
         out[name] = {
             "sampler": name, "description": REFERENCE_SETS[name], "temperature": None,
             "n_images": len(images),
-            "realism": {"swd": swd, "face_rate": metrics.face_detection_rate(images)},
+            "realism": {"swd": swd, "face_rate": sample_metrics.face_detection_rate(images)},
             "diversity": {"ms_ssim_fake": ms_ssim},
         }
     return out
@@ -338,7 +338,7 @@ def face_space_report(model, references: SampleReferences, samples: dict, seed: 
 def real_reference_row(references: SampleReferences) -> dict:
     """The same diversity and nearest-training numbers for held-out real faces."""
     return {
-        "pixel_l2_diversity": metrics.mean_pairwise_distance(references.real, seed=references.seed),
+        "pixel_l2_diversity": sample_metrics.mean_pairwise_distance(references.real, seed=references.seed),
         "ms_ssim_between_samples": references.real_ms_ssim,
         "nearest_train_median": float(np.median(references.test_to_train)),
     }

@@ -91,3 +91,37 @@ def pixel_means():
             return np.concatenate([images.mean(axis=(1, 2)), images.std(axis=(1, 2))], axis=1)
 
     return PixelMeans()
+
+
+@pytest.fixture
+def smooth_images():
+    """``smooth_images(n, sigma, seed, size=64)``: random images blurred by ``sigma`` pixels,
+    rescaled to [0, 1], float32 of shape (n, size, size, 3)."""
+    import numpy as np
+    from scipy import ndimage
+
+    def make(n, sigma, seed, size=64):
+        images = np.random.default_rng(seed).random((n, size, size, 3), dtype=np.float32)
+        images = ndimage.gaussian_filter(images, (0, sigma, sigma, 0))
+        low, high = images.min(), images.max()
+        return ((images - low) / (high - low)).astype(np.float32)
+
+    return make
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """An empty Keras cache in tmp_path and a network that always times out; the list of
+    attempted downloads."""
+    import urllib.error
+    import urllib.request
+
+    calls = []
+
+    def urlopen(*args, **kwargs):
+        calls.append(args)
+        raise urllib.error.URLError(TimeoutError("timed out"))
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    return calls

@@ -11,7 +11,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from resvae_keras import data, evaluate, latent, metrics, record, sample_quality
+from resvae_keras import data, evaluate, latent, record, sample_metrics, sample_quality
 
 
 @pytest.fixture
@@ -92,7 +92,7 @@ def test_evaluate_run_writes_metrics_json_offline(trained, offline, tmp_path):
     assert real_test["n_images"] == 40 and real_test["realism"]["face_rate"] >= 0.4
     noise = np.random.default_rng(0).random((40, 64, 64, 3), dtype=np.float32)
     test_faces = data.load_cache(config, progress=False).images_of("test")[:40]
-    against_noise = metrics.sliced_wasserstein(test_faces, noise)
+    against_noise = sample_metrics.sliced_wasserstein(test_faces, noise)
     for level in ("swd_16", "swd_32", "swd_64"):
         assert real_test["realism"]["swd"][level] < 0.5 * against_noise[level], level
     table = evaluate.sample_table(rows.values())

@@ -5,7 +5,7 @@ evaluation."""
 import numpy as np
 import pytest
 
-from resvae_keras import metrics, sample_quality
+from resvae_keras import inception, sample_quality
 
 
 def test_sample_references_report_same_and_different_person_distances():
@@ -33,9 +33,9 @@ def test_a_missing_weights_file_is_named_without_the_machine_path(tmp_path, monk
     monkeypatch.setenv("HOME", str(tmp_path))
     weights = tmp_path / ".keras" / "models" / "inception.h5"
     features = sample_quality.feature_extractor(
-        extractor=metrics.InceptionFeatures(weights=weights))
+        extractor=inception.InceptionFeatures(weights=weights))
     for _ in range(2):  # the failure is remembered, with the same message
-        with pytest.raises(metrics.FeatureExtractorUnavailable) as error:
+        with pytest.raises(inception.FeatureExtractorUnavailable) as error:
             features(np.zeros((2, 8, 8, 3), np.float32))
         assert "No InceptionV3 weights at ~/.keras/models/inception.h5" in str(error.value)
         assert str(tmp_path) not in str(error.value)
