@@ -303,7 +303,8 @@ def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = F
 
     The one evaluator: the main run and every run of the study write this schema (its keys:
     see ``_record``). A smaller evaluation (the study's) sets ``n_test``, ``n_samples`` and
-    ``anomaly=False``.
+    ``anomaly=False``. A deterministic autoencoder (``kind="ae"``, the reconstruction
+    reference) gets the reconstruction and its baselines only.
 
     Args:
         run_dir: the run folder (``config.json``, ``model.keras``).
@@ -325,9 +326,9 @@ def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = F
         data_dir, cache_dir: evaluate on another dataset (another CelebA folder, prepared
             into ``cache_dir``). The result then goes to ``metrics_<folder name>.json``
             unless ``out`` says otherwise, so the run's own ``metrics.json`` stays.
-        out: path of the JSON file.
-        n_anomaly: clean test faces (and as many of each anomaly) for anomaly detection.
-        memorization_queries: samples whose nearest training face is searched.
+        out: path of the JSON file. n_anomaly: clean test faces (and as many of each anomaly)
+            for anomaly detection. memorization_queries: samples whose nearest training face
+            is searched.
         face_space: run ``face_space_report`` (dlib; about 0.12 s of one core per image, some
             6,000 images for a 965-face test split); ``False`` writes ``face_space:
             {"skipped": ...}``, as does a machine without dlib.
@@ -336,9 +337,8 @@ def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = F
     path = resolve_run_dir(run_dir)
     run_config, model = load_run(path, checkpoint)
     overrides = {k: v for k, v in {"data_dir": data_dir, "cache_dir": cache_dir}.items() if v}
-    if out is None:
-        other = Path(str(data_dir or cache_dir)).name if overrides else None
-        out = path / (f"metrics_{other}.json" if other else "metrics.json")
+    other = f"metrics_{Path(str(data_dir or cache_dir)).name}.json" if overrides else None
+    out = out or path / (other or "metrics.json")
     cache = _test_cache(run_config.replace(**overrides), path, own_data=not overrides,
                         verbose=verbose)
     test_images = cache.images_of("test", n_test)
@@ -346,10 +346,13 @@ def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = F
     samplers = SAMPLERS if sampler is None else (sampler,)
     if not set(samplers) <= set(SAMPLERS):
         raise ValueError(f"sampler={sampler!r} is not one of {list(SAMPLERS)} (or None for all)")
+    if model.kind == "ae":  # the reconstruction reference: no posterior, prior or bound
+        samplers, anomaly, face_space = (), False, False
 
     parts = _reconstruction_step(model, cache, test_images, seed, timings, verbose)
     with _timed(timings, "latent"):
-        parts["latent"] = latent_space.latent_report(*latent.encode_dataset(model, test_images))
+        parts["latent"] = (latent_space.latent_report(*latent.encode_dataset(model, test_images))
+                           if model.kind == "vae" else {"skipped": "an autoencoder has no posterior"})
     features = feature_extractor(allow_download, extractor)
     references = SampleReferences.from_cache(
         cache, min(len(test_images), MAX_DEFAULT_SAMPLES), memorization_queries, seed)
@@ -360,14 +363,11 @@ def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = F
     parts["anomaly"] = (_anomaly_step(model, test_images, n_anomaly, seed, timings) if anomaly
                         else {"skipped": True, "results": {}})
     timings["total"] = time.perf_counter() - started
-
     settings = {
         "n_test": len(test_images), "n_samples": n_samples, "checkpoint": checkpoint,
-        "samplers": list(samplers),
-        "temperatures": {name: list(TEMPERATURES[name]) for name in samplers},
+        "samplers": list(samplers), "temperatures": {n: list(TEMPERATURES[n]) for n in samplers},
         "seed": seed, "allow_download": allow_download, "extractor": features.name,
-        "memorization_queries": memorization_queries,
-    }
+        "memorization_queries": memorization_queries}
     result = _record(run_config, model, cache, settings, parts, timings)
     with atomic_write(out) as tmp:
         tmp.write_text(json.dumps(result, indent=2) + "\n")

@@ -30,6 +30,9 @@ LEVERS = {
     "latent_256": (dict(latent_dim=256), "latent size 256"),
     "cosine": (dict(lr_schedule="cosine", lr_warmup_steps=25),
                "cosine learning-rate decay after a 10 % linear warm-up"),
+    "flip": (dict(flip=True), "horizontal-flip augmentation"),
+    "adamw": (dict(optimizer="adamw", weight_decay=0.01),
+              "AdamW, decoupled weight decay 0.01 on the kernels"),
     "ae": (dict(kind="ae"), "deterministic autoencoder (no KL): the reconstruction reference"),
 }
 COLUMNS = ["lever", "what", "val_psnr_db", "val_neg_elbo_bpd", "val_kl_nats", "decoder_sigma",

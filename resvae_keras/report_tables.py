@@ -538,15 +538,25 @@ def table_pembanding(results: Results) -> str | None:
 
 def table_tuas(results: Results) -> str | None:
     """The lever sweep that chose the default (``levers.LEVERS``, validation split), one row
-    per lever tried; a lever is kept when it raises the validation PSNR over the base row."""
+    per lever tried: whether it raises the validation PSNR over the base row, and whether the
+    main run's ``config.json`` has it (a lever tried after the main run can help and not be in it)."""
+    from resvae_keras.levers import LEVERS
+
     table, words = results.levers, TABLES["tuas"]
     if not len(table):
         return None
     base = float(table.loc[table["lever"] == "base", "val_psnr_db"].iloc[0]) \
         if (table["lever"] == "base").any() else math.nan
+    config = results.main_run["config"] or {}
+
+    def in_default(name):
+        overrides = LEVERS.get(name, ({"?": None},))[0]
+        return words["kept"][int(all(config.get(k) == v for k, v in overrides.items()))]
+
     rows = [((r["lever"], words["what"].get(r["lever"], r["what"])),
-             {**r, "kept": words["base"] if r["lever"] == "base"
-              else words["kept"][int(r["val_psnr_db"] > base)]})
+             {**r, "better": words["base"] if r["lever"] == "base"
+              else words["kept"][int(r["val_psnr_db"] > base)],
+              "in_default": words["base"] if r["lever"] == "base" else in_default(r["lever"])})
             for r in table.to_dict("records")]
     return _table("tuas", rows)
 

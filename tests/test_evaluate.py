@@ -247,3 +247,28 @@ def test_evaluate_refuses_a_split_other_than_the_runs(demo_root, demo_cache, tmp
     with pytest.raises(RunDirError, match=r"the data changed since training: .*max_images None "
                                           r"then, 50 now.*To evaluate it, restore"):
         evaluate.evaluate_run(config.run_path, verbose=False)
+
+
+def test_an_autoencoder_run_is_scored_on_its_reconstructions_only(trained, offline, tmp_path):
+    """The deterministic autoencoder is the reconstruction reference: the same reconstruction
+    numbers and PCA baselines, and no samples, posterior statistics or anomaly scores."""
+    import keras
+
+    from resvae_keras.model import build_model
+
+    config, _, _ = trained
+    ae = config.replace(kind="ae", run_dir=str(tmp_path / "ae"))
+    ae.run_path.mkdir()
+    ae.save(ae.run_path / "config.json")
+    model = build_model(ae)
+    model.compile(optimizer=keras.optimizers.Adam())
+    model.save(ae.run_path / "model.keras")
+    result = evaluate.evaluate_run(ae.run_path, n_test=24, verbose=False)
+    assert result["model"]["kind"] == "ae"
+    assert result["reconstruction"]["n_images"] == 24
+    assert np.isfinite(result["reconstruction"]["psnr"]["mean"])
+    assert {b["n_components"] for b in result["baselines"].values()} == {
+        config.latent_dim // 2, config.latent_dim, 2 * config.latent_dim}
+    assert result["samples"] == {} and result["settings"]["samplers"] == []
+    assert "skipped" in result["latent"] and "skipped" in result["face_space"]
+    assert result["anomaly"] == {"skipped": True, "results": {}}
