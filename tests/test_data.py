@@ -753,6 +753,11 @@ def test_display_path_never_shows_the_machine_layout(tmp_path, monkeypatch):
     assert display_path(home / "work" / "proj_cases" / "x") == "../proj_cases/x"
     assert display_path(home / ".keras" / "models" / "w.h5") == "~/.keras/models/w.h5"
     assert display_path(tmp_path / "elsewhere") == str(tmp_path / "elsewhere")
+    # a home folder beside the checkout but apart from it (checkouts under /tmp, a test's home)
+    monkeypatch.setenv("HOME", str(tmp_path / "other_home"))
+    monkeypatch.setenv("RESVAE_HOME", str(tmp_path / "proj"))
+    assert display_path(tmp_path / "other_home" / ".keras" / "w.h5") == "~/.keras/w.h5"
+    assert display_path(tmp_path / "proj_cases" / "x") == "../proj_cases/x"
 
 
 def test_display_path_survives_a_symlink_loop(tmp_path):

@@ -34,10 +34,16 @@ def display_path(path: str | os.PathLike) -> str:
         relative = Path(os.path.relpath(absolute, project_root()))
     except ValueError:  # another drive on Windows
         return str(path)
-    if relative.parts[:2] != ("..", ".."):
+    if relative.parts[:1] != ("..",):
         return relative.as_posix()
     home = Path.home().resolve()
-    if home != Path(home.anchor) and absolute.is_relative_to(home):
+    in_home = home != Path(home.anchor) and absolute.is_relative_to(home)
+    # beside the checkout; but a home folder apart from the checkout's (a temporary one, or
+    # checkouts under /tmp) names its files from ~
+    if relative.parts[:2] != ("..", "..") and not (
+            in_home and not project_root().resolve().is_relative_to(home)):
+        return relative.as_posix()
+    if in_home:
         return ("~/" + absolute.relative_to(home).as_posix()).removesuffix("/.")
     return str(absolute)
 
