@@ -3,8 +3,9 @@
 Modules, in the order data flows through them: ``config`` (one dataclass, named
 profiles), ``data`` (CelebA layouts, crop, cache, tf.data, demo faces), ``layers``
 and ``model`` (ResidualBlock, Sampling, ResVAE), ``train`` (the training loop, with
-``callbacks`` and, for several workers, ``distribute``), ``metrics``, ``latent``,
-``evaluate`` and ``plots``.
+``callbacks`` and, for several workers, ``distribute``), ``latent``, ``metrics`` and
+``sample_metrics``, ``evaluate`` (with ``sample_quality``), ``record`` (one flat record per
+run), ``study`` and ``plan``, ``plots`` and ``report``.
 
 Loading a saved run: ``resvae_keras.load_model("runs/demo/model.keras")``. Importing the
 package stays light (no TensorFlow); ``import resvae_keras.model`` registers ResVAE and

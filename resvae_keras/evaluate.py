@@ -1,7 +1,7 @@
 """Every number that judges a trained run, computed in one place.
 
 Notebook 03 and ``python -m resvae_keras evaluate`` call these functions; the measures
-themselves live in ``metrics`` (reconstruction, realism, diversity), ``sample_quality``
+themselves live in ``metrics`` (per image), ``sample_metrics`` (realism, diversity), ``sample_quality``
 (samples against held-out faces), ``anomaly`` (anomalous images, scores, AUROC) and
 ``latent_space`` (active units, the aggregate posterior). What this module adds is the
 orchestration: which images, how many, which sampler, and one ``metrics.json`` per run.
