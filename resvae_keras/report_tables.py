@@ -178,8 +178,7 @@ class Results(study_results.Study):
     def ae(self) -> dict:
         """``metrics.json`` of the deterministic autoencoder at the main run's architecture and
         budget (``root/celeba-subset-ae``, the reconstruction reference), empty when missing."""
-        path = self.main_dir.parent / f"{MAIN_RUN}-ae" / "metrics.json"
-        return json.loads(path.read_text()) if path.is_file() else {}
+        return study_results.load_run(self.main_dir.parent / f"{MAIN_RUN}-ae")["metrics"] or {}
 
     @cached_property
     def levers(self) -> pd.DataFrame:
@@ -550,8 +549,8 @@ def table_tuas(results: Results) -> str | None:
     config = results.main_run["config"] or {}
 
     def in_default(name):
-        overrides = LEVERS.get(name, ({"?": None},))[0]
-        return words["kept"][int(all(config.get(k) == v for k, v in overrides.items()))]
+        has = name in LEVERS and all(config.get(k) == v for k, v in LEVERS[name][0].items())
+        return words["kept"][int(has)]
 
     rows = [((r["lever"], words["what"].get(r["lever"], r["what"])),
              {**r, "better": words["base"] if r["lever"] == "base"
