@@ -1,19 +1,7 @@
-"""Numbers that judge a set of samples against real images: realism, diversity, memorization.
+"""Measures of a set of samples against real images: realism, diversity, memorization.
 
-Conventions: images are float32 in [0, 1], NHWC, shape (N, H, W, 3) (uint8 in [0, 255] is
-accepted and divided by 255); features are float arrays of shape (N, D), one row per image.
-
-- On features (of ``inception.InceptionFeatures``, or dlib's face descriptors in
-  ``facespace``): ``frechet_distance``, ``fid``, ``kid``, ``precision_recall``,
-  ``density_coverage``.
-- Diversity and memorization: ``mean_pairwise_distance``, ``mean_pairwise_ms_ssim``,
-  ``nearest_neighbours``, ``nearest_by_identity``.
-- Offline: ``sliced_wasserstein`` (numpy and scipy only, per pyramid level) and
-  ``face_detection_rate`` (OpenCV's Haar cascade: "is it a face?").
-- ``realism_metrics`` runs them all and never raises when the feature network is missing.
-
-TensorFlow, Keras and OpenCV are imported inside the functions that need them, so importing
-this module is cheap.
+Images are float32 in [0, 1], NHWC (uint8 accepted); features are arrays (N, D). TensorFlow,
+Keras and OpenCV are imported only inside the functions that need them.
 """
 
 from __future__ import annotations
@@ -46,6 +34,7 @@ def _as_feature_pair(real_feats, fake_feats) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"Feature sizes differ: real {real.shape}, fake {fake.shape}.")
     return real, fake
 
+
 def _flatten(array, name: str) -> np.ndarray:
     array = np.asarray(array)
     if array.ndim < 2:
@@ -53,20 +42,11 @@ def _flatten(array, name: str) -> np.ndarray:
     return array.reshape(len(array), -1)
 
 
-# --------------------------------------------------------------------------------------
-# Measures on features: FID, KID, precision and recall, density and coverage
-# --------------------------------------------------------------------------------------
-
-
 def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
     """Fréchet distance of two Gaussians: ||mu1 - mu2||^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2)).
 
-    Follows the reference FID code (Heusel et al. 2017): when the matrix square root is not
-    finite (a singular product), ``eps`` is added to both diagonals; a small imaginary part
-    from round-off is dropped, a large one (> 1e-3 on the diagonal) is an error.
-
-    Returns:
-        float >= 0, in squared feature units.
+    As the reference FID code (Heusel et al. 2017): ``eps`` is added to both diagonals when
+    the square root is not finite; an imaginary part above 1e-3 on the diagonal is an error.
     """
     from scipy import linalg
 
@@ -94,16 +74,10 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
 
 
 def fid(real_feats, fake_feats) -> float:
-    """Fréchet Inception Distance between two feature sets (N, D); lower is better, 0 = same.
+    """Fréchet Inception Distance of two feature sets (N, D), squared feature units.
 
-    FID is biased upward at small N and its value depends on N, so compare only numbers
-    computed with the same N and the same extractor; 10,000 samples per set is the usual
-    minimum for comparable numbers (papers use 50,000). Below 2,048 samples the 2048-d
-    covariance is singular: a ``UserWarning`` says so. The 2048 x 2048 matrix square root
-    takes 10-30 s on two CPU cores.
-
-    Returns:
-        float >= 0, in squared feature units.
+    Biased upward at small N: compare only values with the same N and extractor (10,000 per
+    set for comparable numbers); below ``FID_MIN_SAMPLES`` a ``UserWarning`` says so.
     """
     real, fake = _as_feature_pair(real_feats, fake_feats)
     n = min(len(real), len(fake))
@@ -128,17 +102,12 @@ def _polynomial_kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def kid(real_feats, fake_feats, n_subsets: int = 100, subset_size: int = 1000,
         seed: int = 0) -> tuple[float, float]:
-    """Kernel Inception Distance (Binkowski et al. 2018): unbiased MMD^2 with the cubic
-    polynomial kernel k(x, y) = (x.y / D + 1)^3, averaged over random subsets.
+    """Kernel Inception Distance (Binkowski et al. 2018): ``(mean, std)`` over random subsets
+    of the unbiased MMD^2 with kernel k(x, y) = (x.y / D + 1)^3.
 
-    Each subset draws m = min(subset_size, N_real, N_fake) rows of each set without
-    replacement and computes
-    MMD^2_u = sum_{i!=j} k(x_i, x_j) / (m(m-1)) + sum_{i!=j} k(y_i, y_j) / (m(m-1))
-    - 2 sum_{i,j} k(x_i, y_j) / m^2.
-    Unlike FID it is unbiased, so small sample sizes are fine; it can be slightly negative.
-
-    Returns:
-        (mean, std) over the subsets, in kernel units (often reported x 1e3).
+    Each subset takes m = min(subset_size, N_real, N_fake) rows of each set; MMD^2_u =
+    sum_{i!=j} k(x_i, x_j) / (m(m-1)) + sum_{i!=j} k(y_i, y_j) / (m(m-1)) - 2 sum k(x_i, y_j)
+    / m^2. Unbiased, so it may be slightly negative.
     """
     real, fake = _as_feature_pair(real_feats, fake_feats)
     m = min(subset_size, len(real), len(fake))
@@ -174,30 +143,29 @@ def _knn_radii_squared(features: np.ndarray, k: int, batch_size: int) -> np.ndar
     return radii
 
 
+def _distance_blocks(queries: np.ndarray, centres: np.ndarray, batch_size: int):
+    """Squared distances of ``batch_size`` queries at a time to every centre."""
+    centre_norms = _squared_norms(centres)
+    for i in range(0, len(queries), batch_size):
+        block = queries[i : i + batch_size]
+        yield _squared_norms(block)[:, None] + centre_norms[None, :] - 2.0 * block @ centres.T
+
+
 def _fraction_inside(queries: np.ndarray, centres: np.ndarray, radii2: np.ndarray,
                      batch_size: int) -> float:
     """Fraction of queries within at least one centre's k-NN ball."""
-    centre_norms = _squared_norms(centres)
-    inside = 0
-    for i in range(0, len(queries), batch_size):
-        block = queries[i : i + batch_size]
-        d2 = _squared_norms(block)[:, None] + centre_norms[None, :] - 2.0 * block @ centres.T
-        inside += int(np.count_nonzero((d2 <= radii2[None, :]).any(axis=1)))
+    inside = sum(int(np.count_nonzero((d2 <= radii2[None, :]).any(axis=1)))
+                 for d2 in _distance_blocks(queries, centres, batch_size))
     return inside / len(queries)
 
 
 def precision_recall(real_feats, fake_feats, k: int = 3,
                      batch_size: int = 1024) -> tuple[float, float]:
-    """Improved precision and recall (Kynkaanniemi et al. 2019) in feature space.
+    """Improved precision and recall (Kynkaanniemi et al. 2019), each in [0, 1].
 
-    Each set's manifold is the union of balls around its points, of radius the distance to the
-    k-th nearest neighbour in the same set. Precision = share of fake samples inside the real
-    manifold (realism); recall = share of real samples inside the fake manifold (coverage).
-    Distances are computed ``batch_size`` rows at a time, so 10,000 x 10,000 needs about
-    80 MB per block.
-
-    Returns:
-        (precision, recall), each in [0, 1].
+    A set's manifold is the union of balls reaching each point's k-th nearest neighbour in
+    the set. Precision: share of fakes inside the real manifold; recall: share of reals
+    inside the fake manifold.
     """
     real, fake = _as_feature_pair(real_feats, fake_feats)
     if k < 1 or k >= min(len(real), len(fake)):
@@ -213,18 +181,10 @@ def precision_recall(real_feats, fake_feats, k: int = 3,
 
 def density_coverage(real_feats, fake_feats, k: int = 5,
                      batch_size: int = 1024) -> tuple[float, float]:
-    """Density and coverage (Naeem et al. 2020) in feature space.
+    """Density and coverage (Naeem et al. 2020), from the real set's k-NN balls only.
 
-    Only the real set's k-NN balls are used (radius: distance to the k-th nearest other real
-    sample), so outlying fakes do not inflate the fake manifold as in ``precision_recall``.
-    Density = sum over fakes of the number of real balls containing the fake, divided by
-    k x N_fake: about 1 when both sets come from one distribution, above 1 when fakes crowd
-    around dense real regions, near 0 for fakes away from the data. Coverage = share of real
-    samples whose ball contains at least one fake. A fake exactly on a ball's edge counts as
-    outside (strict <, as the authors' code). Naeem et al. recommend k = 5.
-
-    Returns:
-        (density, coverage): density >= 0 (unbounded, ~1 = matched), coverage in [0, 1].
+    Density: real balls containing each fake (strictly inside), summed, over k x N_fake
+    (~1 when matched, unbounded). Coverage: share of real balls holding a fake, in [0, 1].
     """
     real, fake = _as_feature_pair(real_feats, fake_feats)
     if k < 1 or k >= len(real) or len(fake) < 1:
@@ -233,21 +193,13 @@ def density_coverage(real_feats, fake_feats, k: int = 5,
             f"{len(real)} real and {len(fake)} fake samples."
         )
     radii2 = _knn_radii_squared(real, k, batch_size)
-    real_norms = _squared_norms(real)
     inside_count = 0
     covered = np.zeros(len(real), dtype=bool)
-    for i in range(0, len(fake), batch_size):
-        block = fake[i : i + batch_size]
-        d2 = _squared_norms(block)[:, None] + real_norms[None, :] - 2.0 * block @ real.T
+    for d2 in _distance_blocks(fake, real, batch_size):
         inside = d2 < radii2[None, :]
         inside_count += int(np.count_nonzero(inside))
         covered |= inside.any(axis=0)
     return inside_count / (k * len(fake)), float(covered.mean())
-
-
-# --------------------------------------------------------------------------------------
-# Diversity and memorization
-# --------------------------------------------------------------------------------------
 
 
 def _random_pairs(n: int, max_pairs: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -262,12 +214,8 @@ def _random_pairs(n: int, max_pairs: int, rng: np.random.Generator) -> tuple[np.
 
 
 def mean_pairwise_distance(features, max_pairs: int = 100_000, seed: int = 0) -> float:
-    """Mean Euclidean distance between distinct samples; higher = more diverse.
-
-    Works on any (N, ...) array: features (N, D), or images (N, H, W, C) which are flattened
-    (pixel L2; for [0, 1] images of 64x64x3 the distance is in [0, sqrt(12288)] = [0, 110.9]).
-    Uses every pair when there are at most ``max_pairs``, else ``max_pairs`` random pairs.
-    """
+    """Mean Euclidean distance between distinct samples (N, ...), flattened; higher = more
+    diverse. Every pair when there are at most ``max_pairs``, else that many random pairs."""
     flat = _flatten(features, "features")
     i, j = _random_pairs(len(flat), max_pairs, np.random.default_rng(seed))
     total, count = 0.0, 0
@@ -282,12 +230,7 @@ def mean_pairwise_distance(features, max_pairs: int = 100_000, seed: int = 0) ->
 
 def mean_pairwise_ms_ssim(images, n_pairs: int = 1000, seed: int = 0,
                           batch_size: int = 256) -> float:
-    """Mean MS-SSIM between random distinct pairs of images; lower = more diverse.
-
-    Images float32 in [0, 1], shape (N, H, W, 3); scales as in ``ms_ssim`` (NaN below 21 px).
-    Compare with the same number on real images: a model that collapses to a few faces has a
-    clearly higher value than the data.
-    """
+    """Mean MS-SSIM of random distinct pairs of images; lower = more diverse."""
     images = as_float_images(images, "images")
     i, j = _random_pairs(len(images), n_pairs, np.random.default_rng(seed))
     return float(np.mean(metrics.ms_ssim(images[i], images[j], batch_size)))
@@ -295,43 +238,22 @@ def mean_pairwise_ms_ssim(images, n_pairs: int = 1000, seed: int = 0,
 
 def nearest_neighbours(queries, references, k: int = 1,
                        batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
-    """Exact nearest references of each query in Euclidean distance (memorization check).
+    """Exact Euclidean nearest ``references`` (M, ...) of each query (N, ...), flattened.
 
-    Args:
-        queries: (N, ...) images or features; images are flattened (pixel L2).
-        references: (M, ...) with the same trailing shape, e.g. training images (a uint8
-            memmap is fine: it is converted one block at a time).
-        k: neighbours per query.
-
-    Returns:
-        (indices, distances): int64 and float64 arrays of shape (N,) for k = 1, else (N, k),
-        nearest first. Distances are in the input's units (pixel values in [0, 1] or
-        [0, 255] as given).
+    Returns ``(indices, distances)``, shape (N,) for k = 1, else (N, k), nearest first, in
+    the input's units. A uint8 memmap of references is read one block at a time.
     """
     return _nearest(queries, references, k, batch_size)
 
 
 def nearest_by_identity(queries, query_ids, references, reference_ids, query_rows=None,
                         batch_size: int = 512) -> dict[str, np.ndarray]:
-    """Distance of each query to its nearest reference of the same person and of another person.
+    """Distance of each query to its nearest reference of the same and of another person.
 
-    The scale a memorization check needs: two photos of one person are usually much closer
-    than photos of two people, so a sample is suspicious only when it is nearer to a training
-    face than another photo of the same person typically is.
-
-    Args:
-        queries: (N, ...) images (flattened: pixel L2), as ``nearest_neighbours``.
-        query_ids: person id of each query, int (N,); -1 = unknown (both distances NaN).
-        references: (M, ...) e.g. the training images (a uint8 memmap is fine).
-        reference_ids: person id of each reference, int (M,); -1 = unknown (never a neighbour).
-        query_rows: when the queries are references themselves (e.g. training faces against
-            the other training faces), the row of each query in ``references``, so that a
-            query is never its own neighbour; None otherwise.
-
-    Returns:
-        ``{"same": (N,), "different": (N,)}`` float64 distances in the input's units; NaN
-        where the query has no reference of that kind (with identity-disjoint splits, a test
-        face has no same-person training face).
+    Ids are ints, -1 = unknown (an unknown query gets NaN, an unknown reference is never a
+    neighbour). ``query_rows``: each query's row in ``references`` when the queries are
+    references, so none is its own neighbour. Returns ``{"same": (N,), "different": (N,)}``
+    in the input's units, NaN where no such reference exists.
     """
     q_ids = np.asarray(query_ids).reshape(-1)
     r_ids = np.asarray(reference_ids).reshape(-1)
@@ -365,7 +287,7 @@ def nearest_by_identity(queries, query_ids, references, reference_ids, query_row
 def _nearest(queries, references, k: int, batch_size: int,
              allowed: Callable | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``nearest_neighbours`` among the pairs ``allowed(query rows, reference rows)`` permits
-    (a bool matrix per block; None: all); a query with no permitted reference gets inf."""
+    (None: all); a query with no permitted reference gets inf."""
     queries = _flatten(queries, "queries")
     references = _flatten(references, "references")
     if queries.shape[1] != references.shape[1]:
@@ -413,10 +335,6 @@ def _nearest(queries, references, k: int, batch_size: int,
         return indices[:, 0], distances[:, 0]
     return indices, distances
 
-
-# --------------------------------------------------------------------------------------
-# Sliced Wasserstein distance on Laplacian-pyramid patches (offline realism)
-# --------------------------------------------------------------------------------------
 
 _BINOMIAL_5 = np.array([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0  # outer product = the 5x5 kernel / 256
 
@@ -485,24 +403,13 @@ def sliced_wasserstein(real_images, fake_images, *, patch_size: int = 7,
                        dirs_per_repeat: int = 128, min_resolution: int = 16,
                        max_descriptors: int = 2**17, seed: int = 0,
                        batch_size: int = 256) -> dict[str, float]:
-    """Multi-scale sliced Wasserstein distance (Karras et al. 2018, Progressive GAN), x 1e3.
+    """Multi-scale sliced Wasserstein distance (Karras et al. 2018), x 1e3; numpy and scipy.
 
-    Numpy and scipy only, no network: the realism number that is always there. Both image sets
-    are decomposed into a Laplacian pyramid down to ``min_resolution`` (64x64: levels 64, 32,
-    16). At each level, random 7x7x3 patches are drawn, normalized per channel (each set by
-    its own mean and std, as in the paper) and flattened to 147-d descriptors; the distance is
-    the mean 1-D Wasserstein-1 distance of the two descriptor sets along
-    ``n_repeats`` x ``dirs_per_repeat`` random unit directions. Small values at 64 px compare
-    fine detail, at 16 px the coarse layout and colour blobs.
-
-    Both sets use min(N_real, N_fake) images (a random subset of the larger set) and the same
-    number of patches, ``patches_per_image`` per image, fewer when the total would exceed
-    ``max_descriptors`` (the paper uses 16,384 images x 128 patches; cap the memory here at
-    about ``max_descriptors`` x 588 bytes per set). Seeded: the same inputs and seed give the
-    same numbers; compare only values computed with the same settings.
-
-    Returns:
-        ``{"swd_<res>": ... for each level, "swd_mean": ...}``, all x 1e3, >= 0; lower = closer.
+    Each Laplacian-pyramid level down to ``min_resolution`` gives random 7x7x3 patches,
+    normalized per channel within each set; the distance is the mean 1-D Wasserstein-1
+    distance of the two patch sets along ``n_repeats`` x ``dirs_per_repeat`` random
+    directions. Both sets use min(N_real, N_fake) images and at most ``max_descriptors``
+    patches. Returns ``{"swd_<res>": ..., "swd_mean": ...}``; lower = closer.
     """
     real = as_float_images(real_images, "real_images")
     fake = as_float_images(fake_images, "fake_images")
@@ -546,18 +453,13 @@ def sliced_wasserstein(real_images, fake_images, *, patch_size: int = 7,
     return result
 
 
-# --------------------------------------------------------------------------------------
-# Is it a face? (OpenCV's Haar frontal-face cascade, offline)
-# --------------------------------------------------------------------------------------
-
 FACE_CASCADE_FILE = "haarcascade_frontalface_default.xml"
 FACE_UPSCALE = 2
 FACE_SCALE_FACTOR = 1.1
 FACE_MIN_NEIGHBORS = 5
 FACE_MIN_SIZE_FRACTION = 1.0 / 3.0
-"""Settings of ``face_detections``: every set is upscaled 2x (bicubic) before the cascade
-(Viola & Jones 2001, trained on 24x24 windows) looks at it; ``scaleFactor`` 1.1 and
-``minNeighbors`` 5 are OpenCV's usual values; a face must cover at least a third of the side."""
+"""``face_detections``: images upscaled 2x (bicubic) for the Haar cascade (Viola & Jones
+2001), OpenCV's usual scaleFactor and minNeighbors, faces at least a third of the side."""
 
 
 def _opencv():
@@ -587,19 +489,8 @@ def face_cascade():
 
 
 def face_detections(images) -> np.ndarray:
-    """Whether OpenCV's Haar frontal-face cascade finds at least one face in each image.
-
-    Each image is rounded to 8 bits, turned to grey, upscaled ``FACE_UPSCALE`` times
-    (bicubic) and searched with ``FACE_SCALE_FACTOR``, ``FACE_MIN_NEIGHBORS`` and a minimum
-    face side of ``FACE_MIN_SIZE_FRACTION`` of the upscaled side (64x64: 128 px searched,
-    faces >= 42 px). Compare only rates measured at the same image size.
-
-    Args:
-        images: float32 in [0, 1] (or uint8), shape (N, H, W, 3).
-
-    Returns:
-        bool array (N,).
-    """
+    """Whether OpenCV's Haar frontal-face cascade finds a face in each 8-bit grey image,
+    upscaled ``FACE_UPSCALE`` times: bool (N,)."""
     x = as_float_images(images, "images")
     if x.shape[-1] != 3:
         raise ValueError(f"`images` must be RGB, shape (N, H, W, 3); got shape {x.shape}.")
@@ -618,43 +509,23 @@ def face_detections(images) -> np.ndarray:
 
 
 def face_detection_rate(images) -> float:
-    """Share of ``images`` in which the Haar cascade finds a face (``face_detections``), in
-    [0, 1]; NaN for no images.
+    """Share of ``images`` where ``face_detections`` finds a face, in [0, 1] (NaN if none).
 
-    A coarse, offline "is it a face?" check. On 965 held-out 64x64 CelebA crops: real faces
-    0.95, blurred with sigma 1 px 0.94 and sigma 2 px 0.91 (it does not rank blurry faces),
-    uniform noise 0.00, and the mean face is found (it does not see diversity either). Keep
-    SWD and the diversity measures beside it.
+    Coarse: it does not rank blur (real 0.95, blurred 2 px 0.91 on CelebA test crops) nor
+    see diversity; noise scores 0.
     """
     found = face_detections(images)
     return float(found.mean()) if len(found) else float("nan")
 
 
-# --------------------------------------------------------------------------------------
-# Everything about samples at once
-# --------------------------------------------------------------------------------------
-
-
 def realism_metrics(real_images, fake_images, extractor: Callable | None = None, *,
                     kid_subsets: int = 100, kid_subset_size: int = 1000, seed: int = 0) -> dict:
-    """Realism and diversity of ``fake_images`` against ``real_images``, as a JSON-ready dict.
+    """Realism and diversity of ``fake_images`` against ``real_images``, JSON-ready.
 
-    Always there (no network): ``swd`` (``sliced_wasserstein``, x 1e3, per level and mean),
-    ``face_rate`` (``face_detection_rate`` of the fakes, in [0, 1]), pixel diversity
-    ``pixel_l2_diversity_real`` / ``_fake`` (``mean_pairwise_distance`` on pixels). With a
-    working ``extractor`` also ``fid``, ``kid_mean``, ``kid_std``, ``precision``, ``recall``
-    and ``feature_diversity_real`` / ``_fake``; ``available`` says which case it is, and
-    ``reason`` why features were skipped (no extractor, or ``FeatureExtractorUnavailable``:
-    this function never raises for that, so a notebook goes on). No other measure stands in
-    for FID when the network is missing.
-
-    Args:
-        real_images, fake_images: images float32 in [0, 1], shape (N, H, W, 3).
-        extractor: images -> features (N, D), with a ``name``, e.g.
-            ``inception.InceptionFeatures()``; it raises ``FeatureExtractorUnavailable`` when
-            it cannot run. None skips the feature measures.
-        kid_subsets, kid_subset_size: as ``kid``'s ``n_subsets`` and ``subset_size``.
-        seed: of SWD, KID and the pairs of the diversity measures.
+    Always: ``swd``, ``face_rate`` and ``pixel_l2_diversity_real`` / ``_fake``. With a working
+    ``extractor`` (images -> (N, D)) also ``fid``, ``kid_mean``, ``kid_std``, ``precision``,
+    ``recall`` and ``feature_diversity_real`` / ``_fake``. ``available`` says which; a missing
+    extractor or ``FeatureExtractorUnavailable`` gives ``reason`` instead of an error.
     """
     real = as_float_images(real_images, "real_images")
     fake = as_float_images(fake_images, "fake_images")
