@@ -1,22 +1,9 @@
-"""Every number that judges a trained run, computed in one place.
+"""Every number that judges a trained run, written to one ``metrics.json`` per run.
 
-Notebook 03 and ``python -m resvae_keras evaluate`` call these functions; the measures
-themselves live in ``metrics`` (per image), ``sample_metrics`` (realism, diversity), ``sample_quality``
-(samples against held-out faces), ``anomaly`` (anomalous images, scores, AUROC) and
-``latent_space`` (active units, the aggregate posterior). What this module adds is the
-orchestration: which images, how many, which sampler, and one ``metrics.json`` per run.
-
-| piece | what | used by |
-| --- | --- | --- |
-| ``load_run`` | the config and saved model of a finished run | notebooks, report, study |
-| ``reconstruction_report`` | per-image MSE/PSNR/SSIM/MS-SSIM and negative ELBO, summary, per-attribute breakdown | notebook 03 |
-| ``evaluate_run`` | reconstruction, baselines, latent statistics, samples, face space and anomaly detection on the test split, into ``<run_dir>/metrics.json`` | CLI ``evaluate`` |
-| ``evaluate_folder``, ``write_samples`` | CLI ``evaluate --data-dir`` and ``sample`` | CLI |
-
-Conventions: images are float32 in [0, 1], shape (N, H, W, 3) (uint8 from the cache
-is accepted and divided by 255); ELBO terms are per image, in nats; anomaly scores are
-"higher = more anomalous". Nothing here reaches the network unless
-``allow_download=True`` is passed (it fetches the InceptionV3 weights for FID).
+The measures live in ``metrics``, ``sample_metrics``, ``sample_quality``, ``anomaly`` and
+``latent_space``; this module chooses the images, counts and samplers. Images are float32 in
+[0, 1] (uint8 accepted); ELBO terms are nats per image. Nothing reaches the network unless
+``allow_download=True`` (the InceptionV3 weights for FID).
 """
 
 from __future__ import annotations
@@ -56,9 +43,6 @@ from resvae_keras.sample_quality import (
 METRICS_VERSION = 1
 TEMPERATURES = {"prior": (1.0, 0.7), "two_stage": (1.0,), "gmm": (1.0,)}
 """Temperatures ``evaluate_run`` samples each sampler at."""
-
-
-# -- small helpers ------------------------------------------------------------------
 
 
 def _to_numpy(x) -> np.ndarray:
@@ -108,13 +92,8 @@ def resolve_run_dir(run_dir) -> Path:
 
 
 def load_run(run_dir, checkpoint: str = "model.keras"):
-    """``(config, model)`` of a finished run: ``config.json`` and a saved model, by default the
-    best by the validation negative ELBO (``model.keras``); ``checkpoint="last.keras"`` is the
-    model after the last epoch (all runs of a study at the same number of steps).
-
-    Raises ``model.ModelFileError`` (a ``ValueError``) when the file is damaged, not a
-    ResVAE, or holds NaN weights: nothing is computed from a broken model.
-    """
+    """``(config, model)`` of a finished run; ``checkpoint``: ``model.keras`` (best by
+    validation loss) or ``last.keras``. A broken model file raises ``model.ModelFileError``."""
     from resvae_keras.model import load_model
 
     path = resolve_run_dir(run_dir)
@@ -131,8 +110,7 @@ def load_run(run_dir, checkpoint: str = "model.keras"):
 
 
 def _check_config_matches(config: Config, model, model_path: Path) -> None:
-    """Raise ``ValueError`` when the run's ``config.json`` describes another model than the
-    saved one (an edited config.json)."""
+    """``ValueError`` when ``config.json`` was edited to describe another model."""
     from resvae_keras.model import CONFIG_ARGUMENTS
 
     differ = [f"{name} {getattr(config, name)!r} in config.json, {getattr(model, name)!r} in "
@@ -149,32 +127,15 @@ def _check_config_matches(config: Config, model, model_path: Path) -> None:
         )
 
 
-# -- reconstruction -------------------------------------------------------------------
-
-
 def reconstruction_report(model, images, attributes: pd.DataFrame | None = None, *,
                           batch_size: int = 256, chunk_size: int = 2048, seed: int = 0):
-    """How well ``model`` reconstructs ``images``.
+    """How well ``model`` reconstructs ``images``, ``chunk_size`` at a time.
 
-    Args:
-        images: float32 in [0, 1] or uint8 (the cache), shape (N, S, S, 3); worked through
-            ``chunk_size`` images at a time, so a whole CelebA split fits in memory.
-        attributes: optional bool attribute columns, one row per image (e.g.
-            ``cache.attributes_of("test")``); its index labels the rows.
-        seed: seed of the dequantization and posterior draws behind the ELBO.
-
-    Returns:
-        ``(per_image, summary, breakdown)``:
-
-        - per_image: one row per image: ``mse`` ([0, 1]), ``psnr`` (dB), ``ssim``,
-          ``ms_ssim``, ``neg_elbo`` (nats, = ``reconstruction_nll`` + ``kl``, of the
-          dequantized image, see ``ResVAE.elbo``; NaN for the autoencoder),
-          ``bits_per_dim`` (an upper bound on the 8-bit code length, see
-          ``metrics.bits_per_dim``), and ``sharpness`` / ``sharpness_original``
-          (``metrics.laplacian_variance`` of the reconstruction and of the image);
-        - summary: ``metrics.summarize(per_image)``: mean, std and count per column;
-        - breakdown: ``metrics.per_attribute_breakdown`` of the MSE (empty without
-          ``attributes``), largest gap first.
+    Returns ``(per_image, summary, breakdown)``: one row per image (``reconstruction_metrics``,
+    ``neg_elbo`` = ``reconstruction_nll`` + ``kl`` in nats, ``bits_per_dim``, ``sharpness``
+    and ``sharpness_original``), ``metrics.summarize`` of it,
+    and ``metrics.per_attribute_breakdown`` of the MSE by the optional bool ``attributes``
+    (one row per image; empty without). ``seed``: of the draws behind the ELBO.
     """
     if attributes is not None and len(attributes) != len(images):
         raise ValueError(
@@ -235,16 +196,7 @@ def reconstruction_dict(per_image: pd.DataFrame, model=None) -> dict:
 
 
 def evaluate_reconstruction_on(model, images, seed: int = 0) -> dict:
-    """Reconstruction numbers of ``model`` on any images (e.g. a folder of other face crops).
-
-    Args:
-        images: float32 in [0, 1] or uint8, shape (N, S, S, 3) with S = ``model.image_size``.
-
-    Returns:
-        JSON-ready dict: ``n_images``; mean and std of ``mse``, ``psnr``, ``ssim``,
-        ``ms_ssim``, ``neg_elbo_nats``, its ``reconstruction_nll_nats`` and ``kl_nats``
-        parts, ``bits_per_dim``; and the likelihood it was computed with.
-    """
+    """``reconstruction_dict`` of ``model`` on any images of its size."""
     if tuple(np.shape(images)[1:]) != tuple(model.image_shape):
         raise ValueError(
             f"images have shape {np.shape(images)[1:]} per image but the model takes "
@@ -260,15 +212,10 @@ def originals_and_reconstructions(model, images) -> np.ndarray:
     return np.stack([x, np.clip(model.reconstruct(x), 0.0, 1.0)])
 
 
-# -- samplers side by side ---------------------------------------------------------------
-
-
 def sample_table(reports) -> pd.DataFrame:
-    """One row per ``sample_report`` (or ``reference_report`` row) dict: its
-    ``record.sampler_record`` numbers side by side (face rate in [0, 1]; SWD x 1e3 per pyramid
-    level, coarsest first, and their mean; the between-samples MS-SSIM as
-    ``ms_ssim_between_samples``, the name ``real_reference_row`` gives it), the pixel diversity
-    and the median distance to the nearest training face; NaN where a row has no such number."""
+    """One row per ``sample_report`` (or ``reference_report`` row): its
+    ``record.sampler_record`` numbers, pixel diversity and median nearest-training distance;
+    NaN where a row lacks one."""
     rows = []
     for report in reports:
         numbers = record.sampler_record(report)
@@ -285,9 +232,6 @@ def sample_table(reports) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index(["sampler", "temperature"])
 
 
-# -- the whole run ----------------------------------------------------------------------
-
-
 def _log(verbose: bool, text: str) -> None:
     if verbose:
         print(text, file=sys.stderr, flush=True)
@@ -299,39 +243,15 @@ def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = F
                  memorization_queries: int = 500, verbose: bool = True,
                  n_test: int | None = None, anomaly: bool = True,
                  checkpoint: str = "model.keras", face_space: bool = True) -> dict:
-    """Evaluate a finished run on its held-out test split; write and return ``metrics.json``.
+    """Evaluate a finished run on its test split; write and return ``metrics.json``.
 
-    The one evaluator: the main run and every run of the study write this schema (its keys:
-    see ``_record``). A smaller evaluation (the study's) sets ``n_test``, ``n_samples`` and
-    ``anomaly=False``. A deterministic autoencoder (``kind="ae"``, the reconstruction
-    reference) gets the reconstruction and its baselines only.
-
-    Args:
-        run_dir: the run folder (``config.json``, ``model.keras``).
-        n_samples: samples per sampler; default the size of the test split, capped at
-            10,000 (needed for FIDs comparable across runs; below 2,048 FID is biased and
-            ``sample_metrics.fid`` warns).
-        n_test: use the first ``n_test`` test images (reconstruction, latent statistics and
-            the real images samples are compared with); default all.
-        anomaly: run the anomaly detection part (the slowest); ``False`` writes
-            ``anomaly: {"skipped": true, "results": {}}``.
-        checkpoint: the saved model to evaluate (``model.keras``, the best by validation
-            loss, or ``last.keras``, the model after the last epoch).
-        allow_download: fetch the InceptionV3 weights when missing (the only network use).
-            Without them FID/KID/precision/recall are ``available: false`` with the reason.
-        sampler: ``"prior"``, ``"two_stage"`` or ``"gmm"`` for one sampler; ``None`` for all
-            (the prior at temperatures 1.0 and 0.7, the others at 1.0). The two-stage VAE is
-            the run's ``two_stage.keras``, fitted and saved first when missing or stale.
-        extractor: a feature extractor to use instead of InceptionV3.
-        data_dir, cache_dir: evaluate on another dataset (another CelebA folder, prepared
-            into ``cache_dir``). The result then goes to ``metrics_<folder name>.json``
-            unless ``out`` says otherwise, so the run's own ``metrics.json`` stays.
-        out: path of the JSON file. n_anomaly: clean test faces (and as many of each anomaly)
-            for anomaly detection. memorization_queries: samples whose nearest training face
-            is searched.
-        face_space: run ``face_space_report`` (dlib; about 0.12 s of one core per image, some
-            6,000 images for a 965-face test split); ``False`` writes ``face_space:
-            {"skipped": ...}``, as does a machine without dlib.
+    The one evaluator of the main run and the study (keys: ``_record``); an autoencoder gets
+    the reconstruction and baselines only. ``n_samples`` per sampler defaults to the test
+    split's size, at most 10,000; ``n_test`` takes the first test images; ``sampler`` None
+    runs all at their ``TEMPERATURES``. ``allow_download`` fetches the InceptionV3 weights
+    (the only network use). ``data_dir``/``cache_dir`` evaluate another dataset, into
+    ``metrics_<folder>.json`` unless ``out`` is given. ``anomaly``/``face_space`` False
+    write those parts as skipped.
     """
     started, timings = time.perf_counter(), {}
     path = resolve_run_dir(run_dir)
@@ -377,8 +297,7 @@ def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = F
 
 @contextlib.contextmanager
 def _timed(timings: dict, key: str, label: str | None = None):
-    """Time the ``with`` block into ``timings[key]`` (seconds); print ``label: <s> s`` when
-    a label is given."""
+    """Time the ``with`` block into ``timings[key]`` (seconds); print it under ``label``."""
     tick = time.perf_counter()
     yield
     timings[key] = time.perf_counter() - tick
@@ -387,8 +306,7 @@ def _timed(timings: dict, key: str, label: str | None = None):
 
 
 def _test_cache(config: Config, path: Path, own_data: bool, verbose: bool):
-    """The cache to evaluate on; for the run's own data, with a warning when the run folder
-    cannot prove the test split is the one it was trained beside."""
+    """The cache to evaluate on; warns when the run's own test split cannot be checked."""
     from resvae_keras import data
     from resvae_keras.run_dir import SPLIT_FILE, check_run_split
 
@@ -403,8 +321,7 @@ def _test_cache(config: Config, path: Path, own_data: bool, verbose: bool):
 
 def _reconstruction_step(model, cache, test_images, seed: int, timings: dict,
                          verbose: bool) -> dict:
-    """``reconstruction``, ``baselines`` (PCA at the latent size) and ``per_attribute`` of the
-    record."""
+    """The record's ``reconstruction``, ``baselines`` and ``per_attribute``."""
     attributes = cache.attributes_of("test").iloc[: len(test_images)]
     with _timed(timings, "reconstruction",
                 verbose and f"reconstruction of {len(test_images)} test images"):
@@ -423,8 +340,8 @@ def _reconstruction_step(model, cache, test_images, seed: int, timings: dict,
 
 
 def _sample_count(n_samples: int | None, n_test: int, verbose: bool) -> int:
-    """Samples per sampler: ``n_samples``, by default as many as test images (at most
-    ``MAX_DEFAULT_SAMPLES``); says so when FIDs at that count are not comparable."""
+    """Samples per sampler (default as many as test images, at most ``MAX_DEFAULT_SAMPLES``);
+    says so when FIDs at that count are not comparable."""
     n_samples = min(n_test, MAX_DEFAULT_SAMPLES) if n_samples is None else int(n_samples)
     if n_samples < sample_metrics.FID_MIN_SAMPLES:
         _log(verbose, f"note: {n_samples} samples per sampler; FID needs >= "
@@ -434,10 +351,8 @@ def _sample_count(n_samples: int | None, n_test: int, verbose: bool) -> int:
 
 def _samples_step(model, references, samplers, n_samples: int, features, seed: int,
                   timings: dict, verbose: bool, face_space: bool, **sampler_settings) -> dict:
-    """``samples``, ``sample_references`` and ``face_space`` of the record: ``sample_report``
-    of every sampler at each of its ``TEMPERATURES`` (by ``<sampler>_t<T>``), the reference
-    rows, and all of them in face space. ``sampler_settings`` go to ``latent.make_sampler``
-    (cache, config, checkpoint)."""
+    """The record's ``samples`` (by ``<sampler>_t<T>``), ``sample_references`` and
+    ``face_space``; ``sampler_settings`` go to ``latent.make_sampler``."""
     reports, images_by_key = {}, {}
     for name in samplers:
         with _timed(timings, f"samples_{name}", verbose and f"samples from {name}"):
@@ -485,11 +400,8 @@ def _anomaly_step(model, test_images, n_anomaly: int, seed: int, timings: dict) 
 
 
 def _record(config: Config, model, cache, settings: dict, parts: dict, timings: dict) -> dict:
-    """The ``metrics.json`` record, JSON-ready: ``version``, ``created``, ``run``, ``profile``,
-    ``demo``, ``model``, ``data``, ``settings``, ``training``; the steps' ``parts``
-    (``reconstruction``, ``baselines``, ``per_attribute``, ``latent``, ``samples`` by
-    ``<sampler>_t<T>``, ``sample_references``, ``face_space``, ``anomaly``); ``timings_s``
-    and the flat ``summary``."""
+    """The ``metrics.json`` record, JSON-ready: run, model, data, settings and training
+    descriptions, the steps' ``parts`` and ``timings_s``."""
     path = Path(config.run_dir)
     result = {
         "version": METRICS_VERSION,
@@ -525,10 +437,8 @@ def _record(config: Config, model, cache, settings: dict, parts: dict, timings: 
 
 
 def training_summary(run_dir, model=None) -> dict:
-    """How the run was trained: ``steps`` (optimizer steps of the evaluated model; None
-    without an optimizer) and ``record.history_summary`` of its ``history.csv`` (``epochs``,
-    ``wall_time_s``, ``median_epoch_time_s``, ``best_val_loss``, ``final_val_neg_elbo``: the
-    validation negative ELBO at beta = 1 after the last epoch, nats per image, ...)."""
+    """``steps`` of the model's optimizer (None without one) and ``record.history_summary``
+    of the run's ``history.csv``."""
     from resvae_keras.train import load_history
 
     optimizer = getattr(model, "optimizer", None)
@@ -537,17 +447,9 @@ def training_summary(run_dir, model=None) -> dict:
     return {"epochs": summary["epochs"], "steps": steps, **summary}
 
 
-# -- CLI helpers ------------------------------------------------------------------------
-
-
 def evaluate_folder(run_dir, data_dir, cache_dir=None) -> Path:
-    """Reconstruction metrics of a run on EVERY image of another CelebA-layout folder.
-
-    The folder is cropped and cached like the training data (``data.prepare``, into
-    ``cache_dir``, default ``data/cache/<folder name>``); splits are ignored. Writes
-    ``run_dir/metrics_<folder name>.json`` with ``data`` and ``reconstruction`` and
-    returns its path. Used for the generalization check on other face crops.
-    """
+    """Reconstruction numbers of a run on every image of another CelebA-layout folder
+    (prepared into ``cache_dir``), written to ``run_dir/metrics_<folder>.json``; its path."""
     from resvae_keras import data
     config, model = load_run(run_dir)
     folder = Path(data_dir).name
@@ -567,16 +469,10 @@ def evaluate_folder(run_dir, data_dir, cache_dir=None) -> Path:
 
 def write_samples(run_dir, n: int = 64, out_dir="samples", temperature: float = 1.0,
                   sampler: str = "two_stage", seed: int = 0, batch_size: int = 256) -> list[Path]:
-    """Decode ``n`` samples of a run and write them as ``sample_00000.png`` ... in ``out_dir``.
+    """Write ``n`` samples of a run as ``sample_00000.png`` ... in ``out_dir``; their paths.
 
-    ``sampler="gmm"`` fits the mixture on the run's training codes first (loads the cache);
-    ``sampler="two_stage"`` loads the run's ``two_stage.keras`` (fitting and saving it first,
-    with a message, when it is missing or older than ``model.keras``). Samples are drawn,
-    decoded and written ``batch_size`` at a time (batch ``b > 0`` with a seed derived from
-    ``(seed, b)``), so memory does not grow with ``n``. Nothing is written for a
-    non-finite ``temperature``, a model or second stage with non-finite weights, or when
-    ``out_dir``'s disk lacks room for ``n`` images; a batch that decodes to non-finite
-    pixels removes this call's images and raises ``ValueError``. Returns the paths written.
+    Drawn ``batch_size`` at a time (batch b > 0 seeded by ``(seed, b)``); on any error the
+    images of this call are removed.
     """
     from PIL import Image
 

@@ -1,31 +1,12 @@
-"""Realism and diversity in a face-recognition feature space (dlib), offline.
+"""Realism, diversity and memorization in dlib's face-recognition space, offline.
 
-Pixels and ImageNet features judge textures; a face-recognition network judges faces. dlib's
-face-descriptor ResNet (King 2009; ``dlib_face_recognition_resnet_model_v1``, 99.38 % on
-LFW) maps an aligned face to a 128-D vector in which two photos of one person lie closer
-than 0.6 (Euclidean) and two people usually further apart. In that space this module measures
-samples against real faces:
+dlib's face ResNet (``dlib_face_recognition_resnet_model_v1``, 99.38 % on LFW) maps an aligned
+face to 128-D, where two photos of one person lie closer than 0.6 (Euclidean). Noise and blur
+land near the centre of that space, inside the real faces' k-NN balls, so precision, density
+and the nearest-training median must be read beside recall, coverage and detection rate.
 
-| function | what | range |
-| --- | --- | --- |
-| ``detection_rate`` | share of images where dlib's HOG frontal-face detector finds one | [0, 1] |
-| ``descriptors`` | the 128-D descriptor of each image (a fixed face box, no detection) | (N, 128) |
-| ``descriptor_measures`` | Fréchet distance, precision/recall, density/coverage, memorization | |
-| ``face_space_table`` | those numbers for several image sets, with calibration rows | dict |
-
-Read the measures together. Noise and heavy blur land near the centre of the face space, an
-"average face" that lies inside the real faces' k-NN balls: on 80 CelebA test faces uniform
-noise scored precision 1.0, density 1.2 and a nearest-training distance below that of real
-faces, while its recall was 0, coverage 0.2, Fréchet distance 4x the real floor and
-detection rate 0. So precision, density and the nearest-training median cannot stand alone.
-
-Everything runs offline: the HOG detector is built into dlib, and the 5-point shape
-predictor and the ResNet are files shipped inside the ``face_recognition_models`` package
-(pip packages ``dlib-bin`` and ``face-recognition-models``; licences in the README). They
-are loaded on first use, so importing this module needs neither.
-
-Images are float32 in [0, 1] (uint8 accepted), shape (N, S, S, 3), aligned face crops as
-the cache stores them (64 x 64 in every profile).
+The models come from pip packages ``dlib-bin`` and ``face-recognition-models`` and load on
+first use. Images are float32 in [0, 1] (uint8 accepted), square crops (N, S, S, 3).
 """
 
 from __future__ import annotations
@@ -48,28 +29,21 @@ FACE_RESNET_FILE = "dlib_face_recognition_resnet_model_v1.dat"
 DESCRIPTOR_DIM = 128
 
 UPSCALE = 3
-"""Every image is upscaled 3x (bicubic, 64 -> 192 px) before dlib sees it. The HOG detector
-scans an 80 x 80 px window, so it finds no face smaller than about 80 px; in a 64 px crop the
-face box is about 40 px, 120 px after upscaling. On 965 held-out CelebA crops 2x, 3x and 4x
-find 97 %, 96 % and 96 % of the faces; 3x keeps the face well above the window's size."""
+"""Bicubic upscaling before dlib: the HOG detector's 80 px window misses the ~40 px faces of
+a 64 px crop."""
 
 FACE_BOX = (12.3, 21.7, 54.0, 58.7)
-"""The face box the shape predictor starts from, (left, top, right, bottom) in pixels of a
-64 px crop (scaled for other sizes): the median HOG detection on 929 of 965 held-out CelebA
-crops (per-side spread 1-3 px). The crops are aligned, so one box fits all; descriptors from
-it differ from those from each face's own detection by a median 0.04, against 0.7 between
-two people, and samples the detector misses still get a descriptor."""
+"""(left, top, right, bottom) px at 64 px, where the shape predictor starts: the median HOG
+detection on held-out CelebA crops. The crops are aligned, so one box fits all."""
 
-PRECISION_RECALL_K = 3
-"""Neighbours for precision and recall, as Kynkäänniemi et al. (2019)."""
-DENSITY_COVERAGE_K = 5
-"""Neighbours for density and coverage, as Naeem et al. (2020) recommend."""
+PRECISION_RECALL_K = 3  # Kynkäänniemi et al. (2019)
+DENSITY_COVERAGE_K = 5  # Naeem et al. (2020)
 MAX_PER_HALF = 1000
 """Cap on the images per row of ``face_space_table`` (and on its reference half)."""
 MAX_TRAIN = 2000
 """Cap on the training faces described for the memorization check."""
 BLUR_SIGMAS_PX = (1.0, 2.0)
-"""Gaussian blurs of real faces (sigma in pixels of the 64 px crop) for the calibration rows."""
+"""Gaussian blurs (sigma, px) of real faces for the calibration rows."""
 
 _models: dict = {}
 
@@ -94,14 +68,8 @@ def _models_folder() -> Path:
 
 
 def face_models() -> dict:
-    """dlib's HOG face detector, 5-point shape predictor and face ResNet, loaded once.
-
-    Returns:
-        ``{"detector", "shape_predictor", "face_resnet"}``.
-
-    Raises:
-        FaceModelsUnavailable: dlib or the model files are not installed (says what to install).
-    """
+    """``{"detector", "shape_predictor", "face_resnet"}`` of dlib, loaded once; raises
+    ``FaceModelsUnavailable`` (saying what to install) when missing."""
     if not _models:
         try:
             import dlib
@@ -150,18 +118,8 @@ def _progress(total: int, desc: str, progress: bool | None):
 
 
 def face_detections(images, progress: bool | None = None) -> np.ndarray:
-    """Whether dlib's HOG frontal-face detector finds a face in each image.
-
-    Each image is rounded to 8 bits and upscaled ``UPSCALE`` times (bicubic) first, since the
-    detector finds no face under about 80 px; the detector itself is not asked to upsample.
-
-    Args:
-        images: float32 in [0, 1] (or uint8), shape (N, S, S, 3).
-        progress: show a progress bar; None: only for 500 images or more.
-
-    Returns:
-        bool array (N,).
-    """
+    """Whether dlib's HOG frontal-face detector finds a face in each image, upscaled
+    ``UPSCALE`` times: bool (N,). ``progress``: a bar; None: for 500 images or more."""
     x = _as_faces(images)
     detector = face_models()["detector"]
     found = np.zeros(len(x), dtype=bool)
@@ -173,12 +131,7 @@ def face_detections(images, progress: bool | None = None) -> np.ndarray:
 
 
 def detection_rate(images, progress: bool | None = None) -> float:
-    """Share of ``images`` in which dlib's HOG detector finds a face, in [0, 1] (NaN if empty).
-
-    On 965 held-out 64 px CelebA crops it is 0.96; uniform noise gives 0. Like the Haar
-    cascade of ``sample_metrics.face_detection_rate`` it answers "is it a frontal face?" and says
-    nothing about identity or diversity: read it beside the descriptor measures.
-    """
+    """Share of ``images`` where dlib's HOG detector finds a face, in [0, 1] (NaN if empty)."""
     found = face_detections(images, progress)
     return float(found.mean()) if len(found) else float("nan")
 
@@ -192,23 +145,11 @@ def _face_box(side: int):
 
 
 def descriptors(images, batch_size: int = 64, progress: bool | None = None) -> np.ndarray:
-    """128-D dlib face descriptors of aligned face crops.
+    """128-D dlib face descriptors of aligned crops: float32 (N, 128).
 
-    The crops are already aligned, so no detection runs: the 5-point shape predictor places
-    eyes and nose starting from the fixed ``FACE_BOX`` on the upscaled image, and the ResNet
-    describes the 150 x 150 face chip cut along those points (dlib's default padding 0.25),
-    ``batch_size`` images per call of dlib's batch API. Cost: about 0.12 s of one CPU core
-    per image (the ResNet: 113 s per 1000 images measured); the shape predictor and the
-    upscaling add about 2 ms.
-
-    Args:
-        images: float32 in [0, 1] (or uint8), shape (N, S, S, 3).
-        batch_size: images per ResNet call (memory: about 0.3 MB per image).
-        progress: show a progress bar; None: only for 500 images or more.
-
-    Returns:
-        float32 array (N, 128); rows have norm near 1.5 and two photos of one person are
-        usually closer than 0.6 (Euclidean).
+    No detection: the shape predictor starts from ``FACE_BOX`` on the upscaled image and the
+    ResNet describes the face chip, ``batch_size`` images per call (about 0.12 s per image
+    on one core).
     """
     import dlib
 
@@ -230,8 +171,7 @@ def descriptors(images, batch_size: int = 64, progress: bool | None = None) -> n
 
 
 def gaussian_blur(images, sigma_px: float) -> np.ndarray:
-    """Images blurred with a Gaussian of ``sigma_px`` pixels over height and width (reflected
-    edges); float32 in [0, 1], same shape as ``images`` (N, H, W, 3)."""
+    """Images blurred with a Gaussian of ``sigma_px`` pixels (reflected edges), float32."""
     from scipy import ndimage
 
     if float(sigma_px) < 0:
@@ -250,21 +190,11 @@ def uniform_noise(n: int, size: int = 64, seed: int = 0) -> np.ndarray:
 def descriptor_measures(reference, queries, train,
                         k_precision: int = PRECISION_RECALL_K,
                         k_density: int = DENSITY_COVERAGE_K) -> dict:
-    """Realism, diversity and memorization of ``queries`` against ``reference`` descriptors.
+    """Measures of ``queries`` against ``reference`` descriptors (M, 128), and ``train``.
 
-    Args:
-        reference: (M, 128) descriptors of real faces (the real test faces).
-        queries: (N, 128) descriptors of the set judged (samples, reconstructions, ...).
-        train: (T, 128) descriptors of training faces, for the memorization check.
-
-    Returns:
-        ``{"frechet"`` (``sample_metrics.frechet_distance`` of the two sets' means and covariances,
-        squared descriptor units, >= 0, 0 = same Gaussian), ``"precision"``, ``"recall"``
-        (``sample_metrics.precision_recall``, k = ``k_precision``, each in [0, 1]), ``"density"``
-        (>= 0, ~1 = matched), ``"coverage"`` ([0, 1]) (``sample_metrics.density_coverage``,
-        k = ``k_density``), ``"nn_train_median"}`` (median over queries of the distance to
-        the nearest training descriptor, descriptor units: a set far below the real test
-        faces' value copies training faces).
+    Returns ``frechet`` (of the Gaussians fitted to both sets), ``precision``, ``recall``,
+    ``density``, ``coverage`` (``sample_metrics``) and ``nn_train_median`` (median distance
+    to the nearest training descriptor: far below the real faces' value means copying).
     """
     reference = np.asarray(reference, np.float64)
     queries = np.asarray(queries, np.float64)
@@ -279,8 +209,7 @@ def descriptor_measures(reference, queries, train,
 
 
 def _check_sets(test: np.ndarray, sets: dict, paired) -> None:
-    """``ValueError`` unless ``face_space_table`` can make its two halves of ``test`` and every
-    row of ``sets`` (no calibration row name, paired sets one image per test face)."""
+    """``ValueError`` unless ``face_space_table`` can make its halves and rows."""
     if len(test) < 2 * (DENSITY_COVERAGE_K + 1):
         raise ValueError(f"`real_test` needs at least {2 * (DENSITY_COVERAGE_K + 1)} faces "
                          f"(two halves, k = {DENSITY_COVERAGE_K}); got {len(test)}.")
@@ -297,35 +226,14 @@ def face_space_table(real_test, real_train, sets, seed: int = 0, *,
                      paired=("reconstructions",), max_per_half: int = MAX_PER_HALF,
                      max_train: int = MAX_TRAIN, batch_size: int = 64,
                      progress: bool | None = None) -> dict:
-    """Face-space numbers of several image sets beside calibration rows, in one run.
+    """``descriptor_measures`` and ``detection_rate`` of each of ``sets`` beside calibration
+    rows: ``{"rows": {name: {...}}, "settings": {...}}``, JSON-ready.
 
-    The real test faces are shuffled (``seed``) and cut in two halves: the reference half
-    that every row is measured against, and the query half from which the real-face rows
-    are made. So no row is judged against its own originals, and every row has the same
-    number of images n (the query half's size): a sample set gives its first n images.
-    Calibration rows, added here:
-
-    - ``real_test``: the query half itself, the floor (two sets of real people);
-    - ``blur_1px``, ``blur_2px``: the query half blurred (``gaussian_blur``, sigma 1, 2 px);
-    - ``noise``: n uniform-noise images, the ceiling.
-
-    Args:
-        real_test: held-out faces, float32 in [0, 1] or uint8, shape (N, S, S, 3), N >= 12.
-        real_train: training faces (a uint8 memmap is fine); ``max_train`` of them, drawn
-            with ``seed``, are the memorization reference.
-        sets: ``{row name: images}``, e.g. ``{"two_stage_t1": samples,
-            "reconstructions": model.reconstruct(real_test)}``.
-        paired: names in ``sets`` whose row i is made from ``real_test[i]`` (same length and
-            order); their query-half rows are used, like the real rows.
-        max_per_half: cap on each half's size (descriptor time grows with it).
-        max_train: cap on the training faces described.
-        batch_size, progress: as ``descriptors``.
-
-    Returns:
-        ``{"rows": {name: {"n", "frechet", "precision", "recall", "density", "coverage",
-        "detection_rate", "nn_train_median"}}, "settings": {...}}`` (ranges as
-        ``descriptor_measures``; ``settings`` holds the sizes, k values, the face box, the
-        upscale and the measured seconds per 1000 images), JSON-ready.
+    The shuffled ``real_test`` faces are cut in halves: every row is measured against the
+    reference half, and has the query half's size n (a sample set gives its first n images;
+    a ``paired`` set, one image per test face, its query-half rows). Calibration rows:
+    ``real_test`` (the query half, the floor), ``blur_<s>px`` (it blurred) and ``noise``.
+    ``max_train`` training faces, drawn with ``seed``, are the memorization reference.
     """
     test = _as_faces(real_test, "real_test")
     _check_sets(test, sets, paired)

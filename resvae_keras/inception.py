@@ -1,12 +1,8 @@
-"""InceptionV3 features for FID, KID and precision/recall, and where their weights come from.
+"""InceptionV3 features for FID, KID and precision/recall.
 
-The weights (87 MB) live in the local Keras cache and are downloaded only when asked for
-(``InceptionFeatures(allow_download=True)`` or ``download_inception_weights()``), with a
-timeout of seconds; otherwise a missing file raises ``FeatureExtractorUnavailable`` with what
-to do, and ``sample_metrics.realism_metrics`` goes on without the feature measures.
-
-TensorFlow and Keras are imported inside the functions that need them, so importing this
-module is cheap.
+The ImageNet weights (87 MB) are read from the Keras cache and downloaded only when asked
+(``allow_download=True`` or ``download_inception_weights()``); otherwise a missing file raises
+``FeatureExtractorUnavailable``, saying what to do.
 """
 
 from __future__ import annotations
@@ -34,8 +30,8 @@ class FeatureExtractorUnavailable(RuntimeError):
 
 
 def keras_cache_dir() -> Path:
-    """Keras' cache folder: ``$KERAS_HOME``, else ``~/.keras`` (``/tmp/.keras`` when the home
-    folder is not writable), the same rule as Keras itself."""
+    """Keras' cache folder, by Keras' rule: ``$KERAS_HOME``, else ``~/.keras`` (or
+    ``/tmp/.keras`` when home is not writable)."""
     if os.environ.get("KERAS_HOME"):
         return Path(os.environ["KERAS_HOME"]).expanduser()
     home = Path.home()
@@ -45,7 +41,7 @@ def keras_cache_dir() -> Path:
 
 
 def inception_weights_path() -> Path:
-    """Where Keras keeps the InceptionV3 (no top) weights: ``<keras cache>/models/<file>``."""
+    """``<keras cache>/models/<file>``, where Keras keeps the InceptionV3 (no top) weights."""
     return keras_cache_dir() / "models" / INCEPTION_WEIGHTS_FILE
 
 
@@ -59,20 +55,11 @@ def _what_to_do(path: Path) -> str:
 
 
 def download_inception_weights(path=None, *, timeout: float = 10.0) -> Path:
-    """Fetch the InceptionV3 weights (87 MB) into the Keras cache, unless already there.
+    """Fetch the InceptionV3 weights to ``path`` (default ``inception_weights_path()``) unless
+    there; return the path.
 
-    The file is written to a temporary name in the same folder, checked against Keras' MD5
-    and renamed, so an interrupted download never leaves a broken file behind.
-
-    Args:
-        path: destination; default ``inception_weights_path()``.
-        timeout: seconds of network silence before giving up.
-
-    Returns:
-        The path of the weights file.
-
-    Raises:
-        FeatureExtractorUnavailable: no network, a timeout or a bad file, with what to do.
+    Written atomically and checked against Keras' MD5. No network, a ``timeout`` (seconds)
+    or a bad file raise ``FeatureExtractorUnavailable``.
     """
     path = Path(path) if path is not None else inception_weights_path()
     if path.is_file():
@@ -105,26 +92,14 @@ def download_inception_weights(path=None, *, timeout: float = 10.0) -> Path:
 
 
 class InceptionFeatures:
-    """2048-d pool features of Keras' ImageNet InceptionV3, the network behind FID.
+    """2048-d average-pool features of Keras' ImageNet InceptionV3, the network behind FID.
 
-    Each batch is resized bilinearly to 299x299, mapped from [0, 1] to [0, 255] and passed
-    through ``keras.applications.inception_v3.preprocess_input`` (which scales [0, 255] to
-    [-1, 1]), then through ``InceptionV3(include_top=False, pooling="avg")``.
+    Images are resized bilinearly to 299x299 and scaled to [-1, 1]. Keras' weights and resize
+    differ from the original FID code: these FIDs compare with each other, not with papers.
 
-    Keras' ImageNet weights are not the TF-1 graph of the original FID code, and the resize
-    differs, so these FIDs are comparable with each other, not with published numbers.
-
-    Weights (``weights="imagenet"``) are read from the Keras cache
-    (``inception_weights_path()``). They are downloaded only with ``allow_download=True`` (or
-    by ``download_inception_weights()``); otherwise a missing file raises
-    ``FeatureExtractorUnavailable`` with what to do. Nothing is loaded before the first call
-    or ``load()``.
-
-    Args:
-        weights: ``"imagenet"`` (the Keras cache), a path to an ``.h5`` weights file, or None
-            for random weights (speed measurements only: such features mean nothing).
-        allow_download: fetch missing ImageNet weights (timeout ``timeout`` seconds).
-        batch_size: images per forward pass.
+    ``weights``: ``"imagenet"`` (the Keras cache; fetched only with ``allow_download``), a
+    path to an ``.h5`` file, or None for random weights (speed measurements only). Nothing
+    loads before the first call or ``load()``.
     """
 
     image_size = 299

@@ -1,15 +1,8 @@
-"""How good a sampler's faces are: realism, diversity and memorization, judged against
-held-out faces, with the reference rows (real faces, reconstructions) beside them.
+"""A sampler's faces judged against held-out faces: realism, diversity and memorization,
+beside the reference rows (real faces, reconstructions) and in dlib's face space.
 
-``SampleReferences`` holds the real images (the test split) and the training faces the
-memorization check searches; ``sample_report`` draws and judges one sampler at one
-temperature; ``reference_report`` measures the real-face floor and the reconstructions the
-same way; ``face_space_report`` places them all in dlib's face-descriptor space. Notebook 04
-and ``evaluate.evaluate_run`` call these; the measures themselves live in ``metrics`` and
-``facespace``.
-
-Images are float32 in [0, 1], shape (N, S, S, 3) (uint8 from the cache is accepted);
-distances are pixel L2 with intensities in [0, 1].
+Images are float32 in [0, 1], (N, S, S, 3) (uint8 accepted); distances are pixel L2 with
+intensities in [0, 1].
 """
 
 from __future__ import annotations
@@ -21,13 +14,11 @@ from resvae_keras.data._io import blas_threads, display_path
 from resvae_keras.data.images import as_float_images
 
 MAX_DEFAULT_SAMPLES = sample_metrics.FID_COMPARABLE_SAMPLES
-"""Default sample count is the size of the test split, capped here (10,000: the FID minimum
-for numbers comparable across runs; ``sample_metrics.fid`` warns below 2,048)."""
+"""Cap on the default sample count, the size of the test split."""
 REFERENCE_SETS = {
     "real_test": "held-out test faces, against as many training faces (other people): the floor",
     "reconstructions": "the test faces' reconstructions from z_mean: blurry, but faces",
 }
-"""The reference rows ``reference_report`` measures beside the samplers."""
 
 
 def _quantiles(values) -> dict:
@@ -46,9 +37,8 @@ def _quantiles(values) -> dict:
 
 
 class _MemoizedFeatures:
-    """A feature extractor that remembers the features of arrays it has seen (the real
-    images are compared with several samplers) and a failure to load (so a missing file
-    is reported once, not retried per sampler)."""
+    """A feature extractor that remembers the features of arrays it has seen and a failure
+    to load (reported once, not retried per sampler)."""
 
     def __init__(self, extractor):
         self.extractor = extractor
@@ -65,8 +55,7 @@ class _MemoizedFeatures:
         try:
             features = self.extractor(images)
         except inception.FeatureExtractorUnavailable as exc:
-            # the message names the weights file; it reaches notebooks and metrics.json, so
-            # it is shown as display_path shows paths, never as this machine's layout
+            # the message reaches metrics.json: show the weights file as display_path does
             message, weights = str(exc), getattr(self.extractor, "weights_file", lambda: None)()
             if weights is not None:
                 message = message.replace(str(weights), display_path(weights))
@@ -77,29 +66,16 @@ class _MemoizedFeatures:
 
 
 def feature_extractor(allow_download: bool = False, extractor=None):
-    """The feature network for FID/KID/precision/recall, remembering features it computed.
-
-    Default: ``inception.InceptionFeatures()`` with weights from the local Keras cache only,
-    or fetched when ``allow_download=True``. When they are missing, the realism functions
-    report ``available: false`` with the reason instead of failing.
-    """
+    """The feature network for FID/KID/precision/recall (default ``InceptionFeatures``),
+    remembering the features it computed."""
     if extractor is None:
         extractor = inception.InceptionFeatures(allow_download=allow_download)
     return extractor if isinstance(extractor, _MemoizedFeatures) else _MemoizedFeatures(extractor)
 
 
 def nearest_training_neighbours(images, train_images, k: int = 1):
-    """Nearest training images of ``images`` in pixel L2.
-
-    Args:
-        images: float32 in [0, 1], shape (n, S, S, 3).
-        train_images: uint8 (e.g. ``cache.view_of("train")``, a memmap is fine) or
-            float in [0, 1].
-
-    Returns:
-        ``(indices, distances)`` into ``train_images``; distances are pixel L2 in [0, 1]
-        intensity units (at most sqrt(S*S*3) = 110.9 for 64x64).
-    """
+    """``(indices, distances)`` of the nearest ``train_images`` (uint8, a memmap is fine, or
+    float) in pixel L2, intensities in [0, 1]."""
     x = as_float_images(images)
     with blas_threads():
         if np.asarray(train_images[:1]).dtype == np.uint8:
@@ -109,7 +85,7 @@ def nearest_training_neighbours(images, train_images, k: int = 1):
 
 
 def _identity_neighbours(images, ids, train_images, train_ids, query_rows=None) -> dict:
-    """``sample_metrics.nearest_by_identity`` in [0, 1] intensity units (uint8 training images too)."""
+    """``sample_metrics.nearest_by_identity`` in [0, 1] intensity units."""
     x = as_float_images(images)
     with blas_threads():
         if np.asarray(train_images[:1]).dtype == np.uint8:
@@ -119,16 +95,9 @@ def _identity_neighbours(images, ids, train_images, train_ids, query_rows=None) 
 
 
 class SampleReferences:
-    """The real images samples are judged against, with the numbers about them kept.
-
-    Args:
-        real_images: held-out faces (the test split), float32 in [0, 1] or uint8.
-        train_images: the training faces (uint8, a memmap is fine) for the memorization
-            check: a sample much nearer to a training face than held-out faces are is a copy.
-        memorization_queries: how many samples (and test faces) search all training faces.
-        seed: seed of the random pairs and subsets.
-        real_ids, train_ids: person ids of the real and training images (-1 unknown), for
-            the same- and different-person distances; None when unknown.
+    """The held-out faces samples are judged against, and the training faces (uint8, a
+    memmap is fine) the memorization check searches with ``memorization_queries`` images;
+    numbers about them are kept. ``real_ids``, ``train_ids``: person ids (-1 unknown) or None.
     """
 
     def __init__(self, real_images, train_images, memorization_queries: int = 500, seed: int = 0,
@@ -146,8 +115,7 @@ class SampleReferences:
     @classmethod
     def from_cache(cls, cache, max_real: int | None = MAX_DEFAULT_SAMPLES,
                    memorization_queries: int = 500, seed: int = 0) -> SampleReferences:
-        """Real images: the first ``max_real`` test images; training images: all of train;
-        person ids from the cache when it has them."""
+        """The first ``max_real`` test images, all of train, and the cache's person ids."""
         return cls(cache.images_of("test", max_real), cache.view_of("train"),
                    memorization_queries, seed, real_ids=cache.identities_of("test", max_real),
                    train_ids=cache.identities_of("train"))
@@ -169,9 +137,8 @@ class SampleReferences:
 
     @property
     def identity(self) -> dict:
-        """Nearest-training-face distances split by person: of held-out faces, and of training
-        faces to the other training faces, to the nearest face of the same person and of another
-        person (``sample_metrics.nearest_by_identity``). JSON-ready; ``available: false`` without ids."""
+        """Quantiles of the distances of held-out and of training faces to the nearest
+        training face of the same and of another person; ``available: false`` without ids."""
         if self._identity is None:
             if self.real_ids is None or self.train_ids is None:
                 self._identity = {
@@ -201,8 +168,7 @@ class SampleReferences:
         return self._identity
 
     def memorization(self, samples) -> dict:
-        """Nearest-training-face distances of samples against those of held-out faces, and
-        (with person ids) against photos of the same person and of other people."""
+        """Nearest-training-face distances of samples against those of held-out faces."""
         queries = as_float_images(samples)[: self.memorization_queries]
         sample_to_train = nearest_training_neighbours(queries, self.train)[1]
         reference = self.test_to_train
@@ -226,23 +192,13 @@ class SampleReferences:
 
 def sample_report(model, references, sampler="prior", n: int | None = None, *,
                   temperature: float = 1.0, seed: int = 0, extractor=None):
-    """Draw ``n`` samples and judge them against held-out faces.
+    """Draw ``n`` samples (default: as many as real images, at most 10,000) and judge them.
 
-    Args:
-        references: a ``SampleReferences`` or a cache (its test and train splits are used).
-        sampler: ``"prior"``, ``"two_stage"`` or ``"gmm"`` (both fitted here on the training
-            codes; need a cache as ``references``) or a sampler object (see ``latent.make_sampler``).
-        n: number of samples; default the number of real images (at most 10,000).
-        temperature: scales the latent draws (< 1: nearer the mode, less diverse).
-        extractor: feature network for FID/KID/precision/recall (see ``feature_extractor``);
-            ``None`` reports the offline measures only.
-
-    Returns:
-        ``(report, samples)``: a JSON-ready dict with ``sampler``, ``temperature``,
-        ``n_images``, ``realism`` (SWD per level and face rate always; FID, KID, precision,
-        recall when ``available``), ``diversity`` (pixel L2, MS-SSIM, feature distance, each for the
-        samples and the real images) and ``memorization``; and the samples, float32 in
-        [0, 1], shape (n, S, S, 3).
+    ``references``: a ``SampleReferences`` or a cache; ``sampler``: a name for
+    ``latent.make_sampler`` (``"two_stage"`` and ``"gmm"`` need a cache) or a sampler.
+    ``extractor``: feature network for FID/KID/precision/recall, None for offline only.
+    Returns ``(report, samples)``: a JSON-ready dict with ``realism``, ``diversity`` and
+    ``memorization``, and the samples, float32 (n, S, S, 3).
     """
     cache = None
     if not isinstance(references, SampleReferences):
@@ -279,18 +235,8 @@ def sample_report(model, references, sampler="prior", n: int | None = None, *,
 
 
 def reference_report(model, references: SampleReferences, seed: int = 0) -> dict:
-    """The reference rows beside the samplers, measured against the same held-out faces.
-
-    ``real_test``: the held-out faces themselves (face rate, pairwise MS-SSIM), with the SWD
-    between them and as many random training faces: the floor SWD reaches for two real sets.
-    ``reconstructions``: the decoded ``z_mean`` of the held-out faces, the "blurry but a face"
-    row (at 64 px the SWD mostly measures blur; at 16 px layout and colour).
-
-    Returns:
-        ``{name: {"sampler": name, "description", "temperature": None, "n_images",
-        "realism": {"swd": {...}, "face_rate"}, "diversity": {"ms_ssim_fake"}}}`` for each
-        name of ``REFERENCE_SETS``; SWD x 1e3 per level and mean, face rate in [0, 1].
-    """
+    """The rows of ``REFERENCE_SETS``, measured like samples: SWD (``real_test``: against as
+    many training faces), face rate and pairwise MS-SSIM."""
     real = references.real
     rows = np.sort(np.random.default_rng(seed).choice(
         len(references.train), min(len(real), len(references.train)), replace=False))
@@ -315,17 +261,8 @@ def reference_report(model, references: SampleReferences, seed: int = 0) -> dict
 
 def face_space_report(model, references: SampleReferences, samples: dict, seed: int = 0,
                       **settings) -> dict:
-    """The samples, the test reconstructions and the calibration rows in dlib's face space.
-
-    ``facespace.face_space_table`` of ``references.real`` (the test faces) and
-    ``references.train``, with every sample set of ``samples`` (``{"<sampler>_t<T>":
-    images}``) and ``"reconstructions"`` (the decoded ``z_mean`` of the test faces).
-    ``settings`` go to ``face_space_table`` (``max_per_half``, ``max_train``, ...).
-
-    Returns:
-        ``{"rows": {...}, "settings": {...}}`` as ``face_space_table``, or ``{"skipped":
-        reason}`` when dlib or its models are not installed (the reason says what to install).
-    """
+    """``facespace.face_space_table`` of the test faces with ``samples`` (``{name: images}``)
+    and the reconstructions; ``{"skipped": reason}`` without dlib. ``settings`` go to it."""
     reason = facespace.unavailable_reason()
     if reason is not None:
         return {"skipped": reason}
@@ -336,7 +273,7 @@ def face_space_report(model, references: SampleReferences, samples: dict, seed: 
 
 
 def real_reference_row(references: SampleReferences) -> dict:
-    """The same diversity and nearest-training numbers for held-out real faces."""
+    """The diversity and nearest-training numbers of the held-out real faces."""
     return {
         "pixel_l2_diversity": sample_metrics.mean_pairwise_distance(references.real, seed=references.seed),
         "ms_ssim_between_samples": references.real_ms_ssim,
