@@ -1,15 +1,7 @@
-"""Anomaly detection with a trained VAE: the anomalous images and the scores that find them.
+"""Anomaly detection with a trained VAE: corrupted faces and non-face images, per-image
+scores ("higher = more anomalous"), AUROC and average precision. Labels: 1 = anomaly.
 
-Notebook 06 and ``evaluate.evaluate_run`` call these functions:
-
-| piece | what |
-| --- | --- |
-| ``corrupt``, ``non_face_images``, ``anomaly_sets`` | the anomalies: corrupted faces and images with no face |
-| ``anomaly_scores``, ``score_sets`` | per-image scores, "higher = more anomalous" |
-| ``anomaly_table``, ``roc_curves_of``, ``anomaly_report`` | AUROC and average precision (scikit-learn), ROC curves |
-
-Images are float32 in [0, 1], shape (N, H, W, 3) (uint8 is accepted and divided by 255);
-labels are 1 = anomaly, 0 = normal.
+Images are float32 in [0, 1], (N, H, W, 3) (uint8 accepted).
 """
 
 from __future__ import annotations
@@ -25,11 +17,9 @@ from resvae_keras.data.images import as_float_images, to_uint8
 
 CORRUPTIONS = ("noise", "occlusion", "rotation")
 CORRUPTION_STRENGTHS = {"noise": 0.1, "occlusion": 0.35, "rotation": None}
-"""Default ``strength`` per corruption: the std of the noise (intensity units), the side
-of the occluding square (fraction of the image side), the rotation angle in degrees
-(``None``: uniform in [90, 270] per image, i.e. the face ends up upside down)."""
+"""Default ``strength`` per corruption: noise std, square side over image side, rotation in
+degrees (None: uniform in [90, 270] per image)."""
 NON_FACE_KINDS = ("gradient", "stripes", "checkerboard", "texture", "shapes", "flat")
-ANOMALY_SETS = ("clean", *CORRUPTIONS, "non_face")
 ANOMALY_SCORES = {
     "neg_elbo": "negative ELBO, nats per image (the likelihood bound; higher = less likely)",
     "reconstruction_mse": "mean squared error of the reconstruction from z_mean",
@@ -39,20 +29,11 @@ ANOMALY_SCORES = {
 
 
 def corrupt(images, kind: str, seed: int = 0, strength: float | None = None) -> np.ndarray:
-    """Corrupted copies of ``images`` (the anomalies of notebook 06).
+    """Corrupted copies of ``images``, float32 in [0, 1].
 
-    Args:
-        images: float32 in [0, 1] or uint8, shape (N, H, W, 3).
-        kind: ``"noise"`` (add Gaussian noise of std ``strength``, clip to [0, 1]),
-            ``"occlusion"`` (a square of side ``strength`` x H at a random place, filled
-            with one random colour) or ``"rotation"`` (rotate by ``strength`` degrees
-            about the centre, reflecting at the border; ``None``: a random angle in
-            [90, 270] per image, so faces end up roughly upside down).
-        seed: the same seed gives the same corruptions.
-        strength: see ``kind``; ``None`` uses ``CORRUPTION_STRENGTHS``.
-
-    Returns:
-        float32 in [0, 1], the shape of ``images``.
+    ``kind``: ``"noise"`` (Gaussian, std ``strength``, clipped), ``"occlusion"`` (a square of
+    side ``strength`` x H in one random colour) or ``"rotation"`` (``strength`` degrees about
+    the centre, reflected border). ``strength`` None: ``CORRUPTION_STRENGTHS``.
     """
     if kind not in CORRUPTIONS:
         raise ValueError(f"kind={kind!r} is not one of {list(CORRUPTIONS)}")
@@ -84,16 +65,8 @@ def corrupt(images, kind: str, seed: int = 0, strength: float | None = None) -> 
 
 
 def non_face_images(n: int, size: int = 64, seed: int = 0) -> np.ndarray:
-    """Procedural images with no face: the out-of-distribution set of notebook 06.
-
-    Image ``i`` is of kind ``NON_FACE_KINDS[i % 6]``: a two-colour ``gradient``,
-    sinusoidal ``stripes``, a ``checkerboard``, a smoothed-noise ``texture``, random
-    ``shapes`` (discs and rectangles) on a plain background, or a ``flat`` colour.
-    Image ``i`` depends only on ``(seed, i)``.
-
-    Returns:
-        float32 in [0, 1], shape (n, size, size, 3).
-    """
+    """``n`` procedural images with no face, float32 (n, size, size, 3); image i is of kind
+    ``NON_FACE_KINDS[i % 6]`` and depends only on ``(seed, i)``."""
     from scipy import ndimage
 
     if int(n) < 1:
@@ -142,11 +115,7 @@ def non_face_labels(n: int) -> np.ndarray:
 
 
 def png_bits(images) -> np.ndarray:
-    """PNG size of each image as 8-bit RGB, in bits: a rough measure of how complex it is.
-
-    Returns float64 (N,). A flat colour compresses to a few hundred bits; a 64x64 photo
-    to tens of thousands.
-    """
+    """PNG size of each image as 8-bit RGB, in bits (float64 (N,)): how complex it is."""
     from PIL import Image
 
     x = to_uint8(as_float_images(images))
@@ -159,13 +128,9 @@ def png_bits(images) -> np.ndarray:
 
 
 def anomaly_scores(model, images, seed: int = 0, batch_size: int = 256) -> pd.DataFrame:
-    """Anomaly scores per image (higher = more anomalous).
-
-    Returns:
-        DataFrame, one row per image: ``neg_elbo`` (nats), ``bits_per_dim`` (the same
-        as an 8-bit code length), ``reconstruction_mse`` (from z_mean), ``png_bits`` and
-        ``complexity_corrected`` (= bits_per_dim - png_bits / D, Serra et al. 2020).
-    """
+    """Scores per image: ``neg_elbo`` (nats), ``bits_per_dim``, ``reconstruction_mse`` (from
+    z_mean), ``png_bits`` and ``complexity_corrected`` (bits_per_dim - png_bits / D, Serra et
+    al. 2020)."""
     x = as_float_images(images)
     neg_elbo = model.elbo(x, batch_size, seed=seed)["neg_elbo"]
     num_dims = int(np.prod(x.shape[1:]))
@@ -181,11 +146,8 @@ def anomaly_scores(model, images, seed: int = 0, batch_size: int = 256) -> pd.Da
 
 
 def anomaly_sets(clean_images, seed: int = 0, n_non_face: int | None = None) -> dict:
-    """``{"clean", "noise", "occlusion", "rotation", "non_face"}`` -> images float32 [0, 1].
-
-    The corrupted sets are corrupted copies of ``clean_images``; ``non_face`` holds
-    ``n_non_face`` (default: as many as clean) procedural images.
-    """
+    """``{"clean", <each of CORRUPTIONS>, "non_face"}`` -> images; ``n_non_face`` defaults
+    to as many as clean."""
     clean = as_float_images(clean_images)
     sets = {"clean": clean}
     for kind in CORRUPTIONS:
@@ -207,21 +169,9 @@ def _labelled(scores: dict, anomaly: str, score: str, clean: str):
 
 
 def anomaly_table(scores: dict, score_names=tuple(ANOMALY_SCORES), clean: str = "clean"):
-    """AUROC and average precision of each score, clean against each other set.
-
-    AUROC is the probability that a random anomaly scores higher than a random clean image
-    (ties count 1/2); AP is the step-wise area under the precision-recall curve. Both are
-    scikit-learn's (``roc_auc_score``, ``average_precision_score``).
-
-    Args:
-        scores: ``{set name: anomaly_scores DataFrame}``, e.g. from ``score_sets``.
-
-    Returns:
-        DataFrame indexed by (``anomaly``, ``score``): ``auroc`` (0.5 = chance), ``ap``
-        (chance = the share of anomalies), ``n_clean``, ``n_anomalous``, ``mean_clean``,
-        ``mean_anomalous``; NaN where the score does not apply (the ELBO scores of the
-        autoencoder).
-    """
+    """AUROC and average precision (scikit-learn) of each score, clean against each set of
+    ``scores`` (``{name: anomaly_scores}``), indexed by (``anomaly``, ``score``); NaN where a
+    score does not apply (the autoencoder's ELBO)."""
     rows = []
     for anomaly in scores:
         if anomaly == clean:
@@ -241,8 +191,7 @@ def anomaly_table(scores: dict, score_names=tuple(ANOMALY_SCORES), clean: str = 
 
 
 def roc_curves_of(scores: dict, score: str = "neg_elbo", clean: str = "clean") -> dict:
-    """``{anomaly: (fpr, tpr, auroc)}`` for ``plots.roc_curves``; empty where ``score`` does
-    not apply (NaN, e.g. the ELBO of the autoencoder)."""
+    """``{anomaly: (fpr, tpr, auroc)}`` for ``plots.roc_curves``; skips NaN scores."""
     curves = {}
     for anomaly in scores:
         if anomaly != clean:

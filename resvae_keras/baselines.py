@@ -1,16 +1,9 @@
-"""Linear baselines scored like the model: PCA, and its density reading, probabilistic PCA.
+"""Linear baselines scored like the model: PCA and its density reading, probabilistic PCA.
 
-A VAE with a k-dimensional code must reconstruct better than the best linear k-dimensional
-code, PCA, fitted on the same training faces; otherwise its non-linearity buys nothing. PCA
-with k = latent size and k = 2 x latent size sit beside the model in ``metrics.json``
-(``baselines``), the report's RQ2 table and notebook 03, scored by the same functions on the
-same test split: the mean over images of the per-image PSNR of the reconstructions clipped to
-[0, 1], and SSIM.
-
-Probabilistic PCA (Tipping & Bishop 1999) is a linear-Gaussian latent-variable model,
-``x = W z + mu + eps`` with ``z ~ N(0, I_k)`` and ``eps ~ N(0, s^2 I)``, whose exact
-log-likelihood has a closed form (``sklearn.decomposition.PCA.score_samples``); its bits/dim on
-dequantized test faces (``metrics.bits_per_dim``) is the linear reference for the VAE's bound.
+A VAE with a k-dimensional code must reconstruct better than PCA with k components fitted on
+the same training faces. Probabilistic PCA (Tipping & Bishop 1999), x = W z + mu + eps with
+z ~ N(0, I_k) and eps ~ N(0, s^2 I), has an exact log-likelihood: the linear reference for
+the VAE's bits/dim bound.
 """
 
 from __future__ import annotations
@@ -27,18 +20,11 @@ def _flat(images) -> np.ndarray:
 
 
 def pca_baseline(train_images, test_images, n_components: int, seed: int = 0) -> dict:
-    """PCA with ``n_components`` fitted on ``train_images``, scored on ``test_images``.
+    """PCA with k = ``n_components`` fitted on ``train_images``, scored on ``test_images``.
 
-    Args:
-        train_images, test_images: uint8, or float32 in [0, 1], shape (N, S, S, 3).
-        n_components: k, the size of the linear code (1 <= k < number of training images).
-        seed: of the randomized SVD and of the dequantization noise.
-
-    Returns:
-        dict: ``n_components``; ``psnr`` and ``ssim`` (mean and std over test images, of the
-        reconstructions clipped to [0, 1]); ``ppca_bits_per_dim`` (mean over dequantized test
-        images of the exact probabilistic-PCA negative log-likelihood, as bits/dim); the PPCA
-        noise ``ppca_sigma`` (pixel units) and ``explained_variance`` (fraction in [0, 1]).
+    Returns ``psnr`` and ``ssim`` (mean, std) of the clipped reconstructions,
+    ``ppca_bits_per_dim`` (exact PPCA NLL of dequantized test images), ``ppca_sigma`` (pixel
+    units) and ``explained_variance``. ``seed``: of the randomized SVD and dequantization.
     """
     from sklearn.decomposition import PCA
 
@@ -67,9 +53,8 @@ def pca_baseline(train_images, test_images, n_components: int, seed: int = 0) ->
 
 
 def pca_baselines(train_images, test_images, latent_dim: int, seed: int = 0) -> dict:
-    """``pca_baseline`` at k = ``latent_dim`` / 2, ``latent_dim`` and 2 x ``latent_dim`` (each
-    capped below the number of training images), keyed ``pca_<k>``: the model's latent size,
-    twice it, and half it (the former default's latent size, 128, for the 256 of today)."""
+    """``pca_baseline`` at k = ``latent_dim`` / 2, ``latent_dim`` and 2 x ``latent_dim`` (capped
+    below the number of training images), keyed ``pca_<k>``."""
     limit = len(train_images) - 1
     ks = sorted({min(max(k, 1), limit) for k in (int(latent_dim) // 2, int(latent_dim),
                                                  2 * int(latent_dim))})

@@ -1,16 +1,5 @@
-"""Every speed measurement in one place: ``python -m resvae_keras bench data|train|eval``.
-
-| function | measures | CLI |
-| --- | --- | --- |
-| ``data_speed`` | JPEG -> cache preprocessing and the tf.data pipeline, on demo JPEGs | ``bench data`` |
-| ``training_speed`` | training images/s, FLOPs per image, achieved FLOP/s against the matmul peak | ``bench train`` |
-| ``evaluation_speed`` | ``evaluate.reconstruction_report`` and InceptionV3 features | ``bench eval`` |
-| ``feature_speed`` | a feature extractor and the reconstruction metrics alone | (part of ``bench eval``) |
-| ``alternating_step_time`` | seconds per training step of several architectures in one run, alternating | |
-| ``study_step_times`` | the study's arms, into ``report/results/study/benchmark.json`` | ``study --benchmark`` |
-| ``flops_per_image``, ``matmul_peak_gflops`` | the profiler's FLOP count, the float32 roofline | |
-
-Nothing here reaches the network: random weights, random or synthetic images, temp folders.
+"""Speed measurements: ``python -m resvae_keras bench data|train|eval`` and the study's
+per-step times. Nothing reaches the network: random weights and images, temp folders.
 """
 
 from __future__ import annotations
@@ -25,7 +14,6 @@ import numpy as np
 from resvae_keras.config import Config, get_profile
 
 CELEBA_TEST_IMAGES = 19_962
-"""Images in the official CelebA test partition (for the time an evaluation takes)."""
 
 
 def _architecture(config: Config) -> str:
@@ -34,22 +22,10 @@ def _architecture(config: Config) -> str:
             f"blocks={config.blocks_per_stage}, latent={config.latent_dim}")
 
 
-# -- data ------------------------------------------------------------------------------
-
-
 def data_speed(n: int = 2000, size: int = 64, batch_size: int = 64, workers: int | None = None,
                min_seconds: float = 2.0, progress: bool = False) -> dict:
-    """Measure the data layer on ``n`` freshly drawn 178x218 demo JPEGs in a temp folder.
-
-    Returns a dict:
-        ``n``, ``size``, ``batch_size``, ``workers``;
-        ``preprocess_img_per_s``: JPEG -> cropped ``size`` x ``size`` cache, the whole
-        ``prepare`` call (listing, annotations, decoding, writing);
-        ``pipeline_img_per_s``: float32 training batches from that cache (shuffled train
-        split, repeated for at least ``min_seconds``).
-
-    The temp folder is deleted afterwards.
-    """
+    """Images per second of ``data.prepare`` (``preprocess_img_per_s``) on ``n`` demo JPEGs
+    in a temp folder, and of the training pipeline on that cache for ``min_seconds``."""
     from resvae_keras import data
 
     with tempfile.TemporaryDirectory(prefix="resvae-bench-") as tmp:
@@ -81,15 +57,9 @@ def data_speed(n: int = 2000, size: int = 64, batch_size: int = 64, workers: int
         }
 
 
-# -- training ----------------------------------------------------------------------------
-
-
 def flops_per_image(model, training=False):
-    """FLOPs for one image, counted by TensorFlow's profiler on the traced graph.
-
-    ``training=False``: one pass of ``model.elbo_terms`` (encoder, sampling, decoder, loss).
-    ``training=True``: that pass and the gradients of every trainable weight.
-    """
+    """FLOPs for one image of ``model.elbo_terms`` (with ``training``, and its gradients),
+    counted by TensorFlow's profiler."""
     import tensorflow as tf
 
     spec = tf.TensorSpec((1, *model.image_shape), tf.float32)
@@ -128,14 +98,8 @@ def matmul_peak_gflops(n=2048, repeats=10):
 
 
 def training_speed(config: Config | None = None, batch_size=64, steps=20, warmup=3, repeats=3):
-    """Training throughput of ``config``'s architecture (default: the ``celeba-subset``
-    profile, the 64x64 default) on random images, under ``config.mixed_precision``.
-
-    Returns a dict: ``img_per_s`` (median over ``repeats`` timings of ``steps``
-    steps at ``batch_size``), forward and training GFLOPs per image (profiler counts),
-    achieved GFLOP/s, the float32 matmul peak measured in the same run, and
-    ``ratio_to_peak``.
-    """
+    """Training images/s of ``config``'s architecture (default ``celeba-subset``) on random
+    images (median of ``repeats``), GFLOPs per image, and the ratio to the matmul peak."""
     from resvae_keras.train import precision
 
     config = config or get_profile("celeba-subset")
@@ -182,24 +146,12 @@ def _training_speed(config, batch_size, steps, warmup, repeats):
 
 def alternating_step_time(configs: dict, batch_size: int | None = None, steps: int = 10,
                           rounds: int = 6, warmup: int = 3, seed: int = 0):
-    """Seconds per training step of several architectures, measured in ONE controlled run.
+    """Seconds per training step of each of ``configs`` (``{name: Config}``), in one run.
 
-    Every config's model is built and warmed up first; then each of ``rounds`` rounds times
-    ``steps`` optimizer steps of every model on the same random batch, in an order rotated
-    by one each round (A B C, B C A, C A B, ...). Load on the machine that changes during
-    the run then falls on every arm alike, which separate runs (and epoch times taken from
-    training histories) cannot promise.
-
-    Args:
-        configs: ``{name: Config}``; the architecture, likelihood and precision of each.
-        batch_size: images per step (default: the first config's ``batch_size``).
-
-    Returns:
-        DataFrame indexed by name: ``seconds_per_step`` (median over rounds), ``q25`` and
-        ``q75`` of the per-round values, ``per_round_s`` (each round's seconds per step: the
-        spread the study's time-matched test carries), ``img_per_s``, ``rounds``, ``steps_per_round``,
-        ``batch_size``, ``params``, ``forward_gflops_per_image`` and
-        ``train_gflops_per_image`` (``flops_per_image``).
+    Each round times ``steps`` steps of every model on one random batch, the order rotated
+    by one per round, so changing load falls on every arm alike. Returns a DataFrame by
+    name: ``seconds_per_step`` (median over rounds), ``q25``, ``q75``, ``per_round_s``, and
+    the sizes and GFLOPs per image.
     """
     import keras
     import pandas as pd
@@ -252,9 +204,7 @@ def alternating_step_time(configs: dict, batch_size: int | None = None, steps: i
 
 
 def study_step_times(profile: str = "celeba-subset", runs=None, root=None) -> dict:
-    """The study's per-step cost of each arm (``study.arm_configs``), measured by
-    ``alternating_step_time`` at the study's settings and written to ``benchmark.json``
-    (``study.write_benchmark``); returns what was written."""
+    """``alternating_step_time`` of the study's arms, written by ``study.write_benchmark``."""
     import os
 
     import tensorflow as tf
@@ -271,20 +221,9 @@ def study_step_times(profile: str = "celeba-subset", runs=None, root=None) -> di
              "(bench.alternating_step_time)")
 
 
-# -- evaluation ----------------------------------------------------------------------------
-
-
 def feature_speed(n: int = 256, extractor=None, image_size: int = 64, seed: int = 0) -> dict:
-    """Images per second of feature extraction and of ``metrics.reconstruction_metrics``.
-
-    The extractor defaults to ``inception.InceptionFeatures(weights=None)`` (random weights:
-    same cost as the real network, no download), fed ``image_size`` images that it resizes
-    to 299x299. One warm-up batch is run first and not counted.
-
-    Returns:
-        dict with ``extractor``, ``n``, ``image_size``, ``features_images_per_s``,
-        ``reconstruction_metrics_images_per_s`` and ``device`` (the TensorFlow devices seen).
-    """
+    """Images per second of ``extractor`` (default InceptionV3 with random weights) and of
+    ``metrics.reconstruction_metrics``, after one uncounted warm-up batch."""
     import tensorflow as tf
 
     from resvae_keras import inception, metrics
@@ -314,18 +253,9 @@ def feature_speed(n: int = 256, extractor=None, image_size: int = 64, seed: int 
 
 def evaluation_speed(n: int = 512, n_features: int = 64, config: Config | None = None,
                      seed: int = 0, extractor=None) -> dict:
-    """Evaluation speed, no network: random weights and random images.
-
-    Times ``evaluate.reconstruction_report`` (the reconstruction from z_mean, the ELBO
-    pass, MSE/PSNR/SSIM/MS-SSIM) on ``n`` images with ``config``'s architecture (default:
-    the 64x64 default architecture, as ``bench train``), and ``feature_speed`` on
-    ``n_features`` images. One warm-up batch is not counted.
-
-    Returns:
-        dict: ``architecture``, ``n``, ``reconstruction_img_per_s``,
-        ``celeba_test_split_s`` (the 19,962 CelebA test images at that rate),
-        ``inception_features_img_per_s``, ``metrics_only_img_per_s``, ``device``.
-    """
+    """Images per second of ``evaluate.reconstruction_report`` on ``n`` random images with
+    a random ``config`` model (and the CelebA test split's time at that rate), and
+    ``feature_speed`` on ``n_features`` images."""
     import keras
 
     from resvae_keras import evaluate
