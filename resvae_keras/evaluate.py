@@ -173,26 +173,23 @@ def reconstruction_report(model, images, attributes: pd.DataFrame | None = None,
     return per_image, summary, breakdown
 
 
-def reconstruction_dict(per_image: pd.DataFrame, model=None) -> dict:
+def reconstruction_dict(per_image: pd.DataFrame, model) -> dict:
     """The reconstruction numbers of ``reconstruction_report`` as a JSON-ready dict."""
-    num_dims = int(np.prod(model.image_shape)) if model is not None else None
     result = {"n_images": len(per_image)}
-    for column in ("mse", "psnr", "ssim", "ms_ssim"):
-        result[column] = _mean_std(per_image[column])
-    result["neg_elbo_nats"] = _mean_std(per_image["neg_elbo"])
-    result["reconstruction_nll_nats"] = _mean_std(per_image["reconstruction_nll"])
-    result["kl_nats"] = _mean_std(per_image["kl"])
-    result["bits_per_dim"] = _mean_std(per_image["bits_per_dim"])
-    result["sharpness_ratio"] = metrics.sharpness_ratio(
-        per_image["sharpness"], per_image["sharpness_original"])
-    if model is not None:
-        result.update(
-            num_dims=num_dims,
-            likelihood=model.likelihood,
-            bits_per_dim_is_bound=model.likelihood != "bernoulli" and model.kind == "vae",
-            decoder_sigma=model.decoder_sigma,
-        )
-    return result
+    for key, column in (("mse", "mse"), ("psnr", "psnr"), ("ssim", "ssim"),
+                        ("ms_ssim", "ms_ssim"), ("neg_elbo_nats", "neg_elbo"),
+                        ("reconstruction_nll_nats", "reconstruction_nll"), ("kl_nats", "kl"),
+                        ("bits_per_dim", "bits_per_dim")):
+        result[key] = _mean_std(per_image[column])
+    return {
+        **result,
+        "sharpness_ratio": metrics.sharpness_ratio(per_image["sharpness"],
+                                                   per_image["sharpness_original"]),
+        "num_dims": int(np.prod(model.image_shape)),
+        "likelihood": model.likelihood,
+        "bits_per_dim_is_bound": model.likelihood != "bernoulli" and model.kind == "vae",
+        "decoder_sigma": model.decoder_sigma,
+    }
 
 
 def evaluate_reconstruction_on(model, images, seed: int = 0) -> dict:
