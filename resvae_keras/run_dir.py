@@ -191,13 +191,10 @@ def resume_point(state_dir, backup, interrupted: bool, steps_per_epoch: int):
     return history, True
 
 
-def record_split(run_dir, cache, fresh: bool = True) -> None:
-    """Write ``split.json`` (``data.split_record``) into ``run_dir``: what the run trains,
-    validates and is evaluated on. Not for a run that started before the record existed
-    (``fresh`` False), whose data at that time is unknown."""
-    if fresh:
-        with atomic_write(Path(run_dir) / SPLIT_FILE) as tmp:
-            tmp.write_text(json.dumps(data.split_record(cache), indent=2) + "\n")
+def record_split(run_dir, cache) -> None:
+    """Write ``split.json`` (``data.split_record``) for a new run into ``run_dir``."""
+    with atomic_write(Path(run_dir) / SPLIT_FILE) as tmp:
+        tmp.write_text(json.dumps(data.split_record(cache), indent=2) + "\n")
 
 
 def check_run_split(run_dir, cache, action: str) -> bool:
