@@ -215,7 +215,8 @@ def cmd_train(args):
     monitor = "val_loss" if config.kind == "ae" else "val_neg_elbo"
     best = history[monitor].min() if monitor in history else float("nan")
     print(f"run saved to {config.run_dir or 'runs/' + config.profile}: model.keras (best "
-          f"{monitor} {best:.2f} nats/image), last.keras, history.csv ({len(history)} epochs), grids/")
+          f"{monitor} {best:.2f} nats/image), last.keras, history.csv ({len(history)} epochs), "
+          "grids/")
 
 
 def cmd_evaluate(args):
@@ -507,7 +508,8 @@ def _run(args):
                      "worker again with the same command: the run resumes from its last "
                      "completed epoch.")
         sys.exit(f"error: unexpected {type(err).__name__}: {err}\n"
-                 f"This is probably a bug; run the command again with --debug to see the traceback.")
+                 "This is probably a bug; run the command again with --debug to see the "
+                 "traceback.")
 
 
 if __name__ == "__main__":

@@ -156,7 +156,8 @@ class Backup(keras.callbacks.BackupAndRestore):
             with atomic_write(self._training_metadata_path) as tmp:
                 tmp.write_text(json.dumps({"epoch": self._current_epoch, "batch": 0}))
         except OSError as error:
-            raise OSError(error.errno, error.strerror or str(error), display_path(folder)) from error
+            raise OSError(error.errno, error.strerror or str(error),
+                          display_path(folder)) from error
 
 
 def unreadable_backup(backup_dir) -> str | None:

@@ -166,7 +166,8 @@ def resume_point(state_dir, backup, interrupted: bool, steps_per_epoch: int):
     steps = saved_optimizer_steps(last)
     epochs, rest = divmod(steps, steps_per_epoch)
     if rest or epochs != len(history):
-        held = f"{epochs} epochs" if not rest else f"{steps} steps, not whole epochs of {steps_per_epoch}"
+        held = (f"{epochs} epochs" if not rest
+                else f"{steps} steps, not whole epochs of {steps_per_epoch}")
         raise RunDirError(f"{shown} {rows}, but {display_path(last)} holds {held}: the run "
                           f"dir's files disagree, and training on would overwrite the "
                           f"trained model. {keep}")
@@ -196,8 +197,9 @@ def check_run_split(run_dir, cache, action: str) -> bool:
     way_out = {"train": "continue this run", "evaluate": "evaluate it"}.get(action, action)
     raise RunDirError(
         f"the data changed since training: {display_path(path)} records the images the run "
-        f"was trained, validated and tested on, and the data in {cache.manifest.get('source_display')}"
-        f" now splits differently ({'; '.join(changes)}). Its test split could hold images "
+        "was trained, validated and tested on, and the data in "
+        f"{cache.manifest.get('source_display')} now splits differently "
+        f"({'; '.join(changes)}). Its test split could hold images "
         f"the model trained on. To {way_out}, restore the data folder (and max_images in "
         f"config.json) as they were at training; to use the new data, train a new run into "
         "another folder (--run-dir)."

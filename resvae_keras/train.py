@@ -228,7 +228,8 @@ def changed_settings(saved: Config, asked: Config) -> list[str]:
             continue
         new = getattr(asked, name)
         if name == "data_dir":
-            value, new = (saved.resolve(value) if value else None), (asked.resolve(new) if new else None)
+            value = saved.resolve(value) if value else None
+            new = asked.resolve(new) if new else None
         elif name == "widths":
             value, new = tuple(value), tuple(new)
         if value != new:
@@ -249,7 +250,8 @@ def _settings_message(run_dir: Path, saved: Config, asked: Config, changed: list
     suffix = 2
     while run_dir.with_name(f"{run_dir.name}-{suffix}").exists():
         suffix += 1
-    new_dir = str(Path(asked.run_dir or f"runs/{asked.profile}").with_name(f"{run_dir.name}-{suffix}"))
+    asked_dir = Path(asked.run_dir or f"runs/{asked.profile}")
+    new_dir = str(asked_dir.with_name(f"{run_dir.name}-{suffix}"))
     lines += [
         "To continue it, drop those options (a run may change only --epochs and "
         "--learning-rate). To train these settings, start a new run in another folder:",

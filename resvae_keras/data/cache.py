@@ -127,11 +127,12 @@ class Cache:
         counts = self.table["split"].value_counts()
         kind = "synthetic demo faces, not CelebA" if self.is_demo else "CelebA"
         split_text = ", ".join(f"{s} {int(counts.get(s, 0))}" for s in SPLITS)
+        rule = "official partition" if m["split_rule"] == "official" else "fallback split"
         lines = [
-            f"{len(self)} images {self.size}x{self.size} uint8 ({self.images.nbytes / 2**20:.1f} MiB) "
-            f"in {display_path(self.path)}",
+            f"{len(self)} images {self.size}x{self.size} uint8 "
+            f"({self.images.nbytes / 2**20:.1f} MiB) in {display_path(self.path)}",
             f"source: {m['source_display']} ({m['layout']} layout; {kind})",
-            f"splits: {split_text} ({'official partition' if m['split_rule'] == 'official' else 'fallback split'})",
+            f"splits: {split_text} ({rule})",
             f"skipped: {len(m['skipped'])} unreadable image(s)",
         ]
         people = m.get("split_identities") or {}
@@ -367,14 +368,16 @@ def _decode_into(path: Path, source: CelebaSource, names, members, size: int, pr
     del images
     if not kept:
         raise ValueError(
-            f"none of the {len(names)} images in {display_path(source.images)} could be read; see the errors in the warning"
+            f"none of the {len(names)} images in {display_path(source.images)} could be read; "
+            "see the errors in the warning"
         )
     if skipped:
         _truncate_rows(path, len(kept))
         listed = ", ".join(f"{s['file']} ({s['reason']})" for s in skipped[:5])
         warnings.warn(
-            f"skipped {len(skipped)} unreadable image(s) of {len(names)} in {display_path(source.images)}: "
-            f"{listed}{' ...' if len(skipped) > 5 else ''}; all are listed in the manifest 'skipped' entry",
+            f"skipped {len(skipped)} unreadable image(s) of {len(names)} in "
+            f"{display_path(source.images)}: {listed}{' ...' if len(skipped) > 5 else ''}; "
+            "all are listed in the manifest 'skipped' entry",
             CelebaDataWarning,
             stacklevel=4,
         )
@@ -467,7 +470,8 @@ def _truncate_rows(path: Path, count: int) -> None:
     os.replace(compact_path, path)  # inside the build's temporary folder: no reader sees it
 
 
-def assign_splits(partition: np.ndarray, identity: np.ndarray | None = None) -> tuple[np.ndarray, str]:
+def assign_splits(partition: np.ndarray,
+                  identity: np.ndarray | None = None) -> tuple[np.ndarray, str]:
     """Split names ("train"/"val"/"test") for rows sorted by file name, and the rule used.
 
     Official: partition 0 -> train, 1 -> val, 2 -> test. When that leaves a split empty, the
@@ -482,7 +486,8 @@ def assign_splits(partition: np.ndarray, identity: np.ndarray | None = None) -> 
     return split, rule
 
 
-def _block_sizes(n: int, group: list[str], missing: list[str], keeper: str, need: int, what: str) -> dict:
+def _block_sizes(n: int, group: list[str], missing: list[str], keeper: str, need: int,
+                 what: str) -> dict:
     """Sizes of consecutive 80:10:10 blocks of ``n`` items; ``keeper`` absorbs the rounding."""
     total = sum(SPLIT_FRACTIONS[s] for s in group)
     sizes = {
@@ -534,7 +539,8 @@ def _assign_splits(
         rule = (
             f"fallback by identity: the official partition leaves {', '.join(missing)} empty, so "
             f"{source} are split by person: their {len(shuffled)} identities, shuffled with seed "
-            f"{SPLIT_SEED}, are cut 80:10:10 into {', '.join(described)}; no person is in two splits"
+            f"{SPLIT_SEED}, are cut 80:10:10 into {', '.join(described)}; no person is in two "
+            "splits"
         )
     else:
         sizes = _block_sizes(len(pool), group, missing, keeper, need, "image(s)")
@@ -543,8 +549,9 @@ def _assign_splits(
             split[pool[start : start + sizes[s]]] = s
             start += sizes[s]
         rule = (
-            f"fallback: the official partition leaves {', '.join(missing)} empty, so {source}, in file-name "
-            f"order, are cut 80:10:10 into {', '.join(f'{s} {sizes[s]}' for s in group)}"
+            f"fallback: the official partition leaves {', '.join(missing)} empty, so {source}, "
+            f"in file-name order, are cut 80:10:10 into "
+            f"{', '.join(f'{s} {sizes[s]}' for s in group)}"
         )
     message = rule + " (see data.assign_splits)."
     leaked = int(((partition == 2) & (split != "test")).sum())

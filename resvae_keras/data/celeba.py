@@ -206,7 +206,8 @@ def _first_file(root: Path, candidates) -> Path | None:
 def _not_found_message(what: str, root: Path, origin: str, tried: list[Path]) -> str:
     lines = "\n".join(f"  - {display_path(p)}{_why_unusable(p)}" for p in tried)
     return (
-        f"could not find {what} for CelebA root {display_path(root)} (from {origin}). Paths tried:\n{lines}\n"
+        f"could not find {what} for CelebA root {display_path(root)} (from {origin}). "
+        f"Paths tried:\n{lines}\n"
         f"Download CelebA and point CELEBA_DIR (or data_dir) at it; see {README_SECTION} "
         "for the accepted layouts. For a quick start without CelebA use the demo profile "
         "(RESVAE_PROFILE=demo), which generates synthetic faces."
@@ -235,7 +236,8 @@ def read_attributes(path: str | os.PathLike) -> pd.DataFrame:
         import warnings
 
         warnings.warn(
-            f"{path.name} line 1 says {first[0]} images but the file has {len(table)} rows; using the rows",
+            f"{path.name} line 1 says {first[0]} images but the file has {len(table)} rows; "
+            "using the rows",
             CelebaDataWarning,
             stacklevel=2,
         )
@@ -330,7 +332,8 @@ def _scan_rows(path: Path, text: str, header_lines: int, columns, csv: bool, all
         where = f"{path}, line {number}"
         if len(parts) != len(columns) + 1:
             raise AnnotationError(
-                f"{where}: expected an image name and {len(columns)} values, found {len(parts) - 1} values"
+                f"{where}: expected an image name and {len(columns)} values, "
+                f"found {len(parts) - 1} values"
             )
         for column, value in zip(columns, parts[1:], strict=True):
             if allowed_text is None and not value.isdigit():
@@ -377,7 +380,8 @@ def _check_rows(
         start = rows.attrs.get("first_row_line", 1)
         raise AnnotationError(
             f"image {display_path(source.images)}/{first} has no row in {path} "
-            f"(rows on lines {start}-{start + len(index) - 1}; {len(missing)} present image(s) lack one). "
+            f"(rows on lines {start}-{start + len(index) - 1}; {len(missing)} present image(s) "
+            "lack one). "
             "Images and annotation files must come from the same CelebA release; "
             f"re-download the annotations (see {README_SECTION}) or remove the extra images."
         )

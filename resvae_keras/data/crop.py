@@ -26,7 +26,7 @@ RESAMPLE = Image.Resampling.LANCZOS
 
 
 def crop_box(width: int, height: int) -> tuple[float, float, float, float]:
-    """The square crop (left, top, right, bottom) in pixels, sub-pixel, for a width x height image."""
+    """The sub-pixel square crop (left, top, right, bottom) of a width x height image."""
     if width < 1 or height < 1:
         raise ValueError(f"image size {width}x{height}: both sides must be at least 1 pixel")
     side = min(CROP_SIDE * width, float(height))

@@ -165,7 +165,8 @@ def _draw_head(pen: _Pen, g: _Geometry, male: bool, p: _Palette, rng: np.random.
     d.ellipse(box(cx - 2.5 * a, bottom + 0.1 * fh, cx + 2.5 * a, bottom + 1.1 * fh), fill=shirt)
     for side in (-1, 1):
         d.ellipse(
-            box(cx + side * a - 0.16 * a, g.ye - 0.02 * fh, cx + side * a + 0.16 * a, g.ye + 0.2 * fh),
+            box(cx + side * a - 0.16 * a, g.ye - 0.02 * fh,
+                cx + side * a + 0.16 * a, g.ye + 0.2 * fh),
             fill=p.shade,
         )
     d.ellipse(box(cx - a, top, cx + a, bottom), fill=p.skin)
@@ -233,7 +234,8 @@ def _draw_front_hair(pen: _Pen, g: _Geometry, bangs: bool, p: _Palette):
     d, box, a, fh, cx, top = pen.draw, pen.box, g.a, g.fh, g.cx, g.top
     hairline = top + (0.3 if bangs else 0.17) * fh
     cap_top = top - 0.1 * fh
-    d.chord(box(cx - 1.08 * a, cap_top, cx + 1.08 * a, 2 * hairline - cap_top), 180, 360, fill=p.hair)
+    d.chord(box(cx - 1.08 * a, cap_top, cx + 1.08 * a, 2 * hairline - cap_top), 180, 360,
+            fill=p.hair)
     if bangs:
         teeth = 9
         xs = np.linspace(cx - 0.95 * a, cx + 0.95 * a, 2 * teeth + 1)
