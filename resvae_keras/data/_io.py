@@ -129,16 +129,30 @@ def process_pool(workers: int):
     return multiprocessing.get_context(method).Pool(workers, initializer=_quiet_worker)
 
 
-def temp_dir_beside(target: Path) -> Path:
-    """A new empty folder ``.<name>.tmp-<pid>-<random>`` next to ``target`` (normal permissions)."""
+@contextlib.contextmanager
+def folder_in_place(target: Path):
+    """Yields a new folder ``.<name>.tmp-<pid>-<random>`` beside ``target``, moved onto
+    ``target`` with renames only when the block ends without error (a crash leaves no
+    ``target``, never a half-written one), deleted otherwise."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    folder = target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    folder.mkdir()
-    return folder
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        old = None
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            os.replace(target, old / target.name)
+        os.replace(tmp, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def remove_stale_temp_dirs(target: Path) -> None:
-    """Delete ``temp_dir_beside(target)`` folders whose process is gone (a killed run)."""
+    """Delete ``folder_in_place(target)`` folders whose process is gone (a killed run)."""
     for folder in target.parent.glob(f".{target.name}.tmp-*"):
         try:
             pid = int(folder.name.rsplit("-", 2)[-2])
@@ -147,14 +161,3 @@ def remove_stale_temp_dirs(target: Path) -> None:
         if folder.is_dir() and process_is_gone(pid):
             shutil.rmtree(folder, ignore_errors=True)
 
-
-def replace_dir(new: Path, target: Path) -> None:
-    """Move folder ``new`` to ``target`` with renames only, replacing any old ``target``: a
-    crash between the renames leaves no ``target``, never a half-written one."""
-    old = None
-    if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-        os.replace(target, old / target.name)
-    os.replace(new, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

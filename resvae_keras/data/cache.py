@@ -8,10 +8,10 @@ sibling and renamed into place, and reused only while its manifest matches the r
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-import shutil
 import sys
 import time
 import uuid
@@ -28,10 +28,9 @@ from ._io import (
     check_free_space,
     cpu_count,
     display_path,
+    folder_in_place,
     process_pool,
     remove_stale_temp_dirs,
-    replace_dir,
-    temp_dir_beside,
 )
 from .celeba import (
     ATTRIBUTE_NAMES,
@@ -293,15 +292,11 @@ def _build(source: CelebaSource, names, members, request, target: Path, progress
     remove_stale_temp_dirs(target)
     size = request["size"]
     # images, plus about 200 bytes per row of table.csv; checked before anything is written
-    check_free_space(
-        target.parent,
-        len(names) * (size * size * 3 + 200) + 2**20,
-        f"the {size}x{size} cache of {len(names):,} images",
-    )
+    check_free_space(target.parent, len(names) * (size * size * 3 + 200) + 2**20,
+                     f"the {size}x{size} cache of {len(names):,} images")
     if workers is None:
         workers = min(cpu_count(), 8) if len(names) >= 256 else 1
-    tmp = temp_dir_beside(target)
-    try:
+    with folder_in_place(target) as tmp:
         decoded = _decode_into(tmp / "images.npy", source, names, members, size, progress,
                                workers)
         table = table.loc[decoded["kept"]]
@@ -340,10 +335,6 @@ def _build(source: CelebaSource, names, members, request, target: Path, progress
         }
         # the manifest goes last: without it no reader accepts the folder
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        replace_dir(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _decode_into(path: Path, source: CelebaSource, names, members, size: int, progress,
@@ -428,14 +419,8 @@ def _decode_all(source: CelebaSource, members, size, progress, workers):
     ]
     with tqdm(total=len(members), desc=f"cropping to {size}x{size}", unit="img",
               disable=not progress, smoothing=0.1) as bar:
-        if workers > 1:
-            with process_pool(workers) as pool:
-                for results in pool.imap(decode_chunk, jobs):
-                    bar.update(len(results))
-                    yield from results
-        else:
-            for job in jobs:
-                results = decode_chunk(job)
+        with process_pool(workers) if workers > 1 else contextlib.nullcontext() as pool:
+            for results in (pool.imap if workers > 1 else map)(decode_chunk, jobs):
                 bar.update(len(results))
                 yield from results
 

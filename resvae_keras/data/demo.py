@@ -8,16 +8,16 @@ stay inside the crop box; image ``i`` depends only on ``(seed, i)`` (byte-identi
 from __future__ import annotations
 
 import colorsys
+import contextlib
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ._io import cpu_count, process_pool, remove_stale_temp_dirs, replace_dir, temp_dir_beside
+from ._io import cpu_count, folder_in_place, process_pool, remove_stale_temp_dirs
 from .celeba import ATTRIBUTE_NAMES
 
 DEMO_VERSION = 2
@@ -345,8 +345,7 @@ def write_demo_dataset(
             "choose an empty or new folder so nothing else is overwritten"
         )
     remove_stale_temp_dirs(out)
-    tmp = temp_dir_beside(out)
-    try:
+    with folder_in_place(out) as tmp:
         images_dir = tmp / "img_align_celeba"
         images_dir.mkdir()
         chunks = [range(s, min(s + 100, n)) for s in range(0, n, 100)]
@@ -356,14 +355,9 @@ def write_demo_dataset(
         bar = tqdm(total=n, desc="drawing demo faces", unit="img", disable=not progress)
         labels = []
         workers = min(2, cpu_count())
-        if workers > 1 and n >= 400:
-            with process_pool(workers) as pool:
-                for part in pool.imap(_write_faces, jobs):
-                    labels.extend(part)
-                    bar.update(len(part))
-        else:
-            for job in jobs:
-                part = _write_faces(job)
+        parallel = workers > 1 and n >= 400
+        with process_pool(workers) if parallel else contextlib.nullcontext() as pool:
+            for part in (pool.imap if parallel else map)(_write_faces, jobs):
                 labels.extend(part)
                 bar.update(len(part))
         bar.close()
@@ -389,10 +383,6 @@ def write_demo_dataset(
             "seed": seed,
         }
         (tmp / DEMO_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
-        replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
