@@ -123,30 +123,26 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", choices=["demo", "celeba-subset", "celeba"],
                    help="named settings every other option overrides (default: RESVAE_PROFILE, "
                    "else celeba (GPU) or celeba-subset (CPU) when CELEBA_DIR is set, else demo)")
-    p.add_argument("--run-dir", dest="run_dir", help="output folder (default: runs/<profile>)")
-    p.add_argument("--data-dir", dest="data_dir",
+    p.add_argument("--run-dir", help="output folder (default: runs/<profile>)")
+    p.add_argument("--data-dir",
                    help="CelebA root folder or zip (default: CELEBA_DIR, else data/celeba; "
                    "demo: data/demo)")
-    p.add_argument("--cache-dir", dest="cache_dir",
-                   help="preprocessed cache folder (default: data/cache/<profile>)")
+    p.add_argument("--cache-dir", help="preprocessed cache folder (default: data/cache/<profile>)")
     p.add_argument("--epochs", type=int, help=f"passes over the training split {d('epochs')}")
-    p.add_argument("--batch-size", dest="batch_size", type=int,
+    p.add_argument("--batch-size", type=int,
                    help=f"images per step on each worker {d('batch_size')}")
-    p.add_argument("--learning-rate", dest="learning_rate", type=float,
-                   help=f"learning rate {d('learning_rate')}")
+    p.add_argument("--learning-rate", type=float, help=f"learning rate {d('learning_rate')}")
     p.add_argument("--beta", type=float, help=f"weight of the KL term {d('beta')}")
-    p.add_argument("--kl-warmup-steps", dest="kl_warmup_steps", type=int,
+    p.add_argument("--kl-warmup-steps", type=int,
                    help=f"steps of the linear beta warm-up {d('kl_warmup_steps')}")
-    p.add_argument("--sigma-min", dest="sigma_min", type=float,
+    p.add_argument("--sigma-min", type=float,
                    help=f"floor on the learned decoder sigma {d('sigma_min')}")
-    p.add_argument("--latent-dim", dest="latent_dim", type=int,
-                   help=f"size of z {d('latent_dim')}")
+    p.add_argument("--latent-dim", type=int, help=f"size of z {d('latent_dim')}")
     p.add_argument("--widths", type=_widths,
                    help=f"encoder channels per stage, e.g. 32,64,128 {d('widths')}")
-    p.add_argument("--blocks-per-stage", dest="blocks_per_stage", type=int,
+    p.add_argument("--blocks-per-stage", type=int,
                    help=f"residual blocks per stage {d('blocks_per_stage')}")
-    p.add_argument("--image-size", dest="image_size", type=int,
-                   help=f"image side, pixels {d('image_size')}")
+    p.add_argument("--image-size", type=int, help=f"image side, pixels {d('image_size')}")
     p.add_argument("--likelihood", choices=["gaussian_learned", "gaussian", "bernoulli"],
                    help=f"the decoder's pixel distribution {d('likelihood')}")
     p.add_argument("--norm", choices=["group", "batch", "none"],
@@ -158,25 +154,24 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--architecture", choices=["resnet", "conv"],
                    help=f"conv: the shallow textbook VAE {d('architecture')}")
     p.add_argument("--seed", type=int, help=f"data order, weights and noise {d('seed')}")
-    p.add_argument("--max-images", dest="max_images", type=int,
+    p.add_argument("--max-images", type=int,
                    help=f"use the first N images only {d('max_images', none='all')}")
     p.add_argument("--strategy", choices=["none", "mirrored", "auto"],
                    help=f"auto: several workers with TF_CONFIG, else every GPU {d('strategy')}")
-    p.add_argument("--mixed-precision", dest="mixed_precision",
+    p.add_argument("--mixed-precision",
                    choices=["mixed_float16", "mixed_bfloat16", "float32"],
                    help=f"compute precision {d('mixed_precision', none='float32')}")
-    p.add_argument("--two-stage-epochs", dest="two_stage_epochs", type=int,
+    p.add_argument("--two-stage-epochs", type=int,
                    help=f"epochs of the second-stage VAE (0: skip) {d('two_stage_epochs')}")
     p.add_argument("--flip", action="store_true", default=None,
                    help="mirror training images left-right at random (default: off)")
-    p.add_argument("--lr-schedule", dest="lr_schedule", choices=["constant", "cosine"],
+    p.add_argument("--lr-schedule", choices=["constant", "cosine"],
                    help=f"cosine: warm-up, then cosine decay to 0 {d('lr_schedule')}")
-    p.add_argument("--lr-warmup-steps", dest="lr_warmup_steps", type=int,
+    p.add_argument("--lr-warmup-steps", type=int,
                    help=f"steps of the cosine warm-up {d('lr_warmup_steps')}")
     p.add_argument("--optimizer", choices=["adam", "adamw"],
                    help=f"adamw: decoupled weight decay {d('optimizer')}")
-    p.add_argument("--weight-decay", dest="weight_decay", type=float,
-                   help=f"weight decay of adamw {d('weight_decay')}")
+    p.add_argument("--weight-decay", type=float, help=f"weight decay of adamw {d('weight_decay')}")
 
 
 def cmd_demo_data(args):
@@ -327,8 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, title="commands",
                                 metavar="<command>")
     common = _Parser(add_help=False)
-    common.add_argument("--debug", action="store_true",
-                        help="show the full traceback of any error")
+    common.add_argument("--debug", action="store_true", help="show the full traceback of any error")
 
     def command(name, help, description):
         return sub.add_parser(name, parents=[common], help=help, description=description,
@@ -350,12 +344,11 @@ def _add_data_commands(command):
 
     p = command("prepare", "build the preprocessed cache",
                 "Crop and resize a CelebA folder or zip once into the uint8 cache.")
-    p.add_argument("--data-dir", dest="data_dir",
+    p.add_argument("--data-dir",
                    help="CelebA root folder or zip (default: CELEBA_DIR, else data/celeba)")
     p.add_argument("--size", type=int, default=64, help="side of the cached images, pixels")
-    p.add_argument("--cache-dir", dest="cache_dir",
-                   help="parent folder of the cache (default: data/cache)")
-    p.add_argument("--max-images", dest="max_images", type=int,
+    p.add_argument("--cache-dir", help="parent folder of the cache (default: data/cache)")
+    p.add_argument("--max-images", type=int,
                    help="the first N images by file name only (default: all)")
     p.set_defaults(func=cmd_prepare)
 
@@ -370,13 +363,12 @@ def _add_run_commands(command):
 
     p = command("evaluate", "evaluate a run into metrics.json",
                 "Measure a trained run into <run-dir>/metrics.json.")
-    p.add_argument("--run-dir", dest="run_dir", required=True,
-                   help="the trained run's folder (holds model.keras)")
-    p.add_argument("--n-samples", dest="n_samples", type=int,
+    p.add_argument("--run-dir", required=True, help="the trained run's folder (holds model.keras)")
+    p.add_argument("--n-samples", type=int,
                    help="samples per sampler (default: the test split's size, at most 10000)")
     p.add_argument("--sampler", choices=["prior", "two_stage", "gmm"], default=None,
                    help="one sampler (default: all)")
-    p.add_argument("--data-dir", dest="data_dir",
+    p.add_argument("--data-dir",
                    help="only reconstruction metrics on this CelebA-layout folder "
                    "(default: the run's test split, all metrics)")
     p.add_argument("--allow-download", action="store_true",
@@ -385,8 +377,7 @@ def _add_run_commands(command):
 
     p = command("sample", "write sampled faces as PNGs",
                 "Decode random latent codes of a trained run into PNG files.")
-    p.add_argument("--run-dir", dest="run_dir", required=True,
-                   help="the trained run's folder (holds model.keras)")
+    p.add_argument("--run-dir", required=True, help="the trained run's folder (holds model.keras)")
     p.add_argument("--n", type=int, default=64, help="number of faces")
     p.add_argument("--out", required=True, help="folder for the PNG files (created)")
     p.add_argument("--temperature", type=float, default=1.0,
@@ -401,13 +392,10 @@ def _add_study_commands(command):
     p = command("bench", "measure speed",
                 "Images per second of the data pipeline, a training step or the evaluation.")
     p.add_argument("what", choices=["data", "train", "eval"], help="what to time")
-    p.add_argument("--json", action="store_true",
-                   help="print one JSON object (default: a table)")
-    p.add_argument("--profile", default="celeba-subset",
-                   help="architecture to time (bench train)")
-    p.add_argument("--batch-size", dest="batch_size", type=int, default=64,
-                   help="images per step (bench train)")
-    p.add_argument("--mixed-precision", dest="mixed_precision",
+    p.add_argument("--json", action="store_true", help="print one JSON object (default: a table)")
+    p.add_argument("--profile", default="celeba-subset", help="architecture to time (bench train)")
+    p.add_argument("--batch-size", type=int, default=64, help="images per step (bench train)")
+    p.add_argument("--mixed-precision",
                    choices=["mixed_float16", "mixed_bfloat16", "float32"],
                    help="compute precision (bench train; default: the profile's)")
     p.set_defaults(func=cmd_bench)
@@ -417,8 +405,7 @@ def _add_study_commands(command):
                 "conv study.")
     p.add_argument("--only", nargs="+", metavar="RUN",
                    help="run names (default: every unfinished run)")
-    p.add_argument("--max-runs", dest="max_runs", type=int,
-                   help="stop after this many runs (default: no limit)")
+    p.add_argument("--max-runs", type=int, help="stop after this many runs (default: no limit)")
     p.add_argument("--benchmark", action="store_true",
                    help="time every arm in one controlled run into benchmark.json")
     p.add_argument("--status", action="store_true", help="print what is done and what is next")
