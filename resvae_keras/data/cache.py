@@ -390,9 +390,7 @@ def _source_record(source: CelebaSource, request: dict) -> dict:
         "layout": source.layout,
         "images_path": str(source.images.resolve()),
         "attributes_file": str(source.attributes_file.resolve()),
-        "partition_file": str(source.partition_file.resolve())
-        if source.partition_file
-        else None,
+        "partition_file": str(source.partition_file.resolve()) if source.partition_file else None,
         "demo": marker is not None,
         "demo_generator": marker,
         "crop_rule": CROP_RULE,
@@ -557,17 +555,10 @@ def load_cache(config, progress: bool = True) -> Cache:
         wanted = {"n": config.demo_images, "seed": DEMO_SEED, "version": DEMO_VERSION}
         if marker is None or any(marker.get(k) != v for k, v in wanted.items()):
             if progress:
-                print(
-                    f"drawing {config.demo_images} demo faces into {display_path(root)}",
-                    file=sys.stderr,
-                )
+                print(f"drawing {config.demo_images} demo faces into {display_path(root)}",
+                      file=sys.stderr)
             write_demo_dataset(root, n=config.demo_images, seed=DEMO_SEED, progress=progress)
     else:
         root = config.resolve(config.data_dir) if config.data_dir else None
-    return prepare(
-        root,
-        size=config.image_size,
-        cache_dir=config.cache_path,
-        max_images=config.max_images,
-        progress=progress,
-    )
+    return prepare(root, size=config.image_size, cache_dir=config.cache_path,
+                   max_images=config.max_images, progress=progress)
