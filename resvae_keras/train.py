@@ -102,11 +102,8 @@ class SaveGrids(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every or not finite_epoch(self.model, logs):
             return
-        rows = [
-            self.images,
-            self.model.reconstruct(self.images),
-            self.model.sample(len(self.images), seed=self.seed),
-        ]
+        rows = [self.images, self.model.reconstruct(self.images),
+                self.model.sample(len(self.images), seed=self.seed)]
         self.out_dir.mkdir(parents=True, exist_ok=True)
         save_grid(np.stack(rows), self.out_dir / f"epoch_{epoch + 1:03d}.png")
 
@@ -428,15 +425,9 @@ def _fit(config: Config, verbose, callbacks, out_dir, model, history, datasets, 
                config.learning_rate if config.lr_schedule == "constant" else None),
         *callbacks,
     ]
-    model.fit(
-        train_ds,
-        validation_data=val_ds,
-        epochs=config.epochs,
-        initial_epoch=initial_epoch,
-        callbacks=all_callbacks,
-        verbose=verbose,
-        shuffle=False,  # the tf.data pipeline shuffles, with the run's seed
-    )
+    # shuffle=False: the tf.data pipeline shuffles, with the run's seed
+    model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, initial_epoch=initial_epoch,
+              callbacks=all_callbacks, verbose=verbose, shuffle=False)
     if not nan_stop.where:
         return None
     saved_until = (checkpoints.last_epoch + 1 if checkpoints.last_epoch is not None

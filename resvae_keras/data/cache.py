@@ -184,14 +184,9 @@ def cache_folder(cache_dir: str | os.PathLike, size: int, max_images: int | None
     return (folder if folder.is_absolute() else project_root() / folder) / name
 
 
-def prepare(
-    data_dir: str | os.PathLike | None = None,
-    size: int = 64,
-    cache_dir: str | os.PathLike = "data/cache",
-    max_images: int | None = None,
-    progress: bool = True,
-    workers: int | None = None,
-) -> Cache:
+def prepare(data_dir: str | os.PathLike | None = None, size: int = 64,
+            cache_dir: str | os.PathLike = "data/cache", max_images: int | None = None,
+            progress: bool = True, workers: int | None = None) -> Cache:
     """Build (or reuse) the cache of ``size`` x ``size`` faces of the CelebA in ``data_dir``
     (``None``: ``$CELEBA_DIR``, else ``data/celeba``), keeping the first ``max_images`` by
     file name. Unreadable images are skipped with a ``CelebaDataWarning``.
@@ -200,9 +195,8 @@ def prepare(
     if int(size) != size or size < 8:
         raise ValueError(f"size={size!r}: expected an integer of at least 8 pixels (e.g. 64)")
     if max_images is not None and max_images < 1:
-        raise ValueError(
-            f"max_images={max_images!r}: expected None (all images) or a positive count"
-        )
+        raise ValueError(f"max_images={max_images!r}: expected None (all images) or a positive "
+                         "count")
     size = int(size)
     source = find_celeba(data_dir)
     members = source.list_images()

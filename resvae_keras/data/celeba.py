@@ -165,14 +165,9 @@ def find_celeba(celeba_dir: str | os.PathLike | None = None) -> CelebaSource:
     if attributes is None:
         tried = [root / c for c in _ATTRIBUTE_CANDIDATES]
         raise CelebaNotFoundError(_not_found_message("the attribute file", root, origin, tried))
-    return CelebaSource(
-        root=root,
-        layout=layout,
-        images=images,
-        attributes_file=attributes,
-        partition_file=_first_file(root, _PARTITION_CANDIDATES),
-        identity_file=_first_file(root, _IDENTITY_CANDIDATES),
-    )
+    return CelebaSource(root=root, layout=layout, images=images, attributes_file=attributes,
+                        partition_file=_first_file(root, _PARTITION_CANDIDATES),
+                        identity_file=_first_file(root, _IDENTITY_CANDIDATES))
 
 
 def _holds_images(path: Path) -> bool:

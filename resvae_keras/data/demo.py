@@ -164,11 +164,8 @@ def _draw_head(pen: _Pen, g: _Geometry, male: bool, p: _Palette, rng: np.random.
     d.rectangle(box(cx - 0.42 * a, bottom - 0.15 * fh, cx + 0.42 * a, HEIGHT), fill=p.shade)
     d.ellipse(box(cx - 2.5 * a, bottom + 0.1 * fh, cx + 2.5 * a, bottom + 1.1 * fh), fill=shirt)
     for side in (-1, 1):
-        d.ellipse(
-            box(cx + side * a - 0.16 * a, g.ye - 0.02 * fh,
-                cx + side * a + 0.16 * a, g.ye + 0.2 * fh),
-            fill=p.shade,
-        )
+        d.ellipse(box(cx + side * a - 0.16 * a, g.ye - 0.02 * fh,
+                      cx + side * a + 0.16 * a, g.ye + 0.2 * fh), fill=p.shade)
     d.ellipse(box(cx - a, top, cx + a, bottom), fill=p.skin)
 
 
@@ -303,11 +300,8 @@ def draw_demo_face(seed: int, index: int) -> tuple[Image.Image, dict[str, bool]]
         _draw_glasses(pen, g, rng)
     if attrs["Wearing_Hat"]:
         _draw_hat(pen, g, rng)
-    layer = layer.rotate(
-        g.roll,
-        resample=Image.Resampling.NEAREST,  # smoothed by the 2x downsample
-        center=(g.cx * k, g.ye * k),
-    )
+    # nearest neighbour, smoothed by the 2x downsample
+    layer = layer.rotate(g.roll, resample=Image.Resampling.NEAREST, center=(g.cx * k, g.ye * k))
     canvas.paste(layer, (0, 0), layer)
     image = canvas.reduce(_SUPERSAMPLE)  # box filter: each pixel averages a 2x2 block
     image = _light(image, rng)

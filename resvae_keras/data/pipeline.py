@@ -8,16 +8,9 @@ from .cache import Cache
 from .celeba import ATTRIBUTE_NAMES
 
 
-def make_dataset(
-    cache: Cache,
-    split: str,
-    batch_size: int,
-    shuffle: bool | None = None,
-    seed: int = 0,
-    with_attributes: bool = False,
-    drop_remainder: bool = False,
-    flip: bool = False,
-):
+def make_dataset(cache: Cache, split: str, batch_size: int, shuffle: bool | None = None,
+                 seed: int = 0, with_attributes: bool = False, drop_remainder: bool = False,
+                 flip: bool = False):
     """A ``tf.data.Dataset`` of float32 images in [0, 1] (with ``with_attributes``, also the
     40 attributes as float32 0/1) over one split of ``cache``. ``shuffle`` ``None``: only
     "train". ``flip``: mirror each image with probability 1/2. Only row indices go through
