@@ -221,15 +221,12 @@ def cmd_evaluate(args):
         path = evaluate.evaluate_folder(args.run_dir, args.data_dir)
         print(f"wrote {path}")
         return
-    metrics = evaluate.evaluate_run(
-        args.run_dir, n_samples=args.n_samples, allow_download=args.allow_download,
-        sampler=args.sampler,
-    )
+    metrics = evaluate.evaluate_run(args.run_dir, n_samples=args.n_samples,
+                                    allow_download=args.allow_download, sampler=args.sampler)
     print(f"wrote {os.path.join(args.run_dir, 'metrics.json')}")
     print(json.dumps(record.run_record(metrics), indent=2))
     rows = [*metrics["samples"].values(), *metrics.get("sample_references", {}).values()]
-    columns = ["face_rate", "swd_16", "swd_32", "swd_64", "swd_mean",
-               "ms_ssim_between_samples"]
+    columns = ["face_rate", "swd_16", "swd_32", "swd_64", "swd_mean", "ms_ssim_between_samples"]
     table = evaluate.sample_table(rows)
     print("\nsamples and references (face rate in [0, 1], SWD x1e3 per level, pairwise MS-SSIM):")
     print(table[[c for c in columns if c in table.columns]].round(3).to_string())
@@ -238,10 +235,9 @@ def cmd_evaluate(args):
 def cmd_sample(args):
     from resvae_keras import evaluate
 
-    paths = evaluate.write_samples(
-        args.run_dir, n=args.n, out_dir=args.out, temperature=args.temperature,
-        sampler=args.sampler, seed=args.seed,
-    )
+    paths = evaluate.write_samples(args.run_dir, n=args.n, out_dir=args.out,
+                                   temperature=args.temperature, sampler=args.sampler,
+                                   seed=args.seed)
     print(f"wrote {len(paths)} PNG files to {args.out}")
 
 
