@@ -43,7 +43,7 @@ from .celeba import (
 from .crop import CROP_RULE, decode_chunk
 from .demo import DEMO_SEED, DEMO_VERSION, demo_marker, write_demo_dataset
 
-CACHE_VERSION = 4  # 3: identity column and split; 4: the fingerprint covers file contents
+CACHE_VERSION = 4  # raised whenever the cache format changes: older caches are rebuilt
 SPLIT_FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
 SPLIT_SEED = 0  # shuffles identities before an identity fallback split
 _CHUNK = 64  # images per worker task
