@@ -1,8 +1,4 @@
-"""Command line: ``resvae <command> ...``, or ``python -m resvae_keras <command> ...``.
-
-The commands (``resvae <command> --help`` shows each one's options and defaults):
-demo-data, prepare, train, evaluate, sample, bench, study, levers and report.
-"""
+"""Command line: ``resvae <command> ...`` or ``python -m resvae_keras <command> ...``."""
 
 from __future__ import annotations
 
@@ -15,16 +11,14 @@ import sys
 
 
 class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors take two lines (the error, and where the options are
-    listed) instead of the whole usage block; exit status 2 as usual."""
+    """Errors take two lines (the error, where the options are listed), not the usage block."""
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message}\n(run {self.prog} --help for the options)\n")
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised in the main thread like Ctrl-C, so every ``finally`` and ``with``
-    block cleans up (temporary files, worker processes) before the command exits 143."""
+    """SIGTERM raised like Ctrl-C, so ``finally`` blocks clean up before the exit 143."""
 
 
 def _raise_terminated(signum, frame):
@@ -65,7 +59,6 @@ def _widths(text: str) -> tuple[int, ...]:
 
 
 def _profile(args) -> str:
-    """``--profile``, else the rule of ``config.profile_from_env`` (``RESVAE_PROFILE`` first)."""
     from resvae_keras.config import profile_from_env
 
     return args.profile or profile_from_env()
@@ -82,8 +75,7 @@ RESVAE_PROFILE)."""
 
 
 class _HelpFormatter(argparse.HelpFormatter):
-    """Adds "(default: X)" to an option's help when it has a default worth showing and its
-    help does not already say it; a wider first column than argparse's."""
+    """Adds "(default: X)" to an option's help unless it says it already; a wider first column."""
 
     def __init__(self, prog, max_help_position=30, **kwargs):
         super().__init__(prog, max_help_position=max_help_position, **kwargs)
@@ -116,8 +108,8 @@ def _shown(value, none: str) -> str:
 
 
 def _by_profile(field: str, none: str = "none") -> str:
-    """``(default: 64)``, or ``(default: demo 5, celeba-subset 20, celeba 40)`` when the
-    profiles differ: config field ``field`` in each profile (``none`` shows a None)."""
+    """``(default: 64)``, or ``(default: demo 5, celeba-subset 10, celeba 40)`` when the
+    profiles differ."""
     from resvae_keras.config import PROFILES, get_profile
 
     shown = {name: _shown(getattr(get_profile(name), field), none) for name in PROFILES}
@@ -129,77 +121,57 @@ def _by_profile(field: str, none: str = "none") -> str:
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     d = _by_profile
     p.add_argument("--profile", choices=["demo", "celeba-subset", "celeba"],
-                   help="named settings (config.get_profile) every other option overrides "
-                   "(default: RESVAE_PROFILE, else celeba (GPU) or celeba-subset (CPU) "
-                   "when CELEBA_DIR is set, else demo)")
-    p.add_argument("--run-dir", dest="run_dir",
-                   help="output folder of the run (default: runs/<profile>)")
-    p.add_argument("--data-dir", dest="data_dir",
+                   help="named settings every other option overrides (default: RESVAE_PROFILE, "
+                   "else celeba (GPU) or celeba-subset (CPU) when CELEBA_DIR is set, else demo)")
+    p.add_argument("--run-dir", help="output folder (default: runs/<profile>)")
+    p.add_argument("--data-dir",
                    help="CelebA root folder or zip (default: CELEBA_DIR, else data/celeba; "
-                   "the demo profile: data/demo, generated when missing)")
-    p.add_argument("--cache-dir", dest="cache_dir",
-                   help="where the preprocessed cache goes (default: data/cache/<profile>)")
+                   "demo: data/demo)")
+    p.add_argument("--cache-dir", help="preprocessed cache folder (default: data/cache/<profile>)")
     p.add_argument("--epochs", type=int, help=f"passes over the training split {d('epochs')}")
-    p.add_argument("--batch-size", dest="batch_size", type=int,
-                   help="images per step on each worker; with several workers (TF_CONFIG) "
-                        f"a step trains on batch size x workers images {d('batch_size')}")
-    p.add_argument("--learning-rate", dest="learning_rate", type=float,
-                   help=f"Adam learning rate {d('learning_rate')}")
-    p.add_argument("--beta", type=float, help=f"weight of the KL term, >= 0 {d('beta')}")
-    p.add_argument("--kl-warmup-steps", dest="kl_warmup_steps", type=int,
-                   help=f"beta ramps up linearly from 0 over this many steps (0: off) "
-                   f"{d('kl_warmup_steps')}")
-    p.add_argument("--sigma-min", dest="sigma_min", type=float,
-                   help=f"floor on the learned decoder sigma, pixels in [0, 1] (0: none) "
-                   f"{d('sigma_min')}")
-    p.add_argument("--latent-dim", dest="latent_dim", type=int,
-                   help=f"size of the latent code z {d('latent_dim')}")
+    p.add_argument("--batch-size", type=int,
+                   help=f"images per step on each worker {d('batch_size')}")
+    p.add_argument("--learning-rate", type=float, help=f"learning rate {d('learning_rate')}")
+    p.add_argument("--beta", type=float, help=f"weight of the KL term {d('beta')}")
+    p.add_argument("--kl-warmup-steps", type=int,
+                   help=f"steps of the linear beta warm-up {d('kl_warmup_steps')}")
+    p.add_argument("--sigma-min", type=float,
+                   help=f"floor on the learned decoder sigma {d('sigma_min')}")
+    p.add_argument("--latent-dim", type=int, help=f"size of z {d('latent_dim')}")
     p.add_argument("--widths", type=_widths,
-                   help=f"channels per resolution stage of the encoder, e.g. 32,64,128; the "
-                   f"decoder mirrors them {d('widths')}")
-    p.add_argument("--blocks-per-stage", dest="blocks_per_stage", type=int,
+                   help=f"encoder channels per stage, e.g. 32,64,128 {d('widths')}")
+    p.add_argument("--blocks-per-stage", type=int,
                    help=f"residual blocks per stage {d('blocks_per_stage')}")
-    p.add_argument("--image-size", dest="image_size", type=int,
-                   help=f"side of the square images, pixels (32, 64 or 128) {d('image_size')}")
+    p.add_argument("--image-size", type=int, help=f"image side, pixels {d('image_size')}")
     p.add_argument("--likelihood", choices=["gaussian_learned", "gaussian", "bernoulli"],
-                   help="the decoder's pixel distribution: Gaussian with a learned sigma, "
-                   f"Gaussian with a fixed one, or Bernoulli {d('likelihood')}")
+                   help=f"the decoder's pixel distribution {d('likelihood')}")
     p.add_argument("--norm", choices=["group", "batch", "none"],
                    help=f"normalization in the residual blocks {d('norm')}")
     p.add_argument("--kind", choices=["vae", "ae"],
-                   help=f"vae, or ae: the deterministic autoencoder baseline {d('kind')}")
+                   help=f"ae: the deterministic autoencoder baseline {d('kind')}")
     p.add_argument("--plain", action="store_true",
                    help="drop the residual shortcuts (default: shortcuts on)")
     p.add_argument("--architecture", choices=["resnet", "conv"],
-                   help="resnet: the ResVAE; conv: the shallow textbook convolutional VAE "
-                   f"{d('architecture')}")
-    p.add_argument("--seed", type=int,
-                   help=f"fixes data order, initial weights and sampling noise {d('seed')}")
-    p.add_argument("--max-images", dest="max_images", type=int,
-                   help=f"train on the first N images only {d('max_images', none='all')}")
+                   help=f"conv: the shallow textbook VAE {d('architecture')}")
+    p.add_argument("--seed", type=int, help=f"data order, weights and noise {d('seed')}")
+    p.add_argument("--max-images", type=int,
+                   help=f"use the first N images only {d('max_images', none='all')}")
     p.add_argument("--strategy", choices=["none", "mirrored", "auto"],
-                   help="auto: several workers when TF_CONFIG is set, every GPU when there "
-                        "are several, else one device (it prints which and why) "
-                        f"{d('strategy')}")
-    p.add_argument("--mixed-precision", dest="mixed_precision",
+                   help=f"auto: several workers with TF_CONFIG, else every GPU {d('strategy')}")
+    p.add_argument("--mixed-precision",
                    choices=["mixed_float16", "mixed_bfloat16", "float32"],
-                   help="compute precision: mixed_float16 on a GPU, mixed_bfloat16, or float32 "
-                   f"{d('mixed_precision', none='float32')}")
-    p.add_argument("--two-stage-epochs", dest="two_stage_epochs", type=int,
-                   help="epochs of the second-stage VAE fitted after training (0: skip it) "
-                   f"{d('two_stage_epochs')}")
+                   help=f"compute precision {d('mixed_precision', none='float32')}")
+    p.add_argument("--two-stage-epochs", type=int,
+                   help=f"epochs of the second-stage VAE (0: skip) {d('two_stage_epochs')}")
     p.add_argument("--flip", action="store_true", default=None,
-                   help="mirror training images left-right at random, augmentation "
-                   "(default: off)")
-    p.add_argument("--lr-schedule", dest="lr_schedule", choices=["constant", "cosine"],
-                   help="cosine: linear warm-up over --lr-warmup-steps, then cosine decay to 0 "
-                   f"{d('lr_schedule')}")
-    p.add_argument("--lr-warmup-steps", dest="lr_warmup_steps", type=int,
-                   help=f"steps of the cosine schedule's warm-up {d('lr_warmup_steps')}")
+                   help="mirror training images left-right at random (default: off)")
+    p.add_argument("--lr-schedule", choices=["constant", "cosine"],
+                   help=f"cosine: warm-up, then cosine decay to 0 {d('lr_schedule')}")
+    p.add_argument("--lr-warmup-steps", type=int,
+                   help=f"steps of the cosine warm-up {d('lr_warmup_steps')}")
     p.add_argument("--optimizer", choices=["adam", "adamw"],
-                   help=f"adam, or adamw with decoupled weight decay {d('optimizer')}")
-    p.add_argument("--weight-decay", dest="weight_decay", type=float,
-                   help=f"decoupled weight decay of --optimizer adamw {d('weight_decay')}")
+                   help=f"adamw: decoupled weight decay {d('optimizer')}")
+    p.add_argument("--weight-decay", type=float, help=f"weight decay of adamw {d('weight_decay')}")
 
 
 def cmd_demo_data(args):
@@ -238,7 +210,8 @@ def cmd_train(args):
     monitor = "val_loss" if config.kind == "ae" else "val_neg_elbo"
     best = history[monitor].min() if monitor in history else float("nan")
     print(f"run saved to {config.run_dir or 'runs/' + config.profile}: model.keras (best "
-          f"{monitor} {best:.2f} nats/image), last.keras, history.csv ({len(history)} epochs), grids/")
+          f"{monitor} {best:.2f} nats/image), last.keras, history.csv ({len(history)} epochs), "
+          "grids/")
 
 
 def cmd_evaluate(args):
@@ -248,15 +221,12 @@ def cmd_evaluate(args):
         path = evaluate.evaluate_folder(args.run_dir, args.data_dir)
         print(f"wrote {path}")
         return
-    metrics = evaluate.evaluate_run(
-        args.run_dir, n_samples=args.n_samples, allow_download=args.allow_download,
-        sampler=args.sampler,
-    )
+    metrics = evaluate.evaluate_run(args.run_dir, n_samples=args.n_samples,
+                                    allow_download=args.allow_download, sampler=args.sampler)
     print(f"wrote {os.path.join(args.run_dir, 'metrics.json')}")
     print(json.dumps(record.run_record(metrics), indent=2))
     rows = [*metrics["samples"].values(), *metrics.get("sample_references", {}).values()]
-    columns = ["face_rate", "swd_16", "swd_32", "swd_64", "swd_mean",
-               "ms_ssim_between_samples"]
+    columns = ["face_rate", "swd_16", "swd_32", "swd_64", "swd_mean", "ms_ssim_between_samples"]
     table = evaluate.sample_table(rows)
     print("\nsamples and references (face rate in [0, 1], SWD x1e3 per level, pairwise MS-SSIM):")
     print(table[[c for c in columns if c in table.columns]].round(3).to_string())
@@ -265,10 +235,9 @@ def cmd_evaluate(args):
 def cmd_sample(args):
     from resvae_keras import evaluate
 
-    paths = evaluate.write_samples(
-        args.run_dir, n=args.n, out_dir=args.out, temperature=args.temperature,
-        sampler=args.sampler, seed=args.seed,
-    )
+    paths = evaluate.write_samples(args.run_dir, n=args.n, out_dir=args.out,
+                                   temperature=args.temperature, sampler=args.sampler,
+                                   seed=args.seed)
     print(f"wrote {len(paths)} PNG files to {args.out}")
 
 
@@ -279,9 +248,8 @@ def cmd_bench(args):
     if args.what == "data":
         result = bench.data_speed()
     elif args.what == "train":
-        overrides = {"mixed_precision": args.mixed_precision} if args.mixed_precision else {}
-        if overrides.get("mixed_precision") == "float32":
-            overrides["mixed_precision"] = None
+        chosen = args.mixed_precision
+        overrides = {"mixed_precision": None if chosen == "float32" else chosen} if chosen else {}
         result = bench.training_speed(get_profile(args.profile, **overrides),
                                       batch_size=args.batch_size)
     else:
@@ -350,8 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, title="commands",
                                 metavar="<command>")
     common = _Parser(add_help=False)
-    common.add_argument("--debug", action="store_true",
-                        help="show the full traceback of any error")
+    common.add_argument("--debug", action="store_true", help="show the full traceback of any error")
 
     def command(name, help, description):
         return sub.add_parser(name, parents=[common], help=help, description=description,
@@ -364,100 +331,77 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_data_commands(command):
-    """demo-data and prepare: the faces and their cache."""
     p = command("demo-data", "write the synthetic demo faces",
-                "Write synthetic demo faces in the official CelebA layout (images and the "
-                "annotation files), for trying everything without CelebA.")
-    p.add_argument("--out", required=True, help="folder to write, e.g. data/demo (created)")
+                "Write synthetic demo faces in the official CelebA layout.")
+    p.add_argument("--out", required=True, help="folder to write, e.g. data/demo")
     p.add_argument("--n", type=int, default=3000, help="number of faces")
     p.add_argument("--seed", type=int, default=0, help="random seed of the faces")
     p.set_defaults(func=cmd_demo_data)
 
     p = command("prepare", "build the preprocessed cache",
-                "Crop and resize a CelebA folder or zip once into the uint8 cache that "
-                "training and evaluation read; prints a summary.")
-    p.add_argument("--data-dir", dest="data_dir",
+                "Crop and resize a CelebA folder or zip once into the uint8 cache.")
+    p.add_argument("--data-dir",
                    help="CelebA root folder or zip (default: CELEBA_DIR, else data/celeba)")
     p.add_argument("--size", type=int, default=64, help="side of the cached images, pixels")
-    p.add_argument("--cache-dir", dest="cache_dir",
-                   help="parent folder of the cache (default: data/cache)")
-    p.add_argument("--max-images", dest="max_images", type=int,
-                   help="cache the first N images by file name only (default: all)")
+    p.add_argument("--cache-dir", help="parent folder of the cache (default: data/cache)")
+    p.add_argument("--max-images", type=int,
+                   help="the first N images by file name only (default: all)")
     p.set_defaults(func=cmd_prepare)
 
 
 def _add_run_commands(command):
-    """train, evaluate and sample: one run."""
     p = command("train", "train a profile",
-                "Train a profile into its run folder (model.keras, last.keras, history.csv, "
-                "grids/); an interrupted run resumes from its last completed epoch.")
+                "Train a profile into its run folder; an interrupted run resumes.")
     _add_config_args(p)
     p.add_argument("--verbose", default="auto", choices=["auto", "0", "1", "2"],
-                   help="Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch")
+                   help="0 silent, 1 progress bar, 2 one line per epoch")
     p.set_defaults(func=cmd_train)
 
     p = command("evaluate", "evaluate a run into metrics.json",
-                "Measure a trained run (reconstruction, samples, latent space, anomalies) "
-                "into <run-dir>/metrics.json.")
-    p.add_argument("--run-dir", dest="run_dir", required=True,
-                   help="the trained run's folder (holds model.keras)")
-    p.add_argument("--n-samples", dest="n_samples", type=int,
+                "Measure a trained run into <run-dir>/metrics.json.")
+    p.add_argument("--run-dir", required=True, help="the trained run's folder (holds model.keras)")
+    p.add_argument("--n-samples", type=int,
                    help="samples per sampler (default: the test split's size, at most 10000)")
     p.add_argument("--sampler", choices=["prior", "two_stage", "gmm"], default=None,
                    help="one sampler (default: all)")
-    p.add_argument("--data-dir", dest="data_dir",
-                   help="only reconstruction metrics on every image of this CelebA-layout "
-                   "folder (default: the run's own test split, all metrics)")
+    p.add_argument("--data-dir",
+                   help="only reconstruction metrics on this CelebA-layout folder "
+                   "(default: the run's test split, all metrics)")
     p.add_argument("--allow-download", action="store_true",
-                   help="fetch the InceptionV3 ImageNet weights when missing, for FID/KID "
-                   "(default: no network; those metrics are then skipped)")
+                   help="fetch the InceptionV3 weights for FID/KID (default: skip them)")
     p.set_defaults(func=cmd_evaluate)
 
     p = command("sample", "write sampled faces as PNGs",
                 "Decode random latent codes of a trained run into PNG files.")
-    p.add_argument("--run-dir", dest="run_dir", required=True,
-                   help="the trained run's folder (holds model.keras)")
+    p.add_argument("--run-dir", required=True, help="the trained run's folder (holds model.keras)")
     p.add_argument("--n", type=int, default=64, help="number of faces")
     p.add_argument("--out", required=True, help="folder for the PNG files (created)")
     p.add_argument("--temperature", type=float, default=1.0,
-                   help="scales the codes' standard deviation; below 1 gives smoother, "
-                   "less varied faces")
+                   help="scales the codes' standard deviation")
     p.add_argument("--sampler", choices=["two_stage", "prior", "gmm"], default="two_stage",
-                   help="where the codes come from: two_stage (the generator) loads the run's "
-                   "two_stage.keras, fitting it first if missing; prior draws z ~ N(0, I), "
-                   "the textbook baseline")
+                   help="where the codes come from; prior: z ~ N(0, I)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the codes")
     p.set_defaults(func=cmd_sample)
 
 
 def _add_study_commands(command):
-    """bench, study, levers and report: measurements across runs."""
     p = command("bench", "measure speed",
-                "Measure the speed of the data pipeline, a training step or the evaluation "
-                "on this machine.")
-    p.add_argument("what", choices=["data", "train", "eval"],
-                   help="data: cached images per second through tf.data; train: images per "
-                   "second of a training step; eval: images per second of the metrics")
-    p.add_argument("--json", action="store_true",
-                   help="print one JSON object (default: a table)")
-    p.add_argument("--profile", default="celeba-subset",
-                   help="architecture to time (bench train)")
-    p.add_argument("--batch-size", dest="batch_size", type=int, default=64,
-                   help="images per step (bench train)")
-    p.add_argument("--mixed-precision", dest="mixed_precision",
+                "Images per second of the data pipeline, a training step or the evaluation.")
+    p.add_argument("what", choices=["data", "train", "eval"], help="what to time")
+    p.add_argument("--json", action="store_true", help="print one JSON object (default: a table)")
+    p.add_argument("--profile", default="celeba-subset", help="architecture to time (bench train)")
+    p.add_argument("--batch-size", type=int, default=64, help="images per step (bench train)")
+    p.add_argument("--mixed-precision",
                    choices=["mixed_float16", "mixed_bfloat16", "float32"],
                    help="compute precision (bench train; default: the profile's)")
     p.set_defaults(func=cmd_bench)
 
     p = command("study", "the pre-registered study (report/results/study/plan.toml)",
-                "The pre-registered residual / plain / conv study: its learning-rate runs, "
-                "then its seeds, each trained, evaluated and collected unless finished; an "
-                "interrupted run resumes.")
+                "Train, evaluate and collect every unfinished run of the residual / plain / "
+                "conv study.")
     p.add_argument("--only", nargs="+", metavar="RUN",
                    help="run names (default: every unfinished run)")
-    p.add_argument("--max-runs", dest="max_runs", type=int,
-                   help="stop after this many runs, to commit their results and continue "
-                   "later (default: no limit)")
+    p.add_argument("--max-runs", type=int, help="stop after this many runs (default: no limit)")
     p.add_argument("--benchmark", action="store_true",
                    help="time every arm in one controlled run into benchmark.json")
     p.add_argument("--status", action="store_true", help="print what is done and what is next")
@@ -468,17 +412,14 @@ def _add_study_commands(command):
     p.set_defaults(func=cmd_study)
 
     p = command("levers", "the lever sweep that chose the default (validation split)",
-                "Train and score, on the validation split, each lever of levers.LEVERS not yet "
-                "in report/results/levers/levers.csv.")
+                "Train and score each lever of levers.LEVERS not yet in levers.csv.")
     p.add_argument("--only", nargs="+", help="lever names (default: every row not yet run)")
     p.set_defaults(func=cmd_levers)
 
     p = command("report", "fill the report tables from report/results",
-                "Rewrite the generated regions of report/laporan.md and README.md from "
-                "report/results/ (needs a checkout of the project).")
+                "Rewrite the generated regions of report/laporan.md and README.md.")
     p.add_argument("--collect", metavar="RUN_DIR",
-                   help="first copy an evaluated run's results into "
-                   "report/results/celeba-subset (default: copy nothing)")
+                   help="first copy an evaluated run into report/results (default: none)")
     p.set_defaults(func=cmd_report)
 
 
@@ -493,17 +434,17 @@ def _error_line(err: BaseException) -> str:
     text = str(err)
     if err.strerror:
         text = err.strerror + (f": {display_path(err.filename)}" if err.filename else "")
+    folders = "(--run-dir, --cache-dir, --out)"
+    permissions = f"check the folder's permissions, or choose another folder {folders}"
+    in_the_way = "a file is in the way of a folder; remove it or choose another name"
     hints = {
         errno.ENOSPC: "free some space (df -h shows where) and run the same command again; "
         "a training run continues from its last completed epoch",
-        errno.EACCES: "check the folder's permissions, or choose another folder "
-        "(--run-dir, --cache-dir, --out)",
-        errno.EPERM: "check the folder's permissions, or choose another folder "
-        "(--run-dir, --cache-dir, --out)",
-        errno.EROFS: "that file system is read-only; choose another folder "
-        "(--run-dir, --cache-dir, --out)",
-        errno.EEXIST: "a file is in the way of a folder; remove it or choose another name",
-        errno.ENOTDIR: "a file is in the way of a folder; remove it or choose another name",
+        errno.EACCES: permissions,
+        errno.EPERM: permissions,
+        errno.EROFS: f"that file system is read-only; choose another folder {folders}",
+        errno.EEXIST: in_the_way,
+        errno.ENOTDIR: in_the_way,
         errno.ELOOP: "symbolic links there point at each other in a loop; remove them or point "
         "them at real files",
     }
@@ -512,15 +453,13 @@ def _error_line(err: BaseException) -> str:
 
 
 def _tf_error(err: BaseException, name: str) -> bool:
-    """``err`` is TensorFlow's ``tf.errors.<name>`` (False when TensorFlow was never imported)."""
+    """``err`` is a ``tf.errors.<name>`` (False when TensorFlow was never imported)."""
     tf = sys.modules.get("tensorflow")
     return tf is not None and isinstance(err, getattr(tf.errors, name))
 
 
 def main(argv=None):
-    """Run one command. Expected errors print a short message and exit 1 (Ctrl-C: 130,
-    SIGTERM: 143, each after cleaning up); an unexpected one says it is a bug and shows its
-    traceback with ``--debug``."""
+    """Run one command; expected errors exit 1 with a short message (Ctrl-C 130, SIGTERM 143)."""
     args = build_parser().parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
@@ -530,7 +469,6 @@ def main(argv=None):
 
 
 def _run(args):
-    """``args.func(args)``, with every expected error turned into a message and an exit status."""
     if args.debug:
         return args.func(args)
     try:
@@ -542,8 +480,7 @@ def _run(args):
               file=sys.stderr, flush=True)
         sys.exit(143 if isinstance(err, Terminated) else 130)
     except (OSError, ValueError) as err:
-        # Bad input (a missing CelebA folder, a malformed annotation file, a bad setting,
-        # an unwritable folder, a full disk): the message says what to do.
+        # bad input, an unwritable folder, a full disk: the message says what to do
         sys.exit(_error_line(err))
     except Exception as err:
         if _tf_error(err, "ResourceExhaustedError"):
@@ -554,7 +491,8 @@ def _run(args):
                      "worker again with the same command: the run resumes from its last "
                      "completed epoch.")
         sys.exit(f"error: unexpected {type(err).__name__}: {err}\n"
-                 f"This is probably a bug; run the command again with --debug to see the traceback.")
+                 "This is probably a bug; run the command again with --debug to see the "
+                 "traceback.")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,5 @@
-"""The callbacks ``train`` runs at every epoch end, and the checkpoint writes they make.
-
-``KLWarmup`` ramps beta, ``EpochTimer`` times epochs, ``StopOnNaN`` stops a diverged run,
-``Checkpoints`` saves ``last.keras`` and the best ``model.keras``, and ``Backup`` keeps the
-``BackupAndRestore`` state a killed run resumes from. Every write goes through a temporary
-file after a free-space check, and none happens after an epoch whose loss or weights are
-not finite (``finite_epoch``).
+"""The callbacks ``train`` runs at every epoch end, and the checkpoint writes they make:
+each through a temporary file after a free-space check, none after a non-finite epoch.
 """
 
 from __future__ import annotations
@@ -23,11 +18,8 @@ from resvae_keras.model import nonfinite_weights
 
 
 class KLWarmup(keras.callbacks.Callback):
-    """Ramp beta linearly from 0 to ``beta`` over ``warmup_steps`` optimizer steps.
-
-    The current value is derived from ``optimizer.iterations``, so a resumed run
-    continues the ramp where it stopped.
-    """
+    """Ramp beta linearly from 0 to ``beta`` over ``warmup_steps`` optimizer steps (read
+    from ``optimizer.iterations``, so a resumed run continues the ramp)."""
 
     def __init__(self, beta, warmup_steps):
         super().__init__()
@@ -100,8 +92,7 @@ def _state_bytes(model) -> int:
 
 
 def save_model(model, path):
-    """``model.save(path)`` through a temporary file beside ``path``, after a free-space
-    check: ``path`` always holds either its old content or the complete new model."""
+    """``model.save(path)`` atomically, after a free-space check."""
     path = Path(path)
     check_free_space(path.parent, _state_bytes(model), f"saving {path.name}")
     try:
@@ -112,11 +103,8 @@ def save_model(model, path):
 
 
 class Checkpoints(keras.callbacks.Callback):
-    """After each epoch: ``last.keras``, and ``model.keras`` when ``monitor`` improved on ``best``.
-
-    Epochs whose loss or weights are not finite are not saved. ``last_epoch`` is the last
-    epoch saved in this ``fit`` (``None`` when none was) and ``first_epoch`` the first one run.
-    """
+    """After each finite epoch: ``last.keras``, and ``model.keras`` when ``monitor`` improved.
+    ``last_epoch``: the last epoch saved in this ``fit``; ``first_epoch``: the first run."""
 
     def __init__(self, run_dir, monitor, best=math.inf):
         super().__init__()
@@ -141,8 +129,8 @@ class Checkpoints(keras.callbacks.Callback):
 
 
 class Backup(keras.callbacks.BackupAndRestore):
-    """``BackupAndRestore`` that writes atomically after a free-space check, skips
-    non-finite epochs, and sets ``learning_rate`` after restoring (it may have changed)."""
+    """``BackupAndRestore`` that writes atomically, skips non-finite epochs, and sets
+    ``learning_rate`` after restoring (it may have changed)."""
 
     def __init__(self, backup_dir, learning_rate=None):
         super().__init__(str(backup_dir))
@@ -168,7 +156,8 @@ class Backup(keras.callbacks.BackupAndRestore):
             with atomic_write(self._training_metadata_path) as tmp:
                 tmp.write_text(json.dumps({"epoch": self._current_epoch, "batch": 0}))
         except OSError as error:
-            raise OSError(error.errno, error.strerror or str(error), display_path(folder)) from error
+            raise OSError(error.errno, error.strerror or str(error),
+                          display_path(folder)) from error
 
 
 def unreadable_backup(backup_dir) -> str | None:

@@ -1,16 +1,6 @@
-"""One dataclass for a whole run, plus the named profiles.
-
-A profile is a set of overrides on top of the defaults:
-
-| profile         | data                                       | meant for                      |
-| --------------- | ------------------------------------------ | ------------------------------ |
-| ``demo``        | the embedded synthetic faces (``data/demo``) | all of training in < 60 s, CPU |
-| ``celeba-subset`` | any partial CelebA (``CELEBA_DIR``)      | 10 CPU epochs, about 50 min   |
-| ``celeba``      | full CelebA (``CELEBA_DIR``)               | a GPU run                      |
-
-Paths in a config are relative to the project root (the folder holding
-``pyproject.toml``), so notebooks running inside ``notebooks/`` and the CLI
-running at the top level share one ``runs/`` and one ``figures/``.
+"""One dataclass for a whole run, plus the named profiles ``demo`` (synthetic faces, CPU
+in a minute), ``celeba-subset`` (partial CelebA, CPU) and ``celeba`` (full CelebA, GPU).
+Paths in a config are relative to the project root.
 """
 
 from __future__ import annotations
@@ -31,29 +21,20 @@ CLI_OPTIONS = (
     "two_stage_epochs", "cache_dir", "flip", "lr_schedule", "lr_warmup_steps", "optimizer",
     "weight_decay",
 )  # fmt: skip
-"""Config fields the ``train`` command line sets, each through ``option_name(field)``."""
 
 
 def option_name(field_name: str) -> str:
-    """The command-line option of a config field: ``latent_dim`` -> ``--latent-dim``
-    (``residual`` -> ``--plain``, which sets it to False)."""
+    """``latent_dim`` -> ``--latent-dim``; ``residual`` -> ``--plain`` (sets it to False)."""
     return "--plain" if field_name == "residual" else "--" + field_name.replace("_", "-")
 
 
-#: Boolean config fields that a bare command-line flag sets: field -> value the flag gives.
+# boolean fields a bare command-line flag sets: field -> the value the flag gives
 FLAGS = {"residual": False, "flip": True}
 
 
 def project_root() -> Path:
-    """The folder holding this project's ``pyproject.toml``: a checkout (clone) of the project.
-
-    ``RESVAE_HOME`` wins when set. Otherwise the current directory and its parents
-    are searched (so a notebook in ``notebooks/`` finds the top level), then the
-    checkout this package was imported from. An installed package used outside any
-    checkout falls back to the current directory: ``runs/``, ``data/`` and ``figures/``
-    go there. What only a checkout has (the report's sources) goes through
-    ``checkout_file``, which says so instead of falling back.
-    """
+    """The checkout holding ``pyproject.toml``: ``RESVAE_HOME``, else the current directory
+    or a parent, else the checkout of this package, else the current directory."""
     if os.environ.get("RESVAE_HOME"):
         return Path(os.environ["RESVAE_HOME"]).resolve()
     here = Path.cwd().resolve()
@@ -65,13 +46,8 @@ def project_root() -> Path:
 
 
 def checkout_file(relative: str) -> Path:
-    """``relative`` (e.g. ``"report/laporan.toml"``) under ``project_root()``, for the files
-    that only a checkout of the project holds, not an installed wheel.
-
-    Raises:
-        FileNotFoundError: the file is not there; the message says to run inside a clone
-            of the repository or to set ``RESVAE_HOME`` to one.
-    """
+    """``relative`` under ``project_root()``, for files only a checkout holds (not a wheel);
+    ``FileNotFoundError`` otherwise."""
     root = project_root()
     path = root / relative
     if path.is_file():
@@ -87,54 +63,12 @@ def checkout_file(relative: str) -> Path:
 class Config:
     """Everything a run needs; saved as ``config.json`` in the run dir.
 
-    Data:
-        data_dir: CelebA root (any layout ``data.find_celeba`` knows). ``None`` means
-            ``CELEBA_DIR``, else ``data/celeba``; the ``demo`` profile uses ``data/demo``
-            and generates it when missing.
-        cache_dir: where the preprocessed uint8 cache goes.
-        image_size: side of the square images, pixels (64; 32 and 128 also work).
-        max_images: keep only the first N images (``None``: all), for quick runs.
-    Model:
-        widths: channels per resolution stage of the encoder (the decoder mirrors it).
-        blocks_per_stage: residual blocks per stage.
-        latent_dim: size of z.
-        residual: ``False`` drops every shortcut (the plain-VAE ablation).
-        norm: ``"group"``, ``"batch"`` or ``"none"``: the normalization in the residual
-            blocks and before the heads (see ``layers.make_normalization``).
-        architecture: ``"resnet"`` (the ResVAE) or ``"conv"``, the shallow textbook
-            convolutional VAE (see ``model.ARCHITECTURES``); ``blocks_per_stage`` and
-            ``residual`` apply to ``"resnet"`` only.
-        kind: ``"vae"``, or ``"ae"`` for the deterministic autoencoder baseline.
-        likelihood: ``"gaussian_learned"``, ``"gaussian"`` or ``"bernoulli"``
-            (see ``model.RECONSTRUCTION_LIKELIHOODS``).
-        beta: weight of the KL term (>= 0).
-        sigma_min: floor on the learned decoder sigma (0: none, every profile; see
-            ``model.ResVAE``: a floor is a hidden beta, kept only to reproduce the former
-            default).
-        kl_warmup_steps: beta ramps linearly from 0 over this many steps (0: off).
-    Training:
-        flip: mirror each training image left-right with probability 1/2 (faces are
-            nearly symmetric, so this doubles the data at no cost).
-        lr_schedule: ``"constant"``, or ``"cosine"``: a linear warm-up over
-            ``lr_warmup_steps`` optimizer steps to ``learning_rate``, then a cosine decay to
-            0 at the last step of ``epochs``.
-        optimizer: ``"adam"``, or ``"adamw"`` (Adam with decoupled ``weight_decay``).
-        batch_size, epochs, learning_rate, seed: as usual; seed fixes data order,
-            weights and sampling noise. batch_size is per worker: with several workers
-            (``TF_CONFIG``) a step trains on ``batch_size * workers`` images.
-        strategy: ``"none"``, ``"mirrored"`` or ``"auto"`` (see ``distribute.make_strategy``).
-        mixed_precision: ``None``, ``"mixed_float16"`` (GPU) or ``"mixed_bfloat16"``.
-        run_dir: output folder; ``None`` means ``runs/<profile>``.
-        two_stage_epochs: epochs of the second-stage VAE fitted on the codes after
-            training (``latent.TwoStageSampler``; seconds to minutes); 0 skips it after
-            training, and ``evaluate`` then fits it with the sampler's default epochs.
-    Evaluation (how many images notebooks 03-06 use; the ``demo`` profile shrinks them):
-        eval_images: test faces whose reconstructions are measured (notebook 03).
-        eval_samples: samples per sampler, and real faces to compare them with (notebook
-            04); 10,000 is the least for FIDs comparable across papers.
-        latent_codes: training faces encoded for attribute vectors and latent fits
-            (notebook 05).
-        anomaly_images: clean test faces, and as many of each anomaly (notebook 06).
+    ``data_dir`` ``None`` means ``CELEBA_DIR``, else ``data/celeba``. ``residual=False``
+    drops every shortcut; ``blocks_per_stage`` and ``residual`` apply to the ``"resnet"``
+    architecture only. ``sigma_min``: a floor on the learned decoder sigma (0: none).
+    ``batch_size`` is per worker. ``two_stage_epochs`` 0 skips the second stage after
+    training. The evaluation sizes (``eval_images`` ... ``anomaly_images``) are the images
+    notebooks 03-06 use.
     """
 
     profile: str = "demo"
@@ -149,27 +83,27 @@ class Config:
     blocks_per_stage: int = 2
     latent_dim: int = 128
     residual: bool = True
-    norm: str = "group"
-    architecture: str = "resnet"
-    kind: str = "vae"
-    likelihood: str = "gaussian_learned"
+    norm: str = "group"  # "group", "batch" or "none"
+    architecture: str = "resnet"  # or "conv", the shallow textbook VAE
+    kind: str = "vae"  # or "ae", the deterministic autoencoder
+    likelihood: str = "gaussian_learned"  # see model.RECONSTRUCTION_LIKELIHOODS
     beta: float = 1.0
     sigma_min: float = 0.0
-    kl_warmup_steps: int = 0
+    kl_warmup_steps: int = 0  # beta ramps linearly from 0 over these steps
     # training
     batch_size: int = 64
     epochs: int = 10
     learning_rate: float = 1e-3
     seed: int = 0
-    strategy: str = "none"
-    mixed_precision: str | None = None
+    strategy: str = "none"  # "none", "mirrored" or "auto" (distribute.make_strategy)
+    mixed_precision: str | None = None  # or "mixed_float16", "mixed_bfloat16"
     run_dir: str | None = None
     grid_every: int = 1
     two_stage_epochs: int = 50
-    flip: bool = False
-    lr_schedule: str = "constant"
+    flip: bool = False  # mirror training images left-right with probability 1/2
+    lr_schedule: str = "constant"  # or "cosine" (train.learning_rate)
     lr_warmup_steps: int = 0
-    optimizer: str = "adam"
+    optimizer: str = "adam"  # or "adamw", with decoupled weight_decay
     weight_decay: float = 0.0
     # evaluation sizes
     eval_images: int = 10_000
@@ -180,7 +114,6 @@ class Config:
     def __post_init__(self):
         self.widths = tuple(int(w) for w in self.widths)
 
-    # -- paths ---------------------------------------------------------------
     def resolve(self, path: str | os.PathLike) -> Path:
         """A path from this config, made absolute against the project root."""
         path = Path(path).expanduser()
@@ -198,12 +131,11 @@ class Config:
     def is_demo(self) -> bool:
         return self.profile == "demo"
 
-    # -- (de)serialisation ---------------------------------------------------
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write ``config.json`` through a temporary file: ``path`` is never half written."""
+        """Write ``config.json`` atomically."""
         from resvae_keras.data._io import atomic_write
 
         with atomic_write(path) as tmp:
@@ -211,8 +143,7 @@ class Config:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Config:
-        """A saved ``config.json``. Unknown keys are ignored; files written before ``norm``
-        was a field keep it in ``extra`` and load the same."""
+        """A saved ``config.json``; unknown keys are ignored, an old ``extra.norm`` is read."""
         try:
             values = json.loads(Path(path).read_text())
         except ValueError as error:
@@ -243,8 +174,7 @@ class Config:
         return dataclasses.replace(self, **overrides)
 
     def train_command(self, **overrides) -> str:
-        """The ``python -m resvae_keras train`` command that trains this config (with
-        ``overrides``): options for every ``CLI_OPTIONS`` field that differs from the profile."""
+        """The ``python -m resvae_keras train`` command of this config with ``overrides``."""
         config = self.replace(**overrides)
         base = get_profile(config.profile)
         words = ["python", "-m", "resvae_keras", "train", "--profile", config.profile]
@@ -292,11 +222,8 @@ _PROFILE_OVERRIDES: dict[str, dict] = {
         latent_codes=2400,
         anomaly_images=150,
     ),
-    # The lever sweep (``levers.LEVERS``, report/results/levers/levers.csv, validation split)
-    # kept latent size 256 (+0.2 dB PSNR and a lower bound than 128 at an equal budget) and
-    # AdamW (+0.2 dB, a lower bound), and dropped the cosine schedule (-0.6 dB) and the flip
-    # (+0.04 dB, within noise). 10 epochs fit the 50-minute CPU budget at the measured ~280 s
-    # per epoch; beta warms up over the first 2 of them.
+    # latent 256 and AdamW won the lever sweep (report/results/levers/levers.csv); 10 epochs
+    # fit the 50-minute CPU budget; beta warms up over the first 2
     "celeba-subset": dict(
         cache_dir="data/cache/celeba-subset",
         latent_dim=256,
@@ -325,14 +252,8 @@ def get_profile(name: str, **overrides) -> Config:
 
 
 def profile_from_env(default: str | None = None) -> str:
-    """The profile to use when none is named; the one rule of the CLI and the notebooks.
-
-    1. ``RESVAE_PROFILE``, when set, wins.
-    2. Else ``default``, when given.
-    3. Else, with ``CELEBA_DIR`` set: ``celeba`` when TensorFlow sees a GPU, otherwise
-       ``celeba-subset`` (the CPU-sized model); the choice is printed to stderr.
-    4. Else ``demo``.
-    """
+    """``RESVAE_PROFILE``, else ``default``, else with ``CELEBA_DIR`` set ``celeba`` (GPU) or
+    ``celeba-subset`` (no GPU; printed), else ``demo``."""
     name = os.environ.get("RESVAE_PROFILE")
     if name:
         if name not in PROFILES:
@@ -360,12 +281,11 @@ def gpu_visible() -> bool:
 
 
 def config_from_env(**overrides) -> Config:
-    """The config a notebook uses: ``RESVAE_PROFILE`` (see ``profile_from_env``)."""
+    """The config of ``profile_from_env()`` with ``overrides``."""
     return get_profile(profile_from_env(), **overrides)
 
 
-SAVED_PROFILE = "celeba-subset"
-"""The profile whose outputs the committed notebooks show."""
+SAVED_PROFILE = "celeba-subset"  # the profile whose outputs the committed notebooks show
 
 
 class ProfileMismatchError(RuntimeError):
@@ -373,13 +293,8 @@ class ProfileMismatchError(RuntimeError):
 
 
 def notebook_config(saved_profile: str = SAVED_PROFILE, **overrides) -> Config:
-    """The config of a notebook's first cell: ``config_from_env(**overrides)``, guarded.
-
-    In JupyterLab (``JPY_SESSION_NAME`` names the notebook), a course notebook
-    (``NN_name.ipynb``) whose profile would be chosen implicitly and differs from
-    ``saved_profile`` raises ``ProfileMismatchError`` before any output is replaced.
-    ``RESVAE_PROFILE`` set, a renamed copy, nbconvert, nbval and scripts run unguarded.
-    """
+    """``config_from_env(**overrides)``; in JupyterLab, a course notebook (``NN_name.ipynb``)
+    whose implicit profile differs from ``saved_profile`` raises ``ProfileMismatchError``."""
     import re
 
     name = profile_from_env()

@@ -1,12 +1,6 @@
-"""Training one model on several workers (``TF_CONFIG``, strategy ``auto``); see docs/distributed.md.
-
-``train`` calls these in order: ``prepare_data`` (no TensorFlow op runs there), ``make_strategy``,
-``worker_role`` (the chief writes the run dir, any other worker writes ``worker_dir``),
-``check_same_start`` before it builds the model, and ``give_scalar_results_a_batch_axis``
-on the model. With one process each of them is the plain default or does nothing.
-
-Each piece is here for one fault of several workers; the comment above it names the fault.
-``tests/test_distribute.py`` trains two workers over localhost.
+"""Training one model on several workers (``TF_CONFIG``, strategy ``auto``); see
+docs/distributed.md. Each piece is here for one fault of several workers, named above it;
+with one process each is the plain default or does nothing.
 """
 
 from __future__ import annotations
@@ -41,9 +35,7 @@ class WorkerStateError(ValueError):
 
 # Fault: workers started together on one machine would build the same cache folder at once.
 def prepare_data(config):
-    """``data.load_cache(config)``, one process at a time on this machine (an exclusive lock
-    on ``<cache_dir>/.prepare.lock``): the first worker builds the cache, the others wait and
-    reuse it. Runs no TensorFlow op, so the strategy can still be made afterwards."""
+    """``data.load_cache(config)`` under a lock on ``<cache_dir>/.prepare.lock``."""
     lock_path = config.cache_path / ".prepare.lock"
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "a") as lock:
@@ -54,13 +46,8 @@ def prepare_data(config):
 
 # Fault: a malformed TF_CONFIG fails deep inside TensorFlow; this says what is wrong.
 def describe_tf_config(text):
-    """The cluster that a ``TF_CONFIG`` JSON string names, checked.
-
-    Returns a dict: ``workers`` (chief plus workers, >= 1), ``task_type``, ``task_index``,
-    ``rank`` (0 .. workers - 1, the chief first) and ``chief`` (True for the task that
-    writes the run dir: the ``chief`` task, or worker 0 when the cluster has no chief).
-    Raises ``ValueError`` saying what is wrong.
-    """
+    """This task's role in a ``TF_CONFIG`` JSON string: ``workers``, ``task_type``,
+    ``task_index``, ``rank`` (the chief first) and ``chief`` (the task writing the run dir)."""
     try:
         tf_config = json.loads(text)
         cluster, task = tf_config["cluster"], tf_config["task"]
@@ -92,8 +79,7 @@ def _role(cluster, task_type, task_index):
 
 
 def worker_role(strategy):
-    """``describe_tf_config``'s dict for this process under ``strategy``; one process
-    without a cluster (the default or a mirrored strategy) is the chief of one worker."""
+    """``describe_tf_config``'s dict for this process; without a cluster, a chief of one."""
     resolver = getattr(strategy, "cluster_resolver", None)
     cluster = resolver.cluster_spec().as_dict() if resolver is not None else {}
     if not cluster:
@@ -105,14 +91,8 @@ _multi_worker_strategy = None  # one per process: collectives are configured onc
 
 
 def make_strategy(name="none"):
-    """A ``tf.distribute`` strategy; create it before any other TensorFlow op runs.
-
-    ``"none"``: the default strategy (one device). ``"mirrored"``: MirroredStrategy
-    over every visible GPU (or every logical CPU device when there is no GPU).
-    ``"auto"``: MultiWorkerMirroredStrategy when ``TF_CONFIG`` is set, else
-    MirroredStrategy when more than one GPU is visible, else the default; it prints
-    its choice and the reason to stderr.
-    """
+    """A ``tf.distribute`` strategy, made before any other TensorFlow op runs. ``"auto"``:
+    multi-worker with ``TF_CONFIG``, else mirrored over several GPUs, else the default."""
     import tensorflow as tf
 
     if name not in STRATEGIES:
@@ -158,8 +138,7 @@ def _multi_worker(tf_config: str):
 
 
 def cluster_timeout_s() -> float:
-    """Seconds a worker waits for the rest of its cluster: ``RESVAE_CLUSTER_TIMEOUT``, else
-    ``CLUSTER_TIMEOUT_S``."""
+    """``RESVAE_CLUSTER_TIMEOUT`` seconds, else ``CLUSTER_TIMEOUT_S``."""
     text = os.environ.get("RESVAE_CLUSTER_TIMEOUT", "")
     try:
         seconds = float(text) if text else CLUSTER_TIMEOUT_S
@@ -170,11 +149,8 @@ def cluster_timeout_s() -> float:
     return seconds
 
 
-# Fault: a worker whose peer crashed or was never started waited forever, holding the GIL
-# and ignoring Ctrl-C and SIGTERM. So the watchdog runs in its own process (no Python
-# thread of the waiting one runs). EOF on stdin (joined, or the worker ended): nothing to
-# do. The waiting process ends itself (faulthandler's C thread, exit status 1) a little
-# later; SIGKILL is the last resort.
+# Fault: a worker whose peer never started waited forever, holding the GIL and ignoring
+# Ctrl-C and SIGTERM; so a watchdog process prints the message, and SIGKILL is the last resort.
 _WATCHDOG = """
 import os, select, signal, sys, time
 parent, timeout, message = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
@@ -187,8 +163,7 @@ if not select.select([sys.stdin], [], [], timeout)[0]:
 
 
 def _join_cluster(tf_config: str, role: dict):
-    """``MultiWorkerMirroredStrategy()``, which waits until every task of ``TF_CONFIG`` has
-    started; stopped with a message when that takes longer than ``cluster_timeout_s()``."""
+    """``MultiWorkerMirroredStrategy()``, stopped after ``cluster_timeout_s()`` waiting."""
     import subprocess
 
     import tensorflow as tf
@@ -218,11 +193,8 @@ def _say(message):
 
 # Fault: every worker runs the same callbacks, so all of them would write the chief's run dir.
 def worker_dir(run_dir, role):
-    """The temporary folder where a worker other than the chief writes its run files.
-
-    Its name is fixed by the run dir and the task, so a worker restarted after a kill
-    finds its ``backup/`` again; ``train`` removes it once the run completes.
-    """
+    """A worker's own temporary run folder, named by run dir and task so that a restarted
+    worker finds its ``backup/`` again."""
     run_dir = Path(run_dir).resolve()
     digest = hashlib.sha1(str(run_dir).encode()).hexdigest()[:8]
     name = f"resvae-{run_dir.name}-{digest}-{role['task_type']}{role['task_index']}"
@@ -236,9 +208,7 @@ _STARTS = ("start afresh", "restore its backup", "continue from last.keras")
 # its peers, and the run then failed in a collective op with no word on why.
 def check_same_start(strategy, role, start, epoch, run_dir):
     """Raise ``WorkerStateError`` unless every worker starts the same way (``_STARTS[start]``)
-    at the same epoch: they must create and restore the model in step. Also a barrier.
-
-    One all-reduce: each worker fills its own row of a (workers, 2) table of zeros."""
+    at the same epoch; one all-reduce, so also a barrier."""
     import tensorflow as tf
 
     rows = np.zeros((role["workers"], 2), "float64")
@@ -265,8 +235,7 @@ def check_same_start(strategy, role, start, epoch, run_dir):
 # strategy.reduce(MEAN, axis=0), which fails on scalar metrics ("Invalid reduction
 # dimension 0", tensorflow/tensorflow#72388).
 def give_scalar_results_a_batch_axis(model):
-    """Reshape every result of ``model``'s train and test steps to shape (1,), so that
-    reduction is the plain mean over the replicas. The saved model is unchanged."""
+    """Reshape every result of ``model``'s train and test steps to shape (1,)."""
     for name in ("train_step", "test_step"):
         step = getattr(model, name)
 

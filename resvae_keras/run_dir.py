@@ -1,14 +1,6 @@
-"""A run directory's own files: which trainer holds it, where it resumes, what it is on.
-
-| file          | what                                                                    |
-| ------------- | ----------------------------------------------------------------------- |
-| ``.train.lock`` | held (``flock``) by the one ``train`` process writing the run; its PID |
-| ``history.csv`` | one row per epoch (``load_history``)                                  |
-| ``split.json``  | the data the run trains, validates and is tested on (``record_split``) |
-
-``resume_point`` reads the epoch to continue from the checkpoint itself and refuses a run
-dir whose files disagree, so a run is never trained over in silence; ``check_run_split``
-refuses to continue or evaluate a run on data that splits differently from its training.
+"""A run directory's own files: ``.train.lock`` (the one trainer writing it),
+``history.csv`` and ``split.json`` (the data the run trains and is tested on); where a
+run resumes, refusing a run dir whose files disagree or whose data now splits differently.
 """
 
 from __future__ import annotations
@@ -44,8 +36,7 @@ SPLIT_FILE = "split.json"
 
 
 class RunDirError(ValueError):
-    """A run dir whose files are damaged or disagree; the message names the file and says
-    what to do. Nothing was changed."""
+    """A run dir whose files are damaged or disagree; nothing was changed."""
 
 
 class RunLockedError(ValueError):
@@ -59,11 +50,8 @@ def backup_epoch(backup_dir):
 
 
 def load_history(run_dir):
-    """The run's ``history.csv`` as a DataFrame (one row per epoch, last write wins).
-
-    Raises ``RunDirError`` naming the file when it cannot be read, e.g. when its last row
-    was cut off by a kill during the write (every row ends with a newline).
-    """
+    """The run's ``history.csv`` (one row per epoch, last write wins); ``RunDirError`` when
+    it cannot be read, e.g. its last row was cut off by a kill."""
     path = Path(run_dir) / "history.csv"
     # A run killed before its first epoch ended leaves an empty file behind.
     if not path.exists() or path.stat().st_size == 0:
@@ -89,11 +77,9 @@ def load_history(run_dir):
 
 @contextlib.contextmanager
 def run_lock(run_dir):
-    """One trainer per run dir: an exclusive lock on ``<run_dir>/.train.lock`` (``flock``),
-    which holds the holder's PID. Raises ``RunLockedError`` naming that PID when another
-    process trains there. A lock left by a killed process is released by the system and
-    taken over (with a note); so are temporary files that process left. Where ``flock`` is
-    missing (Windows) the PID in the file is checked instead."""
+    """One trainer per run dir: a ``flock`` on ``.train.lock``, which holds the PID;
+    ``RunLockedError`` while another process trains there. A dead holder's lock and
+    temporary files are taken over."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / LOCK_FILE
@@ -130,9 +116,7 @@ def run_lock(run_dir):
 
 
 def saved_optimizer_steps(path) -> int:
-    """Optimizer steps a ``.keras`` checkpoint has trained (its ``optimizer.iterations``),
-    read from the file without building the model. Raises ``RunDirError`` when the file
-    cannot be read."""
+    """A ``.keras`` checkpoint's ``optimizer.iterations``, read without building the model."""
     import io
     import zipfile
 
@@ -151,11 +135,9 @@ def saved_optimizer_steps(path) -> int:
 
 
 def resume_point(state_dir, backup, interrupted: bool, steps_per_epoch: int):
-    """``(history, continued)`` of a run dir about to be trained: its ``history.csv`` and
-    whether training continues from ``last.keras``. The epochs come from the checkpoint
-    (``last.keras``'s optimizer steps / ``steps_per_epoch``, or the backup's epoch), never
-    from ``history.csv`` alone: when the files disagree ``RunDirError`` says which file
-    and what to do, instead of training from epoch 1 over a trained model."""
+    """``(history, continued)``: ``history.csv`` and whether training continues from
+    ``last.keras``. The epochs come from the checkpoint; when ``history.csv`` disagrees,
+    ``RunDirError``, instead of training from epoch 1 over a trained model."""
     state_dir = Path(state_dir)
     history = load_history(state_dir)
     shown = display_path(state_dir / "history.csv")
@@ -184,26 +166,23 @@ def resume_point(state_dir, backup, interrupted: bool, steps_per_epoch: int):
     steps = saved_optimizer_steps(last)
     epochs, rest = divmod(steps, steps_per_epoch)
     if rest or epochs != len(history):
-        held = f"{epochs} epochs" if not rest else f"{steps} steps, not whole epochs of {steps_per_epoch}"
+        held = (f"{epochs} epochs" if not rest
+                else f"{steps} steps, not whole epochs of {steps_per_epoch}")
         raise RunDirError(f"{shown} {rows}, but {display_path(last)} holds {held}: the run "
                           f"dir's files disagree, and training on would overwrite the "
                           f"trained model. {keep}")
     return history, True
 
 
-def record_split(run_dir, cache, fresh: bool = True) -> None:
-    """Write ``split.json`` (``data.split_record``) into ``run_dir``: what the run trains,
-    validates and is evaluated on. Not for a run that started before the record existed
-    (``fresh`` False), whose data at that time is unknown."""
-    if fresh:
-        with atomic_write(Path(run_dir) / SPLIT_FILE) as tmp:
-            tmp.write_text(json.dumps(data.split_record(cache), indent=2) + "\n")
+def record_split(run_dir, cache) -> None:
+    """Write ``split.json`` (``data.split_record``) for a new run into ``run_dir``."""
+    with atomic_write(Path(run_dir) / SPLIT_FILE) as tmp:
+        tmp.write_text(json.dumps(data.split_record(cache), indent=2) + "\n")
 
 
 def check_run_split(run_dir, cache, action: str) -> bool:
-    """Raise ``RunDirError`` ("the data changed since training: ...") when ``cache``'s split
-    is not the one in the run's ``split.json``; ``action`` ("train" or "evaluate") picks the
-    way out the message names. Returns False (nothing to check) for a run without a record."""
+    """Raise ``RunDirError`` when ``cache`` splits otherwise than the run's ``split.json``;
+    False for a run without one. ``action``: "train" or "evaluate", for the message."""
     path = Path(run_dir) / SPLIT_FILE
     if not path.is_file():
         return False
@@ -218,8 +197,9 @@ def check_run_split(run_dir, cache, action: str) -> bool:
     way_out = {"train": "continue this run", "evaluate": "evaluate it"}.get(action, action)
     raise RunDirError(
         f"the data changed since training: {display_path(path)} records the images the run "
-        f"was trained, validated and tested on, and the data in {cache.manifest.get('source_display')}"
-        f" now splits differently ({'; '.join(changes)}). Its test split could hold images "
+        "was trained, validated and tested on, and the data in "
+        f"{cache.manifest.get('source_display')} now splits differently "
+        f"({'; '.join(changes)}). Its test split could hold images "
         f"the model trained on. To {way_out}, restore the data folder (and max_images in "
         f"config.json) as they were at training; to use the new data, train a new run into "
         "another folder (--run-dir)."

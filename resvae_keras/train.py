@@ -1,32 +1,11 @@
 """``train(config)``: callbacks, checkpoints, resume and precision.
 
-A run directory (``runs/<profile>`` unless ``config.run_dir`` says otherwise) holds::
-
-    config.json      the Config of the saved model (rewritten only when training starts)
-    history.csv      one row per epoch: loss terms, neg_elbo, val_ terms, beta, epoch time, wall time
-    model.keras      the best model by validation negative ELBO at beta = 1 (``val_neg_elbo``;
-                     ``val_loss`` for the autoencoder), comparable across a KL warm-up
-    last.keras       the model after the last completed epoch, optimizer state included
-    two_stage.keras  the second-stage VAE on model.keras's codes (``two_stage_sampler``),
-                     with two_stage_history.csv; refitted when model.keras is newer
-    grids/epoch_NNN.png   originals / reconstructions / samples after each epoch (and .npz:
-                          the same grid as a uint8 array, see load_grid)
-    backup/          BackupAndRestore state while a run is in progress
-
-A run killed mid-way restarts from its last completed epoch when ``train`` is
-called again with the same run dir (``BackupAndRestore``). A finished run called
-again with more ``epochs`` continues from ``last.keras`` with its optimizer state.
-Either may change only the settings in ``CONTINUABLE``; any other difference from
-the run's ``config.json`` is refused with a message naming each setting.
-
-Checkpoints and backups are written to a temporary file and renamed into place, after
-a free-space check, and never after an epoch whose loss or weights are not finite:
-a diverged run keeps its last good epoch, and a full disk never leaves a truncated
-file. An unreadable ``backup/`` (e.g. from an older version) is set aside with a
-warning, and training continues from ``last.keras``.
-
-With several workers (``TF_CONFIG``, strategy ``auto``) only the chief writes the run
-dir; ``resvae_keras.distribute`` holds what the workers need.
+A run dir holds config.json, history.csv, model.keras (best by ``val_neg_elbo``, or
+``val_loss`` for the autoencoder), last.keras (with optimizer state), two_stage.keras,
+grids/epoch_NNN.png and .npz, and backup/ while a run is in progress. A killed run resumes
+from its last completed epoch; a finished one given more ``epochs`` continues from
+last.keras. Only the settings in ``CONTINUABLE`` may change; any other difference from the
+run's config.json is refused. No checkpoint is written after a non-finite epoch.
 """
 
 from __future__ import annotations
@@ -65,10 +44,7 @@ from resvae_keras.model import (
     build_model,
     load_model,
 )
-from resvae_keras.run_dir import (  # noqa: F401  (load_history: also train.load_history)
-    SPLIT_FILE,
-    RunDirError,
-    RunLockedError,
+from resvae_keras.run_dir import (
     backup_epoch,
     check_run_split,
     load_history,
@@ -82,12 +58,10 @@ CONTINUABLE = (
     "epochs", "learning_rate", "strategy", "grid_every", "run_dir", "cache_dir",
     "eval_images", "eval_samples", "latent_codes", "anomaly_images", "two_stage_epochs",
 )  # fmt: skip
-"""Settings a run may change when it continues (the evaluation sizes and the second stage
-do not touch the first stage's training); any other one needs a new run dir."""
 
 
 class TrainingDivergedError(RuntimeError):
-    """The loss became NaN or infinite; the message says what was kept and what to run next."""
+    """The loss became NaN or infinite."""
 
 
 class RunSettingsError(ValueError):
@@ -103,8 +77,7 @@ def set_precision(policy):
 
 @contextlib.contextmanager
 def precision(policy):
-    """``set_precision(policy)`` for a block; the previous global policy comes back after,
-    so a bfloat16 run does not leave the rest of a notebook or test session in bfloat16."""
+    """``set_precision(policy)`` for a block; the previous global policy comes back after."""
     previous = keras.mixed_precision.dtype_policy()
     set_precision(policy)
     try:
@@ -117,8 +90,7 @@ GRID_ROWS = ("validation", "reconstruction", "prior sample")
 
 
 class SaveGrids(keras.callbacks.Callback):
-    """After each epoch, saves validation faces, their reconstructions and prior samples
-    (the rows ``GRID_ROWS``) with ``save_grid``: ``epoch_NNN.png`` and ``epoch_NNN.npz``."""
+    """After each epoch, saves the rows ``GRID_ROWS`` as ``epoch_NNN.png`` and ``.npz``."""
 
     def __init__(self, images, out_dir, every=1, seed=0):
         super().__init__()
@@ -130,19 +102,15 @@ class SaveGrids(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every or not finite_epoch(self.model, logs):
             return
-        rows = [
-            self.images,
-            self.model.reconstruct(self.images),
-            self.model.sample(len(self.images), seed=self.seed),
-        ]
+        rows = [self.images, self.model.reconstruct(self.images),
+                self.model.sample(len(self.images), seed=self.seed)]
         self.out_dir.mkdir(parents=True, exist_ok=True)
         save_grid(np.stack(rows), self.out_dir / f"epoch_{epoch + 1:03d}.png")
 
 
 def save_grid(grid, path):
-    """Save ``grid`` float [0, 1] of shape (rows, cols, H, W, 3) twice: tiled into one PNG
-    at ``path`` (to look at) and as the uint8 array ``grid`` in ``path`` with suffix .npz
-    (for ``load_grid`` and ``plots.image_grid``)."""
+    """Save ``grid``, float [0, 1] of shape (rows, cols, H, W, 3), tiled as the PNG ``path``
+    and as a uint8 array in ``path`` with suffix .npz."""
     from PIL import Image
 
     grid = to_uint8(grid)
@@ -155,14 +123,8 @@ def save_grid(grid, path):
 
 
 def load_grid(run_dir, epoch: int | None = None) -> tuple[np.ndarray, int]:
-    """The grid ``SaveGrids`` saved after ``epoch`` (1-based; default: the last one saved).
-
-    Returns:
-        ``(grid, epoch)``: float32 in [0, 1], shape (rows, cols, H, W, 3) with the rows
-        ``GRID_ROWS``, and the epoch it was saved after.
-    """
-    from PIL import Image
-
+    """``(grid, epoch)``: the grid saved after ``epoch`` (1-based; default: the last one),
+    float32 in [0, 1], shape (rows, cols, H, W, 3) with the rows ``GRID_ROWS``."""
     from resvae_keras.data.images import as_float_images
 
     grids = Path(run_dir) / "grids"
@@ -170,13 +132,8 @@ def load_grid(run_dir, epoch: int | None = None) -> tuple[np.ndarray, int]:
     if not saved:
         raise FileNotFoundError(f"{grids} holds no epoch_NNN grid: train the run first")
     png = saved[-1] if epoch is None else grids / f"epoch_{int(epoch):03d}.png"
-    if png.with_suffix(".npz").is_file():
-        with np.load(png.with_suffix(".npz")) as stored:
-            grid = stored["grid"]
-    else:  # a run saved before the arrays were: cut the tiled PNG back into its tiles
-        tiled = np.asarray(Image.open(png).convert("RGB"))
-        side = tiled.shape[0] // len(GRID_ROWS)
-        grid = tiled.reshape(len(GRID_ROWS), side, -1, side, 3).transpose(0, 2, 1, 3, 4)
+    with np.load(png.with_suffix(".npz")) as stored:
+        grid = stored["grid"]
     shape = grid.shape
     return as_float_images(grid.reshape(-1, *shape[2:])).reshape(shape), int(png.stem[6:])
 
@@ -186,9 +143,8 @@ LR_SCHEDULES = ("constant", "cosine")
 
 
 def learning_rate(config, steps_per_epoch: int = 1):
-    """The optimizer's learning rate: ``config.learning_rate`` (``lr_schedule="constant"``),
-    or a linear warm-up from 0 over ``lr_warmup_steps`` to it and a cosine decay to 0 at step
-    ``epochs * steps_per_epoch`` (``"cosine"``: large steps early, small ones to settle)."""
+    """``config.learning_rate``, or for ``"cosine"`` a linear warm-up over ``lr_warmup_steps``
+    to it and a cosine decay to 0 at step ``epochs * steps_per_epoch``."""
     if config.lr_schedule == "constant":
         return config.learning_rate
     total = max(int(steps_per_epoch) * config.epochs, 2)
@@ -199,12 +155,9 @@ def learning_rate(config, steps_per_epoch: int = 1):
 
 
 def compile_model(model, config, steps_per_epoch: int = 1):
-    """Compile ``model`` with ``config.optimizer`` at ``learning_rate(config, steps_per_epoch)``
-    and create the optimizer's slots now: created inside the first traced train step instead,
-    they make TensorFlow trace that step twice (a few seconds per run on a CPU).
-
-    AdamW decays the kernels only: not the biases, the normalization scales or the decoder's
-    log sigma, whose decay would pull sigma towards 1 and weaken the likelihood."""
+    """Compile ``model`` with ``config.optimizer`` and build its slots now (built inside the
+    first train step, they make TensorFlow trace it twice). AdamW decays kernels only: a
+    decayed log sigma would pull sigma towards 1."""
     rate = learning_rate(config, steps_per_epoch)
     if config.optimizer == "adamw":
         optimizer = keras.optimizers.AdamW(rate, weight_decay=config.weight_decay)
@@ -217,10 +170,7 @@ def compile_model(model, config, steps_per_epoch: int = 1):
 
 
 def check_config(config: Config) -> None:
-    """Raise ``ValueError`` naming the first setting of ``config`` that cannot work.
-
-    ``train`` calls it before it reads data or writes anything.
-    """
+    """Raise ``ValueError`` naming the first setting of ``config`` that cannot work."""
 
     def fail(name, expected):
         raise ValueError(
@@ -232,24 +182,22 @@ def check_config(config: Config) -> None:
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             fail(name, "a positive integer")
-    if not (isinstance(config.kl_warmup_steps, (int, np.integer)) and config.kl_warmup_steps >= 0):
-        fail("kl_warmup_steps", "an integer >= 0")
-    if not (isinstance(config.two_stage_epochs, (int, np.integer))
-            and config.two_stage_epochs >= 0):
-        fail("two_stage_epochs", "an integer >= 0 (0: no second stage)")
+    zero_means = {"kl_warmup_steps": "", "two_stage_epochs": " (0: no second stage)",
+                  "lr_warmup_steps": ""}
+    for name, note in zero_means.items():
+        value = getattr(config, name)
+        if not (isinstance(value, (int, np.integer)) and value >= 0):
+            fail(name, "an integer >= 0" + note)
     if isinstance(config.seed, bool) or not isinstance(config.seed, (int, np.integer)) or not (
             0 <= config.seed < 2**32):
         fail("seed", "an integer in [0, 4294967295]")
     if not (math.isfinite(config.learning_rate) and config.learning_rate > 0):
         fail("learning_rate", "a positive number, e.g. 0.001")
-    if not (math.isfinite(config.beta) and config.beta >= 0):
-        fail("beta", "a number >= 0")
+    for name in ("beta", "weight_decay"):
+        if not (math.isfinite(getattr(config, name)) and getattr(config, name) >= 0):
+            fail(name, "a number >= 0")
     if not 0 <= config.sigma_min < 1:
         fail("sigma_min", "a number in [0, 1) (0: no floor)")
-    if not (isinstance(config.lr_warmup_steps, (int, np.integer)) and config.lr_warmup_steps >= 0):
-        fail("lr_warmup_steps", "an integer >= 0")
-    if not (math.isfinite(config.weight_decay) and config.weight_decay >= 0):
-        fail("weight_decay", "a number >= 0")
     choices = {"kind": KINDS, "likelihood": tuple(RECONSTRUCTION_LIKELIHOODS),
                "architecture": ARCHITECTURES, "strategy": distribute.STRATEGIES,
                "mixed_precision": PRECISIONS, "optimizer": OPTIMIZERS,
@@ -270,15 +218,15 @@ def has_trained_state(run_dir) -> bool:
 
 
 def changed_settings(saved: Config, asked: Config) -> list[str]:
-    """Config fields in which ``asked`` differs from the run's ``saved`` one, other than
-    ``CONTINUABLE``; paths are compared after resolving them."""
+    """Config fields other than ``CONTINUABLE`` in which ``asked`` differs from ``saved``."""
     changed = []
     for name, value in saved.to_dict().items():
         if name in CONTINUABLE:
             continue
         new = getattr(asked, name)
         if name == "data_dir":
-            value, new = (saved.resolve(value) if value else None), (asked.resolve(new) if new else None)
+            value = saved.resolve(value) if value else None
+            new = asked.resolve(new) if new else None
         elif name == "widths":
             value, new = tuple(value), tuple(new)
         if value != new:
@@ -299,7 +247,8 @@ def _settings_message(run_dir: Path, saved: Config, asked: Config, changed: list
     suffix = 2
     while run_dir.with_name(f"{run_dir.name}-{suffix}").exists():
         suffix += 1
-    new_dir = str(Path(asked.run_dir or f"runs/{asked.profile}").with_name(f"{run_dir.name}-{suffix}"))
+    asked_dir = Path(asked.run_dir or f"runs/{asked.profile}")
+    new_dir = str(asked_dir.with_name(f"{run_dir.name}-{suffix}"))
     lines += [
         "To continue it, drop those options (a run may change only --epochs and "
         "--learning-rate). To train these settings, start a new run in another folder:",
@@ -339,22 +288,10 @@ def _diverged_message(config: Config, where, kept_epochs: int) -> str:
 def train(config: Config, verbose="auto", callbacks=(), strategy=None, second_stage=True):
     """Train ``config`` into ``config.run_path``; returns ``(model, history DataFrame)``.
 
-    The best model by validation negative ELBO (``val_neg_elbo``; ``val_loss`` for the
-    autoencoder) is ``model.keras`` in the run dir. Raises, before anything is written,
-    ``ValueError`` for a setting that cannot work (``check_config``, a batch larger than
-    the training split) and ``RunSettingsError`` when the run dir holds a run with other
-    settings; ``TrainingDivergedError`` when the loss becomes NaN (the last good epoch
-    is kept); ``OSError`` when a file cannot be written (e.g. ``DiskFullError``).
-    Runs under ``config.mixed_precision`` and restores the previous dtype policy afterwards.
-
-    ``strategy``: a ``tf.distribute`` strategy, or ``None`` for
-    ``distribute.make_strategy(config.strategy)``.
-    ``second_stage``: afterwards fit the second-stage VAE on ``model.keras``'s codes (when
-    ``config.two_stage_epochs > 0``); the study passes False, as it evaluates ``last.keras``,
-    whose own second stage the evaluation fits.
-    ``config.batch_size`` is the batch of one worker: with several workers (``TF_CONFIG``)
-    each step trains on a global batch of ``batch_size * workers`` images, and only the
-    chief writes the run dir (see ``resvae_keras.distribute``).
+    Raises ``ValueError`` or ``RunSettingsError`` before anything is written, and
+    ``TrainingDivergedError`` when the loss becomes NaN (the last good epoch is kept).
+    ``strategy``: ``None`` for ``distribute.make_strategy(config.strategy)``.
+    ``second_stage``: then fit the second-stage VAE on ``model.keras``'s codes.
     """
     with precision(config.mixed_precision):
         return _train(config, verbose, callbacks, strategy, second_stage)
@@ -363,17 +300,14 @@ def train(config: Config, verbose="auto", callbacks=(), strategy=None, second_st
 def _train(config: Config, verbose, callbacks, strategy, second_stage):
     check_config(config)
     _refuse_other_settings(config)
-    # The order matters for several workers: the data first (no TensorFlow op runs there,
-    # and its decoding processes fork before the strategy's network threads exist), then
-    # the strategy, then everything else.
+    # data before the strategy: its decoding processes fork before TensorFlow's threads exist
     cache = distribute.prepare_data(config)
     if strategy is None:
         strategy = distribute.make_strategy(config.strategy)
     role = distribute.worker_role(strategy)
     keras.utils.set_random_seed(config.seed)
     run_dir = config.run_path
-    # Only the chief writes the run dir. Any other worker writes the same files (its
-    # callbacks run in step with the chief's) into a temporary folder of its own.
+    # only the chief writes the run dir; other workers write into a folder of their own
     out_dir = run_dir if role["chief"] else distribute.worker_dir(run_dir, role)
     datasets, steps_per_epoch = _datasets(config, cache, role["workers"])
     with run_lock(out_dir):
@@ -400,7 +334,6 @@ def _train(config: Config, verbose, callbacks, strategy, second_stage):
 
 
 def _refuse_other_settings(config: Config) -> None:
-    """Raise ``RunSettingsError`` when the run dir holds a run trained with other settings."""
     run_dir = config.run_path
     if (run_dir / "config.json").is_file() and has_trained_state(run_dir):
         saved = Config.load(run_dir / "config.json")
@@ -410,9 +343,8 @@ def _refuse_other_settings(config: Config) -> None:
 
 
 def _datasets(config: Config, cache, workers: int):
-    """``((train_ds, val_ds, val_images), steps_per_epoch)``: datasets of global batches of
-    ``batch_size * workers`` images (each worker keeps its own slice of every batch) and the
-    first 8 validation images, float32 in [0, 1], for the epoch grids."""
+    """``((train_ds, val_ds, val_images), steps_per_epoch)`` over global batches of
+    ``batch_size * workers`` images; ``val_images``: 8 faces for the epoch grids."""
     n_train = len(cache.split_indices("train"))
     global_batch = config.batch_size * workers
     if n_train < global_batch:
@@ -431,10 +363,8 @@ def _datasets(config: Config, cache, workers: int):
 
 
 def _resume_or_build(config: Config, strategy, role, cache, out_dir, steps_per_epoch):
-    """``(model, history so far, initial epoch)``: the model of an interrupted run (``Backup``
-    restores its weights in ``fit``), ``last.keras`` of a finished run given more epochs
-    (with its optimizer state), or a new compiled model. When there is training left, writes
-    ``config.json`` (and ``split.json`` for a new run) into ``out_dir``."""
+    """``(model, history so far, initial epoch)``: a new model (``Backup`` restores an
+    interrupted run's weights in ``fit``), or ``last.keras`` of a finished run."""
     run_dir = config.run_path
     backup = out_dir / "backup"
     reason = unreadable_backup(backup) if backup.exists() else None
@@ -469,17 +399,14 @@ def _resume_or_build(config: Config, strategy, role, cache, out_dir, steps_per_e
         distribute.give_scalar_results_a_batch_axis(model)
     if initial_epoch < config.epochs:
         config.save(out_dir / "config.json")
-        fresh = not (len(history) or interrupted)
-        if fresh or not (out_dir / SPLIT_FILE).exists():
-            record_split(out_dir, cache, fresh=fresh)
+        if not (len(history) or interrupted):
+            record_split(out_dir, cache)
     return model, history, initial_epoch
 
 
 def _fit(config: Config, verbose, callbacks, out_dir, model, history, datasets, initial_epoch):
-    """``model.fit`` from ``initial_epoch`` with the run's callbacks, writing into ``out_dir``.
-
-    Returns ``None``, or, when the loss became NaN, the message for ``TrainingDivergedError``
-    after cutting ``history.csv`` back to the epochs whose state was saved."""
+    """``model.fit`` into ``out_dir``; returns ``None``, or after a NaN loss the message for
+    ``TrainingDivergedError``, with ``history.csv`` cut back to the epochs saved."""
     train_ds, val_ds, val_images = datasets
     monitor = "val_loss" if config.kind == "ae" else "val_neg_elbo"
     best = float(history[monitor].min()) if monitor in history and len(history) else math.inf
@@ -498,15 +425,9 @@ def _fit(config: Config, verbose, callbacks, out_dir, model, history, datasets, 
                config.learning_rate if config.lr_schedule == "constant" else None),
         *callbacks,
     ]
-    model.fit(
-        train_ds,
-        validation_data=val_ds,
-        epochs=config.epochs,
-        initial_epoch=initial_epoch,
-        callbacks=all_callbacks,
-        verbose=verbose,
-        shuffle=False,  # the tf.data pipeline shuffles, with the run's seed
-    )
+    # shuffle=False: the tf.data pipeline shuffles, with the run's seed
+    model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, initial_epoch=initial_epoch,
+              callbacks=all_callbacks, verbose=verbose, shuffle=False)
     if not nan_stop.where:
         return None
     saved_until = (checkpoints.last_epoch + 1 if checkpoints.last_epoch is not None
@@ -521,13 +442,11 @@ def _fit(config: Config, verbose, callbacks, out_dir, model, history, datasets, 
     return _diverged_message(config, nan_stop.where, len(history))
 
 
-# The second stage's fit needs this many training codes (one batch of its default size
-# would do, but a handful of codes gives a degenerate fit of no use to anyone).
-MIN_SECOND_STAGE_CODES = 8
+MIN_SECOND_STAGE_CODES = 8  # fewer codes give a degenerate second-stage fit
 
 
 def _second_stage(config: Config, model, cache, verbose):
-    """Fit the run's second stage after training, or say why it is skipped; returns ``model``."""
+    """Fit the run's second stage, or say why it is skipped; returns ``model``."""
     n_train = len(cache.split_indices("train"))
     if n_train < MIN_SECOND_STAGE_CODES:
         print(f"second stage skipped: {n_train} training images are too few to fit it (it "
@@ -539,8 +458,7 @@ def _second_stage(config: Config, model, cache, verbose):
 
 
 def two_stage_path(run_dir, checkpoint: str = "model.keras") -> Path:
-    """The second stage fitted on the codes of ``checkpoint``: ``two_stage.keras`` for the
-    best model, ``two_stage_<checkpoint stem>.keras`` for another one (e.g. ``last.keras``)."""
+    """``two_stage.keras`` for model.keras, else ``two_stage_<checkpoint stem>.keras``."""
     stem = Path(checkpoint).stem
     return Path(run_dir) / ("two_stage.keras" if stem == "model" else f"two_stage_{stem}.keras")
 
@@ -554,14 +472,9 @@ def two_stage_is_current(run_dir, checkpoint: str = "model.keras") -> bool:
 
 def two_stage_sampler(config: Config, model=None, cache=None, checkpoint: str = "model.keras",
                       verbose: bool = True):
-    """The run's two-stage sampler (Dai & Wipf 2019, ``latent.TwoStageSampler``).
-
-    Loaded from ``two_stage_path`` when that is current; otherwise fitted for
-    ``config.two_stage_epochs`` (0, "not after training", means the sampler's default) on the
-    posteriors of the training split under ``checkpoint``'s encoder, saved there (with
-    ``two_stage_history.csv``), and returned.
-    ``model`` and ``cache`` are loaded when not given.
-    """
+    """The run's ``latent.TwoStageSampler``: loaded from ``two_stage_path`` when current,
+    else fitted on the training codes of ``checkpoint`` (``two_stage_epochs``, 0: the
+    sampler's default) and saved there."""
     from resvae_keras.latent import TwoStageSampler, encode_dataset
 
     run_dir = config.run_path
@@ -599,9 +512,8 @@ def two_stage_sampler(config: Config, model=None, cache=None, checkpoint: str = 
 
 
 def log_verbosity() -> str | int:
-    """Keras' ``verbose`` for a notebook: ``"auto"`` (a live progress bar) in JupyterLab or a
-    terminal; 2 (one line per epoch) under nbconvert, nbval or a pipe, whose saved output a
-    progress bar would fill with thousands of backspaces."""
+    """Keras' ``verbose``: ``"auto"`` in JupyterLab or a terminal; 2 (a line per epoch)
+    elsewhere, where a progress bar would fill the saved output with backspaces."""
     interactive = os.environ.get("JPY_SESSION_NAME") or sys.stdout.isatty()
     return "auto" if interactive else 2
 

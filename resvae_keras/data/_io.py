@@ -18,13 +18,8 @@ from ..config import project_root
 
 
 def display_path(path: str | os.PathLike) -> str:
-    """``path`` for messages, notebook output and ``metrics.json``: relative to the project
-    root, never the machine's absolute layout.
-
-    Folders beside the checkout keep one ``../`` (``../shared/data``); a path further away
-    is shown under ``~`` when it is in the home folder (``~/.keras/models/...``), else
-    absolute, as the user gave it.
-    """
+    """``path`` for messages and saved outputs: relative to the project root (one ``../``
+    at most), else under ``~``, else absolute."""
     path = Path(path)
     try:
         absolute = path.resolve()
@@ -49,9 +44,8 @@ def display_path(path: str | os.PathLike) -> str:
 
 
 def blas_threads(limit: int | None = None):
-    """A context that caps numpy's BLAS threads: at ``limit``, or at 1 on machines with at
-    most 4 cores, where BLAS threads spinning against TensorFlow's own threads make the
-    patch projections and distance blocks of the sample metrics several times slower."""
+    """A context capping numpy's BLAS threads at ``limit``, or at 1 on at most 4 cores, where
+    they spin against TensorFlow's threads and slow the sample metrics several times."""
     from threadpoolctl import threadpool_limits
 
     if limit is None and (os.cpu_count() or 1) > 4:
@@ -59,27 +53,13 @@ def blas_threads(limit: int | None = None):
     return threadpool_limits(limits=limit or 1, user_api="blas")
 
 
-def temp_path_beside(path: str | os.PathLike) -> Path:
-    """``.<stem>.tmp-<pid><suffixes>`` next to ``path`` (``last.keras`` ->
-    ``.last.tmp-123.keras``): the suffixes stay, so Keras and h5py accept the name."""
-    path = Path(path)
-    stem, dot, suffixes = path.name.partition(".")
-    return path.with_name(f".{stem}.tmp-{os.getpid()}{dot}{suffixes}")
-
-
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike):
-    """Write ``path`` all at once or not at all: yields a temporary path beside it
-    (``temp_path_beside``) to write; renamed onto ``path`` when the block ends without an
-    error, removed otherwise. ``path`` always holds its old content or the complete new one.
-
-    Example::
-
-        with atomic_write(run_dir / "config.json") as tmp:
-            tmp.write_text(text)
-    """
+    """Yields a temporary path beside ``path`` (``last.keras`` -> ``.last.tmp-<pid>.keras``,
+    suffixes kept for Keras and h5py), renamed onto ``path`` if the block ends without error."""
     path = Path(path)
-    tmp = temp_path_beside(path)
+    stem, dot, suffixes = path.name.partition(".")
+    tmp = path.with_name(f".{stem}.tmp-{os.getpid()}{dot}{suffixes}")
     try:
         yield tmp
         os.replace(tmp, path)
@@ -99,8 +79,7 @@ def process_is_gone(pid: int) -> bool:
 
 
 def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
-    """Delete ``atomic_write``'s temporary files in ``folder`` whose process is gone (a run
-    killed during a write); returns the paths removed."""
+    """Delete ``atomic_write``'s temporary files in ``folder`` whose process is gone."""
     removed = []
     for path in Path(folder).glob(".*.tmp-*"):
         match = re.match(r"\.[^.]*\.tmp-(\d+)(\.|$)", path.name)
@@ -115,8 +94,7 @@ class DiskFullError(OSError):
 
 
 def check_free_space(folder: str | os.PathLike, needed: int, what: str) -> None:
-    """Raise ``DiskFullError`` (errno ENOSPC) before writing ``needed`` bytes into ``folder``
-    when its disk has less free space; ``what`` names the file(s) for the message."""
+    """Raise ``DiskFullError`` when ``folder``'s disk has less than ``needed`` bytes free."""
     probe = Path(folder)
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
@@ -139,34 +117,42 @@ def cpu_count() -> int:
 
 
 def _quiet_worker() -> None:
-    """Pool worker start-up: Ctrl-C (SIGINT to the whole process group) is left to the
-    parent, which stops the pool; SIGTERM ends the worker at once (no traceback), also when
-    the parent installed a handler of its own before forking."""
+    """Pool workers leave Ctrl-C to the parent, which stops the pool; SIGTERM ends them at
+    once, even when the parent installed a handler before forking."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def process_pool(workers: int):
-    """A process pool; fork on Linux (no re-import, starts in milliseconds), spawn elsewhere.
-
-    Its workers ignore Ctrl-C: the parent gets the ``KeyboardInterrupt`` and, leaving the
-    ``with`` block, terminates them, so an interrupt prints no worker tracebacks and never
-    leaves the pool waiting for a task that was cut off.
-    """
+    """A process pool (fork on Linux, spawn elsewhere) whose workers ignore Ctrl-C."""
     method = "fork" if sys.platform.startswith("linux") else "spawn"
     return multiprocessing.get_context(method).Pool(workers, initializer=_quiet_worker)
 
 
-def temp_dir_beside(target: Path) -> Path:
-    """A new empty folder ``.<name>.tmp-<pid>-<random>`` next to ``target`` (normal permissions)."""
+@contextlib.contextmanager
+def folder_in_place(target: Path):
+    """Yields a new folder ``.<name>.tmp-<pid>-<random>`` beside ``target``, moved onto
+    ``target`` with renames only when the block ends without error (a crash leaves no
+    ``target``, never a half-written one), deleted otherwise."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    folder = target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    folder.mkdir()
-    return folder
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        old = None
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            os.replace(target, old / target.name)
+        os.replace(tmp, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def remove_stale_temp_dirs(target: Path) -> None:
-    """Delete ``temp_dir_beside(target)`` folders whose process is gone (a killed run)."""
+    """Delete ``folder_in_place(target)`` folders whose process is gone (a killed run)."""
     for folder in target.parent.glob(f".{target.name}.tmp-*"):
         try:
             pid = int(folder.name.rsplit("-", 2)[-2])
@@ -175,17 +161,3 @@ def remove_stale_temp_dirs(target: Path) -> None:
         if folder.is_dir() and process_is_gone(pid):
             shutil.rmtree(folder, ignore_errors=True)
 
-
-def replace_dir(new: Path, target: Path) -> None:
-    """Move folder ``new`` to ``target`` with renames only, replacing any old ``target``.
-
-    A crash between the two renames leaves no ``target`` (so it gets rebuilt), never a
-    half-written one.
-    """
-    old = None
-    if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-        os.replace(target, old / target.name)
-    os.replace(new, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

@@ -1,25 +1,17 @@
-"""The preprocessed cache: CelebA (or demo) images cropped and resized once, kept on disk.
+"""The preprocessed cache: images cropped and resized once, kept on disk.
 
-A cache is one folder ``<cache_dir>/<size>px`` (``<size>px-first<N>`` with ``max_images``):
-
-| file            | what                                                                  |
-| --------------- | --------------------------------------------------------------------- |
-| ``images.npy``  | uint8 (N, size, size, 3), opened memory-mapped (no load into RAM)     |
-| ``table.csv``   | one row per image, same order: 40 attributes (0/1), ``partition``, ``split`` |
-| ``manifest.json`` | source, layout, crop rule, size, count, skipped files, hashes, split rule |
-
-It is built in a temporary sibling folder and renamed into place, so a killed run never
-leaves a cache that loads. A cache is reused only while its manifest matches the request
-(size, ``max_images``, crop rule and a fingerprint of the source files); otherwise it is
-rebuilt.
+A cache folder ``<cache_dir>/<size>px`` (``<size>px-first<N>`` with ``max_images``) holds
+``images.npy`` (uint8 (N, size, size, 3), memory-mapped), ``table.csv`` (attributes,
+``partition`` and ``split`` per image) and ``manifest.json``. It is built in a temporary
+sibling and renamed into place, and reused only while its manifest matches the request.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-import shutil
 import sys
 import time
 import uuid
@@ -31,14 +23,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..config import project_root
 from ._io import (
     check_free_space,
     cpu_count,
     display_path,
+    folder_in_place,
     process_pool,
     remove_stale_temp_dirs,
-    replace_dir,
-    temp_dir_beside,
 )
 from .celeba import (
     ATTRIBUTE_NAMES,
@@ -51,7 +43,7 @@ from .celeba import (
 from .crop import CROP_RULE, decode_chunk
 from .demo import DEMO_SEED, DEMO_VERSION, demo_marker, write_demo_dataset
 
-CACHE_VERSION = 4  # 3: identity column and split; 4: the fingerprint covers file contents
+CACHE_VERSION = 4  # raised whenever the cache format changes: older caches are rebuilt
 SPLIT_FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
 SPLIT_SEED = 0  # shuffles identities before an identity fallback split
 _CHUNK = 64  # images per worker task
@@ -59,16 +51,9 @@ _CHUNK = 64  # images per worker task
 
 @dataclass
 class Cache:
-    """A prepared cache (see the module docstring).
-
-    Attributes:
-        path: the cache folder.
-        images: uint8 memmap, shape (N, size, size, 3), values in [0, 255].
-        table: DataFrame indexed by image file name, row i describes ``images[i]``:
-            the 40 bool attribute columns, ``partition`` (int, official: 0 train, 1 val,
-            2 test, -1 unknown) and ``split`` ("train"/"val"/"test" after any fallback).
-        manifest: the manifest dict.
-    """
+    """A prepared cache: ``images`` (uint8 memmap (N, size, size, 3)) and ``table`` (indexed
+    by file name; row i describes ``images[i]``: 40 bool attributes, ``partition`` (-1
+    unknown), ``identity`` and ``split``)."""
 
     path: Path
     images: np.ndarray
@@ -80,7 +65,6 @@ class Cache:
 
     @property
     def size(self) -> int:
-        """Side of the square images, pixels."""
         return int(self.images.shape[1])
 
     @property
@@ -95,24 +79,21 @@ class Cache:
         return np.flatnonzero(self.table["split"].to_numpy() == split).astype(np.int64)
 
     def images_of(self, split: str, limit: int | None = None) -> np.ndarray:
-        """The first ``limit`` images (all with ``None``) of ``split`` loaded into memory,
-        uint8 (n, size, size, 3); ``ValueError`` when the split is empty."""
+        """The first ``limit`` images (``None``: all) of ``split`` in memory, uint8."""
         rows = self.split_indices(split)[: None if limit is None else int(limit)]
         if not len(rows):
             raise ValueError(f"split={split!r} of the cache has no images; see cache.summary()")
         return np.asarray(self.images[rows])
 
     def view_of(self, split: str) -> np.ndarray:
-        """All images of ``split``, uint8 (n, size, size, 3), without loading them when the
-        split is one contiguous block of the memmap (the official CelebA partition is)."""
+        """All images of ``split``; a memmap view when the split is one contiguous block."""
         rows = self.split_indices(split)
         if len(rows) and rows[-1] - rows[0] + 1 == len(rows):
             return self.images[rows[0] : rows[-1] + 1]
         return np.asarray(self.images[rows])
 
     def identities_of(self, split: str, limit: int | None = None) -> np.ndarray | None:
-        """Person ids (int64, -1 unknown) of the rows ``images_of`` returns; None when the
-        cache knows no identities (the demo faces, CelebA without ``identity_CelebA.txt``)."""
+        """Person ids (int64, -1 unknown) of the rows ``images_of`` returns; None if unknown."""
         if "identity" not in self.table.columns:
             return None
         ids = self.table["identity"].to_numpy()[self.split_indices(split)]
@@ -140,16 +121,17 @@ class Cache:
             return image.convert("RGB")
 
     def summary(self) -> str:
-        """A few lines on what the cache holds (paths relative to the project root)."""
+        """A few lines on what the cache holds."""
         m = self.manifest
         counts = self.table["split"].value_counts()
         kind = "synthetic demo faces, not CelebA" if self.is_demo else "CelebA"
         split_text = ", ".join(f"{s} {int(counts.get(s, 0))}" for s in SPLITS)
+        rule = "official partition" if m["split_rule"] == "official" else "fallback split"
         lines = [
-            f"{len(self)} images {self.size}x{self.size} uint8 ({self.images.nbytes / 2**20:.1f} MiB) "
-            f"in {display_path(self.path)}",
+            f"{len(self)} images {self.size}x{self.size} uint8 "
+            f"({self.images.nbytes / 2**20:.1f} MiB) in {display_path(self.path)}",
             f"source: {m['source_display']} ({m['layout']} layout; {kind})",
-            f"splits: {split_text} ({'official partition' if m['split_rule'] == 'official' else 'fallback split'})",
+            f"splits: {split_text} ({rule})",
             f"skipped: {len(m['skipped'])} unreadable image(s)",
         ]
         people = m.get("split_identities") or {}
@@ -161,10 +143,8 @@ class Cache:
 
 
 def split_record(cache: Cache) -> dict:
-    """What a run trains and is evaluated on, for its ``split.json``: the cache's request
-    (``size``, ``max_images``, ``source_fingerprint``: a hash of the source files' names,
-    sizes and contents), the split rule, the split sizes, and ``members_sha256``, a hash of
-    every image's file name and split. The same data gives the same record on any machine."""
+    """A run's ``split.json``: the cache's request, the split rule and sizes, and
+    ``members_sha256``, a hash of every image's file name and split (machine-independent)."""
     members = hashlib.sha256()
     for name, split in zip(cache.table.index, cache.table["split"], strict=True):
         members.update(f"{name}\t{split}\n".encode())
@@ -178,9 +158,7 @@ def split_record(cache: Cache) -> dict:
 
 
 def split_changes(recorded: dict, cache: Cache) -> list[str]:
-    """How ``cache``'s split differs from a ``split_record`` written earlier (empty: the
-    same images in the same splits). A changed source alone (e.g. an image edited in
-    place) is listed only when the split changed too."""
+    """How ``cache``'s split differs from an earlier ``split_record`` (empty: the same)."""
     now = split_record(cache)
     if now["members_sha256"] == recorded.get("members_sha256") and (
             now["split_rule"] == recorded.get("split_rule")):
@@ -202,38 +180,23 @@ def split_changes(recorded: dict, cache: Cache) -> list[str]:
 def cache_folder(cache_dir: str | os.PathLike, size: int, max_images: int | None) -> Path:
     """The folder a cache with these settings lives in."""
     name = f"{size}px" + (f"-first{max_images}" if max_images else "")
-    return _absolute(cache_dir) / name
+    folder = Path(cache_dir).expanduser()
+    return (folder if folder.is_absolute() else project_root() / folder) / name
 
 
-def prepare(
-    data_dir: str | os.PathLike | None = None,
-    size: int = 64,
-    cache_dir: str | os.PathLike = "data/cache",
-    max_images: int | None = None,
-    progress: bool = True,
-    workers: int | None = None,
-) -> Cache:
-    """Build (or reuse) the cache of ``size`` x ``size`` faces for the CelebA copy in ``data_dir``.
-
-    Args:
-        data_dir: CelebA root (``None``: ``$CELEBA_DIR``, else ``data/celeba``); any
-            layout ``find_celeba`` knows.
-        size: side of the square output images, pixels.
-        cache_dir: parent folder of the cache; relative paths are under the project root.
-        max_images: keep only the first N images by file name (``None``: all).
-        progress: show a progress bar while decoding.
-        workers: decoding processes (``None``: one per core, up to 8; 1 below 256 images).
-
-    Returns:
-        the ``Cache``. Unreadable images are skipped, listed in the manifest and
-        reported with a ``CelebaDataWarning``; so is a fallback split.
+def prepare(data_dir: str | os.PathLike | None = None, size: int = 64,
+            cache_dir: str | os.PathLike = "data/cache", max_images: int | None = None,
+            progress: bool = True, workers: int | None = None) -> Cache:
+    """Build (or reuse) the cache of ``size`` x ``size`` faces of the CelebA in ``data_dir``
+    (``None``: ``$CELEBA_DIR``, else ``data/celeba``), keeping the first ``max_images`` by
+    file name. Unreadable images are skipped with a ``CelebaDataWarning``.
+    ``workers``: decoding processes (``None``: one per core up to 8; 1 below 256 images).
     """
     if int(size) != size or size < 8:
         raise ValueError(f"size={size!r}: expected an integer of at least 8 pixels (e.g. 64)")
     if max_images is not None and max_images < 1:
-        raise ValueError(
-            f"max_images={max_images!r}: expected None (all images) or a positive count"
-        )
+        raise ValueError(f"max_images={max_images!r}: expected None (all images) or a positive "
+                         "count")
     size = int(size)
     source = find_celeba(data_dir)
     members = source.list_images()
@@ -260,7 +223,7 @@ def prepare(
 
 
 def _remind(cache: Cache) -> None:
-    """Repeat, for a reused cache, the warnings its build gave: nothing about the data goes silent."""
+    """Repeat, for a reused cache, the warnings its build gave."""
     m = cache.manifest
     if m.get("skipped"):
         warnings.warn(
@@ -274,10 +237,8 @@ def _remind(cache: Cache) -> None:
 
 
 def open_cache(folder: str | os.PathLike, request: dict | None = None) -> tuple[Cache | None, str]:
-    """Load the cache in ``folder`` if it is complete (and matches ``request``).
-
-    Returns ``(cache, "ok")``, or ``(None, reason)`` saying why it cannot be used.
-    """
+    """``(cache, "ok")`` if ``folder`` holds a complete cache matching ``request``, else
+    ``(None, reason)``."""
     folder = Path(folder)
     try:
         manifest = json.loads((folder / "manifest.json").read_text())
@@ -304,15 +265,10 @@ def open_cache(folder: str | os.PathLike, request: dict | None = None) -> tuple[
     except (OSError, ValueError, KeyError) as error:
         return None, f"unreadable cache files ({type(error).__name__}: {error})"
     size = manifest["size"]
-    if (
-        images.dtype != np.uint8
-        or images.shape != (manifest["count"], size, size, 3)
-        or len(table) != manifest["count"]
-    ):
-        return (
-            None,
-            f"images {images.shape} / table {len(table)} rows do not match the manifest count {manifest['count']}",
-        )
+    count = manifest["count"]
+    if images.dtype != np.uint8 or images.shape != (count, size, size, 3) or len(table) != count:
+        return None, (f"images {images.shape} / table {len(table)} rows do not match the "
+                      f"manifest count {count}")
     return Cache(path=folder, images=images, table=table, manifest=manifest), "ok"
 
 
@@ -330,15 +286,11 @@ def _build(source: CelebaSource, names, members, request, target: Path, progress
     remove_stale_temp_dirs(target)
     size = request["size"]
     # images, plus about 200 bytes per row of table.csv; checked before anything is written
-    check_free_space(
-        target.parent,
-        len(names) * (size * size * 3 + 200) + 2**20,
-        f"the {size}x{size} cache of {len(names):,} images",
-    )
+    check_free_space(target.parent, len(names) * (size * size * 3 + 200) + 2**20,
+                     f"the {size}x{size} cache of {len(names):,} images")
     if workers is None:
         workers = min(cpu_count(), 8) if len(names) >= 256 else 1
-    tmp = temp_dir_beside(target)
-    try:
+    with folder_in_place(target) as tmp:
         decoded = _decode_into(tmp / "images.npy", source, names, members, size, progress,
                                workers)
         table = table.loc[decoded["kept"]]
@@ -377,20 +329,12 @@ def _build(source: CelebaSource, names, members, request, target: Path, progress
         }
         # the manifest goes last: without it no reader accepts the folder
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        replace_dir(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _decode_into(path: Path, source: CelebaSource, names, members, size: int, progress,
                  workers: int) -> dict:
-    """Crop and decode every image of ``names`` into the uint8 file ``path``; unreadable ones
-    are skipped (with a warning) and the file is cut to the faces kept.
-
-    Returns ``{"kept": names kept, "skipped": [{"file", "reason"}], "source_sizes": {"WxH":
-    count}, most common first, "sha256": hex digest of the kept faces' pixels}``.
-    """
+    """Decode every image of ``names`` into the uint8 file ``path``, skipping unreadable ones;
+    returns ``kept``, ``skipped``, ``source_sizes`` and ``sha256`` of the kept pixels."""
     images = _new_images_file(path, (len(names), size, size, 3))
     kept, skipped, source_sizes = [], [], {}
     digest = hashlib.sha256()
@@ -409,14 +353,16 @@ def _decode_into(path: Path, source: CelebaSource, names, members, size: int, pr
     del images
     if not kept:
         raise ValueError(
-            f"none of the {len(names)} images in {display_path(source.images)} could be read; see the errors in the warning"
+            f"none of the {len(names)} images in {display_path(source.images)} could be read; "
+            "see the errors in the warning"
         )
     if skipped:
         _truncate_rows(path, len(kept))
         listed = ", ".join(f"{s['file']} ({s['reason']})" for s in skipped[:5])
         warnings.warn(
-            f"skipped {len(skipped)} unreadable image(s) of {len(names)} in {display_path(source.images)}: "
-            f"{listed}{' ...' if len(skipped) > 5 else ''}; all are listed in the manifest 'skipped' entry",
+            f"skipped {len(skipped)} unreadable image(s) of {len(names)} in "
+            f"{display_path(source.images)}: {listed}{' ...' if len(skipped) > 5 else ''}; "
+            "all are listed in the manifest 'skipped' entry",
             CelebaDataWarning,
             stacklevel=4,
         )
@@ -425,7 +371,7 @@ def _decode_into(path: Path, source: CelebaSource, names, members, size: int, pr
 
 
 def _source_record(source: CelebaSource, request: dict) -> dict:
-    """The manifest's first entries: the build, the request and where the images came from."""
+    """The manifest's entries on the build, the request and the source."""
     marker = demo_marker(source.root)
     return {
         "version": CACHE_VERSION,
@@ -438,9 +384,7 @@ def _source_record(source: CelebaSource, request: dict) -> dict:
         "layout": source.layout,
         "images_path": str(source.images.resolve()),
         "attributes_file": str(source.attributes_file.resolve()),
-        "partition_file": str(source.partition_file.resolve())
-        if source.partition_file
-        else None,
+        "partition_file": str(source.partition_file.resolve()) if source.partition_file else None,
         "demo": marker is not None,
         "demo_generator": marker,
         "crop_rule": CROP_RULE,
@@ -449,7 +393,7 @@ def _source_record(source: CelebaSource, request: dict) -> dict:
 
 
 def _shared_identities(identity: np.ndarray, split: np.ndarray) -> int | None:
-    """How many known people have images in more than one split (``None``: identities unknown)."""
+    """Known people with images in more than one split (``None``: identities unknown)."""
     known = identity >= 0
     if not known.any():
         return None
@@ -465,31 +409,17 @@ def _decode_all(source: CelebaSource, members, size, progress, workers):
         (str(source.images), source.is_zip, members[i : i + _CHUNK], size)
         for i in range(0, len(members), _CHUNK)
     ]
-    with tqdm(
-        total=len(members),
-        desc=f"cropping to {size}x{size}",
-        unit="img",
-        disable=not progress,
-        smoothing=0.1,
-    ) as bar:
-        if workers > 1:
-            with process_pool(workers) as pool:
-                for results in pool.imap(decode_chunk, jobs):
-                    bar.update(len(results))
-                    yield from results
-        else:
-            for job in jobs:
-                results = decode_chunk(job)
+    with tqdm(total=len(members), desc=f"cropping to {size}x{size}", unit="img",
+              disable=not progress, smoothing=0.1) as bar:
+        with process_pool(workers) if workers > 1 else contextlib.nullcontext() as pool:
+            for results in (pool.imap if workers > 1 else map)(decode_chunk, jobs):
                 bar.update(len(results))
                 yield from results
 
 
 def _new_images_file(path: Path, shape: tuple[int, ...]) -> np.memmap:
-    """A writable uint8 ``.npy`` memmap of ``shape`` whose disk blocks are reserved up front.
-
-    Writing into a memmap whose file cannot grow kills the process with SIGBUS; reserving
-    the blocks turns a full disk into an ``OSError`` here instead.
-    """
+    """A writable uint8 ``.npy`` memmap with its disk blocks reserved up front: a memmap whose
+    file cannot grow kills the process with SIGBUS; this raises ``OSError`` instead."""
     images = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=shape)
     if hasattr(os, "posix_fallocate"):
         fd = os.open(path, os.O_RDWR)
@@ -517,30 +447,15 @@ def _truncate_rows(path: Path, count: int) -> None:
     os.replace(compact_path, path)  # inside the build's temporary folder: no reader sees it
 
 
-def assign_splits(partition: np.ndarray, identity: np.ndarray | None = None) -> tuple[np.ndarray, str]:
+def assign_splits(partition: np.ndarray,
+                  identity: np.ndarray | None = None) -> tuple[np.ndarray, str]:
     """Split names ("train"/"val"/"test") for rows sorted by file name, and the rule used.
 
-    Official rule: partition 0 -> train, 1 -> val, 2 -> test. If that leaves a split empty
-    (a CelebA subset, or no partition file: partition -1), the fallback applies:
-
-    - the *donor* is the largest non-empty official split (all images when no partition
-      is known);
-    - **by identity** when every donor image has a known person id (``identity`` >= 0,
-      from ``identity_CelebA.txt``): the donor's distinct identities, shuffled with seed
-      ``SPLIT_SEED``, are cut into consecutive blocks for the donor and each empty split,
-      in train, val, test order, sized in proportion to 80 : 10 : 10 of the identities.
-      Every image goes where its person goes, so no person appears in two splits (CelebA
-      has about 20 images per person: a file-name cut would put most test people in
-      training too);
-    - otherwise **by file name**: the donor's images, in file-name order, are cut into
-      consecutive blocks in the same proportions;
-    - each empty split gets at least one identity (image) when there are enough;
-    - images of the other official splits keep their split.
-
-    So 10,000 train-only images with identities become about 8,000 / 1,000 / 1,000 images
-    of disjoint people; without the identity file, the first 8,000 / next 1,000 / last
-    1,000 by file name. A ``CelebaDataWarning`` says which, and says loudly when official
-    test images end up in train or val.
+    Official: partition 0 -> train, 1 -> val, 2 -> test. When that leaves a split empty, the
+    largest official split (all images without a partition) is cut 80:10:10 into it and
+    the empty splits: by person when every image has an identity (shuffled with
+    ``SPLIT_SEED``; no person in two splits), else in file-name order. A
+    ``CelebaDataWarning`` says which, and when official test images end up in training.
     """
     split, rule, message = _assign_splits(partition, identity)
     if message:
@@ -548,9 +463,9 @@ def assign_splits(partition: np.ndarray, identity: np.ndarray | None = None) -> 
     return split, rule
 
 
-def _block_sizes(n: int, group: list[str], missing: list[str], keeper: str, need: int, what: str) -> dict:
-    """Sizes of consecutive blocks of ``n`` items for the splits in ``group`` (80:10:10);
-    ``keeper`` absorbs the rounding and must keep at least ``need`` items."""
+def _block_sizes(n: int, group: list[str], missing: list[str], keeper: str, need: int,
+                 what: str) -> dict:
+    """Sizes of consecutive 80:10:10 blocks of ``n`` items; ``keeper`` absorbs the rounding."""
     total = sum(SPLIT_FRACTIONS[s] for s in group)
     sizes = {
         s: max(1 if s in missing else 0, round(n * SPLIT_FRACTIONS[s] / total)) for s in group
@@ -601,7 +516,8 @@ def _assign_splits(
         rule = (
             f"fallback by identity: the official partition leaves {', '.join(missing)} empty, so "
             f"{source} are split by person: their {len(shuffled)} identities, shuffled with seed "
-            f"{SPLIT_SEED}, are cut 80:10:10 into {', '.join(described)}; no person is in two splits"
+            f"{SPLIT_SEED}, are cut 80:10:10 into {', '.join(described)}; no person is in two "
+            "splits"
         )
     else:
         sizes = _block_sizes(len(pool), group, missing, keeper, need, "image(s)")
@@ -610,8 +526,9 @@ def _assign_splits(
             split[pool[start : start + sizes[s]]] = s
             start += sizes[s]
         rule = (
-            f"fallback: the official partition leaves {', '.join(missing)} empty, so {source}, in file-name "
-            f"order, are cut 80:10:10 into {', '.join(f'{s} {sizes[s]}' for s in group)}"
+            f"fallback: the official partition leaves {', '.join(missing)} empty, so {source}, "
+            f"in file-name order, are cut 80:10:10 into "
+            f"{', '.join(f'{s} {sizes[s]}' for s in group)}"
         )
     message = rule + " (see data.assign_splits)."
     leaked = int(((partition == 2) & (split != "test")).sum())
@@ -624,39 +541,18 @@ def _assign_splits(
 
 
 def load_cache(config, progress: bool = True) -> Cache:
-    """The cache for a ``Config``: everything a notebook needs in one call.
-
-    Demo profile: generates ``config.demo_images`` faces with ``DEMO_SEED`` into
-    ``config.data_dir`` (default ``data/demo``) when they are missing or were made with
-    other settings. Then prepares the cache at ``config.image_size`` under
-    ``config.cache_path``, respecting ``config.max_images``.
-    """
+    """The cache for a ``Config``; the demo profile first draws its faces when missing."""
     if config.is_demo:
         root = config.resolve(config.data_dir or "data/demo")
         marker = demo_marker(root)
-        # The faces are always drawn with DEMO_SEED: runs with different training
-        # seeds (the ablation) must see the same data.
+        # always DEMO_SEED: runs with different training seeds must see the same data
         wanted = {"n": config.demo_images, "seed": DEMO_SEED, "version": DEMO_VERSION}
         if marker is None or any(marker.get(k) != v for k, v in wanted.items()):
             if progress:
-                print(
-                    f"drawing {config.demo_images} demo faces into {display_path(root)}",
-                    file=sys.stderr,
-                )
+                print(f"drawing {config.demo_images} demo faces into {display_path(root)}",
+                      file=sys.stderr)
             write_demo_dataset(root, n=config.demo_images, seed=DEMO_SEED, progress=progress)
     else:
         root = config.resolve(config.data_dir) if config.data_dir else None
-    return prepare(
-        root,
-        size=config.image_size,
-        cache_dir=config.cache_path,
-        max_images=config.max_images,
-        progress=progress,
-    )
-
-
-def _absolute(path: str | os.PathLike) -> Path:
-    from ..config import project_root
-
-    path = Path(path).expanduser()
-    return path if path.is_absolute() else project_root() / path
+    return prepare(root, size=config.image_size, cache_dir=config.cache_path,
+                   max_images=config.max_images, progress=progress)

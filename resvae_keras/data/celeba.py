@@ -1,19 +1,9 @@
 """Finding CelebA on disk and reading its annotation files.
 
-CelebA (Liu et al., ICCV 2015) holds 202,599 aligned face images (178x218 JPEG), 40 binary
-attributes per image and an official train/val/test partition by id (0: 1-162,770,
-1: 162,771-182,637, 2: 182,638-202,599). Three download layouts are accepted under one
-root folder:
-
-| layout         | images                                   | annotations                                   |
-| -------------- | ---------------------------------------- | --------------------------------------------- |
-| ``official``   | ``img_align_celeba/*.jpg``               | ``list_attr_celeba.txt``, ``list_eval_partition.txt`` |
-| ``google-drive`` | ``Img/img_align_celeba/*.jpg``         | ``Anno/list_attr_celeba.txt``, ``Eval/list_eval_partition.txt`` |
-| ``kaggle``     | ``img_align_celeba/img_align_celeba/*.jpg`` | ``list_attr_celeba.csv``, ``list_eval_partition.csv`` |
-| ``zip``        | ``img_align_celeba.zip`` (or ``Img/img_align_celeba.zip``), read without extracting | any of the above, beside it |
-
-The annotation files are found independently of the image layout (root first, then
-``Anno/`` and ``Eval/``; ``.txt`` before ``.csv``).
+Accepted layouts under one root: ``official`` (``img_align_celeba/``), ``kaggle``
+(``img_align_celeba/img_align_celeba/``, ``.csv`` annotations), ``google-drive``
+(``Img/``, ``Anno/``, ``Eval/``) and ``zip`` (``img_align_celeba.zip``, read in place).
+Annotation files are found independently of the image layout.
 """
 
 from __future__ import annotations
@@ -42,10 +32,8 @@ ATTRIBUTE_NAMES: tuple[str, ...] = (
     "Sideburns", "Smiling", "Straight_Hair", "Wavy_Hair", "Wearing_Earrings",
     "Wearing_Hat", "Wearing_Lipstick", "Wearing_Necklace", "Wearing_Necktie", "Young",
 )  # fmt: skip
-"""The 40 official CelebA attribute names, in the order of ``list_attr_celeba.txt``."""
 
-SPLITS = ("train", "val", "test")
-"""Split names; the official partition ids 0, 1, 2 map to them in this order."""
+SPLITS = ("train", "val", "test")  # the official partition ids 0, 1, 2
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 README_SECTION = 'README.md, section "Getting CelebA"'
@@ -85,16 +73,7 @@ class CelebaDataWarning(UserWarning):
 
 @dataclass(frozen=True)
 class CelebaSource:
-    """Where one CelebA copy lives.
-
-    Attributes:
-        root: the folder given (or found).
-        layout: ``"official"``, ``"google-drive"``, ``"kaggle"`` or ``"zip"``.
-        images: the folder of image files, or the zip file.
-        attributes_file: ``list_attr_celeba.txt`` or ``.csv``.
-        partition_file: ``list_eval_partition.txt`` or ``.csv``; ``None`` if absent.
-        identity_file: ``identity_CelebA.txt`` (who is in each image); ``None`` if absent.
-    """
+    """Where one CelebA copy lives; ``images`` is a folder or a zip file."""
 
     root: Path
     layout: str
@@ -114,25 +93,15 @@ class CelebaSource:
                 members = {}
                 for info in archive.infolist():
                     name = info.filename.rsplit("/", 1)[-1]
-                    if (
-                        not info.is_dir()
-                        and name.lower().endswith(IMAGE_SUFFIXES)
-                        and not name.startswith(".")
-                    ):
+                    if not info.is_dir() and _is_image_name(name):
                         members.setdefault(name, info.filename)
         else:
             members = {e.name: e.name for e in os.scandir(self.images) if _is_image_entry(e)}
         return dict(sorted(members.items()))
 
     def fingerprint(self, names: list[str]) -> str:
-        """sha256 over the chosen images' names, byte sizes and CRC-32 of their contents,
-        plus the annotation files.
-
-        Changes when an image is added, removed or replaced (even by a file of the same
-        size), or when an annotation file changes; stays the same when the folder moves.
-        A zip stores each CRC-32 in its directory; a folder's files are read once per
-        call (about 0.2 s for 10,000 CelebA images whose files are in the page cache).
-        """
+        """sha256 over the images' names, sizes and CRC-32s and the annotation files: changes
+        with any image or annotation, not when the folder moves."""
         digest = hashlib.sha256()
         if self.is_zip:
             with zipfile.ZipFile(self.images) as archive:
@@ -149,12 +118,12 @@ class CelebaSource:
         return digest.hexdigest()
 
 
+def _is_image_name(name: str) -> bool:
+    return name.lower().endswith(IMAGE_SUFFIXES) and not name.startswith(".")
+
+
 def _is_image_entry(entry: os.DirEntry) -> bool:
-    return (
-        entry.name.lower().endswith(IMAGE_SUFFIXES)
-        and not entry.name.startswith(".")
-        and entry.is_file()
-    )
+    return _is_image_name(entry.name) and entry.is_file()
 
 
 def _file_sha256(path: Path) -> str:
@@ -166,7 +135,7 @@ def _file_sha256(path: Path) -> str:
 
 
 def celeba_root(celeba_dir: str | os.PathLike | None = None) -> tuple[Path, str]:
-    """The CelebA root and where it came from: the argument, else ``CELEBA_DIR``, else ``data/celeba``."""
+    """The CelebA root and its origin: the argument, else ``CELEBA_DIR``, else ``data/celeba``."""
     if celeba_dir is not None:
         return Path(celeba_dir).expanduser(), "argument"
     if os.environ.get("CELEBA_DIR"):
@@ -175,16 +144,8 @@ def celeba_root(celeba_dir: str | os.PathLike | None = None) -> tuple[Path, str]
 
 
 def find_celeba(celeba_dir: str | os.PathLike | None = None) -> CelebaSource:
-    """Locate CelebA images and annotation files.
-
-    Args:
-        celeba_dir: the root folder; ``None`` means ``$CELEBA_DIR``, else
-            ``data/celeba`` under the project root. Layouts: see the module docstring.
-
-    Raises:
-        CelebaNotFoundError: (a ``FileNotFoundError``) naming every path tried and the
-            README section on downloading CelebA.
-    """
+    """Locate CelebA images and annotation files under ``celeba_root(celeba_dir)``;
+    ``CelebaNotFoundError`` names every path tried."""
     root, origin = celeba_root(celeba_dir)
     tried = []
     images = layout = None
@@ -204,14 +165,9 @@ def find_celeba(celeba_dir: str | os.PathLike | None = None) -> CelebaSource:
     if attributes is None:
         tried = [root / c for c in _ATTRIBUTE_CANDIDATES]
         raise CelebaNotFoundError(_not_found_message("the attribute file", root, origin, tried))
-    return CelebaSource(
-        root=root,
-        layout=layout,
-        images=images,
-        attributes_file=attributes,
-        partition_file=_first_file(root, _PARTITION_CANDIDATES),
-        identity_file=_first_file(root, _IDENTITY_CANDIDATES),
-    )
+    return CelebaSource(root=root, layout=layout, images=images, attributes_file=attributes,
+                        partition_file=_first_file(root, _PARTITION_CANDIDATES),
+                        identity_file=_first_file(root, _IDENTITY_CANDIDATES))
 
 
 def _holds_images(path: Path) -> bool:
@@ -245,25 +201,17 @@ def _first_file(root: Path, candidates) -> Path | None:
 def _not_found_message(what: str, root: Path, origin: str, tried: list[Path]) -> str:
     lines = "\n".join(f"  - {display_path(p)}{_why_unusable(p)}" for p in tried)
     return (
-        f"could not find {what} for CelebA root {display_path(root)} (from {origin}). Paths tried:\n{lines}\n"
+        f"could not find {what} for CelebA root {display_path(root)} (from {origin}). "
+        f"Paths tried:\n{lines}\n"
         f"Download CelebA and point CELEBA_DIR (or data_dir) at it; see {README_SECTION} "
         "for the accepted layouts. For a quick start without CelebA use the demo profile "
         "(RESVAE_PROFILE=demo), which generates synthetic faces."
     )
 
 
-# -- annotation files -----------------------------------------------------------------
-
-
 def read_attributes(path: str | os.PathLike) -> pd.DataFrame:
-    """``list_attr_celeba.txt`` (official) or ``.csv`` (Kaggle) as 40 bool columns.
-
-    Index: image file name. Values 1 -> True, -1 (or 0) -> False.
-
-    Raises:
-        AnnotationError: naming the file and line of a wrong header, a row with the
-            wrong number of values, a value other than 1/-1/0, or a repeated image.
-    """
+    """``list_attr_celeba.txt`` or ``.csv`` as 40 bool columns (1 -> True) indexed by file
+    name; ``AnnotationError`` names the file and line of any malformed content."""
     path = Path(path)
     csv = path.suffix.lower() == ".csv"
     text = _read_text(path)
@@ -283,7 +231,8 @@ def read_attributes(path: str | os.PathLike) -> pd.DataFrame:
         import warnings
 
         warnings.warn(
-            f"{path.name} line 1 says {first[0]} images but the file has {len(table)} rows; using the rows",
+            f"{path.name} line 1 says {first[0]} images but the file has {len(table)} rows; "
+            "using the rows",
             CelebaDataWarning,
             stacklevel=2,
         )
@@ -293,11 +242,7 @@ def read_attributes(path: str | os.PathLike) -> pd.DataFrame:
 
 
 def read_partition(path: str | os.PathLike) -> pd.Series:
-    """``list_eval_partition.txt`` or ``.csv`` as an int8 Series (0 train, 1 val, 2 test) indexed by file name.
-
-    Raises:
-        AnnotationError: naming the file and line of a malformed row.
-    """
+    """``list_eval_partition.txt`` or ``.csv`` as an int8 Series indexed by file name."""
     path = Path(path)
     csv = path.suffix.lower() == ".csv"
     text = _read_text(path)
@@ -313,11 +258,7 @@ def read_partition(path: str | os.PathLike) -> pd.Series:
 
 
 def read_identities(path: str | os.PathLike) -> pd.Series:
-    """``identity_CelebA.txt`` as an int32 Series of person ids (>= 0) indexed by file name.
-
-    Raises:
-        AnnotationError: naming the file and line of a malformed row.
-    """
+    """``identity_CelebA.txt`` as an int32 Series of person ids indexed by file name."""
     path = Path(path)
     table = _read_rows(path, _read_text(path), 0, ("identity",), False, allowed=None)
     identity = table["identity"]
@@ -354,10 +295,7 @@ def _read_rows(
     path: Path, text: str, header_lines: int, columns, csv: bool, allowed
 ) -> pd.DataFrame:
     """The data rows, parsed by pandas; on any problem a line scan names the first bad line.
-
-    ``allowed``: the values a column may take (int8 columns), or ``None`` for any
-    non-negative integer (int32 columns, e.g. identities).
-    """
+    ``allowed``: the values of int8 columns, or ``None`` for non-negative int32 ones."""
     names = ["image", *columns]
     try:
         table = pd.read_csv(
@@ -389,7 +327,8 @@ def _scan_rows(path: Path, text: str, header_lines: int, columns, csv: bool, all
         where = f"{path}, line {number}"
         if len(parts) != len(columns) + 1:
             raise AnnotationError(
-                f"{where}: expected an image name and {len(columns)} values, found {len(parts) - 1} values"
+                f"{where}: expected an image name and {len(columns)} values, "
+                f"found {len(parts) - 1} values"
             )
         for column, value in zip(columns, parts[1:], strict=True):
             if allowed_text is None and not value.isdigit():
@@ -406,12 +345,8 @@ def _scan_rows(path: Path, text: str, header_lines: int, columns, csv: bool, all
 
 
 def annotations_for(source: CelebaSource, names: list[str]) -> pd.DataFrame:
-    """40 bool attribute columns plus ``partition`` (int8; -1 when there is no partition file)
-    and ``identity`` (int32 person id; -1 when there is no identity file) for ``names``.
-
-    Raises:
-        AnnotationError: for the first image with no row in an annotation file.
-    """
+    """The 40 attributes plus ``partition`` and ``identity`` (-1 without their file) of
+    ``names``; ``AnnotationError`` for the first image with no row in a file."""
     attributes = read_attributes(source.attributes_file)
     _check_rows(names, attributes, source.attributes_file, source)
     table = attributes.loc[names].copy()
@@ -440,7 +375,8 @@ def _check_rows(
         start = rows.attrs.get("first_row_line", 1)
         raise AnnotationError(
             f"image {display_path(source.images)}/{first} has no row in {path} "
-            f"(rows on lines {start}-{start + len(index) - 1}; {len(missing)} present image(s) lack one). "
+            f"(rows on lines {start}-{start + len(index) - 1}; {len(missing)} present image(s) "
+            "lack one). "
             "Images and annotation files must come from the same CelebA release; "
             f"re-download the annotations (see {README_SECTION}) or remove the extra images."
         )

@@ -1,19 +1,9 @@
 """The crop rule and fast JPEG decoding: any CelebA-like image -> a uint8 square.
 
 The rule scales the common 148x148 crop of the 178x218 aligned images (rows 40-188,
-columns 15-163, as in Larsen et al., "Autoencoding beyond pixels", 2016) to any size:
-
-    side = 148/178 * width          (at most the height)
-    left = (width - side) / 2       (centred horizontally)
-    top  = 114/218 * height - side / 2, then clamped to [0, height - side]
-           (the vertical centre sits at 114/218 of the height, a little below the middle)
-
-The box is kept in sub-pixel coordinates, not rounded: 178x218 gives exactly
-(15, 40, 163, 188) and the half-size 89x109 images give (7.5, 20, 81.5, 94), the same
-region. The box is resized to ``size`` x ``size`` with PIL's Lanczos filter, which
-widens its kernel when shrinking (antialiased). JPEGs are first decoded at a reduced
-scale (``Image.draft``: 1/2, 1/4 or 1/8 in the DCT domain) as long as the box keeps at
-least ``size`` pixels, so a 178x218 JPEG headed for 64x64 is decoded at 89x109.
+columns 15-163, Larsen et al. 2016) to any size, in sub-pixel coordinates; the box is
+resized with PIL's Lanczos filter. JPEGs are first decoded at 1/2, 1/4 or 1/8 scale
+(``Image.draft``) while the box keeps at least ``size`` pixels.
 """
 
 from __future__ import annotations
@@ -36,7 +26,7 @@ RESAMPLE = Image.Resampling.LANCZOS
 
 
 def crop_box(width: int, height: int) -> tuple[float, float, float, float]:
-    """The square crop (left, top, right, bottom) in pixels, sub-pixel, for a width x height image."""
+    """The sub-pixel square crop (left, top, right, bottom) of a width x height image."""
     if width < 1 or height < 1:
         raise ValueError(f"image size {width}x{height}: both sides must be at least 1 pixel")
     side = min(CROP_SIDE * width, float(height))
@@ -48,11 +38,8 @@ def crop_box(width: int, height: int) -> tuple[float, float, float, float]:
 def crop_and_resize(
     image: Image.Image, size: int = 64, source_size: tuple[int, int] | None = None
 ) -> Image.Image:
-    """Apply the crop rule to ``image`` and resize to ``size`` x ``size`` (RGB).
-
-    ``source_size`` is the (width, height) before any ``draft`` reduction; the box is
-    computed there and scaled to the decoded image.
-    """
+    """The crop rule on ``image``, resized to ``size`` x ``size`` RGB; ``source_size``: the
+    (width, height) before any ``draft`` reduction."""
     width, height = source_size or image.size
     left, top, right, bottom = crop_box(width, height)
     sx, sy = image.size[0] / width, image.size[1] / height
@@ -71,11 +58,7 @@ def to_rgb8(image: Image.Image) -> Image.Image:
 
 
 def load_face(file, size: int = 64) -> tuple[np.ndarray, tuple[int, int]]:
-    """Decode one image file (path or file object) and crop+resize it.
-
-    Returns:
-        the face, uint8 in [0, 255], shape (size, size, 3), and the source (width, height).
-    """
+    """Decode and crop one image file: the face, uint8 (size, size, 3), and (width, height)."""
     with Image.open(file) as image:
         source_size = image.size
         side = min(CROP_SIDE * source_size[0], source_size[1])
@@ -100,11 +83,8 @@ def _open_zip(path: str) -> zipfile.ZipFile:
 
 
 def decode_chunk(job) -> list[tuple[np.ndarray | None, str | None, tuple[int, int] | None]]:
-    """Decode a chunk of images for the cache builder (runs in worker processes).
-
-    ``job`` is ``(images, is_zip, members, size)``; one ``(face, error, source_size)`` per
-    member, with ``face=None`` and a reason when the file cannot be read.
-    """
+    """Decode ``job = (images, is_zip, members, size)`` in a worker: one ``(face, error,
+    source_size)`` per member, ``face`` None with a reason when unreadable."""
     images, is_zip, members, size = job
     results = []
     for member in members:

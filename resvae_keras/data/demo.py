@@ -1,46 +1,27 @@
-"""Synthetic demo faces, written in the official CelebA layout.
-
-``write_demo_dataset`` draws simple cartoon faces with numpy and PIL (no network, no
-CelebA file) and writes them exactly like the official release: 178x218 JPEGs in
-``img_align_celeba/``, ``list_attr_celeba.txt`` and ``list_eval_partition.txt``. The
-rest of the library cannot tell the two apart, so the whole course runs on a laptop
-in minutes; every figure made from them says "(demo data)".
-
-What varies, and is labelled exactly as drawn (every other attribute is -1):
-
-- ``Male`` (short hair, heavier brows), with ``Mustache`` or ``No_Beard``;
-  women always have ``No_Beard`` and some have ``Wearing_Lipstick``;
-- ``Smiling`` (open smile with teeth) against a closed mouth;
-- ``Eyeglasses``: thick dark-blue frames at the eye line (see
-  ``detect_demo_eyeglasses``);
-- hair colour, exactly one of ``Black_Hair``, ``Blond_Hair``, ``Brown_Hair``,
-  ``Gray_Hair``; ``Bangs``; ``Wearing_Hat``; ``Pale_Skin``;
-- unlabelled nuisances: face size, position, roll, yaw, side lighting, brightness,
-  background, eye and shirt colours.
-
-Faces stay inside the 148x148 crop box (15, 40, 163, 188) that the cache cuts out, and
-the eyes sit near y = 112 as in the aligned CelebA images. Image ``i`` depends only on
-``(seed, i)``, so the same seed gives byte-identical files.
+"""Synthetic demo faces, written in the official CelebA layout (178x218 JPEGs and
+annotation files), so the course runs without CelebA; figures made from them say
+"(demo data)". Attributes drawn: Male, Mustache/No_Beard, Wearing_Lipstick, Smiling,
+Eyeglasses, one hair colour, Bangs, Wearing_Hat, Pale_Skin; every other one is -1. Faces
+stay inside the crop box; image ``i`` depends only on ``(seed, i)`` (byte-identical files).
 """
 
 from __future__ import annotations
 
 import colorsys
+import contextlib
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ._io import cpu_count, process_pool, remove_stale_temp_dirs, replace_dir, temp_dir_beside
+from ._io import cpu_count, folder_in_place, process_pool, remove_stale_temp_dirs
 from .celeba import ATTRIBUTE_NAMES
 
 DEMO_VERSION = 2
-#: Seed of the demo faces a profile uses, whatever the training seed.
-DEMO_SEED = 0
+DEMO_SEED = 0  # the demo faces' seed, whatever the training seed
 DEMO_MARKER = "demo_faces.json"
 WIDTH, HEIGHT = 178, 218
 _SUPERSAMPLE = 2  # draw at 2x and downsample, for smooth edges
@@ -56,14 +37,8 @@ _HAIR_RGB = {
     "Gray_Hair": (172, 170, 166),
 }
 _PALE_SKIN = ((250, 232, 220), (244, 224, 210), (238, 220, 214))
-_SKIN = (
-    (232, 190, 160),
-    (214, 160, 120),
-    (190, 135, 95),
-    (160, 108, 72),
-    (120, 80, 52),
-    (88, 58, 40),
-)
+_SKIN = ((232, 190, 160), (214, 160, 120), (190, 135, 95), (160, 108, 72), (120, 80, 52),
+         (88, 58, 40))
 _IRIS = ((92, 58, 32), (52, 36, 26), (72, 108, 62), (124, 92, 48))
 
 
@@ -74,12 +49,8 @@ def _rgb(values) -> tuple[int, int, int]:
 def _not_blue_colour(
     rng: np.random.Generator, saturation, value, half: int | None = None
 ) -> tuple[int, int, int]:
-    """A random colour whose blue never exceeds max(red, green).
-
-    ``half`` 0 draws hues in [300, 360) or [0, 120) degrees (blue <= red), 1 in [60, 180)
-    (blue <= green). Each half is convex, so a gradient between two colours of one half
-    never turns blue.
-    """
+    """A random colour whose blue never exceeds max(red, green); two colours of one ``half``
+    (0: blue <= red, 1: blue <= green) never give a blue gradient."""
     half = rng.integers(2) if half is None else half
     hue = (rng.uniform(-1 / 6, 1 / 3) % 1.0) if half == 0 else rng.uniform(1 / 6, 1 / 2)
     r, g, b = colorsys.hsv_to_rgb(hue, rng.uniform(*saturation), rng.uniform(*value))
@@ -145,10 +116,8 @@ class _Palette:
 
 
 def _sample_palette(rng: np.random.Generator, attrs: dict[str, bool]) -> _Palette:
-    skin = np.array(
-        _PALE_SKIN[rng.integers(3)] if attrs["Pale_Skin"] else _SKIN[rng.integers(len(_SKIN))],
-        float,
-    )
+    pick = _PALE_SKIN[rng.integers(3)] if attrs["Pale_Skin"] else _SKIN[rng.integers(len(_SKIN))]
+    skin = np.array(pick, float)
     skin = _rgb(skin + rng.uniform(-6, 6, 3))
     hair_name = next(n for n in _HAIR_RGB if attrs.get(n))
     hair = _rgb(np.array(_HAIR_RGB[hair_name]) + rng.uniform(-10, 10, 3))
@@ -195,10 +164,8 @@ def _draw_head(pen: _Pen, g: _Geometry, male: bool, p: _Palette, rng: np.random.
     d.rectangle(box(cx - 0.42 * a, bottom - 0.15 * fh, cx + 0.42 * a, HEIGHT), fill=p.shade)
     d.ellipse(box(cx - 2.5 * a, bottom + 0.1 * fh, cx + 2.5 * a, bottom + 1.1 * fh), fill=shirt)
     for side in (-1, 1):
-        d.ellipse(
-            box(cx + side * a - 0.16 * a, g.ye - 0.02 * fh, cx + side * a + 0.16 * a, g.ye + 0.2 * fh),
-            fill=p.shade,
-        )
+        d.ellipse(box(cx + side * a - 0.16 * a, g.ye - 0.02 * fh,
+                      cx + side * a + 0.16 * a, g.ye + 0.2 * fh), fill=p.shade)
     d.ellipse(box(cx - a, top, cx + a, bottom), fill=p.skin)
 
 
@@ -209,31 +176,17 @@ def _draw_eyes(pen: _Pen, g: _Geometry, male: bool, p: _Palette, rng: np.random.
     yb = ye - 0.1 * fh
     for side in (-1, 1):
         ex = g.cx + g.yaw + side * 0.42 * a
-        d.ellipse(
-            box(ex - 0.19 * a, ye - 0.09 * a, ex + 0.19 * a, ye + 0.09 * a), fill=(240, 238, 232)
-        )
+        d.ellipse(box(ex - 0.19 * a, ye - 0.09 * a, ex + 0.19 * a, ye + 0.09 * a),
+                  fill=(240, 238, 232))
         d.ellipse(box(ex - 0.09 * a, ye - 0.09 * a, ex + 0.09 * a, ye + 0.09 * a), fill=iris)
-        d.ellipse(
-            box(ex - 0.045 * a, ye - 0.045 * a, ex + 0.045 * a, ye + 0.045 * a), fill=(15, 12, 12)
-        )
-        d.arc(
-            box(ex - 0.2 * a, ye - 0.11 * a, ex + 0.2 * a, ye + 0.11 * a),
-            190,
-            350,
-            fill=p.shade,
-            width=k,
-        )
+        d.ellipse(box(ex - 0.045 * a, ye - 0.045 * a, ex + 0.045 * a, ye + 0.045 * a),
+                  fill=(15, 12, 12))
+        d.arc(box(ex - 0.2 * a, ye - 0.11 * a, ex + 0.2 * a, ye + 0.11 * a), 190, 350,
+              fill=p.shade, width=k)
         bw = (0.1 if male else 0.065) * a
-        d.line(
-            pen.pts(
-                (ex - side * 0.22 * a, yb + 0.02 * fh),
-                (ex, yb - 0.012 * fh),
-                (ex + side * 0.24 * a, yb + 0.012 * fh),
-            ),
-            fill=p.brow,
-            width=max(2, round(bw * k)),
-            joint="curve",
-        )
+        brow = pen.pts((ex - side * 0.22 * a, yb + 0.02 * fh), (ex, yb - 0.012 * fh),
+                       (ex + side * 0.24 * a, yb + 0.012 * fh))
+        d.line(brow, fill=p.brow, width=max(2, round(bw * k)), joint="curve")
 
 
 def _draw_nose(pen: _Pen, g: _Geometry, p: _Palette):
@@ -241,21 +194,11 @@ def _draw_nose(pen: _Pen, g: _Geometry, p: _Palette):
     d, k, a, fh = pen.draw, pen.k, g.a, g.fh
     ny = g.top + 0.68 * fh
     nx = g.cx + 1.5 * g.yaw
-    d.line(
-        pen.pts((nx - 0.02 * a, g.ye + 0.06 * fh), (nx + 0.05 * a, ny - 0.02 * fh)),
-        fill=p.shade,
-        width=k,
-    )
+    d.line(pen.pts((nx - 0.02 * a, g.ye + 0.06 * fh), (nx + 0.05 * a, ny - 0.02 * fh)),
+           fill=p.shade, width=k)
     for side in (-1, 1):
-        d.ellipse(
-            pen.box(
-                nx + side * 0.12 * a - 0.06 * a,
-                ny - 0.025 * fh,
-                nx + side * 0.12 * a + 0.06 * a,
-                ny + 0.01 * fh,
-            ),
-            fill=p.shade,
-        )
+        d.ellipse(pen.box(nx + side * 0.12 * a - 0.06 * a, ny - 0.025 * fh,
+                          nx + side * 0.12 * a + 0.06 * a, ny + 0.01 * fh), fill=p.shade)
 
 
 def _draw_mouth(pen: _Pen, g: _Geometry, attrs: dict[str, bool], p: _Palette):
@@ -263,46 +206,24 @@ def _draw_mouth(pen: _Pen, g: _Geometry, attrs: dict[str, bool], p: _Palette):
     d, box, pts, k, a, fh = pen.draw, pen.box, pen.pts, pen.k, g.a, g.fh
     my = g.top + 0.81 * fh
     mx = g.cx + g.yaw
-    lips = (185, 40, 62) if attrs["Wearing_Lipstick"] else _rgb(np.array(p.skin) * (0.82, 0.58, 0.58))
+    lips = ((185, 40, 62) if attrs["Wearing_Lipstick"]
+            else _rgb(np.array(p.skin) * (0.82, 0.58, 0.58)))
     if attrs["Smiling"]:
-        d.chord(
-            box(mx - 0.36 * a, my - 0.07 * fh, mx + 0.36 * a, my + 0.07 * fh),
-            0,
-            180,
-            fill=(110, 28, 38),
-            outline=lips,
-            width=2 * k,
-        )
-        d.chord(
-            box(mx - 0.28 * a, my - 0.035 * fh, mx + 0.28 * a, my + 0.035 * fh),
-            0,
-            180,
-            fill=(245, 245, 240),
-        )
-        d.line(
-            pts((mx - 0.37 * a, my - 0.01 * fh), (mx + 0.37 * a, my - 0.01 * fh)),
-            fill=lips,
-            width=2 * k,
-        )
+        d.chord(box(mx - 0.36 * a, my - 0.07 * fh, mx + 0.36 * a, my + 0.07 * fh), 0, 180,
+                fill=(110, 28, 38), outline=lips, width=2 * k)
+        d.chord(box(mx - 0.28 * a, my - 0.035 * fh, mx + 0.28 * a, my + 0.035 * fh), 0, 180,
+                fill=(245, 245, 240))
+        d.line(pts((mx - 0.37 * a, my - 0.01 * fh), (mx + 0.37 * a, my - 0.01 * fh)),
+               fill=lips, width=2 * k)
     else:
         d.ellipse(box(mx - 0.28 * a, my - 0.03 * fh, mx + 0.28 * a, my + 0.035 * fh), fill=lips)
-        d.line(
-            pts((mx - 0.29 * a, my), (mx, my + 0.006 * fh), (mx + 0.29 * a, my)),
-            fill=_rgb(np.array(lips) * 0.55),
-            width=k,
-        )
+        d.line(pts((mx - 0.29 * a, my), (mx, my + 0.006 * fh), (mx + 0.29 * a, my)),
+               fill=_rgb(np.array(lips) * 0.55), width=k)
     if attrs["Mustache"]:
         ny = g.top + 0.68 * fh  # under the nose
-        d.polygon(
-            pts(
-                (mx - 0.4 * a, my - 0.02 * fh),
-                (mx - 0.3 * a, ny + 0.03 * fh),
-                (mx + 0.3 * a, ny + 0.03 * fh),
-                (mx + 0.4 * a, my - 0.02 * fh),
-                (mx, my - 0.045 * fh),
-            ),
-            fill=p.brow,
-        )
+        d.polygon(pts((mx - 0.4 * a, my - 0.02 * fh), (mx - 0.3 * a, ny + 0.03 * fh),
+                      (mx + 0.3 * a, ny + 0.03 * fh), (mx + 0.4 * a, my - 0.02 * fh),
+                      (mx, my - 0.045 * fh)), fill=p.brow)
 
 
 def _draw_front_hair(pen: _Pen, g: _Geometry, bangs: bool, p: _Palette):
@@ -310,24 +231,17 @@ def _draw_front_hair(pen: _Pen, g: _Geometry, bangs: bool, p: _Palette):
     d, box, a, fh, cx, top = pen.draw, pen.box, g.a, g.fh, g.cx, g.top
     hairline = top + (0.3 if bangs else 0.17) * fh
     cap_top = top - 0.1 * fh
-    d.chord(box(cx - 1.08 * a, cap_top, cx + 1.08 * a, 2 * hairline - cap_top), 180, 360, fill=p.hair)
+    d.chord(box(cx - 1.08 * a, cap_top, cx + 1.08 * a, 2 * hairline - cap_top), 180, 360,
+            fill=p.hair)
     if bangs:
         teeth = 9
         xs = np.linspace(cx - 0.95 * a, cx + 0.95 * a, 2 * teeth + 1)
         ys = [hairline + (0.06 * fh if j % 2 else -0.01 * fh) for j in range(len(xs))]
-        d.polygon(
-            pen.pts(
-                (xs[0], hairline - 0.05 * fh),
-                *zip(xs, ys, strict=True),
-                (xs[-1], hairline - 0.05 * fh),
-            ),
-            fill=p.hair,
-        )
+        d.polygon(pen.pts((xs[0], hairline - 0.05 * fh), *zip(xs, ys, strict=True),
+                          (xs[-1], hairline - 0.05 * fh)), fill=p.hair)
     else:
-        d.ellipse(
-            box(cx - 0.62 * a, hairline - 0.07 * fh, cx + 0.62 * a, hairline + 0.25 * fh),
-            fill=p.skin,
-        )
+        d.ellipse(box(cx - 0.62 * a, hairline - 0.07 * fh, cx + 0.62 * a, hairline + 0.25 * fh),
+                  fill=p.skin)
 
 
 def _draw_glasses(pen: _Pen, g: _Geometry, rng: np.random.Generator):
@@ -337,22 +251,12 @@ def _draw_glasses(pen: _Pen, g: _Geometry, rng: np.random.Generator):
     fwid = max(3, round(0.13 * a * pen.k))
     for side in (-1, 1):
         ex = cx + yaw + side * 0.42 * a
-        d.rounded_rectangle(
-            pen.box(ex - 0.3 * a, ye - 0.2 * a, ex + 0.3 * a, ye + 0.2 * a),
-            radius=0.1 * a * pen.k,
-            outline=frame,
-            width=fwid,
-        )
-        d.line(
-            pen.pts((ex + side * 0.3 * a, ye - 0.08 * a), (cx + side * 0.98 * a, ye - 0.1 * a)),
-            fill=frame,
-            width=fwid,
-        )
-    d.line(
-        pen.pts((cx + yaw - 0.12 * a, ye - 0.06 * a), (cx + yaw + 0.12 * a, ye - 0.06 * a)),
-        fill=frame,
-        width=fwid,
-    )
+        d.rounded_rectangle(pen.box(ex - 0.3 * a, ye - 0.2 * a, ex + 0.3 * a, ye + 0.2 * a),
+                            radius=0.1 * a * pen.k, outline=frame, width=fwid)
+        d.line(pen.pts((ex + side * 0.3 * a, ye - 0.08 * a), (cx + side * 0.98 * a, ye - 0.1 * a)),
+               fill=frame, width=fwid)
+    d.line(pen.pts((cx + yaw - 0.12 * a, ye - 0.06 * a), (cx + yaw + 0.12 * a, ye - 0.06 * a)),
+           fill=frame, width=fwid)
 
 
 def _draw_hat(pen: _Pen, g: _Geometry, rng: np.random.Generator):
@@ -362,10 +266,8 @@ def _draw_hat(pen: _Pen, g: _Geometry, rng: np.random.Generator):
     base = top + 0.07 * fh  # where the crown meets the brim
     crown_top = max(top - 0.2 * fh, 43.0)  # stays inside the crop box
     d.chord(box(cx - 0.98 * a, crown_top, cx + 0.98 * a, 2 * base - crown_top), 180, 360, fill=hat)
-    d.rectangle(
-        box(cx - 0.97 * a, base - 0.05 * fh, cx + 0.97 * a, base),
-        fill=_rgb(np.array(hat) * 0.6),
-    )
+    d.rectangle(box(cx - 0.97 * a, base - 0.05 * fh, cx + 0.97 * a, base),
+                fill=_rgb(np.array(hat) * 0.6))
     d.ellipse(box(cx - 1.4 * a, base - 0.035 * fh, cx + 1.4 * a, base + 0.065 * fh), fill=hat)
 
 
@@ -379,12 +281,8 @@ def _light(image: Image.Image, rng: np.random.Generator) -> Image.Image:
 
 
 def draw_demo_face(seed: int, index: int) -> tuple[Image.Image, dict[str, bool]]:
-    """One synthetic face: an RGB 178x218 PIL image and its attributes (True where drawn).
-
-    Depends only on ``(seed, index)``. The parts are drawn back to front on a 2x layer
-    that is rotated by the roll, pasted on the background and box-filtered down; every
-    random number comes from one generator, in the order below.
-    """
+    """One synthetic face, an RGB 178x218 PIL image, and its attributes; depends only on
+    ``(seed, index)``: every random number comes from one generator, in this order."""
     rng = np.random.default_rng([int(seed), int(index)])
     attrs = _sample_attributes(rng)
     k = _SUPERSAMPLE
@@ -402,11 +300,8 @@ def draw_demo_face(seed: int, index: int) -> tuple[Image.Image, dict[str, bool]]
         _draw_glasses(pen, g, rng)
     if attrs["Wearing_Hat"]:
         _draw_hat(pen, g, rng)
-    layer = layer.rotate(
-        g.roll,
-        resample=Image.Resampling.NEAREST,  # smoothed by the 2x downsample
-        center=(g.cx * k, g.ye * k),
-    )
+    # nearest neighbour, smoothed by the 2x downsample
+    layer = layer.rotate(g.roll, resample=Image.Resampling.NEAREST, center=(g.cx * k, g.ye * k))
     canvas.paste(layer, (0, 0), layer)
     image = canvas.reduce(_SUPERSAMPLE)  # box filter: each pixel averages a 2x2 block
     image = _light(image, rng)
@@ -424,7 +319,7 @@ def _write_faces(args) -> list[dict[str, bool]]:
 
 
 def demo_partition(n: int) -> np.ndarray:
-    """Official-style partition ids for ``n`` demo images: first 80% 0 (train), then 10% 1 (val), 10% 2 (test)."""
+    """Partition ids for ``n`` demo images: 80% 0 (train), then 10% 1 (val), 10% 2 (test)."""
     n_eval = round(0.1 * n)
     return np.repeat([0, 1, 2], [n - 2 * n_eval, n_eval, n_eval])
 
@@ -432,15 +327,9 @@ def demo_partition(n: int) -> np.ndarray:
 def write_demo_dataset(
     out_dir: str | os.PathLike, n: int = 3000, seed: int = 0, progress: bool = False
 ) -> Path:
-    """Write ``n`` synthetic faces to ``out_dir`` in the official CelebA layout; returns ``out_dir``.
-
-    Writes ``img_align_celeba/000001.jpg`` ... (RGB 178x218 JPEG), ``list_attr_celeba.txt``
-    (count line, the 40 official names, rows of 1/-1), ``list_eval_partition.txt``
-    (80/10/10 train/val/test by id, like the official id ranges) and a
-    ``demo_faces.json`` marker that tells the cache these are demo faces. The folder is
-    built in a temporary sibling and renamed into place, so a killed run leaves nothing
-    half-written. An existing ``out_dir`` is replaced only if it holds earlier demo data.
-    """
+    """Write ``n`` synthetic faces to ``out_dir`` in the official CelebA layout, with a
+    ``demo_faces.json`` marker; returns ``out_dir``. Built in a temporary sibling and renamed
+    into place; an existing ``out_dir`` is replaced only if it holds demo data."""
     if n < 1:
         raise ValueError(f"n={n!r}: the demo dataset needs at least 1 image")
     out = Path(out_dir)
@@ -450,8 +339,7 @@ def write_demo_dataset(
             "choose an empty or new folder so nothing else is overwritten"
         )
     remove_stale_temp_dirs(out)
-    tmp = temp_dir_beside(out)
-    try:
+    with folder_in_place(out) as tmp:
         images_dir = tmp / "img_align_celeba"
         images_dir.mkdir()
         chunks = [range(s, min(s + 100, n)) for s in range(0, n, 100)]
@@ -461,14 +349,9 @@ def write_demo_dataset(
         bar = tqdm(total=n, desc="drawing demo faces", unit="img", disable=not progress)
         labels = []
         workers = min(2, cpu_count())
-        if workers > 1 and n >= 400:
-            with process_pool(workers) as pool:
-                for part in pool.imap(_write_faces, jobs):
-                    labels.extend(part)
-                    bar.update(len(part))
-        else:
-            for job in jobs:
-                part = _write_faces(job)
+        parallel = workers > 1 and n >= 400
+        with process_pool(workers) if parallel else contextlib.nullcontext() as pool:
+            for part in (pool.imap if parallel else map)(_write_faces, jobs):
                 labels.extend(part)
                 bar.update(len(part))
         bar.close()
@@ -494,10 +377,6 @@ def write_demo_dataset(
             "seed": seed,
         }
         (tmp / DEMO_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
-        replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
@@ -510,24 +389,14 @@ def demo_marker(root: str | os.PathLike) -> dict | None:
         return None
 
 
-# The eye band of a cropped 64x64 demo face (rows, columns) holds the glasses frames for
-# every pose and scale the generator draws.
+# the eye band of a cropped 64x64 demo face: it holds the glasses frames in every pose
 _EYE_ROWS = slice(22, 42)
 _EYE_COLS = slice(14, 50)
 
 
 def detect_demo_eyeglasses(images, min_pixels: int = 20) -> np.ndarray:
-    """Which demo faces wear glasses: bool array of shape (N,).
-
-    Args:
-        images: float images in [0, 1], shape (N, 64, 64, 3), cropped and resized like
-            the cache (uint8 in [0, 255] is accepted too).
-        min_pixels: how many frame-blue pixels the eye band must hold.
-
-    Counts pixels in the eye band (rows 22-41, columns 14-49) whose blue exceeds both red
-    and green by more than 0.12: only the demo glasses frames are that blue there. Meant
-    for the demo faces only; it says nothing about real photographs.
-    """
+    """Which cropped 64x64 demo faces wear glasses, bool (N,): at least ``min_pixels`` pixels
+    of the eye band whose blue exceeds red and green by 0.12. Not for real photographs."""
     x = np.asarray(images)
     if x.ndim != 4 or x.shape[1:] != (64, 64, 3):
         raise ValueError(f"images shape {x.shape}: expected (N, 64, 64, 3) cropped demo faces")

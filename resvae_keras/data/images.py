@@ -1,8 +1,4 @@
-"""8-bit images and the float images the model sees: every conversion in one place.
-
-The cache stores uint8 values k in [0, 255]; the model, the metrics and the figures take
-float32 ``k / 255`` in [0, 1]. ``as_float_images`` goes one way, ``to_uint8`` the other.
-"""
+"""uint8 images in [0, 255] (the cache) <-> float32 ``k / 255`` in [0, 1] (the model)."""
 
 from __future__ import annotations
 
@@ -14,16 +10,8 @@ RANGE_TOLERANCE = 0.5 / 255
 
 
 def as_float_images(images, name: str = "images") -> np.ndarray:
-    """Images as float32 in [0, 1], shape (N, H, W, C).
-
-    Args:
-        images: uint8 in [0, 255] (the cache; divided by 255), or float in [0, 1] (kept,
-            without a copy when already float32); a numpy array, a memmap or a tensor.
-        name: the argument's name, for the error message.
-
-    Raises:
-        ValueError: not a batch of images, or float values outside [0, 1].
-    """
+    """Images as float32 in [0, 1], shape (N, H, W, C), from uint8 (divided by 255) or float
+    in [0, 1] (no copy when float32); ``ValueError`` naming ``name`` otherwise."""
     array = np.asarray(images)
     if array.ndim != 4:
         raise ValueError(

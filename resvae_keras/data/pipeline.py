@@ -8,36 +8,13 @@ from .cache import Cache
 from .celeba import ATTRIBUTE_NAMES
 
 
-def make_dataset(
-    cache: Cache,
-    split: str,
-    batch_size: int,
-    shuffle: bool | None = None,
-    seed: int = 0,
-    with_attributes: bool = False,
-    drop_remainder: bool = False,
-    flip: bool = False,
-):
-    """A ``tf.data.Dataset`` over one split of ``cache``.
-
-    Args:
-        cache: from ``prepare`` or ``load_cache``.
-        split: "train", "val" or "test".
-        batch_size: images per batch.
-        shuffle: reshuffle every epoch; ``None`` means only for "train".
-        seed: the shuffle seed (same seed, same order of batches).
-        with_attributes: also yield the 40 attributes as float32 0/1, shape (batch, 40).
-        drop_remainder: drop the last, smaller batch.
-        flip: mirror each image left-right with probability 1/2 (training augmentation;
-            the draws follow ``seed``).
-
-    Yields:
-        images float32 in [0, 1], shape (batch, size, size, 3); or ``(images, attributes)``.
-
-    Only row indices travel through tf.data; each batch is gathered from the memory-mapped
-    cache in one numpy call and converted to float in one vectorised op, so nothing runs
-    per image in Python.
-    """
+def make_dataset(cache: Cache, split: str, batch_size: int, shuffle: bool | None = None,
+                 seed: int = 0, with_attributes: bool = False, drop_remainder: bool = False,
+                 flip: bool = False):
+    """A ``tf.data.Dataset`` of float32 images in [0, 1] (with ``with_attributes``, also the
+    40 attributes as float32 0/1) over one split of ``cache``. ``shuffle`` ``None``: only
+    "train". ``flip``: mirror each image with probability 1/2. Only row indices go through
+    tf.data; each batch is gathered from the memmap in one numpy call."""
     import tensorflow as tf
 
     if int(batch_size) != batch_size or batch_size < 1:
