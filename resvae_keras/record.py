@@ -87,11 +87,9 @@ def run_record(metrics: dict, config: dict | None = None) -> dict:
 
 
 def validation_neg_elbo(history: pd.DataFrame) -> np.ndarray | None:
-    """The validation negative ELBO at beta = 1 after each epoch (nats per image; the
-    checkpoint criterion): ``val_neg_elbo`` (logged by train, which checkpoints on it), else
-    ``val_reconstruction_loss + val_kl_loss``; None when the history has neither. Not
-    ``val_loss``: that is weighted by the run's beta and the warm-up's, so neither early epochs
-    nor runs of another beta would compare."""
+    """The validation negative ELBO at beta = 1 after each epoch (nats per image), the
+    checkpoint criterion: ``val_neg_elbo``, else ``val_reconstruction_loss + val_kl_loss``; None
+    without either. Not ``val_loss``, which is weighted by the run's beta and its warm-up."""
     if "val_neg_elbo" in history:
         return history["val_neg_elbo"].to_numpy(float)
     if {"val_reconstruction_loss", "val_kl_loss"} <= set(history.columns):
@@ -104,18 +102,15 @@ def _last(history: pd.DataFrame, column: str) -> float | None:
 
 
 def history_summary(history: pd.DataFrame, beta: float | None = None) -> dict:
-    """Length and shape of a ``train.load_history`` (epochs counted from 1, losses in nats per
-    image); None where the history lacks the column.
+    """Length and shape of a ``train.load_history`` (epochs from 1, losses in nats per image);
+    None where the history lacks the column, ``{"epochs": 0}`` when it is empty.
 
-    ``epochs``; ``wall_time_s`` and ``median_epoch_time_s`` (as measured, under whatever load
-    the machine had); ``best_val_loss`` (lowest ``val_loss``); ``final_val_neg_elbo`` and
-    ``best_epoch`` (that of ``model.keras``: the lowest ``validation_neg_elbo``); with the
-    validation terms ``reconstruction_first``/``_last`` and the KL's ``kl_first``, ``kl_peak``
-    (highest up to the lowest), ``kl_peak_epoch``, ``kl_min`` (lowest after the first epoch),
-    ``kl_min_epoch`` and ``kl_last``: with a warm-up the KL is highest while beta is small,
-    falls as beta reaches its target, and then levels off, or climbs again while a learned
-    sigma keeps shrinking; ``beta_epoch``, the first epoch at ``beta``. ``{"epochs": 0}`` for
-    an empty history.
+    ``epochs``, ``wall_time_s``, ``median_epoch_time_s``; ``best_val_loss`` (lowest
+    ``val_loss``); ``final_val_neg_elbo``, ``best_val_neg_elbo`` and ``best_epoch`` (of the
+    lowest ``validation_neg_elbo``, that of ``model.keras``); the validation terms'
+    ``reconstruction_first``/``_last``, ``kl_first``, ``kl_peak`` (highest up to the lowest)
+    and ``kl_peak_epoch``, ``kl_min`` (lowest after the first epoch) and ``kl_min_epoch``,
+    ``kl_last``; ``beta_epoch``, the first epoch at ``beta``.
     """
     h = history
     if not len(h):
@@ -126,6 +121,7 @@ def history_summary(history: pd.DataFrame, beta: float | None = None) -> dict:
                                    if "epoch_time_s" in h else None),
            "best_val_loss": float(h["val_loss"].min()) if "val_loss" in h else None,
            "final_val_neg_elbo": None if curve is None else float(curve[-1]),
+           "best_val_neg_elbo": None if curve is None else float(curve.min()),
            "best_epoch": None if curve is None else int(np.nanargmin(curve)) + 1}
     if {"val_reconstruction_loss", "val_kl_loss"} <= set(h.columns):
         kl = h["val_kl_loss"].to_numpy(float)

@@ -1,9 +1,6 @@
-"""The tables of the written report (``report/laporan.md``), from the committed results.
-
-``Results`` reads ``report/results/`` (``celeba-subset/``: the main run; ``study/``, ``sweep/``,
-``levers/``); each ``table_<name>`` returns one markdown table of them, or None while its results
-are missing; ``TABLE_FUNCTIONS`` is what the report template calls ``tables.<name>``. Every word
-of a table (headers, labels, names) comes from ``report/laporan.toml``.
+"""The tables of ``report/laporan.md``: each ``table_<name>`` is one markdown table of the
+committed results (``Results``), or None while they are missing; ``TABLE_FUNCTIONS`` is the
+template's ``tables.<name>``. Their words come from ``report/laporan.toml``.
 """
 
 from __future__ import annotations
@@ -21,7 +18,7 @@ import pandas as pd
 
 from resvae_keras import metrics, plan, stats, study, study_results
 from resvae_keras.config import Config, checkout_file, get_profile
-from resvae_keras.record import lookup, validation_neg_elbo
+from resvae_keras.record import history_summary, lookup
 
 MAIN_RUN = "celeba-subset"
 NBSP = "\u00a0"  # thousands separator of integers: unambiguous with a decimal point
@@ -84,9 +81,8 @@ def markdown_table(columns, rows, numeric=None) -> str:
 
 
 class Col(NamedTuple):
-    """A table column: ``key`` (a dotted path into a row's record), ``label`` (its header),
-    ``decimals`` (or ``"int"``: an integer; ``"p"``: a p-value; ``"text"``: as it is), ``scale``
-    applied first; an ``optional`` column is left out when no row has a value for it."""
+    """A column of laporan.toml: ``key`` a dotted path into a row's record, ``decimals`` or
+    ``"int"``, ``"p"``, ``"text"``; an ``optional`` column is left out when no row has a value."""
 
     key: str
     label: str
@@ -105,21 +101,14 @@ class Col(NamedTuple):
         return num(value, kind, self.scale)
 
 
-def _columns(name: str) -> list[Col]:
-    """The ``columns`` of table ``name`` in laporan.toml."""
-    return [Col(*spec) for spec in TABLES[name]["columns"]]
-
-
-def _table(name: str, rows, columns=None, headers=None) -> str | None:
-    """Table ``name``: ``rows`` are ``(label cell(s), record)``; its ``headers`` columns hold
-    the labels (left-aligned), then one column per ``Col`` (default: its laporan.toml
-    ``columns``) read from each record, right-aligned unless text. None without rows (their
-    results are missing)."""
+def _table(name: str, rows, columns=None) -> str | None:
+    """Table ``name`` of ``rows``, ``(label cell(s), record)``: its ``headers`` hold the labels,
+    then one ``Col`` (default its ``columns``) per column; None without rows."""
     if not rows:
         return None
-    headers = TABLES[name]["headers"] if headers is None else headers
+    headers = TABLES[name]["headers"]
     rows = [((labels,) if isinstance(labels, str) else tuple(labels), r) for labels, r in rows]
-    columns = [c for c in (_columns(name) if columns is None else columns)
+    columns = [c for c in columns or [Col(*spec) for spec in TABLES[name]["columns"]]
                if not c.optional or any(c.cell(r) != DASH for _, r in rows)]
     return markdown_table([*headers, *(c.label for c in columns)],
                           [(*labels, *(c.cell(r) for c in columns)) for labels, r in rows],
@@ -141,7 +130,7 @@ def arm_name(arm) -> str:
 
 class Results(study_results.Study):
     """The committed results under ``root`` (default ``report/results``), read lazily: the
-    study (``root/study``, a ``study.Study``), the main run and the default-model sweep."""
+    study (``root/study``), the main run, the sweep, the levers and the plan."""
 
     def __init__(self, root: Path | str | None = None):
         root = Path(root) if root is not None else study.results_dir()
@@ -150,17 +139,15 @@ class Results(study_results.Study):
 
     @cached_property
     def main_run(self) -> dict:
-        """The main run's ``study.load_run``: ``config``, ``history`` and ``metrics``."""
         return study_results.load_run(self.main_dir)
 
     @property
     def main(self) -> dict:
-        """The main run's ``metrics.json`` (empty when missing)."""
         return self.main_run["metrics"] or {}
 
     @cached_property
     def other_metrics(self) -> dict[str, dict]:
-        """``metrics_<data>.json`` of the main run: the model on other data, by name."""
+        """The main run's ``metrics_<data>.json``: the model on other data, by name."""
         return {path.stem.removeprefix("metrics_"): json.loads(path.read_text())
                 for path in sorted(self.main_dir.glob("metrics_*.json"))}
 
@@ -170,35 +157,30 @@ class Results(study_results.Study):
 
     @cached_property
     def sweep(self) -> pd.DataFrame:
-        """The default-model sweep, one row per run, by the floor on sigma."""
         table = study_results.load_sweep(self.sweep_dir)
         return table.sort_values("sigma_min") if len(table) else table
 
     @cached_property
     def ae(self) -> dict:
-        """``metrics.json`` of the deterministic autoencoder at the main run's architecture and
-        budget (``root/celeba-subset-ae``, the reconstruction reference), empty when missing."""
+        """``metrics.json`` of the autoencoder at the main run's architecture and budget."""
         return study_results.load_run(self.main_dir.parent / f"{MAIN_RUN}-ae")["metrics"] or {}
 
     @cached_property
     def levers(self) -> pd.DataFrame:
-        """The lever sweep's table (``levers.load_table``), one row per lever tried."""
         from resvae_keras.levers import load_table
 
         return load_table(self.main_dir.parent / "levers" / "levers.csv")
 
     @cached_property
     def planned(self) -> plan.PlannedStudy:
-        """The pre-registered study (``root/study/plan.toml`` when there, else the committed
-        plan), its runs under ``root/study/<plan name>``: the verdicts are computed from it."""
+        """The pre-registered study (``root/study/plan.toml``, else the committed plan)."""
         local = self.root / "plan.toml"
         spec = plan.load_plan(local if local.is_file() else None)
         return plan.PlannedStudy(spec, self.root / spec["study"]["name"])
 
     @cached_property
     def trends(self) -> dict[str, pd.DataFrame]:
-        """``study.sweep_trend`` of each sweep with a finished run (``beta``, ``likelihood``),
-        over every study measure."""
+        """``study_results.sweep_trend`` of each sweep with a finished run."""
         table = self.table
         return {group: study_results.sweep_trend(table, group, [c for c in STUDY_MEASURES if c in table])
                 for group in ("beta", "likelihood") if len(table) and (table["group"] == group).any()}
@@ -208,9 +190,8 @@ class Results(study_results.Study):
 
 
 def architecture(results: Results | None = None) -> tuple:
-    """``(config, ResVAE.summary_rows, ResVAE.parameter_counts)`` of the main run's model, built
-    from its ``config.json`` (the ``celeba-subset`` profile while there is none); the counts add
-    ``plain_total``, the same network without shortcuts (the ablation's plain arm)."""
+    """``(config, summary_rows, parameter_counts)`` of the main run's model (the profile while
+    it has no ``config.json``); the counts add ``plain_total``, the network without shortcuts."""
     saved = (results.main_run.get("config") or {}) if results is not None else {}
     config = get_profile("celeba-subset")
     known = {f.name for f in dataclasses.fields(Config)}
@@ -303,11 +284,9 @@ def table_waktu(results: Results) -> str | None:
     runs = [(TABLES["waktu"]["main"], results.main_run),
             *((f"`{name}`", r) for name, r in results.runs.items())]
     return _table("waktu", [(label, {
-        "epochs": len(h), "seconds_per_epoch": h["epoch_time_s"].median(),
-        "precision": _config_value("mixed_precision", r["config"]) if r["config"] else None,
-        "minutes": h["wall_time_s"].iloc[-1] / 60.0,
-        "best_val_neg_elbo": validation_neg_elbo(h).min()})
-        for label, r in runs if len(h := r["history"])])
+        **history_summary(r["history"]),
+        "precision": _config_value("mixed_precision", r["config"]) if r["config"] else None})
+        for label, r in runs if len(r["history"])])
 
 
 # -- tables: the main run ----------------------------------------------------------------
@@ -324,8 +303,7 @@ def table_generalisasi(results: Results) -> str | None:
 
 
 def per_attribute_rows(results: Results, k: int = 10) -> pd.DataFrame:
-    """``metrics.strongest_attributes`` of the main run, largest MSE gap first (empty when
-    missing)."""
+    """``metrics.strongest_attributes`` of the main run, largest MSE gap first."""
     rows = lookup(results.main, "per_attribute.rows")
     if not rows:
         return pd.DataFrame()

@@ -1,42 +1,14 @@
-"""The study behind the claims about residual blocks, and the default-model sweep: its
-design (which runs, their configs) and running it (training, evaluating, collecting, resuming).
+"""The first study (residual, plain and conv arms; beta and likelihood sweeps): its runs
+table, configs, and running it (train, evaluate, collect, resume).
 
-Three arms, at the same likelihood, latent size, optimizer, data (the identity-disjoint split),
-epochs and seeds:
-
-| arm        | model                                                                  |
-| ---------- | ---------------------------------------------------------------------- |
-| ``residual`` | the ResVAE, the default config                                       |
-| ``plain``    | the same network with ``residual=False`` (no shortcut, equal depth)  |
-| ``conv``     | the shallow textbook convolutional VAE (``architecture="conv"``)     |
-
-and two single-seed sweeps on the residual arm (``beta`` and ``likelihood``), read as trends
-next to the seed spread of the residual arm.
-
-Which run belongs to which arm is stored in the runs table ``report/results/study/runs.csv``
-(``name, group, arm, seed, overrides`` with the overrides as JSON), never parsed from a folder
-name: a row added there is a run of that arm.
-
-    python -m resvae_keras study                  # every unfinished run, in table order
-    python -m resvae_keras study --max-runs 1     # one run, then stop (commit it, go on later)
-    python -m resvae_keras study --benchmark      # per-step cost of each arm (bench.study_step_times)
-    python -m resvae_keras study --status         # what is done and the next command
-
-Each run trains into ``runs/study/<name>`` (an interrupted run resumes there), is evaluated at
-its last checkpoint by ``evaluate.evaluate_run`` (the one evaluator, at the study's size:
-``N_TEST`` test images, ``N_SAMPLES`` samples per sampler, no anomaly part), and its
-``config.json``, ``history.csv`` and ``metrics.json`` are copied to
-``report/results/study/<name>/`` as soon as it finishes; a run whose ``metrics.json`` is there is
-skipped. ``benchmark.json`` beside them holds the per-step cost of each arm.
-
-Reading the results (``Study``, ``measures``, ``speed_measures``, ...) is
-``resvae_keras.study_results``; one run's numbers are ``record.run_record``.
-
-The runs above (``runs.csv``) are the first study, on the clamped default (sigma >= 0.5); they
-stay as they were measured and are read descriptively. The study that decides the claims is
-pre-registered in ``report/results/study/plan.toml`` and run by ``resvae_keras.plan``, which
-reuses this module's orchestration (``run_study``: skip finished runs, resume interrupted ones)
-under its own folder; its verdicts are computed there, from the plan.
+Which run belongs to which arm is stored in ``report/results/study/runs.csv`` (``name, group,
+arm, seed, overrides`` with the overrides as JSON), never parsed from a folder name. Each run
+trains into ``runs/study/<name>`` (an interrupted run resumes), is evaluated at ``last.keras``
+by ``evaluate.evaluate_run`` at the study's size, and its results are copied to
+``report/results/study/<name>/``; a run whose ``metrics.json`` is there is skipped.
+``benchmark.json`` beside them holds the per-step cost of each arm. The study that decides the
+claims is pre-registered and run by ``resvae_keras.plan`` through ``run_study``; reading the
+results is ``resvae_keras.study_results``.
 """
 
 from __future__ import annotations
@@ -395,52 +367,3 @@ def status_text(root=None, runs=None, profile: str = STUDY_PROFILE) -> str:
     lines.append(f"next: {next_command(root, runs, profile)}")
     return "\n".join(lines)
 
-
-# -- the default-model sweep (one equal budget, celeba-subset) -----------------------------
-
-SWEEP_EPOCHS = 6
-SWEEP_WARMUP_STEPS = 150  # 20 % of the budget, as in the profile (500 of 2,500 steps)
-
-
-def sweep_runs() -> dict[str, dict]:
-    """Sweep run name -> config overrides, in the order they are trained."""
-    return {
-        # sigma settles near 0.1 at this budget without a floor (0.075 after 20 epochs)
-        "sigma_free": dict(sigma_min=0.0),
-        "sigma_min_0.2": dict(sigma_min=0.2),
-        "sigma_min_0.3": dict(sigma_min=0.3),
-        "sigma_min_0.5": dict(sigma_min=0.5),  # the default: 0.96 prior faces after 20 epochs
-    }
-
-
-def sweep_config(name: str, **extra) -> Config:
-    return get_profile(
-        "celeba-subset",
-        epochs=SWEEP_EPOCHS,
-        kl_warmup_steps=SWEEP_WARMUP_STEPS,
-        run_dir=f"runs/sweep/{name}",
-        **{**sweep_runs()[name], **extra},
-    )
-
-
-def run_sweep(only=None, verbose=2) -> list[str]:
-    """Train, evaluate and collect every sweep run (or those in ``only``) without results.
-
-    Results go to ``report/results/sweep/<name>/`` (the study's schema, evaluated at
-    ``last.keras`` like the study's runs) as soon as a run finishes; a run whose
-    ``metrics.json`` is there is skipped, an interrupted one resumes from its last epoch.
-    """
-    from resvae_keras.train import train
-
-    root, finished = results_dir() / "sweep", []
-    for name in only or sweep_runs():
-        if (root / name / "metrics.json").exists():
-            print(f"{name}: results exist, skipped", flush=True)
-            continue
-        config = sweep_config(name)
-        print(f"== sweep {name}: {config.epochs} epochs into {config.run_dir}", flush=True)
-        train(config, verbose=verbose, second_stage=False)  # evaluated at last.keras
-        collect(config, root / name)
-        print(f"== sweep {name}: results in {_shown(root / name)}", flush=True)
-        finished.append(name)
-    return finished
