@@ -64,7 +64,8 @@ def check_plan(plan: dict, where: str = "the plan") -> dict:
     missing = [f"study.{k}" for k in ("name", "seeds", "reference", "baselines", "alpha")
                if k not in head]
     missing += [f"claims.{c}" for c in CLAIMS if c not in plan.get("claims", {})]
-    missing += [f"learning_rate.{k}" for k in ("grid", "seed") if k not in plan.get("learning_rate", {})]
+    missing += [f"learning_rate.{k}" for k in ("grid", "seed")
+                if k not in plan.get("learning_rate", {})]
     unknown = [a for a in [head.get("reference"), *head.get("baselines", [])]
                if a not in plan.get("arms", {})]
     if missing or unknown:
@@ -377,7 +378,8 @@ def verdicts(spec: dict, table: pd.DataFrame, results: dict[str, dict], benchmar
                 numbers = _time_matched(spec, results, benchmark, arm, baseline, margin_value)
             else:
                 column = table[entry["measure"]] if entry["measure"] in table else None
-                a, b = ([] if column is None else column[table["arm"] == side].dropna().to_numpy(float)
+                a, b = ([] if column is None
+                        else column[table["arm"] == side].dropna().to_numpy(float)
                         for side in (arm, baseline))
                 numbers = _test(a, b, margin_value)
             rows.append({"claim": claim, "statement": entry.get("claim", ""), "arm": arm,

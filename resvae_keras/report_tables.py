@@ -117,7 +117,6 @@ def _table(name: str, rows, columns=None) -> str | None:
 
 
 def measure_column(key: str) -> Col:
-    """The column of a study measure, labelled and rounded as ``STUDY_MEASURES`` says."""
     return Col(key, *STUDY_MEASURES.get(key, (key, 3)), optional=True)
 
 
@@ -182,11 +181,12 @@ class Results(study_results.Study):
     def trends(self) -> dict[str, pd.DataFrame]:
         """``study_results.sweep_trend`` of each sweep with a finished run."""
         table = self.table
-        return {group: study_results.sweep_trend(table, group, [c for c in STUDY_MEASURES if c in table])
+        columns = [c for c in STUDY_MEASURES if c in table]
+        return {group: study_results.sweep_trend(table, group, columns)
                 for group in ("beta", "likelihood") if len(table) and (table["group"] == group).any()}
 
 
-# -- tables: the architecture (the Keras model, no results) ------------------------------
+# -- tables: the architecture --------------------------------------------------------------
 
 
 def architecture(results: Results | None = None) -> tuple:
@@ -227,7 +227,7 @@ def table_arsitektur(results: Results) -> str:
 
 
 def table_diagram(results: Results) -> str:
-    """The encoder-decoder flow with the real output shapes, a stage's blocks on one line."""
+    """The encoder-decoder flow with the output shapes, a stage's blocks on one line."""
     _, layers, _ = architecture(results)
     lines = ["```text"]
     for part in ("encoder", "decoder"):
@@ -256,7 +256,6 @@ def table_data(results: Results) -> str | None:
 
 
 def _config_value(key: str, config: dict | None) -> str:
-    """``config[key]`` as the tables show it; a dash when missing."""
     value = (config or {}).get(key, DASH)
     if key == "likelihood":
         return NAMES["likelihood"].get(value, str(value))
@@ -317,7 +316,6 @@ def table_per_atribut(results: Results) -> str | None:
 
 
 def _samplers(results: Results) -> list[tuple[str, dict]]:
-    """``(label, sampler report)`` of every sampler of the main run."""
     return [(f"{NAMES['sampler'].get(s['sampler'], s['sampler'])}, T = {s['temperature']:g}", s)
             for s in results.samples.values()]
 
@@ -350,22 +348,22 @@ def anomaly_label(kind: str, strengths: dict) -> str:
 
 
 def anomaly_results(results: Results) -> tuple[dict, dict]:
-    """``({kind: {score: result}}, corruption strengths)`` of the main run; empty when missing."""
+    """``({kind: {score: result}}, corruption strengths)`` of the main run."""
     anomaly = lookup(results.main, "anomaly") or {}
     return anomaly.get("results") or {}, anomaly.get("corruption_strengths", {})
 
 
 def table_anomali(results: Results) -> str | None:
     by_kind, strengths = anomaly_results(results)
-    return _table("anomali", [((anomaly_label(kind, strengths), NAMES["score"].get(score, score)), r)
-                              for kind, by_score in by_kind.items() for score, r in by_score.items()])
+    return _table("anomali", [
+        ((anomaly_label(kind, strengths), NAMES["score"].get(score, score)), r)
+        for kind, by_score in by_kind.items() for score, r in by_score.items()])
 
 
 # -- tables: the study -------------------------------------------------------------------
 
 
 def table_status(results: Results) -> str:
-    """Which results files exist: the main run's, and the study runs per arm."""
     spec = TABLES["status"]
     main = [f for f in ("config.json", "history.csv", "metrics.json")
             if (results.main_dir / f).is_file()]
@@ -404,66 +402,53 @@ def _interval(value, low, high, decimals: int) -> str:
     return f"{num(value, decimals)} [{num(low, decimals)}, {num(high, decimals)}]"
 
 
-def _comparison(arm: str, baseline: str) -> str:
-    return f"{arm_name(arm)} − {arm_name(baseline)}"
-
-
 def _planned_measure(key: str) -> tuple[str, int]:
     """(label, decimals) of a measure of the pre-registered study."""
     return tuple(WORDS["planned_measures"].get(key, STUDY_MEASURES.get(key, (key, 3))))
 
 
-def table_uji_primer(results: Results) -> str | None:
-    """The primary test of each claim against each baseline (``plan.verdicts``), with the
-    difference, its timing interval, Hedges' g, the permutation and Welch p, Holm, the margin,
-    the TOST and the verdict. None until a seed run of the plan has finished."""
+def _planned(results: Results, part: str, decided: bool = True):
+    """``(row, label, decimals, comparison)`` per row of the plan's ``verdicts`` or
+    ``secondary``; None before a seed run (for a verdict: a finished one)."""
     found = results.planned
-    if not found.finished[0] or not len(found.runs):
+    if (decided and not found.finished[0]) or not len(found.runs):
         return None
-    rows = []
-    for r in found.verdicts.itertuples():
-        label, decimals = _planned_measure(r.measure)
-        rows.append((NAMES["hypothesis"][r.claim].split(" ")[0], _comparison(r.arm, r.baseline),
-                     label, f"{r.n_arm}/{r.n_baseline} ({r.n_planned})",
-                     _interval(r.diff, r.diff_ci_low, r.diff_ci_high, decimals),
-                     _interval(r.diff, r.timing_low, r.timing_high, decimals)
-                     if finite(r.timing_low) else DASH,
-                     _interval(r.hedges_g, r.g_ci_low, r.g_ci_high, 2), p_value(r.p),
-                     p_value(r.p_welch), p_value(r.p_holm), num(r.margin, decimals),
-                     p_value(r.p_tost_holm), VERDICT_WORDS[r.verdict]))
-    return markdown_table(TABLES["uji_primer"]["headers"], rows, numeric=range(3, 12))
+    return [(r, *_planned_measure(r.measure), f"{arm_name(r.arm)} − {arm_name(r.baseline)}")
+            for r in getattr(found, part).itertuples()]
+
+
+def table_uji_primer(results: Results) -> str | None:
+    """Per claim and baseline, the primary test of ``plan.verdicts``."""
+    rows = _planned(results, "verdicts")
+    return None if rows is None else markdown_table(TABLES["uji_primer"]["headers"], [(
+        NAMES["hypothesis"][r.claim].split(" ")[0], versus, label,
+        f"{r.n_arm}/{r.n_baseline} ({r.n_planned})",
+        _interval(r.diff, r.diff_ci_low, r.diff_ci_high, decimals),
+        _interval(r.diff, r.timing_low, r.timing_high, decimals) if finite(r.timing_low) else DASH,
+        _interval(r.hedges_g, r.g_ci_low, r.g_ci_high, 2), p_value(r.p), p_value(r.p_welch),
+        p_value(r.p_holm), num(r.margin, decimals), p_value(r.p_tost_holm),
+        VERDICT_WORDS[r.verdict]) for r, label, decimals, versus in rows], numeric=range(3, 12))
 
 
 def table_klaim(results: Results) -> str | None:
-    """One row per claim and baseline: its primary measure and its verdict (``plan.verdicts``).
-    None until a seed run of the plan has finished."""
-    found = results.planned
-    if not found.finished[0] or not len(found.runs):
-        return None
-    return markdown_table(TABLES["klaim"]["headers"], [
-        (NAMES["hypothesis"][r.claim], _comparison(r.arm, r.baseline),
-         _planned_measure(r.measure)[0], VERDICT_WORDS[r.verdict])
-        for r in found.verdicts.itertuples()], numeric=[])
+    """Per claim and baseline, its primary measure and its verdict."""
+    rows = _planned(results, "verdicts")
+    return None if rows is None else markdown_table(TABLES["klaim"]["headers"], [
+        (NAMES["hypothesis"][r.claim], versus, label, VERDICT_WORDS[r.verdict])
+        for r, label, _, versus in rows], numeric=[])
 
 
 def table_sekunder(results: Results) -> str | None:
-    """The secondary measures (``plan.secondary``): difference and Hedges' g with their 95 %
-    intervals, no p-value. None until a seed run of the plan has finished."""
-    found = results.planned
-    if not len(found.runs):
-        return None
-    rows = []
-    for r in found.secondary.itertuples():
-        label, decimals = _planned_measure(r.measure)
-        rows.append((label, _comparison(r.arm, r.baseline), f"{r.n_arm}/{r.n_baseline}",
-                     num(r.mean_arm, decimals), num(r.mean_baseline, decimals),
-                     _interval(r.diff, r.diff_ci_low, r.diff_ci_high, decimals),
-                     _interval(r.hedges_g, r.g_ci_low, r.g_ci_high, 2)))
-    return markdown_table(TABLES["sekunder"]["headers"], rows, numeric=range(2, 7))
+    """The secondary measures (``plan.secondary``): differences and Hedges' g, no p-value."""
+    rows = _planned(results, "secondary", decided=False)
+    return None if rows is None else markdown_table(TABLES["sekunder"]["headers"], [(
+        label, versus, f"{r.n_arm}/{r.n_baseline}", num(r.mean_arm, decimals),
+        num(r.mean_baseline, decimals), _interval(r.diff, r.diff_ci_low, r.diff_ci_high, decimals),
+        _interval(r.hedges_g, r.g_ci_low, r.g_ci_high, 2)) for r, label, decimals, versus in rows],
+        numeric=range(2, 7))
 
 
 def _sweep_table(results: Results, group: str, show) -> str | None:
-    """One row per value of the swept setting: the mean ± SD over seeds, or the one run."""
     trend = results.trends.get(group)
     if trend is None:
         return None
@@ -488,15 +473,13 @@ def floor_label(sigma_min) -> str:
 
 
 def table_model_bawaan(results: Results) -> str | None:
-    return _table("model_bawaan", [(floor_label(r["sigma_min"]), {k.replace(".", ""): v for k, v in r.items()})
-                                   for _, r in results.sweep.iterrows()])  # prior_t0.7 -> prior_t07
+    return _table("model_bawaan", [  # prior_t0.7 -> prior_t07
+        (floor_label(r["sigma_min"]), {k.replace(".", ""): v for k, v in r.items()})
+        for _, r in results.sweep.iterrows()])
 
 
 def table_pembanding(results: Results) -> str | None:
-    """RQ2 against its baselines: the model, PCA at several k and the deterministic autoencoder
-    of the same architecture and budget, scored on the same test split by the same code
-    (``baselines.pca_baselines``, ``evaluate.evaluate_run``); PCA's bits/dim is probabilistic
-    PCA's exact negative log-likelihood, the model's its bound, the autoencoder has none."""
+    """The model beside PCA at several k and the autoencoder, on the same test split."""
     m, words = results.main, TABLES["pembanding"]
     if not lookup(m, "reconstruction.psnr"):
         return None
@@ -514,9 +497,8 @@ def table_pembanding(results: Results) -> str | None:
 
 
 def table_tuas(results: Results) -> str | None:
-    """The lever sweep that chose the default (``levers.LEVERS``, validation split), one row
-    per lever tried: whether it raises the validation PSNR over the base row, and whether the
-    main run's ``config.json`` has it (a lever tried after the main run can help and not be in it)."""
+    """The lever sweep (``levers.LEVERS``): whether each lever raises the validation PSNR over
+    the base row, and whether the main run's config has it."""
     from resvae_keras.levers import LEVERS
 
     table, words = results.levers, TABLES["tuas"]
@@ -539,8 +521,6 @@ def table_tuas(results: Results) -> str | None:
 
 
 def table_ruang_wajah(results: Results) -> str | None:
-    """RQ3 in dlib's face-descriptor space (``facespace.face_space_table``): each sampler's
-    row beside the calibration rows measured in the same run."""
     rows = lookup(results.main, "face_space.rows")
     if not rows:
         return None
@@ -548,7 +528,7 @@ def table_ruang_wajah(results: Results) -> str | None:
     return _table("ruang_wajah", [(words.get(name, name), row) for name, row in rows.items()])
 
 
-TABLE_FUNCTIONS = {  # the template's tables.<name> -> its function of the results (None: missing)
+TABLE_FUNCTIONS = {  # the template's tables.<name>
     "data": table_data, "diagram": table_diagram, "arsitektur": table_arsitektur,
     "hiperparameter": table_hiperparameter, "waktu": table_waktu, "tuas": table_tuas,
     "status": table_status, "pembanding": table_pembanding,
