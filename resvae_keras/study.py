@@ -44,9 +44,8 @@ BENCHMARK_FILE = "benchmark.json"
 
 
 def study_settings(profile: str = STUDY_PROFILE) -> dict:
-    """Budget and evaluation size of the study on ``profile``; ``demo`` is a seconds-sized run
-    of the same code (600 demo faces, 2 epochs, 50 test images and prior samples) for notebooks
-    and tests. ``sampler`` None evaluates every sampler of ``evaluate.SAMPLERS``."""
+    """Budget and evaluation size of the study on ``profile`` (``demo``: seconds-sized);
+    ``sampler`` None evaluates every sampler of ``evaluate.SAMPLERS``."""
     if profile == "demo":
         return dict(epochs=2, kl_warmup_steps=10, max_images=600, n_test=50, n_samples=50,
                     sampler="prior", memorization_queries=25, benchmark_steps=2,
@@ -105,8 +104,7 @@ def write_runs(table: pd.DataFrame, path: str | os.PathLike | None = None) -> Pa
 
 
 def load_runs(path: str | os.PathLike | None = None) -> pd.DataFrame:
-    """The runs table (default the committed ``report/results/study/runs.csv``; ``design()``
-    when it does not exist), overrides parsed into dicts, one row per run, in training order."""
+    """The runs table (default ``runs_path()``, else ``design()``), overrides parsed."""
     path = Path(path or runs_path())
     if not path.is_file():
         return design()
@@ -139,9 +137,8 @@ def run_folder(profile: str = STUDY_PROFILE, subfolder: str | None = None) -> st
 
 def study_config(name: str, runs: pd.DataFrame | None = None, profile: str = STUDY_PROFILE,
                  subfolder: str | None = None, **extra) -> Config:
-    """The Config of run ``name``: the profile at the study's budget, the run's seed and its
-    overrides from the runs table (which may set the budget, e.g. ``epochs``), trained into
-    ``run_folder(profile, subfolder)/<name>``."""
+    """The Config of run ``name``: the profile at the study's budget with the run's seed and
+    overrides, trained into ``run_folder(profile, subfolder)/<name>``."""
     row = _row(name, load_runs() if runs is None else runs)
     settings = study_settings(profile)
     budget = dict(epochs=settings["epochs"], kl_warmup_steps=settings["kl_warmup_steps"],
@@ -178,20 +175,18 @@ HISTORY_ONLY = ("lr",)
 
 
 def finished_marker(group: str) -> str:
-    """The file a finished run's results folder holds, written last: ``history.csv`` for a
-    group of ``HISTORY_ONLY`` (``collect_history``), else ``metrics.json`` (``collect_run``)."""
+    """The file written last into a finished run's results folder."""
     return "history.csv" if group in HISTORY_ONLY else "metrics.json"
 
 
 def is_finished(folder, group: str = "arms") -> bool:
-    """A run's results folder is complete: its ``finished_marker(group)``, written last, is
-    there."""
+    """Whether a run's results folder holds its ``finished_marker(group)``."""
     return (Path(folder) / finished_marker(group)).is_file()
 
 
 def collect_history(run_dir, dest) -> list[Path]:
-    """Copy a trained run's ``config.json`` and, last, its ``history.csv`` (whose presence marks
-    a ``HISTORY_ONLY`` run as finished) into ``dest``; returns the paths written."""
+    """Copy a trained run's ``config.json`` and, last, its ``history.csv`` (which marks a
+    ``HISTORY_ONLY`` run finished) into ``dest``; returns the paths written."""
     from resvae_keras.train import load_history
 
     run, dest = Path(run_dir), Path(dest)
@@ -204,10 +199,9 @@ def collect_history(run_dir, dest) -> list[Path]:
 
 
 def collect_run(run_dir, dest=None) -> list[Path]:
-    """Copy an evaluated run's ``config.json``, ``history.csv`` (an epoch logged twice across a
-    resume once), ``metrics_*.json``, its last per-epoch grid (as ``grid_last_epoch.png``) and,
-    last, ``metrics.json`` (whose presence marks the results as finished) into ``dest``
-    (default ``report/results/<run folder name>``); returns the paths written."""
+    """Copy an evaluated run's ``config.json``, ``history.csv``, ``metrics_*.json``, last grid
+    and, last, ``metrics.json`` (which marks the copy finished) into ``dest`` (default
+    ``report/results/<run folder name>``); returns the paths written."""
     from resvae_keras.train import load_history
 
     run = Path(run_dir)
@@ -235,21 +229,10 @@ def collect_run(run_dir, dest=None) -> list[Path]:
 def run_study(only=None, profile: str = STUDY_PROFILE, root=None, runs=None,
               max_runs: int | None = None, verbose=2, subfolder: str | None = None,
               report: bool = True) -> list[str]:
-    """Train, evaluate and collect every run of the table that has no results yet.
-
-    Args:
-        only: run names to consider (default: the whole table, in its order).
-        profile: ``celeba-subset`` (the study) or ``demo`` (the same code, minute-sized).
-        root: results folder (default ``results_root(profile)``).
-        runs: a runs table (default ``load_runs()``).
-        max_runs: stop after training this many runs (to commit between sessions).
-        subfolder: train into ``run_folder(profile, subfolder)`` (a plan's runs).
-        report: print ``status_text`` at the end.
-
-    A run that ``is_finished`` under ``root`` is skipped; an interrupted one resumes from its
-    last completed epoch in its run folder. A run of a ``HISTORY_ONLY`` group is collected
-    without evaluation (``collect_history``). Returns the names finished by this call.
-    """
+    """Train, evaluate and collect every run of ``runs`` (or those in ``only``) not finished
+    under ``root``, at most ``max_runs``; an interrupted one resumes, a ``HISTORY_ONLY`` run is
+    collected unevaluated. ``subfolder``: train into ``run_folder(profile, subfolder)``;
+    ``report``: print ``status_text`` at the end. Returns the names finished by this call."""
     from resvae_keras.train import load_history, train
 
     table = load_runs() if runs is None else runs
