@@ -205,15 +205,14 @@ def draw_figures(results: Results, figures_dir: Path) -> list[Path]:
 # -- rendering ------------------------------------------------------------------------------
 
 
-def _defined(value):
-    """``value``, or the UndefinedError of a name the results do not have (a typo)."""
-    if isinstance(value, jinja2.Undefined):
-        str(value)  # StrictUndefined raises here, naming what is missing
-    return value
-
-
 def _filter(format_value):
-    return lambda value, *args: format_value(_defined(value), *args)
+    """``format_value`` as a filter that raises the UndefinedError of a name the results lack."""
+    def apply(value, *args):
+        if isinstance(value, jinja2.Undefined):
+            str(value)  # StrictUndefined raises here, naming what is missing
+        return format_value(value, *args)
+
+    return apply
 
 
 FILTERS = {"num": _filter(rt.num), "integer": _filter(rt.integer), "pct": _filter(rt.percent)}

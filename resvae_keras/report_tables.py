@@ -25,10 +25,9 @@ NBSP = "\u00a0"  # thousands separator of integers: unambiguous with a decimal p
 ALPHA = stats.ALPHA
 
 # The report is built in a checkout: its words, template and results are not in the wheel.
-WORDS_FILE = checkout_file("report/laporan.toml")
-WORDS = tomllib.loads(WORDS_FILE.read_text(encoding="utf-8"))
+WORDS = tomllib.loads(checkout_file("report/laporan.toml").read_text(encoding="utf-8"))
 DASH, TABLES, NAMES = WORDS["dash"], WORDS["tables"], WORDS["names"]
-ARM_NAMES, VERDICT_WORDS, REFERENCE_NAMES = NAMES["arm"], NAMES["verdict"], NAMES["reference"]
+VERDICT_WORDS = NAMES["verdict"]
 STUDY_MEASURES = {key: tuple(spec) for key, spec in WORDS["measures"].items()}  # (label, decimals)
 
 
@@ -121,7 +120,7 @@ def measure_column(key: str) -> Col:
 
 
 def arm_name(arm) -> str:
-    return ARM_NAMES.get(arm, arm)
+    return NAMES["arm"].get(arm, arm)
 
 
 # -- the results ------------------------------------------------------------------------
@@ -325,7 +324,7 @@ def table_sampel(results: Results) -> str | None:
         return None
     references = lookup(results.main, "sample_references") or {}
     return _table("sampel", [*_samplers(results), *(
-        (REFERENCE_NAMES.get(k, k), s) for k, s in references.items())])
+        (NAMES["reference"].get(k, k), s) for k, s in references.items())])
 
 
 def table_keragaman(results: Results) -> str | None:
@@ -528,14 +527,5 @@ def table_ruang_wajah(results: Results) -> str | None:
     return _table("ruang_wajah", [(words.get(name, name), row) for name, row in rows.items()])
 
 
-TABLE_FUNCTIONS = {  # the template's tables.<name>
-    "data": table_data, "diagram": table_diagram, "arsitektur": table_arsitektur,
-    "hiperparameter": table_hiperparameter, "waktu": table_waktu, "tuas": table_tuas,
-    "status": table_status, "pembanding": table_pembanding,
-    "generalisasi": table_generalisasi, "per_atribut": table_per_atribut,
-    "ruang_wajah": table_ruang_wajah, "sampel": table_sampel, "keragaman": table_keragaman,
-    "model_bawaan": table_model_bawaan, "ablasi": table_ablasi,
-    "ablasi_ringkasan": table_ablasi_ringkasan, "uji_primer": table_uji_primer,
-    "klaim": table_klaim, "sekunder": table_sekunder, "likelihood": table_likelihood,
-    "beta": table_beta, "anomali": table_anomali,
-}
+TABLE_FUNCTIONS = {  # the template's tables.<name>: every table_<name> of this module
+    name.removeprefix("table_"): f for name, f in globals().items() if name.startswith("table_")}
