@@ -503,19 +503,16 @@ def table_tuas(results: Results) -> str | None:
     table, words = results.levers, TABLES["tuas"]
     if not len(table):
         return None
-    base = float(table.loc[table["lever"] == "base", "val_psnr_db"].iloc[0]) \
-        if (table["lever"] == "base").any() else math.nan
-    config = results.main_run["config"] or {}
-
-    def in_default(name):
-        has = name in LEVERS and all(config.get(k) == v for k, v in LEVERS[name][0].items())
-        return words["kept"][int(has)]
-
-    rows = [((r["lever"], words["what"].get(r["lever"], r["what"])),
-             {**r, "better": words["base"] if r["lever"] == "base"
-              else words["kept"][int(r["val_psnr_db"] > base)],
-              "in_default": words["base"] if r["lever"] == "base" else in_default(r["lever"])})
-            for r in table.to_dict("records")]
+    is_base = table["lever"] == "base"
+    base = float(table.loc[is_base, "val_psnr_db"].iloc[0]) if is_base.any() else math.nan
+    config, rows = results.main_run["config"] or {}, []
+    for r in table.to_dict("records"):
+        has = r["lever"] in LEVERS and all(
+            config.get(k) == v for k, v in LEVERS[r["lever"]][0].items())
+        marks = [words["kept"][int(r["val_psnr_db"] > base)], words["kept"][int(has)]]
+        better, in_default = [words["base"]] * 2 if r["lever"] == "base" else marks
+        rows.append(((r["lever"], words["what"].get(r["lever"], r["what"])),
+                     {**r, "better": better, "in_default": in_default}))
     return _table("tuas", rows)
 
 
