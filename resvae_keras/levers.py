@@ -1,13 +1,7 @@
-"""The lever sweep that chose the ``celeba-subset`` default: short runs at one equal budget,
-each adding one lever to the same base, scored on the **validation** split.
-
-The test split stays untouched until the main run is evaluated, so no setting is chosen on it.
-Each run trains ``LEVER_EPOCHS`` epochs (the same optimizer steps for every row) and is scored
-at ``last.keras`` on every validation face: PSNR of the posterior-mean reconstructions, and
-the dequantized negative ELBO in bits/dim (``metrics.bits_per_dim``), with its KL and the
-decoder sigma. One row per lever tried, kept or not, goes to
-``report/results/levers/levers.csv``; a finished row is skipped, so an interrupted sweep
-resumes where it stopped (``python -m resvae_keras levers``).
+"""The lever sweep that chose the ``celeba-subset`` default: short equal-budget runs, each
+adding one lever to the same base, scored at ``last.keras`` on the validation split (never the
+test split). One row per lever goes to ``report/results/levers/levers.csv``; a finished row is
+skipped (``python -m resvae_keras levers``).
 """
 
 from __future__ import annotations

@@ -1,17 +1,10 @@
 """The pre-registered study: its plan, its runs, and the verdicts the plan's tests give.
 
-``report/results/study/plan.toml`` fixes, before any run: the arms (config overrides), the seeds,
-the budget, the learning-rate grid chosen per arm on the validation split, and for each of the
-four claims one primary measure, its direction and its equivalence margin. From it:
-
-- ``runs_table``: the learning-rate runs (group ``lr``: one seed, short, per arm and rate) and
-  the seed runs (group ``arms``), in the columns of ``study.RUNS_COLUMNS``;
-- ``run_plan``: trains them through ``study.run_study`` (finished runs skipped, interrupted ones
-  resumed), the learning-rate runs first, then every seed at its arm's chosen rate;
-- ``verdicts``: per claim and baseline, the exact permutation test (``stats.permutation_test``)
-  with Holm over the primary tests, the permutation TOST within the margin, and one verdict:
-  ``"supported"``, ``"contradicted"``, ``"equivalent"`` or ``"inconclusive"``;
-- ``secondary``: the other measures as effect sizes with intervals, never deciding a verdict.
+``report/results/study/plan.toml`` fixes the arms, seeds, budget, the learning-rate grid and,
+per claim, one primary measure, its direction and its equivalence margin. ``runs_table`` lists
+the learning-rate runs (group ``lr``) and the seed runs (group ``arms``); ``run_plan`` trains
+them through ``study.run_study``; ``verdicts`` tests each claim (permutation test with Holm,
+permutation TOST); ``secondary`` gives the other measures as effect sizes only.
 
     python -m resvae_keras study             # the learning-rate runs, then the seeds
     python -m resvae_keras study --status    # what is left
@@ -64,7 +57,8 @@ def check_plan(plan: dict, where: str = "the plan") -> dict:
     missing = [f"study.{k}" for k in ("name", "seeds", "reference", "baselines", "alpha")
                if k not in head]
     missing += [f"claims.{c}" for c in CLAIMS if c not in plan.get("claims", {})]
-    missing += [f"learning_rate.{k}" for k in ("grid", "seed") if k not in plan.get("learning_rate", {})]
+    missing += [f"learning_rate.{k}" for k in ("grid", "seed")
+                if k not in plan.get("learning_rate", {})]
     unknown = [a for a in [head.get("reference"), *head.get("baselines", [])]
                if a not in plan.get("arms", {})]
     if missing or unknown:
@@ -95,12 +89,9 @@ def _rate(rate: float) -> str:
 
 def runs_table(plan: dict, profile: str = study.STUDY_PROFILE,
                learning_rates: dict | None = None) -> pd.DataFrame:
-    """The plan's runs: per arm, one ``lr_<arm>_<rate>`` run per rate of the grid (group
-    ``lr``, the plan's ``learning_rate.seed``), then ``<arm>_s<seed>`` per seed (group
-    ``arms``) with the arm's rate from ``learning_rates`` when chosen. Overrides: the plan's
-    ``common``, the arm's, and the budget (``epochs``, ``kl_warmup_steps``) except on the demo
-    profile, whose seconds-sized budget ``study.study_settings`` sets (with the first two seeds).
-    """
+    """The plan's runs: per arm one ``lr_<arm>_<rate>`` run per rate of the grid (group
+    ``lr``), then ``<arm>_s<seed>`` per seed (group ``arms``) at the arm's chosen rate. The demo
+    profile keeps its own budget and the first two seeds."""
     head, lr = plan["study"], plan["learning_rate"]
     demo = profile == "demo"
     common = dict(head.get("common", {}))
@@ -122,9 +113,8 @@ def runs_table(plan: dict, profile: str = study.STUDY_PROFILE,
 
 
 def choose_learning_rates(plan: dict, results: dict[str, dict]) -> dict[str, float | None]:
-    """``{arm: rate}``: the rate of the grid whose ``lr`` run has the lowest best validation
-    -ELBO (``record.validation_neg_elbo``), ties to the lower rate; None for an arm whose grid
-    has not finished. ``results``: ``study_results.load_results`` of the ``lr`` runs."""
+    """``{arm: rate}``: the grid's rate with the lowest best validation -ELBO (ties to the lower
+    rate); None for an arm whose grid has not finished."""
     chosen = {}
     for arm in plan["arms"]:
         best = {}
@@ -139,13 +129,9 @@ def choose_learning_rates(plan: dict, results: dict[str, dict]) -> dict[str, flo
 
 
 class PlannedStudy(study_results.Study):
-    """The plan's study under ``root`` (default ``results_root(plan)``): the runs finished so
-    far, the learning rates chosen, and what is derived from them, each computed once.
-
-    ``plan``: the runs table (``runs_table`` with the chosen rates); ``spec``: the plan dict;
-    ``learning_rates``; ``runs``: the finished seed runs; ``verdicts``; ``secondary``;
-    ``convergence``; and the inherited ``benchmark``, ``table``, ``arms``, ``seeds``.
-    """
+    """The plan's study under ``root`` (default ``results_root(plan)``): ``spec`` (the plan),
+    ``learning_rates``, ``runs`` (the finished seed runs), ``verdicts``, ``secondary``,
+    ``convergence``, each computed once."""
 
     def __init__(self, spec: dict | None = None, root=None, profile: str = study.STUDY_PROFILE):
         self.spec = load_plan() if spec is None else check_plan(spec)
@@ -185,8 +171,7 @@ class PlannedStudy(study_results.Study):
 
 
 def status_text(spec: dict | None = None, profile: str = study.STUDY_PROFILE, root=None) -> str:
-    """Where the plan stands: runs finished per group and arm, the chosen rates, the next
-    command."""
+    """Where the plan stands, ending with the next command."""
     found = PlannedStudy(spec, root, profile)
     counts = found.seeds
     parts = ", ".join(f"{group} {arm} {r.finished}/{r.planned}"
@@ -210,10 +195,8 @@ def status_text(spec: dict | None = None, profile: str = study.STUDY_PROFILE, ro
 
 def run_plan(only=None, profile: str = study.STUDY_PROFILE, spec: dict | None = None, root=None,
              max_runs: int | None = None, verbose=2) -> list[str]:
-    """Train the plan's unfinished runs: the learning-rate runs, then (once every arm's rate
-    is chosen) the seed runs at those rates. ``only``, ``max_runs`` and ``verbose`` as in
-    ``study.run_study``, which each phase goes through (finished runs skipped, an interrupted
-    one resumed). Returns the names finished by this call."""
+    """Train the plan's unfinished runs through ``study.run_study``: the learning-rate runs,
+    then, once every arm's rate is chosen, the seed runs. Returns the names finished."""
     spec = load_plan() if spec is None else check_plan(spec)
     root = Path(root) if root is not None else results_root(spec, profile)
     name, finished = spec["study"]["name"], []
@@ -357,16 +340,10 @@ def verdict_word(row: dict, alpha: float, complete: bool) -> str:
 
 def verdicts(spec: dict, table: pd.DataFrame, results: dict[str, dict], benchmark=None,
              n_planned: int | None = None) -> pd.DataFrame:
-    """The claims tested as the plan says: one row per claim and baseline (``VERDICT_COLUMNS``).
-
-    ``p``: the exact two-sided permutation test of the primary measure (``p_welch`` beside it);
-    ``p_holm``: Holm over these primary tests only; ``p_tost``: the permutation TOST within
-    ``margin`` (Holm over its own family, ``p_tost_holm``); ``diff`` = arm - baseline with its
-    95 % Welch interval, Hedges' g with its 95 % interval; for the time-matched measure the
-    p-values are the largest over the benchmark's cost corners and ``timing_low``/``_high``
-    the difference's range over them. ``verdict``: ``verdict_word``.
-    ``n_planned``: seeds per arm (default the plan's).
-    """
+    """One row per claim and baseline (``VERDICT_COLUMNS``): ``p`` the exact permutation test
+    of the primary measure, ``p_holm`` Holm over the primary tests, ``p_tost`` the permutation
+    TOST within ``margin`` (``p_tost_holm``), ``diff`` = arm - baseline with its Welch interval,
+    Hedges' g; ``verdict`` by ``verdict_word``. ``n_planned``: seeds per arm."""
     n_planned = len(spec["study"]["seeds"]) if n_planned is None else int(n_planned)
     rows = []
     for claim in CLAIMS:
@@ -377,7 +354,8 @@ def verdicts(spec: dict, table: pd.DataFrame, results: dict[str, dict], benchmar
                 numbers = _time_matched(spec, results, benchmark, arm, baseline, margin_value)
             else:
                 column = table[entry["measure"]] if entry["measure"] in table else None
-                a, b = ([] if column is None else column[table["arm"] == side].dropna().to_numpy(float)
+                a, b = ([] if column is None
+                        else column[table["arm"] == side].dropna().to_numpy(float)
                         for side in (arm, baseline))
                 numbers = _test(a, b, margin_value)
             rows.append({"claim": claim, "statement": entry.get("claim", ""), "arm": arm,
@@ -394,9 +372,8 @@ def verdicts(spec: dict, table: pd.DataFrame, results: dict[str, dict], benchmar
 
 
 def secondary(spec: dict, table: pd.DataFrame) -> pd.DataFrame:
-    """The plan's secondary measures, read descriptively: per measure and baseline, ``n_arm``,
-    ``n_baseline``, the means, ``diff`` with its 95 % Welch interval and Hedges' g with its
-    95 % interval. No p-value: they decide nothing."""
+    """The plan's secondary measures per baseline: the means, ``diff`` with its Welch interval
+    and Hedges' g; no p-value, they decide nothing."""
     rows = []
     for measure in spec.get("secondary", {}).get("measures", []):
         for arm, baseline in comparisons(spec):

@@ -1,13 +1,6 @@
-"""One run's results as one flat record: one name per number.
-
-``evaluate.evaluate_run`` writes a run's numbers nested (``metrics.json``); its ``history.csv``
-holds the per-epoch losses. Everything that needs them side by side (the study's tables, the
-sweep, the report, the CLI) reads them through these functions, under these names:
-
-- ``run_record``: ``metrics.json`` (and the run's config) -> one flat dict;
-- ``history_summary``: ``history.csv`` -> its length, timing, best epoch and loss shape;
-- ``validation_neg_elbo``: the per-epoch validation negative ELBO at beta = 1, the one
-  checkpoint criterion every summary uses.
+"""One run's results under flat names: ``run_record`` of its ``metrics.json``,
+``history_summary`` of its ``history.csv`` and ``validation_neg_elbo``, the checkpoint
+criterion every summary uses.
 """
 
 from __future__ import annotations
@@ -31,10 +24,9 @@ def lookup(mapping, dotted: str):
 
 
 def sampler_record(report: dict) -> dict:
-    """The headline numbers of one sampler's (or reference set's) report in ``metrics.json``:
-    ``face_rate`` in [0, 1]; ``swd_<res>`` per pyramid level (coarsest first) and ``swd_mean``,
-    as ``sample_metrics.sliced_wasserstein`` gives them (x 1e3); ``fid``, ``kid``, ``precision``,
-    ``recall`` (None unless Inception features were available); ``ms_ssim`` between samples."""
+    """The headline numbers of one sampler's report: ``face_rate``, ``swd_<res>`` per level and
+    ``swd_mean`` (x 1e3), ``fid``, ``kid``, ``precision``, ``recall`` (None without Inception
+    features) and ``ms_ssim`` between samples."""
     realism = report.get("realism") or {}
     swd = realism.get("swd") or {}
     levels = sorted((k for k in swd if k != "swd_mean"), key=lambda k: int(k.split("_")[1]))
@@ -47,15 +39,11 @@ def sampler_record(report: dict) -> dict:
 def run_record(metrics: dict, config: dict | None = None) -> dict:
     """The numbers of one ``evaluate.evaluate_run`` result as one flat dict; None -> NaN.
 
-    Keys: ``profile``, ``demo``, ``n_test``, ``n_samples``; the test reconstructions' means
-    ``mse``, ``psnr`` (dB), ``ssim``, ``ms_ssim``, ``neg_elbo_nats``, ``neg_elbo_bpd``
-    (bits/dim), ``kl_nats``, and ``sharpness_ratio``; ``decoder_sigma`` (the learned or fixed
-    Gaussian sigma, in [0, 1] pixel units); ``active_units``; per linear baseline ``<b>``
-    (e.g. ``pca_128``) ``psnr_<b>``, ``ssim_<b>`` and ``neg_elbo_bpd_<b>``; per sampler or reference
-    set ``<k>`` (e.g. ``prior_t1``, ``real_test``) every ``sampler_record`` number as
-    ``<name>_<k>`` (``face_rate_prior_t1``, ``swd_16_prior_t1``, ``swd_mean_prior_t1``, ...)
-    and ``fid_available``; ``auroc_<kind>`` per anomaly kind (negative-ELBO score);
-    ``steps``, ``epochs``, ``wall_time_s`` of training; and ``CONFIG_KEYS``.
+    The test reconstructions' means (``psnr``, ``ssim``, ``neg_elbo_bpd``, ``kl_nats``, ...),
+    ``decoder_sigma``, ``active_units``; ``psnr_<b>``, ``ssim_<b>``, ``neg_elbo_bpd_<b>`` per
+    linear baseline; every ``sampler_record`` number per sampler or reference set ``<k>`` as
+    ``<name>_<k>`` (``face_rate_prior_t1``); ``auroc_<kind>``; training ``steps``, ``epochs``,
+    ``wall_time_s``; and ``CONFIG_KEYS``.
     """
     rec, settings = metrics.get("reconstruction") or {}, metrics.get("settings") or {}
     row = {"profile": metrics.get("profile"), "demo": metrics.get("demo"),
@@ -87,11 +75,9 @@ def run_record(metrics: dict, config: dict | None = None) -> dict:
 
 
 def validation_neg_elbo(history: pd.DataFrame) -> np.ndarray | None:
-    """The validation negative ELBO at beta = 1 after each epoch (nats per image; the
-    checkpoint criterion): ``val_neg_elbo`` (logged by train, which checkpoints on it), else
-    ``val_reconstruction_loss + val_kl_loss``; None when the history has neither. Not
-    ``val_loss``: that is weighted by the run's beta and the warm-up's, so neither early epochs
-    nor runs of another beta would compare."""
+    """The validation negative ELBO at beta = 1 after each epoch (nats per image), the
+    checkpoint criterion: ``val_neg_elbo``, else ``val_reconstruction_loss + val_kl_loss``; None
+    without either. Not ``val_loss``, which is weighted by the run's beta and its warm-up."""
     if "val_neg_elbo" in history:
         return history["val_neg_elbo"].to_numpy(float)
     if {"val_reconstruction_loss", "val_kl_loss"} <= set(history.columns):
@@ -104,18 +90,15 @@ def _last(history: pd.DataFrame, column: str) -> float | None:
 
 
 def history_summary(history: pd.DataFrame, beta: float | None = None) -> dict:
-    """Length and shape of a ``train.load_history`` (epochs counted from 1, losses in nats per
-    image); None where the history lacks the column.
+    """Length and shape of a ``train.load_history`` (epochs from 1, losses in nats per image);
+    None where the history lacks the column, ``{"epochs": 0}`` when it is empty.
 
-    ``epochs``; ``wall_time_s`` and ``median_epoch_time_s`` (as measured, under whatever load
-    the machine had); ``best_val_loss`` (lowest ``val_loss``); ``final_val_neg_elbo`` and
-    ``best_epoch`` (that of ``model.keras``: the lowest ``validation_neg_elbo``); with the
-    validation terms ``reconstruction_first``/``_last`` and the KL's ``kl_first``, ``kl_peak``
-    (highest up to the lowest), ``kl_peak_epoch``, ``kl_min`` (lowest after the first epoch),
-    ``kl_min_epoch`` and ``kl_last``: with a warm-up the KL is highest while beta is small,
-    falls as beta reaches its target, and then levels off, or climbs again while a learned
-    sigma keeps shrinking; ``beta_epoch``, the first epoch at ``beta``. ``{"epochs": 0}`` for
-    an empty history.
+    ``epochs``, ``wall_time_s``, ``median_epoch_time_s``; ``best_val_loss`` (lowest
+    ``val_loss``); ``final_val_neg_elbo``, ``best_val_neg_elbo`` and ``best_epoch`` (of the
+    lowest ``validation_neg_elbo``, that of ``model.keras``); the validation terms'
+    ``reconstruction_first``/``_last``, ``kl_first``, ``kl_peak`` (highest up to the lowest)
+    and ``kl_peak_epoch``, ``kl_min`` (lowest after the first epoch) and ``kl_min_epoch``,
+    ``kl_last``; ``beta_epoch``, the first epoch at ``beta``.
     """
     h = history
     if not len(h):
@@ -126,6 +109,7 @@ def history_summary(history: pd.DataFrame, beta: float | None = None) -> dict:
                                    if "epoch_time_s" in h else None),
            "best_val_loss": float(h["val_loss"].min()) if "val_loss" in h else None,
            "final_val_neg_elbo": None if curve is None else float(curve[-1]),
+           "best_val_neg_elbo": None if curve is None else float(curve.min()),
            "best_epoch": None if curve is None else int(np.nanargmin(curve)) + 1}
     if {"val_reconstruction_loss", "val_kl_loss"} <= set(h.columns):
         kl = h["val_kl_loss"].to_numpy(float)

@@ -1,11 +1,8 @@
-"""The written report: render ``report/laporan.md`` and ``README.md`` from their Jinja2 templates.
+"""Render ``report/laporan.md`` and ``README.md`` from their Jinja2 templates and the results.
 
-``report/laporan.md.j2`` and ``README.md.j2`` are the sources the authors edit; ``build_report``
-renders them with the committed results under ``report/results/`` (``celeba-subset/``, the main
-run, and ``study/``): ``tables.<name>`` is the markdown of ``TABLES[name]`` (None while its results
-are missing), every other name is a part of ``prose_record`` formatted by a filter (``num``,
-``integer``, ``pct``, ``g``). An unknown name stops the build (``StrictUndefined``). The words of
-the tables and figures come from ``report/laporan.toml``; the prose is the templates'.
+In a template ``tables.<name>`` is a table of ``report_tables`` (None while its results are
+missing) and every other name a part of ``prose_record``, formatted by a filter (``num``,
+``integer``, ``pct``); an unknown name stops the build.
 
     python -m resvae_keras report      # or: make report
 """
@@ -20,49 +17,33 @@ import jinja2
 import pandas as pd
 
 from resvae_keras import metrics, plan, plots, study_results
+from resvae_keras import report_tables as rt
 from resvae_keras.config import Config, project_root
 from resvae_keras.record import history_summary, lookup
-from resvae_keras.report_tables import (
-    ALPHA,
-    TABLE_FUNCTIONS,
-    VERDICT_WORDS,
-    WORDS,
-    Results,
-    anomaly_label,
-    anomaly_results,
-    architecture,
-    arm_name,
-    finite,
-    floor_label,
-    integer,
-    measure_column,
-    num,
-    per_attribute_rows,
-    percent,
-)
+from resvae_keras.report_tables import Results
 
 # -- the numbers of the prose ---------------------------------------------------------------
 
 
 def prose_record(results: Results) -> dict:
-    """The results the prose quotes, by name; a sampler, sweep floor or swept value is a key
-    without dots (``prior_t07``, ``s05``, ``025``), so the templates can name it."""
-    config, _, counts = architecture(results)
+    """The results the prose quotes, by name; keys have no dots (``prior_t07``, ``s05``)."""
+    config, _, counts = rt.architecture(results)
     m = results.main
     rec = dict(m.get("reconstruction") or {})
     mse, sigma = lookup(rec, "mse.mean"), rec.get("decoder_sigma")
-    if finite(mse) and finite(sigma) and mse > 0:
+    if rt.finite(mse) and rt.finite(sigma) and mse > 0:
         rec.update(rmse=math.sqrt(mse), sigma_ratio=sigma / math.sqrt(mse))
     samples = {k.replace(".", ""): dict(s) for k, s in {
         **results.samples, **(m.get("sample_references") or {})}.items()}
     for s in samples.values():
         fake, real = lookup(s, "diversity.pixel_l2_fake"), lookup(s, "diversity.pixel_l2_real")
-        s["l2_share"] = fake / real if finite(fake) and finite(real) else None
+        s["l2_share"] = fake / real if rt.finite(fake) and rt.finite(real) else None
     planned = results.planned
     verdicts = {f"{claim}_{baseline}": None  # None until a seed run of the plan has finished
                 for claim in plan.CLAIMS for _, baseline in plan.comparisons(planned.spec)}
-    if len(planned.runs):  # plan.verdict_word's English word (laporan.toml's names.verdict: Indonesian)
-        verdicts.update({f"{c.claim}_{c.baseline}": c.verdict for c in planned.verdicts.itertuples()})
+    if len(planned.runs):
+        verdicts.update({f"{c.claim}_{c.baseline}": c.verdict
+                         for c in planned.verdicts.itertuples()})
     record = {
         "arch": {"total": counts["total"], "widths": "–".join(map(str, config.widths)),
                  "blocks": config.blocks_per_stage, "latent_dim": config.latent_dim},
@@ -81,11 +62,11 @@ def prose_record(results: Results) -> dict:
         record["history"] = history_summary(history, lookup(record, "config.beta"))
     if lookup(m, "per_attribute.rows"):
         found = metrics.significant_attributes(
-            pd.DataFrame.from_dict(m["per_attribute"]["rows"], orient="index"), ALPHA)
+            pd.DataFrame.from_dict(m["per_attribute"]["rows"], orient="index"), rt.ALPHA)
         record["attributes"] = {**found, **{k: ", ".join(f"`{a}`" for a in found[k])
                                             for k in ("worse", "better")}}
-    by_kind, _ = anomaly_results(results)
-    elbo = [a for a in (lookup(s, "neg_elbo.auroc") for s in by_kind.values()) if finite(a)]
+    by_kind, _ = rt.anomaly_results(results)
+    elbo = [a for a in (lookup(s, "neg_elbo.auroc") for s in by_kind.values()) if rt.finite(a)]
     if by_kind:
         record["anomaly"] = {**m["anomaly"], "n_kinds": len(elbo) or None,
                              "elbo_min": min(elbo, default=None),
@@ -98,52 +79,50 @@ def _slug(x) -> str:
     return f"{float(x):g}".replace(".", "") if isinstance(x, (int, float)) else str(x)
 
 
-# -- figures: plots.py with the words of laporan.toml; None while their results are missing --
-# ``w`` are a figure's [figures.<name>] entries: keyword arguments of its plots.py function,
-# besides ``measures`` (the study measures it shows) and ``line`` (its reference line's label).
+# -- figures: plots.py with the words of laporan.toml ([figures.<name>] as ``w``) --------------
 
 
 def figure_kurva_loss(results: Results, **w):
     history = results.main_run["history"]
-    return plots.loss_curves(history.assign(epoch=history["epoch"] + 1), **w) if len(history) else None
+    if not len(history):
+        return None
+    return plots.loss_curves(history.assign(epoch=history["epoch"] + 1), **w)
 
 
 def figure_validation(results: Results, line: str, minutes: bool = False, **w):
-    """The arms' validation −ELBO per optimizer step, or per benchmarked minute."""
     curves, timed = study_results.arm_curves(results.runs, results.benchmark)
     if minutes:  # every arm on the time axis, or no figure
         curves = timed if len(timed) == len(curves) else {}
     if not curves:
         return None
-    groups, arms = {name: arm_name(results.runs[name]["arm"]) for name in curves}, results.arms
+    groups, arms = {name: rt.arm_name(results.runs[name]["arm"]) for name in curves}, results.arms
     lines = ({"vlines": {line: arms["equal_time_s"].iloc[0] / 60.0}} if minutes
              else {"hlines": {line: arms["threshold"].iloc[0]}})
     return plots.grouped_curves(curves, groups, **lines, **w)
 
 
 def figure_arm_points(results: Results, measures, **w):
-    """Every seed and each arm's mean of the study ``measures``."""
     table = results.arms
-    if measures == "samplers":  # face rate and SWD of every sampler the arms were evaluated with
+    if measures == "samplers":  # face rate and SWD of every sampler of the arms
         measures = [f"{kind}_{key}" for key in study_results.sampler_keys(table)
                     for kind in ("face_rate", "swd_mean")] if len(table) else []
     measures = [c for c in measures if c in table and table[c].notna().any()]
     if table.empty or not measures:
         return None
-    return plots.arm_points(table, {c: measure_column(c).label for c in measures},
-                            {a: arm_name(a) for a in table["arm"].unique()}, **w)
+    return plots.arm_points(table, {c: rt.measure_column(c).label for c in measures},
+                            {a: rt.arm_name(a) for a in table["arm"].unique()}, **w)
 
 
 def figure_beta_trend(results: Results, measures, **w):
     trend = results.trends.get("beta")
     if trend is None:
         return None
-    return plots.trend_with_spread(trend, {c: measure_column(c).label for c in measures if c in trend},
-                                   logx=True, **w)
+    labels = {c: rt.measure_column(c).label for c in measures if c in trend}
+    return plots.trend_with_spread(trend, labels, logx=True, **w)
 
 
 def figure_per_atribut(results: Results, **w):
-    top = per_attribute_rows(results)
+    top = rt.per_attribute_rows(results)
     if top.empty:
         return None
     bars = pd.DataFrame({w["value"]: 1e3 * top["difference"].astype(float),
@@ -153,32 +132,32 @@ def figure_per_atribut(results: Results, **w):
 
 
 def figure_auroc(results: Results, line: str, **w):
-    by_kind, strengths = anomaly_results(results)
+    by_kind, strengths = rt.anomaly_results(results)
     if not by_kind:
         return None
-    auroc = pd.Series({anomaly_label(k, strengths): lookup(v, "neg_elbo.auroc")
+    auroc = pd.Series({rt.anomaly_label(k, strengths): lookup(v, "neg_elbo.auroc")
                        for k, v in by_kind.items()}, dtype=float, name="AUROC")
     return plots.metric_bars(auroc, hlines={line: 0.5}, limits=(0, 1.05), **w)
 
 
 def figure_norma_interpolasi(results: Results, title: str, **w):
-    """Norm of z along lerp and slerp paths between prior samples: needs only the latent size."""
     from resvae_keras import latent
 
     d = int((results.main_run["config"] or {}).get("latent_dim") or Config().latent_dim)
     z0, z1 = latent.prior_samples(200, d, seed=1), latent.prior_samples(200, d, seed=2)
-    return plots.norm_plot(latent.norm_along_path(z0, z1, steps=21), d, title=title.format(d=d), **w)
+    path = latent.norm_along_path(z0, z1, steps=21)
+    return plots.norm_plot(path, d, title=title.format(d=d), **w)
 
 
 def figure_model_bawaan(results: Results, measures: dict, **w):
     sweep = results.sweep
     if not len(sweep):
         return None
-    return plots.tradeoff(sweep.set_index(sweep["sigma_min"].map(floor_label)), "kl_nats",
+    return plots.tradeoff(sweep.set_index(sweep["sigma_min"].map(rt.floor_label)), "kl_nats",
                           {c: label for c, label in measures.items() if c in sweep}, **w)
 
 
-FIGURES = {  # figures/<name>.png -> its drawing function of the results (and its words)
+FIGURES = {  # figures/<name>.png -> its function of the results; None while they are missing
     "laporan_kurva_loss": figure_kurva_loss,
     "laporan_val_loss_epoch": figure_validation,
     "laporan_val_loss_waktu": lambda results, **w: figure_validation(results, minutes=True, **w),
@@ -203,8 +182,7 @@ def _write_if_changed(path: Path, content: bytes) -> bool:
 
 
 def draw_figures(results: Results, figures_dir: Path) -> list[Path]:
-    """Draw every ``FIGURES`` entry whose results exist into ``figures_dir/<name>.png``;
-    returns the paths whose bytes changed."""
+    """Draw ``FIGURES`` into ``figures_dir/<name>.png``; returns the paths that changed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -212,7 +190,7 @@ def draw_figures(results: Results, figures_dir: Path) -> list[Path]:
 
     updated = []
     for name, draw in FIGURES.items():
-        fig = draw(results, **WORDS["figures"][name])
+        fig = draw(results, **rt.WORDS["figures"][name])
         if fig is None:
             continue
         buffer = io.BytesIO()
@@ -227,18 +205,17 @@ def draw_figures(results: Results, figures_dir: Path) -> list[Path]:
 # -- rendering ------------------------------------------------------------------------------
 
 
-def _defined(value):
-    """``value``, or the UndefinedError of a name the results do not have (a typo)."""
-    if isinstance(value, jinja2.Undefined):
-        str(value)  # StrictUndefined raises here, naming what is missing
-    return value
-
-
 def _filter(format_value):
-    return lambda value, *args: format_value(_defined(value), *args)
+    """``format_value`` as a filter that raises the UndefinedError of a name the results lack."""
+    def apply(value, *args):
+        if isinstance(value, jinja2.Undefined):
+            str(value)  # StrictUndefined raises here, naming what is missing
+        return format_value(value, *args)
+
+    return apply
 
 
-FILTERS = {"num": _filter(num), "integer": _filter(integer), "pct": _filter(percent)}
+FILTERS = {"num": _filter(rt.num), "integer": _filter(rt.integer), "pct": _filter(rt.percent)}
 
 
 def _present(value):
@@ -249,14 +226,14 @@ def _present(value):
 
 
 def render(template: Path, results: Results, figures_dir: Path) -> str:
-    """``template`` (a Jinja2 file) rendered with ``results``: its tables, the
-    ``prose_record`` names, ``figures`` (the ``figures_dir`` PNG names) and ``verdict_words``."""
+    """The Jinja2 ``template`` rendered with the tables, ``prose_record``, ``figures`` (the PNG
+    names in ``figures_dir``) and ``verdict_words``."""
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(template.parent),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
                              trim_blocks=True, autoescape=False, finalize=_present)
     env.filters.update(FILTERS)
-    context = {**prose_record(results), "verdict_words": VERDICT_WORDS,
-               "tables": {name: table(results) for name, table in TABLE_FUNCTIONS.items()},
+    context = {**prose_record(results), "verdict_words": rt.VERDICT_WORDS,
+               "tables": {name: table(results) for name, table in rt.TABLE_FUNCTIONS.items()},
                "figures": {path.stem for path in figures_dir.glob("*.png")}}
     try:
         return env.get_template(template.name).render(context)
@@ -267,15 +244,9 @@ def render(template: Path, results: Results, figures_dir: Path) -> str:
 
 def build_report(results_root: Path | str | None = None, root: Path | str | None = None,
                  figures: bool = True) -> list[Path]:
-    """Redraw the figures, then render ``report/laporan.md.j2`` and ``README.md.j2``.
-
-    Args:
-        results_root: folder with ``celeba-subset/`` and ``study/`` (default ``report/results``).
-        root: the project folder holding both templates and ``figures/`` (default the checkout).
-        figures: redraw the ``laporan_*`` figures first.
-
-    Returns the paths whose contents changed (figures, the report, the README).
-    """
+    """Redraw the figures, then render ``report/laporan.md.j2`` and ``README.md.j2`` under
+    ``root`` (default the checkout) from ``results_root`` (default ``report/results``);
+    returns the paths whose contents changed."""
     root = Path(root or project_root())
     results = Results(results_root)
     updated = draw_figures(results, root / "figures") if figures else []

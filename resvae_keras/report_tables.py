@@ -1,9 +1,6 @@
-"""The tables of the written report (``report/laporan.md``), from the committed results.
-
-``Results`` reads ``report/results/`` (``celeba-subset/``: the main run; ``study/``, ``sweep/``,
-``levers/``); each ``table_<name>`` returns one markdown table of them, or None while its results
-are missing; ``TABLE_FUNCTIONS`` is what the report template calls ``tables.<name>``. Every word
-of a table (headers, labels, names) comes from ``report/laporan.toml``.
+"""The tables of ``report/laporan.md``: each ``table_<name>`` is one markdown table of the
+committed results (``Results``), or None while they are missing; ``TABLE_FUNCTIONS`` is the
+template's ``tables.<name>``. Their words come from ``report/laporan.toml``.
 """
 
 from __future__ import annotations
@@ -21,17 +18,16 @@ import pandas as pd
 
 from resvae_keras import metrics, plan, stats, study, study_results
 from resvae_keras.config import Config, checkout_file, get_profile
-from resvae_keras.record import lookup, validation_neg_elbo
+from resvae_keras.record import history_summary, lookup
 
 MAIN_RUN = "celeba-subset"
 NBSP = "\u00a0"  # thousands separator of integers: unambiguous with a decimal point
 ALPHA = stats.ALPHA
 
 # The report is built in a checkout: its words, template and results are not in the wheel.
-WORDS_FILE = checkout_file("report/laporan.toml")
-WORDS = tomllib.loads(WORDS_FILE.read_text(encoding="utf-8"))
+WORDS = tomllib.loads(checkout_file("report/laporan.toml").read_text(encoding="utf-8"))
 DASH, TABLES, NAMES = WORDS["dash"], WORDS["tables"], WORDS["names"]
-ARM_NAMES, VERDICT_WORDS, REFERENCE_NAMES = NAMES["arm"], NAMES["verdict"], NAMES["reference"]
+VERDICT_WORDS = NAMES["verdict"]
 STUDY_MEASURES = {key: tuple(spec) for key, spec in WORDS["measures"].items()}  # (label, decimals)
 
 
@@ -84,9 +80,8 @@ def markdown_table(columns, rows, numeric=None) -> str:
 
 
 class Col(NamedTuple):
-    """A table column: ``key`` (a dotted path into a row's record), ``label`` (its header),
-    ``decimals`` (or ``"int"``: an integer; ``"p"``: a p-value; ``"text"``: as it is), ``scale``
-    applied first; an ``optional`` column is left out when no row has a value for it."""
+    """A column of laporan.toml: ``key`` a dotted path into a row's record, ``decimals`` or
+    ``"int"``, ``"p"``, ``"text"``; an ``optional`` column is left out when no row has a value."""
 
     key: str
     label: str
@@ -105,21 +100,14 @@ class Col(NamedTuple):
         return num(value, kind, self.scale)
 
 
-def _columns(name: str) -> list[Col]:
-    """The ``columns`` of table ``name`` in laporan.toml."""
-    return [Col(*spec) for spec in TABLES[name]["columns"]]
-
-
-def _table(name: str, rows, columns=None, headers=None) -> str | None:
-    """Table ``name``: ``rows`` are ``(label cell(s), record)``; its ``headers`` columns hold
-    the labels (left-aligned), then one column per ``Col`` (default: its laporan.toml
-    ``columns``) read from each record, right-aligned unless text. None without rows (their
-    results are missing)."""
+def _table(name: str, rows, columns=None) -> str | None:
+    """Table ``name`` of ``rows``, ``(label cell(s), record)``: its ``headers`` hold the labels,
+    then one ``Col`` (default its ``columns``) per column; None without rows."""
     if not rows:
         return None
-    headers = TABLES[name]["headers"] if headers is None else headers
+    headers = TABLES[name]["headers"]
     rows = [((labels,) if isinstance(labels, str) else tuple(labels), r) for labels, r in rows]
-    columns = [c for c in (_columns(name) if columns is None else columns)
+    columns = [c for c in columns or [Col(*spec) for spec in TABLES[name]["columns"]]
                if not c.optional or any(c.cell(r) != DASH for _, r in rows)]
     return markdown_table([*headers, *(c.label for c in columns)],
                           [(*labels, *(c.cell(r) for c in columns)) for labels, r in rows],
@@ -128,12 +116,11 @@ def _table(name: str, rows, columns=None, headers=None) -> str | None:
 
 
 def measure_column(key: str) -> Col:
-    """The column of a study measure, labelled and rounded as ``STUDY_MEASURES`` says."""
     return Col(key, *STUDY_MEASURES.get(key, (key, 3)), optional=True)
 
 
 def arm_name(arm) -> str:
-    return ARM_NAMES.get(arm, arm)
+    return NAMES["arm"].get(arm, arm)
 
 
 # -- the results ------------------------------------------------------------------------
@@ -141,7 +128,7 @@ def arm_name(arm) -> str:
 
 class Results(study_results.Study):
     """The committed results under ``root`` (default ``report/results``), read lazily: the
-    study (``root/study``, a ``study.Study``), the main run and the default-model sweep."""
+    study (``root/study``), the main run, the sweep, the levers and the plan."""
 
     def __init__(self, root: Path | str | None = None):
         root = Path(root) if root is not None else study.results_dir()
@@ -150,17 +137,15 @@ class Results(study_results.Study):
 
     @cached_property
     def main_run(self) -> dict:
-        """The main run's ``study.load_run``: ``config``, ``history`` and ``metrics``."""
         return study_results.load_run(self.main_dir)
 
     @property
     def main(self) -> dict:
-        """The main run's ``metrics.json`` (empty when missing)."""
         return self.main_run["metrics"] or {}
 
     @cached_property
     def other_metrics(self) -> dict[str, dict]:
-        """``metrics_<data>.json`` of the main run: the model on other data, by name."""
+        """The main run's ``metrics_<data>.json``: the model on other data, by name."""
         return {path.stem.removeprefix("metrics_"): json.loads(path.read_text())
                 for path in sorted(self.main_dir.glob("metrics_*.json"))}
 
@@ -170,47 +155,42 @@ class Results(study_results.Study):
 
     @cached_property
     def sweep(self) -> pd.DataFrame:
-        """The default-model sweep, one row per run, by the floor on sigma."""
         table = study_results.load_sweep(self.sweep_dir)
         return table.sort_values("sigma_min") if len(table) else table
 
     @cached_property
     def ae(self) -> dict:
-        """``metrics.json`` of the deterministic autoencoder at the main run's architecture and
-        budget (``root/celeba-subset-ae``, the reconstruction reference), empty when missing."""
+        """``metrics.json`` of the autoencoder at the main run's architecture and budget."""
         return study_results.load_run(self.main_dir.parent / f"{MAIN_RUN}-ae")["metrics"] or {}
 
     @cached_property
     def levers(self) -> pd.DataFrame:
-        """The lever sweep's table (``levers.load_table``), one row per lever tried."""
         from resvae_keras.levers import load_table
 
         return load_table(self.main_dir.parent / "levers" / "levers.csv")
 
     @cached_property
     def planned(self) -> plan.PlannedStudy:
-        """The pre-registered study (``root/study/plan.toml`` when there, else the committed
-        plan), its runs under ``root/study/<plan name>``: the verdicts are computed from it."""
+        """The pre-registered study (``root/study/plan.toml``, else the committed plan)."""
         local = self.root / "plan.toml"
         spec = plan.load_plan(local if local.is_file() else None)
         return plan.PlannedStudy(spec, self.root / spec["study"]["name"])
 
     @cached_property
     def trends(self) -> dict[str, pd.DataFrame]:
-        """``study.sweep_trend`` of each sweep with a finished run (``beta``, ``likelihood``),
-        over every study measure."""
+        """``study_results.sweep_trend`` of each sweep with a finished run."""
         table = self.table
-        return {group: study_results.sweep_trend(table, group, [c for c in STUDY_MEASURES if c in table])
+        columns = [c for c in STUDY_MEASURES if c in table]
+        return {group: study_results.sweep_trend(table, group, columns)
                 for group in ("beta", "likelihood") if len(table) and (table["group"] == group).any()}
 
 
-# -- tables: the architecture (the Keras model, no results) ------------------------------
+# -- tables: the architecture --------------------------------------------------------------
 
 
 def architecture(results: Results | None = None) -> tuple:
-    """``(config, ResVAE.summary_rows, ResVAE.parameter_counts)`` of the main run's model, built
-    from its ``config.json`` (the ``celeba-subset`` profile while there is none); the counts add
-    ``plain_total``, the same network without shortcuts (the ablation's plain arm)."""
+    """``(config, summary_rows, parameter_counts)`` of the main run's model (the profile while
+    it has no ``config.json``); the counts add ``plain_total``, the network without shortcuts."""
     saved = (results.main_run.get("config") or {}) if results is not None else {}
     config = get_profile("celeba-subset")
     known = {f.name for f in dataclasses.fields(Config)}
@@ -246,7 +226,7 @@ def table_arsitektur(results: Results) -> str:
 
 
 def table_diagram(results: Results) -> str:
-    """The encoder-decoder flow with the real output shapes, a stage's blocks on one line."""
+    """The encoder-decoder flow with the output shapes, a stage's blocks on one line."""
     _, layers, _ = architecture(results)
     lines = ["```text"]
     for part in ("encoder", "decoder"):
@@ -275,7 +255,6 @@ def table_data(results: Results) -> str | None:
 
 
 def _config_value(key: str, config: dict | None) -> str:
-    """``config[key]`` as the tables show it; a dash when missing."""
     value = (config or {}).get(key, DASH)
     if key == "likelihood":
         return NAMES["likelihood"].get(value, str(value))
@@ -303,11 +282,9 @@ def table_waktu(results: Results) -> str | None:
     runs = [(TABLES["waktu"]["main"], results.main_run),
             *((f"`{name}`", r) for name, r in results.runs.items())]
     return _table("waktu", [(label, {
-        "epochs": len(h), "seconds_per_epoch": h["epoch_time_s"].median(),
-        "precision": _config_value("mixed_precision", r["config"]) if r["config"] else None,
-        "minutes": h["wall_time_s"].iloc[-1] / 60.0,
-        "best_val_neg_elbo": validation_neg_elbo(h).min()})
-        for label, r in runs if len(h := r["history"])])
+        **history_summary(r["history"]),
+        "precision": _config_value("mixed_precision", r["config"]) if r["config"] else None})
+        for label, r in runs if len(r["history"])])
 
 
 # -- tables: the main run ----------------------------------------------------------------
@@ -324,8 +301,7 @@ def table_generalisasi(results: Results) -> str | None:
 
 
 def per_attribute_rows(results: Results, k: int = 10) -> pd.DataFrame:
-    """``metrics.strongest_attributes`` of the main run, largest MSE gap first (empty when
-    missing)."""
+    """``metrics.strongest_attributes`` of the main run, largest MSE gap first."""
     rows = lookup(results.main, "per_attribute.rows")
     if not rows:
         return pd.DataFrame()
@@ -339,7 +315,6 @@ def table_per_atribut(results: Results) -> str | None:
 
 
 def _samplers(results: Results) -> list[tuple[str, dict]]:
-    """``(label, sampler report)`` of every sampler of the main run."""
     return [(f"{NAMES['sampler'].get(s['sampler'], s['sampler'])}, T = {s['temperature']:g}", s)
             for s in results.samples.values()]
 
@@ -349,7 +324,7 @@ def table_sampel(results: Results) -> str | None:
         return None
     references = lookup(results.main, "sample_references") or {}
     return _table("sampel", [*_samplers(results), *(
-        (REFERENCE_NAMES.get(k, k), s) for k, s in references.items())])
+        (NAMES["reference"].get(k, k), s) for k, s in references.items())])
 
 
 def table_keragaman(results: Results) -> str | None:
@@ -372,22 +347,22 @@ def anomaly_label(kind: str, strengths: dict) -> str:
 
 
 def anomaly_results(results: Results) -> tuple[dict, dict]:
-    """``({kind: {score: result}}, corruption strengths)`` of the main run; empty when missing."""
+    """``({kind: {score: result}}, corruption strengths)`` of the main run."""
     anomaly = lookup(results.main, "anomaly") or {}
     return anomaly.get("results") or {}, anomaly.get("corruption_strengths", {})
 
 
 def table_anomali(results: Results) -> str | None:
     by_kind, strengths = anomaly_results(results)
-    return _table("anomali", [((anomaly_label(kind, strengths), NAMES["score"].get(score, score)), r)
-                              for kind, by_score in by_kind.items() for score, r in by_score.items()])
+    return _table("anomali", [
+        ((anomaly_label(kind, strengths), NAMES["score"].get(score, score)), r)
+        for kind, by_score in by_kind.items() for score, r in by_score.items()])
 
 
 # -- tables: the study -------------------------------------------------------------------
 
 
 def table_status(results: Results) -> str:
-    """Which results files exist: the main run's, and the study runs per arm."""
     spec = TABLES["status"]
     main = [f for f in ("config.json", "history.csv", "metrics.json")
             if (results.main_dir / f).is_file()]
@@ -426,66 +401,53 @@ def _interval(value, low, high, decimals: int) -> str:
     return f"{num(value, decimals)} [{num(low, decimals)}, {num(high, decimals)}]"
 
 
-def _comparison(arm: str, baseline: str) -> str:
-    return f"{arm_name(arm)} − {arm_name(baseline)}"
-
-
 def _planned_measure(key: str) -> tuple[str, int]:
     """(label, decimals) of a measure of the pre-registered study."""
     return tuple(WORDS["planned_measures"].get(key, STUDY_MEASURES.get(key, (key, 3))))
 
 
-def table_uji_primer(results: Results) -> str | None:
-    """The primary test of each claim against each baseline (``plan.verdicts``), with the
-    difference, its timing interval, Hedges' g, the permutation and Welch p, Holm, the margin,
-    the TOST and the verdict. None until a seed run of the plan has finished."""
+def _planned(results: Results, part: str, decided: bool = True):
+    """``(row, label, decimals, comparison)`` per row of the plan's ``verdicts`` or
+    ``secondary``; None before a seed run (for a verdict: a finished one)."""
     found = results.planned
-    if not found.finished[0] or not len(found.runs):
+    if (decided and not found.finished[0]) or not len(found.runs):
         return None
-    rows = []
-    for r in found.verdicts.itertuples():
-        label, decimals = _planned_measure(r.measure)
-        rows.append((NAMES["hypothesis"][r.claim].split(" ")[0], _comparison(r.arm, r.baseline),
-                     label, f"{r.n_arm}/{r.n_baseline} ({r.n_planned})",
-                     _interval(r.diff, r.diff_ci_low, r.diff_ci_high, decimals),
-                     _interval(r.diff, r.timing_low, r.timing_high, decimals)
-                     if finite(r.timing_low) else DASH,
-                     _interval(r.hedges_g, r.g_ci_low, r.g_ci_high, 2), p_value(r.p),
-                     p_value(r.p_welch), p_value(r.p_holm), num(r.margin, decimals),
-                     p_value(r.p_tost_holm), VERDICT_WORDS[r.verdict]))
-    return markdown_table(TABLES["uji_primer"]["headers"], rows, numeric=range(3, 12))
+    return [(r, *_planned_measure(r.measure), f"{arm_name(r.arm)} − {arm_name(r.baseline)}")
+            for r in getattr(found, part).itertuples()]
+
+
+def table_uji_primer(results: Results) -> str | None:
+    """Per claim and baseline, the primary test of ``plan.verdicts``."""
+    rows = _planned(results, "verdicts")
+    return None if rows is None else markdown_table(TABLES["uji_primer"]["headers"], [(
+        NAMES["hypothesis"][r.claim].split(" ")[0], versus, label,
+        f"{r.n_arm}/{r.n_baseline} ({r.n_planned})",
+        _interval(r.diff, r.diff_ci_low, r.diff_ci_high, decimals),
+        _interval(r.diff, r.timing_low, r.timing_high, decimals) if finite(r.timing_low) else DASH,
+        _interval(r.hedges_g, r.g_ci_low, r.g_ci_high, 2), p_value(r.p), p_value(r.p_welch),
+        p_value(r.p_holm), num(r.margin, decimals), p_value(r.p_tost_holm),
+        VERDICT_WORDS[r.verdict]) for r, label, decimals, versus in rows], numeric=range(3, 12))
 
 
 def table_klaim(results: Results) -> str | None:
-    """One row per claim and baseline: its primary measure and its verdict (``plan.verdicts``).
-    None until a seed run of the plan has finished."""
-    found = results.planned
-    if not found.finished[0] or not len(found.runs):
-        return None
-    return markdown_table(TABLES["klaim"]["headers"], [
-        (NAMES["hypothesis"][r.claim], _comparison(r.arm, r.baseline),
-         _planned_measure(r.measure)[0], VERDICT_WORDS[r.verdict])
-        for r in found.verdicts.itertuples()], numeric=[])
+    """Per claim and baseline, its primary measure and its verdict."""
+    rows = _planned(results, "verdicts")
+    return None if rows is None else markdown_table(TABLES["klaim"]["headers"], [
+        (NAMES["hypothesis"][r.claim], versus, label, VERDICT_WORDS[r.verdict])
+        for r, label, _, versus in rows], numeric=[])
 
 
 def table_sekunder(results: Results) -> str | None:
-    """The secondary measures (``plan.secondary``): difference and Hedges' g with their 95 %
-    intervals, no p-value. None until a seed run of the plan has finished."""
-    found = results.planned
-    if not len(found.runs):
-        return None
-    rows = []
-    for r in found.secondary.itertuples():
-        label, decimals = _planned_measure(r.measure)
-        rows.append((label, _comparison(r.arm, r.baseline), f"{r.n_arm}/{r.n_baseline}",
-                     num(r.mean_arm, decimals), num(r.mean_baseline, decimals),
-                     _interval(r.diff, r.diff_ci_low, r.diff_ci_high, decimals),
-                     _interval(r.hedges_g, r.g_ci_low, r.g_ci_high, 2)))
-    return markdown_table(TABLES["sekunder"]["headers"], rows, numeric=range(2, 7))
+    """The secondary measures (``plan.secondary``): differences and Hedges' g, no p-value."""
+    rows = _planned(results, "secondary", decided=False)
+    return None if rows is None else markdown_table(TABLES["sekunder"]["headers"], [(
+        label, versus, f"{r.n_arm}/{r.n_baseline}", num(r.mean_arm, decimals),
+        num(r.mean_baseline, decimals), _interval(r.diff, r.diff_ci_low, r.diff_ci_high, decimals),
+        _interval(r.hedges_g, r.g_ci_low, r.g_ci_high, 2)) for r, label, decimals, versus in rows],
+        numeric=range(2, 7))
 
 
 def _sweep_table(results: Results, group: str, show) -> str | None:
-    """One row per value of the swept setting: the mean ± SD over seeds, or the one run."""
     trend = results.trends.get(group)
     if trend is None:
         return None
@@ -510,15 +472,13 @@ def floor_label(sigma_min) -> str:
 
 
 def table_model_bawaan(results: Results) -> str | None:
-    return _table("model_bawaan", [(floor_label(r["sigma_min"]), {k.replace(".", ""): v for k, v in r.items()})
-                                   for _, r in results.sweep.iterrows()])  # prior_t0.7 -> prior_t07
+    return _table("model_bawaan", [  # prior_t0.7 -> prior_t07
+        (floor_label(r["sigma_min"]), {k.replace(".", ""): v for k, v in r.items()})
+        for _, r in results.sweep.iterrows()])
 
 
 def table_pembanding(results: Results) -> str | None:
-    """RQ2 against its baselines: the model, PCA at several k and the deterministic autoencoder
-    of the same architecture and budget, scored on the same test split by the same code
-    (``baselines.pca_baselines``, ``evaluate.evaluate_run``); PCA's bits/dim is probabilistic
-    PCA's exact negative log-likelihood, the model's its bound, the autoencoder has none."""
+    """The model beside PCA at several k and the autoencoder, on the same test split."""
     m, words = results.main, TABLES["pembanding"]
     if not lookup(m, "reconstruction.psnr"):
         return None
@@ -536,33 +496,27 @@ def table_pembanding(results: Results) -> str | None:
 
 
 def table_tuas(results: Results) -> str | None:
-    """The lever sweep that chose the default (``levers.LEVERS``, validation split), one row
-    per lever tried: whether it raises the validation PSNR over the base row, and whether the
-    main run's ``config.json`` has it (a lever tried after the main run can help and not be in it)."""
+    """The lever sweep (``levers.LEVERS``): whether each lever raises the validation PSNR over
+    the base row, and whether the main run's config has it."""
     from resvae_keras.levers import LEVERS
 
     table, words = results.levers, TABLES["tuas"]
     if not len(table):
         return None
-    base = float(table.loc[table["lever"] == "base", "val_psnr_db"].iloc[0]) \
-        if (table["lever"] == "base").any() else math.nan
-    config = results.main_run["config"] or {}
-
-    def in_default(name):
-        has = name in LEVERS and all(config.get(k) == v for k, v in LEVERS[name][0].items())
-        return words["kept"][int(has)]
-
-    rows = [((r["lever"], words["what"].get(r["lever"], r["what"])),
-             {**r, "better": words["base"] if r["lever"] == "base"
-              else words["kept"][int(r["val_psnr_db"] > base)],
-              "in_default": words["base"] if r["lever"] == "base" else in_default(r["lever"])})
-            for r in table.to_dict("records")]
+    is_base = table["lever"] == "base"
+    base = float(table.loc[is_base, "val_psnr_db"].iloc[0]) if is_base.any() else math.nan
+    config, rows = results.main_run["config"] or {}, []
+    for r in table.to_dict("records"):
+        has = r["lever"] in LEVERS and all(
+            config.get(k) == v for k, v in LEVERS[r["lever"]][0].items())
+        marks = [words["kept"][int(r["val_psnr_db"] > base)], words["kept"][int(has)]]
+        better, in_default = [words["base"]] * 2 if r["lever"] == "base" else marks
+        rows.append(((r["lever"], words["what"].get(r["lever"], r["what"])),
+                     {**r, "better": better, "in_default": in_default}))
     return _table("tuas", rows)
 
 
 def table_ruang_wajah(results: Results) -> str | None:
-    """RQ3 in dlib's face-descriptor space (``facespace.face_space_table``): each sampler's
-    row beside the calibration rows measured in the same run."""
     rows = lookup(results.main, "face_space.rows")
     if not rows:
         return None
@@ -570,14 +524,5 @@ def table_ruang_wajah(results: Results) -> str | None:
     return _table("ruang_wajah", [(words.get(name, name), row) for name, row in rows.items()])
 
 
-TABLE_FUNCTIONS = {  # the template's tables.<name> -> its function of the results (None: missing)
-    "data": table_data, "diagram": table_diagram, "arsitektur": table_arsitektur,
-    "hiperparameter": table_hiperparameter, "waktu": table_waktu, "tuas": table_tuas,
-    "status": table_status, "pembanding": table_pembanding,
-    "generalisasi": table_generalisasi, "per_atribut": table_per_atribut,
-    "ruang_wajah": table_ruang_wajah, "sampel": table_sampel, "keragaman": table_keragaman,
-    "model_bawaan": table_model_bawaan, "ablasi": table_ablasi,
-    "ablasi_ringkasan": table_ablasi_ringkasan, "uji_primer": table_uji_primer,
-    "klaim": table_klaim, "sekunder": table_sekunder, "likelihood": table_likelihood,
-    "beta": table_beta, "anomali": table_anomali,
-}
+TABLE_FUNCTIONS = {  # the template's tables.<name>: every table_<name> of this module
+    name.removeprefix("table_"): f for name, f in globals().items() if name.startswith("table_")}

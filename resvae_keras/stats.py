@@ -1,15 +1,5 @@
-"""The statistics of the project, in one place: two-sample tests on per-seed or per-image values.
-
-- ``welch``: Welch's t-test with the interval of the difference of means;
-- ``hedges_g``: the standardized difference with its interval;
-- ``holm``: Holm's step-down adjustment of a family of p-values;
-- ``permutation_test``: the exact two-sample permutation test of the difference of means, over
-  every split of the pooled values (C(10, 5) = 252 for 5 vs 5, so the smallest two-sided p is
-  2/252);
-- ``tost``: two one-sided permutation tests for equivalence within a margin.
-
-Every function takes two 1-D samples ``a`` and ``b`` (lists or arrays of floats) and tests
-``mean(a) - mean(b)``; NaN where a test cannot be computed (too few values, no variance).
+"""Two-sample statistics of ``mean(a) - mean(b)``: ``welch``, ``hedges_g``, ``holm``, the exact
+``permutation_test`` and its equivalence test ``tost``; NaN where a test cannot be computed.
 """
 
 from __future__ import annotations
@@ -30,12 +20,8 @@ def _pair(a, b) -> tuple[np.ndarray, np.ndarray]:
 
 
 def welch(a, b, confidence: float = 0.95) -> dict:
-    """Welch's t-test of mean(a) - mean(b) with the interval of the difference.
-
-    Returns a dict: ``diff``, ``se``, ``df`` (Welch-Satterthwaite), ``t``, ``p`` (two-sided),
-    ``ci_low``, ``ci_high`` (the ``confidence`` interval of the difference, t with ``df``).
-    NaN where it cannot be computed (fewer than 2 values in a sample, or no variance at all).
-    """
+    """Welch's t-test: ``diff``, ``se``, ``df``, ``t``, ``p`` (two-sided), ``ci_low`` and
+    ``ci_high`` (the ``confidence`` interval of the difference)."""
     from scipy import stats
 
     a, b = _pair(a, b)
@@ -78,11 +64,7 @@ def hedges_g(a, b, confidence: float = 0.95) -> tuple[float, float, float]:
 
 
 def holm(pvalues) -> np.ndarray:
-    """Holm's step-down adjusted p-values (family-wise error), in the input's order.
-
-    The i-th smallest of m p-values is multiplied by (m - i + 1), running maxima keep the
-    order, values are capped at 1. NaN p-values are not part of the family and stay NaN.
-    """
+    """Holm's step-down adjusted p-values, in the input's order; NaN stays NaN."""
     p = np.asarray(pvalues, float)
     out = np.full(p.shape, np.nan)
     finite = np.flatnonzero(np.isfinite(p))
@@ -111,22 +93,10 @@ def split_differences(a, b) -> tuple[float, np.ndarray]:
 
 
 def permutation_test(a, b, alternative: str = "two-sided") -> float:
-    """Exact two-sample permutation test of the difference of means.
-
-    Every split of the pooled values into groups of len(a) and len(b) is equally likely under
-    the null hypothesis that the labels do not matter. The p-value is the share of splits whose
-    difference is at least as extreme as the observed one (the observed split counts, so
-    p >= 1 / C(n_a + n_b, n_a)). Fully separated 5 vs 5 values give 2/252 two-sided and 1/252
-    one-sided.
-
-    Args:
-        a, b: the two samples (e.g. one value per seed of two arms); NaNs are dropped.
-        alternative: ``"two-sided"`` (|diff| as large), ``"greater"`` (mean(a) - mean(b) as
-            large) or ``"less"`` (as small).
-
-    Returns:
-        p in (0, 1]; NaN when a sample is empty.
-    """
+    """Exact permutation test of the difference of means: the share of every split of the
+    pooled values whose difference is as extreme as the observed one (which counts, so fully
+    separated 5 vs 5 values give 2/252 two-sided). ``alternative``: ``"two-sided"``,
+    ``"greater"`` or ``"less"``. NaN when a sample is empty."""
     if alternative not in ("two-sided", "greater", "less"):
         raise ValueError(f"alternative={alternative!r}: use 'two-sided', 'greater' or 'less'")
     a, b = _pair(a, b)
@@ -144,17 +114,9 @@ def permutation_test(a, b, alternative: str = "two-sided") -> float:
 
 
 def tost(a, b, margin: float) -> dict:
-    """Equivalence of mean(a) and mean(b) within +-``margin``: two one-sided exact permutation
-    tests (Schuirmann's TOST with ``permutation_test`` in place of t-tests).
-
-    H0 low: mean(a) - mean(b) <= -margin, tested by shifting a down by -margin (a + margin
-    against b, ``"greater"``); H0 high: mean(a) - mean(b) >= margin (a - margin against b,
-    ``"less"``). Equivalence is shown at level alpha when both are rejected, i.e. when
-    ``p = max(p_low, p_high) < alpha``. The shift assumes the arms differ by a location shift.
-
-    Returns a dict: ``margin``, ``p_low``, ``p_high`` and ``p``; NaN p-values when ``margin``
-    is not a positive finite number or a sample is empty.
-    """
+    """Equivalence within +-``margin`` by two one-sided ``permutation_test``s of shifted
+    samples (Schuirmann's TOST): ``margin``, ``p_low``, ``p_high`` and ``p`` (their maximum);
+    NaN unless ``margin`` is positive and finite."""
     a, b = _pair(a, b)
     if not (isinstance(margin, (int, float, np.number)) and math.isfinite(margin) and margin > 0):
         return dict(margin=float("nan"), p_low=float("nan"), p_high=float("nan"), p=float("nan"))

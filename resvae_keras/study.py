@@ -1,42 +1,14 @@
-"""The study behind the claims about residual blocks, and the default-model sweep: its
-design (which runs, their configs) and running it (training, evaluating, collecting, resuming).
+"""The first study (residual, plain and conv arms; beta and likelihood sweeps): its runs
+table, configs, and running it (train, evaluate, collect, resume).
 
-Three arms, at the same likelihood, latent size, optimizer, data (the identity-disjoint split),
-epochs and seeds:
-
-| arm        | model                                                                  |
-| ---------- | ---------------------------------------------------------------------- |
-| ``residual`` | the ResVAE, the default config                                       |
-| ``plain``    | the same network with ``residual=False`` (no shortcut, equal depth)  |
-| ``conv``     | the shallow textbook convolutional VAE (``architecture="conv"``)     |
-
-and two single-seed sweeps on the residual arm (``beta`` and ``likelihood``), read as trends
-next to the seed spread of the residual arm.
-
-Which run belongs to which arm is stored in the runs table ``report/results/study/runs.csv``
-(``name, group, arm, seed, overrides`` with the overrides as JSON), never parsed from a folder
-name: a row added there is a run of that arm.
-
-    python -m resvae_keras study                  # every unfinished run, in table order
-    python -m resvae_keras study --max-runs 1     # one run, then stop (commit it, go on later)
-    python -m resvae_keras study --benchmark      # per-step cost of each arm (bench.study_step_times)
-    python -m resvae_keras study --status         # what is done and the next command
-
-Each run trains into ``runs/study/<name>`` (an interrupted run resumes there), is evaluated at
-its last checkpoint by ``evaluate.evaluate_run`` (the one evaluator, at the study's size:
-``N_TEST`` test images, ``N_SAMPLES`` samples per sampler, no anomaly part), and its
-``config.json``, ``history.csv`` and ``metrics.json`` are copied to
-``report/results/study/<name>/`` as soon as it finishes; a run whose ``metrics.json`` is there is
-skipped. ``benchmark.json`` beside them holds the per-step cost of each arm.
-
-Reading the results (``Study``, ``measures``, ``speed_measures``, ...) is
-``resvae_keras.study_results``; one run's numbers are ``record.run_record``.
-
-The runs above (``runs.csv``) are the first study, on the clamped default (sigma >= 0.5); they
-stay as they were measured and are read descriptively. The study that decides the claims is
-pre-registered in ``report/results/study/plan.toml`` and run by ``resvae_keras.plan``, which
-reuses this module's orchestration (``run_study``: skip finished runs, resume interrupted ones)
-under its own folder; its verdicts are computed there, from the plan.
+Which run belongs to which arm is stored in ``report/results/study/runs.csv`` (``name, group,
+arm, seed, overrides`` with the overrides as JSON), never parsed from a folder name. Each run
+trains into ``runs/study/<name>`` (an interrupted run resumes), is evaluated at ``last.keras``
+by ``evaluate.evaluate_run`` at the study's size, and its results are copied to
+``report/results/study/<name>/``; a run whose ``metrics.json`` is there is skipped.
+``benchmark.json`` beside them holds the per-step cost of each arm. The study that decides the
+claims is pre-registered and run by ``resvae_keras.plan`` through ``run_study``; reading the
+results is ``resvae_keras.study_results``.
 """
 
 from __future__ import annotations
@@ -72,9 +44,8 @@ BENCHMARK_FILE = "benchmark.json"
 
 
 def study_settings(profile: str = STUDY_PROFILE) -> dict:
-    """Budget and evaluation size of the study on ``profile``; ``demo`` is a seconds-sized run
-    of the same code (600 demo faces, 2 epochs, 50 test images and prior samples) for notebooks
-    and tests. ``sampler`` None evaluates every sampler of ``evaluate.SAMPLERS``."""
+    """Budget and evaluation size of the study on ``profile`` (``demo``: seconds-sized);
+    ``sampler`` None evaluates every sampler of ``evaluate.SAMPLERS``."""
     if profile == "demo":
         return dict(epochs=2, kl_warmup_steps=10, max_images=600, n_test=50, n_samples=50,
                     sampler="prior", memorization_queries=25, benchmark_steps=2,
@@ -133,8 +104,7 @@ def write_runs(table: pd.DataFrame, path: str | os.PathLike | None = None) -> Pa
 
 
 def load_runs(path: str | os.PathLike | None = None) -> pd.DataFrame:
-    """The runs table (default the committed ``report/results/study/runs.csv``; ``design()``
-    when it does not exist), overrides parsed into dicts, one row per run, in training order."""
+    """The runs table (default ``runs_path()``, else ``design()``), overrides parsed."""
     path = Path(path or runs_path())
     if not path.is_file():
         return design()
@@ -167,9 +137,8 @@ def run_folder(profile: str = STUDY_PROFILE, subfolder: str | None = None) -> st
 
 def study_config(name: str, runs: pd.DataFrame | None = None, profile: str = STUDY_PROFILE,
                  subfolder: str | None = None, **extra) -> Config:
-    """The Config of run ``name``: the profile at the study's budget, the run's seed and its
-    overrides from the runs table (which may set the budget, e.g. ``epochs``), trained into
-    ``run_folder(profile, subfolder)/<name>``."""
+    """The Config of run ``name``: the profile at the study's budget with the run's seed and
+    overrides, trained into ``run_folder(profile, subfolder)/<name>``."""
     row = _row(name, load_runs() if runs is None else runs)
     settings = study_settings(profile)
     budget = dict(epochs=settings["epochs"], kl_warmup_steps=settings["kl_warmup_steps"],
@@ -206,20 +175,18 @@ HISTORY_ONLY = ("lr",)
 
 
 def finished_marker(group: str) -> str:
-    """The file a finished run's results folder holds, written last: ``history.csv`` for a
-    group of ``HISTORY_ONLY`` (``collect_history``), else ``metrics.json`` (``collect_run``)."""
+    """The file written last into a finished run's results folder."""
     return "history.csv" if group in HISTORY_ONLY else "metrics.json"
 
 
 def is_finished(folder, group: str = "arms") -> bool:
-    """A run's results folder is complete: its ``finished_marker(group)``, written last, is
-    there."""
+    """Whether a run's results folder holds its ``finished_marker(group)``."""
     return (Path(folder) / finished_marker(group)).is_file()
 
 
 def collect_history(run_dir, dest) -> list[Path]:
-    """Copy a trained run's ``config.json`` and, last, its ``history.csv`` (whose presence marks
-    a ``HISTORY_ONLY`` run as finished) into ``dest``; returns the paths written."""
+    """Copy a trained run's ``config.json`` and, last, its ``history.csv`` (which marks a
+    ``HISTORY_ONLY`` run finished) into ``dest``; returns the paths written."""
     from resvae_keras.train import load_history
 
     run, dest = Path(run_dir), Path(dest)
@@ -232,10 +199,9 @@ def collect_history(run_dir, dest) -> list[Path]:
 
 
 def collect_run(run_dir, dest=None) -> list[Path]:
-    """Copy an evaluated run's ``config.json``, ``history.csv`` (an epoch logged twice across a
-    resume once), ``metrics_*.json``, its last per-epoch grid (as ``grid_last_epoch.png``) and,
-    last, ``metrics.json`` (whose presence marks the results as finished) into ``dest``
-    (default ``report/results/<run folder name>``); returns the paths written."""
+    """Copy an evaluated run's ``config.json``, ``history.csv``, ``metrics_*.json``, last grid
+    and, last, ``metrics.json`` (which marks the copy finished) into ``dest`` (default
+    ``report/results/<run folder name>``); returns the paths written."""
     from resvae_keras.train import load_history
 
     run = Path(run_dir)
@@ -263,21 +229,10 @@ def collect_run(run_dir, dest=None) -> list[Path]:
 def run_study(only=None, profile: str = STUDY_PROFILE, root=None, runs=None,
               max_runs: int | None = None, verbose=2, subfolder: str | None = None,
               report: bool = True) -> list[str]:
-    """Train, evaluate and collect every run of the table that has no results yet.
-
-    Args:
-        only: run names to consider (default: the whole table, in its order).
-        profile: ``celeba-subset`` (the study) or ``demo`` (the same code, minute-sized).
-        root: results folder (default ``results_root(profile)``).
-        runs: a runs table (default ``load_runs()``).
-        max_runs: stop after training this many runs (to commit between sessions).
-        subfolder: train into ``run_folder(profile, subfolder)`` (a plan's runs).
-        report: print ``status_text`` at the end.
-
-    A run that ``is_finished`` under ``root`` is skipped; an interrupted one resumes from its
-    last completed epoch in its run folder. A run of a ``HISTORY_ONLY`` group is collected
-    without evaluation (``collect_history``). Returns the names finished by this call.
-    """
+    """Train, evaluate and collect every run of ``runs`` (or those in ``only``) not finished
+    under ``root``, at most ``max_runs``; an interrupted one resumes, a ``HISTORY_ONLY`` run is
+    collected unevaluated. ``subfolder``: train into ``run_folder(profile, subfolder)``;
+    ``report``: print ``status_text`` at the end. Returns the names finished by this call."""
     from resvae_keras.train import load_history, train
 
     table = load_runs() if runs is None else runs
@@ -395,52 +350,3 @@ def status_text(root=None, runs=None, profile: str = STUDY_PROFILE) -> str:
     lines.append(f"next: {next_command(root, runs, profile)}")
     return "\n".join(lines)
 
-
-# -- the default-model sweep (one equal budget, celeba-subset) -----------------------------
-
-SWEEP_EPOCHS = 6
-SWEEP_WARMUP_STEPS = 150  # 20 % of the budget, as in the profile (500 of 2,500 steps)
-
-
-def sweep_runs() -> dict[str, dict]:
-    """Sweep run name -> config overrides, in the order they are trained."""
-    return {
-        # sigma settles near 0.1 at this budget without a floor (0.075 after 20 epochs)
-        "sigma_free": dict(sigma_min=0.0),
-        "sigma_min_0.2": dict(sigma_min=0.2),
-        "sigma_min_0.3": dict(sigma_min=0.3),
-        "sigma_min_0.5": dict(sigma_min=0.5),  # the default: 0.96 prior faces after 20 epochs
-    }
-
-
-def sweep_config(name: str, **extra) -> Config:
-    return get_profile(
-        "celeba-subset",
-        epochs=SWEEP_EPOCHS,
-        kl_warmup_steps=SWEEP_WARMUP_STEPS,
-        run_dir=f"runs/sweep/{name}",
-        **{**sweep_runs()[name], **extra},
-    )
-
-
-def run_sweep(only=None, verbose=2) -> list[str]:
-    """Train, evaluate and collect every sweep run (or those in ``only``) without results.
-
-    Results go to ``report/results/sweep/<name>/`` (the study's schema, evaluated at
-    ``last.keras`` like the study's runs) as soon as a run finishes; a run whose
-    ``metrics.json`` is there is skipped, an interrupted one resumes from its last epoch.
-    """
-    from resvae_keras.train import train
-
-    root, finished = results_dir() / "sweep", []
-    for name in only or sweep_runs():
-        if (root / name / "metrics.json").exists():
-            print(f"{name}: results exist, skipped", flush=True)
-            continue
-        config = sweep_config(name)
-        print(f"== sweep {name}: {config.epochs} epochs into {config.run_dir}", flush=True)
-        train(config, verbose=verbose, second_stage=False)  # evaluated at last.keras
-        collect(config, root / name)
-        print(f"== sweep {name}: results in {_shown(root / name)}", flush=True)
-        finished.append(name)
-    return finished

@@ -1,13 +1,8 @@
-"""Reading the study's results: the finished runs, their measures, and what the report's
-verdicts and figures are computed from.
+"""Reading the study's results (``report/results/study`` or a demo's folder).
 
-``study`` designs and runs the study (its runs table, configs, training, collection); this
-module only reads what it wrote under ``report/results/study`` (or a demo's folder):
-``load_results`` -> ``measures`` (one row per run, every ``record.run_record`` number a column)
--> ``speed_measures`` (steps and seconds to a fixed validation loss, the validation loss at an
-equal time) -> ``study_table``; ``arm_summary`` and ``sweep_trend`` summarise it per arm and
-per single-seed sweep. ``Study`` holds them for one results folder, each computed once, for
-notebook 07 and the report.
+``load_results`` -> ``measures`` (``record.run_record`` per run) -> ``speed_measures`` ->
+``study_table``; ``arm_summary`` and ``sweep_trend`` summarise it; ``Study`` holds them for one
+results folder, each computed once.
 """
 
 from __future__ import annotations
@@ -39,11 +34,8 @@ def load_run(folder) -> dict:
 
 
 def load_results(root=None, runs=None) -> dict[str, dict]:
-    """Finished runs of the table under ``root`` (default ``report/results/study``).
-
-    Returns ``{name: {"group", "arm", "seed", "config", "history", "metrics"}}`` in table
-    order; a folder that is not in the runs table is not read.
-    """
+    """``{name: {"group", "arm", "seed", "config", "history", "metrics"}}`` of the table's
+    finished runs under ``root``, in table order."""
     table = study.load_runs() if runs is None else runs
     root = Path(root or study.results_root())
     return {row.name: {"group": row.group, "arm": row.arm, "seed": int(row.seed),
@@ -52,14 +44,9 @@ def load_results(root=None, runs=None) -> dict[str, dict]:
 
 
 class Study:
-    """The study's results under ``root`` (default ``report/results/study``) and what is
-    derived from them, each read or computed once, when first asked for: notebook 07 and
-    the report read the study through this one chain.
-
-    ``plan``: the runs table (default ``root/runs.csv``, the study's design when it is
-    missing); ``runs``: ``load_results``; ``benchmark``; ``table``: ``study_table``;
-    ``arms``: its rows of the arms; ``seeds``: ``seeds_per_arm``.
-    """
+    """The study's results under ``root`` (default ``report/results/study``), each read once:
+    ``plan`` (the runs table), ``runs``, ``benchmark``, ``table`` (``study_table``), ``arms``
+    and ``seeds`` (``seeds_per_arm``)."""
 
     def __init__(self, root=None, plan: pd.DataFrame | None = None):
         self.root = Path(root or study.results_root())
@@ -164,14 +151,10 @@ def value_at(steps, values, step: float) -> float:
 
 def speed_measures(results: dict[str, dict], benchmark: dict | None = None,
                    threshold: float | None = None, group: str = "arms") -> pd.DataFrame:
-    """Training speed of each run of ``group`` (index: name), from its validation curve.
-
-    Columns: ``arm``, ``seed``, ``threshold`` (nats per image; default the highest of the
-    runs' best validation negative ELBOs, so every run reaches it), ``steps_to_threshold``,
-    ``seconds_to_threshold`` (steps x the arm's benchmarked seconds per step),
-    ``equal_time_s`` (the time every arm reached: the shortest of steps x seconds per step)
-    and ``val_neg_elbo_at_equal_time``. Seconds are NaN without a benchmark.
-    """
+    """Training speed of each run of ``group`` from its validation curve: ``arm``, ``seed``,
+    ``threshold`` (default the highest best validation -ELBO, which every run reaches),
+    ``steps_to_threshold``, ``seconds_to_threshold``, ``equal_time_s`` (the shortest run's
+    time) and ``val_neg_elbo_at_equal_time``; seconds are NaN without a benchmark."""
     runs = {n: r for n, r in results.items() if r["group"] == group and len(r["history"])}
     columns = ["arm", "seed", "threshold", "steps_to_threshold", "seconds_to_threshold",
                "equal_time_s", "val_neg_elbo_at_equal_time"]
@@ -221,14 +204,8 @@ def arm_summary(table: pd.DataFrame, columns) -> pd.DataFrame:
 
 
 def sweep_trend(table: pd.DataFrame, group: str, columns) -> pd.DataFrame:
-    """A single-seed sweep as a trend, with the reference arm's seeds beside it.
-
-    Rows: each run of ``group`` at its value ``x`` of the config setting the group is named
-    after and sweeps (``beta``, ``likelihood``), and the reference arm (``REFERENCE_ARM``,
-    every seed) at its own value as the mean of its seeds. Columns:
-    ``x``, ``n_seeds``, and per column its value and ``<c>_seed_sd``: the seed-to-seed SD of
-    the reference arm, the spread a single-seed difference has to exceed to mean anything.
-    """
+    """A single-seed sweep (``beta``, ``likelihood``) as rows ``x``, ``n_seeds`` and each
+    column, with the reference arm's seed mean as a row and its seed SD as ``<c>_seed_sd``."""
     reference = table[(table["group"] == "arms") & (table["arm"] == REFERENCE_ARM)]
     runs = table[table["group"] == group]
     rows = [{"x": r[group], "n_seeds": 1, **{c: r[c] for c in columns}} for _, r in runs.iterrows()]
