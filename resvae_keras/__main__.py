@@ -261,7 +261,7 @@ def cmd_bench(args):
 
 
 def cmd_study(args):
-    from resvae_keras import plan, study
+    from resvae_keras import plan
 
     if args.status:
         print(plan.status_text(profile=args.profile))
@@ -276,8 +276,6 @@ def cmd_study(args):
             print(f"{arm}: {row['seconds_per_step']:.3f} s/step (IQR {row['q25']:.3f}-"
                   f"{row['q75']:.3f}), {row['train_gflops_per_image']:.2f} training GFLOP/image")
         print(plan.status_text(spec, profile=args.profile))
-    elif args.sweep:
-        study.run_sweep(only=args.only)
     else:
         plan.run_plan(only=args.only, profile=args.profile, max_runs=args.max_runs)
 
@@ -405,8 +403,6 @@ def _add_study_commands(command):
     p.add_argument("--benchmark", action="store_true",
                    help="time every arm in one controlled run into benchmark.json")
     p.add_argument("--status", action="store_true", help="print what is done and what is next")
-    p.add_argument("--sweep", action="store_true",
-                   help="the default-model sweep (decoder sigma floor, latent size) instead")
     p.add_argument("--profile", default="celeba-subset", choices=["celeba-subset", "demo"],
                    help="demo: the same study, minute-sized, into runs/demo/")
     p.set_defaults(func=cmd_study)

@@ -436,7 +436,7 @@ def _record(config: Config, model, cache, settings: dict, parts: dict, timings: 
 def training_summary(run_dir, model=None) -> dict:
     """``steps`` of the model's optimizer (None without one) and ``record.history_summary``
     of the run's ``history.csv``."""
-    from resvae_keras.train import load_history
+    from resvae_keras.run_dir import load_history
 
     optimizer = getattr(model, "optimizer", None)
     steps = int(_to_numpy(optimizer.iterations)) if optimizer is not None else None

@@ -187,7 +187,7 @@ def is_finished(folder, group: str = "arms") -> bool:
 def collect_history(run_dir, dest) -> list[Path]:
     """Copy a trained run's ``config.json`` and, last, its ``history.csv`` (which marks a
     ``HISTORY_ONLY`` run finished) into ``dest``; returns the paths written."""
-    from resvae_keras.train import load_history
+    from resvae_keras.run_dir import load_history
 
     run, dest = Path(run_dir), Path(dest)
     run = run if run.is_absolute() else project_root() / run
@@ -202,7 +202,7 @@ def collect_run(run_dir, dest=None) -> list[Path]:
     """Copy an evaluated run's ``config.json``, ``history.csv``, ``metrics_*.json``, last grid
     and, last, ``metrics.json`` (which marks the copy finished) into ``dest`` (default
     ``report/results/<run folder name>``); returns the paths written."""
-    from resvae_keras.train import load_history
+    from resvae_keras.run_dir import load_history
 
     run = Path(run_dir)
     run = run if run.is_absolute() else project_root() / run

@@ -25,7 +25,7 @@ REFERENCE_ARM = "residual"
 def load_run(folder) -> dict:
     """A run's results folder: ``config`` and ``metrics`` (their JSON; None when missing) and
     ``history`` (``train.load_history``: empty when missing)."""
-    from resvae_keras.train import load_history
+    from resvae_keras.run_dir import load_history
 
     folder = Path(folder)
     config, metrics = (json.loads((folder / f).read_text()) if (folder / f).is_file() else None
