@@ -236,11 +236,8 @@ def loss_curves(
             f"history has none of the columns {list(_LOSS_PANELS)}; got {list(history.columns)}"
         )
     epochs = history["epoch"] if "epoch" in history.columns else np.arange(1, len(history) + 1)
-    plt = _pyplot()
-    fig, axes = plt.subplots(
-        1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False, layout="constrained"
-    )
-    for ax, column in zip(axes[0], panels, strict=True):
+    fig, axes = _panels(len(panels), width=4.2, height=3.6)
+    for ax, column in zip(axes, panels, strict=True):
         ax.plot(epochs, history[column], marker=".", label=series_labels[0])
         if f"val_{column}" in history.columns:
             ax.plot(epochs, history[f"val_{column}"], marker=".", label=series_labels[1])
