@@ -122,9 +122,8 @@ class GaussianMixtureSampler:
     sampling the mixture instead lowers FID (Ghosh et al. 2020).
     """
 
-    def __init__(self, n_components: int = 10, covariance_type: str = "full", seed: int = 0):
+    def __init__(self, n_components: int = 10, seed: int = 0):
         self.n_components = int(n_components)
-        self.covariance_type = covariance_type
         self.seed = seed
         self.mixture_ = None
 
@@ -143,16 +142,11 @@ class GaussianMixtureSampler:
         with threadpool_limits(1):  # many small matrix products: threads only contend
             self.mixture_ = GaussianMixture(
                 n_components=self.n_components,
-                covariance_type=self.covariance_type,
+                covariance_type="full",
                 random_state=self.seed,
                 reg_covar=1e-5,
             ).fit(z_means)
         return self
-
-    @property
-    def latent_dim(self) -> int:
-        self._check_fitted()
-        return int(self.mixture_.means_.shape[1])
 
     def _check_fitted(self) -> None:
         if self.mixture_ is None:
@@ -303,8 +297,6 @@ class TwoStageSampler:
 
     ``width``, ``depth``: the ``SecondStageVAE`` MLPs; the fit is Adam with cosine decay.
     """
-
-    FILE = "two_stage.keras"
 
     def __init__(self, width: int = 512, depth: int = 2, epochs: int = 50,
                  batch_size: int = 128, learning_rate: float = 3e-3, seed: int = 0):

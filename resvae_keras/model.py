@@ -193,14 +193,11 @@ def kl_divergence(z_mean, z_log_var):
 
 
 def _check_model_settings(architecture, kind, likelihood, beta, norm, sigma_min):
-    if architecture not in ARCHITECTURES:
-        raise ValueError(f"architecture={architecture!r} is not one of {list(ARCHITECTURES)}")
-    if kind not in KINDS:
-        raise ValueError(f"kind={kind!r} is not one of {list(KINDS)}")
-    if likelihood not in RECONSTRUCTION_LIKELIHOODS:
-        raise ValueError(
-            f"likelihood={likelihood!r} is not one of {list(RECONSTRUCTION_LIKELIHOODS)}"
-        )
+    for name, value, choices in (("architecture", architecture, ARCHITECTURES),
+                                 ("kind", kind, KINDS),
+                                 ("likelihood", likelihood, RECONSTRUCTION_LIKELIHOODS)):
+        if value not in choices:
+            raise ValueError(f"{name}={value!r} is not one of {list(choices)}")
     if not float(beta) >= 0.0:
         raise ValueError(f"beta={beta!r} must be >= 0")
     if norm not in NORMALIZATIONS:
@@ -296,12 +293,8 @@ class ResVAE(keras.Model):
 
     @property
     def metrics(self):
-        return [
-            self.loss_tracker,
-            self.reconstruction_loss_tracker,
-            self.kl_loss_tracker,
-            self.neg_elbo_tracker,
-        ]
+        return [self.loss_tracker, self.reconstruction_loss_tracker, self.kl_loss_tracker,
+                self.neg_elbo_tracker]
 
     def encode(self, x, training=False):
         """Images ``(N, S, S, 3)`` in [0, 1] -> ``(z_mean, z_log_var)``, each ``(N, d)``."""
@@ -442,7 +435,8 @@ class ResVAE(keras.Model):
                            else out["reconstruction"] + out["kl"])
         return out
 
-    def _update_trackers(self, terms, loss, batch):
+    def _update_trackers(self, terms, loss):
+        batch = ops.cast(ops.shape(terms["kl"])[0], "float32")
         self.loss_tracker.update_state(loss, sample_weight=batch)
         self.reconstruction_loss_tracker.update_state(
             ops.mean(terms["reconstruction"]), sample_weight=batch
@@ -457,7 +451,6 @@ class ResVAE(keras.Model):
         import tensorflow as tf
 
         x = data[0] if isinstance(data, (tuple, list)) else data
-        batch = ops.cast(ops.shape(x)[0], "float32")
         with tf.GradientTape() as tape:
             terms = self.elbo_terms(x, training=True)
             loss = ops.mean(terms["loss"])
@@ -467,13 +460,12 @@ class ResVAE(keras.Model):
             scaled = self.optimizer.scale_loss(loss / replicas)
         gradients = tape.gradient(scaled, self.trainable_weights)
         self.optimizer.apply_gradients(zip(gradients, self.trainable_weights, strict=True))
-        return self._update_trackers(terms, loss, batch)
+        return self._update_trackers(terms, loss)
 
     def test_step(self, data):
         x = data[0] if isinstance(data, (tuple, list)) else data
-        batch = ops.cast(ops.shape(x)[0], "float32")
         terms = self.elbo_terms(x, training=False)
-        return self._update_trackers(terms, ops.mean(terms["loss"]), batch)
+        return self._update_trackers(terms, ops.mean(terms["loss"]))
 
     def get_config(self):
         config = super().get_config()
