@@ -142,7 +142,6 @@ class GaussianMixtureSampler:
         with threadpool_limits(1):  # many small matrix products: threads only contend
             self.mixture_ = GaussianMixture(
                 n_components=self.n_components,
-                covariance_type="full",
                 random_state=self.seed,
                 reg_covar=1e-5,
             ).fit(z_means)
