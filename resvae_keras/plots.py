@@ -110,8 +110,7 @@ def image_grid(
     pad_below = pad + (height // 4 if captions is not None else 0)
     mosaic = _mosaic(grid, pad, pad_below)
     tile_inches = min(1.1, 12.0 / cols)
-    plt = _pyplot()
-    fig, ax = plt.subplots(
+    fig, ax = _pyplot().subplots(
         figsize=(tile_inches * cols + 0.5, tile_inches * rows * (height + pad_below) / height + 0.3)
     )
     ax.imshow(mosaic.squeeze(-1) if mosaic.shape[-1] == 1 else mosaic, cmap="gray", vmin=0, vmax=1)
@@ -182,8 +181,7 @@ def crop_examples(
     from resvae_keras.data import crop_box
 
     names = list(cache.table.index[:n])
-    plt = _pyplot()
-    fig, axes = plt.subplots(2, len(names), figsize=(2.2 * len(names), 5.2), squeeze=False)
+    fig, axes = _pyplot().subplots(2, len(names), figsize=(2.2 * len(names), 5.2), squeeze=False)
     for i, image_name in enumerate(names):
         original = cache.original(image_name)
         left, top, right, bottom = crop_box(*original.size)
@@ -328,8 +326,7 @@ def line_plot(
     if x is None and isinstance(ys, pd.DataFrame):
         x = ys.index
     styles, point_labels = styles or {}, point_labels or {}
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    fig, ax = _pyplot().subplots(figsize=(5.5, 3.6))
     for label, curve in ys.items():
         curve_x, curve_y = curve if isinstance(curve, tuple) else (x, curve)
         curve_x, curve_y = np.asarray(curve_x), np.asarray(curve_y)
@@ -394,8 +391,7 @@ def latent_scatter(
     """2-D codes (N, 2) (e.g. ``latent_space.pca_2d``) coloured by ``labels``: None, bool,
     categorical, or numbers with over 10 values (a colour bar)."""
     coords = np.asarray(coords)
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.2, 4.4))
+    fig, ax = _pyplot().subplots(figsize=(5.2, 4.4))
     style = dict(s=6, alpha=0.6)
     if labels is None:
         ax.scatter(coords[:, 0], coords[:, 1], **style)
@@ -438,8 +434,7 @@ def score_histograms(
         group: np.asarray(values, dtype=float).ravel() for group, values in scores_by_group.items()
     }
     edges = np.histogram_bin_edges(np.concatenate(list(scores.values())), bins=bins)
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    fig, ax = _pyplot().subplots(figsize=(5.5, 3.6))
     for group, values in scores.items():
         ax.hist(values, bins=edges, density=True, alpha=0.45, label=f"{group} (n={len(values)})")
     ax.set(xlabel=xlabel, ylabel=ylabel)
@@ -458,8 +453,7 @@ def roc_curves(
     demo: bool = False,
 ):
     """ROC curves: ``{name: (fpr, tpr, auc)}``, with the chance diagonal."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(4.6, 4.4))
+    fig, ax = _pyplot().subplots(figsize=(4.6, 4.4))
     for label, (fpr, tpr, auc) in curves.items():
         ax.plot(fpr, tpr, label=f"{label} (AUC {auc:.3f})")
     ax.plot([0, 1], [0, 1], linestyle="--", color="gray", linewidth=1, label=chance_label)
@@ -473,9 +467,8 @@ def roc_curves(
 
 
 def _panels(n: int, width: float = 3.6, height: float = 3.4):
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, n, figsize=(width * n, height), squeeze=False,
-                             layout="constrained")
+    fig, axes = _pyplot().subplots(1, n, figsize=(width * n, height), squeeze=False,
+                                   layout="constrained")
     return fig, axes[0]
 
 
