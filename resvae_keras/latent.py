@@ -454,12 +454,10 @@ def sampler_name(sampler) -> str:
     """The name ``make_sampler`` knows ``sampler`` by (a class name for another object)."""
     if isinstance(sampler, str):
         return sampler
-    if isinstance(sampler, GaussianMixtureSampler):
-        return "gmm"
-    if isinstance(sampler, PriorSampler):
-        return "prior"
-    if isinstance(sampler, TwoStageSampler):
-        return "two_stage"
+    for cls, name in ((GaussianMixtureSampler, "gmm"), (PriorSampler, "prior"),
+                      (TwoStageSampler, "two_stage")):
+        if isinstance(sampler, cls):
+            return name
     return type(sampler).__name__
 
 
