@@ -1,11 +1,5 @@
-"""The latent explorer of notebook 05: edit a face's code with sliders and see the decoded
-face live (JupyterLab, with ``ipywidgets``), or, headless (nbval, nbconvert), a static grid
-of the same edits.
-
-The code shown is ``latent_space.edit_code(base, vectors, strengths, unit_offsets)``; faces
-are decoded by ``latent.sample_images`` (float32 in [0, 1]). Words shown are in Bahasa
-Indonesia, like every figure of ``plots``.
-"""
+"""The latent explorer of notebook 05: edit a face's code (``latent_space.edit_code``) with
+sliders and see the decoded face live (``ipywidgets``), or, headless, a static grid."""
 
 from __future__ import annotations
 
@@ -19,11 +13,8 @@ from resvae_keras.plots import DEMO_LABEL, _pyplot, image_grid
 
 
 def interactive_frontend() -> bool:
-    """True when live widgets can be shown: ``ipywidgets`` is installed and the kernel was
-    started by a Jupyter server (JupyterLab or Notebook set ``JPY_SESSION_NAME``).
-
-    Headless runs (nbval, ``jupyter nbconvert --execute``, plain Python) return False.
-    """
+    """True when ``ipywidgets`` is installed and a Jupyter server started the kernel (it sets
+    ``JPY_SESSION_NAME``); False headless (nbval, nbconvert, plain Python)."""
     import importlib.util
     import os
 
@@ -57,26 +48,13 @@ def latent_explorer(
     title: str | None = None,
     demo: bool = False,
 ):
-    """Edit a face's code with sliders and see the decoded face live.
+    """Sliders that edit a face's code, and the decoded face.
 
-    One slider per attribute vector (its strength s) and one per latent unit (an offset in
-    prior standard deviations), all within ``value_range``, plus a slider that picks the
-    base face.
-
-    Args:
-        model: a model with ``decode`` (e.g. the trained ``ResVAE``).
-        base_codes: codes to start from, shape (n, d) (e.g. ``z_mean`` of test faces).
-        vectors: ``{attribute name: vector (d,)}`` (see ``latent_space.attribute_vectors``).
-        units: latent units to offer (e.g. the first few of ``latent_space.active_units``'
-            ranking).
-        interactive: ``None`` asks ``interactive_frontend()``; True forces the widget
-            (e.g. in an editor that renders widgets without a Jupyter server).
-        scale: the face is shown ``scale`` times enlarged.
-
-    Returns:
-        an ``ipywidgets.VBox`` when interactive; otherwise the static stand-in, a (closed)
-        matplotlib Figure of the first base face with one row per slider at five values of
-        its range. Either one shows when it is the last value of a notebook cell.
+    One slider per attribute vector in ``vectors`` (its strength) and one per latent unit in
+    ``units`` (an offset in prior standard deviations), within ``value_range``, plus one that
+    picks the base face of ``base_codes`` (n, d). ``interactive=None`` asks
+    ``interactive_frontend()``. Returns an ``ipywidgets.VBox``, or a closed Figure of the
+    first base face with one row per slider at five values of its range.
     """
     base_codes = np.atleast_2d(np.asarray(base_codes, dtype=np.float32))
     names, units = list(vectors), [int(unit) for unit in units]
@@ -92,8 +70,7 @@ def latent_explorer(
 
 
 def _static_grid(model, base_code, vectors, units, value_range, title: str, demo: bool):
-    """The headless stand-in: one row per slider at five values of its range, the other
-    sliders at 0; a closed Figure, so a notebook shows it once, as the cell's value."""
+    """The headless stand-in, closed so a notebook shows it once, as the cell's value."""
     values = np.linspace(*value_range, 5)
     codes = [[latent_space.edit_code(base_code, vectors, {name: v}) for v in values]
              for name in vectors]
@@ -115,19 +92,17 @@ def _static_grid(model, base_code, vectors, units, value_range, title: str, demo
 
 def _widget(model, base_codes, vectors, units, value_range, scale: int, title: str,
             demo: bool):
-    """The live explorer: sliders, a reset button and the decoded face, redrawn on every
-    slider move."""
+    """The live explorer: sliders, a reset button and the face, redrawn on every move."""
     import ipywidgets as widgets
+
+    look = dict(style={"description_width": "120px"}, layout=widgets.Layout(width="420px"))
 
     def slider(description):
         return widgets.FloatSlider(value=0.0, min=value_range[0], max=value_range[1], step=0.1,
-                                   description=description, continuous_update=True,
-                                   style={"description_width": "120px"},
-                                   layout=widgets.Layout(width="420px"))
+                                   description=description, continuous_update=True, **look)
 
     face = widgets.IntSlider(value=0, min=0, max=len(base_codes) - 1, description="wajah dasar",
-                             style={"description_width": "120px"},
-                             layout=widgets.Layout(width="420px"))
+                             **look)
     strength = {name: slider(f"{name} (s)") for name in vectors}
     offset = {unit: slider(f"z{unit} (geser)") for unit in units}
     reset = widgets.Button(description="reset slider")

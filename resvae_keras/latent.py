@@ -1,22 +1,9 @@
-"""Codes of a trained VAE: encoding, the samplers that draw new codes, and interpolation
-paths between codes. What the codes mean (active units, attribute vectors, traversals) is
-read in ``latent_space``.
+"""Codes of a trained VAE: encoding, samplers of new codes and interpolation paths.
 
-Samplers, all with ``sample(n, seed=, temperature=) -> z`` of shape (n, latent_dim):
-``PriorSampler`` (N(0, I)), ``GaussianMixtureSampler`` (ex-post mixture on the encoder
-means) and ``TwoStageSampler`` (u ~ N(0, I) decoded by a ``SecondStageVAE`` trained on the
-codes, Dai & Wipf 2019); ``make_sampler`` builds one by name. ``sample_images`` decodes
-their codes with the first stage.
-
-Everything here works on any model with the ``ResVAE`` API:
-
-- ``model.encode(x) -> (z_mean, z_log_var)``, each shape (N, latent_dim);
-- ``model.decode(z) -> images`` float32 in [0, 1], shape (N, H, W, 3);
-- ``model.latent_dim``.
-
-Inputs may be Keras/TensorFlow tensors or numpy arrays; outputs are numpy float32.
-Latent codes ``z`` are in units of the prior's standard deviation (the prior is
-N(0, I)), so a value of 2 along one dimension means "two prior standard deviations".
+Samplers share ``sample(n, seed=, temperature=) -> z (n, latent_dim)``: ``PriorSampler``
+(N(0, I)), ``GaussianMixtureSampler`` (fitted to the encoder means) and ``TwoStageSampler``
+(Dai & Wipf 2019). Models need the ``ResVAE`` API (``encode``, ``decode``, ``latent_dim``);
+outputs are numpy float32, codes in prior standard deviations.
 """
 
 from __future__ import annotations
@@ -30,22 +17,18 @@ import numpy as np
 import pandas as pd
 from keras import layers, ops
 
-from resvae_keras.data._io import blas_threads
 from resvae_keras.data.images import as_float_images
 from resvae_keras.layers import Sampling
 from resvae_keras.model import gaussian_nll, kl_divergence
 
 SAMPLERS = ("prior", "two_stage", "gmm")
-"""The samplers ``make_sampler`` builds by name."""
 _PARALLEL_EPS = 1e-6  # |sin(angle)| below this: treat z0 and z1 as parallel, use lerp
 
 
 def to_numpy(x, dtype=np.float32) -> np.ndarray:
     """A numpy array from a numpy array, list or Keras/TF tensor."""
     if not isinstance(x, (np.ndarray, list, tuple, int, float, np.generic)):
-        import keras
-
-        x = keras.ops.convert_to_numpy(x)
+        x = ops.convert_to_numpy(x)
     return np.asarray(x, dtype=dtype)
 
 
@@ -56,8 +39,7 @@ def _check_count(n, argument: str = "n") -> int:
 
 
 def check_temperature(temperature) -> float:
-    """``temperature`` as a float, or ``ValueError`` when it is not a finite number >= 0
-    (NaN or infinity would decode into black images)."""
+    """``temperature`` as a float; ``ValueError`` unless it is a finite number >= 0."""
     value = float(temperature)
     if not (math.isfinite(value) and value >= 0):
         raise ValueError(f"temperature={temperature!r} (--temperature): expected a finite "
@@ -87,22 +69,9 @@ def image_batch(images) -> np.ndarray:
     return as_float_images(images[None] if images.ndim == 3 else images)
 
 
-# -- encoding -------------------------------------------------------------------
-
-
 def encode_dataset(model, images, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """Encode a whole data set.
-
-    Args:
-        model: anything with ``encode(x) -> (z_mean, z_log_var)``.
-        images: float32 images in [0, 1] (or uint8 in [0, 255], e.g. ``Cache.images``),
-            shape (N, H, W, 3); or an iterable of batches such as a ``tf.data.Dataset``
-            whose elements are image batches or ``(images, attributes)`` pairs.
-        batch_size: images per ``encode`` call for array input.
-
-    Returns:
-        ``(z_mean, z_log_var)``, float32 numpy arrays of shape (N, latent_dim).
-    """
+    """``(z_mean, z_log_var)``, float32 (N, latent_dim), of images (N, H, W, 3), float in
+    [0, 1] or uint8, or of an iterable of batches (or of ``(images, attributes)`` pairs)."""
     if hasattr(images, "shape") and hasattr(images, "__getitem__"):
         batches: Iterable = (images[i : i + batch_size] for i in range(0, len(images), batch_size))
     else:
@@ -121,25 +90,14 @@ def encode_dataset(model, images, batch_size: int = 256) -> tuple[np.ndarray, np
 
 def encode_split(model, cache, split: str = "train", limit: int | None = None,
                  batch_size: int = 256):
-    """Encode the first ``limit`` images of a cache split.
-
-    Returns:
-        ``(z_mean, z_log_var, attributes)``: float32 (n, latent_dim) twice and the
-        split's bool attribute table for the same rows.
-    """
+    """``(z_mean, z_log_var, attributes)`` of the first ``limit`` images of a cache split."""
     images = cache.images_of(split, limit)
     z_mean, z_log_var = encode_dataset(model, images, batch_size)
     return z_mean, z_log_var, cache.attributes_of(split).iloc[: len(images)]
 
 
-# -- samplers -------------------------------------------------------------------
-
-
 def prior_samples(n: int, latent_dim: int, temperature: float = 1.0, seed: int = 0) -> np.ndarray:
-    """Draws from the prior N(0, temperature^2 I): float32, shape (n, latent_dim).
-
-    A temperature below 1 trades diversity for realism (samples nearer the mode).
-    """
+    """Draws from the prior N(0, temperature^2 I): float32, shape (n, latent_dim)."""
     n = _check_count(n)
     temperature = check_temperature(temperature)
     rng = np.random.default_rng(seed)
@@ -160,21 +118,12 @@ class PriorSampler:
 class GaussianMixtureSampler:
     """Ex-post density estimate: a Gaussian mixture fitted to the encoder means.
 
-    A VAE's aggregate posterior rarely fills the whole prior, so decoding prior
-    samples lands partly in "holes". Fitting a small mixture to ``z_mean`` of the
-    training images and sampling from it instead lowers FID (Ghosh et al. 2020,
-    "From Variational to Deterministic Autoencoders").
-
-    Args:
-        n_components: mixture components (10 as in Ghosh et al.).
-        covariance_type: ``"full"``, ``"diag"``, ``"tied"`` or ``"spherical"``
-            (see ``sklearn.mixture.GaussianMixture``).
-        seed: seed of the fit (k-means initialisation).
+    The aggregate posterior rarely fills the prior, so prior draws land partly in "holes";
+    sampling the mixture instead lowers FID (Ghosh et al. 2020).
     """
 
-    def __init__(self, n_components: int = 10, covariance_type: str = "full", seed: int = 0):
+    def __init__(self, n_components: int = 10, seed: int = 0):
         self.n_components = int(n_components)
-        self.covariance_type = covariance_type
         self.seed = seed
         self.mixture_ = None
 
@@ -187,34 +136,24 @@ class GaussianMixtureSampler:
         if z_means.ndim != 2 or len(z_means) < self.n_components:
             raise ValueError(
                 f"z_means has shape {z_means.shape}; need (N, latent_dim) with "
-                f"N >= n_components={self.n_components} (encode more images or use fewer components)"
+                f"N >= n_components={self.n_components} (encode more images or use fewer "
+                "components)"
             )
-        # Many small matrix products: BLAS threads only add contention (seen: 75 s
-        # with default threads on a loaded 2-core machine, 0.4 s with one).
-        with threadpool_limits(1):
+        with threadpool_limits(1):  # many small matrix products: threads only contend
             self.mixture_ = GaussianMixture(
                 n_components=self.n_components,
-                covariance_type=self.covariance_type,
                 random_state=self.seed,
                 reg_covar=1e-5,
             ).fit(z_means)
         return self
-
-    @property
-    def latent_dim(self) -> int:
-        self._check_fitted()
-        return int(self.mixture_.means_.shape[1])
 
     def _check_fitted(self) -> None:
         if self.mixture_ is None:
             raise RuntimeError("GaussianMixtureSampler is not fitted: call .fit(z_means) first")
 
     def sample(self, n: int, seed: int = 0, temperature: float = 1.0) -> np.ndarray:
-        """float32 codes, shape (n, latent_dim), in random order.
-
-        ``temperature`` scales each draw's distance to its component mean (1.0: the
-        fitted mixture itself).
-        """
+        """float32 codes (n, latent_dim), shuffled; ``temperature`` scales each draw's
+        distance to its component mean."""
         self._check_fitted()
         n = _check_count(n)
         temperature = check_temperature(temperature)
@@ -222,12 +161,8 @@ class GaussianMixtureSampler:
         z, component = self.mixture_.sample(n)
         means = self.mixture_.means_[component]
         z = means + temperature * (z - means)
-        # sklearn returns the draws grouped by component; shuffle so any slice is representative
         order = np.random.default_rng(seed).permutation(n)
         return z[order].astype(np.float32)
-
-
-# -- two-stage VAE (Dai & Wipf 2019) --------------------------------------------
 
 
 def _dense_stack(h, width: int, depth: int, seed: int, prefix: str):
@@ -241,33 +176,14 @@ def _dense_stack(h, width: int, depth: int, seed: int, prefix: str):
 
 @keras.saving.register_keras_serializable(package="resvae_keras")
 class SecondStageVAE(keras.Model):
-    """The second stage of a two-stage VAE (Dai & Wipf 2019): a small MLP VAE whose data are
-    the first stage's latent codes z.
+    """The second stage of a two-stage VAE (Dai & Wipf 2019): an MLP VAE on the codes z.
 
     encoder ``z -> [Dense(width, relu)] x depth -> concat(z, h) -> (u_mean, u_log_var)``;
-    decoder ``u -> [Dense(width, relu)] x depth -> concat(u, h) -> z_hat``; ``u`` has the
-    size of ``z``. ``p(z|u) = N(z_hat, gamma^2 I)`` with ONE learned ``gamma``, as stage one's
-    learned sigma: Dai & Wipf show gamma -> 0 is what lets the second stage match the
-    aggregate posterior q(z) that prior draws miss. The MLPs work on the codes standardized
-    per dimension (``adapt``; a fixed affine map, saved with the model), so ``gamma`` and
-    the loss are in those standard units.
-
-    ``train_step`` follows ``model.ResVAE``: under a GradientTape it minimizes
-    ``-log p(z|u) + KL(q(u|z) || N(0, I))`` (nats per code, batch mean), and three
-    ``keras.metrics.Mean`` trackers (``loss``, ``reconstruction_loss``, ``kl_loss``) are
-    exposed through ``metrics``. Its data are samples of q(z|x), as in the paper, not the
-    encoder means: each batch is ``(z_mean, z_std)`` of stage one's posteriors and the step
-    draws a fresh ``z = z_mean + z_std * eps`` (the authors' code also redraws every epoch).
-    So the second stage learns the aggregate posterior q(z) itself; ``z_std = 0`` trains on
-    the means (for a deterministic autoencoder).
-
-    Every layer computes in float32, whatever the global mixed-precision policy.
-
-    Args:
-        latent_dim: size of z (and of u).
-        width: units per hidden layer.
-        depth: hidden layers in the encoder and in the decoder.
-        seed: seed of the weights and of the sampling noise.
+    decoder ``u -> [Dense(width, relu)] x depth -> concat(u, h) -> z_hat``, u of z's size.
+    ``p(z|u) = N(z_hat, gamma^2 I)`` with one learned ``gamma`` (gamma -> 0 lets it match the
+    aggregate posterior q(z)), on codes standardized per dimension (``adapt``). The loss is
+    ``-log p(z|u) + KL(q(u|z) || N(0, I))``, nats per code; each batch is ``(z_mean, z_std)``
+    and the step draws a fresh ``z = z_mean + z_std * eps``. All float32.
     """
 
     def __init__(self, latent_dim=128, width=512, depth=2, seed=0, **kwargs):
@@ -293,8 +209,6 @@ class SecondStageVAE(keras.Model):
         self.code_noise = keras.random.SeedGenerator(self.seed + 1)
         self.log_gamma = self.add_weight(shape=(), initializer="zeros", trainable=True,
                                          dtype="float32", name="log_gamma")
-        # A fixed affine map to standard units per dimension (set by ``adapt``): the MLPs
-        # then start near the codes' location and scale instead of spending epochs on it.
         self.code_mean = self.add_weight(shape=(self.latent_dim,), initializer="zeros",
                                          trainable=False, dtype="float32", name="code_mean")
         self.code_std = self.add_weight(shape=(self.latent_dim,), initializer="ones",
@@ -317,8 +231,7 @@ class SecondStageVAE(keras.Model):
         return float(ops.convert_to_numpy(ops.exp(self.log_gamma)))
 
     def adapt(self, z_mean, z_std) -> None:
-        """Set the standardization from the posteriors: the mean and the standard deviation
-        of the aggregate posterior, per dimension (numpy arrays of shape (N, d))."""
+        """Standardize by the aggregate posterior's mean and standard deviation per dimension."""
         z_mean = np.asarray(z_mean, np.float64)
         variance = z_mean.var(axis=0) + np.mean(np.square(np.asarray(z_std, np.float64)), axis=0)
         self.code_mean.assign(z_mean.mean(axis=0).astype(np.float32))
@@ -335,11 +248,12 @@ class SecondStageVAE(keras.Model):
         return self.decode(u)
 
     def _loss_terms(self, z, training):
+        """Batch means of ``-log p(z|u)`` and ``KL(q(u|z) || N(0, I))``, nats per code."""
         u_mean, u_log_var = self.encoder(z, training=training)
         z_hat = self.decoder(self.sampling([u_mean, u_log_var]), training=training)
         sse = ops.sum(ops.square(z - z_hat), axis=-1)
         reconstruction = gaussian_nll(sse, float(self.latent_dim), self.log_gamma)
-        return reconstruction, kl_divergence(u_mean, u_log_var)
+        return ops.mean(reconstruction), ops.mean(kl_divergence(u_mean, u_log_var))
 
     def _update_trackers(self, loss, reconstruction, kl, batch):
         self.loss_tracker.update_state(loss, sample_weight=batch)
@@ -359,7 +273,6 @@ class SecondStageVAE(keras.Model):
         z, batch = self._codes(data)
         with tf.GradientTape() as tape:
             reconstruction, kl = self._loss_terms(z, training=True)
-            reconstruction, kl = ops.mean(reconstruction), ops.mean(kl)
             loss = reconstruction + kl
         gradients = tape.gradient(loss, self.trainable_weights)
         self.optimizer.apply_gradients(zip(gradients, self.trainable_weights, strict=True))
@@ -369,7 +282,6 @@ class SecondStageVAE(keras.Model):
     def test_step(self, data):
         z, batch = self._codes(data)
         reconstruction, kl = self._loss_terms(z, training=False)
-        reconstruction, kl = ops.mean(reconstruction), ops.mean(kl)
         return self._update_trackers(reconstruction + kl, reconstruction, kl, batch)
 
     def get_config(self):
@@ -382,16 +294,8 @@ class SecondStageVAE(keras.Model):
 class TwoStageSampler:
     """Codes from the two-stage VAE: u ~ N(0, T^2 I) -> second-stage decoder -> z.
 
-    Decoding z with the first stage then gives an image that really starts from a random
-    vector. Same ``sample`` API as ``PriorSampler`` and ``GaussianMixtureSampler``.
-
-    Args:
-        width, depth: size of the ``SecondStageVAE`` MLPs.
-        epochs, batch_size, learning_rate: the fit (Adam, cosine decay to 0).
-        seed: seed of the weights, the noise and the data order.
+    ``width``, ``depth``: the ``SecondStageVAE`` MLPs; the fit is Adam with cosine decay.
     """
-
-    FILE = "two_stage.keras"
 
     def __init__(self, width: int = 512, depth: int = 2, epochs: int = 50,
                  batch_size: int = 128, learning_rate: float = 3e-3, seed: int = 0):
@@ -403,13 +307,8 @@ class TwoStageSampler:
         self.history_: pd.DataFrame | None = None
 
     def fit(self, z_mean, z_log_var=None, verbose=0) -> TwoStageSampler:
-        """Fit the second stage on stage one's posteriors of the training images.
-
-        Args:
-            z_mean, z_log_var: (N, latent_dim) each, e.g. from ``encode_dataset``; each epoch
-                sees a fresh ``z ~ N(z_mean, exp(z_log_var))`` per image. ``z_log_var=None``
-                fits the means themselves (a deterministic autoencoder's codes).
-        """
+        """Fit the second stage on stage one's posteriors (N, latent_dim) of the training
+        images; ``z_log_var=None`` fits the means themselves (an autoencoder's codes)."""
         import tensorflow as tf
 
         z_mean = to_numpy(z_mean)
@@ -449,9 +348,7 @@ class TwoStageSampler:
 
     def sample(self, n: int, seed: int = 0, temperature: float = 1.0,
                batch_size: int = 1024) -> np.ndarray:
-        """float32 codes, shape (n, latent_dim): z ~ N(z_hat(u), gamma^2) at
-        u ~ N(0, T^2 I), as Dai & Wipf sample; ``temperature`` T scales both draws (0: the
-        code decoded from u = 0)."""
+        """float32 codes (n, latent_dim): z ~ N(z_hat(u), T^2 gamma^2) at u ~ N(0, T^2 I)."""
         self._check_fitted()
         n = _check_count(n)
         temperature = check_temperature(temperature)
@@ -463,8 +360,7 @@ class TwoStageSampler:
         return (z_hat + temperature * noise_std * eps).astype(np.float32)
 
     def decode(self, u, batch_size: int = 1024) -> np.ndarray:
-        """Stage-one codes z_hat(u), shape (N, latent_dim), of second-stage codes ``u`` (N, d),
-        e.g. points on a path between two draws u ~ N(0, I)."""
+        """Stage-one codes z_hat(u), (N, latent_dim), of second-stage codes ``u`` (N, d)."""
         self._check_fitted()
         u = np.asarray(u, np.float32)
         return np.concatenate([to_numpy(self.vae_.decode(u[i : i + batch_size]))
@@ -477,11 +373,7 @@ class TwoStageSampler:
 
     @classmethod
     def load(cls, path) -> TwoStageSampler:
-        """A fitted sampler from a ``.keras`` file written by ``save``.
-
-        Raises ``model.ModelFileError`` when the file is damaged, holds another model, or
-        holds NaN or infinite weights (its samples would be black images).
-        """
+        """A fitted sampler from a file written by ``save``, checked by ``load_keras_file``."""
         from resvae_keras.model import load_keras_file
 
         vae = load_keras_file(path, SecondStageVAE, remedy=(
@@ -500,24 +392,13 @@ def sample_images(
     seed: int = 0,
     batch_size: int = 256,
 ) -> np.ndarray:
-    """Decode samples into images.
-
-    Args:
-        model: a model with ``decode`` and ``latent_dim``.
-        sampler_or_z: ``"prior"``, an object with ``sample(n, seed=, temperature=)``
-            (``PriorSampler``, a fitted ``GaussianMixtureSampler`` or ``TwoStageSampler``),
-            or codes of shape
-            (N, latent_dim), in which case ``n``, ``temperature`` and ``seed`` are unused.
-        n: number of images.
-
-    Returns:
-        images float32 in [0, 1], shape (n, H, W, 3). Raises ``ValueError`` when any is not
-        finite (a code of NaN or infinity): such images would be saved black.
-    """
+    """Images float32 in [0, 1], (n, H, W, 3), decoded from ``sampler_or_z``: ``"prior"``, a
+    sampler, or codes (N, latent_dim). ``ValueError`` when any image is not finite."""
     if isinstance(sampler_or_z, str):
         if sampler_or_z != "prior":
             raise ValueError(
-                f"sampler_or_z={sampler_or_z!r}: use 'prior', a sampler with .sample, or an array of codes"
+                f"sampler_or_z={sampler_or_z!r}: use 'prior', a sampler with .sample, or an "
+                "array of codes"
             )
         z = prior_samples(n, model.latent_dim, temperature=temperature, seed=seed)
     elif hasattr(sampler_or_z, "sample"):
@@ -538,13 +419,12 @@ def sample_images(
 def make_sampler(model, sampler="prior", cache=None, n_components: int = 10,
                  max_fit_images: int = 20_000, seed: int = 0, config=None,
                  checkpoint: str = "model.keras"):
-    """A latent sampler: ``"prior"`` (N(0, I)); ``"two_stage"``, the run's second-stage VAE
-    (``train.two_stage_sampler``: loads ``two_stage.keras`` of ``config``'s run dir, fitting and
-    saving it first when missing or older than ``checkpoint``; without ``config``, the run's
-    ``Config``, it is fitted
-    on ``cache``'s training codes and not saved); or ``"gmm"``, a Gaussian mixture fitted to the
-    ``z_mean`` of up to ``max_fit_images`` training faces (needs ``cache``). A sampler object
-    is returned as is."""
+    """The sampler named ``sampler`` (a sampler object is returned as is).
+
+    ``"two_stage"`` comes from ``train.two_stage_sampler`` given the run's ``config``, else it
+    is fitted on ``cache``'s training codes and not saved; ``"gmm"`` is fitted to the codes
+    of up to ``max_fit_images`` training faces of ``cache``.
+    """
     if not isinstance(sampler, str):
         return sampler
     if sampler == "prior":
@@ -566,9 +446,7 @@ def make_sampler(model, sampler="prior", cache=None, n_components: int = 10,
         if cache is None:
             raise ValueError("sampler='gmm' is fitted to training codes: pass cache=")
         z_mean, _ = encode_dataset(model, cache.images_of("train", max_fit_images))
-        # EM on small matrices: BLAS threads only compete (25x slower on a busy 2-core machine)
-        with blas_threads(1):
-            return GaussianMixtureSampler(n_components=n_components, seed=seed).fit(z_mean)
+        return GaussianMixtureSampler(n_components=n_components, seed=seed).fit(z_mean)
     raise ValueError(f"sampler={sampler!r} is not one of {list(SAMPLERS)}")
 
 
@@ -576,17 +454,11 @@ def sampler_name(sampler) -> str:
     """The name ``make_sampler`` knows ``sampler`` by (a class name for another object)."""
     if isinstance(sampler, str):
         return sampler
-    if isinstance(sampler, GaussianMixtureSampler):
-        return "gmm"
-    if isinstance(sampler, PriorSampler):
-        return "prior"
-    if isinstance(sampler, TwoStageSampler):
-        return "two_stage"
+    for cls, name in ((GaussianMixtureSampler, "gmm"), (PriorSampler, "prior"),
+                      (TwoStageSampler, "two_stage")):
+        if isinstance(sampler, cls):
+            return name
     return type(sampler).__name__
-
-
-
-# -- interpolation --------------------------------------------------------------
 
 
 def _path_t(t) -> tuple[np.ndarray, bool]:
@@ -605,15 +477,8 @@ def _stack_path(weight0, weight1, z0, z1, is_path: bool, dtype) -> np.ndarray:
 
 
 def lerp(z0, z1, t) -> np.ndarray:
-    """Linear interpolation (1 - t) z0 + t z1.
-
-    Args:
-        z0, z1: codes of shape (..., d) (broadcastable).
-        t: a number in [0, 1], or a 1-D array of T of them.
-
-    Returns:
-        shape (..., d) for a number; (..., T, d) for an array (a path per pair).
-    """
+    """Linear interpolation (1 - t) z0 + t z1 of codes (..., d): shape (..., d) for a number
+    t, (..., T, d) for a 1-D array of T values."""
     z0, z1 = to_numpy(z0, None), to_numpy(z1, None)
     dtype = np.result_type(z0, z1, np.float32)
     t, is_path = _path_t(t)
@@ -621,13 +486,10 @@ def lerp(z0, z1, t) -> np.ndarray:
 
 
 def slerp(z0, z1, t) -> np.ndarray:
-    """Spherical linear interpolation along the great circle from z0 to z1.
+    """Spherical interpolation along the great circle from z0 to z1; shapes as ``lerp``.
 
-    For z0, z1 of equal norm every point keeps that norm, so the path stays on the
-    shell where N(0, I) puts its mass (see ``norm_along_path``). The endpoints are
-    exact; (anti)parallel or zero vectors fall back to ``lerp``.
-
-    Args and returns: as ``lerp``.
+    Keeps the norm of equal-norm endpoints, so the path stays on the shell where N(0, I)
+    puts its mass; (anti)parallel or zero vectors fall back to ``lerp``.
     """
     z0, z1 = to_numpy(z0, None), to_numpy(z1, None)
     dtype = np.result_type(z0, z1, np.float32)
@@ -661,19 +523,11 @@ def interpolate(z0, z1, steps: int = 8, method: str = "slerp") -> np.ndarray:
 
 
 def norm_along_path(z0, z1, steps: int = 21) -> pd.DataFrame:
-    """Norm ||z|| along the lerp and slerp paths from z0 to z1.
+    """Norm ||z|| along the lerp and slerp paths from z0 to z1 ((d,) or (n, d), averaged).
 
-    Why slerp looks better: in d dimensions N(0, I) samples concentrate on a thin
-    shell of radius ~ sqrt(d). The lerp midpoint of two independent samples has norm
-    ~ sqrt(d / 2), well inside the shell where the decoder saw almost no codes;
-    slerp stays on the shell.
-
-    Args:
-        z0, z1: codes of shape (d,), or (n, d) for n pairs (their norms are averaged).
-
-    Returns:
-        DataFrame indexed by ``t`` in [0, 1] (``steps`` rows) with columns
-        ``lerp`` and ``slerp`` (norms, in prior standard deviations).
+    N(0, I) samples lie near the shell of radius sqrt(d); the lerp midpoint of two of them
+    has norm ~ sqrt(d / 2), inside it. Returns a DataFrame indexed by ``t``, columns
+    ``lerp`` and ``slerp``.
     """
     columns = {}
     for method in ("lerp", "slerp"):

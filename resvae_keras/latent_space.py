@@ -1,10 +1,8 @@
-"""Reading the latent space of a trained VAE: which units are active, how far the codes'
-aggregate posterior is from the prior, what an attribute vector, a traversal or an edit
-does to a face, interpolation grids and a 2-D projection for figures.
+"""Reading the latent space of a trained VAE: active units, the aggregate posterior,
+attribute vectors, traversals, edits, interpolation grids and a 2-D projection.
 
-Codes come from ``latent.encode_dataset`` (``z_mean``, ``z_log_var``, each (N, latent_dim),
-in units of the prior's standard deviation); decoded images are float32 in [0, 1], shape
-(..., H, W, 3). Notebook 05, ``evaluate.latent_report`` and ``plots`` call these.
+Codes are ``latent.encode_dataset`` output, (N, d) in prior standard deviations; decoded
+images are float32 in [0, 1], shape (..., H, W, 3).
 """
 
 from __future__ import annotations
@@ -18,60 +16,32 @@ import pandas as pd
 from resvae_keras.data.images import as_float_images
 from resvae_keras.latent import decode_grid, image_batch, interpolate, to_numpy
 
-# -- active units and the aggregate posterior ----------------------------------
-
 
 def kl_per_dimension(z_mean, z_log_var) -> np.ndarray:
-    """KL(q(z_j | x) || N(0, 1)) averaged over the images: nats, shape (d,).
-
-    Per dimension: 0.5 * (mu^2 + sigma^2 - 1 - log sigma^2). A dimension with a
-    KL near 0 carries no information about x (posterior collapse).
-    """
+    """KL(q(z_j | x) || N(0, 1)) = 0.5 (mu^2 + sigma^2 - 1 - log sigma^2) averaged over the
+    images: nats, shape (d,). Near 0: the dimension carries no information (collapse)."""
     z_mean, z_log_var = to_numpy(z_mean, np.float64), to_numpy(z_log_var, np.float64)
     kl = 0.5 * (np.square(z_mean) + np.exp(z_log_var) - 1.0 - z_log_var)
     return kl.reshape(-1, kl.shape[-1]).mean(axis=0)
 
 
-def unit_activity(z_mean) -> np.ndarray:
-    """Variance over the images of E[z_j | x] (Burda et al. 2016): shape (d,)."""
-    z_mean = to_numpy(z_mean, np.float64)
-    return z_mean.reshape(-1, z_mean.shape[-1]).var(axis=0)
-
-
 def active_units(z_mean, threshold: float = 0.01, z_log_var=None) -> tuple[np.ndarray, np.ndarray]:
     """Which latent dimensions the model uses (Burda et al. 2016).
 
-    A unit is active when ``unit_activity`` (the variance over the data of E[z_j | x])
-    exceeds ``threshold`` (0.01).
-
-    Args:
-        z_mean: encoder means, shape (N, d).
-        z_log_var: optional, shape (N, d); when given the ranking is by
-            ``kl_per_dimension``, otherwise by activity.
-
-    Returns:
-        ``(mask, ranking)``: bool array (d,) of active units, and int array (d,) of the
-        dimensions from most to least used.
+    Returns ``(mask, ranking)``: active units, those whose E[z_j | x] varies over the images
+    by more than ``threshold``, and the dimensions from most to least used (by
+    ``kl_per_dimension`` when ``z_log_var`` is given, else by that variance).
     """
-    activity = unit_activity(z_mean)
+    z_mean = to_numpy(z_mean, np.float64)
+    activity = z_mean.reshape(-1, z_mean.shape[-1]).var(axis=0)
     score = activity if z_log_var is None else kl_per_dimension(z_mean, z_log_var)
     ranking = np.argsort(-score, kind="stable")
     return activity > threshold, ranking
 
 
 def aggregate_posterior_std(z_mean, z_log_var) -> np.ndarray:
-    """Standard deviation of the aggregate posterior q(z) = mean_n q(z | x_n), per dimension.
-
-    By the law of total variance, ``Var_q(z_j) = Var_n(mu_nj) + mean_n(sigma_nj^2)``. The
-    prior N(0, I) has 1 in every dimension; drawing it at temperature T gives T in every
-    dimension, so no single T matches a q(z) whose dimensions have different scales.
-
-    Args:
-        z_mean, z_log_var: encoder outputs of N images, shape (N, d) each.
-
-    Returns:
-        float64, shape (d,), in prior standard deviations.
-    """
+    """Standard deviation of the aggregate posterior q(z) = mean_n q(z | x_n) per dimension,
+    float64 (d,): ``Var_q(z_j) = Var_n(mu_nj) + mean_n(sigma_nj^2)`` (the prior has 1)."""
     z_mean, z_log_var = to_numpy(z_mean, np.float64), to_numpy(z_log_var, np.float64)
     if z_mean.shape != z_log_var.shape or z_mean.ndim != 2:
         raise ValueError(
@@ -81,15 +51,10 @@ def aggregate_posterior_std(z_mean, z_log_var) -> np.ndarray:
 
 
 def aggregate_kl_lower_bound(mean_kl: float, n_images: int) -> float:
-    """How far q(z) is at least from the prior: a lower bound on KL(q(z) || N(0, I)), nats.
+    """A lower bound on KL(q(z) || N(0, I)), nats, from the mean KL(q(z|x) || p(z)) of N images.
 
-    ELBO surgery (Hoffman & Johnson 2016) with x uniform over N training images:
-    ``E_x KL(q(z|x) || p(z)) = I(x; z) + KL(q(z) || p(z))`` and ``I(x; z) <= log N``, so
-    ``KL(q(z) || p(z)) >= mean_kl - log N`` (0 when that is negative).
-
-    Args:
-        mean_kl: KL(q(z|x) || N(0, I)) averaged over those N images, nats (>= 0).
-        n_images: N, the number of training images (>= 1).
+    ELBO surgery (Hoffman & Johnson 2016): ``E_x KL(q(z|x) || p(z)) = I(x; z) + KL(q(z) ||
+    p(z))`` and ``I(x; z) <= log N``, so ``KL(q(z) || p(z)) >= max(mean_kl - log N, 0)``.
     """
     if int(n_images) < 1:
         raise ValueError(f"n_images={n_images!r}: the bound needs at least one training image")
@@ -97,15 +62,8 @@ def aggregate_kl_lower_bound(mean_kl: float, n_images: int) -> float:
 
 
 def latent_report(z_mean, z_log_var, threshold: float = 0.01, top: int = 10) -> dict:
-    """Active units (Burda et al. 2016) and the KL per dimension, JSON-ready.
-
-    ``active_units`` counts dimensions whose E[z_j | x] varies over the images by more
-    than ``threshold``; ``top_units`` are the dimensions with the largest mean KL (nats).
-    ELBO surgery says why decoding prior draws can fail: ``aggregate_kl_lower_bound_nats``
-    bounds KL(q(z) || N(0, I)) from below, with q(z) the aggregate posterior of these images
-    (``aggregate_kl_lower_bound``), and ``aggregate_std`` summarises q(z)'s standard
-    deviation per dimension (the prior has 1 in each).
-    """
+    """Active units, the KL per dimension (``top_units``: the largest) and the aggregate
+    posterior's distance from the prior and spread, JSON-ready."""
     mask, ranking = active_units(z_mean, threshold, z_log_var)
     kl = kl_per_dimension(z_mean, z_log_var)
     spread = aggregate_posterior_std(z_mean, z_log_var)
@@ -123,16 +81,9 @@ def latent_report(z_mean, z_log_var, threshold: float = 0.01, top: int = 10) -> 
     }
 
 
-# -- attribute vectors ---------------------------------------------------------
-
-
 def attribute_vector(z_means, has_attribute) -> np.ndarray:
-    """mean(z | attribute) - mean(z | no attribute): float32, shape (d,).
-
-    Args:
-        z_means: encoder means, shape (N, d).
-        has_attribute: shape (N,), bool (or CelebA's -1/1, or 0/1).
-    """
+    """mean(z | attribute) - mean(z | no attribute): float32 (d,); ``has_attribute`` (N,)
+    is bool, CelebA's -1/1 or 0/1."""
     z_means = to_numpy(z_means, np.float64)
     has = np.asarray(has_attribute)
     has = has if has.dtype == bool else has > 0
@@ -150,10 +101,7 @@ def attribute_vector(z_means, has_attribute) -> np.ndarray:
 
 
 def attribute_vectors(z_means, attributes: pd.DataFrame, names: Sequence[str]) -> dict:
-    """``{name: attribute_vector(z_means, attributes[name])}`` for each name.
-
-    ``attributes`` has one row per row of ``z_means`` (e.g. ``Cache.attributes_of(split)``).
-    """
+    """``{name: attribute_vector(z_means, attributes[name])}``; one attribute row per code."""
     missing = [name for name in names if name not in attributes.columns]
     if missing:
         raise KeyError(f"attributes has no column(s) {missing}; known: {list(attributes.columns)}")
@@ -161,10 +109,7 @@ def attribute_vectors(z_means, attributes: pd.DataFrame, names: Sequence[str]) -
 
 
 def apply_attribute(z, vector, strengths) -> np.ndarray:
-    """z + s * vector for each strength s: float32, shape (n, len(strengths), d).
-
-    z has shape (n, d) or (d,) (then n = 1).
-    """
+    """z + s * vector for each strength s: float32 (n, len(strengths), d); z is (n, d) or (d,)."""
     z = np.atleast_2d(to_numpy(z))
     vector = to_numpy(vector)
     strengths = np.atleast_1d(to_numpy(strengths))
@@ -176,53 +121,24 @@ def apply_attribute(z, vector, strengths) -> np.ndarray:
 def attribute_arithmetic(
     model, images, vector, strengths=(-2, -1, 0, 1, 2), batch_size: int = 256
 ) -> np.ndarray:
-    """Add an attribute vector to the codes of images and decode.
-
-    Args:
-        images: float32 in [0, 1], shape (n, H, W, 3).
-        vector: attribute vector, shape (d,) (see ``attribute_vector``).
-        strengths: multiples of ``vector`` to add (0: the plain reconstruction).
-
-    Returns:
-        images float32 in [0, 1], shape (n, len(strengths), H, W, 3).
-    """
+    """Decode the codes of ``images`` (n, H, W, 3) plus each multiple of ``vector``:
+    images float32 in [0, 1], shape (n, len(strengths), H, W, 3)."""
     z_mean = to_numpy(model.encode(image_batch(images))[0])
     return decode_grid(model, apply_attribute(z_mean, vector, strengths), batch_size)
 
 
 def attribute_strength_effect(model, images, vector, strengths, detector) -> pd.DataFrame:
-    """What adding an attribute vector does, measured by a detector.
-
-    Args:
-        images: faces float32 in [0, 1], shape (n, S, S, 3).
-        vector: attribute vector (d,), e.g. from ``attribute_vector``.
-        strengths: multiples of ``vector`` to add to each face's ``z_mean``.
-        detector: images (n, S, S, 3) -> bool (n,), e.g. ``data.detect_demo_eyeglasses``.
-
-    Returns:
-        DataFrame indexed by ``strength`` with ``rate`` (share of decoded faces the
-        detector fires on, in [0, 1]) and ``n_images``.
-    """
+    """What adding an attribute vector does, by a ``detector`` (images -> bool (n,)): a
+    DataFrame indexed by ``strength`` with ``rate`` (share of faces it fires on), ``n_images``."""
     grid = attribute_arithmetic(model, as_float_images(images), vector, strengths)
     rates = [float(np.mean(detector(grid[:, j]))) for j in range(grid.shape[1])]
     index = pd.Index(np.asarray(strengths, dtype=float), name="strength")
     return pd.DataFrame({"rate": rates, "n_images": len(grid)}, index=index)
 
 
-# -- traversals, edits and interpolation grids ---------------------------------
-
-
 def traverse(model, z, dims: Sequence[int], values, batch_size: int = 256) -> np.ndarray:
-    """Vary one latent dimension at a time around a base code and decode.
-
-    Args:
-        z: base code, shape (d,) or (1, d) (e.g. the ``z_mean`` of one image).
-        dims: dimensions to vary (e.g. the first few of ``active_units``' ranking).
-        values: values (prior standard deviations) the dimension is set to.
-
-    Returns:
-        images float32 in [0, 1], shape (len(dims), len(values), H, W, 3).
-    """
+    """Set each of ``dims`` of a base code z ((d,) or (1, d)) to each of ``values`` in turn and
+    decode: images float32 in [0, 1], shape (len(dims), len(values), H, W, 3)."""
     z = to_numpy(z)
     if z.ndim == 2 and len(z) == 1:
         z = z[0]
@@ -240,15 +156,8 @@ def traverse(model, z, dims: Sequence[int], values, batch_size: int = 256) -> np
 
 
 def edit_code(z, vectors=None, strengths=None, unit_offsets=None) -> np.ndarray:
-    """``z + sum_a s_a v_a + sum_j delta_j e_j``: one edited code, float32 (d,).
-
-    Args:
-        z: base code, shape (d,) (e.g. the ``z_mean`` of one face).
-        vectors: ``{name: attribute vector (d,)}`` (see ``attribute_vectors``).
-        strengths: ``{name: s}`` multiples of those vectors (a missing name: 0).
-        unit_offsets: ``{unit j: delta_j}``, shifts of single units in prior standard
-            deviations.
-    """
+    """``z + sum_a s_a v_a + sum_j delta_j e_j``: one edited code, float32 (d,), from
+    ``vectors`` ``{a: v_a}``, ``strengths`` ``{a: s_a}`` and ``unit_offsets`` ``{j: delta_j}``."""
     z = to_numpy(z).copy()
     if z.ndim != 1:
         raise ValueError(f"z has shape {z.shape}; edit_code takes one code of shape (d,)")
@@ -267,41 +176,22 @@ def edit_code(z, vectors=None, strengths=None, unit_offsets=None) -> np.ndarray:
 def interpolation_paths(
     model, x_start, x_end, steps: int = 8, method: str = "slerp", batch_size: int = 256
 ) -> np.ndarray:
-    """Decoded interpolations between the codes (``z_mean``) of image pairs.
-
-    Args:
-        x_start, x_end: images float32 in [0, 1], shape (n_pairs, H, W, 3) (or one
-            image (H, W, 3) each).
-        steps: images per path, endpoints included.
-        method: ``"slerp"`` or ``"lerp"``.
-
-    Returns:
-        images float32 in [0, 1], shape (n_pairs, steps, H, W, 3); column 0 and column
-        ``steps - 1`` are the reconstructions of x_start and x_end.
-    """
+    """Decoded interpolations (``"slerp"`` or ``"lerp"``) between the ``z_mean`` of image
+    pairs (n_pairs, H, W, 3): images float32 in [0, 1], (n_pairs, steps, H, W, 3)."""
     x_start, x_end = image_batch(x_start), image_batch(x_end)
     if x_start.shape != x_end.shape:
         raise ValueError(
-            f"x_start has shape {x_start.shape} but x_end has {x_end.shape}: pass pairs of equal count"
+            f"x_start has shape {x_start.shape} but x_end has {x_end.shape}: pass pairs of "
+            "equal count"
         )
     z_start = to_numpy(model.encode(x_start)[0])
     z_end = to_numpy(model.encode(x_end)[0])
     return decode_grid(model, interpolate(z_start, z_end, steps, method), batch_size)
 
 
-# -- projection ----------------------------------------------------------------
-
-
 def pca_2d(z, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Project codes on their two main principal axes.
-
-    Args:
-        z: codes, shape (N, d) with N >= 2 and d >= 2.
-
-    Returns:
-        ``(coords, explained_variance_ratio)``: float32 (N, 2) and float (2,), the
-        share of the total variance along each axis.
-    """
+    """Codes (N, d) on their two main principal axes: ``(coords, explained_variance_ratio)``,
+    float32 (N, 2) and the share of the variance along each axis."""
     from sklearn.decomposition import PCA
 
     z = to_numpy(z, np.float64)

@@ -1,10 +1,5 @@
-"""Serializable Keras layers of the ResVAE: the residual block, the resampling
-layers and the reparameterization ``Sampling`` layer.
-
-Every layer is registered under the ``resvae_keras`` package when this module is
-imported, so a saved ``.keras`` file loads back with ``keras.models.load_model`` (safe
-mode on) after ``import resvae_keras.model``, or with ``resvae_keras.load_model``.
-"""
+"""Serializable Keras layers of the ResVAE: the residual block, the resampling layers and
+the reparameterization ``Sampling`` layer, registered under the ``resvae_keras`` package."""
 
 from __future__ import annotations
 
@@ -14,21 +9,14 @@ from keras import layers, ops
 NORMALIZATIONS = ("group", "batch", "none")
 
 
-def _check_choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(f"{name}={value!r} is not one of {list(choices)}")
-
-
 def make_normalization(norm, groups, name):
-    """The normalization layer ``norm`` names: ``"group"`` (GroupNormalization with
-    ``groups`` groups, epsilon 1e-5), ``"batch"`` (synchronized BatchNormalization) or
-    ``"none"`` (Identity). Used inside the residual blocks and before each head."""
+    """The layer ``norm`` names: ``"group"`` (``groups`` groups), ``"batch"`` or ``"none"``.
+
+    BatchNormalization is synchronized: every replica uses the global batch's statistics.
+    """
     if norm == "group":
         return layers.GroupNormalization(groups=groups, epsilon=1e-5, name=name)
     if norm == "batch":
-        # synchronized: under tf.distribute every replica normalizes with the
-        # statistics of the global batch, so the loss does not depend on the
-        # number of devices.
         return layers.BatchNormalization(synchronized=True, name=name)
     return layers.Identity(name=name)
 
@@ -37,21 +25,10 @@ def make_normalization(norm, groups, name):
 class ResidualBlock(layers.Layer):
     """Pre-activation residual block (He et al., 2016, "Identity Mappings").
 
-    ``y = shortcut(x) + conv(act(norm(conv(act(norm(x))))))``. The shortcut is the
-    identity, or a 1x1 convolution when the channel count changes. With
-    ``residual=False`` the shortcut is dropped and the block is a plain stack of the
-    same two convolutions, which gives the ablation equal depth and widths.
-
-    Args:
-        filters: output channels (> 0).
-        kernel_size: side of both convolutions (odd, default 3).
-        norm: ``"group"`` (GroupNormalization, default), ``"batch"`` (synchronized
-            BatchNormalization) or ``"none"``.
-        groups: groups of GroupNormalization; must divide the channel counts.
-        activation: any Keras activation name (default ``"silu"``).
-        residual: keep the shortcut (default ``True``).
-
-    Input shape: ``(batch, H, W, C_in)``. Output shape: ``(batch, H, W, filters)``.
+    ``y = shortcut(x) + conv(act(norm(conv(act(norm(x))))))``, ``(N, H, W, C) -> (N, H, W,
+    filters)``. The shortcut is the identity, or a 1x1 convolution when the channel count
+    changes; ``residual=False`` drops it (the plain ablation of equal depth). ``groups``
+    must divide the channel counts.
     """
 
     def __init__(
@@ -69,7 +46,8 @@ class ResidualBlock(layers.Layer):
             raise ValueError(f"filters={filters!r} must be a positive integer")
         if int(kernel_size) % 2 != 1:
             raise ValueError(f"kernel_size={kernel_size!r} must be odd")
-        _check_choice("norm", norm, NORMALIZATIONS)
+        if norm not in NORMALIZATIONS:
+            raise ValueError(f"norm={norm!r} is not one of {list(NORMALIZATIONS)}")
         self.filters = int(filters)
         self.kernel_size = int(kernel_size)
         self.norm = norm
@@ -120,18 +98,8 @@ class ResidualBlock(layers.Layer):
 
 @keras.saving.register_keras_serializable(package="resvae_keras")
 class Upsample(layers.Layer):
-    """Nearest-neighbour 2x resize followed by a 3x3 convolution.
-
-    Chosen over a transposed convolution because a stride-2 transposed 3x3 kernel
-    overlaps unevenly and paints checkerboard artefacts into smooth skin and
-    background (Odena et al., 2016, "Deconvolution and Checkerboard Artifacts");
-    resize-then-convolve gives every output pixel the same kernel footprint.
-
-    Args:
-        filters: output channels (> 0).
-
-    Input shape: ``(batch, H, W, C)``. Output shape: ``(batch, 2H, 2W, filters)``.
-    """
+    """Nearest-neighbour 2x resize then a 3x3 convolution: ``(N, H, W, C) -> (N, 2H, 2W,
+    filters)``, free of the checkerboard of transposed convolutions (Odena et al., 2016)."""
 
     def __init__(self, filters, **kwargs):
         super().__init__(**kwargs)
@@ -159,16 +127,7 @@ class Upsample(layers.Layer):
 
 @keras.saving.register_keras_serializable(package="resvae_keras")
 class DepthToSpace(layers.Layer):
-    """Sub-pixel shuffle (Shi et al., 2016): ``(H, W, C*r*r) -> (rH, rW, C)``.
-
-    The decoder's last convolution runs at half resolution with ``3 * 4`` channels
-    and this layer rearranges them into the full-resolution image, which costs a
-    quarter of a full-resolution convolution and gives every output pixel its own
-    weights.
-
-    Args:
-        block_size: the upscaling factor r (>= 2).
-    """
+    """Sub-pixel shuffle (Shi et al., 2016): ``(H, W, C*r*r) -> (rH, rW, C)``, r = block_size."""
 
     def __init__(self, block_size=2, **kwargs):
         super().__init__(**kwargs)
@@ -198,23 +157,9 @@ class DepthToSpace(layers.Layer):
 class Sampling(layers.Layer):
     """Reparameterization trick: ``z = z_mean + exp(0.5 * z_log_var) * eps``, eps ~ N(0, I).
 
-    The noise comes from a ``keras.random.SeedGenerator``, so a fixed ``seed`` gives
-    the same sequence of draws on every run. Under a ``tf.distribute`` strategy with more
-    than one replica, every replica (and every worker) would read the same generator state
-    and draw the same noise for its slice of the batch; the replica's id is folded into the
-    seed instead, so the replicas' draws are independent. The layer computes in float32
-    whatever the global dtype policy (``dtype="float32"`` unless another is passed), so
-    under ``mixed_bfloat16`` the draw and the KL keep full precision.
-
-    Args:
-        seed: integer seed of the noise (default 0).
-
-    Call args:
-        inputs: ``[z_mean, z_log_var]``, each ``(batch, latent_dim)``.
-        seed: optional int or ``SeedGenerator`` that replaces the layer's own one for this
-            call (reproducible evaluation draws that leave the training sequence alone).
-
-    Output: ``z``, ``(batch, latent_dim)`` float32.
+    Computes in float32 under any policy. With several replicas the replica id is folded
+    into the seed, so their draws differ. A ``seed`` passed to ``call`` (int or
+    ``SeedGenerator``) replaces the layer's own generator for that call.
     """
 
     def __init__(self, seed=0, **kwargs):

@@ -8,30 +8,12 @@ Architecture for an ``S x S`` image and ``widths = (w_1, ..., w_K)``::
              -> [Upsample(w_k) -> ResidualBlock(w_k) x B] k=K..1      (ends at S/2)
              -> norm, act, conv 3x3 to 3*4 channels -> DepthToSpace(2) -> logits (S,S,3)
 
-The first convolution halves the resolution and the last layer is a sub-pixel
-shuffle, so no convolution runs at full resolution: most of the work is done at
-``S/2`` (32x32 for 64x64 faces) and below, which buys quality per FLOP.
+No convolution runs at full resolution. ``architecture="conv"`` is the shallow textbook
+VAE baseline (keras.io example; Foster, *Generative Deep Learning*): ``K+1`` stride-2 convs
+with BatchNorm and LeakyReLU, channels ``(w_1, ..., w_K, 2 w_K)``, mirrored by transposed
+convs; same latent, likelihood and loss.
 
-``architecture="conv"`` swaps both networks for the conventional shallow convolutional VAE
-of the keras.io example and the textbooks (e.g. Foster, *Generative Deep Learning*, the
-CelebA VAE), the study's baseline::
-
-    encoder  x -> [conv 3x3 stride 2 -> BatchNorm -> LeakyReLU] x (K+1), channels
-             (w_1, ..., w_K, 2 w_K) -> flatten -> Dense z_mean, Dense z_log_var
-    decoder  z -> Dense -> BatchNorm -> LeakyReLU -> (S/2^(K+1), S/2^(K+1), 2 w_K)
-             -> [transposed conv 3x3 stride 2 -> BatchNorm -> LeakyReLU] x (K+1),
-             channels (w_K, ..., w_1, w_1) -> conv 3x3 to 3 channels -> logits (S,S,3)
-
-With the default ``widths=(32, 64, 128)`` that is four strided convolutions of 32, 64, 128
-and 256 channels and their mirror: no residual blocks, no normalization choice, the same
-latent size, likelihood and loss (``train_step`` is shared).
-
-The loss per image, in nats, is the negative ELBO
-
-.. math::  -\mathrm{ELBO}(x) = \mathbb{E}_{q(z|x)}[-\log p(x|z)]
-           + \beta\,\mathrm{KL}(q(z|x)\,\|\,\mathcal N(0, I))
-
-with the KL in closed form for a diagonal Gaussian posterior:
+Loss per image, in nats: ``-ELBO(x) = E_q(z|x)[-log p(x|z)] + beta KL(q(z|x) || N(0, I))``,
 ``KL = 0.5 * sum_j (exp(lv_j) + mu_j^2 - 1 - lv_j)``.
 """
 
@@ -57,39 +39,21 @@ from resvae_keras.layers import (
 
 #: Reconstruction likelihoods p(x|z) and what each one means.
 RECONSTRUCTION_LIKELIHOODS = {
-    "gaussian_learned": (
-        "Gaussian N(x; mu(z), sigma^2 I) with ONE learned sigma shared by all pixels "
-        "(the calibrated decoder / sigma-VAE, Rybkin et al. 2021). sigma settles near the "
-        "RMS reconstruction error, which balances reconstruction against KL without "
-        "hand-tuning beta. A proper density on pixel values: the ELBO is a likelihood bound."
-    ),
-    "gaussian": (
-        "Gaussian with fixed variance sigma^2 = 1/2, so -log p(x|z) = sum of squared errors "
-        "+ D/2 log(pi): the classic 'MSE' VAE. With pixels in [0, 1] the SSE is small "
-        "against the KL, so faces come out blurry unless beta is lowered."
-    ),
-    "bernoulli": (
-        "Bernoulli per pixel channel with mean mu(z): -log p(x|z) = binary cross-entropy. "
-        "Common in tutorials, but it is not a normalized density for continuous x in "
-        "[0, 1], so its ELBO is not a likelihood bound and bits/dim are not comparable."
-    ),
+    "gaussian_learned": "Gaussian N(x; mu(z), sigma^2 I), one learned sigma for all pixels "
+                        "(sigma-VAE, Rybkin et al. 2021); the ELBO is a likelihood bound.",
+    "gaussian": "Gaussian with fixed sigma^2 = 1/2: -log p(x|z) = SSE + D/2 log(pi), the "
+                "classic 'MSE' VAE.",
+    "bernoulli": "Bernoulli per pixel channel: -log p(x|z) = binary cross-entropy; not a "
+                 "density for continuous x, so its ELBO is not a likelihood bound.",
 }
-#: Why ``gaussian_learned`` is the default: in the likelihood study at an equal budget
-#: (``report/results/study/likelihood_*`` against ``residual_s0``, notebook 07) it gave the
-#: highest PSNR and SSIM and the sharpest reconstructions and samples (Laplacian variance).
-#: Its prior samples scored worse on the offline SWD, because a sharp decoder spends more nats
-#: on the KL and leaves holes in the prior; the ex-post Gaussian-mixture sampler
-#: (``latent.GaussianMixtureSampler``) closes most of that gap.
+#: The default: in the likelihood study (notebook 07) it gave the highest PSNR and SSIM.
 DEFAULT_LIKELIHOOD = "gaussian_learned"
 KINDS = ("vae", "ae")
-#: ``ResVAE`` arguments that are ``config.Config`` fields of the same name and meaning:
-#: ``build_model`` passes them on and ``get_config`` saves them.
+#: ``ResVAE`` arguments that are ``config.Config`` fields of the same name.
 CONFIG_ARGUMENTS = (
     "image_size", "widths", "blocks_per_stage", "latent_dim", "residual", "kind",
     "likelihood", "beta", "norm", "seed", "sigma_min", "architecture",
 )  # fmt: skip
-#: ``"resnet"``: the residual encoder and decoder above (``residual=False`` drops the
-#: shortcuts); ``"conv"``: the shallow textbook convolutional VAE (``build_conv_encoder``).
 ARCHITECTURES = ("resnet", "conv")
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -112,27 +76,10 @@ def _check_architecture(image_size, widths, blocks_per_stage, latent_dim):
         )
 
 
-def build_encoder(
-    image_size,
-    widths,
-    blocks_per_stage,
-    latent_dim,
-    residual=True,
-    norm="group",
-    name="encoder",
-):
-    """Encoder ``x -> (z_mean, z_log_var)``.
+def build_encoder(image_size, widths, blocks_per_stage, latent_dim, residual=True, norm="group"):
+    """Encoder: images ``(N, S, S, 3)`` in [0, 1] -> ``(z_mean, z_log_var)``, each ``(N, d)``.
 
-    Args:
-        image_size: side S of the square input, a multiple of ``2**(len(widths)+1)``.
-        widths: channels per stage; stage k works at ``S / 2**k``.
-        blocks_per_stage: residual blocks per stage (>= 0).
-        latent_dim: size of z.
-        residual: keep the residual shortcuts (``False``: plain CNN of equal depth).
-        norm: normalization inside the blocks (see ``layers.ResidualBlock``).
-
-    Input: images float32 in [0, 1], shape ``(N, S, S, 3)``.
-    Outputs: ``z_mean``, ``z_log_var``, each ``(N, latent_dim)`` float32.
+    ``S`` must be a multiple of ``2**(len(widths)+1)``; ``residual=False`` drops the shortcuts.
     """
     _check_architecture(image_size, widths, blocks_per_stage, latent_dim)
     x_in = keras.Input((image_size, image_size, 3), name="image")
@@ -144,21 +91,13 @@ def build_encoder(
         out_width = widths[min(k + 1, len(widths) - 1)]
         h = layers.Conv2D(out_width, 3, strides=2, padding="same", name=f"stage{k}_down")(h)
     h = _norm_act(h, norm, "head")
-    return keras.Model(x_in, _posterior_head(h, latent_dim), name=name)
+    return keras.Model(x_in, _posterior_head(h, latent_dim), name="encoder")
 
 
-def build_decoder(
-    image_size,
-    widths,
-    blocks_per_stage,
-    latent_dim,
-    residual=True,
-    norm="group",
-    name="decoder",
-):
-    """Decoder ``z -> logits`` of the pixel means; the mirror of ``build_encoder``.
+def build_decoder(image_size, widths, blocks_per_stage, latent_dim, residual=True, norm="group"):
+    """Decoder, the mirror of ``build_encoder``: ``z -> logits (N, S, S, 3)``, float32.
 
-    Output: logits float32 ``(N, S, S, 3)``; ``sigmoid(logits)`` is the mean image in [0, 1].
+    ``sigmoid(logits)`` is the mean image in [0, 1].
     """
     _check_architecture(image_size, widths, blocks_per_stage, latent_dim)
     base = image_size // 2 ** (len(widths) + 1)
@@ -172,7 +111,7 @@ def build_decoder(
     h = _norm_act(h, norm, "head")
     h = layers.Conv2D(3 * 4, 3, padding="same", name="to_subpixels")(h)
     logits = DepthToSpace(2, dtype="float32", name="logits")(h)
-    return keras.Model(z_in, logits, name=name)
+    return keras.Model(z_in, logits, name="decoder")
 
 
 def _conv_widths(widths):
@@ -195,30 +134,19 @@ def _posterior_head(h, latent_dim):
     return z_mean, z_log_var
 
 
-def build_conv_encoder(image_size, widths, latent_dim, name="encoder"):
-    """The textbook convolutional encoder ``x -> (z_mean, z_log_var)``: no residual blocks.
-
-    ``len(widths) + 1`` stride-2 3x3 convolutions with ``widths`` and ``2 * widths[-1]``
-    channels, each followed by BatchNormalization and LeakyReLU(0.2); then flatten and two
-    Dense heads. Input and outputs as ``build_encoder``.
-    """
+def build_conv_encoder(image_size, widths, latent_dim):
+    """The textbook encoder (see the module docstring); input and outputs as ``build_encoder``."""
     _check_architecture(image_size, widths, 0, latent_dim)
     x_in = keras.Input((image_size, image_size, 3), name="image")
     h = layers.Rescaling(2.0, offset=-1.0, name="to_pm1")(x_in)
     for k, width in enumerate(_conv_widths(widths)):
         h = layers.Conv2D(width, 3, strides=2, padding="same", name=f"conv{k}")(h)
         h = _batch_norm_leaky(h, f"conv{k}")
-    return keras.Model(x_in, _posterior_head(h, latent_dim), name=name)
+    return keras.Model(x_in, _posterior_head(h, latent_dim), name="encoder")
 
 
-def build_conv_decoder(image_size, widths, latent_dim, name="decoder"):
-    """The mirror of ``build_conv_encoder``: ``z -> logits`` through transposed convolutions.
-
-    Dense to ``(S / 2**(K+1))^2 x 2 w_K``, then ``len(widths) + 1`` stride-2 3x3 transposed
-    convolutions (channels ``w_K, ..., w_1, w_1``), each with BatchNormalization and
-    LeakyReLU(0.2), and a 3x3 convolution to the 3 logit channels at full resolution.
-    Output as ``build_decoder``.
-    """
+def build_conv_decoder(image_size, widths, latent_dim):
+    """The mirror of ``build_conv_encoder`` (transposed convs); output as ``build_decoder``."""
     _check_architecture(image_size, widths, 0, latent_dim)
     channels = _conv_widths(widths)
     base = image_size // 2 ** len(channels)
@@ -230,7 +158,7 @@ def build_conv_decoder(image_size, widths, latent_dim, name="decoder"):
         h = layers.Conv2DTranspose(width, 3, strides=2, padding="same", name=f"deconv{k}")(h)
         h = _batch_norm_leaky(h, f"deconv{k}")
     logits = layers.Conv2D(3, 3, padding="same", dtype="float32", name="logits")(h)
-    return keras.Model(z_in, logits, name=name)
+    return keras.Model(z_in, logits, name="decoder")
 
 
 def _norm_act(h, norm, name):
@@ -240,34 +168,20 @@ def _norm_act(h, norm, name):
 
 
 def gaussian_nll(sse, num_dims, log_sigma):
-    """``-log N(x; mean, sigma^2 I)`` in nats, summed over the ``num_dims`` values of x.
-
-    ``sse`` is ``||x - mean||^2`` per row, ``log_sigma`` the log of the shared standard
-    deviation: ``sse / (2 sigma^2) + num_dims * (log sigma + log(2 pi) / 2)``.
-    """
+    """``-log N(x; mean, sigma^2 I)`` in nats, from ``sse = ||x - mean||^2`` per row:
+    ``sse / (2 sigma^2) + num_dims * (log sigma + log(2 pi) / 2)``."""
     return 0.5 * sse / ops.exp(2.0 * log_sigma) + num_dims * (log_sigma + 0.5 * _LOG_2PI)
 
 
 def effective_beta(sigma, beta=1.0):
-    """The KL weight of the equivalent MSE-VAE: ``2 sigma^2 beta`` (dimensionless, >= 0).
-
-    A Gaussian decoder's loss ``SSE / (2 sigma^2) + D log sigma + beta KL``, multiplied by
-    ``2 sigma^2``, reads ``SSE + 2 sigma^2 beta KL`` plus a term free of the weights: at a
-    given sigma (pixel units, in (0, 1)) it trains like a sum-of-squares VAE with this beta.
-    """
+    """The KL weight of the equivalent MSE-VAE, ``2 sigma^2 beta``: the Gaussian loss
+    ``SSE / (2 sigma^2) + beta KL`` times ``2 sigma^2`` is ``SSE + 2 sigma^2 beta KL``."""
     return 2.0 * float(sigma) ** 2 * float(beta)
 
 
 def dequantized(x, seed=None):
-    """8-bit images spread uniformly over their bins: ``k / 255 -> (k + u - 1/2) / 255``.
-
-    Args:
-        x: images float32 k/255 in [0, 1] (other values are first rounded to 8 bits).
-        seed: int or ``keras.random.SeedGenerator`` of u ~ U[0, 1), one draw per value.
-
-    Returns:
-        float32 tensor of ``x``'s shape, within half a step (1/510) of the 8-bit values.
-    """
+    """8-bit images spread uniformly over their bins: ``k / 255 -> (k + u - 1/2) / 255``,
+    u ~ U[0, 1) drawn with ``seed`` (int or ``SeedGenerator``); float32, ``x``'s shape."""
     x = ops.convert_to_tensor(x, "float32")
     u = keras.random.uniform(ops.shape(x), seed=seed)
     return (ops.round(x * 255.0) + u - 0.5) / 255.0
@@ -279,15 +193,11 @@ def kl_divergence(z_mean, z_log_var):
 
 
 def _check_model_settings(architecture, kind, likelihood, beta, norm, sigma_min):
-    """Raise ``ValueError`` naming the first of ``ResVAE``'s settings that cannot work."""
-    if architecture not in ARCHITECTURES:
-        raise ValueError(f"architecture={architecture!r} is not one of {list(ARCHITECTURES)}")
-    if kind not in KINDS:
-        raise ValueError(f"kind={kind!r} is not one of {list(KINDS)}")
-    if likelihood not in RECONSTRUCTION_LIKELIHOODS:
-        raise ValueError(
-            f"likelihood={likelihood!r} is not one of {list(RECONSTRUCTION_LIKELIHOODS)}"
-        )
+    for name, value, choices in (("architecture", architecture, ARCHITECTURES),
+                                 ("kind", kind, KINDS),
+                                 ("likelihood", likelihood, RECONSTRUCTION_LIKELIHOODS)):
+        if value not in choices:
+            raise ValueError(f"{name}={value!r} is not one of {list(choices)}")
     if not float(beta) >= 0.0:
         raise ValueError(f"beta={beta!r} must be >= 0")
     if norm not in NORMALIZATIONS:
@@ -303,44 +213,23 @@ def _check_model_settings(architecture, kind, likelihood, beta, norm, sigma_min)
 
 @keras.saving.register_keras_serializable(package="resvae_keras")
 class ResVAE(keras.Model):
-    """Variational autoencoder with residual encoder and decoder.
+    """Variational autoencoder; inputs are images float32 in [0, 1], ``(N, S, S, 3)``.
 
-    ``train_step`` minimizes ``reconstruction + beta * KL`` (both per image, in nats,
-    averaged over the batch); ``test_step`` reports the same terms without an update.
-    Four ``keras.metrics.Mean`` trackers (``loss``, ``reconstruction_loss``,
-    ``kl_loss`` and ``neg_elbo`` = reconstruction + KL, the negative ELBO at beta = 1,
-    comparable across a KL warm-up) are exposed through ``metrics``, so History holds
-    epoch means.
-
-    The defaults are the default architecture, the same as ``config.Config``'s (the
-    ``celeba-subset`` profile trains it).
+    ``train_step`` minimizes ``reconstruction + beta * KL`` (per image, nats, batch mean).
+    Trackers: ``loss``, ``reconstruction_loss``, ``kl_loss`` and ``neg_elbo`` (the negative
+    ELBO at beta = 1, comparable across a KL warm-up).
 
     Args:
-        image_size: side of the square images (64; 32 and 128 also work).
-        widths: channels per stage (non-empty).
-        blocks_per_stage: residual blocks per stage (``architecture="resnet"`` only).
-        latent_dim: size of z.
-        residual: ``False`` drops every shortcut (plain-VAE ablation; ``"resnet"`` only).
-        architecture: ``"resnet"`` (``build_encoder``/``build_decoder``) or ``"conv"``, the
-            shallow textbook convolutional VAE (``build_conv_encoder``/``build_conv_decoder``)
-            with the same latent size, likelihood and loss.
-        kind: ``"vae"``, or ``"ae"``: a deterministic autoencoder, z = z_mean, no KL
-            and no sampling noise (the reconstruction baseline).
+        architecture: ``"resnet"`` or ``"conv"`` (the textbook baseline, which ignores
+            ``blocks_per_stage``, ``residual`` and ``norm``).
+        residual: ``False`` drops every shortcut (plain-VAE ablation).
+        kind: ``"vae"``, or ``"ae"``: a deterministic autoencoder (z = z_mean, no KL).
         likelihood: a key of ``RECONSTRUCTION_LIKELIHOODS``.
-        beta: KL weight (>= 0); ``beta_weight`` holds the current value, which the
-            ``callbacks.KLWarmup`` callback ramps.
-        sigma_min: floor on the learned decoder sigma (``gaussian_learned`` only; 0: none,
-            the default of every profile). The loss of a Gaussian decoder times ``2 sigma^2``
-            is ``SSE + 2 sigma^2 KL``, so a floor on sigma is a floor on the effective beta: a
-            hidden beta > 1 once sigma sits on it. The former ``celeba-subset`` default held
-            sigma at 0.5 (beta_eff = 0.5, against about 0.01 for the sigma of about 0.07 that
-            is learned without it): prior samples looked like faces, but it reconstructed worse
-            than linear PCA and its bound was worse than a uniform model's.
-        norm: normalization inside the blocks and before the heads (``"group"``,
-            ``"batch"`` or ``"none"``; ``"resnet"`` only).
+        beta: KL weight (>= 0); ``beta_weight`` holds the current value (``KLWarmup`` ramps it).
+        sigma_min: floor on the learned decoder sigma (0: none), hence a floor on the
+            effective beta ``2 sigma^2 beta``.
+        norm: ``"group"``, ``"batch"`` or ``"none"``.
         seed: seed of the sampling noise.
-
-    Inputs: images float32 in [0, 1], ``(N, S, S, 3)``.
     """
 
     def __init__(
@@ -381,7 +270,7 @@ class ResVAE(keras.Model):
             blocks = dict(blocks_per_stage=self.blocks_per_stage, residual=self.residual, norm=norm)
             self.encoder = build_encoder(**shape, **blocks)
             self.decoder = build_decoder(**shape, **blocks)
-        self.sampling = Sampling(seed=self.seed, name="sampling")  # float32 under any policy
+        self.sampling = Sampling(seed=self.seed, name="sampling")
         self.beta_weight = self.add_weight(
             shape=(), initializer=keras.initializers.Constant(self.beta),
             trainable=False, dtype="float32", name="beta",
@@ -399,25 +288,16 @@ class ResVAE(keras.Model):
         self.neg_elbo_tracker = keras.metrics.Mean(name="neg_elbo")
         self.build((None, self.image_size, self.image_size, 3))
 
-    # -- building blocks -----------------------------------------------------
     def build(self, input_shape=None):
-        # The encoder and decoder are functional models, built on creation.
-        self.built = True
+        self.built = True  # the encoder and decoder are functional models, built on creation
 
     @property
     def metrics(self):
-        return [
-            self.loss_tracker,
-            self.reconstruction_loss_tracker,
-            self.kl_loss_tracker,
-            self.neg_elbo_tracker,
-        ]
+        return [self.loss_tracker, self.reconstruction_loss_tracker, self.kl_loss_tracker,
+                self.neg_elbo_tracker]
 
     def encode(self, x, training=False):
-        """Images ``(N, S, S, 3)`` in [0, 1] -> ``(z_mean, z_log_var)``, each ``(N, latent_dim)``.
-
-        For ``kind="ae"`` the log-variance is ignored (the code is deterministic).
-        """
+        """Images ``(N, S, S, 3)`` in [0, 1] -> ``(z_mean, z_log_var)``, each ``(N, d)``."""
         z_mean, z_log_var = self.encoder(x, training=training)
         return z_mean, z_log_var
 
@@ -435,32 +315,29 @@ class ResVAE(keras.Model):
         z = self.sampling([z_mean, z_log_var]) if sample else z_mean
         return self.decode(z, training=training)
 
+    def _batched(self, function, x, batch_size):
+        """``function`` over batches of ``x``, concatenated as numpy float32."""
+        out = [ops.convert_to_numpy(function(x[i : i + batch_size]))
+               for i in range(0, len(x), batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, *self.image_shape), np.float32)
+
     def reconstruct(self, x, batch_size=256):
         """Decode the posterior means of ``x``; returns numpy float32 in [0, 1]."""
-        out = [
-            ops.convert_to_numpy(self.decode(self.encode(x[i : i + batch_size])[0]))
-            for i in range(0, len(x), batch_size)
-        ]
-        return np.concatenate(out) if out else np.zeros((0, *self.image_shape), np.float32)
+        return self._batched(lambda batch: self.decode(self.encode(batch)[0]), x, batch_size)
 
     def sample(self, n, temperature=1.0, seed=0, batch_size=256):
         """``n`` faces decoded from z ~ N(0, temperature^2 I); numpy float32 in [0, 1]."""
         rng = np.random.default_rng(seed)
         z = (temperature * rng.standard_normal((int(n), self.latent_dim))).astype("float32")
-        out = [
-            ops.convert_to_numpy(self.decode(z[i : i + batch_size]))
-            for i in range(0, int(n), batch_size)
-        ]
-        return np.concatenate(out) if out else np.zeros((0, *self.image_shape), np.float32)
+        return self._batched(self.decode, z, batch_size)
 
     @property
     def image_shape(self):
         return (self.image_size, self.image_size, 3)
 
     def summary_rows(self) -> list[dict]:
-        """One dict per layer, encoder then decoder: ``part`` (``"encoder"``/``"decoder"``),
-        ``name``, ``kind`` (class name), ``kernel`` and ``strides`` (a ``Conv2D``'s, else None),
-        ``output_shape`` (without the batch axis) and ``params``."""
+        """One dict per layer of the encoder then the decoder: ``part``, ``name``, ``kind``,
+        ``kernel``, ``strides`` (None but for a ``Conv2D``), ``output_shape``, ``params``."""
         return [
             {"part": part, "name": layer.name, "kind": type(layer).__name__,
              "kernel": layer.kernel_size[0] if isinstance(layer, layers.Conv2D) else None,
@@ -471,8 +348,8 @@ class ResVAE(keras.Model):
         ]
 
     def parameter_counts(self) -> dict[str, int]:
-        """Parameters of the ``encoder``, the ``decoder``, the whole model (``total``: both plus
-        the decoder's log sigma and beta) and the ``trainable`` ones."""
+        """Parameters of the ``encoder``, the ``decoder``, the model (``total``) and the
+        ``trainable`` ones."""
         return {"encoder": int(self.encoder.count_params()),
                 "decoder": int(self.decoder.count_params()), "total": int(self.count_params()),
                 "trainable": int(sum(np.prod(w.shape) for w in self.trainable_weights))}
@@ -488,14 +365,10 @@ class ResVAE(keras.Model):
 
     @property
     def effective_beta(self):
-        """``2 sigma^2 beta`` of the Gaussian decoders (see ``effective_beta``); None for Bernoulli.
-
-        The fixed-sigma ``gaussian`` likelihood has ``2 sigma^2 = 1``, so there it is ``beta``.
-        """
+        """``2 sigma^2 beta`` (see ``effective_beta``); None for Bernoulli."""
         sigma = self.decoder_sigma
         return None if sigma is None else effective_beta(sigma, self.beta)
 
-    # -- the loss --------------------------------------------------------------
     def _log_sigma(self):
         """log of the learned decoder sigma, held at or above ``log(sigma_min)``."""
         log_sigma = ops.cast(self.log_sigma, "float32")
@@ -520,29 +393,17 @@ class ResVAE(keras.Model):
     def elbo_terms(self, x, training=False, seed=None):
         """The one pass behind every loss and ELBO: encode, draw z, decode, score.
 
-        ``train_step``, ``test_step``, ``elbo``, ``evaluate`` and ``bench.flops_per_image``
-        all call this, so they cannot disagree.
-
-        Args:
-            x: images float32 in [0, 1], shape ``(N, S, S, 3)``.
-            training: passed to the layers (normalization statistics).
-            seed: the noise of the posterior draw z ~ q(z|x): ``None`` uses the model's
-                own seed generator (training), an int or a ``keras.random.SeedGenerator``
-                gives reproducible draws (evaluation). Ignored for ``kind="ae"`` (z = z_mean).
-
-        Returns:
-            dict of float32 tensors: ``z_mean``, ``z_log_var`` ``(N, latent_dim)``;
-            ``reconstruction`` = -log p(x|z) and ``kl`` = KL(q(z|x) || N(0, I)) per image,
-            ``(N,)``, in nats (``kl`` is 0 for ``kind="ae"``); ``loss`` =
-            ``reconstruction + beta_weight * kl``, the training objective per image.
+        ``seed`` of the draw z ~ q(z|x): ``None`` uses the model's own generator (training),
+        an int or ``SeedGenerator`` gives reproducible draws. Returns float32 tensors:
+        ``z_mean``, ``z_log_var`` ``(N, d)``; per image ``(N,)``, in nats,
+        ``reconstruction`` = -log p(x|z), ``kl`` (0 for ``kind="ae"``) and
+        ``loss = reconstruction + beta_weight * kl``.
         """
         z_mean, z_log_var = self.encode(x, training=training)
-        if self.kind == "ae":
-            z = z_mean
-        else:
-            z = self.sampling([z_mean, z_log_var], seed=seed)
+        ae = self.kind == "ae"
+        z = z_mean if ae else self.sampling([z_mean, z_log_var], seed=seed)
         reconstruction = self.reconstruction_nll(x, self.decode_logits(z, training=training))
-        if self.kind == "ae":
+        if ae:
             kl = ops.zeros_like(reconstruction)
         else:
             kl = kl_divergence(ops.cast(z_mean, "float32"), ops.cast(z_log_var, "float32"))
@@ -557,22 +418,10 @@ class ResVAE(keras.Model):
     def elbo(self, x, batch_size=256, seed=0, dequantize=True):
         """Per-image negative ELBO of 8-bit images ``x`` (one draw per image), in nats.
 
-        With ``dequantize`` (the default) each value ``k / 255`` is replaced by a point drawn
-        uniformly from its 8-bit bin, ``(k + u - 1/2) / 255`` with u ~ U[0, 1): the expected
-        negative ELBO of those points, plus ``D log 255``, bounds the code length of the 8-bit
-        image from above (``metrics.bits_per_dim`` explains why). One draw per image is an
-        unbiased estimate of that expectation. ``dequantize=False`` scores ``x`` as given,
-        like ``test_step``.
-
-        Args:
-            x: images float32 in [0, 1], shape ``(N, S, S, 3)``.
-            seed: int or ``keras.random.SeedGenerator`` of the dequantization and posterior
-                draws (pass one generator to continue a stream over chunks).
-
-        Returns:
-            dict of numpy float32 arrays of shape ``(N,)``: ``neg_elbo`` (=
-            ``reconstruction + kl``, beta = 1), ``reconstruction`` and ``kl``. The
-            autoencoder (``kind="ae"``) has no prior, so no ELBO: its ``neg_elbo`` is NaN.
+        ``dequantize`` scores ``dequantized(x)``: its expected negative ELBO plus ``D log 255``
+        bounds the 8-bit code length (``metrics.bits_per_dim``). ``seed``: int or
+        ``SeedGenerator`` of all draws. Returns numpy float32 ``(N,)`` arrays ``neg_elbo``
+        (``reconstruction + kl``; NaN for ``kind="ae"``), ``reconstruction`` and ``kl``.
         """
         seed = keras.random.SeedGenerator(seed) if isinstance(seed, int) else seed
         parts = {"reconstruction": [], "kl": []}
@@ -582,13 +431,12 @@ class ResVAE(keras.Model):
             for key, values in parts.items():
                 values.append(ops.convert_to_numpy(terms[key]))
         out = {k: np.concatenate(v) if v else np.zeros(0, np.float32) for k, v in parts.items()}
-        not_a_bound = self.kind == "ae"
-        out["neg_elbo"] = np.full_like(out["kl"], np.nan) if not_a_bound else (
-            out["reconstruction"] + out["kl"]
-        )
+        out["neg_elbo"] = (np.full_like(out["kl"], np.nan) if self.kind == "ae"
+                           else out["reconstruction"] + out["kl"])
         return out
 
-    def _update_trackers(self, terms, loss, batch):
+    def _update_trackers(self, terms, loss):
+        batch = ops.cast(ops.shape(terms["kl"])[0], "float32")
         self.loss_tracker.update_state(loss, sample_weight=batch)
         self.reconstruction_loss_tracker.update_state(
             ops.mean(terms["reconstruction"]), sample_weight=batch
@@ -603,7 +451,6 @@ class ResVAE(keras.Model):
         import tensorflow as tf
 
         x = data[0] if isinstance(data, (tuple, list)) else data
-        batch = ops.cast(ops.shape(x)[0], "float32")
         with tf.GradientTape() as tape:
             terms = self.elbo_terms(x, training=True)
             loss = ops.mean(terms["loss"])
@@ -613,15 +460,13 @@ class ResVAE(keras.Model):
             scaled = self.optimizer.scale_loss(loss / replicas)
         gradients = tape.gradient(scaled, self.trainable_weights)
         self.optimizer.apply_gradients(zip(gradients, self.trainable_weights, strict=True))
-        return self._update_trackers(terms, loss, batch)
+        return self._update_trackers(terms, loss)
 
     def test_step(self, data):
         x = data[0] if isinstance(data, (tuple, list)) else data
-        batch = ops.cast(ops.shape(x)[0], "float32")
         terms = self.elbo_terms(x, training=False)
-        return self._update_trackers(terms, ops.mean(terms["loss"]), batch)
+        return self._update_trackers(terms, ops.mean(terms["loss"]))
 
-    # -- serialisation -----------------------------------------------------------
     def get_config(self):
         config = super().get_config()
         config.update({name: getattr(self, name) for name in CONFIG_ARGUMENTS})
@@ -648,22 +493,17 @@ def nonfinite_weights(model) -> list[str]:
 
 
 def load_model(path, check_finite=True):
-    """The ``ResVAE`` saved in the ``.keras`` file ``path``, checked.
+    """The ``ResVAE`` saved in the ``.keras`` file ``path``.
 
-    Works in a fresh process (``resvae_keras.load_model``). Raises
-    ``FileNotFoundError`` when the file is missing, and ``ModelFileError`` (a
-    ``ValueError``) when it is damaged (e.g. truncated), holds another kind of model,
-    or, with ``check_finite``, holds NaN or infinite weights (a diverged run).
+    Raises ``FileNotFoundError`` when it is missing, ``ModelFileError`` when it is damaged,
+    holds another model or (``check_finite``) NaN or infinite weights.
     """
     return load_keras_file(path, ResVAE, check_finite=check_finite)
 
 
 def load_keras_file(path, cls, check_finite=True, remedy=None):
-    """The Keras model of class ``cls`` saved in ``path``, checked as ``load_model`` says.
-
-    ``remedy``: what the messages of a damaged or non-finite file tell the user to do
-    (default: restore the file or train the run again).
-    """
+    """The model of class ``cls`` saved in ``path``, checked as ``load_model`` says;
+    ``remedy`` is the advice the errors give."""
     from resvae_keras.data._io import display_path
 
     path = Path(path)
@@ -671,7 +511,8 @@ def load_keras_file(path, cls, check_finite=True, remedy=None):
     remedy = remedy or ("Restore it, or train the run again (README, section \"When things go "
                         "wrong\").")
     if not path.is_file():
-        raise FileNotFoundError(f"{shown} does not exist: train the run first (python -m resvae_keras train)")
+        raise FileNotFoundError(
+            f"{shown} does not exist: train the run first (python -m resvae_keras train)")
     damaged = (f"{shown} is damaged: not a complete .keras (zip) file ({path.stat().st_size:,} "
                "bytes), e.g. cut short by a full disk or an interrupted copy. ")
     if not zipfile.is_zipfile(path):
@@ -683,8 +524,8 @@ def load_keras_file(path, cls, check_finite=True, remedy=None):
                                              f"{type(error).__name__}: {error}") + remedy) from None
     if not isinstance(model, cls):
         raise ModelFileError(
-            f"{shown} holds a {type(model).__name__}, not a {cls.__name__}; give the model.keras of a "
-            "run trained by resvae_keras"
+            f"{shown} holds a {type(model).__name__}, not a {cls.__name__}; give the model.keras "
+            "of a run trained by resvae_keras"
         )
     bad = nonfinite_weights(model) if check_finite else []
     if bad:

@@ -1,16 +1,8 @@
-"""Every kind of figure the notebooks and the report use, each drawn once.
+"""Every kind of figure the notebooks and the report use.
 
-Each function returns the matplotlib Figure. With ``name="..."`` it is also saved
-as ``figures/<name>.png`` under the project root (see ``config.project_root``).
-With ``demo=True`` the title gets the suffix " (data demo)", so no figure made
-from the synthetic demo faces can pass for a CelebA result.
-
-Every word drawn (titles, axis labels, legend entries) is a parameter whose default is in
-Bahasa Indonesia, the language of the notebooks and of the report; the report shows the
-notebooks' own figures.
-
-Figures are made with pyplot so notebooks show them inline; a script that makes
-many should ``plt.close(fig)`` each one after saving.
+Each function returns the matplotlib Figure; ``name="..."`` also saves it as
+``figures/<name>.png``, and ``demo=True`` adds " (data demo)" to the title and saves under
+``figures/demo/``. Every word drawn is a parameter with a Bahasa Indonesia default.
 """
 
 from __future__ import annotations
@@ -34,16 +26,6 @@ def _pyplot():
     return plt
 
 
-def figures_dir(demo: bool = False) -> Path:
-    """``figures/`` under the project root; ``figures/demo/`` for figures of demo data.
-
-    Demo figures go to their own (git-ignored) folder so that running the notebooks on
-    the demo profile, as ``make test`` does, never overwrites the report's figures.
-    """
-    root = project_root() / "figures"
-    return root / "demo" if demo else root
-
-
 def _set_title(fig, title: str | None, demo: bool) -> None:
     """Set the suptitle to ``title`` (or keep the current one), adding the demo label."""
     text = title if title is not None else fig.get_suptitle()
@@ -54,24 +36,22 @@ def _set_title(fig, title: str | None, demo: bool) -> None:
 
 
 def save_figure(fig, name: str, demo: bool = False) -> Path:
-    """Save ``fig`` as ``figures/<name>.png`` (dpi 120, tight box); returns the path.
-
-    ``demo=True`` adds " (data demo)" to the suptitle first (once) and saves into
-    ``figures/demo/`` instead.
-    """
+    """Save ``fig`` as ``figures/<name>.png`` (``figures/demo/`` for demo data, which is
+    git-ignored so demo runs never overwrite the report's figures); returns the path."""
     if not name or Path(name).is_absolute():
         raise ValueError(
             f"name={name!r}: give a file name relative to figures/, e.g. 'loss_curves'"
         )
     _set_title(fig, None, demo)
-    path = figures_dir(demo) / (name if name.endswith(".png") else f"{name}.png")
+    folder = project_root() / "figures" / ("demo" if demo else "")
+    path = folder / (name if name.endswith(".png") else f"{name}.png")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI, bbox_inches="tight")
     return path
 
 
 def _finish(fig, title: str | None, name: str | None, demo: bool):
-    """Common ending of every plot function: title, demo label, optional save."""
+    """Title, demo label, optional save."""
     _set_title(fig, title, demo)
     if name:
         save_figure(fig, name, demo)
@@ -122,22 +102,15 @@ def image_grid(
     name: str | None = None,
     demo: bool = False,
 ):
-    """Images in a grid, drawn as one mosaic (fast even for hundreds of faces).
-
-    Args:
-        images: float in [0, 1], shape (N, H, W, 3) (laid out in ``nrow`` rows, about
-            square by default) or (rows, cols, H, W, 3) (kept as given).
-        captions: one short text under each image, in reading order.
-        row_labels, col_labels: text left of each row / under each column.
-    """
+    """Images float [0, 1], (N, H, W, 3) in ``nrow`` rows (about square by default) or
+    (rows, cols, H, W, 3), drawn as one mosaic; ``captions`` go under each image in order."""
     grid = _as_grid(images, nrow)
     rows, cols, height, width, _ = grid.shape
     pad = max(1, height // 32)
     pad_below = pad + (height // 4 if captions is not None else 0)
     mosaic = _mosaic(grid, pad, pad_below)
     tile_inches = min(1.1, 12.0 / cols)
-    plt = _pyplot()
-    fig, ax = plt.subplots(
+    fig, ax = _pyplot().subplots(
         figsize=(tile_inches * cols + 0.5, tile_inches * rows * (height + pad_below) / height + 0.3)
     )
     ax.imshow(mosaic.squeeze(-1) if mosaic.shape[-1] == 1 else mosaic, cmap="gray", vmin=0, vmax=1)
@@ -185,10 +158,7 @@ def attribute_grid(
     name: str | None = None,
     demo: bool = False,
 ):
-    """Attribute arithmetic: grid float [0, 1], shape (n, len(strengths), H, W, 3).
-
-    ``xlabel`` defaults to "kekuatan vektor '<attribute>' yang ditambahkan ke z".
-    """
+    """Attribute arithmetic: grid float [0, 1], shape (n, len(strengths), H, W, 3)."""
     vector = f"vektor '{attribute}'" if attribute else "vektor atribut"
     return image_grid(grid, row_labels=row_labels,
                       col_labels=[f"{s:+g}" if s else "0" for s in strengths],
@@ -211,8 +181,7 @@ def crop_examples(
     from resvae_keras.data import crop_box
 
     names = list(cache.table.index[:n])
-    plt = _pyplot()
-    fig, axes = plt.subplots(2, len(names), figsize=(2.2 * len(names), 5.2), squeeze=False)
+    fig, axes = _pyplot().subplots(2, len(names), figsize=(2.2 * len(names), 5.2), squeeze=False)
     for i, image_name in enumerate(names):
         original = cache.original(image_name)
         left, top, right, bottom = crop_box(*original.size)
@@ -251,16 +220,10 @@ def loss_curves(
     name: str | None = None,
     demo: bool = False,
 ):
-    """Training curves: one panel each for loss, reconstruction_loss and kl_loss.
+    """Training curves, one panel each for loss, reconstruction_loss and kl_loss.
 
-    Args:
-        history: one row per epoch (``History.history`` as a DataFrame, or the run's
-            ``history.csv``); ``val_<column>`` is drawn as validation when present,
-            an ``epoch`` column as x when present (else 1, 2, ...).
-        unit: unit of the losses, for the y labels.
-        panel_titles: ``{column: title}``, default ``_LOSS_PANELS``.
-        ylabel: the y label of every panel (default "<column> (<unit>)").
-        series_labels: legend names of the training and the validation curve.
+    ``history`` has one row per epoch (e.g. ``history.csv``); ``val_<column>`` is drawn as
+    validation and an ``epoch`` column as x when present.
     """
     from matplotlib.ticker import MaxNLocator
 
@@ -271,11 +234,8 @@ def loss_curves(
             f"history has none of the columns {list(_LOSS_PANELS)}; got {list(history.columns)}"
         )
     epochs = history["epoch"] if "epoch" in history.columns else np.arange(1, len(history) + 1)
-    plt = _pyplot()
-    fig, axes = plt.subplots(
-        1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False, layout="constrained"
-    )
-    for ax, column in zip(axes[0], panels, strict=True):
+    fig, axes = _panels(len(panels), width=4.2, height=3.6)
+    for ax, column in zip(axes, panels, strict=True):
         ax.plot(epochs, history[column], marker=".", label=series_labels[0])
         if f"val_{column}" in history.columns:
             ax.plot(epochs, history[f"val_{column}"], marker=".", label=series_labels[1])
@@ -299,16 +259,11 @@ def metric_bars(
     name: str | None = None,
     demo: bool = False,
 ):
-    """One bar per row of a metric table, with optional error bars.
+    """One bar per row of a metric table.
 
-    Args:
-        table: Series (index: names, values: the metric) or DataFrame with the
-            metric in column ``value`` (default: the first column) and, optionally,
-            error bar half-widths in column ``error`` (default: ``"error"`` if present).
-        xlabel, ylabel: labels of the category axis and of the value axis.
-        hlines: ``{label: value}`` dashed reference lines across the bars (e.g. chance).
-        limits: ``(low, high)`` of the value axis.
-        horizontal: bars along x, first row at the bottom (for many long names).
+    ``table``: a Series, or a DataFrame with the metric in column ``value`` (default: the
+    first) and error-bar half-widths in column ``error`` (default: ``"error"`` if present).
+    ``hlines``: ``{label: value}`` reference lines; ``limits``: range of the value axis.
     """
     if isinstance(table, pd.Series):
         values, errors = table, None
@@ -320,7 +275,8 @@ def metric_bars(
     labels = [str(label) for label in values.index]
     spread = None if errors is None else errors.to_numpy(float)
     if horizontal:
-        fig, ax = plt.subplots(figsize=(6.0, max(2.5, 0.2 * len(values) + 1.0)), layout="constrained")
+        fig, ax = plt.subplots(figsize=(6.0, max(2.5, 0.2 * len(values) + 1.0)),
+                               layout="constrained")
         bars = ax.barh(labels, values.to_numpy(float), xerr=spread, capsize=4, color="tab:blue")
         ax.tick_params(axis="y", labelsize=8)
     else:
@@ -359,26 +315,18 @@ def line_plot(
     name: str | None = None,
     demo: bool = False,
 ):
-    """Several curves on one pair of axes (norms along paths, rate-distortion, time).
+    """Several curves on one pair of axes.
 
-    Args:
-        x: shared x values, or ``None``: the index of a DataFrame ``ys``, or no shared x
-            when every curve is an ``(x, y)`` pair.
-        ys: ``{label: y}`` or a DataFrame (one curve per column); a value may also
-            be an ``(x, y)`` pair, for curves with their own x (e.g. wall-clock).
-        hlines: ``{label: y}`` dashed reference lines.
-        styles: ``{label: matplotlib line options}``, e.g. ``{"plain, seed 1":
-            {"color": "tab:orange", "linestyle": "--"}}``.
-        point_labels: ``{label: one text per point}`` written beside the points of a curve.
-        integer_x: only whole numbers on the x axis (epochs).
+    ``ys``: ``{label: y}`` or a DataFrame (x defaults to its index); a value may be an
+    ``(x, y)`` pair with its own x. ``styles``: ``{label: line options}``;
+    ``point_labels``: ``{label: one text per point}``; ``hlines``: ``{label: y}``.
     """
     from matplotlib.ticker import MaxNLocator
 
     if x is None and isinstance(ys, pd.DataFrame):
         x = ys.index
     styles, point_labels = styles or {}, point_labels or {}
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    fig, ax = _pyplot().subplots(figsize=(5.5, 3.6))
     for label, curve in ys.items():
         curve_x, curve_y = curve if isinstance(curve, tuple) else (x, curve)
         curve_x, curve_y = np.asarray(curve_x), np.asarray(curve_y)
@@ -411,10 +359,7 @@ def norm_plot(
     name: str | None = None,
     demo: bool = False,
 ):
-    """``latent.norm_along_path`` output, with the typical-set radius sqrt(d) marked.
-
-    ``hline_labels`` names the two reference lines, at sqrt(d) and sqrt(d / 2).
-    """
+    """``latent.norm_along_path`` output, with lines at sqrt(d) and sqrt(d / 2)."""
     return line_plot(
         None,
         norms,
@@ -443,18 +388,10 @@ def latent_scatter(
     name: str | None = None,
     demo: bool = False,
 ):
-    """2-D projection of codes (e.g. ``latent_space.pca_2d``), coloured by a label.
-
-    Args:
-        coords: shape (N, 2).
-        labels: None, bool (N,) (e.g. an attribute), categorical (N,), or numbers
-            with many distinct values (drawn with a colour bar).
-        explained_variance_ratio: two shares, shown in the axis labels (``variance_text``).
-        absent_label: legend name of the ``False`` group of bool labels.
-    """
+    """2-D codes (N, 2) (e.g. ``latent_space.pca_2d``) coloured by ``labels``: None, bool,
+    categorical, or numbers with over 10 values (a colour bar)."""
     coords = np.asarray(coords)
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.2, 4.4))
+    fig, ax = _pyplot().subplots(figsize=(5.2, 4.4))
     style = dict(s=6, alpha=0.6)
     if labels is None:
         ax.scatter(coords[:, 0], coords[:, 1], **style)
@@ -497,8 +434,7 @@ def score_histograms(
         group: np.asarray(values, dtype=float).ravel() for group, values in scores_by_group.items()
     }
     edges = np.histogram_bin_edges(np.concatenate(list(scores.values())), bins=bins)
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    fig, ax = _pyplot().subplots(figsize=(5.5, 3.6))
     for group, values in scores.items():
         ax.hist(values, bins=edges, density=True, alpha=0.45, label=f"{group} (n={len(values)})")
     ax.set(xlabel=xlabel, ylabel=ylabel)
@@ -517,8 +453,7 @@ def roc_curves(
     demo: bool = False,
 ):
     """ROC curves: ``{name: (fpr, tpr, auc)}``, with the chance diagonal."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(4.6, 4.4))
+    fig, ax = _pyplot().subplots(figsize=(4.6, 4.4))
     for label, (fpr, tpr, auc) in curves.items():
         ax.plot(fpr, tpr, label=f"{label} (AUC {auc:.3f})")
     ax.plot([0, 1], [0, 1], linestyle="--", color="gray", linewidth=1, label=chance_label)
@@ -532,9 +467,8 @@ def roc_curves(
 
 
 def _panels(n: int, width: float = 3.6, height: float = 3.4):
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, n, figsize=(width * n, height), squeeze=False,
-                             layout="constrained")
+    fig, axes = _pyplot().subplots(1, n, figsize=(width * n, height), squeeze=False,
+                                   layout="constrained")
     return fig, axes[0]
 
 
@@ -548,14 +482,8 @@ def arm_points(
     name: str | None = None,
     demo: bool = False,
 ):
-    """One panel per measure: every seed of every arm as a dot, and the arm's mean with its
-    95 % t interval (no interval below 2 seeds); tick labels say the seeds (n).
-
-    Args:
-        table: one row per run with an ``arm`` column and the measure columns.
-        columns: ``{column: y label}``, one panel each.
-        arms: ``{arm: label}`` in drawing order (default: the arms of ``table`` as they come).
-    """
+    """One panel per ``{column: y label}``: every run of each ``arm`` as a dot, and the
+    arm's mean with its 95 % t interval (from 2 seeds). ``arms``: ``{arm: label}``, in order."""
     from scipy import stats
 
     arms = dict(arms or {a: a for a in table["arm"].unique()})
@@ -591,13 +519,8 @@ def grouped_curves(
     name: str | None = None,
     demo: bool = False,
 ):
-    """Curves coloured by group (e.g. every seed of every arm), one legend entry per group.
-
-    Args:
-        curves: ``{run: (x, y)}``.
-        groups: ``{run: group}``; runs of a group share a colour.
-        vlines, hlines: ``{label: position}`` dotted reference lines (an equal time, a loss).
-    """
+    """Curves ``{run: (x, y)}`` coloured by ``groups`` (``{run: group}``), one legend entry
+    per group; ``vlines``, ``hlines``: ``{label: position}`` reference lines."""
     fig, axes = _panels(1, width=5.8, height=3.8)
     ax = axes[0]
     colours = _pyplot().rcParams["axes.prop_cycle"].by_key()["color"]
@@ -629,16 +552,8 @@ def trend_with_spread(
     name: str | None = None,
     demo: bool = False,
 ):
-    """A single-seed sweep as a trend line, with a band of the seed-to-seed spread around it
-    (for categories: points with the spread as error bars).
-
-    Args:
-        trend: ``study.sweep_trend`` output: ``x``, ``n_seeds``, each column and
-            ``<column>_seed_sd``. Points of several seeds are drawn larger. A non-numeric
-            ``x`` (e.g. likelihood names) is drawn at positions 0, 1, ...
-        columns: ``{column: y label}``, one panel each.
-        spread_label, point_label, mean_label: legend entries (``{n}``: the seeds).
-    """
+    """A sweep (``study.sweep_trend`` output) as a trend line with a band of the seed-to-seed
+    spread (``<column>_seed_sd``); a non-numeric ``x`` gives points with error bars."""
     numeric = pd.api.types.is_numeric_dtype(trend["x"])
     x = trend["x"].to_numpy(float) if numeric else np.arange(len(trend))
     fig, axes = _panels(len(columns))

@@ -143,7 +143,7 @@ def test_two_stage_sampler_save_load_round_trip(tmp_path):
     z_mean, z_log_var = _codes(n=128)
     sampler = latent.TwoStageSampler(width=16, depth=2, epochs=2, batch_size=32, seed=3)
     sampler.fit(z_mean, z_log_var)
-    path = tmp_path / latent.TwoStageSampler.FILE
+    path = tmp_path / "two_stage.keras"
     sampler.save(path)
     loaded = latent.TwoStageSampler.load(path)
     assert isinstance(loaded.vae_, latent.SecondStageVAE)
