@@ -475,7 +475,7 @@ def write_samples(run_dir, n: int = 64, out_dir="samples", temperature: float = 
 
     from resvae_keras.data._io import check_free_space
 
-    n = latent._check_count(n, "n (--n)")
+    n = latent.check_count(n, "n (--n)")
     temperature = latent.check_temperature(temperature)
     if isinstance(seed, bool) or not 0 <= int(seed) < 2**32:
         raise ValueError(f"seed={seed!r} (--seed): expected an integer in [0, 4294967295]")

@@ -32,7 +32,7 @@ def to_numpy(x, dtype=np.float32) -> np.ndarray:
     return np.asarray(x, dtype=dtype)
 
 
-def _check_count(n, argument: str = "n") -> int:
+def check_count(n, argument: str = "n") -> int:
     if int(n) < 1:
         raise ValueError(f"{argument}={n!r}: ask for at least one sample")
     return int(n)
@@ -98,7 +98,7 @@ def encode_split(model, cache, split: str = "train", limit: int | None = None,
 
 def prior_samples(n: int, latent_dim: int, temperature: float = 1.0, seed: int = 0) -> np.ndarray:
     """Draws from the prior N(0, temperature^2 I): float32, shape (n, latent_dim)."""
-    n = _check_count(n)
+    n = check_count(n)
     temperature = check_temperature(temperature)
     rng = np.random.default_rng(seed)
     return (temperature * rng.standard_normal((n, int(latent_dim)))).astype(np.float32)
@@ -155,7 +155,7 @@ class GaussianMixtureSampler:
         """float32 codes (n, latent_dim), shuffled; ``temperature`` scales each draw's
         distance to its component mean."""
         self._check_fitted()
-        n = _check_count(n)
+        n = check_count(n)
         temperature = check_temperature(temperature)
         self.mixture_.set_params(random_state=seed)
         z, component = self.mixture_.sample(n)
@@ -350,7 +350,7 @@ class TwoStageSampler:
                batch_size: int = 1024) -> np.ndarray:
         """float32 codes (n, latent_dim): z ~ N(z_hat(u), T^2 gamma^2) at u ~ N(0, T^2 I)."""
         self._check_fitted()
-        n = _check_count(n)
+        n = check_count(n)
         temperature = check_temperature(temperature)
         rng = np.random.default_rng(seed)
         u = (temperature * rng.standard_normal((n, self.latent_dim))).astype(np.float32)

@@ -159,9 +159,12 @@ class Results(study_results.Study):
         return table.sort_values("sigma_min") if len(table) else table
 
     @cached_property
-    def ae(self) -> dict:
-        """``metrics.json`` of the autoencoder at the main run's architecture and budget."""
-        return study_results.load_run(self.main_dir.parent / f"{MAIN_RUN}-ae")["metrics"] or {}
+    def beside(self) -> dict[str, dict]:
+        """``study_results.load_run`` of the runs beside the main one (``celeba-subset-<key>``):
+        ``adam``, the previous default (Adam); ``ae``, the autoencoder at its architecture and
+        budget."""
+        return {key: study_results.load_run(self.main_dir.parent / f"{MAIN_RUN}-{key}")
+                for key in ("adam", "ae")}
 
     @cached_property
     def levers(self) -> pd.DataFrame:
@@ -255,9 +258,10 @@ def table_data(results: Results) -> str | None:
 
 
 def _config_value(key: str, config: dict | None) -> str:
-    value = (config or {}).get(key, DASH)
-    if key == "likelihood":
-        return NAMES["likelihood"].get(value, str(value))
+    # a config.json written before a field existed had that field's default
+    value = config.get(key, getattr(Config, key, DASH)) if config else DASH
+    if key in ("likelihood", "optimizer"):
+        return NAMES[key].get(value, str(value))
     if key == "mixed_precision":
         return "float32" if value is None else str(value)
     if isinstance(value, list):  # the widths per stage, or the study's seeds
@@ -482,16 +486,20 @@ def table_pembanding(results: Results) -> str | None:
     m, words = results.main, TABLES["pembanding"]
     if not lookup(m, "reconstruction.psnr"):
         return None
-    rec = m["reconstruction"]
-    rows = [(words["model"].format(lookup(m, "model.latent_dim")),
-             {"psnr": rec["psnr"], "ssim": rec["ssim"], "bpd": lookup(rec, "bits_per_dim.mean")})]
+    def model_row(run: dict, word: str) -> tuple:
+        metrics, config = run["metrics"], run["config"] or {}
+        rec = metrics["reconstruction"]
+        optimizer = _config_value("optimizer", config)
+        name = word.format(latent=lookup(metrics, "model.latent_dim"), optimizer=optimizer,
+                           epochs=lookup(metrics, "training.epochs"))
+        return name, {"psnr": rec["psnr"], "ssim": rec["ssim"],
+                      "bpd": lookup(rec, "bits_per_dim.mean")}
+
+    rows = [model_row(results.main_run, words["model"])]
+    rows += [model_row(run, words[key]) for key, run in results.beside.items() if run["metrics"]]
     rows += [(words["pca"].format(b["n_components"]),
               {"psnr": b["psnr"], "ssim": b["ssim"], "bpd": b["ppca_bits_per_dim"]})
              for b in (m.get("baselines") or {}).values()]
-    if results.ae:
-        ae = results.ae["reconstruction"]
-        rows.append((words["ae"].format(lookup(results.ae, "training.epochs")),
-                     {"psnr": ae["psnr"], "ssim": ae["ssim"], "bpd": None}))
     return _table("pembanding", rows)
 
 
