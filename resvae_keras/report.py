@@ -51,7 +51,8 @@ def prose_record(results: Results) -> dict:
         **{key: {**(lookup(run, "metrics.reconstruction") or {}),
                  **(lookup(run, "metrics.training") or {})} for key, run in results.beside.items()},
         "samples": samples, "real": lookup(next(iter(samples.values()), {}), "diversity"),
-        "fs": {k.replace(".", ""): v for k, v in (lookup(m, "face_space.rows") or {}).items()},
+        "fs": _face_space(m),
+        "adam_fs": _face_space(results.beside["adam"]["metrics"]),
         "other": {k: v.get("reconstruction", v) for k, v in results.other_metrics.items()},
         "sweep": {"s" + f"{float(r['sigma_min']):g}".replace(".", ""): r.to_dict()
                   for _, r in results.sweep.iterrows()},
@@ -73,6 +74,12 @@ def prose_record(results: Results) -> dict:
                              "elbo_min": min(elbo, default=None),
                              "elbo_max": max(elbo, default=None)}
     return record
+
+
+def _face_space(metrics: dict | None) -> dict:
+    """A run's face-space rows by sampler, dots dropped from their names (``prior_t0.7`` ->
+    ``prior_t07``) so that the template can name them."""
+    return {k.replace(".", ""): v for k, v in (lookup(metrics, "face_space.rows") or {}).items()}
 
 
 def _slug(x) -> str:
