@@ -49,10 +49,10 @@ def prose_record(results: Results) -> dict:
                  "blocks": config.blocks_per_stage, "latent_dim": config.latent_dim},
         "main": m, "config": results.main_run["config"], "rec": rec,
         **{key: {**(lookup(run, "metrics.reconstruction") or {}),
-                 **(lookup(run, "metrics.training") or {})} for key, run in results.beside.items()},
+                 **(lookup(run, "metrics.training") or {}), "fs": _face_space(run["metrics"])}
+           for key, run in results.beside.items()},
         "samples": samples, "real": lookup(next(iter(samples.values()), {}), "diversity"),
         "fs": _face_space(m),
-        "adam_fs": _face_space(results.beside["adam"]["metrics"]),
         "other": {k: v.get("reconstruction", v) for k, v in results.other_metrics.items()},
         "sweep": {"s" + f"{float(r['sigma_min']):g}".replace(".", ""): r.to_dict()
                   for _, r in results.sweep.iterrows()},
