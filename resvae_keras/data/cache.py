@@ -210,8 +210,16 @@ def prepare(data_dir: str | os.PathLike | None = None, size: int = 64,
     }
     target = cache_folder(cache_dir, size, max_images)
     cache, reason = open_cache(target, request)
-    if cache is not None:
-        _remind(cache)
+    if cache is not None:  # repeat the warnings its build gave
+        if cache.manifest.get("skipped"):
+            warnings.warn(
+                f"this cache was built with {len(cache.manifest['skipped'])} unreadable image(s) "
+                f"skipped; see 'skipped' in {display_path(cache.path / 'manifest.json')}",
+                CelebaDataWarning,
+                stacklevel=2,
+            )
+        if cache.manifest.get("split_warning"):
+            warnings.warn(cache.manifest["split_warning"], CelebaDataWarning, stacklevel=2)
         return cache
     if progress:
         print(f"building {display_path(target)} ({reason})", file=sys.stderr)
@@ -220,20 +228,6 @@ def prepare(data_dir: str | os.PathLike | None = None, size: int = 64,
     if cache is None:  # pragma: no cover - would mean the build itself is broken
         raise RuntimeError(f"the cache just built in {target} does not load: {reason}")
     return cache
-
-
-def _remind(cache: Cache) -> None:
-    """Repeat, for a reused cache, the warnings its build gave."""
-    m = cache.manifest
-    if m.get("skipped"):
-        warnings.warn(
-            f"this cache was built with {len(m['skipped'])} unreadable image(s) skipped; "
-            f"see 'skipped' in {display_path(cache.path / 'manifest.json')}",
-            CelebaDataWarning,
-            stacklevel=3,
-        )
-    if m.get("split_warning"):
-        warnings.warn(m["split_warning"], CelebaDataWarning, stacklevel=3)
 
 
 def open_cache(folder: str | os.PathLike, request: dict | None = None) -> tuple[Cache | None, str]:
@@ -261,7 +255,10 @@ def open_cache(folder: str | os.PathLike, request: dict | None = None) -> tuple[
             return None, f"manifest does not match the request: {detail}"
     try:
         images = np.load(folder / "images.npy", mmap_mode="r")
-        table = _read_table(folder / "table.csv")
+        table = pd.read_csv(folder / "table.csv", index_col="image",
+                            dtype={"image": str, "split": str})
+        table = table.astype({**dict.fromkeys(ATTRIBUTE_NAMES, bool), "partition": np.int8,
+                              "identity": np.int32})
     except (OSError, ValueError, KeyError) as error:
         return None, f"unreadable cache files ({type(error).__name__}: {error})"
     size = manifest["size"]
@@ -270,14 +267,6 @@ def open_cache(folder: str | os.PathLike, request: dict | None = None) -> tuple[
         return None, (f"images {images.shape} / table {len(table)} rows do not match the "
                       f"manifest count {count}")
     return Cache(path=folder, images=images, table=table, manifest=manifest), "ok"
-
-
-def _read_table(path: Path) -> pd.DataFrame:
-    table = pd.read_csv(path, index_col="image", dtype={"image": str, "split": str})
-    table[list(ATTRIBUTE_NAMES)] = table[list(ATTRIBUTE_NAMES)].astype(bool)
-    table["partition"] = table["partition"].astype(np.int8)
-    table["identity"] = table["identity"].astype(np.int32)
-    return table
 
 
 def _build(source: CelebaSource, names, members, request, target: Path, progress, workers) -> None:
@@ -301,12 +290,28 @@ def _build(source: CelebaSource, names, members, request, target: Path, progress
         if split_warning:
             warnings.warn(split_warning, CelebaDataWarning, stacklevel=3)
         table["split"] = split
-        out = table.copy()
-        out[list(ATTRIBUTE_NAMES)] = out[list(ATTRIBUTE_NAMES)].astype(np.int8)
-        out.to_csv(tmp / "table.csv")
+        table.astype({name: np.int8 for name in ATTRIBUTE_NAMES}).to_csv(tmp / "table.csv")
+        known = identity >= 0  # people with images in more than one split, if known
+        pairs = pd.DataFrame({"identity": identity[known], "split": split[known]})
+        shared = pairs.drop_duplicates()["identity"].value_counts().gt(1).sum()
         seconds = time.perf_counter() - started
+        marker = demo_marker(source.root)
         manifest = {
-            **_source_record(source, request),
+            "version": CACHE_VERSION,
+            "complete": True,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "build_id": uuid.uuid4().hex,
+            "request": request,
+            "source": _resolved(source.root),
+            "source_display": display_path(source.root),
+            "layout": source.layout,
+            "images_path": _resolved(source.images),
+            "attributes_file": _resolved(source.attributes_file),
+            "partition_file": _resolved(source.partition_file),
+            "demo": marker is not None,
+            "demo_generator": marker,
+            "crop_rule": CROP_RULE,
+            "size": size,
             "count": len(decoded["kept"]),
             "found": len(names),
             "skipped": decoded["skipped"],
@@ -314,11 +319,11 @@ def _build(source: CelebaSource, names, members, request, target: Path, progress
             "split_rule": split_rule,
             "split_warning": split_warning,
             "split_counts": {s: int((split == s).sum()) for s in SPLITS},
-            "identity_file": str(source.identity_file.resolve()) if source.identity_file else None,
+            "identity_file": _resolved(source.identity_file),
             "split_identities": {
-                s: int(len(np.unique(identity[(split == s) & (identity >= 0)]))) for s in SPLITS
+                s: int(len(np.unique(identity[(split == s) & known]))) for s in SPLITS
             },
-            "identities_in_several_splits": _shared_identities(identity, split),
+            "identities_in_several_splits": int(shared) if known.any() else None,
             "official_test_images_in_training": int(
                 ((table["partition"] == 2) & (table["split"] != "test")).sum()
             ),
@@ -331,24 +336,40 @@ def _build(source: CelebaSource, names, members, request, target: Path, progress
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
 
+def _resolved(path: Path | None) -> str | None:
+    return str(path.resolve()) if path else None
+
+
 def _decode_into(path: Path, source: CelebaSource, names, members, size: int, progress,
                  workers: int) -> dict:
-    """Decode every image of ``names`` into the uint8 file ``path``, skipping unreadable ones;
-    returns ``kept``, ``skipped``, ``source_sizes`` and ``sha256`` of the kept pixels."""
+    """Decode every image of ``names`` into the uint8 file ``path`` in ``workers`` processes,
+    skipping unreadable ones; returns ``kept``, ``skipped``, ``source_sizes`` and ``sha256``
+    of the kept pixels."""
+    from tqdm import tqdm
+
     images = _new_images_file(path, (len(names), size, size, 3))
     kept, skipped, source_sizes = [], [], {}
     digest = hashlib.sha256()
-    for name, (face, error, source_size) in zip(
-        names, _decode_all(source, members, size, progress, workers), strict=True
+    starts = range(0, len(members), _CHUNK)
+    jobs = [(str(source.images), source.is_zip, members[i : i + _CHUNK], size) for i in starts]
+    with (
+        tqdm(total=len(members), desc=f"cropping to {size}x{size}", unit="img",
+             disable=not progress, smoothing=0.1) as bar,
+        process_pool(workers) if workers > 1 else contextlib.nullcontext() as pool,
     ):
-        if face is None:
-            skipped.append({"file": name, "reason": error})
-            continue
-        images[len(kept)] = face
-        digest.update(face)
-        kept.append(name)
-        key = f"{source_size[0]}x{source_size[1]}"
-        source_sizes[key] = source_sizes.get(key, 0) + 1
+        for start, results in zip(starts, (pool.imap if workers > 1 else map)(decode_chunk, jobs),
+                                  strict=True):
+            bar.update(len(results))
+            for name, (face, error, source_size) in zip(names[start : start + _CHUNK], results,
+                                                        strict=True):
+                if face is None:
+                    skipped.append({"file": name, "reason": error})
+                    continue
+                images[len(kept)] = face
+                digest.update(face)
+                kept.append(name)
+                key = f"{source_size[0]}x{source_size[1]}"
+                source_sizes[key] = source_sizes.get(key, 0) + 1
     images.flush()
     del images
     if not kept:
@@ -356,8 +377,15 @@ def _decode_into(path: Path, source: CelebaSource, names, members, size: int, pr
             f"none of the {len(names)} images in {display_path(source.images)} could be read; "
             "see the errors in the warning"
         )
-    if skipped:
-        _truncate_rows(path, len(kept))
+    if skipped:  # keep the first len(kept) rows
+        full = np.load(path, mmap_mode="r")
+        compact_path = path.with_name("images.compact.npy")
+        check_free_space(path.parent, len(kept) * size * size * 3, "compacting the cache")
+        compact = _new_images_file(compact_path, (len(kept), size, size, 3))
+        compact[:] = full[: len(kept)]
+        compact.flush()
+        del compact, full
+        os.replace(compact_path, path)  # inside the build's temporary folder: no reader sees it
         listed = ", ".join(f"{s['file']} ({s['reason']})" for s in skipped[:5])
         warnings.warn(
             f"skipped {len(skipped)} unreadable image(s) of {len(names)} in "
@@ -368,53 +396,6 @@ def _decode_into(path: Path, source: CelebaSource, names, members, size: int, pr
         )
     return {"kept": kept, "skipped": skipped, "sha256": digest.hexdigest(),
             "source_sizes": dict(sorted(source_sizes.items(), key=lambda kv: -kv[1]))}
-
-
-def _source_record(source: CelebaSource, request: dict) -> dict:
-    """The manifest's entries on the build, the request and the source."""
-    marker = demo_marker(source.root)
-    return {
-        "version": CACHE_VERSION,
-        "complete": True,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "build_id": uuid.uuid4().hex,
-        "request": request,
-        "source": str(source.root.resolve()),
-        "source_display": display_path(source.root),
-        "layout": source.layout,
-        "images_path": str(source.images.resolve()),
-        "attributes_file": str(source.attributes_file.resolve()),
-        "partition_file": str(source.partition_file.resolve()) if source.partition_file else None,
-        "demo": marker is not None,
-        "demo_generator": marker,
-        "crop_rule": CROP_RULE,
-        "size": request["size"],
-    }
-
-
-def _shared_identities(identity: np.ndarray, split: np.ndarray) -> int | None:
-    """Known people with images in more than one split (``None``: identities unknown)."""
-    known = identity >= 0
-    if not known.any():
-        return None
-    pairs = pd.DataFrame({"identity": identity[known], "split": split[known]}).drop_duplicates()
-    return int((pairs["identity"].value_counts() > 1).sum())
-
-
-def _decode_all(source: CelebaSource, members, size, progress, workers):
-    """Yield ``(face, error, source_size)`` per member, in order, decoding in worker processes."""
-    from tqdm import tqdm
-
-    jobs = [
-        (str(source.images), source.is_zip, members[i : i + _CHUNK], size)
-        for i in range(0, len(members), _CHUNK)
-    ]
-    with tqdm(total=len(members), desc=f"cropping to {size}x{size}", unit="img",
-              disable=not progress, smoothing=0.1) as bar:
-        with process_pool(workers) if workers > 1 else contextlib.nullcontext() as pool:
-            for results in (pool.imap if workers > 1 else map)(decode_chunk, jobs):
-                bar.update(len(results))
-                yield from results
 
 
 def _new_images_file(path: Path, shape: tuple[int, ...]) -> np.memmap:
@@ -434,19 +415,6 @@ def _new_images_file(path: Path, shape: tuple[int, ...]) -> np.memmap:
     return images
 
 
-def _truncate_rows(path: Path, count: int) -> None:
-    """Rewrite ``images.npy`` keeping its first ``count`` rows (after skipped images)."""
-    full = np.load(path, mmap_mode="r")
-    compact_path = path.with_name("images.compact.npy")
-    check_free_space(path.parent, count * int(np.prod(full.shape[1:])), "compacting the cache")
-    compact = _new_images_file(compact_path, (count, *full.shape[1:]))
-    for start in range(0, count, 4096):
-        compact[start : start + 4096] = full[start : min(start + 4096, count)]
-    compact.flush()
-    del compact, full
-    os.replace(compact_path, path)  # inside the build's temporary folder: no reader sees it
-
-
 def assign_splits(partition: np.ndarray,
                   identity: np.ndarray | None = None) -> tuple[np.ndarray, str]:
     """Split names ("train"/"val"/"test") for rows sorted by file name, and the rule used.
@@ -461,22 +429,6 @@ def assign_splits(partition: np.ndarray,
     if message:
         warnings.warn(message, CelebaDataWarning, stacklevel=2)
     return split, rule
-
-
-def _block_sizes(n: int, group: list[str], missing: list[str], keeper: str, need: int,
-                 what: str) -> dict:
-    """Sizes of consecutive 80:10:10 blocks of ``n`` items; ``keeper`` absorbs the rounding."""
-    total = sum(SPLIT_FRACTIONS[s] for s in group)
-    sizes = {
-        s: max(1 if s in missing else 0, round(n * SPLIT_FRACTIONS[s] / total)) for s in group
-    }
-    sizes[keeper] = n - sum(k for s, k in sizes.items() if s != keeper)
-    if sizes[keeper] < need:
-        raise ValueError(
-            f"only {n} {what}: too few to fill the empty split(s) {missing}; "
-            "use more images (max_images)"
-        )
-    return sizes
 
 
 def _assign_splits(
@@ -494,7 +446,7 @@ def _assign_splits(
 
     known = {name: n for name, n in counts.items() if n}
     donor = max(known, key=known.get) if known else None
-    pool = np.flatnonzero(split == donor) if donor else np.flatnonzero(split == "")
+    pool = np.flatnonzero(split == (donor or ""))
     group = [s for s in SPLITS if s in missing or s == donor]
     keeper, need = donor or "train", 1 if donor else 0  # the block that absorbs rounding
     source = (
@@ -502,33 +454,42 @@ def _assign_splits(
         if donor
         else f"all {len(pool)} images (no partition file)"
     )
-    by_identity = identity is not None and bool((np.asarray(identity)[pool] >= 0).all())
+    people = None if identity is None else np.asarray(identity)[pool]
+    by_identity = people is not None and bool((people >= 0).all())
+    # whole people (shuffled) or images (in file-name order) are cut into consecutive blocks
+    units = pool
     if by_identity:
-        people = np.asarray(identity)[pool]
-        shuffled = np.random.default_rng(SPLIT_SEED).permutation(np.unique(people))
-        sizes = _block_sizes(len(shuffled), group, missing, keeper, need, "identities")
-        start, described = 0, []
-        for s in group:
-            members = np.isin(people, shuffled[start : start + sizes[s]])
-            split[pool[members]] = s
-            start += sizes[s]
-            described.append(f"{s} {int(members.sum())} images of {sizes[s]} people")
+        units = np.random.default_rng(SPLIT_SEED).permutation(np.unique(people))
+    total = sum(SPLIT_FRACTIONS[s] for s in group)
+    sizes = {
+        s: max(1 if s in missing else 0, round(len(units) * SPLIT_FRACTIONS[s] / total))
+        for s in group
+    }
+    sizes[keeper] = len(units) - sum(k for s, k in sizes.items() if s != keeper)
+    if sizes[keeper] < need:
+        raise ValueError(
+            f"only {len(units)} {'identities' if by_identity else 'image(s)'}: too few to fill "
+            f"the empty split(s) {missing}; use more images (max_images)"
+        )
+    start, described = 0, []
+    for s in group:
+        block = units[start : start + sizes[s]]
+        rows = pool[np.isin(people, block)] if by_identity else block
+        split[rows] = s
+        start += sizes[s]
+        described.append(f"{s} {len(rows)} images of {sizes[s]} people" if by_identity
+                         else f"{s} {sizes[s]}")
+    if by_identity:
         rule = (
             f"fallback by identity: the official partition leaves {', '.join(missing)} empty, so "
-            f"{source} are split by person: their {len(shuffled)} identities, shuffled with seed "
+            f"{source} are split by person: their {len(units)} identities, shuffled with seed "
             f"{SPLIT_SEED}, are cut 80:10:10 into {', '.join(described)}; no person is in two "
             "splits"
         )
     else:
-        sizes = _block_sizes(len(pool), group, missing, keeper, need, "image(s)")
-        start = 0
-        for s in group:
-            split[pool[start : start + sizes[s]]] = s
-            start += sizes[s]
         rule = (
             f"fallback: the official partition leaves {', '.join(missing)} empty, so {source}, "
-            f"in file-name order, are cut 80:10:10 into "
-            f"{', '.join(f'{s} {sizes[s]}' for s in group)}"
+            f"in file-name order, are cut 80:10:10 into {', '.join(described)}"
         )
     message = rule + " (see data.assign_splits)."
     leaked = int(((partition == 2) & (split != "test")).sum())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import warnings
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -96,7 +97,8 @@ class CelebaSource:
                     if not info.is_dir() and _is_image_name(name):
                         members.setdefault(name, info.filename)
         else:
-            members = {e.name: e.name for e in os.scandir(self.images) if _is_image_entry(e)}
+            members = {e.name: e.name for e in os.scandir(self.images)
+                       if _is_image_name(e.name) and e.is_file()}
         return dict(sorted(members.items()))
 
     def fingerprint(self, names: list[str]) -> str:
@@ -114,7 +116,8 @@ class CelebaSource:
                 content = (self.images / name).read_bytes()
                 digest.update(f"{name}:{len(content)}:{zlib.crc32(content)}\n".encode())
         for path in (self.attributes_file, self.partition_file, self.identity_file):
-            digest.update((_file_sha256(path) if path else "none").encode())
+            digest.update((hashlib.sha256(path.read_bytes()).hexdigest() if path else "none")
+                          .encode())
         return digest.hexdigest()
 
 
@@ -122,45 +125,20 @@ def _is_image_name(name: str) -> bool:
     return name.lower().endswith(IMAGE_SUFFIXES) and not name.startswith(".")
 
 
-def _is_image_entry(entry: os.DirEntry) -> bool:
-    return _is_image_name(entry.name) and entry.is_file()
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def celeba_root(celeba_dir: str | os.PathLike | None = None) -> tuple[Path, str]:
-    """The CelebA root and its origin: the argument, else ``CELEBA_DIR``, else ``data/celeba``."""
-    if celeba_dir is not None:
-        return Path(celeba_dir).expanduser(), "argument"
-    if os.environ.get("CELEBA_DIR"):
-        return Path(os.environ["CELEBA_DIR"]).expanduser(), "CELEBA_DIR"
-    return project_root() / "data" / "celeba", "default data/celeba"
-
-
 def find_celeba(celeba_dir: str | os.PathLike | None = None) -> CelebaSource:
-    """Locate CelebA images and annotation files under ``celeba_root(celeba_dir)``;
-    ``CelebaNotFoundError`` names every path tried."""
-    root, origin = celeba_root(celeba_dir)
-    tried = []
-    images = layout = None
-    if root.is_dir():
-        for candidate_layout, relative in _IMAGE_CANDIDATES:
-            path = root / relative
-            tried.append(path)
-            if _holds_images(path):
-                images, layout = path, candidate_layout
-                break
+    """Locate CelebA images and annotation files under ``celeba_dir``, else ``CELEBA_DIR``,
+    else ``data/celeba``; ``CelebaNotFoundError`` names every path tried."""
+    if celeba_dir is not None:
+        root, origin = Path(celeba_dir).expanduser(), "argument"
+    elif os.environ.get("CELEBA_DIR"):
+        root, origin = Path(os.environ["CELEBA_DIR"]).expanduser(), "CELEBA_DIR"
     else:
-        tried.append(root)
+        root, origin = project_root() / "data" / "celeba", "default data/celeba"
+    layout, images = next(((layout, root / relative) for layout, relative in _IMAGE_CANDIDATES
+                           if root.is_dir() and _holds_images(root / relative)), (None, None))
     if images is None:
+        tried = [root / relative for _, relative in _IMAGE_CANDIDATES] if root.is_dir() else [root]
         raise CelebaNotFoundError(_not_found_message("CelebA images", root, origin, tried))
-
     attributes = _first_file(root, _ATTRIBUTE_CANDIDATES)
     if attributes is None:
         tried = [root / c for c in _ATTRIBUTE_CANDIDATES]
@@ -176,33 +154,26 @@ def _holds_images(path: Path) -> bool:
     if not path.is_dir():
         return False
     with os.scandir(path) as entries:
-        return any(_is_image_entry(e) for e in entries)
-
-
-def _why_unusable(path: Path) -> str:
-    """Why a path that exists was passed over ('' when it does not exist)."""
-    if path.suffix.lower() == ".zip" and path.is_file():
-        return (
-            f" (exists, {path.stat().st_size:,} bytes, but is not a readable zip: truncated or "
-            "corrupt; download it again)"
-        )
-    if path.is_dir():
-        return " (exists, but holds no .jpg or .png image)"
-    return ""
+        return any(_is_image_name(e.name) and e.is_file() for e in entries)
 
 
 def _first_file(root: Path, candidates) -> Path | None:
-    for relative in candidates:
-        if (root / relative).is_file():
-            return root / relative
-    return None
+    return next((root / c for c in candidates if (root / c).is_file()), None)
 
 
 def _not_found_message(what: str, root: Path, origin: str, tried: list[Path]) -> str:
-    lines = "\n".join(f"  - {display_path(p)}{_why_unusable(p)}" for p in tried)
+    lines = []
+    for path in tried:  # a path that exists says why it was passed over
+        why = ""
+        if path.suffix.lower() == ".zip" and path.is_file():
+            why = (f" (exists, {path.stat().st_size:,} bytes, but is not a readable zip: "
+                   "truncated or corrupt; download it again)")
+        elif path.is_dir():
+            why = " (exists, but holds no .jpg or .png image)"
+        lines.append(f"  - {display_path(path)}{why}")
     return (
         f"could not find {what} for CelebA root {display_path(root)} (from {origin}). "
-        f"Paths tried:\n{lines}\n"
+        "Paths tried:\n" + "\n".join(lines) + "\n"
         f"Download CelebA and point CELEBA_DIR (or data_dir) at it; see {README_SECTION} "
         "for the accepted layouts. For a quick start without CelebA use the demo profile "
         "(RESVAE_PROFILE=demo), which generates synthetic faces."
@@ -212,58 +183,47 @@ def _not_found_message(what: str, root: Path, origin: str, tried: list[Path]) ->
 def read_attributes(path: str | os.PathLike) -> pd.DataFrame:
     """``list_attr_celeba.txt`` or ``.csv`` as 40 bool columns (1 -> True) indexed by file
     name; ``AnnotationError`` names the file and line of any malformed content."""
-    path = Path(path)
-    csv = path.suffix.lower() == ".csv"
-    text = _read_text(path)
-    lines = text.splitlines()
-    if csv:
-        header_lines = 1
-        header = lines[0].split(",") if lines else []
-        _check_header(path, 1, header[1:], ATTRIBUTE_NAMES)
-    else:
-        first = lines[0].split() if lines else []
-        count_line = len(first) == 1 and first[0].isdigit()
-        header_lines = 2 if count_line else 1
-        header = lines[header_lines - 1].split() if len(lines) >= header_lines else []
-        _check_header(path, header_lines, header, ATTRIBUTE_NAMES)
-    table = _read_rows(path, text, header_lines, ATTRIBUTE_NAMES, csv, allowed=(-1, 0, 1))
-    if not csv and count_line and int(first[0]) != len(table):
-        import warnings
-
+    table, count = _read_annotation(path, ATTRIBUTE_NAMES, (-1, 0, 1))
+    if count is not None and int(count) != len(table):
         warnings.warn(
-            f"{path.name} line 1 says {first[0]} images but the file has {len(table)} rows; "
+            f"{Path(path).name} line 1 says {count} images but the file has {len(table)} rows; "
             "using the rows",
             CelebaDataWarning,
             stacklevel=2,
         )
-    table = table.eq(1)
-    table.attrs["first_row_line"] = header_lines + 1
-    return table
+    return table.eq(1)
 
 
 def read_partition(path: str | os.PathLike) -> pd.Series:
     """``list_eval_partition.txt`` or ``.csv`` as an int8 Series indexed by file name."""
-    path = Path(path)
-    csv = path.suffix.lower() == ".csv"
-    text = _read_text(path)
-    header_lines = 0
-    if csv:
-        header = text.split("\n", 1)[0].strip().split(",")
-        _check_header(path, 1, header[1:], ("partition",))
-        header_lines = 1
-    table = _read_rows(path, text, header_lines, ("partition",), csv, allowed=(0, 1, 2))
-    partition = table["partition"]
-    partition.attrs["first_row_line"] = header_lines + 1
-    return partition
+    return _read_annotation(path, ("partition",), (0, 1, 2))[0]["partition"]
 
 
 def read_identities(path: str | os.PathLike) -> pd.Series:
     """``identity_CelebA.txt`` as an int32 Series of person ids indexed by file name."""
+    return _read_annotation(path, ("identity",), None)[0]["identity"]
+
+
+def _read_annotation(path, columns: tuple[str, ...], allowed) -> tuple[pd.DataFrame, str | None]:
+    """The rows of an annotation file, with ``attrs["first_row_line"]``, and the image count
+    its first line gives (``None`` without one). A header is read in ``.csv`` files and in
+    the attribute ``.txt`` (after an optional count line); ``allowed``: see ``_read_rows``."""
     path = Path(path)
-    table = _read_rows(path, _read_text(path), 0, ("identity",), False, allowed=None)
-    identity = table["identity"]
-    identity.attrs["first_row_line"] = 1
-    return identity
+    csv = path.suffix.lower() == ".csv"
+    text = _read_text(path)
+    lines = text.splitlines()
+    first = lines[0].split() if lines else []
+    header_lines = 1 if csv or columns == ATTRIBUTE_NAMES else 0
+    count = None
+    if not csv and header_lines and len(first) == 1 and first[0].isdigit():
+        count, header_lines = first[0], 2
+    if header_lines:
+        header = lines[header_lines - 1] if len(lines) >= header_lines else ""
+        found = header.split(",")[1:] if csv else header.split()
+        _check_header(path, header_lines, found, columns)
+    table = _read_rows(path, text, header_lines, columns, csv, allowed)
+    table.attrs["first_row_line"] = header_lines + 1
+    return table, count
 
 
 def _read_text(path: Path) -> str:
@@ -331,14 +291,10 @@ def _scan_rows(path: Path, text: str, header_lines: int, columns, csv: bool, all
                 f"found {len(parts) - 1} values"
             )
         for column, value in zip(columns, parts[1:], strict=True):
-            if allowed_text is None and not value.isdigit():
-                raise AnnotationError(
-                    f"{where}: {column} is {value!r}, expected a non-negative integer"
-                )
-            if allowed_text is not None and value not in allowed_text:
-                raise AnnotationError(
-                    f"{where}: {column} is {value!r}, expected one of {sorted(allowed_text)}"
-                )
+            if not (value.isdigit() if allowed_text is None else value in allowed_text):
+                expected = ("a non-negative integer" if allowed_text is None
+                            else f"one of {sorted(allowed_text)}")
+                raise AnnotationError(f"{where}: {column} is {value!r}, expected {expected}")
         if parts[0] in seen:
             raise AnnotationError(f"{where}: {parts[0]} already has a row on line {seen[parts[0]]}")
         seen[parts[0]] = number
@@ -347,36 +303,29 @@ def _scan_rows(path: Path, text: str, header_lines: int, columns, csv: bool, all
 def annotations_for(source: CelebaSource, names: list[str]) -> pd.DataFrame:
     """The 40 attributes plus ``partition`` and ``identity`` (-1 without their file) of
     ``names``; ``AnnotationError`` for the first image with no row in a file."""
-    attributes = read_attributes(source.attributes_file)
-    _check_rows(names, attributes, source.attributes_file, source)
-    table = attributes.loc[names].copy()
-    optional = (
+    table = None
+    for column, path, read, unknown in (
+        (None, source.attributes_file, read_attributes, None),
         ("partition", source.partition_file, read_partition, np.int8(-1)),
         ("identity", source.identity_file, read_identities, np.int32(-1)),
-    )
-    for column, path, read, unknown in optional:
+    ):
         if path is None:
             table[column] = unknown
             continue
         rows = read(path)
-        _check_rows(names, rows, path, source)
-        table[column] = rows.loc[names].to_numpy()
+        missing = pd.Index(names).difference(rows.index)
+        if len(missing):
+            start = rows.attrs.get("first_row_line", 1)
+            raise AnnotationError(
+                f"image {display_path(source.images)}/{missing[0]} has no row in {path} "
+                f"(rows on lines {start}-{start + len(rows.index) - 1}; {len(missing)} present "
+                "image(s) lack one). "
+                "Images and annotation files must come from the same CelebA release; "
+                f"re-download the annotations (see {README_SECTION}) or remove the extra images."
+            )
+        if table is None:
+            table = rows.loc[names].copy()
+        else:
+            table[column] = rows.loc[names].to_numpy()
     table.index.name = "image"
     return table
-
-
-def _check_rows(
-    names: list[str], rows: pd.DataFrame | pd.Series, path: Path, source: CelebaSource
-) -> None:
-    index = rows.index
-    missing = pd.Index(names).difference(index)
-    if len(missing):
-        first = missing[0]
-        start = rows.attrs.get("first_row_line", 1)
-        raise AnnotationError(
-            f"image {display_path(source.images)}/{first} has no row in {path} "
-            f"(rows on lines {start}-{start + len(index) - 1}; {len(missing)} present image(s) "
-            "lack one). "
-            "Images and annotation files must come from the same CelebA release; "
-            f"re-download the annotations (see {README_SECTION}) or remove the extra images."
-        )
