@@ -74,7 +74,7 @@ def process_is_gone(pid: int) -> bool:
     except ProcessLookupError:
         return True
     except OSError:  # alive under another user
-        return False
+        pass
     return False
 
 
@@ -89,18 +89,14 @@ def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
     return removed
 
 
-class DiskFullError(OSError):
-    """Too little free space for what is about to be written; the message says how much."""
-
-
 def check_free_space(folder: str | os.PathLike, needed: int, what: str) -> None:
-    """Raise ``DiskFullError`` when ``folder``'s disk has less than ``needed`` bytes free."""
+    """Raise ``OSError`` ``ENOSPC`` when ``folder``'s disk has less than ``needed`` bytes free."""
     probe = Path(folder)
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     free = shutil.disk_usage(probe).free
     if free < needed:
-        raise DiskFullError(
+        raise OSError(
             errno.ENOSPC,
             f"{what} needs {needed / 1e6:,.1f} MB in {display_path(folder)}, "
             f"{free / 1e6:,.1f} MB free: free some space (or choose a folder on another disk) "
@@ -133,8 +129,16 @@ def process_pool(workers: int):
 def folder_in_place(target: Path):
     """Yields a new folder ``.<name>.tmp-<pid>-<random>`` beside ``target``, moved onto
     ``target`` with renames only when the block ends without error (a crash leaves no
-    ``target``, never a half-written one), deleted otherwise."""
+    ``target``, never a half-written one), deleted otherwise. Such folders left by a process
+    that is gone (a killed run) are deleted first."""
     target.parent.mkdir(parents=True, exist_ok=True)
+    for folder in target.parent.glob(f".{target.name}.tmp-*"):
+        try:
+            pid = int(folder.name.rsplit("-", 2)[-2])
+        except ValueError:  # not ours
+            continue
+        if folder.is_dir() and process_is_gone(pid):
+            shutil.rmtree(folder, ignore_errors=True)
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
@@ -149,15 +153,3 @@ def folder_in_place(target: Path):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-
-
-def remove_stale_temp_dirs(target: Path) -> None:
-    """Delete ``folder_in_place(target)`` folders whose process is gone (a killed run)."""
-    for folder in target.parent.glob(f".{target.name}.tmp-*"):
-        try:
-            pid = int(folder.name.rsplit("-", 2)[-2])
-        except ValueError:  # not ours
-            continue
-        if folder.is_dir() and process_is_gone(pid):
-            shutil.rmtree(folder, ignore_errors=True)
-

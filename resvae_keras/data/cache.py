@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import sys
@@ -30,7 +31,6 @@ from ._io import (
     display_path,
     folder_in_place,
     process_pool,
-    remove_stale_temp_dirs,
 )
 from .celeba import (
     ATTRIBUTE_NAMES,
@@ -40,7 +40,7 @@ from .celeba import (
     annotations_for,
     find_celeba,
 )
-from .crop import CROP_RULE, decode_chunk
+from .crop import CROP_RULE, _open_zip, decode_chunk
 from .demo import DEMO_SEED, DEMO_VERSION, demo_marker, write_demo_dataset
 
 CACHE_VERSION = 4  # raised whenever the cache format changes: older caches are rebuilt
@@ -108,16 +108,13 @@ class Cache:
         """The source image ``name`` before cropping, as a PIL image (for figures)."""
         from PIL import Image
 
-        from .crop import _open_zip
-
         images = Path(self.manifest["images_path"])
+        file = images / name
         if images.suffix.lower() == ".zip":
-            import io
-
-            archive = _open_zip(str(images))
+            archive = _open_zip(str(images), os.getpid())
             member = next(m for m in archive.namelist() if m.rsplit("/", 1)[-1] == name)
-            return Image.open(io.BytesIO(archive.read(member))).convert("RGB")
-        with Image.open(images / name) as image:
+            file = io.BytesIO(archive.read(member))
+        with Image.open(file) as image:
             return image.convert("RGB")
 
     def summary(self) -> str:
@@ -272,14 +269,13 @@ def open_cache(folder: str | os.PathLike, request: dict | None = None) -> tuple[
 def _build(source: CelebaSource, names, members, request, target: Path, progress, workers) -> None:
     started = time.perf_counter()
     table = annotations_for(source, names)  # annotation errors surface before any decoding
-    remove_stale_temp_dirs(target)
     size = request["size"]
-    # images, plus about 200 bytes per row of table.csv; checked before anything is written
-    check_free_space(target.parent, len(names) * (size * size * 3 + 200) + 2**20,
-                     f"the {size}x{size} cache of {len(names):,} images")
     if workers is None:
         workers = min(cpu_count(), 8) if len(names) >= 256 else 1
     with folder_in_place(target) as tmp:
+        # images, plus about 200 bytes per row of table.csv; checked before writing them
+        check_free_space(target.parent, len(names) * (size * size * 3 + 200) + 2**20,
+                         f"the {size}x{size} cache of {len(names):,} images")
         decoded = _decode_into(tmp / "images.npy", source, names, members, size, progress,
                                workers)
         table = table.loc[decoded["kept"]]

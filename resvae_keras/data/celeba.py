@@ -207,59 +207,40 @@ def read_identities(path: str | os.PathLike) -> pd.Series:
 def _read_annotation(path, columns: tuple[str, ...], allowed) -> tuple[pd.DataFrame, str | None]:
     """The rows of an annotation file, with ``attrs["first_row_line"]``, and the image count
     its first line gives (``None`` without one). A header is read in ``.csv`` files and in
-    the attribute ``.txt`` (after an optional count line); ``allowed``: see ``_read_rows``."""
+    the attribute ``.txt`` (after an optional count line). ``allowed``: the values of int8
+    columns, or ``None`` for non-negative int32 ones. Rows are parsed by pandas; on any
+    problem a line scan names the first bad line."""
     path = Path(path)
     csv = path.suffix.lower() == ".csv"
-    text = _read_text(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = path.read_bytes()[: error.start].count(b"\n") + 1
+        raise AnnotationError(
+            f"{path}, line {line}: not UTF-8 text ({error.reason}); is this an annotation file?"
+        ) from None
     lines = text.splitlines()
     first = lines[0].split() if lines else []
     header_lines = 1 if csv or columns == ATTRIBUTE_NAMES else 0
     count = None
     if not csv and header_lines and len(first) == 1 and first[0].isdigit():
         count, header_lines = first[0], 2
-    if header_lines:
-        header = lines[header_lines - 1] if len(lines) >= header_lines else ""
-        found = header.split(",")[1:] if csv else header.split()
-        _check_header(path, header_lines, found, columns)
-    table = _read_rows(path, text, header_lines, columns, csv, allowed)
-    table.attrs["first_row_line"] = header_lines + 1
-    return table, count
-
-
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = path.read_bytes()[: error.start].count(b"\n") + 1
+    header = lines[header_lines - 1] if 0 < header_lines <= len(lines) else ""
+    found = tuple(n.strip() for n in (header.split(",")[1:] if csv else header.split()))
+    if header_lines and found != columns:
+        if len(found) != len(columns):
+            problem = f"found {len(found)} names, expected {len(columns)}"
+        else:
+            i = next(i for i, (f, e) in enumerate(zip(found, columns, strict=True)) if f != e)
+            problem = f"column {i + 1} is {found[i]!r}, expected {columns[i]!r}"
         raise AnnotationError(
-            f"{path}, line {line}: not UTF-8 text ({error.reason}); is this an annotation file?"
-        ) from None
-
-
-def _check_header(path: Path, line: int, found: list[str], expected: tuple[str, ...]) -> None:
-    found = [name.strip() for name in found]
-    if tuple(found) == expected:
-        return
-    if len(found) != len(expected):
-        problem = f"found {len(found)} names, expected {len(expected)}"
-    else:
-        i = next(i for i, (f, e) in enumerate(zip(found, expected, strict=True)) if f != e)
-        problem = f"column {i + 1} is {found[i]!r}, expected {expected[i]!r}"
-    raise AnnotationError(
-        f"{path}, line {line}: wrong header ({problem}). Expected the official names "
-        f"{' '.join(expected[:3])} ... {expected[-1]}; re-download the file (see {README_SECTION})."
-    )
-
-
-def _read_rows(
-    path: Path, text: str, header_lines: int, columns, csv: bool, allowed
-) -> pd.DataFrame:
-    """The data rows, parsed by pandas; on any problem a line scan names the first bad line.
-    ``allowed``: the values of int8 columns, or ``None`` for non-negative int32 ones."""
-    names = ["image", *columns]
+            f"{path}, line {header_lines}: wrong header ({problem}). Expected the official names "
+            f"{' '.join(columns[:3])} ... {columns[-1]}; re-download the file "
+            f"(see {README_SECTION})."
+        )
     try:
         table = pd.read_csv(
-            io.StringIO(text), sep="," if csv else r"\s+", header=None, names=names,
+            io.StringIO(text), sep="," if csv else r"\s+", header=None, names=["image", *columns],
             skiprows=header_lines, index_col=False, dtype={"image": str}, engine="c",
         )  # fmt: skip
         values = table[list(columns)]
@@ -272,15 +253,18 @@ def _read_rows(
     except (pd.errors.ParserError, ValueError):
         ok = False
     if not ok:
-        _scan_rows(path, text, header_lines, columns, csv, allowed)  # raises with the line
+        _scan_rows(path, lines, header_lines, columns, csv, allowed)  # raises with the line
         raise AnnotationError(f"{path}: could not parse the rows after line {header_lines}")
-    return table.set_index("image").astype(np.int8 if allowed else np.int32)
+    table = table.set_index("image").astype(np.int8 if allowed else np.int32)
+    table.attrs["first_row_line"] = header_lines + 1
+    return table, count
 
 
-def _scan_rows(path: Path, text: str, header_lines: int, columns, csv: bool, allowed) -> None:
+def _scan_rows(path: Path, lines: list[str], header_lines: int, columns, csv: bool,
+               allowed) -> None:
     seen: dict[str, int] = {}
     allowed_text = {str(v) for v in allowed} if allowed else None
-    for number, line in enumerate(text.splitlines()[header_lines:], start=header_lines + 1):
+    for number, line in enumerate(lines[header_lines:], start=header_lines + 1):
         if not line.strip():
             continue
         parts = [p.strip() for p in line.split(",")] if csv else line.split()

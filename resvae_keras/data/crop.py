@@ -8,6 +8,7 @@ resized with PIL's Lanczos filter. JPEGs are first decoded at 1/2, 1/4 or 1/8 sc
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import os
@@ -22,7 +23,6 @@ CROP_RULE = (
     "top = 114/218*height - side/2 clamped to [0, height - side]; sub-pixel box "
     "(178x218 -> (15, 40, 163, 188)); JPEG draft decoding, then PIL Lanczos resize"
 )
-RESAMPLE = Image.Resampling.LANCZOS
 
 
 def crop_box(width: int, height: int) -> tuple[float, float, float, float]:
@@ -39,22 +39,17 @@ def crop_and_resize(
     image: Image.Image, size: int = 64, source_size: tuple[int, int] | None = None
 ) -> Image.Image:
     """The crop rule on ``image``, resized to ``size`` x ``size`` RGB; ``source_size``: the
-    (width, height) before any ``draft`` reduction."""
+    (width, height) before any ``draft`` reduction. 16-bit grayscale (PIL modes ``I;16*`` and
+    ``I``, values in [0, 65535]) is scaled by 255/65535; PIL would clip it to white."""
     width, height = source_size or image.size
     left, top, right, bottom = crop_box(width, height)
     sx, sy = image.size[0] / width, image.size[1] / height
-    box = (left * sx, top * sy, right * sx, bottom * sy)
-    image = to_rgb8(image)
-    return image.resize((size, size), RESAMPLE, box=box)
-
-
-def to_rgb8(image: Image.Image) -> Image.Image:
-    """``image`` as 8-bit RGB. 16-bit grayscale (PIL modes ``I;16*`` and ``I``, values in
-    [0, 65535]) is scaled by 255/65535; PIL's own conversion would clip it to white."""
     if image.mode.startswith("I"):
         wide = np.asarray(image, dtype=np.float64)
         image = Image.fromarray(np.clip(wide * (255 / 65535) + 0.5, 0, 255).astype(np.uint8))
-    return image if image.mode == "RGB" else image.convert("RGB")
+    image = image if image.mode == "RGB" else image.convert("RGB")
+    box = (left * sx, top * sy, right * sx, bottom * sy)
+    return image.resize((size, size), Image.Resampling.LANCZOS, box=box)
 
 
 def load_face(file, size: int = 64) -> tuple[np.ndarray, tuple[int, int]]:
@@ -71,15 +66,10 @@ def load_face(file, size: int = 64) -> tuple[np.ndarray, tuple[int, int]]:
     return np.asarray(face, dtype=np.uint8), source_size
 
 
-_ZIPS: dict[tuple[int, str], zipfile.ZipFile] = {}
-
-
-def _open_zip(path: str) -> zipfile.ZipFile:
-    """One ZipFile per process: a handle shared across fork would share the file offset."""
-    key = (os.getpid(), path)
-    if key not in _ZIPS:
-        _ZIPS[key] = zipfile.ZipFile(path)
-    return _ZIPS[key]
+@functools.cache
+def _open_zip(path: str, pid: int) -> zipfile.ZipFile:
+    """One ZipFile per process ``pid``: a handle shared across fork would share the offset."""
+    return zipfile.ZipFile(path)
 
 
 def decode_chunk(job) -> list[tuple[np.ndarray | None, str | None, tuple[int, int] | None]]:
@@ -90,7 +80,7 @@ def decode_chunk(job) -> list[tuple[np.ndarray | None, str | None, tuple[int, in
     for member in members:
         try:
             if is_zip:
-                file = io.BytesIO(_open_zip(images).read(member))
+                file = io.BytesIO(_open_zip(images, os.getpid()).read(member))
             else:
                 file = os.path.join(images, member)
             face, source_size = load_face(file, size)

@@ -11,13 +11,12 @@ import colorsys
 import contextlib
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ._io import cpu_count, folder_in_place, process_pool, remove_stale_temp_dirs
+from ._io import cpu_count, folder_in_place, process_pool
 from .celeba import ATTRIBUTE_NAMES
 
 DEMO_VERSION = 2
@@ -77,52 +76,31 @@ def _sample_attributes(rng: np.random.Generator) -> dict[str, bool]:
     }
 
 
-@dataclass(frozen=True)
 class _Geometry:
     """Where the face sits, in 178x218 pixels; the eye line is near y = 112 as in CelebA."""
 
-    a: float  # half the face width (the eye distance is 31-38 px, as in CelebA)
-    fh: float  # face height
-    cx: float  # centre of the face
-    ye: float  # eye line
-    yaw: float  # sideways shift of eyes, nose and mouth (a turned head)
-    roll: float  # in-plane rotation, degrees
-
-    @property
-    def top(self) -> float:
-        return self.ye - 0.46 * self.fh
-
-    @property
-    def bottom(self) -> float:
-        return self.top + self.fh
+    def __init__(self, rng: np.random.Generator):
+        fw = rng.uniform(74, 90)  # face width
+        self.a = fw / 2  # half the face width (the eye distance is 31-38 px, as in CelebA)
+        self.fh = fw * rng.uniform(1.25, 1.35)  # face height
+        self.cx = 89 + rng.uniform(-5, 5)  # centre of the face
+        self.ye = 112 + rng.uniform(-4, 4)  # eye line
+        self.yaw = rng.uniform(-1, 1) * 0.12 * (fw / 2)  # sideways shift: a turned head
+        self.roll = rng.uniform(-6, 6)  # in-plane rotation, degrees
+        self.top = self.ye - 0.46 * self.fh
+        self.bottom = self.top + self.fh
 
 
-def _sample_geometry(rng: np.random.Generator) -> _Geometry:
-    fw = rng.uniform(74, 90)  # face width
-    fh = fw * rng.uniform(1.25, 1.35)
-    cx = 89 + rng.uniform(-5, 5)
-    ye = 112 + rng.uniform(-4, 4)
-    yaw = rng.uniform(-1, 1) * 0.12 * (fw / 2)
-    roll = rng.uniform(-6, 6)
-    return _Geometry(a=fw / 2, fh=fh, cx=cx, ye=ye, yaw=yaw, roll=roll)
-
-
-@dataclass(frozen=True)
 class _Palette:
-    skin: tuple[int, int, int]
-    shade: tuple[int, int, int]  # ears, neck, creases: the skin, darker
-    hair: tuple[int, int, int]
-    brow: tuple[int, int, int]  # brows and moustache
-
-
-def _sample_palette(rng: np.random.Generator, attrs: dict[str, bool]) -> _Palette:
-    pick = _PALE_SKIN[rng.integers(3)] if attrs["Pale_Skin"] else _SKIN[rng.integers(len(_SKIN))]
-    skin = np.array(pick, float)
-    skin = _rgb(skin + rng.uniform(-6, 6, 3))
-    hair_name = next(n for n in _HAIR_RGB if attrs.get(n))
-    hair = _rgb(np.array(_HAIR_RGB[hair_name]) + rng.uniform(-10, 10, 3))
-    brow = _rgb(np.array(hair) * (0.7 if hair_name in ("Blond_Hair", "Gray_Hair") else 0.9))
-    return _Palette(skin=skin, shade=_rgb(np.array(skin) * 0.8), hair=hair, brow=brow)
+    def __init__(self, rng: np.random.Generator, attrs: dict[str, bool]):
+        pale = attrs["Pale_Skin"]
+        pick = _PALE_SKIN[rng.integers(3)] if pale else _SKIN[rng.integers(len(_SKIN))]
+        self.skin = _rgb(np.array(pick, float) + rng.uniform(-6, 6, 3))
+        self.shade = _rgb(np.array(self.skin) * 0.8)  # ears, neck, creases
+        hair_name = next(n for n in _HAIR_RGB if attrs.get(n))
+        self.hair = _rgb(np.array(_HAIR_RGB[hair_name]) + rng.uniform(-10, 10, 3))
+        light = hair_name in ("Blond_Hair", "Gray_Hair")
+        self.brow = _rgb(np.array(self.hair) * (0.7 if light else 0.9))  # brows and moustache
 
 
 class _Pen:
@@ -287,8 +265,8 @@ def draw_demo_face(seed: int, index: int) -> tuple[Image.Image, dict[str, bool]]
     attrs = _sample_attributes(rng)
     k = _SUPERSAMPLE
     canvas = _background(rng, WIDTH * k, HEIGHT * k)
-    g = _sample_geometry(rng)
-    palette = _sample_palette(rng, attrs)
+    g = _Geometry(rng)
+    palette = _Palette(rng, attrs)
     layer = Image.new("RGBA", (WIDTH * k, HEIGHT * k), (0, 0, 0, 0))
     pen = _Pen(layer, k)
     _draw_head(pen, g, attrs["Male"], palette, rng)
@@ -308,20 +286,16 @@ def draw_demo_face(seed: int, index: int) -> tuple[Image.Image, dict[str, bool]]
     return image, {name: bool(attrs.get(name, False)) for name in ATTRIBUTE_NAMES}
 
 
-def _write_faces(args) -> list[dict[str, bool]]:
+def _write_faces(args) -> list[str]:
+    """Save faces ``indices`` into ``images_dir``; returns their ``list_attr_celeba`` lines."""
     images_dir, seed, indices = args
-    labels = []
+    lines = []
     for i in indices:
         image, attrs = draw_demo_face(seed, i)
-        image.save(Path(images_dir) / f"{i + 1:06d}.jpg", quality=_JPEG_QUALITY)
-        labels.append(attrs)
-    return labels
-
-
-def demo_partition(n: int) -> np.ndarray:
-    """Partition ids for ``n`` demo images: 80% 0 (train), then 10% 1 (val), 10% 2 (test)."""
-    n_eval = round(0.1 * n)
-    return np.repeat([0, 1, 2], [n - 2 * n_eval, n_eval, n_eval])
+        name = f"{i + 1:06d}.jpg"
+        image.save(images_dir / name, quality=_JPEG_QUALITY)
+        lines.append(name + " " + " ".join(" 1" if attrs[a] else "-1" for a in ATTRIBUTE_NAMES))
+    return lines
 
 
 def write_demo_dataset(
@@ -330,6 +304,8 @@ def write_demo_dataset(
     """Write ``n`` synthetic faces to ``out_dir`` in the official CelebA layout, with a
     ``demo_faces.json`` marker; returns ``out_dir``. Built in a temporary sibling and renamed
     into place; an existing ``out_dir`` is replaced only if it holds demo data."""
+    from tqdm import tqdm
+
     if n < 1:
         raise ValueError(f"n={n!r}: the demo dataset needs at least 1 image")
     out = Path(out_dir)
@@ -338,44 +314,32 @@ def write_demo_dataset(
             f"out_dir={str(out)!r} exists and does not hold demo data (no {DEMO_MARKER}); "
             "choose an empty or new folder so nothing else is overwritten"
         )
-    remove_stale_temp_dirs(out)
+    parallel = cpu_count() > 1 and n >= 400
     with folder_in_place(out) as tmp:
-        images_dir = tmp / "img_align_celeba"
-        images_dir.mkdir()
-        chunks = [range(s, min(s + 100, n)) for s in range(0, n, 100)]
-        jobs = [(str(images_dir), seed, c) for c in chunks]
-        from tqdm import tqdm
-
-        bar = tqdm(total=n, desc="drawing demo faces", unit="img", disable=not progress)
-        labels = []
-        workers = min(2, cpu_count())
-        parallel = workers > 1 and n >= 400
-        with process_pool(workers) if parallel else contextlib.nullcontext() as pool:
-            for part in (pool.imap if parallel else map)(_write_faces, jobs):
-                labels.extend(part)
-                bar.update(len(part))
-        bar.close()
-
-        names = [f"{i + 1:06d}.jpg" for i in range(n)]
+        (tmp / "img_align_celeba").mkdir()
+        jobs = [(tmp / "img_align_celeba", seed, range(s, min(s + 100, n)))
+                for s in range(0, n, 100)]
         lines = [str(n), " ".join(ATTRIBUTE_NAMES)]
-        for name, attrs in zip(names, labels, strict=True):
-            lines.append(name + " " + " ".join(" 1" if attrs[a] else "-1" for a in ATTRIBUTE_NAMES))
+        with (
+            tqdm(total=n, desc="drawing demo faces", unit="img", disable=not progress) as bar,
+            process_pool(2) if parallel else contextlib.nullcontext() as pool,
+        ):
+            for part in (pool.imap if parallel else map)(_write_faces, jobs):
+                lines += part
+                bar.update(len(part))
         (tmp / "list_attr_celeba.txt").write_text("\n".join(lines) + "\n")
-        partition = demo_partition(n)
+        n_eval = round(0.1 * n)  # partition: 80% train, then 10% val, 10% test
+        partition = np.repeat([0, 1, 2], [n - 2 * n_eval, n_eval, n_eval])
         (tmp / "list_eval_partition.txt").write_text(
-            "".join(f"{name} {p}\n" for name, p in zip(names, partition, strict=True))
+            "".join(f"{i + 1:06d}.jpg {p}\n" for i, p in enumerate(partition))
         )
         (tmp / "README.md").write_text(
             "# Synthetic demo faces (not CelebA)\n\n"
             f"Drawn by `resvae_keras.data.write_demo_dataset(n={n}, seed={seed})` in the official "
             "CelebA layout. Regenerate them any time; nothing here is real data.\n"
         )
-        marker = {
-            "generator": "resvae_keras.data.write_demo_dataset",
-            "version": DEMO_VERSION,
-            "n": n,
-            "seed": seed,
-        }
+        marker = {"generator": "resvae_keras.data.write_demo_dataset", "version": DEMO_VERSION,
+                  "n": n, "seed": seed}
         (tmp / DEMO_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
     return out
 
@@ -389,11 +353,6 @@ def demo_marker(root: str | os.PathLike) -> dict | None:
         return None
 
 
-# the eye band of a cropped 64x64 demo face: it holds the glasses frames in every pose
-_EYE_ROWS = slice(22, 42)
-_EYE_COLS = slice(14, 50)
-
-
 def detect_demo_eyeglasses(images, min_pixels: int = 20) -> np.ndarray:
     """Which cropped 64x64 demo faces wear glasses, bool (N,): at least ``min_pixels`` pixels
     of the eye band whose blue exceeds red and green by 0.12. Not for real photographs."""
@@ -401,6 +360,6 @@ def detect_demo_eyeglasses(images, min_pixels: int = 20) -> np.ndarray:
     if x.ndim != 4 or x.shape[1:] != (64, 64, 3):
         raise ValueError(f"images shape {x.shape}: expected (N, 64, 64, 3) cropped demo faces")
     x = x.astype(np.float32) / (255.0 if x.dtype == np.uint8 else 1.0)
-    band = x[:, _EYE_ROWS, _EYE_COLS, :]
+    band = x[:, 22:42, 14:50, :]  # the eye band: it holds the glasses frames in every pose
     blue_margin = band[..., 2] - np.maximum(band[..., 0], band[..., 1])
     return (blue_margin > 0.12).sum(axis=(1, 2)) >= min_pixels

@@ -23,30 +23,23 @@ def make_dataset(cache: Cache, split: str, batch_size: int, shuffle: bool | None
     if len(rows) == 0:
         raise ValueError(f"split={split!r} has no images in {cache.path}; see cache.summary()")
     shuffle = (split == "train") if shuffle is None else shuffle
-    images = cache.images
-    size = cache.size
+    images, size = cache.images, cache.size
     attributes = cache.table[list(ATTRIBUTE_NAMES)].to_numpy(np.float32)
+    batch = batch_size if drop_remainder else None
 
     def gather(index):
-        index = np.asarray(index)
-        if with_attributes:
-            return np.asarray(images[index]), attributes[index]
-        return np.asarray(images[index])
+        return np.asarray(images[index]), attributes[index]
 
     def load(index):
-        if with_attributes:
-            x, y = tf.numpy_function(gather, [index], (tf.uint8, tf.float32), stateful=False)
-            y.set_shape([batch, len(ATTRIBUTE_NAMES)])
-        else:
-            x = tf.numpy_function(gather, [index], tf.uint8, stateful=False)
+        x, y = tf.numpy_function(gather, [index], (tf.uint8, tf.float32), stateful=False)
         x.set_shape([batch, size, size, 3])
+        y.set_shape([batch, len(ATTRIBUTE_NAMES)])
         x = tf.cast(x, tf.float32) / 255.0
         if flip:
             mirror = tf.random.uniform([tf.shape(x)[0], 1, 1, 1], seed=seed) < 0.5
             x = tf.where(mirror, tf.reverse(x, axis=[2]), x)
         return (x, y) if with_attributes else x
 
-    batch = batch_size if drop_remainder else None
     dataset = tf.data.Dataset.from_tensor_slices(rows)
     if shuffle:
         dataset = dataset.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)
