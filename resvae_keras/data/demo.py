@@ -56,30 +56,16 @@ def _not_blue_colour(
     return _rgb((255 * r, 255 * g, 255 * b))
 
 
-def _sample_attributes(rng: np.random.Generator) -> dict[str, bool]:
-    male = rng.random() < 0.45
-    hair = rng.choice(
-        list(_HAIR_RGB), p=[0.3, 0.3, 0.25 if not male else 0.12, 0.15 if not male else 0.28]
-    )
-    moustache = bool(male and rng.random() < 0.4)
-    return {
-        "Male": male,
-        "Smiling": rng.random() < 0.5,
-        "Eyeglasses": rng.random() < 0.25,
-        hair: True,
-        "Bangs": rng.random() < (0.15 if male else 0.35),
-        "Mustache": moustache,
-        "No_Beard": not moustache,
-        "Wearing_Hat": rng.random() < 0.12,
-        "Pale_Skin": rng.random() < 0.2,
-        "Wearing_Lipstick": bool(not male and rng.random() < 0.5),
-    }
+class _Face:
+    """Where the face sits, in 178x218 pixels (the eye line near y = 112 as in CelebA), its
+    colours and attributes, and ``draw`` on the supersampled layer, whose ``box`` and ``pts``
+    take 178x218 coordinates."""
 
+    k = _SUPERSAMPLE
 
-class _Geometry:
-    """Where the face sits, in 178x218 pixels; the eye line is near y = 112 as in CelebA."""
-
-    def __init__(self, rng: np.random.Generator):
+    def __init__(self, rng: np.random.Generator, attrs: dict[str, bool], layer: Image.Image):
+        self.attrs = attrs
+        self.draw = ImageDraw.Draw(layer)
         fw = rng.uniform(74, 90)  # face width
         self.a = fw / 2  # half the face width (the eye distance is 31-38 px, as in CelebA)
         self.fh = fw * rng.uniform(1.25, 1.35)  # face height
@@ -89,10 +75,6 @@ class _Geometry:
         self.roll = rng.uniform(-6, 6)  # in-plane rotation, degrees
         self.top = self.ye - 0.46 * self.fh
         self.bottom = self.top + self.fh
-
-
-class _Palette:
-    def __init__(self, rng: np.random.Generator, attrs: dict[str, bool]):
         pale = attrs["Pale_Skin"]
         pick = _PALE_SKIN[rng.integers(3)] if pale else _SKIN[rng.integers(len(_SKIN))]
         self.skin = _rgb(np.array(pick, float) + rng.uniform(-6, 6, 3))
@@ -102,90 +84,71 @@ class _Palette:
         light = hair_name in ("Blond_Hair", "Gray_Hair")
         self.brow = _rgb(np.array(self.hair) * (0.7 if light else 0.9))  # brows and moustache
 
-
-class _Pen:
-    """``ImageDraw`` on the supersampled layer, taking coordinates in 178x218 pixels."""
-
-    def __init__(self, layer: Image.Image, k: int = _SUPERSAMPLE):
-        self.draw = ImageDraw.Draw(layer)
-        self.k = k
-
     def box(self, x0, y0, x1, y1) -> list[float]:
-        k = self.k
-        return [x0 * k, y0 * k, x1 * k, y1 * k]
+        return [x0 * self.k, y0 * self.k, x1 * self.k, y1 * self.k]
 
     def pts(self, *xy) -> list[tuple[float, float]]:
         return [(x * self.k, y * self.k) for x, y in xy]
 
 
-def _background(rng: np.random.Generator, w: int, h: int) -> Image.Image:
-    """A vertical gradient between two colours that are never blue, ``w`` x ``h``."""
-    half = rng.integers(2)
-    top_c = np.array(_not_blue_colour(rng, (0.05, 0.6), (0.35, 0.95), half), float)
-    bottom_c = np.array(_not_blue_colour(rng, (0.05, 0.6), (0.3, 0.9), half), float)
-    t = np.linspace(0.0, 1.0, h)[:, None]
-    column = ((1 - t) * top_c + t * bottom_c + 0.5).astype(np.uint8)
-    return Image.fromarray(np.repeat(column[:, None, :], w, axis=1), "RGB")
-
-
-def _draw_head(pen: _Pen, g: _Geometry, male: bool, p: _Palette, rng: np.random.Generator):
-    """Hair behind the head (short for men, long for women), neck, shirt, ears, face."""
-    d, box, a, fh, cx, top, bottom = pen.draw, pen.box, g.a, g.fh, g.cx, g.top, g.bottom
-    if male:
-        d.ellipse(box(cx - 1.1 * a, top - 0.1 * fh, cx + 1.1 * a, top + 0.6 * fh), fill=p.hair)
+def _draw_head(f: _Face, rng: np.random.Generator):
+    """Hair behind the head (short for men, long for women), neck, shirt, ears, f."""
+    d, box, a, fh, cx, top, bottom = f.draw, f.box, f.a, f.fh, f.cx, f.top, f.bottom
+    if f.attrs["Male"]:
+        d.ellipse(box(cx - 1.1 * a, top - 0.1 * fh, cx + 1.1 * a, top + 0.6 * fh), fill=f.hair)
     else:
-        d.ellipse(box(cx - 1.3 * a, top - 0.12 * fh, cx + 1.3 * a, top + 1.25 * fh), fill=p.hair)
+        d.ellipse(box(cx - 1.3 * a, top - 0.12 * fh, cx + 1.3 * a, top + 1.25 * fh), fill=f.hair)
     shirt = _rgb(
         np.array(colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.2, 0.8), rng.uniform(0.3, 0.9)))
         * 255
     )
-    d.rectangle(box(cx - 0.42 * a, bottom - 0.15 * fh, cx + 0.42 * a, HEIGHT), fill=p.shade)
+    d.rectangle(box(cx - 0.42 * a, bottom - 0.15 * fh, cx + 0.42 * a, HEIGHT), fill=f.shade)
     d.ellipse(box(cx - 2.5 * a, bottom + 0.1 * fh, cx + 2.5 * a, bottom + 1.1 * fh), fill=shirt)
     for side in (-1, 1):
-        d.ellipse(box(cx + side * a - 0.16 * a, g.ye - 0.02 * fh,
-                      cx + side * a + 0.16 * a, g.ye + 0.2 * fh), fill=p.shade)
-    d.ellipse(box(cx - a, top, cx + a, bottom), fill=p.skin)
+        d.ellipse(box(cx + side * a - 0.16 * a, f.ye - 0.02 * fh,
+                      cx + side * a + 0.16 * a, f.ye + 0.2 * fh), fill=f.shade)
+    d.ellipse(box(cx - a, top, cx + a, bottom), fill=f.skin)
 
 
-def _draw_eyes(pen: _Pen, g: _Geometry, male: bool, p: _Palette, rng: np.random.Generator):
+def _draw_eyes(f: _Face, rng: np.random.Generator):
     """White, iris and pupil of both eyes, an upper lid crease, and the brows."""
-    d, box, k, a, fh, ye = pen.draw, pen.box, pen.k, g.a, g.fh, g.ye
+    d, box, k, a, fh, ye = f.draw, f.box, f.k, f.a, f.fh, f.ye
     iris = _IRIS[rng.integers(len(_IRIS))]
     yb = ye - 0.1 * fh
     for side in (-1, 1):
-        ex = g.cx + g.yaw + side * 0.42 * a
+        ex = f.cx + f.yaw + side * 0.42 * a
         d.ellipse(box(ex - 0.19 * a, ye - 0.09 * a, ex + 0.19 * a, ye + 0.09 * a),
                   fill=(240, 238, 232))
         d.ellipse(box(ex - 0.09 * a, ye - 0.09 * a, ex + 0.09 * a, ye + 0.09 * a), fill=iris)
         d.ellipse(box(ex - 0.045 * a, ye - 0.045 * a, ex + 0.045 * a, ye + 0.045 * a),
                   fill=(15, 12, 12))
         d.arc(box(ex - 0.2 * a, ye - 0.11 * a, ex + 0.2 * a, ye + 0.11 * a), 190, 350,
-              fill=p.shade, width=k)
-        bw = (0.1 if male else 0.065) * a
-        brow = pen.pts((ex - side * 0.22 * a, yb + 0.02 * fh), (ex, yb - 0.012 * fh),
-                       (ex + side * 0.24 * a, yb + 0.012 * fh))
-        d.line(brow, fill=p.brow, width=max(2, round(bw * k)), joint="curve")
+              fill=f.shade, width=k)
+        bw = (0.1 if f.attrs["Male"] else 0.065) * a
+        brow = f.pts((ex - side * 0.22 * a, yb + 0.02 * fh), (ex, yb - 0.012 * fh),
+                     (ex + side * 0.24 * a, yb + 0.012 * fh))
+        d.line(brow, fill=f.brow, width=max(2, round(bw * k)), joint="curve")
 
 
-def _draw_nose(pen: _Pen, g: _Geometry, p: _Palette):
+def _draw_nose(f: _Face):
     """The bridge line and two nostrils."""
-    d, k, a, fh = pen.draw, pen.k, g.a, g.fh
-    ny = g.top + 0.68 * fh
-    nx = g.cx + 1.5 * g.yaw
-    d.line(pen.pts((nx - 0.02 * a, g.ye + 0.06 * fh), (nx + 0.05 * a, ny - 0.02 * fh)),
-           fill=p.shade, width=k)
+    d, k, a, fh = f.draw, f.k, f.a, f.fh
+    ny = f.top + 0.68 * fh
+    nx = f.cx + 1.5 * f.yaw
+    d.line(f.pts((nx - 0.02 * a, f.ye + 0.06 * fh), (nx + 0.05 * a, ny - 0.02 * fh)),
+           fill=f.shade, width=k)
     for side in (-1, 1):
-        d.ellipse(pen.box(nx + side * 0.12 * a - 0.06 * a, ny - 0.025 * fh,
-                          nx + side * 0.12 * a + 0.06 * a, ny + 0.01 * fh), fill=p.shade)
+        d.ellipse(f.box(nx + side * 0.12 * a - 0.06 * a, ny - 0.025 * fh,
+                        nx + side * 0.12 * a + 0.06 * a, ny + 0.01 * fh), fill=f.shade)
 
 
-def _draw_mouth(pen: _Pen, g: _Geometry, attrs: dict[str, bool], p: _Palette):
+def _draw_mouth(f: _Face):
     """An open smile with teeth or closed lips (red with lipstick), and the moustache."""
-    d, box, pts, k, a, fh = pen.draw, pen.box, pen.pts, pen.k, g.a, g.fh
-    my = g.top + 0.81 * fh
-    mx = g.cx + g.yaw
+    d, box, pts, k, a, fh, attrs = f.draw, f.box, f.pts, f.k, f.a, f.fh, f.attrs
+    my = f.top + 0.81 * fh
+    mx = f.cx + f.yaw
     lips = ((185, 40, 62) if attrs["Wearing_Lipstick"]
-            else _rgb(np.array(p.skin) * (0.82, 0.58, 0.58)))
+            else _rgb(np.array(f.skin) * (0.82, 0.58, 0.58)))
     if attrs["Smiling"]:
         d.chord(box(mx - 0.36 * a, my - 0.07 * fh, mx + 0.36 * a, my + 0.07 * fh), 0, 180,
                 fill=(110, 28, 38), outline=lips, width=2 * k)
@@ -198,48 +161,48 @@ def _draw_mouth(pen: _Pen, g: _Geometry, attrs: dict[str, bool], p: _Palette):
         d.line(pts((mx - 0.29 * a, my), (mx, my + 0.006 * fh), (mx + 0.29 * a, my)),
                fill=_rgb(np.array(lips) * 0.55), width=k)
     if attrs["Mustache"]:
-        ny = g.top + 0.68 * fh  # under the nose
+        ny = f.top + 0.68 * fh  # under the nose
         d.polygon(pts((mx - 0.4 * a, my - 0.02 * fh), (mx - 0.3 * a, ny + 0.03 * fh),
                       (mx + 0.3 * a, ny + 0.03 * fh), (mx + 0.4 * a, my - 0.02 * fh),
-                      (mx, my - 0.045 * fh)), fill=p.brow)
+                      (mx, my - 0.045 * fh)), fill=f.brow)
 
 
-def _draw_front_hair(pen: _Pen, g: _Geometry, bangs: bool, p: _Palette):
+def _draw_front_hair(f: _Face):
     """Hair over the forehead: a cap down to the hairline, jagged for bangs."""
-    d, box, a, fh, cx, top = pen.draw, pen.box, g.a, g.fh, g.cx, g.top
+    d, box, a, fh, cx, top, bangs = f.draw, f.box, f.a, f.fh, f.cx, f.top, f.attrs["Bangs"]
     hairline = top + (0.3 if bangs else 0.17) * fh
     cap_top = top - 0.1 * fh
     d.chord(box(cx - 1.08 * a, cap_top, cx + 1.08 * a, 2 * hairline - cap_top), 180, 360,
-            fill=p.hair)
+            fill=f.hair)
     if bangs:
         teeth = 9
         xs = np.linspace(cx - 0.95 * a, cx + 0.95 * a, 2 * teeth + 1)
         ys = [hairline + (0.06 * fh if j % 2 else -0.01 * fh) for j in range(len(xs))]
-        d.polygon(pen.pts((xs[0], hairline - 0.05 * fh), *zip(xs, ys, strict=True),
-                          (xs[-1], hairline - 0.05 * fh)), fill=p.hair)
+        d.polygon(f.pts((xs[0], hairline - 0.05 * fh), *zip(xs, ys, strict=True),
+                        (xs[-1], hairline - 0.05 * fh)), fill=f.hair)
     else:
         d.ellipse(box(cx - 0.62 * a, hairline - 0.07 * fh, cx + 0.62 * a, hairline + 0.25 * fh),
-                  fill=p.skin)
+                  fill=f.skin)
 
 
-def _draw_glasses(pen: _Pen, g: _Geometry, rng: np.random.Generator):
+def _draw_glasses(f: _Face, rng: np.random.Generator):
     """Thick blue frames around both eyes, a bridge and the temples."""
-    d, a, ye, cx, yaw = pen.draw, g.a, g.ye, g.cx, g.yaw
+    d, a, ye, cx, yaw = f.draw, f.a, f.ye, f.cx, f.yaw
     frame = _rgb(np.array(_GLASSES_RGB) + rng.uniform(-10, 10, 3))
-    fwid = max(3, round(0.13 * a * pen.k))
+    fwid = max(3, round(0.13 * a * f.k))
     for side in (-1, 1):
         ex = cx + yaw + side * 0.42 * a
-        d.rounded_rectangle(pen.box(ex - 0.3 * a, ye - 0.2 * a, ex + 0.3 * a, ye + 0.2 * a),
-                            radius=0.1 * a * pen.k, outline=frame, width=fwid)
-        d.line(pen.pts((ex + side * 0.3 * a, ye - 0.08 * a), (cx + side * 0.98 * a, ye - 0.1 * a)),
+        d.rounded_rectangle(f.box(ex - 0.3 * a, ye - 0.2 * a, ex + 0.3 * a, ye + 0.2 * a),
+                            radius=0.1 * a * f.k, outline=frame, width=fwid)
+        d.line(f.pts((ex + side * 0.3 * a, ye - 0.08 * a), (cx + side * 0.98 * a, ye - 0.1 * a)),
                fill=frame, width=fwid)
-    d.line(pen.pts((cx + yaw - 0.12 * a, ye - 0.06 * a), (cx + yaw + 0.12 * a, ye - 0.06 * a)),
+    d.line(f.pts((cx + yaw - 0.12 * a, ye - 0.06 * a), (cx + yaw + 0.12 * a, ye - 0.06 * a)),
            fill=frame, width=fwid)
 
 
-def _draw_hat(pen: _Pen, g: _Geometry, rng: np.random.Generator):
+def _draw_hat(f: _Face, rng: np.random.Generator):
     """Crown and brim over the top of the head, inside the crop box."""
-    d, box, a, fh, cx, top = pen.draw, pen.box, g.a, g.fh, g.cx, g.top
+    d, box, a, fh, cx, top = f.draw, f.box, f.a, f.fh, f.cx, f.top
     hat = _not_blue_colour(rng, (0.1, 0.8), (0.15, 0.85))
     base = top + 0.07 * fh  # where the crown meets the brim
     crown_top = max(top - 0.2 * fh, 43.0)  # stays inside the crop box
@@ -249,40 +212,56 @@ def _draw_hat(pen: _Pen, g: _Geometry, rng: np.random.Generator):
     d.ellipse(box(cx - 1.4 * a, base - 0.035 * fh, cx + 1.4 * a, base + 0.065 * fh), fill=hat)
 
 
-def _light(image: Image.Image, rng: np.random.Generator) -> Image.Image:
-    """Overall gain times a left-right ramp (side light)."""
-    gain = rng.uniform(0.8, 1.15)
-    side_light = rng.uniform(-0.25, 0.25)
-    ramp = gain * (1 + side_light * (np.arange(WIDTH) - WIDTH / 2) / (WIDTH / 2))
-    lit = np.asarray(image, np.float32) * ramp[None, :, None].astype(np.float32)
-    return Image.fromarray(np.clip(lit + 0.5, 0, 255).astype(np.uint8), "RGB")
-
-
 def draw_demo_face(seed: int, index: int) -> tuple[Image.Image, dict[str, bool]]:
     """One synthetic face, an RGB 178x218 PIL image, and its attributes; depends only on
     ``(seed, index)``: every random number comes from one generator, in this order."""
     rng = np.random.default_rng([int(seed), int(index)])
-    attrs = _sample_attributes(rng)
+    male = rng.random() < 0.45
+    hair = rng.choice(
+        list(_HAIR_RGB), p=[0.3, 0.3, 0.25 if not male else 0.12, 0.15 if not male else 0.28]
+    )
+    moustache = bool(male and rng.random() < 0.4)
+    attrs = {
+        "Male": male,
+        "Smiling": rng.random() < 0.5,
+        "Eyeglasses": rng.random() < 0.25,
+        hair: True,
+        "Bangs": rng.random() < (0.15 if male else 0.35),
+        "Mustache": moustache,
+        "No_Beard": not moustache,
+        "Wearing_Hat": rng.random() < 0.12,
+        "Pale_Skin": rng.random() < 0.2,
+        "Wearing_Lipstick": bool(not male and rng.random() < 0.5),
+    }
     k = _SUPERSAMPLE
-    canvas = _background(rng, WIDTH * k, HEIGHT * k)
-    g = _Geometry(rng)
-    palette = _Palette(rng, attrs)
+    # the background: a vertical gradient between two colours that are never blue
+    half = rng.integers(2)
+    top_c = np.array(_not_blue_colour(rng, (0.05, 0.6), (0.35, 0.95), half), float)
+    bottom_c = np.array(_not_blue_colour(rng, (0.05, 0.6), (0.3, 0.9), half), float)
+    t = np.linspace(0.0, 1.0, HEIGHT * k)[:, None]
+    column = ((1 - t) * top_c + t * bottom_c + 0.5).astype(np.uint8)
+    canvas = Image.fromarray(np.repeat(column[:, None, :], WIDTH * k, axis=1), "RGB")
     layer = Image.new("RGBA", (WIDTH * k, HEIGHT * k), (0, 0, 0, 0))
-    pen = _Pen(layer, k)
-    _draw_head(pen, g, attrs["Male"], palette, rng)
-    _draw_eyes(pen, g, attrs["Male"], palette, rng)
-    _draw_nose(pen, g, palette)
-    _draw_mouth(pen, g, attrs, palette)
-    _draw_front_hair(pen, g, attrs["Bangs"], palette)
+    f = _Face(rng, attrs, layer)
+    _draw_head(f, rng)
+    _draw_eyes(f, rng)
+    _draw_nose(f)
+    _draw_mouth(f)
+    _draw_front_hair(f)
     if attrs["Eyeglasses"]:
-        _draw_glasses(pen, g, rng)
+        _draw_glasses(f, rng)
     if attrs["Wearing_Hat"]:
-        _draw_hat(pen, g, rng)
+        _draw_hat(f, rng)
     # nearest neighbour, smoothed by the 2x downsample
-    layer = layer.rotate(g.roll, resample=Image.Resampling.NEAREST, center=(g.cx * k, g.ye * k))
+    layer = layer.rotate(f.roll, resample=Image.Resampling.NEAREST, center=(f.cx * k, f.ye * k))
     canvas.paste(layer, (0, 0), layer)
-    image = canvas.reduce(_SUPERSAMPLE)  # box filter: each pixel averages a 2x2 block
-    image = _light(image, rng)
+    image = canvas.reduce(k)  # box filter: each pixel averages a 2x2 block
+    # light: an overall gain times a left-right ramp (side light)
+    gain = rng.uniform(0.8, 1.15)
+    side_light = rng.uniform(-0.25, 0.25)
+    ramp = gain * (1 + side_light * (np.arange(WIDTH) - WIDTH / 2) / (WIDTH / 2))
+    lit = np.asarray(image, np.float32) * ramp[None, :, None].astype(np.float32)
+    image = Image.fromarray(np.clip(lit + 0.5, 0, 255).astype(np.uint8), "RGB")
     return image, {name: bool(attrs.get(name, False)) for name in ATTRIBUTE_NAMES}
 
 
