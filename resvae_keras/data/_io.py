@@ -106,10 +106,9 @@ def check_free_space(folder: str | os.PathLike, needed: int, what: str) -> None:
 
 def cpu_count() -> int:
     """CPU cores this process may use."""
-    try:
+    if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
+    return os.cpu_count() or 1  # macOS, Windows
 
 
 def _quiet_worker() -> None:

@@ -17,8 +17,10 @@ import sys
 import time
 import uuid
 import warnings
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -344,28 +346,26 @@ def _decode_into(path: Path, source: CelebaSource, names, members, size: int, pr
     from tqdm import tqdm
 
     images = _new_images_file(path, (len(names), size, size, 3))
-    kept, skipped, source_sizes = [], [], {}
+    kept, skipped, source_sizes = [], [], Counter()
     digest = hashlib.sha256()
-    starts = range(0, len(members), _CHUNK)
-    jobs = [(str(source.images), source.is_zip, members[i : i + _CHUNK], size) for i in starts]
+    jobs = [(str(source.images), source.is_zip, members[i : i + _CHUNK], size)
+            for i in range(0, len(members), _CHUNK)]
     with (
         tqdm(total=len(members), desc=f"cropping to {size}x{size}", unit="img",
              disable=not progress, smoothing=0.1) as bar,
         process_pool(workers) if workers > 1 else contextlib.nullcontext() as pool,
     ):
-        for start, results in zip(starts, (pool.imap if workers > 1 else map)(decode_chunk, jobs),
-                                  strict=True):
-            bar.update(len(results))
-            for name, (face, error, source_size) in zip(names[start : start + _CHUNK], results,
-                                                        strict=True):
-                if face is None:
-                    skipped.append({"file": name, "reason": error})
-                    continue
-                images[len(kept)] = face
-                digest.update(face)
-                kept.append(name)
-                key = f"{source_size[0]}x{source_size[1]}"
-                source_sizes[key] = source_sizes.get(key, 0) + 1
+        chunks = (pool.imap if workers > 1 else map)(decode_chunk, jobs)
+        for name, (face, error, source_size) in zip(names, chain.from_iterable(chunks),
+                                                    strict=True):
+            bar.update()
+            if face is None:
+                skipped.append({"file": name, "reason": error})
+                continue
+            images[len(kept)] = face
+            digest.update(face)
+            kept.append(name)
+            source_sizes[f"{source_size[0]}x{source_size[1]}"] += 1
     images.flush()
     del images
     if not kept:
@@ -391,7 +391,7 @@ def _decode_into(path: Path, source: CelebaSource, names, members, size: int, pr
             stacklevel=4,
         )
     return {"kept": kept, "skipped": skipped, "sha256": digest.hexdigest(),
-            "source_sizes": dict(sorted(source_sizes.items(), key=lambda kv: -kv[1]))}
+            "source_sizes": dict(source_sizes.most_common())}
 
 
 def _new_images_file(path: Path, shape: tuple[int, ...]) -> np.memmap:
