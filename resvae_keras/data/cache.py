@@ -209,23 +209,25 @@ def prepare(data_dir: str | os.PathLike | None = None, size: int = 64,
     }
     target = cache_folder(cache_dir, size, max_images)
     cache, reason = open_cache(target, request)
-    if cache is not None:  # repeat the warnings its build gave
-        if cache.manifest.get("skipped"):
-            warnings.warn(
-                f"this cache was built with {len(cache.manifest['skipped'])} unreadable image(s) "
-                f"skipped; see 'skipped' in {display_path(cache.path / 'manifest.json')}",
-                CelebaDataWarning,
-                stacklevel=2,
-            )
-        if cache.manifest.get("split_warning"):
-            warnings.warn(cache.manifest["split_warning"], CelebaDataWarning, stacklevel=2)
-        return cache
-    if progress:
-        print(f"building {display_path(target)} ({reason})", file=sys.stderr)
-    _build(source, names, [members[n] for n in names], request, target, progress, workers)
-    cache, reason = open_cache(target, request)
-    if cache is None:  # pragma: no cover - would mean the build itself is broken
-        raise RuntimeError(f"the cache just built in {target} does not load: {reason}")
+    if cache is None:
+        if progress:
+            print(f"building {display_path(target)} ({reason})", file=sys.stderr)
+        _build(source, names, [members[n] for n in names], request, target, progress, workers)
+        cache, reason = open_cache(target, request)
+        if cache is None:  # pragma: no cover - would mean the build itself is broken
+            raise RuntimeError(f"the cache just built in {target} does not load: {reason}")
+    skipped = cache.manifest.get("skipped")  # the build's warnings, also when reused
+    if skipped:
+        listed = ", ".join(f"{s['file']} ({s['reason']})" for s in skipped[:5])
+        warnings.warn(
+            f"skipped {len(skipped)} unreadable image(s) of {cache.manifest['found']} in "
+            f"{display_path(source.images)}: {listed}{' ...' if len(skipped) > 5 else ''}; "
+            f"all are listed under 'skipped' in {display_path(cache.path / 'manifest.json')}",
+            CelebaDataWarning,
+            stacklevel=2,
+        )
+    if cache.manifest.get("split_warning"):
+        warnings.warn(cache.manifest["split_warning"], CelebaDataWarning, stacklevel=2)
     return cache
 
 
@@ -285,8 +287,6 @@ def _build(source: CelebaSource, names, members, request, target: Path, progress
         split, split_rule, split_warning = _assign_splits(
             table["partition"].to_numpy(), identity if source.identity_file else None
         )
-        if split_warning:
-            warnings.warn(split_warning, CelebaDataWarning, stacklevel=3)
         table["split"] = split
         table.astype({name: np.int8 for name in ATTRIBUTE_NAMES}).to_csv(tmp / "table.csv")
         known = identity >= 0  # people with images in more than one split, if known
@@ -382,14 +382,6 @@ def _decode_into(path: Path, source: CelebaSource, names, members, size: int, pr
         compact.flush()
         del compact, full
         os.replace(compact_path, path)  # inside the build's temporary folder: no reader sees it
-        listed = ", ".join(f"{s['file']} ({s['reason']})" for s in skipped[:5])
-        warnings.warn(
-            f"skipped {len(skipped)} unreadable image(s) of {len(names)} in "
-            f"{display_path(source.images)}: {listed}{' ...' if len(skipped) > 5 else ''}; "
-            "all are listed in the manifest 'skipped' entry",
-            CelebaDataWarning,
-            stacklevel=4,
-        )
     return {"kept": kept, "skipped": skipped, "sha256": digest.hexdigest(),
             "source_sizes": dict(source_sizes.most_common())}
 
