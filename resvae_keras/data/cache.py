@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from ..config import project_root
 from ._io import (
@@ -96,8 +97,6 @@ class Cache:
 
     def identities_of(self, split: str, limit: int | None = None) -> np.ndarray | None:
         """Person ids (int64, -1 unknown) of the rows ``images_of`` returns; None if unknown."""
-        if "identity" not in self.table.columns:
-            return None
         ids = self.table["identity"].to_numpy()[self.split_indices(split)]
         ids = ids[: None if limit is None else int(limit)]
         return ids.astype(np.int64) if (ids >= 0).any() else None
@@ -108,8 +107,6 @@ class Cache:
 
     def original(self, name: str):
         """The source image ``name`` before cropping, as a PIL image (for figures)."""
-        from PIL import Image
-
         images = Path(self.manifest["images_path"])
         file = images / name
         if images.suffix.lower() == ".zip":
@@ -284,9 +281,7 @@ def _build(source: CelebaSource, names, members, request, target: Path, progress
                                workers)
         table = table.loc[decoded["kept"]]
         identity = table["identity"].to_numpy()
-        split, split_rule, split_warning = _assign_splits(
-            table["partition"].to_numpy(), identity if source.identity_file else None
-        )
+        split, split_rule, split_warning = _assign_splits(table["partition"].to_numpy(), identity)
         table["split"] = split
         table.astype({name: np.int8 for name in ATTRIBUTE_NAMES}).to_csv(tmp / "table.csv")
         known = identity >= 0  # people with images in more than one split, if known

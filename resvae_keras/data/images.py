@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-#: Half an 8-bit step: float images may stray this far outside [0, 1]
-#: (``model.dequantized`` images do).
-RANGE_TOLERANCE = 0.5 / 255
-
 
 def as_float_images(images, name: str = "images") -> np.ndarray:
     """Images as float32 in [0, 1], shape (N, H, W, C), from uint8 (divided by 255) or float
@@ -21,9 +17,10 @@ def as_float_images(images, name: str = "images") -> np.ndarray:
     if array.dtype == np.uint8:
         return array.astype(np.float32) / np.float32(255.0)
     array = array.astype(np.float32, copy=False)
+    tolerance = 0.5 / 255  # half an 8-bit step, as ``model.dequantized`` images stray
     if array.size:
         low, high = float(array.min()), float(array.max())
-        if low < -RANGE_TOLERANCE or high > 1 + RANGE_TOLERANCE:
+        if low < -tolerance or high > 1 + tolerance:
             raise ValueError(
                 f"`{name}` must hold values in [0, 1]; got range [{low:.3g}, {high:.3g}]. "
                 "Divide 8-bit images by 255 (or pass them as uint8)."
