@@ -132,11 +132,8 @@ def folder_in_place(target: Path):
     that is gone (a killed run) are deleted first."""
     target.parent.mkdir(parents=True, exist_ok=True)
     for folder in target.parent.glob(f".{target.name}.tmp-*"):
-        try:
-            pid = int(folder.name.rsplit("-", 2)[-2])
-        except ValueError:  # not ours
-            continue
-        if folder.is_dir() and process_is_gone(pid):
+        pid = folder.name.rsplit("-", 2)[-2]
+        if pid.isdigit() and folder.is_dir() and process_is_gone(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
