@@ -17,7 +17,7 @@ def as_float_images(images, name: str = "images") -> np.ndarray:
     if array.dtype == np.uint8:
         return array.astype(np.float32) / np.float32(255.0)
     array = array.astype(np.float32, copy=False)
-    tolerance = 0.5 / 255  # half an 8-bit step, as ``model.dequantized`` images stray
+    tolerance = 0.5 / 255  # half an 8-bit step: ``model.dequantized`` images stray this far
     if array.size:
         low, high = float(array.min()), float(array.max())
         if low < -tolerance or high > 1 + tolerance:
