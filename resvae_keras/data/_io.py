@@ -89,14 +89,18 @@ def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
     return removed
 
 
+class DiskFullError(OSError):
+    """Too little free space for what is about to be written; the message says how much."""
+
+
 def check_free_space(folder: str | os.PathLike, needed: int, what: str) -> None:
-    """Raise ``OSError`` ``ENOSPC`` when ``folder``'s disk has less than ``needed`` bytes free."""
+    """Raise ``DiskFullError`` when ``folder``'s disk has less than ``needed`` bytes free."""
     probe = Path(folder)
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     free = shutil.disk_usage(probe).free
     if free < needed:
-        raise OSError(
+        raise DiskFullError(
             errno.ENOSPC,
             f"{what} needs {needed / 1e6:,.1f} MB in {display_path(folder)}, "
             f"{free / 1e6:,.1f} MB free: free some space (or choose a folder on another disk) "

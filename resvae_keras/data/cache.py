@@ -240,17 +240,16 @@ def open_cache(folder: str | os.PathLike, request: dict | None = None) -> tuple[
         return None, f"unreadable manifest ({error})"
     if not manifest.get("complete"):
         return None, "incomplete build"
-    if request is not None:
-        have = manifest.get("request", {})
-        changed = [k for k in request if have.get(k) != request[k]]
-        if changed:
-            detail = ", ".join(
-                "source files changed"
-                if k == "source_fingerprint"
-                else f"{k} {have.get(k)!r} -> {request[k]!r}"
-                for k in changed
-            )
-            return None, f"manifest does not match the request: {detail}"
+    have = manifest.get("request", {})
+    changed = [k for k in request or {} if have.get(k) != request[k]]
+    if changed:
+        detail = ", ".join(
+            "source files changed"
+            if k == "source_fingerprint"
+            else f"{k} {have.get(k)!r} -> {request[k]!r}"
+            for k in changed
+        )
+        return None, f"manifest does not match the request: {detail}"
     try:
         images = np.load(folder / "images.npy", mmap_mode="r")
         table = pd.read_csv(folder / "table.csv", index_col="image",
