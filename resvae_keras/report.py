@@ -20,7 +20,7 @@ from resvae_keras import metrics, plan, plots, study_results
 from resvae_keras import report_tables as rt
 from resvae_keras.config import Config, project_root
 from resvae_keras.record import history_summary, lookup
-from resvae_keras.report_tables import Results
+from resvae_keras.report_tables import Results, slug
 
 # -- the numbers of the prose ---------------------------------------------------------------
 
@@ -33,7 +33,7 @@ def prose_record(results: Results) -> dict:
     mse, sigma = lookup(rec, "mse.mean"), rec.get("decoder_sigma")
     if rt.finite(mse) and rt.finite(sigma) and mse > 0:
         rec.update(rmse=math.sqrt(mse), sigma_ratio=sigma / math.sqrt(mse))
-    samples = {k.replace(".", ""): dict(s) for k, s in {
+    samples = {slug(k): dict(s) for k, s in {
         **results.samples, **(m.get("sample_references") or {})}.items()}
     for s in samples.values():
         fake, real = lookup(s, "diversity.pixel_l2_fake"), lookup(s, "diversity.pixel_l2_real")
@@ -54,12 +54,11 @@ def prose_record(results: Results) -> dict:
         "samples": samples, "real": lookup(next(iter(samples.values()), {}), "diversity"),
         "fs": _face_space(m),
         "other": {k: v.get("reconstruction", v) for k, v in results.other_metrics.items()},
-        "sweep": {"s" + f"{float(r['sigma_min']):g}".replace(".", ""): r.to_dict()
-                  for _, r in results.sweep.iterrows()},
+        "sweep": {"s" + slug(r["sigma_min"]): r.to_dict() for _, r in results.sweep.iterrows()},
         "study": {"finished": planned.finished[0], "planned": planned.finished[1]},
         "verdicts": verdicts}
     for group, trend in results.trends.items():  # one run per value, the reference arm beside
-        record[group] = {_slug(r["x"]): r for r in trend.to_dict("records")}
+        record[group] = {slug(r["x"]): r for r in trend.to_dict("records")}
     if len(history := results.main_run["history"]):
         record["history"] = history_summary(history, lookup(record, "config.beta"))
     if lookup(m, "per_attribute.rows"):
@@ -67,9 +66,8 @@ def prose_record(results: Results) -> dict:
             pd.DataFrame.from_dict(m["per_attribute"]["rows"], orient="index"), rt.ALPHA)
         record["attributes"] = {**found, **{k: ", ".join(f"`{a}`" for a in found[k])
                                             for k in ("worse", "better")}}
-    by_kind, _ = rt.anomaly_results(results)
-    elbo = [a for a in (lookup(s, "neg_elbo.auroc") for s in by_kind.values()) if rt.finite(a)]
-    if by_kind:
+    if anomaly := results.anomaly:
+        elbo = [a for a in (lookup(s, "neg_elbo.auroc") for s in anomaly.values()) if rt.finite(a)]
         record["anomaly"] = {**m["anomaly"], "n_kinds": len(elbo) or None,
                              "elbo_min": min(elbo, default=None),
                              "elbo_max": max(elbo, default=None)}
@@ -77,14 +75,8 @@ def prose_record(results: Results) -> dict:
 
 
 def _face_space(metrics: dict | None) -> dict:
-    """A run's face-space rows by sampler, dots dropped from their names (``prior_t0.7`` ->
-    ``prior_t07``) so that the template can name them."""
-    return {k.replace(".", ""): v for k, v in (lookup(metrics, "face_space.rows") or {}).items()}
-
-
-def _slug(x) -> str:
-    """A swept value as a template key: ``0.25`` -> ``025``, ``"gaussian"`` as it is."""
-    return f"{float(x):g}".replace(".", "") if isinstance(x, (int, float)) else str(x)
+    """A run's face-space rows by sampler (``prior_t07``)."""
+    return {slug(k): v for k, v in (lookup(metrics, "face_space.rows") or {}).items()}
 
 
 # -- figures: plots.py with the words of laporan.toml ([figures.<name>] as ``w``) --------------
@@ -111,11 +103,8 @@ def figure_validation(results: Results, line: str, minutes: bool = False, **w):
 
 def figure_arm_points(results: Results, measures, **w):
     table = results.arms
-    if measures == "samplers":  # face rate and SWD of every sampler of the arms
-        measures = [f"{kind}_{key}" for key in study_results.sampler_keys(table)
-                    for kind in ("face_rate", "swd_mean")] if len(table) else []
     measures = [c for c in measures if c in table and table[c].notna().any()]
-    if table.empty or not measures:
+    if not measures:
         return None
     return plots.arm_points(table, {c: rt.measure_column(c).label for c in measures},
                             {a: rt.arm_name(a) for a in table["arm"].unique()}, **w)
@@ -130,7 +119,7 @@ def figure_beta_trend(results: Results, measures, **w):
 
 
 def figure_per_atribut(results: Results, **w):
-    top = rt.per_attribute_rows(results)
+    top = results.per_attribute
     if top.empty:
         return None
     bars = pd.DataFrame({w["value"]: 1e3 * top["difference"].astype(float),
@@ -140,11 +129,10 @@ def figure_per_atribut(results: Results, **w):
 
 
 def figure_auroc(results: Results, line: str, **w):
-    by_kind, strengths = rt.anomaly_results(results)
-    if not by_kind:
+    if not results.anomaly:
         return None
-    auroc = pd.Series({rt.anomaly_label(k, strengths): lookup(v, "neg_elbo.auroc")
-                       for k, v in by_kind.items()}, dtype=float, name="AUROC")
+    auroc = pd.Series({label: lookup(v, "neg_elbo.auroc") for label, v in results.anomaly.items()},
+                      dtype=float, name="AUROC")
     return plots.metric_bars(auroc, hlines={line: 0.5}, limits=(0, 1.05), **w)
 
 
@@ -168,7 +156,7 @@ def figure_model_bawaan(results: Results, measures: dict, **w):
 FIGURES = {  # figures/<name>.png -> its function of the results; None while they are missing
     "laporan_kurva_loss": figure_kurva_loss,
     "laporan_val_loss_epoch": figure_validation,
-    "laporan_val_loss_waktu": lambda results, **w: figure_validation(results, minutes=True, **w),
+    "laporan_val_loss_waktu": figure_validation,
     "laporan_ablasi_psnr": figure_arm_points,
     "laporan_ablasi_swd": figure_arm_points,
     "laporan_ablasi_waktu": figure_arm_points,
@@ -213,7 +201,7 @@ def draw_figures(results: Results, figures_dir: Path) -> list[Path]:
 # -- rendering ------------------------------------------------------------------------------
 
 
-def _filter(format_value):
+def _strict(format_value):
     """``format_value`` as a filter that raises the UndefinedError of a name the results lack."""
     def apply(value, *args):
         if isinstance(value, jinja2.Undefined):
@@ -221,9 +209,6 @@ def _filter(format_value):
         return format_value(value, *args)
 
     return apply
-
-
-FILTERS = {"num": _filter(rt.num), "integer": _filter(rt.integer), "pct": _filter(rt.percent)}
 
 
 def _present(value):
@@ -239,7 +224,7 @@ def render(template: Path, results: Results, figures_dir: Path) -> str:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(template.parent),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
                              trim_blocks=True, autoescape=False, finalize=_present)
-    env.filters.update(FILTERS)
+    env.filters.update(num=_strict(rt.num), integer=_strict(rt.integer), pct=_strict(rt.percent))
     context = {**prose_record(results), "verdict_words": rt.VERDICT_WORDS,
                "tables": {name: table(results) for name, table in rt.TABLE_FUNCTIONS.items()},
                "figures": {path.stem for path in figures_dir.glob("*.png")}}

@@ -9,7 +9,7 @@ import dataclasses
 import json
 import math
 import tomllib
-from functools import cache, cached_property
+from functools import cache, cached_property, partial
 from pathlib import Path
 from typing import NamedTuple
 
@@ -63,6 +63,13 @@ def percent(value) -> str:
     return f"{num(value, 1, 100.0)} %" if finite(value) else DASH
 
 
+def _interval(value, low, high, decimals: int) -> str:
+    """``value [low, high]``; the value alone without both bounds."""
+    if not (finite(low) and finite(high)):
+        return num(value, decimals)
+    return f"{num(value, decimals)} [{num(low, decimals)}, {num(high, decimals)}]"
+
+
 def _shape(dims) -> str:
     """A tensor shape without the batch axis: ``32×32×64``."""
     return "×".join(str(d) for d in dims)
@@ -90,14 +97,12 @@ class Col(NamedTuple):
     optional: bool = False
 
     def cell(self, record) -> str:
-        value, kind = lookup(record, self.key), self.decimals
-        if kind == "text":
+        value = lookup(record, self.key)
+        if self.decimals == "text":
             return str(value) if value not in (None, "") else DASH
-        if not finite(value):
-            return DASH
-        if kind in ("int", "p"):
-            return integer(value) if kind == "int" else p_value(value)
-        return num(value, kind, self.scale)
+        if self.decimals in ("int", "p"):
+            return (integer if self.decimals == "int" else p_value)(value)
+        return num(value, self.decimals, self.scale)
 
 
 def _table(name: str, rows, columns=None) -> str | None:
@@ -123,12 +128,18 @@ def arm_name(arm) -> str:
     return NAMES["arm"].get(arm, arm)
 
 
+def slug(name) -> str:
+    """A name or a swept value as a template key, dots dropped: ``prior_t0.7`` -> ``prior_t07``,
+    ``0.25`` -> ``025``."""
+    return (name if isinstance(name, str) else f"{float(name):g}").replace(".", "")
+
+
 # -- the results ------------------------------------------------------------------------
 
 
 class Results(study_results.Study):
     """The committed results under ``root`` (default ``report/results``), read lazily: the
-    study (``root/study``), the main run, the sweep, the levers and the plan."""
+    study (``root/study``), the main run, the runs beside it, the sweep, the levers, the plan."""
 
     def __init__(self, root: Path | str | None = None):
         root = Path(root) if root is not None else study.results_dir()
@@ -160,9 +171,8 @@ class Results(study_results.Study):
 
     @cached_property
     def beside(self) -> dict[str, dict]:
-        """``study_results.load_run`` of the runs beside the main one (``celeba-subset-<key>``):
-        ``adam``, the previous default (Adam); ``ae``, the autoencoder at its architecture and
-        budget."""
+        """The runs ``celeba-subset-<key>``: ``adam``, the previous default (Adam); ``ae``, the
+        autoencoder at the same architecture and budget."""
         return {key: study_results.load_run(self.main_dir.parent / f"{MAIN_RUN}-{key}")
                 for key in ("adam", "ae")}
 
@@ -187,17 +197,38 @@ class Results(study_results.Study):
         return {group: study_results.sweep_trend(table, group, columns)
                 for group in ("beta", "likelihood") if len(table) and (table["group"] == group).any()}
 
+    @property
+    def per_attribute(self) -> pd.DataFrame:
+        """``metrics.strongest_attributes`` of the main run, largest MSE gap first."""
+        rows = lookup(self.main, "per_attribute.rows")
+        if not rows:
+            return pd.DataFrame()
+        top = metrics.strongest_attributes(pd.DataFrame.from_dict(rows, orient="index"))
+        return top.sort_values("difference", ascending=False)
+
+    @property
+    def anomaly(self) -> dict[str, dict]:
+        """``{label: {score: result}}`` of the main run's anomaly kinds."""
+        anomaly = lookup(self.main, "anomaly") or {}
+        strengths, found = anomaly.get("corruption_strengths", {}), {}
+        for kind, by_score in (anomaly.get("results") or {}).items():
+            label, strength = NAMES["anomaly"].get(kind, kind), strengths.get(kind)
+            if kind in ("noise", "occlusion") and finite(strength):
+                label = TABLES["anomali"][kind].format(name=label, strength=f"{strength:g}",
+                                                       percent=f"{100 * strength:g}")
+            found[label] = by_score
+        return found
+
 
 # -- tables: the architecture --------------------------------------------------------------
 
 
-def architecture(results: Results | None = None) -> tuple:
+def architecture(results: Results) -> tuple:
     """``(config, summary_rows, parameter_counts)`` of the main run's model (the profile while
     it has no ``config.json``); the counts add ``plain_total``, the network without shortcuts."""
-    saved = (results.main_run.get("config") or {}) if results is not None else {}
-    config = get_profile("celeba-subset")
     known = {f.name for f in dataclasses.fields(Config)}
-    config = config.replace(**{k: v for k, v in saved.items() if k in known})
+    saved = {k: v for k, v in (results.main_run["config"] or {}).items() if k in known}
+    config = get_profile("celeba-subset").replace(**saved)
     return _architecture(json.dumps(config.to_dict(), sort_keys=True))
 
 
@@ -214,18 +245,17 @@ def _architecture(config_json: str) -> tuple:
 
 def _layer_kind(row: dict) -> str:
     if row["kind"] == "Conv2D":
-        k, s = row["kernel"], row["strides"]
-        return NAMES["conv"][s > 1].format(k=k, s=s)
+        return NAMES["conv"][row["strides"] > 1].format(k=row["kernel"], s=row["strides"])
     return NAMES["layer"].get(row["kind"], row["kind"])
 
 
 def table_arsitektur(results: Results) -> str:
     _, layers, counts = architecture(results)
-    rows = [(NAMES["part"][r["part"]], f"`{r['name']}`", _layer_kind(r), _shape(r["output_shape"]),
-             integer(r["params"])) for r in layers]
-    rows += [("total", label, "", "", integer(counts[key]))
+    rows = [((NAMES["part"][r["part"]], f"`{r['name']}`", _layer_kind(r),
+              _shape(r["output_shape"])), r) for r in layers]
+    rows += [(("total", label, "", ""), {"params": counts[key]})
              for key, label in TABLES["arsitektur"]["counts"]]
-    return markdown_table(TABLES["arsitektur"]["headers"], rows, numeric=[4])
+    return _table("arsitektur", rows)
 
 
 def table_diagram(results: Results) -> str:
@@ -298,24 +328,14 @@ def table_generalisasi(results: Results) -> str | None:
     rec = lookup(results.main, "reconstruction")
     if not rec:
         return None
-    sets = [(TABLES["generalisasi"]["test_split"], rec)]
-    sets += [(f"`{name}`", other.get("reconstruction", other))
-             for name, other in results.other_metrics.items()]
-    return _table("generalisasi", sets)
-
-
-def per_attribute_rows(results: Results, k: int = 10) -> pd.DataFrame:
-    """``metrics.strongest_attributes`` of the main run, largest MSE gap first."""
-    rows = lookup(results.main, "per_attribute.rows")
-    if not rows:
-        return pd.DataFrame()
-    breakdown = pd.DataFrame.from_dict(rows, orient="index")
-    return metrics.strongest_attributes(breakdown, k).sort_values("difference", ascending=False)
+    return _table("generalisasi", [(TABLES["generalisasi"]["test_split"], rec), *(
+        (f"`{name}`", other.get("reconstruction", other))
+        for name, other in results.other_metrics.items())])
 
 
 def table_per_atribut(results: Results) -> str | None:
     return _table("per_atribut", [(f"`{name}`", r.to_dict())
-                                  for name, r in per_attribute_rows(results).iterrows()])
+                                  for name, r in results.per_attribute.iterrows()])
 
 
 def _samplers(results: Results) -> list[tuple[str, dict]]:
@@ -342,25 +362,33 @@ def table_keragaman(results: Results) -> str | None:
     return _table("keragaman", [*_samplers(results), (TABLES["keragaman"]["real"], real)])
 
 
-def anomaly_label(kind: str, strengths: dict) -> str:
-    name, strength = NAMES["anomaly"].get(kind, kind), strengths.get(kind)
-    if kind in ("noise", "occlusion") and finite(strength):
-        return TABLES["anomali"][kind].format(name=name, strength=f"{strength:g}",
-                                              percent=f"{100 * strength:g}")
-    return name
-
-
-def anomaly_results(results: Results) -> tuple[dict, dict]:
-    """``({kind: {score: result}}, corruption strengths)`` of the main run."""
-    anomaly = lookup(results.main, "anomaly") or {}
-    return anomaly.get("results") or {}, anomaly.get("corruption_strengths", {})
-
-
 def table_anomali(results: Results) -> str | None:
-    by_kind, strengths = anomaly_results(results)
-    return _table("anomali", [
-        ((anomaly_label(kind, strengths), NAMES["score"].get(score, score)), r)
-        for kind, by_score in by_kind.items() for score, r in by_score.items()])
+    return _table("anomali", [((label, NAMES["score"].get(score, score)), r)
+                              for label, by_score in results.anomaly.items()
+                              for score, r in by_score.items()])
+
+
+def table_ruang_wajah(results: Results) -> str | None:
+    words = TABLES["ruang_wajah"]["names"]
+    return _table("ruang_wajah", [(words.get(name, name), row) for name, row in
+                                  (lookup(results.main, "face_space.rows") or {}).items()])
+
+
+def table_pembanding(results: Results) -> str | None:
+    """The model beside PCA at several k and the autoencoder, on the same test split."""
+    m, words = results.main, TABLES["pembanding"]
+    if not lookup(m, "reconstruction.psnr"):
+        return None
+    runs = {"model": results.main_run, **results.beside}
+    rows = [(words[name].format(latent=lookup(run["metrics"], "model.latent_dim"),
+                                optimizer=_config_value("optimizer", run["config"] or {}),
+                                epochs=lookup(run["metrics"], "training.epochs")),
+             {**run["metrics"]["reconstruction"],
+              "bpd": lookup(run["metrics"], "reconstruction.bits_per_dim.mean")})
+            for name, run in runs.items() if run["metrics"]]
+    rows += [(words["pca"].format(b["n_components"]), {**b, "bpd": b["ppca_bits_per_dim"]})
+             for b in (m.get("baselines") or {}).values()]
+    return _table("pembanding", rows)
 
 
 # -- tables: the study -------------------------------------------------------------------
@@ -399,24 +427,14 @@ def table_ablasi_ringkasan(results: Results) -> str | None:
     return markdown_table([*TABLES["ablasi_ringkasan"]["headers"], *map(arm_name, arms)], rows)
 
 
-def _interval(value, low, high, decimals: int) -> str:
-    if not (finite(value) and finite(low) and finite(high)):
-        return num(value, decimals)
-    return f"{num(value, decimals)} [{num(low, decimals)}, {num(high, decimals)}]"
-
-
-def _planned_measure(key: str) -> tuple[str, int]:
-    """(label, decimals) of a measure of the pre-registered study."""
-    return tuple(WORDS["planned_measures"].get(key, STUDY_MEASURES.get(key, (key, 3))))
-
-
 def _planned(results: Results, part: str, decided: bool = True):
     """``(row, label, decimals, comparison)`` per row of the plan's ``verdicts`` or
     ``secondary``; None before a seed run (for a verdict: a finished one)."""
-    found = results.planned
+    found, measures = results.planned, {**STUDY_MEASURES, **WORDS["planned_measures"]}
     if (decided and not found.finished[0]) or not len(found.runs):
         return None
-    return [(r, *_planned_measure(r.measure), f"{arm_name(r.arm)} − {arm_name(r.baseline)}")
+    return [(r, *measures.get(r.measure, (r.measure, 3)),
+             f"{arm_name(r.arm)} − {arm_name(r.baseline)}")
             for r in getattr(found, part).itertuples()]
 
 
@@ -451,23 +469,16 @@ def table_sekunder(results: Results) -> str | None:
         numeric=range(2, 7))
 
 
-def _sweep_table(results: Results, group: str, show) -> str | None:
+def _sweep_table(results: Results, group: str) -> str | None:
+    """The ``beta`` or ``likelihood`` sweep: per value, each measure's mean ± SD over seeds."""
     trend = results.trends.get(group)
     if trend is None:
         return None
     columns = [measure_column(c) for c in WORDS["sweep"]["measures"] if c in trend]
-    rows = [(show(r["x"]), integer(r["n_seeds"]), *(
+    rows = [(_config_value(group, {group: r["x"]}), integer(r["n_seeds"]), *(
         plus_minus(r[c.key], r[f"{c.key}_seed_sd"], c.decimals) if r["n_seeds"] > 1
         else num(r[c.key], c.decimals) for c in columns)) for r in trend.to_dict("records")]
     return markdown_table([*TABLES[group]["headers"], *(c.label for c in columns)], rows)
-
-
-def table_likelihood(results: Results) -> str | None:
-    return _sweep_table(results, "likelihood", lambda x: NAMES["likelihood"].get(x, str(x)))
-
-
-def table_beta(results: Results) -> str | None:
-    return _sweep_table(results, "beta", lambda x: f"{float(x):g}")
 
 
 def floor_label(sigma_min) -> str:
@@ -476,31 +487,8 @@ def floor_label(sigma_min) -> str:
 
 
 def table_model_bawaan(results: Results) -> str | None:
-    return _table("model_bawaan", [  # prior_t0.7 -> prior_t07
-        (floor_label(r["sigma_min"]), {k.replace(".", ""): v for k, v in r.items()})
-        for _, r in results.sweep.iterrows()])
-
-
-def table_pembanding(results: Results) -> str | None:
-    """The model beside PCA at several k and the autoencoder, on the same test split."""
-    m, words = results.main, TABLES["pembanding"]
-    if not lookup(m, "reconstruction.psnr"):
-        return None
-    def model_row(run: dict, word: str) -> tuple:
-        metrics, config = run["metrics"], run["config"] or {}
-        rec = metrics["reconstruction"]
-        optimizer = _config_value("optimizer", config)
-        name = word.format(latent=lookup(metrics, "model.latent_dim"), optimizer=optimizer,
-                           epochs=lookup(metrics, "training.epochs"))
-        return name, {"psnr": rec["psnr"], "ssim": rec["ssim"],
-                      "bpd": lookup(rec, "bits_per_dim.mean")}
-
-    rows = [model_row(results.main_run, words["model"])]
-    rows += [model_row(run, words[key]) for key, run in results.beside.items() if run["metrics"]]
-    rows += [(words["pca"].format(b["n_components"]),
-              {"psnr": b["psnr"], "ssim": b["ssim"], "bpd": b["ppca_bits_per_dim"]})
-             for b in (m.get("baselines") or {}).values()]
-    return _table("pembanding", rows)
+    return _table("model_bawaan", [(floor_label(r["sigma_min"]), {slug(k): v for k, v in r.items()})
+                                   for _, r in results.sweep.iterrows()])
 
 
 def table_tuas(results: Results) -> str | None:
@@ -509,10 +497,7 @@ def table_tuas(results: Results) -> str | None:
     from resvae_keras.levers import LEVERS
 
     table, words = results.levers, TABLES["tuas"]
-    if not len(table):
-        return None
-    is_base = table["lever"] == "base"
-    base = float(table.loc[is_base, "val_psnr_db"].iloc[0]) if is_base.any() else math.nan
+    base = table.set_index("lever")["val_psnr_db"].get("base", math.nan)
     config, rows = results.main_run["config"] or {}, []
     for r in table.to_dict("records"):
         has = r["lever"] in LEVERS and all(
@@ -524,13 +509,6 @@ def table_tuas(results: Results) -> str | None:
     return _table("tuas", rows)
 
 
-def table_ruang_wajah(results: Results) -> str | None:
-    rows = lookup(results.main, "face_space.rows")
-    if not rows:
-        return None
-    words = TABLES["ruang_wajah"]["names"]
-    return _table("ruang_wajah", [(words.get(name, name), row) for name, row in rows.items()])
-
-
 TABLE_FUNCTIONS = {  # the template's tables.<name>: every table_<name> of this module
-    name.removeprefix("table_"): f for name, f in globals().items() if name.startswith("table_")}
+    **{name.removeprefix("table_"): f for name, f in globals().items() if name.startswith("table_")},
+    **{group: partial(_sweep_table, group=group) for group in ("likelihood", "beta")}}
