@@ -16,7 +16,7 @@ from pathlib import Path
 import jinja2
 import pandas as pd
 
-from resvae_keras import metrics, plan, plots, study_results
+from resvae_keras import metrics, plan, plots, stats, study_results
 from resvae_keras import report_tables as rt
 from resvae_keras.config import Config, project_root
 from resvae_keras.record import history_summary, lookup
@@ -63,7 +63,7 @@ def prose_record(results: Results) -> dict:
         record["history"] = history_summary(history, lookup(record, "config.beta"))
     if lookup(m, "per_attribute.rows"):
         found = metrics.significant_attributes(
-            pd.DataFrame.from_dict(m["per_attribute"]["rows"], orient="index"), rt.ALPHA)
+            pd.DataFrame.from_dict(m["per_attribute"]["rows"], orient="index"), stats.ALPHA)
         record["attributes"] = {**found, **{k: ", ".join(f"`{a}`" for a in found[k])
                                             for k in ("worse", "better")}}
     if anomaly := results.anomaly:

@@ -16,13 +16,13 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from resvae_keras import metrics, plan, stats, study, study_results
+from resvae_keras import metrics, plan, study, study_results
 from resvae_keras.config import Config, checkout_file, get_profile
+from resvae_keras.levers import LEVERS, load_table
 from resvae_keras.record import history_summary, lookup
 
 MAIN_RUN = "celeba-subset"
 NBSP = "\u00a0"  # thousands separator of integers: unambiguous with a decimal point
-ALPHA = stats.ALPHA
 
 # The report is built in a checkout: its words, template and results are not in the wheel.
 WORDS = tomllib.loads(checkout_file("report/laporan.toml").read_text(encoding="utf-8"))
@@ -178,8 +178,6 @@ class Results(study_results.Study):
 
     @cached_property
     def levers(self) -> pd.DataFrame:
-        from resvae_keras.levers import load_table
-
         return load_table(self.main_dir.parent / "levers" / "levers.csv")
 
     @cached_property
@@ -478,7 +476,7 @@ def _sweep_table(results: Results, group: str) -> str | None:
     rows = [(_config_value(group, {group: r["x"]}), integer(r["n_seeds"]), *(
         plus_minus(r[c.key], r[f"{c.key}_seed_sd"], c.decimals) if r["n_seeds"] > 1
         else num(r[c.key], c.decimals) for c in columns)) for r in trend.to_dict("records")]
-    return markdown_table([*TABLES[group]["headers"], *(c.label for c in columns)], rows)
+    return markdown_table([*WORDS["sweep"]["headers"][group], *(c.label for c in columns)], rows)
 
 
 def floor_label(sigma_min) -> str:
@@ -494,8 +492,6 @@ def table_model_bawaan(results: Results) -> str | None:
 def table_tuas(results: Results) -> str | None:
     """The lever sweep (``levers.LEVERS``): whether each lever raises the validation PSNR over
     the base row, and whether the main run's config has it."""
-    from resvae_keras.levers import LEVERS
-
     table, words = results.levers, TABLES["tuas"]
     base = table.set_index("lever")["val_psnr_db"].get("base", math.nan)
     config, rows = results.main_run["config"] or {}, []
