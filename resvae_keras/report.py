@@ -27,7 +27,7 @@ from resvae_keras.report_tables import Results, slug
 
 def prose_record(results: Results) -> dict:
     """The results the prose quotes, by name; keys have no dots (``prior_t07``, ``s05``)."""
-    config, _, counts = rt.architecture(results)
+    config, _, counts = results.architecture
     m = results.main
     rec = dict(m.get("reconstruction") or {})
     mse, sigma = lookup(rec, "mse.mean"), rec.get("decoder_sigma")

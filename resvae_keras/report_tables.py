@@ -9,7 +9,7 @@ import dataclasses
 import json
 import math
 import tomllib
-from functools import cache, cached_property, partial
+from functools import cached_property, partial
 from pathlib import Path
 from typing import NamedTuple
 
@@ -217,28 +217,22 @@ class Results(study_results.Study):
             found[label] = by_score
         return found
 
+    @cached_property
+    def architecture(self) -> tuple:
+        """``(config, summary_rows, parameter_counts)`` of the main run's model (the profile
+        while it has no ``config.json``); the counts add ``plain_total``, without shortcuts."""
+        from resvae_keras.model import build_model
+
+        known = {f.name for f in dataclasses.fields(Config)}
+        saved = {k: v for k, v in (self.main_run["config"] or {}).items() if k in known}
+        config = get_profile("celeba-subset").replace(**saved)
+        model = build_model(config)
+        counts = {**model.parameter_counts(),
+                  "plain_total": int(build_model(config.replace(residual=False)).count_params())}
+        return config, model.summary_rows(), counts
+
 
 # -- tables: the architecture --------------------------------------------------------------
-
-
-def architecture(results: Results) -> tuple:
-    """``(config, summary_rows, parameter_counts)`` of the main run's model (the profile while
-    it has no ``config.json``); the counts add ``plain_total``, the network without shortcuts."""
-    known = {f.name for f in dataclasses.fields(Config)}
-    saved = {k: v for k, v in (results.main_run["config"] or {}).items() if k in known}
-    config = get_profile("celeba-subset").replace(**saved)
-    return _architecture(json.dumps(config.to_dict(), sort_keys=True))
-
-
-@cache
-def _architecture(config_json: str) -> tuple:
-    from resvae_keras.model import build_model
-
-    config = Config(**json.loads(config_json))
-    model = build_model(config)
-    counts = model.parameter_counts()
-    counts["plain_total"] = int(build_model(config.replace(residual=False)).count_params())
-    return config, model.summary_rows(), counts
 
 
 def _layer_kind(row: dict) -> str:
@@ -248,7 +242,7 @@ def _layer_kind(row: dict) -> str:
 
 
 def table_arsitektur(results: Results) -> str:
-    _, layers, counts = architecture(results)
+    _, layers, counts = results.architecture
     rows = [((NAMES["part"][r["part"]], f"`{r['name']}`", _layer_kind(r),
               _shape(r["output_shape"])), r) for r in layers]
     rows += [(("total", label, "", ""), {"params": counts[key]})
@@ -258,7 +252,7 @@ def table_arsitektur(results: Results) -> str:
 
 def table_diagram(results: Results) -> str:
     """The encoder-decoder flow with the output shapes, a stage's blocks on one line."""
-    _, layers, _ = architecture(results)
+    _, layers, _ = results.architecture
     lines = ["```text"]
     for part in ("encoder", "decoder"):
         title, last = TABLES["diagram"][part]
