@@ -65,7 +65,7 @@ def percent(value) -> str:
 
 def _interval(value, low, high, decimals: int) -> str:
     """``value [low, high]``; the value alone without both bounds."""
-    if not (finite(low) and finite(high)):
+    if not (finite(value) and finite(low) and finite(high)):
         return num(value, decimals)
     return f"{num(value, decimals)} [{num(low, decimals)}, {num(high, decimals)}]"
 
@@ -192,8 +192,9 @@ class Results(study_results.Study):
         """``study_results.sweep_trend`` of each sweep with a finished run."""
         table = self.table
         columns = [c for c in STUDY_MEASURES if c in table]
+        found = set(table["group"]) if len(table) else set()
         return {group: study_results.sweep_trend(table, group, columns)
-                for group in ("beta", "likelihood") if len(table) and (table["group"] == group).any()}
+                for group in ("beta", "likelihood") if group in found}
 
     @property
     def per_attribute(self) -> pd.DataFrame:
@@ -500,5 +501,6 @@ def table_tuas(results: Results) -> str | None:
 
 
 TABLE_FUNCTIONS = {  # the template's tables.<name>: every table_<name> of this module
-    **{name.removeprefix("table_"): f for name, f in globals().items() if name.startswith("table_")},
+    **{name.removeprefix("table_"): f for name, f in globals().items()
+       if name.startswith("table_")},
     **{group: partial(_sweep_table, group=group) for group in ("likelihood", "beta")}}
