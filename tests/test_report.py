@@ -103,6 +103,7 @@ def test_formatters():
     assert report_tables.num(None, 2) == report_tables.num(float("nan"), 2) == report_tables.DASH
     assert report_tables.plus_minus(24.614, 0.0567, 2) == "24.61 ± 0.06"
     assert report_tables.p_value(7.23e-6) == "7.2e-06" and report_tables.p_value(0.0123) == "0.012"
+    assert report_tables.slug("prior_t0.7") == "prior_t07" and report_tables.slug(0.25) == "025"
 
 
 def test_planned_study_tables_are_the_rows_of_plan_verdicts(tmp_path):
