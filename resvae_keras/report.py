@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import math
+from functools import partial
 from pathlib import Path
 
 import jinja2
@@ -54,7 +55,9 @@ def prose_record(results: Results) -> dict:
         "samples": samples, "real": lookup(next(iter(samples.values()), {}), "diversity"),
         "fs": _face_space(m),
         "other": {k: v.get("reconstruction", v) for k, v in results.other_metrics.items()},
-        "sweep": {"s" + slug(r["sigma_min"]): r.to_dict() for _, r in results.sweep.iterrows()},
+        "sweep": {"s" + slug(r["sigma_min"]): {slug(k): v for k, v in r.items()} | {
+            "floor": rt.floor_label(r["sigma_min"])} for _, r in results.sweep.iterrows()},
+        "anomalies": results.anomaly,
         "study": {"finished": planned.finished[0], "planned": planned.finished[1]},
         "verdicts": verdicts}
     for group, trend in results.trends.items():  # one run per value, the reference arm beside
@@ -79,7 +82,7 @@ def _face_space(metrics: dict | None) -> dict:
     return {slug(k): v for k, v in (lookup(metrics, "face_space.rows") or {}).items()}
 
 
-# -- figures: plots.py with the words of laporan.toml ([figures.<name>] as ``w``) --------------
+# -- figures: plots.py with the report's words ------------------------------------------------
 
 
 def figure_kurva_loss(results: Results, **w):
@@ -98,7 +101,8 @@ def figure_validation(results: Results, line: str, minutes: bool = False, **w):
     groups, arms = {name: rt.arm_name(results.runs[name]["arm"]) for name in curves}, results.arms
     lines = ({"vlines": {line: arms["equal_time_s"].iloc[0] / 60.0}} if minutes
              else {"hlines": {line: arms["threshold"].iloc[0]}})
-    return plots.grouped_curves(curves, groups, **lines, **w)
+    return plots.grouped_curves(curves, groups, ylabel="−ELBO validasi (β = 1, nats per citra)",
+                                **lines, **w)
 
 
 def figure_arm_points(results: Results, measures, **w):
@@ -106,7 +110,7 @@ def figure_arm_points(results: Results, measures, **w):
     measures = [c for c in measures if c in table and table[c].notna().any()]
     if not measures:
         return None
-    return plots.arm_points(table, {c: rt.measure_column(c).label for c in measures},
+    return plots.arm_points(table, {c: rt.measure(c)[0] for c in measures},
                             {a: rt.arm_name(a) for a in table["arm"].unique()}, **w)
 
 
@@ -114,54 +118,86 @@ def figure_beta_trend(results: Results, measures, **w):
     trend = results.trends.get("beta")
     if trend is None:
         return None
-    labels = {c: rt.measure_column(c).label for c in measures if c in trend}
-    return plots.trend_with_spread(trend, labels, logx=True, **w)
+    labels = {c: rt.measure(c)[0] for c in measures if c in trend}
+    return plots.trend_with_spread(trend, labels, logx=True, xlabel="β (skala log)",
+                                   spread_label="±1 SD antar-seed (kelompok residual)", **w)
 
 
-def figure_per_atribut(results: Results, **w):
+def figure_per_atribut(results: Results):
     top = results.per_attribute
     if top.empty:
         return None
-    bars = pd.DataFrame({w["value"]: 1e3 * top["difference"].astype(float),
-                         w["error"]: 1e3 * top["se_difference"].astype(float)})
-    bars.index.name = w["xlabel"]
-    return plots.metric_bars(bars, **w)
+    bars = pd.DataFrame({"selisih": 1e3 * top["difference"].astype(float),
+                         "galat": 1e3 * top["se_difference"].astype(float)})
+    bars.index.name = "atribut"
+    return plots.metric_bars(bars, value="selisih", error="galat", xlabel="atribut",
+                             ylabel="selisih MSE ×10³ (dengan − tanpa)",
+                             title="Atribut dan galat rekonstruksi (± galat baku)")
 
 
-def figure_auroc(results: Results, line: str, **w):
+def figure_auroc(results: Results):
     if not results.anomaly:
         return None
     auroc = pd.Series({label: lookup(v, "neg_elbo.auroc") for label, v in results.anomaly.items()},
                       dtype=float, name="AUROC")
-    return plots.metric_bars(auroc, hlines={line: 0.5}, limits=(0, 1.05), **w)
+    return plots.metric_bars(auroc, hlines={"tebakan acak (0.5)": 0.5}, limits=(0, 1.05),
+                             xlabel="jenis anomali", ylabel="AUROC skor −ELBO",
+                             title="Deteksi anomali dengan −ELBO")
 
 
-def figure_norma_interpolasi(results: Results, title: str, **w):
+def figure_norma_interpolasi(results: Results):
     from resvae_keras import latent
 
     d = int((results.main_run["config"] or {}).get("latent_dim") or Config().latent_dim)
     z0, z1 = latent.prior_samples(200, d, seed=1), latent.prior_samples(200, d, seed=2)
     path = latent.norm_along_path(z0, z1, steps=21)
-    return plots.norm_plot(path, d, title=title.format(d=d), **w)
+    return plots.norm_plot(path, d, ylabel="norma ‖z‖ (rata-rata 200 pasang)",
+                           hline_labels=["√d: norma khas sampel N(0, I)", "√(d/2)"],
+                           title=f"Norma z sepanjang lintasan antara dua sampel prior (d = {d})")
 
 
-def figure_model_bawaan(results: Results, measures: dict, **w):
+def figure_model_bawaan(results: Results):
     sweep = results.sweep
     if not len(sweep):
         return None
+    measures = {"psnr": "distorsi: PSNR uji (dB)", "face_rate_prior_t1": "laju wajah, prior T = 1",
+                "swd_16_prior_t1": "SWD 16 px ×10³, prior",
+                "face_rate_two_stage_t1": "laju wajah, dua tahap"}
     return plots.tradeoff(sweep.set_index(sweep["sigma_min"].map(rt.floor_label)), "kl_nats",
-                          {c: label for c, label in measures.items() if c in sweep}, **w)
+                          {c: label for c, label in measures.items() if c in sweep},
+                          xlabel="laju: KL (nats per citra)", title="Laju, distorsi dan realisme "
+                          "per lantai σ (satu percobaan per titik)")
 
 
 FIGURES = {  # figures/<name>.png -> its function of the results; None while they are missing
-    "laporan_kurva_loss": figure_kurva_loss,
-    "laporan_val_loss_epoch": figure_validation,
-    "laporan_val_loss_waktu": figure_validation,
-    "laporan_ablasi_psnr": figure_arm_points,
-    "laporan_ablasi_swd": figure_arm_points,
-    "laporan_ablasi_waktu": figure_arm_points,
-    "laporan_rate_distorsi": figure_beta_trend,
-    "laporan_swd_beta": figure_beta_trend,
+    "laporan_kurva_loss": partial(
+        figure_kurva_loss, ylabel="nats per citra", panel_titles={
+            "loss": "loss total (−ELBO dengan β)", "kl_loss": "divergensi KL",
+            "reconstruction_loss": "rekonstruksi −log p(x|z)"},
+        title="Kurva pelatihan percobaan utama (CelebA 64×64)"),
+    "laporan_val_loss_epoch": partial(
+        figure_validation, xlabel="langkah optimasi", line="ambang loss",
+        title="−ELBO validasi per langkah, setiap seed setiap kelompok"),
+    "laporan_val_loss_waktu": partial(
+        figure_validation, minutes=True, line="waktu yang sama",
+        xlabel="waktu latih terukur (menit, biaya per langkah dari satu benchmark)",
+        title="−ELBO validasi terhadap waktu"),
+    "laporan_ablasi_psnr": partial(
+        figure_arm_points, measures=["psnr", "ssim", "sharpness_ratio"],
+        title="Rekonstruksi per kelompok: setiap seed dan rata-rata dengan IK 95%"),
+    "laporan_ablasi_swd": partial(
+        figure_arm_points, measures=[f"{kind}_{sampler}_t1" for sampler in (
+            "prior", "two_stage", "gmm") for kind in ("face_rate", "swd_mean")],
+        title="Sampel per kelompok: setiap seed dan rata-rata dengan IK 95%"),
+    "laporan_ablasi_waktu": partial(
+        figure_arm_points, title="Kecepatan pelatihan per kelompok", measures=[
+            "steps_to_threshold", "seconds_to_threshold", "val_neg_elbo_at_equal_time"]),
+    "laporan_rate_distorsi": partial(
+        figure_beta_trend, measures=["kl_nats", "psnr"],
+        title="Laju (KL) dan distorsi (PSNR) terhadap β, satu seed per titik"),
+    "laporan_swd_beta": partial(
+        figure_beta_trend, measures=["swd_mean_prior_t1", "face_rate_prior_t1"],
+        title="Realisme sampel prior terhadap β, satu seed per titik"),
     "laporan_model_bawaan": figure_model_bawaan,
     "laporan_per_atribut": figure_per_atribut,
     "laporan_auroc": figure_auroc,
@@ -186,7 +222,7 @@ def draw_figures(results: Results, figures_dir: Path) -> list[Path]:
 
     updated = []
     for name, draw in FIGURES.items():
-        fig = draw(results, **rt.WORDS["figures"][name])
+        fig = draw(results)
         if fig is None:
             continue
         buffer = io.BytesIO()
@@ -224,7 +260,9 @@ def render(template: Path, results: Results, figures_dir: Path) -> str:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(template.parent),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
                              trim_blocks=True, autoescape=False, finalize=_present)
-    env.filters.update(num=_strict(rt.num), integer=_strict(rt.integer), pct=_strict(rt.percent))
+    env.filters.update(num=_strict(rt.num), integer=_strict(rt.integer), pct=_strict(rt.percent),
+                       p=_strict(rt.p_value), interval=_strict(rt.interval), setting=rt.setting)
+    env.tests["finite"] = rt.finite
     context = {**prose_record(results), "verdict_words": rt.VERDICT_WORDS,
                "tables": {name: table(results) for name, table in rt.TABLE_FUNCTIONS.items()},
                "figures": {path.stem for path in figures_dir.glob("*.png")}}

@@ -1,6 +1,7 @@
-"""The tables of ``report/laporan.md``: each ``table_<name>`` is one markdown table of the
-committed results (``Results``), or None while they are missing; ``TABLE_FUNCTIONS`` is the
-template's ``tables.<name>``. Their words come from ``report/laporan.toml``.
+"""The tables of ``report/laporan.md``. ``TABLE_FUNCTIONS`` is the template's ``tables.<name>``:
+a markdown table of the committed results (``Results``), or the rows a table of the template
+loops over; None or no rows while the results are missing. The names and measure labels that
+tables and figures share come from ``report/laporan.toml``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import math
 import tomllib
 from functools import cached_property, partial
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -26,8 +26,7 @@ NBSP = "\u00a0"  # thousands separator of integers: unambiguous with a decimal p
 
 # The report is built in a checkout: its words, template and results are not in the wheel.
 WORDS = tomllib.loads(checkout_file("report/laporan.toml").read_text(encoding="utf-8"))
-DASH, TABLES, NAMES = WORDS["dash"], WORDS["tables"], WORDS["names"]
-VERDICT_WORDS = NAMES["verdict"]
+DASH, NAMES, VERDICT_WORDS = WORDS["dash"], WORDS["names"], WORDS["names"]["verdict"]
 STUDY_MEASURES = {key: tuple(spec) for key, spec in WORDS["measures"].items()}  # (label, decimals)
 
 
@@ -63,7 +62,7 @@ def percent(value) -> str:
     return f"{num(value, 1, 100.0)} %" if finite(value) else DASH
 
 
-def _interval(value, low, high, decimals: int) -> str:
+def interval(value, low, high, decimals: int) -> str:
     """``value [low, high]``; the value alone without both bounds."""
     if not (finite(value) and finite(low) and finite(high)):
         return num(value, decimals)
@@ -86,46 +85,31 @@ def markdown_table(columns, rows, numeric=None) -> str:
     return "\n".join([line(columns), "| " + " | ".join(align) + " |", *map(line, rows)])
 
 
-class Col(NamedTuple):
-    """A column of laporan.toml: ``key`` a dotted path into a row's record, ``decimals`` or
-    ``"int"``, ``"p"``, ``"text"``; an ``optional`` column is left out when no row has a value."""
-
-    key: str
-    label: str
-    decimals: int | str = 2
-    scale: float = 1.0
-    optional: bool = False
-
-    def cell(self, record) -> str:
-        value = lookup(record, self.key)
-        if self.decimals == "text":
-            return str(value) if value not in (None, "") else DASH
-        if self.decimals in ("int", "p"):
-            return (integer if self.decimals == "int" else p_value)(value)
-        return num(value, self.decimals, self.scale)
+def setting(config: dict | None, key: str) -> str:
+    """A config's ``key`` as the report writes it; a dash without a config."""
+    # a config.json written before a field existed had that field's default
+    value = config.get(key, getattr(Config, key, DASH)) if config else DASH
+    if key in ("likelihood", "optimizer"):
+        return NAMES[key].get(value, str(value))
+    if key == "mixed_precision":
+        return "float32" if value is None else str(value)
+    if isinstance(value, list):  # the widths per stage, or the study's seeds
+        return ("–" if key == "widths" else ", ").join(map(str, value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _table(name: str, rows, columns=None) -> str | None:
-    """Table ``name`` of ``rows``, ``(label cell(s), record)``: its ``headers`` hold the labels,
-    then one ``Col`` (default its ``columns``) per column; None without rows."""
-    if not rows:
-        return None
-    headers = TABLES[name]["headers"]
-    rows = [((labels,) if isinstance(labels, str) else tuple(labels), r) for labels, r in rows]
-    columns = [c for c in columns or [Col(*spec) for spec in TABLES[name]["columns"]]
-               if not c.optional or any(c.cell(r) != DASH for _, r in rows)]
-    return markdown_table([*headers, *(c.label for c in columns)],
-                          [(*labels, *(c.cell(r) for c in columns)) for labels, r in rows],
-                          numeric=[len(headers) + i for i, c in enumerate(columns)
-                                   if c.decimals != "text"])
-
-
-def measure_column(key: str) -> Col:
-    return Col(key, *STUDY_MEASURES.get(key, (key, 3)), optional=True)
+def measure(key: str) -> tuple[str, int]:
+    """A study measure's ``(label, decimals)``."""
+    return STUDY_MEASURES.get(key, (key, 3))
 
 
 def arm_name(arm) -> str:
     return NAMES["arm"].get(arm, arm)
+
+
+def floor_label(sigma_min) -> str:
+    """A decoder sigma floor as a row label: ``σ ≥ 0.5``, or none."""
+    return f"σ ≥ {float(sigma_min):g}" if float(sigma_min) > 0 else "tanpa lantai"
 
 
 def slug(name) -> str:
@@ -213,7 +197,7 @@ class Results(study_results.Study):
         for kind, by_score in (anomaly.get("results") or {}).items():
             label, strength = NAMES["anomaly"].get(kind, kind), strengths.get(kind)
             if kind in ("noise", "occlusion") and finite(strength):
-                label = TABLES["anomali"][kind].format(name=label, strength=f"{strength:g}",
+                label = NAMES["corruption"][kind].format(name=label, strength=f"{strength:g}",
                                                        percent=f"{100 * strength:g}")
             found[label] = by_score
         return found
@@ -243,20 +227,25 @@ def _layer_kind(row: dict) -> str:
 
 
 def table_arsitektur(results: Results) -> str:
+    """Every layer of the model with its output shape and parameters, then the totals."""
     _, layers, counts = results.architecture
-    rows = [((NAMES["part"][r["part"]], f"`{r['name']}`", _layer_kind(r),
-              _shape(r["output_shape"])), r) for r in layers]
-    rows += [(("total", label, "", ""), {"params": counts[key]})
-             for key, label in TABLES["arsitektur"]["counts"]]
-    return _table("arsitektur", rows)
+    rows = [(NAMES["part"][r["part"]], f"`{r['name']}`", _layer_kind(r), _shape(r["output_shape"]),
+             integer(r["params"])) for r in layers]
+    rows += [("total", label, "", "", integer(counts[key])) for key, label in [
+        ("encoder", "enkoder"), ("decoder", "dekoder"), ("total", "model (termasuk log σ dan β)"),
+        ("trainable", "dapat dilatih"), ("plain_total", "VAE polos (tanpa shortcut)")]]
+    return markdown_table(["Bagian", "Lapisan", "Jenis", "Bentuk keluaran", "Parameter"], rows,
+                          numeric=[4])
 
 
 def table_diagram(results: Results) -> str:
     """The encoder-decoder flow with the output shapes, a stage's blocks on one line."""
     _, layers, _ = results.architecture
     lines = ["```text"]
-    for part in ("encoder", "decoder"):
-        title, last = TABLES["diagram"][part]
+    for part, title, last in [
+            ("encoder", "ENKODER  q(z | x)",
+             "z = z_mean + exp(½ · z_log_var) ⊙ ε,  ε ~ N(0, I)   (reparameterisasi)"),
+            ("decoder", "DEKODER  p(x | z)", "sigmoid → citra rerata x̂ ∈ [0, 1]")]:
         folded: list[list] = []  # [kind, output shape, how many in a row]
         for r in (r for r in layers if r["part"] == part):
             step = [_layer_kind(r), r["output_shape"]]
@@ -269,30 +258,10 @@ def table_diagram(results: Results) -> str:
     return "\n".join([*lines, "```"])
 
 
-# -- tables: data and training ----------------------------------------------------------
+# -- rows of the template's tables -------------------------------------------------------
 
 
-def table_data(results: Results) -> str | None:
-    counts = lookup(results.main, "data.split_counts") or {}
-    total = sum(counts.values())
-    rows = [(NAMES["split"].get(k, k), {"n": v, "share": 100 * v / total})
-            for k, v in [*counts.items(), ("total", total)]] if counts else []
-    return _table("data", rows)
-
-
-def _config_value(key: str, config: dict | None) -> str:
-    # a config.json written before a field existed had that field's default
-    value = config.get(key, getattr(Config, key, DASH)) if config else DASH
-    if key in ("likelihood", "optimizer"):
-        return NAMES[key].get(value, str(value))
-    if key == "mixed_precision":
-        return "float32" if value is None else str(value)
-    if isinstance(value, list):  # the widths per stage, or the study's seeds
-        return ("–" if key == "widths" else ", ").join(map(str, value))
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def table_hiperparameter(results: Results) -> str | None:
+def table_hiperparameter(results: Results) -> dict | None:
     """The main run's config beside the study's (``residual_s0``'s, with every seed)."""
     main, runs = results.main_run["config"], results.runs
     reference = (runs.get("residual_s0") or next(iter(runs.values()), {})).get("config")
@@ -300,35 +269,29 @@ def table_hiperparameter(results: Results) -> str | None:
         return None
     if reference and "seed" in reference:
         reference = {**reference, "seed": sorted({r["seed"] for r in runs.values()})}
-    rows = [(label, _config_value(key, main), _config_value(key, reference))
-            for key, label in TABLES["hiperparameter"]["rows"]]
-    return markdown_table(TABLES["hiperparameter"]["headers"], rows, numeric=[])
+    return {"main": main, "reference": reference}
 
 
-def table_waktu(results: Results) -> str | None:
-    runs = [(TABLES["waktu"]["main"], results.main_run),
-            *((f"`{name}`", r) for name, r in results.runs.items())]
-    return _table("waktu", [(label, {
-        **history_summary(r["history"]),
-        "precision": _config_value("mixed_precision", r["config"]) if r["config"] else None})
-        for label, r in runs if len(r["history"])])
+def table_waktu(results: Results) -> list[dict]:
+    """Per run with a history, the main run first: ``history_summary`` and its precision."""
+    runs = [(MAIN_RUN, results.main_run), *results.runs.items()]
+    return [{"run": name, **history_summary(r["history"]),
+             "precision": setting(r["config"], "mixed_precision")}
+            for name, r in runs if len(r["history"])]
 
 
-# -- tables: the main run ----------------------------------------------------------------
+def table_tuas(results: Results) -> list[dict]:
+    """The lever sweep (``levers.LEVERS``) with ``better`` (a validation PSNR above the base
+    row's) and ``in_default`` (the main run's config has the lever)."""
+    table, config = results.levers, results.main_run["config"] or {}
+    base = table.set_index("lever")["val_psnr_db"].get("base", math.nan)
+    return [{**r, "better": r["val_psnr_db"] > base, "in_default": r["lever"] in LEVERS and all(
+        config.get(k) == v for k, v in LEVERS[r["lever"]][0].items())}
+        for r in table.to_dict("records")]
 
 
-def table_generalisasi(results: Results) -> str | None:
-    rec = lookup(results.main, "reconstruction")
-    if not rec:
-        return None
-    return _table("generalisasi", [(TABLES["generalisasi"]["test_split"], rec), *(
-        (f"`{name}`", other.get("reconstruction", other))
-        for name, other in results.other_metrics.items())])
-
-
-def table_per_atribut(results: Results) -> str | None:
-    return _table("per_atribut", [(f"`{name}`", r.to_dict())
-                                  for name, r in results.per_attribute.iterrows()])
+def table_per_atribut(results: Results) -> list[dict]:
+    return [{"name": name, **r.to_dict()} for name, r in results.per_attribute.iterrows()]
 
 
 def _samplers(results: Results) -> list[tuple[str, dict]]:
@@ -336,130 +299,102 @@ def _samplers(results: Results) -> list[tuple[str, dict]]:
             for s in results.samples.values()]
 
 
-def table_sampel(results: Results) -> str | None:
-    if not results.samples:
-        return None
+def table_sampel(results: Results) -> list[dict]:
+    """The samplers, then the references: ``label``, ``n_images`` and the realism measures
+    (``swd_64`` ... ``swd_mean``, ``face_rate``, ``fid`` ...; None where not measured)."""
     references = lookup(results.main, "sample_references") or {}
-    return _table("sampel", [*_samplers(results), *(
-        (NAMES["reference"].get(k, k), s) for k, s in references.items())])
+    keys = ("swd.swd_64", "swd.swd_32", "swd.swd_16", "swd.swd_mean", "face_rate", "fid",
+            "kid_mean", "precision", "recall")
+    return [{"label": label, "n_images": s.get("n_images"),
+             **{key.split(".")[-1]: lookup(s, f"realism.{key}") for key in keys}}
+            for label, s in [*_samplers(results), *(
+                (NAMES["reference"].get(k, k), s) for k, s in references.items())]]
 
 
-def table_keragaman(results: Results) -> str | None:
+def table_keragaman(results: Results) -> list[dict]:
+    """The samplers, then the real test faces read through the samples' columns."""
     if not results.samples:
-        return None
+        return []
     first = next(iter(results.samples.values()))
-    real = {  # the real test faces, read through the samples' columns
-        "diversity": {"pixel_l2_fake": lookup(first, "diversity.pixel_l2_real"),
-                      "ms_ssim_fake": lookup(first, "diversity.ms_ssim_real")},
-        "memorization": {"sample_to_train": lookup(first, "memorization.test_to_train")}}
-    return _table("keragaman", [*_samplers(results), (TABLES["keragaman"]["real"], real)])
+    real = {"diversity": {"pixel_l2_fake": lookup(first, "diversity.pixel_l2_real"),
+                          "ms_ssim_fake": lookup(first, "diversity.ms_ssim_real")},
+            "memorization": {"sample_to_train": lookup(first, "memorization.test_to_train"),
+                             "median_ratio": None, "share_closer_than_test_p01": None}}
+    return [{"label": label, **s} for label, s in _samplers(results)] + [{"label": None, **real}]
 
 
-def table_anomali(results: Results) -> str | None:
-    return _table("anomali", [((label, NAMES["score"].get(score, score)), r)
-                              for label, by_score in results.anomaly.items()
-                              for score, r in by_score.items()])
-
-
-def table_ruang_wajah(results: Results) -> str | None:
-    words = TABLES["ruang_wajah"]["names"]
-    return _table("ruang_wajah", [(words.get(name, name), row) for name, row in
-                                  (lookup(results.main, "face_space.rows") or {}).items()])
-
-
-def table_pembanding(results: Results) -> str | None:
-    """The model beside PCA at several k and the autoencoder, on the same test split."""
-    m, words = results.main, TABLES["pembanding"]
-    if not lookup(m, "reconstruction.psnr"):
-        return None
+def table_pembanding(results: Results) -> list[dict]:
+    """The model and the runs beside it (``kind`` ``model``, ``adam``, ``ae``: their latent size,
+    optimizer, epochs), then PCA at each k (``pca``), with ``bpd`` their bits per dimension."""
     runs = {"model": results.main_run, **results.beside}
-    rows = [(words[name].format(latent=lookup(run["metrics"], "model.latent_dim"),
-                                optimizer=_config_value("optimizer", run["config"] or {}),
-                                epochs=lookup(run["metrics"], "training.epochs")),
-             {**run["metrics"]["reconstruction"],
-              "bpd": lookup(run["metrics"], "reconstruction.bits_per_dim.mean")})
-            for name, run in runs.items() if run["metrics"]]
-    rows += [(words["pca"].format(b["n_components"]), {**b, "bpd": b["ppca_bits_per_dim"]})
-             for b in (m.get("baselines") or {}).values()]
-    return _table("pembanding", rows)
+    rows = [{"kind": kind, "latent": lookup(run["metrics"], "model.latent_dim"),
+             "optimizer": setting(run["config"] or {}, "optimizer"),
+             "epochs": lookup(run["metrics"], "training.epochs"), **run["metrics"]["reconstruction"],
+             "bpd": lookup(run["metrics"], "reconstruction.bits_per_dim.mean")}
+            for kind, run in runs.items() if run["metrics"]]
+    return rows + [{"kind": "pca", **b, "bpd": b["ppca_bits_per_dim"]}
+                   for b in (results.main.get("baselines") or {}).values()]
+
+
+def table_status(results: Results) -> dict:
+    """The main run's files present, the study's seeds (finished, planned) per arm or sweep
+    value, and whether the benchmark is there."""
+    main = [f"`{f}`" for f in ("config.json", "history.csv", "metrics.json")
+            if (results.main_dir / f).is_file()]
+    return {"main": ", ".join(main) or DASH, "benchmark": bool(results.benchmark),
+            "seeds": [{"name": arm_name(arm) if group == "arms" else arm,
+                       "finished": r.finished, "planned": r.planned}
+                      for (group, arm), r in results.seeds.iterrows()]}
 
 
 # -- tables: the study -------------------------------------------------------------------
 
 
-def table_status(results: Results) -> str:
-    spec = TABLES["status"]
-    main = [f for f in ("config.json", "history.csv", "metrics.json")
-            if (results.main_dir / f).is_file()]
-    rows = [(spec["main"], ", ".join(f"`{f}`" for f in main) or DASH)]
-    rows += [(spec["study"].format(arm_name(arm) if group == "arms" else arm),
-              spec["counts"].format(integer(r.finished), integer(r.planned)))
-             for (group, arm), r in results.seeds.iterrows()]
-    rows.append((spec["benchmark"], spec["present"] if results.benchmark else DASH))
-    return markdown_table(spec["headers"], rows, numeric=[])
-
-
 def table_ablasi(results: Results) -> str | None:
-    spec = TABLES["ablasi"]
-    return _table("ablasi", [((f"`{name}`", arm_name(r["arm"])), r.to_dict())
-                             for name, r in results.arms.iterrows()],
-                  [Col("seed", spec["seed"], "int"), *map(measure_column, spec["measures"])])
-
-
-def table_ablasi_ringkasan(results: Results) -> str | None:
+    """Per run of the study's arms: its arm, seed and the measures measured."""
     table = results.arms
     if table.empty:
         return None
-    columns = [measure_column(c) for c in STUDY_MEASURES if c in table and table[c].notna().any()]
-    summary = study_results.arm_summary(table, [c.key for c in columns])
+    columns = [c for c in ("psnr", "ssim", "ms_ssim", "neg_elbo_bpd", "sharpness_ratio",
+                           "face_rate_prior_t1", "swd_mean_prior_t1", "steps_to_threshold")
+               if c in table and table[c].notna().any()]
+    rows = [(f"`{name}`", arm_name(r["arm"]), integer(r["seed"]),
+             *(num(r[c], measure(c)[1]) for c in columns)) for name, r in table.iterrows()]
+    return markdown_table(["Percobaan", "Kelompok", "Seed", *(measure(c)[0] for c in columns)],
+                          rows, numeric=range(2, 3 + len(columns)))
+
+
+def table_ablasi_ringkasan(results: Results) -> str | None:
+    """Per arm, each study measure's mean ± SD over seeds, and the seeds finished."""
+    table = results.arms
+    if table.empty:
+        return None
+    columns = [c for c in STUDY_MEASURES if c in table and table[c].notna().any()]
+    summary = study_results.arm_summary(table, columns)
     arms, counts = list(summary.index), results.seeds.loc["arms"]
-    rows = [(c.label, *(plus_minus(summary.loc[a, f"{c.key}_mean"], summary.loc[a, f"{c.key}_sd"],
-                                   c.decimals) for a in arms)) for c in columns]
-    rows.append((TABLES["ablasi_ringkasan"]["seeds"], *(TABLES["status"]["counts"].format(
-        integer(summary.loc[a, "n"]), integer(counts.loc[a, "planned"])) for a in arms)))
-    return markdown_table([*TABLES["ablasi_ringkasan"]["headers"], *map(arm_name, arms)], rows)
+    rows = [(measure(c)[0], *(plus_minus(summary.loc[a, f"{c}_mean"], summary.loc[a, f"{c}_sd"],
+                                         measure(c)[1]) for a in arms)) for c in columns]
+    rows.append(("Jumlah seed", *(f"{integer(summary.loc[a, 'n'])} dari "
+                                  f"{integer(counts.loc[a, 'planned'])}" for a in arms)))
+    return markdown_table(["Ukuran", *map(arm_name, arms)], rows)
 
 
-def _planned(results: Results, part: str, decided: bool = True):
-    """``(row, label, decimals, comparison)`` per row of the plan's ``verdicts`` or
-    ``secondary``; None before a seed run (for a verdict: a finished one)."""
+def _planned(results: Results, part: str, decided: bool = True) -> list[dict]:
+    """The rows of the plan's ``verdicts`` or ``secondary`` with their measure's ``label`` and
+    ``decimals`` and the ``comparison``; none before a seed run (for a verdict: a finished one)."""
     found, measures = results.planned, {**STUDY_MEASURES, **WORDS["planned_measures"]}
     if (decided and not found.finished[0]) or not len(found.runs):
-        return None
-    return [(r, *measures.get(r.measure, (r.measure, 3)),
-             f"{arm_name(r.arm)} − {arm_name(r.baseline)}")
-            for r in getattr(found, part).itertuples()]
+        return []
+    rows = []
+    for r in getattr(found, part).to_dict("records"):
+        label, decimals = measures.get(r["measure"], (r["measure"], 3))
+        rows.append({**r, "label": label.replace("|", "\\|"), "decimals": decimals,  # a cell
+                     "comparison": f"{arm_name(r['arm'])} − {arm_name(r['baseline'])}"})
+    return rows
 
 
-def table_uji_primer(results: Results) -> str | None:
-    """Per claim and baseline, the primary test of ``plan.verdicts``."""
-    rows = _planned(results, "verdicts")
-    return None if rows is None else markdown_table(TABLES["uji_primer"]["headers"], [(
-        NAMES["hypothesis"][r.claim].split(" ")[0], versus, label,
-        f"{r.n_arm}/{r.n_baseline} ({r.n_planned})",
-        _interval(r.diff, r.diff_ci_low, r.diff_ci_high, decimals),
-        _interval(r.diff, r.timing_low, r.timing_high, decimals) if finite(r.timing_low) else DASH,
-        _interval(r.hedges_g, r.g_ci_low, r.g_ci_high, 2), p_value(r.p), p_value(r.p_welch),
-        p_value(r.p_holm), num(r.margin, decimals), p_value(r.p_tost_holm),
-        VERDICT_WORDS[r.verdict]) for r, label, decimals, versus in rows], numeric=range(3, 12))
-
-
-def table_klaim(results: Results) -> str | None:
-    """Per claim and baseline, its primary measure and its verdict."""
-    rows = _planned(results, "verdicts")
-    return None if rows is None else markdown_table(TABLES["klaim"]["headers"], [
-        (NAMES["hypothesis"][r.claim], versus, label, VERDICT_WORDS[r.verdict])
-        for r, label, _, versus in rows], numeric=[])
-
-
-def table_sekunder(results: Results) -> str | None:
-    """The secondary measures (``plan.secondary``): differences and Hedges' g, no p-value."""
-    rows = _planned(results, "secondary", decided=False)
-    return None if rows is None else markdown_table(TABLES["sekunder"]["headers"], [(
-        label, versus, f"{r.n_arm}/{r.n_baseline}", num(r.mean_arm, decimals),
-        num(r.mean_baseline, decimals), _interval(r.diff, r.diff_ci_low, r.diff_ci_high, decimals),
-        _interval(r.hedges_g, r.g_ci_low, r.g_ci_high, 2)) for r, label, decimals, versus in rows],
-        numeric=range(2, 7))
+table_uji_primer = partial(_planned, part="verdicts")  # the primary tests and their verdicts
+table_sekunder = partial(_planned, part="secondary", decided=False)  # no p-value, no verdict
 
 
 def _sweep_table(results: Results, group: str) -> str | None:
@@ -467,37 +402,13 @@ def _sweep_table(results: Results, group: str) -> str | None:
     trend = results.trends.get(group)
     if trend is None:
         return None
-    columns = [measure_column(c) for c in WORDS["sweep"]["measures"] if c in trend]
-    rows = [(_config_value(group, {group: r["x"]}), integer(r["n_seeds"]), *(
-        plus_minus(r[c.key], r[f"{c.key}_seed_sd"], c.decimals) if r["n_seeds"] > 1
-        else num(r[c.key], c.decimals) for c in columns)) for r in trend.to_dict("records")]
-    return markdown_table([*WORDS["sweep"]["headers"][group], *(c.label for c in columns)], rows)
-
-
-def floor_label(sigma_min) -> str:
-    return WORDS["sweep"]["floor"].format(f"{float(sigma_min):g}") if float(sigma_min) > 0 \
-        else WORDS["sweep"]["no_floor"]
-
-
-def table_model_bawaan(results: Results) -> str | None:
-    return _table("model_bawaan", [(floor_label(r["sigma_min"]), {slug(k): v for k, v in r.items()})
-                                   for _, r in results.sweep.iterrows()])
-
-
-def table_tuas(results: Results) -> str | None:
-    """The lever sweep (``levers.LEVERS``): whether each lever raises the validation PSNR over
-    the base row, and whether the main run's config has it."""
-    table, words = results.levers, TABLES["tuas"]
-    base = table.set_index("lever")["val_psnr_db"].get("base", math.nan)
-    config, rows = results.main_run["config"] or {}, []
-    for r in table.to_dict("records"):
-        has = r["lever"] in LEVERS and all(
-            config.get(k) == v for k, v in LEVERS[r["lever"]][0].items())
-        marks = [words["kept"][int(r["val_psnr_db"] > base)], words["kept"][int(has)]]
-        better, in_default = [words["base"]] * 2 if r["lever"] == "base" else marks
-        rows.append(((r["lever"], words["what"].get(r["lever"], r["what"])),
-                     {**r, "better": better, "in_default": in_default}))
-    return _table("tuas", rows)
+    columns = [c for c in ("psnr", "ssim", "sharpness_ratio", "kl_nats", "face_rate_prior_t1",
+                           "swd_mean_prior_t1") if c in trend]
+    rows = [(setting({group: r["x"]}, group), integer(r["n_seeds"]), *(
+        plus_minus(r[c], r[f"{c}_seed_sd"], measure(c)[1]) if r["n_seeds"] > 1
+        else num(r[c], measure(c)[1]) for c in columns)) for r in trend.to_dict("records")]
+    return markdown_table([{"beta": "β", "likelihood": "Likelihood"}[group], "n seed",
+                           *(measure(c)[0] for c in columns)], rows)
 
 
 TABLE_FUNCTIONS = {  # the template's tables.<name>: every table_<name> of this module
