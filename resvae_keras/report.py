@@ -1,8 +1,8 @@
 """Render ``report/laporan.md`` and ``README.md`` from their Jinja2 templates and the results.
 
-In a template ``tables.<name>`` is a table of ``report_tables`` (None while its results are
-missing) and every other name a part of ``prose_record``, formatted by a filter (``num``,
-``integer``, ``pct``); an unknown name stops the build.
+In a template ``tables.<name>`` is a table of ``report_tables`` and every other name a part of
+``prose_record``, formatted by a filter (``num``, ``integer``, ``pct``, ``p``, ``interval``,
+``setting``); an unknown name stops the build.
 
     python -m resvae_keras report      # or: make report
 """
@@ -46,7 +46,7 @@ def prose_record(results: Results) -> dict:
         verdicts.update({f"{c.claim}_{c.baseline}": c.verdict
                          for c in planned.verdicts.itertuples()})
     record = {
-        "arch": {"total": counts["total"], "widths": "–".join(map(str, config.widths)),
+        "arch": {**counts, "widths": "–".join(map(str, config.widths)),
                  "blocks": config.blocks_per_stage, "latent_dim": config.latent_dim},
         "main": m, "config": results.main_run["config"], "rec": rec,
         **{key: {**(lookup(run, "metrics.reconstruction") or {}),
@@ -249,8 +249,8 @@ def _strict(format_value):
 
 def _present(value):
     if value is None:  # a table or a value the template quotes without its fallback
-        raise ValueError("the template shows None: give a missing table its fallback, "
-                         "`tables.<name> or belum(...)`")
+        raise ValueError("the template shows None: give a missing result its fallback, "
+                         "`... or belum(...)`")
     return value
 
 

@@ -1,7 +1,6 @@
-"""The tables of ``report/laporan.md``. ``TABLE_FUNCTIONS`` is the template's ``tables.<name>``:
-a markdown table of the committed results (``Results``), or the rows a table of the template
-loops over; None or no rows while the results are missing. The names and measure labels that
-tables and figures share come from ``report/laporan.toml``.
+"""The tables of ``report/laporan.md``: ``TABLE_FUNCTIONS`` is the template's ``tables.<name>``,
+a markdown table of the committed results (``Results``) or the rows a table of the template loops
+over. The names and measure labels that tables and figures share are in ``report/laporan.toml``.
 """
 
 from __future__ import annotations
@@ -226,16 +225,10 @@ def _layer_kind(row: dict) -> str:
     return NAMES["layer"].get(row["kind"], row["kind"])
 
 
-def table_arsitektur(results: Results) -> str:
-    """Every layer of the model with its output shape and parameters, then the totals."""
-    _, layers, counts = results.architecture
-    rows = [(NAMES["part"][r["part"]], f"`{r['name']}`", _layer_kind(r), _shape(r["output_shape"]),
-             integer(r["params"])) for r in layers]
-    rows += [("total", label, "", "", integer(counts[key])) for key, label in [
-        ("encoder", "enkoder"), ("decoder", "dekoder"), ("total", "model (termasuk log σ dan β)"),
-        ("trainable", "dapat dilatih"), ("plain_total", "VAE polos (tanpa shortcut)")]]
-    return markdown_table(["Bagian", "Lapisan", "Jenis", "Bentuk keluaran", "Parameter"], rows,
-                          numeric=[4])
+def table_arsitektur(results: Results) -> list[dict]:
+    """Every layer of the model (``model.summary_rows``) with its ``kind`` and ``shape`` in words."""
+    return [{**r, "part": NAMES["part"][r["part"]], "kind": _layer_kind(r),
+             "shape": _shape(r["output_shape"])} for r in results.architecture[1]]
 
 
 def table_diagram(results: Results) -> str:
@@ -312,15 +305,7 @@ def table_sampel(results: Results) -> list[dict]:
 
 
 def table_keragaman(results: Results) -> list[dict]:
-    """The samplers, then the real test faces read through the samples' columns."""
-    if not results.samples:
-        return []
-    first = next(iter(results.samples.values()))
-    real = {"diversity": {"pixel_l2_fake": lookup(first, "diversity.pixel_l2_real"),
-                          "ms_ssim_fake": lookup(first, "diversity.ms_ssim_real")},
-            "memorization": {"sample_to_train": lookup(first, "memorization.test_to_train"),
-                             "median_ratio": None, "share_closer_than_test_p01": None}}
-    return [{"label": label, **s} for label, s in _samplers(results)] + [{"label": None, **real}]
+    return [{"label": label, **s} for label, s in _samplers(results)]
 
 
 def table_pembanding(results: Results) -> list[dict]:
