@@ -284,6 +284,7 @@ def table_tuas(results: Results) -> list[dict]:
 
 
 def table_per_atribut(results: Results) -> list[dict]:
+    """``Results.per_attribute`` as rows, the attribute as ``name``."""
     return [{"name": name, **r.to_dict()} for name, r in results.per_attribute.iterrows()]
 
 
@@ -305,6 +306,7 @@ def table_sampel(results: Results) -> list[dict]:
 
 
 def table_keragaman(results: Results) -> list[dict]:
+    """The samplers' records (diversity, memorization) with their ``label``."""
     return [{"label": label, **s} for label, s in _samplers(results)]
 
 
@@ -373,7 +375,7 @@ def _planned(results: Results, part: str, decided: bool = True) -> list[dict]:
     rows = []
     for r in getattr(found, part).to_dict("records"):
         label, decimals = measures.get(r["measure"], (r["measure"], 3))
-        rows.append({**r, "label": label.replace("|", "\\|"), "decimals": decimals,  # a cell
+        rows.append({**r, "label": label.replace("|", "\\|"), "decimals": decimals,  # in a cell
                      "comparison": f"{arm_name(r['arm'])} − {arm_name(r['baseline'])}"})
     return rows
 
