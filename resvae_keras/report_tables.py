@@ -195,7 +195,7 @@ class Results(study_results.Study):
         strengths, found = anomaly.get("corruption_strengths", {}), {}
         for kind, by_score in (anomaly.get("results") or {}).items():
             label, strength = NAMES["anomaly"].get(kind, kind), strengths.get(kind)
-            if kind in ("noise", "occlusion") and finite(strength):
+            if kind in NAMES["corruption"] and finite(strength):
                 label = NAMES["corruption"][kind].format(name=label, strength=f"{strength:g}",
                                                        percent=f"{100 * strength:g}")
             found[label] = by_score
@@ -226,7 +226,7 @@ def _layer_kind(row: dict) -> str:
 
 
 def table_arsitektur(results: Results) -> list[dict]:
-    """Every layer of the model (``model.summary_rows``) with its ``kind`` and ``shape`` in words."""
+    """Every layer of the model (``model.summary_rows``), its ``kind`` and ``shape`` in words."""
     return [{**r, "part": NAMES["part"][r["part"]], "kind": _layer_kind(r),
              "shape": _shape(r["output_shape"])} for r in results.architecture[1]]
 
@@ -316,7 +316,8 @@ def table_pembanding(results: Results) -> list[dict]:
     runs = {"model": results.main_run, **results.beside}
     rows = [{"kind": kind, "latent": lookup(run["metrics"], "model.latent_dim"),
              "optimizer": setting(run["config"] or {}, "optimizer"),
-             "epochs": lookup(run["metrics"], "training.epochs"), **run["metrics"]["reconstruction"],
+             "epochs": lookup(run["metrics"], "training.epochs"),
+             **run["metrics"]["reconstruction"],
              "bpd": lookup(run["metrics"], "reconstruction.bits_per_dim.mean")}
             for kind, run in runs.items() if run["metrics"]]
     return rows + [{"kind": "pca", **b, "bpd": b["ppca_bits_per_dim"]}
