@@ -1,8 +1,8 @@
 """Render ``report/laporan.md`` and ``README.md`` from their Jinja2 templates and the results.
 
-In a template ``tables.<name>`` is a table of ``report_tables`` (None while its results are
-missing) and every other name a part of ``prose_record``, formatted by a filter (``num``,
-``integer``, ``pct``); an unknown name stops the build.
+In a template ``tables.<name>`` is a table of ``report_tables`` and every other name a part of
+``prose_record``, formatted by a filter (``num``, ``integer``, ``pct``, ``p``, ``interval``,
+``setting``); an unknown name stops the build.
 
     python -m resvae_keras report      # or: make report
 """
@@ -11,29 +11,30 @@ from __future__ import annotations
 
 import io
 import math
+from functools import partial
 from pathlib import Path
 
 import jinja2
 import pandas as pd
 
-from resvae_keras import metrics, plan, plots, study_results
+from resvae_keras import metrics, plan, plots, stats, study_results
 from resvae_keras import report_tables as rt
 from resvae_keras.config import Config, project_root
 from resvae_keras.record import history_summary, lookup
-from resvae_keras.report_tables import Results
+from resvae_keras.report_tables import Results, slug
 
 # -- the numbers of the prose ---------------------------------------------------------------
 
 
 def prose_record(results: Results) -> dict:
     """The results the prose quotes, by name; keys have no dots (``prior_t07``, ``s05``)."""
-    config, _, counts = rt.architecture(results)
+    config, _, counts = results.architecture
     m = results.main
     rec = dict(m.get("reconstruction") or {})
     mse, sigma = lookup(rec, "mse.mean"), rec.get("decoder_sigma")
     if rt.finite(mse) and rt.finite(sigma) and mse > 0:
         rec.update(rmse=math.sqrt(mse), sigma_ratio=sigma / math.sqrt(mse))
-    samples = {k.replace(".", ""): dict(s) for k, s in {
+    samples = {slug(k): dict(s) for k, s in {
         **results.samples, **(m.get("sample_references") or {})}.items()}
     for s in samples.values():
         fake, real = lookup(s, "diversity.pixel_l2_fake"), lookup(s, "diversity.pixel_l2_real")
@@ -45,7 +46,7 @@ def prose_record(results: Results) -> dict:
         verdicts.update({f"{c.claim}_{c.baseline}": c.verdict
                          for c in planned.verdicts.itertuples()})
     record = {
-        "arch": {"total": counts["total"], "widths": "–".join(map(str, config.widths)),
+        "arch": {**counts, "widths": "–".join(map(str, config.widths)),
                  "blocks": config.blocks_per_stage, "latent_dim": config.latent_dim},
         "main": m, "config": results.main_run["config"], "rec": rec,
         **{key: {**(lookup(run, "metrics.reconstruction") or {}),
@@ -54,22 +55,22 @@ def prose_record(results: Results) -> dict:
         "samples": samples, "real": lookup(next(iter(samples.values()), {}), "diversity"),
         "fs": _face_space(m),
         "other": {k: v.get("reconstruction", v) for k, v in results.other_metrics.items()},
-        "sweep": {"s" + f"{float(r['sigma_min']):g}".replace(".", ""): r.to_dict()
-                  for _, r in results.sweep.iterrows()},
+        "sweep": {"s" + slug(r["sigma_min"]): {slug(k): v for k, v in r.items()} | {
+            "floor": rt.floor_label(r["sigma_min"])} for _, r in results.sweep.iterrows()},
+        "anomalies": results.anomaly,
         "study": {"finished": planned.finished[0], "planned": planned.finished[1]},
         "verdicts": verdicts}
     for group, trend in results.trends.items():  # one run per value, the reference arm beside
-        record[group] = {_slug(r["x"]): r for r in trend.to_dict("records")}
+        record[group] = {slug(r["x"]): r for r in trend.to_dict("records")}
     if len(history := results.main_run["history"]):
         record["history"] = history_summary(history, lookup(record, "config.beta"))
     if lookup(m, "per_attribute.rows"):
         found = metrics.significant_attributes(
-            pd.DataFrame.from_dict(m["per_attribute"]["rows"], orient="index"), rt.ALPHA)
+            pd.DataFrame.from_dict(m["per_attribute"]["rows"], orient="index"), stats.ALPHA)
         record["attributes"] = {**found, **{k: ", ".join(f"`{a}`" for a in found[k])
                                             for k in ("worse", "better")}}
-    by_kind, _ = rt.anomaly_results(results)
-    elbo = [a for a in (lookup(s, "neg_elbo.auroc") for s in by_kind.values()) if rt.finite(a)]
-    if by_kind:
+    if anomaly := results.anomaly:
+        elbo = [a for a in (lookup(s, "neg_elbo.auroc") for s in anomaly.values()) if rt.finite(a)]
         record["anomaly"] = {**m["anomaly"], "n_kinds": len(elbo) or None,
                              "elbo_min": min(elbo, default=None),
                              "elbo_max": max(elbo, default=None)}
@@ -77,17 +78,11 @@ def prose_record(results: Results) -> dict:
 
 
 def _face_space(metrics: dict | None) -> dict:
-    """A run's face-space rows by sampler, dots dropped from their names (``prior_t0.7`` ->
-    ``prior_t07``) so that the template can name them."""
-    return {k.replace(".", ""): v for k, v in (lookup(metrics, "face_space.rows") or {}).items()}
+    """A run's face-space rows by sampler (``prior_t07``)."""
+    return {slug(k): v for k, v in (lookup(metrics, "face_space.rows") or {}).items()}
 
 
-def _slug(x) -> str:
-    """A swept value as a template key: ``0.25`` -> ``025``, ``"gaussian"`` as it is."""
-    return f"{float(x):g}".replace(".", "") if isinstance(x, (int, float)) else str(x)
-
-
-# -- figures: plots.py with the words of laporan.toml ([figures.<name>] as ``w``) --------------
+# -- figures: plots.py with the report's words ------------------------------------------------
 
 
 def figure_kurva_loss(results: Results, **w):
@@ -106,18 +101,16 @@ def figure_validation(results: Results, line: str, minutes: bool = False, **w):
     groups, arms = {name: rt.arm_name(results.runs[name]["arm"]) for name in curves}, results.arms
     lines = ({"vlines": {line: arms["equal_time_s"].iloc[0] / 60.0}} if minutes
              else {"hlines": {line: arms["threshold"].iloc[0]}})
-    return plots.grouped_curves(curves, groups, **lines, **w)
+    return plots.grouped_curves(curves, groups, ylabel="−ELBO validasi (β = 1, nats per citra)",
+                                **lines, **w)
 
 
 def figure_arm_points(results: Results, measures, **w):
     table = results.arms
-    if measures == "samplers":  # face rate and SWD of every sampler of the arms
-        measures = [f"{kind}_{key}" for key in study_results.sampler_keys(table)
-                    for kind in ("face_rate", "swd_mean")] if len(table) else []
     measures = [c for c in measures if c in table and table[c].notna().any()]
-    if table.empty or not measures:
+    if not measures:
         return None
-    return plots.arm_points(table, {c: rt.measure_column(c).label for c in measures},
+    return plots.arm_points(table, {c: rt.measure(c)[0] for c in measures},
                             {a: rt.arm_name(a) for a in table["arm"].unique()}, **w)
 
 
@@ -125,55 +118,86 @@ def figure_beta_trend(results: Results, measures, **w):
     trend = results.trends.get("beta")
     if trend is None:
         return None
-    labels = {c: rt.measure_column(c).label for c in measures if c in trend}
-    return plots.trend_with_spread(trend, labels, logx=True, **w)
+    labels = {c: rt.measure(c)[0] for c in measures if c in trend}
+    return plots.trend_with_spread(trend, labels, logx=True, xlabel="β (skala log)",
+                                   spread_label="±1 SD antar-seed (kelompok residual)", **w)
 
 
-def figure_per_atribut(results: Results, **w):
-    top = rt.per_attribute_rows(results)
+def figure_per_atribut(results: Results):
+    top = results.per_attribute
     if top.empty:
         return None
-    bars = pd.DataFrame({w["value"]: 1e3 * top["difference"].astype(float),
-                         w["error"]: 1e3 * top["se_difference"].astype(float)})
-    bars.index.name = w["xlabel"]
-    return plots.metric_bars(bars, **w)
+    bars = pd.DataFrame({"selisih": 1e3 * top["difference"].astype(float),
+                         "galat": 1e3 * top["se_difference"].astype(float)})
+    bars.index.name = "atribut"
+    return plots.metric_bars(bars, value="selisih", error="galat", xlabel="atribut",
+                             ylabel="selisih MSE ×10³ (dengan − tanpa)",
+                             title="Atribut dan galat rekonstruksi (± galat baku)")
 
 
-def figure_auroc(results: Results, line: str, **w):
-    by_kind, strengths = rt.anomaly_results(results)
-    if not by_kind:
+def figure_auroc(results: Results):
+    if not results.anomaly:
         return None
-    auroc = pd.Series({rt.anomaly_label(k, strengths): lookup(v, "neg_elbo.auroc")
-                       for k, v in by_kind.items()}, dtype=float, name="AUROC")
-    return plots.metric_bars(auroc, hlines={line: 0.5}, limits=(0, 1.05), **w)
+    auroc = pd.Series({label: lookup(v, "neg_elbo.auroc") for label, v in results.anomaly.items()},
+                      dtype=float, name="AUROC")
+    return plots.metric_bars(auroc, hlines={"tebakan acak (0.5)": 0.5}, limits=(0, 1.05),
+                             xlabel="jenis anomali", ylabel="AUROC skor −ELBO",
+                             title="Deteksi anomali dengan −ELBO")
 
 
-def figure_norma_interpolasi(results: Results, title: str, **w):
+def figure_norma_interpolasi(results: Results):
     from resvae_keras import latent
 
     d = int((results.main_run["config"] or {}).get("latent_dim") or Config().latent_dim)
     z0, z1 = latent.prior_samples(200, d, seed=1), latent.prior_samples(200, d, seed=2)
     path = latent.norm_along_path(z0, z1, steps=21)
-    return plots.norm_plot(path, d, title=title.format(d=d), **w)
+    return plots.norm_plot(path, d, ylabel="norma ‖z‖ (rata-rata 200 pasang)",
+                           hline_labels=["√d: norma khas sampel N(0, I)", "√(d/2)"],
+                           title=f"Norma z sepanjang lintasan antara dua sampel prior (d = {d})")
 
 
-def figure_model_bawaan(results: Results, measures: dict, **w):
+def figure_model_bawaan(results: Results):
     sweep = results.sweep
     if not len(sweep):
         return None
+    measures = {"psnr": "distorsi: PSNR uji (dB)", "face_rate_prior_t1": "laju wajah, prior T = 1",
+                "swd_16_prior_t1": "SWD 16 px ×10³, prior",
+                "face_rate_two_stage_t1": "laju wajah, dua tahap"}
     return plots.tradeoff(sweep.set_index(sweep["sigma_min"].map(rt.floor_label)), "kl_nats",
-                          {c: label for c, label in measures.items() if c in sweep}, **w)
+                          {c: label for c, label in measures.items() if c in sweep},
+                          xlabel="laju: KL (nats per citra)", title="Laju, distorsi dan realisme "
+                          "per lantai σ (satu percobaan per titik)")
 
 
 FIGURES = {  # figures/<name>.png -> its function of the results; None while they are missing
-    "laporan_kurva_loss": figure_kurva_loss,
-    "laporan_val_loss_epoch": figure_validation,
-    "laporan_val_loss_waktu": lambda results, **w: figure_validation(results, minutes=True, **w),
-    "laporan_ablasi_psnr": figure_arm_points,
-    "laporan_ablasi_swd": figure_arm_points,
-    "laporan_ablasi_waktu": figure_arm_points,
-    "laporan_rate_distorsi": figure_beta_trend,
-    "laporan_swd_beta": figure_beta_trend,
+    "laporan_kurva_loss": partial(
+        figure_kurva_loss, ylabel="nats per citra", panel_titles={
+            "loss": "loss total (−ELBO dengan β)", "kl_loss": "divergensi KL",
+            "reconstruction_loss": "rekonstruksi −log p(x|z)"},
+        title="Kurva pelatihan percobaan utama (CelebA 64×64)"),
+    "laporan_val_loss_epoch": partial(
+        figure_validation, xlabel="langkah optimasi", line="ambang loss",
+        title="−ELBO validasi per langkah, setiap seed setiap kelompok"),
+    "laporan_val_loss_waktu": partial(
+        figure_validation, minutes=True, line="waktu yang sama",
+        xlabel="waktu latih terukur (menit, biaya per langkah dari satu benchmark)",
+        title="−ELBO validasi terhadap waktu"),
+    "laporan_ablasi_psnr": partial(
+        figure_arm_points, measures=["psnr", "ssim", "sharpness_ratio"],
+        title="Rekonstruksi per kelompok: setiap seed dan rata-rata dengan IK 95%"),
+    "laporan_ablasi_swd": partial(
+        figure_arm_points, measures=[f"{kind}_{sampler}_t1" for sampler in (
+            "prior", "two_stage", "gmm") for kind in ("face_rate", "swd_mean")],
+        title="Sampel per kelompok: setiap seed dan rata-rata dengan IK 95%"),
+    "laporan_ablasi_waktu": partial(
+        figure_arm_points, title="Kecepatan pelatihan per kelompok", measures=[
+            "steps_to_threshold", "seconds_to_threshold", "val_neg_elbo_at_equal_time"]),
+    "laporan_rate_distorsi": partial(
+        figure_beta_trend, measures=["kl_nats", "psnr"],
+        title="Laju (KL) dan distorsi (PSNR) terhadap β, satu seed per titik"),
+    "laporan_swd_beta": partial(
+        figure_beta_trend, measures=["swd_mean_prior_t1", "face_rate_prior_t1"],
+        title="Realisme sampel prior terhadap β, satu seed per titik"),
     "laporan_model_bawaan": figure_model_bawaan,
     "laporan_per_atribut": figure_per_atribut,
     "laporan_auroc": figure_auroc,
@@ -198,7 +222,7 @@ def draw_figures(results: Results, figures_dir: Path) -> list[Path]:
 
     updated = []
     for name, draw in FIGURES.items():
-        fig = draw(results, **rt.WORDS["figures"][name])
+        fig = draw(results)
         if fig is None:
             continue
         buffer = io.BytesIO()
@@ -213,7 +237,7 @@ def draw_figures(results: Results, figures_dir: Path) -> list[Path]:
 # -- rendering ------------------------------------------------------------------------------
 
 
-def _filter(format_value):
+def _strict(format_value):
     """``format_value`` as a filter that raises the UndefinedError of a name the results lack."""
     def apply(value, *args):
         if isinstance(value, jinja2.Undefined):
@@ -223,13 +247,10 @@ def _filter(format_value):
     return apply
 
 
-FILTERS = {"num": _filter(rt.num), "integer": _filter(rt.integer), "pct": _filter(rt.percent)}
-
-
 def _present(value):
     if value is None:  # a table or a value the template quotes without its fallback
-        raise ValueError("the template shows None: give a missing table its fallback, "
-                         "`tables.<name> or belum(...)`")
+        raise ValueError("the template shows None: give a missing result its fallback, "
+                         "`... or belum(...)`")
     return value
 
 
@@ -239,7 +260,9 @@ def render(template: Path, results: Results, figures_dir: Path) -> str:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(template.parent),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
                              trim_blocks=True, autoescape=False, finalize=_present)
-    env.filters.update(FILTERS)
+    env.filters.update(num=_strict(rt.num), integer=_strict(rt.integer), pct=_strict(rt.percent),
+                       p=_strict(rt.p_value), interval=_strict(rt.interval), setting=rt.setting)
+    env.tests["finite"] = rt.finite
     context = {**prose_record(results), "verdict_words": rt.VERDICT_WORDS,
                "tables": {name: table(results) for name, table in rt.TABLE_FUNCTIONS.items()},
                "figures": {path.stem for path in figures_dir.glob("*.png")}}

@@ -1,6 +1,6 @@
-"""The tables of ``report/laporan.md``: each ``table_<name>`` is one markdown table of the
-committed results (``Results``), or None while they are missing; ``TABLE_FUNCTIONS`` is the
-template's ``tables.<name>``. Their words come from ``report/laporan.toml``.
+"""The tables of ``report/laporan.md``: ``TABLE_FUNCTIONS`` is the template's ``tables.<name>``,
+a markdown table of the committed results (``Results``) or the rows a table of the template loops
+over. The names and measure labels that tables and figures share are in ``report/laporan.toml``.
 """
 
 from __future__ import annotations
@@ -9,25 +9,23 @@ import dataclasses
 import json
 import math
 import tomllib
-from functools import cache, cached_property
+from functools import cached_property, partial
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from resvae_keras import metrics, plan, stats, study, study_results
+from resvae_keras import metrics, plan, study, study_results
 from resvae_keras.config import Config, checkout_file, get_profile
+from resvae_keras.levers import LEVERS, load_table
 from resvae_keras.record import history_summary, lookup
 
 MAIN_RUN = "celeba-subset"
 NBSP = "\u00a0"  # thousands separator of integers: unambiguous with a decimal point
-ALPHA = stats.ALPHA
 
 # The report is built in a checkout: its words, template and results are not in the wheel.
 WORDS = tomllib.loads(checkout_file("report/laporan.toml").read_text(encoding="utf-8"))
-DASH, TABLES, NAMES = WORDS["dash"], WORDS["tables"], WORDS["names"]
-VERDICT_WORDS = NAMES["verdict"]
+DASH, NAMES, VERDICT_WORDS = WORDS["dash"], WORDS["names"], WORDS["names"]["verdict"]
 STUDY_MEASURES = {key: tuple(spec) for key, spec in WORDS["measures"].items()}  # (label, decimals)
 
 
@@ -63,6 +61,13 @@ def percent(value) -> str:
     return f"{num(value, 1, 100.0)} %" if finite(value) else DASH
 
 
+def interval(value, low, high, decimals: int) -> str:
+    """``value [low, high]``; the value alone without both bounds."""
+    if not (finite(value) and finite(low) and finite(high)):
+        return num(value, decimals)
+    return f"{num(value, decimals)} [{num(low, decimals)}, {num(high, decimals)}]"
+
+
 def _shape(dims) -> str:
     """A tensor shape without the batch axis: ``32×32×64``."""
     return "×".join(str(d) for d in dims)
@@ -79,48 +84,37 @@ def markdown_table(columns, rows, numeric=None) -> str:
     return "\n".join([line(columns), "| " + " | ".join(align) + " |", *map(line, rows)])
 
 
-class Col(NamedTuple):
-    """A column of laporan.toml: ``key`` a dotted path into a row's record, ``decimals`` or
-    ``"int"``, ``"p"``, ``"text"``; an ``optional`` column is left out when no row has a value."""
-
-    key: str
-    label: str
-    decimals: int | str = 2
-    scale: float = 1.0
-    optional: bool = False
-
-    def cell(self, record) -> str:
-        value, kind = lookup(record, self.key), self.decimals
-        if kind == "text":
-            return str(value) if value not in (None, "") else DASH
-        if not finite(value):
-            return DASH
-        if kind in ("int", "p"):
-            return integer(value) if kind == "int" else p_value(value)
-        return num(value, kind, self.scale)
+def setting(config: dict | None, key: str) -> str:
+    """A config's ``key`` as the report writes it; a dash without a config."""
+    # a config.json written before a field existed had that field's default
+    value = config.get(key, getattr(Config, key, DASH)) if config else DASH
+    if key in ("likelihood", "optimizer"):
+        return NAMES[key].get(value, str(value))
+    if key == "mixed_precision":
+        return "float32" if value is None else str(value)
+    if isinstance(value, list):  # the widths per stage, or the study's seeds
+        return ("–" if key == "widths" else ", ").join(map(str, value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _table(name: str, rows, columns=None) -> str | None:
-    """Table ``name`` of ``rows``, ``(label cell(s), record)``: its ``headers`` hold the labels,
-    then one ``Col`` (default its ``columns``) per column; None without rows."""
-    if not rows:
-        return None
-    headers = TABLES[name]["headers"]
-    rows = [((labels,) if isinstance(labels, str) else tuple(labels), r) for labels, r in rows]
-    columns = [c for c in columns or [Col(*spec) for spec in TABLES[name]["columns"]]
-               if not c.optional or any(c.cell(r) != DASH for _, r in rows)]
-    return markdown_table([*headers, *(c.label for c in columns)],
-                          [(*labels, *(c.cell(r) for c in columns)) for labels, r in rows],
-                          numeric=[len(headers) + i for i, c in enumerate(columns)
-                                   if c.decimals != "text"])
-
-
-def measure_column(key: str) -> Col:
-    return Col(key, *STUDY_MEASURES.get(key, (key, 3)), optional=True)
+def measure(key: str) -> tuple[str, int]:
+    """A study measure's ``(label, decimals)``."""
+    return STUDY_MEASURES.get(key, (key, 3))
 
 
 def arm_name(arm) -> str:
     return NAMES["arm"].get(arm, arm)
+
+
+def floor_label(sigma_min) -> str:
+    """A decoder sigma floor as a row label: ``σ ≥ 0.5``, or none."""
+    return f"σ ≥ {float(sigma_min):g}" if float(sigma_min) > 0 else "tanpa lantai"
+
+
+def slug(name) -> str:
+    """A name or a swept value as a template key, dots dropped: ``prior_t0.7`` -> ``prior_t07``,
+    ``0.25`` -> ``025``."""
+    return (name if isinstance(name, str) else f"{float(name):g}").replace(".", "")
 
 
 # -- the results ------------------------------------------------------------------------
@@ -128,7 +122,7 @@ def arm_name(arm) -> str:
 
 class Results(study_results.Study):
     """The committed results under ``root`` (default ``report/results``), read lazily: the
-    study (``root/study``), the main run, the sweep, the levers and the plan."""
+    study (``root/study``), the main run, the runs beside it, the sweep, the levers, the plan."""
 
     def __init__(self, root: Path | str | None = None):
         root = Path(root) if root is not None else study.results_dir()
@@ -160,16 +154,13 @@ class Results(study_results.Study):
 
     @cached_property
     def beside(self) -> dict[str, dict]:
-        """``study_results.load_run`` of the runs beside the main one (``celeba-subset-<key>``):
-        ``adam``, the previous default (Adam); ``ae``, the autoencoder at its architecture and
-        budget."""
+        """The runs ``celeba-subset-<key>``: ``adam``, the previous default (Adam); ``ae``, the
+        autoencoder at the same architecture and budget."""
         return {key: study_results.load_run(self.main_dir.parent / f"{MAIN_RUN}-{key}")
                 for key in ("adam", "ae")}
 
     @cached_property
     def levers(self) -> pd.DataFrame:
-        from resvae_keras.levers import load_table
-
         return load_table(self.main_dir.parent / "levers" / "levers.csv")
 
     @cached_property
@@ -184,56 +175,70 @@ class Results(study_results.Study):
         """``study_results.sweep_trend`` of each sweep with a finished run."""
         table = self.table
         columns = [c for c in STUDY_MEASURES if c in table]
+        found = set(table["group"]) if len(table) else set()
         return {group: study_results.sweep_trend(table, group, columns)
-                for group in ("beta", "likelihood") if len(table) and (table["group"] == group).any()}
+                for group in ("beta", "likelihood") if group in found}
+
+    @property
+    def per_attribute(self) -> pd.DataFrame:
+        """``metrics.strongest_attributes`` of the main run, largest MSE gap first."""
+        rows = lookup(self.main, "per_attribute.rows")
+        if not rows:
+            return pd.DataFrame()
+        top = metrics.strongest_attributes(pd.DataFrame.from_dict(rows, orient="index"))
+        return top.sort_values("difference", ascending=False)
+
+    @property
+    def anomaly(self) -> dict[str, dict]:
+        """``{label: {score: result}}`` of the main run's anomaly kinds."""
+        anomaly = lookup(self.main, "anomaly") or {}
+        strengths, found = anomaly.get("corruption_strengths", {}), {}
+        for kind, by_score in (anomaly.get("results") or {}).items():
+            label, strength = NAMES["anomaly"].get(kind, kind), strengths.get(kind)
+            if kind in NAMES["corruption"] and finite(strength):
+                label = NAMES["corruption"][kind].format(name=label, strength=f"{strength:g}",
+                                                       percent=f"{100 * strength:g}")
+            found[label] = by_score
+        return found
+
+    @cached_property
+    def architecture(self) -> tuple:
+        """``(config, summary_rows, parameter_counts)`` of the main run's model (the profile
+        while it has no ``config.json``); the counts add ``plain_total``, without shortcuts."""
+        from resvae_keras.model import build_model
+
+        known = {f.name for f in dataclasses.fields(Config)}
+        saved = {k: v for k, v in (self.main_run["config"] or {}).items() if k in known}
+        config = get_profile("celeba-subset").replace(**saved)
+        model = build_model(config)
+        counts = {**model.parameter_counts(),
+                  "plain_total": int(build_model(config.replace(residual=False)).count_params())}
+        return config, model.summary_rows(), counts
 
 
 # -- tables: the architecture --------------------------------------------------------------
 
 
-def architecture(results: Results | None = None) -> tuple:
-    """``(config, summary_rows, parameter_counts)`` of the main run's model (the profile while
-    it has no ``config.json``); the counts add ``plain_total``, the network without shortcuts."""
-    saved = (results.main_run.get("config") or {}) if results is not None else {}
-    config = get_profile("celeba-subset")
-    known = {f.name for f in dataclasses.fields(Config)}
-    config = config.replace(**{k: v for k, v in saved.items() if k in known})
-    return _architecture(json.dumps(config.to_dict(), sort_keys=True))
-
-
-@cache
-def _architecture(config_json: str) -> tuple:
-    from resvae_keras.model import build_model
-
-    config = Config(**json.loads(config_json))
-    model = build_model(config)
-    counts = model.parameter_counts()
-    counts["plain_total"] = int(build_model(config.replace(residual=False)).count_params())
-    return config, model.summary_rows(), counts
-
-
 def _layer_kind(row: dict) -> str:
     if row["kind"] == "Conv2D":
-        k, s = row["kernel"], row["strides"]
-        return NAMES["conv"][s > 1].format(k=k, s=s)
+        return NAMES["conv"][row["strides"] > 1].format(k=row["kernel"], s=row["strides"])
     return NAMES["layer"].get(row["kind"], row["kind"])
 
 
-def table_arsitektur(results: Results) -> str:
-    _, layers, counts = architecture(results)
-    rows = [(NAMES["part"][r["part"]], f"`{r['name']}`", _layer_kind(r), _shape(r["output_shape"]),
-             integer(r["params"])) for r in layers]
-    rows += [("total", label, "", "", integer(counts[key]))
-             for key, label in TABLES["arsitektur"]["counts"]]
-    return markdown_table(TABLES["arsitektur"]["headers"], rows, numeric=[4])
+def table_arsitektur(results: Results) -> list[dict]:
+    """Every layer of the model (``model.summary_rows``), its ``kind`` and ``shape`` in words."""
+    return [{**r, "part": NAMES["part"][r["part"]], "kind": _layer_kind(r),
+             "shape": _shape(r["output_shape"])} for r in results.architecture[1]]
 
 
 def table_diagram(results: Results) -> str:
     """The encoder-decoder flow with the output shapes, a stage's blocks on one line."""
-    _, layers, _ = architecture(results)
+    _, layers, _ = results.architecture
     lines = ["```text"]
-    for part in ("encoder", "decoder"):
-        title, last = TABLES["diagram"][part]
+    for part, title, last in [
+            ("encoder", "ENKODER  q(z | x)",
+             "z = z_mean + exp(½ · z_log_var) ⊙ ε,  ε ~ N(0, I)   (reparameterisasi)"),
+            ("decoder", "DEKODER  p(x | z)", "sigmoid → citra rerata x̂ ∈ [0, 1]")]:
         folded: list[list] = []  # [kind, output shape, how many in a row]
         for r in (r for r in layers if r["part"] == part):
             step = [_layer_kind(r), r["output_shape"]]
@@ -246,30 +251,10 @@ def table_diagram(results: Results) -> str:
     return "\n".join([*lines, "```"])
 
 
-# -- tables: data and training ----------------------------------------------------------
+# -- rows of the template's tables -------------------------------------------------------
 
 
-def table_data(results: Results) -> str | None:
-    counts = lookup(results.main, "data.split_counts") or {}
-    total = sum(counts.values())
-    rows = [(NAMES["split"].get(k, k), {"n": v, "share": 100 * v / total})
-            for k, v in [*counts.items(), ("total", total)]] if counts else []
-    return _table("data", rows)
-
-
-def _config_value(key: str, config: dict | None) -> str:
-    # a config.json written before a field existed had that field's default
-    value = config.get(key, getattr(Config, key, DASH)) if config else DASH
-    if key in ("likelihood", "optimizer"):
-        return NAMES[key].get(value, str(value))
-    if key == "mixed_precision":
-        return "float32" if value is None else str(value)
-    if isinstance(value, list):  # the widths per stage, or the study's seeds
-        return ("–" if key == "widths" else ", ").join(map(str, value))
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def table_hiperparameter(results: Results) -> str | None:
+def table_hiperparameter(results: Results) -> dict | None:
     """The main run's config beside the study's (``residual_s0``'s, with every seed)."""
     main, runs = results.main_run["config"], results.runs
     reference = (runs.get("residual_s0") or next(iter(runs.values()), {})).get("config")
@@ -277,45 +262,30 @@ def table_hiperparameter(results: Results) -> str | None:
         return None
     if reference and "seed" in reference:
         reference = {**reference, "seed": sorted({r["seed"] for r in runs.values()})}
-    rows = [(label, _config_value(key, main), _config_value(key, reference))
-            for key, label in TABLES["hiperparameter"]["rows"]]
-    return markdown_table(TABLES["hiperparameter"]["headers"], rows, numeric=[])
+    return {"main": main, "reference": reference}
 
 
-def table_waktu(results: Results) -> str | None:
-    runs = [(TABLES["waktu"]["main"], results.main_run),
-            *((f"`{name}`", r) for name, r in results.runs.items())]
-    return _table("waktu", [(label, {
-        **history_summary(r["history"]),
-        "precision": _config_value("mixed_precision", r["config"]) if r["config"] else None})
-        for label, r in runs if len(r["history"])])
+def table_waktu(results: Results) -> list[dict]:
+    """Per run with a history, the main run first: ``history_summary`` and its precision."""
+    runs = [(MAIN_RUN, results.main_run), *results.runs.items()]
+    return [{"run": name, **history_summary(r["history"]),
+             "precision": setting(r["config"], "mixed_precision")}
+            for name, r in runs if len(r["history"])]
 
 
-# -- tables: the main run ----------------------------------------------------------------
+def table_tuas(results: Results) -> list[dict]:
+    """The lever sweep (``levers.LEVERS``) with ``better`` (a validation PSNR above the base
+    row's) and ``in_default`` (the main run's config has the lever)."""
+    table, config = results.levers, results.main_run["config"] or {}
+    base = table.set_index("lever")["val_psnr_db"].get("base", math.nan)
+    return [{**r, "better": r["val_psnr_db"] > base, "in_default": r["lever"] in LEVERS and all(
+        config.get(k) == v for k, v in LEVERS[r["lever"]][0].items())}
+        for r in table.to_dict("records")]
 
 
-def table_generalisasi(results: Results) -> str | None:
-    rec = lookup(results.main, "reconstruction")
-    if not rec:
-        return None
-    sets = [(TABLES["generalisasi"]["test_split"], rec)]
-    sets += [(f"`{name}`", other.get("reconstruction", other))
-             for name, other in results.other_metrics.items()]
-    return _table("generalisasi", sets)
-
-
-def per_attribute_rows(results: Results, k: int = 10) -> pd.DataFrame:
-    """``metrics.strongest_attributes`` of the main run, largest MSE gap first."""
-    rows = lookup(results.main, "per_attribute.rows")
-    if not rows:
-        return pd.DataFrame()
-    breakdown = pd.DataFrame.from_dict(rows, orient="index")
-    return metrics.strongest_attributes(breakdown, k).sort_values("difference", ascending=False)
-
-
-def table_per_atribut(results: Results) -> str | None:
-    return _table("per_atribut", [(f"`{name}`", r.to_dict())
-                                  for name, r in per_attribute_rows(results).iterrows()])
+def table_per_atribut(results: Results) -> list[dict]:
+    """``Results.per_attribute`` as rows, the attribute as ``name``."""
+    return [{"name": name, **r.to_dict()} for name, r in results.per_attribute.iterrows()]
 
 
 def _samplers(results: Results) -> list[tuple[str, dict]]:
@@ -323,214 +293,113 @@ def _samplers(results: Results) -> list[tuple[str, dict]]:
             for s in results.samples.values()]
 
 
-def table_sampel(results: Results) -> str | None:
-    if not results.samples:
-        return None
+def table_sampel(results: Results) -> list[dict]:
+    """The samplers, then the references: ``label``, ``n_images`` and the realism measures
+    (``swd_64`` ... ``swd_mean``, ``face_rate``, ``fid`` ...; None where not measured)."""
     references = lookup(results.main, "sample_references") or {}
-    return _table("sampel", [*_samplers(results), *(
-        (NAMES["reference"].get(k, k), s) for k, s in references.items())])
+    keys = ("swd.swd_64", "swd.swd_32", "swd.swd_16", "swd.swd_mean", "face_rate", "fid",
+            "kid_mean", "precision", "recall")
+    return [{"label": label, "n_images": s.get("n_images"),
+             **{key.split(".")[-1]: lookup(s, f"realism.{key}") for key in keys}}
+            for label, s in [*_samplers(results), *(
+                (NAMES["reference"].get(k, k), s) for k, s in references.items())]]
 
 
-def table_keragaman(results: Results) -> str | None:
-    if not results.samples:
-        return None
-    first = next(iter(results.samples.values()))
-    real = {  # the real test faces, read through the samples' columns
-        "diversity": {"pixel_l2_fake": lookup(first, "diversity.pixel_l2_real"),
-                      "ms_ssim_fake": lookup(first, "diversity.ms_ssim_real")},
-        "memorization": {"sample_to_train": lookup(first, "memorization.test_to_train")}}
-    return _table("keragaman", [*_samplers(results), (TABLES["keragaman"]["real"], real)])
+def table_keragaman(results: Results) -> list[dict]:
+    """The samplers' records (diversity, memorization) with their ``label``."""
+    return [{"label": label, **s} for label, s in _samplers(results)]
 
 
-def anomaly_label(kind: str, strengths: dict) -> str:
-    name, strength = NAMES["anomaly"].get(kind, kind), strengths.get(kind)
-    if kind in ("noise", "occlusion") and finite(strength):
-        return TABLES["anomali"][kind].format(name=name, strength=f"{strength:g}",
-                                              percent=f"{100 * strength:g}")
-    return name
+def table_pembanding(results: Results) -> list[dict]:
+    """The model and the runs beside it (``kind`` ``model``, ``adam``, ``ae``: their latent size,
+    optimizer, epochs), then PCA at each k (``pca``), with ``bpd`` their bits per dimension."""
+    runs = {"model": results.main_run, **results.beside}
+    rows = [{"kind": kind, "latent": lookup(run["metrics"], "model.latent_dim"),
+             "optimizer": setting(run["config"] or {}, "optimizer"),
+             "epochs": lookup(run["metrics"], "training.epochs"),
+             **run["metrics"]["reconstruction"],
+             "bpd": lookup(run["metrics"], "reconstruction.bits_per_dim.mean")}
+            for kind, run in runs.items() if run["metrics"]]
+    return rows + [{"kind": "pca", **b, "bpd": b["ppca_bits_per_dim"]}
+                   for b in (results.main.get("baselines") or {}).values()]
 
 
-def anomaly_results(results: Results) -> tuple[dict, dict]:
-    """``({kind: {score: result}}, corruption strengths)`` of the main run."""
-    anomaly = lookup(results.main, "anomaly") or {}
-    return anomaly.get("results") or {}, anomaly.get("corruption_strengths", {})
-
-
-def table_anomali(results: Results) -> str | None:
-    by_kind, strengths = anomaly_results(results)
-    return _table("anomali", [
-        ((anomaly_label(kind, strengths), NAMES["score"].get(score, score)), r)
-        for kind, by_score in by_kind.items() for score, r in by_score.items()])
+def table_status(results: Results) -> dict:
+    """The main run's files present, the study's seeds (finished, planned) per arm or sweep
+    value, and whether the benchmark is there."""
+    main = [f"`{f}`" for f in ("config.json", "history.csv", "metrics.json")
+            if (results.main_dir / f).is_file()]
+    return {"main": ", ".join(main) or DASH, "benchmark": bool(results.benchmark),
+            "seeds": [{"name": arm_name(arm) if group == "arms" else arm,
+                       "finished": r.finished, "planned": r.planned}
+                      for (group, arm), r in results.seeds.iterrows()]}
 
 
 # -- tables: the study -------------------------------------------------------------------
 
 
-def table_status(results: Results) -> str:
-    spec = TABLES["status"]
-    main = [f for f in ("config.json", "history.csv", "metrics.json")
-            if (results.main_dir / f).is_file()]
-    rows = [(spec["main"], ", ".join(f"`{f}`" for f in main) or DASH)]
-    rows += [(spec["study"].format(arm_name(arm) if group == "arms" else arm),
-              spec["counts"].format(integer(r.finished), integer(r.planned)))
-             for (group, arm), r in results.seeds.iterrows()]
-    rows.append((spec["benchmark"], spec["present"] if results.benchmark else DASH))
-    return markdown_table(spec["headers"], rows, numeric=[])
-
-
 def table_ablasi(results: Results) -> str | None:
-    spec = TABLES["ablasi"]
-    return _table("ablasi", [((f"`{name}`", arm_name(r["arm"])), r.to_dict())
-                             for name, r in results.arms.iterrows()],
-                  [Col("seed", spec["seed"], "int"), *map(measure_column, spec["measures"])])
-
-
-def table_ablasi_ringkasan(results: Results) -> str | None:
+    """Per run of the study's arms: its arm, seed and the measures measured."""
     table = results.arms
     if table.empty:
         return None
-    columns = [measure_column(c) for c in STUDY_MEASURES if c in table and table[c].notna().any()]
-    summary = study_results.arm_summary(table, [c.key for c in columns])
-    arms, counts = list(summary.index), results.seeds.loc["arms"]
-    rows = [(c.label, *(plus_minus(summary.loc[a, f"{c.key}_mean"], summary.loc[a, f"{c.key}_sd"],
-                                   c.decimals) for a in arms)) for c in columns]
-    rows.append((TABLES["ablasi_ringkasan"]["seeds"], *(TABLES["status"]["counts"].format(
-        integer(summary.loc[a, "n"]), integer(counts.loc[a, "planned"])) for a in arms)))
-    return markdown_table([*TABLES["ablasi_ringkasan"]["headers"], *map(arm_name, arms)], rows)
+    columns = [c for c in ("psnr", "ssim", "ms_ssim", "neg_elbo_bpd", "sharpness_ratio",
+                           "face_rate_prior_t1", "swd_mean_prior_t1", "steps_to_threshold")
+               if c in table and table[c].notna().any()]
+    rows = [(f"`{name}`", arm_name(r["arm"]), integer(r["seed"]),
+             *(num(r[c], measure(c)[1]) for c in columns)) for name, r in table.iterrows()]
+    return markdown_table(["Percobaan", "Kelompok", "Seed", *(measure(c)[0] for c in columns)],
+                          rows, numeric=range(2, 3 + len(columns)))
 
 
-def _interval(value, low, high, decimals: int) -> str:
-    if not (finite(value) and finite(low) and finite(high)):
-        return num(value, decimals)
-    return f"{num(value, decimals)} [{num(low, decimals)}, {num(high, decimals)}]"
-
-
-def _planned_measure(key: str) -> tuple[str, int]:
-    """(label, decimals) of a measure of the pre-registered study."""
-    return tuple(WORDS["planned_measures"].get(key, STUDY_MEASURES.get(key, (key, 3))))
-
-
-def _planned(results: Results, part: str, decided: bool = True):
-    """``(row, label, decimals, comparison)`` per row of the plan's ``verdicts`` or
-    ``secondary``; None before a seed run (for a verdict: a finished one)."""
-    found = results.planned
-    if (decided and not found.finished[0]) or not len(found.runs):
+def table_ablasi_ringkasan(results: Results) -> str | None:
+    """Per arm, each study measure's mean ± SD over seeds, and the seeds finished."""
+    table = results.arms
+    if table.empty:
         return None
-    return [(r, *_planned_measure(r.measure), f"{arm_name(r.arm)} − {arm_name(r.baseline)}")
-            for r in getattr(found, part).itertuples()]
+    columns = [c for c in STUDY_MEASURES if c in table and table[c].notna().any()]
+    summary = study_results.arm_summary(table, columns)
+    arms, counts = list(summary.index), results.seeds.loc["arms"]
+    rows = [(measure(c)[0], *(plus_minus(summary.loc[a, f"{c}_mean"], summary.loc[a, f"{c}_sd"],
+                                         measure(c)[1]) for a in arms)) for c in columns]
+    rows.append(("Jumlah seed", *(f"{integer(summary.loc[a, 'n'])} dari "
+                                  f"{integer(counts.loc[a, 'planned'])}" for a in arms)))
+    return markdown_table(["Ukuran", *map(arm_name, arms)], rows)
 
 
-def table_uji_primer(results: Results) -> str | None:
-    """Per claim and baseline, the primary test of ``plan.verdicts``."""
-    rows = _planned(results, "verdicts")
-    return None if rows is None else markdown_table(TABLES["uji_primer"]["headers"], [(
-        NAMES["hypothesis"][r.claim].split(" ")[0], versus, label,
-        f"{r.n_arm}/{r.n_baseline} ({r.n_planned})",
-        _interval(r.diff, r.diff_ci_low, r.diff_ci_high, decimals),
-        _interval(r.diff, r.timing_low, r.timing_high, decimals) if finite(r.timing_low) else DASH,
-        _interval(r.hedges_g, r.g_ci_low, r.g_ci_high, 2), p_value(r.p), p_value(r.p_welch),
-        p_value(r.p_holm), num(r.margin, decimals), p_value(r.p_tost_holm),
-        VERDICT_WORDS[r.verdict]) for r, label, decimals, versus in rows], numeric=range(3, 12))
+def _planned(results: Results, part: str, decided: bool = True) -> list[dict]:
+    """The rows of the plan's ``verdicts`` or ``secondary`` with their measure's ``label`` and
+    ``decimals`` and the ``comparison``; none before a seed run (for a verdict: a finished one)."""
+    found, measures = results.planned, {**STUDY_MEASURES, **WORDS["planned_measures"]}
+    if (decided and not found.finished[0]) or not len(found.runs):
+        return []
+    rows = []
+    for r in getattr(found, part).to_dict("records"):
+        label, decimals = measures.get(r["measure"], (r["measure"], 3))
+        rows.append({**r, "label": label.replace("|", "\\|"), "decimals": decimals,  # in a cell
+                     "comparison": f"{arm_name(r['arm'])} − {arm_name(r['baseline'])}"})
+    return rows
 
 
-def table_klaim(results: Results) -> str | None:
-    """Per claim and baseline, its primary measure and its verdict."""
-    rows = _planned(results, "verdicts")
-    return None if rows is None else markdown_table(TABLES["klaim"]["headers"], [
-        (NAMES["hypothesis"][r.claim], versus, label, VERDICT_WORDS[r.verdict])
-        for r, label, _, versus in rows], numeric=[])
+table_uji_primer = partial(_planned, part="verdicts")  # the primary tests and their verdicts
+table_sekunder = partial(_planned, part="secondary", decided=False)  # no p-value, no verdict
 
 
-def table_sekunder(results: Results) -> str | None:
-    """The secondary measures (``plan.secondary``): differences and Hedges' g, no p-value."""
-    rows = _planned(results, "secondary", decided=False)
-    return None if rows is None else markdown_table(TABLES["sekunder"]["headers"], [(
-        label, versus, f"{r.n_arm}/{r.n_baseline}", num(r.mean_arm, decimals),
-        num(r.mean_baseline, decimals), _interval(r.diff, r.diff_ci_low, r.diff_ci_high, decimals),
-        _interval(r.hedges_g, r.g_ci_low, r.g_ci_high, 2)) for r, label, decimals, versus in rows],
-        numeric=range(2, 7))
-
-
-def _sweep_table(results: Results, group: str, show) -> str | None:
+def _sweep_table(results: Results, group: str) -> str | None:
+    """The ``beta`` or ``likelihood`` sweep: per value, each measure's mean ± SD over seeds."""
     trend = results.trends.get(group)
     if trend is None:
         return None
-    columns = [measure_column(c) for c in WORDS["sweep"]["measures"] if c in trend]
-    rows = [(show(r["x"]), integer(r["n_seeds"]), *(
-        plus_minus(r[c.key], r[f"{c.key}_seed_sd"], c.decimals) if r["n_seeds"] > 1
-        else num(r[c.key], c.decimals) for c in columns)) for r in trend.to_dict("records")]
-    return markdown_table([*TABLES[group]["headers"], *(c.label for c in columns)], rows)
-
-
-def table_likelihood(results: Results) -> str | None:
-    return _sweep_table(results, "likelihood", lambda x: NAMES["likelihood"].get(x, str(x)))
-
-
-def table_beta(results: Results) -> str | None:
-    return _sweep_table(results, "beta", lambda x: f"{float(x):g}")
-
-
-def floor_label(sigma_min) -> str:
-    return WORDS["sweep"]["floor"].format(f"{float(sigma_min):g}") if float(sigma_min) > 0 \
-        else WORDS["sweep"]["no_floor"]
-
-
-def table_model_bawaan(results: Results) -> str | None:
-    return _table("model_bawaan", [  # prior_t0.7 -> prior_t07
-        (floor_label(r["sigma_min"]), {k.replace(".", ""): v for k, v in r.items()})
-        for _, r in results.sweep.iterrows()])
-
-
-def table_pembanding(results: Results) -> str | None:
-    """The model beside PCA at several k and the autoencoder, on the same test split."""
-    m, words = results.main, TABLES["pembanding"]
-    if not lookup(m, "reconstruction.psnr"):
-        return None
-    def model_row(run: dict, word: str) -> tuple:
-        metrics, config = run["metrics"], run["config"] or {}
-        rec = metrics["reconstruction"]
-        optimizer = _config_value("optimizer", config)
-        name = word.format(latent=lookup(metrics, "model.latent_dim"), optimizer=optimizer,
-                           epochs=lookup(metrics, "training.epochs"))
-        return name, {"psnr": rec["psnr"], "ssim": rec["ssim"],
-                      "bpd": lookup(rec, "bits_per_dim.mean")}
-
-    rows = [model_row(results.main_run, words["model"])]
-    rows += [model_row(run, words[key]) for key, run in results.beside.items() if run["metrics"]]
-    rows += [(words["pca"].format(b["n_components"]),
-              {"psnr": b["psnr"], "ssim": b["ssim"], "bpd": b["ppca_bits_per_dim"]})
-             for b in (m.get("baselines") or {}).values()]
-    return _table("pembanding", rows)
-
-
-def table_tuas(results: Results) -> str | None:
-    """The lever sweep (``levers.LEVERS``): whether each lever raises the validation PSNR over
-    the base row, and whether the main run's config has it."""
-    from resvae_keras.levers import LEVERS
-
-    table, words = results.levers, TABLES["tuas"]
-    if not len(table):
-        return None
-    is_base = table["lever"] == "base"
-    base = float(table.loc[is_base, "val_psnr_db"].iloc[0]) if is_base.any() else math.nan
-    config, rows = results.main_run["config"] or {}, []
-    for r in table.to_dict("records"):
-        has = r["lever"] in LEVERS and all(
-            config.get(k) == v for k, v in LEVERS[r["lever"]][0].items())
-        marks = [words["kept"][int(r["val_psnr_db"] > base)], words["kept"][int(has)]]
-        better, in_default = [words["base"]] * 2 if r["lever"] == "base" else marks
-        rows.append(((r["lever"], words["what"].get(r["lever"], r["what"])),
-                     {**r, "better": better, "in_default": in_default}))
-    return _table("tuas", rows)
-
-
-def table_ruang_wajah(results: Results) -> str | None:
-    rows = lookup(results.main, "face_space.rows")
-    if not rows:
-        return None
-    words = TABLES["ruang_wajah"]["names"]
-    return _table("ruang_wajah", [(words.get(name, name), row) for name, row in rows.items()])
+    columns = [c for c in ("psnr", "ssim", "sharpness_ratio", "kl_nats", "face_rate_prior_t1",
+                           "swd_mean_prior_t1") if c in trend]
+    rows = [(setting({group: r["x"]}, group), integer(r["n_seeds"]), *(
+        plus_minus(r[c], r[f"{c}_seed_sd"], measure(c)[1]) if r["n_seeds"] > 1
+        else num(r[c], measure(c)[1]) for c in columns)) for r in trend.to_dict("records")]
+    return markdown_table([{"beta": "β", "likelihood": "Likelihood"}[group], "n seed",
+                           *(measure(c)[0] for c in columns)], rows)
 
 
 TABLE_FUNCTIONS = {  # the template's tables.<name>: every table_<name> of this module
-    name.removeprefix("table_"): f for name, f in globals().items() if name.startswith("table_")}
+    **{name.removeprefix("table_"): f for name, f in globals().items()
+       if name.startswith("table_")},
+    **{group: partial(_sweep_table, group=group) for group in ("likelihood", "beta")}}

@@ -64,12 +64,13 @@ def test_golden_numbers_are_the_results_files(rendered):
 
 
 def test_every_table_and_figure_is_in_the_report(rendered, results):
-    missing = 0
+    used = set(re.findall(r"\btables\.(\w+)", TEMPLATE.read_text()))
+    assert used == set(report_tables.TABLE_FUNCTIONS), "a table function the template lacks"
     for name, table in report_tables.TABLE_FUNCTIONS.items():
         body = table(results)
-        missing += body is None
-        assert body is None or body in rendered, f"table {name} is not in laporan.md.j2"
-    assert rendered.count("*Hasil ini belum tersedia:") == missing  # one honest line each
+        assert not isinstance(body, str) or body in rendered, f"table {name} is not in laporan.md"
+    # one honest line each for Tabel 4.13-4.15: the planned study has no seed run yet
+    assert rendered.count("*Hasil ini belum tersedia:") == 3
     shown = set(re.findall(r"!\[[^\]]*\]\(\.\./figures/([^)\s]+)\.png\)", rendered))
     assert set(report.FIGURES) <= shown
     assert all((FIGURES / f"{name}.png").is_file() for name in shown)
@@ -89,7 +90,7 @@ def test_table_figure_and_section_references_exist(rendered):
 @pytest.mark.parametrize("line, error", [
     ("{{ rec.psnr.meen | num(2) }}", "meen"),  # a typo in a result's name
     ("{{ tables.tabel_salah }}", "tabel_salah"),  # a table that does not exist
-    ("{{ tables.uji_primer }}", "shows None"),  # a missing table without its fallback
+    ("{{ verdicts.a_plain }}", "shows None"),  # a missing result without its fallback
 ])
 def test_a_typo_or_a_missing_fallback_stops_the_build(results, tmp_path, line, error):
     template = tmp_path / "t.md.j2"
@@ -103,21 +104,37 @@ def test_formatters():
     assert report_tables.num(None, 2) == report_tables.num(float("nan"), 2) == report_tables.DASH
     assert report_tables.plus_minus(24.614, 0.0567, 2) == "24.61 ± 0.06"
     assert report_tables.p_value(7.23e-6) == "7.2e-06" and report_tables.p_value(0.0123) == "0.012"
+    assert report_tables.slug("prior_t0.7") == "prior_t07" and report_tables.slug(0.25) == "025"
+    assert report_tables.interval(1.234, 0.5, 2.0, 1) == "1.2 [0.5, 2.0]"
+    assert report_tables.interval(1.234, None, 2.0, 1) == "1.2"
+    assert report_tables.setting({"widths": [32, 64]}, "widths") == "32–64"
+    assert report_tables.setting({"optimizer": "adamw"}, "optimizer") == "AdamW"
+    assert report_tables.setting(None, "beta") == report_tables.DASH
+
+
+def table_below(rendered: str, caption: str) -> list[list[str]]:
+    """The body rows of the table under ``**Tabel <caption>.**``."""
+    return rows_of(rendered.split(f"**Tabel {caption}.**", 1)[1].split("\n\n")[1])
 
 
 def test_planned_study_tables_are_the_rows_of_plan_verdicts(tmp_path):
     from test_study import write_plan_runs
 
-    assert report_tables.table_klaim(report_tables.Results(tmp_path)) is None  # no seed run of the plan yet
+    shutil.copytree(RESULTS, tmp_path, dirs_exist_ok=True)
+    assert report_tables.table_uji_primer(report_tables.Results(tmp_path)) == []  # no seed run yet
     results = report_tables.Results(tmp_path)
     write_plan_runs(results.root / "faithful")
     verdicts = results.planned.verdicts
-    rows = rows_of(report_tables.table_klaim(results))
-    assert [row[-1] for row in rows] == [report_tables.VERDICT_WORDS[v] for v in verdicts["verdict"]]
-    rows = rows_of(report_tables.table_uji_primer(results))
+    rendered = report.render(TEMPLATE, results, FIGURES)
+    rows = table_below(rendered, "4.14")
+    words = report_tables.VERDICT_WORDS
+    assert [row[-1] for row in rows] == [words[v] for v in verdicts["verdict"]]
+    rows = table_below(rendered, "4.13")
     assert len(rows) == 8 and rows[0][3] == "6/6 (6)" and rows[0][7] == "0.002"  # 2/924
-    assert rows[-1][5] != report_tables.DASH and rows[0][5] == report_tables.DASH  # timing: claim d only
-    assert len(rows_of(report_tables.table_sekunder(results))) == len(results.planned.secondary)
+    dash = report_tables.DASH
+    assert rows[-1][5] != dash and rows[0][5] == dash  # timing: claim d only
+    assert len(table_below(rendered, "4.15")) == len(results.planned.secondary)
+    assert rendered.count("*Hasil ini belum tersedia:") == 0
     record = report.prose_record(results)
     assert (record["study"]["finished"], record["study"]["planned"]) == (18, 27)
     assert record["verdicts"]["b_plain"] == "equivalent"
@@ -129,17 +146,19 @@ def test_architecture_table_matches_the_keras_model(tmp_path):
 
     # without a main run's config.json, the celeba-subset profile's architecture
     model = build_model(get_profile("celeba-subset"))
-    rows = rows_of(report_tables.table_arsitektur(report_tables.Results(tmp_path)))
+    results = report_tables.Results(tmp_path)
+    rows = report_tables.table_arsitektur(results)
     layers = [layer for net in (model.encoder, model.decoder) for layer in net.layers]
-    assert len(rows) == len(layers) + 5
-    for row, layer in zip(rows, layers, strict=False):
-        assert row[1].strip("`") == layer.name, row
-        assert row[3] == "×".join(map(str, layer.output.shape[1:])), row
-        assert row[4] == report_tables.integer(layer.count_params()), row
+    assert len(rows) == len(layers)
+    for row, layer in zip(rows, layers, strict=True):
+        assert row["name"] == layer.name, row
+        assert row["shape"] == "×".join(map(str, layer.output.shape[1:])), row
+        assert row["params"] == layer.count_params(), row
     plain = build_model(get_profile("celeba-subset", residual=False))
     totals = [model.encoder.count_params(), model.decoder.count_params(), model.count_params(),
               sum(int(np.prod(w.shape)) for w in model.trainable_weights), plain.count_params()]
-    assert [row[4] for row in rows[-5:]] == [report_tables.integer(t) for t in totals]
+    arch = report.prose_record(results)["arch"]
+    assert [arch[k] for k in ("encoder", "decoder", "total", "trainable", "plain_total")] == totals
 
 
 def test_build_report_writes_only_what_changed(tmp_path):
