@@ -100,36 +100,30 @@ def matmul_peak_gflops(n=2048, repeats=10):
 def training_speed(config: Config | None = None, batch_size=64, steps=20, warmup=3, repeats=3):
     """Training images/s of ``config``'s architecture (default ``celeba-subset``) on random
     images (median of ``repeats``), GFLOPs per image, and the ratio to the matmul peak."""
-    from resvae_keras.train import precision
-
-    config = config or get_profile("celeba-subset")
-    with precision(config.mixed_precision):
-        return _training_speed(config, batch_size, steps, warmup, repeats)
-
-
-def _training_speed(config, batch_size, steps, warmup, repeats):
     import keras
     import tensorflow as tf
 
     from resvae_keras.model import build_model
-    from resvae_keras.train import compile_model
+    from resvae_keras.train import compile_model, precision
 
-    keras.utils.set_random_seed(0)
-    model = compile_model(build_model(config), config)
-    size = config.image_size
-    images = np.random.default_rng(0).uniform(size=(batch_size, size, size, 3)).astype("float32")
-    ds = tf.data.Dataset.from_tensors(images).repeat()
-    model.fit(ds, steps_per_epoch=warmup, epochs=1, verbose=0, shuffle=False)
-    rates = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
-        rates.append(steps * batch_size / (time.perf_counter() - start))
-    img_per_s = float(np.median(rates))
-    forward = flops_per_image(model, training=False)
-    training = flops_per_image(model, training=True)
-    achieved = img_per_s * training / 1e9
-    peak = matmul_peak_gflops()
+    config = config or get_profile("celeba-subset")
+    with precision(config.mixed_precision):
+        keras.utils.set_random_seed(0)
+        model = compile_model(build_model(config), config)
+        size = config.image_size
+        images = np.random.default_rng(0).uniform(size=(batch_size, size, size, 3))
+        ds = tf.data.Dataset.from_tensors(images.astype("float32")).repeat()
+        model.fit(ds, steps_per_epoch=warmup, epochs=1, verbose=0, shuffle=False)
+        rates = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
+            rates.append(steps * batch_size / (time.perf_counter() - start))
+        img_per_s = float(np.median(rates))
+        forward = flops_per_image(model, training=False)
+        training = flops_per_image(model, training=True)
+        achieved = img_per_s * training / 1e9
+        peak = matmul_peak_gflops()
     return {
         "architecture": _architecture(config),
         "precision": config.mixed_precision or "float32",
@@ -204,21 +198,36 @@ def alternating_step_time(configs: dict, batch_size: int | None = None, steps: i
 
 
 def study_step_times(profile: str = "celeba-subset", runs=None, root=None) -> dict:
-    """``alternating_step_time`` of the study's arms, written by ``study.write_benchmark``."""
+    """``alternating_step_time`` of the lowest-seed run of each of the study's arms, written
+    to ``root/benchmark.json`` (default ``study.results_root(profile)``); returns what was
+    written."""
+    import json
     import os
 
     import tensorflow as tf
 
     from resvae_keras import study
 
+    table = study.load_runs() if runs is None else runs
+    arms = table[table["group"] == "arms"].sort_values("seed", kind="stable").drop_duplicates("arm")
+    configs = {row.arm: study.study_config(row.name, table, profile)
+               for row in arms.sort_index().itertuples()}
     settings = study.study_settings(profile)
-    frame = alternating_step_time(study.arm_configs(runs, profile),
-                                  steps=settings["benchmark_steps"],
+    frame = alternating_step_time(configs, steps=settings["benchmark_steps"],
                                   rounds=settings["benchmark_rounds"])
-    return study.write_benchmark(
-        frame, root, profile, cpu_count=os.cpu_count(), tensorflow=tf.__version__,
-        note="arms timed in one process, alternating, on one random batch "
-             "(bench.alternating_step_time)")
+    result = {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "profile": profile,
+        "cpu_count": os.cpu_count(),
+        "tensorflow": tf.__version__,
+        "note": "arms timed in one process, alternating, on one random batch "
+                "(bench.alternating_step_time)",
+        "arms": frame.to_dict(orient="index"),
+    }
+    root = Path(root or study.results_root(profile))
+    root.mkdir(parents=True, exist_ok=True)
+    (root / study.BENCHMARK_FILE).write_text(json.dumps(result, indent=2) + "\n")
+    return result
 
 
 def feature_speed(n: int = 256, extractor=None, image_size: int = 64, seed: int = 0) -> dict:

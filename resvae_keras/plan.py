@@ -173,24 +173,15 @@ class PlannedStudy(study_results.Study):
 def status_text(spec: dict | None = None, profile: str = study.STUDY_PROFILE, root=None) -> str:
     """Where the plan stands, ending with the next command."""
     found = PlannedStudy(spec, root, profile)
-    counts = found.seeds
     parts = ", ".join(f"{group} {arm} {r.finished}/{r.planned}"
-                      for (group, arm), r in counts.iterrows())
+                      for (group, arm), r in found.seeds.iterrows())
     done, planned = found.finished
     rates = ", ".join(f"{a} {'not chosen' if r is None else _rate(r)}"
                       for a, r in found.learning_rates.items())
-    flag = "" if profile == study.STUDY_PROFILE else f" --profile {profile}"
     benchmark = found.benchmark is not None
-    if done < planned:
-        command = f"python -m resvae_keras study{flag}"
-    else:
-        command = "python -m resvae_keras report" if benchmark else \
-            f"python -m resvae_keras study --benchmark{flag}"
     lines = [f"study {found.spec['study']['name']}: {done} of {planned} runs finished ({parts})",
              f"learning rates: {rates}; benchmark: {'done' if benchmark else 'not run'}"]
-    if profile == study.STUDY_PROFILE:
-        lines.append(f"commit what finished: git add {study._shown(found.root)} && git commit")
-    return "\n".join([*lines, f"next: {command}"])
+    return "\n".join([*lines, *study._next_steps(found.root, done >= planned, benchmark, profile)])
 
 
 def run_plan(only=None, profile: str = study.STUDY_PROFILE, spec: dict | None = None, root=None,
@@ -303,6 +294,14 @@ def _test(a, b, margin_value: float) -> dict:
             "p_tost": stats.tost(a, b, margin_value)["p"]}
 
 
+def _samples(table: pd.DataFrame, measure: str, arm: str, baseline: str) -> list[np.ndarray]:
+    """The finite values of ``measure`` of ``arm``'s and of ``baseline``'s runs."""
+    if measure not in table:
+        return [np.zeros(0), np.zeros(0)]
+    return [table.loc[table["arm"] == side, measure].dropna().to_numpy(float)
+            for side in (arm, baseline)]
+
+
 def _time_matched(spec: dict, results, benchmark, arm: str, baseline: str, margin_value) -> dict:
     """``_test`` of the time-matched measure at the median per-step costs, with ``p`` and
     ``p_tost`` the largest over every corner of the two arms' cost intervals and the
@@ -353,11 +352,7 @@ def verdicts(spec: dict, table: pd.DataFrame, results: dict[str, dict], benchmar
             if entry["measure"] == TIME_MEASURE:
                 numbers = _time_matched(spec, results, benchmark, arm, baseline, margin_value)
             else:
-                column = table[entry["measure"]] if entry["measure"] in table else None
-                a, b = ([] if column is None
-                        else column[table["arm"] == side].dropna().to_numpy(float)
-                        for side in (arm, baseline))
-                numbers = _test(a, b, margin_value)
+                numbers = _test(*_samples(table, entry["measure"], arm, baseline), margin_value)
             rows.append({"claim": claim, "statement": entry.get("claim", ""), "arm": arm,
                          "baseline": baseline, "measure": entry["measure"],
                          "higher_is_better": bool(entry["higher_is_better"]),
@@ -377,10 +372,7 @@ def secondary(spec: dict, table: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for measure in spec.get("secondary", {}).get("measures", []):
         for arm, baseline in comparisons(spec):
-            column = table[measure] if measure in table else pd.Series(np.nan, table.index)
-            a, b = (column[table["arm"] == side].dropna().to_numpy(float) if len(table) else []
-                    for side in (arm, baseline))
-            t = _test(a, b, float("nan"))
+            t = _test(*_samples(table, measure, arm, baseline), float("nan"))
             rows.append({"measure": measure, "arm": arm, "baseline": baseline,
                          **{k: t[k] for k in ("n_arm", "n_baseline", "mean_arm", "mean_baseline",
                                               "diff", "diff_ci_low", "diff_ci_high", "hedges_g",
