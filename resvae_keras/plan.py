@@ -3,8 +3,9 @@
 ``report/results/study/plan.toml`` fixes the arms, seeds, budget, the learning-rate grid and,
 per claim, one primary measure, its direction and its equivalence margin. ``runs_table`` lists
 the learning-rate runs (group ``lr``) and the seed runs (group ``arms``); ``run_plan`` trains
-them through ``study.run_study``; ``verdicts`` tests each claim (permutation test with Holm,
-permutation TOST); ``secondary`` gives the other measures as effect sizes only.
+them through ``study.run_study``. ``PlannedStudy`` reads them: its ``verdicts`` test each claim
+(permutation test with Holm, permutation TOST); ``secondary`` gives the other measures as
+effect sizes only.
 
     python -m resvae_keras study             # the learning-rate runs, then the seeds
     python -m resvae_keras study --status    # what is left
@@ -130,17 +131,15 @@ def choose_learning_rates(plan: dict, results: dict[str, dict]) -> dict[str, flo
 
 class PlannedStudy(study_results.Study):
     """The plan's study under ``root`` (default ``results_root(plan)``): ``spec`` (the plan),
-    ``learning_rates``, ``runs`` (the finished seed runs), ``verdicts``, ``secondary``,
-    ``convergence``, each computed once."""
+    ``learning_rates``, ``runs`` (the finished seed runs), ``table``, ``verdicts``,
+    ``secondary``, ``convergence``, each computed once."""
 
     def __init__(self, spec: dict | None = None, root=None, profile: str = study.STUDY_PROFILE):
         self.spec = load_plan() if spec is None else check_plan(spec)
-        self.profile = profile
         root = Path(root) if root is not None else results_root(self.spec, profile)
         lr_runs = runs_table(self.spec, profile)
-        lr_runs = lr_runs[lr_runs["group"] == "lr"]
-        self.lr_results = study_results.load_results(root, lr_runs)
-        self.learning_rates = choose_learning_rates(self.spec, self.lr_results)
+        lr_results = study_results.load_results(root, lr_runs[lr_runs["group"] == "lr"])
+        self.learning_rates = choose_learning_rates(self.spec, lr_results)
         super().__init__(root, runs_table(self.spec, profile, self.learning_rates))
 
     @cached_property
@@ -150,19 +149,73 @@ class PlannedStudy(study_results.Study):
 
     @cached_property
     def table(self) -> pd.DataFrame:
-        return planned_measures(self.spec, self.runs, self.benchmark)
+        """``study_results.study_table`` of the finished seed runs, with ``sharpness_log2``
+        (-|log2 sharpness_ratio|) and every measure of the plan's ``keys`` (a dotted path into
+        the run's metrics.json; NaN where missing)."""
+        table = study_results.study_table(self.runs, self.benchmark)
+        if table.empty:
+            return table
+        ratio = pd.to_numeric(table["sharpness_ratio"], errors="coerce").astype(float)
+        table["sharpness_log2"] = -np.abs(np.log2(ratio.where(ratio > 0)))
+        for measure, key in self.spec.get("keys", {}).items():
+            table[measure] = [_number(lookup(self.runs[n]["metrics"], key)) for n in table.index]
+        return table
 
     @cached_property
     def verdicts(self) -> pd.DataFrame:
-        return verdicts(self.spec, self.table, self.runs, self.benchmark)
+        """One row per claim and baseline (``VERDICT_COLUMNS``): ``p`` the exact permutation
+        test of the primary measure, ``p_holm`` Holm over the primary tests, ``p_tost`` the
+        permutation TOST within ``margin`` (``p_tost_holm``), ``diff`` = arm - baseline with its
+        Welch interval, Hedges' g; ``verdict`` by ``verdict_word``."""
+        n_planned = len(self.spec["study"]["seeds"])
+        rows = []
+        for claim in CLAIMS:
+            entry = self.spec["claims"][claim]
+            margin_value = margin(self.spec, claim, self.runs)
+            for arm, baseline in comparisons(self.spec):
+                if entry["measure"] == TIME_MEASURE:
+                    numbers = _time_matched(self.spec, self.runs, self.benchmark, arm, baseline,
+                                            margin_value)
+                else:
+                    numbers = _test(*_samples(self.table, entry["measure"], arm, baseline),
+                                    margin_value)
+                rows.append({"claim": claim, "statement": entry.get("claim", ""), "arm": arm,
+                             "baseline": baseline, "measure": entry["measure"],
+                             "higher_is_better": bool(entry["higher_is_better"]),
+                             "n_planned": n_planned, **numbers})
+        frame = pd.DataFrame(rows).reindex(columns=list(VERDICT_COLUMNS))
+        frame["p_holm"] = stats.holm(frame["p"])
+        frame["p_tost_holm"] = stats.holm(frame["p_tost"])
+        alpha = float(self.spec["study"]["alpha"])
+        frame["verdict"] = [verdict_word(r, alpha, min(r["n_arm"], r["n_baseline"]) >= n_planned)
+                            for r in frame.to_dict("records")]
+        return frame
 
     @cached_property
     def secondary(self) -> pd.DataFrame:
-        return secondary(self.spec, self.table)
+        """The plan's secondary measures per baseline: the means, ``diff`` with its Welch
+        interval and Hedges' g; no p-value, they decide nothing."""
+        rows = []
+        for measure in self.spec.get("secondary", {}).get("measures", []):
+            for arm, baseline in comparisons(self.spec):
+                t = _test(*_samples(self.table, measure, arm, baseline), float("nan"))
+                rows.append({"measure": measure, "arm": arm, "baseline": baseline,
+                             **{k: v for k, v in t.items() if k != "margin" and k[0] != "p"}})
+        return pd.DataFrame(rows)
 
     @cached_property
     def convergence(self) -> pd.DataFrame:
-        return convergence(self.runs)
+        """Per finished seed run (index: name): ``arm``, ``seed``, ``epochs``, ``best_epoch``
+        (lowest validation -ELBO, that of model.keras) and ``best_is_last``."""
+        rows = {}
+        for name, r in self.runs.items():
+            if len(r["history"]):
+                h = record.history_summary(r["history"])
+                rows[name] = {"arm": r["arm"], "seed": r["seed"], "epochs": h["epochs"],
+                              "best_epoch": h["best_epoch"],
+                              "best_is_last": h["best_epoch"] == h["epochs"]}
+        columns = ["arm", "seed", "epochs", "best_epoch", "best_is_last"]
+        return pd.DataFrame.from_dict(rows, orient="index", columns=columns)
 
     @property
     def finished(self) -> tuple[int, int]:
@@ -209,22 +262,8 @@ def run_plan(only=None, profile: str = study.STUDY_PROFILE, spec: dict | None = 
 # -- the measures ----------------------------------------------------------------------------
 
 
-def planned_measures(spec: dict, results: dict[str, dict], benchmark=None) -> pd.DataFrame:
-    """``study_results.study_table`` of the finished seed runs, with ``sharpness_log2``
-    (-|log2 sharpness_ratio|) and every measure of the plan's ``keys`` (a dotted path into
-    the run's metrics.json; NaN where missing)."""
-    table = study_results.study_table(results, benchmark)
-    if table.empty:
-        return table
-    ratio = pd.to_numeric(table["sharpness_ratio"], errors="coerce").astype(float)
-    table["sharpness_log2"] = -np.abs(np.log2(ratio.where(ratio > 0)))
-    for measure, key in spec.get("keys", {}).items():
-        table[measure] = [_number(lookup(results[n]["metrics"], key)) for n in table.index]
-    return table
-
-
 def _number(value) -> float:
-    return float(value) if isinstance(value, (int, float)) and value is not None else np.nan
+    return float(value) if isinstance(value, (int, float)) else np.nan
 
 
 def margin(spec: dict, claim: str, results: dict[str, dict]) -> float:
@@ -335,60 +374,3 @@ def verdict_word(row: dict, alpha: float, complete: bool) -> str:
     if row["p_holm"] < alpha:
         return "supported" if (row["diff"] > 0) == bool(row["higher_is_better"]) else "contradicted"
     return "inconclusive"
-
-
-def verdicts(spec: dict, table: pd.DataFrame, results: dict[str, dict], benchmark=None,
-             n_planned: int | None = None) -> pd.DataFrame:
-    """One row per claim and baseline (``VERDICT_COLUMNS``): ``p`` the exact permutation test
-    of the primary measure, ``p_holm`` Holm over the primary tests, ``p_tost`` the permutation
-    TOST within ``margin`` (``p_tost_holm``), ``diff`` = arm - baseline with its Welch interval,
-    Hedges' g; ``verdict`` by ``verdict_word``. ``n_planned``: seeds per arm."""
-    n_planned = len(spec["study"]["seeds"]) if n_planned is None else int(n_planned)
-    rows = []
-    for claim in CLAIMS:
-        entry = spec["claims"][claim]
-        margin_value = margin(spec, claim, results)
-        for arm, baseline in comparisons(spec):
-            if entry["measure"] == TIME_MEASURE:
-                numbers = _time_matched(spec, results, benchmark, arm, baseline, margin_value)
-            else:
-                numbers = _test(*_samples(table, entry["measure"], arm, baseline), margin_value)
-            rows.append({"claim": claim, "statement": entry.get("claim", ""), "arm": arm,
-                         "baseline": baseline, "measure": entry["measure"],
-                         "higher_is_better": bool(entry["higher_is_better"]),
-                         "n_planned": n_planned, **numbers})
-    frame = pd.DataFrame(rows).reindex(columns=list(VERDICT_COLUMNS))
-    frame["p_holm"] = stats.holm(frame["p"])
-    frame["p_tost_holm"] = stats.holm(frame["p_tost"])
-    alpha = float(spec["study"]["alpha"])
-    frame["verdict"] = [verdict_word(r, alpha, min(r["n_arm"], r["n_baseline"]) >= n_planned)
-                        for r in frame.to_dict("records")]
-    return frame
-
-
-def secondary(spec: dict, table: pd.DataFrame) -> pd.DataFrame:
-    """The plan's secondary measures per baseline: the means, ``diff`` with its Welch interval
-    and Hedges' g; no p-value, they decide nothing."""
-    rows = []
-    for measure in spec.get("secondary", {}).get("measures", []):
-        for arm, baseline in comparisons(spec):
-            t = _test(*_samples(table, measure, arm, baseline), float("nan"))
-            rows.append({"measure": measure, "arm": arm, "baseline": baseline,
-                         **{k: t[k] for k in ("n_arm", "n_baseline", "mean_arm", "mean_baseline",
-                                              "diff", "diff_ci_low", "diff_ci_high", "hedges_g",
-                                              "g_ci_low", "g_ci_high")}})
-    return pd.DataFrame(rows)
-
-
-def convergence(results: dict[str, dict]) -> pd.DataFrame:
-    """Per finished seed run (index: name): ``arm``, ``seed``, ``epochs``, ``best_epoch``
-    (lowest validation -ELBO, that of model.keras) and ``best_is_last``."""
-    rows = {}
-    for name, r in results.items():
-        if len(r["history"]):
-            h = record.history_summary(r["history"])
-            rows[name] = {"arm": r["arm"], "seed": r["seed"], "epochs": h["epochs"],
-                          "best_epoch": h["best_epoch"],
-                          "best_is_last": h["best_epoch"] == h["epochs"]}
-    return pd.DataFrame.from_dict(rows, orient="index",
-                                  columns=["arm", "seed", "epochs", "best_epoch", "best_is_last"])
