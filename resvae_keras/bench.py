@@ -230,44 +230,24 @@ def study_step_times(profile: str = "celeba-subset", runs=None, root=None) -> di
     return result
 
 
-def feature_speed(n: int = 256, extractor=None, image_size: int = 64, seed: int = 0) -> dict:
-    """Images per second of ``extractor`` (default InceptionV3 with random weights) and of
-    ``metrics.reconstruction_metrics``, after one uncounted warm-up batch."""
-    import tensorflow as tf
-
-    from resvae_keras import inception, metrics
-
-    rng = np.random.default_rng(seed)
-    images = rng.random((n, image_size, image_size, 3), dtype=np.float32)
-    noisy = np.clip(images + 0.05 * rng.standard_normal(images.shape, dtype=np.float32), 0, 1)
-    extractor = extractor if extractor is not None else inception.InceptionFeatures(weights=None)
-    warm = min(n, getattr(extractor, "batch_size", 8))
-    extractor(images[:warm])
+def _images_per_s(run, images, warm: int) -> float:
+    """Images per second of ``run(images)``, after one uncounted call on ``images[:warm]``."""
+    run(images[:warm])
     start = time.perf_counter()
-    extractor(images)
-    features_rate = n / (time.perf_counter() - start)
-    metrics.reconstruction_metrics(images[:warm], noisy[:warm])
-    start = time.perf_counter()
-    metrics.reconstruction_metrics(images, noisy)
-    metrics_rate = n / (time.perf_counter() - start)
-    return {
-        "extractor": getattr(extractor, "name", type(extractor).__name__),
-        "n": n,
-        "image_size": image_size,
-        "features_images_per_s": features_rate,
-        "reconstruction_metrics_images_per_s": metrics_rate,
-        "device": ", ".join(d.device_type for d in tf.config.list_logical_devices()),
-    }
+    run(images)
+    return len(images) / (time.perf_counter() - start)
 
 
 def evaluation_speed(n: int = 512, n_features: int = 64, config: Config | None = None,
                      seed: int = 0, extractor=None) -> dict:
     """Images per second of ``evaluate.reconstruction_report`` on ``n`` random images with
-    a random ``config`` model (and the CelebA test split's time at that rate), and
-    ``feature_speed`` on ``n_features`` images."""
+    a random ``config`` model (and the CelebA test split's time at that rate), and of
+    ``extractor`` (default InceptionV3 with random weights) and of
+    ``metrics.reconstruction_metrics`` on ``n_features`` images."""
     import keras
+    import tensorflow as tf
 
-    from resvae_keras import evaluate
+    from resvae_keras import evaluate, inception, metrics
     from resvae_keras.model import build_model
 
     config = config or get_profile("celeba-subset")
@@ -275,18 +255,20 @@ def evaluation_speed(n: int = 512, n_features: int = 64, config: Config | None =
     model = build_model(config)
     size = config.image_size
     images = np.random.default_rng(seed).random((int(n), size, size, 3), dtype=np.float32)
-    evaluate.reconstruction_report(model, images[:64])
-    start = time.perf_counter()
-    evaluate.reconstruction_report(model, images)
-    rate = n / (time.perf_counter() - start)
-    features = feature_speed(n=int(n_features), extractor=extractor, image_size=size, seed=seed)
+    rate = _images_per_s(lambda x: evaluate.reconstruction_report(model, x), images, 64)
+    rng = np.random.default_rng(seed)
+    images = rng.random((int(n_features), size, size, 3), dtype=np.float32)
+    noisy = np.clip(images + 0.05 * rng.standard_normal(images.shape, dtype=np.float32), 0, 1)
+    extractor = extractor if extractor is not None else inception.InceptionFeatures(weights=None)
+    warm = min(int(n_features), getattr(extractor, "batch_size", 8))
     return {
         "architecture": _architecture(config),
         "n": int(n),
         "reconstruction_img_per_s": rate,
         "celeba_test_split_s": CELEBA_TEST_IMAGES / rate,
-        "inception_features_img_per_s": features["features_images_per_s"],
+        "inception_features_img_per_s": _images_per_s(extractor, images, warm),
         "inception_n": int(n_features),
-        "metrics_only_img_per_s": features["reconstruction_metrics_images_per_s"],
-        "device": features["device"],
+        "metrics_only_img_per_s": _images_per_s(
+            lambda x: metrics.reconstruction_metrics(x, noisy[:len(x)]), images, warm),
+        "device": ", ".join(d.device_type for d in tf.config.list_logical_devices()),
     }

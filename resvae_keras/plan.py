@@ -95,21 +95,18 @@ def runs_table(plan: dict, profile: str = study.STUDY_PROFILE,
     profile keeps its own budget and the first two seeds."""
     head, lr = plan["study"], plan["learning_rate"]
     demo = profile == "demo"
-    common = dict(head.get("common", {}))
     short = {} if demo else {k: lr[k] for k in ("epochs", "kl_warmup_steps") if k in lr}
     full = {} if demo else {k: head[k] for k in ("epochs", "kl_warmup_steps") if k in head}
+    base = {arm: {**head.get("common", {}), **spec.get("overrides", {})}
+            for arm, spec in plan["arms"].items()}
+    rows = [(f"lr_{arm}_{_rate(r)}", "lr", arm, int(lr["seed"]),
+             {**base[arm], **short, "learning_rate": float(r)}) for arm in base for r in lr["grid"]]
     seeds = head["seeds"][:2] if demo else head["seeds"]
-    rows = []
-    for arm, spec in plan["arms"].items():
-        base = {**common, **spec.get("overrides", {})}
-        rows += [(f"lr_{arm}_{_rate(r)}", "lr", arm, int(lr["seed"]),
-                  {**base, **short, "learning_rate": float(r)}) for r in lr["grid"]]
     for seed in seeds:
-        for arm, spec in plan["arms"].items():
+        for arm in base:
             chosen = (learning_rates or {}).get(arm)
             rate = {} if chosen is None else {"learning_rate": float(chosen)}
-            rows.append((f"{arm}_s{seed}", "arms", arm, int(seed),
-                         {**common, **spec.get("overrides", {}), **full, **rate}))
+            rows.append((f"{arm}_s{seed}", "arms", arm, int(seed), {**base[arm], **full, **rate}))
     return pd.DataFrame(rows, columns=list(study.RUNS_COLUMNS))
 
 
@@ -284,15 +281,12 @@ def margin(spec: dict, claim: str, results: dict[str, dict]) -> float:
 
 def step_costs(benchmark: dict | None, quantiles=(0.25, 0.75)) -> dict[str, tuple]:
     """``{arm: (median, low, high)}`` seconds per step from ``benchmark.json``: ``low`` and
-    ``high`` are the ``quantiles`` of its per-round times (``per_round_s``), or its stored
-    ``q25``/``q75`` for the quartiles; NaN where neither is there."""
+    ``high`` are the ``quantiles`` of its per-round times (``per_round_s``; NaN without)."""
     out = {}
     for arm, row in ((benchmark or {}).get("arms") or {}).items():
         low = high = float("nan")
         if row.get("per_round_s"):
             low, high = (float(q) for q in np.quantile(row["per_round_s"], list(quantiles)))
-        elif [float(q) for q in quantiles] == [0.25, 0.75] and "q25" in row:
-            low, high = float(row["q25"]), float(row["q75"])
         out[arm] = (float(row["seconds_per_step"]), low, high)
     return out
 

@@ -78,8 +78,6 @@ def permutation_test(a, b, alternative: str = "two-sided") -> float:
     pooled values whose difference is as extreme as the observed one (which counts, so fully
     separated 5 vs 5 values give 2/252 two-sided). ``alternative``: ``"two-sided"``,
     ``"greater"`` or ``"less"``. NaN when a sample is empty."""
-    if alternative not in ("two-sided", "greater", "less"):
-        raise ValueError(f"alternative={alternative!r}: use 'two-sided', 'greater' or 'less'")
     a, b = _pair(a, b)
     if not len(a) or not len(b):
         return float("nan")
@@ -93,13 +91,11 @@ def permutation_test(a, b, alternative: str = "two-sided") -> float:
                         float, count)
     observed, diffs = float(a.mean() - b.mean()), first / na - (pooled.sum() - first) / len(b)
     slack = _TOLERANCE * max(1.0, abs(observed))
-    if alternative == "two-sided":
-        extreme = np.abs(diffs) >= abs(observed) - slack
-    elif alternative == "greater":
-        extreme = diffs >= observed - slack
-    else:
-        extreme = diffs <= observed + slack
-    return float(extreme.mean())
+    extreme = {"two-sided": np.abs(diffs) >= abs(observed) - slack,
+               "greater": diffs >= observed - slack, "less": diffs <= observed + slack}
+    if alternative not in extreme:
+        raise ValueError(f"alternative={alternative!r}: use 'two-sided', 'greater' or 'less'")
+    return float(extreme[alternative].mean())
 
 
 def tost(a, b, margin: float) -> dict:
