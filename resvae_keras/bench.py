@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import tempfile
 import time
+import timeit
 import warnings
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -89,11 +91,7 @@ def matmul_peak_gflops(n=2048, repeats=10):
     b = tf.random.normal((n, n), seed=2)
     step = tf.function(lambda a, b: tf.reduce_sum(tf.matmul(a, b)))
     step(a, b).numpy()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step(a, b).numpy()
-        times.append(time.perf_counter() - start)
+    times = timeit.repeat(lambda: step(a, b).numpy(), number=1, repeat=repeats)
     return 2 * n**3 / float(np.median(times)) / 1e9
 
 
@@ -114,12 +112,9 @@ def training_speed(config: Config | None = None, batch_size=64, steps=20, warmup
         images = np.random.default_rng(0).uniform(size=(batch_size, size, size, 3))
         ds = tf.data.Dataset.from_tensors(images.astype("float32")).repeat()
         model.fit(ds, steps_per_epoch=warmup, epochs=1, verbose=0, shuffle=False)
-        rates = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
-            rates.append(steps * batch_size / (time.perf_counter() - start))
-        img_per_s = float(np.median(rates))
+        times = timeit.repeat(lambda: model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0,
+                                                shuffle=False), number=1, repeat=repeats)
+        img_per_s = float(np.median([steps * batch_size / t for t in times]))
         forward = flops_per_image(model, training=False)
         training = flops_per_image(model, training=True)
         achieved = img_per_s * training / 1e9
@@ -174,10 +169,9 @@ def alternating_step_time(configs: dict, batch_size: int | None = None, steps: i
     for r in range(int(rounds)):
         shift = r % len(names)
         for name in names[shift:] + names[:shift]:
-            start = time.perf_counter()
-            for _ in range(int(steps)):
-                models[name].train_on_batch(images)  # returns numbers: the step has finished
-            per_step[name].append((time.perf_counter() - start) / int(steps))
+            # train_on_batch returns numbers: every timed step has finished
+            seconds = timeit.timeit(partial(models[name].train_on_batch, images), number=int(steps))
+            per_step[name].append(seconds / int(steps))
     rows = {}
     for name, model in models.items():
         values = np.asarray(per_step[name])
@@ -185,7 +179,7 @@ def alternating_step_time(configs: dict, batch_size: int | None = None, steps: i
             "seconds_per_step": float(np.median(values)),
             "q25": float(np.quantile(values, 0.25)),
             "q75": float(np.quantile(values, 0.75)),
-            "per_round_s": [float(v) for v in values],
+            "per_round_s": values.tolist(),
             "img_per_s": batch_size / float(np.median(values)),
             "rounds": int(rounds),
             "steps_per_round": int(steps),
@@ -233,9 +227,7 @@ def study_step_times(profile: str = "celeba-subset", runs=None, root=None) -> di
 def _images_per_s(run, images, warm: int) -> float:
     """Images per second of ``run(images)``, after one uncounted call on ``images[:warm]``."""
     run(images[:warm])
-    start = time.perf_counter()
-    run(images)
-    return len(images) / (time.perf_counter() - start)
+    return len(images) / timeit.timeit(lambda: run(images), number=1)
 
 
 def evaluation_speed(n: int = 512, n_features: int = 64, config: Config | None = None,

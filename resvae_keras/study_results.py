@@ -83,13 +83,9 @@ def sampler_keys(table: pd.DataFrame, temperature: str = "t1") -> list[str]:
 def load_sweep(root=None) -> pd.DataFrame:
     """The default-model sweep (``report/results/sweep/<name>/``) as ``record.run_record`` rows."""
     root = Path(root or study.results_dir() / "sweep")
-    rows = {}
-    for path in sorted(root.glob("*/metrics.json")):
-        config = path.parent / "config.json"
-        rows[path.parent.name] = record.run_record(
-            json.loads(path.read_text()),
-            json.loads(config.read_text()) if config.is_file() else None)
-    return pd.DataFrame.from_dict(rows, orient="index")
+    runs = {p.parent.name: load_run(p.parent) for p in sorted(root.glob("*/metrics.json"))}
+    return pd.DataFrame.from_dict({name: record.run_record(run["metrics"], run["config"])
+                                   for name, run in runs.items()}, orient="index")
 
 
 # -- speed: steps and seconds to a validation loss, and the loss at an equal time -------------
