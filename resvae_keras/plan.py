@@ -54,20 +54,18 @@ def load_plan(path=None) -> dict:
 
 def check_plan(plan: dict, where: str = "the plan") -> dict:
     """``plan`` itself after checking it names what the study reads (ValueError otherwise)."""
+    required = {"study": ("name", "seeds", "reference", "baselines", "alpha"),
+                "claims": CLAIMS, "learning_rate": ("grid", "seed")}
+    missing = [f"{part}.{k}" for part, keys in required.items() for k in keys
+               if k not in plan.get(part, {})]
+    missing += [f"claims.{c}.{k}" for c, claim in plan.get("claims", {}).items()
+                for k in ("measure", "higher_is_better") if k not in claim]
     head = plan.get("study", {})
-    missing = [f"study.{k}" for k in ("name", "seeds", "reference", "baselines", "alpha")
-               if k not in head]
-    missing += [f"claims.{c}" for c in CLAIMS if c not in plan.get("claims", {})]
-    missing += [f"learning_rate.{k}" for k in ("grid", "seed")
-                if k not in plan.get("learning_rate", {})]
     unknown = [a for a in [head.get("reference"), *head.get("baselines", [])]
                if a not in plan.get("arms", {})]
     if missing or unknown:
         raise ValueError(f"{where} lacks {missing} or names arms without an [arms.<name>] "
                          f"table: {unknown}; see report/results/study/plan.toml")
-    for key, claim in plan["claims"].items():
-        if "measure" not in claim or "higher_is_better" not in claim:
-            raise ValueError(f"{where}: claims.{key} needs a measure and higher_is_better")
     return plan
 
 

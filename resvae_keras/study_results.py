@@ -134,10 +134,9 @@ def value_at(steps, values, step: float) -> float:
     return float(np.interp(step, steps, values))
 
 
-def speed_measures(results: dict[str, dict], benchmark: dict | None = None,
-                   threshold: float | None = None) -> pd.DataFrame:
+def speed_measures(results: dict[str, dict], benchmark: dict | None = None) -> pd.DataFrame:
     """Training speed of each arm run from its validation curve: ``arm``, ``seed``,
-    ``threshold`` (default the highest best validation -ELBO, which every run reaches),
+    ``threshold`` (the highest best validation -ELBO, which every run reaches),
     ``steps_to_threshold``, ``seconds_to_threshold``, ``equal_time_s`` (the shortest run's
     time) and ``val_neg_elbo_at_equal_time``; seconds are NaN without a benchmark."""
     columns = ["arm", "seed", "threshold", "steps_to_threshold", "seconds_to_threshold",
@@ -145,8 +144,7 @@ def speed_measures(results: dict[str, dict], benchmark: dict | None = None,
     curves, _ = arm_curves(results, benchmark)
     if not curves:
         return pd.DataFrame(columns=columns)
-    if threshold is None:
-        threshold = max(float(np.min(y)) for _, y in curves.values())
+    threshold = max(float(np.min(y)) for _, y in curves.values())
     cost = study.seconds_per_step(benchmark)
     ends = [x[-1] * cost[results[n]["arm"]] for n, (x, _) in curves.items()
             if results[n]["arm"] in cost]
