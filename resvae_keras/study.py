@@ -115,7 +115,7 @@ def load_runs(path: str | os.PathLike | None = None) -> pd.DataFrame:
 
 
 def study_config(name: str, runs: pd.DataFrame | None = None, profile: str = STUDY_PROFILE,
-                 subfolder: str | None = None, **extra) -> Config:
+                 subfolder: str | None = None) -> Config:
     """The Config of run ``name``: the profile at the study's budget with the run's seed and
     overrides, trained into ``runs/study`` (``runs/<profile>/study`` for another profile),
     then ``subfolder`` (a plan's own, so its runs never resume another's), then ``name``."""
@@ -131,7 +131,7 @@ def study_config(name: str, runs: pd.DataFrame | None = None, profile: str = STU
         profile,
         run_dir=f"{folder}/{name}",
         seed=int(match.iloc[0]["seed"]),
-        **{**budget, **match.iloc[0]["overrides"], **extra},
+        **{**budget, **match.iloc[0]["overrides"]},
     )
 
 
