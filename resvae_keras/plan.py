@@ -45,9 +45,6 @@ def load_plan(path=None) -> dict:
     study reads: ``study`` (``name``, ``seeds``, ``reference``, ``baselines``, ``alpha``),
     ``arms``, ``learning_rate`` (``grid``, ``seed``) and a ``claims`` entry for each of a-d."""
     path = Path(path or plan_path())
-    if not path.is_file():
-        raise FileNotFoundError(f"no study plan at {path.name}: the pre-registration is "
-                                "report/results/study/plan.toml")
     plan = tomllib.loads(path.read_text(encoding="utf-8"))
     return check_plan(plan, path.name)
 

@@ -101,12 +101,8 @@ def load_runs(path: str | os.PathLike | None = None) -> pd.DataFrame:
     path = Path(path or results_dir() / "study" / "runs.csv")
     if not path.is_file():
         return design()
-    table = pd.read_csv(path, dtype={"name": str, "group": str, "arm": str, "seed": int,
-                                     "overrides": str}, keep_default_na=False)
-    missing = set(RUNS_COLUMNS) - set(table.columns)
-    if missing:
-        raise ValueError(f"{path.name} lacks the column(s) {sorted(missing)}; "
-                         f"a runs table has {list(RUNS_COLUMNS)}")
+    table = pd.read_csv(path, usecols=list(RUNS_COLUMNS), keep_default_na=False,
+                        dtype={"name": str, "group": str, "arm": str, "seed": int, "overrides": str})
     if table["name"].duplicated().any():
         raise ValueError(f"{path.name} names a run twice: "
                          f"{sorted(table.loc[table['name'].duplicated(), 'name'])}")
