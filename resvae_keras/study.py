@@ -101,8 +101,8 @@ def load_runs(path: str | os.PathLike | None = None) -> pd.DataFrame:
     path = Path(path or results_dir() / "study" / "runs.csv")
     if not path.is_file():
         return design()
-    table = pd.read_csv(path, usecols=list(RUNS_COLUMNS), keep_default_na=False,
-                        dtype={"name": str, "group": str, "arm": str, "seed": int, "overrides": str})
+    table = pd.read_csv(path, usecols=list(RUNS_COLUMNS), keep_default_na=False, dtype={
+        "name": str, "group": str, "arm": str, "seed": int, "overrides": str})
     if table["name"].duplicated().any():
         raise ValueError(f"{path.name} names a run twice: "
                          f"{sorted(table.loc[table['name'].duplicated(), 'name'])}")
