@@ -33,8 +33,7 @@ def data_speed(n: int = 2000, size: int = 64, batch_size: int = 64, workers: int
     with tempfile.TemporaryDirectory(prefix="resvae-bench-") as tmp:
         root = data.write_demo_dataset(Path(tmp) / "demo", n=n, seed=0, progress=progress)
         started = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", data.CelebaDataWarning)
+        with warnings.catch_warnings(action="ignore", category=data.CelebaDataWarning):
             cache = data.prepare(
                 root, size=size, cache_dir=Path(tmp) / "cache", progress=progress, workers=workers
             )
