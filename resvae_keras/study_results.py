@@ -100,13 +100,14 @@ def validation_curve(history: pd.DataFrame, steps: float) -> tuple[np.ndarray, n
     return per_epoch * (np.arange(len(history)) + 1), record.validation_neg_elbo(history)
 
 
-def arm_curves(results: dict[str, dict], benchmark: dict | None = None) -> tuple[dict, dict]:
-    """``validation_curve`` of every arm run with a history: ``({run: (steps, loss)},
+def arm_curves(results: dict[str, dict], benchmark: dict | None = None,
+               group: str = "arms") -> tuple[dict, dict]:
+    """``validation_curve`` of every run of ``group`` with a history: ``({run: (steps, loss)},
     {run: (minutes, loss)})``, minutes = steps x the arm's benchmarked seconds per step / 60,
     only for the arms the benchmark measured."""
     cost = study.seconds_per_step(benchmark)
     curves = {n: validation_curve(r["history"], r["metrics"]["training"]["steps"])
-              for n, r in results.items() if r["group"] == "arms" and len(r["history"])}
+              for n, r in results.items() if r["group"] == group and len(r["history"])}
     timed = {n: (x * cost[results[n]["arm"]] / 60.0, y) for n, (x, y) in curves.items()
              if results[n]["arm"] in cost}
     return curves, timed
