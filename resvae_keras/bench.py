@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import tempfile
 import time
+import timeit
 import warnings
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +33,7 @@ def data_speed(n: int = 2000, size: int = 64, batch_size: int = 64, workers: int
     with tempfile.TemporaryDirectory(prefix="resvae-bench-") as tmp:
         root = data.write_demo_dataset(Path(tmp) / "demo", n=n, seed=0, progress=progress)
         started = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", data.CelebaDataWarning)
+        with warnings.catch_warnings(action="ignore", category=data.CelebaDataWarning):
             cache = data.prepare(
                 root, size=size, cache_dir=Path(tmp) / "cache", progress=progress, workers=workers
             )
@@ -89,47 +90,34 @@ def matmul_peak_gflops(n=2048, repeats=10):
     b = tf.random.normal((n, n), seed=2)
     step = tf.function(lambda a, b: tf.reduce_sum(tf.matmul(a, b)))
     step(a, b).numpy()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step(a, b).numpy()
-        times.append(time.perf_counter() - start)
+    times = timeit.repeat(lambda: step(a, b).numpy(), number=1, repeat=repeats)
     return 2 * n**3 / float(np.median(times)) / 1e9
 
 
 def training_speed(config: Config | None = None, batch_size=64, steps=20, warmup=3, repeats=3):
     """Training images/s of ``config``'s architecture (default ``celeba-subset``) on random
     images (median of ``repeats``), GFLOPs per image, and the ratio to the matmul peak."""
-    from resvae_keras.train import precision
-
-    config = config or get_profile("celeba-subset")
-    with precision(config.mixed_precision):
-        return _training_speed(config, batch_size, steps, warmup, repeats)
-
-
-def _training_speed(config, batch_size, steps, warmup, repeats):
     import keras
     import tensorflow as tf
 
     from resvae_keras.model import build_model
-    from resvae_keras.train import compile_model
+    from resvae_keras.train import compile_model, precision
 
-    keras.utils.set_random_seed(0)
-    model = compile_model(build_model(config), config)
-    size = config.image_size
-    images = np.random.default_rng(0).uniform(size=(batch_size, size, size, 3)).astype("float32")
-    ds = tf.data.Dataset.from_tensors(images).repeat()
-    model.fit(ds, steps_per_epoch=warmup, epochs=1, verbose=0, shuffle=False)
-    rates = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
-        rates.append(steps * batch_size / (time.perf_counter() - start))
-    img_per_s = float(np.median(rates))
-    forward = flops_per_image(model, training=False)
-    training = flops_per_image(model, training=True)
-    achieved = img_per_s * training / 1e9
-    peak = matmul_peak_gflops()
+    config = config or get_profile("celeba-subset")
+    with precision(config.mixed_precision):
+        keras.utils.set_random_seed(0)
+        model = compile_model(build_model(config), config)
+        size = config.image_size
+        images = np.random.default_rng(0).uniform(size=(batch_size, size, size, 3))
+        ds = tf.data.Dataset.from_tensors(images.astype("float32")).repeat()
+        model.fit(ds, steps_per_epoch=warmup, epochs=1, verbose=0, shuffle=False)
+        times = timeit.repeat(lambda: model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0,
+                                                shuffle=False), number=1, repeat=repeats)
+        img_per_s = float(np.median([steps * batch_size / t for t in times]))
+        forward = flops_per_image(model, training=False)
+        training = flops_per_image(model, training=True)
+        achieved = img_per_s * training / 1e9
+        peak = matmul_peak_gflops()
     return {
         "architecture": _architecture(config),
         "precision": config.mixed_precision or "float32",
@@ -180,10 +168,9 @@ def alternating_step_time(configs: dict, batch_size: int | None = None, steps: i
     for r in range(int(rounds)):
         shift = r % len(names)
         for name in names[shift:] + names[:shift]:
-            start = time.perf_counter()
-            for _ in range(int(steps)):
-                models[name].train_on_batch(images)  # returns numbers: the step has finished
-            per_step[name].append((time.perf_counter() - start) / int(steps))
+            # train_on_batch returns numbers: every timed step has finished
+            seconds = timeit.timeit(partial(models[name].train_on_batch, images), number=int(steps))
+            per_step[name].append(seconds / int(steps))
     rows = {}
     for name, model in models.items():
         values = np.asarray(per_step[name])
@@ -191,7 +178,7 @@ def alternating_step_time(configs: dict, batch_size: int | None = None, steps: i
             "seconds_per_step": float(np.median(values)),
             "q25": float(np.quantile(values, 0.25)),
             "q75": float(np.quantile(values, 0.75)),
-            "per_round_s": [float(v) for v in values],
+            "per_round_s": values.tolist(),
             "img_per_s": batch_size / float(np.median(values)),
             "rounds": int(rounds),
             "steps_per_round": int(steps),
@@ -204,61 +191,54 @@ def alternating_step_time(configs: dict, batch_size: int | None = None, steps: i
 
 
 def study_step_times(profile: str = "celeba-subset", runs=None, root=None) -> dict:
-    """``alternating_step_time`` of the study's arms, written by ``study.write_benchmark``."""
+    """``alternating_step_time`` of the lowest-seed run of each of the study's arms, written
+    to ``root/benchmark.json`` (default ``study.results_root(profile)``); returns what was
+    written."""
+    import json
     import os
 
     import tensorflow as tf
 
     from resvae_keras import study
 
+    table = study.load_runs() if runs is None else runs
+    arms = table[table["group"] == "arms"].sort_values("seed", kind="stable").drop_duplicates("arm")
+    configs = {row.arm: study.study_config(row.name, table, profile)
+               for row in arms.sort_index().itertuples()}
     settings = study.study_settings(profile)
-    frame = alternating_step_time(study.arm_configs(runs, profile),
-                                  steps=settings["benchmark_steps"],
+    frame = alternating_step_time(configs, steps=settings["benchmark_steps"],
                                   rounds=settings["benchmark_rounds"])
-    return study.write_benchmark(
-        frame, root, profile, cpu_count=os.cpu_count(), tensorflow=tf.__version__,
-        note="arms timed in one process, alternating, on one random batch "
-             "(bench.alternating_step_time)")
-
-
-def feature_speed(n: int = 256, extractor=None, image_size: int = 64, seed: int = 0) -> dict:
-    """Images per second of ``extractor`` (default InceptionV3 with random weights) and of
-    ``metrics.reconstruction_metrics``, after one uncounted warm-up batch."""
-    import tensorflow as tf
-
-    from resvae_keras import inception, metrics
-
-    rng = np.random.default_rng(seed)
-    images = rng.random((n, image_size, image_size, 3), dtype=np.float32)
-    noisy = np.clip(images + 0.05 * rng.standard_normal(images.shape, dtype=np.float32), 0, 1)
-    extractor = extractor if extractor is not None else inception.InceptionFeatures(weights=None)
-    warm = min(n, getattr(extractor, "batch_size", 8))
-    extractor(images[:warm])
-    start = time.perf_counter()
-    extractor(images)
-    features_rate = n / (time.perf_counter() - start)
-    metrics.reconstruction_metrics(images[:warm], noisy[:warm])
-    start = time.perf_counter()
-    metrics.reconstruction_metrics(images, noisy)
-    metrics_rate = n / (time.perf_counter() - start)
-    return {
-        "extractor": getattr(extractor, "name", type(extractor).__name__),
-        "n": n,
-        "image_size": image_size,
-        "features_images_per_s": features_rate,
-        "reconstruction_metrics_images_per_s": metrics_rate,
-        "device": ", ".join(d.device_type for d in tf.config.list_logical_devices()),
+    result = {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "profile": profile,
+        "cpu_count": os.cpu_count(),
+        "tensorflow": tf.__version__,
+        "note": "arms timed in one process, alternating, on one random batch "
+                "(bench.alternating_step_time)",
+        "arms": frame.to_dict(orient="index"),
     }
+    root = Path(root or study.results_root(profile))
+    root.mkdir(parents=True, exist_ok=True)
+    (root / study.BENCHMARK_FILE).write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _images_per_s(run, images, warm: int) -> float:
+    """Images per second of ``run(images)``, after one uncounted call on ``images[:warm]``."""
+    run(images[:warm])
+    return len(images) / timeit.timeit(lambda: run(images), number=1)
 
 
 def evaluation_speed(n: int = 512, n_features: int = 64, config: Config | None = None,
                      seed: int = 0, extractor=None) -> dict:
     """Images per second of ``evaluate.reconstruction_report`` on ``n`` random images with
-    a random ``config`` model (and the CelebA test split's time at that rate), and
-    ``feature_speed`` on ``n_features`` images."""
+    a random ``config`` model (and the CelebA test split's time at that rate), and of
+    ``extractor`` (default InceptionV3 with random weights) and of
+    ``metrics.reconstruction_metrics`` on ``n_features`` images."""
     import keras
+    import tensorflow as tf
 
-    from resvae_keras import evaluate
+    from resvae_keras import evaluate, inception, metrics
     from resvae_keras.model import build_model
 
     config = config or get_profile("celeba-subset")
@@ -266,18 +246,20 @@ def evaluation_speed(n: int = 512, n_features: int = 64, config: Config | None =
     model = build_model(config)
     size = config.image_size
     images = np.random.default_rng(seed).random((int(n), size, size, 3), dtype=np.float32)
-    evaluate.reconstruction_report(model, images[:64])
-    start = time.perf_counter()
-    evaluate.reconstruction_report(model, images)
-    rate = n / (time.perf_counter() - start)
-    features = feature_speed(n=int(n_features), extractor=extractor, image_size=size, seed=seed)
+    rate = _images_per_s(lambda x: evaluate.reconstruction_report(model, x), images, 64)
+    rng = np.random.default_rng(seed)
+    images = rng.random((int(n_features), size, size, 3), dtype=np.float32)
+    noisy = np.clip(images + 0.05 * rng.standard_normal(images.shape, dtype=np.float32), 0, 1)
+    extractor = extractor if extractor is not None else inception.InceptionFeatures(weights=None)
+    warm = min(int(n_features), getattr(extractor, "batch_size", 8))
     return {
         "architecture": _architecture(config),
         "n": int(n),
         "reconstruction_img_per_s": rate,
         "celeba_test_split_s": CELEBA_TEST_IMAGES / rate,
-        "inception_features_img_per_s": features["features_images_per_s"],
+        "inception_features_img_per_s": _images_per_s(extractor, images, warm),
         "inception_n": int(n_features),
-        "metrics_only_img_per_s": features["reconstruction_metrics_images_per_s"],
-        "device": features["device"],
+        "metrics_only_img_per_s": _images_per_s(
+            lambda x: metrics.reconstruction_metrics(x, noisy[:len(x)]), images, warm),
+        "device": ", ".join(d.device_type for d in tf.config.list_logical_devices()),
     }

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from resvae_keras.config import Config, get_profile
+from resvae_keras.config import get_profile
 
 LEVER_EPOCHS = 2
 #: The base every lever starts from: the ``celeba-subset`` architecture with a learned decoder
@@ -39,24 +39,6 @@ def results_path() -> Path:
     return results_dir() / "levers" / "levers.csv"
 
 
-def lever_config(name: str) -> Config:
-    """The ``celeba-subset`` config of one sweep row, trained into ``runs/levers/<name>``."""
-    overrides, _ = LEVERS[name]
-    return get_profile("celeba-subset", **{**BASE, **overrides}, epochs=LEVER_EPOCHS,
-                       two_stage_epochs=0, run_dir=f"runs/levers/{name}")
-
-
-def score(model, images, seed: int = 0) -> dict:
-    """Validation numbers of one sweep row (``images`` uint8 or float32 in [0, 1])."""
-    from resvae_keras.evaluate import evaluate_reconstruction_on
-
-    result = evaluate_reconstruction_on(model, images, seed=seed)
-    bpd = result["bits_per_dim"]["mean"] if model.kind == "vae" else np.nan
-    return {"val_psnr_db": result["psnr"]["mean"], "val_neg_elbo_bpd": bpd,
-            "val_kl_nats": result["kl_nats"]["mean"] if model.kind == "vae" else np.nan,
-            "decoder_sigma": model.decoder_sigma}
-
-
 def load_table(path=None) -> pd.DataFrame:
     """The committed sweep table (empty with ``COLUMNS`` when there is none yet)."""
     path = Path(path or results_path())
@@ -64,10 +46,12 @@ def load_table(path=None) -> pd.DataFrame:
 
 
 def run_levers(only=None, path=None, verbose=2) -> pd.DataFrame:
-    """Train and score every row of ``LEVERS`` (or those in ``only``) not in the table yet;
-    each finished row is written at once. Returns the table."""
+    """Train every row of ``LEVERS`` (or those in ``only``) not in the table yet into
+    ``runs/levers/<name>`` and score its ``last.keras`` on the validation split; each finished
+    row is written at once. Returns the table."""
     from resvae_keras import data
     from resvae_keras.data._io import atomic_write
+    from resvae_keras.evaluate import evaluate_reconstruction_on
     from resvae_keras.model import load_model
     from resvae_keras.train import load_history, train
 
@@ -77,16 +61,22 @@ def run_levers(only=None, path=None, verbose=2) -> pd.DataFrame:
         if name in set(table["lever"]):
             print(f"{name}: in {path.name}, skipped", flush=True)
             continue
-        config = lever_config(name)
-        print(f"== lever {name}: {LEVERS[name][1]}", flush=True)
+        overrides, what = LEVERS[name]
+        config = get_profile("celeba-subset", **{**BASE, **overrides}, epochs=LEVER_EPOCHS,
+                             two_stage_epochs=0, run_dir=f"runs/levers/{name}")
+        print(f"== lever {name}: {what}", flush=True)
         train(config, verbose=verbose, second_stage=False)
         model = load_model(config.run_path / "last.keras")
-        images = data.load_cache(config).images_of("val")
+        result = evaluate_reconstruction_on(model, data.load_cache(config).images_of("val"),
+                                            seed=0)
+        vae = model.kind == "vae"
         history = load_history(config.run_path)
-        row = {"lever": name, "what": LEVERS[name][1], **score(model, images),
+        row = {"lever": name, "what": what, "val_psnr_db": result["psnr"]["mean"],
+               "val_neg_elbo_bpd": result["bits_per_dim"]["mean"] if vae else np.nan,
+               "val_kl_nats": result["kl_nats"]["mean"] if vae else np.nan,
+               "decoder_sigma": model.decoder_sigma,
                "epochs": len(history), "train_s": float(history["wall_time_s"].iloc[-1])}
-        rows = [*table.to_dict("records"), row]
-        table = pd.DataFrame(rows, columns=COLUMNS)
+        table = pd.DataFrame([*table.to_dict("records"), row], columns=COLUMNS)
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(path) as tmp:  # never a half-written table
             table.to_csv(tmp, index=False, float_format="%.4f")

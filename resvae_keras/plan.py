@@ -3,8 +3,9 @@
 ``report/results/study/plan.toml`` fixes the arms, seeds, budget, the learning-rate grid and,
 per claim, one primary measure, its direction and its equivalence margin. ``runs_table`` lists
 the learning-rate runs (group ``lr``) and the seed runs (group ``arms``); ``run_plan`` trains
-them through ``study.run_study``; ``verdicts`` tests each claim (permutation test with Holm,
-permutation TOST); ``secondary`` gives the other measures as effect sizes only.
+them through ``study.run_study``. ``PlannedStudy`` reads them: its ``verdicts`` test each claim
+(permutation test with Holm, permutation TOST); ``secondary`` gives the other measures as
+effect sizes only.
 
     python -m resvae_keras study             # the learning-rate runs, then the seeds
     python -m resvae_keras study --status    # what is left
@@ -44,29 +45,24 @@ def load_plan(path=None) -> dict:
     study reads: ``study`` (``name``, ``seeds``, ``reference``, ``baselines``, ``alpha``),
     ``arms``, ``learning_rate`` (``grid``, ``seed``) and a ``claims`` entry for each of a-d."""
     path = Path(path or plan_path())
-    if not path.is_file():
-        raise FileNotFoundError(f"no study plan at {path.name}: the pre-registration is "
-                                "report/results/study/plan.toml")
     plan = tomllib.loads(path.read_text(encoding="utf-8"))
     return check_plan(plan, path.name)
 
 
 def check_plan(plan: dict, where: str = "the plan") -> dict:
     """``plan`` itself after checking it names what the study reads (ValueError otherwise)."""
+    required = {"study": ("name", "seeds", "reference", "baselines", "alpha"),
+                "claims": CLAIMS, "learning_rate": ("grid", "seed")}
+    missing = [f"{part}.{k}" for part, keys in required.items() for k in keys
+               if k not in plan.get(part, {})]
+    missing += [f"claims.{c}.{k}" for c, claim in plan.get("claims", {}).items()
+                for k in ("measure", "higher_is_better") if k not in claim]
     head = plan.get("study", {})
-    missing = [f"study.{k}" for k in ("name", "seeds", "reference", "baselines", "alpha")
-               if k not in head]
-    missing += [f"claims.{c}" for c in CLAIMS if c not in plan.get("claims", {})]
-    missing += [f"learning_rate.{k}" for k in ("grid", "seed")
-                if k not in plan.get("learning_rate", {})]
     unknown = [a for a in [head.get("reference"), *head.get("baselines", [])]
                if a not in plan.get("arms", {})]
     if missing or unknown:
         raise ValueError(f"{where} lacks {missing} or names arms without an [arms.<name>] "
                          f"table: {unknown}; see report/results/study/plan.toml")
-    for key, claim in plan["claims"].items():
-        if "measure" not in claim or "higher_is_better" not in claim:
-            raise ValueError(f"{where}: claims.{key} needs a measure and higher_is_better")
     return plan
 
 
@@ -94,21 +90,18 @@ def runs_table(plan: dict, profile: str = study.STUDY_PROFILE,
     profile keeps its own budget and the first two seeds."""
     head, lr = plan["study"], plan["learning_rate"]
     demo = profile == "demo"
-    common = dict(head.get("common", {}))
     short = {} if demo else {k: lr[k] for k in ("epochs", "kl_warmup_steps") if k in lr}
     full = {} if demo else {k: head[k] for k in ("epochs", "kl_warmup_steps") if k in head}
+    base = {arm: {**head.get("common", {}), **spec.get("overrides", {})}
+            for arm, spec in plan["arms"].items()}
+    rows = [(f"lr_{arm}_{_rate(r)}", "lr", arm, int(lr["seed"]),
+             {**base[arm], **short, "learning_rate": float(r)}) for arm in base for r in lr["grid"]]
     seeds = head["seeds"][:2] if demo else head["seeds"]
-    rows = []
-    for arm, spec in plan["arms"].items():
-        base = {**common, **spec.get("overrides", {})}
-        rows += [(f"lr_{arm}_{_rate(r)}", "lr", arm, int(lr["seed"]),
-                  {**base, **short, "learning_rate": float(r)}) for r in lr["grid"]]
     for seed in seeds:
-        for arm, spec in plan["arms"].items():
+        for arm in base:
             chosen = (learning_rates or {}).get(arm)
             rate = {} if chosen is None else {"learning_rate": float(chosen)}
-            rows.append((f"{arm}_s{seed}", "arms", arm, int(seed),
-                         {**common, **spec.get("overrides", {}), **full, **rate}))
+            rows.append((f"{arm}_s{seed}", "arms", arm, int(seed), {**base[arm], **full, **rate}))
     return pd.DataFrame(rows, columns=list(study.RUNS_COLUMNS))
 
 
@@ -130,17 +123,15 @@ def choose_learning_rates(plan: dict, results: dict[str, dict]) -> dict[str, flo
 
 class PlannedStudy(study_results.Study):
     """The plan's study under ``root`` (default ``results_root(plan)``): ``spec`` (the plan),
-    ``learning_rates``, ``runs`` (the finished seed runs), ``verdicts``, ``secondary``,
-    ``convergence``, each computed once."""
+    ``learning_rates``, ``runs`` (the finished seed runs), ``table``, ``verdicts``,
+    ``secondary``, ``convergence``, each computed once."""
 
     def __init__(self, spec: dict | None = None, root=None, profile: str = study.STUDY_PROFILE):
         self.spec = load_plan() if spec is None else check_plan(spec)
-        self.profile = profile
         root = Path(root) if root is not None else results_root(self.spec, profile)
         lr_runs = runs_table(self.spec, profile)
-        lr_runs = lr_runs[lr_runs["group"] == "lr"]
-        self.lr_results = study_results.load_results(root, lr_runs)
-        self.learning_rates = choose_learning_rates(self.spec, self.lr_results)
+        lr_results = study_results.load_results(root, lr_runs[lr_runs["group"] == "lr"])
+        self.learning_rates = choose_learning_rates(self.spec, lr_results)
         super().__init__(root, runs_table(self.spec, profile, self.learning_rates))
 
     @cached_property
@@ -150,19 +141,73 @@ class PlannedStudy(study_results.Study):
 
     @cached_property
     def table(self) -> pd.DataFrame:
-        return planned_measures(self.spec, self.runs, self.benchmark)
+        """``study_results.study_table`` of the finished seed runs, with ``sharpness_log2``
+        (-|log2 sharpness_ratio|) and every measure of the plan's ``keys`` (a dotted path into
+        the run's metrics.json; NaN where missing)."""
+        table = study_results.study_table(self.runs, self.benchmark)
+        if table.empty:
+            return table
+        ratio = pd.to_numeric(table["sharpness_ratio"], errors="coerce").astype(float)
+        table["sharpness_log2"] = -np.abs(np.log2(ratio.where(ratio > 0)))
+        for measure, key in self.spec.get("keys", {}).items():
+            table[measure] = [_number(lookup(self.runs[n]["metrics"], key)) for n in table.index]
+        return table
 
     @cached_property
     def verdicts(self) -> pd.DataFrame:
-        return verdicts(self.spec, self.table, self.runs, self.benchmark)
+        """One row per claim and baseline (``VERDICT_COLUMNS``): ``p`` the exact permutation
+        test of the primary measure, ``p_holm`` Holm over the primary tests, ``p_tost`` the
+        permutation TOST within ``margin`` (``p_tost_holm``), ``diff`` = arm - baseline with its
+        Welch interval, Hedges' g; ``verdict`` by ``verdict_word``."""
+        n_planned = len(self.spec["study"]["seeds"])
+        rows = []
+        for claim in CLAIMS:
+            entry = self.spec["claims"][claim]
+            margin_value = margin(self.spec, claim, self.runs)
+            for arm, baseline in comparisons(self.spec):
+                if entry["measure"] == TIME_MEASURE:
+                    numbers = _time_matched(self.spec, self.runs, self.benchmark, arm, baseline,
+                                            margin_value)
+                else:
+                    numbers = _test(*_samples(self.table, entry["measure"], arm, baseline),
+                                    margin_value)
+                rows.append({"claim": claim, "statement": entry.get("claim", ""), "arm": arm,
+                             "baseline": baseline, "measure": entry["measure"],
+                             "higher_is_better": bool(entry["higher_is_better"]),
+                             "n_planned": n_planned, **numbers})
+        frame = pd.DataFrame(rows).reindex(columns=list(VERDICT_COLUMNS))
+        frame["p_holm"] = stats.holm(frame["p"])
+        frame["p_tost_holm"] = stats.holm(frame["p_tost"])
+        alpha = float(self.spec["study"]["alpha"])
+        frame["verdict"] = [verdict_word(r, alpha, min(r["n_arm"], r["n_baseline"]) >= n_planned)
+                            for r in frame.to_dict("records")]
+        return frame
 
     @cached_property
     def secondary(self) -> pd.DataFrame:
-        return secondary(self.spec, self.table)
+        """The plan's secondary measures per baseline: the means, ``diff`` with its Welch
+        interval and Hedges' g; no p-value, they decide nothing."""
+        rows = []
+        for measure in self.spec.get("secondary", {}).get("measures", []):
+            for arm, baseline in comparisons(self.spec):
+                t = _test(*_samples(self.table, measure, arm, baseline), float("nan"))
+                rows.append({"measure": measure, "arm": arm, "baseline": baseline,
+                             **{k: v for k, v in t.items() if k != "margin" and k[0] != "p"}})
+        return pd.DataFrame(rows)
 
     @cached_property
     def convergence(self) -> pd.DataFrame:
-        return convergence(self.runs)
+        """Per finished seed run (index: name): ``arm``, ``seed``, ``epochs``, ``best_epoch``
+        (lowest validation -ELBO, that of model.keras) and ``best_is_last``."""
+        rows = {}
+        for name, r in self.runs.items():
+            if len(r["history"]):
+                h = record.history_summary(r["history"])
+                rows[name] = {"arm": r["arm"], "seed": r["seed"], "epochs": h["epochs"],
+                              "best_epoch": h["best_epoch"],
+                              "best_is_last": h["best_epoch"] == h["epochs"]}
+        columns = ["arm", "seed", "epochs", "best_epoch", "best_is_last"]
+        return pd.DataFrame.from_dict(rows, orient="index", columns=columns)
 
     @property
     def finished(self) -> tuple[int, int]:
@@ -173,24 +218,15 @@ class PlannedStudy(study_results.Study):
 def status_text(spec: dict | None = None, profile: str = study.STUDY_PROFILE, root=None) -> str:
     """Where the plan stands, ending with the next command."""
     found = PlannedStudy(spec, root, profile)
-    counts = found.seeds
     parts = ", ".join(f"{group} {arm} {r.finished}/{r.planned}"
-                      for (group, arm), r in counts.iterrows())
+                      for (group, arm), r in found.seeds.iterrows())
     done, planned = found.finished
     rates = ", ".join(f"{a} {'not chosen' if r is None else _rate(r)}"
                       for a, r in found.learning_rates.items())
-    flag = "" if profile == study.STUDY_PROFILE else f" --profile {profile}"
     benchmark = found.benchmark is not None
-    if done < planned:
-        command = f"python -m resvae_keras study{flag}"
-    else:
-        command = "python -m resvae_keras report" if benchmark else \
-            f"python -m resvae_keras study --benchmark{flag}"
     lines = [f"study {found.spec['study']['name']}: {done} of {planned} runs finished ({parts})",
              f"learning rates: {rates}; benchmark: {'done' if benchmark else 'not run'}"]
-    if profile == study.STUDY_PROFILE:
-        lines.append(f"commit what finished: git add {study._shown(found.root)} && git commit")
-    return "\n".join([*lines, f"next: {command}"])
+    return "\n".join([*lines, *study._next_steps(found.root, done >= planned, benchmark, profile)])
 
 
 def run_plan(only=None, profile: str = study.STUDY_PROFILE, spec: dict | None = None, root=None,
@@ -218,22 +254,8 @@ def run_plan(only=None, profile: str = study.STUDY_PROFILE, spec: dict | None = 
 # -- the measures ----------------------------------------------------------------------------
 
 
-def planned_measures(spec: dict, results: dict[str, dict], benchmark=None) -> pd.DataFrame:
-    """``study_results.study_table`` of the finished seed runs, with ``sharpness_log2``
-    (-|log2 sharpness_ratio|) and every measure of the plan's ``keys`` (a dotted path into
-    the run's metrics.json; NaN where missing)."""
-    table = study_results.study_table(results, benchmark)
-    if table.empty:
-        return table
-    ratio = pd.to_numeric(table["sharpness_ratio"], errors="coerce").astype(float)
-    table["sharpness_log2"] = -np.abs(np.log2(ratio.where(ratio > 0)))
-    for measure, key in spec.get("keys", {}).items():
-        table[measure] = [_number(lookup(results[n]["metrics"], key)) for n in table.index]
-    return table
-
-
 def _number(value) -> float:
-    return float(value) if isinstance(value, (int, float)) and value is not None else np.nan
+    return float(value) if isinstance(value, (int, float)) else np.nan
 
 
 def margin(spec: dict, claim: str, results: dict[str, dict]) -> float:
@@ -254,15 +276,12 @@ def margin(spec: dict, claim: str, results: dict[str, dict]) -> float:
 
 def step_costs(benchmark: dict | None, quantiles=(0.25, 0.75)) -> dict[str, tuple]:
     """``{arm: (median, low, high)}`` seconds per step from ``benchmark.json``: ``low`` and
-    ``high`` are the ``quantiles`` of its per-round times (``per_round_s``), or its stored
-    ``q25``/``q75`` for the quartiles; NaN where neither is there."""
+    ``high`` are the ``quantiles`` of its per-round times (``per_round_s``; NaN without)."""
     out = {}
     for arm, row in ((benchmark or {}).get("arms") or {}).items():
         low = high = float("nan")
         if row.get("per_round_s"):
             low, high = (float(q) for q in np.quantile(row["per_round_s"], list(quantiles)))
-        elif [float(q) for q in quantiles] == [0.25, 0.75] and "q25" in row:
-            low, high = float(row["q25"]), float(row["q75"])
         out[arm] = (float(row["seconds_per_step"]), low, high)
     return out
 
@@ -303,6 +322,14 @@ def _test(a, b, margin_value: float) -> dict:
             "p_tost": stats.tost(a, b, margin_value)["p"]}
 
 
+def _samples(table: pd.DataFrame, measure: str, arm: str, baseline: str) -> list[np.ndarray]:
+    """The finite values of ``measure`` of ``arm``'s and of ``baseline``'s runs."""
+    if measure not in table:
+        return [np.zeros(0), np.zeros(0)]
+    return [table.loc[table["arm"] == side, measure].dropna().to_numpy(float)
+            for side in (arm, baseline)]
+
+
 def _time_matched(spec: dict, results, benchmark, arm: str, baseline: str, margin_value) -> dict:
     """``_test`` of the time-matched measure at the median per-step costs, with ``p`` and
     ``p_tost`` the largest over every corner of the two arms' cost intervals and the
@@ -336,67 +363,3 @@ def verdict_word(row: dict, alpha: float, complete: bool) -> str:
     if row["p_holm"] < alpha:
         return "supported" if (row["diff"] > 0) == bool(row["higher_is_better"]) else "contradicted"
     return "inconclusive"
-
-
-def verdicts(spec: dict, table: pd.DataFrame, results: dict[str, dict], benchmark=None,
-             n_planned: int | None = None) -> pd.DataFrame:
-    """One row per claim and baseline (``VERDICT_COLUMNS``): ``p`` the exact permutation test
-    of the primary measure, ``p_holm`` Holm over the primary tests, ``p_tost`` the permutation
-    TOST within ``margin`` (``p_tost_holm``), ``diff`` = arm - baseline with its Welch interval,
-    Hedges' g; ``verdict`` by ``verdict_word``. ``n_planned``: seeds per arm."""
-    n_planned = len(spec["study"]["seeds"]) if n_planned is None else int(n_planned)
-    rows = []
-    for claim in CLAIMS:
-        entry = spec["claims"][claim]
-        margin_value = margin(spec, claim, results)
-        for arm, baseline in comparisons(spec):
-            if entry["measure"] == TIME_MEASURE:
-                numbers = _time_matched(spec, results, benchmark, arm, baseline, margin_value)
-            else:
-                column = table[entry["measure"]] if entry["measure"] in table else None
-                a, b = ([] if column is None
-                        else column[table["arm"] == side].dropna().to_numpy(float)
-                        for side in (arm, baseline))
-                numbers = _test(a, b, margin_value)
-            rows.append({"claim": claim, "statement": entry.get("claim", ""), "arm": arm,
-                         "baseline": baseline, "measure": entry["measure"],
-                         "higher_is_better": bool(entry["higher_is_better"]),
-                         "n_planned": n_planned, **numbers})
-    frame = pd.DataFrame(rows).reindex(columns=list(VERDICT_COLUMNS))
-    frame["p_holm"] = stats.holm(frame["p"])
-    frame["p_tost_holm"] = stats.holm(frame["p_tost"])
-    alpha = float(spec["study"]["alpha"])
-    frame["verdict"] = [verdict_word(r, alpha, min(r["n_arm"], r["n_baseline"]) >= n_planned)
-                        for r in frame.to_dict("records")]
-    return frame
-
-
-def secondary(spec: dict, table: pd.DataFrame) -> pd.DataFrame:
-    """The plan's secondary measures per baseline: the means, ``diff`` with its Welch interval
-    and Hedges' g; no p-value, they decide nothing."""
-    rows = []
-    for measure in spec.get("secondary", {}).get("measures", []):
-        for arm, baseline in comparisons(spec):
-            column = table[measure] if measure in table else pd.Series(np.nan, table.index)
-            a, b = (column[table["arm"] == side].dropna().to_numpy(float) if len(table) else []
-                    for side in (arm, baseline))
-            t = _test(a, b, float("nan"))
-            rows.append({"measure": measure, "arm": arm, "baseline": baseline,
-                         **{k: t[k] for k in ("n_arm", "n_baseline", "mean_arm", "mean_baseline",
-                                              "diff", "diff_ci_low", "diff_ci_high", "hedges_g",
-                                              "g_ci_low", "g_ci_high")}})
-    return pd.DataFrame(rows)
-
-
-def convergence(results: dict[str, dict]) -> pd.DataFrame:
-    """Per finished seed run (index: name): ``arm``, ``seed``, ``epochs``, ``best_epoch``
-    (lowest validation -ELBO, that of model.keras) and ``best_is_last``."""
-    rows = {}
-    for name, r in results.items():
-        if len(r["history"]):
-            h = record.history_summary(r["history"])
-            rows[name] = {"arm": r["arm"], "seed": r["seed"], "epochs": h["epochs"],
-                          "best_epoch": h["best_epoch"],
-                          "best_is_last": h["best_epoch"] == h["epochs"]}
-    return pd.DataFrame.from_dict(rows, orient="index",
-                                  columns=["arm", "seed", "epochs", "best_epoch", "best_is_last"])

@@ -25,8 +25,7 @@ def welch(a, b, confidence: float = 0.95) -> dict:
     from scipy import stats
 
     a, b = _pair(a, b)
-    nan = dict(diff=float("nan"), se=float("nan"), df=float("nan"), t=float("nan"),
-               p=float("nan"), ci_low=float("nan"), ci_high=float("nan"))
+    nan = dict.fromkeys(("diff", "se", "df", "t", "p", "ci_low", "ci_high"), float("nan"))
     if len(a) < 2 or len(b) < 2:
         return {**nan, "diff": float(a.mean() - b.mean()) if len(a) and len(b) else float("nan")}
     va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
@@ -70,26 +69,8 @@ def holm(pvalues) -> np.ndarray:
     finite = np.flatnonzero(np.isfinite(p))
     m = len(finite)
     order = finite[np.argsort(p[finite], kind="stable")]
-    running = 0.0
-    for i, index in enumerate(order):
-        running = max(running, (m - i) * p[index])
-        out[index] = min(1.0, running)
+    out[order] = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
     return out
-
-
-def split_differences(a, b) -> tuple[float, np.ndarray]:
-    """The observed mean(a) - mean(b) and that of every split of the pooled values into groups
-    of len(a) and len(b) (the observed split included), shape (C(n_a + n_b, n_a),)."""
-    a, b = _pair(a, b)
-    pooled, na = np.concatenate([a, b]), len(a)
-    count = math.comb(len(pooled), na)
-    if count > MAX_SPLITS:
-        raise ValueError(f"{count} splits of {len(a)} vs {len(b)} values are too many to "
-                         f"enumerate (limit {MAX_SPLITS}); the exact test is for seed counts")
-    total = pooled.sum()
-    first = np.fromiter((pooled[list(c)].sum() for c in combinations(range(len(pooled)), na)),
-                        float, count)
-    return float(a.mean() - b.mean()), first / na - (total - first) / len(b)
 
 
 def permutation_test(a, b, alternative: str = "two-sided") -> float:
@@ -97,20 +78,24 @@ def permutation_test(a, b, alternative: str = "two-sided") -> float:
     pooled values whose difference is as extreme as the observed one (which counts, so fully
     separated 5 vs 5 values give 2/252 two-sided). ``alternative``: ``"two-sided"``,
     ``"greater"`` or ``"less"``. NaN when a sample is empty."""
-    if alternative not in ("two-sided", "greater", "less"):
-        raise ValueError(f"alternative={alternative!r}: use 'two-sided', 'greater' or 'less'")
     a, b = _pair(a, b)
     if not len(a) or not len(b):
         return float("nan")
-    observed, diffs = split_differences(a, b)
+    pooled, na = np.concatenate([a, b]), len(a)
+    count = math.comb(len(pooled), na)
+    if count > MAX_SPLITS:
+        raise ValueError(f"{count} splits of {len(a)} vs {len(b)} values are too many to "
+                         f"enumerate (limit {MAX_SPLITS}); the exact test is for seed counts")
+    # the sum of the first group of every split of the pooled values, the observed one included
+    first = np.fromiter((pooled[list(c)].sum() for c in combinations(range(len(pooled)), na)),
+                        float, count)
+    observed, diffs = float(a.mean() - b.mean()), first / na - (pooled.sum() - first) / len(b)
     slack = _TOLERANCE * max(1.0, abs(observed))
-    if alternative == "two-sided":
-        extreme = np.abs(diffs) >= abs(observed) - slack
-    elif alternative == "greater":
-        extreme = diffs >= observed - slack
-    else:
-        extreme = diffs <= observed + slack
-    return float(extreme.mean())
+    extreme = {"two-sided": np.abs(diffs) >= abs(observed) - slack,
+               "greater": diffs >= observed - slack, "less": diffs <= observed + slack}
+    if alternative not in extreme:
+        raise ValueError(f"alternative={alternative!r}: use 'two-sided', 'greater' or 'less'")
+    return float(extreme[alternative].mean())
 
 
 def tost(a, b, margin: float) -> dict:

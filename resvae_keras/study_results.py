@@ -1,8 +1,8 @@
 """Reading the study's results (``report/results/study`` or a demo's folder).
 
-``load_results`` -> ``measures`` (``record.run_record`` per run) -> ``speed_measures`` ->
-``study_table``; ``arm_summary`` and ``sweep_trend`` summarise it; ``Study`` holds them for one
-results folder, each computed once.
+``load_results`` -> ``study_table`` (``record.run_record`` and ``speed_measures`` per run);
+``arm_summary`` and ``sweep_trend`` summarise it; ``Study`` holds them for one results folder,
+each computed once.
 """
 
 from __future__ import annotations
@@ -73,16 +73,6 @@ class Study:
         return study.seeds_per_arm(self.root, self.plan)
 
 
-def measures(results: dict[str, dict]) -> pd.DataFrame:
-    """One row per finished run (index: name): ``group``, ``arm``, ``seed`` and
-    ``record.run_record``; empty with those columns when nothing has finished."""
-    rows = {name: {"group": r["group"], "arm": r["arm"], "seed": r["seed"],
-                   **record.run_record(r["metrics"], r["config"])} for name, r in results.items()}
-    if not rows:
-        return pd.DataFrame(columns=["group", "arm", "seed"])
-    return pd.DataFrame.from_dict(rows, orient="index")
-
-
 def sampler_keys(table: pd.DataFrame, temperature: str = "t1") -> list[str]:
     """Sampler keys (e.g. ``prior_t1``, ``gmm_t1``) measured in every row of ``table``."""
     keys = [c.removeprefix("face_rate_") for c in table.columns if c.startswith("face_rate_")]
@@ -93,13 +83,9 @@ def sampler_keys(table: pd.DataFrame, temperature: str = "t1") -> list[str]:
 def load_sweep(root=None) -> pd.DataFrame:
     """The default-model sweep (``report/results/sweep/<name>/``) as ``record.run_record`` rows."""
     root = Path(root or study.results_dir() / "sweep")
-    rows = {}
-    for path in sorted(root.glob("*/metrics.json")):
-        config = path.parent / "config.json"
-        rows[path.parent.name] = record.run_record(
-            json.loads(path.read_text()),
-            json.loads(config.read_text()) if config.is_file() else None)
-    return pd.DataFrame.from_dict(rows, orient="index")
+    runs = {p.parent.name: load_run(p.parent) for p in sorted(root.glob("*/metrics.json"))}
+    return pd.DataFrame.from_dict({name: record.run_record(run["metrics"], run["config"])
+                                   for name, run in runs.items()}, orient="index")
 
 
 # -- speed: steps and seconds to a validation loss, and the loss at an equal time -------------
@@ -149,27 +135,24 @@ def value_at(steps, values, step: float) -> float:
     return float(np.interp(step, steps, values))
 
 
-def speed_measures(results: dict[str, dict], benchmark: dict | None = None,
-                   threshold: float | None = None, group: str = "arms") -> pd.DataFrame:
-    """Training speed of each run of ``group`` from its validation curve: ``arm``, ``seed``,
-    ``threshold`` (default the highest best validation -ELBO, which every run reaches),
+def speed_measures(results: dict[str, dict], benchmark: dict | None = None) -> pd.DataFrame:
+    """Training speed of each arm run from its validation curve: ``arm``, ``seed``,
+    ``threshold`` (the highest best validation -ELBO, which every run reaches),
     ``steps_to_threshold``, ``seconds_to_threshold``, ``equal_time_s`` (the shortest run's
     time) and ``val_neg_elbo_at_equal_time``; seconds are NaN without a benchmark."""
-    runs = {n: r for n, r in results.items() if r["group"] == group and len(r["history"])}
     columns = ["arm", "seed", "threshold", "steps_to_threshold", "seconds_to_threshold",
                "equal_time_s", "val_neg_elbo_at_equal_time"]
-    if not runs:
+    curves, _ = arm_curves(results, benchmark)
+    if not curves:
         return pd.DataFrame(columns=columns)
-    curves = {n: validation_curve(r["history"], r["metrics"]["training"]["steps"])
-              for n, r in runs.items()}
-    if threshold is None:
-        threshold = max(float(np.min(y)) for _, y in curves.values())
+    threshold = max(float(np.min(y)) for _, y in curves.values())
     cost = study.seconds_per_step(benchmark)
-    ends = [curves[n][0][-1] * cost[r["arm"]] for n, r in runs.items() if r["arm"] in cost]
-    equal_time = min(ends) if ends and len(ends) == len(runs) else float("nan")
+    ends = [x[-1] * cost[results[n]["arm"]] for n, (x, _) in curves.items()
+            if results[n]["arm"] in cost]
+    equal_time = min(ends) if ends and len(ends) == len(curves) else float("nan")
     rows = {}
-    for name, r in runs.items():
-        x, y = curves[name]
+    for name, (x, y) in curves.items():
+        r = results[name]
         step_cost = cost.get(r["arm"], float("nan"))
         steps = steps_to_reach(x, y, threshold)
         rows[name] = {
@@ -183,8 +166,14 @@ def speed_measures(results: dict[str, dict], benchmark: dict | None = None,
 
 
 def study_table(results: dict[str, dict], benchmark: dict | None = None) -> pd.DataFrame:
-    """``measures`` with the ``speed_measures`` columns joined (NaN outside the arms)."""
-    table = measures(results)
+    """One row per finished run (index: name): ``group``, ``arm``, ``seed``,
+    ``record.run_record`` and the ``speed_measures`` columns (NaN outside the arms)."""
+    rows = {name: {"group": r["group"], "arm": r["arm"], "seed": r["seed"],
+                   **record.run_record(r["metrics"], r["config"])} for name, r in results.items()}
+    if not rows:
+        table = pd.DataFrame(columns=["group", "arm", "seed"])
+    else:
+        table = pd.DataFrame.from_dict(rows, orient="index")
     speed = speed_measures(results, benchmark)
     return table.join(speed.drop(columns=["arm", "seed"]), how="left")
 

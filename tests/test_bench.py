@@ -14,17 +14,12 @@ def test_data_speed_reports_both_rates():
     assert result["preprocess_img_per_s"] > 0 and result["pipeline_img_per_s"] > 0
 
 
-def test_feature_speed_reports_positive_rates(pixel_means):
-    result = bench.feature_speed(n=4, extractor=pixel_means, image_size=32)
-    assert result["features_images_per_s"] > 0 and result["reconstruction_metrics_images_per_s"] > 0
-    assert result["extractor"] == "pixel_moments" and result["n"] == 4
-
-
-def test_evaluation_speed_times_the_reconstruction_report(pixel_means):
+def test_evaluation_speed_times_the_reconstruction_report_and_the_features(pixel_means):
     config = get_profile("demo", image_size=32, widths=(8, 16), latent_dim=4)
     result = bench.evaluation_speed(n=8, n_features=4, config=config, extractor=pixel_means)
     assert result["architecture"].startswith("32x32, widths=[8, 16]")
     assert result["reconstruction_img_per_s"] > 0 and result["metrics_only_img_per_s"] > 0
+    assert result["inception_features_img_per_s"] > 0 and result["inception_n"] == 4
     assert result["celeba_test_split_s"] == bench.CELEBA_TEST_IMAGES / result["reconstruction_img_per_s"]
 
 

@@ -196,8 +196,8 @@ def test_run_study_skips_finished_runs_and_resumes_an_interrupted_one(tmp_path, 
     assert sorted(p.name for p in (root / "plain_s0").iterdir()) == [
         "config.json", "history.csv", "metrics.json"]
     assert study.run_study(profile="demo", root=root, runs=runs, verbose=0) == []
-    assert study.next_command(root, runs, "demo") == (
-        "python -m resvae_keras study --benchmark --profile demo")
+    assert study.status_text(root, runs, "demo").endswith(
+        "\nnext: python -m resvae_keras study --benchmark --profile demo")
     counts = study.seeds_per_arm(root, study.design())
     assert counts.loc[("arms", "plain")].tolist() == [1, 3]
     with pytest.raises(ValueError, match="unknown run"):
