@@ -191,14 +191,12 @@ def face_space_table(real_test, real_train, sets, seed: int = 0, *,
                      max_train: int = MAX_TRAIN, batch_size: int = 64,
                      progress: bool | None = None) -> dict:
     """``descriptor_measures`` and ``detection_rate`` of each of ``sets`` beside calibration
-    rows: ``{"rows": {name: {...}}, "settings": {...}}``, JSON-ready.
-
-    The shuffled ``real_test`` faces are cut in halves: every row is measured against the
-    reference half, and has the query half's size n (a sample set gives its first n images;
-    a ``paired`` set, one image per test face, its query-half rows). Calibration rows:
-    ``real_test`` (the query half, the floor), ``blur_<s>px`` (it blurred) and ``noise``.
-    ``max_train`` training faces, drawn with ``seed``, are the memorization reference.
-    """
+    rows: ``{"rows": {name: {...}}, "settings": {...}}``, JSON-ready. The shuffled
+    ``real_test`` faces are cut in halves: every row is measured against the reference half,
+    and has the query half's size n (a sample set gives its first n images; a ``paired`` set,
+    one image per test face, its query-half rows). Calibration rows: ``real_test`` (the query
+    half, the floor), ``blur_<s>px`` (it blurred) and ``noise``. ``max_train`` training
+    faces, drawn with ``seed``, are the memorization reference."""
     test = _as_faces(real_test, "real_test")
     if len(test) < 2 * (DENSITY_COVERAGE_K + 1):
         raise ValueError(f"`real_test` needs at least {2 * (DENSITY_COVERAGE_K + 1)} faces "

@@ -40,16 +40,11 @@ def mse(x, x_hat) -> np.ndarray:
     return np.mean(np.square(diff).reshape(len(x), -1), axis=1)
 
 
-def psnr_from_mse(mse_values) -> np.ndarray:
-    """PSNR in dB for peak value 1: ``10 log10(1 / mse)``, capped at ``PSNR_CAP_DB`` (100 dB)."""
-    mse_values = np.asarray(mse_values, dtype=np.float64)
-    floor = 10.0 ** (-PSNR_CAP_DB / 10.0)
-    return np.minimum(10.0 * np.log10(1.0 / np.maximum(mse_values, floor)), PSNR_CAP_DB)
-
-
 def psnr(x, x_hat) -> np.ndarray:
-    """Peak signal-to-noise ratio per image (peak 1.0), dB: float64 (N,), in [0, 100]."""
-    return psnr_from_mse(mse(x, x_hat))
+    """Peak signal-to-noise ratio per image, ``10 log10(1 / mse)`` dB (peak 1.0): float64 (N,),
+    capped at ``PSNR_CAP_DB``."""
+    floor = 10.0 ** (-PSNR_CAP_DB / 10.0)
+    return np.minimum(10.0 * np.log10(1.0 / np.maximum(mse(x, x_hat), floor)), PSNR_CAP_DB)
 
 
 def ms_ssim_scales(height: int, width: int, filter_size: int = SSIM_FILTER_SIZE) -> int:
@@ -96,11 +91,8 @@ def ssim(x, x_hat, batch_size: int = 256) -> np.ndarray:
 
 
 def ms_ssim(x, x_hat, batch_size: int = 256) -> np.ndarray:
-    """Multi-scale SSIM per image (``tf.image.ssim_multiscale``): float64 (N,), in [0, 1].
-
-    The scales depend on the image size (``ms_ssim_scales``), so compare only images of one
-    size; NaN below 21 px.
-    """
+    """Multi-scale SSIM per image (``tf.image.ssim_multiscale``): float64 (N,), in [0, 1]; NaN
+    below 21 px. The scales depend on the size (``ms_ssim_scales``): compare one size only."""
     x, x_hat = _as_pair(x, x_hat)
     power_factors = ms_ssim_power_factors(*x.shape[1:3])
     if not power_factors:
@@ -112,8 +104,7 @@ def reconstruction_metrics(x, x_hat, batch_size: int = 256) -> pd.DataFrame:
     """One row per image: ``mse``, ``psnr``, ``ssim`` and ``ms_ssim``; ``batch_size`` (images
     per SSIM call) affects memory only."""
     x, x_hat = _as_pair(x, x_hat)
-    mse_values = mse(x, x_hat)
-    return pd.DataFrame({"mse": mse_values, "psnr": psnr_from_mse(mse_values),
+    return pd.DataFrame({"mse": mse(x, x_hat), "psnr": psnr(x, x_hat),
                          "ssim": ssim(x, x_hat, batch_size),
                          "ms_ssim": ms_ssim(x, x_hat, batch_size)})
 
@@ -166,13 +157,10 @@ def bits_per_dim(nll_nats, num_dims: int):
 
 
 def per_attribute_breakdown(errors: pd.Series, attributes: pd.DataFrame) -> pd.DataFrame:
-    """Mean error of images with and without each bool attribute column, with Welch's t-test.
-
-    ``errors`` (one per image) is matched to ``attributes`` by position when its index is
-    0..N-1, else by label. Returns one row per attribute, largest ``difference`` (mean_with -
-    mean_without) first: ``n_with``, ``n_without``, ``mean_with``, ``mean_without``,
-    ``difference``, ``se_difference``, ``t`` and two-sided ``p_value``.
-    """
+    """Mean error of images with and without each bool attribute column, with Welch's t-test:
+    one row per attribute, largest ``difference`` (mean_with - mean_without) first, also
+    ``n_with``, ``n_without``, ``se_difference``, ``t`` and two-sided ``p_value``. ``errors``
+    (one per image) match ``attributes`` by position when indexed 0..N-1, else by label."""
     if not isinstance(errors, pd.Series):
         errors = pd.Series(np.asarray(errors, dtype=np.float64))
     bool_columns = [c for c in attributes.columns if pd.api.types.is_bool_dtype(attributes[c])]

@@ -73,11 +73,9 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
 
 
 def fid(real_feats, fake_feats) -> float:
-    """Fréchet Inception Distance of two feature sets (N, D), squared feature units.
-
-    Biased upward at small N: compare only values with the same N and extractor (10,000 per
-    set for comparable numbers); below ``FID_MIN_SAMPLES`` a ``UserWarning`` says so.
-    """
+    """Fréchet Inception Distance of two feature sets (N, D), squared feature units. Biased
+    upward at small N: compare only values with the same N (``FID_COMPARABLE_SAMPLES``) and
+    extractor; below ``FID_MIN_SAMPLES`` a ``UserWarning`` says so."""
     real, fake = _as_feature_pair(real_feats, fake_feats)
     n = min(len(real), len(fake))
     if n < 2:
@@ -148,12 +146,9 @@ def _distance_blocks(queries: np.ndarray, centres: np.ndarray, batch_size: int):
 
 def precision_recall(real_feats, fake_feats, k: int = 3,
                      batch_size: int = 1024) -> tuple[float, float]:
-    """Improved precision and recall (Kynkaanniemi et al. 2019), each in [0, 1].
-
-    A set's manifold is the union of balls reaching each point's k-th nearest neighbour in
-    the set. Precision: share of fakes inside the real manifold; recall: share of reals
-    inside the fake manifold.
-    """
+    """Improved precision and recall (Kynkaanniemi et al. 2019), each in [0, 1]: the share of
+    fakes inside the real manifold and of reals inside the fake one, a manifold being the union
+    of balls reaching each point's k-th nearest neighbour in its set."""
     real, fake = _as_feature_pair(real_feats, fake_feats)
     if k < 1 or k >= min(len(real), len(fake)):
         raise ValueError(
@@ -170,11 +165,9 @@ def precision_recall(real_feats, fake_feats, k: int = 3,
 
 def density_coverage(real_feats, fake_feats, k: int = 5,
                      batch_size: int = 1024) -> tuple[float, float]:
-    """Density and coverage (Naeem et al. 2020), from the real set's k-NN balls only.
-
-    Density: real balls containing each fake (strictly inside), summed, over k x N_fake
-    (~1 when matched, unbounded). Coverage: share of real balls holding a fake, in [0, 1].
-    """
+    """Density and coverage (Naeem et al. 2020) from the real set's k-NN balls. Density: real
+    balls strictly containing each fake, summed, over k x N_fake (~1 when matched, unbounded).
+    Coverage: share of real balls holding a fake, in [0, 1]."""
     real, fake = _as_feature_pair(real_feats, fake_feats)
     if k < 1 or k >= len(real) or len(fake) < 1:
         raise ValueError(
@@ -355,14 +348,12 @@ def sliced_wasserstein(real_images, fake_images, *, patch_size: int = 7,
                        dirs_per_repeat: int = 128, min_resolution: int = 16,
                        max_descriptors: int = 2**17, seed: int = 0,
                        batch_size: int = 256) -> dict[str, float]:
-    """Multi-scale sliced Wasserstein distance (Karras et al. 2018), x 1e3; numpy and scipy.
-
-    Each Laplacian-pyramid level down to ``min_resolution`` gives random 7x7x3 patches,
-    normalized per channel within each set; the distance is the mean 1-D Wasserstein-1
-    distance of the two patch sets along ``n_repeats`` x ``dirs_per_repeat`` random
-    directions. Both sets use min(N_real, N_fake) images and at most ``max_descriptors``
-    patches. Returns ``{"swd_<res>": ..., "swd_mean": ...}``; lower = closer.
-    """
+    """Multi-scale sliced Wasserstein distance (Karras et al. 2018) x 1e3, lower = closer:
+    ``{"swd_<res>": ..., "swd_mean": ...}``. Each Laplacian-pyramid level down to
+    ``min_resolution`` gives random 7x7x3 patches, normalized per channel within each set;
+    the distance is the mean 1-D Wasserstein-1 distance of the two patch sets along
+    ``n_repeats`` x ``dirs_per_repeat`` random directions. Both sets use min(N_real, N_fake)
+    images and at most ``max_descriptors`` patches."""
     real = as_float_images(real_images, "real_images")
     fake = as_float_images(fake_images, "fake_images")
     if real.shape[1:] != fake.shape[1:]:
@@ -473,23 +464,19 @@ def face_detections(images) -> np.ndarray:
 
 def face_detection_rate(images) -> float:
     """Share of ``images`` where ``face_detections`` finds a face, in [0, 1] (NaN if none).
-
-    Coarse: it does not rank blur (real 0.95, blurred 2 px 0.91 on CelebA test crops) nor
-    see diversity; noise scores 0.
-    """
+    Coarse: it does not rank blur (real 0.95, blurred 2 px 0.91 on CelebA test crops) nor see
+    diversity; noise scores 0."""
     found = face_detections(images)
     return float(found.mean()) if len(found) else float("nan")
 
 
 def realism_metrics(real_images, fake_images, extractor: Callable | None = None, *,
                     kid_subsets: int = 100, kid_subset_size: int = 1000, seed: int = 0) -> dict:
-    """Realism and diversity of ``fake_images`` against ``real_images``, JSON-ready.
-
-    Always: ``swd``, ``face_rate`` and ``pixel_l2_diversity_real`` / ``_fake``. With a working
-    ``extractor`` (images -> (N, D)) also ``fid``, ``kid_mean``, ``kid_std``, ``precision``,
-    ``recall`` and ``feature_diversity_real`` / ``_fake``. ``available`` says which; a missing
-    extractor or ``FeatureExtractorUnavailable`` gives ``reason`` instead of an error.
-    """
+    """Realism and diversity of ``fake_images`` against ``real_images``, JSON-ready: ``swd``,
+    ``face_rate``, ``pixel_l2_diversity_real`` / ``_fake``, and with a working ``extractor``
+    (images -> (N, D)) ``fid``, ``kid_mean``, ``kid_std``, ``precision``, ``recall`` and
+    ``feature_diversity_real`` / ``_fake``. ``available`` says which; a missing extractor or
+    ``FeatureExtractorUnavailable`` gives ``reason`` instead of an error."""
     real = as_float_images(real_images, "real_images")
     fake = as_float_images(fake_images, "fake_images")
     result: dict = {"n_real": len(real), "n_fake": len(fake)}

@@ -176,13 +176,10 @@ class SampleReferences:
 
 def sample_report(model, references: SampleReferences, sampler="prior", n: int | None = None,
                   *, temperature: float = 1.0, seed: int = 0, extractor=None):
-    """Draw ``n`` samples (default: as many as real images, at most 10,000) and judge them.
-
-    ``sampler``: a sampler, or ``"prior"``; ``extractor``: feature network for
-    FID/KID/precision/recall, None for offline only. Returns ``(report, samples)``: a
-    JSON-ready dict with ``realism``, ``diversity`` and ``memorization``, and the samples,
-    float32 (n, S, S, 3).
-    """
+    """``(report, samples)``: ``n`` samples (default as many as real images, at most 10,000),
+    float32 (n, S, S, 3), and a JSON-ready dict with ``realism``, ``diversity`` and
+    ``memorization``. ``sampler``: a sampler or ``"prior"``; ``extractor``: feature network
+    for FID/KID/precision/recall, None for offline only."""
     n = min(len(references.real), MAX_DEFAULT_SAMPLES) if n is None else int(n)
     sampler_object = latent.make_sampler(model, sampler, seed=seed)
     extractor = None if extractor is None else feature_extractor(extractor=extractor)
