@@ -29,12 +29,10 @@ ANOMALY_SCORES = {
 
 
 def corrupt(images, kind: str, seed: int = 0, strength: float | None = None) -> np.ndarray:
-    """Corrupted copies of ``images``, float32 in [0, 1].
-
-    ``kind``: ``"noise"`` (Gaussian, std ``strength``, clipped), ``"occlusion"`` (a square of
-    side ``strength`` x H in one random colour) or ``"rotation"`` (``strength`` degrees about
-    the centre, reflected border). ``strength`` None: ``CORRUPTION_STRENGTHS``.
-    """
+    """Corrupted copies of ``images``, float32 in [0, 1]. ``kind``: ``"noise"`` (Gaussian, std
+    ``strength``, clipped), ``"occlusion"`` (a square of side ``strength`` x H in one random
+    colour) or ``"rotation"`` (``strength`` degrees about the centre, reflected border).
+    ``strength`` None: ``CORRUPTION_STRENGTHS``."""
     if kind not in CORRUPTIONS:
         raise ValueError(f"kind={kind!r} is not one of {list(CORRUPTIONS)}")
     x = as_float_images(images).copy()

@@ -43,11 +43,9 @@ def _flatten(array, name: str) -> np.ndarray:
 
 
 def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
-    """Fréchet distance of two Gaussians: ||mu1 - mu2||^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2)).
-
-    As the reference FID code (Heusel et al. 2017): ``eps`` is added to both diagonals when
-    the square root is not finite; an imaginary part above 1e-3 on the diagonal is an error.
-    """
+    """Fréchet distance of two Gaussians: ||mu1 - mu2||^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2)). As
+    the reference FID code (Heusel et al. 2017): ``eps`` is added to both diagonals when the
+    square root is not finite; an imaginary part above 1e-3 on the diagonal is an error."""
     from scipy import linalg
 
     mu1, mu2 = (np.atleast_1d(np.asarray(mu, np.float64)) for mu in (mu1, mu2))
@@ -96,12 +94,9 @@ def fid(real_feats, fake_feats) -> float:
 def kid(real_feats, fake_feats, n_subsets: int = 100, subset_size: int = 1000,
         seed: int = 0) -> tuple[float, float]:
     """Kernel Inception Distance (Binkowski et al. 2018): ``(mean, std)`` over random subsets
-    of the unbiased MMD^2 with kernel k(x, y) = (x.y / D + 1)^3.
-
-    Each subset takes m = min(subset_size, N_real, N_fake) rows of each set; MMD^2_u =
-    sum_{i!=j} k(x_i, x_j) / (m(m-1)) + sum_{i!=j} k(y_i, y_j) / (m(m-1)) - 2 sum k(x_i, y_j)
-    / m^2. Unbiased, so it may be slightly negative.
-    """
+    of the unbiased MMD^2 with kernel k(x, y) = (x.y / D + 1)^3. Each subset takes m =
+    min(subset_size, N_real, N_fake) rows of each set; MMD^2_u = sum_{i!=j} k(x_i, x_j) /
+    (m(m-1)) + sum_{i!=j} k(y_i, y_j) / (m(m-1)) - 2 sum k(x_i, y_j) / m^2 (may be < 0)."""
     real, fake = _as_feature_pair(real_feats, fake_feats)
     m = min(subset_size, len(real), len(fake))
     if m < 2:
