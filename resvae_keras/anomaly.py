@@ -29,12 +29,10 @@ ANOMALY_SCORES = {
 
 
 def corrupt(images, kind: str, seed: int = 0, strength: float | None = None) -> np.ndarray:
-    """Corrupted copies of ``images``, float32 in [0, 1].
-
-    ``kind``: ``"noise"`` (Gaussian, std ``strength``, clipped), ``"occlusion"`` (a square of
-    side ``strength`` x H in one random colour) or ``"rotation"`` (``strength`` degrees about
-    the centre, reflected border). ``strength`` None: ``CORRUPTION_STRENGTHS``.
-    """
+    """Corrupted copies of ``images``, float32 in [0, 1]. ``kind``: ``"noise"`` (Gaussian, std
+    ``strength``, clipped), ``"occlusion"`` (a square of side ``strength`` x H in one random
+    colour) or ``"rotation"`` (``strength`` degrees about the centre, reflected border).
+    ``strength`` None: ``CORRUPTION_STRENGTHS``."""
     if kind not in CORRUPTIONS:
         raise ValueError(f"kind={kind!r} is not one of {list(CORRUPTIONS)}")
     x = as_float_images(images).copy()
@@ -91,7 +89,6 @@ def non_face_images(n: int, size: int = 64, seed: int = 0) -> np.ndarray:
             noise = ndimage.gaussian_filter(rng.standard_normal((size, size)), rng.uniform(1, 4))
             t = (noise - noise.min()) / (noise.max() - noise.min())
         elif kind == "shapes":
-            t = np.zeros((size, size), np.float32)
             image = np.broadcast_to(c0, (size, size, 3)).copy()
             for _ in range(int(rng.integers(3, 9))):
                 colour = rng.random(3, dtype=np.float32)
@@ -145,15 +142,11 @@ def anomaly_scores(model, images, seed: int = 0, batch_size: int = 256) -> pd.Da
     })
 
 
-def anomaly_sets(clean_images, seed: int = 0, n_non_face: int | None = None) -> dict:
-    """``{"clean", <each of CORRUPTIONS>, "non_face"}`` -> images; ``n_non_face`` defaults
-    to as many as clean."""
+def anomaly_sets(clean_images, seed: int = 0) -> dict:
+    """``{"clean", <each of CORRUPTIONS>, "non_face"}`` -> images, as many of each."""
     clean = as_float_images(clean_images)
-    sets = {"clean": clean}
-    for kind in CORRUPTIONS:
-        sets[kind] = corrupt(clean, kind, seed=seed)
-    sets["non_face"] = non_face_images(n_non_face or len(clean), clean.shape[1], seed=seed)
-    return sets
+    return {"clean": clean, **{kind: corrupt(clean, kind, seed=seed) for kind in CORRUPTIONS},
+            "non_face": non_face_images(len(clean), clean.shape[1], seed=seed)}
 
 
 def score_sets(model, sets: dict, seed: int = 0) -> dict:
@@ -162,10 +155,8 @@ def score_sets(model, sets: dict, seed: int = 0) -> dict:
 
 
 def _labelled(scores: dict, anomaly: str, score: str, clean: str):
-    normal = scores[clean][score].to_numpy()
-    abnormal = scores[anomaly][score].to_numpy()
-    labels = np.r_[np.zeros(len(normal)), np.ones(len(abnormal))]
-    return labels, np.r_[normal, abnormal]
+    normal, abnormal = scores[clean][score].to_numpy(), scores[anomaly][score].to_numpy()
+    return np.r_[np.zeros(len(normal)), np.ones(len(abnormal))], np.r_[normal, abnormal]
 
 
 def anomaly_table(scores: dict, score_names=tuple(ANOMALY_SCORES), clean: str = "clean"):
@@ -194,10 +185,8 @@ def roc_curves_of(scores: dict, score: str = "neg_elbo", clean: str = "clean") -
     """``{anomaly: (fpr, tpr, auroc)}`` for ``plots.roc_curves``; skips NaN scores."""
     curves = {}
     for anomaly in scores:
-        if anomaly != clean:
-            labels, values = _labelled(scores, anomaly, score, clean)
-            if not np.isfinite(values).all():
-                continue
+        labels, values = _labelled(scores, anomaly, score, clean)
+        if anomaly != clean and np.isfinite(values).all():
             fpr, tpr, _ = roc_curve(labels, values)
             curves[anomaly] = (fpr, tpr, roc_auc_score(labels, values))
     return curves

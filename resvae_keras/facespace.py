@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib.util
 import time
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -52,36 +51,31 @@ class FaceModelsUnavailable(ImportError):
     """dlib or the ``face_recognition_models`` files are missing."""
 
 
-def _models_folder() -> Path:
+def face_models() -> dict:
+    """``{"detector", "shape_predictor", "face_resnet"}`` of dlib, loaded once; raises
+    ``FaceModelsUnavailable`` (saying what to install) when missing."""
+    if _models:
+        return _models
+    try:
+        import dlib
+    except ImportError as exc:
+        raise FaceModelsUnavailable(f"The face-space measures need dlib: {INSTALL}.") from exc
     # find_spec locates the package without importing it: its __init__ needs pkg_resources,
     # which recent setuptools no longer ships.
     spec = importlib.util.find_spec(MODELS_PACKAGE)
-    folders = list(spec.submodule_search_locations or []) if spec else []
-    for folder in folders:
+    for folder in list(spec.submodule_search_locations or []) if spec else []:
         path = Path(folder) / "models"
         if (path / FACE_RESNET_FILE).is_file() and (path / SHAPE_PREDICTOR_FILE).is_file():
-            return path
+            _models.update(
+                detector=dlib.get_frontal_face_detector(),
+                shape_predictor=dlib.shape_predictor(str(path / SHAPE_PREDICTOR_FILE)),
+                face_resnet=dlib.face_recognition_model_v1(str(path / FACE_RESNET_FILE)),
+            )
+            return _models
     raise FaceModelsUnavailable(
         f"The face-recognition models ({SHAPE_PREDICTOR_FILE}, {FACE_RESNET_FILE}) were not "
         f"found in the {MODELS_PACKAGE} package: {INSTALL}."
     )
-
-
-def face_models() -> dict:
-    """``{"detector", "shape_predictor", "face_resnet"}`` of dlib, loaded once; raises
-    ``FaceModelsUnavailable`` (saying what to install) when missing."""
-    if not _models:
-        try:
-            import dlib
-        except ImportError as exc:
-            raise FaceModelsUnavailable(f"The face-space measures need dlib: {INSTALL}.") from exc
-        folder = _models_folder()
-        _models.update(
-            detector=dlib.get_frontal_face_detector(),
-            shape_predictor=dlib.shape_predictor(str(folder / SHAPE_PREDICTOR_FILE)),
-            face_resnet=dlib.face_recognition_model_v1(str(folder / FACE_RESNET_FILE)),
-        )
-    return _models
 
 
 def unavailable_reason() -> str | None:
@@ -136,28 +130,17 @@ def detection_rate(images, progress: bool | None = None) -> float:
     return float(found.mean()) if len(found) else float("nan")
 
 
-def _face_box(side: int):
-    import dlib
-
-    scale = side * UPSCALE / 64.0
-    left, top, right, bottom = (int(round(v * scale)) for v in FACE_BOX)
-    return dlib.rectangle(left, top, right, bottom)
-
-
 def descriptors(images, batch_size: int = 64, progress: bool | None = None) -> np.ndarray:
-    """128-D dlib face descriptors of aligned crops: float32 (N, 128).
-
-    No detection: the shape predictor starts from ``FACE_BOX`` on the upscaled image and the
-    ResNet describes the face chip, ``batch_size`` images per call (about 0.12 s per image
-    on one core).
-    """
+    """128-D dlib face descriptors of aligned crops, float32 (N, 128), about 0.12 s per image
+    on one core. No detection: the shape predictor starts from ``FACE_BOX``."""
     import dlib
 
     x = _as_faces(images)
     if int(batch_size) < 1:
         raise ValueError(f"`batch_size` must be >= 1; got {batch_size}.")
     models = face_models()
-    box = _face_box(x.shape[1]) if len(x) else None
+    scale = x.shape[1] * UPSCALE / 64.0
+    box = dlib.rectangle(*(int(round(v * scale)) for v in FACE_BOX))
     out = np.zeros((len(x), DESCRIPTOR_DIM), dtype=np.float32)
     with _progress(len(x), "dlib face descriptors", progress) as bar:
         for start in range(0, len(x), int(batch_size)):
@@ -187,29 +170,34 @@ def uniform_noise(n: int, size: int = 64, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).random((int(n), size, size, 3), dtype=np.float32)
 
 
-def descriptor_measures(reference, queries, train,
-                        k_precision: int = PRECISION_RECALL_K,
-                        k_density: int = DENSITY_COVERAGE_K) -> dict:
-    """Measures of ``queries`` against ``reference`` descriptors (M, 128), and ``train``.
-
-    Returns ``frechet`` (of the Gaussians fitted to both sets), ``precision``, ``recall``,
-    ``density``, ``coverage`` (``sample_metrics``) and ``nn_train_median`` (median distance
-    to the nearest training descriptor: far below the real faces' value means copying).
-    """
+def descriptor_measures(reference, queries, train) -> dict:
+    """``frechet`` (of fitted Gaussians), ``precision``, ``recall``, ``density``, ``coverage``
+    of ``queries`` against ``reference`` descriptors (M, 128), and ``nn_train_median`` (median
+    distance to the nearest of ``train``: far below the real faces' value means copying)."""
     reference = np.asarray(reference, np.float64)
     queries = np.asarray(queries, np.float64)
-    frechet = sample_metrics.frechet_distance(reference.mean(axis=0), np.cov(reference, rowvar=False),
-                                       queries.mean(axis=0), np.cov(queries, rowvar=False))
-    precision, recall = sample_metrics.precision_recall(reference, queries, k=k_precision)
-    density, coverage = sample_metrics.density_coverage(reference, queries, k=k_density)
+    moments = [(x.mean(axis=0), np.cov(x, rowvar=False)) for x in (reference, queries)]
+    frechet = sample_metrics.frechet_distance(*moments[0], *moments[1])
+    precision, recall = sample_metrics.precision_recall(reference, queries, k=PRECISION_RECALL_K)
+    density, coverage = sample_metrics.density_coverage(reference, queries, k=DENSITY_COVERAGE_K)
     nearest = sample_metrics.nearest_neighbours(queries, np.asarray(train, np.float64))[1]
     return {"frechet": max(frechet, 0.0), "precision": precision, "recall": recall,
             "density": density, "coverage": coverage,
             "nn_train_median": float(np.median(nearest))}
 
 
-def _check_sets(test: np.ndarray, sets: dict, paired) -> None:
-    """``ValueError`` unless ``face_space_table`` can make its halves and rows."""
+def face_space_table(real_test, real_train, sets, seed: int = 0, *,
+                     paired=("reconstructions",), max_per_half: int = MAX_PER_HALF,
+                     max_train: int = MAX_TRAIN, batch_size: int = 64,
+                     progress: bool | None = None) -> dict:
+    """``descriptor_measures`` and ``detection_rate`` of each of ``sets`` beside calibration
+    rows: ``{"rows": {name: {...}}, "settings": {...}}``, JSON-ready. The shuffled
+    ``real_test`` faces are cut in halves: every row is measured against the reference half,
+    and has the query half's size n (a sample set gives its first n images; a ``paired`` set,
+    one image per test face, its query-half rows). Calibration rows: ``real_test`` (the query
+    half, the floor), ``blur_<s>px`` (it blurred) and ``noise``. ``max_train`` training
+    faces, drawn with ``seed``, are the memorization reference."""
+    test = _as_faces(real_test, "real_test")
     if len(test) < 2 * (DENSITY_COVERAGE_K + 1):
         raise ValueError(f"`real_test` needs at least {2 * (DENSITY_COVERAGE_K + 1)} faces "
                          f"(two halves, k = {DENSITY_COVERAGE_K}); got {len(test)}.")
@@ -220,23 +208,6 @@ def _check_sets(test: np.ndarray, sets: dict, paired) -> None:
         if name in paired and len(images) != len(test):
             raise ValueError(f"paired set {name!r} has {len(images)} images; it needs one per "
                              f"real_test face ({len(test)}), in the same order.")
-
-
-def face_space_table(real_test, real_train, sets, seed: int = 0, *,
-                     paired=("reconstructions",), max_per_half: int = MAX_PER_HALF,
-                     max_train: int = MAX_TRAIN, batch_size: int = 64,
-                     progress: bool | None = None) -> dict:
-    """``descriptor_measures`` and ``detection_rate`` of each of ``sets`` beside calibration
-    rows: ``{"rows": {name: {...}}, "settings": {...}}``, JSON-ready.
-
-    The shuffled ``real_test`` faces are cut in halves: every row is measured against the
-    reference half, and has the query half's size n (a sample set gives its first n images;
-    a ``paired`` set, one image per test face, its query-half rows). Calibration rows:
-    ``real_test`` (the query half, the floor), ``blur_<s>px`` (it blurred) and ``noise``.
-    ``max_train`` training faces, drawn with ``seed``, are the memorization reference.
-    """
-    test = _as_faces(real_test, "real_test")
-    _check_sets(test, sets, paired)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(test))
     half = min(len(test) // 2, int(max_per_half))
@@ -251,27 +222,20 @@ def face_space_table(real_test, real_train, sets, seed: int = 0, *,
         images[name] = _as_faces(given[query_rows] if name in paired else given[:half], name)
     images["noise"] = uniform_noise(half, test.shape[1], seed)
 
-    seconds = {"descriptors": 0.0, "detection": 0.0}
-
-    def timed(kind, fn, x):
-        tick = time.perf_counter()
-        value = fn(x, progress=progress)
-        seconds[kind] += time.perf_counter() - tick
-        return value
-
-    describe = partial(descriptors, batch_size=batch_size)
-    reference = timed("descriptors", describe, test[ref_rows])
-    train = timed("descriptors", describe, np.asarray(real_train[train_rows]))
-    rows = {}
-    for name, x in images.items():
-        feats = timed("descriptors", describe, x)
-        rows[name] = {"n": len(x), **descriptor_measures(reference, feats, train),
-                      "detection_rate": timed("detection", detection_rate, x)}
+    tick = time.perf_counter()
+    reference = descriptors(test[ref_rows], batch_size, progress)
+    train = descriptors(np.asarray(real_train[train_rows]), batch_size, progress)
+    feats = {name: descriptors(x, batch_size, progress) for name, x in images.items()}
+    described = time.perf_counter() - tick
+    rates = {name: detection_rate(x, progress) for name, x in images.items()}
+    detected = time.perf_counter() - tick - described
+    rows = {name: {"n": len(x), **descriptor_measures(reference, feats[name], train),
+                   "detection_rate": rates[name]} for name, x in images.items()}
     n_images = sum(map(len, images.values()))
     n_described = n_images + len(ref_rows) + len(train_rows)
     return {"rows": rows, "settings": _settings(len(ref_rows), len(train_rows), seed, {
-        "descriptors": 1000.0 * seconds["descriptors"] / n_described,
-        "detection": 1000.0 * seconds["detection"] / n_images,
+        "descriptors": 1000.0 * described / n_described,
+        "detection": 1000.0 * detected / n_images,
     })}
 
 

@@ -34,9 +34,7 @@ def keras_cache_dir() -> Path:
     ``/tmp/.keras`` when home is not writable)."""
     if os.environ.get("KERAS_HOME"):
         return Path(os.environ["KERAS_HOME"]).expanduser()
-    home = Path.home()
-    if not os.access(home, os.W_OK):
-        home = Path("/tmp")
+    home = Path.home() if os.access(Path.home(), os.W_OK) else Path("/tmp")
     return home / ".keras"
 
 
@@ -56,11 +54,8 @@ def _what_to_do(path: Path) -> str:
 
 def download_inception_weights(path=None, *, timeout: float = 10.0) -> Path:
     """Fetch the InceptionV3 weights to ``path`` (default ``inception_weights_path()``) unless
-    there; return the path.
-
-    Written atomically and checked against Keras' MD5. No network, a ``timeout`` (seconds)
-    or a bad file raise ``FeatureExtractorUnavailable``.
-    """
+    there, atomically and checked against Keras' MD5; return the path. No network, a
+    ``timeout`` (seconds) or a bad file raise ``FeatureExtractorUnavailable``."""
     path = Path(path) if path is not None else inception_weights_path()
     if path.is_file():
         return path
@@ -96,10 +91,8 @@ class InceptionFeatures:
 
     Images are resized bilinearly to 299x299 and scaled to [-1, 1]. Keras' weights and resize
     differ from the original FID code: these FIDs compare with each other, not with papers.
-
-    ``weights``: ``"imagenet"`` (the Keras cache; fetched only with ``allow_download``), a
-    path to an ``.h5`` file, or None for random weights (speed measurements only). Nothing
-    loads before the first call or ``load()``.
+    ``weights``: ``"imagenet"`` (the Keras cache; fetched only with ``allow_download``), an
+    ``.h5`` path, or None for random weights (speed tests). Nothing loads before use.
     """
 
     image_size = 299
@@ -172,8 +165,6 @@ class InceptionFeatures:
         """Features float32, shape (N, 2048), of images float32 in [0, 1], shape (N, H, W, 3)."""
         images = as_float_images(images, "images")
         self.load()
-        out = [
-            self._forward(images[i : i + self.batch_size]).numpy()
-            for i in range(0, len(images), self.batch_size)
-        ]
+        out = [self._forward(images[i : i + self.batch_size]).numpy()
+               for i in range(0, len(images), self.batch_size)]
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)

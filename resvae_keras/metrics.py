@@ -35,24 +35,16 @@ def _as_pair(x, x_hat) -> tuple[np.ndarray, np.ndarray]:
 
 def mse(x, x_hat) -> np.ndarray:
     """Mean squared error per image over pixels and channels: float64 (N,), in [0, 1]."""
-    return _mse(*_as_pair(x, x_hat))
-
-
-def _mse(x: np.ndarray, x_hat: np.ndarray) -> np.ndarray:
+    x, x_hat = _as_pair(x, x_hat)
     diff = x.astype(np.float64) - x_hat.astype(np.float64)
     return np.mean(np.square(diff).reshape(len(x), -1), axis=1)
 
 
-def psnr_from_mse(mse_values) -> np.ndarray:
-    """PSNR in dB for peak value 1: ``10 log10(1 / mse)``, capped at ``PSNR_CAP_DB`` (100 dB)."""
-    mse_values = np.asarray(mse_values, dtype=np.float64)
-    floor = 10.0 ** (-PSNR_CAP_DB / 10.0)
-    return np.minimum(10.0 * np.log10(1.0 / np.maximum(mse_values, floor)), PSNR_CAP_DB)
-
-
 def psnr(x, x_hat) -> np.ndarray:
-    """Peak signal-to-noise ratio per image (peak 1.0), dB: float64 (N,), in [0, 100]."""
-    return psnr_from_mse(mse(x, x_hat))
+    """Peak signal-to-noise ratio per image, ``10 log10(1 / mse)`` dB (peak 1.0): float64 (N,),
+    capped at ``PSNR_CAP_DB``."""
+    floor = 10.0 ** (-PSNR_CAP_DB / 10.0)
+    return np.minimum(10.0 * np.log10(1.0 / np.maximum(mse(x, x_hat), floor)), PSNR_CAP_DB)
 
 
 def ms_ssim_scales(height: int, width: int, filter_size: int = SSIM_FILTER_SIZE) -> int:
@@ -60,10 +52,7 @@ def ms_ssim_scales(height: int, width: int, filter_size: int = SSIM_FILTER_SIZE)
     ``ceil(side / 2 ** (s - 1))`` is >= ``filter_size`` (64x64: 3, 32x32: 2, >= 176: 5);
     0 when fewer than 2 fit (side < 21)."""
     side = min(int(height), int(width))
-    scales = 0
-    for s in range(1, len(MS_SSIM_POWER_FACTORS) + 1):
-        if math.ceil(side / 2 ** (s - 1)) >= filter_size:
-            scales = s
+    scales = sum(math.ceil(side / 2**s) >= filter_size for s in range(len(MS_SSIM_POWER_FACTORS)))
     return scales if scales >= 2 else 0
 
 
@@ -95,25 +84,16 @@ def _tf_batched(name: str, x: np.ndarray, x_hat: np.ndarray, batch_size: int,
 def ssim(x, x_hat, batch_size: int = 256) -> np.ndarray:
     """SSIM per image (``tf.image.ssim``, 11x11 Gaussian window, sigma 1.5, k1=0.01,
     k2=0.03): float64 (N,), in [-1, 1], 1 = identical; NaN below 11 px."""
-    return _ssim(*_as_pair(x, x_hat), batch_size)
-
-
-def _ssim(x: np.ndarray, x_hat: np.ndarray, batch_size: int) -> np.ndarray:
+    x, x_hat = _as_pair(x, x_hat)
     if min(x.shape[1:3]) < SSIM_FILTER_SIZE:
         return np.full(len(x), np.nan)
     return _tf_batched("ssim", x, x_hat, batch_size)
 
 
 def ms_ssim(x, x_hat, batch_size: int = 256) -> np.ndarray:
-    """Multi-scale SSIM per image (``tf.image.ssim_multiscale``): float64 (N,), in [0, 1].
-
-    The scales depend on the image size (``ms_ssim_scales``), so compare only images of one
-    size; NaN below 21 px.
-    """
-    return _ms_ssim(*_as_pair(x, x_hat), batch_size)
-
-
-def _ms_ssim(x: np.ndarray, x_hat: np.ndarray, batch_size: int) -> np.ndarray:
+    """Multi-scale SSIM per image (``tf.image.ssim_multiscale``): float64 (N,), in [0, 1]; NaN
+    below 21 px. The scales depend on the size (``ms_ssim_scales``): compare one size only."""
+    x, x_hat = _as_pair(x, x_hat)
     power_factors = ms_ssim_power_factors(*x.shape[1:3])
     if not power_factors:
         return np.full(len(x), np.nan)
@@ -121,28 +101,17 @@ def _ms_ssim(x: np.ndarray, x_hat: np.ndarray, batch_size: int) -> np.ndarray:
 
 
 def reconstruction_metrics(x, x_hat, batch_size: int = 256) -> pd.DataFrame:
-    """One row per image: ``mse``, ``psnr``, ``ssim`` and ``ms_ssim``.
-
-    ``batch_size`` (images per SSIM call) affects memory only.
-    """
+    """One row per image: ``mse``, ``psnr``, ``ssim`` and ``ms_ssim``; ``batch_size`` (images
+    per SSIM call) affects memory only."""
     x, x_hat = _as_pair(x, x_hat)
-    mse_values = _mse(x, x_hat)
-    return pd.DataFrame(
-        {
-            "mse": mse_values,
-            "psnr": psnr_from_mse(mse_values),
-            "ssim": _ssim(x, x_hat, batch_size),
-            "ms_ssim": _ms_ssim(x, x_hat, batch_size),
-        }
-    )
+    return pd.DataFrame({"mse": mse(x, x_hat), "psnr": psnr(x, x_hat),
+                         "ssim": ssim(x, x_hat, batch_size),
+                         "ms_ssim": ms_ssim(x, x_hat, batch_size)})
 
 
 def laplacian_variance(images) -> np.ndarray:
-    """Sharpness per image: variance over interior pixels of the 4-neighbour Laplacian
-    ``4 x[i, j] - x[i-1, j] - x[i+1, j] - x[i, j-1] - x[i, j+1]`` of the channel mean.
-
-    Returns float64 (N,), >= 0, squared intensity units; blur lowers it.
-    """
+    """Sharpness per image, float64 (N,) in squared intensity units (blur lowers it): variance
+    over interior pixels of the 4-neighbour Laplacian of the channel mean."""
     grey = as_float_images(images, "images").astype(np.float64).mean(axis=-1)
     laplacian = (
         4.0 * grey[:, 1:-1, 1:-1]
@@ -164,9 +133,8 @@ def sharpness_ratio(laplacian_var, reference_laplacian_var) -> float:
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
     """``mean``, ``std`` (ddof=1) and ``count`` (non-NaN) of each numeric column of ``df``."""
     numeric = df.select_dtypes(include="number")
-    return pd.DataFrame(
-        {"mean": numeric.mean(), "std": numeric.std(ddof=1), "count": numeric.count()}
-    )
+    return pd.DataFrame({"mean": numeric.mean(), "std": numeric.std(ddof=1),
+                         "count": numeric.count()})
 
 
 def bits_per_dim(nll_nats, num_dims: int):
@@ -189,13 +157,10 @@ def bits_per_dim(nll_nats, num_dims: int):
 
 
 def per_attribute_breakdown(errors: pd.Series, attributes: pd.DataFrame) -> pd.DataFrame:
-    """Mean error of images with and without each bool attribute column, with Welch's t-test.
-
-    ``errors`` (one per image) is matched to ``attributes`` by position when its index is
-    0..N-1, else by label. Returns one row per attribute, largest ``difference`` (mean_with -
-    mean_without) first: ``n_with``, ``n_without``, ``mean_with``, ``mean_without``,
-    ``difference``, ``se_difference``, ``t`` and two-sided ``p_value``.
-    """
+    """Mean error of images with and without each bool attribute column, with Welch's t-test:
+    one row per attribute, largest ``difference`` (mean_with - mean_without) first, also
+    ``n_with``, ``n_without``, ``se_difference``, ``t`` and two-sided ``p_value``. ``errors``
+    (one per image) match ``attributes`` by position when indexed 0..N-1, else by label."""
     if not isinstance(errors, pd.Series):
         errors = pd.Series(np.asarray(errors, dtype=np.float64))
     bool_columns = [c for c in attributes.columns if pd.api.types.is_bool_dtype(attributes[c])]

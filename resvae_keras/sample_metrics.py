@@ -38,21 +38,18 @@ def _as_feature_pair(real_feats, fake_feats) -> tuple[np.ndarray, np.ndarray]:
 def _flatten(array, name: str) -> np.ndarray:
     array = np.asarray(array)
     if array.ndim < 2:
-        raise ValueError(f"`{name}` must have a leading batch axis, shape (N, ...); got {array.shape}.")
+        raise ValueError(f"`{name}` must have a batch axis, shape (N, ...); got {array.shape}.")
     return array.reshape(len(array), -1)
 
 
 def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
-    """Fréchet distance of two Gaussians: ||mu1 - mu2||^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2)).
-
-    As the reference FID code (Heusel et al. 2017): ``eps`` is added to both diagonals when
-    the square root is not finite; an imaginary part above 1e-3 on the diagonal is an error.
-    """
+    """Fréchet distance of two Gaussians: ||mu1 - mu2||^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2)). As
+    the reference FID code (Heusel et al. 2017): ``eps`` is added to both diagonals when the
+    square root is not finite; an imaginary part above 1e-3 on the diagonal is an error."""
     from scipy import linalg
 
-    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
-    sigma1 = np.atleast_2d(np.asarray(sigma1, np.float64))
-    sigma2 = np.atleast_2d(np.asarray(sigma2, np.float64))
+    mu1, mu2 = (np.atleast_1d(np.asarray(mu, np.float64)) for mu in (mu1, mu2))
+    sigma1, sigma2 = (np.atleast_2d(np.asarray(sigma, np.float64)) for sigma in (sigma1, sigma2))
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != mu1.shape * 2:
         raise ValueError(
             f"Mean and covariance shapes do not match: mu1 {mu1.shape}, mu2 {mu2.shape}, "
@@ -74,11 +71,9 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
 
 
 def fid(real_feats, fake_feats) -> float:
-    """Fréchet Inception Distance of two feature sets (N, D), squared feature units.
-
-    Biased upward at small N: compare only values with the same N and extractor (10,000 per
-    set for comparable numbers); below ``FID_MIN_SAMPLES`` a ``UserWarning`` says so.
-    """
+    """Fréchet Inception Distance of two feature sets (N, D), squared feature units. Biased
+    upward at small N: compare only values with the same N (``FID_COMPARABLE_SAMPLES``) and
+    extractor; below ``FID_MIN_SAMPLES`` a ``UserWarning`` says so."""
     real, fake = _as_feature_pair(real_feats, fake_feats)
     n = min(len(real), len(fake))
     if n < 2:
@@ -96,19 +91,12 @@ def fid(real_feats, fake_feats) -> float:
     )
 
 
-def _polynomial_kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (a @ b.T / a.shape[1] + 1.0) ** 3
-
-
 def kid(real_feats, fake_feats, n_subsets: int = 100, subset_size: int = 1000,
         seed: int = 0) -> tuple[float, float]:
     """Kernel Inception Distance (Binkowski et al. 2018): ``(mean, std)`` over random subsets
-    of the unbiased MMD^2 with kernel k(x, y) = (x.y / D + 1)^3.
-
-    Each subset takes m = min(subset_size, N_real, N_fake) rows of each set; MMD^2_u =
-    sum_{i!=j} k(x_i, x_j) / (m(m-1)) + sum_{i!=j} k(y_i, y_j) / (m(m-1)) - 2 sum k(x_i, y_j)
-    / m^2. Unbiased, so it may be slightly negative.
-    """
+    of the unbiased MMD^2 with kernel k(x, y) = (x.y / D + 1)^3. Each subset takes m =
+    min(subset_size, N_real, N_fake) rows of each set; MMD^2_u = sum_{i!=j} k(x_i, x_j) /
+    (m(m-1)) + sum_{i!=j} k(y_i, y_j) / (m(m-1)) - 2 sum k(x_i, y_j) / m^2 (may be < 0)."""
     real, fake = _as_feature_pair(real_feats, fake_feats)
     m = min(subset_size, len(real), len(fake))
     if m < 2:
@@ -120,7 +108,7 @@ def kid(real_feats, fake_feats, n_subsets: int = 100, subset_size: int = 1000,
     for s in range(n_subsets):
         x = real[rng.choice(len(real), m, replace=False)]
         y = fake[rng.choice(len(fake), m, replace=False)]
-        k_xx, k_yy, k_xy = _polynomial_kernel(x, x), _polynomial_kernel(y, y), _polynomial_kernel(x, y)
+        k_xx, k_yy, k_xy = ((a @ b.T / a.shape[1] + 1.0) ** 3 for a, b in ((x, x), (y, y), (x, y)))
         within = (k_xx.sum() - np.trace(k_xx) + k_yy.sum() - np.trace(k_yy)) / (m * (m - 1))
         values[s] = within - 2.0 * k_xy.sum() / (m * m)
     return float(values.mean()), float(values.std())
@@ -151,41 +139,30 @@ def _distance_blocks(queries: np.ndarray, centres: np.ndarray, batch_size: int):
         yield _squared_norms(block)[:, None] + centre_norms[None, :] - 2.0 * block @ centres.T
 
 
-def _fraction_inside(queries: np.ndarray, centres: np.ndarray, radii2: np.ndarray,
-                     batch_size: int) -> float:
-    """Fraction of queries within at least one centre's k-NN ball."""
-    inside = sum(int(np.count_nonzero((d2 <= radii2[None, :]).any(axis=1)))
-                 for d2 in _distance_blocks(queries, centres, batch_size))
-    return inside / len(queries)
-
-
 def precision_recall(real_feats, fake_feats, k: int = 3,
                      batch_size: int = 1024) -> tuple[float, float]:
-    """Improved precision and recall (Kynkaanniemi et al. 2019), each in [0, 1].
-
-    A set's manifold is the union of balls reaching each point's k-th nearest neighbour in
-    the set. Precision: share of fakes inside the real manifold; recall: share of reals
-    inside the fake manifold.
-    """
+    """Improved precision and recall (Kynkaanniemi et al. 2019), each in [0, 1]: the share of
+    fakes inside the real manifold and of reals inside the fake one, a manifold being the union
+    of balls reaching each point's k-th nearest neighbour in its set."""
     real, fake = _as_feature_pair(real_feats, fake_feats)
     if k < 1 or k >= min(len(real), len(fake)):
         raise ValueError(
             f"`k` must be in [1, N - 1]; got k={k} with {len(real)} real and {len(fake)} fake samples."
         )
-    real_radii2 = _knn_radii_squared(real, k, batch_size)
-    fake_radii2 = _knn_radii_squared(fake, k, batch_size)
-    precision = _fraction_inside(fake, real, real_radii2, batch_size)
-    recall = _fraction_inside(real, fake, fake_radii2, batch_size)
-    return precision, recall
+    shares = []
+    for queries, centres in ((fake, real), (real, fake)):
+        radii2 = _knn_radii_squared(centres, k, batch_size)
+        inside = sum(int(np.count_nonzero((d2 <= radii2[None, :]).any(axis=1)))
+                     for d2 in _distance_blocks(queries, centres, batch_size))
+        shares.append(inside / len(queries))
+    return shares[0], shares[1]
 
 
 def density_coverage(real_feats, fake_feats, k: int = 5,
                      batch_size: int = 1024) -> tuple[float, float]:
-    """Density and coverage (Naeem et al. 2020), from the real set's k-NN balls only.
-
-    Density: real balls containing each fake (strictly inside), summed, over k x N_fake
-    (~1 when matched, unbounded). Coverage: share of real balls holding a fake, in [0, 1].
-    """
+    """Density and coverage (Naeem et al. 2020) from the real set's k-NN balls. Density: real
+    balls strictly containing each fake, summed, over k x N_fake (~1 when matched, unbounded).
+    Coverage: share of real balls holding a fake, in [0, 1]."""
     real, fake = _as_feature_pair(real_feats, fake_feats)
     if k < 1 or k >= len(real) or len(fake) < 1:
         raise ValueError(
@@ -238,23 +215,17 @@ def mean_pairwise_ms_ssim(images, n_pairs: int = 1000, seed: int = 0,
 
 def nearest_neighbours(queries, references, k: int = 1,
                        batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
-    """Exact Euclidean nearest ``references`` (M, ...) of each query (N, ...), flattened.
-
-    Returns ``(indices, distances)``, shape (N,) for k = 1, else (N, k), nearest first, in
-    the input's units. A uint8 memmap of references is read one block at a time.
-    """
+    """``(indices, distances)`` of the exact Euclidean nearest ``references`` (M, ...) of each
+    query (N, ...), flattened: (N,) for k = 1, else (N, k), nearest first, in the input's
+    units. A uint8 memmap of references is read one block at a time."""
     return _nearest(queries, references, k, batch_size)
 
 
 def nearest_by_identity(queries, query_ids, references, reference_ids, query_rows=None,
                         batch_size: int = 512) -> dict[str, np.ndarray]:
-    """Distance of each query to its nearest reference of the same and of another person.
-
-    Ids are ints, -1 = unknown (an unknown query gets NaN, an unknown reference is never a
-    neighbour). ``query_rows``: each query's row in ``references`` when the queries are
-    references, so none is its own neighbour. Returns ``{"same": (N,), "different": (N,)}``
-    in the input's units, NaN where no such reference exists.
-    """
+    """``{"same": (N,), "different": (N,)}``: distance of each query to its nearest reference
+    of the same and of another person, NaN where there is none. Ids: ints, -1 = unknown
+    (never a neighbour). ``query_rows``: each query's row in ``references``, if any."""
     q_ids = np.asarray(query_ids).reshape(-1)
     r_ids = np.asarray(reference_ids).reshape(-1)
     if len(q_ids) != len(queries) or len(r_ids) != len(references):
@@ -297,10 +268,8 @@ def _nearest(queries, references, k: int, batch_size: int,
         )
     if not 1 <= k <= len(references):
         raise ValueError(f"`k` must be in [1, {len(references)}]; got {k}.")
-    ref_norms = np.concatenate(
-        [_squared_norms(references[r : r + batch_size].astype(np.float64))
-         for r in range(0, len(references), batch_size)]
-    )
+    ref_norms = np.concatenate([_squared_norms(references[r : r + batch_size].astype(np.float64))
+                                for r in range(0, len(references), batch_size)])
     indices = np.zeros((len(queries), k), dtype=np.int64)
     distances = np.zeros((len(queries), k))
     for q_start in range(0, len(queries), batch_size):
@@ -322,11 +291,8 @@ def _nearest(queries, references, k: int, batch_size: int,
             best_idx = np.take_along_axis(all_idx, keep, axis=1)
         # Recompute the chosen distances directly: the expansion above loses digits when a
         # sample is (nearly) copied, which is exactly the case memorization looks for.
-        exact = np.stack(
-            [np.sqrt(np.square(q - references[best_idx[:, c]].astype(np.float64)).sum(axis=1))
-             for c in range(k)],
-            axis=1,
-        )
+        exact = np.stack([np.sqrt(np.square(q - references[best_idx[:, c]]).sum(axis=1))
+                          for c in range(k)], axis=1)
         exact = np.where(np.isfinite(best_d2), exact, np.inf)
         order = np.argsort(exact, axis=1, kind="stable")
         indices[q_start : q_start + len(q)] = np.take_along_axis(best_idx, order, axis=1)
@@ -346,24 +312,17 @@ def _blur(images: np.ndarray, gain: float = 1.0) -> np.ndarray:
     return ndimage.convolve1d(out, _BINOMIAL_5 * gain, axis=2, mode="mirror")
 
 
-def _pyr_down(images: np.ndarray) -> np.ndarray:
-    return _blur(images)[:, ::2, ::2]
-
-
-def _pyr_up(images: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    up = np.zeros((images.shape[0], images.shape[1] * 2, images.shape[2] * 2, images.shape[3]),
-                  images.dtype)
-    up[:, ::2, ::2] = images
-    return _blur(up, gain=2.0)[:, : shape[1], : shape[2]]  # 2 x 2 = 4, the reference's gain
-
-
 def laplacian_pyramid(images, num_levels: int) -> list[np.ndarray]:
     """Laplacian pyramid (as ``cv2.pyrDown``/``pyrUp``): band-pass levels at full, 1/2, ...
     resolution; the last level is the low-pass image. Images (N, H, W, C), float32."""
     pyramid = [np.asarray(images, np.float32)]
     for _ in range(1, num_levels):
-        pyramid.append(_pyr_down(pyramid[-1]))
-        pyramid[-2] = pyramid[-2] - _pyr_up(pyramid[-1], pyramid[-2].shape)
+        pyramid.append(_blur(pyramid[-1])[:, ::2, ::2])
+        n, height, width, channels = pyramid[-1].shape
+        up = np.zeros((n, 2 * height, 2 * width, channels), np.float32)
+        up[:, ::2, ::2] = pyramid[-1]
+        up = _blur(up, gain=2.0)  # 2 x 2 = 4, the reference's gain
+        pyramid[-2] = pyramid[-2] - up[:, : pyramid[-2].shape[1], : pyramid[-2].shape[2]]
     return pyramid
 
 
@@ -379,38 +338,17 @@ def _patches(level: np.ndarray, per_image: int, size: int, rng: np.random.Genera
     ]  # (n * per_image, size, size, channels)
 
 
-def _normalized(descriptors: np.ndarray) -> np.ndarray:
-    mean = descriptors.mean(axis=(0, 1, 2), keepdims=True)
-    std = descriptors.std(axis=(0, 1, 2), keepdims=True)
-    return ((descriptors - mean) / np.maximum(std, 1e-8)).reshape(len(descriptors), -1)
-
-
-def _sliced_distance(a: np.ndarray, b: np.ndarray, n_repeats: int, dirs_per_repeat: int,
-                     rng: np.random.Generator) -> float:
-    results = []
-    for _ in range(n_repeats):
-        dirs = rng.standard_normal((a.shape[1], dirs_per_repeat))
-        dirs /= np.sqrt(np.square(dirs).sum(axis=0, keepdims=True))
-        dirs = dirs.astype(np.float32)
-        proj_a = np.sort((a @ dirs).T, axis=1)  # sort along contiguous rows: faster
-        proj_b = np.sort((b @ dirs).T, axis=1)
-        results.append(float(np.abs(proj_a - proj_b).mean()))
-    return float(np.mean(results))
-
-
 def sliced_wasserstein(real_images, fake_images, *, patch_size: int = 7,
                        patches_per_image: int = 128, n_repeats: int = 4,
                        dirs_per_repeat: int = 128, min_resolution: int = 16,
                        max_descriptors: int = 2**17, seed: int = 0,
                        batch_size: int = 256) -> dict[str, float]:
-    """Multi-scale sliced Wasserstein distance (Karras et al. 2018), x 1e3; numpy and scipy.
-
-    Each Laplacian-pyramid level down to ``min_resolution`` gives random 7x7x3 patches,
-    normalized per channel within each set; the distance is the mean 1-D Wasserstein-1
-    distance of the two patch sets along ``n_repeats`` x ``dirs_per_repeat`` random
-    directions. Both sets use min(N_real, N_fake) images and at most ``max_descriptors``
-    patches. Returns ``{"swd_<res>": ..., "swd_mean": ...}``; lower = closer.
-    """
+    """Multi-scale sliced Wasserstein distance (Karras et al. 2018) x 1e3, lower = closer:
+    ``{"swd_<res>": ..., "swd_mean": ...}``. Each Laplacian-pyramid level down to
+    ``min_resolution`` gives random 7x7x3 patches, normalized per channel within each set;
+    the distance is the mean 1-D Wasserstein-1 distance of the two patch sets along
+    ``n_repeats`` x ``dirs_per_repeat`` random directions. Both sets use min(N_real, N_fake)
+    images and at most ``max_descriptors`` patches."""
     real = as_float_images(real_images, "real_images")
     fake = as_float_images(fake_images, "fake_images")
     if real.shape[1:] != fake.shape[1:]:
@@ -442,13 +380,24 @@ def sliced_wasserstein(real_images, fake_images, *, patch_size: int = 7,
             pyramid = laplacian_pyramid(images[start : start + batch_size], len(resolutions))
             for level, band in enumerate(pyramid):
                 levels[level].append(_patches(band, per_image, patch_size, rng))
-        descriptors[label] = [_normalized(np.concatenate(parts)) for parts in levels]
+        descriptors[label] = []
+        for parts in levels:
+            patches = np.concatenate(parts)
+            mean = patches.mean(axis=(0, 1, 2), keepdims=True)
+            std = np.maximum(patches.std(axis=(0, 1, 2), keepdims=True), 1e-8)
+            descriptors[label].append(((patches - mean) / std).reshape(len(patches), -1))
 
     result = {}
     for level, res in enumerate(resolutions):
-        distance = _sliced_distance(descriptors["real"][level], descriptors["fake"][level],
-                                    n_repeats, dirs_per_repeat, rng)
-        result[f"swd_{res}"] = 1e3 * distance
+        a, b = descriptors["real"][level], descriptors["fake"][level]
+        distances = []
+        for _ in range(n_repeats):
+            dirs = rng.standard_normal((a.shape[1], dirs_per_repeat))
+            dirs = (dirs / np.sqrt(np.square(dirs).sum(axis=0, keepdims=True))).astype(np.float32)
+            proj_a = np.sort((a @ dirs).T, axis=1)  # sort along contiguous rows: faster
+            proj_b = np.sort((b @ dirs).T, axis=1)
+            distances.append(float(np.abs(proj_a - proj_b).mean()))
+        result[f"swd_{res}"] = 1e3 * float(np.mean(distances))
     result["swd_mean"] = float(np.mean(list(result.values())))
     return result
 
@@ -510,23 +459,19 @@ def face_detections(images) -> np.ndarray:
 
 def face_detection_rate(images) -> float:
     """Share of ``images`` where ``face_detections`` finds a face, in [0, 1] (NaN if none).
-
-    Coarse: it does not rank blur (real 0.95, blurred 2 px 0.91 on CelebA test crops) nor
-    see diversity; noise scores 0.
-    """
+    Coarse: it does not rank blur (real 0.95, blurred 2 px 0.91 on CelebA test crops) nor see
+    diversity; noise scores 0."""
     found = face_detections(images)
     return float(found.mean()) if len(found) else float("nan")
 
 
 def realism_metrics(real_images, fake_images, extractor: Callable | None = None, *,
                     kid_subsets: int = 100, kid_subset_size: int = 1000, seed: int = 0) -> dict:
-    """Realism and diversity of ``fake_images`` against ``real_images``, JSON-ready.
-
-    Always: ``swd``, ``face_rate`` and ``pixel_l2_diversity_real`` / ``_fake``. With a working
-    ``extractor`` (images -> (N, D)) also ``fid``, ``kid_mean``, ``kid_std``, ``precision``,
-    ``recall`` and ``feature_diversity_real`` / ``_fake``. ``available`` says which; a missing
-    extractor or ``FeatureExtractorUnavailable`` gives ``reason`` instead of an error.
-    """
+    """Realism and diversity of ``fake_images`` against ``real_images``, JSON-ready: ``swd``,
+    ``face_rate``, ``pixel_l2_diversity_real`` / ``_fake``, and with a working ``extractor``
+    (images -> (N, D)) ``fid``, ``kid_mean``, ``kid_std``, ``precision``, ``recall`` and
+    ``feature_diversity_real`` / ``_fake``. ``available`` says which; a missing extractor or
+    ``FeatureExtractorUnavailable`` gives ``reason`` instead of an error."""
     real = as_float_images(real_images, "real_images")
     fake = as_float_images(fake_images, "fake_images")
     result: dict = {"n_real": len(real), "n_fake": len(fake)}

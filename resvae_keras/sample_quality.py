@@ -7,6 +7,8 @@ intensities in [0, 1].
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from resvae_keras import facespace, inception, latent, sample_metrics
@@ -76,22 +78,20 @@ def feature_extractor(allow_download: bool = False, extractor=None):
 def nearest_training_neighbours(images, train_images, k: int = 1):
     """``(indices, distances)`` of the nearest ``train_images`` (uint8, a memmap is fine, or
     float) in pixel L2, intensities in [0, 1]."""
-    x = as_float_images(images)
+    scale = 255.0 if np.asarray(train_images[:1]).dtype == np.uint8 else 1.0
     with blas_threads():
-        if np.asarray(train_images[:1]).dtype == np.uint8:
-            indices, distances = sample_metrics.nearest_neighbours(x * 255.0, train_images, k=k)
-            return indices, distances / 255.0
-        return sample_metrics.nearest_neighbours(x, train_images, k=k)
+        indices, distances = sample_metrics.nearest_neighbours(
+            as_float_images(images) * scale, train_images, k=k)
+    return indices, distances / scale
 
 
 def _identity_neighbours(images, ids, train_images, train_ids, query_rows=None) -> dict:
     """``sample_metrics.nearest_by_identity`` in [0, 1] intensity units."""
-    x = as_float_images(images)
+    scale = 255.0 if np.asarray(train_images[:1]).dtype == np.uint8 else 1.0
     with blas_threads():
-        if np.asarray(train_images[:1]).dtype == np.uint8:
-            out = sample_metrics.nearest_by_identity(x * 255.0, ids, train_images, train_ids, query_rows)
-            return {key: value / 255.0 for key, value in out.items()}
-        return sample_metrics.nearest_by_identity(x, ids, train_images, train_ids, query_rows)
+        out = sample_metrics.nearest_by_identity(as_float_images(images) * scale, ids,
+                                                 train_images, train_ids, query_rows)
+    return {key: value / scale for key, value in out.items()}
 
 
 class SampleReferences:
@@ -108,9 +108,6 @@ class SampleReferences:
         self.seed = seed
         self.real_ids = None if real_ids is None else np.asarray(real_ids)
         self.train_ids = None if train_ids is None else np.asarray(train_ids)
-        self._real_ms_ssim: float | None = None
-        self._test_to_train: np.ndarray | None = None
-        self._identity: dict | None = None
 
     @classmethod
     def from_cache(cls, cache, max_real: int | None = MAX_DEFAULT_SAMPLES,
@@ -120,60 +117,48 @@ class SampleReferences:
                    memorization_queries, seed, real_ids=cache.identities_of("test", max_real),
                    train_ids=cache.identities_of("train"))
 
-    @property
+    @functools.cached_property
     def real_ms_ssim(self) -> float:
         """Mean MS-SSIM of random pairs of real images (the diversity of the data)."""
-        if self._real_ms_ssim is None:
-            self._real_ms_ssim = sample_metrics.mean_pairwise_ms_ssim(self.real, seed=self.seed)
-        return self._real_ms_ssim
+        return sample_metrics.mean_pairwise_ms_ssim(self.real, seed=self.seed)
 
-    @property
+    @functools.cached_property
     def test_to_train(self) -> np.ndarray:
         """Distances of held-out faces to their nearest training face (the reference)."""
-        if self._test_to_train is None:
-            queries = self.real[: self.memorization_queries]
-            self._test_to_train = nearest_training_neighbours(queries, self.train)[1]
-        return self._test_to_train
+        return nearest_training_neighbours(self.real[: self.memorization_queries], self.train)[1]
 
-    @property
+    @functools.cached_property
     def identity(self) -> dict:
         """Quantiles of the distances of held-out and of training faces to the nearest
         training face of the same and of another person; ``available: false`` without ids."""
-        if self._identity is None:
-            if self.real_ids is None or self.train_ids is None:
-                self._identity = {
-                    "available": False,
+        if self.real_ids is None or self.train_ids is None:
+            return {"available": False,
                     "reason": "the data has no person identities (identity_CelebA.txt), so "
-                              "same- and different-person distances are not available",
-                }
-                return self._identity
-            n = min(self.memorization_queries, len(self.train))
-            train_rows = np.sort(np.random.default_rng(self.seed).choice(
-                len(self.train), n, replace=False))
-            test = _identity_neighbours(self.real[: self.memorization_queries],
-                                        self.real_ids[: self.memorization_queries],
-                                        self.train, self.train_ids)
-            train = _identity_neighbours(np.asarray(self.train[train_rows]),
-                                         self.train_ids[train_rows], self.train, self.train_ids,
-                                         query_rows=train_rows)
-            self._identity = {
-                "available": True,
-                "n_test_queries": int(min(self.memorization_queries, len(self.real))),
-                "n_train_queries": int(n),
-                "test_to_train_same_identity": _quantiles(test["same"]),
-                "test_to_train_different_identity": _quantiles(test["different"]),
-                "train_to_train_same_identity": _quantiles(train["same"]),
-                "train_to_train_different_identity": _quantiles(train["different"]),
-            }
-        return self._identity
+                              "same- and different-person distances are not available"}
+        n = min(self.memorization_queries, len(self.train))
+        train_rows = np.sort(np.random.default_rng(self.seed).choice(
+            len(self.train), n, replace=False))
+        test = _identity_neighbours(self.real[: self.memorization_queries],
+                                    self.real_ids[: self.memorization_queries],
+                                    self.train, self.train_ids)
+        train = _identity_neighbours(np.asarray(self.train[train_rows]),
+                                     self.train_ids[train_rows], self.train, self.train_ids,
+                                     query_rows=train_rows)
+        return {
+            "available": True,
+            "n_test_queries": int(min(self.memorization_queries, len(self.real))),
+            "n_train_queries": int(n),
+            **{f"{name}_to_train_{kind}_identity": _quantiles(found[kind])
+               for name, found in (("test", test), ("train", train))
+               for kind in ("same", "different")},
+        }
 
     def memorization(self, samples) -> dict:
         """Nearest-training-face distances of samples against those of held-out faces."""
         queries = as_float_images(samples)[: self.memorization_queries]
         sample_to_train = nearest_training_neighbours(queries, self.train)[1]
         reference = self.test_to_train
-        identity = self.identity
-        same = (identity.get("train_to_train_same_identity") or {}).get("median")
+        same = (self.identity.get("train_to_train_same_identity") or {}).get("median")
         return {
             "n_queries": len(queries),
             "n_train": len(self.train),
@@ -181,30 +166,22 @@ class SampleReferences:
             "sample_to_train": _quantiles(sample_to_train),
             "test_to_train": _quantiles(reference),
             "median_ratio": float(np.median(sample_to_train) / np.median(reference)),
-            "share_closer_than_test_p01": float(
-                np.mean(sample_to_train < np.quantile(reference, 0.01))
-            ),
-            "identity": identity,
+            "share_closer_than_test_p01": float(np.mean(sample_to_train
+                                                        < np.quantile(reference, 0.01))),
+            "identity": self.identity,
             "median_ratio_to_same_identity": (
                 float(np.median(sample_to_train) / same) if same else None),
         }
 
 
-def sample_report(model, references, sampler="prior", n: int | None = None, *,
-                  temperature: float = 1.0, seed: int = 0, extractor=None):
-    """Draw ``n`` samples (default: as many as real images, at most 10,000) and judge them.
-
-    ``references``: a ``SampleReferences`` or a cache; ``sampler``: a name for
-    ``latent.make_sampler`` (``"two_stage"`` and ``"gmm"`` need a cache) or a sampler.
-    ``extractor``: feature network for FID/KID/precision/recall, None for offline only.
-    Returns ``(report, samples)``: a JSON-ready dict with ``realism``, ``diversity`` and
-    ``memorization``, and the samples, float32 (n, S, S, 3).
-    """
-    cache = None
-    if not isinstance(references, SampleReferences):
-        cache, references = references, SampleReferences.from_cache(references, seed=seed)
+def sample_report(model, references: SampleReferences, sampler="prior", n: int | None = None,
+                  *, temperature: float = 1.0, seed: int = 0, extractor=None):
+    """``(report, samples)``: ``n`` samples (default as many as real images, at most 10,000),
+    float32 (n, S, S, 3), and a JSON-ready dict with ``realism``, ``diversity`` and
+    ``memorization``. ``sampler``: a sampler or ``"prior"``; ``extractor``: feature network
+    for FID/KID/precision/recall, None for offline only."""
     n = min(len(references.real), MAX_DEFAULT_SAMPLES) if n is None else int(n)
-    sampler_object = latent.make_sampler(model, sampler, cache, seed=seed)
+    sampler_object = latent.make_sampler(model, sampler, seed=seed)
     extractor = None if extractor is None else feature_extractor(extractor=extractor)
     samples = latent.sample_images(model, sampler_object, n=n, temperature=temperature, seed=seed)
     samples = np.clip(samples, 0.0, 1.0)
@@ -275,7 +252,8 @@ def face_space_report(model, references: SampleReferences, samples: dict, seed: 
 def real_reference_row(references: SampleReferences) -> dict:
     """The diversity and nearest-training numbers of the held-out real faces."""
     return {
-        "pixel_l2_diversity": sample_metrics.mean_pairwise_distance(references.real, seed=references.seed),
+        "pixel_l2_diversity": sample_metrics.mean_pairwise_distance(references.real,
+                                                                    seed=references.seed),
         "ms_ssim_between_samples": references.real_ms_ssim,
         "nearest_train_median": float(np.median(references.test_to_train)),
     }
