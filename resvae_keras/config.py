@@ -28,10 +28,6 @@ def option_name(field_name: str) -> str:
     return "--plain" if field_name == "residual" else "--" + field_name.replace("_", "-")
 
 
-# boolean fields a bare command-line flag sets: field -> the value the flag gives
-FLAGS = {"residual": False, "flip": True}
-
-
 def project_root() -> Path:
     """The checkout holding ``pyproject.toml``: ``RESVAE_HOME``, else the current directory
     or a parent, else the checkout of this package, else the current directory."""
@@ -165,12 +161,10 @@ class Config:
         return cls(**values)
 
     def replace(self, **overrides) -> Config:
-        unknown = set(overrides) - {f.name for f in dataclasses.fields(self)}
+        known = [f.name for f in dataclasses.fields(self)]
+        unknown = sorted(set(overrides) - set(known))
         if unknown:
-            raise ValueError(
-                f"unknown config field(s) {sorted(unknown)}; "
-                f"known: {[f.name for f in dataclasses.fields(self)]}"
-            )
+            raise ValueError(f"unknown config field(s) {unknown}; known: {known}")
         return dataclasses.replace(self, **overrides)
 
     def train_command(self, **overrides) -> str:
@@ -182,7 +176,7 @@ class Config:
             value, default = getattr(config, name), getattr(base, name)
             if value == default or (value is None and name != "mixed_precision"):
                 continue
-            if name in FLAGS:
+            if isinstance(value, bool):  # a bare flag: --plain or --flip
                 words.append(option_name(name))
             elif name == "widths":
                 words += ["--widths", ",".join(str(w) for w in value)]
@@ -285,16 +279,14 @@ def config_from_env(**overrides) -> Config:
     return get_profile(profile_from_env(), **overrides)
 
 
-SAVED_PROFILE = "celeba-subset"  # the profile whose outputs the committed notebooks show
-
-
 class ProfileMismatchError(RuntimeError):
     """Run All of a course notebook in JupyterLab would replace its saved outputs."""
 
 
-def notebook_config(saved_profile: str = SAVED_PROFILE, **overrides) -> Config:
+def notebook_config(saved_profile: str = "celeba-subset", **overrides) -> Config:
     """``config_from_env(**overrides)``; in JupyterLab, a course notebook (``NN_name.ipynb``)
-    whose implicit profile differs from ``saved_profile`` raises ``ProfileMismatchError``."""
+    whose implicit profile differs from ``saved_profile`` (the profile of its committed
+    outputs) raises ``ProfileMismatchError``."""
     import re
 
     name = profile_from_env()

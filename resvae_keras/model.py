@@ -28,6 +28,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from resvae_keras.data._io import display_path
 from resvae_keras.layers import (
     NORMALIZATIONS,
     DepthToSpace,
@@ -192,44 +193,16 @@ def kl_divergence(z_mean, z_log_var):
     return 0.5 * ops.sum(ops.exp(z_log_var) + ops.square(z_mean) - 1.0 - z_log_var, axis=-1)
 
 
-def _check_model_settings(architecture, kind, likelihood, beta, norm, sigma_min):
-    for name, value, choices in (("architecture", architecture, ARCHITECTURES),
-                                 ("kind", kind, KINDS),
-                                 ("likelihood", likelihood, RECONSTRUCTION_LIKELIHOODS)):
-        if value not in choices:
-            raise ValueError(f"{name}={value!r} is not one of {list(choices)}")
-    if not float(beta) >= 0.0:
-        raise ValueError(f"beta={beta!r} must be >= 0")
-    if norm not in NORMALIZATIONS:
-        raise ValueError(f"norm={norm!r} is not one of {list(NORMALIZATIONS)}")
-    if not 0.0 <= float(sigma_min) < 1.0:
-        raise ValueError(f"sigma_min={sigma_min!r} must be in [0, 1) (0: no floor)")
-    if float(sigma_min) > 0 and likelihood != "gaussian_learned":
-        raise ValueError(
-            f"sigma_min={sigma_min!r} needs likelihood='gaussian_learned', got "
-            f"{likelihood!r}: pass sigma_min=0 (--sigma-min 0) with this likelihood"
-        )
-
-
 @keras.saving.register_keras_serializable(package="resvae_keras")
 class ResVAE(keras.Model):
-    """Variational autoencoder; inputs are images float32 in [0, 1], ``(N, S, S, 3)``.
+    """Variational autoencoder of images float32 in [0, 1], ``(N, S, S, 3)``.
 
-    ``train_step`` minimizes ``reconstruction + beta * KL`` (per image, nats, batch mean).
-    Trackers: ``loss``, ``reconstruction_loss``, ``kl_loss`` and ``neg_elbo`` (the negative
-    ELBO at beta = 1, comparable across a KL warm-up).
-
-    Args:
-        architecture: ``"resnet"`` or ``"conv"`` (the textbook baseline, which ignores
-            ``blocks_per_stage``, ``residual`` and ``norm``).
-        residual: ``False`` drops every shortcut (plain-VAE ablation).
-        kind: ``"vae"``, or ``"ae"``: a deterministic autoencoder (z = z_mean, no KL).
-        likelihood: a key of ``RECONSTRUCTION_LIKELIHOODS``.
-        beta: KL weight (>= 0); ``beta_weight`` holds the current value (``KLWarmup`` ramps it).
-        sigma_min: floor on the learned decoder sigma (0: none), hence a floor on the
-            effective beta ``2 sigma^2 beta``.
-        norm: ``"group"``, ``"batch"`` or ``"none"``.
-        seed: seed of the sampling noise.
+    ``train_step`` minimizes ``reconstruction + beta * KL`` (per image, nats, batch mean) and
+    tracks ``loss``, ``reconstruction_loss``, ``kl_loss`` and ``neg_elbo`` (the negative ELBO
+    at beta = 1, comparable across a KL warm-up). ``architecture="conv"`` ignores
+    ``blocks_per_stage``, ``residual`` and ``norm``; ``kind="ae"`` is a deterministic
+    autoencoder (z = z_mean, no KL); ``beta_weight`` holds the current KL weight (``KLWarmup``
+    ramps it); ``sigma_min`` floors the learned decoder sigma, hence the effective beta.
     """
 
     def __init__(
@@ -249,7 +222,20 @@ class ResVAE(keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        _check_model_settings(architecture, kind, likelihood, beta, norm, sigma_min)
+        for name, value, choices in (("architecture", architecture, ARCHITECTURES),
+                                     ("kind", kind, KINDS), ("norm", norm, NORMALIZATIONS),
+                                     ("likelihood", likelihood, RECONSTRUCTION_LIKELIHOODS)):
+            if value not in choices:
+                raise ValueError(f"{name}={value!r} is not one of {list(choices)}")
+        if not float(beta) >= 0.0:
+            raise ValueError(f"beta={beta!r} must be >= 0")
+        if not 0.0 <= float(sigma_min) < 1.0:
+            raise ValueError(f"sigma_min={sigma_min!r} must be in [0, 1) (0: no floor)")
+        if float(sigma_min) > 0 and likelihood != "gaussian_learned":
+            raise ValueError(
+                f"sigma_min={sigma_min!r} needs likelihood='gaussian_learned', got "
+                f"{likelihood!r}: pass sigma_min=0 (--sigma-min 0) with this likelihood"
+            )
         self.image_size = int(image_size)
         self.widths = tuple(int(w) for w in widths)
         self.blocks_per_stage = int(blocks_per_stage)
@@ -437,14 +423,10 @@ class ResVAE(keras.Model):
 
     def _update_trackers(self, terms, loss):
         batch = ops.cast(ops.shape(terms["kl"])[0], "float32")
-        self.loss_tracker.update_state(loss, sample_weight=batch)
-        self.reconstruction_loss_tracker.update_state(
-            ops.mean(terms["reconstruction"]), sample_weight=batch
-        )
-        self.kl_loss_tracker.update_state(ops.mean(terms["kl"]), sample_weight=batch)
-        self.neg_elbo_tracker.update_state(
-            ops.mean(terms["reconstruction"] + terms["kl"]), sample_weight=batch
-        )
+        values = (loss, ops.mean(terms["reconstruction"]), ops.mean(terms["kl"]),
+                  ops.mean(terms["reconstruction"] + terms["kl"]))
+        for tracker, value in zip(self.metrics, values, strict=True):
+            tracker.update_state(value, sample_weight=batch)
         return {m.name: m.result() for m in self.metrics}
 
     def train_step(self, data):
@@ -492,20 +474,15 @@ def nonfinite_weights(model) -> list[str]:
     return [w.path for w in model.weights if not np.isfinite(ops.convert_to_numpy(w)).all()]
 
 
-def load_model(path, check_finite=True):
-    """The ``ResVAE`` saved in the ``.keras`` file ``path``.
-
-    Raises ``FileNotFoundError`` when it is missing, ``ModelFileError`` when it is damaged,
-    holds another model or (``check_finite``) NaN or infinite weights.
-    """
-    return load_keras_file(path, ResVAE, check_finite=check_finite)
+def load_model(path):
+    """The ``ResVAE`` saved in the ``.keras`` file ``path``, checked by ``load_keras_file``."""
+    return load_keras_file(path, ResVAE)
 
 
-def load_keras_file(path, cls, check_finite=True, remedy=None):
-    """The model of class ``cls`` saved in ``path``, checked as ``load_model`` says;
-    ``remedy`` is the advice the errors give."""
-    from resvae_keras.data._io import display_path
-
+def load_keras_file(path, cls, remedy=None):
+    """The model of class ``cls`` saved in ``path``. Raises ``FileNotFoundError`` when it is
+    missing, ``ModelFileError`` when it is damaged, holds another model or NaN or infinite
+    weights; ``remedy`` is the advice the errors give."""
     path = Path(path)
     shown = display_path(path)
     remedy = remedy or ("Restore it, or train the run again (README, section \"When things go "
@@ -527,7 +504,7 @@ def load_keras_file(path, cls, check_finite=True, remedy=None):
             f"{shown} holds a {type(model).__name__}, not a {cls.__name__}; give the model.keras "
             "of a run trained by resvae_keras"
         )
-    bad = nonfinite_weights(model) if check_finite else []
+    bad = nonfinite_weights(model)
     if bad:
         raise ModelFileError(
             f"{shown} holds NaN or infinite weights ({len(bad)} of {len(model.weights)}, e.g. "
