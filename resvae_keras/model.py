@@ -115,11 +115,6 @@ def build_decoder(image_size, widths, blocks_per_stage, latent_dim, residual=Tru
     return keras.Model(z_in, logits, name="decoder")
 
 
-def _conv_widths(widths):
-    """Channels of the conv architecture's strided layers: ``widths`` and twice the last."""
-    return (*(int(w) for w in widths), 2 * int(widths[-1]))
-
-
 def _batch_norm_leaky(h, name):
     h = layers.BatchNormalization(synchronized=True, name=f"{name}_norm")(h)
     return layers.LeakyReLU(0.2, name=f"{name}_act")(h)
@@ -140,7 +135,7 @@ def build_conv_encoder(image_size, widths, latent_dim):
     _check_architecture(image_size, widths, 0, latent_dim)
     x_in = keras.Input((image_size, image_size, 3), name="image")
     h = layers.Rescaling(2.0, offset=-1.0, name="to_pm1")(x_in)
-    for k, width in enumerate(_conv_widths(widths)):
+    for k, width in enumerate((*widths, 2 * widths[-1])):  # strided convs' channels
         h = layers.Conv2D(width, 3, strides=2, padding="same", name=f"conv{k}")(h)
         h = _batch_norm_leaky(h, f"conv{k}")
     return keras.Model(x_in, _posterior_head(h, latent_dim), name="encoder")
@@ -149,7 +144,7 @@ def build_conv_encoder(image_size, widths, latent_dim):
 def build_conv_decoder(image_size, widths, latent_dim):
     """The mirror of ``build_conv_encoder`` (transposed convs); output as ``build_decoder``."""
     _check_architecture(image_size, widths, 0, latent_dim)
-    channels = _conv_widths(widths)
+    channels = (*widths, 2 * widths[-1])  # the encoder's strided convs
     base = image_size // 2 ** len(channels)
     z_in = keras.Input((latent_dim,), name="z")
     h = layers.Dense(base * base * channels[-1], name="project")(z_in)
@@ -334,8 +329,7 @@ class ResVAE(keras.Model):
         ]
 
     def parameter_counts(self) -> dict[str, int]:
-        """Parameters of the ``encoder``, the ``decoder``, the model (``total``) and the
-        ``trainable`` ones."""
+        """Parameters of the ``encoder``, ``decoder``, whole model (``total``), ``trainable``."""
         return {"encoder": int(self.encoder.count_params()),
                 "decoder": int(self.decoder.count_params()), "total": int(self.count_params()),
                 "trainable": int(sum(np.prod(w.shape) for w in self.trainable_weights))}
