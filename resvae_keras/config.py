@@ -59,12 +59,10 @@ def checkout_file(relative: str) -> Path:
 class Config:
     """Everything a run needs; saved as ``config.json`` in the run dir.
 
-    ``data_dir`` ``None`` means ``CELEBA_DIR``, else ``data/celeba``. ``residual=False``
-    drops every shortcut; ``blocks_per_stage`` and ``residual`` apply to the ``"resnet"``
-    architecture only. ``sigma_min``: a floor on the learned decoder sigma (0: none).
-    ``batch_size`` is per worker. ``two_stage_epochs`` 0 skips the second stage after
-    training. The evaluation sizes (``eval_images`` ... ``anomaly_images``) are the images
-    notebooks 03-06 use.
+    ``data_dir`` ``None`` means ``CELEBA_DIR``, else ``data/celeba``; ``batch_size`` is per
+    worker; ``two_stage_epochs`` 0 skips the second stage; the evaluation sizes
+    (``eval_images`` ... ``anomaly_images``) are the images notebooks 03-06 use. The model
+    fields are the arguments of ``model.ResVAE`` of the same name.
     """
 
     profile: str = "demo"
@@ -203,11 +201,9 @@ _PROFILE_OVERRIDES: dict[str, dict] = {
     "demo": dict(
         data_dir="data/demo",
         cache_dir="data/cache/demo",
-        demo_images=3000,
         widths=(16, 32, 64),
         blocks_per_stage=1,
         latent_dim=32,
-        batch_size=64,
         epochs=5,
         learning_rate=2e-3,
         two_stage_epochs=20,
@@ -229,7 +225,6 @@ _PROFILE_OVERRIDES: dict[str, dict] = {
     "celeba": dict(
         cache_dir="data/cache/celeba",
         widths=(64, 128, 256, 512),
-        blocks_per_stage=2,
         batch_size=128,
         epochs=40,
         kl_warmup_steps=5000,

@@ -263,9 +263,8 @@ def _refuse_other_settings(config: Config) -> None:
     """Raise ``RunSettingsError`` when the run dir holds a run trained with other settings
     than ``config`` (those in ``CONTINUABLE`` may differ)."""
     run_dir = config.run_path
-    trained = [run_dir / name for name in ("model.keras", "last.keras", "backup")]
-    if not (run_dir / "config.json").is_file() or not (
-            any(path.exists() for path in trained) or len(load_history(run_dir))):
+    trained = any((run_dir / name).exists() for name in ("model.keras", "last.keras", "backup"))
+    if not (run_dir / "config.json").is_file() or not (trained or len(load_history(run_dir))):
         return
     saved = Config.load(run_dir / "config.json")
     changed = []
