@@ -78,9 +78,6 @@ class ResidualBlock(layers.Layer):
         shortcut = x if self.projection is None else self.projection(x)
         return shortcut + h
 
-    def compute_output_shape(self, input_shape):
-        return (*input_shape[:-1], self.filters)
-
     def get_config(self):
         config = super().get_config()
         config.update(
