@@ -29,9 +29,8 @@ class KLWarmup(keras.callbacks.Callback):
         self.warmup_steps = int(warmup_steps)
 
     def value_at(self, step):
-        if self.warmup_steps == 0:
-            return self.target
-        return self.target * min(1.0, step / self.warmup_steps)
+        ramp = min(1.0, step / self.warmup_steps) if self.warmup_steps else 1.0
+        return self.target * ramp
 
     def on_train_batch_begin(self, batch, logs=None):
         step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))

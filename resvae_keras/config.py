@@ -28,10 +28,6 @@ def option_name(field_name: str) -> str:
     return "--plain" if field_name == "residual" else "--" + field_name.replace("_", "-")
 
 
-# boolean fields a bare command-line flag sets: field -> the value the flag gives
-FLAGS = {"residual": False, "flip": True}
-
-
 def project_root() -> Path:
     """The checkout holding ``pyproject.toml``: ``RESVAE_HOME``, else the current directory
     or a parent, else the checkout of this package, else the current directory."""
@@ -63,12 +59,10 @@ def checkout_file(relative: str) -> Path:
 class Config:
     """Everything a run needs; saved as ``config.json`` in the run dir.
 
-    ``data_dir`` ``None`` means ``CELEBA_DIR``, else ``data/celeba``. ``residual=False``
-    drops every shortcut; ``blocks_per_stage`` and ``residual`` apply to the ``"resnet"``
-    architecture only. ``sigma_min``: a floor on the learned decoder sigma (0: none).
-    ``batch_size`` is per worker. ``two_stage_epochs`` 0 skips the second stage after
-    training. The evaluation sizes (``eval_images`` ... ``anomaly_images``) are the images
-    notebooks 03-06 use.
+    ``data_dir`` ``None`` means ``CELEBA_DIR``, else ``data/celeba``; ``batch_size`` is per
+    worker; ``two_stage_epochs`` 0 skips the second stage; the evaluation sizes
+    (``eval_images`` ... ``anomaly_images``) are the images notebooks 03-06 use. The model
+    fields are the arguments of ``model.ResVAE`` of the same name.
     """
 
     profile: str = "demo"
@@ -165,12 +159,10 @@ class Config:
         return cls(**values)
 
     def replace(self, **overrides) -> Config:
-        unknown = set(overrides) - {f.name for f in dataclasses.fields(self)}
+        known = [f.name for f in dataclasses.fields(self)]
+        unknown = sorted(set(overrides) - set(known))
         if unknown:
-            raise ValueError(
-                f"unknown config field(s) {sorted(unknown)}; "
-                f"known: {[f.name for f in dataclasses.fields(self)]}"
-            )
+            raise ValueError(f"unknown config field(s) {unknown}; known: {known}")
         return dataclasses.replace(self, **overrides)
 
     def train_command(self, **overrides) -> str:
@@ -182,7 +174,7 @@ class Config:
             value, default = getattr(config, name), getattr(base, name)
             if value == default or (value is None and name != "mixed_precision"):
                 continue
-            if name in FLAGS:
+            if isinstance(value, bool):  # a bare flag: --plain or --flip
                 words.append(option_name(name))
             elif name == "widths":
                 words += ["--widths", ",".join(str(w) for w in value)]
@@ -209,11 +201,9 @@ _PROFILE_OVERRIDES: dict[str, dict] = {
     "demo": dict(
         data_dir="data/demo",
         cache_dir="data/cache/demo",
-        demo_images=3000,
         widths=(16, 32, 64),
         blocks_per_stage=1,
         latent_dim=32,
-        batch_size=64,
         epochs=5,
         learning_rate=2e-3,
         two_stage_epochs=20,
@@ -235,7 +225,6 @@ _PROFILE_OVERRIDES: dict[str, dict] = {
     "celeba": dict(
         cache_dir="data/cache/celeba",
         widths=(64, 128, 256, 512),
-        blocks_per_stage=2,
         batch_size=128,
         epochs=40,
         kl_warmup_steps=5000,
@@ -285,16 +274,14 @@ def config_from_env(**overrides) -> Config:
     return get_profile(profile_from_env(), **overrides)
 
 
-SAVED_PROFILE = "celeba-subset"  # the profile whose outputs the committed notebooks show
-
-
 class ProfileMismatchError(RuntimeError):
     """Run All of a course notebook in JupyterLab would replace its saved outputs."""
 
 
-def notebook_config(saved_profile: str = SAVED_PROFILE, **overrides) -> Config:
+def notebook_config(saved_profile: str = "celeba-subset", **overrides) -> Config:
     """``config_from_env(**overrides)``; in JupyterLab, a course notebook (``NN_name.ipynb``)
-    whose implicit profile differs from ``saved_profile`` raises ``ProfileMismatchError``."""
+    whose implicit profile differs from ``saved_profile`` (the profile of its committed
+    outputs) raises ``ProfileMismatchError``."""
     import re
 
     name = profile_from_env()

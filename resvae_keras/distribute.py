@@ -95,10 +95,26 @@ def make_strategy(name="none"):
     multi-worker with ``TF_CONFIG``, else mirrored over several GPUs, else the default."""
     import tensorflow as tf
 
+    global _multi_worker_strategy
     if name not in STRATEGIES:
         raise ValueError(f"strategy={name!r} is not one of {list(STRATEGIES)}")
-    if name == "auto" and os.environ.get("TF_CONFIG"):
-        return _multi_worker(os.environ["TF_CONFIG"])
+    tf_config = os.environ.get("TF_CONFIG") if name == "auto" else None
+    if tf_config:
+        role = describe_tf_config(tf_config)
+        _say(f"strategy auto: MultiWorkerMirroredStrategy, because TF_CONFIG names "
+             f"{role['workers']} workers; this is {role['task_type']} {role['task_index']}"
+             f" ({'the chief, writing the run dir' if role['chief'] else 'not the chief'})")
+        if _multi_worker_strategy is None:
+            try:
+                _multi_worker_strategy = _join_cluster(tf_config, role)
+            # Fault: TensorFlow refuses to configure its collective ops once any op has run.
+            except RuntimeError as err:
+                raise RuntimeError(
+                    f"{err}. TensorFlow already ran an op in this process: create the strategy "
+                    "first, in a fresh process (python -m resvae_keras train does), before "
+                    "loading data or setting seeds."
+                ) from err
+        return _multi_worker_strategy
     if name == "auto":
         # physical, not logical, devices: listing logical ones would start TensorFlow's
         # runtime and rule out a multi-worker strategy later in this process
@@ -115,26 +131,6 @@ def make_strategy(name="none"):
         devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
         return tf.distribute.MirroredStrategy(devices=devices)
     return tf.distribute.get_strategy()
-
-
-def _multi_worker(tf_config: str):
-    """MultiWorkerMirroredStrategy for ``TF_CONFIG``, made once per process."""
-    global _multi_worker_strategy
-    role = describe_tf_config(tf_config)
-    _say(f"strategy auto: MultiWorkerMirroredStrategy, because TF_CONFIG names "
-         f"{role['workers']} workers; this is {role['task_type']} {role['task_index']}"
-         f" ({'the chief, writing the run dir' if role['chief'] else 'not the chief'})")
-    if _multi_worker_strategy is None:
-        try:
-            _multi_worker_strategy = _join_cluster(tf_config, role)
-        # Fault: TensorFlow refuses to configure its collective ops once any op has run.
-        except RuntimeError as err:
-            raise RuntimeError(
-                f"{err}. TensorFlow already ran an op in this process: create the strategy "
-                "first, in a fresh process (python -m resvae_keras train does), before "
-                "loading data or setting seeds."
-            ) from err
-    return _multi_worker_strategy
 
 
 def cluster_timeout_s() -> float:

@@ -10,10 +10,8 @@ NORMALIZATIONS = ("group", "batch", "none")
 
 
 def make_normalization(norm, groups, name):
-    """The layer ``norm`` names: ``"group"`` (``groups`` groups), ``"batch"`` or ``"none"``.
-
-    BatchNormalization is synchronized: every replica uses the global batch's statistics.
-    """
+    """The layer ``norm`` names: ``"group"`` (``groups`` groups), ``"batch"`` (synchronized:
+    every replica uses the global batch's statistics) or ``"none"``."""
     if norm == "group":
         return layers.GroupNormalization(groups=groups, epsilon=1e-5, name=name)
     if norm == "batch":
@@ -80,9 +78,6 @@ class ResidualBlock(layers.Layer):
         shortcut = x if self.projection is None else self.projection(x)
         return shortcut + h
 
-    def compute_output_shape(self, input_shape):
-        return (*input_shape[:-1], self.filters)
-
     def get_config(self):
         config = super().get_config()
         config.update(
@@ -115,10 +110,6 @@ class Upsample(layers.Layer):
     def call(self, x):
         return self.conv(self.resize(x))
 
-    def compute_output_shape(self, input_shape):
-        b, h, w, _ = input_shape
-        return (b, None if h is None else 2 * h, None if w is None else 2 * w, self.filters)
-
     def get_config(self):
         config = super().get_config()
         config.update(filters=self.filters)
@@ -141,11 +132,6 @@ class DepthToSpace(layers.Layer):
         x = ops.reshape(x, (-1, h, w, r, r, c // (r * r)))
         x = ops.transpose(x, (0, 1, 3, 2, 4, 5))
         return ops.reshape(x, (-1, h * r, w * r, c // (r * r)))
-
-    def compute_output_shape(self, input_shape):
-        b, h, w, c = input_shape
-        r = self.block_size
-        return (b, None if h is None else h * r, None if w is None else w * r, c // (r * r))
 
     def get_config(self):
         config = super().get_config()

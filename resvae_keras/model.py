@@ -28,6 +28,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from resvae_keras.data._io import display_path
 from resvae_keras.layers import (
     NORMALIZATIONS,
     DepthToSpace,
@@ -114,11 +115,6 @@ def build_decoder(image_size, widths, blocks_per_stage, latent_dim, residual=Tru
     return keras.Model(z_in, logits, name="decoder")
 
 
-def _conv_widths(widths):
-    """Channels of the conv architecture's strided layers: ``widths`` and twice the last."""
-    return (*(int(w) for w in widths), 2 * int(widths[-1]))
-
-
 def _batch_norm_leaky(h, name):
     h = layers.BatchNormalization(synchronized=True, name=f"{name}_norm")(h)
     return layers.LeakyReLU(0.2, name=f"{name}_act")(h)
@@ -139,7 +135,7 @@ def build_conv_encoder(image_size, widths, latent_dim):
     _check_architecture(image_size, widths, 0, latent_dim)
     x_in = keras.Input((image_size, image_size, 3), name="image")
     h = layers.Rescaling(2.0, offset=-1.0, name="to_pm1")(x_in)
-    for k, width in enumerate(_conv_widths(widths)):
+    for k, width in enumerate((*widths, 2 * widths[-1])):  # strided convs' channels
         h = layers.Conv2D(width, 3, strides=2, padding="same", name=f"conv{k}")(h)
         h = _batch_norm_leaky(h, f"conv{k}")
     return keras.Model(x_in, _posterior_head(h, latent_dim), name="encoder")
@@ -148,7 +144,7 @@ def build_conv_encoder(image_size, widths, latent_dim):
 def build_conv_decoder(image_size, widths, latent_dim):
     """The mirror of ``build_conv_encoder`` (transposed convs); output as ``build_decoder``."""
     _check_architecture(image_size, widths, 0, latent_dim)
-    channels = _conv_widths(widths)
+    channels = (*widths, 2 * widths[-1])  # the encoder's strided convs
     base = image_size // 2 ** len(channels)
     z_in = keras.Input((latent_dim,), name="z")
     h = layers.Dense(base * base * channels[-1], name="project")(z_in)
@@ -192,44 +188,16 @@ def kl_divergence(z_mean, z_log_var):
     return 0.5 * ops.sum(ops.exp(z_log_var) + ops.square(z_mean) - 1.0 - z_log_var, axis=-1)
 
 
-def _check_model_settings(architecture, kind, likelihood, beta, norm, sigma_min):
-    for name, value, choices in (("architecture", architecture, ARCHITECTURES),
-                                 ("kind", kind, KINDS),
-                                 ("likelihood", likelihood, RECONSTRUCTION_LIKELIHOODS)):
-        if value not in choices:
-            raise ValueError(f"{name}={value!r} is not one of {list(choices)}")
-    if not float(beta) >= 0.0:
-        raise ValueError(f"beta={beta!r} must be >= 0")
-    if norm not in NORMALIZATIONS:
-        raise ValueError(f"norm={norm!r} is not one of {list(NORMALIZATIONS)}")
-    if not 0.0 <= float(sigma_min) < 1.0:
-        raise ValueError(f"sigma_min={sigma_min!r} must be in [0, 1) (0: no floor)")
-    if float(sigma_min) > 0 and likelihood != "gaussian_learned":
-        raise ValueError(
-            f"sigma_min={sigma_min!r} needs likelihood='gaussian_learned', got "
-            f"{likelihood!r}: pass sigma_min=0 (--sigma-min 0) with this likelihood"
-        )
-
-
 @keras.saving.register_keras_serializable(package="resvae_keras")
 class ResVAE(keras.Model):
-    """Variational autoencoder; inputs are images float32 in [0, 1], ``(N, S, S, 3)``.
+    """Variational autoencoder of images float32 in [0, 1], ``(N, S, S, 3)``.
 
-    ``train_step`` minimizes ``reconstruction + beta * KL`` (per image, nats, batch mean).
-    Trackers: ``loss``, ``reconstruction_loss``, ``kl_loss`` and ``neg_elbo`` (the negative
-    ELBO at beta = 1, comparable across a KL warm-up).
-
-    Args:
-        architecture: ``"resnet"`` or ``"conv"`` (the textbook baseline, which ignores
-            ``blocks_per_stage``, ``residual`` and ``norm``).
-        residual: ``False`` drops every shortcut (plain-VAE ablation).
-        kind: ``"vae"``, or ``"ae"``: a deterministic autoencoder (z = z_mean, no KL).
-        likelihood: a key of ``RECONSTRUCTION_LIKELIHOODS``.
-        beta: KL weight (>= 0); ``beta_weight`` holds the current value (``KLWarmup`` ramps it).
-        sigma_min: floor on the learned decoder sigma (0: none), hence a floor on the
-            effective beta ``2 sigma^2 beta``.
-        norm: ``"group"``, ``"batch"`` or ``"none"``.
-        seed: seed of the sampling noise.
+    ``train_step`` minimizes ``reconstruction + beta * KL`` (per image, nats, batch mean) and
+    tracks ``loss``, ``reconstruction_loss``, ``kl_loss`` and ``neg_elbo`` (the negative ELBO
+    at beta = 1, comparable across a KL warm-up). ``architecture="conv"`` ignores
+    ``blocks_per_stage``, ``residual`` and ``norm``; ``kind="ae"`` is a deterministic
+    autoencoder (z = z_mean, no KL); ``beta_weight`` holds the current KL weight (``KLWarmup``
+    ramps it); ``sigma_min`` floors the learned decoder sigma, hence the effective beta.
     """
 
     def __init__(
@@ -249,7 +217,20 @@ class ResVAE(keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        _check_model_settings(architecture, kind, likelihood, beta, norm, sigma_min)
+        for name, value, choices in (("architecture", architecture, ARCHITECTURES),
+                                     ("kind", kind, KINDS), ("norm", norm, NORMALIZATIONS),
+                                     ("likelihood", likelihood, RECONSTRUCTION_LIKELIHOODS)):
+            if value not in choices:
+                raise ValueError(f"{name}={value!r} is not one of {list(choices)}")
+        if not float(beta) >= 0.0:
+            raise ValueError(f"beta={beta!r} must be >= 0")
+        if not 0.0 <= float(sigma_min) < 1.0:
+            raise ValueError(f"sigma_min={sigma_min!r} must be in [0, 1) (0: no floor)")
+        if float(sigma_min) > 0 and likelihood != "gaussian_learned":
+            raise ValueError(
+                f"sigma_min={sigma_min!r} needs likelihood='gaussian_learned', got "
+                f"{likelihood!r}: pass sigma_min=0 (--sigma-min 0) with this likelihood"
+            )
         self.image_size = int(image_size)
         self.widths = tuple(int(w) for w in widths)
         self.blocks_per_stage = int(blocks_per_stage)
@@ -348,8 +329,7 @@ class ResVAE(keras.Model):
         ]
 
     def parameter_counts(self) -> dict[str, int]:
-        """Parameters of the ``encoder``, the ``decoder``, the model (``total``) and the
-        ``trainable`` ones."""
+        """Parameters of the ``encoder``, ``decoder``, whole model (``total``), ``trainable``."""
         return {"encoder": int(self.encoder.count_params()),
                 "decoder": int(self.decoder.count_params()), "total": int(self.count_params()),
                 "trainable": int(sum(np.prod(w.shape) for w in self.trainable_weights))}
@@ -437,14 +417,10 @@ class ResVAE(keras.Model):
 
     def _update_trackers(self, terms, loss):
         batch = ops.cast(ops.shape(terms["kl"])[0], "float32")
-        self.loss_tracker.update_state(loss, sample_weight=batch)
-        self.reconstruction_loss_tracker.update_state(
-            ops.mean(terms["reconstruction"]), sample_weight=batch
-        )
-        self.kl_loss_tracker.update_state(ops.mean(terms["kl"]), sample_weight=batch)
-        self.neg_elbo_tracker.update_state(
-            ops.mean(terms["reconstruction"] + terms["kl"]), sample_weight=batch
-        )
+        values = (loss, ops.mean(terms["reconstruction"]), ops.mean(terms["kl"]),
+                  ops.mean(terms["reconstruction"] + terms["kl"]))
+        for tracker, value in zip(self.metrics, values, strict=True):
+            tracker.update_state(value, sample_weight=batch)
         return {m.name: m.result() for m in self.metrics}
 
     def train_step(self, data):
@@ -492,20 +468,15 @@ def nonfinite_weights(model) -> list[str]:
     return [w.path for w in model.weights if not np.isfinite(ops.convert_to_numpy(w)).all()]
 
 
-def load_model(path, check_finite=True):
-    """The ``ResVAE`` saved in the ``.keras`` file ``path``.
-
-    Raises ``FileNotFoundError`` when it is missing, ``ModelFileError`` when it is damaged,
-    holds another model or (``check_finite``) NaN or infinite weights.
-    """
-    return load_keras_file(path, ResVAE, check_finite=check_finite)
+def load_model(path):
+    """The ``ResVAE`` saved in the ``.keras`` file ``path``, checked by ``load_keras_file``."""
+    return load_keras_file(path, ResVAE)
 
 
-def load_keras_file(path, cls, check_finite=True, remedy=None):
-    """The model of class ``cls`` saved in ``path``, checked as ``load_model`` says;
-    ``remedy`` is the advice the errors give."""
-    from resvae_keras.data._io import display_path
-
+def load_keras_file(path, cls, remedy=None):
+    """The model of class ``cls`` saved in ``path``. Raises ``FileNotFoundError`` when it is
+    missing, ``ModelFileError`` when it is damaged, holds another model or NaN or infinite
+    weights; ``remedy`` is the advice the errors give."""
     path = Path(path)
     shown = display_path(path)
     remedy = remedy or ("Restore it, or train the run again (README, section \"When things go "
@@ -527,7 +498,7 @@ def load_keras_file(path, cls, check_finite=True, remedy=None):
             f"{shown} holds a {type(model).__name__}, not a {cls.__name__}; give the model.keras "
             "of a run trained by resvae_keras"
         )
-    bad = nonfinite_weights(model) if check_finite else []
+    bad = nonfinite_weights(model)
     if bad:
         raise ModelFileError(
             f"{shown} holds NaN or infinite weights ({len(bad)} of {len(model.weights)}, e.g. "

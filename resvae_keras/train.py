@@ -54,6 +54,10 @@ from resvae_keras.run_dir import (
 )
 
 PRECISIONS = (None, "mixed_float16", "mixed_bfloat16")
+OPTIMIZERS = ("adam", "adamw")
+LR_SCHEDULES = ("constant", "cosine")
+GRID_ROWS = ("validation", "reconstruction", "prior sample")
+MIN_SECOND_STAGE_CODES = 8  # fewer codes give a degenerate second-stage fit
 CONTINUABLE = (
     "epochs", "learning_rate", "strategy", "grid_every", "run_dir", "cache_dir",
     "eval_images", "eval_samples", "latent_codes", "anomaly_images", "two_stage_epochs",
@@ -68,25 +72,18 @@ class RunSettingsError(ValueError):
     """A run dir asked to continue with settings other than those it was trained with."""
 
 
-def set_precision(policy):
-    """Set Keras' global dtype policy (``None`` means float32). The loss stays float32."""
-    if policy not in PRECISIONS:
-        raise ValueError(f"mixed_precision={policy!r} is not one of {list(PRECISIONS)}")
-    keras.mixed_precision.set_dtype_policy(policy or "float32")
-
-
 @contextlib.contextmanager
 def precision(policy):
-    """``set_precision(policy)`` for a block; the previous global policy comes back after."""
+    """Keras' global dtype policy ``policy`` (``None``: float32) for a block; the previous
+    policy comes back after. The loss stays float32."""
+    if policy not in PRECISIONS:
+        raise ValueError(f"mixed_precision={policy!r} is not one of {list(PRECISIONS)}")
     previous = keras.mixed_precision.dtype_policy()
-    set_precision(policy)
+    keras.mixed_precision.set_dtype_policy(policy or "float32")
     try:
         yield
     finally:
         keras.mixed_precision.set_dtype_policy(previous)
-
-
-GRID_ROWS = ("validation", "reconstruction", "prior sample")
 
 
 class SaveGrids(keras.callbacks.Callback):
@@ -136,10 +133,6 @@ def load_grid(run_dir, epoch: int | None = None) -> tuple[np.ndarray, int]:
         grid = stored["grid"]
     shape = grid.shape
     return as_float_images(grid.reshape(-1, *shape[2:])).reshape(shape), int(png.stem[6:])
-
-
-OPTIMIZERS = ("adam", "adamw")
-LR_SCHEDULES = ("constant", "cosine")
 
 
 def learning_rate(config, steps_per_epoch: int = 1):
@@ -209,80 +202,10 @@ def check_config(config: Config) -> None:
                         config.latent_dim)
 
 
-def has_trained_state(run_dir) -> bool:
-    """True when ``run_dir`` holds anything a re-run would continue from."""
-    run_dir = Path(run_dir)
-    return any((run_dir / name).exists() for name in ("model.keras", "last.keras", "backup")) or (
-        not load_history(run_dir).empty
-    )
-
-
-def changed_settings(saved: Config, asked: Config) -> list[str]:
-    """Config fields other than ``CONTINUABLE`` in which ``asked`` differs from ``saved``."""
-    changed = []
-    for name, value in saved.to_dict().items():
-        if name in CONTINUABLE:
-            continue
-        new = getattr(asked, name)
-        if name == "data_dir":
-            value = saved.resolve(value) if value else None
-            new = asked.resolve(new) if new else None
-        elif name == "widths":
-            value, new = tuple(value), tuple(new)
-        if value != new:
-            changed.append(name)
-    return changed
-
-
-def _option_value(config: Config, name: str):
-    """The value of ``name``'s command-line option: ``--plain`` is ``not residual``."""
-    return not config.residual if name == "residual" else getattr(config, name)
-
-
-def _settings_message(run_dir: Path, saved: Config, asked: Config, changed: list[str]) -> str:
-    shown = display_path(run_dir)
-    lines = [f"{shown} holds a run trained with other settings; it was not changed:"]
-    lines += [f"  {option_name(n)}: {_option_value(saved, n)!r} in the run, "
-              f"{_option_value(asked, n)!r} now" for n in changed]
-    suffix = 2
-    while run_dir.with_name(f"{run_dir.name}-{suffix}").exists():
-        suffix += 1
-    asked_dir = Path(asked.run_dir or f"runs/{asked.profile}")
-    new_dir = str(asked_dir.with_name(f"{run_dir.name}-{suffix}"))
-    lines += [
-        "To continue it, drop those options (a run may change only --epochs and "
-        "--learning-rate). To train these settings, start a new run in another folder:",
-        f"  {asked.train_command(run_dir=new_dir)}",
-        f"or delete {shown} to start it over.",
-    ]
-    return "\n".join(lines)
-
-
 def _best_model(run_dir):
     """``model.keras`` of a run (``last.keras`` if no epoch improved the monitored loss)."""
     path = Path(run_dir) / "model.keras"
     return load_model(path if path.exists() else Path(run_dir) / "last.keras")
-
-
-def _diverged_message(config: Config, where, kept_epochs: int) -> str:
-    epoch, batch, loss = where
-    shown = display_path(config.run_path)
-    lower = float(f"{config.learning_rate / 2:.2g}")
-    if kept_epochs:
-        kept = (f"{shown} keeps its last good state: last.keras after epoch {kept_epochs} "
-                "and the best model.keras. Re-run with a lower learning_rate to continue from "
-                "there:")
-    else:
-        kept = "No epoch had finished, so nothing was saved. Re-run with a lower learning_rate:"
-    return "\n".join([
-        f"training diverged: the loss became {loss} in epoch {epoch + 1}, batch {batch}; "
-        "nothing of that epoch was saved.",
-        kept,
-        f"  {config.train_command(learning_rate=lower)}",
-        "If it diverges again, start a new run with a KL warm-up (--kl-warmup-steps 500), "
-        "--likelihood gaussian or --mixed-precision float32, in another folder "
-        "(--run-dir), and check the data for NaNs.",
-    ])
 
 
 def train(config: Config, verbose="auto", callbacks=(), strategy=None, second_stage=True):
@@ -294,52 +217,85 @@ def train(config: Config, verbose="auto", callbacks=(), strategy=None, second_st
     ``second_stage``: then fit the second-stage VAE on ``model.keras``'s codes.
     """
     with precision(config.mixed_precision):
-        return _train(config, verbose, callbacks, strategy, second_stage)
-
-
-def _train(config: Config, verbose, callbacks, strategy, second_stage):
-    check_config(config)
-    _refuse_other_settings(config)
-    # data before the strategy: its decoding processes fork before TensorFlow's threads exist
-    cache = distribute.prepare_data(config)
-    if strategy is None:
-        strategy = distribute.make_strategy(config.strategy)
-    role = distribute.worker_role(strategy)
-    keras.utils.set_random_seed(config.seed)
-    run_dir = config.run_path
-    # only the chief writes the run dir; other workers write into a folder of their own
-    out_dir = run_dir if role["chief"] else distribute.worker_dir(run_dir, role)
-    datasets, steps_per_epoch = _datasets(config, cache, role["workers"])
-    with run_lock(out_dir):
-        model, history, initial_epoch = _resume_or_build(config, strategy, role, cache, out_dir,
-                                                         steps_per_epoch)
-        trained_dir, diverged = run_dir, None
-        if initial_epoch >= config.epochs:
-            print(f"{run_dir.name}: already trained for {initial_epoch} epochs; nothing to do.")
-        else:
-            diverged = _fit(config, verbose, callbacks, out_dir, model, history, datasets,
-                            initial_epoch)
-            trained_dir, history = out_dir, load_history(out_dir)
-        try:
-            if diverged:
-                raise TrainingDivergedError(diverged)
-            model = _best_model(trained_dir)
-            if (role["chief"] and second_stage and config.two_stage_epochs > 0
-                    and not two_stage_is_current(run_dir)):
-                model = _second_stage(config, model, cache, verbose)
-            return model, history
-        finally:
-            if not role["chief"]:
-                shutil.rmtree(out_dir, ignore_errors=True)  # the chief's run dir has the run
+        check_config(config)
+        _refuse_other_settings(config)
+        # data before the strategy: its decoding processes fork before TensorFlow's threads exist
+        cache = distribute.prepare_data(config)
+        if strategy is None:
+            strategy = distribute.make_strategy(config.strategy)
+        role = distribute.worker_role(strategy)
+        keras.utils.set_random_seed(config.seed)
+        run_dir = config.run_path
+        # only the chief writes the run dir; other workers write into a folder of their own
+        out_dir = run_dir if role["chief"] else distribute.worker_dir(run_dir, role)
+        datasets, steps_per_epoch = _datasets(config, cache, role["workers"])
+        with run_lock(out_dir):
+            model, history, initial_epoch = _resume_or_build(config, strategy, role, cache,
+                                                             out_dir, steps_per_epoch)
+            trained_dir, diverged = run_dir, None
+            if initial_epoch >= config.epochs:
+                print(f"{run_dir.name}: already trained for {initial_epoch} epochs; nothing to do.")
+            else:
+                diverged = _fit(config, verbose, callbacks, out_dir, model, history, datasets,
+                                initial_epoch)
+                trained_dir, history = out_dir, load_history(out_dir)
+            try:
+                if diverged:
+                    raise TrainingDivergedError(diverged)
+                model = _best_model(trained_dir)
+                if (role["chief"] and second_stage and config.two_stage_epochs > 0
+                        and not two_stage_is_current(run_dir)):
+                    n_train = len(cache.split_indices("train"))
+                    if n_train >= MIN_SECOND_STAGE_CODES:
+                        two_stage_sampler(config, model, cache, verbose=bool(verbose))
+                    else:
+                        print(f"second stage skipped: {n_train} training images are too few "
+                              f"to fit it (it needs {MIN_SECOND_STAGE_CODES} or more; "
+                              "--max-images). The run itself is saved; sample with --sampler "
+                              "prior.", file=sys.stderr, flush=True)
+                return model, history
+            finally:
+                if not role["chief"]:
+                    shutil.rmtree(out_dir, ignore_errors=True)  # the chief's run dir has the run
 
 
 def _refuse_other_settings(config: Config) -> None:
+    """Raise ``RunSettingsError`` when the run dir holds a run trained with other settings
+    than ``config`` (those in ``CONTINUABLE`` may differ)."""
     run_dir = config.run_path
-    if (run_dir / "config.json").is_file() and has_trained_state(run_dir):
-        saved = Config.load(run_dir / "config.json")
-        changed = changed_settings(saved, config)
-        if changed:
-            raise RunSettingsError(_settings_message(run_dir, saved, config, changed))
+    trained = any((run_dir / name).exists() for name in ("model.keras", "last.keras", "backup"))
+    if not (run_dir / "config.json").is_file() or not (trained or len(load_history(run_dir))):
+        return
+    saved = Config.load(run_dir / "config.json")
+    changed = []
+    for name in saved.to_dict():
+        old, new = getattr(saved, name), getattr(config, name)
+        if name == "data_dir":
+            old, new = (c.resolve(c.data_dir) if c.data_dir else None for c in (saved, config))
+        if name not in CONTINUABLE and old != new:
+            changed.append(name)
+    if not changed:
+        return
+
+    def shown(c, name):  # the option's value: --plain is `not residual`
+        return not c.residual if name == "residual" else getattr(c, name)
+
+    lines = [f"{display_path(run_dir)} holds a run trained with other settings; it was not "
+             "changed:"]
+    lines += [f"  {option_name(n)}: {shown(saved, n)!r} in the run, {shown(config, n)!r} now"
+              for n in changed]
+    suffix = 2
+    while run_dir.with_name(f"{run_dir.name}-{suffix}").exists():
+        suffix += 1
+    asked_dir = Path(config.run_dir or f"runs/{config.profile}")
+    new_dir = str(asked_dir.with_name(f"{run_dir.name}-{suffix}"))
+    lines += [
+        "To continue it, drop those options (a run may change only --epochs and "
+        "--learning-rate). To train these settings, start a new run in another folder:",
+        f"  {config.train_command(run_dir=new_dir)}",
+        f"or delete {display_path(run_dir)} to start it over.",
+    ]
+    raise RunSettingsError("\n".join(lines))
 
 
 def _datasets(config: Config, cache, workers: int):
@@ -409,7 +365,7 @@ def _fit(config: Config, verbose, callbacks, out_dir, model, history, datasets, 
     ``TrainingDivergedError``, with ``history.csv`` cut back to the epochs saved."""
     train_ds, val_ds, val_images = datasets
     monitor = "val_loss" if config.kind == "ae" else "val_neg_elbo"
-    best = float(history[monitor].min()) if monitor in history and len(history) else math.inf
+    best = float(history[monitor].min()) if monitor in history else math.inf  # NaN if empty
     nan_stop = StopOnNaN()
     checkpoints = Checkpoints(out_dir, monitor, best=best if math.isfinite(best) else math.inf)
     wall_offset = float(history["wall_time_s"].iloc[-1]) if "wall_time_s" in history else 0.0
@@ -437,24 +393,23 @@ def _fit(config: Config, verbose, callbacks, out_dir, model, history, datasets, 
     if len(history):
         with atomic_write(out_dir / "history.csv") as tmp:
             history.to_csv(tmp, index=False)
+        kept = (f"{display_path(config.run_path)} keeps its last good state: last.keras after "
+                f"epoch {len(history)} and the best model.keras. Re-run with a lower "
+                "learning_rate to continue from there:")
     else:
         (out_dir / "history.csv").unlink(missing_ok=True)
-    return _diverged_message(config, nan_stop.where, len(history))
-
-
-MIN_SECOND_STAGE_CODES = 8  # fewer codes give a degenerate second-stage fit
-
-
-def _second_stage(config: Config, model, cache, verbose):
-    """Fit the run's second stage, or say why it is skipped; returns ``model``."""
-    n_train = len(cache.split_indices("train"))
-    if n_train < MIN_SECOND_STAGE_CODES:
-        print(f"second stage skipped: {n_train} training images are too few to fit it (it "
-              f"needs {MIN_SECOND_STAGE_CODES} or more; --max-images). The run itself is saved; "
-              "sample with --sampler prior.", file=sys.stderr, flush=True)
-        return model
-    two_stage_sampler(config, model, cache, verbose=bool(verbose))
-    return model
+        kept = "No epoch had finished, so nothing was saved. Re-run with a lower learning_rate:"
+    epoch, batch, loss = nan_stop.where
+    lower = float(f"{config.learning_rate / 2:.2g}")
+    return "\n".join([
+        f"training diverged: the loss became {loss} in epoch {epoch + 1}, batch {batch}; "
+        "nothing of that epoch was saved.",
+        kept,
+        f"  {config.train_command(learning_rate=lower)}",
+        "If it diverges again, start a new run with a KL warm-up (--kl-warmup-steps 500), "
+        "--likelihood gaussian or --mixed-precision float32, in another folder "
+        "(--run-dir), and check the data for NaNs.",
+    ])
 
 
 def two_stage_path(run_dir, checkpoint: str = "model.keras") -> Path:

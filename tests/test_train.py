@@ -22,7 +22,6 @@ from resvae_keras.train import (
     load_history,
     precision,
     save_grid,
-    set_precision,
     train,
     two_stage_is_current,
     two_stage_path,
@@ -293,7 +292,8 @@ def test_kl_warmup_ramps_linearly_and_history_records_beta(finished_run):
 
 def test_bad_precision_name():
     with pytest.raises(ValueError, match="mixed_precision='float8'"):
-        set_precision("float8")
+        with precision("float8"):
+            pass
 
 
 def test_compile_model_creates_the_optimizer_slots_before_the_first_step(tiny_config):
@@ -318,11 +318,14 @@ def test_train_runs_under_the_config_policy_and_restores_it(tiny_config, monkeyp
     import resvae_keras.train as train_module
 
     seen = []
-    monkeypatch.setattr(
-        train_module, "_train",
-        lambda *args: seen.append(keras.mixed_precision.dtype_policy().name) or (None, None),
-    )
-    train(tiny_config.replace(mixed_precision="mixed_bfloat16"))
+
+    def check_config(config):  # the first step of train: records the policy, then stops
+        seen.append(keras.mixed_precision.dtype_policy().name)
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr(train_module, "check_config", check_config)
+    with pytest.raises(RuntimeError, match="stop"):
+        train(tiny_config.replace(mixed_precision="mixed_bfloat16"))
     assert seen == ["mixed_bfloat16"]
     assert keras.mixed_precision.dtype_policy().name == "float32"
 
@@ -383,13 +386,12 @@ def test_check_config_names_a_bad_training_lever(tiny_config):
         check_config(tiny_config.replace(lr_schedule="step"))
 
 
-def test_a_changed_plain_flag_is_shown_as_given_on_the_command_line(tiny_config):
-    from resvae_keras.train import _settings_message, changed_settings
-
-    asked = tiny_config.replace(residual=False)
-    changed = changed_settings(tiny_config, asked)
-    message = _settings_message(tiny_config.run_path, tiny_config, asked, changed)
-    assert changed == ["residual"] and "--plain: False in the run, True now" in message
+def test_a_changed_plain_flag_is_shown_as_given_on_the_command_line(finished_run):
+    with pytest.raises(RunSettingsError) as info:
+        train(finished_run.replace(residual=False, epochs=9), verbose=0)
+    lines = str(info.value).splitlines()
+    changed = [line for line in lines if line.endswith(" now")]
+    assert changed == ["  --plain: False in the run, True now"]
 
 
 def test_a_negative_seed_names_the_option(tiny_config):
