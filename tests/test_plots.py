@@ -183,17 +183,6 @@ def test_every_word_drawn_is_a_parameter():
     assert fig.axes[0].get_legend().get_texts()[0].get_text() == "tanpa Kacamata (n=10)"
 
 
-def test_line_plot_styles_and_point_labels():
-    fig = plots.line_plot(
-        [1, 2], {"plain": [3.0, 2.0]}, xlabel="epoch", ylabel="loss", integer_x=True,
-        styles={"plain": {"color": "tab:orange", "linestyle": "--"}},
-        point_labels={"plain": ["beta = 1", "beta = 4"]},
-    )
-    line = fig.axes[0].lines[0]
-    assert line.get_color() == "tab:orange" and line.get_linestyle() == "--"
-    assert [text.get_text() for text in fig.axes[0].texts] == ["beta = 1", "beta = 4"]
-
-
 def test_crop_examples_show_the_box_and_say_demo_data(demo_cache, project):
     fig = plots.crop_examples(demo_cache, n=3, name="crop")
     assert fig.get_suptitle().endswith("(data demo)")
