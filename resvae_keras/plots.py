@@ -14,6 +14,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.patches import Rectangle
+from matplotlib.ticker import MaxNLocator
 
 from resvae_keras.config import project_root
 
@@ -55,7 +57,6 @@ def _finish(fig, title: str | None, name: str | None, demo: bool):
 def image_grid(
     images,
     nrow: int | None = None,
-    captions: Sequence[str] | None = None,
     row_labels: Sequence[str] | None = None,
     col_labels: Sequence[str] | None = None,
     xlabel: str | None = None,
@@ -66,7 +67,7 @@ def image_grid(
     demo: bool = False,
 ):
     """Images float [0, 1], (N, H, W, 3) in ``nrow`` rows (about square by default) or
-    (rows, cols, H, W, 3), drawn as one mosaic; ``captions`` go under each image in order."""
+    (rows, cols, H, W, 3), drawn as one mosaic."""
     images = np.asarray(images, dtype=np.float32)
     if images.ndim == 4 and images.shape[-1] in (1, 3):  # fill the last row up with white
         count = len(images)
@@ -80,15 +81,14 @@ def image_grid(
         )
     rows, cols, height, width, channels = images.shape
     pad = max(1, height // 32)
-    pad_below = pad + (height // 4 if captions is not None else 0)  # room for the captions
-    step_y, step_x = height + pad + pad_below, width + pad
-    tiles = np.pad(np.clip(images, 0.0, 1.0), ((0, 0), (0, 0), (pad, pad_below), (pad, 0), (0, 0)),
+    step_y, step_x = height + 2 * pad, width + pad
+    tiles = np.pad(np.clip(images, 0.0, 1.0), ((0, 0), (0, 0), (pad, pad), (pad, 0), (0, 0)),
                    constant_values=1.0)  # white gaps above, below and left of each tile
     mosaic = tiles.transpose(0, 2, 1, 3, 4).reshape(rows * step_y, cols * step_x, channels)
     mosaic = np.pad(mosaic, ((0, pad), (0, pad), (0, 0)), constant_values=1.0)
     tile_inches = min(1.1, 12.0 / cols)
     fig, ax = plt.subplots(
-        figsize=(tile_inches * cols + 0.5, tile_inches * rows * (height + pad_below) / height + 0.3)
+        figsize=(tile_inches * cols + 0.5, tile_inches * rows * (height + pad) / height + 0.3)
     )
     ax.imshow(mosaic.squeeze(-1) if channels == 1 else mosaic, cmap="gray", vmin=0, vmax=1)
     centers_x = pad + step_x * np.arange(cols) + width / 2
@@ -100,10 +100,6 @@ def image_grid(
         spine.set_visible(False)
     ax.set_xlabel(xlabel or "")
     ax.set_ylabel(ylabel or "")
-    for index, caption in enumerate(captions if captions is not None else []):
-        row, col = divmod(index, cols)
-        top = pad + step_y * row + height + 1
-        ax.text(centers_x[col], top, str(caption), ha="center", va="top", fontsize=7)
     return _finish(fig, title, name, demo)
 
 
@@ -152,8 +148,6 @@ def crop_examples(
 ):
     """Top row: the first ``n`` source images of a cache with the crop box drawn in red;
     bottom row: the cached faces. ``demo`` defaults to ``cache.is_demo``."""
-    from matplotlib.patches import Rectangle
-
     from resvae_keras.data import crop_box
 
     names = list(cache.table.index[:n])
@@ -201,8 +195,6 @@ def loss_curves(
     ``history`` has one row per epoch (e.g. ``history.csv``); ``val_<column>`` is drawn as
     validation and an ``epoch`` column as x when present.
     """
-    from matplotlib.ticker import MaxNLocator
-
     panel_titles = {**_LOSS_PANELS, **(panel_titles or {})}
     panels = [column for column in _LOSS_PANELS if column in history.columns]
     if not panels:
@@ -332,8 +324,8 @@ def latent_scatter(
     name: str | None = None,
     demo: bool = False,
 ):
-    """2-D codes (N, 2) (e.g. ``latent_space.pca_2d``) coloured by ``labels``: None, bool,
-    categorical, or numbers with over 10 values (a colour bar)."""
+    """2-D codes (N, 2) (e.g. ``latent_space.pca_2d``), one colour per value of ``labels``
+    (None, bool or categorical)."""
     coords = np.asarray(coords)
     fig, ax = plt.subplots(figsize=(5.2, 4.4))
     style = dict(s=6, alpha=0.6)
@@ -344,16 +336,11 @@ def latent_scatter(
         if labels.dtype == bool:
             present = label_name or "label"
             groups = [(absent_label.format(label=present), ~labels), (present, labels)]
-        elif labels.dtype.kind in "fiu" and len(np.unique(labels)) > 10:
-            points = ax.scatter(coords[:, 0], coords[:, 1], c=labels, cmap="viridis", **style)
-            fig.colorbar(points, ax=ax, label=label_name or "")
-            groups = []
         else:
             groups = [(str(value), labels == value) for value in np.unique(labels)]
         for group, mask in groups:
             ax.scatter(coords[mask, 0], coords[mask, 1], label=f"{group} (n={mask.sum()})", **style)
-        if groups:
-            ax.legend(title=label_name if labels.dtype != bool else None, markerscale=2)
+        ax.legend(title=label_name if labels.dtype != bool else None, markerscale=2)
     if explained_variance_ratio is not None:
         axis_names = [
             variance_text.format(axis=n, percent=100 * r)
@@ -411,8 +398,7 @@ def roc_curves(
 
 
 def _panels(n: int, width: float = 3.6, height: float = 3.4):
-    fig, axes = plt.subplots(1, n, figsize=(width * n, height), squeeze=False,
-                                   layout="constrained")
+    fig, axes = plt.subplots(1, n, figsize=(width * n, height), squeeze=False, layout="constrained")
     return fig, axes[0]
 
 
@@ -432,11 +418,10 @@ def arm_points(
 
     arms = dict(arms or {a: a for a in table["arm"].unique()})
     fig, axes = _panels(len(columns))
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, (column, ylabel) in zip(axes, columns.items(), strict=True):
         for i, arm in enumerate(arms):
             values = table.loc[table["arm"] == arm, column].dropna().to_numpy(float)
-            colour = colours[i % len(colours)]
+            colour = f"C{i}"  # the i-th colour of the colour cycle
             jitter = np.linspace(-0.12, 0.12, len(values)) if len(values) > 1 else np.zeros(1)
             ax.scatter(i + jitter[: len(values)], values, color=colour, alpha=0.6, s=18)
             if len(values):
@@ -467,12 +452,10 @@ def grouped_curves(
     per group; ``vlines``, ``hlines``: ``{label: position}`` reference lines."""
     fig, axes = _panels(1, width=5.8, height=3.8)
     ax = axes[0]
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     order = list(dict.fromkeys(groups[run] for run in curves))
     for run, (x, y) in curves.items():
-        index = order.index(groups[run])
         first = run == next(r for r in curves if groups[r] == groups[run])
-        ax.plot(np.asarray(x), np.asarray(y), marker=".", color=colours[index % len(colours)],
+        ax.plot(np.asarray(x), np.asarray(y), marker=".", color=f"C{order.index(groups[run])}",
                 alpha=0.8, label=groups[run] if first else None)
     for label, x in (vlines or {}).items():
         ax.axvline(x, linestyle=":", color="gray", label=label)

@@ -38,7 +38,7 @@ def _history():
 
 
 FIGURES = {
-    "image_grid": lambda: plots.image_grid(FACES, captions=[f"{i}" for i in range(6)]),
+    "image_grid": lambda: plots.image_grid(FACES),
     "image_grid_rows": lambda: plots.image_grid(
         FACES.reshape(2, 3, 8, 8, 3), row_labels=["a", "b"], col_labels=["1", "2", "3"]
     ),
