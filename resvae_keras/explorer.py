@@ -3,6 +3,8 @@ sliders and see the decoded face live (``ipywidgets``), or, headless, a static g
 
 from __future__ import annotations
 
+import importlib.util
+import os
 from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -16,12 +18,8 @@ from resvae_keras.plots import DEMO_LABEL, image_grid
 def interactive_frontend() -> bool:
     """True when ``ipywidgets`` is installed and a Jupyter server started the kernel (it sets
     ``JPY_SESSION_NAME``); False headless (nbval, nbconvert, plain Python)."""
-    import importlib.util
-    import os
-
-    return bool(os.environ.get("JPY_SESSION_NAME")) and (
-        importlib.util.find_spec("ipywidgets") is not None
-    )
+    has_widgets = importlib.util.find_spec("ipywidgets") is not None
+    return bool(os.environ.get("JPY_SESSION_NAME")) and has_widgets
 
 
 def latent_explorer(

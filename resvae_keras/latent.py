@@ -47,7 +47,7 @@ def check_temperature(temperature) -> float:
 
 
 def decode_grid(model, z, batch_size: int = 256) -> np.ndarray:
-    """``model.decode`` in batches: codes (..., d) -> float32 images (..., H, W, 3)."""
+    """``model.decode`` of codes (..., d) in batches, float32: images (..., H, W, 3) of a VAE."""
     z = to_numpy(z)
     flat = z.reshape(-1, z.shape[-1])
     images = np.concatenate([to_numpy(model.decode(flat[i : i + batch_size]))
@@ -274,9 +274,7 @@ class SecondStageVAE(keras.Model):
 
 class TwoStageSampler:
     """Codes from the two-stage VAE: u ~ N(0, T^2 I) -> second-stage decoder -> z.
-
-    ``width``, ``depth``: the ``SecondStageVAE`` MLPs; the fit is Adam with cosine decay.
-    """
+    ``width``, ``depth``: the ``SecondStageVAE`` MLPs; the fit is Adam with cosine decay."""
 
     def __init__(self, width: int = 512, depth: int = 2, epochs: int = 50,
                  batch_size: int = 128, learning_rate: float = 3e-3, seed: int = 0):
@@ -379,11 +377,10 @@ def sample_images(
                 f"sampler_or_z={sampler_or_z!r}: use 'prior', a sampler with .sample, or an "
                 "array of codes"
             )
-        z = prior_samples(n, model.latent_dim, temperature=temperature, seed=seed)
-    elif hasattr(sampler_or_z, "sample"):
-        z = sampler_or_z.sample(n, seed=seed, temperature=temperature)
-    else:
-        z = to_numpy(sampler_or_z)
+        sampler_or_z = PriorSampler(model.latent_dim)
+    if hasattr(sampler_or_z, "sample"):
+        sampler_or_z = sampler_or_z.sample(n, seed=seed, temperature=temperature)
+    z = to_numpy(sampler_or_z)
     if z.ndim != 2:
         raise ValueError(f"z must have shape (N, latent_dim), got shape {z.shape}")
     images = decode_grid(model, z, batch_size)
@@ -400,12 +397,9 @@ def sample_images(
 def make_sampler(model, sampler="prior", cache=None, n_components: int = 10,
                  max_fit_images: int = 20_000, seed: int = 0, config=None,
                  checkpoint: str = "model.keras"):
-    """The sampler named ``sampler`` (a sampler object is returned as is).
-
-    ``"two_stage"`` comes from ``train.two_stage_sampler`` given the run's ``config``, else it
-    is fitted on ``cache``'s training codes and not saved; ``"gmm"`` is fitted to the codes
-    of up to ``max_fit_images`` training faces of ``cache``.
-    """
+    """The sampler named ``sampler`` (a sampler object is returned as is). ``"two_stage"``
+    comes from ``train.two_stage_sampler`` given the run's ``config``, else it is fitted on
+    ``cache``'s training codes, unsaved; ``"gmm"`` on up to ``max_fit_images`` of them."""
     if not isinstance(sampler, str):
         return sampler
     if sampler == "prior":

@@ -234,13 +234,12 @@ def metric_bars(
     ``hlines``: ``{label: value}`` reference lines; ``limits``: range of the value axis.
     """
     if isinstance(table, pd.Series):
-        values, errors = table, None
+        values, spread = table, None
     else:
         error = error or ("error" if "error" in table.columns else None)
         value = value or next(column for column in table.columns if column != error)
-        values, errors = table[value], (table[error] if error else None)
+        values, spread = table[value], (table[error].to_numpy(float) if error else None)
     labels = [str(label) for label in values.index]
-    spread = None if errors is None else errors.to_numpy(float)
     if horizontal:
         fig, ax = plt.subplots(figsize=(6.0, max(2.5, 0.2 * len(values) + 1.0)),
                                layout="constrained")
