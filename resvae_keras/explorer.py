@@ -3,37 +3,23 @@ sliders and see the decoded face live (``ipywidgets``), or, headless, a static g
 
 from __future__ import annotations
 
+import importlib.util
+import os
 from collections.abc import Mapping, Sequence
 
+import matplotlib.pyplot as plt
 import numpy as np
 
 from resvae_keras import latent, latent_space
 from resvae_keras.data.images import to_uint8
-from resvae_keras.plots import DEMO_LABEL, _pyplot, image_grid
+from resvae_keras.plots import DEMO_LABEL, image_grid
 
 
 def interactive_frontend() -> bool:
     """True when ``ipywidgets`` is installed and a Jupyter server started the kernel (it sets
     ``JPY_SESSION_NAME``); False headless (nbval, nbconvert, plain Python)."""
-    import importlib.util
-    import os
-
-    return bool(os.environ.get("JPY_SESSION_NAME")) and (
-        importlib.util.find_spec("ipywidgets") is not None
-    )
-
-
-def _png_bytes(image, scale: int) -> bytes:
-    """One float [0, 1] image (H, W, 3) as PNG bytes, enlarged ``scale`` times (nearest)."""
-    import io
-
-    from PIL import Image
-
-    pixels = to_uint8(image)
-    pixels = pixels.repeat(scale, axis=0).repeat(scale, axis=1)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
+    has_widgets = importlib.util.find_spec("ipywidgets") is not None
+    return bool(os.environ.get("JPY_SESSION_NAME")) and has_widgets
 
 
 def latent_explorer(
@@ -64,36 +50,33 @@ def latent_explorer(
     title = title or "Penjelajah laten"
     if interactive is None:
         interactive = interactive_frontend()
-    if not interactive:
-        return _static_grid(model, base_codes[0], vectors, units, value_range, title, demo)
-    return _widget(model, base_codes, vectors, units, value_range, scale, title, demo)
-
-
-def _static_grid(model, base_code, vectors, units, value_range, title: str, demo: bool):
-    """The headless stand-in, closed so a notebook shows it once, as the cell's value."""
+    if interactive:
+        return _widget(model, base_codes, vectors, units, value_range, scale, title, demo)
+    # headless: closed, so that a notebook shows it once, as the cell's value
     values = np.linspace(*value_range, 5)
-    codes = [[latent_space.edit_code(base_code, vectors, {name: v}) for v in values]
+    codes = [[latent_space.edit_code(base_codes[0], vectors, {name: v}) for v in values]
              for name in vectors]
-    codes += [[latent_space.edit_code(base_code, unit_offsets={unit: v}) for v in values]
+    codes += [[latent_space.edit_code(base_codes[0], unit_offsets={unit: v}) for v in values]
               for unit in units]
-    codes = np.asarray(codes, dtype=np.float32)
-    faces = latent.sample_images(model, codes.reshape(-1, codes.shape[-1]))
     fig = image_grid(
-        faces.reshape(*codes.shape[:2], *faces.shape[1:]),
+        latent.decode_grid(model, np.asarray(codes, dtype=np.float32)),
         row_labels=[f"{name} (s)" for name in vectors] + [f"z{unit} (geser)" for unit in units],
         col_labels=[f"{v:+g}" for v in values],
         xlabel="nilai slider (slider lain di 0)",
         title=f"{title} (tampilan statis; slider di JupyterLab)",
         demo=demo,
     )
-    _pyplot().close(fig)
+    plt.close(fig)
     return fig
 
 
 def _widget(model, base_codes, vectors, units, value_range, scale: int, title: str,
             demo: bool):
     """The live explorer: sliders, a reset button and the face, redrawn on every move."""
+    import io
+
     import ipywidgets as widgets
+    from PIL import Image
 
     look = dict(style={"description_width": "120px"}, layout=widgets.Layout(width="420px"))
 
@@ -114,7 +97,10 @@ def _widget(model, base_codes, vectors, units, value_range, scale: int, title: s
             {name: s.value for name, s in strength.items()},
             {unit: s.value for unit, s in offset.items()},
         )
-        image.value = _png_bytes(latent.sample_images(model, code[None])[0], scale)
+        pixels = to_uint8(latent.sample_images(model, code[None])[0])
+        buffer = io.BytesIO()  # the face as a PNG, enlarged ``scale`` times (nearest)
+        Image.fromarray(pixels.repeat(scale, axis=0).repeat(scale, axis=1)).save(buffer, "PNG")
+        image.value = buffer.getvalue()
 
     def reset_all(_button=None):
         for control in [*strength.values(), *offset.values()]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Iterable
 
 import keras
 import numpy as np
@@ -47,19 +46,12 @@ def check_temperature(temperature) -> float:
     return value
 
 
-def _decode(model, z, batch_size: int = 256) -> np.ndarray:
-    """``model.decode`` in batches. z: (N, d) -> images float32 [0, 1], (N, H, W, 3)."""
-    z = to_numpy(z)
-    if z.ndim != 2:
-        raise ValueError(f"z must have shape (N, latent_dim), got shape {z.shape}")
-    parts = [to_numpy(model.decode(z[i : i + batch_size])) for i in range(0, len(z), batch_size)]
-    return np.concatenate(parts, axis=0)
-
-
 def decode_grid(model, z, batch_size: int = 256) -> np.ndarray:
-    """Decode codes of shape (a, b, d) into images of shape (a, b, H, W, 3)."""
+    """``model.decode`` of codes (..., d) in batches, float32: images (..., H, W, 3) of a VAE."""
     z = to_numpy(z)
-    images = _decode(model, z.reshape(-1, z.shape[-1]), batch_size)
+    flat = z.reshape(-1, z.shape[-1])
+    images = np.concatenate([to_numpy(model.decode(flat[i : i + batch_size]))
+                             for i in range(0, len(flat), batch_size)])
     return images.reshape(*z.shape[:-1], *images.shape[1:])
 
 
@@ -72,14 +64,12 @@ def image_batch(images) -> np.ndarray:
 def encode_dataset(model, images, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """``(z_mean, z_log_var)``, float32 (N, latent_dim), of images (N, H, W, 3), float in
     [0, 1] or uint8, or of an iterable of batches (or of ``(images, attributes)`` pairs)."""
+    batches = images
     if hasattr(images, "shape") and hasattr(images, "__getitem__"):
-        batches: Iterable = (images[i : i + batch_size] for i in range(0, len(images), batch_size))
-    else:
-        batches = images
+        batches = (images[i : i + batch_size] for i in range(0, len(images), batch_size))
     means, log_vars = [], []
     for batch in batches:
-        if isinstance(batch, (tuple, list)):
-            batch = batch[0]
+        batch = batch[0] if isinstance(batch, (tuple, list)) else batch
         z_mean, z_log_var = model.encode(as_float_images(batch))
         means.append(to_numpy(z_mean))
         log_vars.append(to_numpy(z_log_var))
@@ -147,14 +137,11 @@ class GaussianMixtureSampler:
             ).fit(z_means)
         return self
 
-    def _check_fitted(self) -> None:
-        if self.mixture_ is None:
-            raise RuntimeError("GaussianMixtureSampler is not fitted: call .fit(z_means) first")
-
     def sample(self, n: int, seed: int = 0, temperature: float = 1.0) -> np.ndarray:
         """float32 codes (n, latent_dim), shuffled; ``temperature`` scales each draw's
         distance to its component mean."""
-        self._check_fitted()
+        if self.mixture_ is None:
+            raise RuntimeError("GaussianMixtureSampler is not fitted: call .fit(z_means) first")
         n = check_count(n)
         temperature = check_temperature(temperature)
         self.mixture_.set_params(random_state=seed)
@@ -247,42 +234,36 @@ class SecondStageVAE(keras.Model):
         u = self.sampling([u_mean, u_log_var]) if training else u_mean
         return self.decode(u)
 
-    def _loss_terms(self, z, training):
-        """Batch means of ``-log p(z|u)`` and ``KL(q(u|z) || N(0, I))``, nats per code."""
-        u_mean, u_log_var = self.encoder(z, training=training)
-        z_hat = self.decoder(self.sampling([u_mean, u_log_var]), training=training)
-        sse = ops.sum(ops.square(z - z_hat), axis=-1)
-        reconstruction = gaussian_nll(sse, float(self.latent_dim), self.log_gamma)
-        return ops.mean(reconstruction), ops.mean(kl_divergence(u_mean, u_log_var))
-
-    def _update_trackers(self, loss, reconstruction, kl, batch):
-        self.loss_tracker.update_state(loss, sample_weight=batch)
-        self.reconstruction_loss_tracker.update_state(reconstruction, sample_weight=batch)
-        self.kl_loss_tracker.update_state(kl, sample_weight=batch)
-        return {m.name: m.result() for m in self.metrics}
-
-    def _codes(self, data):
+    def _loss_terms(self, data, training):
+        """``(loss, -log p(z|u), KL(q(u|z) || N(0, I)))``, batch means in nats per code, at a
+        fresh draw ``z = z_mean + z_std * eps`` of the batch ``(z_mean, z_std)``."""
         z_mean, z_std = data
         eps = keras.random.normal(ops.shape(z_mean), seed=self.code_noise)
         z = (z_mean + z_std * eps - self.code_mean) / self.code_std  # standard units
-        return z, ops.cast(ops.shape(z_mean)[0], "float32")
+        u_mean, u_log_var = self.encoder(z, training=training)
+        z_hat = self.decoder(self.sampling([u_mean, u_log_var]), training=training)
+        sse = ops.sum(ops.square(z - z_hat), axis=-1)
+        reconstruction = ops.mean(gaussian_nll(sse, float(self.latent_dim), self.log_gamma))
+        kl = ops.mean(kl_divergence(u_mean, u_log_var))
+        return reconstruction + kl, reconstruction, kl
+
+    def _logs(self, losses, data):
+        batch = ops.cast(ops.shape(data[0])[0], "float32")
+        for tracker, value in zip(self.metrics, losses, strict=True):
+            tracker.update_state(value, sample_weight=batch)
+        return {m.name: m.result() for m in self.metrics}
 
     def train_step(self, data):
         import tensorflow as tf
 
-        z, batch = self._codes(data)
         with tf.GradientTape() as tape:
-            reconstruction, kl = self._loss_terms(z, training=True)
-            loss = reconstruction + kl
-        gradients = tape.gradient(loss, self.trainable_weights)
+            losses = self._loss_terms(data, training=True)
+        gradients = tape.gradient(losses[0], self.trainable_weights)
         self.optimizer.apply_gradients(zip(gradients, self.trainable_weights, strict=True))
-        logs = self._update_trackers(loss, reconstruction, kl, batch)
-        return {**logs, "gamma": ops.exp(self.log_gamma)}  # -> 0 as q(z) is learned
+        return {**self._logs(losses, data), "gamma": ops.exp(self.log_gamma)}  # -> 0: q(z) fits
 
     def test_step(self, data):
-        z, batch = self._codes(data)
-        reconstruction, kl = self._loss_terms(z, training=False)
-        return self._update_trackers(reconstruction + kl, reconstruction, kl, batch)
+        return self._logs(self._loss_terms(data, training=False), data)
 
     def get_config(self):
         config = super().get_config()
@@ -293,9 +274,7 @@ class SecondStageVAE(keras.Model):
 
 class TwoStageSampler:
     """Codes from the two-stage VAE: u ~ N(0, T^2 I) -> second-stage decoder -> z.
-
-    ``width``, ``depth``: the ``SecondStageVAE`` MLPs; the fit is Adam with cosine decay.
-    """
+    ``width``, ``depth``: the ``SecondStageVAE`` MLPs; the fit is Adam with cosine decay."""
 
     def __init__(self, width: int = 512, depth: int = 2, epochs: int = 50,
                  batch_size: int = 128, learning_rate: float = 3e-3, seed: int = 0):
@@ -362,9 +341,7 @@ class TwoStageSampler:
     def decode(self, u, batch_size: int = 1024) -> np.ndarray:
         """Stage-one codes z_hat(u), (N, latent_dim), of second-stage codes ``u`` (N, d)."""
         self._check_fitted()
-        u = np.asarray(u, np.float32)
-        return np.concatenate([to_numpy(self.vae_.decode(u[i : i + batch_size]))
-                               for i in range(0, len(u), batch_size)]).astype(np.float32)
+        return decode_grid(self.vae_, u, batch_size)
 
     def save(self, path) -> None:
         """Write the second-stage model as one ``.keras`` file."""
@@ -400,17 +377,18 @@ def sample_images(
                 f"sampler_or_z={sampler_or_z!r}: use 'prior', a sampler with .sample, or an "
                 "array of codes"
             )
-        z = prior_samples(n, model.latent_dim, temperature=temperature, seed=seed)
-    elif hasattr(sampler_or_z, "sample"):
-        z = sampler_or_z.sample(n, seed=seed, temperature=temperature)
-    else:
-        z = sampler_or_z
-    images = _decode(model, z, batch_size)
+        sampler_or_z = PriorSampler(model.latent_dim)
+    if hasattr(sampler_or_z, "sample"):
+        sampler_or_z = sampler_or_z.sample(n, seed=seed, temperature=temperature)
+    z = to_numpy(sampler_or_z)
+    if z.ndim != 2:
+        raise ValueError(f"z must have shape (N, latent_dim), got shape {z.shape}")
+    images = decode_grid(model, z, batch_size)
     if not np.isfinite(images).all():
         bad = int((~np.isfinite(images)).any(axis=(1, 2, 3)).sum())
         raise ValueError(
             f"{bad} of {len(images)} decoded samples hold NaN or infinite pixels (their codes "
-            f"did: {int((~np.isfinite(to_numpy(z))).any(axis=1).sum())}); nothing was saved. "
+            f"did: {int((~np.isfinite(z)).any(axis=1).sum())}); nothing was saved. "
             "Check the temperature and the sampler (a diverged second stage gives such codes)."
         )
     return images
@@ -419,12 +397,9 @@ def sample_images(
 def make_sampler(model, sampler="prior", cache=None, n_components: int = 10,
                  max_fit_images: int = 20_000, seed: int = 0, config=None,
                  checkpoint: str = "model.keras"):
-    """The sampler named ``sampler`` (a sampler object is returned as is).
-
-    ``"two_stage"`` comes from ``train.two_stage_sampler`` given the run's ``config``, else it
-    is fitted on ``cache``'s training codes and not saved; ``"gmm"`` is fitted to the codes
-    of up to ``max_fit_images`` training faces of ``cache``.
-    """
+    """The sampler named ``sampler`` (a sampler object is returned as is). ``"two_stage"``
+    comes from ``train.two_stage_sampler`` given the run's ``config``, else it is fitted on
+    ``cache``'s training codes, unsaved; ``"gmm"`` on up to ``max_fit_images`` of them."""
     if not isinstance(sampler, str):
         return sampler
     if sampler == "prior":
@@ -454,35 +429,37 @@ def sampler_name(sampler) -> str:
     """The name ``make_sampler`` knows ``sampler`` by (a class name for another object)."""
     if isinstance(sampler, str):
         return sampler
-    for cls, name in ((GaussianMixtureSampler, "gmm"), (PriorSampler, "prior"),
-                      (TwoStageSampler, "two_stage")):
-        if isinstance(sampler, cls):
-            return name
-    return type(sampler).__name__
+    names = {GaussianMixtureSampler: "gmm", PriorSampler: "prior", TwoStageSampler: "two_stage"}
+    return names.get(type(sampler), type(sampler).__name__)
 
 
-def _path_t(t) -> tuple[np.ndarray, bool]:
+def _path(z0, z1, t, spherical: bool) -> np.ndarray:
+    """``w0(t) z0 + w1(t) z1`` with the weights of ``slerp`` or ``lerp``; shapes as ``lerp``."""
+    z0, z1 = to_numpy(z0, None), to_numpy(z1, None)
+    dtype = np.result_type(z0, z1, np.float32)
     t = np.asarray(t, dtype=np.float64)
     if t.ndim > 1:
         raise ValueError(f"t must be a number or a 1-D array, got shape {t.shape}")
-    return t, t.ndim == 1
-
-
-def _stack_path(weight0, weight1, z0, z1, is_path: bool, dtype) -> np.ndarray:
-    """weight0 * z0 + weight1 * z1, with the steps axis placed before the last (d) axis."""
-    if is_path:
-        z0, z1 = z0[..., None, :], z1[..., None, :]
-        weight0, weight1 = weight0[..., :, None], weight1[..., :, None]
-    return (weight0 * z0 + weight1 * z1).astype(dtype)
+    a, b = z0.astype(np.float64)[..., None, :], z1.astype(np.float64)[..., None, :]
+    weight1 = np.atleast_1d(t)[:, None]  # (T, 1): the steps axis comes before the last (d)
+    weight0 = 1.0 - weight1
+    if spherical:
+        norms = np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)
+        cos = np.sum(a * b, axis=-1) / np.where(norms > 0, norms, 1.0)
+        omega = np.arccos(np.clip(cos, -1.0, 1.0))[..., None]  # against the T values of t
+        sin = np.sin(omega)
+        parallel = np.abs(sin) < _PARALLEL_EPS
+        safe_sin = np.where(parallel, 1.0, sin)
+        weight0 = np.where(parallel, weight0, np.sin(weight0 * omega) / safe_sin)
+        weight1 = np.where(parallel, weight1, np.sin(weight1 * omega) / safe_sin)
+    path = (weight0 * a + weight1 * b).astype(dtype)
+    return path if t.ndim == 1 else path[..., 0, :]
 
 
 def lerp(z0, z1, t) -> np.ndarray:
     """Linear interpolation (1 - t) z0 + t z1 of codes (..., d): shape (..., d) for a number
     t, (..., T, d) for a 1-D array of T values."""
-    z0, z1 = to_numpy(z0, None), to_numpy(z1, None)
-    dtype = np.result_type(z0, z1, np.float32)
-    t, is_path = _path_t(t)
-    return _stack_path(1.0 - t, t, z0.astype(np.float64), z1.astype(np.float64), is_path, dtype)
+    return _path(z0, z1, t, spherical=False)
 
 
 def slerp(z0, z1, t) -> np.ndarray:
@@ -491,35 +468,16 @@ def slerp(z0, z1, t) -> np.ndarray:
     Keeps the norm of equal-norm endpoints, so the path stays on the shell where N(0, I)
     puts its mass; (anti)parallel or zero vectors fall back to ``lerp``.
     """
-    z0, z1 = to_numpy(z0, None), to_numpy(z1, None)
-    dtype = np.result_type(z0, z1, np.float32)
-    t, is_path = _path_t(t)
-    a, b = np.broadcast_arrays(z0.astype(np.float64), z1.astype(np.float64))
-    norms = np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)
-    cos = np.sum(a * b, axis=-1) / np.where(norms > 0, norms, 1.0)
-    omega = np.arccos(np.clip(cos, -1.0, 1.0))
-    if is_path:
-        omega = omega[..., None]  # broadcast against the T values of t
-    sin = np.sin(omega)
-    parallel = np.abs(sin) < _PARALLEL_EPS
-    safe_sin = np.where(parallel, 1.0, sin)
-    weight0 = np.where(parallel, 1.0 - t, np.sin((1.0 - t) * omega) / safe_sin)
-    weight1 = np.where(parallel, t, np.sin(t * omega) / safe_sin)
-    if not is_path:
-        weight0, weight1 = weight0[..., None], weight1[..., None]
-    return _stack_path(weight0, weight1, a, b, is_path, dtype)
-
-
-_INTERPOLATORS = {"slerp": slerp, "lerp": lerp}
+    return _path(z0, z1, t, spherical=True)
 
 
 def interpolate(z0, z1, steps: int = 8, method: str = "slerp") -> np.ndarray:
     """A path of ``steps`` codes from z0 to z1 (both included): shape (..., steps, d)."""
-    if method not in _INTERPOLATORS:
-        raise ValueError(f"method={method!r} is not one of {sorted(_INTERPOLATORS)}")
+    if method not in ("lerp", "slerp"):
+        raise ValueError(f"method={method!r} is not one of ['lerp', 'slerp']")
     if int(steps) < 2:
         raise ValueError(f"steps={steps!r}: a path needs at least 2 points (start and end)")
-    return _INTERPOLATORS[method](z0, z1, np.linspace(0.0, 1.0, int(steps)))
+    return _path(z0, z1, np.linspace(0.0, 1.0, int(steps)), spherical=method == "slerp")
 
 
 def norm_along_path(z0, z1, steps: int = 21) -> pd.DataFrame:

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from resvae_keras.data.images import as_float_images
 from resvae_keras.latent import decode_grid, image_batch, interpolate, to_numpy
 
 
@@ -108,29 +107,22 @@ def attribute_vectors(z_means, attributes: pd.DataFrame, names: Sequence[str]) -
     return {name: attribute_vector(z_means, attributes[name].to_numpy()) for name in names}
 
 
-def apply_attribute(z, vector, strengths) -> np.ndarray:
-    """z + s * vector for each strength s: float32 (n, len(strengths), d); z is (n, d) or (d,)."""
-    z = np.atleast_2d(to_numpy(z))
-    vector = to_numpy(vector)
-    strengths = np.atleast_1d(to_numpy(strengths))
-    if vector.shape != z.shape[-1:]:
-        raise ValueError(f"vector has shape {vector.shape}; expected ({z.shape[-1]},) to match z")
-    return z[:, None, :] + strengths[None, :, None] * vector
-
-
 def attribute_arithmetic(
     model, images, vector, strengths=(-2, -1, 0, 1, 2), batch_size: int = 256
 ) -> np.ndarray:
-    """Decode the codes of ``images`` (n, H, W, 3) plus each multiple of ``vector``:
+    """Decode the codes z of ``images`` (n, H, W, 3) plus ``s * vector`` for each strength s:
     images float32 in [0, 1], shape (n, len(strengths), H, W, 3)."""
-    z_mean = to_numpy(model.encode(image_batch(images))[0])
-    return decode_grid(model, apply_attribute(z_mean, vector, strengths), batch_size)
+    z = to_numpy(model.encode(image_batch(images))[0])
+    vector, strengths = to_numpy(vector), np.atleast_1d(to_numpy(strengths))
+    if vector.shape != z.shape[-1:]:
+        raise ValueError(f"vector has shape {vector.shape}; expected ({z.shape[-1]},) to match z")
+    return decode_grid(model, z[:, None, :] + strengths[None, :, None] * vector, batch_size)
 
 
 def attribute_strength_effect(model, images, vector, strengths, detector) -> pd.DataFrame:
     """What adding an attribute vector does, by a ``detector`` (images -> bool (n,)): a
     DataFrame indexed by ``strength`` with ``rate`` (share of faces it fires on), ``n_images``."""
-    grid = attribute_arithmetic(model, as_float_images(images), vector, strengths)
+    grid = attribute_arithmetic(model, images, vector, strengths)
     rates = [float(np.mean(detector(grid[:, j]))) for j in range(grid.shape[1])]
     index = pd.Index(np.asarray(strengths, dtype=float), name="strength")
     return pd.DataFrame({"rate": rates, "n_images": len(grid)}, index=index)
@@ -149,7 +141,7 @@ def traverse(model, z, dims: Sequence[int], values, batch_size: int = 256) -> np
     out_of_range = [dim for dim in dims if not -len(z) <= dim < len(z)]
     if out_of_range:
         raise ValueError(f"dims {out_of_range} are outside the latent size {len(z)}")
-    codes = np.repeat(np.repeat(z[None, None, :], len(dims), 0), len(values), 1)
+    codes = np.tile(z, (len(dims), len(values), 1))
     for row, dim in enumerate(dims):
         codes[row, :, dim] = values
     return decode_grid(model, codes, batch_size)

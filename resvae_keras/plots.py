@@ -11,28 +11,16 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.patches import Rectangle
+from matplotlib.ticker import MaxNLocator
 
 from resvae_keras.config import project_root
 
 DPI = 120
 DEMO_LABEL = "(data demo)"
-
-
-def _pyplot():
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _set_title(fig, title: str | None, demo: bool) -> None:
-    """Set the suptitle to ``title`` (or keep the current one), adding the demo label."""
-    text = title if title is not None else fig.get_suptitle()
-    if demo and DEMO_LABEL not in text:
-        text = f"{text} {DEMO_LABEL}".strip()
-    if text:
-        fig.suptitle(text)
 
 
 def save_figure(fig, name: str, demo: bool = False) -> Path:
@@ -42,7 +30,7 @@ def save_figure(fig, name: str, demo: bool = False) -> Path:
         raise ValueError(
             f"name={name!r}: give a file name relative to figures/, e.g. 'loss_curves'"
         )
-    _set_title(fig, None, demo)
+    _finish(fig, None, None, demo)
     folder = project_root() / "figures" / ("demo" if demo else "")
     path = folder / (name if name.endswith(".png") else f"{name}.png")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -51,8 +39,13 @@ def save_figure(fig, name: str, demo: bool = False) -> Path:
 
 
 def _finish(fig, title: str | None, name: str | None, demo: bool):
-    """Title, demo label, optional save."""
-    _set_title(fig, title, demo)
+    """Set the suptitle to ``title`` (None: keep the current one) with the demo label, and
+    save the figure when ``name`` is given."""
+    text = title if title is not None else fig.get_suptitle()
+    if demo and DEMO_LABEL not in text:
+        text = f"{text} {DEMO_LABEL}".strip()
+    if text:
+        fig.suptitle(text)
     if name:
         save_figure(fig, name, demo)
     return fig
@@ -61,38 +54,9 @@ def _finish(fig, title: str | None, name: str | None, demo: bool):
 # -- image grids ----------------------------------------------------------------
 
 
-def _as_grid(images, nrow: int | None) -> np.ndarray:
-    """(N, H, W, C) or (rows, cols, H, W, C) float [0, 1] -> (rows, cols, H, W, C)."""
-    images = np.asarray(images, dtype=np.float32)
-    if images.ndim == 5:
-        return images
-    if images.ndim != 4 or images.shape[-1] not in (1, 3):
-        raise ValueError(
-            f"images has shape {images.shape}; expected (N, H, W, 3) or (rows, cols, H, W, 3)"
-        )
-    count = len(images)
-    rows = nrow or math.ceil(count / math.ceil(math.sqrt(count)))
-    cols = math.ceil(count / rows)
-    blank = np.ones((rows * cols - count, *images.shape[1:]), np.float32)
-    return np.concatenate([images, blank]).reshape(rows, cols, *images.shape[1:])
-
-
-def _mosaic(grid: np.ndarray, pad: int, pad_below: int) -> np.ndarray:
-    """One image of all tiles with white gaps (``pad_below`` extra pixels under each row)."""
-    padded = np.pad(
-        np.clip(grid, 0.0, 1.0),
-        ((0, 0), (0, 0), (pad, pad_below), (pad, 0), (0, 0)),
-        constant_values=1.0,
-    )
-    rows, cols, height, width, channels = padded.shape
-    mosaic = padded.transpose(0, 2, 1, 3, 4).reshape(rows * height, cols * width, channels)
-    return np.pad(mosaic, ((0, pad), (0, pad), (0, 0)), constant_values=1.0)
-
-
 def image_grid(
     images,
     nrow: int | None = None,
-    captions: Sequence[str] | None = None,
     row_labels: Sequence[str] | None = None,
     col_labels: Sequence[str] | None = None,
     xlabel: str | None = None,
@@ -103,18 +67,30 @@ def image_grid(
     demo: bool = False,
 ):
     """Images float [0, 1], (N, H, W, 3) in ``nrow`` rows (about square by default) or
-    (rows, cols, H, W, 3), drawn as one mosaic; ``captions`` go under each image in order."""
-    grid = _as_grid(images, nrow)
-    rows, cols, height, width, _ = grid.shape
+    (rows, cols, H, W, 3), drawn as one mosaic."""
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim == 4 and images.shape[-1] in (1, 3):  # fill the last row up with white
+        count = len(images)
+        rows = nrow or math.ceil(count / math.ceil(math.sqrt(count)))
+        cols = math.ceil(count / rows)
+        blank = np.ones((rows * cols - count, *images.shape[1:]), np.float32)
+        images = np.concatenate([images, blank]).reshape(rows, cols, *images.shape[1:])
+    elif images.ndim != 5:
+        raise ValueError(
+            f"images has shape {images.shape}; expected (N, H, W, 3) or (rows, cols, H, W, 3)"
+        )
+    rows, cols, height, width, channels = images.shape
     pad = max(1, height // 32)
-    pad_below = pad + (height // 4 if captions is not None else 0)
-    mosaic = _mosaic(grid, pad, pad_below)
+    step_y, step_x = height + 2 * pad, width + pad
+    tiles = np.pad(np.clip(images, 0.0, 1.0), ((0, 0), (0, 0), (pad, pad), (pad, 0), (0, 0)),
+                   constant_values=1.0)  # white gaps above, below and left of each tile
+    mosaic = tiles.transpose(0, 2, 1, 3, 4).reshape(rows * step_y, cols * step_x, channels)
+    mosaic = np.pad(mosaic, ((0, pad), (0, pad), (0, 0)), constant_values=1.0)
     tile_inches = min(1.1, 12.0 / cols)
-    fig, ax = _pyplot().subplots(
-        figsize=(tile_inches * cols + 0.5, tile_inches * rows * (height + pad_below) / height + 0.3)
+    fig, ax = plt.subplots(
+        figsize=(tile_inches * cols + 0.5, tile_inches * rows * (height + pad) / height + 0.3)
     )
-    ax.imshow(mosaic.squeeze(-1) if mosaic.shape[-1] == 1 else mosaic, cmap="gray", vmin=0, vmax=1)
-    step_y, step_x = height + pad + pad_below, width + pad
+    ax.imshow(mosaic.squeeze(-1) if channels == 1 else mosaic, cmap="gray", vmin=0, vmax=1)
     centers_x = pad + step_x * np.arange(cols) + width / 2
     centers_y = pad + step_y * np.arange(rows) + height / 2
     ax.set_xticks(centers_x if col_labels is not None else [], col_labels)
@@ -124,10 +100,6 @@ def image_grid(
         spine.set_visible(False)
     ax.set_xlabel(xlabel or "")
     ax.set_ylabel(ylabel or "")
-    for index, caption in enumerate(captions if captions is not None else []):
-        row, col = divmod(index, cols)
-        top = pad + step_y * row + height + 1
-        ax.text(centers_x[col], top, str(caption), ha="center", va="top", fontsize=7)
     return _finish(fig, title, name, demo)
 
 
@@ -176,12 +148,10 @@ def crop_examples(
 ):
     """Top row: the first ``n`` source images of a cache with the crop box drawn in red;
     bottom row: the cached faces. ``demo`` defaults to ``cache.is_demo``."""
-    from matplotlib.patches import Rectangle
-
     from resvae_keras.data import crop_box
 
     names = list(cache.table.index[:n])
-    fig, axes = _pyplot().subplots(2, len(names), figsize=(2.2 * len(names), 5.2), squeeze=False)
+    fig, axes = plt.subplots(2, len(names), figsize=(2.2 * len(names), 5.2), squeeze=False)
     for i, image_name in enumerate(names):
         original = cache.original(image_name)
         left, top, right, bottom = crop_box(*original.size)
@@ -194,7 +164,7 @@ def crop_examples(
         for ax in axes[:, i]:
             ax.axis("off")
     demo = cache.is_demo if demo is None else demo
-    _set_title(fig, title, demo)
+    _finish(fig, title, None, demo)
     fig.tight_layout()
     return _finish(fig, None, name, demo)
 
@@ -225,8 +195,6 @@ def loss_curves(
     ``history`` has one row per epoch (e.g. ``history.csv``); ``val_<column>`` is drawn as
     validation and an ``epoch`` column as x when present.
     """
-    from matplotlib.ticker import MaxNLocator
-
     panel_titles = {**_LOSS_PANELS, **(panel_titles or {})}
     panels = [column for column in _LOSS_PANELS if column in history.columns]
     if not panels:
@@ -266,14 +234,12 @@ def metric_bars(
     ``hlines``: ``{label: value}`` reference lines; ``limits``: range of the value axis.
     """
     if isinstance(table, pd.Series):
-        values, errors = table, None
+        values, spread = table, None
     else:
         error = error or ("error" if "error" in table.columns else None)
         value = value or next(column for column in table.columns if column != error)
-        values, errors = table[value], (table[error] if error else None)
-    plt = _pyplot()
+        values, spread = table[value], (table[error].to_numpy(float) if error else None)
     labels = [str(label) for label in values.index]
-    spread = None if errors is None else errors.to_numpy(float)
     if horizontal:
         fig, ax = plt.subplots(figsize=(6.0, max(2.5, 0.2 * len(values) + 1.0)),
                                layout="constrained")
@@ -304,12 +270,6 @@ def line_plot(
     xlabel: str,
     ylabel: str,
     hlines: Mapping[str, float] | None = None,
-    logx: bool = False,
-    logy: bool = False,
-    marker: str | None = None,
-    styles: Mapping[str, Mapping] | None = None,
-    point_labels: Mapping[str, Sequence[str]] | None = None,
-    integer_x: bool = False,
     *,
     title: str | None = None,
     name: str | None = None,
@@ -318,32 +278,17 @@ def line_plot(
     """Several curves on one pair of axes.
 
     ``ys``: ``{label: y}`` or a DataFrame (x defaults to its index); a value may be an
-    ``(x, y)`` pair with its own x. ``styles``: ``{label: line options}``;
-    ``point_labels``: ``{label: one text per point}``; ``hlines``: ``{label: y}``.
+    ``(x, y)`` pair with its own x. ``hlines``: ``{label: y}`` reference lines.
     """
-    from matplotlib.ticker import MaxNLocator
-
     if x is None and isinstance(ys, pd.DataFrame):
         x = ys.index
-    styles, point_labels = styles or {}, point_labels or {}
-    fig, ax = _pyplot().subplots(figsize=(5.5, 3.6))
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
     for label, curve in ys.items():
         curve_x, curve_y = curve if isinstance(curve, tuple) else (x, curve)
-        curve_x, curve_y = np.asarray(curve_x), np.asarray(curve_y)
-        ax.plot(curve_x, curve_y, **{"marker": marker, **styles.get(label, {})}, label=str(label))
-        points = zip(curve_x, curve_y, strict=True)
-        for text, point in zip(point_labels.get(label, ()), points, strict=False):
-            ax.annotate(text, point, textcoords="offset points", xytext=(5, 5), fontsize=8)
+        ax.plot(np.asarray(curve_x), np.asarray(curve_y), label=str(label))
     for index, (label, level) in enumerate((hlines or {}).items()):
         ax.axhline(level, linestyle=("--", ":", "-.")[index % 3], color="gray", label=label)
-    ax.set(
-        xlabel=xlabel,
-        ylabel=ylabel,
-        xscale="log" if logx else "linear",
-        yscale="log" if logy else "linear",
-    )
-    if integer_x:
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set(xlabel=xlabel, ylabel=ylabel)
     ax.legend()
     return _finish(fig, title, name, demo)
 
@@ -360,19 +305,9 @@ def norm_plot(
     demo: bool = False,
 ):
     """``latent.norm_along_path`` output, with lines at sqrt(d) and sqrt(d / 2)."""
-    return line_plot(
-        None,
-        norms,
-        xlabel=xlabel,
-        ylabel=ylabel,
-        hlines={
-            hline_labels[0]: math.sqrt(latent_dim),
-            hline_labels[1]: math.sqrt(latent_dim / 2),
-        },
-        title=title,
-        name=name,
-        demo=demo,
-    )
+    levels = (math.sqrt(latent_dim), math.sqrt(latent_dim / 2))
+    return line_plot(None, norms, xlabel, ylabel, dict(zip(hline_labels, levels, strict=True)),
+                     title=title, name=name, demo=demo)
 
 
 def latent_scatter(
@@ -388,10 +323,10 @@ def latent_scatter(
     name: str | None = None,
     demo: bool = False,
 ):
-    """2-D codes (N, 2) (e.g. ``latent_space.pca_2d``) coloured by ``labels``: None, bool,
-    categorical, or numbers with over 10 values (a colour bar)."""
+    """2-D codes (N, 2) (e.g. ``latent_space.pca_2d``), one colour per value of ``labels``
+    (None, bool or categorical)."""
     coords = np.asarray(coords)
-    fig, ax = _pyplot().subplots(figsize=(5.2, 4.4))
+    fig, ax = plt.subplots(figsize=(5.2, 4.4))
     style = dict(s=6, alpha=0.6)
     if labels is None:
         ax.scatter(coords[:, 0], coords[:, 1], **style)
@@ -400,16 +335,11 @@ def latent_scatter(
         if labels.dtype == bool:
             present = label_name or "label"
             groups = [(absent_label.format(label=present), ~labels), (present, labels)]
-        elif labels.dtype.kind in "fiu" and len(np.unique(labels)) > 10:
-            points = ax.scatter(coords[:, 0], coords[:, 1], c=labels, cmap="viridis", **style)
-            fig.colorbar(points, ax=ax, label=label_name or "")
-            groups = []
         else:
             groups = [(str(value), labels == value) for value in np.unique(labels)]
         for group, mask in groups:
             ax.scatter(coords[mask, 0], coords[mask, 1], label=f"{group} (n={mask.sum()})", **style)
-        if groups:
-            ax.legend(title=label_name if labels.dtype != bool else None, markerscale=2)
+        ax.legend(title=label_name if labels.dtype != bool else None, markerscale=2)
     if explained_variance_ratio is not None:
         axis_names = [
             variance_text.format(axis=n, percent=100 * r)
@@ -434,7 +364,7 @@ def score_histograms(
         group: np.asarray(values, dtype=float).ravel() for group, values in scores_by_group.items()
     }
     edges = np.histogram_bin_edges(np.concatenate(list(scores.values())), bins=bins)
-    fig, ax = _pyplot().subplots(figsize=(5.5, 3.6))
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
     for group, values in scores.items():
         ax.hist(values, bins=edges, density=True, alpha=0.45, label=f"{group} (n={len(values)})")
     ax.set(xlabel=xlabel, ylabel=ylabel)
@@ -453,7 +383,7 @@ def roc_curves(
     demo: bool = False,
 ):
     """ROC curves: ``{name: (fpr, tpr, auc)}``, with the chance diagonal."""
-    fig, ax = _pyplot().subplots(figsize=(4.6, 4.4))
+    fig, ax = plt.subplots(figsize=(4.6, 4.4))
     for label, (fpr, tpr, auc) in curves.items():
         ax.plot(fpr, tpr, label=f"{label} (AUC {auc:.3f})")
     ax.plot([0, 1], [0, 1], linestyle="--", color="gray", linewidth=1, label=chance_label)
@@ -467,8 +397,7 @@ def roc_curves(
 
 
 def _panels(n: int, width: float = 3.6, height: float = 3.4):
-    fig, axes = _pyplot().subplots(1, n, figsize=(width * n, height), squeeze=False,
-                                   layout="constrained")
+    fig, axes = plt.subplots(1, n, figsize=(width * n, height), squeeze=False, layout="constrained")
     return fig, axes[0]
 
 
@@ -488,11 +417,10 @@ def arm_points(
 
     arms = dict(arms or {a: a for a in table["arm"].unique()})
     fig, axes = _panels(len(columns))
-    colours = _pyplot().rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, (column, ylabel) in zip(axes, columns.items(), strict=True):
         for i, arm in enumerate(arms):
             values = table.loc[table["arm"] == arm, column].dropna().to_numpy(float)
-            colour = colours[i % len(colours)]
+            colour = f"C{i}"  # the i-th colour of the colour cycle
             jitter = np.linspace(-0.12, 0.12, len(values)) if len(values) > 1 else np.zeros(1)
             ax.scatter(i + jitter[: len(values)], values, color=colour, alpha=0.6, s=18)
             if len(values):
@@ -523,12 +451,10 @@ def grouped_curves(
     per group; ``vlines``, ``hlines``: ``{label: position}`` reference lines."""
     fig, axes = _panels(1, width=5.8, height=3.8)
     ax = axes[0]
-    colours = _pyplot().rcParams["axes.prop_cycle"].by_key()["color"]
     order = list(dict.fromkeys(groups[run] for run in curves))
     for run, (x, y) in curves.items():
-        index = order.index(groups[run])
         first = run == next(r for r in curves if groups[r] == groups[run])
-        ax.plot(np.asarray(x), np.asarray(y), marker=".", color=colours[index % len(colours)],
+        ax.plot(np.asarray(x), np.asarray(y), marker=".", color=f"C{order.index(groups[run])}",
                 alpha=0.8, label=groups[run] if first else None)
     for label, x in (vlines or {}).items():
         ax.axvline(x, linestyle=":", color="gray", label=label)

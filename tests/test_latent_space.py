@@ -51,17 +51,17 @@ def test_attribute_vectors_by_name():
         latent_space.attribute_vectors(z_means, table, ["Eyeglasses"])
 
 
-def test_apply_attribute_and_arithmetic_shapes():
+def test_attribute_arithmetic_adds_each_multiple_of_the_vector():
     model = LinearModel()
     images = IMAGES
-    z = np.zeros((2, LATENT_DIM))
     vector = np.ones(LATENT_DIM)
-    moved = latent_space.apply_attribute(z, vector, [-1, 0, 2])
-    assert moved.shape == (2, 3, LATENT_DIM)
-    np.testing.assert_allclose(moved[1, 2], 2.0)
-    grid = latent_space.attribute_arithmetic(model, images[:2], vector, strengths=[-1, 0, 1])
+    grid = latent_space.attribute_arithmetic(model, images[:2], vector, strengths=[-1, 0, 2])
     assert grid.shape == (2, 3, SIZE, SIZE, 3)
-    np.testing.assert_allclose(grid[:, 1], model.decode(model.encode(images[:2])[0]), atol=1e-6)
+    z = model.encode(images[:2])[0]
+    np.testing.assert_allclose(grid[:, 1], model.decode(z), atol=1e-6)
+    np.testing.assert_allclose(grid[:, 2], model.decode(z + 2.0 * vector), atol=1e-6)
+    with pytest.raises(ValueError, match="vector has shape"):
+        latent_space.attribute_arithmetic(model, images[:2], np.ones(LATENT_DIM + 1))
 
 
 def test_kl_per_dimension_matches_the_closed_form():

@@ -38,7 +38,7 @@ def _history():
 
 
 FIGURES = {
-    "image_grid": lambda: plots.image_grid(FACES, captions=[f"{i}" for i in range(6)]),
+    "image_grid": lambda: plots.image_grid(FACES),
     "image_grid_rows": lambda: plots.image_grid(
         FACES.reshape(2, 3, 8, 8, 3), row_labels=["a", "b"], col_labels=["1", "2", "3"]
     ),
@@ -181,17 +181,6 @@ def test_every_word_drawn_is_a_parameter():
                                absent_label="tanpa {label}")
     assert fig.axes[0].get_xlabel() == "KU 1 (30% varians)"
     assert fig.axes[0].get_legend().get_texts()[0].get_text() == "tanpa Kacamata (n=10)"
-
-
-def test_line_plot_styles_and_point_labels():
-    fig = plots.line_plot(
-        [1, 2], {"plain": [3.0, 2.0]}, xlabel="epoch", ylabel="loss", integer_x=True,
-        styles={"plain": {"color": "tab:orange", "linestyle": "--"}},
-        point_labels={"plain": ["beta = 1", "beta = 4"]},
-    )
-    line = fig.axes[0].lines[0]
-    assert line.get_color() == "tab:orange" and line.get_linestyle() == "--"
-    assert [text.get_text() for text in fig.axes[0].texts] == ["beta = 1", "beta = 4"]
 
 
 def test_crop_examples_show_the_box_and_say_demo_data(demo_cache, project):
