@@ -130,10 +130,8 @@ def process_pool(workers: int):
 
 @contextlib.contextmanager
 def folder_in_place(target: Path):
-    """Yields a new folder ``.<name>.tmp-<pid>-<random>`` beside ``target``, moved onto
-    ``target`` with renames only when the block ends without error (a crash leaves no
-    ``target``, never a half-written one), deleted otherwise. Such folders left by a process
-    that is gone (a killed run) are deleted first."""
+    """Yields a new folder beside ``target``, renamed onto it if the block ends without error,
+    deleted otherwise; such folders left by a killed process are deleted first."""
     target.parent.mkdir(parents=True, exist_ok=True)
     for folder in target.parent.glob(f".{target.name}.tmp-*"):
         pid = folder.name.rsplit("-", 2)[-2]

@@ -83,7 +83,7 @@ class Cache:
 
     def images_of(self, split: str, limit: int | None = None) -> np.ndarray:
         """The first ``limit`` images (``None``: all) of ``split`` in memory, uint8."""
-        rows = self.split_indices(split)[: None if limit is None else int(limit)]
+        rows = self.split_indices(split)[:limit]
         if not len(rows):
             raise ValueError(f"split={split!r} of the cache has no images; see cache.summary()")
         return np.asarray(self.images[rows])
@@ -97,8 +97,7 @@ class Cache:
 
     def identities_of(self, split: str, limit: int | None = None) -> np.ndarray | None:
         """Person ids (int64, -1 unknown) of the rows ``images_of`` returns; None if unknown."""
-        ids = self.table["identity"].to_numpy()[self.split_indices(split)]
-        ids = ids[: None if limit is None else int(limit)]
+        ids = self.table["identity"].to_numpy()[self.split_indices(split)][:limit]
         return ids.astype(np.int64) if (ids >= 0).any() else None
 
     def attributes_of(self, split: str) -> pd.DataFrame:
@@ -334,9 +333,7 @@ def _resolved(path: Path | None) -> str | None:
 
 def _decode_into(path: Path, source: CelebaSource, names, members, size: int, progress,
                  workers: int) -> dict:
-    """Decode every image of ``names`` into the uint8 file ``path`` in ``workers`` processes,
-    skipping unreadable ones; returns ``kept``, ``skipped``, ``source_sizes`` and ``sha256``
-    of the kept pixels."""
+    """Decode ``names`` into the uint8 ``.npy`` file ``path``, skipping unreadable images."""
     from tqdm import tqdm
 
     images = _new_images_file(path, (len(names), size, size, 3))
@@ -381,8 +378,8 @@ def _decode_into(path: Path, source: CelebaSource, names, members, size: int, pr
 
 
 def _new_images_file(path: Path, shape: tuple[int, ...]) -> np.memmap:
-    """A writable uint8 ``.npy`` memmap with its disk blocks reserved up front: a memmap whose
-    file cannot grow kills the process with SIGBUS; this raises ``OSError`` instead."""
+    """A writable uint8 ``.npy`` memmap with its blocks reserved: ``OSError``, not SIGBUS, on a
+    full disk."""
     images = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=shape)
     if hasattr(os, "posix_fallocate"):
         fd = os.open(path, os.O_RDWR)
@@ -407,7 +404,7 @@ def assign_splits(partition: np.ndarray,
     ``SPLIT_SEED``; no person in two splits), else in file-name order. A
     ``CelebaDataWarning`` says which, and when official test images end up in training.
     """
-    split, rule, message = _assign_splits(partition, identity)
+    split, rule, message = _assign_splits(np.asarray(partition), identity)
     if message:
         warnings.warn(message, CelebaDataWarning, stacklevel=2)
     return split, rule
@@ -417,7 +414,6 @@ def _assign_splits(
     partition: np.ndarray, identity: np.ndarray | None = None
 ) -> tuple[np.ndarray, str, str | None]:
     """``assign_splits`` without the warning: (split, rule, warning message or None)."""
-    partition = np.asarray(partition)
     split = np.full(len(partition), "", dtype=object)
     for pid, name in enumerate(SPLITS):
         split[partition == pid] = name
@@ -426,8 +422,7 @@ def _assign_splits(
     if not missing:
         return split.astype(str), "official", None
 
-    known = {name: n for name, n in counts.items() if n}
-    donor = max(known, key=known.get) if known else None
+    donor = max(SPLITS, key=counts.get) if len(missing) < len(SPLITS) else None
     pool = np.flatnonzero(split == (donor or ""))
     group = [s for s in SPLITS if s in missing or s == donor]
     keeper, need = donor or "train", 1 if donor else 0  # the block that absorbs rounding

@@ -57,9 +57,8 @@ def _not_blue_colour(
 
 
 class _Face:
-    """Where the face sits, in 178x218 pixels (the eye line near y = 112 as in CelebA), its
-    colours and attributes, and ``draw`` on the supersampled layer, whose ``box`` and ``pts``
-    take 178x218 coordinates."""
+    """Geometry (178x218 pixels, eye line near y = 112 as in CelebA), colours and the pen;
+    ``box`` and ``pts`` scale 178x218 coordinates to the supersampled layer."""
 
     k = _SUPERSAMPLE
 
