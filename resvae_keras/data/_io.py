@@ -43,14 +43,12 @@ def display_path(path: str | os.PathLike) -> str:
     return str(absolute)
 
 
-def blas_threads(limit: int | None = None):
-    """A context capping numpy's BLAS threads at ``limit``, or at 1 on at most 4 cores, where
-    they spin against TensorFlow's threads and slow the sample metrics several times."""
+def blas_threads():
+    """A context capping numpy's BLAS threads at 1 on at most 4 cores, where they spin against
+    TensorFlow's threads and slow the sample metrics several times."""
     from threadpoolctl import threadpool_limits
 
-    if limit is None and (os.cpu_count() or 1) > 4:
-        return threadpool_limits(limits=None)
-    return threadpool_limits(limits=limit or 1, user_api="blas")
+    return threadpool_limits(limits=1 if (os.cpu_count() or 1) <= 4 else None, user_api="blas")
 
 
 @contextlib.contextmanager
