@@ -76,15 +76,12 @@ def process_is_gone(pid: int) -> bool:
     return False
 
 
-def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
+def remove_stale_temp_files(folder: str | os.PathLike) -> None:
     """Delete ``atomic_write``'s temporary files in ``folder`` whose process is gone."""
-    removed = []
     for path in Path(folder).glob(".*.tmp-*"):
         match = re.match(r"\.[^.]*\.tmp-(\d+)(\.|$)", path.name)
         if match and path.is_file() and process_is_gone(int(match.group(1))):
             path.unlink(missing_ok=True)
-            removed.append(path)
-    return removed
 
 
 class DiskFullError(OSError):

@@ -195,7 +195,7 @@ def prepare(data_dir: str | os.PathLike | None = None, size: int = 64,
     size = int(size)
     source = find_celeba(data_dir)
     members = source.list_images()
-    names = list(members)[:max_images] if max_images else list(members)
+    names = list(members)[:max_images]
     request = {
         "version": CACHE_VERSION,
         "size": size,
@@ -333,19 +333,23 @@ def _resolved(path: Path | None) -> str | None:
 
 def _decode_into(path: Path, source: CelebaSource, names, members, size: int, progress,
                  workers: int) -> dict:
-    """Decode ``names`` into the uint8 ``.npy`` file ``path``, skipping unreadable images."""
+    """Decode ``names`` into the uint8 ``.npy`` file ``path``, skipping unreadable images.
+    Faces are appended with plain writes (a full disk raises ``OSError``); numpy pads the
+    header so that its row count can be rewritten in place at the end."""
     from tqdm import tqdm
 
-    images = _new_images_file(path, (len(names), size, size, 3))
     kept, skipped, source_sizes = [], [], Counter()
     digest = hashlib.sha256()
     jobs = [(str(source.images), source.is_zip, members[i : i + _CHUNK], size)
             for i in range(0, len(members), _CHUNK)]
+    header = {"descr": "|u1", "fortran_order": False, "shape": (len(names), size, size, 3)}
     with (
+        open(path, "wb") as file,
         tqdm(total=len(members), desc=f"cropping to {size}x{size}", unit="img",
              disable=not progress, smoothing=0.1) as bar,
         process_pool(workers) if workers > 1 else contextlib.nullcontext() as pool,
     ):
+        np.lib.format.write_array_header_1_0(file, header)
         chunks = (pool.imap if workers > 1 else map)(decode_chunk, jobs)
         for name, (face, error, source_size) in zip(names, chain.from_iterable(chunks),
                                                     strict=True):
@@ -353,45 +357,19 @@ def _decode_into(path: Path, source: CelebaSource, names, members, size: int, pr
             if face is None:
                 skipped.append({"file": name, "reason": error})
                 continue
-            images[len(kept)] = face
+            file.write(face)
             digest.update(face)
             kept.append(name)
             source_sizes[f"{source_size[0]}x{source_size[1]}"] += 1
-    images.flush()
-    del images
+        file.seek(0)
+        np.lib.format.write_array_header_1_0(file, {**header, "shape": (len(kept), size, size, 3)})
     if not kept:
         raise ValueError(
             f"none of the {len(names)} images in {display_path(source.images)} could be read; "
             "see the errors in the warning"
         )
-    if skipped:  # keep the first len(kept) rows
-        full = np.load(path, mmap_mode="r")
-        compact_path = path.with_name("images.compact.npy")
-        check_free_space(path.parent, len(kept) * size * size * 3, "compacting the cache")
-        compact = _new_images_file(compact_path, (len(kept), size, size, 3))
-        compact[:] = full[: len(kept)]
-        compact.flush()
-        del compact, full
-        os.replace(compact_path, path)  # inside the build's temporary folder: no reader sees it
     return {"kept": kept, "skipped": skipped, "sha256": digest.hexdigest(),
             "source_sizes": dict(source_sizes.most_common())}
-
-
-def _new_images_file(path: Path, shape: tuple[int, ...]) -> np.memmap:
-    """A writable uint8 ``.npy`` memmap with its blocks reserved: ``OSError``, not SIGBUS, on a
-    full disk."""
-    images = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=shape)
-    if hasattr(os, "posix_fallocate"):
-        fd = os.open(path, os.O_RDWR)
-        try:
-            os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
-        except OSError as error:
-            del images
-            raise OSError(error.errno, f"cannot reserve space for the cache: {error.strerror}",
-                          display_path(path)) from None
-        finally:
-            os.close(fd)
-    return images
 
 
 def assign_splits(partition: np.ndarray,
@@ -414,9 +392,7 @@ def _assign_splits(
     partition: np.ndarray, identity: np.ndarray | None = None
 ) -> tuple[np.ndarray, str, str | None]:
     """``assign_splits`` without the warning: (split, rule, warning message or None)."""
-    split = np.full(len(partition), "", dtype=object)
-    for pid, name in enumerate(SPLITS):
-        split[partition == pid] = name
+    split = np.array([*SPLITS, ""], dtype=object)[partition]  # partition -1 (unknown): ""
     counts = {name: int((split == name).sum()) for name in SPLITS}
     missing = [name for name in SPLITS if counts[name] == 0]
     if not missing:
