@@ -344,10 +344,10 @@ def _decode_into(path: Path, source: CelebaSource, names, members, size: int, pr
             for i in range(0, len(members), _CHUNK)]
     header = {"descr": "|u1", "fortran_order": False, "shape": (len(names), size, size, 3)}
     with (
-        open(path, "wb") as file,
         tqdm(total=len(members), desc=f"cropping to {size}x{size}", unit="img",
              disable=not progress, smoothing=0.1) as bar,
         process_pool(workers) if workers > 1 else contextlib.nullcontext() as pool,
+        open(path, "wb") as file,  # opened after the fork: workers never hold its buffer
     ):
         np.lib.format.write_array_header_1_0(file, header)
         chunks = (pool.imap if workers > 1 else map)(decode_chunk, jobs)
