@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import shutil
@@ -275,10 +276,11 @@ def test_too_little_free_space_is_refused_before_writing(demo_root, tmp_path, mo
 def test_a_disk_filling_up_during_the_build_is_an_error_not_a_crash(
     demo_root, tmp_path, monkeypatch
 ):
-    def full(fd, offset, length):
-        raise OSError(errno.ENOSPC, "No space left on device")
+    class FullDisk(io.BytesIO):
+        def write(self, content):
+            raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(os, "posix_fallocate", full, raising=False)
+    monkeypatch.setattr(cache_module, "open", lambda path, mode: FullDisk(), raising=False)
     with pytest.raises(OSError, match="No space left") as error:
         _prepare(demo_root, tmp_path)
     assert error.value.errno == errno.ENOSPC

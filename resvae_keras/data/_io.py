@@ -43,14 +43,12 @@ def display_path(path: str | os.PathLike) -> str:
     return str(absolute)
 
 
-def blas_threads(limit: int | None = None):
-    """A context capping numpy's BLAS threads at ``limit``, or at 1 on at most 4 cores, where
-    they spin against TensorFlow's threads and slow the sample metrics several times."""
+def blas_threads():
+    """A context capping numpy's BLAS threads at 1 on at most 4 cores, where they spin against
+    TensorFlow's threads and slow the sample metrics several times."""
     from threadpoolctl import threadpool_limits
 
-    if limit is None and (os.cpu_count() or 1) > 4:
-        return threadpool_limits(limits=None)
-    return threadpool_limits(limits=limit or 1, user_api="blas")
+    return threadpool_limits(limits=1 if (os.cpu_count() or 1) <= 4 else None, user_api="blas")
 
 
 @contextlib.contextmanager
@@ -78,15 +76,12 @@ def process_is_gone(pid: int) -> bool:
     return False
 
 
-def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
+def remove_stale_temp_files(folder: str | os.PathLike) -> None:
     """Delete ``atomic_write``'s temporary files in ``folder`` whose process is gone."""
-    removed = []
     for path in Path(folder).glob(".*.tmp-*"):
         match = re.match(r"\.[^.]*\.tmp-(\d+)(\.|$)", path.name)
         if match and path.is_file() and process_is_gone(int(match.group(1))):
             path.unlink(missing_ok=True)
-            removed.append(path)
-    return removed
 
 
 class DiskFullError(OSError):
@@ -130,10 +125,8 @@ def process_pool(workers: int):
 
 @contextlib.contextmanager
 def folder_in_place(target: Path):
-    """Yields a new folder ``.<name>.tmp-<pid>-<random>`` beside ``target``, moved onto
-    ``target`` with renames only when the block ends without error (a crash leaves no
-    ``target``, never a half-written one), deleted otherwise. Such folders left by a process
-    that is gone (a killed run) are deleted first."""
+    """Yields a new folder beside ``target``, renamed onto it if the block ends without error,
+    deleted otherwise; such folders left by a killed process are deleted first."""
     target.parent.mkdir(parents=True, exist_ok=True)
     for folder in target.parent.glob(f".{target.name}.tmp-*"):
         pid = folder.name.rsplit("-", 2)[-2]

@@ -83,7 +83,7 @@ class Cache:
 
     def images_of(self, split: str, limit: int | None = None) -> np.ndarray:
         """The first ``limit`` images (``None``: all) of ``split`` in memory, uint8."""
-        rows = self.split_indices(split)[: None if limit is None else int(limit)]
+        rows = self.split_indices(split)[:limit]
         if not len(rows):
             raise ValueError(f"split={split!r} of the cache has no images; see cache.summary()")
         return np.asarray(self.images[rows])
@@ -97,8 +97,7 @@ class Cache:
 
     def identities_of(self, split: str, limit: int | None = None) -> np.ndarray | None:
         """Person ids (int64, -1 unknown) of the rows ``images_of`` returns; None if unknown."""
-        ids = self.table["identity"].to_numpy()[self.split_indices(split)]
-        ids = ids[: None if limit is None else int(limit)]
+        ids = self.table["identity"].to_numpy()[self.split_indices(split)][:limit]
         return ids.astype(np.int64) if (ids >= 0).any() else None
 
     def attributes_of(self, split: str) -> pd.DataFrame:
@@ -196,7 +195,7 @@ def prepare(data_dir: str | os.PathLike | None = None, size: int = 64,
     size = int(size)
     source = find_celeba(data_dir)
     members = source.list_images()
-    names = list(members)[:max_images] if max_images else list(members)
+    names = list(members)[:max_images]
     request = {
         "version": CACHE_VERSION,
         "size": size,
@@ -334,21 +333,23 @@ def _resolved(path: Path | None) -> str | None:
 
 def _decode_into(path: Path, source: CelebaSource, names, members, size: int, progress,
                  workers: int) -> dict:
-    """Decode every image of ``names`` into the uint8 file ``path`` in ``workers`` processes,
-    skipping unreadable ones; returns ``kept``, ``skipped``, ``source_sizes`` and ``sha256``
-    of the kept pixels."""
+    """Decode ``names`` into the uint8 ``.npy`` file ``path``, skipping unreadable images.
+    Faces are appended with plain writes (a full disk raises ``OSError``); numpy pads the
+    header so that its row count can be rewritten in place at the end."""
     from tqdm import tqdm
 
-    images = _new_images_file(path, (len(names), size, size, 3))
     kept, skipped, source_sizes = [], [], Counter()
     digest = hashlib.sha256()
     jobs = [(str(source.images), source.is_zip, members[i : i + _CHUNK], size)
             for i in range(0, len(members), _CHUNK)]
+    header = {"descr": "|u1", "fortran_order": False, "shape": (len(names), size, size, 3)}
     with (
         tqdm(total=len(members), desc=f"cropping to {size}x{size}", unit="img",
              disable=not progress, smoothing=0.1) as bar,
         process_pool(workers) if workers > 1 else contextlib.nullcontext() as pool,
+        open(path, "wb") as file,  # opened after the fork: workers never hold its buffer
     ):
+        np.lib.format.write_array_header_1_0(file, header)
         chunks = (pool.imap if workers > 1 else map)(decode_chunk, jobs)
         for name, (face, error, source_size) in zip(names, chain.from_iterable(chunks),
                                                     strict=True):
@@ -356,45 +357,19 @@ def _decode_into(path: Path, source: CelebaSource, names, members, size: int, pr
             if face is None:
                 skipped.append({"file": name, "reason": error})
                 continue
-            images[len(kept)] = face
+            file.write(face)
             digest.update(face)
             kept.append(name)
             source_sizes[f"{source_size[0]}x{source_size[1]}"] += 1
-    images.flush()
-    del images
+        file.seek(0)
+        np.lib.format.write_array_header_1_0(file, {**header, "shape": (len(kept), size, size, 3)})
     if not kept:
         raise ValueError(
             f"none of the {len(names)} images in {display_path(source.images)} could be read; "
             "see the errors in the warning"
         )
-    if skipped:  # keep the first len(kept) rows
-        full = np.load(path, mmap_mode="r")
-        compact_path = path.with_name("images.compact.npy")
-        check_free_space(path.parent, len(kept) * size * size * 3, "compacting the cache")
-        compact = _new_images_file(compact_path, (len(kept), size, size, 3))
-        compact[:] = full[: len(kept)]
-        compact.flush()
-        del compact, full
-        os.replace(compact_path, path)  # inside the build's temporary folder: no reader sees it
     return {"kept": kept, "skipped": skipped, "sha256": digest.hexdigest(),
             "source_sizes": dict(source_sizes.most_common())}
-
-
-def _new_images_file(path: Path, shape: tuple[int, ...]) -> np.memmap:
-    """A writable uint8 ``.npy`` memmap with its disk blocks reserved up front: a memmap whose
-    file cannot grow kills the process with SIGBUS; this raises ``OSError`` instead."""
-    images = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=shape)
-    if hasattr(os, "posix_fallocate"):
-        fd = os.open(path, os.O_RDWR)
-        try:
-            os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
-        except OSError as error:
-            del images
-            raise OSError(error.errno, f"cannot reserve space for the cache: {error.strerror}",
-                          display_path(path)) from None
-        finally:
-            os.close(fd)
-    return images
 
 
 def assign_splits(partition: np.ndarray,
@@ -407,7 +382,7 @@ def assign_splits(partition: np.ndarray,
     ``SPLIT_SEED``; no person in two splits), else in file-name order. A
     ``CelebaDataWarning`` says which, and when official test images end up in training.
     """
-    split, rule, message = _assign_splits(partition, identity)
+    split, rule, message = _assign_splits(np.asarray(partition), identity)
     if message:
         warnings.warn(message, CelebaDataWarning, stacklevel=2)
     return split, rule
@@ -417,17 +392,13 @@ def _assign_splits(
     partition: np.ndarray, identity: np.ndarray | None = None
 ) -> tuple[np.ndarray, str, str | None]:
     """``assign_splits`` without the warning: (split, rule, warning message or None)."""
-    partition = np.asarray(partition)
-    split = np.full(len(partition), "", dtype=object)
-    for pid, name in enumerate(SPLITS):
-        split[partition == pid] = name
+    split = np.array([*SPLITS, ""], dtype=object)[partition]  # partition -1 (unknown): ""
     counts = {name: int((split == name).sum()) for name in SPLITS}
     missing = [name for name in SPLITS if counts[name] == 0]
     if not missing:
         return split.astype(str), "official", None
 
-    known = {name: n for name, n in counts.items() if n}
-    donor = max(known, key=known.get) if known else None
+    donor = max(SPLITS, key=counts.get) if len(missing) < len(SPLITS) else None
     pool = np.flatnonzero(split == (donor or ""))
     group = [s for s in SPLITS if s in missing or s == donor]
     keeper, need = donor or "train", 1 if donor else 0  # the block that absorbs rounding

@@ -205,11 +205,8 @@ def read_identities(path: str | os.PathLike) -> pd.Series:
 
 
 def _read_annotation(path, columns: tuple[str, ...], allowed) -> tuple[pd.DataFrame, str | None]:
-    """The rows of an annotation file, with ``attrs["first_row_line"]``, and the image count
-    its first line gives (``None`` without one). A header is read in ``.csv`` files and in
-    the attribute ``.txt`` (after an optional count line). ``allowed``: the values of int8
-    columns, or ``None`` for non-negative int32 ones. Rows are parsed by pandas; on any
-    problem a line scan names the first bad line."""
+    """The rows of an annotation file and the image count on its first line (or ``None``).
+    ``allowed``: the values of int8 columns, or ``None`` for non-negative int32 ones."""
     path = Path(path)
     csv = path.suffix.lower() == ".csv"
     try:

@@ -73,8 +73,7 @@ def _open_zip(path: str, pid: int) -> zipfile.ZipFile:
 
 
 def decode_chunk(job) -> list[tuple[np.ndarray | None, str | None, tuple[int, int] | None]]:
-    """Decode ``job = (images, is_zip, members, size)`` in a worker: one ``(face, error,
-    source_size)`` per member, ``face`` None with a reason when unreadable."""
+    """``(face, error, source_size)`` per member of ``job = (images, is_zip, members, size)``."""
     images, is_zip, members, size = job
     results = []
     for member in members:

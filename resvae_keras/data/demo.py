@@ -45,21 +45,17 @@ def _rgb(values) -> tuple[int, int, int]:
     return tuple(min(255, max(0, round(float(v)))) for v in values)
 
 
-def _not_blue_colour(
-    rng: np.random.Generator, saturation, value, half: int | None = None
-) -> tuple[int, int, int]:
+def _not_blue_colour(rng: np.random.Generator, saturation, value, half) -> tuple[int, int, int]:
     """A random colour whose blue never exceeds max(red, green); two colours of one ``half``
     (0: blue <= red, 1: blue <= green) never give a blue gradient."""
-    half = rng.integers(2) if half is None else half
     hue = (rng.uniform(-1 / 6, 1 / 3) % 1.0) if half == 0 else rng.uniform(1 / 6, 1 / 2)
     r, g, b = colorsys.hsv_to_rgb(hue, rng.uniform(*saturation), rng.uniform(*value))
     return _rgb((255 * r, 255 * g, 255 * b))
 
 
 class _Face:
-    """Where the face sits, in 178x218 pixels (the eye line near y = 112 as in CelebA), its
-    colours and attributes, and ``draw`` on the supersampled layer, whose ``box`` and ``pts``
-    take 178x218 coordinates."""
+    """Geometry (178x218 pixels, eye line near y = 112 as in CelebA), colours and the pen;
+    ``box`` and ``pts`` scale 178x218 coordinates to the supersampled layer."""
 
     k = _SUPERSAMPLE
 
@@ -203,7 +199,7 @@ def _draw_glasses(f: _Face, rng: np.random.Generator):
 def _draw_hat(f: _Face, rng: np.random.Generator):
     """Crown and brim over the top of the head, inside the crop box."""
     d, box, a, fh, cx, top = f.draw, f.box, f.a, f.fh, f.cx, f.top
-    hat = _not_blue_colour(rng, (0.1, 0.8), (0.15, 0.85))
+    hat = _not_blue_colour(rng, (0.1, 0.8), (0.15, 0.85), rng.integers(2))
     base = top + 0.07 * fh  # where the crown meets the brim
     crown_top = max(top - 0.2 * fh, 43.0)  # stays inside the crop box
     d.chord(box(cx - 0.98 * a, crown_top, cx + 0.98 * a, 2 * base - crown_top), 180, 360, fill=hat)
