@@ -63,17 +63,15 @@ def flops_per_image(model, training=False):
     counted by TensorFlow's profiler."""
     import tensorflow as tf
 
-    spec = tf.TensorSpec((1, *model.image_shape), tf.float32)
-
-    def forward(x):
-        return model.elbo_terms(x)["loss"]
-
-    def gradients(x):
+    def cost(x):
+        if not training:
+            return model.elbo_terms(x)["loss"]
         with tf.GradientTape() as tape:
             loss = tf.reduce_mean(model.elbo_terms(x, training=True)["loss"])
         return tape.gradient(loss, model.trainable_weights)
 
-    concrete = tf.function(gradients if training else forward).get_concrete_function(spec)
+    spec = tf.TensorSpec((1, *model.image_shape), tf.float32)
+    concrete = tf.function(cost).get_concrete_function(spec)
     options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
     options["output"] = "none"
     profile = tf.compat.v1.profiler.profile(
@@ -134,13 +132,9 @@ def training_speed(config: Config | None = None, batch_size=64, steps=20, warmup
 
 def alternating_step_time(configs: dict, batch_size: int | None = None, steps: int = 10,
                           rounds: int = 6, warmup: int = 3, seed: int = 0):
-    """Seconds per training step of each of ``configs`` (``{name: Config}``), in one run.
-
-    Each round times ``steps`` steps of every model on one random batch, the order rotated
-    by one per round, so changing load falls on every arm alike. Returns a DataFrame by
-    name: ``seconds_per_step`` (median over rounds), ``q25``, ``q75``, ``per_round_s``, and
-    the sizes and GFLOPs per image.
-    """
+    """Seconds per training step of each of ``configs`` (``{name: Config}``) as a DataFrame
+    by name: each round times ``steps`` steps of every model on one random batch, the order
+    rotated by one per round so that changing load falls on every arm alike."""
     import keras
     import pandas as pd
     import tensorflow as tf
@@ -191,9 +185,8 @@ def alternating_step_time(configs: dict, batch_size: int | None = None, steps: i
 
 
 def study_step_times(profile: str = "celeba-subset", runs=None, root=None) -> dict:
-    """``alternating_step_time`` of the lowest-seed run of each of the study's arms, written
-    to ``root/benchmark.json`` (default ``study.results_root(profile)``); returns what was
-    written."""
+    """``alternating_step_time`` of each study arm's lowest-seed run, written to (and
+    returned as) ``benchmark.json`` under ``root`` (default ``study.results_root(profile)``)."""
     import json
     import os
 
@@ -231,10 +224,8 @@ def _images_per_s(run, images, warm: int) -> float:
 
 def evaluation_speed(n: int = 512, n_features: int = 64, config: Config | None = None,
                      seed: int = 0, extractor=None) -> dict:
-    """Images per second of ``evaluate.reconstruction_report`` on ``n`` random images with
-    a random ``config`` model (and the CelebA test split's time at that rate), and of
-    ``extractor`` (default InceptionV3 with random weights) and of
-    ``metrics.reconstruction_metrics`` on ``n_features`` images."""
+    """Images per second of ``evaluate.reconstruction_report`` (random model and images), of
+    ``extractor`` (default: random-weight InceptionV3) and of ``metrics.reconstruction_metrics``."""
     import keras
     import tensorflow as tf
 
