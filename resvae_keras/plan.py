@@ -211,9 +211,7 @@ def run_plan(only=None, profile: str = study.STUDY_PROFILE, spec: dict | None = 
              max_runs: int | None = None, verbose=2) -> list[str]:
     """Train the plan's unfinished runs through ``study.run_study``: the learning-rate runs,
     then, once every arm's rate is chosen, the seed runs. Returns the names finished."""
-    spec = load_plan() if spec is None else check_plan(spec)
-    root = Path(root) if root is not None else results_root(spec, profile)
-    name, finished = spec["study"]["name"], []
+    finished = []
     for group in ("lr", "arms"):
         found = PlannedStudy(spec, root, profile)
         if group == "arms" and None in found.learning_rates.values():
@@ -223,8 +221,8 @@ def run_plan(only=None, profile: str = study.STUDY_PROFILE, spec: dict | None = 
         todo = [n for n in table["name"] if only is None or n in only]
         left = None if max_runs is None else int(max_runs) - len(finished)
         if todo and left != 0:
-            finished += study.run_study(todo, profile, root, table, left, verbose,
-                                        subfolder=name, report=False)
+            finished += study.run_study(todo, profile, found.root, table, left, verbose,
+                                        subfolder=found.spec["study"]["name"], report=False)
     print(status_text(spec, profile, root), flush=True)
     return finished
 

@@ -23,18 +23,16 @@ from resvae_keras.record import validation_neg_elbo
 
 STUDY_PROFILE = "celeba-subset"
 SEEDS = (0, 1, 2)
-ARMS = {
+ARMS = {  # arm -> config overrides on top of the profile
     "residual": {},
     "plain": {"residual": False},
     "conv": {"architecture": "conv"},
 }
-"""Arm -> config overrides on top of the profile."""
 BETAS = (0.25, 0.5, 2.0, 4.0)  # beta = 1 is the residual arm
 LIKELIHOODS = ("gaussian", "bernoulli")  # gaussian_learned is the residual arm
 RUNS_COLUMNS = ("name", "group", "arm", "seed", "overrides")
 BENCHMARK_FILE = "benchmark.json"
-HISTORY_ONLY = ("lr",)
-"""Groups whose runs are read by their validation curve only: trained, never evaluated."""
+HISTORY_ONLY = ("lr",)  # groups read by their validation curve only: never evaluated
 
 
 def study_settings(profile: str = STUDY_PROFILE) -> dict:
@@ -137,8 +135,7 @@ def collect_run(run_dir, dest=None) -> list[Path]:
     ``report/results/<run folder name>``); returns the paths written."""
     from resvae_keras.run_dir import load_history
 
-    run = Path(run_dir)
-    run = run if run.is_absolute() else project_root() / run
+    run = project_root() / run_dir  # an absolute run_dir stays as it is
     if not (run / "metrics.json").is_file():
         raise FileNotFoundError(
             f"run_dir={str(run_dir)!r} has no metrics.json: evaluate it first with "
@@ -222,10 +219,8 @@ def seconds_per_step(benchmark: dict | None) -> dict[str, float]:
 
 
 def _shown(path: Path) -> str:
-    try:
-        return str(Path(path).resolve().relative_to(project_root()))
-    except ValueError:
-        return Path(path).name
+    full, root = Path(path).resolve(), project_root()
+    return str(full.relative_to(root)) if full.is_relative_to(root) else Path(path).name
 
 
 def seeds_per_arm(root=None, runs=None) -> pd.DataFrame:

@@ -13,8 +13,7 @@ import pandas as pd
 from resvae_keras import record, study
 from resvae_keras.stats import mean_interval
 
-REFERENCE_ARM = "residual"
-"""The arm a single-seed sweep varies, whose seeds give the spread beside it."""
+REFERENCE_ARM = "residual"  # the arm a single-seed sweep varies; its seeds give the spread
 
 
 def load_run(folder) -> dict:
