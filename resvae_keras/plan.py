@@ -102,32 +102,23 @@ def runs_table(plan: dict, profile: str = study.STUDY_PROFILE,
     return pd.DataFrame(rows, columns=list(study.RUNS_COLUMNS))
 
 
-def choose_learning_rates(plan: dict, results: dict[str, dict]) -> dict[str, float | None]:
-    """``{arm: rate}``: the grid's rate with the lowest best validation -ELBO (ties to the lower
-    rate); None for an arm whose grid has not finished."""
-    chosen = {}
-    for arm in plan["arms"]:
-        best = {}
-        for rate in sorted(plan["learning_rate"]["grid"]):
-            run = results.get(f"lr_{arm}_{_rate(rate)}")
-            if run is None or not len(run["history"]):
-                break
-            best[rate] = float(np.nanmin(record.validation_neg_elbo(run["history"])))
-        complete = len(best) == len(plan["learning_rate"]["grid"])
-        chosen[arm] = min(best, key=lambda r: (best[r], r)) if complete else None
-    return chosen
-
-
 class PlannedStudy(study_results.Study):
     """The plan's study under ``root`` (default ``results_root(plan)``); ``runs`` are the
-    finished seed runs."""
+    finished seed runs, ``learning_rates`` per arm the grid's rate with the lowest best
+    validation -ELBO (ties to the lower rate; None until the arm's grid has finished)."""
 
     def __init__(self, spec: dict | None = None, root=None, profile: str = study.STUDY_PROFILE):
         self.spec = load_plan() if spec is None else check_plan(spec)
         root = Path(root) if root is not None else results_root(self.spec, profile)
         lr_runs = runs_table(self.spec, profile)
         lr_results = study_results.load_results(root, lr_runs[lr_runs["group"] == "lr"])
-        self.learning_rates = choose_learning_rates(self.spec, lr_results)
+        grid = sorted(self.spec["learning_rate"]["grid"])
+        self.learning_rates = dict.fromkeys(self.spec["arms"])
+        for arm in self.spec["arms"]:
+            runs = [lr_results.get(f"lr_{arm}_{_rate(rate)}") for rate in grid]
+            if all(run is not None and len(run["history"]) for run in runs):
+                best = [float(np.nanmin(record.validation_neg_elbo(r["history"]))) for r in runs]
+                self.learning_rates[arm] = min(zip(best, grid, strict=True))[1]
         super().__init__(root, runs_table(self.spec, profile, self.learning_rates))
 
     @cached_property
