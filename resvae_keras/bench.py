@@ -4,6 +4,8 @@ per-step times. Nothing reaches the network: random weights and images, temp fol
 
 from __future__ import annotations
 
+import json
+import os
 import tempfile
 import time
 import timeit
@@ -180,9 +182,6 @@ def alternating_step_time(configs: dict, batch_size: int | None = None, steps: i
 def study_step_times(profile: str = "celeba-subset", runs=None, root=None) -> dict:
     """``alternating_step_time`` of each study arm's lowest-seed run, written to (and
     returned as) ``benchmark.json`` under ``root`` (default ``study.results_root(profile)``)."""
-    import json
-    import os
-
     import tensorflow as tf
 
     from resvae_keras import study

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from resvae_keras.config import get_profile
+from resvae_keras.study import results_dir
 
 LEVER_EPOCHS = 2
 #: The base every lever starts from: the ``celeba-subset`` architecture with a learned decoder
@@ -33,8 +34,6 @@ COLUMNS = ["lever", "what", "val_psnr_db", "val_neg_elbo_bpd", "val_kl_nats", "d
 
 
 def results_path() -> Path:
-    from resvae_keras.study import results_dir
-
     return results_dir() / "levers" / "levers.csv"
 
 

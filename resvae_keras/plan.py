@@ -1,11 +1,8 @@
 """The pre-registered study: its plan, its runs, and the verdicts the plan's tests give.
 
 ``report/results/study/plan.toml`` fixes the arms, seeds, budget, the learning-rate grid and,
-per claim, one primary measure, its direction and its equivalence margin. ``runs_table`` lists
-the learning-rate runs (group ``lr``) and the seed runs (group ``arms``); ``run_plan`` trains
-them through ``study.run_study``. ``PlannedStudy`` reads them: its ``verdicts`` test each claim
-(permutation test with Holm, permutation TOST); ``secondary`` gives the other measures as
-effect sizes only.
+per claim, one primary measure, its direction and its equivalence margin; ``PlannedStudy``
+reads the runs and gives the verdicts.
 
     python -m resvae_keras study             # the learning-rate runs, then the seeds
     python -m resvae_keras study --status    # what is left
@@ -73,9 +70,6 @@ def results_root(plan: dict, profile: str = study.STUDY_PROFILE) -> Path:
     return study.results_root(profile) / plan["study"]["name"]
 
 
-# -- the runs --------------------------------------------------------------------------------
-
-
 def _rate(rate: float) -> str:
     return f"{float(rate):g}"
 
@@ -123,8 +117,7 @@ class PlannedStudy(study_results.Study):
 
     @cached_property
     def runs(self) -> dict[str, dict]:
-        arms = self.plan[self.plan["group"] == "arms"]
-        return study_results.load_results(self.root, arms)
+        return study_results.load_results(self.root, self.plan[self.plan["group"] == "arms"])
 
     @cached_property
     def table(self) -> pd.DataFrame:
@@ -218,9 +211,6 @@ def run_plan(only=None, profile: str = study.STUDY_PROFILE, spec: dict | None = 
     return finished
 
 
-# -- the measures ----------------------------------------------------------------------------
-
-
 def _number(value) -> float:
     return float(value) if isinstance(value, (int, float)) else np.nan
 
@@ -241,8 +231,7 @@ def margin(spec: dict, claim: str, results: dict[str, dict]) -> float:
 
 
 def step_costs(benchmark: dict | None, quantiles=(0.25, 0.75)) -> dict[str, tuple]:
-    """``{arm: (median, low, high)}`` seconds per step; low/high: ``quantiles`` of
-    ``per_round_s`` (NaN without)."""
+    """``{arm: (median, low, high)}`` s/step; low, high: ``quantiles`` of per_round_s or NaN."""
     out = {}
     for arm, row in ((benchmark or {}).get("arms") or {}).items():
         low = high = float("nan")

@@ -79,13 +79,8 @@ def load_sweep(root=None) -> pd.DataFrame:
                                    for name, run in runs.items()}, orient="index")
 
 
-# -- speed: steps and seconds to a validation loss, and the loss at an equal time -------------
-
-
 def validation_curve(history: pd.DataFrame, steps: float) -> tuple[np.ndarray, np.ndarray]:
     """``(optimizer steps, validation_neg_elbo)`` after each epoch of a run of ``steps``."""
-    if not len(history):
-        return np.zeros(0), np.zeros(0)
     per_epoch = float(steps) / len(history)
     return per_epoch * (np.arange(len(history)) + 1), record.validation_neg_elbo(history)
 
@@ -160,8 +155,7 @@ def study_table(results: dict[str, dict], benchmark: dict | None = None) -> pd.D
                    **record.run_record(r["metrics"], r["config"])} for name, r in results.items()}
     table = (pd.DataFrame.from_dict(rows, orient="index") if rows
              else pd.DataFrame(columns=["group", "arm", "seed"]))
-    speed = speed_measures(results, benchmark)
-    return table.join(speed.drop(columns=["arm", "seed"]), how="left")
+    return table.join(speed_measures(results, benchmark).drop(columns=["arm", "seed"]), how="left")
 
 
 def arm_summary(table: pd.DataFrame, columns) -> pd.DataFrame:
