@@ -197,7 +197,7 @@ def run_study(only=None, profile: str = STUDY_PROFILE, root=None, runs=None,
               f"{_shown(dest)}", flush=True)
         finished.append(name)
     if report:
-        print(status_text(root, load_runs() if runs is None else runs, profile), flush=True)
+        print(status_text(root, runs, profile), flush=True)
     return finished
 
 
