@@ -4,6 +4,8 @@ per-step times. Nothing reaches the network: random weights and images, temp fol
 
 from __future__ import annotations
 
+import json
+import os
 import tempfile
 import time
 import timeit
@@ -63,17 +65,15 @@ def flops_per_image(model, training=False):
     counted by TensorFlow's profiler."""
     import tensorflow as tf
 
-    spec = tf.TensorSpec((1, *model.image_shape), tf.float32)
-
-    def forward(x):
-        return model.elbo_terms(x)["loss"]
-
-    def gradients(x):
+    def cost(x):
+        if not training:
+            return model.elbo_terms(x)["loss"]
         with tf.GradientTape() as tape:
             loss = tf.reduce_mean(model.elbo_terms(x, training=True)["loss"])
         return tape.gradient(loss, model.trainable_weights)
 
-    concrete = tf.function(gradients if training else forward).get_concrete_function(spec)
+    spec = tf.TensorSpec((1, *model.image_shape), tf.float32)
+    concrete = tf.function(cost).get_concrete_function(spec)
     options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
     options["output"] = "none"
     profile = tf.compat.v1.profiler.profile(
@@ -82,21 +82,10 @@ def flops_per_image(model, training=False):
     return int(profile.total_float_ops)
 
 
-def matmul_peak_gflops(n=2048, repeats=10):
-    """Median float32 GFLOP/s of an ``n x n`` matmul on this machine (the roofline)."""
-    import tensorflow as tf
-
-    a = tf.random.normal((n, n), seed=1)
-    b = tf.random.normal((n, n), seed=2)
-    step = tf.function(lambda a, b: tf.reduce_sum(tf.matmul(a, b)))
-    step(a, b).numpy()
-    times = timeit.repeat(lambda: step(a, b).numpy(), number=1, repeat=repeats)
-    return 2 * n**3 / float(np.median(times)) / 1e9
-
-
 def training_speed(config: Config | None = None, batch_size=64, steps=20, warmup=3, repeats=3):
     """Training images/s of ``config``'s architecture (default ``celeba-subset``) on random
-    images (median of ``repeats``), GFLOPs per image, and the ratio to the matmul peak."""
+    images (median of ``repeats``), GFLOPs per image, and the ratio to the peak GFLOP/s of a
+    float32 2048 x 2048 matmul (the roofline)."""
     import keras
     import tensorflow as tf
 
@@ -117,7 +106,11 @@ def training_speed(config: Config | None = None, batch_size=64, steps=20, warmup
         forward = flops_per_image(model, training=False)
         training = flops_per_image(model, training=True)
         achieved = img_per_s * training / 1e9
-        peak = matmul_peak_gflops()
+        a, b = tf.random.normal((2048, 2048), seed=1), tf.random.normal((2048, 2048), seed=2)
+        matmul = tf.function(lambda a, b: tf.reduce_sum(tf.matmul(a, b)))
+        matmul(a, b).numpy()  # traced before it is timed
+        times = timeit.repeat(lambda: matmul(a, b).numpy(), number=1, repeat=10)
+        peak = 2 * 2048**3 / float(np.median(times)) / 1e9
     return {
         "architecture": _architecture(config),
         "precision": config.mixed_precision or "float32",
@@ -134,13 +127,9 @@ def training_speed(config: Config | None = None, batch_size=64, steps=20, warmup
 
 def alternating_step_time(configs: dict, batch_size: int | None = None, steps: int = 10,
                           rounds: int = 6, warmup: int = 3, seed: int = 0):
-    """Seconds per training step of each of ``configs`` (``{name: Config}``), in one run.
-
-    Each round times ``steps`` steps of every model on one random batch, the order rotated
-    by one per round, so changing load falls on every arm alike. Returns a DataFrame by
-    name: ``seconds_per_step`` (median over rounds), ``q25``, ``q75``, ``per_round_s``, and
-    the sizes and GFLOPs per image.
-    """
+    """Seconds per training step of each of ``configs`` (``{name: Config}``) as a DataFrame
+    by name: each round times ``steps`` steps of every model on one random batch, the order
+    rotated by one per round so that changing load falls on every arm alike."""
     import keras
     import pandas as pd
     import tensorflow as tf
@@ -191,12 +180,8 @@ def alternating_step_time(configs: dict, batch_size: int | None = None, steps: i
 
 
 def study_step_times(profile: str = "celeba-subset", runs=None, root=None) -> dict:
-    """``alternating_step_time`` of the lowest-seed run of each of the study's arms, written
-    to ``root/benchmark.json`` (default ``study.results_root(profile)``); returns what was
-    written."""
-    import json
-    import os
-
+    """``alternating_step_time`` of each study arm's lowest-seed run, written to (and
+    returned as) ``benchmark.json`` under ``root`` (default ``study.results_root(profile)``)."""
     import tensorflow as tf
 
     from resvae_keras import study
@@ -231,10 +216,8 @@ def _images_per_s(run, images, warm: int) -> float:
 
 def evaluation_speed(n: int = 512, n_features: int = 64, config: Config | None = None,
                      seed: int = 0, extractor=None) -> dict:
-    """Images per second of ``evaluate.reconstruction_report`` on ``n`` random images with
-    a random ``config`` model (and the CelebA test split's time at that rate), and of
-    ``extractor`` (default InceptionV3 with random weights) and of
-    ``metrics.reconstruction_metrics`` on ``n_features`` images."""
+    """Images per second of ``evaluate.reconstruction_report`` (random model and images), of
+    ``extractor`` (default: random-weight InceptionV3) and of ``metrics.reconstruction_metrics``."""
     import keras
     import tensorflow as tf
 

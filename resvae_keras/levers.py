@@ -1,7 +1,6 @@
 """The lever sweep that chose the ``celeba-subset`` default: short equal-budget runs, each
-adding one lever to the same base, scored at ``last.keras`` on the validation split (never the
-test split). One row per lever goes to ``report/results/levers/levers.csv``; a finished row is
-skipped (``python -m resvae_keras levers``).
+adding one lever to the same base, scored on the validation split (never the test split) into
+``report/results/levers/levers.csv`` (``python -m resvae_keras levers``).
 """
 
 from __future__ import annotations
@@ -12,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from resvae_keras.config import get_profile
+from resvae_keras.study import results_dir
 
 LEVER_EPOCHS = 2
 #: The base every lever starts from: the ``celeba-subset`` architecture with a learned decoder
@@ -34,8 +34,6 @@ COLUMNS = ["lever", "what", "val_psnr_db", "val_neg_elbo_bpd", "val_kl_nats", "d
 
 
 def results_path() -> Path:
-    from resvae_keras.study import results_dir
-
     return results_dir() / "levers" / "levers.csv"
 
 
@@ -46,9 +44,8 @@ def load_table(path=None) -> pd.DataFrame:
 
 
 def run_levers(only=None, path=None, verbose=2) -> pd.DataFrame:
-    """Train every row of ``LEVERS`` (or those in ``only``) not in the table yet into
-    ``runs/levers/<name>`` and score its ``last.keras`` on the validation split; each finished
-    row is written at once. Returns the table."""
+    """Train and score each lever (or those in ``only``) not in the table yet, writing each
+    row at once; returns the table."""
     from resvae_keras import data
     from resvae_keras.data._io import atomic_write
     from resvae_keras.evaluate import evaluate_reconstruction_on

@@ -1,11 +1,8 @@
 """The pre-registered study: its plan, its runs, and the verdicts the plan's tests give.
 
 ``report/results/study/plan.toml`` fixes the arms, seeds, budget, the learning-rate grid and,
-per claim, one primary measure, its direction and its equivalence margin. ``runs_table`` lists
-the learning-rate runs (group ``lr``) and the seed runs (group ``arms``); ``run_plan`` trains
-them through ``study.run_study``. ``PlannedStudy`` reads them: its ``verdicts`` test each claim
-(permutation test with Holm, permutation TOST); ``secondary`` gives the other measures as
-effect sizes only.
+per claim, one primary measure, its direction and its equivalence margin; ``PlannedStudy``
+reads the runs and gives the verdicts.
 
     python -m resvae_keras study             # the learning-rate runs, then the seeds
     python -m resvae_keras study --status    # what is left
@@ -41,9 +38,7 @@ def plan_path() -> Path:
 
 
 def load_plan(path=None) -> dict:
-    """The plan (``plan.toml``, default the committed one) as a dict, checked for what the
-    study reads: ``study`` (``name``, ``seeds``, ``reference``, ``baselines``, ``alpha``),
-    ``arms``, ``learning_rate`` (``grid``, ``seed``) and a ``claims`` entry for each of a-d."""
+    """The plan (``plan.toml``, default the committed one) as a dict, by ``check_plan``."""
     path = Path(path or plan_path())
     plan = tomllib.loads(path.read_text(encoding="utf-8"))
     return check_plan(plan, path.name)
@@ -71,12 +66,8 @@ def comparisons(plan: dict) -> list[tuple[str, str]]:
 
 
 def results_root(plan: dict, profile: str = study.STUDY_PROFILE) -> Path:
-    """``report/results/study/<plan name>`` (``runs/<profile>/study-results/<name>`` for
-    another profile)."""
+    """``study.results_root(profile) / <plan name>``."""
     return study.results_root(profile) / plan["study"]["name"]
-
-
-# -- the runs --------------------------------------------------------------------------------
 
 
 def _rate(rate: float) -> str:
@@ -105,45 +96,33 @@ def runs_table(plan: dict, profile: str = study.STUDY_PROFILE,
     return pd.DataFrame(rows, columns=list(study.RUNS_COLUMNS))
 
 
-def choose_learning_rates(plan: dict, results: dict[str, dict]) -> dict[str, float | None]:
-    """``{arm: rate}``: the grid's rate with the lowest best validation -ELBO (ties to the lower
-    rate); None for an arm whose grid has not finished."""
-    chosen = {}
-    for arm in plan["arms"]:
-        best = {}
-        for rate in sorted(plan["learning_rate"]["grid"]):
-            run = results.get(f"lr_{arm}_{_rate(rate)}")
-            if run is None or not len(run["history"]):
-                break
-            best[rate] = float(np.nanmin(record.validation_neg_elbo(run["history"])))
-        complete = len(best) == len(plan["learning_rate"]["grid"])
-        chosen[arm] = min(best, key=lambda r: (best[r], r)) if complete else None
-    return chosen
-
-
 class PlannedStudy(study_results.Study):
-    """The plan's study under ``root`` (default ``results_root(plan)``): ``spec`` (the plan),
-    ``learning_rates``, ``runs`` (the finished seed runs), ``table``, ``verdicts``,
-    ``secondary``, ``convergence``, each computed once."""
+    """The plan's study under ``root`` (default ``results_root(plan)``); ``runs`` are the
+    finished seed runs, ``learning_rates`` per arm the grid's rate with the lowest best
+    validation -ELBO (ties to the lower rate; None until the arm's grid has finished)."""
 
     def __init__(self, spec: dict | None = None, root=None, profile: str = study.STUDY_PROFILE):
         self.spec = load_plan() if spec is None else check_plan(spec)
         root = Path(root) if root is not None else results_root(self.spec, profile)
         lr_runs = runs_table(self.spec, profile)
         lr_results = study_results.load_results(root, lr_runs[lr_runs["group"] == "lr"])
-        self.learning_rates = choose_learning_rates(self.spec, lr_results)
+        grid = sorted(self.spec["learning_rate"]["grid"])
+        self.learning_rates = dict.fromkeys(self.spec["arms"])
+        for arm in self.spec["arms"]:
+            runs = [lr_results.get(f"lr_{arm}_{_rate(rate)}") for rate in grid]
+            if all(run is not None and len(run["history"]) for run in runs):
+                best = [float(np.nanmin(record.validation_neg_elbo(r["history"]))) for r in runs]
+                self.learning_rates[arm] = min(zip(best, grid, strict=True))[1]
         super().__init__(root, runs_table(self.spec, profile, self.learning_rates))
 
     @cached_property
     def runs(self) -> dict[str, dict]:
-        arms = self.plan[self.plan["group"] == "arms"]
-        return study_results.load_results(self.root, arms)
+        return study_results.load_results(self.root, self.plan[self.plan["group"] == "arms"])
 
     @cached_property
     def table(self) -> pd.DataFrame:
-        """``study_results.study_table`` of the finished seed runs, with ``sharpness_log2``
-        (-|log2 sharpness_ratio|) and every measure of the plan's ``keys`` (a dotted path into
-        the run's metrics.json; NaN where missing)."""
+        """``study_table`` with ``sharpness_log2`` (-|log2 sharpness_ratio|) and the plan's
+        ``keys`` (dotted paths into metrics.json; NaN where missing)."""
         table = study_results.study_table(self.runs, self.benchmark)
         if table.empty:
             return table
@@ -155,10 +134,8 @@ class PlannedStudy(study_results.Study):
 
     @cached_property
     def verdicts(self) -> pd.DataFrame:
-        """One row per claim and baseline (``VERDICT_COLUMNS``): ``p`` the exact permutation
-        test of the primary measure, ``p_holm`` Holm over the primary tests, ``p_tost`` the
-        permutation TOST within ``margin`` (``p_tost_holm``), ``diff`` = arm - baseline with its
-        Welch interval, Hedges' g; ``verdict`` by ``verdict_word``."""
+        """One row per claim and baseline (``VERDICT_COLUMNS``); ``diff`` = arm - baseline,
+        Holm over the claims' permutation tests and over their TOSTs."""
         n_planned = len(self.spec["study"]["seeds"])
         rows = []
         for claim in CLAIMS:
@@ -185,8 +162,7 @@ class PlannedStudy(study_results.Study):
 
     @cached_property
     def secondary(self) -> pd.DataFrame:
-        """The plan's secondary measures per baseline: the means, ``diff`` with its Welch
-        interval and Hedges' g; no p-value, they decide nothing."""
+        """The plan's secondary measures per baseline as effect sizes: no p-value."""
         rows = []
         for measure in self.spec.get("secondary", {}).get("measures", []):
             for arm, baseline in comparisons(self.spec):
@@ -194,20 +170,6 @@ class PlannedStudy(study_results.Study):
                 rows.append({"measure": measure, "arm": arm, "baseline": baseline,
                              **{k: v for k, v in t.items() if k != "margin" and k[0] != "p"}})
         return pd.DataFrame(rows)
-
-    @cached_property
-    def convergence(self) -> pd.DataFrame:
-        """Per finished seed run (index: name): ``arm``, ``seed``, ``epochs``, ``best_epoch``
-        (lowest validation -ELBO, that of model.keras) and ``best_is_last``."""
-        rows = {}
-        for name, r in self.runs.items():
-            if len(r["history"]):
-                h = record.history_summary(r["history"])
-                rows[name] = {"arm": r["arm"], "seed": r["seed"], "epochs": h["epochs"],
-                              "best_epoch": h["best_epoch"],
-                              "best_is_last": h["best_epoch"] == h["epochs"]}
-        columns = ["arm", "seed", "epochs", "best_epoch", "best_is_last"]
-        return pd.DataFrame.from_dict(rows, orient="index", columns=columns)
 
     @property
     def finished(self) -> tuple[int, int]:
@@ -233,9 +195,7 @@ def run_plan(only=None, profile: str = study.STUDY_PROFILE, spec: dict | None = 
              max_runs: int | None = None, verbose=2) -> list[str]:
     """Train the plan's unfinished runs through ``study.run_study``: the learning-rate runs,
     then, once every arm's rate is chosen, the seed runs. Returns the names finished."""
-    spec = load_plan() if spec is None else check_plan(spec)
-    root = Path(root) if root is not None else results_root(spec, profile)
-    name, finished = spec["study"]["name"], []
+    finished = []
     for group in ("lr", "arms"):
         found = PlannedStudy(spec, root, profile)
         if group == "arms" and None in found.learning_rates.values():
@@ -245,13 +205,10 @@ def run_plan(only=None, profile: str = study.STUDY_PROFILE, spec: dict | None = 
         todo = [n for n in table["name"] if only is None or n in only]
         left = None if max_runs is None else int(max_runs) - len(finished)
         if todo and left != 0:
-            finished += study.run_study(todo, profile, root, table, left, verbose,
-                                        subfolder=name, report=False)
+            finished += study.run_study(todo, profile, found.root, table, left, verbose,
+                                        subfolder=found.spec["study"]["name"], report=False)
     print(status_text(spec, profile, root), flush=True)
     return finished
-
-
-# -- the measures ----------------------------------------------------------------------------
 
 
 def _number(value) -> float:
@@ -259,9 +216,8 @@ def _number(value) -> float:
 
 
 def margin(spec: dict, claim: str, results: dict[str, dict]) -> float:
-    """The claim's equivalence margin: its ``margin``, or ``margin_fraction`` x the median
-    over finished runs of the difference of the two ``margin_from`` metrics.json values
-    (NaN when neither is there)."""
+    """The claim's ``margin``, or ``margin_fraction`` x the runs' median gap between its two
+    ``margin_from`` metrics.json values; NaN without either."""
     entry = spec["claims"][claim]
     if "margin" in entry:
         return float(entry["margin"])
@@ -275,8 +231,7 @@ def margin(spec: dict, claim: str, results: dict[str, dict]) -> float:
 
 
 def step_costs(benchmark: dict | None, quantiles=(0.25, 0.75)) -> dict[str, tuple]:
-    """``{arm: (median, low, high)}`` seconds per step from ``benchmark.json``: ``low`` and
-    ``high`` are the ``quantiles`` of its per-round times (``per_round_s``; NaN without)."""
+    """``{arm: (median, low, high)}`` s/step; low, high: ``quantiles`` of per_round_s or NaN."""
     out = {}
     for arm, row in ((benchmark or {}).get("arms") or {}).items():
         low = high = float("nan")
@@ -288,10 +243,8 @@ def step_costs(benchmark: dict | None, quantiles=(0.25, 0.75)) -> dict[str, tupl
 
 def equal_time_values(results: dict[str, dict], arm: str, baseline: str, cost_arm: float,
                       cost_baseline: float) -> tuple[np.ndarray, np.ndarray, float]:
-    """Each seed run's validation -ELBO (beta = 1) in bits/dim at the equal wall time T of
-    ``arm`` and ``baseline``: T is the shorter of their runs' budgets (steps x seconds per
-    step), and each curve (``study_results.validation_curve``) is read at T / its seconds per step.
-    Returns the values of ``arm``'s runs, of ``baseline``'s, and T in seconds."""
+    """Each run's validation -ELBO in bits/dim at T, the shortest run's wall time (steps x
+    cost per step): ``(arm's values, baseline's values, T in seconds)``."""
     from resvae_keras.metrics import bits_per_dim
 
     cost = {arm: cost_arm, baseline: cost_baseline}
@@ -310,7 +263,6 @@ def equal_time_values(results: dict[str, dict], arm: str, baseline: str, cost_ar
 
 
 def _test(a, b, margin_value: float) -> dict:
-    """Every number a claim row reports for samples ``a`` (the arm) and ``b`` (the baseline)."""
     welch = stats.welch(a, b)
     g, g_low, g_high = stats.hedges_g(a, b)
     return {"n_arm": len(a), "n_baseline": len(b),
@@ -323,7 +275,6 @@ def _test(a, b, margin_value: float) -> dict:
 
 
 def _samples(table: pd.DataFrame, measure: str, arm: str, baseline: str) -> list[np.ndarray]:
-    """The finite values of ``measure`` of ``arm``'s and of ``baseline``'s runs."""
     if measure not in table:
         return [np.zeros(0), np.zeros(0)]
     return [table.loc[table["arm"] == side, measure].dropna().to_numpy(float)
@@ -331,9 +282,8 @@ def _samples(table: pd.DataFrame, measure: str, arm: str, baseline: str) -> list
 
 
 def _time_matched(spec: dict, results, benchmark, arm: str, baseline: str, margin_value) -> dict:
-    """``_test`` of the time-matched measure at the median per-step costs, with ``p`` and
-    ``p_tost`` the largest over every corner of the two arms' cost intervals and the
-    difference's range over them as ``timing_low``/``timing_high``."""
+    """``_test`` at the median costs; ``p``, ``p_tost`` and the ``diff`` range
+    (``timing_low``/``timing_high``) over every corner of the two arms' cost intervals."""
     costs = step_costs(benchmark, spec["claims"]["d"].get("timing_quantiles", (0.25, 0.75)))
     if arm not in costs or baseline not in costs:
         return _test([], [], margin_value)
@@ -351,11 +301,8 @@ def _time_matched(spec: dict, results, benchmark, arm: str, baseline: str, margi
 
 
 def verdict_word(row: dict, alpha: float, complete: bool) -> str:
-    """The verdict of one claim against one baseline: ``"equivalent"`` when the TOST shows the
-    difference within +-margin (Holm-adjusted p < alpha); else ``"supported"`` or
-    ``"contradicted"`` when the permutation test's Holm-adjusted p < alpha, by the direction of
-    the difference; else ``"inconclusive"``, as is every verdict before all the planned seeds
-    of both arms have finished."""
+    """One of ``VERDICTS`` from the Holm-adjusted TOST, then permutation test, at ``alpha``;
+    ``"inconclusive"`` until every planned seed of both arms has finished."""
     if not complete:
         return "inconclusive"
     if row["p_tost_holm"] < alpha:

@@ -41,12 +41,8 @@ def welch(a, b, confidence: float = 0.95) -> dict:
 
 
 def hedges_g(a, b, confidence: float = 0.95) -> tuple[float, float, float]:
-    """Hedges' g of mean(a) - mean(b) (pooled-SD standardized difference with the small-sample
-    correction J = 1 - 3 / (4 (n_a + n_b) - 9)) and its normal-approximation interval,
-    g +- z sqrt((n_a + n_b) / (n_a n_b) + g^2 / (2 (n_a + n_b))) (Hedges & Olkin 1985).
-
-    Returns ``(g, low, high)``; NaN below 2 values per sample or with no variance.
-    """
+    """``(g, low, high)``: Hedges' g of mean(a) - mean(b) and its normal-approximation
+    interval (Hedges & Olkin 1985); NaN below 2 values per sample or with no variance."""
     from scipy import stats
 
     a, b = _pair(a, b)
@@ -74,10 +70,8 @@ def holm(pvalues) -> np.ndarray:
 
 
 def permutation_test(a, b, alternative: str = "two-sided") -> float:
-    """Exact permutation test of the difference of means: the share of every split of the
-    pooled values whose difference is as extreme as the observed one (which counts, so fully
-    separated 5 vs 5 values give 2/252 two-sided). ``alternative``: ``"two-sided"``,
-    ``"greater"`` or ``"less"``. NaN when a sample is empty."""
+    """Exact permutation test of the difference of means: the share of all splits of the
+    pooled values as extreme as the observed one, itself included (5 vs 5 separated: 2/252)."""
     a, b = _pair(a, b)
     if not len(a) or not len(b):
         return float("nan")
@@ -99,9 +93,8 @@ def permutation_test(a, b, alternative: str = "two-sided") -> float:
 
 
 def tost(a, b, margin: float) -> dict:
-    """Equivalence within +-``margin`` by two one-sided ``permutation_test``s of shifted
-    samples (Schuirmann's TOST): ``margin``, ``p_low``, ``p_high`` and ``p`` (their maximum);
-    NaN unless ``margin`` is positive and finite."""
+    """Schuirmann's TOST within +-``margin`` by two one-sided ``permutation_test``s: ``p`` is
+    the larger of ``p_low`` and ``p_high``; NaN unless ``margin`` is positive and finite."""
     a, b = _pair(a, b)
     if not (isinstance(margin, (int, float, np.number)) and math.isfinite(margin) and margin > 0):
         return dict(margin=float("nan"), p_low=float("nan"), p_high=float("nan"), p=float("nan"))

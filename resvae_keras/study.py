@@ -3,11 +3,8 @@ table, configs, and running it (train, evaluate, collect, resume).
 
 Which run belongs to which arm is stored in ``report/results/study/runs.csv`` (``name, group,
 arm, seed, overrides`` with the overrides as JSON), never parsed from a folder name. Each run
-trains into ``runs/study/<name>`` (an interrupted run resumes), is evaluated at ``last.keras``
-at the study's size, and its results are copied to ``report/results/study/<name>/``; a run
-whose ``metrics.json`` is there is skipped. ``benchmark.json`` beside them holds the per-step
-cost of each arm. The pre-registered study is ``resvae_keras.plan``; reading the results is
-``resvae_keras.study_results``.
+trains into ``runs/study/<name>``, is evaluated at ``last.keras`` and its results are copied to
+``report/results/study/<name>/``, beside ``benchmark.json`` (each arm's cost per step).
 """
 
 from __future__ import annotations
@@ -26,23 +23,20 @@ from resvae_keras.record import validation_neg_elbo
 
 STUDY_PROFILE = "celeba-subset"
 SEEDS = (0, 1, 2)
-ARMS = {
+ARMS = {  # arm -> config overrides on top of the profile
     "residual": {},
     "plain": {"residual": False},
     "conv": {"architecture": "conv"},
 }
-"""Arm -> config overrides on top of the profile."""
 BETAS = (0.25, 0.5, 2.0, 4.0)  # beta = 1 is the residual arm
 LIKELIHOODS = ("gaussian", "bernoulli")  # gaussian_learned is the residual arm
 RUNS_COLUMNS = ("name", "group", "arm", "seed", "overrides")
 BENCHMARK_FILE = "benchmark.json"
-HISTORY_ONLY = ("lr",)
-"""Groups whose runs are read by their validation curve only: trained, never evaluated."""
+HISTORY_ONLY = ("lr",)  # groups read by their validation curve only: never evaluated
 
 
 def study_settings(profile: str = STUDY_PROFILE) -> dict:
-    """Budget and evaluation size of the study on ``profile`` (``demo``: seconds-sized);
-    ``sampler`` None evaluates every sampler of ``evaluate.SAMPLERS``."""
+    """Budget and evaluation size of the study on ``profile`` (``demo``: seconds-sized)."""
     if profile == "demo":
         return dict(epochs=2, kl_warmup_steps=10, max_images=600, n_test=50, n_samples=50,
                     sampler="prior", memorization_queries=25, benchmark_steps=2,
@@ -57,14 +51,10 @@ def results_dir() -> Path:
 
 
 def results_root(profile: str = STUDY_PROFILE) -> Path:
-    """Where finished runs' results go: ``report/results/study`` for the study's profile
-    (committed), ``runs/<profile>/study-results`` for any other (e.g. the demo)."""
+    """Where finished runs' results go (committed for ``STUDY_PROFILE`` only)."""
     if profile == STUDY_PROFILE:
         return results_dir() / "study"
     return project_root() / "runs" / profile / "study-results"
-
-
-# -- the runs table ------------------------------------------------------------------------
 
 
 def design() -> pd.DataFrame:
@@ -79,8 +69,7 @@ def design() -> pd.DataFrame:
 
 
 def demo_plan(runs: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The runs a demo of the study trains: every arm with seeds 0 and 1 (two seeds: the
-    fewest a Welch test takes) and the first beta run, so every table and figure has data."""
+    """Every arm with seeds 0 and 1 (the fewest a Welch test takes) and the first beta run."""
     runs = design() if runs is None else runs
     arms = (runs["group"] == "arms") & (runs["seed"] < 2)
     first_beta = runs.index == runs.index[runs["group"] == "beta"].min()
@@ -112,9 +101,8 @@ def load_runs(path: str | os.PathLike | None = None) -> pd.DataFrame:
 
 def study_config(name: str, runs: pd.DataFrame | None = None, profile: str = STUDY_PROFILE,
                  subfolder: str | None = None) -> Config:
-    """The Config of run ``name``: the profile at the study's budget with the run's seed and
-    overrides, trained into ``runs/study`` (``runs/<profile>/study`` for another profile),
-    then ``subfolder`` (a plan's own, so its runs never resume another's), then ``name``."""
+    """The Config of run ``name`` at the study's budget, trained into
+    ``runs/[<profile>/]study/[<subfolder>/]<name>``."""
     runs = load_runs() if runs is None else runs
     match = runs[runs["name"] == name]
     if match.empty:
@@ -131,23 +119,17 @@ def study_config(name: str, runs: pd.DataFrame | None = None, profile: str = STU
     )
 
 
-# -- running it ----------------------------------------------------------------------------
-
-
 def is_finished(folder, group: str = "arms") -> bool:
-    """Whether a run's results folder holds the file written last into it: ``history.csv``
-    for a ``HISTORY_ONLY`` group, else ``metrics.json``."""
+    """Whether a run's results folder holds the file written last into it."""
     return (Path(folder) / ("history.csv" if group in HISTORY_ONLY else "metrics.json")).is_file()
 
 
 def collect_run(run_dir, dest=None) -> list[Path]:
-    """Copy an evaluated run's ``config.json``, ``history.csv``, ``metrics_*.json``, last grid
-    and, last, ``metrics.json`` (which marks the copy finished) into ``dest`` (default
+    """Copy what the report reads of an evaluated run into ``dest`` (default
     ``report/results/<run folder name>``); returns the paths written."""
     from resvae_keras.run_dir import load_history
 
-    run = Path(run_dir)
-    run = run if run.is_absolute() else project_root() / run
+    run = project_root() / run_dir  # an absolute run_dir stays as it is
     if not (run / "metrics.json").is_file():
         raise FileNotFoundError(
             f"run_dir={str(run_dir)!r} has no metrics.json: evaluate it first with "
@@ -171,10 +153,8 @@ def collect_run(run_dir, dest=None) -> list[Path]:
 def run_study(only=None, profile: str = STUDY_PROFILE, root=None, runs=None,
               max_runs: int | None = None, verbose=2, subfolder: str | None = None,
               report: bool = True) -> list[str]:
-    """Train, evaluate and collect every run of ``runs`` (or those in ``only``) not finished
-    under ``root``, at most ``max_runs``; an interrupted one resumes, a ``HISTORY_ONLY`` run is
-    collected unevaluated. ``subfolder``: as in ``study_config``; ``report``: print
-    ``status_text`` at the end. Returns the names finished by this call."""
+    """Train, evaluate and collect at most ``max_runs`` runs of ``runs`` (or ``only``) not
+    finished under ``root``; a ``HISTORY_ONLY`` run is not evaluated. Returns those finished."""
     from resvae_keras import evaluate
     from resvae_keras.train import load_history, train
 
@@ -217,7 +197,7 @@ def run_study(only=None, profile: str = STUDY_PROFILE, root=None, runs=None,
               f"{_shown(dest)}", flush=True)
         finished.append(name)
     if report:
-        print(status_text(root, load_runs() if runs is None else runs, profile), flush=True)
+        print(status_text(root, runs, profile), flush=True)
     return finished
 
 
@@ -233,15 +213,12 @@ def seconds_per_step(benchmark: dict | None) -> dict[str, float]:
 
 
 def _shown(path: Path) -> str:
-    try:
-        return str(Path(path).resolve().relative_to(project_root()))
-    except ValueError:
-        return Path(path).name
+    full, root = Path(path).resolve(), project_root()
+    return str(full.relative_to(root)) if full.is_relative_to(root) else Path(path).name
 
 
 def seeds_per_arm(root=None, runs=None) -> pd.DataFrame:
-    """Per arm of every group: ``finished`` (``is_finished`` under ``root``) and ``planned``
-    runs (seeds)."""
+    """Per (group, arm): ``finished`` and ``planned`` runs."""
     table = load_runs() if runs is None else runs
     root = Path(root or results_root())
     table = table.assign(finished=[is_finished(root / n, g)
@@ -251,19 +228,13 @@ def seeds_per_arm(root=None, runs=None) -> pd.DataFrame:
 
 
 def _next_steps(root: Path, all_finished: bool, benchmark: bool, profile: str) -> list[str]:
-    """The last lines of a status: what to commit (the study's profile only) and the next
-    command."""
+    """The last lines of a status: what to commit (the study's profile only), the next command."""
     flag = "" if profile == STUDY_PROFILE else f" --profile {profile}"
-    if not all_finished:
-        command = f"python -m resvae_keras study{flag}"
-    elif not benchmark:
-        command = f"python -m resvae_keras study --benchmark{flag}"
-    else:
-        command = "python -m resvae_keras report"
-    lines = [f"next: {command}"]
-    if profile == STUDY_PROFILE:
-        lines.insert(0, f"commit what finished: git add {_shown(root)} && git commit")
-    return lines
+    command = "report" if all_finished and benchmark else (
+        f"study --benchmark{flag}" if all_finished else f"study{flag}")
+    commit = f"commit what finished: git add {_shown(root)} && git commit"
+    next_step = f"next: python -m resvae_keras {command}"
+    return [commit, next_step] if profile == STUDY_PROFILE else [next_step]
 
 
 def status_text(root=None, runs=None, profile: str = STUDY_PROFILE) -> str:

@@ -1,9 +1,4 @@
-"""Reading the study's results (``report/results/study`` or a demo's folder).
-
-``load_results`` -> ``study_table`` (``record.run_record`` and ``speed_measures`` per run);
-``arm_summary`` and ``sweep_trend`` summarise it; ``Study`` holds them for one results folder,
-each computed once.
-"""
+"""Reading the study's results (``report/results/study`` or a demo's folder): ``Study``."""
 
 from __future__ import annotations
 
@@ -18,13 +13,11 @@ import pandas as pd
 from resvae_keras import record, study
 from resvae_keras.stats import mean_interval
 
-REFERENCE_ARM = "residual"
-"""The arm a single-seed sweep varies, whose seeds give the spread beside it."""
+REFERENCE_ARM = "residual"  # the arm a single-seed sweep varies; its seeds give the spread
 
 
 def load_run(folder) -> dict:
-    """A run's results folder: ``config`` and ``metrics`` (their JSON; None when missing) and
-    ``history`` (``train.load_history``: empty when missing)."""
+    """A run's results folder: ``config``, ``metrics`` (None when missing) and ``history``."""
     from resvae_keras.run_dir import load_history
 
     folder = Path(folder)
@@ -34,8 +27,7 @@ def load_run(folder) -> dict:
 
 
 def load_results(root=None, runs=None) -> dict[str, dict]:
-    """``{name: {"group", "arm", "seed", "config", "history", "metrics"}}`` of the table's
-    finished runs under ``root``, in table order."""
+    """``{name: {"group", "arm", "seed", **load_run}}`` of the finished runs, in table order."""
     table = study.load_runs() if runs is None else runs
     root = Path(root or study.results_root())
     return {row.name: {"group": row.group, "arm": row.arm, "seed": int(row.seed),
@@ -44,9 +36,8 @@ def load_results(root=None, runs=None) -> dict[str, dict]:
 
 
 class Study:
-    """The study's results under ``root`` (default ``report/results/study``), each read once:
-    ``plan`` (the runs table), ``runs``, ``benchmark``, ``table`` (``study_table``), ``arms``
-    and ``seeds`` (``seeds_per_arm``)."""
+    """The study's results under ``root`` (default ``report/results/study``), each read once;
+    ``plan`` is the runs table."""
 
     def __init__(self, root=None, plan: pd.DataFrame | None = None):
         self.root = Path(root or study.results_root())
@@ -88,23 +79,16 @@ def load_sweep(root=None) -> pd.DataFrame:
                                    for name, run in runs.items()}, orient="index")
 
 
-# -- speed: steps and seconds to a validation loss, and the loss at an equal time -------------
-
-
 def validation_curve(history: pd.DataFrame, steps: float) -> tuple[np.ndarray, np.ndarray]:
-    """``(optimizer steps, validation_neg_elbo)`` after each epoch; ``steps`` is the run's
-    total, and every epoch has the same number of steps."""
-    if not len(history):
-        return np.zeros(0), np.zeros(0)
+    """``(optimizer steps, validation_neg_elbo)`` after each epoch of a run of ``steps``."""
     per_epoch = float(steps) / len(history)
     return per_epoch * (np.arange(len(history)) + 1), record.validation_neg_elbo(history)
 
 
 def arm_curves(results: dict[str, dict], benchmark: dict | None = None,
                group: str = "arms") -> tuple[dict, dict]:
-    """``validation_curve`` of every run of ``group`` with a history: ``({run: (steps, loss)},
-    {run: (minutes, loss)})``, minutes = steps x the arm's benchmarked seconds per step / 60,
-    only for the arms the benchmark measured."""
+    """``({run: (steps, loss)}, {run: (minutes, loss)})`` of ``group``'s runs; the minutes only
+    for the arms the benchmark measured."""
     cost = study.seconds_per_step(benchmark)
     curves = {n: validation_curve(r["history"], r["metrics"]["training"]["steps"])
               for n, r in results.items() if r["group"] == group and len(r["history"])}
@@ -136,10 +120,9 @@ def value_at(steps, values, step: float) -> float:
 
 
 def speed_measures(results: dict[str, dict], benchmark: dict | None = None) -> pd.DataFrame:
-    """Training speed of each arm run from its validation curve: ``arm``, ``seed``,
-    ``threshold`` (the highest best validation -ELBO, which every run reaches),
-    ``steps_to_threshold``, ``seconds_to_threshold``, ``equal_time_s`` (the shortest run's
-    time) and ``val_neg_elbo_at_equal_time``; seconds are NaN without a benchmark."""
+    """Per arm run: steps and seconds to ``threshold`` (the highest best validation -ELBO,
+    which every run reaches) and the loss at the shortest run's time; NaN seconds without a
+    benchmark."""
     columns = ["arm", "seed", "threshold", "steps_to_threshold", "seconds_to_threshold",
                "equal_time_s", "val_neg_elbo_at_equal_time"]
     curves, _ = arm_curves(results, benchmark)
@@ -170,17 +153,13 @@ def study_table(results: dict[str, dict], benchmark: dict | None = None) -> pd.D
     ``record.run_record`` and the ``speed_measures`` columns (NaN outside the arms)."""
     rows = {name: {"group": r["group"], "arm": r["arm"], "seed": r["seed"],
                    **record.run_record(r["metrics"], r["config"])} for name, r in results.items()}
-    if not rows:
-        table = pd.DataFrame(columns=["group", "arm", "seed"])
-    else:
-        table = pd.DataFrame.from_dict(rows, orient="index")
-    speed = speed_measures(results, benchmark)
-    return table.join(speed.drop(columns=["arm", "seed"]), how="left")
+    table = (pd.DataFrame.from_dict(rows, orient="index") if rows
+             else pd.DataFrame(columns=["group", "arm", "seed"]))
+    return table.join(speed_measures(results, benchmark).drop(columns=["arm", "seed"]), how="left")
 
 
 def arm_summary(table: pd.DataFrame, columns) -> pd.DataFrame:
-    """Per arm (index, in table order): ``n`` seeds and, per column, ``<c>_mean``, ``<c>_sd``
-    and ``<c>_ci`` (half-width of the 95 % t interval of the mean; NaN below 2 seeds)."""
+    """Per arm: ``n`` and per column ``<c>_mean``, ``<c>_sd``, ``<c>_ci`` (95 % t half-width)."""
     out = {}
     for arm, group in table.groupby("arm", sort=False):
         row = {"n": len(group)}
@@ -193,8 +172,8 @@ def arm_summary(table: pd.DataFrame, columns) -> pd.DataFrame:
 
 
 def sweep_trend(table: pd.DataFrame, group: str, columns) -> pd.DataFrame:
-    """A single-seed sweep (``beta``, ``likelihood``) as rows ``x``, ``n_seeds`` and each
-    column, with the reference arm's seed mean as a row and its seed SD as ``<c>_seed_sd``."""
+    """A single-seed sweep's rows (``x``, ``n_seeds``, columns), the reference arm's seed mean
+    among them and its seed SD as ``<c>_seed_sd``."""
     reference = table[(table["group"] == "arms") & (table["arm"] == REFERENCE_ARM)]
     runs = table[table["group"] == group]
     rows = [{"x": r[group], "n_seeds": 1, **{c: r[c] for c in columns}} for _, r in runs.iterrows()]
