@@ -70,6 +70,9 @@ def results_root(plan: dict, profile: str = study.STUDY_PROFILE) -> Path:
     return study.results_root(profile) / plan["study"]["name"]
 
 
+# -- the runs --------------------------------------------------------------------------------
+
+
 def _rate(rate: float) -> str:
     return f"{float(rate):g}"
 
@@ -209,6 +212,9 @@ def run_plan(only=None, profile: str = study.STUDY_PROFILE, spec: dict | None = 
                                         subfolder=found.spec["study"]["name"], report=False)
     print(status_text(spec, profile, root), flush=True)
     return finished
+
+
+# -- the measures ----------------------------------------------------------------------------
 
 
 def _number(value) -> float:

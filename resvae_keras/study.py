@@ -57,6 +57,9 @@ def results_root(profile: str = STUDY_PROFILE) -> Path:
     return project_root() / "runs" / profile / "study-results"
 
 
+# -- the runs table ------------------------------------------------------------------------
+
+
 def design() -> pd.DataFrame:
     """The study's runs table as designed: every arm x ``SEEDS``, then the sweeps."""
     rows = [(f"{arm}_s{seed}", "arms", arm, seed, overrides)
@@ -117,6 +120,9 @@ def study_config(name: str, runs: pd.DataFrame | None = None, profile: str = STU
         seed=int(match.iloc[0]["seed"]),
         **{**budget, **match.iloc[0]["overrides"]},
     )
+
+
+# -- running it ----------------------------------------------------------------------------
 
 
 def is_finished(folder, group: str = "arms") -> bool:

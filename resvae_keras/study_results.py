@@ -79,6 +79,9 @@ def load_sweep(root=None) -> pd.DataFrame:
                                    for name, run in runs.items()}, orient="index")
 
 
+# -- speed: steps and seconds to a validation loss, and the loss at an equal time -------------
+
+
 def validation_curve(history: pd.DataFrame, steps: float) -> tuple[np.ndarray, np.ndarray]:
     """``(optimizer steps, validation_neg_elbo)`` after each epoch of a run of ``steps``."""
     per_epoch = float(steps) / len(history)
