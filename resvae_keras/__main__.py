@@ -379,7 +379,7 @@ def _add_study_commands(command):
                    help="first copy an evaluated run into report/results (default: none)")
 
 
-def _error_message(err: BaseException) -> str | int:
+def _exit_status(err: BaseException) -> str | int:
     """The exit status of an error: a short message with what to do next (exit 1), or after
     Ctrl-C (130) or SIGTERM (143) the status itself."""
     if isinstance(err, KeyboardInterrupt):
@@ -398,8 +398,10 @@ def _error_message(err: BaseException) -> str | int:
     if not isinstance(err, (OSError, ValueError)):
         return (f"error: unexpected {type(err).__name__}: {err}\nThis is probably a bug; run "
                 "the command again with --debug to see the traceback.")
-    if not isinstance(err, OSError) or err.__class__.__module__.startswith("resvae_keras"):
-        return f"error: {getattr(err, 'strerror', None) or err}"  # our messages say it all
+    if not isinstance(err, OSError):
+        return f"error: {err}"
+    if err.__class__.__module__.startswith("resvae_keras"):  # our messages say it all
+        return f"error: {err.strerror or err}"
     from resvae_keras.data._io import display_path
 
     text = str(err)
@@ -432,7 +434,7 @@ def main(argv=None):
     except (KeyboardInterrupt, Exception) as err:
         if args.debug:
             raise
-        sys.exit(_error_message(err))
+        sys.exit(_exit_status(err))
     finally:
         signal.signal(signal.SIGTERM, previous)
 
