@@ -9,6 +9,9 @@ import os
 import signal
 import sys
 
+from resvae_keras import __version__
+from resvae_keras.config import CLI_OPTIONS, FLAGS, PROFILES, get_profile, option_name
+
 
 class _Parser(argparse.ArgumentParser):
     """Errors take two lines (the error, where the options are listed), not the usage block."""
@@ -25,23 +28,11 @@ def _raise_terminated(signum, frame):
     raise Terminated()
 
 
-def _print_table(result: dict, title: str) -> None:
-    width = max(len(k) for k in result)
-    print(title)
-    for key, value in result.items():
-        shown = f"{value:,.3f}" if isinstance(value, float) else str(value)
-        print(f"  {key:<{width}}  {shown}")
-
-
 def _overrides(args) -> dict:
     """Config overrides given on the command line (only those set)."""
-    from resvae_keras.config import CLI_OPTIONS
-
     values = {n: getattr(args, n) for n in CLI_OPTIONS if getattr(args, n, None) is not None}
     if values.get("mixed_precision") == "float32":
         values["mixed_precision"] = None
-    if getattr(args, "plain", False):
-        values["residual"] = False
     return values
 
 
@@ -72,6 +63,45 @@ EPILOG = """\
 Each command has its own help with every option and its default, e.g. resvae train --help.
 Settings not given on the command line come from the profile (--profile, else
 RESVAE_PROFILE)."""
+PRECISIONS = ["mixed_float16", "mixed_bfloat16", "float32"]
+TRAIN_OPTIONS = {
+    # field: (type, or the choices, and help); a help without "(default" gets the profiles'
+    "profile": (list(PROFILES), "named settings every other option overrides (default: "
+                "RESVAE_PROFILE, else celeba (GPU) or celeba-subset (CPU) when CELEBA_DIR is "
+                "set, else demo)"),
+    "run_dir": (str, "output folder (default: runs/<profile>)"),
+    "data_dir": (str, "CelebA root folder or zip (default: CELEBA_DIR, else data/celeba; demo: "
+                 "data/demo)"),
+    "cache_dir": (str, "preprocessed cache folder (default: data/cache/<profile>)"),
+    "epochs": (int, "passes over the training split"),
+    "batch_size": (int, "images per step on each worker"),
+    "learning_rate": (float, "learning rate"),
+    "beta": (float, "weight of the KL term"),
+    "kl_warmup_steps": (int, "steps of the linear beta warm-up"),
+    "sigma_min": (float, "floor on the learned decoder sigma"),
+    "latent_dim": (int, "size of z"),
+    "widths": (_widths, "encoder channels per stage, e.g. 32,64,128"),
+    "blocks_per_stage": (int, "residual blocks per stage"),
+    "image_size": (int, "image side, pixels"),
+    "likelihood": (["gaussian_learned", "gaussian", "bernoulli"],
+                   "the decoder's pixel distribution"),
+    "norm": (["group", "batch", "none"], "normalization in the residual blocks"),
+    "kind": (["vae", "ae"], "ae: the deterministic autoencoder baseline"),
+    "residual": (None, "drop the residual shortcuts (default: shortcuts on)"),
+    "architecture": (["resnet", "conv"], "conv: the shallow textbook VAE"),
+    "seed": (int, "data order, weights and noise"),
+    "max_images": (int, "use the first N images only"),
+    "strategy": (["none", "mirrored", "auto"],
+                 "auto: several workers with TF_CONFIG, else every GPU"),
+    "mixed_precision": (PRECISIONS, "compute precision"),
+    "two_stage_epochs": (int, "epochs of the second-stage VAE (0: skip)"),
+    "flip": (None, "mirror training images left-right at random (default: off)"),
+    "lr_schedule": (["constant", "cosine"], "cosine: warm-up, then cosine decay to 0"),
+    "lr_warmup_steps": (int, "steps of the cosine warm-up"),
+    "optimizer": (["adam", "adamw"], "adamw: decoupled weight decay"),
+    "weight_decay": (float, "weight decay of adamw"),
+}
+"""The options of ``train``; a flag (type None) sets its field to ``config.FLAGS``'s value."""
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -98,80 +128,30 @@ class _HelpFormatter(argparse.HelpFormatter):
             self._action_max_length = max(self._action_max_length, width)
 
 
-def _shown(value, none: str) -> str:
-    """A config value as the command line writes it: ``(32, 64, 128)`` -> ``32,64,128``."""
-    if value is None:
-        return none
-    if isinstance(value, tuple):
-        return ",".join(str(v) for v in value)
-    return str(value)
-
-
-def _by_profile(field: str, none: str = "none") -> str:
+def _by_profile(field: str) -> str:
     """``(default: 64)``, or ``(default: demo 5, celeba-subset 10, celeba 40)`` when the
-    profiles differ."""
-    from resvae_keras.config import PROFILES, get_profile
-
-    shown = {name: _shown(getattr(get_profile(name), field), none) for name in PROFILES}
+    profiles differ; tuples as the command line writes them (``32,64,128``)."""
+    shown = {}
+    for name in PROFILES:
+        value = getattr(get_profile(name), field)
+        if value is None:  # of the fields whose help has no default of its own
+            value = "float32" if field == "mixed_precision" else "all"
+        shown[name] = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
     if len(set(shown.values())) == 1:
         return f"(default: {shown[PROFILES[0]]})"
     return "(default: " + ", ".join(f"{name} {value}" for name, value in shown.items()) + ")"
 
 
-def _add_config_args(p: argparse.ArgumentParser) -> None:
-    d = _by_profile
-    p.add_argument("--profile", choices=["demo", "celeba-subset", "celeba"],
-                   help="named settings every other option overrides (default: RESVAE_PROFILE, "
-                   "else celeba (GPU) or celeba-subset (CPU) when CELEBA_DIR is set, else demo)")
-    p.add_argument("--run-dir", help="output folder (default: runs/<profile>)")
-    p.add_argument("--data-dir",
-                   help="CelebA root folder or zip (default: CELEBA_DIR, else data/celeba; "
-                   "demo: data/demo)")
-    p.add_argument("--cache-dir", help="preprocessed cache folder (default: data/cache/<profile>)")
-    p.add_argument("--epochs", type=int, help=f"passes over the training split {d('epochs')}")
-    p.add_argument("--batch-size", type=int,
-                   help=f"images per step on each worker {d('batch_size')}")
-    p.add_argument("--learning-rate", type=float, help=f"learning rate {d('learning_rate')}")
-    p.add_argument("--beta", type=float, help=f"weight of the KL term {d('beta')}")
-    p.add_argument("--kl-warmup-steps", type=int,
-                   help=f"steps of the linear beta warm-up {d('kl_warmup_steps')}")
-    p.add_argument("--sigma-min", type=float,
-                   help=f"floor on the learned decoder sigma {d('sigma_min')}")
-    p.add_argument("--latent-dim", type=int, help=f"size of z {d('latent_dim')}")
-    p.add_argument("--widths", type=_widths,
-                   help=f"encoder channels per stage, e.g. 32,64,128 {d('widths')}")
-    p.add_argument("--blocks-per-stage", type=int,
-                   help=f"residual blocks per stage {d('blocks_per_stage')}")
-    p.add_argument("--image-size", type=int, help=f"image side, pixels {d('image_size')}")
-    p.add_argument("--likelihood", choices=["gaussian_learned", "gaussian", "bernoulli"],
-                   help=f"the decoder's pixel distribution {d('likelihood')}")
-    p.add_argument("--norm", choices=["group", "batch", "none"],
-                   help=f"normalization in the residual blocks {d('norm')}")
-    p.add_argument("--kind", choices=["vae", "ae"],
-                   help=f"ae: the deterministic autoencoder baseline {d('kind')}")
-    p.add_argument("--plain", action="store_true",
-                   help="drop the residual shortcuts (default: shortcuts on)")
-    p.add_argument("--architecture", choices=["resnet", "conv"],
-                   help=f"conv: the shallow textbook VAE {d('architecture')}")
-    p.add_argument("--seed", type=int, help=f"data order, weights and noise {d('seed')}")
-    p.add_argument("--max-images", type=int,
-                   help=f"use the first N images only {d('max_images', none='all')}")
-    p.add_argument("--strategy", choices=["none", "mirrored", "auto"],
-                   help=f"auto: several workers with TF_CONFIG, else every GPU {d('strategy')}")
-    p.add_argument("--mixed-precision",
-                   choices=["mixed_float16", "mixed_bfloat16", "float32"],
-                   help=f"compute precision {d('mixed_precision', none='float32')}")
-    p.add_argument("--two-stage-epochs", type=int,
-                   help=f"epochs of the second-stage VAE (0: skip) {d('two_stage_epochs')}")
-    p.add_argument("--flip", action="store_true", default=None,
-                   help="mirror training images left-right at random (default: off)")
-    p.add_argument("--lr-schedule", choices=["constant", "cosine"],
-                   help=f"cosine: warm-up, then cosine decay to 0 {d('lr_schedule')}")
-    p.add_argument("--lr-warmup-steps", type=int,
-                   help=f"steps of the cosine warm-up {d('lr_warmup_steps')}")
-    p.add_argument("--optimizer", choices=["adam", "adamw"],
-                   help=f"adamw: decoupled weight decay {d('optimizer')}")
-    p.add_argument("--weight-decay", type=float, help=f"weight decay of adamw {d('weight_decay')}")
+def _add_train_options(p: argparse.ArgumentParser) -> None:
+    for field, (kind, text) in TRAIN_OPTIONS.items():
+        text = text if "(default" in text else f"{text} {_by_profile(field)}"
+        if kind is None:
+            p.add_argument(option_name(field), dest=field, action="store_const",
+                           const=FLAGS[field], help=text)
+        elif isinstance(kind, list):
+            p.add_argument(option_name(field), choices=kind, help=text)
+        else:
+            p.add_argument(option_name(field), type=kind, help=text)
 
 
 def cmd_demo_data(args):
@@ -184,14 +164,11 @@ def cmd_demo_data(args):
 def cmd_prepare(args):
     from resvae_keras import data
 
-    kwargs = dict(data_dir=args.data_dir, size=args.size, max_images=args.max_images)
-    if args.cache_dir:
-        kwargs["cache_dir"] = args.cache_dir
-    print(data.prepare(**kwargs).summary())
+    print(data.prepare(data_dir=args.data_dir, size=args.size, cache_dir=args.cache_dir,
+                       max_images=args.max_images).summary())
 
 
 def cmd_train(args):
-    from resvae_keras.config import get_profile
     from resvae_keras.distribute import describe_tf_config
     from resvae_keras.train import TrainingDivergedError, train
 
@@ -243,7 +220,6 @@ def cmd_sample(args):
 
 def cmd_bench(args):
     from resvae_keras import bench
-    from resvae_keras.config import get_profile
 
     if args.what == "data":
         result = bench.data_speed()
@@ -256,8 +232,12 @@ def cmd_bench(args):
         result = bench.evaluation_speed()
     if args.json:
         print(json.dumps(result))
-    else:
-        _print_table(result, f"bench {args.what}")
+        return
+    width = max(len(k) for k in result)
+    print(f"bench {args.what}")
+    for key, value in result.items():
+        shown = f"{value:,.3f}" if isinstance(value, float) else str(value)
+        print(f"  {key:<{width}}  {shown}")
 
 
 def cmd_study(args):
@@ -297,67 +277,54 @@ def cmd_report(args):
         print(f"updated {path}")
 
 
-def _version() -> str:
-    """The installed distribution's version, else the package's own (a bare checkout)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("resvae_keras")
-    except PackageNotFoundError:
-        from resvae_keras import __version__
-
-        return __version__
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="resvae", description=DESCRIPTION, epilog=EPILOG,
                      formatter_class=_HelpFormatter)
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, title="commands",
                                 metavar="<command>")
     common = _Parser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show the full traceback of any error")
 
     def command(name, help, description):
-        return sub.add_parser(name, parents=[common], help=help, description=description,
-                              formatter_class=_HelpFormatter)
+        """The parser of ``resvae <name>``, which runs ``cmd_<name>``."""
+        p = sub.add_parser(name, parents=[common], help=help, description=description,
+                           formatter_class=_HelpFormatter)
+        p.set_defaults(func=globals()["cmd_" + name.replace("-", "_")])
+        return p
 
-    _add_data_commands(command)
-    _add_run_commands(command)
+    _add_data_and_run_commands(command)
     _add_study_commands(command)
     return parser
 
 
-def _add_data_commands(command):
+def _add_data_and_run_commands(command):
     p = command("demo-data", "write the synthetic demo faces",
                 "Write synthetic demo faces in the official CelebA layout.")
     p.add_argument("--out", required=True, help="folder to write, e.g. data/demo")
     p.add_argument("--n", type=int, default=3000, help="number of faces")
     p.add_argument("--seed", type=int, default=0, help="random seed of the faces")
-    p.set_defaults(func=cmd_demo_data)
 
     p = command("prepare", "build the preprocessed cache",
                 "Crop and resize a CelebA folder or zip once into the uint8 cache.")
     p.add_argument("--data-dir",
                    help="CelebA root folder or zip (default: CELEBA_DIR, else data/celeba)")
     p.add_argument("--size", type=int, default=64, help="side of the cached images, pixels")
-    p.add_argument("--cache-dir", help="parent folder of the cache (default: data/cache)")
+    p.add_argument("--cache-dir", default="data/cache",
+                   help="parent folder of the cache (default: data/cache)")
     p.add_argument("--max-images", type=int,
                    help="the first N images by file name only (default: all)")
-    p.set_defaults(func=cmd_prepare)
 
-
-def _add_run_commands(command):
     p = command("train", "train a profile",
                 "Train a profile into its run folder; an interrupted run resumes.")
-    _add_config_args(p)
+    _add_train_options(p)
     p.add_argument("--verbose", default="auto", choices=["auto", "0", "1", "2"],
                    help="0 silent, 1 progress bar, 2 one line per epoch")
-    p.set_defaults(func=cmd_train)
 
+    run_dir = dict(required=True, help="the trained run's folder (holds model.keras)")
     p = command("evaluate", "evaluate a run into metrics.json",
                 "Measure a trained run into <run-dir>/metrics.json.")
-    p.add_argument("--run-dir", required=True, help="the trained run's folder (holds model.keras)")
+    p.add_argument("--run-dir", **run_dir)
     p.add_argument("--n-samples", type=int,
                    help="samples per sampler (default: the test split's size, at most 10000)")
     p.add_argument("--sampler", choices=["prior", "two_stage", "gmm"], default=None,
@@ -367,11 +334,10 @@ def _add_run_commands(command):
                    "(default: the run's test split, all metrics)")
     p.add_argument("--allow-download", action="store_true",
                    help="fetch the InceptionV3 weights for FID/KID (default: skip them)")
-    p.set_defaults(func=cmd_evaluate)
 
     p = command("sample", "write sampled faces as PNGs",
                 "Decode random latent codes of a trained run into PNG files.")
-    p.add_argument("--run-dir", required=True, help="the trained run's folder (holds model.keras)")
+    p.add_argument("--run-dir", **run_dir)
     p.add_argument("--n", type=int, default=64, help="number of faces")
     p.add_argument("--out", required=True, help="folder for the PNG files (created)")
     p.add_argument("--temperature", type=float, default=1.0,
@@ -379,7 +345,6 @@ def _add_run_commands(command):
     p.add_argument("--sampler", choices=["two_stage", "prior", "gmm"], default="two_stage",
                    help="where the codes come from; prior: z ~ N(0, I)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the codes")
-    p.set_defaults(func=cmd_sample)
 
 
 def _add_study_commands(command):
@@ -389,10 +354,8 @@ def _add_study_commands(command):
     p.add_argument("--json", action="store_true", help="print one JSON object (default: a table)")
     p.add_argument("--profile", default="celeba-subset", help="architecture to time (bench train)")
     p.add_argument("--batch-size", type=int, default=64, help="images per step (bench train)")
-    p.add_argument("--mixed-precision",
-                   choices=["mixed_float16", "mixed_bfloat16", "float32"],
+    p.add_argument("--mixed-precision", choices=PRECISIONS,
                    help="compute precision (bench train; default: the profile's)")
-    p.set_defaults(func=cmd_bench)
 
     p = command("study", "the pre-registered study (report/results/study/plan.toml)",
                 "Train, evaluate and collect every unfinished run of the residual / plain / "
@@ -405,22 +368,36 @@ def _add_study_commands(command):
     p.add_argument("--status", action="store_true", help="print what is done and what is next")
     p.add_argument("--profile", default="celeba-subset", choices=["celeba-subset", "demo"],
                    help="demo: the same study, minute-sized, into runs/demo/")
-    p.set_defaults(func=cmd_study)
 
     p = command("levers", "the lever sweep that chose the default (validation split)",
                 "Train and score each lever of levers.LEVERS not yet in levers.csv.")
     p.add_argument("--only", nargs="+", help="lever names (default: every row not yet run)")
-    p.set_defaults(func=cmd_levers)
 
     p = command("report", "fill the report tables from report/results",
                 "Rewrite the generated regions of report/laporan.md and README.md.")
     p.add_argument("--collect", metavar="RUN_DIR",
                    help="first copy an evaluated run into report/results (default: none)")
-    p.set_defaults(func=cmd_report)
 
 
-def _error_line(err: BaseException) -> str:
-    """A short message for an expected error, with what to do next."""
+def _exit_status(err: BaseException) -> str | int:
+    """The exit status of an error: a short message with what to do next (exit 1), or after
+    Ctrl-C (130) or SIGTERM (143) the status itself."""
+    if isinstance(err, KeyboardInterrupt):
+        what = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted"
+        print(f"\n{what}; nothing half-written was kept. Run the same command again to "
+              "continue (a training run resumes from its last completed epoch)",
+              file=sys.stderr, flush=True)
+        return 143 if isinstance(err, Terminated) else 130
+    tf_errors = getattr(sys.modules.get("tensorflow"), "errors", None)  # None: never imported
+    if tf_errors and isinstance(err, tf_errors.ResourceExhaustedError):
+        return "error: out of memory; lower --batch-size (or the model size) and run again"
+    if tf_errors and isinstance(err, tf_errors.UnavailableError):  # a lost cluster worker
+        return ("error: a worker of the cluster stopped or cannot be reached (UnavailableError; "
+                "--debug shows TensorFlow's message)\nStart every worker again with the same "
+                "command: the run resumes from its last completed epoch.")
+    if not isinstance(err, (OSError, ValueError)):
+        return (f"error: unexpected {type(err).__name__}: {err}\nThis is probably a bug; run "
+                "the command again with --debug to see the traceback.")
     if not isinstance(err, OSError):
         return f"error: {err}"
     if err.__class__.__module__.startswith("resvae_keras"):  # our messages say it all
@@ -448,47 +425,18 @@ def _error_line(err: BaseException) -> str:
     return f"error: {text}" + (f"\n{hint}" if hint else "")
 
 
-def _tf_error(err: BaseException, name: str) -> bool:
-    """``err`` is a ``tf.errors.<name>`` (False when TensorFlow was never imported)."""
-    tf = sys.modules.get("tensorflow")
-    return tf is not None and isinstance(err, getattr(tf.errors, name))
-
-
 def main(argv=None):
     """Run one command; expected errors exit 1 with a short message (Ctrl-C 130, SIGTERM 143)."""
     args = build_parser().parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        _run(args)
+        args.func(args)
+    except (KeyboardInterrupt, Exception) as err:
+        if args.debug:
+            raise
+        sys.exit(_exit_status(err))
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def _run(args):
-    if args.debug:
-        return args.func(args)
-    try:
-        args.func(args)
-    except KeyboardInterrupt as err:
-        what = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted"
-        print(f"\n{what}; nothing half-written was kept. Run the same command again to "
-              "continue (a training run resumes from its last completed epoch)",
-              file=sys.stderr, flush=True)
-        sys.exit(143 if isinstance(err, Terminated) else 130)
-    except (OSError, ValueError) as err:
-        # bad input, an unwritable folder, a full disk: the message says what to do
-        sys.exit(_error_line(err))
-    except Exception as err:
-        if _tf_error(err, "ResourceExhaustedError"):
-            sys.exit("error: out of memory; lower --batch-size (or the model size) and run again")
-        if _tf_error(err, "UnavailableError"):  # a collective op lost a worker of the cluster
-            sys.exit("error: a worker of the cluster stopped or cannot be reached "
-                     "(UnavailableError; --debug shows TensorFlow's message)\nStart every "
-                     "worker again with the same command: the run resumes from its last "
-                     "completed epoch.")
-        sys.exit(f"error: unexpected {type(err).__name__}: {err}\n"
-                 "This is probably a bug; run the command again with --debug to see the "
-                 "traceback.")
 
 
 if __name__ == "__main__":

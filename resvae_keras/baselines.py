@@ -11,12 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from resvae_keras import metrics
-
-
-def _flat(images) -> np.ndarray:
-    x = np.asarray(images)
-    x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
-    return x.reshape(len(x), -1)
+from resvae_keras.data.images import as_float_images
 
 
 def pca_baseline(train_images, test_images, n_components: int, seed: int = 0) -> dict:
@@ -28,7 +23,8 @@ def pca_baseline(train_images, test_images, n_components: int, seed: int = 0) ->
     """
     from sklearn.decomposition import PCA
 
-    x_train, x_test = _flat(train_images), _flat(test_images)
+    x_train = as_float_images(train_images).reshape(len(train_images), -1)
+    x_test = as_float_images(test_images).reshape(len(test_images), -1)
     k = int(n_components)
     if not 1 <= k < len(x_train):
         raise ValueError(f"n_components={n_components!r}: expected 1 <= k < {len(x_train)} "

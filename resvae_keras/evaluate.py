@@ -21,34 +21,21 @@ import pandas as pd
 
 import resvae_keras.model  # noqa: F401  (registers ResVAE and its layers for load_model)
 from resvae_keras import baselines, facespace, latent, latent_space, metrics, record, sample_metrics
-from resvae_keras.anomaly import (
-    ANOMALY_SCORES,
-    CORRUPTION_STRENGTHS,
-    NON_FACE_KINDS,
-    anomaly_report,
-)
+from resvae_keras import sample_quality as quality
 from resvae_keras.config import Config, project_root
 from resvae_keras.data._io import atomic_write, display_path
 from resvae_keras.data.images import as_float_images, to_uint8
 from resvae_keras.latent import SAMPLERS
-from resvae_keras.sample_quality import (
-    MAX_DEFAULT_SAMPLES,
-    SampleReferences,
-    face_space_report,
-    feature_extractor,
-    reference_report,
-    sample_report,
-)
 
 METRICS_VERSION = 1
 TEMPERATURES = {"prior": (1.0, 0.7), "two_stage": (1.0,), "gmm": (1.0,)}
 """Temperatures ``evaluate_run`` samples each sampler at."""
-
-
-def _to_numpy(x) -> np.ndarray:
-    import keras
-
-    return np.asarray(keras.ops.convert_to_numpy(x))
+# the model settings metrics.json records
+_MODEL_KEYS = ("latent_dim", "image_size", "widths", "architecture", "residual", "kind",
+               "likelihood", "beta", "decoder_sigma")
+# the settings load_run requires config.json and the saved model to agree on
+_CHECKED = ("image_size", "widths", "blocks_per_stage", "latent_dim", "residual", "kind",
+            "likelihood", "norm", "architecture")
 
 
 def _jsonable(value):
@@ -57,17 +44,21 @@ def _jsonable(value):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
+    if isinstance(value, (np.ndarray, np.generic)):
         return _jsonable(value.tolist())
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
     if isinstance(value, Path):
         return display_path(value)
     return value
+
+
+def _write_json(path: Path, result: dict) -> dict:
+    """Write ``_jsonable(result)`` to ``path`` atomically; return it."""
+    result = _jsonable(result)
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+    return result
 
 
 def _mean_std(values) -> dict:
@@ -93,38 +84,31 @@ def resolve_run_dir(run_dir) -> Path:
 
 def load_run(run_dir, checkpoint: str = "model.keras"):
     """``(config, model)`` of a finished run; ``checkpoint``: ``model.keras`` (best by
-    validation loss) or ``last.keras``. A broken model file raises ``model.ModelFileError``."""
+    validation loss) or ``last.keras``. A broken model file raises ``model.ModelFileError``;
+    a ``config.json`` edited to describe another model, ``ValueError``."""
     from resvae_keras.model import load_model
 
     path = resolve_run_dir(run_dir)
     # run_dir says where the run is now (it may have moved since config.json was written)
     config = Config.load(path / "config.json").replace(run_dir=str(path))
-    if not (path / checkpoint).is_file():
+    model_path = path / checkpoint
+    if not model_path.is_file():
         raise FileNotFoundError(
-            f"{display_path(path / checkpoint)} is missing: the run has not finished an "
+            f"{display_path(model_path)} is missing: the run has not finished an "
             "epoch yet. Train it (python -m resvae_keras train) and evaluate again."
         )
-    model = load_model(path / checkpoint)
-    _check_config_matches(config, model, path / checkpoint)
-    return config, model
-
-
-def _check_config_matches(config: Config, model, model_path: Path) -> None:
-    """``ValueError`` when ``config.json`` was edited to describe another model."""
-    from resvae_keras.model import CONFIG_ARGUMENTS
-
+    model = load_model(model_path)
     differ = [f"{name} {getattr(config, name)!r} in config.json, {getattr(model, name)!r} in "
-              f"{model_path.name}" for name in CONFIG_ARGUMENTS
-              if name in ("image_size", "latent_dim", "widths", "blocks_per_stage", "kind",
-                          "architecture", "likelihood", "norm", "residual")
-              and tuple(np.atleast_1d(getattr(config, name))) != tuple(
-                  np.atleast_1d(getattr(model, name)))]
+              f"{model_path.name}" for name in _CHECKED
+              if tuple(np.atleast_1d(getattr(config, name)))
+              != tuple(np.atleast_1d(getattr(model, name)))]
     if differ:
         raise ValueError(
-            f"{display_path(model_path.parent / 'config.json')} does not describe the "
-            f"saved model ({'; '.join(differ)}): it was edited after training. Restore it "
-            "(set those values back) and run the command again."
+            f"{display_path(path / 'config.json')} does not describe the saved model "
+            f"({'; '.join(differ)}): it was edited after training. Restore it (set those "
+            "values back) and run the command again."
         )
+    return config, model
 
 
 def reconstruction_report(model, images, attributes: pd.DataFrame | None = None, *,
@@ -162,15 +146,11 @@ def reconstruction_report(model, images, attributes: pd.DataFrame | None = None,
     if not frames:
         raise ValueError("images is empty: pass at least one image")
     per_image = pd.concat(frames, ignore_index=True)
+    breakdown = pd.DataFrame()
     if attributes is not None:
-        per_image.index = attributes.index
-    per_image.index.name = "image" if attributes is not None else None
-    summary = metrics.summarize(per_image)
-    breakdown = (
-        metrics.per_attribute_breakdown(per_image["mse"], attributes)
-        if attributes is not None else pd.DataFrame()
-    )
-    return per_image, summary, breakdown
+        per_image.index = attributes.index.rename("image")
+        breakdown = metrics.per_attribute_breakdown(per_image["mse"], attributes)
+    return per_image, metrics.summarize(per_image), breakdown
 
 
 def reconstruction_dict(per_image: pd.DataFrame, model) -> dict:
@@ -210,7 +190,7 @@ def originals_and_reconstructions(model, images) -> np.ndarray:
 
 
 def sample_table(reports) -> pd.DataFrame:
-    """One row per ``sample_report`` (or ``reference_report`` row): its
+    """One row per ``quality.sample_report`` (or ``quality.reference_report`` row): its
     ``record.sampler_record`` numbers, pixel diversity and median nearest-training distance;
     NaN where a row lacks one."""
     rows = []
@@ -250,16 +230,27 @@ def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = F
     ``metrics_<folder>.json`` unless ``out`` is given. ``anomaly``/``face_space`` False
     write those parts as skipped.
     """
+    from resvae_keras import data
+    from resvae_keras.run_dir import SPLIT_FILE, check_run_split
+
     started, timings = time.perf_counter(), {}
     path = resolve_run_dir(run_dir)
     run_config, model = load_run(path, checkpoint)
     overrides = {k: v for k, v in {"data_dir": data_dir, "cache_dir": cache_dir}.items() if v}
     other = f"metrics_{Path(str(data_dir or cache_dir)).name}.json" if overrides else None
     out = out or path / (other or "metrics.json")
-    cache = _test_cache(run_config.replace(**overrides), path, own_data=not overrides,
-                        verbose=verbose)
+    cache = data.load_cache(run_config.replace(**overrides), progress=verbose)
+    if not overrides and not check_run_split(path, cache, "evaluate"):
+        print(f"warning: {display_path(path)} has no {SPLIT_FILE} (trained by an "
+              "older version), so its test split cannot be checked against the split it "
+              "was trained on; if the data changed since training, test images may be "
+              "images it trained on", file=sys.stderr, flush=True)
     test_images = cache.images_of("test", n_test)
-    n_samples = _sample_count(n_samples, len(test_images), verbose)
+    n_real = min(len(test_images), quality.MAX_DEFAULT_SAMPLES)  # held-out faces to compare with
+    n_samples = n_real if n_samples is None else int(n_samples)
+    if n_samples < sample_metrics.FID_MIN_SAMPLES:
+        _log(verbose, f"note: {n_samples} samples per sampler; FID needs >= "
+                      f"{sample_metrics.FID_COMPARABLE_SAMPLES:,} to compare across runs")
     samplers = SAMPLERS if sampler is None else (sampler,)
     if not set(samplers) <= set(SAMPLERS):
         raise ValueError(f"sampler={sampler!r} is not one of {list(SAMPLERS)} (or None for all)")
@@ -270,9 +261,8 @@ def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = F
     with _timed(timings, "latent"):
         parts["latent"] = (latent_space.latent_report(*latent.encode_dataset(model, test_images))
                            if model.kind == "vae" else {"skipped": "an autoencoder has no posterior"})
-    features = feature_extractor(allow_download, extractor)
-    references = SampleReferences.from_cache(
-        cache, min(len(test_images), MAX_DEFAULT_SAMPLES), memorization_queries, seed)
+    features = quality.feature_extractor(allow_download, extractor)
+    references = quality.SampleReferences.from_cache(cache, n_real, memorization_queries, seed)
     # the second stage belongs to the run: fitted on (and saved with) its own training codes
     parts.update(_samples_step(model, references, samplers, n_samples, features, seed, timings,
                                verbose, face_space, cache=None if overrides else cache,
@@ -285,9 +275,7 @@ def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = F
         "samplers": list(samplers), "temperatures": {n: list(TEMPERATURES[n]) for n in samplers},
         "seed": seed, "allow_download": allow_download, "extractor": features.name,
         "memorization_queries": memorization_queries}
-    result = _record(run_config, model, cache, settings, parts, timings)
-    with atomic_write(out) as tmp:
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
+    result = _write_json(out, _record(run_config, model, cache, settings, parts, timings))
     _log(verbose, f"wrote {display_path(out)} in {timings['total']:.1f} s")
     return result
 
@@ -302,20 +290,6 @@ def _timed(timings: dict, key: str, label: str | None = None):
         _log(True, f"{label}: {timings[key]:.1f} s")
 
 
-def _test_cache(config: Config, path: Path, own_data: bool, verbose: bool):
-    """The cache to evaluate on; warns when the run's own test split cannot be checked."""
-    from resvae_keras import data
-    from resvae_keras.run_dir import SPLIT_FILE, check_run_split
-
-    cache = data.load_cache(config, progress=verbose)
-    if own_data and not check_run_split(path, cache, "evaluate"):
-        print(f"warning: {display_path(path)} has no {SPLIT_FILE} (trained by an "
-              "older version), so its test split cannot be checked against the split it "
-              "was trained on; if the data changed since training, test images may be "
-              "images it trained on", file=sys.stderr, flush=True)
-    return cache
-
-
 def _reconstruction_step(model, cache, test_images, seed: int, timings: dict,
                          verbose: bool) -> dict:
     """The record's ``reconstruction``, ``baselines`` and ``per_attribute``."""
@@ -326,24 +300,14 @@ def _reconstruction_step(model, cache, test_images, seed: int, timings: dict,
     with _timed(timings, "baselines"):
         linear = baselines.pca_baselines(cache.view_of("train"), test_images, model.latent_dim,
                                          seed)
-    _log(verbose, f"PCA baselines (k = {', '.join(str(b['n_components']) for b in linear.values())}):"
-                  f" {timings['baselines']:.1f} s")
+    ks = ", ".join(str(b["n_components"]) for b in linear.values())
+    _log(verbose, f"PCA baselines (k = {ks}): {timings['baselines']:.1f} s")
     return {
         "reconstruction": reconstruction_dict(per_image, model),
         "baselines": linear,
         "per_attribute": {"error": "mse", "n_images": len(per_image),
                           "rows": breakdown.to_dict(orient="index")},
     }
-
-
-def _sample_count(n_samples: int | None, n_test: int, verbose: bool) -> int:
-    """Samples per sampler (default as many as test images, at most ``MAX_DEFAULT_SAMPLES``);
-    says so when FIDs at that count are not comparable."""
-    n_samples = min(n_test, MAX_DEFAULT_SAMPLES) if n_samples is None else int(n_samples)
-    if n_samples < sample_metrics.FID_MIN_SAMPLES:
-        _log(verbose, f"note: {n_samples} samples per sampler; FID needs >= "
-                      f"{sample_metrics.FID_COMPARABLE_SAMPLES:,} to compare across runs")
-    return n_samples
 
 
 def _samples_step(model, references, samplers, n_samples: int, features, seed: int,
@@ -356,20 +320,20 @@ def _samples_step(model, references, samplers, n_samples: int, features, seed: i
             sampler = latent.make_sampler(model, name, seed=seed, **sampler_settings)
             for temperature in TEMPERATURES[name]:
                 key = f"{name}_t{temperature:g}"
-                reports[key], images = sample_report(model, references, sampler, n_samples,
-                                                     temperature=temperature, seed=seed,
-                                                     extractor=features)
+                reports[key], images = quality.sample_report(
+                    model, references, sampler, n_samples, temperature=temperature, seed=seed,
+                    extractor=features)
                 # the face-space step uses at most MAX_PER_HALF of them, and reads 8-bit images
                 images_by_key[key] = to_uint8(images[: facespace.MAX_PER_HALF])
     with _timed(timings, "sample_references"):
-        references_rows = reference_report(model, references, seed=seed)
+        references_rows = quality.reference_report(model, references, seed=seed)
     with _timed(timings, "face_space", verbose and "face space"):
         face_space_rows = (
             # the memorization check describes at most 4 training faces per sample: all 2,000
             # for the main run, a few hundred for a small (study or demo) evaluation
-            face_space_report(model, references, images_by_key, seed=seed,
-                              max_train=min(facespace.MAX_TRAIN, 4 * n_samples),
-                              progress=None if verbose else False)
+            quality.face_space_report(model, references, images_by_key, seed=seed,
+                                      max_train=min(facespace.MAX_TRAIN, 4 * n_samples),
+                                      progress=None if verbose else False)
             if face_space else {"skipped": "not asked for (face_space=False)"})
     return {"samples": reports, "sample_references": references_rows,
             "face_space": face_space_rows}
@@ -377,90 +341,68 @@ def _samples_step(model, references, samplers, n_samples: int, features, seed: i
 
 def _anomaly_step(model, test_images, n_anomaly: int, seed: int, timings: dict) -> dict:
     """``anomaly_report`` on the first ``n_anomaly`` test faces, as the record's ``anomaly``."""
+    from resvae_keras import anomaly
+
     n_clean = min(len(test_images), int(n_anomaly))
     with _timed(timings, "anomaly"):
-        table = anomaly_report(model, test_images[:n_clean], seed=seed)
+        table = anomaly.anomaly_report(model, test_images[:n_clean], seed=seed)
     results: dict = {}
     for (kind, score), row in table.iterrows():
         results.setdefault(kind, {})[score] = {
             k: row[k] for k in ("auroc", "ap", "mean_clean", "mean_anomalous")
         }
-    return {
-        "n_clean": n_clean,
-        "n_anomalous_per_set": n_clean,
-        "seed": seed,
-        "corruption_strengths": CORRUPTION_STRENGTHS,
-        "non_face_kinds": list(NON_FACE_KINDS),
-        "scores": ANOMALY_SCORES,
-        "results": results,
-    }
+    return {"n_clean": n_clean, "n_anomalous_per_set": n_clean, "seed": seed,
+            "corruption_strengths": anomaly.CORRUPTION_STRENGTHS,
+            "non_face_kinds": list(anomaly.NON_FACE_KINDS), "scores": anomaly.ANOMALY_SCORES,
+            "results": results}
 
 
 def _record(config: Config, model, cache, settings: dict, parts: dict, timings: dict) -> dict:
-    """The ``metrics.json`` record, JSON-ready: run, model, data, settings and training
-    descriptions, the steps' ``parts`` and ``timings_s``."""
+    """The ``metrics.json`` record: run, model, data, settings and training descriptions
+    (``record.history_summary`` and the optimizer's steps), the steps' ``parts`` and
+    ``timings_s``."""
+    from resvae_keras.run_dir import load_history
+
     path = Path(config.run_dir)
-    result = {
+    optimizer = getattr(model, "optimizer", None)
+    history = record.history_summary(load_history(path))
+    manifest = cache.manifest
+    return {
         "version": METRICS_VERSION,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "run": path.name,
         "profile": config.profile,
         "demo": bool(cache.is_demo),
-        "model": {
-            "params": int(model.count_params()),
-            "latent_dim": model.latent_dim,
-            "image_size": model.image_size,
-            "widths": list(model.widths),
-            "architecture": getattr(model, "architecture", "resnet"),
-            "residual": model.residual,
-            "kind": model.kind,
-            "likelihood": model.likelihood,
-            "beta": model.beta,
-            "decoder_sigma": model.decoder_sigma,
-        },
-        "data": {
-            "source": cache.manifest.get("source_display"),
-            "split": "test",
-            "split_rule": cache.manifest.get("split_rule"),
-            "split_counts": cache.manifest.get("split_counts"),
-        },
+        "model": {"params": int(model.count_params()),
+                  **{key: getattr(model, key) for key in _MODEL_KEYS}},
+        "data": {"source": manifest.get("source_display"), "split": "test",
+                 "split_rule": manifest.get("split_rule"),
+                 "split_counts": manifest.get("split_counts")},
         "settings": settings,
-        "training": training_summary(path, model),
-        **{key: parts[key] for key in ("reconstruction", "baselines", "per_attribute", "latent",
-                                       "samples", "sample_references", "face_space", "anomaly")},
+        "training": {"epochs": history["epochs"],
+                     "steps": None if optimizer is None else int(optimizer.iterations.numpy()),
+                     **history},
+        **parts,  # reconstruction, baselines, per_attribute, latent, samples, ..., anomaly
         "timings_s": timings,
     }
-    return _jsonable(result)
-
-
-def training_summary(run_dir, model=None) -> dict:
-    """``steps`` of the model's optimizer (None without one) and ``record.history_summary``
-    of the run's ``history.csv``."""
-    from resvae_keras.run_dir import load_history
-
-    optimizer = getattr(model, "optimizer", None)
-    steps = int(_to_numpy(optimizer.iterations)) if optimizer is not None else None
-    summary = record.history_summary(load_history(run_dir))
-    return {"epochs": summary["epochs"], "steps": steps, **summary}
 
 
 def evaluate_folder(run_dir, data_dir, cache_dir=None) -> Path:
     """Reconstruction numbers of a run on every image of another CelebA-layout folder
     (prepared into ``cache_dir``), written to ``run_dir/metrics_<folder>.json``; its path."""
     from resvae_keras import data
+
     config, model = load_run(run_dir)
     folder = Path(data_dir).name
     cache = data.prepare(data_dir, size=config.image_size,
                          cache_dir=cache_dir or config.resolve(f"data/cache/{folder}"),
                          progress=False)
-    result = {
+    out = resolve_run_dir(run_dir) / f"metrics_{folder}.json"
+    _write_json(out, {
         "data": {"source": display_path(data_dir), "n_images": len(cache),
                  "crop_rule": cache.manifest.get("crop_rule")},
         "reconstruction": evaluate_reconstruction_on(model, np.asarray(cache.images)),
-    }
-    out = resolve_run_dir(run_dir) / f"metrics_{folder}.json"
-    with atomic_write(out) as tmp:
-        tmp.write_text(json.dumps(_jsonable(result), indent=2) + "\n")
+    })
     return out
 
 
@@ -473,6 +415,7 @@ def write_samples(run_dir, n: int = 64, out_dir="samples", temperature: float = 
     """
     from PIL import Image
 
+    from resvae_keras import data
     from resvae_keras.data._io import check_free_space
 
     n = latent.check_count(n, "n (--n)")
@@ -485,11 +428,7 @@ def write_samples(run_dir, n: int = 64, out_dir="samples", temperature: float = 
     config, model = load_run(run_dir)
     # a face PNG takes about a quarter of its raw pixels; more files than that cannot fit
     check_free_space(out, n * config.image_size**2 * 3 // 4, f"{n:,} samples (--n)")
-    cache = None
-    if sampler == "gmm":
-        from resvae_keras import data
-
-        cache = data.load_cache(config, progress=False)
+    cache = data.load_cache(config, progress=False) if sampler == "gmm" else None
     sampler_object = latent.make_sampler(model, sampler, cache, seed=seed, config=config)
     out.mkdir(parents=True, exist_ok=True)
     width, paths = max(5, len(str(n - 1))), []

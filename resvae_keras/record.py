@@ -1,7 +1,5 @@
-"""One run's results under flat names: ``run_record`` of its ``metrics.json``,
-``history_summary`` of its ``history.csv`` and ``validation_neg_elbo``, the checkpoint
-criterion every summary uses.
-"""
+"""One run's results under flat names: ``run_record`` of its ``metrics.json`` and
+``history_summary`` of its ``history.csv``."""
 
 from __future__ import annotations
 
@@ -39,11 +37,9 @@ def sampler_record(report: dict) -> dict:
 def run_record(metrics: dict, config: dict | None = None) -> dict:
     """The numbers of one ``evaluate.evaluate_run`` result as one flat dict; None -> NaN.
 
-    The test reconstructions' means (``psnr``, ``ssim``, ``neg_elbo_bpd``, ``kl_nats``, ...),
-    ``decoder_sigma``, ``active_units``; ``psnr_<b>``, ``ssim_<b>``, ``neg_elbo_bpd_<b>`` per
-    linear baseline; every ``sampler_record`` number per sampler or reference set ``<k>`` as
-    ``<name>_<k>`` (``face_rate_prior_t1``); ``auroc_<kind>``; training ``steps``, ``epochs``,
-    ``wall_time_s``; and ``CONFIG_KEYS``.
+    The test reconstructions' means (``psnr``, ``neg_elbo_bpd``, ...); ``psnr_<b>``, ...
+    per linear baseline; each ``sampler_record`` number per sampler or reference set ``<k>``
+    as ``<name>_<k>`` (``face_rate_prior_t1``); ``auroc_<kind>``; and ``CONFIG_KEYS``.
     """
     rec, settings = metrics.get("reconstruction") or {}, metrics.get("settings") or {}
     row = {"profile": metrics.get("profile"), "demo": metrics.get("demo"),
@@ -71,9 +67,6 @@ def run_record(metrics: dict, config: dict | None = None) -> dict:
     return {k: (np.nan if v is None else v) for k, v in row.items()}
 
 
-# -- the training history --------------------------------------------------------------------
-
-
 def validation_neg_elbo(history: pd.DataFrame) -> np.ndarray | None:
     """The validation negative ELBO at beta = 1 after each epoch (nats per image), the
     checkpoint criterion: ``val_neg_elbo``, else ``val_reconstruction_loss + val_kl_loss``; None
@@ -83,10 +76,6 @@ def validation_neg_elbo(history: pd.DataFrame) -> np.ndarray | None:
     if {"val_reconstruction_loss", "val_kl_loss"} <= set(history.columns):
         return (history["val_reconstruction_loss"] + history["val_kl_loss"]).to_numpy(float)
     return None
-
-
-def _last(history: pd.DataFrame, column: str) -> float | None:
-    return float(history[column].iloc[-1]) if column in history else None
 
 
 def history_summary(history: pd.DataFrame, beta: float | None = None) -> dict:
@@ -104,7 +93,8 @@ def history_summary(history: pd.DataFrame, beta: float | None = None) -> dict:
     if not len(h):
         return {"epochs": 0}
     curve = validation_neg_elbo(h)
-    out = {"epochs": len(h), "wall_time_s": _last(h, "wall_time_s"),
+    out = {"epochs": len(h),
+           "wall_time_s": float(h["wall_time_s"].iloc[-1]) if "wall_time_s" in h else None,
            "median_epoch_time_s": (float(h["epoch_time_s"].median())
                                    if "epoch_time_s" in h else None),
            "best_val_loss": float(h["val_loss"].min()) if "val_loss" in h else None,
@@ -116,7 +106,7 @@ def history_summary(history: pd.DataFrame, beta: float | None = None) -> dict:
         low = int(kl[1:].argmin()) + 1 if len(kl) > 1 else 0
         peak = int(kl[: low + 1].argmax())
         out.update(reconstruction_first=float(h["val_reconstruction_loss"].iloc[0]),
-                   reconstruction_last=_last(h, "val_reconstruction_loss"),
+                   reconstruction_last=float(h["val_reconstruction_loss"].iloc[-1]),
                    kl_first=float(kl[0]), kl_peak=float(kl[peak]), kl_peak_epoch=peak + 1,
                    kl_min=float(kl[low]), kl_min_epoch=low + 1, kl_last=float(kl[-1]))
     if "beta" in h.columns and beta is not None and math.isfinite(beta) and beta > 0:

@@ -26,11 +26,6 @@ try:
 except ImportError:  # Windows: the PID in the lock file is checked instead
     fcntl = None
 
-
-def _say(message):
-    print(message, file=sys.stderr, flush=True)
-
-
 LOCK_FILE = ".train.lock"
 SPLIT_FILE = "split.json"
 
@@ -56,10 +51,7 @@ def load_history(run_dir):
     # A run killed before its first epoch ended leaves an empty file behind.
     if not path.exists() or path.stat().st_size == 0:
         return pd.DataFrame()
-    with open(path, "rb") as file:
-        file.seek(-1, os.SEEK_END)
-        cut_off = file.read(1) != b"\n"
-    if cut_off:
+    if not path.read_bytes().endswith(b"\n"):
         raise RunDirError(
             f"the last row of {display_path(path)} is cut off (the run was stopped while it "
             "wrote that row). Delete that last, incomplete line with a text editor (every "
@@ -99,8 +91,9 @@ def run_lock(run_dir):
                 f"(kill {holder or '<PID>'}), or train into another folder (--run-dir)."
             ) from None
         if holder.isdigit() and int(holder) != os.getpid():
-            _say(f"note: {display_path(path)} was left by process {holder}, which "
-                 f"{'is no longer running' if not alive else 'holds no lock'}; taking it over")
+            print(f"note: {display_path(path)} was left by process {holder}, which "
+                  f"{'is no longer running' if not alive else 'holds no lock'}; taking it over",
+                  file=sys.stderr, flush=True)
         for folder in (run_dir, run_dir / "backup"):
             remove_stale_temp_files(folder)
         lock.seek(0)
