@@ -10,7 +10,7 @@ import signal
 import sys
 
 from resvae_keras import __version__
-from resvae_keras.config import CLI_OPTIONS, FLAGS, PROFILES, get_profile, option_name
+from resvae_keras.config import CLI_OPTIONS, PROFILES, get_profile, option_name
 
 
 class _Parser(argparse.ArgumentParser):
@@ -101,7 +101,8 @@ TRAIN_OPTIONS = {
     "optimizer": (["adam", "adamw"], "adamw: decoupled weight decay"),
     "weight_decay": (float, "weight decay of adamw"),
 }
-"""The options of ``train``; a flag (type None) sets its field to ``config.FLAGS``'s value."""
+"""The options of ``train``; a flag (type None) sets its field: ``--plain`` residual=False,
+``--flip`` flip=True."""
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -147,7 +148,7 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         text = text if "(default" in text else f"{text} {_by_profile(field)}"
         if kind is None:
             p.add_argument(option_name(field), dest=field, action="store_const",
-                           const=FLAGS[field], help=text)
+                           const=field != "residual", help=text)
         elif isinstance(kind, list):
             p.add_argument(option_name(field), choices=kind, help=text)
         else:
