@@ -100,8 +100,6 @@ class InceptionFeatures:
 
     def __init__(self, weights="imagenet", *, allow_download: bool = False,
                  batch_size: int = 64, timeout: float = 10.0):
-        if batch_size < 1:
-            raise ValueError(f"`batch_size` must be >= 1; got {batch_size}.")
         self.weights = weights
         self.allow_download = allow_download
         self.batch_size = batch_size

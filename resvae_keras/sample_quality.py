@@ -75,13 +75,13 @@ def feature_extractor(allow_download: bool = False, extractor=None):
     return extractor if isinstance(extractor, _MemoizedFeatures) else _MemoizedFeatures(extractor)
 
 
-def nearest_training_neighbours(images, train_images, k: int = 1):
+def nearest_training_neighbours(images, train_images):
     """``(indices, distances)`` of the nearest ``train_images`` (uint8, a memmap is fine, or
     float) in pixel L2, intensities in [0, 1]."""
     scale = 255.0 if np.asarray(train_images[:1]).dtype == np.uint8 else 1.0
     with blas_threads():
         indices, distances = sample_metrics.nearest_neighbours(
-            as_float_images(images) * scale, train_images, k=k)
+            as_float_images(images) * scale, train_images)
     return indices, distances / scale
 
 
