@@ -29,18 +29,15 @@ class FeatureExtractorUnavailable(RuntimeError):
     """The feature network cannot be used here (e.g. its weights are missing and offline)."""
 
 
-def keras_cache_dir() -> Path:
-    """Keras' cache folder, by Keras' rule: ``$KERAS_HOME``, else ``~/.keras`` (or
-    ``/tmp/.keras`` when home is not writable)."""
-    if os.environ.get("KERAS_HOME"):
-        return Path(os.environ["KERAS_HOME"]).expanduser()
-    home = Path.home() if os.access(Path.home(), os.W_OK) else Path("/tmp")
-    return home / ".keras"
-
-
 def inception_weights_path() -> Path:
-    """``<keras cache>/models/<file>``, where Keras keeps the InceptionV3 (no top) weights."""
-    return keras_cache_dir() / "models" / INCEPTION_WEIGHTS_FILE
+    """``<keras cache>/models/<file>``, where Keras keeps the InceptionV3 (no top) weights; the
+    cache, by Keras' rule, is ``$KERAS_HOME``, else ``~/.keras`` (``/tmp/.keras`` when home is
+    not writable)."""
+    if os.environ.get("KERAS_HOME"):
+        cache = Path(os.environ["KERAS_HOME"]).expanduser()
+    else:
+        cache = (Path.home() if os.access(Path.home(), os.W_OK) else Path("/tmp")) / ".keras"
+    return cache / "models" / INCEPTION_WEIGHTS_FILE
 
 
 def _what_to_do(path: Path) -> str:
@@ -71,14 +68,9 @@ def download_inception_weights(path=None, *, timeout: float = 10.0) -> Path:
                     out.write(chunk)
                     digest.update(chunk)
             if digest.hexdigest() != INCEPTION_WEIGHTS_MD5:
-                raise FeatureExtractorUnavailable(
-                    f"The file downloaded from {INCEPTION_WEIGHTS_URL} has MD5 "
-                    f"{digest.hexdigest()}, expected {INCEPTION_WEIGHTS_MD5}; it was discarded. "
-                    + _what_to_do(path)
-                )
-    except FeatureExtractorUnavailable:
-        raise
-    except Exception as exc:  # URLError, timeouts, HTTP and disk errors all end the same way
+                raise ValueError(f"the file has MD5 {digest.hexdigest()}, expected "
+                                 f"{INCEPTION_WEIGHTS_MD5}; it was discarded")
+    except Exception as exc:  # URLError, timeouts, HTTP, disk and checksum errors end the same way
         raise FeatureExtractorUnavailable(
             f"Could not download the InceptionV3 weights ({type(exc).__name__}: {exc}). "
             + _what_to_do(path)
@@ -87,13 +79,11 @@ def download_inception_weights(path=None, *, timeout: float = 10.0) -> Path:
 
 
 class InceptionFeatures:
-    """2048-d average-pool features of Keras' ImageNet InceptionV3, the network behind FID.
-
-    Images are resized bilinearly to 299x299 and scaled to [-1, 1]. Keras' weights and resize
+    """2048-d average-pool features of Keras' ImageNet InceptionV3, the network behind FID, of
+    images resized bilinearly to 299x299 and scaled to [-1, 1]. Keras' weights and resize
     differ from the original FID code: these FIDs compare with each other, not with papers.
     ``weights``: ``"imagenet"`` (the Keras cache; fetched only with ``allow_download``), an
-    ``.h5`` path, or None for random weights (speed tests). Nothing loads before use.
-    """
+    ``.h5`` path, or None for random weights (speed tests). Nothing loads before use."""
 
     image_size = 299
     dim = 2048

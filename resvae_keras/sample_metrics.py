@@ -21,10 +21,6 @@ FID_MIN_SAMPLES = 2048
 FID_COMPARABLE_SAMPLES = 10_000
 
 
-def _as_feature_pair(real_feats, fake_feats) -> tuple[np.ndarray, np.ndarray]:
-    return np.asarray(real_feats, np.float64), np.asarray(fake_feats, np.float64)
-
-
 def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
     """Fréchet distance of two Gaussians: ||mu1 - mu2||^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2)). As
     the reference FID code (Heusel et al. 2017): ``eps`` is added to both diagonals when the
@@ -52,11 +48,8 @@ def fid(real_feats, fake_feats) -> float:
     """Fréchet Inception Distance of two feature sets (N, D), squared feature units. Biased
     upward at small N: compare only values with the same N (``FID_COMPARABLE_SAMPLES``) and
     extractor; below ``FID_MIN_SAMPLES`` a ``UserWarning`` says so."""
-    real, fake = _as_feature_pair(real_feats, fake_feats)
-    n = min(len(real), len(fake))
-    if n < 2:
-        raise ValueError(f"FID needs at least 2 samples per set; got {len(real)} and {len(fake)}.")
-    if n < FID_MIN_SAMPLES:
+    real, fake = np.asarray(real_feats, np.float64), np.asarray(fake_feats, np.float64)
+    if min(len(real), len(fake)) < FID_MIN_SAMPLES:
         warnings.warn(
             f"FID from {len(real)} real and {len(fake)} fake samples (< {FID_MIN_SAMPLES:,}): "
             "the 2048-d covariance is singular and the value is biased upward; it is not "
@@ -75,10 +68,8 @@ def kid(real_feats, fake_feats, n_subsets: int = 100, subset_size: int = 1000,
     of the unbiased MMD^2 with kernel k(x, y) = (x.y / D + 1)^3. Each subset takes m =
     min(subset_size, N_real, N_fake) rows of each set; MMD^2_u = sum_{i!=j} k(x_i, x_j) /
     (m(m-1)) + sum_{i!=j} k(y_i, y_j) / (m(m-1)) - 2 sum k(x_i, y_j) / m^2 (may be < 0)."""
-    real, fake = _as_feature_pair(real_feats, fake_feats)
+    real, fake = np.asarray(real_feats, np.float64), np.asarray(fake_feats, np.float64)
     m = min(subset_size, len(real), len(fake))
-    if m < 2:
-        raise ValueError(f"KID needs at least 2 samples per set; got {len(real)} and {len(fake)}.")
     rng = np.random.default_rng(seed)
     values = np.empty(n_subsets)
     for s in range(n_subsets):
@@ -118,7 +109,7 @@ def precision_recall(real_feats, fake_feats, k: int = 3,
     """Improved precision and recall (Kynkaanniemi et al. 2019), each in [0, 1]: the share of
     fakes inside the real manifold and of reals inside the fake one, a manifold being the union
     of balls reaching each point's k-th nearest neighbour in its set."""
-    real, fake = _as_feature_pair(real_feats, fake_feats)
+    real, fake = np.asarray(real_feats, np.float64), np.asarray(fake_feats, np.float64)
     shares = []
     for queries, centres in ((fake, real), (real, fake)):
         radii2 = _knn_radii_squared(centres, k, batch_size)
@@ -133,7 +124,7 @@ def density_coverage(real_feats, fake_feats, k: int = 5,
     """Density and coverage (Naeem et al. 2020) from the real set's k-NN balls. Density: real
     balls strictly containing each fake, summed, over k x N_fake (~1 when matched, unbounded).
     Coverage: share of real balls holding a fake, in [0, 1]."""
-    real, fake = _as_feature_pair(real_feats, fake_feats)
+    real, fake = np.asarray(real_feats, np.float64), np.asarray(fake_feats, np.float64)
     if k < 1 or k >= len(real) or len(fake) < 1:
         raise ValueError(
             f"`k` must be in [1, N_real - 1] and there must be fakes; got k={k} with "
@@ -183,52 +174,12 @@ def mean_pairwise_ms_ssim(images, n_pairs: int = 1000, seed: int = 0,
     return float(np.mean(metrics.ms_ssim(images[i], images[j], batch_size)))
 
 
-def nearest_neighbours(queries, references,
-                       batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+def nearest_neighbours(queries, references, batch_size: int = 512,
+                       allowed: Callable | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(indices, distances)``, each (N,): the exact Euclidean nearest of ``references``
-    (M, ...) to each query (N, ...), flattened, in the input's units. A uint8 memmap of
+    (M, ...) to each query (N, ...), flattened, in the input's units, among the pairs
+    ``allowed(query rows, reference rows)`` permits (None: all; none: inf). A uint8 memmap of
     references is read one block at a time."""
-    return _nearest(queries, references, batch_size)
-
-
-def nearest_by_identity(queries, query_ids, references, reference_ids, query_rows=None,
-                        batch_size: int = 512) -> dict[str, np.ndarray]:
-    """``{"same": (N,), "different": (N,)}``: distance of each query to its nearest reference
-    of the same and of another person, NaN where there is none. Ids: ints, -1 = unknown
-    (never a neighbour). ``query_rows``: each query's row in ``references``, if any."""
-    q_ids = np.asarray(query_ids).reshape(-1)
-    r_ids = np.asarray(reference_ids).reshape(-1)
-    if len(q_ids) != len(queries) or len(r_ids) != len(references):
-        raise ValueError(
-            f"one id per image: {len(q_ids)} query_ids for {len(queries)} queries, "
-            f"{len(r_ids)} reference_ids for {len(references)} references."
-        )
-    rows = np.full(len(q_ids), -1) if query_rows is None else np.asarray(query_rows).reshape(-1)
-    known = q_ids >= 0
-    result = {"same": np.full(len(q_ids), np.nan), "different": np.full(len(q_ids), np.nan)}
-    if not known.any():
-        return result
-    # Same person: only the references of the queries' people can qualify (a few per person).
-    subset = np.flatnonzero(np.isin(r_ids, q_ids[known]) & (r_ids >= 0))
-    if len(subset):
-        def same(qi, ri):
-            return ((q_ids[qi][:, None] == r_ids[subset[ri]][None, :])
-                    & (rows[qi][:, None] != subset[ri][None, :]))
-
-        result["same"] = _nearest(queries, np.asarray(references[subset]), batch_size, same)[1]
-
-    def different(qi, ri):
-        return ((q_ids[qi][:, None] != r_ids[ri][None, :]) & (r_ids[ri][None, :] >= 0)
-                & known[qi][:, None])
-
-    result["different"] = _nearest(queries, references, batch_size, different)[1]
-    return {key: np.where(np.isfinite(d), d, np.nan) for key, d in result.items()}
-
-
-def _nearest(queries, references, batch_size: int,
-             allowed: Callable | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """``nearest_neighbours`` among the pairs ``allowed(query rows, reference rows)`` permits
-    (None: all); a query with no permitted reference gets inf."""
     queries = np.asarray(queries).reshape(len(queries), -1)
     references = np.asarray(references).reshape(len(references), -1)
     indices = np.zeros(len(queries), dtype=np.int64)
@@ -256,6 +207,41 @@ def _nearest(queries, references, batch_size: int,
         indices[q_start : q_start + len(q)] = best_idx
         distances[q_start : q_start + len(q)] = np.where(np.isfinite(best_d2), exact, np.inf)
     return indices, distances
+
+
+def nearest_by_identity(queries, query_ids, references, reference_ids, query_rows=None,
+                        batch_size: int = 512) -> dict[str, np.ndarray]:
+    """``{"same": (N,), "different": (N,)}``: distance of each query to its nearest reference
+    of the same and of another person, NaN where there is none. Ids: ints, -1 = unknown
+    (never a neighbour). ``query_rows``: each query's row in ``references``, if any."""
+    q_ids = np.asarray(query_ids).reshape(-1)
+    r_ids = np.asarray(reference_ids).reshape(-1)
+    if len(q_ids) != len(queries) or len(r_ids) != len(references):
+        raise ValueError(
+            f"one id per image: {len(q_ids)} query_ids for {len(queries)} queries, "
+            f"{len(r_ids)} reference_ids for {len(references)} references."
+        )
+    rows = np.full(len(q_ids), -1) if query_rows is None else np.asarray(query_rows).reshape(-1)
+    known = q_ids >= 0
+    result = {"same": np.full(len(q_ids), np.nan), "different": np.full(len(q_ids), np.nan)}
+    if not known.any():
+        return result
+    # Same person: only the references of the queries' people can qualify (a few per person).
+    subset = np.flatnonzero(np.isin(r_ids, q_ids[known]) & (r_ids >= 0))
+    if len(subset):
+        def same(qi, ri):
+            return ((q_ids[qi][:, None] == r_ids[subset[ri]][None, :])
+                    & (rows[qi][:, None] != subset[ri][None, :]))
+
+        result["same"] = nearest_neighbours(queries, np.asarray(references[subset]), batch_size,
+                                            same)[1]
+
+    def different(qi, ri):
+        return ((q_ids[qi][:, None] != r_ids[ri][None, :]) & (r_ids[ri][None, :] >= 0)
+                & known[qi][:, None])
+
+    result["different"] = nearest_neighbours(queries, references, batch_size, different)[1]
+    return {key: np.where(np.isfinite(d), d, np.nan) for key, d in result.items()}
 
 
 _BINOMIAL_5 = np.array([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0  # outer product = the 5x5 kernel / 256
@@ -300,11 +286,10 @@ def sliced_wasserstein(real_images, fake_images, *, patch_size: int = 7,
                        max_descriptors: int = 2**17, seed: int = 0,
                        batch_size: int = 256) -> dict[str, float]:
     """Multi-scale sliced Wasserstein distance (Karras et al. 2018) x 1e3 of square images,
-    lower = closer: ``{"swd_<res>": ..., "swd_mean": ...}``. Each Laplacian-pyramid level down
-    to ``min_resolution`` gives random 7x7x3 patches, normalized per channel within each set;
-    the distance is the mean 1-D Wasserstein-1 distance of the two patch sets along
-    ``n_repeats`` x ``dirs_per_repeat`` random directions. Both sets use min(N_real, N_fake)
-    images and at most ``max_descriptors`` patches."""
+    lower = closer: ``{"swd_<res>": ..., "swd_mean": ...}``: the mean 1-D Wasserstein-1
+    distance along ``n_repeats`` x ``dirs_per_repeat`` random directions of random 7x7x3
+    patches, normalized per channel within each set, of each Laplacian-pyramid level down to
+    ``min_resolution``; min(N_real, N_fake) images and at most ``max_descriptors`` patches."""
     real = as_float_images(real_images, "real_images")
     fake = as_float_images(fake_images, "fake_images")
     resolutions = []

@@ -1,8 +1,6 @@
 """A sampler's faces judged against held-out faces: realism, diversity and memorization,
-beside the reference rows (real faces, reconstructions) and in dlib's face space.
-
-Images are float32 in [0, 1], (N, S, S, 3) (uint8 accepted); distances are pixel L2 with
-intensities in [0, 1].
+beside the reference rows (real faces, reconstructions) and in dlib's face space. Images are
+float32 in [0, 1], (N, S, S, 3) (uint8 accepted); distances are pixel L2, intensities in [0, 1].
 """
 
 from __future__ import annotations
@@ -85,20 +83,10 @@ def nearest_training_neighbours(images, train_images):
     return indices, distances / scale
 
 
-def _identity_neighbours(images, ids, train_images, train_ids, query_rows=None) -> dict:
-    """``sample_metrics.nearest_by_identity`` in [0, 1] intensity units."""
-    scale = 255.0 if np.asarray(train_images[:1]).dtype == np.uint8 else 1.0
-    with blas_threads():
-        out = sample_metrics.nearest_by_identity(as_float_images(images) * scale, ids,
-                                                 train_images, train_ids, query_rows)
-    return {key: value / scale for key, value in out.items()}
-
-
 class SampleReferences:
-    """The held-out faces samples are judged against, and the training faces (uint8, a
-    memmap is fine) the memorization check searches with ``memorization_queries`` images;
-    numbers about them are kept. ``real_ids``, ``train_ids``: person ids (-1 unknown) or None.
-    """
+    """The held-out faces samples are judged against, and the training faces (uint8, a memmap
+    is fine) the memorization check searches with ``memorization_queries`` images; numbers
+    about them are kept. ``real_ids``, ``train_ids``: person ids (-1 unknown) or None."""
 
     def __init__(self, real_images, train_images, memorization_queries: int = 500, seed: int = 0,
                  real_ids=None, train_ids=None):
@@ -138,20 +126,22 @@ class SampleReferences:
         n = min(self.memorization_queries, len(self.train))
         train_rows = np.sort(np.random.default_rng(self.seed).choice(
             len(self.train), n, replace=False))
-        test = _identity_neighbours(self.real[: self.memorization_queries],
-                                    self.real_ids[: self.memorization_queries],
-                                    self.train, self.train_ids)
-        train = _identity_neighbours(np.asarray(self.train[train_rows]),
-                                     self.train_ids[train_rows], self.train, self.train_ids,
-                                     query_rows=train_rows)
-        return {
-            "available": True,
-            "n_test_queries": int(min(self.memorization_queries, len(self.real))),
-            "n_train_queries": int(n),
-            **{f"{name}_to_train_{kind}_identity": _quantiles(found[kind])
-               for name, found in (("test", test), ("train", train))
-               for kind in ("same", "different")},
+        queries = {  # images, their person ids, their rows in train
+            "test": (self.real[: self.memorization_queries],
+                     self.real_ids[: self.memorization_queries], None),
+            "train": (self.train[train_rows], self.train_ids[train_rows], train_rows),
         }
+        scale = 255.0 if np.asarray(self.train[:1]).dtype == np.uint8 else 1.0
+        result = {"available": True,
+                  "n_test_queries": int(min(self.memorization_queries, len(self.real))),
+                  "n_train_queries": int(n)}
+        for name, (images, ids, rows) in queries.items():
+            with blas_threads():
+                found = sample_metrics.nearest_by_identity(
+                    as_float_images(images) * scale, ids, self.train, self.train_ids, rows)
+            for kind in ("same", "different"):
+                result[f"{name}_to_train_{kind}_identity"] = _quantiles(found[kind] / scale)
+        return result
 
     def memorization(self, samples) -> dict:
         """Nearest-training-face distances of samples against those of held-out faces."""
