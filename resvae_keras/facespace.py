@@ -4,9 +4,8 @@ dlib's face ResNet (``dlib_face_recognition_resnet_model_v1``, 99.38 % on LFW) m
 face to 128-D, where two photos of one person lie closer than 0.6 (Euclidean). Noise and blur
 land near the centre of that space, inside the real faces' k-NN balls, so precision, density
 and the nearest-training median must be read beside recall, coverage and detection rate.
-
-The models come from pip packages ``dlib-bin`` and ``face-recognition-models`` and load on
-first use. Images are float32 in [0, 1] (uint8 accepted), square crops (N, S, S, 3).
+The models load on first use. Images are float32 in [0, 1] (uint8 accepted), square crops
+(N, S, S, 3).
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ INSTALL = ("pip install dlib-bin==20.0.1.post1 face-recognition-models==0.3.0 "
 MODELS_PACKAGE = "face_recognition_models"
 SHAPE_PREDICTOR_FILE = "shape_predictor_5_face_landmarks.dat"
 FACE_RESNET_FILE = "dlib_face_recognition_resnet_model_v1.dat"
-DESCRIPTOR_DIM = 128
 
 UPSCALE = 3
 """Bicubic upscaling before dlib: the HOG detector's 80 px window misses the ~40 px faces of
@@ -134,7 +132,7 @@ def descriptors(images, batch_size: int = 64, progress: bool | None = None) -> n
     models = face_models()
     scale = x.shape[1] * UPSCALE / 64.0
     box = dlib.rectangle(*(int(round(v * scale)) for v in FACE_BOX))
-    out = np.zeros((len(x), DESCRIPTOR_DIM), dtype=np.float32)
+    out = np.zeros((len(x), 128), dtype=np.float32)
     with _progress(len(x), "dlib face descriptors", progress) as bar:
         for start in range(0, len(x), batch_size):
             batch = [_upscaled(image) for image in x[start : start + batch_size]]

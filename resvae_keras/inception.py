@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from resvae_keras.data._io import atomic_write
 from resvae_keras.data.images import as_float_images
 
 INCEPTION_WEIGHTS_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
@@ -56,8 +57,6 @@ def download_inception_weights(path=None, *, timeout: float = 10.0) -> Path:
     path = Path(path) if path is not None else inception_weights_path()
     if path.is_file():
         return path
-    from resvae_keras.data._io import atomic_write
-
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         digest = hashlib.md5()

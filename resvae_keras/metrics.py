@@ -82,9 +82,8 @@ def ssim(x, x_hat, batch_size: int = 256) -> np.ndarray:
 
 
 def ms_ssim(x, x_hat, batch_size: int = 256) -> np.ndarray:
-    """Multi-scale SSIM per image (``tf.image.ssim_multiscale``): float64 (N,), in [0, 1]; NaN
-    below 21 px. The scales depend on the size (``ms_ssim_power_factors``): compare one size
-    only."""
+    """Multi-scale SSIM per image (``tf.image.ssim_multiscale``, the scales of
+    ``ms_ssim_power_factors``: compare one size only): float64 (N,), in [0, 1]; NaN below 21 px."""
     x, x_hat = _as_pair(x, x_hat)
     power_factors = ms_ssim_power_factors(*x.shape[1:3])
     if not power_factors:

@@ -65,9 +65,8 @@ def fid(real_feats, fake_feats) -> float:
 def kid(real_feats, fake_feats, n_subsets: int = 100, subset_size: int = 1000,
         seed: int = 0) -> tuple[float, float]:
     """Kernel Inception Distance (Binkowski et al. 2018): ``(mean, std)`` over random subsets
-    of the unbiased MMD^2 with kernel k(x, y) = (x.y / D + 1)^3. Each subset takes m =
-    min(subset_size, N_real, N_fake) rows of each set; MMD^2_u = sum_{i!=j} k(x_i, x_j) /
-    (m(m-1)) + sum_{i!=j} k(y_i, y_j) / (m(m-1)) - 2 sum k(x_i, y_j) / m^2 (may be < 0)."""
+    of m = min(subset_size, N_real, N_fake) rows of each set of the unbiased MMD^2 (may be
+    < 0) with kernel k(x, y) = (x.y / D + 1)^3."""
     real, fake = np.asarray(real_feats, np.float64), np.asarray(fake_feats, np.float64)
     m = min(subset_size, len(real), len(fake))
     rng = np.random.default_rng(seed)
@@ -156,22 +155,20 @@ def mean_pairwise_distance(features, max_pairs: int = 100_000, seed: int = 0) ->
     diverse. Every pair when there are at most ``max_pairs``, else that many random pairs."""
     flat = np.asarray(features).reshape(len(features), -1)
     i, j = _random_pairs(len(flat), max_pairs, np.random.default_rng(seed))
-    total, count = 0.0, 0
+    total = 0.0
     rows = max(1, 2**22 // flat.shape[1])  # about 32 MB per block
     for start in range(0, len(i), rows):
         a = flat[i[start : start + rows]].astype(np.float64)
         b = flat[j[start : start + rows]].astype(np.float64)
         total += float(np.sqrt(np.square(a - b).sum(axis=1)).sum())
-        count += len(a)
-    return total / count
+    return total / len(i)
 
 
-def mean_pairwise_ms_ssim(images, n_pairs: int = 1000, seed: int = 0,
-                          batch_size: int = 256) -> float:
+def mean_pairwise_ms_ssim(images, n_pairs: int = 1000, seed: int = 0) -> float:
     """Mean MS-SSIM of random distinct pairs of images; lower = more diverse."""
     images = as_float_images(images, "images")
     i, j = _random_pairs(len(images), n_pairs, np.random.default_rng(seed))
-    return float(np.mean(metrics.ms_ssim(images[i], images[j], batch_size)))
+    return float(np.mean(metrics.ms_ssim(images[i], images[j])))
 
 
 def nearest_neighbours(queries, references, batch_size: int = 512,

@@ -147,17 +147,16 @@ class SampleReferences:
         """Nearest-training-face distances of samples against those of held-out faces."""
         queries = as_float_images(samples)[: self.memorization_queries]
         sample_to_train = nearest_training_neighbours(queries, self.train)[1]
-        reference = self.test_to_train
         same = (self.identity.get("train_to_train_same_identity") or {}).get("median")
         return {
             "n_queries": len(queries),
             "n_train": len(self.train),
             "distance": "pixel L2, intensities in [0, 1]",
             "sample_to_train": _quantiles(sample_to_train),
-            "test_to_train": _quantiles(reference),
-            "median_ratio": float(np.median(sample_to_train) / np.median(reference)),
-            "share_closer_than_test_p01": float(np.mean(sample_to_train
-                                                        < np.quantile(reference, 0.01))),
+            "test_to_train": _quantiles(self.test_to_train),
+            "median_ratio": float(np.median(sample_to_train) / np.median(self.test_to_train)),
+            "share_closer_than_test_p01": float(np.mean(
+                sample_to_train < np.quantile(self.test_to_train, 0.01))),
             "identity": self.identity,
             "median_ratio_to_same_identity": (
                 float(np.median(sample_to_train) / same) if same else None),
