@@ -4,9 +4,8 @@ dlib's face ResNet (``dlib_face_recognition_resnet_model_v1``, 99.38 % on LFW) m
 face to 128-D, where two photos of one person lie closer than 0.6 (Euclidean). Noise and blur
 land near the centre of that space, inside the real faces' k-NN balls, so precision, density
 and the nearest-training median must be read beside recall, coverage and detection rate.
-
-The models come from pip packages ``dlib-bin`` and ``face-recognition-models`` and load on
-first use. Images are float32 in [0, 1] (uint8 accepted), square crops (N, S, S, 3).
+The models load on first use. Images are float32 in [0, 1] (uint8 accepted), square crops
+(N, S, S, 3).
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ INSTALL = ("pip install dlib-bin==20.0.1.post1 face-recognition-models==0.3.0 "
 MODELS_PACKAGE = "face_recognition_models"
 SHAPE_PREDICTOR_FILE = "shape_predictor_5_face_landmarks.dat"
 FACE_RESNET_FILE = "dlib_face_recognition_resnet_model_v1.dat"
-DESCRIPTOR_DIM = 128
 
 UPSCALE = 3
 """Bicubic upscaling before dlib: the HOG detector's 80 px window misses the ~40 px faces of
@@ -111,9 +109,10 @@ def _progress(total: int, desc: str, progress: bool | None):
                 disable=(total < 500) if progress is None else not progress)
 
 
-def face_detections(images, progress: bool | None = None) -> np.ndarray:
-    """Whether dlib's HOG frontal-face detector finds a face in each image, upscaled
-    ``UPSCALE`` times: bool (N,). ``progress``: a bar; None: for 500 images or more."""
+def detection_rate(images, progress: bool | None = None) -> float:
+    """Share of ``images`` where dlib's HOG frontal-face detector finds a face, upscaled
+    ``UPSCALE`` times, in [0, 1] (NaN if empty). ``progress``: a bar; None: for 500 images or
+    more."""
     x = _as_faces(images)
     detector = face_models()["detector"]
     found = np.zeros(len(x), dtype=bool)
@@ -121,12 +120,6 @@ def face_detections(images, progress: bool | None = None) -> np.ndarray:
         for i, image in enumerate(x):
             found[i] = len(detector(_upscaled(image), 0)) > 0
             bar.update(1)
-    return found
-
-
-def detection_rate(images, progress: bool | None = None) -> float:
-    """Share of ``images`` where dlib's HOG detector finds a face, in [0, 1] (NaN if empty)."""
-    found = face_detections(images, progress)
     return float(found.mean()) if len(found) else float("nan")
 
 
@@ -136,15 +129,13 @@ def descriptors(images, batch_size: int = 64, progress: bool | None = None) -> n
     import dlib
 
     x = _as_faces(images)
-    if int(batch_size) < 1:
-        raise ValueError(f"`batch_size` must be >= 1; got {batch_size}.")
     models = face_models()
     scale = x.shape[1] * UPSCALE / 64.0
     box = dlib.rectangle(*(int(round(v * scale)) for v in FACE_BOX))
-    out = np.zeros((len(x), DESCRIPTOR_DIM), dtype=np.float32)
+    out = np.zeros((len(x), 128), dtype=np.float32)
     with _progress(len(x), "dlib face descriptors", progress) as bar:
-        for start in range(0, len(x), int(batch_size)):
-            batch = [_upscaled(image) for image in x[start : start + int(batch_size)]]
+        for start in range(0, len(x), batch_size):
+            batch = [_upscaled(image) for image in x[start : start + batch_size]]
             shapes = [dlib.full_object_detections([models["shape_predictor"](image, box)])
                       for image in batch]
             vectors = models["face_resnet"].compute_face_descriptor(batch, shapes)
@@ -190,13 +181,11 @@ def face_space_table(real_test, real_train, sets, seed: int = 0, *,
                      paired=("reconstructions",), max_per_half: int = MAX_PER_HALF,
                      max_train: int = MAX_TRAIN, batch_size: int = 64,
                      progress: bool | None = None) -> dict:
-    """``descriptor_measures`` and ``detection_rate`` of each of ``sets`` beside calibration
-    rows: ``{"rows": {name: {...}}, "settings": {...}}``, JSON-ready. The shuffled
-    ``real_test`` faces are cut in halves: every row is measured against the reference half,
-    and has the query half's size n (a sample set gives its first n images; a ``paired`` set,
-    one image per test face, its query-half rows). Calibration rows: ``real_test`` (the query
-    half, the floor), ``blur_<s>px`` (it blurred) and ``noise``. ``max_train`` training
-    faces, drawn with ``seed``, are the memorization reference."""
+    """``descriptor_measures`` and ``detection_rate`` of each of ``sets`` and of the calibration
+    rows ``real_test`` (the floor), ``blur_<s>px`` and ``noise``: ``{"rows": {name: {...}},
+    "settings": {...}}``, JSON-ready. The shuffled ``real_test`` faces are cut in halves: the
+    reference half, and the query half whose size n every row has (a ``paired`` set, one image
+    per test face, gives its query-half rows; other sets their first n images)."""
     test = _as_faces(real_test, "real_test")
     if len(test) < 2 * (DENSITY_COVERAGE_K + 1):
         raise ValueError(f"`real_test` needs at least {2 * (DENSITY_COVERAGE_K + 1)} faces "
@@ -233,22 +222,15 @@ def face_space_table(real_test, real_train, sets, seed: int = 0, *,
                    "detection_rate": rates[name]} for name, x in images.items()}
     n_images = sum(map(len, images.values()))
     n_described = n_images + len(ref_rows) + len(train_rows)
-    return {"rows": rows, "settings": _settings(len(ref_rows), len(train_rows), seed, {
-        "descriptors": 1000.0 * described / n_described,
-        "detection": 1000.0 * detected / n_images,
-    })}
-
-
-def _settings(n_reference: int, n_train: int, seed: int, timings: dict) -> dict:
     import dlib
 
-    return {
+    return {"rows": rows, "settings": {
         "descriptor": f"{FACE_RESNET_FILE} (128-D) from {MODELS_PACKAGE}, dlib {dlib.__version__}",
         "distance": "Euclidean between descriptors; dlib calls two faces one person below 0.6",
         "reference": "a random half of the real test faces; real, blurred and paired rows come "
                      "from the other half, samples give their first n images",
-        "n_reference": n_reference,
-        "n_train": n_train,
+        "n_reference": len(ref_rows),
+        "n_train": len(train_rows),
         "precision_recall_k": PRECISION_RECALL_K,
         "density_coverage_k": DENSITY_COVERAGE_K,
         "blur_sigmas_px": list(BLUR_SIGMAS_PX),
@@ -256,5 +238,6 @@ def _settings(n_reference: int, n_train: int, seed: int, timings: dict) -> dict:
         "face_box_px_at_64": list(FACE_BOX),
         "detector": "dlib HOG frontal face detector on the upscaled image, no further upsampling",
         "seed": seed,
-        "timings_s_per_1000_images": timings,
-    }
+        "timings_s_per_1000_images": {"descriptors": 1000.0 * described / n_described,
+                                      "detection": 1000.0 * detected / n_images},
+    }}

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from resvae_keras.data._io import atomic_write
 from resvae_keras.data.images import as_float_images
 
 INCEPTION_WEIGHTS_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
@@ -29,18 +30,15 @@ class FeatureExtractorUnavailable(RuntimeError):
     """The feature network cannot be used here (e.g. its weights are missing and offline)."""
 
 
-def keras_cache_dir() -> Path:
-    """Keras' cache folder, by Keras' rule: ``$KERAS_HOME``, else ``~/.keras`` (or
-    ``/tmp/.keras`` when home is not writable)."""
-    if os.environ.get("KERAS_HOME"):
-        return Path(os.environ["KERAS_HOME"]).expanduser()
-    home = Path.home() if os.access(Path.home(), os.W_OK) else Path("/tmp")
-    return home / ".keras"
-
-
 def inception_weights_path() -> Path:
-    """``<keras cache>/models/<file>``, where Keras keeps the InceptionV3 (no top) weights."""
-    return keras_cache_dir() / "models" / INCEPTION_WEIGHTS_FILE
+    """``<keras cache>/models/<file>``, where Keras keeps the InceptionV3 (no top) weights; the
+    cache, by Keras' rule, is ``$KERAS_HOME``, else ``~/.keras`` (``/tmp/.keras`` when home is
+    not writable)."""
+    if os.environ.get("KERAS_HOME"):
+        cache = Path(os.environ["KERAS_HOME"]).expanduser()
+    else:
+        cache = (Path.home() if os.access(Path.home(), os.W_OK) else Path("/tmp")) / ".keras"
+    return cache / "models" / INCEPTION_WEIGHTS_FILE
 
 
 def _what_to_do(path: Path) -> str:
@@ -59,8 +57,6 @@ def download_inception_weights(path=None, *, timeout: float = 10.0) -> Path:
     path = Path(path) if path is not None else inception_weights_path()
     if path.is_file():
         return path
-    from resvae_keras.data._io import atomic_write
-
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         digest = hashlib.md5()
@@ -71,14 +67,9 @@ def download_inception_weights(path=None, *, timeout: float = 10.0) -> Path:
                     out.write(chunk)
                     digest.update(chunk)
             if digest.hexdigest() != INCEPTION_WEIGHTS_MD5:
-                raise FeatureExtractorUnavailable(
-                    f"The file downloaded from {INCEPTION_WEIGHTS_URL} has MD5 "
-                    f"{digest.hexdigest()}, expected {INCEPTION_WEIGHTS_MD5}; it was discarded. "
-                    + _what_to_do(path)
-                )
-    except FeatureExtractorUnavailable:
-        raise
-    except Exception as exc:  # URLError, timeouts, HTTP and disk errors all end the same way
+                raise ValueError(f"the file has MD5 {digest.hexdigest()}, expected "
+                                 f"{INCEPTION_WEIGHTS_MD5}; it was discarded")
+    except Exception as exc:  # URLError, timeouts, HTTP, disk and checksum errors end the same way
         raise FeatureExtractorUnavailable(
             f"Could not download the InceptionV3 weights ({type(exc).__name__}: {exc}). "
             + _what_to_do(path)
@@ -87,21 +78,17 @@ def download_inception_weights(path=None, *, timeout: float = 10.0) -> Path:
 
 
 class InceptionFeatures:
-    """2048-d average-pool features of Keras' ImageNet InceptionV3, the network behind FID.
-
-    Images are resized bilinearly to 299x299 and scaled to [-1, 1]. Keras' weights and resize
+    """2048-d average-pool features of Keras' ImageNet InceptionV3, the network behind FID, of
+    images resized bilinearly to 299x299 and scaled to [-1, 1]. Keras' weights and resize
     differ from the original FID code: these FIDs compare with each other, not with papers.
     ``weights``: ``"imagenet"`` (the Keras cache; fetched only with ``allow_download``), an
-    ``.h5`` path, or None for random weights (speed tests). Nothing loads before use.
-    """
+    ``.h5`` path, or None for random weights (speed tests). Nothing loads before use."""
 
     image_size = 299
     dim = 2048
 
     def __init__(self, weights="imagenet", *, allow_download: bool = False,
                  batch_size: int = 64, timeout: float = 10.0):
-        if batch_size < 1:
-            raise ValueError(f"`batch_size` must be >= 1; got {batch_size}.")
         self.weights = weights
         self.allow_download = allow_download
         self.batch_size = batch_size

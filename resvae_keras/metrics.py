@@ -47,28 +47,19 @@ def psnr(x, x_hat) -> np.ndarray:
     return np.minimum(10.0 * np.log10(1.0 / np.maximum(mse(x, x_hat), floor)), PSNR_CAP_DB)
 
 
-def ms_ssim_scales(height: int, width: int, filter_size: int = SSIM_FILTER_SIZE) -> int:
-    """How many MS-SSIM scales fit an image: the largest s <= 5 whose side
-    ``ceil(side / 2 ** (s - 1))`` is >= ``filter_size`` (64x64: 3, 32x32: 2, >= 176: 5);
-    0 when fewer than 2 fit (side < 21)."""
-    side = min(int(height), int(width))
-    scales = sum(math.ceil(side / 2**s) >= filter_size for s in range(len(MS_SSIM_POWER_FACTORS)))
-    return scales if scales >= 2 else 0
-
-
 def ms_ssim_power_factors(height: int, width: int) -> tuple[float, ...]:
-    """The first ``ms_ssim_scales`` standard weights, renormalized to sum to 1 (64x64:
-    0.071, 0.453, 0.476); empty when the image is too small."""
-    n = ms_ssim_scales(height, width)
+    """The MS-SSIM scale weights that fit an image, renormalized to sum to 1: one per scale s
+    <= 5 whose side ``ceil(side / 2 ** (s - 1))`` is >= 11 (64x64: 0.071, 0.453, 0.476;
+    32x32: 2 scales; >= 176: 5); empty when fewer than 2 fit (side < 21)."""
+    side = min(height, width)
+    n = sum(math.ceil(side / 2**s) >= SSIM_FILTER_SIZE for s in range(len(MS_SSIM_POWER_FACTORS)))
     weights = np.asarray(MS_SSIM_POWER_FACTORS[:n], dtype=np.float64)
-    return tuple(float(w) for w in weights / weights.sum()) if n else ()
+    return tuple(float(w) for w in weights / weights.sum()) if n >= 2 else ()
 
 
 def _tf_batched(name: str, x: np.ndarray, x_hat: np.ndarray, batch_size: int,
                 **kwargs) -> np.ndarray:
     """``tf.image.<name>`` (max_val 1, 11x11 window, sigma 1.5) per image, in batches."""
-    if batch_size < 1:
-        raise ValueError(f"`batch_size` must be >= 1; got {batch_size}.")
     import tensorflow as tf
 
     fn = getattr(tf.image, name)
@@ -91,8 +82,8 @@ def ssim(x, x_hat, batch_size: int = 256) -> np.ndarray:
 
 
 def ms_ssim(x, x_hat, batch_size: int = 256) -> np.ndarray:
-    """Multi-scale SSIM per image (``tf.image.ssim_multiscale``): float64 (N,), in [0, 1]; NaN
-    below 21 px. The scales depend on the size (``ms_ssim_scales``): compare one size only."""
+    """Multi-scale SSIM per image (``tf.image.ssim_multiscale``, the scales of
+    ``ms_ssim_power_factors``: compare one size only): float64 (N,), in [0, 1]; NaN below 21 px."""
     x, x_hat = _as_pair(x, x_hat)
     power_factors = ms_ssim_power_factors(*x.shape[1:3])
     if not power_factors:
@@ -138,17 +129,9 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def bits_per_dim(nll_nats, num_dims: int):
-    """Negative ELBO (nats) of dequantized 8-bit images as bits per dimension.
-
-    With y = (k + u - 1/2) / 255, u ~ U[0, 1)^D (as ``ResVAE.elbo`` draws), Jensen gives
-    (Theis et al. 2016) -log P(k) <= E_u[-ELBO(y)] + D log 255, so
-
-        bpd = (nll + D log 255) / (D log 2)
-
-    bounds the 8-bit code length (a uniform density gives log2(255) = 7.99). It needs a true
-    density (the Gaussian likelihoods, not Bernoulli); NaN in, NaN out. ``num_dims`` is
-    D = H * W * C; the result has the shape of ``nll_nats``.
-    """
+    """Negative ELBO (nats) of dequantized 8-bit images as bits per dimension, shaped like
+    ``nll_nats``: (nll + D log 255) / (D log 2), D = H * W * C, an upper bound on the 8-bit
+    code length (Theis et al. 2016) for a true density (Gaussian likelihoods, not Bernoulli)."""
     if int(num_dims) < 1:
         raise ValueError(f"`num_dims` must be >= 1 (H * W * C); got {num_dims}.")
     nll = np.asarray(nll_nats, dtype=np.float64)
@@ -161,14 +144,7 @@ def per_attribute_breakdown(errors: pd.Series, attributes: pd.DataFrame) -> pd.D
     one row per attribute, largest ``difference`` (mean_with - mean_without) first, also
     ``n_with``, ``n_without``, ``se_difference``, ``t`` and two-sided ``p_value``. ``errors``
     (one per image) match ``attributes`` by position when indexed 0..N-1, else by label."""
-    if not isinstance(errors, pd.Series):
-        errors = pd.Series(np.asarray(errors, dtype=np.float64))
     bool_columns = [c for c in attributes.columns if pd.api.types.is_bool_dtype(attributes[c])]
-    if not bool_columns:
-        raise ValueError(
-            "`attributes` has no bool columns; got dtypes "
-            f"{dict(attributes.dtypes.astype(str))}. Pass e.g. cache.attributes_of('test')."
-        )
     default_index = isinstance(errors.index, pd.RangeIndex) and errors.index.start == 0
     if default_index and len(errors) == len(attributes):
         values = errors.to_numpy(dtype=np.float64)
@@ -186,14 +162,13 @@ def per_attribute_breakdown(errors: pd.Series, attributes: pd.DataFrame) -> pd.D
     for column in bool_columns:
         has = attributes[column].to_numpy(dtype=bool)
         with_, without = values[has & finite], values[~has & finite]
-        n1, n2 = len(with_), len(without)
-        mean1 = float(with_.mean()) if n1 else np.nan
-        mean2 = float(without.mean()) if n2 else np.nan
+        mean1 = float(with_.mean()) if len(with_) else np.nan
+        mean2 = float(without.mean()) if len(without) else np.nan
         test = welch(with_, without)
         rows.append({
-            "attribute": column, "n_with": n1, "n_without": n2, "mean_with": mean1,
-            "mean_without": mean2, "difference": mean1 - mean2, "se_difference": test["se"],
-            "t": test["t"], "p_value": test["p"],
+            "attribute": column, "n_with": len(with_), "n_without": len(without),
+            "mean_with": mean1, "mean_without": mean2, "difference": mean1 - mean2,
+            "se_difference": test["se"], "t": test["t"], "p_value": test["p"],
         })
     table = pd.DataFrame(rows).set_index("attribute")
     return table.sort_values("difference", ascending=False, na_position="last")
@@ -221,8 +196,6 @@ def best_and_worst(scores, k: int, higher_is_better: bool = False) -> tuple[np.n
     """``(best_idx, worst_idx)``: positions of the k best and k worst scores (NaN skipped),
     best first and worst first; lower is better unless ``higher_is_better``."""
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-    if k < 1:
-        raise ValueError(f"`k` must be >= 1; got {k}.")
     valid = np.flatnonzero(np.isfinite(scores))
     key = -scores[valid] if higher_is_better else scores[valid]
     order = valid[np.argsort(key, kind="stable")]

@@ -21,27 +21,6 @@ FID_MIN_SAMPLES = 2048
 FID_COMPARABLE_SAMPLES = 10_000
 
 
-def _as_feature_pair(real_feats, fake_feats) -> tuple[np.ndarray, np.ndarray]:
-    """Both feature sets as float64 (N, D) arrays of the same width D."""
-    real, fake = np.asarray(real_feats, np.float64), np.asarray(fake_feats, np.float64)
-    for name, array in (("real_feats", real), ("fake_feats", fake)):
-        if array.ndim != 2:
-            raise ValueError(
-                f"`{name}` must be features of shape (N, D); got shape {array.shape}. "
-                "Flatten images with x.reshape(len(x), -1), or run a feature extractor first."
-            )
-    if real.shape[1] != fake.shape[1]:
-        raise ValueError(f"Feature sizes differ: real {real.shape}, fake {fake.shape}.")
-    return real, fake
-
-
-def _flatten(array, name: str) -> np.ndarray:
-    array = np.asarray(array)
-    if array.ndim < 2:
-        raise ValueError(f"`{name}` must have a batch axis, shape (N, ...); got {array.shape}.")
-    return array.reshape(len(array), -1)
-
-
 def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
     """Fréchet distance of two Gaussians: ||mu1 - mu2||^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2)). As
     the reference FID code (Heusel et al. 2017): ``eps`` is added to both diagonals when the
@@ -50,11 +29,6 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
 
     mu1, mu2 = (np.atleast_1d(np.asarray(mu, np.float64)) for mu in (mu1, mu2))
     sigma1, sigma2 = (np.atleast_2d(np.asarray(sigma, np.float64)) for sigma in (sigma1, sigma2))
-    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != mu1.shape * 2:
-        raise ValueError(
-            f"Mean and covariance shapes do not match: mu1 {mu1.shape}, mu2 {mu2.shape}, "
-            f"sigma1 {sigma1.shape}, sigma2 {sigma2.shape}; expected (D,) and (D, D)."
-        )
     diff = mu1 - mu2
     covmean = linalg.sqrtm(sigma1 @ sigma2)
     if not np.isfinite(covmean).all():
@@ -74,11 +48,8 @@ def fid(real_feats, fake_feats) -> float:
     """Fréchet Inception Distance of two feature sets (N, D), squared feature units. Biased
     upward at small N: compare only values with the same N (``FID_COMPARABLE_SAMPLES``) and
     extractor; below ``FID_MIN_SAMPLES`` a ``UserWarning`` says so."""
-    real, fake = _as_feature_pair(real_feats, fake_feats)
-    n = min(len(real), len(fake))
-    if n < 2:
-        raise ValueError(f"FID needs at least 2 samples per set; got {len(real)} and {len(fake)}.")
-    if n < FID_MIN_SAMPLES:
+    real, fake = np.asarray(real_feats, np.float64), np.asarray(fake_feats, np.float64)
+    if min(len(real), len(fake)) < FID_MIN_SAMPLES:
         warnings.warn(
             f"FID from {len(real)} real and {len(fake)} fake samples (< {FID_MIN_SAMPLES:,}): "
             "the 2048-d covariance is singular and the value is biased upward; it is not "
@@ -94,15 +65,10 @@ def fid(real_feats, fake_feats) -> float:
 def kid(real_feats, fake_feats, n_subsets: int = 100, subset_size: int = 1000,
         seed: int = 0) -> tuple[float, float]:
     """Kernel Inception Distance (Binkowski et al. 2018): ``(mean, std)`` over random subsets
-    of the unbiased MMD^2 with kernel k(x, y) = (x.y / D + 1)^3. Each subset takes m =
-    min(subset_size, N_real, N_fake) rows of each set; MMD^2_u = sum_{i!=j} k(x_i, x_j) /
-    (m(m-1)) + sum_{i!=j} k(y_i, y_j) / (m(m-1)) - 2 sum k(x_i, y_j) / m^2 (may be < 0)."""
-    real, fake = _as_feature_pair(real_feats, fake_feats)
+    of m = min(subset_size, N_real, N_fake) rows of each set of the unbiased MMD^2 (may be
+    < 0) with kernel k(x, y) = (x.y / D + 1)^3."""
+    real, fake = np.asarray(real_feats, np.float64), np.asarray(fake_feats, np.float64)
     m = min(subset_size, len(real), len(fake))
-    if m < 2:
-        raise ValueError(f"KID needs at least 2 samples per set; got {len(real)} and {len(fake)}.")
-    if n_subsets < 1:
-        raise ValueError(f"`n_subsets` must be >= 1; got {n_subsets}.")
     rng = np.random.default_rng(seed)
     values = np.empty(n_subsets)
     for s in range(n_subsets):
@@ -120,15 +86,13 @@ def _squared_norms(a: np.ndarray) -> np.ndarray:
 
 def _knn_radii_squared(features: np.ndarray, k: int, batch_size: int) -> np.ndarray:
     """Squared distance of each row to its k-th nearest other row (itself excluded)."""
-    norms = _squared_norms(features)
-    radii = np.empty(len(features))
-    for i in range(0, len(features), batch_size):
-        block = features[i : i + batch_size]
-        d2 = norms[i : i + batch_size, None] + norms[None, :] - 2.0 * block @ features.T
-        np.maximum(d2, 0.0, out=d2)
-        d2[np.arange(len(block)), np.arange(i, i + len(block))] = 0.0
-        radii[i : i + len(block)] = np.partition(d2, k, axis=1)[:, k]
-    return radii
+    radii = []
+    for i, d2 in zip(range(0, len(features), batch_size),
+                     _distance_blocks(features, features, batch_size), strict=True):
+        d2 = np.maximum(d2, 0.0)
+        d2[np.arange(len(d2)), np.arange(i, i + len(d2))] = 0.0
+        radii.append(np.partition(d2, k, axis=1)[:, k])
+    return np.concatenate(radii)
 
 
 def _distance_blocks(queries: np.ndarray, centres: np.ndarray, batch_size: int):
@@ -144,11 +108,7 @@ def precision_recall(real_feats, fake_feats, k: int = 3,
     """Improved precision and recall (Kynkaanniemi et al. 2019), each in [0, 1]: the share of
     fakes inside the real manifold and of reals inside the fake one, a manifold being the union
     of balls reaching each point's k-th nearest neighbour in its set."""
-    real, fake = _as_feature_pair(real_feats, fake_feats)
-    if k < 1 or k >= min(len(real), len(fake)):
-        raise ValueError(
-            f"`k` must be in [1, N - 1]; got k={k} with {len(real)} real and {len(fake)} fake samples."
-        )
+    real, fake = np.asarray(real_feats, np.float64), np.asarray(fake_feats, np.float64)
     shares = []
     for queries, centres in ((fake, real), (real, fake)):
         radii2 = _knn_radii_squared(centres, k, batch_size)
@@ -163,7 +123,7 @@ def density_coverage(real_feats, fake_feats, k: int = 5,
     """Density and coverage (Naeem et al. 2020) from the real set's k-NN balls. Density: real
     balls strictly containing each fake, summed, over k x N_fake (~1 when matched, unbounded).
     Coverage: share of real balls holding a fake, in [0, 1]."""
-    real, fake = _as_feature_pair(real_feats, fake_feats)
+    real, fake = np.asarray(real_feats, np.float64), np.asarray(fake_feats, np.float64)
     if k < 1 or k >= len(real) or len(fake) < 1:
         raise ValueError(
             f"`k` must be in [1, N_real - 1] and there must be fakes; got k={k} with "
@@ -179,7 +139,7 @@ def density_coverage(real_feats, fake_feats, k: int = 5,
     return inside_count / (k * len(fake)), float(covered.mean())
 
 
-def _random_pairs(n: int, max_pairs: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _random_pairs(n: int, max_pairs: int, rng: np.random.Generator):
     """All i < j pairs when there are at most max_pairs, else max_pairs random pairs i != j."""
     if n < 2:
         raise ValueError(f"Pairwise measures need at least 2 samples; got {n}.")
@@ -193,32 +153,57 @@ def _random_pairs(n: int, max_pairs: int, rng: np.random.Generator) -> tuple[np.
 def mean_pairwise_distance(features, max_pairs: int = 100_000, seed: int = 0) -> float:
     """Mean Euclidean distance between distinct samples (N, ...), flattened; higher = more
     diverse. Every pair when there are at most ``max_pairs``, else that many random pairs."""
-    flat = _flatten(features, "features")
+    flat = np.asarray(features).reshape(len(features), -1)
     i, j = _random_pairs(len(flat), max_pairs, np.random.default_rng(seed))
-    total, count = 0.0, 0
+    total = 0.0
     rows = max(1, 2**22 // flat.shape[1])  # about 32 MB per block
     for start in range(0, len(i), rows):
         a = flat[i[start : start + rows]].astype(np.float64)
         b = flat[j[start : start + rows]].astype(np.float64)
         total += float(np.sqrt(np.square(a - b).sum(axis=1)).sum())
-        count += len(a)
-    return total / count
+    return total / len(i)
 
 
-def mean_pairwise_ms_ssim(images, n_pairs: int = 1000, seed: int = 0,
-                          batch_size: int = 256) -> float:
+def mean_pairwise_ms_ssim(images, n_pairs: int = 1000, seed: int = 0) -> float:
     """Mean MS-SSIM of random distinct pairs of images; lower = more diverse."""
     images = as_float_images(images, "images")
     i, j = _random_pairs(len(images), n_pairs, np.random.default_rng(seed))
-    return float(np.mean(metrics.ms_ssim(images[i], images[j], batch_size)))
+    return float(np.mean(metrics.ms_ssim(images[i], images[j])))
 
 
-def nearest_neighbours(queries, references, k: int = 1,
-                       batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
-    """``(indices, distances)`` of the exact Euclidean nearest ``references`` (M, ...) of each
-    query (N, ...), flattened: (N,) for k = 1, else (N, k), nearest first, in the input's
-    units. A uint8 memmap of references is read one block at a time."""
-    return _nearest(queries, references, k, batch_size)
+def nearest_neighbours(queries, references, batch_size: int = 512,
+                       allowed: Callable | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(indices, distances)``, each (N,): the exact Euclidean nearest of ``references``
+    (M, ...) to each query (N, ...), flattened, in the input's units, among the pairs
+    ``allowed(query rows, reference rows)`` permits (None: all; none: inf). A uint8 memmap of
+    references is read one block at a time."""
+    queries = np.asarray(queries).reshape(len(queries), -1)
+    references = np.asarray(references).reshape(len(references), -1)
+    indices = np.zeros(len(queries), dtype=np.int64)
+    distances = np.zeros(len(queries))
+    for q_start in range(0, len(queries), batch_size):
+        q = queries[q_start : q_start + batch_size].astype(np.float64)
+        q_rows = np.arange(q_start, q_start + len(q))
+        q_norms = _squared_norms(q)
+        best_d2 = np.full(len(q), np.inf)
+        best_idx = np.zeros(len(q), dtype=np.int64)
+        for r_start in range(0, len(references), batch_size):
+            ref = references[r_start : r_start + batch_size].astype(np.float64)
+            r_rows = np.arange(r_start, r_start + len(ref))
+            d2 = q_norms[:, None] + _squared_norms(ref)[None, :] - 2.0 * q @ ref.T
+            if allowed is not None:
+                d2 = np.where(allowed(q_rows, r_rows), np.maximum(d2, 0.0), np.inf)
+            column = d2.argmin(axis=1)
+            block_best = d2[np.arange(len(q)), column]
+            better = block_best < best_d2  # ties keep the earlier reference
+            best_d2[better] = block_best[better]
+            best_idx[better] = r_start + column[better]
+        # Recompute the chosen distances directly: the expansion above loses digits when a
+        # sample is (nearly) copied, which is exactly the case memorization looks for.
+        exact = np.sqrt(np.square(q - references[best_idx]).sum(axis=1))
+        indices[q_start : q_start + len(q)] = best_idx
+        distances[q_start : q_start + len(q)] = np.where(np.isfinite(best_d2), exact, np.inf)
+    return indices, distances
 
 
 def nearest_by_identity(queries, query_ids, references, reference_ids, query_rows=None,
@@ -245,61 +230,15 @@ def nearest_by_identity(queries, query_ids, references, reference_ids, query_row
             return ((q_ids[qi][:, None] == r_ids[subset[ri]][None, :])
                     & (rows[qi][:, None] != subset[ri][None, :]))
 
-        result["same"] = _nearest(queries, np.asarray(references[subset]), 1, batch_size, same)[1]
+        result["same"] = nearest_neighbours(queries, np.asarray(references[subset]), batch_size,
+                                            same)[1]
 
     def different(qi, ri):
         return ((q_ids[qi][:, None] != r_ids[ri][None, :]) & (r_ids[ri][None, :] >= 0)
                 & known[qi][:, None])
 
-    result["different"] = _nearest(queries, references, 1, batch_size, different)[1]
+    result["different"] = nearest_neighbours(queries, references, batch_size, different)[1]
     return {key: np.where(np.isfinite(d), d, np.nan) for key, d in result.items()}
-
-
-def _nearest(queries, references, k: int, batch_size: int,
-             allowed: Callable | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """``nearest_neighbours`` among the pairs ``allowed(query rows, reference rows)`` permits
-    (None: all); a query with no permitted reference gets inf."""
-    queries = _flatten(queries, "queries")
-    references = _flatten(references, "references")
-    if queries.shape[1] != references.shape[1]:
-        raise ValueError(
-            f"`queries` and `references` differ in size per sample: {queries.shape[1]} vs "
-            f"{references.shape[1]}."
-        )
-    if not 1 <= k <= len(references):
-        raise ValueError(f"`k` must be in [1, {len(references)}]; got {k}.")
-    ref_norms = np.concatenate([_squared_norms(references[r : r + batch_size].astype(np.float64))
-                                for r in range(0, len(references), batch_size)])
-    indices = np.zeros((len(queries), k), dtype=np.int64)
-    distances = np.zeros((len(queries), k))
-    for q_start in range(0, len(queries), batch_size):
-        q = queries[q_start : q_start + batch_size].astype(np.float64)
-        q_rows = np.arange(q_start, q_start + len(q))
-        q_norms = _squared_norms(q)
-        best_d2 = np.full((len(q), k), np.inf)
-        best_idx = np.zeros((len(q), k), dtype=np.int64)
-        for r_start in range(0, len(references), batch_size):
-            ref = references[r_start : r_start + batch_size].astype(np.float64)
-            r_rows = np.arange(r_start, r_start + len(ref))
-            d2 = q_norms[:, None] + ref_norms[None, r_start : r_start + len(ref)] - 2.0 * q @ ref.T
-            if allowed is not None:
-                d2 = np.where(allowed(q_rows, r_rows), np.maximum(d2, 0.0), np.inf)
-            all_d2 = np.concatenate([best_d2, d2], axis=1)
-            all_idx = np.concatenate([best_idx, np.broadcast_to(r_rows, d2.shape)], axis=1)
-            keep = np.argsort(all_d2, axis=1, kind="stable")[:, :k]
-            best_d2 = np.take_along_axis(all_d2, keep, axis=1)
-            best_idx = np.take_along_axis(all_idx, keep, axis=1)
-        # Recompute the chosen distances directly: the expansion above loses digits when a
-        # sample is (nearly) copied, which is exactly the case memorization looks for.
-        exact = np.stack([np.sqrt(np.square(q - references[best_idx[:, c]]).sum(axis=1))
-                          for c in range(k)], axis=1)
-        exact = np.where(np.isfinite(best_d2), exact, np.inf)
-        order = np.argsort(exact, axis=1, kind="stable")
-        indices[q_start : q_start + len(q)] = np.take_along_axis(best_idx, order, axis=1)
-        distances[q_start : q_start + len(q)] = np.take_along_axis(exact, order, axis=1)
-    if k == 1:
-        return indices[:, 0], distances[:, 0]
-    return indices, distances
 
 
 _BINOMIAL_5 = np.array([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0  # outer product = the 5x5 kernel / 256
@@ -343,32 +282,20 @@ def sliced_wasserstein(real_images, fake_images, *, patch_size: int = 7,
                        dirs_per_repeat: int = 128, min_resolution: int = 16,
                        max_descriptors: int = 2**17, seed: int = 0,
                        batch_size: int = 256) -> dict[str, float]:
-    """Multi-scale sliced Wasserstein distance (Karras et al. 2018) x 1e3, lower = closer:
-    ``{"swd_<res>": ..., "swd_mean": ...}``. Each Laplacian-pyramid level down to
-    ``min_resolution`` gives random 7x7x3 patches, normalized per channel within each set;
-    the distance is the mean 1-D Wasserstein-1 distance of the two patch sets along
-    ``n_repeats`` x ``dirs_per_repeat`` random directions. Both sets use min(N_real, N_fake)
-    images and at most ``max_descriptors`` patches."""
+    """Multi-scale sliced Wasserstein distance (Karras et al. 2018) x 1e3 of square images,
+    lower = closer: ``{"swd_<res>": ..., "swd_mean": ...}``: the mean 1-D Wasserstein-1
+    distance along ``n_repeats`` x ``dirs_per_repeat`` random directions of random 7x7x3
+    patches, normalized per channel within each set, of each Laplacian-pyramid level down to
+    ``min_resolution``; min(N_real, N_fake) images and at most ``max_descriptors`` patches."""
     real = as_float_images(real_images, "real_images")
     fake = as_float_images(fake_images, "fake_images")
-    if real.shape[1:] != fake.shape[1:]:
-        raise ValueError(f"Image shapes differ: real {real.shape[1:]}, fake {fake.shape[1:]}.")
-    side = min(real.shape[1:3])
-    if side < max(min_resolution, patch_size):
-        raise ValueError(
-            f"Images of {real.shape[1]}x{real.shape[2]} are smaller than min_resolution="
-            f"{min_resolution}; lower `min_resolution` (and `patch_size`)."
-        )
     resolutions = []
     res = real.shape[1]
-    while min(res, side) >= min_resolution and res >= patch_size:
+    while res >= max(min_resolution, patch_size):
         resolutions.append(res)
         res //= 2
-        side //= 2
     rng = np.random.default_rng(seed)
     n = min(len(real), len(fake))
-    if n < 1:
-        raise ValueError("Both `real_images` and `fake_images` need at least one image.")
     real = real[np.sort(rng.choice(len(real), n, replace=False))] if len(real) > n else real
     fake = fake[np.sort(rng.choice(len(fake), n, replace=False))] if len(fake) > n else fake
     per_image = max(1, min(patches_per_image, max_descriptors // n))
@@ -404,11 +331,9 @@ def sliced_wasserstein(real_images, fake_images, *, patch_size: int = 7,
 
 FACE_CASCADE_FILE = "haarcascade_frontalface_default.xml"
 FACE_UPSCALE = 2
-FACE_SCALE_FACTOR = 1.1
-FACE_MIN_NEIGHBORS = 5
 FACE_MIN_SIZE_FRACTION = 1.0 / 3.0
 """``face_detections``: images upscaled 2x (bicubic) for the Haar cascade (Viola & Jones
-2001), OpenCV's usual scaleFactor and minNeighbors, faces at least a third of the side."""
+2001), faces at least a third of the side."""
 
 
 def _opencv():
@@ -426,8 +351,7 @@ def _opencv():
 def face_cascade():
     """OpenCV's frontal-face Haar cascade, loaded on first use and kept."""
     cv2 = _opencv()
-    folder = getattr(getattr(cv2, "data", None), "haarcascades", None)
-    path = Path(folder or "") / FACE_CASCADE_FILE
+    path = Path(getattr(getattr(cv2, "data", None), "haarcascades", "")) / FACE_CASCADE_FILE
     cascade = cv2.CascadeClassifier(str(path)) if path.is_file() else None
     if cascade is None or cascade.empty():
         raise FileNotFoundError(
@@ -441,8 +365,6 @@ def face_detections(images) -> np.ndarray:
     """Whether OpenCV's Haar frontal-face cascade finds a face in each 8-bit grey image,
     upscaled ``FACE_UPSCALE`` times: bool (N,)."""
     x = as_float_images(images, "images")
-    if x.shape[-1] != 3:
-        raise ValueError(f"`images` must be RGB, shape (N, H, W, 3); got shape {x.shape}.")
     cv2 = _opencv()
     cascade = face_cascade()
     height, width = x.shape[1] * FACE_UPSCALE, x.shape[2] * FACE_UPSCALE
@@ -451,8 +373,9 @@ def face_detections(images) -> np.ndarray:
     for i, image in enumerate(x):
         grey = cv2.cvtColor(to_uint8(image), cv2.COLOR_RGB2GRAY)
         grey = cv2.resize(grey, (width, height), interpolation=cv2.INTER_CUBIC)
-        faces = cascade.detectMultiScale(grey, scaleFactor=FACE_SCALE_FACTOR,
-                                         minNeighbors=FACE_MIN_NEIGHBORS, minSize=(side, side))
+        # OpenCV's usual scaleFactor and minNeighbors
+        faces = cascade.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5,
+                                         minSize=(side, side))
         found[i] = len(faces) > 0
     return found
 

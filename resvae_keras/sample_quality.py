@@ -1,8 +1,6 @@
 """A sampler's faces judged against held-out faces: realism, diversity and memorization,
-beside the reference rows (real faces, reconstructions) and in dlib's face space.
-
-Images are float32 in [0, 1], (N, S, S, 3) (uint8 accepted); distances are pixel L2 with
-intensities in [0, 1].
+beside the reference rows (real faces, reconstructions) and in dlib's face space. Images are
+float32 in [0, 1], (N, S, S, 3) (uint8 accepted); distances are pixel L2, intensities in [0, 1].
 """
 
 from __future__ import annotations
@@ -75,30 +73,20 @@ def feature_extractor(allow_download: bool = False, extractor=None):
     return extractor if isinstance(extractor, _MemoizedFeatures) else _MemoizedFeatures(extractor)
 
 
-def nearest_training_neighbours(images, train_images, k: int = 1):
+def nearest_training_neighbours(images, train_images):
     """``(indices, distances)`` of the nearest ``train_images`` (uint8, a memmap is fine, or
     float) in pixel L2, intensities in [0, 1]."""
     scale = 255.0 if np.asarray(train_images[:1]).dtype == np.uint8 else 1.0
     with blas_threads():
         indices, distances = sample_metrics.nearest_neighbours(
-            as_float_images(images) * scale, train_images, k=k)
+            as_float_images(images) * scale, train_images)
     return indices, distances / scale
 
 
-def _identity_neighbours(images, ids, train_images, train_ids, query_rows=None) -> dict:
-    """``sample_metrics.nearest_by_identity`` in [0, 1] intensity units."""
-    scale = 255.0 if np.asarray(train_images[:1]).dtype == np.uint8 else 1.0
-    with blas_threads():
-        out = sample_metrics.nearest_by_identity(as_float_images(images) * scale, ids,
-                                                 train_images, train_ids, query_rows)
-    return {key: value / scale for key, value in out.items()}
-
-
 class SampleReferences:
-    """The held-out faces samples are judged against, and the training faces (uint8, a
-    memmap is fine) the memorization check searches with ``memorization_queries`` images;
-    numbers about them are kept. ``real_ids``, ``train_ids``: person ids (-1 unknown) or None.
-    """
+    """The held-out faces samples are judged against, and the training faces (uint8, a memmap
+    is fine) the memorization check searches with ``memorization_queries`` images; numbers
+    about them are kept. ``real_ids``, ``train_ids``: person ids (-1 unknown) or None."""
 
     def __init__(self, real_images, train_images, memorization_queries: int = 500, seed: int = 0,
                  real_ids=None, train_ids=None):
@@ -138,36 +126,37 @@ class SampleReferences:
         n = min(self.memorization_queries, len(self.train))
         train_rows = np.sort(np.random.default_rng(self.seed).choice(
             len(self.train), n, replace=False))
-        test = _identity_neighbours(self.real[: self.memorization_queries],
-                                    self.real_ids[: self.memorization_queries],
-                                    self.train, self.train_ids)
-        train = _identity_neighbours(np.asarray(self.train[train_rows]),
-                                     self.train_ids[train_rows], self.train, self.train_ids,
-                                     query_rows=train_rows)
-        return {
-            "available": True,
-            "n_test_queries": int(min(self.memorization_queries, len(self.real))),
-            "n_train_queries": int(n),
-            **{f"{name}_to_train_{kind}_identity": _quantiles(found[kind])
-               for name, found in (("test", test), ("train", train))
-               for kind in ("same", "different")},
+        queries = {  # images, their person ids, their rows in train
+            "test": (self.real[: self.memorization_queries],
+                     self.real_ids[: self.memorization_queries], None),
+            "train": (self.train[train_rows], self.train_ids[train_rows], train_rows),
         }
+        scale = 255.0 if np.asarray(self.train[:1]).dtype == np.uint8 else 1.0
+        result = {"available": True,
+                  "n_test_queries": int(min(self.memorization_queries, len(self.real))),
+                  "n_train_queries": int(n)}
+        for name, (images, ids, rows) in queries.items():
+            with blas_threads():
+                found = sample_metrics.nearest_by_identity(
+                    as_float_images(images) * scale, ids, self.train, self.train_ids, rows)
+            for kind in ("same", "different"):
+                result[f"{name}_to_train_{kind}_identity"] = _quantiles(found[kind] / scale)
+        return result
 
     def memorization(self, samples) -> dict:
         """Nearest-training-face distances of samples against those of held-out faces."""
         queries = as_float_images(samples)[: self.memorization_queries]
         sample_to_train = nearest_training_neighbours(queries, self.train)[1]
-        reference = self.test_to_train
         same = (self.identity.get("train_to_train_same_identity") or {}).get("median")
         return {
             "n_queries": len(queries),
             "n_train": len(self.train),
             "distance": "pixel L2, intensities in [0, 1]",
             "sample_to_train": _quantiles(sample_to_train),
-            "test_to_train": _quantiles(reference),
-            "median_ratio": float(np.median(sample_to_train) / np.median(reference)),
-            "share_closer_than_test_p01": float(np.mean(sample_to_train
-                                                        < np.quantile(reference, 0.01))),
+            "test_to_train": _quantiles(self.test_to_train),
+            "median_ratio": float(np.median(sample_to_train) / np.median(self.test_to_train)),
+            "share_closer_than_test_p01": float(np.mean(
+                sample_to_train < np.quantile(self.test_to_train, 0.01))),
             "identity": self.identity,
             "median_ratio_to_same_identity": (
                 float(np.median(sample_to_train) / same) if same else None),
