@@ -108,8 +108,6 @@ class DepthToSpace(layers.Layer):
 
     def __init__(self, block_size=2, **kwargs):
         super().__init__(**kwargs)
-        if int(block_size) < 2:
-            raise ValueError(f"block_size={block_size!r} must be >= 2")
         self.block_size = int(block_size)
 
     def call(self, x):
