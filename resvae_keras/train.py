@@ -337,9 +337,7 @@ def _resume_or_build(config: Config, strategy, role, cache, out_dir, steps_per_e
         distribute.check_same_start(strategy, role, start, epoch, run_dir)
     with strategy.scope():
         if continued:
-            model = load_model(state_dir / "last.keras")
-            if config.lr_schedule == "constant":
-                model.optimizer.learning_rate = config.learning_rate
+            model = load_model(state_dir / "last.keras")  # Backup sets a new constant rate
             initial_epoch = len(history)
         else:
             model = compile_model(build_model(config), config, steps_per_epoch)
