@@ -152,8 +152,5 @@ class Sampling(layers.Layer):
                     tf.cast(drawn, "int64"), replica.replica_id_in_sync_group))
         return z_mean + ops.exp(0.5 * z_log_var) * eps
 
-    def compute_output_shape(self, input_shape):
-        return input_shape[0]
-
     def get_config(self):
         return {**super().get_config(), "seed": self.seed}
