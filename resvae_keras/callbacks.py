@@ -37,8 +37,7 @@ class KLWarmup(keras.callbacks.Callback):
         self.model.beta_weight.assign(self.value_at(step))
 
     def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            logs["beta"] = float(keras.ops.convert_to_numpy(self.model.beta_weight))
+        logs["beta"] = float(keras.ops.convert_to_numpy(self.model.beta_weight))
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -54,9 +53,7 @@ class EpochTimer(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         elapsed = time.perf_counter() - self._start
         self.wall += elapsed
-        if logs is not None:
-            logs["epoch_time_s"] = elapsed
-            logs["wall_time_s"] = self.wall
+        logs.update(epoch_time_s=elapsed, wall_time_s=self.wall)
 
 
 class StopOnNaN(keras.callbacks.TerminateOnNaN):

@@ -60,9 +60,7 @@ class Config:
     """Everything a run needs; saved as ``config.json`` in the run dir.
 
     ``data_dir`` ``None`` means ``CELEBA_DIR``, else ``data/celeba``; ``batch_size`` is per
-    worker; ``two_stage_epochs`` 0 skips the second stage; the evaluation sizes
-    (``eval_images`` ... ``anomaly_images``) are the images notebooks 03-06 use. The model
-    fields are the arguments of ``model.ResVAE`` of the same name.
+    worker; the evaluation sizes are the images notebooks 03-06 use.
     """
 
     profile: str = "demo"
@@ -93,7 +91,7 @@ class Config:
     mixed_precision: str | None = None  # or "mixed_float16", "mixed_bfloat16"
     run_dir: str | None = None
     grid_every: int = 1
-    two_stage_epochs: int = 50
+    two_stage_epochs: int = 50  # 0: no second stage
     flip: bool = False  # mirror training images left-right with probability 1/2
     lr_schedule: str = "constant"  # or "cosine" (train.learning_rate)
     lr_warmup_steps: int = 0

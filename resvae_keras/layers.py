@@ -40,8 +40,6 @@ class ResidualBlock(layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if int(filters) <= 0:
-            raise ValueError(f"filters={filters!r} must be a positive integer")
         if int(kernel_size) % 2 != 1:
             raise ValueError(f"kernel_size={kernel_size!r} must be odd")
         if norm not in NORMALIZATIONS:
@@ -79,16 +77,8 @@ class ResidualBlock(layers.Layer):
         return shortcut + h
 
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            filters=self.filters,
-            kernel_size=self.kernel_size,
-            norm=self.norm,
-            groups=self.groups,
-            activation=self.activation,
-            residual=self.residual,
-        )
-        return config
+        names = ("filters", "kernel_size", "norm", "groups", "activation", "residual")
+        return {**super().get_config(), **{name: getattr(self, name) for name in names}}
 
 
 @keras.saving.register_keras_serializable(package="resvae_keras")
@@ -98,8 +88,6 @@ class Upsample(layers.Layer):
 
     def __init__(self, filters, **kwargs):
         super().__init__(**kwargs)
-        if int(filters) <= 0:
-            raise ValueError(f"filters={filters!r} must be a positive integer")
         self.filters = int(filters)
         self.resize = layers.UpSampling2D(2, interpolation="nearest", name="resize")
         self.conv = layers.Conv2D(self.filters, 3, padding="same", name="conv")
@@ -111,9 +99,7 @@ class Upsample(layers.Layer):
         return self.conv(self.resize(x))
 
     def get_config(self):
-        config = super().get_config()
-        config.update(filters=self.filters)
-        return config
+        return {**super().get_config(), "filters": self.filters}
 
 
 @keras.saving.register_keras_serializable(package="resvae_keras")
@@ -122,8 +108,6 @@ class DepthToSpace(layers.Layer):
 
     def __init__(self, block_size=2, **kwargs):
         super().__init__(**kwargs)
-        if int(block_size) < 2:
-            raise ValueError(f"block_size={block_size!r} must be >= 2")
         self.block_size = int(block_size)
 
     def call(self, x):
@@ -134,9 +118,7 @@ class DepthToSpace(layers.Layer):
         return ops.reshape(x, (-1, h * r, w * r, c // (r * r)))
 
     def get_config(self):
-        config = super().get_config()
-        config.update(block_size=self.block_size)
-        return config
+        return {**super().get_config(), "block_size": self.block_size}
 
 
 @keras.saving.register_keras_serializable(package="resvae_keras")
@@ -170,10 +152,5 @@ class Sampling(layers.Layer):
                     tf.cast(drawn, "int64"), replica.replica_id_in_sync_group))
         return z_mean + ops.exp(0.5 * z_log_var) * eps
 
-    def compute_output_shape(self, input_shape):
-        return input_shape[0]
-
     def get_config(self):
-        config = super().get_config()
-        config.update(seed=self.seed)
-        return config
+        return {**super().get_config(), "seed": self.seed}

@@ -192,12 +192,9 @@ def kl_divergence(z_mean, z_log_var):
 class ResVAE(keras.Model):
     """Variational autoencoder of images float32 in [0, 1], ``(N, S, S, 3)``.
 
-    ``train_step`` minimizes ``reconstruction + beta * KL`` (per image, nats, batch mean) and
-    tracks ``loss``, ``reconstruction_loss``, ``kl_loss`` and ``neg_elbo`` (the negative ELBO
-    at beta = 1, comparable across a KL warm-up). ``architecture="conv"`` ignores
-    ``blocks_per_stage``, ``residual`` and ``norm``; ``kind="ae"`` is a deterministic
-    autoencoder (z = z_mean, no KL); ``beta_weight`` holds the current KL weight (``KLWarmup``
-    ramps it); ``sigma_min`` floors the learned decoder sigma, hence the effective beta.
+    Tracks ``loss``, ``reconstruction_loss``, ``kl_loss`` and ``neg_elbo`` (at beta = 1).
+    ``kind="ae"``: deterministic, z = z_mean, no KL; ``beta_weight``: the current KL weight
+    (``KLWarmup`` ramps it); ``sigma_min`` floors the learned decoder sigma.
     """
 
     def __init__(
@@ -279,8 +276,7 @@ class ResVAE(keras.Model):
 
     def encode(self, x, training=False):
         """Images ``(N, S, S, 3)`` in [0, 1] -> ``(z_mean, z_log_var)``, each ``(N, d)``."""
-        z_mean, z_log_var = self.encoder(x, training=training)
-        return z_mean, z_log_var
+        return tuple(self.encoder(x, training=training))
 
     def decode_logits(self, z, training=False):
         return self.decoder(z, training=training)
@@ -352,9 +348,7 @@ class ResVAE(keras.Model):
     def _log_sigma(self):
         """log of the learned decoder sigma, held at or above ``log(sigma_min)``."""
         log_sigma = ops.cast(self.log_sigma, "float32")
-        if self.sigma_min > 0:
-            log_sigma = ops.maximum(log_sigma, math.log(self.sigma_min))
-        return log_sigma
+        return ops.maximum(log_sigma, math.log(self.sigma_min)) if self.sigma_min else log_sigma
 
     def reconstruction_nll(self, x, logits):
         """``-log p(x|z)`` per image, in nats, summed over the pixels and channels."""
@@ -396,13 +390,9 @@ class ResVAE(keras.Model):
         }
 
     def elbo(self, x, batch_size=256, seed=0, dequantize=True):
-        """Per-image negative ELBO of 8-bit images ``x`` (one draw per image), in nats.
-
-        ``dequantize`` scores ``dequantized(x)``: its expected negative ELBO plus ``D log 255``
-        bounds the 8-bit code length (``metrics.bits_per_dim``). ``seed``: int or
-        ``SeedGenerator`` of all draws. Returns numpy float32 ``(N,)`` arrays ``neg_elbo``
-        (``reconstruction + kl``; NaN for ``kind="ae"``), ``reconstruction`` and ``kl``.
-        """
+        """Per-image ``neg_elbo`` (NaN for ``kind="ae"``), ``reconstruction`` and ``kl`` of
+        8-bit images ``x``, in nats, one draw each: numpy float32 ``(N,)`` arrays.
+        ``dequantize`` scores ``dequantized(x)`` (see ``metrics.bits_per_dim``)."""
         seed = keras.random.SeedGenerator(seed) if isinstance(seed, int) else seed
         parts = {"reconstruction": [], "kl": []}
         for i in range(0, len(x), batch_size):
@@ -444,10 +434,8 @@ class ResVAE(keras.Model):
         return self._update_trackers(terms, ops.mean(terms["loss"]))
 
     def get_config(self):
-        config = super().get_config()
-        config.update({name: getattr(self, name) for name in CONFIG_ARGUMENTS})
-        config["widths"] = list(self.widths)
-        return config
+        arguments = {name: getattr(self, name) for name in CONFIG_ARGUMENTS}
+        return {**super().get_config(), **arguments, "widths": list(self.widths)}
 
 
 def build_model(config):
@@ -474,9 +462,8 @@ def load_model(path):
 
 
 def load_keras_file(path, cls, remedy=None):
-    """The model of class ``cls`` saved in ``path``. Raises ``FileNotFoundError`` when it is
-    missing, ``ModelFileError`` when it is damaged, holds another model or NaN or infinite
-    weights; ``remedy`` is the advice the errors give."""
+    """The model of class ``cls`` saved in ``path``; ``ModelFileError`` with ``remedy`` when
+    it is damaged, holds another model or non-finite weights."""
     path = Path(path)
     shown = display_path(path)
     remedy = remedy or ("Restore it, or train the run again (README, section \"When things go "

@@ -2,15 +2,15 @@
 
 A run dir holds config.json, history.csv, model.keras (best by ``val_neg_elbo``, or
 ``val_loss`` for the autoencoder), last.keras (with optimizer state), two_stage.keras,
-grids/epoch_NNN.png and .npz, and backup/ while a run is in progress. A killed run resumes
-from its last completed epoch; a finished one given more ``epochs`` continues from
-last.keras. Only the settings in ``CONTINUABLE`` may change; any other difference from the
-run's config.json is refused. No checkpoint is written after a non-finite epoch.
+grids/ and, while training, backup/. A killed run resumes from its last completed epoch; a
+finished one given more ``epochs`` continues from last.keras. Only the settings in
+``CONTINUABLE`` may change.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import os
 import shutil
@@ -208,12 +208,11 @@ def _best_model(run_dir):
     return load_model(path if path.exists() else Path(run_dir) / "last.keras")
 
 
-def train(config: Config, verbose="auto", callbacks=(), strategy=None, second_stage=True):
+def train(config: Config, verbose="auto", callbacks=(), second_stage=True):
     """Train ``config`` into ``config.run_path``; returns ``(model, history DataFrame)``.
 
     Raises ``ValueError`` or ``RunSettingsError`` before anything is written, and
     ``TrainingDivergedError`` when the loss becomes NaN (the last good epoch is kept).
-    ``strategy``: ``None`` for ``distribute.make_strategy(config.strategy)``.
     ``second_stage``: then fit the second-stage VAE on ``model.keras``'s codes.
     """
     with precision(config.mixed_precision):
@@ -221,8 +220,7 @@ def train(config: Config, verbose="auto", callbacks=(), strategy=None, second_st
         _refuse_other_settings(config)
         # data before the strategy: its decoding processes fork before TensorFlow's threads exist
         cache = distribute.prepare_data(config)
-        if strategy is None:
-            strategy = distribute.make_strategy(config.strategy)
+        strategy = distribute.make_strategy(config.strategy)
         role = distribute.worker_role(strategy)
         keras.utils.set_random_seed(config.seed)
         run_dir = config.run_path
@@ -260,8 +258,7 @@ def train(config: Config, verbose="auto", callbacks=(), strategy=None, second_st
 
 
 def _refuse_other_settings(config: Config) -> None:
-    """Raise ``RunSettingsError`` when the run dir holds a run trained with other settings
-    than ``config`` (those in ``CONTINUABLE`` may differ)."""
+    """Raise ``RunSettingsError`` when the run dir's settings outside ``CONTINUABLE`` differ."""
     run_dir = config.run_path
     trained = any((run_dir / name).exists() for name in ("model.keras", "last.keras", "backup"))
     if not (run_dir / "config.json").is_file() or not (trained or len(load_history(run_dir))):
@@ -284,9 +281,8 @@ def _refuse_other_settings(config: Config) -> None:
              "changed:"]
     lines += [f"  {option_name(n)}: {shown(saved, n)!r} in the run, {shown(config, n)!r} now"
               for n in changed]
-    suffix = 2
-    while run_dir.with_name(f"{run_dir.name}-{suffix}").exists():
-        suffix += 1
+    suffix = next(n for n in itertools.count(2)
+                  if not run_dir.with_name(f"{run_dir.name}-{n}").exists())
     asked_dir = Path(config.run_dir or f"runs/{config.profile}")
     new_dir = str(asked_dir.with_name(f"{run_dir.name}-{suffix}"))
     lines += [
@@ -341,9 +337,7 @@ def _resume_or_build(config: Config, strategy, role, cache, out_dir, steps_per_e
         distribute.check_same_start(strategy, role, start, epoch, run_dir)
     with strategy.scope():
         if continued:
-            model = load_model(state_dir / "last.keras")
-            if config.lr_schedule == "constant":
-                model.optimizer.learning_rate = config.learning_rate
+            model = load_model(state_dir / "last.keras")  # Backup sets a new constant rate
             initial_epoch = len(history)
         else:
             model = compile_model(build_model(config), config, steps_per_epoch)
@@ -428,8 +422,7 @@ def two_stage_is_current(run_dir, checkpoint: str = "model.keras") -> bool:
 def two_stage_sampler(config: Config, model=None, cache=None, checkpoint: str = "model.keras",
                       verbose: bool = True):
     """The run's ``latent.TwoStageSampler``: loaded from ``two_stage_path`` when current,
-    else fitted on the training codes of ``checkpoint`` (``two_stage_epochs``, 0: the
-    sampler's default) and saved there."""
+    else fitted on the training codes of ``checkpoint`` and saved there."""
     from resvae_keras.latent import TwoStageSampler, encode_dataset
 
     run_dir = config.run_path
@@ -454,9 +447,8 @@ def two_stage_sampler(config: Config, model=None, cache=None, checkpoint: str = 
     start = time.perf_counter()
     batches = (cache.images[rows[i : i + 256]] for i in range(0, len(rows), 256))
     z_mean, z_log_var = encode_dataset(model, batches)
-    deterministic = getattr(model, "kind", "vae") == "ae"
     sampler = TwoStageSampler(epochs=epochs, seed=config.seed)
-    sampler.fit(z_mean, None if deterministic else z_log_var)
+    sampler.fit(z_mean, None if model.kind == "ae" else z_log_var)
     save_model(sampler.vae_, path)
     with atomic_write(path.with_name(path.stem + "_history.csv")) as tmp:
         sampler.history_.to_csv(tmp, index_label="epoch")
