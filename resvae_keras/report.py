@@ -35,7 +35,7 @@ def prose_record(results: Results) -> dict:
     if rt.finite(mse) and rt.finite(sigma) and mse > 0:
         rec.update(rmse=math.sqrt(mse), sigma_ratio=sigma / math.sqrt(mse))
     samples = {slug(k): dict(s) for k, s in {
-        **results.samples, **(m.get("sample_references") or {})}.items()}
+        **(m.get("samples") or {}), **(m.get("sample_references") or {})}.items()}
     for s in samples.values():
         fake, real = lookup(s, "diversity.pixel_l2_fake"), lookup(s, "diversity.pixel_l2_real")
         s["l2_share"] = fake / real if rt.finite(fake) and rt.finite(real) else None
@@ -85,11 +85,15 @@ def _face_space(metrics: dict | None) -> dict:
 # -- figures: plots.py with the report's words ------------------------------------------------
 
 
-def figure_kurva_loss(results: Results, **w):
+def figure_kurva_loss(results: Results):
     history = results.main_run["history"]
     if not len(history):
         return None
-    return plots.loss_curves(history.assign(epoch=history["epoch"] + 1), **w)
+    return plots.loss_curves(history.assign(epoch=history["epoch"] + 1), ylabel="nats per citra",
+                             panel_titles={"loss": "loss total (−ELBO dengan β)",
+                                           "kl_loss": "divergensi KL",
+                                           "reconstruction_loss": "rekonstruksi −log p(x|z)"},
+                             title="Kurva pelatihan percobaan utama (CelebA 64×64)")
 
 
 def figure_validation(results: Results, line: str, minutes: bool = False, **w):
@@ -127,10 +131,8 @@ def figure_per_atribut(results: Results):
     top = results.per_attribute
     if top.empty:
         return None
-    bars = pd.DataFrame({"selisih": 1e3 * top["difference"].astype(float),
-                         "galat": 1e3 * top["se_difference"].astype(float)})
-    bars.index.name = "atribut"
-    return plots.metric_bars(bars, value="selisih", error="galat", xlabel="atribut",
+    bars = 1e3 * top[["difference", "se_difference"]].astype(float)
+    return plots.metric_bars(bars, value="difference", error="se_difference", xlabel="atribut",
                              ylabel="selisih MSE ×10³ (dengan − tanpa)",
                              title="Atribut dan galat rekonstruksi (± galat baku)")
 
@@ -170,11 +172,7 @@ def figure_model_bawaan(results: Results):
 
 
 FIGURES = {  # figures/<name>.png -> its function of the results; None while they are missing
-    "laporan_kurva_loss": partial(
-        figure_kurva_loss, ylabel="nats per citra", panel_titles={
-            "loss": "loss total (−ELBO dengan β)", "kl_loss": "divergensi KL",
-            "reconstruction_loss": "rekonstruksi −log p(x|z)"},
-        title="Kurva pelatihan percobaan utama (CelebA 64×64)"),
+    "laporan_kurva_loss": figure_kurva_loss,
     "laporan_val_loss_epoch": partial(
         figure_validation, xlabel="langkah optimasi", line="ambang loss",
         title="−ELBO validasi per langkah, setiap seed setiap kelompok"),
@@ -255,8 +253,7 @@ def _present(value):
 
 
 def render(template: Path, results: Results, figures_dir: Path) -> str:
-    """The Jinja2 ``template`` rendered with the tables, ``prose_record``, ``figures`` (the PNG
-    names in ``figures_dir``) and ``verdict_words``."""
+    """The Jinja2 ``template`` rendered with the tables, ``prose_record`` and the figures."""
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(template.parent),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
                              trim_blocks=True, autoescape=False, finalize=_present)
@@ -275,9 +272,8 @@ def render(template: Path, results: Results, figures_dir: Path) -> str:
 
 def build_report(results_root: Path | str | None = None, root: Path | str | None = None,
                  figures: bool = True) -> list[Path]:
-    """Redraw the figures, then render ``report/laporan.md.j2`` and ``README.md.j2`` under
-    ``root`` (default the checkout) from ``results_root`` (default ``report/results``);
-    returns the paths whose contents changed."""
+    """Redraw the figures, render ``report/laporan.md`` and ``README.md`` under ``root`` (default
+    the checkout) from ``results_root``; returns the paths whose contents changed."""
     root = Path(root or project_root())
     results = Results(results_root)
     updated = draw_figures(results, root / "figures") if figures else []
