@@ -1,16 +1,10 @@
-"""Render ``report/laporan.md`` and ``README.md`` from their Jinja2 templates and the results.
-
-In a template ``tables.<name>`` is a table of ``report_tables`` and every other name a part of
-``prose_record``, formatted by a filter (``num``, ``integer``, ``pct``, ``p``, ``interval``,
-``setting``); an unknown name stops the build.
-
-    python -m resvae_keras report      # or: make report
-"""
+"""Render ``report/laporan.md`` and ``README.md`` from their Jinja2 templates and the results
+(``python -m resvae_keras report``): a template's ``tables.<name>`` is a table of
+``report_tables``, every other name a part of ``prose_record``; an unknown name stops the build."""
 
 from __future__ import annotations
 
 import io
-import math
 from functools import partial
 from pathlib import Path
 
@@ -30,15 +24,8 @@ def prose_record(results: Results) -> dict:
     """The results the prose quotes, by name; keys have no dots (``prior_t07``, ``s05``)."""
     config, _, counts = results.architecture
     m = results.main
-    rec = dict(m.get("reconstruction") or {})
-    mse, sigma = lookup(rec, "mse.mean"), rec.get("decoder_sigma")
-    if rt.finite(mse) and rt.finite(sigma) and mse > 0:
-        rec.update(rmse=math.sqrt(mse), sigma_ratio=sigma / math.sqrt(mse))
-    samples = {slug(k): dict(s) for k, s in {
+    samples = {slug(k): s for k, s in {
         **(m.get("samples") or {}), **(m.get("sample_references") or {})}.items()}
-    for s in samples.values():
-        fake, real = lookup(s, "diversity.pixel_l2_fake"), lookup(s, "diversity.pixel_l2_real")
-        s["l2_share"] = fake / real if rt.finite(fake) and rt.finite(real) else None
     planned = results.planned
     verdicts = {f"{claim}_{baseline}": None  # None until a seed run of the plan has finished
                 for claim in plan.CLAIMS for _, baseline in plan.comparisons(planned.spec)}
@@ -48,7 +35,7 @@ def prose_record(results: Results) -> dict:
     record = {
         "arch": {**counts, "widths": "–".join(map(str, config.widths)),
                  "blocks": config.blocks_per_stage, "latent_dim": config.latent_dim},
-        "main": m, "config": results.main_run["config"], "rec": rec,
+        "main": m, "config": results.main_run["config"], "rec": m.get("reconstruction") or {},
         **{key: {**(lookup(run, "metrics.reconstruction") or {}),
                  **(lookup(run, "metrics.training") or {}), "fs": _face_space(run["metrics"])}
            for key, run in results.beside.items()},
@@ -128,10 +115,10 @@ def figure_beta_trend(results: Results, measures, **w):
 
 
 def figure_per_atribut(results: Results):
-    top = results.per_attribute
+    top = pd.DataFrame(rt.table_per_atribut(results))
     if top.empty:
         return None
-    bars = 1e3 * top[["difference", "se_difference"]].astype(float)
+    bars = 1e3 * top.set_index("name")[["difference", "se_difference"]].astype(float)
     return plots.metric_bars(bars, value="difference", error="se_difference", xlabel="atribut",
                              ylabel="selisih MSE ×10³ (dengan − tanpa)",
                              title="Atribut dan galat rekonstruksi (± galat baku)")

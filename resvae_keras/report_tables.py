@@ -165,15 +165,6 @@ class Results(study_results.Study):
                 for group in ("beta", "likelihood") if group in set(table.get("group", []))}
 
     @property
-    def per_attribute(self) -> pd.DataFrame:
-        """``metrics.strongest_attributes`` of the main run, largest MSE gap first."""
-        rows = lookup(self.main, "per_attribute.rows")
-        if not rows:
-            return pd.DataFrame()
-        top = metrics.strongest_attributes(pd.DataFrame.from_dict(rows, orient="index"))
-        return top.sort_values("difference", ascending=False)
-
-    @property
     def anomaly(self) -> dict[str, dict]:
         """``{label: {score: result}}`` of the main run's anomaly kinds."""
         anomaly = lookup(self.main, "anomaly") or {}
@@ -269,8 +260,13 @@ def table_tuas(results: Results) -> list[dict]:
 
 
 def table_per_atribut(results: Results) -> list[dict]:
-    """``Results.per_attribute`` as rows, the attribute as ``name``."""
-    return [{"name": name, **r.to_dict()} for name, r in results.per_attribute.iterrows()]
+    """``metrics.strongest_attributes`` of the main run (``name``), largest MSE gap first."""
+    rows = lookup(results.main, "per_attribute.rows")
+    if not rows:
+        return []
+    top = metrics.strongest_attributes(pd.DataFrame.from_dict(rows, orient="index"))
+    top = top.sort_values("difference", ascending=False).rename_axis("name")
+    return top.reset_index().to_dict("records")
 
 
 def table_sampel(results: Results) -> list[dict]:
@@ -351,12 +347,10 @@ def _planned(results: Results, part: str, decided: bool = True) -> list[dict]:
     found, measures = results.planned, {**STUDY_MEASURES, **WORDS["planned_measures"]}
     if (decided and not found.finished[0]) or not len(found.runs):
         return []
-    rows = []
-    for r in getattr(found, part).to_dict("records"):
-        label, decimals = measures.get(r["measure"], (r["measure"], 3))
-        rows.append({**r, "label": label.replace("|", "\\|"), "decimals": decimals,  # in a cell
-                     "comparison": f"{arm_name(r['arm'])} − {arm_name(r['baseline'])}"})
-    return rows
+    return [{**r, "label": label.replace("|", "\\|"), "decimals": decimals,  # "|" in a cell
+             "comparison": f"{arm_name(r['arm'])} − {arm_name(r['baseline'])}"}
+            for r in getattr(found, part).to_dict("records")
+            for label, decimals in [measures.get(r["measure"], (r["measure"], 3))]]
 
 
 table_uji_primer = partial(_planned, part="verdicts")  # the primary tests and their verdicts
