@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import io
+import json
 from functools import partial
 from pathlib import Path
 
@@ -41,10 +42,11 @@ def prose_record(results: Results) -> dict:
            for key, run in results.beside.items()},
         "samples": samples, "real": lookup(next(iter(samples.values()), {}), "diversity"),
         "fs": _face_space(m),
-        "other": {k: v.get("reconstruction", v) for k, v in results.other_metrics.items()},
+        "other": {path.stem.removeprefix("metrics_"): json.loads(path.read_text())["reconstruction"]
+                  for path in sorted(results.main_dir.glob("metrics_*.json"))},
         "sweep": {"s" + slug(r["sigma_min"]): {slug(k): v for k, v in r.items()} | {
             "floor": rt.floor_label(r["sigma_min"])} for _, r in results.sweep.iterrows()},
-        "anomalies": results.anomaly,
+        "anomalies": results.anomaly, "anomaly": m.get("anomaly"),
         "study": {"finished": planned.finished[0], "planned": planned.finished[1]},
         "verdicts": verdicts}
     for group, trend in results.trends.items():  # one run per value, the reference arm beside
@@ -56,11 +58,6 @@ def prose_record(results: Results) -> dict:
             pd.DataFrame.from_dict(m["per_attribute"]["rows"], orient="index"), stats.ALPHA)
         record["attributes"] = {**found, **{k: ", ".join(f"`{a}`" for a in found[k])
                                             for k in ("worse", "better")}}
-    if anomaly := results.anomaly:
-        elbo = [a for a in (lookup(s, "neg_elbo.auroc") for s in anomaly.values()) if rt.finite(a)]
-        record["anomaly"] = {**m["anomaly"], "n_kinds": len(elbo) or None,
-                             "elbo_min": min(elbo, default=None),
-                             "elbo_max": max(elbo, default=None)}
     return record
 
 

@@ -4,7 +4,6 @@ the template loops over) of the committed results (``Results``); shared words: l
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import tomllib
 from functools import cached_property, partial
@@ -63,11 +62,6 @@ def interval(value, low, high, decimals: int) -> str:
     if not (finite(value) and finite(low) and finite(high)):
         return num(value, decimals)
     return f"{num(value, decimals)} [{num(low, decimals)}, {num(high, decimals)}]"
-
-
-def _shape(dims) -> str:
-    """A tensor shape without the batch axis: ``32×32×64``."""
-    return "×".join(str(d) for d in dims)
 
 
 def markdown_table(columns, rows, numeric=None) -> str:
@@ -131,12 +125,6 @@ class Results(study_results.Study):
     @property
     def main(self) -> dict:
         return self.main_run["metrics"] or {}
-
-    @cached_property
-    def other_metrics(self) -> dict[str, dict]:
-        """The main run's ``metrics_<data>.json``: the model on other data, by name."""
-        return {path.stem.removeprefix("metrics_"): json.loads(path.read_text())
-                for path in sorted(self.main_dir.glob("metrics_*.json"))}
 
     @cached_property
     def sweep(self) -> pd.DataFrame:
@@ -204,7 +192,7 @@ def _layer_kind(row: dict) -> str:
 def table_arsitektur(results: Results) -> list[dict]:
     """Every layer of the model (``model.summary_rows``), its ``kind`` and ``shape`` in words."""
     return [{**r, "part": NAMES["part"][r["part"]], "kind": _layer_kind(r),
-             "shape": _shape(r["output_shape"])} for r in results.architecture[1]]
+             "shape": "×".join(map(str, r["output_shape"]))} for r in results.architecture[1]]
 
 
 def table_diagram(results: Results) -> str:
@@ -217,12 +205,12 @@ def table_diagram(results: Results) -> str:
             ("decoder", "DEKODER  p(x | z)", "sigmoid → citra rerata x̂ ∈ [0, 1]")]:
         folded: list[list] = []  # [kind, output shape, how many in a row]
         for r in (r for r in layers if r["part"] == part):
-            step = [_layer_kind(r), r["output_shape"]]
+            step = [_layer_kind(r), "×".join(map(str, r["output_shape"]))]
             if r["kind"] == "ResidualBlock" and folded and folded[-1][:2] == step:
                 folded[-1][2] += 1
             else:
                 folded.append([*step, 1])
-        lines += [title, *(f"  │ {(f'{n} × {kind}' if n > 1 else kind):<44} → {_shape(out)}"
+        lines += [title, *(f"  │ {(f'{n} × {kind}' if n > 1 else kind):<44} → {out}"
                            for kind, out, n in folded), f"  │ {last}"]
     return "\n".join([*lines, "```"])
 
