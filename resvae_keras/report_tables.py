@@ -258,7 +258,7 @@ def table_per_atribut(results: Results) -> list[dict]:
 
 
 def table_sampel(results: Results) -> list[dict]:
-    """The samplers, then the references: ``label``, ``n_images`` and the realism measures."""
+    """The samplers, then the references: ``label``, ``n_images``, realism measures (or None)."""
     references = [{"label": NAMES["reference"].get(k, k), **s}
                   for k, s in (lookup(results.main, "sample_references") or {}).items()]
     keys = ("swd.swd_64", "swd.swd_32", "swd.swd_16", "swd.swd_mean", "face_rate", "fid",
