@@ -1,16 +1,11 @@
-"""Render ``report/laporan.md`` and ``README.md`` from their Jinja2 templates and the results.
-
-In a template ``tables.<name>`` is a table of ``report_tables`` and every other name a part of
-``prose_record``, formatted by a filter (``num``, ``integer``, ``pct``, ``p``, ``interval``,
-``setting``); an unknown name stops the build.
-
-    python -m resvae_keras report      # or: make report
-"""
+"""Render ``report/laporan.md`` and ``README.md`` from their Jinja2 templates and the results
+(``python -m resvae_keras report``): a template's ``tables.<name>`` is a table of
+``report_tables``, every other name a part of ``prose_record``; an unknown name stops the build."""
 
 from __future__ import annotations
 
 import io
-import math
+import json
 from functools import partial
 from pathlib import Path
 
@@ -30,15 +25,8 @@ def prose_record(results: Results) -> dict:
     """The results the prose quotes, by name; keys have no dots (``prior_t07``, ``s05``)."""
     config, _, counts = results.architecture
     m = results.main
-    rec = dict(m.get("reconstruction") or {})
-    mse, sigma = lookup(rec, "mse.mean"), rec.get("decoder_sigma")
-    if rt.finite(mse) and rt.finite(sigma) and mse > 0:
-        rec.update(rmse=math.sqrt(mse), sigma_ratio=sigma / math.sqrt(mse))
-    samples = {slug(k): dict(s) for k, s in {
-        **results.samples, **(m.get("sample_references") or {})}.items()}
-    for s in samples.values():
-        fake, real = lookup(s, "diversity.pixel_l2_fake"), lookup(s, "diversity.pixel_l2_real")
-        s["l2_share"] = fake / real if rt.finite(fake) and rt.finite(real) else None
+    samples = {slug(k): s for k, s in {
+        **(m.get("samples") or {}), **(m.get("sample_references") or {})}.items()}
     planned = results.planned
     verdicts = {f"{claim}_{baseline}": None  # None until a seed run of the plan has finished
                 for claim in plan.CLAIMS for _, baseline in plan.comparisons(planned.spec)}
@@ -48,16 +36,17 @@ def prose_record(results: Results) -> dict:
     record = {
         "arch": {**counts, "widths": "–".join(map(str, config.widths)),
                  "blocks": config.blocks_per_stage, "latent_dim": config.latent_dim},
-        "main": m, "config": results.main_run["config"], "rec": rec,
+        "main": m, "config": results.main_run["config"], "rec": m.get("reconstruction") or {},
         **{key: {**(lookup(run, "metrics.reconstruction") or {}),
                  **(lookup(run, "metrics.training") or {}), "fs": _face_space(run["metrics"])}
            for key, run in results.beside.items()},
         "samples": samples, "real": lookup(next(iter(samples.values()), {}), "diversity"),
         "fs": _face_space(m),
-        "other": {k: v.get("reconstruction", v) for k, v in results.other_metrics.items()},
+        "other": {path.stem.removeprefix("metrics_"): json.loads(path.read_text())["reconstruction"]
+                  for path in sorted(results.main_dir.glob("metrics_*.json"))},
         "sweep": {"s" + slug(r["sigma_min"]): {slug(k): v for k, v in r.items()} | {
             "floor": rt.floor_label(r["sigma_min"])} for _, r in results.sweep.iterrows()},
-        "anomalies": results.anomaly,
+        "anomalies": results.anomaly, "anomaly": m.get("anomaly"),
         "study": {"finished": planned.finished[0], "planned": planned.finished[1]},
         "verdicts": verdicts}
     for group, trend in results.trends.items():  # one run per value, the reference arm beside
@@ -69,11 +58,6 @@ def prose_record(results: Results) -> dict:
             pd.DataFrame.from_dict(m["per_attribute"]["rows"], orient="index"), stats.ALPHA)
         record["attributes"] = {**found, **{k: ", ".join(f"`{a}`" for a in found[k])
                                             for k in ("worse", "better")}}
-    if anomaly := results.anomaly:
-        elbo = [a for a in (lookup(s, "neg_elbo.auroc") for s in anomaly.values()) if rt.finite(a)]
-        record["anomaly"] = {**m["anomaly"], "n_kinds": len(elbo) or None,
-                             "elbo_min": min(elbo, default=None),
-                             "elbo_max": max(elbo, default=None)}
     return record
 
 
@@ -85,11 +69,15 @@ def _face_space(metrics: dict | None) -> dict:
 # -- figures: plots.py with the report's words ------------------------------------------------
 
 
-def figure_kurva_loss(results: Results, **w):
+def figure_kurva_loss(results: Results):
     history = results.main_run["history"]
     if not len(history):
         return None
-    return plots.loss_curves(history.assign(epoch=history["epoch"] + 1), **w)
+    return plots.loss_curves(history.assign(epoch=history["epoch"] + 1), ylabel="nats per citra",
+                             panel_titles={"loss": "loss total (−ELBO dengan β)",
+                                           "kl_loss": "divergensi KL",
+                                           "reconstruction_loss": "rekonstruksi −log p(x|z)"},
+                             title="Kurva pelatihan percobaan utama (CelebA 64×64)")
 
 
 def figure_validation(results: Results, line: str, minutes: bool = False, **w):
@@ -124,13 +112,11 @@ def figure_beta_trend(results: Results, measures, **w):
 
 
 def figure_per_atribut(results: Results):
-    top = results.per_attribute
+    top = pd.DataFrame(rt.table_per_atribut(results))
     if top.empty:
         return None
-    bars = pd.DataFrame({"selisih": 1e3 * top["difference"].astype(float),
-                         "galat": 1e3 * top["se_difference"].astype(float)})
-    bars.index.name = "atribut"
-    return plots.metric_bars(bars, value="selisih", error="galat", xlabel="atribut",
+    bars = 1e3 * top.set_index("name")[["difference", "se_difference"]].astype(float)
+    return plots.metric_bars(bars, value="difference", error="se_difference", xlabel="atribut",
                              ylabel="selisih MSE ×10³ (dengan − tanpa)",
                              title="Atribut dan galat rekonstruksi (± galat baku)")
 
@@ -170,11 +156,7 @@ def figure_model_bawaan(results: Results):
 
 
 FIGURES = {  # figures/<name>.png -> its function of the results; None while they are missing
-    "laporan_kurva_loss": partial(
-        figure_kurva_loss, ylabel="nats per citra", panel_titles={
-            "loss": "loss total (−ELBO dengan β)", "kl_loss": "divergensi KL",
-            "reconstruction_loss": "rekonstruksi −log p(x|z)"},
-        title="Kurva pelatihan percobaan utama (CelebA 64×64)"),
+    "laporan_kurva_loss": figure_kurva_loss,
     "laporan_val_loss_epoch": partial(
         figure_validation, xlabel="langkah optimasi", line="ambang loss",
         title="−ELBO validasi per langkah, setiap seed setiap kelompok"),
@@ -255,8 +237,7 @@ def _present(value):
 
 
 def render(template: Path, results: Results, figures_dir: Path) -> str:
-    """The Jinja2 ``template`` rendered with the tables, ``prose_record``, ``figures`` (the PNG
-    names in ``figures_dir``) and ``verdict_words``."""
+    """The Jinja2 ``template`` rendered with the tables, ``prose_record`` and the figures."""
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(template.parent),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
                              trim_blocks=True, autoescape=False, finalize=_present)
@@ -275,9 +256,8 @@ def render(template: Path, results: Results, figures_dir: Path) -> str:
 
 def build_report(results_root: Path | str | None = None, root: Path | str | None = None,
                  figures: bool = True) -> list[Path]:
-    """Redraw the figures, then render ``report/laporan.md.j2`` and ``README.md.j2`` under
-    ``root`` (default the checkout) from ``results_root`` (default ``report/results``);
-    returns the paths whose contents changed."""
+    """Redraw the figures, render ``report/laporan.md`` and ``README.md`` under ``root`` (default
+    the checkout) from ``results_root``; returns the paths whose contents changed."""
     root = Path(root or project_root())
     results = Results(results_root)
     updated = draw_figures(results, root / "figures") if figures else []

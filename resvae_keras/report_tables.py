@@ -1,12 +1,9 @@
-"""The tables of ``report/laporan.md``: ``TABLE_FUNCTIONS`` is the template's ``tables.<name>``,
-a markdown table of the committed results (``Results``) or the rows a table of the template loops
-over. The names and measure labels that tables and figures share are in ``report/laporan.toml``.
-"""
+"""The template's ``tables.<name>`` (``TABLE_FUNCTIONS``: a markdown table, or the rows a table of
+the template loops over) of the committed results (``Results``); shared words: laporan.toml."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import tomllib
 from functools import cached_property, partial
@@ -21,7 +18,6 @@ from resvae_keras.levers import LEVERS, load_table
 from resvae_keras.record import history_summary, lookup
 
 MAIN_RUN = "celeba-subset"
-NBSP = "\u00a0"  # thousands separator of integers: unambiguous with a decimal point
 
 # The report is built in a checkout: its words, template and results are not in the wheel.
 WORDS = tomllib.loads(checkout_file("report/laporan.toml").read_text(encoding="utf-8"))
@@ -43,7 +39,7 @@ def num(value, decimals: int, scale: float = 1.0) -> str:
 
 def integer(value) -> str:
     """An integer with non-breaking spaces between thousands (``1 542 464``)."""
-    return f"{int(round(float(value))):,}".replace(",", NBSP) if finite(value) else DASH
+    return f"{int(round(float(value))):,}".replace(",", "\u00a0") if finite(value) else DASH
 
 
 def plus_minus(mean, std, decimals: int) -> str:
@@ -66,11 +62,6 @@ def interval(value, low, high, decimals: int) -> str:
     if not (finite(value) and finite(low) and finite(high)):
         return num(value, decimals)
     return f"{num(value, decimals)} [{num(low, decimals)}, {num(high, decimals)}]"
-
-
-def _shape(dims) -> str:
-    """A tensor shape without the batch axis: ``32×32×64``."""
-    return "×".join(str(d) for d in dims)
 
 
 def markdown_table(columns, rows, numeric=None) -> str:
@@ -112,8 +103,7 @@ def floor_label(sigma_min) -> str:
 
 
 def slug(name) -> str:
-    """A name or a swept value as a template key, dots dropped: ``prior_t0.7`` -> ``prior_t07``,
-    ``0.25`` -> ``025``."""
+    """A name or a swept value as a template key, dots dropped: ``prior_t0.7`` -> ``prior_t07``."""
     return (name if isinstance(name, str) else f"{float(name):g}").replace(".", "")
 
 
@@ -121,8 +111,7 @@ def slug(name) -> str:
 
 
 class Results(study_results.Study):
-    """The committed results under ``root`` (default ``report/results``), read lazily: the
-    study (``root/study``), the main run, the runs beside it, the sweep, the levers, the plan."""
+    """The committed results under ``root`` (default ``report/results``), read lazily."""
 
     def __init__(self, root: Path | str | None = None):
         root = Path(root) if root is not None else study.results_dir()
@@ -138,30 +127,15 @@ class Results(study_results.Study):
         return self.main_run["metrics"] or {}
 
     @cached_property
-    def other_metrics(self) -> dict[str, dict]:
-        """The main run's ``metrics_<data>.json``: the model on other data, by name."""
-        return {path.stem.removeprefix("metrics_"): json.loads(path.read_text())
-                for path in sorted(self.main_dir.glob("metrics_*.json"))}
-
-    @property
-    def samples(self) -> dict:
-        return lookup(self.main, "samples") or {}
-
-    @cached_property
     def sweep(self) -> pd.DataFrame:
         table = study_results.load_sweep(self.sweep_dir)
         return table.sort_values("sigma_min") if len(table) else table
 
     @cached_property
     def beside(self) -> dict[str, dict]:
-        """The runs ``celeba-subset-<key>``: ``adam``, the previous default (Adam); ``ae``, the
-        autoencoder at the same architecture and budget."""
+        """The runs ``celeba-subset-adam`` (the previous default) and ``-ae`` (an autoencoder)."""
         return {key: study_results.load_run(self.main_dir.parent / f"{MAIN_RUN}-{key}")
                 for key in ("adam", "ae")}
-
-    @cached_property
-    def levers(self) -> pd.DataFrame:
-        return load_table(self.main_dir.parent / "levers" / "levers.csv")
 
     @cached_property
     def planned(self) -> plan.PlannedStudy:
@@ -175,18 +149,8 @@ class Results(study_results.Study):
         """``study_results.sweep_trend`` of each sweep with a finished run."""
         table = self.table
         columns = [c for c in STUDY_MEASURES if c in table]
-        found = set(table["group"]) if len(table) else set()
         return {group: study_results.sweep_trend(table, group, columns)
-                for group in ("beta", "likelihood") if group in found}
-
-    @property
-    def per_attribute(self) -> pd.DataFrame:
-        """``metrics.strongest_attributes`` of the main run, largest MSE gap first."""
-        rows = lookup(self.main, "per_attribute.rows")
-        if not rows:
-            return pd.DataFrame()
-        top = metrics.strongest_attributes(pd.DataFrame.from_dict(rows, orient="index"))
-        return top.sort_values("difference", ascending=False)
+                for group in ("beta", "likelihood") if group in set(table.get("group", []))}
 
     @property
     def anomaly(self) -> dict[str, dict]:
@@ -228,7 +192,7 @@ def _layer_kind(row: dict) -> str:
 def table_arsitektur(results: Results) -> list[dict]:
     """Every layer of the model (``model.summary_rows``), its ``kind`` and ``shape`` in words."""
     return [{**r, "part": NAMES["part"][r["part"]], "kind": _layer_kind(r),
-             "shape": _shape(r["output_shape"])} for r in results.architecture[1]]
+             "shape": "×".join(map(str, r["output_shape"]))} for r in results.architecture[1]]
 
 
 def table_diagram(results: Results) -> str:
@@ -241,12 +205,12 @@ def table_diagram(results: Results) -> str:
             ("decoder", "DEKODER  p(x | z)", "sigmoid → citra rerata x̂ ∈ [0, 1]")]:
         folded: list[list] = []  # [kind, output shape, how many in a row]
         for r in (r for r in layers if r["part"] == part):
-            step = [_layer_kind(r), r["output_shape"]]
+            step = [_layer_kind(r), "×".join(map(str, r["output_shape"]))]
             if r["kind"] == "ResidualBlock" and folded and folded[-1][:2] == step:
                 folded[-1][2] += 1
             else:
                 folded.append([*step, 1])
-        lines += [title, *(f"  │ {(f'{n} × {kind}' if n > 1 else kind):<44} → {_shape(out)}"
+        lines += [title, *(f"  │ {(f'{n} × {kind}' if n > 1 else kind):<44} → {out}"
                            for kind, out, n in folded), f"  │ {last}"]
     return "\n".join([*lines, "```"])
 
@@ -274,9 +238,9 @@ def table_waktu(results: Results) -> list[dict]:
 
 
 def table_tuas(results: Results) -> list[dict]:
-    """The lever sweep (``levers.LEVERS``) with ``better`` (a validation PSNR above the base
-    row's) and ``in_default`` (the main run's config has the lever)."""
-    table, config = results.levers, results.main_run["config"] or {}
+    """The lever sweep with ``better`` (beats the base row's PSNR) and ``in_default``."""
+    table = load_table(results.main_dir.parent / "levers" / "levers.csv")
+    config = results.main_run["config"] or {}
     base = table.set_index("lever")["val_psnr_db"].get("base", math.nan)
     return [{**r, "better": r["val_psnr_db"] > base, "in_default": r["lever"] in LEVERS and all(
         config.get(k) == v for k, v in LEVERS[r["lever"]][0].items())}
@@ -284,35 +248,35 @@ def table_tuas(results: Results) -> list[dict]:
 
 
 def table_per_atribut(results: Results) -> list[dict]:
-    """``Results.per_attribute`` as rows, the attribute as ``name``."""
-    return [{"name": name, **r.to_dict()} for name, r in results.per_attribute.iterrows()]
-
-
-def _samplers(results: Results) -> list[tuple[str, dict]]:
-    return [(f"{NAMES['sampler'].get(s['sampler'], s['sampler'])}, T = {s['temperature']:g}", s)
-            for s in results.samples.values()]
+    """``metrics.strongest_attributes`` of the main run (``name``), largest MSE gap first."""
+    rows = lookup(results.main, "per_attribute.rows")
+    if not rows:
+        return []
+    top = metrics.strongest_attributes(pd.DataFrame.from_dict(rows, orient="index"))
+    top = top.sort_values("difference", ascending=False).rename_axis("name")
+    return top.reset_index().to_dict("records")
 
 
 def table_sampel(results: Results) -> list[dict]:
-    """The samplers, then the references: ``label``, ``n_images`` and the realism measures
-    (``swd_64`` ... ``swd_mean``, ``face_rate``, ``fid`` ...; None where not measured)."""
-    references = lookup(results.main, "sample_references") or {}
+    """The samplers, then the references: ``label``, ``n_images``, realism measures (or None)."""
+    references = [{"label": NAMES["reference"].get(k, k), **s}
+                  for k, s in (lookup(results.main, "sample_references") or {}).items()]
     keys = ("swd.swd_64", "swd.swd_32", "swd.swd_16", "swd.swd_mean", "face_rate", "fid",
             "kid_mean", "precision", "recall")
-    return [{"label": label, "n_images": s.get("n_images"),
+    return [{"label": s["label"], "n_images": s.get("n_images"),
              **{key.split(".")[-1]: lookup(s, f"realism.{key}") for key in keys}}
-            for label, s in [*_samplers(results), *(
-                (NAMES["reference"].get(k, k), s) for k, s in references.items())]]
+            for s in [*table_keragaman(results), *references]]
 
 
 def table_keragaman(results: Results) -> list[dict]:
     """The samplers' records (diversity, memorization) with their ``label``."""
-    return [{"label": label, **s} for label, s in _samplers(results)]
+    return [{"label": f"{NAMES['sampler'].get(s['sampler'], s['sampler'])}, "
+                      f"T = {s['temperature']:g}", **s}
+            for s in (lookup(results.main, "samples") or {}).values()]
 
 
 def table_pembanding(results: Results) -> list[dict]:
-    """The model and the runs beside it (``kind`` ``model``, ``adam``, ``ae``: their latent size,
-    optimizer, epochs), then PCA at each k (``pca``), with ``bpd`` their bits per dimension."""
+    """The model, the runs beside it and PCA at each k (``kind``), ``bpd`` their bits/dim."""
     runs = {"model": results.main_run, **results.beside}
     rows = [{"kind": kind, "latent": lookup(run["metrics"], "model.latent_dim"),
              "optimizer": setting(run["config"] or {}, "optimizer"),
@@ -325,8 +289,7 @@ def table_pembanding(results: Results) -> list[dict]:
 
 
 def table_status(results: Results) -> dict:
-    """The main run's files present, the study's seeds (finished, planned) per arm or sweep
-    value, and whether the benchmark is there."""
+    """The main run's files, the study's seeds per arm or sweep value, the benchmark's presence."""
     main = [f"`{f}`" for f in ("config.json", "history.csv", "metrics.json")
             if (results.main_dir / f).is_file()]
     return {"main": ", ".join(main) or DASH, "benchmark": bool(results.benchmark),
@@ -368,17 +331,14 @@ def table_ablasi_ringkasan(results: Results) -> str | None:
 
 
 def _planned(results: Results, part: str, decided: bool = True) -> list[dict]:
-    """The rows of the plan's ``verdicts`` or ``secondary`` with their measure's ``label`` and
-    ``decimals`` and the ``comparison``; none before a seed run (for a verdict: a finished one)."""
+    """Labelled rows of the plan's ``verdicts`` or ``secondary``; none before a (finished) run."""
     found, measures = results.planned, {**STUDY_MEASURES, **WORDS["planned_measures"]}
     if (decided and not found.finished[0]) or not len(found.runs):
         return []
-    rows = []
-    for r in getattr(found, part).to_dict("records"):
-        label, decimals = measures.get(r["measure"], (r["measure"], 3))
-        rows.append({**r, "label": label.replace("|", "\\|"), "decimals": decimals,  # in a cell
-                     "comparison": f"{arm_name(r['arm'])} − {arm_name(r['baseline'])}"})
-    return rows
+    return [{**r, "label": label.replace("|", "\\|"), "decimals": decimals,  # "|" in a cell
+             "comparison": f"{arm_name(r['arm'])} − {arm_name(r['baseline'])}"}
+            for r in getattr(found, part).to_dict("records")
+            for label, decimals in [measures.get(r["measure"], (r["measure"], 3))]]
 
 
 table_uji_primer = partial(_planned, part="verdicts")  # the primary tests and their verdicts
