@@ -32,37 +32,6 @@ from .demo import demo_marker, detect_demo_eyeglasses, draw_demo_face, write_dem
 from .images import as_float_images, to_uint8
 from .pipeline import make_dataset
 
-__all__ = [
-    "ATTRIBUTE_NAMES",
-    "CROP_RULE",
-    "SPLITS",
-    "AnnotationError",
-    "Cache",
-    "CelebaDataWarning",
-    "CelebaNotFoundError",
-    "as_float_images",
-    "assign_splits",
-    "cache_folder",
-    "crop_and_resize",
-    "crop_box",
-    "demo_marker",
-    "detect_demo_eyeglasses",
-    "draw_demo_face",
-    "find_celeba",
-    "load_cache",
-    "load_face",
-    "make_dataset",
-    "open_cache",
-    "prepare",
-    "read_attributes",
-    "read_identities",
-    "split_changes",
-    "split_record",
-    "to_uint8",
-    "write_demo_dataset",
-]
-
-
 _default_formatwarning = _warnings.formatwarning
 
 
