@@ -34,19 +34,14 @@ def latent_explorer(
     title: str | None = None,
     demo: bool = False,
 ):
-    """Sliders that edit a face's code, and the decoded face.
-
-    One slider per attribute vector in ``vectors`` (its strength) and one per latent unit in
-    ``units`` (an offset in prior standard deviations), within ``value_range``, plus one that
-    picks the base face of ``base_codes`` (n, d). ``interactive=None`` asks
-    ``interactive_frontend()``. Returns an ``ipywidgets.VBox``, or a closed Figure of the
-    first base face with one row per slider at five values of its range.
-    """
+    """Sliders for the strength of each attribute vector in ``vectors``, the offset of each
+    latent unit in ``units`` (prior standard deviations) and the base face of ``base_codes``
+    (n, d), with the decoded face: an ``ipywidgets.VBox``, or headless (``interactive=None``
+    asks ``interactive_frontend()``) a closed Figure of the first face, a row per slider."""
     base_codes = np.atleast_2d(np.asarray(base_codes, dtype=np.float32))
     names, units = list(vectors), [int(unit) for unit in units]
     if not names and not units:
         raise ValueError("give at least one attribute vector or one latent unit to explore")
-    value_range = tuple(float(v) for v in value_range)
     title = title or "Penjelajah laten"
     if interactive is None:
         interactive = interactive_frontend()

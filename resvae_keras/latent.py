@@ -1,15 +1,12 @@
 """Codes of a trained VAE: encoding, samplers of new codes and interpolation paths.
 
-Samplers share ``sample(n, seed=, temperature=) -> z (n, latent_dim)``: ``PriorSampler``
-(N(0, I)), ``GaussianMixtureSampler`` (fitted to the encoder means) and ``TwoStageSampler``
-(Dai & Wipf 2019). Models need the ``ResVAE`` API (``encode``, ``decode``, ``latent_dim``);
-outputs are numpy float32, codes in prior standard deviations.
+Samplers share ``sample(n, seed=, temperature=) -> z (n, latent_dim)``. Outputs are numpy
+float32, codes in prior standard deviations.
 """
 
 from __future__ import annotations
 
 import math
-import sys
 
 import keras
 import numpy as np
@@ -21,7 +18,6 @@ from resvae_keras.layers import Sampling
 from resvae_keras.model import gaussian_nll, kl_divergence
 
 SAMPLERS = ("prior", "two_stage", "gmm")
-_PARALLEL_EPS = 1e-6  # |sin(angle)| below this: treat z0 and z1 as parallel, use lerp
 
 
 def to_numpy(x, dtype=np.float32) -> np.ndarray:
@@ -73,8 +69,6 @@ def encode_dataset(model, images, batch_size: int = 256) -> tuple[np.ndarray, np
         z_mean, z_log_var = model.encode(as_float_images(batch))
         means.append(to_numpy(z_mean))
         log_vars.append(to_numpy(z_log_var))
-    if not means:
-        raise ValueError("images is empty: pass at least one image to encode")
     return np.concatenate(means), np.concatenate(log_vars)
 
 
@@ -123,12 +117,6 @@ class GaussianMixtureSampler:
         from threadpoolctl import threadpool_limits
 
         z_means = to_numpy(z_means, np.float64)
-        if z_means.ndim != 2 or len(z_means) < self.n_components:
-            raise ValueError(
-                f"z_means has shape {z_means.shape}; need (N, latent_dim) with "
-                f"N >= n_components={self.n_components} (encode more images or use fewer "
-                "components)"
-            )
         with threadpool_limits(1):  # many small matrix products: threads only contend
             self.mixture_ = GaussianMixture(
                 n_components=self.n_components,
@@ -175,11 +163,6 @@ class SecondStageVAE(keras.Model):
 
     def __init__(self, latent_dim=128, width=512, depth=2, seed=0, **kwargs):
         super().__init__(**kwargs)
-        if int(latent_dim) <= 0 or int(width) <= 0 or int(depth) < 0:
-            raise ValueError(
-                f"latent_dim={latent_dim!r} and width={width!r} must be positive and "
-                f"depth={depth!r} >= 0"
-            )
         self.latent_dim, self.width, self.depth = int(latent_dim), int(width), int(depth)
         self.seed = int(seed)
         z_in = keras.Input((self.latent_dim,), name="z")
@@ -235,8 +218,7 @@ class SecondStageVAE(keras.Model):
         return self.decode(u)
 
     def _loss_terms(self, data, training):
-        """``(loss, -log p(z|u), KL(q(u|z) || N(0, I)))``, batch means in nats per code, at a
-        fresh draw ``z = z_mean + z_std * eps`` of the batch ``(z_mean, z_std)``."""
+        """``(loss, -log p(z|u), KL(q(u|z) || N(0, I)))``, batch means in nats per code."""
         z_mean, z_std = data
         eps = keras.random.normal(ops.shape(z_mean), seed=self.code_noise)
         z = (z_mean + z_std * eps - self.code_mean) / self.code_std  # standard units
@@ -298,8 +280,6 @@ class TwoStageSampler:
             )
         z_std = (np.zeros_like(z_mean) if z_log_var is None
                  else np.exp(0.5 * to_numpy(z_log_var)).astype(np.float32))
-        if z_std.shape != z_mean.shape:
-            raise ValueError(f"z_log_var has shape {z_std.shape}; expected {z_mean.shape}")
         batch_size = min(self.batch_size, len(z_mean))
         steps = max(1, self.epochs * (len(z_mean) // batch_size))
         schedule = keras.optimizers.schedules.CosineDecay(self.learning_rate, steps)
@@ -315,20 +295,14 @@ class TwoStageSampler:
 
     @property
     def latent_dim(self) -> int:
-        self._check_fitted()
-        return self.vae_.latent_dim
-
-    def _check_fitted(self) -> None:
         if self.vae_ is None:
-            raise RuntimeError(
-                "TwoStageSampler is not fitted: call .fit(z_mean, z_log_var) or "
-                "TwoStageSampler.load(path) first"
-            )
+            raise RuntimeError("TwoStageSampler is not fitted: call .fit(z_mean, z_log_var) or "
+                               "TwoStageSampler.load(path) first")
+        return self.vae_.latent_dim
 
     def sample(self, n: int, seed: int = 0, temperature: float = 1.0,
                batch_size: int = 1024) -> np.ndarray:
         """float32 codes (n, latent_dim): z ~ N(z_hat(u), T^2 gamma^2) at u ~ N(0, T^2 I)."""
-        self._check_fitted()
         n = check_count(n)
         temperature = check_temperature(temperature)
         rng = np.random.default_rng(seed)
@@ -340,17 +314,11 @@ class TwoStageSampler:
 
     def decode(self, u, batch_size: int = 1024) -> np.ndarray:
         """Stage-one codes z_hat(u), (N, latent_dim), of second-stage codes ``u`` (N, d)."""
-        self._check_fitted()
         return decode_grid(self.vae_, u, batch_size)
-
-    def save(self, path) -> None:
-        """Write the second-stage model as one ``.keras`` file."""
-        self._check_fitted()
-        self.vae_.save(path)
 
     @classmethod
     def load(cls, path) -> TwoStageSampler:
-        """A fitted sampler from a file written by ``save``, checked by ``load_keras_file``."""
+        """A fitted sampler from a saved ``SecondStageVAE``, checked by ``load_keras_file``."""
         from resvae_keras.model import load_keras_file
 
         vae = load_keras_file(path, SecondStageVAE, remedy=(
@@ -372,12 +340,7 @@ def sample_images(
     """Images float32 in [0, 1], (n, H, W, 3), decoded from ``sampler_or_z``: ``"prior"``, a
     sampler, or codes (N, latent_dim). ``ValueError`` when any image is not finite."""
     if isinstance(sampler_or_z, str):
-        if sampler_or_z != "prior":
-            raise ValueError(
-                f"sampler_or_z={sampler_or_z!r}: use 'prior', a sampler with .sample, or an "
-                "array of codes"
-            )
-        sampler_or_z = PriorSampler(model.latent_dim)
+        sampler_or_z = make_sampler(model, sampler_or_z)
     if hasattr(sampler_or_z, "sample"):
         sampler_or_z = sampler_or_z.sample(n, seed=seed, temperature=temperature)
     z = to_numpy(sampler_or_z)
@@ -398,8 +361,8 @@ def make_sampler(model, sampler="prior", cache=None, n_components: int = 10,
                  max_fit_images: int = 20_000, seed: int = 0, config=None,
                  checkpoint: str = "model.keras"):
     """The sampler named ``sampler`` (a sampler object is returned as is). ``"two_stage"``
-    comes from ``train.two_stage_sampler`` given the run's ``config``, else it is fitted on
-    ``cache``'s training codes, unsaved; ``"gmm"`` on up to ``max_fit_images`` of them."""
+    is the run's, from ``train.two_stage_sampler`` given its ``config``; ``"gmm"`` is fitted
+    on up to ``max_fit_images`` training codes of ``cache``."""
     if not isinstance(sampler, str):
         return sampler
     if sampler == "prior":
@@ -407,16 +370,10 @@ def make_sampler(model, sampler="prior", cache=None, n_components: int = 10,
     if sampler == "two_stage":
         from resvae_keras.train import two_stage_sampler
 
-        if config is not None:
-            return two_stage_sampler(config, model, cache, checkpoint)
-        if cache is None:
+        if config is None:
             raise ValueError("sampler='two_stage' needs config= (the run's, to load or save "
-                             "two_stage.keras) or cache= (to fit it on the training codes)")
-        print("fitting a second-stage VAE on the training codes (not saved: pass config= "
-              "to keep it in the run dir)", file=sys.stderr, flush=True)
-        z_mean, z_log_var = encode_dataset(model, cache.images_of("train"))
-        deterministic = getattr(model, "kind", "vae") == "ae"
-        return TwoStageSampler(seed=seed).fit(z_mean, None if deterministic else z_log_var)
+                             "two_stage.keras)")
+        return two_stage_sampler(config, model, cache, checkpoint)
     if sampler == "gmm":
         if cache is None:
             raise ValueError("sampler='gmm' is fitted to training codes: pass cache=")
@@ -448,7 +405,7 @@ def _path(z0, z1, t, spherical: bool) -> np.ndarray:
         cos = np.sum(a * b, axis=-1) / np.where(norms > 0, norms, 1.0)
         omega = np.arccos(np.clip(cos, -1.0, 1.0))[..., None]  # against the T values of t
         sin = np.sin(omega)
-        parallel = np.abs(sin) < _PARALLEL_EPS
+        parallel = np.abs(sin) < 1e-6  # z0 and z1 (anti)parallel: lerp
         safe_sin = np.where(parallel, 1.0, sin)
         weight0 = np.where(parallel, weight0, np.sin(weight0 * omega) / safe_sin)
         weight1 = np.where(parallel, weight1, np.sin(weight1 * omega) / safe_sin)
@@ -463,11 +420,8 @@ def lerp(z0, z1, t) -> np.ndarray:
 
 
 def slerp(z0, z1, t) -> np.ndarray:
-    """Spherical interpolation along the great circle from z0 to z1; shapes as ``lerp``.
-
-    Keeps the norm of equal-norm endpoints, so the path stays on the shell where N(0, I)
-    puts its mass; (anti)parallel or zero vectors fall back to ``lerp``.
-    """
+    """Spherical interpolation from z0 to z1, shapes as ``lerp``: equal-norm endpoints keep
+    their norm along the path; (anti)parallel or zero vectors fall back to ``lerp``."""
     return _path(z0, z1, t, spherical=True)
 
 
@@ -481,12 +435,8 @@ def interpolate(z0, z1, steps: int = 8, method: str = "slerp") -> np.ndarray:
 
 
 def norm_along_path(z0, z1, steps: int = 21) -> pd.DataFrame:
-    """Norm ||z|| along the lerp and slerp paths from z0 to z1 ((d,) or (n, d), averaged).
-
-    N(0, I) samples lie near the shell of radius sqrt(d); the lerp midpoint of two of them
-    has norm ~ sqrt(d / 2), inside it. Returns a DataFrame indexed by ``t``, columns
-    ``lerp`` and ``slerp``.
-    """
+    """Norm ||z|| along the lerp and slerp paths from z0 to z1 ((d,) or (n, d), averaged): a
+    DataFrame indexed by ``t``, columns ``lerp`` and ``slerp``."""
     columns = {}
     for method in ("lerp", "slerp"):
         norms = np.linalg.norm(interpolate(z0, z1, steps, method), axis=-1)

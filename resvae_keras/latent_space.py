@@ -1,9 +1,6 @@
 """Reading the latent space of a trained VAE: active units, the aggregate posterior,
-attribute vectors, traversals, edits, interpolation grids and a 2-D projection.
-
-Codes are ``latent.encode_dataset`` output, (N, d) in prior standard deviations; decoded
-images are float32 in [0, 1], shape (..., H, W, 3).
-"""
+attribute vectors, traversals, edits, interpolation grids and a 2-D projection of the
+codes (N, d) that ``latent.encode_dataset`` returns."""
 
 from __future__ import annotations
 
@@ -25,12 +22,9 @@ def kl_per_dimension(z_mean, z_log_var) -> np.ndarray:
 
 
 def active_units(z_mean, threshold: float = 0.01, z_log_var=None) -> tuple[np.ndarray, np.ndarray]:
-    """Which latent dimensions the model uses (Burda et al. 2016).
-
-    Returns ``(mask, ranking)``: active units, those whose E[z_j | x] varies over the images
-    by more than ``threshold``, and the dimensions from most to least used (by
-    ``kl_per_dimension`` when ``z_log_var`` is given, else by that variance).
-    """
+    """``(mask, ranking)``: the active units, whose E[z_j | x] varies over the images by more
+    than ``threshold`` (Burda et al. 2016), and the dimensions from most to least used (by
+    ``kl_per_dimension`` when ``z_log_var`` is given, else by that variance)."""
     z_mean = to_numpy(z_mean, np.float64)
     activity = z_mean.reshape(-1, z_mean.shape[-1]).var(axis=0)
     score = activity if z_log_var is None else kl_per_dimension(z_mean, z_log_var)
@@ -42,10 +36,6 @@ def aggregate_posterior_std(z_mean, z_log_var) -> np.ndarray:
     """Standard deviation of the aggregate posterior q(z) = mean_n q(z | x_n) per dimension,
     float64 (d,): ``Var_q(z_j) = Var_n(mu_nj) + mean_n(sigma_nj^2)`` (the prior has 1)."""
     z_mean, z_log_var = to_numpy(z_mean, np.float64), to_numpy(z_log_var, np.float64)
-    if z_mean.shape != z_log_var.shape or z_mean.ndim != 2:
-        raise ValueError(
-            f"z_mean {z_mean.shape} and z_log_var {z_log_var.shape} must both be (N, d)"
-        )
     return np.sqrt(z_mean.var(axis=0) + np.exp(z_log_var).mean(axis=0))
 
 
@@ -86,11 +76,6 @@ def attribute_vector(z_means, has_attribute) -> np.ndarray:
     z_means = to_numpy(z_means, np.float64)
     has = np.asarray(has_attribute)
     has = has if has.dtype == bool else has > 0
-    if has.shape != (len(z_means),):
-        raise ValueError(
-            f"has_attribute has shape {has.shape} but z_means has {len(z_means)} rows; "
-            "pass one flag per encoded image"
-        )
     if has.all() or not has.any():
         raise ValueError(
             f"has_attribute is {'all True' if has.all() else 'all False'}: an attribute vector "
@@ -101,9 +86,6 @@ def attribute_vector(z_means, has_attribute) -> np.ndarray:
 
 def attribute_vectors(z_means, attributes: pd.DataFrame, names: Sequence[str]) -> dict:
     """``{name: attribute_vector(z_means, attributes[name])}``; one attribute row per code."""
-    missing = [name for name in names if name not in attributes.columns]
-    if missing:
-        raise KeyError(f"attributes has no column(s) {missing}; known: {list(attributes.columns)}")
     return {name: attribute_vector(z_means, attributes[name].to_numpy()) for name in names}
 
 
@@ -129,11 +111,9 @@ def attribute_strength_effect(model, images, vector, strengths, detector) -> pd.
 
 
 def traverse(model, z, dims: Sequence[int], values, batch_size: int = 256) -> np.ndarray:
-    """Set each of ``dims`` of a base code z ((d,) or (1, d)) to each of ``values`` in turn and
-    decode: images float32 in [0, 1], shape (len(dims), len(values), H, W, 3)."""
+    """Set each of ``dims`` of a base code z (d,) to each of ``values`` in turn and decode:
+    images float32 in [0, 1], shape (len(dims), len(values), H, W, 3)."""
     z = to_numpy(z)
-    if z.ndim == 2 and len(z) == 1:
-        z = z[0]
     if z.ndim != 1:
         raise ValueError(f"z has shape {z.shape}; traverse takes one base code of shape (d,)")
     values = np.atleast_1d(to_numpy(values))
@@ -155,8 +135,6 @@ def edit_code(z, vectors=None, strengths=None, unit_offsets=None) -> np.ndarray:
         raise ValueError(f"z has shape {z.shape}; edit_code takes one code of shape (d,)")
     vectors = vectors or {}
     for name, strength in (strengths or {}).items():
-        if name not in vectors:
-            raise KeyError(f"no attribute vector {name!r}; known: {sorted(vectors)}")
         z += float(strength) * to_numpy(vectors[name])
     for unit, offset in (unit_offsets or {}).items():
         if not -len(z) <= int(unit) < len(z):
@@ -170,14 +148,8 @@ def interpolation_paths(
 ) -> np.ndarray:
     """Decoded interpolations (``"slerp"`` or ``"lerp"``) between the ``z_mean`` of image
     pairs (n_pairs, H, W, 3): images float32 in [0, 1], (n_pairs, steps, H, W, 3)."""
-    x_start, x_end = image_batch(x_start), image_batch(x_end)
-    if x_start.shape != x_end.shape:
-        raise ValueError(
-            f"x_start has shape {x_start.shape} but x_end has {x_end.shape}: pass pairs of "
-            "equal count"
-        )
-    z_start = to_numpy(model.encode(x_start)[0])
-    z_end = to_numpy(model.encode(x_end)[0])
+    z_start = to_numpy(model.encode(image_batch(x_start))[0])
+    z_end = to_numpy(model.encode(image_batch(x_end))[0])
     return decode_grid(model, interpolate(z_start, z_end, steps, method), batch_size)
 
 
@@ -186,9 +158,6 @@ def pca_2d(z, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     float32 (N, 2) and the share of the variance along each axis."""
     from sklearn.decomposition import PCA
 
-    z = to_numpy(z, np.float64)
-    if z.ndim != 2 or min(z.shape) < 2:
-        raise ValueError(f"z has shape {z.shape}; pca_2d needs (N, d) with N >= 2 and d >= 2")
     pca = PCA(n_components=2, random_state=seed)
-    coords = pca.fit_transform(z).astype(np.float32)
+    coords = pca.fit_transform(to_numpy(z, np.float64)).astype(np.float32)
     return coords, pca.explained_variance_ratio_

@@ -39,8 +39,7 @@ def save_figure(fig, name: str, demo: bool = False) -> Path:
 
 
 def _finish(fig, title: str | None, name: str | None, demo: bool):
-    """Set the suptitle to ``title`` (None: keep the current one) with the demo label, and
-    save the figure when ``name`` is given."""
+    """Set the suptitle (None: keep it) with the demo label; save the figure if ``name``."""
     text = title if title is not None else fig.get_suptitle()
     if demo and DEMO_LABEL not in text:
         text = f"{text} {DEMO_LABEL}".strip()
@@ -60,7 +59,6 @@ def image_grid(
     row_labels: Sequence[str] | None = None,
     col_labels: Sequence[str] | None = None,
     xlabel: str | None = None,
-    ylabel: str | None = None,
     *,
     title: str | None = None,
     name: str | None = None,
@@ -96,10 +94,8 @@ def image_grid(
     ax.set_xticks(centers_x if col_labels is not None else [], col_labels)
     ax.set_yticks(centers_y if row_labels is not None else [], row_labels)
     ax.tick_params(length=0)
-    for spine in ax.spines.values():
-        spine.set_visible(False)
+    ax.spines[:].set_visible(False)
     ax.set_xlabel(xlabel or "")
-    ax.set_ylabel(ylabel or "")
     return _finish(fig, title, name, demo)
 
 
@@ -180,7 +176,6 @@ _LOSS_PANELS = {
 
 def loss_curves(
     history: pd.DataFrame,
-    unit: str = "nats per citra",
     panel_titles: Mapping[str, str] | None = None,
     xlabel: str = "epoch",
     ylabel: str | None = None,
@@ -190,11 +185,8 @@ def loss_curves(
     name: str | None = None,
     demo: bool = False,
 ):
-    """Training curves, one panel each for loss, reconstruction_loss and kl_loss.
-
-    ``history`` has one row per epoch (e.g. ``history.csv``); ``val_<column>`` is drawn as
-    validation and an ``epoch`` column as x when present.
-    """
+    """Training curves of a ``history.csv`` table, a panel each for loss, reconstruction_loss
+    and kl_loss; ``val_<column>`` is drawn as validation, an ``epoch`` column as x."""
     panel_titles = {**_LOSS_PANELS, **(panel_titles or {})}
     panels = [column for column in _LOSS_PANELS if column in history.columns]
     if not panels:
@@ -207,7 +199,8 @@ def loss_curves(
         ax.plot(epochs, history[column], marker=".", label=series_labels[0])
         if f"val_{column}" in history.columns:
             ax.plot(epochs, history[f"val_{column}"], marker=".", label=series_labels[1])
-        ax.set(title=panel_titles[column], xlabel=xlabel, ylabel=ylabel or f"{column} ({unit})")
+        ax.set(title=panel_titles[column], xlabel=xlabel,
+               ylabel=ylabel or f"{column} (nats per citra)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend()
     return _finish(fig, title, name, demo)
@@ -227,12 +220,9 @@ def metric_bars(
     name: str | None = None,
     demo: bool = False,
 ):
-    """One bar per row of a metric table.
-
-    ``table``: a Series, or a DataFrame with the metric in column ``value`` (default: the
-    first) and error-bar half-widths in column ``error`` (default: ``"error"`` if present).
-    ``hlines``: ``{label: value}`` reference lines; ``limits``: range of the value axis.
-    """
+    """One bar per row of a Series, or of a DataFrame's column ``value`` (default: the first)
+    with error-bar half-widths in column ``error`` (default: ``"error"`` if present);
+    ``hlines``: ``{label: value}`` reference lines; ``limits``: range of the value axis."""
     if isinstance(table, pd.Series):
         values, spread = table, None
     else:
@@ -275,17 +265,13 @@ def line_plot(
     name: str | None = None,
     demo: bool = False,
 ):
-    """Several curves on one pair of axes.
-
-    ``ys``: ``{label: y}`` or a DataFrame (x defaults to its index); a value may be an
-    ``(x, y)`` pair with its own x. ``hlines``: ``{label: y}`` reference lines.
-    """
+    """Curves ``ys`` (``{label: y}`` or a DataFrame, whose index x defaults to) on one pair of
+    axes; ``hlines``: ``{label: y}`` reference lines."""
     if x is None and isinstance(ys, pd.DataFrame):
         x = ys.index
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     for label, curve in ys.items():
-        curve_x, curve_y = curve if isinstance(curve, tuple) else (x, curve)
-        ax.plot(np.asarray(curve_x), np.asarray(curve_y), label=str(label))
+        ax.plot(np.asarray(x), np.asarray(curve), label=str(label))
     for index, (label, level) in enumerate((hlines or {}).items()):
         ax.axhline(level, linestyle=("--", ":", "-.")[index % 3], color="gray", label=label)
     ax.set(xlabel=xlabel, ylabel=ylabel)
@@ -449,8 +435,7 @@ def grouped_curves(
 ):
     """Curves ``{run: (x, y)}`` coloured by ``groups`` (``{run: group}``), one legend entry
     per group; ``vlines``, ``hlines``: ``{label: position}`` reference lines."""
-    fig, axes = _panels(1, width=5.8, height=3.8)
-    ax = axes[0]
+    fig, (ax,) = _panels(1, width=5.8, height=3.8)
     order = list(dict.fromkeys(groups[run] for run in curves))
     for run, (x, y) in curves.items():
         first = run == next(r for r in curves if groups[r] == groups[run])

@@ -144,7 +144,7 @@ def test_two_stage_sampler_save_load_round_trip(tmp_path):
     sampler = latent.TwoStageSampler(width=16, depth=2, epochs=2, batch_size=32, seed=3)
     sampler.fit(z_mean, z_log_var)
     path = tmp_path / "two_stage.keras"
-    sampler.save(path)
+    sampler.vae_.save(path)
     loaded = latent.TwoStageSampler.load(path)
     assert isinstance(loaded.vae_, latent.SecondStageVAE)
     assert (loaded.width, loaded.depth, loaded.seed, loaded.latent_dim) == (16, 2, 3, LATENT_DIM)
@@ -215,6 +215,6 @@ def test_a_second_stage_with_nan_weights_is_refused(tmp_path):
     sampler.fit(z_mean, z_log_var)
     kernel = sampler.vae_.weights[0]
     kernel.assign(np.full(kernel.shape, np.nan, "float32"))
-    sampler.save(tmp_path / "two_stage.keras")
+    sampler.vae_.save(tmp_path / "two_stage.keras")
     with pytest.raises(ModelFileError, match="two_stage.keras holds NaN or infinite weights"):
         latent.TwoStageSampler.load(tmp_path / "two_stage.keras")

@@ -71,7 +71,7 @@ FIGURES = {
     ),
     "line_plot": lambda: plots.line_plot(
         [1, 2, 3],
-        {"beta 1": [3, 2, 1], "beta 4": ([0.5, 1.5], [2, 1])},
+        {"beta 1": [3, 2, 1], "beta 4": [2, 1.5, 1]},
         xlabel="wall-clock (s)",
         ylabel="loss",
         hlines={"target": 1.5},
