@@ -69,8 +69,13 @@ def _mean_std(values) -> dict:
     return {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0}
 
 
-def resolve_run_dir(run_dir) -> Path:
-    """The run folder: ``run_dir`` as given, else relative to the project root."""
+def load_run(run_dir, checkpoint: str = "model.keras"):
+    """``(config, model)`` of a finished run (``run_dir`` as given, else relative to the project
+    root); ``checkpoint``: ``model.keras`` (best by validation loss) or ``last.keras``. A broken
+    model file raises ``model.ModelFileError``; a ``config.json`` edited to describe another
+    model, ``ValueError``."""
+    from resvae_keras.model import load_model
+
     path = Path(run_dir).expanduser()
     if not (path / "config.json").is_file() and not path.is_absolute():
         path = project_root() / path
@@ -79,16 +84,6 @@ def resolve_run_dir(run_dir) -> Path:
             f"run_dir={str(run_dir)!r} holds no config.json: train it first "
             "(python -m resvae_keras train --profile demo) or pass the folder of a finished run."
         )
-    return path
-
-
-def load_run(run_dir, checkpoint: str = "model.keras"):
-    """``(config, model)`` of a finished run; ``checkpoint``: ``model.keras`` (best by
-    validation loss) or ``last.keras``. A broken model file raises ``model.ModelFileError``;
-    a ``config.json`` edited to describe another model, ``ValueError``."""
-    from resvae_keras.model import load_model
-
-    path = resolve_run_dir(run_dir)
     # run_dir says where the run is now (it may have moved since config.json was written)
     config = Config.load(path / "config.json").replace(run_dir=str(path))
     model_path = path / checkpoint
@@ -167,11 +162,6 @@ def reconstruction_dict(per_image: pd.DataFrame, model) -> dict:
 
 def evaluate_reconstruction_on(model, images, seed: int = 0) -> dict:
     """``reconstruction_dict`` of ``model`` on any images of its size."""
-    if tuple(np.shape(images)[1:]) != tuple(model.image_shape):
-        raise ValueError(
-            f"images have shape {np.shape(images)[1:]} per image but the model takes "
-            f"{tuple(model.image_shape)}; crop and resize them like the cache (data.prepare)"
-        )
     per_image, _, _ = reconstruction_report(model, images, seed=seed)
     return reconstruction_dict(per_image, model)
 
@@ -223,8 +213,8 @@ def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = F
     from resvae_keras.run_dir import SPLIT_FILE, check_run_split
 
     started, timings = time.perf_counter(), {}
-    path = resolve_run_dir(run_dir)
-    run_config, model = load_run(path, checkpoint)
+    run_config, model = load_run(run_dir, checkpoint)
+    path = Path(run_config.run_dir)
     overrides = {k: v for k, v in {"data_dir": data_dir, "cache_dir": cache_dir}.items() if v}
     other = f"metrics_{Path(str(data_dir or cache_dir)).name}.json" if overrides else None
     out = out or path / (other or "metrics.json")
@@ -381,7 +371,7 @@ def evaluate_folder(run_dir, data_dir, cache_dir=None) -> Path:
     cache = data.prepare(data_dir, size=config.image_size,
                          cache_dir=cache_dir or config.resolve(f"data/cache/{folder}"),
                          progress=False)
-    out = resolve_run_dir(run_dir) / f"metrics_{folder}.json"
+    out = Path(config.run_dir) / f"metrics_{folder}.json"
     _write_json(out, {
         "data": {"source": display_path(data_dir), "n_images": len(cache),
                  "crop_rule": cache.manifest.get("crop_rule")},
