@@ -49,12 +49,6 @@ def _widths(text: str) -> tuple[int, ...]:
     return widths
 
 
-def _profile(args) -> str:
-    from resvae_keras.config import profile_from_env
-
-    return args.profile or profile_from_env()
-
-
 DESCRIPTION = """\
 A residual Variational Autoencoder (ResVAE) for 64x64 CelebA faces: data, training,
 evaluation, sampling and the report. Without CELEBA_DIR every command uses the demo
@@ -112,11 +106,8 @@ class _HelpFormatter(argparse.HelpFormatter):
         super().__init__(prog, max_help_position=max_help_position, **kwargs)
 
     def _get_help_string(self, action):
-        text = action.help or ""
-        default = action.default
-        if ("default" in text or default is None or default is False
-                or default is argparse.SUPPRESS or action.required
-                or not action.option_strings):
+        text, default = action.help or "", action.default
+        if "default" in text or default is None or default is False or default is argparse.SUPPRESS:
             return text
         return f"{text} (default: %(default)s)"
 
@@ -170,10 +161,11 @@ def cmd_prepare(args):
 
 
 def cmd_train(args):
+    from resvae_keras.config import profile_from_env
     from resvae_keras.distribute import describe_tf_config
     from resvae_keras.train import TrainingDivergedError, train
 
-    config = get_profile(_profile(args), **_overrides(args))
+    config = get_profile(args.profile or profile_from_env(), **_overrides(args))
     try:
         verbose = int(args.verbose) if args.verbose.isdigit() else args.verbose
         # train makes the strategy itself, before any TensorFlow op runs
@@ -264,8 +256,7 @@ def cmd_study(args):
 def cmd_levers(args):
     from resvae_keras import levers
 
-    table = levers.run_levers(only=args.only)
-    print(table.round(3).to_string(index=False))
+    print(levers.run_levers(only=args.only).round(3).to_string(index=False))
 
 
 def cmd_report(args):

@@ -15,12 +15,9 @@ from resvae_keras.data.images import as_float_images
 
 
 def pca_baseline(train_images, test_images, n_components: int, seed: int = 0) -> dict:
-    """PCA with k = ``n_components`` fitted on ``train_images``, scored on ``test_images``.
-
-    Returns ``psnr`` and ``ssim`` (mean, std) of the clipped reconstructions,
-    ``ppca_bits_per_dim`` (exact PPCA NLL of dequantized test images), ``ppca_sigma`` (pixel
-    units) and ``explained_variance``. ``seed``: of the randomized SVD and dequantization.
-    """
+    """PCA with k = ``n_components`` fitted on ``train_images``, scored on ``test_images``:
+    ``ppca_bits_per_dim`` is the exact PPCA NLL of the dequantized test images, ``ppca_sigma``
+    in pixel units. ``seed``: of the randomized SVD and dequantization."""
     from sklearn.decomposition import PCA
 
     x_train = as_float_images(train_images).reshape(len(train_images), -1)

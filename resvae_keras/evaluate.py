@@ -69,8 +69,13 @@ def _mean_std(values) -> dict:
     return {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0}
 
 
-def resolve_run_dir(run_dir) -> Path:
-    """The run folder: ``run_dir`` as given, else relative to the project root."""
+def load_run(run_dir, checkpoint: str = "model.keras"):
+    """``(config, model)`` of a finished run (``run_dir`` as given, else relative to the project
+    root); ``checkpoint``: ``model.keras`` (best by validation loss) or ``last.keras``. A broken
+    model file raises ``model.ModelFileError``; a ``config.json`` edited to describe another
+    model, ``ValueError``."""
+    from resvae_keras.model import load_model
+
     path = Path(run_dir).expanduser()
     if not (path / "config.json").is_file() and not path.is_absolute():
         path = project_root() / path
@@ -79,16 +84,6 @@ def resolve_run_dir(run_dir) -> Path:
             f"run_dir={str(run_dir)!r} holds no config.json: train it first "
             "(python -m resvae_keras train --profile demo) or pass the folder of a finished run."
         )
-    return path
-
-
-def load_run(run_dir, checkpoint: str = "model.keras"):
-    """``(config, model)`` of a finished run; ``checkpoint``: ``model.keras`` (best by
-    validation loss) or ``last.keras``. A broken model file raises ``model.ModelFileError``;
-    a ``config.json`` edited to describe another model, ``ValueError``."""
-    from resvae_keras.model import load_model
-
-    path = resolve_run_dir(run_dir)
     # run_dir says where the run is now (it may have moved since config.json was written)
     config = Config.load(path / "config.json").replace(run_dir=str(path))
     model_path = path / checkpoint
@@ -112,14 +107,12 @@ def load_run(run_dir, checkpoint: str = "model.keras"):
 
 
 def reconstruction_report(model, images, attributes: pd.DataFrame | None = None, *,
-                          batch_size: int = 256, chunk_size: int = 2048, seed: int = 0):
-    """How well ``model`` reconstructs ``images``, ``chunk_size`` at a time.
+                          seed: int = 0):
+    """``(per_image, summary, breakdown)`` of how well ``model`` reconstructs ``images``.
 
-    Returns ``(per_image, summary, breakdown)``: one row per image (``reconstruction_metrics``,
-    ``neg_elbo`` = ``reconstruction_nll`` + ``kl`` in nats, ``bits_per_dim``, ``sharpness``
-    and ``sharpness_original``), ``metrics.summarize`` of it,
-    and ``metrics.per_attribute_breakdown`` of the MSE by the optional bool ``attributes``
-    (one row per image; empty without). ``seed``: of the draws behind the ELBO.
+    One row per image (``reconstruction_metrics``, ``neg_elbo`` = ``reconstruction_nll`` +
+    ``kl`` in nats, ``bits_per_dim``, ``sharpness``, ``sharpness_original``), its
+    ``metrics.summarize``, and the MSE by the bool ``attributes`` (empty without).
     """
     if attributes is not None and len(attributes) != len(images):
         raise ValueError(
@@ -131,18 +124,15 @@ def reconstruction_report(model, images, attributes: pd.DataFrame | None = None,
     noise = keras.random.SeedGenerator(seed)
     num_dims = int(np.prod(images.shape[1:]))
     frames = []
-    for start in range(0, len(images), chunk_size):
-        x = as_float_images(images[start : start + chunk_size])
-        x_hat = np.clip(model.reconstruct(x, batch_size), 0.0, 1.0)
-        elbo = model.elbo(x, batch_size, seed=noise)
-        frame = metrics.reconstruction_metrics(x, x_hat, batch_size)
-        frame["neg_elbo"] = elbo["neg_elbo"]
-        frame["reconstruction_nll"] = elbo["reconstruction"]
-        frame["kl"] = elbo["kl"]
-        frame["bits_per_dim"] = metrics.bits_per_dim(elbo["neg_elbo"], num_dims)
-        frame["sharpness"] = metrics.laplacian_variance(x_hat)
-        frame["sharpness_original"] = metrics.laplacian_variance(x)
-        frames.append(frame)
+    for start in range(0, len(images), 2048):  # bounded memory on the full test split
+        x = as_float_images(images[start : start + 2048])
+        x_hat = np.clip(model.reconstruct(x), 0.0, 1.0)
+        elbo = model.elbo(x, seed=noise)
+        frames.append(metrics.reconstruction_metrics(x, x_hat).assign(
+            neg_elbo=elbo["neg_elbo"], reconstruction_nll=elbo["reconstruction"], kl=elbo["kl"],
+            bits_per_dim=metrics.bits_per_dim(elbo["neg_elbo"], num_dims),
+            sharpness=metrics.laplacian_variance(x_hat),
+            sharpness_original=metrics.laplacian_variance(x)))
     if not frames:
         raise ValueError("images is empty: pass at least one image")
     per_image = pd.concat(frames, ignore_index=True)
@@ -155,14 +145,12 @@ def reconstruction_report(model, images, attributes: pd.DataFrame | None = None,
 
 def reconstruction_dict(per_image: pd.DataFrame, model) -> dict:
     """The reconstruction numbers of ``reconstruction_report`` as a JSON-ready dict."""
-    result = {"n_images": len(per_image)}
-    for key, column in (("mse", "mse"), ("psnr", "psnr"), ("ssim", "ssim"),
-                        ("ms_ssim", "ms_ssim"), ("neg_elbo_nats", "neg_elbo"),
-                        ("reconstruction_nll_nats", "reconstruction_nll"), ("kl_nats", "kl"),
-                        ("bits_per_dim", "bits_per_dim")):
-        result[key] = _mean_std(per_image[column])
+    columns = {"mse": "mse", "psnr": "psnr", "ssim": "ssim", "ms_ssim": "ms_ssim",
+               "neg_elbo_nats": "neg_elbo", "reconstruction_nll_nats": "reconstruction_nll",
+               "kl_nats": "kl", "bits_per_dim": "bits_per_dim"}
     return {
-        **result,
+        "n_images": len(per_image),
+        **{key: _mean_std(per_image[column]) for key, column in columns.items()},
         "sharpness_ratio": metrics.sharpness_ratio(per_image["sharpness"],
                                                    per_image["sharpness_original"]),
         "num_dims": int(np.prod(model.image_shape)),
@@ -174,11 +162,6 @@ def reconstruction_dict(per_image: pd.DataFrame, model) -> dict:
 
 def evaluate_reconstruction_on(model, images, seed: int = 0) -> dict:
     """``reconstruction_dict`` of ``model`` on any images of its size."""
-    if tuple(np.shape(images)[1:]) != tuple(model.image_shape):
-        raise ValueError(
-            f"images have shape {np.shape(images)[1:]} per image but the model takes "
-            f"{tuple(model.image_shape)}; crop and resize them like the cache (data.prepare)"
-        )
     per_image, _, _ = reconstruction_report(model, images, seed=seed)
     return reconstruction_dict(per_image, model)
 
@@ -215,27 +198,23 @@ def _log(verbose: bool, text: str) -> None:
 
 
 def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = False,
-                 sampler: str | None = None, extractor=None, *, data_dir=None, cache_dir=None,
-                 out=None, seed: int = 0, n_anomaly: int = 2000,
-                 memorization_queries: int = 500, verbose: bool = True,
+                 sampler: str | None = None, *, data_dir=None, cache_dir=None, out=None,
+                 n_anomaly: int = 2000, memorization_queries: int = 500, verbose: bool = True,
                  n_test: int | None = None, anomaly: bool = True,
                  checkpoint: str = "model.keras", face_space: bool = True) -> dict:
     """Evaluate a finished run on its test split; write and return ``metrics.json``.
 
-    The one evaluator of the main run and the study (keys: ``_record``); an autoencoder gets
-    the reconstruction and baselines only. ``n_samples`` per sampler defaults to the test
-    split's size, at most 10,000; ``n_test`` takes the first test images; ``sampler`` None
-    runs all at their ``TEMPERATURES``. ``allow_download`` fetches the InceptionV3 weights
-    (the only network use). ``data_dir``/``cache_dir`` evaluate another dataset, into
-    ``metrics_<folder>.json`` unless ``out`` is given. ``anomaly``/``face_space`` False
-    write those parts as skipped.
+    An autoencoder gets the reconstruction and baselines only. ``n_samples`` per sampler
+    defaults to the test split's size, at most 10,000; ``sampler`` None runs all at their
+    ``TEMPERATURES``. ``data_dir``/``cache_dir`` evaluate another dataset, into
+    ``metrics_<folder>.json`` unless ``out`` is given. Every draw is seeded by 0.
     """
     from resvae_keras import data
     from resvae_keras.run_dir import SPLIT_FILE, check_run_split
 
     started, timings = time.perf_counter(), {}
-    path = resolve_run_dir(run_dir)
-    run_config, model = load_run(path, checkpoint)
+    run_config, model = load_run(run_dir, checkpoint)
+    path = Path(run_config.run_dir)
     overrides = {k: v for k, v in {"data_dir": data_dir, "cache_dir": cache_dir}.items() if v}
     other = f"metrics_{Path(str(data_dir or cache_dir)).name}.json" if overrides else None
     out = out or path / (other or "metrics.json")
@@ -257,23 +236,23 @@ def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = F
     if model.kind == "ae":  # the reconstruction reference: no posterior, prior or bound
         samplers, anomaly, face_space = (), False, False
 
-    parts = _reconstruction_step(model, cache, test_images, seed, timings, verbose)
+    parts = _reconstruction_step(model, cache, test_images, timings, verbose)
     with _timed(timings, "latent"):
         parts["latent"] = (latent_space.latent_report(*latent.encode_dataset(model, test_images))
                            if model.kind == "vae" else {"skipped": "an autoencoder has no posterior"})
-    features = quality.feature_extractor(allow_download, extractor)
-    references = quality.SampleReferences.from_cache(cache, n_real, memorization_queries, seed)
+    features = quality.feature_extractor(allow_download)
+    references = quality.SampleReferences.from_cache(cache, n_real, memorization_queries)
     # the second stage belongs to the run: fitted on (and saved with) its own training codes
-    parts.update(_samples_step(model, references, samplers, n_samples, features, seed, timings,
+    parts.update(_samples_step(model, references, samplers, n_samples, features, timings,
                                verbose, face_space, cache=None if overrides else cache,
                                config=run_config, checkpoint=checkpoint))
-    parts["anomaly"] = (_anomaly_step(model, test_images, n_anomaly, seed, timings) if anomaly
+    parts["anomaly"] = (_anomaly_step(model, test_images, n_anomaly, timings) if anomaly
                         else {"skipped": True, "results": {}})
     timings["total"] = time.perf_counter() - started
     settings = {
         "n_test": len(test_images), "n_samples": n_samples, "checkpoint": checkpoint,
         "samplers": list(samplers), "temperatures": {n: list(TEMPERATURES[n]) for n in samplers},
-        "seed": seed, "allow_download": allow_download, "extractor": features.name,
+        "seed": 0, "allow_download": allow_download, "extractor": features.name,
         "memorization_queries": memorization_queries}
     result = _write_json(out, _record(run_config, model, cache, settings, parts, timings))
     _log(verbose, f"wrote {display_path(out)} in {timings['total']:.1f} s")
@@ -286,20 +265,17 @@ def _timed(timings: dict, key: str, label: str | None = None):
     tick = time.perf_counter()
     yield
     timings[key] = time.perf_counter() - tick
-    if label:
-        _log(True, f"{label}: {timings[key]:.1f} s")
+    _log(bool(label), f"{label}: {timings[key]:.1f} s")
 
 
-def _reconstruction_step(model, cache, test_images, seed: int, timings: dict,
-                         verbose: bool) -> dict:
+def _reconstruction_step(model, cache, test_images, timings: dict, verbose: bool) -> dict:
     """The record's ``reconstruction``, ``baselines`` and ``per_attribute``."""
     attributes = cache.attributes_of("test").iloc[: len(test_images)]
     with _timed(timings, "reconstruction",
                 verbose and f"reconstruction of {len(test_images)} test images"):
-        per_image, _, breakdown = reconstruction_report(model, test_images, attributes, seed=seed)
+        per_image, _, breakdown = reconstruction_report(model, test_images, attributes)
     with _timed(timings, "baselines"):
-        linear = baselines.pca_baselines(cache.view_of("train"), test_images, model.latent_dim,
-                                         seed)
+        linear = baselines.pca_baselines(cache.view_of("train"), test_images, model.latent_dim)
     ks = ", ".join(str(b["n_components"]) for b in linear.values())
     _log(verbose, f"PCA baselines (k = {ks}): {timings['baselines']:.1f} s")
     return {
@@ -310,28 +286,28 @@ def _reconstruction_step(model, cache, test_images, seed: int, timings: dict,
     }
 
 
-def _samples_step(model, references, samplers, n_samples: int, features, seed: int,
-                  timings: dict, verbose: bool, face_space: bool, **sampler_settings) -> dict:
+def _samples_step(model, references, samplers, n_samples: int, features, timings: dict,
+                  verbose: bool, face_space: bool, **sampler_settings) -> dict:
     """The record's ``samples`` (by ``<sampler>_t<T>``), ``sample_references`` and
     ``face_space``; ``sampler_settings`` go to ``latent.make_sampler``."""
     reports, images_by_key = {}, {}
     for name in samplers:
         with _timed(timings, f"samples_{name}", verbose and f"samples from {name}"):
-            sampler = latent.make_sampler(model, name, seed=seed, **sampler_settings)
+            sampler = latent.make_sampler(model, name, **sampler_settings)
             for temperature in TEMPERATURES[name]:
                 key = f"{name}_t{temperature:g}"
                 reports[key], images = quality.sample_report(
-                    model, references, sampler, n_samples, temperature=temperature, seed=seed,
+                    model, references, sampler, n_samples, temperature=temperature,
                     extractor=features)
                 # the face-space step uses at most MAX_PER_HALF of them, and reads 8-bit images
                 images_by_key[key] = to_uint8(images[: facespace.MAX_PER_HALF])
     with _timed(timings, "sample_references"):
-        references_rows = quality.reference_report(model, references, seed=seed)
+        references_rows = quality.reference_report(model, references)
     with _timed(timings, "face_space", verbose and "face space"):
         face_space_rows = (
             # the memorization check describes at most 4 training faces per sample: all 2,000
             # for the main run, a few hundred for a small (study or demo) evaluation
-            quality.face_space_report(model, references, images_by_key, seed=seed,
+            quality.face_space_report(model, references, images_by_key,
                                       max_train=min(facespace.MAX_TRAIN, 4 * n_samples),
                                       progress=None if verbose else False)
             if face_space else {"skipped": "not asked for (face_space=False)"})
@@ -339,28 +315,26 @@ def _samples_step(model, references, samplers, n_samples: int, features, seed: i
             "face_space": face_space_rows}
 
 
-def _anomaly_step(model, test_images, n_anomaly: int, seed: int, timings: dict) -> dict:
+def _anomaly_step(model, test_images, n_anomaly: int, timings: dict) -> dict:
     """``anomaly_report`` on the first ``n_anomaly`` test faces, as the record's ``anomaly``."""
     from resvae_keras import anomaly
 
     n_clean = min(len(test_images), int(n_anomaly))
     with _timed(timings, "anomaly"):
-        table = anomaly.anomaly_report(model, test_images[:n_clean], seed=seed)
+        table = anomaly.anomaly_report(model, test_images[:n_clean])
     results: dict = {}
     for (kind, score), row in table.iterrows():
         results.setdefault(kind, {})[score] = {
             k: row[k] for k in ("auroc", "ap", "mean_clean", "mean_anomalous")
         }
-    return {"n_clean": n_clean, "n_anomalous_per_set": n_clean, "seed": seed,
+    return {"n_clean": n_clean, "n_anomalous_per_set": n_clean, "seed": 0,
             "corruption_strengths": anomaly.CORRUPTION_STRENGTHS,
             "non_face_kinds": list(anomaly.NON_FACE_KINDS), "scores": anomaly.ANOMALY_SCORES,
             "results": results}
 
 
 def _record(config: Config, model, cache, settings: dict, parts: dict, timings: dict) -> dict:
-    """The ``metrics.json`` record: run, model, data, settings and training descriptions
-    (``record.history_summary`` and the optimizer's steps), the steps' ``parts`` and
-    ``timings_s``."""
+    """The ``metrics.json`` record: run, model, data, settings, training, ``parts``, timings."""
     from resvae_keras.run_dir import load_history
 
     path = Path(config.run_dir)
@@ -397,7 +371,7 @@ def evaluate_folder(run_dir, data_dir, cache_dir=None) -> Path:
     cache = data.prepare(data_dir, size=config.image_size,
                          cache_dir=cache_dir or config.resolve(f"data/cache/{folder}"),
                          progress=False)
-    out = resolve_run_dir(run_dir) / f"metrics_{folder}.json"
+    out = Path(config.run_dir) / f"metrics_{folder}.json"
     _write_json(out, {
         "data": {"source": display_path(data_dir), "n_images": len(cache),
                  "crop_rule": cache.manifest.get("crop_rule")},
@@ -409,10 +383,7 @@ def evaluate_folder(run_dir, data_dir, cache_dir=None) -> Path:
 def write_samples(run_dir, n: int = 64, out_dir="samples", temperature: float = 1.0,
                   sampler: str = "two_stage", seed: int = 0, batch_size: int = 256) -> list[Path]:
     """Write ``n`` samples of a run as ``sample_00000.png`` ... in ``out_dir``; their paths.
-
-    Drawn ``batch_size`` at a time (batch b > 0 seeded by ``(seed, b)``); on any error the
-    images of this call are removed.
-    """
+    Batch b > 0 is seeded by ``(seed, b)``; on any error this call's images are removed."""
     from PIL import Image
 
     from resvae_keras import data

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 
@@ -35,12 +33,8 @@ def sampler_record(report: dict) -> dict:
 
 
 def run_record(metrics: dict, config: dict | None = None) -> dict:
-    """The numbers of one ``evaluate.evaluate_run`` result as one flat dict; None -> NaN.
-
-    The test reconstructions' means (``psnr``, ``neg_elbo_bpd``, ...); ``psnr_<b>``, ...
-    per linear baseline; each ``sampler_record`` number per sampler or reference set ``<k>``
-    as ``<name>_<k>`` (``face_rate_prior_t1``); ``auroc_<kind>``; and ``CONFIG_KEYS``.
-    """
+    """The numbers of one ``evaluate.evaluate_run`` result as one flat dict, None as NaN;
+    per baseline, sampler or reference set ``<k>`` as ``<name>_<k>`` (``face_rate_prior_t1``)."""
     rec, settings = metrics.get("reconstruction") or {}, metrics.get("settings") or {}
     row = {"profile": metrics.get("profile"), "demo": metrics.get("demo"),
            "n_test": settings.get("n_test"), "n_samples": settings.get("n_samples")}
@@ -79,16 +73,10 @@ def validation_neg_elbo(history: pd.DataFrame) -> np.ndarray | None:
 
 
 def history_summary(history: pd.DataFrame, beta: float | None = None) -> dict:
-    """Length and shape of a ``train.load_history`` (epochs from 1, losses in nats per image);
-    None where the history lacks the column, ``{"epochs": 0}`` when it is empty.
-
-    ``epochs``, ``wall_time_s``, ``median_epoch_time_s``; ``best_val_loss`` (lowest
-    ``val_loss``); ``final_val_neg_elbo``, ``best_val_neg_elbo`` and ``best_epoch`` (of the
-    lowest ``validation_neg_elbo``, that of ``model.keras``); the validation terms'
-    ``reconstruction_first``/``_last``, ``kl_first``, ``kl_peak`` (highest up to the lowest)
-    and ``kl_peak_epoch``, ``kl_min`` (lowest after the first epoch) and ``kl_min_epoch``,
-    ``kl_last``; ``beta_epoch``, the first epoch at ``beta``.
-    """
+    """Length and shape of a ``load_history`` (epochs from 1, losses in nats per image); None
+    where the history lacks the column. ``best_epoch``: of the lowest ``validation_neg_elbo``
+    (that of ``model.keras``); ``kl_peak``: the highest KL up to ``kl_min``, the lowest after
+    the first epoch; ``beta_epoch``: the first epoch at ``beta``."""
     h = history
     if not len(h):
         return {"epochs": 0}
@@ -109,7 +97,7 @@ def history_summary(history: pd.DataFrame, beta: float | None = None) -> dict:
                    reconstruction_last=float(h["val_reconstruction_loss"].iloc[-1]),
                    kl_first=float(kl[0]), kl_peak=float(kl[peak]), kl_peak_epoch=peak + 1,
                    kl_min=float(kl[low]), kl_min_epoch=low + 1, kl_last=float(kl[-1]))
-    if "beta" in h.columns and beta is not None and math.isfinite(beta) and beta > 0:
+    if "beta" in h.columns and beta is not None and beta > 0:
         reached = np.flatnonzero(h["beta"].to_numpy() >= 0.999 * beta)
         if len(reached):
             out["beta_epoch"] = int(reached[0]) + 1

@@ -1,7 +1,5 @@
-"""A run directory's own files: ``.train.lock`` (the one trainer writing it),
-``history.csv`` and ``split.json`` (the data the run trains and is tested on); where a
-run resumes, refusing a run dir whose files disagree or whose data now splits differently.
-"""
+"""A run directory's own files: ``.train.lock``, ``history.csv`` and ``split.json``; where a
+run resumes, refusing a run dir whose files disagree or whose data now splits differently."""
 
 from __future__ import annotations
 
@@ -129,8 +127,7 @@ def saved_optimizer_steps(path) -> int:
 
 def resume_point(state_dir, backup, interrupted: bool, steps_per_epoch: int):
     """``(history, continued)``: ``history.csv`` and whether training continues from
-    ``last.keras``. The epochs come from the checkpoint; when ``history.csv`` disagrees,
-    ``RunDirError``, instead of training from epoch 1 over a trained model."""
+    ``last.keras``; ``RunDirError`` when the two disagree on the epochs."""
     state_dir = Path(state_dir)
     history = load_history(state_dir)
     shown = display_path(state_dir / "history.csv")
