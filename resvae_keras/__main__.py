@@ -160,12 +160,18 @@ def cmd_prepare(args):
                        max_images=args.max_images).summary())
 
 
-def cmd_train(args):
+def _profile(args) -> str:
+    """``--profile``, else ``RESVAE_PROFILE`` or a guess (``config.profile_from_env``)."""
     from resvae_keras.config import profile_from_env
+
+    return args.profile or profile_from_env()
+
+
+def cmd_train(args):
     from resvae_keras.distribute import describe_tf_config
     from resvae_keras.train import TrainingDivergedError, train
 
-    config = get_profile(args.profile or profile_from_env(), **_overrides(args))
+    config = get_profile(_profile(args), **_overrides(args))
     try:
         verbose = int(args.verbose) if args.verbose.isdigit() else args.verbose
         # train makes the strategy itself, before any TensorFlow op runs
