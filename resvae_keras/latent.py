@@ -43,12 +43,13 @@ def check_temperature(temperature) -> float:
 
 
 def decode_grid(model, z, batch_size: int = 256) -> np.ndarray:
-    """``model.decode`` of codes (..., d) in batches, float32: images (..., H, W, 3) of a VAE."""
+    """``model.decode`` of codes (..., d) in batches: the decoder's outputs (..., *out) as
+    float32, images (..., H, W, 3) for a VAE, first-stage codes for the second stage."""
     z = to_numpy(z)
     flat = z.reshape(-1, z.shape[-1])
-    images = np.concatenate([to_numpy(model.decode(flat[i : i + batch_size]))
-                             for i in range(0, len(flat), batch_size)])
-    return images.reshape(*z.shape[:-1], *images.shape[1:])
+    outputs = np.concatenate([to_numpy(model.decode(flat[i : i + batch_size]))
+                              for i in range(0, len(flat), batch_size)])
+    return outputs.reshape(*z.shape[:-1], *outputs.shape[1:])
 
 
 def image_batch(images) -> np.ndarray:

@@ -236,19 +236,23 @@ def _present(value):
     return value
 
 
-def render(template: Path, results: Results, figures_dir: Path) -> str:
-    """The Jinja2 ``template`` rendered with the tables, ``prose_record`` and the figures."""
+def context(results: Results, figures_dir: Path) -> dict:
+    """What a template may name: ``prose_record``, the tables and the figures drawn."""
+    return {**prose_record(results), "verdict_words": rt.VERDICT_WORDS,
+            "tables": {name: table(results) for name, table in rt.TABLE_FUNCTIONS.items()},
+            "figures": {path.stem for path in figures_dir.glob("*.png")}}
+
+
+def render(template: Path, values: dict) -> str:
+    """The Jinja2 ``template`` rendered with ``values`` (a ``context``)."""
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(template.parent),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
                              trim_blocks=True, autoescape=False, finalize=_present)
     env.filters.update(num=_strict(rt.num), integer=_strict(rt.integer), pct=_strict(rt.percent),
                        p=_strict(rt.p_value), interval=_strict(rt.interval), setting=rt.setting)
     env.tests["finite"] = rt.finite
-    context = {**prose_record(results), "verdict_words": rt.VERDICT_WORDS,
-               "tables": {name: table(results) for name, table in rt.TABLE_FUNCTIONS.items()},
-               "figures": {path.stem for path in figures_dir.glob("*.png")}}
     try:
-        return env.get_template(template.name).render(context)
+        return env.get_template(template.name).render(values)
     except jinja2.UndefinedError as error:
         raise ValueError(f"{template.name}: {error.message}; a typo in the template, or a "
                          "result report/results/ lacks (see report/README.md)") from error
@@ -261,8 +265,9 @@ def build_report(results_root: Path | str | None = None, root: Path | str | None
     root = Path(root or project_root())
     results = Results(results_root)
     updated = draw_figures(results, root / "figures") if figures else []
+    values = context(results, root / "figures")  # built once, for both templates
     for path in (root / "report" / "laporan.md", root / "README.md"):
-        text = render(path.with_name(path.name + ".j2"), results, root / "figures")
+        text = render(path.with_name(path.name + ".j2"), values)
         if _write_if_changed(path, text.encode()):
             updated.append(path)
     return updated

@@ -29,8 +29,13 @@ def results():
 
 
 @pytest.fixture(scope="module")
-def rendered(results):
-    return report.render(TEMPLATE, results, FIGURES)
+def values(results):
+    return report.context(results, FIGURES)
+
+
+@pytest.fixture(scope="module")
+def rendered(values):
+    return report.render(TEMPLATE, values)
 
 
 def rows_of(table: str) -> list[list[str]]:
@@ -39,9 +44,9 @@ def rows_of(table: str) -> list[list[str]]:
             for line in table.splitlines()[2:]]
 
 
-def test_committed_report_is_up_to_date_with_the_results(rendered, results):
+def test_committed_report_is_up_to_date_with_the_results(rendered, values):
     assert rendered == LAPORAN.read_text(), "report/laporan.md is stale: run `make report`"
-    readme = report.render(ROOT / "README.md.j2", results, FIGURES)
+    readme = report.render(ROOT / "README.md.j2", values)
     assert readme == README.read_text(), "README.md is stale: run `make report`"
 
 
@@ -92,11 +97,11 @@ def test_table_figure_and_section_references_exist(rendered):
     ("{{ tables.tabel_salah }}", "tabel_salah"),  # a table that does not exist
     ("{{ verdicts.a_plain }}", "shows None"),  # a missing result without its fallback
 ])
-def test_a_typo_or_a_missing_fallback_stops_the_build(results, tmp_path, line, error):
+def test_a_typo_or_a_missing_fallback_stops_the_build(values, tmp_path, line, error):
     template = tmp_path / "t.md.j2"
     template.write_text(f"PSNR {{{{ rec.psnr.mean | num(2) }}}}\n{line}\n")
     with pytest.raises(ValueError, match=error):
-        report.render(template, results, FIGURES)
+        report.render(template, values)
 
 
 def test_formatters():
@@ -125,7 +130,7 @@ def test_planned_study_tables_are_the_rows_of_plan_verdicts(tmp_path):
     results = report_tables.Results(tmp_path)
     write_plan_runs(results.root / "faithful")
     verdicts = results.planned.verdicts
-    rendered = report.render(TEMPLATE, results, FIGURES)
+    rendered = report.render(TEMPLATE, report.context(results, FIGURES))
     rows = table_below(rendered, "4.14")
     words = report_tables.VERDICT_WORDS
     assert [row[-1] for row in rows] == [words[v] for v in verdicts["verdict"]]
