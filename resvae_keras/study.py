@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from resvae_keras.config import Config, get_profile, project_root
-from resvae_keras.data._io import atomic_write
+from resvae_keras.data._io import atomic_write, display_path
 from resvae_keras.record import validation_neg_elbo
 
 STUDY_PROFILE = "celeba-subset"
@@ -200,7 +200,7 @@ def run_study(only=None, profile: str = STUDY_PROFILE, root=None, runs=None,
             collect_run(config.run_path, dest)
             done = f"test PSNR {metrics['reconstruction']['psnr']['mean']:.2f} dB"
         print(f"== {name}: done in {time.perf_counter() - started:.0f} s, {done}; results in "
-              f"{_shown(dest)}", flush=True)
+              f"{display_path(dest)}", flush=True)
         finished.append(name)
     if report:
         print(status_text(root, runs, profile), flush=True)
@@ -218,11 +218,6 @@ def seconds_per_step(benchmark: dict | None) -> dict[str, float]:
     return {arm: float(row["seconds_per_step"]) for arm, row in arms.items()}
 
 
-def _shown(path: Path) -> str:
-    full, root = Path(path).resolve(), project_root()
-    return str(full.relative_to(root)) if full.is_relative_to(root) else Path(path).name
-
-
 def seeds_per_arm(root=None, runs=None) -> pd.DataFrame:
     """Per (group, arm): ``finished`` and ``planned`` runs."""
     table = load_runs() if runs is None else runs
@@ -238,7 +233,7 @@ def _next_steps(root: Path, all_finished: bool, benchmark: bool, profile: str) -
     flag = "" if profile == STUDY_PROFILE else f" --profile {profile}"
     command = "report" if all_finished and benchmark else (
         f"study --benchmark{flag}" if all_finished else f"study{flag}")
-    commit = f"commit what finished: git add {_shown(root)} && git commit"
+    commit = f"commit what finished: git add {display_path(root)} && git commit"
     next_step = f"next: python -m resvae_keras {command}"
     return [commit, next_step] if profile == STUDY_PROFILE else [next_step]
 
