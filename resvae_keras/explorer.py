@@ -31,7 +31,7 @@ def latent_explorer(
     interactive: bool | None = None,
     scale: int = 4,
     *,
-    title: str | None = None,
+    title: str = "Penjelajah laten",
     demo: bool = False,
 ):
     """Sliders for the strength of each attribute vector in ``vectors``, the offset of each
@@ -39,13 +39,10 @@ def latent_explorer(
     (n, d), with the decoded face: an ``ipywidgets.VBox``, or headless (``interactive=None``
     asks ``interactive_frontend()``) a closed Figure of the first face, a row per slider."""
     base_codes = np.atleast_2d(np.asarray(base_codes, dtype=np.float32))
-    names, units = list(vectors), [int(unit) for unit in units]
-    if not names and not units:
+    units = [int(unit) for unit in units]
+    if not vectors and not units:
         raise ValueError("give at least one attribute vector or one latent unit to explore")
-    title = title or "Penjelajah laten"
-    if interactive is None:
-        interactive = interactive_frontend()
-    if interactive:
+    if interactive or (interactive is None and interactive_frontend()):
         return _widget(model, base_codes, vectors, units, value_range, scale, title, demo)
     # headless: closed, so that a notebook shows it once, as the cell's value
     values = np.linspace(*value_range, 5)

@@ -10,6 +10,7 @@ The models load on first use. Images are float32 in [0, 1] (uint8 accepted), squ
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import time
 from pathlib import Path
@@ -42,18 +43,14 @@ MAX_TRAIN = 2000
 BLUR_SIGMAS_PX = (1.0, 2.0)
 """Gaussian blurs (sigma, px) of real faces for the calibration rows."""
 
-_models: dict = {}
-
-
 class FaceModelsUnavailable(ImportError):
     """dlib or the ``face_recognition_models`` files are missing."""
 
 
+@functools.cache
 def face_models() -> dict:
     """``{"detector", "shape_predictor", "face_resnet"}`` of dlib, loaded once; raises
     ``FaceModelsUnavailable`` (saying what to install) when missing."""
-    if _models:
-        return _models
     try:
         import dlib
     except ImportError as exc:
@@ -64,12 +61,11 @@ def face_models() -> dict:
     for folder in list(spec.submodule_search_locations or []) if spec else []:
         path = Path(folder) / "models"
         if (path / FACE_RESNET_FILE).is_file() and (path / SHAPE_PREDICTOR_FILE).is_file():
-            _models.update(
+            return dict(
                 detector=dlib.get_frontal_face_detector(),
                 shape_predictor=dlib.shape_predictor(str(path / SHAPE_PREDICTOR_FILE)),
                 face_resnet=dlib.face_recognition_model_v1(str(path / FACE_RESNET_FILE)),
             )
-            return _models
     raise FaceModelsUnavailable(
         f"The face-recognition models ({SHAPE_PREDICTOR_FILE}, {FACE_RESNET_FILE}) were not "
         f"found in the {MODELS_PACKAGE} package: {INSTALL}."

@@ -1,8 +1,9 @@
 """Every kind of figure the notebooks and the report use.
 
-Each function returns the matplotlib Figure; ``name="..."`` also saves it as
-``figures/<name>.png``, and ``demo=True`` adds " (data demo)" to the title and saves under
-``figures/demo/``. Every word drawn is a parameter with a Bahasa Indonesia default.
+Each function returns the matplotlib Figure and takes the keywords ``title=`` (the suptitle),
+``name="..."`` (also save it as ``figures/<name>.png``) and ``demo=True`` (add " (data demo)"
+to the title and save under ``figures/demo/``). Every word drawn is a parameter with a Bahasa
+Indonesia default.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def save_figure(fig, name: str, demo: bool = False) -> Path:
         raise ValueError(
             f"name={name!r}: give a file name relative to figures/, e.g. 'loss_curves'"
         )
-    _finish(fig, None, None, demo)
+    _finish(fig, demo=demo)
     folder = project_root() / "figures" / ("demo" if demo else "")
     path = folder / (name if name.endswith(".png") else f"{name}.png")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -38,7 +39,7 @@ def save_figure(fig, name: str, demo: bool = False) -> Path:
     return path
 
 
-def _finish(fig, title: str | None, name: str | None, demo: bool):
+def _finish(fig, *, title: str | None = None, name: str | None = None, demo: bool = False):
     """Set the suptitle (None: keep it) with the demo label; save the figure if ``name``."""
     text = title if title is not None else fig.get_suptitle()
     if demo and DEMO_LABEL not in text:
@@ -59,10 +60,7 @@ def image_grid(
     row_labels: Sequence[str] | None = None,
     col_labels: Sequence[str] | None = None,
     xlabel: str | None = None,
-    *,
-    title: str | None = None,
-    name: str | None = None,
-    demo: bool = False,
+    **figure,
 ):
     """Images float [0, 1], (N, H, W, 3) in ``nrow`` rows (about square by default) or
     (rows, cols, H, W, 3), drawn as one mosaic."""
@@ -96,23 +94,19 @@ def image_grid(
     ax.tick_params(length=0)
     ax.spines[:].set_visible(False)
     ax.set_xlabel(xlabel or "")
-    return _finish(fig, title, name, demo)
+    return _finish(fig, **figure)
 
 
 def interpolation_strips(
     paths,
     row_labels: Sequence[str] | None = None,
     xlabel: str = "t (0: citra awal, 1: citra akhir)",
-    *,
-    title: str | None = None,
-    name: str | None = None,
-    demo: bool = False,
+    **figure,
 ):
     """One interpolation per row. paths: float [0, 1], shape (n, steps, H, W, 3)."""
-    steps = np.asarray(paths).shape[1]
-    t_labels = [f"{t:.2f}" for t in np.linspace(0.0, 1.0, steps)]
-    return image_grid(paths, row_labels=row_labels, col_labels=t_labels, xlabel=xlabel,
-                      title=title, name=name, demo=demo)
+    return image_grid(paths, row_labels=row_labels, xlabel=xlabel,
+                      col_labels=[f"{t:.2f}" for t in np.linspace(0.0, 1.0, np.shape(paths)[1])],
+                      **figure)
 
 
 def attribute_grid(
@@ -121,33 +115,31 @@ def attribute_grid(
     attribute: str | None = None,
     row_labels: Sequence[str] | None = None,
     xlabel: str | None = None,
-    *,
-    title: str | None = None,
-    name: str | None = None,
-    demo: bool = False,
+    **figure,
 ):
     """Attribute arithmetic: grid float [0, 1], shape (n, len(strengths), H, W, 3)."""
     vector = f"vektor '{attribute}'" if attribute else "vektor atribut"
     return image_grid(grid, row_labels=row_labels,
                       col_labels=[f"{s:+g}" if s else "0" for s in strengths],
                       xlabel=xlabel or f"kekuatan {vector} yang ditambahkan ke z",
-                      title=title, name=name, demo=demo)
+                      **figure)
 
 
 def crop_examples(
     cache,
     n: int = 4,
-    *,
-    title: str | None = "Aturan potong: persegi bersisi 148/178 lebar, lalu diubah ukurannya",
-    name: str | None = None,
-    demo: bool | None = None,
+    **figure,
 ):
     """Top row: the first ``n`` source images of a cache with the crop box drawn in red;
     bottom row: the cached faces. ``demo`` defaults to ``cache.is_demo``."""
     from resvae_keras.data import crop_box
 
+    figure.setdefault(
+        "title", "Aturan potong: persegi bersisi 148/178 lebar, lalu diubah ukurannya")
+    figure.setdefault("demo", cache.is_demo)
     names = list(cache.table.index[:n])
-    fig, axes = plt.subplots(2, len(names), figsize=(2.2 * len(names), 5.2), squeeze=False)
+    fig, axes = plt.subplots(2, len(names), figsize=(2.2 * len(names), 5.2), squeeze=False,
+                             layout="tight")
     for i, image_name in enumerate(names):
         original = cache.original(image_name)
         left, top, right, bottom = crop_box(*original.size)
@@ -159,10 +151,7 @@ def crop_examples(
         axes[1, i].set_title(f"{cache.size}x{cache.size}", fontsize=8)
         for ax in axes[:, i]:
             ax.axis("off")
-    demo = cache.is_demo if demo is None else demo
-    _finish(fig, title, None, demo)
-    fig.tight_layout()
-    return _finish(fig, None, name, demo)
+    return _finish(fig, **figure)
 
 
 # -- curves and charts ----------------------------------------------------------
@@ -180,10 +169,7 @@ def loss_curves(
     xlabel: str = "epoch",
     ylabel: str | None = None,
     series_labels: tuple[str, str] = ("latih", "validasi"),
-    *,
-    title: str | None = None,
-    name: str | None = None,
-    demo: bool = False,
+    **figure,
 ):
     """Training curves of a ``history.csv`` table, a panel each for loss, reconstruction_loss
     and kl_loss; ``val_<column>`` is drawn as validation, an ``epoch`` column as x."""
@@ -203,7 +189,7 @@ def loss_curves(
                ylabel=ylabel or f"{column} (nats per citra)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend()
-    return _finish(fig, title, name, demo)
+    return _finish(fig, **figure)
 
 
 def metric_bars(
@@ -215,10 +201,7 @@ def metric_bars(
     hlines: Mapping[str, float] | None = None,
     limits: tuple[float, float] | None = None,
     horizontal: bool = False,
-    *,
-    title: str | None = None,
-    name: str | None = None,
-    demo: bool = False,
+    **figure,
 ):
     """One bar per row of a Series, or of a DataFrame's column ``value`` (default: the first)
     with error-bar half-widths in column ``error`` (default: ``"error"`` if present);
@@ -251,7 +234,7 @@ def metric_bars(
         ax.legend(fontsize=8, loc="lower right")
     if limits is not None:
         (ax.set_xlim if horizontal else ax.set_ylim)(*limits)
-    return _finish(fig, title, name, demo)
+    return _finish(fig, **figure)
 
 
 def line_plot(
@@ -260,10 +243,7 @@ def line_plot(
     xlabel: str,
     ylabel: str,
     hlines: Mapping[str, float] | None = None,
-    *,
-    title: str | None = None,
-    name: str | None = None,
-    demo: bool = False,
+    **figure,
 ):
     """Curves ``ys`` (``{label: y}`` or a DataFrame, whose index x defaults to) on one pair of
     axes; ``hlines``: ``{label: y}`` reference lines."""
@@ -276,7 +256,7 @@ def line_plot(
         ax.axhline(level, linestyle=("--", ":", "-.")[index % 3], color="gray", label=label)
     ax.set(xlabel=xlabel, ylabel=ylabel)
     ax.legend()
-    return _finish(fig, title, name, demo)
+    return _finish(fig, **figure)
 
 
 def norm_plot(
@@ -285,15 +265,12 @@ def norm_plot(
     xlabel: str = "t (posisi sepanjang lintasan)",
     ylabel: str = "norma z",
     hline_labels: tuple[str, str] = ("sqrt(d): norma khas N(0, I)", "sqrt(d / 2)"),
-    *,
-    title: str | None = None,
-    name: str | None = None,
-    demo: bool = False,
+    **figure,
 ):
     """``latent.norm_along_path`` output, with lines at sqrt(d) and sqrt(d / 2)."""
     levels = (math.sqrt(latent_dim), math.sqrt(latent_dim / 2))
     return line_plot(None, norms, xlabel, ylabel, dict(zip(hline_labels, levels, strict=True)),
-                     title=title, name=name, demo=demo)
+                     **figure)
 
 
 def latent_scatter(
@@ -304,10 +281,7 @@ def latent_scatter(
     axis_names: tuple[str, str] = ("KU 1", "KU 2"),
     variance_text: str = "{axis} ({percent:.1f}% varians)",
     absent_label: str = "tanpa {label}",
-    *,
-    title: str | None = None,
-    name: str | None = None,
-    demo: bool = False,
+    **figure,
 ):
     """2-D codes (N, 2) (e.g. ``latent_space.pca_2d``), one colour per value of ``labels``
     (None, bool or categorical)."""
@@ -332,7 +306,7 @@ def latent_scatter(
             for n, r in zip(axis_names, explained_variance_ratio, strict=True)
         ]
     ax.set(xlabel=axis_names[0], ylabel=axis_names[1])
-    return _finish(fig, title, name, demo)
+    return _finish(fig, **figure)
 
 
 def score_histograms(
@@ -340,10 +314,7 @@ def score_histograms(
     xlabel: str = "skor",
     bins: int = 40,
     ylabel: str = "densitas",
-    *,
-    title: str | None = None,
-    name: str | None = None,
-    demo: bool = False,
+    **figure,
 ):
     """Overlaid density histograms on shared bins, e.g. anomaly scores per group."""
     scores = {
@@ -355,7 +326,7 @@ def score_histograms(
         ax.hist(values, bins=edges, density=True, alpha=0.45, label=f"{group} (n={len(values)})")
     ax.set(xlabel=xlabel, ylabel=ylabel)
     ax.legend()
-    return _finish(fig, title, name, demo)
+    return _finish(fig, **figure)
 
 
 def roc_curves(
@@ -363,10 +334,7 @@ def roc_curves(
     xlabel: str = "laju positif palsu",
     ylabel: str = "laju positif benar",
     chance_label: str = "tebakan acak (AUC 0.5)",
-    *,
-    title: str | None = None,
-    name: str | None = None,
-    demo: bool = False,
+    **figure,
 ):
     """ROC curves: ``{name: (fpr, tpr, auc)}``, with the chance diagonal."""
     fig, ax = plt.subplots(figsize=(4.6, 4.4))
@@ -376,7 +344,7 @@ def roc_curves(
     ax.set(xlabel=xlabel, ylabel=ylabel, xlim=(0, 1), ylim=(0, 1.01))
     ax.set_aspect("equal")
     ax.legend(loc="lower right", fontsize=8)
-    return _finish(fig, title, name, demo)
+    return _finish(fig, **figure)
 
 
 # -- comparisons of runs (the study) ---------------------------------------------
@@ -392,10 +360,7 @@ def arm_points(
     columns: Mapping[str, str],
     arms: Mapping[str, str] | None = None,
     xlabel: str = "kelompok",
-    *,
-    title: str | None = None,
-    name: str | None = None,
-    demo: bool = False,
+    **figure,
 ):
     """One panel per ``{column: y label}``: every run of each ``arm`` as a dot, and the
     arm's mean with its 95 % t interval (from 2 seeds). ``arms``: ``{arm: label}``, in order."""
@@ -418,7 +383,7 @@ def arm_points(
         if max(len(label) for label in arms.values()) > 10:
             ax.tick_params(axis="x", labelrotation=20)
         ax.set(xlabel=xlabel, ylabel=ylabel, xlim=(-0.5, len(arms) - 0.3))
-    return _finish(fig, title, name, demo)
+    return _finish(fig, **figure)
 
 
 def grouped_curves(
@@ -428,10 +393,7 @@ def grouped_curves(
     ylabel: str,
     vlines: Mapping[str, float] | None = None,
     hlines: Mapping[str, float] | None = None,
-    *,
-    title: str | None = None,
-    name: str | None = None,
-    demo: bool = False,
+    **figure,
 ):
     """Curves ``{run: (x, y)}`` coloured by ``groups`` (``{run: group}``), one legend entry
     per group; ``vlines``, ``hlines``: ``{label: position}`` reference lines."""
@@ -447,7 +409,7 @@ def grouped_curves(
         ax.axhline(y, linestyle="--", color="gray", label=label)
     ax.set(xlabel=xlabel, ylabel=ylabel)
     ax.legend(fontsize=8)
-    return _finish(fig, title, name, demo)
+    return _finish(fig, **figure)
 
 
 def trend_with_spread(
@@ -458,10 +420,7 @@ def trend_with_spread(
     spread_label: str = "±1 SD antar-seed",
     point_label: str = "satu seed per titik",
     mean_label: str = "rata-rata {n} seed",
-    *,
-    title: str | None = None,
-    name: str | None = None,
-    demo: bool = False,
+    **figure,
 ):
     """A sweep (``study.sweep_trend`` output) as a trend line with a band of the seed-to-seed
     spread (``<column>_seed_sd``); a non-numeric ``x`` gives points with error bars."""
@@ -489,7 +448,7 @@ def trend_with_spread(
         if not numeric:
             ax.tick_params(axis="x", labelrotation=20)
         ax.legend(fontsize=7)
-    return _finish(fig, title, name, demo)
+    return _finish(fig, **figure)
 
 
 def tradeoff(
@@ -497,10 +456,7 @@ def tradeoff(
     x: str,
     columns: Mapping[str, str],
     xlabel: str,
-    *,
-    title: str | None = None,
-    name: str | None = None,
-    demo: bool = False,
+    **figure,
 ):
     """One panel per measure against a shared x (e.g. rate against distortion and realism),
     one labelled point per row (the row's index: the run name)."""
@@ -511,4 +467,4 @@ def tradeoff(
             ax.annotate(str(label), (row[x], row[column]), textcoords="offset points",
                         xytext=(4, 4), fontsize=7)
         ax.set(xlabel=xlabel, ylabel=ylabel)
-    return _finish(fig, title, name, demo)
+    return _finish(fig, **figure)

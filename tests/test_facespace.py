@@ -132,7 +132,7 @@ def test_evaluate_step_adds_reconstructions_or_says_why_it_skipped(face_models, 
 
 
 def test_missing_dlib_names_the_packages_to_install(monkeypatch):
-    monkeypatch.setattr(facespace, "_models", {})
+    facespace.face_models.cache_clear()
     monkeypatch.setitem(sys.modules, "dlib", None)  # import dlib now raises ImportError
     with pytest.raises(facespace.FaceModelsUnavailable, match="dlib-bin.*face-recognition-models"):
         facespace.face_models()
