@@ -28,6 +28,13 @@ def option_name(field_name: str) -> str:
     return "--plain" if field_name == "residual" else "--" + field_name.replace("_", "-")
 
 
+def reject_setting(settings, name: str, expected: str):
+    """Raise ``ValueError``: ``settings.<name>`` (of a ``Config`` or a ``ResVAE``) is not
+    ``expected``; the message names the setting, its value and its option."""
+    value = getattr(settings, name)
+    raise ValueError(f"{name}={value!r} ({option_name(name)}): expected {expected}")
+
+
 def project_root() -> Path:
     """The checkout holding ``pyproject.toml``: ``RESVAE_HOME``, else the current directory
     or a parent, else the checkout of this package, else the current directory."""

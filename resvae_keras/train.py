@@ -32,18 +32,10 @@ from resvae_keras.callbacks import (
     save_model,
     unreadable_backup,
 )
-from resvae_keras.config import Config, option_name
+from resvae_keras.config import Config, option_name, reject_setting
 from resvae_keras.data._io import atomic_write, display_path
 from resvae_keras.data.images import to_uint8
-from resvae_keras.model import (
-    ARCHITECTURES,
-    KINDS,
-    RECONSTRUCTION_LIKELIHOODS,
-    DamagedModelFileError,
-    _check_architecture,
-    build_model,
-    load_model,
-)
+from resvae_keras.model import DamagedModelFileError, build_model, check_settings, load_model
 from resvae_keras.run_dir import (
     backup_epoch,
     check_run_split,
@@ -76,8 +68,6 @@ class RunSettingsError(ValueError):
 def precision(policy):
     """Keras' global dtype policy ``policy`` (``None``: float32) for a block; the previous
     policy comes back after. The loss stays float32."""
-    if policy not in PRECISIONS:
-        raise ValueError(f"mixed_precision={policy!r} is not one of {list(PRECISIONS)}")
     previous = keras.mixed_precision.dtype_policy()
     keras.mixed_precision.set_dtype_policy(policy or "float32")
     try:
@@ -164,42 +154,22 @@ def compile_model(model, config, steps_per_epoch: int = 1):
 
 def check_config(config: Config) -> None:
     """Raise ``ValueError`` naming the first setting of ``config`` that cannot work."""
-
-    def fail(name, expected):
-        raise ValueError(
-            f"{name}={getattr(config, name)!r} ({option_name(name)}): expected {expected}"
-        )
-
-    counts = ["epochs", "batch_size", "latent_dim", "image_size", "grid_every"]
-    for name in counts + (["max_images"] if config.max_images is not None else []):
+    lowest = dict(epochs=1, batch_size=1, latent_dim=1, image_size=1, grid_every=1,
+                  kl_warmup_steps=0, two_stage_epochs=0, lr_warmup_steps=0, seed=0)
+    if config.max_images is not None:
+        lowest["max_images"] = 1
+    for name, low in lowest.items():
         value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            fail(name, "a positive integer")
-    zero_means = {"kl_warmup_steps": "", "two_stage_epochs": " (0: no second stage)",
-                  "lr_warmup_steps": ""}
-    for name, note in zero_means.items():
-        value = getattr(config, name)
-        if not (isinstance(value, (int, np.integer)) and value >= 0):
-            fail(name, "an integer >= 0" + note)
-    if isinstance(config.seed, bool) or not isinstance(config.seed, (int, np.integer)) or not (
-            0 <= config.seed < 2**32):
-        fail("seed", "an integer in [0, 4294967295]")
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            reject_setting(config, name, f"an integer >= {low}")
+    if config.seed >= 2**32:
+        reject_setting(config, "seed", "an integer in [0, 4294967295]")
     if not (math.isfinite(config.learning_rate) and config.learning_rate > 0):
-        fail("learning_rate", "a positive number, e.g. 0.001")
-    for name in ("beta", "weight_decay"):
-        if not (math.isfinite(getattr(config, name)) and getattr(config, name) >= 0):
-            fail(name, "a number >= 0")
-    if not 0 <= config.sigma_min < 1:
-        fail("sigma_min", "a number in [0, 1) (0: no floor)")
-    choices = {"kind": KINDS, "likelihood": tuple(RECONSTRUCTION_LIKELIHOODS),
-               "architecture": ARCHITECTURES, "strategy": distribute.STRATEGIES,
-               "mixed_precision": PRECISIONS, "optimizer": OPTIMIZERS,
-               "lr_schedule": LR_SCHEDULES, "flip": (True, False)}
-    for name, allowed in choices.items():
-        if getattr(config, name) not in allowed:
-            fail(name, f"one of {list(allowed)}")
-    _check_architecture(config.image_size, config.widths, config.blocks_per_stage,
-                        config.latent_dim)
+        reject_setting(config, "learning_rate", "a positive number, e.g. 0.001")
+    if not (math.isfinite(config.weight_decay) and config.weight_decay >= 0):
+        reject_setting(config, "weight_decay", "a number >= 0")
+    check_settings(config, strategy=distribute.STRATEGIES, mixed_precision=PRECISIONS,
+                   optimizer=OPTIMIZERS, lr_schedule=LR_SCHEDULES, flip=(True, False))
 
 
 def _best_model(run_dir):
