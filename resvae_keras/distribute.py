@@ -10,6 +10,7 @@ import hashlib
 import json
 import math
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -89,6 +90,18 @@ def worker_role(strategy):
 
 _multi_worker_strategy = None  # one per process: collectives are configured once, at startup
 
+# Fault: a worker whose peer never started waited forever, holding the GIL and ignoring
+# Ctrl-C and SIGTERM; so a watchdog process prints the message, and SIGKILL is the last resort.
+_WATCHDOG = """
+import os, select, signal, sys, time
+parent, timeout, message = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+if not select.select([sys.stdin], [], [], timeout)[0]:
+    sys.stderr.write(message + "\\n")
+    sys.stderr.flush()
+    if not select.select([sys.stdin], [], [], 30)[0]:
+        os.kill(parent, signal.SIGKILL)
+"""
+
 
 def make_strategy(name="none"):
     """A ``tf.distribute`` strategy, made before any other TensorFlow op runs. ``"auto"``:
@@ -101,30 +114,49 @@ def make_strategy(name="none"):
     tf_config = os.environ.get("TF_CONFIG") if name == "auto" else None
     if tf_config:
         role = describe_tf_config(tf_config)
-        _say(f"strategy auto: MultiWorkerMirroredStrategy, because TF_CONFIG names "
-             f"{role['workers']} workers; this is {role['task_type']} {role['task_index']}"
-             f" ({'the chief, writing the run dir' if role['chief'] else 'not the chief'})")
-        if _multi_worker_strategy is None:
+        print(f"strategy auto: MultiWorkerMirroredStrategy, because TF_CONFIG names "
+              f"{role['workers']} workers; this is {role['task_type']} {role['task_index']}"
+              f" ({'the chief, writing the run dir' if role['chief'] else 'not the chief'})",
+              file=sys.stderr, flush=True)
+    if tf_config and _multi_worker_strategy is None:
+        timeout = cluster_timeout_s()
+        addresses = ", ".join(a for tasks in json.loads(tf_config)["cluster"].values()
+                              for a in tasks)
+        message = (f"{role['task_type']} {role['task_index']}: the cluster of TF_CONFIG "
+                   f"({addresses}) did not come up within {timeout:g} s; start every task it "
+                   "names with the same cluster, or set RESVAE_CLUSTER_TIMEOUT (seconds) to wait "
+                   "longer. Stopped.")
+        watchdog = subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(os.getpid()),
+                                     str(timeout), message], stdin=subprocess.PIPE)
+        # exit status 1 (an error), not 137: faulthandler's timer thread needs no GIL
+        with open(os.devnull, "w") as silent:
+            faulthandler.dump_traceback_later(timeout + 2, exit=True, file=silent)
             try:
-                _multi_worker_strategy = _join_cluster(tf_config, role)
+                _multi_worker_strategy = tf.distribute.MultiWorkerMirroredStrategy()
             # Fault: TensorFlow refuses to configure its collective ops once any op has run.
             except RuntimeError as err:
                 raise RuntimeError(
-                    f"{err}. TensorFlow already ran an op in this process: create the strategy "
-                    "first, in a fresh process (python -m resvae_keras train does), before "
-                    "loading data or setting seeds."
+                    f"{err}. TensorFlow already ran an op in this process: create the "
+                    "strategy first, in a fresh process (python -m resvae_keras train does), "
+                    "before loading data or setting seeds."
                 ) from err
+            finally:
+                faulthandler.cancel_dump_traceback_later()
+                watchdog.stdin.close()
+                watchdog.wait()
+    if tf_config:
         return _multi_worker_strategy
     if name == "auto":
         # physical, not logical, devices: listing logical ones would start TensorFlow's
         # runtime and rule out a multi-worker strategy later in this process
         gpus = len(tf.config.list_physical_devices("GPU"))
         if gpus > 1:
-            _say(f"strategy auto: MirroredStrategy over {gpus} GPUs (TF_CONFIG is not set)")
+            print(f"strategy auto: MirroredStrategy over {gpus} GPUs (TF_CONFIG is not set)",
+                  file=sys.stderr, flush=True)
             return tf.distribute.MirroredStrategy()
-        _say(f"strategy auto: the default strategy (one device), because TF_CONFIG is not "
-             f"set and {gpus} GPU{'' if gpus == 1 else 's'} {'is' if gpus == 1 else 'are'} "
-             "visible")
+        print(f"strategy auto: the default strategy (one device), because TF_CONFIG is not "
+              f"set and {gpus} GPU{'' if gpus == 1 else 's'} {'is' if gpus == 1 else 'are'} "
+              "visible", file=sys.stderr, flush=True)
         return tf.distribute.get_strategy()
     if name == "mirrored":
         gpus = tf.config.list_logical_devices("GPU")
@@ -145,48 +177,6 @@ def cluster_timeout_s() -> float:
     return seconds
 
 
-# Fault: a worker whose peer never started waited forever, holding the GIL and ignoring
-# Ctrl-C and SIGTERM; so a watchdog process prints the message, and SIGKILL is the last resort.
-_WATCHDOG = """
-import os, select, signal, sys, time
-parent, timeout, message = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
-if not select.select([sys.stdin], [], [], timeout)[0]:
-    sys.stderr.write(message + "\\n")
-    sys.stderr.flush()
-    if not select.select([sys.stdin], [], [], 30)[0]:
-        os.kill(parent, signal.SIGKILL)
-"""
-
-
-def _join_cluster(tf_config: str, role: dict):
-    """``MultiWorkerMirroredStrategy()``, stopped after ``cluster_timeout_s()`` waiting."""
-    import subprocess
-
-    import tensorflow as tf
-
-    timeout = cluster_timeout_s()
-    addresses = ", ".join(a for tasks in json.loads(tf_config)["cluster"].values() for a in tasks)
-    message = (f"{role['task_type']} {role['task_index']}: the cluster of TF_CONFIG ({addresses}) "
-               f"did not come up within {timeout:g} s; start every task it names with the same "
-               "cluster, or set RESVAE_CLUSTER_TIMEOUT (seconds) to wait longer. Stopped.")
-    watchdog = subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(timeout),
-                                 message], stdin=subprocess.PIPE)
-    # exit status 1 (an error), not 137: faulthandler's timer thread needs no GIL
-    silent = open(os.devnull, "w")  # noqa: SIM115  (closed below)
-    faulthandler.dump_traceback_later(timeout + 2, exit=True, file=silent)
-    try:
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    finally:
-        faulthandler.cancel_dump_traceback_later()
-        silent.close()
-        watchdog.stdin.close()
-        watchdog.wait()
-
-
-def _say(message):
-    print(message, file=sys.stderr, flush=True)
-
-
 # Fault: every worker runs the same callbacks, so all of them would write the chief's run dir.
 def worker_dir(run_dir, role):
     """A worker's own temporary run folder, named by run dir and task so that a restarted
@@ -197,15 +187,14 @@ def worker_dir(run_dir, role):
     return Path(tempfile.gettempdir()) / name
 
 
-_STARTS = ("start afresh", "restore its backup", "continue from last.keras")
-
-
 # Fault: a worker killed while it wrote its end-of-epoch files restored another epoch than
 # its peers, and the run then failed in a collective op with no word on why.
 def check_same_start(strategy, role, start, epoch, run_dir):
-    """Raise ``WorkerStateError`` unless every worker starts the same way (``_STARTS[start]``)
-    at the same epoch; one all-reduce, so also a barrier."""
+    """Raise ``WorkerStateError`` unless every worker starts the same way (``start``: 0 afresh,
+    1 from its backup, 2 from last.keras) at the same epoch; one all-reduce, so also a barrier."""
     import tensorflow as tf
+
+    starts = ("start afresh", "restore its backup", "continue from last.keras")
 
     rows = np.zeros((role["workers"], 2), "float64")
     rows[role["rank"]] = (start, epoch)
@@ -215,7 +204,7 @@ def check_same_start(strategy, role, start, epoch, run_dir):
     )
     rows = (keras.ops.convert_to_numpy(total) / per_worker).round().astype(int)
     if len({tuple(row) for row in rows}) > 1:
-        found = "; ".join(f"worker {rank}: {_STARTS[s]} at epoch {e}"
+        found = "; ".join(f"worker {rank}: {starts[s]} at epoch {e}"
                           for rank, (s, e) in enumerate(rows))
         raise WorkerStateError(
             f"the workers would not start in step ({found}; the chief first). This happens when "

@@ -34,7 +34,6 @@ from resvae_keras.callbacks import (
 )
 from resvae_keras.config import Config, option_name, reject_setting
 from resvae_keras.data._io import atomic_write, display_path
-from resvae_keras.data.images import to_uint8
 from resvae_keras.model import DamagedModelFileError, build_model, check_settings, load_model
 from resvae_keras.run_dir import (
     backup_epoch,
@@ -45,9 +44,6 @@ from resvae_keras.run_dir import (
     run_lock,
 )
 
-PRECISIONS = (None, "mixed_float16", "mixed_bfloat16")
-OPTIMIZERS = ("adam", "adamw")
-LR_SCHEDULES = ("constant", "cosine")
 GRID_ROWS = ("validation", "reconstruction", "prior sample")
 MIN_SECOND_STAGE_CODES = 8  # fewer codes give a degenerate second-stage fit
 CONTINUABLE = (
@@ -100,7 +96,7 @@ def save_grid(grid, path):
     and as a uint8 array in ``path`` with suffix .npz."""
     from PIL import Image
 
-    grid = to_uint8(grid)
+    grid = data.to_uint8(grid)
     rows, cols, h, w, c = grid.shape
     with atomic_write(path) as tmp:
         Image.fromarray(grid.transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, c)).save(
@@ -112,17 +108,13 @@ def save_grid(grid, path):
 def load_grid(run_dir, epoch: int | None = None) -> tuple[np.ndarray, int]:
     """``(grid, epoch)``: the grid saved after ``epoch`` (1-based; default: the last one),
     float32 in [0, 1], shape (rows, cols, H, W, 3) with the rows ``GRID_ROWS``."""
-    from resvae_keras.data.images import as_float_images
-
     grids = Path(run_dir) / "grids"
     saved = sorted(grids.glob("epoch_*.png"))
     if not saved:
         raise FileNotFoundError(f"{grids} holds no epoch_NNN grid: train the run first")
     png = saved[-1] if epoch is None else grids / f"epoch_{int(epoch):03d}.png"
-    with np.load(png.with_suffix(".npz")) as stored:
-        grid = stored["grid"]
-    shape = grid.shape
-    return as_float_images(grid.reshape(-1, *shape[2:])).reshape(shape), int(png.stem[6:])
+    with np.load(png.with_suffix(".npz")) as stored:  # uint8, as save_grid writes it
+        return stored["grid"].astype(np.float32) / np.float32(255.0), int(png.stem[6:])
 
 
 def learning_rate(config, steps_per_epoch: int = 1):
@@ -168,8 +160,9 @@ def check_config(config: Config) -> None:
         reject_setting(config, "learning_rate", "a positive number, e.g. 0.001")
     if not (math.isfinite(config.weight_decay) and config.weight_decay >= 0):
         reject_setting(config, "weight_decay", "a number >= 0")
-    check_settings(config, strategy=distribute.STRATEGIES, mixed_precision=PRECISIONS,
-                   optimizer=OPTIMIZERS, lr_schedule=LR_SCHEDULES, flip=(True, False))
+    check_settings(config, strategy=distribute.STRATEGIES, optimizer=("adam", "adamw"),
+                   mixed_precision=(None, "mixed_float16", "mixed_bfloat16"),
+                   lr_schedule=("constant", "cosine"), flip=(True, False))
 
 
 def _best_model(run_dir):
@@ -234,13 +227,12 @@ def _refuse_other_settings(config: Config) -> None:
     if not (run_dir / "config.json").is_file() or not (trained or len(load_history(run_dir))):
         return
     saved = Config.load(run_dir / "config.json")
-    changed = []
-    for name in saved.to_dict():
-        old, new = getattr(saved, name), getattr(config, name)
-        if name == "data_dir":
-            old, new = (c.resolve(c.data_dir) if c.data_dir else None for c in (saved, config))
-        if name not in CONTINUABLE and old != new:
-            changed.append(name)
+
+    def value(c, name):  # data_dir compared as the folder it names
+        return c.resolve(c.data_dir) if name == "data_dir" and c.data_dir else getattr(c, name)
+
+    changed = [name for name in saved.to_dict()
+               if name not in CONTINUABLE and value(saved, name) != value(config, name)]
     if not changed:
         return
 
