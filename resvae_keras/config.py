@@ -30,8 +30,7 @@ def option_name(field_name: str) -> str:
 
 
 def reject_setting(settings, name: str, expected: str):
-    """Raise ``ValueError``: ``settings.<name>`` (of a ``Config`` or a ``ResVAE``) is not
-    ``expected``; the message names the setting, its value and its option."""
+    """Raise ``ValueError`` naming ``settings.<name>`` (of a ``Config`` or a ``ResVAE``)."""
     value = getattr(settings, name)
     raise ValueError(f"{name}={value!r} ({option_name(name)}): expected {expected}")
 

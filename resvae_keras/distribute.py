@@ -90,18 +90,6 @@ def worker_role(strategy):
 
 _multi_worker_strategy = None  # one per process: collectives are configured once, at startup
 
-# Fault: a worker whose peer never started waited forever, holding the GIL and ignoring
-# Ctrl-C and SIGTERM; so a watchdog process prints the message, and SIGKILL is the last resort.
-_WATCHDOG = """
-import os, select, signal, sys, time
-parent, timeout, message = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
-if not select.select([sys.stdin], [], [], timeout)[0]:
-    sys.stderr.write(message + "\\n")
-    sys.stderr.flush()
-    if not select.select([sys.stdin], [], [], 30)[0]:
-        os.kill(parent, signal.SIGKILL)
-"""
-
 
 def make_strategy(name="none"):
     """A ``tf.distribute`` strategy, made before any other TensorFlow op runs. ``"auto"``:
@@ -118,33 +106,16 @@ def make_strategy(name="none"):
               f"{role['workers']} workers; this is {role['task_type']} {role['task_index']}"
               f" ({'the chief, writing the run dir' if role['chief'] else 'not the chief'})",
               file=sys.stderr, flush=True)
-    if tf_config and _multi_worker_strategy is None:
-        timeout = cluster_timeout_s()
-        addresses = ", ".join(a for tasks in json.loads(tf_config)["cluster"].values()
-                              for a in tasks)
-        message = (f"{role['task_type']} {role['task_index']}: the cluster of TF_CONFIG "
-                   f"({addresses}) did not come up within {timeout:g} s; start every task it "
-                   "names with the same cluster, or set RESVAE_CLUSTER_TIMEOUT (seconds) to wait "
-                   "longer. Stopped.")
-        watchdog = subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(os.getpid()),
-                                     str(timeout), message], stdin=subprocess.PIPE)
-        # exit status 1 (an error), not 137: faulthandler's timer thread needs no GIL
-        with open(os.devnull, "w") as silent:
-            faulthandler.dump_traceback_later(timeout + 2, exit=True, file=silent)
+        if _multi_worker_strategy is None:
             try:
-                _multi_worker_strategy = tf.distribute.MultiWorkerMirroredStrategy()
+                _multi_worker_strategy = _join_cluster(tf_config, role)
             # Fault: TensorFlow refuses to configure its collective ops once any op has run.
             except RuntimeError as err:
                 raise RuntimeError(
-                    f"{err}. TensorFlow already ran an op in this process: create the "
-                    "strategy first, in a fresh process (python -m resvae_keras train does), "
-                    "before loading data or setting seeds."
+                    f"{err}. TensorFlow already ran an op in this process: create the strategy "
+                    "first, in a fresh process (python -m resvae_keras train does), before "
+                    "loading data or setting seeds."
                 ) from err
-            finally:
-                faulthandler.cancel_dump_traceback_later()
-                watchdog.stdin.close()
-                watchdog.wait()
-    if tf_config:
         return _multi_worker_strategy
     if name == "auto":
         # physical, not logical, devices: listing logical ones would start TensorFlow's
@@ -175,6 +146,41 @@ def cluster_timeout_s() -> float:
     if not seconds > 0:
         raise ValueError(f"RESVAE_CLUSTER_TIMEOUT={text!r} is no positive number of seconds")
     return seconds
+
+
+# Fault: a worker whose peer never started waited forever, holding the GIL and ignoring
+# Ctrl-C and SIGTERM; so a watchdog process prints the message, and SIGKILL is the last resort.
+_WATCHDOG = """
+import os, select, signal, sys, time
+parent, timeout, message = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+if not select.select([sys.stdin], [], [], timeout)[0]:
+    sys.stderr.write(message + "\\n")
+    sys.stderr.flush()
+    if not select.select([sys.stdin], [], [], 30)[0]:
+        os.kill(parent, signal.SIGKILL)
+"""
+
+
+def _join_cluster(tf_config: str, role: dict):
+    """``MultiWorkerMirroredStrategy()``, stopped after ``cluster_timeout_s()`` waiting."""
+    import tensorflow as tf
+
+    timeout = cluster_timeout_s()
+    addresses = ", ".join(a for tasks in json.loads(tf_config)["cluster"].values() for a in tasks)
+    message = (f"{role['task_type']} {role['task_index']}: the cluster of TF_CONFIG ({addresses}) "
+               f"did not come up within {timeout:g} s; start every task it names with the same "
+               "cluster, or set RESVAE_CLUSTER_TIMEOUT (seconds) to wait longer. Stopped.")
+    watchdog = subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(timeout),
+                                 message], stdin=subprocess.PIPE)
+    # exit status 1 (an error), not 137: faulthandler's timer thread needs no GIL
+    with open(os.devnull, "w") as silent:
+        faulthandler.dump_traceback_later(timeout + 2, exit=True, file=silent)
+        try:
+            return tf.distribute.MultiWorkerMirroredStrategy()
+        finally:
+            faulthandler.cancel_dump_traceback_later()
+            watchdog.stdin.close()
+            watchdog.wait()
 
 
 # Fault: every worker runs the same callbacks, so all of them would write the chief's run dir.

@@ -239,21 +239,18 @@ def _refuse_other_settings(config: Config) -> None:
     def shown(c, name):  # the option's value: --plain is `not residual`
         return not c.residual if name == "residual" else getattr(c, name)
 
-    lines = [f"{display_path(run_dir)} holds a run trained with other settings; it was not "
-             "changed:"]
-    lines += [f"  {option_name(n)}: {shown(saved, n)!r} in the run, {shown(config, n)!r} now"
-              for n in changed]
     suffix = next(n for n in itertools.count(2)
                   if not run_dir.with_name(f"{run_dir.name}-{n}").exists())
-    asked_dir = Path(config.run_dir or f"runs/{config.profile}")
-    new_dir = str(asked_dir.with_name(f"{run_dir.name}-{suffix}"))
-    lines += [
+    new_dir = Path(config.run_dir or f"runs/{config.profile}").with_name(f"{run_dir.name}-{suffix}")
+    raise RunSettingsError("\n".join([
+        f"{display_path(run_dir)} holds a run trained with other settings; it was not changed:",
+        *(f"  {option_name(n)}: {shown(saved, n)!r} in the run, {shown(config, n)!r} now"
+          for n in changed),
         "To continue it, drop those options (a run may change only --epochs and "
         "--learning-rate). To train these settings, start a new run in another folder:",
-        f"  {config.train_command(run_dir=new_dir)}",
+        f"  {config.train_command(run_dir=str(new_dir))}",
         f"or delete {display_path(run_dir)} to start it over.",
-    ]
-    raise RunSettingsError("\n".join(lines))
+    ]))
 
 
 def _datasets(config: Config, cache, workers: int):
