@@ -23,8 +23,6 @@ class KLWarmup(keras.callbacks.Callback):
 
     def __init__(self, beta, warmup_steps):
         super().__init__()
-        if warmup_steps < 0:
-            raise ValueError(f"warmup_steps={warmup_steps!r} must be >= 0")
         self.target = float(beta)
         self.warmup_steps = int(warmup_steps)
 

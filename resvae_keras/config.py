@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shlex
 import sys
 from dataclasses import dataclass
@@ -26,6 +27,12 @@ CLI_OPTIONS = (
 def option_name(field_name: str) -> str:
     """``latent_dim`` -> ``--latent-dim``; ``residual`` -> ``--plain`` (sets it to False)."""
     return "--plain" if field_name == "residual" else "--" + field_name.replace("_", "-")
+
+
+def reject_setting(settings, name: str, expected: str):
+    """Raise ``ValueError`` naming ``settings.<name>`` (of a ``Config`` or a ``ResVAE``)."""
+    value = getattr(settings, name)
+    raise ValueError(f"{name}={value!r} ({option_name(name)}): expected {expected}")
 
 
 def project_root() -> Path:
@@ -188,11 +195,8 @@ def _has_type(value, annotation: str) -> bool:
     kind = annotation.split(" |")[0]
     if kind == "tuple[int, ...]":
         return isinstance(value, list) and all(_has_type(v, "int") for v in value)
-    if kind == "bool":
-        return isinstance(value, bool)
-    if isinstance(value, bool):
-        return False
-    return isinstance(value, {"int": int, "float": (int, float), "str": str}.get(kind, object))
+    types = {"bool": bool, "int": int, "float": (int, float), "str": str}.get(kind, object)
+    return isinstance(value, types) and isinstance(value, bool) == (kind == "bool")
 
 
 _PROFILE_OVERRIDES: dict[str, dict] = {
@@ -280,8 +284,6 @@ def notebook_config(saved_profile: str = "celeba-subset", **overrides) -> Config
     """``config_from_env(**overrides)``; in JupyterLab, a course notebook (``NN_name.ipynb``)
     whose implicit profile differs from ``saved_profile`` (the profile of its committed
     outputs) raises ``ProfileMismatchError``."""
-    import re
-
     name = profile_from_env()
     notebook = Path(os.environ.get("JPY_SESSION_NAME", "")).name
     implicit = not os.environ.get("RESVAE_PROFILE")

@@ -10,6 +10,7 @@ import hashlib
 import json
 import math
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -101,9 +102,10 @@ def make_strategy(name="none"):
     tf_config = os.environ.get("TF_CONFIG") if name == "auto" else None
     if tf_config:
         role = describe_tf_config(tf_config)
-        _say(f"strategy auto: MultiWorkerMirroredStrategy, because TF_CONFIG names "
-             f"{role['workers']} workers; this is {role['task_type']} {role['task_index']}"
-             f" ({'the chief, writing the run dir' if role['chief'] else 'not the chief'})")
+        print(f"strategy auto: MultiWorkerMirroredStrategy, because TF_CONFIG names "
+              f"{role['workers']} workers; this is {role['task_type']} {role['task_index']}"
+              f" ({'the chief, writing the run dir' if role['chief'] else 'not the chief'})",
+              file=sys.stderr, flush=True)
         if _multi_worker_strategy is None:
             try:
                 _multi_worker_strategy = _join_cluster(tf_config, role)
@@ -120,11 +122,12 @@ def make_strategy(name="none"):
         # runtime and rule out a multi-worker strategy later in this process
         gpus = len(tf.config.list_physical_devices("GPU"))
         if gpus > 1:
-            _say(f"strategy auto: MirroredStrategy over {gpus} GPUs (TF_CONFIG is not set)")
+            print(f"strategy auto: MirroredStrategy over {gpus} GPUs (TF_CONFIG is not set)",
+                  file=sys.stderr, flush=True)
             return tf.distribute.MirroredStrategy()
-        _say(f"strategy auto: the default strategy (one device), because TF_CONFIG is not "
-             f"set and {gpus} GPU{'' if gpus == 1 else 's'} {'is' if gpus == 1 else 'are'} "
-             "visible")
+        print(f"strategy auto: the default strategy (one device), because TF_CONFIG is not "
+              f"set and {gpus} GPU{'' if gpus == 1 else 's'} {'is' if gpus == 1 else 'are'} "
+              "visible", file=sys.stderr, flush=True)
         return tf.distribute.get_strategy()
     if name == "mirrored":
         gpus = tf.config.list_logical_devices("GPU")
@@ -160,8 +163,6 @@ if not select.select([sys.stdin], [], [], timeout)[0]:
 
 def _join_cluster(tf_config: str, role: dict):
     """``MultiWorkerMirroredStrategy()``, stopped after ``cluster_timeout_s()`` waiting."""
-    import subprocess
-
     import tensorflow as tf
 
     timeout = cluster_timeout_s()
@@ -172,19 +173,14 @@ def _join_cluster(tf_config: str, role: dict):
     watchdog = subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(timeout),
                                  message], stdin=subprocess.PIPE)
     # exit status 1 (an error), not 137: faulthandler's timer thread needs no GIL
-    silent = open(os.devnull, "w")  # noqa: SIM115  (closed below)
-    faulthandler.dump_traceback_later(timeout + 2, exit=True, file=silent)
-    try:
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    finally:
-        faulthandler.cancel_dump_traceback_later()
-        silent.close()
-        watchdog.stdin.close()
-        watchdog.wait()
-
-
-def _say(message):
-    print(message, file=sys.stderr, flush=True)
+    with open(os.devnull, "w") as silent:
+        faulthandler.dump_traceback_later(timeout + 2, exit=True, file=silent)
+        try:
+            return tf.distribute.MultiWorkerMirroredStrategy()
+        finally:
+            faulthandler.cancel_dump_traceback_later()
+            watchdog.stdin.close()
+            watchdog.wait()
 
 
 # Fault: every worker runs the same callbacks, so all of them would write the chief's run dir.
@@ -197,15 +193,14 @@ def worker_dir(run_dir, role):
     return Path(tempfile.gettempdir()) / name
 
 
-_STARTS = ("start afresh", "restore its backup", "continue from last.keras")
-
-
 # Fault: a worker killed while it wrote its end-of-epoch files restored another epoch than
 # its peers, and the run then failed in a collective op with no word on why.
 def check_same_start(strategy, role, start, epoch, run_dir):
-    """Raise ``WorkerStateError`` unless every worker starts the same way (``_STARTS[start]``)
-    at the same epoch; one all-reduce, so also a barrier."""
+    """Raise ``WorkerStateError`` unless every worker starts the same way (``start``: 0 afresh,
+    1 from its backup, 2 from last.keras) at the same epoch; one all-reduce, so also a barrier."""
     import tensorflow as tf
+
+    starts = ("start afresh", "restore its backup", "continue from last.keras")
 
     rows = np.zeros((role["workers"], 2), "float64")
     rows[role["rank"]] = (start, epoch)
@@ -215,7 +210,7 @@ def check_same_start(strategy, role, start, epoch, run_dir):
     )
     rows = (keras.ops.convert_to_numpy(total) / per_worker).round().astype(int)
     if len({tuple(row) for row in rows}) > 1:
-        found = "; ".join(f"worker {rank}: {_STARTS[s]} at epoch {e}"
+        found = "; ".join(f"worker {rank}: {starts[s]} at epoch {e}"
                           for rank, (s, e) in enumerate(rows))
         raise WorkerStateError(
             f"the workers would not start in step ({found}; the chief first). This happens when "

@@ -16,7 +16,9 @@ def make_normalization(norm, groups, name):
         return layers.GroupNormalization(groups=groups, epsilon=1e-5, name=name)
     if norm == "batch":
         return layers.BatchNormalization(synchronized=True, name=name)
-    return layers.Identity(name=name)
+    if norm == "none":
+        return layers.Identity(name=name)
+    raise ValueError(f"norm={norm!r} is not one of {list(NORMALIZATIONS)}")
 
 
 @keras.saving.register_keras_serializable(package="resvae_keras")
@@ -42,8 +44,6 @@ class ResidualBlock(layers.Layer):
         super().__init__(**kwargs)
         if int(kernel_size) % 2 != 1:
             raise ValueError(f"kernel_size={kernel_size!r} must be odd")
-        if norm not in NORMALIZATIONS:
-            raise ValueError(f"norm={norm!r} is not one of {list(NORMALIZATIONS)}")
         self.filters = int(filters)
         self.kernel_size = int(kernel_size)
         self.norm = norm

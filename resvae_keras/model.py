@@ -28,6 +28,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from resvae_keras.config import reject_setting
 from resvae_keras.data._io import display_path
 from resvae_keras.layers import (
     NORMALIZATIONS,
@@ -38,7 +39,8 @@ from resvae_keras.layers import (
     make_normalization,
 )
 
-#: Reconstruction likelihoods p(x|z) and what each one means.
+#: Reconstruction likelihoods p(x|z) and what each one means; the first, the default, gave
+#: the highest PSNR and SSIM in the likelihood study (notebook 07).
 RECONSTRUCTION_LIKELIHOODS = {
     "gaussian_learned": "Gaussian N(x; mu(z), sigma^2 I), one learned sigma for all pixels "
                         "(sigma-VAE, Rybkin et al. 2021); the ELBO is a likelihood bound.",
@@ -47,23 +49,17 @@ RECONSTRUCTION_LIKELIHOODS = {
     "bernoulli": "Bernoulli per pixel channel: -log p(x|z) = binary cross-entropy; not a "
                  "density for continuous x, so its ELBO is not a likelihood bound.",
 }
-#: The default: in the likelihood study (notebook 07) it gave the highest PSNR and SSIM.
-DEFAULT_LIKELIHOOD = "gaussian_learned"
-KINDS = ("vae", "ae")
 #: ``ResVAE`` arguments that are ``config.Config`` fields of the same name.
 CONFIG_ARGUMENTS = (
     "image_size", "widths", "blocks_per_stage", "latent_dim", "residual", "kind",
     "likelihood", "beta", "norm", "seed", "sigma_min", "architecture",
 )  # fmt: skip
-ARCHITECTURES = ("resnet", "conv")
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
 def _check_architecture(image_size, widths, blocks_per_stage, latent_dim):
-    if not widths:
-        raise ValueError(f"widths={widths!r} must be a non-empty list of channel counts")
-    if any(int(w) <= 0 for w in widths):
-        raise ValueError(f"widths={widths!r} must hold positive channel counts")
+    if not widths or any(int(w) <= 0 for w in widths):
+        raise ValueError(f"widths={widths!r} must be a non-empty list of positive channel counts")
     if int(blocks_per_stage) < 0:
         raise ValueError(f"blocks_per_stage={blocks_per_stage!r} must be >= 0")
     if int(latent_dim) <= 0:
@@ -75,6 +71,24 @@ def _check_architecture(image_size, widths, blocks_per_stage, latent_dim):
             f"={factor}: the stem and each of the {len(widths)} stages in widths={tuple(widths)} "
             "halve the resolution"
         )
+
+
+def check_settings(settings, **choices) -> None:
+    """Raise ``ValueError`` naming the first model setting of ``settings`` (a ``ResVAE``, or a
+    ``config.Config`` with the ``choices`` of its other settings) that cannot work."""
+    choices = {"architecture": ("resnet", "conv"), "kind": ("vae", "ae"), "norm": NORMALIZATIONS,
+               "likelihood": tuple(RECONSTRUCTION_LIKELIHOODS), **choices}
+    for name, allowed in choices.items():
+        if getattr(settings, name) not in allowed:
+            reject_setting(settings, name, f"one of {list(allowed)}")
+    if not (math.isfinite(settings.beta) and settings.beta >= 0):
+        reject_setting(settings, "beta", "a number >= 0")
+    if not 0 <= settings.sigma_min < 1:
+        reject_setting(settings, "sigma_min", "a number in [0, 1) (0: no floor)")
+    if settings.sigma_min > 0 and settings.likelihood != "gaussian_learned":
+        reject_setting(settings, "sigma_min", "0 (no floor) unless likelihood='gaussian_learned'")
+    _check_architecture(settings.image_size, settings.widths, settings.blocks_per_stage,
+                        settings.latent_dim)
 
 
 def build_encoder(image_size, widths, blocks_per_stage, latent_dim, residual=True, norm="group"):
@@ -205,7 +219,7 @@ class ResVAE(keras.Model):
         latent_dim=128,
         residual=True,
         kind="vae",
-        likelihood=DEFAULT_LIKELIHOOD,
+        likelihood="gaussian_learned",
         beta=1.0,
         norm="group",
         seed=0,
@@ -214,20 +228,6 @@ class ResVAE(keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        for name, value, choices in (("architecture", architecture, ARCHITECTURES),
-                                     ("kind", kind, KINDS), ("norm", norm, NORMALIZATIONS),
-                                     ("likelihood", likelihood, RECONSTRUCTION_LIKELIHOODS)):
-            if value not in choices:
-                raise ValueError(f"{name}={value!r} is not one of {list(choices)}")
-        if not float(beta) >= 0.0:
-            raise ValueError(f"beta={beta!r} must be >= 0")
-        if not 0.0 <= float(sigma_min) < 1.0:
-            raise ValueError(f"sigma_min={sigma_min!r} must be in [0, 1) (0: no floor)")
-        if float(sigma_min) > 0 and likelihood != "gaussian_learned":
-            raise ValueError(
-                f"sigma_min={sigma_min!r} needs likelihood='gaussian_learned', got "
-                f"{likelihood!r}: pass sigma_min=0 (--sigma-min 0) with this likelihood"
-            )
         self.image_size = int(image_size)
         self.widths = tuple(int(w) for w in widths)
         self.blocks_per_stage = int(blocks_per_stage)
@@ -240,6 +240,7 @@ class ResVAE(keras.Model):
         self.seed = int(seed)
         self.sigma_min = float(sigma_min)
         self.architecture = architecture
+        check_settings(self)
         shape = dict(image_size=self.image_size, widths=self.widths, latent_dim=self.latent_dim)
         if architecture == "conv":
             self.encoder = build_conv_encoder(**shape)

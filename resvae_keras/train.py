@@ -32,18 +32,9 @@ from resvae_keras.callbacks import (
     save_model,
     unreadable_backup,
 )
-from resvae_keras.config import Config, option_name
+from resvae_keras.config import Config, option_name, reject_setting
 from resvae_keras.data._io import atomic_write, display_path
-from resvae_keras.data.images import to_uint8
-from resvae_keras.model import (
-    ARCHITECTURES,
-    KINDS,
-    RECONSTRUCTION_LIKELIHOODS,
-    DamagedModelFileError,
-    _check_architecture,
-    build_model,
-    load_model,
-)
+from resvae_keras.model import DamagedModelFileError, build_model, check_settings, load_model
 from resvae_keras.run_dir import (
     backup_epoch,
     check_run_split,
@@ -53,9 +44,6 @@ from resvae_keras.run_dir import (
     run_lock,
 )
 
-PRECISIONS = (None, "mixed_float16", "mixed_bfloat16")
-OPTIMIZERS = ("adam", "adamw")
-LR_SCHEDULES = ("constant", "cosine")
 GRID_ROWS = ("validation", "reconstruction", "prior sample")
 MIN_SECOND_STAGE_CODES = 8  # fewer codes give a degenerate second-stage fit
 CONTINUABLE = (
@@ -76,8 +64,6 @@ class RunSettingsError(ValueError):
 def precision(policy):
     """Keras' global dtype policy ``policy`` (``None``: float32) for a block; the previous
     policy comes back after. The loss stays float32."""
-    if policy not in PRECISIONS:
-        raise ValueError(f"mixed_precision={policy!r} is not one of {list(PRECISIONS)}")
     previous = keras.mixed_precision.dtype_policy()
     keras.mixed_precision.set_dtype_policy(policy or "float32")
     try:
@@ -110,7 +96,7 @@ def save_grid(grid, path):
     and as a uint8 array in ``path`` with suffix .npz."""
     from PIL import Image
 
-    grid = to_uint8(grid)
+    grid = data.to_uint8(grid)
     rows, cols, h, w, c = grid.shape
     with atomic_write(path) as tmp:
         Image.fromarray(grid.transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, c)).save(
@@ -122,17 +108,13 @@ def save_grid(grid, path):
 def load_grid(run_dir, epoch: int | None = None) -> tuple[np.ndarray, int]:
     """``(grid, epoch)``: the grid saved after ``epoch`` (1-based; default: the last one),
     float32 in [0, 1], shape (rows, cols, H, W, 3) with the rows ``GRID_ROWS``."""
-    from resvae_keras.data.images import as_float_images
-
     grids = Path(run_dir) / "grids"
     saved = sorted(grids.glob("epoch_*.png"))
     if not saved:
         raise FileNotFoundError(f"{grids} holds no epoch_NNN grid: train the run first")
     png = saved[-1] if epoch is None else grids / f"epoch_{int(epoch):03d}.png"
-    with np.load(png.with_suffix(".npz")) as stored:
-        grid = stored["grid"]
-    shape = grid.shape
-    return as_float_images(grid.reshape(-1, *shape[2:])).reshape(shape), int(png.stem[6:])
+    with np.load(png.with_suffix(".npz")) as stored:  # uint8, as save_grid writes it
+        return stored["grid"].astype(np.float32) / np.float32(255.0), int(png.stem[6:])
 
 
 def learning_rate(config, steps_per_epoch: int = 1):
@@ -164,42 +146,23 @@ def compile_model(model, config, steps_per_epoch: int = 1):
 
 def check_config(config: Config) -> None:
     """Raise ``ValueError`` naming the first setting of ``config`` that cannot work."""
-
-    def fail(name, expected):
-        raise ValueError(
-            f"{name}={getattr(config, name)!r} ({option_name(name)}): expected {expected}"
-        )
-
-    counts = ["epochs", "batch_size", "latent_dim", "image_size", "grid_every"]
-    for name in counts + (["max_images"] if config.max_images is not None else []):
+    lowest = dict(epochs=1, batch_size=1, latent_dim=1, image_size=1, grid_every=1,
+                  kl_warmup_steps=0, two_stage_epochs=0, lr_warmup_steps=0, seed=0)
+    if config.max_images is not None:
+        lowest["max_images"] = 1
+    for name, low in lowest.items():
         value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            fail(name, "a positive integer")
-    zero_means = {"kl_warmup_steps": "", "two_stage_epochs": " (0: no second stage)",
-                  "lr_warmup_steps": ""}
-    for name, note in zero_means.items():
-        value = getattr(config, name)
-        if not (isinstance(value, (int, np.integer)) and value >= 0):
-            fail(name, "an integer >= 0" + note)
-    if isinstance(config.seed, bool) or not isinstance(config.seed, (int, np.integer)) or not (
-            0 <= config.seed < 2**32):
-        fail("seed", "an integer in [0, 4294967295]")
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            reject_setting(config, name, f"an integer >= {low}")
+    if config.seed >= 2**32:
+        reject_setting(config, "seed", "an integer in [0, 4294967295]")
     if not (math.isfinite(config.learning_rate) and config.learning_rate > 0):
-        fail("learning_rate", "a positive number, e.g. 0.001")
-    for name in ("beta", "weight_decay"):
-        if not (math.isfinite(getattr(config, name)) and getattr(config, name) >= 0):
-            fail(name, "a number >= 0")
-    if not 0 <= config.sigma_min < 1:
-        fail("sigma_min", "a number in [0, 1) (0: no floor)")
-    choices = {"kind": KINDS, "likelihood": tuple(RECONSTRUCTION_LIKELIHOODS),
-               "architecture": ARCHITECTURES, "strategy": distribute.STRATEGIES,
-               "mixed_precision": PRECISIONS, "optimizer": OPTIMIZERS,
-               "lr_schedule": LR_SCHEDULES, "flip": (True, False)}
-    for name, allowed in choices.items():
-        if getattr(config, name) not in allowed:
-            fail(name, f"one of {list(allowed)}")
-    _check_architecture(config.image_size, config.widths, config.blocks_per_stage,
-                        config.latent_dim)
+        reject_setting(config, "learning_rate", "a positive number, e.g. 0.001")
+    if not (math.isfinite(config.weight_decay) and config.weight_decay >= 0):
+        reject_setting(config, "weight_decay", "a number >= 0")
+    check_settings(config, strategy=distribute.STRATEGIES, optimizer=("adam", "adamw"),
+                   mixed_precision=(None, "mixed_float16", "mixed_bfloat16"),
+                   lr_schedule=("constant", "cosine"), flip=(True, False))
 
 
 def _best_model(run_dir):
@@ -264,34 +227,30 @@ def _refuse_other_settings(config: Config) -> None:
     if not (run_dir / "config.json").is_file() or not (trained or len(load_history(run_dir))):
         return
     saved = Config.load(run_dir / "config.json")
-    changed = []
-    for name in saved.to_dict():
-        old, new = getattr(saved, name), getattr(config, name)
-        if name == "data_dir":
-            old, new = (c.resolve(c.data_dir) if c.data_dir else None for c in (saved, config))
-        if name not in CONTINUABLE and old != new:
-            changed.append(name)
+
+    def value(c, name):  # data_dir compared as the folder it names
+        return c.resolve(c.data_dir) if name == "data_dir" and c.data_dir else getattr(c, name)
+
+    changed = [name for name in saved.to_dict()
+               if name not in CONTINUABLE and value(saved, name) != value(config, name)]
     if not changed:
         return
 
     def shown(c, name):  # the option's value: --plain is `not residual`
         return not c.residual if name == "residual" else getattr(c, name)
 
-    lines = [f"{display_path(run_dir)} holds a run trained with other settings; it was not "
-             "changed:"]
-    lines += [f"  {option_name(n)}: {shown(saved, n)!r} in the run, {shown(config, n)!r} now"
-              for n in changed]
     suffix = next(n for n in itertools.count(2)
                   if not run_dir.with_name(f"{run_dir.name}-{n}").exists())
-    asked_dir = Path(config.run_dir or f"runs/{config.profile}")
-    new_dir = str(asked_dir.with_name(f"{run_dir.name}-{suffix}"))
-    lines += [
+    new_dir = Path(config.run_dir or f"runs/{config.profile}").with_name(f"{run_dir.name}-{suffix}")
+    raise RunSettingsError("\n".join([
+        f"{display_path(run_dir)} holds a run trained with other settings; it was not changed:",
+        *(f"  {option_name(n)}: {shown(saved, n)!r} in the run, {shown(config, n)!r} now"
+          for n in changed),
         "To continue it, drop those options (a run may change only --epochs and "
         "--learning-rate). To train these settings, start a new run in another folder:",
-        f"  {config.train_command(run_dir=new_dir)}",
+        f"  {config.train_command(run_dir=str(new_dir))}",
         f"or delete {display_path(run_dir)} to start it over.",
-    ]
-    raise RunSettingsError("\n".join(lines))
+    ]))
 
 
 def _datasets(config: Config, cache, workers: int):

@@ -46,7 +46,7 @@ def test_encoder_decoder_shapes(image_size, widths):
         (dict(likelihood="laplace"), "likelihood='laplace'"),
         (dict(kind="gan"), "kind='gan'"),
         (dict(sigma_min=-0.1), "sigma_min=-0.1"),
-        (dict(sigma_min=0.1, likelihood="gaussian"), "sigma_min=0.1 needs"),
+        (dict(sigma_min=0.1, likelihood="gaussian"), "sigma_min=0.1 (--sigma-min): expected 0"),
         (dict(architecture="vgg"), "architecture='vgg'"),
         (dict(architecture="conv", image_size=40), "image_size=40"),
     ],

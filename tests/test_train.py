@@ -286,14 +286,17 @@ def test_kl_warmup_ramps_linearly_and_history_records_beta(finished_run):
     # 6 steps per epoch: the beta at the end of epoch 1 is 2 * 5/24, at the end of epoch 2 2 * 11/24.
     np.testing.assert_allclose(history["beta"], [2 * 5 / 24, 2 * 11 / 24], rtol=1e-6)
     assert "val_neg_elbo" in history  # the checkpoint criterion, at beta = 1 throughout
-    with pytest.raises(ValueError, match="warmup_steps=-1"):
-        KLWarmup(1.0, -1)
+    with pytest.raises(ValueError, match=r"kl_warmup_steps=-1 \(--kl-warmup-steps\)"):
+        check_config(finished_run.replace(kl_warmup_steps=-1))
 
 
-def test_bad_precision_name():
-    with pytest.raises(ValueError, match="mixed_precision='float8'"):
+def test_bad_precision_name(tiny_config):
+    with pytest.raises(ValueError, match="float8"):
         with precision("float8"):
             pass
+    assert keras.mixed_precision.dtype_policy().name == "float32"
+    with pytest.raises(ValueError, match="mixed_precision='float8'"):
+        check_config(tiny_config.replace(mixed_precision="float8"))
 
 
 def test_compile_model_creates_the_optimizer_slots_before_the_first_step(tiny_config):
