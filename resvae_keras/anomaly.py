@@ -185,8 +185,3 @@ def roc_curves_of(scores: dict, score: str = "neg_elbo", clean: str = "clean") -
             fpr, tpr, _ = roc_curve(labels, values)
             curves[anomaly] = (fpr, tpr, roc_auc_score(labels, values))
     return curves
-
-
-def anomaly_report(model, clean_images, seed: int = 0) -> pd.DataFrame:
-    """``anomaly_table`` of held-out faces against their corruptions and non-face images."""
-    return anomaly_table(score_sets(model, anomaly_sets(clean_images, seed), seed=seed))

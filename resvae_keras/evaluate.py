@@ -316,17 +316,17 @@ def _samples_step(model, references, samplers, n_samples: int, features, timings
 
 
 def _anomaly_step(model, test_images, n_anomaly: int, timings: dict) -> dict:
-    """``anomaly_report`` on the first ``n_anomaly`` test faces, as the record's ``anomaly``."""
+    """The record's ``anomaly``: ``anomaly.anomaly_table`` of the first ``n_anomaly`` test faces
+    against their corruptions and non-face images."""
     from resvae_keras import anomaly
 
     n_clean = min(len(test_images), int(n_anomaly))
     with _timed(timings, "anomaly"):
-        table = anomaly.anomaly_report(model, test_images[:n_clean])
-    results: dict = {}
-    for (kind, score), row in table.iterrows():
-        results.setdefault(kind, {})[score] = {
-            k: row[k] for k in ("auroc", "ap", "mean_clean", "mean_anomalous")
-        }
+        sets = anomaly.anomaly_sets(test_images[:n_clean], seed=0)
+        table = anomaly.anomaly_table(anomaly.score_sets(model, sets, seed=0))
+    columns = ["auroc", "ap", "mean_clean", "mean_anomalous"]
+    results = {kind: rows.droplevel(0)[columns].to_dict(orient="index")
+               for kind, rows in table.groupby(level=0, sort=False)}
     return {"n_clean": n_clean, "n_anomalous_per_set": n_clean, "seed": 0,
             "corruption_strengths": anomaly.CORRUPTION_STRENGTHS,
             "non_face_kinds": list(anomaly.NON_FACE_KINDS), "scores": anomaly.ANOMALY_SCORES,

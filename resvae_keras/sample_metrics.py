@@ -289,11 +289,9 @@ def sliced_wasserstein(real_images, fake_images, *, patch_size: int = 7,
     ``min_resolution``; min(N_real, N_fake) images and at most ``max_descriptors`` patches."""
     real = as_float_images(real_images, "real_images")
     fake = as_float_images(fake_images, "fake_images")
-    resolutions = []
-    res = real.shape[1]
-    while res >= max(min_resolution, patch_size):
-        resolutions.append(res)
-        res //= 2
+    # the side halved while it is at least max(min_resolution, patch_size)
+    levels = (real.shape[1] // max(min_resolution, patch_size)).bit_length()
+    resolutions = [real.shape[1] >> level for level in range(levels)]
     rng = np.random.default_rng(seed)
     n = min(len(real), len(fake))
     real = real[np.sort(rng.choice(len(real), n, replace=False))] if len(real) > n else real
@@ -332,7 +330,7 @@ def sliced_wasserstein(real_images, fake_images, *, patch_size: int = 7,
 FACE_CASCADE_FILE = "haarcascade_frontalface_default.xml"
 FACE_UPSCALE = 2
 FACE_MIN_SIZE_FRACTION = 1.0 / 3.0
-"""``face_detections``: images upscaled 2x (bicubic) for the Haar cascade (Viola & Jones
+"""``face_detection_rate``: images upscaled 2x (bicubic) for the Haar cascade (Viola & Jones
 2001), faces at least a third of the side."""
 
 
@@ -361,9 +359,11 @@ def face_cascade():
     return cascade
 
 
-def face_detections(images) -> np.ndarray:
-    """Whether OpenCV's Haar frontal-face cascade finds a face in each 8-bit grey image,
-    upscaled ``FACE_UPSCALE`` times: bool (N,)."""
+def face_detection_rate(images) -> float:
+    """Share of ``images`` where OpenCV's Haar frontal-face cascade finds a face in the 8-bit
+    grey image upscaled ``FACE_UPSCALE`` times, in [0, 1] (NaN if none). Coarse: it does not
+    rank blur (real 0.95, blurred 2 px 0.91 on CelebA test crops) nor see diversity; noise
+    scores 0."""
     x = as_float_images(images, "images")
     cv2 = _opencv()
     cascade = face_cascade()
@@ -377,14 +377,6 @@ def face_detections(images) -> np.ndarray:
         faces = cascade.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5,
                                          minSize=(side, side))
         found[i] = len(faces) > 0
-    return found
-
-
-def face_detection_rate(images) -> float:
-    """Share of ``images`` where ``face_detections`` finds a face, in [0, 1] (NaN if none).
-    Coarse: it does not rank blur (real 0.95, blurred 2 px 0.91 on CelebA test crops) nor see
-    diversity; noise scores 0."""
-    found = face_detections(images)
     return float(found.mean()) if len(found) else float("nan")
 
 
@@ -397,11 +389,11 @@ def realism_metrics(real_images, fake_images, extractor: Callable | None = None,
     ``FeatureExtractorUnavailable`` gives ``reason`` instead of an error."""
     real = as_float_images(real_images, "real_images")
     fake = as_float_images(fake_images, "fake_images")
-    result: dict = {"n_real": len(real), "n_fake": len(fake)}
-    result["swd"] = sliced_wasserstein(real, fake, seed=seed)
-    result["face_rate"] = face_detection_rate(fake)
-    result["pixel_l2_diversity_real"] = mean_pairwise_distance(real, seed=seed)
-    result["pixel_l2_diversity_fake"] = mean_pairwise_distance(fake, seed=seed)
+    result: dict = {"n_real": len(real), "n_fake": len(fake),
+                    "swd": sliced_wasserstein(real, fake, seed=seed),
+                    "face_rate": face_detection_rate(fake),
+                    "pixel_l2_diversity_real": mean_pairwise_distance(real, seed=seed),
+                    "pixel_l2_diversity_fake": mean_pairwise_distance(fake, seed=seed)}
     if extractor is None:
         result.update(available=False, reason="no feature extractor given")
         return result
