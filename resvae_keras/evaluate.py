@@ -108,12 +108,10 @@ def load_run(run_dir, checkpoint: str = "model.keras"):
 
 def reconstruction_report(model, images, attributes: pd.DataFrame | None = None, *,
                           seed: int = 0):
-    """``(per_image, summary, breakdown)`` of how well ``model`` reconstructs ``images``.
-
-    One row per image (``reconstruction_metrics``, ``neg_elbo`` = ``reconstruction_nll`` +
-    ``kl`` in nats, ``bits_per_dim``, ``sharpness``, ``sharpness_original``), its
-    ``metrics.summarize``, and the MSE by the bool ``attributes`` (empty without).
-    """
+    """``(per_image, summary, breakdown)`` of how well ``model`` reconstructs ``images``: one row
+    per image (``reconstruction_metrics``, ``neg_elbo`` = ``reconstruction_nll`` + ``kl`` in nats,
+    ``bits_per_dim``, ``sharpness``, ``sharpness_original``), its ``metrics.summarize``, and the
+    MSE by the bool ``attributes`` (empty without)."""
     if attributes is not None and len(attributes) != len(images):
         raise ValueError(
             f"attributes has {len(attributes)} rows but images has {len(images)}; pass one "

@@ -334,21 +334,11 @@ FACE_MIN_SIZE_FRACTION = 1.0 / 3.0
 2001), faces at least a third of the side."""
 
 
-def _opencv():
-    try:
-        import cv2
-    except ImportError as exc:
-        raise ImportError(
-            "face_detection_rate needs OpenCV 4.x with its Haar cascades: "
-            "pip install opencv-python-headless==4.14.0.94 (the pin in requirements.txt)."
-        ) from exc
-    return cv2
-
-
 @functools.cache
 def face_cascade():
     """OpenCV's frontal-face Haar cascade, loaded on first use and kept."""
-    cv2 = _opencv()
+    import cv2
+
     path = Path(getattr(getattr(cv2, "data", None), "haarcascades", "")) / FACE_CASCADE_FILE
     cascade = cv2.CascadeClassifier(str(path)) if path.is_file() else None
     if cascade is None or cascade.empty():
@@ -365,7 +355,13 @@ def face_detection_rate(images) -> float:
     rank blur (real 0.95, blurred 2 px 0.91 on CelebA test crops) nor see diversity; noise
     scores 0."""
     x = as_float_images(images, "images")
-    cv2 = _opencv()
+    try:
+        import cv2
+    except ImportError as exc:
+        raise ImportError(
+            "face_detection_rate needs OpenCV 4.x with its Haar cascades: "
+            "pip install opencv-python-headless==4.14.0.94 (the pin in requirements.txt)."
+        ) from exc
     cascade = face_cascade()
     height, width = x.shape[1] * FACE_UPSCALE, x.shape[2] * FACE_UPSCALE
     side = max(1, int(min(height, width) * FACE_MIN_SIZE_FRACTION))
