@@ -10,6 +10,8 @@ import io
 
 import numpy as np
 import pandas as pd
+from PIL import Image
+from scipy import ndimage
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from resvae_keras import metrics
@@ -50,8 +52,6 @@ def corrupt(images, kind: str, seed: int = 0, strength: float | None = None) -> 
         for i in range(n):
             x[i, tops[i] : tops[i] + side, lefts[i] : lefts[i] + side] = colours[i]
         return x
-    from scipy import ndimage
-
     angles = rng.uniform(90.0, 270.0, size=n) if strength is None else np.full(n, float(strength))
     for i in range(n):
         x[i] = ndimage.rotate(x[i], angles[i], axes=(1, 0), reshape=False, order=1, mode="reflect")
@@ -61,8 +61,6 @@ def corrupt(images, kind: str, seed: int = 0, strength: float | None = None) -> 
 def non_face_images(n: int, size: int = 64, seed: int = 0) -> np.ndarray:
     """``n`` procedural images with no face, float32 (n, size, size, 3); image i is of kind
     ``NON_FACE_KINDS[i % 6]`` and depends only on ``(seed, i)``."""
-    from scipy import ndimage
-
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
     out = np.empty((n, size, size, 3), np.float32)
     for i in range(n):
@@ -108,8 +106,6 @@ def non_face_labels(n: int) -> np.ndarray:
 
 def png_bits(images) -> np.ndarray:
     """PNG size of each image as 8-bit RGB, in bits (float64 (N,)): how complex it is."""
-    from PIL import Image
-
     x = to_uint8(as_float_images(images))
     sizes = np.empty(len(x))
     for i, image in enumerate(x):
