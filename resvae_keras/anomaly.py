@@ -69,6 +69,7 @@ def non_face_images(n: int, size: int = 64, seed: int = 0) -> np.ndarray:
         c0, c1 = rng.random(3, dtype=np.float32), rng.random(3, dtype=np.float32)
         angle = rng.uniform(0, 2 * np.pi)
         along = xx * np.cos(angle) + yy * np.sin(angle)
+        t = np.zeros((size, size), np.float32)  # "flat" stays c0
         if kind == "gradient":
             t = (along - along.min()) / (along.max() - along.min())
         elif kind == "stripes":
@@ -93,8 +94,6 @@ def non_face_images(n: int, size: int = 64, seed: int = 0) -> np.ndarray:
                 image[mask] = colour
             out[i] = image
             continue
-        else:  # flat
-            t = np.zeros((size, size), np.float32)
         out[i] = c0 * (1 - t[..., None]) + c1 * t[..., None]
     return np.clip(out, 0.0, 1.0)
 
@@ -155,9 +154,7 @@ def anomaly_table(scores: dict, score_names=tuple(ANOMALY_SCORES), clean: str = 
     ``scores`` (``{name: anomaly_scores}``), indexed by (``anomaly``, ``score``); NaN where a
     score does not apply (the autoencoder's ELBO)."""
     rows = []
-    for anomaly in scores:
-        if anomaly == clean:
-            continue
+    for anomaly in [name for name in scores if name != clean]:
         for score in score_names:
             labels, values = _labelled(scores, anomaly, score, clean)
             applicable = bool(np.isfinite(values).all())  # the autoencoder has no ELBO
@@ -175,9 +172,9 @@ def anomaly_table(scores: dict, score_names=tuple(ANOMALY_SCORES), clean: str = 
 def roc_curves_of(scores: dict, score: str = "neg_elbo", clean: str = "clean") -> dict:
     """``{anomaly: (fpr, tpr, auroc)}`` for ``plots.roc_curves``; skips NaN scores."""
     curves = {}
-    for anomaly in scores:
+    for anomaly in [name for name in scores if name != clean]:
         labels, values = _labelled(scores, anomaly, score, clean)
-        if anomaly != clean and np.isfinite(values).all():
+        if np.isfinite(values).all():
             fpr, tpr, _ = roc_curve(labels, values)
             curves[anomaly] = (fpr, tpr, roc_auc_score(labels, values))
     return curves

@@ -313,8 +313,7 @@ def sliced_wasserstein(real_images, fake_images, *, patch_size: int = 7,
             descriptors[label].append(((patches - mean) / std).reshape(len(patches), -1))
 
     result = {}
-    for level, res in enumerate(resolutions):
-        a, b = descriptors["real"][level], descriptors["fake"][level]
+    for res, a, b in zip(resolutions, descriptors["real"], descriptors["fake"], strict=True):
         distances = []
         for _ in range(n_repeats):
             dirs = rng.standard_normal((a.shape[1], dirs_per_repeat))
@@ -378,11 +377,9 @@ def face_detection_rate(images) -> float:
 
 def realism_metrics(real_images, fake_images, extractor: Callable | None = None, *,
                     kid_subsets: int = 100, kid_subset_size: int = 1000, seed: int = 0) -> dict:
-    """Realism and diversity of ``fake_images`` against ``real_images``, JSON-ready: ``swd``,
-    ``face_rate``, ``pixel_l2_diversity_real`` / ``_fake``, and with a working ``extractor``
-    (images -> (N, D)) ``fid``, ``kid_mean``, ``kid_std``, ``precision``, ``recall`` and
-    ``feature_diversity_real`` / ``_fake``. ``available`` says which; a missing extractor or
-    ``FeatureExtractorUnavailable`` gives ``reason`` instead of an error."""
+    """Realism and diversity of ``fake_images`` against ``real_images``, JSON-ready; with a
+    working ``extractor`` (images -> (N, D)) also FID, KID, precision, recall and feature
+    diversity. ``available`` says which; a missing or unavailable extractor gives ``reason``."""
     real = as_float_images(real_images, "real_images")
     fake = as_float_images(fake_images, "fake_images")
     result: dict = {"n_real": len(real), "n_fake": len(fake),
@@ -391,14 +388,12 @@ def realism_metrics(real_images, fake_images, extractor: Callable | None = None,
                     "pixel_l2_diversity_real": mean_pairwise_distance(real, seed=seed),
                     "pixel_l2_diversity_fake": mean_pairwise_distance(fake, seed=seed)}
     if extractor is None:
-        result.update(available=False, reason="no feature extractor given")
-        return result
+        return {**result, "available": False, "reason": "no feature extractor given"}
     result["extractor"] = getattr(extractor, "name", type(extractor).__name__)
     try:
         real_feats, fake_feats = extractor(real), extractor(fake)
     except FeatureExtractorUnavailable as exc:
-        result.update(available=False, reason=str(exc))
-        return result
+        return {**result, "available": False, "reason": str(exc)}
     kid_mean, kid_std = kid(real_feats, fake_feats, n_subsets=kid_subsets,
                             subset_size=kid_subset_size, seed=seed)
     precision, recall = precision_recall(real_feats, fake_feats, k=3)
