@@ -110,10 +110,12 @@ def load_run(run_dir, checkpoint: str = "model.keras"):
 
 def reconstruction_report(model, images, attributes: pd.DataFrame | None = None, *,
                           seed: int = 0):
-    """``(per_image, summary, breakdown)`` of how well ``model`` reconstructs ``images``: one row
-    per image (``reconstruction_metrics``, ``neg_elbo`` = ``reconstruction_nll`` + ``kl`` in nats,
-    ``bits_per_dim``, ``sharpness``, ``sharpness_original``), its ``metrics.summarize``, and the
-    MSE by the bool ``attributes`` (empty without)."""
+    """``(per_image, summary, breakdown)`` of how well ``model`` reconstructs ``images``.
+
+    One row per image (``reconstruction_metrics``, ``neg_elbo`` = ``reconstruction_nll`` +
+    ``kl`` in nats, ``bits_per_dim``, ``sharpness``, ``sharpness_original``), its
+    ``metrics.summarize``, and the MSE by the bool ``attributes`` (empty without).
+    """
     if attributes is not None and len(attributes) != len(images):
         raise ValueError(
             f"attributes has {len(attributes)} rows but images has {len(images)}; pass one "
@@ -171,9 +173,8 @@ def originals_and_reconstructions(model, images) -> np.ndarray:
 
 
 def sample_table(reports) -> pd.DataFrame:
-    """One row per ``quality.sample_report`` (or ``quality.reference_report`` row): its
-    ``record.sampler_record`` numbers, pixel diversity and median nearest-training distance;
-    NaN where a row lacks one."""
+    """One row per ``quality.sample_report`` or ``reference_report`` row: its ``sampler_record``
+    numbers, pixel diversity and median nearest-training distance, NaN where missing."""
     rows = []
     for report in reports:
         numbers = record.sampler_record(report)
@@ -311,8 +312,7 @@ def _samples_step(model, references, samplers, n_samples: int, features, timings
 
 
 def _anomaly_step(model, test_images, n_anomaly: int, timings: dict) -> dict:
-    """The record's ``anomaly``: ``anomaly.anomaly_table`` of the first ``n_anomaly`` test faces
-    against their corruptions and non-face images."""
+    """The record's ``anomaly``: ``anomaly.anomaly_table`` of the first ``n_anomaly`` test faces."""
     from resvae_keras import anomaly
 
     n_clean = min(len(test_images), int(n_anomaly))

@@ -349,10 +349,9 @@ def face_cascade():
 
 
 def face_detection_rate(images) -> float:
-    """Share of ``images`` where OpenCV's Haar frontal-face cascade finds a face in the 8-bit
-    grey image upscaled ``FACE_UPSCALE`` times, in [0, 1] (NaN if none). Coarse: it does not
-    rank blur (real 0.95, blurred 2 px 0.91 on CelebA test crops) nor see diversity; noise
-    scores 0."""
+    """Share of ``images`` in which OpenCV's Haar frontal-face cascade finds a face (8-bit grey,
+    upscaled ``FACE_UPSCALE`` times), in [0, 1], NaN if none. Coarse: it does not rank blur (real
+    0.95, blurred 2 px 0.91 on CelebA test crops) nor see diversity; noise scores 0."""
     x = as_float_images(images, "images")
     try:
         import cv2
