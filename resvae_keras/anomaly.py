@@ -10,6 +10,8 @@ import io
 
 import numpy as np
 import pandas as pd
+from PIL import Image
+from scipy import ndimage
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from resvae_keras import metrics
@@ -50,8 +52,6 @@ def corrupt(images, kind: str, seed: int = 0, strength: float | None = None) -> 
         for i in range(n):
             x[i, tops[i] : tops[i] + side, lefts[i] : lefts[i] + side] = colours[i]
         return x
-    from scipy import ndimage
-
     angles = rng.uniform(90.0, 270.0, size=n) if strength is None else np.full(n, float(strength))
     for i in range(n):
         x[i] = ndimage.rotate(x[i], angles[i], axes=(1, 0), reshape=False, order=1, mode="reflect")
@@ -61,8 +61,6 @@ def corrupt(images, kind: str, seed: int = 0, strength: float | None = None) -> 
 def non_face_images(n: int, size: int = 64, seed: int = 0) -> np.ndarray:
     """``n`` procedural images with no face, float32 (n, size, size, 3); image i is of kind
     ``NON_FACE_KINDS[i % 6]`` and depends only on ``(seed, i)``."""
-    from scipy import ndimage
-
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
     out = np.empty((n, size, size, 3), np.float32)
     for i in range(n):
@@ -71,6 +69,7 @@ def non_face_images(n: int, size: int = 64, seed: int = 0) -> np.ndarray:
         c0, c1 = rng.random(3, dtype=np.float32), rng.random(3, dtype=np.float32)
         angle = rng.uniform(0, 2 * np.pi)
         along = xx * np.cos(angle) + yy * np.sin(angle)
+        t = np.zeros((size, size), np.float32)  # "flat" stays c0
         if kind == "gradient":
             t = (along - along.min()) / (along.max() - along.min())
         elif kind == "stripes":
@@ -95,8 +94,6 @@ def non_face_images(n: int, size: int = 64, seed: int = 0) -> np.ndarray:
                 image[mask] = colour
             out[i] = image
             continue
-        else:  # flat
-            t = np.zeros((size, size), np.float32)
         out[i] = c0 * (1 - t[..., None]) + c1 * t[..., None]
     return np.clip(out, 0.0, 1.0)
 
@@ -108,8 +105,6 @@ def non_face_labels(n: int) -> np.ndarray:
 
 def png_bits(images) -> np.ndarray:
     """PNG size of each image as 8-bit RGB, in bits (float64 (N,)): how complex it is."""
-    from PIL import Image
-
     x = to_uint8(as_float_images(images))
     sizes = np.empty(len(x))
     for i, image in enumerate(x):
@@ -159,9 +154,7 @@ def anomaly_table(scores: dict, score_names=tuple(ANOMALY_SCORES), clean: str = 
     ``scores`` (``{name: anomaly_scores}``), indexed by (``anomaly``, ``score``); NaN where a
     score does not apply (the autoencoder's ELBO)."""
     rows = []
-    for anomaly in scores:
-        if anomaly == clean:
-            continue
+    for anomaly in [name for name in scores if name != clean]:
         for score in score_names:
             labels, values = _labelled(scores, anomaly, score, clean)
             applicable = bool(np.isfinite(values).all())  # the autoencoder has no ELBO
@@ -179,14 +172,9 @@ def anomaly_table(scores: dict, score_names=tuple(ANOMALY_SCORES), clean: str = 
 def roc_curves_of(scores: dict, score: str = "neg_elbo", clean: str = "clean") -> dict:
     """``{anomaly: (fpr, tpr, auroc)}`` for ``plots.roc_curves``; skips NaN scores."""
     curves = {}
-    for anomaly in scores:
+    for anomaly in [name for name in scores if name != clean]:
         labels, values = _labelled(scores, anomaly, score, clean)
-        if anomaly != clean and np.isfinite(values).all():
+        if np.isfinite(values).all():
             fpr, tpr, _ = roc_curve(labels, values)
             curves[anomaly] = (fpr, tpr, roc_auc_score(labels, values))
     return curves
-
-
-def anomaly_report(model, clean_images, seed: int = 0) -> pd.DataFrame:
-    """``anomaly_table`` of held-out faces against their corruptions and non-face images."""
-    return anomaly_table(score_sets(model, anomaly_sets(clean_images, seed), seed=seed))

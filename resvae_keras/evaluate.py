@@ -16,16 +16,20 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import keras
 import numpy as np
 import pandas as pd
+from PIL import Image
 
-import resvae_keras.model  # noqa: F401  (registers ResVAE and its layers for load_model)
 from resvae_keras import baselines, facespace, latent, latent_space, metrics, record, sample_metrics
 from resvae_keras import sample_quality as quality
 from resvae_keras.config import Config, project_root
-from resvae_keras.data._io import atomic_write, display_path
+from resvae_keras.data import load_cache, prepare
+from resvae_keras.data._io import atomic_write, check_free_space, display_path
 from resvae_keras.data.images import as_float_images, to_uint8
 from resvae_keras.latent import SAMPLERS
+from resvae_keras.model import load_model
+from resvae_keras.run_dir import SPLIT_FILE, check_run_split, load_history
 
 METRICS_VERSION = 1
 TEMPERATURES = {"prior": (1.0, 0.7), "two_stage": (1.0,), "gmm": (1.0,)}
@@ -74,8 +78,6 @@ def load_run(run_dir, checkpoint: str = "model.keras"):
     root); ``checkpoint``: ``model.keras`` (best by validation loss) or ``last.keras``. A broken
     model file raises ``model.ModelFileError``; a ``config.json`` edited to describe another
     model, ``ValueError``."""
-    from resvae_keras.model import load_model
-
     path = Path(run_dir).expanduser()
     if not (path / "config.json").is_file() and not path.is_absolute():
         path = project_root() / path
@@ -119,8 +121,6 @@ def reconstruction_report(model, images, attributes: pd.DataFrame | None = None,
             f"attributes has {len(attributes)} rows but images has {len(images)}; pass one "
             "row per image (e.g. cache.attributes_of(split) with cache.images_of(split))"
         )
-    import keras
-
     noise = keras.random.SeedGenerator(seed)
     num_dims = int(np.prod(images.shape[1:]))
     frames = []
@@ -173,9 +173,8 @@ def originals_and_reconstructions(model, images) -> np.ndarray:
 
 
 def sample_table(reports) -> pd.DataFrame:
-    """One row per ``quality.sample_report`` (or ``quality.reference_report`` row): its
-    ``record.sampler_record`` numbers, pixel diversity and median nearest-training distance;
-    NaN where a row lacks one."""
+    """One row per ``quality.sample_report`` or ``reference_report`` row: its ``sampler_record``
+    numbers, pixel diversity and median nearest-training distance, NaN where missing."""
     rows = []
     for report in reports:
         numbers = record.sampler_record(report)
@@ -209,16 +208,13 @@ def evaluate_run(run_dir, n_samples: int | None = None, allow_download: bool = F
     ``TEMPERATURES``. ``data_dir``/``cache_dir`` evaluate another dataset, into
     ``metrics_<folder>.json`` unless ``out`` is given. Every draw is seeded by 0.
     """
-    from resvae_keras import data
-    from resvae_keras.run_dir import SPLIT_FILE, check_run_split
-
     started, timings = time.perf_counter(), {}
     run_config, model = load_run(run_dir, checkpoint)
     path = Path(run_config.run_dir)
     overrides = {k: v for k, v in {"data_dir": data_dir, "cache_dir": cache_dir}.items() if v}
     other = f"metrics_{Path(str(data_dir or cache_dir)).name}.json" if overrides else None
     out = out or path / (other or "metrics.json")
-    cache = data.load_cache(run_config.replace(**overrides), progress=verbose)
+    cache = load_cache(run_config.replace(**overrides), progress=verbose)
     if not overrides and not check_run_split(path, cache, "evaluate"):
         print(f"warning: {display_path(path)} has no {SPLIT_FILE} (trained by an "
               "older version), so its test split cannot be checked against the split it "
@@ -316,17 +312,16 @@ def _samples_step(model, references, samplers, n_samples: int, features, timings
 
 
 def _anomaly_step(model, test_images, n_anomaly: int, timings: dict) -> dict:
-    """``anomaly_report`` on the first ``n_anomaly`` test faces, as the record's ``anomaly``."""
+    """The record's ``anomaly``: ``anomaly.anomaly_table`` of the first ``n_anomaly`` test faces."""
     from resvae_keras import anomaly
 
     n_clean = min(len(test_images), int(n_anomaly))
     with _timed(timings, "anomaly"):
-        table = anomaly.anomaly_report(model, test_images[:n_clean])
-    results: dict = {}
-    for (kind, score), row in table.iterrows():
-        results.setdefault(kind, {})[score] = {
-            k: row[k] for k in ("auroc", "ap", "mean_clean", "mean_anomalous")
-        }
+        sets = anomaly.anomaly_sets(test_images[:n_clean], seed=0)
+        table = anomaly.anomaly_table(anomaly.score_sets(model, sets, seed=0))
+    columns = ["auroc", "ap", "mean_clean", "mean_anomalous"]
+    results = {kind: rows.droplevel(0)[columns].to_dict(orient="index")
+               for kind, rows in table.groupby(level=0, sort=False)}
     return {"n_clean": n_clean, "n_anomalous_per_set": n_clean, "seed": 0,
             "corruption_strengths": anomaly.CORRUPTION_STRENGTHS,
             "non_face_kinds": list(anomaly.NON_FACE_KINDS), "scores": anomaly.ANOMALY_SCORES,
@@ -335,8 +330,6 @@ def _anomaly_step(model, test_images, n_anomaly: int, timings: dict) -> dict:
 
 def _record(config: Config, model, cache, settings: dict, parts: dict, timings: dict) -> dict:
     """The ``metrics.json`` record: run, model, data, settings, training, ``parts``, timings."""
-    from resvae_keras.run_dir import load_history
-
     path = Path(config.run_dir)
     optimizer = getattr(model, "optimizer", None)
     history = record.history_summary(load_history(path))
@@ -364,13 +357,11 @@ def _record(config: Config, model, cache, settings: dict, parts: dict, timings: 
 def evaluate_folder(run_dir, data_dir, cache_dir=None) -> Path:
     """Reconstruction numbers of a run on every image of another CelebA-layout folder
     (prepared into ``cache_dir``), written to ``run_dir/metrics_<folder>.json``; its path."""
-    from resvae_keras import data
-
     config, model = load_run(run_dir)
     folder = Path(data_dir).name
-    cache = data.prepare(data_dir, size=config.image_size,
-                         cache_dir=cache_dir or config.resolve(f"data/cache/{folder}"),
-                         progress=False)
+    cache = prepare(data_dir, size=config.image_size,
+                    cache_dir=cache_dir or config.resolve(f"data/cache/{folder}"),
+                    progress=False)
     out = Path(config.run_dir) / f"metrics_{folder}.json"
     _write_json(out, {
         "data": {"source": display_path(data_dir), "n_images": len(cache),
@@ -384,11 +375,6 @@ def write_samples(run_dir, n: int = 64, out_dir="samples", temperature: float = 
                   sampler: str = "two_stage", seed: int = 0, batch_size: int = 256) -> list[Path]:
     """Write ``n`` samples of a run as ``sample_00000.png`` ... in ``out_dir``; their paths.
     Batch b > 0 is seeded by ``(seed, b)``; on any error this call's images are removed."""
-    from PIL import Image
-
-    from resvae_keras import data
-    from resvae_keras.data._io import check_free_space
-
     n = latent.check_count(n, "n (--n)")
     temperature = latent.check_temperature(temperature)
     if isinstance(seed, bool) or not 0 <= int(seed) < 2**32:
@@ -399,7 +385,7 @@ def write_samples(run_dir, n: int = 64, out_dir="samples", temperature: float = 
     config, model = load_run(run_dir)
     # a face PNG takes about a quarter of its raw pixels; more files than that cannot fit
     check_free_space(out, n * config.image_size**2 * 3 // 4, f"{n:,} samples (--n)")
-    cache = data.load_cache(config, progress=False) if sampler == "gmm" else None
+    cache = load_cache(config, progress=False) if sampler == "gmm" else None
     sampler_object = latent.make_sampler(model, sampler, cache, seed=seed, config=config)
     out.mkdir(parents=True, exist_ok=True)
     width, paths = max(5, len(str(n - 1))), []

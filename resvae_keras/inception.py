@@ -137,11 +137,10 @@ class InceptionFeatures:
                 f"Could not read InceptionV3 weights from {path} ({exc}); delete the file and "
                 "fetch it again. " + _what_to_do(path)
             ) from exc
-        size = self.image_size
 
         @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
         def forward(images):
-            resized = tf.image.resize(images, (size, size), method="bilinear")
+            resized = tf.image.resize(images, (self.image_size, self.image_size), method="bilinear")
             scaled = keras.applications.inception_v3.preprocess_input(resized * 255.0)
             return model(scaled, training=False)
 

@@ -38,9 +38,8 @@ def run_record(metrics: dict, config: dict | None = None) -> dict:
     rec, settings = metrics.get("reconstruction") or {}, metrics.get("settings") or {}
     row = {"profile": metrics.get("profile"), "demo": metrics.get("demo"),
            "n_test": settings.get("n_test"), "n_samples": settings.get("n_samples")}
-    for name, key in (("mse", "mse"), ("psnr", "psnr"), ("ssim", "ssim"), ("ms_ssim", "ms_ssim"),
-                      ("neg_elbo_nats", "neg_elbo_nats"), ("neg_elbo_bpd", "bits_per_dim"),
-                      ("kl_nats", "kl_nats")):
+    for name in ("mse", "psnr", "ssim", "ms_ssim", "neg_elbo_nats", "neg_elbo_bpd", "kl_nats"):
+        key = "bits_per_dim" if name == "neg_elbo_bpd" else name
         row[name] = lookup(rec, f"{key}.mean")
     row.update(sharpness_ratio=rec.get("sharpness_ratio"), decoder_sigma=rec.get("decoder_sigma"),
                active_units=lookup(metrics, "latent.active_units"))

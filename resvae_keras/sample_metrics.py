@@ -289,11 +289,9 @@ def sliced_wasserstein(real_images, fake_images, *, patch_size: int = 7,
     ``min_resolution``; min(N_real, N_fake) images and at most ``max_descriptors`` patches."""
     real = as_float_images(real_images, "real_images")
     fake = as_float_images(fake_images, "fake_images")
-    resolutions = []
-    res = real.shape[1]
-    while res >= max(min_resolution, patch_size):
-        resolutions.append(res)
-        res //= 2
+    # the side halved while it is at least max(min_resolution, patch_size)
+    levels = (real.shape[1] // max(min_resolution, patch_size)).bit_length()
+    resolutions = [real.shape[1] >> level for level in range(levels)]
     rng = np.random.default_rng(seed)
     n = min(len(real), len(fake))
     real = real[np.sort(rng.choice(len(real), n, replace=False))] if len(real) > n else real
@@ -315,8 +313,7 @@ def sliced_wasserstein(real_images, fake_images, *, patch_size: int = 7,
             descriptors[label].append(((patches - mean) / std).reshape(len(patches), -1))
 
     result = {}
-    for level, res in enumerate(resolutions):
-        a, b = descriptors["real"][level], descriptors["fake"][level]
+    for res, a, b in zip(resolutions, descriptors["real"], descriptors["fake"], strict=True):
         distances = []
         for _ in range(n_repeats):
             dirs = rng.standard_normal((a.shape[1], dirs_per_repeat))
@@ -332,25 +329,15 @@ def sliced_wasserstein(real_images, fake_images, *, patch_size: int = 7,
 FACE_CASCADE_FILE = "haarcascade_frontalface_default.xml"
 FACE_UPSCALE = 2
 FACE_MIN_SIZE_FRACTION = 1.0 / 3.0
-"""``face_detections``: images upscaled 2x (bicubic) for the Haar cascade (Viola & Jones
+"""``face_detection_rate``: images upscaled 2x (bicubic) for the Haar cascade (Viola & Jones
 2001), faces at least a third of the side."""
-
-
-def _opencv():
-    try:
-        import cv2
-    except ImportError as exc:
-        raise ImportError(
-            "face_detection_rate needs OpenCV 4.x with its Haar cascades: "
-            "pip install opencv-python-headless==4.14.0.94 (the pin in requirements.txt)."
-        ) from exc
-    return cv2
 
 
 @functools.cache
 def face_cascade():
     """OpenCV's frontal-face Haar cascade, loaded on first use and kept."""
-    cv2 = _opencv()
+    import cv2
+
     path = Path(getattr(getattr(cv2, "data", None), "haarcascades", "")) / FACE_CASCADE_FILE
     cascade = cv2.CascadeClassifier(str(path)) if path.is_file() else None
     if cascade is None or cascade.empty():
@@ -361,11 +348,18 @@ def face_cascade():
     return cascade
 
 
-def face_detections(images) -> np.ndarray:
-    """Whether OpenCV's Haar frontal-face cascade finds a face in each 8-bit grey image,
-    upscaled ``FACE_UPSCALE`` times: bool (N,)."""
+def face_detection_rate(images) -> float:
+    """Share of ``images`` in which OpenCV's Haar frontal-face cascade finds a face (8-bit grey,
+    upscaled ``FACE_UPSCALE`` times), in [0, 1], NaN if none. Coarse: it does not rank blur (real
+    0.95, blurred 2 px 0.91 on CelebA test crops) nor see diversity; noise scores 0."""
     x = as_float_images(images, "images")
-    cv2 = _opencv()
+    try:
+        import cv2
+    except ImportError as exc:
+        raise ImportError(
+            "face_detection_rate needs OpenCV 4.x with its Haar cascades: "
+            "pip install opencv-python-headless==4.14.0.94 (the pin in requirements.txt)."
+        ) from exc
     cascade = face_cascade()
     height, width = x.shape[1] * FACE_UPSCALE, x.shape[2] * FACE_UPSCALE
     side = max(1, int(min(height, width) * FACE_MIN_SIZE_FRACTION))
@@ -377,40 +371,28 @@ def face_detections(images) -> np.ndarray:
         faces = cascade.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5,
                                          minSize=(side, side))
         found[i] = len(faces) > 0
-    return found
-
-
-def face_detection_rate(images) -> float:
-    """Share of ``images`` where ``face_detections`` finds a face, in [0, 1] (NaN if none).
-    Coarse: it does not rank blur (real 0.95, blurred 2 px 0.91 on CelebA test crops) nor see
-    diversity; noise scores 0."""
-    found = face_detections(images)
     return float(found.mean()) if len(found) else float("nan")
 
 
 def realism_metrics(real_images, fake_images, extractor: Callable | None = None, *,
                     kid_subsets: int = 100, kid_subset_size: int = 1000, seed: int = 0) -> dict:
-    """Realism and diversity of ``fake_images`` against ``real_images``, JSON-ready: ``swd``,
-    ``face_rate``, ``pixel_l2_diversity_real`` / ``_fake``, and with a working ``extractor``
-    (images -> (N, D)) ``fid``, ``kid_mean``, ``kid_std``, ``precision``, ``recall`` and
-    ``feature_diversity_real`` / ``_fake``. ``available`` says which; a missing extractor or
-    ``FeatureExtractorUnavailable`` gives ``reason`` instead of an error."""
+    """Realism and diversity of ``fake_images`` against ``real_images``, JSON-ready; with a
+    working ``extractor`` (images -> (N, D)) also FID, KID, precision, recall and feature
+    diversity. ``available`` says which; a missing or unavailable extractor gives ``reason``."""
     real = as_float_images(real_images, "real_images")
     fake = as_float_images(fake_images, "fake_images")
-    result: dict = {"n_real": len(real), "n_fake": len(fake)}
-    result["swd"] = sliced_wasserstein(real, fake, seed=seed)
-    result["face_rate"] = face_detection_rate(fake)
-    result["pixel_l2_diversity_real"] = mean_pairwise_distance(real, seed=seed)
-    result["pixel_l2_diversity_fake"] = mean_pairwise_distance(fake, seed=seed)
+    result: dict = {"n_real": len(real), "n_fake": len(fake),
+                    "swd": sliced_wasserstein(real, fake, seed=seed),
+                    "face_rate": face_detection_rate(fake),
+                    "pixel_l2_diversity_real": mean_pairwise_distance(real, seed=seed),
+                    "pixel_l2_diversity_fake": mean_pairwise_distance(fake, seed=seed)}
     if extractor is None:
-        result.update(available=False, reason="no feature extractor given")
-        return result
+        return {**result, "available": False, "reason": "no feature extractor given"}
     result["extractor"] = getattr(extractor, "name", type(extractor).__name__)
     try:
         real_feats, fake_feats = extractor(real), extractor(fake)
     except FeatureExtractorUnavailable as exc:
-        result.update(available=False, reason=str(exc))
-        return result
+        return {**result, "available": False, "reason": str(exc)}
     kid_mean, kid_std = kid(real_feats, fake_feats, n_subsets=kid_subsets,
                             subset_size=kid_subset_size, seed=seed)
     precision, recall = precision_recall(real_feats, fake_feats, k=3)
