@@ -58,8 +58,9 @@ Each command has its own help with every option and its default, e.g. resvae tra
 Settings not given on the command line come from the profile (--profile, else
 RESVAE_PROFILE)."""
 PRECISIONS = ["mixed_float16", "mixed_bfloat16", "float32"]
+# The options of ``train``, field: (type, or the choices, and help); a help without "(default"
+# gets the profiles'. A flag (type None) sets its field: --plain residual=False, --flip flip=True.
 TRAIN_OPTIONS = {
-    # field: (type, or the choices, and help); a help without "(default" gets the profiles'
     "profile": (list(PROFILES), "named settings every other option overrides (default: "
                 "RESVAE_PROFILE, else celeba (GPU) or celeba-subset (CPU) when CELEBA_DIR is "
                 "set, else demo)"),
@@ -95,8 +96,6 @@ TRAIN_OPTIONS = {
     "optimizer": (["adam", "adamw"], "adamw: decoupled weight decay"),
     "weight_decay": (float, "weight decay of adamw"),
 }
-"""The options of ``train``; a flag (type None) sets its field: ``--plain`` residual=False,
-``--flip`` flip=True."""
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -248,8 +247,8 @@ def cmd_study(args):
         from resvae_keras import bench
 
         spec = plan.load_plan()
-        arms = plan.runs_table(spec, args.profile)
-        result = bench.study_step_times(profile=args.profile, runs=arms[arms["group"] == "arms"],
+        result = bench.study_step_times(profile=args.profile,
+                                        runs=plan.runs_table(spec, args.profile),
                                         root=plan.results_root(spec, args.profile))
         for arm, row in result["arms"].items():
             print(f"{arm}: {row['seconds_per_step']:.3f} s/step (IQR {row['q25']:.3f}-"
