@@ -222,9 +222,7 @@ def cmd_bench(args):
     if args.what == "data":
         result = bench.data_speed()
     elif args.what == "train":
-        chosen = args.mixed_precision
-        overrides = {"mixed_precision": None if chosen == "float32" else chosen} if chosen else {}
-        result = bench.training_speed(get_profile(args.profile, **overrides),
+        result = bench.training_speed(get_profile(args.profile, **_overrides(args)),
                                       batch_size=args.batch_size)
     else:
         result = bench.evaluation_speed()
@@ -307,8 +305,7 @@ def _add_data_and_run_commands(command):
     p.add_argument("--data-dir",
                    help="CelebA root folder or zip (default: CELEBA_DIR, else data/celeba)")
     p.add_argument("--size", type=int, default=64, help="side of the cached images, pixels")
-    p.add_argument("--cache-dir", default="data/cache",
-                   help="parent folder of the cache (default: data/cache)")
+    p.add_argument("--cache-dir", default="data/cache", help="parent folder of the cache")
     p.add_argument("--max-images", type=int,
                    help="the first N images by file name only (default: all)")
 

@@ -36,7 +36,6 @@ ATTRIBUTE_NAMES: tuple[str, ...] = (
 
 SPLITS = ("train", "val", "test")  # the official partition ids 0, 1, 2
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 README_SECTION = 'README.md, section "Getting CelebA"'
 
 # (layout, folder or zip relative to the root); the first one that holds images wins
@@ -122,7 +121,7 @@ class CelebaSource:
 
 
 def _is_image_name(name: str) -> bool:
-    return name.lower().endswith(IMAGE_SUFFIXES) and not name.startswith(".")
+    return name.lower().endswith((".jpg", ".jpeg", ".png")) and not name.startswith(".")
 
 
 def find_celeba(celeba_dir: str | os.PathLike | None = None) -> CelebaSource:

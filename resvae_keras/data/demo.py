@@ -94,10 +94,8 @@ def _draw_head(f: _Face, rng: np.random.Generator):
         d.ellipse(box(cx - 1.1 * a, top - 0.1 * fh, cx + 1.1 * a, top + 0.6 * fh), fill=f.hair)
     else:
         d.ellipse(box(cx - 1.3 * a, top - 0.12 * fh, cx + 1.3 * a, top + 1.25 * fh), fill=f.hair)
-    shirt = _rgb(
-        np.array(colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.2, 0.8), rng.uniform(0.3, 0.9)))
-        * 255
-    )
+    hsv = (rng.random(), rng.uniform(0.2, 0.8), rng.uniform(0.3, 0.9))
+    shirt = _rgb(np.array(colorsys.hsv_to_rgb(*hsv)) * 255)
     d.rectangle(box(cx - 0.42 * a, bottom - 0.15 * fh, cx + 0.42 * a, HEIGHT), fill=f.shade)
     d.ellipse(box(cx - 2.5 * a, bottom + 0.1 * fh, cx + 2.5 * a, bottom + 1.1 * fh), fill=shirt)
     for side in (-1, 1):
@@ -213,9 +211,7 @@ def draw_demo_face(seed: int, index: int) -> tuple[Image.Image, dict[str, bool]]
     ``(seed, index)``: every random number comes from one generator, in this order."""
     rng = np.random.default_rng([int(seed), int(index)])
     male = rng.random() < 0.45
-    hair = rng.choice(
-        list(_HAIR_RGB), p=[0.3, 0.3, 0.25 if not male else 0.12, 0.15 if not male else 0.28]
-    )
+    hair = rng.choice(list(_HAIR_RGB), p=[0.3, 0.3, 0.12, 0.28] if male else [0.3, 0.3, 0.25, 0.15])
     moustache = bool(male and rng.random() < 0.4)
     attrs = {
         "Male": male,
