@@ -48,7 +48,8 @@ _default_showwarning = _warnings.showwarning
 def _showwarning(message, category, filename, lineno, file=None, line=None):
     """In Jupyter, data warnings print to stdout (stderr shows as an error box there)."""
     if file is None and issubclass(category, CelebaDataWarning) and "ipykernel" in _sys.modules:
-        file = _sys.stdout
+        print(_formatwarning(message, category, filename, lineno), end="", file=_sys.stdout)
+        return
     _default_showwarning(message, category, filename, lineno, file, line)
 
 

@@ -234,30 +234,19 @@ def _read_annotation(path, columns: tuple[str, ...], allowed) -> tuple[pd.DataFr
             f"{' '.join(columns[:3])} ... {columns[-1]}; re-download the file "
             f"(see {README_SECTION})."
         )
-    try:
-        table = pd.read_csv(
-            io.StringIO(text), sep="," if csv else r"\s+", header=None, names=["image", *columns],
-            skiprows=header_lines, index_col=False, dtype={"image": str}, engine="c",
-        )  # fmt: skip
-        values = table[list(columns)]
-        ok = (
-            table["image"].notna().all()
-            and all(pd.api.types.is_integer_dtype(t) for t in values.dtypes)
-            and (values.isin(allowed).all().all() if allowed else (values >= 0).all().all())
-            and not table["image"].duplicated().any()
-        )
-    except (pd.errors.ParserError, ValueError):
-        ok = False
-    if not ok:
-        _scan_rows(path, lines, header_lines, columns, csv, allowed)  # raises with the line
-        raise AnnotationError(f"{path}: could not parse the rows after line {header_lines}")
-    table = table.set_index("image").astype(np.int8 if allowed else np.int32)
+    _check_rows(path, lines, header_lines, columns, csv, allowed)
+    table = pd.read_csv(
+        io.StringIO(text), sep="," if csv else r"\s+", header=None, names=["image", *columns],
+        skiprows=header_lines, index_col=False, dtype={"image": str}, engine="c",
+    ).set_index("image").astype(np.int8 if allowed else np.int32)
     table.attrs["first_row_line"] = header_lines + 1
     return table, count
 
 
-def _scan_rows(path: Path, lines: list[str], header_lines: int, columns, csv: bool,
-               allowed) -> None:
+def _check_rows(path: Path, lines: list[str], header_lines: int, columns, csv: bool,
+                allowed) -> None:
+    """``AnnotationError`` naming the line of the first row with too few or too many values,
+    a value not in ``allowed`` (``None``: non-negative integers) or a repeated image name."""
     seen: dict[str, int] = {}
     allowed_text = {str(v) for v in allowed} if allowed else None
     for number, line in enumerate(lines[header_lines:], start=header_lines + 1):
