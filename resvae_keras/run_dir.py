@@ -4,9 +4,11 @@ run resumes, refusing a run dir whose files disagree or whose data now splits di
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import sys
+import zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -109,9 +111,6 @@ def run_lock(run_dir):
 def resume_point(state_dir, backup, interrupted: bool, steps_per_epoch: int):
     """``(history, continued)``: ``history.csv`` and whether training continues from
     ``last.keras``; ``RunDirError`` when the two disagree on the epochs."""
-    import io
-    import zipfile
-
     import h5py
 
     state_dir = Path(state_dir)

@@ -140,9 +140,8 @@ class Cache:
 def split_record(cache: Cache) -> dict:
     """A run's ``split.json``: the cache's request, the split rule and sizes, and
     ``members_sha256``, a hash of every image's file name and split (machine-independent)."""
-    members = hashlib.sha256()
-    for name, split in zip(cache.table.index, cache.table["split"], strict=True):
-        members.update(f"{name}\t{split}\n".encode())
+    rows = zip(cache.table.index, cache.table["split"], strict=True)
+    members = hashlib.sha256("".join(f"{name}\t{split}\n" for name, split in rows).encode())
     request = cache.manifest.get("request", {})
     return {
         "cache": {k: request.get(k) for k in ("size", "max_images", "source_fingerprint")},

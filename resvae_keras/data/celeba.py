@@ -234,19 +234,7 @@ def _read_annotation(path, columns: tuple[str, ...], allowed) -> tuple[pd.DataFr
             f"{' '.join(columns[:3])} ... {columns[-1]}; re-download the file "
             f"(see {README_SECTION})."
         )
-    _check_rows(path, lines, header_lines, columns, csv, allowed)
-    table = pd.read_csv(
-        io.StringIO(text), sep="," if csv else r"\s+", header=None, names=["image", *columns],
-        skiprows=header_lines, index_col=False, dtype={"image": str}, engine="c",
-    ).set_index("image").astype(np.int8 if allowed else np.int32)
-    table.attrs["first_row_line"] = header_lines + 1
-    return table, count
-
-
-def _check_rows(path: Path, lines: list[str], header_lines: int, columns, csv: bool,
-                allowed) -> None:
-    """``AnnotationError`` naming the line of the first row with too few or too many values,
-    a value not in ``allowed`` (``None``: non-negative integers) or a repeated image name."""
+    # every row: a new image name and one allowed value per column, else its line is named
     seen: dict[str, int] = {}
     allowed_text = {str(v) for v in allowed} if allowed else None
     for number, line in enumerate(lines[header_lines:], start=header_lines + 1):
@@ -267,6 +255,12 @@ def _check_rows(path: Path, lines: list[str], header_lines: int, columns, csv: b
         if parts[0] in seen:
             raise AnnotationError(f"{where}: {parts[0]} already has a row on line {seen[parts[0]]}")
         seen[parts[0]] = number
+    table = pd.read_csv(
+        io.StringIO(text), sep="," if csv else r"\s+", header=None, names=["image", *columns],
+        skiprows=header_lines, index_col=False, dtype={"image": str}, engine="c",
+    ).set_index("image").astype(np.int8 if allowed else np.int32)
+    table.attrs["first_row_line"] = header_lines + 1
+    return table, count
 
 
 def annotations_for(source: CelebaSource, names: list[str]) -> pd.DataFrame:
