@@ -266,9 +266,9 @@ def _read_annotation(path, columns: tuple[str, ...], allowed) -> tuple[pd.DataFr
 def annotations_for(source: CelebaSource, names: list[str]) -> pd.DataFrame:
     """The 40 attributes plus ``partition`` and ``identity`` (-1 without their file) of
     ``names``; ``AnnotationError`` for the first image with no row in a file."""
-    table = None
+    table = pd.DataFrame(index=pd.Index(names, name="image"))
     for column, path, read, unknown in (
-        (None, source.attributes_file, read_attributes, None),
+        (list(ATTRIBUTE_NAMES), source.attributes_file, read_attributes, None),
         ("partition", source.partition_file, read_partition, np.int8(-1)),
         ("identity", source.identity_file, read_identities, np.int32(-1)),
     ):
@@ -286,9 +286,5 @@ def annotations_for(source: CelebaSource, names: list[str]) -> pd.DataFrame:
                 "Images and annotation files must come from the same CelebA release; "
                 f"re-download the annotations (see {README_SECTION}) or remove the extra images."
             )
-        if table is None:
-            table = rows.loc[names].copy()
-        else:
-            table[column] = rows.loc[names].to_numpy()
-    table.index.name = "image"
+        table[column] = rows.loc[names].to_numpy()
     return table
