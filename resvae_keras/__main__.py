@@ -58,8 +58,9 @@ Each command has its own help with every option and its default, e.g. resvae tra
 Settings not given on the command line come from the profile (--profile, else
 RESVAE_PROFILE)."""
 PRECISIONS = ["mixed_float16", "mixed_bfloat16", "float32"]
+# The options of ``train``, field: (type, or the choices, and help); a help without "(default"
+# gets the profiles'. A flag (type None) sets its field: --plain residual=False, --flip flip=True.
 TRAIN_OPTIONS = {
-    # field: (type, or the choices, and help); a help without "(default" gets the profiles'
     "profile": (list(PROFILES), "named settings every other option overrides (default: "
                 "RESVAE_PROFILE, else celeba (GPU) or celeba-subset (CPU) when CELEBA_DIR is "
                 "set, else demo)"),
@@ -95,8 +96,6 @@ TRAIN_OPTIONS = {
     "optimizer": (["adam", "adamw"], "adamw: decoupled weight decay"),
     "weight_decay": (float, "weight decay of adamw"),
 }
-"""The options of ``train``; a flag (type None) sets its field: ``--plain`` residual=False,
-``--flip`` flip=True."""
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -223,9 +222,7 @@ def cmd_bench(args):
     if args.what == "data":
         result = bench.data_speed()
     elif args.what == "train":
-        chosen = args.mixed_precision
-        overrides = {"mixed_precision": None if chosen == "float32" else chosen} if chosen else {}
-        result = bench.training_speed(get_profile(args.profile, **overrides),
+        result = bench.training_speed(get_profile(args.profile, **_overrides(args)),
                                       batch_size=args.batch_size)
     else:
         result = bench.evaluation_speed()
@@ -248,8 +245,8 @@ def cmd_study(args):
         from resvae_keras import bench
 
         spec = plan.load_plan()
-        arms = plan.runs_table(spec, args.profile)
-        result = bench.study_step_times(profile=args.profile, runs=arms[arms["group"] == "arms"],
+        result = bench.study_step_times(profile=args.profile,
+                                        runs=plan.runs_table(spec, args.profile),
                                         root=plan.results_root(spec, args.profile))
         for arm, row in result["arms"].items():
             print(f"{arm}: {row['seconds_per_step']:.3f} s/step (IQR {row['q25']:.3f}-"
@@ -308,8 +305,7 @@ def _add_data_and_run_commands(command):
     p.add_argument("--data-dir",
                    help="CelebA root folder or zip (default: CELEBA_DIR, else data/celeba)")
     p.add_argument("--size", type=int, default=64, help="side of the cached images, pixels")
-    p.add_argument("--cache-dir", default="data/cache",
-                   help="parent folder of the cache (default: data/cache)")
+    p.add_argument("--cache-dir", default="data/cache", help="parent folder of the cache")
     p.add_argument("--max-images", type=int,
                    help="the first N images by file name only (default: all)")
 

@@ -4,9 +4,11 @@ run resumes, refusing a run dir whose files disagree or whose data now splits di
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import sys
+import zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -106,28 +108,11 @@ def run_lock(run_dir):
             path.unlink(missing_ok=True)
 
 
-def saved_optimizer_steps(path) -> int:
-    """A ``.keras`` checkpoint's ``optimizer.iterations``, read without building the model."""
-    import io
-    import zipfile
-
-    import h5py
-
-    try:
-        with zipfile.ZipFile(path) as archive, h5py.File(
-                io.BytesIO(archive.read("model.weights.h5")), "r") as weights:
-            return int(weights["optimizer/vars/0"][()])
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError) as error:
-        raise RunDirError(
-            f"{display_path(path)} is damaged ({type(error).__name__}: {error}), so the run "
-            "cannot continue from it. Restore it from a copy, or train into another folder "
-            "(--run-dir). Nothing was changed."
-        ) from None
-
-
 def resume_point(state_dir, backup, interrupted: bool, steps_per_epoch: int):
     """``(history, continued)``: ``history.csv`` and whether training continues from
     ``last.keras``; ``RunDirError`` when the two disagree on the epochs."""
+    import h5py
+
     state_dir = Path(state_dir)
     history = load_history(state_dir)
     shown = display_path(state_dir / "history.csv")
@@ -153,7 +138,16 @@ def resume_point(state_dir, backup, interrupted: bool, steps_per_epoch: int):
                 "or move the run dir away (or train into another folder, --run-dir) to start "
                 "over. Nothing was changed.")
         return history, False
-    steps = saved_optimizer_steps(last)
+    try:  # optimizer.iterations, read without building the model
+        with zipfile.ZipFile(last) as archive, h5py.File(
+                io.BytesIO(archive.read("model.weights.h5")), "r") as weights:
+            steps = int(weights["optimizer/vars/0"][()])
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError) as error:
+        raise RunDirError(
+            f"{display_path(last)} is damaged ({type(error).__name__}: {error}), so the run "
+            "cannot continue from it. Restore it from a copy, or train into another folder "
+            "(--run-dir). Nothing was changed."
+        ) from None
     epochs, rest = divmod(steps, steps_per_epoch)
     if rest or epochs != len(history):
         held = (f"{epochs} epochs" if not rest

@@ -140,9 +140,8 @@ class Cache:
 def split_record(cache: Cache) -> dict:
     """A run's ``split.json``: the cache's request, the split rule and sizes, and
     ``members_sha256``, a hash of every image's file name and split (machine-independent)."""
-    members = hashlib.sha256()
-    for name, split in zip(cache.table.index, cache.table["split"], strict=True):
-        members.update(f"{name}\t{split}\n".encode())
+    rows = zip(cache.table.index, cache.table["split"], strict=True)
+    members = hashlib.sha256("".join(f"{name}\t{split}\n" for name, split in rows).encode())
     request = cache.manifest.get("request", {})
     return {
         "cache": {k: request.get(k) for k in ("size", "max_images", "source_fingerprint")},
@@ -283,8 +282,7 @@ def _build(source: CelebaSource, names, members, request, target: Path, progress
         table["split"] = split
         table.astype({name: np.int8 for name in ATTRIBUTE_NAMES}).to_csv(tmp / "table.csv")
         known = identity >= 0  # people with images in more than one split, if known
-        pairs = pd.DataFrame({"identity": identity[known], "split": split[known]})
-        shared = pairs.drop_duplicates()["identity"].value_counts().gt(1).sum()
+        shared = (pd.Series(split[known]).groupby(identity[known]).nunique() > 1).sum()
         seconds = time.perf_counter() - started
         marker = demo_marker(source.root)
         manifest = {

@@ -36,7 +36,6 @@ ATTRIBUTE_NAMES: tuple[str, ...] = (
 
 SPLITS = ("train", "val", "test")  # the official partition ids 0, 1, 2
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 README_SECTION = 'README.md, section "Getting CelebA"'
 
 # (layout, folder or zip relative to the root); the first one that holds images wins
@@ -122,7 +121,7 @@ class CelebaSource:
 
 
 def _is_image_name(name: str) -> bool:
-    return name.lower().endswith(IMAGE_SUFFIXES) and not name.startswith(".")
+    return name.lower().endswith((".jpg", ".jpeg", ".png")) and not name.startswith(".")
 
 
 def find_celeba(celeba_dir: str | os.PathLike | None = None) -> CelebaSource:
@@ -235,30 +234,7 @@ def _read_annotation(path, columns: tuple[str, ...], allowed) -> tuple[pd.DataFr
             f"{' '.join(columns[:3])} ... {columns[-1]}; re-download the file "
             f"(see {README_SECTION})."
         )
-    try:
-        table = pd.read_csv(
-            io.StringIO(text), sep="," if csv else r"\s+", header=None, names=["image", *columns],
-            skiprows=header_lines, index_col=False, dtype={"image": str}, engine="c",
-        )  # fmt: skip
-        values = table[list(columns)]
-        ok = (
-            table["image"].notna().all()
-            and all(pd.api.types.is_integer_dtype(t) for t in values.dtypes)
-            and (values.isin(allowed).all().all() if allowed else (values >= 0).all().all())
-            and not table["image"].duplicated().any()
-        )
-    except (pd.errors.ParserError, ValueError):
-        ok = False
-    if not ok:
-        _scan_rows(path, lines, header_lines, columns, csv, allowed)  # raises with the line
-        raise AnnotationError(f"{path}: could not parse the rows after line {header_lines}")
-    table = table.set_index("image").astype(np.int8 if allowed else np.int32)
-    table.attrs["first_row_line"] = header_lines + 1
-    return table, count
-
-
-def _scan_rows(path: Path, lines: list[str], header_lines: int, columns, csv: bool,
-               allowed) -> None:
+    # every row: a new image name and one allowed value per column, else its line is named
     seen: dict[str, int] = {}
     allowed_text = {str(v) for v in allowed} if allowed else None
     for number, line in enumerate(lines[header_lines:], start=header_lines + 1):
@@ -279,14 +255,20 @@ def _scan_rows(path: Path, lines: list[str], header_lines: int, columns, csv: bo
         if parts[0] in seen:
             raise AnnotationError(f"{where}: {parts[0]} already has a row on line {seen[parts[0]]}")
         seen[parts[0]] = number
+    table = pd.read_csv(
+        io.StringIO(text), sep="," if csv else r"\s+", header=None, names=["image", *columns],
+        skiprows=header_lines, index_col=False, dtype={"image": str}, engine="c",
+    ).set_index("image").astype(np.int8 if allowed else np.int32)
+    table.attrs["first_row_line"] = header_lines + 1
+    return table, count
 
 
 def annotations_for(source: CelebaSource, names: list[str]) -> pd.DataFrame:
     """The 40 attributes plus ``partition`` and ``identity`` (-1 without their file) of
     ``names``; ``AnnotationError`` for the first image with no row in a file."""
-    table = None
+    table = pd.DataFrame(index=pd.Index(names, name="image"))
     for column, path, read, unknown in (
-        (None, source.attributes_file, read_attributes, None),
+        (list(ATTRIBUTE_NAMES), source.attributes_file, read_attributes, None),
         ("partition", source.partition_file, read_partition, np.int8(-1)),
         ("identity", source.identity_file, read_identities, np.int32(-1)),
     ):
@@ -304,9 +286,5 @@ def annotations_for(source: CelebaSource, names: list[str]) -> pd.DataFrame:
                 "Images and annotation files must come from the same CelebA release; "
                 f"re-download the annotations (see {README_SECTION}) or remove the extra images."
             )
-        if table is None:
-            table = rows.loc[names].copy()
-        else:
-            table[column] = rows.loc[names].to_numpy()
-    table.index.name = "image"
+        table[column] = rows.loc[names].to_numpy()
     return table

@@ -90,14 +90,10 @@ class _Face:
 def _draw_head(f: _Face, rng: np.random.Generator):
     """Hair behind the head (short for men, long for women), neck, shirt, ears, f."""
     d, box, a, fh, cx, top, bottom = f.draw, f.box, f.a, f.fh, f.cx, f.top, f.bottom
-    if f.attrs["Male"]:
-        d.ellipse(box(cx - 1.1 * a, top - 0.1 * fh, cx + 1.1 * a, top + 0.6 * fh), fill=f.hair)
-    else:
-        d.ellipse(box(cx - 1.3 * a, top - 0.12 * fh, cx + 1.3 * a, top + 1.25 * fh), fill=f.hair)
-    shirt = _rgb(
-        np.array(colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.2, 0.8), rng.uniform(0.3, 0.9)))
-        * 255
-    )
+    width, above, below = (1.1, 0.1, 0.6) if f.attrs["Male"] else (1.3, 0.12, 1.25)
+    d.ellipse(box(cx - width * a, top - above * fh, cx + width * a, top + below * fh), fill=f.hair)
+    hsv = (rng.random(), rng.uniform(0.2, 0.8), rng.uniform(0.3, 0.9))
+    shirt = _rgb(np.array(colorsys.hsv_to_rgb(*hsv)) * 255)
     d.rectangle(box(cx - 0.42 * a, bottom - 0.15 * fh, cx + 0.42 * a, HEIGHT), fill=f.shade)
     d.ellipse(box(cx - 2.5 * a, bottom + 0.1 * fh, cx + 2.5 * a, bottom + 1.1 * fh), fill=shirt)
     for side in (-1, 1):
@@ -113,11 +109,9 @@ def _draw_eyes(f: _Face, rng: np.random.Generator):
     yb = ye - 0.1 * fh
     for side in (-1, 1):
         ex = f.cx + f.yaw + side * 0.42 * a
-        d.ellipse(box(ex - 0.19 * a, ye - 0.09 * a, ex + 0.19 * a, ye + 0.09 * a),
-                  fill=(240, 238, 232))
-        d.ellipse(box(ex - 0.09 * a, ye - 0.09 * a, ex + 0.09 * a, ye + 0.09 * a), fill=iris)
-        d.ellipse(box(ex - 0.045 * a, ye - 0.045 * a, ex + 0.045 * a, ye + 0.045 * a),
-                  fill=(15, 12, 12))
+        for rx, ry, colour in ((0.19, 0.09, (240, 238, 232)), (0.09, 0.09, iris),
+                               (0.045, 0.045, (15, 12, 12))):  # white, iris, pupil
+            d.ellipse(box(ex - rx * a, ye - ry * a, ex + rx * a, ye + ry * a), fill=colour)
         d.arc(box(ex - 0.2 * a, ye - 0.11 * a, ex + 0.2 * a, ye + 0.11 * a), 190, 350,
               fill=f.shade, width=k)
         bw = (0.1 if f.attrs["Male"] else 0.065) * a
@@ -213,9 +207,7 @@ def draw_demo_face(seed: int, index: int) -> tuple[Image.Image, dict[str, bool]]
     ``(seed, index)``: every random number comes from one generator, in this order."""
     rng = np.random.default_rng([int(seed), int(index)])
     male = rng.random() < 0.45
-    hair = rng.choice(
-        list(_HAIR_RGB), p=[0.3, 0.3, 0.25 if not male else 0.12, 0.15 if not male else 0.28]
-    )
+    hair = rng.choice(list(_HAIR_RGB), p=[0.3, 0.3, 0.12, 0.28] if male else [0.3, 0.3, 0.25, 0.15])
     moustache = bool(male and rng.random() < 0.4)
     attrs = {
         "Male": male,
