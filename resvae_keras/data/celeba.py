@@ -234,7 +234,30 @@ def _read_annotation(path, columns: tuple[str, ...], allowed) -> tuple[pd.DataFr
             f"{' '.join(columns[:3])} ... {columns[-1]}; re-download the file "
             f"(see {README_SECTION})."
         )
-    # every row: a new image name and one allowed value per column, else its line is named
+    try:
+        table = pd.read_csv(
+            io.StringIO(text), sep="," if csv else r"\s+", header=None, names=["image", *columns],
+            skiprows=header_lines, index_col=False, dtype={"image": str}, engine="c",
+        )  # fmt: skip
+        values = table[list(columns)]
+        ok = (
+            table["image"].notna().all()
+            and all(pd.api.types.is_integer_dtype(t) for t in values.dtypes)
+            and (values.isin(allowed).all().all() if allowed else (values >= 0).all().all())
+            and not table["image"].duplicated().any()
+        )
+    except (pd.errors.ParserError, ValueError):
+        ok = False
+    if not ok:
+        _scan_rows(path, lines, header_lines, columns, csv, allowed)  # raises with the line
+        raise AnnotationError(f"{path}: could not parse the rows after line {header_lines}")
+    table = table.set_index("image").astype(np.int8 if allowed else np.int32)
+    table.attrs["first_row_line"] = header_lines + 1
+    return table, count
+
+
+def _scan_rows(path: Path, lines: list[str], header_lines: int, columns, csv: bool,
+               allowed) -> None:
     seen: dict[str, int] = {}
     allowed_text = {str(v) for v in allowed} if allowed else None
     for number, line in enumerate(lines[header_lines:], start=header_lines + 1):
@@ -255,12 +278,6 @@ def _read_annotation(path, columns: tuple[str, ...], allowed) -> tuple[pd.DataFr
         if parts[0] in seen:
             raise AnnotationError(f"{where}: {parts[0]} already has a row on line {seen[parts[0]]}")
         seen[parts[0]] = number
-    table = pd.read_csv(
-        io.StringIO(text), sep="," if csv else r"\s+", header=None, names=["image", *columns],
-        skiprows=header_lines, index_col=False, dtype={"image": str}, engine="c",
-    ).set_index("image").astype(np.int8 if allowed else np.int32)
-    table.attrs["first_row_line"] = header_lines + 1
-    return table, count
 
 
 def annotations_for(source: CelebaSource, names: list[str]) -> pd.DataFrame:
