@@ -33,9 +33,13 @@ COLUMNS = ["lever", "what", "val_psnr_db", "val_neg_elbo_bpd", "val_kl_nats", "d
            "epochs", "train_s"]
 
 
+def results_path() -> Path:
+    return results_dir() / "levers" / "levers.csv"
+
+
 def load_table(path=None) -> pd.DataFrame:
     """The committed sweep table (empty with ``COLUMNS`` when there is none yet)."""
-    path = Path(path or results_dir() / "levers" / "levers.csv")
+    path = Path(path or results_path())
     return pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=COLUMNS)
 
 
@@ -48,7 +52,7 @@ def run_levers(only=None, path=None, verbose=2) -> pd.DataFrame:
     from resvae_keras.model import load_model
     from resvae_keras.train import load_history, train
 
-    path = Path(path or results_dir() / "levers" / "levers.csv")
+    path = Path(path or results_path())
     table = load_table(path)
     for name in only or LEVERS:
         if name in set(table["lever"]):

@@ -289,9 +289,11 @@ def sliced_wasserstein(real_images, fake_images, *, patch_size: int = 7,
     ``min_resolution``; min(N_real, N_fake) images and at most ``max_descriptors`` patches."""
     real = as_float_images(real_images, "real_images")
     fake = as_float_images(fake_images, "fake_images")
-    # the side halved while it is at least max(min_resolution, patch_size)
-    levels = (real.shape[1] // max(min_resolution, patch_size)).bit_length()
-    resolutions = [real.shape[1] >> level for level in range(levels)]
+    resolutions = []
+    res = real.shape[1]
+    while res >= max(min_resolution, patch_size):
+        resolutions.append(res)
+        res //= 2
     rng = np.random.default_rng(seed)
     n = min(len(real), len(fake))
     real = real[np.sort(rng.choice(len(real), n, replace=False))] if len(real) > n else real
